@@ -1,0 +1,417 @@
+//! Key material held by the emulated vaults, its JWK rendering, the RSA key pool, and the strict
+//! PKCS#8 parser used by BYOK import.
+//!
+//! Private keys live only in memory (KEKs need theirs to unwrap). Nothing here logs or persists
+//! private key bytes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+
+use der::Decode as _;
+use der::asn1::ObjectIdentifier;
+use rsa::traits::PublicKeyParts as _;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::config::KeyPoolConfig;
+use crate::util::b64url;
+
+/// An elliptic curve Key Vault supports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Curve {
+    /// NIST P-256.
+    #[serde(rename = "P-256")]
+    P256,
+    /// NIST P-384.
+    #[serde(rename = "P-384")]
+    P384,
+    /// NIST P-521.
+    #[serde(rename = "P-521")]
+    P521,
+    /// secp256k1.
+    #[serde(rename = "P-256K")]
+    P256K,
+}
+
+const OID_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+const OID_EC: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+
+impl Curve {
+    /// The JWK `crv` name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Curve::P256 => "P-256",
+            Curve::P384 => "P-384",
+            Curve::P521 => "P-521",
+            Curve::P256K => "P-256K",
+        }
+    }
+
+    /// Parse a JWK `crv` name.
+    pub fn from_name(s: &str) -> Option<Curve> {
+        [Curve::P256, Curve::P384, Curve::P521, Curve::P256K]
+            .into_iter()
+            .find(|c| c.name() == s)
+    }
+
+    fn oid(self) -> ObjectIdentifier {
+        match self {
+            Curve::P256 => ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7"),
+            Curve::P384 => ObjectIdentifier::new_unwrap("1.3.132.0.34"),
+            Curve::P521 => ObjectIdentifier::new_unwrap("1.3.132.0.35"),
+            Curve::P256K => ObjectIdentifier::new_unwrap("1.3.132.0.10"),
+        }
+    }
+
+    /// Field element size in bytes.
+    pub fn field_len(self) -> usize {
+        match self {
+            Curve::P256 | Curve::P256K => 32,
+            Curve::P384 => 48,
+            Curve::P521 => 66,
+        }
+    }
+}
+
+/// A public key, as the emulator exposes it to tests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum PublicKey {
+    /// RSA: big-endian modulus and exponent without leading zeros.
+    Rsa {
+        /// Modulus.
+        n: Vec<u8>,
+        /// Public exponent.
+        e: Vec<u8>,
+    },
+    /// EC: affine coordinates, each exactly the field length.
+    Ec {
+        /// Curve.
+        crv: Curve,
+        /// X coordinate.
+        x: Vec<u8>,
+        /// Y coordinate.
+        y: Vec<u8>,
+    },
+}
+
+impl PublicKey {
+    /// RSA modulus size in bits (0 for EC).
+    pub fn rsa_bits(&self) -> usize {
+        match self {
+            PublicKey::Rsa { n, .. } => {
+                let first = n.iter().position(|b| *b != 0).unwrap_or(n.len());
+                let n = &n[first..];
+                match n.first() {
+                    Some(b) => (n.len() - 1) * 8 + (8 - b.leading_zeros() as usize),
+                    None => 0,
+                }
+            }
+            PublicKey::Ec { .. } => 0,
+        }
+    }
+}
+
+/// Key material of one version.
+#[derive(Clone)]
+pub(crate) struct Material {
+    pub public: PublicKey,
+    /// Only KEKs (and other keys created here) keep their private half, for unwrap.
+    pub private: Option<Arc<rsa::PrivateKey>>,
+}
+
+impl std::fmt::Debug for Material {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Material")
+            .field("public", &self.public)
+            .field("private", &self.private.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl Material {
+    pub fn from_rsa(key: rsa::PrivateKey) -> Material {
+        Material {
+            public: PublicKey::Rsa {
+                n: key.n_bytes().to_vec(),
+                e: key.e_bytes().to_vec(),
+            },
+            private: Some(Arc::new(key)),
+        }
+    }
+}
+
+/// Render the JWK part of a KeyBundle.
+pub(crate) fn jwk(kid: &str, kty: &str, key_ops: &[String], public: &PublicKey) -> Value {
+    let mut v = json!({"kid": kid, "kty": kty, "key_ops": key_ops});
+    match public {
+        PublicKey::Rsa { n, e } => {
+            v["n"] = json!(b64url(n));
+            // Real Azure returns an RSA-HSM exponent with leading zero bytes ("AAEAAQ").
+            let e = if kty.ends_with("-HSM") && e.len() < 4 {
+                let mut padded = vec![0u8; 4 - e.len()];
+                padded.extend_from_slice(e);
+                padded
+            } else {
+                e.clone()
+            };
+            v["e"] = json!(b64url(&e));
+        }
+        PublicKey::Ec { crv, x, y } => {
+            v["crv"] = json!(crv.name());
+            v["x"] = json!(b64url(x));
+            v["y"] = json!(b64url(y));
+        }
+    }
+    v
+}
+
+// ---------------------------------------------------------------------------------------------
+// RSA key pool (process-wide: generation is slow, keys are independent)
+
+struct PoolInner {
+    ready: HashMap<usize, Vec<rsa::PrivateKey>>,
+    target: HashMap<usize, usize>,
+    filler_started: bool,
+}
+
+struct RsaPool {
+    inner: Mutex<PoolInner>,
+    cv: Condvar,
+}
+
+static POOL: OnceLock<Arc<RsaPool>> = OnceLock::new();
+
+fn pool() -> &'static Arc<RsaPool> {
+    POOL.get_or_init(|| {
+        Arc::new(RsaPool {
+            inner: Mutex::new(PoolInner {
+                ready: HashMap::new(),
+                target: HashMap::new(),
+                filler_started: false,
+            }),
+            cv: Condvar::new(),
+        })
+    })
+}
+
+/// Generate an RSA key now (blocking).
+pub(crate) fn generate_rsa(bits: usize) -> Result<rsa::PrivateKey, String> {
+    rsa::PrivateKey::new(&mut rand::rng(), bits).map_err(|e| e.to_string())
+}
+
+/// Raise the pool targets (process-wide maximum of all configs) and start the filler.
+pub(crate) fn configure_pool(cfg: KeyPoolConfig) {
+    let pool = pool();
+    let Ok(mut inner) = pool.inner.lock() else {
+        return;
+    };
+    for (bits, n) in [
+        (2048, cfg.rsa2048),
+        (3072, cfg.rsa3072),
+        (4096, cfg.rsa4096),
+    ] {
+        let t = inner.target.entry(bits).or_insert(0);
+        *t = (*t).max(n);
+    }
+    if !inner.filler_started {
+        inner.filler_started = true;
+        let pool = Arc::clone(pool);
+        let spawned = std::thread::Builder::new()
+            .name("emu-rsa-pool".into())
+            .spawn(move || fill_forever(&pool));
+        if spawned.is_err() {
+            inner.filler_started = false;
+        }
+    }
+    pool.cv.notify_all();
+}
+
+fn fill_forever(pool: &RsaPool) {
+    loop {
+        let bits = {
+            let Ok(mut inner) = pool.inner.lock() else {
+                return;
+            };
+            loop {
+                let want = [2048usize, 4096, 3072].into_iter().find(|b| {
+                    let have = inner.ready.get(b).map_or(0, Vec::len);
+                    have < inner.target.get(b).copied().unwrap_or(0)
+                });
+                match want {
+                    Some(b) => break b,
+                    None => match pool.cv.wait(inner) {
+                        Ok(g) => inner = g,
+                        Err(_) => return,
+                    },
+                }
+            }
+        };
+        if let Ok(key) = generate_rsa(bits)
+            && let Ok(mut inner) = pool.inner.lock()
+        {
+            inner.ready.entry(bits).or_default().push(key);
+        }
+    }
+}
+
+/// Take a key from the pool, or generate one (off the async runtime).
+pub(crate) async fn rsa_key(bits: usize) -> Result<rsa::PrivateKey, String> {
+    let p = pool();
+    let taken = p
+        .inner
+        .lock()
+        .ok()
+        .and_then(|mut i| i.ready.get_mut(&bits).and_then(Vec::pop));
+    p.cv.notify_all();
+    match taken {
+        Some(k) => Ok(k),
+        None => tokio::task::spawn_blocking(move || generate_rsa(bits))
+            .await
+            .map_err(|e| e.to_string())?,
+    }
+}
+
+/// Number of ready keys of a size (for tests of the pool).
+pub fn pool_ready(bits: usize) -> usize {
+    pool()
+        .inner
+        .lock()
+        .ok()
+        .and_then(|i| i.ready.get(&bits).map(Vec::len))
+        .unwrap_or(0)
+}
+
+// ---------------------------------------------------------------------------------------------
+// EC
+
+macro_rules! ec_public_from_scalar {
+    ($c:ident, $d:expr) => {{
+        use $c::elliptic_curve::sec1::ToSec1Point as _;
+        let sk = $c::SecretKey::from_slice($d).map_err(|_| "EC private key scalar is invalid")?;
+        let point = sk.public_key().as_affine().to_sec1_point(false);
+        point.as_bytes().to_vec()
+    }};
+}
+
+/// Uncompressed SEC1 public point (0x04 || x || y) for a private scalar.
+pub(crate) fn ec_public_point(crv: Curve, d: &[u8]) -> Result<Vec<u8>, &'static str> {
+    if d.len() != crv.field_len() {
+        return Err("EC private key has the wrong length for its curve");
+    }
+    Ok(match crv {
+        Curve::P256 => ec_public_from_scalar!(p256, d),
+        Curve::P384 => ec_public_from_scalar!(p384, d),
+        Curve::P521 => ec_public_from_scalar!(p521, d),
+        Curve::P256K => ec_public_from_scalar!(k256, d),
+    })
+}
+
+/// Generate an EC key (for creates and foreign versions); returns only the public half.
+pub(crate) fn generate_ec_public(crv: Curve) -> Result<PublicKey, String> {
+    let mut d = vec![0u8; crv.field_len()];
+    loop {
+        rand::fill(&mut d[..]);
+        if crv == Curve::P521 {
+            // P-521 scalars are 521 bits: keep the top byte within range.
+            d[0] &= 0x01;
+        }
+        if let Ok(point) = ec_public_point(crv, &d) {
+            return split_point(crv, &point).map_err(str::to_owned);
+        }
+    }
+}
+
+fn split_point(crv: Curve, point: &[u8]) -> Result<PublicKey, &'static str> {
+    let l = crv.field_len();
+    if point.len() != 1 + 2 * l || point[0] != 0x04 {
+        return Err("EC public key is not an uncompressed point of the declared curve");
+    }
+    Ok(PublicKey::Ec {
+        crv,
+        x: point[1..=l].to_vec(),
+        y: point[1 + l..].to_vec(),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Strict PKCS#8 parsing for BYOK import
+
+/// What the import declared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Declared {
+    Rsa,
+    Ec(Curve),
+}
+
+/// Parse the unwrapped plaintext as strict DER PKCS#8 of the declared type; return its public key.
+pub(crate) fn parse_pkcs8_strict(
+    der_bytes: &[u8],
+    declared: Declared,
+) -> Result<PublicKey, String> {
+    let info = pkcs8::PrivateKeyInfoRef::from_der(der_bytes).map_err(|e| {
+        format!("the key material is not a valid DER-encoded PKCS#8 PrivateKeyInfo: {e}")
+    })?;
+    match declared {
+        Declared::Rsa => {
+            if info.algorithm.oid != OID_RSA {
+                return Err(format!(
+                    "the key material algorithm {} does not match kty RSA-HSM",
+                    info.algorithm.oid
+                ));
+            }
+            if info.algorithm.parameters.is_some_and(|p| !p.is_null()) {
+                return Err("rsaEncryption parameters must be NULL".into());
+            }
+            let key = rsa::PrivateKey::try_from(info)
+                .map_err(|e| format!("the RSA private key is invalid: {e}"))?;
+            key.validate()
+                .map_err(|e| format!("the RSA private key is inconsistent: {e}"))?;
+            let public = PublicKey::Rsa {
+                n: key.n_bytes().to_vec(),
+                e: key.e_bytes().to_vec(),
+            };
+            let bits = public.rsa_bits();
+            if ![2048, 3072, 4096].contains(&bits) {
+                return Err(format!(
+                    "RSA key size {bits} is not supported; use 2048, 3072 or 4096"
+                ));
+            }
+            Ok(public)
+        }
+        Declared::Ec(crv) => {
+            if info.algorithm.oid != OID_EC {
+                return Err(format!(
+                    "the key material algorithm {} does not match kty EC-HSM",
+                    info.algorithm.oid
+                ));
+            }
+            let curve_oid = info
+                .algorithm
+                .parameters
+                .ok_or("id-ecPublicKey requires the namedCurve parameter")?
+                .decode_as::<ObjectIdentifier>()
+                .map_err(|e| format!("id-ecPublicKey parameters are not a curve OID: {e}"))?;
+            if curve_oid != crv.oid() {
+                return Err(format!(
+                    "the key material curve {curve_oid} does not match crv {}",
+                    crv.name()
+                ));
+            }
+            let ec = sec1::EcPrivateKey::from_der(info.private_key.as_bytes())
+                .map_err(|e| format!("the ECPrivateKey is not valid DER: {e}"))?;
+            if let Some(params) = ec.parameters
+                && params.named_curve() != Some(crv.oid())
+            {
+                return Err("the ECPrivateKey parameters name another curve".into());
+            }
+            let point = ec_public_point(crv, ec.private_key).map_err(str::to_owned)?;
+            if let Some(embedded) = ec.public_key
+                && embedded != point.as_slice()
+            {
+                return Err("the ECPrivateKey public key does not match its private key".into());
+            }
+            split_point(crv, &point).map_err(str::to_owned)
+        }
+    }
+}

@@ -1,0 +1,332 @@
+//! Key Vault data plane: api-version, auth challenge, names, KEK rules, get/versions/update, RBAC.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+use common::*;
+
+use std::collections::BTreeMap;
+
+use byokd_emulator::{Permission, Sku, VaultOptions};
+use serde_json::json;
+
+#[tokio::test]
+async fn api_version_7_5_is_required() {
+    let (_emu, c) = start().await;
+    let t = c.token().await;
+    let r = c.kv("GET", VAULT, "/keys/k1", Some(&t), None).await;
+    assert_eq!((r.status, r.code()), (400, Some("BadParameter")));
+    let r = c
+        .kv("GET", VAULT, "/keys/k1?api-version=7.4", Some(&t), None)
+        .await;
+    assert_eq!((r.status, r.code()), (400, Some("BadParameter")));
+    let r = c
+        .kv("GET", VAULT, "/keys/k1?api-version=7.5", Some(&t), None)
+        .await;
+    assert_eq!((r.status, r.code()), (404, Some("KeyNotFound")));
+}
+
+#[tokio::test]
+async fn missing_or_bad_token_gets_401_challenge() {
+    let (emu, c) = start().await;
+    let r = c
+        .kv("GET", VAULT, "/keys/k1?api-version=7.5", None, None)
+        .await;
+    assert_eq!((r.status, r.code()), (401, Some("Unauthorized")));
+    let www = r.headers.get("www-authenticate").unwrap().to_str().unwrap();
+    assert_eq!(
+        www,
+        format!(
+            "Bearer authorization=\"https://login.windows.net/{TENANT}\", resource=\"https://vault.azure.net\""
+        )
+    );
+    let r = c
+        .kv(
+            "GET",
+            VAULT,
+            "/keys/k1?api-version=7.5",
+            Some("forged"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 401);
+    let t = c.token().await;
+    emu.expire_tokens();
+    let r = c
+        .kv("GET", VAULT, "/keys/k1?api-version=7.5", Some(&t), None)
+        .await;
+    assert_eq!(r.status, 401);
+}
+
+#[tokio::test]
+async fn invalid_key_names_are_bad_parameter() {
+    let (_emu, c) = start().await;
+    let t = c.token().await;
+    for name in ["bad_name", "a.b", &"x".repeat(128)] {
+        let r = c
+            .kv(
+                "POST",
+                VAULT,
+                &format!("/keys/{name}/create?api-version=7.5"),
+                Some(&t),
+                Some(json!({"kty":"RSA-HSM"})),
+            )
+            .await;
+        assert_eq!((r.status, r.code()), (400, Some("BadParameter")), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn kek_rules_are_enforced() {
+    let (emu, c) = start().await;
+    let t = c.token().await;
+    let create = |body: serde_json::Value| {
+        let c = c.clone();
+        let t = t.clone();
+        async move {
+            c.kv(
+                "POST",
+                VAULT,
+                "/keys/kek1/create?api-version=7.5",
+                Some(&t),
+                Some(body),
+            )
+            .await
+        }
+    };
+    let r = create(json!({"kty":"RSA-HSM","key_size":2048,"key_ops":["import","wrapKey"]})).await;
+    assert_eq!((r.status, r.code()), (400, Some("BadParameter")));
+    let r = create(json!({"kty":"RSA","key_size":2048,"key_ops":["import"]})).await;
+    assert_eq!((r.status, r.code()), (400, Some("BadParameter")));
+    let r = create(json!({"kty":"EC-HSM","crv":"P-256","key_ops":["import"]})).await;
+    assert_eq!((r.status, r.code()), (400, Some("BadParameter")));
+    let r = create(json!({"kty":"RSA-HSM","key_size":1024,"key_ops":["import"]})).await;
+    assert_eq!((r.status, r.code()), (400, Some("BadParameter")));
+    assert!(emu.all_keys(VAULT).is_empty());
+
+    let r = create(json!({"kty":"RSA-HSM","key_size":2048,"key_ops":["import"],"attributes":{"exp": now()+3600}})).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let key = &r.body["key"];
+    assert_eq!(key["kty"], "RSA-HSM");
+    assert_eq!(key["key_ops"], json!(["import"]));
+    assert_eq!(
+        key["e"], "AAEAAQ",
+        "RSA-HSM e carries a leading zero byte, as real Azure"
+    );
+    assert_eq!(unb64(key["n"].as_str().unwrap()).len(), 256);
+    let kid = key["kid"].as_str().unwrap();
+    let version = kid.rsplit('/').next().unwrap();
+    assert_eq!(
+        kid,
+        format!("https://{VAULT}.vault.azure.net/keys/kek1/{version}")
+    );
+    assert!(
+        version.len() == 32
+            && version
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    );
+    assert_eq!(
+        r.body["attributes"]["recoveryLevel"],
+        "Recoverable+Purgeable"
+    );
+    assert_eq!(r.body["attributes"]["recoverableDays"], 90);
+    assert!(r.body["attributes"]["created"].is_i64());
+    assert_eq!(emu.live_keks(VAULT).len(), 1);
+    assert_eq!(emu.counters(VAULT).creates, 1);
+}
+
+#[tokio::test]
+async fn standard_vault_refuses_hsm_keys() {
+    let (emu, c) = start().await;
+    emu.add_vault(
+        "std-vault",
+        VaultOptions {
+            sku: Sku::Standard,
+            ..VaultOptions::default()
+        },
+    )
+    .unwrap();
+    let t = c.token().await;
+    let r = c
+        .kv(
+            "POST",
+            "std-vault",
+            "/keys/kek/create?api-version=7.5",
+            Some(&t),
+            Some(json!({"kty":"RSA-HSM","key_size":2048,"key_ops":["import"]})),
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (400, Some("BadParameter")));
+}
+
+#[tokio::test]
+async fn get_latest_versions_paging_and_update() {
+    let (_emu, c) = start().await;
+    let t = c.token().await;
+    let mut kids = Vec::new();
+    for _ in 0..5 {
+        let r = c
+            .kv(
+                "POST",
+                VAULT,
+                "/keys/multi/create?api-version=7.5",
+                Some(&t),
+                Some(json!({"kty":"EC-HSM","crv":"P-256","tags":{"n":"x"}})),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        assert_eq!(unb64(r.body["key"]["x"].as_str().unwrap()).len(), 32);
+        kids.push(r.body["key"]["kid"].as_str().unwrap().to_owned());
+    }
+    for path in [
+        "/keys/multi/?api-version=7.5",
+        "/keys/multi?api-version=7.5",
+    ] {
+        let r = c.kv("GET", VAULT, path, Some(&t), None).await;
+        assert_eq!(r.body["key"]["kid"], kids[4].as_str(), "{path}");
+        assert_eq!(r.body["tags"]["n"], "x");
+    }
+    let v0 = kids[0].rsplit('/').next().unwrap();
+    let r = c
+        .kv(
+            "GET",
+            VAULT,
+            &format!("/keys/multi/{v0}?api-version=7.5"),
+            Some(&t),
+            None,
+        )
+        .await;
+    assert_eq!(r.body["key"]["kid"], kids[0].as_str());
+    let r = c
+        .kv(
+            "GET",
+            VAULT,
+            &format!("/keys/multi/{}?api-version=7.5", "0".repeat(32)),
+            Some(&t),
+            None,
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (404, Some("KeyNotFound")));
+
+    // Paging: follow nextLink (absolute, carries api-version and $skiptoken).
+    let mut seen = Vec::new();
+    let mut url =
+        format!("https://{VAULT}.vault.azure.net/keys/multi/versions?api-version=7.5&maxresults=2");
+    let auth = format!("Bearer {t}");
+    loop {
+        let r = c
+            .send("GET", &url, &[("authorization", &auth)], vec![])
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        let page = r.body["value"].as_array().unwrap();
+        assert!(page.len() <= 2);
+        seen.extend(page.iter().map(|i| i["kid"].as_str().unwrap().to_owned()));
+        match r.body["nextLink"].as_str() {
+            Some(next) => {
+                assert!(
+                    next.contains("api-version=7.5") && next.contains("$skiptoken="),
+                    "{next}"
+                );
+                url = next.to_owned();
+            }
+            None => break,
+        }
+    }
+    assert_eq!(seen, kids);
+    let r = c
+        .kv(
+            "GET",
+            VAULT,
+            "/keys/multi/versions?api-version=7.5&maxresults=26",
+            Some(&t),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 400);
+
+    // Update: disable the first version, set exp, replace tags.
+    let r = c
+        .kv(
+            "PATCH",
+            VAULT,
+            &format!("/keys/multi/{v0}?api-version=7.5"),
+            Some(&t),
+            Some(
+                json!({"attributes":{"enabled":false,"exp": now()+60},"tags":{"state":"retired"}}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["attributes"]["enabled"], false);
+    assert_eq!(r.body["tags"], json!({"state":"retired"}));
+    let r = c
+        .kv(
+            "GET",
+            VAULT,
+            &format!("/keys/multi/{v0}?api-version=7.5"),
+            Some(&t),
+            None,
+        )
+        .await;
+    assert_eq!(r.body["attributes"]["enabled"], false);
+    let r = c
+        .kv(
+            "PATCH",
+            VAULT,
+            &format!("/keys/multi/{v0}?api-version=7.5"),
+            Some(&t),
+            Some(json!({"key_ops":["sign","decrypt"]})),
+        )
+        .await;
+    assert_eq!(r.status, 400, "EC keys only sign/verify");
+}
+
+#[tokio::test]
+async fn rbac_denial_is_403_forbidden_by_rbac() {
+    let (emu, c) = start().await;
+    let mut access = BTreeMap::new();
+    access.insert(APP.to_owned(), vec![Permission::Get, Permission::List]);
+    emu.set_access(VAULT, Some(access)).unwrap();
+    let t = c.token().await;
+    let r = c
+        .kv(
+            "POST",
+            VAULT,
+            "/keys/kek/create?api-version=7.5",
+            Some(&t),
+            Some(json!({"kty":"RSA-HSM","key_ops":["import"]})),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code(), r.inner()),
+        (403, Some("Forbidden"), Some("ForbiddenByRbac"))
+    );
+    let r = c
+        .kv(
+            "GET",
+            VAULT,
+            "/keys/kek/versions?api-version=7.5",
+            Some(&t),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+}
+
+#[tokio::test]
+async fn http2_is_negotiated_by_alpn() {
+    let (_emu, c) = start().await;
+    let r = c
+        .send_on(
+            true,
+            "GET",
+            &format!("https://{VAULT}.vault.azure.net/keys?api-version=7.5"),
+            &[],
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.version, http::Version::HTTP_2);
+    assert_eq!(r.status, 401);
+}
