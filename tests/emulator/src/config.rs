@@ -237,9 +237,8 @@ impl Default for VaultOptions {
     }
 }
 
-/// A vault in a config file.
+/// A vault in a config file (unknown fields are refused by `VaultOptions`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct VaultConfig {
     /// Vault name (3–24 chars).
     pub name: String,

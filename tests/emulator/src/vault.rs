@@ -705,7 +705,7 @@ async fn import(shared: &Arc<Shared>, vault_name: &str, name: &str, body: &Value
         }
     };
 
-    let (kek, host) = {
+    let kek = {
         let state = shared.lock();
         let Some(vault) = state.vaults.get(vault_name) else {
             return key_not_found(name);
@@ -735,9 +735,8 @@ async fn import(shared: &Arc<Shared>, vault_name: &str, name: &str, body: &Value
             }
             None => None,
         };
-        (kek, vault.host())
+        kek
     };
-    let _ = host;
 
     let public = match kek {
         Some((kek_key, ciphertext)) => {
