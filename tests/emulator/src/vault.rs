@@ -716,7 +716,8 @@ async fn import(shared: &Arc<Shared>, vault_name: &str, name: &str, body: &Value
         if let Some(r) = name_blocked(vault, name) {
             return r;
         }
-        let kek = match key.get("key_hsm").and_then(Value::as_str) {
+
+        match key.get("key_hsm").and_then(Value::as_str) {
             Some(key_hsm) => {
                 if !kty.ends_with("-HSM") {
                     return bad_parameter("key_hsm (BYOK) requires kty 'RSA-HSM' or 'EC-HSM'.");
@@ -734,8 +735,7 @@ async fn import(shared: &Arc<Shared>, vault_name: &str, name: &str, body: &Value
                 }
             }
             None => None,
-        };
-        kek
+        }
     };
 
     let public = match kek {
