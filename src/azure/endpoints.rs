@@ -1,0 +1,301 @@
+//! Clouds and the outbound allowlist.
+//!
+//! Owns the host names of each Azure cloud (azure-byok.md §6) and the [`Allowlist`]: the only
+//! hosts byokd may connect to are the cloud's sign-in host, its ARM host, and
+//! `<vault>.<vault suffix>` for the vaults that key groups name, over `https` on port 443.
+//! Everything else (other hosts, ports, schemes, IP literals, user-info) is refused *before* any
+//! DNS lookup, logged at ERROR. This module must never resolve or connect anything itself.
+
+use super::AzureError;
+use crate::config::Cloud;
+use http::Uri;
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::sync::RwLock;
+
+/// The fixed endpoints of one Azure cloud.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CloudEndpoints {
+    pub cloud: Cloud,
+    /// Entra ID sign-in host, e.g. `login.microsoftonline.com`.
+    pub login_host: &'static str,
+    /// Azure Resource Manager host, e.g. `management.azure.com`.
+    pub arm_host: &'static str,
+    /// Key Vault host suffix without the leading dot, e.g. `vault.azure.net`.
+    pub vault_suffix: &'static str,
+    /// Managed HSM host suffix without the leading dot.
+    pub managed_hsm_suffix: &'static str,
+}
+
+impl CloudEndpoints {
+    pub const fn of(cloud: Cloud) -> Self {
+        match cloud {
+            Cloud::Public => Self {
+                cloud,
+                login_host: "login.microsoftonline.com",
+                arm_host: "management.azure.com",
+                vault_suffix: "vault.azure.net",
+                managed_hsm_suffix: "managedhsm.azure.net",
+            },
+            Cloud::China => Self {
+                cloud,
+                login_host: "login.chinacloudapi.cn",
+                arm_host: "management.chinacloudapi.cn",
+                vault_suffix: "vault.azure.cn",
+                managed_hsm_suffix: "managedhsm.azure.cn",
+            },
+            Cloud::Usgov => Self {
+                cloud,
+                login_host: "login.microsoftonline.us",
+                arm_host: "management.usgovcloudapi.net",
+                vault_suffix: "vault.usgovcloudapi.net",
+                managed_hsm_suffix: "managedhsm.usgovcloudapi.net",
+            },
+        }
+    }
+
+    /// The Key Vault resource (audience), e.g. `https://vault.azure.net`.
+    pub fn vault_resource(&self) -> String {
+        format!("https://{}", self.vault_suffix)
+    }
+
+    /// The OAuth scope for Key Vault data-plane tokens, e.g. `https://vault.azure.net/.default`.
+    pub fn vault_scope(&self) -> String {
+        format!("https://{}/.default", self.vault_suffix)
+    }
+
+    /// The ARM scope (optional vault look-ups).
+    pub fn arm_scope(&self) -> String {
+        format!("https://{}/.default", self.arm_host)
+    }
+
+    /// `<vault>.<suffix>`, lower-case.
+    pub fn vault_host(&self, vault: &str) -> String {
+        format!("{}.{}", vault.to_ascii_lowercase(), self.vault_suffix)
+    }
+
+    /// `https://{login}/{tenant}/oauth2/v2.0/token`.
+    pub fn token_url(&self, tenant: &str) -> String {
+        format!("https://{}/{tenant}/oauth2/v2.0/token", self.login_host)
+    }
+}
+
+/// Where an allowed request may connect: always port 443 today, kept explicit for the connector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Lower-case host name (never an IP literal).
+    pub host: String,
+    pub port: u16,
+}
+
+/// The outbound allowlist: the cloud's fixed hosts plus the vaults that key groups name.
+///
+/// Shared (`Arc`) between the HTTP client and whoever changes key groups; [`Allowlist::set_vaults`]
+/// replaces the vault set at run time.
+#[derive(Debug)]
+pub struct Allowlist {
+    endpoints: CloudEndpoints,
+    vaults: RwLock<BTreeSet<String>>,
+}
+
+/// A Key Vault name: 3–24 characters of `[0-9a-zA-Z-]`.
+pub fn valid_vault_name(name: &str) -> bool {
+    (3..=24).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+impl Allowlist {
+    /// An allowlist for `cloud` and the given vault names.
+    pub fn new<I, S>(cloud: Cloud, vaults: I) -> Result<Self, AzureError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let list = Self { endpoints: CloudEndpoints::of(cloud), vaults: RwLock::new(BTreeSet::new()) };
+        list.set_vaults(vaults)?;
+        Ok(list)
+    }
+
+    pub fn endpoints(&self) -> &CloudEndpoints {
+        &self.endpoints
+    }
+
+    /// Replaces the set of allowed vaults. Every name must be a valid vault name; on error the
+    /// previous set is kept.
+    pub fn set_vaults<I, S>(&self, vaults: I) -> Result<(), AzureError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut set = BTreeSet::new();
+        for v in vaults {
+            let v = v.as_ref();
+            if !valid_vault_name(v) {
+                return Err(AzureError::InvalidName { kind: "vault", name: v.to_string() });
+            }
+            set.insert(v.to_ascii_lowercase());
+        }
+        let mut guard = self.vaults.write().unwrap_or_else(|e| e.into_inner());
+        *guard = set;
+        Ok(())
+    }
+
+    /// The vault names currently allowed (lower-case).
+    pub fn vaults(&self) -> Vec<String> {
+        self.vaults.read().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
+    }
+
+    /// Whether a vault is in the allowed set.
+    pub fn has_vault(&self, vault: &str) -> bool {
+        self.vaults.read().unwrap_or_else(|e| e.into_inner()).contains(&vault.to_ascii_lowercase())
+    }
+
+    fn host_allowed(&self, host: &str) -> bool {
+        let e = &self.endpoints;
+        if host == e.login_host || host == e.arm_host {
+            return true;
+        }
+        match host.strip_suffix(e.vault_suffix).and_then(|p| p.strip_suffix('.')) {
+            Some(vault) => self.has_vault(vault),
+            None => false,
+        }
+    }
+
+    /// Checks a URL string; see [`Allowlist::check`].
+    pub fn check_str(&self, url: &str) -> Result<Target, AzureError> {
+        match url.parse::<Uri>() {
+            Ok(uri) => self.check(&uri),
+            Err(_) => Err(refused(&host_hint(url), "not a valid URL")),
+        }
+    }
+
+    /// Allows only `https`, port 443 and exactly the allowed host names (case-insensitive).
+    /// IP literals, user-info and every other port or scheme are refused. A refusal names the
+    /// host and is logged at ERROR. Performs no DNS lookup.
+    pub fn check(&self, uri: &Uri) -> Result<Target, AzureError> {
+        let host_raw = uri.host().unwrap_or("");
+        let host = host_raw.to_ascii_lowercase();
+        if host.is_empty() {
+            return Err(refused("(none)", "the URL has no host"));
+        }
+        if uri.scheme_str().map(str::to_ascii_lowercase).as_deref() != Some("https") {
+            return Err(refused(&host, "only https is allowed"));
+        }
+        if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+            return Err(refused(&host, "user-info in URLs is not allowed"));
+        }
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        if bare.parse::<IpAddr>().is_ok() {
+            return Err(refused(&host, "IP literals are not allowed; use a host name"));
+        }
+        let port = uri.port_u16().unwrap_or(443);
+        if port != 443 {
+            return Err(refused(&host, "only port 443 is allowed"));
+        }
+        if !self.host_allowed(&host) {
+            return Err(refused(
+                &host,
+                "not the configured cloud's sign-in, ARM or a key group's vault host",
+            ));
+        }
+        Ok(Target { host, port })
+    }
+}
+
+/// Best-effort host extraction from a string that did not parse as a URI (for the error).
+fn host_hint(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let host: String = rest[..end].chars().take(255).collect();
+    host.to_ascii_lowercase()
+}
+
+fn refused(host: &str, reason: &'static str) -> AzureError {
+    tracing::error!(host = %host, reason, "outbound connection refused by the allowlist");
+    AzureError::NotAllowed { host: host.to_string(), reason }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list() -> Allowlist {
+        match Allowlist::new(Cloud::Public, ["myvault"]) {
+            Ok(l) => l,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn refused_reason(l: &Allowlist, url: &str) -> &'static str {
+        match l.check_str(url) {
+            Err(AzureError::NotAllowed { reason, .. }) => reason,
+            other => panic!("{url} should be refused, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn cloud_hosts_match_the_reference_table() {
+        let p = CloudEndpoints::of(Cloud::Public);
+        assert_eq!(p.vault_scope(), "https://vault.azure.net/.default");
+        assert_eq!(p.token_url("t"), "https://login.microsoftonline.com/t/oauth2/v2.0/token");
+        let c = CloudEndpoints::of(Cloud::China);
+        assert_eq!((c.login_host, c.arm_host), ("login.chinacloudapi.cn", "management.chinacloudapi.cn"));
+        assert_eq!(c.vault_scope(), "https://vault.azure.cn/.default");
+        let g = CloudEndpoints::of(Cloud::Usgov);
+        assert_eq!(g.login_host, "login.microsoftonline.us");
+        assert_eq!(g.vault_host("KV1"), "kv1.vault.usgovcloudapi.net");
+        assert_eq!(g.vault_scope(), "https://vault.usgovcloudapi.net/.default");
+    }
+
+    #[test]
+    fn allows_exactly_the_cloud_hosts_and_named_vaults_case_insensitively() {
+        let l = list();
+        for ok in [
+            "https://login.microsoftonline.com/t/oauth2/v2.0/token",
+            "https://management.azure.com/subscriptions",
+            "https://myvault.vault.azure.net/keys/k?api-version=7.5",
+            "https://MyVault.Vault.Azure.NET:443/keys",
+        ] {
+            let t = l.check_str(ok);
+            assert!(matches!(&t, Ok(Target { port: 443, .. })), "{ok}: {t:?}");
+        }
+    }
+
+    #[test]
+    fn refuses_everything_else_with_a_reason_naming_the_host() {
+        let l = list();
+        assert_eq!(refused_reason(&l, "http://myvault.vault.azure.net/"), "only https is allowed");
+        assert_eq!(refused_reason(&l, "https://myvault.vault.azure.net:8443/"), "only port 443 is allowed");
+        assert!(refused_reason(&l, "https://127.0.0.1/").contains("IP literal"));
+        assert!(refused_reason(&l, "https://[::1]/").contains("IP literal"));
+        assert!(refused_reason(&l, "https://u:p@myvault.vault.azure.net/").contains("user-info"));
+        assert!(refused_reason(&l, "https://other.vault.azure.net/").contains("vault host"));
+        assert!(refused_reason(&l, "https://myvault.vault.azure.cn/").contains("vault host"));
+        assert!(refused_reason(&l, "https://myvault.vault.azure.net.evil.example/").contains("vault host"));
+        assert!(refused_reason(&l, "https://x.myvault.vault.azure.net/").contains("vault host"));
+        match l.check_str("https://evil.example/x") {
+            Err(e) => assert!(e.to_string().contains("evil.example"), "{e}"),
+            Ok(t) => panic!("allowed {t:?}"),
+        }
+    }
+
+    #[test]
+    fn vault_set_is_replaceable_at_run_time_and_validated() {
+        let l = list();
+        assert!(l.set_vaults(["kv-two"]).is_ok());
+        assert!(l.check_str("https://kv-two.vault.azure.net/").is_ok());
+        assert!(l.check_str("https://myvault.vault.azure.net/").is_err());
+        assert!(matches!(l.set_vaults(["evil.example"]), Err(AzureError::InvalidName { .. })));
+        assert!(l.check_str("https://kv-two.vault.azure.net/").is_ok(), "a bad update keeps the old set");
+    }
+
+    #[test]
+    fn other_clouds_do_not_leak_into_the_allowlist() {
+        let l = match Allowlist::new(Cloud::China, ["myvault"]) {
+            Ok(l) => l,
+            Err(e) => panic!("{e}"),
+        };
+        assert!(l.check_str("https://login.chinacloudapi.cn/t/oauth2/v2.0/token").is_ok());
+        assert!(l.check_str("https://login.microsoftonline.com/t").is_err());
+        assert!(l.check_str("https://myvault.vault.azure.net/").is_err());
+    }
+}

@@ -1,0 +1,155 @@
+//! The outbound Azure layer: the allowlisted HTTP client, Entra ID tokens and the Key Vault keys
+//! API (api-version 7.5), as azure-byok.md describes Azure's behaviour.
+//!
+//! Owns every byte byokd sends to Azure and every connection it opens: nothing else in the daemon
+//! links an HTTP client (DESIGN.md invariant 3). It speaks REST and maps Azure's answers into typed
+//! errors that tell the operator what to do. It must never wrap or see key material (the HSM layer
+//! builds the transfer blob), never follow a redirect or reach a host outside the [`Allowlist`],
+//! and never put a client secret or token in a log line, an error or a `Debug` output.
+//!
+//! ```no_run
+//! # async fn demo(config: &byokd::config::Config, secret: &byokd::secret::SecretBytes)
+//! #     -> Result<(), byokd::azure::AzureError> {
+//! use byokd::azure::{Allowlist, Azure, AzureMetrics};
+//! use std::sync::Arc;
+//! let allowlist = Arc::new(Allowlist::new(config.azure.cloud, ["myvault"])?);
+//! let az = Azure::new(&config.azure, allowlist, AzureMetrics::new())?;
+//! let token = az.entra().token("cred-1", "tenant-id", "client-id", secret).await?;
+//! let kek = az.keyvault().create_kek(&token, "myvault", "byokd-kek-1", 4096, 1_900_000_000).await?;
+//! # let _ = kek; Ok(()) }
+//! ```
+
+pub mod endpoints;
+pub mod entra;
+pub mod http;
+pub mod keyvault;
+
+pub use endpoints::{Allowlist, CloudEndpoints, Target};
+pub use entra::{AccessToken, AssertionSigner, Challenge, ClientAuth, Entra, EntraError};
+pub use http::{AzureMetrics, HttpClient, HttpOptions, HttpRequest, HttpResponse, MetricsSnapshot};
+pub use keyvault::{
+    DeletedKeyBundle, ImportRequest, JsonWebKey, Kek, KeyAttributes, KeyBundle, KeyItem, KeyUpdate,
+    KeyVault, KeyVaultError, KvOp, RecoveryLevel,
+};
+
+use crate::config::AzureSection;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// Errors of the Azure layer. None carries a secret or a token.
+#[derive(Debug, thiserror::Error)]
+pub enum AzureError {
+    #[error("refused to connect to {host}: {reason} (the allowlist has the cloud's sign-in and ARM hosts and the vaults that key groups name, https on port 443 only)")]
+    NotAllowed { host: String, reason: &'static str },
+    #[error("{host} answered {status} redirecting to {location_host}; byokd never follows redirects: check the vault name and cloud")]
+    Redirect { status: u16, host: String, location_host: String },
+    #[error("invalid URL {url}")]
+    InvalidUrl { url: String },
+    #[error("invalid {kind} name {name:?}")]
+    InvalidName { kind: &'static str, name: String },
+    #[error("TLS with {host} failed: {detail} (the server's certificate must chain to the system roots or azure.extra_ca and name the host)")]
+    Tls { host: String, detail: String },
+    #[error("trust anchors from {path}: {detail}")]
+    TrustAnchors { path: String, detail: String },
+    #[error("{host} could not be reached after {attempts} attempt(s): {reason}")]
+    Unreachable { host: String, attempts: u32, reason: String },
+    #[error("the response to {method} {path} on {host} was lost after the request was sent; it may have been applied: check the state in Azure before repeating it")]
+    ResponseLost { method: String, host: String, path: String },
+    #[error("the response from {host} exceeds {limit} bytes")]
+    TooLarge { host: String, limit: usize },
+    #[error("could not encode the {what}: {detail}")]
+    Encode { what: &'static str, detail: String },
+    #[error("unexpected answer from {host} ({status}): {detail}")]
+    Decode { host: String, status: u16, detail: String },
+    #[error(transparent)]
+    Entra(#[from] EntraError),
+    #[error(transparent)]
+    KeyVault(#[from] KeyVaultError),
+}
+
+impl AzureError {
+    /// Whether repeating the whole operation later is reasonable (throttling, transient outage,
+    /// a key still being deleted). `ResponseLost` is not: check state first.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            AzureError::Unreachable { .. } => true,
+            AzureError::KeyVault(e) => e.is_retryable(),
+            _ => false,
+        }
+    }
+}
+
+/// Wall-clock source, injectable for tests (token expiry).
+pub trait Clock: Send + Sync {
+    fn now(&self) -> SystemTime;
+}
+
+/// The real clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+}
+
+/// The Azure layer's entry point: one shared HTTP client, Entra tokens and Key Vault calls.
+pub struct Azure {
+    http: Arc<HttpClient>,
+    entra: Entra,
+    keyvault: KeyVault,
+}
+
+impl Azure {
+    /// Builds the layer from `[azure]`: retry and time-out settings come from the section.
+    pub fn new(
+        cfg: &AzureSection,
+        allowlist: Arc<Allowlist>,
+        metrics: Arc<AzureMetrics>,
+    ) -> Result<Self, AzureError> {
+        Self::with_options(cfg, HttpOptions::from_config(cfg), allowlist, metrics)
+    }
+
+    /// As [`Azure::new`] with explicit client options (tests shrink the back-off).
+    pub fn with_options(
+        cfg: &AzureSection,
+        opts: HttpOptions,
+        allowlist: Arc<Allowlist>,
+        metrics: Arc<AzureMetrics>,
+    ) -> Result<Self, AzureError> {
+        let endpoints = *allowlist.endpoints();
+        let http = Arc::new(HttpClient::new(cfg, opts, allowlist, metrics)?);
+        Ok(Self {
+            entra: Entra::new(http.clone(), endpoints, Arc::new(SystemClock)),
+            keyvault: KeyVault::new(http.clone(), endpoints),
+            http,
+        })
+    }
+
+    /// Replaces the clock used for token expiry.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.entra = Entra::new(self.http.clone(), *self.http.allowlist().endpoints(), clock);
+        self
+    }
+
+    pub fn entra(&self) -> &Entra {
+        &self.entra
+    }
+
+    pub fn keyvault(&self) -> &KeyVault {
+        &self.keyvault
+    }
+
+    pub fn http(&self) -> &Arc<HttpClient> {
+        &self.http
+    }
+
+    pub fn allowlist(&self) -> &Arc<Allowlist> {
+        self.http.allowlist()
+    }
+
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.http.metrics().snapshot()
+    }
+}

@@ -1,0 +1,5 @@
+//! byokctl, the operator's CLI for byokd. All logic lives in the library: see `byokd::ctl`.
+
+fn main() -> std::process::ExitCode {
+    byokd::ctl::run()
+}

@@ -1,0 +1,246 @@
+//! The configuration's shape and defaults.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the durable state lives (mode 0700).
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// Whether this appliance is the designated device that pushes key material to the cloud.
+    #[serde(default)]
+    pub designated: bool,
+    /// Refuse to run as root unless this is true.
+    #[serde(default)]
+    pub allow_root: bool,
+    pub hsm: HsmSection,
+    #[serde(default)]
+    pub azure: AzureSection,
+    #[serde(default)]
+    pub control: Option<ControlSection>,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HsmSection {
+    /// Path of the PKCS#11 module (a shared library).
+    pub module: PathBuf,
+    /// Label of the token byokd logs in to.
+    pub token_label: String,
+    /// The PIN file: a bare name is read from `$CREDENTIALS_DIRECTORY` (systemd
+    /// `LoadCredential=`); an absolute path must be owned by byokd's user with mode 0600 or 0400.
+    #[serde(default = "default_pin_file")]
+    pub pin_file: String,
+    /// Allow the `host` wrap strategy (software tokens only); every use is logged at WARN.
+    #[serde(default)]
+    pub allow_host_wrap: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Cloud {
+    #[default]
+    Public,
+    China,
+    Usgov,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AzureSection {
+    #[serde(default)]
+    pub cloud: Cloud,
+    /// Host name → `ip:port`, like curl's `--resolve`. SNI and certificate checks keep the name.
+    #[serde(default)]
+    pub resolve: BTreeMap<String, SocketAddr>,
+    /// Extra trust anchors (PEM files) added to the system roots.
+    #[serde(default)]
+    pub extra_ca: Vec<PathBuf>,
+    /// TCP connect plus TLS handshake time-out.
+    #[serde(default = "d_az_connect")]
+    pub connect_timeout_ms: u64,
+    /// Time-out for the response head, and again for the body, of one attempt.
+    #[serde(default = "d_az_read")]
+    pub read_timeout_ms: u64,
+    /// Time-out of one whole call to Azure, retries and back-off included.
+    #[serde(default = "d_az_total")]
+    pub total_timeout_ms: u64,
+    /// Attempts per call, the first included.
+    #[serde(default = "d_az_attempts")]
+    pub max_attempts: u32,
+    /// The most time one call spends waiting between retries.
+    #[serde(default = "d_az_retry_wait")]
+    pub max_retry_wait_ms: u64,
+    /// First back-off step when Azure sends no retry hint; later steps double (1, 2, 4, 8, 16×).
+    #[serde(default = "d_az_retry_base")]
+    pub retry_base_ms: u64,
+}
+
+impl Default for AzureSection {
+    fn default() -> Self {
+        Self {
+            cloud: Cloud::default(),
+            resolve: BTreeMap::new(),
+            extra_ca: Vec::new(),
+            connect_timeout_ms: d_az_connect(),
+            read_timeout_ms: d_az_read(),
+            total_timeout_ms: d_az_total(),
+            max_attempts: d_az_attempts(),
+            max_retry_wait_ms: d_az_retry_wait(),
+            retry_base_ms: d_az_retry_base(),
+        }
+    }
+}
+
+fn d_az_connect() -> u64 {
+    10_000
+}
+fn d_az_read() -> u64 {
+    30_000
+}
+fn d_az_total() -> u64 {
+    180_000
+}
+fn d_az_attempts() -> u32 {
+    6
+}
+fn d_az_retry_wait() -> u64 {
+    60_000
+}
+fn d_az_retry_base() -> u64 {
+    1_000
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlSection {
+    /// TCP address of the control socket. Loopback by default.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Optional unix socket for the front panel (mode 0600, same TLS).
+    #[serde(default)]
+    pub unix_socket: Option<PathBuf>,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    /// The console CA: client certificates must chain to it.
+    pub client_ca: PathBuf,
+    /// How long a dual-control request waits for a second admin.
+    #[serde(default = "default_approval_window")]
+    pub approval_window_secs: u64,
+    #[serde(default)]
+    pub identities: Vec<IdentityMapping>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityMapping {
+    /// The identity's name, shown in logs and approvals.
+    pub name: String,
+    pub role: Role,
+    /// SHA-256 fingerprint of the client certificate (hex, colons allowed).
+    #[serde(default)]
+    pub fingerprint: Option<String>,
+    /// Or the certificate's subject CN.
+    #[serde(default)]
+    pub cn: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Admin,
+    Operator,
+    Auditor,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Time-out of one request to the HSM worker.
+    #[serde(default = "d_hsm_timeout")]
+    pub hsm_request_timeout_ms: u64,
+    /// Largest control request body.
+    #[serde(default = "d_body")]
+    pub max_body_bytes: usize,
+    /// Largest request header block.
+    #[serde(default = "d_header")]
+    pub max_header_bytes: usize,
+    /// Concurrent control connections.
+    #[serde(default = "d_conns")]
+    pub max_connections: usize,
+    /// Time to receive a whole request (headers and body) on the control socket.
+    #[serde(default = "d_read")]
+    pub read_timeout_ms: u64,
+    /// Idle keep-alive time on the control socket.
+    #[serde(default = "d_idle")]
+    pub idle_timeout_ms: u64,
+    /// Most credentials, groups and keys (each), so state stays bounded.
+    #[serde(default = "d_max_keys")]
+    pub max_keys: usize,
+    #[serde(default = "d_max_groups")]
+    pub max_groups: usize,
+    #[serde(default = "d_max_credentials")]
+    pub max_credentials: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            hsm_request_timeout_ms: d_hsm_timeout(),
+            max_body_bytes: d_body(),
+            max_header_bytes: d_header(),
+            max_connections: d_conns(),
+            read_timeout_ms: d_read(),
+            idle_timeout_ms: d_idle(),
+            max_keys: d_max_keys(),
+            max_groups: d_max_groups(),
+            max_credentials: d_max_credentials(),
+        }
+    }
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/byokd")
+}
+fn default_pin_file() -> String {
+    "hsm-pin".to_owned()
+}
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 7443))
+}
+fn default_approval_window() -> u64 {
+    900
+}
+fn d_hsm_timeout() -> u64 {
+    60_000
+}
+fn d_body() -> usize {
+    64 * 1024
+}
+fn d_header() -> usize {
+    16 * 1024
+}
+fn d_conns() -> usize {
+    64
+}
+fn d_read() -> u64 {
+    10_000
+}
+fn d_idle() -> u64 {
+    60_000
+}
+fn d_max_keys() -> usize {
+    100_000
+}
+fn d_max_groups() -> usize {
+    20_000
+}
+fn d_max_credentials() -> usize {
+    1_000
+}

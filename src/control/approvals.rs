@@ -1,0 +1,275 @@
+//! Dual control: pending actions that wait for a second, different admin.
+//!
+//! It owns the pending-approval table: submit, approve, reject, expire, list. Approving hands
+//! the action back to the caller to execute; this module never performs an action itself.
+//! Pending approvals live in memory only: a restart drops them, which refuses rather than
+//! performs. The table is bounded.
+
+use super::errors::ApiError;
+use super::identity::Identity;
+use http::StatusCode;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+/// How many approvals (pending and decided) are kept at most.
+const MAX_ENTRIES: usize = 512;
+
+/// Milliseconds since the Unix epoch, UTC. Injected so tests can move time.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        let now = time::OffsetDateTime::now_utc();
+        i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+    })
+}
+
+/// An action that needs a second admin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Action {
+    DeleteCredential { credential: String },
+    DeleteKey { group: String, key: String },
+}
+
+impl Action {
+    pub fn describe(&self) -> String {
+        match self {
+            Self::DeleteCredential { credential } => format!("delete credential {credential:?}"),
+            Self::DeleteKey { group, key } => format!("delete pushed key {group}/{key} locally"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Pending,
+    Approved,
+    Rejected,
+    Expired,
+    Failed,
+}
+
+/// An approval as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Approval {
+    pub id: String,
+    pub action: Action,
+    pub summary: String,
+    pub status: Status,
+    pub requested_by: String,
+    /// Unix seconds, UTC.
+    pub requested_at: i64,
+    pub expires_at: i64,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<i64>,
+    /// What executing the action gave, once approved.
+    pub outcome: Option<String>,
+}
+
+/// The table of approvals.
+#[derive(Clone)]
+pub struct Approvals {
+    window_ms: i64,
+    clock: Clock,
+    table: Arc<Mutex<BTreeMap<String, Approval>>>,
+}
+
+impl Approvals {
+    pub fn new(window_secs: u64, clock: Clock) -> Self {
+        let window_ms = i64::try_from(window_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        Self { window_ms, clock, table: Arc::default() }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Approval>> {
+        self.table.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records a request for `action` by `requester`; refuses a duplicate of a pending one.
+    pub fn submit(&self, action: Action, requester: &Identity) -> Result<Approval, ApiError> {
+        let now = (self.clock)();
+        let mut table = self.lock();
+        expire(&mut table, now);
+        if let Some(dup) = table.values().find(|a| a.status == Status::Pending && a.action == action) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "approval_pending",
+                format!("{} already waits for approval as {}", action.describe(), dup.id),
+            ));
+        }
+        prune(&mut table);
+        if table.len() >= MAX_ENTRIES {
+            return Err(ApiError::new(StatusCode::CONFLICT, "limit_reached", format!("at most {MAX_ENTRIES} pending approvals")));
+        }
+        let approval = Approval {
+            id: uuid::Uuid::new_v4().to_string(),
+            summary: action.describe(),
+            action,
+            status: Status::Pending,
+            requested_by: requester.name.clone(),
+            requested_at: now / 1000,
+            expires_at: now.saturating_add(self.window_ms) / 1000,
+            decided_by: None,
+            decided_at: None,
+            outcome: None,
+        };
+        table.insert(approval.id.clone(), approval.clone());
+        Ok(approval)
+    }
+
+    pub fn list(&self) -> Vec<Approval> {
+        let mut table = self.lock();
+        expire(&mut table, (self.clock)());
+        let mut all: Vec<Approval> = table.values().cloned().collect();
+        all.sort_by_key(|a| std::cmp::Reverse(a.requested_at));
+        all
+    }
+
+    pub fn get(&self, id: &str) -> Result<Approval, ApiError> {
+        let mut table = self.lock();
+        expire(&mut table, (self.clock)());
+        table.get(id).cloned().ok_or_else(|| not_found(id))
+    }
+
+    /// Approves a pending action by a different admin. The approval is marked approved before
+    /// the action runs, so a second approval of the same id is refused.
+    pub fn approve(&self, id: &str, approver: &Identity) -> Result<Approval, ApiError> {
+        self.decide(id, approver, Status::Approved)
+    }
+
+    /// Rejects a pending action. Any admin may reject, the requester too (a withdrawal).
+    pub fn reject(&self, id: &str, by: &Identity) -> Result<Approval, ApiError> {
+        self.decide(id, by, Status::Rejected)
+    }
+
+    fn decide(&self, id: &str, by: &Identity, status: Status) -> Result<Approval, ApiError> {
+        let now = (self.clock)();
+        let mut table = self.lock();
+        expire(&mut table, now);
+        let approval = table.get_mut(id).ok_or_else(|| not_found(id))?;
+        match approval.status {
+            Status::Pending => {}
+            Status::Expired => {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "approval_expired",
+                    format!("approval {id} expired at {}; request the action again", approval.expires_at),
+                ));
+            }
+            decided => {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "approval_decided",
+                    format!(
+                        "approval {id} was already decided ({decided:?}) by {}",
+                        approval.decided_by.as_deref().unwrap_or("?")
+                    ),
+                ));
+            }
+        }
+        if status == Status::Approved && approval.requested_by == by.name {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "self_approval",
+                format!("{} requested this action; a second, different admin must approve it", by.name),
+            ));
+        }
+        approval.status = status;
+        approval.decided_by = Some(by.name.clone());
+        approval.decided_at = Some(now / 1000);
+        Ok(approval.clone())
+    }
+
+    /// Records what executing an approved action gave.
+    pub fn record_outcome(&self, id: &str, ok: bool, outcome: String) {
+        if let Some(a) = self.lock().get_mut(id) {
+            if !ok {
+                a.status = Status::Failed;
+            }
+            a.outcome = Some(outcome);
+        }
+    }
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::not_found(format!("no approval {id:?}"))
+}
+
+fn expire(table: &mut BTreeMap<String, Approval>, now_ms: i64) {
+    for a in table.values_mut() {
+        if a.status == Status::Pending && a.expires_at.saturating_mul(1000) <= now_ms {
+            a.status = Status::Expired;
+        }
+    }
+}
+
+/// Drops the oldest decided entries once the table is full.
+fn prune(table: &mut BTreeMap<String, Approval>) {
+    while table.len() >= MAX_ENTRIES {
+        let oldest = table
+            .values()
+            .filter(|a| a.status != Status::Pending)
+            .min_by_key(|a| a.requested_at)
+            .map(|a| a.id.clone());
+        match oldest {
+            Some(id) => table.remove(&id),
+            None => return,
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Role;
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    fn admin(name: &str) -> Identity {
+        Identity { name: name.into(), role: Role::Admin }
+    }
+
+    fn fixture() -> (Approvals, Arc<AtomicI64>) {
+        let now = Arc::new(AtomicI64::new(1_800_000_000_000));
+        let t = now.clone();
+        (Approvals::new(60, Arc::new(move || t.load(Ordering::SeqCst))), now)
+    }
+
+    fn delete_cred() -> Action {
+        Action::DeleteCredential { credential: "c1".into() }
+    }
+
+    #[test]
+    fn a_second_admin_approves_once() {
+        let (a, _) = fixture();
+        let p = a.submit(delete_cred(), &admin("alice")).unwrap();
+        assert_eq!(a.approve(&p.id, &admin("alice")).unwrap_err().code, "self_approval");
+        let done = a.approve(&p.id, &admin("bob")).unwrap();
+        assert_eq!(done.status, Status::Approved);
+        assert_eq!(done.decided_by.as_deref(), Some("bob"));
+        assert_eq!(a.approve(&p.id, &admin("carol")).unwrap_err().code, "approval_decided");
+        assert_eq!(a.reject(&p.id, &admin("carol")).unwrap_err().code, "approval_decided");
+    }
+
+    #[test]
+    fn an_expired_approval_cannot_be_approved() {
+        let (a, now) = fixture();
+        let p = a.submit(delete_cred(), &admin("alice")).unwrap();
+        now.fetch_add(60_000, Ordering::SeqCst);
+        assert_eq!(a.approve(&p.id, &admin("bob")).unwrap_err().code, "approval_expired");
+        assert_eq!(a.get(&p.id).unwrap().status, Status::Expired);
+        // A new request for the same action may then be made.
+        assert!(a.submit(delete_cred(), &admin("alice")).is_ok());
+    }
+
+    #[test]
+    fn a_duplicate_pending_request_is_refused_and_rejection_ends_it() {
+        let (a, _) = fixture();
+        let p = a.submit(delete_cred(), &admin("alice")).unwrap();
+        assert_eq!(a.submit(delete_cred(), &admin("bob")).unwrap_err().code, "approval_pending");
+        assert_eq!(a.reject(&p.id, &admin("alice")).unwrap().status, Status::Rejected);
+        assert_eq!(a.approve(&p.id, &admin("bob")).unwrap_err().code, "approval_decided");
+        assert_eq!(a.approve("nope", &admin("bob")).unwrap_err().status, StatusCode::NOT_FOUND);
+    }
+}

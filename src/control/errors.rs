@@ -1,0 +1,124 @@
+//! Errors of the control API: [`ApiError`], what a request gets back as
+//! `{"error":{"code":..,"message":..}}` with its status, and [`ControlError`], why the control
+//! server could not start.
+//!
+//! It owns the mapping from service errors to statuses. It must never put a secret in a message:
+//! service errors carry none, and request bodies are never echoed.
+
+use crate::service::ServiceError;
+use http::StatusCode;
+use serde_json::json;
+
+/// An error answer of the control API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    /// A stable, machine-readable code such as `invalid_field` or `forbidden`.
+    pub code: &'static str,
+    /// What happened and what to do, in operator terms.
+    pub message: String,
+    /// The request field at fault, for validation errors.
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into(), field: None }
+    }
+
+    /// 400 naming the field.
+    pub fn invalid(field: impl Into<String>, reason: impl std::fmt::Display) -> Self {
+        let field = field.into();
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid_field",
+            message: format!("invalid {field}: {reason}"),
+            field: Some(field),
+        }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
+    pub fn not_implemented(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_IMPLEMENTED, "not_implemented", message)
+    }
+
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the request body is over the limit of {limit} bytes (limits.max_body_bytes)"),
+        )
+    }
+
+    pub fn too_many_connections(limit: usize) -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_connections",
+            format!("the control socket already serves {limit} connections (limits.max_connections); retry shortly"),
+        )
+    }
+
+    pub fn request_timeout() -> Self {
+        Self::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", "the request was not received within limits.read_timeout_ms")
+    }
+
+    /// The JSON body of the answer.
+    pub fn body(&self) -> serde_json::Value {
+        let mut error = json!({ "code": self.code, "message": self.message });
+        if let (Some(field), Some(obj)) = (&self.field, error.as_object_mut()) {
+            obj.insert("field".into(), json!(field));
+        }
+        json!({ "error": error })
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Invalid(m) => Self::invalid(m.field, m.reason),
+            ServiceError::NotFound { .. } => Self::not_found(e.to_string()),
+            ServiceError::Conflict(m) => Self::conflict(m),
+            ServiceError::Limit(m) => Self::new(StatusCode::CONFLICT, "limit_reached", format!("limit reached: {m}")),
+            ServiceError::Hsm(h) => {
+                tracing::error!(error = %h, "HSM error while serving a control request");
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "hsm_unavailable", format!("the HSM could not complete the request: {h}"))
+            }
+            ServiceError::Store(s) => {
+                tracing::error!(error = %s, "state error while serving a control request");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "state_unavailable",
+                    format!("the change could not be made durable, so it was not made: {s}"),
+                )
+            }
+        }
+    }
+}
+
+/// Why the control server could not start. Each says which setting to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("control.{setting} {path}: {reason}")]
+    Pem { setting: &'static str, path: String, reason: String },
+    #[error("control TLS setup: {0}")]
+    Tls(String),
+    #[error("control.identities[{index}]: {reason}")]
+    Identity { index: usize, reason: String },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: String, #[source] source: std::io::Error },
+}

@@ -1,0 +1,49 @@
+//! `/v1/health` (liveness and readiness, with HSM and state status) and `/v1/whoami`. Any
+//! mapped identity may call them; a client without a certificate cannot connect at all.
+
+use super::{Ctx, Reply};
+use crate::control::authz::{AnyRole, Authorized};
+use crate::control::errors::ApiError;
+use crate::control::identity::{Caller, role_name};
+use crate::secret::SecretBytes;
+use serde_json::json;
+use std::time::Duration;
+
+/// How long the HSM probe may take before the HSM counts as not ready.
+const HSM_PROBE: Duration = Duration::from_secs(3);
+
+pub async fn health(_: Authorized<AnyRole>, ctx: &Ctx) -> Result<Reply, ApiError> {
+    let hsm = ctx.service.hsm();
+    // A round trip through the HSM worker: seal one byte with the token's sealing key.
+    let probe = tokio::time::timeout(HSM_PROBE, hsm.seal(b"byokd health probe", &SecretBytes::new(vec![0]))).await;
+    let (hsm_ready, hsm_detail) = match probe {
+        Ok(Ok(_)) => (true, "ok".to_owned()),
+        Ok(Err(e)) => (false, e.to_string()),
+        Err(_) => (false, format!("no answer within {} s", HSM_PROBE.as_secs())),
+    };
+    let report = hsm.report();
+    let generation = ctx.service.generation().await;
+    Reply::ok(json!({
+        "live": true,
+        "ready": hsm_ready,
+        "version": env!("CARGO_PKG_VERSION"),
+        "designated": ctx.service.designated().await,
+        "hsm": {
+            "ready": hsm_ready,
+            "detail": hsm_detail,
+            "token": report.token_label,
+            "model": report.model,
+            "serial": report.serial,
+        },
+        "state": { "ready": true, "generation": generation },
+    }))
+}
+
+pub fn whoami(auth: Authorized<AnyRole>, caller: &Caller) -> Result<Reply, ApiError> {
+    Reply::ok(json!({
+        "identity": auth.name(),
+        "role": role_name(auth.identity().role),
+        "fingerprint": caller.fingerprint,
+        "cn": caller.cn,
+    }))
+}

@@ -1,0 +1,72 @@
+//! `/v1/groups/{group}/keys`: create a random key in the HSM, list, show, read the public key,
+//! and delete locally. Deleting a key that was pushed to Azure needs an admin and a second
+//! admin's approval. Never touches the cloud.
+
+use super::{Ctx, Input, Reply, to_json};
+use crate::control::approvals::Action;
+use crate::control::authz::{Admin, AnyRole, Authorized, Operate};
+use crate::control::decode::{self, field};
+use crate::control::errors::ApiError;
+use crate::control::routes::Params;
+use crate::model::{KeyName, LocalKeyName};
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::json;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewBody {
+    name: String,
+}
+
+pub(super) fn decode_new(body: &[u8]) -> Result<LocalKeyName, ApiError> {
+    let b: NewBody = decode::json(body)?;
+    field("name", LocalKeyName::try_from(b.name))
+}
+
+pub(super) fn names(p: &Params) -> Result<(KeyName, LocalKeyName), ApiError> {
+    Ok((super::groups::name(p)?, decode::param("key", p.get("key"))?))
+}
+
+pub async fn list(_: Authorized<AnyRole>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
+    let group = super::groups::name(&i.params)?;
+    Reply::ok(json!({ "keys": to_json(&ctx.service.list_keys(&group).await?)? }))
+}
+
+pub async fn create(auth: Authorized<Operate>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
+    let group = super::groups::name(&i.params)?;
+    let name = decode_new(&i.body)?;
+    Reply::created(to_json(&ctx.service.create_key(&group, &name, auth.name()).await?)?)
+}
+
+pub async fn show(_: Authorized<AnyRole>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
+    let (group, key) = names(&i.params)?;
+    Reply::ok(to_json(&ctx.service.key(&group, &key).await?)?)
+}
+
+pub async fn public(_: Authorized<AnyRole>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
+    let (group, key) = names(&i.params)?;
+    let der = ctx.service.key_public_der(&group, &key).await?;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&der);
+    let pem_body: Vec<&str> = b64.as_bytes().chunks(64).filter_map(|c| std::str::from_utf8(c).ok()).collect();
+    let pem = format!("-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n", pem_body.join("\n"));
+    Reply::ok(json!({ "group": group.as_str(), "key": key.as_str(), "spki_der_base64": b64, "pem": pem }))
+}
+
+/// Deletes a key locally. A key never pushed goes at once; a pushed one (it has an Azure
+/// version) needs an admin, and then a second admin's approval (202).
+pub async fn delete(auth: Authorized<Operate>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
+    let (group, key) = names(&i.params)?;
+    let view = ctx.service.key(&group, &key).await?;
+    if view.version.is_some() {
+        let admin: Authorized<Admin> = auth.escalate().map_err(|_| {
+            ApiError::forbidden(format!(
+                "key {group}/{key} was pushed to Azure (version {}); deleting it needs an admin and a second admin's approval",
+                view.version.as_deref().unwrap_or("?")
+            ))
+        })?;
+        return super::approvals::request(&admin, ctx, Action::DeleteKey { group: group.to_string(), key: key.to_string() });
+    }
+    ctx.service.delete_key_local(&group, &key, auth.name()).await?;
+    Reply::ok(json!({ "deleted": format!("{group}/{key}") }))
+}

@@ -1,0 +1,130 @@
+//! Handlers: one function per route, grouped by resource. Each takes an
+//! [`Authorized`](super::authz::Authorized) proof whose policy is the route's role rule, so the
+//! dispatcher must pass the policy check before any handler can run.
+//!
+//! Handlers decode (see `decode`), call the service, and shape the JSON answer. They never
+//! touch the HSM or the state directly, and never return a secret.
+
+mod approvals;
+mod cloud;
+mod config;
+mod credentials;
+mod groups;
+mod health;
+mod jobs;
+mod keys;
+mod logs;
+
+use super::approvals::Approvals;
+use super::authz::require;
+use super::errors::ApiError;
+use super::identity::Caller;
+use super::routes::{Op, Params};
+use crate::service::Service;
+use http::StatusCode;
+use serde_json::Value;
+
+/// What every handler may use.
+#[derive(Clone)]
+pub struct Ctx {
+    pub service: Service,
+    pub approvals: Approvals,
+}
+
+/// A decoded request line and its body.
+#[derive(Debug, Default)]
+pub struct Input {
+    pub params: Params,
+    pub query: String,
+    pub body: zeroize::Zeroizing<Vec<u8>>,
+}
+
+/// A successful answer.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn ok(body: Value) -> Result<Reply, ApiError> {
+        Ok(Reply { status: StatusCode::OK, body })
+    }
+
+    pub fn created(body: Value) -> Result<Reply, ApiError> {
+        Ok(Reply { status: StatusCode::CREATED, body })
+    }
+
+    pub fn accepted(body: Value) -> Result<Reply, ApiError> {
+        Ok(Reply { status: StatusCode::ACCEPTED, body })
+    }
+}
+
+/// Serializes a view; views are plain data, so failure would be a bug.
+pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> Result<Value, ApiError> {
+    serde_json::to_value(v).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("cannot encode the answer: {e}")))
+}
+
+/// Runs a route's handler once the caller passed the handler's policy.
+pub async fn dispatch(ctx: &Ctx, caller: &Caller, op: Op, input: Input) -> Result<Reply, ApiError> {
+    let i = input;
+    match op {
+        Op::Health => health::health(require(caller)?, ctx).await,
+        Op::Whoami => health::whoami(require(caller)?, caller),
+        Op::ListCredentials => credentials::list(require(caller)?, ctx).await,
+        Op::AddCredential => credentials::add(require(caller)?, ctx, i).await,
+        Op::ShowCredential => credentials::show(require(caller)?, ctx, i).await,
+        Op::UpdateCredential => credentials::update(require(caller)?, ctx, i).await,
+        Op::DeleteCredential => credentials::delete(require(caller)?, ctx, i).await,
+        Op::ListGroups => groups::list(require(caller)?, ctx).await,
+        Op::CreateGroup => groups::create(require(caller)?, ctx, i).await,
+        Op::ShowGroup => groups::show(require(caller)?, ctx, i).await,
+        Op::UpdateGroup => groups::update(require(caller)?, ctx, i).await,
+        Op::DeleteGroup => groups::delete(require(caller)?, ctx, i).await,
+        Op::SyncGroup => cloud::sync_group(require(caller)?, ctx, i).await,
+        Op::RotateGroup => cloud::rotate_group(require(caller)?, ctx, i).await,
+        Op::DeleteGroupCloud => cloud::delete_cloud(require(caller)?, ctx, i).await,
+        Op::PurgeGroup => cloud::purge(require(caller)?, ctx, i).await,
+        Op::RecoverGroup => cloud::recover(require(caller)?, ctx, i).await,
+        Op::ListKeys => keys::list(require(caller)?, ctx, i).await,
+        Op::CreateKey => keys::create(require(caller)?, ctx, i).await,
+        Op::ShowKey => keys::show(require(caller)?, ctx, i).await,
+        Op::DeleteKey => keys::delete(require(caller)?, ctx, i).await,
+        Op::KeyPublic => keys::public(require(caller)?, ctx, i).await,
+        Op::SyncKey => cloud::sync_key(require(caller)?, ctx, i).await,
+        Op::ListApprovals => approvals::list(require(caller)?, ctx, i),
+        Op::ShowApproval => approvals::show(require(caller)?, ctx, i),
+        Op::Approve => approvals::approve(require(caller)?, ctx, i).await,
+        Op::Reject => approvals::reject(require(caller)?, ctx, i),
+        Op::ListJobs => jobs::list(require(caller)?, i),
+        Op::ShowJob => jobs::show(require(caller)?, i),
+        Op::QueryLogs => logs::query(require(caller)?, i),
+        Op::ExportLogs => logs::export(require(caller)?, i),
+        Op::GetDesignated => config::get_designated(require(caller)?, ctx).await,
+        Op::SetDesignated => config::set_designated(require(caller)?, ctx, i).await,
+    }
+}
+
+/// Decodes a route's request (path parameters, query and body) exactly as its handler does,
+/// without running it. Used by the decoding property test; never panics on any input.
+pub fn decode_only(op: Op, input: &Input) -> Result<(), ApiError> {
+    let p = &input.params;
+    match op {
+        Op::Health | Op::Whoami | Op::ListCredentials | Op::ListGroups | Op::GetDesignated => Ok(()),
+        Op::AddCredential => credentials::decode_new(&input.body).map(drop),
+        Op::ShowCredential | Op::DeleteCredential => credentials::name(p).map(drop),
+        Op::UpdateCredential => credentials::name(p).and(credentials::decode_update(&input.body)).map(drop),
+        Op::CreateGroup => groups::decode_new(&input.body).map(drop),
+        Op::ShowGroup | Op::DeleteGroup | Op::ListKeys | Op::SyncGroup | Op::RotateGroup => groups::name(p).map(drop),
+        Op::DeleteGroupCloud | Op::PurgeGroup | Op::RecoverGroup => groups::name(p).map(drop),
+        Op::UpdateGroup => groups::name(p).and(groups::decode_update(&input.body)).map(drop),
+        Op::CreateKey => groups::name(p).and(keys::decode_new(&input.body)).map(drop),
+        Op::ShowKey | Op::DeleteKey | Op::KeyPublic | Op::SyncKey => keys::names(p).map(drop),
+        Op::ListApprovals => approvals::decode_list(&input.query),
+        Op::ShowApproval | Op::Approve | Op::Reject => approvals::id(p).map(drop),
+        Op::ListJobs => jobs::decode_list(&input.query),
+        Op::ShowJob => jobs::decode_show(p, &input.query).map(drop),
+        Op::QueryLogs | Op::ExportLogs => Ok(()),
+        Op::SetDesignated => config::decode(&input.body).map(drop),
+    }
+}

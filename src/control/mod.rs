@@ -1,0 +1,24 @@
+//! The control API: HTTP/1.1 + JSON over TLS 1.3 with required client certificates, on a TCP
+//! port and optionally a unix socket. Identity comes from the client certificate, roles from
+//! the configured mapping; destructive actions need dual control.
+//!
+//! Owns: the server (`server`, `tls`, `limits`), who the caller is (`identity`), what they may
+//! do (`authz`), dual control (`approvals`), the route table (`routes`), request decoding
+//! (`decode`), the handlers, errors, and the API document (`openapi`).
+//! Must never: run a handler without an `Authorized` proof, accept a client without a
+//! certificate chaining to the console CA, echo a secret, or let a limit turn into a hang.
+
+pub mod approvals;
+pub mod authz;
+pub mod decode;
+pub mod errors;
+pub mod handlers;
+pub mod identity;
+pub mod limits;
+pub mod openapi;
+pub mod routes;
+mod server;
+mod tls;
+
+pub use errors::{ApiError, ControlError};
+pub use server::{ControlServer, start};

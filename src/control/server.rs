@@ -1,0 +1,380 @@
+//! The control server: accept loops on TCP and the optional unix socket, the connection limit,
+//! the TLS handshake, per-connection deadlines, and one request's path from bytes to handler.
+//!
+//! It owns sockets and connections. It never authorizes (handlers take an `Authorized` proof)
+//! and never logs a body.
+
+use super::approvals::{Approvals, system_clock};
+use super::errors::{ApiError, ControlError};
+use super::handlers::{self, Ctx, Input};
+use super::identity::{Caller, IdentityMap};
+use super::limits::{Activity, Tracked};
+use super::routes::{self, Matched};
+use crate::config::Limits;
+use crate::service::Service;
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+/// Connections over the limit that still get a clean 429 (beyond that they are closed at once).
+const OVERFLOW_ANSWERS: usize = 16;
+
+struct Shared {
+    ctx: Ctx,
+    acceptor: TlsAcceptor,
+    identities: IdentityMap,
+    limits: Limits,
+    connections: Arc<Semaphore>,
+    overflow: Arc<Semaphore>,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// A running control server. Call [`ControlServer::shutdown`] to stop it gracefully.
+pub struct ControlServer {
+    pub local_addr: SocketAddr,
+    pub unix_socket: Option<PathBuf>,
+    stop: watch::Sender<bool>,
+    accept_loops: Vec<JoinHandle<()>>,
+    connections: Arc<Semaphore>,
+    max_connections: usize,
+}
+
+/// Starts the control server if `[control]` is configured; `None` when it is not.
+pub async fn start(service: Service) -> Result<Option<ControlServer>, ControlError> {
+    let Some(control) = service.config().control.clone() else {
+        tracing::warn!("no [control] section: the control socket is disabled");
+        return Ok(None);
+    };
+    let limits = service.config().limits.clone();
+    let tls = super::tls::server_config(&control)?;
+    let identities = IdentityMap::new(&control.identities)?;
+    let approvals = Approvals::new(control.approval_window_secs, system_clock());
+    let (stop, shutdown) = watch::channel(false);
+    let max_connections = limits.max_connections.max(1);
+    let shared = Arc::new(Shared {
+        ctx: Ctx { service, approvals },
+        acceptor: TlsAcceptor::from(tls),
+        identities,
+        connections: Arc::new(Semaphore::new(max_connections)),
+        overflow: Arc::new(Semaphore::new(OVERFLOW_ANSWERS)),
+        limits,
+        shutdown,
+    });
+    let tcp = TcpListener::bind(control.listen)
+        .await
+        .map_err(|source| ControlError::Listen { addr: control.listen.to_string(), source })?;
+    let local_addr = tcp.local_addr().map_err(|source| ControlError::Listen { addr: control.listen.to_string(), source })?;
+    let mut accept_loops = vec![tokio::spawn(accept_tcp(tcp, shared.clone()))];
+    if let Some(path) = &control.unix_socket {
+        let unix = bind_unix(path)?;
+        accept_loops.push(tokio::spawn(accept_unix(unix, shared.clone())));
+    }
+    tracing::info!(
+        listen = %local_addr,
+        unix_socket = ?control.unix_socket,
+        identities = control.identities.len(),
+        max_connections,
+        "control socket listening (TLS 1.3, client certificates required)"
+    );
+    Ok(Some(ControlServer {
+        local_addr,
+        unix_socket: control.unix_socket.clone(),
+        stop,
+        accept_loops,
+        connections: shared.connections.clone(),
+        max_connections,
+    }))
+}
+
+impl ControlServer {
+    /// Stops accepting, lets open connections finish their request, and waits up to `grace`.
+    pub async fn shutdown(self, grace: Duration) {
+        let _ = self.stop.send(true);
+        for l in self.accept_loops {
+            l.abort();
+        }
+        let all = u32::try_from(self.max_connections).unwrap_or(u32::MAX);
+        if tokio::time::timeout(grace, self.connections.acquire_many(all)).await.is_err() {
+            tracing::warn!(grace_ms = grace.as_millis() as u64, "control connections still open after the grace time; closing them");
+        }
+        if let Some(path) = self.unix_socket {
+            let _ = std::fs::remove_file(path);
+        }
+        tracing::info!("control socket stopped");
+    }
+}
+
+fn bind_unix(path: &std::path::Path) -> Result<UnixListener, ControlError> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let err = |source| ControlError::Listen { addr: path.display().to_string(), source };
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if meta.file_type().is_socket() {
+            std::fs::remove_file(path).map_err(err)?;
+        }
+    }
+    let listener = UnixListener::bind(path).map_err(err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+    Ok(listener)
+}
+
+async fn accept_tcp(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                admit(stream, peer.to_string(), &shared);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "control accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn accept_unix(listener: UnixListener, shared: Arc<Shared>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => admit(stream, "unix".to_owned(), &shared),
+            Err(e) => {
+                tracing::warn!(error = %e, "control accept failed (unix socket)");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Takes a connection slot, or answers 429 (while overflow answers last), or closes at once.
+fn admit<S>(stream: S, peer: String, shared: &Arc<Shared>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    if let Ok(permit) = shared.connections.clone().try_acquire_owned() {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            serve(stream, peer, shared).await;
+            drop(permit);
+        });
+        return;
+    }
+    tracing::warn!(peer = %peer, limit = shared.limits.max_connections, "control connection refused: too many connections");
+    if let Ok(permit) = shared.overflow.clone().try_acquire_owned() {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            refuse(stream, shared).await;
+            drop(permit);
+        });
+    }
+}
+
+fn read_timeout(l: &Limits) -> Duration {
+    Duration::from_millis(l.read_timeout_ms.max(1))
+}
+
+async fn handshake<S>(stream: S, shared: &Shared, peer: &str) -> Option<tokio_rustls::server::TlsStream<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    match tokio::time::timeout(read_timeout(&shared.limits), shared.acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => Some(tls),
+        Ok(Err(e)) => {
+            tracing::info!(peer = %peer, error = %e, "control TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::info!(peer = %peer, "control TLS handshake timed out");
+            None
+        }
+    }
+}
+
+fn http1(limits: &Limits) -> hyper::server::conn::http1::Builder {
+    let mut b = hyper::server::conn::http1::Builder::new();
+    b.timer(TokioTimer::new())
+        .header_read_timeout(None::<Duration>)
+        .max_header_size(limits.max_header_bytes.max(1024))
+        .max_buf_size(limits.max_header_bytes.max(8192).saturating_add(8192));
+    b
+}
+
+/// Serves one connection: handshake, identity, then requests until close or a deadline.
+async fn serve<S>(stream: S, peer: String, shared: Arc<Shared>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Some(tls) = handshake(stream, &shared, &peer).await else { return };
+    let Some(cert) = tls.get_ref().1.peer_certificates().and_then(|c| c.first()) else {
+        return; // The verifier requires a certificate; this cannot happen.
+    };
+    let caller = Arc::new(shared.identities.identify(cert.as_ref()));
+    let activity = Activity::new();
+    let io = TokioIo::new(Tracked::new(tls, activity.clone()));
+    let svc = {
+        let (shared, caller, activity) = (shared.clone(), caller.clone(), activity.clone());
+        hyper::service::service_fn(move |req| {
+            let (shared, caller, activity) = (shared.clone(), caller.clone(), activity.clone());
+            async move { Ok::<_, std::convert::Infallible>(handle(req, &shared, &caller, &activity).await) }
+        })
+    };
+    let conn = http1(&shared.limits).serve_connection(io, svc);
+    let mut conn = std::pin::pin!(conn);
+    let (read, idle) = (read_timeout(&shared.limits), Duration::from_millis(shared.limits.idle_timeout_ms.max(1)));
+    let tick = (read.min(idle) / 4).clamp(Duration::from_millis(10), Duration::from_millis(500));
+    let mut shutdown = shared.shutdown.clone();
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(peer = %peer, identity = %caller.log_name(), error = %e, "control connection ended with an error");
+                }
+                return;
+            }
+            _ = tokio::time::sleep(tick) => {
+                if let Some(why) = activity.expired(read, idle) {
+                    tracing::info!(peer = %peer, identity = %caller.log_name(), reason = why, "control connection cut off");
+                    return;
+                }
+            }
+            _ = shutdown.changed() => {
+                conn.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(read, conn.as_mut()).await;
+                return;
+            }
+        }
+    }
+}
+
+/// Answers one request on an over-limit connection with 429, then closes.
+async fn refuse<S>(stream: S, shared: Arc<Shared>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let limit = shared.limits.max_connections;
+    let work = async {
+        let tls = handshake(stream, &shared, "over-limit").await?;
+        let svc = hyper::service::service_fn(move |_req| async move {
+            Ok::<_, std::convert::Infallible>(error_response(&ApiError::too_many_connections(limit), true))
+        });
+        let mut b = http1(&shared.limits);
+        b.keep_alive(false);
+        b.serve_connection(TokioIo::new(tls), svc).await.ok()
+    };
+    let _ = tokio::time::timeout(read_timeout(&shared.limits).saturating_mul(2), work).await;
+}
+
+fn json_response(status: StatusCode, body: &serde_json::Value, close: bool) -> Response<Full<Bytes>> {
+    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    let mut resp = Response::new(Full::new(Bytes::from(bytes)));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if close {
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
+}
+
+fn error_response(e: &ApiError, close: bool) -> Response<Full<Bytes>> {
+    json_response(e.status, &e.body(), close)
+}
+
+/// One request: route, body under limits, dispatch, answer, log.
+async fn handle(req: Request<Incoming>, shared: &Shared, caller: &Caller, activity: &Activity) -> Response<Full<Bytes>> {
+    let began = activity.handling();
+    let started = std::time::Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let query = req.uri().query().unwrap_or("").to_owned();
+    let (route, status, resp) = match routes::matching(&method, &path) {
+        Matched::NotFound => {
+            let e = ApiError::not_found(format!("no route {method} {path}; the API is under /v1 (see api/openapi.json)"));
+            (None, e.status, error_response(&e, false))
+        }
+        Matched::WrongMethod(allowed) => {
+            let list = allowed.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ");
+            let e = ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{path} allows {list}"));
+            let mut resp = error_response(&e, false);
+            if let Ok(v) = HeaderValue::from_str(&list) {
+                resp.headers_mut().insert(header::ALLOW, v);
+            }
+            (None, e.status, resp)
+        }
+        Matched::Found(route, params) => {
+            let deadline = began + read_timeout(&shared.limits);
+            let resp = match read_body(req, &shared.limits, deadline).await {
+                Err(e) => error_response(&e, true),
+                Ok(body) => {
+                    let input = Input { params, query, body };
+                    match handlers::dispatch(&shared.ctx, caller, route.op, input).await {
+                        Ok(reply) => json_response(reply.status, &reply.body, false),
+                        Err(e) => error_response(&e, false),
+                    }
+                }
+            };
+            (Some(route.path), resp.status(), resp)
+        }
+    };
+    let fields = (caller.log_name(), caller.role_name(), route.unwrap_or("-"));
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    if status.is_server_error() || status == StatusCode::FORBIDDEN {
+        tracing::warn!(identity = %fields.0, role = fields.1, route = fields.2, method = %method, status = status.as_u16(), elapsed_ms, "control request");
+    } else {
+        tracing::info!(identity = %fields.0, role = fields.1, route = fields.2, method = %method, status = status.as_u16(), elapsed_ms, "control request");
+    }
+    activity.idle();
+    resp
+}
+
+/// How much of an over-limit body is read and discarded before answering 413, so the client
+/// sees the answer instead of a reset.
+const DRAIN_CAP: u64 = 1024 * 1024;
+
+/// Reads the body within the size limit and the request's read deadline.
+async fn read_body(req: Request<Incoming>, limits: &Limits, deadline: tokio::time::Instant) -> Result<zeroize::Zeroizing<Vec<u8>>, ApiError> {
+    let max = limits.max_body_bytes;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > (max as u64).saturating_add(DRAIN_CAP)) {
+        return Err(ApiError::payload_too_large(max));
+    }
+    let mut body = req.into_body();
+    let mut out = zeroize::Zeroizing::new(Vec::new());
+    let mut seen: u64 = 0;
+    let read = async {
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|_| ApiError::bad_request("bad_body", "the request body could not be read"))?;
+            if let Ok(data) = frame.into_data() {
+                seen = seen.saturating_add(data.len() as u64);
+                if seen > max as u64 {
+                    out.clear();
+                    if seen > (max as u64).saturating_add(DRAIN_CAP) {
+                        break;
+                    }
+                } else {
+                    out.extend_from_slice(&data);
+                }
+            }
+        }
+        Ok::<(), ApiError>(())
+    };
+    match tokio::time::timeout_at(deadline, read).await {
+        Ok(Ok(())) if seen > max as u64 => Err(ApiError::payload_too_large(max)),
+        Ok(r) => r.map(|()| out),
+        Err(_) => Err(ApiError::request_timeout()),
+    }
+}

@@ -1,0 +1,290 @@
+//! byokctl's command-line definition (clap derive). Completions and the man page are generated
+//! from this same definition (`byokctl generate-completions DIR`, `byokctl generate-man DIR`).
+//!
+//! It owns the shape of the command line only; it never reads a secret from an argument.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0  success (a dual-control request recorded and waiting for approval is a success too)
+  1  other failure: cannot connect, server error, unexpected answer
+  2  usage error: bad arguments, an unreadable input file, or a request the server refused as invalid (400)
+  3  authentication or authorization failure: TLS handshake refused (certificate not from the console CA), or 401/403
+  4  not found (404)
+  5  conflict (409): name taken, resource in use, approval expired, self-approval or already decided
+  6  a job failed
+  7  not available: the server answered 501 (not in this build yet) or 503 (HSM or state unavailable)
+
+Settings come from flags, then BYOKCTL_* variables, then ~/.config/byokctl/config.toml
+(keys: server, cert, key, ca, server_name).";
+
+/// byokctl: drive byokd (HSM keys to Azure Key Vault BYOK) over its mTLS control API.
+#[derive(Debug, Parser)]
+#[command(name = "byokctl", version, about, after_long_help = EXIT_CODES, after_help = "Exit codes: 0 ok, 1 other, 2 usage, 3 authn/authz, 4 not found, 5 conflict, 6 job failed, 7 not available (see --help)")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Global {
+    /// Server: https://HOST:PORT, or unix:/PATH for the front-panel socket [default: https://localhost:7443].
+    #[arg(long, global = true, env = "BYOKCTL_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+    /// Client certificate (PEM).
+    #[arg(long, global = true, env = "BYOKCTL_CERT", value_name = "PATH")]
+    pub cert: Option<PathBuf>,
+    /// Client private key (PEM).
+    #[arg(long, global = true, env = "BYOKCTL_KEY", value_name = "PATH")]
+    pub key: Option<PathBuf>,
+    /// CA certificate (PEM) that the server's certificate chains to.
+    #[arg(long, global = true, env = "BYOKCTL_CA", value_name = "PATH")]
+    pub ca: Option<PathBuf>,
+    /// Name to check the server certificate against [default: the server's host, or localhost for unix:].
+    #[arg(long, global = true, env = "BYOKCTL_SERVER_NAME", value_name = "NAME")]
+    pub server_name: Option<String>,
+    /// Settings file [default: ~/.config/byokctl/config.toml].
+    #[arg(long, global = true, env = "BYOKCTL_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, short, global = true, env = "BYOKCTL_OUTPUT", value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    /// Seconds to wait for one answer.
+    #[arg(long, global = true, env = "BYOKCTL_TIMEOUT", default_value_t = 90, value_name = "SECONDS")]
+    pub timeout: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Human-readable tables.
+    Table,
+    /// The server's JSON, for scripts.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Azure app registrations byokd signs in with (admin).
+    #[command(subcommand)]
+    Credential(CredentialCmd),
+    /// Key groups: one Azure key each, with its vault, type and rotation policy.
+    #[command(subcommand)]
+    Group(GroupCmd),
+    /// Keys generated in the HSM.
+    #[command(subcommand)]
+    Key(KeyCmd),
+    /// Dual control: actions waiting for a second admin.
+    #[command(subcommand)]
+    Approval(ApprovalCmd),
+    /// Jobs (sync, rotation, delete on cloud) and their progress.
+    #[command(subcommand)]
+    Job(JobCmd),
+    /// The service log.
+    #[command(subcommand)]
+    Log(LogCmd),
+    /// Whether this appliance is the designated device that pushes to the cloud.
+    #[command(subcommand)]
+    Designated(DesignatedCmd),
+    /// Health of the daemon (HSM, state) and who you are.
+    Status,
+    /// Write shell completions (bash, zsh, fish, elvish, powershell) into DIR.
+    #[command(hide = true)]
+    GenerateCompletions { dir: PathBuf },
+    /// Write man pages (byokctl.1 and one per subcommand) into DIR.
+    #[command(hide = true)]
+    GenerateMan { dir: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CredentialCmd {
+    /// Add a credential. The secret comes from a file or stdin, never from an argument.
+    Add {
+        /// Unique credential name.
+        name: String,
+        /// Entra tenant id (GUID).
+        #[arg(long)]
+        tenant_id: String,
+        /// App registration (client) id (GUID).
+        #[arg(long)]
+        client_id: String,
+        /// Read the client secret from this file (one trailing newline is removed).
+        #[arg(long, value_name = "PATH", group = "secret", required_unless_present = "secret_stdin")]
+        secret_file: Option<PathBuf>,
+        /// Read the client secret from standard input.
+        #[arg(long, group = "secret")]
+        secret_stdin: bool,
+        /// When the secret expires: YYYY-MM-DD, RFC 3339, or Unix seconds.
+        #[arg(long, value_name = "DATE")]
+        expires: Option<String>,
+    },
+    /// List credentials.
+    List,
+    /// Show one credential.
+    Show { name: String },
+    /// Set or clear a credential's expiry date.
+    SetExpiry {
+        name: String,
+        /// YYYY-MM-DD, RFC 3339, or Unix seconds.
+        #[arg(required_unless_present = "clear")]
+        date: Option<String>,
+        /// Clear the expiry instead.
+        #[arg(long, conflicts_with = "date")]
+        clear: bool,
+    },
+    /// Delete a credential no group uses. Needs a second admin's approval.
+    Delete { name: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+#[derive(Debug, Args)]
+pub struct RotationArgs {
+    /// Turn automatic rotation on or off.
+    #[arg(long, value_enum)]
+    pub rotation: Option<OnOff>,
+    /// Rotate every N calendar months (1-120).
+    #[arg(long, value_name = "MONTHS")]
+    pub rotate_every: Option<u32>,
+    /// Each pushed version stays valid N calendar months (1-120).
+    #[arg(long, value_name = "MONTHS")]
+    pub keep_valid: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct JobWait {
+    /// Return as soon as the job is accepted, without a progress bar.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupCmd {
+    /// Create a key group.
+    Create {
+        /// Group name: the Azure key name (1-127 of 0-9, a-z, A-Z, '-').
+        name: String,
+        /// Credential used to reach the vault.
+        #[arg(long)]
+        credential: String,
+        /// Key Vault name.
+        #[arg(long)]
+        vault: String,
+        /// RSA-2048, RSA-3072, RSA-4096, EC-P256, EC-P384, EC-P521 or EC-P256K.
+        #[arg(long)]
+        key_type: String,
+        /// RSA public exponent: 65537 (default) or 3.
+        #[arg(long)]
+        exponent: Option<u32>,
+        /// Key usages, comma separated (encrypt,decrypt,sign,verify,wrapKey,unwrapKey).
+        #[arg(long, value_delimiter = ',')]
+        key_ops: Option<Vec<String>>,
+        #[command(flatten)]
+        rotation: RotationArgs,
+    },
+    /// List key groups.
+    List,
+    /// Show one key group.
+    Show { name: String },
+    /// Change a group's rotation policy.
+    Set {
+        name: String,
+        #[command(flatten)]
+        rotation: RotationArgs,
+    },
+    /// Delete an empty key group (local only).
+    Delete { name: String },
+    /// Push every unpushed key of the group to Azure.
+    Sync {
+        name: String,
+        #[command(flatten)]
+        wait: JobWait,
+    },
+    /// Rotate now: a new HSM key, pushed as a new version.
+    Rotate {
+        name: String,
+        #[command(flatten)]
+        wait: JobWait,
+    },
+    /// Delete the group's key on the cloud service (admin; needs a second admin's approval).
+    DeleteCloud {
+        name: String,
+        #[command(flatten)]
+        wait: JobWait,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCmd {
+    /// Generate a random key in the HSM for a group.
+    Create { group: String, name: String },
+    /// List a group's keys.
+    List { group: String },
+    /// Show one key.
+    Show { group: String, name: String },
+    /// Delete a key locally (a pushed key needs an admin and a second admin's approval).
+    Delete { group: String, name: String },
+    /// Push one key to Azure.
+    Sync {
+        group: String,
+        name: String,
+        #[command(flatten)]
+        wait: JobWait,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApprovalCmd {
+    /// List approvals (pending and recently decided).
+    List {
+        /// Only those with this status (pending, approved, rejected, expired, failed).
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// Show one approval.
+    Show { id: String },
+    /// Approve (as a different admin than the requester); the action then runs.
+    Approve { id: String },
+    /// Reject.
+    Reject { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobCmd {
+    /// List jobs.
+    List,
+    /// Show one job.
+    Show { id: String },
+    /// Follow a job with a progress bar until it ends; exit 6 if it failed.
+    Watch { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LogCmd {
+    /// Show the service log.
+    Show,
+    /// Export the service log.
+    Export {
+        /// Write to this file instead of stdout.
+        #[arg(long, value_name = "PATH")]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DesignatedCmd {
+    /// Show whether this appliance is the designated device.
+    Get,
+    /// Make this appliance the designated device (true) or not (false). Admin.
+    Set {
+        #[arg(action = clap::ArgAction::Set)]
+        value: bool,
+    },
+}

@@ -1,0 +1,138 @@
+//! byokctl's HTTP client: one TLS 1.3 connection per request, with the client certificate,
+//! over TCP or the unix socket; hyper's HTTP/1.1 client on top.
+//!
+//! It owns connecting and one request/answer exchange. It never logs a body.
+
+use super::CtlError;
+use super::settings::{Settings, Target};
+use bytes::Bytes;
+use http::{Method, Request, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::TlsConnector;
+
+pub struct Client {
+    connector: TlsConnector,
+    target: Target,
+    server_name: ServerName<'static>,
+    timeout: Duration,
+    host_header: String,
+}
+
+/// An answer: status and JSON body (`null` when empty).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: serde_json::Value,
+}
+
+fn usage(what: &str, path: &std::path::Path, e: impl std::fmt::Display) -> CtlError {
+    CtlError::Usage(format!("{what} {}: {e}", path.display()))
+}
+
+impl Client {
+    pub fn new(s: &Settings, timeout: Duration) -> Result<Client, CtlError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        let cas = CertificateDer::pem_file_iter(&s.ca).map_err(|e| usage("CA", &s.ca, e))?;
+        for ca in cas {
+            roots.add(ca.map_err(|e| usage("CA", &s.ca, e))?).map_err(|e| usage("CA", &s.ca, e))?;
+        }
+        let chain = CertificateDer::pem_file_iter(&s.cert)
+            .map_err(|e| usage("certificate", &s.cert, e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| usage("certificate", &s.cert, e))?;
+        let key = PrivateKeyDer::from_pem_file(&s.key).map_err(|e| usage("key", &s.key, e))?;
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| CtlError::Other(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| CtlError::Usage(format!("client certificate and key: {e}")))?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let server_name = ServerName::try_from(s.server_name.clone())
+            .map_err(|e| CtlError::Usage(format!("server name {:?}: {e}", s.server_name)))?;
+        let host_header = match &s.target {
+            Target::Tcp { host, port } => format!("{host}:{port}"),
+            Target::Unix(_) => s.server_name.clone(),
+        };
+        Ok(Client { connector: TlsConnector::from(Arc::new(config)), target: s.target.clone(), server_name, timeout, host_header })
+    }
+
+    /// Sends one request and reads the answer.
+    pub async fn call(&self, method: Method, path: &str, body: Option<&[u8]>) -> Result<Answer, CtlError> {
+        let work = async {
+            match &self.target {
+                Target::Tcp { host, port } => {
+                    let tcp = tokio::net::TcpStream::connect((host.as_str(), *port))
+                        .await
+                        .map_err(|e| CtlError::Connect(format!("cannot connect to {host}:{port}: {e}")))?;
+                    let _ = tcp.set_nodelay(true);
+                    self.exchange(tcp, method, path, body).await
+                }
+                Target::Unix(p) => {
+                    let s = tokio::net::UnixStream::connect(p)
+                        .await
+                        .map_err(|e| CtlError::Connect(format!("cannot connect to {}: {e}", p.display())))?;
+                    self.exchange(s, method, path, body).await
+                }
+            }
+        };
+        tokio::time::timeout(self.timeout, work)
+            .await
+            .map_err(|_| CtlError::Connect(format!("no answer within {} s (--timeout)", self.timeout.as_secs())))?
+    }
+
+    async fn exchange<S>(&self, stream: S, method: Method, path: &str, body: Option<&[u8]>) -> Result<Answer, CtlError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let tls = self.connector.connect(self.server_name.clone(), stream).await.map_err(|e| classify(&e, "TLS handshake"))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.map_err(|e| classify(&e, "HTTP"))?;
+        let driver = tokio::spawn(conn);
+        let mut req = Request::builder().method(method).uri(path).header(header::HOST, &self.host_header);
+        if body.is_some() {
+            req = req.header(header::CONTENT_TYPE, "application/json");
+        }
+        let req = req
+            .body(Full::new(Bytes::copy_from_slice(body.unwrap_or_default())))
+            .map_err(|e| CtlError::Other(format!("building the request: {e}")))?;
+        let resp = sender.send_request(req).await.map_err(|e| classify(&e, "request"))?;
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.map_err(|e| classify(&e, "reading the answer"))?.to_bytes();
+        driver.abort();
+        let body = if bytes.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(&bytes).map_err(|e| CtlError::Other(format!("the server's answer ({status}) is not JSON: {e}")))?
+        };
+        Ok(Answer { status, body })
+    }
+}
+
+/// A TLS refusal (bad certificate, unknown CA, alert) is an authentication failure; anything
+/// else is a connection failure.
+fn classify(e: &(dyn std::error::Error + 'static), what: &str) -> CtlError {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    let mut tls = None;
+    while let Some(err) = cur {
+        if let Some(r) = err.downcast_ref::<rustls::Error>() {
+            tls = Some(r.to_string());
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if let Some(r) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                tls = Some(r.to_string());
+            }
+        }
+        cur = err.source();
+    }
+    match tls {
+        Some(t) => CtlError::Auth(format!("{what}: TLS refused: {t}. Check --cert/--key (issued by the console CA) and --ca")),
+        None => CtlError::Connect(format!("{what}: {e}")),
+    }
+}

@@ -1,0 +1,39 @@
+//! The daemon's entry: command-line actions (`run`, `check-config`, `version`), start-up order
+//! and shutdown. `main` in `src/bin/byokd.rs` is a few lines that call [`main`].
+//!
+//! Start-up order: config → PIN → HSM login → state → control socket → ready. Any failure
+//! exits non-zero with a message that names the fix; byokd never starts half-configured.
+
+mod cli;
+mod run;
+
+pub use cli::{Action, Args};
+pub use run::{DaemonError, run};
+
+use std::process::ExitCode;
+
+/// Parses arguments and runs the chosen action.
+pub fn main() -> ExitCode {
+    use clap::Parser;
+    let args = Args::parse();
+    match args.action.clone().unwrap_or(Action::Run) {
+        Action::Version => {
+            println!("byokd {} (state format {})", env!("CARGO_PKG_VERSION"), crate::store::FORMAT_VERSION);
+            ExitCode::SUCCESS
+        }
+        Action::CheckConfig => match crate::config::check_file(&args.config) {
+            Ok(_) => {
+                println!("{}: OK", args.config.display());
+                ExitCode::SUCCESS
+            }
+            Err(problems) => {
+                for p in &problems {
+                    eprintln!("{}: {p}", args.config.display());
+                }
+                eprintln!("{}: {} problem(s)", args.config.display(), problems.len());
+                ExitCode::from(2)
+            }
+        },
+        Action::Run => run::run_blocking(&args),
+    }
+}

@@ -1,0 +1,103 @@
+//! Running the daemon: start-up in order, then serve until SIGTERM or SIGINT.
+
+use super::Args;
+use crate::config::{self, Config, PinError};
+use crate::hsm::{Hsm, HsmConfig, HsmError};
+use crate::service::{Service, ServiceError};
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("configuration {path}:\n{problems}")]
+    Config { path: String, problems: String },
+    #[error(transparent)]
+    Pin(#[from] PinError),
+    #[error(transparent)]
+    Hsm(#[from] HsmError),
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    #[error("{0}")]
+    Startup(String),
+}
+
+/// Builds the runtime and runs the daemon; maps failure to a non-zero exit.
+pub fn run_blocking(args: &Args) -> ExitCode {
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("byokd: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "byokd stopped");
+            eprintln!("byokd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Starts byokd and serves until a shutdown signal.
+pub async fn run(args: &Args) -> Result<(), DaemonError> {
+    let config = config::check_file(&args.config).map_err(|problems| DaemonError::Config {
+        path: args.config.display().to_string(),
+        problems: problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"),
+    })?;
+    let mut signals = ShutdownSignals::install()?;
+    let (service, _report) = start(config).await?;
+    let control = crate::control::start(service.clone()).await.map_err(|e| DaemonError::Startup(e.to_string()))?;
+    tracing::info!(designated = service.designated().await, "byokd ready");
+    signals.wait().await;
+    if let Some(control) = control {
+        control.shutdown(Duration::from_secs(5)).await;
+    }
+    tracing::info!("byokd stopping");
+    Ok(())
+}
+
+/// Start-up up to a ready service: PIN, HSM login, state.
+pub async fn start(config: Config) -> Result<(Service, crate::store::LoadReport), DaemonError> {
+    let pin = config::read_pin(&config.hsm.pin_file)?;
+    let hsm_config = HsmConfig {
+        module: config.hsm.module.clone(),
+        token_label: config.hsm.token_label.clone(),
+        request_timeout: Duration::from_millis(config.limits.hsm_request_timeout_ms),
+    };
+    let (hsm, _report) = tokio::task::spawn_blocking(move || Hsm::start(&hsm_config, pin))
+        .await
+        .map_err(|e| DaemonError::Startup(format!("HSM start-up task failed: {e}")))??;
+    Ok(Service::open(config, hsm)?)
+}
+
+/// The shutdown signals, installed once before start-up so that a SIGTERM during start-up or
+/// right after readiness is never lost.
+struct ShutdownSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn install() -> Result<Self, DaemonError> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let term = signal(SignalKind::terminate()).map_err(|e| DaemonError::Startup(format!("SIGTERM handler: {e}")))?;
+        let int = signal(SignalKind::interrupt()).map_err(|e| DaemonError::Startup(format!("SIGINT handler: {e}")))?;
+        Ok(Self { term, int })
+    }
+
+    async fn wait(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("BYOKD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}

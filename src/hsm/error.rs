@@ -1,0 +1,111 @@
+//! The HSM layer's one error type.
+//!
+//! Owns: every way a PKCS#11 call, the token set-up or the worker hand-off can fail, phrased for
+//! an operator: what happened, why, and which setting or action fixes it.
+//! Must never: carry the PIN, key material or plaintext. Variants hold labels, ids, mechanism
+//! names and PKCS#11 return codes only, so `Display` and `Debug` are safe to log.
+
+use crate::model::HsmKeyId;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// An error from the HSM layer.
+#[derive(Debug, thiserror::Error)]
+pub enum HsmError {
+    #[error("PKCS#11 module not loadable: {path}: {cause}; check hsm.module")]
+    ModuleNotLoadable { path: PathBuf, cause: String },
+
+    #[error(
+        "PKCS#11 module {path} loaded but failed to initialise: {cause}; check the module's own configuration"
+    )]
+    ModuleInit { path: PathBuf, cause: String },
+
+    #[error("token with label {label:?} not found; available tokens: {}; check hsm.token_label", list(.available))]
+    TokenNotFound {
+        label: String,
+        available: Vec<String>,
+    },
+
+    #[error(
+        "{count} tokens carry the label {label:?}; byokd needs exactly one; relabel the extra tokens or check hsm.token_label"
+    )]
+    TokenAmbiguous { label: String, count: usize },
+
+    #[error(
+        "the user PIN of token {label:?} is not initialised: the security officer must set it (C_InitPIN) before byokd can log in"
+    )]
+    PinNotInitialized { label: String },
+
+    #[error(
+        "wrong PIN for token {label:?}: check the PIN file (the systemd credential given to byokd via LoadCredential=) and that it belongs to this token; each failed attempt counts towards the token's lock-out"
+    )]
+    WrongPin { label: String },
+
+    #[error(
+        "the user PIN of token {label:?} is locked after too many wrong attempts: the security officer must reset it (C_InitPIN) before byokd can start"
+    )]
+    PinLocked { label: String },
+
+    #[error(
+        "the user PIN of token {label:?} has expired: change it with the token's tools, then update the PIN file"
+    )]
+    PinExpired { label: String },
+
+    #[error("sealing key {label:?} on the token is unusable: {reason}")]
+    SealingKeyInvalid { label: &'static str, reason: String },
+
+    #[error("the token refuses to generate {key_type} with {mechanism}: {cause}")]
+    KeyTypeNotSupported {
+        key_type: String,
+        mechanism: &'static str,
+        cause: String,
+    },
+
+    #[error("no key with id {} on the token", .id.to_hex())]
+    KeyNotFound { id: HsmKeyId },
+
+    #[error("public key {} on the token is malformed: {reason}", .id.to_hex())]
+    MalformedPublicKey { id: HsmKeyId, reason: String },
+
+    #[error(
+        "unseal failed: {reason}; the sealed data is corrupt, was sealed with another context (aad), or by another token's sealing key"
+    )]
+    UnsealFailed { reason: String },
+
+    #[error("HSM {op} failed: {source}")]
+    Pkcs11 {
+        op: &'static str,
+        #[source]
+        source: cryptoki::error::Error,
+    },
+
+    #[error(
+        "HSM {op} took longer than {after:?}; the token may be hung or overloaded; check hsm.request_timeout"
+    )]
+    Timeout { op: &'static str, after: Duration },
+
+    #[error("the HSM request queue is full; retry later")]
+    Busy,
+
+    #[error("the HSM worker thread has stopped; restart byokd")]
+    WorkerGone,
+}
+
+impl HsmError {
+    /// Wraps a cryptoki error with the operation that failed.
+    pub(crate) fn pkcs11(op: &'static str) -> impl FnOnce(cryptoki::error::Error) -> HsmError {
+        move |source| HsmError::Pkcs11 { op, source }
+    }
+}
+
+fn list(labels: &[String]) -> String {
+    if labels.is_empty() {
+        "none (no initialised token is visible to this module)".to_owned()
+    } else {
+        labels
+            .iter()
+            .map(|l| format!("{l:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}

@@ -1,0 +1,270 @@
+//! The HSM layer: the only code in byokd that calls PKCS#11.
+//!
+//! Owns: the `Hsm` handle and its public API. `Hsm::start` loads the module, finds the token by
+//! label, logs in, checks (or on first start creates) the sealing key and spawns one worker
+//! thread that owns the PKCS#11 context and session. Every other method sends a request over a
+//! bounded channel and awaits the reply with a time-out.
+//! Must never: call cryptoki outside the worker thread (after start-up), panic, block an async
+//! task, or let the PIN, key material or unsealed plaintext reach an error, a log or `Debug`.
+//!
+//! Files: `library` (C_Initialize/C_Finalize), `token` (slot lookup, login), `worker` (thread and
+//! requests), `keygen` (target keys), `spki` (public key encoding), `seal` (AES-GCM sealing),
+//! `report` (token identity and mechanisms), `error`.
+
+mod error;
+mod keygen;
+mod library;
+mod report;
+mod seal;
+mod spki;
+mod token;
+mod worker;
+
+pub use error::HsmError;
+pub use keygen::{LABEL_PREFIX, key_label, parse_label};
+pub use report::{
+    CKM_AES_KEY_WRAP_KWP, CKM_AES_KEY_WRAP_PAD, CKM_RSA_AES_KEY_WRAP, CKM_RSA_PKCS_OAEP,
+    TokenReport,
+};
+pub use seal::{SEAL_KEY_LABEL, SEAL_MAGIC};
+pub use spki::check_digits;
+
+use crate::model::{HsmKeyId, KeyName, KeyType, LocalKeyName};
+use crate::secret::{Pin, SecretBytes};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::time::Duration;
+use tokio::sync::oneshot;
+use worker::{Request, Worker};
+
+/// How many requests may wait for the worker before callers get `HsmError::Busy`.
+pub const QUEUE_DEPTH: usize = 64;
+
+/// Where the token is and how long one request may take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HsmConfig {
+    /// Path of the PKCS#11 module (`hsm.module`).
+    pub module: PathBuf,
+    /// CKA_LABEL of the token (`hsm.token_label`).
+    pub token_label: String,
+    /// Upper bound for one request, queueing included (`hsm.request_timeout`).
+    pub request_timeout: Duration,
+}
+
+/// A key generated on the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GeneratedKey {
+    pub id: HsmKeyId,
+    pub public: PublicKeyInfo,
+}
+
+/// The public half of a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicKeyInfo {
+    /// SubjectPublicKeyInfo, DER.
+    pub spki_der: Vec<u8>,
+    /// First 4 hex digits, upper case, of SHA-256 over `spki_der`.
+    pub check_digits: String,
+}
+
+/// A byokd key found on the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HsmKeyEntry {
+    pub id: HsmKeyId,
+    /// `byokd/{group}/{key}`; see `parse_label`.
+    pub label: String,
+    /// `None` for a key of a type byokd does not generate (e.g. RSA-1024 put there by hand).
+    pub key_type: Option<KeyType>,
+}
+
+/// The protection attributes of a private key as the token reports them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PrivateKeyAttributes {
+    pub token: bool,
+    pub private: bool,
+    pub sensitive: bool,
+    pub extractable: bool,
+    pub always_sensitive: bool,
+    pub never_extractable: bool,
+    /// The token refused to reveal CKA_PRIVATE_EXPONENT (RSA) or CKA_VALUE (EC).
+    pub secret_value_refused: bool,
+}
+
+/// A handle to the HSM worker. Cheap to clone; the worker stops when the last clone is dropped
+/// (or on `shutdown`).
+#[derive(Clone)]
+pub struct Hsm {
+    requests: SyncSender<Request>,
+    report: Arc<TokenReport>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Hsm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hsm")
+            .field("token", &self.report.token_label)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Hsm {
+    /// Loads the module, finds the token by label, opens a session, logs in as user, checks the
+    /// sealing key (creating it on first start) and spawns the worker thread. Blocking: call it
+    /// at start-up, or from `spawn_blocking`.
+    pub fn start(cfg: &HsmConfig, pin: Pin) -> Result<(Hsm, TokenReport), HsmError> {
+        let module = library::Module::load(&cfg.module)?;
+        let slot = token::find_slot(module.pkcs11(), &cfg.token_label)?;
+        let session = token::open_and_login(module.pkcs11(), slot, &cfg.token_label, pin)?;
+        let report = TokenReport::read(module.pkcs11(), slot)
+            .map_err(HsmError::pkcs11("reading the token report"))?;
+        let seal_key = seal::ensure_seal_key(&session)?;
+        tracing::info!(
+            token = %report.token_label,
+            manufacturer = %report.manufacturer,
+            model = %report.model,
+            serial = %report.serial,
+            firmware = %report.firmware_version,
+            library = %report.library_description,
+            library_version = %report.library_version,
+            mechanisms = report.mechanisms.len(),
+            "HSM token ready"
+        );
+        let (requests, queue) = sync_channel(QUEUE_DEPTH);
+        let worker = Worker {
+            session,
+            seal_key,
+            module,
+            token_label: cfg.token_label.clone(),
+        };
+        std::thread::Builder::new()
+            .name("byokd-hsm".to_owned())
+            .spawn(move || worker.run(queue))
+            .map_err(|e| HsmError::ModuleInit {
+                path: cfg.module.clone(),
+                cause: format!("cannot spawn the HSM worker thread: {e}"),
+            })?;
+        let hsm = Hsm {
+            requests,
+            report: Arc::new(report.clone()),
+            timeout: cfg.request_timeout,
+        };
+        Ok((hsm, report))
+    }
+
+    /// Generates a key pair of `key_type` labelled `byokd/{group}/{key}`.
+    pub async fn generate(
+        &self,
+        key_type: KeyType,
+        group: &KeyName,
+        key: &LocalKeyName,
+    ) -> Result<GeneratedKey, HsmError> {
+        let label = key_label(group, key);
+        self.call("generate", |reply| Request::Generate {
+            key_type,
+            label,
+            reply,
+        })
+        .await
+    }
+
+    /// The public half of key `id`: SPKI DER and check digits.
+    pub async fn public_key(&self, id: HsmKeyId) -> Result<PublicKeyInfo, HsmError> {
+        self.call("public_key", |reply| Request::PublicKey { id, reply })
+            .await
+    }
+
+    /// Every byokd key on the token, sorted by label.
+    pub async fn list_keys(&self) -> Result<Vec<HsmKeyEntry>, HsmError> {
+        self.call("list_keys", |reply| Request::ListKeys { reply })
+            .await
+    }
+
+    /// Destroys the private and public objects of key `id`.
+    pub async fn destroy(&self, id: HsmKeyId) -> Result<(), HsmError> {
+        self.call("destroy", |reply| Request::Destroy { id, reply })
+            .await
+    }
+
+    /// Seals `plaintext` with the token's sealing key; `aad` binds it to its context.
+    pub async fn seal(&self, aad: &[u8], plaintext: &SecretBytes) -> Result<Vec<u8>, HsmError> {
+        let aad = aad.to_vec();
+        // An exact-length copy into another zeroizing box, owned by the request.
+        let plaintext = SecretBytes::new(plaintext.expose_secret().to_vec());
+        self.call("seal", |reply| Request::Seal {
+            aad,
+            plaintext,
+            reply,
+        })
+        .await
+    }
+
+    /// Authenticates and decrypts data from `seal`. Wrong `aad`, corruption or truncation give
+    /// `HsmError::UnsealFailed`.
+    pub async fn unseal(&self, aad: &[u8], sealed: &[u8]) -> Result<SecretBytes, HsmError> {
+        let (aad, sealed) = (aad.to_vec(), sealed.to_vec());
+        self.call("unseal", |reply| Request::Unseal { aad, sealed, reply })
+            .await
+    }
+
+    /// The protection attributes of private key `id`.
+    pub async fn key_attributes(&self, id: HsmKeyId) -> Result<PrivateKeyAttributes, HsmError> {
+        self.call("key_attributes", |reply| Request::KeyAttributes {
+            id,
+            reply,
+        })
+        .await
+    }
+
+    /// The token report taken at start-up.
+    pub fn report(&self) -> &TokenReport {
+        &self.report
+    }
+
+    /// Stops the worker: waits for queued requests, closes the session and, if this was the
+    /// process's last user of the module, calls C_Finalize. Other clones get `WorkerGone`.
+    pub async fn shutdown(self) -> Result<(), HsmError> {
+        let (reply, done) = oneshot::channel();
+        match self.requests.try_send(Request::Shutdown { reply }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(HsmError::Busy),
+            Err(TrySendError::Disconnected(_)) => return Ok(()),
+        }
+        match tokio::time::timeout(self.timeout, done).await {
+            Ok(_) => Ok(()),
+            Err(_) => Err(HsmError::Timeout {
+                op: "shutdown",
+                after: self.timeout,
+            }),
+        }
+    }
+
+    async fn call<T>(
+        &self,
+        op: &'static str,
+        request: impl FnOnce(oneshot::Sender<Result<T, HsmError>>) -> Request,
+    ) -> Result<T, HsmError> {
+        let (reply, answer) = oneshot::channel();
+        match self.requests.try_send(request(reply)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(HsmError::Busy),
+            Err(TrySendError::Disconnected(_)) => return Err(HsmError::WorkerGone),
+        }
+        match tokio::time::timeout(self.timeout, answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(HsmError::WorkerGone),
+            Err(_) => {
+                tracing::warn!(
+                    op,
+                    after_ms = self.timeout.as_millis() as u64,
+                    "HSM request timed out"
+                );
+                Err(HsmError::Timeout {
+                    op,
+                    after: self.timeout,
+                })
+            }
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! byokd: brings HSM-generated keys to Azure Key Vault with Azure's BYOK protocol, and manages
+//! them from the appliance.
+#![forbid(unsafe_code)]
+
+pub mod azure;
+pub mod config;
+pub mod control;
+pub mod ctl;
+pub mod daemon;
+pub mod hsm;
+pub mod model;
+pub mod secret;
+pub mod service;
+pub mod store;

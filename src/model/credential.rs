@@ -1,0 +1,42 @@
+//! A cloud credential: an Azure app registration (tenant, client id) and its sealed secret.
+//!
+//! The secret is only ever held here sealed by the HSM; the plaintext never enters this type.
+
+use super::{CredentialName, Guid};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// How the credential authenticates to Entra ID.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CredentialAuth {
+    /// A client secret, sealed with AES-GCM by a key inside the HSM (the credential name is the
+    /// associated data). Only the HSM can unseal it.
+    Secret { sealed: Vec<u8> },
+}
+
+/// An Azure app registration byokd signs in with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Credential {
+    pub name: CredentialName,
+    pub tenant_id: Guid,
+    pub client_id: Guid,
+    pub auth: CredentialAuth,
+    /// A short, non-reversible fingerprint of the secret (see [`secret_fingerprint`]).
+    pub fingerprint: String,
+    /// Unix seconds, UTC.
+    pub created: i64,
+    /// An expiry date the operator set (unix seconds, UTC), for warnings ahead of it.
+    pub expires: Option<i64>,
+}
+
+/// The fingerprint shown instead of a secret: the first 8 hex digits of SHA-256 over a
+/// domain-separated `name || 0x00 || secret`. It lets an operator tell two secrets apart and
+/// compare with a secret they hold, while 32 bits reveal nothing useful about a secret.
+pub fn secret_fingerprint(name: &CredentialName, secret: &[u8]) -> String {
+    let mut h = Sha256::new();
+    h.update(b"byokd credential fingerprint v1\0");
+    h.update(name.as_str().as_bytes());
+    h.update([0u8]);
+    h.update(secret);
+    hex::encode(&h.finalize()[..4])
+}

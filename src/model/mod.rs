@@ -1,0 +1,20 @@
+//! The domain, pure and without I/O: credentials, key groups, keys, key types, rotation policy
+//! and the validated names they use. Nothing here touches the HSM, the disk or the network.
+
+mod credential;
+mod error;
+mod group;
+mod job;
+mod key;
+mod key_type;
+mod names;
+mod policy;
+
+pub use credential::{Credential, CredentialAuth, secret_fingerprint};
+pub use error::ModelError;
+pub use group::KeyGroup;
+pub use job::{Job, JobKind, JobState, KekJournal, KeyPush, KeyPushState, StepMessage};
+pub use key::{HsmKeyId, Key, Storage};
+pub use key_type::{Curve, KeyOp, KeyType, RsaExponent};
+pub use names::{CredentialName, Guid, KeyName, LocalKeyName, VaultName};
+pub use policy::{RotationPolicy, add_months};

@@ -1,0 +1,27 @@
+//! Errors of the application core, each with the class the control API maps to a status.
+
+use crate::hsm::HsmError;
+use crate::model::ModelError;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Invalid(#[from] ModelError),
+    #[error("{what} {name:?} not found")]
+    NotFound { what: &'static str, name: String },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("limit reached: {0}")]
+    Limit(String),
+    #[error("HSM: {0}")]
+    Hsm(#[from] HsmError),
+    #[error("state: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl ServiceError {
+    pub(crate) fn not_found(what: &'static str, name: impl ToString) -> Self {
+        Self::NotFound { what, name: name.to_string() }
+    }
+}

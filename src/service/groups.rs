@@ -1,0 +1,138 @@
+//! Key group operations: create (refusing unknown credentials), list, show, update the
+//! rotation policy, and delete when empty.
+
+use super::{Service, ServiceError, now_unix};
+use crate::model::{CredentialName, KeyGroup, KeyName, KeyOp, KeyType, RotationPolicy, VaultName};
+use serde::Serialize;
+
+/// A request to create a key group, already validated into domain types.
+#[derive(Debug, Clone)]
+pub struct NewGroup {
+    pub name: KeyName,
+    pub credential: CredentialName,
+    pub vault: VaultName,
+    pub key_type: KeyType,
+    /// `None` gives the key type's default usages.
+    pub key_ops: Option<Vec<KeyOp>>,
+    pub rotation: RotationPolicy,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct GroupView {
+    pub name: String,
+    pub credential: String,
+    pub vault: String,
+    pub key_type: String,
+    pub algorithm: String,
+    pub exponent: Option<u32>,
+    pub key_ops: Vec<&'static str>,
+    pub rotation: RotationPolicy,
+    pub last_rotated: Option<i64>,
+    pub created: i64,
+    pub keys: usize,
+}
+
+impl Service {
+    pub async fn create_group(&self, new: NewGroup, by: &str) -> Result<GroupView, ServiceError> {
+        let key_ops = new.key_ops.unwrap_or_else(|| new.key_type.default_ops());
+        KeyOp::validate_for(&key_ops, new.key_type)?;
+        new.rotation.validate()?;
+        let mut data = self.inner.data.lock().await;
+        if !data.state.credentials.contains_key(&new.credential) {
+            return Err(ServiceError::not_found("credential", &new.credential));
+        }
+        if data.state.groups.contains_key(&new.name) {
+            return Err(ServiceError::Conflict(format!("key group {:?} already exists", new.name.as_str())));
+        }
+        let limit = self.config().limits.max_groups;
+        if data.state.groups.len() >= limit {
+            return Err(ServiceError::Limit(format!("at most {limit} key groups (limits.max_groups)")));
+        }
+        let group = KeyGroup {
+            name: new.name.clone(),
+            credential: new.credential,
+            vault: new.vault,
+            key_type: new.key_type,
+            key_ops,
+            rotation: new.rotation,
+            last_rotated: None,
+            created: now_unix(),
+        };
+        data.state.groups.insert(new.name.clone(), group);
+        if let Err(e) = data.commit() {
+            data.state.groups.remove(&new.name);
+            return Err(e);
+        }
+        tracing::info!(group = %new.name, identity = by, "key group created");
+        view(&data.state, &new.name)
+    }
+
+    pub async fn list_groups(&self) -> Vec<GroupView> {
+        let data = self.inner.data.lock().await;
+        data.state.groups.keys().filter_map(|n| view(&data.state, n).ok()).collect()
+    }
+
+    pub async fn group(&self, name: &KeyName) -> Result<GroupView, ServiceError> {
+        let data = self.inner.data.lock().await;
+        view(&data.state, name)
+    }
+
+    pub async fn set_rotation(&self, name: &KeyName, rotation: RotationPolicy, by: &str) -> Result<GroupView, ServiceError> {
+        rotation.validate()?;
+        let mut data = self.inner.data.lock().await;
+        let group = data.state.groups.get_mut(name).ok_or_else(|| ServiceError::not_found("key group", name))?;
+        let before = std::mem::replace(&mut group.rotation, rotation);
+        if let Err(e) = data.commit() {
+            if let Some(g) = data.state.groups.get_mut(name) {
+                g.rotation = before;
+            }
+            return Err(e);
+        }
+        tracing::info!(group = %name, identity = by, enabled = rotation.enabled, every = rotation.rotate_every_months, keep = rotation.keep_valid_months, "rotation policy updated");
+        view(&data.state, name)
+    }
+
+    /// Deletes a key group that has no keys left. Never touches the cloud.
+    pub async fn delete_group(&self, name: &KeyName, by: &str) -> Result<(), ServiceError> {
+        let mut data = self.inner.data.lock().await;
+        if !data.state.groups.contains_key(name) {
+            return Err(ServiceError::not_found("key group", name));
+        }
+        let count = data.state.keys_in(name).count();
+        if count > 0 {
+            return Err(ServiceError::Conflict(format!(
+                "key group {:?} still has {count} key(s); delete them first",
+                name.as_str()
+            )));
+        }
+        let removed = data.state.groups.remove(name);
+        if let Err(e) = data.commit() {
+            if let Some(g) = removed {
+                data.state.groups.insert(name.clone(), g);
+            }
+            return Err(e);
+        }
+        tracing::info!(group = %name, identity = by, "key group deleted (local only)");
+        Ok(())
+    }
+}
+
+fn view(state: &crate::store::State, name: &KeyName) -> Result<GroupView, ServiceError> {
+    let g = state.groups.get(name).ok_or_else(|| ServiceError::not_found("key group", name))?;
+    Ok(GroupView {
+        name: g.name.to_string(),
+        credential: g.credential.to_string(),
+        vault: g.vault.to_string(),
+        key_type: g.key_type.family().to_owned(),
+        algorithm: g.key_type.to_string(),
+        exponent: match g.key_type {
+            KeyType::Rsa { exponent, .. } => Some(exponent.value()),
+            KeyType::Ec(_) => None,
+        },
+        key_ops: g.key_ops.iter().map(|o| o.azure_name()).collect(),
+        rotation: g.rotation,
+        last_rotated: g.last_rotated,
+        created: g.created,
+        keys: state.keys_in(name).count(),
+    })
+}

@@ -1,0 +1,119 @@
+//! Durable job records: creating a job, journalling each step, and reading jobs back. The
+//! executor in `crate::jobs` calls these so that every journal entry is on disk before the side
+//! effect it announces.
+
+use super::{Service, ServiceError, now_unix};
+use crate::model::{Job, JobKind, JobState, KeyName, KeyPush, KeyPushState, LocalKeyName, StepMessage};
+
+impl Service {
+    /// Creates a pending job durably and returns its id.
+    pub async fn create_job(&self, kind: JobKind, group: &KeyName, keys: &[LocalKeyName], by: &str) -> Result<u64, ServiceError> {
+        let mut data = self.inner.data.lock().await;
+        if !data.state.groups.contains_key(group) {
+            return Err(ServiceError::not_found("key group", group));
+        }
+        for key in keys {
+            if !data.state.keys.contains_key(&(group.clone(), key.clone())) {
+                return Err(ServiceError::not_found("key", format!("{group}/{key}")));
+            }
+        }
+        let id = data.state.next_job_id.max(1);
+        let job = Job {
+            id,
+            kind,
+            group: group.clone(),
+            keys: keys.iter().map(|k| KeyPush { key: k.clone(), state: KeyPushState::NotStarted }).collect(),
+            started_by: by.to_owned(),
+            created: now_unix(),
+            started: None,
+            ended: None,
+            state: JobState::Pending,
+            progress: 0,
+            steps: vec![StepMessage { at: now_unix(), message: format!("{} queued by {by}", kind.title()) }],
+            kek: None,
+            error: None,
+        };
+        data.state.jobs.insert(id, job);
+        data.state.next_job_id = id + 1;
+        if let Err(e) = data.commit() {
+            data.state.jobs.remove(&id);
+            data.state.next_job_id = id;
+            return Err(e);
+        }
+        tracing::info!(job = id, kind = kind.code(), group = %group, identity = by, "job created");
+        Ok(id)
+    }
+
+    /// Applies `change` to a job and makes it durable before returning. On a failed write the
+    /// job is restored to what it was.
+    pub async fn journal<R>(&self, id: u64, change: impl FnOnce(&mut Job) -> R) -> Result<R, ServiceError> {
+        let mut data = self.inner.data.lock().await;
+        let job = data.state.jobs.get_mut(&id).ok_or_else(|| ServiceError::not_found("job", id))?;
+        let before = job.clone();
+        let out = change(job);
+        if let Err(e) = data.commit() {
+            data.state.jobs.insert(id, before);
+            return Err(e);
+        }
+        drop(data);
+        self.inner.job_changed.send_modify(|n| *n += 1);
+        Ok(out)
+    }
+
+    /// Adds a step message (and optionally progress) durably.
+    pub async fn job_step(&self, id: u64, message: impl Into<String>, progress: Option<u16>) -> Result<(), ServiceError> {
+        let message = message.into();
+        self.journal(id, |job| {
+            job.steps.push(StepMessage { at: now_unix(), message });
+            if let Some(p) = progress {
+                job.progress = p.min(1000);
+            }
+        })
+        .await
+    }
+
+    pub async fn job(&self, id: u64) -> Result<Job, ServiceError> {
+        let data = self.inner.data.lock().await;
+        data.state.jobs.get(&id).cloned().ok_or_else(|| ServiceError::not_found("job", id))
+    }
+
+    pub async fn jobs(&self) -> Vec<Job> {
+        let data = self.inner.data.lock().await;
+        data.state.jobs.values().cloned().collect()
+    }
+
+    /// Jobs that were not finished when the daemon stopped.
+    pub async fn unfinished_jobs(&self) -> Vec<u64> {
+        let data = self.inner.data.lock().await;
+        data.state.jobs.values().filter(|j| !j.state.is_final()).map(|j| j.id).collect()
+    }
+
+    /// A receiver that changes whenever any job changes (for long-poll and watch).
+    pub fn job_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.job_changed.subscribe()
+    }
+
+    /// Records the Azure version of a pushed key, durably, together with the job journal entry.
+    pub async fn record_push(&self, id: u64, group: &KeyName, key: &LocalKeyName, version: &str) -> Result<(), ServiceError> {
+        let mut data = self.inner.data.lock().await;
+        let key_id = (group.clone(), key.clone());
+        let before_key = data.state.keys.get(&key_id).cloned().ok_or_else(|| ServiceError::not_found("key", format!("{group}/{key}")))?;
+        let before_job = data.state.jobs.get(&id).cloned().ok_or_else(|| ServiceError::not_found("job", id))?;
+        if let Some(k) = data.state.keys.get_mut(&key_id) {
+            k.azure_version = Some(version.to_owned());
+        }
+        if let Some(job) = data.state.jobs.get_mut(&id) {
+            for push in job.keys.iter_mut().filter(|p| &p.key == key) {
+                push.state = KeyPushState::Imported { version: version.to_owned() };
+            }
+        }
+        if let Err(e) = data.commit() {
+            data.state.keys.insert(key_id, before_key);
+            data.state.jobs.insert(id, before_job);
+            return Err(e);
+        }
+        drop(data);
+        self.inner.job_changed.send_modify(|n| *n += 1);
+        Ok(())
+    }
+}

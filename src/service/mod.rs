@@ -1,0 +1,102 @@
+//! The application core: every operation on credentials, key groups and keys, made durable
+//! before it is acknowledged. The control API, the jobs and the tests all go through here.
+//!
+//! It owns the lock around the state and its store, and it is the only place that combines the
+//! HSM with the state. It never returns or logs a secret.
+
+mod credentials;
+mod error;
+mod groups;
+mod jobs;
+mod keys;
+
+pub use credentials::{CredentialView, NewCredential};
+pub use error::ServiceError;
+pub use groups::{GroupView, NewGroup};
+pub use keys::KeyView;
+
+use crate::config::Config;
+use crate::hsm::Hsm;
+use crate::store::{LoadReport, State, Store};
+use std::sync::Arc;
+use tokio::sync::Mutex;
+
+/// The running application: configuration, HSM handle and durable state.
+#[derive(Clone)]
+pub struct Service {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    hsm: Hsm,
+    data: Mutex<Data>,
+    job_changed: tokio::sync::watch::Sender<u64>,
+}
+
+struct Data {
+    store: Store,
+    state: State,
+}
+
+impl Service {
+    /// Opens the state directory and binds it to the HSM. Fails rather than start empty over
+    /// damaged state.
+    pub fn open(config: Config, hsm: Hsm) -> Result<(Service, LoadReport), ServiceError> {
+        let (store, state, report) = Store::open(&config.state_dir)?;
+        tracing::info!(
+            generation = report.generation,
+            fresh = report.fresh,
+            migrated_from = report.migrated_from,
+            credentials = state.credentials.len(),
+            groups = state.groups.len(),
+            keys = state.keys.len(),
+            "state loaded"
+        );
+        let (job_changed, _) = tokio::sync::watch::channel(0);
+        let inner = Inner { config, hsm, data: Mutex::new(Data { store, state }), job_changed };
+        Ok((Service { inner: Arc::new(inner) }, report))
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    pub fn hsm(&self) -> &Hsm {
+        &self.inner.hsm
+    }
+
+    /// Whether this appliance may mutate the cloud: the runtime setting, else the config file.
+    pub async fn designated(&self) -> bool {
+        let data = self.inner.data.lock().await;
+        data.state.designated.unwrap_or(self.inner.config.designated)
+    }
+
+    /// Sets the designated-device flag durably.
+    pub async fn set_designated(&self, designated: bool, by: &str) -> Result<(), ServiceError> {
+        let mut data = self.inner.data.lock().await;
+        let before = data.state.designated;
+        data.state.designated = Some(designated);
+        if let Err(e) = data.commit() {
+            data.state.designated = before;
+            return Err(e);
+        }
+        tracing::warn!(designated, identity = by, "designated-device setting changed");
+        Ok(())
+    }
+
+    /// The state generation on disk (for health and status).
+    pub async fn generation(&self) -> u64 {
+        self.inner.data.lock().await.store.generation()
+    }
+}
+
+impl Data {
+    fn commit(&mut self) -> Result<(), ServiceError> {
+        self.store.commit(&self.state).map_err(ServiceError::from)
+    }
+}
+
+pub(crate) fn now_unix() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}

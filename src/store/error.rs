@@ -1,0 +1,31 @@
+//! Errors of the state store. Each says which file, what is wrong and what to do.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state I/O failed on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("state file {path} is unusable: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error(
+        "no valid state generation in {dir}: {details}. byokd refuses to start empty over existing state; restore the state directory from a backup, or move it aside to start fresh deliberately"
+    )]
+    NoValidGeneration { dir: PathBuf, details: String },
+    #[error(
+        "state in {path} has format version {found}, newer than this byokd understands ({supported}); install a byokd that supports it"
+    )]
+    TooNew { path: PathBuf, found: u16, supported: u16 },
+    #[error("state could not be encoded: {0}")]
+    Encode(String),
+}
+
+impl StoreError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io { path: path.into(), source }
+    }
+}

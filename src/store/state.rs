@@ -1,0 +1,42 @@
+//! The state byokd persists: credentials, key groups, keys and runtime settings.
+
+use crate::model::{Credential, CredentialName, Job, Key, KeyGroup, KeyName, LocalKeyName};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Everything byokd must not lose. Serialized with postcard inside the envelope.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    pub credentials: BTreeMap<CredentialName, Credential>,
+    pub groups: BTreeMap<KeyName, KeyGroup>,
+    /// Keys by (group, key name).
+    pub keys: BTreeMap<(KeyName, LocalKeyName), Key>,
+    /// The designated-device setting as last set through the control API; `None` means the
+    /// configuration file's value applies.
+    pub designated: Option<bool>,
+    /// Jobs by id, with their journals; finished ones are pruned by retention.
+    pub jobs: BTreeMap<u64, Job>,
+    /// The next job id to hand out.
+    pub next_job_id: u64,
+}
+
+impl State {
+    pub fn keys_in<'a>(&'a self, group: &'a KeyName) -> impl Iterator<Item = &'a Key> + 'a {
+        self.keys.range((group.clone(), LocalKeyName::smallest())..).take_while(move |((g, _), _)| g == group).map(|(_, k)| k)
+    }
+
+    pub fn groups_using<'a>(&'a self, credential: &'a CredentialName) -> impl Iterator<Item = &'a KeyGroup> + 'a {
+        self.groups.values().filter(move |g| &g.credential == credential)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smallest_name_is_valid() {
+        assert_eq!(LocalKeyName::smallest().as_str(), "0");
+        assert!(LocalKeyName::try_from("0").is_ok());
+    }
+}

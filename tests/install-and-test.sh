@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what the tests need on a fresh Debian machine (SoftHSM, OpenSSL, curl, rsyslog,
+# clang for the kryoptic token) and runs the whole test suite: format, lints, tests.
+# Usage: tests/install-and-test.sh        (as root, or with sudo available)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=(softhsm2 opensc openssl curl rsyslog clang libclang-dev systemd)
+missing=()
+for p in "${need[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "== installing: ${missing[*]}"
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+export BYOKD_PKCS11_MODULE="${BYOKD_PKCS11_MODULE:-/usr/lib/softhsm/libsofthsm2.so}"
+[ -f "$BYOKD_PKCS11_MODULE" ] || { echo "SoftHSM module not found at $BYOKD_PKCS11_MODULE" >&2; exit 1; }
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== cargo test"
+cargo test --workspace -- --test-threads="${BYOKD_TEST_THREADS:-2}"
