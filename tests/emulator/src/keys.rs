@@ -415,3 +415,127 @@ pub(crate) fn parse_pkcs8_strict(
         }
     }
 }
+
+#[cfg(test)]
+#[allow(deprecated)]
+mod tests {
+    use super::*;
+    use der::Encode as _;
+    use pkcs8::EncodePrivateKey as _;
+
+    fn check_curve(crv: Curve, der: &[u8], expected_point: &[u8]) {
+        let public = parse_pkcs8_strict(der, Declared::Ec(crv)).unwrap();
+        let PublicKey::Ec { crv: c, x, y } = public else {
+            panic!("not EC")
+        };
+        assert_eq!(c, crv);
+        let mut point = vec![4u8];
+        point.extend(x);
+        point.extend(y);
+        assert_eq!(point, expected_point);
+        let mut padded = der.to_vec();
+        padded.push(0);
+        assert!(parse_pkcs8_strict(&padded, Declared::Ec(crv)).is_err());
+        let other = if crv == Curve::P256 {
+            Curve::P384
+        } else {
+            Curve::P256
+        };
+        assert!(parse_pkcs8_strict(der, Declared::Ec(other)).is_err());
+        assert!(parse_pkcs8_strict(der, Declared::Rsa).is_err());
+    }
+
+    #[test]
+    fn every_curve_parses_strictly_and_derives_its_public_key() {
+        use p256::elliptic_curve::sec1::ToSec1Point as _;
+        let mut rng = rand::rng();
+        let k = p256::SecretKey::random(&mut rng);
+        check_curve(
+            Curve::P256,
+            k.to_pkcs8_der().unwrap().as_bytes(),
+            k.public_key().as_affine().to_sec1_point(false).as_bytes(),
+        );
+        let k = p384::SecretKey::random(&mut rng);
+        check_curve(
+            Curve::P384,
+            k.to_pkcs8_der().unwrap().as_bytes(),
+            k.public_key().as_affine().to_sec1_point(false).as_bytes(),
+        );
+        let k = p521::SecretKey::random(&mut rng);
+        check_curve(
+            Curve::P521,
+            k.to_pkcs8_der().unwrap().as_bytes(),
+            k.public_key().as_affine().to_sec1_point(false).as_bytes(),
+        );
+        let k = k256::SecretKey::random(&mut rng);
+        check_curve(
+            Curve::P256K,
+            k.to_pkcs8_der().unwrap().as_bytes(),
+            k.public_key().as_affine().to_sec1_point(false).as_bytes(),
+        );
+    }
+
+    #[test]
+    fn ec_private_key_without_public_key_gets_it_computed() {
+        use p256::elliptic_curve::sec1::ToSec1Point as _;
+        let k = p256::SecretKey::random(&mut rand::rng());
+        let scalar = k.to_bytes();
+        let ec = sec1::EcPrivateKey {
+            private_key: &scalar,
+            parameters: None,
+            public_key: None,
+        };
+        let ec_der = ec.to_der().unwrap();
+        let curve_oid = Curve::P256.oid();
+        let params = der::asn1::AnyRef::from(&curve_oid);
+        let info = pkcs8::PrivateKeyInfoRef::new(
+            spki::AlgorithmIdentifier {
+                oid: OID_EC,
+                parameters: Some(params),
+            },
+            der::asn1::OctetStringRef::new(&ec_der).unwrap(),
+        );
+        let der = info.to_der().unwrap();
+        check_curve(
+            Curve::P256,
+            &der,
+            k.public_key().as_affine().to_sec1_point(false).as_bytes(),
+        );
+    }
+
+    #[test]
+    fn mismatched_embedded_public_key_is_refused() {
+        use p256::elliptic_curve::sec1::ToSec1Point as _;
+        let k = p256::SecretKey::random(&mut rand::rng());
+        let other = p256::SecretKey::random(&mut rand::rng());
+        let scalar = k.to_bytes();
+        let wrong_point = other.public_key().as_affine().to_sec1_point(false);
+        let ec = sec1::EcPrivateKey {
+            private_key: &scalar,
+            parameters: None,
+            public_key: Some(wrong_point.as_bytes()),
+        };
+        let ec_der = ec.to_der().unwrap();
+        let curve_oid = Curve::P256.oid();
+        let info = pkcs8::PrivateKeyInfoRef::new(
+            spki::AlgorithmIdentifier {
+                oid: OID_EC,
+                parameters: Some(der::asn1::AnyRef::from(&curve_oid)),
+            },
+            der::asn1::OctetStringRef::new(&ec_der).unwrap(),
+        );
+        let der = info.to_der().unwrap();
+        assert!(parse_pkcs8_strict(&der, Declared::Ec(Curve::P256)).is_err());
+    }
+
+    #[test]
+    fn rsa_hsm_exponent_is_rendered_with_leading_zero() {
+        let public = PublicKey::Rsa {
+            n: vec![0xc0; 256],
+            e: vec![1, 0, 1],
+        };
+        assert_eq!(jwk("kid", "RSA-HSM", &[], &public)["e"], "AAEAAQ");
+        assert_eq!(jwk("kid", "RSA", &[], &public)["e"], "AQAB");
+        assert_eq!(public.rsa_bits(), 2048);
+    }
+}

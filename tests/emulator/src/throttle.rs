@@ -68,3 +68,66 @@ impl VaultBuckets {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budgets_follow_the_documented_limits_per_key_type() {
+        let cfg = ThrottleConfig::default();
+        let now = Instant::now();
+        let mut b = VaultBuckets::default();
+        for (budget, limit) in [
+            (Budget::Create, 10),
+            (Budget::OtherRsa2048Ec, 2000),
+            (Budget::OtherRsa3072, 500),
+            (Budget::OtherRsa4096, 250),
+        ] {
+            for _ in 0..limit {
+                assert!(b.take(&cfg, budget, now).is_ok());
+            }
+            let wait = b.take(&cfg, budget, now).unwrap_err();
+            // One token per (10 s / limit).
+            let expected = 10.0 / f64::from(limit);
+            assert!(
+                (wait.as_secs_f64() - expected).abs() < 1e-6,
+                "{budget:?} {wait:?}"
+            );
+        }
+        // A tenth of the window later, one CREATE is available again.
+        assert!(
+            b.take(&cfg, Budget::Create, now + Duration::from_secs(1))
+                .is_ok()
+        );
+        assert!(
+            b.take(&cfg, Budget::Create, now + Duration::from_secs(1))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn time_factor_scales_the_window_and_off_means_unlimited() {
+        let cfg = ThrottleConfig {
+            time_factor: 0.01,
+            ..ThrottleConfig::default()
+        };
+        let now = Instant::now();
+        let mut b = VaultBuckets::default();
+        for _ in 0..10 {
+            assert!(b.take(&cfg, Budget::Create, now).is_ok());
+        }
+        assert!(b.take(&cfg, Budget::Create, now).is_err());
+        assert!(
+            b.take(&cfg, Budget::Create, now + Duration::from_millis(100))
+                .is_ok()
+        );
+        let off = ThrottleConfig {
+            enabled: false,
+            ..ThrottleConfig::default()
+        };
+        for _ in 0..100 {
+            assert!(b.take(&off, Budget::Create, now).is_ok());
+        }
+    }
+}

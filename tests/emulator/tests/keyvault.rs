@@ -330,3 +330,99 @@ async fn http2_is_negotiated_by_alpn() {
     assert_eq!(r.version, http::Version::HTTP_2);
     assert_eq!(r.status, 401);
 }
+
+#[tokio::test]
+async fn sovereign_cloud_tokens_only_work_on_their_own_vaults() {
+    let (emu, c) = start().await;
+    emu.add_vault(
+        "cn-vault",
+        VaultOptions {
+            cloud: byokd_emulator::Cloud::China,
+            ..VaultOptions::default()
+        },
+    )
+    .unwrap();
+    let form = format!(
+        "grant_type=client_credentials&client_id={APP}&client_secret={}&scope=https%3A%2F%2Fvault.azure.cn%2F.default",
+        enc(SECRET)
+    );
+    let r = c
+        .send(
+            "POST",
+            &format!("https://login.chinacloudapi.cn/{TENANT}/oauth2/v2.0/token"),
+            &[("content-type", "application/x-www-form-urlencoded")],
+            form.into_bytes(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let cn_token = r.body["access_token"].as_str().unwrap().to_owned();
+    let auth = format!("Bearer {cn_token}");
+    let r = c
+        .send(
+            "GET",
+            "https://cn-vault.vault.azure.cn/keys?api-version=7.5",
+            &[("authorization", &auth)],
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    // The public-cloud vault refuses the China token, and vice versa.
+    let r = c
+        .kv("GET", VAULT, "/keys?api-version=7.5", Some(&cn_token), None)
+        .await;
+    assert_eq!(r.status, 401);
+    let public_token = c.token().await;
+    let auth = format!("Bearer {public_token}");
+    let r = c
+        .send(
+            "GET",
+            "https://cn-vault.vault.azure.cn/keys?api-version=7.5",
+            &[("authorization", &auth)],
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 401);
+    assert!(
+        r.headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("resource=\"https://vault.azure.cn\"")
+    );
+}
+
+#[tokio::test]
+async fn tokens_from_another_tenant_are_refused_by_a_tenant_bound_vault() {
+    let (emu, c) = start().await;
+    emu.add_app(byokd_emulator::AppConfig::with_secret(
+        "other-tenant",
+        "other-app",
+        "pw",
+    ))
+    .unwrap();
+    emu.add_vault(
+        "bound",
+        VaultOptions {
+            tenant: Some(TENANT.into()),
+            ..VaultOptions::default()
+        },
+    )
+    .unwrap();
+    let r = c
+        .token_form("other-tenant", "grant_type=client_credentials&client_id=other-app&client_secret=pw&scope=https%3A%2F%2Fvault.azure.net%2F.default")
+        .await;
+    let other = r.body["access_token"].as_str().unwrap().to_owned();
+    let r = c
+        .kv("GET", "bound", "/keys?api-version=7.5", Some(&other), None)
+        .await;
+    assert_eq!((r.status, r.code()), (401, Some("Unauthorized")));
+    let own = c.token().await;
+    assert_eq!(
+        c.kv("GET", "bound", "/keys?api-version=7.5", Some(&own), None)
+            .await
+            .status,
+        200
+    );
+}
