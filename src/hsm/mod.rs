@@ -32,8 +32,10 @@ pub use spki::check_digits;
 use crate::model::{HsmKeyId, KeyName, KeyType, LocalKeyName};
 use crate::secret::{Pin, SecretBytes};
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{
+    Receiver, RecvTimeoutError, SyncSender, TrySendError, channel, sync_channel,
+};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::oneshot;
 use worker::{Request, Worker};
@@ -91,13 +93,40 @@ pub struct PrivateKeyAttributes {
     pub secret_value_refused: bool,
 }
 
-/// A handle to the HSM worker. Cheap to clone; the worker stops when the last clone is dropped
-/// (or on `shutdown`).
+/// A handle to the HSM worker. Cheap to clone. The worker stops on `shutdown`, or when the last
+/// clone is dropped; that drop waits (at most `request_timeout`) for the worker to close its
+/// session and release the module, so that no PKCS#11 call races the process's exit.
 #[derive(Clone)]
 pub struct Hsm {
-    requests: SyncSender<Request>,
+    inner: Arc<Inner>,
     report: Arc<TokenReport>,
     timeout: Duration,
+}
+
+struct Inner {
+    requests: Option<SyncSender<Request>>,
+    stopped: Mutex<Receiver<()>>,
+    timeout: Duration,
+}
+
+impl Inner {
+    fn requests(&self) -> Result<&SyncSender<Request>, HsmError> {
+        self.requests.as_ref().ok_or(HsmError::WorkerGone)
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Disconnects the queue: the worker finishes queued requests, then stops.
+        drop(self.requests.take());
+        let stopped = self.stopped.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(self.timeout) {
+            tracing::warn!(
+                after_ms = self.timeout.as_millis() as u64,
+                "the HSM worker did not stop in time"
+            );
+        }
+    }
 }
 
 impl std::fmt::Debug for Hsm {
@@ -132,6 +161,7 @@ impl Hsm {
             "HSM token ready"
         );
         let (requests, queue) = sync_channel(QUEUE_DEPTH);
+        let (stopped_tx, stopped) = channel();
         let worker = Worker {
             session,
             seal_key,
@@ -140,13 +170,17 @@ impl Hsm {
         };
         std::thread::Builder::new()
             .name("byokd-hsm".to_owned())
-            .spawn(move || worker.run(queue))
+            .spawn(move || worker.run(queue, stopped_tx))
             .map_err(|e| HsmError::ModuleInit {
                 path: cfg.module.clone(),
                 cause: format!("cannot spawn the HSM worker thread: {e}"),
             })?;
         let hsm = Hsm {
-            requests,
+            inner: Arc::new(Inner {
+                requests: Some(requests),
+                stopped: Mutex::new(stopped),
+                timeout: cfg.request_timeout,
+            }),
             report: Arc::new(report.clone()),
             timeout: cfg.request_timeout,
         };
@@ -226,7 +260,7 @@ impl Hsm {
     /// process's last user of the module, calls C_Finalize. Other clones get `WorkerGone`.
     pub async fn shutdown(self) -> Result<(), HsmError> {
         let (reply, done) = oneshot::channel();
-        match self.requests.try_send(Request::Shutdown { reply }) {
+        match self.inner.requests()?.try_send(Request::Shutdown { reply }) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => return Err(HsmError::Busy),
             Err(TrySendError::Disconnected(_)) => return Ok(()),
@@ -246,7 +280,7 @@ impl Hsm {
         request: impl FnOnce(oneshot::Sender<Result<T, HsmError>>) -> Request,
     ) -> Result<T, HsmError> {
         let (reply, answer) = oneshot::channel();
-        match self.requests.try_send(request(reply)) {
+        match self.inner.requests()?.try_send(request(reply)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => return Err(HsmError::Busy),
             Err(TrySendError::Disconnected(_)) => return Err(HsmError::WorkerGone),

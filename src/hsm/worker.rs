@@ -13,7 +13,7 @@ use crate::model::{HsmKeyId, KeyType};
 use crate::secret::SecretBytes;
 use cryptoki::object::ObjectHandle;
 use cryptoki::session::Session;
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, Sender};
 use tokio::sync::oneshot;
 
 type Reply<T> = oneshot::Sender<Result<T, HsmError>>;
@@ -66,7 +66,8 @@ pub(crate) struct Worker {
 
 impl Worker {
     /// Serves requests until every `Hsm` handle is dropped or `Shutdown` arrives.
-    pub(crate) fn run(self, requests: Receiver<Request>) {
+    /// `stopped` is signalled last, after the session is closed and the module released.
+    pub(crate) fn run(self, requests: Receiver<Request>, stopped: Sender<()>) {
         let mut shutdown_reply = None;
         while let Ok(request) = requests.recv() {
             match request {
@@ -91,6 +92,7 @@ impl Worker {
         if let Some(reply) = shutdown_reply {
             let _ = reply.send(());
         }
+        let _ = stopped.send(());
     }
 
     /// A reply whose caller has gone (time-out) is dropped silently: the result is lost, not the

@@ -271,7 +271,8 @@ where
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "test {test_name} failed in its SoftHSM child process\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
+        "test {test_name} failed in its SoftHSM child process ({})\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        out.status
     );
     assert!(
         stdout.contains("1 passed"),
