@@ -13,6 +13,9 @@ pub fn json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError { field: Some("body".into()), ..ApiError::bad_request("missing_body", "this request needs a JSON body") });
     }
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError { field: Some("body".into()), ..ApiError::bad_request("invalid_body", "the body must be a JSON object") });
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(from_path_error)?;
     de.end().map_err(|e| ApiError {
@@ -29,6 +32,7 @@ fn from_path_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError
     let named = backticked(&text).filter(|_| text.starts_with("unknown field") || text.starts_with("missing field"));
     let field = match (named, path.as_str()) {
         (Some(name), "." | "") => name.to_owned(),
+        (Some(name), p) if p == name || p.ends_with(&format!(".{name}")) => p.to_owned(),
         (Some(name), parent) => format!("{parent}.{name}"),
         (None, "." | "") => "body".to_owned(),
         (None, p) => p.to_owned(),
@@ -112,6 +116,7 @@ mod tests {
         assert_eq!(field_of(r#"{"name": "a""#).1, "malformed_json");
         assert_eq!(field_of(r#"{"name": "a"} trailing"#), ("body".into(), "malformed_json"));
         assert_eq!(field_of(""), ("body".into(), "missing_body"));
+        assert_eq!(field_of("[1, 2]"), ("body".into(), "invalid_body"));
     }
 
     #[test]

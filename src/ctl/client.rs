@@ -102,7 +102,7 @@ impl Client {
         let req = req
             .body(Full::new(Bytes::copy_from_slice(body.unwrap_or_default())))
             .map_err(|e| CtlError::Other(format!("building the request: {e}")))?;
-        let resp = sender.send_request(req).await.map_err(|e| classify(&e, "request"))?;
+        let resp = sender.send_request(req).await.map_err(|e| refused_after_handshake(&e).unwrap_or_else(|| classify(&e, "request")))?;
         let status = resp.status();
         let bytes = resp.into_body().collect().await.map_err(|e| classify(&e, "reading the answer"))?.to_bytes();
         driver.abort();
@@ -135,4 +135,28 @@ fn classify(e: &(dyn std::error::Error + 'static), what: &str) -> CtlError {
         Some(t) => CtlError::Auth(format!("{what}: TLS refused: {t}. Check --cert/--key (issued by the console CA) and --ca")),
         None => CtlError::Connect(format!("{what}: {e}")),
     }
+}
+
+/// In TLS 1.3 the client finishes its handshake before the server has checked the client
+/// certificate, so a refused certificate shows up as the server's alert, or as the connection
+/// closing before any answer. Nothing else closes a fresh connection that way (an over-limit
+/// connection gets a 429 answer), so that is reported as an authentication failure.
+fn refused_after_handshake(e: &hyper::Error) -> Option<CtlError> {
+    if let CtlError::Auth(a) = classify(e, "request") {
+        return Some(CtlError::Auth(a));
+    }
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    let mut closed = e.is_incomplete_message() || e.is_closed();
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            closed |= matches!(io.kind(), BrokenPipe | ConnectionReset | ConnectionAborted | UnexpectedEof);
+        }
+        cur = err.source();
+    }
+    closed.then(|| {
+        CtlError::Auth(format!(
+            "the server closed the connection right after the TLS handshake ({e}): it most likely refused the client certificate. Check that --cert was issued by the console CA"
+        ))
+    })
 }

@@ -1,0 +1,407 @@
+//! The control API test rig: a throw-away PKI (console CA, server, admin/admin2/operator/
+//! auditor, an unmapped certificate from the same CA, and one from another CA), a fresh SoftHSM
+//! token, and the real `byokd` binary started on a free loopback port. Drives it with `curl`
+//! and with the real `byokctl` binary.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, ExtendedKeyUsagePurpose};
+use serde_json::Value;
+use std::io::Write;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+pub const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+pub const CLIENT: &str = "11111111-2222-3333-4444-555555555555";
+
+/// Who a client certificate belongs to.
+pub const ADMIN: &str = "admin";
+pub const ADMIN2: &str = "admin2";
+pub const OPERATOR: &str = "operator";
+pub const AUDITOR: &str = "auditor";
+/// Issued by the console CA but not in `control.identities`.
+pub const STRANGER: &str = "stranger";
+/// Issued by another CA, with the CN of a mapped admin.
+pub const FOREIGN: &str = "foreign";
+
+/// Settings a test may change.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub approval_window_secs: u64,
+    pub max_connections: usize,
+    pub read_timeout_ms: u64,
+    pub idle_timeout_ms: u64,
+    pub max_body_bytes: usize,
+    /// Called with the (empty) state directory before the daemon starts, to seed state.
+    pub seed_state: Option<fn(&Path)>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { approval_window_secs: 120, max_connections: 16, read_timeout_ms: 2000, idle_timeout_ms: 5000, max_body_bytes: 8192, seed_state: None }
+    }
+}
+
+pub struct Daemon {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub unix_socket: PathBuf,
+    pub config: PathBuf,
+    child: Option<Child>,
+}
+
+fn module() -> String {
+    std::env::var("BYOKD_PKCS11_MODULE").unwrap_or_else(|_| MODULE.to_owned())
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+}
+
+fn leaf(cn: &str, issuer: &Issuer<'_, KeyPair>) -> (String, String, Vec<u8>) {
+    let key = KeyPair::generate().unwrap();
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name.push(DnType::CommonName, cn);
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = p.signed_by(&key, issuer).unwrap();
+    (cert.pem(), key.serialize_pem(), cert.der().to_vec())
+}
+
+fn ca(cn: &str) -> (String, Issuer<'static, KeyPair>) {
+    let key = KeyPair::generate().unwrap();
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name.push(DnType::CommonName, cn);
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    let cert = p.self_signed(&key).unwrap();
+    (cert.pem(), Issuer::new(p, key))
+}
+
+fn sha256_hex(der: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(der))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Daemon {
+    pub fn start() -> Daemon {
+        Self::start_with(Options::default())
+    }
+
+    pub fn start_with(o: Options) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // PKI.
+        let (ca_pem, console) = ca("byokd test console CA");
+        write(&d.join("ca.pem"), &ca_pem);
+        let server_key = KeyPair::generate().unwrap();
+        let mut sp = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+        sp.distinguished_name.push(DnType::CommonName, "byokd");
+        sp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let server = sp.signed_by(&server_key, &console).unwrap();
+        write(&d.join("server.pem"), &server.pem());
+        write(&d.join("server.key"), &server_key.serialize_pem());
+        let mut admin_fp = String::new();
+        for who in [ADMIN, ADMIN2, OPERATOR, AUDITOR, STRANGER] {
+            let (cert, key, der) = leaf(who, &console);
+            if who == ADMIN {
+                admin_fp = sha256_hex(&der);
+            }
+            write(&d.join(format!("{who}.pem")), &cert);
+            write(&d.join(format!("{who}.key")), &key);
+        }
+        let (_, other) = ca("some other CA");
+        let (cert, key, _) = leaf(ADMIN2, &other);
+        write(&d.join(format!("{FOREIGN}.pem")), &cert);
+        write(&d.join(format!("{FOREIGN}.key")), &key);
+        // SoftHSM token.
+        std::fs::create_dir_all(d.join("tokens")).unwrap();
+        write(&d.join("softhsm2.conf"), &format!("directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n", d.join("tokens").display()));
+        let init = Command::new("softhsm2-util")
+            .env("SOFTHSM2_CONF", d.join("softhsm2.conf"))
+            .args(["--init-token", "--free", "--label", "ctl-test", "--pin", "1234", "--so-pin", "5678"])
+            .output()
+            .expect("softhsm2-util (apt-get install softhsm2)");
+        assert!(init.status.success(), "softhsm2-util: {}", String::from_utf8_lossy(&init.stderr));
+        let pin = d.join("pin");
+        write(&pin, "1234\n");
+        std::fs::set_permissions(&pin, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        // Config.
+        let port = free_port();
+        let unix_socket = d.join("control.sock");
+        let config = d.join("byokd.toml");
+        write(
+            &config,
+            &format!(
+                r#"state_dir = "{state}"
+designated = true
+allow_root = true
+
+[hsm]
+module = "{module}"
+token_label = "ctl-test"
+pin_file = "{pin}"
+
+[control]
+listen = "127.0.0.1:{port}"
+unix_socket = "{sock}"
+server_cert = "{d}/server.pem"
+server_key = "{d}/server.key"
+client_ca = "{d}/ca.pem"
+approval_window_secs = {window}
+
+[[control.identities]]
+name = "admin"
+role = "admin"
+fingerprint = "{admin_fp}"
+
+[[control.identities]]
+name = "admin2"
+role = "admin"
+cn = "admin2"
+
+[[control.identities]]
+name = "operator"
+role = "operator"
+cn = "operator"
+
+[[control.identities]]
+name = "auditor"
+role = "auditor"
+cn = "auditor"
+
+[limits]
+max_connections = {maxc}
+read_timeout_ms = {read}
+idle_timeout_ms = {idle}
+max_body_bytes = {body}
+"#,
+                state = d.join("state").display(),
+                module = module(),
+                pin = pin.display(),
+                sock = unix_socket.display(),
+                d = d.display(),
+                window = o.approval_window_secs,
+                maxc = o.max_connections,
+                read = o.read_timeout_ms,
+                idle = o.idle_timeout_ms,
+                body = o.max_body_bytes,
+            ),
+        );
+        if let Some(seed) = o.seed_state {
+            std::fs::create_dir_all(d.join("state")).unwrap();
+            std::fs::set_permissions(d.join("state"), std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+            seed(&d.join("state"));
+        }
+        let log = std::fs::File::create(d.join("byokd.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_byokd"))
+            .args(["--config", config.to_str().unwrap(), "run"])
+            .env("SOFTHSM2_CONF", d.join("softhsm2.conf"))
+            .env("BYOKD_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut daemon = Daemon { dir, port, unix_socket, config, child: Some(child) };
+        daemon.wait_ready();
+        daemon
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                panic!("byokd exited ({status}) during start-up:\n{}", self.log());
+            }
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("byokd did not listen within 30 s:\n{}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("byokd.log")).unwrap_or_default()
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.port)
+    }
+
+    /// `curl` as `who` (None: no client certificate). Returns (HTTP status, JSON body); status 0
+    /// means curl failed before an HTTP answer (e.g. the TLS handshake was refused).
+    pub fn curl(&self, who: Option<&str>, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+        let (code, text) = self.curl_raw(who, method, path, body, &[]);
+        (code, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub fn curl_raw(&self, who: Option<&str>, method: &str, path: &str, body: Option<&str>, extra: &[&str]) -> (u16, String) {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "--max-time", "20", "--tlsv1.3", "-X", method])
+            .arg("--resolve")
+            .arg(format!("localhost:{}:127.0.0.1", self.port))
+            .arg("--cacert")
+            .arg(self.path("ca.pem"))
+            .args(["-w", "\n%{http_code}"]);
+        if let Some(who) = who {
+            cmd.arg("--cert").arg(self.path(&format!("{who}.pem"))).arg("--key").arg(self.path(&format!("{who}.key")));
+        }
+        if body.is_some() {
+            cmd.args(["-H", "content-type: application/json", "--data-binary", "@-"]);
+        }
+        cmd.args(extra).arg(self.url(path)).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("curl");
+        if let Some(b) = body {
+            child.stdin.take().unwrap().write_all(b.as_bytes()).unwrap();
+        }
+        drop(child.stdin.take());
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let (text, code) = stdout.rsplit_once('\n').unwrap_or(("", stdout.as_str()));
+        (code.trim().parse().unwrap_or(0), text.to_owned())
+    }
+
+    /// `byokctl` as `who`, with settings from BYOKCTL_* variables.
+    pub fn ctl(&self, who: &str, args: &[&str]) -> Output {
+        self.ctl_stdin(who, args, None)
+    }
+
+    pub fn ctl_stdin(&self, who: &str, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_byokctl"));
+        cmd.args(args)
+            .env("BYOKCTL_SERVER", format!("https://localhost:{}", self.port))
+            .env("BYOKCTL_CERT", self.path(&format!("{who}.pem")))
+            .env("BYOKCTL_KEY", self.path(&format!("{who}.key")))
+            .env("BYOKCTL_CA", self.path("ca.pem"))
+            .env("BYOKCTL_CONFIG", self.path("no-such-byokctl.toml"))
+            .env_remove("BYOKCTL_OUTPUT")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        // An explicit BYOKCTL_CONFIG that does not exist is an error, so point it at an empty file.
+        write(&self.path("no-such-byokctl.toml"), "");
+        let mut child = cmd.spawn().unwrap();
+        if let Some(s) = stdin {
+            child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+        }
+        drop(child.stdin.take());
+        child.wait_with_output().unwrap()
+    }
+
+    /// `byokctl --output json` as `who`: (exit code, parsed stdout).
+    pub fn ctl_json(&self, who: &str, args: &[&str]) -> (i32, Value) {
+        let mut all = vec!["--output", "json"];
+        all.extend_from_slice(args);
+        let out = self.ctl(who, &all);
+        let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        (out.status.code().unwrap_or(-1), v)
+    }
+
+    /// Adds credential `c1` and group `g1` (EC-P256) as admin.
+    pub fn seed(&self) {
+        let (s, b) = self.curl(
+            Some(ADMIN),
+            "POST",
+            "/v1/credentials",
+            Some(&format!(r#"{{"name":"c1","tenant_id":"{TENANT}","client_id":"{CLIENT}","secret":"s3cr3t-value"}}"#)),
+        );
+        assert_eq!(s, 201, "{b}");
+        let (s, b) = self.curl(Some(ADMIN), "POST", "/v1/groups", Some(r#"{"name":"g1","credential":"c1","vault":"contoso-kv","key_type":"EC-P256"}"#));
+        assert_eq!(s, 201, "{b}");
+    }
+
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(s)) = child.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        child.wait().ok()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The error code of an error answer.
+pub fn code(v: &Value) -> &str {
+    v.pointer("/error/code").and_then(Value::as_str).unwrap_or("")
+}
+
+/// The field named by an error answer.
+pub fn field(v: &Value) -> &str {
+    v.pointer("/error/field").and_then(Value::as_str).unwrap_or("")
+}
+
+/// Seeds credential `c1`, group `g1` (EC-P256) and key `g1/pushed`, which has an Azure version,
+/// straight into the state (there is no HSM object behind it).
+pub fn seed_pushed_key(dir: &Path) {
+    use byokd::model::*;
+    let (mut store, mut state, _) = byokd::store::Store::open(dir).unwrap();
+    let cred = CredentialName::try_from("c1".to_owned()).unwrap();
+    state.credentials.insert(
+        cred.clone(),
+        Credential {
+            name: cred.clone(),
+            tenant_id: Guid::parse(TENANT).unwrap(),
+            client_id: Guid::parse(CLIENT).unwrap(),
+            auth: CredentialAuth::Secret { sealed: vec![0; 48] },
+            fingerprint: "00000000".into(),
+            created: 1_800_000_000,
+            expires: None,
+        },
+    );
+    let group = KeyName::try_from("g1".to_owned()).unwrap();
+    let key_type = KeyType::parse("EC-P256", RsaExponent::F4).unwrap();
+    state.groups.insert(
+        group.clone(),
+        KeyGroup {
+            name: group.clone(),
+            credential: cred,
+            vault: VaultName::try_from("contoso-kv".to_owned()).unwrap(),
+            key_type,
+            key_ops: key_type.default_ops(),
+            rotation: RotationPolicy::default(),
+            last_rotated: None,
+            created: 1_800_000_000,
+        },
+    );
+    let name = LocalKeyName::try_from("pushed".to_owned()).unwrap();
+    state.keys.insert(
+        (group.clone(), name.clone()),
+        Key {
+            name,
+            group,
+            hsm_id: HsmKeyId([7; 16]),
+            check_digits: "ABCD".into(),
+            key_type,
+            storage: Storage::Protected,
+            created: 1_800_000_000,
+            azure_version: Some("0123456789abcdef0123456789abcdef".into()),
+        },
+    );
+    store.commit(&state).unwrap();
+}
