@@ -58,6 +58,16 @@ impl Cloud {
         format!("https://{}", self.vault_suffix())
     }
 
+    /// The client-credentials scope for ARM.
+    pub fn arm_scope(self) -> String {
+        format!("https://{}/.default", self.arm_host())
+    }
+
+    /// The cloud whose ARM host is `host`.
+    pub fn from_arm_host(host: &str) -> Option<Cloud> {
+        Cloud::ALL.into_iter().find(|c| c.arm_host() == host)
+    }
+
     /// The client-credentials scope for Key Vault.
     pub fn vault_scope(self) -> String {
         format!("https://{}/.default", self.vault_suffix())
@@ -222,6 +232,12 @@ pub struct VaultOptions {
     pub recoverable_days: u32,
     /// Per-app permissions (client id → permissions). `None`: every app has every permission.
     pub access: Option<BTreeMap<String, Vec<Permission>>>,
+    /// ARM: subscription id the vault lives in.
+    pub subscription: String,
+    /// ARM: resource group the vault lives in.
+    pub resource_group: String,
+    /// ARM: Azure region.
+    pub location: String,
 }
 
 impl Default for VaultOptions {
@@ -233,6 +249,9 @@ impl Default for VaultOptions {
             recovery_level: RecoveryLevel::RecoverablePurgeable,
             recoverable_days: 90,
             access: None,
+            subscription: "00000000-0000-0000-0000-000000000000".into(),
+            resource_group: "byokd-rg".into(),
+            location: "westeurope".into(),
         }
     }
 }

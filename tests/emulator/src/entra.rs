@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use sha1::Digest as _;
 
 use crate::config::{AppConfig, Cloud};
-use crate::state::{Shared, TokenInfo};
+use crate::state::{Audience, Shared, TokenInfo};
 use crate::util::{Resp, b64url, b64url_decode, json_response, now_secs, parse_form};
 
 /// What the token handler learned, for the request log.
@@ -151,7 +151,12 @@ pub(crate) fn handle(
             ),
         );
     };
-    if *scope != cloud.vault_scope() {
+    let audience = if *scope == cloud.vault_scope() {
+        Audience::Vault
+    } else {
+        Audience::Arm
+    };
+    if *scope != cloud.vault_scope() && *scope != cloud.arm_scope() {
         let code = if scope.ends_with("/.default") {
             500011
         } else {
@@ -247,6 +252,7 @@ pub(crate) fn handle(
             tenant: app.tenant.to_ascii_lowercase(),
             client_id: app.client_id.clone(),
             cloud,
+            audience,
             expires: Instant::now() + Duration::from_secs(lifetime),
         },
     );

@@ -32,7 +32,9 @@ pub enum Op {
     PurgeDeletedKey,
     /// `POST /deletedkeys/{name}/recover`.
     RecoverDeletedKey,
-    /// Anything else (unknown route, ARM, admin).
+    /// ARM `GET .../providers/Microsoft.KeyVault/vaults/{v}`.
+    ArmGetVault,
+    /// Anything else (unknown route, admin).
     Other,
 }
 
@@ -52,6 +54,7 @@ impl Op {
             Op::GetDeletedKeys => "GetDeletedKeys",
             Op::PurgeDeletedKey => "PurgeDeletedKey",
             Op::RecoverDeletedKey => "RecoverDeletedKey",
+            Op::ArmGetVault => "Vaults_Get",
             Op::Other => "Other",
         }
     }

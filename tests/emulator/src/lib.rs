@@ -18,6 +18,7 @@
 #![allow(clippy::result_large_err)]
 
 mod admin;
+mod arm;
 mod byok;
 pub mod config;
 mod entra;

@@ -113,6 +113,7 @@ fn host_of(req: &Request<Incoming>, sni: Option<&str>) -> String {
 /// Which service a host belongs to.
 enum Service {
     Login(Cloud),
+    Arm(Cloud),
     Vault(String),
     Admin,
     Unknown,
@@ -124,6 +125,9 @@ fn service_of(host: &str) -> Service {
     }
     if let Some(c) = Cloud::from_login_host(host) {
         return Service::Login(c);
+    }
+    if let Some(c) = Cloud::from_arm_host(host) {
+        return Service::Arm(c);
     }
     for c in Cloud::ALL {
         if let Some(name) = host.strip_suffix(&format!(".{}", c.vault_suffix()))
@@ -165,6 +169,7 @@ async fn handle(
 
     let (op, vroute) = match &service {
         Service::Login(_) => (Op::Token, None),
+        Service::Arm(_) => (Op::ArmGetVault, None),
         Service::Vault(_) => match vault::route(&method, &path) {
             Some(r) => (r.op, Some(r)),
             None => (Op::Other, None),
@@ -240,6 +245,16 @@ async fn handle(
             let resp = entra::handle(&shared, cloud, &method, &path, ct, &body, &mut meta);
             record.client_id = meta.client_id;
             record.tenant = meta.tenant;
+            resp
+        }
+        Service::Arm(cloud) => {
+            let auth = parts
+                .headers
+                .get(http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok());
+            let (resp, client_id) =
+                crate::arm::handle(&shared, cloud, &method, &path, query.as_deref(), auth);
+            record.client_id = client_id;
             resp
         }
         Service::Vault(vhost) => {

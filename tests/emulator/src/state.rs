@@ -21,7 +21,15 @@ pub(crate) struct TokenInfo {
     pub tenant: String,
     pub client_id: String,
     pub cloud: Cloud,
+    pub audience: Audience,
     pub expires: Instant,
+}
+
+/// Which resource a token was issued for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Audience {
+    Vault,
+    Arm,
 }
 
 /// Where a key version came from.

@@ -250,7 +250,7 @@ fn preflight(
             "AKV10032: Invalid token: the token is expired.",
         ));
     }
-    if info.cloud != vault.opts.cloud {
+    if info.cloud != vault.opts.cloud || info.audience != crate::state::Audience::Vault {
         return Err(unauthorized(
             &challenge_tenant,
             &resource,
@@ -385,7 +385,7 @@ pub(crate) async fn handle(
         Op::GetDeletedKeys => list_deleted(shared, vault_name, &query),
         Op::PurgeDeletedKey => purge(shared, vault_name, &name),
         Op::RecoverDeletedKey => recover(shared, vault_name, &name),
-        Op::Token | Op::Other => bad_parameter("Unsupported operation."),
+        Op::Token | Op::ArmGetVault | Op::Other => bad_parameter("Unsupported operation."),
     }
 }
 

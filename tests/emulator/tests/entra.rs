@@ -82,7 +82,7 @@ async fn each_entra_error_has_its_code() {
     );
 
     let r = c
-        .token_form(TENANT, &format!("grant_type=client_credentials&client_id={APP}&client_secret={}&scope=https%3A%2F%2Fmanagement.azure.com%2F.default", enc(SECRET)))
+        .token_form(TENANT, &format!("grant_type=client_credentials&client_id={APP}&client_secret={}&scope=https%3A%2F%2Fgraph.microsoft.com%2F.default", enc(SECRET)))
         .await;
     assert_eq!(r.status, 400);
     assert_eq!(r.body["error"], "invalid_scope");

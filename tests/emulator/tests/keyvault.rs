@@ -426,3 +426,67 @@ async fn tokens_from_another_tenant_are_refused_by_a_tenant_bound_vault() {
         200
     );
 }
+
+#[tokio::test]
+async fn arm_vault_lookup_reports_sku_and_soft_delete() {
+    let (emu, c) = start().await;
+    emu.add_vault(
+        "prot",
+        VaultOptions {
+            recovery_level: byokd_emulator::RecoveryLevel::Recoverable,
+            ..VaultOptions::default()
+        },
+    )
+    .unwrap();
+    let form = format!(
+        "grant_type=client_credentials&client_id={APP}&client_secret={}&scope=https%3A%2F%2Fmanagement.azure.com%2F.default",
+        enc(SECRET)
+    );
+    let arm = c.token_form(TENANT, &form).await.body["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let url = |v: &str| {
+        format!(
+            "https://management.azure.com/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/byokd-rg/providers/Microsoft.KeyVault/vaults/{v}?api-version=2023-07-01"
+        )
+    };
+    let auth = format!("Bearer {arm}");
+    let r = c
+        .send("GET", &url("prot"), &[("authorization", &auth)], vec![])
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["properties"]["sku"]["name"], "premium");
+    assert_eq!(r.body["properties"]["enableSoftDelete"], true);
+    assert_eq!(r.body["properties"]["enablePurgeProtection"], true);
+    let r = c
+        .send("GET", &url(VAULT), &[("authorization", &auth)], vec![])
+        .await
+        .unwrap();
+    assert!(r.body["properties"].get("enablePurgeProtection").is_none());
+    let r = c
+        .send("GET", &url("nope"), &[("authorization", &auth)], vec![])
+        .await
+        .unwrap();
+    assert_eq!((r.status, r.code()), (404, Some("ResourceNotFound")));
+    // Tokens do not cross audiences.
+    let vault_token = c.token().await;
+    let r = c
+        .send(
+            "GET",
+            &url("prot"),
+            &[("authorization", &format!("Bearer {vault_token}"))],
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status, r.code()),
+        (401, Some("InvalidAuthenticationTokenAudience"))
+    );
+    let r = c
+        .kv("GET", VAULT, "/keys?api-version=7.5", Some(&arm), None)
+        .await;
+    assert_eq!(r.status, 401);
+}
