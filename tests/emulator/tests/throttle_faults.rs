@@ -67,8 +67,8 @@ async fn create_budget_throttles_with_configured_hint() {
                 "{header:?} {h}"
             );
         }
-        // One token comes back every 0.3 s.
-        sleep_ms(450).await;
+        // One token comes back every second.
+        sleep_ms(1100).await;
         let r = c
             .kv(
                 "POST",
