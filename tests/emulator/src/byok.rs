@@ -153,3 +153,86 @@ pub(crate) fn unwrap_blob(
     buf.iter_mut().for_each(|b| *b = 0);
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::util::b64url;
+    use serde_json::json;
+
+    const KID: &str = "https://v1.vault.azure.net/keys/kek/0123456789abcdef0123456789abcdef";
+
+    fn blob(v: Value) -> String {
+        b64url(v.to_string().as_bytes())
+    }
+
+    fn good() -> Value {
+        json!({"schema_version":"1.0.0","header":{"kid":KID,"alg":"dir","enc":"CKM_RSA_AES_KEY_WRAP"},"ciphertext":"AAEC","generator":"test"})
+    }
+
+    #[test]
+    fn a_well_formed_blob_parses() {
+        let b = parse_key_hsm(&blob(good())).unwrap();
+        assert_eq!(b.kid, KID);
+        assert_eq!(b.ciphertext, vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn every_blob_field_is_checked() {
+        let mut cases = Vec::new();
+        for (path, val) in [
+            ("/schema_version", json!("2.0.0")),
+            ("/header/alg", json!("RSA-OAEP")),
+            ("/header/enc", json!("A256GCM")),
+            ("/header/kid", json!(5)),
+            ("/ciphertext", json!("AA==")),
+            ("/generator", json!(1)),
+            ("/extra", json!("x")),
+            ("/header/extra", json!("x")),
+        ] {
+            let mut v = good();
+            let (parent, key) = path.rsplit_once('/').unwrap();
+            let target = if parent.is_empty() {
+                &mut v
+            } else {
+                v.pointer_mut(parent).unwrap()
+            };
+            target[key] = val;
+            cases.push(v);
+        }
+        for field in ["schema_version", "header", "ciphertext"] {
+            let mut v = good();
+            v.as_object_mut().unwrap().remove(field);
+            cases.push(v);
+        }
+        for v in cases {
+            assert!(parse_key_hsm(&blob(v.clone())).is_err(), "{v}");
+        }
+        // Padded or standard-alphabet base64 of the blob is refused too.
+        assert!(parse_key_hsm(&format!("{}==", blob(good()))).is_err());
+        let std_alphabet = format!("{}+/", blob(good()));
+        assert!(parse_key_hsm(&std_alphabet).is_err());
+    }
+
+    #[test]
+    fn kek_ids_must_be_versioned_key_identifiers() {
+        let k = parse_kid(KID).unwrap();
+        assert_eq!(
+            (k.host.as_str(), k.name.as_str()),
+            ("v1.vault.azure.net", "kek")
+        );
+        let k =
+            parse_kid("https://V1.vault.azure.net:443/keys/kek/0123456789ABCDEF0123456789ABCDEF")
+                .unwrap();
+        assert_eq!(k.host, "v1.vault.azure.net");
+        assert_eq!(k.version, "0123456789abcdef0123456789abcdef");
+        for bad in [
+            "https://v1.vault.azure.net/keys/kek",
+            "https://v1.vault.azure.net/keys/kek/",
+            "http://v1.vault.azure.net/keys/kek/0123456789abcdef0123456789abcdef",
+            "https://v1.vault.azure.net/secrets/kek/0123456789abcdef0123456789abcdef",
+        ] {
+            assert!(parse_kid(bad).is_err(), "{bad}");
+        }
+    }
+}
