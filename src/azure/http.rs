@@ -193,10 +193,6 @@ impl HttpRequest {
         self.headers.insert(AUTHORIZATION, value);
         Ok(self)
     }
-
-    fn host(&self) -> String {
-        self.url.host().unwrap_or("").to_ascii_lowercase()
-    }
 }
 
 /// A complete response (body fully read, size-bounded).
