@@ -55,6 +55,7 @@ const AZURE: &[(&str, Kind)] = &[
     ("max_attempts", Kind::Int),
     ("max_retry_wait_ms", Kind::Int),
     ("retry_base_ms", Kind::Int),
+    ("kek_size", Kind::Int),
 ];
 const IDENTITY: &[(&str, Kind)] = &[
     ("name", Kind::Str),
@@ -154,6 +155,9 @@ fn semantic(c: &Config, at: &BTreeMap<String, usize>, problems: &mut Vec<Problem
         if host.is_empty() || host.contains(['/', ':', ' ']) {
             bad("azure.resolve", format!("azure.resolve key {host:?} must be a bare host name"));
         }
+    }
+    if ![2048, 3072, 4096].contains(&c.azure.kek_size) {
+        bad("azure.kek_size", format!("azure.kek_size {} must be 2048, 3072 or 4096", c.azure.kek_size));
     }
     for (name, v) in [
         ("limits.hsm_request_timeout_ms", c.limits.hsm_request_timeout_ms as usize),

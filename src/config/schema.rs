@@ -80,6 +80,9 @@ pub struct AzureSection {
     /// First back-off step when Azure sends no retry hint; later steps double (1, 2, 4, 8, 16×).
     #[serde(default = "d_az_retry_base")]
     pub retry_base_ms: u64,
+    /// Size of the key exchange key byokd creates in the vault for each push job.
+    #[serde(default = "d_kek_size")]
+    pub kek_size: u32,
 }
 
 impl Default for AzureSection {
@@ -94,6 +97,7 @@ impl Default for AzureSection {
             max_attempts: d_az_attempts(),
             max_retry_wait_ms: d_az_retry_wait(),
             retry_base_ms: d_az_retry_base(),
+            kek_size: d_kek_size(),
         }
     }
 }
@@ -203,6 +207,10 @@ impl Default for Limits {
             max_credentials: d_max_credentials(),
         }
     }
+}
+
+fn d_kek_size() -> u32 {
+    4096
 }
 
 fn default_state_dir() -> PathBuf {

@@ -3,7 +3,7 @@
 //! effect it announces.
 
 use super::{Service, ServiceError, now_unix};
-use crate::model::{Job, JobKind, JobState, KeyName, KeyPush, KeyPushState, LocalKeyName, StepMessage};
+use crate::model::{Job, JobKind, JobState, Key, KeyGroup, KeyName, KeyPush, KeyPushState, LocalKeyName, StepMessage};
 
 impl Service {
     /// Creates a pending job durably and returns its id.
@@ -115,5 +115,30 @@ impl Service {
         drop(data);
         self.inner.job_changed.send_modify(|n| *n += 1);
         Ok(())
+    }
+
+    /// A group's full record, for the job runner.
+    pub(crate) async fn group_record(&self, name: &KeyName) -> Result<KeyGroup, ServiceError> {
+        let data = self.inner.data.lock().await;
+        data.state.groups.get(name).cloned().ok_or_else(|| ServiceError::not_found("key group", name))
+    }
+
+    /// A key's full record, for the job runner.
+    pub(crate) async fn key_record(&self, group: &KeyName, key: &LocalKeyName) -> Result<Key, ServiceError> {
+        let data = self.inner.data.lock().await;
+        data.state
+            .keys
+            .get(&(group.clone(), key.clone()))
+            .cloned()
+            .ok_or_else(|| ServiceError::not_found("key", format!("{group}/{key}")))
+    }
+
+    /// The vaults that key groups name: the outbound allowlist's vault hosts.
+    pub async fn vault_names(&self) -> Vec<String> {
+        let data = self.inner.data.lock().await;
+        let mut v: Vec<String> = data.state.groups.values().map(|g| g.vault.to_string()).collect();
+        v.sort();
+        v.dedup();
+        v
     }
 }

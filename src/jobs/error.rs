@@ -1,0 +1,21 @@
+//! Errors of job submission and execution, in operator terms.
+
+use crate::azure::AzureError;
+use crate::hsm::HsmError;
+use crate::service::ServiceError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("this appliance is not the designated device, so it does not change the cloud; set `designated = true` (or `byokctl designated set true`) on the one appliance that should")]
+    NotDesignated,
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    #[error(transparent)]
+    Azure(#[from] AzureError),
+    #[error(transparent)]
+    Hsm(#[from] HsmError),
+    #[error("{0}")]
+    Failed(String),
+}

@@ -1,0 +1,414 @@
+//! "Synchronize HSM protected key(s)": token → KEK → in-HSM wrap → import → record version →
+//! delete (and purge) the KEK. Each step's intent is journalled before its side effect, so a
+//! restart resumes from the journal: a journalled KEK is found again or cleaned up, and an import
+//! whose answer was lost is found by its fingerprint tag instead of being repeated.
+
+use super::{JobError, Jobs, fingerprint, generator, jwk_matches_spki, key_hsm, FINGERPRINT_TAG};
+use crate::azure::{AccessToken, AzureError, ImportRequest, Kek, KeyVaultError, RecoveryLevel};
+use crate::hsm::KekPublicKey;
+use crate::model::{Job, JobState, KekJournal, KeyGroup, KeyPushState, KeyType};
+use crate::service::now_unix;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// The KEK's lifetime (its size is `azure.kek_size`).
+const KEK_LIFETIME_SECS: i64 = 3600;
+/// How long to wait for a deleted KEK to become visible (Azure shows 10 s or more).
+const DELETED_VISIBLE_WAIT: Duration = Duration::from_secs(120);
+
+pub(super) async fn run(jobs: &Jobs, id: u64) -> Result<(), JobError> {
+    let svc = jobs.service();
+    let job = svc.job(id).await?;
+    if job.state.is_final() {
+        return Ok(());
+    }
+    let group = svc.group_record(&job.group).await?;
+    let slot = jobs.vault_slot(group.vault.as_str());
+    let _permit = slot.acquire_owned().await.map_err(|_| JobError::Failed("job runner is shutting down".into()))?;
+    if !svc.designated().await {
+        fail(jobs, id, JobError::NotDesignated.to_string()).await;
+        return Ok(());
+    }
+    svc.journal(id, |j| {
+        j.state = JobState::Running;
+        j.started.get_or_insert(now_unix());
+    })
+    .await?;
+    let mut token = None;
+    let outcome = push(jobs, id, &group, &mut token).await;
+    // The KEK goes, whatever happened to the imports.
+    let cleanup = match &token {
+        Some(t) => cleanup_kek(jobs, id, t).await,
+        None => Ok(()),
+    };
+    match (outcome, cleanup) {
+        (Ok(()), Ok(())) => {
+            svc.journal(id, |j| {
+                j.state = JobState::Succeeded;
+                j.progress = 1000;
+                j.ended = Some(now_unix());
+                j.steps.push(step("Synchronization finished"));
+            })
+            .await?;
+            tracing::info!(job = id, group = %group.name, vault = %group.vault, "synchronize job succeeded");
+        }
+        (Err(e), _) | (Ok(()), Err(e)) => fail(jobs, id, e.to_string()).await,
+    }
+    Ok(())
+}
+
+/// Marks a job failed with a reason; logs if even that cannot be recorded.
+pub(super) async fn fail(jobs: &Jobs, id: u64, reason: String) {
+    tracing::error!(job = id, reason = %reason, "job failed");
+    let recorded = jobs
+        .service()
+        .journal(id, |j| {
+            j.state = JobState::Failed;
+            j.ended = Some(now_unix());
+            j.steps.push(step(&format!("Failed: {reason}")));
+            j.error = Some(reason.clone());
+        })
+        .await;
+    if let Err(e) = recorded {
+        tracing::error!(job = id, error = %e, "could not record the job's failure");
+    }
+}
+
+fn step(message: &str) -> crate::model::StepMessage {
+    crate::model::StepMessage { at: now_unix(), message: message.to_owned() }
+}
+
+async fn push(jobs: &Jobs, id: u64, group: &KeyGroup, token_out: &mut Option<AccessToken>) -> Result<(), JobError> {
+    let svc = jobs.service();
+    let job = svc.job(id).await?;
+    let pending = pending_keys(jobs, &job, group).await?;
+    if pending.is_empty() && job.kek.is_none() {
+        svc.job_step(id, "Nothing to push: every key already has its Azure version", Some(1000)).await?;
+        return Ok(());
+    }
+    jobs.azure().allowlist().set_vaults(svc.vault_names().await)?;
+    let token = sign_in(jobs, id, group).await?;
+    *token_out = Some(token.clone());
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let kek = ensure_kek(jobs, id, group, &token).await?;
+    let report = svc.hsm().report();
+    let generator = generator(&report.manufacturer, &report.model, &report.firmware_version);
+    let total = pending.len();
+    for (n, key_name) in pending.into_iter().enumerate() {
+        push_one(jobs, id, group, &token, &kek, &generator, &key_name).await?;
+        let progress = 200 + (700 * (n + 1) / total) as u16;
+        svc.job_step(id, format!("{} of {total} key(s) pushed", n + 1), Some(progress)).await?;
+    }
+    Ok(())
+}
+
+/// Keys of the job that still need an import. Keys pushed earlier are reported, not repeated.
+async fn pending_keys(jobs: &Jobs, job: &Job, group: &KeyGroup) -> Result<Vec<crate::model::LocalKeyName>, JobError> {
+    let svc = jobs.service();
+    let mut pending = Vec::new();
+    for push in &job.keys {
+        if matches!(push.state, KeyPushState::Imported { .. }) {
+            continue;
+        }
+        let key = svc.key_record(&group.name, &push.key).await?;
+        match (&key.azure_version, &push.state) {
+            (Some(version), KeyPushState::NotStarted) => {
+                let version = version.clone();
+                svc.journal(job.id, |j| {
+                    for p in j.keys.iter_mut().filter(|p| p.key == push.key) {
+                        p.state = KeyPushState::Imported { version: version.clone() };
+                    }
+                    j.steps.push(step(&format!("Key {} is already pushed as version {version}; nothing to do", push.key)));
+                })
+                .await?;
+            }
+            _ => pending.push(push.key.clone()),
+        }
+    }
+    Ok(pending)
+}
+
+async fn sign_in(jobs: &Jobs, id: u64, group: &KeyGroup) -> Result<AccessToken, JobError> {
+    let svc = jobs.service();
+    let cred = svc.credential(&group.credential).await?;
+    svc.job_step(id, format!("Requesting an Entra ID token for credential {}", cred.name), Some(50)).await?;
+    let secret = svc.unseal_credential(&group.credential).await?;
+    let token = jobs.azure().entra().token(&cred.name, &cred.tenant_id, &cred.client_id, &secret).await;
+    drop(secret);
+    let token = token?;
+    svc.job_step(id, "Entra ID token acquired", Some(100)).await?;
+    Ok(token)
+}
+
+/// Finds the job's KEK again, or creates it with its name journalled first.
+async fn ensure_kek(jobs: &Jobs, id: u64, group: &KeyGroup, token: &AccessToken) -> Result<Kek, JobError> {
+    let svc = jobs.service();
+    let kv = jobs.azure().keyvault();
+    let vault = group.vault.as_str();
+    let name = Job::kek_name(id);
+    let kek_bits = svc.config().azure.kek_size;
+    let journal = svc.job(id).await?.kek;
+    if let Some(k) = &journal {
+        if !k.deleted {
+            match kv.get_key(token, vault, &k.name, None).await {
+                Ok(bundle) => {
+                    let kek = kek_from_bundle(vault, &bundle)?;
+                    svc.journal(id, |j| {
+                        if let Some(kj) = j.kek.as_mut() {
+                            kj.kid = Some(kek.kid.clone());
+                        }
+                        j.steps.push(step(&format!("Found this job's key exchange key {} from before the restart", kek.kid)));
+                    })
+                    .await?;
+                    return Ok(kek);
+                }
+                Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    svc.journal(id, |j| {
+        j.kek = Some(KekJournal { vault: group.vault.clone(), name: name.clone(), kid: None, deleted: false, purged: None });
+        j.steps.push(step(&format!("Creating key exchange key {name} (RSA-HSM {kek_bits}) in vault {vault}")));
+    })
+    .await?;
+    let created = kv.create_kek(token, vault, &name, kek_bits, now_unix() + KEK_LIFETIME_SECS).await;
+    let kek = match created {
+        Ok(kek) => kek,
+        Err(AzureError::ResponseLost { .. }) => {
+            let bundle = kv.get_key(token, vault, &name, None).await?;
+            kek_from_bundle(vault, &bundle)?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    svc.journal(id, |j| {
+        if let Some(kj) = j.kek.as_mut() {
+            kj.kid = Some(kek.kid.clone());
+        }
+        j.progress = j.progress.max(200);
+        j.steps.push(step(&format!("Key exchange key created: {}", kek.kid)));
+    })
+    .await?;
+    tracing::info!(job = id, vault, kid = %kek.kid, step = "kek-created", "key exchange key created");
+    Ok(kek)
+}
+
+fn kek_from_bundle(vault: &str, bundle: &crate::azure::KeyBundle) -> Result<Kek, JobError> {
+    let strip = |b: Vec<u8>| -> Vec<u8> { b.into_iter().skip_while(|x| *x == 0).collect() };
+    let bad = |what: &str| JobError::Failed(format!("the key exchange key in vault {vault} has no {what}"));
+    let n = crate::azure::JsonWebKey::decode(bundle.key.n.as_deref()).map(strip).ok_or_else(|| bad("modulus"))?;
+    let e = crate::azure::JsonWebKey::decode(bundle.key.e.as_deref()).map(strip).ok_or_else(|| bad("exponent"))?;
+    Ok(Kek {
+        kid: bundle.kid().to_owned(),
+        version: bundle.version().to_owned(),
+        n,
+        e,
+        recovery_level: bundle.attributes.recovery_level.clone(),
+    })
+}
+
+async fn push_one(
+    jobs: &Jobs,
+    id: u64,
+    group: &KeyGroup,
+    token: &AccessToken,
+    kek: &Kek,
+    generator: &str,
+    key_name: &crate::model::LocalKeyName,
+) -> Result<(), JobError> {
+    let svc = jobs.service();
+    let kv = jobs.azure().keyvault();
+    let vault = group.vault.as_str();
+    let azure_name = group.name.as_str();
+    let key = svc.key_record(&group.name, key_name).await?;
+    let spki = svc.hsm().public_key(key.hsm_id).await?.spki_der;
+    let fp = fingerprint(&spki);
+
+    let sent_before = svc.job(id).await?.keys.iter().any(|p| &p.key == key_name && matches!(p.state, KeyPushState::ImportSent { .. }));
+    if sent_before {
+        if let Some(version) = find_by_fingerprint(jobs, token, group, &fp).await? {
+            svc.record_push(id, &group.name, key_name, &version).await?;
+            svc.job_step(id, format!("Key {key_name} was imported before the restart as version {version}"), None).await?;
+            return Ok(());
+        }
+    }
+
+    let ciphertext = svc.hsm().wrap_for_transfer(key.hsm_id, &KekPublicKey { n: kek.n.clone(), e: kek.e.clone() }).await?;
+    let blob = key_hsm(&kek.kid, &ciphertext, generator).map_err(|e| JobError::Failed(format!("cannot encode the transfer blob: {e}")))?;
+    let request = import_request(group, &key, blob, &fp);
+    svc.journal(id, |j| {
+        for p in j.keys.iter_mut().filter(|p| &p.key == key_name) {
+            p.state = KeyPushState::ImportSent { fingerprint: fp.clone() };
+        }
+        j.steps.push(step(&format!("Importing key {key_name} into {vault}/{azure_name}")));
+    })
+    .await?;
+    let bundle = match kv.import_key(token, vault, azure_name, &request).await {
+        Ok(b) => b,
+        Err(AzureError::ResponseLost { .. }) => {
+            if let Some(version) = find_by_fingerprint(jobs, token, group, &fp).await? {
+                svc.record_push(id, &group.name, key_name, &version).await?;
+                svc.job_step(id, format!("The import answer was lost; found key {key_name} as version {version} by its fingerprint"), None).await?;
+                return Ok(());
+            }
+            svc.job_step(id, "The import answer was lost and Azure has no such version; importing again", None).await?;
+            kv.import_key(token, vault, azure_name, &request).await?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if !jwk_matches_spki(&bundle.key, &spki) {
+        return Err(JobError::Failed(format!(
+            "Azure reports a public key for {} that differs from the HSM key {key_name}; disable that version and investigate",
+            bundle.kid()
+        )));
+    }
+    let version = bundle.version().to_owned();
+    svc.record_push(id, &group.name, key_name, &version).await?;
+    svc.job_step(id, format!("Key {key_name} imported as version {version}"), None).await?;
+    tracing::info!(job = id, group = %group.name, key = %key_name, vault, kid = bundle.kid(), step = "imported", "key imported");
+    Ok(())
+}
+
+fn import_request(group: &KeyGroup, key: &crate::model::Key, key_hsm: String, fp: &str) -> ImportRequest {
+    let now = now_unix();
+    let exp = group.rotation.enabled.then(|| {
+        let now_t = time::OffsetDateTime::from_unix_timestamp(now).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        group.rotation.expiry_from(now_t).unix_timestamp()
+    });
+    let tags = BTreeMap::from([
+        (FINGERPRINT_TAG.to_owned(), fp.to_owned()),
+        ("byokd-key".to_owned(), key.name.to_string()),
+        ("byokd-check-digits".to_owned(), key.check_digits.clone()),
+    ]);
+    ImportRequest {
+        kty: key.key_type.azure_kty().to_owned(),
+        crv: match key.key_type {
+            KeyType::Ec(c) => Some(c.azure_name().to_owned()),
+            KeyType::Rsa { .. } => None,
+        },
+        key_ops: group.key_ops.iter().map(|o| o.azure_name().to_owned()).collect(),
+        key_hsm,
+        enabled: true,
+        nbf: Some(now),
+        exp,
+        tags,
+    }
+}
+
+/// The version of the group's Azure key that carries this fingerprint tag, if any.
+async fn find_by_fingerprint(jobs: &Jobs, token: &AccessToken, group: &KeyGroup, fp: &str) -> Result<Option<String>, JobError> {
+    let kv = jobs.azure().keyvault();
+    match kv.list_versions(token, group.vault.as_str(), group.name.as_str()).await {
+        Ok(items) => Ok(items
+            .iter()
+            .find(|i| i.tags.as_ref().and_then(|t| t.get(FINGERPRINT_TAG)).is_some_and(|v| v == fp))
+            .map(|i| i.version().to_owned())),
+        Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Deletes the job's KEK and purges it where the vault allows; journalled at each step.
+async fn cleanup_kek(jobs: &Jobs, id: u64, token: &AccessToken) -> Result<(), JobError> {
+    let svc = jobs.service();
+    let kv = jobs.azure().keyvault();
+    let Some(kek) = svc.job(id).await?.kek else { return Ok(()) };
+    if kek.purged.is_some() {
+        return Ok(());
+    }
+    let vault = kek.vault.as_str();
+    let mut level: Option<RecoveryLevel> = None;
+    if !kek.deleted {
+        match kv.delete_key(token, vault, &kek.name).await {
+            Ok(deleted) => level = deleted.bundle.attributes.recovery_level.clone(),
+            Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {}
+            Err(e) => return Err(e.into()),
+        }
+        svc.journal(id, |j| {
+            if let Some(k) = j.kek.as_mut() {
+                k.deleted = true;
+            }
+            j.steps.push(step(&format!("Key exchange key {} deleted", kek.name)));
+        })
+        .await?;
+        tracing::info!(job = id, vault, kek = %kek.name, step = "kek-deleted", "key exchange key deleted");
+    }
+    let deleted = wait_deleted_visible(jobs, token, vault, &kek.name, level.as_ref()).await?;
+    let level = level.or_else(|| deleted.as_ref().and_then(|d| d.bundle.attributes.recovery_level.clone()));
+    let (purged, message) = match (&deleted, &level) {
+        (None, _) | (_, Some(RecoveryLevel::Purgeable)) => (false, "The vault has no soft-delete: the key exchange key is gone for good".to_owned()),
+        (Some(_), Some(l)) if l.purge_allowed() => {
+            purge_with_retry(jobs, token, vault, &kek.name).await?;
+            (true, format!("Key exchange key {} purged", kek.name))
+        }
+        (Some(d), l) => (
+            false,
+            format!(
+                "Key exchange key {} not purged: the vault's recovery level is {} (purge protection); Azure purges it on {}",
+                kek.name,
+                l.as_ref().map(|l| l.as_str().to_owned()).unwrap_or_else(|| "unknown".into()),
+                d.scheduled_purge_date.map(|t| t.to_string()).unwrap_or_else(|| "its scheduled purge date".into())
+            ),
+        ),
+    };
+    tracing::info!(job = id, vault, kek = %kek.name, purged, step = "kek-purge", "{message}");
+    svc.journal(id, |j| {
+        if let Some(k) = j.kek.as_mut() {
+            k.purged = Some(purged);
+        }
+        j.steps.push(step(&message));
+    })
+    .await?;
+    Ok(())
+}
+
+/// Waits until the deleted KEK is listed in deleted keys (Azure answers 404 for a while after a
+/// delete). Returns `None` when the vault has no soft-delete.
+async fn wait_deleted_visible(
+    jobs: &Jobs,
+    token: &AccessToken,
+    vault: &str,
+    name: &str,
+    level: Option<&RecoveryLevel>,
+) -> Result<Option<crate::azure::DeletedKeyBundle>, JobError> {
+    if matches!(level, Some(RecoveryLevel::Purgeable)) {
+        return Ok(None);
+    }
+    let kv = jobs.azure().keyvault();
+    let started = tokio::time::Instant::now();
+    let mut wait = Duration::from_millis(250);
+    loop {
+        match kv.get_deleted_key(token, vault, name).await {
+            Ok(d) => return Ok(Some(d)),
+            Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {
+                if started.elapsed() > DELETED_VISIBLE_WAIT {
+                    return Err(JobError::Failed(format!(
+                        "key exchange key {name} was deleted but is not listed in the deleted keys of {vault} after {} s; purge it by hand",
+                        DELETED_VISIBLE_WAIT.as_secs()
+                    )));
+                }
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(4));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+async fn purge_with_retry(jobs: &Jobs, token: &AccessToken, vault: &str, name: &str) -> Result<(), JobError> {
+    let kv = jobs.azure().keyvault();
+    let mut wait = Duration::from_millis(250);
+    for _ in 0..12 {
+        match kv.purge_deleted_key(token, vault, name).await {
+            Ok(()) | Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => return Ok(()),
+            Err(AzureError::KeyVault(KeyVaultError::BeingDeleted { .. })) => {
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(4));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(JobError::Failed(format!("key exchange key {name} in {vault} is still being deleted; purge it later")))
+}
