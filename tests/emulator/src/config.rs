@@ -359,6 +359,8 @@ pub struct EmulatorConfig {
     pub rtt_delay_ms: u64,
     /// Append every request record as a JSON line to this file.
     pub request_log_file: Option<PathBuf>,
+    /// Keep at most this many records in memory (oldest dropped first).
+    pub request_log_cap: usize,
     /// Registered apps.
     pub apps: Vec<AppConfig>,
     /// Vaults.
@@ -378,6 +380,7 @@ impl Default for EmulatorConfig {
             throttling: ThrottleConfig::default(),
             rtt_delay_ms: 0,
             request_log_file: None,
+            request_log_cap: 100_000,
             apps: Vec::new(),
             vaults: Vec::new(),
         }

@@ -84,7 +84,8 @@ impl Emulator {
                 throttle: cfg.throttling.clone(),
                 rtt_delay: Duration::from_millis(cfg.rtt_delay_ms),
                 delete_pending: Duration::from_millis(cfg.delete_pending_ms),
-                requests: Vec::new(),
+                requests: Default::default(),
+                request_log_cap: cfg.request_log_cap.max(1),
                 seq: 0,
                 fault_429s: 0,
             }),
@@ -257,7 +258,7 @@ impl EmulatorHandle {
 
     /// Every request so far.
     pub fn requests(&self) -> Vec<RequestRecord> {
-        self.shared.lock().requests.clone()
+        self.shared.lock().requests.iter().cloned().collect()
     }
 
     /// Forget the request log.

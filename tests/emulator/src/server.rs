@@ -383,7 +383,10 @@ fn log(shared: &Shared, mut record: RequestRecord) {
         st.seq += 1;
         record.seq = st.seq;
         let line = serde_json::to_string(&record).ok();
-        st.requests.push(record);
+        if st.requests.len() >= st.request_log_cap {
+            st.requests.pop_front();
+        }
+        st.requests.push_back(record);
         line
     };
     if let (Some(file), Some(line)) = (&shared.log_file, line) {

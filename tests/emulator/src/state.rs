@@ -212,7 +212,8 @@ pub(crate) struct State {
     pub throttle: ThrottleConfig,
     pub rtt_delay: Duration,
     pub delete_pending: Duration,
-    pub requests: Vec<RequestRecord>,
+    pub requests: std::collections::VecDeque<RequestRecord>,
+    pub request_log_cap: usize,
     pub seq: u64,
     pub fault_429s: u64,
 }
