@@ -9,7 +9,10 @@
 #[path = "../tests/control_rig/mod.rs"]
 mod rig;
 
-use byokd::model::{Credential, CredentialAuth, CredentialName, Guid, HsmKeyId, Key, KeyGroup, KeyName, KeyType, LocalKeyName, RotationPolicy, Storage, VaultName};
+use byokd::model::{
+    Credential, CredentialAuth, CredentialName, Guid, HsmKeyId, Key, KeyGroup, KeyName, KeyType,
+    LocalKeyName, RotationPolicy, Storage, VaultName,
+};
 use rig::{ADMIN, Daemon, Options};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -30,7 +33,9 @@ fn seed(dir: &Path) {
             name: cred.clone(),
             tenant_id: Guid::parse(rig::TENANT).unwrap(),
             client_id: Guid::parse(rig::CLIENT).unwrap(),
-            auth: CredentialAuth::Secret { sealed: vec![0; 48] },
+            auth: CredentialAuth::Secret {
+                sealed: vec![0; 48],
+            },
             fingerprint: "00000000".into(),
             created: 1_800_000_000,
             expires: None,
@@ -75,7 +80,9 @@ fn seed(dir: &Path) {
 fn client_config(d: &Daemon) -> Arc<rustls::ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(CertificateDer::from_pem_file(d.path("ca.pem")).unwrap()).unwrap();
+    roots
+        .add(CertificateDer::from_pem_file(d.path("ca.pem")).unwrap())
+        .unwrap();
     let cert = CertificateDer::from_pem_file(d.path(&format!("{ADMIN}.pem"))).unwrap();
     let key = PrivateKeyDer::from_pem_file(d.path(&format!("{ADMIN}.key"))).unwrap();
     Arc::new(
@@ -91,7 +98,9 @@ fn client_config(d: &Daemon) -> Arc<rustls::ClientConfig> {
 type Conn = BufReader<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>;
 
 fn connect(config: &Arc<rustls::ClientConfig>, port: u16) -> Conn {
-    let conn = rustls::ClientConnection::new(config.clone(), ServerName::try_from("localhost").unwrap()).unwrap();
+    let conn =
+        rustls::ClientConnection::new(config.clone(), ServerName::try_from("localhost").unwrap())
+            .unwrap();
     let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
     tcp.set_nodelay(true).unwrap();
     BufReader::with_capacity(64 * 1024, rustls::StreamOwned::new(conn, tcp))
@@ -99,7 +108,9 @@ fn connect(config: &Arc<rustls::ClientConfig>, port: u16) -> Conn {
 
 /// One GET; returns the body length.
 fn get(conn: &mut Conn, path: &str) -> usize {
-    conn.get_mut().write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes()).unwrap();
+    conn.get_mut()
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes())
+        .unwrap();
     let mut line = String::new();
     conn.read_line(&mut line).unwrap();
     assert!(line.starts_with("HTTP/1.1 200"), "{line}");
@@ -121,7 +132,11 @@ fn get(conn: &mut Conn, path: &str) -> usize {
 
 fn report(mode: &str, mut lat: Vec<Duration>, total: Duration, bytes: usize) {
     lat.sort();
-    let pct = |p: f64| lat[((lat.len() as f64 * p).ceil() as usize).saturating_sub(1).min(lat.len() - 1)];
+    let pct = |p: f64| {
+        lat[((lat.len() as f64 * p).ceil() as usize)
+            .saturating_sub(1)
+            .min(lat.len() - 1)]
+    };
     println!(
         "{mode:<28} {:>5} req  {:>8.1} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  ({} KiB per answer)",
         lat.len(),
@@ -136,8 +151,16 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let n: usize = std::env::var("BENCH_REQUESTS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
-    let d = Daemon::start_with(Options { seed_state: Some(seed), max_body_bytes: 65536, idle_timeout_ms: 60_000, ..Options::default() });
+    let n: usize = std::env::var("BENCH_REQUESTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let d = Daemon::start_with(Options {
+        seed_state: Some(seed),
+        max_body_bytes: 65536,
+        idle_timeout_ms: 60_000,
+        ..Options::default()
+    });
     let config = client_config(&d);
     let path = "/v1/groups/bench-group/keys";
     let mut warm = connect(&config, d.port);

@@ -49,7 +49,16 @@ fn each_role_is_allowed_and_denied_on_every_route_class() {
         ("POST", "/v1/approvals/6f1c1b7e-3b0a-4f43-9a57-1b2b2f1d0c11/approve".into(), None, [404, 403, 403]),
         ("POST", "/v1/approvals/6f1c1b7e-3b0a-4f43-9a57-1b2b2f1d0c11/reject".into(), None, [404, 403, 403]),
     ];
-    assert_eq!(d.curl(Some(ADMIN), "POST", "/v1/groups/g1/keys", Some(&new_key("k1"))).0, 201);
+    assert_eq!(
+        d.curl(
+            Some(ADMIN),
+            "POST",
+            "/v1/groups/g1/keys",
+            Some(&new_key("k1"))
+        )
+        .0,
+        201
+    );
     for (method, path, body, expected) in &cases {
         for (i, who) in [ADMIN, OPERATOR, AUDITOR].into_iter().enumerate() {
             let path = path.replace("{who}", who);
@@ -70,15 +79,33 @@ fn each_role_is_allowed_and_denied_on_every_route_class() {
 fn certificates_outside_the_console_ca_and_missing_ones_fail_at_tls() {
     let d = Daemon::start();
     let (status, _) = d.curl(Some(FOREIGN), "GET", "/v1/health", None);
-    assert_eq!(status, 0, "another CA's certificate must not get an HTTP answer");
+    assert_eq!(
+        status, 0,
+        "another CA's certificate must not get an HTTP answer"
+    );
     let (status, _) = d.curl(None, "GET", "/v1/health", None);
-    assert_eq!(status, 0, "no client certificate must not get an HTTP answer");
+    assert_eq!(
+        status, 0,
+        "no client certificate must not get an HTTP answer"
+    );
     let out = d.ctl(FOREIGN, &["status"]);
-    assert_eq!(out.status.code(), Some(3), "byokctl exit code for a TLS refusal: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "byokctl exit code for a TLS refusal: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // A certificate from the console CA that is in no mapping gets 403, on every route.
     let (status, answer) = d.curl(Some(STRANGER), "GET", "/v1/health", None);
     assert_eq!(status, 403);
-    assert!(answer.pointer("/error/message").unwrap().as_str().unwrap().contains("not mapped"));
+    assert!(
+        answer
+            .pointer("/error/message")
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .contains("not mapped")
+    );
     assert_eq!(d.ctl(STRANGER, &["status"]).status.code(), Some(3));
     // And the daemon still serves.
     assert_eq!(d.curl(Some(AUDITOR), "GET", "/v1/health", None).0, 200);
@@ -94,7 +121,10 @@ fn health_reports_hsm_and_state() {
     assert_eq!(h["hsm"]["token"], "ctl-test");
     assert!(h["state"]["generation"].is_u64());
     let (_, me) = d.curl(Some(ADMIN2), "GET", "/v1/whoami", None);
-    assert_eq!((me["identity"].as_str(), me["role"].as_str()), (Some("admin2"), Some("admin")));
+    assert_eq!(
+        (me["identity"].as_str(), me["role"].as_str()),
+        (Some("admin2"), Some("admin"))
+    );
 }
 
 #[test]
@@ -102,20 +132,108 @@ fn bad_input_gets_400_naming_the_field() {
     let d = Daemon::start();
     d.seed();
     let cases = [
-        ("POST", "/v1/groups", r#"{"name":"g9","credential":"c1","vault":"contoso-kv""#, "malformed_json", ""),
-        ("POST", "/v1/groups", r#"{"name":"g9","credential":"c1","vault":"contoso-kv","key_type":2048}"#, "invalid_field", "key_type"),
-        ("POST", "/v1/groups", r#"{"name":"g9","credential":"c1","vault":"contoso-kv","key_type":"RSA-2048","colour":"red"}"#, "invalid_field", "colour"),
-        ("POST", "/v1/groups", r#"{"name":"g9","credential":"c1","vault":"x","key_type":"RSA-2048"}"#, "invalid_field", "vault"),
-        ("POST", "/v1/groups", r#"{"name":"g9","credential":"c1","vault":"contoso-kv","key_type":"RSA-1024"}"#, "invalid_field", "key_type"),
-        ("POST", "/v1/groups", r#"{"name":"g9","credential":"c1","vault":"contoso-kv","key_type":"EC-P256","rotation":{"rotate_every_months":"six"}}"#, "invalid_field", "rotation.rotate_every_months"),
-        ("POST", "/v1/groups", r#"{"name":"g9","credential":"c1","vault":"contoso-kv","key_type":"EC-P256","rotation":{"rotate_every_months":0}}"#, "invalid_field", "rotation.rotate_every_months"),
-        ("PATCH", "/v1/groups/g1", r#"{"rotation":{"enabled":"yes"}}"#, "invalid_field", "rotation.enabled"),
-        ("POST", "/v1/credentials", &format!(r#"{{"name":"c9","tenant_id":"not-a-guid","client_id":"{CLIENT}","secret":"x"}}"#), "invalid_field", "tenant_id"),
-        ("POST", "/v1/credentials", &format!(r#"{{"name":"c9","tenant_id":"{TENANT}","client_id":"{CLIENT}"}}"#), "invalid_field", "secret"),
-        ("POST", "/v1/credentials", &format!(r#"{{"name":"c9","tenant_id":"{TENANT}","client_id":"{CLIENT}","secret":12345}}"#), "invalid_field", "secret"),
-        ("POST", "/v1/groups/g1/keys", r#"{"name":"bad name"}"#, "invalid_field", "name"),
-        ("POST", "/v1/groups/g1/keys", r#"[1,2,3]"#, "invalid_body", "body"),
-        ("PUT", "/v1/config/designated", r#"{"designated":"true"}"#, "invalid_field", "designated"),
+        (
+            "POST",
+            "/v1/groups",
+            r#"{"name":"g9","credential":"c1","vault":"contoso-kv""#,
+            "malformed_json",
+            "",
+        ),
+        (
+            "POST",
+            "/v1/groups",
+            r#"{"name":"g9","credential":"c1","vault":"contoso-kv","key_type":2048}"#,
+            "invalid_field",
+            "key_type",
+        ),
+        (
+            "POST",
+            "/v1/groups",
+            r#"{"name":"g9","credential":"c1","vault":"contoso-kv","key_type":"RSA-2048","colour":"red"}"#,
+            "invalid_field",
+            "colour",
+        ),
+        (
+            "POST",
+            "/v1/groups",
+            r#"{"name":"g9","credential":"c1","vault":"x","key_type":"RSA-2048"}"#,
+            "invalid_field",
+            "vault",
+        ),
+        (
+            "POST",
+            "/v1/groups",
+            r#"{"name":"g9","credential":"c1","vault":"contoso-kv","key_type":"RSA-1024"}"#,
+            "invalid_field",
+            "key_type",
+        ),
+        (
+            "POST",
+            "/v1/groups",
+            r#"{"name":"g9","credential":"c1","vault":"contoso-kv","key_type":"EC-P256","rotation":{"rotate_every_months":"six"}}"#,
+            "invalid_field",
+            "rotation.rotate_every_months",
+        ),
+        (
+            "POST",
+            "/v1/groups",
+            r#"{"name":"g9","credential":"c1","vault":"contoso-kv","key_type":"EC-P256","rotation":{"rotate_every_months":0}}"#,
+            "invalid_field",
+            "rotation.rotate_every_months",
+        ),
+        (
+            "PATCH",
+            "/v1/groups/g1",
+            r#"{"rotation":{"enabled":"yes"}}"#,
+            "invalid_field",
+            "rotation.enabled",
+        ),
+        (
+            "POST",
+            "/v1/credentials",
+            &format!(
+                r#"{{"name":"c9","tenant_id":"not-a-guid","client_id":"{CLIENT}","secret":"x"}}"#
+            ),
+            "invalid_field",
+            "tenant_id",
+        ),
+        (
+            "POST",
+            "/v1/credentials",
+            &format!(r#"{{"name":"c9","tenant_id":"{TENANT}","client_id":"{CLIENT}"}}"#),
+            "invalid_field",
+            "secret",
+        ),
+        (
+            "POST",
+            "/v1/credentials",
+            &format!(
+                r#"{{"name":"c9","tenant_id":"{TENANT}","client_id":"{CLIENT}","secret":12345}}"#
+            ),
+            "invalid_field",
+            "secret",
+        ),
+        (
+            "POST",
+            "/v1/groups/g1/keys",
+            r#"{"name":"bad name"}"#,
+            "invalid_field",
+            "name",
+        ),
+        (
+            "POST",
+            "/v1/groups/g1/keys",
+            r#"[1,2,3]"#,
+            "invalid_body",
+            "body",
+        ),
+        (
+            "PUT",
+            "/v1/config/designated",
+            r#"{"designated":"true"}"#,
+            "invalid_field",
+            "designated",
+        ),
         ("PUT", "/v1/config/designated", "", "missing_body", "body"),
     ];
     for (method, path, body, want_code, want_field) in cases {
@@ -125,24 +243,46 @@ fn bad_input_gets_400_naming_the_field() {
         if !want_field.is_empty() {
             assert_eq!(field(&answer), want_field, "{body}: {answer}");
         }
-        assert!(!answer.to_string().contains("12345"), "a secret value came back: {answer}");
+        assert!(
+            !answer.to_string().contains("12345"),
+            "a secret value came back: {answer}"
+        );
     }
     // Path parameters are validated and named too.
     let (status, answer) = d.curl(Some(ADMIN), "GET", "/v1/groups/bad_name", None);
     assert_eq!((status, field(&answer)), (400, "group"), "{answer}");
     let (status, answer) = d.curl(Some(ADMIN), "GET", "/v1/approvals/xyz", None);
     assert_eq!((status, field(&answer)), (400, "approval"), "{answer}");
-    let (status, answer) = d.curl(Some(ADMIN), "GET", "/v1/jobs/6f1c1b7e-3b0a-4f43-9a57-1b2b2f1d0c11?wait=999", None);
+    let (status, answer) = d.curl(
+        Some(ADMIN),
+        "GET",
+        "/v1/jobs/6f1c1b7e-3b0a-4f43-9a57-1b2b2f1d0c11?wait=999",
+        None,
+    );
     assert_eq!((status, field(&answer)), (400, "wait"), "{answer}");
     // Unknown routes and methods.
     assert_eq!(d.curl(Some(ADMIN), "GET", "/v1/nothing", None).0, 404);
     assert_eq!(d.curl(Some(ADMIN), "PUT", "/v1/groups", None).0, 405);
     // Conflicts.
-    let (status, answer) = d.curl(Some(ADMIN), "POST", "/v1/groups", Some(r#"{"name":"g1","credential":"c1","vault":"contoso-kv","key_type":"EC-P256"}"#));
+    let (status, answer) = d.curl(
+        Some(ADMIN),
+        "POST",
+        "/v1/groups",
+        Some(r#"{"name":"g1","credential":"c1","vault":"contoso-kv","key_type":"EC-P256"}"#),
+    );
     assert_eq!((status, code(&answer)), (409, "conflict"), "{answer}");
     let (status, answer) = d.curl(Some(ADMIN), "DELETE", "/v1/credentials/c1", None);
-    assert_eq!((status, code(&answer)), (409, "conflict"), "credential in use: {answer}");
-    let (status, _) = d.curl(Some(ADMIN), "POST", "/v1/groups", Some(r#"{"name":"g8","credential":"nope","vault":"contoso-kv","key_type":"EC-P256"}"#));
+    assert_eq!(
+        (status, code(&answer)),
+        (409, "conflict"),
+        "credential in use: {answer}"
+    );
+    let (status, _) = d.curl(
+        Some(ADMIN),
+        "POST",
+        "/v1/groups",
+        Some(r#"{"name":"g8","credential":"nope","vault":"contoso-kv","key_type":"EC-P256"}"#),
+    );
     assert_eq!(status, 404);
 }
 
@@ -153,12 +293,31 @@ fn an_oversized_body_gets_413_and_oversized_headers_are_refused() {
     let (status, answer) = d.curl(Some(ADMIN), "POST", "/v1/groups", Some(&big));
     assert_eq!((status, code(&answer)), (413, "body_too_large"), "{answer}");
     // Chunked, so no Content-Length to refuse early.
-    let (status, _) = d.curl_raw(Some(ADMIN), "POST", "/v1/groups", Some(&big), &["-H", "transfer-encoding: chunked"]);
+    let (status, _) = d.curl_raw(
+        Some(ADMIN),
+        "POST",
+        "/v1/groups",
+        Some(&big),
+        &["-H", "transfer-encoding: chunked"],
+    );
     assert_eq!(status, 413);
     let huge_header = format!("x-filler: {}", "b".repeat(40_000));
-    let (status, _) = d.curl_raw(Some(ADMIN), "GET", "/v1/health", None, &["-H", &huge_header]);
-    assert!(status == 431 || status == 0, "oversized header block answered {status}");
-    assert_eq!(d.curl(Some(ADMIN), "GET", "/v1/health", None).0, 200, "still serving");
+    let (status, _) = d.curl_raw(
+        Some(ADMIN),
+        "GET",
+        "/v1/health",
+        None,
+        &["-H", &huge_header],
+    );
+    assert!(
+        status == 431 || status == 0,
+        "oversized header block answered {status}"
+    );
+    assert_eq!(
+        d.curl(Some(ADMIN), "GET", "/v1/health", None).0,
+        200,
+        "still serving"
+    );
 }
 
 #[test]
@@ -169,10 +328,22 @@ fn the_unix_socket_is_private_and_speaks_the_same_tls() {
     assert!(meta.file_type().is_socket());
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
     let sock = format!("unix:{}", d.unix_socket.display());
-    let out = d.ctl(AUDITOR, &["--server", &sock, "--output", "json", "designated", "get"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = d.ctl(
+        AUDITOR,
+        &["--server", &sock, "--output", "json", "designated", "get"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["designated"], true);
     let out = d.ctl(FOREIGN, &["--server", &sock, "status"]);
-    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -10,7 +10,12 @@ use rig::*;
 use std::process::Output;
 
 fn ok(out: &Output) -> String {
-    assert!(out.status.success(), "exit {:?}: {}", out.status.code(), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
@@ -20,27 +25,100 @@ fn byokctl_drives_credentials_groups_and_keys() {
     let secret = d.path("secret.txt");
     std::fs::write(&secret, "file-secret-value\n").unwrap();
     let s = secret.to_str().unwrap();
-    ok(&d.ctl(ADMIN, &["credential", "add", "c1", "--tenant-id", TENANT, "--client-id", CLIENT, "--secret-file", s, "--expires", "2030-01-31"]));
-    ok(&d.ctl_stdin(ADMIN, &["credential", "add", "c2", "--tenant-id", TENANT, "--client-id", CLIENT, "--secret-stdin"], Some("stdin-secret")));
+    ok(&d.ctl(
+        ADMIN,
+        &[
+            "credential",
+            "add",
+            "c1",
+            "--tenant-id",
+            TENANT,
+            "--client-id",
+            CLIENT,
+            "--secret-file",
+            s,
+            "--expires",
+            "2030-01-31",
+        ],
+    ));
+    ok(&d.ctl_stdin(
+        ADMIN,
+        &[
+            "credential",
+            "add",
+            "c2",
+            "--tenant-id",
+            TENANT,
+            "--client-id",
+            CLIENT,
+            "--secret-stdin",
+        ],
+        Some("stdin-secret"),
+    ));
     let table = ok(&d.ctl(AUDITOR, &["credential", "list"]));
     assert!(table.starts_with("NAME"), "{table}");
-    assert!(table.contains("c1") && table.contains("2030-01-31 00:00:00Z") && table.contains("c2"), "{table}");
+    assert!(
+        table.contains("c1") && table.contains("2030-01-31 00:00:00Z") && table.contains("c2"),
+        "{table}"
+    );
     assert!(!table.contains("secret-value") && !table.contains("stdin-secret"));
     let (code, v) = d.ctl_json(AUDITOR, &["credential", "show", "c2"]);
     assert_eq!((code, v["name"].as_str()), (0, Some("c2")), "{v}");
-    ok(&d.ctl(ADMIN, &["credential", "set-expiry", "c2", "2031-06-01T12:00:00Z"]));
+    ok(&d.ctl(
+        ADMIN,
+        &["credential", "set-expiry", "c2", "2031-06-01T12:00:00Z"],
+    ));
     let (_, v) = d.ctl_json(AUDITOR, &["credential", "show", "c2"]);
     assert_eq!(v["expires"], 1938081600);
     ok(&d.ctl(ADMIN, &["credential", "set-expiry", "c2", "--clear"]));
 
-    ok(&d.ctl(OPERATOR, &["group", "create", "g1", "--credential", "c1", "--vault", "contoso-kv", "--key-type", "EC-P256", "--key-ops", "sign,verify"]));
-    ok(&d.ctl(OPERATOR, &["group", "set", "g1", "--rotation", "on", "--rotate-every", "3"]));
+    ok(&d.ctl(
+        OPERATOR,
+        &[
+            "group",
+            "create",
+            "g1",
+            "--credential",
+            "c1",
+            "--vault",
+            "contoso-kv",
+            "--key-type",
+            "EC-P256",
+            "--key-ops",
+            "sign,verify",
+        ],
+    ));
+    ok(&d.ctl(
+        OPERATOR,
+        &[
+            "group",
+            "set",
+            "g1",
+            "--rotation",
+            "on",
+            "--rotate-every",
+            "3",
+        ],
+    ));
     let (_, g) = d.ctl_json(AUDITOR, &["group", "show", "g1"]);
-    assert_eq!((g["rotation"]["enabled"].as_bool(), g["rotation"]["rotate_every_months"].as_u64()), (Some(true), Some(3)), "{g}");
+    assert_eq!(
+        (
+            g["rotation"]["enabled"].as_bool(),
+            g["rotation"]["rotate_every_months"].as_u64()
+        ),
+        (Some(true), Some(3)),
+        "{g}"
+    );
     assert!(ok(&d.ctl(AUDITOR, &["group", "list"])).contains("on every 3mo"));
     ok(&d.ctl(OPERATOR, &["key", "create", "g1", "k1"]));
     let keys = ok(&d.ctl(AUDITOR, &["key", "list", "g1"]));
-    assert!(keys.contains("CHECK DIGITS") && keys.contains("k1") && keys.contains("EC-P256") && keys.contains("Protected"), "{keys}");
+    assert!(
+        keys.contains("CHECK DIGITS")
+            && keys.contains("k1")
+            && keys.contains("EC-P256")
+            && keys.contains("Protected"),
+        "{keys}"
+    );
     let (_, k) = d.ctl_json(AUDITOR, &["key", "show", "g1", "k1"]);
     assert_eq!(k["check_digits"].as_str().unwrap().len(), 4);
     ok(&d.ctl(OPERATOR, &["key", "delete", "g1", "k1"]));
@@ -50,7 +128,10 @@ fn byokctl_drives_credentials_groups_and_keys() {
     let (_, v) = d.ctl_json(AUDITOR, &["designated", "get"]);
     assert_eq!(v["designated"], false);
     let status = ok(&d.ctl(OPERATOR, &["status"]));
-    assert!(status.contains("ready") && status.contains("operator (operator)"), "{status}");
+    assert!(
+        status.contains("ready") && status.contains("operator (operator)"),
+        "{status}"
+    );
     assert!(ok(&d.ctl(AUDITOR, &["job", "list"])).contains("(none)"));
 }
 
@@ -60,30 +141,107 @@ fn byokctl_exit_codes_tell_failures_apart() {
     d.seed();
     let code = |who: &str, args: &[&str]| d.ctl(who, args).status.code();
     // Usage: bad flags, a secret given as an argument value, bad input refused by the server.
-    assert_eq!(code(ADMIN, &["credential", "add", "x", "--tenant-id", TENANT, "--client-id", CLIENT]), Some(2));
-    assert_eq!(code(ADMIN, &["credential", "add", "x", "--tenant-id", TENANT, "--client-id", CLIENT, "--secret", "plain"]), Some(2));
-    assert_eq!(code(ADMIN, &["group", "create", "g9", "--credential", "c1", "--vault", "x", "--key-type", "EC-P256"]), Some(2));
+    assert_eq!(
+        code(
+            ADMIN,
+            &[
+                "credential",
+                "add",
+                "x",
+                "--tenant-id",
+                TENANT,
+                "--client-id",
+                CLIENT
+            ]
+        ),
+        Some(2)
+    );
+    assert_eq!(
+        code(
+            ADMIN,
+            &[
+                "credential",
+                "add",
+                "x",
+                "--tenant-id",
+                TENANT,
+                "--client-id",
+                CLIENT,
+                "--secret",
+                "plain"
+            ]
+        ),
+        Some(2)
+    );
+    assert_eq!(
+        code(
+            ADMIN,
+            &[
+                "group",
+                "create",
+                "g9",
+                "--credential",
+                "c1",
+                "--vault",
+                "x",
+                "--key-type",
+                "EC-P256"
+            ]
+        ),
+        Some(2)
+    );
     assert_eq!(code(ADMIN, &["no-such-command"]), Some(2));
     // Authorization.
     assert_eq!(code(OPERATOR, &["designated", "set", "true"]), Some(3));
     assert_eq!(code(AUDITOR, &["key", "create", "g1", "k9"]), Some(3));
     // Not found, conflict, not available.
     assert_eq!(code(AUDITOR, &["group", "show", "nope"]), Some(4));
-    assert_eq!(code(ADMIN, &["credential", "delete", "c1"]), Some(5), "credential in use");
+    assert_eq!(
+        code(ADMIN, &["credential", "delete", "c1"]),
+        Some(5),
+        "credential in use"
+    );
     assert_eq!(code(OPERATOR, &["key", "sync", "g1", "k1"]), Some(4));
     assert_eq!(code(OPERATOR, &["group", "rotate", "g1"]), Some(7));
-    assert_eq!(code(ADMIN, &["group", "delete-cloud", "g1", "--no-wait"]), Some(7));
+    assert_eq!(
+        code(ADMIN, &["group", "delete-cloud", "g1", "--no-wait"]),
+        Some(7)
+    );
     assert_eq!(code(AUDITOR, &["log", "show"]), Some(7));
-    assert_eq!(code(AUDITOR, &["job", "watch", "6f1c1b7e-3b0a-4f43-9a57-1b2b2f1d0c11"]), Some(4));
+    assert_eq!(
+        code(
+            AUDITOR,
+            &["job", "watch", "6f1c1b7e-3b0a-4f43-9a57-1b2b2f1d0c11"]
+        ),
+        Some(4)
+    );
     // Connection failure.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_byokctl"))
-        .args(["--server", "https://127.0.0.1:1", "--cert", "x", "--key", "y", "--ca", "z", "status"])
+        .args([
+            "--server",
+            "https://127.0.0.1:1",
+            "--cert",
+            "x",
+            "--key",
+            "y",
+            "--ca",
+            "z",
+            "status",
+        ])
         .env("BYOKCTL_CONFIG", d.path("no-such-byokctl.toml"))
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2), "unreadable certificate files are a usage error");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "unreadable certificate files are a usage error"
+    );
     let rejected = d.ctl(OPERATOR, &["group", "rotate", "g1"]);
-    assert!(String::from_utf8_lossy(&rejected.stderr).contains("not available in this build"), "{}", String::from_utf8_lossy(&rejected.stderr));
+    assert!(
+        String::from_utf8_lossy(&rejected.stderr).contains("not available in this build"),
+        "{}",
+        String::from_utf8_lossy(&rejected.stderr)
+    );
 }
 
 #[test]
@@ -130,22 +288,47 @@ fn byokctl_reads_its_settings_from_the_config_file() {
 #[test]
 fn help_completions_and_man_page_are_generated() {
     let bin = env!("CARGO_BIN_EXE_byokctl");
-    let help = std::process::Command::new(bin).arg("--help").output().unwrap();
+    let help = std::process::Command::new(bin)
+        .arg("--help")
+        .output()
+        .unwrap();
     let help = ok(&help);
-    assert!(help.contains("Exit codes") && help.contains("conflict") && help.contains("job failed"), "{help}");
-    for sub in [&["credential", "--help"][..], &["credential", "add", "--help"], &["group", "rotate", "--help"], &["job", "watch", "--help"]] {
+    assert!(
+        help.contains("Exit codes") && help.contains("conflict") && help.contains("job failed"),
+        "{help}"
+    );
+    for sub in [
+        &["credential", "--help"][..],
+        &["credential", "add", "--help"],
+        &["group", "rotate", "--help"],
+        &["job", "watch", "--help"],
+    ] {
         ok(&std::process::Command::new(bin).args(sub).output().unwrap());
     }
-    let add_help = ok(&std::process::Command::new(bin).args(["credential", "add", "--help"]).output().unwrap());
+    let add_help = ok(&std::process::Command::new(bin)
+        .args(["credential", "add", "--help"])
+        .output()
+        .unwrap());
     assert!(add_help.contains("--secret-file") && add_help.contains("--secret-stdin"));
     let dir = tempfile::tempdir().unwrap();
-    ok(&std::process::Command::new(bin).arg("generate-completions").arg(dir.path()).output().unwrap());
+    ok(&std::process::Command::new(bin)
+        .arg("generate-completions")
+        .arg(dir.path())
+        .output()
+        .unwrap());
     for f in ["byokctl.bash", "_byokctl", "byokctl.fish"] {
         let text = std::fs::read_to_string(dir.path().join(f)).unwrap();
         assert!(text.contains("delete-cloud"), "{f}");
     }
-    ok(&std::process::Command::new(bin).arg("generate-man").arg(dir.path()).output().unwrap());
+    ok(&std::process::Command::new(bin)
+        .arg("generate-man")
+        .arg(dir.path())
+        .output()
+        .unwrap());
     let man = std::fs::read_to_string(dir.path().join("byokctl.1")).unwrap();
-    assert!(man.contains(".TH byokctl") || man.contains(".TH BYOKCTL"), "{man}");
+    assert!(
+        man.contains(".TH byokctl") || man.contains(".TH BYOKCTL"),
+        "{man}"
+    );
     assert!(dir.path().join("byokctl-credential-add.1").exists());
 }

@@ -80,11 +80,17 @@ pub struct Approvals {
 impl Approvals {
     pub fn new(window_secs: u64, clock: Clock) -> Self {
         let window_ms = i64::try_from(window_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
-        Self { window_ms, clock, table: Arc::default() }
+        Self {
+            window_ms,
+            clock,
+            table: Arc::default(),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Approval>> {
-        self.table.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.table
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Records a request for `action` by `requester`; refuses a duplicate of a pending one.
@@ -92,16 +98,27 @@ impl Approvals {
         let now = (self.clock)();
         let mut table = self.lock();
         expire(&mut table, now);
-        if let Some(dup) = table.values().find(|a| a.status == Status::Pending && a.action == action) {
+        if let Some(dup) = table
+            .values()
+            .find(|a| a.status == Status::Pending && a.action == action)
+        {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "approval_pending",
-                format!("{} already waits for approval as {}", action.describe(), dup.id),
+                format!(
+                    "{} already waits for approval as {}",
+                    action.describe(),
+                    dup.id
+                ),
             ));
         }
         prune(&mut table);
         if table.len() >= MAX_ENTRIES {
-            return Err(ApiError::new(StatusCode::CONFLICT, "limit_reached", format!("at most {MAX_ENTRIES} pending approvals")));
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "limit_reached",
+                format!("at most {MAX_ENTRIES} pending approvals"),
+            ));
         }
         let approval = Approval {
             id: uuid::Uuid::new_v4().to_string(),
@@ -155,7 +172,10 @@ impl Approvals {
                 return Err(ApiError::new(
                     StatusCode::CONFLICT,
                     "approval_expired",
-                    format!("approval {id} expired at {}; request the action again", approval.expires_at),
+                    format!(
+                        "approval {id} expired at {}; request the action again",
+                        approval.expires_at
+                    ),
                 ));
             }
             decided => {
@@ -173,7 +193,10 @@ impl Approvals {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "self_approval",
-                format!("{} requested this action; a second, different admin must approve it", by.name),
+                format!(
+                    "{} requested this action; a second, different admin must approve it",
+                    by.name
+                ),
             ));
         }
         approval.status = status;
@@ -227,29 +250,46 @@ mod tests {
     use std::sync::atomic::{AtomicI64, Ordering};
 
     fn admin(name: &str) -> Identity {
-        Identity { name: name.into(), role: Role::Admin }
+        Identity {
+            name: name.into(),
+            role: Role::Admin,
+        }
     }
 
     fn fixture() -> (Approvals, Arc<AtomicI64>) {
         let now = Arc::new(AtomicI64::new(1_800_000_000_000));
         let t = now.clone();
-        (Approvals::new(60, Arc::new(move || t.load(Ordering::SeqCst))), now)
+        (
+            Approvals::new(60, Arc::new(move || t.load(Ordering::SeqCst))),
+            now,
+        )
     }
 
     fn delete_cred() -> Action {
-        Action::DeleteCredential { credential: "c1".into() }
+        Action::DeleteCredential {
+            credential: "c1".into(),
+        }
     }
 
     #[test]
     fn a_second_admin_approves_once() {
         let (a, _) = fixture();
         let p = a.submit(delete_cred(), &admin("alice")).unwrap();
-        assert_eq!(a.approve(&p.id, &admin("alice")).unwrap_err().code, "self_approval");
+        assert_eq!(
+            a.approve(&p.id, &admin("alice")).unwrap_err().code,
+            "self_approval"
+        );
         let done = a.approve(&p.id, &admin("bob")).unwrap();
         assert_eq!(done.status, Status::Approved);
         assert_eq!(done.decided_by.as_deref(), Some("bob"));
-        assert_eq!(a.approve(&p.id, &admin("carol")).unwrap_err().code, "approval_decided");
-        assert_eq!(a.reject(&p.id, &admin("carol")).unwrap_err().code, "approval_decided");
+        assert_eq!(
+            a.approve(&p.id, &admin("carol")).unwrap_err().code,
+            "approval_decided"
+        );
+        assert_eq!(
+            a.reject(&p.id, &admin("carol")).unwrap_err().code,
+            "approval_decided"
+        );
     }
 
     #[test]
@@ -257,7 +297,10 @@ mod tests {
         let (a, now) = fixture();
         let p = a.submit(delete_cred(), &admin("alice")).unwrap();
         now.fetch_add(60_000, Ordering::SeqCst);
-        assert_eq!(a.approve(&p.id, &admin("bob")).unwrap_err().code, "approval_expired");
+        assert_eq!(
+            a.approve(&p.id, &admin("bob")).unwrap_err().code,
+            "approval_expired"
+        );
         assert_eq!(a.get(&p.id).unwrap().status, Status::Expired);
         // A new request for the same action may then be made.
         assert!(a.submit(delete_cred(), &admin("alice")).is_ok());
@@ -267,9 +310,21 @@ mod tests {
     fn a_duplicate_pending_request_is_refused_and_rejection_ends_it() {
         let (a, _) = fixture();
         let p = a.submit(delete_cred(), &admin("alice")).unwrap();
-        assert_eq!(a.submit(delete_cred(), &admin("bob")).unwrap_err().code, "approval_pending");
-        assert_eq!(a.reject(&p.id, &admin("alice")).unwrap().status, Status::Rejected);
-        assert_eq!(a.approve(&p.id, &admin("bob")).unwrap_err().code, "approval_decided");
-        assert_eq!(a.approve("nope", &admin("bob")).unwrap_err().status, StatusCode::NOT_FOUND);
+        assert_eq!(
+            a.submit(delete_cred(), &admin("bob")).unwrap_err().code,
+            "approval_pending"
+        );
+        assert_eq!(
+            a.reject(&p.id, &admin("alice")).unwrap().status,
+            Status::Rejected
+        );
+        assert_eq!(
+            a.approve(&p.id, &admin("bob")).unwrap_err().code,
+            "approval_decided"
+        );
+        assert_eq!(
+            a.approve("nope", &admin("bob")).unwrap_err().status,
+            StatusCode::NOT_FOUND
+        );
     }
 }

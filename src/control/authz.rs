@@ -74,9 +74,15 @@ impl<P: Policy> Authorized<P> {
     /// on the resource (e.g. deleting a key that was pushed needs an admin).
     pub fn escalate<Q: Policy>(&self) -> Result<Authorized<Q>, ApiError> {
         if Q::allows(self.identity.role) {
-            Ok(Authorized { identity: self.identity.clone(), _policy: PhantomData })
+            Ok(Authorized {
+                identity: self.identity.clone(),
+                _policy: PhantomData,
+            })
         } else {
-            Err(ApiError::forbidden(format!("identity {:?} may not do this", self.identity.name)))
+            Err(ApiError::forbidden(format!(
+                "identity {:?} may not do this",
+                self.identity.name
+            )))
         }
     }
 }
@@ -98,7 +104,10 @@ pub fn require<P: Policy>(caller: &Caller) -> Result<Authorized<P>, ApiError> {
             }
         )));
     }
-    Ok(Authorized { identity: identity.clone(), _policy: PhantomData })
+    Ok(Authorized {
+        identity: identity.clone(),
+        _policy: PhantomData,
+    })
 }
 
 /// The 403 for a certificate that chains to the console CA but is in no mapping.
@@ -118,7 +127,10 @@ mod tests {
         Caller {
             fingerprint: "00".repeat(32),
             cn: Some("x".into()),
-            identity: role.map(|role| Identity { name: "x".into(), role }),
+            identity: role.map(|role| Identity {
+                name: "x".into(),
+                role,
+            }),
         }
     }
 

@@ -11,10 +11,16 @@ use serde::de::DeserializeOwned;
 /// Decodes a JSON body into `T` (which denies unknown fields), naming the field at fault.
 pub fn json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError { field: Some("body".into()), ..ApiError::bad_request("missing_body", "this request needs a JSON body") });
+        return Err(ApiError {
+            field: Some("body".into()),
+            ..ApiError::bad_request("missing_body", "this request needs a JSON body")
+        });
     }
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        return Err(ApiError { field: Some("body".into()), ..ApiError::bad_request("invalid_body", "the body must be a JSON object") });
+        return Err(ApiError {
+            field: Some("body".into()),
+            ..ApiError::bad_request("invalid_body", "the body must be a JSON object")
+        });
     }
     let mut de = serde_json::Deserializer::from_slice(body);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(from_path_error)?;
@@ -29,7 +35,8 @@ fn from_path_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError
     let path = e.path().to_string();
     let inner = e.inner();
     let text = inner.to_string();
-    let named = backticked(&text).filter(|_| text.starts_with("unknown field") || text.starts_with("missing field"));
+    let named = backticked(&text)
+        .filter(|_| text.starts_with("unknown field") || text.starts_with("missing field"));
     let field = match (named, path.as_str()) {
         (Some(name), "." | "") => name.to_owned(),
         (Some(name), p) if p == name || p.ends_with(&format!(".{name}")) => p.to_owned(),
@@ -44,7 +51,11 @@ fn from_path_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError
         };
     }
     // A secret's value must never come back in an error, even the caller's own.
-    let reason = if field == "secret" { "must be a non-empty string".to_owned() } else { text };
+    let reason = if field == "secret" {
+        "must be a non-empty string".to_owned()
+    } else {
+        text
+    };
     ApiError::invalid(field, reason)
 }
 
@@ -67,7 +78,11 @@ pub fn param<T: TryFrom<String, Error = ModelError>>(name: &str, raw: &str) -> R
 /// One query parameter's value, if present. Parameters are `k=v` pairs joined by `&`; values
 /// are taken literally (byokd's query values are numbers and plain words).
 pub fn query_value<'q>(query: &'q str, key: &str) -> Option<&'q str> {
-    query.split('&').filter_map(|kv| kv.split_once('=').or(Some((kv, "")))).find(|(k, _)| *k == key).map(|(_, v)| v)
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v)
 }
 
 /// Refuses query parameters a route does not know, naming the first.
@@ -109,12 +124,27 @@ mod tests {
     #[test]
     fn every_decoding_fault_names_the_field() {
         assert_eq!(field_of(r#"{"name": 5}"#), ("name".into(), "invalid_field"));
-        assert_eq!(field_of(r#"{"name": "a", "bogus": 1}"#), ("bogus".into(), "invalid_field"));
-        assert_eq!(field_of(r#"{"name": "a", "inner": {"months": "x"}}"#), ("inner.months".into(), "invalid_field"));
-        assert_eq!(field_of(r#"{"name": "a", "inner": {"months": 1, "x": 2}}"#), ("inner.x".into(), "invalid_field"));
-        assert_eq!(field_of(r#"{"inner": null}"#), ("name".into(), "invalid_field"));
+        assert_eq!(
+            field_of(r#"{"name": "a", "bogus": 1}"#),
+            ("bogus".into(), "invalid_field")
+        );
+        assert_eq!(
+            field_of(r#"{"name": "a", "inner": {"months": "x"}}"#),
+            ("inner.months".into(), "invalid_field")
+        );
+        assert_eq!(
+            field_of(r#"{"name": "a", "inner": {"months": 1, "x": 2}}"#),
+            ("inner.x".into(), "invalid_field")
+        );
+        assert_eq!(
+            field_of(r#"{"inner": null}"#),
+            ("name".into(), "invalid_field")
+        );
         assert_eq!(field_of(r#"{"name": "a""#).1, "malformed_json");
-        assert_eq!(field_of(r#"{"name": "a"} trailing"#), ("body".into(), "malformed_json"));
+        assert_eq!(
+            field_of(r#"{"name": "a"} trailing"#),
+            ("body".into(), "malformed_json")
+        );
         assert_eq!(field_of(""), ("body".into(), "missing_body"));
         assert_eq!(field_of("[1, 2]"), ("body".into(), "invalid_body"));
     }
@@ -130,6 +160,12 @@ mod tests {
         assert_eq!(query_value("wait=5&x=1", "wait"), Some("5"));
         assert_eq!(query_value("", "wait"), None);
         assert!(only_query("wait=5", &["wait"]).is_ok());
-        assert_eq!(only_query("wait=5&bad=1", &["wait"]).unwrap_err().field.as_deref(), Some("bad"));
+        assert_eq!(
+            only_query("wait=5&bad=1", &["wait"])
+                .unwrap_err()
+                .field
+                .as_deref(),
+            Some("bad")
+        );
     }
 }

@@ -23,7 +23,12 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), field: None }
+        Self {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+        }
     }
 
     /// 400 naming the field.
@@ -69,12 +74,18 @@ impl ApiError {
         Self::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_connections",
-            format!("the control socket already serves {limit} connections (limits.max_connections); retry shortly"),
+            format!(
+                "the control socket already serves {limit} connections (limits.max_connections); retry shortly"
+            ),
         )
     }
 
     pub fn request_timeout() -> Self {
-        Self::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", "the request was not received within limits.read_timeout_ms")
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "the request was not received within limits.read_timeout_ms",
+        )
     }
 
     /// The JSON body of the answer.
@@ -93,10 +104,18 @@ impl From<ServiceError> for ApiError {
             ServiceError::Invalid(m) => Self::invalid(m.field, m.reason),
             ServiceError::NotFound { .. } => Self::not_found(e.to_string()),
             ServiceError::Conflict(m) => Self::conflict(m),
-            ServiceError::Limit(m) => Self::new(StatusCode::CONFLICT, "limit_reached", format!("limit reached: {m}")),
+            ServiceError::Limit(m) => Self::new(
+                StatusCode::CONFLICT,
+                "limit_reached",
+                format!("limit reached: {m}"),
+            ),
             ServiceError::Hsm(h) => {
                 tracing::error!(error = %h, "HSM error while serving a control request");
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, "hsm_unavailable", format!("the HSM could not complete the request: {h}"))
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "hsm_unavailable",
+                    format!("the HSM could not complete the request: {h}"),
+                )
             }
             ServiceError::Store(s) => {
                 tracing::error!(error = %s, "state error while serving a control request");
@@ -114,11 +133,19 @@ impl From<ServiceError> for ApiError {
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
     #[error("control.{setting} {path}: {reason}")]
-    Pem { setting: &'static str, path: String, reason: String },
+    Pem {
+        setting: &'static str,
+        path: String,
+        reason: String,
+    },
     #[error("control TLS setup: {0}")]
     Tls(String),
     #[error("control.identities[{index}]: {reason}")]
     Identity { index: usize, reason: String },
     #[error("cannot listen on {addr}: {source}")]
-    Listen { addr: String, #[source] source: std::io::Error },
+    Listen {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
 }

@@ -34,7 +34,9 @@ impl Caller {
     }
 
     pub fn role_name(&self) -> &'static str {
-        self.identity.as_ref().map_or("none", |id| role_name(id.role))
+        self.identity
+            .as_ref()
+            .map_or("none", |id| role_name(id.role))
     }
 }
 
@@ -57,12 +59,16 @@ impl IdentityMap {
     pub fn new(mappings: &[IdentityMapping]) -> Result<Self, ControlError> {
         let mut map = IdentityMap::default();
         for (index, m) in mappings.iter().enumerate() {
-            let identity = Identity { name: m.name.clone(), role: m.role };
+            let identity = Identity {
+                name: m.name.clone(),
+                role: m.role,
+            };
             match (&m.fingerprint, &m.cn) {
                 (Some(fp), _) => {
                     let fp = normalise_fingerprint(fp).ok_or_else(|| ControlError::Identity {
                         index,
-                        reason: "fingerprint must be 64 hex digits (SHA-256), colons allowed".into(),
+                        reason: "fingerprint must be 64 hex digits (SHA-256), colons allowed"
+                            .into(),
                     })?;
                     map.by_fingerprint.push((fp, identity.clone()));
                     if let Some(cn) = &m.cn {
@@ -71,7 +77,10 @@ impl IdentityMap {
                 }
                 (None, Some(cn)) => map.by_cn.push((cn.clone(), identity)),
                 (None, None) => {
-                    return Err(ControlError::Identity { index, reason: "give a fingerprint or a cn".into() });
+                    return Err(ControlError::Identity {
+                        index,
+                        reason: "give a fingerprint or a cn".into(),
+                    });
                 }
             }
         }
@@ -86,9 +95,16 @@ impl IdentityMap {
             .by_fingerprint
             .iter()
             .find(|(fp, _)| *fp == fingerprint)
-            .or_else(|| cn.as_ref().and_then(|cn| self.by_cn.iter().find(|(c, _)| c == cn)))
+            .or_else(|| {
+                cn.as_ref()
+                    .and_then(|cn| self.by_cn.iter().find(|(c, _)| c == cn))
+            })
             .map(|(_, id)| id.clone());
-        Caller { fingerprint, cn, identity }
+        Caller {
+            fingerprint,
+            cn,
+            identity,
+        }
     }
 }
 
@@ -98,13 +114,23 @@ pub fn fingerprint(cert_der: &[u8]) -> String {
 }
 
 fn normalise_fingerprint(s: &str) -> Option<String> {
-    let hex: String = s.chars().filter(|c| *c != ':').collect::<String>().to_ascii_lowercase();
+    let hex: String = s
+        .chars()
+        .filter(|c| *c != ':')
+        .collect::<String>()
+        .to_ascii_lowercase();
     (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then_some(hex)
 }
 
 fn subject_cn(cert_der: &[u8]) -> Option<String> {
     let (_, cert) = x509_parser::parse_x509_certificate(cert_der).ok()?;
-    let cn = cert.subject().iter_common_name().next()?.as_str().ok()?.to_owned();
+    let cn = cert
+        .subject()
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_owned();
     Some(cn)
 }
 
@@ -113,17 +139,29 @@ mod tests {
     use super::*;
 
     fn mapping(name: &str, role: Role, fp: Option<&str>, cn: Option<&str>) -> IdentityMapping {
-        IdentityMapping { name: name.into(), role, fingerprint: fp.map(Into::into), cn: cn.map(Into::into) }
+        IdentityMapping {
+            name: name.into(),
+            role,
+            fingerprint: fp.map(Into::into),
+            cn: cn.map(Into::into),
+        }
     }
 
     #[test]
     fn fingerprints_are_matched_before_common_names() {
         let key = rcgen::KeyPair::generate().unwrap();
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name.push(rcgen::DnType::CommonName, "alice");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "alice");
         let cert = params.self_signed(&key).unwrap();
         let fp = fingerprint(cert.der());
-        let colons = fp.as_bytes().chunks(2).map(|c| String::from_utf8_lossy(c).to_uppercase()).collect::<Vec<_>>().join(":");
+        let colons = fp
+            .as_bytes()
+            .chunks(2)
+            .map(|c| String::from_utf8_lossy(c).to_uppercase())
+            .collect::<Vec<_>>()
+            .join(":");
         let map = IdentityMap::new(&[
             mapping("by-cn", Role::Auditor, None, Some("alice")),
             mapping("by-fp", Role::Admin, Some(&colons), None),
@@ -131,8 +169,15 @@ mod tests {
         .unwrap();
         let caller = map.identify(cert.der());
         assert_eq!(caller.cn.as_deref(), Some("alice"));
-        assert_eq!(caller.identity, Some(Identity { name: "by-fp".into(), role: Role::Admin }));
-        let cn_only = IdentityMap::new(&[mapping("by-cn", Role::Auditor, None, Some("alice"))]).unwrap();
+        assert_eq!(
+            caller.identity,
+            Some(Identity {
+                name: "by-fp".into(),
+                role: Role::Admin
+            })
+        );
+        let cn_only =
+            IdentityMap::new(&[mapping("by-cn", Role::Auditor, None, Some("alice"))]).unwrap();
         assert_eq!(cn_only.identify(cert.der()).identity.unwrap().name, "by-cn");
         let none = IdentityMap::new(&[mapping("bob", Role::Admin, None, Some("bob"))]).unwrap();
         assert!(none.identify(cert.der()).identity.is_none());

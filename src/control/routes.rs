@@ -63,9 +63,21 @@ pub const ROUTES: &[Route] = &[
     r(Method::GET, "/v1/whoami", Op::Whoami),
     r(Method::GET, "/v1/credentials", Op::ListCredentials),
     r(Method::POST, "/v1/credentials", Op::AddCredential),
-    r(Method::GET, "/v1/credentials/{credential}", Op::ShowCredential),
-    r(Method::PATCH, "/v1/credentials/{credential}", Op::UpdateCredential),
-    r(Method::DELETE, "/v1/credentials/{credential}", Op::DeleteCredential),
+    r(
+        Method::GET,
+        "/v1/credentials/{credential}",
+        Op::ShowCredential,
+    ),
+    r(
+        Method::PATCH,
+        "/v1/credentials/{credential}",
+        Op::UpdateCredential,
+    ),
+    r(
+        Method::DELETE,
+        "/v1/credentials/{credential}",
+        Op::DeleteCredential,
+    ),
     r(Method::GET, "/v1/groups", Op::ListGroups),
     r(Method::POST, "/v1/groups", Op::CreateGroup),
     r(Method::GET, "/v1/groups/{group}", Op::ShowGroup),
@@ -73,18 +85,38 @@ pub const ROUTES: &[Route] = &[
     r(Method::DELETE, "/v1/groups/{group}", Op::DeleteGroup),
     r(Method::POST, "/v1/groups/{group}/sync", Op::SyncGroup),
     r(Method::POST, "/v1/groups/{group}/rotate", Op::RotateGroup),
-    r(Method::POST, "/v1/groups/{group}/delete-cloud", Op::DeleteGroupCloud),
+    r(
+        Method::POST,
+        "/v1/groups/{group}/delete-cloud",
+        Op::DeleteGroupCloud,
+    ),
     r(Method::POST, "/v1/groups/{group}/purge", Op::PurgeGroup),
     r(Method::POST, "/v1/groups/{group}/recover", Op::RecoverGroup),
     r(Method::GET, "/v1/groups/{group}/keys", Op::ListKeys),
     r(Method::POST, "/v1/groups/{group}/keys", Op::CreateKey),
     r(Method::GET, "/v1/groups/{group}/keys/{key}", Op::ShowKey),
-    r(Method::DELETE, "/v1/groups/{group}/keys/{key}", Op::DeleteKey),
-    r(Method::GET, "/v1/groups/{group}/keys/{key}/public", Op::KeyPublic),
-    r(Method::POST, "/v1/groups/{group}/keys/{key}/sync", Op::SyncKey),
+    r(
+        Method::DELETE,
+        "/v1/groups/{group}/keys/{key}",
+        Op::DeleteKey,
+    ),
+    r(
+        Method::GET,
+        "/v1/groups/{group}/keys/{key}/public",
+        Op::KeyPublic,
+    ),
+    r(
+        Method::POST,
+        "/v1/groups/{group}/keys/{key}/sync",
+        Op::SyncKey,
+    ),
     r(Method::GET, "/v1/approvals", Op::ListApprovals),
     r(Method::GET, "/v1/approvals/{approval}", Op::ShowApproval),
-    r(Method::POST, "/v1/approvals/{approval}/approve", Op::Approve),
+    r(
+        Method::POST,
+        "/v1/approvals/{approval}/approve",
+        Op::Approve,
+    ),
     r(Method::POST, "/v1/approvals/{approval}/reject", Op::Reject),
     r(Method::GET, "/v1/jobs", Op::ListJobs),
     r(Method::GET, "/v1/jobs/{job}", Op::ShowJob),
@@ -105,7 +137,10 @@ impl Params {
 
     /// The parameter's raw text ("" if the template has no such parameter).
     pub fn get(&self, name: &str) -> &str {
-        self.0.iter().find(|(n, _)| *n == name).map_or("", |(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or("", |(_, v)| v.as_str())
     }
 }
 
@@ -129,7 +164,11 @@ pub fn matching(method: &Method, path: &str) -> Matched {
             allowed.push(route.method.clone());
         }
     }
-    if allowed.is_empty() { Matched::NotFound } else { Matched::WrongMethod(allowed) }
+    if allowed.is_empty() {
+        Matched::NotFound
+    } else {
+        Matched::WrongMethod(allowed)
+    }
 }
 
 fn match_template(template: &'static str, path: &str) -> Option<Params> {
@@ -166,17 +205,34 @@ mod tests {
         assert_eq!(route.op, Op::ShowKey);
         assert_eq!(params.get("group"), "g1");
         assert_eq!(params.get("key"), "k1");
-        assert!(matches!(matching(&Method::GET, "/v1/groups/g1/keys/"), Matched::NotFound));
-        assert!(matches!(matching(&Method::GET, "/v1/groups//keys"), Matched::NotFound));
-        assert!(matches!(matching(&Method::PUT, "/v1/groups"), Matched::WrongMethod(_)));
-        assert!(matches!(matching(&Method::GET, "/v2/groups"), Matched::NotFound));
+        assert!(matches!(
+            matching(&Method::GET, "/v1/groups/g1/keys/"),
+            Matched::NotFound
+        ));
+        assert!(matches!(
+            matching(&Method::GET, "/v1/groups//keys"),
+            Matched::NotFound
+        ));
+        assert!(matches!(
+            matching(&Method::PUT, "/v1/groups"),
+            Matched::WrongMethod(_)
+        ));
+        assert!(matches!(
+            matching(&Method::GET, "/v2/groups"),
+            Matched::NotFound
+        ));
     }
 
     #[test]
     fn no_two_routes_share_a_method_and_path() {
         for (i, a) in ROUTES.iter().enumerate() {
             for b in &ROUTES[i + 1..] {
-                assert!(!(a.method == b.method && a.path == b.path), "{} {}", a.method, a.path);
+                assert!(
+                    !(a.method == b.method && a.path == b.path),
+                    "{} {}",
+                    a.method,
+                    a.path
+                );
             }
         }
     }

@@ -73,8 +73,14 @@ pub async fn start(service: Service) -> Result<Option<ControlServer>, ControlErr
     });
     let tcp = TcpListener::bind(control.listen)
         .await
-        .map_err(|source| ControlError::Listen { addr: control.listen.to_string(), source })?;
-    let local_addr = tcp.local_addr().map_err(|source| ControlError::Listen { addr: control.listen.to_string(), source })?;
+        .map_err(|source| ControlError::Listen {
+            addr: control.listen.to_string(),
+            source,
+        })?;
+    let local_addr = tcp.local_addr().map_err(|source| ControlError::Listen {
+        addr: control.listen.to_string(),
+        source,
+    })?;
     let mut accept_loops = vec![tokio::spawn(accept_tcp(tcp, shared.clone()))];
     if let Some(path) = &control.unix_socket {
         let unix = bind_unix(path)?;
@@ -105,8 +111,14 @@ impl ControlServer {
             l.abort();
         }
         let all = u32::try_from(self.max_connections).unwrap_or(u32::MAX);
-        if tokio::time::timeout(grace, self.connections.acquire_many(all)).await.is_err() {
-            tracing::warn!(grace_ms = grace.as_millis() as u64, "control connections still open after the grace time; closing them");
+        if tokio::time::timeout(grace, self.connections.acquire_many(all))
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                grace_ms = grace.as_millis() as u64,
+                "control connections still open after the grace time; closing them"
+            );
         }
         if let Some(path) = self.unix_socket {
             let _ = std::fs::remove_file(path);
@@ -117,11 +129,14 @@ impl ControlServer {
 
 fn bind_unix(path: &std::path::Path) -> Result<UnixListener, ControlError> {
     use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-    let err = |source| ControlError::Listen { addr: path.display().to_string(), source };
-    if let Ok(meta) = std::fs::symlink_metadata(path) {
-        if meta.file_type().is_socket() {
-            std::fs::remove_file(path).map_err(err)?;
-        }
+    let err = |source| ControlError::Listen {
+        addr: path.display().to_string(),
+        source,
+    };
+    if let Ok(meta) = std::fs::symlink_metadata(path)
+        && meta.file_type().is_socket()
+    {
+        std::fs::remove_file(path).map_err(err)?;
     }
     let listener = UnixListener::bind(path).map_err(err)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
@@ -182,7 +197,11 @@ fn read_timeout(l: &Limits) -> Duration {
     Duration::from_millis(l.read_timeout_ms.max(1))
 }
 
-async fn handshake<S>(stream: S, shared: &Shared, peer: &str) -> Option<tokio_rustls::server::TlsStream<S>>
+async fn handshake<S>(
+    stream: S,
+    shared: &Shared,
+    peer: &str,
+) -> Option<tokio_rustls::server::TlsStream<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -213,7 +232,9 @@ async fn serve<S>(stream: S, peer: String, shared: Arc<Shared>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let Some(tls) = handshake(stream, &shared, &peer).await else { return };
+    let Some(tls) = handshake(stream, &shared, &peer).await else {
+        return;
+    };
     let Some(cert) = tls.get_ref().1.peer_certificates().and_then(|c| c.first()) else {
         return; // The verifier requires a certificate; this cannot happen.
     };
@@ -224,12 +245,17 @@ where
         let (shared, caller, activity) = (shared.clone(), caller.clone(), activity.clone());
         hyper::service::service_fn(move |req| {
             let (shared, caller, activity) = (shared.clone(), caller.clone(), activity.clone());
-            async move { Ok::<_, std::convert::Infallible>(handle(req, &shared, &caller, &activity).await) }
+            async move {
+                Ok::<_, std::convert::Infallible>(handle(req, &shared, &caller, &activity).await)
+            }
         })
     };
     let conn = http1(&shared.limits).serve_connection(io, svc);
     let mut conn = std::pin::pin!(conn);
-    let (read, idle) = (read_timeout(&shared.limits), Duration::from_millis(shared.limits.idle_timeout_ms.max(1)));
+    let (read, idle) = (
+        read_timeout(&shared.limits),
+        Duration::from_millis(shared.limits.idle_timeout_ms.max(1)),
+    );
     let tick = (read.min(idle) / 4).clamp(Duration::from_millis(10), Duration::from_millis(500));
     let mut shutdown = shared.shutdown.clone();
     loop {
@@ -264,7 +290,10 @@ where
     let work = async {
         let tls = handshake(stream, &shared, "over-limit").await?;
         let svc = hyper::service::service_fn(move |_req| async move {
-            Ok::<_, std::convert::Infallible>(error_response(&ApiError::too_many_connections(limit), true))
+            Ok::<_, std::convert::Infallible>(error_response(
+                &ApiError::too_many_connections(limit),
+                true,
+            ))
         });
         let mut b = http1(&shared.limits);
         b.keep_alive(false);
@@ -273,12 +302,19 @@ where
     let _ = tokio::time::timeout(read_timeout(&shared.limits).saturating_mul(2), work).await;
 }
 
-fn json_response(status: StatusCode, body: &serde_json::Value, close: bool) -> Response<Full<Bytes>> {
+fn json_response(
+    status: StatusCode,
+    body: &serde_json::Value,
+    close: bool,
+) -> Response<Full<Bytes>> {
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
     let mut resp = Response::new(Full::new(Bytes::from(bytes)));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if close {
         h.insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -291,7 +327,12 @@ fn error_response(e: &ApiError, close: bool) -> Response<Full<Bytes>> {
 }
 
 /// One request: route, body under limits, dispatch, answer, log.
-async fn handle(req: Request<Incoming>, shared: &Shared, caller: &Caller, activity: &Activity) -> Response<Full<Bytes>> {
+async fn handle(
+    req: Request<Incoming>,
+    shared: &Shared,
+    caller: &Caller,
+    activity: &Activity,
+) -> Response<Full<Bytes>> {
     let began = activity.handling();
     let started = std::time::Instant::now();
     let method = req.method().clone();
@@ -299,12 +340,22 @@ async fn handle(req: Request<Incoming>, shared: &Shared, caller: &Caller, activi
     let query = req.uri().query().unwrap_or("").to_owned();
     let (route, status, resp) = match routes::matching(&method, &path) {
         Matched::NotFound => {
-            let e = ApiError::not_found(format!("no route {method} {path}; the API is under /v1 (see api/openapi.json)"));
+            let e = ApiError::not_found(format!(
+                "no route {method} {path}; the API is under /v1 (see api/openapi.json)"
+            ));
             (None, e.status, error_response(&e, false))
         }
         Matched::WrongMethod(allowed) => {
-            let list = allowed.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ");
-            let e = ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{path} allows {list}"));
+            let list = allowed
+                .iter()
+                .map(|m| m.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            let e = ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("{path} allows {list}"),
+            );
             let mut resp = error_response(&e, false);
             if let Ok(v) = HeaderValue::from_str(&list) {
                 resp.headers_mut().insert(header::ALLOW, v);
@@ -316,7 +367,11 @@ async fn handle(req: Request<Incoming>, shared: &Shared, caller: &Caller, activi
             let resp = match read_body(req, &shared.limits, deadline).await {
                 Err(e) => error_response(&e, true),
                 Ok(body) => {
-                    let input = Input { params, query, body };
+                    let input = Input {
+                        params,
+                        query,
+                        body,
+                    };
                     match handlers::dispatch(&shared.ctx, caller, route.op, input).await {
                         Ok(reply) => json_response(reply.status, &reply.body, false),
                         Err(e) => error_response(&e, false),
@@ -342,7 +397,11 @@ async fn handle(req: Request<Incoming>, shared: &Shared, caller: &Caller, activi
 const DRAIN_CAP: u64 = 1024 * 1024;
 
 /// Reads the body within the size limit and the request's read deadline.
-async fn read_body(req: Request<Incoming>, limits: &Limits, deadline: tokio::time::Instant) -> Result<zeroize::Zeroizing<Vec<u8>>, ApiError> {
+async fn read_body(
+    req: Request<Incoming>,
+    limits: &Limits,
+    deadline: tokio::time::Instant,
+) -> Result<zeroize::Zeroizing<Vec<u8>>, ApiError> {
     let max = limits.max_body_bytes;
     let declared = req
         .headers()
@@ -357,7 +416,9 @@ async fn read_body(req: Request<Incoming>, limits: &Limits, deadline: tokio::tim
     let mut seen: u64 = 0;
     let read = async {
         while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|_| ApiError::bad_request("bad_body", "the request body could not be read"))?;
+            let frame = frame.map_err(|_| {
+                ApiError::bad_request("bad_body", "the request body could not be read")
+            })?;
             if let Ok(data) = frame.into_data() {
                 seen = seen.saturating_add(data.len() as u64);
                 if seen > max as u64 {

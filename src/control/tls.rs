@@ -14,7 +14,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 fn pem_error(setting: &'static str, path: &Path, reason: impl ToString) -> ControlError {
-    ControlError::Pem { setting, path: path.display().to_string(), reason: reason.to_string() }
+    ControlError::Pem {
+        setting,
+        path: path.display().to_string(),
+        reason: reason.to_string(),
+    }
 }
 
 fn certs(setting: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, ControlError> {
@@ -32,10 +36,13 @@ fn certs(setting: &'static str, path: &Path) -> Result<Vec<CertificateDer<'stati
 pub fn server_config(c: &ControlSection) -> Result<Arc<rustls::ServerConfig>, ControlError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let chain = certs("server_cert", &c.server_cert)?;
-    let key = PrivateKeyDer::from_pem_file(&c.server_key).map_err(|e| pem_error("server_key", &c.server_key, e))?;
+    let key = PrivateKeyDer::from_pem_file(&c.server_key)
+        .map_err(|e| pem_error("server_key", &c.server_key, e))?;
     let mut roots = RootCertStore::empty();
     for ca in certs("client_ca", &c.client_ca)? {
-        roots.add(ca).map_err(|e| pem_error("client_ca", &c.client_ca, e))?;
+        roots
+            .add(ca)
+            .map_err(|e| pem_error("client_ca", &c.client_ca, e))?;
     }
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()

@@ -54,7 +54,13 @@ pub struct Global {
     #[arg(long, short, global = true, env = "BYOKCTL_OUTPUT", value_enum, default_value_t = Output::Table)]
     pub output: Output,
     /// Seconds to wait for one answer.
-    #[arg(long, global = true, env = "BYOKCTL_TIMEOUT", default_value_t = 90, value_name = "SECONDS")]
+    #[arg(
+        long,
+        global = true,
+        env = "BYOKCTL_TIMEOUT",
+        default_value_t = 90,
+        value_name = "SECONDS"
+    )]
     pub timeout: u64,
 }
 
@@ -112,7 +118,12 @@ pub enum CredentialCmd {
         #[arg(long)]
         client_id: String,
         /// Read the client secret from this file (one trailing newline is removed).
-        #[arg(long, value_name = "PATH", group = "secret", required_unless_present = "secret_stdin")]
+        #[arg(
+            long,
+            value_name = "PATH",
+            group = "secret",
+            required_unless_present = "secret_stdin"
+        )]
         secret_file: Option<PathBuf>,
         /// Read the client secret from standard input.
         #[arg(long, group = "secret")]

@@ -41,7 +41,9 @@ impl Client {
         let mut roots = rustls::RootCertStore::empty();
         let cas = CertificateDer::pem_file_iter(&s.ca).map_err(|e| usage("CA", &s.ca, e))?;
         for ca in cas {
-            roots.add(ca.map_err(|e| usage("CA", &s.ca, e))?).map_err(|e| usage("CA", &s.ca, e))?;
+            roots
+                .add(ca.map_err(|e| usage("CA", &s.ca, e))?)
+                .map_err(|e| usage("CA", &s.ca, e))?;
         }
         let chain = CertificateDer::pem_file_iter(&s.cert)
             .map_err(|e| usage("certificate", &s.cert, e))?
@@ -61,55 +63,98 @@ impl Client {
             Target::Tcp { host, port } => format!("{host}:{port}"),
             Target::Unix(_) => s.server_name.clone(),
         };
-        Ok(Client { connector: TlsConnector::from(Arc::new(config)), target: s.target.clone(), server_name, timeout, host_header })
+        Ok(Client {
+            connector: TlsConnector::from(Arc::new(config)),
+            target: s.target.clone(),
+            server_name,
+            timeout,
+            host_header,
+        })
     }
 
     /// Sends one request and reads the answer.
-    pub async fn call(&self, method: Method, path: &str, body: Option<&[u8]>) -> Result<Answer, CtlError> {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&[u8]>,
+    ) -> Result<Answer, CtlError> {
         let work = async {
             match &self.target {
                 Target::Tcp { host, port } => {
                     let tcp = tokio::net::TcpStream::connect((host.as_str(), *port))
                         .await
-                        .map_err(|e| CtlError::Connect(format!("cannot connect to {host}:{port}: {e}")))?;
+                        .map_err(|e| {
+                            CtlError::Connect(format!("cannot connect to {host}:{port}: {e}"))
+                        })?;
                     let _ = tcp.set_nodelay(true);
                     self.exchange(tcp, method, path, body).await
                 }
                 Target::Unix(p) => {
-                    let s = tokio::net::UnixStream::connect(p)
-                        .await
-                        .map_err(|e| CtlError::Connect(format!("cannot connect to {}: {e}", p.display())))?;
+                    let s = tokio::net::UnixStream::connect(p).await.map_err(|e| {
+                        CtlError::Connect(format!("cannot connect to {}: {e}", p.display()))
+                    })?;
                     self.exchange(s, method, path, body).await
                 }
             }
         };
         tokio::time::timeout(self.timeout, work)
             .await
-            .map_err(|_| CtlError::Connect(format!("no answer within {} s (--timeout)", self.timeout.as_secs())))?
+            .map_err(|_| {
+                CtlError::Connect(format!(
+                    "no answer within {} s (--timeout)",
+                    self.timeout.as_secs()
+                ))
+            })?
     }
 
-    async fn exchange<S>(&self, stream: S, method: Method, path: &str, body: Option<&[u8]>) -> Result<Answer, CtlError>
+    async fn exchange<S>(
+        &self,
+        stream: S,
+        method: Method,
+        path: &str,
+        body: Option<&[u8]>,
+    ) -> Result<Answer, CtlError>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let tls = self.connector.connect(self.server_name.clone(), stream).await.map_err(|e| classify(&e, "TLS handshake"))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.map_err(|e| classify(&e, "HTTP"))?;
+        let tls = self
+            .connector
+            .connect(self.server_name.clone(), stream)
+            .await
+            .map_err(|e| classify(&e, "TLS handshake"))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| classify(&e, "HTTP"))?;
         let driver = tokio::spawn(conn);
-        let mut req = Request::builder().method(method).uri(path).header(header::HOST, &self.host_header);
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::HOST, &self.host_header);
         if body.is_some() {
             req = req.header(header::CONTENT_TYPE, "application/json");
         }
         let req = req
             .body(Full::new(Bytes::copy_from_slice(body.unwrap_or_default())))
             .map_err(|e| CtlError::Other(format!("building the request: {e}")))?;
-        let resp = sender.send_request(req).await.map_err(|e| refused_after_handshake(&e).unwrap_or_else(|| classify(&e, "request")))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| refused_after_handshake(&e).unwrap_or_else(|| classify(&e, "request")))?;
         let status = resp.status();
-        let bytes = resp.into_body().collect().await.map_err(|e| classify(&e, "reading the answer"))?.to_bytes();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| classify(&e, "reading the answer"))?
+            .to_bytes();
         driver.abort();
         let body = if bytes.is_empty() {
             serde_json::Value::Null
         } else {
-            serde_json::from_slice(&bytes).map_err(|e| CtlError::Other(format!("the server's answer ({status}) is not JSON: {e}")))?
+            serde_json::from_slice(&bytes).map_err(|e| {
+                CtlError::Other(format!("the server's answer ({status}) is not JSON: {e}"))
+            })?
         };
         Ok(Answer { status, body })
     }
@@ -124,15 +169,19 @@ fn classify(e: &(dyn std::error::Error + 'static), what: &str) -> CtlError {
         if let Some(r) = err.downcast_ref::<rustls::Error>() {
             tls = Some(r.to_string());
         }
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            if let Some(r) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-                tls = Some(r.to_string());
-            }
+        if let Some(r) = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|i| i.downcast_ref::<rustls::Error>())
+        {
+            tls = Some(r.to_string());
         }
         cur = err.source();
     }
     match tls {
-        Some(t) => CtlError::Auth(format!("{what}: TLS refused: {t}. Check --cert/--key (issued by the console CA) and --ca")),
+        Some(t) => CtlError::Auth(format!(
+            "{what}: TLS refused: {t}. Check --cert/--key (issued by the console CA) and --ca"
+        )),
         None => CtlError::Connect(format!("{what}: {e}")),
     }
 }
@@ -150,7 +199,10 @@ fn refused_after_handshake(e: &hyper::Error) -> Option<CtlError> {
     while let Some(err) = cur {
         if let Some(io) = err.downcast_ref::<std::io::Error>() {
             use std::io::ErrorKind::*;
-            closed |= matches!(io.kind(), BrokenPipe | ConnectionReset | ConnectionAborted | UnexpectedEof);
+            closed |= matches!(
+                io.kind(),
+                BrokenPipe | ConnectionReset | ConnectionAborted | UnexpectedEof
+            );
         }
         cur = err.source();
     }

@@ -15,10 +15,22 @@ use std::io::Read;
 use std::time::Duration;
 use zeroize::Zeroizing;
 
-const CREDENTIAL_COLS: &[Column] =
-    &[("NAME", "name"), ("TENANT", "tenant_id"), ("CLIENT", "client_id"), ("FINGERPRINT", "fingerprint"), ("EXPIRES", "expires"), ("GROUPS", "groups")];
-const GROUP_COLS: &[Column] =
-    &[("NAME", "name"), ("VAULT", "vault"), ("CREDENTIAL", "credential"), ("ALGORITHM", "algorithm"), ("ROTATION", "rotation"), ("KEYS", "keys")];
+const CREDENTIAL_COLS: &[Column] = &[
+    ("NAME", "name"),
+    ("TENANT", "tenant_id"),
+    ("CLIENT", "client_id"),
+    ("FINGERPRINT", "fingerprint"),
+    ("EXPIRES", "expires"),
+    ("GROUPS", "groups"),
+];
+const GROUP_COLS: &[Column] = &[
+    ("NAME", "name"),
+    ("VAULT", "vault"),
+    ("CREDENTIAL", "credential"),
+    ("ALGORITHM", "algorithm"),
+    ("ROTATION", "rotation"),
+    ("KEYS", "keys"),
+];
 const KEY_COLS: &[Column] = &[
     ("NAME", "name"),
     ("KEY GROUP", "group"),
@@ -29,9 +41,21 @@ const KEY_COLS: &[Column] = &[
     ("CHECK DIGITS", "check_digits"),
     ("CREATED", "created"),
 ];
-const APPROVAL_COLS: &[Column] =
-    &[("ID", "id"), ("STATUS", "status"), ("ACTION", "summary"), ("REQUESTED BY", "requested_by"), ("EXPIRES", "expires_at"), ("DECIDED BY", "decided_by")];
-const JOB_COLS: &[Column] = &[("ID", "id"), ("KIND", "kind"), ("STATE", "state"), ("GROUP", "group"), ("CREATED", "created")];
+const APPROVAL_COLS: &[Column] = &[
+    ("ID", "id"),
+    ("STATUS", "status"),
+    ("ACTION", "summary"),
+    ("REQUESTED BY", "requested_by"),
+    ("EXPIRES", "expires_at"),
+    ("DECIDED BY", "decided_by"),
+];
+const JOB_COLS: &[Column] = &[
+    ("ID", "id"),
+    ("KIND", "kind"),
+    ("STATE", "state"),
+    ("GROUP", "group"),
+    ("CREATED", "created"),
+];
 
 struct Ctx {
     client: Client,
@@ -39,16 +63,30 @@ struct Ctx {
 }
 
 impl Ctx {
-    async fn call(&self, method: Method, path: &str, body: Option<&[u8]>) -> Result<Answer, CtlError> {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&[u8]>,
+    ) -> Result<Answer, CtlError> {
         let answer = self.client.call(method, path, body).await?;
         if answer.status.is_success() {
             return Ok(answer);
         }
         let err = answer.body.get("error");
-        let text = |k: &str| err.and_then(|e| e.get(k)).and_then(Value::as_str).unwrap_or_default().to_owned();
+        let text = |k: &str| {
+            err.and_then(|e| e.get(k))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
         Err(CtlError::Api {
             status: answer.status.as_u16(),
-            code: if text("code").is_empty() { answer.status.to_string() } else { text("code") },
+            code: if text("code").is_empty() {
+                answer.status.to_string()
+            } else {
+                text("code")
+            },
             message: text("message"),
         })
     }
@@ -73,7 +111,11 @@ impl Ctx {
 
     fn list(&self, v: &Value, field: &str, cols: &[Column]) {
         if !self.json(v) {
-            let rows = v.get(field).and_then(Value::as_array).cloned().unwrap_or_default();
+            let rows = v
+                .get(field)
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
             println!("{}", output::table(&rows, cols));
         }
     }
@@ -89,12 +131,15 @@ impl Ctx {
         if self.json(&a.body) {
             return;
         }
-        if a.status == StatusCode::ACCEPTED {
-            if let Some(ap) = a.body.get("approval") {
-                let id = ap.get("id").and_then(Value::as_str).unwrap_or("?");
-                println!("pending approval {id}: {}", a.body.get("message").and_then(Value::as_str).unwrap_or(""));
-                return;
-            }
+        if a.status == StatusCode::ACCEPTED
+            && let Some(ap) = a.body.get("approval")
+        {
+            let id = ap.get("id").and_then(Value::as_str).unwrap_or("?");
+            println!(
+                "pending approval {id}: {}",
+                a.body.get("message").and_then(Value::as_str).unwrap_or("")
+            );
+            return;
         }
         println!("{what}");
     }
@@ -107,7 +152,10 @@ pub async fn run(cli: Cli) -> Result<(), CtlError> {
         _ => {}
     }
     let settings = Settings::resolve(&cli.global)?;
-    let ctx = Ctx { client: Client::new(&settings, Duration::from_secs(cli.global.timeout.max(1)))?, output: cli.global.output };
+    let ctx = Ctx {
+        client: Client::new(&settings, Duration::from_secs(cli.global.timeout.max(1)))?,
+        output: cli.global.output,
+    };
     match cli.command {
         Command::Credential(c) => credential(&ctx, c).await,
         Command::Group(c) => group(&ctx, c).await,
@@ -141,23 +189,38 @@ pub fn parse_date(s: &str) -> Result<i64, CtlError> {
     let fmt = time::macros::format_description!("[year]-[month]-[day]");
     time::Date::parse(s, &fmt)
         .map(|d| d.midnight().assume_utc().unix_timestamp())
-        .map_err(|_| CtlError::Usage(format!("date {s:?}: use YYYY-MM-DD, RFC 3339 or Unix seconds")))
+        .map_err(|_| {
+            CtlError::Usage(format!(
+                "date {s:?}: use YYYY-MM-DD, RFC 3339 or Unix seconds"
+            ))
+        })
 }
 
 fn read_secret(file: Option<&std::path::Path>, stdin: bool) -> Result<Zeroizing<String>, CtlError> {
     let mut bytes = Zeroizing::new(Vec::with_capacity(4096));
     match (file, stdin) {
         (Some(p), _) => {
-            let mut f = std::fs::File::open(p).map_err(|e| CtlError::Usage(format!("secret file {}: {e}", p.display())))?;
-            f.read_to_end(&mut bytes).map_err(|e| CtlError::Usage(format!("secret file {}: {e}", p.display())))?;
+            let mut f = std::fs::File::open(p)
+                .map_err(|e| CtlError::Usage(format!("secret file {}: {e}", p.display())))?;
+            f.read_to_end(&mut bytes)
+                .map_err(|e| CtlError::Usage(format!("secret file {}: {e}", p.display())))?;
         }
         (None, true) => {
-            std::io::stdin().read_to_end(&mut bytes).map_err(|e| CtlError::Usage(format!("reading the secret from stdin: {e}")))?;
+            std::io::stdin()
+                .read_to_end(&mut bytes)
+                .map_err(|e| CtlError::Usage(format!("reading the secret from stdin: {e}")))?;
         }
-        (None, false) => return Err(CtlError::Usage("give --secret-file PATH or --secret-stdin".into())),
+        (None, false) => {
+            return Err(CtlError::Usage(
+                "give --secret-file PATH or --secret-stdin".into(),
+            ));
+        }
     }
-    let trimmed = Zeroizing::new(crate::secret::trim_trailing_newline(std::mem::take(&mut *bytes)));
-    let text = std::str::from_utf8(&trimmed).map_err(|_| CtlError::Usage("the secret is not UTF-8 text".into()))?;
+    let trimmed = Zeroizing::new(crate::secret::trim_trailing_newline(std::mem::take(
+        &mut *bytes,
+    )));
+    let text = std::str::from_utf8(&trimmed)
+        .map_err(|_| CtlError::Usage("the secret is not UTF-8 text".into()))?;
     if text.is_empty() {
         return Err(CtlError::Usage("the secret is empty".into()));
     }
@@ -166,7 +229,14 @@ fn read_secret(file: Option<&std::path::Path>, stdin: bool) -> Result<Zeroizing<
 
 async fn credential(ctx: &Ctx, c: CredentialCmd) -> Result<(), CtlError> {
     match c {
-        CredentialCmd::Add { name, tenant_id, client_id, secret_file, secret_stdin, expires } => {
+        CredentialCmd::Add {
+            name,
+            tenant_id,
+            client_id,
+            secret_file,
+            secret_stdin,
+            expires,
+        } => {
             let secret = read_secret(secret_file.as_deref(), secret_stdin)?;
             let expires = expires.as_deref().map(parse_date).transpose()?;
             #[derive(serde::Serialize)]
@@ -177,21 +247,52 @@ async fn credential(ctx: &Ctx, c: CredentialCmd) -> Result<(), CtlError> {
                 secret: &'a str,
                 expires: Option<i64>,
             }
-            let body = Body { name: &name, tenant_id: &tenant_id, client_id: &client_id, secret: &secret, expires };
+            let body = Body {
+                name: &name,
+                tenant_id: &tenant_id,
+                client_id: &client_id,
+                secret: &secret,
+                expires,
+            };
             let mut bytes = Zeroizing::new(Vec::with_capacity(secret.len() * 6 + 1024));
-            serde_json::to_writer(&mut *bytes, &body).map_err(|e| CtlError::Other(e.to_string()))?;
-            let a = ctx.call(Method::POST, "/v1/credentials", Some(&bytes)).await?;
+            serde_json::to_writer(&mut *bytes, &body)
+                .map_err(|e| CtlError::Other(e.to_string()))?;
+            let a = ctx
+                .call(Method::POST, "/v1/credentials", Some(&bytes))
+                .await?;
             ctx.show(&a.body);
         }
-        CredentialCmd::List => ctx.list(&ctx.get("/v1/credentials").await?, "credentials", CREDENTIAL_COLS),
-        CredentialCmd::Show { name } => ctx.show(&ctx.get(&format!("/v1/credentials/{}", seg(&name)?)).await?),
+        CredentialCmd::List => ctx.list(
+            &ctx.get("/v1/credentials").await?,
+            "credentials",
+            CREDENTIAL_COLS,
+        ),
+        CredentialCmd::Show { name } => {
+            ctx.show(&ctx.get(&format!("/v1/credentials/{}", seg(&name)?)).await?)
+        }
         CredentialCmd::SetExpiry { name, date, clear } => {
-            let expires = if clear { None } else { date.as_deref().map(parse_date).transpose()? };
-            let a = ctx.send(Method::PATCH, &format!("/v1/credentials/{}", seg(&name)?), &json!({ "expires": expires })).await?;
+            let expires = if clear {
+                None
+            } else {
+                date.as_deref().map(parse_date).transpose()?
+            };
+            let a = ctx
+                .send(
+                    Method::PATCH,
+                    &format!("/v1/credentials/{}", seg(&name)?),
+                    &json!({ "expires": expires }),
+                )
+                .await?;
             ctx.show(&a.body);
         }
         CredentialCmd::Delete { name } => {
-            let a = ctx.call(Method::DELETE, &format!("/v1/credentials/{}", seg(&name)?), None).await?;
+            let a = ctx
+                .call(
+                    Method::DELETE,
+                    &format!("/v1/credentials/{}", seg(&name)?),
+                    None,
+                )
+                .await?;
             ctx.done(&a, &format!("credential {name} deleted"));
         }
     }
@@ -214,7 +315,15 @@ fn rotation_body(r: &RotationArgs) -> Value {
 
 async fn group(ctx: &Ctx, c: GroupCmd) -> Result<(), CtlError> {
     match c {
-        GroupCmd::Create { name, credential, vault, key_type, exponent, key_ops, rotation } => {
+        GroupCmd::Create {
+            name,
+            credential,
+            vault,
+            key_type,
+            exponent,
+            key_ops,
+            rotation,
+        } => {
             let mut body = json!({ "name": name, "credential": credential, "vault": vault, "key_type": key_type, "rotation": rotation_body(&rotation) });
             if let Some(o) = body.as_object_mut() {
                 if let Some(e) = exponent {
@@ -227,18 +336,37 @@ async fn group(ctx: &Ctx, c: GroupCmd) -> Result<(), CtlError> {
             ctx.show(&ctx.send(Method::POST, "/v1/groups", &body).await?.body);
         }
         GroupCmd::List => ctx.list(&ctx.get("/v1/groups").await?, "groups", GROUP_COLS),
-        GroupCmd::Show { name } => ctx.show(&ctx.get(&format!("/v1/groups/{}", seg(&name)?)).await?),
+        GroupCmd::Show { name } => {
+            ctx.show(&ctx.get(&format!("/v1/groups/{}", seg(&name)?)).await?)
+        }
         GroupCmd::Set { name, rotation } => {
             let body = json!({ "rotation": rotation_body(&rotation) });
-            ctx.show(&ctx.send(Method::PATCH, &format!("/v1/groups/{}", seg(&name)?), &body).await?.body);
+            ctx.show(
+                &ctx.send(Method::PATCH, &format!("/v1/groups/{}", seg(&name)?), &body)
+                    .await?
+                    .body,
+            );
         }
         GroupCmd::Delete { name } => {
-            let a = ctx.call(Method::DELETE, &format!("/v1/groups/{}", seg(&name)?), None).await?;
+            let a = ctx
+                .call(Method::DELETE, &format!("/v1/groups/{}", seg(&name)?), None)
+                .await?;
             ctx.done(&a, &format!("key group {name} deleted (local only)"));
         }
-        GroupCmd::Sync { name, wait } => start_job(ctx, &format!("/v1/groups/{}/sync", seg(&name)?), wait).await?,
-        GroupCmd::Rotate { name, wait } => start_job(ctx, &format!("/v1/groups/{}/rotate", seg(&name)?), wait).await?,
-        GroupCmd::DeleteCloud { name, wait } => start_job(ctx, &format!("/v1/groups/{}/delete-cloud", seg(&name)?), wait).await?,
+        GroupCmd::Sync { name, wait } => {
+            start_job(ctx, &format!("/v1/groups/{}/sync", seg(&name)?), wait).await?
+        }
+        GroupCmd::Rotate { name, wait } => {
+            start_job(ctx, &format!("/v1/groups/{}/rotate", seg(&name)?), wait).await?
+        }
+        GroupCmd::DeleteCloud { name, wait } => {
+            start_job(
+                ctx,
+                &format!("/v1/groups/{}/delete-cloud", seg(&name)?),
+                wait,
+            )
+            .await?
+        }
     }
     Ok(())
 }
@@ -246,16 +374,46 @@ async fn group(ctx: &Ctx, c: GroupCmd) -> Result<(), CtlError> {
 async fn key(ctx: &Ctx, c: KeyCmd) -> Result<(), CtlError> {
     match c {
         KeyCmd::Create { group, name } => {
-            let a = ctx.send(Method::POST, &format!("/v1/groups/{}/keys", seg(&group)?), &json!({ "name": name })).await?;
+            let a = ctx
+                .send(
+                    Method::POST,
+                    &format!("/v1/groups/{}/keys", seg(&group)?),
+                    &json!({ "name": name }),
+                )
+                .await?;
             ctx.show(&a.body);
         }
-        KeyCmd::List { group } => ctx.list(&ctx.get(&format!("/v1/groups/{}/keys", seg(&group)?)).await?, "keys", KEY_COLS),
-        KeyCmd::Show { group, name } => ctx.show(&ctx.get(&format!("/v1/groups/{}/keys/{}", seg(&group)?, seg(&name)?)).await?),
+        KeyCmd::List { group } => ctx.list(
+            &ctx.get(&format!("/v1/groups/{}/keys", seg(&group)?))
+                .await?,
+            "keys",
+            KEY_COLS,
+        ),
+        KeyCmd::Show { group, name } => ctx.show(
+            &ctx.get(&format!("/v1/groups/{}/keys/{}", seg(&group)?, seg(&name)?))
+                .await?,
+        ),
         KeyCmd::Delete { group, name } => {
-            let a = ctx.call(Method::DELETE, &format!("/v1/groups/{}/keys/{}", seg(&group)?, seg(&name)?), None).await?;
-            ctx.done(&a, &format!("key {group}/{name} deleted locally (the cloud is untouched)"));
+            let a = ctx
+                .call(
+                    Method::DELETE,
+                    &format!("/v1/groups/{}/keys/{}", seg(&group)?, seg(&name)?),
+                    None,
+                )
+                .await?;
+            ctx.done(
+                &a,
+                &format!("key {group}/{name} deleted locally (the cloud is untouched)"),
+            );
         }
-        KeyCmd::Sync { group, name, wait } => start_job(ctx, &format!("/v1/groups/{}/keys/{}/sync", seg(&group)?, seg(&name)?), wait).await?,
+        KeyCmd::Sync { group, name, wait } => {
+            start_job(
+                ctx,
+                &format!("/v1/groups/{}/keys/{}/sync", seg(&group)?, seg(&name)?),
+                wait,
+            )
+            .await?
+        }
     }
     Ok(())
 }
@@ -263,7 +421,12 @@ async fn key(ctx: &Ctx, c: KeyCmd) -> Result<(), CtlError> {
 /// Starts a job (202 with `job.id`), then follows it unless `--no-wait`.
 async fn start_job(ctx: &Ctx, path: &str, wait: JobWait) -> Result<(), CtlError> {
     let a = ctx.call(Method::POST, path, None).await?;
-    let job = a.body.get("job").and_then(|j| j.get("id")).and_then(Value::as_str).map(str::to_owned);
+    let job = a
+        .body
+        .get("job")
+        .and_then(|j| j.get("id"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     match job {
         Some(id) if !wait.no_wait => watch(ctx, &id).await,
         Some(id) => {
@@ -285,9 +448,17 @@ async fn watch(ctx: &Ctx, id: &str) -> Result<(), CtlError> {
     let mut progress = Progress::new();
     loop {
         let job = ctx.get(&format!("/v1/jobs/{id}?wait=10")).await?;
-        let state = job.get("state").and_then(Value::as_str).unwrap_or("unknown").to_owned();
+        let state = job
+            .get("state")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown")
+            .to_owned();
         let p = job.get("progress");
-        let num = |k: &str| p.and_then(|p| p.get(k)).and_then(Value::as_u64).unwrap_or(0);
+        let num = |k: &str| {
+            p.and_then(|p| p.get(k))
+                .and_then(Value::as_u64)
+                .unwrap_or(0)
+        };
         let step = job.get("step").and_then(Value::as_str).unwrap_or("");
         if ctx.output == Output::Table {
             progress.update(&state, num("done"), num("total"), step);
@@ -296,7 +467,11 @@ async fn watch(ctx: &Ctx, id: &str) -> Result<(), CtlError> {
             "done" | "failed" | "cancelled" => {
                 progress.finish();
                 ctx.show(&job);
-                return if state == "done" { Ok(()) } else { Err(CtlError::JobFailed(id.to_owned())) };
+                return if state == "done" {
+                    Ok(())
+                } else {
+                    Err(CtlError::JobFailed(id.to_owned()))
+                };
             }
             _ => {}
         }
@@ -312,13 +487,27 @@ async fn approval(ctx: &Ctx, c: ApprovalCmd) -> Result<(), CtlError> {
             };
             ctx.list(&ctx.get(&path).await?, "approvals", APPROVAL_COLS);
         }
-        ApprovalCmd::Show { id } => ctx.show(&ctx.get(&format!("/v1/approvals/{}", seg(&id)?)).await?),
+        ApprovalCmd::Show { id } => {
+            ctx.show(&ctx.get(&format!("/v1/approvals/{}", seg(&id)?)).await?)
+        }
         ApprovalCmd::Approve { id } => {
-            let a = ctx.call(Method::POST, &format!("/v1/approvals/{}/approve", seg(&id)?), None).await?;
+            let a = ctx
+                .call(
+                    Method::POST,
+                    &format!("/v1/approvals/{}/approve", seg(&id)?),
+                    None,
+                )
+                .await?;
             ctx.show(&a.body);
         }
         ApprovalCmd::Reject { id } => {
-            let a = ctx.call(Method::POST, &format!("/v1/approvals/{}/reject", seg(&id)?), None).await?;
+            let a = ctx
+                .call(
+                    Method::POST,
+                    &format!("/v1/approvals/{}/reject", seg(&id)?),
+                    None,
+                )
+                .await?;
             ctx.show(&a.body);
         }
     }
@@ -341,7 +530,8 @@ async fn log(ctx: &Ctx, c: LogCmd) -> Result<(), CtlError> {
             let v = ctx.get("/v1/logs/export").await?;
             let text = serde_json::to_string_pretty(&v).unwrap_or_default();
             match out {
-                Some(p) => std::fs::write(&p, text).map_err(|e| CtlError::Other(format!("{}: {e}", p.display())))?,
+                Some(p) => std::fs::write(&p, text)
+                    .map_err(|e| CtlError::Other(format!("{}: {e}", p.display())))?,
                 None => println!("{text}"),
             }
         }
@@ -352,11 +542,29 @@ async fn log(ctx: &Ctx, c: LogCmd) -> Result<(), CtlError> {
 async fn designated(ctx: &Ctx, c: DesignatedCmd) -> Result<(), CtlError> {
     let v = match c {
         DesignatedCmd::Get => ctx.get("/v1/config/designated").await?,
-        DesignatedCmd::Set { value } => ctx.send(Method::PUT, "/v1/config/designated", &json!({ "designated": value })).await?.body,
+        DesignatedCmd::Set { value } => {
+            ctx.send(
+                Method::PUT,
+                "/v1/config/designated",
+                &json!({ "designated": value }),
+            )
+            .await?
+            .body
+        }
     };
     if !ctx.json(&v) {
-        let d = v.get("designated").and_then(Value::as_bool).unwrap_or(false);
-        println!("{}", if d { "designated: yes (this appliance pushes to the cloud)" } else { "designated: no" });
+        let d = v
+            .get("designated")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        println!(
+            "{}",
+            if d {
+                "designated: yes (this appliance pushes to the cloud)"
+            } else {
+                "designated: no"
+            }
+        );
     }
     Ok(())
 }
@@ -368,9 +576,27 @@ async fn status(ctx: &Ctx) -> Result<(), CtlError> {
     if ctx.json(&both) {
         return Ok(());
     }
-    let s = |v: &Value, p: &str| v.pointer(p).map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned)).unwrap_or_default();
-    println!("daemon      byokd {} ({})", s(&health, "/version"), if health.get("ready") == Some(&json!(true)) { "ready" } else { "NOT READY" });
-    println!("hsm         {} (token {}, {} {})", s(&health, "/hsm/detail"), s(&health, "/hsm/token"), s(&health, "/hsm/model"), s(&health, "/hsm/serial"));
+    let s = |v: &Value, p: &str| {
+        v.pointer(p)
+            .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned))
+            .unwrap_or_default()
+    };
+    println!(
+        "daemon      byokd {} ({})",
+        s(&health, "/version"),
+        if health.get("ready") == Some(&json!(true)) {
+            "ready"
+        } else {
+            "NOT READY"
+        }
+    );
+    println!(
+        "hsm         {} (token {}, {} {})",
+        s(&health, "/hsm/detail"),
+        s(&health, "/hsm/token"),
+        s(&health, "/hsm/model"),
+        s(&health, "/hsm/serial")
+    );
     println!("state       generation {}", s(&health, "/state/generation"));
     println!("designated  {}", s(&health, "/designated"));
     println!("you         {} ({})", s(&me, "/identity"), s(&me, "/role"));
@@ -381,7 +607,13 @@ fn generate_completions(dir: &std::path::Path) -> Result<(), CtlError> {
     use clap::CommandFactory;
     use clap_complete::Shell;
     std::fs::create_dir_all(dir).map_err(|e| CtlError::Usage(format!("{}: {e}", dir.display())))?;
-    for shell in [Shell::Bash, Shell::Zsh, Shell::Fish, Shell::Elvish, Shell::PowerShell] {
+    for shell in [
+        Shell::Bash,
+        Shell::Zsh,
+        Shell::Fish,
+        Shell::Elvish,
+        Shell::PowerShell,
+    ] {
         let path = clap_complete::generate_to(shell, &mut Cli::command(), "byokctl", dir)
             .map_err(|e| CtlError::Other(format!("{}: {e}", dir.display())))?;
         println!("{}", path.display());
@@ -392,7 +624,8 @@ fn generate_completions(dir: &std::path::Path) -> Result<(), CtlError> {
 fn generate_man(dir: &std::path::Path) -> Result<(), CtlError> {
     use clap::CommandFactory;
     std::fs::create_dir_all(dir).map_err(|e| CtlError::Usage(format!("{}: {e}", dir.display())))?;
-    clap_mangen::generate_to(Cli::command(), dir).map_err(|e| CtlError::Other(format!("{}: {e}", dir.display())))?;
+    clap_mangen::generate_to(Cli::command(), dir)
+        .map_err(|e| CtlError::Other(format!("{}: {e}", dir.display())))?;
     println!("{}", dir.join("byokctl.1").display());
     Ok(())
 }

@@ -26,7 +26,11 @@ pub enum CtlError {
     #[error("{0}")]
     Connect(String),
     #[error("{status}: {code}: {message}")]
-    Api { status: u16, code: String, message: String },
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+    },
     #[error("job {0} failed")]
     JobFailed(String),
     #[error("{0}")]
@@ -63,7 +67,10 @@ pub fn run() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("byokctl: cannot start the async runtime: {e}");

@@ -14,40 +14,77 @@ fn cell(v: Option<&Value>, field: &str) -> String {
         None | Some(Value::Null) => "-".to_owned(),
         Some(Value::String(s)) => s.clone(),
         Some(Value::Bool(b)) => if *b { "yes" } else { "no" }.to_owned(),
-        Some(Value::Number(n)) if is_time(field) => n.as_i64().map_or_else(|| n.to_string(), format_time),
-        Some(Value::Array(a)) => a.iter().map(|x| cell(Some(x), "")).collect::<Vec<_>>().join(","),
+        Some(Value::Number(n)) if is_time(field) => {
+            n.as_i64().map_or_else(|| n.to_string(), format_time)
+        }
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|x| cell(Some(x), ""))
+            .collect::<Vec<_>>()
+            .join(","),
         Some(Value::Object(o)) if field == "rotation" => format_rotation(o),
         Some(other) => other.to_string(),
     }
 }
 
 fn is_time(field: &str) -> bool {
-    matches!(field, "created" | "expires" | "last_rotated" | "requested_at" | "expires_at" | "decided_at")
+    matches!(
+        field,
+        "created" | "expires" | "last_rotated" | "requested_at" | "expires_at" | "decided_at"
+    )
 }
 
 fn format_rotation(o: &serde_json::Map<String, Value>) -> String {
     let on = o.get("enabled").and_then(Value::as_bool).unwrap_or(false);
-    let every = o.get("rotate_every_months").and_then(Value::as_u64).unwrap_or(0);
-    let keep = o.get("keep_valid_months").and_then(Value::as_u64).unwrap_or(0);
-    format!("{} every {every}mo, valid {keep}mo", if on { "on" } else { "off" })
+    let every = o
+        .get("rotate_every_months")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    let keep = o
+        .get("keep_valid_months")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    format!(
+        "{} every {every}mo, valid {keep}mo",
+        if on { "on" } else { "off" }
+    )
 }
 
 /// Unix seconds as `YYYY-MM-DD HH:MM:SSZ`.
 pub fn format_time(t: i64) -> String {
     let fmt = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]Z");
-    time::OffsetDateTime::from_unix_timestamp(t).ok().and_then(|d| d.format(&fmt).ok()).unwrap_or_else(|| t.to_string())
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|d| d.format(&fmt).ok())
+        .unwrap_or_else(|| t.to_string())
 }
 
 /// Prints rows as an aligned table.
 pub fn table(rows: &[Value], cols: &[Column]) -> String {
-    let cells: Vec<Vec<String>> = rows.iter().map(|r| cols.iter().map(|(_, f)| cell(r.get(*f), f)).collect()).collect();
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| cols.iter().map(|(_, f)| cell(r.get(*f), f)).collect())
+        .collect();
     let widths: Vec<usize> = cols
         .iter()
         .enumerate()
-        .map(|(i, (h, _))| cells.iter().map(|r| r[i].chars().count()).chain([h.len()]).max().unwrap_or(0))
+        .map(|(i, (h, _))| {
+            cells
+                .iter()
+                .map(|r| r[i].chars().count())
+                .chain([h.len()])
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let line = |vals: Vec<&str>| {
-        vals.iter().zip(&widths).map(|(v, w)| format!("{v:<w$}")).collect::<Vec<_>>().join("  ").trim_end().to_owned()
+        vals.iter()
+            .zip(&widths)
+            .map(|(v, w)| format!("{v:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
     };
     let mut out = vec![line(cols.iter().map(|(h, _)| *h).collect())];
     for r in &cells {
@@ -61,9 +98,14 @@ pub fn table(rows: &[Value], cols: &[Column]) -> String {
 
 /// Prints one object as `field: value` lines, in its own order.
 pub fn record(v: &Value) -> String {
-    let Some(o) = v.as_object() else { return cell(Some(v), "") };
+    let Some(o) = v.as_object() else {
+        return cell(Some(v), "");
+    };
     let width = o.keys().map(String::len).max().unwrap_or(0);
-    o.iter().map(|(k, val)| format!("{k:<width$}  {}", cell(Some(val), k))).collect::<Vec<_>>().join("\n")
+    o.iter()
+        .map(|(k, val)| format!("{k:<width$}  {}", cell(Some(val), k)))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// A job's progress on stderr: a bar on a terminal, one line per change otherwise.
@@ -74,18 +116,31 @@ pub struct Progress {
 
 impl Progress {
     pub fn new() -> Self {
-        Self { tty: std::io::stderr().is_terminal(), last: String::new() }
+        Self {
+            tty: std::io::stderr().is_terminal(),
+            last: String::new(),
+        }
     }
 
     pub fn update(&mut self, state: &str, done: u64, total: u64, step: &str) {
         let width = 30usize;
-        let filled = if total == 0 { 0 } else { (done.min(total) * width as u64 / total) as usize };
-        let bar = format!("[{}{}] {done}/{total} {state} {step}", "#".repeat(filled), ".".repeat(width - filled));
+        let filled = (done.min(total) * width as u64)
+            .checked_div(total)
+            .unwrap_or(0) as usize;
+        let bar = format!(
+            "[{}{}] {done}/{total} {state} {step}",
+            "#".repeat(filled),
+            ".".repeat(width - filled)
+        );
         if bar == self.last {
             return;
         }
         let mut err = std::io::stderr().lock();
-        let _ = if self.tty { write!(err, "\r\x1b[2K{bar}") } else { writeln!(err, "{bar}") };
+        let _ = if self.tty {
+            write!(err, "\r\x1b[2K{bar}")
+        } else {
+            writeln!(err, "{bar}")
+        };
         let _ = err.flush();
         self.last = bar;
     }
@@ -110,9 +165,22 @@ mod tests {
 
     #[test]
     fn tables_align_and_format_times() {
-        let rows = vec![json!({"name": "a", "created": 0, "groups": ["g1", "g2"]}), json!({"name": "long-name", "created": null})];
-        let t = table(&rows, &[("NAME", "name"), ("CREATED", "created"), ("GROUPS", "groups")]);
-        assert_eq!(t.lines().next().unwrap(), "NAME       CREATED               GROUPS");
+        let rows = vec![
+            json!({"name": "a", "created": 0, "groups": ["g1", "g2"]}),
+            json!({"name": "long-name", "created": null}),
+        ];
+        let t = table(
+            &rows,
+            &[
+                ("NAME", "name"),
+                ("CREATED", "created"),
+                ("GROUPS", "groups"),
+            ],
+        );
+        assert_eq!(
+            t.lines().next().unwrap(),
+            "NAME       CREATED               GROUPS"
+        );
         assert!(t.contains("1970-01-01 00:00:00Z  g1,g2"));
         assert!(table(&[], &[("NAME", "name")]).ends_with("(none)"));
     }

@@ -51,7 +51,8 @@ fn read_file(explicit: Option<&Path>) -> Result<File, CtlError> {
             _ => return Ok(File::default()),
         },
     };
-    let text = std::fs::read_to_string(&path).map_err(|e| CtlError::Usage(format!("cannot read {}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| CtlError::Usage(format!("cannot read {}: {e}", path.display())))?;
     toml::from_str(&text).map_err(|e| CtlError::Usage(format!("{}: {e}", path.display())))
 }
 
@@ -60,8 +61,15 @@ pub fn parse_server(s: &str) -> Result<Target, CtlError> {
     if let Some(path) = s.strip_prefix("unix:") {
         return Ok(Target::Unix(PathBuf::from(path)));
     }
-    let rest = s.strip_prefix("https://").unwrap_or(s).trim_end_matches('/');
-    let bad = || CtlError::Usage(format!("--server {s:?}: use https://HOST:PORT or unix:/PATH"));
+    let rest = s
+        .strip_prefix("https://")
+        .unwrap_or(s)
+        .trim_end_matches('/');
+    let bad = || {
+        CtlError::Usage(format!(
+            "--server {s:?}: use https://HOST:PORT or unix:/PATH"
+        ))
+    };
     let (host, port) = match rest.rsplit_once(':') {
         Some((h, p)) => (h, p.parse::<u16>().map_err(|_| bad())?),
         None => (rest, 7443),
@@ -70,23 +78,43 @@ pub fn parse_server(s: &str) -> Result<Target, CtlError> {
     if host.is_empty() || rest.contains('/') {
         return Err(bad());
     }
-    Ok(Target::Tcp { host: host.to_owned(), port })
+    Ok(Target::Tcp {
+        host: host.to_owned(),
+        port,
+    })
 }
 
 impl Settings {
     pub fn resolve(g: &Global) -> Result<Settings, CtlError> {
         let file = read_file(g.config.as_deref())?;
-        let server = g.server.clone().or(file.server).unwrap_or_else(|| "https://localhost:7443".to_owned());
+        let server = g
+            .server
+            .clone()
+            .or(file.server)
+            .unwrap_or_else(|| "https://localhost:7443".to_owned());
         let target = parse_server(&server)?;
-        let missing = |what: &str| CtlError::Usage(format!("no {what}: give --{what}, BYOKCTL_{}, or `{what}` in ~/.config/byokctl/config.toml", what.to_ascii_uppercase()));
-        let server_name = g.server_name.clone().or(file.server_name).unwrap_or_else(|| match &target {
-            Target::Tcp { host, .. } => host.clone(),
-            Target::Unix(_) => "localhost".to_owned(),
-        });
+        let missing = |what: &str| {
+            CtlError::Usage(format!(
+                "no {what}: give --{what}, BYOKCTL_{}, or `{what}` in ~/.config/byokctl/config.toml",
+                what.to_ascii_uppercase()
+            ))
+        };
+        let server_name =
+            g.server_name
+                .clone()
+                .or(file.server_name)
+                .unwrap_or_else(|| match &target {
+                    Target::Tcp { host, .. } => host.clone(),
+                    Target::Unix(_) => "localhost".to_owned(),
+                });
         Ok(Settings {
             target,
             server_name,
-            cert: g.cert.clone().or(file.cert).ok_or_else(|| missing("cert"))?,
+            cert: g
+                .cert
+                .clone()
+                .or(file.cert)
+                .ok_or_else(|| missing("cert"))?,
             key: g.key.clone().or(file.key).ok_or_else(|| missing("key"))?,
             ca: g.ca.clone().or(file.ca).ok_or_else(|| missing("ca"))?,
         })
@@ -99,9 +127,24 @@ mod tests {
 
     #[test]
     fn server_addresses_parse() {
-        assert_eq!(parse_server("https://localhost:8443").unwrap(), Target::Tcp { host: "localhost".into(), port: 8443 });
-        assert_eq!(parse_server("127.0.0.1:9").unwrap(), Target::Tcp { host: "127.0.0.1".into(), port: 9 });
-        assert_eq!(parse_server("unix:/run/byokd.sock").unwrap(), Target::Unix("/run/byokd.sock".into()));
+        assert_eq!(
+            parse_server("https://localhost:8443").unwrap(),
+            Target::Tcp {
+                host: "localhost".into(),
+                port: 8443
+            }
+        );
+        assert_eq!(
+            parse_server("127.0.0.1:9").unwrap(),
+            Target::Tcp {
+                host: "127.0.0.1".into(),
+                port: 9
+            }
+        );
+        assert_eq!(
+            parse_server("unix:/run/byokd.sock").unwrap(),
+            Target::Unix("/run/byokd.sock".into())
+        );
         assert!(parse_server("https://h:notaport").is_err());
         assert!(parse_server("https://h:1/path").is_err());
     }

@@ -4,7 +4,10 @@
 //! and with the real `byokctl` binary.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, ExtendedKeyUsagePurpose};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
 use serde_json::Value;
 use std::io::Write;
 use std::net::TcpStream;
@@ -40,7 +43,14 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Self { approval_window_secs: 120, max_connections: 16, read_timeout_ms: 2000, idle_timeout_ms: 5000, max_body_bytes: 8192, seed_state: None }
+        Self {
+            approval_window_secs: 120,
+            max_connections: 16,
+            read_timeout_ms: 2000,
+            idle_timeout_ms: 5000,
+            max_body_bytes: 8192,
+            seed_state: None,
+        }
     }
 }
 
@@ -74,7 +84,11 @@ fn ca(cn: &str) -> (String, Issuer<'static, KeyPair>) {
     let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
     p.distinguished_name.push(DnType::CommonName, cn);
     p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     let cert = p.self_signed(&key).unwrap();
     (cert.pem(), Issuer::new(p, key))
 }
@@ -85,7 +99,11 @@ fn sha256_hex(der: &[u8]) -> String {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Daemon {
@@ -100,7 +118,8 @@ impl Daemon {
         let (ca_pem, console) = ca("byokd test console CA");
         write(&d.join("ca.pem"), &ca_pem);
         let server_key = KeyPair::generate().unwrap();
-        let mut sp = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+        let mut sp =
+            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
         sp.distinguished_name.push(DnType::CommonName, "byokd");
         sp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let server = sp.signed_by(&server_key, &console).unwrap();
@@ -121,16 +140,36 @@ impl Daemon {
         write(&d.join(format!("{FOREIGN}.key")), &key);
         // SoftHSM token.
         std::fs::create_dir_all(d.join("tokens")).unwrap();
-        write(&d.join("softhsm2.conf"), &format!("directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n", d.join("tokens").display()));
+        write(
+            &d.join("softhsm2.conf"),
+            &format!(
+                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+                d.join("tokens").display()
+            ),
+        );
         let init = Command::new("softhsm2-util")
             .env("SOFTHSM2_CONF", d.join("softhsm2.conf"))
-            .args(["--init-token", "--free", "--label", "ctl-test", "--pin", "1234", "--so-pin", "5678"])
+            .args([
+                "--init-token",
+                "--free",
+                "--label",
+                "ctl-test",
+                "--pin",
+                "1234",
+                "--so-pin",
+                "5678",
+            ])
             .output()
             .expect("softhsm2-util (apt-get install softhsm2)");
-        assert!(init.status.success(), "softhsm2-util: {}", String::from_utf8_lossy(&init.stderr));
+        assert!(
+            init.status.success(),
+            "softhsm2-util: {}",
+            String::from_utf8_lossy(&init.stderr)
+        );
         let pin = d.join("pin");
         write(&pin, "1234\n");
-        std::fs::set_permissions(&pin, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        std::fs::set_permissions(&pin, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
         // Config.
         let port = free_port();
         let unix_socket = d.join("control.sock");
@@ -195,7 +234,11 @@ max_body_bytes = {body}
         );
         if let Some(seed) = o.seed_state {
             std::fs::create_dir_all(d.join("state")).unwrap();
-            std::fs::set_permissions(d.join("state"), std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+            std::fs::set_permissions(
+                d.join("state"),
+                std::os::unix::fs::PermissionsExt::from_mode(0o700),
+            )
+            .unwrap();
             seed(&d.join("state"));
         }
         let log = std::fs::File::create(d.join("byokd.log")).unwrap();
@@ -209,7 +252,13 @@ max_body_bytes = {body}
             .stderr(log)
             .spawn()
             .unwrap();
-        let mut daemon = Daemon { dir, port, unix_socket, config, child: Some(child) };
+        let mut daemon = Daemon {
+            dir,
+            port,
+            unix_socket,
+            config,
+            child: Some(child),
+        };
         daemon.wait_ready();
         daemon
     }
@@ -242,12 +291,25 @@ max_body_bytes = {body}
 
     /// `curl` as `who` (None: no client certificate). Returns (HTTP status, JSON body); status 0
     /// means curl failed before an HTTP answer (e.g. the TLS handshake was refused).
-    pub fn curl(&self, who: Option<&str>, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+    pub fn curl(
+        &self,
+        who: Option<&str>,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> (u16, Value) {
         let (code, text) = self.curl_raw(who, method, path, body, &[]);
         (code, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
-    pub fn curl_raw(&self, who: Option<&str>, method: &str, path: &str, body: Option<&str>, extra: &[&str]) -> (u16, String) {
+    pub fn curl_raw(
+        &self,
+        who: Option<&str>,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        extra: &[&str],
+    ) -> (u16, String) {
         let mut cmd = Command::new("curl");
         cmd.args(["-sS", "--max-time", "20", "--tlsv1.3", "-X", method])
             .arg("--resolve")
@@ -256,12 +318,24 @@ max_body_bytes = {body}
             .arg(self.path("ca.pem"))
             .args(["-w", "\n%{http_code}"]);
         if let Some(who) = who {
-            cmd.arg("--cert").arg(self.path(&format!("{who}.pem"))).arg("--key").arg(self.path(&format!("{who}.key")));
+            cmd.arg("--cert")
+                .arg(self.path(&format!("{who}.pem")))
+                .arg("--key")
+                .arg(self.path(&format!("{who}.key")));
         }
         if body.is_some() {
-            cmd.args(["-H", "content-type: application/json", "--data-binary", "@-"]);
+            cmd.args([
+                "-H",
+                "content-type: application/json",
+                "--data-binary",
+                "@-",
+            ]);
         }
-        cmd.args(extra).arg(self.url(path)).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.args(extra)
+            .arg(self.url(path))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("curl");
         if let Some(b) = body {
             child.stdin.take().unwrap().write_all(b.as_bytes()).unwrap();
@@ -318,13 +392,21 @@ max_body_bytes = {body}
             Some(&format!(r#"{{"name":"c1","tenant_id":"{TENANT}","client_id":"{CLIENT}","secret":"s3cr3t-value"}}"#)),
         );
         assert_eq!(s, 201, "{b}");
-        let (s, b) = self.curl(Some(ADMIN), "POST", "/v1/groups", Some(r#"{"name":"g1","credential":"c1","vault":"contoso-kv","key_type":"EC-P256"}"#));
+        let (s, b) = self.curl(
+            Some(ADMIN),
+            "POST",
+            "/v1/groups",
+            Some(r#"{"name":"g1","credential":"c1","vault":"contoso-kv","key_type":"EC-P256"}"#),
+        );
         assert_eq!(s, 201, "{b}");
     }
 
     pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
         let mut child = self.child.take()?;
-        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(s)) = child.try_wait() {
@@ -348,12 +430,16 @@ impl Drop for Daemon {
 
 /// The error code of an error answer.
 pub fn code(v: &Value) -> &str {
-    v.pointer("/error/code").and_then(Value::as_str).unwrap_or("")
+    v.pointer("/error/code")
+        .and_then(Value::as_str)
+        .unwrap_or("")
 }
 
 /// The field named by an error answer.
 pub fn field(v: &Value) -> &str {
-    v.pointer("/error/field").and_then(Value::as_str).unwrap_or("")
+    v.pointer("/error/field")
+        .and_then(Value::as_str)
+        .unwrap_or("")
 }
 
 /// Seeds credential `c1`, group `g1` (EC-P256) and key `g1/pushed`, which has an Azure version,
@@ -368,7 +454,9 @@ pub fn seed_pushed_key(dir: &Path) {
             name: cred.clone(),
             tenant_id: Guid::parse(TENANT).unwrap(),
             client_id: Guid::parse(CLIENT).unwrap(),
-            auth: CredentialAuth::Secret { sealed: vec![0; 48] },
+            auth: CredentialAuth::Secret {
+                sealed: vec![0; 48],
+            },
             fingerprint: "00000000".into(),
             created: 1_800_000_000,
             expires: None,

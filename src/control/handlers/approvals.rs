@@ -15,19 +15,31 @@ pub(super) fn id(p: &Params) -> Result<String, ApiError> {
     let raw = p.get("approval");
     uuid::Uuid::parse_str(raw)
         .map(|u| u.to_string())
-        .map_err(|_| ApiError::invalid("approval", "an approval id is a UUID, as returned with the 202 answer"))
+        .map_err(|_| {
+            ApiError::invalid(
+                "approval",
+                "an approval id is a UUID, as returned with the 202 answer",
+            )
+        })
 }
 
 pub(super) fn decode_list(query: &str) -> Result<(), ApiError> {
     decode::only_query(query, &["status"])?;
     match decode::query_value(query, "status") {
         None | Some("pending" | "approved" | "rejected" | "expired" | "failed") => Ok(()),
-        Some(_) => Err(ApiError::invalid("status", "use pending, approved, rejected, expired or failed")),
+        Some(_) => Err(ApiError::invalid(
+            "status",
+            "use pending, approved, rejected, expired or failed",
+        )),
     }
 }
 
 /// Records a dual-control request and answers 202 with the approval to quote.
-pub(super) fn request(auth: &Authorized<Admin>, ctx: &Ctx, action: Action) -> Result<Reply, ApiError> {
+pub(super) fn request(
+    auth: &Authorized<Admin>,
+    ctx: &Ctx,
+    action: Action,
+) -> Result<Reply, ApiError> {
     let approval = ctx.approvals.submit(action, auth.identity())?;
     tracing::warn!(
         approval = %approval.id,
@@ -52,7 +64,14 @@ pub fn list(_: Authorized<AnyRole>, ctx: &Ctx, i: Input) -> Result<Reply, ApiErr
         .approvals
         .list()
         .into_iter()
-        .filter(|a| status.is_none_or(|s| to_json(&a.status).ok().and_then(|v| v.as_str().map(|v| v == s)).unwrap_or(false)))
+        .filter(|a| {
+            status.is_none_or(|s| {
+                to_json(&a.status)
+                    .ok()
+                    .and_then(|v| v.as_str().map(|v| v == s))
+                    .unwrap_or(false)
+            })
+        })
         .collect();
     Reply::ok(json!({ "approvals": to_json(&all)? }))
 }

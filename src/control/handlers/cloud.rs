@@ -23,7 +23,9 @@ async fn refuse(ctx: &Ctx, i: &Input, what: &str, key: bool) -> Result<Reply, Ap
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "not_designated",
-            format!("{what} refused: this appliance is not the designated device, and only the designated device mutates the cloud (PUT /v1/config/designated)"),
+            format!(
+                "{what} refused: this appliance is not the designated device, and only the designated device mutates the cloud (PUT /v1/config/designated)"
+            ),
         ));
     }
     Err(ApiError::not_implemented(format!("{what}: {NOT_YET}")))

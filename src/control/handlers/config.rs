@@ -22,7 +22,11 @@ pub async fn get_designated(_: Authorized<AnyRole>, ctx: &Ctx) -> Result<Reply, 
     Reply::ok(json!({ "designated": ctx.service.designated().await }))
 }
 
-pub async fn set_designated(auth: Authorized<Admin>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
+pub async fn set_designated(
+    auth: Authorized<Admin>,
+    ctx: &Ctx,
+    i: Input,
+) -> Result<Reply, ApiError> {
     let designated = decode(&i.body)?;
     ctx.service.set_designated(designated, auth.name()).await?;
     Reply::ok(json!({ "designated": designated }))

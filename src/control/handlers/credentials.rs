@@ -81,7 +81,11 @@ pub async fn show(_: Authorized<AnyRole>, ctx: &Ctx, i: Input) -> Result<Reply, 
 pub async fn update(auth: Authorized<Admin>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
     let name = name(&i.params)?;
     let expires = decode_update(&i.body)?;
-    Reply::ok(to_json(&ctx.service.set_credential_expiry(&name, expires, auth.name()).await?)?)
+    Reply::ok(to_json(
+        &ctx.service
+            .set_credential_expiry(&name, expires, auth.name())
+            .await?,
+    )?)
 }
 
 /// Deleting a credential needs a second admin: this records the request and answers 202.
@@ -95,5 +99,11 @@ pub async fn delete(auth: Authorized<Admin>, ctx: &Ctx, i: Input) -> Result<Repl
             view.groups.join(", ")
         )));
     }
-    super::approvals::request(&auth, ctx, Action::DeleteCredential { credential: name.to_string() })
+    super::approvals::request(
+        &auth,
+        ctx,
+        Action::DeleteCredential {
+            credential: name.to_string(),
+        },
+    )
 }

@@ -6,7 +6,9 @@ use crate::control::authz::{AnyRole, Authorized, Operate};
 use crate::control::decode::{self, field};
 use crate::control::errors::ApiError;
 use crate::control::routes::Params;
-use crate::model::{CredentialName, KeyName, KeyOp, KeyType, RotationPolicy, RsaExponent, VaultName};
+use crate::model::{
+    CredentialName, KeyName, KeyOp, KeyType, RotationPolicy, RsaExponent, VaultName,
+};
 use crate::service::NewGroup;
 use serde::Deserialize;
 use serde_json::json;
@@ -57,13 +59,23 @@ pub(super) fn decode_new(body: &[u8]) -> Result<NewGroup, ApiError> {
         Some(e) => field("exponent", RsaExponent::from_value(e))?,
         None => RsaExponent::F4,
     };
-    let key_type = KeyType::parse(&b.key_type, exponent).map_err(|e| ApiError::invalid(e.field, e.reason))?;
+    let key_type =
+        KeyType::parse(&b.key_type, exponent).map_err(|e| ApiError::invalid(e.field, e.reason))?;
     let key_ops = match b.key_ops {
-        Some(ops) => Some(ops.iter().map(|o| field("key_ops", KeyOp::parse(o))).collect::<Result<Vec<_>, _>>()?),
+        Some(ops) => Some(
+            ops.iter()
+                .map(|o| field("key_ops", KeyOp::parse(o)))
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
         None => None,
     };
-    let rotation = b.rotation.unwrap_or_default().over(RotationPolicy::default());
-    rotation.validate().map_err(|e| ApiError::invalid(format!("rotation.{}", e.field), e.reason))?;
+    let rotation = b
+        .rotation
+        .unwrap_or_default()
+        .over(RotationPolicy::default());
+    rotation
+        .validate()
+        .map_err(|e| ApiError::invalid(format!("rotation.{}", e.field), e.reason))?;
     Ok(NewGroup {
         name: field("name", KeyName::try_from(b.name))?,
         credential: field("credential", CredentialName::try_from(b.credential))?,
@@ -78,7 +90,9 @@ pub(super) fn decode_new(body: &[u8]) -> Result<NewGroup, ApiError> {
 pub(super) fn decode_update(body: &[u8]) -> Result<RotationPolicy, ApiError> {
     let b: UpdateBody = decode::json(body)?;
     let probe = b.rotation.over(RotationPolicy::default());
-    probe.validate().map_err(|e| ApiError::invalid(format!("rotation.{}", e.field), e.reason))?;
+    probe
+        .validate()
+        .map_err(|e| ApiError::invalid(format!("rotation.{}", e.field), e.reason))?;
     Ok(probe)
 }
 
@@ -104,8 +118,14 @@ pub async fn update(auth: Authorized<Operate>, ctx: &Ctx, i: Input) -> Result<Re
     let b: UpdateBody = decode::json(&i.body)?;
     let current = ctx.service.group(&name).await?.rotation;
     let rotation = b.rotation.over(current);
-    rotation.validate().map_err(|e| ApiError::invalid(format!("rotation.{}", e.field), e.reason))?;
-    Reply::ok(to_json(&ctx.service.set_rotation(&name, rotation, auth.name()).await?)?)
+    rotation
+        .validate()
+        .map_err(|e| ApiError::invalid(format!("rotation.{}", e.field), e.reason))?;
+    Reply::ok(to_json(
+        &ctx.service
+            .set_rotation(&name, rotation, auth.name())
+            .await?,
+    )?)
 }
 
 pub async fn delete(auth: Authorized<Operate>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {

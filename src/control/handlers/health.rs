@@ -15,7 +15,11 @@ const HSM_PROBE: Duration = Duration::from_secs(3);
 pub async fn health(_: Authorized<AnyRole>, ctx: &Ctx) -> Result<Reply, ApiError> {
     let hsm = ctx.service.hsm();
     // A round trip through the HSM worker: seal one byte with the token's sealing key.
-    let probe = tokio::time::timeout(HSM_PROBE, hsm.seal(b"byokd health probe", &SecretBytes::new(vec![0]))).await;
+    let probe = tokio::time::timeout(
+        HSM_PROBE,
+        hsm.seal(b"byokd health probe", &SecretBytes::new(vec![0])),
+    )
+    .await;
     let (hsm_ready, hsm_detail) = match probe {
         Ok(Ok(_)) => (true, "ok".to_owned()),
         Ok(Err(e)) => (false, e.to_string()),

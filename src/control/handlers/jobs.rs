@@ -17,13 +17,19 @@ pub(super) fn decode_list(query: &str) -> Result<(), ApiError> {
 }
 
 pub(super) fn decode_show(p: &Params, query: &str) -> Result<(uuid::Uuid, u64), ApiError> {
-    let id = uuid::Uuid::parse_str(p.get("job")).map_err(|_| ApiError::invalid("job", "a job id is a UUID"))?;
+    let id = uuid::Uuid::parse_str(p.get("job"))
+        .map_err(|_| ApiError::invalid("job", "a job id is a UUID"))?;
     decode::only_query(query, &["wait"])?;
     let wait = match decode::query_value(query, "wait") {
         None => 0,
         Some(w) => match w.parse::<u64>() {
             Ok(n) if n <= MAX_WAIT_SECS => n,
-            _ => return Err(ApiError::invalid("wait", format!("seconds, from 0 to {MAX_WAIT_SECS}"))),
+            _ => {
+                return Err(ApiError::invalid(
+                    "wait",
+                    format!("seconds, from 0 to {MAX_WAIT_SECS}"),
+                ));
+            }
         },
     };
     Ok((id, wait))
@@ -36,5 +42,7 @@ pub fn list(_: Authorized<AnyRole>, i: Input) -> Result<Reply, ApiError> {
 
 pub fn show(_: Authorized<AnyRole>, i: Input) -> Result<Reply, ApiError> {
     let (id, _wait) = decode_show(&i.params, &i.query)?;
-    Err(ApiError::not_found(format!("no job {id}: no jobs exist yet (cloud actions are not available in this build)")))
+    Err(ApiError::not_found(format!(
+        "no job {id}: no jobs exist yet (cloud actions are not available in this build)"
+    )))
 }

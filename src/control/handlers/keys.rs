@@ -36,7 +36,9 @@ pub async fn list(_: Authorized<AnyRole>, ctx: &Ctx, i: Input) -> Result<Reply, 
 pub async fn create(auth: Authorized<Operate>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
     let group = super::groups::name(&i.params)?;
     let name = decode_new(&i.body)?;
-    Reply::created(to_json(&ctx.service.create_key(&group, &name, auth.name()).await?)?)
+    Reply::created(to_json(
+        &ctx.service.create_key(&group, &name, auth.name()).await?,
+    )?)
 }
 
 pub async fn show(_: Authorized<AnyRole>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
@@ -48,9 +50,18 @@ pub async fn public(_: Authorized<AnyRole>, ctx: &Ctx, i: Input) -> Result<Reply
     let (group, key) = names(&i.params)?;
     let der = ctx.service.key_public_der(&group, &key).await?;
     let b64 = base64::engine::general_purpose::STANDARD.encode(&der);
-    let pem_body: Vec<&str> = b64.as_bytes().chunks(64).filter_map(|c| std::str::from_utf8(c).ok()).collect();
-    let pem = format!("-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n", pem_body.join("\n"));
-    Reply::ok(json!({ "group": group.as_str(), "key": key.as_str(), "spki_der_base64": b64, "pem": pem }))
+    let pem_body: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .filter_map(|c| std::str::from_utf8(c).ok())
+        .collect();
+    let pem = format!(
+        "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+        pem_body.join("\n")
+    );
+    Reply::ok(
+        json!({ "group": group.as_str(), "key": key.as_str(), "spki_der_base64": b64, "pem": pem }),
+    )
 }
 
 /// Deletes a key locally. A key never pushed goes at once; a pushed one (it has an Azure
@@ -65,8 +76,17 @@ pub async fn delete(auth: Authorized<Operate>, ctx: &Ctx, i: Input) -> Result<Re
                 view.version.as_deref().unwrap_or("?")
             ))
         })?;
-        return super::approvals::request(&admin, ctx, Action::DeleteKey { group: group.to_string(), key: key.to_string() });
+        return super::approvals::request(
+            &admin,
+            ctx,
+            Action::DeleteKey {
+                group: group.to_string(),
+                key: key.to_string(),
+            },
+        );
     }
-    ctx.service.delete_key_local(&group, &key, auth.name()).await?;
+    ctx.service
+        .delete_key_local(&group, &key, auth.name())
+        .await?;
     Reply::ok(json!({ "deleted": format!("{group}/{key}") }))
 }

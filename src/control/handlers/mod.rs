@@ -48,21 +48,36 @@ pub struct Reply {
 
 impl Reply {
     pub fn ok(body: Value) -> Result<Reply, ApiError> {
-        Ok(Reply { status: StatusCode::OK, body })
+        Ok(Reply {
+            status: StatusCode::OK,
+            body,
+        })
     }
 
     pub fn created(body: Value) -> Result<Reply, ApiError> {
-        Ok(Reply { status: StatusCode::CREATED, body })
+        Ok(Reply {
+            status: StatusCode::CREATED,
+            body,
+        })
     }
 
     pub fn accepted(body: Value) -> Result<Reply, ApiError> {
-        Ok(Reply { status: StatusCode::ACCEPTED, body })
+        Ok(Reply {
+            status: StatusCode::ACCEPTED,
+            body,
+        })
     }
 }
 
 /// Serializes a view; views are plain data, so failure would be a bug.
 pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> Result<Value, ApiError> {
-    serde_json::to_value(v).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("cannot encode the answer: {e}")))
+    serde_json::to_value(v).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("cannot encode the answer: {e}"),
+        )
+    })
 }
 
 /// Runs a route's handler once the caller passed the handler's policy.
@@ -110,14 +125,22 @@ pub async fn dispatch(ctx: &Ctx, caller: &Caller, op: Op, input: Input) -> Resul
 pub fn decode_only(op: Op, input: &Input) -> Result<(), ApiError> {
     let p = &input.params;
     match op {
-        Op::Health | Op::Whoami | Op::ListCredentials | Op::ListGroups | Op::GetDesignated => Ok(()),
+        Op::Health | Op::Whoami | Op::ListCredentials | Op::ListGroups | Op::GetDesignated => {
+            Ok(())
+        }
         Op::AddCredential => credentials::decode_new(&input.body).map(drop),
         Op::ShowCredential | Op::DeleteCredential => credentials::name(p).map(drop),
-        Op::UpdateCredential => credentials::name(p).and(credentials::decode_update(&input.body)).map(drop),
+        Op::UpdateCredential => credentials::name(p)
+            .and(credentials::decode_update(&input.body))
+            .map(drop),
         Op::CreateGroup => groups::decode_new(&input.body).map(drop),
-        Op::ShowGroup | Op::DeleteGroup | Op::ListKeys | Op::SyncGroup | Op::RotateGroup => groups::name(p).map(drop),
+        Op::ShowGroup | Op::DeleteGroup | Op::ListKeys | Op::SyncGroup | Op::RotateGroup => {
+            groups::name(p).map(drop)
+        }
         Op::DeleteGroupCloud | Op::PurgeGroup | Op::RecoverGroup => groups::name(p).map(drop),
-        Op::UpdateGroup => groups::name(p).and(groups::decode_update(&input.body)).map(drop),
+        Op::UpdateGroup => groups::name(p)
+            .and(groups::decode_update(&input.body))
+            .map(drop),
         Op::CreateKey => groups::name(p).and(keys::decode_new(&input.body)).map(drop),
         Op::ShowKey | Op::DeleteKey | Op::KeyPublic | Op::SyncKey => keys::names(p).map(drop),
         Op::ListApprovals => approvals::decode_list(&input.query),
