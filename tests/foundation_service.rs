@@ -55,7 +55,7 @@ fn config(token: &SoftHsmToken, state_dir: &Path) -> Config {
 
 fn open(token: &SoftHsmToken, state_dir: &Path) -> Service {
     let cfg = config(token, state_dir);
-    let hsm_cfg = HsmConfig { module: token.module.clone(), token_label: token.label.clone(), request_timeout: Duration::from_secs(120) };
+    let hsm_cfg = HsmConfig { module: token.module.clone(), token_label: token.label.clone(), request_timeout: Duration::from_secs(120), allow_host_wrap: false };
     let (hsm, _report) = Hsm::start(&hsm_cfg, Pin::new(token.user_pin.clone())).unwrap();
     Service::open(cfg, hsm).unwrap().0
 }

@@ -40,6 +40,7 @@ fn a_missing_module_is_reported_with_its_fix() {
         module: PathBuf::from("/nonexistent/libpkcs11-missing.so"),
         token_label: "byokd".into(),
         request_timeout: Duration::from_secs(5),
+        allow_host_wrap: false,
     };
     let err = Hsm::start(&cfg, Pin::new(USER_PIN.into())).unwrap_err();
     assert!(matches!(err, HsmError::ModuleNotLoadable { .. }), "{err:?}");
@@ -60,6 +61,7 @@ fn a_file_that_is_not_a_pkcs11_module_is_reported_with_its_fix() {
         module: bogus.clone(),
         token_label: "byokd".into(),
         request_timeout: Duration::from_secs(5),
+        allow_host_wrap: false,
     };
     let err = Hsm::start(&cfg, Pin::new(USER_PIN.into())).unwrap_err();
     assert!(matches!(err, HsmError::ModuleNotLoadable { .. }), "{err:?}");

@@ -66,6 +66,7 @@ pub async fn start(config: Config) -> Result<(Service, crate::store::LoadReport)
         module: config.hsm.module.clone(),
         token_label: config.hsm.token_label.clone(),
         request_timeout: Duration::from_millis(config.limits.hsm_request_timeout_ms),
+        allow_host_wrap: config.hsm.allow_host_wrap,
     };
     let (hsm, _report) = tokio::task::spawn_blocking(move || Hsm::start(&hsm_config, pin))
         .await

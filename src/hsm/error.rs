@@ -72,6 +72,21 @@ pub enum HsmError {
     )]
     UnsealFailed { reason: String },
 
+    #[error(
+        "no wrap strategy is usable on this token: the token offers neither CKM_RSA_AES_KEY_WRAP nor an RFC 5649 CKM_AES_KEY_WRAP_KWP; set hsm.allow_host_wrap = true only for software tokens (self-test: {detail})"
+    )]
+    NoWrapStrategy { detail: String },
+
+    #[error("the key-exchange key (KEK) is not usable: {reason}")]
+    InvalidKek { reason: String },
+
+    #[error("wrapping key {} for transfer ({strategy}) failed: {reason}", .id.to_hex())]
+    WrapFailed {
+        id: HsmKeyId,
+        strategy: super::WrapStrategy,
+        reason: String,
+    },
+
     #[error("HSM {op} failed: {source}")]
     Pkcs11 {
         op: &'static str,

@@ -133,7 +133,7 @@ fn refusal(key_type: KeyType, mechanism: &'static str, e: cryptoki::error::Error
     }
 }
 
-fn find_one(
+pub(crate) fn find_one(
     session: &Session,
     class: ObjectClass,
     id: HsmKeyId,

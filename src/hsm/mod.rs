@@ -1,17 +1,20 @@
 //! The HSM layer: the only code in byokd that calls PKCS#11.
 //!
 //! Owns: the `Hsm` handle and its public API. `Hsm::start` loads the module, finds the token by
-//! label, logs in, checks (or on first start creates) the sealing key and spawns one worker
-//! thread that owns the PKCS#11 context and session. Every other method sends a request over a
+//! label, logs in, checks (or on first start creates) the sealing key, runs the wrap-strategy
+//! self-test and spawns one worker thread that owns the PKCS#11 context and session. Every other method sends a request over a
 //! bounded channel and awaits the reply with a time-out.
 //! Must never: call cryptoki outside the worker thread (after start-up), panic, block an async
 //! task, or let the PIN, key material or unsealed plaintext reach an error, a log or `Debug`.
 //!
 //! Files: `library` (C_Initialize/C_Finalize), `token` (slot lookup, login), `worker` (thread and
 //! requests), `keygen` (target keys), `spki` (public key encoding), `seal` (AES-GCM sealing),
-//! `report` (token identity and mechanisms), `error`.
+//! `wrap` (BYOK wrap strategies and their self-test), `host` (host-side RSA-OAEP, AES-KWP and
+//! strict PKCS#8 for the self-test and the `host` strategy), `report` (token identity and
+//! mechanisms), `error`.
 
 mod error;
+mod host;
 mod keygen;
 mod library;
 mod report;
@@ -19,6 +22,7 @@ mod seal;
 mod spki;
 mod token;
 mod worker;
+mod wrap;
 
 pub use error::HsmError;
 pub use keygen::{LABEL_PREFIX, key_label, parse_label};
@@ -28,6 +32,7 @@ pub use report::{
 };
 pub use seal::{SEAL_KEY_LABEL, SEAL_MAGIC};
 pub use spki::check_digits;
+pub use wrap::{KekPublicKey, StrategyCheck, WrapReport, WrapStrategy};
 
 use crate::model::{HsmKeyId, KeyName, KeyType, LocalKeyName};
 use crate::secret::{Pin, SecretBytes};
@@ -52,6 +57,9 @@ pub struct HsmConfig {
     pub token_label: String,
     /// Upper bound for one request, queueing included (`hsm.request_timeout`).
     pub request_timeout: Duration,
+    /// Allow the `host` wrap strategy (`hsm.allow_host_wrap`): keys are unwrapped in host memory
+    /// for re-wrapping. Only for software tokens.
+    pub allow_host_wrap: bool,
 }
 
 /// A key generated on the token.
@@ -100,6 +108,7 @@ pub struct PrivateKeyAttributes {
 pub struct Hsm {
     inner: Arc<Inner>,
     report: Arc<TokenReport>,
+    wrap: Arc<WrapReport>,
     timeout: Duration,
 }
 
@@ -133,6 +142,7 @@ impl std::fmt::Debug for Hsm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Hsm")
             .field("token", &self.report.token_label)
+            .field("wrap_strategy", &self.wrap.chosen)
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
@@ -140,8 +150,10 @@ impl std::fmt::Debug for Hsm {
 
 impl Hsm {
     /// Loads the module, finds the token by label, opens a session, logs in as user, checks the
-    /// sealing key (creating it on first start) and spawns the worker thread. Blocking: call it
-    /// at start-up, or from `spawn_blocking`.
+    /// sealing key (creating it on first start), runs the wrap-strategy self-test (see
+    /// `wrap_report`) and spawns the worker thread. Blocking: call it at start-up, or from
+    /// `spawn_blocking`. A token with no usable wrap strategy still starts: pushes then fail with
+    /// `HsmError::NoWrapStrategy`.
     pub fn start(cfg: &HsmConfig, pin: Pin) -> Result<(Hsm, TokenReport), HsmError> {
         let module = library::Module::load(&cfg.module)?;
         let slot = token::find_slot(module.pkcs11(), &cfg.token_label)?;
@@ -160,11 +172,13 @@ impl Hsm {
             mechanisms = report.mechanisms.len(),
             "HSM token ready"
         );
+        let (wrap_report, wrap_plan) = wrap::self_test(&session, &report, cfg.allow_host_wrap);
         let (requests, queue) = sync_channel(QUEUE_DEPTH);
         let (stopped_tx, stopped) = channel();
         let worker = Worker {
             session,
             seal_key,
+            wrap_plan,
             module,
             token_label: cfg.token_label.clone(),
         };
@@ -182,6 +196,7 @@ impl Hsm {
                 timeout: cfg.request_timeout,
             }),
             report: Arc::new(report.clone()),
+            wrap: Arc::new(wrap_report),
             timeout: cfg.request_timeout,
         };
         Ok((hsm, report))
@@ -246,6 +261,33 @@ impl Hsm {
     pub async fn key_attributes(&self, id: HsmKeyId) -> Result<PrivateKeyAttributes, HsmError> {
         self.call("key_attributes", |reply| Request::KeyAttributes {
             id,
+            reply,
+        })
+        .await
+    }
+
+    /// The wrap strategy the start-up self-test chose; `None` when no allowed strategy works.
+    pub fn wrap_strategy(&self) -> Option<WrapStrategy> {
+        self.wrap.chosen
+    }
+
+    /// Why each wrap strategy was or was not chosen (for `byokctl status` and the log).
+    pub fn wrap_report(&self) -> &WrapReport {
+        &self.wrap
+    }
+
+    /// Wraps private key `id` for Azure's BYOK import under the vault's KEK:
+    /// `RSA-OAEP-SHA1(kek, aes256) || AES-KWP(aes256, PKCS#8 of the key)`, with the strategy
+    /// `wrap_strategy` names. Fails with `HsmError::NoWrapStrategy` when there is none.
+    pub async fn wrap_for_transfer(
+        &self,
+        id: HsmKeyId,
+        kek: &KekPublicKey,
+    ) -> Result<Vec<u8>, HsmError> {
+        let kek = kek.clone();
+        self.call("wrap_for_transfer", |reply| Request::WrapForTransfer {
+            id,
+            kek,
             reply,
         })
         .await

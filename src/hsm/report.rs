@@ -2,14 +2,14 @@
 //!
 //! Owns: building the `TokenReport` from C_GetInfo, C_GetTokenInfo and C_GetMechanismList, and
 //! the readable mechanism names used by later wrap-strategy self-tests.
-//! Must never: log the PIN or decide a wrap strategy itself (that needs a real self-test: a
+//! Must never: log the PIN or decide a wrap strategy itself (that is `wrap::self_test`: a
 //! mechanism in the list proves only that the token claims it).
 
 use cryptoki::context::Pkcs11;
 use cryptoki::mechanism::MechanismType;
 use cryptoki::slot::Slot;
 
-/// CKM_RSA_AES_KEY_WRAP: BYOK's one-call wrap.
+/// CKM_RSA_AES_KEY_WRAP (0x1054): BYOK's one-call wrap.
 pub const CKM_RSA_AES_KEY_WRAP: &str = "CKM_RSA_AES_KEY_WRAP";
 /// CKM_AES_KEY_WRAP_KWP (0x210B): RFC 5649 on conforming tokens.
 pub const CKM_AES_KEY_WRAP_KWP: &str = "CKM_AES_KEY_WRAP_KWP";
@@ -32,9 +32,10 @@ pub struct TokenReport {
     pub library_version: String,
     /// Readable names such as `CKM_RSA_PKCS_OAEP`, sorted.
     ///
-    /// cryptoki 0.12 drops mechanism numbers it has no name for from C_GetMechanismList, among
-    /// them CKM_AES_KEY_WRAP_KWP (0x210B) and CKM_RSA_AES_KEY_WRAP (0x1054). A missing name here
-    /// therefore does not prove the token lacks the mechanism: self-tests must try it.
+    /// cryptoki 0.12 drops mechanism numbers it has no name for from C_GetMechanismList. byokd's
+    /// patched copy (`vendor/cryptoki`) knows CKM_AES_KEY_WRAP_KWP (0x210B) and
+    /// CKM_RSA_AES_KEY_WRAP (0x1054), so the ones BYOK needs are listed when the token has them.
+    /// A listed mechanism proves only that the token claims it: the wrap self-test tries it.
     pub mechanisms: Vec<String>,
 }
 

@@ -1,13 +1,15 @@
 //! The one thread that talks to the token.
 //!
-//! Owns: the `Pkcs11` module guard, the logged-in session and the sealing key handle; the request
+//! Owns: the `Pkcs11` module guard, the logged-in session, the sealing key handle and the wrap
+//! plan; the request
 //! enum; the loop that serves requests one at a time and replies over oneshot channels.
 //! Must never: panic, block on the async side, or outlive its module guard (the session is
 //! closed before C_Finalize).
 
 use super::library::Module;
 use super::{
-    GeneratedKey, HsmError, HsmKeyEntry, PrivateKeyAttributes, PublicKeyInfo, keygen, seal,
+    GeneratedKey, HsmError, HsmKeyEntry, KekPublicKey, PrivateKeyAttributes, PublicKeyInfo,
+    keygen, seal, wrap,
 };
 use crate::model::{HsmKeyId, KeyType};
 use crate::secret::SecretBytes;
@@ -50,6 +52,11 @@ pub(crate) enum Request {
         id: HsmKeyId,
         reply: Reply<PrivateKeyAttributes>,
     },
+    WrapForTransfer {
+        id: HsmKeyId,
+        kek: KekPublicKey,
+        reply: Reply<Vec<u8>>,
+    },
     /// Closes the session and releases the module, then answers.
     Shutdown {
         reply: oneshot::Sender<()>,
@@ -60,6 +67,8 @@ pub(crate) enum Request {
 pub(crate) struct Worker {
     pub(crate) session: Session,
     pub(crate) seal_key: ObjectHandle,
+    /// The wrap strategy the start-up self-test chose.
+    pub(crate) wrap_plan: wrap::Plan,
     pub(crate) module: Module,
     pub(crate) token_label: String,
 }
@@ -128,6 +137,9 @@ impl Worker {
             }
             Request::KeyAttributes { id, reply } => {
                 let _ = reply.send(keygen::attributes(s, id));
+            }
+            Request::WrapForTransfer { id, kek, reply } => {
+                let _ = reply.send(wrap::wrap_for_transfer(s, &self.wrap_plan, id, &kek));
             }
             Request::Shutdown { reply } => {
                 let _ = reply.send(());

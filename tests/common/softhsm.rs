@@ -232,6 +232,7 @@ impl SoftHsmToken {
             module: self.module.clone(),
             token_label: self.label.clone(),
             request_timeout: Duration::from_secs(120),
+            allow_host_wrap: false,
         }
     }
 

@@ -1,0 +1,748 @@
+//! Wrapping a target key for Azure's BYOK transfer, and the start-up self-test that picks how.
+//!
+//! Owns: the wrap strategies (`native`: CKM_RSA_AES_KEY_WRAP in one call; `two-step`: an
+//! ephemeral on-token AES-256 key, the token's RFC 5649 wrap, then CKM_RSA_PKCS_OAEP; `host`:
+//! unwrap on the host, trim, check, re-wrap with the `rsa` and `aes-kw` crates), their
+//! known-answer self-tests, the `WrapReport` that says why each was or was not chosen, and the
+//! session objects (imported KEK, ephemeral AES keys) those calls need.
+//! Must never: choose `two-step` for a token whose padded key wrap is not byte-identical to
+//! RFC 5649 (SoftHSM 2.6.1's CKM_AES_KEY_WRAP_PAD is not), run `host` unless the configuration
+//! allows it, leave a session object behind on any path, or let key material reach an error, a
+//! log or `Debug` (errors carry lengths, mechanism names and return codes only).
+//!
+//! See `../shared/azure-byok.md` §2 for the blob and the measured token behaviour.
+
+use super::host::{self, AES256_LEN, ExpectedKey, KwpBehaviour};
+use super::keygen::find_one;
+use super::report::{
+    CKM_AES_KEY_WRAP_KWP, CKM_AES_KEY_WRAP_PAD, CKM_RSA_AES_KEY_WRAP, CKM_RSA_PKCS_OAEP,
+};
+use super::spki::curve_from_params;
+use super::{HsmError, TokenReport};
+use crate::model::HsmKeyId;
+use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsOaepParams, PkcsOaepSource};
+use cryptoki::mechanism::vendor_defined::VendorDefinedMechanism;
+use cryptoki::mechanism::{Mechanism, MechanismType};
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::session::Session;
+use cryptoki::types::Ulong;
+use rsa::traits::PublicKeyParts as _;
+use zeroize::{Zeroize as _, Zeroizing};
+
+/// How a key is wrapped for transfer. Chosen once, at start-up, by the self-test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WrapStrategy {
+    /// CKM_RSA_AES_KEY_WRAP in one C_WrapKey call. Production HSMs have it.
+    Native,
+    /// An ephemeral AES-256 key on the token, the token's RFC 5649 key wrap, then RSA-OAEP-SHA1.
+    TwoStep,
+    /// The key is unwrapped in host memory and re-wrapped there. Only with
+    /// `hsm.allow_host_wrap = true`, for software tokens.
+    Host,
+}
+
+impl WrapStrategy {
+    /// `native`, `two-step` or `host`, as in the configuration and the logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Native => "native",
+            Self::TwoStep => "two-step",
+            Self::Host => "host",
+        }
+    }
+}
+
+impl std::fmt::Display for WrapStrategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The vault's key-exchange key (KEK): an RSA public key, big-endian, leading zeros stripped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KekPublicKey {
+    pub n: Vec<u8>,
+    pub e: Vec<u8>,
+}
+
+/// What the self-test found out about one strategy.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StrategyCheck {
+    pub strategy: WrapStrategy,
+    /// The strategy works on this token and is allowed.
+    pub usable: bool,
+    /// Why: the mechanism used, or what is missing, differs or is disabled.
+    pub detail: String,
+}
+
+/// The self-test's verdict: the chosen strategy and, for each strategy, why it was or was not
+/// chosen. Shown by `byokctl status` and logged at start-up.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct WrapReport {
+    /// The first usable strategy of native, two-step, host; `None` if none is.
+    pub chosen: Option<WrapStrategy>,
+    /// `hsm.allow_host_wrap`.
+    pub allow_host_wrap: bool,
+    /// One entry per strategy, in preference order: native, two-step, host.
+    pub checks: Vec<StrategyCheck>,
+}
+
+impl WrapReport {
+    /// The check of `strategy`.
+    pub fn check(&self, strategy: WrapStrategy) -> Option<&StrategyCheck> {
+        self.checks.iter().find(|c| c.strategy == strategy)
+    }
+
+    /// One line: `native: ...; two-step: ...; host: ...`.
+    pub fn summary(&self) -> String {
+        self.checks
+            .iter()
+            .map(|c| format!("{}: {}", c.strategy, c.detail))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+/// The token's padded AES key wrap mechanism.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PadMechanism {
+    /// CKM_AES_KEY_WRAP_KWP (0x210B).
+    Kwp,
+    /// CKM_AES_KEY_WRAP_PAD (0x210A).
+    Pad,
+}
+
+impl PadMechanism {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Kwp => CKM_AES_KEY_WRAP_KWP,
+            Self::Pad => CKM_AES_KEY_WRAP_PAD,
+        }
+    }
+
+    fn mechanism(self) -> Mechanism<'static> {
+        match self {
+            Self::Kwp => Mechanism::VendorDefined(VendorDefinedMechanism::new::<()>(
+                MechanismType::AES_KEY_WRAP_KWP,
+                None,
+            )),
+            Self::Pad => Mechanism::AesKeyWrapPad,
+        }
+    }
+}
+
+/// What the worker needs to wrap: the strategy and, for `two-step` and `host`, the mechanism.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    strategy: Option<WrapStrategy>,
+    pad: Option<PadMechanism>,
+    /// Why no strategy is usable (for the error), empty otherwise.
+    missing: String,
+}
+
+/// The AES-256 key of the known-answer tests.
+const KAT_AES_KEY: [u8; AES256_LEN] = [
+    0x5e, 0x2a, 0x91, 0x0c, 0x77, 0xd4, 0x3b, 0xe8, 0x19, 0xa6, 0x44, 0xf1, 0x08, 0x6d, 0xc3, 0x52,
+    0xb9, 0x1e, 0x85, 0x60, 0xfa, 0x27, 0xdc, 0x93, 0x4e, 0x0b, 0x78, 0xc5, 0x31, 0xae, 0x6f, 0xd2,
+];
+/// The known secret's length: 67 bytes, a P-256 PKCS#8's length and not a multiple of 8.
+const KAT_SECRET_LEN: usize = 67;
+
+fn kat_secret() -> Vec<u8> {
+    (0..KAT_SECRET_LEN)
+        .map(|i| u8::try_from((i * 37 + 11) % 251).unwrap_or(0))
+        .collect()
+}
+
+/// A session object destroyed on drop, so that no path leaves one behind.
+struct Temporary<'a> {
+    session: &'a Session,
+    handle: ObjectHandle,
+    what: &'static str,
+}
+
+impl<'a> Temporary<'a> {
+    fn create(
+        session: &'a Session,
+        template: &[Attribute],
+        what: &'static str,
+        op: &'static str,
+    ) -> Result<Self, HsmError> {
+        let handle = session.create_object(template).map_err(HsmError::pkcs11(op))?;
+        Ok(Self {
+            session,
+            handle,
+            what,
+        })
+    }
+}
+
+impl Drop for Temporary<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.session.destroy_object(self.handle) {
+            tracing::warn!(object = self.what, error = %e, "destroying a session object failed");
+        }
+    }
+}
+
+/// A session AES-256 key with a known value (self-test or host strategy). `value` is copied into
+/// the template and that copy is zeroized right after C_CreateObject.
+fn import_aes<'a>(
+    session: &'a Session,
+    value: &[u8; AES256_LEN],
+    readable: bool,
+    what: &'static str,
+) -> Result<Temporary<'a>, HsmError> {
+    let mut template = vec![
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(KeyType::AES),
+        Attribute::Token(false),
+        Attribute::Private(true),
+        Attribute::Sensitive(!readable),
+        Attribute::Extractable(readable),
+        Attribute::Wrap(true),
+        Attribute::Encrypt(false),
+        Attribute::Decrypt(false),
+        Attribute::Value(value.to_vec()),
+    ];
+    let result = Temporary::create(session, &template, what, "importing a session AES key");
+    zeroize_values(&mut template);
+    result
+}
+
+fn zeroize_values(template: &mut [Attribute]) {
+    for attr in template {
+        if let Attribute::Value(v) = attr {
+            v.zeroize();
+        }
+    }
+}
+
+/// Imports an RSA public key as a session object that can wrap.
+fn import_rsa_public<'a>(
+    session: &'a Session,
+    n: &[u8],
+    e: &[u8],
+    what: &'static str,
+) -> Result<Temporary<'a>, HsmError> {
+    let template = [
+        Attribute::Class(ObjectClass::PUBLIC_KEY),
+        Attribute::KeyType(KeyType::RSA),
+        Attribute::Token(false),
+        Attribute::Private(false),
+        Attribute::Wrap(true),
+        Attribute::Encrypt(true),
+        Attribute::Verify(false),
+        Attribute::Modulus(n.to_vec()),
+        Attribute::PublicExponent(e.to_vec()),
+    ];
+    Temporary::create(session, &template, what, "importing an RSA public key")
+}
+
+/// RSA-OAEP with SHA-1, MGF1-SHA-1 and an empty label.
+fn oaep_params() -> PkcsOaepParams<'static> {
+    PkcsOaepParams::new(
+        MechanismType::SHA1,
+        PkcsMgfType::MGF1_SHA1,
+        PkcsOaepSource::empty(),
+    )
+}
+
+/// CK_RSA_AES_KEY_WRAP_PARAMS, laid out as PKCS#11 defines it. cryptoki has no typed
+/// mechanism for CKM_RSA_AES_KEY_WRAP, so it is passed through `Mechanism::VendorDefined`,
+/// which hands C_WrapKey a pointer to this struct and its size. No `unsafe` is needed: making
+/// a raw pointer is safe, and `oaep` outlives every use (see `wrap_native`).
+#[repr(C)]
+struct RsaAesKeyWrapParams<'a> {
+    /// ulAESKeyBits.
+    aes_key_bits: Ulong,
+    /// pOAEPParams: a CK_RSA_PKCS_OAEP_PARAMS (cryptoki's `PkcsOaepParams` is `repr(C)`).
+    oaep: *const PkcsOaepParams<'a>,
+}
+
+/// C_WrapKey(CKM_RSA_AES_KEY_WRAP {AES-256, OAEP-SHA1}, wrapping, key).
+fn wrap_native(
+    session: &Session,
+    wrapping: ObjectHandle,
+    key: ObjectHandle,
+) -> Result<Vec<u8>, cryptoki::error::Error> {
+    let oaep = oaep_params();
+    let params = RsaAesKeyWrapParams {
+        aes_key_bits: Ulong::from(std::ffi::c_ulong::from(256u32)),
+        oaep: std::ptr::from_ref(&oaep),
+    };
+    let mechanism = Mechanism::VendorDefined(VendorDefinedMechanism::new(
+        MechanismType::RSA_AES_KEY_WRAP,
+        Some(&params),
+    ));
+    // `oaep` and `params` are locals of this function, so they outlive the call that reads
+    // them through `mechanism`.
+    session.wrap_key(&mechanism, wrapping, key)
+}
+
+/// Runs the known-answer tests and picks the strategy. Never fails: a failing test is a reason
+/// in the report.
+pub(crate) fn self_test(
+    session: &Session,
+    report: &TokenReport,
+    allow_host_wrap: bool,
+) -> (WrapReport, Plan) {
+    let secret = kat_secret();
+
+    // The padded AES key wraps the token lists, each compared with RFC 5649.
+    let mut pads: Vec<(PadMechanism, Result<KwpBehaviour, String>)> = Vec::new();
+    let mut pad_notes = Vec::new();
+    for pad in [PadMechanism::Kwp, PadMechanism::Pad] {
+        if !report.has_mechanism(pad.name()) {
+            pad_notes.push(format!("{} is not offered", pad.name()));
+            continue;
+        }
+        let result = kat_pad(session, pad, &secret);
+        pad_notes.push(match &result {
+            Ok(KwpBehaviour::Rfc5649) => format!("{} output equals RFC 5649", pad.name()),
+            Ok(KwpBehaviour::ZeroPadded) => format!(
+                "{} output differs from RFC 5649 (it zero-pads and puts the padded length in the IV)",
+                pad.name()
+            ),
+            Ok(KwpBehaviour::Unusable) => {
+                format!("{} output differs from RFC 5649", pad.name())
+            }
+            Err(e) => format!("{} known-answer test failed: {e}", pad.name()),
+        });
+        pads.push((pad, result));
+    }
+    let conforming = pads
+        .iter()
+        .find(|(_, r)| matches!(r, Ok(KwpBehaviour::Rfc5649)))
+        .map(|(p, _)| *p);
+    let host_pad = conforming.or_else(|| {
+        pads.iter()
+            .find(|(_, r)| matches!(r, Ok(KwpBehaviour::ZeroPadded)))
+            .map(|(p, _)| *p)
+    });
+    let has_native = report.has_mechanism(CKM_RSA_AES_KEY_WRAP);
+    let has_oaep = report.has_mechanism(CKM_RSA_PKCS_OAEP);
+
+    // A host RSA key for the OAEP tests, made only when a test needs it.
+    let test_rsa = if has_native || (conforming.is_some() && has_oaep) {
+        Some(rsa::PrivateKey::new(&mut rand::rng(), 2048).map_err(|e| e.to_string()))
+    } else {
+        None
+    };
+
+    let native = if !has_native {
+        StrategyCheck {
+            strategy: WrapStrategy::Native,
+            usable: false,
+            detail: format!("the token does not offer {CKM_RSA_AES_KEY_WRAP} (0x1054)"),
+        }
+    } else {
+        let result = match &test_rsa {
+            Some(Ok(key)) => kat_native(session, key, &secret),
+            Some(Err(e)) => Err(format!("cannot make the host test key: {e}")),
+            None => Err("no host test key".to_owned()),
+        };
+        match result {
+            Ok(()) => StrategyCheck {
+                strategy: WrapStrategy::Native,
+                usable: true,
+                detail: format!("{CKM_RSA_AES_KEY_WRAP} known-answer test passed"),
+            },
+            Err(e) => StrategyCheck {
+                strategy: WrapStrategy::Native,
+                usable: false,
+                detail: format!("{CKM_RSA_AES_KEY_WRAP} known-answer test failed: {e}"),
+            },
+        }
+    };
+
+    let two_step = match conforming {
+        None => StrategyCheck {
+            strategy: WrapStrategy::TwoStep,
+            usable: false,
+            detail: format!(
+                "no RFC 5649 key wrap on the token: {}",
+                pad_notes.join(", ")
+            ),
+        },
+        Some(pad) if !has_oaep => StrategyCheck {
+            strategy: WrapStrategy::TwoStep,
+            usable: false,
+            detail: format!(
+                "{} output equals RFC 5649, but the token does not offer {CKM_RSA_PKCS_OAEP}",
+                pad.name()
+            ),
+        },
+        Some(pad) => {
+            let result = match &test_rsa {
+                Some(Ok(key)) => kat_oaep(session, key),
+                Some(Err(e)) => Err(format!("cannot make the host test key: {e}")),
+                None => Err("no host test key".to_owned()),
+            };
+            match result {
+                Ok(()) => StrategyCheck {
+                    strategy: WrapStrategy::TwoStep,
+                    usable: true,
+                    detail: format!(
+                        "{} output equals RFC 5649 and {CKM_RSA_PKCS_OAEP} (SHA-1) known-answer test passed",
+                        pad.name()
+                    ),
+                },
+                Err(e) => StrategyCheck {
+                    strategy: WrapStrategy::TwoStep,
+                    usable: false,
+                    detail: format!(
+                        "{} output equals RFC 5649, but the {CKM_RSA_PKCS_OAEP} (SHA-1) known-answer test failed: {e}",
+                        pad.name()
+                    ),
+                },
+            }
+        }
+    };
+
+    let host = match host_pad {
+        None => StrategyCheck {
+            strategy: WrapStrategy::Host,
+            usable: false,
+            detail: format!(
+                "no padded AES key wrap usable for host unwrapping: {}",
+                pad_notes.join(", ")
+            ),
+        },
+        Some(pad) if !allow_host_wrap => StrategyCheck {
+            strategy: WrapStrategy::Host,
+            usable: false,
+            detail: format!(
+                "possible with {}, but disabled (hsm.allow_host_wrap = false)",
+                pad.name()
+            ),
+        },
+        Some(pad) => StrategyCheck {
+            strategy: WrapStrategy::Host,
+            usable: true,
+            detail: format!(
+                "enabled by hsm.allow_host_wrap = true; keys leave the token under {} and are re-wrapped in host memory",
+                pad.name()
+            ),
+        },
+    };
+
+    let checks = vec![native, two_step, host];
+    let chosen = checks.iter().find(|c| c.usable).map(|c| c.strategy);
+    let pad = match chosen {
+        Some(WrapStrategy::TwoStep) => conforming,
+        Some(WrapStrategy::Host) => host_pad,
+        _ => None,
+    };
+    let wrap_report = WrapReport {
+        chosen,
+        allow_host_wrap,
+        checks,
+    };
+    let missing = if chosen.is_none() {
+        wrap_report.summary()
+    } else {
+        String::new()
+    };
+    let plan = Plan {
+        strategy: chosen,
+        pad,
+        missing,
+    };
+    let chosen_name = chosen.map_or("none", WrapStrategy::as_str);
+    let detail = |s: WrapStrategy| {
+        wrap_report
+            .check(s)
+            .map(|c| c.detail.clone())
+            .unwrap_or_default()
+    };
+    if chosen.is_some() {
+        tracing::info!(
+            token = %report.token_label,
+            strategy = chosen_name,
+            native = %detail(WrapStrategy::Native),
+            two_step = %detail(WrapStrategy::TwoStep),
+            host = %detail(WrapStrategy::Host),
+            "wrap strategy self-test done"
+        );
+    } else {
+        tracing::warn!(
+            token = %report.token_label,
+            strategy = chosen_name,
+            native = %detail(WrapStrategy::Native),
+            two_step = %detail(WrapStrategy::TwoStep),
+            host = %detail(WrapStrategy::Host),
+            "wrap strategy self-test done: no strategy is usable, pushes to Azure will fail"
+        );
+    }
+    (wrap_report, plan)
+}
+
+/// A 67-byte generic secret with a known value, extractable and not sensitive.
+fn import_secret<'a>(session: &'a Session, secret: &[u8]) -> Result<Temporary<'a>, HsmError> {
+    let template = [
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(KeyType::GENERIC_SECRET),
+        Attribute::Token(false),
+        Attribute::Private(true),
+        Attribute::Sensitive(false),
+        Attribute::Extractable(true),
+        Attribute::Value(secret.to_vec()),
+    ];
+    Temporary::create(
+        session,
+        &template,
+        "self-test secret",
+        "importing the self-test secret",
+    )
+}
+
+/// Wraps the known secret under the known AES key with `pad` and classifies the output.
+fn kat_pad(
+    session: &Session,
+    pad: PadMechanism,
+    secret: &[u8],
+) -> Result<KwpBehaviour, String> {
+    let aes = import_aes(session, &KAT_AES_KEY, true, "self-test AES key").map_err(|e| e.to_string())?;
+    let target = import_secret(session, secret).map_err(|e| e.to_string())?;
+    let wrapped = session
+        .wrap_key(&pad.mechanism(), aes.handle, target.handle)
+        .map_err(|e| format!("C_WrapKey: {e}"))?;
+    host::classify_kwp(&KAT_AES_KEY, secret, &wrapped)
+}
+
+/// Wraps the known AES key under the host test key with CKM_RSA_PKCS_OAEP (SHA-1) and decrypts
+/// it on the host.
+fn kat_oaep(session: &Session, test_key: &rsa::PrivateKey) -> Result<(), String> {
+    let (n, e) = (test_key.n().to_be_bytes(), test_key.e().to_be_bytes());
+    let kek = import_rsa_public(session, host::strip_zeros(&n), host::strip_zeros(&e), "self-test RSA key")
+        .map_err(|e| e.to_string())?;
+    let aes = import_aes(session, &KAT_AES_KEY, true, "self-test AES key").map_err(|e| e.to_string())?;
+    let wrapped = session
+        .wrap_key(&Mechanism::RsaPkcsOaep(oaep_params()), kek.handle, aes.handle)
+        .map_err(|e| format!("C_WrapKey: {e}"))?;
+    let plain = host::oaep_sha1_decrypt(test_key, &wrapped)?;
+    if plain[..] == KAT_AES_KEY[..] {
+        Ok(())
+    } else {
+        Err("the OAEP-wrapped key does not decrypt to the known key".to_owned())
+    }
+}
+
+/// Wraps the known secret under the host test key with CKM_RSA_AES_KEY_WRAP and unwraps it on
+/// the host (OAEP-SHA1, then strict RFC 5649).
+fn kat_native(session: &Session, test_key: &rsa::PrivateKey, secret: &[u8]) -> Result<(), String> {
+    let (n, e) = (test_key.n().to_be_bytes(), test_key.e().to_be_bytes());
+    let kek = import_rsa_public(session, host::strip_zeros(&n), host::strip_zeros(&e), "self-test RSA key")
+        .map_err(|e| e.to_string())?;
+    let target = import_secret(session, secret).map_err(|e| e.to_string())?;
+    let wrapped =
+        wrap_native(session, kek.handle, target.handle).map_err(|e| format!("C_WrapKey: {e}"))?;
+    let k = test_key.size();
+    if wrapped.len() != k + host::kwp_len(secret.len()) {
+        return Err(format!(
+            "the output is {} bytes, {} expected",
+            wrapped.len(),
+            k + host::kwp_len(secret.len())
+        ));
+    }
+    let (rsa_part, kwp_part) = wrapped.split_at(k);
+    let aes = host::oaep_sha1_decrypt(test_key, rsa_part)?;
+    let aes: [u8; AES256_LEN] = aes[..]
+        .try_into()
+        .map_err(|_| format!("the wrapped AES key is {} bytes, not 32", aes.len()))?;
+    let aes = Zeroizing::new(aes);
+    if host::kwp_wrap(&aes, secret)? == kwp_part {
+        Ok(())
+    } else {
+        Err("the AES key wrap part differs from RFC 5649".to_owned())
+    }
+}
+
+/// Wraps private key `id` under `kek` with the chosen strategy:
+/// `RSA-OAEP-SHA1(kek, aes256) || AES-KWP(aes256, PKCS#8 of the key)`.
+pub(crate) fn wrap_for_transfer(
+    session: &Session,
+    plan: &Plan,
+    id: HsmKeyId,
+    kek: &KekPublicKey,
+) -> Result<Vec<u8>, HsmError> {
+    let Some(strategy) = plan.strategy else {
+        return Err(HsmError::NoWrapStrategy {
+            detail: plan.missing.clone(),
+        });
+    };
+    let kek_key = host::kek_key(&kek.n, &kek.e).map_err(|reason| HsmError::InvalidKek { reason })?;
+    let k = kek_key.size();
+    if ![256, 384, 512].contains(&k) {
+        return Err(HsmError::InvalidKek {
+            reason: format!(
+                "the modulus is {} bits; Azure KEKs are RSA 2048, 3072 or 4096",
+                k * 8
+            ),
+        });
+    }
+    let (n, e) = (host::strip_zeros(&kek.n), host::strip_zeros(&kek.e));
+    let key = find_one(session, ObjectClass::PRIVATE_KEY, id)?.ok_or(HsmError::KeyNotFound { id })?;
+    let failed = |reason: String| HsmError::WrapFailed {
+        id,
+        strategy,
+        reason,
+    };
+    let started = std::time::Instant::now();
+    let ciphertext = match (strategy, plan.pad) {
+        (WrapStrategy::Native, _) => {
+            let kek_obj = import_rsa_public(session, n, e, "KEK")?;
+            wrap_native(session, kek_obj.handle, key)
+                .map_err(HsmError::pkcs11("wrapping a key with CKM_RSA_AES_KEY_WRAP"))?
+        }
+        (WrapStrategy::TwoStep, Some(pad)) => two_step(session, pad, key, n, e)?,
+        (WrapStrategy::Host, Some(pad)) => host_wrap(session, pad, id, key, &kek_key)?,
+        (_, None) => return Err(failed("no key wrap mechanism was selected".to_owned())),
+    };
+    // Every blob has the same shape, whatever made it.
+    if ciphertext.len() < k + 16 || (ciphertext.len() - k) % 8 != 0 {
+        return Err(failed(format!(
+            "the ciphertext is {} bytes: not a {}-byte RSA part followed by an AES key wrap",
+            ciphertext.len(),
+            k
+        )));
+    }
+    tracing::info!(
+        strategy = strategy.as_str(),
+        key = %id.to_hex(),
+        kek_bits = k * 8,
+        bytes = ciphertext.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "wrapped key for transfer"
+    );
+    Ok(ciphertext)
+}
+
+/// Ephemeral on-token AES-256, the token's RFC 5649 wrap of the key, then OAEP of the AES key.
+fn two_step(
+    session: &Session,
+    pad: PadMechanism,
+    key: ObjectHandle,
+    n: &[u8],
+    e: &[u8],
+) -> Result<Vec<u8>, HsmError> {
+    let aes_handle = session
+        .generate_key(
+            &Mechanism::AesKeyGen,
+            &[
+                Attribute::Token(false),
+                Attribute::Private(true),
+                Attribute::Sensitive(true),
+                // RSA-OAEP wraps it out, under the KEK only.
+                Attribute::Extractable(true),
+                Attribute::Wrap(true),
+                Attribute::Unwrap(false),
+                Attribute::Encrypt(false),
+                Attribute::Decrypt(false),
+                Attribute::ValueLen(Ulong::from(std::ffi::c_ulong::from(32u32))),
+            ],
+        )
+        .map_err(HsmError::pkcs11("generating the ephemeral AES-256 key"))?;
+    let aes = Temporary {
+        session,
+        handle: aes_handle,
+        what: "ephemeral AES key",
+    };
+    let kwp_part = session
+        .wrap_key(&pad.mechanism(), aes.handle, key)
+        .map_err(HsmError::pkcs11("wrapping a key with the token's RFC 5649 key wrap"))?;
+    let kek = import_rsa_public(session, n, e, "KEK")?;
+    let mut out = session
+        .wrap_key(&Mechanism::RsaPkcsOaep(oaep_params()), kek.handle, aes.handle)
+        .map_err(HsmError::pkcs11("wrapping the ephemeral AES key with CKM_RSA_PKCS_OAEP"))?;
+    drop(kek);
+    drop(aes);
+    out.extend(kwp_part);
+    Ok(out)
+}
+
+/// The `host` strategy. The key leaves the token under a fresh AES-256 key k1, is unwrapped into
+/// a `Zeroizing` buffer, trimmed to its exact DER length, strictly checked as PKCS#8 of the
+/// token's key, and re-wrapped under a fresh k2 with `aes-kw`; k2 goes under the KEK with `rsa`.
+/// Every plaintext buffer is `Zeroizing` and dropped before this returns; the daemon
+/// `mlockall()`s its memory at start-up, so none of it reaches swap.
+fn host_wrap(
+    session: &Session,
+    pad: PadMechanism,
+    id: HsmKeyId,
+    key: ObjectHandle,
+    kek: &rsa::PublicKey,
+) -> Result<Vec<u8>, HsmError> {
+    let failed = |reason: String| HsmError::WrapFailed {
+        id,
+        strategy: WrapStrategy::Host,
+        reason,
+    };
+    tracing::warn!(
+        strategy = "host",
+        key = %id.to_hex(),
+        mechanism = pad.name(),
+        "wrapping a key in host memory (hsm.allow_host_wrap = true): the key leaves the token under an ephemeral AES key; use only with software tokens"
+    );
+    let expected = expected_key(session, id, key)?;
+    let k1 = host::random_aes256().map_err(failed)?;
+    let wrapped = {
+        let k1_obj = import_aes(session, &k1, false, "host-wrap AES key")?;
+        session
+            .wrap_key(&pad.mechanism(), k1_obj.handle, key)
+            .map_err(HsmError::pkcs11("wrapping a key for host re-wrapping"))?
+    };
+    let mut der = host::kwp_unwrap(&k1, &wrapped).map_err(failed)?;
+    drop(k1);
+    host::trim_der(&mut der).map_err(failed)?;
+    host::check_pkcs8(&der, &expected).map_err(failed)?;
+    let ciphertext = host::transfer_ciphertext(kek, &der).map_err(failed)?;
+    let want = kek.size() + host::kwp_len(der.len());
+    drop(der);
+    if ciphertext.len() != want {
+        return Err(failed(format!(
+            "the ciphertext is {} bytes, {want} expected",
+            ciphertext.len()
+        )));
+    }
+    Ok(ciphertext)
+}
+
+/// The key type the token reports for private key `key`.
+fn expected_key(session: &Session, id: HsmKeyId, key: ObjectHandle) -> Result<ExpectedKey, HsmError> {
+    let attrs = session
+        .get_attributes(
+            key,
+            &[
+                AttributeType::KeyType,
+                AttributeType::Modulus,
+                AttributeType::EcParams,
+            ],
+        )
+        .map_err(HsmError::pkcs11("reading a key's type"))?;
+    let (mut kind, mut modulus, mut params) = (None, None, None);
+    for attr in attrs {
+        match attr {
+            Attribute::KeyType(t) => kind = Some(t),
+            Attribute::Modulus(v) => modulus = Some(v),
+            Attribute::EcParams(v) => params = Some(v),
+            _ => {}
+        }
+    }
+    let unsupported = |reason: String| HsmError::WrapFailed {
+        id,
+        strategy: WrapStrategy::Host,
+        reason,
+    };
+    match (kind, modulus, params) {
+        (Some(t), Some(modulus), _) if t == KeyType::RSA => Ok(ExpectedKey::Rsa { modulus }),
+        (Some(t), _, Some(params)) if t == KeyType::EC => Ok(ExpectedKey::Ec {
+            curve: curve_from_params(&params).map_err(unsupported)?,
+        }),
+        (other, _, _) => Err(unsupported(format!(
+            "the private key's type {other:?} is not RSA or a supported EC curve"
+        ))),
+    }
+}
