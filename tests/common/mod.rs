@@ -5,3 +5,5 @@
 #![allow(dead_code, clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 pub mod softhsm;
+pub mod kryoptic;
+pub mod wrapcheck;
