@@ -228,3 +228,20 @@ fn host_wrap_refuses_a_kek_of_the_wrong_size() {
         },
     );
 }
+
+/// The negative control for every strict check above: the test's parser really rejects what
+/// SoftHSM's raw CKM_AES_KEY_WRAP_PAD would hand back (the DER plus zero padding).
+#[test]
+fn the_strict_parser_rejects_trailing_zero_padding() {
+    use rsa::pkcs8::EncodePrivateKey as _;
+    let (kek_private, _) = kek(2048);
+    let der = kek_private.to_pkcs8_der().unwrap().as_bytes().to_vec();
+    let spki = strict_pkcs8_public_spki(&der, rsa(2048));
+    assert!(!spki.is_empty());
+    for pad in 1..8 {
+        let mut padded = der.clone();
+        padded.resize(der.len() + pad, 0);
+        let result = std::panic::catch_unwind(|| strict_pkcs8_public_spki(&padded, rsa(2048)));
+        assert!(result.is_err(), "{pad} trailing zero bytes were accepted");
+    }
+}
