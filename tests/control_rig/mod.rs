@@ -232,6 +232,10 @@ max_body_bytes = {body}
                 body = o.max_body_bytes,
             ),
         );
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o640)).unwrap();
+        std::fs::set_permissions(d.join("server.key"), std::fs::Permissions::from_mode(0o600))
+            .unwrap();
         if let Some(seed) = o.seed_state {
             std::fs::create_dir_all(d.join("state")).unwrap();
             std::fs::set_permissions(
