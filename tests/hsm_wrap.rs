@@ -45,7 +45,9 @@ fn softhsm_padded_wrap_is_detected_as_non_conforming() {
 
             let native = report.check(WrapStrategy::Native).unwrap();
             assert!(
-                native.detail.contains("does not offer CKM_RSA_AES_KEY_WRAP"),
+                native
+                    .detail
+                    .contains("does not offer CKM_RSA_AES_KEY_WRAP"),
                 "{native:?}"
             );
             let two_step = report.check(WrapStrategy::TwoStep).unwrap();
@@ -143,9 +145,8 @@ async fn wrap_and_check(
         let text = logs.text();
         let kid = generated.id.to_hex();
         assert!(
-            text.lines().any(|l| l.contains("WARN")
-                && l.contains("strategy=\"host\"")
-                && l.contains(&kid)),
+            text.lines()
+                .any(|l| l.contains("WARN") && l.contains("strategy=\"host\"") && l.contains(&kid)),
             "{key_type}: no WARN line for the host wrap of {kid}:\n{text}"
         );
         lengths.push(der.len());
@@ -162,7 +163,10 @@ fn host_wrap_round_trips_rsa_2048_keys_of_several_lengths() {
             let (hsm, _) = Hsm::start(&host_config(&token), token.pin()).unwrap();
             assert_eq!(hsm.wrap_strategy(), Some(WrapStrategy::Host));
             let host = hsm.wrap_report().check(WrapStrategy::Host).unwrap();
-            assert!(host.usable && host.detail.contains("CKM_AES_KEY_WRAP_PAD"), "{host:?}");
+            assert!(
+                host.usable && host.detail.contains("CKM_AES_KEY_WRAP_PAD"),
+                "{host:?}"
+            );
             let two_step = hsm.wrap_report().check(WrapStrategy::TwoStep).unwrap();
             assert!(!two_step.usable, "{two_step:?}");
             assert!(logs.text().contains("strategy=\"host\""));

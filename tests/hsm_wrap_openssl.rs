@@ -36,14 +36,32 @@ fn openssl_kek(dir: &Path, bits: usize) -> KekPublicKey {
     let bits_opt = format!("rsa_keygen_bits:{bits}");
     openssl(
         dir,
-        &["genpkey", "-algorithm", "RSA", "-pkeyopt", &bits_opt, "-out", "kek.pem"],
+        &[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            &bits_opt,
+            "-out",
+            "kek.pem",
+        ],
     );
     openssl(
         dir,
-        &["pkey", "-in", "kek.pem", "-pubout", "-outform", "DER", "-out", "kek.pub.der"],
+        &[
+            "pkey",
+            "-in",
+            "kek.pem",
+            "-pubout",
+            "-outform",
+            "DER",
+            "-out",
+            "kek.pub.der",
+        ],
     );
-    let public = rsa::PublicKey::from_public_key_der(&std::fs::read(dir.join("kek.pub.der")).unwrap())
-        .unwrap();
+    let public =
+        rsa::PublicKey::from_public_key_der(&std::fs::read(dir.join("kek.pub.der")).unwrap())
+            .unwrap();
     let strip = |v: Vec<u8>| v.into_iter().skip_while(|b| *b == 0).collect::<Vec<u8>>();
     KekPublicKey {
         n: strip(public.n().to_be_bytes().to_vec()),
@@ -68,9 +86,20 @@ async fn openssl_checks(hsm: &Hsm, key_types: &[KeyType]) {
         openssl(
             dir,
             &[
-                "pkeyutl", "-decrypt", "-inkey", "kek.pem", "-in", "rsa.bin", "-out", "aes.bin",
-                "-pkeyopt", "rsa_padding_mode:oaep", "-pkeyopt", "rsa_oaep_md:sha1",
-                "-pkeyopt", "rsa_mgf1_md:sha1",
+                "pkeyutl",
+                "-decrypt",
+                "-inkey",
+                "kek.pem",
+                "-in",
+                "rsa.bin",
+                "-out",
+                "aes.bin",
+                "-pkeyopt",
+                "rsa_padding_mode:oaep",
+                "-pkeyopt",
+                "rsa_oaep_md:sha1",
+                "-pkeyopt",
+                "rsa_mgf1_md:sha1",
             ],
         );
         let aes = std::fs::read(dir.join("aes.bin")).unwrap();
@@ -79,8 +108,17 @@ async fn openssl_checks(hsm: &Hsm, key_types: &[KeyType]) {
         openssl(
             dir,
             &[
-                "enc", "-d", "-id-aes256-wrap-pad", "-K", &aes_hex, "-iv", "A65959A6", "-in",
-                "kwp.bin", "-out", "key.der",
+                "enc",
+                "-d",
+                "-id-aes256-wrap-pad",
+                "-K",
+                &aes_hex,
+                "-iv",
+                "A65959A6",
+                "-in",
+                "kwp.bin",
+                "-out",
+                "key.der",
             ],
         );
         let der = std::fs::read(dir.join("key.der")).unwrap();
@@ -91,7 +129,15 @@ async fn openssl_checks(hsm: &Hsm, key_types: &[KeyType]) {
         openssl(
             dir,
             &[
-                "pkey", "-inform", "DER", "-in", "key.der", "-pubout", "-outform", "DER", "-out",
+                "pkey",
+                "-inform",
+                "DER",
+                "-in",
+                "key.der",
+                "-pubout",
+                "-outform",
+                "DER",
+                "-out",
                 "key.pub.der",
             ],
         );

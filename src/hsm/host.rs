@@ -63,7 +63,7 @@ pub(crate) fn kwp_unwrap(
     wrapped: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, String> {
     let kwp = KwpAes256::new_from_slice(key).map_err(|_| "AES-256 key of wrong length")?;
-    if wrapped.len() < 16 || wrapped.len() % 8 != 0 || wrapped.len() > MAX_PLAINTEXT + 8 {
+    if wrapped.len() < 16 || !wrapped.len().is_multiple_of(8) || wrapped.len() > MAX_PLAINTEXT + 8 {
         return Err(format!(
             "the wrapped key is {} bytes, not a valid AES key wrap length",
             wrapped.len()
@@ -149,11 +149,15 @@ fn der_sequence_len(der: &[u8]) -> Result<usize, String> {
     if count == 0 || count > 3 {
         return Err(bad("unsupported length form"));
     }
-    let bytes = der.get(2..2 + count).ok_or_else(|| bad("truncated length"))?;
+    let bytes = der
+        .get(2..2 + count)
+        .ok_or_else(|| bad("truncated length"))?;
     if bytes[0] == 0 {
         return Err(bad("non-minimal length"));
     }
-    let len = bytes.iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+    let len = bytes
+        .iter()
+        .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
     if len < 0x80 {
         return Err(bad("non-minimal length"));
     }
@@ -319,7 +323,10 @@ mod tests {
             vec![0x30, 0x81, 0x05, 1, 2, 3, 4, 5],
             vec![0x30, 0x80, 0, 0],
         ] {
-            assert!(trim_der(&mut Zeroizing::new(bad.clone())).is_err(), "{bad:?}");
+            assert!(
+                trim_der(&mut Zeroizing::new(bad.clone())).is_err(),
+                "{bad:?}"
+            );
         }
     }
 }

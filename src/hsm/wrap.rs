@@ -169,7 +169,9 @@ impl<'a> Temporary<'a> {
         what: &'static str,
         op: &'static str,
     ) -> Result<Self, HsmError> {
-        let handle = session.create_object(template).map_err(HsmError::pkcs11(op))?;
+        let handle = session
+            .create_object(template)
+            .map_err(HsmError::pkcs11(op))?;
         Ok(Self {
             session,
             handle,
@@ -499,12 +501,9 @@ fn import_secret<'a>(session: &'a Session, secret: &[u8]) -> Result<Temporary<'a
 }
 
 /// Wraps the known secret under the known AES key with `pad` and classifies the output.
-fn kat_pad(
-    session: &Session,
-    pad: PadMechanism,
-    secret: &[u8],
-) -> Result<KwpBehaviour, String> {
-    let aes = import_aes(session, &KAT_AES_KEY, true, "self-test AES key").map_err(|e| e.to_string())?;
+fn kat_pad(session: &Session, pad: PadMechanism, secret: &[u8]) -> Result<KwpBehaviour, String> {
+    let aes =
+        import_aes(session, &KAT_AES_KEY, true, "self-test AES key").map_err(|e| e.to_string())?;
     let target = import_secret(session, secret).map_err(|e| e.to_string())?;
     let wrapped = session
         .wrap_key(&pad.mechanism(), aes.handle, target.handle)
@@ -516,11 +515,21 @@ fn kat_pad(
 /// it on the host.
 fn kat_oaep(session: &Session, test_key: &rsa::PrivateKey) -> Result<(), String> {
     let (n, e) = (test_key.n().to_be_bytes(), test_key.e().to_be_bytes());
-    let kek = import_rsa_public(session, host::strip_zeros(&n), host::strip_zeros(&e), "self-test RSA key")
-        .map_err(|e| e.to_string())?;
-    let aes = import_aes(session, &KAT_AES_KEY, true, "self-test AES key").map_err(|e| e.to_string())?;
+    let kek = import_rsa_public(
+        session,
+        host::strip_zeros(&n),
+        host::strip_zeros(&e),
+        "self-test RSA key",
+    )
+    .map_err(|e| e.to_string())?;
+    let aes =
+        import_aes(session, &KAT_AES_KEY, true, "self-test AES key").map_err(|e| e.to_string())?;
     let wrapped = session
-        .wrap_key(&Mechanism::RsaPkcsOaep(oaep_params()), kek.handle, aes.handle)
+        .wrap_key(
+            &Mechanism::RsaPkcsOaep(oaep_params()),
+            kek.handle,
+            aes.handle,
+        )
         .map_err(|e| format!("C_WrapKey: {e}"))?;
     let plain = host::oaep_sha1_decrypt(test_key, &wrapped)?;
     if plain[..] == KAT_AES_KEY[..] {
@@ -534,8 +543,13 @@ fn kat_oaep(session: &Session, test_key: &rsa::PrivateKey) -> Result<(), String>
 /// the host (OAEP-SHA1, then strict RFC 5649).
 fn kat_native(session: &Session, test_key: &rsa::PrivateKey, secret: &[u8]) -> Result<(), String> {
     let (n, e) = (test_key.n().to_be_bytes(), test_key.e().to_be_bytes());
-    let kek = import_rsa_public(session, host::strip_zeros(&n), host::strip_zeros(&e), "self-test RSA key")
-        .map_err(|e| e.to_string())?;
+    let kek = import_rsa_public(
+        session,
+        host::strip_zeros(&n),
+        host::strip_zeros(&e),
+        "self-test RSA key",
+    )
+    .map_err(|e| e.to_string())?;
     let target = import_secret(session, secret).map_err(|e| e.to_string())?;
     let wrapped =
         wrap_native(session, kek.handle, target.handle).map_err(|e| format!("C_WrapKey: {e}"))?;
@@ -573,7 +587,8 @@ pub(crate) fn wrap_for_transfer(
             detail: plan.missing.clone(),
         });
     };
-    let kek_key = host::kek_key(&kek.n, &kek.e).map_err(|reason| HsmError::InvalidKek { reason })?;
+    let kek_key =
+        host::kek_key(&kek.n, &kek.e).map_err(|reason| HsmError::InvalidKek { reason })?;
     let k = kek_key.size();
     if ![256, 384, 512].contains(&k) {
         return Err(HsmError::InvalidKek {
@@ -584,7 +599,8 @@ pub(crate) fn wrap_for_transfer(
         });
     }
     let (n, e) = (host::strip_zeros(&kek.n), host::strip_zeros(&kek.e));
-    let key = find_one(session, ObjectClass::PRIVATE_KEY, id)?.ok_or(HsmError::KeyNotFound { id })?;
+    let key =
+        find_one(session, ObjectClass::PRIVATE_KEY, id)?.ok_or(HsmError::KeyNotFound { id })?;
     let failed = |reason: String| HsmError::WrapFailed {
         id,
         strategy,
@@ -602,7 +618,7 @@ pub(crate) fn wrap_for_transfer(
         (_, None) => return Err(failed("no key wrap mechanism was selected".to_owned())),
     };
     // Every blob has the same shape, whatever made it.
-    if ciphertext.len() < k + 16 || (ciphertext.len() - k) % 8 != 0 {
+    if ciphertext.len() < k + 16 || !(ciphertext.len() - k).is_multiple_of(8) {
         return Err(failed(format!(
             "the ciphertext is {} bytes: not a {}-byte RSA part followed by an AES key wrap",
             ciphertext.len(),
@@ -652,11 +668,19 @@ fn two_step(
     };
     let kwp_part = session
         .wrap_key(&pad.mechanism(), aes.handle, key)
-        .map_err(HsmError::pkcs11("wrapping a key with the token's RFC 5649 key wrap"))?;
+        .map_err(HsmError::pkcs11(
+            "wrapping a key with the token's RFC 5649 key wrap",
+        ))?;
     let kek = import_rsa_public(session, n, e, "KEK")?;
     let mut out = session
-        .wrap_key(&Mechanism::RsaPkcsOaep(oaep_params()), kek.handle, aes.handle)
-        .map_err(HsmError::pkcs11("wrapping the ephemeral AES key with CKM_RSA_PKCS_OAEP"))?;
+        .wrap_key(
+            &Mechanism::RsaPkcsOaep(oaep_params()),
+            kek.handle,
+            aes.handle,
+        )
+        .map_err(HsmError::pkcs11(
+            "wrapping the ephemeral AES key with CKM_RSA_PKCS_OAEP",
+        ))?;
     drop(kek);
     drop(aes);
     out.extend(kwp_part);
@@ -711,7 +735,11 @@ fn host_wrap(
 }
 
 /// The key type the token reports for private key `key`.
-fn expected_key(session: &Session, id: HsmKeyId, key: ObjectHandle) -> Result<ExpectedKey, HsmError> {
+fn expected_key(
+    session: &Session,
+    id: HsmKeyId,
+    key: ObjectHandle,
+) -> Result<ExpectedKey, HsmError> {
     let attrs = session
         .get_attributes(
             key,

@@ -4,6 +4,6 @@
 // panic with a message.
 #![allow(dead_code, clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
-pub mod softhsm;
 pub mod kryoptic;
+pub mod softhsm;
 pub mod wrapcheck;

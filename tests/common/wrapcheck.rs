@@ -38,7 +38,11 @@ pub fn kwp_len(len: usize) -> usize {
 /// key, then RFC 5649 unwrap of the rest. Returns the plaintext (the PKCS#8 DER).
 pub fn unwrap_transfer(kek: &rsa::PrivateKey, ciphertext: &[u8]) -> Vec<u8> {
     let k = kek.size();
-    assert!(ciphertext.len() > k + 16, "ciphertext too short: {}", ciphertext.len());
+    assert!(
+        ciphertext.len() > k + 16,
+        "ciphertext too short: {}",
+        ciphertext.len()
+    );
     let (rsa_part, kwp_part) = ciphertext.split_at(k);
     let aes = kek
         .oaep_decrypt::<sha1::Sha1>(rsa_part)
