@@ -1,4 +1,5 @@
 //! Entra ID tokens: the request on the wire, caching, expiry and the error-code hints.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod azure_support;
 
@@ -76,7 +77,8 @@ async fn a_cached_token_is_renewed_shortly_before_it_expires() {
 async fn each_entra_error_code_maps_to_an_operator_hint_without_the_secret() {
     let (_pki, server, az) = rig().await;
     let secret = SecretBytes::new(SECRET.as_bytes().to_vec());
-    let cases: [(u64, &str, fn(&EntraError) -> bool, &str); 5] = [
+    type Case = (u64, &'static str, fn(&EntraError) -> bool, &'static str);
+    let cases: [Case; 5] = [
         (7000215, "invalid_client", |e| matches!(e, EntraError::WrongSecret { .. }), "Value"),
         (7000222, "invalid_client", |e| matches!(e, EntraError::SecretExpired { .. }), "new secret"),
         (700016, "unauthorized_client", |e| matches!(e, EntraError::AppNotInTenant { .. }), "app-1"),

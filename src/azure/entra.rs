@@ -206,10 +206,10 @@ impl Entra {
         check_id(credential, "client id", client_id)?;
         let key = (credential.to_string(), tenant.to_ascii_lowercase(), client_id.to_ascii_lowercase());
         let now = self.clock.now();
-        if let Some(t) = self.lock().get(&key) {
-            if renew_at(t) > now {
-                return Ok(t.clone());
-            }
+        if let Some(t) = self.lock().get(&key)
+            && renew_at(t) > now
+        {
+            return Ok(t.clone());
         }
         let token = self.request(credential, tenant, client_id, auth, now).await?;
         self.lock().insert(key, token.clone());

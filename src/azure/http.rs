@@ -6,7 +6,9 @@
 //! `[azure.resolve]` map or DNS; SNI and certificate verification always use the real host name.
 //! It never follows a redirect, bounds response sizes and time, and retries throttling, transient
 //! statuses and resets with back-off, but never blindly repeats a non-idempotent request whose
-//! response was lost: that is [`AzureError::ResponseLost`], so the caller can look before retrying.
+//! response was lost, or that got a 500/502/503/504 (the service may have committed it before a
+//! gateway answered): that is [`AzureError::ResponseLost`], so the caller can look before retrying.
+//! 408 and 429 mean Azure did not process the request and are retried for every method.
 //!
 //! It must never offer a way to disable certificate verification, connect to a host outside the
 //! allowlist, or log a header or body (tokens and secrets travel in them).
@@ -42,6 +44,14 @@ use zeroize::Zeroizing;
 
 /// Statuses that are retried (azure-byok.md §5).
 const RETRY_STATUSES: [u16; 6] = [408, 429, 500, 502, 503, 504];
+
+/// Whether a retryable status leaves it open if the server applied the request. Azure did not
+/// process a request it answered 408 or 429; a 500, 502, 503 or 504 may come from a gateway after
+/// the service committed it. A non-idempotent request (create, import, recover) that gets one of
+/// these is never repeated blindly: it ends in [`AzureError::ResponseLost`].
+pub fn status_may_have_committed(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 500 | 502 | 503 | 504)
+}
 
 /// Time-outs, retry and size limits of the client.
 #[derive(Debug, Clone)]
@@ -105,7 +115,7 @@ pub struct MetricsSnapshot {
     pub retries: u64,
     /// 429 responses received.
     pub throttled: u64,
-    /// Non-idempotent calls that ended in [`AzureError::ResponseLost`].
+    /// Non-idempotent calls that ended in [`AzureError::ResponseLost`] (lost response or 5xx).
     pub response_lost: u64,
     /// Requests or redirects refused by the allowlist.
     pub refused: u64,
@@ -282,6 +292,10 @@ impl HttpClient {
             };
             let (hint, reason, last) = match outcome {
                 Ok(resp) if resp.status.is_redirection() => return Err(self.redirect(&target, &resp)),
+                Ok(resp) if !req.idempotent && status_may_have_committed(resp.status) => {
+                    let reason = format!("status {} after the request was sent", resp.status.as_u16());
+                    return Err(self.response_lost(req, &target, attempt, reason));
+                }
                 Ok(resp) if RETRY_STATUSES.contains(&resp.status.as_u16()) => {
                     if resp.status == StatusCode::TOO_MANY_REQUESTS {
                         AzureMetrics::inc(&self.metrics.throttled);
@@ -293,14 +307,7 @@ impl HttpClient {
                 Err(Failure::Fatal(e)) => return Err(e),
                 Err(Failure::Transient { reason, sent }) => {
                     if sent && !req.idempotent {
-                        AzureMetrics::inc(&self.metrics.response_lost);
-                        tracing::error!(host = %target.host, method = %req.method, attempt, reason = %reason,
-                            "response to a non-idempotent request was lost; not retrying blindly");
-                        return Err(AzureError::ResponseLost {
-                            method: req.method.to_string(),
-                            host: target.host.clone(),
-                            path: req.url.path().to_string(),
-                        });
+                        return Err(self.response_lost(req, &target, attempt, reason));
                     }
                     (None, reason, None)
                 }
@@ -359,6 +366,20 @@ impl HttpClient {
             Ok(Ok(c)) => c.to_bytes(),
         };
         Ok(HttpResponse { status: parts.status, headers: parts.headers, body })
+    }
+
+    /// A non-idempotent request may have been applied but its outcome is unknown: counted, logged
+    /// (without headers or body) and returned for the caller to look before repeating it.
+    fn response_lost(&self, req: &HttpRequest, target: &Target, attempt: u32, reason: String) -> AzureError {
+        AzureMetrics::inc(&self.metrics.response_lost);
+        tracing::error!(host = %target.host, method = %req.method, attempt, reason = %reason,
+            "outcome of a non-idempotent request is unknown; not retrying blindly");
+        AzureError::ResponseLost {
+            method: req.method.to_string(),
+            host: target.host.clone(),
+            path: req.url.path().to_string(),
+            reason,
+        }
     }
 
     /// A 3xx is never followed: the error names the Location host, which is checked (and so
@@ -689,6 +710,18 @@ mod tests {
         d.insert("retry-after", HeaderValue::from_str(&later).unwrap());
         assert_eq!(retry_after(&d, now), Some(Duration::from_secs(3)));
         assert_eq!(retry_after(&HeaderMap::new(), now), None);
+    }
+
+    #[test]
+    fn only_gateway_and_server_errors_leave_a_commit_open() {
+        for s in [500, 502, 503, 504] {
+            assert!(status_may_have_committed(StatusCode::from_u16(s).unwrap()), "{s}");
+        }
+        for s in [200, 400, 404, 408, 409, 429, 501] {
+            assert!(!status_may_have_committed(StatusCode::from_u16(s).unwrap()), "{s}");
+        }
+        // Every status that may have committed is one idempotent requests retry.
+        assert!([500u16, 502, 503, 504].iter().all(|s| RETRY_STATUSES.contains(s)));
     }
 
     #[test]

@@ -393,7 +393,8 @@ impl KeyVault {
         Self { http, endpoints }
     }
 
-    /// `POST /keys/{name}/create`: an RSA-HSM key with `key_ops` exactly `["import"]`.
+    /// `POST /keys/{name}/create`: an RSA-HSM key with `key_ops` exactly `["import"]`. Like the
+    /// import, a lost response or a 5xx is [`AzureError::ResponseLost`] (a key may have been made).
     pub async fn create_kek(
         &self,
         token: &AccessToken,
@@ -434,7 +435,8 @@ impl KeyVault {
     }
 
     /// `PUT /keys/{name}` with `key_hsm`: a new version of `name`. Never retried after a lost
-    /// response ([`AzureError::ResponseLost`]): look for the version by its tag first.
+    /// response or a 500/502/503/504 ([`AzureError::ResponseLost`]): look for the version by its
+    /// tag first. 408 and 429 are retried (Azure did not process the request).
     pub async fn import_key(
         &self,
         token: &AccessToken,

@@ -53,8 +53,10 @@ pub enum AzureError {
     TrustAnchors { path: String, detail: String },
     #[error("{host} could not be reached after {attempts} attempt(s): {reason}")]
     Unreachable { host: String, attempts: u32, reason: String },
-    #[error("the response to {method} {path} on {host} was lost after the request was sent; it may have been applied: check the state in Azure before repeating it")]
-    ResponseLost { method: String, host: String, path: String },
+    /// A non-idempotent request was sent but its outcome is unknown: the connection broke or
+    /// timed out before the answer, or Azure answered 500/502/503/504. It may have been applied.
+    #[error("the outcome of {method} {path} on {host} is unknown ({reason}); it may have been applied: check the state in Azure before repeating it")]
+    ResponseLost { method: String, host: String, path: String, reason: String },
     #[error("the response from {host} exceeds {limit} bytes")]
     TooLarge { host: String, limit: usize },
     #[error("could not encode the {what}: {detail}")]
