@@ -8,6 +8,7 @@ pub mod control;
 pub mod ctl;
 pub mod daemon;
 pub mod hsm;
+pub mod jobs;
 pub mod model;
 pub mod secret;
 pub mod service;
