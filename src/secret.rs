@@ -11,9 +11,16 @@ use std::fmt;
 pub struct SecretBytes(SecretBox<[u8]>);
 
 impl SecretBytes {
-    /// Takes ownership of the bytes; the caller's buffer is moved, not copied.
-    pub fn new(bytes: Vec<u8>) -> Self {
-        Self(SecretBox::new(bytes.into_boxed_slice()))
+    /// Takes ownership of the bytes; the caller's buffer is moved, not copied. A buffer with
+    /// spare capacity is copied once into an exact one and then zeroized, because
+    /// `into_boxed_slice` would shrink it by reallocation and free the old block unzeroized.
+    pub fn new(mut bytes: Vec<u8>) -> Self {
+        if bytes.capacity() == bytes.len() {
+            return Self(SecretBox::new(bytes.into_boxed_slice()));
+        }
+        let exact: Box<[u8]> = Box::from(bytes.as_slice());
+        zeroize::Zeroize::zeroize(&mut bytes);
+        Self(SecretBox::new(exact))
     }
 
     /// The secret's bytes. Callers must not copy them into a non-zeroizing buffer.
@@ -40,8 +47,15 @@ impl fmt::Debug for SecretBytes {
 pub struct Pin(SecretString);
 
 impl Pin {
-    pub fn new(pin: String) -> Self {
-        Self(SecretString::from(pin))
+    /// Takes ownership of the PIN. As with [`SecretBytes::new`], a string with spare capacity
+    /// is copied into an exact buffer and zeroized, never shrunk by reallocation.
+    pub fn new(mut pin: String) -> Self {
+        if pin.capacity() == pin.len() {
+            return Self(SecretString::from(pin));
+        }
+        let exact: Box<str> = Box::from(pin.as_str());
+        zeroize::Zeroize::zeroize(&mut pin);
+        Self(SecretString::new(exact))
     }
 
     pub fn expose_secret(&self) -> &str {

@@ -7,8 +7,17 @@ fn check(text: &str) -> (bool, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("byokd.toml");
     std::fs::write(&path, text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_byokd")).arg("--config").arg(&path).arg("check-config").output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new(env!("CARGO_BIN_EXE_byokd"))
+        .arg("--config")
+        .arg(&path)
+        .arg("check-config")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn module() -> String {
@@ -48,7 +57,8 @@ fn a_good_configuration_passes() {
 
 #[test]
 fn the_shipped_default_configuration_is_valid_apart_from_its_module_path() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/byokd.toml")).unwrap();
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/byokd.toml"))
+        .unwrap();
     let text = text.replace("/usr/lib/softhsm/libsofthsm2.so", &module());
     let (ok, _, stderr) = check(&text);
     assert!(ok, "{stderr}");
@@ -75,24 +85,51 @@ max_connections = "many"
     );
     let (ok, _, stderr) = check(&text);
     assert!(!ok);
-    assert!(stderr.contains("line 2: unknown key \"colour\""), "{stderr}");
-    assert!(stderr.contains("line 7: unknown key \"pin\" in [hsm]"), "{stderr}");
-    assert!(stderr.contains("line 10: azure.cloud: \"mars\" is not one of public, china, usgov"), "{stderr}");
-    assert!(stderr.contains("line 13: limits.max_connections must be a non-negative integer"), "{stderr}");
+    assert!(
+        stderr.contains("line 2: unknown key \"colour\""),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("line 7: unknown key \"pin\" in [hsm]"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("line 10: azure.cloud: \"mars\" is not one of public, china, usgov"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("line 13: limits.max_connections must be a non-negative integer"),
+        "{stderr}"
+    );
     assert!(stderr.contains("4 problem(s)"), "{stderr}");
 }
 
 #[test]
 fn semantic_problems_name_the_setting_and_line() {
     let text = good()
-        .replace("state_dir = \"/var/lib/byokd\"", "state_dir = \"var/lib/byokd\"")
-        .replace(&format!("module = \"{}\"", module()), "module = \"/nonexistent/libvendor.so\"")
+        .replace(
+            "state_dir = \"/var/lib/byokd\"",
+            "state_dir = \"var/lib/byokd\"",
+        )
+        .replace(
+            &format!("module = \"{}\"", module()),
+            "module = \"/nonexistent/libvendor.so\"",
+        )
         .replace("max_body_bytes = 65536", "max_body_bytes = 0");
     let (ok, _, stderr) = check(&text);
     assert!(!ok);
-    assert!(stderr.contains("line 1: state_dir \"var/lib/byokd\" must be an absolute path"), "{stderr}");
-    assert!(stderr.contains("line 5: hsm.module \"/nonexistent/libvendor.so\" does not exist"), "{stderr}");
-    assert!(stderr.contains("limits.max_body_bytes must be greater than 0"), "{stderr}");
+    assert!(
+        stderr.contains("line 1: state_dir \"var/lib/byokd\" must be an absolute path"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("line 5: hsm.module \"/nonexistent/libvendor.so\" does not exist"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("limits.max_body_bytes must be greater than 0"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -102,15 +139,24 @@ fn syntax_errors_and_missing_sections_are_reported() {
     assert!(stderr.contains("line 2"), "{stderr}");
     let (ok, _, stderr) = check("state_dir = \"/x\"\n");
     assert!(!ok);
-    assert!(stderr.contains("missing required section [hsm]"), "{stderr}");
+    assert!(
+        stderr.contains("missing required section [hsm]"),
+        "{stderr}"
+    );
     let (ok, _, stderr) = check("[hsm]\nmodule = \"/bin/sh\"\n");
     assert!(!ok);
-    assert!(stderr.contains("missing required key \"token_label\" in [hsm]"), "{stderr}");
+    assert!(
+        stderr.contains("missing required key \"token_label\" in [hsm]"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn a_missing_file_is_a_clear_error() {
-    let out = Command::new(env!("CARGO_BIN_EXE_byokd")).args(["--config", "/nonexistent/byokd.toml", "check-config"]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_byokd"))
+        .args(["--config", "/nonexistent/byokd.toml", "check-config"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read /nonexistent/byokd.toml"));
 }

@@ -30,15 +30,26 @@ fn setup(module: &Path, label: &str, pin: &str, pin_mode: u32) -> (Setup, SoftHs
     let config = tmp.path().join("byokd.toml");
     std::fs::write(
         &config,
-        format!("state_dir = {state:?}\n[hsm]\nmodule = {:?}\ntoken_label = {label:?}\npin_file = {pin_file:?}\n", module.display().to_string()),
+        format!("state_dir = {state:?}\nallow_root = true\n[hsm]\nmodule = {:?}\ntoken_label = {label:?}\npin_file = {pin_file:?}\n", module.display().to_string()),
     )
     .unwrap();
-    (Setup { _tmp: tmp, config, state, hsm }, token)
+    (
+        Setup {
+            _tmp: tmp,
+            config,
+            state,
+            hsm,
+        },
+        token,
+    )
 }
 
 fn byokd(s: &Setup) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_byokd"));
-    cmd.arg("--config").arg(&s.config).env("SOFTHSM2_CONF", &s.hsm.conf).env("BYOKD_LOG", "info");
+    cmd.arg("--config")
+        .arg(&s.config)
+        .env("SOFTHSM2_CONF", &s.hsm.conf)
+        .env("BYOKD_LOG", "info");
     cmd
 }
 
@@ -50,7 +61,12 @@ fn failing_start(s: &Setup) -> String {
 
 #[test]
 fn a_good_start_reaches_ready_and_stops_on_sigterm() {
-    let (s, token) = setup(&common::softhsm::module_path(), "byokd-daemon", common::softhsm::USER_PIN, 0o600);
+    let (s, token) = setup(
+        &common::softhsm::module_path(),
+        "byokd-daemon",
+        common::softhsm::USER_PIN,
+        0o600,
+    );
     let mut child = byokd(&s).stderr(Stdio::piped()).spawn().unwrap();
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -66,7 +82,11 @@ fn a_good_start_reaches_ready_and_stops_on_sigterm() {
     assert!(seen.iter().any(|l| l.contains("byokd ready")), "{seen:#?}");
     let log = seen.join("\n");
     assert!(!log.contains(&token.user_pin), "the PIN must not be logged");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
     let status = child.wait().unwrap();
@@ -77,50 +97,104 @@ fn a_good_start_reaches_ready_and_stops_on_sigterm() {
 
 #[test]
 fn a_wrong_pin_is_refused_with_a_hint() {
-    let (s, _) = setup(&common::softhsm::module_path(), "byokd-daemon", "not-the-pin", 0o600);
+    let (s, _) = setup(
+        &common::softhsm::module_path(),
+        "byokd-daemon",
+        "not-the-pin",
+        0o600,
+    );
     let err = failing_start(&s);
     assert!(err.contains("wrong PIN"), "{err}");
-    assert!(!err.contains("not-the-pin"), "the PIN must not be echoed: {err}");
-    assert!(!s.state.exists(), "nothing is written before the HSM login succeeds");
+    assert!(
+        !err.contains("not-the-pin"),
+        "the PIN must not be echoed: {err}"
+    );
+    assert!(
+        !s.state.exists(),
+        "nothing is written before the HSM login succeeds"
+    );
 }
 
 #[test]
 fn a_missing_module_is_refused_with_a_hint() {
-    let (s, _) = setup(Path::new("/bin/sh"), "byokd-daemon", common::softhsm::USER_PIN, 0o600);
+    let (s, _) = setup(
+        Path::new("/bin/sh"),
+        "byokd-daemon",
+        common::softhsm::USER_PIN,
+        0o600,
+    );
     let err = failing_start(&s);
     assert!(err.contains("module not loadable"), "{err}");
-    let (s, _) = setup(Path::new("/nonexistent/libpkcs11.so"), "byokd-daemon", common::softhsm::USER_PIN, 0o600);
+    let (s, _) = setup(
+        Path::new("/nonexistent/libpkcs11.so"),
+        "byokd-daemon",
+        common::softhsm::USER_PIN,
+        0o600,
+    );
     let err = failing_start(&s);
-    assert!(err.contains("hsm.module") && err.contains("does not exist"), "{err}");
+    assert!(
+        err.contains("hsm.module") && err.contains("does not exist"),
+        "{err}"
+    );
 }
 
 #[test]
 fn an_unknown_token_is_refused_listing_the_available_ones() {
-    let (s, _) = setup(&common::softhsm::module_path(), "no-such-token", common::softhsm::USER_PIN, 0o600);
+    let (s, _) = setup(
+        &common::softhsm::module_path(),
+        "no-such-token",
+        common::softhsm::USER_PIN,
+        0o600,
+    );
     let err = failing_start(&s);
-    assert!(err.contains("not found") && err.contains("byokd-daemon"), "{err}");
+    assert!(
+        err.contains("not found") && err.contains("byokd-daemon"),
+        "{err}"
+    );
 }
 
 #[test]
 fn a_pin_file_others_can_read_is_refused() {
-    let (s, _) = setup(&common::softhsm::module_path(), "byokd-daemon", common::softhsm::USER_PIN, 0o644);
+    let (s, _) = setup(
+        &common::softhsm::module_path(),
+        "byokd-daemon",
+        common::softhsm::USER_PIN,
+        0o644,
+    );
     let err = failing_start(&s);
     assert!(err.contains("chmod 600"), "{err}");
 }
 
 #[test]
 fn damaged_state_with_no_valid_generation_stops_the_daemon() {
-    let (s, _) = setup(&common::softhsm::module_path(), "byokd-daemon", common::softhsm::USER_PIN, 0o600);
+    let (s, _) = setup(
+        &common::softhsm::module_path(),
+        "byokd-daemon",
+        common::softhsm::USER_PIN,
+        0o600,
+    );
     std::fs::create_dir_all(&s.state).unwrap();
     std::fs::write(s.state.join("state.a"), b"BYOKDST\0truncated").unwrap();
     let err = failing_start(&s);
-    assert!(err.contains("no valid state generation") && err.contains("restore the state directory"), "{err}");
-    assert_eq!(std::fs::read(s.state.join("state.a")).unwrap(), b"BYOKDST\0truncated", "damaged state is left for recovery");
+    assert!(
+        err.contains("no valid state generation") && err.contains("restore the state directory"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(s.state.join("state.a")).unwrap(),
+        b"BYOKDST\0truncated",
+        "damaged state is left for recovery"
+    );
 }
 
 #[test]
 fn an_unknown_config_key_stops_the_daemon_with_its_line() {
-    let (s, _) = setup(&common::softhsm::module_path(), "byokd-daemon", common::softhsm::USER_PIN, 0o600);
+    let (s, _) = setup(
+        &common::softhsm::module_path(),
+        "byokd-daemon",
+        common::softhsm::USER_PIN,
+        0o600,
+    );
     let mut text = std::fs::read_to_string(&s.config).unwrap();
     text.push_str("colour = \"blue\"\n");
     std::fs::write(&s.config, text).unwrap();

@@ -3,7 +3,10 @@
 //! must be recreated; the committed bytes are what the migration test loads.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use byokd::model::{CredentialAuth, CredentialName, Guid, KeyGroup, KeyName, KeyType, RotationPolicy, RsaExponent, VaultName};
+use byokd::model::{
+    CredentialAuth, CredentialName, Guid, KeyGroup, KeyName, KeyType, RotationPolicy, RsaExponent,
+    VaultName,
+};
 use serde::Serialize;
 use sha2::Digest;
 use std::collections::BTreeMap;
@@ -38,7 +41,9 @@ fn write_state_v1_fixture() {
                 name: cred.clone(),
                 tenant_id: Guid::parse("72f988bf-86f1-41af-91ab-2d7cd011db47").unwrap(),
                 client_id: Guid::parse("11111111-2222-3333-4444-555555555555").unwrap(),
-                auth: CredentialAuth::Secret { sealed: b"BS1-not-a-real-sealed-secret".to_vec() },
+                auth: CredentialAuth::Secret {
+                    sealed: b"BS1-not-a-real-sealed-secret".to_vec(),
+                },
                 fingerprint: "0badf00d".into(),
                 created: 1_760_000_000,
             },
@@ -66,5 +71,9 @@ fn write_state_v1_fixture() {
     out.extend_from_slice(&payload);
     let sum = sha2::Sha256::digest(&out);
     out.extend_from_slice(&sum);
-    std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/state-v1.bin"), out).unwrap();
+    std::fs::write(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/state-v1.bin"),
+        out,
+    )
+    .unwrap();
 }

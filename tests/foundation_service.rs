@@ -6,7 +6,10 @@ mod common;
 
 use byokd::config::{Config, check_text};
 use byokd::hsm::{Hsm, HsmConfig};
-use byokd::model::{CredentialName, Guid, KeyName, KeyOp, KeyType, LocalKeyName, RotationPolicy, RsaExponent, VaultName};
+use byokd::model::{
+    CredentialName, Guid, KeyName, KeyOp, KeyType, LocalKeyName, RotationPolicy, RsaExponent,
+    VaultName,
+};
 use byokd::secret::{Pin, SecretBytes, trim_trailing_newline};
 use byokd::service::{NewCredential, NewGroup, Service, ServiceError};
 use common::softhsm::{self, SoftHsmToken};
@@ -55,7 +58,12 @@ fn config(token: &SoftHsmToken, state_dir: &Path) -> Config {
 
 fn open(token: &SoftHsmToken, state_dir: &Path) -> Service {
     let cfg = config(token, state_dir);
-    let hsm_cfg = HsmConfig { module: token.module.clone(), token_label: token.label.clone(), request_timeout: Duration::from_secs(120), allow_host_wrap: false };
+    let hsm_cfg = HsmConfig {
+        module: token.module.clone(),
+        token_label: token.label.clone(),
+        request_timeout: Duration::from_secs(120),
+        allow_host_wrap: false,
+    };
     let (hsm, _report) = Hsm::start(&hsm_cfg, Pin::new(token.user_pin.clone())).unwrap();
     Service::open(cfg, hsm).unwrap().0
 }
@@ -90,7 +98,11 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let p = e.path();
-        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
+        if p.is_dir() {
+            out.extend(walk(&p))
+        } else {
+            out.push(p)
+        }
     }
     out
 }
@@ -108,169 +120,439 @@ fn new_group(group: &'static str, cred: &'static str, key_type: KeyType) -> NewG
 
 #[test]
 fn a_credential_secret_is_sealed_and_appears_nowhere() {
-    softhsm::isolated("a_credential_secret_is_sealed_and_appears_nowhere", |token| async move {
-        let logs = log_buffer();
-        let state = tempfile::tempdir().unwrap();
-        let service = open(&token, state.path());
+    softhsm::isolated(
+        "a_credential_secret_is_sealed_and_appears_nowhere",
+        |token| async move {
+            let logs = log_buffer();
+            let state = tempfile::tempdir().unwrap();
+            let service = open(&token, state.path());
 
-        let new = NewCredential { name: name("payments-app"), tenant_id: tenant(), client_id: client(), secret: SecretBytes::new(SECRET.as_bytes().to_vec()), expires: None };
-        let debug_of_request = format!("{new:?}");
-        let view = service.add_credential(new, "test-admin").await.unwrap();
-        assert_eq!(view.fingerprint.len(), 8);
-        assert_eq!(view.kind, "secret");
+            let new = NewCredential {
+                name: name("payments-app"),
+                tenant_id: tenant(),
+                client_id: client(),
+                secret: SecretBytes::new(SECRET.as_bytes().to_vec()),
+                expires: None,
+            };
+            let debug_of_request = format!("{new:?}");
+            let view = service.add_credential(new, "test-admin").await.unwrap();
+            assert_eq!(view.fingerprint.len(), 8);
+            assert_eq!(view.kind, "secret");
 
-        // Round-trips exactly through the HSM.
-        let unsealed = service.unseal_credential(&name("payments-app")).await.unwrap();
-        assert_eq!(unsealed.expose_secret(), SECRET.as_bytes());
+            // Round-trips exactly through the HSM.
+            let unsealed = service
+                .unseal_credential(&name("payments-app"))
+                .await
+                .unwrap();
+            assert_eq!(unsealed.expose_secret(), SECRET.as_bytes());
 
-        // Not in the state directory (nor the SoftHSM token directory), not in Debug, not in logs.
-        assert!(files_contain(state.path(), SECRET.as_bytes()).is_empty(), "secret found in state dir");
-        assert!(files_contain(&token.token_dir, SECRET.as_bytes()).is_empty(), "secret found in token dir");
-        let debugs = format!("{debug_of_request} {view:?} {:?} {:?} {unsealed:?}", service.list_credentials().await, service.credential(&name("payments-app")).await.unwrap());
-        assert!(!debugs.contains(SECRET), "secret in Debug output");
-        assert!(!debugs.contains(&SECRET[..12]), "part of the secret in Debug output");
-        let log_text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
-        assert!(log_text.contains("credential added"), "the operation must be logged");
-        assert!(!log_text.contains(SECRET) && !log_text.contains(&SECRET[..12]), "secret in the log output");
-        // A second credential with the same secret has a different sealed blob (fresh IV).
-        let other = NewCredential { name: name("other-app"), tenant_id: tenant(), client_id: client(), secret: SecretBytes::new(SECRET.as_bytes().to_vec()), expires: Some(1_900_000_000) };
-        let other = service.add_credential(other, "test-admin").await.unwrap();
-        assert_ne!(other.fingerprint, view.fingerprint, "fingerprints are bound to the credential name");
-        assert_eq!(other.expires, Some(1_900_000_000));
-    });
+            // Not in the state directory (nor the SoftHSM token directory), not in Debug, not in logs.
+            assert!(
+                files_contain(state.path(), SECRET.as_bytes()).is_empty(),
+                "secret found in state dir"
+            );
+            assert!(
+                files_contain(&token.token_dir, SECRET.as_bytes()).is_empty(),
+                "secret found in token dir"
+            );
+            let debugs = format!(
+                "{debug_of_request} {view:?} {:?} {:?} {unsealed:?}",
+                service.list_credentials().await,
+                service.credential(&name("payments-app")).await.unwrap()
+            );
+            assert!(!debugs.contains(SECRET), "secret in Debug output");
+            assert!(
+                !debugs.contains(&SECRET[..12]),
+                "part of the secret in Debug output"
+            );
+            let log_text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+            assert!(
+                log_text.contains("credential added"),
+                "the operation must be logged"
+            );
+            assert!(
+                !log_text.contains(SECRET) && !log_text.contains(&SECRET[..12]),
+                "secret in the log output"
+            );
+            // A second credential with the same secret has a different sealed blob (fresh IV).
+            let other = NewCredential {
+                name: name("other-app"),
+                tenant_id: tenant(),
+                client_id: client(),
+                secret: SecretBytes::new(SECRET.as_bytes().to_vec()),
+                expires: Some(1_900_000_000),
+            };
+            let other = service.add_credential(other, "test-admin").await.unwrap();
+            assert_ne!(
+                other.fingerprint, view.fingerprint,
+                "fingerprints are bound to the credential name"
+            );
+            assert_eq!(other.expires, Some(1_900_000_000));
+        },
+    );
 }
 
 #[test]
 fn a_secret_imported_from_a_file_round_trips_exactly() {
-    softhsm::isolated("a_secret_imported_from_a_file_round_trips_exactly", |token| async move {
-        let state = tempfile::tempdir().unwrap();
-        let service = open(&token, state.path());
-        let cases: [(&str, &[u8], &[u8]); 4] = [
-            ("lf", b"abc~DEF.123\n", b"abc~DEF.123"),
-            ("crlf", b"abc~DEF.123\r\n", b"abc~DEF.123"),
-            ("inner-space", b" lead and trail \t\n", b" lead and trail \t"),
-            ("two-newlines", b"secret\n\n", b"secret\n"),
-        ];
-        for (n, file_bytes, want) in cases {
-            let file = state.path().join(format!("{n}.txt"));
-            std::fs::write(&file, file_bytes).unwrap();
-            let secret = trim_trailing_newline(std::fs::read(&file).unwrap());
-            std::fs::remove_file(&file).unwrap();
-            let cred: CredentialName = CredentialName::try_from(n).unwrap();
-            service
-                .add_credential(NewCredential { name: cred.clone(), tenant_id: tenant(), client_id: client(), secret: SecretBytes::new(secret), expires: None }, "t")
-                .await
-                .unwrap();
-            assert_eq!(service.unseal_credential(&cred).await.unwrap().expose_secret(), want, "{n}");
-        }
-        // And after a restart of the daemon, the sealed secrets still unseal.
-        drop(service);
-        let service = open(&token, state.path());
-        assert_eq!(service.unseal_credential(&name("crlf")).await.unwrap().expose_secret(), b"abc~DEF.123");
-    });
+    softhsm::isolated(
+        "a_secret_imported_from_a_file_round_trips_exactly",
+        |token| async move {
+            let state = tempfile::tempdir().unwrap();
+            let service = open(&token, state.path());
+            let cases: [(&str, &[u8], &[u8]); 4] = [
+                ("lf", b"abc~DEF.123\n", b"abc~DEF.123"),
+                ("crlf", b"abc~DEF.123\r\n", b"abc~DEF.123"),
+                (
+                    "inner-space",
+                    b" lead and trail \t\n",
+                    b" lead and trail \t",
+                ),
+                ("two-newlines", b"secret\n\n", b"secret\n"),
+            ];
+            for (n, file_bytes, want) in cases {
+                let file = state.path().join(format!("{n}.txt"));
+                std::fs::write(&file, file_bytes).unwrap();
+                let secret = trim_trailing_newline(std::fs::read(&file).unwrap());
+                std::fs::remove_file(&file).unwrap();
+                let cred: CredentialName = CredentialName::try_from(n).unwrap();
+                service
+                    .add_credential(
+                        NewCredential {
+                            name: cred.clone(),
+                            tenant_id: tenant(),
+                            client_id: client(),
+                            secret: SecretBytes::new(secret),
+                            expires: None,
+                        },
+                        "t",
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    service
+                        .unseal_credential(&cred)
+                        .await
+                        .unwrap()
+                        .expose_secret(),
+                    want,
+                    "{n}"
+                );
+            }
+            // And after a restart of the daemon, the sealed secrets still unseal.
+            drop(service);
+            let service = open(&token, state.path());
+            assert_eq!(
+                service
+                    .unseal_credential(&name("crlf"))
+                    .await
+                    .unwrap()
+                    .expose_secret(),
+                b"abc~DEF.123"
+            );
+        },
+    );
 }
 
 #[test]
 fn keys_of_every_type_are_stable_across_a_restart_and_protected_on_the_token() {
-    softhsm::isolated("keys_of_every_type_are_stable_across_a_restart_and_protected_on_the_token", |token| async move {
-        let state = tempfile::tempdir().unwrap();
-        let service = open(&token, state.path());
-        service
-            .add_credential(NewCredential { name: name("app"), tenant_id: tenant(), client_id: client(), secret: SecretBytes::new(b"x".to_vec()), expires: None }, "t")
-            .await
-            .unwrap();
-        let types = [
-            ("rsa2048", KeyType::rsa(2048, RsaExponent::F4).unwrap()),
-            ("rsa3072", KeyType::rsa(3072, RsaExponent::F4).unwrap()),
-            ("rsa4096", KeyType::rsa(4096, RsaExponent::F4).unwrap()),
-            ("rsa2048-e3", KeyType::rsa(2048, RsaExponent::Three).unwrap()),
-            ("ec-p256", KeyType::parse("EC-P256", RsaExponent::F4).unwrap()),
-            ("ec-p384", KeyType::parse("EC-P384", RsaExponent::F4).unwrap()),
-            ("ec-p521", KeyType::parse("EC-P521", RsaExponent::F4).unwrap()),
-            ("ec-p256k", KeyType::parse("EC-P256K", RsaExponent::F4).unwrap()),
-        ];
-        let mut before = Vec::new();
-        for (group, kt) in types {
-            let group: KeyName = KeyName::try_from(group).unwrap();
-            service.create_group(NewGroup { name: group.clone(), ..new_group("x", "app", kt) }, "t").await.unwrap();
-            let key = service.create_key(&group, &name("k1"), "t").await.unwrap();
-            assert_eq!(key.algorithm, kt.to_string());
-            assert_eq!(key.storage, "Protected");
-            assert_eq!(key.version, None);
-            let der = service.key_public_der(&group, &name("k1")).await.unwrap();
-            use sha2::Digest;
-            let digest = hex::encode_upper(sha2::Sha256::digest(&der));
-            assert_eq!(key.check_digits, digest[..4], "check digits are SHA-256 of the SPKI");
-            // The SPKI parses as the declared type.
-            let spki = spki::SubjectPublicKeyInfoRef::try_from(der.as_slice()).unwrap();
-            match kt {
-                KeyType::Rsa { .. } => assert_eq!(spki.algorithm.oid.to_string(), "1.2.840.113549.1.1.1"),
-                KeyType::Ec(c) => {
-                    assert_eq!(spki.algorithm.oid.to_string(), "1.2.840.10045.2.1");
-                    assert_eq!(spki.algorithm.parameters_oid().unwrap().to_string(), c.oid());
+    softhsm::isolated(
+        "keys_of_every_type_are_stable_across_a_restart_and_protected_on_the_token",
+        |token| async move {
+            let state = tempfile::tempdir().unwrap();
+            let service = open(&token, state.path());
+            service
+                .add_credential(
+                    NewCredential {
+                        name: name("app"),
+                        tenant_id: tenant(),
+                        client_id: client(),
+                        secret: SecretBytes::new(b"x".to_vec()),
+                        expires: None,
+                    },
+                    "t",
+                )
+                .await
+                .unwrap();
+            let types = [
+                ("rsa2048", KeyType::rsa(2048, RsaExponent::F4).unwrap()),
+                ("rsa3072", KeyType::rsa(3072, RsaExponent::F4).unwrap()),
+                ("rsa4096", KeyType::rsa(4096, RsaExponent::F4).unwrap()),
+                (
+                    "rsa2048-e3",
+                    KeyType::rsa(2048, RsaExponent::Three).unwrap(),
+                ),
+                (
+                    "ec-p256",
+                    KeyType::parse("EC-P256", RsaExponent::F4).unwrap(),
+                ),
+                (
+                    "ec-p384",
+                    KeyType::parse("EC-P384", RsaExponent::F4).unwrap(),
+                ),
+                (
+                    "ec-p521",
+                    KeyType::parse("EC-P521", RsaExponent::F4).unwrap(),
+                ),
+                (
+                    "ec-p256k",
+                    KeyType::parse("EC-P256K", RsaExponent::F4).unwrap(),
+                ),
+            ];
+            let mut before = Vec::new();
+            for (group, kt) in types {
+                let group: KeyName = KeyName::try_from(group).unwrap();
+                service
+                    .create_group(
+                        NewGroup {
+                            name: group.clone(),
+                            ..new_group("x", "app", kt)
+                        },
+                        "t",
+                    )
+                    .await
+                    .unwrap();
+                let key = service.create_key(&group, &name("k1"), "t").await.unwrap();
+                assert_eq!(key.algorithm, kt.to_string());
+                assert_eq!(key.storage, "Protected");
+                assert_eq!(key.version, None);
+                let der = service.key_public_der(&group, &name("k1")).await.unwrap();
+                use sha2::Digest;
+                let digest = hex::encode_upper(sha2::Sha256::digest(&der));
+                assert_eq!(
+                    key.check_digits,
+                    digest[..4],
+                    "check digits are SHA-256 of the SPKI"
+                );
+                // The SPKI parses as the declared type.
+                let spki = spki::SubjectPublicKeyInfoRef::try_from(der.as_slice()).unwrap();
+                match kt {
+                    KeyType::Rsa { .. } => {
+                        assert_eq!(spki.algorithm.oid.to_string(), "1.2.840.113549.1.1.1")
+                    }
+                    KeyType::Ec(c) => {
+                        assert_eq!(spki.algorithm.oid.to_string(), "1.2.840.10045.2.1");
+                        assert_eq!(
+                            spki.algorithm.parameters_oid().unwrap().to_string(),
+                            c.oid()
+                        );
+                    }
                 }
+                let attrs = service
+                    .hsm()
+                    .key_attributes(byokd::model::HsmKeyId(
+                        hex::decode(&key.hsm_id).unwrap().try_into().unwrap(),
+                    ))
+                    .await
+                    .unwrap();
+                assert!(
+                    attrs.sensitive && attrs.token && attrs.private && attrs.always_sensitive,
+                    "{group}: {attrs:?}"
+                );
+                assert!(
+                    attrs.secret_value_refused,
+                    "{group}: private value must not be readable"
+                );
+                before.push((group, key, der));
             }
-            let attrs = service.hsm().key_attributes(byokd::model::HsmKeyId(hex::decode(&key.hsm_id).unwrap().try_into().unwrap())).await.unwrap();
-            assert!(attrs.sensitive && attrs.token && attrs.private && attrs.always_sensitive, "{group}: {attrs:?}");
-            assert!(attrs.secret_value_refused, "{group}: private value must not be readable");
-            before.push((group, key, der));
-        }
-        drop(service);
-        let service = open(&token, state.path());
-        for (group, key, der) in before {
-            let again = service.key(&group, &name("k1")).await.unwrap();
-            assert_eq!(again, key, "{group}: key record changed across restart");
-            assert_eq!(service.key_public_der(&group, &name("k1")).await.unwrap(), der, "{group}: public key changed");
-            assert_eq!(service.list_keys(&group).await.unwrap(), vec![key]);
-        }
-    });
+            drop(service);
+            let service = open(&token, state.path());
+            for (group, key, der) in before {
+                let again = service.key(&group, &name("k1")).await.unwrap();
+                assert_eq!(again, key, "{group}: key record changed across restart");
+                assert_eq!(
+                    service.key_public_der(&group, &name("k1")).await.unwrap(),
+                    der,
+                    "{group}: public key changed"
+                );
+                assert_eq!(service.list_keys(&group).await.unwrap(), vec![key]);
+            }
+        },
+    );
 }
 
 #[test]
 fn bad_input_is_refused_and_nothing_changes() {
-    softhsm::isolated("bad_input_is_refused_and_nothing_changes", |token| async move {
-        let state = tempfile::tempdir().unwrap();
-        let service = open(&token, state.path());
-        service
-            .add_credential(NewCredential { name: name("app"), tenant_id: tenant(), client_id: client(), secret: SecretBytes::new(b"s".to_vec()), expires: None }, "t")
-            .await
-            .unwrap();
-        let ec = KeyType::parse("EC-P256", RsaExponent::F4).unwrap();
-        service.create_group(new_group("grp", "app", ec), "t").await.unwrap();
-        service.create_key(&name("grp"), &name("k1"), "t").await.unwrap();
-        let generation = service.generation().await;
-        let snapshot = (service.list_credentials().await, service.list_groups().await, service.list_keys(&name("grp")).await.unwrap());
+    softhsm::isolated(
+        "bad_input_is_refused_and_nothing_changes",
+        |token| async move {
+            let state = tempfile::tempdir().unwrap();
+            let service = open(&token, state.path());
+            service
+                .add_credential(
+                    NewCredential {
+                        name: name("app"),
+                        tenant_id: tenant(),
+                        client_id: client(),
+                        secret: SecretBytes::new(b"s".to_vec()),
+                        expires: None,
+                    },
+                    "t",
+                )
+                .await
+                .unwrap();
+            let ec = KeyType::parse("EC-P256", RsaExponent::F4).unwrap();
+            service
+                .create_group(new_group("grp", "app", ec), "t")
+                .await
+                .unwrap();
+            service
+                .create_key(&name("grp"), &name("k1"), "t")
+                .await
+                .unwrap();
+            let generation = service.generation().await;
+            let snapshot = (
+                service.list_credentials().await,
+                service.list_groups().await,
+                service.list_keys(&name("grp")).await.unwrap(),
+            );
 
-        // Validation happens when input becomes domain values: each names its field.
-        assert_eq!(KeyName::try_from("bad name").unwrap_err().field, "name");
-        assert_eq!(VaultName::try_from("1vault").unwrap_err().field, "vault");
-        assert_eq!(Guid::parse("not-a-guid").unwrap_err().field, "guid");
-        assert_eq!(KeyType::parse("RSA-1024", RsaExponent::F4).unwrap_err().field, "key_type");
-        assert_eq!(KeyType::parse("EC-P224", RsaExponent::F4).unwrap_err().field, "key_type");
-        assert_eq!(LocalKeyName::try_from("").unwrap_err().field, "key");
+            // Validation happens when input becomes domain values: each names its field.
+            assert_eq!(KeyName::try_from("bad name").unwrap_err().field, "name");
+            assert_eq!(VaultName::try_from("1vault").unwrap_err().field, "vault");
+            assert_eq!(Guid::parse("not-a-guid").unwrap_err().field, "guid");
+            assert_eq!(
+                KeyType::parse("RSA-1024", RsaExponent::F4)
+                    .unwrap_err()
+                    .field,
+                "key_type"
+            );
+            assert_eq!(
+                KeyType::parse("EC-P224", RsaExponent::F4)
+                    .unwrap_err()
+                    .field,
+                "key_type"
+            );
+            assert_eq!(LocalKeyName::try_from("").unwrap_err().field, "key");
 
-        let refusals: Vec<(&str, ServiceError)> = vec![
-            ("unknown credential", service.create_group(new_group("g2", "nobody", ec), "t").await.unwrap_err()),
-            ("duplicate group", service.create_group(new_group("grp", "app", ec), "t").await.unwrap_err()),
-            ("EC with encrypt", service.create_group(NewGroup { key_ops: Some(vec![KeyOp::Encrypt]), ..new_group("g3", "app", ec) }, "t").await.unwrap_err()),
-            ("bad policy", service.create_group(NewGroup { rotation: RotationPolicy { enabled: true, rotate_every_months: 0, keep_valid_months: 1 }, ..new_group("g4", "app", ec) }, "t").await.unwrap_err()),
-            ("credential in use", service.delete_credential(&name("app"), "t").await.unwrap_err()),
-            ("group not empty", service.delete_group(&name("grp"), "t").await.unwrap_err()),
-            ("duplicate key", service.create_key(&name("grp"), &name("k1"), "t").await.unwrap_err()),
-            ("key in unknown group", service.create_key(&name("nogroup"), &name("k1"), "t").await.unwrap_err()),
-            ("empty secret", service.add_credential(NewCredential { name: name("e"), tenant_id: tenant(), client_id: client(), secret: SecretBytes::new(vec![]), expires: None }, "t").await.unwrap_err()),
-            ("duplicate credential", service.add_credential(NewCredential { name: name("app"), tenant_id: tenant(), client_id: client(), secret: SecretBytes::new(b"s".to_vec()), expires: None }, "t").await.unwrap_err()),
-        ];
-        for (what, err) in &refusals {
-            assert!(!err.to_string().is_empty(), "{what}");
-        }
-        assert!(matches!(refusals[0].1, ServiceError::NotFound { .. }));
-        assert!(matches!(refusals[1].1, ServiceError::Conflict(_)));
-        assert!(matches!(refusals[2].1, ServiceError::Invalid(ref e) if e.field == "key_ops"));
-        assert!(matches!(refusals[3].1, ServiceError::Invalid(ref e) if e.field == "rotate_every_months"));
-        assert!(refusals[4].1.to_string().contains("in use by key group(s) grp"));
-        assert_eq!(service.generation().await, generation, "a refused request must not write state");
-        let after = (service.list_credentials().await, service.list_groups().await, service.list_keys(&name("grp")).await.unwrap());
-        assert_eq!(after, snapshot);
-    });
+            let refusals: Vec<(&str, ServiceError)> = vec![
+                (
+                    "unknown credential",
+                    service
+                        .create_group(new_group("g2", "nobody", ec), "t")
+                        .await
+                        .unwrap_err(),
+                ),
+                (
+                    "duplicate group",
+                    service
+                        .create_group(new_group("grp", "app", ec), "t")
+                        .await
+                        .unwrap_err(),
+                ),
+                (
+                    "EC with encrypt",
+                    service
+                        .create_group(
+                            NewGroup {
+                                key_ops: Some(vec![KeyOp::Encrypt]),
+                                ..new_group("g3", "app", ec)
+                            },
+                            "t",
+                        )
+                        .await
+                        .unwrap_err(),
+                ),
+                (
+                    "bad policy",
+                    service
+                        .create_group(
+                            NewGroup {
+                                rotation: RotationPolicy {
+                                    enabled: true,
+                                    rotate_every_months: 0,
+                                    keep_valid_months: 1,
+                                },
+                                ..new_group("g4", "app", ec)
+                            },
+                            "t",
+                        )
+                        .await
+                        .unwrap_err(),
+                ),
+                (
+                    "credential in use",
+                    service
+                        .delete_credential(&name("app"), "t")
+                        .await
+                        .unwrap_err(),
+                ),
+                (
+                    "group not empty",
+                    service.delete_group(&name("grp"), "t").await.unwrap_err(),
+                ),
+                (
+                    "duplicate key",
+                    service
+                        .create_key(&name("grp"), &name("k1"), "t")
+                        .await
+                        .unwrap_err(),
+                ),
+                (
+                    "key in unknown group",
+                    service
+                        .create_key(&name("nogroup"), &name("k1"), "t")
+                        .await
+                        .unwrap_err(),
+                ),
+                (
+                    "empty secret",
+                    service
+                        .add_credential(
+                            NewCredential {
+                                name: name("e"),
+                                tenant_id: tenant(),
+                                client_id: client(),
+                                secret: SecretBytes::new(vec![]),
+                                expires: None,
+                            },
+                            "t",
+                        )
+                        .await
+                        .unwrap_err(),
+                ),
+                (
+                    "duplicate credential",
+                    service
+                        .add_credential(
+                            NewCredential {
+                                name: name("app"),
+                                tenant_id: tenant(),
+                                client_id: client(),
+                                secret: SecretBytes::new(b"s".to_vec()),
+                                expires: None,
+                            },
+                            "t",
+                        )
+                        .await
+                        .unwrap_err(),
+                ),
+            ];
+            for (what, err) in &refusals {
+                assert!(!err.to_string().is_empty(), "{what}");
+            }
+            assert!(matches!(refusals[0].1, ServiceError::NotFound { .. }));
+            assert!(matches!(refusals[1].1, ServiceError::Conflict(_)));
+            assert!(matches!(refusals[2].1, ServiceError::Invalid(ref e) if e.field == "key_ops"));
+            assert!(
+                matches!(refusals[3].1, ServiceError::Invalid(ref e) if e.field == "rotate_every_months")
+            );
+            assert!(
+                refusals[4]
+                    .1
+                    .to_string()
+                    .contains("in use by key group(s) grp")
+            );
+            assert_eq!(
+                service.generation().await,
+                generation,
+                "a refused request must not write state"
+            );
+            let after = (
+                service.list_credentials().await,
+                service.list_groups().await,
+                service.list_keys(&name("grp")).await.unwrap(),
+            );
+            assert_eq!(after, snapshot);
+        },
+    );
 }

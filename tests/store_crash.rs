@@ -2,7 +2,10 @@
 //! the rename, and migration of an older format.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use byokd::model::{Credential, CredentialAuth, CredentialName, Guid, KeyGroup, KeyName, KeyType, RotationPolicy, RsaExponent, VaultName};
+use byokd::model::{
+    Credential, CredentialAuth, CredentialName, Guid, KeyGroup, KeyName, KeyType, RotationPolicy,
+    RsaExponent, VaultName,
+};
 use byokd::store::{State, Store, StoreError};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -17,7 +20,9 @@ fn state_with(n: usize) -> State {
                 name: name.clone(),
                 tenant_id: Guid::parse("72f988bf-86f1-41af-91ab-2d7cd011db47").unwrap(),
                 client_id: Guid::parse("00000000-0000-0000-0000-00000000000a").unwrap(),
-                auth: CredentialAuth::Secret { sealed: vec![i as u8; 40] },
+                auth: CredentialAuth::Secret {
+                    sealed: vec![i as u8; 40],
+                },
                 fingerprint: format!("{i:08x}"),
                 created: 1_700_000_000 + i as i64,
                 expires: None,
@@ -45,7 +50,11 @@ fn state_with(n: usize) -> State {
 fn newest_slot(dir: &Path) -> std::path::PathBuf {
     let a = dir.join("state.a");
     let b = dir.join("state.b");
-    let gen_of = |p: &Path| std::fs::read(p).ok().map(|b| u64::from_le_bytes(b[10..18].try_into().unwrap()));
+    let gen_of = |p: &Path| {
+        std::fs::read(p)
+            .ok()
+            .map(|b| u64::from_le_bytes(b[10..18].try_into().unwrap()))
+    };
     match (gen_of(&a), gen_of(&b)) {
         (Some(x), Some(y)) if y > x => b,
         (Some(_), _) => a,
@@ -81,7 +90,9 @@ fn committed_state_survives_reopen_and_keeps_the_previous_generation() {
 fn a_second_opener_of_the_same_directory_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (_held, _, _) = Store::open(dir.path()).unwrap();
-    let err = Store::open(dir.path()).err().expect("second open must fail");
+    let err = Store::open(dir.path())
+        .err()
+        .expect("second open must fail");
     assert!(err.to_string().contains("another byokd"), "{err}");
 }
 
@@ -97,7 +108,10 @@ fn damaged_newest_generation_falls_back_to_the_previous_one() {
     }
     let newest = newest_slot(dir.path());
     let good = std::fs::read(&newest).unwrap();
-    let mut cases: Vec<Vec<u8>> = (0..good.len()).step_by(3).map(|cut| good[..cut].to_vec()).collect();
+    let mut cases: Vec<Vec<u8>> = (0..good.len())
+        .step_by(3)
+        .map(|cut| good[..cut].to_vec())
+        .collect();
     for i in (0..good.len()).step_by(5) {
         let mut b = good.clone();
         b[i] ^= 0x20;
@@ -108,10 +122,14 @@ fn damaged_newest_generation_falls_back_to_the_previous_one() {
     cases.push(longer);
     for (n, damaged) in cases.iter().enumerate() {
         std::fs::write(&newest, damaged).unwrap();
-        let (_s, state, report) = Store::open(dir.path()).unwrap_or_else(|e| panic!("case {n}: {e}"));
+        let (_s, state, report) =
+            Store::open(dir.path()).unwrap_or_else(|e| panic!("case {n}: {e}"));
         assert_eq!(state, state_with(3), "case {n} loaded the wrong state");
         assert_eq!(report.generation, 1, "case {n}");
-        assert!(report.fell_back.is_some(), "case {n}: damage must be reported");
+        assert!(
+            report.fell_back.is_some(),
+            "case {n}: damage must be reported"
+        );
     }
     std::fs::write(&newest, &good).unwrap();
     let (_s, state, _) = Store::open(dir.path()).unwrap();
@@ -132,9 +150,17 @@ fn both_generations_damaged_refuses_to_start_with_a_clear_error() {
         std::fs::write(&p, &b[..b.len() / 2]).unwrap();
     }
     let err = Store::open(dir.path()).err().expect("must refuse");
-    assert!(matches!(err, StoreError::NoValidGeneration { .. }), "{err:?}");
+    assert!(
+        matches!(err, StoreError::NoValidGeneration { .. }),
+        "{err:?}"
+    );
     let msg = err.to_string();
-    assert!(msg.contains("refuses to start empty") && msg.contains("state.a") && msg.contains("state.b"), "{msg}");
+    assert!(
+        msg.contains("refuses to start empty")
+            && msg.contains("state.a")
+            && msg.contains("state.b"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -146,7 +172,10 @@ fn a_single_damaged_generation_with_no_previous_one_is_refused() {
     }
     let p = dir.path().join("state.a");
     std::fs::write(&p, b"BYOKDST\0garbage").unwrap();
-    assert!(matches!(Store::open(dir.path()), Err(StoreError::NoValidGeneration { .. })));
+    assert!(matches!(
+        Store::open(dir.path()),
+        Err(StoreError::NoValidGeneration { .. })
+    ));
 }
 
 #[test]
@@ -169,7 +198,10 @@ fn a_newer_format_is_refused_not_downgraded() {
     out.extend_from_slice(&sum);
     std::fs::write(&p, out).unwrap();
     let err = Store::open(dir.path()).err().expect("must refuse");
-    assert!(matches!(err, StoreError::TooNew { found: 99, .. }), "{err:?}");
+    assert!(
+        matches!(err, StoreError::TooNew { found: 99, .. }),
+        "{err:?}"
+    );
 }
 
 /// The committed fixture `tests/fixtures/state-v1.bin` is format 1 (credentials without an
@@ -177,16 +209,31 @@ fn a_newer_format_is_refused_not_downgraded() {
 #[test]
 fn an_older_format_fixture_is_migrated_on_load() {
     let dir = tempfile::tempdir().unwrap();
-    let fixture = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/state-v1.bin")).unwrap();
-    assert_eq!(u16::from_le_bytes([fixture[8], fixture[9]]), 1, "fixture must be format 1");
+    let fixture = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/state-v1.bin"
+    ))
+    .unwrap();
+    assert_eq!(
+        u16::from_le_bytes([fixture[8], fixture[9]]),
+        1,
+        "fixture must be format 1"
+    );
     Store::write_raw_slot(dir.path(), 0, &fixture).unwrap();
     let (mut store, state, report) = Store::open(dir.path()).unwrap();
     assert_eq!(report.migrated_from, Some(1));
     let cred = &state.credentials[&CredentialName::try_from("legacy-app").unwrap()];
-    assert_eq!(cred.tenant_id.as_str(), "72f988bf-86f1-41af-91ab-2d7cd011db47");
+    assert_eq!(
+        cred.tenant_id.as_str(),
+        "72f988bf-86f1-41af-91ab-2d7cd011db47"
+    );
     assert_eq!(cred.expires, None);
     assert_eq!(state.designated, None);
-    assert!(state.groups.contains_key(&KeyName::try_from("legacy-group").unwrap()));
+    assert!(
+        state
+            .groups
+            .contains_key(&KeyName::try_from("legacy-group").unwrap())
+    );
     // The next commit writes the current format, keeping the old generation as the previous one.
     store.commit(&state).unwrap();
     drop(store);
@@ -199,7 +246,9 @@ fn an_older_format_fixture_is_migrated_on_load() {
 #[test]
 #[ignore = "helper process for the kill tests"]
 fn child_writer() {
-    let Ok(dir) = std::env::var("BYOKD_TEST_STORE_DIR") else { return };
+    let Ok(dir) = std::env::var("BYOKD_TEST_STORE_DIR") else {
+        return;
+    };
     let mode = std::env::var("BYOKD_TEST_STORE_MODE").unwrap_or_default();
     let (mut store, _, _) = Store::open(Path::new(&dir)).unwrap();
     if mode == "stage-then-wait" {
@@ -221,7 +270,13 @@ fn child_writer() {
 
 fn spawn_child(dir: &Path, mode: &str) -> std::process::Child {
     Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_writer", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "child_writer",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("BYOKD_TEST_STORE_DIR", dir)
         .env("BYOKD_TEST_STORE_MODE", mode)
         .stdout(Stdio::piped())
@@ -238,18 +293,35 @@ fn killing_the_writer_between_temp_file_and_rename_leaves_valid_state() {
     let mut line = String::new();
     loop {
         line.clear();
-        assert!(std::io::BufRead::read_line(&mut out, &mut line).unwrap() > 0, "child ended early");
+        assert!(
+            std::io::BufRead::read_line(&mut out, &mut line).unwrap() > 0,
+            "child ended early"
+        );
         if line.contains("STAGED") {
             break;
         }
     }
-    assert!(dir.path().join("state.tmp").exists(), "the temporary file must exist at the kill point");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    assert!(
+        dir.path().join("state.tmp").exists(),
+        "the temporary file must exist at the kill point"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     child.wait().unwrap();
     let (_s, state, report) = Store::open(dir.path()).unwrap();
-    assert_eq!(state, state_with(1), "the staged, unpublished generation must not be visible");
+    assert_eq!(
+        state,
+        state_with(1),
+        "the staged, unpublished generation must not be visible"
+    );
     assert_eq!(report.generation, 1);
-    assert!(!dir.path().join("state.tmp").exists(), "the stale temporary file is cleaned up");
+    assert!(
+        !dir.path().join("state.tmp").exists(),
+        "the stale temporary file is cleaned up"
+    );
 }
 
 #[test]
@@ -259,14 +331,25 @@ fn killing_the_writer_at_random_moments_always_leaves_a_loadable_state() {
     for round in 0..12u64 {
         let mut child = spawn_child(dir.path(), "loop");
         std::thread::sleep(std::time::Duration::from_millis(30 + (round * 37) % 90));
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
         child.wait().unwrap();
-        let (_s, state, report) = Store::open(dir.path()).unwrap_or_else(|e| panic!("round {round}: {e}"));
-        assert!(report.generation >= last_generation, "round {round}: generation went backwards");
+        let (_s, state, report) =
+            Store::open(dir.path()).unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert!(
+            report.generation >= last_generation,
+            "round {round}: generation went backwards"
+        );
         last_generation = report.generation;
         if !report.fresh {
             let n = state.credentials.len();
-            assert!((1..=7).contains(&n) && state == state_with(n), "round {round}: loaded a state no writer wrote");
+            assert!(
+                (1..=7).contains(&n) && state == state_with(n),
+                "round {round}: loaded a state no writer wrote"
+            );
         }
     }
 }

@@ -83,6 +83,7 @@ const LIMITS: &[(&str, Kind)] = &[
     ("max_groups", Kind::Int),
     ("max_credentials", Kind::Int),
 ];
+const HARDENING: &[(&str, Kind)] = &[("mlock", Kind::OneOf(&["required", "best-effort"]))];
 const TOP: &[(&str, Kind)] = &[
     ("state_dir", Kind::Path),
     ("designated", Kind::Bool),
@@ -91,6 +92,7 @@ const TOP: &[(&str, Kind)] = &[
     ("azure", Kind::Table(AZURE)),
     ("control", Kind::Table(CONTROL)),
     ("limits", Kind::Table(LIMITS)),
+    ("hardening", Kind::Table(HARDENING)),
 ];
 const REQUIRED: &[(&str, &[&str])] = &[
     ("", &["hsm"]),
@@ -102,7 +104,10 @@ const REQUIRED: &[(&str, &[&str])] = &[
 /// Reads and checks a configuration file.
 pub fn check_file(path: &Path) -> Result<Config, Vec<Problem>> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        vec![Problem { line: None, message: format!("cannot read {}: {e}", path.display()) }]
+        vec![Problem {
+            line: None,
+            message: format!("cannot read {}: {e}", path.display()),
+        }]
     })?;
     check_text(&text)
 }
@@ -113,12 +118,19 @@ pub fn check_text(text: &str) -> Result<Config, Vec<Problem>> {
     let (doc, errors) = DeTable::parse_recoverable(text);
     let mut problems: Vec<Problem> = errors
         .iter()
-        .map(|e| Problem { line: e.span().map(|s| lines.line(s.start)), message: first_line(e.message()) })
+        .map(|e| Problem {
+            line: e.span().map(|s| lines.line(s.start)),
+            message: first_line(e.message()),
+        })
         .collect();
     if !problems.is_empty() {
         return Err(problems);
     }
-    let mut walker = Walker { lines: &lines, problems: &mut problems, key_lines: BTreeMap::new() };
+    let mut walker = Walker {
+        lines: &lines,
+        problems: &mut problems,
+        key_lines: BTreeMap::new(),
+    };
     walker.table("", doc.get_ref(), TOP, doc.span().start);
     let key_lines = walker.key_lines;
     if !problems.is_empty() {
@@ -127,40 +139,88 @@ pub fn check_text(text: &str) -> Result<Config, Vec<Problem>> {
     let config: Config = match toml::from_str(text) {
         Ok(c) => c,
         Err(e) => {
-            return Err(vec![Problem { line: e.span().map(|s| lines.line(s.start)), message: first_line(e.message()) }]);
+            return Err(vec![Problem {
+                line: e.span().map(|s| lines.line(s.start)),
+                message: first_line(e.message()),
+            }]);
         }
     };
     semantic(&config, &key_lines, &mut problems);
-    if problems.is_empty() { Ok(config) } else { Err(problems) }
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(problems)
+    }
 }
 
 fn semantic(c: &Config, at: &BTreeMap<String, usize>, problems: &mut Vec<Problem>) {
-    let mut bad = |key: &str, message: String| problems.push(Problem { line: at.get(key).copied(), message });
+    let mut bad = |key: &str, message: String| {
+        problems.push(Problem {
+            line: at.get(key).copied(),
+            message,
+        })
+    };
     if !c.state_dir.is_absolute() {
-        bad("state_dir", format!("state_dir {:?} must be an absolute path", c.state_dir));
+        bad(
+            "state_dir",
+            format!("state_dir {:?} must be an absolute path", c.state_dir),
+        );
     }
     if !c.hsm.module.is_absolute() {
-        bad("hsm.module", format!("hsm.module {:?} must be an absolute path to the PKCS#11 module", c.hsm.module));
+        bad(
+            "hsm.module",
+            format!(
+                "hsm.module {:?} must be an absolute path to the PKCS#11 module",
+                c.hsm.module
+            ),
+        );
     } else if !c.hsm.module.is_file() {
-        bad("hsm.module", format!("hsm.module {:?} does not exist; install the HSM vendor's PKCS#11 library or fix the path", c.hsm.module));
+        bad(
+            "hsm.module",
+            format!(
+                "hsm.module {:?} does not exist; install the HSM vendor's PKCS#11 library or fix the path",
+                c.hsm.module
+            ),
+        );
     }
     if c.hsm.token_label.is_empty() || c.hsm.token_label.len() > 32 {
-        bad("hsm.token_label", "hsm.token_label must be 1-32 characters (a PKCS#11 token label)".into());
+        bad(
+            "hsm.token_label",
+            "hsm.token_label must be 1-32 characters (a PKCS#11 token label)".into(),
+        );
     }
     let pin = &c.hsm.pin_file;
-    if pin.is_empty() || (!pin.starts_with('/') && (pin.contains('/') || pin == "." || pin == "..")) {
-        bad("hsm.pin_file", format!("hsm.pin_file {pin:?} must be a credential name (read from $CREDENTIALS_DIRECTORY) or an absolute path"));
+    if pin.is_empty() || (!pin.starts_with('/') && (pin.contains('/') || pin == "." || pin == ".."))
+    {
+        bad(
+            "hsm.pin_file",
+            format!(
+                "hsm.pin_file {pin:?} must be a credential name (read from $CREDENTIALS_DIRECTORY) or an absolute path"
+            ),
+        );
     }
     for host in c.azure.resolve.keys() {
         if host.is_empty() || host.contains(['/', ':', ' ']) {
-            bad("azure.resolve", format!("azure.resolve key {host:?} must be a bare host name"));
+            bad(
+                "azure.resolve",
+                format!("azure.resolve key {host:?} must be a bare host name"),
+            );
         }
     }
     if ![2048, 3072, 4096].contains(&c.azure.kek_size) {
-        bad("azure.kek_size", format!("azure.kek_size {} must be 2048, 3072 or 4096", c.azure.kek_size));
+        bad(
+            "azure.kek_size",
+            format!(
+                "azure.kek_size {} must be 2048, 3072 or 4096",
+                c.azure.kek_size
+            ),
+        );
     }
     for (name, v) in [
-        ("limits.hsm_request_timeout_ms", c.limits.hsm_request_timeout_ms as usize),
+        (
+            "limits.hsm_request_timeout_ms",
+            c.limits.hsm_request_timeout_ms as usize,
+        ),
         ("limits.max_body_bytes", c.limits.max_body_bytes),
         ("limits.max_header_bytes", c.limits.max_header_bytes),
         ("limits.max_connections", c.limits.max_connections),
@@ -176,18 +236,33 @@ fn semantic(c: &Config, at: &BTreeMap<String, usize>, problems: &mut Vec<Problem
     }
     if let Some(control) = &c.control {
         if control.approval_window_secs == 0 {
-            bad("control.approval_window_secs", "control.approval_window_secs must be greater than 0".into());
+            bad(
+                "control.approval_window_secs",
+                "control.approval_window_secs must be greater than 0".into(),
+            );
         }
         for (i, id) in control.identities.iter().enumerate() {
             let key = format!("control.identities.{i}");
             match (&id.fingerprint, &id.cn) {
                 (None, None) | (Some(_), Some(_)) => {
-                    bad(&key, format!("identity {:?} needs exactly one of fingerprint or cn", id.name));
+                    bad(
+                        &key,
+                        format!(
+                            "identity {:?} needs exactly one of fingerprint or cn",
+                            id.name
+                        ),
+                    );
                 }
                 (Some(fp), None) => {
                     let hex: String = fp.chars().filter(|c| *c != ':').collect();
                     if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-                        bad(&key, format!("identity {:?}: fingerprint must be a SHA-256 (64 hex digits, colons allowed)", id.name));
+                        bad(
+                            &key,
+                            format!(
+                                "identity {:?}: fingerprint must be a SHA-256 (64 hex digits, colons allowed)",
+                                id.name
+                            ),
+                        );
                     }
                 }
                 (None, Some(_)) => {}
@@ -213,8 +288,18 @@ impl Walker<'_> {
                 Some((_, kind)) => self.value(&full, value, *kind),
                 None => {
                     let known: Vec<&str> = schema.iter().map(|(k, _)| *k).collect();
-                    let where_ = if path.is_empty() { "at the top level".to_owned() } else { format!("in [{path}]") };
-                    self.problem(line, format!("unknown key {name:?} {where_}; known keys: {}", known.join(", ")));
+                    let where_ = if path.is_empty() {
+                        "at the top level".to_owned()
+                    } else {
+                        format!("in [{path}]")
+                    };
+                    self.problem(
+                        line,
+                        format!(
+                            "unknown key {name:?} {where_}; known keys: {}",
+                            known.join(", ")
+                        ),
+                    );
                 }
             }
         }
@@ -223,7 +308,11 @@ impl Walker<'_> {
             if *section == schema_path {
                 for req in *required {
                     if !table.iter().any(|(k, _)| k.get_ref().as_ref() == *req) {
-                        let what = if path.is_empty() { format!("section [{req}]") } else { format!("key {req:?} in [{path}]") };
+                        let what = if path.is_empty() {
+                            format!("section [{req}]")
+                        } else {
+                            format!("key {req:?} in [{path}]")
+                        };
                         self.problem(self.lines.line(start), format!("missing required {what}"));
                     }
                 }
@@ -237,7 +326,9 @@ impl Walker<'_> {
         let wrong = |want: &str| format!("{path} must be {want}, not a {}", v.type_str());
         match kind {
             Kind::Str | Kind::Path => match v.as_str() {
-                Some(s) if matches!(kind, Kind::Path) && s.is_empty() => self.problem(line, format!("{path} must not be empty")),
+                Some(s) if matches!(kind, Kind::Path) && s.is_empty() => {
+                    self.problem(line, format!("{path} must not be empty"))
+                }
                 Some(_) => {}
                 None => self.problem(line, wrong("a string")),
             },
@@ -246,7 +337,10 @@ impl Walker<'_> {
                     self.problem(line, wrong("true or false"));
                 }
             }
-            Kind::Int => match v.as_integer().map(|i| i.as_str().replace('_', "").parse::<u64>()) {
+            Kind::Int => match v
+                .as_integer()
+                .map(|i| i.as_str().replace('_', "").parse::<u64>())
+            {
                 Some(Ok(_)) => {}
                 _ => self.problem(line, wrong("a non-negative integer")),
             },
@@ -257,7 +351,10 @@ impl Walker<'_> {
             },
             Kind::OneOf(allowed) => match v.as_str() {
                 Some(s) if allowed.contains(&s) => {}
-                Some(s) => self.problem(line, format!("{path}: {s:?} is not one of {}", allowed.join(", "))),
+                Some(s) => self.problem(
+                    line,
+                    format!("{path}: {s:?} is not one of {}", allowed.join(", ")),
+                ),
                 None => self.problem(line, wrong(&format!("one of {}", allowed.join(", ")))),
             },
             Kind::Table(schema) => match v.as_table() {
@@ -285,16 +382,26 @@ impl Walker<'_> {
     }
 
     fn problem(&mut self, line: usize, message: String) {
-        self.problems.push(Problem { line: Some(line), message });
+        self.problems.push(Problem {
+            line: Some(line),
+            message,
+        });
     }
 }
 
 fn join(path: &str, key: &str) -> String {
-    if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") }
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
 }
 
 fn strip_indexes(path: &str) -> String {
-    path.split('.').filter(|p| !p.chars().all(|c| c.is_ascii_digit())).collect::<Vec<_>>().join(".")
+    path.split('.')
+        .filter(|p| !p.chars().all(|c| c.is_ascii_digit()))
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 fn first_line(msg: &str) -> String {

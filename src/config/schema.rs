@@ -24,6 +24,26 @@ pub struct Config {
     pub control: Option<ControlSection>,
     #[serde(default)]
     pub limits: Limits,
+    #[serde(default)]
+    pub hardening: HardeningSection,
+}
+
+/// Process hardening settings (see `hardening/README.md`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HardeningSection {
+    /// What to do when `mlockall` fails: stop start-up (`required`, the default) or log at WARN
+    /// and run with unlocked memory (`best-effort`).
+    #[serde(default)]
+    pub mlock: MlockPolicy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MlockPolicy {
+    #[default]
+    Required,
+    BestEffort,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -51,7 +51,10 @@ pub struct ControlServer {
 }
 
 /// Starts the control server if `[control]` is configured; `None` when it is not.
-pub async fn start(service: Service) -> Result<Option<ControlServer>, ControlError> {
+pub async fn start(
+    service: Service,
+    jobs: Option<crate::jobs::Jobs>,
+) -> Result<Option<ControlServer>, ControlError> {
     let Some(control) = service.config().control.clone() else {
         tracing::warn!("no [control] section: the control socket is disabled");
         return Ok(None);
@@ -63,7 +66,11 @@ pub async fn start(service: Service) -> Result<Option<ControlServer>, ControlErr
     let (stop, shutdown) = watch::channel(false);
     let max_connections = limits.max_connections.max(1);
     let shared = Arc::new(Shared {
-        ctx: Ctx { service, approvals },
+        ctx: Ctx {
+            service,
+            approvals,
+            jobs,
+        },
         acceptor: TlsAcceptor::from(tls),
         identities,
         connections: Arc::new(Semaphore::new(max_connections)),

@@ -464,10 +464,10 @@ async fn watch(ctx: &Ctx, id: &str) -> Result<(), CtlError> {
             progress.update(&state, num("done"), num("total"), step);
         }
         match state.as_str() {
-            "done" | "failed" | "cancelled" => {
+            "succeeded" | "done" | "failed" | "cancelled" => {
                 progress.finish();
                 ctx.show(&job);
-                return if state == "done" {
+                return if state == "succeeded" || state == "done" {
                     Ok(())
                 } else {
                     Err(CtlError::JobFailed(id.to_owned()))

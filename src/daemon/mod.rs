@@ -18,7 +18,11 @@ pub fn main() -> ExitCode {
     let args = Args::parse();
     match args.action.clone().unwrap_or(Action::Run) {
         Action::Version => {
-            println!("byokd {} (state format {})", env!("CARGO_PKG_VERSION"), crate::store::FORMAT_VERSION);
+            println!(
+                "byokd {} (state format {})",
+                env!("CARGO_PKG_VERSION"),
+                crate::store::FORMAT_VERSION
+            );
             ExitCode::SUCCESS
         }
         Action::CheckConfig => match crate::config::check_file(&args.config) {

@@ -24,7 +24,10 @@ pub enum DaemonError {
 /// Builds the runtime and runs the daemon; maps failure to a non-zero exit.
 pub fn run_blocking(args: &Args) -> ExitCode {
     init_tracing();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("byokd: cannot start the async runtime: {e}");
@@ -45,18 +48,60 @@ pub fn run_blocking(args: &Args) -> ExitCode {
 pub async fn run(args: &Args) -> Result<(), DaemonError> {
     let config = config::check_file(&args.config).map_err(|problems| DaemonError::Config {
         path: args.config.display().to_string(),
-        problems: problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"),
+        problems: problems
+            .iter()
+            .map(|p| format!("  {p}"))
+            .collect::<Vec<_>>()
+            .join("\n"),
     })?;
+    let hardening = crate::system::harden(&config, &args.config)
+        .map_err(|e| DaemonError::Startup(e.to_string()))?;
+    tracing::info!(mlock = ?hardening.mlock, "process hardened");
+    let notifier = std::sync::Arc::new(crate::system::Notifier::from_env());
     let mut signals = ShutdownSignals::install()?;
+    notifier.status("logging in to the HSM and loading state");
     let (service, _report) = start(config).await?;
-    let control = crate::control::start(service.clone()).await.map_err(|e| DaemonError::Startup(e.to_string()))?;
-    tracing::info!(designated = service.designated().await, "byokd ready");
+    let jobs = start_jobs(&service).await?;
+    let control = crate::control::start(service.clone(), Some(jobs.clone()))
+        .await
+        .map_err(|e| DaemonError::Startup(e.to_string()))?;
+    jobs.resume_unfinished().await;
+    let designated = service.designated().await;
+    tracing::info!(designated, "byokd ready");
+    notifier.ready(if designated {
+        "ready (designated device)"
+    } else {
+        "ready (not designated: cloud jobs refused)"
+    });
+    let _watchdog = notifier.start_watchdog();
     signals.wait().await;
+    notifier.stopping();
     if let Some(control) = control {
         control.shutdown(Duration::from_secs(5)).await;
     }
     tracing::info!("byokd stopping");
     Ok(())
+}
+
+/// The Azure layer (allowlist from the configured cloud and the vaults groups name) and the job
+/// runner.
+async fn start_jobs(service: &Service) -> Result<crate::jobs::Jobs, DaemonError> {
+    use crate::azure::{Allowlist, Azure, AzureMetrics};
+    let cfg = &service.config().azure;
+    let allowlist = Allowlist::new(cfg.cloud, service.vault_names().await)
+        .map_err(|e| DaemonError::Startup(format!("outbound allowlist: {e}")))?;
+    let azure = Azure::new(cfg, std::sync::Arc::new(allowlist), AzureMetrics::new())
+        .map_err(|e| DaemonError::Startup(format!("Azure client: {e}")))?;
+    match service.hsm().wrap_strategy() {
+        Some(strategy) => tracing::info!(strategy = ?strategy, "BYOK wrap strategy chosen"),
+        None => tracing::warn!(
+            "no BYOK wrap strategy is available on this token: pushes will fail until one is (see byokctl status)"
+        ),
+    }
+    Ok(crate::jobs::Jobs::new(
+        service.clone(),
+        std::sync::Arc::new(azure),
+    ))
 }
 
 /// Start-up up to a ready service: PIN, HSM login, state.
@@ -84,8 +129,10 @@ struct ShutdownSignals {
 impl ShutdownSignals {
     fn install() -> Result<Self, DaemonError> {
         use tokio::signal::unix::{SignalKind, signal};
-        let term = signal(SignalKind::terminate()).map_err(|e| DaemonError::Startup(format!("SIGTERM handler: {e}")))?;
-        let int = signal(SignalKind::interrupt()).map_err(|e| DaemonError::Startup(format!("SIGINT handler: {e}")))?;
+        let term = signal(SignalKind::terminate())
+            .map_err(|e| DaemonError::Startup(format!("SIGTERM handler: {e}")))?;
+        let int = signal(SignalKind::interrupt())
+            .map_err(|e| DaemonError::Startup(format!("SIGINT handler: {e}")))?;
         Ok(Self { term, int })
     }
 
@@ -100,5 +147,8 @@ impl ShutdownSignals {
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("BYOKD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

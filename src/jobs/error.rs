@@ -6,7 +6,9 @@ use crate::service::ServiceError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
-    #[error("this appliance is not the designated device, so it does not change the cloud; set `designated = true` (or `byokctl designated set true`) on the one appliance that should")]
+    #[error(
+        "this appliance is not the designated device, so it does not change the cloud; set `designated = true` (or `byokctl designated set true`) on the one appliance that should"
+    )]
     NotDesignated,
     #[error("{0}")]
     Invalid(String),

@@ -39,7 +39,13 @@ struct Inner {
 
 impl Jobs {
     pub fn new(service: Service, azure: Arc<Azure>) -> Self {
-        Self { inner: Arc::new(Inner { service, azure, vaults: Mutex::new(HashMap::new()) }) }
+        Self {
+            inner: Arc::new(Inner {
+                service,
+                azure,
+                vaults: Mutex::new(HashMap::new()),
+            }),
+        }
     }
 
     pub fn service(&self) -> &Service {
@@ -51,12 +57,22 @@ impl Jobs {
     }
 
     /// Submits "Synchronize HSM protected key(s)" for keys of one group; returns the job id.
-    pub async fn submit_sync(&self, group: &KeyName, keys: &[LocalKeyName], by: &str) -> Result<u64, JobError> {
+    pub async fn submit_sync(
+        &self,
+        group: &KeyName,
+        keys: &[LocalKeyName],
+        by: &str,
+    ) -> Result<u64, JobError> {
         self.require_designated().await?;
         if keys.is_empty() {
-            return Err(JobError::Invalid("name at least one key to synchronize".into()));
+            return Err(JobError::Invalid(
+                "name at least one key to synchronize".into(),
+            ));
         }
-        let id = self.service().create_job(JobKind::Sync, group, keys, by).await?;
+        let id = self
+            .service()
+            .create_job(JobKind::Sync, group, keys, by)
+            .await?;
         self.spawn(id);
         Ok(id)
     }
@@ -82,7 +98,9 @@ impl Jobs {
             Ok(m) => m,
             Err(poisoned) => poisoned.into_inner(),
         };
-        map.entry(vault.to_ascii_lowercase()).or_insert_with(|| Arc::new(Semaphore::new(PER_VAULT_JOBS))).clone()
+        map.entry(vault.to_ascii_lowercase())
+            .or_insert_with(|| Arc::new(Semaphore::new(PER_VAULT_JOBS)))
+            .clone()
     }
 
     fn spawn(&self, id: u64) {
@@ -99,7 +117,12 @@ impl Jobs {
         match job.kind {
             JobKind::Sync => push::run(self, id).await,
             other => {
-                push::fail(self, id, format!("{} is not available in this version", other.title())).await;
+                push::fail(
+                    self,
+                    id,
+                    format!("{} is not available in this version", other.title()),
+                )
+                .await;
                 Ok(())
             }
         }

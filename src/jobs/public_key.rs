@@ -14,11 +14,19 @@ pub fn fingerprint(spki_der: &[u8]) -> String {
 
 /// Whether the JWK's public key is the one in `spki_der`.
 pub fn jwk_matches_spki(jwk: &JsonWebKey, spki_der: &[u8]) -> bool {
-    let Ok(spki) = spki::SubjectPublicKeyInfoRef::try_from(spki_der) else { return false };
+    let Ok(spki) = spki::SubjectPublicKeyInfoRef::try_from(spki_der) else {
+        return false;
+    };
     let point = spki.subject_public_key.raw_bytes();
-    match (JsonWebKey::decode(jwk.n.as_deref()), JsonWebKey::decode(jwk.e.as_deref())) {
+    match (
+        JsonWebKey::decode(jwk.n.as_deref()),
+        JsonWebKey::decode(jwk.e.as_deref()),
+    ) {
         (Some(n), Some(e)) => rsa_matches(spki_der, &n, &e),
-        _ => match (JsonWebKey::decode(jwk.x.as_deref()), JsonWebKey::decode(jwk.y.as_deref())) {
+        _ => match (
+            JsonWebKey::decode(jwk.x.as_deref()),
+            JsonWebKey::decode(jwk.y.as_deref()),
+        ) {
             (Some(x), Some(y)) => {
                 let mut want = vec![0x04];
                 want.extend_from_slice(&x);
@@ -34,7 +42,9 @@ fn rsa_matches(spki_der: &[u8], n: &[u8], e: &[u8]) -> bool {
     use rsa::pkcs8::DecodePublicKey;
     use rsa::traits::PublicKeyParts;
     #[allow(deprecated)]
-    let Ok(key) = rsa::RsaPublicKey::from_public_key_der(spki_der) else { return false };
+    let Ok(key) = rsa::RsaPublicKey::from_public_key_der(spki_der) else {
+        return false;
+    };
     let strip = |b: &[u8]| -> Vec<u8> { b.iter().skip_while(|x| **x == 0).copied().collect() };
     strip(&key.n().to_be_bytes()) == strip(n) && strip(&key.e().to_be_bytes()) == strip(e)
 }

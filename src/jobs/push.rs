@@ -3,7 +3,7 @@
 //! restart resumes from the journal: a journalled KEK is found again or cleaned up, and an import
 //! whose answer was lost is found by its fingerprint tag instead of being repeated.
 
-use super::{JobError, Jobs, fingerprint, generator, jwk_matches_spki, key_hsm, FINGERPRINT_TAG};
+use super::{FINGERPRINT_TAG, JobError, Jobs, fingerprint, generator, jwk_matches_spki, key_hsm};
 use crate::azure::{AccessToken, AzureError, ImportRequest, Kek, KeyVaultError, RecoveryLevel};
 use crate::hsm::KekPublicKey;
 use crate::model::{Job, JobState, KekJournal, KeyGroup, KeyPushState, KeyType};
@@ -24,7 +24,10 @@ pub(super) async fn run(jobs: &Jobs, id: u64) -> Result<(), JobError> {
     }
     let group = svc.group_record(&job.group).await?;
     let slot = jobs.vault_slot(group.vault.as_str());
-    let _permit = slot.acquire_owned().await.map_err(|_| JobError::Failed("job runner is shutting down".into()))?;
+    let _permit = slot
+        .acquire_owned()
+        .await
+        .map_err(|_| JobError::Failed("job runner is shutting down".into()))?;
     if !svc.designated().await {
         fail(jobs, id, JobError::NotDesignated.to_string()).await;
         return Ok(());
@@ -75,18 +78,33 @@ pub(super) async fn fail(jobs: &Jobs, id: u64, reason: String) {
 }
 
 fn step(message: &str) -> crate::model::StepMessage {
-    crate::model::StepMessage { at: now_unix(), message: message.to_owned() }
+    crate::model::StepMessage {
+        at: now_unix(),
+        message: message.to_owned(),
+    }
 }
 
-async fn push(jobs: &Jobs, id: u64, group: &KeyGroup, token_out: &mut Option<AccessToken>) -> Result<(), JobError> {
+async fn push(
+    jobs: &Jobs,
+    id: u64,
+    group: &KeyGroup,
+    token_out: &mut Option<AccessToken>,
+) -> Result<(), JobError> {
     let svc = jobs.service();
     let job = svc.job(id).await?;
     let pending = pending_keys(jobs, &job, group).await?;
     if pending.is_empty() && job.kek.is_none() {
-        svc.job_step(id, "Nothing to push: every key already has its Azure version", Some(1000)).await?;
+        svc.job_step(
+            id,
+            "Nothing to push: every key already has its Azure version",
+            Some(1000),
+        )
+        .await?;
         return Ok(());
     }
-    jobs.azure().allowlist().set_vaults(svc.vault_names().await)?;
+    jobs.azure()
+        .allowlist()
+        .set_vaults(svc.vault_names().await)?;
     let token = sign_in(jobs, id, group).await?;
     *token_out = Some(token.clone());
     if pending.is_empty() {
@@ -94,18 +112,31 @@ async fn push(jobs: &Jobs, id: u64, group: &KeyGroup, token_out: &mut Option<Acc
     }
     let kek = ensure_kek(jobs, id, group, &token).await?;
     let report = svc.hsm().report();
-    let generator = generator(&report.manufacturer, &report.model, &report.firmware_version);
+    let generator = generator(
+        &report.manufacturer,
+        &report.model,
+        &report.firmware_version,
+    );
     let total = pending.len();
     for (n, key_name) in pending.into_iter().enumerate() {
         push_one(jobs, id, group, &token, &kek, &generator, &key_name).await?;
         let progress = 200 + (700 * (n + 1) / total) as u16;
-        svc.job_step(id, format!("{} of {total} key(s) pushed", n + 1), Some(progress)).await?;
+        svc.job_step(
+            id,
+            format!("{} of {total} key(s) pushed", n + 1),
+            Some(progress),
+        )
+        .await?;
     }
     Ok(())
 }
 
 /// Keys of the job that still need an import. Keys pushed earlier are reported, not repeated.
-async fn pending_keys(jobs: &Jobs, job: &Job, group: &KeyGroup) -> Result<Vec<crate::model::LocalKeyName>, JobError> {
+async fn pending_keys(
+    jobs: &Jobs,
+    job: &Job,
+    group: &KeyGroup,
+) -> Result<Vec<crate::model::LocalKeyName>, JobError> {
     let svc = jobs.service();
     let mut pending = Vec::new();
     for push in &job.keys {
@@ -118,9 +149,14 @@ async fn pending_keys(jobs: &Jobs, job: &Job, group: &KeyGroup) -> Result<Vec<cr
                 let version = version.clone();
                 svc.journal(job.id, |j| {
                     for p in j.keys.iter_mut().filter(|p| p.key == push.key) {
-                        p.state = KeyPushState::Imported { version: version.clone() };
+                        p.state = KeyPushState::Imported {
+                            version: version.clone(),
+                        };
                     }
-                    j.steps.push(step(&format!("Key {} is already pushed as version {version}; nothing to do", push.key)));
+                    j.steps.push(step(&format!(
+                        "Key {} is already pushed as version {version}; nothing to do",
+                        push.key
+                    )));
                 })
                 .await?;
             }
@@ -133,17 +169,32 @@ async fn pending_keys(jobs: &Jobs, job: &Job, group: &KeyGroup) -> Result<Vec<cr
 async fn sign_in(jobs: &Jobs, id: u64, group: &KeyGroup) -> Result<AccessToken, JobError> {
     let svc = jobs.service();
     let cred = svc.credential(&group.credential).await?;
-    svc.job_step(id, format!("Requesting an Entra ID token for credential {}", cred.name), Some(50)).await?;
+    svc.job_step(
+        id,
+        format!("Requesting an Entra ID token for credential {}", cred.name),
+        Some(50),
+    )
+    .await?;
     let secret = svc.unseal_credential(&group.credential).await?;
-    let token = jobs.azure().entra().token(&cred.name, &cred.tenant_id, &cred.client_id, &secret).await;
+    let token = jobs
+        .azure()
+        .entra()
+        .token(&cred.name, &cred.tenant_id, &cred.client_id, &secret)
+        .await;
     drop(secret);
     let token = token?;
-    svc.job_step(id, "Entra ID token acquired", Some(100)).await?;
+    svc.job_step(id, "Entra ID token acquired", Some(100))
+        .await?;
     Ok(token)
 }
 
 /// Finds the job's KEK again, or creates it with its name journalled first.
-async fn ensure_kek(jobs: &Jobs, id: u64, group: &KeyGroup, token: &AccessToken) -> Result<Kek, JobError> {
+async fn ensure_kek(
+    jobs: &Jobs,
+    id: u64,
+    group: &KeyGroup,
+    token: &AccessToken,
+) -> Result<Kek, JobError> {
     let svc = jobs.service();
     let kv = jobs.azure().keyvault();
     let vault = group.vault.as_str();
@@ -159,7 +210,10 @@ async fn ensure_kek(jobs: &Jobs, id: u64, group: &KeyGroup, token: &AccessToken)
                         if let Some(kj) = j.kek.as_mut() {
                             kj.kid = Some(kek.kid.clone());
                         }
-                        j.steps.push(step(&format!("Found this job's key exchange key {} from before the restart", kek.kid)));
+                        j.steps.push(step(&format!(
+                            "Found this job's key exchange key {} from before the restart",
+                            kek.kid
+                        )));
                     })
                     .await?;
                     return Ok(kek);
@@ -170,17 +224,29 @@ async fn ensure_kek(jobs: &Jobs, id: u64, group: &KeyGroup, token: &AccessToken)
         }
     }
     svc.journal(id, |j| {
-        j.kek = Some(KekJournal { vault: group.vault.clone(), name: name.clone(), kid: None, deleted: false, purged: None });
-        j.steps.push(step(&format!("Creating key exchange key {name} (RSA-HSM {kek_bits}) in vault {vault}")));
+        j.kek = Some(KekJournal {
+            vault: group.vault.clone(),
+            name: name.clone(),
+            kid: None,
+            deleted: false,
+            purged: None,
+        });
+        j.steps.push(step(&format!(
+            "Creating key exchange key {name} (RSA-HSM {kek_bits}) in vault {vault}"
+        )));
     })
     .await?;
-    let created = kv.create_kek(token, vault, &name, kek_bits, now_unix() + KEK_LIFETIME_SECS).await;
-    let kek = match created {
+    let exp = now_unix() + KEK_LIFETIME_SECS;
+    let kek = match kv.create_kek(token, vault, &name, kek_bits, exp).await {
         Ok(kek) => kek,
-        Err(AzureError::ResponseLost { .. }) => {
-            let bundle = kv.get_key(token, vault, &name, None).await?;
-            kek_from_bundle(vault, &bundle)?
-        }
+        // The answer was lost: look before creating again.
+        Err(AzureError::ResponseLost { .. }) => match kv.get_key(token, vault, &name, None).await {
+            Ok(bundle) => kek_from_bundle(vault, &bundle)?,
+            Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {
+                kv.create_kek(token, vault, &name, kek_bits, exp).await?
+            }
+            Err(e) => return Err(e.into()),
+        },
         Err(e) => return Err(e.into()),
     };
     svc.journal(id, |j| {
@@ -188,7 +254,8 @@ async fn ensure_kek(jobs: &Jobs, id: u64, group: &KeyGroup, token: &AccessToken)
             kj.kid = Some(kek.kid.clone());
         }
         j.progress = j.progress.max(200);
-        j.steps.push(step(&format!("Key exchange key created: {}", kek.kid)));
+        j.steps
+            .push(step(&format!("Key exchange key created: {}", kek.kid)));
     })
     .await?;
     tracing::info!(job = id, vault, kid = %kek.kid, step = "kek-created", "key exchange key created");
@@ -197,9 +264,17 @@ async fn ensure_kek(jobs: &Jobs, id: u64, group: &KeyGroup, token: &AccessToken)
 
 fn kek_from_bundle(vault: &str, bundle: &crate::azure::KeyBundle) -> Result<Kek, JobError> {
     let strip = |b: Vec<u8>| -> Vec<u8> { b.into_iter().skip_while(|x| *x == 0).collect() };
-    let bad = |what: &str| JobError::Failed(format!("the key exchange key in vault {vault} has no {what}"));
-    let n = crate::azure::JsonWebKey::decode(bundle.key.n.as_deref()).map(strip).ok_or_else(|| bad("modulus"))?;
-    let e = crate::azure::JsonWebKey::decode(bundle.key.e.as_deref()).map(strip).ok_or_else(|| bad("exponent"))?;
+    let bad = |what: &str| {
+        JobError::Failed(format!(
+            "the key exchange key in vault {vault} has no {what}"
+        ))
+    };
+    let n = crate::azure::JsonWebKey::decode(bundle.key.n.as_deref())
+        .map(strip)
+        .ok_or_else(|| bad("modulus"))?;
+    let e = crate::azure::JsonWebKey::decode(bundle.key.e.as_deref())
+        .map(strip)
+        .ok_or_else(|| bad("exponent"))?;
     Ok(Kek {
         kid: bundle.kid().to_owned(),
         version: bundle.version().to_owned(),
@@ -226,23 +301,47 @@ async fn push_one(
     let spki = svc.hsm().public_key(key.hsm_id).await?.spki_der;
     let fp = fingerprint(&spki);
 
-    let sent_before = svc.job(id).await?.keys.iter().any(|p| &p.key == key_name && matches!(p.state, KeyPushState::ImportSent { .. }));
+    let sent_before = svc
+        .job(id)
+        .await?
+        .keys
+        .iter()
+        .any(|p| &p.key == key_name && matches!(p.state, KeyPushState::ImportSent { .. }));
     if sent_before {
         if let Some(version) = find_by_fingerprint(jobs, token, group, &fp).await? {
             svc.record_push(id, &group.name, key_name, &version).await?;
-            svc.job_step(id, format!("Key {key_name} was imported before the restart as version {version}"), None).await?;
+            svc.job_step(
+                id,
+                format!("Key {key_name} was imported before the restart as version {version}"),
+                None,
+            )
+            .await?;
             return Ok(());
         }
     }
 
-    let ciphertext = svc.hsm().wrap_for_transfer(key.hsm_id, &KekPublicKey { n: kek.n.clone(), e: kek.e.clone() }).await?;
-    let blob = key_hsm(&kek.kid, &ciphertext, generator).map_err(|e| JobError::Failed(format!("cannot encode the transfer blob: {e}")))?;
+    let ciphertext = svc
+        .hsm()
+        .wrap_for_transfer(
+            key.hsm_id,
+            &KekPublicKey {
+                n: kek.n.clone(),
+                e: kek.e.clone(),
+            },
+        )
+        .await?;
+    let blob = key_hsm(&kek.kid, &ciphertext, generator)
+        .map_err(|e| JobError::Failed(format!("cannot encode the transfer blob: {e}")))?;
     let request = import_request(group, &key, blob, &fp);
     svc.journal(id, |j| {
         for p in j.keys.iter_mut().filter(|p| &p.key == key_name) {
-            p.state = KeyPushState::ImportSent { fingerprint: fp.clone() };
+            p.state = KeyPushState::ImportSent {
+                fingerprint: fp.clone(),
+            };
         }
-        j.steps.push(step(&format!("Importing key {key_name} into {vault}/{azure_name}")));
+        j.steps.push(step(&format!(
+            "Importing key {key_name} into {vault}/{azure_name}"
+        )));
     })
     .await?;
     let bundle = match kv.import_key(token, vault, azure_name, &request).await {
@@ -253,7 +352,12 @@ async fn push_one(
                 svc.job_step(id, format!("The import answer was lost; found key {key_name} as version {version} by its fingerprint"), None).await?;
                 return Ok(());
             }
-            svc.job_step(id, "The import answer was lost and Azure has no such version; importing again", None).await?;
+            svc.job_step(
+                id,
+                "The import answer was lost and Azure has no such version; importing again",
+                None,
+            )
+            .await?;
             kv.import_key(token, vault, azure_name, &request).await?
         }
         Err(e) => return Err(e.into()),
@@ -266,15 +370,26 @@ async fn push_one(
     }
     let version = bundle.version().to_owned();
     svc.record_push(id, &group.name, key_name, &version).await?;
-    svc.job_step(id, format!("Key {key_name} imported as version {version}"), None).await?;
+    svc.job_step(
+        id,
+        format!("Key {key_name} imported as version {version}"),
+        None,
+    )
+    .await?;
     tracing::info!(job = id, group = %group.name, key = %key_name, vault, kid = bundle.kid(), step = "imported", "key imported");
     Ok(())
 }
 
-fn import_request(group: &KeyGroup, key: &crate::model::Key, key_hsm: String, fp: &str) -> ImportRequest {
+fn import_request(
+    group: &KeyGroup,
+    key: &crate::model::Key,
+    key_hsm: String,
+    fp: &str,
+) -> ImportRequest {
     let now = now_unix();
     let exp = group.rotation.enabled.then(|| {
-        let now_t = time::OffsetDateTime::from_unix_timestamp(now).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        let now_t = time::OffsetDateTime::from_unix_timestamp(now)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
         group.rotation.expiry_from(now_t).unix_timestamp()
     });
     let tags = BTreeMap::from([
@@ -288,7 +403,11 @@ fn import_request(group: &KeyGroup, key: &crate::model::Key, key_hsm: String, fp
             KeyType::Ec(c) => Some(c.azure_name().to_owned()),
             KeyType::Rsa { .. } => None,
         },
-        key_ops: group.key_ops.iter().map(|o| o.azure_name().to_owned()).collect(),
+        key_ops: group
+            .key_ops
+            .iter()
+            .map(|o| o.azure_name().to_owned())
+            .collect(),
         key_hsm,
         enabled: true,
         nbf: Some(now),
@@ -298,12 +417,25 @@ fn import_request(group: &KeyGroup, key: &crate::model::Key, key_hsm: String, fp
 }
 
 /// The version of the group's Azure key that carries this fingerprint tag, if any.
-async fn find_by_fingerprint(jobs: &Jobs, token: &AccessToken, group: &KeyGroup, fp: &str) -> Result<Option<String>, JobError> {
+async fn find_by_fingerprint(
+    jobs: &Jobs,
+    token: &AccessToken,
+    group: &KeyGroup,
+    fp: &str,
+) -> Result<Option<String>, JobError> {
     let kv = jobs.azure().keyvault();
-    match kv.list_versions(token, group.vault.as_str(), group.name.as_str()).await {
+    match kv
+        .list_versions(token, group.vault.as_str(), group.name.as_str())
+        .await
+    {
         Ok(items) => Ok(items
             .iter()
-            .find(|i| i.tags.as_ref().and_then(|t| t.get(FINGERPRINT_TAG)).is_some_and(|v| v == fp))
+            .find(|i| {
+                i.tags
+                    .as_ref()
+                    .and_then(|t| t.get(FINGERPRINT_TAG))
+                    .is_some_and(|v| v == fp)
+            })
             .map(|i| i.version().to_owned())),
         Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => Ok(None),
         Err(e) => Err(e.into()),
@@ -314,7 +446,9 @@ async fn find_by_fingerprint(jobs: &Jobs, token: &AccessToken, group: &KeyGroup,
 async fn cleanup_kek(jobs: &Jobs, id: u64, token: &AccessToken) -> Result<(), JobError> {
     let svc = jobs.service();
     let kv = jobs.azure().keyvault();
-    let Some(kek) = svc.job(id).await?.kek else { return Ok(()) };
+    let Some(kek) = svc.job(id).await?.kek else {
+        return Ok(());
+    };
     if kek.purged.is_some() {
         return Ok(());
     }
@@ -330,15 +464,23 @@ async fn cleanup_kek(jobs: &Jobs, id: u64, token: &AccessToken) -> Result<(), Jo
             if let Some(k) = j.kek.as_mut() {
                 k.deleted = true;
             }
-            j.steps.push(step(&format!("Key exchange key {} deleted", kek.name)));
+            j.steps
+                .push(step(&format!("Key exchange key {} deleted", kek.name)));
         })
         .await?;
         tracing::info!(job = id, vault, kek = %kek.name, step = "kek-deleted", "key exchange key deleted");
     }
     let deleted = wait_deleted_visible(jobs, token, vault, &kek.name, level.as_ref()).await?;
-    let level = level.or_else(|| deleted.as_ref().and_then(|d| d.bundle.attributes.recovery_level.clone()));
+    let level = level.or_else(|| {
+        deleted
+            .as_ref()
+            .and_then(|d| d.bundle.attributes.recovery_level.clone())
+    });
     let (purged, message) = match (&deleted, &level) {
-        (None, _) | (_, Some(RecoveryLevel::Purgeable)) => (false, "The vault has no soft-delete: the key exchange key is gone for good".to_owned()),
+        (None, _) | (_, Some(RecoveryLevel::Purgeable)) => (
+            false,
+            "The vault has no soft-delete: the key exchange key is gone for good".to_owned(),
+        ),
         (Some(_), Some(l)) if l.purge_allowed() => {
             purge_with_retry(jobs, token, vault, &kek.name).await?;
             (true, format!("Key exchange key {} purged", kek.name))
@@ -348,8 +490,12 @@ async fn cleanup_kek(jobs: &Jobs, id: u64, token: &AccessToken) -> Result<(), Jo
             format!(
                 "Key exchange key {} not purged: the vault's recovery level is {} (purge protection); Azure purges it on {}",
                 kek.name,
-                l.as_ref().map(|l| l.as_str().to_owned()).unwrap_or_else(|| "unknown".into()),
-                d.scheduled_purge_date.map(|t| t.to_string()).unwrap_or_else(|| "its scheduled purge date".into())
+                l.as_ref()
+                    .map(|l| l.as_str().to_owned())
+                    .unwrap_or_else(|| "unknown".into()),
+                d.scheduled_purge_date
+                    .map(|t| t.to_string())
+                    .unwrap_or_else(|| "its scheduled purge date".into())
             ),
         ),
     };
@@ -397,7 +543,12 @@ async fn wait_deleted_visible(
     }
 }
 
-async fn purge_with_retry(jobs: &Jobs, token: &AccessToken, vault: &str, name: &str) -> Result<(), JobError> {
+async fn purge_with_retry(
+    jobs: &Jobs,
+    token: &AccessToken,
+    vault: &str,
+    name: &str,
+) -> Result<(), JobError> {
     let kv = jobs.azure().keyvault();
     let mut wait = Duration::from_millis(250);
     for _ in 0..12 {
@@ -410,5 +561,7 @@ async fn purge_with_retry(jobs: &Jobs, token: &AccessToken, vault: &str, name: &
             Err(e) => return Err(e.into()),
         }
     }
-    Err(JobError::Failed(format!("key exchange key {name} in {vault} is still being deleted; purge it later")))
+    Err(JobError::Failed(format!(
+        "key exchange key {name} in {vault} is still being deleted; purge it later"
+    )))
 }

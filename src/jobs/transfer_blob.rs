@@ -24,14 +24,28 @@ struct Blob<'a> {
 
 /// `generator`: byokd's version and the token's manufacturer, model and firmware.
 pub fn generator(manufacturer: &str, model: &str, firmware: &str) -> String {
-    format!("byokd {}; {} {} firmware {}", env!("CARGO_PKG_VERSION"), manufacturer.trim(), model.trim(), firmware.trim())
+    format!(
+        "byokd {}; {} {} firmware {}",
+        env!("CARGO_PKG_VERSION"),
+        manufacturer.trim(),
+        model.trim(),
+        firmware.trim()
+    )
 }
 
 /// The `key_hsm` value: base64url (no padding) of the blob JSON.
-pub fn key_hsm(kek_kid: &str, ciphertext: &[u8], generator: &str) -> Result<String, serde_json::Error> {
+pub fn key_hsm(
+    kek_kid: &str,
+    ciphertext: &[u8],
+    generator: &str,
+) -> Result<String, serde_json::Error> {
     let blob = Blob {
         schema_version: "1.0.0",
-        header: Header { kid: kek_kid, alg: "dir", enc: "CKM_RSA_AES_KEY_WRAP" },
+        header: Header {
+            kid: kek_kid,
+            alg: "dir",
+            enc: "CKM_RSA_AES_KEY_WRAP",
+        },
         ciphertext: URL_SAFE_NO_PAD.encode(ciphertext),
         generator,
     };
@@ -44,10 +58,19 @@ mod tests {
 
     #[test]
     fn blob_has_the_documented_shape() {
-        let encoded = key_hsm("https://v.vault.azure.net/keys/kek/0123", &[1, 2, 3, 255], "byokd 0.1.0; SoftHSM x").unwrap();
-        let json: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(encoded).unwrap()).unwrap();
+        let encoded = key_hsm(
+            "https://v.vault.azure.net/keys/kek/0123",
+            &[1, 2, 3, 255],
+            "byokd 0.1.0; SoftHSM x",
+        )
+        .unwrap();
+        let json: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(encoded).unwrap()).unwrap();
         assert_eq!(json["schema_version"], "1.0.0");
-        assert_eq!(json["header"]["kid"], "https://v.vault.azure.net/keys/kek/0123");
+        assert_eq!(
+            json["header"]["kid"],
+            "https://v.vault.azure.net/keys/kek/0123"
+        );
         assert_eq!(json["header"]["alg"], "dir");
         assert_eq!(json["header"]["enc"], "CKM_RSA_AES_KEY_WRAP");
         assert_eq!(json["ciphertext"], "AQID_w");

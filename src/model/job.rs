@@ -97,9 +97,15 @@ pub struct KekJournal {
 pub enum KeyPushState {
     NotStarted,
     /// The import request may have been sent; find it by its fingerprint tag before retrying.
-    ImportSent { fingerprint: String },
-    Imported { version: String },
-    Failed { reason: String },
+    ImportSent {
+        fingerprint: String,
+    },
+    Imported {
+        version: String,
+    },
+    Failed {
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

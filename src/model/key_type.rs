@@ -24,7 +24,10 @@ impl RsaExponent {
         match v {
             65537 => Ok(Self::F4),
             3 => Ok(Self::Three),
-            other => Err(ModelError::new("exponent", format!("{other} is not allowed; use 65537 (default) or 3"))),
+            other => Err(ModelError::new(
+                "exponent",
+                format!("{other} is not allowed; use 65537 (default) or 3"),
+            )),
         }
     }
 
@@ -105,7 +108,10 @@ impl KeyType {
         if Self::RSA_SIZES.contains(&bits) {
             Ok(Self::Rsa { bits, exponent })
         } else {
-            Err(ModelError::new("key_type", format!("RSA size {bits} is not allowed; use 2048, 3072 or 4096")))
+            Err(ModelError::new(
+                "key_type",
+                format!("RSA size {bits} is not allowed; use 2048, 3072 or 4096"),
+            ))
         }
     }
 
@@ -113,14 +119,23 @@ impl KeyType {
     /// `EC-P384`, `EC-P521`, `EC-P256K` (Azure's curve names `P-256` etc. are accepted too).
     pub fn parse(s: &str, exponent: RsaExponent) -> Result<Self, ModelError> {
         let upper = s.trim().to_ascii_uppercase();
-        if let Some(bits) = upper.strip_prefix("RSA-").or_else(|| upper.strip_prefix("RSA")) {
+        if let Some(bits) = upper
+            .strip_prefix("RSA-")
+            .or_else(|| upper.strip_prefix("RSA"))
+        {
             let bits: u32 = bits.parse().map_err(|_| {
-                ModelError::new("key_type", format!("{s:?}: use RSA-2048, RSA-3072 or RSA-4096"))
+                ModelError::new(
+                    "key_type",
+                    format!("{s:?}: use RSA-2048, RSA-3072 or RSA-4096"),
+                )
             })?;
             return Self::rsa(bits, exponent);
         }
         if exponent != RsaExponent::F4 {
-            return Err(ModelError::new("exponent", "an exponent applies to RSA keys only"));
+            return Err(ModelError::new(
+                "exponent",
+                "an exponent applies to RSA keys only",
+            ));
         }
         let curve = upper.strip_prefix("EC-").unwrap_or(&upper).replace('-', "");
         let curve = match curve.as_str() {
@@ -131,7 +146,9 @@ impl KeyType {
             _ => {
                 return Err(ModelError::new(
                     "key_type",
-                    format!("{s:?} is not supported; use RSA-2048, RSA-3072, RSA-4096, EC-P256, EC-P384, EC-P521 or EC-P256K"),
+                    format!(
+                        "{s:?} is not supported; use RSA-2048, RSA-3072, RSA-4096, EC-P256, EC-P384, EC-P521 or EC-P256K"
+                    ),
                 ));
             }
         };
@@ -165,7 +182,14 @@ impl KeyType {
     /// The usages a group gets when none are given.
     pub fn default_ops(self) -> Vec<KeyOp> {
         match self {
-            Self::Rsa { .. } => vec![KeyOp::Encrypt, KeyOp::Decrypt, KeyOp::Sign, KeyOp::Verify, KeyOp::WrapKey, KeyOp::UnwrapKey],
+            Self::Rsa { .. } => vec![
+                KeyOp::Encrypt,
+                KeyOp::Decrypt,
+                KeyOp::Sign,
+                KeyOp::Verify,
+                KeyOp::WrapKey,
+                KeyOp::UnwrapKey,
+            ],
             Self::Ec(_) => vec![KeyOp::Sign, KeyOp::Verify],
         }
     }
@@ -214,7 +238,9 @@ impl KeyOp {
             "unwrapKey" => Ok(Self::UnwrapKey),
             other => Err(ModelError::new(
                 "key_ops",
-                format!("{other:?} is not a key usage; use encrypt, decrypt, sign, verify, wrapKey or unwrapKey"),
+                format!(
+                    "{other:?} is not a key usage; use encrypt, decrypt, sign, verify, wrapKey or unwrapKey"
+                ),
             )),
         }
     }
@@ -222,17 +248,26 @@ impl KeyOp {
     /// Checks a usage list for a key type: not empty, no duplicates, allowed for the type.
     pub fn validate_for(ops: &[KeyOp], key_type: KeyType) -> Result<(), ModelError> {
         if ops.is_empty() {
-            return Err(ModelError::new("key_ops", "at least one key usage is required"));
+            return Err(ModelError::new(
+                "key_ops",
+                "at least one key usage is required",
+            ));
         }
         let mut seen = std::collections::BTreeSet::new();
         for op in ops {
             if !seen.insert(*op) {
-                return Err(ModelError::new("key_ops", format!("{} is listed twice", op.azure_name())));
+                return Err(ModelError::new(
+                    "key_ops",
+                    format!("{} is listed twice", op.azure_name()),
+                ));
             }
             if !key_type.allows(*op) {
                 return Err(ModelError::new(
                     "key_ops",
-                    format!("{} is not allowed for {key_type}: EC keys allow only sign and verify", op.azure_name()),
+                    format!(
+                        "{} is not allowed for {key_type}: EC keys allow only sign and verify",
+                        op.azure_name()
+                    ),
                 ));
             }
         }
@@ -255,10 +290,17 @@ mod tests {
             ("EC-P521", "EC-P521"),
             ("EC-P256K", "EC-P256K"),
         ] {
-            assert_eq!(KeyType::parse(s, RsaExponent::F4).unwrap().to_string(), want);
+            assert_eq!(
+                KeyType::parse(s, RsaExponent::F4).unwrap().to_string(),
+                want
+            );
         }
         for bad in ["RSA-1024", "RSA-8192", "RSA-abc", "EC-P224", "ED25519", ""] {
-            assert_eq!(KeyType::parse(bad, RsaExponent::F4).unwrap_err().field, "key_type", "{bad}");
+            assert_eq!(
+                KeyType::parse(bad, RsaExponent::F4).unwrap_err().field,
+                "key_type",
+                "{bad}"
+            );
         }
         assert!(RsaExponent::from_value(17).is_err());
         assert!(KeyType::parse("EC-P256", RsaExponent::Three).is_err());

@@ -80,7 +80,8 @@ validated_name!(
 );
 
 fn check_key_name(s: &str) -> Result<(), String> {
-    let ok = (1..=127).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    let ok =
+        (1..=127).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
     ok.then_some(())
         .ok_or_else(|| format!("{s:?} must be 1-127 characters of 0-9, a-z, A-Z and '-'"))
 }
@@ -89,7 +90,9 @@ fn check_vault_name(s: &str) -> Result<(), String> {
     let rule = "must be 3-24 letters, digits and hyphens, start with a letter, not end with a hyphen, and not contain '--'";
     let bytes = s.as_bytes();
     let ok = (3..=24).contains(&bytes.len())
-        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
         && bytes.first().is_some_and(u8::is_ascii_alphabetic)
         && !s.ends_with('-')
         && !s.contains("--");
@@ -111,7 +114,8 @@ fn check_guid(s: &str) -> Result<(), String> {
 fn check_simple_name(s: &str) -> Result<(), String> {
     let ok = (1..=64).contains(&s.len())
         && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
     ok.then_some(()).ok_or_else(|| {
         format!("{s:?} must be 1-64 characters of 0-9, a-z, A-Z, '.', '_' and '-', starting with a letter or digit")
     })
@@ -151,8 +155,19 @@ mod tests {
         for good in ["abc", "contoso-hsm-01", "A23456789012345678901234"] {
             assert!(VaultName::try_from(good).is_ok(), "{good}");
         }
-        for bad in ["ab", "1vault", "vault-", "va--ult", "vault_1", "a2345678901234567890123456"] {
-            assert_eq!(VaultName::try_from(bad).unwrap_err().field, "vault", "{bad}");
+        for bad in [
+            "ab",
+            "1vault",
+            "vault-",
+            "va--ult",
+            "vault_1",
+            "a2345678901234567890123456",
+        ] {
+            assert_eq!(
+                VaultName::try_from(bad).unwrap_err().field,
+                "vault",
+                "{bad}"
+            );
         }
     }
 
@@ -160,7 +175,12 @@ mod tests {
     fn guids_are_validated_and_lowercased() {
         let g = Guid::parse("72F988BF-86F1-41AF-91AB-2D7CD011DB47").unwrap();
         assert_eq!(g.as_str(), "72f988bf-86f1-41af-91ab-2d7cd011db47");
-        for bad in ["", "72f988bf86f141af91ab2d7cd011db47", "72f988bf-86f1-41af-91ab-2d7cd011db4g", "{72f988bf-86f1-41af-91ab-2d7cd011db47}"] {
+        for bad in [
+            "",
+            "72f988bf86f141af91ab2d7cd011db47",
+            "72f988bf-86f1-41af-91ab-2d7cd011db4g",
+            "{72f988bf-86f1-41af-91ab-2d7cd011db47}",
+        ] {
             assert!(Guid::parse(bad).is_err(), "{bad}");
         }
     }

@@ -33,7 +33,10 @@ impl RotationPolicy {
             ("keep_valid_months", self.keep_valid_months),
         ] {
             if !(1..=Self::MAX_MONTHS).contains(&v) {
-                return Err(ModelError::new(field, format!("{v} must be between 1 and {}", Self::MAX_MONTHS)));
+                return Err(ModelError::new(
+                    field,
+                    format!("{v} must be between 1 and {}", Self::MAX_MONTHS),
+                ));
             }
         }
         Ok(())
@@ -41,7 +44,8 @@ impl RotationPolicy {
 
     /// When the next rotation is due, given the last one (or the group's creation time).
     pub fn next_due(&self, last: OffsetDateTime) -> Option<OffsetDateTime> {
-        self.enabled.then(|| add_months(last, self.rotate_every_months))
+        self.enabled
+            .then(|| add_months(last, self.rotate_every_months))
     }
 
     /// The `exp` to set on a version pushed at `now`.
@@ -73,12 +77,30 @@ mod tests {
 
     #[test]
     fn month_arithmetic_clamps_to_month_end() {
-        assert_eq!(add_months(datetime!(2026-01-31 10:00 UTC), 1), datetime!(2026-02-28 10:00 UTC));
-        assert_eq!(add_months(datetime!(2028-01-31 10:00 UTC), 1), datetime!(2028-02-29 10:00 UTC));
-        assert_eq!(add_months(datetime!(2026-08-31 00:00 UTC), 1), datetime!(2026-09-30 00:00 UTC));
-        assert_eq!(add_months(datetime!(2026-11-15 23:59 UTC), 2), datetime!(2027-01-15 23:59 UTC));
-        assert_eq!(add_months(datetime!(2024-02-29 12:00 UTC), 12), datetime!(2025-02-28 12:00 UTC));
-        assert_eq!(add_months(datetime!(2024-02-29 12:00 UTC), 48), datetime!(2028-02-29 12:00 UTC));
+        assert_eq!(
+            add_months(datetime!(2026-01-31 10:00 UTC), 1),
+            datetime!(2026-02-28 10:00 UTC)
+        );
+        assert_eq!(
+            add_months(datetime!(2028-01-31 10:00 UTC), 1),
+            datetime!(2028-02-29 10:00 UTC)
+        );
+        assert_eq!(
+            add_months(datetime!(2026-08-31 00:00 UTC), 1),
+            datetime!(2026-09-30 00:00 UTC)
+        );
+        assert_eq!(
+            add_months(datetime!(2026-11-15 23:59 UTC), 2),
+            datetime!(2027-01-15 23:59 UTC)
+        );
+        assert_eq!(
+            add_months(datetime!(2024-02-29 12:00 UTC), 12),
+            datetime!(2025-02-28 12:00 UTC)
+        );
+        assert_eq!(
+            add_months(datetime!(2024-02-29 12:00 UTC), 48),
+            datetime!(2028-02-29 12:00 UTC)
+        );
     }
 
     #[test]

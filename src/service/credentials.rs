@@ -30,21 +30,35 @@ pub struct CredentialView {
 }
 
 impl Service {
-    pub async fn add_credential(&self, new: NewCredential, by: &str) -> Result<CredentialView, ServiceError> {
+    pub async fn add_credential(
+        &self,
+        new: NewCredential,
+        by: &str,
+    ) -> Result<CredentialView, ServiceError> {
         if new.secret.is_empty() {
-            return Err(crate::model::ModelError::new("secret", "the client secret is empty").into());
+            return Err(
+                crate::model::ModelError::new("secret", "the client secret is empty").into(),
+            );
         }
         let limit = self.config().limits.max_credentials;
         {
             let data = self.inner.data.lock().await;
             if data.state.credentials.contains_key(&new.name) {
-                return Err(ServiceError::Conflict(format!("credential {:?} already exists", new.name.as_str())));
+                return Err(ServiceError::Conflict(format!(
+                    "credential {:?} already exists",
+                    new.name.as_str()
+                )));
             }
             if data.state.credentials.len() >= limit {
-                return Err(ServiceError::Limit(format!("at most {limit} credentials (limits.max_credentials)")));
+                return Err(ServiceError::Limit(format!(
+                    "at most {limit} credentials (limits.max_credentials)"
+                )));
             }
         }
-        let sealed = self.hsm().seal(new.name.as_str().as_bytes(), &new.secret).await?;
+        let sealed = self
+            .hsm()
+            .seal(new.name.as_str().as_bytes(), &new.secret)
+            .await?;
         let fingerprint = secret_fingerprint(&new.name, new.secret.expose_secret());
         drop(new.secret);
         let credential = Credential {
@@ -58,7 +72,10 @@ impl Service {
         };
         let mut data = self.inner.data.lock().await;
         if data.state.credentials.contains_key(&new.name) {
-            return Err(ServiceError::Conflict(format!("credential {:?} already exists", new.name.as_str())));
+            return Err(ServiceError::Conflict(format!(
+                "credential {:?} already exists",
+                new.name.as_str()
+            )));
         }
         data.state.credentials.insert(new.name.clone(), credential);
         if let Err(e) = data.commit() {
@@ -71,7 +88,11 @@ impl Service {
 
     pub async fn list_credentials(&self) -> Vec<CredentialView> {
         let data = self.inner.data.lock().await;
-        data.state.credentials.keys().filter_map(|n| view(&data.state, n).ok()).collect()
+        data.state
+            .credentials
+            .keys()
+            .filter_map(|n| view(&data.state, n).ok())
+            .collect()
     }
 
     pub async fn credential(&self, name: &CredentialName) -> Result<CredentialView, ServiceError> {
@@ -79,9 +100,18 @@ impl Service {
         view(&data.state, name)
     }
 
-    pub async fn set_credential_expiry(&self, name: &CredentialName, expires: Option<i64>, by: &str) -> Result<CredentialView, ServiceError> {
+    pub async fn set_credential_expiry(
+        &self,
+        name: &CredentialName,
+        expires: Option<i64>,
+        by: &str,
+    ) -> Result<CredentialView, ServiceError> {
         let mut data = self.inner.data.lock().await;
-        let cred = data.state.credentials.get_mut(name).ok_or_else(|| ServiceError::not_found("credential", name))?;
+        let cred = data
+            .state
+            .credentials
+            .get_mut(name)
+            .ok_or_else(|| ServiceError::not_found("credential", name))?;
         let before = std::mem::replace(&mut cred.expires, expires);
         if let Err(e) = data.commit() {
             if let Some(c) = data.state.credentials.get_mut(name) {
@@ -94,12 +124,20 @@ impl Service {
     }
 
     /// Deletes a credential that no key group uses.
-    pub async fn delete_credential(&self, name: &CredentialName, by: &str) -> Result<(), ServiceError> {
+    pub async fn delete_credential(
+        &self,
+        name: &CredentialName,
+        by: &str,
+    ) -> Result<(), ServiceError> {
         let mut data = self.inner.data.lock().await;
         if !data.state.credentials.contains_key(name) {
             return Err(ServiceError::not_found("credential", name));
         }
-        let users: Vec<String> = data.state.groups_using(name).map(|g| g.name.to_string()).collect();
+        let users: Vec<String> = data
+            .state
+            .groups_using(name)
+            .map(|g| g.name.to_string())
+            .collect();
         if !users.is_empty() {
             return Err(ServiceError::Conflict(format!(
                 "credential {:?} is in use by key group(s) {}; change or delete those groups first",
@@ -120,10 +158,17 @@ impl Service {
 
     /// Unseals a credential's secret inside the HSM, for one sign-in. The caller drops it as
     /// soon as the request is sent.
-    pub async fn unseal_credential(&self, name: &CredentialName) -> Result<SecretBytes, ServiceError> {
+    pub async fn unseal_credential(
+        &self,
+        name: &CredentialName,
+    ) -> Result<SecretBytes, ServiceError> {
         let sealed = {
             let data = self.inner.data.lock().await;
-            let cred = data.state.credentials.get(name).ok_or_else(|| ServiceError::not_found("credential", name))?;
+            let cred = data
+                .state
+                .credentials
+                .get(name)
+                .ok_or_else(|| ServiceError::not_found("credential", name))?;
             match &cred.auth {
                 CredentialAuth::Secret { sealed } => sealed.clone(),
             }
@@ -132,8 +177,14 @@ impl Service {
     }
 }
 
-fn view(state: &crate::store::State, name: &CredentialName) -> Result<CredentialView, ServiceError> {
-    let c = state.credentials.get(name).ok_or_else(|| ServiceError::not_found("credential", name))?;
+fn view(
+    state: &crate::store::State,
+    name: &CredentialName,
+) -> Result<CredentialView, ServiceError> {
+    let c = state
+        .credentials
+        .get(name)
+        .ok_or_else(|| ServiceError::not_found("credential", name))?;
     Ok(CredentialView {
         name: c.name.to_string(),
         tenant_id: c.tenant_id.to_string(),
@@ -144,6 +195,9 @@ fn view(state: &crate::store::State, name: &CredentialName) -> Result<Credential
         fingerprint: c.fingerprint.clone(),
         created: c.created,
         expires: c.expires,
-        groups: state.groups_using(name).map(|g| g.name.to_string()).collect(),
+        groups: state
+            .groups_using(name)
+            .map(|g| g.name.to_string())
+            .collect(),
     })
 }

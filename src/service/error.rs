@@ -22,6 +22,9 @@ pub enum ServiceError {
 
 impl ServiceError {
     pub(crate) fn not_found(what: &'static str, name: impl ToString) -> Self {
-        Self::NotFound { what, name: name.to_string() }
+        Self::NotFound {
+            what,
+            name: name.to_string(),
+        }
     }
 }

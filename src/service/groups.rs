@@ -42,11 +42,16 @@ impl Service {
             return Err(ServiceError::not_found("credential", &new.credential));
         }
         if data.state.groups.contains_key(&new.name) {
-            return Err(ServiceError::Conflict(format!("key group {:?} already exists", new.name.as_str())));
+            return Err(ServiceError::Conflict(format!(
+                "key group {:?} already exists",
+                new.name.as_str()
+            )));
         }
         let limit = self.config().limits.max_groups;
         if data.state.groups.len() >= limit {
-            return Err(ServiceError::Limit(format!("at most {limit} key groups (limits.max_groups)")));
+            return Err(ServiceError::Limit(format!(
+                "at most {limit} key groups (limits.max_groups)"
+            )));
         }
         let group = KeyGroup {
             name: new.name.clone(),
@@ -69,7 +74,11 @@ impl Service {
 
     pub async fn list_groups(&self) -> Vec<GroupView> {
         let data = self.inner.data.lock().await;
-        data.state.groups.keys().filter_map(|n| view(&data.state, n).ok()).collect()
+        data.state
+            .groups
+            .keys()
+            .filter_map(|n| view(&data.state, n).ok())
+            .collect()
     }
 
     pub async fn group(&self, name: &KeyName) -> Result<GroupView, ServiceError> {
@@ -77,10 +86,19 @@ impl Service {
         view(&data.state, name)
     }
 
-    pub async fn set_rotation(&self, name: &KeyName, rotation: RotationPolicy, by: &str) -> Result<GroupView, ServiceError> {
+    pub async fn set_rotation(
+        &self,
+        name: &KeyName,
+        rotation: RotationPolicy,
+        by: &str,
+    ) -> Result<GroupView, ServiceError> {
         rotation.validate()?;
         let mut data = self.inner.data.lock().await;
-        let group = data.state.groups.get_mut(name).ok_or_else(|| ServiceError::not_found("key group", name))?;
+        let group = data
+            .state
+            .groups
+            .get_mut(name)
+            .ok_or_else(|| ServiceError::not_found("key group", name))?;
         let before = std::mem::replace(&mut group.rotation, rotation);
         if let Err(e) = data.commit() {
             if let Some(g) = data.state.groups.get_mut(name) {
@@ -118,7 +136,10 @@ impl Service {
 }
 
 fn view(state: &crate::store::State, name: &KeyName) -> Result<GroupView, ServiceError> {
-    let g = state.groups.get(name).ok_or_else(|| ServiceError::not_found("key group", name))?;
+    let g = state
+        .groups
+        .get(name)
+        .ok_or_else(|| ServiceError::not_found("key group", name))?;
     Ok(GroupView {
         name: g.name.to_string(),
         credential: g.credential.to_string(),

@@ -3,11 +3,20 @@
 //! effect it announces.
 
 use super::{Service, ServiceError, now_unix};
-use crate::model::{Job, JobKind, JobState, Key, KeyGroup, KeyName, KeyPush, KeyPushState, LocalKeyName, StepMessage};
+use crate::model::{
+    Job, JobKind, JobState, Key, KeyGroup, KeyName, KeyPush, KeyPushState, LocalKeyName,
+    StepMessage,
+};
 
 impl Service {
     /// Creates a pending job durably and returns its id.
-    pub async fn create_job(&self, kind: JobKind, group: &KeyName, keys: &[LocalKeyName], by: &str) -> Result<u64, ServiceError> {
+    pub async fn create_job(
+        &self,
+        kind: JobKind,
+        group: &KeyName,
+        keys: &[LocalKeyName],
+        by: &str,
+    ) -> Result<u64, ServiceError> {
         let mut data = self.inner.data.lock().await;
         if !data.state.groups.contains_key(group) {
             return Err(ServiceError::not_found("key group", group));
@@ -22,14 +31,23 @@ impl Service {
             id,
             kind,
             group: group.clone(),
-            keys: keys.iter().map(|k| KeyPush { key: k.clone(), state: KeyPushState::NotStarted }).collect(),
+            keys: keys
+                .iter()
+                .map(|k| KeyPush {
+                    key: k.clone(),
+                    state: KeyPushState::NotStarted,
+                })
+                .collect(),
             started_by: by.to_owned(),
             created: now_unix(),
             started: None,
             ended: None,
             state: JobState::Pending,
             progress: 0,
-            steps: vec![StepMessage { at: now_unix(), message: format!("{} queued by {by}", kind.title()) }],
+            steps: vec![StepMessage {
+                at: now_unix(),
+                message: format!("{} queued by {by}", kind.title()),
+            }],
             kek: None,
             error: None,
         };
@@ -46,9 +64,17 @@ impl Service {
 
     /// Applies `change` to a job and makes it durable before returning. On a failed write the
     /// job is restored to what it was.
-    pub async fn journal<R>(&self, id: u64, change: impl FnOnce(&mut Job) -> R) -> Result<R, ServiceError> {
+    pub async fn journal<R>(
+        &self,
+        id: u64,
+        change: impl FnOnce(&mut Job) -> R,
+    ) -> Result<R, ServiceError> {
         let mut data = self.inner.data.lock().await;
-        let job = data.state.jobs.get_mut(&id).ok_or_else(|| ServiceError::not_found("job", id))?;
+        let job = data
+            .state
+            .jobs
+            .get_mut(&id)
+            .ok_or_else(|| ServiceError::not_found("job", id))?;
         let before = job.clone();
         let out = change(job);
         if let Err(e) = data.commit() {
@@ -61,10 +87,18 @@ impl Service {
     }
 
     /// Adds a step message (and optionally progress) durably.
-    pub async fn job_step(&self, id: u64, message: impl Into<String>, progress: Option<u16>) -> Result<(), ServiceError> {
+    pub async fn job_step(
+        &self,
+        id: u64,
+        message: impl Into<String>,
+        progress: Option<u16>,
+    ) -> Result<(), ServiceError> {
         let message = message.into();
         self.journal(id, |job| {
-            job.steps.push(StepMessage { at: now_unix(), message });
+            job.steps.push(StepMessage {
+                at: now_unix(),
+                message,
+            });
             if let Some(p) = progress {
                 job.progress = p.min(1000);
             }
@@ -74,7 +108,11 @@ impl Service {
 
     pub async fn job(&self, id: u64) -> Result<Job, ServiceError> {
         let data = self.inner.data.lock().await;
-        data.state.jobs.get(&id).cloned().ok_or_else(|| ServiceError::not_found("job", id))
+        data.state
+            .jobs
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| ServiceError::not_found("job", id))
     }
 
     pub async fn jobs(&self) -> Vec<Job> {
@@ -85,7 +123,12 @@ impl Service {
     /// Jobs that were not finished when the daemon stopped.
     pub async fn unfinished_jobs(&self) -> Vec<u64> {
         let data = self.inner.data.lock().await;
-        data.state.jobs.values().filter(|j| !j.state.is_final()).map(|j| j.id).collect()
+        data.state
+            .jobs
+            .values()
+            .filter(|j| !j.state.is_final())
+            .map(|j| j.id)
+            .collect()
     }
 
     /// A receiver that changes whenever any job changes (for long-poll and watch).
@@ -94,17 +137,35 @@ impl Service {
     }
 
     /// Records the Azure version of a pushed key, durably, together with the job journal entry.
-    pub async fn record_push(&self, id: u64, group: &KeyName, key: &LocalKeyName, version: &str) -> Result<(), ServiceError> {
+    pub async fn record_push(
+        &self,
+        id: u64,
+        group: &KeyName,
+        key: &LocalKeyName,
+        version: &str,
+    ) -> Result<(), ServiceError> {
         let mut data = self.inner.data.lock().await;
         let key_id = (group.clone(), key.clone());
-        let before_key = data.state.keys.get(&key_id).cloned().ok_or_else(|| ServiceError::not_found("key", format!("{group}/{key}")))?;
-        let before_job = data.state.jobs.get(&id).cloned().ok_or_else(|| ServiceError::not_found("job", id))?;
+        let before_key = data
+            .state
+            .keys
+            .get(&key_id)
+            .cloned()
+            .ok_or_else(|| ServiceError::not_found("key", format!("{group}/{key}")))?;
+        let before_job = data
+            .state
+            .jobs
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| ServiceError::not_found("job", id))?;
         if let Some(k) = data.state.keys.get_mut(&key_id) {
             k.azure_version = Some(version.to_owned());
         }
         if let Some(job) = data.state.jobs.get_mut(&id) {
             for push in job.keys.iter_mut().filter(|p| &p.key == key) {
-                push.state = KeyPushState::Imported { version: version.to_owned() };
+                push.state = KeyPushState::Imported {
+                    version: version.to_owned(),
+                };
             }
         }
         if let Err(e) = data.commit() {
@@ -120,11 +181,19 @@ impl Service {
     /// A group's full record, for the job runner.
     pub(crate) async fn group_record(&self, name: &KeyName) -> Result<KeyGroup, ServiceError> {
         let data = self.inner.data.lock().await;
-        data.state.groups.get(name).cloned().ok_or_else(|| ServiceError::not_found("key group", name))
+        data.state
+            .groups
+            .get(name)
+            .cloned()
+            .ok_or_else(|| ServiceError::not_found("key group", name))
     }
 
     /// A key's full record, for the job runner.
-    pub(crate) async fn key_record(&self, group: &KeyName, key: &LocalKeyName) -> Result<Key, ServiceError> {
+    pub(crate) async fn key_record(
+        &self,
+        group: &KeyName,
+        key: &LocalKeyName,
+    ) -> Result<Key, ServiceError> {
         let data = self.inner.data.lock().await;
         data.state
             .keys
@@ -136,7 +205,12 @@ impl Service {
     /// The vaults that key groups name: the outbound allowlist's vault hosts.
     pub async fn vault_names(&self) -> Vec<String> {
         let data = self.inner.data.lock().await;
-        let mut v: Vec<String> = data.state.groups.values().map(|g| g.vault.to_string()).collect();
+        let mut v: Vec<String> = data
+            .state
+            .groups
+            .values()
+            .map(|g| g.vault.to_string())
+            .collect();
         v.sort();
         v.dedup();
         v

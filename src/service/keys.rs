@@ -38,16 +38,31 @@ impl KeyView {
 
 impl Service {
     /// "Create → Random": generates a key pair inside the HSM and records it in the group.
-    pub async fn create_key(&self, group: &KeyName, name: &LocalKeyName, by: &str) -> Result<KeyView, ServiceError> {
+    pub async fn create_key(
+        &self,
+        group: &KeyName,
+        name: &LocalKeyName,
+        by: &str,
+    ) -> Result<KeyView, ServiceError> {
         let key_type = {
             let data = self.inner.data.lock().await;
-            let g = data.state.groups.get(group).ok_or_else(|| ServiceError::not_found("key group", group))?;
+            let g = data
+                .state
+                .groups
+                .get(group)
+                .ok_or_else(|| ServiceError::not_found("key group", group))?;
             if data.state.keys.contains_key(&(group.clone(), name.clone())) {
-                return Err(ServiceError::Conflict(format!("key {:?} already exists in group {:?}", name.as_str(), group.as_str())));
+                return Err(ServiceError::Conflict(format!(
+                    "key {:?} already exists in group {:?}",
+                    name.as_str(),
+                    group.as_str()
+                )));
             }
             let limit = self.config().limits.max_keys;
             if data.state.keys.len() >= limit {
-                return Err(ServiceError::Limit(format!("at most {limit} keys (limits.max_keys)")));
+                return Err(ServiceError::Limit(format!(
+                    "at most {limit} keys (limits.max_keys)"
+                )));
             }
             g.key_type
         };
@@ -66,7 +81,11 @@ impl Service {
         let mut data = self.inner.data.lock().await;
         let conflict = data.state.keys.contains_key(&id) || !data.state.groups.contains_key(group);
         let committed = if conflict {
-            Err(ServiceError::Conflict(format!("key {:?} in group {:?} changed meanwhile; retry", name.as_str(), group.as_str())))
+            Err(ServiceError::Conflict(format!(
+                "key {:?} in group {:?} changed meanwhile; retry",
+                name.as_str(),
+                group.as_str()
+            )))
         } else {
             data.state.keys.insert(id.clone(), key.clone());
             data.commit().inspect_err(|_| {
@@ -102,7 +121,11 @@ impl Service {
     }
 
     /// The key's public key as SPKI DER, read back from the HSM.
-    pub async fn key_public_der(&self, group: &KeyName, name: &LocalKeyName) -> Result<Vec<u8>, ServiceError> {
+    pub async fn key_public_der(
+        &self,
+        group: &KeyName,
+        name: &LocalKeyName,
+    ) -> Result<Vec<u8>, ServiceError> {
         let id = {
             let data = self.inner.data.lock().await;
             data.state
@@ -116,7 +139,12 @@ impl Service {
 
     /// Deletes a key locally: from the state, then from the HSM. The Azure version (if any) is
     /// left untouched in the cloud.
-    pub async fn delete_key_local(&self, group: &KeyName, name: &LocalKeyName, by: &str) -> Result<(), ServiceError> {
+    pub async fn delete_key_local(
+        &self,
+        group: &KeyName,
+        name: &LocalKeyName,
+        by: &str,
+    ) -> Result<(), ServiceError> {
         let id = (group.clone(), name.clone());
         let removed = {
             let mut data = self.inner.data.lock().await;

@@ -54,8 +54,18 @@ impl Service {
             "state loaded"
         );
         let (job_changed, _) = tokio::sync::watch::channel(0);
-        let inner = Inner { config, hsm, data: Mutex::new(Data { store, state }), job_changed };
-        Ok((Service { inner: Arc::new(inner) }, report))
+        let inner = Inner {
+            config,
+            hsm,
+            data: Mutex::new(Data { store, state }),
+            job_changed,
+        };
+        Ok((
+            Service {
+                inner: Arc::new(inner),
+            },
+            report,
+        ))
     }
 
     pub fn config(&self) -> &Config {
@@ -69,7 +79,9 @@ impl Service {
     /// Whether this appliance may mutate the cloud: the runtime setting, else the config file.
     pub async fn designated(&self) -> bool {
         let data = self.inner.data.lock().await;
-        data.state.designated.unwrap_or(self.inner.config.designated)
+        data.state
+            .designated
+            .unwrap_or(self.inner.config.designated)
     }
 
     /// Sets the designated-device flag durably.
@@ -81,7 +93,11 @@ impl Service {
             data.state.designated = before;
             return Err(e);
         }
-        tracing::warn!(designated, identity = by, "designated-device setting changed");
+        tracing::warn!(
+            designated,
+            identity = by,
+            "designated-device setting changed"
+        );
         Ok(())
     }
 

@@ -20,7 +20,8 @@ pub struct Envelope<'a> {
 }
 
 pub fn encode(format: u16, generation: u64, payload: &[u8]) -> Result<Vec<u8>, String> {
-    let len = u32::try_from(payload.len()).map_err(|_| "state payload exceeds 4 GiB".to_string())?;
+    let len =
+        u32::try_from(payload.len()).map_err(|_| "state payload exceeds 4 GiB".to_string())?;
     let mut out = Vec::with_capacity(HEADER_LEN + payload.len() + CHECKSUM_LEN);
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&format.to_le_bytes());
@@ -34,7 +35,10 @@ pub fn encode(format: u16, generation: u64, payload: &[u8]) -> Result<Vec<u8>, S
 
 pub fn decode(bytes: &[u8]) -> Result<Envelope<'_>, String> {
     if bytes.len() < HEADER_LEN + CHECKSUM_LEN {
-        return Err(format!("truncated: {} bytes is shorter than an empty envelope", bytes.len()));
+        return Err(format!(
+            "truncated: {} bytes is shorter than an empty envelope",
+            bytes.len()
+        ));
     }
     if bytes[..8] != MAGIC {
         return Err("not a byokd state file (bad magic)".into());
@@ -46,7 +50,10 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope<'_>, String> {
     let len = u32::from_le_bytes([bytes[18], bytes[19], bytes[20], bytes[21]]) as usize;
     let expected = HEADER_LEN + len + CHECKSUM_LEN;
     if bytes.len() != expected {
-        return Err(format!("length mismatch: header says {expected} bytes, file has {}", bytes.len()));
+        return Err(format!(
+            "length mismatch: header says {expected} bytes, file has {}",
+            bytes.len()
+        ));
     }
     let (body, sum) = bytes.split_at(HEADER_LEN + len);
     if Sha256::digest(body).as_slice() != sum {

@@ -19,13 +19,20 @@ pub enum StoreError {
     #[error(
         "state in {path} has format version {found}, newer than this byokd understands ({supported}); install a byokd that supports it"
     )]
-    TooNew { path: PathBuf, found: u16, supported: u16 },
+    TooNew {
+        path: PathBuf,
+        found: u16,
+        supported: u16,
+    },
     #[error("state could not be encoded: {0}")]
     Encode(String),
 }
 
 impl StoreError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Io { path: path.into(), source }
+        Self::Io {
+            path: path.into(),
+            source,
+        }
     }
 }

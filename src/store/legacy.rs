@@ -4,7 +4,9 @@
 //! goes up. Each step migrates one version; `migrate` runs the chain.
 
 use super::State;
-use crate::model::{Credential, CredentialAuth, CredentialName, Guid, Key, KeyGroup, KeyName, LocalKeyName};
+use crate::model::{
+    Credential, CredentialAuth, CredentialName, Guid, Key, KeyGroup, KeyName, LocalKeyName,
+};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -31,7 +33,8 @@ struct CredentialV1 {
 pub fn migrate(format: u16, payload: &[u8]) -> Result<State, String> {
     match format {
         1 => {
-            let v1: StateV1 = postcard::from_bytes(payload).map_err(|e| format!("format 1 payload: {e}"))?;
+            let v1: StateV1 =
+                postcard::from_bytes(payload).map_err(|e| format!("format 1 payload: {e}"))?;
             Ok(v1_to_v2(v1))
         }
         2 => postcard::from_bytes(payload).map_err(|e| format!("format 2 payload: {e}")),

@@ -22,11 +22,19 @@ pub struct State {
 
 impl State {
     pub fn keys_in<'a>(&'a self, group: &'a KeyName) -> impl Iterator<Item = &'a Key> + 'a {
-        self.keys.range((group.clone(), LocalKeyName::smallest())..).take_while(move |((g, _), _)| g == group).map(|(_, k)| k)
+        self.keys
+            .range((group.clone(), LocalKeyName::smallest())..)
+            .take_while(move |((g, _), _)| g == group)
+            .map(|(_, k)| k)
     }
 
-    pub fn groups_using<'a>(&'a self, credential: &'a CredentialName) -> impl Iterator<Item = &'a KeyGroup> + 'a {
-        self.groups.values().filter(move |g| &g.credential == credential)
+    pub fn groups_using<'a>(
+        &'a self,
+        credential: &'a CredentialName,
+    ) -> impl Iterator<Item = &'a KeyGroup> + 'a {
+        self.groups
+            .values()
+            .filter(move |g| &g.credential == credential)
     }
 }
 

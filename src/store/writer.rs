@@ -41,7 +41,11 @@ pub struct StagedWrite<'a> {
 
 enum Slot {
     Missing,
-    Valid { generation: u64, format: u16, state: Box<State> },
+    Valid {
+        generation: u64,
+        format: u16,
+        state: Box<State>,
+    },
     Damaged(String),
 }
 
@@ -50,12 +54,18 @@ impl Store {
     pub fn open(dir: &Path) -> Result<(Store, State, LoadReport), StoreError> {
         fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
         let lock = lock_dir(dir)?;
-        let slots: Vec<Slot> = SLOTS.iter().map(|name| read_slot(&dir.join(name))).collect::<Result<_, _>>()?;
+        let slots: Vec<Slot> = SLOTS
+            .iter()
+            .map(|name| read_slot(&dir.join(name)))
+            .collect::<Result<_, _>>()?;
         remove_if_exists(&dir.join(TEMP))?;
 
         let mut best: Option<(usize, u64)> = None;
         for (i, slot) in slots.iter().enumerate() {
-            if let Slot::Valid { generation, format, .. } = slot {
+            if let Slot::Valid {
+                generation, format, ..
+            } = slot
+            {
                 if *format > FORMAT_VERSION {
                     return Err(StoreError::TooNew {
                         path: dir.join(SLOTS[i]),
@@ -72,22 +82,41 @@ impl Store {
             .iter()
             .enumerate()
             .filter_map(|(i, s)| match s {
-                Slot::Damaged(reason) => Some(format!("{}: {reason}", dir.join(SLOTS[i]).display())),
+                Slot::Damaged(reason) => {
+                    Some(format!("{}: {reason}", dir.join(SLOTS[i]).display()))
+                }
                 _ => None,
             })
             .collect();
 
         let Some((index, generation)) = best else {
             if damaged.is_empty() {
-                let store = Store { dir: dir.to_path_buf(), generation: 0, newest_slot: None, _lock: lock };
-                let report = LoadReport { generation: 0, fresh: true, fell_back: None, migrated_from: None };
+                let store = Store {
+                    dir: dir.to_path_buf(),
+                    generation: 0,
+                    newest_slot: None,
+                    _lock: lock,
+                };
+                let report = LoadReport {
+                    generation: 0,
+                    fresh: true,
+                    fell_back: None,
+                    migrated_from: None,
+                };
                 return Ok((store, State::default(), report));
             }
-            return Err(StoreError::NoValidGeneration { dir: dir.to_path_buf(), details: damaged.join("; ") });
+            return Err(StoreError::NoValidGeneration {
+                dir: dir.to_path_buf(),
+                details: damaged.join("; "),
+            });
         };
         let mut slots = slots;
-        let Slot::Valid { format, state, .. } = std::mem::replace(&mut slots[index], Slot::Missing) else {
-            return Err(StoreError::NoValidGeneration { dir: dir.to_path_buf(), details: "slot vanished".into() });
+        let Slot::Valid { format, state, .. } = std::mem::replace(&mut slots[index], Slot::Missing)
+        else {
+            return Err(StoreError::NoValidGeneration {
+                dir: dir.to_path_buf(),
+                details: "slot vanished".into(),
+            });
         };
         let fell_back = (!damaged.is_empty()).then(|| damaged.join("; "));
         if let Some(reason) = &fell_back {
@@ -98,8 +127,18 @@ impl Store {
             );
         }
         let migrated_from = (format < FORMAT_VERSION).then_some(format);
-        let store = Store { dir: dir.to_path_buf(), generation, newest_slot: Some(index), _lock: lock };
-        let report = LoadReport { generation, fresh: false, fell_back, migrated_from };
+        let store = Store {
+            dir: dir.to_path_buf(),
+            generation,
+            newest_slot: Some(index),
+            _lock: lock,
+        };
+        let report = LoadReport {
+            generation,
+            fresh: false,
+            fell_back,
+            migrated_from,
+        };
         Ok((store, *state, report))
     }
 
@@ -121,8 +160,10 @@ impl Store {
     /// First half of a commit: encodes and writes the temporary file, and fsyncs it.
     pub fn stage(&mut self, state: &State) -> Result<StagedWrite<'_>, StoreError> {
         let generation = self.generation + 1;
-        let payload = postcard::to_allocvec(state).map_err(|e| StoreError::Encode(e.to_string()))?;
-        let bytes = envelope::encode(FORMAT_VERSION, generation, &payload).map_err(StoreError::Encode)?;
+        let payload =
+            postcard::to_allocvec(state).map_err(|e| StoreError::Encode(e.to_string()))?;
+        let bytes =
+            envelope::encode(FORMAT_VERSION, generation, &payload).map_err(StoreError::Encode)?;
         let temp = self.dir.join(TEMP);
         let mut file = OpenOptions::new()
             .write(true)
@@ -130,13 +171,18 @@ impl Store {
             .truncate(true)
             .open(&temp)
             .map_err(|e| StoreError::io(&temp, e))?;
-        file.write_all(&bytes).map_err(|e| StoreError::io(&temp, e))?;
+        file.write_all(&bytes)
+            .map_err(|e| StoreError::io(&temp, e))?;
         file.sync_all().map_err(|e| StoreError::io(&temp, e))?;
         let slot = match self.newest_slot {
             Some(0) => 1,
             _ => 0,
         };
-        Ok(StagedWrite { store: self, generation, slot })
+        Ok(StagedWrite {
+            store: self,
+            generation,
+            slot,
+        })
     }
 
     /// Writes raw envelope bytes into the temporary file and publishes them; used by tests and
@@ -156,7 +202,9 @@ impl StagedWrite<'_> {
         let temp = dir.join(TEMP);
         let target = dir.join(SLOTS[self.slot]);
         fs::rename(&temp, &target).map_err(|e| StoreError::io(&target, e))?;
-        File::open(dir).and_then(|d| d.sync_all()).map_err(|e| StoreError::io(dir, e))?;
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| StoreError::io(dir, e))?;
         self.store.generation = self.generation;
         self.store.newest_slot = Some(self.slot);
         Ok(())
@@ -174,11 +222,21 @@ fn read_slot(path: &Path) -> Result<Slot, StoreError> {
         Err(reason) => return Ok(Slot::Damaged(reason)),
     };
     if env.format > FORMAT_VERSION {
-        return Ok(Slot::Valid { generation: env.generation, format: env.format, state: Box::default() });
+        return Ok(Slot::Valid {
+            generation: env.generation,
+            format: env.format,
+            state: Box::default(),
+        });
     }
     match legacy::migrate(env.format, env.payload) {
-        Ok(state) => Ok(Slot::Valid { generation: env.generation, format: env.format, state: Box::new(state) }),
-        Err(reason) => Ok(Slot::Damaged(format!("checksum valid but payload undecodable: {reason}"))),
+        Ok(state) => Ok(Slot::Valid {
+            generation: env.generation,
+            format: env.format,
+            state: Box::new(state),
+        }),
+        Err(reason) => Ok(Slot::Damaged(format!(
+            "checksum valid but payload undecodable: {reason}"
+        ))),
     }
 }
 

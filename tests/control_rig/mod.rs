@@ -39,6 +39,10 @@ pub struct Options {
     pub max_body_bytes: usize,
     /// Called with the (empty) state directory before the daemon starts, to seed state.
     pub seed_state: Option<fn(&Path)>,
+    /// Extra lines inside `[hsm]`.
+    pub hsm_extra: String,
+    /// Extra whole sections appended to the config (e.g. `[azure]`).
+    pub sections: String,
 }
 
 impl Default for Options {
@@ -50,6 +54,8 @@ impl Default for Options {
             idle_timeout_ms: 5000,
             max_body_bytes: 8192,
             seed_state: None,
+            hsm_extra: String::new(),
+            sections: String::new(),
         }
     }
 }
@@ -185,6 +191,7 @@ allow_root = true
 module = "{module}"
 token_label = "ctl-test"
 pin_file = "{pin}"
+{hsm_extra}
 
 [control]
 listen = "127.0.0.1:{port}"
@@ -219,6 +226,7 @@ max_connections = {maxc}
 read_timeout_ms = {read}
 idle_timeout_ms = {idle}
 max_body_bytes = {body}
+{sections}
 "#,
                 state = d.join("state").display(),
                 module = module(),
@@ -230,6 +238,8 @@ max_body_bytes = {body}
                 read = o.read_timeout_ms,
                 idle = o.idle_timeout_ms,
                 body = o.max_body_bytes,
+                hsm_extra = o.hsm_extra,
+                sections = o.sections,
             ),
         );
         use std::os::unix::fs::PermissionsExt;

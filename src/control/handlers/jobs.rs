@@ -1,24 +1,28 @@
 //! `/v1/jobs`: list and show jobs, with a long-poll form (`?wait=SECONDS`, at most 60) that
-//! returns when the job changes or the wait ends. No job kinds exist until the Azure and jobs
-//! subsystems land: the list is empty and every id is 404.
+//! returns as soon as the job changes, or when the wait ends.
 
-use super::{Input, Reply};
+use super::{Ctx, Input, Reply};
 use crate::control::authz::{AnyRole, Authorized};
 use crate::control::decode;
 use crate::control::errors::ApiError;
 use crate::control::routes::Params;
-use serde_json::json;
+use crate::model::Job;
+use serde_json::{Value, json};
+use std::time::Duration;
 
 /// The longest long-poll a request may ask for.
 pub const MAX_WAIT_SECS: u64 = 60;
 
-pub(super) fn decode_list(query: &str) -> Result<(), ApiError> {
-    decode::only_query(query, &["state"])
+pub(super) fn decode_list(query: &str) -> Result<Option<String>, ApiError> {
+    decode::only_query(query, &["state"])?;
+    Ok(decode::query_value(query, "state").map(str::to_owned))
 }
 
-pub(super) fn decode_show(p: &Params, query: &str) -> Result<(uuid::Uuid, u64), ApiError> {
-    let id = uuid::Uuid::parse_str(p.get("job"))
-        .map_err(|_| ApiError::invalid("job", "a job id is a UUID"))?;
+pub(super) fn decode_show(p: &Params, query: &str) -> Result<(u64, u64), ApiError> {
+    let id = p
+        .get("job")
+        .parse::<u64>()
+        .map_err(|_| ApiError::invalid("job", "a job id is a positive integer"))?;
     decode::only_query(query, &["wait"])?;
     let wait = match decode::query_value(query, "wait") {
         None => 0,
@@ -35,14 +39,74 @@ pub(super) fn decode_show(p: &Params, query: &str) -> Result<(uuid::Uuid, u64), 
     Ok((id, wait))
 }
 
-pub fn list(_: Authorized<AnyRole>, i: Input) -> Result<Reply, ApiError> {
-    decode_list(&i.query)?;
-    Reply::ok(json!({ "jobs": [] }))
+/// A job as the Jobs view shows it.
+pub(crate) fn view(job: &Job) -> Value {
+    let keys: Vec<Value> = job
+        .keys
+        .iter()
+        .map(|k| {
+            let (state, version) = match &k.state {
+                crate::model::KeyPushState::NotStarted => ("pending", None),
+                crate::model::KeyPushState::ImportSent { .. } => ("import-sent", None),
+                crate::model::KeyPushState::Imported { version } => {
+                    ("imported", Some(version.clone()))
+                }
+                crate::model::KeyPushState::Failed { .. } => ("failed", None),
+            };
+            json!({"key": k.key.as_str(), "state": state, "version": version})
+        })
+        .collect();
+    json!({
+        "id": job.id.to_string(),
+        "kind": job.kind.code(),
+        "title": job.kind.title(),
+        "group": job.group.as_str(),
+        "keys": keys,
+        "started_by": job.started_by,
+        "created": job.created,
+        "started": job.started,
+        "ended": job.ended,
+        "state": job.state.code(),
+        "progress": {"done": job.progress, "total": 1000, "fraction": f64::from(job.progress) / 1000.0},
+        "step": job.steps.last().map(|s| s.message.clone()).unwrap_or_default(),
+        "steps": job.steps.iter().map(|s| json!({"at": s.at, "message": s.message})).collect::<Vec<_>>(),
+        "error": job.error,
+    })
 }
 
-pub fn show(_: Authorized<AnyRole>, i: Input) -> Result<Reply, ApiError> {
-    let (id, _wait) = decode_show(&i.params, &i.query)?;
-    Err(ApiError::not_found(format!(
-        "no job {id}: no jobs exist yet (cloud actions are not available in this build)"
-    )))
+pub async fn list(_: Authorized<AnyRole>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
+    let state = decode_list(&i.query)?;
+    let jobs: Vec<Value> = ctx
+        .service
+        .jobs()
+        .await
+        .iter()
+        .rev()
+        .filter(|j| state.as_deref().is_none_or(|s| j.state.code() == s))
+        .map(view)
+        .collect();
+    Reply::ok(json!({ "jobs": jobs }))
+}
+
+pub async fn show(_: Authorized<AnyRole>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
+    let (id, wait) = decode_show(&i.params, &i.query)?;
+    let mut changes = ctx.service.job_changes();
+    let first = ctx.service.job(id).await?;
+    if wait == 0 || first.state.is_final() {
+        return Reply::ok(view(&first));
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
+    loop {
+        if tokio::time::timeout_at(deadline, changes.changed())
+            .await
+            .is_err()
+        {
+            break;
+        }
+        let now = ctx.service.job(id).await?;
+        if now != first {
+            return Reply::ok(view(&now));
+        }
+    }
+    Reply::ok(view(&ctx.service.job(id).await?))
 }

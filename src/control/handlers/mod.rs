@@ -29,6 +29,9 @@ use serde_json::Value;
 pub struct Ctx {
     pub service: Service,
     pub approvals: Approvals,
+    /// The job runner; `None` only where the daemon runs without the Azure layer (tests of the
+    /// control API alone).
+    pub jobs: Option<crate::jobs::Jobs>,
 }
 
 /// A decoded request line and its body.
@@ -111,8 +114,8 @@ pub async fn dispatch(ctx: &Ctx, caller: &Caller, op: Op, input: Input) -> Resul
         Op::ShowApproval => approvals::show(require(caller)?, ctx, i),
         Op::Approve => approvals::approve(require(caller)?, ctx, i).await,
         Op::Reject => approvals::reject(require(caller)?, ctx, i),
-        Op::ListJobs => jobs::list(require(caller)?, i),
-        Op::ShowJob => jobs::show(require(caller)?, i),
+        Op::ListJobs => jobs::list(require(caller)?, ctx, i).await,
+        Op::ShowJob => jobs::show(require(caller)?, ctx, i).await,
         Op::QueryLogs => logs::query(require(caller)?, i),
         Op::ExportLogs => logs::export(require(caller)?, i),
         Op::GetDesignated => config::get_designated(require(caller)?, ctx).await,
@@ -145,7 +148,7 @@ pub fn decode_only(op: Op, input: &Input) -> Result<(), ApiError> {
         Op::ShowKey | Op::DeleteKey | Op::KeyPublic | Op::SyncKey => keys::names(p).map(drop),
         Op::ListApprovals => approvals::decode_list(&input.query),
         Op::ShowApproval | Op::Approve | Op::Reject => approvals::id(p).map(drop),
-        Op::ListJobs => jobs::decode_list(&input.query),
+        Op::ListJobs => jobs::decode_list(&input.query).map(drop),
         Op::ShowJob => jobs::decode_show(p, &input.query).map(drop),
         Op::QueryLogs | Op::ExportLogs => Ok(()),
         Op::SetDesignated => config::decode(&input.body).map(drop),

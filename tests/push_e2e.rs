@@ -1,0 +1,341 @@
+//! End to end "Cloud → Synchronize": the real daemon on a SoftHSM token, driven with `byokctl`,
+//! pushes keys of every type into the Azure emulator over real TLS under the real host names.
+//! The emulator unwraps every blob with its KEK private key and parses it strictly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod control_rig;
+
+use byokd_emulator::{
+    AppConfig, Emulator, EmulatorConfig, EmulatorHandle, KeyPoolConfig, RecoveryLevel, VaultOptions,
+};
+use control_rig::{ADMIN, Daemon, OPERATOR, Options};
+use serde_json::Value;
+use sha2::Digest;
+use std::path::Path;
+
+const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+const CLIENT: &str = "0c8f1b3a-6a3e-4d59-9a47-2b8e6f1d2c3b";
+const SECRET: &str = "Qv8~e2e.KnownSecret-For_Grep-0042";
+const VAULT: &str = "byokd-e2e";
+const VAULT_PP: &str = "byokd-e2e-protected";
+
+struct Rig {
+    _rt: tokio::runtime::Runtime,
+    emu: EmulatorHandle,
+    daemon: Daemon,
+    _ca_dir: tempfile::TempDir,
+}
+
+fn start() -> Rig {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let ca_dir = tempfile::tempdir().unwrap();
+    let ca_path = ca_dir.path().join("emulator-ca.pem");
+    let emu = rt
+        .block_on(Emulator::start(EmulatorConfig {
+            ca_out: Some(ca_path.clone()),
+            key_pool: KeyPoolConfig {
+                rsa2048: 2,
+                rsa3072: 0,
+                rsa4096: 0,
+            },
+            delete_pending_ms: 300,
+            request_log_file: Some(ca_dir.path().join("requests.jsonl")),
+            ..EmulatorConfig::default()
+        }))
+        .unwrap();
+    emu.add_app(AppConfig::with_secret(TENANT, CLIENT, SECRET))
+        .unwrap();
+    emu.add_vault(
+        VAULT,
+        VaultOptions {
+            recovery_level: RecoveryLevel::RecoverablePurgeable,
+            ..VaultOptions::default()
+        },
+    )
+    .unwrap();
+    emu.add_vault(
+        VAULT_PP,
+        VaultOptions {
+            recovery_level: RecoveryLevel::Recoverable,
+            ..VaultOptions::default()
+        },
+    )
+    .unwrap();
+    let addr = emu.addr();
+    let sections = format!(
+        r#"
+[azure]
+cloud = "public"
+extra_ca = ["{ca}"]
+kek_size = 2048
+retry_base_ms = 20
+
+[azure.resolve]
+"login.microsoftonline.com" = "{addr}"
+"{VAULT}.vault.azure.net" = "{addr}"
+"{VAULT_PP}.vault.azure.net" = "{addr}"
+"#,
+        ca = ca_path.display()
+    );
+    let daemon = Daemon::start_with(Options {
+        hsm_extra: "allow_host_wrap = true\n".into(),
+        sections,
+        ..Options::default()
+    });
+    let secret_file = daemon.path("client-secret.txt");
+    std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
+    let out = daemon.ctl(
+        ADMIN,
+        &[
+            "credential",
+            "add",
+            "azure-app",
+            "--tenant-id",
+            TENANT,
+            "--client-id",
+            CLIENT,
+            "--secret-file",
+            secret_file.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "credential add: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_file(&secret_file).unwrap();
+    Rig {
+        _rt: rt,
+        emu,
+        daemon,
+        _ca_dir: ca_dir,
+    }
+}
+
+fn spki_sha256_of_azure_key(v: &byokd_emulator::VersionView) -> String {
+    use rsa::pkcs8::EncodePublicKey;
+    let der = match &v.public_key {
+        byokd_emulator::PublicKey::Rsa { n, e } => {
+            #[allow(deprecated)]
+            let k = rsa::RsaPublicKey::new(
+                rsa::BoxedUint::from_be_slice_vartime(n),
+                rsa::BoxedUint::from_be_slice_vartime(e),
+            )
+            .unwrap();
+            k.to_public_key_der().unwrap().as_bytes().to_vec()
+        }
+        byokd_emulator::PublicKey::Ec { crv, x, y } => {
+            let oid = match crv {
+                byokd_emulator::Curve::P256 => "1.2.840.10045.3.1.7",
+                byokd_emulator::Curve::P384 => "1.3.132.0.34",
+                byokd_emulator::Curve::P521 => "1.3.132.0.35",
+                byokd_emulator::Curve::P256K => "1.3.132.0.10",
+            };
+            let mut point = vec![4u8];
+            point.extend_from_slice(x);
+            point.extend_from_slice(y);
+            let info = spki::SubjectPublicKeyInfoOwned {
+                algorithm: spki::AlgorithmIdentifierOwned {
+                    oid: "1.2.840.10045.2.1".parse().unwrap(),
+                    parameters: Some(der::Any::from(
+                        der::asn1::ObjectIdentifier::new(oid).unwrap(),
+                    )),
+                },
+                subject_public_key: der::asn1::BitString::from_bytes(&point).unwrap(),
+            };
+            der::Encode::to_der(&info).unwrap()
+        }
+    };
+    hex::encode(sha2::Sha256::digest(der))
+}
+
+fn sync_and_wait(d: &Daemon, group: &str, key: &str) -> Value {
+    let out = d.ctl(OPERATOR, &["key", "sync", group, key]);
+    assert!(
+        out.status.success(),
+        "key sync {group}/{key}: {}\n{}\n--- daemon log\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        d.log()
+    );
+    let (_, jobs) = d.ctl_json(OPERATOR, &["job", "list"]);
+    jobs
+}
+
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
+    let mut hits = vec![];
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            hits.extend(files_containing(&p, needle));
+        } else if std::fs::read(&p)
+            .unwrap_or_default()
+            .windows(needle.len())
+            .any(|w| w == needle)
+        {
+            hits.push(p.display().to_string());
+        }
+    }
+    hits
+}
+
+#[test]
+fn keys_of_every_type_are_pushed_and_match_the_hsm() {
+    let rig = start();
+    let d = &rig.daemon;
+    let types = [
+        "RSA-2048", "RSA-3072", "RSA-4096", "EC-P256", "EC-P384", "EC-P521", "EC-P256K",
+    ];
+    for (i, kt) in types.iter().enumerate() {
+        let group = format!("e2e-{}", kt.to_ascii_lowercase());
+        let mut args = vec![
+            "group",
+            "create",
+            group.as_str(),
+            "--credential",
+            "azure-app",
+            "--vault",
+            VAULT,
+            "--key-type",
+            kt,
+        ];
+        if kt.starts_with("EC") {
+            args.extend(["--key-ops", "sign,verify"]);
+        }
+        let out = d.ctl(ADMIN, &args);
+        assert!(
+            out.status.success(),
+            "group create {kt}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Several RSA-2048 keys cover several PKCS#8 lengths, most not multiples of 8.
+        let count = if *kt == "RSA-2048" { 4 } else { 1 };
+        for k in 0..count {
+            let key = format!("k{k}");
+            let out = d.ctl(OPERATOR, &["key", "create", &group, &key]);
+            assert!(
+                out.status.success(),
+                "key create: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            sync_and_wait(d, &group, &key);
+            let (_, shown) = d.ctl_json(OPERATOR, &["key", "show", &group, &key]);
+            let version = shown["version"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{kt}: no version after sync: {shown}\n{}", d.log()))
+                .to_owned();
+            let versions = rig.emu.key_versions(VAULT, &group);
+            let azure = versions
+                .iter()
+                .find(|v| v.version == version)
+                .unwrap_or_else(|| panic!("{kt}: version {version} not in Azure"));
+            let fp = azure
+                .tags
+                .get("byokd-fingerprint")
+                .expect("fingerprint tag");
+            assert_eq!(
+                &spki_sha256_of_azure_key(azure),
+                fp,
+                "{kt}: the public key in Azure differs from the HSM public key"
+            );
+            assert_eq!(
+                fp[..4].to_ascii_uppercase(),
+                shown["check_digits"].as_str().unwrap(),
+                "{kt}: check digits"
+            );
+            assert_eq!(
+                versions.len(),
+                k + 1,
+                "{kt}: exactly one version per pushed key"
+            );
+        }
+        assert!(
+            rig.emu.live_keks(VAULT).is_empty(),
+            "after {kt}: a KEK was left in the vault"
+        );
+        assert!(
+            rig.emu
+                .deleted_keys(VAULT)
+                .iter()
+                .all(|dk| !dk.name.starts_with("byokd-kek")),
+            "after {kt} ({i}): the KEK was not purged on a soft-delete vault"
+        );
+    }
+    // Pushing a pushed key again is a no-op that reports the version.
+    let before = rig.emu.key_versions(VAULT, "e2e-ec-p256").len();
+    sync_and_wait(d, "e2e-ec-p256", "k0");
+    assert_eq!(
+        rig.emu.key_versions(VAULT, "e2e-ec-p256").len(),
+        before,
+        "a second sync must not import again"
+    );
+    assert!(
+        rig.emu.schema_violations().is_empty(),
+        "byokd sent a request the spec does not allow"
+    );
+    // The secret appears nowhere: daemon log, state directory, emulator request log.
+    let log = d.log();
+    assert!(!log.contains(SECRET), "secret in the daemon log");
+    assert!(
+        files_containing(&d.path("state"), SECRET.as_bytes()).is_empty(),
+        "secret in state"
+    );
+    assert!(
+        files_containing(rig._ca_dir.path(), SECRET.as_bytes()).is_empty(),
+        "secret in the emulator request log"
+    );
+    assert!(
+        log.contains("host") && log.contains("WARN"),
+        "host wrap use must be logged at WARN:\n{log}"
+    );
+}
+
+#[test]
+fn the_kek_is_not_purged_on_a_purge_protected_vault_and_that_is_said_at_info() {
+    let rig = start();
+    let d = &rig.daemon;
+    let out = d.ctl(
+        ADMIN,
+        &[
+            "group",
+            "create",
+            "pp-group",
+            "--credential",
+            "azure-app",
+            "--vault",
+            VAULT_PP,
+            "--key-type",
+            "EC-P256",
+            "--key-ops",
+            "sign,verify",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        d.ctl(OPERATOR, &["key", "create", "pp-group", "k1"])
+            .status
+            .success()
+    );
+    sync_and_wait(d, "pp-group", "k1");
+    let (_, shown) = d.ctl_json(OPERATOR, &["key", "show", "pp-group", "k1"]);
+    assert!(shown["version"].is_string(), "{shown}\n{}", d.log());
+    assert!(
+        rig.emu.live_keks(VAULT_PP).is_empty(),
+        "the KEK must be deleted"
+    );
+    let deleted = rig.emu.deleted_keys(VAULT_PP);
+    assert!(
+        deleted.iter().any(|k| k.name.starts_with("byokd-kek")),
+        "under purge protection the deleted KEK stays until Azure purges it"
+    );
+    let log = d.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("INFO") && l.contains("not purged")),
+        "an INFO line must say the KEK was not purged:\n{log}"
+    );
+}
