@@ -15,7 +15,7 @@ pub mod rsa;
 pub mod vendor_defined;
 
 use cryptoki_sys::*;
-use log::error;
+use log::debug;
 use std::convert::{TryFrom, TryInto};
 use std::ffi::c_void;
 use std::fmt::Formatter;
@@ -1034,7 +1034,9 @@ impl TryFrom<CK_MECHANISM_TYPE> for MechanismType {
             CKM_HASH_SLH_DSA_SHA3_512 => Ok(MechanismType::HASH_SLH_DSA_SHA3_512),
             CKM_HASH_SLH_DSA_SHAKE128 => Ok(MechanismType::HASH_SLH_DSA_SHAKE128),
             other => {
-                error!("Mechanism type {other} is not supported.");
+                // byokd patch: debug, not error. C_GetMechanismList of any real token lists
+                // mechanisms cryptoki has no name for; that is not an error of the caller.
+                debug!("Mechanism type {other} is not supported.");
                 Err(Error::NotSupported)
             }
         }
