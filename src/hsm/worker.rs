@@ -8,8 +8,8 @@
 
 use super::library::Module;
 use super::{
-    GeneratedKey, HsmError, HsmKeyEntry, KekPublicKey, PrivateKeyAttributes, PublicKeyInfo,
-    keygen, seal, wrap,
+    GeneratedKey, HsmError, HsmKeyEntry, KekPublicKey, PrivateKeyAttributes, PublicKeyInfo, keygen,
+    seal, wrap,
 };
 use crate::model::{HsmKeyId, KeyType};
 use crate::secret::SecretBytes;
