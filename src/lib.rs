@@ -13,3 +13,4 @@ pub mod model;
 pub mod secret;
 pub mod service;
 pub mod store;
+pub mod system;
