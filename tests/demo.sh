@@ -18,8 +18,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 echo "== building byokd, byokctl and the Azure emulator"
-cargo build -q --release --bin byokd --bin byokctl -p byokd-emulator
-bin="$root/target/release"
+cargo build -q -p byokd --bin byokd --bin byokctl && cargo build -q -p byokd-emulator --bin byokd-emulator
+bin="$root/target/debug"
 work=$(mktemp -d /tmp/byokd-demo.XXXXXX)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }

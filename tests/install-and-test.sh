@@ -19,6 +19,10 @@ fi
 export BYOKD_PKCS11_MODULE="${BYOKD_PKCS11_MODULE:-/usr/lib/softhsm/libsofthsm2.so}"
 [ -f "$BYOKD_PKCS11_MODULE" ] || { echo "SoftHSM module not found at $BYOKD_PKCS11_MODULE" >&2; exit 1; }
 
+echo "== kryoptic PKCS#11 module (a conforming soft token for the two-step wrap tests)"
+cargo build --release --manifest-path tests/kryoptic-module/Cargo.toml --target-dir tests/kryoptic-module/target
+export BYOKD_KRYOPTIC_MODULE="${BYOKD_KRYOPTIC_MODULE:-$PWD/tests/kryoptic-module/target/release/libbyokd_kryoptic_module.so}"
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
