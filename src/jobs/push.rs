@@ -201,26 +201,26 @@ async fn ensure_kek(
     let name = Job::kek_name(id);
     let kek_bits = svc.config().azure.kek_size;
     let journal = svc.job(id).await?.kek;
-    if let Some(k) = &journal {
-        if !k.deleted {
-            match kv.get_key(token, vault, &k.name, None).await {
-                Ok(bundle) => {
-                    let kek = kek_from_bundle(vault, &bundle)?;
-                    svc.journal(id, |j| {
-                        if let Some(kj) = j.kek.as_mut() {
-                            kj.kid = Some(kek.kid.clone());
-                        }
-                        j.steps.push(step(&format!(
-                            "Found this job's key exchange key {} from before the restart",
-                            kek.kid
-                        )));
-                    })
-                    .await?;
-                    return Ok(kek);
-                }
-                Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {}
-                Err(e) => return Err(e.into()),
+    if let Some(k) = &journal
+        && !k.deleted
+    {
+        match kv.get_key(token, vault, &k.name, None).await {
+            Ok(bundle) => {
+                let kek = kek_from_bundle(vault, &bundle)?;
+                svc.journal(id, |j| {
+                    if let Some(kj) = j.kek.as_mut() {
+                        kj.kid = Some(kek.kid.clone());
+                    }
+                    j.steps.push(step(&format!(
+                        "Found this job's key exchange key {} from before the restart",
+                        kek.kid
+                    )));
+                })
+                .await?;
+                return Ok(kek);
             }
+            Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {}
+            Err(e) => return Err(e.into()),
         }
     }
     svc.journal(id, |j| {
@@ -307,17 +307,15 @@ async fn push_one(
         .keys
         .iter()
         .any(|p| &p.key == key_name && matches!(p.state, KeyPushState::ImportSent { .. }));
-    if sent_before {
-        if let Some(version) = find_by_fingerprint(jobs, token, group, &fp).await? {
-            svc.record_push(id, &group.name, key_name, &version).await?;
-            svc.job_step(
-                id,
-                format!("Key {key_name} was imported before the restart as version {version}"),
-                None,
-            )
-            .await?;
-            return Ok(());
-        }
+    if sent_before && let Some(version) = find_by_fingerprint(jobs, token, group, &fp).await? {
+        svc.record_push(id, &group.name, key_name, &version).await?;
+        svc.job_step(
+            id,
+            format!("Key {key_name} was imported before the restart as version {version}"),
+            None,
+        )
+        .await?;
+        return Ok(());
     }
 
     let ciphertext = svc
