@@ -597,6 +597,11 @@ async fn status(ctx: &Ctx) -> Result<(), CtlError> {
         s(&health, "/hsm/model"),
         s(&health, "/hsm/serial")
     );
+    println!(
+        "wrap        {} ({})",
+        s(&health, "/hsm/wrap_strategy").replace("null", "none"),
+        s(&health, "/hsm/wrap_summary")
+    );
     println!("state       generation {}", s(&health, "/state/generation"));
     println!("designated  {}", s(&health, "/designated"));
     println!("you         {} ({})", s(&me, "/identity"), s(&me, "/role"));

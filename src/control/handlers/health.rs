@@ -38,6 +38,9 @@ pub async fn health(_: Authorized<AnyRole>, ctx: &Ctx) -> Result<Reply, ApiError
             "token": report.token_label,
             "model": report.model,
             "serial": report.serial,
+            "wrap_strategy": ctx.service.hsm().wrap_strategy(),
+            "wrap_summary": ctx.service.hsm().wrap_report().summary(),
+            "wrap_report": ctx.service.hsm().wrap_report(),
         },
         "state": { "ready": true, "generation": generation },
     }))
