@@ -33,6 +33,8 @@ fn setup(module: &Path, label: &str, pin: &str, pin_mode: u32) -> (Setup, SoftHs
         format!("state_dir = {state:?}\nallow_root = true\n[hsm]\nmodule = {:?}\ntoken_label = {label:?}\npin_file = {pin_file:?}\n", module.display().to_string()),
     )
     .unwrap();
+    // byokd refuses a configuration file that others can read (src/system/hardening.rs).
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
     (
         Setup {
             _tmp: tmp,

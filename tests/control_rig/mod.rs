@@ -246,6 +246,9 @@ max_body_bytes = {body}
         std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o640)).unwrap();
         std::fs::set_permissions(d.join("server.key"), std::fs::Permissions::from_mode(0o600))
             .unwrap();
+        // byokd refuses a configuration file that others can read (src/system/hardening.rs).
+        std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
         if let Some(seed) = o.seed_state {
             std::fs::create_dir_all(d.join("state")).unwrap();
             std::fs::set_permissions(

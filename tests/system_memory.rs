@@ -1,0 +1,154 @@
+//! No secret lingers in the running daemon's memory once the operation that needed it is done.
+//! The test reads the whole address space of the real `byokd` as root, through
+//! `/proc/<pid>/maps` and `/proc/<pid>/mem` (what `gcore` would dump), and searches it for the
+//! HSM PIN after start-up and for client secrets after they were sent over the control API.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+mod control_rig;
+mod system_support;
+
+use common::softhsm::SoftHsmDir;
+use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::process::Command;
+use std::time::Duration;
+use system_support::Running;
+
+/// Where each occurrence of `needle` sits: `(address, mapping line)`.
+fn find_in_memory(pid: u32, needle: &[u8]) -> Vec<(u64, String)> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let mem = std::fs::File::open(format!("/proc/{pid}/mem")).unwrap();
+    let mut hits = Vec::new();
+    let mut scanned = 0u64;
+    for line in maps.lines() {
+        let mut fields = line.split_whitespace();
+        let (range, perms) = (fields.next().unwrap(), fields.next().unwrap());
+        if !perms.starts_with('r') || line.ends_with("[vvar]") || line.ends_with("[vsyscall]") {
+            continue;
+        }
+        let (start, end) = range.split_once('-').unwrap();
+        let (start, end) = (
+            u64::from_str_radix(start, 16).unwrap(),
+            u64::from_str_radix(end, 16).unwrap(),
+        );
+        let mut buf = vec![0u8; (end - start) as usize];
+        let Ok(n) = mem.read_at(&mut buf, start) else {
+            continue;
+        };
+        scanned += n as u64;
+        for (i, w) in buf[..n].windows(needle.len()).enumerate() {
+            if w == needle {
+                hits.push((start + i as u64, line.to_owned()));
+            }
+        }
+    }
+    assert!(scanned > 1024 * 1024, "read only {scanned} bytes of memory");
+    hits
+}
+
+fn daemon_pid_by_config(config: &std::path::Path) -> u32 {
+    let needle = config.to_str().unwrap();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        if cmdline.contains(needle) && cmdline.contains("byokd") && !cmdline.contains("byokctl") {
+            return pid;
+        }
+    }
+    panic!("no byokd process runs with {needle}");
+}
+
+#[test]
+fn the_hsm_pin_is_not_in_memory_after_the_hsm_login() {
+    // A PIN long and odd enough not to occur by chance.
+    const PIN: &str = "PIN-mem-7f3c9a1e5b2d4068";
+    let hsm = SoftHsmDir::new();
+    let out = Command::new("softhsm2-util")
+        .env("SOFTHSM2_CONF", &hsm.conf)
+        .args([
+            "--init-token",
+            "--free",
+            "--label",
+            "memory",
+            "--so-pin",
+            "so-5678",
+            "--pin",
+            PIN,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let pin = dir.path().join("hsm-pin");
+    std::fs::write(&pin, format!("{PIN}\n")).unwrap();
+    std::fs::set_permissions(&pin, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let config = dir.path().join("byokd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = {:?}\nallow_root = true\n[hsm]\nmodule = {:?}\ntoken_label = \"memory\"\npin_file = {pin:?}\n",
+            dir.path().join("state"),
+            hsm.module.display().to_string()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_byokd"));
+    cmd.arg("--config")
+        .arg(&config)
+        .arg("run")
+        .env("SOFTHSM2_CONF", &hsm.conf)
+        .env("BYOKD_LOG", "info");
+    let mut daemon = Running::spawn(cmd);
+    daemon.wait_for_log("byokd ready");
+    std::thread::sleep(Duration::from_millis(300));
+    let hits = find_in_memory(daemon.pid(), PIN.as_bytes());
+    assert!(
+        hits.is_empty(),
+        "the HSM PIN is in byokd's memory at {} place(s):\n{hits:#x?}",
+        hits.len()
+    );
+    assert!(daemon.terminate().success());
+}
+
+#[test]
+fn client_secrets_are_not_in_memory_after_the_credential_calls_finished() {
+    let first = "cs-mem-first-4c1d8e2f9a7b6035e1";
+    let second = "cs-mem-second-b9e07a3d5f1c2846d0";
+    let daemon = control_rig::Daemon::start();
+    for (name, secret) in [("mem1", first), ("mem2", second)] {
+        let (status, body) = daemon.curl(
+            Some(control_rig::ADMIN),
+            "POST",
+            "/v1/credentials",
+            Some(&format!(
+                r#"{{"name":"{name}","tenant_id":"{}","client_id":"{}","secret":"{secret}"}}"#,
+                control_rig::TENANT,
+                control_rig::CLIENT
+            )),
+        );
+        assert_eq!(status, 201, "{body}");
+    }
+    let (status, _) = daemon.curl(Some(control_rig::ADMIN), "GET", "/v1/credentials", None);
+    assert_eq!(status, 200);
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = daemon_pid_by_config(&daemon.config);
+    let mut report = String::new();
+    for secret in [first, second] {
+        let hits = find_in_memory(pid, secret.as_bytes());
+        if !hits.is_empty() {
+            report.push_str(&format!("{secret}: {} place(s): {hits:#x?}\n", hits.len()));
+        }
+    }
+    assert!(
+        report.is_empty(),
+        "client secrets remain in byokd's memory:\n{report}"
+    );
+}
