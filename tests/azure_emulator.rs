@@ -10,14 +10,15 @@ use aes_kw::cipher::KeyInit as _;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use byokd::azure::{
-    AccessToken, Allowlist, Azure, AzureError, AzureMetrics, EntraError, ImportRequest, Kek, KeyUpdate,
-    KeyVaultError, KvOp,
+    AccessToken, Allowlist, Azure, AzureError, AzureMetrics, EntraError, ImportRequest, Kek,
+    KeyUpdate, KeyVaultError, KvOp,
 };
 use byokd::config::{AzureSection, Cloud};
 use byokd::secret::SecretBytes;
 use byokd_emulator::{
-    AppConfig, Curve, Emulator, EmulatorConfig, EmulatorHandle, FaultAction, FaultRule, ForeignKeyType, KeyPoolConfig,
-    Op, Permission, RecoveryLevel as EmuRecovery, RetryHeader, ThrottleConfig, VaultOptions,
+    AppConfig, Curve, Emulator, EmulatorConfig, EmulatorHandle, FaultAction, FaultRule,
+    ForeignKeyType, KeyPoolConfig, Op, Permission, RecoveryLevel as EmuRecovery, RetryHeader,
+    ThrottleConfig, VaultOptions,
 };
 use p256::elliptic_curve::sec1::ToSec1Point as _;
 use p256::pkcs8::EncodePrivateKey as _;
@@ -39,11 +40,16 @@ struct Rig {
 async fn rig(vaults: &[(&str, VaultOptions)]) -> Rig {
     let cfg = EmulatorConfig {
         delete_pending_ms: 100,
-        key_pool: KeyPoolConfig { rsa2048: 2, rsa3072: 0, rsa4096: 0 },
+        key_pool: KeyPoolConfig {
+            rsa2048: 2,
+            rsa3072: 0,
+            rsa4096: 0,
+        },
         ..EmulatorConfig::default()
     };
     let emu = Emulator::start(cfg).await.unwrap();
-    emu.add_app(AppConfig::with_secret(TENANT, APP, SECRET)).unwrap();
+    emu.add_app(AppConfig::with_secret(TENANT, APP, SECRET))
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("emu-ca.pem");
     std::fs::write(&ca, emu.ca_pem()).unwrap();
@@ -63,18 +69,25 @@ async fn rig(vaults: &[(&str, VaultOptions)]) -> Rig {
         kek_size: 2048,
         ..AzureSection::default()
     };
-    let allowlist = Arc::new(Allowlist::new(Cloud::Public, vaults.iter().map(|(n, _)| *n)).unwrap());
+    let allowlist =
+        Arc::new(Allowlist::new(Cloud::Public, vaults.iter().map(|(n, _)| *n)).unwrap());
     let az = Azure::new(&section, allowlist, AzureMetrics::new()).unwrap();
     Rig { emu, az, _dir: dir }
 }
 
 async fn token(az: &Azure) -> AccessToken {
     let secret = SecretBytes::new(SECRET.as_bytes().to_vec());
-    az.entra().token("cred-1", TENANT, APP, &secret).await.unwrap()
+    az.entra()
+        .token("cred-1", TENANT, APP, &secret)
+        .await
+        .unwrap()
 }
 
 fn vault(level: EmuRecovery) -> VaultOptions {
-    VaultOptions { recovery_level: level, ..VaultOptions::default() }
+    VaultOptions {
+        recovery_level: level,
+        ..VaultOptions::default()
+    }
 }
 
 /// Requests the emulator saw for one operation (faulted ones included).
@@ -106,7 +119,10 @@ fn ec_import(kek: &Kek, tag: &str) -> (ImportRequest, Vec<u8>, Vec<u8>) {
     let mut ciphertext = public.oaep_encrypt::<sha1::Sha1>(&aes).unwrap();
     let plaintext = pkcs8.as_bytes();
     let mut buf = vec![0u8; plaintext.len().div_ceil(8) * 8 + 8];
-    let wrapped = KwpAes256::new_from_slice(&aes).unwrap().wrap_key(plaintext, &mut buf).unwrap();
+    let wrapped = KwpAes256::new_from_slice(&aes)
+        .unwrap()
+        .wrap_key(plaintext, &mut buf)
+        .unwrap();
     ciphertext.extend_from_slice(wrapped);
     let blob = serde_json::json!({
         "schema_version": "1.0.0",
@@ -133,11 +149,23 @@ async fn the_kek_lifecycle_runs_against_the_emulator() {
     r.emu.set_delete_pending(Duration::from_millis(400));
     let t = token(&r.az).await;
     let kv = r.az.keyvault();
-    let kek = kv.create_kek(&t, "kv-soft", "kek-job-1", 2048, KEK_EXP).await.unwrap();
+    let kek = kv
+        .create_kek(&t, "kv-soft", "kek-job-1", 2048, KEK_EXP)
+        .await
+        .unwrap();
     assert_eq!(kek.e, vec![1, 0, 1]);
     assert_eq!(kek.n.len(), 256);
-    assert_eq!(kek.kid, format!("https://kv-soft.vault.azure.net/keys/kek-job-1/{}", kek.version));
-    assert_eq!(kek.recovery_level.as_ref().map(|l| l.as_str()), Some("Recoverable+Purgeable"));
+    assert_eq!(
+        kek.kid,
+        format!(
+            "https://kv-soft.vault.azure.net/keys/kek-job-1/{}",
+            kek.version
+        )
+    );
+    assert_eq!(
+        kek.recovery_level.as_ref().map(|l| l.as_str()),
+        Some("Recoverable+Purgeable")
+    );
     assert!(kek.recovery_level.as_ref().unwrap().purge_allowed());
     let live = r.emu.live_keks("kv-soft");
     assert_eq!(live.len(), 1);
@@ -148,24 +176,60 @@ async fn the_kek_lifecycle_runs_against_the_emulator() {
 
     let got = kv.get_key(&t, "kv-soft", "kek-job-1", None).await.unwrap();
     assert_eq!(got.kid(), kek.kid);
-    assert_eq!(got.key.key_ops.as_deref(), Some(&["import".to_string()][..]));
-    let same = kv.get_key(&t, "kv-soft", "kek-job-1", Some(&kek.version)).await.unwrap();
+    assert_eq!(
+        got.key.key_ops.as_deref(),
+        Some(&["import".to_string()][..])
+    );
+    let same = kv
+        .get_key(&t, "kv-soft", "kek-job-1", Some(&kek.version))
+        .await
+        .unwrap();
     assert_eq!(same.kid(), kek.kid);
 
-    let upd = KeyUpdate { tags: Some(BTreeMap::from([("k".into(), "v".into())])), ..Default::default() };
-    let b = kv.update_key(&t, "kv-soft", "kek-job-1", &kek.version, &upd).await.unwrap();
+    let upd = KeyUpdate {
+        tags: Some(BTreeMap::from([("k".into(), "v".into())])),
+        ..Default::default()
+    };
+    let b = kv
+        .update_key(&t, "kv-soft", "kek-job-1", &kek.version, &upd)
+        .await
+        .unwrap();
     assert_eq!(b.tags.unwrap()["k"], "v");
     assert_eq!(r.emu.key_versions("kv-soft", "kek-job-1")[0].tags["k"], "v");
 
     let deleted = kv.delete_key(&t, "kv-soft", "kek-job-1").await.unwrap();
-    assert!(deleted.recovery_id.as_deref().unwrap().ends_with("/deletedkeys/kek-job-1"));
+    assert!(
+        deleted
+            .recovery_id
+            .as_deref()
+            .unwrap()
+            .ends_with("/deletedkeys/kek-job-1")
+    );
     assert!(r.emu.live_keks("kv-soft").is_empty());
     // Right after the delete the deleted key is not yet visible (404), and a purge is refused
     // as "being deleted" (409, retryable).
-    let err = kv.get_deleted_key(&t, "kv-soft", "kek-job-1").await.unwrap_err();
-    assert!(matches!(err, AzureError::KeyVault(KeyVaultError::NotFound { deleted: true, .. })), "{err:?}");
-    let err = kv.purge_deleted_key(&t, "kv-soft", "kek-job-1").await.unwrap_err();
-    assert!(matches!(err, AzureError::KeyVault(KeyVaultError::BeingDeleted { .. })), "{err:?}");
+    let err = kv
+        .get_deleted_key(&t, "kv-soft", "kek-job-1")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AzureError::KeyVault(KeyVaultError::NotFound { deleted: true, .. })
+        ),
+        "{err:?}"
+    );
+    let err = kv
+        .purge_deleted_key(&t, "kv-soft", "kek-job-1")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AzureError::KeyVault(KeyVaultError::BeingDeleted { .. })
+        ),
+        "{err:?}"
+    );
     assert!(err.is_retryable());
     // Visible in /deletedkeys after the window; poll with a bound.
     let mut found = None;
@@ -186,12 +250,27 @@ async fn the_kek_lifecycle_runs_against_the_emulator() {
     assert!(found.scheduled_purge_date.is_some() && found.deleted_date.is_some());
     assert_eq!(r.emu.deleted_keys("kv-soft").len(), 1);
 
-    kv.purge_deleted_key(&t, "kv-soft", "kek-job-1").await.unwrap();
+    kv.purge_deleted_key(&t, "kv-soft", "kek-job-1")
+        .await
+        .unwrap();
     assert!(r.emu.live_keks("kv-soft").is_empty());
     assert!(r.emu.deleted_keys("kv-soft").is_empty());
-    let err = kv.get_deleted_key(&t, "kv-soft", "kek-job-1").await.unwrap_err();
-    assert!(matches!(err, AzureError::KeyVault(KeyVaultError::NotFound { deleted: true, .. })), "{err:?}");
-    assert!(r.emu.schema_violations().is_empty(), "{:?}", r.emu.schema_violations());
+    let err = kv
+        .get_deleted_key(&t, "kv-soft", "kek-job-1")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AzureError::KeyVault(KeyVaultError::NotFound { deleted: true, .. })
+        ),
+        "{err:?}"
+    );
+    assert!(
+        r.emu.schema_violations().is_empty(),
+        "{:?}",
+        r.emu.schema_violations()
+    );
     assert_eq!(r.az.metrics().retries, 0);
 }
 
@@ -200,10 +279,16 @@ async fn a_soft_deleted_name_is_reported_and_can_be_recovered() {
     let r = rig(&[("kv-soft", vault(EmuRecovery::RecoverablePurgeable))]).await;
     let t = token(&r.az).await;
     let kv = r.az.keyvault();
-    let kek = kv.create_kek(&t, "kv-soft", "kek-2", 2048, KEK_EXP).await.unwrap();
+    let kek = kv
+        .create_kek(&t, "kv-soft", "kek-2", 2048, KEK_EXP)
+        .await
+        .unwrap();
     kv.delete_key(&t, "kv-soft", "kek-2").await.unwrap();
     tokio::time::sleep(Duration::from_millis(150)).await;
-    let err = kv.create_kek(&t, "kv-soft", "kek-2", 2048, KEK_EXP).await.unwrap_err();
+    let err = kv
+        .create_kek(&t, "kv-soft", "kek-2", 2048, KEK_EXP)
+        .await
+        .unwrap_err();
     assert!(
         matches!(&err, AzureError::KeyVault(KeyVaultError::SoftDeleted { name, .. }) if name == "kek-2"),
         "{err:?}"
@@ -214,7 +299,10 @@ async fn a_soft_deleted_name_is_reported_and_can_be_recovered() {
     assert_eq!(creates[1].status, 409);
     assert!(r.emu.live_keks("kv-soft").is_empty());
 
-    let back = kv.recover_deleted_key(&t, "kv-soft", "kek-2").await.unwrap();
+    let back = kv
+        .recover_deleted_key(&t, "kv-soft", "kek-2")
+        .await
+        .unwrap();
     assert_eq!(back.kid(), kek.kid, "recovery brings back the same version");
     assert!(r.emu.deleted_keys("kv-soft").is_empty());
     assert_eq!(r.emu.live_keks("kv-soft").len(), 1);
@@ -227,33 +315,60 @@ async fn purge_protection_is_told_apart_from_a_missing_permission() {
     let r = rig(&[("kv-prot", vault(EmuRecovery::Recoverable))]).await;
     let t = token(&r.az).await;
     let kv = r.az.keyvault();
-    let kek = kv.create_kek(&t, "kv-prot", "kek-3", 2048, KEK_EXP).await.unwrap();
+    let kek = kv
+        .create_kek(&t, "kv-prot", "kek-3", 2048, KEK_EXP)
+        .await
+        .unwrap();
     let level = kek.recovery_level.as_ref().unwrap();
     assert!(level.purge_protected() && !level.purge_allowed());
     kv.delete_key(&t, "kv-prot", "kek-3").await.unwrap();
     tokio::time::sleep(Duration::from_millis(150)).await;
-    let err = kv.purge_deleted_key(&t, "kv-prot", "kek-3").await.unwrap_err();
-    assert!(matches!(err, AzureError::KeyVault(KeyVaultError::PurgeProtected { .. })), "{err:?}");
+    let err = kv
+        .purge_deleted_key(&t, "kv-prot", "kek-3")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AzureError::KeyVault(KeyVaultError::PurgeProtected { .. })
+        ),
+        "{err:?}"
+    );
     assert_eq!(r.emu.deleted_keys("kv-prot").len(), 1, "still there");
 
     r.emu
-        .set_access("kv-prot", Some(BTreeMap::from([(APP.to_string(), vec![Permission::Get, Permission::List])])))
+        .set_access(
+            "kv-prot",
+            Some(BTreeMap::from([(
+                APP.to_string(),
+                vec![Permission::Get, Permission::List],
+            )])),
+        )
         .unwrap();
-    let err = kv.create_kek(&t, "kv-prot", "kek-4", 2048, KEK_EXP).await.unwrap_err();
+    let err = kv
+        .create_kek(&t, "kv-prot", "kek-4", 2048, KEK_EXP)
+        .await
+        .unwrap_err();
     assert!(
         matches!(&err, AzureError::KeyVault(KeyVaultError::PermissionDenied { op: KvOp::CreateKek, inner, .. }) if inner == "ForbiddenByRbac"),
         "{err:?}"
     );
     assert!(err.to_string().contains("'Create'"), "{err}");
     // The same 403 status on purge, but an RBAC refusal, not purge protection.
-    let err = kv.purge_deleted_key(&t, "kv-prot", "kek-3").await.unwrap_err();
+    let err = kv
+        .purge_deleted_key(&t, "kv-prot", "kek-3")
+        .await
+        .unwrap_err();
     assert!(
         matches!(&err, AzureError::KeyVault(KeyVaultError::PermissionDenied { op: KvOp::Purge, inner, .. }) if inner == "ForbiddenByRbac"),
         "{err:?}"
     );
     assert!(err.to_string().contains("'Purge'"), "{err}");
     let purges = seen(&r.emu, Op::PurgeDeletedKey);
-    assert_eq!(purges.iter().map(|q| q.status).collect::<Vec<_>>(), vec![403, 403]);
+    assert_eq!(
+        purges.iter().map(|q| q.status).collect::<Vec<_>>(),
+        vec![403, 403]
+    );
     assert!(r.emu.all_keys("kv-prot").is_empty());
 }
 
@@ -262,28 +377,67 @@ async fn list_versions_pages_through_next_link() {
     let r = rig(&[("kv-soft", VaultOptions::default())]).await;
     for i in 0..30 {
         let tags = BTreeMap::from([("i".to_string(), i.to_string())]);
-        r.emu.import_foreign_version("kv-soft", "app-key", ForeignKeyType::Ec { crv: Curve::P256 }, tags).await.unwrap();
+        r.emu
+            .import_foreign_version(
+                "kv-soft",
+                "app-key",
+                ForeignKeyType::Ec { crv: Curve::P256 },
+                tags,
+            )
+            .await
+            .unwrap();
     }
     let t = token(&r.az).await;
-    let items = r.az.keyvault().list_versions(&t, "kv-soft", "app-key").await.unwrap();
+    let items =
+        r.az.keyvault()
+            .list_versions(&t, "kv-soft", "app-key")
+            .await
+            .unwrap();
     assert_eq!(items.len(), 30);
-    let mut tags: Vec<u32> = items.iter().map(|i| i.tags.as_ref().unwrap()["i"].parse().unwrap()).collect();
+    let mut tags: Vec<u32> = items
+        .iter()
+        .map(|i| i.tags.as_ref().unwrap()["i"].parse().unwrap())
+        .collect();
     tags.sort_unstable();
     assert_eq!(tags, (0..30).collect::<Vec<_>>());
     let mut versions: Vec<&str> = items.iter().map(|i| i.version()).collect();
     versions.sort_unstable();
-    let mut expected: Vec<String> = r.emu.key_versions("kv-soft", "app-key").into_iter().map(|v| v.version).collect();
+    let mut expected: Vec<String> = r
+        .emu
+        .key_versions("kv-soft", "app-key")
+        .into_iter()
+        .map(|v| v.version)
+        .collect();
     expected.sort_unstable();
     assert_eq!(versions, expected);
     let pages = seen(&r.emu, Op::GetKeyVersions);
     assert_eq!(pages.len(), 2);
-    assert!(pages.iter().all(|p| p.status == 200 && p.host == "kv-soft.vault.azure.net"));
+    assert!(
+        pages
+            .iter()
+            .all(|p| p.status == 200 && p.host == "kv-soft.vault.azure.net")
+    );
     assert!(pages[0].query.as_deref().unwrap().contains("maxresults=25"));
-    assert_ne!(pages[0].query, pages[1].query, "the second page follows nextLink");
-    assert!(pages[1].query.as_deref().unwrap().contains("api-version=7.5"));
+    assert_ne!(
+        pages[0].query, pages[1].query,
+        "the second page follows nextLink"
+    );
+    assert!(
+        pages[1]
+            .query
+            .as_deref()
+            .unwrap()
+            .contains("api-version=7.5")
+    );
 
     // An unknown name lists as empty.
-    assert!(r.az.keyvault().list_versions(&t, "kv-soft", "no-such-key").await.unwrap().is_empty());
+    assert!(
+        r.az.keyvault()
+            .list_versions(&t, "kv-soft", "no-such-key")
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -291,7 +445,10 @@ async fn an_import_lands_and_a_bad_blob_is_a_bad_parameter_with_azures_message()
     let r = rig(&[("kv-soft", VaultOptions::default())]).await;
     let t = token(&r.az).await;
     let kv = r.az.keyvault();
-    let kek = kv.create_kek(&t, "kv-soft", "kek-imp", 2048, KEK_EXP).await.unwrap();
+    let kek = kv
+        .create_kek(&t, "kv-soft", "kek-imp", 2048, KEK_EXP)
+        .await
+        .unwrap();
     let (req, x, y) = ec_import(&kek, "fp-1");
     let bundle = kv.import_key(&t, "kv-soft", "app-key", &req).await.unwrap();
     assert_eq!(bundle.key.kty.as_deref(), Some("EC-HSM"));
@@ -308,10 +465,20 @@ async fn an_import_lands_and_a_bad_blob_is_a_bad_parameter_with_azures_message()
         enabled: true,
         ..Default::default()
     };
-    let err = kv.import_key(&t, "kv-soft", "app-key", &bad).await.unwrap_err();
+    let err = kv
+        .import_key(&t, "kv-soft", "app-key", &bad)
+        .await
+        .unwrap_err();
     match &err {
-        AzureError::KeyVault(KeyVaultError::BadParameter { op: KvOp::Import, message, .. }) => {
-            assert!(message.contains("key_hsm"), "Azure's message is passed on: {message}");
+        AzureError::KeyVault(KeyVaultError::BadParameter {
+            op: KvOp::Import,
+            message,
+            ..
+        }) => {
+            assert!(
+                message.contains("key_hsm"),
+                "Azure's message is passed on: {message}"
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -320,36 +487,74 @@ async fn an_import_lands_and_a_bad_blob_is_a_bad_parameter_with_azures_message()
     assert_eq!(imports.len(), 2, "a 400 is not retried");
     assert_eq!(imports[1].status, 400);
     assert_eq!(imports[1].error_code.as_deref(), Some("BadParameter"));
-    assert_eq!(r.emu.key_versions("kv-soft", "app-key").len(), 1, "nothing new");
-    assert!(r.emu.schema_violations().is_empty(), "{:?}", r.emu.schema_violations());
+    assert_eq!(
+        r.emu.key_versions("kv-soft", "app-key").len(),
+        1,
+        "nothing new"
+    );
+    assert!(
+        r.emu.schema_violations().is_empty(),
+        "{:?}",
+        r.emu.schema_violations()
+    );
 }
 
 #[tokio::test]
 async fn entra_errors_from_the_emulator_map_to_hints() {
     let r = rig(&[("kv-soft", VaultOptions::default())]).await;
-    r.emu.add_app(AppConfig::with_secret("tenant-2", "app-2", "other")).unwrap();
+    r.emu
+        .add_app(AppConfig::with_secret("tenant-2", "app-2", "other"))
+        .unwrap();
     let secret = SecretBytes::new(SECRET.as_bytes().to_vec());
 
     let wrong = SecretBytes::new(b"wrong-secret".to_vec());
-    let err = r.az.entra().token("c1", TENANT, APP, &wrong).await.unwrap_err();
-    assert!(matches!(&err, AzureError::Entra(EntraError::WrongSecret { credential }) if credential == "c1"), "{err:?}");
+    let err =
+        r.az.entra()
+            .token("c1", TENANT, APP, &wrong)
+            .await
+            .unwrap_err();
+    assert!(
+        matches!(&err, AzureError::Entra(EntraError::WrongSecret { credential }) if credential == "c1"),
+        "{err:?}"
+    );
     assert!(!format!("{err} {err:?}").contains("wrong-secret"));
 
-    let err = r.az.entra().token("c2", "no-such-tenant", APP, &secret).await.unwrap_err();
-    assert!(matches!(&err, AzureError::Entra(EntraError::TenantNotFound { tenant, .. }) if tenant == "no-such-tenant"), "{err:?}");
-    let err = r.az.entra().token("c2", "tenant-2", APP, &secret).await.unwrap_err();
+    let err =
+        r.az.entra()
+            .token("c2", "no-such-tenant", APP, &secret)
+            .await
+            .unwrap_err();
+    assert!(
+        matches!(&err, AzureError::Entra(EntraError::TenantNotFound { tenant, .. }) if tenant == "no-such-tenant"),
+        "{err:?}"
+    );
+    let err =
+        r.az.entra()
+            .token("c2", "tenant-2", APP, &secret)
+            .await
+            .unwrap_err();
     assert!(
         matches!(&err, AzureError::Entra(EntraError::AppNotInTenant { tenant, client_id, .. }) if tenant == "tenant-2" && client_id == APP),
         "{err:?}"
     );
 
     r.emu.set_secret_expired(APP, true);
-    let err = r.az.entra().token("c3", TENANT, APP, &secret).await.unwrap_err();
-    assert!(matches!(err, AzureError::Entra(EntraError::SecretExpired { .. })), "{err:?}");
+    let err =
+        r.az.entra()
+            .token("c3", TENANT, APP, &secret)
+            .await
+            .unwrap_err();
+    assert!(
+        matches!(err, AzureError::Entra(EntraError::SecretExpired { .. })),
+        "{err:?}"
+    );
     assert!(!format!("{err} {err:?}").contains(SECRET));
     let tokens = seen(&r.emu, Op::Token);
     assert_eq!(tokens.len(), 4, "Entra refusals are not retried");
-    assert!(tokens.iter().all(|q| q.status == 400 || q.status == 401), "{tokens:?}");
+    assert!(
+        tokens.iter().all(|q| q.status == 400 || q.status == 401),
+        "{tokens:?}"
+    );
 
     r.emu.set_secret_expired(APP, false);
     token(&r.az).await;
@@ -360,18 +565,30 @@ async fn idempotent_calls_are_retried_through_503_and_resets() {
     let r = rig(&[("kv-soft", VaultOptions::default())]).await;
     let t = token(&r.az).await;
     let kv = r.az.keyvault();
-    let kek = kv.create_kek(&t, "kv-soft", "kek-5", 2048, KEK_EXP).await.unwrap();
+    let kek = kv
+        .create_kek(&t, "kv-soft", "kek-5", 2048, KEK_EXP)
+        .await
+        .unwrap();
 
-    r.emu.inject_fault(FaultRule::next(Op::GetKey, 1, FaultAction::Status { status: 503 }));
-    r.emu.inject_fault(FaultRule::next(Op::GetKey, 1, FaultAction::Reset));
+    r.emu.inject_fault(FaultRule::next(
+        Op::GetKey,
+        1,
+        FaultAction::Status { status: 503 },
+    ));
+    r.emu
+        .inject_fault(FaultRule::next(Op::GetKey, 1, FaultAction::Reset));
     let got = kv.get_key(&t, "kv-soft", "kek-5", None).await.unwrap();
     assert_eq!(got.kid(), kek.kid);
     let gets = seen(&r.emu, Op::GetKey);
-    assert_eq!(gets.iter().map(|q| q.status).collect::<Vec<_>>(), vec![503, 0, 200]);
+    assert_eq!(
+        gets.iter().map(|q| q.status).collect::<Vec<_>>(),
+        vec![503, 0, 200]
+    );
     assert_eq!(r.az.metrics().retries, 2);
 
     // DELETE is idempotent: a reset before the answer is retried (the first one was not applied).
-    r.emu.inject_fault(FaultRule::next(Op::DeleteKey, 1, FaultAction::Reset));
+    r.emu
+        .inject_fault(FaultRule::next(Op::DeleteKey, 1, FaultAction::Reset));
     kv.delete_key(&t, "kv-soft", "kek-5").await.unwrap();
     assert_eq!(seen(&r.emu, Op::DeleteKey).len(), 2);
     assert_eq!(r.az.metrics().response_lost, 0);
@@ -384,25 +601,50 @@ async fn throttling_and_408_are_retried_even_for_creates_and_imports() {
     let kv = r.az.keyvault();
 
     // 429 with `Retry-After: 1`: the hint is honoured, then the create goes through once.
-    r.emu.inject_fault(FaultRule::next(Op::CreateKey, 1, FaultAction::Throttle));
-    let kek = kv.create_kek(&t, "kv-soft", "kek-6", 2048, KEK_EXP).await.unwrap();
+    r.emu
+        .inject_fault(FaultRule::next(Op::CreateKey, 1, FaultAction::Throttle));
+    let kek = kv
+        .create_kek(&t, "kv-soft", "kek-6", 2048, KEK_EXP)
+        .await
+        .unwrap();
     let creates = seen(&r.emu, Op::CreateKey);
-    assert_eq!(creates.iter().map(|q| q.status).collect::<Vec<_>>(), vec![429, 200]);
+    assert_eq!(
+        creates.iter().map(|q| q.status).collect::<Vec<_>>(),
+        vec![429, 200]
+    );
     let gap = creates[1].time_ms - creates[0].time_ms;
     assert!(gap >= 950, "Retry-After: 1 waited only {gap} ms");
     assert_eq!(r.emu.key_versions("kv-soft", "kek-6").len(), 1);
 
     // 429 without any hint, then 408: exponential back-off from the 10 ms base.
-    r.emu.set_throttling(ThrottleConfig { header: RetryHeader::None, ..ThrottleConfig::default() });
-    r.emu.inject_fault(FaultRule::next(Op::ImportKey, 1, FaultAction::Throttle));
-    r.emu.inject_fault(FaultRule::next(Op::ImportKey, 1, FaultAction::Status { status: 408 }));
+    r.emu.set_throttling(ThrottleConfig {
+        header: RetryHeader::None,
+        ..ThrottleConfig::default()
+    });
+    r.emu
+        .inject_fault(FaultRule::next(Op::ImportKey, 1, FaultAction::Throttle));
+    r.emu.inject_fault(FaultRule::next(
+        Op::ImportKey,
+        1,
+        FaultAction::Status { status: 408 },
+    ));
     let (req, _, _) = ec_import(&kek, "fp-throttle");
     kv.import_key(&t, "kv-soft", "app-key", &req).await.unwrap();
     let imports = seen(&r.emu, Op::ImportKey);
-    assert_eq!(imports.iter().map(|q| q.status).collect::<Vec<_>>(), vec![429, 408, 200]);
+    assert_eq!(
+        imports.iter().map(|q| q.status).collect::<Vec<_>>(),
+        vec![429, 408, 200]
+    );
     let gap = imports[2].time_ms - imports[0].time_ms;
-    assert!(gap < 900, "no hint: short back-off, not a one-second wait ({gap} ms)");
-    assert_eq!(r.emu.key_versions("kv-soft", "app-key").len(), 1, "exactly one version");
+    assert!(
+        gap < 900,
+        "no hint: short back-off, not a one-second wait ({gap} ms)"
+    );
+    assert_eq!(
+        r.emu.key_versions("kv-soft", "app-key").len(),
+        1,
+        "exactly one version"
+    );
 
     let m = r.az.metrics();
     assert_eq!((m.retries, m.throttled, m.response_lost), (3, 2, 0));
@@ -413,14 +655,29 @@ async fn a_5xx_to_an_import_or_create_is_reported_as_lost_not_repeated() {
     let r = rig(&[("kv-soft", VaultOptions::default())]).await;
     let t = token(&r.az).await;
     let kv = r.az.keyvault();
-    let kek = kv.create_kek(&t, "kv-soft", "kek-7", 2048, KEK_EXP).await.unwrap();
+    let kek = kv
+        .create_kek(&t, "kv-soft", "kek-7", 2048, KEK_EXP)
+        .await
+        .unwrap();
     let (req, _, _) = ec_import(&kek, "fp-5xx");
 
     for (i, status) in [500u16, 502, 503, 504].into_iter().enumerate() {
-        r.emu.inject_fault(FaultRule::next(Op::ImportKey, 1, FaultAction::Status { status }));
-        let err = kv.import_key(&t, "kv-soft", "app-key", &req).await.unwrap_err();
+        r.emu.inject_fault(FaultRule::next(
+            Op::ImportKey,
+            1,
+            FaultAction::Status { status },
+        ));
+        let err = kv
+            .import_key(&t, "kv-soft", "app-key", &req)
+            .await
+            .unwrap_err();
         match &err {
-            AzureError::ResponseLost { method, path, reason, .. } => {
+            AzureError::ResponseLost {
+                method,
+                path,
+                reason,
+                ..
+            } => {
                 assert_eq!(method, "PUT");
                 assert_eq!(path, "/keys/app-key");
                 assert!(reason.contains(&status.to_string()), "{reason}");
@@ -428,14 +685,28 @@ async fn a_5xx_to_an_import_or_create_is_reported_as_lost_not_repeated() {
             other => panic!("{status}: {other:?}"),
         }
         assert!(!err.is_retryable());
-        assert_eq!(seen(&r.emu, Op::ImportKey).len(), i + 1, "{status}: sent once, never repeated");
+        assert_eq!(
+            seen(&r.emu, Op::ImportKey).len(),
+            i + 1,
+            "{status}: sent once, never repeated"
+        );
     }
     assert!(r.emu.key_versions("kv-soft", "app-key").is_empty());
 
     // The same for the KEK create.
-    r.emu.inject_fault(FaultRule::next(Op::CreateKey, 1, FaultAction::Status { status: 503 }));
-    let err = kv.create_kek(&t, "kv-soft", "kek-8", 2048, KEK_EXP).await.unwrap_err();
-    assert!(matches!(&err, AzureError::ResponseLost { method, .. } if method == "POST"), "{err:?}");
+    r.emu.inject_fault(FaultRule::next(
+        Op::CreateKey,
+        1,
+        FaultAction::Status { status: 503 },
+    ));
+    let err = kv
+        .create_kek(&t, "kv-soft", "kek-8", 2048, KEK_EXP)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, AzureError::ResponseLost { method, .. } if method == "POST"),
+        "{err:?}"
+    );
     assert_eq!(seen(&r.emu, Op::CreateKey).len(), 2);
     assert!(r.emu.key_versions("kv-soft", "kek-8").is_empty());
 
@@ -443,7 +714,12 @@ async fn a_5xx_to_an_import_or_create_is_reported_as_lost_not_repeated() {
     assert_eq!((m.response_lost, m.retries), (5, 0));
 
     // Having looked (nothing there), the caller may import again: exactly one version.
-    assert!(kv.list_versions(&t, "kv-soft", "app-key").await.unwrap().is_empty());
+    assert!(
+        kv.list_versions(&t, "kv-soft", "app-key")
+            .await
+            .unwrap()
+            .is_empty()
+    );
     kv.import_key(&t, "kv-soft", "app-key", &req).await.unwrap();
     assert_eq!(r.emu.key_versions("kv-soft", "app-key").len(), 1);
 }
@@ -453,37 +729,77 @@ async fn commit_then_reset_is_a_lost_response_with_exactly_one_version() {
     let r = rig(&[("kv-soft", VaultOptions::default())]).await;
     let t = token(&r.az).await;
     let kv = r.az.keyvault();
-    let kek = kv.create_kek(&t, "kv-soft", "kek-9", 2048, KEK_EXP).await.unwrap();
+    let kek = kv
+        .create_kek(&t, "kv-soft", "kek-9", 2048, KEK_EXP)
+        .await
+        .unwrap();
 
-    r.emu.inject_fault(FaultRule::next(Op::ImportKey, 1, FaultAction::CommitThenReset));
+    r.emu.inject_fault(FaultRule::next(
+        Op::ImportKey,
+        1,
+        FaultAction::CommitThenReset,
+    ));
     let (req, x, _) = ec_import(&kek, "fp-commit");
-    let err = kv.import_key(&t, "kv-soft", "app-key", &req).await.unwrap_err();
-    assert!(matches!(&err, AzureError::ResponseLost { method, .. } if method == "PUT"), "{err:?}");
+    let err = kv
+        .import_key(&t, "kv-soft", "app-key", &req)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, AzureError::ResponseLost { method, .. } if method == "PUT"),
+        "{err:?}"
+    );
     assert!(!err.is_retryable());
     assert_eq!(seen(&r.emu, Op::ImportKey).len(), 1, "never repeated");
     let versions = r.emu.key_versions("kv-soft", "app-key");
     assert_eq!(versions.len(), 1, "committed exactly once");
     // What the push job does next: find the version by its tag instead of importing again.
     let items = kv.list_versions(&t, "kv-soft", "app-key").await.unwrap();
-    let found: Vec<_> = items.iter().filter(|i| i.tags.as_ref().is_some_and(|t| t["byokd-fp"] == "fp-commit")).collect();
+    let found: Vec<_> = items
+        .iter()
+        .filter(|i| {
+            i.tags
+                .as_ref()
+                .is_some_and(|t| t["byokd-fp"] == "fp-commit")
+        })
+        .collect();
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].version(), versions[0].version);
-    let got = kv.get_key(&t, "kv-soft", "app-key", Some(found[0].version())).await.unwrap();
+    let got = kv
+        .get_key(&t, "kv-soft", "app-key", Some(found[0].version()))
+        .await
+        .unwrap();
     assert_eq!(got.key.x.as_deref(), Some(b64(&x).as_str()));
 
     // A plain reset (not committed) looks the same to the client: lost, and nothing new.
-    r.emu.inject_fault(FaultRule::next(Op::ImportKey, 1, FaultAction::Reset));
+    r.emu
+        .inject_fault(FaultRule::next(Op::ImportKey, 1, FaultAction::Reset));
     let (req2, _, _) = ec_import(&kek, "fp-reset");
-    let err = kv.import_key(&t, "kv-soft", "app-key", &req2).await.unwrap_err();
+    let err = kv
+        .import_key(&t, "kv-soft", "app-key", &req2)
+        .await
+        .unwrap_err();
     assert!(matches!(err, AzureError::ResponseLost { .. }), "{err:?}");
     assert_eq!(r.emu.key_versions("kv-soft", "app-key").len(), 1);
 
     // The KEK create too.
-    r.emu.inject_fault(FaultRule::next(Op::CreateKey, 1, FaultAction::CommitThenReset));
-    let err = kv.create_kek(&t, "kv-soft", "kek-10", 2048, KEK_EXP).await.unwrap_err();
+    r.emu.inject_fault(FaultRule::next(
+        Op::CreateKey,
+        1,
+        FaultAction::CommitThenReset,
+    ));
+    let err = kv
+        .create_kek(&t, "kv-soft", "kek-10", 2048, KEK_EXP)
+        .await
+        .unwrap_err();
     assert!(matches!(err, AzureError::ResponseLost { .. }), "{err:?}");
     assert_eq!(r.emu.key_versions("kv-soft", "kek-10").len(), 1);
-    assert_eq!(seen(&r.emu, Op::CreateKey).iter().filter(|q| q.path.contains("kek-10")).count(), 1);
+    assert_eq!(
+        seen(&r.emu, Op::CreateKey)
+            .iter()
+            .filter(|q| q.path.contains("kek-10"))
+            .count(),
+        1
+    );
     assert_eq!(r.az.metrics().response_lost, 3);
     assert_eq!(r.az.metrics().retries, 0);
 }

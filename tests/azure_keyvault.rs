@@ -32,15 +32,26 @@ async fn create_kek_sends_an_import_only_rsa_hsm_key_and_strips_the_exponent() {
         "key": {"kid": KID, "kty": "RSA-HSM", "key_ops": ["import"], "n": URL_SAFE_NO_PAD.encode(&n), "e": "AAEAAQ"},
         "attributes": {"enabled": true, "exp": 1900000000, "created": 1, "updated": 1, "recoveryLevel": "Recoverable+Purgeable", "recoverableDays": 90}
     })));
-    let kek = az.keyvault().create_kek(&token(), VAULT, "kek-1", 4096, 1_900_000_000).await.unwrap();
+    let kek = az
+        .keyvault()
+        .create_kek(&token(), VAULT, "kek-1", 4096, 1_900_000_000)
+        .await
+        .unwrap();
     assert_eq!(kek.kid, KID);
     assert_eq!(kek.version, "0123456789abcdef0123456789abcdef");
     assert_eq!(kek.e, vec![1, 0, 1]);
     assert_eq!(kek.n, n);
-    assert!(kek.recovery_level.as_ref().is_some_and(RecoveryLevel::purge_allowed));
+    assert!(
+        kek.recovery_level
+            .as_ref()
+            .is_some_and(RecoveryLevel::purge_allowed)
+    );
 
     let rec = &server.recorded()[0];
-    assert_eq!((rec.method.as_str(), rec.path.as_str()), ("POST", "/keys/kek-1/create?api-version=7.5"));
+    assert_eq!(
+        (rec.method.as_str(), rec.path.as_str()),
+        ("POST", "/keys/kek-1/create?api-version=7.5")
+    );
     assert_eq!(rec.headers["authorization"], "Bearer test-access-token");
     assert_eq!(
         body(rec),
@@ -52,8 +63,15 @@ async fn create_kek_sends_an_import_only_rsa_hsm_key_and_strips_the_exponent() {
 async fn a_kek_of_the_wrong_size_is_rejected() {
     let (_pki, server, az) = rig().await;
     server.push(json(200, serde_json::json!({"key": {"kid": KID, "n": URL_SAFE_NO_PAD.encode([1u8; 256]), "e": "AQAB"}})));
-    let err = az.keyvault().create_kek(&token(), VAULT, "kek-1", 4096, 1).await.unwrap_err();
-    assert!(matches!(err, AzureError::KeyVault(KeyVaultError::BadKek { .. })), "{err:?}");
+    let err = az
+        .keyvault()
+        .create_kek(&token(), VAULT, "kek-1", 4096, 1)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, AzureError::KeyVault(KeyVaultError::BadKek { .. })),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -74,13 +92,20 @@ async fn import_puts_key_hsm_with_attributes_and_tags() {
         exp: Some(20),
         tags: BTreeMap::from([("byokd-fp".to_string(), "abc".to_string())]),
     };
-    let b = az.keyvault().import_key(&token(), VAULT, "app-key", &req).await.unwrap();
+    let b = az
+        .keyvault()
+        .import_key(&token(), VAULT, "app-key", &req)
+        .await
+        .unwrap();
     assert_eq!(b.version(), "aaaabbbbccccddddeeeeffff00001111");
     assert_eq!(b.key.crv.as_deref(), Some("P-256"));
     assert_eq!(b.tags.unwrap()["byokd-fp"], "abc");
 
     let rec = &server.recorded()[0];
-    assert_eq!((rec.method.as_str(), rec.path.as_str()), ("PUT", "/keys/app-key?api-version=7.5"));
+    assert_eq!(
+        (rec.method.as_str(), rec.path.as_str()),
+        ("PUT", "/keys/app-key?api-version=7.5")
+    );
     assert_eq!(
         body(rec),
         serde_json::json!({
@@ -99,21 +124,41 @@ async fn list_versions_follows_next_link_on_the_same_vault() {
         "value": [item("v1"), item("v2")],
         "nextLink": "https://myvault.vault.azure.net:443/keys/k/versions?api-version=7.5&$skiptoken=abc&maxresults=25"
     })));
-    server.push(json(200, serde_json::json!({"value": [item("v3")], "nextLink": null})));
-    let items = az.keyvault().list_versions(&token(), VAULT, "k").await.unwrap();
+    server.push(json(
+        200,
+        serde_json::json!({"value": [item("v3")], "nextLink": null}),
+    ));
+    let items = az
+        .keyvault()
+        .list_versions(&token(), VAULT, "k")
+        .await
+        .unwrap();
     let versions: Vec<&str> = items.iter().map(|i| i.version()).collect();
     assert_eq!(versions, ["v1", "v2", "v3"]);
     let paths: Vec<String> = server.recorded().iter().map(|r| r.path.clone()).collect();
     assert_eq!(paths[0], "/keys/k/versions?maxresults=25&api-version=7.5");
-    assert_eq!(paths[1], "/keys/k/versions?api-version=7.5&$skiptoken=abc&maxresults=25");
+    assert_eq!(
+        paths[1],
+        "/keys/k/versions?api-version=7.5&$skiptoken=abc&maxresults=25"
+    );
 }
 
 #[tokio::test]
 async fn a_next_link_off_the_allowlist_is_refused_without_connecting() {
     let (_pki, server, az) = rig().await;
-    server.push(json(200, serde_json::json!({"value": [], "nextLink": "https://evil.example/keys/k/versions?x=1"})));
-    let err = az.keyvault().list_versions(&token(), VAULT, "k").await.unwrap_err();
-    assert!(matches!(&err, AzureError::NotAllowed { host, .. } if host == "evil.example"), "{err:?}");
+    server.push(json(
+        200,
+        serde_json::json!({"value": [], "nextLink": "https://evil.example/keys/k/versions?x=1"}),
+    ));
+    let err = az
+        .keyvault()
+        .list_versions(&token(), VAULT, "k")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, AzureError::NotAllowed { host, .. } if host == "evil.example"),
+        "{err:?}"
+    );
     assert_eq!(server.request_count(), 1);
 }
 
@@ -126,13 +171,24 @@ async fn get_update_delete_and_the_deleted_key_calls_use_the_documented_routes()
     server.push(json(200, bundle.clone()));
     server.push(json(200, deleted.clone()));
     server.push(json(200, deleted));
-    server.push(Reply::Respond { status: 204, headers: vec![], body: String::new() });
+    server.push(Reply::Respond {
+        status: 204,
+        headers: vec![],
+        body: String::new(),
+    });
     server.push(json(200, bundle));
     let t = token();
     let kv = az.keyvault();
     kv.get_key(&t, VAULT, "kek-1", None).await.unwrap();
-    let upd = KeyUpdate { enabled: Some(false), exp: Some(99), ..Default::default() };
-    let b = kv.update_key(&t, VAULT, "kek-1", "0123456789abcdef0123456789abcdef", &upd).await.unwrap();
+    let upd = KeyUpdate {
+        enabled: Some(false),
+        exp: Some(99),
+        ..Default::default()
+    };
+    let b = kv
+        .update_key(&t, VAULT, "kek-1", "0123456789abcdef0123456789abcdef", &upd)
+        .await
+        .unwrap();
     assert_eq!(b.attributes.enabled, Some(false));
     let d = kv.delete_key(&t, VAULT, "kek-1").await.unwrap();
     assert_eq!(d.scheduled_purge_date, Some(6));
@@ -140,10 +196,17 @@ async fn get_update_delete_and_the_deleted_key_calls_use_the_documented_routes()
     kv.get_deleted_key(&t, VAULT, "kek-1").await.unwrap();
     kv.purge_deleted_key(&t, VAULT, "kek-1").await.unwrap();
     kv.recover_deleted_key(&t, VAULT, "kek-1").await.unwrap();
-    let calls: Vec<(String, String)> = server.recorded().iter().map(|r| (r.method.clone(), r.path.clone())).collect();
+    let calls: Vec<(String, String)> = server
+        .recorded()
+        .iter()
+        .map(|r| (r.method.clone(), r.path.clone()))
+        .collect();
     let expect = [
         ("GET", "/keys/kek-1/?api-version=7.5"),
-        ("PATCH", "/keys/kek-1/0123456789abcdef0123456789abcdef?api-version=7.5"),
+        (
+            "PATCH",
+            "/keys/kek-1/0123456789abcdef0123456789abcdef?api-version=7.5",
+        ),
         ("DELETE", "/keys/kek-1?api-version=7.5"),
         ("GET", "/deletedkeys/kek-1?api-version=7.5"),
         ("DELETE", "/deletedkeys/kek-1?api-version=7.5"),
@@ -152,7 +215,10 @@ async fn get_update_delete_and_the_deleted_key_calls_use_the_documented_routes()
     for (got, want) in calls.iter().zip(expect) {
         assert_eq!((got.0.as_str(), got.1.as_str()), want);
     }
-    assert_eq!(body(&server.recorded()[1]), serde_json::json!({"attributes": {"enabled": false, "exp": 99}}));
+    assert_eq!(
+        body(&server.recorded()[1]),
+        serde_json::json!({"attributes": {"enabled": false, "exp": 99}})
+    );
 }
 
 #[tokio::test]
@@ -161,53 +227,152 @@ async fn key_vault_errors_are_branched_on_codes_and_tell_the_operator_what_to_do
     let t = token();
     let kv = az.keyvault();
 
-    server.push(kv_error(403, "Forbidden", Some("ForbiddenByRbac"), "Caller is not authorized"));
-    let err = kv.create_kek(&t, VAULT, "kek-1", 4096, 1).await.unwrap_err();
-    assert!(matches!(&err, AzureError::KeyVault(KeyVaultError::PermissionDenied { .. })), "{err:?}");
-    assert!(err.to_string().contains("'Create'") && err.to_string().contains("Crypto Officer"), "{err}");
+    server.push(kv_error(
+        403,
+        "Forbidden",
+        Some("ForbiddenByRbac"),
+        "Caller is not authorized",
+    ));
+    let err = kv
+        .create_kek(&t, VAULT, "kek-1", 4096, 1)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            AzureError::KeyVault(KeyVaultError::PermissionDenied { .. })
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("'Create'") && err.to_string().contains("Crypto Officer"),
+        "{err}"
+    );
 
     server.push(kv_error(403, "Forbidden", Some("ForbiddenByPolicy"), "no"));
-    let req = ImportRequest { kty: "RSA-HSM".into(), key_hsm: "x".into(), ..Default::default() };
+    let req = ImportRequest {
+        kty: "RSA-HSM".into(),
+        key_hsm: "x".into(),
+        ..Default::default()
+    };
     let err = kv.import_key(&t, VAULT, "k", &req).await.unwrap_err();
     assert!(err.to_string().contains("'Import'"), "{err}");
 
     server.push(kv_error(403, "Forbidden", Some("ForbiddenByRbac"), "no"));
     let err = kv.purge_deleted_key(&t, VAULT, "k").await.unwrap_err();
-    assert!(err.to_string().contains("'Purge'"), "missing permission is not purge protection: {err}");
+    assert!(
+        err.to_string().contains("'Purge'"),
+        "missing permission is not purge protection: {err}"
+    );
 
-    server.push(kv_error(403, "Forbidden", None, "Operation \"purge\" is not allowed because purge protection is enabled"));
+    server.push(kv_error(
+        403,
+        "Forbidden",
+        None,
+        "Operation \"purge\" is not allowed because purge protection is enabled",
+    ));
     let err = kv.purge_deleted_key(&t, VAULT, "k").await.unwrap_err();
-    assert!(matches!(&err, AzureError::KeyVault(KeyVaultError::PurgeProtected { .. })), "{err:?}");
+    assert!(
+        matches!(
+            &err,
+            AzureError::KeyVault(KeyVaultError::PurgeProtected { .. })
+        ),
+        "{err:?}"
+    );
 
-    server.push(kv_error(403, "Forbidden", Some("ForbiddenByFirewall"), "Client address is not authorized"));
+    server.push(kv_error(
+        403,
+        "Forbidden",
+        Some("ForbiddenByFirewall"),
+        "Client address is not authorized",
+    ));
     let err = kv.get_key(&t, VAULT, "k", None).await.unwrap_err();
-    assert!(matches!(&err, AzureError::KeyVault(KeyVaultError::Firewall { .. })), "{err:?}");
+    assert!(
+        matches!(&err, AzureError::KeyVault(KeyVaultError::Firewall { .. })),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("Networking"));
 
-    server.push(kv_error(409, "Conflict", Some("ObjectIsDeletedButRecoverable"), "in a deleted but recoverable state"));
+    server.push(kv_error(
+        409,
+        "Conflict",
+        Some("ObjectIsDeletedButRecoverable"),
+        "in a deleted but recoverable state",
+    ));
     let err = kv.import_key(&t, VAULT, "k", &req).await.unwrap_err();
-    assert!(matches!(&err, AzureError::KeyVault(KeyVaultError::SoftDeleted { .. })), "{err:?}");
+    assert!(
+        matches!(
+            &err,
+            AzureError::KeyVault(KeyVaultError::SoftDeleted { .. })
+        ),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("recover") && err.to_string().contains("purge"));
     assert!(!err.is_retryable());
 
-    server.push(kv_error(409, "Conflict", Some("ObjectIsBeingDeleted"), "being deleted"));
+    server.push(kv_error(
+        409,
+        "Conflict",
+        Some("ObjectIsBeingDeleted"),
+        "being deleted",
+    ));
     let err = kv.purge_deleted_key(&t, VAULT, "k").await.unwrap_err();
-    assert!(matches!(&err, AzureError::KeyVault(KeyVaultError::BeingDeleted { .. })), "{err:?}");
+    assert!(
+        matches!(
+            &err,
+            AzureError::KeyVault(KeyVaultError::BeingDeleted { .. })
+        ),
+        "{err:?}"
+    );
     assert!(err.is_retryable());
 
-    server.push(kv_error(404, "KeyNotFound", None, "A key with (name/id) k was not found"));
+    server.push(kv_error(
+        404,
+        "KeyNotFound",
+        None,
+        "A key with (name/id) k was not found",
+    ));
     let err = kv.get_key(&t, VAULT, "k", None).await.unwrap_err();
-    assert!(matches!(&err, AzureError::KeyVault(KeyVaultError::NotFound { deleted: false, .. })), "{err:?}");
+    assert!(
+        matches!(
+            &err,
+            AzureError::KeyVault(KeyVaultError::NotFound { deleted: false, .. })
+        ),
+        "{err:?}"
+    );
 
     server.push(kv_error(404, "KeyNotFound", None, "Deleted Key not found"));
     let err = kv.get_deleted_key(&t, VAULT, "k").await.unwrap_err();
-    assert!(matches!(&err, AzureError::KeyVault(KeyVaultError::NotFound { deleted: true, .. })), "{err:?}");
+    assert!(
+        matches!(
+            &err,
+            AzureError::KeyVault(KeyVaultError::NotFound { deleted: true, .. })
+        ),
+        "{err:?}"
+    );
 
-    server.push(kv_error(400, "BadParameter", None, "The key type 'RSA-HSM' is not supported by this vault"));
-    let err = kv.create_kek(&t, VAULT, "kek-1", 4096, 1).await.unwrap_err();
-    assert!(matches!(&err, AzureError::KeyVault(KeyVaultError::BadParameter { .. })), "{err:?}");
+    server.push(kv_error(
+        400,
+        "BadParameter",
+        None,
+        "The key type 'RSA-HSM' is not supported by this vault",
+    ));
+    let err = kv
+        .create_kek(&t, VAULT, "kek-1", 4096, 1)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            AzureError::KeyVault(KeyVaultError::BadParameter { .. })
+        ),
+        "{err:?}"
+    );
     let text = err.to_string();
-    assert!(text.contains("is not supported by this vault") && text.contains("Premium"), "{text}");
+    assert!(
+        text.contains("is not supported by this vault") && text.contains("Premium"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -215,10 +380,21 @@ async fn invalid_names_are_refused_before_sending() {
     let (_pki, server, az) = rig().await;
     let t = token();
     for name in ["", "a/b", "a?b", "x".repeat(128).as_str()] {
-        let err = az.keyvault().get_key(&t, VAULT, name, None).await.unwrap_err();
-        assert!(matches!(err, AzureError::InvalidName { .. }), "{name}: {err:?}");
+        let err = az
+            .keyvault()
+            .get_key(&t, VAULT, name, None)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, AzureError::InvalidName { .. }),
+            "{name}: {err:?}"
+        );
     }
-    let err = az.keyvault().get_key(&t, "a.b", "k", None).await.unwrap_err();
+    let err = az
+        .keyvault()
+        .get_key(&t, "a.b", "k", None)
+        .await
+        .unwrap_err();
     assert!(matches!(err, AzureError::InvalidName { .. }));
     assert_eq!(server.request_count(), 0);
 }

@@ -24,7 +24,7 @@ fn each_role_is_allowed_and_denied_on_every_route_class() {
         ("GET", "/v1/groups/g1/keys".into(), None, [200, 200, 200]),
         ("GET", "/v1/approvals".into(), None, [200, 200, 200]),
         ("GET", "/v1/jobs".into(), None, [200, 200, 200]),
-        ("GET", "/v1/jobs/6f1c1b7e-3b0a-4f43-9a57-1b2b2f1d0c11".into(), None, [404, 404, 404]),
+        ("GET", "/v1/jobs/999999".into(), None, [404, 404, 404]),
         ("GET", "/v1/config/designated".into(), None, [200, 200, 200]),
         ("GET", "/v1/logs".into(), None, [501, 501, 501]),
         ("GET", "/v1/logs/export".into(), None, [501, 501, 501]),
@@ -34,10 +34,10 @@ fn each_role_is_allowed_and_denied_on_every_route_class() {
         ("PATCH", "/v1/groups/g1".into(), Some(r#"{"rotation":{"enabled":true,"rotate_every_months":6}}"#.into()), [200, 200, 403]),
         ("POST", "/v1/groups".into(), Some(r#"{"name":"g2-{who}","credential":"c1","vault":"contoso-kv","key_type":"RSA-2048"}"#.into()), [201, 201, 403]),
         ("DELETE", "/v1/groups/g2-{who}".into(), None, [200, 200, 403]),
-        ("POST", "/v1/groups/g1/sync".into(), None, [501, 501, 403]),
+        ("POST", "/v1/groups/g1/sync".into(), None, [202, 202, 403]),
         ("POST", "/v1/groups/g1/rotate".into(), None, [501, 501, 403]),
         ("POST", "/v1/groups/g1/recover".into(), None, [501, 501, 403]),
-        ("POST", "/v1/groups/g1/keys/k1/sync".into(), None, [501, 501, 403]),
+        ("POST", "/v1/groups/g1/keys/k1/sync".into(), None, [202, 202, 403]),
         ("GET", "/v1/groups/g1/keys/k1/public".into(), None, [200, 200, 200]),
         // Credentials, designated device, destructive cloud actions, approvals: admin only.
         ("POST", "/v1/credentials".into(), Some(format!(r#"{{"name":"c2-{{who}}","tenant_id":"{TENANT}","client_id":"{CLIENT}","secret":"x"}}"#)), [201, 403, 403]),
@@ -253,13 +253,10 @@ fn bad_input_gets_400_naming_the_field() {
     assert_eq!((status, field(&answer)), (400, "group"), "{answer}");
     let (status, answer) = d.curl(Some(ADMIN), "GET", "/v1/approvals/xyz", None);
     assert_eq!((status, field(&answer)), (400, "approval"), "{answer}");
-    let (status, answer) = d.curl(
-        Some(ADMIN),
-        "GET",
-        "/v1/jobs/6f1c1b7e-3b0a-4f43-9a57-1b2b2f1d0c11?wait=999",
-        None,
-    );
+    let (status, answer) = d.curl(Some(ADMIN), "GET", "/v1/jobs/1?wait=999", None);
     assert_eq!((status, field(&answer)), (400, "wait"), "{answer}");
+    let (status, answer) = d.curl(Some(ADMIN), "GET", "/v1/jobs/not-a-number", None);
+    assert_eq!((status, field(&answer)), (400, "job"), "{answer}");
     // Unknown routes and methods.
     assert_eq!(d.curl(Some(ADMIN), "GET", "/v1/nothing", None).0, 404);
     assert_eq!(d.curl(Some(ADMIN), "PUT", "/v1/groups", None).0, 405);

@@ -339,3 +339,330 @@ fn the_kek_is_not_purged_on_a_purge_protected_vault_and_that_is_said_at_info() {
         "an INFO line must say the KEK was not purged:\n{log}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Failures: each ends with a clear job error, or success after a retry, and never with a live
+// KEK left in the vault, a lost local key, or a duplicate version.
+
+use byokd_emulator::{FaultAction, FaultRule, Op, Permission, RetryHeader, ThrottleConfig};
+
+/// Creates an EC-P256 group `g` with key `k` and runs a sync; returns the job view.
+fn sync_job(rig: &Rig, group: &str, vault: &str) -> Value {
+    let d = &rig.daemon;
+    let out = d.ctl(
+        ADMIN,
+        &[
+            "group",
+            "create",
+            group,
+            "--credential",
+            "azure-app",
+            "--vault",
+            vault,
+            "--key-type",
+            "EC-P256",
+            "--key-ops",
+            "sign,verify",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        d.ctl(OPERATOR, &["key", "create", group, "k"])
+            .status
+            .success()
+    );
+    let out = d.ctl(OPERATOR, &["--output", "json", "key", "sync", group, "k"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let job: Value = serde_json::from_str(text.trim()).unwrap_or_else(|e| {
+        panic!(
+            "job JSON ({e}): {text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(
+        out.status.success(),
+        job["state"] == "succeeded",
+        "exit code tells a failed job apart: {job}"
+    );
+    if job["state"] == "failed" {
+        assert_eq!(out.status.code(), Some(6), "a failed job exits 6");
+    }
+    job
+}
+
+/// The invariants every failure case must keep.
+fn assert_clean(rig: &Rig, group: &str, vault: &str, versions: usize) {
+    assert!(
+        rig.emu.live_keks(vault).is_empty(),
+        "{group}: a live KEK was left behind"
+    );
+    assert_eq!(
+        rig.emu.key_versions(vault, group).len(),
+        versions,
+        "{group}: wrong number of Azure versions"
+    );
+    let (_, key) = rig.daemon.ctl_json(OPERATOR, &["key", "show", group, "k"]);
+    assert_eq!(
+        key["name"], "k",
+        "{group}: the local key must survive: {key}"
+    );
+    assert_eq!(
+        key["version"].is_string(),
+        versions > 0,
+        "{group}: local version record: {key}"
+    );
+}
+
+fn failed_with(job: &Value, words: &[&str]) {
+    assert_eq!(job["state"], "failed", "{job}");
+    let err = job["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    for w in words {
+        assert!(
+            err.contains(&w.to_ascii_lowercase()),
+            "the job error must say {w:?}: {err}"
+        );
+    }
+    assert!(
+        !err.contains(&SECRET.to_ascii_lowercase()),
+        "the secret leaked into the job error"
+    );
+}
+
+#[test]
+fn sign_in_failures_fail_the_job_with_a_hint_and_touch_nothing() {
+    let rig = start();
+    rig.emu.set_secret_expired(CLIENT, true);
+    let job = sync_job(&rig, "expired", VAULT);
+    failed_with(&job, &["expired"]);
+    assert_clean(&rig, "expired", VAULT, 0);
+    rig.emu.set_secret_expired(CLIENT, false);
+    // A credential with a wrong secret, and one in an unknown tenant.
+    let d = &rig.daemon;
+    let wrong = d.path("wrong.txt");
+    std::fs::write(&wrong, "not-the-secret").unwrap();
+    assert!(
+        d.ctl(
+            ADMIN,
+            &[
+                "credential",
+                "add",
+                "wrong-secret",
+                "--tenant-id",
+                TENANT,
+                "--client-id",
+                CLIENT,
+                "--secret-file",
+                wrong.to_str().unwrap()
+            ]
+        )
+        .status
+        .success()
+    );
+    assert!(
+        d.ctl(
+            ADMIN,
+            &[
+                "credential",
+                "add",
+                "wrong-tenant",
+                "--tenant-id",
+                "99999999-9999-9999-9999-999999999999",
+                "--client-id",
+                CLIENT,
+                "--secret-file",
+                wrong.to_str().unwrap()
+            ]
+        )
+        .status
+        .success()
+    );
+    for (cred, words) in [
+        ("wrong-secret", &["secret"][..]),
+        ("wrong-tenant", &["tenant"][..]),
+    ] {
+        let group = format!("g-{cred}");
+        assert!(
+            d.ctl(
+                ADMIN,
+                &[
+                    "group",
+                    "create",
+                    &group,
+                    "--credential",
+                    cred,
+                    "--vault",
+                    VAULT,
+                    "--key-type",
+                    "EC-P256",
+                    "--key-ops",
+                    "sign,verify"
+                ]
+            )
+            .status
+            .success()
+        );
+        assert!(
+            d.ctl(OPERATOR, &["key", "create", &group, "k"])
+                .status
+                .success()
+        );
+        let out = d.ctl(OPERATOR, &["--output", "json", "key", "sync", &group, "k"]);
+        let job: Value = serde_json::from_slice(&out.stdout).unwrap();
+        failed_with(&job, words);
+        assert_clean(&rig, &group, VAULT, 0);
+    }
+}
+
+#[test]
+fn missing_permissions_fail_cleanly_and_name_the_permission() {
+    let rig = start();
+    let all_but = |missing: Permission| {
+        let perms: Vec<Permission> = Permission::ALL
+            .iter()
+            .copied()
+            .filter(|p| *p != missing)
+            .collect();
+        Some(std::collections::BTreeMap::from([(
+            CLIENT.to_owned(),
+            perms,
+        )]))
+    };
+    rig.emu
+        .set_access(VAULT, all_but(Permission::Create))
+        .unwrap();
+    let job = sync_job(&rig, "no-create", VAULT);
+    failed_with(&job, &["Create"]);
+    assert_clean(&rig, "no-create", VAULT, 0);
+
+    rig.emu
+        .set_access(VAULT, all_but(Permission::Import))
+        .unwrap();
+    let job = sync_job(&rig, "no-import", VAULT);
+    failed_with(&job, &["Import"]);
+    assert_clean(&rig, "no-import", VAULT, 0);
+    assert!(
+        rig.emu
+            .deleted_keys(VAULT)
+            .iter()
+            .all(|k| !k.name.starts_with("byokd-kek")),
+        "the KEK of the failed import is purged"
+    );
+
+    rig.emu
+        .set_access(VAULT, all_but(Permission::Purge))
+        .unwrap();
+    let job = sync_job(&rig, "no-purge", VAULT);
+    failed_with(&job, &["Purge"]);
+    // The key made it; the KEK is deleted (not live) and waits in deleted keys for a purge.
+    assert_clean(&rig, "no-purge", VAULT, 1);
+    assert!(
+        rig.emu
+            .deleted_keys(VAULT)
+            .iter()
+            .any(|k| k.name.starts_with("byokd-kek"))
+    );
+}
+
+#[test]
+fn a_soft_deleted_key_name_fails_with_recover_or_purge_advice() {
+    let rig = start();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(rig.emu.import_foreign_version(
+        VAULT,
+        "gone",
+        byokd_emulator::ForeignKeyType::Ec {
+            crv: byokd_emulator::Curve::P256,
+        },
+        Default::default(),
+    ))
+    .unwrap();
+    rig.emu.delete_key_now(VAULT, "gone").unwrap();
+    let job = sync_job(&rig, "gone", VAULT);
+    failed_with(&job, &["recover", "purge"]);
+    assert!(rig.emu.live_keks(VAULT).is_empty());
+}
+
+#[test]
+fn throttling_and_server_errors_are_retried_to_success_without_duplicates() {
+    let rig = start();
+    // A 429 storm on import with Retry-After, then one without any hint.
+    rig.emu.set_throttling(ThrottleConfig {
+        enabled: false,
+        header: RetryHeader::RetryAfterSeconds,
+        ..ThrottleConfig::default()
+    });
+    rig.emu
+        .inject_fault(FaultRule::next(Op::ImportKey, 3, FaultAction::Throttle));
+    let job = sync_job(&rig, "storm-hinted", VAULT);
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_clean(&rig, "storm-hinted", VAULT, 1);
+    rig.emu.set_throttling(ThrottleConfig {
+        enabled: false,
+        header: RetryHeader::None,
+        ..ThrottleConfig::default()
+    });
+    rig.emu
+        .inject_fault(FaultRule::next(Op::ImportKey, 3, FaultAction::Throttle));
+    let job = sync_job(&rig, "storm-bare", VAULT);
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_clean(&rig, "storm-bare", VAULT, 1);
+    // 5xx on the KEK create (answer may have been lost: byokd looks, then creates).
+    rig.emu.inject_fault(FaultRule::next(
+        Op::CreateKey,
+        1,
+        FaultAction::Status { status: 503 },
+    ));
+    let job = sync_job(&rig, "create-503", VAULT);
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_clean(&rig, "create-503", VAULT, 1);
+    // 5xx on reads is retried.
+    rig.emu.inject_fault(FaultRule::next(
+        Op::GetDeletedKey,
+        2,
+        FaultAction::Status { status: 500 },
+    ));
+    let job = sync_job(&rig, "read-500", VAULT);
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_clean(&rig, "read-500", VAULT, 1);
+}
+
+#[test]
+fn a_lost_import_answer_never_makes_a_second_version() {
+    let rig = start();
+    // Reset before Azure acted: byokd finds no version by tag and imports once more.
+    rig.emu
+        .inject_fault(FaultRule::next(Op::ImportKey, 1, FaultAction::Reset));
+    let job = sync_job(&rig, "reset-import", VAULT);
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_clean(&rig, "reset-import", VAULT, 1);
+    // Azure committed, then the connection dropped: byokd finds the version by its tag.
+    rig.emu.inject_fault(FaultRule::next(
+        Op::ImportKey,
+        1,
+        FaultAction::CommitThenReset,
+    ));
+    let job = sync_job(&rig, "lost-after-commit", VAULT);
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_clean(&rig, "lost-after-commit", VAULT, 1);
+    let steps = job["steps"].to_string();
+    assert!(
+        steps.contains("found key k as version"),
+        "the job says it found the import by fingerprint: {steps}"
+    );
+    // A 504 after the import was sent is treated as possibly committed, too.
+    rig.emu.inject_fault(FaultRule::next(
+        Op::ImportKey,
+        1,
+        FaultAction::Status { status: 504 },
+    ));
+    let job = sync_job(&rig, "import-504", VAULT);
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_clean(&rig, "import-504", VAULT, 1);
+}

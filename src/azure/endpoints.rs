@@ -110,7 +110,10 @@ impl Allowlist {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let list = Self { endpoints: CloudEndpoints::of(cloud), vaults: RwLock::new(BTreeSet::new()) };
+        let list = Self {
+            endpoints: CloudEndpoints::of(cloud),
+            vaults: RwLock::new(BTreeSet::new()),
+        };
         list.set_vaults(vaults)?;
         Ok(list)
     }
@@ -130,7 +133,10 @@ impl Allowlist {
         for v in vaults {
             let v = v.as_ref();
             if !valid_vault_name(v) {
-                return Err(AzureError::InvalidName { kind: "vault", name: v.to_string() });
+                return Err(AzureError::InvalidName {
+                    kind: "vault",
+                    name: v.to_string(),
+                });
             }
             set.insert(v.to_ascii_lowercase());
         }
@@ -141,12 +147,20 @@ impl Allowlist {
 
     /// The vault names currently allowed (lower-case).
     pub fn vaults(&self) -> Vec<String> {
-        self.vaults.read().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
+        self.vaults
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// Whether a vault is in the allowed set.
     pub fn has_vault(&self, vault: &str) -> bool {
-        self.vaults.read().unwrap_or_else(|e| e.into_inner()).contains(&vault.to_ascii_lowercase())
+        self.vaults
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&vault.to_ascii_lowercase())
     }
 
     fn host_allowed(&self, host: &str) -> bool {
@@ -154,7 +168,10 @@ impl Allowlist {
         if host == e.login_host || host == e.arm_host {
             return true;
         }
-        match host.strip_suffix(e.vault_suffix).and_then(|p| p.strip_suffix('.')) {
+        match host
+            .strip_suffix(e.vault_suffix)
+            .and_then(|p| p.strip_suffix('.'))
+        {
             Some(vault) => self.has_vault(vault),
             None => false,
         }
@@ -185,7 +202,10 @@ impl Allowlist {
         }
         let bare = host.trim_start_matches('[').trim_end_matches(']');
         if bare.parse::<IpAddr>().is_ok() {
-            return Err(refused(&host, "IP literals are not allowed; use a host name"));
+            return Err(refused(
+                &host,
+                "IP literals are not allowed; use a host name",
+            ));
         }
         let port = uri.port_u16().unwrap_or(443);
         if port != 443 {
@@ -211,7 +231,10 @@ fn host_hint(url: &str) -> String {
 
 fn refused(host: &str, reason: &'static str) -> AzureError {
     tracing::error!(host = %host, reason, "outbound connection refused by the allowlist");
-    AzureError::NotAllowed { host: host.to_string(), reason }
+    AzureError::NotAllowed {
+        host: host.to_string(),
+        reason,
+    }
 }
 
 #[cfg(test)]
@@ -236,9 +259,15 @@ mod tests {
     fn cloud_hosts_match_the_reference_table() {
         let p = CloudEndpoints::of(Cloud::Public);
         assert_eq!(p.vault_scope(), "https://vault.azure.net/.default");
-        assert_eq!(p.token_url("t"), "https://login.microsoftonline.com/t/oauth2/v2.0/token");
+        assert_eq!(
+            p.token_url("t"),
+            "https://login.microsoftonline.com/t/oauth2/v2.0/token"
+        );
         let c = CloudEndpoints::of(Cloud::China);
-        assert_eq!((c.login_host, c.arm_host), ("login.chinacloudapi.cn", "management.chinacloudapi.cn"));
+        assert_eq!(
+            (c.login_host, c.arm_host),
+            ("login.chinacloudapi.cn", "management.chinacloudapi.cn")
+        );
         assert_eq!(c.vault_scope(), "https://vault.azure.cn/.default");
         let g = CloudEndpoints::of(Cloud::Usgov);
         assert_eq!(g.login_host, "login.microsoftonline.us");
@@ -263,14 +292,23 @@ mod tests {
     #[test]
     fn refuses_everything_else_with_a_reason_naming_the_host() {
         let l = list();
-        assert_eq!(refused_reason(&l, "http://myvault.vault.azure.net/"), "only https is allowed");
-        assert_eq!(refused_reason(&l, "https://myvault.vault.azure.net:8443/"), "only port 443 is allowed");
+        assert_eq!(
+            refused_reason(&l, "http://myvault.vault.azure.net/"),
+            "only https is allowed"
+        );
+        assert_eq!(
+            refused_reason(&l, "https://myvault.vault.azure.net:8443/"),
+            "only port 443 is allowed"
+        );
         assert!(refused_reason(&l, "https://127.0.0.1/").contains("IP literal"));
         assert!(refused_reason(&l, "https://[::1]/").contains("IP literal"));
         assert!(refused_reason(&l, "https://u:p@myvault.vault.azure.net/").contains("user-info"));
         assert!(refused_reason(&l, "https://other.vault.azure.net/").contains("vault host"));
         assert!(refused_reason(&l, "https://myvault.vault.azure.cn/").contains("vault host"));
-        assert!(refused_reason(&l, "https://myvault.vault.azure.net.evil.example/").contains("vault host"));
+        assert!(
+            refused_reason(&l, "https://myvault.vault.azure.net.evil.example/")
+                .contains("vault host")
+        );
         assert!(refused_reason(&l, "https://x.myvault.vault.azure.net/").contains("vault host"));
         match l.check_str("https://evil.example/x") {
             Err(e) => assert!(e.to_string().contains("evil.example"), "{e}"),
@@ -284,8 +322,14 @@ mod tests {
         assert!(l.set_vaults(["kv-two"]).is_ok());
         assert!(l.check_str("https://kv-two.vault.azure.net/").is_ok());
         assert!(l.check_str("https://myvault.vault.azure.net/").is_err());
-        assert!(matches!(l.set_vaults(["evil.example"]), Err(AzureError::InvalidName { .. })));
-        assert!(l.check_str("https://kv-two.vault.azure.net/").is_ok(), "a bad update keeps the old set");
+        assert!(matches!(
+            l.set_vaults(["evil.example"]),
+            Err(AzureError::InvalidName { .. })
+        ));
+        assert!(
+            l.check_str("https://kv-two.vault.azure.net/").is_ok(),
+            "a bad update keeps the old set"
+        );
     }
 
     #[test]
@@ -294,7 +338,10 @@ mod tests {
             Ok(l) => l,
             Err(e) => panic!("{e}"),
         };
-        assert!(l.check_str("https://login.chinacloudapi.cn/t/oauth2/v2.0/token").is_ok());
+        assert!(
+            l.check_str("https://login.chinacloudapi.cn/t/oauth2/v2.0/token")
+                .is_ok()
+        );
         assert!(l.check_str("https://login.microsoftonline.com/t").is_err());
         assert!(l.check_str("https://myvault.vault.azure.net/").is_err());
     }

@@ -38,7 +38,10 @@ pub struct AccessToken {
 
 impl AccessToken {
     pub fn new(value: String, expires_at: SystemTime) -> Self {
-        Self { value: Arc::new(SecretString::from(value)), expires_at }
+        Self {
+            value: Arc::new(SecretString::from(value)),
+            expires_at,
+        }
     }
 
     /// The token text, for the `Authorization` header only.
@@ -126,27 +129,58 @@ pub async fn build_client_assertion(
 }
 
 fn unix_seconds(t: SystemTime) -> i64 {
-    t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// Entra errors, with what the operator should do.
 #[derive(Debug, thiserror::Error)]
 pub enum EntraError {
-    #[error("Entra ID rejected the client secret of credential {credential} (AADSTS7000215): the secret is wrong; paste the secret's Value, not its ID, from the app registration's 'Certificates & secrets'")]
+    #[error(
+        "Entra ID rejected the client secret of credential {credential} (AADSTS7000215): the secret is wrong; paste the secret's Value, not its ID, from the app registration's 'Certificates & secrets'"
+    )]
     WrongSecret { credential: String },
-    #[error("the client secret of credential {credential} has expired (AADSTS7000222): create a new secret in the app registration and update the credential")]
+    #[error(
+        "the client secret of credential {credential} has expired (AADSTS7000222): create a new secret in the app registration and update the credential"
+    )]
     SecretExpired { credential: String },
-    #[error("application {client_id} was not found in tenant {tenant} (AADSTS700016): check the client id and tenant id of credential {credential}, and that the app is registered (or consented) in that tenant")]
-    AppNotInTenant { credential: String, tenant: String, client_id: String },
-    #[error("tenant {tenant} was not found (AADSTS90002): check the tenant id of credential {credential} and the configured cloud")]
+    #[error(
+        "application {client_id} was not found in tenant {tenant} (AADSTS700016): check the client id and tenant id of credential {credential}, and that the app is registered (or consented) in that tenant"
+    )]
+    AppNotInTenant {
+        credential: String,
+        tenant: String,
+        client_id: String,
+    },
+    #[error(
+        "tenant {tenant} was not found (AADSTS90002): check the tenant id of credential {credential} and the configured cloud"
+    )]
     TenantNotFound { credential: String, tenant: String },
-    #[error("Entra ID rejected the client assertion of credential {credential} (AADSTS50012): check that the certificate uploaded to the app registration is the one byokd holds, and the appliance clock")]
+    #[error(
+        "Entra ID rejected the client assertion of credential {credential} (AADSTS50012): check that the certificate uploaded to the app registration is the one byokd holds, and the appliance clock"
+    )]
     BadAssertion { credential: String },
-    #[error("Entra ID refused a token for credential {credential}: HTTP {status}, {error} (codes {codes:?}, trace {trace_id})")]
-    Other { credential: String, status: u16, error: String, codes: Vec<u64>, trace_id: String },
-    #[error("invalid {what} {value:?} for credential {credential}: only letters, digits, '-' and '.' are allowed")]
-    InvalidId { credential: String, what: &'static str, value: String },
-    #[error("Key Vault's authentication challenge names resource {resource}, which is not this cloud's vault resource {expected}: refused")]
+    #[error(
+        "Entra ID refused a token for credential {credential}: HTTP {status}, {error} (codes {codes:?}, trace {trace_id})"
+    )]
+    Other {
+        credential: String,
+        status: u16,
+        error: String,
+        codes: Vec<u64>,
+        trace_id: String,
+    },
+    #[error(
+        "invalid {what} {value:?} for credential {credential}: only letters, digits, '-' and '.' are allowed"
+    )]
+    InvalidId {
+        credential: String,
+        what: &'static str,
+        value: String,
+    },
+    #[error(
+        "Key Vault's authentication challenge names resource {resource}, which is not this cloud's vault resource {expected}: refused"
+    )]
     ChallengeMismatch { resource: String, expected: String },
 }
 
@@ -180,7 +214,12 @@ pub struct Entra {
 
 impl Entra {
     pub fn new(http: Arc<HttpClient>, endpoints: CloudEndpoints, clock: Arc<dyn Clock>) -> Self {
-        Self { http, endpoints, clock, cache: Mutex::new(HashMap::new()) }
+        Self {
+            http,
+            endpoints,
+            clock,
+            cache: Mutex::new(HashMap::new()),
+        }
     }
 
     /// A Key Vault token for a client-secret credential, from the cache when still valid.
@@ -191,7 +230,8 @@ impl Entra {
         client_id: &str,
         secret: &SecretBytes,
     ) -> Result<AccessToken, AzureError> {
-        self.token_with(credential, tenant, client_id, ClientAuth::Secret(secret)).await
+        self.token_with(credential, tenant, client_id, ClientAuth::Secret(secret))
+            .await
     }
 
     /// A Key Vault token for any credential kind, from the cache when still valid.
@@ -204,14 +244,20 @@ impl Entra {
     ) -> Result<AccessToken, AzureError> {
         check_id(credential, "tenant id", tenant)?;
         check_id(credential, "client id", client_id)?;
-        let key = (credential.to_string(), tenant.to_ascii_lowercase(), client_id.to_ascii_lowercase());
+        let key = (
+            credential.to_string(),
+            tenant.to_ascii_lowercase(),
+            client_id.to_ascii_lowercase(),
+        );
         let now = self.clock.now();
         if let Some(t) = self.lock().get(&key)
             && renew_at(t) > now
         {
             return Ok(t.clone());
         }
-        let token = self.request(credential, tenant, client_id, auth, now).await?;
+        let token = self
+            .request(credential, tenant, client_id, auth, now)
+            .await?;
         self.lock().insert(key, token.clone());
         Ok(token)
     }
@@ -255,17 +301,26 @@ impl Entra {
 
 /// `*t.expires_at - margin` (half the lifetime for very short tokens is handled at parse time).
 fn renew_at(t: &AccessToken) -> SystemTime {
-    t.expires_at.checked_sub(EXPIRY_MARGIN).unwrap_or(SystemTime::UNIX_EPOCH)
+    t.expires_at
+        .checked_sub(EXPIRY_MARGIN)
+        .unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
 fn check_id(credential: &str, what: &'static str, value: &str) -> Result<(), AzureError> {
     let ok = !value.is_empty()
         && value.len() <= 128
-        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
     if ok {
         Ok(())
     } else {
-        Err(EntraError::InvalidId { credential: credential.to_string(), what, value: value.to_string() }.into())
+        Err(EntraError::InvalidId {
+            credential: credential.to_string(),
+            what,
+            value: value.to_string(),
+        }
+        .into())
     }
 }
 
@@ -281,19 +336,32 @@ fn form_body(client_id: &str, scope: &str, auth: &ClientAuth<'_>) -> Zeroizing<V
         ClientAuth::Secret(s) => s.len(),
         ClientAuth::Assertion(a) => a.len() + 128,
     };
-    let mut body = Zeroizing::new(Vec::with_capacity(256 + client_id.len() * 3 + scope.len() * 3 + secret_len * 3));
+    let mut body = Zeroizing::new(Vec::with_capacity(
+        256 + client_id.len() * 3 + scope.len() * 3 + secret_len * 3,
+    ));
     extend(&mut body, ["grant_type=client_credentials&client_id="]);
-    extend(&mut body, form_urlencoded::byte_serialize(client_id.as_bytes()));
+    extend(
+        &mut body,
+        form_urlencoded::byte_serialize(client_id.as_bytes()),
+    );
     extend(&mut body, ["&scope="]);
     extend(&mut body, form_urlencoded::byte_serialize(scope.as_bytes()));
     match auth {
         ClientAuth::Secret(secret) => {
             extend(&mut body, ["&client_secret="]);
-            extend(&mut body, form_urlencoded::byte_serialize(secret.expose_secret()));
+            extend(
+                &mut body,
+                form_urlencoded::byte_serialize(secret.expose_secret()),
+            );
         }
         ClientAuth::Assertion(jwt) => {
             extend(&mut body, ["&client_assertion_type="]);
-            extend(&mut body, form_urlencoded::byte_serialize(b"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"));
+            extend(
+                &mut body,
+                form_urlencoded::byte_serialize(
+                    b"urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                ),
+            );
             extend(&mut body, ["&client_assertion="]);
             extend(&mut body, form_urlencoded::byte_serialize(jwt.as_bytes()));
         }
@@ -301,16 +369,27 @@ fn form_body(client_id: &str, scope: &str, auth: &ClientAuth<'_>) -> Zeroizing<V
     body
 }
 
-fn parse_token(resp: &HttpResponse, endpoints: &CloudEndpoints, now: SystemTime) -> Result<AccessToken, AzureError> {
+fn parse_token(
+    resp: &HttpResponse,
+    endpoints: &CloudEndpoints,
+    now: SystemTime,
+) -> Result<AccessToken, AzureError> {
     let decode = |detail: String| AzureError::Decode {
         host: endpoints.login_host.to_string(),
         status: resp.status.as_u16(),
         detail,
     };
-    let ok: TokenOk = serde_json::from_slice(&resp.body)
-        .map_err(|e| decode(format!("token response is not the expected JSON ({})", e.classify_name())))?;
+    let ok: TokenOk = serde_json::from_slice(&resp.body).map_err(|e| {
+        decode(format!(
+            "token response is not the expected JSON ({})",
+            e.classify_name()
+        ))
+    })?;
     if !ok.token_type.is_empty() && !ok.token_type.eq_ignore_ascii_case("bearer") {
-        return Err(decode(format!("token_type {:?} is not Bearer", ok.token_type)));
+        return Err(decode(format!(
+            "token_type {:?} is not Bearer",
+            ok.token_type
+        )));
     }
     // Entra sends expires_in as a number; older endpoints sent a string.
     let secs = match &ok.expires_in {
@@ -321,7 +400,11 @@ fn parse_token(resp: &HttpResponse, endpoints: &CloudEndpoints, now: SystemTime)
     .ok_or_else(|| decode("expires_in is missing or not a number".into()))?;
     // For very short-lived tokens keep at least half of the lifetime usable.
     let lifetime = Duration::from_secs(secs);
-    let usable = if lifetime > EXPIRY_MARGIN * 2 { lifetime } else { lifetime / 2 + EXPIRY_MARGIN };
+    let usable = if lifetime > EXPIRY_MARGIN * 2 {
+        lifetime
+    } else {
+        lifetime / 2 + EXPIRY_MARGIN
+    };
     let expires_at = now + usable;
     Ok(AccessToken::new(ok.access_token, expires_at))
 }
@@ -351,16 +434,27 @@ fn map_error(credential: &str, tenant: &str, client_id: &str, resp: &HttpRespons
     } else if has(7_000_222) {
         EntraError::SecretExpired { credential: cred }
     } else if has(700_016) {
-        EntraError::AppNotInTenant { credential: cred, tenant: tenant.to_string(), client_id: client_id.to_string() }
+        EntraError::AppNotInTenant {
+            credential: cred,
+            tenant: tenant.to_string(),
+            client_id: client_id.to_string(),
+        }
     } else if has(90_002) {
-        EntraError::TenantNotFound { credential: cred, tenant: tenant.to_string() }
+        EntraError::TenantNotFound {
+            credential: cred,
+            tenant: tenant.to_string(),
+        }
     } else if has(50_012) {
         EntraError::BadAssertion { credential: cred }
     } else {
         EntraError::Other {
             credential: cred,
             status: resp.status.as_u16(),
-            error: if err.error.is_empty() { "(no error code)".into() } else { err.error.clone() },
+            error: if err.error.is_empty() {
+                "(no error code)".into()
+            } else {
+                err.error.clone()
+            },
             codes: err.error_codes.clone(),
             trace_id: err.trace_id.clone(),
         }
@@ -389,9 +483,15 @@ impl Challenge {
         if !scheme.eq_ignore_ascii_case("bearer") {
             return None;
         }
-        let mut c = Challenge { authorization: None, resource: None, scope: None };
+        let mut c = Challenge {
+            authorization: None,
+            resource: None,
+            scope: None,
+        };
         for part in split_params(rest) {
-            let Some((k, v)) = part.split_once('=') else { continue };
+            let Some((k, v)) = part.split_once('=') else {
+                continue;
+            };
             let v = v.trim().trim_matches('"').to_string();
             match k.trim().to_ascii_lowercase().as_str() {
                 "authorization" | "authorization_uri" => c.authorization = Some(v),
@@ -429,7 +529,10 @@ impl Challenge {
                 let resource = other.unwrap_or_else(|| "(none)".into());
                 tracing::error!(host = %resource, expected = endpoints.vault_suffix,
                     reason = "challenge resource is not this cloud's vault resource", "challenge refused");
-                Err(EntraError::ChallengeMismatch { resource, expected: endpoints.vault_resource() })
+                Err(EntraError::ChallengeMismatch {
+                    resource,
+                    expected: endpoints.vault_resource(),
+                })
             }
         }
     }
@@ -461,19 +564,28 @@ mod tests {
     #[test]
     fn form_body_url_encodes_the_secret_and_scope() {
         let secret = SecretBytes::new(b"a+b&c=d/e~".to_vec());
-        let body = form_body("app-1", "https://vault.azure.net/.default", &ClientAuth::Secret(&secret));
+        let body = form_body(
+            "app-1",
+            "https://vault.azure.net/.default",
+            &ClientAuth::Secret(&secret),
+        );
         let text = std::str::from_utf8(&body).unwrap();
         assert_eq!(
             text,
             "grant_type=client_credentials&client_id=app-1&scope=https%3A%2F%2Fvault.azure.net%2F.default&client_secret=a%2Bb%26c%3Dd%2Fe%7E"
         );
-        let parsed: HashMap<String, String> = form_urlencoded::parse(text.as_bytes()).into_owned().collect();
+        let parsed: HashMap<String, String> = form_urlencoded::parse(text.as_bytes())
+            .into_owned()
+            .collect();
         assert_eq!(parsed["client_secret"], "a+b&c=d/e~");
     }
 
     #[test]
     fn access_token_and_client_auth_debug_are_redacted() {
-        let t = AccessToken::new("eyJ0eXAiOiJKV1Qi.secret-token".into(), SystemTime::UNIX_EPOCH);
+        let t = AccessToken::new(
+            "eyJ0eXAiOiJKV1Qi.secret-token".into(),
+            SystemTime::UNIX_EPOCH,
+        );
         assert!(!format!("{t:?}").contains("secret-token"));
         let s = SecretBytes::new(b"hunter2".to_vec());
         assert!(!format!("{:?}", ClientAuth::Secret(&s)).contains("hunter2"));
@@ -485,16 +597,26 @@ mod tests {
             r#"Bearer authorization="https://login.windows.net/72f988bf-86f1-41af-91ab-2d7cd011db47", resource="https://vault.azure.net""#,
         )
         .unwrap();
-        assert_eq!(c.tenant().as_deref(), Some("72f988bf-86f1-41af-91ab-2d7cd011db47"));
+        assert_eq!(
+            c.tenant().as_deref(),
+            Some("72f988bf-86f1-41af-91ab-2d7cd011db47")
+        );
         assert!(c.check_cloud(&CloudEndpoints::of(Cloud::Public)).is_ok());
         assert!(matches!(
             c.check_cloud(&CloudEndpoints::of(Cloud::China)),
             Err(EntraError::ChallengeMismatch { .. })
         ));
         let evil = Challenge::parse(r#"Bearer authorization="https://login.windows.net/t", resource="https://vault.azure.net.evil.example""#).unwrap();
-        assert!(evil.check_cloud(&CloudEndpoints::of(Cloud::Public)).is_err());
+        assert!(
+            evil.check_cloud(&CloudEndpoints::of(Cloud::Public))
+                .is_err()
+        );
         let scoped = Challenge::parse(r#"Bearer authorization="https://login.microsoftonline.us/t", scope="https://vault.usgovcloudapi.net/.default""#).unwrap();
-        assert!(scoped.check_cloud(&CloudEndpoints::of(Cloud::Usgov)).is_ok());
+        assert!(
+            scoped
+                .check_cloud(&CloudEndpoints::of(Cloud::Usgov))
+                .is_ok()
+        );
         assert!(Challenge::parse("Basic realm=x").is_none());
     }
 
@@ -506,7 +628,10 @@ mod tests {
         fn certificate_der(&self) -> &[u8] {
             b"cert"
         }
-        fn sign<'a>(&'a self, input: &'a [u8]) -> Pin<Box<dyn Future<Output = Result<Vec<u8>, AzureError>> + Send + 'a>> {
+        fn sign<'a>(
+            &'a self,
+            input: &'a [u8],
+        ) -> Pin<Box<dyn Future<Output = Result<Vec<u8>, AzureError>> + Send + 'a>> {
             Box::pin(async move { Ok(sha2::Sha256::digest(input).to_vec()) })
         }
     }
@@ -515,19 +640,29 @@ mod tests {
     async fn client_assertion_has_the_documented_header_and_claims() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let url = "https://login.microsoftonline.com/t/oauth2/v2.0/token";
-        let jwt = build_client_assertion(&FakeSigner, url, "app-1", now).await.unwrap();
+        let jwt = build_client_assertion(&FakeSigner, url, "app-1", now)
+            .await
+            .unwrap();
         let parts: Vec<&str> = jwt.split('.').collect();
         assert_eq!(parts.len(), 3);
-        let header: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
-        let claims: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+        let header: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
+        let claims: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
         assert_eq!(header["alg"], "PS256");
-        assert_eq!(header["x5t#S256"], URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(b"cert")));
+        assert_eq!(
+            header["x5t#S256"],
+            URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(b"cert"))
+        );
         assert_eq!(claims["aud"], url);
         assert_eq!(claims["iss"], "app-1");
         assert_eq!(claims["sub"], "app-1");
         assert_eq!(claims["nbf"], 1_700_000_000);
         assert_eq!(claims["exp"], 1_700_000_600);
         let sig = URL_SAFE_NO_PAD.decode(parts[2]).unwrap();
-        assert_eq!(sig, sha2::Sha256::digest(format!("{}.{}", parts[0], parts[1]).as_bytes()).to_vec());
+        assert_eq!(
+            sig,
+            sha2::Sha256::digest(format!("{}.{}", parts[0], parts[1]).as_bytes()).to_vec()
+        );
     }
 }

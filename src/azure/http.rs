@@ -169,26 +169,37 @@ impl HttpRequest {
     /// A request; `url` must be absolute. GET, HEAD, PUT-less reads and DELETE/PATCH callers
     /// decide idempotency explicitly.
     pub fn new(method: Method, url: &str, idempotent: bool) -> Result<Self, AzureError> {
-        let url = url
-            .parse::<Uri>()
-            .map_err(|_| AzureError::InvalidUrl { url: url.to_string() })?;
-        Ok(Self { method, url, headers: HeaderMap::new(), body: None, idempotent })
+        let url = url.parse::<Uri>().map_err(|_| AzureError::InvalidUrl {
+            url: url.to_string(),
+        })?;
+        Ok(Self {
+            method,
+            url,
+            headers: HeaderMap::new(),
+            body: None,
+            idempotent,
+        })
     }
 
     /// A JSON body (sets `content-type`).
     pub fn json<T: serde::Serialize>(mut self, value: &T) -> Result<Self, AzureError> {
-        let body = serde_json::to_vec(value)
-            .map_err(|e| AzureError::Encode { what: "request body", detail: e.to_string() })?;
+        let body = serde_json::to_vec(value).map_err(|e| AzureError::Encode {
+            what: "request body",
+            detail: e.to_string(),
+        })?;
         self.body = Some(Zeroizing::new(body));
-        self.headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        self.headers
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         Ok(self)
     }
 
     /// A form-encoded body that is already in a zeroizing buffer (sets `content-type`).
     pub fn form(mut self, body: Zeroizing<Vec<u8>>) -> Self {
         self.body = Some(body);
-        self.headers
-            .insert(CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded"));
+        self.headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
         self
     }
 
@@ -223,7 +234,9 @@ pub struct HttpClient {
 
 impl fmt::Debug for HttpClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HttpClient").field("opts", &self.opts).finish_non_exhaustive()
+        f.debug_struct("HttpClient")
+            .field("opts", &self.opts)
+            .finish_non_exhaustive()
     }
 }
 
@@ -244,7 +257,11 @@ impl HttpClient {
         metrics: Arc<AzureMetrics>,
     ) -> Result<Self, AzureError> {
         let tls = tls_config(&cfg.extra_ca)?;
-        let resolve = cfg.resolve.iter().map(|(h, a)| (h.to_ascii_lowercase(), *a)).collect();
+        let resolve = cfg
+            .resolve
+            .iter()
+            .map(|(h, a)| (h.to_ascii_lowercase(), *a))
+            .collect();
         let connector = Connector {
             allowlist: allowlist.clone(),
             resolve: Arc::new(resolve),
@@ -258,7 +275,12 @@ impl HttpClient {
             .pool_idle_timeout(opts.pool_idle_timeout)
             .pool_max_idle_per_host(8)
             .build(connector);
-        Ok(Self { client, allowlist, metrics, opts })
+        Ok(Self {
+            client,
+            allowlist,
+            metrics,
+            opts,
+        })
     }
 
     pub fn metrics(&self) -> &Arc<AzureMetrics> {
@@ -288,12 +310,18 @@ impl HttpClient {
             let remaining = deadline.saturating_duration_since(Instant::now());
             let outcome = match tokio::time::timeout(remaining, self.attempt(req, &target)).await {
                 Ok(o) => o,
-                Err(_) => Err(Failure::Transient { reason: "total time-out".into(), sent: true }),
+                Err(_) => Err(Failure::Transient {
+                    reason: "total time-out".into(),
+                    sent: true,
+                }),
             };
             let (hint, reason, last) = match outcome {
-                Ok(resp) if resp.status.is_redirection() => return Err(self.redirect(&target, &resp)),
+                Ok(resp) if resp.status.is_redirection() => {
+                    return Err(self.redirect(&target, &resp));
+                }
                 Ok(resp) if !req.idempotent && status_may_have_committed(resp.status) => {
-                    let reason = format!("status {} after the request was sent", resp.status.as_u16());
+                    let reason =
+                        format!("status {} after the request was sent", resp.status.as_u16());
                     return Err(self.response_lost(req, &target, attempt, reason));
                 }
                 Ok(resp) if RETRY_STATUSES.contains(&resp.status.as_u16()) => {
@@ -320,7 +348,11 @@ impl HttpClient {
                     delay_ms = delay.as_millis() as u64, "giving up: retry limit reached");
                 return match last {
                     Some(resp) => Ok(resp),
-                    None => Err(AzureError::Unreachable { host: target.host.clone(), attempts: attempt, reason }),
+                    None => Err(AzureError::Unreachable {
+                        host: target.host.clone(),
+                        attempts: attempt,
+                        reason,
+                    }),
                 };
             }
             AzureMetrics::inc(&self.metrics.retries);
@@ -332,18 +364,31 @@ impl HttpClient {
     }
 
     async fn attempt(&self, req: &HttpRequest, target: &Target) -> Result<HttpResponse, Failure> {
-        let mut builder = http::Request::builder().method(req.method.clone()).uri(req.url.clone());
+        let mut builder = http::Request::builder()
+            .method(req.method.clone())
+            .uri(req.url.clone());
         for (name, value) in &req.headers {
             builder = builder.header(name, value.clone());
         }
-        let body = ReqBody { data: req.body.as_ref().map(|b| ZBuf { bytes: b.clone(), pos: 0 }) };
+        let body = ReqBody {
+            data: req.body.as_ref().map(|b| ZBuf {
+                bytes: b.clone(),
+                pos: 0,
+            }),
+        };
         let request = builder.body(body).map_err(|e| {
-            Failure::Fatal(AzureError::Encode { what: "request", detail: e.to_string() })
+            Failure::Fatal(AzureError::Encode {
+                what: "request",
+                detail: e.to_string(),
+            })
         })?;
         let head_time = self.opts.connect_timeout + self.opts.read_timeout;
         let response = match tokio::time::timeout(head_time, self.client.request(request)).await {
             Err(_) => {
-                return Err(Failure::Transient { reason: "read time-out waiting for the response".into(), sent: true });
+                return Err(Failure::Transient {
+                    reason: "read time-out waiting for the response".into(),
+                    sent: true,
+                });
             }
             Ok(Err(e)) => return Err(classify(&e, target)),
             Ok(Ok(r)) => r,
@@ -352,7 +397,10 @@ impl HttpClient {
         let limited = Limited::new(incoming, self.opts.max_response_bytes);
         let body = match tokio::time::timeout(self.opts.read_timeout, limited.collect()).await {
             Err(_) => {
-                return Err(Failure::Transient { reason: "read time-out in the response body".into(), sent: true });
+                return Err(Failure::Transient {
+                    reason: "read time-out in the response body".into(),
+                    sent: true,
+                });
             }
             Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
                 return Err(Failure::Fatal(AzureError::TooLarge {
@@ -361,16 +409,29 @@ impl HttpClient {
                 }));
             }
             Ok(Err(e)) => {
-                return Err(Failure::Transient { reason: format!("response body cut: {e}"), sent: true });
+                return Err(Failure::Transient {
+                    reason: format!("response body cut: {e}"),
+                    sent: true,
+                });
             }
             Ok(Ok(c)) => c.to_bytes(),
         };
-        Ok(HttpResponse { status: parts.status, headers: parts.headers, body })
+        Ok(HttpResponse {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
     }
 
     /// A non-idempotent request may have been applied but its outcome is unknown: counted, logged
     /// (without headers or body) and returned for the caller to look before repeating it.
-    fn response_lost(&self, req: &HttpRequest, target: &Target, attempt: u32, reason: String) -> AzureError {
+    fn response_lost(
+        &self,
+        req: &HttpRequest,
+        target: &Target,
+        attempt: u32,
+        reason: String,
+    ) -> AzureError {
         AzureMetrics::inc(&self.metrics.response_lost);
         tracing::error!(host = %target.host, method = %req.method, attempt, reason = %reason,
             "outcome of a non-idempotent request is unknown; not retrying blindly");
@@ -385,7 +446,11 @@ impl HttpClient {
     /// A 3xx is never followed: the error names the Location host, which is checked (and so
     /// logged) against the allowlist for the operator's benefit.
     fn redirect(&self, from: &Target, resp: &HttpResponse) -> AzureError {
-        let location = resp.headers.get(LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let location = resp
+            .headers
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         let location_host = location
             .parse::<Uri>()
             .ok()
@@ -394,7 +459,11 @@ impl HttpClient {
         AzureMetrics::inc(&self.metrics.refused);
         tracing::error!(host = %from.host, location_host = %location_host, status = resp.status.as_u16(),
             reason = "redirects are never followed", "outbound redirect refused");
-        AzureError::Redirect { status: resp.status.as_u16(), host: from.host.clone(), location_host }
+        AzureError::Redirect {
+            status: resp.status.as_u16(),
+            host: from.host.clone(),
+            location_host,
+        }
     }
 }
 
@@ -405,17 +474,27 @@ fn classify(e: &hyper_util::client::legacy::Error, target: &Target) -> Failure {
         if let Some(c) = s.downcast_ref::<ConnectError>() {
             return match c {
                 ConnectError::NotAllowed { host, reason } => {
-                    Failure::Fatal(AzureError::NotAllowed { host: host.clone(), reason })
+                    Failure::Fatal(AzureError::NotAllowed {
+                        host: host.clone(),
+                        reason,
+                    })
                 }
-                ConnectError::Tls(detail) => {
-                    Failure::Fatal(AzureError::Tls { host: target.host.clone(), detail: detail.clone() })
-                }
-                other => Failure::Transient { reason: other.to_string(), sent: false },
+                ConnectError::Tls(detail) => Failure::Fatal(AzureError::Tls {
+                    host: target.host.clone(),
+                    detail: detail.clone(),
+                }),
+                other => Failure::Transient {
+                    reason: other.to_string(),
+                    sent: false,
+                },
             };
         }
         source = s.source();
     }
-    Failure::Transient { reason: format!("connection failed: {}", error_chain(e)), sent: !e.is_connect() }
+    Failure::Transient {
+        reason: format!("connection failed: {}", error_chain(e)),
+        sent: !e.is_connect(),
+    }
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -431,7 +510,12 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 /// `x-ms-retry-after-ms`, then `retry-after-ms`, then `Retry-After` (seconds or an HTTP date).
 pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
     for name in ["x-ms-retry-after-ms", "retry-after-ms"] {
         if let Some(ms) = text(name).and_then(|t| t.parse::<u64>().ok()) {
             return Some(Duration::from_millis(ms));
@@ -479,7 +563,10 @@ fn tls_config(extra_ca: &[std::path::PathBuf]) -> Result<ClientConfig, AzureErro
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| AzureError::TrustAnchors { path: "(tls)".into(), detail: e.to_string() })?
+        .map_err(|e| AzureError::TrustAnchors {
+            path: "(tls)".into(),
+            detail: e.to_string(),
+        })?
         .with_root_certificates(roots)
         .with_no_client_auth();
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -487,7 +574,10 @@ fn tls_config(extra_ca: &[std::path::PathBuf]) -> Result<ClientConfig, AzureErro
 }
 
 fn read_pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, AzureError> {
-    let err = |detail: String| AzureError::TrustAnchors { path: path.display().to_string(), detail };
+    let err = |detail: String| AzureError::TrustAnchors {
+        path: path.display().to_string(),
+        detail,
+    };
     let certs = CertificateDer::pem_file_iter(path)
         .map_err(|e| err(e.to_string()))?
         .collect::<Result<Vec<_>, _>>()
@@ -504,15 +594,25 @@ enum ConnectError {
     #[error("{host} is not allowed: {reason}")]
     NotAllowed { host: String, reason: &'static str },
     #[error("DNS lookup of {host} failed: {source}")]
-    Dns { host: String, source: std::io::Error },
+    Dns {
+        host: String,
+        source: std::io::Error,
+    },
     #[error("no address for {host}")]
     NoAddress { host: String },
     #[error("TCP connect to {host} ({addr}) failed: {source}")]
-    Tcp { host: String, addr: SocketAddr, source: std::io::Error },
+    Tcp {
+        host: String,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("TLS handshake failed: {0}")]
     Tls(String),
     #[error("TLS connection to {host} broke during the handshake: {source}")]
-    TlsIo { host: String, source: std::io::Error },
+    TlsIo {
+        host: String,
+        source: std::io::Error,
+    },
     #[error("connect time-out to {host}")]
     Timeout { host: String },
 }
@@ -550,7 +650,10 @@ impl tower_service::Service<Uri> for Connector {
                     return Err(ConnectError::NotAllowed { host, reason });
                 }
                 Err(other) => {
-                    return Err(ConnectError::NotAllowed { host: other.to_string(), reason: "refused" });
+                    return Err(ConnectError::NotAllowed {
+                        host: other.to_string(),
+                        reason: "refused",
+                    });
                 }
             };
             let host = target.host.clone();
@@ -568,7 +671,10 @@ impl Connector {
             Some(addr) => vec![*addr],
             None => tokio::net::lookup_host((host.as_str(), port))
                 .await
-                .map_err(|source| ConnectError::Dns { host: host.clone(), source })?
+                .map_err(|source| ConnectError::Dns {
+                    host: host.clone(),
+                    source,
+                })?
                 .collect(),
         };
         let mut last = None;
@@ -579,7 +685,13 @@ impl Connector {
                     tcp = Some(s);
                     break;
                 }
-                Err(source) => last = Some(ConnectError::Tcp { host: host.clone(), addr, source }),
+                Err(source) => {
+                    last = Some(ConnectError::Tcp {
+                        host: host.clone(),
+                        addr,
+                        source,
+                    })
+                }
             }
         }
         let tcp = match (tcp, last) {
@@ -592,13 +704,22 @@ impl Connector {
         let name = ServerName::try_from(host.clone())
             .map_err(|_| ConnectError::Tls(format!("{host} is not a valid TLS server name")))?;
         let stream = self.tls.connect(name, tcp).await.map_err(|source| {
-            match source.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+            match source
+                .get_ref()
+                .and_then(|i| i.downcast_ref::<rustls::Error>())
+            {
                 Some(tls) => ConnectError::Tls(tls.to_string()),
-                None => ConnectError::TlsIo { host: host.clone(), source },
+                None => ConnectError::TlsIo {
+                    host: host.clone(),
+                    source,
+                },
             }
         })?;
         let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
-        Ok(AzureStream { io: TokioIo::new(stream), h2 })
+        Ok(AzureStream {
+            io: TokioIo::new(stream),
+            h2,
+        })
     }
 }
 
@@ -626,7 +747,11 @@ impl hyper::rt::Read for AzureStream {
 }
 
 impl hyper::rt::Write for AzureStream {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         hyper::rt::Write::poll_write(Pin::new(&mut self.io), cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -715,21 +840,41 @@ mod tests {
     #[test]
     fn only_gateway_and_server_errors_leave_a_commit_open() {
         for s in [500, 502, 503, 504] {
-            assert!(status_may_have_committed(StatusCode::from_u16(s).unwrap()), "{s}");
+            assert!(
+                status_may_have_committed(StatusCode::from_u16(s).unwrap()),
+                "{s}"
+            );
         }
         for s in [200, 400, 404, 408, 409, 429, 501] {
-            assert!(!status_may_have_committed(StatusCode::from_u16(s).unwrap()), "{s}");
+            assert!(
+                !status_may_have_committed(StatusCode::from_u16(s).unwrap()),
+                "{s}"
+            );
         }
         // Every status that may have committed is one idempotent requests retry.
-        assert!([500u16, 502, 503, 504].iter().all(|s| RETRY_STATUSES.contains(s)));
+        assert!(
+            [500u16, 502, 503, 504]
+                .iter()
+                .all(|s| RETRY_STATUSES.contains(s))
+        );
     }
 
     #[test]
     fn backoff_doubles_from_the_base_with_bounded_jitter() {
         let base = Duration::from_millis(1000);
-        for (attempt, nominal) in [(1, 1000), (2, 2000), (3, 4000), (4, 8000), (5, 16000), (9, 16000)] {
+        for (attempt, nominal) in [
+            (1, 1000),
+            (2, 2000),
+            (3, 4000),
+            (4, 8000),
+            (5, 16000),
+            (9, 16000),
+        ] {
             let d = backoff(base, attempt).as_millis() as u64;
-            assert!(d >= nominal * 3 / 4 && d <= nominal * 5 / 4, "attempt {attempt}: {d}");
+            assert!(
+                d >= nominal * 3 / 4 && d <= nominal * 5 / 4,
+                "attempt {attempt}: {d}"
+            );
         }
     }
 }

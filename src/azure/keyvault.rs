@@ -8,10 +8,10 @@
 //! request outside the allowlist (every URL, `nextLink` included, goes through `azure::http`), and
 //! never log the bearer token.
 
+use super::AzureError;
 use super::endpoints::{CloudEndpoints, valid_vault_name};
 use super::entra::{AccessToken, Challenge};
 use super::http::{HttpClient, HttpRequest, HttpResponse};
-use super::AzureError;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{Method, StatusCode};
@@ -174,7 +174,9 @@ impl From<String> for RecoveryLevel {
             "Recoverable" => Self::Recoverable,
             "CustomizedRecoverable" => Self::CustomizedRecoverable,
             "Recoverable+ProtectedSubscription" => Self::RecoverableProtectedSubscription,
-            "CustomizedRecoverable+ProtectedSubscription" => Self::CustomizedRecoverableProtectedSubscription,
+            "CustomizedRecoverable+ProtectedSubscription" => {
+                Self::CustomizedRecoverableProtectedSubscription
+            }
             _ => Self::Other(s),
         }
     }
@@ -195,7 +197,9 @@ impl RecoveryLevel {
             Self::Recoverable => "Recoverable",
             Self::CustomizedRecoverable => "CustomizedRecoverable",
             Self::RecoverableProtectedSubscription => "Recoverable+ProtectedSubscription",
-            Self::CustomizedRecoverableProtectedSubscription => "CustomizedRecoverable+ProtectedSubscription",
+            Self::CustomizedRecoverableProtectedSubscription => {
+                "CustomizedRecoverable+ProtectedSubscription"
+            }
             Self::Other(s) => s,
         }
     }
@@ -208,7 +212,10 @@ impl RecoveryLevel {
     /// Whether byokd should purge after a delete: soft-delete on and purge allowed. `false` for
     /// `Purgeable` (nothing to purge), for purge protection, and for unknown values.
     pub fn purge_allowed(&self) -> bool {
-        matches!(self, Self::RecoverablePurgeable | Self::CustomizedRecoverablePurgeable)
+        matches!(
+            self,
+            Self::RecoverablePurgeable | Self::CustomizedRecoverablePurgeable
+        )
     }
 
     /// Purge protection: Azure purges only after `recoverableDays`.
@@ -322,27 +329,62 @@ impl fmt::Display for KvOp {
 #[derive(Debug, thiserror::Error)]
 pub enum KeyVaultError {
     #[error("vault {vault} did not accept the access token (401); byokd will fetch a new token{}", tenant.as_ref().map(|t| format!(" (the vault expects tenant {t})")).unwrap_or_default())]
-    Unauthorized { vault: String, tenant: Option<String> },
+    Unauthorized {
+        vault: String,
+        tenant: Option<String>,
+    },
     #[error("the application may not {op} in vault {vault} ({inner}): give it the '{perm}' key permission — with Azure RBAC assign 'Key Vault Crypto Officer' on the vault, with access policies add '{perm}' to its key permissions; a new grant can take a few minutes to apply", perm = op.permission())]
-    PermissionDenied { vault: String, op: KvOp, inner: String },
-    #[error("vault {vault}'s firewall refused byokd ({inner}): allow the appliance's public address under the vault's Networking settings, or a private endpoint")]
+    PermissionDenied {
+        vault: String,
+        op: KvOp,
+        inner: String,
+    },
+    #[error(
+        "vault {vault}'s firewall refused byokd ({inner}): allow the appliance's public address under the vault's Networking settings, or a private endpoint"
+    )]
     Firewall { vault: String, inner: String },
-    #[error("vault {vault} has purge protection: {name} cannot be purged and Azure deletes it after the retention period; nothing to do")]
+    #[error(
+        "vault {vault} has purge protection: {name} cannot be purged and Azure deletes it after the retention period; nothing to do"
+    )]
     PurgeProtected { vault: String, name: String },
     #[error("vault {vault} refused to {op} (403 {code}{}): check the app's permissions and the vault's networking", inner.as_ref().map(|i| format!("/{i}")).unwrap_or_default())]
-    Forbidden { vault: String, op: KvOp, code: String, inner: Option<String> },
-    #[error("the name {name} in vault {vault} belongs to a deleted key that can still be recovered: recover it (`byokctl` cloud recover) or purge it first, then repeat")]
+    Forbidden {
+        vault: String,
+        op: KvOp,
+        code: String,
+        inner: Option<String>,
+    },
+    #[error(
+        "the name {name} in vault {vault} belongs to a deleted key that can still be recovered: recover it (`byokctl` cloud recover) or purge it first, then repeat"
+    )]
     SoftDeleted { vault: String, name: String },
     #[error("key {name} in vault {vault} is still being deleted; try again in a few seconds")]
     BeingDeleted { vault: String, name: String },
     #[error("{} {name} was not found in vault {vault}", if *deleted { "deleted key" } else { "key" })]
-    NotFound { vault: String, name: String, deleted: bool },
+    NotFound {
+        vault: String,
+        name: String,
+        deleted: bool,
+    },
     #[error("vault {vault} rejected the request to {op} as a bad parameter: {message}{}", hint.map(|h| format!(" ({h})")).unwrap_or_default())]
-    BadParameter { vault: String, op: KvOp, message: String, hint: Option<&'static str> },
-    #[error("vault {vault} is throttling requests (429) to {op} and retries ran out; pace jobs for this vault and retry later")]
+    BadParameter {
+        vault: String,
+        op: KvOp,
+        message: String,
+        hint: Option<&'static str>,
+    },
+    #[error(
+        "vault {vault} is throttling requests (429) to {op} and retries ran out; pace jobs for this vault and retry later"
+    )]
     Throttled { vault: String, op: KvOp },
     #[error("vault {vault} answered {status} to {op} ({code}{})", inner.as_ref().map(|i| format!("/{i}")).unwrap_or_default())]
-    Service { vault: String, op: KvOp, status: u16, code: String, inner: Option<String> },
+    Service {
+        vault: String,
+        op: KvOp,
+        status: u16,
+        code: String,
+        inner: Option<String>,
+    },
     #[error("the KEK from vault {vault} is unusable: {detail}")]
     BadKek { vault: String, detail: String },
 }
@@ -404,19 +446,44 @@ impl KeyVault {
         exp: i64,
     ) -> Result<Kek, AzureError> {
         if ![2048, 3072, 4096].contains(&size_bits) {
-            return Err(AzureError::InvalidName { kind: "KEK size (2048, 3072 or 4096)", name: size_bits.to_string() });
+            return Err(AzureError::InvalidName {
+                kind: "KEK size (2048, 3072 or 4096)",
+                name: size_bits.to_string(),
+            });
         }
         let body = serde_json::json!({
             "kty": "RSA-HSM", "key_size": size_bits, "key_ops": ["import"], "attributes": {"exp": exp},
         });
         let path = format!("/keys/{}/create", key_name(name)?);
-        let bundle: KeyBundle =
-            self.call(token, vault, name, KvOp::CreateKek, Method::POST, &path, Some(&body), false).await?;
-        let bad = |detail: &str| AzureError::KeyVault(KeyVaultError::BadKek { vault: vault.to_string(), detail: detail.into() });
-        let n = strip_leading_zeros(JsonWebKey::decode(bundle.key.n.as_deref()).ok_or_else(|| bad("no modulus `n`"))?);
-        let e = strip_leading_zeros(JsonWebKey::decode(bundle.key.e.as_deref()).ok_or_else(|| bad("no exponent `e`"))?);
+        let bundle: KeyBundle = self
+            .call(
+                token,
+                vault,
+                name,
+                KvOp::CreateKek,
+                Method::POST,
+                &path,
+                Some(&body),
+                false,
+            )
+            .await?;
+        let bad = |detail: &str| {
+            AzureError::KeyVault(KeyVaultError::BadKek {
+                vault: vault.to_string(),
+                detail: detail.into(),
+            })
+        };
+        let n = strip_leading_zeros(
+            JsonWebKey::decode(bundle.key.n.as_deref()).ok_or_else(|| bad("no modulus `n`"))?,
+        );
+        let e = strip_leading_zeros(
+            JsonWebKey::decode(bundle.key.e.as_deref()).ok_or_else(|| bad("no exponent `e`"))?,
+        );
         if n.len() * 8 != size_bits as usize {
-            return Err(bad(&format!("modulus is {} bits, asked for {size_bits}", n.len() * 8)));
+            return Err(bad(&format!(
+                "modulus is {} bits, asked for {size_bits}",
+                n.len() * 8
+            )));
         }
         if e.is_empty() || e.len() > 8 {
             return Err(bad("the public exponent is empty or too long"));
@@ -424,7 +491,12 @@ impl KeyVault {
         if bundle.kid().is_empty() || bundle.version().is_empty() {
             return Err(bad("no versioned kid"));
         }
-        tracing::info!(vault, kid = bundle.kid(), size_bits, "created key exchange key");
+        tracing::info!(
+            vault,
+            kid = bundle.kid(),
+            size_bits,
+            "created key exchange key"
+        );
         Ok(Kek {
             kid: bundle.kid().to_string(),
             version: bundle.version().to_string(),
@@ -444,22 +516,43 @@ impl KeyVault {
         name: &str,
         req: &ImportRequest,
     ) -> Result<KeyBundle, AzureError> {
-        let mut key = serde_json::json!({"kty": req.kty, "key_ops": req.key_ops, "key_hsm": req.key_hsm});
+        let mut key =
+            serde_json::json!({"kty": req.kty, "key_ops": req.key_ops, "key_hsm": req.key_hsm});
         if let Some(crv) = &req.crv {
             key["crv"] = serde_json::Value::String(crv.clone());
         }
-        let attributes = KeyAttributes { enabled: Some(req.enabled), nbf: req.nbf, exp: req.exp, ..Default::default() };
+        let attributes = KeyAttributes {
+            enabled: Some(req.enabled),
+            nbf: req.nbf,
+            exp: req.exp,
+            ..Default::default()
+        };
         let body = serde_json::json!({"key": key, "attributes": attributes, "tags": req.tags});
         let path = format!("/keys/{}", key_name(name)?);
-        let bundle: KeyBundle =
-            self.call(token, vault, name, KvOp::Import, Method::PUT, &path, Some(&body), false).await?;
+        let bundle: KeyBundle = self
+            .call(
+                token,
+                vault,
+                name,
+                KvOp::Import,
+                Method::PUT,
+                &path,
+                Some(&body),
+                false,
+            )
+            .await?;
         tracing::info!(vault, kid = bundle.kid(), "imported key version");
         Ok(bundle)
     }
 
     /// `GET /keys/{name}/versions`, following every `nextLink` (each re-checked by the allowlist
     /// and required to stay on the same vault host).
-    pub async fn list_versions(&self, token: &AccessToken, vault: &str, name: &str) -> Result<Vec<KeyItem>, AzureError> {
+    pub async fn list_versions(
+        &self,
+        token: &AccessToken,
+        vault: &str,
+        name: &str,
+    ) -> Result<Vec<KeyItem>, AzureError> {
         let host = self.vault_host(vault)?;
         let mut url = format!(
             "https://{host}/keys/{}/versions?maxresults={PAGE_SIZE}&api-version={API_VERSION}",
@@ -467,7 +560,18 @@ impl KeyVault {
         );
         let mut items = Vec::new();
         for _ in 0..MAX_PAGES {
-            let page: KeyListResult = self.call_url(token, vault, name, KvOp::ListVersions, Method::GET, &url, None, true).await?;
+            let page: KeyListResult = self
+                .call_url(
+                    token,
+                    vault,
+                    name,
+                    KvOp::ListVersions,
+                    Method::GET,
+                    &url,
+                    None,
+                    true,
+                )
+                .await?;
             items.extend(page.value);
             let Some(next) = page.next_link.filter(|l| !l.is_empty()) else {
                 return Ok(items);
@@ -475,12 +579,18 @@ impl KeyVault {
             let target = self.http.allowlist().check_str(&next)?;
             if target.host != host {
                 tracing::error!(host = %target.host, vault, reason = "nextLink leaves the vault", "nextLink refused");
-                return Err(AzureError::NotAllowed { host: target.host, reason: "a nextLink must stay on the same vault" });
+                return Err(AzureError::NotAllowed {
+                    host: target.host,
+                    reason: "a nextLink must stay on the same vault",
+                });
             }
             url = if next.contains("api-version=") {
                 next
             } else {
-                format!("{next}{}api-version={API_VERSION}", if next.contains('?') { '&' } else { '?' })
+                format!(
+                    "{next}{}api-version={API_VERSION}",
+                    if next.contains('?') { '&' } else { '?' }
+                )
             };
         }
         Err(AzureError::Decode {
@@ -491,9 +601,29 @@ impl KeyVault {
     }
 
     /// `GET /keys/{name}/{version}`; `None` is the latest version.
-    pub async fn get_key(&self, token: &AccessToken, vault: &str, name: &str, version: Option<&str>) -> Result<KeyBundle, AzureError> {
-        let path = format!("/keys/{}/{}", key_name(name)?, version_part(version.unwrap_or(""))?);
-        self.call(token, vault, name, KvOp::Get, Method::GET, &path, None, true).await
+    pub async fn get_key(
+        &self,
+        token: &AccessToken,
+        vault: &str,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<KeyBundle, AzureError> {
+        let path = format!(
+            "/keys/{}/{}",
+            key_name(name)?,
+            version_part(version.unwrap_or(""))?
+        );
+        self.call(
+            token,
+            vault,
+            name,
+            KvOp::Get,
+            Method::GET,
+            &path,
+            None,
+            true,
+        )
+        .await
     }
 
     /// `PATCH /keys/{name}/{version}`: enable/disable, `nbf`/`exp`, tags.
@@ -505,32 +635,86 @@ impl KeyVault {
         version: &str,
         update: &KeyUpdate,
     ) -> Result<KeyBundle, AzureError> {
-        let attributes = KeyAttributes { enabled: update.enabled, nbf: update.nbf, exp: update.exp, ..Default::default() };
+        let attributes = KeyAttributes {
+            enabled: update.enabled,
+            nbf: update.nbf,
+            exp: update.exp,
+            ..Default::default()
+        };
         let mut body = serde_json::json!({"attributes": attributes});
         if let Some(tags) = &update.tags {
-            body["tags"] = serde_json::to_value(tags).map_err(|e| AzureError::Encode { what: "tags", detail: e.to_string() })?;
+            body["tags"] = serde_json::to_value(tags).map_err(|e| AzureError::Encode {
+                what: "tags",
+                detail: e.to_string(),
+            })?;
         }
         let path = format!("/keys/{}/{}", key_name(name)?, version_part(version)?);
-        self.call(token, vault, name, KvOp::Update, Method::PATCH, &path, Some(&body), true).await
+        self.call(
+            token,
+            vault,
+            name,
+            KvOp::Update,
+            Method::PATCH,
+            &path,
+            Some(&body),
+            true,
+        )
+        .await
     }
 
     /// `DELETE /keys/{name}`: deletes every version.
-    pub async fn delete_key(&self, token: &AccessToken, vault: &str, name: &str) -> Result<DeletedKeyBundle, AzureError> {
+    pub async fn delete_key(
+        &self,
+        token: &AccessToken,
+        vault: &str,
+        name: &str,
+    ) -> Result<DeletedKeyBundle, AzureError> {
         let path = format!("/keys/{}", key_name(name)?);
-        let deleted: DeletedKeyBundle = self.call(token, vault, name, KvOp::Delete, Method::DELETE, &path, None, true).await?;
+        let deleted: DeletedKeyBundle = self
+            .call(
+                token,
+                vault,
+                name,
+                KvOp::Delete,
+                Method::DELETE,
+                &path,
+                None,
+                true,
+            )
+            .await?;
         tracing::info!(vault, kid = deleted.bundle.kid(), "deleted key");
         Ok(deleted)
     }
 
     /// `GET /deletedkeys/{name}` (404 for a while right after a delete).
-    pub async fn get_deleted_key(&self, token: &AccessToken, vault: &str, name: &str) -> Result<DeletedKeyBundle, AzureError> {
+    pub async fn get_deleted_key(
+        &self,
+        token: &AccessToken,
+        vault: &str,
+        name: &str,
+    ) -> Result<DeletedKeyBundle, AzureError> {
         let path = format!("/deletedkeys/{}", key_name(name)?);
-        self.call(token, vault, name, KvOp::GetDeleted, Method::GET, &path, None, true).await
+        self.call(
+            token,
+            vault,
+            name,
+            KvOp::GetDeleted,
+            Method::GET,
+            &path,
+            None,
+            true,
+        )
+        .await
     }
 
     /// `DELETE /deletedkeys/{name}`: 204. A 409 is [`KeyVaultError::BeingDeleted`] (retry later); a
     /// 403 without a permission code is [`KeyVaultError::PurgeProtected`].
-    pub async fn purge_deleted_key(&self, token: &AccessToken, vault: &str, name: &str) -> Result<(), AzureError> {
+    pub async fn purge_deleted_key(
+        &self,
+        token: &AccessToken,
+        vault: &str,
+        name: &str,
+    ) -> Result<(), AzureError> {
         let path = format!("/deletedkeys/{}", key_name(name)?);
         let url = self.url(vault, &path)?;
         let resp = self.send(token, Method::DELETE, &url, None, true).await?;
@@ -542,20 +726,41 @@ impl KeyVault {
     }
 
     /// `POST /deletedkeys/{name}/recover`.
-    pub async fn recover_deleted_key(&self, token: &AccessToken, vault: &str, name: &str) -> Result<KeyBundle, AzureError> {
+    pub async fn recover_deleted_key(
+        &self,
+        token: &AccessToken,
+        vault: &str,
+        name: &str,
+    ) -> Result<KeyBundle, AzureError> {
         let path = format!("/deletedkeys/{}/recover", key_name(name)?);
-        self.call(token, vault, name, KvOp::Recover, Method::POST, &path, None, false).await
+        self.call(
+            token,
+            vault,
+            name,
+            KvOp::Recover,
+            Method::POST,
+            &path,
+            None,
+            false,
+        )
+        .await
     }
 
     fn vault_host(&self, vault: &str) -> Result<String, AzureError> {
         if !valid_vault_name(vault) {
-            return Err(AzureError::InvalidName { kind: "vault", name: vault.to_string() });
+            return Err(AzureError::InvalidName {
+                kind: "vault",
+                name: vault.to_string(),
+            });
         }
         Ok(self.endpoints.vault_host(vault))
     }
 
     fn url(&self, vault: &str, path: &str) -> Result<String, AzureError> {
-        Ok(format!("https://{}{path}?api-version={API_VERSION}", self.vault_host(vault)?))
+        Ok(format!(
+            "https://{}{path}?api-version={API_VERSION}",
+            self.vault_host(vault)?
+        ))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -571,7 +776,8 @@ impl KeyVault {
         idempotent: bool,
     ) -> Result<T, AzureError> {
         let url = self.url(vault, path)?;
-        self.call_url(token, vault, name, op, method, &url, body, idempotent).await
+        self.call_url(token, vault, name, op, method, &url, body, idempotent)
+            .await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -617,7 +823,10 @@ fn key_name(name: &str) -> Result<&str, AzureError> {
     if valid_key_name(name) {
         Ok(name)
     } else {
-        Err(AzureError::InvalidName { kind: "key", name: name.to_string() })
+        Err(AzureError::InvalidName {
+            kind: "key",
+            name: name.to_string(),
+        })
     }
 }
 
@@ -625,7 +834,10 @@ fn version_part(version: &str) -> Result<&str, AzureError> {
     if valid_version(version) {
         Ok(version)
     } else {
-        Err(AzureError::InvalidName { kind: "key version", name: version.to_string() })
+        Err(AzureError::InvalidName {
+            kind: "key version",
+            name: version.to_string(),
+        })
     }
 }
 
@@ -636,7 +848,13 @@ fn strip_leading_zeros(mut bytes: Vec<u8>) -> Vec<u8> {
 }
 
 /// Status, then `error.code`, then `innererror.code`; the message is only shown, never matched.
-fn map_error(endpoints: &CloudEndpoints, vault: &str, name: &str, op: KvOp, resp: &HttpResponse) -> AzureError {
+fn map_error(
+    endpoints: &CloudEndpoints,
+    vault: &str,
+    name: &str,
+    op: KvOp,
+    resp: &HttpResponse,
+) -> AzureError {
     let body: ErrorBody = serde_json::from_slice(&resp.body).unwrap_or_default();
     let detail = body.error.unwrap_or_default();
     let code = detail.code.clone().unwrap_or_default();
@@ -664,32 +882,65 @@ fn map_error(endpoints: &CloudEndpoints, vault: &str, name: &str, op: KvOp, resp
         }
         StatusCode::FORBIDDEN => match (code.as_str(), inner.as_deref()) {
             (_, Some(i @ ("ForbiddenByRbac" | "ForbiddenByPolicy"))) => {
-                KeyVaultError::PermissionDenied { vault, op, inner: i.to_string() }
+                KeyVaultError::PermissionDenied {
+                    vault,
+                    op,
+                    inner: i.to_string(),
+                }
             }
             (c @ ("ForbiddenByFirewall" | "ForbiddenByConnection"), _)
             | (_, Some(c @ ("ForbiddenByFirewall" | "ForbiddenByConnection"))) => {
-                KeyVaultError::Firewall { vault, inner: c.to_string() }
+                KeyVaultError::Firewall {
+                    vault,
+                    inner: c.to_string(),
+                }
             }
             _ if op == KvOp::Purge => KeyVaultError::PurgeProtected { vault, name },
-            _ => KeyVaultError::Forbidden { vault, op, code, inner },
+            _ => KeyVaultError::Forbidden {
+                vault,
+                op,
+                code,
+                inner,
+            },
         },
-        StatusCode::NOT_FOUND => KeyVaultError::NotFound { vault, name, deleted: op.deleted() },
+        StatusCode::NOT_FOUND => KeyVaultError::NotFound {
+            vault,
+            name,
+            deleted: op.deleted(),
+        },
         StatusCode::CONFLICT => match inner.as_deref() {
             Some("ObjectIsBeingDeleted") => KeyVaultError::BeingDeleted { vault, name },
             Some("ObjectIsDeletedButRecoverable") => KeyVaultError::SoftDeleted { vault, name },
-            _ => KeyVaultError::Service { vault, op, status: 409, code, inner },
+            _ => KeyVaultError::Service {
+                vault,
+                op,
+                status: 409,
+                code,
+                inner,
+            },
         },
         StatusCode::BAD_REQUEST => {
             let hint = match op {
-                KvOp::CreateKek | KvOp::Import => {
-                    Some("HSM-protected keys need a Premium vault or a Managed HSM; a Standard vault refuses them")
-                }
+                KvOp::CreateKek | KvOp::Import => Some(
+                    "HSM-protected keys need a Premium vault or a Managed HSM; a Standard vault refuses them",
+                ),
                 _ => None,
             };
-            KeyVaultError::BadParameter { vault, op, message: truncate(&message, 1024), hint }
+            KeyVaultError::BadParameter {
+                vault,
+                op,
+                message: truncate(&message, 1024),
+                hint,
+            }
         }
         StatusCode::TOO_MANY_REQUESTS => KeyVaultError::Throttled { vault, op },
-        status => KeyVaultError::Service { vault, op, status: status.as_u16(), code, inner },
+        status => KeyVaultError::Service {
+            vault,
+            op,
+            status: status.as_u16(),
+            code,
+            inner,
+        },
     };
     err.into()
 }
@@ -708,11 +959,22 @@ mod tests {
         assert!(!lv("Purgeable").soft_delete() && !lv("Purgeable").purge_allowed());
         assert!(lv("Recoverable+Purgeable").purge_allowed());
         assert!(lv("CustomizedRecoverable+Purgeable").purge_allowed());
-        for p in ["Recoverable", "CustomizedRecoverable", "Recoverable+ProtectedSubscription", "CustomizedRecoverable+ProtectedSubscription"] {
-            assert!(!lv(p).purge_allowed() && lv(p).purge_protected() && lv(p).soft_delete(), "{p}");
+        for p in [
+            "Recoverable",
+            "CustomizedRecoverable",
+            "Recoverable+ProtectedSubscription",
+            "CustomizedRecoverable+ProtectedSubscription",
+        ] {
+            assert!(
+                !lv(p).purge_allowed() && lv(p).purge_protected() && lv(p).soft_delete(),
+                "{p}"
+            );
         }
         assert!(!lv("Something+New").purge_allowed());
-        assert_eq!(lv("Recoverable+Purgeable").as_str(), "Recoverable+Purgeable");
+        assert_eq!(
+            lv("Recoverable+Purgeable").as_str(),
+            "Recoverable+Purgeable"
+        );
     }
 
     #[test]
@@ -726,8 +988,20 @@ mod tests {
         let json = r#"{"key":{"kid":"https://myvault.vault.azure.net/keys/CreateSoftKeyTest/78deebed173b48e48f55abf87ed4cf71","kty":"RSA","key_ops":["encrypt","decrypt"],"n":"2HJAE5fU","e":"AQAB"},"attributes":{"enabled":true,"created":1493942451,"updated":1493942451,"recoveryLevel":"Recoverable+Purgeable"},"tags":{"purpose":"unit test"}}"#;
         let b: KeyBundle = serde_json::from_str(json).unwrap();
         assert_eq!(b.version(), "78deebed173b48e48f55abf87ed4cf71");
-        assert_eq!(b.attributes.recovery_level, Some(RecoveryLevel::RecoverablePurgeable));
-        let attrs = serde_json::to_value(KeyAttributes { enabled: Some(false), exp: Some(5), ..b.attributes }).unwrap();
-        assert_eq!(attrs, serde_json::json!({"enabled": false, "exp": 5}), "read-only members are never sent");
+        assert_eq!(
+            b.attributes.recovery_level,
+            Some(RecoveryLevel::RecoverablePurgeable)
+        );
+        let attrs = serde_json::to_value(KeyAttributes {
+            enabled: Some(false),
+            exp: Some(5),
+            ..b.attributes
+        })
+        .unwrap();
+        assert_eq!(
+            attrs,
+            serde_json::json!({"enabled": false, "exp": 5}),
+            "read-only members are never sent"
+        );
     }
 }

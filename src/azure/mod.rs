@@ -39,30 +39,55 @@ use std::time::SystemTime;
 /// Errors of the Azure layer. None carries a secret or a token.
 #[derive(Debug, thiserror::Error)]
 pub enum AzureError {
-    #[error("refused to connect to {host}: {reason} (the allowlist has the cloud's sign-in and ARM hosts and the vaults that key groups name, https on port 443 only)")]
+    #[error(
+        "refused to connect to {host}: {reason} (the allowlist has the cloud's sign-in and ARM hosts and the vaults that key groups name, https on port 443 only)"
+    )]
     NotAllowed { host: String, reason: &'static str },
-    #[error("{host} answered {status} redirecting to {location_host}; byokd never follows redirects: check the vault name and cloud")]
-    Redirect { status: u16, host: String, location_host: String },
+    #[error(
+        "{host} answered {status} redirecting to {location_host}; byokd never follows redirects: check the vault name and cloud"
+    )]
+    Redirect {
+        status: u16,
+        host: String,
+        location_host: String,
+    },
     #[error("invalid URL {url}")]
     InvalidUrl { url: String },
     #[error("invalid {kind} name {name:?}")]
     InvalidName { kind: &'static str, name: String },
-    #[error("TLS with {host} failed: {detail} (the server's certificate must chain to the system roots or azure.extra_ca and name the host)")]
+    #[error(
+        "TLS with {host} failed: {detail} (the server's certificate must chain to the system roots or azure.extra_ca and name the host)"
+    )]
     Tls { host: String, detail: String },
     #[error("trust anchors from {path}: {detail}")]
     TrustAnchors { path: String, detail: String },
     #[error("{host} could not be reached after {attempts} attempt(s): {reason}")]
-    Unreachable { host: String, attempts: u32, reason: String },
+    Unreachable {
+        host: String,
+        attempts: u32,
+        reason: String,
+    },
     /// A non-idempotent request was sent but its outcome is unknown: the connection broke or
     /// timed out before the answer, or Azure answered 500/502/503/504. It may have been applied.
-    #[error("the outcome of {method} {path} on {host} is unknown ({reason}); it may have been applied: check the state in Azure before repeating it")]
-    ResponseLost { method: String, host: String, path: String, reason: String },
+    #[error(
+        "the outcome of {method} {path} on {host} is unknown ({reason}); it may have been applied: check the state in Azure before repeating it"
+    )]
+    ResponseLost {
+        method: String,
+        host: String,
+        path: String,
+        reason: String,
+    },
     #[error("the response from {host} exceeds {limit} bytes")]
     TooLarge { host: String, limit: usize },
     #[error("could not encode the {what}: {detail}")]
     Encode { what: &'static str, detail: String },
     #[error("unexpected answer from {host} ({status}): {detail}")]
-    Decode { host: String, status: u16, detail: String },
+    Decode {
+        host: String,
+        status: u16,
+        detail: String,
+    },
     #[error(transparent)]
     Entra(#[from] EntraError),
     #[error(transparent)]

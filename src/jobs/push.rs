@@ -455,6 +455,21 @@ async fn cleanup_kek(jobs: &Jobs, id: u64, token: &AccessToken) -> Result<(), Jo
     if !kek.deleted {
         match kv.delete_key(token, vault, &kek.name).await {
             Ok(deleted) => level = deleted.bundle.attributes.recovery_level.clone(),
+            // The create never succeeded: there is nothing to delete or purge.
+            Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) if kek.kid.is_none() => {
+                svc.journal(id, |j| {
+                    if let Some(k) = j.kek.as_mut() {
+                        k.deleted = true;
+                        k.purged = Some(false);
+                    }
+                    j.steps.push(step(&format!(
+                        "No key exchange key {} was created; nothing to clean up",
+                        kek.name
+                    )));
+                })
+                .await?;
+                return Ok(());
+            }
             Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {}
             Err(e) => return Err(e.into()),
         }

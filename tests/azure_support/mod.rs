@@ -29,17 +29,25 @@ impl Pki {
     pub fn new() -> Self {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(rcgen::DnType::CommonName, "byokd test CA");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "byokd test CA");
         let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let ca_path = dir.path().join("ca.pem");
         std::fs::write(&ca_path, issuer.pem()).unwrap();
-        Self { dir, ca_path, issuer }
+        Self {
+            dir,
+            ca_path,
+            issuer,
+        }
     }
 
     pub fn server_config(&self, names: &[&str]) -> Arc<rustls::ServerConfig> {
         let key = KeyPair::generate().unwrap();
-        let params = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        let params =
+            CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
         let cert = params.signed_by(&key, &*self.issuer).unwrap();
         let chain = vec![cert.der().clone(), self.issuer.der().clone()];
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
@@ -62,7 +70,11 @@ impl Pki {
 /// What the server does with the next request.
 #[derive(Clone, Debug)]
 pub enum Reply {
-    Respond { status: u16, headers: Vec<(String, String)>, body: String },
+    Respond {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: String,
+    },
     /// Read the request, then drop the connection without answering.
     Drop,
     /// Read the request, then hold the connection open without answering.
@@ -70,14 +82,26 @@ pub enum Reply {
 }
 
 pub fn json(status: u16, body: serde_json::Value) -> Reply {
-    Reply::Respond { status, headers: vec![("content-type".into(), "application/json".into())], body: body.to_string() }
+    Reply::Respond {
+        status,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: body.to_string(),
+    }
 }
 
 pub fn with_header(reply: Reply, name: &str, value: &str) -> Reply {
     match reply {
-        Reply::Respond { status, mut headers, body } => {
+        Reply::Respond {
+            status,
+            mut headers,
+            body,
+        } => {
             headers.push((name.into(), value.into()));
-            Reply::Respond { status, headers, body }
+            Reply::Respond {
+                status,
+                headers,
+                body,
+            }
         }
         r => r,
     }
@@ -111,28 +135,52 @@ impl Server {
             script: Arc::new(Mutex::new(VecDeque::new())),
             fallback: Arc::new(Mutex::new(json(200, serde_json::json!({})))),
         };
-        let (conns, reqs, script, fallback) =
-            (server.connections.clone(), server.requests.clone(), server.script.clone(), server.fallback.clone());
+        let (conns, reqs, script, fallback) = (
+            server.connections.clone(),
+            server.requests.clone(),
+            server.script.clone(),
+            server.fallback.clone(),
+        );
         let acceptor = tokio_rustls::TlsAcceptor::from(tls);
         tokio::spawn(async move {
             loop {
-                let Ok((tcp, _)) = listener.accept().await else { return };
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
                 conns.fetch_add(1, Ordering::SeqCst);
-                let (acceptor, reqs, script, fallback) = (acceptor.clone(), reqs.clone(), script.clone(), fallback.clone());
+                let (acceptor, reqs, script, fallback) = (
+                    acceptor.clone(),
+                    reqs.clone(),
+                    script.clone(),
+                    fallback.clone(),
+                );
                 tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(tcp).await else { return };
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
                     let mut io = BufReader::new(tls);
                     while let Some(rec) = read_request(&mut io).await {
                         reqs.lock().unwrap().push(rec);
-                        let reply = script.lock().unwrap().pop_front().unwrap_or_else(|| fallback.lock().unwrap().clone());
+                        let reply = script
+                            .lock()
+                            .unwrap()
+                            .pop_front()
+                            .unwrap_or_else(|| fallback.lock().unwrap().clone());
                         match reply {
                             Reply::Drop => return,
                             Reply::Hang => {
                                 tokio::time::sleep(Duration::from_secs(30)).await;
                                 return;
                             }
-                            Reply::Respond { status, headers, body } => {
-                                let mut out = format!("HTTP/1.1 {status} X\r\ncontent-length: {}\r\n", body.len());
+                            Reply::Respond {
+                                status,
+                                headers,
+                                body,
+                            } => {
+                                let mut out = format!(
+                                    "HTTP/1.1 {status} X\r\ncontent-length: {}\r\n",
+                                    body.len()
+                                );
                                 for (k, v) in headers {
                                     out.push_str(&format!("{k}: {v}\r\n"));
                                 }
@@ -191,11 +239,20 @@ async fn read_request<R: tokio::io::AsyncBufRead + Unpin>(io: &mut R) -> Option<
         let (k, v) = h.split_once(':')?;
         headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
     }
-    let len: usize = headers.get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let len: usize = headers
+        .get("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let mut body = vec![0u8; len];
     io.read_exact(&mut body).await.ok()?;
     let host = headers.get("host").cloned().unwrap_or_default();
-    Some(Recorded { method, path, host, headers, body })
+    Some(Recorded {
+        method,
+        path,
+        host,
+        headers,
+        body,
+    })
 }
 
 /// Fast client options: 10 ms back-off base, short time-outs.
@@ -221,7 +278,12 @@ pub fn section(pki: &Pki, resolve: &[(&str, SocketAddr)]) -> AzureSection {
     }
 }
 
-pub fn azure(pki: &Pki, resolve: &[(&str, SocketAddr)], vaults: &[&str], opts: HttpOptions) -> Azure {
+pub fn azure(
+    pki: &Pki,
+    resolve: &[(&str, SocketAddr)],
+    vaults: &[&str],
+    opts: HttpOptions,
+) -> Azure {
     let allowlist = Arc::new(Allowlist::new(Cloud::Public, vaults.iter().copied()).unwrap());
     Azure::with_options(&section(pki, resolve), opts, allowlist, AzureMetrics::new()).unwrap()
 }
@@ -230,10 +292,18 @@ pub fn azure(pki: &Pki, resolve: &[(&str, SocketAddr)], vaults: &[&str], opts: H
 pub async fn rig() -> (Pki, Server, Azure) {
     let pki = Pki::new();
     let server = Server::start(pki.server_config(&[VAULT_HOST, LOGIN_HOST])).await;
-    let az = azure(&pki, &[(VAULT_HOST, server.addr), (LOGIN_HOST, server.addr)], &[VAULT], fast_options());
+    let az = azure(
+        &pki,
+        &[(VAULT_HOST, server.addr), (LOGIN_HOST, server.addr)],
+        &[VAULT],
+        fast_options(),
+    );
     (pki, server, az)
 }
 
 pub fn token() -> AccessToken {
-    AccessToken::new("test-access-token".into(), SystemTime::now() + Duration::from_secs(3600))
+    AccessToken::new(
+        "test-access-token".into(),
+        SystemTime::now() + Duration::from_secs(3600),
+    )
 }
