@@ -85,6 +85,10 @@ pin_file = "$work/hsm-pin"
 # SoftHSM's RFC 5649 wrap is non-conforming: a software token needs the host strategy.
 allow_host_wrap = true
 
+[hardening]
+# A demo run by an ordinary user may not lock all its memory; the appliance uses "required".
+mlock = "best-effort"
+
 [azure]
 cloud = "public"
 extra_ca = ["$work/emulator-ca.pem"]
