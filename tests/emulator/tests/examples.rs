@@ -9,10 +9,7 @@ use common::*;
 use byokd_emulator::{AppConfig, Emulator, VaultConfig, VaultOptions};
 use serde_json::{Value, json};
 
-const EXAMPLES: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/spec/examples"
-);
+const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/spec/examples");
 
 fn shape_matches(example: &Value, ours: &Value, at: &str) -> Result<(), String> {
     match (example, ours) {
