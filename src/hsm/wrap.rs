@@ -253,7 +253,7 @@ fn oaep_params() -> PkcsOaepParams<'static> {
 
 /// CK_RSA_AES_KEY_WRAP_PARAMS, laid out as PKCS#11 defines it. cryptoki has no typed
 /// mechanism for CKM_RSA_AES_KEY_WRAP, so it is passed through `Mechanism::VendorDefined`,
-/// which hands C_WrapKey a pointer to this struct and its size. No `unsafe` is needed: making
+/// which hands C_WrapKey a pointer to this struct and its size. This stays in safe Rust: making
 /// a raw pointer is safe, and `oaep` outlives every use (see `wrap_native`).
 #[repr(C)]
 struct RsaAesKeyWrapParams<'a> {
