@@ -74,6 +74,16 @@ impl CloudEndpoints {
         format!("{}.{}", vault.to_ascii_lowercase(), self.vault_suffix)
     }
 
+    /// Hosts Key Vault may name as the authority of a 401 challenge for this cloud: the sign-in
+    /// host and its legacy alias.
+    pub fn authority_hosts(&self) -> &'static [&'static str] {
+        match self.cloud {
+            Cloud::Public => &["login.microsoftonline.com", "login.windows.net"],
+            Cloud::China => &["login.chinacloudapi.cn", "login.partner.microsoftonline.cn"],
+            Cloud::Usgov => &["login.microsoftonline.us", "login-us.microsoftonline.com"],
+        }
+    }
+
     /// `https://{login}/{tenant}/oauth2/v2.0/token`.
     pub fn token_url(&self, tenant: &str) -> String {
         format!("https://{}/{tenant}/oauth2/v2.0/token", self.login_host)

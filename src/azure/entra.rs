@@ -182,6 +182,13 @@ pub enum EntraError {
         "Key Vault's authentication challenge names resource {resource}, which is not this cloud's vault resource {expected}: refused"
     )]
     ChallengeMismatch { resource: String, expected: String },
+    #[error(
+        "Key Vault's authentication challenge names authority {authority}, which is not a sign-in host of this cloud ({expected}): refused; check azure.cloud"
+    )]
+    ChallengeAuthorityMismatch {
+        authority: String,
+        expected: &'static str,
+    },
 }
 
 #[derive(serde::Deserialize)]
@@ -260,6 +267,18 @@ impl Entra {
             .await?;
         self.lock().insert(key, token.clone());
         Ok(token)
+    }
+
+    /// The cached, still valid token of a credential, if any: lets a certificate credential skip
+    /// signing an assertion in the HSM when it would not be sent.
+    pub fn cached(&self, credential: &str, tenant: &str, client_id: &str) -> Option<AccessToken> {
+        let key = (
+            credential.to_string(),
+            tenant.to_ascii_lowercase(),
+            client_id.to_ascii_lowercase(),
+        );
+        let now = self.clock.now();
+        self.lock().get(&key).filter(|t| renew_at(t) > now).cloned()
     }
 
     /// Forgets the cached tokens of a credential (after a 401, or when its secret changes).
@@ -521,8 +540,33 @@ impl Challenge {
         uri.host().map(str::to_ascii_lowercase)
     }
 
-    /// Honoured only when the resource host is this cloud's vault resource host.
+    /// The authority's host (from `authorization`), lower-case.
+    pub fn authorization_host(&self) -> Option<String> {
+        let uri = self.authorization.as_deref()?.parse::<http::Uri>().ok()?;
+        if uri.scheme_str() != Some("https") {
+            return None;
+        }
+        uri.host().map(str::to_ascii_lowercase)
+    }
+
+    /// Honoured only when the resource host is this cloud's vault resource host and the
+    /// authority (if named) is one of this cloud's sign-in hosts.
     pub fn check_cloud(&self, endpoints: &CloudEndpoints) -> Result<(), EntraError> {
+        if self.authorization.is_some() {
+            let host = self.authorization_host();
+            let known = host
+                .as_deref()
+                .is_some_and(|h| endpoints.authority_hosts().contains(&h));
+            if !known {
+                let authority = host.unwrap_or_else(|| "(none)".into());
+                tracing::error!(host = %authority, expected = endpoints.login_host,
+                    reason = "challenge authority is not this cloud's sign-in host", "challenge refused");
+                return Err(EntraError::ChallengeAuthorityMismatch {
+                    authority,
+                    expected: endpoints.login_host,
+                });
+            }
+        }
         match self.resource_host() {
             Some(h) if h == endpoints.vault_suffix => Ok(()),
             other => {
@@ -605,6 +649,11 @@ mod tests {
         assert!(matches!(
             c.check_cloud(&CloudEndpoints::of(Cloud::China)),
             Err(EntraError::ChallengeMismatch { .. })
+        ));
+        let evil_authority = Challenge::parse(r#"Bearer authorization="https://login.evil.example/t", resource="https://vault.azure.net""#).unwrap();
+        assert!(matches!(
+            evil_authority.check_cloud(&CloudEndpoints::of(Cloud::Public)),
+            Err(EntraError::ChallengeAuthorityMismatch { .. })
         ));
         let evil = Challenge::parse(r#"Bearer authorization="https://login.windows.net/t", resource="https://vault.azure.net.evil.example""#).unwrap();
         assert!(

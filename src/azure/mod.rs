@@ -88,6 +88,10 @@ pub enum AzureError {
         status: u16,
         detail: String,
     },
+    #[error(
+        "the HSM could not sign the client assertion: {detail}; with a token that lacks RSA-PSS set azure.assertion_alg = \"RS256\""
+    )]
+    Signing { detail: String },
     #[error(transparent)]
     Entra(#[from] EntraError),
     #[error(transparent)]

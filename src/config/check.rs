@@ -56,6 +56,7 @@ const AZURE: &[(&str, Kind)] = &[
     ("max_retry_wait_ms", Kind::Int),
     ("retry_base_ms", Kind::Int),
     ("kek_size", Kind::Int),
+    ("assertion_alg", Kind::OneOf(&["PS256", "RS256"])),
 ];
 const IDENTITY: &[(&str, Kind)] = &[
     ("name", Kind::Str),

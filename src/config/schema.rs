@@ -71,6 +71,16 @@ pub enum Cloud {
     Usgov,
 }
 
+/// The JWS algorithm of client assertions for certificate credentials (`azure.assertion_alg`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+pub enum AssertionAlg {
+    /// RSASSA-PSS SHA-256, header `x5t#S256` (CKM_SHA256_RSA_PKCS_PSS in the HSM).
+    #[default]
+    PS256,
+    /// RSASSA-PKCS1-v1_5 SHA-256, header `x5t` (SHA-1 thumbprint), for tokens without PSS.
+    RS256,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AzureSection {
@@ -103,6 +113,9 @@ pub struct AzureSection {
     /// Size of the key exchange key byokd creates in the vault for each push job.
     #[serde(default = "d_kek_size")]
     pub kek_size: u32,
+    /// How certificate credentials sign their client assertions: `PS256` (default) or `RS256`.
+    #[serde(default)]
+    pub assertion_alg: AssertionAlg,
 }
 
 impl Default for AzureSection {
@@ -118,6 +131,7 @@ impl Default for AzureSection {
             max_retry_wait_ms: d_az_retry_wait(),
             retry_base_ms: d_az_retry_base(),
             kek_size: d_kek_size(),
+            assertion_alg: AssertionAlg::default(),
         }
     }
 }

@@ -117,6 +117,10 @@ impl From<ServiceError> for ApiError {
                     format!("the HSM could not complete the request: {h}"),
                 )
             }
+            ServiceError::Certificate(m) => {
+                tracing::error!(error = %m, "certificate error while serving a control request");
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "certificate", m)
+            }
             ServiceError::Store(s) => {
                 tracing::error!(error = %s, "state error while serving a control request");
                 Self::new(

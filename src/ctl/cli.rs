@@ -107,7 +107,10 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum CredentialCmd {
-    /// Add a credential. The secret comes from a file or stdin, never from an argument.
+    /// Add a credential. The secret comes from a file or stdin, never from an argument; with
+    /// --certificate the HSM generates an RSA-3072 key (never extractable) and a self-signed
+    /// certificate to upload to the app registration (see `credential certificate`).
+    #[command(visible_alias = "create")]
     Add {
         /// Unique credential name.
         name: String,
@@ -122,15 +125,33 @@ pub enum CredentialCmd {
             long,
             value_name = "PATH",
             group = "secret",
-            required_unless_present = "secret_stdin"
+            required_unless_present_any = ["secret_stdin", "certificate"]
         )]
         secret_file: Option<PathBuf>,
         /// Read the client secret from standard input.
         #[arg(long, group = "secret")]
         secret_stdin: bool,
+        /// A certificate credential: the key pair is generated in the HSM; client assertions
+        /// are signed there (azure.assertion_alg).
+        #[arg(long, conflicts_with_all = ["secret_file", "secret_stdin", "expires"])]
+        certificate: bool,
+        /// Validity of the self-signed certificate in days (1 to 3650; default 365).
+        #[arg(long, value_name = "DAYS", requires = "certificate")]
+        validity_days: Option<u32>,
         /// When the secret expires: YYYY-MM-DD, RFC 3339, or Unix seconds.
         #[arg(long, value_name = "DATE")]
         expires: Option<String>,
+    },
+    /// Print a certificate credential's certificate (PEM) to upload to the app registration,
+    /// or with --csr a PKCS#10 request signed in the HSM for your CA.
+    Certificate {
+        name: String,
+        /// Export a certificate signing request instead of the self-signed certificate.
+        #[arg(long)]
+        csr: bool,
+        /// Write the PEM to this file instead of standard output.
+        #[arg(short = 'o', long, value_name = "FILE")]
+        output: Option<PathBuf>,
     },
     /// List credentials.
     List,

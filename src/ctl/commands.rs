@@ -233,8 +233,30 @@ async fn credential(ctx: &Ctx, c: CredentialCmd) -> Result<(), CtlError> {
             name,
             tenant_id,
             client_id,
+            secret_file: _,
+            secret_stdin: _,
+            certificate: true,
+            validity_days,
+            expires: _,
+        } => {
+            let a = ctx
+                .send(
+                    Method::POST,
+                    "/v1/credentials",
+                    &json!({ "name": name, "tenant_id": tenant_id, "client_id": client_id,
+                        "certificate": true, "validity_days": validity_days }),
+                )
+                .await?;
+            ctx.show(&a.body);
+        }
+        CredentialCmd::Add {
+            name,
+            tenant_id,
+            client_id,
             secret_file,
             secret_stdin,
+            certificate: false,
+            validity_days: _,
             expires,
         } => {
             let secret = read_secret(secret_file.as_deref(), secret_stdin)?;
@@ -261,6 +283,34 @@ async fn credential(ctx: &Ctx, c: CredentialCmd) -> Result<(), CtlError> {
                 .call(Method::POST, "/v1/credentials", Some(&bytes))
                 .await?;
             ctx.show(&a.body);
+        }
+        CredentialCmd::Certificate { name, csr, output } => {
+            let path = format!(
+                "/v1/credentials/{}/certificate{}",
+                seg(&name)?,
+                if csr { "?format=csr" } else { "" }
+            );
+            let v = ctx.get(&path).await?;
+            let field = if csr { "csr_pem" } else { "certificate_pem" };
+            let pem = v.get(field).and_then(Value::as_str).unwrap_or_default();
+            match output {
+                Some(file) => {
+                    std::fs::write(&file, pem).map_err(|e| {
+                        CtlError::Other(format!("cannot write {}: {e}", file.display()))
+                    })?;
+                    if !ctx.json(&v) {
+                        eprintln!("wrote {}", file.display());
+                        if let Some(t) = v.get("thumbprint").and_then(Value::as_str) {
+                            eprintln!("thumbprint (SHA-1): {t}");
+                        }
+                    }
+                }
+                None => {
+                    if !ctx.json(&v) {
+                        print!("{pem}");
+                    }
+                }
+            }
         }
         CredentialCmd::List => ctx.list(
             &ctx.get("/v1/credentials").await?,

@@ -87,6 +87,18 @@ pub enum HsmError {
         reason: String,
     },
 
+    #[error("key {} is not a credential signing key (label byokd-cred/...)", .id.to_hex())]
+    NotASigningKey { id: HsmKeyId },
+
+    #[error(
+        "the token refused to sign with {mechanism}: {source}; the token must support it for certificate credentials (see azure.assertion_alg)"
+    )]
+    SignFailed {
+        mechanism: &'static str,
+        #[source]
+        source: cryptoki::error::Error,
+    },
+
     #[error("HSM {op} failed: {source}")]
     Pkcs11 {
         op: &'static str,

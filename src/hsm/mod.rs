@@ -8,7 +8,7 @@
 //! task, or let the PIN, key material or unsealed plaintext reach an error, a log or `Debug`.
 //!
 //! Files: `library` (C_Initialize/C_Finalize), `token` (slot lookup, login), `worker` (thread and
-//! requests), `keygen` (target keys), `spki` (public key encoding), `seal` (AES-GCM sealing),
+//! requests), `keygen` (target keys), `spki` (public key encoding), `seal` (AES-GCM sealing), `signing` (credential signing keys),
 //! `wrap` (BYOK wrap strategies and their self-test), `host` (host-side RSA-OAEP, AES-KWP and
 //! strict PKCS#8 for the self-test and the `host` strategy), `report` (token identity and
 //! mechanisms), `error`.
@@ -19,6 +19,7 @@ mod keygen;
 mod library;
 mod report;
 mod seal;
+mod signing;
 mod spki;
 mod token;
 mod worker;
@@ -31,6 +32,7 @@ pub use report::{
     TokenReport,
 };
 pub use seal::{SEAL_KEY_LABEL, SEAL_MAGIC};
+pub use signing::{SIGNING_KEY_BITS, SIGNING_LABEL_PREFIX, SignatureScheme, signing_label};
 pub use spki::check_digits;
 pub use wrap::{KekPublicKey, StrategyCheck, WrapReport, WrapStrategy};
 
@@ -255,6 +257,34 @@ impl Hsm {
         let (aad, sealed) = (aad.to_vec(), sealed.to_vec());
         self.call("unseal", |reply| Request::Unseal { aad, sealed, reply })
             .await
+    }
+
+    /// Generates a credential signing key (RSA-3072, never extractable) labelled
+    /// `byokd-cred/{credential}`.
+    pub async fn generate_signing_key(&self, credential: &str) -> Result<GeneratedKey, HsmError> {
+        let label = signing_label(credential);
+        self.call("generate_signing_key", |reply| Request::GenerateSigningKey {
+            label,
+            reply,
+        })
+        .await
+    }
+
+    /// Signs `data` in the token with credential signing key `id`.
+    pub async fn sign(
+        &self,
+        id: HsmKeyId,
+        scheme: SignatureScheme,
+        data: &[u8],
+    ) -> Result<Vec<u8>, HsmError> {
+        let data = data.to_vec();
+        self.call("sign", |reply| Request::Sign {
+            id,
+            scheme,
+            data,
+            reply,
+        })
+        .await
     }
 
     /// The protection attributes of private key `id`.

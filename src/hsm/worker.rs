@@ -9,7 +9,7 @@
 use super::library::Module;
 use super::{
     GeneratedKey, HsmError, HsmKeyEntry, KekPublicKey, PrivateKeyAttributes, PublicKeyInfo, keygen,
-    seal, wrap,
+    seal, signing, wrap,
 };
 use crate::model::{HsmKeyId, KeyType};
 use crate::secret::SecretBytes;
@@ -55,6 +55,16 @@ pub(crate) enum Request {
     WrapForTransfer {
         id: HsmKeyId,
         kek: KekPublicKey,
+        reply: Reply<Vec<u8>>,
+    },
+    GenerateSigningKey {
+        label: String,
+        reply: Reply<GeneratedKey>,
+    },
+    Sign {
+        id: HsmKeyId,
+        scheme: signing::SignatureScheme,
+        data: Vec<u8>,
         reply: Reply<Vec<u8>>,
     },
     /// Closes the session and releases the module, then answers.
@@ -140,6 +150,17 @@ impl Worker {
             }
             Request::WrapForTransfer { id, kek, reply } => {
                 let _ = reply.send(wrap::wrap_for_transfer(s, &self.wrap_plan, id, &kek));
+            }
+            Request::GenerateSigningKey { label, reply } => {
+                let _ = reply.send(signing::generate(s, &label));
+            }
+            Request::Sign {
+                id,
+                scheme,
+                data,
+                reply,
+            } => {
+                let _ = reply.send(signing::sign(s, id, scheme, &data));
             }
             Request::Shutdown { reply } => {
                 let _ = reply.send(());

@@ -9,10 +9,12 @@
 mod error;
 mod public_key;
 mod push;
+mod sign_in;
 mod transfer_blob;
 
 pub use error::JobError;
 pub use public_key::{FINGERPRINT_TAG, fingerprint, jwk_matches_spki};
+pub use sign_in::HsmAssertionSigner;
 pub use transfer_blob::{generator, key_hsm};
 
 use crate::azure::Azure;

@@ -3,6 +3,7 @@
 //! restart resumes from the journal: a journalled KEK is found again or cleaned up, and an import
 //! whose answer was lost is found by its fingerprint tag instead of being repeated.
 
+use super::sign_in::{drop_token, needs_new_token, sign_in};
 use super::{FINGERPRINT_TAG, JobError, Jobs, fingerprint, generator, jwk_matches_spki, key_hsm};
 use crate::azure::{AccessToken, AzureError, ImportRequest, Kek, KeyVaultError, RecoveryLevel};
 use crate::hsm::KekPublicKey;
@@ -38,12 +39,34 @@ pub(super) async fn run(jobs: &Jobs, id: u64) -> Result<(), JobError> {
     })
     .await?;
     let mut token = None;
-    let outcome = push(jobs, id, &group, &mut token).await;
+    let mut outcome = push(jobs, id, &group, &mut token).await;
+    // A 401 (token expired or revoked): forget the token, sign in once more and resume from the
+    // journal, which finds the KEK and any import again instead of repeating them.
+    if let Err(e) = &outcome {
+        match needs_new_token(jobs, &group, e).await {
+            Ok(true) => {
+                drop_token(jobs, id, &group).await?;
+                token = None;
+                outcome = push(jobs, id, &group, &mut token).await;
+            }
+            Ok(false) => {}
+            Err(clear) => outcome = Err(clear),
+        }
+    }
     // The KEK goes, whatever happened to the imports.
-    let cleanup = match &token {
+    let mut cleanup = match &token {
         Some(t) => cleanup_kek(jobs, id, t).await,
         None => Ok(()),
     };
+    if let Err(e) = &cleanup
+        && needs_new_token(jobs, &group, e).await.unwrap_or(false)
+    {
+        drop_token(jobs, id, &group).await?;
+        cleanup = match sign_in(jobs, id, &group).await {
+            Ok(t) => cleanup_kek(jobs, id, &t).await,
+            Err(e) => Err(e),
+        };
+    }
     match (outcome, cleanup) {
         (Ok(()), Ok(())) => {
             svc.journal(id, |j| {
@@ -164,28 +187,6 @@ async fn pending_keys(
         }
     }
     Ok(pending)
-}
-
-async fn sign_in(jobs: &Jobs, id: u64, group: &KeyGroup) -> Result<AccessToken, JobError> {
-    let svc = jobs.service();
-    let cred = svc.credential(&group.credential).await?;
-    svc.job_step(
-        id,
-        format!("Requesting an Entra ID token for credential {}", cred.name),
-        Some(50),
-    )
-    .await?;
-    let secret = svc.unseal_credential(&group.credential).await?;
-    let token = jobs
-        .azure()
-        .entra()
-        .token(&cred.name, &cred.tenant_id, &cred.client_id, &secret)
-        .await;
-    drop(secret);
-    let token = token?;
-    svc.job_step(id, "Entra ID token acquired", Some(100))
-        .await?;
-    Ok(token)
 }
 
 /// Finds the job's KEK again, or creates it with its name journalled first.

@@ -1,8 +1,10 @@
-//! A cloud credential: an Azure app registration (tenant, client id) and its sealed secret.
+//! A cloud credential: an Azure app registration (tenant, client id) and how byokd proves it is
+//! that app: a client secret sealed by the HSM, or a certificate whose private key lives in it.
 //!
 //! The secret is only ever held here sealed by the HSM; the plaintext never enters this type.
+//! Variants are only ever appended, so that states written before a variant existed still decode.
 
-use super::{CredentialName, Guid};
+use super::{CredentialName, Guid, HsmKeyId};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -12,6 +14,28 @@ pub enum CredentialAuth {
     /// A client secret, sealed with AES-GCM by a key inside the HSM (the credential name is the
     /// associated data). Only the HSM can unseal it.
     Secret { sealed: Vec<u8> },
+    /// A certificate credential: an RSA signing key generated in the HSM (never extractable)
+    /// and the X.509 certificate of its public key that the operator uploads to the app
+    /// registration. Client assertions are signed in the HSM.
+    Certificate {
+        key_id: HsmKeyId,
+        certificate_der: Vec<u8>,
+    },
+}
+
+impl CredentialAuth {
+    /// `secret` or `certificate`, as views and the API name the kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CredentialAuth::Secret { .. } => "secret",
+            CredentialAuth::Certificate { .. } => "certificate",
+        }
+    }
+}
+
+/// The certificate thumbprint the Azure portal shows: SHA-1 over the DER, upper-case hex.
+pub fn certificate_thumbprint(certificate_der: &[u8]) -> String {
+    hex::encode_upper(sha1::Sha1::digest(certificate_der))
 }
 
 /// An Azure app registration byokd signs in with.
@@ -21,7 +45,8 @@ pub struct Credential {
     pub tenant_id: Guid,
     pub client_id: Guid,
     pub auth: CredentialAuth,
-    /// A short, non-reversible fingerprint of the secret (see [`secret_fingerprint`]).
+    /// A short, non-reversible fingerprint of the secret (see [`secret_fingerprint`]), or the
+    /// certificate's thumbprint (see [`certificate_thumbprint`]).
     pub fingerprint: String,
     /// Unix seconds, UTC.
     pub created: i64,

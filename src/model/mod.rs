@@ -10,7 +10,7 @@ mod key_type;
 mod names;
 mod policy;
 
-pub use credential::{Credential, CredentialAuth, secret_fingerprint};
+pub use credential::{Credential, CredentialAuth, certificate_thumbprint, secret_fingerprint};
 pub use error::ModelError;
 pub use group::KeyGroup;
 pub use job::{Job, JobKind, JobState, KekJournal, KeyPush, KeyPushState, StepMessage};

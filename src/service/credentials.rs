@@ -1,9 +1,15 @@
-//! Credential operations: add (sealing the secret in the HSM), list, show, set expiry, delete,
-//! and unseal for sign-in. Views never carry the secret.
+//! Credential operations: add (sealing the secret in the HSM, or generating a certificate
+//! credential's signing key there), list, show, set expiry, delete, export of a certificate or
+//! CSR, and what sign-in needs. Views never carry the secret.
 
+use super::credential_cert::{self, Artefact, DEFAULT_VALIDITY_DAYS, MAX_VALIDITY_DAYS};
 use super::{Service, ServiceError, now_unix};
-use crate::model::{Credential, CredentialAuth, CredentialName, Guid, secret_fingerprint};
+use crate::model::{
+    Credential, CredentialAuth, CredentialName, Guid, HsmKeyId, certificate_thumbprint,
+    secret_fingerprint,
+};
 use crate::secret::SecretBytes;
+use base64::Engine;
 use serde::Serialize;
 
 /// A request to add a credential. The secret moves in and is zeroized when dropped.
@@ -14,6 +20,41 @@ pub struct NewCredential {
     pub client_id: Guid,
     pub secret: SecretBytes,
     pub expires: Option<i64>,
+}
+
+/// A request to add a certificate credential: byokd generates the key pair in the HSM and a
+/// self-signed certificate valid for `validity_days` (default 365).
+#[derive(Debug)]
+pub struct NewCertificateCredential {
+    pub name: CredentialName,
+    pub tenant_id: Guid,
+    pub client_id: Guid,
+    pub validity_days: Option<u32>,
+}
+
+/// What sign-in needs of a credential.
+pub enum SignInMaterial {
+    /// The unsealed client secret; drop it as soon as the request is sent.
+    Secret(SecretBytes),
+    /// The HSM signing key and the certificate registered with the app.
+    Certificate {
+        key_id: HsmKeyId,
+        certificate_der: Vec<u8>,
+    },
+}
+
+/// A certificate credential's certificate, for upload to the app registration.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct CertificateExport {
+    pub name: String,
+    /// The certificate, PEM (`-----BEGIN CERTIFICATE-----`).
+    pub certificate_pem: String,
+    /// SHA-1 thumbprint, upper-case hex, as the Azure portal shows it.
+    pub thumbprint: String,
+    /// base64url SHA-256 of the DER: the `x5t#S256` of PS256 assertions.
+    pub x5t_s256: String,
+    /// Unix seconds, UTC.
+    pub not_after: Option<i64>,
 }
 
 /// What listing shows of a credential: never the secret.
@@ -86,6 +127,206 @@ impl Service {
         view(&data.state, &new.name)
     }
 
+    /// Adds a certificate credential: an RSA-3072 key pair generated in the HSM (not
+    /// extractable) and a self-signed certificate signed there. The key is destroyed again if
+    /// the credential cannot be stored.
+    pub async fn add_certificate_credential(
+        &self,
+        new: NewCertificateCredential,
+        by: &str,
+    ) -> Result<CredentialView, ServiceError> {
+        let days = new.validity_days.unwrap_or(DEFAULT_VALIDITY_DAYS);
+        if days == 0 || days > MAX_VALIDITY_DAYS {
+            return Err(crate::model::ModelError::new(
+                "validity_days",
+                format!("the certificate validity must be 1 to {MAX_VALIDITY_DAYS} days"),
+            )
+            .into());
+        }
+        self.check_new_credential(&new.name).await?;
+        let key = self.hsm().generate_signing_key(new.name.as_str()).await?;
+        let built = credential_cert::build(
+            self.hsm(),
+            &new.name,
+            key.id,
+            &key.public.spki_der,
+            days,
+            false,
+        )
+        .await;
+        let (der, not_after) = match built {
+            Ok(Artefact::Certificate { der, not_after }) => (der, not_after),
+            Ok(Artefact::Csr { .. }) => {
+                self.discard_signing_key(key.id).await;
+                return Err(ServiceError::Certificate("the builder returned a CSR".into()));
+            }
+            Err(e) => {
+                self.discard_signing_key(key.id).await;
+                return Err(e);
+            }
+        };
+        let credential = Credential {
+            name: new.name.clone(),
+            tenant_id: new.tenant_id,
+            client_id: new.client_id,
+            fingerprint: certificate_thumbprint(&der),
+            auth: CredentialAuth::Certificate {
+                key_id: key.id,
+                certificate_der: der,
+            },
+            created: now_unix(),
+            expires: Some(not_after),
+        };
+        match self.insert_credential(credential).await {
+            Ok(view) => {
+                tracing::info!(event = "credential.certificate.created", credential = %new.name,
+                    kid = %key.id.to_hex(), thumbprint = %view.fingerprint, identity = by,
+                    "certificate credential added");
+                Ok(view)
+            }
+            Err(e) => {
+                self.discard_signing_key(key.id).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn discard_signing_key(&self, id: HsmKeyId) {
+        if let Err(e) = self.hsm().destroy(id).await {
+            tracing::warn!(kid = %id.to_hex(), error = %e,
+                "could not destroy an unused credential signing key; remove it with the token's tools");
+        }
+    }
+
+    async fn check_new_credential(&self, name: &CredentialName) -> Result<(), ServiceError> {
+        let limit = self.config().limits.max_credentials;
+        let data = self.inner.data.lock().await;
+        if data.state.credentials.contains_key(name) {
+            return Err(ServiceError::Conflict(format!(
+                "credential {:?} already exists",
+                name.as_str()
+            )));
+        }
+        if data.state.credentials.len() >= limit {
+            return Err(ServiceError::Limit(format!(
+                "at most {limit} credentials (limits.max_credentials)"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn insert_credential(&self, credential: Credential) -> Result<CredentialView, ServiceError> {
+        let name = credential.name.clone();
+        let mut data = self.inner.data.lock().await;
+        if data.state.credentials.contains_key(&name) {
+            return Err(ServiceError::Conflict(format!(
+                "credential {:?} already exists",
+                name.as_str()
+            )));
+        }
+        data.state.credentials.insert(name.clone(), credential);
+        if let Err(e) = data.commit() {
+            data.state.credentials.remove(&name);
+            return Err(e);
+        }
+        view(&data.state, &name)
+    }
+
+    /// The certificate of a certificate credential, PEM, for the app registration.
+    pub async fn credential_certificate(
+        &self,
+        name: &CredentialName,
+    ) -> Result<CertificateExport, ServiceError> {
+        let (_, der, expires) = self.certificate_parts(name).await?;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&der);
+        let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+        for line in b64.as_bytes().chunks(64) {
+            pem.push_str(&String::from_utf8_lossy(line));
+            pem.push('\n');
+        }
+        pem.push_str("-----END CERTIFICATE-----\n");
+        Ok(CertificateExport {
+            name: name.to_string(),
+            certificate_pem: pem,
+            thumbprint: certificate_thumbprint(&der),
+            x5t_s256: base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(<sha2::Sha256 as sha2::Digest>::digest(&der)),
+            not_after: expires,
+        })
+    }
+
+    /// A PKCS#10 CSR (PEM) for the credential's HSM key, signed in the HSM, for a CA that
+    /// issues the certificate instead of the self-signed one.
+    pub async fn credential_csr(&self, name: &CredentialName) -> Result<String, ServiceError> {
+        let (key_id, _, _) = self.certificate_parts(name).await?;
+        let public = self.hsm().public_key(key_id).await?;
+        match credential_cert::build(
+            self.hsm(),
+            name,
+            key_id,
+            &public.spki_der,
+            DEFAULT_VALIDITY_DAYS,
+            true,
+        )
+        .await?
+        {
+            Artefact::Csr { pem } => Ok(pem),
+            Artefact::Certificate { .. } => Err(ServiceError::Certificate(
+                "the builder returned a certificate".into(),
+            )),
+        }
+    }
+
+    async fn certificate_parts(
+        &self,
+        name: &CredentialName,
+    ) -> Result<(HsmKeyId, Vec<u8>, Option<i64>), ServiceError> {
+        let data = self.inner.data.lock().await;
+        let cred = data
+            .state
+            .credentials
+            .get(name)
+            .ok_or_else(|| ServiceError::not_found("credential", name))?;
+        match &cred.auth {
+            CredentialAuth::Certificate {
+                key_id,
+                certificate_der,
+            } => Ok((*key_id, certificate_der.clone(), cred.expires)),
+            CredentialAuth::Secret { .. } => Err(ServiceError::Conflict(format!(
+                "credential {:?} uses a client secret, not a certificate",
+                name.as_str()
+            ))),
+        }
+    }
+
+    /// What a sign-in needs: the unsealed secret, or the certificate and its HSM key.
+    pub async fn sign_in_material(
+        &self,
+        name: &CredentialName,
+    ) -> Result<SignInMaterial, ServiceError> {
+        let auth = {
+            let data = self.inner.data.lock().await;
+            data.state
+                .credentials
+                .get(name)
+                .ok_or_else(|| ServiceError::not_found("credential", name))?
+                .auth
+                .clone()
+        };
+        match auth {
+            CredentialAuth::Secret { sealed } => Ok(SignInMaterial::Secret(
+                self.hsm().unseal(name.as_str().as_bytes(), &sealed).await?,
+            )),
+            CredentialAuth::Certificate {
+                key_id,
+                certificate_der,
+            } => Ok(SignInMaterial::Certificate {
+                key_id,
+                certificate_der,
+            }),
+        }
+    }
+
     pub async fn list_credentials(&self) -> Vec<CredentialView> {
         let data = self.inner.data.lock().await;
         data.state
@@ -152,7 +393,15 @@ impl Service {
             }
             return Err(e);
         }
+        drop(data);
         tracing::info!(credential = %name, identity = by, "credential deleted");
+        if let Some(Credential {
+            auth: CredentialAuth::Certificate { key_id, .. },
+            ..
+        }) = removed
+        {
+            self.discard_signing_key(key_id).await;
+        }
         Ok(())
     }
 
@@ -171,6 +420,12 @@ impl Service {
                 .ok_or_else(|| ServiceError::not_found("credential", name))?;
             match &cred.auth {
                 CredentialAuth::Secret { sealed } => sealed.clone(),
+                CredentialAuth::Certificate { .. } => {
+                    return Err(ServiceError::Conflict(format!(
+                        "credential {:?} is a certificate credential and has no secret",
+                        name.as_str()
+                    )));
+                }
             }
         };
         Ok(self.hsm().unseal(name.as_str().as_bytes(), &sealed).await?)
@@ -189,9 +444,7 @@ fn view(
         name: c.name.to_string(),
         tenant_id: c.tenant_id.to_string(),
         client_id: c.client_id.to_string(),
-        kind: match c.auth {
-            CredentialAuth::Secret { .. } => "secret",
-        },
+        kind: c.auth.kind(),
         fingerprint: c.fingerprint.clone(),
         created: c.created,
         expires: c.expires,

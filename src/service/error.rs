@@ -16,6 +16,8 @@ pub enum ServiceError {
     Limit(String),
     #[error("HSM: {0}")]
     Hsm(#[from] HsmError),
+    #[error("certificate: {0}")]
+    Certificate(String),
     #[error("state: {0}")]
     Store(#[from] StoreError),
 }

@@ -4,13 +4,16 @@
 //! It owns the lock around the state and its store, and it is the only place that combines the
 //! HSM with the state. It never returns or logs a secret.
 
+mod credential_cert;
 mod credentials;
 mod error;
 mod groups;
 mod jobs;
 mod keys;
 
-pub use credentials::{CredentialView, NewCredential};
+pub use credentials::{
+    CertificateExport, CredentialView, NewCertificateCredential, NewCredential, SignInMaterial,
+};
 pub use error::ServiceError;
 pub use groups::{GroupView, NewGroup};
 pub use keys::KeyView;

@@ -1,5 +1,7 @@
-//! `/v1/credentials`: add (the secret in the body), list, show, set expiry, and delete under
-//! dual control. Admin only for every change; any role may read. Never returns the secret.
+//! `/v1/credentials`: add (the secret in the body, or `"certificate": true` for a certificate
+//! credential whose key the HSM generates), list, show, set expiry, export the certificate or a
+//! CSR, and delete under dual control. Admin only for every change; any role may read. Never
+//! returns the secret.
 
 use super::{Ctx, Input, Reply, to_json};
 use crate::control::approvals::Action;
@@ -9,7 +11,7 @@ use crate::control::errors::ApiError;
 use crate::control::routes::Params;
 use crate::model::{CredentialName, Guid};
 use crate::secret::SecretBytes;
-use crate::service::NewCredential;
+use crate::service::{NewCertificateCredential, NewCredential};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -29,9 +31,20 @@ struct NewBody {
     name: String,
     tenant_id: String,
     client_id: String,
-    secret: SecretField,
+    #[serde(default)]
+    secret: Option<SecretField>,
+    #[serde(default)]
+    certificate: bool,
+    #[serde(default)]
+    validity_days: Option<u32>,
     #[serde(default)]
     expires: Option<i64>,
+}
+
+/// A decoded request to add a credential.
+pub(super) enum NewRequest {
+    Secret(NewCredential),
+    Certificate(NewCertificateCredential),
 }
 
 #[derive(Deserialize)]
@@ -41,18 +54,65 @@ struct UpdateBody {
     expires: Option<i64>,
 }
 
-pub(super) fn decode_new(body: &[u8]) -> Result<NewCredential, ApiError> {
+pub(super) fn decode_new(body: &[u8]) -> Result<NewRequest, ApiError> {
     let b: NewBody = decode::json(body)?;
-    if b.secret.0.is_empty() {
-        return Err(ApiError::invalid("secret", "the client secret is empty"));
+    let name = field("name", CredentialName::try_from(b.name))?;
+    let tenant_id = field("tenant_id", Guid::parse(&b.tenant_id))?;
+    let client_id = field("client_id", Guid::parse(&b.client_id))?;
+    match (b.secret, b.certificate) {
+        (Some(_), true) => Err(ApiError::invalid(
+            "certificate",
+            "give either a secret or \"certificate\": true, not both",
+        )),
+        (None, false) => Err(ApiError::invalid(
+            "secret",
+            "give the client secret, or \"certificate\": true for a certificate credential",
+        )),
+        (Some(secret), false) => {
+            if secret.0.is_empty() {
+                return Err(ApiError::invalid("secret", "the client secret is empty"));
+            }
+            if b.validity_days.is_some() {
+                return Err(ApiError::invalid(
+                    "validity_days",
+                    "only a certificate credential has a validity",
+                ));
+            }
+            Ok(NewRequest::Secret(NewCredential {
+                name,
+                tenant_id,
+                client_id,
+                secret: secret.0,
+                expires: b.expires,
+            }))
+        }
+        (None, true) => {
+            if b.expires.is_some() {
+                return Err(ApiError::invalid(
+                    "expires",
+                    "a certificate credential expires with its certificate; use validity_days",
+                ));
+            }
+            Ok(NewRequest::Certificate(NewCertificateCredential {
+                name,
+                tenant_id,
+                client_id,
+                validity_days: b.validity_days,
+            }))
+        }
     }
-    Ok(NewCredential {
-        name: field("name", CredentialName::try_from(b.name))?,
-        tenant_id: field("tenant_id", Guid::parse(&b.tenant_id))?,
-        client_id: field("client_id", Guid::parse(&b.client_id))?,
-        secret: b.secret.0,
-        expires: b.expires,
-    })
+}
+
+/// `?format=certificate` (default) or `?format=csr`; true for a CSR.
+pub(super) fn decode_export(p: &Params, query: &str) -> Result<(CredentialName, bool), ApiError> {
+    let name = name(p)?;
+    decode::only_query(query, &["format"])?;
+    let csr = match decode::query_value(query, "format") {
+        None | Some("certificate") => false,
+        Some("csr") => true,
+        Some(_) => return Err(ApiError::invalid("format", "certificate or csr")),
+    };
+    Ok((name, csr))
 }
 
 pub(super) fn decode_update(body: &[u8]) -> Result<Option<i64>, ApiError> {
@@ -70,8 +130,26 @@ pub async fn list(_: Authorized<AnyRole>, ctx: &Ctx) -> Result<Reply, ApiError> 
 pub async fn add(auth: Authorized<Admin>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
     let new = decode_new(&i.body)?;
     drop(i);
-    let view = ctx.service.add_credential(new, auth.name()).await?;
+    let view = match new {
+        NewRequest::Secret(new) => ctx.service.add_credential(new, auth.name()).await?,
+        NewRequest::Certificate(new) => {
+            ctx.service
+                .add_certificate_credential(new, auth.name())
+                .await?
+        }
+    };
     Reply::created(to_json(&view)?)
+}
+
+/// The certificate to upload to the app registration, or a CSR signed in the HSM.
+pub async fn certificate(_: Authorized<AnyRole>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
+    let (name, csr) = decode_export(&i.params, &i.query)?;
+    if csr {
+        let pem = ctx.service.credential_csr(&name).await?;
+        Reply::ok(json!({ "name": name.as_str(), "csr_pem": pem }))
+    } else {
+        Reply::ok(to_json(&ctx.service.credential_certificate(&name).await?)?)
+    }
 }
 
 pub async fn show(_: Authorized<AnyRole>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {

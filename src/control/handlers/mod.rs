@@ -94,6 +94,7 @@ pub async fn dispatch(ctx: &Ctx, caller: &Caller, op: Op, input: Input) -> Resul
         Op::ShowCredential => credentials::show(require(caller)?, ctx, i).await,
         Op::UpdateCredential => credentials::update(require(caller)?, ctx, i).await,
         Op::DeleteCredential => credentials::delete(require(caller)?, ctx, i).await,
+        Op::CredentialCertificate => credentials::certificate(require(caller)?, ctx, i).await,
         Op::ListGroups => groups::list(require(caller)?, ctx).await,
         Op::CreateGroup => groups::create(require(caller)?, ctx, i).await,
         Op::ShowGroup => groups::show(require(caller)?, ctx, i).await,
@@ -133,6 +134,7 @@ pub fn decode_only(op: Op, input: &Input) -> Result<(), ApiError> {
         }
         Op::AddCredential => credentials::decode_new(&input.body).map(drop),
         Op::ShowCredential | Op::DeleteCredential => credentials::name(p).map(drop),
+        Op::CredentialCertificate => credentials::decode_export(p, &input.query).map(drop),
         Op::UpdateCredential => credentials::name(p)
             .and(credentials::decode_update(&input.body))
             .map(drop),

@@ -1,0 +1,163 @@
+//! Signing in for a job: an Entra ID token for the group's credential, from the cache when still
+//! valid; a client secret unsealed in the HSM for one request, or a client assertion signed in
+//! the HSM for a certificate credential; and the one re-sign-in after Key Vault answers 401.
+//!
+//! Must never: hold an unsealed secret past the token request, sign an assertion that will not be
+//! sent, or retry a 401 more than once per job run.
+
+use super::{JobError, Jobs};
+use crate::azure::entra::build_client_assertion;
+use crate::azure::{AccessToken, AssertionSigner, AzureError, ClientAuth, KeyVaultError};
+use crate::config::AssertionAlg;
+use crate::hsm::{Hsm, SignatureScheme};
+use crate::model::{HsmKeyId, KeyGroup};
+use crate::service::SignInMaterial;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::SystemTime;
+
+/// Signs client assertions with a certificate credential's key, inside the HSM.
+pub struct HsmAssertionSigner {
+    hsm: Hsm,
+    key_id: HsmKeyId,
+    certificate_der: Vec<u8>,
+    alg: AssertionAlg,
+}
+
+impl HsmAssertionSigner {
+    pub fn new(hsm: Hsm, key_id: HsmKeyId, certificate_der: Vec<u8>, alg: AssertionAlg) -> Self {
+        Self {
+            hsm,
+            key_id,
+            certificate_der,
+            alg,
+        }
+    }
+}
+
+impl AssertionSigner for HsmAssertionSigner {
+    fn algorithm(&self) -> &'static str {
+        match self.alg {
+            AssertionAlg::PS256 => "PS256",
+            AssertionAlg::RS256 => "RS256",
+        }
+    }
+
+    fn certificate_der(&self) -> &[u8] {
+        &self.certificate_der
+    }
+
+    fn sign<'a>(
+        &'a self,
+        signing_input: &'a [u8],
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<u8>, AzureError>> + Send + 'a>> {
+        let scheme = match self.alg {
+            AssertionAlg::PS256 => SignatureScheme::Ps256,
+            AssertionAlg::RS256 => SignatureScheme::Rs256,
+        };
+        Box::pin(async move {
+            self.hsm
+                .sign(self.key_id, scheme, signing_input)
+                .await
+                .map_err(|e| AzureError::Signing {
+                    detail: e.to_string(),
+                })
+        })
+    }
+}
+
+/// A Key Vault token for the group's credential.
+pub(super) async fn sign_in(jobs: &Jobs, id: u64, group: &KeyGroup) -> Result<AccessToken, JobError> {
+    let svc = jobs.service();
+    let cred = svc.credential(&group.credential).await?;
+    let entra = jobs.azure().entra();
+    if let Some(t) = entra.cached(&cred.name, &cred.tenant_id, &cred.client_id) {
+        return Ok(t);
+    }
+    svc.job_step(
+        id,
+        format!(
+            "Requesting an Entra ID token for credential {} ({})",
+            cred.name, cred.kind
+        ),
+        Some(50),
+    )
+    .await?;
+    let token = match svc.sign_in_material(&group.credential).await? {
+        SignInMaterial::Secret(secret) => {
+            let token = entra
+                .token(&cred.name, &cred.tenant_id, &cred.client_id, &secret)
+                .await;
+            drop(secret);
+            token?
+        }
+        SignInMaterial::Certificate {
+            key_id,
+            certificate_der,
+        } => {
+            let signer = HsmAssertionSigner::new(
+                svc.hsm().clone(),
+                key_id,
+                certificate_der,
+                svc.config().azure.assertion_alg,
+            );
+            let jwt = build_client_assertion(
+                &signer,
+                &entra.token_url(&cred.tenant_id),
+                &cred.client_id,
+                SystemTime::now(),
+            )
+            .await?;
+            entra
+                .token_with(
+                    &cred.name,
+                    &cred.tenant_id,
+                    &cred.client_id,
+                    ClientAuth::Assertion(jwt),
+                )
+                .await?
+        }
+    };
+    svc.job_step(id, "Entra ID token acquired", Some(100))
+        .await?;
+    Ok(token)
+}
+
+/// Whether an error is Key Vault refusing the token (401) in a way a new token can fix. A
+/// challenge naming another tenant than the credential's is turned into a clear error instead.
+pub(super) async fn needs_new_token(
+    jobs: &Jobs,
+    group: &KeyGroup,
+    err: &JobError,
+) -> Result<bool, JobError> {
+    let JobError::Azure(AzureError::KeyVault(KeyVaultError::Unauthorized { vault, tenant })) = err
+    else {
+        return Ok(false);
+    };
+    let cred = jobs.service().credential(&group.credential).await?;
+    if let Some(t) = tenant
+        && !t.eq_ignore_ascii_case(&cred.tenant_id)
+    {
+        return Err(JobError::Failed(format!(
+            "vault {vault} belongs to tenant {t}, but credential {} signs in to tenant {}: give the group a credential of the vault's tenant",
+            cred.name, cred.tenant_id
+        )));
+    }
+    Ok(true)
+}
+
+/// Forgets the group credential's cached token after a 401 and records why.
+pub(super) async fn drop_token(jobs: &Jobs, id: u64, group: &KeyGroup) -> Result<(), JobError> {
+    jobs.azure().entra().invalidate(group.credential.as_str());
+    tracing::warn!(event = "azure.token.refused", job = id, group = %group.name,
+        vault = %group.vault, credential = %group.credential,
+        "Key Vault refused the access token (401); signing in again once");
+    jobs.service()
+        .job_step(
+            id,
+            "Key Vault refused the access token (401); requesting a new token",
+            None,
+        )
+        .await?;
+    Ok(())
+}
