@@ -17,6 +17,7 @@ use crate::util::{Resp, b64url, b64url_decode, json_response, now_secs, parse_fo
 pub(crate) struct TokenMeta {
     pub client_id: Option<String>,
     pub tenant: Option<String>,
+    pub client_auth: Option<String>,
 }
 
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -197,6 +198,7 @@ pub(crate) fn handle(
             );
         }
         (Some(secret), None) => {
+            meta.client_auth = Some("client_secret".into());
             let ok = app
                 .secret
                 .as_deref()
@@ -225,6 +227,14 @@ pub(crate) fn handle(
             }
         }
         (None, Some(assertion)) => {
+            let alg = assertion
+                .split('.')
+                .next()
+                .and_then(b64url_decode)
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                .and_then(|h| h.get("alg").and_then(Value::as_str).map(str::to_owned))
+                .unwrap_or_default();
+            meta.client_auth = Some(format!("client_assertion:{alg}"));
             if form.get("client_assertion_type").map(String::as_str) != Some(ASSERTION_TYPE) {
                 return entra_error(
                     StatusCode::BAD_REQUEST,
@@ -233,7 +243,7 @@ pub(crate) fn handle(
                     "The client_assertion_type must be 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer'.",
                 );
             }
-            if let Err(why) = verify_assertion(assertion, &app, &token_url) {
+            if let Err(why) = verify_assertion(assertion, &app, &token_url, &mut state.seen_jtis) {
                 return entra_error(
                     StatusCode::UNAUTHORIZED,
                     "invalid_client",
@@ -275,7 +285,12 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Verify a client-assertion JWT against the app's registered certificate.
-fn verify_assertion(jwt: &str, app: &AppConfig, token_url: &str) -> Result<(), String> {
+fn verify_assertion(
+    jwt: &str,
+    app: &AppConfig,
+    token_url: &str,
+    seen_jtis: &mut std::collections::HashMap<String, i64>,
+) -> Result<(), String> {
     let cert_der = app
         .certificate_der
         .as_deref()
@@ -330,14 +345,16 @@ fn verify_assertion(jwt: &str, app: &AppConfig, token_url: &str) -> Result<(), S
     {
         return Err("the JWT iss and sub must both be the client id".into());
     }
-    if s("jti").is_none_or(str::is_empty) {
-        return Err("the JWT has no jti".into());
-    }
+    let jti = s("jti")
+        .filter(|j| !j.is_empty())
+        .ok_or("the JWT has no jti")?
+        .to_string();
     let now = now_secs();
     let exp = claims
         .get("exp")
         .and_then(Value::as_i64)
         .ok_or("the JWT has no exp")?;
+    // Entra allows five minutes of clock skew.
     if exp <= now - 300 {
         return Err("the JWT is expired (AADSTS700024)".into());
     }
@@ -349,5 +366,10 @@ fn verify_assertion(jwt: &str, app: &AppConfig, token_url: &str) -> Result<(), S
             return Err("the JWT lifetime is too long".into());
         }
     }
+    seen_jtis.retain(|_, e| *e > now - 300);
+    if seen_jtis.contains_key(&jti) {
+        return Err("the JWT's jti was already used (AADSTS700025: replayed assertion)".into());
+    }
+    seen_jtis.insert(jti, exp);
     Ok(())
 }

@@ -88,6 +88,7 @@ impl Emulator {
                 request_log_cap: cfg.request_log_cap.max(1),
                 seq: 0,
                 fault_429s: 0,
+                seen_jtis: std::collections::HashMap::new(),
             }),
             log_file,
         });

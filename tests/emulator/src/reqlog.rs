@@ -34,6 +34,10 @@ pub struct RequestRecord {
     pub tenant: Option<String>,
     /// Request body with secrets replaced by `"<redacted>"`.
     pub body: Option<Value>,
+    /// How a token request authenticated: `client_secret`, or `client_assertion:{alg}` with
+    /// the JWT header's `alg` (set whether or not it was accepted).
+    #[serde(default)]
+    pub client_auth: Option<String>,
     /// Schema violation found in the body, if any.
     pub schema_violation: Option<String>,
     /// Fault injected, if any.

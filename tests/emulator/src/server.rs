@@ -201,6 +201,7 @@ async fn handle(
         tenant: None,
         body: redacted_body(op, &body),
         schema_violation: None,
+        client_auth: None,
         fault: fault.as_ref().map(|f| format!("{f:?}")),
     };
 
@@ -245,6 +246,7 @@ async fn handle(
             let resp = entra::handle(&shared, cloud, &method, &path, ct, &body, &mut meta);
             record.client_id = meta.client_id;
             record.tenant = meta.tenant;
+            record.client_auth = meta.client_auth;
             resp
         }
         Service::Arm(cloud) => {

@@ -216,6 +216,8 @@ pub(crate) struct State {
     pub request_log_cap: usize,
     pub seq: u64,
     pub fault_429s: u64,
+    /// `jti` of accepted client assertions → their `exp`: a replayed assertion is refused.
+    pub seen_jtis: HashMap<String, i64>,
 }
 
 pub(crate) struct Shared {
