@@ -25,8 +25,14 @@ fn signing_keys_are_never_extractable_and_sign_ps256_and_rs256_in_the_token() {
             let attrs = hsm.key_attributes(key.id).await.unwrap();
             assert!(attrs.token && attrs.private && attrs.sensitive, "{attrs:?}");
             assert!(!attrs.extractable, "a signing key must not be extractable");
-            assert!(attrs.always_sensitive && attrs.never_extractable, "{attrs:?}");
-            assert!(attrs.secret_value_refused, "the token revealed the private exponent");
+            assert!(
+                attrs.always_sensitive && attrs.never_extractable,
+                "{attrs:?}"
+            );
+            assert!(
+                attrs.secret_value_refused,
+                "the token revealed the private exponent"
+            );
 
             let msg = b"eyJhbGciOiJQUzI1NiJ9.eyJhdWQiOiJ4In0";
             let ps = hsm.sign(key.id, SignatureScheme::Ps256, msg).await.unwrap();

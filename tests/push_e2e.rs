@@ -27,6 +27,11 @@ struct Rig {
 }
 
 fn start() -> Rig {
+    start_with_azure("")
+}
+
+/// Starts the emulator and the daemon; `azure_extra` adds lines to the `[azure]` section.
+fn start_with_azure(azure_extra: &str) -> Rig {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let ca_dir = tempfile::tempdir().unwrap();
     let ca_path = ca_dir.path().join("emulator-ca.pem");
@@ -69,6 +74,7 @@ cloud = "public"
 extra_ca = ["{ca}"]
 kek_size = 2048
 retry_base_ms = 20
+{azure_extra}
 
 [azure.resolve]
 "login.microsoftonline.com" = "{addr}"
@@ -348,6 +354,11 @@ use byokd_emulator::{FaultAction, FaultRule, Op, Permission, RetryHeader, Thrott
 
 /// Creates an EC-P256 group `g` with key `k` and runs a sync; returns the job view.
 fn sync_job(rig: &Rig, group: &str, vault: &str) -> Value {
+    sync_job_as(rig, group, vault, "azure-app")
+}
+
+/// [`sync_job`] with the group using `credential`.
+fn sync_job_as(rig: &Rig, group: &str, vault: &str, credential: &str) -> Value {
     let d = &rig.daemon;
     let out = d.ctl(
         ADMIN,
@@ -356,7 +367,7 @@ fn sync_job(rig: &Rig, group: &str, vault: &str) -> Value {
             "create",
             group,
             "--credential",
-            "azure-app",
+            credential,
             "--vault",
             vault,
             "--key-type",
@@ -665,4 +676,273 @@ fn a_lost_import_answer_never_makes_a_second_version() {
     let job = sync_job(&rig, "import-504", VAULT);
     assert_eq!(job["state"], "succeeded", "{job}");
     assert_clean(&rig, "import-504", VAULT, 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Certificate credentials: the key is generated in the HSM, the assertion is signed there.
+
+const CERT_CLIENT: &str = "5b1e7c3d-2f4a-4b8e-9c6d-1a2b3c4d5e6f";
+
+/// `byokctl credential add NAME --certificate`, then exports its certificate to a PEM file.
+fn create_certificate_credential(d: &Daemon, name: &str) -> std::path::PathBuf {
+    let (code, view) = d.ctl_json(
+        ADMIN,
+        &[
+            "credential",
+            "add",
+            name,
+            "--tenant-id",
+            TENANT,
+            "--client-id",
+            CERT_CLIENT,
+            "--certificate",
+            "--validity-days",
+            "90",
+        ],
+    );
+    assert_eq!(code, 0, "credential add --certificate: {view}\n{}", d.log());
+    assert_eq!(view["kind"], "certificate", "{view}");
+    let pem = d.path(&format!("{name}.cert.pem"));
+    let out = d.ctl(
+        OPERATOR,
+        &[
+            "credential",
+            "certificate",
+            name,
+            "-f",
+            pem.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "credential certificate: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The thumbprint shown is the SHA-1 of the exported certificate, as the portal shows it.
+    let der = pem_der(&pem);
+    assert_eq!(
+        view["fingerprint"].as_str().unwrap(),
+        hex::encode_upper(sha1::Sha1::digest(&der))
+    );
+    pem
+}
+
+fn pem_der(path: &Path) -> Vec<u8> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let (_, pem) = x509_parser::pem::parse_x509_pem(text.as_bytes()).unwrap();
+    assert_eq!(pem.label, "CERTIFICATE");
+    pem.contents
+}
+
+fn openssl(args: &[&str]) -> std::process::Output {
+    std::process::Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl")
+}
+
+/// The private-key objects as `pkcs11-tool` (OpenSC, not byokd) reads them from the token.
+fn pkcs11_tool(d: &Daemon, extra: &[&str]) -> std::process::Output {
+    std::process::Command::new("pkcs11-tool")
+        .env("SOFTHSM2_CONF", d.path("softhsm2.conf"))
+        .args([
+            "--module",
+            control_rig::MODULE,
+            "--token-label",
+            "ctl-test",
+            "--login",
+            "--pin",
+            "1234",
+        ])
+        .args(extra)
+        .output()
+        .expect("pkcs11-tool (apt-get install opensc)")
+}
+
+fn group_with_key(d: &Daemon, group: &str, credential: &str) {
+    let out = d.ctl(
+        ADMIN,
+        &[
+            "group",
+            "create",
+            group,
+            "--credential",
+            credential,
+            "--vault",
+            VAULT,
+            "--key-type",
+            "RSA-2048",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        d.ctl(OPERATOR, &["key", "create", group, "k"])
+            .status
+            .success()
+    );
+}
+
+#[test]
+fn a_certificate_credential_signs_ps256_in_the_hsm_and_syncs() {
+    let rig = start();
+    let d = &rig.daemon;
+    let pem = create_certificate_credential(d, "cert-app");
+
+    // The certificate: RSA-3072, self-signed with sha256WithRSAEncryption by the HSM key.
+    let der = pem_der(&pem);
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+    use rsa::pkcs8::DecodePublicKey;
+    use rsa::traits::PublicKeyParts;
+    let public = rsa::PublicKey::from_public_key_der(cert.tbs_certificate.subject_pki.raw).unwrap();
+    assert_eq!(public.n().bit_width(), 3072);
+    assert_eq!(
+        cert.signature_algorithm.algorithm.to_id_string(),
+        "1.2.840.113549.1.1.11"
+    );
+    public
+        .pkcs1v15_verify::<sha2::Sha256>(cert.tbs_certificate.as_ref(), &cert.signature_value.data)
+        .expect("the self-signature verifies");
+    assert_eq!(cert.subject(), cert.issuer());
+    let days =
+        (cert.validity().not_after.timestamp() - cert.validity().not_before.timestamp()) / 86_400;
+    assert!((90..=91).contains(&days), "validity {days} days");
+
+    // The CSR is signed by the same key (OpenSSL checks the signature) and names it.
+    let csr = d.path("cert-app.csr.pem");
+    let out = d.ctl(
+        OPERATOR,
+        &[
+            "credential",
+            "certificate",
+            "cert-app",
+            "--csr",
+            "--file",
+            csr.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let verify = openssl(&["req", "-in", csr.to_str().unwrap(), "-noout", "-verify"]);
+    assert!(
+        verify.status.success(),
+        "openssl req -verify: {}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    let csr_key = openssl(&["req", "-in", csr.to_str().unwrap(), "-noout", "-pubkey"]);
+    let cert_key = openssl(&["x509", "-in", pem.to_str().unwrap(), "-noout", "-pubkey"]);
+    assert!(csr_key.status.success() && !csr_key.stdout.is_empty());
+    assert_eq!(
+        csr_key.stdout, cert_key.stdout,
+        "CSR and certificate name one key"
+    );
+
+    // The private key is in the token, sensitive and never extractable (read by OpenSC).
+    let listed = pkcs11_tool(d, &["--list-objects", "--type", "privkey"]);
+    let text = String::from_utf8_lossy(&listed.stdout);
+    let block = text
+        .split("Private Key Object")
+        .find(|b| b.contains("byokd-cred/cert-app"))
+        .unwrap_or_else(|| panic!("no signing key on the token:\n{text}"));
+    assert!(block.contains("never extractable"), "{block}");
+    assert!(block.contains("always sensitive"), "{block}");
+    assert!(
+        !block.contains("decrypt"),
+        "a signing key only signs: {block}"
+    );
+    let access = block
+        .lines()
+        .find(|l| l.trim_start().starts_with("Access:"))
+        .unwrap_or_else(|| panic!("no Access line: {block}"));
+    assert!(
+        access.split(',').map(str::trim).all(|a| a != "extractable"),
+        "{access}"
+    );
+
+    // Upload the exported certificate to the app registration, then sync.
+    rig.emu
+        .add_app(AppConfig {
+            tenant: TENANT.into(),
+            client_id: CERT_CLIENT.into(),
+            certificate_pem_file: Some(pem.clone()),
+            ..AppConfig::default()
+        })
+        .unwrap();
+    rig.emu.clear_requests();
+    let job = sync_job_as(&rig, "cert-group", VAULT, "cert-app");
+    assert_eq!(job["state"], "succeeded", "{job}\n{}", d.log());
+    assert_clean(&rig, "cert-group", VAULT, 1);
+    let auths: Vec<String> = rig
+        .emu
+        .requests()
+        .into_iter()
+        .filter_map(|r| r.client_auth)
+        .collect();
+    assert_eq!(auths, ["client_assertion:PS256"], "one PS256 sign-in");
+
+    // A certificate the app registration does not hold: a clear "bad assertion" hint.
+    create_certificate_credential(d, "cert-unregistered");
+    let job = sync_job_as(&rig, "cert-bad", VAULT, "cert-unregistered");
+    failed_with(
+        &job,
+        &[
+            "client assertion",
+            "cert-unregistered",
+            "certificate uploaded",
+        ],
+    );
+    assert_clean(&rig, "cert-bad", VAULT, 0);
+
+    // Deleting an unused certificate credential (dual control) destroys its HSM key.
+    create_certificate_credential(d, "cert-doomed");
+    let (status, pending) = d.curl(Some(ADMIN), "DELETE", "/v1/credentials/cert-doomed", None);
+    assert_eq!(status, 202, "{pending}");
+    let id = pending["approval"]["id"]
+        .to_string()
+        .trim_matches('"')
+        .to_owned();
+    let out = d.ctl(control_rig::ADMIN2, &["approval", "approve", &id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed = pkcs11_tool(d, &["--list-objects", "--type", "privkey"]);
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.status.success(), "{text}");
+    assert!(!text.contains("byokd-cred/cert-doomed"), "{text}");
+    assert!(text.contains("byokd-cred/cert-app"), "{text}");
+}
+
+#[test]
+fn the_rs256_fallback_signs_with_an_x5t_header_and_syncs() {
+    let rig = start_with_azure("assertion_alg = \"RS256\"\n");
+    let d = &rig.daemon;
+    let pem = create_certificate_credential(d, "cert-rs");
+    rig.emu
+        .add_app(AppConfig {
+            tenant: TENANT.into(),
+            client_id: CERT_CLIENT.into(),
+            certificate_pem_file: Some(pem),
+            ..AppConfig::default()
+        })
+        .unwrap();
+    rig.emu.clear_requests();
+    group_with_key(d, "rs-group", "cert-rs");
+    sync_and_wait(d, "rs-group", "k");
+    let (_, shown) = d.ctl_json(OPERATOR, &["key", "show", "rs-group", "k"]);
+    assert!(shown["version"].is_string(), "{shown}\n{}", d.log());
+    let auths: Vec<String> = rig
+        .emu
+        .requests()
+        .into_iter()
+        .filter_map(|r| r.client_auth)
+        .collect();
+    assert_eq!(auths, ["client_assertion:RS256"]);
 }

@@ -149,9 +149,9 @@ pub enum CredentialCmd {
         /// Export a certificate signing request instead of the self-signed certificate.
         #[arg(long)]
         csr: bool,
-        /// Write the PEM to this file instead of standard output.
-        #[arg(short = 'o', long, value_name = "FILE")]
-        output: Option<PathBuf>,
+        /// Write the PEM to this file instead of standard output (`-o` is the output format).
+        #[arg(short = 'f', long, value_name = "FILE")]
+        file: Option<PathBuf>,
     },
     /// List credentials.
     List,

@@ -284,7 +284,7 @@ async fn credential(ctx: &Ctx, c: CredentialCmd) -> Result<(), CtlError> {
                 .await?;
             ctx.show(&a.body);
         }
-        CredentialCmd::Certificate { name, csr, output } => {
+        CredentialCmd::Certificate { name, csr, file } => {
             let path = format!(
                 "/v1/credentials/{}/certificate{}",
                 seg(&name)?,
@@ -293,7 +293,7 @@ async fn credential(ctx: &Ctx, c: CredentialCmd) -> Result<(), CtlError> {
             let v = ctx.get(&path).await?;
             let field = if csr { "csr_pem" } else { "certificate_pem" };
             let pem = v.get(field).and_then(Value::as_str).unwrap_or_default();
-            match output {
+            match file {
                 Some(file) => {
                     std::fs::write(&file, pem).map_err(|e| {
                         CtlError::Other(format!("cannot write {}: {e}", file.display()))

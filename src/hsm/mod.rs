@@ -263,9 +263,8 @@ impl Hsm {
     /// `byokd-cred/{credential}`.
     pub async fn generate_signing_key(&self, credential: &str) -> Result<GeneratedKey, HsmError> {
         let label = signing_label(credential);
-        self.call("generate_signing_key", |reply| Request::GenerateSigningKey {
-            label,
-            reply,
+        self.call("generate_signing_key", |reply| {
+            Request::GenerateSigningKey { label, reply }
         })
         .await
     }

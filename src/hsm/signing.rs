@@ -112,9 +112,9 @@ pub(crate) fn sign(
     let label = session
         .get_attributes(handle, &[cryptoki::object::AttributeType::Label])
         .map_err(HsmError::pkcs11("reading a signing key's label"))?;
-    let in_namespace = label.iter().any(|a| {
-        matches!(a, Attribute::Label(l) if l.starts_with(SIGNING_LABEL_PREFIX.as_bytes()))
-    });
+    let in_namespace = label.iter().any(
+        |a| matches!(a, Attribute::Label(l) if l.starts_with(SIGNING_LABEL_PREFIX.as_bytes())),
+    );
     if !in_namespace {
         return Err(HsmError::NotASigningKey { id });
     }

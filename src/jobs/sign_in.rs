@@ -67,7 +67,11 @@ impl AssertionSigner for HsmAssertionSigner {
 }
 
 /// A Key Vault token for the group's credential.
-pub(super) async fn sign_in(jobs: &Jobs, id: u64, group: &KeyGroup) -> Result<AccessToken, JobError> {
+pub(super) async fn sign_in(
+    jobs: &Jobs,
+    id: u64,
+    group: &KeyGroup,
+) -> Result<AccessToken, JobError> {
     let svc = jobs.service();
     let cred = svc.credential(&group.credential).await?;
     let entra = jobs.azure().entra();

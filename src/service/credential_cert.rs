@@ -55,7 +55,10 @@ impl SigningKey for HsmSigningKey {
 }
 
 /// What to put in the certificate or CSR.
-fn params(credential: &CredentialName, validity_days: u32) -> Result<CertificateParams, ServiceError> {
+fn params(
+    credential: &CredentialName,
+    validity_days: u32,
+) -> Result<CertificateParams, ServiceError> {
     let mut p = CertificateParams::new(Vec::<String>::new()).map_err(encode_error)?;
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, format!("byokd credential {credential}"));
@@ -81,8 +84,10 @@ fn encode_error(e: rcgen::Error) -> ServiceError {
 
 /// The RSAPublicKey inside an SPKI.
 fn rsa_public_key(spki_der: &[u8]) -> Result<Vec<u8>, ServiceError> {
-    let (rest, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(spki_der)
-        .map_err(|e| ServiceError::Certificate(format!("the HSM public key is not an SPKI: {e}")))?;
+    let (rest, spki) =
+        x509_parser::x509::SubjectPublicKeyInfo::from_der(spki_der).map_err(|e| {
+            ServiceError::Certificate(format!("the HSM public key is not an SPKI: {e}"))
+        })?;
     if !rest.is_empty() {
         return Err(ServiceError::Certificate(
             "the HSM public key has trailing bytes".into(),
@@ -116,7 +121,11 @@ pub(crate) async fn build(
         runtime: tokio::runtime::Handle::current(),
         failure: Mutex::new(None),
     };
-    let params = params(credential, validity_days)?;
+    let mut params = params(credential, validity_days)?;
+    if csr {
+        // The CA chooses the serial number.
+        params.serial_number = None;
+    }
     let not_after = params.not_after.unix_timestamp();
     let joined = tokio::task::spawn_blocking(move || {
         let built = if csr {
@@ -138,5 +147,6 @@ pub(crate) async fn build(
         }
     })
     .await;
-    joined.map_err(|e| ServiceError::Certificate(format!("the certificate builder stopped: {e}")))?
+    joined
+        .map_err(|e| ServiceError::Certificate(format!("the certificate builder stopped: {e}")))?
 }

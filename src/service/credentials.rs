@@ -158,7 +158,9 @@ impl Service {
             Ok(Artefact::Certificate { der, not_after }) => (der, not_after),
             Ok(Artefact::Csr { .. }) => {
                 self.discard_signing_key(key.id).await;
-                return Err(ServiceError::Certificate("the builder returned a CSR".into()));
+                return Err(ServiceError::Certificate(
+                    "the builder returned a CSR".into(),
+                ));
             }
             Err(e) => {
                 self.discard_signing_key(key.id).await;
@@ -215,7 +217,10 @@ impl Service {
         Ok(())
     }
 
-    async fn insert_credential(&self, credential: Credential) -> Result<CredentialView, ServiceError> {
+    async fn insert_credential(
+        &self,
+        credential: Credential,
+    ) -> Result<CredentialView, ServiceError> {
         let name = credential.name.clone();
         let mut data = self.inner.data.lock().await;
         if data.state.credentials.contains_key(&name) {
