@@ -18,6 +18,9 @@ const CLIENT: &str = "0c8f1b3a-6a3e-4d59-9a47-2b8e6f1d2c3b";
 const SECRET: &str = "Qv8~e2e.KnownSecret-For_Grep-0042";
 const VAULT: &str = "byokd-e2e";
 const VAULT_PP: &str = "byokd-e2e-protected";
+/// A vault in another tenant than the credentials'.
+const VAULT_OTHER: &str = "byokd-e2e-other";
+const OTHER_TENANT: &str = "3c3c3c3c-4d4d-4e4e-8f8f-909090909090";
 
 struct Rig {
     _rt: tokio::runtime::Runtime,
@@ -66,6 +69,14 @@ fn start_with_azure(azure_extra: &str) -> Rig {
         },
     )
     .unwrap();
+    emu.add_vault(
+        VAULT_OTHER,
+        VaultOptions {
+            tenant: Some(OTHER_TENANT.into()),
+            ..VaultOptions::default()
+        },
+    )
+    .unwrap();
     let addr = emu.addr();
     let sections = format!(
         r#"
@@ -80,6 +91,7 @@ retry_base_ms = 20
 "login.microsoftonline.com" = "{addr}"
 "{VAULT}.vault.azure.net" = "{addr}"
 "{VAULT_PP}.vault.azure.net" = "{addr}"
+"{VAULT_OTHER}.vault.azure.net" = "{addr}"
 "#,
         ca = ca_path.display()
     );
@@ -945,4 +957,102 @@ fn the_rs256_fallback_signs_with_an_x5t_header_and_syncs() {
         .filter_map(|r| r.client_auth)
         .collect();
     assert_eq!(auths, ["client_assertion:RS256"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Key Vault 401: the cached token is dropped and renewed once.
+
+/// (status, path) of every request after `clear_requests`, and how token requests authenticated.
+fn traffic(rig: &Rig) -> Vec<(u16, String)> {
+    rig.emu
+        .requests()
+        .into_iter()
+        .map(|r| (r.status, r.path))
+        .collect()
+}
+
+#[test]
+fn a_refused_token_is_renewed_once_and_the_sync_resumes() {
+    let rig = start();
+    let d = &rig.daemon;
+    group_with_key(d, "renew", "azure-app");
+    sync_and_wait(d, "renew", "k");
+    for (n, (how, revoke)) in [("expired", false), ("revoked", true)]
+        .into_iter()
+        .enumerate()
+    {
+        // The daemon still caches a token that Key Vault no longer takes.
+        if revoke {
+            rig.emu.revoke_tokens();
+        } else {
+            rig.emu.expire_tokens();
+        }
+        let key = format!("k-{how}");
+        assert!(
+            d.ctl(OPERATOR, &["key", "create", "renew", &key])
+                .status
+                .success()
+        );
+        rig.emu.clear_requests();
+        let out = d.ctl(
+            OPERATOR,
+            &["--output", "json", "key", "sync", "renew", &key],
+        );
+        let job: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(job["state"], "succeeded", "{how}: {job}\n{}", d.log());
+        let seen = traffic(&rig);
+        let first = seen.first().expect("requests");
+        assert_eq!(
+            first.0, 401,
+            "{how}: the cached token was used first: {seen:?}"
+        );
+        let token_requests: Vec<_> = seen.iter().filter(|(_, p)| p.ends_with("/token")).collect();
+        assert_eq!(
+            token_requests.len(),
+            1,
+            "{how}: exactly one new token: {seen:?}"
+        );
+        assert_eq!(token_requests[0].0, 200);
+        assert_eq!(
+            seen.iter().filter(|(s, _)| *s == 401).count(),
+            1,
+            "{how}: one 401, then the new token works: {seen:?}"
+        );
+        let steps = job["steps"].to_string();
+        assert!(
+            steps.contains("401"),
+            "{how}: the job says why it signed in again: {steps}"
+        );
+        assert_eq!(rig.emu.key_versions(VAULT, "renew").len(), n + 2);
+        assert!(rig.emu.live_keks(VAULT).is_empty());
+    }
+}
+
+#[test]
+fn a_challenge_for_another_tenant_fails_clearly_without_a_retry() {
+    let rig = start();
+    let d = &rig.daemon;
+    rig.emu.clear_requests();
+    let job = sync_job(&rig, "foreign", VAULT_OTHER);
+    failed_with(
+        &job,
+        &[
+            OTHER_TENANT,
+            TENANT,
+            "azure-app",
+            "credential of the vault's tenant",
+        ],
+    );
+    let seen = traffic(&rig);
+    assert_eq!(
+        seen.iter().filter(|(_, p)| p.ends_with("/token")).count(),
+        1,
+        "no second sign-in for a tenant mismatch: {seen:?}"
+    );
+    // The KEK create is refused, and so is the clean-up's delete of the journalled KEK name.
+    assert!(
+        seen.iter().all(|(s, p)| *s == 401 || p.ends_with("/token")),
+        "{seen:?}"
+    );
+    assert_clean(&rig, "foreign", VAULT_OTHER, 0);
 }

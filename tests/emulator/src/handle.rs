@@ -237,6 +237,11 @@ impl EmulatorHandle {
         }
     }
 
+    /// Revoke every issued token (the next data-plane call gets 401 "not recognized").
+    pub fn revoke_tokens(&self) {
+        self.shared.lock().tokens.clear();
+    }
+
     /// The "being deleted" window for keys deleted from now on.
     pub fn set_delete_pending(&self, d: Duration) {
         self.shared.lock().delete_pending = d;

@@ -11,7 +11,7 @@ use http::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::byok;
-use crate::config::{Permission, RetryHeader, Sku};
+use crate::config::{Cloud, Permission, RetryHeader, Sku};
 use crate::faults::Op;
 use crate::keys::{self, Curve, Declared, Material, PublicKey};
 use crate::schema;
@@ -158,14 +158,18 @@ pub(crate) fn throttled(header: RetryHeader, wait: std::time::Duration) -> Resp 
     resp
 }
 
-fn unauthorized(tenant: &str, resource: &str, message: &str) -> Resp {
+/// `(tenant, cloud)` of a 401 challenge: Key Vault names the cloud's authority (the public
+/// cloud still says `login.windows.net`) and the vault's tenant.
+fn unauthorized((tenant, cloud): (&str, Cloud), resource: &str, message: &str) -> Resp {
+    let authority = match cloud {
+        Cloud::Public => "login.windows.net",
+        other => other.login_host(),
+    };
     let mut resp = kv_error(StatusCode::UNAUTHORIZED, "Unauthorized", message, None);
     set_header(
         &mut resp,
         "www-authenticate",
-        &format!(
-            "Bearer authorization=\"https://login.windows.net/{tenant}\", resource=\"{resource}\""
-        ),
+        &format!("Bearer authorization=\"https://{authority}/{tenant}\", resource=\"{resource}\""),
     );
     resp
 }
@@ -229,14 +233,14 @@ fn preflight(
         .map(str::trim);
     let Some(token) = token.filter(|t| !t.is_empty()) else {
         return Err(unauthorized(
-            &challenge_tenant,
+            (&challenge_tenant, vault.opts.cloud),
             &resource,
             "AKV10000: Request is missing a Bearer or PoP token.",
         ));
     };
     let Some(info) = state.tokens.get(token).cloned() else {
         return Err(unauthorized(
-            &challenge_tenant,
+            (&challenge_tenant, vault.opts.cloud),
             &resource,
             "AKV10022: Invalid token: the token is not recognized.",
         ));
@@ -245,14 +249,14 @@ fn preflight(
     meta.tenant = Some(info.tenant.clone());
     if info.expires <= now {
         return Err(unauthorized(
-            &challenge_tenant,
+            (&challenge_tenant, vault.opts.cloud),
             &resource,
             "AKV10032: Invalid token: the token is expired.",
         ));
     }
     if info.cloud != vault.opts.cloud || info.audience != crate::state::Audience::Vault {
         return Err(unauthorized(
-            &challenge_tenant,
+            (&challenge_tenant, vault.opts.cloud),
             &resource,
             &format!("AKV10022: Invalid audience. Expected {resource}."),
         ));
@@ -264,7 +268,7 @@ fn preflight(
         .is_some_and(|t| !t.eq_ignore_ascii_case(&info.tenant))
     {
         return Err(unauthorized(
-            &challenge_tenant,
+            (&challenge_tenant, vault.opts.cloud),
             &resource,
             &format!(
                 "AKV10032: Invalid issuer. Expected one of https://sts.windows.net/{challenge_tenant}/."
