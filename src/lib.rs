@@ -14,3 +14,4 @@ pub mod secret;
 pub mod service;
 pub mod store;
 pub mod system;
+pub mod upgrade;

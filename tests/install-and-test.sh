@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh Debian machine (SoftHSM, OpenSSL, curl, rsyslog,
-# clang for the kryoptic token) and runs the whole test suite: format, lints, tests.
+# clang for the kryoptic token, apparmor_parser, setpriv, readelf) and runs the whole test
+# suite: format, lints, tests.
 # Usage: tests/install-and-test.sh        (as root, or with sudo available)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need=(softhsm2 opensc openssl curl rsyslog clang libclang-dev systemd)
+need=(softhsm2 opensc openssl curl rsyslog clang libclang-dev systemd apparmor util-linux binutils)
 missing=()
 for p in "${need[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -27,5 +28,7 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+echo "== byokd-next-format-test (the next state format, for tests/system_upgrade.rs)"
+cargo build --features test-next-format --bin byokd-next-format-test
 echo "== cargo test"
 cargo test --workspace -- --test-threads="${BYOKD_TEST_THREADS:-2}"

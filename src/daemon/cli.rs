@@ -21,4 +21,29 @@ pub enum Action {
     CheckConfig,
     /// Print the version and the state format version.
     Version,
+    /// Verify a signed firmware bundle and install it into the A/B layout, migrating the state;
+    /// rolls back when the new version fails its health check. Run with byokd stopped.
+    Upgrade(UpgradeArgs),
+    /// Open the state directory and rewrite it in this build's state format (run by
+    /// `upgrade` with the new binary; byokd must be stopped).
+    MigrateState,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct UpgradeArgs {
+    /// The bundle made by image/build.sh.
+    #[arg(value_name = "BUNDLE", required_unless_present = "show_key")]
+    pub bundle: Option<PathBuf>,
+    /// Root of the firmware tree; the layout is ROOT/opt/byokd/{a,b,current}.
+    #[arg(long, default_value = "/", value_name = "DIR")]
+    pub root: PathBuf,
+    /// Seconds the new version has to become ready before it is rolled back.
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    pub health_timeout: u64,
+    /// Only verify the bundle's signature and hashes; change nothing.
+    #[arg(long)]
+    pub verify_only: bool,
+    /// Print the upgrade public key built into this byokd, and exit.
+    #[arg(long)]
+    pub show_key: bool,
 }

@@ -1,4 +1,5 @@
-//! The daemon's entry: command-line actions (`run`, `check-config`, `version`), start-up order
+//! The daemon's entry: command-line actions (`run`, `check-config`, `version`, `upgrade`,
+//! `migrate-state`), start-up order
 //! and shutdown. `main` in `src/bin/byokd.rs` is a few lines that call [`main`].
 //!
 //! Start-up order: config → PIN → HSM login → state → control socket → ready. Any failure
@@ -7,7 +8,9 @@
 mod cli;
 mod run;
 
-pub use cli::{Action, Args};
+mod upgrade;
+
+pub use cli::{Action, Args, UpgradeArgs};
 pub use run::{DaemonError, run};
 
 use std::process::ExitCode;
@@ -39,5 +42,7 @@ pub fn main() -> ExitCode {
             }
         },
         Action::Run => run::run_blocking(&args),
+        Action::Upgrade(up) => upgrade::upgrade(&args, &up),
+        Action::MigrateState => upgrade::migrate_state(&args),
     }
 }

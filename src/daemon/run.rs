@@ -144,7 +144,7 @@ impl ShutdownSignals {
     }
 }
 
-fn init_tracing() {
+pub(super) fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("BYOKD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()

@@ -38,6 +38,9 @@ pub fn migrate(format: u16, payload: &[u8]) -> Result<State, String> {
             Ok(v1_to_v2(v1))
         }
         2 => postcard::from_bytes(payload).map_err(|e| format!("format 2 payload: {e}")),
+        // Test-only next format: same shape as format 2, so the step is the identity.
+        #[cfg(feature = "test-next-format")]
+        3 => postcard::from_bytes(payload).map_err(|e| format!("format 3 payload: {e}")),
         other => Err(format!("unknown format version {other}")),
     }
 }

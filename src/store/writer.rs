@@ -185,6 +185,30 @@ impl Store {
         })
     }
 
+    /// The format version of the newest valid generation in `dir`, without locking, migrating or
+    /// creating anything; `None` when the directory holds no valid generation. Used by the
+    /// upgrade installer to refuse a downgrade across state formats before it changes anything.
+    pub fn newest_format(dir: &Path) -> Result<Option<u16>, StoreError> {
+        let mut best: Option<(u64, u16)> = None;
+        for name in SLOTS {
+            let path = dir.join(name);
+            let bytes = match fs::read(&path) {
+                Ok(b) => b,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(StoreError::io(&path, e)),
+            };
+            if let Ok(env) = envelope::decode(&bytes)
+                && best.is_none_or(|(g, _)| env.generation > g)
+            {
+                best = Some((env.generation, env.format));
+            }
+        }
+        Ok(best.map(|(_, format)| format))
+    }
+
+    /// The names of the files that hold generations, for backup and restore by the installer.
+    pub const SLOT_FILES: [&'static str; 2] = SLOTS;
+
     /// Writes raw envelope bytes into the temporary file and publishes them; used by tests and
     /// migration tooling to lay down fixtures of older formats.
     #[doc(hidden)]

@@ -118,6 +118,14 @@ impl Daemon {
     }
 
     pub fn start_with(o: Options) -> Daemon {
+        let mut daemon = Self::prepare(o);
+        daemon.launch(Path::new(env!("CARGO_BIN_EXE_byokd")));
+        daemon
+    }
+
+    /// Everything but the process: PKI, token, config, seeded state. Start it with
+    /// [`Daemon::launch`].
+    pub fn prepare(o: Options) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         // PKI.
@@ -258,10 +266,27 @@ max_body_bytes = {body}
             .unwrap();
             seed(&d.join("state"));
         }
-        let log = std::fs::File::create(d.join("byokd.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_byokd"))
-            .args(["--config", config.to_str().unwrap(), "run"])
-            .env("SOFTHSM2_CONF", d.join("softhsm2.conf"))
+        std::fs::File::create(d.join("byokd.log")).unwrap();
+        Daemon {
+            dir,
+            port,
+            unix_socket,
+            config,
+            child: None,
+        }
+    }
+
+    /// Starts `binary` as the daemon (its output appended to `byokd.log`) and waits until it
+    /// listens.
+    pub fn launch(&mut self, binary: &Path) {
+        assert!(self.child.is_none(), "the daemon is already running");
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.path("byokd.log"))
+            .unwrap();
+        let child = Command::new(binary)
+            .args(["--config", self.config.to_str().unwrap(), "run"])
+            .env("SOFTHSM2_CONF", self.path("softhsm2.conf"))
             .env("BYOKD_LOG", "info")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -269,15 +294,8 @@ max_body_bytes = {body}
             .stderr(log)
             .spawn()
             .unwrap();
-        let mut daemon = Daemon {
-            dir,
-            port,
-            unix_socket,
-            config,
-            child: Some(child),
-        };
-        daemon.wait_ready();
-        daemon
+        self.child = Some(child);
+        self.wait_ready();
     }
 
     fn wait_ready(&mut self) {
