@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need=(softhsm2 opensc openssl curl rsyslog clang libclang-dev systemd)
+need=(softhsm2 opensc openssl curl rsyslog rsyslog-openssl clang libclang-dev systemd)
 missing=()
 for p in "${need[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
