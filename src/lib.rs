@@ -9,6 +9,7 @@ pub mod ctl;
 pub mod daemon;
 pub mod hsm;
 pub mod jobs;
+pub mod logs;
 pub mod model;
 pub mod secret;
 pub mod service;

@@ -356,8 +356,9 @@ impl HttpClient {
                 };
             }
             AzureMetrics::inc(&self.metrics.retries);
-            tracing::warn!(host = %target.host, method = %req.method, attempt, status = last.as_ref().map(|r| r.status.as_u16()),
-                reason = %reason, delay_ms = delay.as_millis() as u64, "retrying Azure request");
+            tracing::warn!(event = "azure.retry", host = %target.host, method = %req.method, attempt, status = last.as_ref().map(|r| r.status.as_u16()),
+                reason = %reason, delay_ms = delay.as_millis() as u64,
+                "Azure request to {} retried after {} ms (attempt {attempt}): {reason}", target.host, delay.as_millis());
             tokio::time::sleep(delay).await;
             waited = waited.saturating_add(delay);
         }

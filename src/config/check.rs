@@ -84,6 +84,21 @@ const LIMITS: &[(&str, Kind)] = &[
     ("max_groups", Kind::Int),
     ("max_credentials", Kind::Int),
 ];
+const SYSLOG: &[(&str, Kind)] = &[
+    ("transport", Kind::OneOf(&["udp", "tcp", "tls"])),
+    ("address", Kind::Str),
+    ("ca_file", Kind::Path),
+    ("server_name", Kind::Str),
+    ("queue", Kind::Int),
+];
+const LOGS: &[(&str, Kind)] = &[
+    ("dir", Kind::Path),
+    ("max_segment_bytes", Kind::Int),
+    ("max_total_bytes", Kind::Int),
+    ("fsync_interval_ms", Kind::Int),
+    ("journald", Kind::Bool),
+    ("syslog", Kind::ArrayOf(&Kind::Table(SYSLOG))),
+];
 const HARDENING: &[(&str, Kind)] = &[("mlock", Kind::OneOf(&["required", "best-effort"]))];
 const TOP: &[(&str, Kind)] = &[
     ("state_dir", Kind::Path),
@@ -94,12 +109,14 @@ const TOP: &[(&str, Kind)] = &[
     ("control", Kind::Table(CONTROL)),
     ("limits", Kind::Table(LIMITS)),
     ("hardening", Kind::Table(HARDENING)),
+    ("logs", Kind::Table(LOGS)),
 ];
 const REQUIRED: &[(&str, &[&str])] = &[
     ("", &["hsm"]),
     ("hsm", &["module", "token_label"]),
     ("control", &["server_cert", "server_key", "client_ca"]),
     ("control.identities", &["name", "role"]),
+    ("logs.syslog", &["transport", "address"]),
 ];
 
 /// Reads and checks a configuration file.
@@ -151,6 +168,52 @@ pub fn check_text(text: &str) -> Result<Config, Vec<Problem>> {
         Ok(config)
     } else {
         Err(problems)
+    }
+}
+
+fn logs_semantic(l: &super::schema::LogsSection, bad: &mut impl FnMut(&str, String)) {
+    if l.dir.as_ref().is_some_and(|d| !d.is_absolute()) {
+        bad("logs.dir", "logs.dir must be an absolute path".into());
+    }
+    if l.max_segment_bytes < 4096 {
+        bad(
+            "logs.max_segment_bytes",
+            "logs.max_segment_bytes must be at least 4096".into(),
+        );
+    }
+    if l.max_total_bytes < l.max_segment_bytes.saturating_mul(2) {
+        bad(
+            "logs.max_total_bytes",
+            "logs.max_total_bytes must be at least twice logs.max_segment_bytes".into(),
+        );
+    }
+    if l.fsync_interval_ms == 0 || l.fsync_interval_ms > 60_000 {
+        bad(
+            "logs.fsync_interval_ms",
+            "logs.fsync_interval_ms must be from 1 to 60000".into(),
+        );
+    }
+    for (i, t) in l.syslog.iter().enumerate() {
+        let key = format!("logs.syslog.{i}");
+        let port_ok = t
+            .address
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+        if !port_ok {
+            bad(
+                &key,
+                format!("logs.syslog address {:?} must be host:port", t.address),
+            );
+        }
+        if t.transport == super::schema::SyslogTransport::Tls && t.ca_file.is_none() {
+            bad(
+                &key,
+                "a tls syslog collector needs ca_file (the CA its certificate chains to)".into(),
+            );
+        }
+        if t.queue == 0 {
+            bad(&key, "logs.syslog queue must be at least 1".into());
+        }
     }
 }
 
@@ -208,6 +271,7 @@ fn semantic(c: &Config, at: &BTreeMap<String, usize>, problems: &mut Vec<Problem
             );
         }
     }
+    logs_semantic(&c.logs, &mut bad);
     if ![2048, 3072, 4096].contains(&c.azure.kek_size) {
         bad(
             "azure.kek_size",

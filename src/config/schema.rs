@@ -26,6 +26,88 @@ pub struct Config {
     pub limits: Limits,
     #[serde(default)]
     pub hardening: HardeningSection,
+    #[serde(default)]
+    pub logs: LogsSection,
+}
+
+/// The service log: where it is kept, how big it may grow, where it is sent.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogsSection {
+    /// Directory of the log segments (default `<state_dir>/logs`; the unit's
+    /// `LogsDirectory=byokd` gives `/var/log/byokd`).
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    /// A segment is closed and a new one started past this size.
+    #[serde(default = "d_log_segment")]
+    pub max_segment_bytes: u64,
+    /// The oldest segments are dropped (and the drop recorded) past this total.
+    #[serde(default = "d_log_total")]
+    pub max_total_bytes: u64,
+    /// Records are fsynced in batches at most this far apart.
+    #[serde(default = "d_log_fsync")]
+    pub fsync_interval_ms: u64,
+    /// Send records to the systemd journal when running under systemd.
+    #[serde(default = "d_true")]
+    pub journald: bool,
+    /// Syslog collectors (RFC 5424).
+    #[serde(default)]
+    pub syslog: Vec<SyslogTarget>,
+}
+
+impl Default for LogsSection {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            max_segment_bytes: d_log_segment(),
+            max_total_bytes: d_log_total(),
+            fsync_interval_ms: d_log_fsync(),
+            journald: true,
+            syslog: Vec::new(),
+        }
+    }
+}
+
+/// One syslog collector.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyslogTarget {
+    pub transport: SyslogTransport,
+    /// `host:port` of the collector.
+    pub address: String,
+    /// CA certificate (PEM) for `tls`.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Name the collector's certificate must carry (default: the address's host).
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// Records held while the collector is unreachable; more are dropped and counted.
+    #[serde(default = "d_syslog_queue")]
+    pub queue: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyslogTransport {
+    Udp,
+    Tcp,
+    Tls,
+}
+
+fn d_log_segment() -> u64 {
+    4 * 1024 * 1024
+}
+fn d_log_total() -> u64 {
+    64 * 1024 * 1024
+}
+fn d_log_fsync() -> u64 {
+    200
+}
+fn d_true() -> bool {
+    true
+}
+fn d_syslog_queue() -> usize {
+    10_000
 }
 
 /// Process hardening settings (see `hardening/README.md`).

@@ -42,6 +42,7 @@ pub enum Op {
     ShowJob,
     QueryLogs,
     ExportLogs,
+    VerifyLogs,
     GetDesignated,
     SetDesignated,
 }
@@ -128,6 +129,7 @@ pub const ROUTES: &[Route] = &[
     r(Method::GET, "/v1/jobs/{job}", Op::ShowJob),
     r(Method::GET, "/v1/logs", Op::QueryLogs),
     r(Method::GET, "/v1/logs/export", Op::ExportLogs),
+    r(Method::GET, "/v1/logs/verify", Op::VerifyLogs),
     r(Method::GET, "/v1/config/designated", Op::GetDesignated),
     r(Method::PUT, "/v1/config/designated", Op::SetDesignated),
 ];

@@ -6,7 +6,7 @@
 
 use super::approvals::{Approvals, system_clock};
 use super::errors::{ApiError, ControlError};
-use super::handlers::{self, Ctx, Input};
+use super::handlers::{self, Ctx, Input, Reply};
 use super::identity::{Caller, IdentityMap};
 use super::limits::{Activity, Tracked};
 use super::routes::{self, Matched};
@@ -14,7 +14,7 @@ use crate::config::Limits;
 use crate::service::Service;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::net::SocketAddr;
@@ -26,6 +26,39 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
+
+/// Every answer's body: JSON in one piece, or a streamed download.
+type Body = BoxBody<Bytes, std::convert::Infallible>;
+
+/// A streamed download's body: chunks from a channel until its sender is dropped.
+struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|c| c.map(|b| Ok(hyper::body::Frame::data(b))))
+    }
+}
+
+fn download_response(d: super::handlers::Download) -> Response<Body> {
+    let mut resp = Response::new(BodyExt::boxed(ChannelBody(d.chunks)));
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(d.content_type) {
+        h.insert(header::CONTENT_TYPE, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{}\"", d.filename)) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
 
 /// Connections over the limit that still get a clean 429 (beyond that they are closed at once).
 const OVERFLOW_ANSWERS: usize = 16;
@@ -215,7 +248,8 @@ where
     match tokio::time::timeout(read_timeout(&shared.limits), shared.acceptor.accept(stream)).await {
         Ok(Ok(tls)) => Some(tls),
         Ok(Err(e)) => {
-            tracing::info!(peer = %peer, error = %e, "control TLS handshake failed");
+            tracing::warn!(event = "control.auth.failed", service = "control", peer = %peer, error = %e,
+                "Authentication failed on the control socket from {peer}: TLS handshake refused ({e})");
             None
         }
         Err(_) => {
@@ -309,13 +343,9 @@ where
     let _ = tokio::time::timeout(read_timeout(&shared.limits).saturating_mul(2), work).await;
 }
 
-fn json_response(
-    status: StatusCode,
-    body: &serde_json::Value,
-    close: bool,
-) -> Response<Full<Bytes>> {
+fn json_response(status: StatusCode, body: &serde_json::Value, close: bool) -> Response<Body> {
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
-    let mut resp = Response::new(Full::new(Bytes::from(bytes)));
+    let mut resp = Response::new(Full::new(Bytes::from(bytes)).boxed());
     *resp.status_mut() = status;
     let h = resp.headers_mut();
     h.insert(
@@ -329,7 +359,7 @@ fn json_response(
     resp
 }
 
-fn error_response(e: &ApiError, close: bool) -> Response<Full<Bytes>> {
+fn error_response(e: &ApiError, close: bool) -> Response<Body> {
     json_response(e.status, &e.body(), close)
 }
 
@@ -339,7 +369,7 @@ async fn handle(
     shared: &Shared,
     caller: &Caller,
     activity: &Activity,
-) -> Response<Full<Bytes>> {
+) -> Response<Body> {
     let began = activity.handling();
     let started = std::time::Instant::now();
     let method = req.method().clone();
@@ -380,6 +410,9 @@ async fn handle(
                         body,
                     };
                     match handlers::dispatch(&shared.ctx, caller, route.op, input).await {
+                        Ok(Reply {
+                            download: Some(d), ..
+                        }) => download_response(d),
                         Ok(reply) => json_response(reply.status, &reply.body, false),
                         Err(e) => error_response(&e, false),
                     }
@@ -390,7 +423,10 @@ async fn handle(
     };
     let fields = (caller.log_name(), caller.role_name(), route.unwrap_or("-"));
     let elapsed_ms = started.elapsed().as_millis() as u64;
-    if status.is_server_error() || status == StatusCode::FORBIDDEN {
+    if status == StatusCode::FORBIDDEN {
+        tracing::warn!(event = "control.authz.denied", identity = %fields.0, role = fields.1, route = fields.2, method = %method, status = status.as_u16(),
+            "Authorization denied: {} ({}) may not call {method} {}", fields.0, fields.1, fields.2);
+    } else if status.is_server_error() {
         tracing::warn!(identity = %fields.0, role = fields.1, route = fields.2, method = %method, status = status.as_u16(), elapsed_ms, "control request");
     } else {
         tracing::info!(identity = %fields.0, role = fields.1, route = fields.2, method = %method, status = status.as_u16(), elapsed_ms, "control request");

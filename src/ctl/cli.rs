@@ -13,16 +13,17 @@ Exit codes:
   2  usage error: bad arguments, an unreadable input file, or a request the server refused as invalid (400)
   3  authentication or authorization failure: TLS handshake refused (certificate not from the console CA), or 401/403
   4  not found (404)
-  5  conflict (409): name taken, resource in use, approval expired, self-approval or already decided
+  5  conflict (409): name taken, resource in use, approval expired, self-approval or already decided; or `log export` to a FILE that exists (without --force)
   6  a job failed
   7  not available: the server answered 501 (not in this build yet) or 503 (HSM or state unavailable)
+  8  log verify: the hash chain is broken (the first broken record is named)
 
 Settings come from flags, then BYOKCTL_* variables, then ~/.config/byokctl/config.toml
 (keys: server, cert, key, ca, server_name).";
 
 /// byokctl: drive byokd (HSM keys to Azure Key Vault BYOK) over its mTLS control API.
 #[derive(Debug, Parser)]
-#[command(name = "byokctl", version, about, after_long_help = EXIT_CODES, after_help = "Exit codes: 0 ok, 1 other, 2 usage, 3 authn/authz, 4 not found, 5 conflict, 6 job failed, 7 not available (see --help)")]
+#[command(name = "byokctl", version, about, after_long_help = EXIT_CODES, after_help = "Exit codes: 0 ok, 1 other, 2 usage, 3 authn/authz, 4 not found, 5 conflict, 6 job failed, 7 not available, 8 log chain broken (see --help)")]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -300,14 +301,88 @@ pub enum JobCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum LogCmd {
-    /// Show the service log.
-    Show,
-    /// Export the service log.
-    Export {
-        /// Write to this file instead of stdout.
-        #[arg(long, value_name = "PATH")]
-        out: Option<PathBuf>,
+    /// Show service log records, oldest first, a page at a time (or follow new ones).
+    Show {
+        #[command(flatten)]
+        filter: LogFilter,
+        /// Only records after this sequence number (the next page starts after the last shown).
+        #[arg(long, value_name = "SEQ", default_value_t = 0)]
+        after: u64,
+        /// Records per page (1-1000).
+        #[arg(long, value_name = "N", default_value_t = 100)]
+        limit: usize,
+        /// Keep showing new records as they are stored (Ctrl-C to stop).
+        #[arg(long, short = 'f')]
+        follow: bool,
     },
+    /// Export records to FILE (the "Export File" button): written atomically, never over an
+    /// existing file unless --force; the chain is verified and the record count printed.
+    Export {
+        #[command(flatten)]
+        filter: LogFilter,
+        /// File format.
+        #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
+        format: ExportFormat,
+        /// Replace FILE if it exists.
+        #[arg(long)]
+        force: bool,
+        /// The file to write.
+        file: PathBuf,
+    },
+    /// Check the hash chain: of the stored log (on the server), or of an exported FILE
+    /// (offline, no server needed). Reports the first broken link; exit code 8 if broken.
+    Verify {
+        /// An exported file (JSONL or CSV) to check instead of the stored log.
+        file: Option<PathBuf>,
+    },
+}
+
+/// Filters of `log show` and `log export`.
+#[derive(Debug, Clone, Args)]
+pub struct LogFilter {
+    /// Only these services (repeat or comma-separate).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub service: Vec<LogService>,
+    /// Minimum level.
+    #[arg(long, value_enum)]
+    pub level: Option<LogLevel>,
+    /// From this time on (RFC 3339, e.g. 2026-01-31T12:00:00Z).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Up to this time (RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Only records of this job.
+    #[arg(long, value_name = "ID")]
+    pub job: Option<u64>,
+    /// Only records of this key group.
+    #[arg(long, value_name = "NAME")]
+    pub group: Option<String>,
+    /// Only records containing this text (case-insensitive).
+    #[arg(long, value_name = "TEXT")]
+    pub text: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogService {
+    Azure,
+    Hsm,
+    Control,
+    Jobs,
+    System,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    Info,
+    Warn,
+    Error,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    Jsonl,
+    Csv,
 }
 
 #[derive(Debug, Subcommand)]

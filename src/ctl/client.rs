@@ -79,6 +79,41 @@ impl Client {
         path: &str,
         body: Option<&[u8]>,
     ) -> Result<Answer, CtlError> {
+        let (status, bytes, _) = self.call_raw(method, path, body, None).await?;
+        let body = if bytes.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(&bytes).map_err(|e| {
+                CtlError::Other(format!("the server's answer ({status}) is not JSON: {e}"))
+            })?
+        };
+        Ok(Answer { status, body })
+    }
+
+    /// A GET whose successful answer is streamed into `out` (a download); an error answer
+    /// comes back as JSON. Returns the bytes written.
+    pub async fn download(
+        &self,
+        path: &str,
+        out: &mut (dyn std::io::Write + Send),
+    ) -> Result<Result<u64, Answer>, CtlError> {
+        let (status, bytes, n) = self.call_raw(Method::GET, path, None, Some(out)).await?;
+        if status.is_success() {
+            return Ok(Ok(n));
+        }
+        let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        Ok(Err(Answer { status, body }))
+    }
+
+    /// One exchange: status, body and its length. With `sink`, a successful answer's body goes
+    /// there as it arrives instead (the returned body is then empty; the length counts it).
+    async fn call_raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&[u8]>,
+        sink: Option<&mut (dyn std::io::Write + Send)>,
+    ) -> Result<(StatusCode, Vec<u8>, u64), CtlError> {
         let work = async {
             match &self.target {
                 Target::Tcp { host, port } => {
@@ -88,13 +123,13 @@ impl Client {
                             CtlError::Connect(format!("cannot connect to {host}:{port}: {e}"))
                         })?;
                     let _ = tcp.set_nodelay(true);
-                    self.exchange(tcp, method, path, body).await
+                    self.exchange(tcp, method, path, body, sink).await
                 }
                 Target::Unix(p) => {
                     let s = tokio::net::UnixStream::connect(p).await.map_err(|e| {
                         CtlError::Connect(format!("cannot connect to {}: {e}", p.display()))
                     })?;
-                    self.exchange(s, method, path, body).await
+                    self.exchange(s, method, path, body, sink).await
                 }
             }
         };
@@ -114,7 +149,8 @@ impl Client {
         method: Method,
         path: &str,
         body: Option<&[u8]>,
-    ) -> Result<Answer, CtlError>
+        sink: Option<&mut (dyn std::io::Write + Send)>,
+    ) -> Result<(StatusCode, Vec<u8>, u64), CtlError>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -142,6 +178,22 @@ impl Client {
             .await
             .map_err(|e| refused_after_handshake(&e).unwrap_or_else(|| classify(&e, "request")))?;
         let status = resp.status();
+        if let Some(out) = sink
+            && status.is_success()
+        {
+            let mut body = resp.into_body();
+            let mut n = 0usize;
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|e| classify(&e, "reading the download"))?;
+                if let Ok(data) = frame.into_data() {
+                    out.write_all(&data)
+                        .map_err(|e| CtlError::Other(format!("writing the download: {e}")))?;
+                    n += data.len();
+                }
+            }
+            driver.abort();
+            return Ok((status, Vec::new(), n as u64));
+        }
         let bytes = resp
             .into_body()
             .collect()
@@ -149,14 +201,8 @@ impl Client {
             .map_err(|e| classify(&e, "reading the answer"))?
             .to_bytes();
         driver.abort();
-        let body = if bytes.is_empty() {
-            serde_json::Value::Null
-        } else {
-            serde_json::from_slice(&bytes).map_err(|e| {
-                CtlError::Other(format!("the server's answer ({status}) is not JSON: {e}"))
-            })?
-        };
-        Ok(Answer { status, body })
+        let n = bytes.len() as u64;
+        Ok((status, bytes.to_vec(), n))
     }
 }
 

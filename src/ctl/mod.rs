@@ -35,6 +35,12 @@ pub enum CtlError {
     JobFailed(String),
     #[error("{0}")]
     Other(String),
+    /// A file that exists and was not to be replaced.
+    #[error("{0}")]
+    Exists(String),
+    /// `log verify` found a broken chain.
+    #[error("{0}")]
+    ChainBroken(String),
 }
 
 impl CtlError {
@@ -45,6 +51,8 @@ impl CtlError {
             Self::Auth(_) => 3,
             Self::Connect(_) | Self::Other(_) => 1,
             Self::JobFailed(_) => 6,
+            Self::Exists(_) => 5,
+            Self::ChainBroken(_) => 8,
             Self::Api { status, .. } => match status {
                 400 | 405 | 413 | 415 => 2,
                 401 | 403 => 3,

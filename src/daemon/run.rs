@@ -56,6 +56,10 @@ pub async fn run(args: &Args) -> Result<(), DaemonError> {
     })?;
     let hardening = crate::system::harden(&config, &args.config)
         .map_err(|e| DaemonError::Startup(e.to_string()))?;
+    let logs = crate::logs::Logs::open(&crate::logs::Settings::from_config(&config))
+        .map_err(|e| DaemonError::Startup(format!("{e}; check logs.dir and its permissions")))?;
+    crate::logs::install(logs.clone());
+    tracing::info!(event = "system.started", dir = %logs.dir().display(), "byokd {} starting", env!("CARGO_PKG_VERSION"));
     tracing::info!(mlock = ?hardening.mlock, "process hardened");
     let notifier = std::sync::Arc::new(crate::system::Notifier::from_env());
     let mut signals = ShutdownSignals::install()?;
@@ -79,7 +83,10 @@ pub async fn run(args: &Args) -> Result<(), DaemonError> {
     if let Some(control) = control {
         control.shutdown(Duration::from_secs(5)).await;
     }
-    tracing::info!("byokd stopping");
+    tracing::info!(event = "system.stopping", "byokd stopping");
+    if let Err(e) = logs.sync() {
+        tracing::error!(error = %e, "the service log could not be synced at shutdown");
+    }
     Ok(())
 }
 
@@ -144,11 +151,19 @@ impl ShutdownSignals {
     }
 }
 
+/// stderr (filtered by `BYOKD_LOG`) plus the service log's capture of events that carry an
+/// `event` code (at INFO and above, whatever `BYOKD_LOG` says).
 pub(super) fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::filter::LevelFilter;
+    use tracing_subscriber::prelude::*;
+    use tracing_subscriber::{EnvFilter, Layer};
     let filter = EnvFilter::try_from_env("BYOKD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+    let _ = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(filter),
+        )
+        .with(crate::logs::capture::CaptureLayer.with_filter(LevelFilter::INFO))
         .try_init();
 }

@@ -76,16 +76,25 @@ pub(super) async fn run(jobs: &Jobs, id: u64) -> Result<(), JobError> {
                 j.steps.push(step("Synchronization finished"));
             })
             .await?;
-            tracing::info!(job = id, group = %group.name, vault = %group.vault, "synchronize job succeeded");
+            tracing::info!(event = "jobs.succeeded", job = id, group = %group.name, vault = %group.vault, "Synchronize job {id} for key group {} succeeded", group.name);
         }
         (Err(e), _) | (Ok(()), Err(e)) => fail(jobs, id, e.to_string()).await,
+    }
+    // A service log that cannot be written is reported by the job, not only by health.
+    if let Some(problem) = crate::logs::write_problem() {
+        svc.job_step(
+            id,
+            format!("Warning: the service log could not record this job: {problem}"),
+            None,
+        )
+        .await?;
     }
     Ok(())
 }
 
 /// Marks a job failed with a reason; logs if even that cannot be recorded.
 pub(super) async fn fail(jobs: &Jobs, id: u64, reason: String) {
-    tracing::error!(job = id, reason = %reason, "job failed");
+    tracing::error!(event = "jobs.failed", job = id, "Job {id} failed: {reason}");
     let recorded = jobs
         .service()
         .journal(id, |j| {
@@ -259,7 +268,8 @@ async fn ensure_kek(
             .push(step(&format!("Key exchange key created: {}", kek.kid)));
     })
     .await?;
-    tracing::info!(job = id, vault, kid = %kek.kid, step = "kek-created", "key exchange key created");
+    tracing::info!(event = "azure.kek.created", service = "azure", job = id, group = %group.name, vault, kid = %kek.kid,
+        "Key exchange key {name} created (RSA-HSM {kek_bits})");
     Ok(kek)
 }
 
@@ -329,6 +339,10 @@ async fn push_one(
             },
         )
         .await?;
+    if svc.hsm().wrap_strategy() == Some(crate::hsm::WrapStrategy::Host) {
+        tracing::warn!(event = "hsm.wrap.host", service = "hsm", job = id, group = %group.name, key = %key_name,
+            "Key {key_name} was wrapped in host memory (hsm.allow_host_wrap): the key left the token under an ephemeral key");
+    }
     let blob = key_hsm(&kek.kid, &ciphertext, generator)
         .map_err(|e| JobError::Failed(format!("cannot encode the transfer blob: {e}")))?;
     let request = import_request(group, &key, blob, &fp);
@@ -375,7 +389,8 @@ async fn push_one(
         None,
     )
     .await?;
-    tracing::info!(job = id, group = %group.name, key = %key_name, vault, kid = bundle.kid(), step = "imported", "key imported");
+    tracing::info!(event = "azure.key.imported", service = "azure", job = id, group = %group.name, key = %key_name, vault, kid = bundle.kid(), version = %version,
+        "Key {key_name} imported into {vault}/{azure_name} as version {version}");
     Ok(())
 }
 
@@ -482,7 +497,15 @@ async fn cleanup_kek(jobs: &Jobs, id: u64, token: &AccessToken) -> Result<(), Jo
                 .push(step(&format!("Key exchange key {} deleted", kek.name)));
         })
         .await?;
-        tracing::info!(job = id, vault, kek = %kek.name, step = "kek-deleted", "key exchange key deleted");
+        tracing::info!(
+            event = "azure.kek.deleted",
+            service = "azure",
+            job = id,
+            vault,
+            kid = kek.kid.as_deref().unwrap_or(&kek.name),
+            "Key exchange key {} deleted",
+            kek.name
+        );
     }
     let deleted = wait_deleted_visible(jobs, token, vault, &kek.name, level.as_ref()).await?;
     let level = level.or_else(|| {
@@ -513,7 +536,25 @@ async fn cleanup_kek(jobs: &Jobs, id: u64, token: &AccessToken) -> Result<(), Jo
             ),
         ),
     };
-    tracing::info!(job = id, vault, kek = %kek.name, purged, step = "kek-purge", "{message}");
+    if purged {
+        tracing::info!(
+            event = "azure.kek.purged",
+            service = "azure",
+            job = id,
+            vault,
+            kid = kek.kid.as_deref().unwrap_or(&kek.name),
+            "{message}"
+        );
+    } else {
+        tracing::warn!(
+            event = "azure.kek.not_purged",
+            service = "azure",
+            job = id,
+            vault,
+            kid = kek.kid.as_deref().unwrap_or(&kek.name),
+            "{message}"
+        );
+    }
     svc.journal(id, |j| {
         if let Some(k) = j.kek.as_mut() {
             k.purged = Some(purged);

@@ -124,6 +124,8 @@ pub(super) async fn sign_in(
     };
     svc.job_step(id, "Entra ID token acquired", Some(100))
         .await?;
+    tracing::info!(event = "azure.token.acquired", service = "azure", job = id, group = %group.name, vault = %group.vault,
+        "Entra ID token acquired for credential {} (tenant {})", cred.name, cred.tenant_id);
     Ok(token)
 }
 

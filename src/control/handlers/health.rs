@@ -27,9 +27,13 @@ pub async fn health(_: Authorized<AnyRole>, ctx: &Ctx) -> Result<Reply, ApiError
     };
     let report = hsm.report();
     let generation = ctx.service.generation().await;
+    let logs = crate::logs::installed().map(|l| l.status());
+    let degraded = logs.as_ref().is_some_and(|l| l.degraded);
     Reply::ok(json!({
         "live": true,
         "ready": hsm_ready,
+        "degraded": degraded,
+        "logs": logs,
         "version": env!("CARGO_PKG_VERSION"),
         "designated": ctx.service.designated().await,
         "hsm": {

@@ -1,16 +1,145 @@
-//! `/v1/logs` and `/v1/logs/export`: the service log, queried and exported. Filled in by the
-//! logs subsystem; until it lands both answer 501, to any mapped identity.
+//! `/v1/logs`, `/v1/logs/export` and `/v1/logs/verify`: the service log, queried (with paging
+//! and a follow wait), exported as a streamed JSONL or CSV download, and its chain checked.
+//! Any mapped identity may read them: auditors and SIEM operators are the log's main users,
+//! and records carry names and ids, never secrets.
 
-use super::{Input, Reply};
+use super::{Download, Input, Reply};
 use crate::control::authz::{AnyRole, Authorized};
 use crate::control::errors::ApiError;
+use crate::logs::export::{Exporter, Format};
+use crate::logs::query::{self, Query};
+use crate::logs::{Logs, store};
+use bytes::Bytes;
+use http::StatusCode;
+use serde_json::json;
 
-const NOT_YET: &str = "the service log is not yet available over the control API: the logs subsystem has not landed. Use journalctl -u byokd meanwhile.";
+/// Bytes per streamed chunk.
+const CHUNK: usize = 64 * 1024;
 
-pub fn query(_: Authorized<AnyRole>, _: Input) -> Result<Reply, ApiError> {
-    Err(ApiError::not_implemented(NOT_YET))
+fn logs() -> Result<Logs, ApiError> {
+    crate::logs::installed().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "logs_unavailable",
+            "the service log is not open in this process",
+        )
+    })
 }
 
-pub fn export(_: Authorized<AnyRole>, _: Input) -> Result<Reply, ApiError> {
-    Err(ApiError::not_implemented(NOT_YET))
+fn filter_error(e: query::FilterError) -> ApiError {
+    ApiError::invalid(e.field, e.reason)
+}
+
+pub(super) fn decode_query(q: &str) -> Result<Query, ApiError> {
+    query::parse(q, &[]).map(|(q, _)| q).map_err(filter_error)
+}
+
+pub(super) fn decode_export(q: &str) -> Result<(Query, Format), ApiError> {
+    let (query, rest) = query::parse(q, &["format"]).map_err(filter_error)?;
+    if query.after != 0 || query.wait != 0 || query.limit != query::DEFAULT_LIMIT {
+        return Err(ApiError::invalid(
+            "after",
+            "an export takes filters only (service, level, since, until, job, group, text)",
+        ));
+    }
+    let format = match rest.iter().find(|(k, _)| k == "format") {
+        None => Format::Jsonl,
+        Some((_, v)) => {
+            Format::parse(v).ok_or_else(|| ApiError::invalid("format", "jsonl or csv"))?
+        }
+    };
+    Ok((query, format))
+}
+
+fn unavailable(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "logs_unavailable",
+        e.to_string(),
+    )
+}
+
+pub async fn query(_: Authorized<AnyRole>, i: Input) -> Result<Reply, ApiError> {
+    let q = decode_query(&i.query)?;
+    let records = logs()?.query(&q).await.map_err(unavailable)?;
+    let next = records.last().map_or(q.after, |r| r.seq);
+    Reply::ok(json!({
+        "records": records,
+        "next_after": next,
+        "more": records.len() == q.limit,
+    }))
+}
+
+pub async fn verify(_: Authorized<AnyRole>) -> Result<Reply, ApiError> {
+    let verdict = logs()?.verify().await.map_err(unavailable)?;
+    Reply::ok(json!({ "ok": verdict.ok(), "verdict": verdict }))
+}
+
+/// Sends what the exporter writes as chunks; an error ends the export (the client left).
+struct ChunkWriter {
+    buf: Vec<u8>,
+    tx: tokio::sync::mpsc::Sender<Bytes>,
+}
+
+impl ChunkWriter {
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::take(&mut self.buf));
+        self.tx
+            .blocking_send(chunk)
+            .map_err(|_| std::io::Error::other("the client closed the download"))
+    }
+}
+
+impl std::io::Write for ChunkWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(b);
+        if self.buf.len() >= CHUNK {
+            self.send()?;
+        }
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.send()
+    }
+}
+
+pub fn export(_: Authorized<AnyRole>, i: Input) -> Result<Reply, ApiError> {
+    let (q, format) = decode_export(&i.query)?;
+    let logs = logs()?;
+    let dir = logs.dir().to_owned();
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::task::spawn_blocking(move || {
+        let out = ChunkWriter {
+            buf: Vec::with_capacity(CHUNK),
+            tx,
+        };
+        let mut ex = match Exporter::new(out, format, q.filter) {
+            Ok(ex) => ex,
+            Err(_) => return,
+        };
+        let mut failed = false;
+        let scanned = store::scan(&dir, |r| {
+            failed = ex.push(&r).is_err();
+            !failed
+        });
+        if scanned.is_ok() && !failed {
+            let _ = ex.finish();
+        }
+    });
+    let ext = match format {
+        Format::Jsonl => "jsonl",
+        Format::Csv => "csv",
+    };
+    Ok(Reply {
+        status: StatusCode::OK,
+        body: serde_json::Value::Null,
+        download: Some(Download {
+            content_type: format.content_type(),
+            filename: format!("byokd-log.{ext}"),
+            chunks: rx,
+        }),
+    })
 }

@@ -17,6 +17,7 @@ mod logs;
 
 use super::approvals::Approvals;
 use super::authz::require;
+use super::decode;
 use super::errors::ApiError;
 use super::identity::Caller;
 use super::routes::{Op, Params};
@@ -42,11 +43,20 @@ pub struct Input {
     pub body: zeroize::Zeroizing<Vec<u8>>,
 }
 
-/// A successful answer.
+/// A successful answer: JSON, or a streamed download.
 #[derive(Debug)]
 pub struct Reply {
     pub status: StatusCode,
     pub body: Value,
+    pub download: Option<Download>,
+}
+
+/// A streamed download: chunks arrive on `chunks` until the sender is dropped.
+#[derive(Debug)]
+pub struct Download {
+    pub content_type: &'static str,
+    pub filename: String,
+    pub chunks: tokio::sync::mpsc::Receiver<bytes::Bytes>,
 }
 
 impl Reply {
@@ -54,6 +64,7 @@ impl Reply {
         Ok(Reply {
             status: StatusCode::OK,
             body,
+            download: None,
         })
     }
 
@@ -61,6 +72,7 @@ impl Reply {
         Ok(Reply {
             status: StatusCode::CREATED,
             body,
+            download: None,
         })
     }
 
@@ -68,6 +80,7 @@ impl Reply {
         Ok(Reply {
             status: StatusCode::ACCEPTED,
             body,
+            download: None,
         })
     }
 }
@@ -117,8 +130,9 @@ pub async fn dispatch(ctx: &Ctx, caller: &Caller, op: Op, input: Input) -> Resul
         Op::Reject => approvals::reject(require(caller)?, ctx, i),
         Op::ListJobs => jobs::list(require(caller)?, ctx, i).await,
         Op::ShowJob => jobs::show(require(caller)?, ctx, i).await,
-        Op::QueryLogs => logs::query(require(caller)?, i),
+        Op::QueryLogs => logs::query(require(caller)?, i).await,
         Op::ExportLogs => logs::export(require(caller)?, i),
+        Op::VerifyLogs => logs::verify(require(caller)?).await,
         Op::GetDesignated => config::get_designated(require(caller)?, ctx).await,
         Op::SetDesignated => config::set_designated(require(caller)?, ctx, i).await,
     }
@@ -152,7 +166,9 @@ pub fn decode_only(op: Op, input: &Input) -> Result<(), ApiError> {
         Op::ShowApproval | Op::Approve | Op::Reject => approvals::id(p).map(drop),
         Op::ListJobs => jobs::decode_list(&input.query).map(drop),
         Op::ShowJob => jobs::decode_show(p, &input.query).map(drop),
-        Op::QueryLogs | Op::ExportLogs => Ok(()),
+        Op::QueryLogs => logs::decode_query(&input.query).map(drop),
+        Op::ExportLogs => logs::decode_export(&input.query).map(drop),
+        Op::VerifyLogs => decode::only_query(&input.query, &[]),
         Op::SetDesignated => config::decode(&input.body).map(drop),
     }
 }
