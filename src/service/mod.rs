@@ -9,10 +9,11 @@ mod error;
 mod groups;
 mod jobs;
 mod keys;
+mod lifecycle;
 
 pub use credentials::{CredentialView, NewCredential};
 pub use error::ServiceError;
-pub use groups::{GroupView, NewGroup};
+pub use groups::{DriftFindingView, DriftView, GroupView, NewGroup};
 pub use keys::KeyView;
 
 use crate::config::Config;
