@@ -95,9 +95,11 @@ impl Service {
             return Err(e);
         }
         tracing::warn!(
+            event = "config.designated_changed",
             designated,
+            was = ?before,
             identity = by,
-            "designated-device setting changed"
+            "designated-device setting changed (admin action)"
         );
         Ok(())
     }
