@@ -29,12 +29,21 @@ pub fn system_clock() -> Clock {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Action {
-    DeleteCredential { credential: String },
-    DeleteKey { group: String, key: String },
+    DeleteCredential {
+        credential: String,
+    },
+    DeleteKey {
+        group: String,
+        key: String,
+    },
     /// Delete the group's Azure key (every version) on the cloud service; local keys stay.
-    DeleteGroupCloud { group: String },
+    DeleteGroupCloud {
+        group: String,
+    },
     /// Purge the group's soft-deleted Azure key for good; local keys stay.
-    PurgeGroupCloud { group: String },
+    PurgeGroupCloud {
+        group: String,
+    },
 }
 
 impl Action {

@@ -79,7 +79,8 @@ async fn delete(jobs: &Jobs, id: u64, group: &KeyGroup) -> Result<String, JobErr
     });
     match (&deleted, &level) {
         (Some(_), Some(l)) if l.purge_allowed() => {
-            svc.job_step(id, "Purging the deleted key", Some(800)).await?;
+            svc.job_step(id, "Purging the deleted key", Some(800))
+                .await?;
             purge_with_retry(jobs, &token, vault, name).await?;
             let n = svc.forget_azure_versions(&group.name).await?;
             tracing::warn!(event = "cloud.key_purged", job = id, group = %group.name, vault, "Azure key purged");
@@ -150,12 +151,12 @@ pub(super) async fn recover(jobs: &Jobs, group: &KeyName, by: &str) -> Result<St
                 bundle.version()
             ))
         }
-        Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => Err(JobError::Invalid(
-            format!(
+        Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {
+            Err(JobError::Invalid(format!(
                 "vault {} has no soft-deleted key {} to recover (never deleted, already recovered, or purged)",
                 g.vault, g.name
-            ),
-        )),
+            )))
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -166,27 +167,30 @@ pub(super) async fn purge(jobs: &Jobs, group: &KeyName, by: &str) -> Result<Stri
     let kv = jobs.azure().keyvault();
     let vault = g.vault.as_str();
     let name = g.name.as_str();
-    let deleted = match kv.get_deleted_key(&t, vault, name).await {
-        Ok(d) => d,
+    // A purge right after a delete meets 409 ObjectIsBeingDeleted: purge_with_retry waits it out.
+    match kv.purge_deleted_key(&t, vault, name).await {
+        Ok(()) => {}
+        Err(AzureError::KeyVault(KeyVaultError::BeingDeleted { .. })) => {
+            purge_with_retry(jobs, &t, vault, name).await?;
+        }
         Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {
             return Err(JobError::Invalid(format!(
-                "vault {vault} lists no soft-deleted key {name} (not deleted, still in Azure's delete window, or already purged)"
+                "vault {vault} lists no soft-deleted key {name} (not deleted, or already purged)"
+            )));
+        }
+        Err(AzureError::KeyVault(KeyVaultError::PurgeProtected { .. })) => {
+            let date = kv
+                .get_deleted_key(&t, vault, name)
+                .await
+                .ok()
+                .and_then(|d| d.scheduled_purge_date)
+                .map_or_else(|| "its scheduled purge date".to_owned(), format_time);
+            return Err(JobError::Invalid(format!(
+                "vault {vault} has purge protection: it does not allow a purge; Azure purges {name} on {date}"
             )));
         }
         Err(e) => return Err(e.into()),
-    };
-    if let Some(l) = &deleted.bundle.attributes.recovery_level
-        && !l.purge_allowed()
-    {
-        return Err(JobError::Invalid(format!(
-            "vault {vault} does not allow a purge (recovery level {}); Azure purges {name} on {}",
-            l.as_str(),
-            deleted
-                .scheduled_purge_date
-                .map_or_else(|| "its scheduled purge date".to_owned(), format_time)
-        )));
     }
-    purge_with_retry(jobs, &t, vault, name).await?;
     jobs.service().forget_azure_versions(group).await?;
     tracing::warn!(event = "cloud.key_purged", group = %g.name, vault, identity = by, "soft-deleted Azure key purged");
     Ok(format!(

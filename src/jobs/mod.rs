@@ -18,8 +18,8 @@ mod transfer_blob;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::JobError;
-pub use scheduler::Scheduler;
 pub use public_key::{FINGERPRINT_TAG, fingerprint, jwk_matches_spki};
+pub use scheduler::Scheduler;
 pub use transfer_blob::{generator, key_hsm};
 
 use crate::azure::Azure;
@@ -81,7 +81,10 @@ impl Jobs {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    pub(crate) fn set_change_sink(&self, tx: tokio::sync::mpsc::UnboundedSender<scheduler::Change>) {
+    pub(crate) fn set_change_sink(
+        &self,
+        tx: tokio::sync::mpsc::UnboundedSender<scheduler::Change>,
+    ) {
         *self.lock_changes() = Some(tx);
     }
 

@@ -196,7 +196,11 @@ async fn pending_keys(
     Ok(pending)
 }
 
-pub(super) async fn sign_in(jobs: &Jobs, id: u64, group: &KeyGroup) -> Result<AccessToken, JobError> {
+pub(super) async fn sign_in(
+    jobs: &Jobs,
+    id: u64,
+    group: &KeyGroup,
+) -> Result<AccessToken, JobError> {
     let svc = jobs.service();
     let cred = svc.credential(&group.credential).await?;
     svc.job_step(

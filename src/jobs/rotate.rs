@@ -81,11 +81,9 @@ async fn rotate(jobs: &Jobs, id: u64, group: &crate::model::KeyGroup) -> Result<
         tracing::info!(event = "rotation.key_generated", job = id, group = %group.name, key = %name, "rotation key generated");
     }
     transfer(jobs, id, group).await?;
-    let version = svc
-        .key(&group.name, &name)
-        .await?
-        .version
-        .ok_or_else(|| JobError::Failed(format!("key {name} has no Azure version after the push")))?;
+    let version = svc.key(&group.name, &name).await?.version.ok_or_else(|| {
+        JobError::Failed(format!("key {name} has no Azure version after the push"))
+    })?;
     let now = jobs.clock().now_unix();
     let grace_days = i64::from(svc.config().lifecycle.grace_days);
     let grace = (grace_days > 0 && !previous.is_empty()).then(|| PendingGrace {

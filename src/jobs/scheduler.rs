@@ -95,8 +95,8 @@ impl Schedule {
 /// When a group's next rotation is due: N calendar months after the last rotation (or the
 /// group's creation). A time in the past means it was missed and is due now.
 pub fn rotation_due(group: &KeyGroup) -> Option<i64> {
-    let last = OffsetDateTime::from_unix_timestamp(group.last_rotated.unwrap_or(group.created))
-        .ok()?;
+    let last =
+        OffsetDateTime::from_unix_timestamp(group.last_rotated.unwrap_or(group.created)).ok()?;
     group.rotation.next_due(last).map(|t| t.unix_timestamp())
 }
 
@@ -192,7 +192,10 @@ impl Scheduler {
             Task::Rotate(name.clone()),
             group.as_ref().and_then(rotation_due),
         );
-        s.set(Task::Grace(name.clone()), grace.map(|g: PendingGrace| g.due));
+        s.set(
+            Task::Grace(name.clone()),
+            grace.map(|g: PendingGrace| g.due),
+        );
     }
 
     /// The earliest due time (Unix seconds).
@@ -263,7 +266,10 @@ impl Scheduler {
                         next_due = next,
                         "scheduled rotation skipped: this appliance is not the designated device (set `designated = true` or `byokctl designated set true` on the one that should rotate)"
                     );
-                    self.schedule.lock().await.set(Task::Rotate(name.clone()), next);
+                    self.schedule
+                        .lock()
+                        .await
+                        .set(Task::Rotate(name.clone()), next);
                     fired.skipped.push(name);
                     return;
                 }

@@ -26,7 +26,11 @@ pub enum DriftFinding {
     /// A version a local key records that Azure lists as disabled.
     DisabledVersion { key: String, version: String },
     /// A version a local key records whose `exp` has passed.
-    ExpiredVersion { key: String, version: String, exp: i64 },
+    ExpiredVersion {
+        key: String,
+        version: String,
+        exp: i64,
+    },
     /// A version whose public key differs from the HSM key (by check digits).
     PublicKeyMismatch {
         key: String,
@@ -77,7 +81,9 @@ impl DriftFinding {
         match self {
             Self::KeyMissing => "the Azure key does not exist (deleted, or never pushed)".into(),
             Self::UnknownVersion { version } => {
-                format!("Azure version {version} is not known to this appliance (created or imported elsewhere)")
+                format!(
+                    "Azure version {version} is not known to this appliance (created or imported elsewhere)"
+                )
             }
             Self::MissingVersion { key, version } => {
                 format!("key {key} records Azure version {version}, which Azure does not list")

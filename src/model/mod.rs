@@ -16,7 +16,7 @@ pub use error::ModelError;
 pub use group::KeyGroup;
 pub use job::{Job, JobKind, JobState, KekJournal, KeyPush, KeyPushState, StepMessage};
 pub use key::{HsmKeyId, Key, Storage};
-pub use lifecycle::{DriftFinding, DriftReport, PendingGrace};
 pub use key_type::{Curve, KeyOp, KeyType, RsaExponent};
+pub use lifecycle::{DriftFinding, DriftReport, PendingGrace};
 pub use names::{CredentialName, Guid, KeyName, LocalKeyName, VaultName};
 pub use policy::{RotationPolicy, add_months};

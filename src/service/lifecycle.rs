@@ -94,7 +94,11 @@ impl Service {
     }
 
     /// Stores a group's latest drift report.
-    pub async fn set_drift(&self, group: &KeyName, report: DriftReport) -> Result<(), ServiceError> {
+    pub async fn set_drift(
+        &self,
+        group: &KeyName,
+        report: DriftReport,
+    ) -> Result<(), ServiceError> {
         let mut data = self.inner.data.lock().await;
         if !data.state.groups.contains_key(group) {
             return Err(ServiceError::not_found("key group", group));

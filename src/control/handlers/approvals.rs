@@ -160,7 +160,10 @@ async fn execute(ctx: &Ctx, action: &Action, by: &str) -> Result<Executed, ApiEr
         Action::PurgeGroupCloud { group } => {
             let g = decode::field("group", KeyName::try_from(group.clone()))?;
             let jobs = super::cloud::jobs(ctx, "purge")?;
-            let said = jobs.purge(&g, by).await.map_err(super::cloud::job_error)?;
+            let said = jobs
+                .purge(&g, by)
+                .await
+                .map_err(super::cloud::cloud_error)?;
             return Ok(Executed::Said(said));
         }
     }

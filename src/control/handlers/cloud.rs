@@ -75,6 +75,18 @@ async fn submit_sync(
     Reply::accepted(serde_json::json!({ "job": super::jobs::view(&job) }))
 }
 
+/// Like [`job_error`], but a refusal by the cloud's state (nothing to recover, purge
+/// protection) is a 409 `cloud_state`.
+pub(super) fn cloud_error(e: crate::jobs::JobError) -> ApiError {
+    match e {
+        crate::jobs::JobError::Invalid(m) => ApiError::new(StatusCode::CONFLICT, "cloud_state", m),
+        crate::jobs::JobError::Azure(a) => {
+            ApiError::new(StatusCode::BAD_GATEWAY, "azure_error", a.to_string())
+        }
+        other => job_error(other),
+    }
+}
+
 pub(super) fn job_error(e: crate::jobs::JobError) -> ApiError {
     use crate::jobs::JobError;
     match e {
@@ -92,7 +104,11 @@ pub(super) fn job_error(e: crate::jobs::JobError) -> ApiError {
 }
 
 /// "Rotate key material" now: a new HSM key pushed as the group's current Azure version.
-pub async fn rotate_group(who: Authorized<Operate>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
+pub async fn rotate_group(
+    who: Authorized<Operate>,
+    ctx: &Ctx,
+    i: Input,
+) -> Result<Reply, ApiError> {
     let group = super::groups::name(&i.params)?;
     ctx.service.group(&group).await?;
     require_designated(ctx, "rotate").await?;
@@ -127,7 +143,7 @@ pub async fn recover(who: Authorized<Operate>, ctx: &Ctx, i: Input) -> Result<Re
     let said = jobs(ctx, "recover")?
         .recover(&group, who.name())
         .await
-        .map_err(job_error)?;
+        .map_err(cloud_error)?;
     Reply::ok(serde_json::json!({ "group": group.as_str(), "message": said }))
 }
 
