@@ -30,7 +30,13 @@ async fn check(jobs: &Jobs, id: u64, group: &KeyGroup) -> Result<String, JobErro
     let token = sign_in(jobs, id, group).await?;
     let keys = svc.list_keys(&group.name).await?;
     let listed = match kv.list_versions(&token, vault, name).await {
-        Ok(items) => Some(items),
+        Ok(items) if !items.is_empty() => Some(items),
+        // An empty listing: the key itself may be gone (Azure lists no versions of a deleted key).
+        Ok(items) => match kv.get_key(&token, vault, name, None).await {
+            Ok(_) => Some(items),
+            Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => None,
+            Err(e) => return Err(e.into()),
+        },
         Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => None,
         Err(e) => return Err(e.into()),
     };

@@ -40,6 +40,8 @@ async fn require_designated(ctx: &Ctx, what: &str) -> Result<(), ApiError> {
 /// "Synchronize HSM protected key(s)" for every key of the group that has no Azure version.
 pub async fn sync_group(who: Authorized<Operate>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
     let group = super::groups::name(&i.params)?;
+    ctx.service.group(&group).await?;
+    require_designated(ctx, "synchronize").await?;
     let keys: Vec<_> = ctx
         .service
         .list_keys(&group)
