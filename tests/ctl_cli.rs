@@ -202,11 +202,20 @@ fn byokctl_exit_codes_tell_failures_apart() {
         "credential in use"
     );
     assert_eq!(code(OPERATOR, &["key", "sync", "g1", "k1"]), Some(4));
-    assert_eq!(code(OPERATOR, &["group", "rotate", "g1"]), Some(7));
+    // Cloud-mutating actions on an appliance that is not designated: 409, exit 5.
+    assert_eq!(code(ADMIN, &["designated", "set", "false"]), Some(0));
+    assert_eq!(code(OPERATOR, &["group", "rotate", "g1"]), Some(5));
     assert_eq!(
         code(ADMIN, &["group", "delete-cloud", "g1", "--no-wait"]),
-        Some(7)
+        Some(5)
     );
+    let rejected = d.ctl(OPERATOR, &["group", "rotate", "g1"]);
+    assert!(
+        String::from_utf8_lossy(&rejected.stderr).contains("byokctl designated set true"),
+        "the refusal names the setting: {}",
+        String::from_utf8_lossy(&rejected.stderr)
+    );
+    assert_eq!(code(ADMIN, &["designated", "set", "true"]), Some(0));
     assert_eq!(code(AUDITOR, &["log", "show"]), Some(7));
     assert_eq!(code(AUDITOR, &["job", "watch", "999999"]), Some(4));
     // Connection failure.
@@ -229,12 +238,6 @@ fn byokctl_exit_codes_tell_failures_apart() {
         out.status.code(),
         Some(2),
         "unreadable certificate files are a usage error"
-    );
-    let rejected = d.ctl(OPERATOR, &["group", "rotate", "g1"]);
-    assert!(
-        String::from_utf8_lossy(&rejected.stderr).contains("not available in this build"),
-        "{}",
-        String::from_utf8_lossy(&rejected.stderr)
     );
 }
 

@@ -100,6 +100,7 @@ const LOGS: &[(&str, Kind)] = &[
     ("syslog", Kind::ArrayOf(&Kind::Table(SYSLOG))),
 ];
 const HARDENING: &[(&str, Kind)] = &[("mlock", Kind::OneOf(&["required", "best-effort"]))];
+const LIFECYCLE: &[(&str, Kind)] = &[("grace_days", Kind::Int), ("drift_check_hours", Kind::Int)];
 const TOP: &[(&str, Kind)] = &[
     ("state_dir", Kind::Path),
     ("designated", Kind::Bool),
@@ -110,6 +111,7 @@ const TOP: &[(&str, Kind)] = &[
     ("limits", Kind::Table(LIMITS)),
     ("hardening", Kind::Table(HARDENING)),
     ("logs", Kind::Table(LOGS)),
+    ("lifecycle", Kind::Table(LIFECYCLE)),
 ];
 const REQUIRED: &[(&str, &[&str])] = &[
     ("", &["hsm"]),
@@ -298,6 +300,24 @@ fn semantic(c: &Config, at: &BTreeMap<String, usize>, problems: &mut Vec<Problem
         if v == 0 {
             bad(name, format!("{name} must be greater than 0"));
         }
+    }
+    if c.lifecycle.grace_days > 3650 {
+        bad(
+            "lifecycle.grace_days",
+            format!(
+                "lifecycle.grace_days {} must be at most 3650 (0 never disables the previous version)",
+                c.lifecycle.grace_days
+            ),
+        );
+    }
+    if c.lifecycle.drift_check_hours > 8760 {
+        bad(
+            "lifecycle.drift_check_hours",
+            format!(
+                "lifecycle.drift_check_hours {} must be at most 8760 (0 checks on demand only)",
+                c.lifecycle.drift_check_hours
+            ),
+        );
     }
     if let Some(control) = &c.control {
         if control.approval_window_secs == 0 {

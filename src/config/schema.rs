@@ -28,6 +28,8 @@ pub struct Config {
     pub hardening: HardeningSection,
     #[serde(default)]
     pub logs: LogsSection,
+    #[serde(default)]
+    pub lifecycle: LifecycleSection,
 }
 
 /// The service log: where it is kept, how big it may grow, where it is sent.
@@ -64,6 +66,27 @@ impl Default for LogsSection {
             fsync_interval_ms: d_log_fsync(),
             journald: true,
             syslog: Vec::new(),
+        }
+    }
+}
+
+/// Key lifecycle settings: the grace period after a rotation and the drift check schedule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LifecycleSection {
+    /// Days after a rotation before the previous Azure versions are disabled; 0 never disables.
+    #[serde(default = "d_grace_days")]
+    pub grace_days: u32,
+    /// Hours between scheduled drift checks of every group; 0 runs them on demand only.
+    #[serde(default = "d_drift_hours")]
+    pub drift_check_hours: u32,
+}
+
+impl Default for LifecycleSection {
+    fn default() -> Self {
+        Self {
+            grace_days: d_grace_days(),
+            drift_check_hours: d_drift_hours(),
         }
     }
 }
@@ -108,6 +131,12 @@ fn d_true() -> bool {
 }
 fn d_syslog_queue() -> usize {
     10_000
+}
+fn d_grace_days() -> u32 {
+    7
+}
+fn d_drift_hours() -> u32 {
+    24
 }
 
 /// Process hardening settings (see `hardening/README.md`).

@@ -29,8 +29,21 @@ pub fn system_clock() -> Clock {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Action {
-    DeleteCredential { credential: String },
-    DeleteKey { group: String, key: String },
+    DeleteCredential {
+        credential: String,
+    },
+    DeleteKey {
+        group: String,
+        key: String,
+    },
+    /// Delete the group's Azure key (every version) on the cloud service; local keys stay.
+    DeleteGroupCloud {
+        group: String,
+    },
+    /// Purge the group's soft-deleted Azure key for good; local keys stay.
+    PurgeGroupCloud {
+        group: String,
+    },
 }
 
 impl Action {
@@ -38,6 +51,12 @@ impl Action {
         match self {
             Self::DeleteCredential { credential } => format!("delete credential {credential:?}"),
             Self::DeleteKey { group, key } => format!("delete pushed key {group}/{key} locally"),
+            Self::DeleteGroupCloud { group } => format!(
+                "delete key group {group}'s Azure key (all versions) on the cloud service; local keys are untouched"
+            ),
+            Self::PurgeGroupCloud { group } => format!(
+                "purge key group {group}'s soft-deleted Azure key for good; local keys are untouched"
+            ),
         }
     }
 }

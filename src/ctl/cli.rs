@@ -232,7 +232,7 @@ pub enum GroupCmd {
         #[command(flatten)]
         rotation: RotationArgs,
     },
-    /// Delete an empty key group (local only).
+    /// Delete an empty key group (local only; never touches the cloud).
     Delete { name: String },
     /// Push every unpushed key of the group to Azure.
     Sync {
@@ -240,18 +240,31 @@ pub enum GroupCmd {
         #[command(flatten)]
         wait: JobWait,
     },
-    /// Rotate now: a new HSM key, pushed as a new version.
+    /// Rotate now: a new HSM key, pushed as the current Azure version (designated device only).
     Rotate {
         name: String,
         #[command(flatten)]
         wait: JobWait,
     },
-    /// Delete the group's key on the cloud service (admin; needs a second admin's approval).
+    /// Check cloud state: report Azure versions unknown here, missing, disabled, expired or with
+    /// another public key (read-only; findings shown by `group show`).
+    Check {
+        name: String,
+        #[command(flatten)]
+        wait: JobWait,
+    },
+    /// Delete the group's Azure key, all versions, on the cloud service (admin; needs a second
+    /// admin's approval). Local keys are NOT touched: they stay in the HSM.
     DeleteCloud {
         name: String,
         #[command(flatten)]
         wait: JobWait,
     },
+    /// Recover the group's soft-deleted Azure key (all versions) before it is purged.
+    Recover { name: String },
+    /// Purge the group's soft-deleted Azure key for good (admin; needs a second admin's
+    /// approval). Local keys are NOT touched.
+    Purge { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -262,7 +275,8 @@ pub enum KeyCmd {
     List { group: String },
     /// Show one key.
     Show { group: String, name: String },
-    /// Delete a key locally (a pushed key needs an admin and a second admin's approval).
+    /// Delete a key locally; never touches the cloud (a pushed key needs an admin and a second
+    /// admin's approval).
     Delete { group: String, name: String },
     /// Push one key to Azure.
     Sync {

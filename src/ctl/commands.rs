@@ -409,6 +409,9 @@ async fn group(ctx: &Ctx, c: GroupCmd) -> Result<(), CtlError> {
         GroupCmd::Rotate { name, wait } => {
             start_job(ctx, &format!("/v1/groups/{}/rotate", seg(&name)?), wait).await?
         }
+        GroupCmd::Check { name, wait } => {
+            start_job(ctx, &format!("/v1/groups/{}/check", seg(&name)?), wait).await?
+        }
         GroupCmd::DeleteCloud { name, wait } => {
             start_job(
                 ctx,
@@ -416,6 +419,32 @@ async fn group(ctx: &Ctx, c: GroupCmd) -> Result<(), CtlError> {
                 wait,
             )
             .await?
+        }
+        GroupCmd::Recover { name } => {
+            let a = ctx
+                .call(
+                    Method::POST,
+                    &format!("/v1/groups/{}/recover", seg(&name)?),
+                    None,
+                )
+                .await?;
+            let said = a
+                .body
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("recovered")
+                .to_owned();
+            ctx.done(&a, &said);
+        }
+        GroupCmd::Purge { name } => {
+            let a = ctx
+                .call(
+                    Method::POST,
+                    &format!("/v1/groups/{}/purge", seg(&name)?),
+                    None,
+                )
+                .await?;
+            ctx.done(&a, "purge requested");
         }
     }
     Ok(())

@@ -23,6 +23,8 @@ fn cell(v: Option<&Value>, field: &str) -> String {
             .collect::<Vec<_>>()
             .join(","),
         Some(Value::Object(o)) if field == "rotation" => format_rotation(o),
+        Some(Value::Object(o)) if field == "drift" => format_drift(o),
+        Some(Value::Object(o)) if field == "pending_grace" => format_grace(o),
         Some(other) => other.to_string(),
     }
 }
@@ -30,8 +32,57 @@ fn cell(v: Option<&Value>, field: &str) -> String {
 fn is_time(field: &str) -> bool {
     matches!(
         field,
-        "created" | "expires" | "last_rotated" | "requested_at" | "expires_at" | "decided_at"
+        "created"
+            | "expires"
+            | "last_rotated"
+            | "next_rotation"
+            | "requested_at"
+            | "expires_at"
+            | "decided_at"
     )
+}
+
+/// The last drift check: when, and each finding on its own line.
+fn format_drift(o: &serde_json::Map<String, Value>) -> String {
+    let checked = o
+        .get("checked")
+        .and_then(Value::as_i64)
+        .map_or_else(|| "?".to_owned(), format_time);
+    let findings = o
+        .get("findings")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if findings.is_empty() {
+        return format!("checked {checked}: Azure matches");
+    }
+    let mut out = format!("checked {checked}: {} finding(s)", findings.len());
+    for f in findings {
+        out.push_str(&format!(
+            "\n    {}: {}",
+            f.get("code").and_then(Value::as_str).unwrap_or("?"),
+            f.get("message").and_then(Value::as_str).unwrap_or("")
+        ));
+    }
+    out
+}
+
+fn format_grace(o: &serde_json::Map<String, Value>) -> String {
+    let versions = o
+        .get("versions")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    let due = o
+        .get("due")
+        .and_then(Value::as_i64)
+        .map_or_else(|| "?".to_owned(), format_time);
+    format!("disable {versions} at {due}")
 }
 
 fn format_rotation(o: &serde_json::Map<String, Value>) -> String {

@@ -70,6 +70,9 @@ pub async fn run(args: &Args) -> Result<(), DaemonError> {
         .await
         .map_err(|e| DaemonError::Startup(e.to_string()))?;
     jobs.resume_unfinished().await;
+    // Missed rotations are due now and run once on the first tick.
+    let scheduler = crate::jobs::Scheduler::new(jobs.clone()).await;
+    let _scheduler = tokio::spawn(scheduler.run());
     let designated = service.designated().await;
     tracing::info!(designated, "byokd ready");
     notifier.ready(if designated {

@@ -1,19 +1,26 @@
-//! Jobs: the cloud operations that take time ("Synchronize HSM protected key(s)" and, as they
-//! land, rotation, delete on cloud and the drift check), run in the background with progress
-//! and a durable step journal.
+//! Jobs: the cloud operations that take time ("Synchronize HSM protected key(s)", "Rotate key
+//! material", "Delete key material on cloud" and "Check cloud state"), run in the background
+//! with progress and a durable step journal.
 //!
 //! Owns submission (with the designated-device check), the per-vault concurrency bound, and
 //! resuming unfinished jobs at start-up. It must never mutate the cloud from a non-designated
 //! appliance, and never leave a KEK behind on purpose.
 
+mod clock;
+mod cloud;
+mod drift;
 mod error;
 mod public_key;
 mod push;
+mod rotate;
+pub mod scheduler;
 mod sign_in;
 mod transfer_blob;
 
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::JobError;
 pub use public_key::{FINGERPRINT_TAG, fingerprint, jwk_matches_spki};
+pub use scheduler::Scheduler;
 pub use sign_in::HsmAssertionSigner;
 pub use transfer_blob::{generator, key_hsm};
 
@@ -37,17 +44,71 @@ struct Inner {
     service: Service,
     azure: Arc<Azure>,
     vaults: Mutex<HashMap<String, Arc<Semaphore>>>,
+    clock: Arc<dyn Clock>,
+    /// Where group and designated changes go for the scheduler to re-plan.
+    changes: Mutex<Option<tokio::sync::mpsc::UnboundedSender<scheduler::Change>>>,
+    changed: tokio::sync::Notify,
 }
 
 impl Jobs {
     pub fn new(service: Service, azure: Arc<Azure>) -> Self {
+        Self::with_clock(service, azure, Arc::new(SystemClock))
+    }
+
+    /// A runner reading time from `clock` for rotation and grace decisions.
+    pub fn with_clock(service: Service, azure: Arc<Azure>, clock: Arc<dyn Clock>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 service,
                 azure,
                 vaults: Mutex::new(HashMap::new()),
+                clock,
+                changes: Mutex::new(None),
+                changed: tokio::sync::Notify::new(),
             }),
         }
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+
+    fn lock_changes(
+        &self,
+    ) -> std::sync::MutexGuard<'_, Option<tokio::sync::mpsc::UnboundedSender<scheduler::Change>>>
+    {
+        self.inner
+            .changes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn set_change_sink(
+        &self,
+        tx: tokio::sync::mpsc::UnboundedSender<scheduler::Change>,
+    ) {
+        *self.lock_changes() = Some(tx);
+    }
+
+    pub(crate) fn change_notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.inner.changed.notified()
+    }
+
+    /// Tells the scheduler that a group's policy, rotation or grace record changed.
+    pub fn group_changed(&self, group: &KeyName) {
+        self.send_change(scheduler::Change::Group(group.clone()));
+    }
+
+    /// Tells the scheduler to re-plan everything (the designated setting changed).
+    pub fn everything_changed(&self) {
+        self.send_change(scheduler::Change::All);
+    }
+
+    fn send_change(&self, change: scheduler::Change) {
+        if let Some(tx) = self.lock_changes().as_ref() {
+            let _ = tx.send(change);
+        }
+        self.inner.changed.notify_one();
     }
 
     pub fn service(&self) -> &Service {
@@ -77,6 +138,57 @@ impl Jobs {
             .await?;
         self.spawn(id);
         Ok(id)
+    }
+
+    /// Submits "Rotate key material": a new HSM key for the group, pushed as its new version.
+    pub async fn submit_rotate(&self, group: &KeyName, by: &str) -> Result<u64, JobError> {
+        self.require_designated().await?;
+        let id = self
+            .service()
+            .create_job(JobKind::Rotate, group, &[], by)
+            .await?;
+        self.spawn(id);
+        Ok(id)
+    }
+
+    /// Submits "Delete key material on cloud" (after dual control): every Azure version of the
+    /// group's key is deleted, and purged where the vault allows. Local keys are untouched.
+    pub async fn submit_delete_cloud(&self, group: &KeyName, by: &str) -> Result<u64, JobError> {
+        self.require_designated().await?;
+        let id = self
+            .service()
+            .create_job(JobKind::DeleteOnCloud, group, &[], by)
+            .await?;
+        self.spawn(id);
+        Ok(id)
+    }
+
+    /// Submits "Check cloud state" (read-only, so allowed on any appliance).
+    pub async fn submit_check(&self, group: &KeyName, by: &str) -> Result<u64, JobError> {
+        let id = self
+            .service()
+            .create_job(JobKind::CheckCloud, group, &[], by)
+            .await?;
+        self.spawn(id);
+        Ok(id)
+    }
+
+    /// Recovers the group's soft-deleted Azure key; returns what happened.
+    pub async fn recover(&self, group: &KeyName, by: &str) -> Result<String, JobError> {
+        self.require_designated().await?;
+        cloud::recover(self, group, by).await
+    }
+
+    /// Purges the group's soft-deleted Azure key (after dual control); returns what happened.
+    pub async fn purge(&self, group: &KeyName, by: &str) -> Result<String, JobError> {
+        self.require_designated().await?;
+        cloud::purge(self, group, by).await
+    }
+
+    /// Disables the previous Azure versions of a group whose grace period ended.
+    pub async fn finish_grace(&self, group: &KeyName) -> Result<(), JobError> {
+        self.require_designated().await?;
+        cloud::finish_grace(self, group).await
     }
 
     /// Resumes every job that was not finished when the daemon stopped.
@@ -118,15 +230,9 @@ impl Jobs {
         let job = self.service().job(id).await?;
         match job.kind {
             JobKind::Sync => push::run(self, id).await,
-            other => {
-                push::fail(
-                    self,
-                    id,
-                    format!("{} is not available in this version", other.title()),
-                )
-                .await;
-                Ok(())
-            }
+            JobKind::Rotate => rotate::run(self, id).await,
+            JobKind::DeleteOnCloud => cloud::run_delete(self, id).await,
+            JobKind::CheckCloud => drift::run(self, id).await,
         }
     }
 }

@@ -18,36 +18,67 @@ const KEK_LIFETIME_SECS: i64 = 3600;
 const DELETED_VISIBLE_WAIT: Duration = Duration::from_secs(120);
 
 pub(super) async fn run(jobs: &Jobs, id: u64) -> Result<(), JobError> {
+    let Some((group, _permit)) = begin(jobs, id, true).await? else {
+        return Ok(());
+    };
+    match transfer(jobs, id, &group).await {
+        Ok(()) => {
+            succeed(jobs, id, "Synchronization finished").await?;
+            tracing::info!(event = "jobs.succeeded", job = id, group = %group.name, vault = %group.vault, "Synchronize job {id} for key group {} succeeded", group.name);
+        }
+        Err(e) => fail(jobs, id, e.to_string()).await,
+    }
+    report_log_problem(jobs, id).await
+}
+
+/// Takes the vault's slot, refuses (failing the job) a cloud-mutating job on a non-designated
+/// appliance, and marks the job running. `None` when there is nothing to run.
+pub(super) async fn begin(
+    jobs: &Jobs,
+    id: u64,
+    mutates_cloud: bool,
+) -> Result<Option<(KeyGroup, tokio::sync::OwnedSemaphorePermit)>, JobError> {
     let svc = jobs.service();
     let job = svc.job(id).await?;
     if job.state.is_final() {
-        return Ok(());
+        return Ok(None);
     }
-    let group = svc.group_record(&job.group).await?;
+    let group = match svc.group_record(&job.group).await {
+        Ok(g) => g,
+        Err(e) => {
+            fail(jobs, id, e.to_string()).await;
+            return Ok(None);
+        }
+    };
     let slot = jobs.vault_slot(group.vault.as_str());
-    let _permit = slot
+    let permit = slot
         .acquire_owned()
         .await
         .map_err(|_| JobError::Failed("job runner is shutting down".into()))?;
-    if !svc.designated().await {
+    if mutates_cloud && !svc.designated().await {
         fail(jobs, id, JobError::NotDesignated.to_string()).await;
-        return Ok(());
+        return Ok(None);
     }
     svc.journal(id, |j| {
         j.state = JobState::Running;
         j.started.get_or_insert(now_unix());
     })
     .await?;
+    Ok(Some((group, permit)))
+}
+
+/// The push proper (KEK, imports) and the KEK clean-up, whatever happened to the imports.
+pub(super) async fn transfer(jobs: &Jobs, id: u64, group: &KeyGroup) -> Result<(), JobError> {
     let mut token = None;
-    let mut outcome = push(jobs, id, &group, &mut token).await;
+    let mut outcome = push(jobs, id, group, &mut token).await;
     // A 401 (token expired or revoked): forget the token, sign in once more and resume from the
     // journal, which finds the KEK and any import again instead of repeating them.
     if let Err(e) = &outcome {
-        match needs_new_token(jobs, &group, e).await {
+        match needs_new_token(jobs, group, e).await {
             Ok(true) => {
-                drop_token(jobs, id, &group).await?;
+                drop_token(jobs, id, group).await?;
                 token = None;
-                outcome = push(jobs, id, &group, &mut token).await;
+                outcome = push(jobs, id, group, &mut token).await;
             }
             Ok(false) => {}
             Err(clear) => outcome = Err(clear),
@@ -59,35 +90,40 @@ pub(super) async fn run(jobs: &Jobs, id: u64) -> Result<(), JobError> {
         None => Ok(()),
     };
     if let Err(e) = &cleanup
-        && needs_new_token(jobs, &group, e).await.unwrap_or(false)
+        && needs_new_token(jobs, group, e).await.unwrap_or(false)
     {
-        drop_token(jobs, id, &group).await?;
-        cleanup = match sign_in(jobs, id, &group).await {
+        drop_token(jobs, id, group).await?;
+        cleanup = match sign_in(jobs, id, group).await {
             Ok(t) => cleanup_kek(jobs, id, &t).await,
             Err(e) => Err(e),
         };
     }
-    match (outcome, cleanup) {
-        (Ok(()), Ok(())) => {
-            svc.journal(id, |j| {
-                j.state = JobState::Succeeded;
-                j.progress = 1000;
-                j.ended = Some(now_unix());
-                j.steps.push(step("Synchronization finished"));
-            })
-            .await?;
-            tracing::info!(event = "jobs.succeeded", job = id, group = %group.name, vault = %group.vault, "Synchronize job {id} for key group {} succeeded", group.name);
-        }
-        (Err(e), _) | (Ok(()), Err(e)) => fail(jobs, id, e.to_string()).await,
-    }
-    // A service log that cannot be written is reported by the job, not only by health.
-    if let Some(problem) = crate::logs::write_problem() {
-        svc.job_step(
-            id,
-            format!("Warning: the service log could not record this job: {problem}"),
-            None,
-        )
+    outcome.and(cleanup)
+}
+
+/// Marks a job succeeded with a closing step.
+pub(super) async fn succeed(jobs: &Jobs, id: u64, message: &str) -> Result<(), JobError> {
+    jobs.service()
+        .journal(id, |j| {
+            j.state = JobState::Succeeded;
+            j.progress = 1000;
+            j.ended = Some(now_unix());
+            j.steps.push(step(message));
+        })
         .await?;
+    Ok(())
+}
+
+/// A service log that cannot be written is reported by the job, not only by health.
+pub(super) async fn report_log_problem(jobs: &Jobs, id: u64) -> Result<(), JobError> {
+    if let Some(problem) = crate::logs::write_problem() {
+        jobs.service()
+            .job_step(
+                id,
+                format!("Warning: the service log could not record this job: {problem}"),
+                None,
+            )
+            .await?;
     }
     Ok(())
 }
@@ -109,7 +145,7 @@ pub(super) async fn fail(jobs: &Jobs, id: u64, reason: String) {
     }
 }
 
-fn step(message: &str) -> crate::model::StepMessage {
+pub(super) fn step(message: &str) -> crate::model::StepMessage {
     crate::model::StepMessage {
         at: now_unix(),
         message: message.to_owned(),
@@ -567,7 +603,7 @@ async fn cleanup_kek(jobs: &Jobs, id: u64, token: &AccessToken) -> Result<(), Jo
 
 /// Waits until the deleted KEK is listed in deleted keys (Azure answers 404 for a while after a
 /// delete). Returns `None` when the vault has no soft-delete.
-async fn wait_deleted_visible(
+pub(super) async fn wait_deleted_visible(
     jobs: &Jobs,
     token: &AccessToken,
     vault: &str,
@@ -586,7 +622,7 @@ async fn wait_deleted_visible(
             Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {
                 if started.elapsed() > DELETED_VISIBLE_WAIT {
                     return Err(JobError::Failed(format!(
-                        "key exchange key {name} was deleted but is not listed in the deleted keys of {vault} after {} s; purge it by hand",
+                        "key {name} was deleted but is not listed in the deleted keys of {vault} after {} s; purge it by hand",
                         DELETED_VISIBLE_WAIT.as_secs()
                     )));
                 }
@@ -598,7 +634,7 @@ async fn wait_deleted_visible(
     }
 }
 
-async fn purge_with_retry(
+pub(super) async fn purge_with_retry(
     jobs: &Jobs,
     token: &AccessToken,
     vault: &str,
@@ -617,6 +653,6 @@ async fn purge_with_retry(
         }
     }
     Err(JobError::Failed(format!(
-        "key exchange key {name} in {vault} is still being deleted; purge it later"
+        "key {name} in {vault} is still being deleted; purge it later"
     )))
 }

@@ -7,6 +7,7 @@ mod group;
 mod job;
 mod key;
 mod key_type;
+mod lifecycle;
 mod names;
 mod policy;
 
@@ -16,5 +17,6 @@ pub use group::KeyGroup;
 pub use job::{Job, JobKind, JobState, KekJournal, KeyPush, KeyPushState, StepMessage};
 pub use key::{HsmKeyId, Key, Storage};
 pub use key_type::{Curve, KeyOp, KeyType, RsaExponent};
+pub use lifecycle::{DriftFinding, DriftReport, PendingGrace};
 pub use names::{CredentialName, Guid, KeyName, LocalKeyName, VaultName};
 pub use policy::{RotationPolicy, add_months};

@@ -30,6 +30,49 @@ pub struct GroupView {
     pub last_rotated: Option<i64>,
     pub created: i64,
     pub keys: usize,
+    /// When the next scheduled rotation is due (Unix seconds), if rotation is on.
+    pub next_rotation: Option<i64>,
+    /// Previous Azure versions waiting for the grace period to end, if any.
+    pub pending_grace: Option<crate::model::PendingGrace>,
+    /// The last drift check ("Check cloud state") and its findings, if one ran.
+    pub drift: Option<DriftView>,
+}
+
+/// A drift report as the API shows it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct DriftView {
+    pub checked: i64,
+    pub job: u64,
+    pub azure_versions: usize,
+    pub findings: Vec<DriftFindingView>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct DriftFindingView {
+    pub code: &'static str,
+    pub key: Option<String>,
+    pub version: Option<String>,
+    pub message: String,
+}
+
+impl DriftView {
+    fn of(r: &crate::model::DriftReport) -> Self {
+        Self {
+            checked: r.checked,
+            job: r.job,
+            azure_versions: r.azure_versions,
+            findings: r
+                .findings
+                .iter()
+                .map(|f| DriftFindingView {
+                    code: f.code(),
+                    key: f.key().map(str::to_owned),
+                    version: f.version().map(str::to_owned),
+                    message: f.describe(),
+                })
+                .collect(),
+        }
+    }
 }
 
 impl Service {
@@ -124,9 +167,17 @@ impl Service {
             )));
         }
         let removed = data.state.groups.remove(name);
+        let drift = data.state.drift.remove(name);
+        let grace = data.state.grace.remove(name);
         if let Err(e) = data.commit() {
             if let Some(g) = removed {
                 data.state.groups.insert(name.clone(), g);
+            }
+            if let Some(d) = drift {
+                data.state.drift.insert(name.clone(), d);
+            }
+            if let Some(g) = grace {
+                data.state.grace.insert(name.clone(), g);
             }
             return Err(e);
         }
@@ -155,5 +206,8 @@ fn view(state: &crate::store::State, name: &KeyName) -> Result<GroupView, Servic
         last_rotated: g.last_rotated,
         created: g.created,
         keys: state.keys_in(name).count(),
+        next_rotation: crate::jobs::scheduler::rotation_due(g),
+        pending_grace: state.grace.get(name).cloned(),
+        drift: state.drift.get(name).map(DriftView::of),
     })
 }

@@ -10,12 +10,13 @@ mod error;
 mod groups;
 mod jobs;
 mod keys;
+mod lifecycle;
 
 pub use credentials::{
     CertificateExport, CredentialView, NewCertificateCredential, NewCredential, SignInMaterial,
 };
 pub use error::ServiceError;
-pub use groups::{GroupView, NewGroup};
+pub use groups::{DriftFindingView, DriftView, GroupView, NewGroup};
 pub use keys::KeyView;
 
 use crate::config::Config;
@@ -97,9 +98,11 @@ impl Service {
             return Err(e);
         }
         tracing::warn!(
+            event = "config.designated_changed",
             designated,
+            was = ?before,
             identity = by,
-            "designated-device setting changed"
+            "designated-device setting changed (admin action)"
         );
         Ok(())
     }

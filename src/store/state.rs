@@ -1,6 +1,9 @@
 //! The state byokd persists: credentials, key groups, keys and runtime settings.
 
-use crate::model::{Credential, CredentialName, Job, Key, KeyGroup, KeyName, LocalKeyName};
+use crate::model::{
+    Credential, CredentialName, DriftReport, Job, Key, KeyGroup, KeyName, LocalKeyName,
+    PendingGrace,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -18,6 +21,10 @@ pub struct State {
     pub jobs: BTreeMap<u64, Job>,
     /// The next job id to hand out.
     pub next_job_id: u64,
+    /// Previous Azure versions waiting out the grace period after a rotation, by group.
+    pub grace: BTreeMap<KeyName, PendingGrace>,
+    /// The last drift check's findings, by group.
+    pub drift: BTreeMap<KeyName, DriftReport>,
 }
 
 impl State {

@@ -108,7 +108,9 @@ pub async fn approve(auth: Authorized<Admin>, ctx: &Ctx, i: Input) -> Result<Rep
     let by = format!("{} (approved by {})", approval.requested_by, auth.name());
     let result = execute(ctx, &approval.action, &by).await;
     let (ok, outcome) = match &result {
-        Ok(()) => (true, "done".to_owned()),
+        Ok(Executed::Done) => (true, "done".to_owned()),
+        Ok(Executed::Said(m)) => (true, m.clone()),
+        Ok(Executed::Job(job)) => (true, format!("job {} started", job.id)),
         Err(e) => (false, e.message.clone()),
     };
     ctx.approvals.record_outcome(&approval.id, ok, outcome);
@@ -120,11 +122,22 @@ pub async fn approve(auth: Authorized<Admin>, ctx: &Ctx, i: Input) -> Result<Rep
         ok,
         "dual-control action finished"
     );
-    result?;
-    Reply::ok(to_json(&ctx.approvals.get(&approval.id)?)?)
+    let mut body = to_json(&ctx.approvals.get(&approval.id)?)?;
+    if let (Executed::Job(job), Some(o)) = (result?, body.as_object_mut()) {
+        o.insert("job".into(), super::jobs::view(&job));
+    }
+    Reply::ok(body)
 }
 
-async fn execute(ctx: &Ctx, action: &Action, by: &str) -> Result<(), ApiError> {
+/// What executing an approved action gave.
+enum Executed {
+    Done,
+    Said(String),
+    /// A job was started; the answer carries it so the caller can follow it.
+    Job(Box<crate::model::Job>),
+}
+
+async fn execute(ctx: &Ctx, action: &Action, by: &str) -> Result<Executed, ApiError> {
     match action {
         Action::DeleteCredential { credential } => {
             let name = decode::field("credential", CredentialName::try_from(credential.clone()))?;
@@ -135,6 +148,24 @@ async fn execute(ctx: &Ctx, action: &Action, by: &str) -> Result<(), ApiError> {
             let k = decode::field("key", LocalKeyName::try_from(key.clone()))?;
             ctx.service.delete_key_local(&g, &k, by).await?;
         }
+        Action::DeleteGroupCloud { group } => {
+            let g = decode::field("group", KeyName::try_from(group.clone()))?;
+            let jobs = super::cloud::jobs(ctx, "delete on cloud")?;
+            let id = jobs
+                .submit_delete_cloud(&g, by)
+                .await
+                .map_err(super::cloud::job_error)?;
+            return Ok(Executed::Job(Box::new(ctx.service.job(id).await?)));
+        }
+        Action::PurgeGroupCloud { group } => {
+            let g = decode::field("group", KeyName::try_from(group.clone()))?;
+            let jobs = super::cloud::jobs(ctx, "purge")?;
+            let said = jobs
+                .purge(&g, by)
+                .await
+                .map_err(super::cloud::cloud_error)?;
+            return Ok(Executed::Said(said));
+        }
     }
-    Ok(())
+    Ok(Executed::Done)
 }

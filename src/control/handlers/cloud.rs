@@ -1,38 +1,47 @@
-//! Cloud actions: synchronize a key or group (202 with a job), force a rotation, delete on the
-//! cloud service, purge and recover. The last four check the caller, the target and the
-//! designated-device rule, and answer 501 until the lifecycle work lands. Delete on cloud and purge will also need a second admin's approval.
+//! Cloud actions: synchronize a key or group, force a rotation and check cloud state (202 with
+//! a job), recover a soft-deleted key, and delete on the cloud service and purge (admin, dual
+//! control: 202 with an approval, the job starts once a second admin approves).
+//!
+//! Every cloud-mutating action is refused with 409 `not_designated` on an appliance that is not
+//! the designated device. Delete on cloud never touches local keys; deleting local keys never
+//! touches the cloud.
 
 use super::{Ctx, Input, Reply};
+use crate::control::approvals::Action;
 use crate::control::authz::{Admin, Authorized, Operate};
 use crate::control::errors::ApiError;
 use http::StatusCode;
 
-const NOT_YET: &str = "this cloud action is not available in this build yet (synchronize is); \
-the route exists and is authorized, and will answer 202 with a job id once it lands.";
+/// The job runner, or 503 where the daemon runs without the Azure layer.
+pub(super) fn jobs<'a>(ctx: &'a Ctx, what: &str) -> Result<&'a crate::jobs::Jobs, ApiError> {
+    ctx.jobs.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "jobs_unavailable",
+            format!("{what}: this daemon runs without the Azure layer"),
+        )
+    })
+}
 
-async fn refuse(ctx: &Ctx, i: &Input, what: &str, key: bool) -> Result<Reply, ApiError> {
-    let group = super::groups::name(&i.params)?;
-    if key {
-        let (g, k) = super::keys::names(&i.params)?;
-        ctx.service.key(&g, &k).await?;
-    } else {
-        ctx.service.group(&group).await?;
+/// 409 unless this appliance is the designated device.
+async fn require_designated(ctx: &Ctx, what: &str) -> Result<(), ApiError> {
+    if ctx.service.designated().await {
+        return Ok(());
     }
-    if !ctx.service.designated().await {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "not_designated",
-            format!(
-                "{what} refused: this appliance is not the designated device, and only the designated device mutates the cloud (PUT /v1/config/designated)"
-            ),
-        ));
-    }
-    Err(ApiError::not_implemented(format!("{what}: {NOT_YET}")))
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        "not_designated",
+        format!(
+            "{what} refused: this appliance is not the designated device, and only the designated device changes the cloud; set `designated = true` in the configuration or `byokctl designated set true` (PUT /v1/config/designated) on the one appliance that should"
+        ),
+    ))
 }
 
 /// "Synchronize HSM protected key(s)" for every key of the group that has no Azure version.
 pub async fn sync_group(who: Authorized<Operate>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
     let group = super::groups::name(&i.params)?;
+    ctx.service.group(&group).await?;
+    require_designated(ctx, "synchronize").await?;
     let keys: Vec<_> = ctx
         .service
         .list_keys(&group)
@@ -59,9 +68,7 @@ async fn submit_sync(
     group: &crate::model::KeyName,
     keys: &[crate::model::LocalKeyName],
 ) -> Result<Reply, ApiError> {
-    let Some(jobs) = &ctx.jobs else {
-        return refuse_unavailable("synchronize");
-    };
+    let jobs = jobs(ctx, "synchronize")?;
     let id = jobs
         .submit_sync(group, keys, who.name())
         .await
@@ -70,11 +77,19 @@ async fn submit_sync(
     Reply::accepted(serde_json::json!({ "job": super::jobs::view(&job) }))
 }
 
-fn refuse_unavailable(what: &str) -> Result<Reply, ApiError> {
-    Err(ApiError::not_implemented(format!("{what}: {NOT_YET}")))
+/// Like [`job_error`], but a refusal by the cloud's state (nothing to recover, purge
+/// protection) is a 409 `cloud_state`.
+pub(super) fn cloud_error(e: crate::jobs::JobError) -> ApiError {
+    match e {
+        crate::jobs::JobError::Invalid(m) => ApiError::new(StatusCode::CONFLICT, "cloud_state", m),
+        crate::jobs::JobError::Azure(a) => {
+            ApiError::new(StatusCode::BAD_GATEWAY, "azure_error", a.to_string())
+        }
+        other => job_error(other),
+    }
 }
 
-fn job_error(e: crate::jobs::JobError) -> ApiError {
+pub(super) fn job_error(e: crate::jobs::JobError) -> ApiError {
     use crate::jobs::JobError;
     match e {
         JobError::NotDesignated => {
@@ -90,12 +105,48 @@ fn job_error(e: crate::jobs::JobError) -> ApiError {
     }
 }
 
-pub async fn rotate_group(_: Authorized<Operate>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
-    refuse(ctx, &i, "rotate", false).await
+/// "Rotate key material" now: a new HSM key pushed as the group's current Azure version.
+pub async fn rotate_group(
+    who: Authorized<Operate>,
+    ctx: &Ctx,
+    i: Input,
+) -> Result<Reply, ApiError> {
+    let group = super::groups::name(&i.params)?;
+    ctx.service.group(&group).await?;
+    require_designated(ctx, "rotate").await?;
+    let id = jobs(ctx, "rotate")?
+        .submit_rotate(&group, who.name())
+        .await
+        .map_err(job_error)?;
+    started(ctx, id).await
 }
 
-pub async fn recover(_: Authorized<Operate>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
-    refuse(ctx, &i, "recover", false).await
+/// "Check cloud state": a read-only drift check, allowed on any appliance.
+pub async fn check_group(who: Authorized<Operate>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
+    let group = super::groups::name(&i.params)?;
+    ctx.service.group(&group).await?;
+    let id = jobs(ctx, "check cloud state")?
+        .submit_check(&group, who.name())
+        .await
+        .map_err(job_error)?;
+    started(ctx, id).await
+}
+
+async fn started(ctx: &Ctx, id: u64) -> Result<Reply, ApiError> {
+    let job = ctx.service.job(id).await?;
+    Reply::accepted(serde_json::json!({ "job": super::jobs::view(&job) }))
+}
+
+/// Recovers the group's soft-deleted Azure key (all versions), while Azure still holds it.
+pub async fn recover(who: Authorized<Operate>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
+    let group = super::groups::name(&i.params)?;
+    ctx.service.group(&group).await?;
+    require_designated(ctx, "recover").await?;
+    let said = jobs(ctx, "recover")?
+        .recover(&group, who.name())
+        .await
+        .map_err(cloud_error)?;
+    Reply::ok(serde_json::json!({ "group": group.as_str(), "message": said }))
 }
 
 /// "Synchronize HSM protected key(s)" for one key; a pushed key is a no-op that reports its version.
@@ -105,12 +156,33 @@ pub async fn sync_key(who: Authorized<Operate>, ctx: &Ctx, i: Input) -> Result<R
     submit_sync(ctx, &who, &group, &[key]).await
 }
 
-/// Will need a second admin's approval (dual control) once available.
-pub async fn delete_cloud(_: Authorized<Admin>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
-    refuse(ctx, &i, "delete on cloud", false).await
+/// Delete on cloud service: needs a second admin's approval, then runs as a job. Local keys
+/// are untouched.
+pub async fn delete_cloud(who: Authorized<Admin>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
+    let group = super::groups::name(&i.params)?;
+    ctx.service.group(&group).await?;
+    require_designated(ctx, "delete on cloud").await?;
+    jobs(ctx, "delete on cloud")?;
+    super::approvals::request(
+        &who,
+        ctx,
+        Action::DeleteGroupCloud {
+            group: group.to_string(),
+        },
+    )
 }
 
-/// Will need a second admin's approval (dual control) once available.
-pub async fn purge(_: Authorized<Admin>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
-    refuse(ctx, &i, "purge", false).await
+/// Purge of a soft-deleted Azure key: needs a second admin's approval. Local keys are untouched.
+pub async fn purge(who: Authorized<Admin>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
+    let group = super::groups::name(&i.params)?;
+    ctx.service.group(&group).await?;
+    require_designated(ctx, "purge").await?;
+    jobs(ctx, "purge")?;
+    super::approvals::request(
+        &who,
+        ctx,
+        Action::PurgeGroupCloud {
+            group: group.to_string(),
+        },
+    )
 }

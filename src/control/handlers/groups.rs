@@ -106,7 +106,11 @@ pub async fn list(_: Authorized<AnyRole>, ctx: &Ctx) -> Result<Reply, ApiError> 
 
 pub async fn create(auth: Authorized<Operate>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
     let new = decode_new(&i.body)?;
-    Reply::created(to_json(&ctx.service.create_group(new, auth.name()).await?)?)
+    let view = ctx.service.create_group(new, auth.name()).await?;
+    if let (Some(jobs), Ok(name)) = (&ctx.jobs, KeyName::try_from(view.name.clone())) {
+        jobs.group_changed(&name);
+    }
+    Reply::created(to_json(&view)?)
 }
 
 pub async fn show(_: Authorized<AnyRole>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
@@ -121,15 +125,21 @@ pub async fn update(auth: Authorized<Operate>, ctx: &Ctx, i: Input) -> Result<Re
     rotation
         .validate()
         .map_err(|e| ApiError::invalid(format!("rotation.{}", e.field), e.reason))?;
-    Reply::ok(to_json(
-        &ctx.service
-            .set_rotation(&name, rotation, auth.name())
-            .await?,
-    )?)
+    let view = ctx
+        .service
+        .set_rotation(&name, rotation, auth.name())
+        .await?;
+    if let Some(jobs) = &ctx.jobs {
+        jobs.group_changed(&name);
+    }
+    Reply::ok(to_json(&view)?)
 }
 
 pub async fn delete(auth: Authorized<Operate>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
     let name = name(&i.params)?;
     ctx.service.delete_group(&name, auth.name()).await?;
+    if let Some(jobs) = &ctx.jobs {
+        jobs.group_changed(&name);
+    }
     Reply::ok(json!({ "deleted": name.as_str() }))
 }

@@ -118,6 +118,7 @@ pub async fn dispatch(ctx: &Ctx, caller: &Caller, op: Op, input: Input) -> Resul
         Op::DeleteGroupCloud => cloud::delete_cloud(require(caller)?, ctx, i).await,
         Op::PurgeGroup => cloud::purge(require(caller)?, ctx, i).await,
         Op::RecoverGroup => cloud::recover(require(caller)?, ctx, i).await,
+        Op::CheckGroup => cloud::check_group(require(caller)?, ctx, i).await,
         Op::ListKeys => keys::list(require(caller)?, ctx, i).await,
         Op::CreateKey => keys::create(require(caller)?, ctx, i).await,
         Op::ShowKey => keys::show(require(caller)?, ctx, i).await,
@@ -156,7 +157,9 @@ pub fn decode_only(op: Op, input: &Input) -> Result<(), ApiError> {
         Op::ShowGroup | Op::DeleteGroup | Op::ListKeys | Op::SyncGroup | Op::RotateGroup => {
             groups::name(p).map(drop)
         }
-        Op::DeleteGroupCloud | Op::PurgeGroup | Op::RecoverGroup => groups::name(p).map(drop),
+        Op::DeleteGroupCloud | Op::PurgeGroup | Op::RecoverGroup | Op::CheckGroup => {
+            groups::name(p).map(drop)
+        }
         Op::UpdateGroup => groups::name(p)
             .and(groups::decode_update(&input.body))
             .map(drop),

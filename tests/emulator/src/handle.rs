@@ -348,6 +348,21 @@ impl EmulatorHandle {
         self.shared.delete_key_now(vault, name)
     }
 
+    /// Delete a key behind the client's back with the configured "being deleted" window: the
+    /// deleted key answers 404 and a purge 409 until the window ends.
+    pub fn delete_key_pending(
+        &self,
+        vault: &str,
+        name: &str,
+        window: Duration,
+    ) -> Result<(), EmulatorError> {
+        let mut st = self.shared.lock();
+        let v = vault_mut(&mut st, vault)?;
+        crate::vault::delete_entry(v, name, window)
+            .map(|_| ())
+            .ok_or_else(|| EmulatorError::NotFound(format!("key {name}")))
+    }
+
     /// Per-vault counters (creates, imports, throttle 429s).
     pub fn counters(&self, vault: &str) -> VaultCounters {
         self.shared

@@ -1,0 +1,232 @@
+//! Cloud-side lifecycle of a group's Azure key: "Delete key material on cloud" (every version
+//! deleted, the deleted key awaited through Azure's 404 window, purged when the recovery level
+//! allows, else the scheduled purge date recorded), purge and recover of a soft-deleted key, and
+//! disabling the previous versions once a rotation's grace period ends.
+//!
+//! Local keys are never touched here, except that a purge makes their Azure versions gone for
+//! good, so they are forgotten (the keys stay in the HSM and can be pushed again).
+
+use super::push::{begin, fail, purge_with_retry, succeed, wait_deleted_visible};
+use super::sign_in::sign_in;
+use super::{JobError, Jobs};
+use crate::azure::{AccessToken, AzureError, KeyUpdate, KeyVaultError, RecoveryLevel};
+use crate::model::{KeyGroup, KeyName};
+
+pub(super) async fn run_delete(jobs: &Jobs, id: u64) -> Result<(), JobError> {
+    let Some((group, _permit)) = begin(jobs, id, true).await? else {
+        return Ok(());
+    };
+    match delete(jobs, id, &group).await {
+        Ok(message) => succeed(jobs, id, &message).await?,
+        Err(e) => fail(jobs, id, e.to_string()).await,
+    }
+    Ok(())
+}
+
+async fn delete(jobs: &Jobs, id: u64, group: &KeyGroup) -> Result<String, JobError> {
+    let svc = jobs.service();
+    let kv = jobs.azure().keyvault();
+    let vault = group.vault.as_str();
+    let name = group.name.as_str();
+    jobs.azure()
+        .allowlist()
+        .set_vaults(svc.vault_names().await)?;
+    let token = sign_in(jobs, id, group).await?;
+    svc.job_step(
+        id,
+        format!("Deleting Azure key {vault}/{name} (all versions); local keys are not touched"),
+        Some(200),
+    )
+    .await?;
+    let level = match kv.delete_key(&token, vault, name).await {
+        Ok(d) => d.bundle.attributes.recovery_level,
+        // Deleted before a restart (or behind our back): carry on with the deleted key.
+        Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {
+            match kv.get_deleted_key(&token, vault, name).await {
+                Ok(d) => d.bundle.attributes.recovery_level,
+                Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {
+                    return Err(JobError::Failed(format!(
+                        "vault {vault} has no key {name} and no deleted key of that name: nothing to delete"
+                    )));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(e) => return Err(e.into()),
+    };
+    tracing::warn!(event = "cloud.key_deleted", job = id, group = %group.name, vault, "Azure key deleted (all versions)");
+    svc.job_step(
+        id,
+        format!(
+            "Azure key {vault}/{name} deleted (recovery level {})",
+            level.as_ref().map_or("unknown", |l| l.as_str())
+        ),
+        Some(500),
+    )
+    .await?;
+    if matches!(level, Some(RecoveryLevel::Purgeable)) {
+        let n = svc.forget_azure_versions(&group.name).await?;
+        return Ok(format!(
+            "The vault has no soft-delete: the Azure key is gone for good ({n} local key(s) may be pushed again; they were not touched)"
+        ));
+    }
+    svc.job_step(id, "Waiting for the deleted key to be listed", Some(600))
+        .await?;
+    let deleted = wait_deleted_visible(jobs, &token, vault, name, level.as_ref()).await?;
+    let level = level.or_else(|| {
+        deleted
+            .as_ref()
+            .and_then(|d| d.bundle.attributes.recovery_level.clone())
+    });
+    match (&deleted, &level) {
+        (Some(_), Some(l)) if l.purge_allowed() => {
+            svc.job_step(id, "Purging the deleted key", Some(800))
+                .await?;
+            purge_with_retry(jobs, &token, vault, name).await?;
+            let n = svc.forget_azure_versions(&group.name).await?;
+            tracing::warn!(event = "cloud.key_purged", job = id, group = %group.name, vault, "Azure key purged");
+            Ok(format!(
+                "Azure key {vault}/{name} deleted and purged; {n} local key(s) kept in the HSM and may be pushed again"
+            ))
+        }
+        (Some(d), l) => {
+            let date = d
+                .scheduled_purge_date
+                .map_or_else(|| "its scheduled purge date".to_owned(), format_time);
+            tracing::warn!(event = "cloud.purge_scheduled", job = id, group = %group.name, vault, scheduled_purge_date = d.scheduled_purge_date, "Azure key soft-deleted; purge not allowed");
+            Ok(format!(
+                "Azure key {vault}/{name} deleted but not purged: the vault's recovery level {} does not allow a purge (purge protection); Azure purges it on {date}. Until then `byokctl group recover {name}` brings it back",
+                l.as_ref().map_or("unknown", |l| l.as_str())
+            ))
+        }
+        (None, _) => {
+            let n = svc.forget_azure_versions(&group.name).await?;
+            Ok(format!(
+                "The vault has no soft-delete: the Azure key is gone for good ({n} local key(s) may be pushed again)"
+            ))
+        }
+    }
+}
+
+fn format_time(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| unix.to_string())
+}
+
+/// A token for a group's credential, outside a job.
+async fn token(jobs: &Jobs, group: &KeyGroup) -> Result<AccessToken, JobError> {
+    let svc = jobs.service();
+    jobs.azure()
+        .allowlist()
+        .set_vaults(svc.vault_names().await)?;
+    let cred = svc.credential(&group.credential).await?;
+    let secret = svc.unseal_credential(&group.credential).await?;
+    let token = jobs
+        .azure()
+        .entra()
+        .token(&cred.name, &cred.tenant_id, &cred.client_id, &secret)
+        .await;
+    drop(secret);
+    Ok(token?)
+}
+
+pub(super) async fn recover(jobs: &Jobs, group: &KeyName, by: &str) -> Result<String, JobError> {
+    let g = jobs.service().group_record(group).await?;
+    let t = token(jobs, &g).await?;
+    let kv = jobs.azure().keyvault();
+    match kv
+        .recover_deleted_key(&t, g.vault.as_str(), g.name.as_str())
+        .await
+    {
+        Ok(bundle) => {
+            tracing::warn!(event = "cloud.key_recovered", group = %g.name, vault = %g.vault, kid = bundle.kid(), identity = by, "soft-deleted Azure key recovered");
+            Ok(format!(
+                "Azure key {}/{} recovered with all its versions (current {})",
+                g.vault,
+                g.name,
+                bundle.version()
+            ))
+        }
+        Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {
+            Err(JobError::Invalid(format!(
+                "vault {} has no soft-deleted key {} to recover (never deleted, already recovered, or purged)",
+                g.vault, g.name
+            )))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub(super) async fn purge(jobs: &Jobs, group: &KeyName, by: &str) -> Result<String, JobError> {
+    let g = jobs.service().group_record(group).await?;
+    let t = token(jobs, &g).await?;
+    let kv = jobs.azure().keyvault();
+    let vault = g.vault.as_str();
+    let name = g.name.as_str();
+    // A purge right after a delete meets 409 ObjectIsBeingDeleted: purge_with_retry waits it out.
+    match kv.purge_deleted_key(&t, vault, name).await {
+        Ok(()) => {}
+        Err(AzureError::KeyVault(KeyVaultError::BeingDeleted { .. })) => {
+            purge_with_retry(jobs, &t, vault, name).await?;
+        }
+        Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {
+            return Err(JobError::Invalid(format!(
+                "vault {vault} lists no soft-deleted key {name} (not deleted, or already purged)"
+            )));
+        }
+        Err(AzureError::KeyVault(KeyVaultError::PurgeProtected { .. })) => {
+            let date = kv
+                .get_deleted_key(&t, vault, name)
+                .await
+                .ok()
+                .and_then(|d| d.scheduled_purge_date)
+                .map_or_else(|| "its scheduled purge date".to_owned(), format_time);
+            return Err(JobError::Invalid(format!(
+                "vault {vault} has purge protection: it does not allow a purge; Azure purges {name} on {date}"
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    jobs.service().forget_azure_versions(group).await?;
+    tracing::warn!(event = "cloud.key_purged", group = %g.name, vault, identity = by, "soft-deleted Azure key purged");
+    Ok(format!(
+        "Azure key {vault}/{name} purged for good; local keys untouched"
+    ))
+}
+
+/// Disables each previous version recorded at the rotation, then clears the grace entry.
+pub(super) async fn finish_grace(jobs: &Jobs, group: &KeyName) -> Result<(), JobError> {
+    let svc = jobs.service();
+    let Some(pending) = svc.pending_grace_of(group).await else {
+        return Ok(());
+    };
+    let g = svc.group_record(group).await?;
+    let t = token(jobs, &g).await?;
+    let kv = jobs.azure().keyvault();
+    for version in &pending.versions {
+        let update = KeyUpdate {
+            enabled: Some(false),
+            ..KeyUpdate::default()
+        };
+        match kv
+            .update_key(&t, g.vault.as_str(), g.name.as_str(), version, &update)
+            .await
+        {
+            Ok(_) => {
+                tracing::warn!(event = "rotation.previous_disabled", group = %g.name, vault = %g.vault, version = %version, "grace period over: previous version disabled")
+            }
+            Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {
+                tracing::warn!(event = "rotation.previous_missing", group = %g.name, vault = %g.vault, version = %version, "grace period over: the previous version is no longer in Azure")
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    svc.clear_grace(group).await?;
+    jobs.group_changed(group);
+    Ok(())
+}

@@ -1,0 +1,142 @@
+//! "Rotate key material": a new key generated in the HSM, named from the group and a timestamp,
+//! pushed so it becomes the group's current Azure version (with `nbf` = now and `exp` from
+//! "keep key valid for N months"), then `last_rotated` set and the previous versions put on the
+//! grace-period list, in one durable write, and only if the push succeeded.
+
+use super::push::{begin, fail, step, transfer};
+use super::{JobError, Jobs};
+use crate::model::{JobState, KeyPush, KeyPushState, LocalKeyName, PendingGrace};
+use crate::service::now_unix;
+
+pub(super) async fn run(jobs: &Jobs, id: u64) -> Result<(), JobError> {
+    let Some((group, _permit)) = begin(jobs, id, true).await? else {
+        return Ok(());
+    };
+    let outcome = rotate(jobs, id, &group).await;
+    match outcome {
+        Ok(()) => {
+            jobs.group_changed(&group.name);
+        }
+        Err(e) => {
+            tracing::warn!(event = "rotation.failed", job = id, group = %group.name, vault = %group.vault, error = %e, "rotation failed; last_rotated unchanged");
+            fail(jobs, id, format!("{e} (last rotation unchanged)")).await;
+        }
+    }
+    Ok(())
+}
+
+/// The key name of a rotation: the group's name (cut to fit) and the job's UTC timestamp.
+pub(super) fn key_name(group: &str, created: i64) -> Result<LocalKeyName, JobError> {
+    let t = time::OffsetDateTime::from_unix_timestamp(created)
+        .map_err(|e| JobError::Failed(format!("job time {created}: {e}")))?;
+    let stamp = format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    );
+    let room = 64 - stamp.len() - 1;
+    let prefix: String = group.chars().take(room).collect();
+    LocalKeyName::try_from(format!("{prefix}-{stamp}"))
+        .map_err(|e| JobError::Failed(format!("rotation key name: {e}")))
+}
+
+async fn rotate(jobs: &Jobs, id: u64, group: &crate::model::KeyGroup) -> Result<(), JobError> {
+    let svc = jobs.service();
+    let job = svc.job(id).await?;
+    let name = key_name(group.name.as_str(), job.created)?;
+    let previous: Vec<String> = svc
+        .list_keys(&group.name)
+        .await?
+        .into_iter()
+        .filter(|k| k.name != name.as_str())
+        .filter_map(|k| k.version)
+        .collect();
+    if job.keys.is_empty() {
+        // A restart after the key was generated finds it by its name instead of making another.
+        if svc.key(&group.name, &name).await.is_err() {
+            svc.job_step(
+                id,
+                format!("Generating key {name} in the HSM ({})", group.key_type),
+                Some(10),
+            )
+            .await?;
+            svc.create_key(&group.name, &name, &format!("rotation job {id}"))
+                .await?;
+        }
+        let check = svc.key(&group.name, &name).await?.check_digits;
+        svc.journal(id, |j| {
+            j.keys.push(KeyPush {
+                key: name.clone(),
+                state: KeyPushState::NotStarted,
+            });
+            j.steps.push(step(&format!(
+                "Key {name} generated in the HSM (check digits {check})"
+            )));
+        })
+        .await?;
+        tracing::info!(event = "rotation.key_generated", job = id, group = %group.name, key = %name, "rotation key generated");
+    }
+    transfer(jobs, id, group).await?;
+    let version = svc.key(&group.name, &name).await?.version.ok_or_else(|| {
+        JobError::Failed(format!("key {name} has no Azure version after the push"))
+    })?;
+    let now = jobs.clock().now_unix();
+    let grace_days = i64::from(svc.config().lifecycle.grace_days);
+    let grace = (grace_days > 0 && !previous.is_empty()).then(|| PendingGrace {
+        versions: previous.clone(),
+        due: now + grace_days * 86_400,
+        new_version: version.clone(),
+    });
+    let message = match &grace {
+        Some(g) => format!(
+            "Rotation finished: version {version} is current; {} previous version(s) will be disabled at {} (grace period {grace_days} days)",
+            g.versions.len(),
+            g.due
+        ),
+        None if previous.is_empty() => {
+            format!("Rotation finished: version {version} is current")
+        }
+        None => format!(
+            "Rotation finished: version {version} is current; the grace period is 0, so the previous versions stay enabled"
+        ),
+    };
+    svc.finish_rotation(id, &group.name, now, grace, |j| {
+        j.state = JobState::Succeeded;
+        j.progress = 1000;
+        j.ended = Some(now_unix());
+        j.steps.push(step(&message));
+    })
+    .await?;
+    tracing::info!(
+        event = "rotation.succeeded",
+        job = id,
+        group = %group.name,
+        vault = %group.vault,
+        key = %name,
+        version = %version,
+        last_rotated = now,
+        "key rotated"
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotation_key_names_carry_the_utc_timestamp_and_fit() {
+        assert_eq!(
+            key_name("payments", 1_772_236_800).unwrap().as_str(),
+            "payments-20260228T000000Z"
+        );
+        let long = "a".repeat(127);
+        let n = key_name(&long, 0).unwrap();
+        assert_eq!(n.as_str().len(), 64);
+        assert!(n.as_str().ends_with("-19700101T000000Z"));
+    }
+}

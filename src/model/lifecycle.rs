@@ -1,0 +1,118 @@
+//! Lifecycle records kept per key group: the previous Azure versions that wait out the grace
+//! period after a rotation, and the last drift check's findings.
+
+use serde::{Deserialize, Serialize};
+
+/// Previous Azure versions to disable once the grace period after a rotation ends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingGrace {
+    /// The versions that were current before the rotation.
+    pub versions: Vec<String>,
+    /// Unix seconds, UTC: when to disable them.
+    pub due: i64,
+    /// The rotation's new version, which stays enabled.
+    pub new_version: String,
+}
+
+/// One difference between what byokd believes and what Azure holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DriftFinding {
+    /// The whole Azure key is gone (deleted or never there) while keys record versions.
+    KeyMissing,
+    /// A version in Azure that no local key of the group records (made elsewhere).
+    UnknownVersion { version: String },
+    /// A version a local key records that Azure does not list.
+    MissingVersion { key: String, version: String },
+    /// A version a local key records that Azure lists as disabled.
+    DisabledVersion { key: String, version: String },
+    /// A version a local key records whose `exp` has passed.
+    ExpiredVersion {
+        key: String,
+        version: String,
+        exp: i64,
+    },
+    /// A version whose public key differs from the HSM key (by check digits).
+    PublicKeyMismatch {
+        key: String,
+        version: String,
+        hsm_check_digits: String,
+        azure_check_digits: String,
+    },
+}
+
+impl DriftFinding {
+    /// A short code for logs and the API.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::KeyMissing => "key-missing",
+            Self::UnknownVersion { .. } => "unknown-version",
+            Self::MissingVersion { .. } => "missing-version",
+            Self::DisabledVersion { .. } => "disabled-version",
+            Self::ExpiredVersion { .. } => "expired-version",
+            Self::PublicKeyMismatch { .. } => "public-key-mismatch",
+        }
+    }
+
+    /// The version the finding is about, if any.
+    pub fn version(&self) -> Option<&str> {
+        match self {
+            Self::KeyMissing => None,
+            Self::UnknownVersion { version }
+            | Self::MissingVersion { version, .. }
+            | Self::DisabledVersion { version, .. }
+            | Self::ExpiredVersion { version, .. }
+            | Self::PublicKeyMismatch { version, .. } => Some(version),
+        }
+    }
+
+    /// The local key the finding is about, if any.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            Self::KeyMissing | Self::UnknownVersion { .. } => None,
+            Self::MissingVersion { key, .. }
+            | Self::DisabledVersion { key, .. }
+            | Self::ExpiredVersion { key, .. }
+            | Self::PublicKeyMismatch { key, .. } => Some(key),
+        }
+    }
+
+    /// What it means, in operator terms.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::KeyMissing => "the Azure key does not exist (deleted, or never pushed)".into(),
+            Self::UnknownVersion { version } => {
+                format!(
+                    "Azure version {version} is not known to this appliance (created or imported elsewhere)"
+                )
+            }
+            Self::MissingVersion { key, version } => {
+                format!("key {key} records Azure version {version}, which Azure does not list")
+            }
+            Self::DisabledVersion { key, version } => {
+                format!("Azure version {version} of key {key} is disabled")
+            }
+            Self::ExpiredVersion { key, version, exp } => {
+                format!("Azure version {version} of key {key} expired at {exp}")
+            }
+            Self::PublicKeyMismatch {
+                key,
+                version,
+                hsm_check_digits,
+                azure_check_digits,
+            } => format!(
+                "Azure version {version} has check digits {azure_check_digits}, but HSM key {key} has {hsm_check_digits}"
+            ),
+        }
+    }
+}
+
+/// The last drift check of a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriftReport {
+    /// Unix seconds, UTC.
+    pub checked: i64,
+    pub job: u64,
+    /// How many Azure versions were listed.
+    pub azure_versions: usize,
+    pub findings: Vec<DriftFinding>,
+}

@@ -1,0 +1,148 @@
+//! Durable lifecycle records: a rotation's outcome (`last_rotated` and the grace-period list,
+//! written together with the job's end), the grace list itself, drift reports, and forgetting
+//! Azure versions once a purge made them gone for good.
+
+use super::{Service, ServiceError};
+use crate::model::{DriftReport, Job, KeyGroup, KeyName, PendingGrace};
+
+impl Service {
+    /// Every group, for the scheduler's plan (read once at start-up and on a full re-plan).
+    pub async fn groups_for_schedule(&self) -> Vec<KeyGroup> {
+        let data = self.inner.data.lock().await;
+        data.state.groups.values().cloned().collect()
+    }
+
+    pub async fn pending_grace(&self) -> Vec<(KeyName, PendingGrace)> {
+        let data = self.inner.data.lock().await;
+        data.state
+            .grace
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    pub async fn pending_grace_of(&self, group: &KeyName) -> Option<PendingGrace> {
+        let data = self.inner.data.lock().await;
+        data.state.grace.get(group).cloned()
+    }
+
+    /// Records a successful rotation: `last_rotated`, the grace entry (replacing an earlier one
+    /// whose versions are then merged in) and the job's end, in one write.
+    pub async fn finish_rotation(
+        &self,
+        id: u64,
+        group: &KeyName,
+        at: i64,
+        grace: Option<PendingGrace>,
+        end_job: impl FnOnce(&mut Job),
+    ) -> Result<(), ServiceError> {
+        let mut data = self.inner.data.lock().await;
+        let before_group = data
+            .state
+            .groups
+            .get(group)
+            .cloned()
+            .ok_or_else(|| ServiceError::not_found("key group", group))?;
+        let before_job = data
+            .state
+            .jobs
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| ServiceError::not_found("job", id))?;
+        let before_grace = data.state.grace.get(group).cloned();
+        if let Some(g) = data.state.groups.get_mut(group) {
+            g.last_rotated = Some(at);
+        }
+        if let Some(mut new) = grace {
+            if let Some(old) = &before_grace {
+                for v in &old.versions {
+                    if !new.versions.contains(v) && *v != new.new_version {
+                        new.versions.push(v.clone());
+                    }
+                }
+            }
+            data.state.grace.insert(group.clone(), new);
+        }
+        if let Some(j) = data.state.jobs.get_mut(&id) {
+            end_job(j);
+        }
+        if let Err(e) = data.commit() {
+            data.state.groups.insert(group.clone(), before_group);
+            data.state.jobs.insert(id, before_job);
+            match before_grace {
+                Some(g) => data.state.grace.insert(group.clone(), g),
+                None => data.state.grace.remove(group),
+            };
+            return Err(e);
+        }
+        drop(data);
+        self.inner.job_changed.send_modify(|n| *n += 1);
+        Ok(())
+    }
+
+    /// Removes a group's grace entry once its previous versions were handled.
+    pub async fn clear_grace(&self, group: &KeyName) -> Result<(), ServiceError> {
+        let mut data = self.inner.data.lock().await;
+        let Some(removed) = data.state.grace.remove(group) else {
+            return Ok(());
+        };
+        if let Err(e) = data.commit() {
+            data.state.grace.insert(group.clone(), removed);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Stores a group's latest drift report.
+    pub async fn set_drift(
+        &self,
+        group: &KeyName,
+        report: DriftReport,
+    ) -> Result<(), ServiceError> {
+        let mut data = self.inner.data.lock().await;
+        if !data.state.groups.contains_key(group) {
+            return Err(ServiceError::not_found("key group", group));
+        }
+        let before = data.state.drift.insert(group.clone(), report);
+        if let Err(e) = data.commit() {
+            match before {
+                Some(b) => data.state.drift.insert(group.clone(), b),
+                None => data.state.drift.remove(group),
+            };
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// After a purge the Azure versions are gone for good: the group's keys forget them, so they
+    /// can be pushed again. The keys themselves stay in the HSM.
+    pub async fn forget_azure_versions(&self, group: &KeyName) -> Result<usize, ServiceError> {
+        let mut data = self.inner.data.lock().await;
+        let ids: Vec<_> = data
+            .state
+            .keys_in(group)
+            .filter(|k| k.azure_version.is_some())
+            .map(|k| (k.group.clone(), k.name.clone()))
+            .collect();
+        let before: Vec<_> = ids
+            .iter()
+            .filter_map(|id| data.state.keys.get(id).map(|k| (id.clone(), k.clone())))
+            .collect();
+        for id in &ids {
+            if let Some(k) = data.state.keys.get_mut(id) {
+                k.azure_version = None;
+            }
+        }
+        let grace = data.state.grace.remove(group);
+        if let Err(e) = data.commit() {
+            for (id, k) in before {
+                data.state.keys.insert(id, k);
+            }
+            if let Some(g) = grace {
+                data.state.grace.insert(group.clone(), g);
+            }
+            return Err(e);
+        }
+        Ok(ids.len())
+    }
+}

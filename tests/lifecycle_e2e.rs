@@ -1,0 +1,613 @@
+//! Key lifecycle end to end with the real daemon on a SoftHSM token and the Azure emulator over
+//! real TLS: forced rotation (new current version, `nbf`/`exp` from the policy, `last_rotated`
+//! only on success, grace record), delete on cloud under dual control on all three recovery
+//! levels, purge through Azure's 409 window, recover, the drift check, and the designated-device
+//! refusals.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod control_rig;
+
+use byokd_emulator::{
+    AppConfig, Emulator, EmulatorConfig, EmulatorHandle, FaultAction, FaultRule, ForeignKeyType,
+    KeyPoolConfig, Op, RecoveryLevel, VaultOptions,
+};
+use control_rig::{ADMIN, ADMIN2, AUDITOR, Daemon, OPERATOR, Options};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+const CLIENT: &str = "0c8f1b3a-6a3e-4d59-9a47-2b8e6f1d2c3b";
+const SECRET: &str = "Qv8~life.KnownSecret-For_Grep-0042";
+/// Soft-delete off: a delete is final.
+const V_PURGEABLE: &str = "life-nosoft";
+/// Soft-delete, purge allowed.
+const V_SOFT: &str = "life-soft";
+/// Soft-delete with purge protection.
+const V_PROTECTED: &str = "life-protected";
+
+struct Rig {
+    rt: tokio::runtime::Runtime,
+    emu: EmulatorHandle,
+    daemon: Daemon,
+    _ca_dir: tempfile::TempDir,
+}
+
+fn start() -> Rig {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let ca_dir = tempfile::tempdir().unwrap();
+    let ca_path = ca_dir.path().join("emulator-ca.pem");
+    let emu = rt
+        .block_on(Emulator::start(EmulatorConfig {
+            ca_out: Some(ca_path.clone()),
+            key_pool: KeyPoolConfig {
+                rsa2048: 2,
+                rsa3072: 0,
+                rsa4096: 0,
+            },
+            // Azure's "being deleted" window: GET /deletedkeys answers 404, a purge 409.
+            delete_pending_ms: 700,
+            ..EmulatorConfig::default()
+        }))
+        .unwrap();
+    emu.add_app(AppConfig::with_secret(TENANT, CLIENT, SECRET))
+        .unwrap();
+    for (vault, level) in [
+        (V_PURGEABLE, RecoveryLevel::Purgeable),
+        (V_SOFT, RecoveryLevel::RecoverablePurgeable),
+        (V_PROTECTED, RecoveryLevel::Recoverable),
+    ] {
+        emu.add_vault(
+            vault,
+            VaultOptions {
+                recovery_level: level,
+                ..VaultOptions::default()
+            },
+        )
+        .unwrap();
+    }
+    let addr = emu.addr();
+    let sections = format!(
+        r#"
+[azure]
+cloud = "public"
+extra_ca = ["{ca}"]
+kek_size = 2048
+retry_base_ms = 20
+
+[azure.resolve]
+"login.microsoftonline.com" = "{addr}"
+"{V_PURGEABLE}.vault.azure.net" = "{addr}"
+"{V_SOFT}.vault.azure.net" = "{addr}"
+"{V_PROTECTED}.vault.azure.net" = "{addr}"
+
+[lifecycle]
+grace_days = 7
+drift_check_hours = 0
+"#,
+        ca = ca_path.display()
+    );
+    let daemon = Daemon::start_with(Options {
+        hsm_extra: "allow_host_wrap = true\n".into(),
+        sections,
+        ..Options::default()
+    });
+    let secret_file = daemon.path("client-secret.txt");
+    std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
+    ok(
+        &daemon,
+        ADMIN,
+        &[
+            "credential",
+            "add",
+            "app",
+            "--tenant-id",
+            TENANT,
+            "--client-id",
+            CLIENT,
+            "--secret-file",
+            secret_file.to_str().unwrap(),
+        ],
+    );
+    std::fs::remove_file(&secret_file).unwrap();
+    Rig {
+        rt,
+        emu,
+        daemon,
+        _ca_dir: ca_dir,
+    }
+}
+
+fn ok(d: &Daemon, who: &str, args: &[&str]) -> String {
+    let out = d.ctl(who, args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}\n{}\n--- daemon log\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        d.log()
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A group with one key, pushed.
+fn pushed_group(d: &Daemon, group: &str, vault: &str, extra: &[&str]) -> String {
+    let mut args = vec![
+        "group",
+        "create",
+        group,
+        "--credential",
+        "app",
+        "--vault",
+        vault,
+        "--key-type",
+        "EC-P256",
+        "--key-ops",
+        "sign,verify",
+    ];
+    args.extend_from_slice(extra);
+    ok(d, ADMIN, &args);
+    ok(d, OPERATOR, &["key", "create", group, "k1"]);
+    ok(d, OPERATOR, &["key", "sync", group, "k1"]);
+    let (_, k) = d.ctl_json(OPERATOR, &["key", "show", group, "k1"]);
+    k["version"].as_str().expect("pushed version").to_owned()
+}
+
+fn group_show(d: &Daemon, group: &str) -> Value {
+    let (code, g) = d.ctl_json(AUDITOR, &["group", "show", group]);
+    assert_eq!(code, 0, "{g}");
+    g
+}
+
+fn job(d: &Daemon, id: &str) -> Value {
+    let (_, j) = d.ctl_json(AUDITOR, &["job", "show", id]);
+    j
+}
+
+fn last_job(d: &Daemon, kind: &str, group: &str) -> Value {
+    let (_, jobs) = d.ctl_json(AUDITOR, &["job", "list"]);
+    let list = jobs["jobs"].as_array().cloned().unwrap_or_default();
+    list.into_iter()
+        .filter(|j| j["kind"] == kind && j["group"] == group)
+        .max_by_key(|j| j["id"].as_str().unwrap().parse::<u64>().unwrap())
+        .unwrap_or_else(|| panic!("no {kind} job for {group}: {jobs}"))
+}
+
+fn steps(j: &Value) -> String {
+    j["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["message"].as_str().unwrap().to_owned())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Requests a dual-control action as ADMIN, checks that neither ADMIN nor an operator can
+/// approve it, approves as ADMIN2 and returns the approve answer's status and body.
+fn dual_control_code(d: &Daemon, args: &[&str]) -> (u16, Value) {
+    let (code, pending) = d.ctl_json(ADMIN, args);
+    assert_eq!(code, 0, "{args:?}: {pending}");
+    let id = pending["approval"]["id"].as_str().unwrap().to_owned();
+    assert!(
+        pending["approval"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("local keys are untouched"),
+        "{pending}"
+    );
+    let path = format!("/v1/approvals/{id}/approve");
+    let (status, refused) = d.curl(Some(ADMIN), "POST", &path, None);
+    assert_eq!(status, 403, "self-approval must be refused: {refused}");
+    assert_eq!(refused["error"]["code"], "self_approval");
+    let (status, refused) = d.curl(Some(OPERATOR), "POST", &path, None);
+    assert_eq!(status, 403, "an operator cannot approve: {refused}");
+    d.curl(Some(ADMIN2), "POST", &path, None)
+}
+
+fn dual_control(d: &Daemon, args: &[&str]) -> Value {
+    let (status, approved) = dual_control_code(d, args);
+    assert_eq!(status, 200, "{args:?}: {approved}\n{}", d.log());
+    approved
+}
+
+fn wait_job(d: &Daemon, id: &str) -> Value {
+    let out = d.ctl(AUDITOR, &["job", "watch", id]);
+    let j = job(d, id);
+    assert!(
+        out.status.code() == Some(0) || out.status.code() == Some(6),
+        "job watch {id}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    j
+}
+
+#[test]
+fn forced_rotation_pushes_a_new_current_version_with_policy_dates_and_records_the_grace() {
+    let rig = start();
+    let d = &rig.daemon;
+    let first = pushed_group(
+        d,
+        "rot",
+        V_SOFT,
+        &[
+            "--rotation",
+            "on",
+            "--rotate-every",
+            "1",
+            "--keep-valid",
+            "3",
+        ],
+    );
+    let before = group_show(d, "rot");
+    assert!(before["last_rotated"].is_null(), "{before}");
+    assert!(before["next_rotation"].is_i64(), "{before}");
+
+    // A push that fails (every import refused with 503) leaves last_rotated alone.
+    rig.emu.inject_fault(FaultRule::every(
+        Op::ImportKey,
+        FaultAction::Status { status: 503 },
+    ));
+    let out = d.ctl(OPERATOR, &["group", "rotate", "rot"]);
+    assert_eq!(out.status.code(), Some(6), "the rotation job must fail");
+    rig.emu.clear_faults();
+    let failed = last_job(d, "rotate", "rot");
+    assert_eq!(failed["state"], "failed", "{failed}");
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .contains("last rotation unchanged"),
+        "{failed}"
+    );
+    let after_fail = group_show(d, "rot");
+    assert!(after_fail["last_rotated"].is_null(), "{after_fail}");
+    assert!(after_fail["pending_grace"].is_null(), "{after_fail}");
+    assert_eq!(rig.emu.key_versions(V_SOFT, "rot").len(), 1);
+    assert!(rig.emu.live_keks(V_SOFT).is_empty(), "KEK left behind");
+
+    // Forced rotation succeeds.
+    let t0 = time::OffsetDateTime::now_utc().unix_timestamp();
+    ok(d, OPERATOR, &["group", "rotate", "rot"]);
+    let t1 = time::OffsetDateTime::now_utc().unix_timestamp();
+    let rotated = last_job(d, "rotate", "rot");
+    assert_eq!(rotated["state"], "succeeded", "{rotated}");
+    assert_eq!(rotated["title"], "Rotate key material");
+    let g = group_show(d, "rot");
+    let last = g["last_rotated"].as_i64().expect("last_rotated set");
+    assert!((t0..=t1).contains(&last), "{g}");
+    // The next rotation is one calendar month after it.
+    let last_t = time::OffsetDateTime::from_unix_timestamp(last).unwrap();
+    assert_eq!(
+        g["next_rotation"].as_i64().unwrap(),
+        byokd::model::add_months(last_t, 1).unix_timestamp()
+    );
+
+    // The new key is named from the group and a UTC timestamp and is the current version.
+    let (_, keys) = d.ctl_json(AUDITOR, &["key", "list", "rot"]);
+    let keys = keys["keys"].as_array().unwrap().clone();
+    assert_eq!(
+        keys.len(),
+        3,
+        "k1, the failed rotation's key and the new one: {keys:?}"
+    );
+    let new_key = keys
+        .iter()
+        .filter(|k| k["name"].as_str().unwrap().starts_with("rot-2"))
+        .find(|k| k["version"].is_string())
+        .expect("the rotated key is pushed");
+    let new_version = new_key["version"].as_str().unwrap();
+    let versions = rig.emu.key_versions(V_SOFT, "rot");
+    assert_eq!(versions.len(), 2, "exactly one new Azure version");
+    let current = versions.last().unwrap();
+    assert_eq!(current.version, new_version, "the new version is current");
+    // nbf = now, exp = nbf + keep_valid (3 calendar months).
+    let nbf = current.nbf.expect("nbf set");
+    assert!(
+        (t0..=t1).contains(&nbf),
+        "nbf {nbf} not within the rotation"
+    );
+    let nbf_t = time::OffsetDateTime::from_unix_timestamp(nbf).unwrap();
+    assert_eq!(
+        current.exp,
+        Some(byokd::model::add_months(nbf_t, 3).unix_timestamp()),
+        "exp must be keep-valid months after nbf"
+    );
+    // The previous version waits out the 7-day grace period, still enabled.
+    assert_eq!(g["pending_grace"]["versions"], serde_json::json!([first]));
+    assert_eq!(g["pending_grace"]["new_version"], new_version);
+    assert_eq!(
+        g["pending_grace"]["due"].as_i64().unwrap(),
+        last + 7 * 86_400
+    );
+    assert!(
+        versions[0].enabled,
+        "the previous version stays enabled during the grace period"
+    );
+    assert!(rig.emu.live_keks(V_SOFT).is_empty(), "KEK left behind");
+    let log = d.log();
+    assert!(
+        log.contains("rotation.succeeded"),
+        "no rotation event in the log"
+    );
+    assert!(
+        log.contains("rotation.failed"),
+        "no failure event in the log"
+    );
+}
+
+#[test]
+fn delete_on_cloud_needs_two_admins_and_purges_only_where_the_recovery_level_allows() {
+    let rig = start();
+    let d = &rig.daemon;
+    for (group, vault) in [
+        ("del-a", V_PURGEABLE),
+        ("del-b", V_SOFT),
+        ("del-c", V_PROTECTED),
+    ] {
+        pushed_group(d, group, vault, &[]);
+        assert_eq!(rig.emu.key_versions(vault, group).len(), 1);
+        // An operator may not even ask.
+        assert_eq!(
+            d.ctl(OPERATOR, &["group", "delete-cloud", group])
+                .status
+                .code(),
+            Some(3)
+        );
+        assert_eq!(
+            rig.emu.key_versions(vault, group).len(),
+            1,
+            "nothing happens before approval"
+        );
+        rig.emu.clear_requests();
+        let approved = dual_control(d, &["group", "delete-cloud", group]);
+        let id = approved["job"]["id"]
+            .as_str()
+            .expect("approve starts a job")
+            .to_owned();
+        let j = wait_job(d, &id);
+        assert_eq!(j["state"], "succeeded", "{group}: {j}\n{}", d.log());
+        assert_eq!(j["title"], "Delete key material on cloud");
+        assert!(
+            rig.emu.key_versions(vault, group).is_empty(),
+            "{group}: Azure key still live"
+        );
+        // Local keys are untouched.
+        let (_, keys) = d.ctl_json(AUDITOR, &["key", "list", group]);
+        assert_eq!(
+            keys["keys"].as_array().unwrap().len(),
+            1,
+            "{group}: local key lost"
+        );
+        let (status, _) = d.curl(
+            Some(AUDITOR),
+            "GET",
+            &format!("/v1/groups/{group}/keys/k1/public"),
+            None,
+        );
+        assert_eq!(status, 200, "{group}: the HSM key must still be there");
+        let deleted = rig.emu.deleted_keys(vault);
+        let log_steps = steps(&j);
+        let gets: Vec<u16> = rig
+            .emu
+            .requests()
+            .iter()
+            .filter(|r| r.op == Op::GetDeletedKey)
+            .map(|r| r.status)
+            .collect();
+        match vault {
+            V_PURGEABLE => {
+                assert!(deleted.iter().all(|k| k.name != group), "{deleted:?}");
+                assert!(log_steps.contains("no soft-delete"), "{log_steps}");
+            }
+            V_SOFT => {
+                assert!(
+                    deleted.iter().all(|k| k.name != group),
+                    "soft-delete vault: the key must be purged: {deleted:?}"
+                );
+                assert!(log_steps.contains("purged"), "{log_steps}");
+                // The 404 window was waited out before the purge.
+                assert_eq!(gets.first(), Some(&404), "no 404 window seen: {gets:?}");
+                assert_eq!(gets.last(), Some(&200), "{gets:?}");
+                let (_, k) = d.ctl_json(AUDITOR, &["key", "show", group, "k1"]);
+                assert!(k["version"].is_null(), "a purged version is forgotten: {k}");
+            }
+            _ => {
+                let dk = deleted
+                    .iter()
+                    .find(|k| k.name == group)
+                    .expect("purge protection: the key stays soft-deleted");
+                assert!(log_steps.contains("not purged"), "{log_steps}");
+                let date = time::OffsetDateTime::from_unix_timestamp(dk.scheduled_purge_date)
+                    .unwrap()
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap();
+                assert!(
+                    log_steps.contains(&date),
+                    "scheduled purge date {date} not said: {log_steps}"
+                );
+                // A purge is refused there, after dual control, with the reason.
+                let (status, refused) = dual_control_code(d, &["group", "purge", group]);
+                assert_eq!(status, 409, "{refused}");
+                assert_eq!(refused["error"]["code"], "cloud_state", "{refused}");
+                assert!(
+                    refused.to_string().contains("purge protection"),
+                    "{refused}"
+                );
+                let (_, shown) = d.ctl_json(AUDITOR, &["approval", "list"]);
+                assert!(shown.to_string().contains("\"failed\""), "{shown}");
+                assert_eq!(
+                    rig.emu
+                        .deleted_keys(vault)
+                        .iter()
+                        .filter(|k| k.name == group)
+                        .count(),
+                    1
+                );
+                // Recover brings every version back.
+                let out = ok(d, OPERATOR, &["group", "recover", group]);
+                assert!(out.contains("recovered"), "{out}");
+                assert_eq!(rig.emu.key_versions(vault, group).len(), 1);
+                assert_eq!(
+                    d.ctl(AUDITOR, &["group", "recover", group]).status.code(),
+                    Some(3)
+                );
+                // Nothing left to recover: 409, exit 5.
+                assert_eq!(
+                    d.ctl(OPERATOR, &["group", "recover", group]).status.code(),
+                    Some(5)
+                );
+            }
+        }
+    }
+    assert!(d.log().contains("cloud.key_deleted"));
+}
+
+#[test]
+fn a_purge_inside_azures_delete_window_retries_the_409_and_succeeds() {
+    let rig = start();
+    let d = &rig.daemon;
+    pushed_group(d, "win", V_SOFT, &[]);
+    // Deleted behind byokd's back, still "being deleted" for a while.
+    rig.emu
+        .delete_key_pending(V_SOFT, "win", Duration::from_millis(1500))
+        .unwrap();
+    rig.emu.clear_requests();
+    let approved = dual_control(d, &["group", "purge", "win"]);
+    assert_eq!(approved["status"], "approved", "{approved}\n{}", d.log());
+    assert!(
+        approved["outcome"].as_str().unwrap().contains("purged"),
+        "{approved}"
+    );
+    let purges: Vec<(u16, Option<String>)> = rig
+        .emu
+        .requests()
+        .iter()
+        .filter(|r| r.op == Op::PurgeDeletedKey)
+        .map(|r| (r.status, r.error_code.clone()))
+        .collect();
+    assert!(
+        purges.iter().any(|(s, _)| *s == 409),
+        "the purge met no 409 ObjectIsBeingDeleted: {purges:?}"
+    );
+    assert_eq!(purges.last().map(|p| p.0), Some(204), "{purges:?}");
+    assert!(rig.emu.deleted_keys(V_SOFT).iter().all(|k| k.name != "win"));
+}
+
+#[test]
+fn the_drift_check_reports_each_change_made_behind_byokds_back() {
+    let rig = start();
+    let d = &rig.daemon;
+    let v1 = pushed_group(d, "drift", V_SOFT, &[]);
+    ok(d, OPERATOR, &["key", "create", "drift", "k2"]);
+    ok(d, OPERATOR, &["key", "sync", "drift", "k2"]);
+    let (_, k2) = d.ctl_json(OPERATOR, &["key", "show", "drift", "k2"]);
+    let v2 = k2["version"].as_str().unwrap().to_owned();
+
+    // Clean to begin with.
+    ok(d, OPERATOR, &["group", "check", "drift"]);
+    let g = group_show(d, "drift");
+    assert_eq!(g["drift"]["findings"], serde_json::json!([]), "{g}");
+    assert_eq!(g["drift"]["azure_versions"], 2);
+
+    // An extra version imported elsewhere, and k1's version disabled.
+    let foreign = rig
+        .rt
+        .block_on(rig.emu.import_foreign_version(
+            V_SOFT,
+            "drift",
+            ForeignKeyType::Ec {
+                crv: byokd_emulator::Curve::P256,
+            },
+            BTreeMap::new(),
+        ))
+        .unwrap();
+    rig.emu
+        .set_version_enabled(V_SOFT, "drift", &v1, false)
+        .unwrap();
+    ok(d, OPERATOR, &["group", "check", "drift"]);
+    let g = group_show(d, "drift");
+    let findings = g["drift"]["findings"].as_array().unwrap();
+    let has = |code: &str, version: &str| {
+        findings
+            .iter()
+            .any(|f| f["code"] == code && f["version"] == version)
+    };
+    assert!(has("unknown-version", &foreign.version), "{g}");
+    assert!(has("disabled-version", &v1), "{g}");
+    assert!(!findings.iter().any(|f| f["version"] == v2.as_str()), "{g}");
+    // The byokctl table view shows them too.
+    let shown = ok(d, AUDITOR, &["group", "show", "drift"]);
+    assert!(
+        shown.contains("unknown-version") || shown.contains(&foreign.version),
+        "{shown}"
+    );
+
+    // The whole key deleted.
+    rig.emu.delete_key_now(V_SOFT, "drift").unwrap();
+    ok(d, OPERATOR, &["group", "check", "drift"]);
+    let g = group_show(d, "drift");
+    let codes: Vec<&str> = g["drift"]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(codes, vec!["key-missing"], "{g}");
+    let log = d.log();
+    for code in ["unknown-version", "disabled-version", "key-missing"] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("WARN") && l.contains("drift.found") && l.contains(code)),
+            "no WARN drift.found {code} in the log"
+        );
+    }
+}
+
+#[test]
+fn a_non_designated_daemon_refuses_cloud_jobs_but_still_checks() {
+    let rig = start();
+    let d = &rig.daemon;
+    pushed_group(d, "nd", V_SOFT, &[]);
+    ok(d, ADMIN, &["designated", "set", "false"]);
+    assert!(
+        d.log()
+            .lines()
+            .any(|l| l.contains("config.designated_changed") && l.contains(ADMIN)),
+        "the switch is logged with the admin's identity"
+    );
+    for (who, args) in [
+        (OPERATOR, vec!["group", "rotate", "nd"]),
+        (OPERATOR, vec!["group", "sync", "nd"]),
+        (OPERATOR, vec!["group", "recover", "nd"]),
+        (ADMIN, vec!["group", "delete-cloud", "nd"]),
+        (ADMIN, vec!["group", "purge", "nd"]),
+    ] {
+        let (s, body) = d.curl(
+            Some(who),
+            "POST",
+            &format!("/v1/groups/nd/{}", args[1]),
+            None,
+        );
+        assert_eq!(s, 409, "{args:?}: {body}");
+        assert_eq!(body["error"]["code"], "not_designated", "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("designated"),
+            "the refusal names the setting: {body}"
+        );
+    }
+    assert_eq!(
+        rig.emu.key_versions(V_SOFT, "nd").len(),
+        1,
+        "nothing changed in Azure"
+    );
+    // The read-only check runs anywhere.
+    ok(d, OPERATOR, &["group", "check", "nd"]);
+    assert_eq!(
+        group_show(d, "nd")["drift"]["findings"],
+        serde_json::json!([])
+    );
+}

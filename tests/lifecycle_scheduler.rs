@@ -1,0 +1,277 @@
+//! The rotation scheduler driven by an injected clock, in process, on a real SoftHSM token and
+//! against the Azure emulator over real TLS: a scheduled rotation fires at its calendar instant
+//! (not before), the previous version is disabled when the grace period ends (not before), a
+//! non-designated appliance skips its schedule, and rotations missed for months run once.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use byokd::azure::{Allowlist, Azure, AzureMetrics};
+use byokd::config::check_text;
+use byokd::hsm::{Hsm, HsmConfig};
+use byokd::jobs::{Jobs, ManualClock, Scheduler};
+use byokd::model::{
+    CredentialName, Guid, JobState, KeyName, KeyType, LocalKeyName, RotationPolicy, RsaExponent,
+    VaultName, add_months,
+};
+use byokd::secret::{Pin, SecretBytes};
+use byokd::service::{NewCredential, NewGroup, Service};
+use byokd_emulator::{
+    AppConfig, Emulator, EmulatorConfig, EmulatorHandle, KeyPoolConfig, RecoveryLevel, VaultOptions,
+};
+use common::softhsm::{self, SoftHsmToken};
+use std::sync::Arc;
+use std::time::Duration;
+use time::OffsetDateTime;
+
+const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+const CLIENT: &str = "0c8f1b3a-6a3e-4d59-9a47-2b8e6f1d2c3b";
+const SECRET: &str = "Qv8~sched.KnownSecret-For_Grep-0042";
+const VAULT: &str = "sched-vault";
+
+struct World {
+    emu: EmulatorHandle,
+    service: Service,
+    jobs: Jobs,
+    clock: ManualClock,
+    _dir: tempfile::TempDir,
+}
+
+async fn world(token: &SoftHsmToken) -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_path = dir.path().join("emulator-ca.pem");
+    let emu = Emulator::start(EmulatorConfig {
+        ca_out: Some(ca_path.clone()),
+        key_pool: KeyPoolConfig {
+            rsa2048: 2,
+            rsa3072: 0,
+            rsa4096: 0,
+        },
+        delete_pending_ms: 200,
+        ..EmulatorConfig::default()
+    })
+    .await
+    .unwrap();
+    emu.add_app(AppConfig::with_secret(TENANT, CLIENT, SECRET))
+        .unwrap();
+    emu.add_vault(
+        VAULT,
+        VaultOptions {
+            recovery_level: RecoveryLevel::RecoverablePurgeable,
+            ..VaultOptions::default()
+        },
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let text = format!(
+        r#"state_dir = {state:?}
+designated = true
+[hsm]
+module = {module:?}
+token_label = {label:?}
+pin_file = "/unused"
+allow_host_wrap = true
+[azure]
+cloud = "public"
+extra_ca = [{ca:?}]
+kek_size = 2048
+retry_base_ms = 20
+[azure.resolve]
+"login.microsoftonline.com" = "{addr}"
+"{VAULT}.vault.azure.net" = "{addr}"
+[lifecycle]
+grace_days = 7
+drift_check_hours = 0
+"#,
+        module = token.module.display().to_string(),
+        label = token.label,
+        ca = ca_path.display().to_string(),
+        addr = emu.addr(),
+    );
+    let cfg = check_text(&text).unwrap_or_else(|p| panic!("{p:?}"));
+    let hsm_cfg = HsmConfig {
+        module: token.module.clone(),
+        token_label: token.label.clone(),
+        request_timeout: Duration::from_secs(120),
+        allow_host_wrap: true,
+    };
+    let (hsm, _) = Hsm::start(&hsm_cfg, Pin::new(token.user_pin.clone())).unwrap();
+    let (service, _) = Service::open(cfg.clone(), hsm).unwrap();
+    let allowlist = Allowlist::new(cfg.azure.cloud, [VAULT]).unwrap();
+    let azure = Azure::new(&cfg.azure, Arc::new(allowlist), AzureMetrics::new()).unwrap();
+    let clock = ManualClock::new(OffsetDateTime::now_utc());
+    let jobs = Jobs::with_clock(service.clone(), Arc::new(azure), Arc::new(clock.clone()));
+    World {
+        emu,
+        service,
+        jobs,
+        clock,
+        _dir: dir,
+    }
+}
+
+fn n<T: TryFrom<&'static str>>(s: &'static str) -> T
+where
+    T::Error: std::fmt::Debug,
+{
+    T::try_from(s).unwrap()
+}
+
+async fn finished(service: &Service, id: u64) -> byokd::model::Job {
+    let mut changes = service.job_changes();
+    loop {
+        let job = service.job(id).await.unwrap();
+        if job.state.is_final() {
+            return job;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), changes.changed()).await;
+    }
+}
+
+async fn setup_group(w: &World) -> KeyName {
+    w.service
+        .add_credential(
+            NewCredential {
+                name: n::<CredentialName>("app"),
+                tenant_id: Guid::parse(TENANT).unwrap(),
+                client_id: Guid::parse(CLIENT).unwrap(),
+                secret: SecretBytes::new(SECRET.as_bytes().to_vec()),
+                expires: None,
+            },
+            "test",
+        )
+        .await
+        .unwrap();
+    let group: KeyName = n("sched");
+    w.service
+        .create_group(
+            NewGroup {
+                name: group.clone(),
+                credential: n("app"),
+                vault: n::<VaultName>(VAULT),
+                key_type: KeyType::parse("EC-P256", RsaExponent::F4).unwrap(),
+                key_ops: None,
+                rotation: RotationPolicy {
+                    enabled: true,
+                    rotate_every_months: 1,
+                    keep_valid_months: 2,
+                },
+            },
+            "test",
+        )
+        .await
+        .unwrap();
+    let k1: LocalKeyName = n("k1");
+    w.service.create_key(&group, &k1, "test").await.unwrap();
+    let id = w.jobs.submit_sync(&group, &[k1], "test").await.unwrap();
+    assert_eq!(finished(&w.service, id).await.state, JobState::Succeeded);
+    group
+}
+
+fn at(unix: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(unix).unwrap()
+}
+
+#[test]
+fn scheduled_rotation_and_grace_period_follow_the_injected_clock() {
+    softhsm::isolated(
+        "scheduled_rotation_and_grace_period_follow_the_injected_clock",
+        |token| async move {
+            let w = world(&token).await;
+            let group = setup_group(&w).await;
+            let created = w.service.group(&group).await.unwrap().created;
+            let due = add_months(at(created), 1).unix_timestamp();
+            let scheduler = Scheduler::new(w.jobs.clone()).await;
+            assert_eq!(scheduler.next_due().await, Some(due));
+
+            // One second early: nothing.
+            w.clock.set(at(due - 1));
+            let fired = scheduler.tick().await;
+            assert!(fired.rotations.is_empty(), "{fired:?}");
+            // At the calendar instant: one rotation job.
+            w.clock.set(at(due));
+            let fired = scheduler.tick().await;
+            assert_eq!(fired.rotations.len(), 1, "{fired:?}");
+            let job = finished(&w.service, fired.rotations[0].1).await;
+            assert_eq!(job.state, JobState::Succeeded, "{job:?}");
+            assert_eq!(job.started_by, "scheduler");
+            let g = w.service.group(&group).await.unwrap();
+            assert_eq!(
+                g.last_rotated,
+                Some(due),
+                "last_rotated is the clock's time"
+            );
+            let versions = w.emu.key_versions(VAULT, "sched");
+            assert_eq!(versions.len(), 2);
+            let (old, new) = (&versions[0], &versions[1]);
+            // The job re-planned the group: next month, from the new last_rotated.
+            scheduler.tick().await;
+            assert_eq!(
+                scheduler.next_due().await,
+                Some(add_months(at(due), 1).unix_timestamp()).min(Some(due + 7 * 86_400))
+            );
+
+            // Grace period: the previous version stays enabled until day 7, then is disabled.
+            let grace_end = due + 7 * 86_400;
+            assert_eq!(g.pending_grace.as_ref().unwrap().due, grace_end);
+            w.clock.set(at(grace_end - 1));
+            assert!(scheduler.tick().await.grace.is_empty());
+            assert!(w.emu.key_versions(VAULT, "sched")[0].enabled);
+            w.clock.set(at(grace_end));
+            let fired = scheduler.tick().await;
+            assert_eq!(fired.grace, vec![group.clone()], "{fired:?}");
+            let versions = w.emu.key_versions(VAULT, "sched");
+            let find = |v: &str| versions.iter().find(|x| x.version == v).unwrap().enabled;
+            assert!(!find(&old.version), "the previous version must be disabled");
+            assert!(find(&new.version), "the new version stays enabled");
+            assert!(w.service.pending_grace_of(&group).await.is_none());
+            // The grace record survives only until done: a restart would not repeat it.
+            assert!(scheduler.tick().await.grace.is_empty());
+
+            // Not designated: the next due rotation is skipped, no job, no new version.
+            w.service.set_designated(false, "test-admin").await.unwrap();
+            w.jobs.everything_changed();
+            let next = add_months(at(due), 1).unix_timestamp();
+            w.clock.set(at(next));
+            let jobs_before = w.service.jobs().await.len();
+            let fired = scheduler.tick().await;
+            assert_eq!(fired.skipped, vec![group.clone()], "{fired:?}");
+            assert!(fired.rotations.is_empty());
+            assert_eq!(
+                w.service.jobs().await.len(),
+                jobs_before,
+                "no job on a non-designated appliance"
+            );
+            assert_eq!(w.emu.key_versions(VAULT, "sched").len(), 2);
+
+            // Designated again, five months later: the missed rotations run once, not five times.
+            w.service.set_designated(true, "test-admin").await.unwrap();
+            w.jobs.everything_changed();
+            let later = add_months(at(next), 5);
+            w.clock.set(later);
+            let fired = scheduler.tick().await;
+            assert_eq!(fired.rotations.len(), 1, "{fired:?}");
+            assert_eq!(
+                finished(&w.service, fired.rotations[0].1).await.state,
+                JobState::Succeeded
+            );
+            let fired = scheduler.tick().await;
+            assert!(
+                fired.rotations.is_empty(),
+                "missed rotations must run once: {fired:?}"
+            );
+            assert_eq!(w.emu.key_versions(VAULT, "sched").len(), 3);
+            assert_eq!(
+                w.service.group(&group).await.unwrap().last_rotated,
+                Some(later.unix_timestamp())
+            );
+            assert_eq!(
+                scheduler.next_due().await,
+                Some(later.unix_timestamp() + 7 * 86_400),
+                "the next wake-up is the new grace deadline"
+            );
+            assert!(w.emu.live_keks(VAULT).is_empty());
+        },
+    );
+}
