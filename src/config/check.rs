@@ -84,6 +84,7 @@ const LIMITS: &[(&str, Kind)] = &[
     ("max_credentials", Kind::Int),
 ];
 const HARDENING: &[(&str, Kind)] = &[("mlock", Kind::OneOf(&["required", "best-effort"]))];
+const JOBS: &[(&str, Kind)] = &[("retain_count", Kind::Int), ("retain_days", Kind::Int)];
 const TOP: &[(&str, Kind)] = &[
     ("state_dir", Kind::Path),
     ("designated", Kind::Bool),
@@ -93,6 +94,7 @@ const TOP: &[(&str, Kind)] = &[
     ("control", Kind::Table(CONTROL)),
     ("limits", Kind::Table(LIMITS)),
     ("hardening", Kind::Table(HARDENING)),
+    ("jobs", Kind::Table(JOBS)),
 ];
 const REQUIRED: &[(&str, &[&str])] = &[
     ("", &["hsm"]),
@@ -229,6 +231,8 @@ fn semantic(c: &Config, at: &BTreeMap<String, usize>, problems: &mut Vec<Problem
         ("limits.max_keys", c.limits.max_keys),
         ("limits.max_groups", c.limits.max_groups),
         ("limits.max_credentials", c.limits.max_credentials),
+        ("jobs.retain_count", c.jobs.retain_count),
+        ("jobs.retain_days", c.jobs.retain_days as usize),
     ] {
         if v == 0 {
             bad(name, format!("{name} must be greater than 0"));

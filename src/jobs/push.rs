@@ -32,42 +32,111 @@ pub(super) async fn run(jobs: &Jobs, id: u64) -> Result<(), JobError> {
         fail(jobs, id, JobError::NotDesignated.to_string()).await;
         return Ok(());
     }
-    svc.journal(id, |j| {
-        j.state = JobState::Running;
-        j.started.get_or_insert(now_unix());
-    })
-    .await?;
+    // A job cancelled while it waited for its vault slot stays cancelled.
+    let job = svc
+        .journal(id, |j| {
+            if !j.state.is_final() {
+                j.state = JobState::Running;
+                j.started.get_or_insert(now_unix());
+            }
+            j.clone()
+        })
+        .await?;
+    if job.state.is_final() {
+        return Ok(());
+    }
     let mut token = None;
-    let outcome = push(jobs, id, &group, &mut token).await;
-    // The KEK goes, whatever happened to the imports.
-    let cleanup = match &token {
-        Some(t) => cleanup_kek(jobs, id, t).await,
-        None => Ok(()),
+    // A job that failed or was cancelled before a restart only finishes its clean-up.
+    let outcome = match (&job.error, &job.cancel_requested) {
+        (Some(reason), _) => Err(JobError::Failed(reason.clone())),
+        (None, Some(by)) => Ok(Flow::Cancelled(by.clone())),
+        (None, None) => push(jobs, id, &group, &mut token).await,
     };
+    if let Err(e) = &outcome {
+        // Journal the reason before cleaning up, so a crash during clean-up still fails the
+        // job with it instead of pushing on.
+        let reason = e.to_string();
+        svc.journal(id, |j| {
+            j.error.get_or_insert(reason);
+        })
+        .await?;
+    }
+    // The KEK goes, whatever happened to the imports.
+    let cleanup = cleanup(jobs, id, &group, &mut token).await;
     match (outcome, cleanup) {
-        (Ok(()), Ok(())) => {
-            svc.journal(id, |j| {
-                j.state = JobState::Succeeded;
+        (Ok(Flow::Done), Ok(())) => {
+            svc.finish_job(id, JobState::Succeeded, |j| {
                 j.progress = 1000;
-                j.ended = Some(now_unix());
                 j.steps.push(step("Synchronization finished"));
             })
             .await?;
-            tracing::info!(job = id, group = %group.name, vault = %group.vault, "synchronize job succeeded");
+            tracing::info!(event = "job.succeeded", job = id, group = %group.name, vault = %group.vault, "synchronize job succeeded");
         }
-        (Err(e), _) | (Ok(()), Err(e)) => fail(jobs, id, e.to_string()).await,
+        (Ok(Flow::Cancelled(by)), Ok(())) => {
+            svc.finish_job(id, JobState::Cancelled, |j| {
+                j.steps.push(step(&format!(
+                    "Cancelled by {by}; the key exchange key is cleaned up"
+                )));
+            })
+            .await?;
+            tracing::info!(event = "job.cancelled", job = id, group = %group.name, vault = %group.vault, identity = %by, "synchronize job cancelled");
+        }
+        (Err(e), Err(c)) => fail(jobs, id, format!("{e}; and cleaning up: {c}")).await,
+        (Err(e), _) | (Ok(_), Err(e)) => fail(jobs, id, e.to_string()).await,
     }
     Ok(())
 }
 
+/// How a push ended when nothing failed.
+enum Flow {
+    Done,
+    /// Stopped at a safe point because this identity cancelled the job.
+    Cancelled(String),
+}
+
+/// Returns who cancelled the job, if anyone did.
+async fn cancelled(jobs: &Jobs, id: u64) -> Result<Option<String>, JobError> {
+    Ok(jobs.service().job(id).await?.cancel_requested)
+}
+
+/// Cleans up the job's KEK, signing in again first when a restart lost the token.
+async fn cleanup(
+    jobs: &Jobs,
+    id: u64,
+    group: &KeyGroup,
+    token: &mut Option<AccessToken>,
+) -> Result<(), JobError> {
+    let svc = jobs.service();
+    let pending = svc.job(id).await?.kek.is_some_and(|k| k.purged.is_none());
+    if !pending {
+        return Ok(());
+    }
+    let t = match token.take() {
+        Some(t) => t,
+        None => {
+            jobs.azure()
+                .allowlist()
+                .set_vaults(svc.vault_names().await)?;
+            sign_in(jobs, id, group).await.map_err(|e| {
+                JobError::Failed(format!(
+                    "{e}; the key exchange key {} may remain in vault {} until it expires",
+                    Job::kek_name(id),
+                    group.vault
+                ))
+            })?
+        }
+    };
+    let result = cleanup_kek(jobs, id, &t).await;
+    *token = Some(t);
+    result
+}
+
 /// Marks a job failed with a reason; logs if even that cannot be recorded.
 pub(super) async fn fail(jobs: &Jobs, id: u64, reason: String) {
-    tracing::error!(job = id, reason = %reason, "job failed");
+    tracing::error!(event = "job.failed", job = id, reason = %reason, "job failed");
     let recorded = jobs
         .service()
-        .journal(id, |j| {
-            j.state = JobState::Failed;
-            j.ended = Some(now_unix());
+        .finish_job(id, JobState::Failed, |j| {
             j.steps.push(step(&format!("Failed: {reason}")));
             j.error = Some(reason.clone());
         })
@@ -89,26 +158,29 @@ async fn push(
     id: u64,
     group: &KeyGroup,
     token_out: &mut Option<AccessToken>,
-) -> Result<(), JobError> {
+) -> Result<Flow, JobError> {
     let svc = jobs.service();
     let job = svc.job(id).await?;
     let pending = pending_keys(jobs, &job, group).await?;
-    if pending.is_empty() && job.kek.is_none() {
+    if pending.is_empty() {
         svc.job_step(
             id,
             "Nothing to push: every key already has its Azure version",
             Some(1000),
         )
         .await?;
-        return Ok(());
+        return Ok(Flow::Done);
+    }
+    if let Some(by) = cancelled(jobs, id).await? {
+        return Ok(Flow::Cancelled(by));
     }
     jobs.azure()
         .allowlist()
         .set_vaults(svc.vault_names().await)?;
     let token = sign_in(jobs, id, group).await?;
     *token_out = Some(token.clone());
-    if pending.is_empty() {
-        return Ok(());
+    if let Some(by) = cancelled(jobs, id).await? {
+        return Ok(Flow::Cancelled(by));
     }
     let kek = ensure_kek(jobs, id, group, &token).await?;
     let report = svc.hsm().report();
@@ -119,6 +191,10 @@ async fn push(
     );
     let total = pending.len();
     for (n, key_name) in pending.into_iter().enumerate() {
+        // Between keys is a safe point: no import is in flight.
+        if let Some(by) = cancelled(jobs, id).await? {
+            return Ok(Flow::Cancelled(by));
+        }
         push_one(jobs, id, group, &token, &kek, &generator, &key_name).await?;
         let progress = 200 + (700 * (n + 1) / total) as u16;
         svc.job_step(
@@ -128,7 +204,7 @@ async fn push(
         )
         .await?;
     }
-    Ok(())
+    Ok(Flow::Done)
 }
 
 /// Keys of the job that still need an import. Keys pushed earlier are reported, not repeated.
@@ -202,8 +278,15 @@ async fn ensure_kek(
     let kek_bits = svc.config().azure.kek_size;
     let journal = svc.job(id).await?.kek;
     if let Some(k) = &journal
-        && !k.deleted
+        && k.deleted
     {
+        // Its name is taken in the vault until purged: this job cannot make another.
+        return Err(JobError::Failed(format!(
+            "this job's key exchange key {} was already deleted; run the synchronization again",
+            k.name
+        )));
+    }
+    if let Some(k) = &journal {
         match kv.get_key(token, vault, &k.name, None).await {
             Ok(bundle) => {
                 let kek = kek_from_bundle(vault, &bundle)?;
@@ -230,6 +313,7 @@ async fn ensure_kek(
             kid: None,
             deleted: false,
             purged: None,
+            purge_sent: false,
         });
         j.steps.push(step(&format!(
             "Creating key exchange key {name} (RSA-HSM {kek_bits}) in vault {vault}"
@@ -483,6 +567,20 @@ async fn cleanup_kek(jobs: &Jobs, id: u64, token: &AccessToken) -> Result<(), Jo
         .await?;
         tracing::info!(job = id, vault, kek = %kek.name, step = "kek-deleted", "key exchange key deleted");
     }
+    if kek.purge_sent {
+        // A purge was sent before a restart: a deleted key that is gone now was purged.
+        purge_with_retry(jobs, token, vault, &kek.name).await?;
+        let message = format!("Key exchange key {} purged", kek.name);
+        svc.journal(id, |j| {
+            if let Some(k) = j.kek.as_mut() {
+                k.purged = Some(true);
+            }
+            j.steps.push(step(&message));
+        })
+        .await?;
+        tracing::info!(event = "kek.purged", job = id, vault, kek = %kek.name, "{message}");
+        return Ok(());
+    }
     let deleted = wait_deleted_visible(jobs, token, vault, &kek.name, level.as_ref()).await?;
     let level = level.or_else(|| {
         deleted
@@ -495,6 +593,14 @@ async fn cleanup_kek(jobs: &Jobs, id: u64, token: &AccessToken) -> Result<(), Jo
             "The vault has no soft-delete: the key exchange key is gone for good".to_owned(),
         ),
         (Some(_), Some(l)) if l.purge_allowed() => {
+            svc.journal(id, |j| {
+                if let Some(k) = j.kek.as_mut() {
+                    k.purge_sent = true;
+                }
+                j.steps
+                    .push(step(&format!("Purging key exchange key {}", kek.name)));
+            })
+            .await?;
             purge_with_retry(jobs, token, vault, &kek.name).await?;
             (true, format!("Key exchange key {} purged", kek.name))
         }

@@ -9,6 +9,7 @@ mod error;
 mod groups;
 mod jobs;
 mod keys;
+mod retention;
 
 pub use credentials::{CredentialView, NewCredential};
 pub use error::ServiceError;

@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 /// File magic: `BYOKDST` and a NUL.
 pub const MAGIC: [u8; 8] = *b"BYOKDST\0";
 /// The state format this build writes. Older formats are migrated on load (see `legacy`).
-pub const FORMAT_VERSION: u16 = 2;
+pub const FORMAT_VERSION: u16 = 3;
 
 const HEADER_LEN: usize = 8 + 2 + 8 + 4;
 const CHECKSUM_LEN: usize = 32;

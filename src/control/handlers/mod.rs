@@ -116,6 +116,7 @@ pub async fn dispatch(ctx: &Ctx, caller: &Caller, op: Op, input: Input) -> Resul
         Op::Reject => approvals::reject(require(caller)?, ctx, i),
         Op::ListJobs => jobs::list(require(caller)?, ctx, i).await,
         Op::ShowJob => jobs::show(require(caller)?, ctx, i).await,
+        Op::CancelJob => jobs::cancel(require(caller)?, ctx, i).await,
         Op::QueryLogs => logs::query(require(caller)?, i),
         Op::ExportLogs => logs::export(require(caller)?, i),
         Op::GetDesignated => config::get_designated(require(caller)?, ctx).await,
@@ -150,6 +151,7 @@ pub fn decode_only(op: Op, input: &Input) -> Result<(), ApiError> {
         Op::ShowApproval | Op::Approve | Op::Reject => approvals::id(p).map(drop),
         Op::ListJobs => jobs::decode_list(&input.query).map(drop),
         Op::ShowJob => jobs::decode_show(p, &input.query).map(drop),
+        Op::CancelJob => jobs::decode_cancel(p, &input.query).map(drop),
         Op::QueryLogs | Op::ExportLogs => Ok(()),
         Op::SetDesignated => config::decode(&input.body).map(drop),
     }
