@@ -99,7 +99,9 @@ async fn cancelled(jobs: &Jobs, id: u64) -> Result<Option<String>, JobError> {
     Ok(jobs.service().job(id).await?.cancel_requested)
 }
 
-/// Cleans up the job's KEK, signing in again first when a restart lost the token.
+/// Settles what the job left open in the cloud, signing in again first when a restart lost the
+/// token: imports whose outcome is unknown are looked up by their fingerprint tag (recorded if
+/// Azure has them, marked not started if not), then the KEK is deleted and purged.
 async fn cleanup(
     jobs: &Jobs,
     id: u64,
@@ -107,8 +109,13 @@ async fn cleanup(
     token: &mut Option<AccessToken>,
 ) -> Result<(), JobError> {
     let svc = jobs.service();
-    let pending = svc.job(id).await?.kek.is_some_and(|k| k.purged.is_none());
-    if !pending {
+    let job = svc.job(id).await?;
+    let sent = job
+        .keys
+        .iter()
+        .any(|p| matches!(p.state, KeyPushState::ImportSent { .. }));
+    let kek_open = job.kek.as_ref().is_some_and(|k| k.purged.is_none());
+    if !sent && !kek_open {
         return Ok(());
     }
     let t = match token.take() {
@@ -126,9 +133,59 @@ async fn cleanup(
             })?
         }
     };
-    let result = cleanup_kek(jobs, id, &t).await;
+    let settled = if sent {
+        settle_sent_imports(jobs, id, group, &t).await
+    } else {
+        Ok(())
+    };
+    let result = cleanup_kek(jobs, id, &t).await.and(settled);
     *token = Some(t);
     result
+}
+
+/// Resolves every import of the job whose answer never arrived, by its fingerprint tag.
+async fn settle_sent_imports(
+    jobs: &Jobs,
+    id: u64,
+    group: &KeyGroup,
+    token: &AccessToken,
+) -> Result<(), JobError> {
+    let svc = jobs.service();
+    let sent: Vec<(crate::model::LocalKeyName, String)> = svc
+        .job(id)
+        .await?
+        .keys
+        .into_iter()
+        .filter_map(|p| match p.state {
+            KeyPushState::ImportSent { fingerprint } => Some((p.key, fingerprint)),
+            _ => None,
+        })
+        .collect();
+    for (key, fp) in sent {
+        match find_by_fingerprint(jobs, token, group, &fp).await? {
+            Some(version) => {
+                svc.record_push(id, &group.name, &key, &version).await?;
+                svc.job_step(
+                    id,
+                    format!("Key {key} was imported before the job stopped, as version {version}"),
+                    None,
+                )
+                .await?;
+            }
+            None => {
+                svc.journal(id, |j| {
+                    for p in j.keys.iter_mut().filter(|p| p.key == key) {
+                        p.state = KeyPushState::NotStarted;
+                    }
+                    j.steps.push(step(&format!(
+                        "Key {key} was not imported (Azure has no such version)"
+                    )));
+                })
+                .await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Marks a job failed with a reason; logs if even that cannot be recorded.

@@ -258,9 +258,29 @@ max_body_bytes = {body}
             .unwrap();
             seed(&d.join("state"));
         }
-        let log = std::fs::File::create(d.join("byokd.log")).unwrap();
+        let mut daemon = Daemon {
+            dir,
+            port,
+            unix_socket,
+            config,
+            child: None,
+        };
+        daemon.spawn();
+        daemon
+    }
+
+    /// Starts the daemon process on this rig's directory and waits until it listens. Its
+    /// output is appended to `byokd.log`.
+    pub fn spawn(&mut self) {
+        assert!(self.child.is_none(), "byokd is already running");
+        let d = self.dir.path();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(d.join("byokd.log"))
+            .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_byokd"))
-            .args(["--config", config.to_str().unwrap(), "run"])
+            .args(["--config", self.config.to_str().unwrap(), "run"])
             .env("SOFTHSM2_CONF", d.join("softhsm2.conf"))
             .env("BYOKD_LOG", "info")
             .env("NO_COLOR", "1")
@@ -269,15 +289,16 @@ max_body_bytes = {body}
             .stderr(log)
             .spawn()
             .unwrap();
-        let mut daemon = Daemon {
-            dir,
-            port,
-            unix_socket,
-            config,
-            child: Some(child),
-        };
-        daemon.wait_ready();
-        daemon
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    /// Kills the daemon with SIGKILL (no clean-up of any kind) and reaps it.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
     }
 
     fn wait_ready(&mut self) {

@@ -88,6 +88,7 @@ impl Emulator {
                 request_log_cap: cfg.request_log_cap.max(1),
                 seq: 0,
                 fault_429s: 0,
+                holds: 0,
             }),
             log_file,
         });
@@ -254,6 +255,13 @@ impl EmulatorHandle {
     /// Remove all fault rules.
     pub fn clear_faults(&self) {
         self.shared.lock().faults.clear();
+    }
+
+    /// How many requests a `Delay` fault has started holding before acting, plus how many a
+    /// `CommitThenHold` fault holds after acting: a test waits for this to rise to know a
+    /// request is in flight at the point it wants.
+    pub fn holds(&self) -> u64 {
+        self.shared.lock().holds
     }
 
     /// Every request so far.

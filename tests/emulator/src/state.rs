@@ -216,6 +216,8 @@ pub(crate) struct State {
     pub request_log_cap: usize,
     pub seq: u64,
     pub fault_429s: u64,
+    /// Requests held by a `Delay` (before acting) or `CommitThenHold` (after acting) fault.
+    pub holds: u64,
 }
 
 pub(crate) struct Shared {
