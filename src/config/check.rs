@@ -101,6 +101,7 @@ const LOGS: &[(&str, Kind)] = &[
 ];
 const HARDENING: &[(&str, Kind)] = &[("mlock", Kind::OneOf(&["required", "best-effort"]))];
 const LIFECYCLE: &[(&str, Kind)] = &[("grace_days", Kind::Int), ("drift_check_hours", Kind::Int)];
+const JOBS: &[(&str, Kind)] = &[("retain_count", Kind::Int), ("retain_days", Kind::Int)];
 const TOP: &[(&str, Kind)] = &[
     ("state_dir", Kind::Path),
     ("designated", Kind::Bool),
@@ -112,6 +113,7 @@ const TOP: &[(&str, Kind)] = &[
     ("hardening", Kind::Table(HARDENING)),
     ("logs", Kind::Table(LOGS)),
     ("lifecycle", Kind::Table(LIFECYCLE)),
+    ("jobs", Kind::Table(JOBS)),
 ];
 const REQUIRED: &[(&str, &[&str])] = &[
     ("", &["hsm"]),
@@ -296,6 +298,8 @@ fn semantic(c: &Config, at: &BTreeMap<String, usize>, problems: &mut Vec<Problem
         ("limits.max_keys", c.limits.max_keys),
         ("limits.max_groups", c.limits.max_groups),
         ("limits.max_credentials", c.limits.max_credentials),
+        ("jobs.retain_count", c.jobs.retain_count),
+        ("jobs.retain_days", c.jobs.retain_days as usize),
     ] {
         if v == 0 {
             bad(name, format!("{name} must be greater than 0"));

@@ -30,6 +30,36 @@ pub struct Config {
     pub logs: LogsSection,
     #[serde(default)]
     pub lifecycle: LifecycleSection,
+    #[serde(default)]
+    pub jobs: JobsSection,
+}
+
+/// Retention of finished jobs. Unfinished jobs are always kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobsSection {
+    /// Most finished jobs kept; the oldest finished beyond this are pruned.
+    #[serde(default = "d_retain_count")]
+    pub retain_count: usize,
+    /// Finished jobs that ended more than this many days ago are pruned.
+    #[serde(default = "d_retain_days")]
+    pub retain_days: u32,
+}
+
+impl Default for JobsSection {
+    fn default() -> Self {
+        Self {
+            retain_count: d_retain_count(),
+            retain_days: d_retain_days(),
+        }
+    }
+}
+
+fn d_retain_count() -> usize {
+    1000
+}
+fn d_retain_days() -> u32 {
+    90
 }
 
 /// The service log: where it is kept, how big it may grow, where it is sent.

@@ -311,6 +311,10 @@ pub enum JobCmd {
     Show { id: String },
     /// Follow a job with a progress bar until it ends; exit 6 if it failed.
     Watch { id: String },
+    /// Cancel a job where that is safe: a pending job at once, a started one at its next safe
+    /// point (never halfway through an import); its key exchange key is still cleaned up.
+    /// Operator. Exit 5 if the job already ended.
+    Cancel { id: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -598,6 +598,16 @@ async fn job(ctx: &Ctx, c: JobCmd) -> Result<(), CtlError> {
         JobCmd::List => ctx.list(&ctx.get("/v1/jobs").await?, "jobs", JOB_COLS),
         JobCmd::Show { id } => ctx.show(&ctx.get(&format!("/v1/jobs/{}", seg(&id)?)).await?),
         JobCmd::Watch { id } => watch(ctx, &id).await?,
+        JobCmd::Cancel { id } => {
+            let a = ctx
+                .call(
+                    Method::POST,
+                    &format!("/v1/jobs/{}/cancel", seg(&id)?),
+                    None,
+                )
+                .await?;
+            ctx.show(a.body.get("job").unwrap_or(&a.body));
+        }
     }
     Ok(())
 }

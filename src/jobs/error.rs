@@ -20,4 +20,7 @@ pub enum JobError {
     Hsm(#[from] HsmError),
     #[error("{0}")]
     Failed(String),
+    /// Stopped at a safe point because this identity cancelled the job.
+    #[error("cancelled by {0}")]
+    Cancelled(String),
 }

@@ -193,6 +193,9 @@ impl Jobs {
 
     /// Resumes every job that was not finished when the daemon stopped.
     pub async fn resume_unfinished(&self) {
+        if let Err(e) = self.service().prune_jobs().await {
+            tracing::warn!(error = %e, "could not prune finished jobs at start-up");
+        }
         for id in self.service().unfinished_jobs().await {
             tracing::info!(job = id, "resuming unfinished job");
             self.spawn(id);

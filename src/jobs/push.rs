@@ -22,10 +22,11 @@ pub(super) async fn run(jobs: &Jobs, id: u64) -> Result<(), JobError> {
         return Ok(());
     };
     match transfer(jobs, id, &group).await {
-        Ok(()) => {
+        Ok(Flow::Done) => {
             succeed(jobs, id, "Synchronization finished").await?;
             tracing::info!(event = "jobs.succeeded", job = id, group = %group.name, vault = %group.vault, "Synchronize job {id} for key group {} succeeded", group.name);
         }
+        Ok(Flow::Cancelled(by)) => finish_cancelled(jobs, id, &group, &by).await?,
         Err(e) => fail(jobs, id, e.to_string()).await,
     }
     report_log_problem(jobs, id).await
@@ -59,21 +60,39 @@ pub(super) async fn begin(
         fail(jobs, id, JobError::NotDesignated.to_string()).await;
         return Ok(None);
     }
-    svc.journal(id, |j| {
-        j.state = JobState::Running;
-        j.started.get_or_insert(now_unix());
-    })
-    .await?;
+    // A job cancelled while it waited for its vault slot stays cancelled.
+    let job = svc
+        .journal(id, |j| {
+            if !j.state.is_final() {
+                j.state = JobState::Running;
+                j.started.get_or_insert(now_unix());
+            }
+            j.clone()
+        })
+        .await?;
+    if job.state.is_final() {
+        return Ok(None);
+    }
     Ok(Some((group, permit)))
 }
 
-/// The push proper (KEK, imports) and the KEK clean-up, whatever happened to the imports.
-pub(super) async fn transfer(jobs: &Jobs, id: u64, group: &KeyGroup) -> Result<(), JobError> {
+/// The push proper (KEK, imports) and the clean-up of what it left open in the cloud, whatever
+/// happened to the imports. A job that failed or was cancelled before a restart only finishes
+/// its clean-up.
+pub(super) async fn transfer(jobs: &Jobs, id: u64, group: &KeyGroup) -> Result<Flow, JobError> {
+    let svc = jobs.service();
+    let job = svc.job(id).await?;
     let mut token = None;
-    let mut outcome = push(jobs, id, group, &mut token).await;
+    let mut outcome = match (&job.error, &job.cancel_requested) {
+        (Some(reason), _) => Err(JobError::Failed(reason.clone())),
+        (None, Some(by)) => Ok(Flow::Cancelled(by.clone())),
+        (None, None) => push(jobs, id, group, &mut token).await,
+    };
     // A 401 (token expired or revoked): forget the token, sign in once more and resume from the
     // journal, which finds the KEK and any import again instead of repeating them.
-    if let Err(e) = &outcome {
+    if let Err(e) = &outcome
+        && job.error.is_none()
+    {
         match needs_new_token(jobs, group, e).await {
             Ok(true) => {
                 drop_token(jobs, id, group).await?;
@@ -84,33 +103,56 @@ pub(super) async fn transfer(jobs: &Jobs, id: u64, group: &KeyGroup) -> Result<(
             Err(clear) => outcome = Err(clear),
         }
     }
-    // The KEK goes, whatever happened to the imports.
-    let mut cleanup = match &token {
-        Some(t) => cleanup_kek(jobs, id, t).await,
-        None => Ok(()),
-    };
+    if let Err(e) = &outcome {
+        // Journal the reason before cleaning up, so a crash during clean-up still fails the
+        // job with it instead of pushing on.
+        let reason = e.to_string();
+        svc.journal(id, |j| {
+            j.error.get_or_insert(reason);
+        })
+        .await?;
+    }
+    let mut cleanup = settle_cloud(jobs, id, group, &mut token).await;
     if let Err(e) = &cleanup
         && needs_new_token(jobs, group, e).await.unwrap_or(false)
     {
         drop_token(jobs, id, group).await?;
-        cleanup = match sign_in(jobs, id, group).await {
-            Ok(t) => cleanup_kek(jobs, id, &t).await,
-            Err(e) => Err(e),
-        };
+        token = None;
+        cleanup = settle_cloud(jobs, id, group, &mut token).await;
     }
-    outcome.and(cleanup)
+    match (outcome, cleanup) {
+        (Ok(flow), Ok(())) => Ok(flow),
+        (Err(e), Err(c)) => Err(JobError::Failed(format!("{e}; and cleaning up: {c}"))),
+        (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+    }
 }
 
 /// Marks a job succeeded with a closing step.
 pub(super) async fn succeed(jobs: &Jobs, id: u64, message: &str) -> Result<(), JobError> {
     jobs.service()
-        .journal(id, |j| {
-            j.state = JobState::Succeeded;
+        .finish_job(id, JobState::Succeeded, |j| {
             j.progress = 1000;
-            j.ended = Some(now_unix());
             j.steps.push(step(message));
         })
         .await?;
+    Ok(())
+}
+
+/// Marks a job cancelled, once its clean-up is done.
+pub(super) async fn finish_cancelled(
+    jobs: &Jobs,
+    id: u64,
+    group: &KeyGroup,
+    by: &str,
+) -> Result<(), JobError> {
+    jobs.service()
+        .finish_job(id, JobState::Cancelled, |j| {
+            j.steps.push(step(&format!(
+                "Cancelled by {by}; the key exchange key is cleaned up"
+            )));
+        })
+        .await?;
+    tracing::info!(event = "jobs.cancelled", job = id, group = %group.name, vault = %group.vault, identity = %by, "Job {id} for key group {} cancelled by {by}", group.name);
     Ok(())
 }
 
@@ -128,14 +170,113 @@ pub(super) async fn report_log_problem(jobs: &Jobs, id: u64) -> Result<(), JobEr
     Ok(())
 }
 
+/// How a push ended when nothing failed.
+pub(super) enum Flow {
+    Done,
+    /// Stopped at a safe point because this identity cancelled the job.
+    Cancelled(String),
+}
+
+/// Returns who cancelled the job, if anyone did.
+async fn cancelled(jobs: &Jobs, id: u64) -> Result<Option<String>, JobError> {
+    Ok(jobs.service().job(id).await?.cancel_requested)
+}
+
+/// Settles what the job left open in the cloud, signing in again first when a restart lost the
+/// token: imports whose outcome is unknown are looked up by their fingerprint tag (recorded if
+/// Azure has them, marked not started if not), then the KEK is deleted and purged.
+async fn settle_cloud(
+    jobs: &Jobs,
+    id: u64,
+    group: &KeyGroup,
+    token: &mut Option<AccessToken>,
+) -> Result<(), JobError> {
+    let svc = jobs.service();
+    let job = svc.job(id).await?;
+    let sent = job
+        .keys
+        .iter()
+        .any(|p| matches!(p.state, KeyPushState::ImportSent { .. }));
+    let kek_open = job.kek.as_ref().is_some_and(|k| k.purged.is_none());
+    if !sent && !kek_open {
+        return Ok(());
+    }
+    let t = match token.take() {
+        Some(t) => t,
+        None => {
+            jobs.azure()
+                .allowlist()
+                .set_vaults(svc.vault_names().await)?;
+            sign_in(jobs, id, group).await.map_err(|e| {
+                JobError::Failed(format!(
+                    "{e}; the key exchange key {} may remain in vault {} until it expires",
+                    Job::kek_name(id),
+                    group.vault
+                ))
+            })?
+        }
+    };
+    let settled = if sent {
+        settle_sent_imports(jobs, id, group, &t).await
+    } else {
+        Ok(())
+    };
+    let result = cleanup_kek(jobs, id, &t).await.and(settled);
+    *token = Some(t);
+    result
+}
+
+/// Resolves every import of the job whose answer never arrived, by its fingerprint tag.
+async fn settle_sent_imports(
+    jobs: &Jobs,
+    id: u64,
+    group: &KeyGroup,
+    token: &AccessToken,
+) -> Result<(), JobError> {
+    let svc = jobs.service();
+    let sent: Vec<(crate::model::LocalKeyName, String)> = svc
+        .job(id)
+        .await?
+        .keys
+        .into_iter()
+        .filter_map(|p| match p.state {
+            KeyPushState::ImportSent { fingerprint } => Some((p.key, fingerprint)),
+            _ => None,
+        })
+        .collect();
+    for (key, fp) in sent {
+        match find_by_fingerprint(jobs, token, group, &fp).await? {
+            Some(version) => {
+                svc.record_push(id, &group.name, &key, &version).await?;
+                svc.job_step(
+                    id,
+                    format!("Key {key} was imported before the job stopped, as version {version}"),
+                    None,
+                )
+                .await?;
+            }
+            None => {
+                svc.journal(id, |j| {
+                    for p in j.keys.iter_mut().filter(|p| p.key == key) {
+                        p.state = KeyPushState::NotStarted;
+                    }
+                    j.steps.push(step(&format!(
+                        "Key {key} was not imported (Azure has no such version)"
+                    )));
+                })
+                .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Marks a job failed with a reason; logs if even that cannot be recorded.
 pub(super) async fn fail(jobs: &Jobs, id: u64, reason: String) {
     tracing::error!(event = "jobs.failed", job = id, "Job {id} failed: {reason}");
     let recorded = jobs
         .service()
-        .journal(id, |j| {
-            j.state = JobState::Failed;
-            j.ended = Some(now_unix());
+        .finish_job(id, JobState::Failed, |j| {
             j.steps.push(step(&format!("Failed: {reason}")));
             j.error = Some(reason.clone());
         })
@@ -157,26 +298,29 @@ async fn push(
     id: u64,
     group: &KeyGroup,
     token_out: &mut Option<AccessToken>,
-) -> Result<(), JobError> {
+) -> Result<Flow, JobError> {
     let svc = jobs.service();
     let job = svc.job(id).await?;
     let pending = pending_keys(jobs, &job, group).await?;
-    if pending.is_empty() && job.kek.is_none() {
+    if pending.is_empty() {
         svc.job_step(
             id,
             "Nothing to push: every key already has its Azure version",
             Some(1000),
         )
         .await?;
-        return Ok(());
+        return Ok(Flow::Done);
+    }
+    if let Some(by) = cancelled(jobs, id).await? {
+        return Ok(Flow::Cancelled(by));
     }
     jobs.azure()
         .allowlist()
         .set_vaults(svc.vault_names().await)?;
     let token = sign_in(jobs, id, group).await?;
     *token_out = Some(token.clone());
-    if pending.is_empty() {
-        return Ok(());
+    if let Some(by) = cancelled(jobs, id).await? {
+        return Ok(Flow::Cancelled(by));
     }
     let kek = ensure_kek(jobs, id, group, &token).await?;
     let report = svc.hsm().report();
@@ -187,6 +331,10 @@ async fn push(
     );
     let total = pending.len();
     for (n, key_name) in pending.into_iter().enumerate() {
+        // Between keys is a safe point: no import is in flight.
+        if let Some(by) = cancelled(jobs, id).await? {
+            return Ok(Flow::Cancelled(by));
+        }
         push_one(jobs, id, group, &token, &kek, &generator, &key_name).await?;
         let progress = 200 + (700 * (n + 1) / total) as u16;
         svc.job_step(
@@ -196,7 +344,7 @@ async fn push(
         )
         .await?;
     }
-    Ok(())
+    Ok(Flow::Done)
 }
 
 /// Keys of the job that still need an import. Keys pushed earlier are reported, not repeated.
@@ -248,8 +396,15 @@ async fn ensure_kek(
     let kek_bits = svc.config().azure.kek_size;
     let journal = svc.job(id).await?.kek;
     if let Some(k) = &journal
-        && !k.deleted
+        && k.deleted
     {
+        // Its name is taken in the vault until purged: this job cannot make another.
+        return Err(JobError::Failed(format!(
+            "this job's key exchange key {} was already deleted; run the synchronization again",
+            k.name
+        )));
+    }
+    if let Some(k) = &journal {
         match kv.get_key(token, vault, &k.name, None).await {
             Ok(bundle) => {
                 let kek = kek_from_bundle(vault, &bundle)?;
@@ -276,6 +431,7 @@ async fn ensure_kek(
             kid: None,
             deleted: false,
             purged: None,
+            purge_sent: false,
         });
         j.steps.push(step(&format!(
             "Creating key exchange key {name} (RSA-HSM {kek_bits}) in vault {vault}"
@@ -543,6 +699,20 @@ async fn cleanup_kek(jobs: &Jobs, id: u64, token: &AccessToken) -> Result<(), Jo
             kek.name
         );
     }
+    if kek.purge_sent {
+        // A purge was sent before a restart: a deleted key that is gone now was purged.
+        purge_with_retry(jobs, token, vault, &kek.name).await?;
+        let message = format!("Key exchange key {} purged", kek.name);
+        svc.journal(id, |j| {
+            if let Some(k) = j.kek.as_mut() {
+                k.purged = Some(true);
+            }
+            j.steps.push(step(&message));
+        })
+        .await?;
+        tracing::info!(event = "azure.kek.purged", service = "azure", job = id, vault, kid = %kek.name, "{message}");
+        return Ok(());
+    }
     let deleted = wait_deleted_visible(jobs, token, vault, &kek.name, level.as_ref()).await?;
     let level = level.or_else(|| {
         deleted
@@ -555,6 +725,14 @@ async fn cleanup_kek(jobs: &Jobs, id: u64, token: &AccessToken) -> Result<(), Jo
             "The vault has no soft-delete: the key exchange key is gone for good".to_owned(),
         ),
         (Some(_), Some(l)) if l.purge_allowed() => {
+            svc.journal(id, |j| {
+                if let Some(k) = j.kek.as_mut() {
+                    k.purge_sent = true;
+                }
+                j.steps
+                    .push(step(&format!("Purging key exchange key {}", kek.name)));
+            })
+            .await?;
             purge_with_retry(jobs, token, vault, &kek.name).await?;
             (true, format!("Key exchange key {} purged", kek.name))
         }

@@ -3,7 +3,7 @@
 //! "keep key valid for N months"), then `last_rotated` set and the previous versions put on the
 //! grace-period list, in one durable write, and only if the push succeeded.
 
-use super::push::{begin, fail, step, transfer};
+use super::push::{Flow, begin, fail, finish_cancelled, step, transfer};
 use super::{JobError, Jobs};
 use crate::model::{JobState, KeyPush, KeyPushState, LocalKeyName, PendingGrace};
 use crate::service::now_unix;
@@ -17,6 +17,7 @@ pub(super) async fn run(jobs: &Jobs, id: u64) -> Result<(), JobError> {
         Ok(()) => {
             jobs.group_changed(&group.name);
         }
+        Err(JobError::Cancelled(by)) => finish_cancelled(jobs, id, &group, &by).await?,
         Err(e) => {
             tracing::warn!(event = "rotation.failed", job = id, group = %group.name, vault = %group.vault, error = %e, "rotation failed; last_rotated unchanged");
             fail(jobs, id, format!("{e} (last rotation unchanged)")).await;
@@ -80,7 +81,9 @@ async fn rotate(jobs: &Jobs, id: u64, group: &crate::model::KeyGroup) -> Result<
         .await?;
         tracing::info!(event = "rotation.key_generated", job = id, group = %group.name, key = %name, "rotation key generated");
     }
-    transfer(jobs, id, group).await?;
+    if let Flow::Cancelled(by) = transfer(jobs, id, group).await? {
+        return Err(JobError::Cancelled(by));
+    }
     let version = svc.key(&group.name, &name).await?.version.ok_or_else(|| {
         JobError::Failed(format!("key {name} has no Azure version after the push"))
     })?;

@@ -90,6 +90,9 @@ pub struct KekJournal {
     pub deleted: bool,
     /// `Some(true)` purged, `Some(false)` purge not allowed (purge protection or no soft-delete).
     pub purged: Option<bool>,
+    /// The purge request may have been sent: after a restart a deleted key that is no longer
+    /// listed was purged, not still "being deleted".
+    pub purge_sent: bool,
 }
 
 /// Where one key's push is.
@@ -132,8 +135,11 @@ pub struct Job {
     pub progress: u16,
     pub steps: Vec<StepMessage>,
     pub kek: Option<KekJournal>,
-    /// The reason a failed job failed, in operator terms.
+    /// The reason a failed job failed, in operator terms. Journalled before the clean-up that
+    /// follows a failure, so a restart cleans up and fails with the same reason.
     pub error: Option<String>,
+    /// Who asked to cancel the job; the runner stops at its next safe point.
+    pub cancel_requested: Option<String>,
 }
 
 impl Job {

@@ -2,6 +2,7 @@
 //! executor in `crate::jobs` calls these so that every journal entry is on disk before the side
 //! effect it announces.
 
+use super::retention::Retention;
 use super::{Service, ServiceError, now_unix};
 use crate::model::{
     Job, JobKind, JobState, Key, KeyGroup, KeyName, KeyPush, KeyPushState, LocalKeyName,
@@ -50,13 +51,24 @@ impl Service {
             }],
             kek: None,
             error: None,
+            cancel_requested: None,
         };
+        let before = data.state.jobs.clone();
         data.state.jobs.insert(id, job);
         data.state.next_job_id = id + 1;
+        let retention = Retention::from(&self.config().jobs);
+        let pruned = retention.prune(&mut data.state.jobs, now_unix());
         if let Err(e) = data.commit() {
-            data.state.jobs.remove(&id);
+            data.state.jobs = before;
             data.state.next_job_id = id;
             return Err(e);
+        }
+        if pruned > 0 {
+            tracing::info!(
+                event = "job.pruned",
+                count = pruned,
+                "finished jobs pruned by retention"
+            );
         }
         tracing::info!(job = id, kind = kind.code(), group = %group, identity = by, "job created");
         Ok(id)
@@ -84,6 +96,85 @@ impl Service {
         drop(data);
         self.inner.job_changed.send_modify(|n| *n += 1);
         Ok(out)
+    }
+
+    /// Cancels a job. A pending job ends `cancelled` at once; a started one records the request
+    /// and its runner stops at the next safe point (never with an import whose outcome is
+    /// unknown), cleans up its key exchange key and ends `cancelled`. Returns the job as it is
+    /// now. A finished job cannot be cancelled.
+    pub async fn cancel_job(&self, id: u64, by: &str) -> Result<Job, ServiceError> {
+        let job = self
+            .journal(id, |job| {
+                if job.state.is_final() {
+                    return Err(ServiceError::Conflict(format!(
+                        "job {id} already ended {}; there is nothing to cancel",
+                        job.state
+                    )));
+                }
+                let now = now_unix();
+                if job.state == JobState::Pending && job.kek.is_none() {
+                    job.state = JobState::Cancelled;
+                    job.ended = Some(now);
+                    job.steps.push(StepMessage {
+                        at: now,
+                        message: format!("Cancelled by {by} before it started"),
+                    });
+                } else if job.cancel_requested.is_none() {
+                    job.steps.push(StepMessage {
+                        at: now,
+                        message: format!(
+                            "Cancel requested by {by}; stopping at the next safe point"
+                        ),
+                    });
+                }
+                job.cancel_requested.get_or_insert_with(|| by.to_owned());
+                Ok(job.clone())
+            })
+            .await??;
+        tracing::info!(
+            event = "job.cancel",
+            job = id,
+            identity = by,
+            state = job.state.code(),
+            "job cancel requested"
+        );
+        Ok(job)
+    }
+
+    /// Ends a job (any final state) durably, then prunes finished jobs by retention.
+    pub async fn finish_job(
+        &self,
+        id: u64,
+        state: JobState,
+        change: impl FnOnce(&mut Job),
+    ) -> Result<(), ServiceError> {
+        self.journal(id, |job| {
+            job.state = state;
+            job.ended = Some(now_unix());
+            change(job);
+        })
+        .await?;
+        self.prune_jobs().await
+    }
+
+    /// Removes finished jobs beyond the retention count or age. Unfinished jobs stay.
+    pub async fn prune_jobs(&self) -> Result<(), ServiceError> {
+        let mut data = self.inner.data.lock().await;
+        let before = data.state.jobs.clone();
+        let pruned = Retention::from(&self.config().jobs).prune(&mut data.state.jobs, now_unix());
+        if pruned == 0 {
+            return Ok(());
+        }
+        if let Err(e) = data.commit() {
+            data.state.jobs = before;
+            return Err(e);
+        }
+        tracing::info!(
+            event = "job.pruned",
+            count = pruned,
+            "finished jobs pruned by retention"
+        );
+        Ok(())
     }
 
     /// Adds a step message (and optionally progress) durably.

@@ -11,6 +11,7 @@ mod groups;
 mod jobs;
 mod keys;
 mod lifecycle;
+mod retention;
 
 pub use credentials::{
     CertificateExport, CredentialView, NewCertificateCredential, NewCredential, SignInMaterial,

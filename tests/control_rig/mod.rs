@@ -298,6 +298,19 @@ max_body_bytes = {body}
         self.wait_ready();
     }
 
+    /// Starts this build's daemon again on the rig's directory (after [`Daemon::kill9`]).
+    pub fn spawn(&mut self) {
+        self.launch(Path::new(env!("CARGO_BIN_EXE_byokd")));
+    }
+
+    /// Kills the daemon with SIGKILL (no clean-up of any kind) and reaps it.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {

@@ -1,8 +1,8 @@
 //! `/v1/jobs`: list and show jobs, with a long-poll form (`?wait=SECONDS`, at most 60) that
-//! returns as soon as the job changes, or when the wait ends.
+//! returns as soon as the job changes, or when the wait ends; and cancel a job.
 
 use super::{Ctx, Input, Reply};
-use crate::control::authz::{AnyRole, Authorized};
+use crate::control::authz::{AnyRole, Authorized, Operate};
 use crate::control::decode;
 use crate::control::errors::ApiError;
 use crate::control::routes::Params;
@@ -18,11 +18,19 @@ pub(super) fn decode_list(query: &str) -> Result<Option<String>, ApiError> {
     Ok(decode::query_value(query, "state").map(str::to_owned))
 }
 
-pub(super) fn decode_show(p: &Params, query: &str) -> Result<(u64, u64), ApiError> {
-    let id = p
-        .get("job")
+fn job_id(p: &Params) -> Result<u64, ApiError> {
+    p.get("job")
         .parse::<u64>()
-        .map_err(|_| ApiError::invalid("job", "a job id is a positive integer"))?;
+        .map_err(|_| ApiError::invalid("job", "a job id is a positive integer"))
+}
+
+pub(super) fn decode_cancel(p: &Params, query: &str) -> Result<u64, ApiError> {
+    decode::only_query(query, &[])?;
+    job_id(p)
+}
+
+pub(super) fn decode_show(p: &Params, query: &str) -> Result<(u64, u64), ApiError> {
+    let id = job_id(p)?;
     decode::only_query(query, &["wait"])?;
     let wait = match decode::query_value(query, "wait") {
         None => 0,
@@ -71,6 +79,7 @@ pub(crate) fn view(job: &Job) -> Value {
         "step": job.steps.last().map(|s| s.message.clone()).unwrap_or_default(),
         "steps": job.steps.iter().map(|s| json!({"at": s.at, "message": s.message})).collect::<Vec<_>>(),
         "error": job.error,
+        "cancel_requested": job.cancel_requested,
     })
 }
 
@@ -109,4 +118,11 @@ pub async fn show(_: Authorized<AnyRole>, ctx: &Ctx, i: Input) -> Result<Reply, 
         }
     }
     Reply::ok(view(&ctx.service.job(id).await?))
+}
+
+/// Cancels a job where that is safe (see [`crate::service::Service::cancel_job`]).
+pub async fn cancel(who: Authorized<Operate>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
+    let id = decode_cancel(&i.params, &i.query)?;
+    let job = ctx.service.cancel_job(id, who.name()).await?;
+    Reply::ok(json!({ "job": view(&job) }))
 }

@@ -80,6 +80,13 @@ pub enum FaultAction {
     Reset,
     /// Perform the operation, then drop the TCP connection instead of answering.
     CommitThenReset,
+    /// Perform the operation, then wait this long before answering: the client's view of a
+    /// request that Azure committed but whose answer has not arrived (e.g. to kill the client
+    /// at that instant). See [`crate::EmulatorHandle::holds`].
+    CommitThenHold {
+        /// Milliseconds.
+        ms: u64,
+    },
 }
 
 /// A fault rule. Empty matchers match everything.

@@ -89,6 +89,7 @@ impl Emulator {
                 seq: 0,
                 fault_429s: 0,
                 seen_jtis: std::collections::HashMap::new(),
+                holds: 0,
             }),
             log_file,
         });
@@ -260,6 +261,13 @@ impl EmulatorHandle {
     /// Remove all fault rules.
     pub fn clear_faults(&self) {
         self.shared.lock().faults.clear();
+    }
+
+    /// How many requests a `Delay` fault has started holding before acting, plus how many a
+    /// `CommitThenHold` fault holds after acting: a test waits for this to rise to know a
+    /// request is in flight at the point it wants.
+    pub fn holds(&self) -> u64 {
+        self.shared.lock().holds
     }
 
     /// Every request so far.

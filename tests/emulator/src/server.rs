@@ -206,8 +206,13 @@ async fn handle(
     };
 
     let mut commit_then_reset = false;
+    let mut commit_then_hold = None;
     match fault {
-        Some(FaultAction::Delay { ms }) => tokio::time::sleep(Duration::from_millis(ms)).await,
+        Some(FaultAction::Delay { ms }) => {
+            shared.lock().holds += 1;
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        Some(FaultAction::CommitThenHold { ms }) => commit_then_hold = Some(ms),
         Some(FaultAction::Status { status }) => {
             let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             let resp = kv_error(
@@ -310,6 +315,10 @@ async fn handle(
         ),
     };
 
+    if let Some(ms) = commit_then_hold {
+        shared.lock().holds += 1;
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
     if commit_then_reset {
         record.status = resp.status().as_u16();
         log(&shared, record);

@@ -218,6 +218,8 @@ pub(crate) struct State {
     pub fault_429s: u64,
     /// `jti` of accepted client assertions → their `exp`: a replayed assertion is refused.
     pub seen_jtis: HashMap<String, i64>,
+    /// Requests held by a `Delay` (before acting) or `CommitThenHold` (after acting) fault.
+    pub holds: u64,
 }
 
 pub(crate) struct Shared {

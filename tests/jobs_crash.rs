@@ -1,0 +1,670 @@
+//! Durable jobs under SIGKILL: the real daemon on a SoftHSM token pushes keys into the Azure
+//! emulator over real TLS and is killed at every journalled step in turn, then restarted. Each
+//! time the job must end `succeeded` (or `failed` with a reason), the vault must hold no KEK, the
+//! number of Azure versions must be exact and the local keys intact. Also: cancel and retention.
+//!
+//! Kill points need no hooks in the daemon: the emulator holds one request (before acting on it,
+//! or after committing it but before answering) and counts the hold; the test then kills the
+//! daemon, so it dies with exactly that request in flight. The harness is generic over a job
+//! kind and its kill points, so rotation and delete on cloud can be added as more cases.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod control_rig;
+
+use byokd_emulator::{
+    AppConfig, Emulator, EmulatorConfig, EmulatorHandle, FaultAction, FaultRule, KeyPoolConfig, Op,
+    RecoveryLevel, VaultOptions,
+};
+use control_rig::{ADMIN, Daemon, OPERATOR, Options};
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+const CLIENT: &str = "5d2f0a11-8c4e-4f7b-b1a2-3c4d5e6f7a8b";
+const SECRET: &str = "Crash~Test.Secret-0099";
+const VAULT: &str = "byokd-crash";
+/// Keys per synchronize job: several, so kills land between imports too.
+const KEYS: usize = 3;
+/// Long enough that a held request is never answered while the test runs.
+const HOLD_MS: u64 = 3_600_000;
+
+struct Rig {
+    rt: tokio::runtime::Runtime,
+    emu: EmulatorHandle,
+    daemon: Daemon,
+    _ca_dir: tempfile::TempDir,
+}
+
+fn start(extra_sections: &str) -> Rig {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let ca_dir = tempfile::tempdir().unwrap();
+    let ca_path = ca_dir.path().join("emulator-ca.pem");
+    let emu = rt
+        .block_on(Emulator::start(EmulatorConfig {
+            ca_out: Some(ca_path.clone()),
+            key_pool: KeyPoolConfig {
+                rsa2048: 4,
+                rsa3072: 0,
+                rsa4096: 0,
+            },
+            delete_pending_ms: 200,
+            ..EmulatorConfig::default()
+        }))
+        .unwrap();
+    emu.add_app(AppConfig::with_secret(TENANT, CLIENT, SECRET))
+        .unwrap();
+    let vault = VaultOptions {
+        recovery_level: RecoveryLevel::RecoverablePurgeable,
+        ..VaultOptions::default()
+    };
+    emu.add_vault(VAULT, vault).unwrap();
+    let sections = format!(
+        "\n[azure]\ncloud = \"public\"\nextra_ca = [\"{ca}\"]\nkek_size = 2048\nretry_base_ms = 20\n\n\
+         [azure.resolve]\n\"login.microsoftonline.com\" = \"{addr}\"\n\"{VAULT}.vault.azure.net\" = \"{addr}\"\n{extra_sections}",
+        ca = ca_path.display(),
+        addr = emu.addr(),
+    );
+    let daemon = Daemon::start_with(Options {
+        hsm_extra: "allow_host_wrap = true\n".into(),
+        sections,
+        ..Options::default()
+    });
+    let secret_file = daemon.path("secret.txt");
+    std::fs::write(&secret_file, SECRET).unwrap();
+    let out = daemon.ctl(
+        ADMIN,
+        &[
+            "credential",
+            "add",
+            "app",
+            "--tenant-id",
+            TENANT,
+            "--client-id",
+            CLIENT,
+            "--secret-file",
+            secret_file.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_file(&secret_file).unwrap();
+    Rig {
+        rt,
+        emu,
+        daemon,
+        _ca_dir: ca_dir,
+    }
+}
+
+fn ok(d: &Daemon, who: &str, args: &[&str]) {
+    let out = d.ctl(who, args);
+    assert!(
+        out.status.success(),
+        "byokctl {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Creates group `group` with `n` EC-P256 keys k0..; returns each key's `key show` view.
+fn group_with_keys(rig: &Rig, group: &str, n: usize) -> Vec<Value> {
+    let d = &rig.daemon;
+    ok(
+        d,
+        ADMIN,
+        &[
+            "group",
+            "create",
+            group,
+            "--credential",
+            "app",
+            "--vault",
+            VAULT,
+            "--key-type",
+            "EC-P256",
+            "--key-ops",
+            "sign,verify",
+        ],
+    );
+    (0..n)
+        .map(|i| {
+            let key = format!("k{i}");
+            ok(d, OPERATOR, &["key", "create", group, &key]);
+            d.ctl_json(OPERATOR, &["key", "show", group, &key]).1
+        })
+        .collect()
+}
+
+/// Starts a job with a `--no-wait` byokctl command; returns its id.
+fn start_job(d: &Daemon, args: &[&str]) -> String {
+    let mut all = vec!["--output", "json"];
+    all.extend_from_slice(args);
+    all.push("--no-wait");
+    let out = d.ctl(OPERATOR, &all);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    v.pointer("/job/id")
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| {
+            panic!(
+                "no job id from {args:?}: {v} {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+        .to_owned()
+}
+
+fn job(d: &Daemon, id: &str, wait: u64) -> Value {
+    let (status, v) = d.curl(
+        Some(OPERATOR),
+        "GET",
+        &format!("/v1/jobs/{id}?wait={wait}"),
+        None,
+    );
+    assert_eq!(status, 200, "job {id}: {v}");
+    v
+}
+
+fn is_final(job: &Value) -> bool {
+    ["succeeded", "failed", "cancelled"].contains(&job["state"].as_str().unwrap_or(""))
+}
+
+fn wait_final(d: &Daemon, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let v = job(d, id, 10);
+        if is_final(&v) {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job {id} did not end: {v}\n--- daemon log\n{}",
+            d.log()
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The generic crash harness.
+
+/// Where the daemon dies.
+#[derive(Debug, Clone, Copy)]
+enum Kill {
+    /// Right after the job was accepted (it may still be pending).
+    AtSubmit,
+    /// While request number `skip` (0-based) of `op` is in flight, before Azure acted on it.
+    Before { op: Op, skip: u32 },
+    /// After Azure committed request number `skip` of `op`, before byokd saw the answer.
+    AfterCommit { op: Op, skip: u32 },
+    /// As soon as the job's journal shows a step containing this text (the daemon may have gone
+    /// on by a little: it runs until the kill lands).
+    Journal(&'static str),
+}
+
+struct KillPoint {
+    name: &'static str,
+    kill: Kill,
+}
+
+const fn kp(name: &'static str, kill: Kill) -> KillPoint {
+    KillPoint { name, kill }
+}
+
+/// A job kind under crash test: its kill points, how to set a target up (returning a snapshot
+/// to compare against), how to start the job, and how to judge the end.
+struct JobCase {
+    kind: &'static str,
+    kill_points: Vec<KillPoint>,
+    prepare: fn(&Rig, &str) -> Value,
+    start: fn(&Rig, &str) -> String,
+    check: fn(&Rig, &str, &Value, &Value),
+}
+
+fn wait_hold(rig: &Rig, id: &str, before: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while rig.emu.holds() == before {
+        let v = job(&rig.daemon, id, 0);
+        assert!(
+            !is_final(&v) && Instant::now() < deadline,
+            "the kill point was never reached: {v}\n--- daemon log\n{}",
+            rig.daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn wait_journal(rig: &Rig, id: &str, text: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = job(&rig.daemon, id, 5);
+        if v["steps"].to_string().contains(text) {
+            return v;
+        }
+        assert!(
+            !is_final(&v) && Instant::now() < deadline,
+            "the journal never showed {text:?}: {v}"
+        );
+    }
+}
+
+/// Runs one job of `case` on a fresh target, kills the daemon at `point`, restarts it and
+/// checks the end state. Returns the job's last step before the kill and its final view.
+fn run_kill_point(rig: &mut Rig, case: &JobCase, n: usize, point: &KillPoint) -> (String, Value) {
+    let target = format!("crash-{}-{n}", case.kind);
+    let snapshot = (case.prepare)(rig, &target);
+    if let Kill::Before { op: Op::Token, .. } | Kill::AfterCommit { op: Op::Token, .. } = point.kill
+    {
+        // A fresh process has no cached token, so this job asks for one.
+        rig.daemon.stop();
+        rig.daemon.spawn();
+    }
+    let holds = rig.emu.holds();
+    match point.kill {
+        Kill::Before { op, skip } => rig.emu.inject_fault(FaultRule {
+            skip,
+            ..FaultRule::next(op, 1, FaultAction::Delay { ms: HOLD_MS })
+        }),
+        Kill::AfterCommit { op, skip } => rig.emu.inject_fault(FaultRule {
+            skip,
+            ..FaultRule::next(op, 1, FaultAction::CommitThenHold { ms: HOLD_MS })
+        }),
+        // Every Azure call takes a while, so the daemon is still near the step when it dies.
+        Kill::Journal(_) => rig.emu.set_rtt_delay(Duration::from_millis(400)),
+        Kill::AtSubmit => {}
+    }
+    let id = (case.start)(rig, &target);
+    let at_kill = match point.kill {
+        Kill::AtSubmit => Value::Null,
+        Kill::Before { .. } | Kill::AfterCommit { .. } => {
+            wait_hold(rig, &id, holds);
+            // The daemon is blocked on the held request: this is its journal as it dies.
+            job(&rig.daemon, &id, 0)
+        }
+        Kill::Journal(text) => wait_journal(rig, &id, text),
+    };
+    rig.daemon.kill9();
+    rig.emu.clear_faults();
+    rig.emu.set_rtt_delay(Duration::ZERO);
+    rig.daemon.spawn();
+    let end = wait_final(&rig.daemon, &id);
+    (case.check)(rig, &target, &snapshot, &end);
+    let step = at_kill["step"].as_str().unwrap_or("(not read)").to_owned();
+    (step, end)
+}
+
+// ---------------------------------------------------------------------------------------------
+// "Synchronize HSM protected key(s)".
+
+fn sync_case() -> JobCase {
+    use Kill::*;
+    JobCase {
+        kind: "sync",
+        kill_points: vec![
+            kp("job accepted (pending)", AtSubmit),
+            kp(
+                "token request in flight",
+                Before {
+                    op: Op::Token,
+                    skip: 0,
+                },
+            ),
+            kp(
+                "token issued, answer not seen",
+                AfterCommit {
+                    op: Op::Token,
+                    skip: 0,
+                },
+            ),
+            kp(
+                "KEK create in flight",
+                Before {
+                    op: Op::CreateKey,
+                    skip: 0,
+                },
+            ),
+            kp(
+                "KEK created, answer lost",
+                AfterCommit {
+                    op: Op::CreateKey,
+                    skip: 0,
+                },
+            ),
+            kp(
+                "KEK recorded (journal)",
+                Journal("Key exchange key created"),
+            ),
+            kp(
+                "import 1 in flight",
+                Before {
+                    op: Op::ImportKey,
+                    skip: 0,
+                },
+            ),
+            kp(
+                "import 1 committed, answer lost",
+                AfterCommit {
+                    op: Op::ImportKey,
+                    skip: 0,
+                },
+            ),
+            kp(
+                "version 1 recorded, import 2 in flight",
+                Before {
+                    op: Op::ImportKey,
+                    skip: 1,
+                },
+            ),
+            kp(
+                "import 2 committed, answer lost",
+                AfterCommit {
+                    op: Op::ImportKey,
+                    skip: 1,
+                },
+            ),
+            kp(
+                "import 3 committed, answer lost",
+                AfterCommit {
+                    op: Op::ImportKey,
+                    skip: 2,
+                },
+            ),
+            kp(
+                "all versions recorded, KEK delete in flight",
+                Before {
+                    op: Op::DeleteKey,
+                    skip: 0,
+                },
+            ),
+            kp(
+                "KEK deleted, answer lost",
+                AfterCommit {
+                    op: Op::DeleteKey,
+                    skip: 0,
+                },
+            ),
+            kp(
+                "KEK deleted, waiting until it is listed",
+                Before {
+                    op: Op::GetDeletedKey,
+                    skip: 0,
+                },
+            ),
+            kp(
+                "KEK purge in flight",
+                Before {
+                    op: Op::PurgeDeletedKey,
+                    skip: 0,
+                },
+            ),
+            kp(
+                "KEK purged, answer lost",
+                AfterCommit {
+                    op: Op::PurgeDeletedKey,
+                    skip: 0,
+                },
+            ),
+        ],
+        prepare: |rig, group| Value::Array(group_with_keys(rig, group, KEYS)),
+        start: |rig, group| start_job(&rig.daemon, &["group", "sync", group]),
+        check: check_sync,
+    }
+}
+
+/// The invariants after a synchronize job ended.
+fn check_sync(rig: &Rig, group: &str, before: &Value, job: &Value) {
+    let d = &rig.daemon;
+    match job["state"].as_str() {
+        Some("succeeded") => {}
+        Some("failed") => assert!(
+            job["error"].as_str().is_some_and(|e| e.len() > 10),
+            "a failed job says why: {job}"
+        ),
+        _ => panic!("{group}: unexpected end {job}"),
+    }
+    assert!(
+        rig.emu.live_keks(VAULT).is_empty(),
+        "{group}: a live KEK was left in the vault: {job}"
+    );
+    let versions = rig.emu.key_versions(VAULT, group);
+    let tags: BTreeSet<&String> = versions
+        .iter()
+        .filter_map(|v| v.tags.get("byokd-fingerprint"))
+        .collect();
+    assert_eq!(
+        tags.len(),
+        versions.len(),
+        "{group}: a key was imported twice"
+    );
+    let mut recorded = 0;
+    for key in before.as_array().unwrap() {
+        let name = key["name"].as_str().unwrap();
+        let (code, now) = d.ctl_json(OPERATOR, &["key", "show", group, name]);
+        assert_eq!(code, 0, "{group}/{name}: the local key is lost: {now}");
+        assert_eq!(
+            now["check_digits"], key["check_digits"],
+            "{group}/{name}: a different key"
+        );
+        assert_eq!(
+            now["hsm_id"], key["hsm_id"],
+            "{group}/{name}: a different HSM object"
+        );
+        assert_eq!(now["algorithm"], key["algorithm"]);
+        if let Some(v) = now["version"].as_str() {
+            assert!(
+                versions.iter().any(|x| x.version == v),
+                "{group}/{name}: version {v} is not in Azure"
+            );
+            recorded += 1;
+        }
+    }
+    assert_eq!(
+        versions.len(),
+        recorded,
+        "{group}: Azure versions differ from the versions byokd recorded: {job}"
+    );
+    if job["state"] == "succeeded" {
+        assert_eq!(recorded, KEYS, "{group}: every key is pushed");
+        assert!(
+            rig.emu
+                .deleted_keys(VAULT)
+                .iter()
+                .all(|k| !k.name.starts_with("byokd-kek")),
+            "{group}: the KEK is purged on a vault that allows it"
+        );
+    }
+}
+
+#[test]
+fn a_sync_killed_at_every_journalled_step_finishes_without_a_kek_or_a_duplicate() {
+    let mut rig = start("");
+    // More job kinds (rotation, delete on cloud) join this list with their own kill points.
+    let cases = [sync_case()];
+    let total: usize = cases.iter().map(|c| c.kill_points.len()).sum();
+    let mut covered = 0;
+    for case in &cases {
+        for (n, point) in case.kill_points.iter().enumerate() {
+            let (step, end) = run_kill_point(&mut rig, case, n, point);
+            assert_eq!(
+                end["state"], "succeeded",
+                "{} killed at {:?}: {end}",
+                case.kind, point.name
+            );
+            println!(
+                "{} killed at {:<45} -> {:<9} (journal at the kill: {step})",
+                case.kind,
+                point.name,
+                end["state"].as_str().unwrap_or("")
+            );
+            covered += 1;
+        }
+    }
+    println!("crash test: {covered} kill points covered");
+    assert_eq!(covered, total);
+    assert!(rig.emu.schema_violations().is_empty());
+    drop(rig.rt);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cancel.
+
+fn cancel(d: &Daemon, id: &str) -> (i32, Value) {
+    d.ctl_json(OPERATOR, &["job", "cancel", id])
+}
+
+#[test]
+fn a_pending_job_cancels_at_once_and_a_running_one_at_the_next_safe_point() {
+    let rig = start("");
+    let d = &rig.daemon;
+    group_with_keys(&rig, "runs", KEYS);
+    group_with_keys(&rig, "waits", 1);
+    // Hold the second import: the job is between steps after it.
+    let holds = rig.emu.holds();
+    rig.emu.inject_fault(FaultRule {
+        skip: 1,
+        ..FaultRule::next(Op::ImportKey, 1, FaultAction::Delay { ms: 1500 })
+    });
+    let runs = start_job(d, &["group", "sync", "runs"]);
+    wait_hold(&rig, &runs, holds);
+    // One job per vault at a time: this one waits, pending.
+    let waits = start_job(d, &["group", "sync", "waits"]);
+    assert_eq!(job(d, &waits, 0)["state"], "pending");
+    let (code, v) = cancel(d, &waits);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["state"], "cancelled", "{v}");
+    assert_eq!(v["cancel_requested"], OPERATOR);
+    // The running job takes the request, finishes the import in flight, then stops.
+    let (code, v) = cancel(d, &runs);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["cancel_requested"], OPERATOR, "{v}");
+    assert!(
+        !is_final(&v),
+        "a running job is not cancelled mid-step: {v}"
+    );
+    let end = wait_final(d, &runs);
+    assert_eq!(end["state"], "cancelled", "{end}");
+    assert!(end["steps"].to_string().contains("Cancelled by operator"));
+    let states: Vec<&str> = end["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["imported", "imported", "pending"], "{end}");
+    assert_eq!(rig.emu.key_versions(VAULT, "runs").len(), 2);
+    assert!(rig.emu.live_keks(VAULT).is_empty(), "the KEK is cleaned up");
+    assert!(
+        rig.emu
+            .deleted_keys(VAULT)
+            .iter()
+            .all(|k| !k.name.starts_with("byokd-kek")),
+        "and purged"
+    );
+    // The pending job never ran.
+    let w = job(d, &waits, 0);
+    assert_eq!(w["state"], "cancelled");
+    assert!(w["started"].is_null(), "{w}");
+    assert!(rig.emu.key_versions(VAULT, "waits").is_empty());
+    // A finished job cannot be cancelled: conflict, exit 5.
+    let (code, v) = cancel(d, &runs);
+    assert_eq!(code, 5, "{v}");
+    // Auditors may not cancel.
+    let out = d.ctl(control_rig::AUDITOR, &["job", "cancel", &runs]);
+    assert_eq!(out.status.code(), Some(3));
+    // The remaining key can still be pushed by a new job.
+    let again = start_job(d, &["group", "sync", "runs"]);
+    assert_eq!(wait_final(d, &again)["state"], "succeeded");
+    assert_eq!(rig.emu.key_versions(VAULT, "runs").len(), 3);
+}
+
+#[test]
+fn a_cancel_survives_a_crash_and_settles_the_import_whose_answer_was_lost() {
+    let mut rig = start("");
+    group_with_keys(&rig, "lost", 2);
+    let holds = rig.emu.holds();
+    rig.emu.inject_fault(FaultRule::next(
+        Op::ImportKey,
+        1,
+        FaultAction::CommitThenHold { ms: HOLD_MS },
+    ));
+    let id = start_job(&rig.daemon, &["group", "sync", "lost"]);
+    wait_hold(&rig, &id, holds);
+    let (code, v) = cancel(&rig.daemon, &id);
+    assert_eq!(code, 0, "{v}");
+    rig.daemon.kill9();
+    rig.emu.clear_faults();
+    rig.daemon.spawn();
+    let end = wait_final(&rig.daemon, &id);
+    assert_eq!(end["state"], "cancelled", "{end}");
+    // Azure committed the first import: byokd found it by its tag and recorded it.
+    let versions = rig.emu.key_versions(VAULT, "lost");
+    assert_eq!(versions.len(), 1);
+    assert_eq!(end["keys"][0]["state"], "imported", "{end}");
+    assert_eq!(end["keys"][0]["version"], versions[0].version.as_str());
+    assert_eq!(end["keys"][1]["state"], "pending");
+    let (_, k0) = rig
+        .daemon
+        .ctl_json(OPERATOR, &["key", "show", "lost", "k0"]);
+    assert_eq!(k0["version"], versions[0].version.as_str());
+    assert!(rig.emu.live_keks(VAULT).is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Retention.
+
+#[test]
+fn finished_jobs_beyond_the_retention_count_are_pruned() {
+    let rig = start("\n[jobs]\nretain_count = 2\nretain_days = 30\n");
+    let d = &rig.daemon;
+    let mut ids = vec![];
+    for g in ["r1", "r2", "r3"] {
+        group_with_keys(&rig, g, 1);
+        let id = start_job(d, &["group", "sync", g]);
+        assert_eq!(wait_final(d, &id)["state"], "succeeded");
+        ids.push(id);
+    }
+    let (_, list) = d.ctl_json(OPERATOR, &["job", "list"]);
+    let listed: BTreeSet<&str> = list["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        listed,
+        BTreeSet::from([ids[1].as_str(), ids[2].as_str()]),
+        "{list}"
+    );
+    let out = d.ctl(OPERATOR, &["job", "show", &ids[0]]);
+    assert_eq!(out.status.code(), Some(4), "the oldest job is gone");
+    // An unfinished job is kept even when it would be beyond the count.
+    group_with_keys(&rig, "r4", 1);
+    let holds = rig.emu.holds();
+    rig.emu.inject_fault(FaultRule::next(
+        Op::CreateKey,
+        1,
+        FaultAction::Delay { ms: 1500 },
+    ));
+    let held = start_job(d, &["group", "sync", "r4"]);
+    wait_hold(&rig, &held, holds);
+    group_with_keys(&rig, "r5", 1);
+    let queued = start_job(d, &["group", "sync", "r5"]);
+    let (_, list) = d.ctl_json(OPERATOR, &["job", "list"]);
+    assert_eq!(list["jobs"].as_array().unwrap().len(), 4, "{list}");
+    assert_eq!(wait_final(d, &held)["state"], "succeeded");
+    assert_eq!(wait_final(d, &queued)["state"], "succeeded");
+    let (_, list) = d.ctl_json(OPERATOR, &["job", "list"]);
+    let listed: BTreeSet<&str> = list["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        listed,
+        BTreeSet::from([held.as_str(), queued.as_str()]),
+        "{list}"
+    );
+}
