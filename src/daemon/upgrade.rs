@@ -67,7 +67,7 @@ fn fail(e: &UpgradeError) -> ExitCode {
     eprintln!("byokd upgrade: {e}");
     match e {
         UpgradeError::RolledBack { .. }
-        | UpgradeError::RollbackFailed { .. }
+        | UpgradeError::RollbackFailed(_)
         | UpgradeError::Io { .. } => ExitCode::FAILURE,
         _ => ExitCode::from(2),
     }

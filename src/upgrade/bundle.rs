@@ -126,7 +126,7 @@ fn read_entries(bytes: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, UpgradeError>
     }
     // A ustar archive ends with two zero blocks; a cut at an entry boundary would otherwise
     // read as a shorter, valid archive.
-    let tail_ok = bytes.len() % 512 == 0
+    let tail_ok = bytes.len().is_multiple_of(512)
         && bytes.len() >= 1024
         && bytes[bytes.len() - 1024..].iter().all(|b| *b == 0);
     if !saw_end || !tail_ok {

@@ -57,17 +57,24 @@ pub enum UpgradeError {
         detail: String,
         rolled_back_to: String,
     },
-    #[error(
-        "the new version {version} failed ({stage}): {detail}; and the rollback failed too: {rollback}. Restore by hand: point {layout}/current at the previous slot and copy {state_dir}/pre-upgrade/* back into {state_dir}"
-    )]
-    RollbackFailed {
-        version: String,
-        stage: &'static str,
-        detail: String,
-        rollback: String,
-        layout: PathBuf,
-        state_dir: PathBuf,
-    },
+    #[error(transparent)]
+    RollbackFailed(Box<RollbackFailure>),
+}
+
+/// A failed new version whose rollback failed too; says how to finish by hand.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the new version {version} failed ({stage}): {detail}; and the rollback failed too: {rollback}. Restore by hand: point {layout}/current at the previous slot and copy {state_dir}/pre-upgrade/* back into {state_dir}",
+    layout = .layout.display(),
+    state_dir = .state_dir.display()
+)]
+pub struct RollbackFailure {
+    pub version: String,
+    pub stage: &'static str,
+    pub detail: String,
+    pub rollback: String,
+    pub layout: PathBuf,
+    pub state_dir: PathBuf,
 }
 
 impl UpgradeError {

@@ -165,14 +165,14 @@ fn rollback(
                 .and_then(|p| layout.version_in(p))
                 .unwrap_or_else(|| "nothing installed".into()),
         },
-        Err(e) => UpgradeError::RollbackFailed {
+        Err(e) => UpgradeError::RollbackFailed(Box::new(super::error::RollbackFailure {
             version,
             stage,
             detail,
             rollback: e.to_string(),
             layout: layout.base().to_path_buf(),
             state_dir: state_dir.to_path_buf(),
-        },
+        })),
     }
 }
 

@@ -145,8 +145,7 @@ mod tests {
 
     #[test]
     fn a_good_manifest_parses() {
-        let m =
-            Manifest::parse(&text("file 0644 ".to_owned() + SUM + " etc/byokd.toml\n")).unwrap();
+        let m = Manifest::parse(&text(&format!("file 0644 {SUM} etc/byokd.toml\n"))).unwrap();
         assert_eq!(m.version, "1.2.3");
         assert_eq!(m.state_format, 2);
         assert_eq!(m.files.len(), 3);
