@@ -66,6 +66,24 @@ pub(super) async fn begin(
     Ok(Some((group, permit)))
 }
 
+/// Runs a job whose work is one body that ends with a closing message: begin, body, then
+/// succeeded with that message or failed with the error.
+pub(super) async fn run_with(
+    jobs: &Jobs,
+    id: u64,
+    mutates_cloud: bool,
+    body: impl AsyncFnOnce(&KeyGroup) -> Result<String, JobError>,
+) -> Result<(), JobError> {
+    let Some((group, _permit)) = begin(jobs, id, mutates_cloud).await? else {
+        return Ok(());
+    };
+    match body(&group).await {
+        Ok(message) => succeed(jobs, id, &message).await?,
+        Err(e) => fail(jobs, id, e.to_string()).await,
+    }
+    Ok(())
+}
+
 /// The push proper (KEK, imports) and the KEK clean-up, whatever happened to the imports.
 pub(super) async fn transfer(jobs: &Jobs, id: u64, group: &KeyGroup) -> Result<(), JobError> {
     let mut token = None;
@@ -209,6 +227,19 @@ pub(super) async fn sign_in(
         Some(50),
     )
     .await?;
+    let token = credential_token(jobs, group).await?;
+    svc.job_step(id, "Entra ID token acquired", Some(100))
+        .await?;
+    Ok(token)
+}
+
+/// An Entra ID token for the group's credential; the secret is unsealed for the request only.
+pub(super) async fn credential_token(
+    jobs: &Jobs,
+    group: &KeyGroup,
+) -> Result<AccessToken, JobError> {
+    let svc = jobs.service();
+    let cred = svc.credential(&group.credential).await?;
     let secret = svc.unseal_credential(&group.credential).await?;
     let token = jobs
         .azure()
@@ -216,10 +247,7 @@ pub(super) async fn sign_in(
         .token(&cred.name, &cred.tenant_id, &cred.client_id, &secret)
         .await;
     drop(secret);
-    let token = token?;
-    svc.job_step(id, "Entra ID token acquired", Some(100))
-        .await?;
-    Ok(token)
+    Ok(token?)
 }
 
 /// Finds the job's KEK again, or creates it with its name journalled first.

@@ -31,6 +31,7 @@ struct CredentialV1 {
 
 /// Format 2 (byokd 0.1 with push jobs): no grace-period or drift records.
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 struct StateV2 {
     credentials: BTreeMap<CredentialName, Credential>,
     groups: BTreeMap<KeyName, KeyGroup>,
@@ -101,22 +102,10 @@ fn v1_to_v2(v1: StateV1) -> StateV2 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde::Serialize;
-
-    /// Format 2's shape, to write a payload the way byokd 0.1 with push jobs did.
-    #[derive(Serialize)]
-    struct WriteV2 {
-        credentials: BTreeMap<CredentialName, Credential>,
-        groups: BTreeMap<KeyName, KeyGroup>,
-        keys: BTreeMap<(KeyName, LocalKeyName), Key>,
-        designated: Option<bool>,
-        jobs: BTreeMap<u64, Job>,
-        next_job_id: u64,
-    }
 
     #[test]
     fn a_format_2_payload_migrates_with_empty_lifecycle_records() {
-        let v2 = WriteV2 {
+        let v2 = StateV2 {
             credentials: BTreeMap::new(),
             groups: BTreeMap::new(),
             keys: BTreeMap::new(),
