@@ -6,21 +6,14 @@
 //! Local keys are never touched here, except that a purge makes their Azure versions gone for
 //! good, so they are forgotten (the keys stay in the HSM and can be pushed again).
 
-use super::push::{begin, fail, purge_with_retry, succeed, wait_deleted_visible};
-use super::sign_in::sign_in;
+use super::push::{purge_with_retry, run_with, wait_deleted_visible};
+use super::sign_in::{credential_token, sign_in};
 use super::{JobError, Jobs};
 use crate::azure::{AccessToken, AzureError, KeyUpdate, KeyVaultError, RecoveryLevel};
 use crate::model::{KeyGroup, KeyName};
 
 pub(super) async fn run_delete(jobs: &Jobs, id: u64) -> Result<(), JobError> {
-    let Some((group, _permit)) = begin(jobs, id, true).await? else {
-        return Ok(());
-    };
-    match delete(jobs, id, &group).await {
-        Ok(message) => succeed(jobs, id, &message).await?,
-        Err(e) => fail(jobs, id, e.to_string()).await,
-    }
-    Ok(())
+    run_with(jobs, id, true, async |group| delete(jobs, id, group).await).await
 }
 
 async fn delete(jobs: &Jobs, id: u64, group: &KeyGroup) -> Result<String, JobError> {
@@ -124,15 +117,7 @@ async fn token(jobs: &Jobs, group: &KeyGroup) -> Result<AccessToken, JobError> {
     jobs.azure()
         .allowlist()
         .set_vaults(svc.vault_names().await)?;
-    let cred = svc.credential(&group.credential).await?;
-    let secret = svc.unseal_credential(&group.credential).await?;
-    let token = jobs
-        .azure()
-        .entra()
-        .token(&cred.name, &cred.tenant_id, &cred.client_id, &secret)
-        .await;
-    drop(secret);
-    Ok(token?)
+    credential_token(jobs, group).await
 }
 
 pub(super) async fn recover(jobs: &Jobs, group: &KeyName, by: &str) -> Result<String, JobError> {

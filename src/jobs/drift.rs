@@ -3,21 +3,14 @@
 //! that Azure is missing, has disabled or lets expire, and versions whose public key differs
 //! from the HSM key (compared by check digits). Read-only: allowed on any appliance.
 
-use super::push::{begin, fail, succeed};
+use super::push::run_with;
 use super::sign_in::sign_in;
 use super::{JobError, Jobs, jwk_matches_spki};
 use crate::azure::{AzureError, JsonWebKey, KeyVaultError};
 use crate::model::{DriftFinding, DriftReport, KeyGroup};
 
 pub(super) async fn run(jobs: &Jobs, id: u64) -> Result<(), JobError> {
-    let Some((group, _permit)) = begin(jobs, id, false).await? else {
-        return Ok(());
-    };
-    match check(jobs, id, &group).await {
-        Ok(message) => succeed(jobs, id, &message).await?,
-        Err(e) => fail(jobs, id, e.to_string()).await,
-    }
-    Ok(())
+    run_with(jobs, id, false, async |group| check(jobs, id, group).await).await
 }
 
 async fn check(jobs: &Jobs, id: u64, group: &KeyGroup) -> Result<String, JobError> {

@@ -76,6 +76,24 @@ pub(super) async fn begin(
     Ok(Some((group, permit)))
 }
 
+/// Runs a job whose work is one body that ends with a closing message: begin, body, then
+/// succeeded with that message or failed with the error.
+pub(super) async fn run_with(
+    jobs: &Jobs,
+    id: u64,
+    mutates_cloud: bool,
+    body: impl AsyncFnOnce(&KeyGroup) -> Result<String, JobError>,
+) -> Result<(), JobError> {
+    let Some((group, _permit)) = begin(jobs, id, mutates_cloud).await? else {
+        return Ok(());
+    };
+    match body(&group).await {
+        Ok(message) => succeed(jobs, id, &message).await?,
+        Err(e) => fail(jobs, id, e.to_string()).await,
+    }
+    Ok(())
+}
+
 /// The push proper (KEK, imports) and the clean-up of what it left open in the cloud, whatever
 /// happened to the imports. A job that failed or was cancelled before a restart only finishes
 /// its clean-up.

@@ -66,7 +66,7 @@ impl AssertionSigner for HsmAssertionSigner {
     }
 }
 
-/// A Key Vault token for the group's credential.
+/// A Key Vault token for the group's credential, with the job's steps around it.
 pub(super) async fn sign_in(
     jobs: &Jobs,
     id: u64,
@@ -74,8 +74,11 @@ pub(super) async fn sign_in(
 ) -> Result<AccessToken, JobError> {
     let svc = jobs.service();
     let cred = svc.credential(&group.credential).await?;
-    let entra = jobs.azure().entra();
-    if let Some(t) = entra.cached(&cred.name, &cred.tenant_id, &cred.client_id) {
+    if let Some(t) = jobs
+        .azure()
+        .entra()
+        .cached(&cred.name, &cred.tenant_id, &cred.client_id)
+    {
         return Ok(t);
     }
     svc.job_step(
@@ -87,6 +90,26 @@ pub(super) async fn sign_in(
         Some(50),
     )
     .await?;
+    let token = credential_token(jobs, group).await?;
+    svc.job_step(id, "Entra ID token acquired", Some(100))
+        .await?;
+    tracing::info!(event = "azure.token.acquired", service = "azure", job = id, group = %group.name, vault = %group.vault,
+        "Entra ID token acquired for credential {} (tenant {})", cred.name, cred.tenant_id);
+    Ok(token)
+}
+
+/// A Key Vault token for the group's credential (cached, or signed in with the sealed secret,
+/// unsealed for the request only, or with an assertion signed in the HSM).
+pub(super) async fn credential_token(
+    jobs: &Jobs,
+    group: &KeyGroup,
+) -> Result<AccessToken, JobError> {
+    let svc = jobs.service();
+    let cred = svc.credential(&group.credential).await?;
+    let entra = jobs.azure().entra();
+    if let Some(t) = entra.cached(&cred.name, &cred.tenant_id, &cred.client_id) {
+        return Ok(t);
+    }
     let token = match svc.sign_in_material(&group.credential).await? {
         SignInMaterial::Secret(secret) => {
             let token = entra
@@ -122,10 +145,6 @@ pub(super) async fn sign_in(
                 .await?
         }
     };
-    svc.job_step(id, "Entra ID token acquired", Some(100))
-        .await?;
-    tracing::info!(event = "azure.token.acquired", service = "azure", job = id, group = %group.name, vault = %group.vault,
-        "Entra ID token acquired for credential {} (tenant {})", cred.name, cred.tenant_id);
     Ok(token)
 }
 

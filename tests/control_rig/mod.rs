@@ -325,6 +325,11 @@ max_body_bytes = {body}
         panic!("byokd did not listen within 30 s:\n{}", self.log());
     }
 
+    /// The daemon's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("byokd.log")).unwrap_or_default()
     }
