@@ -59,6 +59,12 @@ fn start(extra_sections: &str) -> Rig {
         ..VaultOptions::default()
     };
     emu.add_vault(VAULT, vault).unwrap();
+    // No per-vault budget: a kill point names the n-th request of an operation, and a 429 would
+    // count as one.
+    emu.set_throttling(byokd_emulator::ThrottleConfig {
+        enabled: false,
+        ..byokd_emulator::ThrottleConfig::default()
+    });
     let sections = format!(
         "\n[azure]\ncloud = \"public\"\nextra_ca = [\"{ca}\"]\nkek_size = 2048\nretry_base_ms = 20\n\n\
          [azure.resolve]\n\"login.microsoftonline.com\" = \"{addr}\"\n\"{VAULT}.vault.azure.net\" = \"{addr}\"\n{extra_sections}",
@@ -291,7 +297,18 @@ fn run_kill_point(rig: &mut Rig, case: &JobCase, n: usize, point: &KillPoint) ->
     rig.daemon.spawn();
     let end = wait_final(&rig.daemon, &id);
     (case.check)(rig, &target, &snapshot, &end);
-    let step = at_kill["step"].as_str().unwrap_or("(not read)").to_owned();
+    let imports: Vec<String> = rig
+        .emu
+        .requests()
+        .iter()
+        .filter(|r| r.op == Op::ImportKey && r.path.contains(&format!("/keys/{target}")))
+        .map(|r| r.status.to_string())
+        .collect();
+    let step = format!(
+        "{}; import answers seen: [{}]",
+        at_kill["step"].as_str().unwrap_or("(not read)"),
+        imports.join(",")
+    );
     (step, end)
 }
 
@@ -609,6 +626,52 @@ fn a_cancel_survives_a_crash_and_settles_the_import_whose_answer_was_lost() {
         .ctl_json(OPERATOR, &["key", "show", "lost", "k0"]);
     assert_eq!(k0["version"], versions[0].version.as_str());
     assert!(rig.emu.live_keks(VAULT).is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Waiting for a retry.
+
+#[test]
+fn a_job_backing_off_shows_waiting_retry_and_can_be_cancelled_then() {
+    use byokd_emulator::{RetryHeader, ThrottleConfig};
+    let rig = start("");
+    let d = &rig.daemon;
+    group_with_keys(&rig, "slow", 2);
+    rig.emu.set_throttling(ThrottleConfig {
+        enabled: false,
+        header: RetryHeader::RetryAfterSeconds,
+        ..ThrottleConfig::default()
+    });
+    rig.emu
+        .inject_fault(FaultRule::next(Op::ImportKey, 3, FaultAction::Throttle));
+    let id = start_job(d, &["group", "sync", "slow"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let waiting = loop {
+        let v = job(d, &id, 0);
+        if v["state"] == "waiting-retry" || is_final(&v) || Instant::now() > deadline {
+            break v;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(waiting["state"], "waiting-retry", "{waiting}");
+    assert!(
+        waiting["step"]
+            .as_str()
+            .unwrap()
+            .starts_with("Azure answered status 429; retrying in"),
+        "{waiting}"
+    );
+    // Cancelled while backing off: the import in hand finishes, the next key is not started.
+    let (code, v) = cancel(d, &id);
+    assert_eq!(code, 0, "{v}");
+    let end = wait_final(d, &id);
+    assert_eq!(end["state"], "cancelled", "{end}");
+    assert_eq!(end["keys"][0]["state"], "imported", "{end}");
+    assert_eq!(end["keys"][1]["state"], "pending", "{end}");
+    assert_eq!(rig.emu.key_versions(VAULT, "slow").len(), 1);
+    assert!(rig.emu.live_keks(VAULT).is_empty());
+    let steps = end["steps"].to_string();
+    assert_eq!(steps.matches("retrying in").count(), 3, "{steps}");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -358,7 +358,9 @@ impl HttpClient {
             AzureMetrics::inc(&self.metrics.retries);
             tracing::warn!(host = %target.host, method = %req.method, attempt, status = last.as_ref().map(|r| r.status.as_u16()),
                 reason = %reason, delay_ms = delay.as_millis() as u64, "retrying Azure request");
+            super::retry_notice::send(super::retry_notice::RetryEvent::Waiting { delay, reason });
             tokio::time::sleep(delay).await;
+            super::retry_notice::send(super::retry_notice::RetryEvent::Resumed);
             waited = waited.saturating_add(delay);
         }
     }

@@ -4,12 +4,14 @@
 //! whose answer was lost is found by its fingerprint tag instead of being repeated.
 
 use super::{FINGERPRINT_TAG, JobError, Jobs, fingerprint, generator, jwk_matches_spki, key_hsm};
+use crate::azure::retry_notice::{self, RetryEvent, RetryNotice};
 use crate::azure::{AccessToken, AzureError, ImportRequest, Kek, KeyVaultError, RecoveryLevel};
 use crate::hsm::KekPublicKey;
 use crate::model::{Job, JobState, KekJournal, KeyGroup, KeyPushState, KeyType};
-use crate::service::now_unix;
+use crate::service::{Service, now_unix};
 use std::collections::BTreeMap;
 use std::time::Duration;
+use tokio::sync::mpsc::UnboundedReceiver;
 
 /// The KEK's lifetime (its size is `azure.kek_size`).
 const KEK_LIFETIME_SECS: i64 = 3600;
@@ -45,24 +47,15 @@ pub(super) async fn run(jobs: &Jobs, id: u64) -> Result<(), JobError> {
     if job.state.is_final() {
         return Ok(());
     }
-    let mut token = None;
-    // A job that failed or was cancelled before a restart only finishes its clean-up.
-    let outcome = match (&job.error, &job.cancel_requested) {
-        (Some(reason), _) => Err(JobError::Failed(reason.clone())),
-        (None, Some(by)) => Ok(Flow::Cancelled(by.clone())),
-        (None, None) => push(jobs, id, &group, &mut token).await,
-    };
-    if let Err(e) = &outcome {
-        // Journal the reason before cleaning up, so a crash during clean-up still fails the
-        // job with it instead of pushing on.
-        let reason = e.to_string();
-        svc.journal(id, |j| {
-            j.error.get_or_insert(reason);
-        })
-        .await?;
+    // Azure back-off shows as `waiting-retry` while it lasts.
+    let (notice, events) = RetryNotice::channel();
+    let watcher = tokio::spawn(show_retries(svc.clone(), id, events));
+    let steps = retry_notice::scope(notice, steps(jobs, id, &job, &group)).await;
+    // Every event is journalled before the job's final state.
+    if watcher.await.is_err() {
+        tracing::warn!(job = id, "the retry watcher stopped early");
     }
-    // The KEK goes, whatever happened to the imports.
-    let cleanup = cleanup(jobs, id, &group, &mut token).await;
+    let (outcome, cleanup) = steps?;
     match (outcome, cleanup) {
         (Ok(Flow::Done), Ok(())) => {
             svc.finish_job(id, JobState::Succeeded, |j| {
@@ -85,6 +78,66 @@ pub(super) async fn run(jobs: &Jobs, id: u64) -> Result<(), JobError> {
         (Err(e), _) | (Ok(_), Err(e)) => fail(jobs, id, e.to_string()).await,
     }
     Ok(())
+}
+
+/// The job's cloud steps, then its clean-up: (how the push went, how the clean-up went).
+async fn steps(
+    jobs: &Jobs,
+    id: u64,
+    job: &Job,
+    group: &KeyGroup,
+) -> Result<(Result<Flow, JobError>, Result<(), JobError>), JobError> {
+    let mut token = None;
+    // A job that failed or was cancelled before a restart only finishes its clean-up.
+    let outcome = match (&job.error, &job.cancel_requested) {
+        (Some(reason), _) => Err(JobError::Failed(reason.clone())),
+        (None, Some(by)) => Ok(Flow::Cancelled(by.clone())),
+        (None, None) => push(jobs, id, group, &mut token).await,
+    };
+    if let Err(e) = &outcome {
+        // Journal the reason before cleaning up, so a crash during clean-up still fails the
+        // job with it instead of pushing on.
+        let reason = e.to_string();
+        jobs.service()
+            .journal(id, |j| {
+                j.error.get_or_insert(reason);
+            })
+            .await?;
+    }
+    // The KEK goes, whatever happened to the imports.
+    let cleanup = cleanup(jobs, id, group, &mut token).await;
+    Ok((outcome, cleanup))
+}
+
+/// Journals Azure back-off: `waiting-retry` with a step saying why, then `running` again.
+async fn show_retries(svc: Service, id: u64, mut events: UnboundedReceiver<RetryEvent>) {
+    while let Some(event) = events.recv().await {
+        let recorded = match event {
+            RetryEvent::Waiting { delay, reason } => {
+                svc.journal(id, |j| {
+                    if j.state == JobState::Running {
+                        j.state = JobState::WaitingRetry;
+                    }
+                    j.steps.push(step(&format!(
+                        "Azure answered {reason}; retrying in {} ms",
+                        delay.as_millis()
+                    )));
+                })
+                .await
+            }
+            RetryEvent::Resumed => {
+                svc.journal(id, |j| {
+                    if j.state == JobState::WaitingRetry {
+                        j.state = JobState::Running;
+                    }
+                })
+                .await
+            }
+        };
+        if let Err(e) = recorded {
+            tracing::warn!(job = id, error = %e, "could not journal a retry wait");
+        }
+    }
 }
 
 /// How a push ended when nothing failed.
