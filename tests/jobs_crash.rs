@@ -541,7 +541,7 @@ fn a_pending_job_cancels_at_once_and_a_running_one_at_the_next_safe_point() {
     let holds = rig.emu.holds();
     rig.emu.inject_fault(FaultRule {
         skip: 1,
-        ..FaultRule::next(Op::ImportKey, 1, FaultAction::Delay { ms: 1500 })
+        ..FaultRule::next(Op::ImportKey, 1, FaultAction::Delay { ms: 5000 })
     });
     let runs = start_job(d, &["group", "sync", "runs"]);
     wait_hold(&rig, &runs, holds);
@@ -643,7 +643,7 @@ fn a_job_backing_off_shows_waiting_retry_and_can_be_cancelled_then() {
         ..ThrottleConfig::default()
     });
     rig.emu
-        .inject_fault(FaultRule::next(Op::ImportKey, 3, FaultAction::Throttle));
+        .inject_fault(FaultRule::next(Op::ImportKey, 5, FaultAction::Throttle));
     let id = start_job(d, &["group", "sync", "slow"]);
     let deadline = Instant::now() + Duration::from_secs(60);
     let waiting = loop {
@@ -671,11 +671,22 @@ fn a_job_backing_off_shows_waiting_retry_and_can_be_cancelled_then() {
     assert_eq!(rig.emu.key_versions(VAULT, "slow").len(), 1);
     assert!(rig.emu.live_keks(VAULT).is_empty());
     let steps = end["steps"].to_string();
-    assert_eq!(steps.matches("retrying in").count(), 3, "{steps}");
+    assert_eq!(steps.matches("retrying in").count(), 5, "{steps}");
 }
 
 // ---------------------------------------------------------------------------------------------
 // Retention.
+
+/// The ids `byokctl job list` shows.
+fn listed_jobs(d: &Daemon) -> BTreeSet<String> {
+    let (_, list) = d.ctl_json(OPERATOR, &["job", "list"]);
+    list["jobs"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{list}"))
+        .iter()
+        .map(|j| j["id"].as_str().unwrap().to_owned())
+        .collect()
+}
 
 #[test]
 fn finished_jobs_beyond_the_retention_count_are_pruned() {
@@ -688,17 +699,9 @@ fn finished_jobs_beyond_the_retention_count_are_pruned() {
         assert_eq!(wait_final(d, &id)["state"], "succeeded");
         ids.push(id);
     }
-    let (_, list) = d.ctl_json(OPERATOR, &["job", "list"]);
-    let listed: BTreeSet<&str> = list["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|j| j["id"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        listed,
-        BTreeSet::from([ids[1].as_str(), ids[2].as_str()]),
-        "{list}"
+        listed_jobs(d),
+        BTreeSet::from([ids[1].clone(), ids[2].clone()])
     );
     let out = d.ctl(OPERATOR, &["job", "show", &ids[0]]);
     assert_eq!(out.status.code(), Some(4), "the oldest job is gone");
@@ -708,26 +711,14 @@ fn finished_jobs_beyond_the_retention_count_are_pruned() {
     rig.emu.inject_fault(FaultRule::next(
         Op::CreateKey,
         1,
-        FaultAction::Delay { ms: 1500 },
+        FaultAction::Delay { ms: 6000 },
     ));
     let held = start_job(d, &["group", "sync", "r4"]);
     wait_hold(&rig, &held, holds);
     group_with_keys(&rig, "r5", 1);
     let queued = start_job(d, &["group", "sync", "r5"]);
-    let (_, list) = d.ctl_json(OPERATOR, &["job", "list"]);
-    assert_eq!(list["jobs"].as_array().unwrap().len(), 4, "{list}");
+    assert_eq!(listed_jobs(d).len(), 4);
     assert_eq!(wait_final(d, &held)["state"], "succeeded");
     assert_eq!(wait_final(d, &queued)["state"], "succeeded");
-    let (_, list) = d.ctl_json(OPERATOR, &["job", "list"]);
-    let listed: BTreeSet<&str> = list["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|j| j["id"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        listed,
-        BTreeSet::from([held.as_str(), queued.as_str()]),
-        "{list}"
-    );
+    assert_eq!(listed_jobs(d), BTreeSet::from([held, queued]));
 }
