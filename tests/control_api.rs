@@ -39,6 +39,7 @@ fn each_role_is_allowed_and_denied_on_every_route_class() {
         ("POST", "/v1/groups/g1/check".into(), None, [202, 202, 403]),
         ("POST", "/v1/groups/g1/keys/k1/sync".into(), None, [202, 202, 403]),
         ("GET", "/v1/groups/g1/keys/k1/public".into(), None, [200, 200, 200]),
+        ("POST", "/v1/jobs/999999/cancel".into(), None, [404, 404, 403]),
         // Credentials, designated device, destructive cloud actions, approvals: admin only.
         ("POST", "/v1/credentials".into(), Some(format!(r#"{{"name":"c2-{{who}}","tenant_id":"{TENANT}","client_id":"{CLIENT}","secret":"x"}}"#)), [201, 403, 403]),
         ("PATCH", "/v1/credentials/c2-{who}".into(), Some(r#"{"expires":1900000000}"#.into()), [200, 403, 403]),

@@ -59,6 +59,12 @@ fn start(extra_sections: &str) -> Rig {
         ..VaultOptions::default()
     };
     emu.add_vault(VAULT, vault).unwrap();
+    // No per-vault budget: a kill point names the n-th request of an operation, and a 429 would
+    // count as one.
+    emu.set_throttling(byokd_emulator::ThrottleConfig {
+        enabled: false,
+        ..byokd_emulator::ThrottleConfig::default()
+    });
     let sections = format!(
         "\n[azure]\ncloud = \"public\"\nextra_ca = [\"{ca}\"]\nkek_size = 2048\nretry_base_ms = 20\n\n\
          [azure.resolve]\n\"login.microsoftonline.com\" = \"{addr}\"\n\"{VAULT}.vault.azure.net\" = \"{addr}\"\n{extra_sections}",
@@ -291,7 +297,18 @@ fn run_kill_point(rig: &mut Rig, case: &JobCase, n: usize, point: &KillPoint) ->
     rig.daemon.spawn();
     let end = wait_final(&rig.daemon, &id);
     (case.check)(rig, &target, &snapshot, &end);
-    let step = at_kill["step"].as_str().unwrap_or("(not read)").to_owned();
+    let imports: Vec<String> = rig
+        .emu
+        .requests()
+        .iter()
+        .filter(|r| r.op == Op::ImportKey && r.path.contains(&format!("/keys/{target}")))
+        .map(|r| r.status.to_string())
+        .collect();
+    let step = format!(
+        "{}; import answers seen: [{}]",
+        at_kill["step"].as_str().unwrap_or("(not read)"),
+        imports.join(",")
+    );
     (step, end)
 }
 
@@ -524,7 +541,7 @@ fn a_pending_job_cancels_at_once_and_a_running_one_at_the_next_safe_point() {
     let holds = rig.emu.holds();
     rig.emu.inject_fault(FaultRule {
         skip: 1,
-        ..FaultRule::next(Op::ImportKey, 1, FaultAction::Delay { ms: 1500 })
+        ..FaultRule::next(Op::ImportKey, 1, FaultAction::Delay { ms: 5000 })
     });
     let runs = start_job(d, &["group", "sync", "runs"]);
     wait_hold(&rig, &runs, holds);
@@ -612,7 +629,64 @@ fn a_cancel_survives_a_crash_and_settles_the_import_whose_answer_was_lost() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Waiting for a retry.
+
+#[test]
+fn a_job_backing_off_shows_waiting_retry_and_can_be_cancelled_then() {
+    use byokd_emulator::{RetryHeader, ThrottleConfig};
+    let rig = start("");
+    let d = &rig.daemon;
+    group_with_keys(&rig, "slow", 2);
+    rig.emu.set_throttling(ThrottleConfig {
+        enabled: false,
+        header: RetryHeader::RetryAfterSeconds,
+        ..ThrottleConfig::default()
+    });
+    rig.emu
+        .inject_fault(FaultRule::next(Op::ImportKey, 5, FaultAction::Throttle));
+    let id = start_job(d, &["group", "sync", "slow"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let waiting = loop {
+        let v = job(d, &id, 0);
+        if v["state"] == "waiting-retry" || is_final(&v) || Instant::now() > deadline {
+            break v;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(waiting["state"], "waiting-retry", "{waiting}");
+    assert!(
+        waiting["step"]
+            .as_str()
+            .unwrap()
+            .starts_with("Azure answered status 429; retrying in"),
+        "{waiting}"
+    );
+    // Cancelled while backing off: the import in hand finishes, the next key is not started.
+    let (code, v) = cancel(d, &id);
+    assert_eq!(code, 0, "{v}");
+    let end = wait_final(d, &id);
+    assert_eq!(end["state"], "cancelled", "{end}");
+    assert_eq!(end["keys"][0]["state"], "imported", "{end}");
+    assert_eq!(end["keys"][1]["state"], "pending", "{end}");
+    assert_eq!(rig.emu.key_versions(VAULT, "slow").len(), 1);
+    assert!(rig.emu.live_keks(VAULT).is_empty());
+    let steps = end["steps"].to_string();
+    assert_eq!(steps.matches("retrying in").count(), 5, "{steps}");
+}
+
+// ---------------------------------------------------------------------------------------------
 // Retention.
+
+/// The ids `byokctl job list` shows.
+fn listed_jobs(d: &Daemon) -> BTreeSet<String> {
+    let (_, list) = d.ctl_json(OPERATOR, &["job", "list"]);
+    list["jobs"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{list}"))
+        .iter()
+        .map(|j| j["id"].as_str().unwrap().to_owned())
+        .collect()
+}
 
 #[test]
 fn finished_jobs_beyond_the_retention_count_are_pruned() {
@@ -625,17 +699,9 @@ fn finished_jobs_beyond_the_retention_count_are_pruned() {
         assert_eq!(wait_final(d, &id)["state"], "succeeded");
         ids.push(id);
     }
-    let (_, list) = d.ctl_json(OPERATOR, &["job", "list"]);
-    let listed: BTreeSet<&str> = list["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|j| j["id"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        listed,
-        BTreeSet::from([ids[1].as_str(), ids[2].as_str()]),
-        "{list}"
+        listed_jobs(d),
+        BTreeSet::from([ids[1].clone(), ids[2].clone()])
     );
     let out = d.ctl(OPERATOR, &["job", "show", &ids[0]]);
     assert_eq!(out.status.code(), Some(4), "the oldest job is gone");
@@ -645,26 +711,14 @@ fn finished_jobs_beyond_the_retention_count_are_pruned() {
     rig.emu.inject_fault(FaultRule::next(
         Op::CreateKey,
         1,
-        FaultAction::Delay { ms: 1500 },
+        FaultAction::Delay { ms: 6000 },
     ));
     let held = start_job(d, &["group", "sync", "r4"]);
     wait_hold(&rig, &held, holds);
     group_with_keys(&rig, "r5", 1);
     let queued = start_job(d, &["group", "sync", "r5"]);
-    let (_, list) = d.ctl_json(OPERATOR, &["job", "list"]);
-    assert_eq!(list["jobs"].as_array().unwrap().len(), 4, "{list}");
+    assert_eq!(listed_jobs(d).len(), 4);
     assert_eq!(wait_final(d, &held)["state"], "succeeded");
     assert_eq!(wait_final(d, &queued)["state"], "succeeded");
-    let (_, list) = d.ctl_json(OPERATOR, &["job", "list"]);
-    let listed: BTreeSet<&str> = list["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|j| j["id"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        listed,
-        BTreeSet::from([held.as_str(), queued.as_str()]),
-        "{list}"
-    );
+    assert_eq!(listed_jobs(d), BTreeSet::from([held, queued]));
 }

@@ -359,7 +359,9 @@ impl HttpClient {
             tracing::warn!(event = "azure.retry", host = %target.host, method = %req.method, attempt, status = last.as_ref().map(|r| r.status.as_u16()),
                 reason = %reason, delay_ms = delay.as_millis() as u64,
                 "Azure request to {} retried after {} ms (attempt {attempt}): {reason}", target.host, delay.as_millis());
+            super::retry_notice::send(super::retry_notice::RetryEvent::Waiting { delay, reason });
             tokio::time::sleep(delay).await;
+            super::retry_notice::send(super::retry_notice::RetryEvent::Resumed);
             waited = waited.saturating_add(delay);
         }
     }

@@ -23,6 +23,7 @@ pub mod endpoints;
 pub mod entra;
 pub mod http;
 pub mod keyvault;
+pub mod retry_notice;
 
 pub use endpoints::{Allowlist, CloudEndpoints, Target};
 pub use entra::{AccessToken, AssertionSigner, Challenge, ClientAuth, Entra, EntraError};

@@ -5,12 +5,14 @@
 
 use super::sign_in::{drop_token, needs_new_token, sign_in};
 use super::{FINGERPRINT_TAG, JobError, Jobs, fingerprint, generator, jwk_matches_spki, key_hsm};
+use crate::azure::retry_notice::{self, RetryEvent, RetryNotice};
 use crate::azure::{AccessToken, AzureError, ImportRequest, Kek, KeyVaultError, RecoveryLevel};
 use crate::hsm::KekPublicKey;
 use crate::model::{Job, JobState, KekJournal, KeyGroup, KeyPushState, KeyType};
-use crate::service::now_unix;
+use crate::service::{Service, now_unix};
 use std::collections::BTreeMap;
 use std::time::Duration;
+use tokio::sync::mpsc::UnboundedReceiver;
 
 /// The KEK's lifetime (its size is `azure.kek_size`).
 const KEK_LIFETIME_SECS: i64 = 3600;
@@ -100,6 +102,20 @@ pub(super) async fn run_with(
 pub(super) async fn transfer(jobs: &Jobs, id: u64, group: &KeyGroup) -> Result<Flow, JobError> {
     let svc = jobs.service();
     let job = svc.job(id).await?;
+    // Azure back-off shows as `waiting-retry` while it lasts.
+    let (notice, events) = RetryNotice::channel();
+    let watcher = tokio::spawn(show_retries(svc.clone(), id, events));
+    let result = retry_notice::scope(notice, steps(jobs, id, &job, group)).await;
+    // Every event is journalled before the job's final state.
+    if watcher.await.is_err() {
+        tracing::warn!(job = id, "the retry watcher stopped early");
+    }
+    result
+}
+
+/// The job's cloud steps, then its clean-up, whatever happened to the imports.
+async fn steps(jobs: &Jobs, id: u64, job: &Job, group: &KeyGroup) -> Result<Flow, JobError> {
+    let svc = jobs.service();
     let mut token = None;
     let mut outcome = match (&job.error, &job.cancel_requested) {
         (Some(reason), _) => Err(JobError::Failed(reason.clone())),
@@ -186,6 +202,37 @@ pub(super) async fn report_log_problem(jobs: &Jobs, id: u64) -> Result<(), JobEr
             .await?;
     }
     Ok(())
+}
+
+/// Journals Azure back-off: `waiting-retry` with a step saying why, then `running` again.
+async fn show_retries(svc: Service, id: u64, mut events: UnboundedReceiver<RetryEvent>) {
+    while let Some(event) = events.recv().await {
+        let recorded = match event {
+            RetryEvent::Waiting { delay, reason } => {
+                svc.journal(id, |j| {
+                    if j.state == JobState::Running {
+                        j.state = JobState::WaitingRetry;
+                    }
+                    j.steps.push(step(&format!(
+                        "Azure answered {reason}; retrying in {} ms",
+                        delay.as_millis()
+                    )));
+                })
+                .await
+            }
+            RetryEvent::Resumed => {
+                svc.journal(id, |j| {
+                    if j.state == JobState::WaitingRetry {
+                        j.state = JobState::Running;
+                    }
+                })
+                .await
+            }
+        };
+        if let Err(e) = recorded {
+            tracing::warn!(job = id, error = %e, "could not journal a retry wait");
+        }
+    }
 }
 
 /// How a push ended when nothing failed.

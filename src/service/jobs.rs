@@ -190,8 +190,9 @@ impl Service {
                 at: now_unix(),
                 message,
             });
+            // Progress never goes back, also when a resumed job repeats a step.
             if let Some(p) = progress {
-                job.progress = p.min(1000);
+                job.progress = job.progress.max(p.min(1000));
             }
         })
         .await
