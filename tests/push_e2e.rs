@@ -3,6 +3,7 @@
 //! The emulator unwraps every blob with its KEK private key and parses it strictly.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
 mod control_rig;
 
 use byokd_emulator::{
@@ -33,8 +34,15 @@ fn start() -> Rig {
     start_with_azure("")
 }
 
-/// Starts the emulator and the daemon; `azure_extra` adds lines to the `[azure]` section.
+/// Starts the emulator and the daemon on SoftHSM with the `host` wrap strategy allowed;
+/// `azure_extra` adds lines to the `[azure]` section.
 fn start_with_azure(azure_extra: &str) -> Rig {
+    start_rig(azure_extra, "allow_host_wrap = true\n", None)
+}
+
+/// Starts the emulator and the daemon (on `token`, else the rig's SoftHSM token) and adds the
+/// client-secret credential `azure-app`.
+fn start_rig(azure_extra: &str, hsm_extra: &str, token: Option<control_rig::ExternalToken>) -> Rig {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let ca_dir = tempfile::tempdir().unwrap();
     let ca_path = ca_dir.path().join("emulator-ca.pem");
@@ -96,8 +104,9 @@ retry_base_ms = 20
         ca = ca_path.display()
     );
     let daemon = Daemon::start_with(Options {
-        hsm_extra: "allow_host_wrap = true\n".into(),
+        hsm_extra: hsm_extra.into(),
         sections,
+        token,
         ..Options::default()
     });
     let secret_file = daemon.path("client-secret.txt");
@@ -1031,7 +1040,6 @@ fn a_refused_token_is_renewed_once_and_the_sync_resumes() {
 #[test]
 fn a_challenge_for_another_tenant_fails_clearly_without_a_retry() {
     let rig = start();
-    let d = &rig.daemon;
     rig.emu.clear_requests();
     let job = sync_job(&rig, "foreign", VAULT_OTHER);
     failed_with(
@@ -1055,4 +1063,96 @@ fn a_challenge_for_another_tenant_fails_clearly_without_a_retry() {
         "{seen:?}"
     );
     assert_clean(&rig, "foreign", VAULT_OTHER, 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The same flow through the daemon on kryoptic, whose RFC 5649 wrap conforms: `two-step`.
+
+#[test]
+fn kryoptic_daemon_syncs_rsa_and_ec_with_the_two_step_strategy() {
+    common::kryoptic::isolated(
+        "kryoptic_daemon_syncs_rsa_and_ec_with_the_two_step_strategy",
+        |token| async move {
+            // The rig runs its own runtime; keep it off this test's runtime thread.
+            std::thread::spawn(move || kryoptic_flow(token))
+                .join()
+                .unwrap_or_else(|e| std::panic::resume_unwind(e));
+        },
+    );
+}
+
+fn kryoptic_flow(token: common::kryoptic::KryopticToken) {
+    let rig = start_rig(
+        "",
+        "allow_host_wrap = false\n",
+        Some(control_rig::ExternalToken {
+            module: token.module.clone(),
+            label: token.label.clone(),
+            user_pin: token.user_pin.clone(),
+        }),
+    );
+    let d = &rig.daemon;
+    let (code, status) = d.ctl_json(OPERATOR, &["status"]);
+    assert_eq!(code, 0, "{status}");
+    assert_eq!(
+        status["health"]["hsm"]["wrap_strategy"],
+        "two-step",
+        "{status}\n{}",
+        d.log()
+    );
+    let table = d.ctl(OPERATOR, &["status"]);
+    assert!(
+        String::from_utf8_lossy(&table.stdout).contains("two-step"),
+        "byokctl status names the strategy"
+    );
+    for kt in ["RSA-2048", "EC-P384"] {
+        let group = format!("kry-{}", kt.to_ascii_lowercase());
+        let mut args = vec![
+            "group",
+            "create",
+            &group,
+            "--credential",
+            "azure-app",
+            "--vault",
+            VAULT,
+            "--key-type",
+            kt,
+        ];
+        if kt.starts_with("EC") {
+            args.extend(["--key-ops", "sign,verify"]);
+        }
+        let out = d.ctl(ADMIN, &args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            d.ctl(OPERATOR, &["key", "create", &group, "k"])
+                .status
+                .success()
+        );
+        sync_and_wait(d, &group, "k");
+        let (_, shown) = d.ctl_json(OPERATOR, &["key", "show", &group, "k"]);
+        let version = shown["version"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{kt}: no version: {shown}\n{}", d.log()));
+        let versions = rig.emu.key_versions(VAULT, &group);
+        let azure = versions
+            .iter()
+            .find(|v| v.version == version)
+            .expect("version in Azure");
+        assert_eq!(
+            &spki_sha256_of_azure_key(azure),
+            azure.tags.get("byokd-fingerprint").unwrap(),
+            "{kt}: the key in Azure is the HSM key"
+        );
+        assert!(rig.emu.live_keks(VAULT).is_empty(), "{kt}: KEK left behind");
+    }
+    let log = d.log();
+    assert!(log.contains("two-step"), "the log names the strategy");
+    assert!(
+        !log.contains("strategy=\"host\"") && !log.contains("strategy=host"),
+        "no host wrap on kryoptic:\n{log}"
+    );
 }
