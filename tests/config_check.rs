@@ -160,3 +160,25 @@ fn a_missing_file_is_a_clear_error() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read /nonexistent/byokd.toml"));
 }
+
+#[test]
+fn assertion_alg_takes_ps256_or_rs256_only() {
+    for alg in ["PS256", "RS256"] {
+        let text = good().replace(
+            "cloud = \"public\"",
+            &format!("cloud = \"public\"\nassertion_alg = \"{alg}\""),
+        );
+        let (ok, _, stderr) = check(&text);
+        assert!(ok, "{alg}: {stderr}");
+    }
+    let text = good().replace(
+        "cloud = \"public\"",
+        "cloud = \"public\"\nassertion_alg = \"ES256\"",
+    );
+    let (ok, _, stderr) = check(&text);
+    assert!(!ok);
+    assert!(
+        stderr.contains("line 11: azure.assertion_alg: \"ES256\" is not one of PS256, RS256"),
+        "{stderr}"
+    );
+}

@@ -3,6 +3,7 @@
 //! The emulator unwraps every blob with its KEK private key and parses it strictly.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
 mod control_rig;
 
 use byokd_emulator::{
@@ -33,8 +34,15 @@ fn start() -> Rig {
     start_with_azure("")
 }
 
-/// Starts the emulator and the daemon; `azure_extra` adds lines to the `[azure]` section.
+/// Starts the emulator and the daemon on SoftHSM with the `host` wrap strategy allowed;
+/// `azure_extra` adds lines to the `[azure]` section.
 fn start_with_azure(azure_extra: &str) -> Rig {
+    start_rig(azure_extra, "allow_host_wrap = true\n", None)
+}
+
+/// Starts the emulator and the daemon (on `token`, else the rig's SoftHSM token) and adds the
+/// client-secret credential `azure-app`.
+fn start_rig(azure_extra: &str, hsm_extra: &str, token: Option<control_rig::ExternalToken>) -> Rig {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let ca_dir = tempfile::tempdir().unwrap();
     let ca_path = ca_dir.path().join("emulator-ca.pem");
@@ -96,8 +104,9 @@ retry_base_ms = 20
         ca = ca_path.display()
     );
     let daemon = Daemon::start_with(Options {
-        hsm_extra: "allow_host_wrap = true\n".into(),
+        hsm_extra: hsm_extra.into(),
         sections,
+        token,
         ..Options::default()
     });
     let secret_file = daemon.path("client-secret.txt");
@@ -1031,7 +1040,6 @@ fn a_refused_token_is_renewed_once_and_the_sync_resumes() {
 #[test]
 fn a_challenge_for_another_tenant_fails_clearly_without_a_retry() {
     let rig = start();
-    let d = &rig.daemon;
     rig.emu.clear_requests();
     let job = sync_job(&rig, "foreign", VAULT_OTHER);
     failed_with(
@@ -1055,4 +1063,228 @@ fn a_challenge_for_another_tenant_fails_clearly_without_a_retry() {
         "{seen:?}"
     );
     assert_clean(&rig, "foreign", VAULT_OTHER, 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The same flow through the daemon on kryoptic, whose RFC 5649 wrap conforms: `two-step`.
+
+#[test]
+fn kryoptic_daemon_syncs_rsa_and_ec_with_the_two_step_strategy() {
+    common::kryoptic::isolated(
+        "kryoptic_daemon_syncs_rsa_and_ec_with_the_two_step_strategy",
+        |token| async move {
+            // The rig runs its own runtime; keep it off this test's runtime thread.
+            std::thread::spawn(move || kryoptic_flow(token))
+                .join()
+                .unwrap_or_else(|e| std::panic::resume_unwind(e));
+        },
+    );
+}
+
+fn kryoptic_flow(token: common::kryoptic::KryopticToken) {
+    let rig = start_rig(
+        "",
+        "allow_host_wrap = false\n",
+        Some(control_rig::ExternalToken {
+            module: token.module.clone(),
+            label: token.label.clone(),
+            user_pin: token.user_pin.clone(),
+        }),
+    );
+    let d = &rig.daemon;
+    let (code, status) = d.ctl_json(OPERATOR, &["status"]);
+    assert_eq!(code, 0, "{status}");
+    assert_eq!(
+        status["health"]["hsm"]["wrap_strategy"],
+        "two-step",
+        "{status}\n{}",
+        d.log()
+    );
+    let table = d.ctl(OPERATOR, &["status"]);
+    assert!(
+        String::from_utf8_lossy(&table.stdout).contains("two-step"),
+        "byokctl status names the strategy"
+    );
+    for kt in ["RSA-2048", "EC-P384"] {
+        let group = format!("kry-{}", kt.to_ascii_lowercase());
+        let mut args = vec![
+            "group",
+            "create",
+            &group,
+            "--credential",
+            "azure-app",
+            "--vault",
+            VAULT,
+            "--key-type",
+            kt,
+        ];
+        if kt.starts_with("EC") {
+            args.extend(["--key-ops", "sign,verify"]);
+        }
+        let out = d.ctl(ADMIN, &args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            d.ctl(OPERATOR, &["key", "create", &group, "k"])
+                .status
+                .success()
+        );
+        sync_and_wait(d, &group, "k");
+        let (_, shown) = d.ctl_json(OPERATOR, &["key", "show", &group, "k"]);
+        let version = shown["version"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{kt}: no version: {shown}\n{}", d.log()));
+        let versions = rig.emu.key_versions(VAULT, &group);
+        let azure = versions
+            .iter()
+            .find(|v| v.version == version)
+            .expect("version in Azure");
+        assert_eq!(
+            &spki_sha256_of_azure_key(azure),
+            azure.tags.get("byokd-fingerprint").unwrap(),
+            "{kt}: the key in Azure is the HSM key"
+        );
+        assert!(rig.emu.live_keks(VAULT).is_empty(), "{kt}: KEK left behind");
+    }
+    let log = d.log();
+    assert!(log.contains("two-step"), "the log names the strategy");
+    assert!(
+        !log.contains("strategy=\"host\"") && !log.contains("strategy=host"),
+        "no host wrap on kryoptic:\n{log}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// No client secret and no private key bytes in the daemon's log, its state or the request log.
+
+/// Every encoding of `bytes` a leak could take: raw, hex (both cases), base64 and base64url
+/// (padded and not), plus raw and hex 16-byte windows, which find partial copies too.
+fn encodings(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    let mut out = vec![
+        ("raw".to_owned(), bytes.to_vec()),
+        ("hex".to_owned(), hex::encode(bytes).into_bytes()),
+        ("HEX".to_owned(), hex::encode_upper(bytes).into_bytes()),
+        ("base64".to_owned(), STANDARD.encode(bytes).into_bytes()),
+        (
+            "base64-nopad".to_owned(),
+            STANDARD_NO_PAD.encode(bytes).into_bytes(),
+        ),
+        ("base64url".to_owned(), URL_SAFE.encode(bytes).into_bytes()),
+        (
+            "base64url-nopad".to_owned(),
+            URL_SAFE_NO_PAD.encode(bytes).into_bytes(),
+        ),
+    ];
+    for start in (0..bytes.len().saturating_sub(16)).step_by(bytes.len() / 4 + 1) {
+        let w = &bytes[start..start + 16];
+        out.push((format!("raw[{start}..+16]"), w.to_vec()));
+        out.push((format!("hex[{start}..+16]"), hex::encode(w).into_bytes()));
+    }
+    out
+}
+
+/// The secret part of a PKCS#8: the RSA private exponent or the EC private scalar.
+fn private_value(pkcs8_der: &[u8]) -> Vec<u8> {
+    use der::Decode;
+    let info = pkcs8::PrivateKeyInfoRef::from_der(pkcs8_der).unwrap();
+    if info.algorithm.oid.to_string() == "1.2.840.113549.1.1.1" {
+        use rsa::pkcs8::DecodePrivateKey;
+        use rsa::traits::PrivateKeyParts;
+        let k = rsa::PrivateKey::from_pkcs8_der(pkcs8_der).unwrap();
+        k.d().to_be_bytes().to_vec()
+    } else {
+        let ec = sec1::EcPrivateKey::from_der(info.private_key.as_bytes()).unwrap();
+        ec.private_key.to_vec()
+    }
+}
+
+#[test]
+fn no_secret_or_private_key_bytes_in_logs_state_or_request_log() {
+    let rig = start();
+    let d = &rig.daemon;
+    rig.emu.retain_imported_private_keys(true);
+    for kt in ["RSA-2048", "RSA-3072", "EC-P256", "EC-P521"] {
+        let group = format!("grep-{}", kt.to_ascii_lowercase());
+        let mut args = vec![
+            "group",
+            "create",
+            &group,
+            "--credential",
+            "azure-app",
+            "--vault",
+            VAULT,
+            "--key-type",
+            kt,
+        ];
+        if kt.starts_with("EC") {
+            args.extend(["--key-ops", "sign,verify"]);
+        }
+        assert!(d.ctl(ADMIN, &args).status.success());
+        assert!(
+            d.ctl(OPERATOR, &["key", "create", &group, "k"])
+                .status
+                .success()
+        );
+        sync_and_wait(d, &group, "k");
+    }
+    let imported = rig.emu.imported_private_keys();
+    assert_eq!(
+        imported.len(),
+        4,
+        "the emulator learned every pushed key: {imported:?}"
+    );
+
+    let mut needles = encodings(SECRET.as_bytes());
+    for k in &imported {
+        let value = private_value(&k.pkcs8);
+        assert!(value.len() >= 32, "{}: private value too short", k.name);
+        for (how, n) in encodings(&k.pkcs8) {
+            needles.push((format!("{} PKCS#8 {how}", k.name), n));
+        }
+        for (how, n) in encodings(&value) {
+            needles.push((format!("{} private value {how}", k.name), n));
+        }
+    }
+    // The search itself finds a planted copy (so an empty result means something).
+    let planted = tempfile::tempdir().unwrap();
+    let sample = &needles[needles.len() - 1];
+    let mut text = b"prefix ".to_vec();
+    text.extend_from_slice(&sample.1);
+    std::fs::write(planted.path().join("x.log"), text).unwrap();
+    assert_eq!(files_containing(planted.path(), &sample.1).len(), 1);
+
+    let log_path = d.path("byokd.log");
+    let in_memory = serde_json::to_vec(&rig.emu.requests()).unwrap();
+    let mut found = vec![];
+    for (what, needle) in &needles {
+        for hit in files_containing(&d.path("state"), needle) {
+            found.push(format!("{what} in state file {hit}"));
+        }
+        for hit in files_containing(rig._ca_dir.path(), needle) {
+            found.push(format!("{what} in emulator file {hit}"));
+        }
+        let log = std::fs::read(&log_path).unwrap();
+        if log.windows(needle.len()).any(|w| w == needle.as_slice()) {
+            found.push(format!("{what} in the daemon log"));
+        }
+        if in_memory
+            .windows(needle.len())
+            .any(|w| w == needle.as_slice())
+        {
+            found.push(format!("{what} in the emulator's request records"));
+        }
+    }
+    assert!(found.is_empty(), "leaks: {found:#?}");
+    assert!(
+        std::fs::metadata(rig._ca_dir.path().join("requests.jsonl"))
+            .unwrap()
+            .len()
+            > 0,
+        "the request log was written"
+    );
 }

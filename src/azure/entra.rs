@@ -552,6 +552,18 @@ impl Challenge {
     /// Honoured only when the resource host is this cloud's vault resource host and the
     /// authority (if named) is one of this cloud's sign-in hosts.
     pub fn check_cloud(&self, endpoints: &CloudEndpoints) -> Result<(), EntraError> {
+        match self.resource_host() {
+            Some(h) if h == endpoints.vault_suffix => {}
+            other => {
+                let resource = other.unwrap_or_else(|| "(none)".into());
+                tracing::error!(host = %resource, expected = endpoints.vault_suffix,
+                    reason = "challenge resource is not this cloud's vault resource", "challenge refused");
+                return Err(EntraError::ChallengeMismatch {
+                    resource,
+                    expected: endpoints.vault_resource(),
+                });
+            }
+        }
         if self.authorization.is_some() {
             let host = self.authorization_host();
             let known = host
@@ -567,18 +579,7 @@ impl Challenge {
                 });
             }
         }
-        match self.resource_host() {
-            Some(h) if h == endpoints.vault_suffix => Ok(()),
-            other => {
-                let resource = other.unwrap_or_else(|| "(none)".into());
-                tracing::error!(host = %resource, expected = endpoints.vault_suffix,
-                    reason = "challenge resource is not this cloud's vault resource", "challenge refused");
-                Err(EntraError::ChallengeMismatch {
-                    resource,
-                    expected: endpoints.vault_resource(),
-                })
-            }
-        }
+        Ok(())
     }
 }
 

@@ -65,3 +65,33 @@ pub fn secret_fingerprint(name: &CredentialName, secret: &[u8]) -> String {
     h.update(secret);
     hex::encode(&h.finalize()[..4])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The certificate variant was appended: a secret credential encodes exactly as before
+    /// (variant 0), so states written before it existed still decode without a format bump.
+    #[test]
+    fn secret_auth_keeps_its_encoding_and_certificate_round_trips() {
+        let secret = CredentialAuth::Secret {
+            sealed: vec![1, 2, 3],
+        };
+        assert_eq!(postcard::to_allocvec(&secret).unwrap(), [0, 3, 1, 2, 3]);
+        let cert = CredentialAuth::Certificate {
+            key_id: HsmKeyId([7; 16]),
+            certificate_der: vec![0x30, 0x00],
+        };
+        let bytes = postcard::to_allocvec(&cert).unwrap();
+        assert_eq!(bytes[0], 1);
+        assert_eq!(
+            postcard::from_bytes::<CredentialAuth>(&bytes).unwrap(),
+            cert
+        );
+        assert_eq!(cert.kind(), "certificate");
+        assert_eq!(
+            certificate_thumbprint(b"abc"),
+            "A9993E364706816ABA3E25717850C26C9CD0D89D"
+        );
+    }
+}

@@ -43,6 +43,17 @@ pub struct Options {
     pub hsm_extra: String,
     /// Extra whole sections appended to the config (e.g. `[azure]`).
     pub sections: String,
+    /// Another PKCS#11 token instead of the rig's SoftHSM one (its environment, e.g.
+    /// `KRYOPTIC_CONF`, is inherited from the test process).
+    pub token: Option<ExternalToken>,
+}
+
+/// An initialised token the daemon should use instead of the rig's SoftHSM token.
+#[derive(Debug, Clone)]
+pub struct ExternalToken {
+    pub module: PathBuf,
+    pub label: String,
+    pub user_pin: String,
 }
 
 impl Default for Options {
@@ -56,6 +67,7 @@ impl Default for Options {
             seed_state: None,
             hsm_extra: String::new(),
             sections: String::new(),
+            token: None,
         }
     }
 }
@@ -180,8 +192,16 @@ impl Daemon {
             "softhsm2-util: {}",
             String::from_utf8_lossy(&init.stderr)
         );
+        let (module, token_label, user_pin) = match &o.token {
+            Some(t) => (
+                t.module.display().to_string(),
+                t.label.clone(),
+                t.user_pin.clone(),
+            ),
+            None => (module(), "ctl-test".to_owned(), "1234".to_owned()),
+        };
         let pin = d.join("pin");
-        write(&pin, "1234\n");
+        write(&pin, &format!("{user_pin}\n"));
         std::fs::set_permissions(&pin, std::os::unix::fs::PermissionsExt::from_mode(0o600))
             .unwrap();
         // Config.
@@ -197,7 +217,7 @@ allow_root = true
 
 [hsm]
 module = "{module}"
-token_label = "ctl-test"
+token_label = "{token_label}"
 pin_file = "{pin}"
 {hsm_extra}
 
@@ -237,7 +257,6 @@ max_body_bytes = {body}
 {sections}
 "#,
                 state = d.join("state").display(),
-                module = module(),
                 pin = pin.display(),
                 sock = unix_socket.display(),
                 d = d.display(),

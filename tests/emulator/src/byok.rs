@@ -116,12 +116,14 @@ pub(crate) fn parse_kid(kid: &str) -> Result<KekId, String> {
     }
 }
 
-/// Unwrap with the KEK private key: RSA-OAEP(SHA-1) then AES-KWP, then strict PKCS#8.
+/// Unwrap with the KEK private key: RSA-OAEP(SHA-1) then AES-KWP, then strict PKCS#8. Returns
+/// the public key and the PKCS#8 itself; the caller keeps the PKCS#8 only when a test asked
+/// for it (see `EmulatorHandle::retain_imported_private_keys`), and zeroes it otherwise.
 pub(crate) fn unwrap_blob(
     kek: &rsa::PrivateKey,
     ciphertext: &[u8],
     declared: Declared,
-) -> Result<PublicKey, String> {
+) -> Result<(PublicKey, Vec<u8>), String> {
     let k = kek.size();
     if ciphertext.len() <= k {
         return Err(format!(
@@ -149,9 +151,11 @@ pub(crate) fn unwrap_blob(
     let plain = kwp.unwrap_key(kwp_part, &mut buf).map_err(|_| {
         "the target key could not be unwrapped (RFC 5649 AES-KWP integrity check failed)".to_owned()
     })?;
+    let plain_len = plain.len();
     let result = parse_pkcs8_strict(plain, declared);
+    let out = result.map(|public| (public, buf[..plain_len].to_vec()));
     buf.iter_mut().for_each(|b| *b = 0);
-    result
+    out
 }
 
 #[cfg(test)]

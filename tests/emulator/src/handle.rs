@@ -90,6 +90,8 @@ impl Emulator {
                 fault_429s: 0,
                 seen_jtis: std::collections::HashMap::new(),
                 holds: 0,
+                retain_imported_pkcs8: false,
+                imported_pkcs8: Vec::new(),
             }),
             log_file,
         });
@@ -236,6 +238,16 @@ impl EmulatorHandle {
         for t in self.shared.lock().tokens.values_mut() {
             t.expires = now;
         }
+    }
+
+    /// Keep the PKCS#8 of every BYOK import from now on (tests that search for key bytes).
+    pub fn retain_imported_private_keys(&self, on: bool) {
+        self.shared.lock().retain_imported_pkcs8 = on;
+    }
+
+    /// The private keys imported while retention was on.
+    pub fn imported_private_keys(&self) -> Vec<crate::state::ImportedPrivateKey> {
+        self.shared.lock().imported_pkcs8.clone()
     }
 
     /// Revoke every issued token (the next data-plane call gets 401 "not recognized").

@@ -44,7 +44,7 @@ pub use faults::{FaultAction, FaultRule, Op};
 pub use handle::{Emulator, EmulatorHandle, ForeignKeyType};
 pub use keys::{Curve, PublicKey};
 pub use reqlog::RequestRecord;
-pub use state::{DeletedView, KeyView, Origin, VaultCounters, VersionView};
+pub use state::{DeletedView, ImportedPrivateKey, KeyView, Origin, VaultCounters, VersionView};
 pub use tls::ADMIN_HOST;
 
 /// Validate a JSON value against a definition of the bundled keys.json (for tests of clients).

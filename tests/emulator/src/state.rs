@@ -216,6 +216,9 @@ pub(crate) struct State {
     pub request_log_cap: usize,
     pub seq: u64,
     pub fault_429s: u64,
+    /// Whether imports keep the unwrapped PKCS#8 for tests (off unless a test turns it on).
+    pub retain_imported_pkcs8: bool,
+    pub imported_pkcs8: Vec<ImportedPrivateKey>,
     /// `jti` of accepted client assertions → their `exp`: a replayed assertion is refused.
     pub seen_jtis: HashMap<String, i64>,
     /// Requests held by a `Delay` (before acting) or `CommitThenHold` (after acting) fault.
@@ -233,6 +236,28 @@ impl Shared {
         self.state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The private key of an imported version as the emulator unwrapped it (PKCS#8 DER): what
+/// Azure learns from a BYOK import. Only kept when a test asks, to prove the key shows up
+/// nowhere else.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ImportedPrivateKey {
+    pub vault: String,
+    pub name: String,
+    pub version: String,
+    pub pkcs8: Vec<u8>,
+}
+
+impl std::fmt::Debug for ImportedPrivateKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImportedPrivateKey")
+            .field("vault", &self.vault)
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .field("pkcs8_len", &self.pkcs8.len())
+            .finish()
     }
 }
 

@@ -742,6 +742,7 @@ async fn import(shared: &Arc<Shared>, vault_name: &str, name: &str, body: &Value
         }
     };
 
+    let mut learned_pkcs8 = None;
     let public = match kek {
         Some((kek_key, ciphertext)) => {
             let result = tokio::task::spawn_blocking(move || {
@@ -749,7 +750,10 @@ async fn import(shared: &Arc<Shared>, vault_name: &str, name: &str, body: &Value
             })
             .await;
             match result {
-                Ok(Ok(p)) => p,
+                Ok(Ok((p, pkcs8))) => {
+                    learned_pkcs8 = Some(pkcs8);
+                    p
+                }
                 Ok(Err(why)) => {
                     return bad_parameter(&format!(
                         "The BYOK key_hsm could not be imported: {why}"
@@ -795,7 +799,20 @@ async fn import(shared: &Arc<Shared>, vault_name: &str, name: &str, body: &Value
         return r;
     }
     vault.counters.imports += 1;
+    let version_id = version.version.clone();
     let bundle = insert_version(vault, name, version);
+    if let Some(mut pkcs8) = learned_pkcs8 {
+        if state.retain_imported_pkcs8 {
+            state.imported_pkcs8.push(crate::state::ImportedPrivateKey {
+                vault: vault_name.to_owned(),
+                name: name.to_owned(),
+                version: version_id,
+                pkcs8,
+            });
+        } else {
+            pkcs8.iter_mut().for_each(|b| *b = 0);
+        }
+    }
     json_response(StatusCode::OK, &bundle)
 }
 

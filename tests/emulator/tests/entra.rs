@@ -169,7 +169,8 @@ async fn certificate_assertion_is_verified() {
     .unwrap();
     let aud = format!("https://{LOGIN}/{TENANT}/oauth2/v2.0/token");
     let good = |extra: serde_json::Value| {
-        let mut claims = json!({"aud": aud, "iss": "cert-app", "sub": "cert-app", "jti": "0b7a7e2e-1111-4d4d-9999-abcdefabcdef", "nbf": now(), "exp": now() + 600});
+        let jti = uuid::Uuid::new_v4().to_string();
+        let mut claims = json!({"aud": aud, "iss": "cert-app", "sub": "cert-app", "jti": jti, "nbf": now(), "exp": now() + 600});
         for (k, v) in extra.as_object().unwrap() {
             claims[k] = v.clone();
         }
@@ -203,6 +204,75 @@ async fn certificate_assertion_is_verified() {
             (r.status, codes(&r)),
             (401, ("invalid_client".into(), 50012)),
             "{claims}"
+        );
+    }
+
+    // A replayed assertion (same jti) is refused.
+    let once = jwt(&app, "PS256", good(json!({})));
+    let first = c
+        .token_form(TENANT, &assertion_form("cert-app", &once))
+        .await;
+    assert_eq!(first.status, 200);
+    let again = c
+        .token_form(TENANT, &assertion_form("cert-app", &once))
+        .await;
+    assert_eq!(
+        (again.status, codes(&again)),
+        (401, ("invalid_client".into(), 50012)),
+        "a replayed jti"
+    );
+
+    // Thumbprints: PS256 needs x5t#S256 of the registered certificate; RS256 takes x5t.
+    let with_header = |header: serde_json::Value, pss: bool| {
+        let input = format!(
+            "{}.{}",
+            b64(header.to_string().as_bytes()),
+            b64(good(json!({})).to_string().as_bytes())
+        );
+        let sig = if pss {
+            app.key.pss_sign::<sha2::Sha256>(input.as_bytes()).unwrap()
+        } else {
+            app.key
+                .pkcs1v15_sign::<sha2::Sha256>(input.as_bytes())
+                .unwrap()
+        };
+        format!("{input}.{}", b64(&sig))
+    };
+    let s256 = b64(&sha2::Sha256::digest(&app.der));
+    let s1 = b64(&sha1::Sha1::digest(&app.der));
+    let other_s256 = b64(&sha2::Sha256::digest(b"another certificate"));
+    for (what, token) in [
+        (
+            "PS256 with only x5t",
+            with_header(json!({"alg":"PS256","typ":"JWT","x5t": s1}), true),
+        ),
+        (
+            "PS256 with a foreign thumbprint",
+            with_header(
+                json!({"alg":"PS256","typ":"JWT","x5t#S256": other_s256}),
+                true,
+            ),
+        ),
+        (
+            "RS256 header over a PSS signature",
+            with_header(json!({"alg":"RS256","typ":"JWT","x5t": s1}), true),
+        ),
+        (
+            "PS256 header over a PKCS#1 v1.5 signature",
+            with_header(json!({"alg":"PS256","typ":"JWT","x5t#S256": s256}), false),
+        ),
+        (
+            "alg none",
+            with_header(json!({"alg":"none","typ":"JWT","x5t#S256": s256}), true),
+        ),
+    ] {
+        let r = c
+            .token_form(TENANT, &assertion_form("cert-app", &token))
+            .await;
+        assert_eq!(
+            (r.status, codes(&r)),
+            (401, ("invalid_client".into(), 50012)),
+            "{what}"
         );
     }
 
