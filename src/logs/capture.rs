@@ -2,7 +2,9 @@
 //! into service log records, so producers log once, with fields, and the audit trail follows.
 //!
 //! Fields read: `event`, `message`, and where present `job`, `group`, `key`, `vault`, `kid`,
-//! `version`, `identity`, `service`. The service defaults to the event's module
+//! `version`, `identity`, `service`, and `record_level` (the record's level where it differs
+//! from the event's, e.g. a skipped purge said at INFO on stderr is a WARN record). The
+//! service defaults to the event's module
 //! (`byokd::azure::…` → azure, `hsm`, `control`, `jobs`, anything else → system); the level
 //! follows the event's (ERROR → ERROR, WARN → WARN, else INFO). Other fields are not recorded,
 //! so a field that is not one of these never reaches the log. Events without `event` are
@@ -27,6 +29,7 @@ struct Fields {
     event: Option<String>,
     message: Option<String>,
     service: Option<String>,
+    record_level: Option<String>,
     identity: Option<String>,
     job: Option<u64>,
     group: Option<String>,
@@ -42,6 +45,7 @@ impl Fields {
             "event" => &mut self.event,
             "message" => &mut self.message,
             "service" => &mut self.service,
+            "record_level" => &mut self.record_level,
             "identity" => &mut self.identity,
             "group" => &mut self.group,
             "key" => &mut self.key,
@@ -98,10 +102,14 @@ pub fn entry_of(event: &tracing::Event<'_>) -> Option<Entry> {
         .as_deref()
         .and_then(Service::parse)
         .unwrap_or_else(|| service_of_target(meta.target()));
-    let level = match *meta.level() {
-        tracing::Level::ERROR => Level::Error,
-        tracing::Level::WARN => Level::Warn,
-        _ => Level::Info,
+    let level = match (
+        f.record_level.as_deref().and_then(Level::parse),
+        *meta.level(),
+    ) {
+        (Some(l), _) => l,
+        (None, tracing::Level::ERROR) => Level::Error,
+        (None, tracing::Level::WARN) => Level::Warn,
+        (None, _) => Level::Info,
     };
     let mut e = Entry::new(service, level, &code, f.message.unwrap_or_default());
     e.identity = f.identity;

@@ -43,6 +43,8 @@ pub struct Options {
     pub hsm_extra: String,
     /// Extra whole sections appended to the config (e.g. `[azure]`).
     pub sections: String,
+    /// The token's user PIN.
+    pub pin: String,
 }
 
 impl Default for Options {
@@ -56,6 +58,7 @@ impl Default for Options {
             seed_state: None,
             hsm_extra: String::new(),
             sections: String::new(),
+            pin: "1234".into(),
         }
     }
 }
@@ -161,7 +164,7 @@ impl Daemon {
                 "--label",
                 "ctl-test",
                 "--pin",
-                "1234",
+                &o.pin,
                 "--so-pin",
                 "5678",
             ])
@@ -173,7 +176,7 @@ impl Daemon {
             String::from_utf8_lossy(&init.stderr)
         );
         let pin = d.join("pin");
-        write(&pin, "1234\n");
+        write(&pin, &format!("{}\n", o.pin));
         std::fs::set_permissions(&pin, std::os::unix::fs::PermissionsExt::from_mode(0o600))
             .unwrap();
         // Config.
