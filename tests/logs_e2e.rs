@@ -233,6 +233,11 @@ struct Rig {
 }
 
 fn start() -> Rig {
+    start_with_logs("")
+}
+
+/// The rig with extra `[logs]` lines (e.g. `dir = ...`).
+fn start_with_logs(extra: &str) -> Rig {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let syslog = Rsyslog::start(dir.path());
@@ -276,6 +281,7 @@ retry_base_ms = 20
 [logs]
 fsync_interval_ms = 50
 journald = false
+{extra}
 
 [[logs.syslog]]
 transport = "udp"
@@ -758,4 +764,87 @@ fn a_push_is_logged_forwarded_to_rsyslog_exported_verified_and_never_leaks_a_sec
     let v = byokd::logs::store::verify(&d.path("state/logs")).unwrap();
     assert!(v.ok(), "{v:?}");
     assert!(v.last_seq.unwrap() >= before);
+}
+
+/// Unmounts a tmpfs when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(path: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(path).unwrap();
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(st.success(), "this test mounts a tmpfs and needs root");
+        Tmpfs(path.to_owned())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_log_disk_degrades_health_is_reported_by_the_push_and_recovers() {
+    let mnt = tempfile::tempdir().unwrap();
+    let tiny = mnt.path().join("tiny");
+    let _fs = Tmpfs::mount(&tiny, "256k");
+    let logs_dir = tiny.join("logs");
+    let rig = start_with_logs(&format!("dir = \"{}\"", logs_dir.display()));
+    let d = &rig.daemon;
+    let (_, health) = d.curl(Some(AUDITOR), "GET", "/v1/health", None);
+    assert_eq!(health["degraded"], false, "{health}");
+    // Fill the filesystem; byokd's next records cannot be stored.
+    let _ = std::fs::write(tiny.join("filler"), vec![0u8; 1024 * 1024]);
+    // The segment's last page may still have room for a few records; denials use it up.
+    for _ in 0..40 {
+        let _ = d.ctl(AUDITOR, &["key", "create", "payments", "nope"]);
+        if d.curl(Some(AUDITOR), "GET", "/v1/health", None).1["degraded"] == true {
+            break;
+        }
+    }
+    push_one_key(d);
+    let (_, jobs) = d.ctl_json(OPERATOR, &["job", "list"]);
+    let job = &jobs["jobs"][0];
+    assert_eq!(
+        job["state"], "succeeded",
+        "the key operation itself goes on: {job}"
+    );
+    let steps = job["steps"].to_string();
+    assert!(
+        steps.contains("the service log could not record this job") && steps.contains("No space"),
+        "the push must report the log failure: {steps}"
+    );
+    let (_, health) = d.curl(Some(AUDITOR), "GET", "/v1/health", None);
+    assert_eq!(health["degraded"], true, "{health}");
+    let lost = health["logs"]["write"]["lost"].as_u64().unwrap();
+    assert!(lost > 0, "{health}");
+    let status = String::from_utf8_lossy(&d.ctl(AUDITOR, &["status"]).stdout).into_owned();
+    assert!(status.contains("DEGRADED"), "{status}");
+    // Space again: the next record is preceded by a record of the loss; health recovers.
+    std::fs::remove_file(tiny.join("filler")).unwrap();
+    let _ = d.ctl(AUDITOR, &["key", "create", "payments", "nope"]);
+    let (_, health) = d.curl(Some(AUDITOR), "GET", "/v1/health", None);
+    assert_eq!(health["degraded"], false, "{health}");
+    let recovered = show(d, &["--service", "system", "--text", "could not be stored"]);
+    // A short note may fit where a record did not, so the loss can be told in several notes;
+    // together they count every lost record.
+    let told: u64 = recovered
+        .iter()
+        .map(|r| {
+            assert_eq!(r["event"], "log.write.recovered");
+            let m = r["message"].as_str().unwrap();
+            let (_, tail) = m.split_once("again; ").unwrap();
+            tail.split(' ').next().unwrap().parse::<u64>().unwrap()
+        })
+        .sum();
+    assert_eq!(told, lost, "{recovered:#?}");
+    ok(
+        &d.ctl(AUDITOR, &["log", "verify"]),
+        "the chain survives the failure",
+    );
 }
