@@ -137,3 +137,70 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CaptureLayer {
         INSIDE.with(|i| i.set(false));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracing_subscriber::prelude::*;
+
+    #[test]
+    fn events_with_a_code_become_records_with_their_fields_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let logs = crate::logs::Logs::open(&crate::logs::Settings {
+            dir: tmp.path().join("logs"),
+            limits: crate::logs::store::Limits {
+                max_segment_bytes: 1 << 20,
+                max_total_bytes: 4 << 20,
+            },
+            fsync_interval: std::time::Duration::from_millis(50),
+            syslog: Vec::new(),
+            journald: false,
+        })
+        .unwrap();
+        crate::logs::install(logs);
+        let subscriber = tracing_subscriber::registry().with(CaptureLayer);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(target: "byokd::azure::http", event = "azure.retry", job = 3u64, vault = "v1",
+                other = "not-a-record-field", "retried after {} ms", 20);
+            tracing::info!(target: "byokd::azure::http", "no event code: not a record");
+            tracing::info!(target: "byokd::jobs::push", event = "azure.kek.not_purged", record_level = "warn",
+                service = "azure", kid = %"https://v1.vault.azure.net/keys/k/1", "not purged");
+            tracing::error!(target: "byokd::control::server", event = "control.x", identity = "auditor", "denied");
+        });
+        let mut got = Vec::new();
+        crate::logs::store::scan(&tmp.path().join("logs"), |r| {
+            got.push(r);
+            true
+        })
+        .unwrap();
+        assert_eq!(got.len(), 3, "{got:#?}");
+        assert_eq!(
+            (
+                got[0].service,
+                got[0].level,
+                got[0].job,
+                got[0].vault.as_deref()
+            ),
+            (Service::Azure, Level::Warn, Some(3), Some("v1"))
+        );
+        assert_eq!(got[0].message, "retried after 20 ms");
+        assert!(
+            !serde_json::to_string(&got[0])
+                .unwrap()
+                .contains("not-a-record-field")
+        );
+        assert_eq!(
+            (got[1].service, got[1].level),
+            (Service::Azure, Level::Warn)
+        );
+        assert_eq!(
+            got[1].kid.as_deref(),
+            Some("https://v1.vault.azure.net/keys/k/1")
+        );
+        assert_eq!(
+            (got[2].service, got[2].level),
+            (Service::Control, Level::Error)
+        );
+        assert_eq!(got[2].identity.as_deref(), Some("auditor"));
+    }
+}
