@@ -861,8 +861,8 @@ async fn log_verify(ctx: &Ctx, file: Option<&std::path::Path>) -> Result<(), Ctl
         }
     };
     let broken = verdict.get("broken").filter(|b| !b.is_null()).cloned();
-    if !ctx.json(&verdict) {
-        if broken.is_none() {
+    if !ctx.json(&verdict) && broken.is_none() {
+        {
             println!(
                 "{what}: chain intact: {} record(s), {} to {}",
                 verdict.get("checked").unwrap_or(&json!(0)),

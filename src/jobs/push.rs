@@ -825,8 +825,9 @@ async fn cleanup_kek(jobs: &Jobs, id: u64, token: &AccessToken) -> Result<(), Jo
             "{message}"
         );
     } else {
-        tracing::warn!(
+        tracing::info!(
             event = "azure.kek.not_purged",
+            record_level = "warn",
             service = "azure",
             job = id,
             vault,

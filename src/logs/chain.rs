@@ -24,7 +24,7 @@ pub fn hash_of(r: &Record) -> String {
 /// filtered export, represented by its sequence number and hashes only).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Item {
-    Full(Record),
+    Full(Box<Record>),
     Link {
         seq: u64,
         prev: String,
@@ -222,7 +222,7 @@ mod tests {
     fn check(items: &[Record]) -> Verdict {
         let mut v = Verifier::new(Some(GENESIS.into()));
         for r in items {
-            let _ = v.feed(&Item::Full(r.clone()));
+            let _ = v.feed(&Item::Full(Box::new(r.clone())));
         }
         v.finish()
     }

@@ -265,7 +265,7 @@ fn item_from_csv(row: &[String]) -> Result<Item, String> {
                 "" => None,
                 j => Some(j.parse::<u64>().map_err(|_| format!("bad job {j:?}"))?),
             };
-            Ok(Item::Full(Record {
+            Ok(Item::Full(Box::new(Record {
                 seq,
                 ts: row[2].clone(),
                 service,
@@ -281,7 +281,7 @@ fn item_from_csv(row: &[String]) -> Result<Item, String> {
                 message: row[13].clone(),
                 prev: row[14].clone(),
                 hash: row[15].clone(),
-            }))
+            })))
         }
         k => Err(format!("unknown row kind {k:?}")),
     }
@@ -298,7 +298,7 @@ fn item_from_json(line: &str) -> Result<Item, String> {
         });
     }
     serde_json::from_value::<Record>(v)
-        .map(Item::Full)
+        .map(|r| Item::Full(Box::new(r)))
         .map_err(|e| e.to_string())
 }
 

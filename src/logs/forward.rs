@@ -357,7 +357,10 @@ async fn run(
                     backoff = Duration::from_millis(100);
                     c.connected.store(true, Ordering::Relaxed);
                     c.sent.fetch_add(1, Ordering::Relaxed);
-                    report_drops(&t, &c, &log);
+                    // Once the backlog is delivered, so the report finds room in the queue.
+                    if rx.is_empty() {
+                        report_drops(&t, &c, &log);
+                    }
                     break;
                 }
                 Err(e) => {

@@ -166,7 +166,7 @@ impl Store {
             };
             store.next_seq = header.first_seq;
             store.last_hash = header.prev.clone();
-            if let Some(l) = lines.filter(|l| !l.trim().is_empty()).next_back() {
+            if let Some(l) = lines.rfind(|l| !l.trim().is_empty()) {
                 let r: Record = serde_json::from_str(l).map_err(|e| StoreError::Corrupt {
                     path: path.display().to_string(),
                     reason: format!("bad last record: {e}"),
@@ -441,7 +441,7 @@ pub fn verify(dir: &Path) -> Result<Verdict, StoreError> {
             };
             match serde_json::from_str::<Record>(&line) {
                 Ok(r) => {
-                    if v.feed(&Item::Full(r)).is_err() {
+                    if v.feed(&Item::Full(Box::new(r))).is_err() {
                         return Ok(v.finish());
                     }
                 }

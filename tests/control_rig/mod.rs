@@ -43,6 +43,8 @@ pub struct Options {
     pub hsm_extra: String,
     /// Extra whole sections appended to the config (e.g. `[azure]`).
     pub sections: String,
+    /// The token's user PIN.
+    pub pin: String,
     /// Another PKCS#11 token instead of the rig's SoftHSM one (its environment, e.g.
     /// `KRYOPTIC_CONF`, is inherited from the test process).
     pub token: Option<ExternalToken>,
@@ -68,6 +70,7 @@ impl Default for Options {
             hsm_extra: String::new(),
             sections: String::new(),
             token: None,
+            pin: "1234".into(),
         }
     }
 }
@@ -181,7 +184,7 @@ impl Daemon {
                 "--label",
                 "ctl-test",
                 "--pin",
-                "1234",
+                &o.pin,
                 "--so-pin",
                 "5678",
             ])
@@ -198,7 +201,7 @@ impl Daemon {
                 t.label.clone(),
                 t.user_pin.clone(),
             ),
-            None => (module(), "ctl-test".to_owned(), "1234".to_owned()),
+            None => (module(), "ctl-test".to_owned(), o.pin.clone()),
         };
         let pin = d.join("pin");
         write(&pin, &format!("{user_pin}\n"));
