@@ -27,7 +27,13 @@ fn checksec(binary: &Path) -> String {
 fn the_byokd_binary_matches_the_checksec_golden_file() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let golden = std::fs::read_to_string(root.join("hardening/checksec.golden")).unwrap();
-    for line in ["pie: yes", "relro: full", "nx: yes", "rpath: none", "runpath: none"] {
+    for line in [
+        "pie: yes",
+        "relro: full",
+        "nx: yes",
+        "rpath: none",
+        "runpath: none",
+    ] {
         assert!(golden.lines().any(|l| l == line), "golden lacks {line:?}");
     }
     assert_eq!(
@@ -58,7 +64,11 @@ fn the_check_reports_a_weak_binary_as_weak() {
         ])
         .output()
         .unwrap();
-    assert!(cc.status.success(), "cc: {}", String::from_utf8_lossy(&cc.stderr));
+    assert!(
+        cc.status.success(),
+        "cc: {}",
+        String::from_utf8_lossy(&cc.stderr)
+    );
     assert_eq!(
         checksec(&weak),
         "pie: no\nrelro: none\nnx: no\nstack-canary: no\nrpath: present\nrunpath: none\ntextrel: none\n"

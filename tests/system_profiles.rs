@@ -38,7 +38,10 @@ fn the_apparmor_profile_compiles_and_confines_both_slots() {
     let dir = tempfile::tempdir().unwrap();
     let broken = dir.path().join("broken");
     std::fs::write(&broken, text.replace("deny ptrace,", "deny ptrace")).unwrap();
-    assert!(!parse(&broken).status.success(), "a broken profile compiled");
+    assert!(
+        !parse(&broken).status.success(),
+        "a broken profile compiled"
+    );
 }
 
 #[test]
