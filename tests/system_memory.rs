@@ -119,7 +119,6 @@ fn the_hsm_pin_is_not_in_memory_after_the_hsm_login() {
 }
 
 #[test]
-#[ignore = "known defect (issue 7): a client secret sent in a control request body can linger in a freed hyper/rustls receive buffer; see hardening/THREAT-MODEL.md. Run with --ignored to reproduce."]
 fn client_secrets_are_not_in_memory_after_the_credential_calls_finished() {
     let first = "cs-mem-first-4c1d8e2f9a7b6035e1";
     let second = "cs-mem-second-b9e07a3d5f1c2846d0";
