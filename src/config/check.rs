@@ -56,6 +56,8 @@ const AZURE: &[(&str, Kind)] = &[
     ("max_retry_wait_ms", Kind::Int),
     ("retry_base_ms", Kind::Int),
     ("kek_size", Kind::Int),
+    ("vault_create_budget", Kind::Int),
+    ("vault_budget_window_ms", Kind::Int),
 ];
 const IDENTITY: &[(&str, Kind)] = &[
     ("name", Kind::Str),
@@ -214,6 +216,12 @@ fn semantic(c: &Config, at: &BTreeMap<String, usize>, problems: &mut Vec<Problem
                 "azure.kek_size {} must be 2048, 3072 or 4096",
                 c.azure.kek_size
             ),
+        );
+    }
+    if c.azure.vault_budget_window_ms == 0 {
+        bad(
+            "azure.vault_budget_window_ms",
+            "azure.vault_budget_window_ms must be at least 1 (Azure's window is 10000)".to_owned(),
         );
     }
     for (name, v) in [

@@ -103,6 +103,13 @@ pub struct AzureSection {
     /// Size of the key exchange key byokd creates in the vault for each push job.
     #[serde(default = "d_kek_size")]
     pub kek_size: u32,
+    /// CREATE transactions (key create and import) byokd sends to one vault per
+    /// `vault_budget_window_ms` (azure-byok.md §5: 10 per 10 s); 0 turns pacing off.
+    #[serde(default = "d_vault_create_budget")]
+    pub vault_create_budget: u32,
+    /// The window of `vault_create_budget`, in ms (Azure's is 10 s; benchmarks scale it).
+    #[serde(default = "d_vault_budget_window")]
+    pub vault_budget_window_ms: u64,
 }
 
 impl Default for AzureSection {
@@ -118,6 +125,8 @@ impl Default for AzureSection {
             max_retry_wait_ms: d_az_retry_wait(),
             retry_base_ms: d_az_retry_base(),
             kek_size: d_kek_size(),
+            vault_create_budget: d_vault_create_budget(),
+            vault_budget_window_ms: d_vault_budget_window(),
         }
     }
 }
@@ -127,6 +136,12 @@ fn d_az_connect() -> u64 {
 }
 fn d_az_read() -> u64 {
     30_000
+}
+fn d_vault_create_budget() -> u32 {
+    10
+}
+fn d_vault_budget_window() -> u64 {
+    10_000
 }
 fn d_az_total() -> u64 {
     180_000
