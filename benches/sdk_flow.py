@@ -100,7 +100,8 @@ def main():
     a = ap.parse_args()
     secret = sys.stdin.readline().strip()
     if a.polling_interval is not None:
-        POLL["polling_interval"] = a.polling_interval
+        # The SDK's own knob for its delete poller (default 2 s); the SDK is not modified.
+        POLL["_polling_interval"] = a.polling_interval
     vault_host = f"{a.vault}.vault.azure.net"
     override_resolution({"login.microsoftonline.com", vault_host}, a.emulator)
 

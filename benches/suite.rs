@@ -3,7 +3,7 @@
 //!
 //! Run: `bench/setup.sh` once (the Python SDK comparator's venv), then
 //! `cargo bench --bench suite -- --out bench.json` (options: `--rtt-ms 30`, `--time-factor 0.25`,
-//! `--only sdk,budget,hsm,footprint,api`, `--quick`). No network: SoftHSM and the in-process Azure
+//! `--only sdk,budget,hsm,footprint,api`, `--ns 1,10,100`, `--no-python`, `--quick`). No network: SoftHSM and the in-process Azure
 //! emulator over real TLS, the real daemon and `byokctl`.
 //!
 //! Sections:
@@ -57,6 +57,7 @@ struct Opts {
     sdk_threads: usize,
     hsm_counts: [(&'static str, usize); 3],
     idle_secs: u64,
+    no_python: bool,
 }
 
 impl Opts {
@@ -73,6 +74,7 @@ impl Opts {
             sdk_threads: 4,
             hsm_counts: [("RSA-2048", 20), ("RSA-4096", 4), ("EC-P256", 100)],
             idle_secs: 20,
+            no_python: false,
         };
         let mut args = std::env::args().skip(1);
         while let Some(a) = args.next() {
@@ -83,6 +85,15 @@ impl Opts {
                 "--only" => {
                     o.only = Some(args.next().unwrap().split(',').map(str::to_owned).collect())
                 }
+                "--ns" => {
+                    o.sdk_ns = args
+                        .next()
+                        .unwrap()
+                        .split(',')
+                        .map(|n| n.parse().unwrap())
+                        .collect()
+                }
+                "--no-python" => o.no_python = true,
                 "--quick" => {
                     o.sdk_ns = vec![1, 10];
                     o.budget_keys = 40;
@@ -480,12 +491,24 @@ fn cpu_ticks(pid: u32) -> u64 {
         + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
 }
 
-/// How a job's steps mention throttling (a 429 that reached the job).
+/// 429s that reached a job: a job that did not succeed because of throttling, or a step that
+/// reports throttling (byokd's 429 error reads "... is throttling requests (429) ...").
 fn throttle_mentions(job: &Value) -> usize {
-    let text = job.to_string().to_ascii_lowercase();
-    usize::from(job["state"] != "succeeded")
-        + text.matches("429").count()
-        + text.matches("throttl").count()
+    let steps = job["steps"].as_array().cloned().unwrap_or_default();
+    let mut texts: Vec<String> = steps
+        .iter()
+        .map(|s| s["message"].as_str().unwrap_or("").to_ascii_lowercase())
+        .collect();
+    texts.push(job["error"].as_str().unwrap_or("").to_ascii_lowercase());
+    texts
+        .iter()
+        .filter(|t| t.contains("throttl") || t.contains("(429)"))
+        .count()
+}
+
+/// Jobs that did not end `succeeded`.
+fn failed_jobs(jobs: &[Value]) -> usize {
+    jobs.iter().filter(|j| j["state"] != "succeeded").count()
 }
 
 fn ratio(a: f64, b: f64) -> f64 {
@@ -523,7 +546,11 @@ fn section_sdk(o: &Opts, rep: &mut Report) {
         assert_eq!(job["state"], "succeeded", "{job}");
         let bt = rig.traffic();
         rig.emu.clear_requests();
-        let sdk_s = rig.sdk_flow(&format!("bench-s{n}"), n, 1, None);
+        let sdk_s = if o.no_python {
+            None
+        } else {
+            rig.sdk_flow(&format!("bench-s{n}"), n, 1, None)
+        };
         let st = rig.traffic();
         let Some(sdk_s) = sdk_s else {
             rep.row(
@@ -635,6 +662,7 @@ fn section_budget(o: &Opts, rep: &mut Report) {
         let theoretical = ((per_vault_creates - 10.0).max(0.0)) / rate;
         let use_ = tr.budget_use(10.0, window_s);
         let reached: usize = jobs.iter().map(throttle_mentions).sum();
+        let failed = failed_jobs(&jobs);
         if groups.len() == 1 && groups[0] == "one" {
             one_vault_keys_per_s = keys as f64 / secs;
         }
@@ -647,8 +675,8 @@ fn section_budget(o: &Opts, rep: &mut Report) {
         );
         rep.row(
             "budget",
-            format!("{label}: 429s reaching a job (429s drawn)"),
-            format!("{reached} ({})", tr.throttled),
+            format!("{label}: 429s reaching a job (429s drawn, jobs failed)"),
+            format!("{reached} ({}, {failed})", tr.throttled),
             "0",
             Some(reached == 0),
         );
