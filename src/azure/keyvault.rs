@@ -9,6 +9,7 @@
 //! never log the bearer token.
 
 use super::AzureError;
+use super::budget::CreateBudget;
 use super::endpoints::{CloudEndpoints, valid_vault_name};
 use super::entra::{AccessToken, Challenge};
 use super::http::{HttpClient, HttpRequest, HttpResponse};
@@ -420,6 +421,7 @@ struct ErrorDetail {
 pub struct KeyVault {
     http: Arc<HttpClient>,
     endpoints: CloudEndpoints,
+    budget: Arc<CreateBudget>,
 }
 
 fn valid_key_name(name: &str) -> bool {
@@ -431,8 +433,19 @@ fn valid_version(v: &str) -> bool {
 }
 
 impl KeyVault {
+    /// A client without CREATE pacing; see [`KeyVault::with_budget`].
     pub fn new(http: Arc<HttpClient>, endpoints: CloudEndpoints) -> Self {
-        Self { http, endpoints }
+        Self {
+            http,
+            endpoints,
+            budget: Arc::new(CreateBudget::new(0, std::time::Duration::from_secs(10))),
+        }
+    }
+
+    /// Paces key creates and imports within each vault's CREATE budget (azure-byok.md §5).
+    pub fn with_budget(mut self, budget: Arc<CreateBudget>) -> Self {
+        self.budget = budget;
+        self
     }
 
     /// `POST /keys/{name}/create`: an RSA-HSM key with `key_ops` exactly `["import"]`. Like the
@@ -455,6 +468,7 @@ impl KeyVault {
             "kty": "RSA-HSM", "key_size": size_bits, "key_ops": ["import"], "attributes": {"exp": exp},
         });
         let path = format!("/keys/{}/create", key_name(name)?);
+        self.budget.acquire(&self.vault_host(vault)?).await;
         let bundle: KeyBundle = self
             .call(
                 token,
@@ -529,6 +543,7 @@ impl KeyVault {
         };
         let body = serde_json::json!({"key": key, "attributes": attributes, "tags": req.tags});
         let path = format!("/keys/{}", key_name(name)?);
+        self.budget.acquire(&self.vault_host(vault)?).await;
         let bundle: KeyBundle = self
             .call(
                 token,

@@ -19,12 +19,14 @@
 //! # let _ = kek; Ok(()) }
 //! ```
 
+pub mod budget;
 pub mod endpoints;
 pub mod entra;
 pub mod http;
 pub mod keyvault;
 pub mod retry_notice;
 
+pub use budget::CreateBudget;
 pub use endpoints::{Allowlist, CloudEndpoints, Target};
 pub use entra::{AccessToken, AssertionSigner, Challenge, ClientAuth, Entra, EntraError};
 pub use http::{AzureMetrics, HttpClient, HttpOptions, HttpRequest, HttpResponse, MetricsSnapshot};
@@ -154,7 +156,12 @@ impl Azure {
         let http = Arc::new(HttpClient::new(cfg, opts, allowlist, metrics)?);
         Ok(Self {
             entra: Entra::new(http.clone(), endpoints, Arc::new(SystemClock)),
-            keyvault: KeyVault::new(http.clone(), endpoints),
+            keyvault: KeyVault::new(http.clone(), endpoints).with_budget(Arc::new(
+                CreateBudget::new(
+                    cfg.vault_create_budget,
+                    std::time::Duration::from_millis(cfg.vault_budget_window_ms),
+                ),
+            )),
             http,
         })
     }

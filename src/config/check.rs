@@ -57,6 +57,8 @@ const AZURE: &[(&str, Kind)] = &[
     ("retry_base_ms", Kind::Int),
     ("kek_size", Kind::Int),
     ("assertion_alg", Kind::OneOf(&["PS256", "RS256"])),
+    ("vault_create_budget", Kind::Int),
+    ("vault_budget_window_ms", Kind::Int),
 ];
 const IDENTITY: &[(&str, Kind)] = &[
     ("name", Kind::Str),
@@ -283,6 +285,12 @@ fn semantic(c: &Config, at: &BTreeMap<String, usize>, problems: &mut Vec<Problem
                 "azure.kek_size {} must be 2048, 3072 or 4096",
                 c.azure.kek_size
             ),
+        );
+    }
+    if c.azure.vault_budget_window_ms == 0 {
+        bad(
+            "azure.vault_budget_window_ms",
+            "azure.vault_budget_window_ms must be at least 1 (Azure's window is 10000)".to_owned(),
         );
     }
     for (name, v) in [

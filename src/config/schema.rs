@@ -257,6 +257,13 @@ pub struct AzureSection {
     /// How certificate credentials sign their client assertions: `PS256` (default) or `RS256`.
     #[serde(default)]
     pub assertion_alg: AssertionAlg,
+    /// CREATE transactions (key create and import) byokd sends to one vault per
+    /// `vault_budget_window_ms` (azure-byok.md §5: 10 per 10 s); 0 turns pacing off.
+    #[serde(default = "d_vault_create_budget")]
+    pub vault_create_budget: u32,
+    /// The window of `vault_create_budget`, in ms (Azure's is 10 s; benchmarks scale it).
+    #[serde(default = "d_vault_budget_window")]
+    pub vault_budget_window_ms: u64,
 }
 
 impl Default for AzureSection {
@@ -273,6 +280,8 @@ impl Default for AzureSection {
             retry_base_ms: d_az_retry_base(),
             kek_size: d_kek_size(),
             assertion_alg: AssertionAlg::default(),
+            vault_create_budget: d_vault_create_budget(),
+            vault_budget_window_ms: d_vault_budget_window(),
         }
     }
 }
@@ -282,6 +291,12 @@ fn d_az_connect() -> u64 {
 }
 fn d_az_read() -> u64 {
     30_000
+}
+fn d_vault_create_budget() -> u32 {
+    10
+}
+fn d_vault_budget_window() -> u64 {
+    10_000
 }
 fn d_az_total() -> u64 {
     180_000

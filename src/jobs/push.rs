@@ -18,6 +18,8 @@ use tokio::sync::mpsc::UnboundedReceiver;
 const KEK_LIFETIME_SECS: i64 = 3600;
 /// How long to wait for a deleted KEK to become visible (Azure shows 10 s or more).
 const DELETED_VISIBLE_WAIT: Duration = Duration::from_secs(120);
+/// How often to look for the deleted KEK meanwhile.
+const DELETED_POLL_INTERVAL: Duration = Duration::from_millis(500);
 
 pub(super) async fn run(jobs: &Jobs, id: u64) -> Result<(), JobError> {
     let Some((group, _permit)) = begin(jobs, id, true).await? else {
@@ -400,12 +402,12 @@ async fn push(
         if let Some(by) = cancelled(jobs, id).await? {
             return Ok(Flow::Cancelled(by));
         }
-        push_one(jobs, id, group, &token, &kek, &generator, &key_name).await?;
-        let progress = 200 + (700 * (n + 1) / total) as u16;
-        svc.job_step(
-            id,
-            format!("{} of {total} key(s) pushed", n + 1),
-            Some(progress),
+        let progress = Progress {
+            message: format!("{} of {total} key(s) pushed", n + 1),
+            value: 200 + (700 * (n + 1) / total) as u16,
+        };
+        push_one(
+            jobs, id, group, &token, &kek, &generator, &key_name, progress,
         )
         .await?;
     }
@@ -552,6 +554,13 @@ fn kek_from_bundle(vault: &str, bundle: &crate::azure::KeyBundle) -> Result<Kek,
     })
 }
 
+/// The job's progress once a key is pushed; recorded with the key's outcome.
+struct Progress {
+    message: String,
+    value: u16,
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn push_one(
     jobs: &Jobs,
     id: u64,
@@ -560,6 +569,7 @@ async fn push_one(
     kek: &Kek,
     generator: &str,
     key_name: &crate::model::LocalKeyName,
+    progress: Progress,
 ) -> Result<(), JobError> {
     let svc = jobs.service();
     let kv = jobs.azure().keyvault();
@@ -576,11 +586,16 @@ async fn push_one(
         .iter()
         .any(|p| &p.key == key_name && matches!(p.state, KeyPushState::ImportSent { .. }));
     if sent_before && let Some(version) = find_by_fingerprint(jobs, token, group, &fp).await? {
-        svc.record_push(id, &group.name, key_name, &version).await?;
-        svc.job_step(
+        svc.record_push_with_steps(
             id,
-            format!("Key {key_name} was imported before the restart as version {version}"),
-            None,
+            &group.name,
+            key_name,
+            &version,
+            vec![
+                format!("Key {key_name} was imported before the restart as version {version}"),
+                progress.message,
+            ],
+            Some(progress.value),
         )
         .await?;
         return Ok(());
@@ -618,8 +633,18 @@ async fn push_one(
         Ok(b) => b,
         Err(AzureError::ResponseLost { .. }) => {
             if let Some(version) = find_by_fingerprint(jobs, token, group, &fp).await? {
-                svc.record_push(id, &group.name, key_name, &version).await?;
-                svc.job_step(id, format!("The import answer was lost; found key {key_name} as version {version} by its fingerprint"), None).await?;
+                svc.record_push_with_steps(
+                    id,
+                    &group.name,
+                    key_name,
+                    &version,
+                    vec![
+                        format!("The import answer was lost; found key {key_name} as version {version} by its fingerprint"),
+                        progress.message,
+                    ],
+                    Some(progress.value),
+                )
+                .await?;
                 return Ok(());
             }
             svc.job_step(
@@ -639,11 +664,17 @@ async fn push_one(
         )));
     }
     let version = bundle.version().to_owned();
-    svc.record_push(id, &group.name, key_name, &version).await?;
-    svc.job_step(
+    // The key's version, its step message and the job's progress: one durable write.
+    svc.record_push_with_steps(
         id,
-        format!("Key {key_name} imported as version {version}"),
-        None,
+        &group.name,
+        key_name,
+        &version,
+        vec![
+            format!("Key {key_name} imported as version {version}"),
+            progress.message,
+        ],
+        Some(progress.value),
     )
     .await?;
     tracing::info!(event = "azure.key.imported", service = "azure", job = id, group = %group.name, key = %key_name, vault, kid = bundle.kid(), version = %version,
@@ -859,7 +890,6 @@ pub(super) async fn wait_deleted_visible(
     }
     let kv = jobs.azure().keyvault();
     let started = tokio::time::Instant::now();
-    let mut wait = Duration::from_millis(250);
     loop {
         match kv.get_deleted_key(token, vault, name).await {
             Ok(d) => return Ok(Some(d)),
@@ -870,8 +900,9 @@ pub(super) async fn wait_deleted_visible(
                         DELETED_VISIBLE_WAIT.as_secs()
                     )));
                 }
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(4));
+                // A fixed short interval: the key shows up at most this late (a doubling back-off
+                // overshot a 2 s window to 3.75 s). GETs draw on the large "other" budget.
+                tokio::time::sleep(DELETED_POLL_INTERVAL).await;
             }
             Err(e) => return Err(e.into()),
         }

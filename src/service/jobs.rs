@@ -236,6 +236,22 @@ impl Service {
         key: &LocalKeyName,
         version: &str,
     ) -> Result<(), ServiceError> {
+        self.record_push_with_steps(id, group, key, version, Vec::new(), None)
+            .await
+    }
+
+    /// As [`Service::record_push`], with the job's step messages and progress for this key in
+    /// the same commit: one state write per pushed key instead of one per message (each write
+    /// encodes and fsyncs the whole state).
+    pub async fn record_push_with_steps(
+        &self,
+        id: u64,
+        group: &KeyName,
+        key: &LocalKeyName,
+        version: &str,
+        steps: Vec<String>,
+        progress: Option<u16>,
+    ) -> Result<(), ServiceError> {
         let mut data = self.inner.data.lock().await;
         let key_id = (group.clone(), key.clone());
         let before_key = data
@@ -258,6 +274,12 @@ impl Service {
                 push.state = KeyPushState::Imported {
                     version: version.to_owned(),
                 };
+            }
+            let at = now_unix();
+            job.steps
+                .extend(steps.into_iter().map(|message| StepMessage { at, message }));
+            if let Some(p) = progress {
+                job.progress = p.min(1000);
             }
         }
         if let Err(e) = data.commit() {

@@ -347,9 +347,16 @@ max_body_bytes = {body}
         panic!("byokd did not listen within 30 s:\n{}", self.log());
     }
 
-    /// The daemon's process id while it runs.
+    /// The daemon's process id, while it runs.
+    #[allow(dead_code)]
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// The PKCS#11 module the daemon loads.
+    #[allow(dead_code)]
+    pub fn module() -> String {
+        module()
     }
 
     pub fn log(&self) -> String {

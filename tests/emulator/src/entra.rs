@@ -1,4 +1,6 @@
-//! Entra ID token endpoint: `POST /{tenant}/oauth2/v2.0/token`, client credentials.
+//! Entra ID token endpoint: `POST /{tenant}/oauth2/v2.0/token`, client credentials, and the
+//! tenant's OpenID discovery document (`GET /{tenant}/v2.0/.well-known/openid-configuration`),
+//! which MSAL-based clients such as the Python `azure-identity` fetch before the token.
 //!
 //! Secrets and assertions are checked and then forgotten; only the opaque token is remembered.
 
@@ -51,6 +53,36 @@ fn missing(param: &str) -> Resp {
     )
 }
 
+/// The v2.0 discovery document of a known tenant (90002 for an unknown one, as Entra answers).
+fn openid_configuration(shared: &Shared, cloud: Cloud, tenant: &str) -> Resp {
+    let known = shared
+        .lock()
+        .apps
+        .iter()
+        .any(|a| a.tenant.eq_ignore_ascii_case(tenant));
+    if !known {
+        return entra_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_tenant",
+            90002,
+            &format!("Tenant '{tenant}' not found."),
+        );
+    }
+    let base = format!("https://{}/{tenant}", cloud.login_host());
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "token_endpoint": format!("{base}/oauth2/v2.0/token"),
+            "authorization_endpoint": format!("{base}/oauth2/v2.0/authorize"),
+            "device_authorization_endpoint": format!("{base}/oauth2/v2.0/devicecode"),
+            "issuer": format!("https://{}/{tenant}/v2.0", cloud.login_host()),
+            "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
+            "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+            "scopes_supported": ["openid", "profile", "email", "offline_access"],
+        }),
+    )
+}
+
 /// Handle a request on a sign-in host.
 pub(crate) fn handle(
     shared: &Shared,
@@ -62,6 +94,11 @@ pub(crate) fn handle(
     meta: &mut TokenMeta,
 ) -> Resp {
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    if let [tenant, "v2.0", ".well-known", "openid-configuration"] = segs.as_slice()
+        && method == http::Method::GET
+    {
+        return openid_configuration(shared, cloud, tenant);
+    }
     let tenant = match segs.as_slice() {
         [tenant, "oauth2", "v2.0", "token"] if !tenant.is_empty() => tenant.to_ascii_lowercase(),
         _ => {

@@ -1,0 +1,6 @@
+//! Code the benchmarks share.
+#![allow(dead_code)]
+
+pub mod client;
+pub mod control;
+pub mod seed;

@@ -1,0 +1,93 @@
+//! Seeds a state directory straight through the store API (no HSM calls): a credential, one big
+//! group and any number of small groups, each key with a fake HSM id. Listing and start-up never
+//! touch the HSM, so this measures the daemon's own cost of holding the state.
+
+use byokd::model::{
+    Credential, CredentialAuth, CredentialName, Guid, HsmKeyId, Key, KeyGroup, KeyName, KeyType,
+    LocalKeyName, RotationPolicy, Storage, VaultName,
+};
+use std::path::Path;
+
+/// What to seed.
+#[derive(Debug, Clone, Copy)]
+pub struct Seed {
+    /// Keys in the group `bench-group`.
+    pub big_group_keys: usize,
+    /// Further groups `g-00000`…, each with `keys_per_group` keys.
+    pub small_groups: usize,
+    pub keys_per_group: usize,
+    /// Rotation on for every group.
+    pub rotation: bool,
+}
+
+impl Seed {
+    pub fn total_keys(&self) -> usize {
+        self.big_group_keys + self.small_groups * self.keys_per_group
+    }
+}
+
+/// Writes the seeded state as one committed generation into `dir`.
+pub fn seed(dir: &Path, tenant: &str, client: &str, s: Seed) {
+    let (mut store, mut state, _) = byokd::store::Store::open(dir).unwrap();
+    let cred = CredentialName::try_from("bench".to_owned()).unwrap();
+    state.credentials.insert(
+        cred.clone(),
+        Credential {
+            name: cred.clone(),
+            tenant_id: Guid::parse(tenant).unwrap(),
+            client_id: Guid::parse(client).unwrap(),
+            auth: CredentialAuth::Secret {
+                sealed: vec![0; 48],
+            },
+            fingerprint: "00000000".into(),
+            created: 1_800_000_000,
+            expires: None,
+        },
+    );
+    let key_type = KeyType::parse("RSA-2048", Default::default()).unwrap();
+    let rotation = RotationPolicy {
+        enabled: s.rotation,
+        ..RotationPolicy::default()
+    };
+    let mut serial: u64 = 0;
+    let mut add_group = |state: &mut byokd::store::State, name: String, keys: usize| {
+        let group = KeyName::try_from(name).unwrap();
+        state.groups.insert(
+            group.clone(),
+            KeyGroup {
+                name: group.clone(),
+                credential: cred.clone(),
+                vault: VaultName::try_from("bench-kv".to_owned()).unwrap(),
+                key_type,
+                key_ops: key_type.default_ops(),
+                rotation,
+                last_rotated: None,
+                created: 1_800_000_000,
+            },
+        );
+        for i in 0..keys {
+            serial += 1;
+            let name = LocalKeyName::try_from(format!("key-{i:05}")).unwrap();
+            let mut id = [0u8; 16];
+            id[..8].copy_from_slice(&serial.to_be_bytes());
+            state.keys.insert(
+                (group.clone(), name.clone()),
+                Key {
+                    name,
+                    group: group.clone(),
+                    hsm_id: HsmKeyId(id),
+                    check_digits: "ABCD".into(),
+                    key_type,
+                    storage: Storage::Protected,
+                    created: 1_800_000_000,
+                    azure_version: (i % 2 == 0).then(|| format!("{serial:032x}")),
+                },
+            );
+        }
+    };
+    add_group(&mut state, "bench-group".to_owned(), s.big_group_keys);
+    for g in 0..s.small_groups {
+        add_group(&mut state, format!("g-{g:05}"), s.keys_per_group);
+    }
+    store.commit(&state).unwrap();
+}

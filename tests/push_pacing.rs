@@ -1,0 +1,197 @@
+//! Per-vault CREATE pacing (azure-byok.md §5): one sync job pushes many keys into a vault whose
+//! emulator enforces the CREATE budget (scaled by a time factor). With byokd's budget set to the
+//! same figures no 429 is drawn at all and the job shares one KEK; with byokd's pacing off the
+//! emulator does throttle, and the 429s are retried inside the client without reaching the job.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod control_rig;
+
+use byokd_emulator::{
+    AppConfig, Emulator, EmulatorConfig, EmulatorHandle, KeyPoolConfig, Op, RecoveryLevel,
+    ThrottleConfig, VaultOptions,
+};
+use control_rig::{ADMIN, Daemon, OPERATOR, Options};
+
+const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+const CLIENT: &str = "0c8f1b3a-6a3e-4d59-9a47-2b8e6f1d2c3b";
+const SECRET: &str = "Qv8~pacing.KnownSecret-0042";
+const VAULT: &str = "byokd-pacing";
+/// Keys pushed in the one job: well over the 10-CREATE burst.
+const KEYS: usize = 30;
+/// The emulator's and byokd's window: Azure's 10 s scaled by 0.3, so 10 CREATEs per 3 s. A
+/// push of one key takes well under the 300 ms per CREATE this allows, so the budget binds.
+const WINDOW_MS: u64 = 3_000;
+
+struct Rig {
+    _rt: tokio::runtime::Runtime,
+    emu: EmulatorHandle,
+    daemon: Daemon,
+    _dir: tempfile::TempDir,
+}
+
+fn start(byokd_budget: u32) -> Rig {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_path = dir.path().join("emulator-ca.pem");
+    let emu = rt
+        .block_on(Emulator::start(EmulatorConfig {
+            ca_out: Some(ca_path.clone()),
+            key_pool: KeyPoolConfig {
+                rsa2048: 2,
+                rsa3072: 0,
+                rsa4096: 0,
+            },
+            delete_pending_ms: 100,
+            throttling: ThrottleConfig {
+                enabled: true,
+                time_factor: WINDOW_MS as f64 / 10_000.0,
+                ..ThrottleConfig::default()
+            },
+            ..EmulatorConfig::default()
+        }))
+        .unwrap();
+    emu.add_app(AppConfig::with_secret(TENANT, CLIENT, SECRET))
+        .unwrap();
+    emu.add_vault(
+        VAULT,
+        VaultOptions {
+            recovery_level: RecoveryLevel::RecoverablePurgeable,
+            ..VaultOptions::default()
+        },
+    )
+    .unwrap();
+    let addr = emu.addr();
+    let sections = format!(
+        r#"
+[azure]
+cloud = "public"
+extra_ca = ["{ca}"]
+kek_size = 2048
+retry_base_ms = 20
+max_attempts = 20
+vault_create_budget = {byokd_budget}
+vault_budget_window_ms = {WINDOW_MS}
+
+[azure.resolve]
+"login.microsoftonline.com" = "{addr}"
+"{VAULT}.vault.azure.net" = "{addr}"
+"#,
+        ca = ca_path.display()
+    );
+    let daemon = Daemon::start_with(Options {
+        hsm_extra: "allow_host_wrap = true\n".into(),
+        sections,
+        ..Options::default()
+    });
+    let secret_file = daemon.path("client-secret.txt");
+    std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
+    let out = daemon.ctl(
+        ADMIN,
+        &[
+            "credential",
+            "add",
+            "azure-app",
+            "--tenant-id",
+            TENANT,
+            "--client-id",
+            CLIENT,
+            "--secret-file",
+            secret_file.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = daemon.ctl(
+        ADMIN,
+        &[
+            "group",
+            "create",
+            "paced",
+            "--credential",
+            "azure-app",
+            "--vault",
+            VAULT,
+            "--key-type",
+            "EC-P256",
+            "--key-ops",
+            "sign,verify",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for k in 0..KEYS {
+        let out = daemon.ctl(OPERATOR, &["key", "create", "paced", &format!("k{k}")]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Rig {
+        _rt: rt,
+        emu,
+        daemon,
+        _dir: dir,
+    }
+}
+
+/// Runs `group sync` for every key; returns the job as JSON.
+fn sync_all(rig: &Rig) -> serde_json::Value {
+    let d = &rig.daemon;
+    let (code, job) = d.ctl_json(OPERATOR, &["group", "sync", "paced"]);
+    assert_eq!(code, 0, "group sync: {job}\n--- daemon log\n{}", d.log());
+    job
+}
+
+fn create_requests(rig: &Rig) -> (usize, usize) {
+    let reqs = rig.emu.requests();
+    let kek_creates = reqs
+        .iter()
+        .filter(|r| r.op == Op::CreateKey && r.status == 200)
+        .count();
+    let imports = reqs
+        .iter()
+        .filter(|r| r.op == Op::ImportKey && r.status == 200)
+        .count();
+    (kek_creates, imports)
+}
+
+#[test]
+fn a_paced_job_draws_no_429_and_shares_one_kek() {
+    let rig = start(10);
+    let job = sync_all(&rig);
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let counters = rig.emu.counters(VAULT);
+    assert_eq!(counters.throttled, 0, "the emulator throttled a paced push");
+    assert_eq!(rig.emu.throttled_total(), 0);
+    assert_eq!(counters.imports, KEYS as u64);
+    let (kek_creates, imports) = create_requests(&rig);
+    assert_eq!(kek_creates, 1, "several keys in one job share one KEK");
+    assert_eq!(imports, KEYS);
+    assert!(rig.emu.live_keks(VAULT).is_empty());
+    assert_eq!(rig.emu.key_versions(VAULT, "paced").len(), KEYS);
+}
+
+#[test]
+fn unpaced_429s_are_retried_without_reaching_the_job() {
+    let rig = start(0);
+    let job = sync_all(&rig);
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let counters = rig.emu.counters(VAULT);
+    assert!(
+        counters.throttled > 0,
+        "without pacing, {} CREATEs in a burst must exceed the emulator's budget",
+        KEYS + 1
+    );
+    assert_eq!(counters.imports, KEYS as u64);
+    let text = job.to_string();
+    assert!(!text.contains("429") && !text.contains("throttl"), "{job}");
+    assert!(rig.emu.live_keks(VAULT).is_empty());
+    assert_eq!(rig.emu.key_versions(VAULT, "paced").len(), KEYS);
+}
