@@ -1,12 +1,13 @@
-//! Durable jobs under SIGKILL: the real daemon on a SoftHSM token pushes keys into the Azure
-//! emulator over real TLS and is killed at every journalled step in turn, then restarted. Each
-//! time the job must end `succeeded` (or `failed` with a reason), the vault must hold no KEK, the
-//! number of Azure versions must be exact and the local keys intact. Also: cancel and retention.
+//! Durable jobs under SIGKILL: the real daemon on a SoftHSM token syncs, rotates and deletes
+//! keys on cloud in the Azure emulator over real TLS and is killed at every journalled step in
+//! turn, then restarted. Each time the job must end `succeeded` (or `failed` with a reason), the
+//! vault must hold no KEK, the number of Azure versions must be exact (a rotation adds exactly
+//! one; a delete leaves none, purged) and the local keys intact. Also: cancel and retention.
 //!
 //! Kill points need no hooks in the daemon: the emulator holds one request (before acting on it,
 //! or after committing it but before answering) and counts the hold; the test then kills the
 //! daemon, so it dies with exactly that request in flight. The harness is generic over a job
-//! kind and its kill points, so rotation and delete on cloud can be added as more cases.
+//! kind and its kill points; sync, rotation and delete on cloud are its cases.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod control_rig;
@@ -15,7 +16,7 @@ use byokd_emulator::{
     AppConfig, Emulator, EmulatorConfig, EmulatorHandle, FaultAction, FaultRule, KeyPoolConfig, Op,
     RecoveryLevel, VaultOptions,
 };
-use control_rig::{ADMIN, Daemon, OPERATOR, Options};
+use control_rig::{ADMIN, ADMIN2, Daemon, OPERATOR, Options};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -433,14 +434,7 @@ fn sync_case() -> JobCase {
 /// The invariants after a synchronize job ended.
 fn check_sync(rig: &Rig, group: &str, before: &Value, job: &Value) {
     let d = &rig.daemon;
-    match job["state"].as_str() {
-        Some("succeeded") => {}
-        Some("failed") => assert!(
-            job["error"].as_str().is_some_and(|e| e.len() > 10),
-            "a failed job says why: {job}"
-        ),
-        _ => panic!("{group}: unexpected end {job}"),
-    }
+    check_end(group, job);
     assert!(
         rig.emu.live_keks(VAULT).is_empty(),
         "{group}: a live KEK was left in the vault: {job}"
@@ -494,14 +488,12 @@ fn check_sync(rig: &Rig, group: &str, before: &Value, job: &Value) {
     }
 }
 
-#[test]
-fn a_sync_killed_at_every_journalled_step_finishes_without_a_kek_or_a_duplicate() {
+/// Kills each case's job at each of its kill points in turn; every job must end `succeeded`.
+fn run_cases(cases: &[JobCase]) {
     let mut rig = start("");
-    // More job kinds (rotation, delete on cloud) join this list with their own kill points.
-    let cases = [sync_case()];
     let total: usize = cases.iter().map(|c| c.kill_points.len()).sum();
     let mut covered = 0;
-    for case in &cases {
+    for case in cases {
         for (n, point) in case.kill_points.iter().enumerate() {
             let (step, end) = run_kill_point(&mut rig, case, n, point);
             assert_eq!(
@@ -518,10 +510,260 @@ fn a_sync_killed_at_every_journalled_step_finishes_without_a_kek_or_a_duplicate(
             covered += 1;
         }
     }
-    println!("crash test: {covered} kill points covered");
+    let kinds: Vec<&str> = cases.iter().map(|c| c.kind).collect();
+    println!(
+        "crash test ({}): {covered} kill points covered",
+        kinds.join(", ")
+    );
     assert_eq!(covered, total);
     assert!(rig.emu.schema_violations().is_empty());
     drop(rig.rt);
+}
+
+#[test]
+fn a_sync_killed_at_every_journalled_step_finishes_without_a_kek_or_a_duplicate() {
+    run_cases(&[sync_case()]);
+}
+
+#[test]
+fn a_rotation_killed_at_every_journalled_step_adds_exactly_one_version() {
+    run_cases(&[rotate_case()]);
+}
+
+#[test]
+fn a_delete_on_cloud_killed_at_every_journalled_step_deletes_and_purges_once() {
+    run_cases(&[delete_case()]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared by rotation and delete on cloud.
+
+/// A group with one key `k0` already pushed; returns `{"group": .., "keys": [..]}`.
+fn pushed_group(rig: &Rig, group: &str) -> Value {
+    group_with_keys(rig, group, 1);
+    ok(&rig.daemon, OPERATOR, &["key", "sync", group, "k0"]);
+    let (_, k0) = rig.daemon.ctl_json(OPERATOR, &["key", "show", group, "k0"]);
+    assert!(k0["version"].is_string(), "k0 is pushed: {k0}");
+    assert_eq!(rig.emu.key_versions(VAULT, group).len(), 1);
+    let (_, g) = rig.daemon.ctl_json(OPERATOR, &["group", "show", group]);
+    serde_json::json!({ "group": g, "keys": [k0] })
+}
+
+/// The job ended `succeeded`, or `failed` saying why.
+fn check_end(group: &str, job: &Value) {
+    match job["state"].as_str() {
+        Some("succeeded") => {}
+        Some("failed") => assert!(
+            job["error"].as_str().is_some_and(|e| e.len() > 10),
+            "a failed job says why: {job}"
+        ),
+        _ => panic!("{group}: unexpected end {job}"),
+    }
+}
+
+/// The key's `key show` view now, which must be the same HSM key as in `before`.
+fn local_key_intact(d: &Daemon, group: &str, before: &Value) -> Value {
+    let name = before["name"].as_str().unwrap();
+    let (code, now) = d.ctl_json(OPERATOR, &["key", "show", group, name]);
+    assert_eq!(code, 0, "{group}/{name}: the local key is lost: {now}");
+    for field in ["check_digits", "hsm_id", "algorithm"] {
+        assert_eq!(now[field], before[field], "{group}/{name}: {field} changed");
+    }
+    now
+}
+
+fn kek_purged(rig: &Rig) -> bool {
+    rig.emu
+        .deleted_keys(VAULT)
+        .iter()
+        .all(|k| !k.name.starts_with("byokd-kek"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// "Rotate key material".
+
+fn rotate_case() -> JobCase {
+    use Kill::*;
+    let before = |op| Before { op, skip: 0 };
+    let after = |op| AfterCommit { op, skip: 0 };
+    JobCase {
+        kind: "rotate",
+        kill_points: vec![
+            kp("job accepted (pending)", AtSubmit),
+            kp(
+                "new key generated (journal)",
+                Journal("generated in the HSM"),
+            ),
+            kp("token request in flight", before(Op::Token)),
+            kp("token issued, answer not seen", after(Op::Token)),
+            kp("KEK create in flight", before(Op::CreateKey)),
+            kp("KEK created, answer lost", after(Op::CreateKey)),
+            kp(
+                "KEK recorded (journal)",
+                Journal("Key exchange key created"),
+            ),
+            kp("import in flight", before(Op::ImportKey)),
+            kp("import committed, answer lost", after(Op::ImportKey)),
+            kp("KEK delete in flight", before(Op::DeleteKey)),
+            kp("KEK deleted, answer lost", after(Op::DeleteKey)),
+            kp(
+                "KEK deleted, waiting until it is listed",
+                before(Op::GetDeletedKey),
+            ),
+            kp("KEK purge in flight", before(Op::PurgeDeletedKey)),
+            kp("KEK purged, answer lost", after(Op::PurgeDeletedKey)),
+        ],
+        prepare: pushed_group,
+        start: |rig, group| start_job(&rig.daemon, &["group", "rotate", group]),
+        check: check_rotate,
+    }
+}
+
+/// After a rotation: the old key untouched, at most one new key, exactly one new Azure version
+/// if it succeeded (none twice), and `last_rotated` set exactly when it succeeded.
+fn check_rotate(rig: &Rig, group: &str, before: &Value, job: &Value) {
+    let d = &rig.daemon;
+    check_end(group, job);
+    assert!(
+        rig.emu.live_keks(VAULT).is_empty(),
+        "{group}: a live KEK was left in the vault: {job}"
+    );
+    let old = &before["keys"][0];
+    let now = local_key_intact(d, group, old);
+    assert_eq!(
+        now["version"], old["version"],
+        "{group}: k0's version changed"
+    );
+    let versions = rig.emu.key_versions(VAULT, group);
+    let tags: BTreeSet<&String> = versions
+        .iter()
+        .filter_map(|v| v.tags.get("byokd-fingerprint"))
+        .collect();
+    assert_eq!(
+        tags.len(),
+        versions.len(),
+        "{group}: a key was imported twice: {job}"
+    );
+    let (_, list) = d.ctl_json(OPERATOR, &["key", "list", group]);
+    let names: Vec<String> = list["keys"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{list}"))
+        .iter()
+        .map(|k| k["name"].as_str().unwrap().to_owned())
+        .filter(|n| n != "k0")
+        .collect();
+    assert!(
+        names.len() <= 1,
+        "{group}: more than one new key: {names:?}"
+    );
+    let mut recorded = vec![now["version"].as_str().unwrap().to_owned()];
+    for name in &names {
+        let (_, k) = d.ctl_json(OPERATOR, &["key", "show", group, name]);
+        if let Some(v) = k["version"].as_str() {
+            recorded.push(v.to_owned());
+        }
+    }
+    for v in &recorded {
+        assert!(
+            versions.iter().any(|x| &x.version == v),
+            "{group}: recorded version {v} is not in Azure"
+        );
+    }
+    assert_eq!(
+        versions.len(),
+        recorded.len(),
+        "{group}: Azure versions differ from the versions byokd recorded: {job}"
+    );
+    let (_, g) = d.ctl_json(OPERATOR, &["group", "show", group]);
+    if job["state"] == "succeeded" {
+        assert_eq!(names.len(), 1, "{group}: the rotation made a key: {job}");
+        assert_eq!(versions.len(), 2, "{group}: exactly one new version: {job}");
+        assert!(
+            g["last_rotated"].as_i64().is_some(),
+            "{group}: a rotation that succeeded sets last_rotated: {g}"
+        );
+        assert!(kek_purged(rig), "{group}: the KEK is purged");
+    } else {
+        assert!(
+            g["last_rotated"].is_null(),
+            "{group}: a failed rotation leaves last_rotated alone: {g}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// "Delete key material on cloud".
+
+/// Asks for the delete as ADMIN, approves it as ADMIN2; returns the job the approval started.
+fn start_delete(rig: &Rig, group: &str) -> String {
+    let d = &rig.daemon;
+    let (code, pending) = d.ctl_json(ADMIN, &["group", "delete-cloud", group]);
+    assert_eq!(code, 0, "{pending}");
+    let approval = pending["approval"]["id"].as_str().unwrap();
+    let (status, approved) = d.curl(
+        Some(ADMIN2),
+        "POST",
+        &format!("/v1/approvals/{approval}/approve"),
+        None,
+    );
+    assert_eq!(status, 200, "{approved}");
+    approved["job"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the approval starts a job: {approved}"))
+        .to_owned()
+}
+
+fn delete_case() -> JobCase {
+    use Kill::*;
+    let before = |op| Before { op, skip: 0 };
+    let after = |op| AfterCommit { op, skip: 0 };
+    JobCase {
+        kind: "delete",
+        kill_points: vec![
+            kp("job approved (pending)", AtSubmit),
+            kp("token request in flight", before(Op::Token)),
+            kp("token issued, answer not seen", after(Op::Token)),
+            kp("key delete in flight", before(Op::DeleteKey)),
+            kp("key deleted, answer lost", after(Op::DeleteKey)),
+            kp("key deleted (journal)", Journal("deleted (recovery level")),
+            kp(
+                "waiting until the deleted key is listed",
+                before(Op::GetDeletedKey),
+            ),
+            kp("purge in flight", before(Op::PurgeDeletedKey)),
+            kp("purged, answer lost", after(Op::PurgeDeletedKey)),
+        ],
+        prepare: pushed_group,
+        start: start_delete,
+        check: check_delete,
+    }
+}
+
+/// After a delete on cloud (on a vault that allows purging): no live version, no deleted key
+/// left, the local key intact with its purged version forgotten.
+fn check_delete(rig: &Rig, group: &str, before: &Value, job: &Value) {
+    check_end(group, job);
+    assert!(rig.emu.live_keks(VAULT).is_empty(), "{group}: {job}");
+    let now = local_key_intact(&rig.daemon, group, &before["keys"][0]);
+    let live = rig.emu.key_versions(VAULT, group);
+    let deleted = rig.emu.deleted_keys(VAULT);
+    let soft_deleted = deleted.iter().any(|k| k.name == group);
+    if job["state"] == "succeeded" {
+        assert!(live.is_empty(), "{group}: Azure key still live: {job}");
+        assert!(
+            !soft_deleted,
+            "{group}: the vault allows purging, so the deleted key is purged: {job}"
+        );
+        assert!(
+            now["version"].is_null(),
+            "{group}: a purged version is forgotten: {now}"
+        );
+    } else {
+        assert!(
+            !live.is_empty() || soft_deleted || now["version"].is_null(),
+            "{group}: purged but the local key still names its version: {now}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

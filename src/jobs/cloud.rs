@@ -12,6 +12,12 @@ use super::{JobError, Jobs};
 use crate::azure::{AccessToken, AzureError, KeyUpdate, KeyVaultError, RecoveryLevel};
 use crate::model::{KeyGroup, KeyName};
 
+/// Journal step before the delete request; its presence tells a resumed job the delete may
+/// have gone through.
+const DELETING: &str = "Deleting Azure key";
+/// Journal step before the purge request, likewise.
+const PURGING: &str = "Purging the deleted key";
+
 pub(super) async fn run_delete(jobs: &Jobs, id: u64) -> Result<(), JobError> {
     run_with(jobs, id, true, async |group| delete(jobs, id, group).await).await
 }
@@ -24,10 +30,14 @@ async fn delete(jobs: &Jobs, id: u64, group: &KeyGroup) -> Result<String, JobErr
     jobs.azure()
         .allowlist()
         .set_vaults(svc.vault_names().await)?;
+    // What this job sent before a restart, from its journal.
+    let journal = svc.job(id).await?.steps;
+    let sent = |prefix: &str| journal.iter().any(|s| s.message.starts_with(prefix));
+    let (delete_sent, purge_sent) = (sent(DELETING), sent(PURGING));
     let token = sign_in(jobs, id, group).await?;
     svc.job_step(
         id,
-        format!("Deleting Azure key {vault}/{name} (all versions); local keys are not touched"),
+        format!("{DELETING} {vault}/{name} (all versions); local keys are not touched"),
         Some(200),
     )
     .await?;
@@ -37,6 +47,21 @@ async fn delete(jobs: &Jobs, id: u64, group: &KeyGroup) -> Result<String, JobErr
         Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {
             match kv.get_deleted_key(&token, vault, name).await {
                 Ok(d) => d.bundle.attributes.recovery_level,
+                // The purge this job sent before a restart went through.
+                Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) if purge_sent => {
+                    let n = svc.forget_azure_versions(&group.name).await?;
+                    tracing::warn!(event = "cloud.key_purged", job = id, group = %group.name, vault, "Azure key purged before the restart");
+                    return Ok(format!(
+                        "Azure key {vault}/{name} deleted and purged (the purge went through before the daemon restarted); {n} local key(s) kept in the HSM and may be pushed again"
+                    ));
+                }
+                // The delete this job sent before a restart went through, and the deleted key
+                // is still inside Azure's window where it is listed nowhere.
+                Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) if delete_sent => {
+                    wait_deleted_visible(jobs, &token, vault, name, None)
+                        .await?
+                        .and_then(|d| d.bundle.attributes.recovery_level)
+                }
                 Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {
                     return Err(JobError::Failed(format!(
                         "vault {vault} has no key {name} and no deleted key of that name: nothing to delete"
@@ -73,8 +98,7 @@ async fn delete(jobs: &Jobs, id: u64, group: &KeyGroup) -> Result<String, JobErr
     });
     match (&deleted, &level) {
         (Some(_), Some(l)) if l.purge_allowed() => {
-            svc.job_step(id, "Purging the deleted key", Some(800))
-                .await?;
+            svc.job_step(id, PURGING, Some(800)).await?;
             purge_with_retry(jobs, &token, vault, name).await?;
             let n = svc.forget_azure_versions(&group.name).await?;
             tracing::warn!(event = "cloud.key_purged", job = id, group = %group.name, vault, "Azure key purged");
