@@ -56,15 +56,18 @@ pub async fn run(args: &Args) -> Result<(), DaemonError> {
     })?;
     let hardening = crate::system::harden(&config, &args.config)
         .map_err(|e| DaemonError::Startup(e.to_string()))?;
-    let logs = crate::logs::Logs::open(&crate::logs::Settings::from_config(&config))
-        .map_err(|e| DaemonError::Startup(format!("{e}; check logs.dir and its permissions")))?;
-    crate::logs::install(logs.clone());
-    tracing::info!(event = "system.started", dir = %logs.dir().display(), "byokd {} starting", env!("CARGO_PKG_VERSION"));
     tracing::info!(mlock = ?hardening.mlock, "process hardened");
     let notifier = std::sync::Arc::new(crate::system::Notifier::from_env());
     let mut signals = ShutdownSignals::install()?;
     notifier.status("logging in to the HSM and loading state");
+    let log_settings = crate::logs::Settings::from_config(&config);
     let (service, _report) = start(config).await?;
+    // The service log is opened once the HSM login and the state load succeeded: nothing is
+    // written (not even the log directory under the state directory) before that.
+    let logs = crate::logs::Logs::open(&log_settings)
+        .map_err(|e| DaemonError::Startup(format!("{e}; check logs.dir and its permissions")))?;
+    crate::logs::install(logs.clone());
+    tracing::info!(event = "system.started", dir = %logs.dir().display(), "byokd {} started", env!("CARGO_PKG_VERSION"));
     let jobs = start_jobs(&service).await?;
     let control = crate::control::start(service.clone(), Some(jobs.clone()))
         .await
