@@ -553,3 +553,104 @@ fn a_new_version_that_fails_its_health_check_is_rolled_back_with_its_state() {
     d.launch(&root.join("usr/bin/byokd"));
     assert_eq!(ctl_ok(&d, ADMIN, &["group", "list"]), groups);
 }
+
+/// The shipped configuration names the PIN as a systemd credential (`pin_file = "hsm-pin"`);
+/// outside systemd the installer provides it from the unit's `LoadCredential=hsm-pin:PATH`
+/// (under the root), in a private directory it removes afterwards.
+#[test]
+fn the_health_check_gets_the_pin_credential_from_the_units_load_credential_source() {
+    let work = tempfile::tempdir().unwrap();
+    let d = Daemon::prepare(Options::default());
+    let config = std::fs::read_to_string(&d.config).unwrap();
+    let absolute = format!("pin_file = \"{}\"", d.path("pin").display());
+    assert!(config.contains(&absolute), "{config}");
+    std::fs::write(
+        &d.config,
+        config.replace(&absolute, "pin_file = \"hsm-pin\""),
+    )
+    .unwrap();
+    let root = work.path().join("root");
+    std::fs::create_dir_all(root.join("etc/byokd")).unwrap();
+    let source = root.join("etc/byokd/hsm-pin");
+    let write_pin = |pin: &str| {
+        let _ = std::fs::remove_file(&source);
+        std::fs::write(&source, pin).unwrap();
+        std::fs::set_permissions(&source, std::fs::Permissions::from_mode(0o600)).unwrap();
+    };
+    let unit = std::fs::read_to_string(repo().join("systemd/byokd.service")).unwrap();
+    assert!(unit.contains("\nLoadCredential=hsm-pin:/etc/byokd/hsm-pin\n"));
+    let bins = bin_dir(Path::new(env!("CARGO_BIN_EXE_byokd")));
+    let v1 = work.path().join("v1.bundle");
+    build_bundle(bins.path(), "1.0.0", &v1);
+    let leftovers = || -> Vec<PathBuf> {
+        match std::fs::read_dir(root.join("run")) {
+            Ok(entries) => entries.map(|e| e.unwrap().path()).collect(),
+            Err(_) => Vec::new(),
+        }
+    };
+
+    // A wrong PIN at the source: the new daemon cannot log in, so the install is rolled back.
+    write_pin("9999\n");
+    let o = upgrade(&d, &root, &v1, &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("failed (health check)") && err.contains("exited with"),
+        "{err}"
+    );
+    assert!(leftovers().is_empty(), "{:?}", leftovers());
+
+    // The installer's own CREDENTIALS_DIRECTORY is not what the daemon reads.
+    let decoy = tempfile::tempdir().unwrap();
+    std::fs::write(decoy.path().join("hsm-pin"), "1234\n").unwrap();
+    std::fs::set_permissions(
+        decoy.path().join("hsm-pin"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_byokd"));
+    let o = cmd
+        .arg("--config")
+        .arg(&d.config)
+        .args(["upgrade", "--health-timeout", "30", "--root"])
+        .arg(&root)
+        .arg(&v1)
+        .env("SOFTHSM2_CONF", d.path("softhsm2.conf"))
+        .env("CREDENTIALS_DIRECTORY", decoy.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    // The right PIN at the source: healthy, installed, and the credential copy is gone.
+    write_pin("1234\n");
+    ok(
+        &upgrade(&d, &root, &v1, &[]),
+        "install with the PIN credential",
+    );
+    assert_eq!(current_slot(&root), "a");
+    assert!(leftovers().is_empty(), "{:?}", leftovers());
+
+    // No LoadCredential= for the name: refused with a message naming it, and rolled back.
+    let dropins = root.join("etc/systemd/system/byokd.service.d");
+    std::fs::create_dir_all(&dropins).unwrap();
+    std::fs::write(
+        dropins.join("50-reset.conf"),
+        "[Service]\nLoadCredential=\n",
+    )
+    .unwrap();
+    let v2 = work.path().join("v2.bundle");
+    build_bundle(bins.path(), "1.0.1", &v2);
+    let o = upgrade(&d, &root, &v2, &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("no LoadCredential=hsm-pin:PATH") && err.contains("rolled back to 1.0.0"),
+        "{err}"
+    );
+    assert_eq!(current_slot(&root), "a");
+}

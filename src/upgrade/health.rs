@@ -3,7 +3,7 @@
 //! The health check starts the new binary as the daemon (`run`) with a notify socket of the
 //! installer's own, exactly as systemd would, and passes when `READY=1` arrives within the
 //! time-out (config, PIN, HSM login, state load and control socket all worked), followed by a
-//! clean exit on SIGTERM. Both run as the daemon's user when the installer runs as root and the
+//! clean exit on SIGTERM. A PIN credential is provided by `credentials`, as systemd would. Both run as the daemon's user when the installer runs as root and the
 //! configuration does not allow root, so files they write keep the daemon's ownership.
 
 use super::UpgradeError;
@@ -48,6 +48,7 @@ impl Runner {
             .env_remove("NOTIFY_SOCKET")
             .env_remove("WATCHDOG_USEC")
             .env_remove("WATCHDOG_PID")
+            .env_remove("CREDENTIALS_DIRECTORY")
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err);
@@ -83,11 +84,13 @@ impl Runner {
         }
     }
 
-    /// Starts the new daemon, waits for `READY=1`, stops it with SIGTERM.
+    /// Starts the new daemon, waits for `READY=1`, stops it with SIGTERM. `credentials` becomes
+    /// its `$CREDENTIALS_DIRECTORY`.
     pub fn health_check(
         &self,
         binary: &Path,
         socket: &Path,
+        credentials: Option<&Path>,
         timeout: Duration,
     ) -> Result<(), String> {
         let _ = std::fs::remove_file(socket);
@@ -102,6 +105,9 @@ impl Runner {
             .map_err(|e| e.to_string())?;
         let mut cmd = self.command(binary, "run")?;
         cmd.env("NOTIFY_SOCKET", socket);
+        if let Some(dir) = credentials {
+            cmd.env("CREDENTIALS_DIRECTORY", dir);
+        }
         let mut child = cmd
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;

@@ -1,5 +1,6 @@
 //! The installation sequence and its rollback. See the module doc of `upgrade` for the order.
 
+use super::credentials::CredentialsDir;
 use super::health::{Runner, ensure_not_running};
 use super::layout::{Layout, remove_tree, sync_dir, write_file};
 use super::{UpgradeError, VerifiedBundle, verify_bundle};
@@ -96,7 +97,11 @@ pub fn install(opts: &InstallOptions) -> Result<Installed, UpgradeError> {
     layout.switch(Some(target))?;
     let socket = layout.base().join(".upgrade-notify.sock");
     let current_binary = layout.base().join("current/bin/byokd");
-    if let Err(detail) = runner.health_check(&current_binary, &socket, opts.health_timeout) {
+    let checked = pin_credential(opts, &layout, &config.hsm.pin_file, run_as).and_then(|creds| {
+        let dir = creds.as_ref().map(CredentialsDir::path);
+        runner.health_check(&current_binary, &socket, dir, opts.health_timeout)
+    });
+    if let Err(detail) = checked {
         return Err(undo("health check", detail));
     }
     let installed = Installed {
@@ -240,6 +245,20 @@ fn remove_tree_file(path: &Path) -> Result<(), UpgradeError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(UpgradeError::io(path, e)),
     }
+}
+
+/// A PIN named as a credential gets a private credentials directory built from the new unit.
+fn pin_credential(
+    opts: &InstallOptions,
+    layout: &Layout,
+    pin_file: &str,
+    owner: Option<(u32, u32)>,
+) -> Result<Option<CredentialsDir>, String> {
+    if pin_file.starts_with('/') {
+        return Ok(None);
+    }
+    let unit = layout.base().join("current/systemd/byokd.service");
+    CredentialsDir::provide(&opts.root, &unit, pin_file, owner).map(Some)
 }
 
 /// As root with root not allowed for the daemon, the new version runs as the `byokd` user.

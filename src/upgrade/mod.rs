@@ -5,9 +5,10 @@
 //! the SHA-256 of every file, and no file the manifest does not name) → refuse a downgrade across
 //! state formats → refuse while the daemon holds the state → stage into the inactive slot → keep
 //! the state for rollback → migrate it with the new binary → switch `current` by rename → health
-//! check the new version → on failure switch back and restore the state.
+//! check the new version (a PIN credential provided as systemd would) → on failure switch back and restore the state.
 
 mod bundle;
+mod credentials;
 mod error;
 mod health;
 mod install;
