@@ -460,7 +460,7 @@ fn delete_on_cloud_needs_two_admins_and_purges_only_where_the_recovery_level_all
             }
         }
     }
-    assert!(d.log().contains("cloud.key_deleted"));
+    assert!(d.log().contains("azure.key.deleted"));
 }
 
 #[test]

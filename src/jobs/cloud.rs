@@ -13,10 +13,22 @@ use crate::azure::{AccessToken, AzureError, KeyUpdate, KeyVaultError, RecoveryLe
 use crate::model::{KeyGroup, KeyName};
 
 pub(super) async fn run_delete(jobs: &Jobs, id: u64) -> Result<(), JobError> {
-    run_with(jobs, id, true, async |group| delete(jobs, id, group).await).await
+    run_with(jobs, id, true, async |group| {
+        let by = jobs.service().job(id).await?.started_by;
+        delete(jobs, id, group, &by).await.inspect_err(|e| {
+            tracing::error!(event = "azure.key.delete_failed", service = "azure", job = id, group = %group.name,
+                vault = %group.vault, identity = %by, "Delete on cloud of {}/{} failed: {e}", group.vault, group.name);
+        })
+    })
+    .await
 }
 
-async fn delete(jobs: &Jobs, id: u64, group: &KeyGroup) -> Result<String, JobError> {
+/// The recovery level as the log and the job's steps name it.
+fn level_name(level: Option<&RecoveryLevel>) -> &str {
+    level.map_or("unknown", |l| l.as_str())
+}
+
+async fn delete(jobs: &Jobs, id: u64, group: &KeyGroup, by: &str) -> Result<String, JobError> {
     let svc = jobs.service();
     let kv = jobs.azure().keyvault();
     let vault = group.vault.as_str();
@@ -31,12 +43,12 @@ async fn delete(jobs: &Jobs, id: u64, group: &KeyGroup) -> Result<String, JobErr
         Some(200),
     )
     .await?;
-    let level = match kv.delete_key(&token, vault, name).await {
-        Ok(d) => d.bundle.attributes.recovery_level,
+    let (level, kid) = match kv.delete_key(&token, vault, name).await {
+        Ok(d) => (d.bundle.attributes.recovery_level.clone(), d.bundle.kid().to_owned()),
         // Deleted before a restart (or behind our back): carry on with the deleted key.
         Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {
             match kv.get_deleted_key(&token, vault, name).await {
-                Ok(d) => d.bundle.attributes.recovery_level,
+                Ok(d) => (d.bundle.attributes.recovery_level.clone(), d.bundle.kid().to_owned()),
                 Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {
                     return Err(JobError::Failed(format!(
                         "vault {vault} has no key {name} and no deleted key of that name: nothing to delete"
@@ -47,18 +59,21 @@ async fn delete(jobs: &Jobs, id: u64, group: &KeyGroup) -> Result<String, JobErr
         }
         Err(e) => return Err(e.into()),
     };
-    tracing::warn!(event = "cloud.key_deleted", job = id, group = %group.name, vault, "Azure key deleted (all versions)");
+    tracing::info!(event = "azure.key.deleted", service = "azure", job = id, group = %group.name, vault, kid = %kid,
+        identity = by, "Azure key {vault}/{name} deleted with all its versions (recovery level {})", level_name(level.as_ref()));
     svc.job_step(
         id,
         format!(
             "Azure key {vault}/{name} deleted (recovery level {})",
-            level.as_ref().map_or("unknown", |l| l.as_str())
+            level_name(level.as_ref())
         ),
         Some(500),
     )
     .await?;
     if matches!(level, Some(RecoveryLevel::Purgeable)) {
         let n = svc.forget_azure_versions(&group.name).await?;
+        tracing::warn!(event = "azure.key.not_purged", service = "azure", job = id, group = %group.name, vault, kid = %kid,
+            identity = by, "Azure key {vault}/{name} not purged: the vault has no soft-delete (recovery level Purgeable), so the delete removed it for good");
         return Ok(format!(
             "The vault has no soft-delete: the Azure key is gone for good ({n} local key(s) may be pushed again; they were not touched)"
         ));
@@ -77,7 +92,8 @@ async fn delete(jobs: &Jobs, id: u64, group: &KeyGroup) -> Result<String, JobErr
                 .await?;
             purge_with_retry(jobs, &token, vault, name).await?;
             let n = svc.forget_azure_versions(&group.name).await?;
-            tracing::warn!(event = "cloud.key_purged", job = id, group = %group.name, vault, "Azure key purged");
+            tracing::info!(event = "azure.key.purged", service = "azure", job = id, group = %group.name, vault, kid = %kid,
+                identity = by, "Azure key {vault}/{name} purged (recovery level {})", l.as_str());
             Ok(format!(
                 "Azure key {vault}/{name} deleted and purged; {n} local key(s) kept in the HSM and may be pushed again"
             ))
@@ -86,14 +102,18 @@ async fn delete(jobs: &Jobs, id: u64, group: &KeyGroup) -> Result<String, JobErr
             let date = d
                 .scheduled_purge_date
                 .map_or_else(|| "its scheduled purge date".to_owned(), format_time);
-            tracing::warn!(event = "cloud.purge_scheduled", job = id, group = %group.name, vault, scheduled_purge_date = d.scheduled_purge_date, "Azure key soft-deleted; purge not allowed");
+            tracing::warn!(event = "azure.key.not_purged", service = "azure", job = id, group = %group.name, vault, kid = %kid,
+                identity = by, scheduled_purge_date = d.scheduled_purge_date,
+                "Azure key {vault}/{name} not purged: the vault's recovery level {} does not allow a purge (purge protection); Azure purges it on {date}", level_name(l.as_ref()));
             Ok(format!(
                 "Azure key {vault}/{name} deleted but not purged: the vault's recovery level {} does not allow a purge (purge protection); Azure purges it on {date}. Until then `byokctl group recover {name}` brings it back",
-                l.as_ref().map_or("unknown", |l| l.as_str())
+                level_name(l.as_ref())
             ))
         }
         (None, _) => {
             let n = svc.forget_azure_versions(&group.name).await?;
+            tracing::warn!(event = "azure.key.not_purged", service = "azure", job = id, group = %group.name, vault, kid = %kid,
+                identity = by, "Azure key {vault}/{name} not purged: the vault lists no deleted key (no soft-delete), so the delete removed it for good");
             Ok(format!(
                 "The vault has no soft-delete: the Azure key is gone for good ({n} local key(s) may be pushed again)"
             ))
@@ -121,6 +141,13 @@ async fn token(jobs: &Jobs, group: &KeyGroup) -> Result<AccessToken, JobError> {
 }
 
 pub(super) async fn recover(jobs: &Jobs, group: &KeyName, by: &str) -> Result<String, JobError> {
+    recover_key(jobs, group, by).await.inspect_err(|e| {
+        tracing::error!(event = "azure.key.recover_failed", service = "azure", group = %group, identity = by,
+            "Recovery of the soft-deleted Azure key of group {group} failed: {e}");
+    })
+}
+
+async fn recover_key(jobs: &Jobs, group: &KeyName, by: &str) -> Result<String, JobError> {
     let g = jobs.service().group_record(group).await?;
     let t = token(jobs, &g).await?;
     let kv = jobs.azure().keyvault();
@@ -129,7 +156,8 @@ pub(super) async fn recover(jobs: &Jobs, group: &KeyName, by: &str) -> Result<St
         .await
     {
         Ok(bundle) => {
-            tracing::warn!(event = "cloud.key_recovered", group = %g.name, vault = %g.vault, kid = bundle.kid(), identity = by, "soft-deleted Azure key recovered");
+            tracing::warn!(event = "azure.key.recovered", service = "azure", group = %g.name, vault = %g.vault, kid = bundle.kid(),
+                version = bundle.version(), identity = by, "Soft-deleted Azure key {}/{} recovered with all its versions", g.vault, g.name);
             Ok(format!(
                 "Azure key {}/{} recovered with all its versions (current {})",
                 g.vault,
@@ -148,6 +176,19 @@ pub(super) async fn recover(jobs: &Jobs, group: &KeyName, by: &str) -> Result<St
 }
 
 pub(super) async fn purge(jobs: &Jobs, group: &KeyName, by: &str) -> Result<String, JobError> {
+    purge_key(jobs, group, by).await.inspect_err(|e| match e {
+        // Refused by the vault's purge protection: said as a skip, with the scheduled date.
+        JobError::Invalid(why) => {
+            tracing::warn!(event = "azure.key.not_purged", service = "azure", group = %group, identity = by, "{why}");
+        }
+        e => {
+            tracing::error!(event = "azure.key.purge_failed", service = "azure", group = %group, identity = by,
+                "Purge of the soft-deleted Azure key of group {group} failed: {e}");
+        }
+    })
+}
+
+async fn purge_key(jobs: &Jobs, group: &KeyName, by: &str) -> Result<String, JobError> {
     let g = jobs.service().group_record(group).await?;
     let t = token(jobs, &g).await?;
     let kv = jobs.azure().keyvault();
@@ -178,7 +219,8 @@ pub(super) async fn purge(jobs: &Jobs, group: &KeyName, by: &str) -> Result<Stri
         Err(e) => return Err(e.into()),
     }
     jobs.service().forget_azure_versions(group).await?;
-    tracing::warn!(event = "cloud.key_purged", group = %g.name, vault, identity = by, "soft-deleted Azure key purged");
+    tracing::info!(event = "azure.key.purged", service = "azure", group = %g.name, vault, identity = by,
+        "Soft-deleted Azure key {vault}/{name} purged for good");
     Ok(format!(
         "Azure key {vault}/{name} purged for good; local keys untouched"
     ))
@@ -202,12 +244,15 @@ pub(super) async fn finish_grace(jobs: &Jobs, group: &KeyName) -> Result<(), Job
             .update_key(&t, g.vault.as_str(), g.name.as_str(), version, &update)
             .await
         {
-            Ok(_) => {
-                tracing::warn!(event = "rotation.previous_disabled", group = %g.name, vault = %g.vault, version = %version, "grace period over: previous version disabled")
+            Ok(b) => {
+                tracing::info!(event = "azure.key.version_disabled", service = "azure", group = %g.name, vault = %g.vault,
+                    kid = b.kid(), version = %version, "Grace period over: previous version {version} of {}/{} disabled", g.vault, g.name);
             }
             Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {
-                tracing::warn!(event = "rotation.previous_missing", group = %g.name, vault = %g.vault, version = %version, "grace period over: the previous version is no longer in Azure")
+                tracing::warn!(event = "azure.key.version_missing", service = "azure", group = %g.name, vault = %g.vault,
+                    version = %version, "Grace period over: previous version {version} of {}/{} is no longer in Azure; nothing to disable", g.vault, g.name);
             }
+            // Logged by the scheduler (`rotation.grace_failed`), which retries later.
             Err(e) => return Err(e.into()),
         }
     }
