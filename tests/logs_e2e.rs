@@ -388,7 +388,9 @@ fn delete_on_cloud(d: &Daemon, group: &str) -> Value {
         None,
     );
     assert_eq!(status, 200, "approve: {approved}\n{}", d.log());
-    let id = approved["job"]["id"].as_str().expect("approve starts a job");
+    let id = approved["job"]["id"]
+        .as_str()
+        .expect("approve starts a job");
     let watch = d.ctl(AUDITOR, &["job", "watch", id]);
     let (_, job) = d.ctl_json(AUDITOR, &["job", "show", id]);
     assert_eq!(watch.status.code(), Some(0), "{job}\n{}", d.log());
@@ -501,7 +503,8 @@ fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
 }
 
 #[test]
-fn a_push_is_logged_forwarded_to_rsyslog_exported_verified_and_never_leaks_a_secret() {
+fn a_push_and_a_delete_on_cloud_are_logged_forwarded_to_rsyslog_exported_and_verified_without_secrets()
+ {
     let mut rig = start();
     let d = &rig.daemon;
     push_one_key(d);
@@ -656,7 +659,11 @@ fn a_push_is_logged_forwarded_to_rsyslog_exported_verified_and_never_leaks_a_sec
         let cloud_events: Vec<&str> = cloud.iter().map(|m| m.get("event")).collect();
         assert_eq!(
             cloud_events,
-            ["azure.key.imported", "azure.key.deleted", "azure.key.purged"],
+            [
+                "azure.key.imported",
+                "azure.key.deleted",
+                "azure.key.purged"
+            ],
             "{input}"
         );
         for m in &cloud[1..] {
@@ -752,7 +759,8 @@ fn a_push_is_logged_forwarded_to_rsyslog_exported_verified_and_never_leaks_a_sec
     );
     ok(&out, "log export");
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains(&format!("{} record(s) written", azure.len())),
+        String::from_utf8_lossy(&out.stdout)
+            .contains(&format!("{} record(s) written", azure.len())),
         "{out:?}"
     );
     let again = d.ctl(

@@ -44,11 +44,17 @@ async fn delete(jobs: &Jobs, id: u64, group: &KeyGroup, by: &str) -> Result<Stri
     )
     .await?;
     let (level, kid) = match kv.delete_key(&token, vault, name).await {
-        Ok(d) => (d.bundle.attributes.recovery_level.clone(), d.bundle.kid().to_owned()),
+        Ok(d) => (
+            d.bundle.attributes.recovery_level.clone(),
+            d.bundle.kid().to_owned(),
+        ),
         // Deleted before a restart (or behind our back): carry on with the deleted key.
         Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {
             match kv.get_deleted_key(&token, vault, name).await {
-                Ok(d) => (d.bundle.attributes.recovery_level.clone(), d.bundle.kid().to_owned()),
+                Ok(d) => (
+                    d.bundle.attributes.recovery_level.clone(),
+                    d.bundle.kid().to_owned(),
+                ),
                 Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {
                     return Err(JobError::Failed(format!(
                         "vault {vault} has no key {name} and no deleted key of that name: nothing to delete"
