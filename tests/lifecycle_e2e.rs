@@ -460,7 +460,28 @@ fn delete_on_cloud_needs_two_admins_and_purges_only_where_the_recovery_level_all
             }
         }
     }
-    assert!(d.log().contains("cloud.key_deleted"));
+    // Each cloud step left its audit record, with the identity of both admins; the protected
+    // vault's skipped purge says why and when Azure purges it.
+    let log = d.log();
+    for event in [
+        "azure.key.deleted",
+        "azure.key.purged",
+        "azure.key.not_purged",
+    ] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains(&format!("event=\"{event}\""))
+                    && l.contains("identity=\"admin (approved by admin2)\"")),
+            "{event} missing:\n{log}"
+        );
+    }
+    assert!(
+        log.lines()
+            .any(|l| l.contains("event=\"azure.key.not_purged\"")
+                && l.contains("purge protection")
+                && l.contains("Azure purges it on 20")),
+        "{log}"
+    );
 }
 
 #[test]

@@ -3,9 +3,8 @@
 //! receives every record as RFC 5424 with structured data; rsyslog is stopped mid-run and
 //! restarted, and the queued records arrive with the drop count right. The same run checks
 //! `byokctl log show/export/verify`, the auditor's access, that nothing secret reaches any log
-//! output, and renders the README's sample "Azure Service" sequence.
-//!
-//! Delete on cloud is not wired yet (another branch): the sample and the checks use the push.
+//! output, and renders the README's sample "Azure Service" sequence: push one key, then delete
+//! it on the cloud (dual control: one admin asks, a second approves).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod control_rig;
@@ -13,7 +12,7 @@ mod control_rig;
 use byokd_emulator::{
     AppConfig, Emulator, EmulatorConfig, KeyPoolConfig, RecoveryLevel, VaultOptions,
 };
-use control_rig::{ADMIN, AUDITOR, Daemon, OPERATOR, Options};
+use control_rig::{ADMIN, ADMIN2, AUDITOR, Daemon, OPERATOR, Options};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -376,6 +375,29 @@ fn push_one_key(d: &Daemon) {
     );
 }
 
+/// "Delete key material on cloud" for the group, asked by ADMIN and approved by ADMIN2; returns
+/// the finished job.
+fn delete_on_cloud(d: &Daemon, group: &str) -> Value {
+    let (code, pending) = d.ctl_json(ADMIN, &["group", "delete-cloud", group]);
+    assert_eq!(code, 0, "delete-cloud: {pending}");
+    let approval = pending["approval"]["id"].as_str().unwrap().to_owned();
+    let (status, approved) = d.curl(
+        Some(ADMIN2),
+        "POST",
+        &format!("/v1/approvals/{approval}/approve"),
+        None,
+    );
+    assert_eq!(status, 200, "approve: {approved}\n{}", d.log());
+    let id = approved["job"]["id"]
+        .as_str()
+        .expect("approve starts a job");
+    let watch = d.ctl(AUDITOR, &["job", "watch", id]);
+    let (_, job) = d.ctl_json(AUDITOR, &["job", "show", id]);
+    assert_eq!(watch.status.code(), Some(0), "{job}\n{}", d.log());
+    assert_eq!(job["state"], "succeeded", "{job}");
+    job
+}
+
 /// The records `byokctl log show` returns for a query (as the auditor).
 fn show(d: &Daemon, args: &[&str]) -> Vec<Value> {
     let mut all = vec!["log", "show", "--limit", "1000"];
@@ -409,7 +431,7 @@ fn render_sample(records: &[Value]) -> String {
     let mut out = String::new();
     for r in records {
         let mut fields = Vec::new();
-        for k in ["job", "group", "key", "vault", "kid", "version"] {
+        for k in ["job", "group", "key", "vault", "kid", "version", "identity"] {
             if let Some(v) = r.get(k).filter(|v| !v.is_null()) {
                 let v = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
                 fields.push(format!("{k}={v}"));
@@ -481,12 +503,14 @@ fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
 }
 
 #[test]
-fn a_push_is_logged_forwarded_to_rsyslog_exported_verified_and_never_leaks_a_secret() {
+fn a_push_and_a_delete_on_cloud_are_logged_forwarded_to_rsyslog_exported_and_verified_without_secrets()
+ {
     let mut rig = start();
     let d = &rig.daemon;
     push_one_key(d);
+    let deletion = delete_on_cloud(d, "payments");
 
-    // The Azure Service log of the push, in order, with its fields.
+    // The Azure Service log of the push, then of the delete on cloud, in order, with its fields.
     let azure = show(d, &["--service", "azure"]);
     let ev = events(&azure);
     let expected = [
@@ -496,7 +520,18 @@ fn a_push_is_logged_forwarded_to_rsyslog_exported_verified_and_never_leaks_a_sec
         "azure.kek.deleted",
         "azure.kek.purged",
     ];
-    assert_eq!(ev, expected, "{azure:#?}\n{}", d.log());
+    let expected_delete = [
+        "azure.token.reused",
+        "azure.key.deleted",
+        "azure.key.purged",
+    ];
+    assert_eq!(
+        ev,
+        [&expected[..], &expected_delete[..]].concat(),
+        "{azure:#?}\n{}",
+        d.log()
+    );
+    let (push_records, delete_records) = azure.split_at(expected.len());
     let imported = &azure[2];
     assert_eq!(imported["level"], "INFO");
     assert_eq!(imported["group"], "payments");
@@ -513,7 +548,26 @@ fn a_push_is_logged_forwarded_to_rsyslog_exported_verified_and_never_leaks_a_sec
             .ends_with(imported["version"].as_str().unwrap())
     );
     let job = imported["job"].as_u64().unwrap();
-    assert!(azure.iter().all(|r| r["job"] == job));
+    assert!(push_records.iter().all(|r| r["job"] == job));
+    // The delete's records: its own job, the group and vault, and both admins as the identity.
+    let delete_job: u64 = deletion["id"].as_str().unwrap().parse().unwrap();
+    assert_ne!(delete_job, job);
+    for r in delete_records {
+        assert_eq!(r["job"], delete_job, "{r}");
+        assert_eq!(r["group"], "payments", "{r}");
+        assert_eq!(r["vault"], VAULT, "{r}");
+    }
+    for r in &delete_records[1..] {
+        assert_eq!(r["level"], "INFO", "{r}");
+        assert_eq!(r["identity"], "admin (approved by admin2)", "{r}");
+        assert!(
+            r["kid"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("https://{VAULT}.vault.azure.net/keys/payments/")),
+            "{r}"
+        );
+    }
     // Host wrap was used on SoftHSM: a WARN record of the hsm service.
     let hsm = show(d, &["--service", "hsm", "--level", "warn"]);
     assert!(
@@ -524,6 +578,13 @@ fn a_push_is_logged_forwarded_to_rsyslog_exported_verified_and_never_leaks_a_sec
     assert_eq!(
         events(&show(d, &["--job", &job.to_string(), "--service", "azure"])),
         expected
+    );
+    assert_eq!(
+        events(&show(
+            d,
+            &["--job", &delete_job.to_string(), "--service", "azure"]
+        )),
+        expected_delete
     );
     assert_eq!(
         events(&show(d, &["--text", "IMPORTED INTO"])),
@@ -590,6 +651,25 @@ fn a_push_is_logged_forwarded_to_rsyslog_exported_verified_and_never_leaks_a_sec
         assert_eq!(imp.get("key"), "k1");
         assert_eq!(imp.get("vault"), VAULT);
         assert_eq!(imp.get("version"), imported["version"].as_str().unwrap());
+        // The delete on cloud's records arrived after the push's, in order, with the identity.
+        let cloud: Vec<&Sd> = got
+            .iter()
+            .filter(|m| m.get("event").starts_with("azure.key."))
+            .collect();
+        let cloud_events: Vec<&str> = cloud.iter().map(|m| m.get("event")).collect();
+        assert_eq!(
+            cloud_events,
+            [
+                "azure.key.imported",
+                "azure.key.deleted",
+                "azure.key.purged"
+            ],
+            "{input}"
+        );
+        for m in &cloud[1..] {
+            assert_eq!(m.get("job"), delete_job.to_string(), "{input}: {m:?}");
+            assert_eq!(m.get("identity"), "admin (approved by admin2)", "{input}");
+        }
     }
 
     // The collector goes away: byokd goes on, queues QUEUE records per stream collector, and
@@ -679,7 +759,8 @@ fn a_push_is_logged_forwarded_to_rsyslog_exported_verified_and_never_leaks_a_sec
     );
     ok(&out, "log export");
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("5 record(s) written"),
+        String::from_utf8_lossy(&out.stdout)
+            .contains(&format!("{} record(s) written", azure.len())),
         "{out:?}"
     );
     let again = d.ctl(

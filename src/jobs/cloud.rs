@@ -19,10 +19,22 @@ const DELETING: &str = "Deleting Azure key";
 const PURGING: &str = "Purging the deleted key";
 
 pub(super) async fn run_delete(jobs: &Jobs, id: u64) -> Result<(), JobError> {
-    run_with(jobs, id, true, async |group| delete(jobs, id, group).await).await
+    run_with(jobs, id, true, async |group| {
+        let by = jobs.service().job(id).await?.started_by;
+        delete(jobs, id, group, &by).await.inspect_err(|e| {
+            tracing::error!(event = "azure.key.delete_failed", service = "azure", job = id, group = %group.name,
+                vault = %group.vault, identity = %by, "Delete on cloud of {}/{} failed: {e}", group.vault, group.name);
+        })
+    })
+    .await
 }
 
-async fn delete(jobs: &Jobs, id: u64, group: &KeyGroup) -> Result<String, JobError> {
+/// The recovery level as the log and the job's steps name it.
+fn level_name(level: Option<&RecoveryLevel>) -> &str {
+    level.map_or("unknown", |l| l.as_str())
+}
+
+async fn delete(jobs: &Jobs, id: u64, group: &KeyGroup, by: &str) -> Result<String, JobError> {
     let svc = jobs.service();
     let kv = jobs.azure().keyvault();
     let vault = group.vault.as_str();
@@ -41,16 +53,23 @@ async fn delete(jobs: &Jobs, id: u64, group: &KeyGroup) -> Result<String, JobErr
         Some(200),
     )
     .await?;
-    let level = match kv.delete_key(&token, vault, name).await {
-        Ok(d) => d.bundle.attributes.recovery_level,
+    let (level, kid) = match kv.delete_key(&token, vault, name).await {
+        Ok(d) => (
+            d.bundle.attributes.recovery_level.clone(),
+            d.bundle.kid().to_owned(),
+        ),
         // Deleted before a restart (or behind our back): carry on with the deleted key.
         Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {
             match kv.get_deleted_key(&token, vault, name).await {
-                Ok(d) => d.bundle.attributes.recovery_level,
+                Ok(d) => (
+                    d.bundle.attributes.recovery_level.clone(),
+                    d.bundle.kid().to_owned(),
+                ),
                 // The purge this job sent before a restart went through.
                 Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) if purge_sent => {
                     let n = svc.forget_azure_versions(&group.name).await?;
-                    tracing::warn!(event = "cloud.key_purged", job = id, group = %group.name, vault, "Azure key purged before the restart");
+                    tracing::info!(event = "azure.key.purged", service = "azure", job = id, group = %group.name, vault,
+                        identity = by, "Azure key {vault}/{name} purged (the purge went through before the daemon restarted)");
                     return Ok(format!(
                         "Azure key {vault}/{name} deleted and purged (the purge went through before the daemon restarted); {n} local key(s) kept in the HSM and may be pushed again"
                     ));
@@ -60,7 +79,13 @@ async fn delete(jobs: &Jobs, id: u64, group: &KeyGroup) -> Result<String, JobErr
                 Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) if delete_sent => {
                     wait_deleted_visible(jobs, &token, vault, name, None)
                         .await?
-                        .and_then(|d| d.bundle.attributes.recovery_level)
+                        .map(|d| {
+                            (
+                                d.bundle.attributes.recovery_level.clone(),
+                                d.bundle.kid().to_owned(),
+                            )
+                        })
+                        .unwrap_or((None, name.to_owned()))
                 }
                 Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {
                     return Err(JobError::Failed(format!(
@@ -72,18 +97,21 @@ async fn delete(jobs: &Jobs, id: u64, group: &KeyGroup) -> Result<String, JobErr
         }
         Err(e) => return Err(e.into()),
     };
-    tracing::warn!(event = "cloud.key_deleted", job = id, group = %group.name, vault, "Azure key deleted (all versions)");
+    tracing::info!(event = "azure.key.deleted", service = "azure", job = id, group = %group.name, vault, kid = %kid,
+        identity = by, "Azure key {vault}/{name} deleted with all its versions (recovery level {})", level_name(level.as_ref()));
     svc.job_step(
         id,
         format!(
             "Azure key {vault}/{name} deleted (recovery level {})",
-            level.as_ref().map_or("unknown", |l| l.as_str())
+            level_name(level.as_ref())
         ),
         Some(500),
     )
     .await?;
     if matches!(level, Some(RecoveryLevel::Purgeable)) {
         let n = svc.forget_azure_versions(&group.name).await?;
+        tracing::warn!(event = "azure.key.not_purged", service = "azure", job = id, group = %group.name, vault, kid = %kid,
+            identity = by, "Azure key {vault}/{name} not purged: the vault has no soft-delete (recovery level Purgeable), so the delete removed it for good");
         return Ok(format!(
             "The vault has no soft-delete: the Azure key is gone for good ({n} local key(s) may be pushed again; they were not touched)"
         ));
@@ -101,7 +129,8 @@ async fn delete(jobs: &Jobs, id: u64, group: &KeyGroup) -> Result<String, JobErr
             svc.job_step(id, PURGING, Some(800)).await?;
             purge_with_retry(jobs, &token, vault, name).await?;
             let n = svc.forget_azure_versions(&group.name).await?;
-            tracing::warn!(event = "cloud.key_purged", job = id, group = %group.name, vault, "Azure key purged");
+            tracing::info!(event = "azure.key.purged", service = "azure", job = id, group = %group.name, vault, kid = %kid,
+                identity = by, "Azure key {vault}/{name} purged (recovery level {})", l.as_str());
             Ok(format!(
                 "Azure key {vault}/{name} deleted and purged; {n} local key(s) kept in the HSM and may be pushed again"
             ))
@@ -110,14 +139,18 @@ async fn delete(jobs: &Jobs, id: u64, group: &KeyGroup) -> Result<String, JobErr
             let date = d
                 .scheduled_purge_date
                 .map_or_else(|| "its scheduled purge date".to_owned(), format_time);
-            tracing::warn!(event = "cloud.purge_scheduled", job = id, group = %group.name, vault, scheduled_purge_date = d.scheduled_purge_date, "Azure key soft-deleted; purge not allowed");
+            tracing::warn!(event = "azure.key.not_purged", service = "azure", job = id, group = %group.name, vault, kid = %kid,
+                identity = by, scheduled_purge_date = d.scheduled_purge_date,
+                "Azure key {vault}/{name} not purged: the vault's recovery level {} does not allow a purge (purge protection); Azure purges it on {date}", level_name(l.as_ref()));
             Ok(format!(
                 "Azure key {vault}/{name} deleted but not purged: the vault's recovery level {} does not allow a purge (purge protection); Azure purges it on {date}. Until then `byokctl group recover {name}` brings it back",
-                l.as_ref().map_or("unknown", |l| l.as_str())
+                level_name(l.as_ref())
             ))
         }
         (None, _) => {
             let n = svc.forget_azure_versions(&group.name).await?;
+            tracing::warn!(event = "azure.key.not_purged", service = "azure", job = id, group = %group.name, vault, kid = %kid,
+                identity = by, "Azure key {vault}/{name} not purged: the vault lists no deleted key (no soft-delete), so the delete removed it for good");
             Ok(format!(
                 "The vault has no soft-delete: the Azure key is gone for good ({n} local key(s) may be pushed again)"
             ))
@@ -145,6 +178,13 @@ async fn token(jobs: &Jobs, group: &KeyGroup) -> Result<AccessToken, JobError> {
 }
 
 pub(super) async fn recover(jobs: &Jobs, group: &KeyName, by: &str) -> Result<String, JobError> {
+    recover_key(jobs, group, by).await.inspect_err(|e| {
+        tracing::error!(event = "azure.key.recover_failed", service = "azure", group = %group, identity = by,
+            "Recovery of the soft-deleted Azure key of group {group} failed: {e}");
+    })
+}
+
+async fn recover_key(jobs: &Jobs, group: &KeyName, by: &str) -> Result<String, JobError> {
     let g = jobs.service().group_record(group).await?;
     let t = token(jobs, &g).await?;
     let kv = jobs.azure().keyvault();
@@ -153,7 +193,8 @@ pub(super) async fn recover(jobs: &Jobs, group: &KeyName, by: &str) -> Result<St
         .await
     {
         Ok(bundle) => {
-            tracing::warn!(event = "cloud.key_recovered", group = %g.name, vault = %g.vault, kid = bundle.kid(), identity = by, "soft-deleted Azure key recovered");
+            tracing::warn!(event = "azure.key.recovered", service = "azure", group = %g.name, vault = %g.vault, kid = bundle.kid(),
+                version = bundle.version(), identity = by, "Soft-deleted Azure key {}/{} recovered with all its versions", g.vault, g.name);
             Ok(format!(
                 "Azure key {}/{} recovered with all its versions (current {})",
                 g.vault,
@@ -172,6 +213,19 @@ pub(super) async fn recover(jobs: &Jobs, group: &KeyName, by: &str) -> Result<St
 }
 
 pub(super) async fn purge(jobs: &Jobs, group: &KeyName, by: &str) -> Result<String, JobError> {
+    purge_key(jobs, group, by).await.inspect_err(|e| match e {
+        // Refused by the vault's purge protection: said as a skip, with the scheduled date.
+        JobError::Invalid(why) => {
+            tracing::warn!(event = "azure.key.not_purged", service = "azure", group = %group, identity = by, "{why}");
+        }
+        e => {
+            tracing::error!(event = "azure.key.purge_failed", service = "azure", group = %group, identity = by,
+                "Purge of the soft-deleted Azure key of group {group} failed: {e}");
+        }
+    })
+}
+
+async fn purge_key(jobs: &Jobs, group: &KeyName, by: &str) -> Result<String, JobError> {
     let g = jobs.service().group_record(group).await?;
     let t = token(jobs, &g).await?;
     let kv = jobs.azure().keyvault();
@@ -202,7 +256,8 @@ pub(super) async fn purge(jobs: &Jobs, group: &KeyName, by: &str) -> Result<Stri
         Err(e) => return Err(e.into()),
     }
     jobs.service().forget_azure_versions(group).await?;
-    tracing::warn!(event = "cloud.key_purged", group = %g.name, vault, identity = by, "soft-deleted Azure key purged");
+    tracing::info!(event = "azure.key.purged", service = "azure", group = %g.name, vault, identity = by,
+        "Soft-deleted Azure key {vault}/{name} purged for good");
     Ok(format!(
         "Azure key {vault}/{name} purged for good; local keys untouched"
     ))
@@ -226,12 +281,15 @@ pub(super) async fn finish_grace(jobs: &Jobs, group: &KeyName) -> Result<(), Job
             .update_key(&t, g.vault.as_str(), g.name.as_str(), version, &update)
             .await
         {
-            Ok(_) => {
-                tracing::warn!(event = "rotation.previous_disabled", group = %g.name, vault = %g.vault, version = %version, "grace period over: previous version disabled")
+            Ok(b) => {
+                tracing::info!(event = "azure.key.version_disabled", service = "azure", group = %g.name, vault = %g.vault,
+                    kid = b.kid(), version = %version, "Grace period over: previous version {version} of {}/{} disabled", g.vault, g.name);
             }
             Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {
-                tracing::warn!(event = "rotation.previous_missing", group = %g.name, vault = %g.vault, version = %version, "grace period over: the previous version is no longer in Azure")
+                tracing::warn!(event = "azure.key.version_missing", service = "azure", group = %g.name, vault = %g.vault,
+                    version = %version, "Grace period over: previous version {version} of {}/{} is no longer in Azure; nothing to disable", g.vault, g.name);
             }
+            // Logged by the scheduler (`rotation.grace_failed`), which retries later.
             Err(e) => return Err(e.into()),
         }
     }

@@ -12,14 +12,16 @@ pub(super) async fn run(jobs: &Jobs, id: u64) -> Result<(), JobError> {
     let Some((group, _permit)) = begin(jobs, id, true).await? else {
         return Ok(());
     };
-    let outcome = rotate(jobs, id, &group).await;
+    let by = jobs.service().job(id).await?.started_by;
+    let outcome = rotate(jobs, id, &group, &by).await;
     match outcome {
         Ok(()) => {
             jobs.group_changed(&group.name);
         }
         Err(JobError::Cancelled(by)) => finish_cancelled(jobs, id, &group, &by).await?,
         Err(e) => {
-            tracing::warn!(event = "rotation.failed", job = id, group = %group.name, vault = %group.vault, error = %e, "rotation failed; last_rotated unchanged");
+            tracing::error!(event = "rotation.failed", job = id, group = %group.name, vault = %group.vault, identity = %by,
+                "Rotation of key group {} failed; last rotation unchanged: {e}", group.name);
             fail(jobs, id, format!("{e} (last rotation unchanged)")).await;
         }
     }
@@ -45,7 +47,12 @@ pub(super) fn key_name(group: &str, created: i64) -> Result<LocalKeyName, JobErr
         .map_err(|e| JobError::Failed(format!("rotation key name: {e}")))
 }
 
-async fn rotate(jobs: &Jobs, id: u64, group: &crate::model::KeyGroup) -> Result<(), JobError> {
+async fn rotate(
+    jobs: &Jobs,
+    id: u64,
+    group: &crate::model::KeyGroup,
+    by: &str,
+) -> Result<(), JobError> {
     let svc = jobs.service();
     let job = svc.job(id).await?;
     let name = key_name(group.name.as_str(), job.created)?;
@@ -79,7 +86,8 @@ async fn rotate(jobs: &Jobs, id: u64, group: &crate::model::KeyGroup) -> Result<
             )));
         })
         .await?;
-        tracing::info!(event = "rotation.key_generated", job = id, group = %group.name, key = %name, "rotation key generated");
+        tracing::info!(event = "rotation.key_generated", job = id, group = %group.name, key = %name, identity = by,
+            "Rotation key {name} generated in the HSM (check digits {check})");
     }
     if let Flow::Cancelled(by) = transfer(jobs, id, group).await? {
         return Err(JobError::Cancelled(by));
@@ -121,8 +129,10 @@ async fn rotate(jobs: &Jobs, id: u64, group: &crate::model::KeyGroup) -> Result<
         vault = %group.vault,
         key = %name,
         version = %version,
+        identity = by,
         last_rotated = now,
-        "key rotated"
+        "Key group {} rotated: {message}",
+        group.name
     );
     Ok(())
 }

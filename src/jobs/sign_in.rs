@@ -79,6 +79,9 @@ pub(super) async fn sign_in(
         .entra()
         .cached(&cred.name, &cred.tenant_id, &cred.client_id)
     {
+        // Every job's cloud steps start with a token record, signed in or not.
+        tracing::info!(event = "azure.token.reused", service = "azure", job = id, group = %group.name, vault = %group.vault,
+            "Entra ID token for credential {} (tenant {}) reused from the cache", cred.name, cred.tenant_id);
         return Ok(t);
     }
     svc.job_step(
