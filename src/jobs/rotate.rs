@@ -28,8 +28,10 @@ pub(super) async fn run(jobs: &Jobs, id: u64) -> Result<(), JobError> {
     Ok(())
 }
 
-/// The key name of a rotation: the group's name (cut to fit) and the job's UTC timestamp.
-pub(super) fn key_name(group: &str, created: i64) -> Result<LocalKeyName, JobError> {
+/// The key name of a rotation: the group's name (cut to fit), the job's UTC timestamp and the job
+/// id (two rotations within one second must not share a name, or the second would find the
+/// first one's key and push nothing new).
+pub(super) fn key_name(group: &str, created: i64, job: u64) -> Result<LocalKeyName, JobError> {
     let t = time::OffsetDateTime::from_unix_timestamp(created)
         .map_err(|e| JobError::Failed(format!("job time {created}: {e}")))?;
     let stamp = format!(
@@ -41,6 +43,7 @@ pub(super) fn key_name(group: &str, created: i64) -> Result<LocalKeyName, JobErr
         t.minute(),
         t.second()
     );
+    let stamp = format!("{stamp}-{job}");
     let room = 64 - stamp.len() - 1;
     let prefix: String = group.chars().take(room).collect();
     LocalKeyName::try_from(format!("{prefix}-{stamp}"))
@@ -55,7 +58,7 @@ async fn rotate(
 ) -> Result<(), JobError> {
     let svc = jobs.service();
     let job = svc.job(id).await?;
-    let name = key_name(group.name.as_str(), job.created)?;
+    let name = key_name(group.name.as_str(), job.created, id)?;
     let previous: Vec<String> = svc
         .list_keys(&group.name)
         .await?
@@ -144,12 +147,17 @@ mod tests {
     #[test]
     fn rotation_key_names_carry_the_utc_timestamp_and_fit() {
         assert_eq!(
-            key_name("payments", 1_772_236_800).unwrap().as_str(),
-            "payments-20260228T000000Z"
+            key_name("payments", 1_772_236_800, 7).unwrap().as_str(),
+            "payments-20260228T000000Z-7"
+        );
+        // Two rotations in the same second get different names.
+        assert_ne!(
+            key_name("payments", 1_772_236_800, 7).unwrap(),
+            key_name("payments", 1_772_236_800, 8).unwrap()
         );
         let long = "a".repeat(127);
-        let n = key_name(&long, 0).unwrap();
+        let n = key_name(&long, 0, 12).unwrap();
         assert_eq!(n.as_str().len(), 64);
-        assert!(n.as_str().ends_with("-19700101T000000Z"));
+        assert!(n.as_str().ends_with("-19700101T000000Z-12"));
     }
 }
