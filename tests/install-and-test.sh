@@ -20,8 +20,15 @@ fi
 export BYOKD_PKCS11_MODULE="${BYOKD_PKCS11_MODULE:-/usr/lib/softhsm/libsofthsm2.so}"
 [ -f "$BYOKD_PKCS11_MODULE" ] || { echo "SoftHSM module not found at $BYOKD_PKCS11_MODULE" >&2; exit 1; }
 
-echo "== kryoptic PKCS#11 module (a conforming soft token for the two-step wrap tests)"
-cargo build --release --manifest-path tests/kryoptic-module/Cargo.toml --target-dir tests/kryoptic-module/target
+# The kryoptic PKCS#11 module (a conforming soft token for the two-step wrap tests) vendors and
+# compiles OpenSSL, which takes minutes: it builds in the background while fmt, clippy and the
+# next-format binary build, and the tests wait for it.
+echo "== kryoptic PKCS#11 module: building in the background"
+kryoptic_log="$(mktemp)"
+cargo build --release --manifest-path tests/kryoptic-module/Cargo.toml \
+    --target-dir tests/kryoptic-module/target >"$kryoptic_log" 2>&1 &
+kryoptic_pid=$!
+trap 'kill "$kryoptic_pid" 2>/dev/null || true' EXIT
 export BYOKD_KRYOPTIC_MODULE="${BYOKD_KRYOPTIC_MODULE:-$PWD/tests/kryoptic-module/target/release/libbyokd_kryoptic_module.so}"
 
 echo "== cargo fmt --check"
@@ -30,5 +37,14 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== byokd-next-format-test (the next state format, for tests/system_upgrade.rs)"
 cargo build --features test-next-format --bin byokd-next-format-test
+echo "== kryoptic PKCS#11 module: waiting for the background build"
+if ! wait "$kryoptic_pid"; then
+    cat "$kryoptic_log" >&2
+    echo "the kryoptic PKCS#11 module did not build (log above)" >&2
+    exit 1
+fi
+tail -n 1 "$kryoptic_log"
+rm -f "$kryoptic_log"
+trap - EXIT
 echo "== cargo test"
 cargo test --workspace -- --test-threads="${BYOKD_TEST_THREADS:-2}"
