@@ -92,7 +92,12 @@ async fn rotate(
         tracing::info!(event = "rotation.key_generated", job = id, group = %group.name, key = %name, identity = by,
             "Rotation key {name} generated in the HSM (check digits {check})");
     }
-    if let Flow::Cancelled(by) = transfer(jobs, id, group).await? {
+    // A rotation always sets `exp` from "keep key valid for N months", also a forced one on a
+    // group whose schedule is off: the push sets `exp` where the policy is on, so it is pushed
+    // with the policy switched on for this job.
+    let mut pushed_as = group.clone();
+    pushed_as.rotation.enabled = true;
+    if let Flow::Cancelled(by) = transfer(jobs, id, &pushed_as).await? {
         return Err(JobError::Cancelled(by));
     }
     let version = svc.key(&group.name, &name).await?.version.ok_or_else(|| {
