@@ -48,6 +48,7 @@ const APPROVAL_COLS: &[Column] = &[
     ("REQUESTED BY", "requested_by"),
     ("EXPIRES", "expires_at"),
     ("DECIDED BY", "decided_by"),
+    ("JOB", "job_id"),
 ];
 const JOB_COLS: &[Column] = &[
     ("ID", "id"),
