@@ -986,3 +986,42 @@ fn the_drift_check_reports_a_public_key_mismatch_and_an_expired_version() {
         );
     }
 }
+
+#[test]
+fn a_delete_without_soft_delete_killed_with_its_answer_lost_succeeds_after_the_restart() {
+    let mut rig = start();
+    pushed_group(&rig.daemon, "lost2", V_PURGEABLE, &[]);
+    // The vault deletes the key and holds the answer; the daemon dies waiting for it.
+    rig.emu.inject_fault(FaultRule::next(
+        Op::DeleteKey,
+        1,
+        FaultAction::CommitThenHold { ms: 3_600_000 },
+    ));
+    let holds = rig.emu.holds();
+    let approved = dual_control(&rig.daemon, &["group", "delete-cloud", "lost2"]);
+    let id = approved["job"]["id"].as_str().unwrap().to_owned();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while rig.emu.holds() == holds {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the delete was never sent"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    rig.daemon.kill9();
+    rig.emu.clear_faults();
+    assert!(rig.emu.key_versions(V_PURGEABLE, "lost2").is_empty());
+    rig.emu.clear_requests();
+    rig.daemon.spawn();
+    let j = wait_job(&rig.daemon, &id);
+    assert_eq!(j["state"], "succeeded", "{j}\n{}", rig.daemon.log());
+    let said = steps(&j);
+    assert!(
+        said.contains("answer was lost") && said.contains("nothing to purge"),
+        "{said}"
+    );
+    assert!(
+        !rig.emu.requests().iter().any(|r| r.op == Op::GetDeletedKey),
+        "no waiting for a deleted key that a vault without soft-delete never lists"
+    );
+}
