@@ -364,6 +364,30 @@ mod tests {
     }
 
     #[test]
+    fn cancelling_the_job_withdraws_its_pending_approval_only() {
+        let (a, _) = fixture();
+        let cloud = Action::DeleteGroupCloud { group: "g".into() };
+        let p = a.submit(cloud, &admin("alice")).unwrap();
+        a.link_job(&p.id, 7);
+        assert_eq!(a.of_job(7).unwrap().id, p.id);
+        assert!(a.of_job(8).is_none());
+        assert!(
+            a.withdraw_for_job(8, "olga").is_none(),
+            "another job's approval stays"
+        );
+        let w = a.withdraw_for_job(7, "olga").unwrap();
+        assert_eq!(w.status, Status::Rejected);
+        assert_eq!(w.decided_by.as_deref(), Some("olga"));
+        assert!(w.outcome.unwrap().contains("withdrawn"));
+        assert_eq!(
+            a.approve(&p.id, &admin("bob")).unwrap_err().code,
+            "approval_decided"
+        );
+        // Withdrawn once: nothing pending left to withdraw.
+        assert!(a.withdraw_for_job(7, "olga").is_none());
+    }
+
+    #[test]
     fn a_duplicate_pending_request_is_refused_and_rejection_ends_it() {
         let (a, _) = fixture();
         let p = a.submit(delete_cred(), &admin("alice")).unwrap();

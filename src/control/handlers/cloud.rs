@@ -195,34 +195,39 @@ pub async fn delete_cloud(who: Authorized<Admin>, ctx: &Ctx, i: Input) -> Result
     }))
 }
 
-/// Ends the waiting job `cancelled` once its approval expires unapproved.
+/// Ends the waiting job `cancelled` once its approval expires unapproved (or is gone from the
+/// table, so that it can no longer be approved).
 fn end_on_expiry(ctx: &Ctx, approval: &str, expires_at: i64, job: u64) {
+    use crate::control::approvals::Status;
     let (approvals, service, approval) = (
         ctx.approvals.clone(),
         ctx.service.clone(),
         approval.to_owned(),
     );
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    // One second past the expiry, so the table sees it expired.
-    let wait = u64::try_from(expires_at.saturating_sub(now).saturating_add(1)).unwrap_or(0);
     tokio::spawn(async move {
-        tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
-        let Ok(a) = approvals.get(&approval) else {
-            return;
-        };
-        if a.status != crate::control::approvals::Status::Expired {
-            return;
-        }
-        let reason = format!(
-            "Cancelled: approval {approval} expired at {expires_at} without a second admin's approval; request again"
-        );
-        match service.end_waiting_job(job, &reason).await {
-            Ok(true) => tracing::warn!(approval = %approval, job, requested_by = %a.requested_by,
-                "dual-control request expired; its job is cancelled"),
-            Ok(false) => {}
-            Err(e) => {
-                tracing::error!(approval = %approval, job, error = %e, "could not end a job whose approval expired")
+        loop {
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            // One second past the expiry, so the table sees it expired.
+            let wait = u64::try_from(expires_at.saturating_sub(now).saturating_add(1)).unwrap_or(1);
+            tokio::time::sleep(std::time::Duration::from_secs(wait.max(1))).await;
+            let requested_by = match approvals.get(&approval) {
+                Ok(a) if a.status == Status::Pending => continue,
+                Ok(a) if a.status == Status::Expired => a.requested_by,
+                Ok(_) => return,
+                Err(_) => "?".to_owned(),
+            };
+            let reason = format!(
+                "Cancelled: approval {approval} expired at {expires_at} without a second admin's approval; request again"
+            );
+            match service.end_waiting_job(job, &reason).await {
+                Ok(true) => tracing::warn!(approval = %approval, job, requested_by = %requested_by,
+                    "dual-control request expired; its job is cancelled"),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(approval = %approval, job, error = %e, "could not end a job whose approval expired")
+                }
             }
+            return;
         }
     });
 }
