@@ -209,6 +209,11 @@ enum Kill {
     /// As soon as the job's journal shows a step containing this text (the daemon may have gone
     /// on by a little: it runs until the kill lands).
     Journal(&'static str),
+    /// Like `Journal` on a rotation's "Generating key NAME" step, then, with the daemon dead, a
+    /// key pair labelled for NAME is generated on the token by another PKCS#11 client: the HSM
+    /// as a crash between the key's generation and its record leaves it, whenever the kill
+    /// really landed.
+    GeneratedNotRecorded,
 }
 
 struct KillPoint {
@@ -279,7 +284,9 @@ fn run_kill_point(rig: &mut Rig, case: &JobCase, n: usize, point: &KillPoint) ->
             ..FaultRule::next(op, 1, FaultAction::CommitThenHold { ms: HOLD_MS })
         }),
         // Every Azure call takes a while, so the daemon is still near the step when it dies.
-        Kill::Journal(_) => rig.emu.set_rtt_delay(Duration::from_millis(400)),
+        Kill::Journal(_) | Kill::GeneratedNotRecorded => {
+            rig.emu.set_rtt_delay(Duration::from_millis(400))
+        }
         Kill::AtSubmit => {}
     }
     let id = (case.start)(rig, &target);
@@ -291,8 +298,13 @@ fn run_kill_point(rig: &mut Rig, case: &JobCase, n: usize, point: &KillPoint) ->
             job(&rig.daemon, &id, 0)
         }
         Kill::Journal(text) => wait_journal(rig, &id, text),
+        Kill::GeneratedNotRecorded => wait_journal(rig, &id, "Generating key"),
     };
     rig.daemon.kill9();
+    if let Kill::GeneratedNotRecorded = point.kill {
+        let planned = planned_key(&at_kill);
+        generate_on_token(rig, &format!("byokd/{target}/{planned}"));
+    }
     rig.emu.clear_faults();
     rig.emu.set_rtt_delay(Duration::ZERO);
     rig.daemon.spawn();
@@ -591,6 +603,10 @@ fn rotate_case() -> JobCase {
         kill_points: vec![
             kp("job accepted (pending)", AtSubmit),
             kp(
+                "key generated in the HSM, not recorded",
+                GeneratedNotRecorded,
+            ),
+            kp(
                 "new key generated (journal)",
                 Journal("generated in the HSM"),
             ),
@@ -669,6 +685,18 @@ fn check_rotate(rig: &Rig, group: &str, before: &Value, job: &Value) {
             "{group}: recorded version {v} is not in Azure"
         );
     }
+    // The token holds exactly the group's recorded keys: no unused key of the rotation is left.
+    let mut on_token = token_labels(rig, group);
+    on_token.sort();
+    let mut expected: Vec<String> = std::iter::once("k0".to_owned())
+        .chain(names.iter().cloned())
+        .map(|n| format!("byokd/{group}/{n}"))
+        .collect();
+    expected.sort();
+    assert_eq!(
+        on_token, expected,
+        "{group}: the HSM holds keys byokd did not record: {job}"
+    );
     assert_eq!(
         versions.len(),
         recorded.len(),
@@ -689,6 +717,76 @@ fn check_rotate(rig: &Rig, group: &str, before: &Value, job: &Value) {
             "{group}: a failed rotation leaves last_rotated alone: {g}"
         );
     }
+}
+
+/// The key name a rotation journalled in its "Generating key NAME in the HSM" step.
+fn planned_key(job: &Value) -> String {
+    job["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["message"].as_str())
+        .find_map(|m| m.strip_prefix("Generating key "))
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("no planned key in the journal: {job}"))
+        .to_owned()
+}
+
+/// Runs pkcs11-tool as a user of the rig's token.
+fn pkcs11_tool(rig: &Rig, args: &[&str]) -> String {
+    let out = std::process::Command::new("pkcs11-tool")
+        .env("SOFTHSM2_CONF", rig.daemon.path("softhsm2.conf"))
+        .args([
+            "--module",
+            &Daemon::module(),
+            "--token-label",
+            "ctl-test",
+            "--login",
+            "--pin",
+            "1234",
+        ])
+        .args(args)
+        .output()
+        .expect("pkcs11-tool (apt-get install opensc)");
+    assert!(
+        out.status.success(),
+        "pkcs11-tool {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Generates an EC P-256 key pair labelled `label` with a 16-byte id, as byokd would.
+fn generate_on_token(rig: &Rig, label: &str) {
+    pkcs11_tool(
+        rig,
+        &[
+            "--keypairgen",
+            "--key-type",
+            "EC:prime256v1",
+            "--label",
+            label,
+            "--id",
+            "0badc0ffee0000000000000000000001",
+        ],
+    );
+    assert!(
+        token_labels(rig, label.split('/').nth(1).unwrap())
+            .iter()
+            .any(|l| l == label),
+        "the planted key is not on the token"
+    );
+}
+
+/// The labels of the private keys on the token that belong to `group`.
+fn token_labels(rig: &Rig, group: &str) -> Vec<String> {
+    let prefix = format!("byokd/{group}/");
+    pkcs11_tool(rig, &["--list-objects", "--type", "privkey"])
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("label:"))
+        .map(|l| l.trim().to_owned())
+        .filter(|l| l.starts_with(&prefix))
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 //! Key lifecycle end to end with the real daemon on a SoftHSM token and the Azure emulator over
 //! real TLS: forced rotation (new current version, `nbf`/`exp` from the policy, `last_rotated`
 //! only on success, grace record), delete on cloud under dual control on all three recovery
-//! levels, purge through Azure's 409 window, recover, the drift check, and the designated-device
-//! refusals.
+//! levels (a job waiting in `waiting-approval` until approved, rejected, expired, cancelled or
+//! restarted; a lost delete answer on a vault without soft-delete), purge through Azure's 409
+//! window, recover, the drift check (every finding), and the designated-device refusals.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod control_rig;
@@ -34,6 +35,11 @@ struct Rig {
 }
 
 fn start() -> Rig {
+    start_with(Options::default().approval_window_secs)
+}
+
+/// A rig whose dual-control approvals expire after `approval_window_secs`.
+fn start_with(approval_window_secs: u64) -> Rig {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let ca_dir = tempfile::tempdir().unwrap();
     let ca_path = ca_dir.path().join("emulator-ca.pem");
@@ -90,6 +96,7 @@ drift_check_hours = 0
     let daemon = Daemon::start_with(Options {
         hsm_extra: "allow_host_wrap = true\n".into(),
         sections,
+        approval_window_secs,
         ..Options::default()
     });
     let secret_file = daemon.path("client-secret.txt");
@@ -630,5 +637,391 @@ fn a_non_designated_daemon_refuses_cloud_jobs_but_still_checks() {
     assert_eq!(
         group_show(d, "nd")["drift"]["findings"],
         serde_json::json!([])
+    );
+}
+
+/// Requests a delete on cloud as ADMIN; returns the approval id and the waiting job.
+fn request_delete(d: &Daemon, group: &str) -> (String, Value) {
+    let (code, pending) = d.ctl_json(ADMIN, &["group", "delete-cloud", group]);
+    assert_eq!(code, 0, "a recorded request is a success: {pending}");
+    let approval = pending["approval"]["id"].as_str().unwrap().to_owned();
+    let job = pending["job"].clone();
+    assert_eq!(job["state"], "waiting-approval", "{pending}");
+    assert_eq!(job["approval"], approval.as_str(), "{pending}");
+    assert_eq!(
+        pending["approval"]["job_id"], job["id"],
+        "the approval names its job: {pending}"
+    );
+    (approval, job)
+}
+
+fn job_state(d: &Daemon, id: &str) -> Value {
+    let (status, j) = d.curl(Some(AUDITOR), "GET", &format!("/v1/jobs/{id}"), None);
+    assert_eq!(status, 200, "{j}");
+    j
+}
+
+#[test]
+fn a_delete_on_cloud_waits_in_waiting_approval_until_approved_and_ends_cancelled_otherwise() {
+    let mut rig = start();
+    for group in ["wa", "wb"] {
+        pushed_group(&rig.daemon, group, V_SOFT, &[]);
+    }
+    let d = &rig.daemon;
+
+    // Requested: the job exists at once, durably, waiting; nothing happens in Azure.
+    let (approval, job) = request_delete(d, "wa");
+    let id = job["id"].as_str().unwrap().to_owned();
+    let (_, listed) = d.curl(
+        Some(AUDITOR),
+        "GET",
+        "/v1/jobs?state=waiting-approval",
+        None,
+    );
+    let waiting: Vec<&Value> = listed["jobs"].as_array().unwrap().iter().collect();
+    assert_eq!(waiting.len(), 1, "{listed}");
+    assert_eq!(waiting[0]["id"], id.as_str());
+    assert_eq!(waiting[0]["approval"], approval.as_str());
+    let (_, shown) = d.ctl_json(AUDITOR, &["job", "show", &id]);
+    assert_eq!(shown["state"], "waiting-approval", "{shown}");
+    assert!(
+        steps(&shown).contains(&approval),
+        "the step names the approval: {shown}"
+    );
+    assert_eq!(rig.emu.key_versions(V_SOFT, "wa").len(), 1);
+
+    // Rejected by a second admin: cancelled with the reason.
+    let (status, rejected) = d.curl(
+        Some(ADMIN2),
+        "POST",
+        &format!("/v1/approvals/{approval}/reject"),
+        None,
+    );
+    assert_eq!(status, 200, "{rejected}");
+    let j = job_state(d, &id);
+    assert_eq!(j["state"], "cancelled", "{j}");
+    assert!(
+        j["error"].as_str().unwrap().contains("rejected by admin2"),
+        "{j}"
+    );
+    assert_eq!(rig.emu.key_versions(V_SOFT, "wa").len(), 1);
+
+    // Cancelling the waiting job withdraws its approval, which can then not be approved.
+    let (approval, job) = request_delete(d, "wa");
+    let id = job["id"].as_str().unwrap().to_owned();
+    let out = d.ctl(OPERATOR, &["job", "cancel", &id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j = job_state(d, &id);
+    assert_eq!(j["state"], "cancelled", "{j}");
+    assert!(steps(&j).contains("withdrawn"), "{j}");
+    let (_, a) = d.curl(
+        Some(AUDITOR),
+        "GET",
+        &format!("/v1/approvals/{approval}"),
+        None,
+    );
+    assert_eq!(a["status"], "rejected", "{a}");
+    assert!(a["outcome"].as_str().unwrap().contains("withdrawn"), "{a}");
+    let (status, refused) = d.curl(
+        Some(ADMIN2),
+        "POST",
+        &format!("/v1/approvals/{approval}/approve"),
+        None,
+    );
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (409, Some("approval_decided"))
+    );
+    assert_eq!(rig.emu.key_versions(V_SOFT, "wa").len(), 1);
+
+    // Approved by a second admin: the same job leaves waiting-approval and runs.
+    let (approval, job) = request_delete(d, "wa");
+    let id = job["id"].as_str().unwrap().to_owned();
+    let (status, approved) = d.curl(
+        Some(ADMIN2),
+        "POST",
+        &format!("/v1/approvals/{approval}/approve"),
+        None,
+    );
+    assert_eq!(status, 200, "{approved}");
+    assert_eq!(approved["job"]["id"], id.as_str(), "{approved}");
+    let j = wait_job(d, &id);
+    assert_eq!(j["state"], "succeeded", "{j}\n{}", d.log());
+    assert_eq!(j["started_by"], "admin (approved by admin2)");
+    assert!(steps(&j).contains("Approved by admin2"), "{j}");
+    assert!(rig.emu.key_versions(V_SOFT, "wa").is_empty());
+
+    // A restart forgets pending approvals: the waiting job ends cancelled, nothing runs.
+    let (approval, job) = request_delete(&rig.daemon, "wb");
+    let id = job["id"].as_str().unwrap().to_owned();
+    rig.daemon.stop();
+    rig.daemon.spawn();
+    let d = &rig.daemon;
+    let j = job_state(d, &id);
+    assert_eq!(j["state"], "cancelled", "{j}");
+    assert!(
+        j["error"]
+            .as_str()
+            .unwrap()
+            .contains("approval did not survive the daemon's restart"),
+        "{j}"
+    );
+    assert!(
+        j["error"].as_str().unwrap().contains("request again"),
+        "{j}"
+    );
+    let (status, _) = d.curl(
+        Some(AUDITOR),
+        "GET",
+        &format!("/v1/approvals/{approval}"),
+        None,
+    );
+    assert_eq!(status, 404, "pending approvals live in memory only");
+    assert_eq!(rig.emu.key_versions(V_SOFT, "wb").len(), 1);
+    // The group may be asked for again.
+    let (_, again) = request_delete(d, "wb");
+    assert_ne!(again["id"], id.as_str());
+}
+
+#[test]
+fn a_delete_on_cloud_whose_approval_expires_ends_cancelled() {
+    let rig = start_with(2);
+    let d = &rig.daemon;
+    pushed_group(d, "exp", V_SOFT, &[]);
+    let (approval, job) = request_delete(d, "exp");
+    let id = job["id"].as_str().unwrap().to_owned();
+    let mut j = job_state(d, &id);
+    for _ in 0..100 {
+        if j["state"] != "waiting-approval" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        j = job_state(d, &id);
+    }
+    assert_eq!(j["state"], "cancelled", "{j}");
+    let error = j["error"].as_str().unwrap();
+    assert!(
+        error.contains(&approval) && error.contains("expired"),
+        "{j}"
+    );
+    assert_eq!(rig.emu.key_versions(V_SOFT, "exp").len(), 1);
+    let (status, refused) = d.curl(
+        Some(ADMIN2),
+        "POST",
+        &format!("/v1/approvals/{approval}/approve"),
+        None,
+    );
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (409, Some("approval_expired"))
+    );
+    assert_eq!(rig.emu.key_versions(V_SOFT, "exp").len(), 1);
+}
+
+#[test]
+fn a_delete_without_soft_delete_whose_answer_is_lost_succeeds_without_waiting() {
+    let rig = start();
+    let d = &rig.daemon;
+    pushed_group(d, "lost", V_PURGEABLE, &[]);
+    // The vault deletes the key, then the connection drops before the answer: the client's
+    // retry meets a 404.
+    rig.emu.inject_fault(FaultRule::next(
+        Op::DeleteKey,
+        1,
+        FaultAction::CommitThenReset,
+    ));
+    rig.emu.clear_requests();
+    let approved = dual_control(d, &["group", "delete-cloud", "lost"]);
+    let id = approved["job"]["id"].as_str().unwrap().to_owned();
+    let j = wait_job(d, &id);
+    assert_eq!(j["state"], "succeeded", "{j}\n{}", d.log());
+    let said = steps(&j);
+    assert!(said.contains("no soft-delete"), "{said}");
+    assert!(said.contains("answer was lost"), "{said}");
+    assert!(said.contains("nothing to purge"), "{said}");
+    let deletes: Vec<u16> = rig
+        .emu
+        .requests()
+        .iter()
+        .filter(|r| r.op == Op::DeleteKey)
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(
+        deletes.last(),
+        Some(&404),
+        "the retried delete met the 404: {deletes:?}"
+    );
+    assert!(deletes.len() >= 2, "{deletes:?}");
+    // It did not wait for a deleted key that a vault without soft-delete never lists.
+    assert!(
+        !rig.emu.requests().iter().any(|r| r.op == Op::GetDeletedKey),
+        "no waiting for a deleted key"
+    );
+    assert!(rig.emu.key_versions(V_PURGEABLE, "lost").is_empty());
+    assert!(
+        rig.emu
+            .deleted_keys(V_PURGEABLE)
+            .iter()
+            .all(|k| k.name != "lost")
+    );
+    let (_, k) = d.ctl_json(AUDITOR, &["key", "show", "lost", "k1"]);
+    assert!(k["version"].is_null(), "the gone version is forgotten: {k}");
+}
+
+#[test]
+fn a_forced_rotation_with_the_schedule_off_still_sets_exp_from_keep_valid() {
+    let rig = start();
+    let d = &rig.daemon;
+    pushed_group(
+        d,
+        "offrot",
+        V_SOFT,
+        &["--rotation", "off", "--keep-valid", "5"],
+    );
+    let pushed = rig.emu.key_versions(V_SOFT, "offrot");
+    assert_eq!(
+        pushed[0].exp, None,
+        "a plain sync with rotation off sets no exp"
+    );
+    let t0 = time::OffsetDateTime::now_utc().unix_timestamp();
+    ok(d, OPERATOR, &["group", "rotate", "offrot"]);
+    let t1 = time::OffsetDateTime::now_utc().unix_timestamp();
+    let versions = rig.emu.key_versions(V_SOFT, "offrot");
+    assert_eq!(versions.len(), 2);
+    let current = versions.last().unwrap();
+    let nbf = current.nbf.expect("nbf set");
+    assert!(
+        (t0..=t1).contains(&nbf),
+        "nbf {nbf} not within the rotation"
+    );
+    let nbf_t = time::OffsetDateTime::from_unix_timestamp(nbf).unwrap();
+    assert_eq!(
+        current.exp,
+        Some(byokd::model::add_months(nbf_t, 5).unix_timestamp()),
+        "exp must be keep-valid months after nbf"
+    );
+    let g = group_show(d, "offrot");
+    assert!(g["next_rotation"].is_null(), "the schedule stays off: {g}");
+}
+
+#[test]
+fn the_drift_check_reports_a_public_key_mismatch_and_an_expired_version() {
+    let rig = start();
+    let d = &rig.daemon;
+    let v1 = pushed_group(d, "pk", V_SOFT, &[]);
+    ok(d, OPERATOR, &["key", "create", "pk", "k2"]);
+    ok(d, OPERATOR, &["key", "sync", "pk", "k2"]);
+    let (_, k1) = d.ctl_json(OPERATOR, &["key", "show", "pk", "k1"]);
+    let (_, k2) = d.ctl_json(OPERATOR, &["key", "show", "pk", "k2"]);
+    let v2 = k2["version"].as_str().unwrap().to_owned();
+    ok(d, OPERATOR, &["group", "check", "pk"]);
+    assert_eq!(
+        group_show(d, "pk")["drift"]["findings"],
+        serde_json::json!([])
+    );
+
+    // Behind byokd's back: k1's version answers with k2's public key, and k2's version expired.
+    rig.emu
+        .copy_version_material(V_SOFT, "pk", &v2, &v1)
+        .unwrap();
+    let past = time::OffsetDateTime::now_utc().unix_timestamp() - 3600;
+    rig.emu
+        .set_version_exp(V_SOFT, "pk", &v2, Some(past))
+        .unwrap();
+    ok(d, OPERATOR, &["group", "check", "pk"]);
+
+    let (status, api) = d.curl(Some(AUDITOR), "GET", "/v1/groups/pk", None);
+    assert_eq!(status, 200, "{api}");
+    for g in [group_show(d, "pk"), api] {
+        let findings = g["drift"]["findings"].as_array().unwrap().clone();
+        assert_eq!(findings.len(), 2, "{g}");
+        let mismatch = findings
+            .iter()
+            .find(|f| f["code"] == "public-key-mismatch")
+            .unwrap_or_else(|| panic!("no public-key-mismatch: {g}"));
+        assert_eq!(mismatch["key"], "k1");
+        assert_eq!(mismatch["version"], v1.as_str());
+        let message = mismatch["message"].as_str().unwrap();
+        // Azure's check digits are k2's, the HSM's k1's.
+        let (c1, c2) = (
+            k1["check_digits"].as_str().unwrap(),
+            k2["check_digits"].as_str().unwrap(),
+        );
+        assert_ne!(c1, c2);
+        assert!(
+            message.contains(&format!("check digits {c2}"))
+                && message.contains(&format!("has {c1}")),
+            "{message}"
+        );
+        let expired = findings
+            .iter()
+            .find(|f| f["code"] == "expired-version")
+            .unwrap_or_else(|| panic!("no expired-version: {g}"));
+        assert_eq!(expired["key"], "k2");
+        assert_eq!(expired["version"], v2.as_str());
+        assert!(
+            expired["message"]
+                .as_str()
+                .unwrap()
+                .contains(&past.to_string())
+        );
+    }
+    let table = ok(d, AUDITOR, &["group", "show", "pk"]);
+    for code in ["public-key-mismatch", "expired-version"] {
+        assert!(
+            table.contains(code),
+            "{code} not in the table view:\n{table}"
+        );
+    }
+    let log = d.log();
+    for code in ["public-key-mismatch", "expired-version"] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("WARN") && l.contains("drift.found") && l.contains(code)),
+            "no WARN drift.found {code} in the log"
+        );
+    }
+}
+
+#[test]
+fn a_delete_without_soft_delete_killed_with_its_answer_lost_succeeds_after_the_restart() {
+    let mut rig = start();
+    pushed_group(&rig.daemon, "lost2", V_PURGEABLE, &[]);
+    // The vault deletes the key and holds the answer; the daemon dies waiting for it.
+    rig.emu.inject_fault(FaultRule::next(
+        Op::DeleteKey,
+        1,
+        FaultAction::CommitThenHold { ms: 3_600_000 },
+    ));
+    let holds = rig.emu.holds();
+    let approved = dual_control(&rig.daemon, &["group", "delete-cloud", "lost2"]);
+    let id = approved["job"]["id"].as_str().unwrap().to_owned();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while rig.emu.holds() == holds {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the delete was never sent"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    rig.daemon.kill9();
+    rig.emu.clear_faults();
+    assert!(rig.emu.key_versions(V_PURGEABLE, "lost2").is_empty());
+    rig.emu.clear_requests();
+    rig.daemon.spawn();
+    let j = wait_job(&rig.daemon, &id);
+    assert_eq!(j["state"], "succeeded", "{j}\n{}", rig.daemon.log());
+    let said = steps(&j);
+    assert!(
+        said.contains("answer was lost") && said.contains("nothing to purge"),
+        "{said}"
+    );
+    assert!(
+        !rig.emu.requests().iter().any(|r| r.op == Op::GetDeletedKey),
+        "no waiting for a deleted key that a vault without soft-delete never lists"
     );
 }

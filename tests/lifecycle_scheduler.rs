@@ -1,7 +1,8 @@
 //! The rotation scheduler driven by an injected clock, in process, on a real SoftHSM token and
 //! against the Azure emulator over real TLS: a scheduled rotation fires at its calendar instant
 //! (not before), the previous version is disabled when the grace period ends (not before), a
-//! non-designated appliance skips its schedule, and rotations missed for months run once.
+//! non-designated appliance skips its schedule, and rotations missed for months run once; the
+//! scheduled drift check runs every `drift_check_hours` and reports what changed in Azure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -9,7 +10,7 @@ mod common;
 use byokd::azure::{Allowlist, Azure, AzureMetrics};
 use byokd::config::check_text;
 use byokd::hsm::{Hsm, HsmConfig};
-use byokd::jobs::{Jobs, ManualClock, Scheduler};
+use byokd::jobs::{Clock, Jobs, ManualClock, Scheduler};
 use byokd::model::{
     CredentialName, Guid, JobState, KeyName, KeyType, LocalKeyName, RotationPolicy, RsaExponent,
     VaultName, add_months,
@@ -38,6 +39,11 @@ struct World {
 }
 
 async fn world(token: &SoftHsmToken) -> World {
+    world_with(token, 0).await
+}
+
+/// A world whose scheduler runs a drift check every `drift_check_hours` (0: never).
+async fn world_with(token: &SoftHsmToken, drift_check_hours: u32) -> World {
     let dir = tempfile::tempdir().unwrap();
     let ca_path = dir.path().join("emulator-ca.pem");
     let emu = Emulator::start(EmulatorConfig {
@@ -82,7 +88,7 @@ retry_base_ms = 20
 "{VAULT}.vault.azure.net" = "{addr}"
 [lifecycle]
 grace_days = 7
-drift_check_hours = 0
+drift_check_hours = {drift_check_hours}
 "#,
         module = token.module.display().to_string(),
         label = token.label,
@@ -205,6 +211,18 @@ fn scheduled_rotation_and_grace_period_follow_the_injected_clock() {
             let versions = w.emu.key_versions(VAULT, "sched");
             assert_eq!(versions.len(), 2);
             let (old, new) = (&versions[0], &versions[1]);
+            // nbf is when the version was pushed, exp "keep valid for 2 months" after it.
+            let nbf = new.nbf.expect("nbf set");
+            let real_now = OffsetDateTime::now_utc().unix_timestamp();
+            assert!(
+                (real_now - 600..=real_now).contains(&nbf),
+                "nbf {nbf} is not the push time"
+            );
+            assert_eq!(
+                new.exp,
+                Some(add_months(at(nbf), 2).unix_timestamp()),
+                "exp must be keep-valid months after nbf"
+            );
             // The job re-planned the group: next month, from the new last_rotated.
             scheduler.tick().await;
             assert_eq!(
@@ -272,6 +290,94 @@ fn scheduled_rotation_and_grace_period_follow_the_injected_clock() {
                 "the next wake-up is the new grace deadline"
             );
             assert!(w.emu.live_keks(VAULT).is_empty());
+        },
+    );
+}
+
+/// Log lines captured in the test's child process.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn the_scheduled_drift_check_runs_every_drift_check_hours_and_reports_findings() {
+    softhsm::isolated(
+        "the_scheduled_drift_check_runs_every_drift_check_hours_and_reports_findings",
+        |token| async move {
+            let log = Captured::default();
+            let writer = log.clone();
+            tracing::subscriber::set_global_default(
+                tracing_subscriber::fmt()
+                    .with_ansi(false)
+                    .with_writer(move || writer.clone())
+                    .finish(),
+            )
+            .unwrap();
+            let w = world_with(&token, 6).await;
+            let group = setup_group(&w).await;
+            let t0 = w.clock.now_unix();
+            let scheduler = Scheduler::new(w.jobs.clone()).await;
+            assert_eq!(scheduler.next_due().await, Some(t0 + 6 * 3600));
+            let version = w.emu.key_versions(VAULT, "sched")[0].version.clone();
+            // Behind byokd's back: the version is disabled.
+            w.emu
+                .set_version_enabled(VAULT, "sched", &version, false)
+                .unwrap();
+
+            w.clock.set(at(t0 + 6 * 3600 - 1));
+            assert_eq!(scheduler.tick().await.drift_checks, 0);
+            assert!(w.service.group(&group).await.unwrap().drift.is_none());
+            w.clock.set(at(t0 + 6 * 3600));
+            let fired = scheduler.tick().await;
+            assert_eq!(fired.drift_checks, 1, "{fired:?}");
+            assert!(fired.rotations.is_empty(), "{fired:?}");
+            let check = w
+                .service
+                .jobs()
+                .await
+                .into_iter()
+                .filter(|j| j.kind == byokd::model::JobKind::CheckCloud)
+                .max_by_key(|j| j.id)
+                .expect("a check job");
+            let check = finished(&w.service, check.id).await;
+            assert_eq!(check.state, JobState::Succeeded, "{check:?}");
+            assert_eq!(check.started_by, "scheduler");
+            // What `group show` and GET /v1/groups/{group} serialize.
+            let drift = w
+                .service
+                .group(&group)
+                .await
+                .unwrap()
+                .drift
+                .expect("a drift report");
+            assert_eq!(drift.job, check.id);
+            assert_eq!(drift.checked, t0 + 6 * 3600, "checked at the clock's time");
+            let codes: Vec<(&str, Option<&str>)> = drift
+                .findings
+                .iter()
+                .map(|f| (f.code, f.version.as_deref()))
+                .collect();
+            assert_eq!(codes, vec![("disabled-version", Some(version.as_str()))]);
+            let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+            assert!(
+                text.lines().any(|l| l.contains("WARN")
+                    && l.contains("drift.found")
+                    && l.contains("disabled-version")),
+                "no WARN drift.found in the log:\n{text}"
+            );
+            // The next check is planned drift_check_hours later, not earlier.
+            assert_eq!(scheduler.next_due().await, Some(t0 + 12 * 3600));
+            w.clock.set(at(t0 + 12 * 3600 - 1));
+            assert_eq!(scheduler.tick().await.drift_checks, 0);
         },
     );
 }

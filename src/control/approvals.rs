@@ -3,7 +3,7 @@
 //! It owns the pending-approval table: submit, approve, reject, expire, list. Approving hands
 //! the action back to the caller to execute; this module never performs an action itself.
 //! Pending approvals live in memory only: a restart drops them, which refuses rather than
-//! performs. The table is bounded.
+//! performs (a job that waited for one is then cancelled at start-up). The table is bounded.
 
 use super::errors::ApiError;
 use super::identity::Identity;
@@ -86,6 +86,8 @@ pub struct Approval {
     pub decided_at: Option<i64>,
     /// What executing the action gave, once approved.
     pub outcome: Option<String>,
+    /// The job that waits in `waiting-approval` for this approval (delete on cloud).
+    pub job_id: Option<String>,
 }
 
 /// The table of approvals.
@@ -150,6 +152,7 @@ impl Approvals {
             decided_by: None,
             decided_at: None,
             outcome: None,
+            job_id: None,
         };
         table.insert(approval.id.clone(), approval.clone());
         Ok(approval)
@@ -222,6 +225,41 @@ impl Approvals {
         approval.decided_by = Some(by.name.clone());
         approval.decided_at = Some(now / 1000);
         Ok(approval.clone())
+    }
+
+    /// Links a pending approval to the job that waits for it.
+    pub fn link_job(&self, id: &str, job: u64) {
+        if let Some(a) = self.lock().get_mut(id) {
+            a.job_id = Some(job.to_string());
+        }
+    }
+
+    /// The approval a job waits (or waited) for, while the table remembers it.
+    pub fn of_job(&self, job: u64) -> Option<Approval> {
+        let job = job.to_string();
+        let mut table = self.lock();
+        expire(&mut table, (self.clock)());
+        table
+            .values()
+            .find(|a| a.job_id.as_deref() == Some(job.as_str()))
+            .cloned()
+    }
+
+    /// Withdraws the pending approval a job waits for, because the job was cancelled by `by`.
+    /// Returns the withdrawn approval, if one was pending.
+    pub fn withdraw_for_job(&self, job: u64, by: &str) -> Option<Approval> {
+        let now = (self.clock)();
+        let job = job.to_string();
+        let mut table = self.lock();
+        expire(&mut table, now);
+        let a = table
+            .values_mut()
+            .find(|a| a.status == Status::Pending && a.job_id.as_deref() == Some(job.as_str()))?;
+        a.status = Status::Rejected;
+        a.decided_by = Some(by.to_owned());
+        a.decided_at = Some(now / 1000);
+        a.outcome = Some(format!("withdrawn: job {job} was cancelled by {by}"));
+        Some(a.clone())
     }
 
     /// Records what executing an approved action gave.
@@ -323,6 +361,30 @@ mod tests {
         assert_eq!(a.get(&p.id).unwrap().status, Status::Expired);
         // A new request for the same action may then be made.
         assert!(a.submit(delete_cred(), &admin("alice")).is_ok());
+    }
+
+    #[test]
+    fn cancelling_the_job_withdraws_its_pending_approval_only() {
+        let (a, _) = fixture();
+        let cloud = Action::DeleteGroupCloud { group: "g".into() };
+        let p = a.submit(cloud, &admin("alice")).unwrap();
+        a.link_job(&p.id, 7);
+        assert_eq!(a.of_job(7).unwrap().id, p.id);
+        assert!(a.of_job(8).is_none());
+        assert!(
+            a.withdraw_for_job(8, "olga").is_none(),
+            "another job's approval stays"
+        );
+        let w = a.withdraw_for_job(7, "olga").unwrap();
+        assert_eq!(w.status, Status::Rejected);
+        assert_eq!(w.decided_by.as_deref(), Some("olga"));
+        assert!(w.outcome.unwrap().contains("withdrawn"));
+        assert_eq!(
+            a.approve(&p.id, &admin("bob")).unwrap_err().code,
+            "approval_decided"
+        );
+        // Withdrawn once: nothing pending left to withdraw.
+        assert!(a.withdraw_for_job(7, "olga").is_none());
     }
 
     #[test]

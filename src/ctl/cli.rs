@@ -254,7 +254,9 @@ pub enum GroupCmd {
         wait: JobWait,
     },
     /// Delete the group's Azure key, all versions, on the cloud service (admin; needs a second
-    /// admin's approval). Local keys are NOT touched: they stay in the HSM.
+    /// admin's approval). Local keys are NOT touched: they stay in the HSM. The job is recorded
+    /// at once in `waiting-approval` (exit 0); `approval approve` runs it, `approval reject`,
+    /// the approval's expiry or `job cancel` ends it cancelled.
     DeleteCloud {
         name: String,
         #[command(flatten)]
@@ -311,9 +313,10 @@ pub enum JobCmd {
     Show { id: String },
     /// Follow a job with a progress bar until it ends; exit 6 if it failed.
     Watch { id: String },
-    /// Cancel a job where that is safe: a pending job at once, a started one at its next safe
-    /// point (never halfway through an import); its key exchange key is still cleaned up.
-    /// Operator. Exit 5 if the job already ended.
+    /// Cancel a job where that is safe: a pending job at once (one waiting for approval too, and
+    /// its approval is withdrawn), a started one at its next safe point (never halfway through
+    /// an import); its key exchange key is still cleaned up. Operator. Exit 5 if the job
+    /// already ended.
     Cancel { id: String },
 }
 

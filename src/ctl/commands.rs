@@ -48,6 +48,7 @@ const APPROVAL_COLS: &[Column] = &[
     ("REQUESTED BY", "requested_by"),
     ("EXPIRES", "expires_at"),
     ("DECIDED BY", "decided_by"),
+    ("JOB", "job_id"),
 ];
 const JOB_COLS: &[Column] = &[
     ("ID", "id"),
@@ -500,6 +501,11 @@ async fn key(ctx: &Ctx, c: KeyCmd) -> Result<(), CtlError> {
 /// Starts a job (202 with `job.id`), then follows it unless `--no-wait`.
 async fn start_job(ctx: &Ctx, path: &str, wait: JobWait) -> Result<(), CtlError> {
     let a = ctx.call(Method::POST, path, None).await?;
+    // A dual-control request: its job waits in `waiting-approval`; nothing to follow yet.
+    if a.body.get("approval").is_some() {
+        ctx.done(&a, "accepted");
+        return Ok(());
+    }
     let job = a
         .body
         .get("job")

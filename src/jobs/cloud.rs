@@ -17,6 +17,10 @@ use crate::model::{KeyGroup, KeyName};
 const DELETING: &str = "Deleting Azure key";
 /// Journal step before the purge request, likewise.
 const PURGING: &str = "Purging the deleted key";
+/// Journal step before the delete request on a vault without soft-delete (recovery level
+/// `Purgeable`): a 404 on the key after a possibly-sent delete then means it is gone for good,
+/// with nothing to purge and no deleted key ever to wait for.
+const NO_SOFT_DELETE: &str = "The vault has no soft-delete (recovery level Purgeable)";
 
 pub(super) async fn run_delete(jobs: &Jobs, id: u64) -> Result<(), JobError> {
     run_with(jobs, id, true, async |group| {
@@ -47,6 +51,24 @@ async fn delete(jobs: &Jobs, id: u64, group: &KeyGroup, by: &str) -> Result<Stri
     let sent = |prefix: &str| journal.iter().any(|s| s.message.starts_with(prefix));
     let (delete_sent, purge_sent) = (sent(DELETING), sent(PURGING));
     let token = sign_in(jobs, id, group).await?;
+    // The key's recovery level, read before the delete: where there is no soft-delete, a delete
+    // whose answer was lost can only be settled by the key's absence.
+    let mut no_soft_delete = sent(NO_SOFT_DELETE);
+    match kv.get_key(&token, vault, name, None).await {
+        Ok(b) if matches!(b.attributes.recovery_level, Some(RecoveryLevel::Purgeable)) => {
+            if !no_soft_delete {
+                svc.job_step(
+                    id,
+                    format!("{NO_SOFT_DELETE}: the delete is final"),
+                    Some(100),
+                )
+                .await?;
+            }
+            no_soft_delete = true;
+        }
+        Ok(_) | Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {}
+        Err(e) => return Err(e.into()),
+    }
     svc.job_step(
         id,
         format!("{DELETING} {vault}/{name} (all versions); local keys are not touched"),
@@ -58,6 +80,16 @@ async fn delete(jobs: &Jobs, id: u64, group: &KeyGroup, by: &str) -> Result<Stri
             d.bundle.attributes.recovery_level.clone(),
             d.bundle.kid().to_owned(),
         ),
+        // No soft-delete, and the key is gone: the delete went through (its answer was lost,
+        // the client's retry met the 404, or it was sent before a restart). Nothing to purge.
+        Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) if no_soft_delete => {
+            let n = svc.forget_azure_versions(&group.name).await?;
+            tracing::warn!(event = "azure.key.not_purged", service = "azure", job = id, group = %group.name, vault,
+                identity = by, "Azure key {vault}/{name} deleted for good: the vault has no soft-delete (recovery level Purgeable) and no longer has the key, although the delete's answer was lost; nothing to purge");
+            return Ok(format!(
+                "The vault has no soft-delete and no longer has key {name}: the delete went through although its answer was lost, so the Azure key is gone for good and there is nothing to purge ({n} local key(s) may be pushed again; they were not touched)"
+            ));
+        }
         // Deleted before a restart (or behind our back): carry on with the deleted key.
         Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {
             match kv.get_deleted_key(&token, vault, name).await {

@@ -25,11 +25,14 @@ pub use sign_in::HsmAssertionSigner;
 pub use transfer_blob::{generator, key_hsm};
 
 use crate::azure::Azure;
-use crate::model::{JobKind, KeyName, LocalKeyName};
+use crate::model::{JobKind, JobState, KeyName, LocalKeyName};
 use crate::service::Service;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
+
+/// Why a job that waited for approval ends at start-up.
+pub const APPROVAL_LOST: &str = "Cancelled: the approval did not survive the daemon's restart (pending approvals are kept in memory only); request again";
 
 /// Jobs running concurrently against one vault.
 const PER_VAULT_JOBS: usize = 1;
@@ -151,14 +154,34 @@ impl Jobs {
         Ok(id)
     }
 
-    /// Submits "Delete key material on cloud" (after dual control): every Azure version of the
-    /// group's key is deleted, and purged where the vault allows. Local keys are untouched.
-    pub async fn submit_delete_cloud(&self, group: &KeyName, by: &str) -> Result<u64, JobError> {
+    /// Records "Delete key material on cloud" durably in `waiting-approval`, linked to the
+    /// dual-control approval `approval` (which expires at `expires_at`). Nothing runs until
+    /// [`Jobs::approved`].
+    pub async fn request_delete_cloud(
+        &self,
+        group: &KeyName,
+        by: &str,
+        approval: &str,
+        expires_at: i64,
+    ) -> Result<u64, JobError> {
         self.require_designated().await?;
-        let id = self
+        Ok(self
             .service()
-            .create_job(JobKind::DeleteOnCloud, group, &[], by)
-            .await?;
+            .create_waiting_job(JobKind::DeleteOnCloud, group, by, approval, expires_at)
+            .await?)
+    }
+
+    /// Runs a job that waited for approval, now that a second admin (`approver`) approved it:
+    /// every Azure version of the group's key is deleted, and purged where the vault allows.
+    /// Local keys are untouched. `by` names requester and approver.
+    pub async fn approved(&self, id: u64, by: &str, approver: &str) -> Result<u64, JobError> {
+        if let Err(e) = self.require_designated().await {
+            self.service()
+                .end_waiting_job(id, &format!("Not run: {e}"))
+                .await?;
+            return Err(e);
+        }
+        self.service().approve_job(id, by, approver).await?;
         self.spawn(id);
         Ok(id)
     }
@@ -196,7 +219,15 @@ impl Jobs {
         if let Err(e) = self.service().prune_jobs().await {
             tracing::warn!(error = %e, "could not prune finished jobs at start-up");
         }
-        for id in self.service().unfinished_jobs().await {
+        for (id, state) in self.service().unfinished_jobs().await {
+            // Pending approvals live in memory only: the approval this job waited for is gone,
+            // so the job ends rather than runs without a second admin.
+            if state == JobState::WaitingApproval {
+                if let Err(e) = self.service().end_waiting_job(id, APPROVAL_LOST).await {
+                    tracing::error!(job = id, error = %e, "could not end a job whose approval was lost");
+                }
+                continue;
+            }
             tracing::info!(job = id, "resuming unfinished job");
             self.spawn(id);
         }

@@ -2,11 +2,18 @@
 //! pushed so it becomes the group's current Azure version (with `nbf` = now and `exp` from
 //! "keep key valid for N months"), then `last_rotated` set and the previous versions put on the
 //! grace-period list, in one durable write, and only if the push succeeded.
+//!
+//! The new key's name is journalled before the key is generated; a resumed rotation destroys
+//! any HSM object under that name that the state never recorded, so a crash between the
+//! generation and its record leaves no unused key in the HSM.
 
 use super::push::{Flow, begin, fail, finish_cancelled, step, transfer};
 use super::{JobError, Jobs};
 use crate::model::{JobState, KeyPush, KeyPushState, LocalKeyName, PendingGrace};
 use crate::service::now_unix;
+
+/// The journal step that announces the planned key before it is generated.
+const GENERATING: &str = "Generating key";
 
 pub(super) async fn run(jobs: &Jobs, id: u64) -> Result<(), JobError> {
     let Some((group, _permit)) = begin(jobs, id, true).await? else {
@@ -66,15 +73,26 @@ async fn rotate(
         .filter(|k| k.name != name.as_str())
         .filter_map(|k| k.version)
         .collect();
-    if job.keys.is_empty() {
-        // A restart after the key was generated finds it by its name instead of making another.
-        if svc.key(&group.name, &name).await.is_err() {
+    // The planned key is journalled before it is generated. A restart after that step may
+    // find an HSM object under the planned label that the state never recorded (killed
+    // between the generation and its record): it was never used, so it is destroyed.
+    let intent = format!("{GENERATING} {name} in the HSM");
+    if job.steps.iter().any(|s| s.message.starts_with(&intent)) {
+        let destroyed = svc.destroy_unrecorded_hsm_keys(&group.name, &name).await?;
+        if destroyed > 0 {
             svc.job_step(
                 id,
-                format!("Generating key {name} in the HSM ({})", group.key_type),
-                Some(10),
+                format!("Destroyed {destroyed} HSM key(s) labelled for {name} that were generated before the restart but never recorded"),
+                None,
             )
             .await?;
+        }
+    }
+    if job.keys.is_empty() {
+        // A restart after the key was recorded finds it by its name instead of making another.
+        if svc.key(&group.name, &name).await.is_err() {
+            svc.job_step(id, format!("{intent} ({})", group.key_type), Some(10))
+                .await?;
             svc.create_key(&group.name, &name, &format!("rotation job {id}"))
                 .await?;
         }
@@ -92,7 +110,12 @@ async fn rotate(
         tracing::info!(event = "rotation.key_generated", job = id, group = %group.name, key = %name, identity = by,
             "Rotation key {name} generated in the HSM (check digits {check})");
     }
-    if let Flow::Cancelled(by) = transfer(jobs, id, group).await? {
+    // A rotation always sets `exp` from "keep key valid for N months", also a forced one on a
+    // group whose schedule is off: the push sets `exp` where the policy is on, so it is pushed
+    // with the policy switched on for this job.
+    let mut pushed_as = group.clone();
+    pushed_as.rotation.enabled = true;
+    if let Flow::Cancelled(by) = transfer(jobs, id, &pushed_as).await? {
         return Err(JobError::Cancelled(by));
     }
     let version = svc.key(&group.name, &name).await?.version.ok_or_else(|| {

@@ -18,6 +18,46 @@ impl Service {
         keys: &[LocalKeyName],
         by: &str,
     ) -> Result<u64, ServiceError> {
+        let queued = format!("{} queued by {by}", kind.title());
+        self.insert_job(kind, group, keys, by, JobState::Pending, queued)
+            .await
+    }
+
+    /// Creates a job durably in `waiting-approval`: a dual-control action that a second admin
+    /// must approve (see [`Service::approve_job`]) before it runs. `approval` is the approval's
+    /// id, named in the job's first step; `expires_at` its expiry (Unix seconds).
+    pub async fn create_waiting_job(
+        &self,
+        kind: JobKind,
+        group: &KeyName,
+        by: &str,
+        approval: &str,
+        expires_at: i64,
+    ) -> Result<u64, ServiceError> {
+        let expires = time::OffsetDateTime::from_unix_timestamp(expires_at)
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_else(|| expires_at.to_string());
+        let waiting = format!(
+            "{} requested by {by}; waiting for a second admin to approve {approval} (expires at {expires})",
+            kind.title()
+        );
+        self.insert_job(kind, group, &[], by, JobState::WaitingApproval, waiting)
+            .await
+    }
+
+    async fn insert_job(
+        &self,
+        kind: JobKind,
+        group: &KeyName,
+        keys: &[LocalKeyName],
+        by: &str,
+        state: JobState,
+        first_step: String,
+    ) -> Result<u64, ServiceError> {
         let mut data = self.inner.data.lock().await;
         if !data.state.groups.contains_key(group) {
             return Err(ServiceError::not_found("key group", group));
@@ -43,11 +83,11 @@ impl Service {
             created: now_unix(),
             started: None,
             ended: None,
-            state: JobState::Pending,
+            state,
             progress: 0,
             steps: vec![StepMessage {
                 at: now_unix(),
-                message: format!("{} queued by {by}", kind.title()),
+                message: first_step,
             }],
             kek: None,
             error: None,
@@ -70,8 +110,75 @@ impl Service {
                 "finished jobs pruned by retention"
             );
         }
-        tracing::info!(job = id, kind = kind.code(), group = %group, identity = by, "job created");
+        tracing::info!(job = id, kind = kind.code(), group = %group, identity = by, state = state.code(), "job created");
         Ok(id)
+    }
+
+    /// Moves a job from `waiting-approval` to `pending` once a second admin approved it;
+    /// `by` becomes its "started by" (requester and approver). Refused (409) when the job no
+    /// longer waits (cancelled, or its approval expired or was rejected).
+    pub async fn approve_job(
+        &self,
+        id: u64,
+        by: &str,
+        approver: &str,
+    ) -> Result<Job, ServiceError> {
+        let job = self
+            .journal(id, |job| {
+                if job.state != JobState::WaitingApproval {
+                    return Err(ServiceError::Conflict(format!(
+                        "job {id} is {}, it no longer waits for approval; request the action again",
+                        job.state
+                    )));
+                }
+                job.state = JobState::Pending;
+                job.started_by = by.to_owned();
+                job.steps.push(StepMessage {
+                    at: now_unix(),
+                    message: format!("Approved by {approver}; queued"),
+                });
+                Ok(job.clone())
+            })
+            .await??;
+        tracing::info!(
+            event = "job.approved",
+            job = id,
+            identity = by,
+            "job approved by a second admin; queued"
+        );
+        Ok(job)
+    }
+
+    /// Ends a job that waits for approval `cancelled`, with `reason` as its error and last step
+    /// (the approval expired, was rejected, or did not survive a restart). Returns whether the
+    /// job was waiting; a job in any other state is left alone.
+    pub async fn end_waiting_job(&self, id: u64, reason: &str) -> Result<bool, ServiceError> {
+        let ended = self
+            .journal(id, |job| {
+                if job.state != JobState::WaitingApproval {
+                    return false;
+                }
+                let now = now_unix();
+                job.state = JobState::Cancelled;
+                job.ended = Some(now);
+                job.error = Some(reason.to_owned());
+                job.steps.push(StepMessage {
+                    at: now,
+                    message: reason.to_owned(),
+                });
+                true
+            })
+            .await?;
+        if ended {
+            tracing::warn!(
+                event = "job.approval_ended",
+                job = id,
+                reason,
+                "job waiting for approval cancelled"
+            );
+            self.prune_jobs().await?;
+        }
+        Ok(ended)
     }
 
     /// Applies `change` to a job and makes it durable before returning. On a failed write the
@@ -98,7 +205,8 @@ impl Service {
         Ok(out)
     }
 
-    /// Cancels a job. A pending job ends `cancelled` at once; a started one records the request
+    /// Cancels a job. A pending job, or one waiting for approval, ends `cancelled` at once (the
+    /// caller withdraws the approval); a started one records the request
     /// and its runner stops at the next safe point (never with an import whose outcome is
     /// unknown), cleans up its key exchange key and ends `cancelled`. Returns the job as it is
     /// now. A finished job cannot be cancelled.
@@ -112,7 +220,16 @@ impl Service {
                     )));
                 }
                 let now = now_unix();
-                if job.state == JobState::Pending && job.kek.is_none() {
+                if job.state == JobState::WaitingApproval {
+                    job.state = JobState::Cancelled;
+                    job.ended = Some(now);
+                    job.steps.push(StepMessage {
+                        at: now,
+                        message: format!(
+                            "Cancelled by {by} while it waited for approval; the approval request is withdrawn"
+                        ),
+                    });
+                } else if job.state == JobState::Pending && job.kek.is_none() {
                     job.state = JobState::Cancelled;
                     job.ended = Some(now);
                     job.steps.push(StepMessage {
@@ -212,14 +329,14 @@ impl Service {
         data.state.jobs.values().cloned().collect()
     }
 
-    /// Jobs that were not finished when the daemon stopped.
-    pub async fn unfinished_jobs(&self) -> Vec<u64> {
+    /// Jobs that were not finished when the daemon stopped, with their state.
+    pub async fn unfinished_jobs(&self) -> Vec<(u64, JobState)> {
         let data = self.inner.data.lock().await;
         data.state
             .jobs
             .values()
             .filter(|j| !j.state.is_final())
-            .map(|j| j.id)
+            .map(|j| (j.id, j.state))
             .collect()
     }
 

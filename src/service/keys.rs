@@ -103,6 +103,36 @@ impl Service {
         Ok(KeyView::of(&key))
     }
 
+    /// Destroys the HSM objects labelled for `group`/`name` that the state does not record: a
+    /// key generated just before a crash whose record never reached the disk (a rotation
+    /// journals its planned key name before generating, and calls this when it resumes).
+    /// Returns how many were destroyed. Never touches the recorded key.
+    pub async fn destroy_unrecorded_hsm_keys(
+        &self,
+        group: &KeyName,
+        name: &LocalKeyName,
+    ) -> Result<usize, ServiceError> {
+        let recorded = {
+            let data = self.inner.data.lock().await;
+            data.state
+                .keys
+                .get(&(group.clone(), name.clone()))
+                .map(|k| k.hsm_id)
+        };
+        let label = crate::hsm::key_label(group, name);
+        let mut destroyed = 0;
+        for entry in self.hsm().list_keys().await? {
+            if entry.label != label || Some(entry.id) == recorded {
+                continue;
+            }
+            self.hsm().destroy(entry.id).await?;
+            destroyed += 1;
+            tracing::warn!(event = "hsm.key.unrecorded_destroyed", service = "hsm", group = %group, key = %name,
+                hsm_id = %entry.id.to_hex(), "HSM key {label} was generated before a restart but never recorded; destroyed (it was never used)");
+        }
+        Ok(destroyed)
+    }
+
     pub async fn list_keys(&self, group: &KeyName) -> Result<Vec<KeyView>, ServiceError> {
         let data = self.inner.data.lock().await;
         if !data.state.groups.contains_key(group) {

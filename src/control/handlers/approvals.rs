@@ -34,12 +34,12 @@ pub(super) fn decode_list(query: &str) -> Result<(), ApiError> {
     }
 }
 
-/// Records a dual-control request and answers 202 with the approval to quote.
-pub(super) fn request(
+/// Records a dual-control request (logged) and returns the approval.
+pub(super) fn submit(
     auth: &Authorized<Admin>,
     ctx: &Ctx,
     action: Action,
-) -> Result<Reply, ApiError> {
+) -> Result<Approval, ApiError> {
     let approval = ctx.approvals.submit(action, auth.identity())?;
     tracing::warn!(
         approval = %approval.id,
@@ -48,6 +48,16 @@ pub(super) fn request(
         expires_at = approval.expires_at,
         "dual-control action requested; waiting for a second admin"
     );
+    Ok(approval)
+}
+
+/// Records a dual-control request and answers 202 with the approval to quote.
+pub(super) fn request(
+    auth: &Authorized<Admin>,
+    ctx: &Ctx,
+    action: Action,
+) -> Result<Reply, ApiError> {
+    let approval = submit(auth, ctx, action)?;
     Reply::accepted(json!({
         "approval": to_json(&approval)?,
         "message": format!(
@@ -80,7 +90,8 @@ pub fn show(_: Authorized<AnyRole>, ctx: &Ctx, i: Input) -> Result<Reply, ApiErr
     Reply::ok(to_json(&ctx.approvals.get(&id(&i.params)?)?)?)
 }
 
-pub fn reject(auth: Authorized<Admin>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
+/// Rejects a pending action; a job waiting for it ends `cancelled`.
+pub async fn reject(auth: Authorized<Admin>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
     let approval = ctx.approvals.reject(&id(&i.params)?, auth.identity())?;
     tracing::warn!(
         approval = %approval.id,
@@ -89,7 +100,20 @@ pub fn reject(auth: Authorized<Admin>, ctx: &Ctx, i: Input) -> Result<Reply, Api
         action = %approval.summary,
         "dual-control action rejected"
     );
+    if let Some(job) = linked_job(&approval) {
+        let reason = format!(
+            "Cancelled: approval {} was rejected by {}",
+            approval.id,
+            auth.name()
+        );
+        ctx.service.end_waiting_job(job, &reason).await?;
+    }
     Reply::ok(to_json(&approval)?)
+}
+
+/// The job an approval's action waits in, if any.
+fn linked_job(approval: &Approval) -> Option<u64> {
+    approval.job_id.as_deref().and_then(|j| j.parse().ok())
 }
 
 /// Approves and runs the action, as the requester with the approver's consent.
@@ -106,7 +130,7 @@ pub async fn approve(auth: Authorized<Admin>, ctx: &Ctx, i: Input) -> Result<Rep
         "dual-control action approved; executing"
     );
     let by = format!("{} (approved by {})", approval.requested_by, auth.name());
-    let result = execute(ctx, &approval.action, &by).await;
+    let result = execute(ctx, &approval, &by, auth.name()).await;
     let (ok, outcome) = match &result {
         Ok(Executed::Done) => (true, "done".to_owned()),
         Ok(Executed::Said(m)) => (true, m.clone()),
@@ -137,8 +161,13 @@ enum Executed {
     Job(Box<crate::model::Job>),
 }
 
-async fn execute(ctx: &Ctx, action: &Action, by: &str) -> Result<Executed, ApiError> {
-    match action {
+async fn execute(
+    ctx: &Ctx,
+    approval: &Approval,
+    by: &str,
+    approver: &str,
+) -> Result<Executed, ApiError> {
+    match &approval.action {
         Action::DeleteCredential { credential } => {
             let name = decode::field("credential", CredentialName::try_from(credential.clone()))?;
             ctx.service.delete_credential(&name, by).await?;
@@ -151,8 +180,19 @@ async fn execute(ctx: &Ctx, action: &Action, by: &str) -> Result<Executed, ApiEr
         Action::DeleteGroupCloud { group } => {
             let g = decode::field("group", KeyName::try_from(group.clone()))?;
             let jobs = super::cloud::jobs(ctx, "delete on cloud")?;
+            ctx.service.group(&g).await?;
+            let waiting = linked_job(approval).ok_or_else(|| {
+                ApiError::new(
+                    http::StatusCode::CONFLICT,
+                    "approval_without_job",
+                    format!(
+                        "approval {} has no waiting job; request the delete on cloud again",
+                        approval.id
+                    ),
+                )
+            })?;
             let id = jobs
-                .submit_delete_cloud(&g, by)
+                .approved(waiting, by, approver)
                 .await
                 .map_err(super::cloud::job_error)?;
             return Ok(Executed::Job(Box::new(ctx.service.job(id).await?)));

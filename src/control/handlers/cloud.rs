@@ -156,20 +156,80 @@ pub async fn sync_key(who: Authorized<Operate>, ctx: &Ctx, i: Input) -> Result<R
     submit_sync(ctx, &who, &group, &[key]).await
 }
 
-/// Delete on cloud service: needs a second admin's approval, then runs as a job. Local keys
-/// are untouched.
+/// Delete on cloud service: recorded at once as a job in `waiting-approval`, linked to the
+/// dual-control approval; a second admin's approval runs it, a rejection, the approval's expiry
+/// or a cancel of the job ends it `cancelled`. Local keys are untouched.
 pub async fn delete_cloud(who: Authorized<Admin>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
     let group = super::groups::name(&i.params)?;
     ctx.service.group(&group).await?;
     require_designated(ctx, "delete on cloud").await?;
-    jobs(ctx, "delete on cloud")?;
-    super::approvals::request(
+    let jobs = jobs(ctx, "delete on cloud")?;
+    let approval = super::approvals::submit(
         &who,
         ctx,
         Action::DeleteGroupCloud {
             group: group.to_string(),
         },
-    )
+    )?;
+    let id = match jobs
+        .request_delete_cloud(&group, who.name(), &approval.id, approval.expires_at)
+        .await
+    {
+        Ok(id) => id,
+        Err(e) => {
+            ctx.approvals.reject(&approval.id, who.identity()).ok();
+            return Err(job_error(e));
+        }
+    };
+    ctx.approvals.link_job(&approval.id, id);
+    end_on_expiry(ctx, &approval.id, approval.expires_at, id);
+    let approval = ctx.approvals.get(&approval.id)?;
+    let job = ctx.service.job(id).await?;
+    Reply::accepted(serde_json::json!({
+        "approval": super::to_json(&approval)?,
+        "job": super::jobs::view_linked(ctx, &job),
+        "message": format!(
+            "{} needs a second admin: job {id} waits in waiting-approval until a different admin runs `byokctl approval approve {}` (before it expires); `byokctl job cancel {id}` withdraws the request",
+            approval.summary, approval.id
+        ),
+    }))
+}
+
+/// Ends the waiting job `cancelled` once its approval expires unapproved (or is gone from the
+/// table, so that it can no longer be approved).
+fn end_on_expiry(ctx: &Ctx, approval: &str, expires_at: i64, job: u64) {
+    use crate::control::approvals::Status;
+    let (approvals, service, approval) = (
+        ctx.approvals.clone(),
+        ctx.service.clone(),
+        approval.to_owned(),
+    );
+    tokio::spawn(async move {
+        loop {
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            // One second past the expiry, so the table sees it expired.
+            let wait = u64::try_from(expires_at.saturating_sub(now).saturating_add(1)).unwrap_or(1);
+            tokio::time::sleep(std::time::Duration::from_secs(wait.max(1))).await;
+            let requested_by = match approvals.get(&approval) {
+                Ok(a) if a.status == Status::Pending => continue,
+                Ok(a) if a.status == Status::Expired => a.requested_by,
+                Ok(_) => return,
+                Err(_) => "?".to_owned(),
+            };
+            let reason = format!(
+                "Cancelled: approval {approval} expired at {expires_at} without a second admin's approval; request again"
+            );
+            match service.end_waiting_job(job, &reason).await {
+                Ok(true) => tracing::warn!(approval = %approval, job, requested_by = %requested_by,
+                    "dual-control request expired; its job is cancelled"),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(approval = %approval, job, error = %e, "could not end a job whose approval expired")
+                }
+            }
+            return;
+        }
+    });
 }
 
 /// Purge of a soft-deleted Azure key: needs a second admin's approval. Local keys are untouched.

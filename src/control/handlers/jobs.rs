@@ -83,6 +83,17 @@ pub(crate) fn view(job: &Job) -> Value {
     })
 }
 
+/// A job as [`view`] shows it, with the dual-control approval it waits (or waited) for, while
+/// the daemon remembers that approval (pending approvals live in memory only).
+pub(crate) fn view_linked(ctx: &Ctx, job: &Job) -> Value {
+    let mut v = view(job);
+    if let Some(o) = v.as_object_mut() {
+        let approval = ctx.approvals.of_job(job.id).map(|a| a.id);
+        o.insert("approval".into(), json!(approval));
+    }
+    v
+}
+
 pub async fn list(_: Authorized<AnyRole>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
     let state = decode_list(&i.query)?;
     let jobs: Vec<Value> = ctx
@@ -92,7 +103,7 @@ pub async fn list(_: Authorized<AnyRole>, ctx: &Ctx, i: Input) -> Result<Reply, 
         .iter()
         .rev()
         .filter(|j| state.as_deref().is_none_or(|s| j.state.code() == s))
-        .map(view)
+        .map(|j| view_linked(ctx, j))
         .collect();
     Reply::ok(json!({ "jobs": jobs }))
 }
@@ -102,7 +113,7 @@ pub async fn show(_: Authorized<AnyRole>, ctx: &Ctx, i: Input) -> Result<Reply, 
     let mut changes = ctx.service.job_changes();
     let first = ctx.service.job(id).await?;
     if wait == 0 || first.state.is_final() {
-        return Reply::ok(view(&first));
+        return Reply::ok(view_linked(ctx, &first));
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
     loop {
@@ -114,15 +125,20 @@ pub async fn show(_: Authorized<AnyRole>, ctx: &Ctx, i: Input) -> Result<Reply, 
         }
         let now = ctx.service.job(id).await?;
         if now != first {
-            return Reply::ok(view(&now));
+            return Reply::ok(view_linked(ctx, &now));
         }
     }
-    Reply::ok(view(&ctx.service.job(id).await?))
+    Reply::ok(view_linked(ctx, &ctx.service.job(id).await?))
 }
 
-/// Cancels a job where that is safe (see [`crate::service::Service::cancel_job`]).
+/// Cancels a job where that is safe (see [`crate::service::Service::cancel_job`]); a job that
+/// waits for approval ends at once and its approval is withdrawn.
 pub async fn cancel(who: Authorized<Operate>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
     let id = decode_cancel(&i.params, &i.query)?;
     let job = ctx.service.cancel_job(id, who.name()).await?;
-    Reply::ok(json!({ "job": view(&job) }))
+    if let Some(a) = ctx.approvals.withdraw_for_job(id, who.name()) {
+        tracing::warn!(approval = %a.id, job = id, withdrawn_by = %who.name(), action = %a.summary,
+            "dual-control request withdrawn: its job was cancelled");
+    }
+    Reply::ok(json!({ "job": view_linked(ctx, &job) }))
 }

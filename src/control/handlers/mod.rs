@@ -128,7 +128,7 @@ pub async fn dispatch(ctx: &Ctx, caller: &Caller, op: Op, input: Input) -> Resul
         Op::ListApprovals => approvals::list(require(caller)?, ctx, i),
         Op::ShowApproval => approvals::show(require(caller)?, ctx, i),
         Op::Approve => approvals::approve(require(caller)?, ctx, i).await,
-        Op::Reject => approvals::reject(require(caller)?, ctx, i),
+        Op::Reject => approvals::reject(require(caller)?, ctx, i).await,
         Op::ListJobs => jobs::list(require(caller)?, ctx, i).await,
         Op::ShowJob => jobs::show(require(caller)?, ctx, i).await,
         Op::CancelJob => jobs::cancel(require(caller)?, ctx, i).await,

@@ -347,18 +347,48 @@ impl EmulatorHandle {
         version: &str,
         enabled: bool,
     ) -> Result<(), EmulatorError> {
+        self.edit_version(vault, name, version, |ver| ver.enabled = enabled)
+    }
+
+    /// Set (or clear) a version's `exp` behind the client's back (drift tests).
+    pub fn set_version_exp(
+        &self,
+        vault: &str,
+        name: &str,
+        version: &str,
+        exp: Option<i64>,
+    ) -> Result<(), EmulatorError> {
+        self.edit_version(vault, name, version, |ver| ver.exp = exp)
+    }
+
+    /// Give version `to` the key material of version `from` of the same key, behind the
+    /// client's back: `to` then answers with a public key that is not the one imported.
+    pub fn copy_version_material(
+        &self,
+        vault: &str,
+        name: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<(), EmulatorError> {
+        let material = {
+            let mut st = self.shared.lock();
+            let v = vault_mut(&mut st, vault)?;
+            find_version(v, name, from)?.material.clone()
+        };
+        self.edit_version(vault, name, to, |ver| ver.material = material)
+    }
+
+    fn edit_version(
+        &self,
+        vault: &str,
+        name: &str,
+        version: &str,
+        edit: impl FnOnce(&mut crate::state::KeyVersion),
+    ) -> Result<(), EmulatorError> {
         let mut st = self.shared.lock();
         let v = vault_mut(&mut st, vault)?;
-        let entry = v
-            .keys
-            .get_mut(&name.to_ascii_lowercase())
-            .ok_or_else(|| EmulatorError::NotFound(format!("key {name}")))?;
-        let ver = entry
-            .versions
-            .iter_mut()
-            .find(|x| x.version.eq_ignore_ascii_case(version))
-            .ok_or_else(|| EmulatorError::NotFound(format!("version {name}/{version}")))?;
-        ver.enabled = enabled;
+        let ver = find_version(v, name, version)?;
+        edit(ver);
         ver.updated = now_secs();
         Ok(())
     }
@@ -565,4 +595,18 @@ impl Shared {
         let stored = entry.name.clone();
         Ok(version_view(v, &stored, &ver))
     }
+}
+
+fn find_version<'a>(
+    v: &'a mut Vault,
+    name: &str,
+    version: &str,
+) -> Result<&'a mut crate::state::KeyVersion, EmulatorError> {
+    v.keys
+        .get_mut(&name.to_ascii_lowercase())
+        .ok_or_else(|| EmulatorError::NotFound(format!("key {name}")))?
+        .versions
+        .iter_mut()
+        .find(|x| x.version.eq_ignore_ascii_case(version))
+        .ok_or_else(|| EmulatorError::NotFound(format!("version {name}/{version}")))
 }
