@@ -428,8 +428,10 @@ fn a_cut_off_export_is_reported_as_cut_off_not_as_a_shorter_valid_chain() {
         }
         // An export with no matching record is just its end row, and verifies; an empty file
         // does not.
-        let mut none = Filter::default();
-        none.text = Some("no record says this".into());
+        let none = Filter {
+            text: Some("no record says this".into()),
+            ..Filter::default()
+        };
         let (empty, n) = export(&dir, format, none);
         assert_eq!(n, 0);
         assert_ok(&verify_text(&empty));
