@@ -2,7 +2,9 @@
 //! against the Azure emulator over real TLS: a scheduled rotation fires at its calendar instant
 //! (not before), the previous version is disabled when the grace period ends (not before), a
 //! non-designated appliance skips its schedule, and rotations missed for months run once; the
-//! scheduled drift check runs every `drift_check_hours` and reports what changed in Azure.
+//! scheduled drift check runs every `drift_check_hours` and reports what changed in Azure. Every
+//! service-log record the scheduled rotation and the grace period cause names `scheduler` as
+//! the identity.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -32,6 +34,7 @@ const VAULT: &str = "sched-vault";
 
 struct World {
     emu: EmulatorHandle,
+    logs: std::path::PathBuf,
     service: Service,
     jobs: Jobs,
     clock: ManualClock,
@@ -106,10 +109,33 @@ drift_check_hours = {drift_check_hours}
     let (service, _) = Service::open(cfg.clone(), hsm).unwrap();
     let allowlist = Allowlist::new(cfg.azure.cloud, [VAULT]).unwrap();
     let azure = Azure::new(&cfg.azure, Arc::new(allowlist), AzureMetrics::new()).unwrap();
+    // The service log, fed from `tracing` as in the daemon.
+    let logs = dir.path().join("logs");
+    byokd::logs::install(
+        byokd::logs::Logs::open(&byokd::logs::Settings {
+            dir: logs.clone(),
+            limits: byokd::logs::store::Limits {
+                max_segment_bytes: 1 << 20,
+                max_total_bytes: 8 << 20,
+            },
+            fsync_interval: Duration::from_millis(50),
+            syslog: Vec::new(),
+            journald: false,
+        })
+        .unwrap(),
+    );
+    {
+        use tracing_subscriber::prelude::*;
+        tracing_subscriber::registry()
+            .with(byokd::logs::capture::CaptureLayer)
+            .try_init()
+            .expect("the only subscriber in this test process");
+    }
     let clock = ManualClock::new(OffsetDateTime::now_utc());
     let jobs = Jobs::with_clock(service.clone(), Arc::new(azure), Arc::new(clock.clone()));
     World {
         emu,
+        logs,
         service,
         jobs,
         clock,
@@ -175,6 +201,17 @@ async fn setup_group(w: &World) -> KeyName {
     group
 }
 
+/// The stored service-log records.
+fn records(w: &World) -> Vec<byokd::logs::Record> {
+    let mut out = Vec::new();
+    byokd::logs::store::scan(&w.logs, |r| {
+        out.push(r);
+        true
+    })
+    .unwrap();
+    out
+}
+
 fn at(unix: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(unix).unwrap()
 }
@@ -202,6 +239,22 @@ fn scheduled_rotation_and_grace_period_follow_the_injected_clock() {
             let job = finished(&w.service, fired.rotations[0].1).await;
             assert_eq!(job.state, JobState::Succeeded, "{job:?}");
             assert_eq!(job.started_by, "scheduler");
+            // Every record of the scheduled rotation (its cloud steps included) says who.
+            let rotation: Vec<_> = records(&w)
+                .into_iter()
+                .filter(|r| r.job == Some(job.id))
+                .collect();
+            let events: Vec<&str> = rotation.iter().map(|r| r.event.as_str()).collect();
+            for want in [
+                "azure.kek.created",
+                "azure.key.imported",
+                "rotation.succeeded",
+            ] {
+                assert!(events.contains(&want), "{events:?}");
+            }
+            for r in &rotation {
+                assert_eq!(r.identity.as_deref(), Some("scheduler"), "{r:?}");
+            }
             let g = w.service.group(&group).await.unwrap();
             assert_eq!(
                 g.last_rotated,
@@ -244,6 +297,12 @@ fn scheduled_rotation_and_grace_period_follow_the_injected_clock() {
             assert!(!find(&old.version), "the previous version must be disabled");
             assert!(find(&new.version), "the new version stays enabled");
             assert!(w.service.pending_grace_of(&group).await.is_none());
+            let disabled: Vec<_> = records(&w)
+                .into_iter()
+                .filter(|r| r.event == "azure.key.version_disabled")
+                .collect();
+            assert_eq!(disabled.len(), 1, "{disabled:?}");
+            assert_eq!(disabled[0].identity.as_deref(), Some("scheduler"));
             // The grace record survives only until done: a restart would not repeat it.
             assert!(scheduler.tick().await.grace.is_empty());
 

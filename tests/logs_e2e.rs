@@ -549,6 +549,16 @@ fn a_push_and_a_delete_on_cloud_are_logged_forwarded_to_rsyslog_exported_and_ver
     );
     let job = imported["job"].as_u64().unwrap();
     assert!(push_records.iter().all(|r| r["job"] == job));
+    // Every record the push caused, whatever its service, names the officer who started it.
+    let push_all = show(d, &["--job", &job.to_string()]);
+    assert!(
+        events(&push_all).contains(&"hsm.wrap.host".to_owned())
+            && events(&push_all).contains(&"jobs.succeeded".to_owned()),
+        "{push_all:#?}"
+    );
+    for r in &push_all {
+        assert_eq!(r["identity"], OPERATOR, "{r}");
+    }
     // The delete's records: its own job, the group and vault, and both admins as the identity.
     let delete_job: u64 = deletion["id"].as_str().unwrap().parse().unwrap();
     assert_ne!(delete_job, job);
@@ -556,6 +566,9 @@ fn a_push_and_a_delete_on_cloud_are_logged_forwarded_to_rsyslog_exported_and_ver
         assert_eq!(r["job"], delete_job, "{r}");
         assert_eq!(r["group"], "payments", "{r}");
         assert_eq!(r["vault"], VAULT, "{r}");
+    }
+    for r in show(d, &["--job", &delete_job.to_string()]) {
+        assert_eq!(r["identity"], "admin (approved by admin2)", "{r}");
     }
     for r in &delete_records[1..] {
         assert_eq!(r["level"], "INFO", "{r}");
@@ -928,4 +941,369 @@ fn a_full_log_disk_degrades_health_is_reported_by_the_push_and_recovers() {
         &d.ctl(AUDITOR, &["log", "verify"]),
         "the chain survives the failure",
     );
+}
+
+/// The service log directory of a rig's daemon.
+fn log_dir(d: &Daemon) -> PathBuf {
+    d.path("state/logs")
+}
+
+/// `GET /v1/logs/export` with curl as the auditor into `out`; curl's exit code.
+fn curl_export(d: &Daemon, out: &Path) -> i32 {
+    Command::new("curl")
+        .args(["-sS", "--max-time", "30", "--tlsv1.3"])
+        .arg("--resolve")
+        .arg(format!("localhost:{}:127.0.0.1", d.port))
+        .arg("--cacert")
+        .arg(d.path("ca.pem"))
+        .arg("--cert")
+        .arg(d.path(&format!("{AUDITOR}.pem")))
+        .arg("--key")
+        .arg(d.path(&format!("{AUDITOR}.key")))
+        .arg("-o")
+        .arg(out)
+        .arg(d.url("/v1/logs/export"))
+        .status()
+        .unwrap()
+        .code()
+        .unwrap_or(-1)
+}
+
+#[test]
+fn an_export_that_fails_part_way_is_cut_off_on_the_wire_and_leaves_no_file() {
+    let mut d = Daemon::start_with(Options {
+        sections: "[logs]\nmax_segment_bytes = 65536\nmax_total_bytes = 16777216\nfsync_interval_ms = 50\njournald = false\n".into(),
+        ..Options::default()
+    });
+    // A whole export first: complete on the wire, and it verifies.
+    let whole = d.path("whole.jsonl");
+    assert_eq!(curl_export(&d, &whole), 0);
+    ok(
+        &d.ctl(AUDITOR, &["log", "verify", whole.to_str().unwrap()]),
+        "a whole export verifies",
+    );
+    // Several segments' worth of records (written while the daemon is stopped, through the
+    // store it uses), so the export streams well past its first 64 KiB chunk.
+    d.stop();
+    let settings = byokd::logs::Settings {
+        dir: log_dir(&d),
+        limits: byokd::logs::store::Limits {
+            max_segment_bytes: 65536,
+            max_total_bytes: 16 << 20,
+        },
+        fsync_interval: Duration::from_millis(50),
+        syslog: Vec::new(),
+        journald: false,
+    };
+    let logs = byokd::logs::Logs::open(&settings).unwrap();
+    for n in 0..900 {
+        logs.append(
+            byokd::logs::Entry::new(
+                byokd::logs::Service::Azure,
+                byokd::logs::Level::Info,
+                "test.filler",
+                format!("filler record {n}: {}", "x".repeat(300)),
+            )
+            .group("payments"),
+        )
+        .unwrap();
+    }
+    logs.sync().unwrap();
+    drop(logs);
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(log_dir(&d))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    segments.sort();
+    assert!(segments.len() >= 4, "{segments:?}");
+    // A read error in a later segment: bytes that are not UTF-8 near its end.
+    let victim = &segments[segments.len() - 2];
+    let mut bytes = std::fs::read(victim).unwrap();
+    let at = bytes.len() - 20;
+    bytes[at] = 0xff;
+    std::fs::write(victim, bytes).unwrap();
+    d.spawn();
+
+    // On the wire: the answer began (200, records streamed) but does not end cleanly.
+    let partial = d.path("partial.jsonl");
+    let code = curl_export(&d, &partial);
+    assert_ne!(code, 0, "curl must see the download cut off");
+    let got = std::fs::read_to_string(&partial).unwrap_or_default();
+    assert!(got.len() > 64 * 1024, "only {} bytes arrived", got.len());
+    // Kept anyway (as curl does), the partial file is recognised offline as cut off.
+    let v = d.ctl(AUDITOR, &["log", "verify", partial.to_str().unwrap()]);
+    assert_eq!(v.status.code(), Some(8), "{v:?}");
+    assert!(
+        String::from_utf8_lossy(&v.stderr).contains("cut off"),
+        "{v:?}"
+    );
+
+    // byokctl: a clear error, and neither the file nor a partial file is left behind.
+    let file = d.path("exports/azure.jsonl");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    let out = d.ctl(AUDITOR, &["log", "export", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("broke off before its end") && err.contains("was not written"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_dir(file.parent().unwrap()).unwrap().count(),
+        0,
+        "byokctl left a file behind"
+    );
+    // Reading the log fails openly too (not a shorter list) while the segment is damaged.
+    let (code, _) = d.ctl_json(AUDITOR, &["log", "show", "--text", "no record says this"]);
+    assert_eq!(code, 7);
+    // The daemon recorded why, with who asked (read from the newest segment, which is intact).
+    d.stop();
+    let newest = std::fs::read_to_string(segments.last().unwrap()).unwrap();
+    let failed: Vec<byokd::logs::Record> = newest
+        .lines()
+        .skip(1)
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|r: &byokd::logs::Record| r.event == "log.export.failed")
+        .collect();
+    assert!(!failed.is_empty(), "{}", d.log());
+    assert_eq!(failed[0].level, byokd::logs::Level::Error);
+    assert_eq!(failed[0].identity.as_deref(), Some(AUDITOR));
+    assert!(failed[0].message.contains("aborted part-way"), "{failed:?}");
+}
+
+/// Runs byokd the way systemd runs a service whose journal is its own (`LogNamespace=`): in a
+/// private mount namespace where the journal's socket sits at its usual path,
+/// `/run/systemd/journal/socket`, served by a real `systemd-journald` started here, with
+/// `INVOCATION_ID` set. The journal's files land in `dir`.
+fn journald_launcher(dir: &Path) -> PathBuf {
+    for sub in ["run-systemd", "run-log", "var-journal"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+    }
+    let script = format!(
+        r#"#!/bin/sh
+exec unshare --mount --propagation private /bin/sh -ec '
+mount --bind "$0/run-systemd" /run/systemd
+[ -d /run/log ] || mkdir -p /run/log
+mount --bind "$0/run-log" /run/log
+mount --bind "$0/var-journal" /var/log/journal
+/lib/systemd/systemd-journald >"$0/journald.out" 2>&1 &
+echo $! >"$0/journald.pid"
+n=0
+while [ ! -S /run/systemd/journal/socket ]; do
+  n=$((n+1)); [ $n -lt 400 ] || {{ echo "systemd-journald did not start" >&2; exit 70; }}
+  sleep 0.05
+done
+export INVOCATION_ID=5f2b9a0c8e0d4f4ba3c1d2e3f4a5b6c7
+exec "{byokd}" "$@"
+' "{dir}" "$@"
+"#,
+        byokd = env!("CARGO_BIN_EXE_byokd"),
+        dir = dir.display()
+    );
+    let path = dir.join("byokd-under-journald");
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    path
+}
+
+/// Every journal file under `dir`.
+fn journal_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            journal_files(&p, out);
+        } else if p.is_file() && p.extension().is_some_and(|x| x == "journal") {
+            out.push(p);
+        }
+    }
+}
+
+/// A journal field as `journalctl -o json` gives it: a string, or an array of bytes for values
+/// that are not printable text (a line break, for one).
+fn jfield(entry: &Value, name: &str) -> Option<String> {
+    match entry.get(name)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Array(bytes) => Some(
+            String::from_utf8(
+                bytes
+                    .iter()
+                    .map(|b| u8::try_from(b.as_u64().unwrap()).unwrap())
+                    .collect(),
+            )
+            .unwrap(),
+        ),
+        other => panic!("{name}: {other}"),
+    }
+}
+
+#[test]
+fn under_systemd_records_reach_a_real_journald_with_their_fields() {
+    let jdir = tempfile::tempdir().unwrap();
+    let launcher = journald_launcher(jdir.path());
+    let mut d = Daemon::prepare(Options {
+        sections: "[logs]\nfsync_interval_ms = 50\njournald = true\n".into(),
+        ..Options::default()
+    });
+    d.launch(&launcher);
+    let journald_pid: u32 = std::fs::read_to_string(jdir.path().join("journald.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    struct StopJournald(u32);
+    impl Drop for StopJournald {
+        fn drop(&mut self) {
+            let _ = Command::new("kill").arg(self.0.to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Path::new(&format!("/proc/{}", self.0)).exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+    let stop_journald = StopJournald(journald_pid);
+    let (_, status) = d.ctl_json(AUDITOR, &["status"]);
+    assert_eq!(status["health"]["logs"]["journald"], true, "{status}");
+    // A denial (WARN, with the identity) and a refused certificate (control.auth.failed).
+    let denied = d.ctl(AUDITOR, &["key", "create", "payments", "nope"]);
+    assert_eq!(denied.status.code(), Some(3));
+    let refused = d.ctl(control_rig::FOREIGN, &["status"]);
+    assert_eq!(refused.status.code(), Some(3));
+    // A certificate of the console CA that no identity maps (denied), and no certificate at
+    // all (refused in the handshake): each leaves a record too.
+    let stranger = d.ctl(control_rig::STRANGER, &["status"]);
+    assert_eq!(stranger.status.code(), Some(3), "{stranger:?}");
+    let (no_cert, _) = d.curl_raw(None, "GET", "/v1/health", None, &[]);
+    assert_eq!(no_cert, 0, "a client without a certificate gets no answer");
+    wait_for("the control records", || {
+        let c = show(&d, &["--service", "control"]);
+        let count = |ev: &str| c.iter().filter(|r| r["event"] == ev).count();
+        count("control.authz.denied") >= 2 && count("control.auth.failed") >= 2
+    });
+    let control = show(&d, &["--service", "control"]);
+    assert!(
+        control.iter().any(|r| r["event"] == "control.authz.denied"
+            && r["identity"].as_str().unwrap().starts_with("unmapped:")),
+        "{control:#?}"
+    );
+    wait_for("the control records", || {
+        let c = events(&show(&d, &["--service", "control"]));
+        c.contains(&"control.authz.denied".to_owned())
+            && c.contains(&"control.auth.failed".to_owned())
+    });
+    let stored = show(&d, &[]);
+    // A record with a multi-line message and every optional field, sent by the same code to
+    // the same socket (from outside the namespace, through the bind mount): the native
+    // protocol's length-prefixed form must reach the journal byte for byte.
+    let multi = byokd::logs::Record::seal(
+        999_999,
+        "2026-01-01T00:00:00.000Z".into(),
+        byokd::logs::chain::GENESIS.into(),
+        byokd::logs::Entry::new(
+            byokd::logs::Service::Azure,
+            byokd::logs::Level::Error,
+            "test.multiline",
+            "first line\nsecond line with = and \u{e9}\n\nafter an empty line",
+        )
+        .job(42)
+        .group("payments")
+        .key("k1")
+        .vault(VAULT)
+        .kid("https://byokd-logs.vault.azure.net/keys/payments/0123")
+        .version("0123")
+        .identity("operator"),
+    );
+    let sender =
+        byokd::logs::journald::Journald::to(&jdir.path().join("run-systemd/journal/socket"))
+            .unwrap();
+    sender.send(&multi);
+    assert_eq!(sender.failed.load(std::sync::atomic::Ordering::Relaxed), 0);
+    d.stop();
+    drop(stop_journald); // journald writes everything out when it stops
+
+    let mut files = Vec::new();
+    journal_files(jdir.path(), &mut files);
+    assert!(
+        !files.is_empty(),
+        "no journal files under {:?}",
+        jdir.path()
+    );
+    let mut cmd = Command::new("journalctl");
+    for f in &files {
+        cmd.arg(format!("--file={}", f.display()));
+    }
+    let out = cmd.args(["-o", "json", "--no-pager"]).output().unwrap();
+    assert!(out.status.success(), "{out:?} reading {files:?}");
+    let entries: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|e: &Value| jfield(e, "SYSLOG_IDENTIFIER").as_deref() == Some("byokd"))
+        .collect();
+    let by_seq = |seq: u64| -> &Value {
+        let found: Vec<&Value> = entries
+            .iter()
+            .filter(|e| jfield(e, "BYOKD_SEQ") == Some(seq.to_string()))
+            .collect();
+        assert_eq!(found.len(), 1, "record {seq} in the journal: {found:?}");
+        found[0]
+    };
+    // Every stored record, with its fields, in order.
+    let mut journal_order = Vec::new();
+    for r in &stored {
+        let seq = r["seq"].as_u64().unwrap();
+        let e = by_seq(seq);
+        journal_order.push(entries.iter().position(|x| std::ptr::eq(x, e)).unwrap());
+        assert_eq!(
+            jfield(e, "MESSAGE").as_deref(),
+            r["message"].as_str(),
+            "{e}"
+        );
+        let priority = match r["level"].as_str().unwrap() {
+            "INFO" => "6",
+            "WARN" => "4",
+            _ => "3",
+        };
+        assert_eq!(jfield(e, "PRIORITY").as_deref(), Some(priority), "{e}");
+        assert_eq!(jfield(e, "_TRANSPORT").as_deref(), Some("journal"), "{e}");
+        assert_eq!(jfield(e, "_COMM").as_deref(), Some("byokd"), "{e}");
+        for (field, key) in [
+            ("BYOKD_EVENT", "event"),
+            ("BYOKD_SERVICE", "service"),
+            ("BYOKD_LEVEL", "level"),
+            ("BYOKD_TS", "ts"),
+            ("BYOKD_HASH", "hash"),
+            ("BYOKD_IDENTITY", "identity"),
+            ("BYOKD_JOB", "job"),
+            ("BYOKD_GROUP", "group"),
+            ("BYOKD_VAULT", "vault"),
+        ] {
+            let want = r
+                .get(key)
+                .filter(|v| !v.is_null())
+                .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned));
+            assert_eq!(jfield(e, field), want, "{field} of {r}");
+        }
+    }
+    assert!(
+        journal_order.windows(2).all(|w| w[0] < w[1]),
+        "journal order {journal_order:?}"
+    );
+    let denial = stored
+        .iter()
+        .find(|r| r["event"] == "control.authz.denied")
+        .unwrap();
+    let e = by_seq(denial["seq"].as_u64().unwrap());
+    assert_eq!(jfield(e, "BYOKD_IDENTITY").as_deref(), Some(AUDITOR));
+    assert_eq!(jfield(e, "PRIORITY").as_deref(), Some("4"));
+    // The multi-line record, byte for byte, with all its fields.
+    let e = by_seq(999_999);
+    assert_eq!(jfield(e, "MESSAGE"), Some(multi.message.clone()), "{e}");
+    assert_eq!(jfield(e, "PRIORITY").as_deref(), Some("3"));
+    assert_eq!(jfield(e, "BYOKD_JOB").as_deref(), Some("42"));
+    assert_eq!(jfield(e, "BYOKD_KEY").as_deref(), Some("k1"));
+    assert_eq!(jfield(e, "BYOKD_KID"), multi.kid);
+    assert_eq!(jfield(e, "BYOKD_VERSION").as_deref(), Some("0123"));
+    assert_eq!(jfield(e, "BYOKD_IDENTITY").as_deref(), Some("operator"));
+    assert_eq!(jfield(e, "BYOKD_HASH"), Some(multi.hash.clone()));
 }

@@ -9,7 +9,7 @@ mod control_rig;
 use byokd_emulator::{
     AppConfig, Emulator, EmulatorConfig, EmulatorHandle, KeyPoolConfig, RecoveryLevel, VaultOptions,
 };
-use control_rig::{ADMIN, Daemon, OPERATOR, Options};
+use control_rig::{ADMIN, AUDITOR, Daemon, OPERATOR, Options};
 use serde_json::Value;
 use sha2::Digest;
 use std::path::Path;
@@ -364,6 +364,38 @@ fn the_kek_is_not_purged_on_a_purge_protected_vault_and_that_is_said_at_info() {
         log.lines()
             .any(|l| l.contains("INFO") && l.contains("not purged")),
         "an INFO line must say the KEK was not purged:\n{log}"
+    );
+    // The service log says so as a WARN record, with why and who.
+    let (code, v) = d.ctl_json(
+        AUDITOR,
+        &["log", "show", "--service", "azure", "--level", "warn"],
+    );
+    assert_eq!(code, 0, "{v}");
+    let notes: Vec<&Value> = v["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["event"] == "azure.kek.not_purged")
+        .collect();
+    assert_eq!(notes.len(), 1, "{v:#}");
+    let note = notes[0];
+    assert_eq!(note["level"], "WARN");
+    assert_eq!(note["vault"], VAULT_PP);
+    assert_eq!(note["identity"], OPERATOR);
+    assert!(note["job"].is_u64(), "{note}");
+    let why = note["message"].as_str().unwrap();
+    assert!(
+        why.contains("not purged")
+            && why.contains("purge protection")
+            && why.contains("Azure purges it on"),
+        "{why}"
+    );
+    assert!(
+        note["kid"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("{VAULT_PP}.vault.azure.net/keys/byokd-kek-")),
+        "{note}"
     );
 }
 

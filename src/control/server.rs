@@ -6,7 +6,7 @@
 
 use super::approvals::{Approvals, system_clock};
 use super::errors::{ApiError, ControlError};
-use super::handlers::{self, Ctx, Input, Reply};
+use super::handlers::{self, Chunk, Ctx, Input, Reply};
 use super::identity::{Caller, IdentityMap};
 use super::limits::{Activity, Tracked};
 use super::routes::{self, Matched};
@@ -28,27 +28,63 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 /// Every answer's body: JSON in one piece, or a streamed download.
-type Body = BoxBody<Bytes, std::convert::Infallible>;
+type Body = BoxBody<Bytes, DownloadAborted>;
 
-/// A streamed download's body: chunks from a channel until its sender is dropped.
-struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
+/// A streamed download that failed after its answer began: hyper then ends the connection
+/// without the chunked body's last chunk, so the client sees an incomplete answer, never a
+/// shorter complete one.
+#[derive(Debug, thiserror::Error)]
+#[error("the download was aborted: {0}")]
+pub struct DownloadAborted(String);
+
+/// A streamed download's body: chunks from a channel until [`Chunk::End`]. A producer that
+/// aborts, or stops (its sender dropped) before `End`, aborts the body.
+struct ChannelBody {
+    chunks: tokio::sync::mpsc::Receiver<Chunk>,
+    ended: bool,
+}
 
 impl hyper::body::Body for ChannelBody {
     type Data = Bytes;
-    type Error = std::convert::Infallible;
+    type Error = DownloadAborted;
 
     fn poll_frame(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
-        self.0
-            .poll_recv(cx)
-            .map(|c| c.map(|b| Ok(hyper::body::Frame::data(b))))
+        use std::task::Poll;
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        let next = match self.chunks.poll_recv(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(c) => c,
+        };
+        Poll::Ready(match next {
+            Some(Chunk::Data(b)) => Some(Ok(hyper::body::Frame::data(b))),
+            Some(Chunk::End) => {
+                self.ended = true;
+                None
+            }
+            Some(Chunk::Abort(why)) => {
+                self.ended = true;
+                Some(Err(DownloadAborted(why)))
+            }
+            None => {
+                self.ended = true;
+                Some(Err(DownloadAborted(
+                    "the producer stopped before the end".into(),
+                )))
+            }
+        })
     }
 }
 
 fn download_response(d: super::handlers::Download) -> Response<Body> {
-    let mut resp = Response::new(BodyExt::boxed(ChannelBody(d.chunks)));
+    let mut resp = Response::new(BodyExt::boxed(ChannelBody {
+        chunks: d.chunks,
+        ended: false,
+    }));
     let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(d.content_type) {
         h.insert(header::CONTENT_TYPE, v);
@@ -345,7 +381,11 @@ where
 
 fn json_response(status: StatusCode, body: &serde_json::Value, close: bool) -> Response<Body> {
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
-    let mut resp = Response::new(Full::new(Bytes::from(bytes)).boxed());
+    let mut resp = Response::new(
+        Full::new(Bytes::from(bytes))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
     *resp.status_mut() = status;
     let h = resp.headers_mut();
     h.insert(

@@ -337,7 +337,9 @@ pub enum LogCmd {
         follow: bool,
     },
     /// Export records to FILE (the "Export File" button): written atomically, never over an
-    /// existing file unless --force; the chain is verified and the record count printed.
+    /// existing file unless --force; the chain is verified and the record count printed. A
+    /// download that breaks off fails (exit 1) and writes nothing. CSV cells that a spreadsheet
+    /// would run as a formula get a leading `'`.
     Export {
         #[command(flatten)]
         filter: LogFilter,
@@ -351,7 +353,8 @@ pub enum LogCmd {
         file: PathBuf,
     },
     /// Check the hash chain: of the stored log (on the server), or of an exported FILE
-    /// (offline, no server needed). Reports the first broken link; exit code 8 if broken.
+    /// (offline, no server needed; a file that lost its end row was cut off). Reports the
+    /// first broken link; exit code 8 if broken.
     Verify {
         /// An exported file (JSONL or CSV) to check instead of the stored log.
         file: Option<PathBuf>,

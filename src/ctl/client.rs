@@ -184,7 +184,11 @@ impl Client {
             let mut body = resp.into_body();
             let mut n = 0usize;
             while let Some(frame) = body.frame().await {
-                let frame = frame.map_err(|e| classify(&e, "reading the download"))?;
+                let frame = frame.map_err(|e| {
+                    CtlError::Connect(format!(
+                        "the download broke off before its end (the server aborted it or the connection failed: {e}); the daemon's log says why"
+                    ))
+                })?;
                 if let Ok(data) = frame.into_data() {
                     out.write_all(&data)
                         .map_err(|e| CtlError::Other(format!("writing the download: {e}")))?;

@@ -780,7 +780,13 @@ async fn log_export(
         let got = ctx
             .client
             .download(&format!("/v1/logs/export?{q}"), &mut out)
-            .await?;
+            .await
+            .map_err(|e| match e {
+                CtlError::Connect(m) => {
+                    CtlError::Connect(format!("{m}; {} was not written", file.display()))
+                }
+                e => e,
+            })?;
         if let Err(answer) = got {
             let err = answer.body.get("error");
             let text = |k: &str| {
@@ -800,8 +806,11 @@ async fn log_export(
         let verdict = crate::logs::export::verify_text(&text);
         if let Some(b) = &verdict.broken {
             return Err(CtlError::ChainBroken(format!(
-                "the downloaded export does not verify at record {} (row {}): {}",
-                b.seq, b.position, b.reason
+                "the downloaded export does not verify at record {} (row {}): {}; {} was not written",
+                b.seq,
+                b.position,
+                b.reason,
+                file.display()
             )));
         }
         if force {

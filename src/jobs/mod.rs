@@ -30,6 +30,7 @@ use crate::service::Service;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 
 /// Why a job that waited for approval ends at start-up.
 pub const APPROVAL_LOST: &str = "Cancelled: the approval did not survive the daemon's restart (pending approvals are kept in memory only); request again";
@@ -260,13 +261,20 @@ impl Jobs {
         });
     }
 
+    /// Runs a job inside a `job` span that carries its id and the identity that started it:
+    /// every service-log record the job causes names both (see `logs::capture`).
     async fn run(&self, id: u64) -> Result<(), JobError> {
         let job = self.service().job(id).await?;
-        match job.kind {
-            JobKind::Sync => push::run(self, id).await,
-            JobKind::Rotate => rotate::run(self, id).await,
-            JobKind::DeleteOnCloud => cloud::run_delete(self, id).await,
-            JobKind::CheckCloud => drift::run(self, id).await,
+        let span = tracing::info_span!("job", job = id, identity = %job.started_by);
+        async {
+            match job.kind {
+                JobKind::Sync => push::run(self, id).await,
+                JobKind::Rotate => rotate::run(self, id).await,
+                JobKind::DeleteOnCloud => cloud::run_delete(self, id).await,
+                JobKind::CheckCloud => drift::run(self, id).await,
+            }
         }
+        .instrument(span)
+        .await
     }
 }

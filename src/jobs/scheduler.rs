@@ -13,11 +13,15 @@ use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 /// How long after a failed or refused scheduled action it is tried again.
 pub const RETRY_SECS: i64 = 3600;
 /// The longest sleep, so a wall-clock step (NTP, RTC) is noticed within this time.
 const MAX_SLEEP_SECS: i64 = 3600;
+
+/// The identity of what the scheduler starts (jobs' `started_by`, records' `identity`).
+pub const SCHEDULER: &str = "scheduler";
 
 /// What falls due.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -214,8 +218,12 @@ impl Scheduler {
         let now = self.clock.now_unix();
         let due = self.schedule.lock().await.pop_due(now);
         let mut fired = Fired::default();
+        // What the scheduler starts or does on its own is recorded as done by `scheduler`.
+        let span = tracing::info_span!("scheduler", identity = SCHEDULER);
         for task in due {
-            self.fire(task, now, &mut fired).await;
+            self.fire(task, now, &mut fired)
+                .instrument(span.clone())
+                .await;
         }
         fired
     }
@@ -278,7 +286,7 @@ impl Scheduler {
                     .lock()
                     .await
                     .set(Task::Rotate(name.clone()), Some(now + RETRY_SECS));
-                match self.jobs.submit_rotate(&name, "scheduler").await {
+                match self.jobs.submit_rotate(&name, SCHEDULER).await {
                     Ok(id) => {
                         tracing::info!(event = "rotation.scheduled", job = id, group = %name, due, "scheduled rotation started");
                         fired.rotations.push((name, id));
@@ -311,7 +319,7 @@ impl Scheduler {
             Task::Drift => {
                 let hours = i64::from(svc.config().lifecycle.drift_check_hours);
                 for g in svc.groups_for_schedule().await {
-                    match self.jobs.submit_check(&g.name, "scheduler").await {
+                    match self.jobs.submit_check(&g.name, SCHEDULER).await {
                         Ok(_) => fired.drift_checks += 1,
                         Err(e) => {
                             tracing::error!(group = %g.name, error = %e, "scheduled drift check could not start")

@@ -9,12 +9,18 @@
 //! follows the event's (ERROR → ERROR, WARN → WARN, else INFO). Other fields are not recorded,
 //! so a field that is not one of these never reaches the log. Events without `event` are
 //! ignored here.
+//!
+//! Context: an event that names no `identity` (or no `job`) takes it from the nearest enclosing
+//! span that carries one. Jobs run inside a `job` span with the job id and the identity that
+//! started it, and the scheduler inside a span with identity `scheduler`, so every record a job
+//! causes (an Azure retry deep in the HTTP client included) names who started the job.
 
 use super::record::{Entry, Level, Service};
 use std::cell::Cell;
 use std::fmt::Write as _;
 use tracing::field::{Field, Visit};
 use tracing_subscriber::layer::Context;
+use tracing_subscriber::registry::LookupSpan;
 
 /// The layer; records go to the installed log (see [`super::install`]).
 #[derive(Debug, Default, Clone, Copy)]
@@ -122,12 +128,58 @@ pub fn entry_of(event: &tracing::Event<'_>) -> Option<Entry> {
     Some(e)
 }
 
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CaptureLayer {
-    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+/// The `identity` and `job` a span carries, kept in its extensions for the events inside it.
+#[derive(Debug, Default, Clone)]
+struct SpanContext {
+    identity: Option<String>,
+    job: Option<u64>,
+}
+
+impl<S> tracing_subscriber::Layer<S> for CaptureLayer
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: Context<'_, S>,
+    ) {
+        let mut f = Fields::default();
+        attrs.record(&mut f);
+        if f.identity.is_none() && f.job.is_none() {
+            return;
+        }
+        if let Some(span) = ctx.span(id) {
+            span.extensions_mut().insert(SpanContext {
+                identity: f.identity,
+                job: f.job,
+            });
+        }
+    }
+
+    fn on_event(&self, event: &tracing::Event<'_>, ctx: Context<'_, S>) {
         if INSIDE.with(Cell::get) {
             return;
         }
-        let Some(entry) = entry_of(event) else { return };
+        let Some(mut entry) = entry_of(event) else {
+            return;
+        };
+        if let Some(scope) = ctx.event_scope(event) {
+            for span in scope {
+                if entry.identity.is_some() && entry.job.is_some() {
+                    break;
+                }
+                if let Some(c) = span.extensions().get::<SpanContext>() {
+                    if entry.identity.is_none() {
+                        entry.identity.clone_from(&c.identity);
+                    }
+                    if entry.job.is_none() {
+                        entry.job = c.job;
+                    }
+                }
+            }
+        }
         let Some(logs) = super::installed() else {
             return;
         };
@@ -166,6 +218,12 @@ mod tests {
             tracing::info!(target: "byokd::jobs::push", event = "azure.kek.not_purged", record_level = "warn",
                 service = "azure", kid = %"https://v1.vault.azure.net/keys/k/1", "not purged");
             tracing::error!(target: "byokd::control::server", event = "control.x", identity = "auditor", "denied");
+            let job = tracing::info_span!("job", job = 9u64, identity = "operator");
+            let _in_job = job.enter();
+            let inner = tracing::info_span!("request", attempt = 2u64);
+            let _in_inner = inner.enter();
+            tracing::info!(target: "byokd::azure::http", event = "azure.ctx", "inside the job");
+            tracing::info!(target: "byokd::jobs::push", event = "jobs.cancelled", identity = "admin", "explicit wins");
         });
         let mut got = Vec::new();
         crate::logs::store::scan(&tmp.path().join("logs"), |r| {
@@ -173,7 +231,7 @@ mod tests {
             true
         })
         .unwrap();
-        assert_eq!(got.len(), 3, "{got:#?}");
+        assert_eq!(got.len(), 5, "{got:#?}");
         assert_eq!(
             (
                 got[0].service,
@@ -202,5 +260,15 @@ mod tests {
             (Service::Control, Level::Error)
         );
         assert_eq!(got[2].identity.as_deref(), Some("auditor"));
+        assert_eq!(got[2].job, None);
+        // The enclosing job span supplies job and identity; an explicit field wins.
+        assert_eq!(
+            (got[3].job, got[3].identity.as_deref()),
+            (Some(9), Some("operator"))
+        );
+        assert_eq!(
+            (got[4].job, got[4].identity.as_deref()),
+            (Some(9), Some("admin"))
+        );
     }
 }

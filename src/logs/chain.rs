@@ -39,13 +39,13 @@ impl Item {
             Item::Link { seq, .. } => *seq,
         }
     }
-    fn prev(&self) -> &str {
+    pub fn prev(&self) -> &str {
         match self {
             Item::Full(r) => &r.prev,
             Item::Link { prev, .. } => prev,
         }
     }
-    fn hash(&self) -> &str {
+    pub fn hash(&self) -> &str {
         match self {
             Item::Full(r) => &r.hash,
             Item::Link { hash, .. } => hash,

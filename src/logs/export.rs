@@ -3,8 +3,19 @@
 //!
 //! A filtered export keeps the chain checkable: records the filter leaves out between two
 //! exported records appear as *link* rows (sequence number and hashes only, no content), so a
-//! removed, inserted or reordered row breaks the chain. Owns the two formats (writing, CSV
-//! quoting per RFC 4180, reading back) and the offline check. Never reads the store itself.
+//! removed, inserted or reordered row breaks the chain. Every export ends with an *end* row
+//! (how many records and rows came before it, the first row's `prev` and the last row's
+//! sequence number and hash), so a file cut short (a download that broke off, a copy that
+//! stopped) is reported as cut off, not taken for a shorter valid chain.
+//!
+//! CSV cells that a spreadsheet would run as a formula (they start with `=`, `+`, `-`, `@`, a
+//! tab or a CR, per OWASP's CSV injection guidance) are written with a leading `'`; so that this
+//! reads back exactly, a cell that starts with `'` gets one too, and reading drops one leading
+//! `'` from every cell. The chain hashes cover the record, not its CSV form, so a CSV export
+//! verifies the same as a JSON Lines one.
+//!
+//! Owns the two formats (writing, CSV quoting per RFC 4180 and formula protection, reading
+//! back) and the offline check. Never reads the store itself.
 
 use super::chain::{Item, Verdict, Verifier};
 use super::query::Filter;
@@ -49,13 +60,59 @@ struct LinkLine {
     hash: String,
 }
 
-/// Quotes a CSV field when it holds a comma, quote, CR or LF (RFC 4180), doubling quotes.
+/// The last row of every export. In JSON Lines it is `{"end":true,…}`; in CSV a row of kind
+/// `end` with `last_seq` in the `seq` column, `first_prev` in `prev`, `last_hash` in `hash` and
+/// the counts in `message` (`N record(s) in M row(s)`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct End {
+    pub end: bool,
+    /// Full records before this row.
+    pub records: u64,
+    /// Rows before this row (records and links; the CSV header not counted).
+    pub rows: u64,
+    /// The first row's `prev` (none in an empty export).
+    pub first_prev: Option<String>,
+    pub last_seq: Option<u64>,
+    pub last_hash: Option<String>,
+}
+
+impl End {
+    fn counts_text(&self) -> String {
+        format!("{} record(s) in {} row(s)", self.records, self.rows)
+    }
+
+    fn parse_counts(text: &str) -> Option<(u64, u64)> {
+        let (records, rest) = text.split_once(" record(s) in ")?;
+        let rows = rest.strip_suffix(" row(s)")?;
+        Some((records.parse().ok()?, rows.parse().ok()?))
+    }
+}
+
+/// The first characters that make a spreadsheet read a cell as a formula (OWASP), plus `'`,
+/// the escape itself, so that escaping can be undone exactly.
+const FORMULA_START: [char; 7] = ['=', '+', '-', '@', '\t', '\r', '\''];
+
+/// A cell as written: a leading `'` when it starts like a formula (or with `'`), then quoted
+/// when it holds a comma, quote, CR or LF (RFC 4180), doubling quotes.
 pub fn csv_field(s: &str) -> String {
+    let guarded;
+    let s = if s.starts_with(FORMULA_START) {
+        guarded = format!("'{s}");
+        guarded.as_str()
+    } else {
+        s
+    };
     if s.contains([',', '"', '\r', '\n']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
         s.to_owned()
     }
+}
+
+/// A cell's value as read back: the inverse of [`csv_field`]'s formula guard (one leading `'`
+/// dropped).
+pub fn csv_value(cell: &str) -> &str {
+    cell.strip_prefix('\'').unwrap_or(cell)
 }
 
 fn csv_row(fields: &[&str]) -> String {
@@ -100,7 +157,7 @@ fn record_csv(r: &Record) -> String {
     ])
 }
 
-/// Writes an export as records arrive, oldest first.
+/// Writes an export as records arrive, oldest first; [`Exporter::finish`] writes the end row.
 pub struct Exporter<W: Write> {
     out: W,
     format: Format,
@@ -108,6 +165,9 @@ pub struct Exporter<W: Write> {
     pending: Vec<(u64, String, String)>,
     started: bool,
     pub records: u64,
+    rows: u64,
+    first_prev: Option<String>,
+    last: Option<(u64, String)>,
 }
 
 impl<W: Write> Exporter<W> {
@@ -122,6 +182,9 @@ impl<W: Write> Exporter<W> {
             pending: Vec::new(),
             started: false,
             records: 0,
+            rows: 0,
+            first_prev: None,
+            last: None,
         })
     }
 
@@ -167,6 +230,7 @@ impl<W: Write> Exporter<W> {
                 ]),
             };
             self.out.write_all(line.as_bytes())?;
+            self.rows += 1;
         }
         let line = match self.format {
             Format::Jsonl => {
@@ -179,10 +243,51 @@ impl<W: Write> Exporter<W> {
         self.out.write_all(line.as_bytes())?;
         self.started = true;
         self.records += 1;
+        self.rows += 1;
+        self.first_prev.get_or_insert_with(|| r.prev.clone());
+        self.last = Some((r.seq, r.hash.clone()));
         Ok(())
     }
 
+    /// Writes the end row and flushes; returns the writer and the number of records.
     pub fn finish(mut self) -> std::io::Result<(W, u64)> {
+        let end = End {
+            end: true,
+            records: self.records,
+            rows: self.rows,
+            first_prev: self.first_prev.take(),
+            last_seq: self.last.as_ref().map(|(s, _)| *s),
+            last_hash: self.last.take().map(|(_, h)| h),
+        };
+        let line = match self.format {
+            Format::Jsonl => {
+                let mut s = serde_json::to_string(&end).map_err(std::io::Error::other)?;
+                s.push('\n');
+                s
+            }
+            Format::Csv => {
+                let seq = end.last_seq.map(|s| s.to_string()).unwrap_or_default();
+                csv_row(&[
+                    "end",
+                    &seq,
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                    &end.counts_text(),
+                    end.first_prev.as_deref().unwrap_or_default(),
+                    end.last_hash.as_deref().unwrap_or_default(),
+                ])
+            }
+        };
+        self.out.write_all(line.as_bytes())?;
         self.out.flush()?;
         Ok((self.out, self.records))
     }
@@ -237,7 +342,13 @@ pub fn csv_rows(text: &str) -> Result<Vec<Vec<String>>, String> {
     Ok(rows)
 }
 
-fn item_from_csv(row: &[String]) -> Result<Item, String> {
+/// One row of an export as read back.
+enum Row {
+    Item(Item),
+    End(End),
+}
+
+fn row_from_csv(row: &[String]) -> Result<Row, String> {
     if row.len() != CSV_COLUMNS.len() {
         return Err(format!(
             "{} fields where the export has {}",
@@ -245,16 +356,36 @@ fn item_from_csv(row: &[String]) -> Result<Item, String> {
             CSV_COLUMNS.len()
         ));
     }
+    let row: Vec<String> = row.iter().map(|c| csv_value(c).to_owned()).collect();
+    let opt = |s: &String| (!s.is_empty()).then(|| s.clone());
+    if row[0] == "end" {
+        let last_seq = match row[1].as_str() {
+            "" => None,
+            s => Some(
+                s.parse::<u64>()
+                    .map_err(|_| format!("bad sequence number {s:?}"))?,
+            ),
+        };
+        let (records, rows) = End::parse_counts(&row[13])
+            .ok_or_else(|| format!("the end row's counts {:?} do not read", row[13]))?;
+        return Ok(Row::End(End {
+            end: true,
+            records,
+            rows,
+            first_prev: opt(&row[14]),
+            last_seq,
+            last_hash: opt(&row[15]),
+        }));
+    }
     let seq = row[1]
         .parse::<u64>()
         .map_err(|_| format!("bad sequence number {:?}", row[1]))?;
-    let opt = |s: &String| (!s.is_empty()).then(|| s.clone());
     match row[0].as_str() {
-        "link" => Ok(Item::Link {
+        "link" => Ok(Row::Item(Item::Link {
             seq,
             prev: row[14].clone(),
             hash: row[15].clone(),
-        }),
+        })),
         "record" => {
             let service = super::record::Service::parse(&row[3])
                 .ok_or_else(|| format!("bad service {:?}", row[3]))?;
@@ -265,7 +396,7 @@ fn item_from_csv(row: &[String]) -> Result<Item, String> {
                 "" => None,
                 j => Some(j.parse::<u64>().map_err(|_| format!("bad job {j:?}"))?),
             };
-            Ok(Item::Full(Box::new(Record {
+            Ok(Row::Item(Item::Full(Box::new(Record {
                 seq,
                 ts: row[2].clone(),
                 service,
@@ -281,47 +412,82 @@ fn item_from_csv(row: &[String]) -> Result<Item, String> {
                 message: row[13].clone(),
                 prev: row[14].clone(),
                 hash: row[15].clone(),
-            })))
+            }))))
         }
         k => Err(format!("unknown row kind {k:?}")),
     }
 }
 
-fn item_from_json(line: &str) -> Result<Item, String> {
+fn row_from_json(line: &str) -> Result<Row, String> {
     let v: serde_json::Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
+    if v.get("end").is_some() {
+        return serde_json::from_value::<End>(v)
+            .map(Row::End)
+            .map_err(|e| e.to_string());
+    }
     if v.get("link").is_some() {
         let l: LinkLine = serde_json::from_value(v).map_err(|e| e.to_string())?;
-        return Ok(Item::Link {
+        return Ok(Row::Item(Item::Link {
             seq: l.seq,
             prev: l.prev,
             hash: l.hash,
-        });
+        }));
     }
     serde_json::from_value::<Record>(v)
-        .map(|r| Item::Full(Box::new(r)))
+        .map(|r| Row::Item(Item::Full(Box::new(r))))
         .map_err(|e| e.to_string())
 }
 
-/// Reads an export (either format, told apart by its first line) into chain items; stops at
-/// the first row that does not parse, returning it with the items before it.
-pub fn read_items(text: &str) -> (Vec<Item>, Option<String>) {
-    let mut items = Vec::new();
+/// An export as read back: its chain items, its end row, and the first problem reading it.
+#[derive(Debug, Default)]
+pub struct Read {
+    pub items: Vec<Item>,
+    pub end: Option<End>,
+    /// The first row that does not parse, or a row after the end row; reading stops there.
+    pub unreadable: Option<String>,
+}
+
+impl Read {
+    fn take(&mut self, where_: String, row: Result<Row, String>) -> bool {
+        if self.end.is_some() {
+            self.unreadable = Some(format!("{where_}: a row after the end row"));
+            return false;
+        }
+        match row {
+            Ok(Row::Item(i)) => self.items.push(i),
+            Ok(Row::End(e)) => self.end = Some(e),
+            Err(e) => {
+                self.unreadable = Some(format!("{where_}: {e}"));
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// Reads an export (either format, told apart by its first line) into chain items and its
+/// end row; stops at the first row that does not parse.
+pub fn read(text: &str) -> Read {
+    let mut out = Read::default();
     if text.starts_with("kind,") {
         let rows = match csv_rows(text) {
             Ok(r) => r,
-            Err(e) => return (items, Some(e)),
+            Err(e) => {
+                out.unreadable = Some(e);
+                return out;
+            }
         };
         if rows
             .first()
             .map(|r| r.iter().map(String::as_str).collect::<Vec<_>>())
             != Some(CSV_COLUMNS.to_vec())
         {
-            return (items, Some("the CSV header is not an export's".into()));
+            out.unreadable = Some("the CSV header is not an export's".into());
+            return out;
         }
         for (n, row) in rows.iter().enumerate().skip(1) {
-            match item_from_csv(row) {
-                Ok(i) => items.push(i),
-                Err(e) => return (items, Some(format!("row {n}: {e}"))),
+            if !out.take(format!("row {n}"), row_from_csv(row)) {
+                break;
             }
         }
     } else {
@@ -330,27 +496,63 @@ pub fn read_items(text: &str) -> (Vec<Item>, Option<String>) {
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty())
         {
-            match item_from_json(line) {
-                Ok(i) => items.push(i),
-                Err(e) => return (items, Some(format!("line {}: {e}", n + 1))),
+            if !out.take(format!("line {}", n + 1), row_from_json(line)) {
+                break;
             }
         }
     }
-    (items, None)
+    out
+}
+
+/// Reads an export into chain items (the end row left out); stops at the first row that does
+/// not parse, returning it with the items before it.
+pub fn read_items(text: &str) -> (Vec<Item>, Option<String>) {
+    let r = read(text);
+    (r.items, r.unreadable)
 }
 
 /// Checks an export's chain offline: each full record against its hash, each row against the
-/// one before it. Reports the first broken row.
+/// one before it, and the end row against what came before it (a file without one was cut
+/// off). Reports the first broken row.
 pub fn verify_text(text: &str) -> Verdict {
-    let (items, unreadable) = read_items(text);
+    let read = read(text);
     let mut v = Verifier::new(None);
-    for i in &items {
+    for i in &read.items {
         if v.feed(i).is_err() {
             return v.finish();
         }
     }
-    if let Some(e) = unreadable {
+    if let Some(e) = read.unreadable {
         v.unreadable(e);
+        return v.finish();
+    }
+    let seen = End {
+        end: true,
+        records: read
+            .items
+            .iter()
+            .filter(|i| matches!(i, Item::Full(_)))
+            .count() as u64,
+        rows: read.items.len() as u64,
+        first_prev: read.items.first().map(|i| i.prev().to_owned()),
+        last_seq: read.items.last().map(Item::seq),
+        last_hash: read.items.last().map(|i| i.hash().to_owned()),
+    };
+    let after = seen
+        .last_seq
+        .map_or("its start".to_owned(), |s| format!("record {s}"));
+    match read.end {
+        None => v.unreadable(format!(
+            "the export has no end row: it was cut off after {after} ({} row(s) read)",
+            seen.rows
+        )),
+        Some(end) if end != seen => v.unreadable(format!(
+            "the end row does not match the rows before it (it says {} after record {}, the file has {} after {after}): rows were cut off or removed",
+            end.counts_text(),
+            end.last_seq.map_or("none".to_owned(), |s| s.to_string()),
+            seen.counts_text(),
+        )),
+        Some(_) => {}
     }
     v.finish()
 }
@@ -378,5 +580,37 @@ mod tests {
         }
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("q\"q"), "\"q\"\"q\"");
+    }
+
+    #[test]
+    fn cells_that_start_like_a_formula_are_guarded_and_read_back_exactly() {
+        let cells = [
+            "=HYPERLINK(\"http://x\",\"y\")",
+            "+1",
+            "-2+3",
+            "@SUM(A1)",
+            "\tTAB",
+            "\rCR",
+            "'quoted",
+            "''twice",
+            "a=b",
+            "plain",
+        ];
+        let text: String = cells.iter().map(|c| csv_row(&[c])).collect();
+        let rows = csv_rows(&text).unwrap();
+        for (row, c) in rows.iter().zip(cells) {
+            let raw = &row[0];
+            // What a spreadsheet sees never starts a formula.
+            assert!(
+                !raw.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                "{raw:?}"
+            );
+            if c.starts_with(FORMULA_START) {
+                assert_eq!(raw, &format!("'{c}"));
+            } else {
+                assert_eq!(raw, c);
+            }
+            assert_eq!(csv_value(raw), c);
+        }
     }
 }

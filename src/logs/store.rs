@@ -368,7 +368,8 @@ fn last_record_in(path: &Path) -> Option<Record> {
 }
 
 /// Reads every stored record in order, oldest first, calling `f` until it returns false.
-/// Lines that do not parse are skipped (verification reports them).
+/// Lines that are not records are skipped (verification reports them); a segment that cannot
+/// be read (an I/O error, bytes that are not UTF-8) is an error, never a silent end.
 pub fn scan(dir: &Path, mut f: impl FnMut(Record) -> bool) -> Result<(), StoreError> {
     for seg in list(dir)? {
         let file = match File::open(&seg.path) {
@@ -377,7 +378,7 @@ pub fn scan(dir: &Path, mut f: impl FnMut(Record) -> bool) -> Result<(), StoreEr
             Err(e) => return Err(io(&seg.path)(e)),
         };
         for line in BufReader::new(file).lines().skip(1) {
-            let Ok(line) = line else { break };
+            let line = line.map_err(io(&seg.path))?;
             if let Ok(r) = serde_json::from_str::<Record>(&line)
                 && !f(r)
             {

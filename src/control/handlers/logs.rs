@@ -3,7 +3,7 @@
 //! Any mapped identity may read them: auditors and SIEM operators are the log's main users,
 //! and records carry names and ids, never secrets.
 
-use super::{Download, Input, Reply};
+use super::{Chunk, Download, Input, Reply};
 use crate::control::authz::{AnyRole, Authorized};
 use crate::control::errors::ApiError;
 use crate::logs::export::{Exporter, Format};
@@ -75,10 +75,10 @@ pub async fn verify(_: Authorized<AnyRole>) -> Result<Reply, ApiError> {
     Reply::ok(json!({ "ok": verdict.ok(), "verdict": verdict }))
 }
 
-/// Sends what the exporter writes as chunks; an error ends the export (the client left).
+/// Sends what the exporter writes as chunks; a send error means the client left.
 struct ChunkWriter {
     buf: Vec<u8>,
-    tx: tokio::sync::mpsc::Sender<Bytes>,
+    tx: tokio::sync::mpsc::Sender<Chunk>,
 }
 
 impl ChunkWriter {
@@ -88,7 +88,7 @@ impl ChunkWriter {
         }
         let chunk = Bytes::from(std::mem::take(&mut self.buf));
         self.tx
-            .blocking_send(chunk)
+            .blocking_send(Chunk::Data(chunk))
             .map_err(|_| std::io::Error::other("the client closed the download"))
     }
 }
@@ -106,28 +106,32 @@ impl std::io::Write for ChunkWriter {
     }
 }
 
-pub fn export(_: Authorized<AnyRole>, i: Input) -> Result<Reply, ApiError> {
+/// Streams an export. The answer (200) begins before the store is read, so a failure part-way
+/// can no longer be a status: the stream is aborted instead (the client sees the chunked body
+/// cut off), and the export's end row (see `logs::export`) is only written after the last
+/// record, so a cut-off file is recognisable offline too.
+pub fn export(who: Authorized<AnyRole>, i: Input) -> Result<Reply, ApiError> {
     let (q, format) = decode_export(&i.query)?;
     let logs = logs()?;
     let dir = logs.dir().to_owned();
+    let identity = who.name().to_owned();
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     tokio::task::spawn_blocking(move || {
-        let out = ChunkWriter {
-            buf: Vec::with_capacity(CHUNK),
-            tx,
+        let done = tx.clone();
+        let outcome = write_export(&dir, format, q.filter, tx);
+        let last = match outcome {
+            Ok(records) => {
+                tracing::info!(event = "log.exported", service = "control", identity = %identity, records,
+                    "Service log export of {records} record(s) sent to {identity}");
+                Chunk::End
+            }
+            Err(e) => {
+                tracing::error!(event = "log.export.failed", service = "control", identity = %identity, error = %e,
+                    "Service log export for {identity} aborted part-way: {e}");
+                Chunk::Abort(e.to_string())
+            }
         };
-        let mut ex = match Exporter::new(out, format, q.filter) {
-            Ok(ex) => ex,
-            Err(_) => return,
-        };
-        let mut failed = false;
-        let scanned = store::scan(&dir, |r| {
-            failed = ex.push(&r).is_err();
-            !failed
-        });
-        if scanned.is_ok() && !failed {
-            let _ = ex.finish();
-        }
+        let _ = done.blocking_send(last);
     });
     let ext = match format {
         Format::Jsonl => "jsonl",
@@ -142,4 +146,31 @@ pub fn export(_: Authorized<AnyRole>, i: Input) -> Result<Reply, ApiError> {
             chunks: rx,
         }),
     })
+}
+
+/// Writes the whole export into the channel; the number of records, or why it stopped.
+fn write_export(
+    dir: &std::path::Path,
+    format: Format,
+    filter: crate::logs::query::Filter,
+    tx: tokio::sync::mpsc::Sender<Chunk>,
+) -> std::io::Result<u64> {
+    let out = ChunkWriter {
+        buf: Vec::with_capacity(CHUNK),
+        tx,
+    };
+    let mut ex = Exporter::new(out, format, filter)?;
+    let mut failed = None;
+    store::scan(dir, |r| match ex.push(&r) {
+        Ok(()) => true,
+        Err(e) => {
+            failed = Some(e);
+            false
+        }
+    })
+    .map_err(std::io::Error::other)?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    ex.finish().map(|(_, n)| n)
 }

@@ -51,12 +51,23 @@ pub struct Reply {
     pub download: Option<Download>,
 }
 
-/// A streamed download: chunks arrive on `chunks` until the sender is dropped.
+/// A streamed download: chunks arrive on `chunks` until [`Chunk::End`]. [`Chunk::Abort`], or
+/// a sender dropped before `End`, aborts the answer mid-stream (the client sees it cut off).
 #[derive(Debug)]
 pub struct Download {
     pub content_type: &'static str,
     pub filename: String,
-    pub chunks: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+    pub chunks: tokio::sync::mpsc::Receiver<Chunk>,
+}
+
+/// One piece of a streamed download.
+#[derive(Debug)]
+pub enum Chunk {
+    Data(bytes::Bytes),
+    /// The download is complete.
+    End,
+    /// The download failed part-way (the reason goes to the daemon's log, not the client).
+    Abort(String),
 }
 
 impl Reply {
