@@ -874,11 +874,14 @@ fn a_pending_job_cancels_at_once_and_a_running_one_at_the_next_safe_point() {
         .iter()
         .map(|k| k["state"].as_str().unwrap())
         .collect();
-    assert_eq!(
-        states,
-        ["imported", "imported", "pending", "pending"],
-        "{end}"
-    );
+    // Which two keys went first depends on the order of their wraps in the HSM.
+    for (state, count) in [("imported", 2), ("pending", 2)] {
+        assert_eq!(
+            states.iter().filter(|s| **s == state).count(),
+            count,
+            "{end}"
+        );
+    }
     assert_eq!(rig.emu.key_versions(VAULT, "runs").len(), 2);
     assert!(rig.emu.live_keks(VAULT).is_empty(), "the KEK is cleaned up");
     assert!(
