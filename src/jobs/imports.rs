@@ -24,6 +24,9 @@ use tokio::task::JoinSet;
 
 /// Keys wrapped ahead per import slot, so an import never waits for the (serial) HSM worker.
 const WRAP_AHEAD: usize = 2;
+/// HSM requests one job keeps queued at once: the worker is serial, so more would only crowd
+/// its queue (`hsm::QUEUE_DEPTH`) for other callers.
+const HSM_QUEUED: usize = 2;
 
 /// What every import task of one job run shares.
 struct Batch {
@@ -35,6 +38,8 @@ struct Batch {
     generator: String,
     /// The vault's bound on imports in flight.
     slots: Arc<Semaphore>,
+    /// This job's bound on queued HSM requests.
+    hsm: Semaphore,
     /// Set on a cancel or a failure: no import starts after it.
     stop: AtomicBool,
     /// Keys pushed so far in this run; held while one is recorded, so the "n of total" steps
@@ -77,6 +82,7 @@ pub(super) async fn import_all(
         kek: kek.clone(),
         generator: generator.to_owned(),
         slots,
+        hsm: Semaphore::new(HSM_QUEUED),
         stop: AtomicBool::new(false),
         done: tokio::sync::Mutex::new(0),
         total: pending.len(),
@@ -137,6 +143,11 @@ async fn import_one(b: &Batch, key_name: &LocalKeyName) -> Result<Outcome, JobEr
     let vault = group.vault.as_str();
     let azure_name = group.name.as_str();
     let key = svc.key_record(&group.name, key_name).await?;
+    let hsm_turn = b
+        .hsm
+        .acquire()
+        .await
+        .map_err(|_| JobError::Failed("job runner is shutting down".into()))?;
     let spki = svc.hsm().public_key(key.hsm_id).await?.spki_der;
     let fp = fingerprint(&spki);
     let ciphertext = svc
@@ -149,6 +160,7 @@ async fn import_one(b: &Batch, key_name: &LocalKeyName) -> Result<Outcome, JobEr
             },
         )
         .await?;
+    drop(hsm_turn);
     if svc.hsm().wrap_strategy() == Some(crate::hsm::WrapStrategy::Host) {
         tracing::warn!(event = "hsm.wrap.host", service = "hsm", job = b.id, group = %group.name, key = %key_name,
             "Key {key_name} was wrapped in host memory (hsm.allow_host_wrap): the key left the token under an ephemeral key");
