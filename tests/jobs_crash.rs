@@ -38,6 +38,11 @@ struct Rig {
 }
 
 fn start(extra_sections: &str) -> Rig {
+    start_with("", extra_sections)
+}
+
+/// As [`start`], with extra `[azure]` lines (e.g. `vault_concurrent_imports = 2\n`).
+fn start_with(azure_extra: &str, extra_sections: &str) -> Rig {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let ca_dir = tempfile::tempdir().unwrap();
     let ca_path = ca_dir.path().join("emulator-ca.pem");
@@ -67,7 +72,7 @@ fn start(extra_sections: &str) -> Rig {
         ..byokd_emulator::ThrottleConfig::default()
     });
     let sections = format!(
-        "\n[azure]\ncloud = \"public\"\nextra_ca = [\"{ca}\"]\nkek_size = 2048\nretry_base_ms = 20\n\n\
+        "\n[azure]\ncloud = \"public\"\nextra_ca = [\"{ca}\"]\nkek_size = 2048\nretry_base_ms = 20\n{azure_extra}\n\
          [azure.resolve]\n\"login.microsoftonline.com\" = \"{addr}\"\n\"{VAULT}.vault.azure.net\" = \"{addr}\"\n{extra_sections}",
         ca = ca_path.display(),
         addr = emu.addr(),
@@ -206,6 +211,9 @@ enum Kill {
     Before { op: Op, skip: u32 },
     /// After Azure committed request number `skip` of `op`, before byokd saw the answer.
     AfterCommit { op: Op, skip: u32 },
+    /// Several requests of `op` in flight at once, in arrival order: `true` held after Azure
+    /// committed it (answer lost), `false` held before Azure acted on it.
+    Held { op: Op, committed: &'static [bool] },
     /// As soon as the job's journal shows a step containing this text (the daemon may have gone
     /// on by a little: it runs until the kill lands).
     Journal(&'static str),
@@ -236,8 +244,13 @@ struct JobCase {
 }
 
 fn wait_hold(rig: &Rig, id: &str, before: u64) {
+    wait_holds(rig, id, before + 1);
+}
+
+/// Waits until the emulator holds `target` requests in all (counted since it started).
+fn wait_holds(rig: &Rig, id: &str, target: u64) {
     let deadline = Instant::now() + Duration::from_secs(60);
-    while rig.emu.holds() == before {
+    while rig.emu.holds() < target {
         let v = job(&rig.daemon, id, 0);
         assert!(
             !is_final(&v) && Instant::now() < deadline,
@@ -283,6 +296,17 @@ fn run_kill_point(rig: &mut Rig, case: &JobCase, n: usize, point: &KillPoint) ->
             skip,
             ..FaultRule::next(op, 1, FaultAction::CommitThenHold { ms: HOLD_MS })
         }),
+        // Faults fire in insertion order, one request each: the n-th rule takes the n-th request.
+        Kill::Held { op, committed } => {
+            for &c in committed {
+                let action = if c {
+                    FaultAction::CommitThenHold { ms: HOLD_MS }
+                } else {
+                    FaultAction::Delay { ms: HOLD_MS }
+                };
+                rig.emu.inject_fault(FaultRule::next(op, 1, action));
+            }
+        }
         // Every Azure call takes a while, so the daemon is still near the step when it dies.
         Kill::Journal(_) | Kill::GeneratedNotRecorded => {
             rig.emu.set_rtt_delay(Duration::from_millis(400))
@@ -295,6 +319,10 @@ fn run_kill_point(rig: &mut Rig, case: &JobCase, n: usize, point: &KillPoint) ->
         Kill::Before { .. } | Kill::AfterCommit { .. } => {
             wait_hold(rig, &id, holds);
             // The daemon is blocked on the held request: this is its journal as it dies.
+            job(&rig.daemon, &id, 0)
+        }
+        Kill::Held { committed, .. } => {
+            wait_holds(rig, &id, holds + committed.len() as u64);
             job(&rig.daemon, &id, 0)
         }
         Kill::Journal(text) => wait_journal(rig, &id, text),
@@ -366,6 +394,8 @@ fn sync_case() -> JobCase {
                 "KEK recorded (journal)",
                 Journal("Key exchange key created"),
             ),
+            // Imports run several at once (up to `azure.vault_concurrent_imports`, default 4),
+            // so while one is held the others of the job may be in flight or done.
             kp(
                 "import 1 in flight",
                 Before {
@@ -381,7 +411,7 @@ fn sync_case() -> JobCase {
                 },
             ),
             kp(
-                "version 1 recorded, import 2 in flight",
+                "import 2 in flight (1 and 3 may be done)",
                 Before {
                     op: Op::ImportKey,
                     skip: 1,
@@ -400,6 +430,38 @@ fn sync_case() -> JobCase {
                     op: Op::ImportKey,
                     skip: 2,
                 },
+            ),
+            kp(
+                "imports 1 to 3 in flight at once",
+                Held {
+                    op: Op::ImportKey,
+                    committed: &[false, false, false],
+                },
+            ),
+            kp(
+                "imports 1 to 3 committed, all answers lost",
+                Held {
+                    op: Op::ImportKey,
+                    committed: &[true, true, true],
+                },
+            ),
+            kp(
+                "import 1 committed (lost), 2 and 3 in flight",
+                Held {
+                    op: Op::ImportKey,
+                    committed: &[true, false, false],
+                },
+            ),
+            kp(
+                "import 2 committed (lost), 1 and 3 in flight",
+                Held {
+                    op: Op::ImportKey,
+                    committed: &[false, true, false],
+                },
+            ),
+            kp(
+                "a version recorded, other imports in flight (journal)",
+                Journal("1 of 3 key(s) pushed"),
             ),
             kp(
                 "all versions recorded, KEK delete in flight",
@@ -873,18 +935,19 @@ fn cancel(d: &Daemon, id: &str) -> (i32, Value) {
 
 #[test]
 fn a_pending_job_cancels_at_once_and_a_running_one_at_the_next_safe_point() {
-    let rig = start("");
+    // Two imports in flight per vault: with both held, the job's other keys wait for a slot.
+    let rig = start_with("vault_concurrent_imports = 2\n", "");
     let d = &rig.daemon;
-    group_with_keys(&rig, "runs", KEYS);
+    group_with_keys(&rig, "runs", 4);
     group_with_keys(&rig, "waits", 1);
-    // Hold the second import: the job is between steps after it.
     let holds = rig.emu.holds();
-    rig.emu.inject_fault(FaultRule {
-        skip: 1,
-        ..FaultRule::next(Op::ImportKey, 1, FaultAction::Delay { ms: 5000 })
-    });
+    rig.emu.inject_fault(FaultRule::next(
+        Op::ImportKey,
+        2,
+        FaultAction::Delay { ms: 5000 },
+    ));
     let runs = start_job(d, &["group", "sync", "runs"]);
-    wait_hold(&rig, &runs, holds);
+    wait_holds(&rig, &runs, holds + 2);
     // One job per vault at a time: this one waits, pending.
     let waits = start_job(d, &["group", "sync", "waits"]);
     assert_eq!(job(d, &waits, 0)["state"], "pending");
@@ -892,7 +955,7 @@ fn a_pending_job_cancels_at_once_and_a_running_one_at_the_next_safe_point() {
     assert_eq!(code, 0, "{v}");
     assert_eq!(v["state"], "cancelled", "{v}");
     assert_eq!(v["cancel_requested"], OPERATOR);
-    // The running job takes the request, finishes the import in flight, then stops.
+    // The running job takes the request, finishes the imports in flight, starts no other.
     let (code, v) = cancel(d, &runs);
     assert_eq!(code, 0, "{v}");
     assert_eq!(v["cancel_requested"], OPERATOR, "{v}");
@@ -909,7 +972,14 @@ fn a_pending_job_cancels_at_once_and_a_running_one_at_the_next_safe_point() {
         .iter()
         .map(|k| k["state"].as_str().unwrap())
         .collect();
-    assert_eq!(states, ["imported", "imported", "pending"], "{end}");
+    // Which two keys went first depends on the order of their wraps in the HSM.
+    for (state, count) in [("imported", 2), ("pending", 2)] {
+        assert_eq!(
+            states.iter().filter(|s| **s == state).count(),
+            count,
+            "{end}"
+        );
+    }
     assert_eq!(rig.emu.key_versions(VAULT, "runs").len(), 2);
     assert!(rig.emu.live_keks(VAULT).is_empty(), "the KEK is cleaned up");
     assert!(
@@ -930,24 +1000,25 @@ fn a_pending_job_cancels_at_once_and_a_running_one_at_the_next_safe_point() {
     // Auditors may not cancel.
     let out = d.ctl(control_rig::AUDITOR, &["job", "cancel", &runs]);
     assert_eq!(out.status.code(), Some(3));
-    // The remaining key can still be pushed by a new job.
+    // The remaining keys can still be pushed by a new job.
     let again = start_job(d, &["group", "sync", "runs"]);
     assert_eq!(wait_final(d, &again)["state"], "succeeded");
-    assert_eq!(rig.emu.key_versions(VAULT, "runs").len(), 3);
+    assert_eq!(rig.emu.key_versions(VAULT, "runs").len(), 4);
 }
 
 #[test]
-fn a_cancel_survives_a_crash_and_settles_the_import_whose_answer_was_lost() {
-    let mut rig = start("");
-    group_with_keys(&rig, "lost", 2);
+fn a_cancel_survives_a_crash_and_settles_the_imports_whose_answers_were_lost() {
+    let mut rig = start_with("vault_concurrent_imports = 2\n", "");
+    group_with_keys(&rig, "lost", 3);
     let holds = rig.emu.holds();
     rig.emu.inject_fault(FaultRule::next(
         Op::ImportKey,
-        1,
+        2,
         FaultAction::CommitThenHold { ms: HOLD_MS },
     ));
     let id = start_job(&rig.daemon, &["group", "sync", "lost"]);
-    wait_hold(&rig, &id, holds);
+    // Two imports committed with their answers held; the third key waits for a slot.
+    wait_holds(&rig, &id, holds + 2);
     let (code, v) = cancel(&rig.daemon, &id);
     assert_eq!(code, 0, "{v}");
     rig.daemon.kill9();
@@ -955,16 +1026,27 @@ fn a_cancel_survives_a_crash_and_settles_the_import_whose_answer_was_lost() {
     rig.daemon.spawn();
     let end = wait_final(&rig.daemon, &id);
     assert_eq!(end["state"], "cancelled", "{end}");
-    // Azure committed the first import: byokd found it by its tag and recorded it.
+    // Azure committed two imports: byokd found both by their tags and recorded them; the key
+    // that waited for a slot was never started.
     let versions = rig.emu.key_versions(VAULT, "lost");
-    assert_eq!(versions.len(), 1);
-    assert_eq!(end["keys"][0]["state"], "imported", "{end}");
-    assert_eq!(end["keys"][0]["version"], versions[0].version.as_str());
-    assert_eq!(end["keys"][1]["state"], "pending");
-    let (_, k0) = rig
-        .daemon
-        .ctl_json(OPERATOR, &["key", "show", "lost", "k0"]);
-    assert_eq!(k0["version"], versions[0].version.as_str());
+    assert_eq!(versions.len(), 2);
+    let keys = end["keys"].as_array().unwrap();
+    let imported: Vec<&Value> = keys.iter().filter(|k| k["state"] == "imported").collect();
+    assert_eq!(imported.len(), 2, "{end}");
+    assert_eq!(
+        keys.iter().filter(|k| k["state"] == "pending").count(),
+        1,
+        "{end}"
+    );
+    for k in imported {
+        let version = k["version"].as_str().unwrap();
+        assert!(versions.iter().any(|v| v.version == version), "{end}");
+        let name = k["key"].as_str().unwrap();
+        let (_, shown) = rig
+            .daemon
+            .ctl_json(OPERATOR, &["key", "show", "lost", name]);
+        assert_eq!(shown["version"], version);
+    }
     assert!(rig.emu.live_keks(VAULT).is_empty());
 }
 
@@ -974,9 +1056,10 @@ fn a_cancel_survives_a_crash_and_settles_the_import_whose_answer_was_lost() {
 #[test]
 fn a_job_backing_off_shows_waiting_retry_and_can_be_cancelled_then() {
     use byokd_emulator::{RetryHeader, ThrottleConfig};
-    let rig = start("");
+    // Two imports in flight per vault, both backing off; the third key waits for a slot.
+    let rig = start_with("vault_concurrent_imports = 2\n", "");
     let d = &rig.daemon;
-    group_with_keys(&rig, "slow", 2);
+    group_with_keys(&rig, "slow", 3);
     rig.emu.set_throttling(ThrottleConfig {
         enabled: false,
         header: RetryHeader::RetryAfterSeconds,
@@ -988,27 +1071,42 @@ fn a_job_backing_off_shows_waiting_retry_and_can_be_cancelled_then() {
     let deadline = Instant::now() + Duration::from_secs(60);
     let waiting = loop {
         let v = job(d, &id, 0);
-        if v["state"] == "waiting-retry" || is_final(&v) || Instant::now() > deadline {
+        let sent = v["steps"].to_string().matches("Importing key").count();
+        if (v["state"] == "waiting-retry" && sent == 2) || is_final(&v) || Instant::now() > deadline
+        {
             break v;
         }
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(waiting["state"], "waiting-retry", "{waiting}");
     assert!(
-        waiting["step"]
-            .as_str()
-            .unwrap()
-            .starts_with("Azure answered status 429; retrying in"),
+        waiting["steps"]
+            .to_string()
+            .contains("Azure answered status 429; retrying in"),
         "{waiting}"
     );
-    // Cancelled while backing off: the import in hand finishes, the next key is not started.
+    // Cancelled while backing off: the imports in flight finish, the next key is not started.
     let (code, v) = cancel(d, &id);
     assert_eq!(code, 0, "{v}");
     let end = wait_final(d, &id);
     assert_eq!(end["state"], "cancelled", "{end}");
-    assert_eq!(end["keys"][0]["state"], "imported", "{end}");
-    assert_eq!(end["keys"][1]["state"], "pending", "{end}");
-    assert_eq!(rig.emu.key_versions(VAULT, "slow").len(), 1);
+    let states: Vec<&str> = end["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        states.iter().filter(|s| **s == "imported").count(),
+        2,
+        "{end}"
+    );
+    assert_eq!(
+        states.iter().filter(|s| **s == "pending").count(),
+        1,
+        "{end}"
+    );
+    assert_eq!(rig.emu.key_versions(VAULT, "slow").len(), 2);
     assert!(rig.emu.live_keks(VAULT).is_empty());
     let steps = end["steps"].to_string();
     assert_eq!(steps.matches("retrying in").count(), 5, "{steps}");

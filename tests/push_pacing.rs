@@ -2,15 +2,17 @@
 //! emulator enforces the CREATE budget (scaled by a time factor). With byokd's budget set to the
 //! same figures no 429 is drawn at all and the job shares one KEK; with byokd's pacing off the
 //! emulator does throttle, and the 429s are retried inside the client without reaching the job.
+//! Imports run several at once, never more than `azure.vault_concurrent_imports` per vault.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod control_rig;
 
 use byokd_emulator::{
-    AppConfig, Emulator, EmulatorConfig, EmulatorHandle, KeyPoolConfig, Op, RecoveryLevel,
-    ThrottleConfig, VaultOptions,
+    AppConfig, Emulator, EmulatorConfig, EmulatorHandle, FaultAction, FaultRule, KeyPoolConfig, Op,
+    RecoveryLevel, ThrottleConfig, VaultOptions,
 };
 use control_rig::{ADMIN, Daemon, OPERATOR, Options};
+use std::time::{Duration, Instant};
 
 const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 const CLIENT: &str = "0c8f1b3a-6a3e-4d59-9a47-2b8e6f1d2c3b";
@@ -30,6 +32,10 @@ struct Rig {
 }
 
 fn start(byokd_budget: u32) -> Rig {
+    start_with(byokd_budget, 4)
+}
+
+fn start_with(byokd_budget: u32, concurrent_imports: u32) -> Rig {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let ca_path = dir.path().join("emulator-ca.pem");
@@ -71,6 +77,7 @@ retry_base_ms = 20
 max_attempts = 20
 vault_create_budget = {byokd_budget}
 vault_budget_window_ms = {WINDOW_MS}
+vault_concurrent_imports = {concurrent_imports}
 
 [azure.resolve]
 "login.microsoftonline.com" = "{addr}"
@@ -205,4 +212,44 @@ fn unpaced_429s_are_retried_without_reaching_the_job() {
     );
     assert!(rig.emu.live_keks(VAULT).is_empty());
     assert_eq!(rig.emu.key_versions(VAULT, "paced").len(), KEYS);
+}
+
+#[test]
+fn imports_run_concurrently_up_to_the_per_vault_bound() {
+    const BOUND: u64 = 3;
+    let rig = start_with(10, BOUND as u32);
+    // Every import is held a while before the emulator acts on it: the ones in flight pile up.
+    let holds = rig.emu.holds();
+    rig.emu.inject_fault(FaultRule::every(
+        Op::ImportKey,
+        FaultAction::Delay { ms: 1500 },
+    ));
+    let (code, started) = rig
+        .daemon
+        .ctl_json(OPERATOR, &["group", "sync", "paced", "--no-wait"]);
+    assert_eq!(code, 0, "{started}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while rig.emu.holds() < holds + BOUND {
+        assert!(Instant::now() < deadline, "{}", rig.daemon.log());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Several are in flight at once, and for as long as they are held no other one is sent.
+    for _ in 0..40 {
+        let in_flight = rig.emu.holds() - holds;
+        assert!(
+            in_flight == BOUND,
+            "{in_flight} imports were sent while {BOUND} were held"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    rig.emu.clear_faults();
+    // A second sync waits for the vault behind the first, so when it ends the first has too.
+    let job = sync_all(&rig);
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let first = started["job"]["id"].as_str().unwrap();
+    let (_, first) = rig.daemon.ctl_json(OPERATOR, &["job", "show", first]);
+    assert_eq!(first["state"], "succeeded", "{first}");
+    assert!(first["error"].is_null(), "{first}");
+    assert_eq!(rig.emu.key_versions(VAULT, "paced").len(), KEYS);
+    assert!(rig.emu.live_keks(VAULT).is_empty());
 }

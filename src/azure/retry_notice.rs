@@ -35,6 +35,11 @@ pub async fn scope<F: Future>(notice: RetryNotice, f: F) -> F::Output {
     NOTICE.scope(notice, f).await
 }
 
+/// The notice installed for the current task, so work it spawns can report to the same place.
+pub fn current() -> Option<RetryNotice> {
+    NOTICE.try_with(RetryNotice::clone).ok()
+}
+
 pub(crate) fn send(event: RetryEvent) {
     // Outside a scope, or when the listener has gone, there is no one to tell.
     let _ = NOTICE.try_with(|n| n.0.send(event));

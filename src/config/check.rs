@@ -59,6 +59,7 @@ const AZURE: &[(&str, Kind)] = &[
     ("assertion_alg", Kind::OneOf(&["PS256", "RS256"])),
     ("vault_create_budget", Kind::Int),
     ("vault_budget_window_ms", Kind::Int),
+    ("vault_concurrent_imports", Kind::Int),
 ];
 const IDENTITY: &[(&str, Kind)] = &[
     ("name", Kind::Str),
@@ -291,6 +292,15 @@ fn semantic(c: &Config, at: &BTreeMap<String, usize>, problems: &mut Vec<Problem
         bad(
             "azure.vault_budget_window_ms",
             "azure.vault_budget_window_ms must be at least 1 (Azure's window is 10000)".to_owned(),
+        );
+    }
+    if !(1..=32).contains(&c.azure.vault_concurrent_imports) {
+        bad(
+            "azure.vault_concurrent_imports",
+            format!(
+                "azure.vault_concurrent_imports {} must be 1 to 32",
+                c.azure.vault_concurrent_imports
+            ),
         );
     }
     for (name, v) in [

@@ -264,6 +264,11 @@ pub struct AzureSection {
     /// The window of `vault_create_budget`, in ms (Azure's is 10 s; benchmarks scale it).
     #[serde(default = "d_vault_budget_window")]
     pub vault_budget_window_ms: u64,
+    /// Imports in flight to one vault at once, over all its jobs (1 to 32). Each still waits
+    /// for its CREATE slot; several in flight keep the budget used when one import's round
+    /// trip is longer than a slot.
+    #[serde(default = "d_vault_concurrent_imports")]
+    pub vault_concurrent_imports: u32,
 }
 
 impl Default for AzureSection {
@@ -282,6 +287,7 @@ impl Default for AzureSection {
             assertion_alg: AssertionAlg::default(),
             vault_create_budget: d_vault_create_budget(),
             vault_budget_window_ms: d_vault_budget_window(),
+            vault_concurrent_imports: d_vault_concurrent_imports(),
         }
     }
 }
@@ -297,6 +303,9 @@ fn d_vault_create_budget() -> u32 {
 }
 fn d_vault_budget_window() -> u64 {
     10_000
+}
+fn d_vault_concurrent_imports() -> u32 {
+    4
 }
 fn d_az_total() -> u64 {
     180_000

@@ -10,6 +10,7 @@ mod clock;
 mod cloud;
 mod drift;
 mod error;
+mod imports;
 mod public_key;
 mod push;
 mod rotate;
@@ -48,6 +49,8 @@ struct Inner {
     service: Service,
     azure: Arc<Azure>,
     vaults: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Imports in flight per vault, over all its jobs (`azure.vault_concurrent_imports`).
+    imports: Mutex<HashMap<String, Arc<Semaphore>>>,
     clock: Arc<dyn Clock>,
     /// Where group and designated changes go for the scheduler to re-plan.
     changes: Mutex<Option<tokio::sync::mpsc::UnboundedSender<scheduler::Change>>>,
@@ -66,6 +69,7 @@ impl Jobs {
                 service,
                 azure,
                 vaults: Mutex::new(HashMap::new()),
+                imports: Mutex::new(HashMap::new()),
                 clock,
                 changes: Mutex::new(None),
                 changed: tokio::sync::Notify::new(),
@@ -249,6 +253,23 @@ impl Jobs {
         };
         map.entry(vault.to_ascii_lowercase())
             .or_insert_with(|| Arc::new(Semaphore::new(PER_VAULT_JOBS)))
+            .clone()
+    }
+
+    /// The bound on imports in flight to `vault`, shared by every job on it.
+    fn import_slots(&self, vault: &str) -> Arc<Semaphore> {
+        let bound = self
+            .service()
+            .config()
+            .azure
+            .vault_concurrent_imports
+            .clamp(1, 32) as usize;
+        let mut map = match self.inner.imports.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        map.entry(vault.to_ascii_lowercase())
+            .or_insert_with(|| Arc::new(Semaphore::new(bound)))
             .clone()
     }
 

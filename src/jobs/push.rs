@@ -1,16 +1,16 @@
-//! "Synchronize HSM protected key(s)": token → KEK → in-HSM wrap → import → record version →
-//! delete (and purge) the KEK. Each step's intent is journalled before its side effect, so a
-//! restart resumes from the journal: a journalled KEK is found again or cleaned up, and an import
-//! whose answer was lost is found by its fingerprint tag instead of being repeated.
+//! "Synchronize HSM protected key(s)": token → KEK → in-HSM wraps and imports (several in flight
+//! per vault, see `imports`) → record versions → delete (and purge) the KEK. Each step's intent
+//! is journalled before its side effect, so a restart resumes from the journal: a journalled KEK
+//! is found again or cleaned up, and an import whose answer was lost is found by its fingerprint
+//! tag instead of being repeated.
 
+use super::imports::{import_all, resolve_sent};
 use super::sign_in::{drop_token, needs_new_token, sign_in};
-use super::{FINGERPRINT_TAG, JobError, Jobs, fingerprint, generator, jwk_matches_spki, key_hsm};
+use super::{JobError, Jobs, generator};
 use crate::azure::retry_notice::{self, RetryEvent, RetryNotice};
-use crate::azure::{AccessToken, AzureError, ImportRequest, Kek, KeyVaultError, RecoveryLevel};
-use crate::hsm::KekPublicKey;
-use crate::model::{Job, JobState, KekJournal, KeyGroup, KeyPushState, KeyType};
+use crate::azure::{AccessToken, AzureError, Kek, KeyVaultError, RecoveryLevel};
+use crate::model::{Job, JobState, KekJournal, KeyGroup, KeyPushState};
 use crate::service::{Service, now_unix};
-use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -206,11 +206,14 @@ pub(super) async fn report_log_problem(jobs: &Jobs, id: u64) -> Result<(), JobEr
     Ok(())
 }
 
-/// Journals Azure back-off: `waiting-retry` with a step saying why, then `running` again.
+/// Journals Azure back-off: `waiting-retry` with a step saying why, then `running` again once
+/// no call of the job is backing off (several imports may be in flight).
 async fn show_retries(svc: Service, id: u64, mut events: UnboundedReceiver<RetryEvent>) {
+    let mut waiting = 0usize;
     while let Some(event) = events.recv().await {
         let recorded = match event {
             RetryEvent::Waiting { delay, reason } => {
+                waiting += 1;
                 svc.journal(id, |j| {
                     if j.state == JobState::Running {
                         j.state = JobState::WaitingRetry;
@@ -223,6 +226,10 @@ async fn show_retries(svc: Service, id: u64, mut events: UnboundedReceiver<Retry
                 .await
             }
             RetryEvent::Resumed => {
+                waiting = waiting.saturating_sub(1);
+                if waiting > 0 {
+                    continue;
+                }
                 svc.journal(id, |j| {
                     if j.state == JobState::WaitingRetry {
                         j.state = JobState::Running;
@@ -284,58 +291,13 @@ async fn settle_cloud(
         }
     };
     let settled = if sent {
-        settle_sent_imports(jobs, id, group, &t).await
+        resolve_sent(jobs, id, group, &t).await.map(|_| ())
     } else {
         Ok(())
     };
     let result = cleanup_kek(jobs, id, &t).await.and(settled);
     *token = Some(t);
     result
-}
-
-/// Resolves every import of the job whose answer never arrived, by its fingerprint tag.
-async fn settle_sent_imports(
-    jobs: &Jobs,
-    id: u64,
-    group: &KeyGroup,
-    token: &AccessToken,
-) -> Result<(), JobError> {
-    let svc = jobs.service();
-    let sent: Vec<(crate::model::LocalKeyName, String)> = svc
-        .job(id)
-        .await?
-        .keys
-        .into_iter()
-        .filter_map(|p| match p.state {
-            KeyPushState::ImportSent { fingerprint } => Some((p.key, fingerprint)),
-            _ => None,
-        })
-        .collect();
-    for (key, fp) in sent {
-        match find_by_fingerprint(jobs, token, group, &fp).await? {
-            Some(version) => {
-                svc.record_push(id, &group.name, &key, &version).await?;
-                svc.job_step(
-                    id,
-                    format!("Key {key} was imported before the job stopped, as version {version}"),
-                    None,
-                )
-                .await?;
-            }
-            None => {
-                svc.journal(id, |j| {
-                    for p in j.keys.iter_mut().filter(|p| p.key == key) {
-                        p.state = KeyPushState::NotStarted;
-                    }
-                    j.steps.push(step(&format!(
-                        "Key {key} was not imported (Azure has no such version)"
-                    )));
-                })
-                .await?;
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Marks a job failed with a reason; logs if even that cannot be recorded.
@@ -389,6 +351,21 @@ async fn push(
     if let Some(by) = cancelled(jobs, id).await? {
         return Ok(Flow::Cancelled(by));
     }
+    // Imports sent before a restart (or a 401) are found by their tag first, with one listing.
+    let pending = if resolve_sent(jobs, id, group, &token).await? {
+        pending_keys(jobs, &svc.job(id).await?, group).await?
+    } else {
+        pending
+    };
+    if pending.is_empty() {
+        svc.job_step(
+            id,
+            "Nothing more to push: every key has its Azure version",
+            Some(900),
+        )
+        .await?;
+        return Ok(Flow::Done);
+    }
     let kek = ensure_kek(jobs, id, group, &token).await?;
     let report = svc.hsm().report();
     let generator = generator(
@@ -396,22 +373,7 @@ async fn push(
         &report.model,
         &report.firmware_version,
     );
-    let total = pending.len();
-    for (n, key_name) in pending.into_iter().enumerate() {
-        // Between keys is a safe point: no import is in flight.
-        if let Some(by) = cancelled(jobs, id).await? {
-            return Ok(Flow::Cancelled(by));
-        }
-        let progress = Progress {
-            message: format!("{} of {total} key(s) pushed", n + 1),
-            value: 200 + (700 * (n + 1) / total) as u16,
-        };
-        push_one(
-            jobs, id, group, &token, &kek, &generator, &key_name, progress,
-        )
-        .await?;
-    }
-    Ok(Flow::Done)
+    import_all(jobs, id, group, &token, &kek, &generator, pending).await
 }
 
 /// Keys of the job that still need an import. Keys pushed earlier are reported, not repeated.
@@ -552,196 +514,6 @@ fn kek_from_bundle(vault: &str, bundle: &crate::azure::KeyBundle) -> Result<Kek,
         e,
         recovery_level: bundle.attributes.recovery_level.clone(),
     })
-}
-
-/// The job's progress once a key is pushed; recorded with the key's outcome.
-struct Progress {
-    message: String,
-    value: u16,
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn push_one(
-    jobs: &Jobs,
-    id: u64,
-    group: &KeyGroup,
-    token: &AccessToken,
-    kek: &Kek,
-    generator: &str,
-    key_name: &crate::model::LocalKeyName,
-    progress: Progress,
-) -> Result<(), JobError> {
-    let svc = jobs.service();
-    let kv = jobs.azure().keyvault();
-    let vault = group.vault.as_str();
-    let azure_name = group.name.as_str();
-    let key = svc.key_record(&group.name, key_name).await?;
-    let spki = svc.hsm().public_key(key.hsm_id).await?.spki_der;
-    let fp = fingerprint(&spki);
-
-    let sent_before = svc
-        .job(id)
-        .await?
-        .keys
-        .iter()
-        .any(|p| &p.key == key_name && matches!(p.state, KeyPushState::ImportSent { .. }));
-    if sent_before && let Some(version) = find_by_fingerprint(jobs, token, group, &fp).await? {
-        svc.record_push_with_steps(
-            id,
-            &group.name,
-            key_name,
-            &version,
-            vec![
-                format!("Key {key_name} was imported before the restart as version {version}"),
-                progress.message,
-            ],
-            Some(progress.value),
-        )
-        .await?;
-        return Ok(());
-    }
-
-    let ciphertext = svc
-        .hsm()
-        .wrap_for_transfer(
-            key.hsm_id,
-            &KekPublicKey {
-                n: kek.n.clone(),
-                e: kek.e.clone(),
-            },
-        )
-        .await?;
-    if svc.hsm().wrap_strategy() == Some(crate::hsm::WrapStrategy::Host) {
-        tracing::warn!(event = "hsm.wrap.host", service = "hsm", job = id, group = %group.name, key = %key_name,
-            "Key {key_name} was wrapped in host memory (hsm.allow_host_wrap): the key left the token under an ephemeral key");
-    }
-    let blob = key_hsm(&kek.kid, &ciphertext, generator)
-        .map_err(|e| JobError::Failed(format!("cannot encode the transfer blob: {e}")))?;
-    let request = import_request(group, &key, blob, &fp);
-    svc.journal(id, |j| {
-        for p in j.keys.iter_mut().filter(|p| &p.key == key_name) {
-            p.state = KeyPushState::ImportSent {
-                fingerprint: fp.clone(),
-            };
-        }
-        j.steps.push(step(&format!(
-            "Importing key {key_name} into {vault}/{azure_name}"
-        )));
-    })
-    .await?;
-    let bundle = match kv.import_key(token, vault, azure_name, &request).await {
-        Ok(b) => b,
-        Err(AzureError::ResponseLost { .. }) => {
-            if let Some(version) = find_by_fingerprint(jobs, token, group, &fp).await? {
-                svc.record_push_with_steps(
-                    id,
-                    &group.name,
-                    key_name,
-                    &version,
-                    vec![
-                        format!("The import answer was lost; found key {key_name} as version {version} by its fingerprint"),
-                        progress.message,
-                    ],
-                    Some(progress.value),
-                )
-                .await?;
-                return Ok(());
-            }
-            svc.job_step(
-                id,
-                "The import answer was lost and Azure has no such version; importing again",
-                None,
-            )
-            .await?;
-            kv.import_key(token, vault, azure_name, &request).await?
-        }
-        Err(e) => return Err(e.into()),
-    };
-    if !jwk_matches_spki(&bundle.key, &spki) {
-        return Err(JobError::Failed(format!(
-            "Azure reports a public key for {} that differs from the HSM key {key_name}; disable that version and investigate",
-            bundle.kid()
-        )));
-    }
-    let version = bundle.version().to_owned();
-    // The key's version, its step message and the job's progress: one durable write.
-    svc.record_push_with_steps(
-        id,
-        &group.name,
-        key_name,
-        &version,
-        vec![
-            format!("Key {key_name} imported as version {version}"),
-            progress.message,
-        ],
-        Some(progress.value),
-    )
-    .await?;
-    tracing::info!(event = "azure.key.imported", service = "azure", job = id, group = %group.name, key = %key_name, vault, kid = bundle.kid(), version = %version,
-        "Key {key_name} imported into {vault}/{azure_name} as version {version}");
-    Ok(())
-}
-
-fn import_request(
-    group: &KeyGroup,
-    key: &crate::model::Key,
-    key_hsm: String,
-    fp: &str,
-) -> ImportRequest {
-    let now = now_unix();
-    let exp = group.rotation.enabled.then(|| {
-        let now_t = time::OffsetDateTime::from_unix_timestamp(now)
-            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-        group.rotation.expiry_from(now_t).unix_timestamp()
-    });
-    let tags = BTreeMap::from([
-        (FINGERPRINT_TAG.to_owned(), fp.to_owned()),
-        ("byokd-key".to_owned(), key.name.to_string()),
-        ("byokd-check-digits".to_owned(), key.check_digits.clone()),
-    ]);
-    ImportRequest {
-        kty: key.key_type.azure_kty().to_owned(),
-        crv: match key.key_type {
-            KeyType::Ec(c) => Some(c.azure_name().to_owned()),
-            KeyType::Rsa { .. } => None,
-        },
-        key_ops: group
-            .key_ops
-            .iter()
-            .map(|o| o.azure_name().to_owned())
-            .collect(),
-        key_hsm,
-        enabled: true,
-        nbf: Some(now),
-        exp,
-        tags,
-    }
-}
-
-/// The version of the group's Azure key that carries this fingerprint tag, if any.
-async fn find_by_fingerprint(
-    jobs: &Jobs,
-    token: &AccessToken,
-    group: &KeyGroup,
-    fp: &str,
-) -> Result<Option<String>, JobError> {
-    let kv = jobs.azure().keyvault();
-    match kv
-        .list_versions(token, group.vault.as_str(), group.name.as_str())
-        .await
-    {
-        Ok(items) => Ok(items
-            .iter()
-            .find(|i| {
-                i.tags
-                    .as_ref()
-                    .and_then(|t| t.get(FINGERPRINT_TAG))
-                    .is_some_and(|v| v == fp)
-            })
-            .map(|i| i.version().to_owned())),
-        Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// Deletes the job's KEK and purges it where the vault allows; journalled at each step.

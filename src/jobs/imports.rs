@@ -1,0 +1,388 @@
+//! The import phase of "Synchronize HSM protected key(s)". Pending keys are wrapped in the HSM
+//! ahead of their turn and imported with up to `azure.vault_concurrent_imports` imports in flight
+//! per vault (one bound shared by every job on that vault). Each import still takes a slot of the
+//! vault's CREATE budget in the Key Vault client, so the budget, not one import's round trip,
+//! sets the pace. Each import's intent is journalled before it is sent and its version after;
+//! an import whose answer never arrived is found again by its fingerprint tag.
+//!
+//! Must never: send an import whose intent is not journalled, start an import after a cancel or
+//! a failure was seen, or return while an import it started is still in flight (whoever runs
+//! next resolves `ImportSent` keys from the journal and must not race a live request).
+
+use super::push::{Flow, step};
+use super::{FINGERPRINT_TAG, JobError, Jobs, fingerprint, jwk_matches_spki, key_hsm};
+use crate::azure::retry_notice::{self, RetryNotice};
+use crate::azure::{AccessToken, AzureError, ImportRequest, Kek, KeyVaultError};
+use crate::hsm::KekPublicKey;
+use crate::model::{KeyGroup, KeyPushState, KeyType, LocalKeyName};
+use crate::service::now_unix;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+/// Keys wrapped ahead per import slot, so an import never waits for the (serial) HSM worker.
+const WRAP_AHEAD: usize = 2;
+/// HSM requests one job keeps queued at once: the worker is serial, so more would only crowd
+/// its queue (`hsm::QUEUE_DEPTH`) for other callers.
+const HSM_QUEUED: usize = 2;
+
+/// What every import task of one job run shares.
+struct Batch {
+    jobs: Jobs,
+    id: u64,
+    group: KeyGroup,
+    token: AccessToken,
+    kek: Kek,
+    generator: String,
+    /// The vault's bound on imports in flight.
+    slots: Arc<Semaphore>,
+    /// This job's bound on queued HSM requests.
+    hsm: Semaphore,
+    /// Set on a cancel or a failure: no import starts after it.
+    stop: AtomicBool,
+    /// Keys pushed so far in this run; held while one is recorded, so the "n of total" steps
+    /// and the progress are journalled in order.
+    done: tokio::sync::Mutex<usize>,
+    total: usize,
+}
+
+/// How one key's task ended, when nothing failed.
+enum Outcome {
+    Pushed,
+    /// Not started because the job was stopped (cancel or another key's failure).
+    Skipped,
+    Cancelled(String),
+}
+
+/// Imports `pending` into the group's key, concurrently within the vault's bound. Returns once
+/// every import it started has its answer recorded (or its failure); the first failure wins.
+pub(super) async fn import_all(
+    jobs: &Jobs,
+    id: u64,
+    group: &KeyGroup,
+    token: &AccessToken,
+    kek: &Kek,
+    generator: &str,
+    pending: Vec<LocalKeyName>,
+) -> Result<Flow, JobError> {
+    let slots = jobs.import_slots(group.vault.as_str());
+    let in_flight = jobs
+        .service()
+        .config()
+        .azure
+        .vault_concurrent_imports
+        .clamp(1, 32) as usize;
+    let batch = Arc::new(Batch {
+        jobs: jobs.clone(),
+        id,
+        group: group.clone(),
+        token: token.clone(),
+        kek: kek.clone(),
+        generator: generator.to_owned(),
+        slots,
+        hsm: Semaphore::new(HSM_QUEUED),
+        stop: AtomicBool::new(false),
+        done: tokio::sync::Mutex::new(0),
+        total: pending.len(),
+    });
+    // Spawned tasks report their Azure back-off to the job like the job's own calls.
+    let notice = retry_notice::current().unwrap_or_else(|| RetryNotice::channel().0);
+    let window = in_flight * (1 + WRAP_AHEAD);
+    let mut queue = pending.into_iter();
+    let mut tasks = JoinSet::new();
+    let mut failure: Option<JobError> = None;
+    let mut cancelled_by: Option<String> = None;
+    loop {
+        while tasks.len() < window && !batch.stop.load(Ordering::SeqCst) {
+            let Some(key) = queue.next() else { break };
+            let b = batch.clone();
+            tasks.spawn(retry_notice::scope(notice.clone(), async move {
+                let outcome = import_one(&b, &key).await;
+                if !matches!(outcome, Ok(Outcome::Pushed)) {
+                    b.stop.store(true, Ordering::SeqCst);
+                }
+                outcome
+            }));
+        }
+        // No early return from here on: every task is drained before this phase ends.
+        let Some(joined) = tasks.join_next().await else {
+            break;
+        };
+        let result = joined.unwrap_or_else(|e| {
+            batch.stop.store(true, Ordering::SeqCst);
+            Err(JobError::Failed(format!("an import task stopped: {e}")))
+        });
+        match result {
+            Ok(Outcome::Pushed | Outcome::Skipped) => {}
+            Ok(Outcome::Cancelled(by)) => {
+                cancelled_by.get_or_insert(by);
+            }
+            Err(e) if failure.is_none() => failure = Some(e),
+            Err(e) => {
+                tracing::warn!(job = id, error = %e, "another import of the job failed too");
+            }
+        }
+    }
+    match (failure, cancelled_by) {
+        (Some(e), _) => Err(e),
+        (None, Some(by)) => Ok(Flow::Cancelled(by)),
+        (None, None) => Ok(Flow::Done),
+    }
+}
+
+/// Wraps one key, waits for an import slot, journals the intent, imports, records the version.
+async fn import_one(b: &Batch, key_name: &LocalKeyName) -> Result<Outcome, JobError> {
+    if b.stop.load(Ordering::SeqCst) {
+        return Ok(Outcome::Skipped);
+    }
+    let svc = b.jobs.service();
+    let kv = b.jobs.azure().keyvault();
+    let group = &b.group;
+    let vault = group.vault.as_str();
+    let azure_name = group.name.as_str();
+    let key = svc.key_record(&group.name, key_name).await?;
+    let hsm_turn = b
+        .hsm
+        .acquire()
+        .await
+        .map_err(|_| JobError::Failed("job runner is shutting down".into()))?;
+    let spki = svc.hsm().public_key(key.hsm_id).await?.spki_der;
+    let fp = fingerprint(&spki);
+    let ciphertext = svc
+        .hsm()
+        .wrap_for_transfer(
+            key.hsm_id,
+            &KekPublicKey {
+                n: b.kek.n.clone(),
+                e: b.kek.e.clone(),
+            },
+        )
+        .await?;
+    drop(hsm_turn);
+    if svc.hsm().wrap_strategy() == Some(crate::hsm::WrapStrategy::Host) {
+        tracing::warn!(event = "hsm.wrap.host", service = "hsm", job = b.id, group = %group.name, key = %key_name,
+            "Key {key_name} was wrapped in host memory (hsm.allow_host_wrap): the key left the token under an ephemeral key");
+    }
+    let blob = key_hsm(&b.kek.kid, &ciphertext, &b.generator)
+        .map_err(|e| JobError::Failed(format!("cannot encode the transfer blob: {e}")))?;
+    let request = import_request(group, &key, blob, &fp);
+
+    let permit = b
+        .slots
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| JobError::Failed("job runner is shutting down".into()))?;
+    // Before an intent is journalled is the safe point: this key's import is not started.
+    if b.stop.load(Ordering::SeqCst) {
+        return Ok(Outcome::Skipped);
+    }
+    if let Some(by) = svc.job(b.id).await?.cancel_requested {
+        return Ok(Outcome::Cancelled(by));
+    }
+    svc.journal(b.id, |j| {
+        for p in j.keys.iter_mut().filter(|p| &p.key == key_name) {
+            p.state = KeyPushState::ImportSent {
+                fingerprint: fp.clone(),
+            };
+        }
+        j.steps.push(step(&format!(
+            "Importing key {key_name} into {vault}/{azure_name}"
+        )));
+    })
+    .await?;
+    let bundle = match kv.import_key(&b.token, vault, azure_name, &request).await {
+        Ok(bundle) => bundle,
+        Err(AzureError::ResponseLost { .. }) => {
+            if let Some(version) = find_by_fingerprint(&b.jobs, &b.token, group, &fp).await? {
+                drop(permit);
+                record(
+                    b,
+                    key_name,
+                    &version,
+                    format!("The import answer was lost; found key {key_name} as version {version} by its fingerprint"),
+                )
+                .await?;
+                return Ok(Outcome::Pushed);
+            }
+            svc.job_step(
+                b.id,
+                format!("The import answer for key {key_name} was lost and Azure has no such version; importing again"),
+                None,
+            )
+            .await?;
+            kv.import_key(&b.token, vault, azure_name, &request).await?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    // The answer is in: the slot goes to the next import while this one is recorded.
+    drop(permit);
+    if !jwk_matches_spki(&bundle.key, &spki) {
+        return Err(JobError::Failed(format!(
+            "Azure reports a public key for {} that differs from the HSM key {key_name}; disable that version and investigate",
+            bundle.kid()
+        )));
+    }
+    let version = bundle.version().to_owned();
+    record(
+        b,
+        key_name,
+        &version,
+        format!("Key {key_name} imported as version {version}"),
+    )
+    .await?;
+    tracing::info!(event = "azure.key.imported", service = "azure", job = b.id, group = %group.name, key = %key_name, vault, kid = bundle.kid(), version = %version,
+        "Key {key_name} imported into {vault}/{azure_name} as version {version}");
+    Ok(Outcome::Pushed)
+}
+
+/// The key's version, its step message and the job's progress: one durable write.
+async fn record(
+    b: &Batch,
+    key_name: &LocalKeyName,
+    version: &str,
+    message: String,
+) -> Result<(), JobError> {
+    let mut done = b.done.lock().await;
+    let n = *done + 1;
+    let total = b.total.max(1);
+    b.jobs
+        .service()
+        .record_push_with_steps(
+            b.id,
+            &b.group.name,
+            key_name,
+            version,
+            vec![message, format!("{n} of {total} key(s) pushed")],
+            Some(200 + (700 * n / total) as u16),
+        )
+        .await?;
+    *done = n;
+    Ok(())
+}
+
+/// Resolves every key of the job whose import was sent but whose answer never arrived, with one
+/// listing of the Azure versions: a version carrying its fingerprint tag is recorded, otherwise
+/// the key is marked not started. Returns whether there was any such key.
+pub(super) async fn resolve_sent(
+    jobs: &Jobs,
+    id: u64,
+    group: &KeyGroup,
+    token: &AccessToken,
+) -> Result<bool, JobError> {
+    let svc = jobs.service();
+    let sent: Vec<(LocalKeyName, String)> = svc
+        .job(id)
+        .await?
+        .keys
+        .into_iter()
+        .filter_map(|p| match p.state {
+            KeyPushState::ImportSent { fingerprint } => Some((p.key, fingerprint)),
+            _ => None,
+        })
+        .collect();
+    if sent.is_empty() {
+        return Ok(false);
+    }
+    let tagged = tagged_versions(jobs, token, group).await?;
+    for (key, fp) in sent {
+        match tagged.get(&fp) {
+            Some(version) => {
+                svc.record_push_with_steps(
+                    id,
+                    &group.name,
+                    &key,
+                    version,
+                    vec![format!(
+                        "Key {key} was imported before the job stopped, as version {version}"
+                    )],
+                    None,
+                )
+                .await?;
+            }
+            None => {
+                svc.journal(id, |j| {
+                    for p in j.keys.iter_mut().filter(|p| p.key == key) {
+                        p.state = KeyPushState::NotStarted;
+                    }
+                    j.steps.push(step(&format!(
+                        "Key {key} was not imported (Azure has no such version)"
+                    )));
+                })
+                .await?;
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// Fingerprint tag → version, for every version of the group's Azure key.
+async fn tagged_versions(
+    jobs: &Jobs,
+    token: &AccessToken,
+    group: &KeyGroup,
+) -> Result<HashMap<String, String>, JobError> {
+    let kv = jobs.azure().keyvault();
+    match kv
+        .list_versions(token, group.vault.as_str(), group.name.as_str())
+        .await
+    {
+        Ok(items) => Ok(items
+            .iter()
+            .filter_map(|i| {
+                let fp = i.tags.as_ref()?.get(FINGERPRINT_TAG)?;
+                Some((fp.clone(), i.version().to_owned()))
+            })
+            .collect()),
+        Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => Ok(HashMap::new()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The version of the group's Azure key that carries this fingerprint tag, if any.
+async fn find_by_fingerprint(
+    jobs: &Jobs,
+    token: &AccessToken,
+    group: &KeyGroup,
+    fp: &str,
+) -> Result<Option<String>, JobError> {
+    Ok(tagged_versions(jobs, token, group).await?.remove(fp))
+}
+
+fn import_request(
+    group: &KeyGroup,
+    key: &crate::model::Key,
+    key_hsm: String,
+    fp: &str,
+) -> ImportRequest {
+    let now = now_unix();
+    let exp = group.rotation.enabled.then(|| {
+        let now_t = time::OffsetDateTime::from_unix_timestamp(now)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        group.rotation.expiry_from(now_t).unix_timestamp()
+    });
+    let tags = BTreeMap::from([
+        (FINGERPRINT_TAG.to_owned(), fp.to_owned()),
+        ("byokd-key".to_owned(), key.name.to_string()),
+        ("byokd-check-digits".to_owned(), key.check_digits.clone()),
+    ]);
+    ImportRequest {
+        kty: key.key_type.azure_kty().to_owned(),
+        crv: match key.key_type {
+            KeyType::Ec(c) => Some(c.azure_name().to_owned()),
+            KeyType::Rsa { .. } => None,
+        },
+        key_ops: group
+            .key_ops
+            .iter()
+            .map(|o| o.azure_name().to_owned())
+            .collect(),
+        key_hsm,
+        enabled: true,
+        nbf: Some(now),
+        exp,
+        tags,
+    }
+}
