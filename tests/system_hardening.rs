@@ -107,7 +107,7 @@ fn a_running_daemon_is_locked_in_memory_coreless_and_umask_077() {
     daemon.wait_for_log("byokd ready");
     let pid = daemon.pid();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    // mlockall(MCL_CURRENT|MCL_FUTURE): the whole mapped memory is locked, within the unit's limit.
+    // mlockall(MCL_CURRENT|MCL_FUTURE|MCL_ONFAULT): the whole mapped memory is locked, within the unit's limit.
     let locked = status_kib(&status, "VmLck").unwrap();
     let rss = status_kib(&status, "VmRSS").unwrap();
     assert!(
@@ -119,13 +119,53 @@ fn a_running_daemon_is_locked_in_memory_coreless_and_umask_077() {
         "VmLck {locked} kB exceeds LimitMEMLOCK"
     );
     eprintln!(
-        "locked memory when ready: {locked} kB (LimitMEMLOCK {} kB)",
+        "locked memory when ready: {locked} kB, resident {rss} kB (LimitMEMLOCK {} kB)",
         UNIT_MEMLOCK / 1024
     );
+    assert_every_resident_page_is_locked_on_fault(pid);
     assert_eq!(status_field(&status, "Umask"), Some("0077"), "{status}");
     assert_core_limit_zero(pid);
     assert!(daemon.terminate().success(), "{}", daemon.log());
     assert!(s.state.exists());
+}
+
+/// The no-swap guarantee page by page: every mapping that holds a resident page is locked
+/// (`lo` in smaps' VmFlags), and locking is on fault (`lf`), so untouched memory is not made
+/// resident. Only the kernel's own vdso/vvar/vsyscall pages, which cannot be locked and hold
+/// no data of byokd's, are exempt.
+fn assert_every_resident_page_is_locked_on_fault(pid: u32) {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap();
+    let mut name = String::new();
+    let mut rss = 0u64;
+    let (mut mappings, mut on_fault) = (0, 0);
+    for line in smaps.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        if first.contains('-') && !first.ends_with(':') {
+            name = line.split_whitespace().nth(5).unwrap_or("").to_owned();
+        } else if let Some(v) = line.strip_prefix("Rss:") {
+            rss = v.trim().trim_end_matches(" kB").trim().parse().unwrap();
+        } else if let Some(flags) = line.strip_prefix("VmFlags:") {
+            let flags: Vec<&str> = flags.split_whitespace().collect();
+            if ["[vdso]", "[vvar]", "[vvar_vclock]", "[vsyscall]"].contains(&name.as_str()) {
+                continue;
+            }
+            mappings += 1;
+            if rss > 0 {
+                assert!(
+                    flags.contains(&"lo"),
+                    "mapping {name:?} has {rss} kB resident but is not locked: {flags:?}"
+                );
+            }
+            if flags.contains(&"lf") {
+                on_fault += 1;
+            }
+        }
+    }
+    assert!(mappings > 0, "no mappings read from smaps");
+    assert_eq!(
+        on_fault, mappings,
+        "every mapping is locked on fault (MCL_ONFAULT)"
+    );
 }
 
 fn assert_core_limit_zero(pid: u32) {

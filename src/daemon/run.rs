@@ -46,6 +46,7 @@ pub fn run_blocking(args: &Args) -> ExitCode {
 
 /// Starts byokd and serves until a shutdown signal.
 pub async fn run(args: &Args) -> Result<(), DaemonError> {
+    let started = std::time::Instant::now();
     let config = config::check_file(&args.config).map_err(|problems| DaemonError::Config {
         path: args.config.display().to_string(),
         problems: problems
@@ -77,7 +78,11 @@ pub async fn run(args: &Args) -> Result<(), DaemonError> {
     let scheduler = crate::jobs::Scheduler::new(jobs.clone()).await;
     let _scheduler = tokio::spawn(scheduler.run());
     let designated = service.designated().await;
-    tracing::info!(designated, "byokd ready");
+    tracing::info!(
+        designated,
+        startup_ms = started.elapsed().as_millis(),
+        "byokd ready"
+    );
     notifier.ready(if designated {
         "ready (designated device)"
     } else {

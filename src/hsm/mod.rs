@@ -157,9 +157,11 @@ impl Hsm {
     /// `spawn_blocking`. A token with no usable wrap strategy still starts: pushes then fail with
     /// `HsmError::NoWrapStrategy`.
     pub fn start(cfg: &HsmConfig, pin: Pin) -> Result<(Hsm, TokenReport), HsmError> {
+        let started = std::time::Instant::now();
         let module = library::Module::load(&cfg.module)?;
         let slot = token::find_slot(module.pkcs11(), &cfg.token_label)?;
         let session = token::open_and_login(module.pkcs11(), slot, &cfg.token_label, pin)?;
+        let login_ms = started.elapsed().as_millis();
         let report = TokenReport::read(module.pkcs11(), slot)
             .map_err(HsmError::pkcs11("reading the token report"))?;
         let seal_key = seal::ensure_seal_key(&session)?;
@@ -174,7 +176,14 @@ impl Hsm {
             mechanisms = report.mechanisms.len(),
             "HSM token ready"
         );
+        let self_test_started = std::time::Instant::now();
         let (wrap_report, wrap_plan) = wrap::self_test(&session, &report, cfg.allow_host_wrap);
+        tracing::info!(
+            login_ms,
+            self_test_ms = self_test_started.elapsed().as_millis(),
+            hsm_ms = started.elapsed().as_millis(),
+            "HSM start-up timed (module load and login, wrap self-test, in all)"
+        );
         let (requests, queue) = sync_channel(QUEUE_DEPTH);
         let (stopped_tx, stopped) = channel();
         let worker = Worker {

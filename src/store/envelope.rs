@@ -24,15 +24,33 @@ pub struct Envelope<'a> {
     pub payload: &'a [u8],
 }
 
+#[cfg(test)]
 pub fn encode(format: u16, generation: u64, payload: &[u8]) -> Result<Vec<u8>, String> {
-    let len =
-        u32::try_from(payload.len()).map_err(|_| "state payload exceeds 4 GiB".to_string())?;
-    let mut out = Vec::with_capacity(HEADER_LEN + payload.len() + CHECKSUM_LEN);
+    encode_with(format, generation, |mut out: Vec<u8>| {
+        out.extend_from_slice(payload);
+        Ok::<_, String>(out)
+    })
+}
+
+/// Encodes the envelope around whatever `payload` appends to the buffer it is given, so a large
+/// state is serialised once, straight into the file's bytes, with no second copy.
+pub fn encode_with<E>(
+    format: u16,
+    generation: u64,
+    payload: impl FnOnce(Vec<u8>) -> Result<Vec<u8>, E>,
+) -> Result<Vec<u8>, String>
+where
+    E: std::fmt::Display,
+{
+    let mut out = Vec::with_capacity(HEADER_LEN + CHECKSUM_LEN);
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&format.to_le_bytes());
     out.extend_from_slice(&generation.to_le_bytes());
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(payload);
+    out.extend_from_slice(&0u32.to_le_bytes());
+    let mut out = payload(out).map_err(|e| e.to_string())?;
+    let len = u32::try_from(out.len() - HEADER_LEN)
+        .map_err(|_| "state payload exceeds 4 GiB".to_string())?;
+    out[18..HEADER_LEN].copy_from_slice(&len.to_le_bytes());
     let sum = Sha256::digest(&out);
     out.extend_from_slice(&sum);
     Ok(out)
@@ -92,5 +110,25 @@ mod tests {
         let mut longer = bytes.clone();
         longer.push(0);
         assert!(decode(&longer).is_err());
+    }
+
+    #[test]
+    fn encoding_in_place_gives_the_same_bytes() {
+        let payload = b"some postcard payload".to_vec();
+        let in_place = encode_with(FORMAT_VERSION, 9, |mut v: Vec<u8>| {
+            v.extend_from_slice(&payload);
+            Ok::<_, String>(v)
+        })
+        .unwrap();
+        let mut expected = MAGIC.to_vec();
+        expected.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        expected.extend_from_slice(&9u64.to_le_bytes());
+        expected.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        expected.extend_from_slice(&payload);
+        let sum = Sha256::digest(&expected);
+        expected.extend_from_slice(&sum);
+        assert_eq!(in_place, expected);
+        assert_eq!(encode(FORMAT_VERSION, 9, &payload).unwrap(), expected);
+        assert_eq!(decode(&in_place).unwrap().payload, &payload[..]);
     }
 }

@@ -160,10 +160,10 @@ impl Store {
     /// First half of a commit: encodes and writes the temporary file, and fsyncs it.
     pub fn stage(&mut self, state: &State) -> Result<StagedWrite<'_>, StoreError> {
         let generation = self.generation + 1;
-        let payload =
-            postcard::to_allocvec(state).map_err(|e| StoreError::Encode(e.to_string()))?;
-        let bytes =
-            envelope::encode(FORMAT_VERSION, generation, &payload).map_err(StoreError::Encode)?;
+        let bytes = envelope::encode_with(FORMAT_VERSION, generation, |buf| {
+            postcard::to_extend(state, buf)
+        })
+        .map_err(StoreError::Encode)?;
         let temp = self.dir.join(TEMP);
         let mut file = OpenOptions::new()
             .write(true)

@@ -3,7 +3,8 @@
 //! In order: refuse root unless `allow_root = true`; refuse a configuration file that others can
 //! read or write; umask 077; no core dumps (`RLIMIT_CORE` = 0) and not dumpable
 //! (`PR_SET_DUMPABLE` 0, which also keeps same-user processes out of `/proc/<pid>/mem` and
-//! `ptrace`); then `mlockall(MCL_CURRENT | MCL_FUTURE)` so no secret is ever written to swap.
+//! `ptrace`); then `mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT)` so no page byokd ever
+//! touched (and so no secret) is written to swap, without making untouched memory resident.
 //!
 //! If `mlockall` fails (`ENOMEM`: `RLIMIT_MEMLOCK` too small; `EPERM`: no right to lock), the
 //! setting `hardening.mlock` decides: `"required"` (the default) stops start-up with a message
@@ -81,7 +82,7 @@ pub fn harden(config: &Config, config_path: &Path) -> Result<HardeningReport, Ha
         what: "PR_SET_DUMPABLE=0",
         source,
     })?;
-    let mlock = match mlockall(MlockAllFlags::MCL_CURRENT | MlockAllFlags::MCL_FUTURE) {
+    let mlock = match lock_memory() {
         Ok(()) => MlockOutcome::Locked,
         Err(errno) => match config.hardening.mlock {
             MlockPolicy::Required => return Err(HardeningError::Mlock { errno }),
@@ -103,6 +104,21 @@ pub fn harden(config: &Config, config_path: &Path) -> Result<HardeningReport, Ha
         mlock,
         running_as_root,
     })
+}
+
+/// `mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT)`: every page is locked the moment it is
+/// first touched, and a locked page is never written to swap. A page that was never touched
+/// holds no data, so nothing byokd ever held can reach swap; but reserved and never-used memory
+/// (thread stacks, allocator reservations, unused parts of the binary and the PKCS#11 module)
+/// is no longer made resident, which `MCL_FUTURE` alone does. Kernels before 4.4 lack
+/// `MCL_ONFAULT` (`EINVAL`): then the eager `MCL_CURRENT | MCL_FUTURE` is used.
+fn lock_memory() -> Result<(), nix::errno::Errno> {
+    let eager = MlockAllFlags::MCL_CURRENT | MlockAllFlags::MCL_FUTURE;
+    let on_fault = MlockAllFlags::from_bits_retain(nix::libc::MCL_ONFAULT);
+    match mlockall(eager | on_fault) {
+        Err(nix::errno::Errno::EINVAL) => mlockall(eager),
+        other => other,
+    }
 }
 
 /// Refuses a configuration file that a user other than its owner (and group, for reading) can

@@ -311,6 +311,8 @@ max_body_bytes = {body}
             .env("SOFTHSM2_CONF", self.path("softhsm2.conf"))
             .env("BYOKD_LOG", "info")
             .env("NO_COLOR", "1")
+            // As the shipped unit sets it.
+            .env("MALLOC_ARENA_MAX", "2")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
