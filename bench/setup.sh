@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Creates bench/.venv with Azure's official Python SDK for the SDK-flow comparator of byokd-bench.
-# Run once before `cargo run --release --bin byokd-bench`. Needs PyPI; the benchmark itself needs no network.
+# Run once before `cargo bench --bench suite`. Needs PyPI; the benchmark itself needs no network.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 python3 -m venv "$here/.venv"
