@@ -126,10 +126,10 @@ drift_check_hours = {drift_check_hours}
     );
     {
         use tracing_subscriber::prelude::*;
-        tracing_subscriber::registry()
+        // A test that needs its own subscriber installs one with the capture layer first.
+        let _ = tracing_subscriber::registry()
             .with(byokd::logs::capture::CaptureLayer)
-            .try_init()
-            .expect("the only subscriber in this test process");
+            .try_init();
     }
     let clock = ManualClock::new(OffsetDateTime::now_utc());
     let jobs = Jobs::with_clock(service.clone(), Arc::new(azure), Arc::new(clock.clone()));
@@ -374,13 +374,17 @@ fn the_scheduled_drift_check_runs_every_drift_check_hours_and_reports_findings()
         |token| async move {
             let log = Captured::default();
             let writer = log.clone();
-            tracing::subscriber::set_global_default(
-                tracing_subscriber::fmt()
-                    .with_ansi(false)
-                    .with_writer(move || writer.clone())
-                    .finish(),
-            )
-            .unwrap();
+            {
+                use tracing_subscriber::prelude::*;
+                tracing_subscriber::registry()
+                    .with(byokd::logs::capture::CaptureLayer)
+                    .with(
+                        tracing_subscriber::fmt::layer()
+                            .with_ansi(false)
+                            .with_writer(move || writer.clone()),
+                    )
+                    .init();
+            }
             let w = world_with(&token, 6).await;
             let group = setup_group(&w).await;
             let t0 = w.clock.now_unix();

@@ -18,6 +18,7 @@ use crate::model::{KeyGroup, KeyPushState, KeyType, LocalKeyName};
 use crate::service::now_unix;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use tracing::Instrument;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -98,13 +99,15 @@ pub(super) async fn import_all(
         while tasks.len() < window && !batch.stop.load(Ordering::SeqCst) {
             let Some(key) = queue.next() else { break };
             let b = batch.clone();
-            tasks.spawn(retry_notice::scope(notice.clone(), async move {
+            // The task stays inside the job's span, so its records name the job's identity.
+            let task = retry_notice::scope(notice.clone(), async move {
                 let outcome = import_one(&b, &key).await;
                 if !matches!(outcome, Ok(Outcome::Pushed)) {
                     b.stop.store(true, Ordering::SeqCst);
                 }
                 outcome
-            }));
+            });
+            tasks.spawn(task.in_current_span());
         }
         // No early return from here on: every task is drained before this phase ends.
         let Some(joined) = tasks.join_next().await else {
