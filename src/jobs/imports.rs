@@ -18,10 +18,10 @@ use crate::model::{KeyGroup, KeyPushState, KeyType, LocalKeyName};
 use crate::service::now_unix;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use tracing::Instrument;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 /// Keys wrapped ahead per import slot, so an import never waits for the (serial) HSM worker.
 const WRAP_AHEAD: usize = 2;

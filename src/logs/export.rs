@@ -115,6 +115,14 @@ pub fn csv_value(cell: &str) -> &str {
     cell.strip_prefix('\'').unwrap_or(cell)
 }
 
+/// A CSV row that is not a record (a chain link or the end row): its kind, sequence number, a
+/// note in the message column, and the two hashes; the record columns stay empty.
+fn csv_chain_row(kind: &str, seq: &str, note: &str, prev: &str, hash: &str) -> String {
+    csv_row(&[
+        kind, seq, "", "", "", "", "", "", "", "", "", "", "", note, prev, hash,
+    ])
+}
+
 fn csv_row(fields: &[&str]) -> String {
     let mut row = fields
         .iter()
@@ -210,24 +218,7 @@ impl<W: Write> Exporter<W> {
                     s.push('\n');
                     s
                 }
-                Format::Csv => csv_row(&[
-                    "link",
-                    &seq.to_string(),
-                    "",
-                    "",
-                    "",
-                    "",
-                    "",
-                    "",
-                    "",
-                    "",
-                    "",
-                    "",
-                    "",
-                    "",
-                    &prev,
-                    &hash,
-                ]),
+                Format::Csv => csv_chain_row("link", &seq.to_string(), "", &prev, &hash),
             };
             self.out.write_all(line.as_bytes())?;
             self.rows += 1;
@@ -267,24 +258,13 @@ impl<W: Write> Exporter<W> {
             }
             Format::Csv => {
                 let seq = end.last_seq.map(|s| s.to_string()).unwrap_or_default();
-                csv_row(&[
+                csv_chain_row(
                     "end",
                     &seq,
-                    "",
-                    "",
-                    "",
-                    "",
-                    "",
-                    "",
-                    "",
-                    "",
-                    "",
-                    "",
-                    "",
                     &end.counts_text(),
                     end.first_prev.as_deref().unwrap_or_default(),
                     end.last_hash.as_deref().unwrap_or_default(),
-                ])
+                )
             }
         };
         self.out.write_all(line.as_bytes())?;
