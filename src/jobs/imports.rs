@@ -69,12 +69,7 @@ pub(super) async fn import_all(
     pending: Vec<LocalKeyName>,
 ) -> Result<Flow, JobError> {
     let slots = jobs.import_slots(group.vault.as_str());
-    let in_flight = jobs
-        .service()
-        .config()
-        .azure
-        .vault_concurrent_imports
-        .clamp(1, 32) as usize;
+    let in_flight = jobs.concurrent_imports();
     let batch = Arc::new(Batch {
         jobs: jobs.clone(),
         id,

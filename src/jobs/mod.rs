@@ -256,14 +256,18 @@ impl Jobs {
             .clone()
     }
 
-    /// The bound on imports in flight to `vault`, shared by every job on it.
-    fn import_slots(&self, vault: &str) -> Arc<Semaphore> {
-        let bound = self
-            .service()
+    /// `azure.vault_concurrent_imports`: how many imports may be in flight to one vault.
+    fn concurrent_imports(&self) -> usize {
+        self.service()
             .config()
             .azure
             .vault_concurrent_imports
-            .clamp(1, 32) as usize;
+            .clamp(1, 32) as usize
+    }
+
+    /// The bound on imports in flight to `vault`, shared by every job on it.
+    fn import_slots(&self, vault: &str) -> Arc<Semaphore> {
+        let bound = self.concurrent_imports();
         let mut map = match self.inner.imports.lock() {
             Ok(m) => m,
             Err(poisoned) => poisoned.into_inner(),
