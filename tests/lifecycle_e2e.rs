@@ -655,6 +655,16 @@ fn request_delete(d: &Daemon, group: &str) -> (String, Value) {
     (approval, job)
 }
 
+/// The second admin approves `approval`; the answer's status and body.
+fn approve_as_admin2(d: &Daemon, approval: &str) -> (u16, Value) {
+    d.curl(
+        Some(ADMIN2),
+        "POST",
+        &format!("/v1/approvals/{approval}/approve"),
+        None,
+    )
+}
+
 fn job_state(d: &Daemon, id: &str) -> Value {
     let (status, j) = d.curl(Some(AUDITOR), "GET", &format!("/v1/jobs/{id}"), None);
     assert_eq!(status, 200, "{j}");
@@ -726,12 +736,7 @@ fn a_delete_on_cloud_waits_in_waiting_approval_until_approved_and_ends_cancelled
     );
     assert_eq!(a["status"], "rejected", "{a}");
     assert!(a["outcome"].as_str().unwrap().contains("withdrawn"), "{a}");
-    let (status, refused) = d.curl(
-        Some(ADMIN2),
-        "POST",
-        &format!("/v1/approvals/{approval}/approve"),
-        None,
-    );
+    let (status, refused) = approve_as_admin2(d, &approval);
     assert_eq!(
         (status, refused["error"]["code"].as_str()),
         (409, Some("approval_decided"))
@@ -741,12 +746,7 @@ fn a_delete_on_cloud_waits_in_waiting_approval_until_approved_and_ends_cancelled
     // Approved by a second admin: the same job leaves waiting-approval and runs.
     let (approval, job) = request_delete(d, "wa");
     let id = job["id"].as_str().unwrap().to_owned();
-    let (status, approved) = d.curl(
-        Some(ADMIN2),
-        "POST",
-        &format!("/v1/approvals/{approval}/approve"),
-        None,
-    );
+    let (status, approved) = approve_as_admin2(d, &approval);
     assert_eq!(status, 200, "{approved}");
     assert_eq!(approved["job"]["id"], id.as_str(), "{approved}");
     let j = wait_job(d, &id);
@@ -809,12 +809,7 @@ fn a_delete_on_cloud_whose_approval_expires_ends_cancelled() {
         "{j}"
     );
     assert_eq!(rig.emu.key_versions(V_SOFT, "exp").len(), 1);
-    let (status, refused) = d.curl(
-        Some(ADMIN2),
-        "POST",
-        &format!("/v1/approvals/{approval}/approve"),
-        None,
-    );
+    let (status, refused) = approve_as_admin2(d, &approval);
     assert_eq!(
         (status, refused["error"]["code"].as_str()),
         (409, Some("approval_expired"))
