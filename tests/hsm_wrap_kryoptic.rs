@@ -1,7 +1,13 @@
-//! The in-HSM `two-step` wrap strategy on a conforming token: kryoptic, whose
-//! CKM_AES_KEY_WRAP_KWP is RFC 5649. The self-test must pick `two-step` without
-//! `allow_host_wrap`, and each ciphertext must decrypt (with the test's KEK private key) to a
-//! strict PKCS#8 that matches the HSM's public key.
+//! The in-HSM `two-step` wrap strategy on kryoptic, whose CKM_AES_KEY_WRAP_KWP is RFC 5649. The
+//! self-test must pick `two-step` without `allow_host_wrap`, and each ciphertext must decrypt
+//! (with the test's KEK private key) to a strict PKCS#8 that matches the HSM's public key.
+//!
+//! kryoptic's PKCS#8 of an EC key whose private scalar has leading zero bytes drops them (a
+//! P-521 key has one about every second time): the conformance self-test must find that with
+//! its edge keys, refuse EC pushes on `two-step` up front naming the encoding, and, where
+//! `hsm.allow_host_wrap` allows, serve EC keys with `host`, whose blobs byokd re-encodes.
+//! secp256k1, which kryoptic cannot generate, must be refused as a key type, not as an HSM
+//! failure.
 //!
 //! Needs the kryoptic module: `cargo build --release --manifest-path
 //! tests/kryoptic-module/Cargo.toml` (or `BYOKD_KRYOPTIC_MODULE`); without it these tests fail.
@@ -9,10 +15,10 @@
 
 mod common;
 
-use byokd::hsm::{Hsm, WrapStrategy};
+use byokd::hsm::{Hsm, HsmError, WrapStrategy};
 use byokd::model::{Curve, KeyName, KeyType, LocalKeyName, RsaExponent};
 use common::kryoptic::isolated;
-use common::wrapcheck::{Logs, kek, kwp_len, strict_pkcs8_public_spki, unwrap_transfer};
+use common::wrapcheck::{Logs, kek, kwp_len, scalar_has_leading_zero, wrap_and_check};
 
 #[test]
 fn kryoptic_self_test_picks_two_step() {
@@ -57,8 +63,8 @@ fn kryoptic_self_test_picks_two_step() {
 }
 
 #[test]
-fn kryoptic_two_step_wraps_rsa_and_p256() {
-    isolated("kryoptic_two_step_wraps_rsa_and_p256", |token| async move {
+fn kryoptic_two_step_wraps_rsa() {
+    isolated("kryoptic_two_step_wraps_rsa", |token| async move {
         let logs = Logs::capture();
         let (hsm, _) = Hsm::start(&token.config(), token.pin()).unwrap();
         assert_eq!(hsm.wrap_strategy(), Some(WrapStrategy::TwoStep));
@@ -68,24 +74,14 @@ fn kryoptic_two_step_wraps_rsa_and_p256() {
             KeyType::rsa(2048, f4).unwrap(),
             KeyType::rsa(2048, f4).unwrap(),
             KeyType::rsa(3072, f4).unwrap(),
-            KeyType::Ec(Curve::P256),
-            KeyType::Ec(Curve::P384),
-            KeyType::Ec(Curve::P521),
+            KeyType::rsa(2048, RsaExponent::Three).unwrap(),
         ];
-        let (kek_private, kek_public) = kek(2048);
+        let kek = kek(2048);
         let group = KeyName::try_from("payments").unwrap();
         for (i, key_type) in key_types.iter().enumerate() {
-            let key = LocalKeyName::try_from(format!("k{i}").as_str()).unwrap();
-            let generated = hsm.generate(*key_type, &group, &key).await.unwrap();
-            let ciphertext = hsm
-                .wrap_for_transfer(generated.id, &kek_public)
-                .await
-                .unwrap();
-            let der = unwrap_transfer(&kek_private, &ciphertext);
+            let (ciphertext, der) =
+                wrap_and_check(&hsm, *key_type, &group, &format!("k{i}"), &kek).await;
             assert_eq!(ciphertext.len(), 256 + kwp_len(der.len()), "{key_type}");
-            let spki = strict_pkcs8_public_spki(&der, *key_type);
-            let hsm_public = hsm.public_key(generated.id).await.unwrap();
-            assert_eq!(spki, hsm_public.spki_der, "{key_type}");
             eprintln!("{key_type}: PKCS#8 {} bytes", der.len());
         }
         // No key left the token in the clear: no host-wrap WARN.
@@ -94,4 +90,142 @@ fn kryoptic_two_step_wraps_rsa_and_p256() {
         assert!(text.contains("wrapped key for transfer"), "{text}");
         hsm.shutdown().await.unwrap();
     });
+}
+
+#[test]
+fn kryoptic_two_step_ec_is_refused_up_front_naming_the_short_scalar() {
+    isolated(
+        "kryoptic_two_step_ec_is_refused_up_front_naming_the_short_scalar",
+        |token| async move {
+            let (hsm, _) = Hsm::start(&token.config(), token.pin()).unwrap();
+            let report = hsm.wrap_report();
+            assert_eq!(report.chosen, Some(WrapStrategy::TwoStep), "{report:?}");
+            let p521 = KeyType::Ec(Curve::P521);
+            let check = report.key_type(p521).unwrap();
+            assert!(check.can_generate, "{check:?}");
+            assert_eq!(check.strategy, None, "{check:?}");
+            let two_step = &check.encodings[0];
+            assert_eq!(two_step.strategy, WrapStrategy::TwoStep);
+            assert!(!two_step.conforming);
+            assert!(
+                two_step
+                    .failed_class
+                    .as_deref()
+                    .is_some_and(|c| c.contains("leading zero byte")),
+                "{two_step:?}"
+            );
+            assert!(
+                two_step.detail.contains("65 bytes") && two_step.detail.contains("exactly 66"),
+                "{two_step:?}"
+            );
+            // The status line says it too.
+            assert!(
+                report
+                    .summary()
+                    .contains("EC-P521 on two-step: non-conforming blob"),
+                "{}",
+                report.summary()
+            );
+            // A push of P-521 is refused before anything is wrapped, naming the encoding.
+            let refused = report.strategy_for(p521).unwrap_err();
+            assert!(
+                matches!(&refused, HsmError::NonConformingEncoding { key_type, .. } if key_type == "EC-P521"),
+                "{refused:?}"
+            );
+            assert!(refused.to_string().contains("65 bytes"), "{refused}");
+            let group = KeyName::try_from("payments").unwrap();
+            let key = LocalKeyName::try_from("k1").unwrap();
+            let generated = hsm.generate(p521, &group, &key).await.unwrap();
+            let (_, kek_public) = kek(2048);
+            let err = hsm
+                .wrap_for_transfer(generated.id, &kek_public)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, HsmError::NonConformingEncoding { .. }),
+                "{err:?}"
+            );
+            // Every curve kryoptic generates is refused on two-step the same way; RSA is served.
+            for curve in [Curve::P256, Curve::P384] {
+                assert_eq!(report.key_type(KeyType::Ec(curve)).unwrap().strategy, None);
+            }
+            let rsa = report
+                .key_type(KeyType::rsa(2048, RsaExponent::F4).unwrap())
+                .unwrap();
+            assert_eq!(rsa.strategy, Some(WrapStrategy::TwoStep), "{rsa:?}");
+            assert!(
+                rsa.encodings[0].detail.contains("4 classes conform"),
+                "{rsa:?}"
+            );
+
+            // secp256k1: not generable, refused as a key type with the curve named.
+            let k1 = KeyType::Ec(Curve::P256K);
+            let check = report.key_type(k1).unwrap();
+            assert!(!check.can_generate && check.strategy.is_none(), "{check:?}");
+            let err = hsm.can_generate(k1).unwrap_err();
+            assert!(
+                matches!(err, HsmError::KeyTypeNotSupported { .. })
+                    && err.to_string().contains("P-256K")
+                    && err.to_string().contains("CKM_EC_KEY_PAIR_GEN"),
+                "{err}"
+            );
+            let err = hsm
+                .generate(k1, &group, &LocalKeyName::try_from("k2").unwrap())
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, HsmError::KeyTypeNotSupported { .. }),
+                "{err:?}"
+            );
+            hsm.shutdown().await.unwrap();
+        },
+    );
+}
+
+/// 50 generated P-521 keys (a leading-zero scalar among them is all but certain: 1 - 2^-50),
+/// plus P-256 and P-384 keys, with `allow_host_wrap`: EC keys go through `host`, every blob
+/// conforms (fixed-length scalar, checked by the tests' own strict parser), and the keys with a
+/// leading-zero scalar are among them. RSA stays on `two-step`.
+#[test]
+fn kryoptic_fifty_p521_keys_conform_through_host_re_encoding() {
+    isolated(
+        "kryoptic_fifty_p521_keys_conform_through_host_re_encoding",
+        |token| async move {
+            let mut cfg = token.config();
+            cfg.allow_host_wrap = true;
+            let (hsm, _) = Hsm::start(&cfg, token.pin()).unwrap();
+            let report = hsm.wrap_report();
+            for curve in [Curve::P256, Curve::P384, Curve::P521] {
+                assert_eq!(
+                    report.strategy_for(KeyType::Ec(curve)).unwrap(),
+                    WrapStrategy::Host,
+                    "{report:?}"
+                );
+            }
+            assert_eq!(
+                report
+                    .strategy_for(KeyType::rsa(2048, RsaExponent::F4).unwrap())
+                    .unwrap(),
+                WrapStrategy::TwoStep
+            );
+            let kek = kek(2048);
+            let group = KeyName::try_from("p521").unwrap();
+            let mut leading_zero = 0;
+            let mut key_types = vec![KeyType::Ec(Curve::P521); 50];
+            key_types.extend([KeyType::Ec(Curve::P256), KeyType::Ec(Curve::P384)]);
+            for (i, key_type) in key_types.iter().enumerate() {
+                let (_, der) =
+                    wrap_and_check(&hsm, *key_type, &group, &format!("k{i}"), &kek).await;
+                if scalar_has_leading_zero(&der) {
+                    leading_zero += 1;
+                }
+            }
+            assert!(
+                leading_zero > 0,
+                "no leading-zero scalar among 50 P-521 keys"
+            );
+            eprintln!("{leading_zero} of 52 EC keys had a leading-zero scalar; all conform");
+            hsm.shutdown().await.unwrap();
+        },
+    );
 }

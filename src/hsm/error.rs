@@ -77,6 +77,11 @@ pub enum HsmError {
     )]
     NoWrapStrategy { detail: String },
 
+    #[error(
+        "{key_type} keys are not pushed from this token: {reason}; see the wrap report in `byokctl status` (a software token may allow hsm.allow_host_wrap = true, whose blobs byokd re-encodes)"
+    )]
+    NonConformingEncoding { key_type: String, reason: String },
+
     #[error("the key-exchange key (KEK) is not usable: {reason}")]
     InvalidKek { reason: String },
 

@@ -1,9 +1,9 @@
 //! Host-side cryptography for the wrap strategies: RFC 5649 (AES-KWP) and RSA-OAEP-SHA1 with the
-//! `aes-kw` and `rsa` crates, the exact-length DER trim and the strict PKCS#8 check.
+//! `aes-kw` and `rsa` crates, and the exact-length DER trim.
 //!
-//! Owns: the transfer ciphertext layout (`RSA-OAEP-SHA1(kek, aes) || AES-KWP(aes, plaintext)`),
-//! unwrapping a token's padded key wrap (both RFC 5649 and SoftHSM 2.6.1's zero-padded variant),
-//! and proving that plaintext is one strict PKCS#8 PrivateKeyInfo of the expected key.
+//! Owns: the transfer ciphertext layout (`RSA-OAEP-SHA1(kek, aes) || AES-KWP(aes, plaintext)`)
+//! and unwrapping a token's padded key wrap (both RFC 5649 and SoftHSM 2.6.1's zero-padded
+//! variant). The strict PKCS#8 check is `strict`'s.
 //! Must never: put key material in an error, a log or `Debug`; keep plaintext in a buffer that is
 //! not `Zeroizing`; return plaintext with trailing bytes.
 //!
@@ -11,23 +11,15 @@
 //! re-wrapped ciphertext exists. They are not locked page by page: the daemon `mlockall()`s its
 //! whole address space at start-up, so they never reach swap.
 
-use crate::model::Curve;
 use aes_kw::KwpAes256;
 use aes_kw::cipher::KeyInit as _;
-use der::{Decode as _, Encode as _};
 use rand::TryRng as _;
-use rsa::traits::PublicKeyParts as _;
 use zeroize::Zeroizing;
 
 /// Length of an AES-256 key.
 pub(crate) const AES256_LEN: usize = 32;
 /// The largest plaintext byokd wraps: an RSA-4096 PKCS#8 is about 2.4 KB.
 const MAX_PLAINTEXT: usize = 16 * 1024;
-
-/// rsaEncryption.
-const OID_RSA: &str = "1.2.840.113549.1.1.1";
-/// id-ecPublicKey.
-const OID_EC: &str = "1.2.840.10045.2.1";
 
 /// A fresh AES-256 key from the operating system's RNG.
 pub(crate) fn random_aes256() -> Result<Zeroizing<[u8; AES256_LEN]>, String> {
@@ -162,65 +154,6 @@ fn der_sequence_len(der: &[u8]) -> Result<usize, String> {
         return Err(bad("non-minimal length"));
     }
     Ok(2 + count + len)
-}
-
-/// What the token says the private key is, to check an unwrapped PKCS#8 against.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum ExpectedKey {
-    Rsa { modulus: Vec<u8> },
-    Ec { curve: Curve },
-}
-
-/// Checks that `der` is exactly one strict-DER PKCS#8 PrivateKeyInfo of the expected key (no
-/// trailing bytes, right algorithm, right modulus or curve, inner key strictly parsed too).
-pub(crate) fn check_pkcs8(der: &[u8], expected: &ExpectedKey) -> Result<(), String> {
-    let info = pkcs8::PrivateKeyInfoRef::from_der(der)
-        .map_err(|e| format!("the unwrapped key is not strict PKCS#8 DER: {e}"))?;
-    let oid = info.algorithm.oid.to_string();
-    match expected {
-        ExpectedKey::Rsa { modulus } => {
-            if oid != OID_RSA {
-                return Err(format!(
-                    "the unwrapped key's algorithm is {oid}, not rsaEncryption"
-                ));
-            }
-            let key = <rsa::PrivateKey as pkcs8::DecodePrivateKey>::from_pkcs8_der(der)
-                .map_err(|e| format!("the unwrapped RSA key does not parse: {e}"))?;
-            let n = key.n().to_be_bytes();
-            if strip_zeros(&n) != strip_zeros(modulus) {
-                return Err("the unwrapped RSA key's modulus differs from the token's".to_owned());
-            }
-        }
-        ExpectedKey::Ec { curve } => {
-            if oid != OID_EC {
-                return Err(format!(
-                    "the unwrapped key's algorithm is {oid}, not id-ecPublicKey"
-                ));
-            }
-            let params = info
-                .algorithm
-                .parameters
-                .ok_or("the unwrapped EC key has no curve parameters")?
-                .to_der()
-                .map_err(|e| format!("the unwrapped EC key's parameters: {e}"))?;
-            if params != curve.params_der() {
-                return Err(format!(
-                    "the unwrapped EC key is not on {}",
-                    curve.azure_name()
-                ));
-            }
-            let ec = sec1::EcPrivateKey::from_der(info.private_key.as_bytes())
-                .map_err(|e| format!("the unwrapped ECPrivateKey is not strict DER: {e}"))?;
-            if ec.private_key.len() != curve.field_bytes() {
-                return Err(format!(
-                    "the unwrapped EC private key is {} bytes, {} expected",
-                    ec.private_key.len(),
-                    curve.field_bytes()
-                ));
-            }
-        }
-    }
-    Ok(())
 }
 
 /// `bytes` without leading zero bytes.

@@ -109,27 +109,30 @@ fn refusal(key_type: KeyType, mechanism: &'static str, e: cryptoki::error::Error
             | RvError::TemplateInconsistent
             | RvError::KeySizeRange),
             _,
-        ) => {
-            let what = match key_type {
-                KeyType::Ec(curve) => format!(
-                    "{key_type} (curve {}, OID {})",
-                    curve.azure_name(),
-                    curve.oid()
-                ),
-                KeyType::Rsa { exponent, .. } => {
-                    format!("{key_type} (public exponent {})", exponent.value())
-                }
-            };
-            HsmError::KeyTypeNotSupported {
-                key_type: what,
-                mechanism,
-                cause: rv.to_string(),
-            }
-        }
+        ) => not_supported(key_type, mechanism, rv.to_string()),
         other => HsmError::Pkcs11 {
             op: "generating a key pair",
             source: other,
         },
+    }
+}
+
+/// `HsmError::KeyTypeNotSupported` for `key_type`, naming its curve or exponent.
+pub(crate) fn not_supported(key_type: KeyType, mechanism: &'static str, cause: String) -> HsmError {
+    let what = match key_type {
+        KeyType::Ec(curve) => format!(
+            "{key_type} (curve {}, OID {})",
+            curve.azure_name(),
+            curve.oid()
+        ),
+        KeyType::Rsa { exponent, .. } => {
+            format!("{key_type} (public exponent {})", exponent.value())
+        }
+    };
+    HsmError::KeyTypeNotSupported {
+        key_type: what,
+        mechanism,
+        cause,
     }
 }
 

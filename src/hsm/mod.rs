@@ -9,10 +9,13 @@
 //!
 //! Files: `library` (C_Initialize/C_Finalize), `token` (slot lookup, login), `worker` (thread and
 //! requests), `keygen` (target keys), `spki` (public key encoding), `seal` (AES-GCM sealing), `signing` (credential signing keys),
-//! `wrap` (BYOK wrap strategies and their self-test), `host` (host-side RSA-OAEP, AES-KWP and
-//! strict PKCS#8 for the self-test and the `host` strategy), `report` (token identity and
-//! mechanisms), `error`.
+//! `wrap` (BYOK wrap strategies and their self-test), `conformance` (the encoding self-test by
+//! key family and class), `strict` (the strict PKCS#8 parser and canonical encoder), `host`
+//! (host-side RSA-OAEP and AES-KWP), `capability` (which key types the token generates),
+//! `report` (token identity and mechanisms), `error`.
 
+mod capability;
+mod conformance;
 mod error;
 mod host;
 mod keygen;
@@ -21,10 +24,13 @@ mod report;
 mod seal;
 mod signing;
 mod spki;
+mod strict;
 mod token;
 mod worker;
 mod wrap;
 
+pub use capability::Capabilities;
+pub use conformance::{EncodingCheck, KeyFamily, KeyTypeCheck};
 pub use error::HsmError;
 pub use keygen::{LABEL_PREFIX, key_label, parse_label};
 pub use report::{
@@ -111,6 +117,7 @@ pub struct Hsm {
     inner: Arc<Inner>,
     report: Arc<TokenReport>,
     wrap: Arc<WrapReport>,
+    capabilities: Arc<Capabilities>,
     timeout: Duration,
 }
 
@@ -177,7 +184,9 @@ impl Hsm {
             "HSM token ready"
         );
         let self_test_started = std::time::Instant::now();
-        let (wrap_report, wrap_plan) = wrap::self_test(&session, &report, cfg.allow_host_wrap);
+        let capabilities = Capabilities::probe(module.pkcs11(), slot, &session);
+        let (wrap_report, wrap_plan) =
+            wrap::self_test(&session, &report, &capabilities, cfg.allow_host_wrap);
         tracing::info!(
             login_ms,
             self_test_ms = self_test_started.elapsed().as_millis(),
@@ -208,18 +217,29 @@ impl Hsm {
             }),
             report: Arc::new(report.clone()),
             wrap: Arc::new(wrap_report),
+            capabilities: Arc::new(capabilities),
             timeout: cfg.request_timeout,
         };
         Ok((hsm, report))
     }
 
-    /// Generates a key pair of `key_type` labelled `byokd/{group}/{key}`.
+    /// Whether the token can generate `key_type` (start-up probe); the error names the
+    /// missing mechanism or curve.
+    pub fn can_generate(&self, key_type: KeyType) -> Result<(), HsmError> {
+        self.capabilities
+            .check(key_type)
+            .map_err(|(mechanism, cause)| keygen::not_supported(key_type, mechanism, cause))
+    }
+
+    /// Generates a key pair of `key_type` labelled `byokd/{group}/{key}`. A key type the
+    /// start-up probe found the token cannot generate is refused without asking the token.
     pub async fn generate(
         &self,
         key_type: KeyType,
         group: &KeyName,
         key: &LocalKeyName,
     ) -> Result<GeneratedKey, HsmError> {
+        self.can_generate(key_type)?;
         let label = key_label(group, key);
         self.call("generate", |reply| Request::Generate {
             key_type,

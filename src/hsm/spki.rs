@@ -62,6 +62,27 @@ pub fn curve_from_params(params: &[u8]) -> Result<Curve, String> {
 /// point `04 || X || Y`. The wrapper is removed strictly (no trailing bytes), and the point is
 /// checked for the leading 0x04 and the curve's exact length.
 pub fn ec_spki(params: &[u8], ec_point: &[u8]) -> Result<(Vec<u8>, Curve), String> {
+    let (point, curve) = ec_point_of(params, ec_point)?;
+    let parameters =
+        AnyRef::from_der(params).map_err(|e| format!("CKA_EC_PARAMS is not DER: {e}"))?;
+    let info = SubjectPublicKeyInfoRef {
+        algorithm: AlgorithmIdentifierRef {
+            oid: ID_EC_PUBLIC_KEY,
+            parameters: Some(parameters),
+        },
+        subject_public_key: BitStringRef::new(0, point).map_err(|e| format!("EC point: {e}"))?,
+    };
+    let der = info
+        .to_der()
+        .map_err(|e| format!("encoding the EC SPKI failed: {e}"))?;
+    Ok((der, curve))
+}
+
+/// The uncompressed point `04 || X || Y` inside CKA_EC_POINT, checked as `ec_spki` describes.
+pub(crate) fn ec_point_of<'a>(
+    params: &[u8],
+    ec_point: &'a [u8],
+) -> Result<(&'a [u8], Curve), String> {
     let curve = curve_from_params(params)?;
     let point = <&OctetStringRef>::from_der(ec_point)
         .map_err(|e| format!("CKA_EC_POINT is not a DER OCTET STRING: {e}"))?
@@ -77,19 +98,7 @@ pub fn ec_spki(params: &[u8], ec_point: &[u8]) -> Result<(Vec<u8>, Curve), Strin
     if point.first() != Some(&0x04) {
         return Err("EC point is not in uncompressed form (no leading 0x04)".to_owned());
     }
-    let parameters =
-        AnyRef::from_der(params).map_err(|e| format!("CKA_EC_PARAMS is not DER: {e}"))?;
-    let info = SubjectPublicKeyInfoRef {
-        algorithm: AlgorithmIdentifierRef {
-            oid: ID_EC_PUBLIC_KEY,
-            parameters: Some(parameters),
-        },
-        subject_public_key: BitStringRef::new(0, point).map_err(|e| format!("EC point: {e}"))?,
-    };
-    let der = info
-        .to_der()
-        .map_err(|e| format!("encoding the EC SPKI failed: {e}"))?;
-    Ok((der, curve))
+    Ok((point, curve))
 }
 
 #[cfg(test)]

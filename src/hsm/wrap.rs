@@ -12,12 +12,15 @@
 //!
 //! See `../shared/azure-byok.md` §2 for the blob and the measured token behaviour.
 
-use super::host::{self, AES256_LEN, ExpectedKey, KwpBehaviour};
+use super::capability::Capabilities;
+use super::conformance::{self, KeyFamily, KeyTypeCheck};
+use super::host::{self, AES256_LEN, KwpBehaviour};
 use super::keygen::find_one;
 use super::report::{
     CKM_AES_KEY_WRAP_KWP, CKM_AES_KEY_WRAP_PAD, CKM_RSA_AES_KEY_WRAP, CKM_RSA_PKCS_OAEP,
 };
-use super::spki::curve_from_params;
+use super::spki::{curve_from_params, ec_point_of};
+use super::strict::{self, Expected};
 use super::{HsmError, TokenReport};
 use crate::model::HsmKeyId;
 use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsOaepParams, PkcsOaepSource};
@@ -77,15 +80,20 @@ pub struct StrategyCheck {
 }
 
 /// The self-test's verdict: the chosen strategy and, for each strategy, why it was or was not
-/// chosen. Shown by `byokctl status` and logged at start-up.
+/// chosen; and for each key family whether the token generates it and which strategy wraps it
+/// conformingly. Shown by `byokctl status` and logged at start-up.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct WrapReport {
-    /// The first usable strategy of native, two-step, host; `None` if none is.
+    /// The first usable strategy of native, two-step, host; `None` if none is. A key family
+    /// may use a later one when this one's blobs do not conform for it (see `key_types`).
     pub chosen: Option<WrapStrategy>,
     /// `hsm.allow_host_wrap`.
     pub allow_host_wrap: bool,
     /// One entry per strategy, in preference order: native, two-step, host.
     pub checks: Vec<StrategyCheck>,
+    /// One entry per key family (RSA, EC-P256, EC-P384, EC-P521, EC-P256K): the encoding
+    /// conformance self-test.
+    pub key_types: Vec<KeyTypeCheck>,
 }
 
 impl WrapReport {
@@ -94,13 +102,52 @@ impl WrapReport {
         self.checks.iter().find(|c| c.strategy == strategy)
     }
 
-    /// One line: `native: ...; two-step: ...; host: ...`.
+    /// The conformance verdict on the family of `key_type`.
+    pub fn key_type(&self, key_type: crate::model::KeyType) -> Option<&KeyTypeCheck> {
+        let name = KeyFamily::of(key_type).to_string();
+        self.key_types.iter().find(|k| k.key_type == name)
+    }
+
+    /// The strategy keys of `key_type` are wrapped with; the error says why there is none.
+    pub fn strategy_for(&self, key_type: crate::model::KeyType) -> Result<WrapStrategy, HsmError> {
+        if self.chosen.is_none() {
+            return Err(HsmError::NoWrapStrategy {
+                detail: self.summary(),
+            });
+        }
+        let family = KeyFamily::of(key_type);
+        self.key_type(key_type)
+            .ok_or_else(|| format!("{family} was not covered by the self-test"))
+            .and_then(KeyTypeCheck::verdict)
+            .map_err(|reason| HsmError::NonConformingEncoding {
+                key_type: family.to_string(),
+                reason,
+            })
+    }
+
+    /// One line: `native: ...; two-step: ...; host: ...`, then every key family a usable
+    /// strategy refused: `EC-P521 on two-step: class "...": ...`.
     pub fn summary(&self) -> String {
-        self.checks
+        let mut parts: Vec<String> = self
+            .checks
             .iter()
             .map(|c| format!("{}: {}", c.strategy, c.detail))
-            .collect::<Vec<_>>()
-            .join("; ")
+            .collect();
+        for kt in &self.key_types {
+            for e in kt.encodings.iter().filter(|e| !e.conforming) {
+                parts.push(format!(
+                    "{} on {}: non-conforming blob, {}{}",
+                    kt.key_type,
+                    e.strategy,
+                    e.detail,
+                    match kt.strategy {
+                        Some(s) => format!(" (served by {s})"),
+                        None => " (pushes refused)".to_owned(),
+                    }
+                ));
+            }
+        }
+        parts.join("; ")
     }
 }
 
@@ -132,13 +179,34 @@ impl PadMechanism {
     }
 }
 
-/// What the worker needs to wrap: the strategy and, for `two-step` and `host`, the mechanism.
+/// What the worker needs to wrap: the usable strategies with their mechanisms, and the
+/// strategy each key family uses.
 #[derive(Debug, Clone)]
 pub(crate) struct Plan {
-    strategy: Option<WrapStrategy>,
-    pad: Option<PadMechanism>,
+    /// Some when `two-step` is usable: the token's RFC 5649 mechanism.
+    two_step: Option<PadMechanism>,
+    /// Some when `host` is usable: the padded wrap the key leaves the token under.
+    host: Option<PadMechanism>,
+    /// Per key family: the strategy, or why none conforms.
+    families: Vec<(KeyFamily, Result<WrapStrategy, String>)>,
     /// Why no strategy is usable (for the error), empty otherwise.
     missing: String,
+}
+
+impl Plan {
+    fn any(&self) -> bool {
+        self.missing.is_empty()
+    }
+
+    fn strategy_for(&self, family: KeyFamily) -> Result<WrapStrategy, String> {
+        self.families
+            .iter()
+            .find(|(f, _)| *f == family)
+            .map_or_else(
+                || Err(format!("{family} was not covered by the self-test")),
+                |(_, s)| s.clone(),
+            )
+    }
 }
 
 /// The AES-256 key of the known-answer tests.
@@ -156,14 +224,14 @@ fn kat_secret() -> Vec<u8> {
 }
 
 /// A session object destroyed on drop, so that no path leaves one behind.
-struct Temporary<'a> {
+pub(super) struct Temporary<'a> {
     session: &'a Session,
-    handle: ObjectHandle,
+    pub(super) handle: ObjectHandle,
     what: &'static str,
 }
 
 impl<'a> Temporary<'a> {
-    fn create(
+    pub(super) fn create(
         session: &'a Session,
         template: &[Attribute],
         what: &'static str,
@@ -283,11 +351,13 @@ fn wrap_native(
     session.wrap_key(&mechanism, wrapping, key)
 }
 
-/// Runs the known-answer tests and picks the strategy. Never fails: a failing test is a reason
-/// in the report.
+/// Runs the known-answer tests, picks the strategy, then runs the encoding conformance
+/// self-test (`conformance`) to pick, per key family, the first usable strategy whose blobs
+/// conform. Never fails: a failing test is a reason in the report.
 pub(crate) fn self_test(
     session: &Session,
     report: &TokenReport,
+    caps: &Capabilities,
     allow_host_wrap: bool,
 ) -> (WrapReport, Plan) {
     let secret = kat_secret();
@@ -326,12 +396,8 @@ pub(crate) fn self_test(
     let has_native = report.has_mechanism(CKM_RSA_AES_KEY_WRAP);
     let has_oaep = report.has_mechanism(CKM_RSA_PKCS_OAEP);
 
-    // A host RSA key for the OAEP tests, made only when a test needs it.
-    let test_rsa = if has_native || (conforming.is_some() && has_oaep) {
-        Some(rsa::PrivateKey::new(&mut rand::rng(), 2048).map_err(|e| e.to_string()))
-    } else {
-        None
-    };
+    // A host RSA key: the test KEK of the OAEP tests and of the conformance self-test.
+    let test_rsa = Some(rsa::PrivateKey::new(&mut rand::rng(), 2048).map_err(|e| e.to_string()));
 
     let native = if !has_native {
         StrategyCheck {
@@ -432,26 +498,50 @@ pub(crate) fn self_test(
 
     let checks = vec![native, two_step, host];
     let chosen = checks.iter().find(|c| c.usable).map(|c| c.strategy);
-    let pad = match chosen {
-        Some(WrapStrategy::TwoStep) => conforming,
-        Some(WrapStrategy::Host) => host_pad,
-        _ => None,
+    let usable: Vec<WrapStrategy> = checks
+        .iter()
+        .filter(|c| c.usable)
+        .map(|c| c.strategy)
+        .collect();
+    let mut plan = Plan {
+        two_step: conforming.filter(|_| usable.contains(&WrapStrategy::TwoStep)),
+        host: host_pad.filter(|_| usable.contains(&WrapStrategy::Host)),
+        families: Vec::new(),
+        missing: String::new(),
     };
+    let test_kek = test_rsa.as_ref().and_then(|r| r.as_ref().ok());
+    let key_types = {
+        let plan = &plan;
+        let wrap = |strategy: WrapStrategy, key: ObjectHandle, expected: &Expected| {
+            let kek = test_kek.ok_or(HsmError::InvalidKek {
+                reason: "no host test KEK".to_owned(),
+            })?;
+            let (n, e) = (kek.n().to_be_bytes(), kek.e().to_be_bytes());
+            let target = Target {
+                key,
+                expected,
+                kek: &kek.to_public_key(),
+                n: host::strip_zeros(&n),
+                e: host::strip_zeros(&e),
+            };
+            wrap_with(session, plan, strategy, &target)
+        };
+        conformance::run(session, &usable, caps, test_kek, &wrap)
+    };
+    plan.families = KeyFamily::ALL
+        .into_iter()
+        .zip(&key_types)
+        .map(|(family, kt)| (family, kt.verdict()))
+        .collect();
     let wrap_report = WrapReport {
         chosen,
         allow_host_wrap,
         checks,
+        key_types,
     };
-    let missing = if chosen.is_none() {
-        wrap_report.summary()
-    } else {
-        String::new()
-    };
-    let plan = Plan {
-        strategy: chosen,
-        pad,
-        missing,
-    };
+    if chosen.is_none() {
+        plan.missing = wrap_report.summary();
+    }
     let chosen_name = chosen.map_or("none", WrapStrategy::as_str);
     let detail = |s: WrapStrategy| {
         wrap_report
@@ -477,6 +567,22 @@ pub(crate) fn self_test(
             host = %detail(WrapStrategy::Host),
             "wrap strategy self-test done: no strategy is usable, pushes to Azure will fail"
         );
+    }
+    for kt in &wrap_report.key_types {
+        for e in &kt.encodings {
+            if e.conforming {
+                tracing::info!(key_type = %kt.key_type, strategy = e.strategy.as_str(), detail = %e.detail, "wrap conformance self-test passed");
+            } else {
+                tracing::warn!(
+                    key_type = %kt.key_type,
+                    strategy = e.strategy.as_str(),
+                    class = e.failed_class.as_deref().unwrap_or(""),
+                    reason = %e.detail,
+                    served_by = kt.strategy.map_or("none: pushes of this key type are refused", WrapStrategy::as_str),
+                    "wrap conformance self-test failed: this strategy's blobs of this key type do not conform"
+                );
+            }
+        }
     }
     (wrap_report, plan)
 }
@@ -574,7 +680,17 @@ fn kat_native(session: &Session, test_key: &rsa::PrivateKey, secret: &[u8]) -> R
     }
 }
 
-/// Wraps private key `id` under `kek` with the chosen strategy:
+/// What one wrap needs: the key, what its blob must hold, and the KEK (as an `rsa` key for the
+/// host strategy, as big-endian n and e for the token).
+struct Target<'a> {
+    key: ObjectHandle,
+    expected: &'a Expected,
+    kek: &'a rsa::PublicKey,
+    n: &'a [u8],
+    e: &'a [u8],
+}
+
+/// Wraps private key `id` under `kek` with the strategy its key family uses:
 /// `RSA-OAEP-SHA1(kek, aes256) || AES-KWP(aes256, PKCS#8 of the key)`.
 pub(crate) fn wrap_for_transfer(
     session: &Session,
@@ -582,11 +698,11 @@ pub(crate) fn wrap_for_transfer(
     id: HsmKeyId,
     kek: &KekPublicKey,
 ) -> Result<Vec<u8>, HsmError> {
-    let Some(strategy) = plan.strategy else {
+    if !plan.any() {
         return Err(HsmError::NoWrapStrategy {
             detail: plan.missing.clone(),
         });
-    };
+    }
     let kek_key =
         host::kek_key(&kek.n, &kek.e).map_err(|reason| HsmError::InvalidKek { reason })?;
     let k = kek_key.size();
@@ -598,25 +714,40 @@ pub(crate) fn wrap_for_transfer(
             ),
         });
     }
-    let (n, e) = (host::strip_zeros(&kek.n), host::strip_zeros(&kek.e));
     let key =
         find_one(session, ObjectClass::PRIVATE_KEY, id)?.ok_or(HsmError::KeyNotFound { id })?;
+    let expected = expected_key(session, id, key)?;
+    let family = KeyFamily::of_expected(&expected);
+    let strategy = plan
+        .strategy_for(family)
+        .map_err(|reason| HsmError::NonConformingEncoding {
+            key_type: family.to_string(),
+            reason,
+        })?;
     let failed = |reason: String| HsmError::WrapFailed {
         id,
         strategy,
         reason,
     };
+    if strategy == WrapStrategy::Host {
+        tracing::warn!(
+            strategy = "host",
+            key = %id.to_hex(),
+            "wrapping a key in host memory (hsm.allow_host_wrap = true): the key leaves the token under an ephemeral AES key; use only with software tokens"
+        );
+    }
     let started = std::time::Instant::now();
-    let ciphertext = match (strategy, plan.pad) {
-        (WrapStrategy::Native, _) => {
-            let kek_obj = import_rsa_public(session, n, e, "KEK")?;
-            wrap_native(session, kek_obj.handle, key)
-                .map_err(HsmError::pkcs11("wrapping a key with CKM_RSA_AES_KEY_WRAP"))?
-        }
-        (WrapStrategy::TwoStep, Some(pad)) => two_step(session, pad, key, n, e)?,
-        (WrapStrategy::Host, Some(pad)) => host_wrap(session, pad, id, key, &kek_key)?,
-        (_, None) => return Err(failed("no key wrap mechanism was selected".to_owned())),
+    let target = Target {
+        key,
+        expected: &expected,
+        kek: &kek_key,
+        n: host::strip_zeros(&kek.n),
+        e: host::strip_zeros(&kek.e),
     };
+    let ciphertext = wrap_with(session, plan, strategy, &target).map_err(|e| match e {
+        HsmError::WrapFailed { reason, .. } => failed(reason),
+        other => other,
+    })?;
     // Every blob has the same shape, whatever made it.
     if ciphertext.len() < k + 16 || !(ciphertext.len() - k).is_multiple_of(8) {
         return Err(failed(format!(
@@ -628,12 +759,42 @@ pub(crate) fn wrap_for_transfer(
     tracing::info!(
         strategy = strategy.as_str(),
         key = %id.to_hex(),
+        key_type = %family,
         kek_bits = k * 8,
         bytes = ciphertext.len(),
         elapsed_ms = started.elapsed().as_millis() as u64,
         "wrapped key for transfer"
     );
     Ok(ciphertext)
+}
+
+/// One wrap with `strategy` (the self-test's and the push's).
+fn wrap_with(
+    session: &Session,
+    plan: &Plan,
+    strategy: WrapStrategy,
+    target: &Target<'_>,
+) -> Result<Vec<u8>, HsmError> {
+    let missing = |what: &str| HsmError::WrapFailed {
+        id: HsmKeyId([0; 16]),
+        strategy,
+        reason: format!("no {what} was selected"),
+    };
+    match strategy {
+        WrapStrategy::Native => {
+            let kek_obj = import_rsa_public(session, target.n, target.e, "KEK")?;
+            wrap_native(session, kek_obj.handle, target.key)
+                .map_err(HsmError::pkcs11("wrapping a key with CKM_RSA_AES_KEY_WRAP"))
+        }
+        WrapStrategy::TwoStep => {
+            let pad = plan.two_step.ok_or_else(|| missing("RFC 5649 key wrap"))?;
+            two_step(session, pad, target.key, target.n, target.e)
+        }
+        WrapStrategy::Host => {
+            let pad = plan.host.ok_or_else(|| missing("padded key wrap"))?;
+            host_wrap(session, pad, target)
+        }
+    }
 }
 
 /// Ephemeral on-token AES-256, the token's RFC 5649 wrap of the key, then OAEP of the AES key.
@@ -688,43 +849,37 @@ fn two_step(
 }
 
 /// The `host` strategy. The key leaves the token under a fresh AES-256 key k1, is unwrapped into
-/// a `Zeroizing` buffer, trimmed to its exact DER length, strictly checked as PKCS#8 of the
-/// token's key, and re-wrapped under a fresh k2 with `aes-kw`; k2 goes under the KEK with `rsa`.
-/// Every plaintext buffer is `Zeroizing` and dropped before this returns; the daemon
-/// `mlockall()`s its memory at start-up, so none of it reaches swap.
+/// a `Zeroizing` buffer, trimmed to its exact DER length, re-encoded canonically and strictly
+/// checked as PKCS#8 of the token's key (`strict::canonical_pkcs8`: a token that drops an EC
+/// scalar's leading zero bytes still gives a conforming blob), and re-wrapped under a fresh k2
+/// with `aes-kw`; k2 goes under the KEK with `rsa`. Every plaintext buffer is `Zeroizing` and
+/// dropped before this returns; the daemon `mlockall()`s its memory at start-up, so none of it
+/// reaches swap.
 fn host_wrap(
     session: &Session,
     pad: PadMechanism,
-    id: HsmKeyId,
-    key: ObjectHandle,
-    kek: &rsa::PublicKey,
+    target: &Target<'_>,
 ) -> Result<Vec<u8>, HsmError> {
     let failed = |reason: String| HsmError::WrapFailed {
-        id,
+        id: HsmKeyId([0; 16]),
         strategy: WrapStrategy::Host,
         reason,
     };
-    tracing::warn!(
-        strategy = "host",
-        key = %id.to_hex(),
-        mechanism = pad.name(),
-        "wrapping a key in host memory (hsm.allow_host_wrap = true): the key leaves the token under an ephemeral AES key; use only with software tokens"
-    );
-    let expected = expected_key(session, id, key)?;
     let k1 = host::random_aes256().map_err(failed)?;
     let wrapped = {
         let k1_obj = import_aes(session, &k1, false, "host-wrap AES key")?;
         session
-            .wrap_key(&pad.mechanism(), k1_obj.handle, key)
+            .wrap_key(&pad.mechanism(), k1_obj.handle, target.key)
             .map_err(HsmError::pkcs11("wrapping a key for host re-wrapping"))?
     };
     let mut der = host::kwp_unwrap(&k1, &wrapped).map_err(failed)?;
     drop(k1);
     host::trim_der(&mut der).map_err(failed)?;
-    host::check_pkcs8(&der, &expected).map_err(failed)?;
-    let ciphertext = host::transfer_ciphertext(kek, &der).map_err(failed)?;
-    let want = kek.size() + host::kwp_len(der.len());
+    let canonical = strict::canonical_pkcs8(&der, target.expected).map_err(failed)?;
     drop(der);
+    let ciphertext = host::transfer_ciphertext(target.kek, &canonical).map_err(failed)?;
+    let want = target.kek.size() + host::kwp_len(canonical.len());
+    drop(canonical);
     if ciphertext.len() != want {
         return Err(failed(format!(
             "the ciphertext is {} bytes, {want} expected",
@@ -734,12 +889,9 @@ fn host_wrap(
     Ok(ciphertext)
 }
 
-/// The key type the token reports for private key `key`.
-fn expected_key(
-    session: &Session,
-    id: HsmKeyId,
-    key: ObjectHandle,
-) -> Result<ExpectedKey, HsmError> {
+/// What the token says private key `key` is: its type, RSA modulus or EC curve, and the EC
+/// public point of the public object with the same CKA_ID, when there is one.
+fn expected_key(session: &Session, id: HsmKeyId, key: ObjectHandle) -> Result<Expected, HsmError> {
     let attrs = session
         .get_attributes(
             key,
@@ -759,16 +911,31 @@ fn expected_key(
             _ => {}
         }
     }
-    let unsupported = |reason: String| HsmError::WrapFailed {
-        id,
-        strategy: WrapStrategy::Host,
-        reason,
-    };
+    let unsupported = |reason: String| HsmError::MalformedPublicKey { id, reason };
     match (kind, modulus, params) {
-        (Some(t), Some(modulus), _) if t == KeyType::RSA => Ok(ExpectedKey::Rsa { modulus }),
-        (Some(t), _, Some(params)) if t == KeyType::EC => Ok(ExpectedKey::Ec {
-            curve: curve_from_params(&params).map_err(unsupported)?,
-        }),
+        (Some(t), Some(modulus), _) if t == KeyType::RSA => Ok(Expected::Rsa { modulus }),
+        (Some(t), _, Some(params)) if t == KeyType::EC => {
+            let curve = curve_from_params(&params).map_err(unsupported)?;
+            let point = match find_one(session, ObjectClass::PUBLIC_KEY, id)? {
+                Some(public) => {
+                    let attrs = session
+                        .get_attributes(public, &[AttributeType::EcPoint])
+                        .map_err(HsmError::pkcs11("reading a public key"))?;
+                    let raw = attrs.into_iter().find_map(|a| match a {
+                        Attribute::EcPoint(v) => Some(v),
+                        _ => None,
+                    });
+                    match raw {
+                        Some(raw) => {
+                            Some(ec_point_of(&params, &raw).map_err(unsupported)?.0.to_vec())
+                        }
+                        None => None,
+                    }
+                }
+                None => None,
+            };
+            Ok(Expected::Ec { curve, point })
+        }
         (other, _, _) => Err(unsupported(format!(
             "the private key's type {other:?} is not RSA or a supported EC curve"
         ))),

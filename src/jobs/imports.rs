@@ -159,7 +159,9 @@ async fn import_one(b: &Batch, key_name: &LocalKeyName) -> Result<Outcome, JobEr
         )
         .await?;
     drop(hsm_turn);
-    if svc.hsm().wrap_strategy() == Some(crate::hsm::WrapStrategy::Host) {
+    if svc.hsm().wrap_report().strategy_for(group.key_type).ok()
+        == Some(crate::hsm::WrapStrategy::Host)
+    {
         tracing::warn!(event = "hsm.wrap.host", service = "hsm", job = b.id, group = %group.name, key = %key_name,
             "Key {key_name} was wrapped in host memory (hsm.allow_host_wrap): the key left the token under an ephemeral key");
     }

@@ -340,6 +340,8 @@ async fn push(
         .await?;
         return Ok(Flow::Done);
     }
+    // Refused up front, before a KEK is made: no strategy wraps this key type conformingly.
+    svc.hsm().wrap_report().strategy_for(group.key_type)?;
     if let Some(by) = cancelled(jobs, id).await? {
         return Ok(Flow::Cancelled(by));
     }

@@ -71,8 +71,42 @@ pub fn strict_pkcs8_public_spki(der: &[u8], key_type: KeyType) -> Vec<u8> {
     match key_type {
         KeyType::Rsa { .. } => {
             assert_eq!(info.algorithm.oid.to_string(), "1.2.840.113549.1.1.1");
-            let key = rsa::PrivateKey::try_from(info).expect("an RSA private key");
+            let inner_der = info.private_key.as_bytes();
+            let key = rsa::PrivateKey::try_from(info.clone()).expect("an RSA private key");
             key.validate().expect("a consistent RSA private key");
+            // The rsa crate recomputes the CRT values: compare the encoded ones with them.
+            let inner = rsa::pkcs1::RsaPrivateKeyRef::from_der(inner_der)
+                .expect("a strict DER RSAPrivateKey");
+            let strip = |b: &[u8]| {
+                b.iter()
+                    .copied()
+                    .skip_while(|x| *x == 0)
+                    .collect::<Vec<u8>>()
+            };
+            use rsa::traits::PrivateKeyParts as _;
+            for (what, encoded, computed) in [
+                (
+                    "dP",
+                    inner.exponent1.as_bytes(),
+                    key.dp().unwrap().to_be_bytes(),
+                ),
+                (
+                    "dQ",
+                    inner.exponent2.as_bytes(),
+                    key.dq().unwrap().to_be_bytes(),
+                ),
+                (
+                    "qInv",
+                    inner.coefficient.as_bytes(),
+                    key.crt_coefficient().unwrap().to_be_bytes(),
+                ),
+            ] {
+                assert_eq!(
+                    strip(encoded),
+                    strip(&computed),
+                    "RSA {what} is inconsistent"
+                );
+            }
             rsa::PublicKey::from(&key)
                 .to_public_key_der()
                 .expect("encode SPKI")
@@ -81,6 +115,15 @@ pub fn strict_pkcs8_public_spki(der: &[u8], key_type: KeyType) -> Vec<u8> {
         }
         KeyType::Ec(curve) => {
             use p256::pkcs8::EncodePublicKey as _;
+            // RFC 5915: the scalar has exactly the curve order's byte length; the curve crates
+            // below would accept a shorter one.
+            let ec = sec1::EcPrivateKey::from_der(info.private_key.as_bytes())
+                .expect("a strict DER ECPrivateKey");
+            assert_eq!(
+                ec.private_key.len(),
+                curve.field_bytes(),
+                "ECPrivateKey.privateKey of {curve:?} is not fixed-length"
+            );
             let spki = match curve {
                 Curve::P256 => p256::SecretKey::try_from(info)
                     .expect("a P-256 key")
@@ -102,6 +145,35 @@ pub fn strict_pkcs8_public_spki(der: &[u8], key_type: KeyType) -> Vec<u8> {
             spki.expect("encode SPKI").as_bytes().to_vec()
         }
     }
+}
+
+/// Generates a `key_type` key named `key` in `group`, wraps it under the KEK, opens the blob
+/// and checks it strictly against the HSM's public key. Returns the ciphertext and the PKCS#8.
+pub async fn wrap_and_check(
+    hsm: &byokd::hsm::Hsm,
+    key_type: KeyType,
+    group: &byokd::model::KeyName,
+    key: &str,
+    kek: &(rsa::PrivateKey, KekPublicKey),
+) -> (Vec<u8>, Vec<u8>) {
+    let key = byokd::model::LocalKeyName::try_from(key).expect("key name");
+    let generated = hsm.generate(key_type, group, &key).await.expect("generate");
+    let ciphertext = hsm
+        .wrap_for_transfer(generated.id, &kek.1)
+        .await
+        .expect("wrap");
+    let der = unwrap_transfer(&kek.0, &ciphertext);
+    let spki = strict_pkcs8_public_spki(&der, key_type);
+    let hsm_public = hsm.public_key(generated.id).await.expect("public key");
+    assert_eq!(spki, hsm_public.spki_der, "{key_type}");
+    (ciphertext, der)
+}
+
+/// Whether the strictly parsed EC PKCS#8 `der` holds a scalar with a leading zero byte.
+pub fn scalar_has_leading_zero(der: &[u8]) -> bool {
+    let info = pkcs8::PrivateKeyInfoRef::from_der(der).expect("PKCS#8");
+    let ec = sec1::EcPrivateKey::from_der(info.private_key.as_bytes()).expect("ECPrivateKey");
+    ec.private_key.first() == Some(&0)
 }
 
 /// A shared buffer that receives every log line of this process (all threads).

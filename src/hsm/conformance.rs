@@ -1,0 +1,429 @@
+//! The wrap conformance self-test by encoding class: which strategy may wrap which key family.
+//!
+//! Owns: the edge-encoding test keys (EC scalars with zero, one and two leading zero bytes on
+//! every curve, imported both at full length and without the zeros, as a token's own key
+//! generation may hold them; RSA-2048 keys whose CRT integers need a 0x00 sign byte or are shorter than the
+//! prime, from `fixtures/`), importing each as a session object (C_CreateObject, CKA_TOKEN =
+//! false, destroyed on drop), wrapping it with every usable strategy under the host test KEK,
+//! opening the blob on the host and checking it with the strict parser; and the per-key-family
+//! verdict (`KeyTypeCheck`) that is part of the wrap report.
+//! Must never: offer a strategy for a key family unless every class of that family conformed,
+//! or let test key material reach an error or a log (errors name classes and rules only).
+
+use super::HsmError;
+use super::host::{self, AES256_LEN};
+use super::strict::{self, Expected};
+use super::wrap::{Temporary, WrapStrategy};
+use crate::model::{Curve, KeyType};
+use cryptoki::object::{Attribute, KeyType as CkKeyType, ObjectClass, ObjectHandle};
+use cryptoki::session::Session;
+use rsa::traits::PublicKeyParts as _;
+use zeroize::{Zeroize as _, Zeroizing};
+
+/// A key family the self-test covers: RSA (every size) or one curve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyFamily {
+    Rsa,
+    Ec(Curve),
+}
+
+impl KeyFamily {
+    /// Every family, in report order.
+    pub const ALL: [KeyFamily; 5] = [
+        Self::Rsa,
+        Self::Ec(Curve::P256),
+        Self::Ec(Curve::P384),
+        Self::Ec(Curve::P521),
+        Self::Ec(Curve::P256K),
+    ];
+
+    /// The family of a key type.
+    pub fn of(key_type: KeyType) -> Self {
+        match key_type {
+            KeyType::Rsa { .. } => Self::Rsa,
+            KeyType::Ec(curve) => Self::Ec(curve),
+        }
+    }
+
+    pub(crate) fn of_expected(expected: &Expected) -> Self {
+        match expected {
+            Expected::Rsa { .. } => Self::Rsa,
+            Expected::Ec { curve, .. } => Self::Ec(*curve),
+        }
+    }
+}
+
+impl std::fmt::Display for KeyFamily {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Rsa => f.write_str("RSA"),
+            Self::Ec(curve) => KeyType::Ec(*curve).fmt(f),
+        }
+    }
+}
+
+/// How one strategy did on one key family.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct EncodingCheck {
+    pub strategy: WrapStrategy,
+    /// Every encoding class of the family gave a conforming blob.
+    pub conforming: bool,
+    /// The first class that did not, if any.
+    pub failed_class: Option<String>,
+    /// What was tested, or which rule the failing class broke.
+    pub detail: String,
+}
+
+/// The self-test's verdict on one key family: can the token generate it, does each strategy
+/// wrap it conformingly, and which strategy pushes of it use.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct KeyTypeCheck {
+    /// `RSA` (every size) or `EC-P256`, `EC-P384`, `EC-P521`, `EC-P256K`.
+    pub key_type: String,
+    /// The token can generate it (start-up probe).
+    pub can_generate: bool,
+    /// What the probe found.
+    pub generation: String,
+    /// The strategy that wraps keys of this family: the first usable strategy whose blobs
+    /// conformed for every class. `None`: pushes of this family are refused.
+    pub strategy: Option<WrapStrategy>,
+    /// One entry per usable strategy, in preference order.
+    pub encodings: Vec<EncodingCheck>,
+}
+
+impl KeyTypeCheck {
+    /// The strategy keys of this family are wrapped with, or why there is none.
+    pub fn verdict(&self) -> Result<WrapStrategy, String> {
+        match self.strategy {
+            Some(s) => Ok(s),
+            None if !self.can_generate => Err(format!(
+                "the token cannot generate {}: {}",
+                self.key_type, self.generation
+            )),
+            None if self.encodings.is_empty() => {
+                Err("no wrap strategy is usable on this token".to_owned())
+            }
+            None => Err(format!(
+                "no usable wrap strategy makes a conforming transfer blob: {}",
+                self.encodings
+                    .iter()
+                    .map(|e| format!("{}: {}", e.strategy, e.detail))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )),
+        }
+    }
+}
+
+/// One edge-encoding test key.
+struct TestKey {
+    family: KeyFamily,
+    class: &'static str,
+    material: Material,
+}
+
+enum Material {
+    /// A fixed-length scalar; `minimal`: CKA_VALUE without its leading zero bytes.
+    Ec {
+        scalar: Zeroizing<Vec<u8>>,
+        minimal: bool,
+    },
+    Rsa(&'static [u8]),
+}
+
+/// The RSA-2048 edge keys (see `fixtures/generate_rsa_edge.py`): class and PKCS#8 DER.
+const RSA_FIXTURES: [(&str, &[u8]); 4] = [
+    (
+        "RSA p, q, dP, dQ and qInv each needing a 0x00 sign byte",
+        include_bytes!("fixtures/rsa-sign-bytes.der"),
+    ),
+    (
+        "RSA dP shorter than the prime",
+        include_bytes!("fixtures/rsa-short-dp.der"),
+    ),
+    (
+        "RSA qInv shorter than the prime",
+        include_bytes!("fixtures/rsa-short-qinv.der"),
+    ),
+    (
+        "RSA d shorter than the modulus",
+        include_bytes!("fixtures/rsa-short-d.der"),
+    ),
+];
+
+/// A fixed-length scalar for `curve` with `zeros` leading zero bytes, then non-zero bytes;
+/// always in [1, n-1] (its first non-zero byte is 0x01 on P-521, 0x5a elsewhere).
+pub(crate) fn edge_scalar(curve: Curve, zeros: usize) -> Zeroizing<Vec<u8>> {
+    let len = strict::scalar_len(curve);
+    let mut s = Zeroizing::new(vec![0u8; len]);
+    for (i, b) in s.iter_mut().enumerate().skip(zeros) {
+        *b = u8::try_from((i * 73 + 41) % 251).map_or(1, |v| v.max(1));
+    }
+    if let Some(first) = s.get_mut(zeros) {
+        *first = if curve == Curve::P521 && zeros == 0 {
+            0x01
+        } else {
+            0x5a
+        };
+    }
+    s
+}
+
+fn test_keys(families: &[KeyFamily]) -> Vec<TestKey> {
+    let mut keys = Vec::new();
+    for family in families {
+        match family {
+            KeyFamily::Rsa => keys.extend(RSA_FIXTURES.iter().map(|(class, der)| TestKey {
+                family: KeyFamily::Rsa,
+                class,
+                material: Material::Rsa(der),
+            })),
+            KeyFamily::Ec(curve) => {
+                // A token may hold CKA_VALUE as imported (fixed length) or as its own key
+                // generation leaves it (minimal, leading zeros gone): both are tested.
+                for (zeros, minimal, class) in [
+                    (0, false, "full-length private scalar"),
+                    (
+                        1,
+                        false,
+                        "private scalar with one leading zero byte, CKA_VALUE at full length",
+                    ),
+                    (
+                        1,
+                        true,
+                        "private scalar with one leading zero byte, CKA_VALUE without it (as generated keys may be held)",
+                    ),
+                    (
+                        2,
+                        false,
+                        "private scalar with two leading zero bytes, CKA_VALUE at full length",
+                    ),
+                    (
+                        2,
+                        true,
+                        "private scalar with two leading zero bytes, CKA_VALUE without them (as generated keys may be held)",
+                    ),
+                ] {
+                    keys.push(TestKey {
+                        family: *family,
+                        class,
+                        material: Material::Ec {
+                            scalar: edge_scalar(*curve, zeros),
+                            minimal,
+                        },
+                    });
+                }
+            }
+        }
+    }
+    keys
+}
+
+/// Imports `key` as an extractable, sensitive session private key; returns it and what the
+/// strict parser must find in its blob.
+fn import<'a>(session: &'a Session, key: &TestKey) -> Result<(Temporary<'a>, Expected), String> {
+    let mut template = vec![
+        Attribute::Class(ObjectClass::PRIVATE_KEY),
+        Attribute::Token(false),
+        Attribute::Private(true),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(true),
+        Attribute::Sign(true),
+    ];
+    let expected = match (&key.material, key.family) {
+        (Material::Ec { scalar, minimal }, KeyFamily::Ec(curve)) => {
+            let value = if *minimal {
+                host::strip_zeros(scalar)
+            } else {
+                &scalar[..]
+            };
+            template.extend([
+                Attribute::KeyType(CkKeyType::EC),
+                Attribute::EcParams(curve.params_der().to_vec()),
+                Attribute::Value(value.to_vec()),
+            ]);
+            Expected::Ec {
+                curve,
+                point: Some(strict::public_point(curve, scalar)?),
+            }
+        }
+        (Material::Rsa(der), _) => {
+            let k = strict::rsa_parts(der)?;
+            template.extend([
+                Attribute::KeyType(CkKeyType::RSA),
+                Attribute::Decrypt(true),
+                Attribute::Modulus(k.n.clone()),
+                Attribute::PublicExponent(k.e.clone()),
+                Attribute::PrivateExponent(k.d.to_vec()),
+                Attribute::Prime1(k.p.to_vec()),
+                Attribute::Prime2(k.q.to_vec()),
+                Attribute::Exponent1(k.dp.to_vec()),
+                Attribute::Exponent2(k.dq.to_vec()),
+                Attribute::Coefficient(k.qinv.to_vec()),
+            ]);
+            Expected::Rsa { modulus: k.n }
+        }
+        (Material::Ec { .. }, KeyFamily::Rsa) => {
+            return Err("an EC scalar for RSA".to_owned());
+        }
+    };
+    let created = Temporary::create(
+        session,
+        &template,
+        "self-test edge key",
+        "importing a self-test edge key",
+    );
+    for attr in &mut template {
+        match attr {
+            Attribute::Value(v)
+            | Attribute::PrivateExponent(v)
+            | Attribute::Prime1(v)
+            | Attribute::Prime2(v)
+            | Attribute::Exponent1(v)
+            | Attribute::Exponent2(v)
+            | Attribute::Coefficient(v) => v.zeroize(),
+            _ => {}
+        }
+    }
+    Ok((created.map_err(|e| e.to_string())?, expected))
+}
+
+/// Opens a transfer blob with the host test KEK: OAEP-SHA1, then strict RFC 5649.
+fn open(test_kek: &rsa::PrivateKey, ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>, String> {
+    let k = test_kek.size();
+    if ciphertext.len() <= k {
+        return Err(format!("the blob is {} bytes, too short", ciphertext.len()));
+    }
+    let (rsa_part, kwp_part) = ciphertext.split_at(k);
+    let aes = host::oaep_sha1_decrypt(test_kek, rsa_part)?;
+    let aes: [u8; AES256_LEN] = aes[..]
+        .try_into()
+        .map_err(|_| format!("the wrapped AES key is {} bytes, not 32", aes.len()))?;
+    let aes = Zeroizing::new(aes);
+    host::kwp_unwrap(&aes, kwp_part)
+}
+
+/// Wraps one strategy's blob of a session key: (strategy, key, what the blob must hold).
+pub(crate) type WrapFn<'f> =
+    dyn Fn(WrapStrategy, ObjectHandle, &Expected) -> Result<Vec<u8>, HsmError> + 'f;
+
+/// Runs every class of every generable family through every usable strategy.
+pub(crate) fn run(
+    session: &Session,
+    usable: &[WrapStrategy],
+    caps: &super::capability::Capabilities,
+    test_kek: Option<&rsa::PrivateKey>,
+    wrap: &WrapFn<'_>,
+) -> Vec<KeyTypeCheck> {
+    let generation = caps.summary();
+    KeyFamily::ALL
+        .into_iter()
+        .zip(generation)
+        .map(|(family, (_, generated))| {
+            let can_generate = generated.is_ok();
+            let generation = generated.unwrap_or_else(|why| why);
+            let encodings: Vec<EncodingCheck> = if can_generate {
+                usable
+                    .iter()
+                    .map(|s| check_family(session, *s, family, test_kek, wrap))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let strategy = encodings.iter().find(|c| c.conforming).map(|c| c.strategy);
+            KeyTypeCheck {
+                key_type: family.to_string(),
+                can_generate,
+                generation,
+                strategy,
+                encodings,
+            }
+        })
+        .collect()
+}
+
+fn check_family(
+    session: &Session,
+    strategy: WrapStrategy,
+    family: KeyFamily,
+    test_kek: Option<&rsa::PrivateKey>,
+    wrap: &WrapFn<'_>,
+) -> EncodingCheck {
+    let keys = test_keys(&[family]);
+    let fail = |class: &str, why: String| EncodingCheck {
+        strategy,
+        conforming: false,
+        failed_class: Some(class.to_owned()),
+        detail: format!("class \"{class}\": {why}"),
+    };
+    let Some(test_kek) = test_kek else {
+        return fail("all", "no host test KEK".to_owned());
+    };
+    for key in &keys {
+        let result = import(session, key).and_then(|(object, expected)| {
+            let blob = wrap(strategy, object.handle, &expected).map_err(|e| e.to_string())?;
+            drop(object);
+            let der = open(test_kek, &blob)?;
+            strict::check_pkcs8(&der, &expected)
+        });
+        if let Err(why) = result {
+            return fail(key.class, why);
+        }
+    }
+    EncodingCheck {
+        strategy,
+        conforming: true,
+        failed_class: None,
+        detail: format!(
+            "{} classes conform: {}",
+            keys.len(),
+            keys.iter().map(|k| k.class).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn edge_scalars_have_their_leading_zeros_and_are_valid() {
+        for curve in Curve::ALL {
+            for zeros in 0..3 {
+                let s = edge_scalar(curve, zeros);
+                assert_eq!(s.len(), strict::scalar_len(curve));
+                assert!(s[..zeros].iter().all(|b| *b == 0));
+                assert_ne!(s[zeros], 0, "{curve:?} {zeros}");
+                strict::public_point(curve, &s).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn rsa_fixtures_conform_and_exercise_their_class() {
+        let len = |v: &[u8]| v.len();
+        for (class, der) in RSA_FIXTURES {
+            let k = strict::rsa_parts(der).unwrap();
+            strict::check_pkcs8(
+                der,
+                &Expected::Rsa {
+                    modulus: k.n.clone(),
+                },
+            )
+            .unwrap();
+            assert_eq!(len(&k.n), 256, "{class}");
+            let half = len(&k.p);
+            let holds = match class {
+                c if c.contains("sign byte") => [&k.p, &k.q, &k.dp, &k.dq, &k.qinv]
+                    .iter()
+                    .all(|v| v.len() == half && v[0] >= 0x80),
+                c if c.contains("dP") => len(&k.dp) < half,
+                c if c.contains("qInv") => len(&k.qinv) < half,
+                c if c.contains(" d ") => len(&k.d) < len(&k.n),
+                _ => false,
+            };
+            assert!(holds, "{class}");
+        }
+    }
+}
