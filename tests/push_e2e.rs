@@ -1098,12 +1098,15 @@ fn a_challenge_for_another_tenant_fails_clearly_without_a_retry() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The same flow through the daemon on kryoptic, whose RFC 5649 wrap conforms: `two-step`.
+// The same flow through the daemon on kryoptic, whose RFC 5649 wrap conforms: `two-step` for
+// RSA. kryoptic's PKCS#8 of EC keys drops a scalar's leading zero bytes, so EC pushes are
+// refused up front, naming the encoding; secp256k1, which it cannot generate, is refused at
+// `group create`.
 
 #[test]
-fn kryoptic_daemon_syncs_rsa_and_ec_with_the_two_step_strategy() {
+fn kryoptic_daemon_syncs_rsa_with_two_step_and_refuses_ec_up_front() {
     common::kryoptic::isolated(
-        "kryoptic_daemon_syncs_rsa_and_ec_with_the_two_step_strategy",
+        "kryoptic_daemon_syncs_rsa_with_two_step_and_refuses_ec_up_front",
         |token| async move {
             // The rig runs its own runtime; keep it off this test's runtime thread.
             std::thread::spawn(move || kryoptic_flow(token))
@@ -1137,12 +1140,11 @@ fn kryoptic_flow(token: common::kryoptic::KryopticToken) {
         String::from_utf8_lossy(&table.stdout).contains("two-step"),
         "byokctl status names the strategy"
     );
-    for kt in ["RSA-2048", "EC-P384"] {
-        let group = format!("kry-{}", kt.to_ascii_lowercase());
+    let create_group = |group: &str, kt: &str| {
         let mut args = vec![
             "group",
             "create",
-            &group,
+            group,
             "--credential",
             "azure-app",
             "--vault",
@@ -1153,7 +1155,53 @@ fn kryoptic_flow(token: common::kryoptic::KryopticToken) {
         if kt.starts_with("EC") {
             args.extend(["--key-ops", "sign,verify"]);
         }
-        let out = d.ctl(ADMIN, &args);
+        d.ctl(ADMIN, &args)
+    };
+    // secp256k1: refused at group create, naming the curve and the mechanism.
+    let out = create_group("kry-k1", "EC-P256K");
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("P-256K") && text.contains("CKM_EC_KEY_PAIR_GEN"),
+        "{text}"
+    );
+    assert!(!text.contains("hsm_unavailable"), "{text}");
+    // EC-P384: the key is made, its push refused before any KEK exists, naming the encoding.
+    let out = create_group("kry-ec", "EC-P384");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        d.ctl(OPERATOR, &["key", "create", "kry-ec", "k"])
+            .status
+            .success()
+    );
+    let out = d.ctl(OPERATOR, &["key", "sync", "kry-ec", "k"]);
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("EC-P384 keys are not pushed") && text.contains("47 bytes"),
+        "{text}\n{}",
+        d.log()
+    );
+    assert!(
+        rig.emu.live_keks(VAULT).is_empty(),
+        "no KEK for a refused push"
+    );
+    let (_, status) = d.ctl_json(OPERATOR, &["status"]);
+    assert!(
+        status["health"]["hsm"]["wrap_summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("EC-P384 on two-step: non-conforming blob")),
+        "{status}"
+    );
+    for kt in ["RSA-2048", "RSA-3072"] {
+        let group = format!("kry-{}", kt.to_ascii_lowercase());
+        let out = create_group(&group, kt);
         assert!(
             out.status.success(),
             "{}",

@@ -5,6 +5,7 @@
 //! It owns the mapping from service errors to statuses. It must never put a secret in a message:
 //! service errors carry none, and request bodies are never echoed.
 
+use crate::hsm::HsmError;
 use crate::service::ServiceError;
 use http::StatusCode;
 use serde_json::json;
@@ -108,6 +109,17 @@ impl From<ServiceError> for ApiError {
                 StatusCode::CONFLICT,
                 "limit_reached",
                 format!("limit reached: {m}"),
+            ),
+            // The token is healthy; it cannot do this: not a 503.
+            ServiceError::Hsm(h @ HsmError::KeyTypeNotSupported { .. }) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "key_type_unsupported",
+                h.to_string(),
+            ),
+            ServiceError::Hsm(h @ HsmError::NonConformingEncoding { .. }) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "non_conforming_blob",
+                h.to_string(),
             ),
             ServiceError::Hsm(h) => {
                 tracing::error!(error = %h, "HSM error while serving a control request");

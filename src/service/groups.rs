@@ -1,8 +1,10 @@
-//! Key group operations: create (refusing unknown credentials), list, show, update the
-//! rotation policy, and delete when empty.
+//! Key group operations: create (refusing unknown credentials and key types the token cannot
+//! generate), list, show, update the rotation policy, and delete when empty.
 
 use super::{Service, ServiceError, now_unix};
-use crate::model::{CredentialName, KeyGroup, KeyName, KeyOp, KeyType, RotationPolicy, VaultName};
+use crate::model::{
+    CredentialName, KeyGroup, KeyName, KeyOp, KeyType, ModelError, RotationPolicy, VaultName,
+};
 use serde::Serialize;
 
 /// A request to create a key group, already validated into domain types.
@@ -80,6 +82,11 @@ impl Service {
         let key_ops = new.key_ops.unwrap_or_else(|| new.key_type.default_ops());
         KeyOp::validate_for(&key_ops, new.key_type)?;
         new.rotation.validate()?;
+        // Capabilities before promises: a group of a key type the token cannot generate would
+        // accept keys it can never create.
+        self.hsm()
+            .can_generate(new.key_type)
+            .map_err(|e| ModelError::new("key_type", e.to_string()))?;
         let mut data = self.inner.data.lock().await;
         if !data.state.credentials.contains_key(&new.credential) {
             return Err(ServiceError::not_found("credential", &new.credential));
