@@ -360,13 +360,20 @@ pub(crate) fn parse_pkcs8_strict(
                     info.algorithm.oid
                 ));
             }
-            if info.algorithm.parameters.is_some_and(|p| !p.is_null()) {
-                return Err("rsaEncryption parameters must be NULL".into());
+            if info.algorithm.parameters.is_none_or(|p| !p.is_null()) {
+                return Err("rsaEncryption parameters must be NULL (RFC 8017)".into());
+            }
+            // Strict DER: minimal, non-negative INTEGERs (the der crate refuses the rest).
+            let encoded = rsa::pkcs1::RsaPrivateKeyRef::from_der(info.private_key.as_bytes())
+                .map_err(|e| format!("the RSAPrivateKey is not valid DER: {e}"))?;
+            if encoded.other_prime_infos.is_some() {
+                return Err("multi-prime RSA keys are not supported".into());
             }
             let key = rsa::PrivateKey::try_from(info)
                 .map_err(|e| format!("the RSA private key is invalid: {e}"))?;
             key.validate()
                 .map_err(|e| format!("the RSA private key is inconsistent: {e}"))?;
+            check_crt(&key, &encoded)?;
             let public = PublicKey::Rsa {
                 n: key.n_bytes().to_vec(),
                 e: key.e_bytes().to_vec(),
@@ -405,6 +412,15 @@ pub(crate) fn parse_pkcs8_strict(
             {
                 return Err("the ECPrivateKey parameters name another curve".into());
             }
+            // RFC 5915: exactly ceil(log2(n)/8) bytes, leading zeros kept.
+            if ec.private_key.len() != crv.field_len() {
+                return Err(format!(
+                    "the ECPrivateKey privateKey is {} bytes; RFC 5915 requires exactly {} for {}",
+                    ec.private_key.len(),
+                    crv.field_len(),
+                    crv.name()
+                ));
+            }
             let point = ec_public_point(crv, ec.private_key).map_err(str::to_owned)?;
             if let Some(embedded) = ec.public_key
                 && embedded != point.as_slice()
@@ -414,6 +430,36 @@ pub(crate) fn parse_pkcs8_strict(
             split_point(crv, &point).map_err(str::to_owned)
         }
     }
+}
+
+/// The CRT values as encoded must be the ones the key implies (the rsa crate recomputes them
+/// and would accept wrong ones): dP = d mod (p-1), dQ = d mod (q-1), qInv = q^-1 mod p.
+fn check_crt(
+    key: &rsa::PrivateKey,
+    encoded: &rsa::pkcs1::RsaPrivateKeyRef<'_>,
+) -> Result<(), String> {
+    use rsa::traits::PrivateKeyParts as _;
+    let strip = |b: &[u8]| -> Vec<u8> { b.iter().copied().skip_while(|x| *x == 0).collect() };
+    let computed = [
+        ("exponent1 (dP)", key.dp().map(|v| v.to_be_bytes())),
+        ("exponent2 (dQ)", key.dq().map(|v| v.to_be_bytes())),
+        (
+            "coefficient (qInv)",
+            key.crt_coefficient().map(|v| v.to_be_bytes()),
+        ),
+    ];
+    let given = [
+        encoded.exponent1.as_bytes(),
+        encoded.exponent2.as_bytes(),
+        encoded.coefficient.as_bytes(),
+    ];
+    for ((what, computed), given) in computed.into_iter().zip(given) {
+        match computed {
+            Some(c) if strip(&c) == strip(given) => {}
+            _ => return Err(format!("the RSA private key's {what} is inconsistent")),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -526,6 +572,77 @@ mod tests {
         );
         let der = info.to_der().unwrap();
         assert!(parse_pkcs8_strict(&der, Declared::Ec(Curve::P256)).is_err());
+    }
+
+    /// PKCS#8 of a P-521 key whose ECPrivateKey holds `scalar` as given (any length).
+    fn p521_pkcs8(scalar: &[u8], point: &[u8]) -> Vec<u8> {
+        let ec = sec1::EcPrivateKey {
+            private_key: scalar,
+            parameters: None,
+            public_key: Some(point),
+        };
+        let ec_der = ec.to_der().unwrap();
+        let curve_oid = Curve::P521.oid();
+        let info = pkcs8::PrivateKeyInfoRef::new(
+            spki::AlgorithmIdentifier {
+                oid: OID_EC,
+                parameters: Some(der::asn1::AnyRef::from(&curve_oid)),
+            },
+            der::asn1::OctetStringRef::new(&ec_der).unwrap(),
+        );
+        info.to_der().unwrap()
+    }
+
+    #[test]
+    fn a_p521_scalar_without_its_leading_zero_byte_is_refused() {
+        use p521::elliptic_curve::sec1::ToSec1Point as _;
+        let mut scalar = vec![0u8; 66];
+        for (i, b) in scalar.iter_mut().enumerate().skip(1) {
+            *b = (i as u8).wrapping_mul(29) | 1;
+        }
+        let k = p521::SecretKey::from_slice(&scalar).unwrap();
+        let point = k.public_key().as_affine().to_sec1_point(false);
+        let good = p521_pkcs8(&scalar, point.as_bytes());
+        parse_pkcs8_strict(&good, Declared::Ec(Curve::P521)).unwrap();
+        let short = p521_pkcs8(&scalar[1..], point.as_bytes());
+        let err = parse_pkcs8_strict(&short, Declared::Ec(Curve::P521)).unwrap_err();
+        assert!(
+            err.contains("65 bytes") && err.contains("exactly 66"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn rsa_crt_values_and_null_parameters_are_enforced() {
+        use pkcs8::EncodePrivateKey as _;
+        let key = rsa::PrivateKey::new(&mut rand::rng(), 2048).unwrap();
+        let der = key.to_pkcs8_der().unwrap();
+        parse_pkcs8_strict(der.as_bytes(), Declared::Rsa).unwrap();
+        let info = pkcs8::PrivateKeyInfoRef::from_der(der.as_bytes()).unwrap();
+        let inner = info.private_key.as_bytes();
+        // Flip the last byte of qInv (the last INTEGER): still DER, no longer consistent.
+        let mut wrong = inner.to_vec();
+        let last = wrong.len() - 1;
+        wrong[last] ^= 2;
+        let rebuilt = |inner: &[u8], params: Option<der::asn1::AnyRef<'_>>| {
+            pkcs8::PrivateKeyInfoRef::new(
+                spki::AlgorithmIdentifier {
+                    oid: OID_RSA,
+                    parameters: params,
+                },
+                der::asn1::OctetStringRef::new(inner).unwrap(),
+            )
+            .to_der()
+            .unwrap()
+        };
+        let err = parse_pkcs8_strict(
+            &rebuilt(&wrong, Some(der::asn1::AnyRef::NULL)),
+            Declared::Rsa,
+        )
+        .unwrap_err();
+        assert!(err.contains("coefficient"), "{err}");
+        let err = parse_pkcs8_strict(&rebuilt(inner, None), Declared::Rsa).unwrap_err();
+        assert!(err.contains("NULL"), "{err}");
     }
 
     #[test]
