@@ -373,6 +373,37 @@ async fn key_vault_errors_are_branched_on_codes_and_tell_the_operator_what_to_do
         text.contains("is not supported by this vault") && text.contains("Premium"),
         "{text}"
     );
+
+    // A blob the vault cannot open is not blamed on the tier: the hint points at the wrap
+    // report. A tier refusal of an import still names the tier.
+    server.push(kv_error(
+        400,
+        "BadParameter",
+        None,
+        "The specified key_hsm could not be unwrapped",
+    ));
+    let text = kv
+        .import_key(&t, VAULT, "k", &req)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        text.contains("wrap report") && text.contains("tier is not the cause"),
+        "{text}"
+    );
+    assert!(!text.contains("Standard vault refuses"), "{text}");
+    server.push(kv_error(
+        400,
+        "BadParameter",
+        None,
+        "Hardware key operation not allowed on standard vault",
+    ));
+    let text = kv
+        .import_key(&t, VAULT, "k", &req)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(text.contains("Premium vault"), "{text}");
 }
 
 #[tokio::test]

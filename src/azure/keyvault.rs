@@ -935,12 +935,7 @@ fn map_error(
             },
         },
         StatusCode::BAD_REQUEST => {
-            let hint = match op {
-                KvOp::CreateKek | KvOp::Import => Some(
-                    "HSM-protected keys need a Premium vault or a Managed HSM; a Standard vault refuses them",
-                ),
-                _ => None,
-            };
+            let hint = bad_parameter_hint(op, &message);
             KeyVaultError::BadParameter {
                 vault,
                 op,
@@ -958,6 +953,31 @@ fn map_error(
         },
     };
     err.into()
+}
+
+/// What a 400 most likely means. Azure gives both a Standard-tier refusal and a blob it cannot
+/// open as 400 `BadParameter`, so only the message tells them apart ("Hardware key operation
+/// not allowed on standard vault" against "The specified key_hsm could not be unwrapped"); it
+/// picks the hint, never the handling.
+fn bad_parameter_hint(op: KvOp, message: &str) -> Option<&'static str> {
+    const TIER: &str =
+        "HSM-protected keys need a Premium vault or a Managed HSM; a Standard vault refuses them";
+    const BLOB: &str = "the vault could not open the transfer blob: its tier is not the cause; check the wrap report in `byokctl status` (which strategy wraps this key type, and whether its blobs passed the conformance self-test) and that the KEK belongs to this vault";
+    let m = message.to_ascii_lowercase();
+    let tier = [
+        "standard vault",
+        "premium",
+        "sku",
+        "not supported by this vault",
+    ]
+    .iter()
+    .any(|w| m.contains(w));
+    match op {
+        KvOp::CreateKek | KvOp::Import if tier => Some(TIER),
+        KvOp::Import if m.contains("key_hsm") || m.contains("unwrap") => Some(BLOB),
+        KvOp::CreateKek => Some(TIER),
+        _ => None,
+    }
 }
 
 fn truncate(s: &str, max: usize) -> String {

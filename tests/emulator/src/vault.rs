@@ -756,7 +756,7 @@ async fn import(shared: &Arc<Shared>, vault_name: &str, name: &str, body: &Value
                 }
                 Ok(Err(why)) => {
                     return bad_parameter(&format!(
-                        "The BYOK key_hsm could not be imported: {why}"
+                        "The specified key_hsm could not be unwrapped: {why}"
                     ));
                 }
                 Err(e) => {
