@@ -125,7 +125,7 @@ async fn each_entra_error_code_maps_to_an_operator_hint_without_the_secret() {
     let (_pki, server, az) = rig().await;
     let secret = SecretBytes::new(SECRET.as_bytes().to_vec());
     type Case = (u64, &'static str, fn(&EntraError) -> bool, &'static str);
-    let cases: [Case; 5] = [
+    let cases: [Case; 10] = [
         (
             7000215,
             "invalid_client",
@@ -153,8 +153,39 @@ async fn each_entra_error_code_maps_to_an_operator_hint_without_the_secret() {
         (
             50012,
             "invalid_client",
-            |e| matches!(e, EntraError::BadAssertion { .. }),
+            |e| matches!(e, EntraError::BadAssertion { code: 50012, .. }),
             "certificate",
+        ),
+        // Entra's other certificate and assertion codes get the same kind of hint.
+        (
+            700027,
+            "invalid_client",
+            |e| matches!(e, EntraError::BadAssertion { code: 700027, .. }),
+            "certificate uploaded to the app registration",
+        ),
+        (
+            7000274,
+            "invalid_client",
+            |e| matches!(e, EntraError::BadAssertion { code: 7000274, .. }),
+            "upload it again",
+        ),
+        (
+            700024,
+            "invalid_client",
+            |e| matches!(e, EntraError::BadAssertion { code: 700024, .. }),
+            "clock",
+        ),
+        (
+            700023,
+            "invalid_client",
+            |e| matches!(e, EntraError::BadAssertion { code: 700023, .. }),
+            "tenant id",
+        ),
+        (
+            700021,
+            "invalid_client",
+            |e| matches!(e, EntraError::BadAssertion { code: 700021, .. }),
+            "client id",
         ),
     ];
     for (code, error, is, hint) in cases {

@@ -939,7 +939,8 @@ fn a_certificate_credential_signs_ps256_in_the_hsm_and_syncs() {
         .collect();
     assert_eq!(auths, ["client_assertion:PS256"], "one PS256 sign-in");
 
-    // A certificate the app registration does not hold: a clear "bad assertion" hint.
+    // A certificate the app registration does not hold: Entra's (and the emulator's)
+    // AADSTS700027, with the certificate hint.
     create_certificate_credential(d, "cert-unregistered");
     let job = sync_job_as(&rig, "cert-bad", VAULT, "cert-unregistered");
     failed_with(
@@ -947,6 +948,7 @@ fn a_certificate_credential_signs_ps256_in_the_hsm_and_syncs() {
         &[
             "client assertion",
             "cert-unregistered",
+            "AADSTS700027",
             "certificate uploaded",
         ],
     );

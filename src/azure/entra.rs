@@ -157,9 +157,15 @@ pub enum EntraError {
     )]
     TenantNotFound { credential: String, tenant: String },
     #[error(
-        "Entra ID rejected the client assertion of credential {credential} (AADSTS50012): check that the certificate uploaded to the app registration is the one byokd holds, and the appliance clock"
+        "Entra ID rejected the client assertion of credential {credential} (AADSTS{code}): {hint}"
     )]
-    BadAssertion { credential: String },
+    BadAssertion {
+        credential: String,
+        /// The AADSTS code Entra gave.
+        code: u64,
+        /// What it means and what to do (`assertion_hint`).
+        hint: &'static str,
+    },
     #[error(
         "Entra ID refused a token for credential {credential}: HTTP {status}, {error} (codes {codes:?}, trace {trace_id})"
     )]
@@ -443,6 +449,35 @@ impl ClassifyName for serde_json::Error {
     }
 }
 
+/// The codes Entra answers a bad client assertion (certificate credential) with, most specific
+/// first, and what the operator should do about each.
+const ASSERTION_CODES: [(u64, &str); 6] = [
+    (
+        700_027,
+        "the assertion's signature does not verify with a certificate the app registration holds (unknown certificate or bad signature); check that the certificate uploaded to the app registration is this credential's (`byokctl credential show` gives its thumbprint), and upload it again if it was replaced",
+    ),
+    (
+        7_000_274,
+        "the app registration does not accept the certificate the assertion names; check that the certificate uploaded to the app registration is this credential's current one and has not expired there, and upload it again",
+    ),
+    (
+        700_024,
+        "the assertion is outside its valid time range; check the appliance clock (NTP): byokd makes assertions valid from now for a few minutes",
+    ),
+    (
+        700_023,
+        "the assertion's audience is not this tenant's token endpoint; check the credential's tenant id and azure.cloud",
+    ),
+    (
+        700_021,
+        "the assertion's issuer and subject are not the app's client id; check the credential's client id",
+    ),
+    (
+        50_012,
+        "check that the certificate uploaded to the app registration is the one byokd holds, and the appliance clock",
+    ),
+];
+
 /// Branches on `error_codes` (then `error`), never on the description text.
 fn map_error(credential: &str, tenant: &str, client_id: &str, resp: &HttpResponse) -> EntraError {
     let err: TokenErr = serde_json::from_slice(&resp.body).unwrap_or_default();
@@ -463,8 +498,13 @@ fn map_error(credential: &str, tenant: &str, client_id: &str, resp: &HttpRespons
             credential: cred,
             tenant: tenant.to_string(),
         }
-    } else if has(50_012) {
-        EntraError::BadAssertion { credential: cred }
+    } else if let Some((code, hint)) = ASSERTION_CODES.iter().find(|(code, _)| has(*code)).copied()
+    {
+        EntraError::BadAssertion {
+            credential: cred,
+            code,
+            hint,
+        }
     } else {
         EntraError::Other {
             credential: cred,

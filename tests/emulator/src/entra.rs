@@ -280,11 +280,13 @@ pub(crate) fn handle(
                     "The client_assertion_type must be 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer'.",
                 );
             }
-            if let Err(why) = verify_assertion(assertion, &app, &token_url, &mut state.seen_jtis) {
+            if let Err((code, why)) =
+                verify_assertion(assertion, &app, &token_url, &mut state.seen_jtis)
+            {
                 return entra_error(
                     StatusCode::UNAUTHORIZED,
                     "invalid_client",
-                    50012,
+                    code,
                     &format!("Client assertion failed validation: {why}"),
                 );
             }
@@ -323,6 +325,32 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Verify a client-assertion JWT against the app's registered certificate.
 fn verify_assertion(
+    jwt: &str,
+    app: &AppConfig,
+    token_url: &str,
+    seen_jtis: &mut std::collections::HashMap<String, i64>,
+) -> Result<(), (u32, String)> {
+    verify_assertion_inner(jwt, app, token_url, seen_jtis)
+        .map_err(|why| (assertion_code(&why), why))
+}
+
+/// The AADSTS code Entra gives for each way an assertion fails (the reason names it where Entra
+/// has a specific one; 50012 otherwise).
+fn assertion_code(why: &str) -> u32 {
+    if why.contains("AADSTS700027") {
+        700_027
+    } else if why.contains("AADSTS700024") {
+        700_024
+    } else if why.contains("AADSTS700023") {
+        700_023
+    } else if why.contains("AADSTS700021") {
+        700_021
+    } else {
+        50_012
+    }
+}
+
+fn verify_assertion_inner(
     jwt: &str,
     app: &AppConfig,
     token_url: &str,
@@ -375,12 +403,16 @@ fn verify_assertion(
 
     let s = |k: &str| claims.get(k).and_then(Value::as_str);
     if s("aud") != Some(token_url) {
-        return Err(format!("the JWT aud must be '{token_url}'"));
+        return Err(format!(
+            "the JWT aud must be '{token_url}' (AADSTS700023: audience does not match)"
+        ));
     }
     if !s("iss").is_some_and(|i| i.eq_ignore_ascii_case(&app.client_id))
         || !s("sub").is_some_and(|i| i.eq_ignore_ascii_case(&app.client_id))
     {
-        return Err("the JWT iss and sub must both be the client id".into());
+        return Err(
+            "the JWT iss and sub must both be the client id (AADSTS700021: issuer mismatch)".into(),
+        );
     }
     let jti = s("jti")
         .filter(|j| !j.is_empty())
@@ -397,7 +429,9 @@ fn verify_assertion(
     }
     if let Some(nbf) = claims.get("nbf").and_then(Value::as_i64) {
         if nbf > now + 300 {
-            return Err("the JWT is not yet valid".into());
+            return Err(
+                "the JWT is not yet valid (AADSTS700024: not within its time range)".into(),
+            );
         }
         if exp - nbf > 86_400 {
             return Err("the JWT lifetime is too long".into());
