@@ -214,6 +214,8 @@ const KAT_AES_KEY: [u8; AES256_LEN] = [
     0x5e, 0x2a, 0x91, 0x0c, 0x77, 0xd4, 0x3b, 0xe8, 0x19, 0xa6, 0x44, 0xf1, 0x08, 0x6d, 0xc3, 0x52,
     0xb9, 0x1e, 0x85, 0x60, 0xfa, 0x27, 0xdc, 0x93, 0x4e, 0x0b, 0x78, 0xc5, 0x31, 0xae, 0x6f, 0xd2,
 ];
+/// The self-tests' KEK, PKCS#8 DER.
+const TEST_KEK: &[u8] = include_bytes!("fixtures/test-kek.der");
 /// The known secret's length: 67 bytes, a P-256 PKCS#8's length and not a multiple of 8.
 const KAT_SECRET_LEN: usize = 67;
 
@@ -396,8 +398,13 @@ pub(crate) fn self_test(
     let has_native = report.has_mechanism(CKM_RSA_AES_KEY_WRAP);
     let has_oaep = report.has_mechanism(CKM_RSA_PKCS_OAEP);
 
-    // A host RSA key: the test KEK of the OAEP tests and of the conformance self-test.
-    let test_rsa = Some(rsa::PrivateKey::new(&mut rand::rng(), 2048).map_err(|e| e.to_string()));
+    // The test KEK of the OAEP tests and of the conformance self-test: a committed RSA-2048 key
+    // (made once with `openssl genpkey`), so that start-up generates none. It only ever opens
+    // blobs of the self-test's own keys.
+    let test_rsa = Some(
+        <rsa::PrivateKey as pkcs8::DecodePrivateKey>::from_pkcs8_der(TEST_KEK)
+            .map_err(|e| e.to_string()),
+    );
 
     let native = if !has_native {
         StrategyCheck {
@@ -987,5 +994,18 @@ mod tests {
         assert_eq!(secret.len(), KAT_SECRET_LEN);
         assert_ne!(secret.len() % 8, 0);
         assert!(secret.iter().any(|b| *b != 0));
+    }
+}
+
+#[cfg(test)]
+mod kek_fixture_tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    #[test]
+    fn the_committed_test_kek_is_an_rsa_2048_key() {
+        use rsa::traits::PublicKeyParts as _;
+        let key =
+            <rsa::PrivateKey as pkcs8::DecodePrivateKey>::from_pkcs8_der(super::TEST_KEK).unwrap();
+        assert_eq!(key.size(), 256);
     }
 }
