@@ -1,5 +1,8 @@
-//! The control server: accept loops on TCP and the optional unix socket, the connection limit,
-//! the TLS handshake, per-connection deadlines, and one request's path from bytes to handler.
+//! The control server: accept loops on TCP and the optional unix socket, the connection limits
+//! (all connections, and per peer address), the TLS handshake under its deadline, per-connection
+//! deadlines, and one request's path from bytes to handler: the cross-site checks (`browser`),
+//! the per-identity long-poll cap, the body under its limits, dispatch, and the headers every
+//! answer carries.
 //!
 //! It owns sockets and connections. It never authorizes (handlers take an `Authorized` proof)
 //! and never logs a body.
