@@ -62,6 +62,7 @@ fn job_count(d: &Daemon) -> usize {
 fn a_cross_site_request_is_refused_and_starts_no_job() {
     let d = Daemon::start();
     d.seed();
+    let jobs = job_count(&d);
     let evil = ["-H", "Origin: https://evil.example"];
     let cross = ["-H", "Sec-Fetch-Site: cross-site"];
     let same_site = ["-H", "Sec-Fetch-Site: same-site"];
@@ -156,7 +157,7 @@ fn a_cross_site_request_is_refused_and_starts_no_job() {
     );
     assert_eq!((status, code(&body)), (403, "cors_refused"));
     // None of that started a job.
-    assert_eq!(job_count(&d), 0, "a refused request started a job");
+    assert_eq!(job_count(&d), jobs, "a refused request started a job");
     // The daemon's own origin, a same-origin fetch, and a plain client (byokctl) do act.
     let own = format!("Origin: https://localhost:{}", d.port);
     let (status, head, body) = curl_i(
@@ -175,7 +176,7 @@ fn a_cross_site_request_is_refused_and_starts_no_job() {
         "byokctl: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(job_count(&d), 2);
+    assert_eq!(job_count(&d), jobs + 2);
     // The refusal names the identity whose browser was used, in the service log.
     let (_, logs) = d.curl(
         Some(AUDITOR),
@@ -300,16 +301,16 @@ fn records(d: &Daemon) -> Vec<Value> {
 }
 
 /// The count a `control.auth.failed.summary` message gives.
-fn summary_count(r: &Value) -> u64 {
-    let m = r["message"].as_str().unwrap();
+fn summary_count(m: &str) -> u64 {
     let rest = m.split("control socket ").nth(1).unwrap();
     rest.split_whitespace().next().unwrap().parse().unwrap()
 }
 
 #[test]
 fn handshakes_without_a_certificate_neither_flood_nor_flush_the_audit() {
-    let d = Daemon::start_with(Options {
-        auth_failure_window_secs: Some(2),
+    let mut d = Daemon::start_with(Options {
+        // One window for the whole test: its summary is written when the daemon stops.
+        auth_failure_window_secs: Some(3600),
         // 2,000 records of about 400 bytes each would pass this bound many times over.
         sections: "[logs]\nmax_segment_bytes = 16384\nmax_total_bytes = 131072\njournald = false\n"
             .into(),
@@ -348,52 +349,67 @@ fn handshakes_without_a_certificate_neither_flood_nor_flush_the_audit() {
             });
         }
     });
-    // The window ends; its summary counts what was not recorded one by one.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let (failed, summaries) = loop {
-        let all = records(&d);
-        let pick =
-            |ev: &str| -> Vec<Value> { all.iter().filter(|r| r["event"] == ev).cloned().collect() };
-        let (failed, summaries) = (
-            pick("control.auth.failed"),
-            pick("control.auth.failed.summary"),
-        );
-        let counted = failed.len() as u64 + summaries.iter().map(summary_count).sum::<u64>();
-        if counted >= 2000 {
-            // The rig's readiness probe (a bare TCP connect) is one more.
-            assert!(counted <= 2001, "{counted}: {summaries:#?}");
-            break (failed, summaries);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "only {counted} failures counted: {summaries:#?}"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    };
+    let during = records(&d);
     assert!(
-        failed.len() as u64 <= byokd::control::failures::RECORDED_AT_ONCE + 1,
+        during.len() - before.len() <= byokd::control::failures::RECORDED_AT_ONCE as usize,
+        "{:#?}",
+        &during[before.len()..]
+    );
+    // The share those records may take is in the status.
+    let (_, status) = d.ctl_json(AUDITOR, &["status"]);
+    let u = &status["health"]["logs"]["unattributed"];
+    assert_eq!(u["reserve"], 131072 / 16, "{status}");
+    assert!(u["bytes"].as_u64().unwrap() > 0, "{u}");
+    assert_eq!(u["refused"], 0, "{u}");
+    // Stopping ends the window: its summary counts what was not recorded one by one.
+    assert!(d.stop().unwrap().success(), "{}", d.log());
+    let mut after = Vec::new();
+    byokd::logs::store::scan(&d.path("state/logs"), |r| {
+        after.push(r);
+        true
+    })
+    .unwrap();
+    let pick = |ev: &str| -> Vec<&byokd::logs::Record> {
+        after.iter().filter(|r| r.event == ev).collect()
+    };
+    let (failed, summaries) = (
+        pick("control.auth.failed"),
+        pick("control.auth.failed.summary"),
+    );
+    assert!(
+        failed.len() as u64 <= byokd::control::failures::RECORDED_AT_ONCE,
         "{failed:#?}"
     );
-    assert!(!summaries.is_empty());
+    assert_eq!(summaries.len(), 1, "{summaries:#?}");
+    let counted = failed.len() as u64 + summary_count(&summaries[0].message);
+    // The rig's readiness probe (a bare TCP connect) is one more.
+    assert!(
+        (2000..=2001).contains(&counted),
+        "{counted}: {summaries:#?}"
+    );
     for r in failed.iter().chain(&summaries) {
-        assert_eq!(r["service"], "control");
-        assert!(r["message"].as_str().unwrap().contains("127.0.0.1"), "{r}");
-        assert!(r.get("identity").is_none(), "{r}");
+        assert_eq!(r.service, byokd::logs::Service::Control);
+        assert!(r.message.contains("127.0.0.1"), "{r:?}");
+        assert!(r.identity.is_none(), "{r:?}");
     }
-    let after = records(&d);
     let added = after.len() - before.len();
     assert!(added <= 30, "2,000 failed handshakes added {added} records");
     assert!(
-        after.iter().all(|r| r["event"] != "log.dropped"),
+        after.iter().all(|r| r.event != "log.dropped"),
         "the log dropped records"
     );
-    assert_eq!(after[0]["seq"].as_u64().unwrap(), first_seq);
+    assert_eq!(after[0].seq, first_seq);
     for seq in &denied {
         assert!(
-            after.iter().any(|r| r["seq"].as_u64() == Some(*seq)),
+            after.iter().any(|r| r.seq == *seq),
             "attributed record {seq} is gone"
         );
     }
+    assert!(
+        byokd::logs::store::verify(&d.path("state/logs"))
+            .unwrap()
+            .ok()
+    );
     // stderr got as few lines.
     let warns = d
         .log()
@@ -401,11 +417,6 @@ fn handshakes_without_a_certificate_neither_flood_nor_flush_the_audit() {
         .filter(|l| l.contains("Authentication failed on the control socket"))
         .count();
     assert!(warns <= 10, "{warns} WARN lines on stderr");
-    // The share those records may take is in the status.
-    let (_, status) = d.ctl_json(AUDITOR, &["status"]);
-    let u = &status["health"]["logs"]["unattributed"];
-    assert_eq!(u["reserve"], 131072 / 16, "{status}");
-    assert!(u["bytes"].as_u64().unwrap() > 0, "{u}");
 }
 
 #[test]
@@ -517,7 +528,8 @@ fn seventy_auditor_long_polls_do_not_make_the_admin_get_429() {
                     ),
                     Duration::from_secs(40),
                 );
-                tx.send(got).unwrap();
+                // The receiver is gone only when the test already failed.
+                let _ = tx.send(got);
             })
         })
         .collect();
@@ -526,9 +538,19 @@ fn seventy_auditor_long_polls_do_not_make_the_admin_get_429() {
     for _ in 0..62 {
         early.push(rx.recv_timeout(Duration::from_secs(15)).unwrap());
     }
+    // The connections were all opened before their handshakes, so a few may have found every
+    // slot taken for a moment; the rest were refused for being over the identity's cap.
+    let over_cap = early
+        .iter()
+        .filter(|a| a.contains("too_many_long_polls"))
+        .count();
+    assert!(over_cap >= 70 - 8 - 16, "{early:#?}");
     for a in &early {
         assert!(a.starts_with("HTTP/1.1 429"), "{a}");
-        assert!(a.contains("too_many_long_polls"), "{a}");
+        assert!(
+            a.contains("too_many_long_polls") || a.contains("too_many_connections"),
+            "{a}"
+        );
         assert!(
             a.to_ascii_lowercase()
                 .contains("x-content-type-options: nosniff"),
