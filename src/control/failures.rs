@@ -89,6 +89,16 @@ impl Failures {
 
     /// A peer failed to authenticate; records it now or counts it for the window's summary.
     pub fn failed(&self, peer: Peer, error: &str) {
+        match self.note(peer, error) {
+            Some(r) => r.emit(),
+            None => {
+                tracing::debug!(peer = %peer, error = %error, "TLS handshake failed (counted in a summary)")
+            }
+        }
+    }
+
+    /// Counts a failure; the report to record now, if it is one of the first of its window.
+    fn note(&self, peer: Peer, error: &str) -> Option<Report> {
         let now = Instant::now();
         let mut st = self.lock();
         let tracked = st.peers.len();
@@ -96,70 +106,126 @@ impl Failures {
             Some(t) => t,
             None if tracked < MAX_PEERS => st.peers.entry(peer).or_insert(Tally::new(now, error)),
             None => {
-                let t = st.others.get_or_insert_with(|| Tally::new(now, error));
-                t.add(error);
-                tracing::debug!(peer = %peer, error = %error, "TLS handshake failed (counted in the summary of other addresses)");
-                return;
+                st.others
+                    .get_or_insert_with(|| Tally::new(now, error))
+                    .add(error);
+                return None;
             }
         };
         tally.add(error);
-        if tally.recorded < RECORDED_AT_ONCE {
-            tally.recorded += 1;
-            let more = if tally.recorded == RECORDED_AT_ONCE {
-                format!(
-                    "; further failures from {peer} in the next {} s are counted in one summary record",
-                    self.window.as_secs().max(1)
-                )
-            } else {
-                String::new()
-            };
-            drop(st);
-            tracing::warn!(event = "control.auth.failed", service = "control", peer = %peer, error = %error,
-                "Authentication failed on the control socket from {peer}: {error}{more}");
-        } else {
-            tracing::debug!(peer = %peer, error = %error, "TLS handshake failed (counted in the summary)");
+        if tally.recorded >= RECORDED_AT_ONCE {
+            return None;
         }
+        tally.recorded += 1;
+        Some(Report::Failed {
+            peer,
+            error: error.to_owned(),
+            last_alone: (tally.recorded == RECORDED_AT_ONCE).then_some(self.window),
+        })
     }
 
     /// Records the summaries of windows that have ended (all of them with `all`).
     pub fn flush(&self, all: bool) {
+        for r in self.ended(all) {
+            r.emit();
+        }
+    }
+
+    /// Takes the windows that have ended (all of them with `all`) and sums them up.
+    fn ended(&self, all: bool) -> Vec<Report> {
         let now = Instant::now();
         let due = |t: &Tally| all || now.duration_since(t.opened) >= self.window;
-        let (ended, others) = {
-            let mut st = self.lock();
-            let keys: Vec<Peer> = st
-                .peers
-                .iter()
-                .filter(|(_, t)| due(t))
-                .map(|(p, _)| *p)
-                .collect();
-            let ended: Vec<(Peer, Tally)> = keys
-                .into_iter()
-                .filter_map(|p| st.peers.remove(&p).map(|t| (p, t)))
-                .collect();
-            let others = match &st.others {
-                Some(t) if due(t) => st.others.take(),
-                _ => None,
-            };
-            (ended, others)
-        };
-        for (peer, t) in ended.into_iter().filter(|(_, t)| t.unrecorded() > 0) {
-            let n = t.unrecorded();
-            tracing::warn!(event = "control.auth.failed.summary", service = "control", peer = %peer, count = n,
-                "Authentication failed on the control socket {n} more time(s) from {peer} between {} and {} (the last error: {}); these were not recorded one by one",
-                t.first, t.last, t.last_error);
+        let mut st = self.lock();
+        let keys: Vec<Peer> = st
+            .peers
+            .iter()
+            .filter(|(_, t)| due(t))
+            .map(|(p, _)| *p)
+            .collect();
+        let mut out: Vec<Report> = keys
+            .into_iter()
+            .filter_map(|p| st.peers.remove(&p).map(|t| (p, t)))
+            .filter(|(_, t)| t.unrecorded() > 0)
+            .map(|(p, t)| Report::Summary {
+                peer: Some(p),
+                count: t.unrecorded(),
+                tally: t,
+            })
+            .collect();
+        if st.others.as_ref().is_some_and(due)
+            && let Some(t) = st.others.take()
+        {
+            out.push(Report::Summary {
+                peer: None,
+                count: t.count,
+                tally: t,
+            });
         }
-        if let Some(t) = others {
-            let n = t.count;
-            tracing::warn!(
-                event = "control.auth.failed.summary",
-                service = "control",
-                count = n,
-                "Authentication failed on the control socket {n} time(s) from addresses beyond the {MAX_PEERS} tracked one by one, between {} and {} (the last error: {})",
-                t.first,
-                t.last,
-                t.last_error
-            );
+        out
+    }
+}
+
+/// What is recorded about failures: one failure, or a window's summary.
+#[derive(Debug)]
+enum Report {
+    /// One of the first failures of a peer's window; `last_alone` (the window) on the last one
+    /// recorded alone.
+    Failed {
+        peer: Peer,
+        error: String,
+        last_alone: Option<Duration>,
+    },
+    /// The failures of a window not recorded alone; `peer` is `None` for the addresses beyond
+    /// [`MAX_PEERS`].
+    Summary {
+        peer: Option<Peer>,
+        count: u64,
+        tally: Tally,
+    },
+}
+
+impl Report {
+    /// Writes the record (and its WARN line).
+    fn emit(&self) {
+        match self {
+            Report::Failed {
+                peer,
+                error,
+                last_alone,
+            } => {
+                let more = last_alone.map_or(String::new(), |w| {
+                    format!(
+                        "; further failures from {peer} in the next {} s are counted in one summary record",
+                        w.as_secs().max(1)
+                    )
+                });
+                tracing::warn!(event = "control.auth.failed", service = "control", peer = %peer, error = %error,
+                    "Authentication failed on the control socket from {peer}: {error}{more}");
+            }
+            Report::Summary {
+                peer: Some(peer),
+                count,
+                tally: t,
+            } => {
+                tracing::warn!(event = "control.auth.failed.summary", service = "control", peer = %peer, count,
+                    "Authentication failed on the control socket {count} more time(s) from {peer} between {} and {} (the last error: {}); these were not recorded one by one",
+                    t.first, t.last, t.last_error);
+            }
+            Report::Summary {
+                peer: None,
+                count,
+                tally: t,
+            } => {
+                tracing::warn!(
+                    event = "control.auth.failed.summary",
+                    service = "control",
+                    count,
+                    "Authentication failed on the control socket {count} time(s) from addresses beyond the {MAX_PEERS} tracked one by one, between {} and {} (the last error: {})",
+                    t.first,
+                    t.last,
+                    t.last_error
+                );
+            }
         }
     }
 }
@@ -210,6 +276,33 @@ mod tests {
         let t0 = Throttle::new(Duration::ZERO);
         assert_eq!(t0.allow(), Some(0));
         assert_eq!(t0.allow(), Some(0));
+    }
+
+    #[test]
+    fn a_window_records_its_first_failures_then_one_summary_of_the_rest() {
+        let f = Failures::new(Duration::from_millis(50));
+        let a = Peer::Ip("10.0.0.1".parse().unwrap());
+        let reports: Vec<Report> = (0..10)
+            .filter_map(|_| f.note(a, "no certificate"))
+            .collect();
+        assert_eq!(reports.len() as u64, RECORDED_AT_ONCE);
+        assert!(matches!(
+            reports.last(),
+            Some(Report::Failed {
+                last_alone: Some(_),
+                ..
+            })
+        ));
+        assert!(f.ended(false).is_empty(), "the window is still open");
+        std::thread::sleep(Duration::from_millis(60));
+        let ended = f.ended(false);
+        assert!(
+            matches!(ended.as_slice(), [Report::Summary { peer: Some(p), count: 6, .. }] if *p == a),
+            "{ended:?}"
+        );
+        // A new window starts over; one without failures beyond the first is not summed up.
+        assert!(f.note(a, "again").is_some());
+        assert!(f.ended(true).is_empty());
     }
 
     #[test]
