@@ -37,7 +37,8 @@ pub struct Options {
     /// `limits.max_connections_per_peer`; `None` writes `max_connections - 1`, since the rig's
     /// tests run all their clients from 127.0.0.1.
     pub max_connections_per_peer: Option<usize>,
-    /// `limits.max_long_polls_per_identity`, when set.
+    /// `limits.max_long_polls_per_identity`; `None` writes `max_connections - 1`, so tests
+    /// that wait on many jobs at once are held by the connection limit only.
     pub max_long_polls_per_identity: Option<usize>,
     /// `limits.handshake_timeout_ms`, when set.
     pub handshake_timeout_ms: Option<u64>,
@@ -284,9 +285,10 @@ max_body_bytes = {body}
                     .unwrap_or(o.max_connections.saturating_sub(1).max(1)),
                 more_limits = {
                     let mut m = String::new();
-                    if let Some(n) = o.max_long_polls_per_identity {
-                        m.push_str(&format!("max_long_polls_per_identity = {n}\n"));
-                    }
+                    let polls = o
+                        .max_long_polls_per_identity
+                        .unwrap_or(o.max_connections.saturating_sub(1).max(1));
+                    m.push_str(&format!("max_long_polls_per_identity = {polls}\n"));
                     if let Some(n) = o.handshake_timeout_ms {
                         m.push_str(&format!("handshake_timeout_ms = {n}\n"));
                     }
