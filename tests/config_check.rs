@@ -182,3 +182,30 @@ fn assertion_alg_takes_ps256_or_rs256_only() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_control_fairness_limits_are_bounded() {
+    let with = |lines: &str| {
+        good().replace(
+            "max_body_bytes = 65536",
+            &format!("max_body_bytes = 65536\nmax_connections = 64\n{lines}"),
+        )
+    };
+    let (ok, _, stderr) = check(&with(
+        "max_connections_per_peer = 16\nmax_long_polls_per_identity = 8\nhandshake_timeout_ms = 5000\nauth_failure_window_secs = 60",
+    ));
+    assert!(ok, "{stderr}");
+    let (ok, _, stderr) = check(&with(
+        "max_connections_per_peer = 64\nmax_long_polls_per_identity = 0\nhandshake_timeout_ms = 600000\nauth_failure_window_secs = 0",
+    ));
+    assert!(!ok);
+    for want in [
+        "limits.max_connections_per_peer 64 must be from 1 to 63 (less than limits.max_connections, 64)",
+        "limits.max_long_polls_per_identity 0 must be from 1 to 63",
+        "limits.handshake_timeout_ms 600000 must be from 100 to 60000",
+        "limits.auth_failure_window_secs 0 must be from 1 to 3600",
+    ] {
+        assert!(stderr.contains(want), "{want:?} not in {stderr}");
+    }
+    assert_eq!(stderr.matches("line ").count(), 4, "{stderr}");
+}

@@ -98,7 +98,7 @@ fn a_slowloris_client_is_cut_off_within_the_read_timeout() {
     let mut tls = connect(&d, ADMIN);
     let started = Instant::now();
     tls.write_all(
-        b"PUT /v1/config/designated HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n{",
+        b"PUT /v1/config/designated HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
     )
     .unwrap();
     let (answer, t) = read_until_closed(&mut tls, started);

@@ -525,3 +525,73 @@ fn a_segment_that_cannot_be_read_is_an_error_for_a_reader_not_a_short_log() {
     let scanned = store::scan(&dir, |r| ex.push(&r).is_ok());
     assert!(scanned.is_err());
 }
+
+/// A record of a peer without a certificate, as the control socket writes it.
+fn outsider(n: u64) -> Entry {
+    Entry::new(
+        Service::Control,
+        Level::Warn,
+        "control.auth.failed",
+        format!("Authentication failed on the control socket from 10.0.0.{n}: no certificate"),
+    )
+}
+
+#[test]
+fn records_of_peers_without_a_certificate_take_only_their_share_and_never_push_others_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("logs");
+    let (segment, total) = (4096, 64 * 1024);
+    let logs = Logs::open(&settings(&dir, segment, total)).unwrap();
+    for n in 0..20 {
+        logs.append(entry(n)).unwrap();
+    }
+    // A flood: far more than the whole bound.
+    let (mut stored, mut refused) = (0, 0);
+    for n in 0..5000 {
+        match logs.append(outsider(n % 250)) {
+            Ok(_) => stored += 1,
+            Err(e) => {
+                assert!(e.to_string().contains("share"), "{e}");
+                refused += 1;
+            }
+        }
+    }
+    assert!(
+        stored > 0 && refused > 0,
+        "{stored} stored, {refused} refused"
+    );
+    let records = all(&dir);
+    assert_eq!(records[0].seq, 1, "an attributed record was dropped");
+    assert!(records.iter().all(|r| r.event != "log.dropped"));
+    let status = logs.status();
+    assert_eq!(status.unattributed.reserve, total / 16);
+    assert!(status.unattributed.bytes <= total / 16);
+    assert!(status.unattributed.refusing);
+    assert_eq!(status.unattributed.refused, refused);
+    assert!(!status.degraded, "a refusal is not a write failure");
+    let notes = records
+        .iter()
+        .filter(|r| r.event == "log.unattributed.refused")
+        .count();
+    assert_eq!(notes, 1, "the refusal is recorded once");
+    // The same after a restart: the share is counted from the stored segments.
+    drop(logs);
+    let logs = Logs::open(&settings(&dir, segment, total)).unwrap();
+    assert_eq!(logs.status().unattributed.bytes, status.unattributed.bytes);
+    assert!(logs.append(outsider(1)).is_err());
+    // Attributed records still roll the log over as before; the share frees with them.
+    for n in 0..2000 {
+        logs.append(entry(n)).unwrap();
+    }
+    let records = all(&dir);
+    assert!(records[0].seq > 1);
+    assert!(records.iter().any(|r| r.event == "log.dropped"));
+    let bytes: u64 = segments(&dir)
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    assert!(bytes <= total, "{bytes}");
+    logs.append(outsider(2)).unwrap();
+    assert!(!logs.status().unattributed.refusing);
+    assert_ok(&store::verify(&dir).unwrap());
+}

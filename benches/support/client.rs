@@ -53,6 +53,10 @@ pub fn request_raw(
             "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
             b.len()
         ),
+        // byokd refuses a state-changing request without a JSON type, body or not.
+        None if matches!(method, "POST" | "PUT" | "PATCH" | "DELETE") => format!(
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 0\r\n\r\n"
+        ),
         None => format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\n\r\n"),
     };
     conn.get_mut().write_all(head.as_bytes()).unwrap();

@@ -81,6 +81,10 @@ const LIMITS: &[(&str, Kind)] = &[
     ("max_body_bytes", Kind::Int),
     ("max_header_bytes", Kind::Int),
     ("max_connections", Kind::Int),
+    ("max_connections_per_peer", Kind::Int),
+    ("handshake_timeout_ms", Kind::Int),
+    ("max_long_polls_per_identity", Kind::Int),
+    ("auth_failure_window_secs", Kind::Int),
     ("read_timeout_ms", Kind::Int),
     ("idle_timeout_ms", Kind::Int),
     ("max_keys", Kind::Int),
@@ -224,6 +228,52 @@ fn logs_semantic(l: &super::schema::LogsSection, bad: &mut impl FnMut(&str, Stri
     }
 }
 
+/// The control socket's fairness limits: per-peer and per-identity caps below the global one,
+/// deadlines and windows within sane bounds.
+fn fairness_semantic(l: &super::schema::Limits, bad: &mut impl FnMut(&str, String)) {
+    let below = l.max_connections.saturating_sub(1).max(1);
+    for (name, v) in [
+        (
+            "limits.max_connections_per_peer",
+            l.max_connections_per_peer,
+        ),
+        (
+            "limits.max_long_polls_per_identity",
+            l.max_long_polls_per_identity,
+        ),
+    ] {
+        if let Some(v) = v
+            && !(1..=below).contains(&v)
+        {
+            bad(
+                name,
+                format!(
+                    "{name} {v} must be from 1 to {below} (less than limits.max_connections, {})",
+                    l.max_connections
+                ),
+            );
+        }
+    }
+    if !(100..=60_000).contains(&l.handshake_timeout_ms) {
+        bad(
+            "limits.handshake_timeout_ms",
+            format!(
+                "limits.handshake_timeout_ms {} must be from 100 to 60000",
+                l.handshake_timeout_ms
+            ),
+        );
+    }
+    if !(1..=3600).contains(&l.auth_failure_window_secs) {
+        bad(
+            "limits.auth_failure_window_secs",
+            format!(
+                "limits.auth_failure_window_secs {} must be from 1 to 3600",
+                l.auth_failure_window_secs
+            ),
+        );
+    }
+}
+
 fn semantic(c: &Config, at: &BTreeMap<String, usize>, problems: &mut Vec<Problem>) {
     let mut bad = |key: &str, message: String| {
         problems.push(Problem {
@@ -279,6 +329,7 @@ fn semantic(c: &Config, at: &BTreeMap<String, usize>, problems: &mut Vec<Problem
         }
     }
     logs_semantic(&c.logs, &mut bad);
+    fairness_semantic(&c.limits, &mut bad);
     if ![2048, 3072, 4096].contains(&c.azure.kek_size) {
         bad(
             "azure.kek_size",

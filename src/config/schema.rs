@@ -377,6 +377,23 @@ pub struct Limits {
     /// Concurrent control connections.
     #[serde(default = "d_conns")]
     pub max_connections: usize,
+    /// Concurrent control connections from one peer address (an IPv6 /64 counts as one
+    /// address; the unix socket has no such cap). Less than `max_connections`; default a
+    /// quarter of it.
+    #[serde(default)]
+    pub max_connections_per_peer: Option<usize>,
+    /// Time for a new control connection to complete its TLS handshake.
+    #[serde(default = "d_handshake")]
+    pub handshake_timeout_ms: u64,
+    /// Waiting requests (`?wait=` on `/v1/logs` and `/v1/jobs/{job}`) one identity may have
+    /// open at once; more are answered 429. Less than `max_connections`; default 8 (at most
+    /// half of `max_connections`).
+    #[serde(default)]
+    pub max_long_polls_per_identity: Option<usize>,
+    /// Window over which failed handshakes of one peer address are summed up in one service
+    /// log record (after the first few, recorded one by one).
+    #[serde(default = "d_auth_window")]
+    pub auth_failure_window_secs: u64,
     /// Time to receive a whole request (headers and body) on the control socket.
     #[serde(default = "d_read")]
     pub read_timeout_ms: u64,
@@ -399,6 +416,10 @@ impl Default for Limits {
             max_body_bytes: d_body(),
             max_header_bytes: d_header(),
             max_connections: d_conns(),
+            max_connections_per_peer: None,
+            handshake_timeout_ms: d_handshake(),
+            max_long_polls_per_identity: None,
+            auth_failure_window_secs: d_auth_window(),
             read_timeout_ms: d_read(),
             idle_timeout_ms: d_idle(),
             max_keys: d_max_keys(),
@@ -406,6 +427,30 @@ impl Default for Limits {
             max_credentials: d_max_credentials(),
         }
     }
+}
+
+impl Limits {
+    /// The per-peer connection cap in force: the setting, or a quarter of `max_connections`.
+    pub fn connections_per_peer(&self) -> usize {
+        self.max_connections_per_peer
+            .unwrap_or(self.max_connections / 4)
+            .max(1)
+    }
+
+    /// The per-identity long-poll cap in force: the setting, or 8 (at most half of
+    /// `max_connections`).
+    pub fn long_polls_per_identity(&self) -> usize {
+        self.max_long_polls_per_identity
+            .unwrap_or((self.max_connections / 2).min(8))
+            .max(1)
+    }
+}
+
+fn d_handshake() -> u64 {
+    5_000
+}
+fn d_auth_window() -> u64 {
+    60
 }
 
 fn d_kek_size() -> u32 {

@@ -81,6 +81,26 @@ impl ApiError {
         )
     }
 
+    pub fn too_many_connections_from_peer(limit: usize) -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_connections",
+            format!(
+                "your address already holds {limit} connections to the control socket (limits.max_connections_per_peer); close some or retry shortly"
+            ),
+        )
+    }
+
+    pub fn too_many_long_polls(identity: &str, limit: usize) -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_long_polls",
+            format!(
+                "{identity} already has {limit} waiting requests (?wait=) open (limits.max_long_polls_per_identity); let one end, or ask without wait"
+            ),
+        )
+    }
+
     pub fn request_timeout() -> Self {
         Self::new(
             StatusCode::REQUEST_TIMEOUT,

@@ -2,7 +2,9 @@
 //! port and optionally a unix socket. Identity comes from the client certificate, roles from
 //! the configured mapping; destructive actions need dual control.
 //!
-//! Owns: the server (`server`, `tls`, `limits`), who the caller is (`identity`), what they may
+//! Owns: the server (`server`, `tls`, `limits`), fair shares of it (`fairness`), aggregated
+//! failures of peers without a certificate (`failures`), the cross-site request defence
+//! (`browser`), who the caller is (`identity`), what they may
 //! do (`authz`), dual control (`approvals`), the route table (`routes`), request decoding
 //! (`decode`), the handlers, errors, and the API document (`openapi`).
 //! Must never: run a handler without an `Authorized` proof, accept a client without a
@@ -10,8 +12,11 @@
 
 pub mod approvals;
 pub mod authz;
+pub mod browser;
 pub mod decode;
 pub mod errors;
+pub mod failures;
+pub mod fairness;
 pub mod handlers;
 pub mod identity;
 pub mod limits;

@@ -1,15 +1,21 @@
-//! The control server: accept loops on TCP and the optional unix socket, the connection limit,
-//! the TLS handshake, per-connection deadlines, and one request's path from bytes to handler.
+//! The control server: accept loops on TCP and the optional unix socket, the connection limits
+//! (all connections, and per peer address), the TLS handshake under its deadline, per-connection
+//! deadlines, and one request's path from bytes to handler: the cross-site checks (`browser`),
+//! the per-identity long-poll cap, the body under its limits, dispatch, and the headers every
+//! answer carries.
 //!
 //! It owns sockets and connections. It never authorizes (handlers take an `Authorized` proof)
 //! and never logs a body.
 
 use super::approvals::{Approvals, system_clock};
+use super::browser::{self, Origins};
 use super::errors::{ApiError, ControlError};
+use super::failures::{Failures, Throttle};
+use super::fairness::{Counts, Peer, Permit};
 use super::handlers::{self, Chunk, Ctx, Input, Reply};
 use super::identity::{Caller, IdentityMap};
 use super::limits::{Activity, Tracked};
-use super::routes::{self, Matched};
+use super::routes::{self, Matched, Op};
 use crate::config::Limits;
 use crate::service::Service;
 use bytes::Bytes;
@@ -92,12 +98,14 @@ fn download_response(d: super::handlers::Download) -> Response<Body> {
     if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{}\"", d.filename)) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }
 
 /// Connections over the limit that still get a clean 429 (beyond that they are closed at once).
 const OVERFLOW_ANSWERS: usize = 16;
+
+/// How often a repeated WARN about refused connections may reach stderr.
+const REFUSAL_LINE_EVERY: Duration = Duration::from_secs(10);
 
 struct Shared {
     ctx: Ctx,
@@ -106,6 +114,13 @@ struct Shared {
     limits: Limits,
     connections: Arc<Semaphore>,
     overflow: Arc<Semaphore>,
+    /// Connections per peer address (TCP only).
+    per_peer: Counts<Peer>,
+    /// Waiting requests (long-polls) per identity.
+    long_polls: Counts<String>,
+    failures: Arc<Failures>,
+    refusals: Throttle,
+    origins: Origins,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -117,6 +132,16 @@ pub struct ControlServer {
     accept_loops: Vec<JoinHandle<()>>,
     connections: Arc<Semaphore>,
     max_connections: usize,
+    failures: Arc<Failures>,
+}
+
+/// Records the summaries of failure windows as they end.
+async fn report_failures(failures: Arc<Failures>) {
+    let tick = (failures.window() / 10).clamp(Duration::from_millis(100), Duration::from_secs(1));
+    loop {
+        tokio::time::sleep(tick).await;
+        failures.flush(false);
+    }
 }
 
 /// Starts the control server if `[control]` is configured; `None` when it is not.
@@ -130,23 +155,11 @@ pub async fn start(
     };
     let limits = service.config().limits.clone();
     let tls = super::tls::server_config(&control)?;
+    let leaf = super::tls::server_leaf(&control)?;
     let identities = IdentityMap::new(&control.identities)?;
     let approvals = Approvals::new(control.approval_window_secs, system_clock());
     let (stop, shutdown) = watch::channel(false);
     let max_connections = limits.max_connections.max(1);
-    let shared = Arc::new(Shared {
-        ctx: Ctx {
-            service,
-            approvals,
-            jobs,
-        },
-        acceptor: TlsAcceptor::from(tls),
-        identities,
-        connections: Arc::new(Semaphore::new(max_connections)),
-        overflow: Arc::new(Semaphore::new(OVERFLOW_ANSWERS)),
-        limits,
-        shutdown,
-    });
     let tcp = TcpListener::bind(control.listen)
         .await
         .map_err(|source| ControlError::Listen {
@@ -157,7 +170,32 @@ pub async fn start(
         addr: control.listen.to_string(),
         source,
     })?;
-    let mut accept_loops = vec![tokio::spawn(accept_tcp(tcp, shared.clone()))];
+    let failures = Arc::new(Failures::new(Duration::from_secs(
+        limits.auth_failure_window_secs.max(1),
+    )));
+    let shared = Arc::new(Shared {
+        ctx: Ctx {
+            service,
+            approvals,
+            jobs,
+        },
+        acceptor: TlsAcceptor::from(tls),
+        identities,
+        connections: Arc::new(Semaphore::new(max_connections)),
+        overflow: Arc::new(Semaphore::new(OVERFLOW_ANSWERS)),
+        per_peer: Counts::new(limits.connections_per_peer()),
+        long_polls: Counts::new(limits.long_polls_per_identity()),
+        failures: failures.clone(),
+        refusals: Throttle::new(REFUSAL_LINE_EVERY),
+        origins: Origins::of_certificate(leaf.as_ref(), local_addr.port()),
+        limits,
+        shutdown,
+    });
+    tracing::debug!(origins = ?shared.origins.list(), "the control socket's own origins");
+    let mut accept_loops = vec![
+        tokio::spawn(accept_tcp(tcp, shared.clone())),
+        tokio::spawn(report_failures(failures.clone())),
+    ];
     if let Some(path) = &control.unix_socket {
         let unix = bind_unix(path)?;
         accept_loops.push(tokio::spawn(accept_unix(unix, shared.clone())));
@@ -167,6 +205,7 @@ pub async fn start(
         unix_socket = ?control.unix_socket,
         identities = control.identities.len(),
         max_connections,
+        max_connections_per_peer = shared.per_peer.cap(),
         "control socket listening (TLS 1.3, client certificates required)"
     );
     Ok(Some(ControlServer {
@@ -176,6 +215,7 @@ pub async fn start(
         accept_loops,
         connections: shared.connections.clone(),
         max_connections,
+        failures,
     }))
 }
 
@@ -199,6 +239,7 @@ impl ControlServer {
         if let Some(path) = self.unix_socket {
             let _ = std::fs::remove_file(path);
         }
+        self.failures.flush(true);
         tracing::info!("control socket stopped");
     }
 }
@@ -224,7 +265,7 @@ async fn accept_tcp(listener: TcpListener, shared: Arc<Shared>) {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                admit(stream, peer.to_string(), &shared);
+                admit(stream, peer, &shared);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "control accept failed");
@@ -237,7 +278,7 @@ async fn accept_tcp(listener: TcpListener, shared: Arc<Shared>) {
 async fn accept_unix(listener: UnixListener, shared: Arc<Shared>) {
     loop {
         match listener.accept().await {
-            Ok((stream, _)) => admit(stream, "unix".to_owned(), &shared),
+            Ok((stream, _)) => admit_unix(stream, &shared),
             Err(e) => {
                 tracing::warn!(error = %e, "control accept failed (unix socket)");
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -246,8 +287,39 @@ async fn accept_unix(listener: UnixListener, shared: Arc<Shared>) {
     }
 }
 
-/// Takes a connection slot, or answers 429 (while overflow answers last), or closes at once.
-fn admit<S>(stream: S, peer: String, shared: &Arc<Shared>)
+/// Takes the peer's slot and a connection slot, or answers 429 (while overflow answers last),
+/// or closes at once.
+fn admit<S>(stream: S, addr: SocketAddr, shared: &Arc<Shared>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let peer = Peer::of(&addr);
+    let Some(mine) = shared.per_peer.try_take(peer) else {
+        let cap = shared.per_peer.cap();
+        if let Some(suppressed) = shared.refusals.allow() {
+            tracing::warn!(peer = %peer, limit = cap, suppressed,
+                "control connection refused: {peer} already holds {cap} connections (limits.max_connections_per_peer); {suppressed} similar refusal line(s) suppressed before this one");
+        }
+        overflow(
+            stream,
+            peer,
+            ApiError::too_many_connections_from_peer(cap),
+            shared,
+        );
+        return;
+    };
+    take_slot(stream, peer, Some(mine), shared);
+}
+
+/// The unix socket (mode 0600, byokd's own user only) has no per-peer cap.
+fn admit_unix<S>(stream: S, shared: &Arc<Shared>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    take_slot(stream, Peer::Unix, None, shared);
+}
+
+fn take_slot<S>(stream: S, peer: Peer, mine: Option<Permit<Peer>>, shared: &Arc<Shared>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -256,14 +328,27 @@ where
         tokio::spawn(async move {
             serve(stream, peer, shared).await;
             drop(permit);
+            drop(mine);
         });
         return;
     }
-    tracing::warn!(peer = %peer, limit = shared.limits.max_connections, "control connection refused: too many connections");
+    let limit = shared.limits.max_connections;
+    if let Some(suppressed) = shared.refusals.allow() {
+        tracing::warn!(peer = %peer, limit, suppressed,
+            "control connection refused: too many connections (limits.max_connections); {suppressed} similar refusal line(s) suppressed before this one");
+    }
+    overflow(stream, peer, ApiError::too_many_connections(limit), shared);
+}
+
+/// Answers 429 on an over-limit connection while overflow answers last, else closes it.
+fn overflow<S>(stream: S, peer: Peer, answer: ApiError, shared: &Arc<Shared>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     if let Ok(permit) = shared.overflow.clone().try_acquire_owned() {
         let shared = shared.clone();
         tokio::spawn(async move {
-            refuse(stream, shared).await;
+            refuse(stream, peer, answer, shared).await;
             drop(permit);
         });
     }
@@ -273,23 +358,37 @@ fn read_timeout(l: &Limits) -> Duration {
     Duration::from_millis(l.read_timeout_ms.max(1))
 }
 
+fn handshake_timeout(l: &Limits) -> Duration {
+    Duration::from_millis(l.handshake_timeout_ms.max(1))
+}
+
+/// The TLS handshake within `limits.handshake_timeout_ms`; a failure is counted against the
+/// peer (see `failures`), never written out one line per connection.
 async fn handshake<S>(
     stream: S,
     shared: &Shared,
-    peer: &str,
+    peer: Peer,
 ) -> Option<tokio_rustls::server::TlsStream<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    match tokio::time::timeout(read_timeout(&shared.limits), shared.acceptor.accept(stream)).await {
+    let deadline = handshake_timeout(&shared.limits);
+    match tokio::time::timeout(deadline, shared.acceptor.accept(stream)).await {
         Ok(Ok(tls)) => Some(tls),
         Ok(Err(e)) => {
-            tracing::warn!(event = "control.auth.failed", service = "control", peer = %peer, error = %e,
-                "Authentication failed on the control socket from {peer}: TLS handshake refused ({e})");
+            shared
+                .failures
+                .failed(peer, &format!("TLS handshake refused ({e})"));
             None
         }
         Err(_) => {
-            tracing::info!(peer = %peer, "control TLS handshake timed out");
+            shared.failures.failed(
+                peer,
+                &format!(
+                    "no TLS handshake within {} ms (limits.handshake_timeout_ms)",
+                    deadline.as_millis()
+                ),
+            );
             None
         }
     }
@@ -305,11 +404,11 @@ fn http1(limits: &Limits) -> hyper::server::conn::http1::Builder {
 }
 
 /// Serves one connection: handshake, identity, then requests until close or a deadline.
-async fn serve<S>(stream: S, peer: String, shared: Arc<Shared>)
+async fn serve<S>(stream: S, peer: Peer, shared: Arc<Shared>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let Some(tls) = handshake(stream, &shared, &peer).await else {
+    let Some(tls) = handshake(stream, &shared, peer).await else {
         return;
     };
     let Some(cert) = tls.get_ref().1.peer_certificates().and_then(|c| c.first()) else {
@@ -359,24 +458,22 @@ where
 }
 
 /// Answers one request on an over-limit connection with 429, then closes.
-async fn refuse<S>(stream: S, shared: Arc<Shared>)
+async fn refuse<S>(stream: S, peer: Peer, answer: ApiError, shared: Arc<Shared>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let limit = shared.limits.max_connections;
     let work = async {
-        let tls = handshake(stream, &shared, "over-limit").await?;
-        let svc = hyper::service::service_fn(move |_req| async move {
-            Ok::<_, std::convert::Infallible>(error_response(
-                &ApiError::too_many_connections(limit),
-                true,
-            ))
+        let tls = handshake(stream, &shared, peer).await?;
+        let svc = hyper::service::service_fn(move |_req| {
+            let answer = answer.clone();
+            async move { Ok::<_, std::convert::Infallible>(error_response(&answer, true)) }
         });
         let mut b = http1(&shared.limits);
         b.keep_alive(false);
         b.serve_connection(TokioIo::new(tls), svc).await.ok()
     };
-    let _ = tokio::time::timeout(read_timeout(&shared.limits).saturating_mul(2), work).await;
+    let time = handshake_timeout(&shared.limits).saturating_add(read_timeout(&shared.limits));
+    let _ = tokio::time::timeout(time, work).await;
 }
 
 fn json_response(status: StatusCode, body: &serde_json::Value, close: bool) -> Response<Body> {
@@ -392,35 +489,51 @@ fn json_response(status: StatusCode, body: &serde_json::Value, close: bool) -> R
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    browser::secure_headers(h);
     if close {
         h.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     resp
 }
 
+/// An error answer's code, kept on the response for the request log.
+#[derive(Debug, Clone, Copy)]
+struct ErrorCode(&'static str);
+
 fn error_response(e: &ApiError, close: bool) -> Response<Body> {
-    json_response(e.status, &e.body(), close)
+    let mut resp = json_response(e.status, &e.body(), close);
+    resp.extensions_mut().insert(ErrorCode(e.code));
+    resp
 }
 
-/// One request: route, body under limits, dispatch, answer, log.
-async fn handle(
+/// Whether a request waits for something to happen (a long-poll): `GET /v1/logs?wait=N` and
+/// `GET /v1/jobs/{job}?wait=N` with N > 0.
+fn is_long_poll(op: Op, query: &str) -> bool {
+    matches!(op, Op::QueryLogs | Op::ShowJob)
+        && super::decode::query_value(query, "wait")
+            .and_then(|w| w.parse::<u64>().ok())
+            .is_some_and(|w| w > 0)
+}
+
+/// The answer to one request, and the route it matched.
+async fn answer(
     req: Request<Incoming>,
     shared: &Shared,
     caller: &Caller,
-    activity: &Activity,
-) -> Response<Body> {
-    let began = activity.handling();
-    let started = std::time::Instant::now();
+    began: tokio::time::Instant,
+) -> (Option<&'static str>, Response<Body>) {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
-    let (route, status, resp) = match routes::matching(&method, &path) {
+    if let Err(e) = browser::check_origin(&method, req.headers(), &shared.origins) {
+        return (None, error_response(&e, true));
+    }
+    match routes::matching(&method, &path) {
         Matched::NotFound => {
             let e = ApiError::not_found(format!(
                 "no route {method} {path}; the API is under /v1 (see api/openapi.json)"
             ));
-            (None, e.status, error_response(&e, false))
+            (None, error_response(&e, false))
         }
         Matched::WrongMethod(allowed) => {
             let list = allowed
@@ -437,9 +550,26 @@ async fn handle(
             if let Ok(v) = HeaderValue::from_str(&list) {
                 resp.headers_mut().insert(header::ALLOW, v);
             }
-            (None, e.status, resp)
+            (None, resp)
         }
         Matched::Found(route, params) => {
+            if let Err(e) = browser::check_content_type(&method, req.headers()) {
+                return (Some(route.path), error_response(&e, true));
+            }
+            let _waiting = if is_long_poll(route.op, &query) {
+                match shared.long_polls.try_take(caller.log_name()) {
+                    Some(p) => Some(p),
+                    None => {
+                        let e = ApiError::too_many_long_polls(
+                            &caller.log_name(),
+                            shared.long_polls.cap(),
+                        );
+                        return (Some(route.path), error_response(&e, true));
+                    }
+                }
+            } else {
+                None
+            };
             let deadline = began + read_timeout(&shared.limits);
             let resp = match read_body(req, &shared.limits, deadline).await {
                 Err(e) => error_response(&e, true),
@@ -458,12 +588,31 @@ async fn handle(
                     }
                 }
             };
-            (Some(route.path), resp.status(), resp)
+            (Some(route.path), resp)
         }
-    };
+    }
+}
+
+/// One request: checks, route, body under limits, dispatch, answer, log.
+async fn handle(
+    req: Request<Incoming>,
+    shared: &Shared,
+    caller: &Caller,
+    activity: &Activity,
+) -> Response<Body> {
+    let began = activity.handling();
+    let started = std::time::Instant::now();
+    let method = req.method().clone();
+    let (route, mut resp) = answer(req, shared, caller, began).await;
+    browser::secure_headers(resp.headers_mut());
+    let status = resp.status();
+    let code = resp.extensions().get::<ErrorCode>().map_or("", |c| c.0);
     let fields = (caller.log_name(), caller.role_name(), route.unwrap_or("-"));
     let elapsed_ms = started.elapsed().as_millis() as u64;
-    if status == StatusCode::FORBIDDEN {
+    if matches!(code, "cross_origin_refused" | "cors_refused") {
+        tracing::warn!(event = "control.cross_origin.refused", identity = %fields.0, role = fields.1, route = fields.2, method = %method, status = status.as_u16(),
+            "Cross-origin request refused: a browser holding the certificate of {} ({}) was made to call {method} {}", fields.0, fields.1, fields.2);
+    } else if status == StatusCode::FORBIDDEN {
         tracing::warn!(event = "control.authz.denied", identity = %fields.0, role = fields.1, route = fields.2, method = %method, status = status.as_u16(),
             "Authorization denied: {} ({}) may not call {method} {}", fields.0, fields.1, fields.2);
     } else if status.is_server_error() {

@@ -32,6 +32,14 @@ fn certs(setting: &'static str, path: &Path) -> Result<Vec<CertificateDer<'stati
     Ok(certs)
 }
 
+/// The server's own certificate (the first of `control.server_cert`), for its names.
+pub fn server_leaf(c: &ControlSection) -> Result<CertificateDer<'static>, ControlError> {
+    certs("server_cert", &c.server_cert)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| pem_error("server_cert", &c.server_cert, "no CERTIFICATE block found"))
+}
+
 /// Builds the server configuration from `[control]`.
 pub fn server_config(c: &ControlSection) -> Result<Arc<rustls::ServerConfig>, ControlError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());

@@ -163,11 +163,14 @@ impl Client {
             .await
             .map_err(|e| classify(&e, "HTTP"))?;
         let driver = tokio::spawn(conn);
+        // The daemon refuses a state-changing request without a JSON type, body or not
+        // (its defence against cross-site requests).
+        let json = body.is_some() || crate::control::browser::changes_state(&method);
         let mut req = Request::builder()
             .method(method)
             .uri(path)
             .header(header::HOST, &self.host_header);
-        if body.is_some() {
+        if json {
             req = req.header(header::CONTENT_TYPE, "application/json");
         }
         let req = req

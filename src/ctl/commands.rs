@@ -973,6 +973,18 @@ async fn status(ctx: &Ctx) -> Result<(), CtlError> {
             s(&health, "/logs/segments"),
             s(&health, "/logs/bytes")
         );
+        let refused = health
+            .pointer("/logs/unattributed/refused")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        if refused > 0 || health.pointer("/logs/unattributed/refusing") == Some(&json!(true)) {
+            println!(
+                "unattrib.   records of peers without a certificate: {} of {} bytes kept; {} REFUSED (the share is full)",
+                s(&health, "/logs/unattributed/bytes"),
+                s(&health, "/logs/unattributed/reserve"),
+                refused
+            );
+        }
         for f in health
             .pointer("/logs/forwarders")
             .and_then(Value::as_array)

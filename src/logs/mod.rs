@@ -73,6 +73,20 @@ pub struct WriteHealth {
     unreported: u64,
 }
 
+/// The share of the log kept for records of peers without a certificate (see `store`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Unattributed {
+    /// Bytes such records take now.
+    pub bytes: u64,
+    /// The most they may take (a sixteenth of `logs.max_total_bytes`).
+    pub reserve: u64,
+    /// Whether new ones are refused now (the share is full).
+    pub refusing: bool,
+    /// How many were refused since the log was opened (their failures still reach stderr,
+    /// rate-limited).
+    pub refused: u64,
+}
+
 /// The log's state for `/v1/health` and `byokctl status`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
@@ -82,6 +96,7 @@ pub struct Status {
     pub segments: usize,
     pub bytes: u64,
     pub write: WriteHealth,
+    pub unattributed: Unattributed,
     pub forwarders: Vec<forward::Status>,
     pub journald: bool,
 }
@@ -89,6 +104,8 @@ pub struct Status {
 struct Inner {
     store: Mutex<store::Store>,
     health: Mutex<WriteHealth>,
+    /// Refusals of unattributed records: (refusing now, refused in all).
+    refusals: Mutex<(bool, u64)>,
     /// The last stored sequence number, for followers.
     tail: tokio::sync::watch::Sender<u64>,
     forwarders: Vec<forward::Forwarder>,
@@ -130,6 +147,7 @@ impl Logs {
             inner: Arc::new(Inner {
                 store: Mutex::new(store),
                 health: Mutex::new(WriteHealth::default()),
+                refusals: Mutex::new((false, 0)),
                 tail: tokio::sync::watch::channel(next.saturating_sub(1)).0,
                 forwarders,
                 journald,
@@ -160,7 +178,9 @@ impl Logs {
 
     /// Stores one record and hands it to the forwarders. A failure is returned *and* turns
     /// health degraded until a later write succeeds; that write is preceded by a record of
-    /// how many were lost.
+    /// how many were lost. A record of a peer without a certificate (`store::unattributed`)
+    /// that its share of the log has no room for is refused instead: counted in the status,
+    /// recorded once per run of refusals, not a write failure.
     pub fn append(&self, entry: Entry) -> Result<Record, LogError> {
         let mut store = self.inner.store.lock().unwrap_or_else(|p| p.into_inner());
         let lost = self.health().lost_pending();
@@ -181,8 +201,20 @@ impl Logs {
                 });
             }
         }
+        let outsider = store::unattributed(&entry);
         match store.append(entry, record::now_ts()) {
+            Err(store::StoreError::ReserveFull { reserve }) => {
+                self.refused(&mut store, reserve);
+                Err(store::StoreError::ReserveFull { reserve }.into())
+            }
             Ok(r) => {
+                if outsider {
+                    self.inner
+                        .refusals
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0 = false;
+                }
                 self.health_mut(|h| h.error = None);
                 self.publish(&r);
                 Ok(r)
@@ -194,6 +226,33 @@ impl Logs {
                     h.unreported += 1;
                 });
                 Err(e.into())
+            }
+        }
+    }
+
+    /// Counts a refused unattributed record; the first of a run is recorded.
+    fn refused(&self, store: &mut store::Store, reserve: u64) {
+        let first = {
+            let mut r = self
+                .inner
+                .refusals
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let first = !r.0;
+            *r = (true, r.1 + 1);
+            first
+        };
+        if first {
+            let note = Entry::new(
+                Service::System,
+                Level::Warn,
+                "log.unattributed.refused",
+                format!(
+                    "Records of peers without a client certificate take their whole share of the log ({reserve} bytes, a sixteenth of logs.max_total_bytes); further ones are refused, not stored, until old segments are dropped (byokctl status counts them; stderr still gets them, rate-limited)"
+                ),
+            );
+            if let Ok(r) = store.append(note, record::now_ts()) {
+                self.publish(&r);
             }
         }
     }
@@ -246,10 +305,21 @@ impl Logs {
     }
 
     pub fn status(&self) -> Status {
-        let (next_seq, segments, bytes) = {
+        let (next_seq, segments, bytes, outsiders, reserve) = {
             let s = self.inner.store.lock().unwrap_or_else(|p| p.into_inner());
-            (s.next_seq(), s.segment_count(), s.total_bytes())
+            (
+                s.next_seq(),
+                s.segment_count(),
+                s.total_bytes(),
+                s.unattributed_bytes(),
+                s.reserve(),
+            )
         };
+        let (refusing, refused) = *self
+            .inner
+            .refusals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let write = self.health().0;
         let forwarders: Vec<forward::Status> =
             self.inner.forwarders.iter().map(|f| f.status()).collect();
@@ -260,6 +330,12 @@ impl Logs {
             segments,
             bytes,
             write,
+            unattributed: Unattributed {
+                bytes: outsiders,
+                reserve,
+                refusing,
+                refused,
+            },
             forwarders,
             journald: self.inner.journald.is_some(),
         }

@@ -6,6 +6,12 @@
 //! kept) followed by one JSON record per line. Owns files and their layout; never decides
 //! what is recorded. Durability: lines are written at once; fsync is batched by the caller
 //! (see `Logs`), through [`Store::sync_handle`].
+//!
+//! Retention cannot be driven by an outsider: records of peers without a certificate
+//! ([`unattributed`]) may take at most a sixteenth of `max_total_bytes` ([`Store::reserve`]);
+//! beyond that they are refused ([`StoreError::ReserveFull`]). Old segments are dropped when the
+//! *other* records need the room (their bytes plus a segment pass `max_total_bytes` minus the
+//! reserve), so unattributed records never cause a drop, and the total stays within the bound.
 
 use super::chain::{GENESIS, Item, Verdict, Verifier};
 use super::record::{Entry, Level, Record, Service};
@@ -27,6 +33,27 @@ pub enum StoreError {
     },
     #[error("log store {path}: {reason}")]
     Corrupt { path: String, reason: String },
+    #[error(
+        "records of peers without a certificate already take their share of the log ({reserve} bytes); this one was not stored"
+    )]
+    ReserveFull { reserve: u64 },
+}
+
+/// Event codes of records about peers that presented no valid client certificate: nobody
+/// answers for them, so they get a bounded share of the log.
+pub const UNATTRIBUTED_EVENTS: &[&str] = &["control.auth.failed", "control.auth.failed.summary"];
+
+/// Whether an entry is about a peer without a certificate (see [`UNATTRIBUTED_EVENTS`]).
+pub fn unattributed(e: &Entry) -> bool {
+    e.identity.is_none() && UNATTRIBUTED_EVENTS.contains(&e.event.as_str())
+}
+
+/// The same, for a stored record line (keys are unescaped JSON, so a message cannot fake one).
+fn unattributed_line(line: &str) -> bool {
+    !line.contains("\"identity\":")
+        && UNATTRIBUTED_EVENTS
+            .iter()
+            .any(|code| line.contains(&format!("\"event\":\"{code}\"")))
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -57,6 +84,8 @@ struct Segment {
     path: PathBuf,
     first_seq: u64,
     size: u64,
+    /// Bytes of unattributed record lines in it.
+    unattributed: u64,
 }
 
 /// The open store. Not thread-safe by itself; `Logs` holds it under a mutex.
@@ -101,6 +130,7 @@ fn list(dir: &Path) -> Result<Vec<Segment>, StoreError> {
             path: e.path(),
             first_seq,
             size,
+            unattributed: 0,
         });
     }
     out.sort_by_key(|s| s.first_seq);
@@ -118,7 +148,10 @@ impl Store {
     /// Opens (creating) the store in `dir`, repairing a torn last line.
     pub fn open(dir: &Path, limits: Limits) -> Result<(Store, OpenReport), StoreError> {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
-        let segments = list(dir)?;
+        let mut segments = list(dir)?;
+        for seg in &mut segments {
+            seg.unattributed = unattributed_bytes_in(&seg.path)?;
+        }
         let mut report = OpenReport::default();
         let mut store = Store {
             dir: dir.to_owned(),
@@ -203,6 +236,16 @@ impl Store {
         self.segments.iter().map(|s| s.size).sum()
     }
 
+    /// Bytes of unattributed records kept.
+    pub fn unattributed_bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.unattributed).sum()
+    }
+
+    /// The most bytes unattributed records may take: a sixteenth of the total bound.
+    pub fn reserve(&self) -> u64 {
+        self.limits.max_total_bytes / 16
+    }
+
     pub fn segment_count(&self) -> usize {
         self.segments.len()
     }
@@ -217,6 +260,12 @@ impl Store {
             entry.clone(),
         );
         let line_len = record_line(&probe).len() as u64;
+        let outsider = unattributed(&entry);
+        if outsider && self.unattributed_bytes() + line_len > self.reserve() {
+            return Err(StoreError::ReserveFull {
+                reserve: self.reserve(),
+            });
+        }
         let need_new = match (&self.file, self.segments.last()) {
             (Some(_), Some(seg)) => {
                 seg.size + line_len > self.limits.max_segment_bytes
@@ -225,7 +274,7 @@ impl Store {
             _ => true,
         };
         if !need_new {
-            self.write_line(&record_line(&probe))?;
+            self.write_line(&record_line(&probe), outsider)?;
             self.advance(&probe);
             return Ok(probe);
         }
@@ -239,11 +288,11 @@ impl Store {
                 ),
             );
             let r = Record::seal(self.next_seq, ts.clone(), self.last_hash.clone(), note);
-            self.write_line(&record_line(&r))?;
+            self.write_line(&record_line(&r), false)?;
             self.advance(&r);
         }
         let record = Record::seal(self.next_seq, ts, self.last_hash.clone(), entry);
-        self.write_line(&record_line(&record))?;
+        self.write_line(&record_line(&record), outsider)?;
         self.advance(&record);
         Ok(record)
     }
@@ -255,7 +304,7 @@ impl Store {
     }
 
     /// Writes a whole line or nothing: a failed write is cut back off the file.
-    fn write_line(&mut self, line: &str) -> Result<(), StoreError> {
+    fn write_line(&mut self, line: &str, outsider: bool) -> Result<(), StoreError> {
         let (Some(file), Some(seg)) = (self.file.as_mut(), self.segments.last_mut()) else {
             return Err(StoreError::Corrupt {
                 path: self.dir.display().to_string(),
@@ -267,11 +316,15 @@ impl Store {
             return Err(io(&seg.path)(e));
         }
         seg.size += line.len() as u64;
+        if outsider {
+            seg.unattributed += line.len() as u64;
+        }
         Ok(())
     }
 
     /// Starts a new segment at the next sequence number; drops the oldest segments while the
-    /// total (with room for the new segment) passes the bound. Returns the dropped range.
+    /// attributed records (with room for the new segment) pass the bound less the reserve.
+    /// Returns the dropped range.
     fn rotate(&mut self) -> Result<Option<(u64, u64, usize)>, StoreError> {
         if let Some(f) = self.file.take() {
             let _ = f.sync_all();
@@ -306,12 +359,14 @@ impl Store {
             path,
             first_seq: self.next_seq,
             size: line.len() as u64,
+            unattributed: 0,
         });
         self.file = Some(file);
         self.dirty = true;
         let mut dropped: Option<(u64, u64, usize)> = None;
+        let room = self.limits.max_total_bytes.saturating_sub(self.reserve());
         while self.segments.len() > 1
-            && self.total_bytes() + self.limits.max_segment_bytes > self.limits.max_total_bytes
+            && self.total_bytes() - self.unattributed_bytes() + self.limits.max_segment_bytes > room
         {
             let old = self.segments.remove(0);
             let last = self.segments[0].first_seq.saturating_sub(1);
@@ -357,6 +412,19 @@ fn record_line(r: &Record) -> String {
     let mut s = serde_json::to_string(r).unwrap_or_default();
     s.push('\n');
     s
+}
+
+/// Bytes of unattributed record lines in a segment file.
+fn unattributed_bytes_in(path: &Path) -> Result<u64, StoreError> {
+    let file = File::open(path).map_err(io(path))?;
+    let mut n = 0;
+    for line in BufReader::new(file).lines().skip(1) {
+        let Ok(line) = line else { break };
+        if unattributed_line(&line) {
+            n += line.len() as u64 + 1;
+        }
+    }
+    Ok(n)
 }
 
 fn last_record_in(path: &Path) -> Option<Record> {

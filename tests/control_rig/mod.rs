@@ -34,6 +34,16 @@ pub const FOREIGN: &str = "foreign";
 pub struct Options {
     pub approval_window_secs: u64,
     pub max_connections: usize,
+    /// `limits.max_connections_per_peer`; `None` writes `max_connections - 1`, since the rig's
+    /// tests run all their clients from 127.0.0.1.
+    pub max_connections_per_peer: Option<usize>,
+    /// `limits.max_long_polls_per_identity`; `None` writes `max_connections - 1`, so tests
+    /// that wait on many jobs at once are held by the connection limit only.
+    pub max_long_polls_per_identity: Option<usize>,
+    /// `limits.handshake_timeout_ms`, when set.
+    pub handshake_timeout_ms: Option<u64>,
+    /// `limits.auth_failure_window_secs`, when set.
+    pub auth_failure_window_secs: Option<u64>,
     pub read_timeout_ms: u64,
     pub idle_timeout_ms: u64,
     pub max_body_bytes: usize,
@@ -63,6 +73,10 @@ impl Default for Options {
         Self {
             approval_window_secs: 120,
             max_connections: 16,
+            max_connections_per_peer: None,
+            max_long_polls_per_identity: None,
+            handshake_timeout_ms: None,
+            auth_failure_window_secs: None,
             read_timeout_ms: 2000,
             idle_timeout_ms: 5000,
             max_body_bytes: 8192,
@@ -254,7 +268,8 @@ cn = "auditor"
 
 [limits]
 max_connections = {maxc}
-read_timeout_ms = {read}
+max_connections_per_peer = {per_peer}
+{more_limits}read_timeout_ms = {read}
 idle_timeout_ms = {idle}
 max_body_bytes = {body}
 {sections}
@@ -265,6 +280,23 @@ max_body_bytes = {body}
                 d = d.display(),
                 window = o.approval_window_secs,
                 maxc = o.max_connections,
+                per_peer = o
+                    .max_connections_per_peer
+                    .unwrap_or(o.max_connections.saturating_sub(1).max(1)),
+                more_limits = {
+                    let mut m = String::new();
+                    let polls = o
+                        .max_long_polls_per_identity
+                        .unwrap_or(o.max_connections.saturating_sub(1).max(1));
+                    m.push_str(&format!("max_long_polls_per_identity = {polls}\n"));
+                    if let Some(n) = o.handshake_timeout_ms {
+                        m.push_str(&format!("handshake_timeout_ms = {n}\n"));
+                    }
+                    if let Some(n) = o.auth_failure_window_secs {
+                        m.push_str(&format!("auth_failure_window_secs = {n}\n"));
+                    }
+                    m
+                },
                 read = o.read_timeout_ms,
                 idle = o.idle_timeout_ms,
                 body = o.max_body_bytes,
@@ -407,13 +439,17 @@ max_body_bytes = {body}
                 .arg("--key")
                 .arg(self.path(&format!("{who}.key")));
         }
+        // byokd needs a JSON type on every state-changing request, as byokctl sends it; a test
+        // that sends another passes its own header.
+        let own_type = extra
+            .iter()
+            .any(|a| a.to_ascii_lowercase().starts_with("content-type:"));
+        let changes_state = matches!(method, "POST" | "PUT" | "PATCH" | "DELETE");
+        if (body.is_some() || changes_state) && !own_type {
+            cmd.args(["-H", "content-type: application/json"]);
+        }
         if body.is_some() {
-            cmd.args([
-                "-H",
-                "content-type: application/json",
-                "--data-binary",
-                "@-",
-            ]);
+            cmd.args(["--data-binary", "@-"]);
         }
         cmd.args(extra)
             .arg(self.url(path))
