@@ -19,6 +19,8 @@ pub struct ApiError {
     pub message: String,
     /// The request field at fault, for validation errors.
     pub field: Option<String>,
+    /// The unfinished job that the refused change would have raced (`job_in_progress`).
+    pub job: Option<u64>,
 }
 
 impl ApiError {
@@ -28,6 +30,7 @@ impl ApiError {
             code,
             message: message.into(),
             field: None,
+            job: None,
         }
     }
 
@@ -39,6 +42,7 @@ impl ApiError {
             code: "invalid_field",
             message: format!("invalid {field}: {reason}"),
             field: Some(field),
+            job: None,
         }
     }
 
@@ -94,6 +98,9 @@ impl ApiError {
         if let (Some(field), Some(obj)) = (&self.field, error.as_object_mut()) {
             obj.insert("field".into(), json!(field));
         }
+        if let (Some(job), Some(obj)) = (self.job, error.as_object_mut()) {
+            obj.insert("job".into(), json!(job.to_string()));
+        }
         json!({ "error": error })
     }
 }
@@ -104,6 +111,11 @@ impl From<ServiceError> for ApiError {
             ServiceError::Invalid(m) => Self::invalid(m.field, m.reason),
             ServiceError::NotFound { .. } => Self::not_found(e.to_string()),
             ServiceError::Conflict(m) => Self::conflict(m),
+            ServiceError::Busy { job, message } => Self {
+                job: Some(job),
+                ..Self::new(StatusCode::CONFLICT, "job_in_progress", message)
+            },
+            ServiceError::Forbidden(m) => Self::forbidden(m),
             ServiceError::Limit(m) => Self::new(
                 StatusCode::CONFLICT,
                 "limit_reached",

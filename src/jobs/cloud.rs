@@ -218,6 +218,7 @@ pub(super) async fn recover(jobs: &Jobs, group: &KeyName, by: &str) -> Result<St
 
 async fn recover_key(jobs: &Jobs, group: &KeyName, by: &str) -> Result<String, JobError> {
     let g = jobs.service().group_record(group).await?;
+    let _slot = jobs.vault_turn(g.vault.as_str()).await?;
     let t = token(jobs, &g).await?;
     let kv = jobs.azure().keyvault();
     match kv
@@ -244,6 +245,40 @@ async fn recover_key(jobs: &Jobs, group: &KeyName, by: &str) -> Result<String, J
     }
 }
 
+/// Refuses a purge at request time, before a second admin is asked, when the vault cannot do
+/// it: Azure lists no deleted key of that name, or the deleted key's recovery level does not
+/// allow a purge (purge protection; Azure purges it on its scheduled date).
+pub(super) async fn purge_possible(jobs: &Jobs, group: &KeyName) -> Result<(), JobError> {
+    let g = jobs.service().group_record(group).await?;
+    let t = token(jobs, &g).await?;
+    let (vault, name) = (g.vault.as_str(), g.name.as_str());
+    match jobs
+        .azure()
+        .keyvault()
+        .get_deleted_key(&t, vault, name)
+        .await
+    {
+        Ok(d) => match &d.bundle.attributes.recovery_level {
+            Some(level) if !level.purge_allowed() => {
+                let date = d
+                    .scheduled_purge_date
+                    .map_or_else(|| "its scheduled purge date".to_owned(), format_time);
+                Err(JobError::Invalid(format!(
+                    "vault {vault} does not allow a purge: the deleted key's recovery level is {} (purge protection), so Azure would refuse it; Azure purges {name} on {date}",
+                    level.as_str()
+                )))
+            }
+            _ => Ok(()),
+        },
+        Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {
+            Err(JobError::Invalid(format!(
+                "vault {vault} lists no soft-deleted key {name} (not deleted, or already purged): nothing to purge"
+            )))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 pub(super) async fn purge(jobs: &Jobs, group: &KeyName, by: &str) -> Result<String, JobError> {
     purge_key(jobs, group, by).await.inspect_err(|e| match e {
         // Refused by the vault's purge protection: said as a skip, with the scheduled date.
@@ -259,6 +294,8 @@ pub(super) async fn purge(jobs: &Jobs, group: &KeyName, by: &str) -> Result<Stri
 
 async fn purge_key(jobs: &Jobs, group: &KeyName, by: &str) -> Result<String, JobError> {
     let g = jobs.service().group_record(group).await?;
+    // Not while a job works on the vault (a delete on cloud waiting for its deleted key).
+    let _slot = jobs.vault_turn(g.vault.as_str()).await?;
     let t = token(jobs, &g).await?;
     let kv = jobs.azure().keyvault();
     let vault = g.vault.as_str();

@@ -125,6 +125,8 @@ pub fn structured_data(r: &Record) -> BTreeMap<String, BTreeMap<String, String>>
         ("vault", &r.vault),
         ("kid", &r.kid),
         ("version", &r.version),
+        ("credential", &r.credential),
+        ("approval", &r.approval),
     ];
     for (k, v) in opt {
         if let Some(v) = v {

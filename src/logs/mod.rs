@@ -10,6 +10,7 @@
 
 pub mod capture;
 pub mod chain;
+pub mod events;
 pub mod export;
 pub mod forward;
 pub mod journald;
@@ -17,6 +18,7 @@ pub mod query;
 pub mod record;
 pub mod store;
 
+pub use events::Event;
 pub use record::{Entry, Level, Record, Service};
 
 use serde::Serialize;

@@ -4,6 +4,7 @@
 
 use super::retention::Retention;
 use super::{Service, ServiceError, now_unix};
+use crate::logs::Event;
 use crate::model::{
     Job, JobKind, JobState, Key, KeyGroup, KeyName, KeyPush, KeyPushState, LocalKeyName,
     StepMessage,
@@ -105,12 +106,13 @@ impl Service {
         }
         if pruned > 0 {
             tracing::info!(
-                event = "job.pruned",
+                event = Event::JobPruned.as_str(),
                 count = pruned,
                 "finished jobs pruned by retention"
             );
         }
-        tracing::info!(job = id, kind = kind.code(), group = %group, identity = by, state = state.code(), "job created");
+        tracing::info!(event = Event::JobCreated.as_str(), service = "jobs", job = id, kind = kind.code(), group = %group,
+            identity = by, state = state.code(), "Job {id} ({}) created for key group {group} by {by}", kind.code());
         Ok(id)
     }
 
@@ -141,7 +143,7 @@ impl Service {
             })
             .await??;
         tracing::info!(
-            event = "job.approved",
+            event = Event::JobApproved.as_str(),
             job = id,
             identity = by,
             "job approved by a second admin; queued"
@@ -171,7 +173,7 @@ impl Service {
             .await?;
         if ended {
             tracing::warn!(
-                event = "job.approval_ended",
+                event = Event::JobApprovalEnded.as_str(),
                 job = id,
                 reason,
                 "job waiting for approval cancelled"
@@ -249,7 +251,7 @@ impl Service {
             })
             .await??;
         tracing::info!(
-            event = "job.cancel",
+            event = Event::JobCancel.as_str(),
             job = id,
             identity = by,
             state = job.state.code(),
@@ -287,7 +289,7 @@ impl Service {
             return Err(e);
         }
         tracing::info!(
-            event = "job.pruned",
+            event = Event::JobPruned.as_str(),
             count = pruned,
             "finished jobs pruned by retention"
         );

@@ -232,12 +232,18 @@ fn end_on_expiry(ctx: &Ctx, approval: &str, expires_at: i64, job: u64) {
     });
 }
 
-/// Purge of a soft-deleted Azure key: needs a second admin's approval. Local keys are untouched.
+/// Purge of a soft-deleted Azure key: needs a second admin's approval. Refused at once (409
+/// `cloud_state`, with the reason) where the vault lists no deleted key or its recovery level
+/// forbids purging. Local keys are untouched.
 pub async fn purge(who: Authorized<Admin>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
     let group = super::groups::name(&i.params)?;
     ctx.service.group(&group).await?;
     require_designated(ctx, "purge").await?;
-    jobs(ctx, "purge")?;
+    // Refused now, with the vault's reason, rather than after a second admin approved it.
+    jobs(ctx, "purge")?
+        .purge_possible(&group)
+        .await
+        .map_err(cloud_error)?;
     super::approvals::request(
         &who,
         ctx,
