@@ -246,34 +246,44 @@ async fn recover_key(jobs: &Jobs, group: &KeyName, by: &str) -> Result<String, J
 }
 
 /// Refuses a purge at request time, before a second admin is asked, when the vault cannot do
-/// it: Azure lists no deleted key of that name, or the deleted key's recovery level does not
-/// allow a purge (purge protection; Azure purges it on its scheduled date).
+/// it: the deleted key's recovery level (or, while Azure does not list it yet, the vault's, from
+/// a live key) does not allow a purge (purge protection; Azure purges it on its scheduled
+/// date), or the key is live and not deleted at all. A key listed nowhere may be inside Azure's
+/// "being deleted" window: that purge is let through (it waits the window out).
 pub(super) async fn purge_possible(jobs: &Jobs, group: &KeyName) -> Result<(), JobError> {
     let g = jobs.service().group_record(group).await?;
     let t = token(jobs, &g).await?;
+    let kv = jobs.azure().keyvault();
     let (vault, name) = (g.vault.as_str(), g.name.as_str());
-    match jobs
-        .azure()
-        .keyvault()
-        .get_deleted_key(&t, vault, name)
-        .await
-    {
+    let forbidden = |level: &RecoveryLevel, when: String| {
+        JobError::Invalid(format!(
+            "vault {vault} does not allow a purge: its recovery level is {} (purge protection), so Azure would refuse it; {when}",
+            level.as_str()
+        ))
+    };
+    match kv.get_deleted_key(&t, vault, name).await {
         Ok(d) => match &d.bundle.attributes.recovery_level {
-            Some(level) if !level.purge_allowed() => {
+            Some(level) if level.purge_protected() => {
                 let date = d
                     .scheduled_purge_date
                     .map_or_else(|| "its scheduled purge date".to_owned(), format_time);
-                Err(JobError::Invalid(format!(
-                    "vault {vault} does not allow a purge: the deleted key's recovery level is {} (purge protection), so Azure would refuse it; Azure purges {name} on {date}",
-                    level.as_str()
-                )))
+                Err(forbidden(level, format!("Azure purges {name} on {date}")))
             }
             _ => Ok(()),
         },
         Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {
-            Err(JobError::Invalid(format!(
-                "vault {vault} lists no soft-deleted key {name} (not deleted, or already purged): nothing to purge"
-            )))
+            match kv.get_key(&t, vault, name, None).await {
+                Ok(b) => match &b.attributes.recovery_level {
+                    Some(level) if level.purge_protected() => {
+                        Err(forbidden(level, format!("and key {name} is not deleted")))
+                    }
+                    _ => Err(JobError::Invalid(format!(
+                        "key {name} in vault {vault} is not deleted: there is nothing to purge (delete it on the cloud first)"
+                    ))),
+                },
+                Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => Ok(()),
+                Err(e) => Err(e.into()),
+            }
         }
         Err(e) => Err(e.into()),
     }

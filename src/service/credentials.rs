@@ -126,7 +126,7 @@ impl Service {
             return Err(e);
         }
         tracing::warn!(event = Event::CredentialAdded.as_str(), service = "control", credential = %new.name, identity = by,
-            "Credential {} (client secret) added by {by}", new.name);
+            "Client-secret credential added: {}, by {by}", new.name);
         view(&data.state, &new.name)
     }
 

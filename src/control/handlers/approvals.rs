@@ -97,7 +97,7 @@ pub async fn reject(auth: Authorized<Admin>, ctx: &Ctx, i: Input) -> Result<Repl
         .inspect_err(|e| refused(&id, auth.name(), e))?;
     let (group, key, credential) = approval.action.target();
     tracing::warn!(event = Event::ApprovalRejected.as_str(), service = "control", approval = %approval.id,
-        identity = %auth.name(), group, key, credential,
+        identity = %auth.name(), requested_by = %approval.requested_by, rejected_by = %auth.name(), group, key, credential,
         "Dual-control request {} by {} rejected by {}: {}", approval.id, approval.requested_by, auth.name(), approval.summary);
     if let Some(job) = linked_job(&approval) {
         let reason = format!(
@@ -140,7 +140,7 @@ pub async fn approve(auth: Authorized<Admin>, ctx: &Ctx, i: Input) -> Result<Rep
     let approval = approved.approval();
     let (group, key, credential) = approval.action.target();
     tracing::warn!(event = Event::ApprovalApproved.as_str(), service = "control", approval = %approval.id,
-        identity = %auth.name(), group, key, credential,
+        identity = %auth.name(), requested_by = %approval.requested_by, approved_by = %auth.name(), group, key, credential,
         "Dual-control request {} by {} approved by {}: {}; executing", approval.id, approval.requested_by, auth.name(), approval.summary);
     let result = execute(ctx, &approved).await;
     let (ok, outcome) = match &result {
