@@ -417,6 +417,40 @@ fn every_import_azure_accepted_is_recorded_when_the_sync_is_cancelled() {
 }
 
 #[test]
+fn an_import_whose_answer_a_failed_sync_never_saw_is_recorded_by_the_next_sync() {
+    let rig = start();
+    let d = &rig.daemon;
+    group(d, "l", V_SOFT, &["a"]);
+    // Azure commits the import but the answer is lost, and the versions cannot be listed: the
+    // job fails without knowing whether Azure has the key.
+    rig.emu.inject_fault(FaultRule::next(
+        EmuOp::ImportKey,
+        1,
+        FaultAction::CommitThenReset,
+    ));
+    rig.emu.inject_fault(FaultRule::every(
+        EmuOp::GetKeyVersions,
+        FaultAction::Status { status: 503 },
+    ));
+    let id = job_id(&expect(d, OPERATOR, "POST", "/v1/groups/l/sync", None, 202));
+    let failed = wait_end(d, &id);
+    assert_eq!(failed["state"], "failed", "{failed}");
+    assert_eq!(failed["keys"][0]["state"], "import-sent", "{failed}");
+    assert_eq!(rig.emu.key_versions(V_SOFT, "l").len(), 1);
+    rig.emu.clear_faults();
+    // The next sync finds that version by its fingerprint tag and records it: no second import.
+    let id = job_id(&expect(d, OPERATOR, "POST", "/v1/groups/l/sync", None, 202));
+    let j = wait_end(d, &id);
+    assert_eq!(j["state"], "succeeded", "{j}");
+    assert_eq!(assert_every_version_recorded(&rig, "l", V_SOFT), 1);
+    let k = expect(d, AUDITOR, "GET", "/v1/groups/l/keys/a", None, 200);
+    assert!(k["version"].is_string(), "{k}");
+    // Nothing left to synchronize, said at once.
+    let none = expect(d, OPERATOR, "POST", "/v1/groups/l/sync", None, 409);
+    assert_eq!(none["error"]["code"], "nothing_to_sync", "{none}");
+}
+
+#[test]
 fn a_purge_the_vault_forbids_is_refused_before_a_second_admin_is_asked() {
     let rig = start();
     let d = &rig.daemon;

@@ -148,6 +148,15 @@ impl Jobs {
         Ok(id)
     }
 
+    /// Submits "Synchronize HSM protected key(s)" for every key of the group that has no Azure
+    /// version (chosen when the job is created, under the state lock); returns the job id.
+    pub async fn submit_sync_unpushed(&self, group: &KeyName, by: &str) -> Result<u64, JobError> {
+        self.require_designated().await?;
+        let id = self.service().create_sync_of_unpushed(group, by).await?;
+        self.spawn(id);
+        Ok(id)
+    }
+
     /// Submits "Rotate key material": a new HSM key for the group, pushed as its new version.
     pub async fn submit_rotate(&self, group: &KeyName, by: &str) -> Result<u64, JobError> {
         self.require_designated().await?;

@@ -93,8 +93,7 @@ async fn rotate(
         if svc.key(&group.name, &name).await.is_err() {
             svc.job_step(id, format!("{intent} ({})", group.key_type), Some(10))
                 .await?;
-            svc.create_key(&group.name, &name, &format!("rotation job {id}"))
-                .await?;
+            svc.create_key(&group.name, &name, by).await?;
         }
         let check = svc.key(&group.name, &name).await?.check_digits;
         svc.journal(id, |j| {

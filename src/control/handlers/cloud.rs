@@ -40,29 +40,22 @@ async fn require_designated(ctx: &Ctx, what: &str) -> Result<(), ApiError> {
     ))
 }
 
-/// "Synchronize HSM protected key(s)" for every key of the group that has no Azure version.
+/// "Synchronize HSM protected key(s)" for every key of the group that has no Azure version
+/// (chosen by the service under its lock, when the job is created).
 pub async fn sync_group(who: Authorized<Operate>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
     let group = super::groups::name(&i.params)?;
     ctx.service.group(&group).await?;
     require_designated(ctx, "synchronize").await?;
-    let keys: Vec<_> = ctx
-        .service
-        .list_keys(&group)
-        .await?
-        .into_iter()
-        .filter(|k| k.version.is_none())
-        .filter_map(|k| crate::model::LocalKeyName::try_from(k.name).ok())
-        .collect();
-    if keys.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "nothing_to_sync",
-            format!(
-                "every key of group {group} already has its Azure version (or the group has no keys)"
-            ),
-        ));
-    }
-    submit_sync(ctx, &who, &group, &keys).await
+    let id = jobs(ctx, "synchronize")?
+        .submit_sync_unpushed(&group, who.name())
+        .await
+        .map_err(|e| match e {
+            crate::jobs::JobError::Service(crate::service::ServiceError::Conflict(m)) => {
+                ApiError::new(StatusCode::CONFLICT, "nothing_to_sync", m)
+            }
+            e => job_error(e),
+        })?;
+    started(ctx, id).await
 }
 
 async fn submit_sync(
@@ -76,8 +69,7 @@ async fn submit_sync(
         .submit_sync(group, keys, who.name())
         .await
         .map_err(job_error)?;
-    let job = ctx.service.job(id).await?;
-    Reply::accepted(serde_json::json!({ "job": super::jobs::view(&job) }))
+    started(ctx, id).await
 }
 
 /// Like [`job_error`], but a refusal by the cloud's state (nothing to recover, purge
