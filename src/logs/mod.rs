@@ -146,7 +146,7 @@ impl Logs {
             let _ = logs.append(Entry::new(
                 Service::System,
                 Level::Warn,
-                "log.repaired",
+                Event::LogRepaired.as_str(),
                 format!(
                     "The last {} byte(s) of the log store were an incomplete record (byokd stopped mid-write) and were cut off",
                     report.truncated_bytes
@@ -170,7 +170,7 @@ impl Logs {
             let note = Entry::new(
                 Service::System,
                 Level::Warn,
-                "log.write.recovered",
+                Event::LogWriteRecovered.as_str(),
                 format!(
                     "The log store accepts records again; {n} record(s) could not be stored while it failed"
                 ),
