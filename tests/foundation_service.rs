@@ -472,7 +472,7 @@ fn bad_input_is_refused_and_nothing_changes() {
                 (
                     "credential in use",
                     service
-                        .delete_credential(&name("app"), "t")
+                        .check_credential_deletable(&name("app"))
                         .await
                         .unwrap_err(),
                 ),

@@ -433,16 +433,23 @@ fn delete_on_cloud_needs_two_admins_and_purges_only_where_the_recovery_level_all
                     log_steps.contains(&date),
                     "scheduled purge date {date} not said: {log_steps}"
                 );
-                // A purge is refused there, after dual control, with the reason.
-                let (status, refused) = dual_control_code(d, &["group", "purge", group]);
+                // A purge is refused there at request time, with the reason, before a
+                // second admin is asked.
+                let (status, refused) = d.curl(
+                    Some(ADMIN),
+                    "POST",
+                    &format!("/v1/groups/{group}/purge"),
+                    None,
+                );
                 assert_eq!(status, 409, "{refused}");
                 assert_eq!(refused["error"]["code"], "cloud_state", "{refused}");
                 assert!(
-                    refused.to_string().contains("purge protection"),
+                    refused.to_string().contains("purge protection")
+                        && refused.to_string().contains("Azure purges"),
                     "{refused}"
                 );
                 let (_, shown) = d.ctl_json(AUDITOR, &["approval", "list"]);
-                assert!(shown.to_string().contains("\"failed\""), "{shown}");
+                assert!(!shown.to_string().contains("purge key group"), "{shown}");
                 assert_eq!(
                     rig.emu
                         .deleted_keys(vault)

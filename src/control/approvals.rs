@@ -3,10 +3,15 @@
 //! It owns the pending-approval table: submit, approve, reject, expire, list. Approving hands
 //! the action back to the caller to execute; this module never performs an action itself.
 //! Pending approvals live in memory only: a restart drops them, which refuses rather than
-//! performs (a job that waited for one is then cancelled at start-up). The table is bounded.
+//! performs (a job that waited for one is then cancelled at start-up). The table is bounded, and
+//! so is what one requester may have pending, so one admin cannot fill it for everybody.
+//!
+//! An approval that expires is recorded in the service log when the table notices it (any read
+//! of the table, and a timer at its expiry).
 
 use super::errors::ApiError;
 use super::identity::Identity;
+use crate::logs::Event;
 use http::StatusCode;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -14,6 +19,9 @@ use std::sync::{Arc, Mutex};
 
 /// How many approvals (pending and decided) are kept at most.
 const MAX_ENTRIES: usize = 512;
+
+/// How many approvals one requester may have pending at once.
+pub const MAX_PENDING_PER_REQUESTER: usize = 16;
 
 /// Milliseconds since the Unix epoch, UTC. Injected so tests can move time.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
@@ -47,6 +55,17 @@ pub enum Action {
 }
 
 impl Action {
+    /// The group, key and credential the action is about, for the service log.
+    pub fn target(&self) -> (Option<&str>, Option<&str>, Option<&str>) {
+        match self {
+            Self::DeleteCredential { credential } => (None, None, Some(credential)),
+            Self::DeleteKey { group, key } => (Some(group), Some(key), None),
+            Self::DeleteGroupCloud { group } | Self::PurgeGroupCloud { group } => {
+                (Some(group), None, None)
+            }
+        }
+    }
+
     pub fn describe(&self) -> String {
         match self {
             Self::DeleteCredential { credential } => format!("delete credential {credential:?}"),
@@ -88,6 +107,41 @@ pub struct Approval {
     pub outcome: Option<String>,
     /// The job that waits in `waiting-approval` for this approval (delete on cloud).
     pub job_id: Option<String>,
+}
+
+/// Proof that a second, different admin approved an action: only [`Approvals::approve`] makes
+/// one. The service's approved actions take it, and re-check their preconditions under the
+/// state lock before they act.
+#[derive(Debug)]
+pub struct Approved {
+    approval: Approval,
+    approver: String,
+}
+
+impl Approved {
+    pub fn approval(&self) -> &Approval {
+        &self.approval
+    }
+
+    pub fn id(&self) -> &str {
+        &self.approval.id
+    }
+
+    pub fn action(&self) -> &Action {
+        &self.approval.action
+    }
+
+    pub fn approver(&self) -> &str {
+        &self.approver
+    }
+
+    /// Who acts: the requester with the approver's consent, as records and jobs name it.
+    pub fn by(&self) -> String {
+        format!(
+            "{} (approved by {})",
+            self.approval.requested_by, self.approver
+        )
+    }
 }
 
 /// The table of approvals.
@@ -133,6 +187,20 @@ impl Approvals {
                 ),
             ));
         }
+        let mine = table
+            .values()
+            .filter(|a| a.status == Status::Pending && a.requested_by == requester.name)
+            .count();
+        if mine >= MAX_PENDING_PER_REQUESTER {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_pending_approvals",
+                format!(
+                    "{} already has {mine} requests waiting for a second admin (at most {MAX_PENDING_PER_REQUESTER} per requester); have them approved or rejected (`byokctl approval list --status pending`), or wait for them to expire",
+                    requester.name
+                ),
+            ));
+        }
         prune(&mut table);
         if table.len() >= MAX_ENTRIES {
             return Err(ApiError::new(
@@ -155,7 +223,28 @@ impl Approvals {
             job_id: None,
         };
         table.insert(approval.id.clone(), approval.clone());
+        drop(table);
+        self.expire_later(approval.expires_at);
         Ok(approval)
+    }
+
+    /// Looks at the table once `expires_at` (Unix seconds) has passed, so that an approval
+    /// nobody reads again is still recorded as expired. Needs a Tokio runtime (none in unit
+    /// tests, where reads expire the table).
+    fn expire_later(&self, expires_at: i64) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (table, clock) = (self.table.clone(), self.clock.clone());
+        rt.spawn(async move {
+            let now = clock() / 1000;
+            let wait = u64::try_from(expires_at.saturating_sub(now).saturating_add(1)).unwrap_or(1);
+            tokio::time::sleep(std::time::Duration::from_secs(wait.max(1))).await;
+            let mut t = table
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            expire(&mut t, clock());
+        });
     }
 
     pub fn list(&self) -> Vec<Approval> {
@@ -173,9 +262,13 @@ impl Approvals {
     }
 
     /// Approves a pending action by a different admin. The approval is marked approved before
-    /// the action runs, so a second approval of the same id is refused.
-    pub fn approve(&self, id: &str, approver: &Identity) -> Result<Approval, ApiError> {
-        self.decide(id, approver, Status::Approved)
+    /// the action runs, so a second approval of the same id is refused. The proof it returns is
+    /// what the approved action takes.
+    pub fn approve(&self, id: &str, approver: &Identity) -> Result<Approved, ApiError> {
+        Ok(Approved {
+            approval: self.decide(id, approver, Status::Approved)?,
+            approver: approver.name.clone(),
+        })
     }
 
     /// Rejects a pending action. Any admin may reject, the requester too (a withdrawal).
@@ -281,6 +374,10 @@ fn expire(table: &mut BTreeMap<String, Approval>, now_ms: i64) {
     for a in table.values_mut() {
         if a.status == Status::Pending && a.expires_at.saturating_mul(1000) <= now_ms {
             a.status = Status::Expired;
+            let (group, key, credential) = a.action.target();
+            tracing::warn!(event = Event::ApprovalExpired.as_str(), service = "control", approval = %a.id,
+                identity = %a.requested_by, group, key, credential, expires_at = a.expires_at,
+                "Dual-control request {} ({}) by {} expired without a second admin's approval", a.id, a.summary, a.requested_by);
         }
     }
 }
@@ -337,8 +434,9 @@ mod tests {
             "self_approval"
         );
         let done = a.approve(&p.id, &admin("bob")).unwrap();
-        assert_eq!(done.status, Status::Approved);
-        assert_eq!(done.decided_by.as_deref(), Some("bob"));
+        assert_eq!(done.approval().status, Status::Approved);
+        assert_eq!(done.approval().decided_by.as_deref(), Some("bob"));
+        assert_eq!(done.by(), "alice (approved by bob)");
         assert_eq!(
             a.approve(&p.id, &admin("carol")).unwrap_err().code,
             "approval_decided"
@@ -385,6 +483,54 @@ mod tests {
         );
         // Withdrawn once: nothing pending left to withdraw.
         assert!(a.withdraw_for_job(7, "olga").is_none());
+    }
+
+    #[test]
+    fn one_requester_cannot_fill_the_table() {
+        let (a, _) = fixture();
+        let mut first = None;
+        for i in 0..MAX_PENDING_PER_REQUESTER {
+            let p = a
+                .submit(
+                    Action::DeleteCredential {
+                        credential: format!("c{i}"),
+                    },
+                    &admin("alice"),
+                )
+                .unwrap();
+            first.get_or_insert(p.id);
+        }
+        let refused = a
+            .submit(
+                Action::DeleteCredential {
+                    credential: "one-more".into(),
+                },
+                &admin("alice"),
+            )
+            .unwrap_err();
+        assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(refused.code, "too_many_pending_approvals");
+        assert!(refused.message.contains("alice"), "{}", refused.message);
+        // Another admin still may request, and a decided request frees a place.
+        assert!(
+            a.submit(
+                Action::DeleteCredential {
+                    credential: "bobs".into()
+                },
+                &admin("bob")
+            )
+            .is_ok()
+        );
+        a.reject(&first.unwrap(), &admin("alice")).unwrap();
+        assert!(
+            a.submit(
+                Action::DeleteCredential {
+                    credential: "one-more".into()
+                },
+                &admin("alice")
+            )
+            .is_ok()
+        );
     }
 
     #[test]

@@ -70,6 +70,12 @@ impl<P: Policy> Authorized<P> {
         &self.identity.name
     }
 
+    /// Whether the same identity also passes policy `Q` (for a decision the service makes under
+    /// its state lock, e.g. whether a key delete needs an admin).
+    pub fn satisfies<Q: Policy>(&self) -> bool {
+        Q::allows(self.identity.role)
+    }
+
     /// Checks the same identity against a stricter policy, for an action whose rule depends
     /// on the resource (e.g. deleting a key that was pushed needs an admin).
     pub fn escalate<Q: Policy>(&self) -> Result<Authorized<Q>, ApiError> {

@@ -20,6 +20,8 @@ pub struct ApiError {
     pub message: String,
     /// The request field at fault, for validation errors.
     pub field: Option<String>,
+    /// The unfinished job that the refused change would have raced (`job_in_progress`).
+    pub job: Option<u64>,
 }
 
 impl ApiError {
@@ -29,6 +31,7 @@ impl ApiError {
             code,
             message: message.into(),
             field: None,
+            job: None,
         }
     }
 
@@ -40,6 +43,7 @@ impl ApiError {
             code: "invalid_field",
             message: format!("invalid {field}: {reason}"),
             field: Some(field),
+            job: None,
         }
     }
 
@@ -115,6 +119,9 @@ impl ApiError {
         if let (Some(field), Some(obj)) = (&self.field, error.as_object_mut()) {
             obj.insert("field".into(), json!(field));
         }
+        if let (Some(job), Some(obj)) = (self.job, error.as_object_mut()) {
+            obj.insert("job".into(), json!(job.to_string()));
+        }
         json!({ "error": error })
     }
 }
@@ -125,6 +132,11 @@ impl From<ServiceError> for ApiError {
             ServiceError::Invalid(m) => Self::invalid(m.field, m.reason),
             ServiceError::NotFound { .. } => Self::not_found(e.to_string()),
             ServiceError::Conflict(m) => Self::conflict(m),
+            ServiceError::Busy { job, message } => Self {
+                job: Some(job),
+                ..Self::new(StatusCode::CONFLICT, "job_in_progress", message)
+            },
+            ServiceError::Forbidden(m) => Self::forbidden(m),
             ServiceError::Limit(m) => Self::new(
                 StatusCode::CONFLICT,
                 "limit_reached",

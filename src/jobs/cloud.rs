@@ -10,6 +10,7 @@ use super::push::{purge_with_retry, run_with, wait_deleted_visible};
 use super::sign_in::{credential_token, sign_in};
 use super::{JobError, Jobs};
 use crate::azure::{AccessToken, AzureError, KeyUpdate, KeyVaultError, RecoveryLevel};
+use crate::logs::Event;
 use crate::model::{KeyGroup, KeyName};
 
 /// Journal step before the delete request; its presence tells a resumed job the delete may
@@ -26,7 +27,7 @@ pub(super) async fn run_delete(jobs: &Jobs, id: u64) -> Result<(), JobError> {
     run_with(jobs, id, true, async |group| {
         let by = jobs.service().job(id).await?.started_by;
         delete(jobs, id, group, &by).await.inspect_err(|e| {
-            tracing::error!(event = "azure.key.delete_failed", service = "azure", job = id, group = %group.name,
+            tracing::error!(event = Event::AzureKeyDeleteFailed.as_str(), service = "azure", job = id, group = %group.name,
                 vault = %group.vault, identity = %by, "Delete on cloud of {}/{} failed: {e}", group.vault, group.name);
         })
     })
@@ -84,7 +85,7 @@ async fn delete(jobs: &Jobs, id: u64, group: &KeyGroup, by: &str) -> Result<Stri
         // the client's retry met the 404, or it was sent before a restart). Nothing to purge.
         Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) if no_soft_delete => {
             let n = svc.forget_azure_versions(&group.name).await?;
-            tracing::warn!(event = "azure.key.not_purged", service = "azure", job = id, group = %group.name, vault,
+            tracing::warn!(event = Event::AzureKeyNotPurged.as_str(), service = "azure", job = id, group = %group.name, vault,
                 identity = by, "Azure key {vault}/{name} deleted for good: the vault has no soft-delete (recovery level Purgeable) and no longer has the key, although the delete's answer was lost; nothing to purge");
             return Ok(format!(
                 "The vault has no soft-delete and no longer has key {name}: the delete went through although its answer was lost, so the Azure key is gone for good and there is nothing to purge ({n} local key(s) may be pushed again; they were not touched)"
@@ -100,7 +101,7 @@ async fn delete(jobs: &Jobs, id: u64, group: &KeyGroup, by: &str) -> Result<Stri
                 // The purge this job sent before a restart went through.
                 Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) if purge_sent => {
                     let n = svc.forget_azure_versions(&group.name).await?;
-                    tracing::info!(event = "azure.key.purged", service = "azure", job = id, group = %group.name, vault,
+                    tracing::info!(event = Event::AzureKeyPurged.as_str(), service = "azure", job = id, group = %group.name, vault,
                         identity = by, "Azure key {vault}/{name} purged (the purge went through before the daemon restarted)");
                     return Ok(format!(
                         "Azure key {vault}/{name} deleted and purged (the purge went through before the daemon restarted); {n} local key(s) kept in the HSM and may be pushed again"
@@ -129,7 +130,7 @@ async fn delete(jobs: &Jobs, id: u64, group: &KeyGroup, by: &str) -> Result<Stri
         }
         Err(e) => return Err(e.into()),
     };
-    tracing::info!(event = "azure.key.deleted", service = "azure", job = id, group = %group.name, vault, kid = %kid,
+    tracing::info!(event = Event::AzureKeyDeleted.as_str(), service = "azure", job = id, group = %group.name, vault, kid = %kid,
         identity = by, "Azure key {vault}/{name} deleted with all its versions (recovery level {})", level_name(level.as_ref()));
     svc.job_step(
         id,
@@ -142,7 +143,7 @@ async fn delete(jobs: &Jobs, id: u64, group: &KeyGroup, by: &str) -> Result<Stri
     .await?;
     if matches!(level, Some(RecoveryLevel::Purgeable)) {
         let n = svc.forget_azure_versions(&group.name).await?;
-        tracing::warn!(event = "azure.key.not_purged", service = "azure", job = id, group = %group.name, vault, kid = %kid,
+        tracing::warn!(event = Event::AzureKeyNotPurged.as_str(), service = "azure", job = id, group = %group.name, vault, kid = %kid,
             identity = by, "Azure key {vault}/{name} not purged: the vault has no soft-delete (recovery level Purgeable), so the delete removed it for good");
         return Ok(format!(
             "The vault has no soft-delete: the Azure key is gone for good ({n} local key(s) may be pushed again; they were not touched)"
@@ -161,7 +162,7 @@ async fn delete(jobs: &Jobs, id: u64, group: &KeyGroup, by: &str) -> Result<Stri
             svc.job_step(id, PURGING, Some(800)).await?;
             purge_with_retry(jobs, &token, vault, name).await?;
             let n = svc.forget_azure_versions(&group.name).await?;
-            tracing::info!(event = "azure.key.purged", service = "azure", job = id, group = %group.name, vault, kid = %kid,
+            tracing::info!(event = Event::AzureKeyPurged.as_str(), service = "azure", job = id, group = %group.name, vault, kid = %kid,
                 identity = by, "Azure key {vault}/{name} purged (recovery level {})", l.as_str());
             Ok(format!(
                 "Azure key {vault}/{name} deleted and purged; {n} local key(s) kept in the HSM and may be pushed again"
@@ -171,7 +172,7 @@ async fn delete(jobs: &Jobs, id: u64, group: &KeyGroup, by: &str) -> Result<Stri
             let date = d
                 .scheduled_purge_date
                 .map_or_else(|| "its scheduled purge date".to_owned(), format_time);
-            tracing::warn!(event = "azure.key.not_purged", service = "azure", job = id, group = %group.name, vault, kid = %kid,
+            tracing::warn!(event = Event::AzureKeyNotPurged.as_str(), service = "azure", job = id, group = %group.name, vault, kid = %kid,
                 identity = by, scheduled_purge_date = d.scheduled_purge_date,
                 "Azure key {vault}/{name} not purged: the vault's recovery level {} does not allow a purge (purge protection); Azure purges it on {date}", level_name(l.as_ref()));
             Ok(format!(
@@ -181,7 +182,7 @@ async fn delete(jobs: &Jobs, id: u64, group: &KeyGroup, by: &str) -> Result<Stri
         }
         (None, _) => {
             let n = svc.forget_azure_versions(&group.name).await?;
-            tracing::warn!(event = "azure.key.not_purged", service = "azure", job = id, group = %group.name, vault, kid = %kid,
+            tracing::warn!(event = Event::AzureKeyNotPurged.as_str(), service = "azure", job = id, group = %group.name, vault, kid = %kid,
                 identity = by, "Azure key {vault}/{name} not purged: the vault lists no deleted key (no soft-delete), so the delete removed it for good");
             Ok(format!(
                 "The vault has no soft-delete: the Azure key is gone for good ({n} local key(s) may be pushed again)"
@@ -211,13 +212,14 @@ async fn token(jobs: &Jobs, group: &KeyGroup) -> Result<AccessToken, JobError> {
 
 pub(super) async fn recover(jobs: &Jobs, group: &KeyName, by: &str) -> Result<String, JobError> {
     recover_key(jobs, group, by).await.inspect_err(|e| {
-        tracing::error!(event = "azure.key.recover_failed", service = "azure", group = %group, identity = by,
+        tracing::error!(event = Event::AzureKeyRecoverFailed.as_str(), service = "azure", group = %group, identity = by,
             "Recovery of the soft-deleted Azure key of group {group} failed: {e}");
     })
 }
 
 async fn recover_key(jobs: &Jobs, group: &KeyName, by: &str) -> Result<String, JobError> {
     let g = jobs.service().group_record(group).await?;
+    let _slot = jobs.vault_turn(g.vault.as_str()).await?;
     let t = token(jobs, &g).await?;
     let kv = jobs.azure().keyvault();
     match kv
@@ -225,7 +227,7 @@ async fn recover_key(jobs: &Jobs, group: &KeyName, by: &str) -> Result<String, J
         .await
     {
         Ok(bundle) => {
-            tracing::warn!(event = "azure.key.recovered", service = "azure", group = %g.name, vault = %g.vault, kid = bundle.kid(),
+            tracing::warn!(event = Event::AzureKeyRecovered.as_str(), service = "azure", group = %g.name, vault = %g.vault, kid = bundle.kid(),
                 version = bundle.version(), identity = by, "Soft-deleted Azure key {}/{} recovered with all its versions", g.vault, g.name);
             Ok(format!(
                 "Azure key {}/{} recovered with all its versions (current {})",
@@ -244,14 +246,58 @@ async fn recover_key(jobs: &Jobs, group: &KeyName, by: &str) -> Result<String, J
     }
 }
 
+/// Refuses a purge at request time, before a second admin is asked, when the vault cannot do
+/// it: the deleted key's recovery level (or, while Azure does not list it yet, the vault's, from
+/// a live key) does not allow a purge (purge protection; Azure purges it on its scheduled
+/// date), or the key is live and not deleted at all. A key listed nowhere may be inside Azure's
+/// "being deleted" window: that purge is let through (it waits the window out).
+pub(super) async fn purge_possible(jobs: &Jobs, group: &KeyName) -> Result<(), JobError> {
+    let g = jobs.service().group_record(group).await?;
+    let t = token(jobs, &g).await?;
+    let kv = jobs.azure().keyvault();
+    let (vault, name) = (g.vault.as_str(), g.name.as_str());
+    let forbidden = |level: &RecoveryLevel, when: String| {
+        JobError::Invalid(format!(
+            "vault {vault} does not allow a purge: its recovery level is {} (purge protection), so Azure would refuse it; {when}",
+            level.as_str()
+        ))
+    };
+    match kv.get_deleted_key(&t, vault, name).await {
+        Ok(d) => match &d.bundle.attributes.recovery_level {
+            Some(level) if level.purge_protected() => {
+                let date = d
+                    .scheduled_purge_date
+                    .map_or_else(|| "its scheduled purge date".to_owned(), format_time);
+                Err(forbidden(level, format!("Azure purges {name} on {date}")))
+            }
+            _ => Ok(()),
+        },
+        Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {
+            match kv.get_key(&t, vault, name, None).await {
+                Ok(b) => match &b.attributes.recovery_level {
+                    Some(level) if level.purge_protected() => {
+                        Err(forbidden(level, format!("and key {name} is not deleted")))
+                    }
+                    _ => Err(JobError::Invalid(format!(
+                        "key {name} in vault {vault} is not deleted: there is nothing to purge (delete it on the cloud first)"
+                    ))),
+                },
+                Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => Ok(()),
+                Err(e) => Err(e.into()),
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 pub(super) async fn purge(jobs: &Jobs, group: &KeyName, by: &str) -> Result<String, JobError> {
     purge_key(jobs, group, by).await.inspect_err(|e| match e {
         // Refused by the vault's purge protection: said as a skip, with the scheduled date.
         JobError::Invalid(why) => {
-            tracing::warn!(event = "azure.key.not_purged", service = "azure", group = %group, identity = by, "{why}");
+            tracing::warn!(event = Event::AzureKeyNotPurged.as_str(), service = "azure", group = %group, identity = by, "{why}");
         }
         e => {
-            tracing::error!(event = "azure.key.purge_failed", service = "azure", group = %group, identity = by,
+            tracing::error!(event = Event::AzureKeyPurgeFailed.as_str(), service = "azure", group = %group, identity = by,
                 "Purge of the soft-deleted Azure key of group {group} failed: {e}");
         }
     })
@@ -259,6 +305,8 @@ pub(super) async fn purge(jobs: &Jobs, group: &KeyName, by: &str) -> Result<Stri
 
 async fn purge_key(jobs: &Jobs, group: &KeyName, by: &str) -> Result<String, JobError> {
     let g = jobs.service().group_record(group).await?;
+    // Not while a job works on the vault (a delete on cloud waiting for its deleted key).
+    let _slot = jobs.vault_turn(g.vault.as_str()).await?;
     let t = token(jobs, &g).await?;
     let kv = jobs.azure().keyvault();
     let vault = g.vault.as_str();
@@ -288,7 +336,7 @@ async fn purge_key(jobs: &Jobs, group: &KeyName, by: &str) -> Result<String, Job
         Err(e) => return Err(e.into()),
     }
     jobs.service().forget_azure_versions(group).await?;
-    tracing::info!(event = "azure.key.purged", service = "azure", group = %g.name, vault, identity = by,
+    tracing::info!(event = Event::AzureKeyPurged.as_str(), service = "azure", group = %g.name, vault, identity = by,
         "Soft-deleted Azure key {vault}/{name} purged for good");
     Ok(format!(
         "Azure key {vault}/{name} purged for good; local keys untouched"
@@ -314,11 +362,11 @@ pub(super) async fn finish_grace(jobs: &Jobs, group: &KeyName) -> Result<(), Job
             .await
         {
             Ok(b) => {
-                tracing::info!(event = "azure.key.version_disabled", service = "azure", group = %g.name, vault = %g.vault,
+                tracing::info!(event = Event::AzureKeyVersionDisabled.as_str(), service = "azure", group = %g.name, vault = %g.vault,
                     kid = b.kid(), version = %version, "Grace period over: previous version {version} of {}/{} disabled", g.vault, g.name);
             }
             Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {
-                tracing::warn!(event = "azure.key.version_missing", service = "azure", group = %g.name, vault = %g.vault,
+                tracing::warn!(event = Event::AzureKeyVersionMissing.as_str(), service = "azure", group = %g.name, vault = %g.vault,
                     version = %version, "Grace period over: previous version {version} of {}/{} is no longer in Azure; nothing to disable", g.vault, g.name);
             }
             // Logged by the scheduler (`rotation.grace_failed`), which retries later.

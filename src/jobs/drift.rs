@@ -7,6 +7,7 @@ use super::push::run_with;
 use super::sign_in::sign_in;
 use super::{JobError, Jobs, jwk_matches_spki};
 use crate::azure::{AzureError, JsonWebKey, KeyVaultError};
+use crate::logs::Event;
 use crate::model::{DriftFinding, DriftReport, KeyGroup};
 
 pub(super) async fn run(jobs: &Jobs, id: u64) -> Result<(), JobError> {
@@ -107,7 +108,7 @@ async fn check(jobs: &Jobs, id: u64, group: &KeyGroup) -> Result<String, JobErro
     }
     for f in &findings {
         tracing::warn!(
-            event = "drift.found",
+            event = Event::DriftFound.as_str(),
             job = id,
             group = %group.name,
             vault,
@@ -130,7 +131,7 @@ async fn check(jobs: &Jobs, id: u64, group: &KeyGroup) -> Result<String, JobErro
     )
     .await?;
     if count == 0 {
-        tracing::info!(event = "drift.clean", job = id, group = %group.name, vault, "Azure matches the appliance");
+        tracing::info!(event = Event::DriftClean.as_str(), job = id, group = %group.name, vault, "Azure matches the appliance");
         Ok("Azure matches the appliance: no drift".to_owned())
     } else {
         Ok(format!(

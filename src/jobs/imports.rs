@@ -14,6 +14,7 @@ use super::{FINGERPRINT_TAG, JobError, Jobs, fingerprint, jwk_matches_spki, key_
 use crate::azure::retry_notice::{self, RetryNotice};
 use crate::azure::{AccessToken, AzureError, ImportRequest, Kek, KeyVaultError};
 use crate::hsm::KekPublicKey;
+use crate::logs::Event;
 use crate::model::{KeyGroup, KeyPushState, KeyType, LocalKeyName};
 use crate::service::now_unix;
 use std::collections::{BTreeMap, HashMap};
@@ -162,7 +163,7 @@ async fn import_one(b: &Batch, key_name: &LocalKeyName) -> Result<Outcome, JobEr
     if svc.hsm().wrap_report().strategy_for(group.key_type).ok()
         == Some(crate::hsm::WrapStrategy::Host)
     {
-        tracing::warn!(event = "hsm.wrap.host", service = "hsm", job = b.id, group = %group.name, key = %key_name,
+        tracing::warn!(event = Event::HsmWrapHost.as_str(), service = "hsm", job = b.id, group = %group.name, key = %key_name,
             "Key {key_name} was wrapped in host memory (hsm.allow_host_wrap): the key left the token under an ephemeral key");
     }
     let blob = key_hsm(&b.kek.kid, &ciphertext, &b.generator)
@@ -233,7 +234,7 @@ async fn import_one(b: &Batch, key_name: &LocalKeyName) -> Result<Outcome, JobEr
         format!("Key {key_name} imported as version {version}"),
     )
     .await?;
-    tracing::info!(event = "azure.key.imported", service = "azure", job = b.id, group = %group.name, key = %key_name, vault, kid = bundle.kid(), version = %version,
+    tracing::info!(event = Event::AzureKeyImported.as_str(), service = "azure", job = b.id, group = %group.name, key = %key_name, vault, kid = bundle.kid(), version = %version,
         "Key {key_name} imported into {vault}/{azure_name} as version {version}");
     Ok(Outcome::Pushed)
 }

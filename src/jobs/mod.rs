@@ -148,6 +148,15 @@ impl Jobs {
         Ok(id)
     }
 
+    /// Submits "Synchronize HSM protected key(s)" for every key of the group that has no Azure
+    /// version (chosen when the job is created, under the state lock); returns the job id.
+    pub async fn submit_sync_unpushed(&self, group: &KeyName, by: &str) -> Result<u64, JobError> {
+        self.require_designated().await?;
+        let id = self.service().create_sync_of_unpushed(group, by).await?;
+        self.spawn(id);
+        Ok(id)
+    }
+
     /// Submits "Rotate key material": a new HSM key for the group, pushed as its new version.
     pub async fn submit_rotate(&self, group: &KeyName, by: &str) -> Result<u64, JobError> {
         self.require_designated().await?;
@@ -207,6 +216,13 @@ impl Jobs {
         cloud::recover(self, group, by).await
     }
 
+    /// Refuses a purge before anyone is asked to approve it when the vault cannot do it (no
+    /// deleted key, or a recovery level that forbids purging).
+    pub async fn purge_possible(&self, group: &KeyName) -> Result<(), JobError> {
+        self.require_designated().await?;
+        cloud::purge_possible(self, group).await
+    }
+
     /// Purges the group's soft-deleted Azure key (after dual control); returns what happened.
     pub async fn purge(&self, group: &KeyName, by: &str) -> Result<String, JobError> {
         self.require_designated().await?;
@@ -254,6 +270,15 @@ impl Jobs {
         map.entry(vault.to_ascii_lowercase())
             .or_insert_with(|| Arc::new(Semaphore::new(PER_VAULT_JOBS)))
             .clone()
+    }
+
+    /// Waits for the vault's job slot: an action outside a job (purge, recover) takes it so it
+    /// never interleaves with a job on the same vault.
+    async fn vault_turn(&self, vault: &str) -> Result<tokio::sync::OwnedSemaphorePermit, JobError> {
+        self.vault_slot(vault)
+            .acquire_owned()
+            .await
+            .map_err(|_| JobError::Failed("job runner is shutting down".into()))
     }
 
     /// `azure.vault_concurrent_imports`: how many imports may be in flight to one vault.

@@ -9,6 +9,7 @@ use super::sign_in::{drop_token, needs_new_token, sign_in};
 use super::{JobError, Jobs, generator};
 use crate::azure::retry_notice::{self, RetryEvent, RetryNotice};
 use crate::azure::{AccessToken, AzureError, Kek, KeyVaultError, RecoveryLevel};
+use crate::logs::Event;
 use crate::model::{Job, JobState, KekJournal, KeyGroup, KeyPushState};
 use crate::service::{Service, now_unix};
 use std::time::Duration;
@@ -28,7 +29,7 @@ pub(super) async fn run(jobs: &Jobs, id: u64) -> Result<(), JobError> {
     match transfer(jobs, id, &group).await {
         Ok(Flow::Done) => {
             succeed(jobs, id, "Synchronization finished").await?;
-            tracing::info!(event = "jobs.succeeded", job = id, group = %group.name, vault = %group.vault, "Synchronize job {id} for key group {} succeeded", group.name);
+            tracing::info!(event = Event::JobsSucceeded.as_str(), job = id, group = %group.name, vault = %group.vault, "Synchronize job {id} for key group {} succeeded", group.name);
         }
         Ok(Flow::Cancelled(by)) => finish_cancelled(jobs, id, &group, &by).await?,
         Err(e) => fail(jobs, id, e.to_string()).await,
@@ -188,7 +189,7 @@ pub(super) async fn finish_cancelled(
             )));
         })
         .await?;
-    tracing::info!(event = "jobs.cancelled", job = id, group = %group.name, vault = %group.vault, identity = %by, "Job {id} for key group {} cancelled by {by}", group.name);
+    tracing::info!(event = Event::JobsCancelled.as_str(), job = id, group = %group.name, vault = %group.vault, identity = %by, "Job {id} for key group {} cancelled by {by}", group.name);
     Ok(())
 }
 
@@ -302,7 +303,11 @@ async fn settle_cloud(
 
 /// Marks a job failed with a reason; logs if even that cannot be recorded.
 pub(super) async fn fail(jobs: &Jobs, id: u64, reason: String) {
-    tracing::error!(event = "jobs.failed", job = id, "Job {id} failed: {reason}");
+    tracing::error!(
+        event = Event::JobsFailed.as_str(),
+        job = id,
+        "Job {id} failed: {reason}"
+    );
     let recorded = jobs
         .service()
         .finish_job(id, JobState::Failed, |j| {
@@ -491,7 +496,7 @@ async fn ensure_kek(
             .push(step(&format!("Key exchange key created: {}", kek.kid)));
     })
     .await?;
-    tracing::info!(event = "azure.kek.created", service = "azure", job = id, group = %group.name, vault, kid = %kek.kid,
+    tracing::info!(event = Event::AzureKekCreated.as_str(), service = "azure", job = id, group = %group.name, vault, kid = %kek.kid,
         "Key exchange key {name} created (RSA-HSM {kek_bits})");
     Ok(kek)
 }
@@ -560,7 +565,7 @@ async fn cleanup_kek(jobs: &Jobs, id: u64, token: &AccessToken) -> Result<(), Jo
         })
         .await?;
         tracing::info!(
-            event = "azure.kek.deleted",
+            event = Event::AzureKekDeleted.as_str(),
             service = "azure",
             job = id,
             vault,
@@ -580,7 +585,7 @@ async fn cleanup_kek(jobs: &Jobs, id: u64, token: &AccessToken) -> Result<(), Jo
             j.steps.push(step(&message));
         })
         .await?;
-        tracing::info!(event = "azure.kek.purged", service = "azure", job = id, vault, kid = %kek.name, "{message}");
+        tracing::info!(event = Event::AzureKekPurged.as_str(), service = "azure", job = id, vault, kid = %kek.name, "{message}");
         return Ok(());
     }
     let deleted = wait_deleted_visible(jobs, token, vault, &kek.name, level.as_ref()).await?;
@@ -622,7 +627,7 @@ async fn cleanup_kek(jobs: &Jobs, id: u64, token: &AccessToken) -> Result<(), Jo
     };
     if purged {
         tracing::info!(
-            event = "azure.kek.purged",
+            event = Event::AzureKekPurged.as_str(),
             service = "azure",
             job = id,
             vault,
@@ -631,7 +636,7 @@ async fn cleanup_kek(jobs: &Jobs, id: u64, token: &AccessToken) -> Result<(), Jo
         );
     } else {
         tracing::info!(
-            event = "azure.kek.not_purged",
+            event = Event::AzureKekNotPurged.as_str(),
             record_level = "warn",
             service = "azure",
             job = id,

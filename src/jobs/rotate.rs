@@ -9,6 +9,7 @@
 
 use super::push::{Flow, begin, fail, finish_cancelled, step, transfer};
 use super::{JobError, Jobs};
+use crate::logs::Event;
 use crate::model::{JobState, KeyPush, KeyPushState, LocalKeyName, PendingGrace};
 use crate::service::now_unix;
 
@@ -27,7 +28,7 @@ pub(super) async fn run(jobs: &Jobs, id: u64) -> Result<(), JobError> {
         }
         Err(JobError::Cancelled(by)) => finish_cancelled(jobs, id, &group, &by).await?,
         Err(e) => {
-            tracing::error!(event = "rotation.failed", job = id, group = %group.name, vault = %group.vault, identity = %by,
+            tracing::error!(event = Event::RotationFailed.as_str(), job = id, group = %group.name, vault = %group.vault, identity = %by,
                 "Rotation of key group {} failed; last rotation unchanged: {e}", group.name);
             fail(jobs, id, format!("{e} (last rotation unchanged)")).await;
         }
@@ -93,8 +94,7 @@ async fn rotate(
         if svc.key(&group.name, &name).await.is_err() {
             svc.job_step(id, format!("{intent} ({})", group.key_type), Some(10))
                 .await?;
-            svc.create_key(&group.name, &name, &format!("rotation job {id}"))
-                .await?;
+            svc.create_key(&group.name, &name, by).await?;
         }
         let check = svc.key(&group.name, &name).await?.check_digits;
         svc.journal(id, |j| {
@@ -107,7 +107,7 @@ async fn rotate(
             )));
         })
         .await?;
-        tracing::info!(event = "rotation.key_generated", job = id, group = %group.name, key = %name, identity = by,
+        tracing::info!(event = Event::RotationKeyGenerated.as_str(), job = id, group = %group.name, key = %name, identity = by,
             "Rotation key {name} generated in the HSM (check digits {check})");
     }
     // A rotation always sets `exp` from "keep key valid for N months", also a forced one on a
@@ -149,7 +149,7 @@ async fn rotate(
     })
     .await?;
     tracing::info!(
-        event = "rotation.succeeded",
+        event = Event::RotationSucceeded.as_str(),
         job = id,
         group = %group.name,
         vault = %group.vault,

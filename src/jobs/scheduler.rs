@@ -7,6 +7,7 @@
 //! `last_rotated`). A non-designated appliance skips due rotations with a WARN.
 
 use super::{Clock, Jobs};
+use crate::logs::Event;
 use crate::model::{KeyGroup, KeyName, PendingGrace};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -267,7 +268,7 @@ impl Scheduler {
                 if !svc.designated().await {
                     let next = next_period_after(&group, due, now);
                     tracing::warn!(
-                        event = "rotation.skipped",
+                        event = Event::RotationSkipped.as_str(),
                         group = %name,
                         vault = %group.vault,
                         due,
@@ -288,17 +289,17 @@ impl Scheduler {
                     .set(Task::Rotate(name.clone()), Some(now + RETRY_SECS));
                 match self.jobs.submit_rotate(&name, SCHEDULER).await {
                     Ok(id) => {
-                        tracing::info!(event = "rotation.scheduled", job = id, group = %name, due, "scheduled rotation started");
+                        tracing::info!(event = Event::RotationScheduled.as_str(), job = id, group = %name, due, "scheduled rotation started");
                         fired.rotations.push((name, id));
                     }
                     Err(e) => {
-                        tracing::error!(event = "rotation.failed", group = %name, error = %e, "scheduled rotation could not start")
+                        tracing::error!(event = Event::RotationFailed.as_str(), group = %name, error = %e, "scheduled rotation could not start")
                     }
                 }
             }
             Task::Grace(name) => {
                 if !svc.designated().await {
-                    tracing::warn!(event = "rotation.grace_skipped", group = %name, "grace period over, but this appliance is not the designated device; the previous version stays enabled");
+                    tracing::warn!(event = Event::RotationGraceSkipped.as_str(), group = %name, "grace period over, but this appliance is not the designated device; the previous version stays enabled");
                     self.schedule
                         .lock()
                         .await
@@ -308,7 +309,7 @@ impl Scheduler {
                 match self.jobs.finish_grace(&name).await {
                     Ok(()) => fired.grace.push(name),
                     Err(e) => {
-                        tracing::error!(event = "rotation.grace_failed", group = %name, error = %e, "could not disable the previous version; retrying later");
+                        tracing::error!(event = Event::RotationGraceFailed.as_str(), group = %name, error = %e, "could not disable the previous version; retrying later");
                         self.schedule
                             .lock()
                             .await

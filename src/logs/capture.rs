@@ -2,7 +2,7 @@
 //! into service log records, so producers log once, with fields, and the audit trail follows.
 //!
 //! Fields read: `event`, `message`, and where present `job`, `group`, `key`, `vault`, `kid`,
-//! `version`, `identity`, `service`, and `record_level` (the record's level where it differs
+//! `version`, `credential`, `approval`, `identity`, `service`, and `record_level` (the record's level where it differs
 //! from the event's, e.g. a skipped purge said at INFO on stderr is a WARN record). The
 //! service defaults to the event's module
 //! (`byokd::azure::…` → azure, `hsm`, `control`, `jobs`, anything else → system); the level
@@ -43,6 +43,8 @@ struct Fields {
     vault: Option<String>,
     kid: Option<String>,
     version: Option<String>,
+    credential: Option<String>,
+    approval: Option<String>,
 }
 
 impl Fields {
@@ -58,6 +60,8 @@ impl Fields {
             "vault" => &mut self.vault,
             "kid" => &mut self.kid,
             "version" => &mut self.version,
+            "credential" => &mut self.credential,
+            "approval" => &mut self.approval,
             "job" => {
                 self.job = value.parse().ok();
                 return;
@@ -125,6 +129,8 @@ pub fn entry_of(event: &tracing::Event<'_>) -> Option<Entry> {
     e.vault = f.vault;
     e.kid = f.kid;
     e.version = f.version;
+    e.credential = f.credential;
+    e.approval = f.approval;
     Some(e)
 }
 

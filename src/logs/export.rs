@@ -46,11 +46,31 @@ impl Format {
     }
 }
 
-/// The CSV columns, in order.
-pub const CSV_COLUMNS: [&str; 16] = [
-    "kind", "seq", "ts", "service", "level", "event", "identity", "job", "group", "key", "vault",
-    "kid", "version", "message", "prev", "hash",
+/// The CSV columns, in order. `credential` and `approval` came last, after `hash`: an export
+/// written before them has the first 16 columns only and still reads back.
+pub const CSV_COLUMNS: [&str; 18] = [
+    "kind",
+    "seq",
+    "ts",
+    "service",
+    "level",
+    "event",
+    "identity",
+    "job",
+    "group",
+    "key",
+    "vault",
+    "kid",
+    "version",
+    "message",
+    "prev",
+    "hash",
+    "credential",
+    "approval",
 ];
+
+/// The columns of an export written before `credential` and `approval`.
+const LEGACY_CSV_COLUMNS: usize = 16;
 
 #[derive(Serialize, Deserialize)]
 struct LinkLine {
@@ -119,7 +139,7 @@ pub fn csv_value(cell: &str) -> &str {
 /// note in the message column, and the two hashes; the record columns stay empty.
 fn csv_chain_row(kind: &str, seq: &str, note: &str, prev: &str, hash: &str) -> String {
     csv_row(&[
-        kind, seq, "", "", "", "", "", "", "", "", "", "", "", note, prev, hash,
+        kind, seq, "", "", "", "", "", "", "", "", "", "", "", note, prev, hash, "", "",
     ])
 }
 
@@ -137,13 +157,15 @@ fn record_csv(r: &Record) -> String {
     let seq = r.seq.to_string();
     let job = r.job.map(|j| j.to_string()).unwrap_or_default();
     let o = |v: &Option<String>| v.clone().unwrap_or_default();
-    let (identity, group, key, vault, kid, version) = (
+    let (identity, group, key, vault, kid, version, credential, approval) = (
         o(&r.identity),
         o(&r.group),
         o(&r.key),
         o(&r.vault),
         o(&r.kid),
         o(&r.version),
+        o(&r.credential),
+        o(&r.approval),
     );
     csv_row(&[
         "record",
@@ -162,6 +184,8 @@ fn record_csv(r: &Record) -> String {
         &r.message,
         &r.prev,
         &r.hash,
+        &credential,
+        &approval,
     ])
 }
 
@@ -328,13 +352,9 @@ enum Row {
     End(End),
 }
 
-fn row_from_csv(row: &[String]) -> Result<Row, String> {
-    if row.len() != CSV_COLUMNS.len() {
-        return Err(format!(
-            "{} fields where the export has {}",
-            row.len(),
-            CSV_COLUMNS.len()
-        ));
+fn row_from_csv(row: &[String], width: usize) -> Result<Row, String> {
+    if row.len() != width {
+        return Err(format!("{} fields where the export has {width}", row.len()));
     }
     let row: Vec<String> = row.iter().map(|c| csv_value(c).to_owned()).collect();
     let opt = |s: &String| (!s.is_empty()).then(|| s.clone());
@@ -389,6 +409,8 @@ fn row_from_csv(row: &[String]) -> Result<Row, String> {
                 vault: opt(&row[10]),
                 kid: opt(&row[11]),
                 version: opt(&row[12]),
+                credential: row.get(16).and_then(opt),
+                approval: row.get(17).and_then(opt),
                 message: row[13].clone(),
                 prev: row[14].clone(),
                 hash: row[15].clone(),
@@ -457,16 +479,19 @@ pub fn read(text: &str) -> Read {
                 return out;
             }
         };
-        if rows
+        let header = rows
             .first()
             .map(|r| r.iter().map(String::as_str).collect::<Vec<_>>())
-            != Some(CSV_COLUMNS.to_vec())
+            .unwrap_or_default();
+        let width = header.len();
+        if !(width == CSV_COLUMNS.len() || width == LEGACY_CSV_COLUMNS)
+            || header != CSV_COLUMNS[..width]
         {
             out.unreadable = Some("the CSV header is not an export's".into());
             return out;
         }
         for (n, row) in rows.iter().enumerate().skip(1) {
-            if !out.take(format!("row {n}"), row_from_csv(row)) {
+            if !out.take(format!("row {n}"), row_from_csv(row, width)) {
                 break;
             }
         }
@@ -540,6 +565,61 @@ pub fn verify_text(text: &str) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two chained records, the second with a credential and an approval.
+    fn chained() -> Vec<Record> {
+        use super::super::record::{Entry, Level, Service};
+        let first = Record::seal(
+            1,
+            "2026-01-01T00:00:00.000Z".into(),
+            super::super::chain::GENESIS.into(),
+            Entry::new(Service::Control, Level::Info, "group.created", "g").group("g"),
+        );
+        let second = Record::seal(
+            2,
+            "2026-01-01T00:00:01.000Z".into(),
+            first.hash.clone(),
+            Entry::new(Service::Control, Level::Warn, "credential.deleted", "c")
+                .credential("app")
+                .approval("0b7c")
+                .identity("admin (approved by admin2)"),
+        );
+        vec![first, second]
+    }
+
+    fn export(records: &[Record], format: Format) -> String {
+        let mut e = Exporter::new(Vec::new(), format, Filter::default()).unwrap();
+        for r in records {
+            e.push(r).unwrap();
+        }
+        String::from_utf8(e.finish().unwrap().0).unwrap()
+    }
+
+    #[test]
+    fn credential_and_approval_round_trip_and_older_csv_exports_still_verify() {
+        let records = chained();
+        for format in [Format::Csv, Format::Jsonl] {
+            let text = export(&records, format);
+            assert!(verify_text(&text).ok(), "{text}");
+            let (items, problem) = read_items(&text);
+            assert_eq!(problem, None);
+            assert_eq!(items[1], Item::Full(Box::new(records[1].clone())));
+        }
+        // An export from before the two columns: the first 16 of every row. Records without a
+        // credential or approval hash the same as before.
+        let old = chained().into_iter().take(1).collect::<Vec<_>>();
+        let legacy: String = export(&old, Format::Csv)
+            .replace(",credential,approval", "")
+            .split("\r\n")
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let cut = l.trim_end_matches(",,");
+                format!("{cut}\r\n")
+            })
+            .collect();
+        assert!(legacy.starts_with("kind,seq,ts") && legacy.contains(",prev,hash\r\n"));
+        assert!(verify_text(&legacy).ok(), "{legacy}");
+    }
 
     #[test]
     fn csv_quotes_commas_quotes_and_line_breaks_and_reads_them_back() {

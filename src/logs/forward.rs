@@ -125,6 +125,8 @@ pub fn structured_data(r: &Record) -> BTreeMap<String, BTreeMap<String, String>>
         ("vault", &r.vault),
         ("kid", &r.kid),
         ("version", &r.version),
+        ("credential", &r.credential),
+        ("approval", &r.approval),
     ];
     for (k, v) in opt {
         if let Some(v) = v {
@@ -391,7 +393,7 @@ fn report_drops(t: &Target, c: &Counters, log: &OnceLock<Weak<super::Inner>>) {
     let _ = logs.append(super::Entry::new(
         super::Service::System,
         Level::Warn,
-        "log.forward.dropped",
+        super::Event::LogForwardDropped.as_str(),
         format!(
             "Delivery to syslog collector {} ({:?}) resumed; {n} record(s) were dropped while it was unreachable (queue of {} full)",
             t.address, t.transport, t.queue

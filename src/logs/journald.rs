@@ -85,6 +85,8 @@ pub fn entry(r: &Record) -> Vec<u8> {
         ("BYOKD_VAULT", &r.vault),
         ("BYOKD_KID", &r.kid),
         ("BYOKD_VERSION", &r.version),
+        ("BYOKD_CREDENTIAL", &r.credential),
+        ("BYOKD_APPROVAL", &r.approval),
     ] {
         if let Some(v) = v {
             field(&mut out, name, v);

@@ -10,6 +10,7 @@
 
 pub mod capture;
 pub mod chain;
+pub mod events;
 pub mod export;
 pub mod forward;
 pub mod journald;
@@ -17,6 +18,7 @@ pub mod query;
 pub mod record;
 pub mod store;
 
+pub use events::Event;
 pub use record::{Entry, Level, Record, Service};
 
 use serde::Serialize;
@@ -162,7 +164,7 @@ impl Logs {
             let _ = logs.append(Entry::new(
                 Service::System,
                 Level::Warn,
-                "log.repaired",
+                Event::LogRepaired.as_str(),
                 format!(
                     "The last {} byte(s) of the log store were an incomplete record (byokd stopped mid-write) and were cut off",
                     report.truncated_bytes
@@ -188,7 +190,7 @@ impl Logs {
             let note = Entry::new(
                 Service::System,
                 Level::Warn,
-                "log.write.recovered",
+                Event::LogWriteRecovered.as_str(),
                 format!(
                     "The log store accepts records again; {n} record(s) could not be stored while it failed"
                 ),

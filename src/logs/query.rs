@@ -124,6 +124,8 @@ impl Filter {
                 r.vault.as_ref(),
                 r.kid.as_ref(),
                 r.version.as_ref(),
+                r.credential.as_ref(),
+                r.approval.as_ref(),
             ];
             if !hay
                 .into_iter()

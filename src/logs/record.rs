@@ -85,6 +85,10 @@ pub struct Entry {
     pub vault: Option<String>,
     pub kid: Option<String>,
     pub version: Option<String>,
+    /// The credential an action concerns.
+    pub credential: Option<String>,
+    /// The dual-control approval an action belongs to.
+    pub approval: Option<String>,
 }
 
 impl Entry {
@@ -101,6 +105,8 @@ impl Entry {
             vault: None,
             kid: None,
             version: None,
+            credential: None,
+            approval: None,
         }
     }
 
@@ -126,6 +132,14 @@ impl Entry {
     }
     pub fn version(mut self, v: impl Into<String>) -> Self {
         self.version = Some(v.into());
+        self
+    }
+    pub fn credential(mut self, v: impl Into<String>) -> Self {
+        self.credential = Some(v.into());
+        self
+    }
+    pub fn approval(mut self, v: impl Into<String>) -> Self {
+        self.approval = Some(v.into());
         self
     }
     pub fn identity(mut self, v: impl Into<String>) -> Self {
@@ -157,6 +171,11 @@ pub struct Record {
     pub kid: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// Absent from records written before it existed, so their hashes are unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<String>,
     pub message: String,
     /// The previous record's hash (hex); 64 zeros before the first record ever.
     pub prev: String,
@@ -185,6 +204,8 @@ impl Record {
             vault: nonempty(entry.vault),
             kid: nonempty(entry.kid),
             version: nonempty(entry.version),
+            credential: nonempty(entry.credential),
+            approval: nonempty(entry.approval),
             message: entry.message,
             prev,
             hash: String::new(),

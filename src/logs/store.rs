@@ -282,7 +282,7 @@ impl Store {
             let note = Entry::new(
                 Service::System,
                 Level::Warn,
-                "log.dropped",
+                super::Event::LogDropped.as_str(),
                 format!(
                     "The log store reached its size bound: {segs} oldest segment(s) with records {first} to {last} were dropped"
                 ),

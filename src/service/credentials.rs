@@ -4,6 +4,8 @@
 
 use super::credential_cert::{self, Artefact, DEFAULT_VALIDITY_DAYS, MAX_VALIDITY_DAYS};
 use super::{Service, ServiceError, now_unix};
+use crate::control::approvals::{Action, Approved};
+use crate::logs::Event;
 use crate::model::{
     Credential, CredentialAuth, CredentialName, Guid, HsmKeyId, certificate_thumbprint,
     secret_fingerprint,
@@ -123,7 +125,8 @@ impl Service {
             data.state.credentials.remove(&new.name);
             return Err(e);
         }
-        tracing::info!(credential = %new.name, identity = by, "credential added");
+        tracing::warn!(event = Event::CredentialAdded.as_str(), service = "control", credential = %new.name, identity = by,
+            "Client-secret credential added: {}, by {by}", new.name);
         view(&data.state, &new.name)
     }
 
@@ -181,7 +184,7 @@ impl Service {
         };
         match self.insert_credential(credential).await {
             Ok(view) => {
-                tracing::info!(event = "credential.certificate.created", credential = %new.name,
+                tracing::warn!(event = Event::CredentialCertificateCreated.as_str(), service = "control", credential = %new.name,
                     kid = %key.id.to_hex(), thumbprint = %view.fingerprint, identity = by,
                     "certificate credential added");
                 Ok(view)
@@ -365,33 +368,40 @@ impl Service {
             }
             return Err(e);
         }
-        tracing::info!(credential = %name, identity = by, expires, "credential expiry set");
+        tracing::warn!(event = Event::CredentialExpiryChanged.as_str(), service = "control", credential = %name, identity = by,
+            expires, was = before, "Expiry of credential {name} set by {by}: {} (was {})",
+            expires.map_or_else(|| "none".to_owned(), |e| e.to_string()),
+            before.map_or_else(|| "none".to_owned(), |e| e.to_string()));
         view(&data.state, name)
     }
 
-    /// Deletes a credential that no key group uses.
-    pub async fn delete_credential(
+    /// Whether a credential may be deleted now: it exists and no key group uses it (a group's
+    /// jobs sign in with it). The approved delete checks again, under the state lock.
+    pub async fn check_credential_deletable(
         &self,
         name: &CredentialName,
-        by: &str,
     ) -> Result<(), ServiceError> {
-        let mut data = self.inner.data.lock().await;
-        if !data.state.credentials.contains_key(name) {
-            return Err(ServiceError::not_found("credential", name));
-        }
-        let users: Vec<String> = data
-            .state
-            .groups_using(name)
-            .map(|g| g.name.to_string())
-            .collect();
-        if !users.is_empty() {
+        let data = self.inner.data.lock().await;
+        deletable(&data.state, name)
+    }
+
+    /// Deletes the credential a second admin approved deleting ([`Action::DeleteCredential`]),
+    /// re-checking under the state lock that no key group uses it.
+    pub async fn delete_credential_approved(
+        &self,
+        approved: &Approved,
+    ) -> Result<(), ServiceError> {
+        let Action::DeleteCredential { credential } = approved.action() else {
             return Err(ServiceError::Conflict(format!(
-                "credential {:?} is in use by key group(s) {}; change or delete those groups first",
-                name.as_str(),
-                users.join(", ")
+                "approval {} is not for a credential delete",
+                approved.id()
             )));
-        }
-        let removed = data.state.credentials.remove(name);
+        };
+        let name = CredentialName::try_from(credential.clone())?;
+        let by = approved.by();
+        let mut data = self.inner.data.lock().await;
+        deletable(&data.state, &name)?;
+        let removed = data.state.credentials.remove(&name);
         if let Err(e) = data.commit() {
             if let Some(c) = removed {
                 data.state.credentials.insert(name.clone(), c);
@@ -399,7 +409,8 @@ impl Service {
             return Err(e);
         }
         drop(data);
-        tracing::info!(credential = %name, identity = by, "credential deleted");
+        tracing::warn!(event = Event::CredentialDeleted.as_str(), service = "control", credential = %name, identity = %by,
+            approval = approved.id(), "Credential {name} deleted by {by}");
         if let Some(Credential {
             auth: CredentialAuth::Certificate { key_id, .. },
             ..
@@ -435,6 +446,25 @@ impl Service {
         };
         Ok(self.hsm().unseal(name.as_str().as_bytes(), &sealed).await?)
     }
+}
+
+/// Refuses to delete a credential that does not exist or that a key group uses.
+fn deletable(state: &crate::store::State, name: &CredentialName) -> Result<(), ServiceError> {
+    if !state.credentials.contains_key(name) {
+        return Err(ServiceError::not_found("credential", name));
+    }
+    let users: Vec<String> = state
+        .groups_using(name)
+        .map(|g| g.name.to_string())
+        .collect();
+    if !users.is_empty() {
+        return Err(ServiceError::Conflict(format!(
+            "credential {:?} is in use by key group(s) {}; change or delete those groups first",
+            name.as_str(),
+            users.join(", ")
+        )));
+    }
+    Ok(())
 }
 
 fn view(

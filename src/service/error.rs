@@ -12,6 +12,13 @@ pub enum ServiceError {
     NotFound { what: &'static str, name: String },
     #[error("{0}")]
     Conflict(String),
+    /// Refused because an unfinished job works on the target.
+    #[error("{message}")]
+    Busy { job: u64, message: String },
+    /// The caller's role may not do this to this resource (e.g. an operator deleting a key that
+    /// was pushed).
+    #[error("{0}")]
+    Forbidden(String),
     #[error("limit reached: {0}")]
     Limit(String),
     #[error("HSM: {0}")]

@@ -1,7 +1,9 @@
 //! Key group operations: create (refusing unknown credentials and key types the token cannot
-//! generate), list, show, update the rotation policy, and delete when empty.
+//! generate), list, show, update the rotation policy, and delete when empty. Update and delete
+//! are refused while a job works on the group, decided under the state lock.
 
 use super::{Service, ServiceError, now_unix};
+use crate::logs::Event;
 use crate::model::{
     CredentialName, KeyGroup, KeyName, KeyOp, KeyType, ModelError, RotationPolicy, VaultName,
 };
@@ -118,7 +120,8 @@ impl Service {
             data.state.groups.remove(&new.name);
             return Err(e);
         }
-        tracing::info!(group = %new.name, identity = by, "key group created");
+        tracing::info!(event = Event::GroupCreated.as_str(), service = "control", group = %new.name, identity = by,
+            "Key group {} created by {by}", new.name);
         view(&data.state, &new.name)
     }
 
@@ -136,27 +139,46 @@ impl Service {
         view(&data.state, name)
     }
 
-    pub async fn set_rotation(
+    /// Changes a group's rotation policy: `change` gets the current policy and returns the new
+    /// one, under the state lock (two partial updates cannot undo each other). Refused while a
+    /// sync or rotation of the group is unfinished, since the policy shapes its imports.
+    pub async fn update_rotation(
         &self,
         name: &KeyName,
-        rotation: RotationPolicy,
+        change: impl FnOnce(RotationPolicy) -> RotationPolicy,
         by: &str,
     ) -> Result<GroupView, ServiceError> {
-        rotation.validate()?;
         let mut data = self.inner.data.lock().await;
-        let group = data
+        let current = data
             .state
             .groups
-            .get_mut(name)
-            .ok_or_else(|| ServiceError::not_found("key group", name))?;
-        let before = std::mem::replace(&mut group.rotation, rotation);
+            .get(name)
+            .ok_or_else(|| ServiceError::not_found("key group", name))?
+            .rotation;
+        let rotation = change(current);
+        rotation.validate()?;
+        if rotation == current {
+            return view(&data.state, name);
+        }
+        if let Some(job) = super::busy::using_policy(&data.state, name) {
+            return Err(super::busy::refusal(
+                job,
+                format!("the rotation policy of key group {name} cannot change now"),
+            ));
+        }
+        if let Some(g) = data.state.groups.get_mut(name) {
+            g.rotation = rotation;
+        }
         if let Err(e) = data.commit() {
             if let Some(g) = data.state.groups.get_mut(name) {
-                g.rotation = before;
+                g.rotation = current;
             }
             return Err(e);
         }
-        tracing::info!(group = %name, identity = by, enabled = rotation.enabled, every = rotation.rotate_every_months, keep = rotation.keep_valid_months, "rotation policy updated");
+        tracing::info!(event = Event::GroupUpdated.as_str(), service = "control", group = %name, identity = by,
+            enabled = rotation.enabled, every = rotation.rotate_every_months, keep = rotation.keep_valid_months,
+            "Rotation policy of key group {name} changed by {by}: enabled {}, every {} month(s), keep valid {} month(s)",
+            rotation.enabled, rotation.rotate_every_months, rotation.keep_valid_months);
         view(&data.state, name)
     }
 
@@ -165,6 +187,12 @@ impl Service {
         let mut data = self.inner.data.lock().await;
         if !data.state.groups.contains_key(name) {
             return Err(ServiceError::not_found("key group", name));
+        }
+        if let Some(job) = super::busy::on_group(&data.state, name) {
+            return Err(super::busy::refusal(
+                job,
+                format!("key group {name} cannot be deleted"),
+            ));
         }
         let count = data.state.keys_in(name).count();
         if count > 0 {
@@ -188,7 +216,8 @@ impl Service {
             }
             return Err(e);
         }
-        tracing::info!(group = %name, identity = by, "key group deleted (local only)");
+        tracing::warn!(event = Event::GroupDeleted.as_str(), service = "control", group = %name, identity = by,
+            "Key group {name} deleted by {by} (local only; the cloud is untouched)");
         Ok(())
     }
 }

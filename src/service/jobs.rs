@@ -4,10 +4,43 @@
 
 use super::retention::Retention;
 use super::{Service, ServiceError, now_unix};
+use crate::logs::Event;
 use crate::model::{
     Job, JobKind, JobState, Key, KeyGroup, KeyName, KeyPush, KeyPushState, LocalKeyName,
     StepMessage,
 };
+use crate::store::State;
+
+/// Which keys a new job names.
+enum JobKeys<'a> {
+    These(&'a [LocalKeyName]),
+    /// Every key of the group without an Azure version, at the moment the job is created.
+    Unpushed,
+}
+
+/// Where a key's last push stands, for a new job that pushes it: an import that an ended job
+/// sent but never saw answered (its job failed or was cancelled before it could look) is carried
+/// over from the newest ended job that names the key, so that the new job looks for it by its
+/// fingerprint tag and records it instead of importing the key a second time. A key with a
+/// version is never carried over.
+fn unresolved_import(state: &State, group: &KeyName, key: &LocalKeyName) -> KeyPushState {
+    let pushed = state
+        .keys
+        .get(&(group.clone(), key.clone()))
+        .is_some_and(|k| k.azure_version.is_some());
+    if pushed {
+        return KeyPushState::NotStarted;
+    }
+    state
+        .jobs
+        .values()
+        .rev()
+        .filter(|j| j.state.is_final() && &j.group == group)
+        .flat_map(|j| j.keys.iter())
+        .find(|p| &p.key == key)
+        .filter(|p| matches!(p.state, KeyPushState::ImportSent { .. }))
+        .map_or(KeyPushState::NotStarted, |p| p.state.clone())
+}
 
 impl Service {
     /// Creates a pending job durably and returns its id.
@@ -19,8 +52,34 @@ impl Service {
         by: &str,
     ) -> Result<u64, ServiceError> {
         let queued = format!("{} queued by {by}", kind.title());
-        self.insert_job(kind, group, keys, by, JobState::Pending, queued)
-            .await
+        self.insert_job(
+            kind,
+            group,
+            JobKeys::These(keys),
+            by,
+            JobState::Pending,
+            queued,
+        )
+        .await
+    }
+
+    /// Creates "Synchronize HSM protected key(s)" for every key of the group that has no Azure
+    /// version, chosen under the same lock as the job's creation. 409 when there is none.
+    pub async fn create_sync_of_unpushed(
+        &self,
+        group: &KeyName,
+        by: &str,
+    ) -> Result<u64, ServiceError> {
+        let queued = format!("{} queued by {by}", JobKind::Sync.title());
+        self.insert_job(
+            JobKind::Sync,
+            group,
+            JobKeys::Unpushed,
+            by,
+            JobState::Pending,
+            queued,
+        )
+        .await
     }
 
     /// Creates a job durably in `waiting-approval`: a dual-control action that a second admin
@@ -45,15 +104,22 @@ impl Service {
             "{} requested by {by}; waiting for a second admin to approve {approval} (expires at {expires})",
             kind.title()
         );
-        self.insert_job(kind, group, &[], by, JobState::WaitingApproval, waiting)
-            .await
+        self.insert_job(
+            kind,
+            group,
+            JobKeys::These(&[]),
+            by,
+            JobState::WaitingApproval,
+            waiting,
+        )
+        .await
     }
 
     async fn insert_job(
         &self,
         kind: JobKind,
         group: &KeyName,
-        keys: &[LocalKeyName],
+        keys: JobKeys<'_>,
         by: &str,
         state: JobState,
         first_step: String,
@@ -62,7 +128,24 @@ impl Service {
         if !data.state.groups.contains_key(group) {
             return Err(ServiceError::not_found("key group", group));
         }
-        for key in keys {
+        let keys: Vec<LocalKeyName> = match keys {
+            JobKeys::These(keys) => keys.to_vec(),
+            JobKeys::Unpushed => {
+                let unpushed: Vec<LocalKeyName> = data
+                    .state
+                    .keys_in(group)
+                    .filter(|k| k.azure_version.is_none())
+                    .map(|k| k.name.clone())
+                    .collect();
+                if unpushed.is_empty() {
+                    return Err(ServiceError::Conflict(format!(
+                        "every key of group {group} already has its Azure version (or the group has no keys): nothing to synchronize"
+                    )));
+                }
+                unpushed
+            }
+        };
+        for key in &keys {
             if !data.state.keys.contains_key(&(group.clone(), key.clone())) {
                 return Err(ServiceError::not_found("key", format!("{group}/{key}")));
             }
@@ -76,7 +159,7 @@ impl Service {
                 .iter()
                 .map(|k| KeyPush {
                     key: k.clone(),
-                    state: KeyPushState::NotStarted,
+                    state: unresolved_import(&data.state, group, k),
                 })
                 .collect(),
             started_by: by.to_owned(),
@@ -105,12 +188,13 @@ impl Service {
         }
         if pruned > 0 {
             tracing::info!(
-                event = "job.pruned",
+                event = Event::JobPruned.as_str(),
                 count = pruned,
                 "finished jobs pruned by retention"
             );
         }
-        tracing::info!(job = id, kind = kind.code(), group = %group, identity = by, state = state.code(), "job created");
+        tracing::info!(event = Event::JobCreated.as_str(), service = "jobs", job = id, kind = kind.code(), group = %group,
+            identity = by, state = state.code(), "Job {id} ({}) created for key group {group} by {by}", kind.code());
         Ok(id)
     }
 
@@ -141,7 +225,7 @@ impl Service {
             })
             .await??;
         tracing::info!(
-            event = "job.approved",
+            event = Event::JobApproved.as_str(),
             job = id,
             identity = by,
             "job approved by a second admin; queued"
@@ -171,7 +255,7 @@ impl Service {
             .await?;
         if ended {
             tracing::warn!(
-                event = "job.approval_ended",
+                event = Event::JobApprovalEnded.as_str(),
                 job = id,
                 reason,
                 "job waiting for approval cancelled"
@@ -249,7 +333,7 @@ impl Service {
             })
             .await??;
         tracing::info!(
-            event = "job.cancel",
+            event = Event::JobCancel.as_str(),
             job = id,
             identity = by,
             state = job.state.code(),
@@ -287,7 +371,7 @@ impl Service {
             return Err(e);
         }
         tracing::info!(
-            event = "job.pruned",
+            event = Event::JobPruned.as_str(),
             count = pruned,
             "finished jobs pruned by retention"
         );

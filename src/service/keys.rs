@@ -1,7 +1,11 @@
 //! Key operations: create a random key in the HSM for a group, list, show, and delete locally.
-//! Deleting a local key never touches the cloud.
+//! Deleting a local key never touches the cloud; whether a delete may happen at once, needs a
+//! second admin, or is refused is decided under the state lock, with the removal.
 
 use super::{Service, ServiceError, now_unix};
+use crate::control::approvals::{Action, Approved};
+use crate::control::authz::{Admin, Authorized, Operate};
+use crate::logs::Event;
 use crate::model::{Key, KeyName, LocalKeyName, Storage};
 use serde::Serialize;
 
@@ -99,7 +103,8 @@ impl Service {
             }
             return Err(e);
         }
-        tracing::info!(group = %group, key = %name, algorithm = %key_type, check_digits = %key.check_digits, identity = by, "key created in the HSM");
+        tracing::info!(event = Event::KeyCreated.as_str(), service = "hsm", group = %group, key = %name, algorithm = %key_type,
+            check_digits = %key.check_digits, identity = by, "Key {group}/{name} ({key_type}) created in the HSM by {by}");
         Ok(KeyView::of(&key))
     }
 
@@ -127,7 +132,7 @@ impl Service {
             }
             self.hsm().destroy(entry.id).await?;
             destroyed += 1;
-            tracing::warn!(event = "hsm.key.unrecorded_destroyed", service = "hsm", group = %group, key = %name,
+            tracing::warn!(event = Event::HsmKeyUnrecordedDestroyed.as_str(), service = "hsm", group = %group, key = %name,
                 hsm_id = %entry.id.to_hex(), "HSM key {label} was generated before a restart but never recorded; destroyed (it was never used)");
         }
         Ok(destroyed)
@@ -167,30 +172,112 @@ impl Service {
         Ok(self.hsm().public_key(id).await?.spki_der)
     }
 
-    /// Deletes a key locally: from the state, then from the HSM. The Azure version (if any) is
-    /// left untouched in the cloud.
-    pub async fn delete_key_local(
+    /// Deletes a key locally for `who`, deciding under the state lock, in the same critical
+    /// section as the removal: a key that an unfinished job works on is refused (409 naming the
+    /// job); a key that was pushed to Azure is not deleted but needs a second admin's approval
+    /// ([`KeyDeletion::NeedsApproval`], for an admin; 403 for an operator); any other key is
+    /// removed from the state, then from the HSM. The cloud is never touched.
+    pub async fn delete_key(
         &self,
+        who: &Authorized<Operate>,
         group: &KeyName,
         name: &LocalKeyName,
-        by: &str,
-    ) -> Result<(), ServiceError> {
-        let id = (group.clone(), name.clone());
+    ) -> Result<KeyDeletion, ServiceError> {
         let removed = {
             let mut data = self.inner.data.lock().await;
-            let Some(removed) = data.state.keys.remove(&id) else {
-                return Err(ServiceError::not_found("key", format!("{group}/{name}")));
-            };
-            if let Err(e) = data.commit() {
-                data.state.keys.insert(id, removed);
-                return Err(e);
+            let key = deletable(&data.state, group, name)?;
+            if let Some(version) = &key.azure_version {
+                if !who.satisfies::<Admin>() {
+                    return Err(ServiceError::Forbidden(format!(
+                        "key {group}/{name} was pushed to Azure (version {version}); deleting it needs an admin and a second admin's approval"
+                    )));
+                }
+                return Ok(KeyDeletion::NeedsApproval {
+                    version: version.clone(),
+                });
             }
-            removed
+            data.remove_key(group, name)?
         };
+        self.destroy_deleted_key(removed, who.name(), None).await;
+        Ok(KeyDeletion::Deleted)
+    }
+
+    /// Deletes the key a second admin approved deleting ([`Action::DeleteKey`]), re-checking
+    /// under the state lock that it still exists and that no unfinished job works on it.
+    pub async fn delete_key_approved(&self, approved: &Approved) -> Result<(), ServiceError> {
+        let Action::DeleteKey { group, key } = approved.action() else {
+            return Err(ServiceError::Conflict(format!(
+                "approval {} is not for a key delete",
+                approved.id()
+            )));
+        };
+        let group = KeyName::try_from(group.clone())?;
+        let name = LocalKeyName::try_from(key.clone())?;
+        let removed = {
+            let mut data = self.inner.data.lock().await;
+            deletable(&data.state, &group, &name)?;
+            data.remove_key(&group, &name)?
+        };
+        self.destroy_deleted_key(removed, &approved.by(), Some(approved.id()))
+            .await;
+        Ok(())
+    }
+
+    /// Destroys a deleted key's HSM object and records the delete.
+    async fn destroy_deleted_key(&self, removed: Key, by: &str, approval: Option<&str>) {
+        let (group, name) = (&removed.group, &removed.name);
         if let Err(e) = self.hsm().destroy(removed.hsm_id).await {
             tracing::error!(group = %group, key = %name, hsm_id = %removed.hsm_id.to_hex(), error = %e, "key removed from state but the HSM object could not be destroyed; remove it with the HSM tools");
         }
-        tracing::info!(group = %group, key = %name, identity = by, pushed = removed.azure_version.is_some(), "key deleted locally (cloud untouched)");
-        Ok(())
+        tracing::warn!(event = Event::KeyDeleted.as_str(), service = "hsm", group = %group, key = %name, identity = by,
+            approval, version = removed.azure_version.as_deref(), check_digits = %removed.check_digits,
+            "Key {group}/{name} deleted locally by {by}{} (the cloud is untouched)",
+            removed.azure_version.as_deref().map(|v| format!("; its Azure version {v} stays in the vault")).unwrap_or_default());
+    }
+}
+
+/// What deleting a key did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyDeletion {
+    Deleted,
+    /// The key was pushed (this Azure version): a second admin must approve the delete.
+    NeedsApproval {
+        version: String,
+    },
+}
+
+/// The key, if it exists and no unfinished job works on it.
+fn deletable<'a>(
+    state: &'a crate::store::State,
+    group: &KeyName,
+    name: &LocalKeyName,
+) -> Result<&'a Key, ServiceError> {
+    let key = state
+        .keys
+        .get(&(group.clone(), name.clone()))
+        .ok_or_else(|| ServiceError::not_found("key", format!("{group}/{name}")))?;
+    if let Some(job) = super::busy::holding_key(state, group, name) {
+        return Err(super::busy::refusal(
+            job,
+            format!("key {group}/{name} cannot be deleted"),
+        ));
+    }
+    Ok(key)
+}
+
+impl super::Data {
+    /// Removes a key from the state durably; restored on a failed write.
+    fn remove_key(&mut self, group: &KeyName, name: &LocalKeyName) -> Result<Key, ServiceError> {
+        let id = (group.clone(), name.clone());
+        let removed = self
+            .state
+            .keys
+            .remove(&id)
+            .ok_or_else(|| ServiceError::not_found("key", format!("{group}/{name}")))?;
+        if let Err(e) = self.commit() {
+            self.state.keys.insert(id, removed);
+            return Err(e);
+        }
+        Ok(removed)
     }
 }

@@ -4,6 +4,7 @@
 //! It owns the lock around the state and its store, and it is the only place that combines the
 //! HSM with the state. It never returns or logs a secret.
 
+mod busy;
 mod credential_cert;
 mod credentials;
 mod error;
@@ -18,7 +19,7 @@ pub use credentials::{
 };
 pub use error::ServiceError;
 pub use groups::{DriftFindingView, DriftView, GroupView, NewGroup};
-pub use keys::KeyView;
+pub use keys::{KeyDeletion, KeyView};
 
 use crate::config::Config;
 use crate::hsm::Hsm;
@@ -99,7 +100,7 @@ impl Service {
             return Err(e);
         }
         tracing::warn!(
-            event = "config.designated_changed",
+            event = crate::logs::Event::ConfigDesignatedChanged.as_str(),
             designated,
             was = ?before,
             identity = by,

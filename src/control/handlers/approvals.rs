@@ -3,12 +3,13 @@
 //! with both identities.
 
 use super::{Ctx, Input, Reply, to_json};
-use crate::control::approvals::{Action, Approval};
+use crate::control::approvals::{Action, Approval, Approved};
 use crate::control::authz::{Admin, AnyRole, Authorized};
 use crate::control::decode;
 use crate::control::errors::ApiError;
 use crate::control::routes::Params;
-use crate::model::{CredentialName, KeyName, LocalKeyName};
+use crate::logs::Event;
+use crate::model::KeyName;
 use serde_json::json;
 
 pub(super) fn id(p: &Params) -> Result<String, ApiError> {
@@ -41,13 +42,10 @@ pub(super) fn submit(
     action: Action,
 ) -> Result<Approval, ApiError> {
     let approval = ctx.approvals.submit(action, auth.identity())?;
-    tracing::warn!(
-        approval = %approval.id,
-        requested_by = %approval.requested_by,
-        action = %approval.summary,
-        expires_at = approval.expires_at,
-        "dual-control action requested; waiting for a second admin"
-    );
+    let (group, key, credential) = approval.action.target();
+    tracing::warn!(event = Event::ApprovalRequested.as_str(), service = "control", approval = %approval.id,
+        identity = %approval.requested_by, group, key, credential, expires_at = approval.expires_at,
+        "Dual-control request {} by {}: {}; waiting for a second admin", approval.id, approval.requested_by, approval.summary);
     Ok(approval)
 }
 
@@ -92,14 +90,15 @@ pub fn show(_: Authorized<AnyRole>, ctx: &Ctx, i: Input) -> Result<Reply, ApiErr
 
 /// Rejects a pending action; a job waiting for it ends `cancelled`.
 pub async fn reject(auth: Authorized<Admin>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
-    let approval = ctx.approvals.reject(&id(&i.params)?, auth.identity())?;
-    tracing::warn!(
-        approval = %approval.id,
-        requested_by = %approval.requested_by,
-        rejected_by = %auth.name(),
-        action = %approval.summary,
-        "dual-control action rejected"
-    );
+    let id = id(&i.params)?;
+    let approval = ctx
+        .approvals
+        .reject(&id, auth.identity())
+        .inspect_err(|e| refused(&id, auth.name(), e))?;
+    let (group, key, credential) = approval.action.target();
+    tracing::warn!(event = Event::ApprovalRejected.as_str(), service = "control", approval = %approval.id,
+        identity = %auth.name(), requested_by = %approval.requested_by, rejected_by = %auth.name(), group, key, credential,
+        "Dual-control request {} by {} rejected by {}: {}", approval.id, approval.requested_by, auth.name(), approval.summary);
     if let Some(job) = linked_job(&approval) {
         let reason = format!(
             "Cancelled: approval {} was rejected by {}",
@@ -111,41 +110,55 @@ pub async fn reject(auth: Authorized<Admin>, ctx: &Ctx, i: Input) -> Result<Repl
     Reply::ok(to_json(&approval)?)
 }
 
+/// Records a refused approve or reject.
+fn refused(id: &str, by: &str, e: &ApiError) {
+    tracing::warn!(
+        event = Event::ApprovalRefused.as_str(),
+        service = "control",
+        approval = id,
+        identity = by,
+        code = e.code,
+        "Approval decision on {id} by {by} refused: {}",
+        e.message
+    );
+}
+
 /// The job an approval's action waits in, if any.
 fn linked_job(approval: &Approval) -> Option<u64> {
     approval.job_id.as_deref().and_then(|j| j.parse().ok())
 }
 
-/// Approves and runs the action, as the requester with the approver's consent.
+/// Approves and runs the action, as the requester with the approver's consent. The action
+/// re-checks its preconditions under the state lock; if they no longer hold, the approval ends
+/// `failed` with the reason.
 pub async fn approve(auth: Authorized<Admin>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
     let id = id(&i.params)?;
-    let approval = ctx.approvals.approve(&id, auth.identity()).inspect_err(|e| {
-        tracing::warn!(approval = %id, approver = %auth.name(), code = e.code, "dual-control approval refused");
-    })?;
-    tracing::warn!(
-        approval = %approval.id,
-        requested_by = %approval.requested_by,
-        approved_by = %auth.name(),
-        action = %approval.summary,
-        "dual-control action approved; executing"
-    );
-    let by = format!("{} (approved by {})", approval.requested_by, auth.name());
-    let result = execute(ctx, &approval, &by, auth.name()).await;
+    let approved = ctx
+        .approvals
+        .approve(&id, auth.identity())
+        .inspect_err(|e| refused(&id, auth.name(), e))?;
+    let approval = approved.approval();
+    let (group, key, credential) = approval.action.target();
+    tracing::warn!(event = Event::ApprovalApproved.as_str(), service = "control", approval = %approval.id,
+        identity = %auth.name(), requested_by = %approval.requested_by, approved_by = %auth.name(), group, key, credential,
+        "Dual-control request {} by {} approved by {}: {}; executing", approval.id, approval.requested_by, auth.name(), approval.summary);
+    let result = execute(ctx, &approved).await;
     let (ok, outcome) = match &result {
         Ok(Executed::Done) => (true, "done".to_owned()),
         Ok(Executed::Said(m)) => (true, m.clone()),
         Ok(Executed::Job(job)) => (true, format!("job {} started", job.id)),
         Err(e) => (false, e.message.clone()),
     };
-    ctx.approvals.record_outcome(&approval.id, ok, outcome);
-    tracing::warn!(
-        approval = %approval.id,
-        requested_by = %approval.requested_by,
-        approved_by = %auth.name(),
-        action = %approval.summary,
-        ok,
-        "dual-control action finished"
-    );
+    ctx.approvals
+        .record_outcome(&approval.id, ok, outcome.clone());
+    let by = approved.by();
+    if ok {
+        tracing::warn!(event = Event::ApprovalExecuted.as_str(), service = "control", approval = %approval.id,
+            identity = %by, group, key, credential, "Approved action {} ({}) done: {outcome}", approval.id, approval.summary);
+    } else {
+        tracing::error!(event = Event::ApprovalExecuted.as_str(), service = "control", approval = %approval.id,
+            identity = %by, group, key, credential, "Approved action {} ({}) not done: {outcome}", approval.id, approval.summary);
+    }
     let mut body = to_json(&ctx.approvals.get(&approval.id)?)?;
     if let (Executed::Job(job), Some(o)) = (result?, body.as_object_mut()) {
         o.insert("job".into(), super::jobs::view(&job));
@@ -161,38 +174,31 @@ enum Executed {
     Job(Box<crate::model::Job>),
 }
 
-async fn execute(
-    ctx: &Ctx,
-    approval: &Approval,
-    by: &str,
-    approver: &str,
-) -> Result<Executed, ApiError> {
-    match &approval.action {
-        Action::DeleteCredential { credential } => {
-            let name = decode::field("credential", CredentialName::try_from(credential.clone()))?;
-            ctx.service.delete_credential(&name, by).await?;
+async fn execute(ctx: &Ctx, approved: &Approved) -> Result<Executed, ApiError> {
+    let by = approved.by();
+    match approved.action() {
+        Action::DeleteCredential { .. } => {
+            ctx.service.delete_credential_approved(approved).await?;
         }
-        Action::DeleteKey { group, key } => {
-            let g = decode::field("group", KeyName::try_from(group.clone()))?;
-            let k = decode::field("key", LocalKeyName::try_from(key.clone()))?;
-            ctx.service.delete_key_local(&g, &k, by).await?;
+        Action::DeleteKey { .. } => {
+            ctx.service.delete_key_approved(approved).await?;
         }
         Action::DeleteGroupCloud { group } => {
             let g = decode::field("group", KeyName::try_from(group.clone()))?;
             let jobs = super::cloud::jobs(ctx, "delete on cloud")?;
             ctx.service.group(&g).await?;
-            let waiting = linked_job(approval).ok_or_else(|| {
+            let waiting = linked_job(approved.approval()).ok_or_else(|| {
                 ApiError::new(
                     http::StatusCode::CONFLICT,
                     "approval_without_job",
                     format!(
                         "approval {} has no waiting job; request the delete on cloud again",
-                        approval.id
+                        approved.id()
                     ),
                 )
             })?;
             let id = jobs
-                .approved(waiting, by, approver)
+                .approved(waiting, &by, approved.approver())
                 .await
                 .map_err(super::cloud::job_error)?;
             return Ok(Executed::Job(Box::new(ctx.service.job(id).await?)));
@@ -201,7 +207,7 @@ async fn execute(
             let g = decode::field("group", KeyName::try_from(group.clone()))?;
             let jobs = super::cloud::jobs(ctx, "purge")?;
             let said = jobs
-                .purge(&g, by)
+                .purge(&g, &by)
                 .await
                 .map_err(super::cloud::cloud_error)?;
             return Ok(Executed::Said(said));

@@ -12,6 +12,9 @@ use crate::control::authz::{Admin, Authorized, Operate};
 use crate::control::errors::ApiError;
 use http::StatusCode;
 
+/// How long a purge request waits for Azure to say whether the vault allows a purge.
+const PURGE_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The job runner, or 503 where the daemon runs without the Azure layer.
 pub(super) fn jobs<'a>(ctx: &'a Ctx, what: &str) -> Result<&'a crate::jobs::Jobs, ApiError> {
     ctx.jobs.as_ref().ok_or_else(|| {
@@ -37,29 +40,22 @@ async fn require_designated(ctx: &Ctx, what: &str) -> Result<(), ApiError> {
     ))
 }
 
-/// "Synchronize HSM protected key(s)" for every key of the group that has no Azure version.
+/// "Synchronize HSM protected key(s)" for every key of the group that has no Azure version
+/// (chosen by the service under its lock, when the job is created).
 pub async fn sync_group(who: Authorized<Operate>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
     let group = super::groups::name(&i.params)?;
     ctx.service.group(&group).await?;
     require_designated(ctx, "synchronize").await?;
-    let keys: Vec<_> = ctx
-        .service
-        .list_keys(&group)
-        .await?
-        .into_iter()
-        .filter(|k| k.version.is_none())
-        .filter_map(|k| crate::model::LocalKeyName::try_from(k.name).ok())
-        .collect();
-    if keys.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "nothing_to_sync",
-            format!(
-                "every key of group {group} already has its Azure version (or the group has no keys)"
-            ),
-        ));
-    }
-    submit_sync(ctx, &who, &group, &keys).await
+    let id = jobs(ctx, "synchronize")?
+        .submit_sync_unpushed(&group, who.name())
+        .await
+        .map_err(|e| match e {
+            crate::jobs::JobError::Service(crate::service::ServiceError::Conflict(m)) => {
+                ApiError::new(StatusCode::CONFLICT, "nothing_to_sync", m)
+            }
+            e => job_error(e),
+        })?;
+    started(ctx, id).await
 }
 
 async fn submit_sync(
@@ -73,8 +69,7 @@ async fn submit_sync(
         .submit_sync(group, keys, who.name())
         .await
         .map_err(job_error)?;
-    let job = ctx.service.job(id).await?;
-    Reply::accepted(serde_json::json!({ "job": super::jobs::view(&job) }))
+    started(ctx, id).await
 }
 
 /// Like [`job_error`], but a refusal by the cloud's state (nothing to recover, purge
@@ -232,12 +227,25 @@ fn end_on_expiry(ctx: &Ctx, approval: &str, expires_at: i64, job: u64) {
     });
 }
 
-/// Purge of a soft-deleted Azure key: needs a second admin's approval. Local keys are untouched.
+/// Purge of a soft-deleted Azure key: needs a second admin's approval. Refused at once (409
+/// `cloud_state`, with the reason) where the vault lists no deleted key or its recovery level
+/// forbids purging. Local keys are untouched.
 pub async fn purge(who: Authorized<Admin>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
     let group = super::groups::name(&i.params)?;
     ctx.service.group(&group).await?;
     require_designated(ctx, "purge").await?;
-    jobs(ctx, "purge")?;
+    // Refused now, with the vault's reason, rather than after a second admin approved it.
+    // Where Azure cannot be asked in time, the request goes ahead: the purge itself then says.
+    match tokio::time::timeout(PURGE_CHECK, jobs(ctx, "purge")?.purge_possible(&group)).await {
+        Ok(Err(e @ crate::jobs::JobError::Invalid(_))) => return Err(cloud_error(e)),
+        Ok(Err(e)) => {
+            tracing::warn!(group = %group, error = %e, "could not ask Azure whether the vault allows a purge; requesting approval anyway");
+        }
+        Err(_) => {
+            tracing::warn!(group = %group, "Azure did not say in time whether the vault allows a purge; requesting approval anyway");
+        }
+        Ok(Ok(())) => {}
+    }
     super::approvals::request(
         &who,
         ctx,

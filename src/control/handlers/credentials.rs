@@ -166,17 +166,12 @@ pub async fn update(auth: Authorized<Admin>, ctx: &Ctx, i: Input) -> Result<Repl
     )?)
 }
 
-/// Deleting a credential needs a second admin: this records the request and answers 202.
+/// Deleting a credential needs a second admin: this records the request and answers 202. The
+/// delete itself re-checks, when approved, that no key group uses the credential.
 pub async fn delete(auth: Authorized<Admin>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
     let name = name(&i.params)?;
-    let view = ctx.service.credential(&name).await?;
-    if !view.groups.is_empty() {
-        return Err(ApiError::conflict(format!(
-            "credential {:?} is in use by key group(s) {}; change or delete those groups first",
-            name.as_str(),
-            view.groups.join(", ")
-        )));
-    }
+    // Refused early when it could not run; the approved delete checks again under the lock.
+    ctx.service.check_credential_deletable(&name).await?;
     super::approvals::request(
         &auth,
         ctx,

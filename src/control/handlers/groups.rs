@@ -29,7 +29,7 @@ struct NewBody {
 }
 
 /// A rotation policy, whole or in part: missing fields keep their current (or default) value.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, Clone, Copy)]
 #[serde(deny_unknown_fields)]
 struct RotationBody {
     enabled: Option<bool>,
@@ -119,15 +119,17 @@ pub async fn show(_: Authorized<AnyRole>, ctx: &Ctx, i: Input) -> Result<Reply, 
 
 pub async fn update(auth: Authorized<Operate>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
     let name = name(&i.params)?;
-    let b: UpdateBody = decode::json(&i.body)?;
+    let patch = decode::json::<UpdateBody>(&i.body)?.rotation;
+    // A first look for a clear error; the service applies the patch over the policy it holds
+    // under its lock (and validates again), so concurrent updates do not undo each other.
     let current = ctx.service.group(&name).await?.rotation;
-    let rotation = b.rotation.over(current);
-    rotation
+    patch
+        .over(current)
         .validate()
         .map_err(|e| ApiError::invalid(format!("rotation.{}", e.field), e.reason))?;
     let view = ctx
         .service
-        .set_rotation(&name, rotation, auth.name())
+        .update_rotation(&name, |now| patch.over(now), auth.name())
         .await?;
     if let Some(jobs) = &ctx.jobs {
         jobs.group_changed(&name);

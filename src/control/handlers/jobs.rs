@@ -137,8 +137,10 @@ pub async fn cancel(who: Authorized<Operate>, ctx: &Ctx, i: Input) -> Result<Rep
     let id = decode_cancel(&i.params, &i.query)?;
     let job = ctx.service.cancel_job(id, who.name()).await?;
     if let Some(a) = ctx.approvals.withdraw_for_job(id, who.name()) {
-        tracing::warn!(approval = %a.id, job = id, withdrawn_by = %who.name(), action = %a.summary,
-            "dual-control request withdrawn: its job was cancelled");
+        let (group, key, credential) = a.action.target();
+        tracing::warn!(event = crate::logs::Event::ApprovalWithdrawn.as_str(), service = "control", approval = %a.id,
+            job = id, identity = %who.name(), group, key, credential,
+            "Dual-control request {} ({}) withdrawn by {}: its job {id} was cancelled", a.id, a.summary, who.name());
     }
     Reply::ok(json!({ "job": view_linked(ctx, &job) }))
 }

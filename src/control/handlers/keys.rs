@@ -1,6 +1,6 @@
 //! `/v1/groups/{group}/keys`: create a random key in the HSM, list, show, read the public key,
 //! and delete locally. Deleting a key that was pushed to Azure needs an admin and a second
-//! admin's approval. Never touches the cloud.
+//! admin's approval; a key that a job works on cannot be deleted. Never touches the cloud.
 
 use super::{Ctx, Input, Reply, to_json};
 use crate::control::approvals::Action;
@@ -9,6 +9,7 @@ use crate::control::decode::{self, field};
 use crate::control::errors::ApiError;
 use crate::control::routes::Params;
 use crate::model::{KeyName, LocalKeyName};
+use crate::service::KeyDeletion;
 use base64::Engine;
 use serde::Deserialize;
 use serde_json::json;
@@ -64,29 +65,23 @@ pub async fn public(_: Authorized<AnyRole>, ctx: &Ctx, i: Input) -> Result<Reply
     )
 }
 
-/// Deletes a key locally. A key never pushed goes at once; a pushed one (it has an Azure
-/// version) needs an admin, and then a second admin's approval (202).
+/// Deletes a key locally. The service decides under its state lock: a key an unfinished job
+/// works on is refused (409 `job_in_progress`, naming the job); a pushed key needs an admin and
+/// then a second admin's approval (202); any other key goes at once.
 pub async fn delete(auth: Authorized<Operate>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
     let (group, key) = names(&i.params)?;
-    let view = ctx.service.key(&group, &key).await?;
-    if view.version.is_some() {
-        let admin: Authorized<Admin> = auth.escalate().map_err(|_| {
-            ApiError::forbidden(format!(
-                "key {group}/{key} was pushed to Azure (version {}); deleting it needs an admin and a second admin's approval",
-                view.version.as_deref().unwrap_or("?")
-            ))
-        })?;
-        return super::approvals::request(
-            &admin,
-            ctx,
-            Action::DeleteKey {
-                group: group.to_string(),
-                key: key.to_string(),
-            },
-        );
+    match ctx.service.delete_key(&auth, &group, &key).await? {
+        KeyDeletion::Deleted => Reply::ok(json!({ "deleted": format!("{group}/{key}") })),
+        KeyDeletion::NeedsApproval { .. } => {
+            let admin: Authorized<Admin> = auth.escalate()?;
+            super::approvals::request(
+                &admin,
+                ctx,
+                Action::DeleteKey {
+                    group: group.to_string(),
+                    key: key.to_string(),
+                },
+            )
+        }
     }
-    ctx.service
-        .delete_key_local(&group, &key, auth.name())
-        .await?;
-    Reply::ok(json!({ "deleted": format!("{group}/{key}") }))
 }

@@ -6,6 +6,7 @@
 use super::{Chunk, Download, Input, Reply};
 use crate::control::authz::{AnyRole, Authorized};
 use crate::control::errors::ApiError;
+use crate::logs::Event;
 use crate::logs::export::{Exporter, Format};
 use crate::logs::query::{self, Query};
 use crate::logs::{Logs, store};
@@ -121,12 +122,12 @@ pub fn export(who: Authorized<AnyRole>, i: Input) -> Result<Reply, ApiError> {
         let outcome = write_export(&dir, format, q.filter, tx);
         let last = match outcome {
             Ok(records) => {
-                tracing::info!(event = "log.exported", service = "control", identity = %identity, records,
+                tracing::info!(event = Event::LogExported.as_str(), service = "control", identity = %identity, records,
                     "Service log export of {records} record(s) sent to {identity}");
                 Chunk::End
             }
             Err(e) => {
-                tracing::error!(event = "log.export.failed", service = "control", identity = %identity, error = %e,
+                tracing::error!(event = Event::LogExportFailed.as_str(), service = "control", identity = %identity, error = %e,
                     "Service log export for {identity} aborted part-way: {e}");
                 Chunk::Abort(e.to_string())
             }
