@@ -204,6 +204,67 @@ fn a_newer_format_is_refused_not_downgraded() {
     );
 }
 
+/// Rewrites the generation in a slot's header and recomputes its checksum, as a forger would.
+fn set_generation(path: &Path, generation: u64) {
+    use sha2::Digest;
+    let b = std::fs::read(path).unwrap();
+    let mut out = b[..b.len() - 32].to_vec();
+    out[10..18].copy_from_slice(&generation.to_le_bytes());
+    let sum = sha2::Sha256::digest(&out);
+    out.extend_from_slice(&sum);
+    std::fs::write(path, out).unwrap();
+}
+
+#[test]
+fn a_slot_at_generation_u64_max_is_refused_and_the_other_slot_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (mut store, _, _) = Store::open(dir.path()).unwrap();
+        store.commit(&state_with(1)).unwrap();
+        store.commit(&state_with(2)).unwrap();
+    }
+    let newest = newest_slot(dir.path());
+    set_generation(&newest, u64::MAX);
+    let (mut store, state, report) = Store::open(dir.path()).unwrap();
+    assert_eq!(
+        state,
+        state_with(1),
+        "the other slot's generation is loaded"
+    );
+    assert_eq!(report.generation, 1);
+    let reason = report.fell_back.expect("the forged slot is reported");
+    assert!(
+        reason.contains(&newest.display().to_string()) && reason.contains("damaged or forged"),
+        "{reason}"
+    );
+    // And byokd goes on committing from the generation it trusts.
+    store.commit(&state_with(3)).unwrap();
+    assert_eq!(store.generation(), 2);
+    drop(store);
+    let (_, state, report) = Store::open(dir.path()).unwrap();
+    assert_eq!((state, report.generation), (state_with(3), 2));
+}
+
+#[test]
+fn both_slots_past_the_highest_generation_stop_start_up_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (mut store, _, _) = Store::open(dir.path()).unwrap();
+        store.commit(&state_with(1)).unwrap();
+        store.commit(&state_with(2)).unwrap();
+    }
+    set_generation(&dir.path().join("state.a"), u64::MAX);
+    set_generation(&dir.path().join("state.b"), u64::MAX - 1);
+    let err = Store::open(dir.path()).err().expect("must refuse");
+    let text = err.to_string();
+    assert!(
+        matches!(err, StoreError::NoValidGeneration { .. })
+            && text.contains("damaged or forged")
+            && text.contains("restore the state directory"),
+        "{text}"
+    );
+}
+
 /// The committed fixture `tests/fixtures/state-v1.bin` is format 1 (credentials without an
 /// expiry field, no designated setting). Loading it migrates to the current format.
 #[test]

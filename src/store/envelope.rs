@@ -15,6 +15,10 @@ pub const FORMAT_VERSION: u16 = 3;
 pub const FORMAT_VERSION: u16 = 4;
 
 const HEADER_LEN: usize = 8 + 2 + 8 + 4;
+/// The highest generation a state file may carry. A daemon committing a thousand times a second
+/// needs 292 million years to get here, so a header above it was damaged or forged; refusing it
+/// keeps "one past the newest" from overflowing.
+pub const MAX_GENERATION: u64 = i64::MAX as u64;
 const CHECKSUM_LEN: usize = 32;
 
 /// A decoded envelope whose checksum was verified.
@@ -82,6 +86,11 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope<'_>, String> {
     if Sha256::digest(body).as_slice() != sum {
         return Err("checksum mismatch: the file was damaged".into());
     }
+    if generation > MAX_GENERATION {
+        return Err(format!(
+            "generation {generation} is above the highest byokd ever writes ({MAX_GENERATION}): the header was damaged or forged"
+        ));
+    }
     Ok(Envelope {
         format,
         generation,
@@ -110,6 +119,17 @@ mod tests {
         let mut longer = bytes.clone();
         longer.push(0);
         assert!(decode(&longer).is_err());
+    }
+
+    #[test]
+    fn a_generation_past_the_maximum_is_refused_even_with_a_valid_checksum() {
+        assert!(decode(&encode(FORMAT_VERSION, MAX_GENERATION, b"p").unwrap()).is_ok());
+        for generation in [MAX_GENERATION + 1, u64::MAX] {
+            let err = decode(&encode(FORMAT_VERSION, generation, b"p").unwrap())
+                .err()
+                .unwrap_or_default();
+            assert!(err.contains("damaged or forged"), "{generation}: {err}");
+        }
     }
 
     #[test]

@@ -24,6 +24,10 @@ pub enum StoreError {
         found: u16,
         supported: u16,
     },
+    #[error(
+        "state in {dir} is at the highest generation byokd writes; restore the state directory from a backup"
+    )]
+    GenerationsExhausted { dir: PathBuf },
     #[error("state could not be encoded: {0}")]
     Encode(String),
 }

@@ -159,7 +159,13 @@ impl Store {
 
     /// First half of a commit: encodes and writes the temporary file, and fsyncs it.
     pub fn stage(&mut self, state: &State) -> Result<StagedWrite<'_>, StoreError> {
-        let generation = self.generation + 1;
+        let generation = self
+            .generation
+            .checked_add(1)
+            .filter(|g| *g <= envelope::MAX_GENERATION)
+            .ok_or_else(|| StoreError::GenerationsExhausted {
+                dir: self.dir.clone(),
+            })?;
         let bytes = envelope::encode_with(FORMAT_VERSION, generation, |buf| {
             postcard::to_extend(state, buf)
         })
