@@ -191,7 +191,6 @@ pub async fn start(
         limits,
         shutdown,
     });
-    tracing::debug!(origins = ?shared.origins.list(), "the control socket's own origins");
     let mut accept_loops = vec![
         tokio::spawn(accept_tcp(tcp, shared.clone())),
         tokio::spawn(report_failures(failures.clone())),
@@ -206,6 +205,7 @@ pub async fn start(
         identities = control.identities.len(),
         max_connections,
         max_connections_per_peer = shared.per_peer.cap(),
+        origins = ?shared.origins.list(),
         "control socket listening (TLS 1.3, client certificates required)"
     );
     Ok(Some(ControlServer {

@@ -82,7 +82,8 @@ pub struct Unattributed {
     pub bytes: u64,
     /// The most they may take (a sixteenth of `logs.max_total_bytes`).
     pub reserve: u64,
-    /// Whether new ones are refused now (the share is full).
+    /// Whether the last one offered was refused (the share was full); it turns false again
+    /// when one is stored (after old segments were dropped).
     pub refusing: bool,
     /// How many were refused since the log was opened (their failures still reach stderr,
     /// rate-limited).
