@@ -237,6 +237,28 @@ fn assert_every_version_recorded(rig: &Rig, group: &str, vault: &str) -> usize {
     in_azure.len()
 }
 
+/// Nothing destructive happened without its approval, as the service log tells: every delete
+/// of a pushed key or a credential names its approval, and every delete or purge in Azure was
+/// done by a requester with a second admin's approval.
+fn assert_no_unapproved_destruction(d: &Daemon) {
+    let all = expect(d, AUDITOR, "GET", "/v1/logs?limit=1000", None, 200);
+    for r in all["records"].as_array().unwrap() {
+        let event = r["event"].as_str().unwrap();
+        let approved = r["approval"].is_string();
+        match event {
+            "key.deleted" if r["version"].is_string() => assert!(approved, "{r}"),
+            "credential.deleted" => assert!(approved, "{r}"),
+            "azure.key.deleted" | "azure.key.purged" => assert!(
+                r["identity"]
+                    .as_str()
+                    .is_some_and(|i| i.contains("(approved by ")),
+                "{r}"
+            ),
+            _ => {}
+        }
+    }
+}
+
 fn slow_imports(rig: &Rig) {
     rig.emu.inject_fault(FaultRule::every(
         EmuOp::ImportKey,
@@ -326,6 +348,7 @@ fn deletes_and_updates_are_refused_while_a_sync_has_imports_in_flight() {
         assert_every_version_recorded(&rig, "g", V_SOFT),
         keys.len() + 1
     );
+    assert_no_unapproved_destruction(d);
 }
 
 #[test]
@@ -380,6 +403,7 @@ fn a_rotation_and_a_delete_on_cloud_hold_their_group_until_they_end() {
     // Purged: the versions are forgotten, so the keys may go without a second admin.
     assert_eq!(assert_every_version_recorded(&rig, "r", V_SOFT), 0);
     expect(d, OPERATOR, "DELETE", "/v1/groups/r/keys/a", None, 200);
+    assert_no_unapproved_destruction(d);
 }
 
 #[test]
@@ -414,6 +438,7 @@ fn every_import_azure_accepted_is_recorded_when_the_sync_is_cancelled() {
         let status = if k["version"].is_null() { 200 } else { 403 };
         expect(d, OPERATOR, "DELETE", &path, None, status);
     }
+    assert_no_unapproved_destruction(d);
 }
 
 #[test]
@@ -775,4 +800,5 @@ fn every_mutating_route_writes_its_record_with_identity_and_target() {
         missing.is_empty(),
         "mutating routes without an audit check: {missing:?}"
     );
+    assert_no_unapproved_destruction(d);
 }
