@@ -178,6 +178,17 @@ fn an_approval_after_the_window_is_refused() {
     );
     let (_, shown) = d.curl(Some(AUDITOR), "GET", &format!("/v1/approvals/{id}"), None);
     assert_eq!(shown["status"], "expired");
+    // The expiry and the refused approval are in the service log, with who and which approval.
+    let (_, logged) = d.curl(Some(AUDITOR), "GET", "/v1/logs?limit=1000", None);
+    let records = logged["records"].as_array().unwrap();
+    for (event, who) in [("approval.expired", ADMIN), ("approval.refused", ADMIN2)] {
+        assert!(
+            records
+                .iter()
+                .any(|r| r["event"] == event && r["identity"] == who && r["approval"] == id),
+            "no {event} by {who} for {id}: {logged}"
+        );
+    }
     // A fresh request can be made and approved in time.
     let (_, pending) = d.curl(Some(ADMIN), "DELETE", "/v1/credentials/late", None);
     let id = approval_id(&pending);

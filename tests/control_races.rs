@@ -8,14 +8,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod control_rig;
+mod emulator_rig;
 
 use byokd::control::approvals::MAX_PENDING_PER_REQUESTER;
 use byokd::control::routes::ROUTES;
-use byokd_emulator::{
-    AppConfig, Emulator, EmulatorConfig, EmulatorHandle, FaultAction, FaultRule, KeyPoolConfig,
-    Op as EmuOp, RecoveryLevel, VaultOptions,
-};
+use byokd_emulator::{EmulatorHandle, FaultAction, FaultRule, Op as EmuOp, RecoveryLevel};
 use control_rig::{ADMIN, ADMIN2, AUDITOR, Daemon, OPERATOR, Options};
+use emulator_rig::EmulatorRig;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -38,56 +37,18 @@ struct Rig {
 }
 
 fn start() -> Rig {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let ca_dir = tempfile::tempdir().unwrap();
-    let ca_path = ca_dir.path().join("emulator-ca.pem");
-    let emu = rt
-        .block_on(Emulator::start(EmulatorConfig {
-            ca_out: Some(ca_path.clone()),
-            key_pool: KeyPoolConfig {
-                rsa2048: 2,
-                rsa3072: 0,
-                rsa4096: 0,
-            },
-            delete_pending_ms: 300,
-            ..EmulatorConfig::default()
-        }))
-        .unwrap();
-    emu.add_app(AppConfig::with_secret(TENANT, CLIENT, SECRET))
-        .unwrap();
-    for (vault, level) in [
-        (V_SOFT, RecoveryLevel::RecoverablePurgeable),
-        (V_PROTECTED, RecoveryLevel::Recoverable),
-    ] {
-        emu.add_vault(
-            vault,
-            VaultOptions {
-                recovery_level: level,
-                ..VaultOptions::default()
-            },
-        )
-        .unwrap();
-    }
-    let addr = emu.addr();
-    let sections = format!(
-        r#"
-[azure]
-cloud = "public"
-extra_ca = ["{ca}"]
-kek_size = 2048
-retry_base_ms = 20
-vault_concurrent_imports = 2
-
-[azure.resolve]
-"login.microsoftonline.com" = "{addr}"
-"{V_SOFT}.vault.azure.net" = "{addr}"
-"{V_PROTECTED}.vault.azure.net" = "{addr}"
-
-[lifecycle]
-grace_days = 0
-drift_check_hours = 0
-"#,
-        ca = ca_path.display()
+    let azure = emulator_rig::start(
+        (TENANT, CLIENT, SECRET),
+        &[
+            (V_SOFT, RecoveryLevel::RecoverablePurgeable),
+            (V_PROTECTED, RecoveryLevel::Recoverable),
+        ],
+        300,
+    );
+    let sections = azure.sections(
+        &[V_SOFT, V_PROTECTED],
+        "vault_concurrent_imports = 2\n",
+        "[lifecycle]\ngrace_days = 0\ndrift_check_hours = 0\n",
     );
     let daemon = Daemon::start_with(Options {
         hsm_extra: "allow_host_wrap = true\n".into(),
@@ -96,6 +57,9 @@ drift_check_hours = 0
     });
     let body = json!({"name": "app", "tenant_id": TENANT, "client_id": CLIENT, "secret": SECRET});
     expect(&daemon, ADMIN, "POST", "/v1/credentials", Some(body), 201);
+    let EmulatorRig {
+        rt, emu, ca_dir, ..
+    } = azure;
     Rig {
         _rt: rt,
         emu,
@@ -188,6 +152,16 @@ fn wait_end(d: &Daemon, id: &str) -> Value {
     }
 }
 
+/// Starts a job with a body-less POST as `who`; its id.
+fn started(d: &Daemon, who: &str, path: &str) -> String {
+    job_id(&expect(d, who, "POST", path, None, 202))
+}
+
+/// Runs a job to its end; the job.
+fn run(d: &Daemon, who: &str, path: &str) -> Value {
+    wait_end(d, &started(d, who, path))
+}
+
 fn job_id(v: &Value) -> String {
     v["job"]["id"].as_str().expect("a job id").to_owned()
 }
@@ -237,6 +211,28 @@ fn assert_every_version_recorded(rig: &Rig, group: &str, vault: &str) -> usize {
     in_azure.len()
 }
 
+/// Nothing destructive happened without its approval, as the service log tells: every delete
+/// of a pushed key or a credential names its approval, and every delete or purge in Azure was
+/// done by a requester with a second admin's approval.
+fn assert_no_unapproved_destruction(d: &Daemon) {
+    let all = expect(d, AUDITOR, "GET", "/v1/logs?limit=1000", None, 200);
+    for r in all["records"].as_array().unwrap() {
+        let event = r["event"].as_str().unwrap();
+        let approved = r["approval"].is_string();
+        match event {
+            "key.deleted" if r["version"].is_string() => assert!(approved, "{r}"),
+            "credential.deleted" => assert!(approved, "{r}"),
+            "azure.key.deleted" | "azure.key.purged" => assert!(
+                r["identity"]
+                    .as_str()
+                    .is_some_and(|i| i.contains("(approved by ")),
+                "{r}"
+            ),
+            _ => {}
+        }
+    }
+}
+
 fn slow_imports(rig: &Rig) {
     rig.emu.inject_fault(FaultRule::every(
         EmuOp::ImportKey,
@@ -277,8 +273,7 @@ fn deletes_and_updates_are_refused_while_a_sync_has_imports_in_flight() {
     let keys = ["k1", "k2", "k3", "k4", "k5"];
     group(d, "g", V_SOFT, &keys);
     slow_imports(&rig);
-    let started = expect(d, OPERATOR, "POST", "/v1/groups/g/sync", None, 202);
-    let id = job_id(&started);
+    let id = started(d, OPERATOR, "/v1/groups/g/sync");
     wait_step(d, &id, "Importing key");
     // The reproduction: an operator deletes a key being imported (or wrapped, or queued).
     assert_all_refused(d, "g", &keys, &id, true);
@@ -299,14 +294,7 @@ fn deletes_and_updates_are_refused_while_a_sync_has_imports_in_flight() {
     // A rotation starts before the second admin approves: the approved delete re-checks under
     // the state lock and refuses, and the key stays.
     slow_imports(&rig);
-    let rotation = job_id(&expect(
-        d,
-        OPERATOR,
-        "POST",
-        "/v1/groups/g/rotate",
-        None,
-        202,
-    ));
+    let rotation = started(d, OPERATOR, "/v1/groups/g/rotate");
     let path = format!("/v1/approvals/{approval}/approve");
     let refused = expect(d, ADMIN2, "POST", &path, None, 409);
     assert_busy(&refused, &rotation);
@@ -326,6 +314,7 @@ fn deletes_and_updates_are_refused_while_a_sync_has_imports_in_flight() {
         assert_every_version_recorded(&rig, "g", V_SOFT),
         keys.len() + 1
     );
+    assert_no_unapproved_destruction(d);
 }
 
 #[test]
@@ -333,25 +322,10 @@ fn a_rotation_and_a_delete_on_cloud_hold_their_group_until_they_end() {
     let rig = start();
     let d = &rig.daemon;
     group(d, "r", V_SOFT, &["a"]);
-    let sync = job_id(&expect(
-        d,
-        OPERATOR,
-        "POST",
-        "/v1/groups/r/keys/a/sync",
-        None,
-        202,
-    ));
-    wait_end(d, &sync);
+    run(d, OPERATOR, "/v1/groups/r/keys/a/sync");
 
     slow_imports(&rig);
-    let rotation = job_id(&expect(
-        d,
-        OPERATOR,
-        "POST",
-        "/v1/groups/r/rotate",
-        None,
-        202,
-    ));
+    let rotation = started(d, OPERATOR, "/v1/groups/r/rotate");
     wait_step(d, &rotation, "Importing key");
     assert_all_refused(d, "r", &["a"], &rotation, true);
     // The rotation's own new key is held too.
@@ -380,6 +354,7 @@ fn a_rotation_and_a_delete_on_cloud_hold_their_group_until_they_end() {
     // Purged: the versions are forgotten, so the keys may go without a second admin.
     assert_eq!(assert_every_version_recorded(&rig, "r", V_SOFT), 0);
     expect(d, OPERATOR, "DELETE", "/v1/groups/r/keys/a", None, 200);
+    assert_no_unapproved_destruction(d);
 }
 
 #[test]
@@ -389,7 +364,7 @@ fn every_import_azure_accepted_is_recorded_when_the_sync_is_cancelled() {
     let keys = ["c1", "c2", "c3", "c4", "c5", "c6"];
     group(d, "c", V_SOFT, &keys);
     slow_imports(&rig);
-    let id = job_id(&expect(d, OPERATOR, "POST", "/v1/groups/c/sync", None, 202));
+    let id = started(d, OPERATOR, "/v1/groups/c/sync");
     wait_step(d, &id, "Importing key");
     expect(
         d,
@@ -414,6 +389,7 @@ fn every_import_azure_accepted_is_recorded_when_the_sync_is_cancelled() {
         let status = if k["version"].is_null() { 200 } else { 403 };
         expect(d, OPERATOR, "DELETE", &path, None, status);
     }
+    assert_no_unapproved_destruction(d);
 }
 
 #[test]
@@ -432,15 +408,13 @@ fn an_import_whose_answer_a_failed_sync_never_saw_is_recorded_by_the_next_sync()
         EmuOp::GetKeyVersions,
         FaultAction::Status { status: 503 },
     ));
-    let id = job_id(&expect(d, OPERATOR, "POST", "/v1/groups/l/sync", None, 202));
-    let failed = wait_end(d, &id);
+    let failed = run(d, OPERATOR, "/v1/groups/l/sync");
     assert_eq!(failed["state"], "failed", "{failed}");
     assert_eq!(failed["keys"][0]["state"], "import-sent", "{failed}");
     assert_eq!(rig.emu.key_versions(V_SOFT, "l").len(), 1);
     rig.emu.clear_faults();
     // The next sync finds that version by its fingerprint tag and records it: no second import.
-    let id = job_id(&expect(d, OPERATOR, "POST", "/v1/groups/l/sync", None, 202));
-    let j = wait_end(d, &id);
+    let j = run(d, OPERATOR, "/v1/groups/l/sync");
     assert_eq!(j["state"], "succeeded", "{j}");
     assert_eq!(assert_every_version_recorded(&rig, "l", V_SOFT), 1);
     let k = expect(d, AUDITOR, "GET", "/v1/groups/l/keys/a", None, 200);
@@ -455,15 +429,8 @@ fn a_purge_the_vault_forbids_is_refused_before_a_second_admin_is_asked() {
     let rig = start();
     let d = &rig.daemon;
     group(d, "p", V_PROTECTED, &["a"]);
-    let id = job_id(&expect(
-        d,
-        OPERATOR,
-        "POST",
-        "/v1/groups/p/keys/a/sync",
-        None,
-        202,
-    ));
-    assert_eq!(wait_end(d, &id)["state"], "succeeded");
+    let j = run(d, OPERATOR, "/v1/groups/p/keys/a/sync");
+    assert_eq!(j["state"], "succeeded", "{j}");
     // Nothing deleted yet: nothing to purge, said at once.
     let none = expect(d, ADMIN, "POST", "/v1/groups/p/purge", None, 409);
     assert_eq!(none["error"]["code"], "cloud_state", "{none}");
@@ -775,4 +742,5 @@ fn every_mutating_route_writes_its_record_with_identity_and_target() {
         missing.is_empty(),
         "mutating routes without an audit check: {missing:?}"
     );
+    assert_no_unapproved_destruction(d);
 }

@@ -7,12 +7,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod control_rig;
+mod emulator_rig;
 
-use byokd_emulator::{
-    AppConfig, Emulator, EmulatorConfig, EmulatorHandle, FaultAction, FaultRule, ForeignKeyType,
-    KeyPoolConfig, Op, RecoveryLevel, VaultOptions,
-};
+use byokd_emulator::{EmulatorHandle, FaultAction, FaultRule, ForeignKeyType, Op, RecoveryLevel};
 use control_rig::{ADMIN, ADMIN2, AUDITOR, Daemon, OPERATOR, Options};
+use emulator_rig::EmulatorRig;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -40,59 +39,24 @@ fn start() -> Rig {
 
 /// A rig whose dual-control approvals expire after `approval_window_secs`.
 fn start_with(approval_window_secs: u64) -> Rig {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let ca_dir = tempfile::tempdir().unwrap();
-    let ca_path = ca_dir.path().join("emulator-ca.pem");
-    let emu = rt
-        .block_on(Emulator::start(EmulatorConfig {
-            ca_out: Some(ca_path.clone()),
-            key_pool: KeyPoolConfig {
-                rsa2048: 2,
-                rsa3072: 0,
-                rsa4096: 0,
-            },
-            // Azure's "being deleted" window: GET /deletedkeys answers 404, a purge 409.
-            delete_pending_ms: 700,
-            ..EmulatorConfig::default()
-        }))
-        .unwrap();
-    emu.add_app(AppConfig::with_secret(TENANT, CLIENT, SECRET))
-        .unwrap();
-    for (vault, level) in [
-        (V_PURGEABLE, RecoveryLevel::Purgeable),
-        (V_SOFT, RecoveryLevel::RecoverablePurgeable),
-        (V_PROTECTED, RecoveryLevel::Recoverable),
-    ] {
-        emu.add_vault(
-            vault,
-            VaultOptions {
-                recovery_level: level,
-                ..VaultOptions::default()
-            },
-        )
-        .unwrap();
-    }
-    let addr = emu.addr();
-    let sections = format!(
-        r#"
-[azure]
-cloud = "public"
-extra_ca = ["{ca}"]
-kek_size = 2048
-retry_base_ms = 20
-
-[azure.resolve]
-"login.microsoftonline.com" = "{addr}"
-"{V_PURGEABLE}.vault.azure.net" = "{addr}"
-"{V_SOFT}.vault.azure.net" = "{addr}"
-"{V_PROTECTED}.vault.azure.net" = "{addr}"
-
-[lifecycle]
-grace_days = 7
-drift_check_hours = 0
-"#,
-        ca = ca_path.display()
+    // Azure's "being deleted" window: GET /deletedkeys answers 404, a purge 409.
+    let azure = emulator_rig::start(
+        (TENANT, CLIENT, SECRET),
+        &[
+            (V_PURGEABLE, RecoveryLevel::Purgeable),
+            (V_SOFT, RecoveryLevel::RecoverablePurgeable),
+            (V_PROTECTED, RecoveryLevel::Recoverable),
+        ],
+        700,
     );
+    let sections = azure.sections(
+        &[V_PURGEABLE, V_SOFT, V_PROTECTED],
+        "",
+        "[lifecycle]\ngrace_days = 7\ndrift_check_hours = 0\n",
+    );
+    let EmulatorRig {
+        rt, emu, ca_dir, ..
+    } = azure;
     let daemon = Daemon::start_with(Options {
         hsm_extra: "allow_host_wrap = true\n".into(),
         sections,

@@ -226,13 +226,14 @@ pub enum GroupCmd {
     List,
     /// Show one key group.
     Show { name: String },
-    /// Change a group's rotation policy.
+    /// Change a group's rotation policy (refused while a sync or rotation of the group runs).
     Set {
         name: String,
         #[command(flatten)]
         rotation: RotationArgs,
     },
-    /// Delete an empty key group (local only; never touches the cloud).
+    /// Delete an empty key group (local only; never touches the cloud). Refused while a job
+    /// works on the group.
     Delete { name: String },
     /// Push every unpushed key of the group to Azure.
     Sync {
@@ -265,7 +266,8 @@ pub enum GroupCmd {
     /// Recover the group's soft-deleted Azure key (all versions) before it is purged.
     Recover { name: String },
     /// Purge the group's soft-deleted Azure key for good (admin; needs a second admin's
-    /// approval). Local keys are NOT touched.
+    /// approval). Refused at once, with the reason, where the vault forbids it (purge
+    /// protection) or the key is not deleted. Local keys are NOT touched.
     Purge { name: String },
 }
 
@@ -278,7 +280,7 @@ pub enum KeyCmd {
     /// Show one key.
     Show { group: String, name: String },
     /// Delete a key locally; never touches the cloud (a pushed key needs an admin and a second
-    /// admin's approval).
+    /// admin's approval; a key a job works on is refused until the job ends).
     Delete { group: String, name: String },
     /// Push one key to Azure.
     Sync {

@@ -54,3 +54,82 @@ pub(super) fn refusal(job: &Job, what: impl std::fmt::Display) -> ServiceError {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{JobState, KeyPush, KeyPushState};
+
+    fn job(id: u64, kind: JobKind, group: &str, keys: &[&str], state: JobState) -> Job {
+        Job {
+            id,
+            kind,
+            group: KeyName::try_from(group).unwrap(),
+            keys: keys
+                .iter()
+                .map(|k| KeyPush {
+                    key: LocalKeyName::try_from(*k).unwrap(),
+                    state: KeyPushState::NotStarted,
+                })
+                .collect(),
+            started_by: "t".into(),
+            created: 0,
+            started: None,
+            ended: None,
+            state,
+            progress: 0,
+            steps: Vec::new(),
+            kek: None,
+            error: None,
+            cancel_requested: None,
+        }
+    }
+
+    fn state(jobs: Vec<Job>) -> State {
+        State {
+            jobs: jobs.into_iter().map(|j| (j.id, j)).collect(),
+            ..State::default()
+        }
+    }
+
+    fn held(s: &State, group: &str, key: &str) -> Option<u64> {
+        holding_key(
+            s,
+            &KeyName::try_from(group).unwrap(),
+            &LocalKeyName::try_from(key).unwrap(),
+        )
+        .map(|j| j.id)
+    }
+
+    #[test]
+    fn a_sync_holds_its_keys_and_group_wide_jobs_hold_every_key() {
+        let s = state(vec![
+            job(1, JobKind::Sync, "g", &["a"], JobState::Running),
+            job(2, JobKind::Sync, "g", &["b"], JobState::Succeeded),
+            job(3, JobKind::CheckCloud, "h", &[], JobState::Running),
+            job(
+                4,
+                JobKind::DeleteOnCloud,
+                "d",
+                &[],
+                JobState::WaitingApproval,
+            ),
+            job(5, JobKind::Rotate, "r", &[], JobState::Pending),
+        ]);
+        assert_eq!(held(&s, "g", "a"), Some(1));
+        assert_eq!(held(&s, "g", "b"), None, "a finished job holds nothing");
+        assert_eq!(held(&s, "h", "a"), None, "a drift check only reads");
+        assert_eq!(held(&s, "d", "x"), Some(4));
+        assert_eq!(held(&s, "r", "x"), Some(5));
+        let h = KeyName::try_from("h").unwrap();
+        assert_eq!(on_group(&s, &h).map(|j| j.id), Some(3));
+        assert!(using_policy(&s, &h).is_none());
+        let g = KeyName::try_from("g").unwrap();
+        assert_eq!(using_policy(&s, &g).map(|j| j.id), Some(1));
+        let ServiceError::Busy { job, message } = refusal(&s.jobs[&1], "key g/a cannot go") else {
+            panic!("not a busy refusal");
+        };
+        assert_eq!(job, 1);
+        assert!(message.contains("job 1 (sync, running)") && message.contains("job cancel 1"));
+    }
+}
