@@ -199,7 +199,7 @@ impl Report {
                         w.as_secs().max(1)
                     )
                 });
-                tracing::warn!(event = "control.auth.failed", service = "control", peer = %peer, error = %error,
+                tracing::warn!(event = crate::logs::Event::ControlAuthFailed.as_str(), service = "control", peer = %peer, error = %error,
                     "Authentication failed on the control socket from {peer}: {error}{more}");
             }
             Report::Summary {
@@ -207,7 +207,7 @@ impl Report {
                 count,
                 tally: t,
             } => {
-                tracing::warn!(event = "control.auth.failed.summary", service = "control", peer = %peer, count,
+                tracing::warn!(event = crate::logs::Event::ControlAuthFailedSummary.as_str(), service = "control", peer = %peer, count,
                     "Authentication failed on the control socket {count} more time(s) from {peer} between {} and {} (the last error: {}); these were not recorded one by one",
                     t.first, t.last, t.last_error);
             }
@@ -217,7 +217,7 @@ impl Report {
                 tally: t,
             } => {
                 tracing::warn!(
-                    event = "control.auth.failed.summary",
+                    event = crate::logs::Event::ControlAuthFailedSummary.as_str(),
                     service = "control",
                     count,
                     "Authentication failed on the control socket {count} time(s) from addresses beyond the {MAX_PEERS} tracked one by one, between {} and {} (the last error: {})",

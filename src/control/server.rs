@@ -610,7 +610,7 @@ async fn handle(
     let fields = (caller.log_name(), caller.role_name(), route.unwrap_or("-"));
     let elapsed_ms = started.elapsed().as_millis() as u64;
     if matches!(code, "cross_origin_refused" | "cors_refused") {
-        tracing::warn!(event = "control.cross_origin.refused", identity = %fields.0, role = fields.1, route = fields.2, method = %method, status = status.as_u16(),
+        tracing::warn!(event = crate::logs::Event::ControlCrossOriginRefused.as_str(), identity = %fields.0, role = fields.1, route = fields.2, method = %method, status = status.as_u16(),
             "Cross-origin request refused: a browser holding the certificate of {} ({}) was made to call {method} {}", fields.0, fields.1, fields.2);
     } else if status == StatusCode::FORBIDDEN {
         tracing::warn!(event = "control.authz.denied", identity = %fields.0, role = fields.1, route = fields.2, method = %method, status = status.as_u16(),

@@ -18,7 +18,7 @@ macro_rules! catalogue {
             pub const ALL: &'static [Event] = &[$(Event::$variant),*];
 
             /// The dotted code as records carry it.
-            pub fn as_str(self) -> &'static str {
+            pub const fn as_str(self) -> &'static str {
                 match self {
                     $(Event::$variant => $code),*
                 }
@@ -37,7 +37,9 @@ macro_rules! catalogue {
 catalogue! {
     // Control plane: authentication and authorization.
     ControlAuthFailed => "control.auth.failed", "A TLS handshake on the control socket was refused (no or an untrusted client certificate).";
+    ControlAuthFailedSummary => "control.auth.failed.summary", "Handshake failures from one peer address (or from the overflow of tracked addresses) in one window, beyond the first few recorded one by one: count, first and last time, last error.";
     ControlAuthzDenied => "control.authz.denied", "An identity called a route its role does not allow (403).";
+    ControlCrossOriginRefused => "control.cross_origin.refused", "A request from a browser context of another site (foreign Origin, cross-site or same-site Sec-Fetch-Site, or a CORS preflight) was refused (403).";
     // Dual control.
     ApprovalRequested => "approval.requested", "An admin requested a dual-control action; it waits for a second admin. Names the approval and its target.";
     ApprovalApproved => "approval.approved", "A second, different admin approved a dual-control action; it runs now.";
@@ -102,6 +104,7 @@ catalogue! {
     LogExported => "log.exported", "The service log was exported.";
     LogExportFailed => "log.export.failed", "An export of the service log broke off.";
     LogRepaired => "log.repaired", "An incomplete last record was cut off at start-up.";
+    LogUnattributedRefused => "log.unattributed.refused", "Records of peers without a certificate reached their share of the log's size bound; further ones are refused (counted in health) so they never push attributed records out.";
     LogDropped => "log.dropped", "The log reached its size bound; the oldest segments were dropped.";
     LogWriteRecovered => "log.write.recovered", "The log store accepts records again; says how many were lost.";
     LogForwardDropped => "log.forward.dropped", "Records were dropped while a syslog collector was unreachable.";

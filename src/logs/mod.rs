@@ -249,7 +249,7 @@ impl Logs {
             let note = Entry::new(
                 Service::System,
                 Level::Warn,
-                "log.unattributed.refused",
+                Event::LogUnattributedRefused.as_str(),
                 format!(
                     "Records of peers without a client certificate take their whole share of the log ({reserve} bytes, a sixteenth of logs.max_total_bytes); further ones are refused, not stored, until old segments are dropped (byokctl status counts them; stderr still gets them, rate-limited)"
                 ),

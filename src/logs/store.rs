@@ -41,7 +41,10 @@ pub enum StoreError {
 
 /// Event codes of records about peers that presented no valid client certificate: nobody
 /// answers for them, so they get a bounded share of the log.
-pub const UNATTRIBUTED_EVENTS: &[&str] = &["control.auth.failed", "control.auth.failed.summary"];
+pub const UNATTRIBUTED_EVENTS: &[&str] = &[
+    super::Event::ControlAuthFailed.as_str(),
+    super::Event::ControlAuthFailedSummary.as_str(),
+];
 
 /// Whether an entry is about a peer without a certificate (see [`UNATTRIBUTED_EVENTS`]).
 pub fn unattributed(e: &Entry) -> bool {
