@@ -154,7 +154,7 @@ fn kryoptic_two_step_ec_is_refused_up_front_naming_the_short_scalar() {
                 .unwrap();
             assert_eq!(rsa.strategy, Some(WrapStrategy::TwoStep), "{rsa:?}");
             assert!(
-                rsa.encodings[0].detail.contains("4 classes conform"),
+                rsa.encodings[0].detail.contains("6 classes conform"),
                 "{rsa:?}"
             );
 
