@@ -115,59 +115,60 @@ impl Capabilities {
 
 /// Generates a session key pair on `curve` and destroys it.
 fn trial_ec(session: &Session, curve: Curve) -> Result<(), String> {
-    let public = [
-        Attribute::Token(false),
-        Attribute::Private(false),
-        Attribute::Verify(true),
+    trial(
+        session,
+        &Mechanism::EccKeyPairGen,
         Attribute::EcParams(curve.params_der().to_vec()),
-    ];
-    let private = [
-        Attribute::Token(false),
-        Attribute::Private(true),
-        Attribute::Sensitive(true),
-        Attribute::Sign(true),
-    ];
-    let (pub_handle, priv_handle) = session
-        .generate_key_pair(&Mechanism::EccKeyPairGen, &public, &private)
-        .map_err(|e| {
-            format!(
-                "a trial generation on curve {} (OID {}) failed: {e}",
-                curve.azure_name(),
-                curve.oid()
-            )
-        })?;
-    for handle in [priv_handle, pub_handle] {
-        if let Err(e) = session.destroy_object(handle) {
-            tracing::warn!(error = %e, "destroying a trial key failed");
-        }
-    }
-    Ok(())
+        None,
+    )
+    .map_err(|e| {
+        format!(
+            "a trial generation on curve {} (OID {}) failed: {e}",
+            curve.azure_name(),
+            curve.oid()
+        )
+    })
 }
 
 /// Generates an RSA-2048 session key pair with `exponent` and destroys it. Used once per
 /// exponent other than 65537 (the probe at start-up covers the sizes, not the exponents).
 pub(crate) fn trial_rsa_exponent(session: &Session, exponent: RsaExponent) -> Result<(), String> {
-    let public = [
+    trial(
+        session,
+        &Mechanism::RsaPkcsKeyPairGen,
+        Attribute::ModulusBits(2048u64.into()),
+        Some(Attribute::PublicExponent(exponent.be_bytes())),
+    )
+    .map_err(|e| {
+        format!(
+            "a trial generation of RSA-2048 with public exponent {} failed: {e}",
+            exponent.value()
+        )
+    })
+}
+
+/// A session key pair (`CKA_TOKEN = false`) made with `mechanism` and the given public
+/// attributes, destroyed at once.
+fn trial(
+    session: &Session,
+    mechanism: &Mechanism<'_>,
+    shape: Attribute,
+    extra: Option<Attribute>,
+) -> Result<(), cryptoki::error::Error> {
+    let mut public = vec![
         Attribute::Token(false),
         Attribute::Private(false),
         Attribute::Verify(true),
-        Attribute::ModulusBits(2048u64.into()),
-        Attribute::PublicExponent(exponent.be_bytes()),
+        shape,
     ];
+    public.extend(extra);
     let private = [
         Attribute::Token(false),
         Attribute::Private(true),
         Attribute::Sensitive(true),
         Attribute::Sign(true),
     ];
-    let (pub_handle, priv_handle) = session
-        .generate_key_pair(&Mechanism::RsaPkcsKeyPairGen, &public, &private)
-        .map_err(|e| {
-            format!(
-                "a trial generation of RSA-2048 with public exponent {} failed: {e}",
-                exponent.value()
-            )
-        })?;
+    let (pub_handle, priv_handle) = session.generate_key_pair(mechanism, &public, &private)?;
     for handle in [priv_handle, pub_handle] {
         if let Err(e) = session.destroy_object(handle) {
             tracing::warn!(error = %e, "destroying a trial key failed");

@@ -109,6 +109,9 @@ pub struct PrivateKeyAttributes {
     pub secret_value_refused: bool,
 }
 
+/// An RSA exponent a trial generation was made with, and the token's answer.
+type TriedExponent = (crate::model::RsaExponent, Result<(), String>);
+
 /// A handle to the HSM worker. Cheap to clone. The worker stops on `shutdown`, or when the last
 /// clone is dropped; that drop waits (at most `request_timeout`) for the worker to close its
 /// session and release the module, so that no PKCS#11 call races the process's exit.
@@ -119,7 +122,7 @@ pub struct Hsm {
     wrap: Arc<WrapReport>,
     capabilities: Arc<Capabilities>,
     /// RSA exponents other than 65537, tried on first use: the token's answer, kept.
-    exponents: Arc<Mutex<Vec<(crate::model::RsaExponent, Result<(), String>)>>>,
+    exponents: Arc<Mutex<Vec<TriedExponent>>>,
     timeout: Duration,
 }
 
