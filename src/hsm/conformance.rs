@@ -352,8 +352,14 @@ pub(crate) fn run(
     let generation = caps.summary();
     KeyFamily::ALL
         .into_iter()
-        .zip(generation)
-        .map(|(family, (_, generated))| {
+        .map(|family| {
+            let generated = generation
+                .iter()
+                .find(|(name, _)| *name == family.to_string())
+                .map_or_else(
+                    || Err("the start-up probe did not cover it".to_owned()),
+                    |(_, r)| r.clone(),
+                );
             let can_generate = generated.is_ok();
             let generation = generated.unwrap_or_else(|why| why);
             let encodings: Vec<EncodingCheck> = if can_generate {
