@@ -249,3 +249,41 @@ fn the_strict_parser_rejects_trailing_zero_padding() {
         assert!(result.is_err(), "{pad} trailing zero bytes were accepted");
     }
 }
+
+/// SoftHSM generates every key type byokd offers, and `host`'s re-encoded blobs conform for
+/// every encoding class of each: the wrap report says so per key type. Without host wrapping,
+/// every key type names the missing strategy.
+#[test]
+fn softhsm_host_blobs_conform_for_every_key_type_and_class() {
+    isolated(
+        "softhsm_host_blobs_conform_for_every_key_type_and_class",
+        |token| async move {
+            let (hsm, _) = Hsm::start(&host_config(&token), token.pin()).unwrap();
+            let report = hsm.wrap_report();
+            assert_eq!(report.key_types.len(), 5, "{report:?}");
+            for kt in &report.key_types {
+                assert!(kt.can_generate, "{kt:?}");
+                assert_eq!(kt.strategy, Some(WrapStrategy::Host), "{kt:?}");
+                let host = &kt.encodings[0];
+                assert!(host.conforming && host.failed_class.is_none(), "{kt:?}");
+                assert!(host.detail.contains("classes conform"), "{kt:?}");
+            }
+            for key_type in [
+                rsa(2048),
+                KeyType::Ec(Curve::P521),
+                KeyType::Ec(Curve::P256K),
+            ] {
+                assert_eq!(report.strategy_for(key_type).unwrap(), WrapStrategy::Host);
+            }
+            hsm.shutdown().await.unwrap();
+
+            let (hsm, _) = Hsm::start(&token.config(), token.pin()).unwrap();
+            let err = hsm
+                .wrap_report()
+                .strategy_for(KeyType::Ec(Curve::P256))
+                .unwrap_err();
+            assert!(matches!(err, HsmError::NoWrapStrategy { .. }), "{err:?}");
+            hsm.shutdown().await.unwrap();
+        },
+    );
+}

@@ -1,12 +1,13 @@
 //! Which key types the token can generate, probed once at start-up and cached.
 //!
 //! Owns: the probe (C_GetMechanismInfo of CKM_RSA_PKCS_KEY_PAIR_GEN for the RSA sizes, and for
-//! each curve a trial generation of a session key pair, destroyed right after) and the answer to
-//! "can this token generate key type X", phrased with the missing mechanism or curve.
+//! each curve a trial generation of a session key pair, destroyed right after; the RSA public
+//! exponent 3 is tried on first use, see `trial_rsa_exponent`) and the answer to "can this token
+//! generate key type X", phrased with the missing mechanism or curve.
 //! Must never: leave a trial key behind, or promise a key type the probe did not see work.
 
 use super::report::mechanism_name;
-use crate::model::{Curve, KeyType};
+use crate::model::{Curve, KeyType, RsaExponent};
 use cryptoki::context::Pkcs11;
 use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::Attribute;
@@ -114,27 +115,60 @@ impl Capabilities {
 
 /// Generates a session key pair on `curve` and destroys it.
 fn trial_ec(session: &Session, curve: Curve) -> Result<(), String> {
-    let public = [
+    trial(
+        session,
+        &Mechanism::EccKeyPairGen,
+        Attribute::EcParams(curve.params_der().to_vec()),
+        None,
+    )
+    .map_err(|e| {
+        format!(
+            "a trial generation on curve {} (OID {}) failed: {e}",
+            curve.azure_name(),
+            curve.oid()
+        )
+    })
+}
+
+/// Generates an RSA-2048 session key pair with `exponent` and destroys it. Used once per
+/// exponent other than 65537 (the probe at start-up covers the sizes, not the exponents).
+pub(crate) fn trial_rsa_exponent(session: &Session, exponent: RsaExponent) -> Result<(), String> {
+    trial(
+        session,
+        &Mechanism::RsaPkcsKeyPairGen,
+        Attribute::ModulusBits(2048u64.into()),
+        Some(Attribute::PublicExponent(exponent.be_bytes())),
+    )
+    .map_err(|e| {
+        format!(
+            "a trial generation of RSA-2048 with public exponent {} failed: {e}",
+            exponent.value()
+        )
+    })
+}
+
+/// A session key pair (`CKA_TOKEN = false`) made with `mechanism` and the given public
+/// attributes, destroyed at once.
+fn trial(
+    session: &Session,
+    mechanism: &Mechanism<'_>,
+    shape: Attribute,
+    extra: Option<Attribute>,
+) -> Result<(), cryptoki::error::Error> {
+    let mut public = vec![
         Attribute::Token(false),
         Attribute::Private(false),
         Attribute::Verify(true),
-        Attribute::EcParams(curve.params_der().to_vec()),
+        shape,
     ];
+    public.extend(extra);
     let private = [
         Attribute::Token(false),
         Attribute::Private(true),
         Attribute::Sensitive(true),
         Attribute::Sign(true),
     ];
-    let (pub_handle, priv_handle) = session
-        .generate_key_pair(&Mechanism::EccKeyPairGen, &public, &private)
-        .map_err(|e| {
-            format!(
-                "a trial generation on curve {} (OID {}) failed: {e}",
-                curve.azure_name(),
-                curve.oid()
-            )
-        })?;
+    let (pub_handle, priv_handle) = session.generate_key_pair(mechanism, &public, &private)?;
     for handle in [priv_handle, pub_handle] {
         if let Err(e) = session.destroy_object(handle) {
             tracing::warn!(error = %e, "destroying a trial key failed");

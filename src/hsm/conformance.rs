@@ -2,9 +2,10 @@
 //!
 //! Owns: the edge-encoding test keys (EC scalars with zero, one and two leading zero bytes on
 //! every curve, imported both at full length and without the zeros, as a token's own key
-//! generation may hold them; RSA-2048 keys whose CRT integers need a 0x00 sign byte or are shorter than the
-//! prime, from `fixtures/`), importing each as a session object (C_CreateObject, CKA_TOKEN =
-//! false, destroyed on drop), wrapping it with every usable strategy under the host test KEK,
+//! generation may hold them; RSA-2048 keys from `fixtures/` whose integers need a 0x00 sign byte
+//! or are shorter than the prime or modulus, two of them also imported zero-padded to fixed
+//! width), importing each as a session object (C_CreateObject, CKA_TOKEN = false, destroyed on
+//! drop), wrapping it with every usable strategy under the host test KEK,
 //! opening the blob on the host and checking it with the strict parser; and the per-key-family
 //! verdict (`KeyTypeCheck`) that is part of the wrap report.
 //! Must never: offer a strategy for a key family unless every class of that family conformed,
@@ -128,7 +129,9 @@ enum Material {
         scalar: Zeroizing<Vec<u8>>,
         minimal: bool,
     },
-    Rsa(&'static [u8]),
+    /// PKCS#8 DER; `padded`: the private integers imported at fixed width (d as long as the
+    /// modulus, the rest as long as the larger prime), as a token may hold them.
+    Rsa { der: &'static [u8], padded: bool },
 }
 
 /// The RSA-2048 edge keys (see `fixtures/generate_rsa_edge.py`): class and PKCS#8 DER.
@@ -173,11 +176,29 @@ fn test_keys(families: &[KeyFamily]) -> Vec<TestKey> {
     let mut keys = Vec::new();
     for family in families {
         match family {
-            KeyFamily::Rsa => keys.extend(RSA_FIXTURES.iter().map(|(class, der)| TestKey {
-                family: KeyFamily::Rsa,
-                class,
-                material: Material::Rsa(der),
-            })),
+            KeyFamily::Rsa => {
+                keys.extend(RSA_FIXTURES.iter().map(|(class, der)| TestKey {
+                    family: KeyFamily::Rsa,
+                    class,
+                    material: Material::Rsa { der, padded: false },
+                }));
+                for (class, der) in [
+                    (
+                        "RSA dP shorter than the prime, imported padded to the prime's length",
+                        RSA_FIXTURES[1].1,
+                    ),
+                    (
+                        "RSA d shorter than the modulus, imported padded to the modulus length",
+                        RSA_FIXTURES[3].1,
+                    ),
+                ] {
+                    keys.push(TestKey {
+                        family: KeyFamily::Rsa,
+                        class,
+                        material: Material::Rsa { der, padded: true },
+                    });
+                }
+            }
             KeyFamily::Ec(curve) => {
                 // A token may hold CKA_VALUE as imported (fixed length) or as its own key
                 // generation leaves it (minimal, leading zeros gone): both are tested.
@@ -247,19 +268,32 @@ fn import<'a>(session: &'a Session, key: &TestKey) -> Result<(Temporary<'a>, Exp
                 point: Some(strict::public_point(curve, scalar)?),
             }
         }
-        (Material::Rsa(der), _) => {
+        (Material::Rsa { der, padded }, _) => {
             let k = strict::rsa_parts(der)?;
+            let half = k.p.len().max(k.q.len());
+            let value = |v: &[u8], width: usize| {
+                let mut out = vec![
+                    0u8;
+                    if *padded {
+                        width.saturating_sub(v.len())
+                    } else {
+                        0
+                    }
+                ];
+                out.extend_from_slice(v);
+                out
+            };
             template.extend([
                 Attribute::KeyType(CkKeyType::RSA),
                 Attribute::Decrypt(true),
                 Attribute::Modulus(k.n.clone()),
                 Attribute::PublicExponent(k.e.clone()),
-                Attribute::PrivateExponent(k.d.to_vec()),
-                Attribute::Prime1(k.p.to_vec()),
-                Attribute::Prime2(k.q.to_vec()),
-                Attribute::Exponent1(k.dp.to_vec()),
-                Attribute::Exponent2(k.dq.to_vec()),
-                Attribute::Coefficient(k.qinv.to_vec()),
+                Attribute::PrivateExponent(value(&k.d, k.n.len())),
+                Attribute::Prime1(value(&k.p, half)),
+                Attribute::Prime2(value(&k.q, half)),
+                Attribute::Exponent1(value(&k.dp, half)),
+                Attribute::Exponent2(value(&k.dq, half)),
+                Attribute::Coefficient(value(&k.qinv, half)),
             ]);
             Expected::Rsa { modulus: k.n }
         }
@@ -318,8 +352,14 @@ pub(crate) fn run(
     let generation = caps.summary();
     KeyFamily::ALL
         .into_iter()
-        .zip(generation)
-        .map(|(family, (_, generated))| {
+        .map(|family| {
+            let generated = generation
+                .iter()
+                .find(|(name, _)| *name == family.to_string())
+                .map_or_else(
+                    || Err("the start-up probe did not cover it".to_owned()),
+                    |(_, r)| r.clone(),
+                );
             let can_generate = generated.is_ok();
             let generation = generated.unwrap_or_else(|why| why);
             let encodings: Vec<EncodingCheck> = if can_generate {
@@ -361,7 +401,10 @@ fn check_family(
     };
     for key in &keys {
         let result = import(session, key).and_then(|(object, expected)| {
-            let blob = wrap(strategy, object.handle, &expected).map_err(|e| e.to_string())?;
+            let blob = wrap(strategy, object.handle, &expected).map_err(|e| match e {
+                HsmError::WrapFailed { reason, .. } => reason,
+                other => other.to_string(),
+            })?;
             drop(object);
             let der = open(test_kek, &blob)?;
             strict::check_pkcs8(&der, &expected)

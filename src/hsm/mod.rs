@@ -109,6 +109,9 @@ pub struct PrivateKeyAttributes {
     pub secret_value_refused: bool,
 }
 
+/// An RSA exponent a trial generation was made with, and the token's answer.
+type TriedExponent = (crate::model::RsaExponent, Result<(), String>);
+
 /// A handle to the HSM worker. Cheap to clone. The worker stops on `shutdown`, or when the last
 /// clone is dropped; that drop waits (at most `request_timeout`) for the worker to close its
 /// session and release the module, so that no PKCS#11 call races the process's exit.
@@ -118,6 +121,8 @@ pub struct Hsm {
     report: Arc<TokenReport>,
     wrap: Arc<WrapReport>,
     capabilities: Arc<Capabilities>,
+    /// RSA exponents other than 65537, tried on first use: the token's answer, kept.
+    exponents: Arc<Mutex<Vec<TriedExponent>>>,
     timeout: Duration,
 }
 
@@ -218,17 +223,49 @@ impl Hsm {
             report: Arc::new(report.clone()),
             wrap: Arc::new(wrap_report),
             capabilities: Arc::new(capabilities),
+            exponents: Arc::new(Mutex::new(Vec::new())),
             timeout: cfg.request_timeout,
         };
         Ok((hsm, report))
     }
 
-    /// Whether the token can generate `key_type` (start-up probe); the error names the
-    /// missing mechanism or curve.
-    pub fn can_generate(&self, key_type: KeyType) -> Result<(), HsmError> {
+    /// Whether the token can generate `key_type`: the start-up probe (RSA sizes, curves) and,
+    /// for an RSA exponent other than 65537, a trial generation on first use, kept. The error
+    /// names the missing mechanism, curve or exponent.
+    pub async fn can_generate(&self, key_type: KeyType) -> Result<(), HsmError> {
         self.capabilities
             .check(key_type)
-            .map_err(|(mechanism, cause)| keygen::not_supported(key_type, mechanism, cause))
+            .map_err(|(mechanism, cause)| keygen::not_supported(key_type, mechanism, cause))?;
+        let KeyType::Rsa { exponent, .. } = key_type else {
+            return Ok(());
+        };
+        if exponent == crate::model::RsaExponent::F4 {
+            return Ok(());
+        }
+        let known = self
+            .exponents
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .find(|(e, _)| *e == exponent)
+            .map(|(_, r)| r.clone());
+        let result = match known {
+            Some(r) => r,
+            None => {
+                let r = self
+                    .call("trial_rsa_exponent", |reply| Request::TrialRsaExponent {
+                        exponent,
+                        reply,
+                    })
+                    .await?;
+                self.exponents
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push((exponent, r.clone()));
+                r
+            }
+        };
+        result.map_err(|cause| keygen::not_supported(key_type, capability::RSA_KEYGEN, cause))
     }
 
     /// Generates a key pair of `key_type` labelled `byokd/{group}/{key}`. A key type the
@@ -239,7 +276,7 @@ impl Hsm {
         group: &KeyName,
         key: &LocalKeyName,
     ) -> Result<GeneratedKey, HsmError> {
-        self.can_generate(key_type)?;
+        self.can_generate(key_type).await?;
         let label = key_label(group, key);
         self.call("generate", |reply| Request::Generate {
             key_type,

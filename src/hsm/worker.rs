@@ -8,8 +8,8 @@
 
 use super::library::Module;
 use super::{
-    GeneratedKey, HsmError, HsmKeyEntry, KekPublicKey, PrivateKeyAttributes, PublicKeyInfo, keygen,
-    seal, signing, wrap,
+    GeneratedKey, HsmError, HsmKeyEntry, KekPublicKey, PrivateKeyAttributes, PublicKeyInfo,
+    capability, keygen, seal, signing, wrap,
 };
 use crate::model::{HsmKeyId, KeyType};
 use crate::secret::SecretBytes;
@@ -66,6 +66,12 @@ pub(crate) enum Request {
         scheme: signing::SignatureScheme,
         data: Vec<u8>,
         reply: Reply<Vec<u8>>,
+    },
+    /// A trial generation of an RSA exponent (`capability::trial_rsa_exponent`); the inner
+    /// error says why the token cannot.
+    TrialRsaExponent {
+        exponent: crate::model::RsaExponent,
+        reply: Reply<Result<(), String>>,
     },
     /// Closes the session and releases the module, then answers.
     Shutdown {
@@ -161,6 +167,9 @@ impl Worker {
                 reply,
             } => {
                 let _ = reply.send(signing::sign(s, id, scheme, &data));
+            }
+            Request::TrialRsaExponent { exponent, reply } => {
+                let _ = reply.send(Ok(capability::trial_rsa_exponent(s, exponent)));
             }
             Request::Shutdown { reply } => {
                 let _ = reply.send(());

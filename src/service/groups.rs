@@ -3,6 +3,7 @@
 //! are refused while a job works on the group, decided under the state lock.
 
 use super::{Service, ServiceError, now_unix};
+use crate::hsm::HsmError;
 use crate::logs::Event;
 use crate::model::{
     CredentialName, KeyGroup, KeyName, KeyOp, KeyType, ModelError, RotationPolicy, VaultName,
@@ -88,7 +89,13 @@ impl Service {
         // accept keys it can never create.
         self.hsm()
             .can_generate(new.key_type)
-            .map_err(|e| ModelError::new("key_type", e.to_string()))?;
+            .await
+            .map_err(|e| match e {
+                HsmError::KeyTypeNotSupported { .. } => {
+                    ServiceError::Invalid(ModelError::new("key_type", e.to_string()))
+                }
+                other => ServiceError::Hsm(other),
+            })?;
         let mut data = self.inner.data.lock().await;
         if !data.state.credentials.contains_key(&new.credential) {
             return Err(ServiceError::not_found("credential", &new.credential));

@@ -122,6 +122,62 @@ async fn softhsm_style_trailing_zero_padding_is_rejected() {
     assert!(emu.key_versions(VAULT, "padded").is_empty());
 }
 
+/// The encoding a token makes when it drops a P-521 scalar's leading zero byte (65 bytes where
+/// RFC 5915 requires 66) is refused like Azure refuses an unopenable blob; the full-length
+/// encoding of the same key is imported.
+#[tokio::test]
+async fn a_short_p521_scalar_is_refused_on_import() {
+    use der::Encode as _;
+    use p521::elliptic_curve::sec1::ToSec1Point as _;
+    let (emu, c) = start().await;
+    let t = c.token().await;
+    let (kid, n, e) = kek_parts(&c.create_kek(&t, VAULT, "kek").await);
+    let mut scalar = vec![0u8; 66];
+    for (i, b) in scalar.iter_mut().enumerate().skip(1) {
+        *b = (i as u8).wrapping_mul(53) | 1;
+    }
+    let point = p521::SecretKey::from_slice(&scalar)
+        .unwrap()
+        .public_key()
+        .as_affine()
+        .to_sec1_point(false);
+    let pkcs8 = |d: &[u8]| {
+        let ec = sec1::EcPrivateKey {
+            private_key: d,
+            parameters: None,
+            public_key: Some(point.as_bytes()),
+        }
+        .to_der()
+        .unwrap();
+        let curve = der::asn1::ObjectIdentifier::new_unwrap("1.3.132.0.35");
+        pkcs8::PrivateKeyInfoRef::new(
+            spki::AlgorithmIdentifier {
+                oid: der::asn1::ObjectIdentifier::new_unwrap("1.2.840.10045.2.1"),
+                parameters: Some(der::asn1::AnyRef::from(&curve)),
+            },
+            der::asn1::OctetStringRef::new(&ec).unwrap(),
+        )
+        .to_der()
+        .unwrap()
+    };
+    let body = |d: &[u8]| json!({"kty":"EC-HSM","crv":"P-521","key_ops":["sign"],"key_hsm": key_hsm(&kid, &n, &e, &pkcs8(d))});
+    let r = import(&c, &t, VAULT, "p521", body(&scalar[1..])).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (400, Some("BadParameter")),
+        "{:?}",
+        r.body
+    );
+    let message = r.body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("could not be unwrapped") && message.contains("65 bytes"),
+        "{message}"
+    );
+    assert!(emu.key_versions(VAULT, "p521").is_empty());
+    let r = import(&c, &t, VAULT, "p521", body(&scalar)).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+}
+
 #[tokio::test]
 async fn wrong_kek_is_rejected() {
     let (emu, c) = start().await;

@@ -187,13 +187,25 @@ async fn certificate_assertion_is_verified() {
         assert_eq!(r.status, 200, "{alg}: {:?}", r.body);
     }
 
+    // Each fault gets the code Entra gives for it: audience 700023, issuer 700021, time range
+    // 700024, anything else 50012.
     let bad_cases = [
-        good(json!({"aud": "https://login.microsoftonline.com/other/oauth2/v2.0/token"})),
-        good(json!({"iss": "someone-else"})),
-        good(json!({"exp": now() - 3600, "nbf": now() - 4000})),
-        good(json!({"jti": ""})),
+        (
+            good(json!({"aud": "https://login.microsoftonline.com/other/oauth2/v2.0/token"})),
+            700023,
+        ),
+        (good(json!({"iss": "someone-else"})), 700021),
+        (
+            good(json!({"exp": now() - 3600, "nbf": now() - 4000})),
+            700024,
+        ),
+        (
+            good(json!({"nbf": now() + 3600, "exp": now() + 4000})),
+            700024,
+        ),
+        (good(json!({"jti": ""})), 50012),
     ];
-    for claims in bad_cases {
+    for (claims, code) in bad_cases {
         let r = c
             .token_form(
                 TENANT,
@@ -202,7 +214,7 @@ async fn certificate_assertion_is_verified() {
             .await;
         assert_eq!(
             (r.status, codes(&r)),
-            (401, ("invalid_client".into(), 50012)),
+            (401, ("invalid_client".into(), code)),
             "{claims}"
         );
     }
@@ -241,10 +253,12 @@ async fn certificate_assertion_is_verified() {
     let s256 = b64(&sha2::Sha256::digest(&app.der));
     let s1 = b64(&sha1::Sha1::digest(&app.der));
     let other_s256 = b64(&sha2::Sha256::digest(b"another certificate"));
-    for (what, token) in [
+    // Unknown certificate or bad signature: 700027.
+    for (what, token, code) in [
         (
             "PS256 with only x5t",
             with_header(json!({"alg":"PS256","typ":"JWT","x5t": s1}), true),
+            700027,
         ),
         (
             "PS256 with a foreign thumbprint",
@@ -252,18 +266,22 @@ async fn certificate_assertion_is_verified() {
                 json!({"alg":"PS256","typ":"JWT","x5t#S256": other_s256}),
                 true,
             ),
+            700027,
         ),
         (
             "RS256 header over a PSS signature",
             with_header(json!({"alg":"RS256","typ":"JWT","x5t": s1}), true),
+            700027,
         ),
         (
             "PS256 header over a PKCS#1 v1.5 signature",
             with_header(json!({"alg":"PS256","typ":"JWT","x5t#S256": s256}), false),
+            700027,
         ),
         (
             "alg none",
             with_header(json!({"alg":"none","typ":"JWT","x5t#S256": s256}), true),
+            50012,
         ),
     ] {
         let r = c
@@ -271,7 +289,7 @@ async fn certificate_assertion_is_verified() {
             .await;
         assert_eq!(
             (r.status, codes(&r)),
-            (401, ("invalid_client".into(), 50012)),
+            (401, ("invalid_client".into(), code)),
             "{what}"
         );
     }
@@ -290,6 +308,6 @@ async fn certificate_assertion_is_verified() {
         .await;
     assert_eq!(
         (r.status, codes(&r)),
-        (401, ("invalid_client".into(), 50012))
+        (401, ("invalid_client".into(), 700027))
     );
 }
