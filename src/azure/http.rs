@@ -549,14 +549,7 @@ fn tls_config(extra_ca: &[std::path::PathBuf]) -> Result<ClientConfig, AzureErro
         tracing::warn!(error = %err, "some system trust anchors could not be loaded");
     }
     let (_added, _ignored) = roots.add_parsable_certificates(native.certs);
-    for path in extra_ca {
-        for cert in read_pem_certs(path)? {
-            roots.add(cert).map_err(|e| AzureError::TrustAnchors {
-                path: path.display().to_string(),
-                detail: e.to_string(),
-            })?;
-        }
-    }
+    add_extra_ca(&mut roots, extra_ca)?;
     if roots.is_empty() {
         return Err(AzureError::TrustAnchors {
             path: "(system store)".into(),
@@ -574,6 +567,27 @@ fn tls_config(extra_ca: &[std::path::PathBuf]) -> Result<ClientConfig, AzureErro
         .with_no_client_auth();
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
+}
+
+/// Checks that every `azure.extra_ca` file holds trust anchors byokd can use (for
+/// `byokd check-config`; the client refuses the same files at start-up).
+pub fn check_extra_ca(extra_ca: &[std::path::PathBuf]) -> Result<(), AzureError> {
+    add_extra_ca(&mut rustls::RootCertStore::empty(), extra_ca)
+}
+
+fn add_extra_ca(
+    roots: &mut rustls::RootCertStore,
+    extra_ca: &[std::path::PathBuf],
+) -> Result<(), AzureError> {
+    for path in extra_ca {
+        for cert in read_pem_certs(path)? {
+            roots.add(cert).map_err(|e| AzureError::TrustAnchors {
+                path: path.display().to_string(),
+                detail: e.to_string(),
+            })?;
+        }
+    }
+    Ok(())
 }
 
 fn read_pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, AzureError> {
