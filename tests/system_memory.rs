@@ -152,3 +152,70 @@ fn client_secrets_are_not_in_memory_after_the_credential_calls_finished() {
         "client secrets remain in byokd's memory:\n{report}"
     );
 }
+
+/// The client secret as the emulator knows it; long and odd enough not to occur by chance.
+const SYNC_SECRET: &str = "cs-mem-sync-7d2f9b41e8c3a6055f";
+
+#[test]
+fn the_client_secret_is_not_in_memory_ten_seconds_after_a_sync_job_ended() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let ca_dir = tempfile::tempdir().unwrap();
+    let (emu, options) = control_rig::emulator_and_options(
+        &rt,
+        &ca_dir.path().join("emulator-ca.pem"),
+        (control_rig::TENANT, control_rig::CLIENT, SYNC_SECRET),
+        "byokd-mem",
+    );
+    let daemon = control_rig::Daemon::start_with(options);
+    let (status, body) = daemon.curl(
+        Some(control_rig::ADMIN),
+        "POST",
+        "/v1/credentials",
+        Some(&format!(
+            r#"{{"name":"mem","tenant_id":"{}","client_id":"{}","secret":"{SYNC_SECRET}"}}"#,
+            control_rig::TENANT,
+            control_rig::CLIENT
+        )),
+    );
+    assert_eq!(status, 201, "{body}");
+    for args in [
+        &[
+            "group",
+            "create",
+            "memg",
+            "--credential",
+            "mem",
+            "--vault",
+            "byokd-mem",
+            "--key-type",
+            "RSA-2048",
+        ][..],
+        &["key", "create", "memg", "k1"],
+        // Waits for the job to end.
+        &["key", "sync", "memg", "k1"],
+    ] {
+        let out = daemon.ctl(control_rig::ADMIN, args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            daemon.log()
+        );
+    }
+    let (_, key) = daemon.curl(
+        Some(control_rig::ADMIN),
+        "GET",
+        "/v1/groups/memg/keys/k1",
+        None,
+    );
+    assert!(key["version"].is_string(), "the sync pushed the key: {key}");
+    std::thread::sleep(Duration::from_secs(10));
+    let pid = daemon_pid_by_config(&daemon.config);
+    let hits = find_in_memory(pid, SYNC_SECRET.as_bytes());
+    assert!(
+        hits.is_empty(),
+        "the client secret is in byokd's memory 10 s after the job ended, at {} place(s):\n{hits:#x?}",
+        hits.len()
+    );
+    drop(emu);
+}
