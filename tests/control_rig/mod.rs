@@ -341,7 +341,8 @@ max_body_bytes = {body}
             if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
                 panic!("byokd exited ({status}) during start-up:\n{}", self.log());
             }
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            // The unix socket is bound right after the TCP listener: wait for both.
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() && self.unix_socket.exists() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
