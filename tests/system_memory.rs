@@ -1,7 +1,9 @@
 //! No secret lingers in the running daemon's memory once the operation that needed it is done.
 //! The test reads the whole address space of the real `byokd` as root, through
 //! `/proc/<pid>/maps` and `/proc/<pid>/mem` (what `gcore` would dump), and searches it for the
-//! HSM PIN after start-up and for client secrets after they were sent over the control API.
+//! HSM PIN after start-up, for client secrets after they were sent over the control API, and for
+//! the client secret 10 s after a sync job sent it to the sign-in host (the token request's
+//! connection is never pooled, so no live HTTP/2 or TLS buffer keeps the form body).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
