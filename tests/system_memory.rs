@@ -180,21 +180,72 @@ fn the_client_secret_is_not_in_memory_ten_seconds_after_a_sync_job_ended() {
         )),
     );
     assert_eq!(status, 201, "{body}");
+    create_group_and_sync(&daemon, "memg", "mem");
+    std::thread::sleep(Duration::from_secs(10));
+    let pid = daemon_pid_by_config(&daemon.config);
+    let hits = find_in_memory(pid, SYNC_SECRET.as_bytes());
+    assert!(
+        hits.is_empty(),
+        "the client secret is in byokd's memory 10 s after the job ended, at {} place(s):\n{hits:#x?}",
+        hits.len()
+    );
+
+    // A certificate credential's client assertion (a bearer proof until its exp) goes the same
+    // way: no form body `client_assertion=<JWT>` is left once the job is over.
+    const CERT_CLIENT: &str = "5b1e7c3d-2f4a-4b8e-9c6d-1a2b3c4d5e6f";
+    let (status, body) = daemon.curl(
+        Some(control_rig::ADMIN),
+        "POST",
+        "/v1/credentials",
+        Some(&format!(
+            r#"{{"name":"memcert","tenant_id":"{}","client_id":"{CERT_CLIENT}","certificate":true}}"#,
+            control_rig::TENANT
+        )),
+    );
+    assert_eq!(status, 201, "{body}");
+    let (_, cert) = daemon.curl(
+        Some(control_rig::ADMIN),
+        "GET",
+        "/v1/credentials/memcert/certificate",
+        None,
+    );
+    let pem = cert["certificate_pem"].as_str().unwrap();
+    let (_, der) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
+    emu.add_app(byokd_emulator::AppConfig::with_certificate(
+        control_rig::TENANT,
+        CERT_CLIENT,
+        der.contents,
+    ))
+    .unwrap();
+    create_group_and_sync(&daemon, "memcertg", "memcert");
+    std::thread::sleep(Duration::from_secs(10));
+    // The JWT starts with the base64url of `{"`: `eyJ`.
+    let hits = find_in_memory(pid, b"client_assertion=eyJ");
+    assert!(
+        hits.is_empty(),
+        "a client assertion is in byokd's memory 10 s after the job ended, at {} place(s):\n{hits:#x?}",
+        hits.len()
+    );
+    drop(emu);
+}
+
+/// Creates `group` (RSA-2048, in the emulator's vault) with `credential`, one key, and syncs it
+/// (byokctl waits for the job to end).
+fn create_group_and_sync(daemon: &control_rig::Daemon, group: &str, credential: &str) {
     for args in [
         &[
             "group",
             "create",
-            "memg",
+            group,
             "--credential",
-            "mem",
+            credential,
             "--vault",
             "byokd-mem",
             "--key-type",
             "RSA-2048",
         ][..],
-        &["key", "create", "memg", "k1"],
-        // Waits for the job to end.
-        &["key", "sync", "memg", "k1"],
+        &["key", "create", group, "k1"],
+        &["key", "sync", group, "k1"],
     ] {
         let out = daemon.ctl(control_rig::ADMIN, args);
         assert!(
@@ -207,17 +258,8 @@ fn the_client_secret_is_not_in_memory_ten_seconds_after_a_sync_job_ended() {
     let (_, key) = daemon.curl(
         Some(control_rig::ADMIN),
         "GET",
-        "/v1/groups/memg/keys/k1",
+        &format!("/v1/groups/{group}/keys/k1"),
         None,
     );
     assert!(key["version"].is_string(), "the sync pushed the key: {key}");
-    std::thread::sleep(Duration::from_secs(10));
-    let pid = daemon_pid_by_config(&daemon.config);
-    let hits = find_in_memory(pid, SYNC_SECRET.as_bytes());
-    assert!(
-        hits.is_empty(),
-        "the client secret is in byokd's memory 10 s after the job ended, at {} place(s):\n{hits:#x?}",
-        hits.len()
-    );
-    drop(emu);
 }
