@@ -8,7 +8,8 @@
 # (tests/api-fuzz.toml, which also says why recover may answer 502).
 # The stateful phase is left out: its inferred links feed a null `job_id` into /v1/jobs/{job}.
 # Usage: tests/api-fuzz.sh    (python3 with venv; the tools go into a venv under the target dir)
-# Knobs: BYOKD_FUZZ_EXAMPLES (default 25), BYOKD_FUZZ_SEED, BYOKD_FUZZ_MAX_RESPONSE_S (default 5).
+# Knobs: BYOKD_FUZZ_EXAMPLES (default 25), BYOKD_FUZZ_SEED, BYOKD_FUZZ_MAX_RESPONSE_S (default 5),
+# BYOKD_FUZZ_PREBUILT=1 (use the binaries `cargo test` just built).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . tests/rig.sh
@@ -30,7 +31,13 @@ echo "== openapi-spec-validator api/openapi.json"
 
 echo "== a real byokd: SoftHSM token, Azure emulator, admin certificates"
 rig_init
-rig_build
+# After `cargo test --workspace` (tests/install-and-test.sh) the binaries are built already;
+# building them again outside the test profile would recompile dependencies for minutes.
+if [ -n "${BYOKD_FUZZ_PREBUILT:-}" ] && [ -x "$bin/byokd" ] && [ -x "$bin/byokctl" ] && [ -x "$bin/byokd-emulator" ]; then
+    echo "   using the binaries in $bin"
+else
+    rig_build
+fi
 rig_softhsm byokd-fuzz
 rig_pki admin admin2
 rig_emulator byokd-fuzz fuzz-secret-value
