@@ -1,5 +1,7 @@
-//! Validation with line numbers: syntax, unknown keys, types, values and semantic checks, all
-//! collected so that `byokd check-config` prints every problem at once.
+//! Validation with line numbers: syntax, unknown keys, the type and range of every value (every
+//! integer has an upper bound), and the checks across settings, all collected so that
+//! `byokd check-config` prints every problem at once. The files a configuration names are
+//! checked by `daemon::preflight`.
 
 use super::Config;
 use serde_spanned::Spanned;
