@@ -1,16 +1,25 @@
 //! `byokd check-config`: a good configuration passes; bad ones list every problem with its line.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::process::Command;
 
+/// Writes `text` as a configuration file only its owner can read (as the daemon requires).
 fn check(text: &str) -> (bool, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("byokd.toml");
     std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    check_path(&path)
+}
+
+fn check_path(path: &Path) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_byokd"))
         .arg("--config")
-        .arg(&path)
+        .arg(path)
         .arg("check-config")
+        .env_remove("CREDENTIALS_DIRECTORY")
         .output()
         .unwrap();
     (
@@ -98,10 +107,17 @@ max_connections = "many"
         "{stderr}"
     );
     assert!(
-        stderr.contains("line 13: limits.max_connections must be a non-negative integer"),
+        stderr.contains(
+            "line 13: limits.max_connections must be a whole number from 1 to 65536, not a string"
+        ),
         "{stderr}"
     );
-    assert!(stderr.contains("4 problem(s)"), "{stderr}");
+    // The type errors do not hide the checks of the other settings.
+    assert!(
+        stderr.contains("line 1: state_dir \"relative/dir\" must be an absolute path"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("5 problem(s)"), "{stderr}");
 }
 
 #[test]
@@ -127,7 +143,9 @@ fn semantic_problems_name_the_setting_and_line() {
         "{stderr}"
     );
     assert!(
-        stderr.contains("limits.max_body_bytes must be greater than 0"),
+        stderr.contains(
+            "limits.max_body_bytes = 0 is out of range: it must be a whole number from 1 to 67108864"
+        ),
         "{stderr}"
     );
 }
@@ -201,11 +219,216 @@ fn the_control_fairness_limits_are_bounded() {
     assert!(!ok);
     for want in [
         "limits.max_connections_per_peer 64 must be from 1 to 63 (less than limits.max_connections, 64)",
-        "limits.max_long_polls_per_identity 0 must be from 1 to 63",
-        "limits.handshake_timeout_ms 600000 must be from 100 to 60000",
-        "limits.auth_failure_window_secs 0 must be from 1 to 3600",
+        "limits.max_long_polls_per_identity = 0 is out of range: it must be a whole number from 1 to 65536",
+        "limits.handshake_timeout_ms = 600000 is out of range: it must be a whole number from 100 to 60000",
+        "limits.auth_failure_window_secs = 0 is out of range: it must be a whole number from 1 to 3600",
     ] {
         assert!(stderr.contains(want), "{want:?} not in {stderr}");
     }
     assert_eq!(stderr.matches("line ").count(), 4, "{stderr}");
+}
+
+/// Every integer setting, with a value past any sane bound (usize::MAX >> 3 is tokio's largest
+/// semaphore; more overflows time-outs and channels).
+const INTEGER_SETTINGS: &[(&str, &str)] = &[
+    ("azure", "connect_timeout_ms"),
+    ("azure", "read_timeout_ms"),
+    ("azure", "total_timeout_ms"),
+    ("azure", "max_attempts"),
+    ("azure", "max_retry_wait_ms"),
+    ("azure", "retry_base_ms"),
+    ("azure", "kek_size"),
+    ("azure", "vault_create_budget"),
+    ("azure", "vault_budget_window_ms"),
+    ("azure", "vault_concurrent_imports"),
+    ("limits", "hsm_request_timeout_ms"),
+    ("limits", "max_body_bytes"),
+    ("limits", "max_header_bytes"),
+    ("limits", "max_connections"),
+    ("limits", "max_connections_per_peer"),
+    ("limits", "handshake_timeout_ms"),
+    ("limits", "max_long_polls_per_identity"),
+    ("limits", "auth_failure_window_secs"),
+    ("limits", "read_timeout_ms"),
+    ("limits", "idle_timeout_ms"),
+    ("limits", "max_keys"),
+    ("limits", "max_groups"),
+    ("limits", "max_credentials"),
+    ("logs", "max_segment_bytes"),
+    ("logs", "max_total_bytes"),
+    ("logs", "fsync_interval_ms"),
+    ("lifecycle", "grace_days"),
+    ("lifecycle", "drift_check_hours"),
+    ("jobs", "retain_count"),
+    ("jobs", "retain_days"),
+];
+
+#[test]
+fn every_integer_setting_has_an_upper_bound() {
+    let huge = (usize::MAX >> 3) + 1;
+    let mut text = format!(
+        "[hsm]\nmodule = \"{}\"\ntoken_label = \"byokd\"\npin_file = \"hsm-pin\"\n",
+        module()
+    );
+    let mut section = "";
+    for (s, key) in INTEGER_SETTINGS {
+        if *s != section {
+            text.push_str(&format!("[{s}]\n"));
+            section = s;
+        }
+        text.push_str(&format!("{key} = {huge}\n"));
+    }
+    let (ok, _, stderr) = check(&text);
+    assert!(!ok);
+    for (s, key) in INTEGER_SETTINGS {
+        assert!(
+            stderr.contains(&format!("{s}.{key} = {huge} is out of range")),
+            "{s}.{key}: {stderr}"
+        );
+    }
+    assert!(
+        stderr.contains(&format!("{} problem(s)", INTEGER_SETTINGS.len())),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_huge_max_connections_is_refused_by_check_config_and_by_the_daemon() {
+    let text = good().replace(
+        "max_body_bytes = 65536",
+        "max_connections = 2305843009213693952",
+    );
+    let (ok, _, stderr) = check(&text);
+    assert!(!ok);
+    let expected = "limits.max_connections = 2305843009213693952 is out of range: it must be a whole number from 1 to 65536";
+    assert!(stderr.contains(expected), "{stderr}");
+    // The daemon refuses the same file with the same words, before it touches anything.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("byokd.toml");
+    std::fs::write(&path, &text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_byokd"))
+        .arg("--config")
+        .arg(&path)
+        .arg("run")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains(expected), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn a_type_error_does_not_hide_range_and_cross_setting_problems() {
+    let text = good().replace(
+        "max_body_bytes = 65536",
+        r#"max_connections = "many"
+max_body_bytes = 0
+
+[logs]
+fsync_interval_ms = 0
+
+[[logs.syslog]]
+transport = "tls"
+address = "collector.example:6514"
+queue = "lots""#,
+    );
+    let (ok, _, stderr) = check(&text);
+    assert!(!ok);
+    for expected in [
+        "line 16: limits.max_connections must be a whole number from 1 to 65536, not a string",
+        "line 17: limits.max_body_bytes = 0 is out of range",
+        "line 20: logs.fsync_interval_ms = 0 is out of range: it must be a whole number from 1 to 60000",
+        "line 25: logs.syslog.0.queue must be a whole number from 1 to 1000000, not a string",
+        "line 22: a tls syslog collector needs ca_file",
+    ] {
+        assert!(stderr.contains(expected), "{expected}: {stderr}");
+    }
+    assert!(stderr.contains("5 problem(s)"), "{stderr}");
+}
+
+#[test]
+fn a_wrong_type_is_named_with_its_article() {
+    let (ok, _, stderr) = check(&good().replace("state_dir = \"/var/lib/byokd\"", "state_dir = 5"));
+    assert!(!ok);
+    assert!(
+        stderr.contains("line 1: state_dir must be a string, not an integer"),
+        "{stderr}"
+    );
+}
+
+/// A configuration whose every file is in `dir`: the PIN (absolute path), the control
+/// certificate, key and CA.
+fn with_files(dir: &Path) -> String {
+    format!(
+        "{}\n[control]\nserver_cert = \"{d}/server.pem\"\nserver_key = \"{d}/server.key\"\nclient_ca = \"{d}/ca.pem\"\n",
+        good().replace(
+            "pin_file = \"hsm-pin\"",
+            &format!("pin_file = \"{}/pin\"", dir.display())
+        ),
+        d = dir.display()
+    )
+}
+
+#[test]
+fn check_config_reports_every_file_the_daemon_would_refuse_in_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = dir.path().join("byokd.toml");
+    std::fs::write(&config, with_files(dir.path())).unwrap();
+    // Readable by others through an open directory: the daemon refuses it at start-up.
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    // No PIN file, no certificate, no key, no CA.
+    let (ok, _, stderr) = check_path(&config);
+    assert!(!ok, "{stderr}");
+    assert!(
+        stderr.contains("can be read by other users") && stderr.contains("chmod 640"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "cannot read the PIN file {}/pin",
+            dir.path().display()
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("control.server_cert"), "{stderr}");
+    assert!(stderr.contains("3 problem(s)"), "{stderr}");
+
+    // A PIN file others can read, and a FIFO instead of one.
+    let pin = dir.path().join("pin");
+    std::fs::write(&pin, "1234\n").unwrap();
+    std::fs::set_permissions(&pin, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (_, _, stderr) = check_path(&config);
+    assert!(stderr.contains("chmod 600"), "{stderr}");
+    std::fs::remove_file(&pin).unwrap();
+    nix::unistd::mkfifo(&pin, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let (_, _, stderr) = check_path(&config);
+    assert!(stderr.contains("is a FIFO, not a regular file"), "{stderr}");
+}
+
+#[test]
+fn check_config_passes_a_configuration_whose_files_the_daemon_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let server = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &rcgen::Issuer::new(ca, ca_key))
+        .unwrap();
+    std::fs::write(d.join("ca.pem"), ca_cert.pem()).unwrap();
+    std::fs::write(d.join("server.pem"), server.pem()).unwrap();
+    std::fs::write(d.join("server.key"), key.serialize_pem()).unwrap();
+    std::fs::write(d.join("pin"), "1234\n").unwrap();
+    for f in ["server.key", "pin"] {
+        std::fs::set_permissions(d.join(f), std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let (ok, stdout, stderr) = check(&with_files(d));
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("OK"), "{stdout}");
 }

@@ -346,3 +346,58 @@ fn the_unix_socket_is_private_and_speaks_the_same_tls() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_credential_expiry_is_a_real_date_and_patch_changes_only_what_it_names() {
+    let d = Daemon::start();
+    let add = |expires: &str| {
+        d.curl(
+            Some(ADMIN),
+            "POST",
+            "/v1/credentials",
+            Some(&format!(
+                r#"{{"name":"exp","tenant_id":"{TENANT}","client_id":"{CLIENT}","secret":"s3cret","expires":{expires}}}"#
+            )),
+        )
+    };
+    // Before 2000-01-01, after 9999-12-31, and the extremes of a 64-bit integer.
+    let out_of_range = [
+        "-9223372036854775808",
+        "-1",
+        "0",
+        "946684799",
+        "253402300800",
+        "9223372036854775807",
+    ];
+    for bad in out_of_range {
+        let (status, body) = add(bad);
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert_eq!(field(&body), "expires", "{bad}: {body}");
+    }
+    let (status, body) = add("1900000000");
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["expires"], 1_900_000_000);
+    let patch = |body: &str| d.curl(Some(ADMIN), "PATCH", "/v1/credentials/exp", Some(body));
+    // An absent field is unchanged (an empty PATCH used to clear the expiry).
+    let (status, body) = patch("{}");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["expires"], 1_900_000_000, "{body}");
+    for bad in out_of_range {
+        let (status, body) = patch(&format!(r#"{{"expires":{bad}}}"#));
+        assert_eq!((status, field(&body)), (400, "expires"), "{bad}: {body}");
+    }
+    let (_, body) = d.curl(Some(ADMIN), "GET", "/v1/credentials/exp", None);
+    assert_eq!(
+        body["expires"], 1_900_000_000,
+        "a refused PATCH changes nothing"
+    );
+    let (status, body) = patch(r#"{"expires":253402300799}"#);
+    assert_eq!(
+        (status, &body["expires"]),
+        (200, &253_402_300_799i64.into())
+    );
+    // An explicit null clears it.
+    let (status, body) = patch(r#"{"expires":null}"#);
+    assert_eq!(status, 200, "{body}");
+    assert!(body["expires"].is_null(), "{body}");
+}

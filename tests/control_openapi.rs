@@ -51,20 +51,74 @@ fn the_document_is_openapi_3_and_every_operation_names_its_role_and_responses() 
                     .as_array()
                     .map(Vec::as_slice)
                     .unwrap_or_default();
+                let param = params
+                    .iter()
+                    .map(|x| resolve(&doc, x))
+                    .find(|x| x["name"] == p && x["in"] == "path")
+                    .unwrap_or_else(|| panic!("{method} {path}: parameter {p} undocumented"));
+                let schema = &param["schema"];
                 assert!(
-                    params.iter().any(|x| x["name"] == p && x["in"] == "path"),
-                    "{method} {path}: parameter {p} undocumented"
+                    schema.get("pattern").is_some()
+                        || schema["type"] == "integer" && schema.get("minimum").is_some(),
+                    "{method} {path}: parameter {p} has no pattern or range: {schema}"
+                );
+            }
+            // Every error status byokd may answer on this route is documented.
+            let mut expected = vec!["400", "403", "408", "413", "429", "431"];
+            if path.contains('{') {
+                expected.push("404");
+            }
+            if method != "get" {
+                expected.extend(["409", "415", "503"]);
+            }
+            for status in expected {
+                assert!(
+                    responses.contains_key(status),
+                    "{method} {path}: status {status} undocumented"
                 );
             }
         }
     }
-    // Every $ref resolves.
+    // OpenAPI 3.0 has no type arrays (nullable instead) and no empty required lists.
     let text = DOCUMENT;
-    for piece in text.split("\"#/components/schemas/").skip(1) {
-        let name = piece.split('"').next().unwrap();
+    assert!(!text.contains("\"required\": []"), "an empty required list");
+    assert!(
+        !text.contains("\"type\": ["),
+        "a type array (OpenAPI 3.1 only)"
+    );
+    // Every $ref resolves.
+    for piece in text.split("\"$ref\": \"").skip(1) {
+        let target = piece.split('"').next().unwrap();
         assert!(
-            doc["components"]["schemas"].get(name).is_some(),
-            "dangling $ref {name}"
+            !resolve(&doc, &serde_json::json!({ "$ref": target })).is_null(),
+            "dangling $ref {target}"
         );
+    }
+}
+
+/// Follows a local `$ref` (`#/components/...`); other values are returned as they are.
+fn resolve<'a>(doc: &'a serde_json::Value, v: &'a serde_json::Value) -> &'a serde_json::Value {
+    match v["$ref"].as_str().and_then(|r| r.strip_prefix('#')) {
+        Some(pointer) => doc.pointer(pointer).unwrap_or(&serde_json::Value::Null),
+        None => v,
+    }
+}
+
+#[test]
+fn patch_bodies_have_no_required_fields() {
+    // PATCH semantics: an absent field is unchanged, so `{}` is a valid (no-op) body.
+    let doc: serde_json::Value = serde_json::from_str(DOCUMENT).unwrap();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        if let Some(op) = item.get("patch") {
+            let schema = resolve(
+                &doc,
+                &op["requestBody"]["content"]["application/json"]["schema"],
+            );
+            assert!(
+                schema.get("required").is_none(),
+                "PATCH {path}: required fields {}",
+                schema["required"]
+            );
+        }
     }
 }

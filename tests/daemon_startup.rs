@@ -7,7 +7,7 @@ mod common;
 
 use common::softhsm::{SoftHsmDir, SoftHsmToken};
 use std::io::{BufRead, BufReader};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -46,6 +46,16 @@ fn setup(module: &Path, label: &str, pin: &str, pin_mode: u32) -> (Setup, SoftHs
     )
 }
 
+/// A set-up byokd accepts: the SoftHSM token, its PIN in a 0600 file.
+fn good_setup() -> (Setup, SoftHsmToken) {
+    setup(
+        &common::softhsm::module_path(),
+        "byokd-daemon",
+        common::softhsm::USER_PIN,
+        0o600,
+    )
+}
+
 fn byokd(s: &Setup) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_byokd"));
     cmd.arg("--config")
@@ -63,12 +73,7 @@ fn failing_start(s: &Setup) -> String {
 
 #[test]
 fn a_good_start_reaches_ready_and_stops_on_sigterm() {
-    let (s, token) = setup(
-        &common::softhsm::module_path(),
-        "byokd-daemon",
-        common::softhsm::USER_PIN,
-        0o600,
-    );
+    let (s, token) = good_setup();
     let mut child = byokd(&s).stderr(Stdio::piped()).spawn().unwrap();
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -169,12 +174,7 @@ fn a_pin_file_others_can_read_is_refused() {
 
 #[test]
 fn damaged_state_with_no_valid_generation_stops_the_daemon() {
-    let (s, _) = setup(
-        &common::softhsm::module_path(),
-        "byokd-daemon",
-        common::softhsm::USER_PIN,
-        0o600,
-    );
+    let (s, _) = good_setup();
     std::fs::create_dir_all(&s.state).unwrap();
     std::fs::write(s.state.join("state.a"), b"BYOKDST\0truncated").unwrap();
     let err = failing_start(&s);
@@ -191,15 +191,115 @@ fn damaged_state_with_no_valid_generation_stops_the_daemon() {
 
 #[test]
 fn an_unknown_config_key_stops_the_daemon_with_its_line() {
-    let (s, _) = setup(
-        &common::softhsm::module_path(),
-        "byokd-daemon",
-        common::softhsm::USER_PIN,
-        0o600,
-    );
+    let (s, _) = good_setup();
     let mut text = std::fs::read_to_string(&s.config).unwrap();
     text.push_str("colour = \"blue\"\n");
     std::fs::write(&s.config, text).unwrap();
     let err = failing_start(&s);
     assert!(err.contains("unknown key \"colour\""), "{err}");
+}
+
+/// Waits for the daemon to exit; a daemon still running after `limit` is killed and the test
+/// fails (a hang is the defect these tests look for).
+fn exit_within(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("byokd did not exit within {limit:?}: it hangs");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn stderr_of(child: &mut std::process::Child) -> String {
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    err
+}
+
+#[test]
+fn a_fifo_at_the_pin_path_is_refused_without_blocking() {
+    let (s, _) = good_setup();
+    let pin = s.config.with_file_name("hsm-pin");
+    std::fs::remove_file(&pin).unwrap();
+    nix::unistd::mkfifo(&pin, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let mut child = byokd(&s).stderr(Stdio::piped()).spawn().unwrap();
+    let status = exit_within(&mut child, Duration::from_secs(60));
+    let err = stderr_of(&mut child);
+    assert!(!status.success(), "{err}");
+    assert!(
+        err.contains("is a FIFO, not a regular file") && err.contains("hsm-pin"),
+        "{err}"
+    );
+    assert!(!s.state.exists(), "nothing is written");
+}
+
+#[test]
+fn a_symlinked_or_foreign_pin_file_is_refused() {
+    let (s, _) = good_setup();
+    let pin = s.config.with_file_name("hsm-pin");
+    let real = s.config.with_file_name("real-pin");
+    std::fs::rename(&pin, &real).unwrap();
+    std::os::unix::fs::symlink(&real, &pin).unwrap();
+    let err = failing_start(&s);
+    assert!(err.contains("is a symbolic link"), "{err}");
+    // Owned by another user (nobody), mode 0600: refused, since that user could change it.
+    std::fs::remove_file(&pin).unwrap();
+    std::fs::rename(&real, &pin).unwrap();
+    if nix::unistd::geteuid().is_root() {
+        std::os::unix::fs::chown(&pin, Some(65534), None).unwrap();
+        let err = failing_start(&s);
+        assert!(
+            err.contains("is owned by uid 65534") && err.contains("chown"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn sigterm_during_start_up_stops_the_daemon() {
+    let (s, _) = good_setup();
+    // Start-up blocks reading its configuration (a FIFO nobody writes to, as a hung mount
+    // would): SIGTERM must still stop it.
+    std::fs::remove_file(&s.config).unwrap();
+    nix::unistd::mkfifo(&s.config, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let mut child = byokd(&s).stderr(Stdio::piped()).spawn().unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let pid = child.id();
+    // A non-blocking open for writing succeeds once byokd opens the FIFO to read it, that is
+    // once start-up is under way (the handlers are installed before anything else). The writer
+    // stays open and writes nothing, so byokd stays blocked in its read.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let _writer = loop {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(nix::libc::O_NONBLOCK)
+            .open(&s.config)
+        {
+            Ok(w) => break w,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => {
+                child.kill().unwrap();
+                panic!("byokd never opened its configuration: {e}");
+            }
+        }
+    };
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = exit_within(&mut child, Duration::from_secs(60));
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert!(status.success(), "{status:?}: {rest}");
+    assert!(
+        rest.contains("stopped by a signal during start-up"),
+        "{rest}"
+    );
 }

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh Debian machine (SoftHSM, OpenSSL, curl, rsyslog,
-# clang for the kryoptic token, apparmor_parser, setpriv, readelf) and runs the whole test
-# suite: format, lints, tests.
+# clang for the kryoptic token, apparmor_parser, setpriv, readelf, python3-venv for the API
+# fuzzing) and runs the whole test suite: format, lints, tests, then the API document's
+# validation and fuzzing (tests/api-fuzz.sh).
 # Usage: tests/install-and-test.sh        (as root, or with sudo available)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need=(softhsm2 opensc openssl curl rsyslog rsyslog-openssl clang libclang-dev systemd apparmor util-linux binutils)
+need=(softhsm2 opensc openssl curl rsyslog rsyslog-openssl clang libclang-dev systemd apparmor util-linux binutils python3-venv)
 missing=()
 for p in "${need[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -48,3 +49,5 @@ rm -f "$kryoptic_log"
 trap - EXIT
 echo "== cargo test"
 cargo test --workspace -- --test-threads="${BYOKD_TEST_THREADS:-2}"
+echo "== API document: validation and fuzzing"
+BYOKD_FUZZ_PREBUILT=1 tests/api-fuzz.sh

@@ -1,7 +1,9 @@
 //! No secret lingers in the running daemon's memory once the operation that needed it is done.
 //! The test reads the whole address space of the real `byokd` as root, through
 //! `/proc/<pid>/maps` and `/proc/<pid>/mem` (what `gcore` would dump), and searches it for the
-//! HSM PIN after start-up and for client secrets after they were sent over the control API.
+//! HSM PIN after start-up, for client secrets after they were sent over the control API, and for
+//! the client secret 10 s after a sync job sent it to the sign-in host (the token request's
+//! connection is never pooled, so no live HTTP/2 or TLS buffer keeps the form body).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -151,4 +153,113 @@ fn client_secrets_are_not_in_memory_after_the_credential_calls_finished() {
         report.is_empty(),
         "client secrets remain in byokd's memory:\n{report}"
     );
+}
+
+/// The client secret as the emulator knows it; long and odd enough not to occur by chance.
+const SYNC_SECRET: &str = "cs-mem-sync-7d2f9b41e8c3a6055f";
+
+#[test]
+fn the_client_secret_is_not_in_memory_ten_seconds_after_a_sync_job_ended() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let ca_dir = tempfile::tempdir().unwrap();
+    let (emu, options) = control_rig::emulator_and_options(
+        &rt,
+        &ca_dir.path().join("emulator-ca.pem"),
+        (control_rig::TENANT, control_rig::CLIENT, SYNC_SECRET),
+        "byokd-mem",
+    );
+    let daemon = control_rig::Daemon::start_with(options);
+    let (status, body) = daemon.curl(
+        Some(control_rig::ADMIN),
+        "POST",
+        "/v1/credentials",
+        Some(&format!(
+            r#"{{"name":"mem","tenant_id":"{}","client_id":"{}","secret":"{SYNC_SECRET}"}}"#,
+            control_rig::TENANT,
+            control_rig::CLIENT
+        )),
+    );
+    assert_eq!(status, 201, "{body}");
+    create_group_and_sync(&daemon, "memg", "mem");
+    std::thread::sleep(Duration::from_secs(10));
+    let pid = daemon_pid_by_config(&daemon.config);
+    let hits = find_in_memory(pid, SYNC_SECRET.as_bytes());
+    assert!(
+        hits.is_empty(),
+        "the client secret is in byokd's memory 10 s after the job ended, at {} place(s):\n{hits:#x?}",
+        hits.len()
+    );
+
+    // A certificate credential's client assertion (a bearer proof until its exp) goes the same
+    // way: no form body `client_assertion=<JWT>` is left once the job is over.
+    const CERT_CLIENT: &str = "5b1e7c3d-2f4a-4b8e-9c6d-1a2b3c4d5e6f";
+    let (status, body) = daemon.curl(
+        Some(control_rig::ADMIN),
+        "POST",
+        "/v1/credentials",
+        Some(&format!(
+            r#"{{"name":"memcert","tenant_id":"{}","client_id":"{CERT_CLIENT}","certificate":true}}"#,
+            control_rig::TENANT
+        )),
+    );
+    assert_eq!(status, 201, "{body}");
+    let (_, cert) = daemon.curl(
+        Some(control_rig::ADMIN),
+        "GET",
+        "/v1/credentials/memcert/certificate",
+        None,
+    );
+    let pem = cert["certificate_pem"].as_str().unwrap();
+    let (_, der) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
+    emu.add_app(byokd_emulator::AppConfig::with_certificate(
+        control_rig::TENANT,
+        CERT_CLIENT,
+        der.contents,
+    ))
+    .unwrap();
+    create_group_and_sync(&daemon, "memcertg", "memcert");
+    std::thread::sleep(Duration::from_secs(10));
+    // The JWT starts with the base64url of `{"`: `eyJ`.
+    let hits = find_in_memory(pid, b"client_assertion=eyJ");
+    assert!(
+        hits.is_empty(),
+        "a client assertion is in byokd's memory 10 s after the job ended, at {} place(s):\n{hits:#x?}",
+        hits.len()
+    );
+    drop(emu);
+}
+
+/// Creates `group` (RSA-2048, in the emulator's vault) with `credential`, one key, and syncs it
+/// (byokctl waits for the job to end).
+fn create_group_and_sync(daemon: &control_rig::Daemon, group: &str, credential: &str) {
+    for args in [
+        &[
+            "group",
+            "create",
+            group,
+            "--credential",
+            credential,
+            "--vault",
+            "byokd-mem",
+            "--key-type",
+            "RSA-2048",
+        ][..],
+        &["key", "create", group, "k1"],
+        &["key", "sync", group, "k1"],
+    ] {
+        let out = daemon.ctl(control_rig::ADMIN, args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            daemon.log()
+        );
+    }
+    let (_, key) = daemon.curl(
+        Some(control_rig::ADMIN),
+        "GET",
+        &format!("/v1/groups/{group}/keys/k1"),
+        None,
+    );
+    assert!(key["version"].is_string(), "the sync pushed the key: {key}");
 }

@@ -8,7 +8,6 @@
 
 mod control_rig;
 
-use byokd_emulator::{AppConfig, Emulator, EmulatorConfig, KeyPoolConfig, VaultOptions};
 use control_rig::{ADMIN, Daemon, OPERATOR, Options};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -167,30 +166,9 @@ fn a_package_installs_pushes_and_upgrades_across_a_state_format_keeping_keys_job
     let rt = tokio::runtime::Runtime::new().unwrap();
     let work = tempfile::tempdir().unwrap();
     let ca = work.path().join("emulator-ca.pem");
-    let emu = rt
-        .block_on(Emulator::start(EmulatorConfig {
-            ca_out: Some(ca.clone()),
-            key_pool: KeyPoolConfig {
-                rsa2048: 2,
-                rsa3072: 0,
-                rsa4096: 0,
-            },
-            delete_pending_ms: 300,
-            ..EmulatorConfig::default()
-        }))
-        .unwrap();
-    emu.add_app(AppConfig::with_secret(TENANT, CLIENT, SECRET))
-        .unwrap();
-    emu.add_vault(VAULT, VaultOptions::default()).unwrap();
-    let addr = emu.addr();
-    let mut d = Daemon::prepare(Options {
-        hsm_extra: "allow_host_wrap = true\n".into(),
-        sections: format!(
-            "\n[azure]\ncloud = \"public\"\nextra_ca = [\"{}\"]\nkek_size = 2048\nretry_base_ms = 20\n\n[azure.resolve]\n\"login.microsoftonline.com\" = \"{addr}\"\n\"{VAULT}.vault.azure.net\" = \"{addr}\"\n",
-            ca.display()
-        ),
-        ..Options::default()
-    });
+    let (emu, options) =
+        control_rig::emulator_and_options(&rt, &ca, (TENANT, CLIENT, SECRET), VAULT);
+    let mut d = Daemon::prepare(options);
     let root = work.path().join("root");
     std::fs::create_dir(&root).unwrap();
     let state = d.path("state");

@@ -7,7 +7,11 @@
 //!
 //! It must never echo a client secret, an assertion or a token: the secret is only ever copied
 //! into a zeroizing request buffer that is dropped right after the request is sent, and the token
-//! is an [`AccessToken`] whose `Debug` is redacted.
+//! is an [`AccessToken`] whose `Debug` is redacted. The token request goes over a connection of
+//! its own, closed when the response is read ([`HttpRequest::single_use`]), so no pooled
+//! connection keeps the body in its buffers. A client assertion is treated as a secret too:
+//! it is a bearer proof of the app's identity that Entra accepts from anyone until its `exp`
+//! (10 minutes), so it travels the same way.
 
 use super::endpoints::CloudEndpoints;
 use super::http::{HttpClient, HttpRequest, HttpResponse};
@@ -314,7 +318,11 @@ impl Entra {
         drop(auth);
         // The request (and with it the zeroizing body) is dropped right after sending.
         let resp = {
-            let req = HttpRequest::new(Method::POST, &url, true)?.form(body);
+            // The body holds the client secret or a client assertion: never on a pooled
+            // connection (see HttpRequest::single_use).
+            let req = HttpRequest::new(Method::POST, &url, true)?
+                .form(body)
+                .single_use();
             self.http.send(&req).await?
         };
         if resp.status.is_success() {

@@ -1,7 +1,8 @@
 //! The one outbound HTTP client of the daemon (DESIGN.md invariant 3).
 //!
 //! Owns every connection byokd makes: hyper 1 over rustls (ring, TLS 1.2+, system roots plus the
-//! configured extra anchors, HTTP/2 when the server offers it through ALPN, keep-alive pooling).
+//! configured extra anchors, HTTP/2 when the server offers it through ALPN, keep-alive pooling
+//! except for requests that carry a secret, which get a connection of their own).
 //! The connector checks the [`Allowlist`] *before* any DNS lookup, then resolves through the
 //! `[azure.resolve]` map or DNS; SNI and certificate verification always use the real host name.
 //! It never follows a redirect, bounds response sizes and time, and retries throttling, transient
@@ -152,6 +153,8 @@ pub struct HttpRequest {
     body: Option<Zeroizing<Vec<u8>>>,
     /// Whether repeating the request after a lost response is harmless.
     pub idempotent: bool,
+    /// Whether the connection may go back to the pool afterwards (see [`HttpRequest::single_use`]).
+    pooled: bool,
 }
 
 impl fmt::Debug for HttpRequest {
@@ -161,6 +164,7 @@ impl fmt::Debug for HttpRequest {
             .field("url", &self.url)
             .field("body_len", &self.body.as_ref().map(|b| b.len()))
             .field("idempotent", &self.idempotent)
+            .field("pooled", &self.pooled)
             .finish_non_exhaustive()
     }
 }
@@ -178,7 +182,18 @@ impl HttpRequest {
             headers: HeaderMap::new(),
             body: None,
             idempotent,
+            pooled: true,
         })
+    }
+
+    /// Sends the request on a connection of its own, closed once the response is read, never
+    /// pooled. For a body that carries a secret (a token request's `client_secret` or client
+    /// assertion): hyper, h2 and rustls keep copies of what they sent in their connection
+    /// buffers, which a pooled connection would hold (unzeroed) until it idles out; a closed
+    /// connection frees them, and the zeroing allocator wipes them.
+    pub fn single_use(mut self) -> Self {
+        self.pooled = false;
+        self
     }
 
     /// A JSON body (sets `content-type`).
@@ -227,6 +242,8 @@ pub struct HttpResponse {
 /// THE outbound client. Cheap to share behind an `Arc`.
 pub struct HttpClient {
     client: Client<Connector, ReqBody>,
+    /// The same connector with no pool, for [`HttpRequest::single_use`] requests.
+    single_use: Client<Connector, ReqBody>,
     allowlist: Arc<Allowlist>,
     metrics: Arc<AzureMetrics>,
     opts: HttpOptions,
@@ -274,9 +291,14 @@ impl HttpClient {
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(opts.pool_idle_timeout)
             .pool_max_idle_per_host(8)
+            .build(connector.clone());
+        let single_use = Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_max_idle_per_host(0)
             .build(connector);
         Ok(Self {
             client,
+            single_use,
             allowlist,
             metrics,
             opts,
@@ -386,7 +408,12 @@ impl HttpClient {
             })
         })?;
         let head_time = self.opts.connect_timeout + self.opts.read_timeout;
-        let response = match tokio::time::timeout(head_time, self.client.request(request)).await {
+        let client = if req.pooled {
+            &self.client
+        } else {
+            &self.single_use
+        };
+        let response = match tokio::time::timeout(head_time, client.request(request)).await {
             Err(_) => {
                 return Err(Failure::Transient {
                     reason: "read time-out waiting for the response".into(),
@@ -549,14 +576,7 @@ fn tls_config(extra_ca: &[std::path::PathBuf]) -> Result<ClientConfig, AzureErro
         tracing::warn!(error = %err, "some system trust anchors could not be loaded");
     }
     let (_added, _ignored) = roots.add_parsable_certificates(native.certs);
-    for path in extra_ca {
-        for cert in read_pem_certs(path)? {
-            roots.add(cert).map_err(|e| AzureError::TrustAnchors {
-                path: path.display().to_string(),
-                detail: e.to_string(),
-            })?;
-        }
-    }
+    add_extra_ca(&mut roots, extra_ca)?;
     if roots.is_empty() {
         return Err(AzureError::TrustAnchors {
             path: "(system store)".into(),
@@ -574,6 +594,27 @@ fn tls_config(extra_ca: &[std::path::PathBuf]) -> Result<ClientConfig, AzureErro
         .with_no_client_auth();
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
+}
+
+/// Checks that every `azure.extra_ca` file holds trust anchors byokd can use (for
+/// `byokd check-config`; the client refuses the same files at start-up).
+pub fn check_extra_ca(extra_ca: &[std::path::PathBuf]) -> Result<(), AzureError> {
+    add_extra_ca(&mut rustls::RootCertStore::empty(), extra_ca)
+}
+
+fn add_extra_ca(
+    roots: &mut rustls::RootCertStore,
+    extra_ca: &[std::path::PathBuf],
+) -> Result<(), AzureError> {
+    for path in extra_ca {
+        for cert in read_pem_certs(path)? {
+            roots.add(cert).map_err(|e| AzureError::TrustAnchors {
+                path: path.display().to_string(),
+                detail: e.to_string(),
+            })?;
+        }
+    }
+    Ok(())
 }
 
 fn read_pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, AzureError> {

@@ -1,5 +1,7 @@
-//! Validation with line numbers: syntax, unknown keys, types, values and semantic checks, all
-//! collected so that `byokd check-config` prints every problem at once.
+//! Validation with line numbers: syntax, unknown keys, the type and range of every value (every
+//! integer has an upper bound), and the checks across settings, all collected so that
+//! `byokd check-config` prints every problem at once. The files a configuration names are
+//! checked by `daemon::preflight`.
 
 use super::Config;
 use serde_spanned::Spanned;
@@ -31,13 +33,22 @@ enum Kind {
     Str,
     Path,
     Bool,
-    Int,
+    /// An integer from the first bound to the second, both included. Every integer setting has
+    /// an upper bound: past it a value overflows a time-out, a tokio semaphore or a channel.
+    Int(u64, u64),
     Addr,
     OneOf(&'static [&'static str]),
     Table(&'static [(&'static str, Kind)]),
     MapOf(&'static Kind),
     ArrayOf(&'static Kind),
 }
+
+const SECOND_MS: u64 = 1_000;
+const MINUTE_MS: u64 = 60 * SECOND_MS;
+const HOUR_MS: u64 = 60 * MINUTE_MS;
+const DAY_MS: u64 = 24 * HOUR_MS;
+const MIB: u64 = 1024 * 1024;
+const GIB: u64 = 1024 * MIB;
 
 const HSM: &[(&str, Kind)] = &[
     ("module", Kind::Path),
@@ -49,17 +60,17 @@ const AZURE: &[(&str, Kind)] = &[
     ("cloud", Kind::OneOf(&["public", "china", "usgov"])),
     ("resolve", Kind::MapOf(&Kind::Addr)),
     ("extra_ca", Kind::ArrayOf(&Kind::Path)),
-    ("connect_timeout_ms", Kind::Int),
-    ("read_timeout_ms", Kind::Int),
-    ("total_timeout_ms", Kind::Int),
-    ("max_attempts", Kind::Int),
-    ("max_retry_wait_ms", Kind::Int),
-    ("retry_base_ms", Kind::Int),
-    ("kek_size", Kind::Int),
+    ("connect_timeout_ms", Kind::Int(1, 10 * MINUTE_MS)),
+    ("read_timeout_ms", Kind::Int(1, HOUR_MS)),
+    ("total_timeout_ms", Kind::Int(1, DAY_MS)),
+    ("max_attempts", Kind::Int(1, 100)),
+    ("max_retry_wait_ms", Kind::Int(0, DAY_MS)),
+    ("retry_base_ms", Kind::Int(0, HOUR_MS)),
+    ("kek_size", Kind::Int(2048, 4096)),
     ("assertion_alg", Kind::OneOf(&["PS256", "RS256"])),
-    ("vault_create_budget", Kind::Int),
-    ("vault_budget_window_ms", Kind::Int),
-    ("vault_concurrent_imports", Kind::Int),
+    ("vault_create_budget", Kind::Int(0, 100_000)),
+    ("vault_budget_window_ms", Kind::Int(1, HOUR_MS)),
+    ("vault_concurrent_imports", Kind::Int(1, 32)),
 ];
 const IDENTITY: &[(&str, Kind)] = &[
     ("name", Kind::Str),
@@ -73,42 +84,48 @@ const CONTROL: &[(&str, Kind)] = &[
     ("server_cert", Kind::Path),
     ("server_key", Kind::Path),
     ("client_ca", Kind::Path),
-    ("approval_window_secs", Kind::Int),
+    ("approval_window_secs", Kind::Int(1, 7 * 24 * 3600)),
     ("identities", Kind::ArrayOf(&Kind::Table(IDENTITY))),
 ];
 const LIMITS: &[(&str, Kind)] = &[
-    ("hsm_request_timeout_ms", Kind::Int),
-    ("max_body_bytes", Kind::Int),
-    ("max_header_bytes", Kind::Int),
-    ("max_connections", Kind::Int),
-    ("max_connections_per_peer", Kind::Int),
-    ("handshake_timeout_ms", Kind::Int),
-    ("max_long_polls_per_identity", Kind::Int),
-    ("auth_failure_window_secs", Kind::Int),
-    ("read_timeout_ms", Kind::Int),
-    ("idle_timeout_ms", Kind::Int),
-    ("max_keys", Kind::Int),
-    ("max_groups", Kind::Int),
-    ("max_credentials", Kind::Int),
+    ("hsm_request_timeout_ms", Kind::Int(1, HOUR_MS)),
+    ("max_body_bytes", Kind::Int(1, 64 * MIB)),
+    ("max_header_bytes", Kind::Int(1, MIB)),
+    ("max_connections", Kind::Int(1, 65_536)),
+    ("max_connections_per_peer", Kind::Int(1, 65_536)),
+    ("handshake_timeout_ms", Kind::Int(100, 60_000)),
+    ("max_long_polls_per_identity", Kind::Int(1, 65_536)),
+    ("auth_failure_window_secs", Kind::Int(1, 3_600)),
+    ("read_timeout_ms", Kind::Int(1, HOUR_MS)),
+    ("idle_timeout_ms", Kind::Int(1, DAY_MS)),
+    ("max_keys", Kind::Int(1, 10_000_000)),
+    ("max_groups", Kind::Int(1, 1_000_000)),
+    ("max_credentials", Kind::Int(1, 1_000_000)),
 ];
 const SYSLOG: &[(&str, Kind)] = &[
     ("transport", Kind::OneOf(&["udp", "tcp", "tls"])),
     ("address", Kind::Str),
     ("ca_file", Kind::Path),
     ("server_name", Kind::Str),
-    ("queue", Kind::Int),
+    ("queue", Kind::Int(1, 1_000_000)),
 ];
 const LOGS: &[(&str, Kind)] = &[
     ("dir", Kind::Path),
-    ("max_segment_bytes", Kind::Int),
-    ("max_total_bytes", Kind::Int),
-    ("fsync_interval_ms", Kind::Int),
+    ("max_segment_bytes", Kind::Int(4096, GIB)),
+    ("max_total_bytes", Kind::Int(8192, 1024 * GIB)),
+    ("fsync_interval_ms", Kind::Int(1, MINUTE_MS)),
     ("journald", Kind::Bool),
     ("syslog", Kind::ArrayOf(&Kind::Table(SYSLOG))),
 ];
 const HARDENING: &[(&str, Kind)] = &[("mlock", Kind::OneOf(&["required", "best-effort"]))];
-const LIFECYCLE: &[(&str, Kind)] = &[("grace_days", Kind::Int), ("drift_check_hours", Kind::Int)];
-const JOBS: &[(&str, Kind)] = &[("retain_count", Kind::Int), ("retain_days", Kind::Int)];
+const LIFECYCLE: &[(&str, Kind)] = &[
+    ("grace_days", Kind::Int(0, 3650)),
+    ("drift_check_hours", Kind::Int(0, 8760)),
+];
+const JOBS: &[(&str, Kind)] = &[
+    ("retain_count", Kind::Int(1, 1_000_000)),
+    ("retain_days", Kind::Int(1, 36_500)),
+];
 const TOP: &[(&str, Kind)] = &[
     ("state_dir", Kind::Path),
     ("designated", Kind::Bool),
@@ -130,19 +147,51 @@ const REQUIRED: &[(&str, &[&str])] = &[
     ("logs.syslog", &["transport", "address"]),
 ];
 
+/// What checking a configuration's text found: every problem, and the configuration when one
+/// could be built (with the settings that had a problem left at their defaults, so that the
+/// checks of the other settings still run).
+pub struct Inspection {
+    pub config: Option<Config>,
+    pub problems: Vec<Problem>,
+    lines: BTreeMap<String, usize>,
+}
+
+impl Inspection {
+    /// The line of a setting (`"control.server_cert"`, `"logs.syslog.0"`), when the file sets it.
+    pub fn line_of(&self, key: &str) -> Option<usize> {
+        self.lines.get(key).copied()
+    }
+}
+
 /// Reads and checks a configuration file.
 pub fn check_file(path: &Path) -> Result<Config, Vec<Problem>> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let text = read_file(path)?;
+    check_text(&text)
+}
+
+/// Reads a configuration file's text.
+pub fn read_file(path: &Path) -> Result<String, Vec<Problem>> {
+    std::fs::read_to_string(path).map_err(|e| {
         vec![Problem {
             line: None,
             message: format!("cannot read {}: {e}", path.display()),
         }]
-    })?;
-    check_text(&text)
+    })
 }
 
 /// Checks configuration text and returns the config, or every problem found.
 pub fn check_text(text: &str) -> Result<Config, Vec<Problem>> {
+    let found = inspect(text);
+    match found.config {
+        Some(config) if found.problems.is_empty() => Ok(config),
+        _ => Err(found.problems),
+    }
+}
+
+/// Checks configuration text: syntax, keys, types and ranges of every value, then the checks
+/// across settings. A value of the wrong type or out of range does not hide the problems of the
+/// others: it is reported and left out, and the rest is checked as if it were not set.
+pub fn inspect(text: &str) -> Inspection {
     let lines = LineIndex::new(text);
     let (doc, errors) = DeTable::parse_recoverable(text);
     let mut problems: Vec<Problem> = errors
@@ -153,55 +202,101 @@ pub fn check_text(text: &str) -> Result<Config, Vec<Problem>> {
         })
         .collect();
     if !problems.is_empty() {
-        return Err(problems);
+        return Inspection {
+            config: None,
+            problems,
+            lines: BTreeMap::new(),
+        };
     }
     let mut walker = Walker {
         lines: &lines,
         problems: &mut problems,
         key_lines: BTreeMap::new(),
+        bad_keys: Vec::new(),
     };
     walker.table("", doc.get_ref(), TOP, doc.span().start);
-    let key_lines = walker.key_lines;
-    if !problems.is_empty() {
-        return Err(problems);
-    }
-    let config: Config = match toml::from_str(text) {
-        Ok(c) => c,
-        Err(e) => {
-            return Err(vec![Problem {
+    let Walker {
+        key_lines,
+        bad_keys,
+        ..
+    } = walker;
+    let config = match toml::from_str::<toml::Table>(text) {
+        Ok(mut table) => {
+            for key in &bad_keys {
+                prune(&mut table, key);
+            }
+            toml::Value::Table(table).try_into::<Config>().ok()
+        }
+        Err(_) => None,
+    };
+    if let Some(c) = &config {
+        semantic(c, &key_lines, &bad_keys, &mut problems);
+    } else if problems.is_empty() {
+        // The walker accepts everything serde does; this is a safety net.
+        if let Err(e) = toml::from_str::<Config>(text) {
+            problems.push(Problem {
                 line: e.span().map(|s| lines.line(s.start)),
                 message: first_line(e.message()),
-            }]);
+            });
         }
-    };
-    semantic(&config, &key_lines, &mut problems);
-    if problems.is_empty() {
-        Ok(config)
-    } else {
-        Err(problems)
+    }
+    Inspection {
+        config,
+        problems,
+        lines: key_lines,
     }
 }
 
-fn logs_semantic(l: &super::schema::LogsSection, bad: &mut impl FnMut(&str, String)) {
+/// Removes the setting at a dotted path (`limits.max_connections`,
+/// `control.identities.0.role`). A bad item of an array removes the whole array.
+fn prune(table: &mut toml::Table, key: &str) {
+    let parts: Vec<&str> = key.split('.').collect();
+    let cut = match parts.iter().rposition(|p| p.parse::<usize>().is_err()) {
+        // `extra_ca.1`: drop `extra_ca`; `identities.0.role`: drop `role` in item 0.
+        Some(i) => i + 1,
+        None => return,
+    };
+    let mut here = toml::Value::Table(std::mem::take(table));
+    prune_value(&mut here, &parts[..cut]);
+    if let toml::Value::Table(t) = here {
+        *table = t;
+    }
+}
+
+fn prune_value(v: &mut toml::Value, parts: &[&str]) {
+    match (parts, v) {
+        ([last], toml::Value::Table(t)) => {
+            t.remove(*last);
+        }
+        ([first, rest @ ..], toml::Value::Table(t)) => {
+            if let Some(next) = t.get_mut(*first) {
+                prune_value(next, rest);
+            }
+        }
+        ([first, rest @ ..], toml::Value::Array(items)) => {
+            if let Some(next) = first.parse::<usize>().ok().and_then(|i| items.get_mut(i)) {
+                prune_value(next, rest);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn logs_semantic(
+    l: &super::schema::LogsSection,
+    skip: &[String],
+    bad: &mut impl FnMut(&str, String),
+) {
     if l.dir.as_ref().is_some_and(|d| !d.is_absolute()) {
         bad("logs.dir", "logs.dir must be an absolute path".into());
     }
-    if l.max_segment_bytes < 4096 {
-        bad(
-            "logs.max_segment_bytes",
-            "logs.max_segment_bytes must be at least 4096".into(),
-        );
-    }
-    if l.max_total_bytes < l.max_segment_bytes.saturating_mul(2) {
+    let sizes_checked = ["logs.max_segment_bytes", "logs.max_total_bytes"]
+        .iter()
+        .all(|k| !skip.iter().any(|s| s == k));
+    if sizes_checked && l.max_total_bytes < l.max_segment_bytes.saturating_mul(2) {
         bad(
             "logs.max_total_bytes",
             "logs.max_total_bytes must be at least twice logs.max_segment_bytes".into(),
-        );
-    }
-    if l.fsync_interval_ms == 0 || l.fsync_interval_ms > 60_000 {
-        bad(
-            "logs.fsync_interval_ms",
-            "logs.fsync_interval_ms must be from 1 to 60000".into(),
         );
     }
     for (i, t) in l.syslog.iter().enumerate() {
@@ -222,14 +317,11 @@ fn logs_semantic(l: &super::schema::LogsSection, bad: &mut impl FnMut(&str, Stri
                 "a tls syslog collector needs ca_file (the CA its certificate chains to)".into(),
             );
         }
-        if t.queue == 0 {
-            bad(&key, "logs.syslog queue must be at least 1".into());
-        }
     }
 }
 
-/// The control socket's fairness limits: per-peer and per-identity caps below the global one,
-/// deadlines and windows within sane bounds.
+/// The control socket's fairness limits: per-peer and per-identity caps below the global one
+/// (their own ranges, and those of the deadlines and windows, are checked with their types).
 fn fairness_semantic(l: &super::schema::Limits, bad: &mut impl FnMut(&str, String)) {
     let below = l.max_connections.saturating_sub(1).max(1);
     for (name, v) in [
@@ -254,27 +346,16 @@ fn fairness_semantic(l: &super::schema::Limits, bad: &mut impl FnMut(&str, Strin
             );
         }
     }
-    if !(100..=60_000).contains(&l.handshake_timeout_ms) {
-        bad(
-            "limits.handshake_timeout_ms",
-            format!(
-                "limits.handshake_timeout_ms {} must be from 100 to 60000",
-                l.handshake_timeout_ms
-            ),
-        );
-    }
-    if !(1..=3600).contains(&l.auth_failure_window_secs) {
-        bad(
-            "limits.auth_failure_window_secs",
-            format!(
-                "limits.auth_failure_window_secs {} must be from 1 to 3600",
-                l.auth_failure_window_secs
-            ),
-        );
-    }
 }
 
-fn semantic(c: &Config, at: &BTreeMap<String, usize>, problems: &mut Vec<Problem>) {
+/// The checks across settings, and of values whose rule is more than a type and a range.
+/// `skip` lists the settings already reported (and left at their defaults).
+fn semantic(
+    c: &Config,
+    at: &BTreeMap<String, usize>,
+    skip: &[String],
+    problems: &mut Vec<Problem>,
+) {
     let mut bad = |key: &str, message: String| {
         problems.push(Problem {
             line: at.get(key).copied(),
@@ -328,7 +409,7 @@ fn semantic(c: &Config, at: &BTreeMap<String, usize>, problems: &mut Vec<Problem
             );
         }
     }
-    logs_semantic(&c.logs, &mut bad);
+    logs_semantic(&c.logs, skip, &mut bad);
     fairness_semantic(&c.limits, &mut bad);
     if ![2048, 3072, 4096].contains(&c.azure.kek_size) {
         bad(
@@ -339,66 +420,7 @@ fn semantic(c: &Config, at: &BTreeMap<String, usize>, problems: &mut Vec<Problem
             ),
         );
     }
-    if c.azure.vault_budget_window_ms == 0 {
-        bad(
-            "azure.vault_budget_window_ms",
-            "azure.vault_budget_window_ms must be at least 1 (Azure's window is 10000)".to_owned(),
-        );
-    }
-    if !(1..=32).contains(&c.azure.vault_concurrent_imports) {
-        bad(
-            "azure.vault_concurrent_imports",
-            format!(
-                "azure.vault_concurrent_imports {} must be 1 to 32",
-                c.azure.vault_concurrent_imports
-            ),
-        );
-    }
-    for (name, v) in [
-        (
-            "limits.hsm_request_timeout_ms",
-            c.limits.hsm_request_timeout_ms as usize,
-        ),
-        ("limits.max_body_bytes", c.limits.max_body_bytes),
-        ("limits.max_header_bytes", c.limits.max_header_bytes),
-        ("limits.max_connections", c.limits.max_connections),
-        ("limits.read_timeout_ms", c.limits.read_timeout_ms as usize),
-        ("limits.idle_timeout_ms", c.limits.idle_timeout_ms as usize),
-        ("limits.max_keys", c.limits.max_keys),
-        ("limits.max_groups", c.limits.max_groups),
-        ("limits.max_credentials", c.limits.max_credentials),
-        ("jobs.retain_count", c.jobs.retain_count),
-        ("jobs.retain_days", c.jobs.retain_days as usize),
-    ] {
-        if v == 0 {
-            bad(name, format!("{name} must be greater than 0"));
-        }
-    }
-    if c.lifecycle.grace_days > 3650 {
-        bad(
-            "lifecycle.grace_days",
-            format!(
-                "lifecycle.grace_days {} must be at most 3650 (0 never disables the previous version)",
-                c.lifecycle.grace_days
-            ),
-        );
-    }
-    if c.lifecycle.drift_check_hours > 8760 {
-        bad(
-            "lifecycle.drift_check_hours",
-            format!(
-                "lifecycle.drift_check_hours {} must be at most 8760 (0 checks on demand only)",
-                c.lifecycle.drift_check_hours
-            ),
-        );
-    }
     if let Some(control) = &c.control {
-        if control.approval_window_secs == 0 {
-            bad(
-                "control.approval_window_secs",
-                "control.approval_window_secs must be greater than 0".into(),
-            );
-        }
         for (i, id) in control.identities.iter().enumerate() {
             let key = format!("control.identities.{i}");
             match (&id.fingerprint, &id.cn) {
@@ -433,6 +455,8 @@ struct Walker<'a> {
     lines: &'a LineIndex,
     problems: &'a mut Vec<Problem>,
     key_lines: BTreeMap<String, usize>,
+    /// Settings with a problem, left out of the configuration the checks across settings see.
+    bad_keys: Vec<String>,
 }
 
 impl Walker<'_> {
@@ -452,6 +476,7 @@ impl Walker<'_> {
                         format!("in [{path}]")
                     };
                     self.problem(
+                        &full,
                         line,
                         format!(
                             "unknown key {name:?} {where_}; known keys: {}",
@@ -471,7 +496,11 @@ impl Walker<'_> {
                         } else {
                             format!("key {req:?} in [{path}]")
                         };
-                        self.problem(self.lines.line(start), format!("missing required {what}"));
+                        let line = self.lines.line(start);
+                        self.problems.push(Problem {
+                            line: Some(line),
+                            message: format!("missing required {what}"),
+                        });
                     }
                 }
             }
@@ -481,43 +510,48 @@ impl Walker<'_> {
     fn value(&mut self, path: &str, value: &Spanned<DeValue<'_>>, kind: Kind) {
         let line = self.lines.line(value.span().start);
         let v = value.get_ref();
-        let wrong = |want: &str| format!("{path} must be {want}, not a {}", v.type_str());
-        match kind {
+        let found = v.type_str();
+        let article = if found.starts_with(['a', 'e', 'i', 'o', 'u']) {
+            "an"
+        } else {
+            "a"
+        };
+        let wrong = |want: &str| format!("{path} must be {want}, not {article} {found}");
+        let problem = match kind {
             Kind::Str | Kind::Path => match v.as_str() {
-                Some(s) if matches!(kind, Kind::Path) && s.is_empty() => {
-                    self.problem(line, format!("{path} must not be empty"))
-                }
-                Some(_) => {}
-                None => self.problem(line, wrong("a string")),
+                Some("") if matches!(kind, Kind::Path) => Some(format!("{path} must not be empty")),
+                Some(_) => None,
+                None => Some(wrong("a string")),
             },
-            Kind::Bool => {
-                if !v.is_bool() {
-                    self.problem(line, wrong("true or false"));
-                }
-            }
-            Kind::Int => match v
-                .as_integer()
-                .map(|i| i.as_str().replace('_', "").parse::<u64>())
-            {
-                Some(Ok(_)) => {}
-                _ => self.problem(line, wrong("a non-negative integer")),
+            Kind::Bool => (!v.is_bool()).then(|| wrong("true or false")),
+            Kind::Int(min, max) => match v.as_integer() {
+                Some(i) => match u64::from_str_radix(i.as_str(), i.radix()) {
+                    Ok(n) if (min..=max).contains(&n) => None,
+                    _ => Some(format!(
+                        "{path} = {i} is out of range: it must be a whole number from {min} to {max}"
+                    )),
+                },
+                None => Some(wrong(&format!("a whole number from {min} to {max}"))),
             },
             Kind::Addr => match v.as_str() {
-                Some(s) if s.parse::<SocketAddr>().is_ok() => {}
-                Some(s) => self.problem(line, format!("{path}: {s:?} is not an ip:port address")),
-                None => self.problem(line, wrong("an \"ip:port\" string")),
+                Some(s) if s.parse::<SocketAddr>().is_ok() => None,
+                Some(s) => Some(format!("{path}: {s:?} is not an ip:port address")),
+                None => Some(wrong("an \"ip:port\" string")),
             },
             Kind::OneOf(allowed) => match v.as_str() {
-                Some(s) if allowed.contains(&s) => {}
-                Some(s) => self.problem(
-                    line,
-                    format!("{path}: {s:?} is not one of {}", allowed.join(", ")),
-                ),
-                None => self.problem(line, wrong(&format!("one of {}", allowed.join(", ")))),
+                Some(s) if allowed.contains(&s) => None,
+                Some(s) => Some(format!(
+                    "{path}: {s:?} is not one of {}",
+                    allowed.join(", ")
+                )),
+                None => Some(wrong(&format!("one of {}", allowed.join(", ")))),
             },
             Kind::Table(schema) => match v.as_table() {
-                Some(t) => self.table(path, t, schema, value.span().start),
-                None => self.problem(line, wrong("a table")),
+                Some(t) => {
+                    self.table(path, t, schema, value.span().start);
+                    None
+                }
+                None => Some(wrong("a table")),
             },
             Kind::MapOf(inner) => match v.as_table() {
                 Some(t) => {
@@ -525,21 +559,30 @@ impl Walker<'_> {
                         let name: &str = k.get_ref();
                         self.value(&join(path, name), item, *inner);
                     }
+                    None
                 }
-                None => self.problem(line, wrong("a table")),
+                None => Some(wrong("a table")),
             },
             Kind::ArrayOf(inner) => match v.as_array() {
                 Some(items) => {
                     for (i, item) in items.iter().enumerate() {
-                        self.value(&format!("{path}.{i}"), item, *inner);
+                        let key = format!("{path}.{i}");
+                        self.key_lines
+                            .insert(key.clone(), self.lines.line(item.span().start));
+                        self.value(&key, item, *inner);
                     }
+                    None
                 }
-                None => self.problem(line, wrong("an array")),
+                None => Some(wrong("an array")),
             },
+        };
+        if let Some(message) = problem {
+            self.problem(path, line, message);
         }
     }
 
-    fn problem(&mut self, line: usize, message: String) {
+    fn problem(&mut self, key: &str, line: usize, message: String) {
+        self.bad_keys.push(key.to_owned());
         self.problems.push(Problem {
             line: Some(line),
             message,

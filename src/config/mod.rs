@@ -8,8 +8,8 @@ mod check;
 mod pin;
 mod schema;
 
-pub use check::{Problem, check_file, check_text};
-pub use pin::{PinError, read_pin};
+pub use check::{Inspection, Problem, check_file, check_text, inspect, read_file};
+pub use pin::{PinError, PinOwner, check_pin_file, read_pin};
 pub use schema::*;
 
 /// The default location of the configuration file.

@@ -23,7 +23,7 @@ pub mod limits;
 pub mod openapi;
 pub mod routes;
 mod server;
-mod tls;
+pub(crate) mod tls;
 
 pub use errors::{ApiError, ControlError};
 pub use server::{ControlServer, start};

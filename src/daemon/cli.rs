@@ -17,7 +17,8 @@ pub struct Args {
 pub enum Action {
     /// Run the daemon (the default).
     Run,
-    /// Validate the configuration file and print every problem with its line.
+    /// Validate the configuration file and the files it names (its own permissions, the PIN
+    /// file, the control TLS files, extra CAs) and print every problem, with its line, at once.
     CheckConfig,
     /// Print the version and the state format version.
     Version,

@@ -2,10 +2,12 @@
 //! `migrate-state`), start-up order
 //! and shutdown. `main` in `src/bin/byokd.rs` is a few lines that call [`main`].
 //!
-//! Start-up order: config → PIN → HSM login → state → control socket → ready. Any failure
-//! exits non-zero with a message that names the fix; byokd never starts half-configured.
+//! Start-up order: signal handlers → config and the files it names → PIN → HSM login → state →
+//! control socket → ready. Any failure exits non-zero with a message that names the fix; byokd
+//! never starts half-configured. SIGTERM or SIGINT at any point of start-up stops it promptly.
 
 mod cli;
+mod preflight;
 mod run;
 
 mod upgrade;
@@ -28,7 +30,7 @@ pub fn main() -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Action::CheckConfig => match crate::config::check_file(&args.config) {
+        Action::CheckConfig => match preflight::check_config(&args.config) {
             Ok(_) => {
                 println!("{}: OK", args.config.display());
                 ExitCode::SUCCESS

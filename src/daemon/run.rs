@@ -34,7 +34,11 @@ pub fn run_blocking(args: &Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(args)) {
+    let outcome = runtime.block_on(run(args));
+    // A start-up phase stopped by a signal may still run on a blocking thread (an HSM login
+    // that does not return): the process does not wait for it.
+    runtime.shutdown_timeout(SHUTDOWN_GRACE);
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "byokd stopped");
@@ -44,39 +48,40 @@ pub fn run_blocking(args: &Args) -> ExitCode {
     }
 }
 
-/// Starts byokd and serves until a shutdown signal.
-pub async fn run(args: &Args) -> Result<(), DaemonError> {
-    let started = std::time::Instant::now();
-    let config = config::check_file(&args.config).map_err(|problems| DaemonError::Config {
+/// How long the runtime waits for its tasks when byokd stops.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+
+fn config_error(args: &Args, problems: &[config::Problem]) -> DaemonError {
+    DaemonError::Config {
         path: args.config.display().to_string(),
         problems: problems
             .iter()
             .map(|p| format!("  {p}"))
             .collect::<Vec<_>>()
             .join("\n"),
-    })?;
-    let hardening = crate::system::harden(&config, &args.config)
-        .map_err(|e| DaemonError::Startup(e.to_string()))?;
-    tracing::info!(mlock = ?hardening.mlock, "process hardened");
-    let notifier = std::sync::Arc::new(crate::system::Notifier::from_env());
+    }
+}
+
+/// Starts byokd and serves until a shutdown signal. The signal handlers are installed first: a
+/// SIGTERM or SIGINT at any later point of start-up stops it at once.
+pub async fn run(args: &Args) -> Result<(), DaemonError> {
+    let started = std::time::Instant::now();
     let mut signals = ShutdownSignals::install()?;
-    notifier.status("logging in to the HSM and loading state");
-    let log_settings = crate::logs::Settings::from_config(&config);
-    let (service, _report) = start(config).await?;
-    // The service log is opened once the HSM login and the state load succeeded: nothing is
-    // written (not even the log directory under the state directory) before that.
-    let logs = crate::logs::Logs::open(&log_settings)
-        .map_err(|e| DaemonError::Startup(format!("{e}; check logs.dir and its permissions")))?;
-    crate::logs::install(logs.clone());
-    tracing::info!(event = "system.started", dir = %logs.dir().display(), "byokd {} started", env!("CARGO_PKG_VERSION"));
-    let jobs = start_jobs(&service).await?;
-    let control = crate::control::start(service.clone(), Some(jobs.clone()))
-        .await
-        .map_err(|e| DaemonError::Startup(e.to_string()))?;
-    jobs.resume_unfinished().await;
-    // Missed rotations are due now and run once on the first tick.
-    let scheduler = crate::jobs::Scheduler::new(jobs.clone()).await;
-    let _scheduler = tokio::spawn(scheduler.run());
+    let notifier = std::sync::Arc::new(crate::system::Notifier::from_env());
+    let startup = tokio::select! {
+        up = start_up(args, &notifier) => up?,
+        () = signals.wait() => {
+            notifier.stopping();
+            tracing::info!("byokd stopped by a signal during start-up");
+            return Ok(());
+        }
+    };
+    let Running {
+        service,
+        logs,
+        control,
+        _scheduler,
+    } = startup;
     let designated = service.designated().await;
     tracing::info!(
         designated,
@@ -101,6 +106,60 @@ pub async fn run(args: &Args) -> Result<(), DaemonError> {
     Ok(())
 }
 
+/// What start-up leaves running.
+struct Running {
+    service: Service,
+    logs: crate::logs::Logs,
+    control: Option<crate::control::ControlServer>,
+    _scheduler: tokio::task::JoinHandle<()>,
+}
+
+/// Every start-up phase up to serving, in order.
+async fn start_up(args: &Args, notifier: &crate::system::Notifier) -> Result<Running, DaemonError> {
+    // Even reading the configuration may block (a hung mount, a FIFO): on a blocking thread, so
+    // the signal handlers keep working.
+    let path = args.config.clone();
+    let text = tokio::task::spawn_blocking(move || config::read_file(&path))
+        .await
+        .map_err(|e| DaemonError::Startup(format!("start-up task failed: {e}")))?
+        .map_err(|p| config_error(args, &p))?;
+    let found = config::inspect(&text);
+    let config = match found.config.clone() {
+        Some(c) if found.problems.is_empty() => c,
+        _ => return Err(config_error(args, &found.problems)),
+    };
+    let hardening = crate::system::harden(&config, &args.config)
+        .map_err(|e| DaemonError::Startup(e.to_string()))?;
+    tracing::info!(mlock = ?hardening.mlock, "process hardened");
+    let problems = super::preflight::files(&config, &found, config::PinOwner::ThisUser);
+    if !problems.is_empty() {
+        return Err(config_error(args, &problems));
+    }
+    notifier.status("logging in to the HSM and loading state");
+    let log_settings = crate::logs::Settings::from_config(&config);
+    let (service, _report) = start(config).await?;
+    // The service log is opened once the HSM login and the state load succeeded: nothing is
+    // written (not even the log directory under the state directory) before that.
+    let logs = crate::logs::Logs::open(&log_settings)
+        .map_err(|e| DaemonError::Startup(format!("{e}; check logs.dir and its permissions")))?;
+    crate::logs::install(logs.clone());
+    tracing::info!(event = "system.started", dir = %logs.dir().display(), "byokd {} started", env!("CARGO_PKG_VERSION"));
+    let jobs = start_jobs(&service).await?;
+    let control = crate::control::start(service.clone(), Some(jobs.clone()))
+        .await
+        .map_err(|e| DaemonError::Startup(e.to_string()))?;
+    jobs.resume_unfinished().await;
+    // Missed rotations are due now and run once on the first tick.
+    let scheduler = crate::jobs::Scheduler::new(jobs.clone()).await;
+    let _scheduler = tokio::spawn(scheduler.run());
+    Ok(Running {
+        service,
+        logs,
+        control,
+        _scheduler,
+    })
+}
+
 /// The Azure layer (allowlist from the configured cloud and the vaults groups name) and the job
 /// runner.
 async fn start_jobs(service: &Service) -> Result<crate::jobs::Jobs, DaemonError> {
@@ -122,8 +181,15 @@ async fn start_jobs(service: &Service) -> Result<crate::jobs::Jobs, DaemonError>
     ))
 }
 
-/// Start-up up to a ready service: PIN, HSM login, state.
+/// Start-up up to a ready service: PIN, HSM login, state. It runs on a blocking thread, so that
+/// a slow HSM or a large state never holds up the runtime (and the signal handlers) meanwhile.
 pub async fn start(config: Config) -> Result<(Service, crate::store::LoadReport), DaemonError> {
+    tokio::task::spawn_blocking(move || start_blocking(config))
+        .await
+        .map_err(|e| DaemonError::Startup(format!("start-up task failed: {e}")))?
+}
+
+fn start_blocking(config: Config) -> Result<(Service, crate::store::LoadReport), DaemonError> {
     let pin = config::read_pin(&config.hsm.pin_file)?;
     let hsm_config = HsmConfig {
         module: config.hsm.module.clone(),
@@ -131,9 +197,7 @@ pub async fn start(config: Config) -> Result<(Service, crate::store::LoadReport)
         request_timeout: Duration::from_millis(config.limits.hsm_request_timeout_ms),
         allow_host_wrap: config.hsm.allow_host_wrap,
     };
-    let (hsm, _report) = tokio::task::spawn_blocking(move || Hsm::start(&hsm_config, pin))
-        .await
-        .map_err(|e| DaemonError::Startup(format!("HSM start-up task failed: {e}")))??;
+    let (hsm, _report) = Hsm::start(&hsm_config, pin)?;
     Ok(Service::open(config, hsm)?)
 }
 

@@ -299,9 +299,9 @@ where
     }
 }
 
-fn tls_config(t: &Target) -> Result<rustls::ClientConfig, String> {
+/// The trust anchors in a collector's `ca_file` (also checked by `byokd check-config`).
+pub fn collector_roots(path: &std::path::Path) -> Result<rustls::RootCertStore, String> {
     let mut roots = rustls::RootCertStore::empty();
-    let path = t.ca_file.as_ref().ok_or("a TLS collector needs ca_file")?;
     let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     use rustls_pki_types::pem::PemObject;
     for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
@@ -310,6 +310,18 @@ fn tls_config(t: &Target) -> Result<rustls::ClientConfig, String> {
             .add(cert)
             .map_err(|e| format!("{}: {e}", path.display()))?;
     }
+    if roots.is_empty() {
+        return Err(format!(
+            "{}: no PEM certificate in the file",
+            path.display()
+        ));
+    }
+    Ok(roots)
+}
+
+fn tls_config(t: &Target) -> Result<rustls::ClientConfig, String> {
+    let path = t.ca_file.as_ref().ok_or("a TLS collector needs ca_file")?;
+    let roots = collector_roots(path)?;
     rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| e.to_string())

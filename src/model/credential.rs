@@ -54,6 +54,28 @@ pub struct Credential {
     pub expires: Option<i64>,
 }
 
+/// The earliest `expires` accepted: 2000-01-01T00:00:00Z (unix seconds).
+pub const EXPIRES_MIN: i64 = 946_684_800;
+/// The latest `expires` accepted: 9999-12-31T23:59:59Z, the last second a four-digit year
+/// can show (unix seconds).
+pub const EXPIRES_MAX: i64 = 253_402_300_799;
+
+/// Checks an operator-set expiry: unix seconds from [`EXPIRES_MIN`] to [`EXPIRES_MAX`], so every
+/// date byokd shows and compares is a real calendar date (an `i64` past it overflows the date
+/// conversions and the "expires in" arithmetic).
+pub fn check_expires(secs: i64) -> Result<i64, super::ModelError> {
+    if (EXPIRES_MIN..=EXPIRES_MAX).contains(&secs) {
+        Ok(secs)
+    } else {
+        Err(super::ModelError::new(
+            "expires",
+            format!(
+                "{secs} is not a date byokd accepts: unix seconds from {EXPIRES_MIN} (2000-01-01) to {EXPIRES_MAX} (9999-12-31)"
+            ),
+        ))
+    }
+}
+
 /// The fingerprint shown instead of a secret: the first 8 hex digits of SHA-256 over a
 /// domain-separated `name || 0x00 || secret`. It lets an operator tell two secrets apart and
 /// compare with a secret they hold, while 32 bits reveal nothing useful about a secret.

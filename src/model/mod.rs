@@ -11,7 +11,10 @@ mod lifecycle;
 mod names;
 mod policy;
 
-pub use credential::{Credential, CredentialAuth, certificate_thumbprint, secret_fingerprint};
+pub use credential::{
+    Credential, CredentialAuth, EXPIRES_MAX, EXPIRES_MIN, certificate_thumbprint, check_expires,
+    secret_fingerprint,
+};
 pub use error::ModelError;
 pub use group::KeyGroup;
 pub use job::{Job, JobKind, JobState, KekJournal, KeyPush, KeyPushState, StepMessage};

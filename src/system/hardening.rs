@@ -126,7 +126,7 @@ fn lock_memory() -> Result<(), nix::errno::Errno> {
 /// a world-readable file inside a directory others cannot enter is not readable by them. A
 /// directory on the path that others can write (without the sticky bit) is refused too, since
 /// they could swap the file.
-fn check_config_file(path: &Path) -> Result<(), HardeningError> {
+pub fn check_config_file(path: &Path) -> Result<(), HardeningError> {
     let meta = |p: &Path| {
         std::fs::metadata(p).map_err(|source| HardeningError::ConfigMetadata {
             path: p.to_owned(),

@@ -8,5 +8,5 @@
 mod hardening;
 mod notify;
 
-pub use hardening::{HardeningError, HardeningReport, MlockOutcome, harden};
+pub use hardening::{HardeningError, HardeningReport, MlockOutcome, check_config_file, harden};
 pub use notify::{Notifier, Watchdog};

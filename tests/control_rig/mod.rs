@@ -373,7 +373,8 @@ max_body_bytes = {body}
             if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
                 panic!("byokd exited ({status}) during start-up:\n{}", self.log());
             }
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            // The unix socket is bound right after the TCP listener: wait for both.
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() && self.unix_socket.exists() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -612,4 +613,41 @@ pub fn seed_pushed_key(dir: &Path) {
         },
     );
     store.commit(&state).unwrap();
+}
+
+/// The Azure emulator (started on `rt`) with one client-secret app and one vault, for a daemon
+/// on the rig's host-wrap SoftHSM token: returns the emulator and the rig options that point
+/// byokd at it (its CA written to `ca`).
+pub fn emulator_and_options(
+    rt: &tokio::runtime::Runtime,
+    ca: &Path,
+    (tenant, client, secret): (&str, &str, &str),
+    vault: &str,
+) -> (byokd_emulator::EmulatorHandle, Options) {
+    use byokd_emulator::{AppConfig, Emulator, EmulatorConfig, KeyPoolConfig, VaultOptions};
+    let emu = rt
+        .block_on(Emulator::start(EmulatorConfig {
+            ca_out: Some(ca.to_owned()),
+            key_pool: KeyPoolConfig {
+                rsa2048: 2,
+                rsa3072: 0,
+                rsa4096: 0,
+            },
+            delete_pending_ms: 300,
+            ..EmulatorConfig::default()
+        }))
+        .unwrap();
+    emu.add_app(AppConfig::with_secret(tenant, client, secret))
+        .unwrap();
+    emu.add_vault(vault, VaultOptions::default()).unwrap();
+    let addr = emu.addr();
+    let options = Options {
+        hsm_extra: "allow_host_wrap = true\n".into(),
+        sections: format!(
+            "\n[azure]\ncloud = \"public\"\nextra_ca = [\"{}\"]\nkek_size = 2048\nretry_base_ms = 20\n\n[azure.resolve]\n\"login.microsoftonline.com\" = \"{addr}\"\n\"{vault}.vault.azure.net\" = \"{addr}\"\n",
+            ca.display()
+        ),
+        ..Options::default()
+    };
+    (emu, options)
 }

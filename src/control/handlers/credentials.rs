@@ -9,7 +9,7 @@ use crate::control::authz::{Admin, AnyRole, Authorized};
 use crate::control::decode::{self, field};
 use crate::control::errors::ApiError;
 use crate::control::routes::Params;
-use crate::model::{CredentialName, Guid};
+use crate::model::{CredentialName, Guid, check_expires};
 use crate::secret::SecretBytes;
 use crate::service::{NewCertificateCredential, NewCredential};
 use serde::Deserialize;
@@ -50,8 +50,18 @@ pub(super) enum NewRequest {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct UpdateBody {
-    /// Unix seconds, UTC; `null` clears the expiry.
-    expires: Option<i64>,
+    /// Absent: unchanged; unix seconds, UTC: set; `null`: cleared.
+    #[serde(default, deserialize_with = "present")]
+    expires: Option<Option<i64>>,
+}
+
+/// A field that is present (possibly `null`), told apart from one that is absent.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
+    Option::<i64>::deserialize(d).map(Some)
+}
+
+fn expires(e: Option<i64>) -> Result<Option<i64>, ApiError> {
+    e.map(|e| field("expires", check_expires(e))).transpose()
 }
 
 pub(super) fn decode_new(body: &[u8]) -> Result<NewRequest, ApiError> {
@@ -83,7 +93,7 @@ pub(super) fn decode_new(body: &[u8]) -> Result<NewRequest, ApiError> {
                 tenant_id,
                 client_id,
                 secret: secret.0,
-                expires: b.expires,
+                expires: expires(b.expires)?,
             }))
         }
         (None, true) => {
@@ -115,8 +125,12 @@ pub(super) fn decode_export(p: &Params, query: &str) -> Result<(CredentialName, 
     Ok((name, csr))
 }
 
-pub(super) fn decode_update(body: &[u8]) -> Result<Option<i64>, ApiError> {
-    Ok(decode::json::<UpdateBody>(body)?.expires)
+/// `None`: the body leaves the expiry unchanged; `Some(None)`: clear it; `Some(Some(t))`: set it.
+pub(super) fn decode_update(body: &[u8]) -> Result<Option<Option<i64>>, ApiError> {
+    decode::json::<UpdateBody>(body)?
+        .expires
+        .map(expires)
+        .transpose()
 }
 
 pub(super) fn name(p: &Params) -> Result<CredentialName, ApiError> {
@@ -158,12 +172,15 @@ pub async fn show(_: Authorized<AnyRole>, ctx: &Ctx, i: Input) -> Result<Reply, 
 
 pub async fn update(auth: Authorized<Admin>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
     let name = name(&i.params)?;
-    let expires = decode_update(&i.body)?;
-    Reply::ok(to_json(
-        &ctx.service
-            .set_credential_expiry(&name, expires, auth.name())
-            .await?,
-    )?)
+    let view = match decode_update(&i.body)? {
+        Some(expires) => {
+            ctx.service
+                .set_credential_expiry(&name, expires, auth.name())
+                .await?
+        }
+        None => ctx.service.credential(&name).await?,
+    };
+    Reply::ok(to_json(&view)?)
 }
 
 /// Deleting a credential needs a second admin: this records the request and answers 202. The

@@ -50,6 +50,8 @@ impl RotationBody {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct UpdateBody {
+    /// Absent: the policy is unchanged.
+    #[serde(default)]
     rotation: RotationBody,
 }
 
