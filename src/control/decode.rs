@@ -31,6 +31,27 @@ pub fn json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
+/// The body of a route that takes none: empty, or an empty JSON object (`{}`, which generic
+/// JSON clients send). Anything else is refused, so nothing a client sends is silently ignored.
+pub fn no_body(body: &[u8]) -> Result<(), ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(());
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Empty {}
+    json::<Empty>(body).map(drop).map_err(|e| ApiError {
+        field: Some("body".into()),
+        ..ApiError::bad_request(
+            "unexpected_body",
+            format!(
+                "this request takes no body (send none, or {{}}): {}",
+                e.message
+            ),
+        )
+    })
+}
+
 fn from_path_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
     let path = e.path().to_string();
     let inner = e.inner();

@@ -49,6 +49,22 @@ pub enum Op {
     SetDesignated,
 }
 
+impl Op {
+    /// Whether the route reads a JSON body. Every other route takes none: its body must be
+    /// empty or an empty JSON object (`{}`), so nothing a client sends is silently ignored.
+    pub const fn takes_body(self) -> bool {
+        matches!(
+            self,
+            Op::AddCredential
+                | Op::UpdateCredential
+                | Op::CreateGroup
+                | Op::UpdateGroup
+                | Op::CreateKey
+                | Op::SetDesignated
+        )
+    }
+}
+
 /// One route: method, path template (`{name}` is a parameter), and its operation.
 #[derive(Debug, Clone)]
 pub struct Route {

@@ -109,6 +109,9 @@ pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> Result<Value, ApiError> {
 
 /// Runs a route's handler once the caller passed the handler's policy.
 pub async fn dispatch(ctx: &Ctx, caller: &Caller, op: Op, input: Input) -> Result<Reply, ApiError> {
+    if !op.takes_body() {
+        decode::no_body(&input.body)?;
+    }
     let i = input;
     match op {
         Op::Health => health::health(require(caller)?, ctx).await,
@@ -154,6 +157,9 @@ pub async fn dispatch(ctx: &Ctx, caller: &Caller, op: Op, input: Input) -> Resul
 /// Decodes a route's request (path parameters, query and body) exactly as its handler does,
 /// without running it. Used by the decoding property test; never panics on any input.
 pub fn decode_only(op: Op, input: &Input) -> Result<(), ApiError> {
+    if !op.takes_body() {
+        decode::no_body(&input.body)?;
+    }
     let p = &input.params;
     match op {
         Op::Health | Op::Whoami | Op::ListCredentials | Op::ListGroups | Op::GetDesignated => {
