@@ -573,3 +573,47 @@ fn seventy_auditor_long_polls_do_not_make_the_admin_get_429() {
         assert!(w.starts_with("HTTP/1.1 200"), "{w}");
     }
 }
+
+#[test]
+fn a_long_poll_is_counted_however_its_wait_is_spelled() {
+    let d = Daemon::start_with(Options {
+        max_connections: 64,
+        max_connections_per_peer: Some(16),
+        max_long_polls_per_identity: Some(2),
+        ..Options::default()
+    });
+    let config = tls_config(&d, Some(AUDITOR));
+    // The log handler decodes its query (percent-encoding, the last of repeated keys): every
+    // spelling below waits 10 s there, so every one must count against the auditor's cap.
+    let spellings = [
+        "wait=0&wait=10",
+        "w%61it=10",
+        "wait=%31%30",
+        "wait=0&w%61it=10",
+        "wait=10",
+        "after=999999999&wait=0&wait=10",
+    ];
+    let polls: Vec<_> = spellings
+        .iter()
+        .map(|q| {
+            let config = config.clone();
+            let tcp = tcp_from(&d, Ipv4Addr::new(127, 0, 0, 9)).unwrap();
+            let request = format!(
+                "GET /v1/logs?after=999999999&{q} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+            );
+            std::thread::spawn(move || {
+                exchange(config, tcp, Some(&request), Duration::from_secs(30))
+            })
+        })
+        .collect();
+    let answers: Vec<String> = polls.into_iter().map(|p| p.join().unwrap()).collect();
+    let refused = answers
+        .iter()
+        .filter(|a| a.starts_with("HTTP/1.1 429") && a.contains("too_many_long_polls"))
+        .count();
+    let waited = answers
+        .iter()
+        .filter(|a| a.starts_with("HTTP/1.1 200"))
+        .count();
+    assert_eq!((refused, waited), (4, 2), "{answers:#?}");
+}

@@ -506,13 +506,10 @@ fn error_response(e: &ApiError, close: bool) -> Response<Body> {
     resp
 }
 
-/// Whether a request waits for something to happen (a long-poll): `GET /v1/logs?wait=N` and
-/// `GET /v1/jobs/{job}?wait=N` with N > 0.
+/// Whether a request waits for something to happen (a long-poll), as its handler will read
+/// the query (see [`handlers::wait_secs`]).
 fn is_long_poll(op: Op, query: &str) -> bool {
-    matches!(op, Op::QueryLogs | Op::ShowJob)
-        && super::decode::query_value(query, "wait")
-            .and_then(|w| w.parse::<u64>().ok())
-            .is_some_and(|w| w > 0)
+    handlers::wait_secs(op, query) > 0
 }
 
 /// The answer to one request, and the route it matched.
