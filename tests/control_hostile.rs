@@ -300,6 +300,35 @@ fn records(d: &Daemon) -> Vec<Value> {
     }
 }
 
+/// A daemon whose failure window lasts the whole test (its summary is written when the daemon
+/// stops) and whose log is small: 2,000 records of about 400 bytes each would pass its bound
+/// many times over.
+fn small_log_daemon() -> Daemon {
+    Daemon::start_with(Options {
+        auth_failure_window_secs: Some(3600),
+        sections: "[logs]\nmax_segment_bytes = 16384\nmax_total_bytes = 131072\njournald = false\n"
+            .into(),
+        ..Options::default()
+    })
+}
+
+/// Stops the daemon (which writes the open windows' summaries) and reads every stored record.
+fn stopped_records(d: &mut Daemon) -> Vec<byokd::logs::Record> {
+    assert!(d.stop().unwrap().success(), "{}", d.log());
+    let mut after = Vec::new();
+    byokd::logs::store::scan(&d.path("state/logs"), |r| {
+        after.push(r);
+        true
+    })
+    .unwrap();
+    after
+}
+
+/// How many lines of the daemon's stderr contain `needle`.
+fn stderr_lines(d: &Daemon, needle: &str) -> usize {
+    d.log().lines().filter(|l| l.contains(needle)).count()
+}
+
 /// The count a `control.auth.failed.summary` message gives.
 fn summary_count(m: &str) -> u64 {
     let rest = m.split("control socket ").nth(1).unwrap();
@@ -308,14 +337,7 @@ fn summary_count(m: &str) -> u64 {
 
 #[test]
 fn handshakes_without_a_certificate_neither_flood_nor_flush_the_audit() {
-    let mut d = Daemon::start_with(Options {
-        // One window for the whole test: its summary is written when the daemon stops.
-        auth_failure_window_secs: Some(3600),
-        // 2,000 records of about 400 bytes each would pass this bound many times over.
-        sections: "[logs]\nmax_segment_bytes = 16384\nmax_total_bytes = 131072\njournald = false\n"
-            .into(),
-        ..Options::default()
-    });
+    let mut d = small_log_daemon();
     // Attributed records first: the auditor denied twice.
     for _ in 0..2 {
         let (s, _) = d.curl(Some(AUDITOR), "POST", "/v1/groups", Some("{}"));
@@ -362,13 +384,7 @@ fn handshakes_without_a_certificate_neither_flood_nor_flush_the_audit() {
     assert!(u["bytes"].as_u64().unwrap() > 0, "{u}");
     assert_eq!(u["refused"], 0, "{u}");
     // Stopping ends the window: its summary counts what was not recorded one by one.
-    assert!(d.stop().unwrap().success(), "{}", d.log());
-    let mut after = Vec::new();
-    byokd::logs::store::scan(&d.path("state/logs"), |r| {
-        after.push(r);
-        true
-    })
-    .unwrap();
+    let after = stopped_records(&mut d);
     let pick = |ev: &str| -> Vec<&byokd::logs::Record> {
         after.iter().filter(|r| r.event == ev).collect()
     };
@@ -411,11 +427,7 @@ fn handshakes_without_a_certificate_neither_flood_nor_flush_the_audit() {
             .ok()
     );
     // stderr got as few lines.
-    let warns = d
-        .log()
-        .lines()
-        .filter(|l| l.contains("Authentication failed on the control socket"))
-        .count();
+    let warns = stderr_lines(&d, "Authentication failed on the control socket");
     assert!(warns <= 10, "{warns} WARN lines on stderr");
 }
 
@@ -494,11 +506,7 @@ fn idle_connections_from_one_peer_do_not_lock_out_the_admin() {
         "only {ok} of 40 admin requests succeeded: {answers:?}"
     );
     // The peer's refusals did not flood stderr either.
-    let lines = d
-        .log()
-        .lines()
-        .filter(|l| l.contains("control connection refused"))
-        .count();
+    let lines = stderr_lines(&d, "control connection refused");
     assert!(lines <= 10, "{lines} refusal lines");
 }
 
@@ -616,4 +624,75 @@ fn a_long_poll_is_counted_however_its_wait_is_spelled() {
         .filter(|a| a.starts_with("HTTP/1.1 200"))
         .count();
     assert_eq!((refused, waited), (4, 2), "{answers:#?}");
+}
+
+#[test]
+fn an_unmapped_certificate_neither_floods_nor_flushes_the_audit() {
+    let mut d = small_log_daemon();
+    let (s, _) = d.curl(Some(AUDITOR), "POST", "/v1/groups", Some("{}"));
+    assert_eq!(s, 403);
+    let before = records(&d);
+    let denied = before
+        .iter()
+        .find(|r| r["event"] == "control.authz.denied" && r["identity"] == "auditor")
+        .map(|r| r["seq"].as_u64().unwrap())
+        .expect("the auditor's denial is recorded");
+    // 1,000 requests with a certificate of the console CA that no identity maps, pipelined
+    // over four keep-alive connections: one record each would pass the log's bound three
+    // times over.
+    let config = tls_config(&d, Some(STRANGER));
+    let answers: Vec<String> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                let config = config.clone();
+                let d = &d;
+                s.spawn(move || {
+                    let mut batch =
+                        "POST /v1/groups/g/sync HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 0\r\n\r\n"
+                            .repeat(249);
+                    batch.push_str("GET /v1/health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+                    let tcp = TcpStream::connect(("127.0.0.1", d.port)).unwrap();
+                    exchange(config, tcp, Some(&batch), Duration::from_secs(60))
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    for a in &answers {
+        assert_eq!(a.matches("HTTP/1.1 403").count(), 250, "{a}");
+        assert_eq!(a.matches("is not mapped to an identity").count(), 250);
+    }
+    let during = records(&d);
+    let added = &during[before.len()..];
+    assert!(
+        added.len() <= byokd::control::failures::RECORDED_AT_ONCE as usize,
+        "{added:#?}"
+    );
+    assert!(added.iter().all(|r| r["identity"].is_null()), "{added:#?}");
+    let after = stopped_records(&mut d);
+    let summaries: Vec<_> = after
+        .iter()
+        .filter(|r| r.event == "control.auth.failed.summary")
+        .collect();
+    assert_eq!(summaries.len(), 1, "{summaries:#?}");
+    let failed = after
+        .iter()
+        .filter(|r| r.event == "control.auth.failed")
+        .count() as u64;
+    let counted = failed + summary_count(&summaries[0].message);
+    // The rig's readiness probe (a bare TCP connect) is one more.
+    assert!(
+        (1000..=1001).contains(&counted),
+        "{counted}: {summaries:#?}"
+    );
+    assert!(
+        after.iter().all(|r| r.event != "log.dropped"),
+        "the log dropped records"
+    );
+    assert!(
+        after.iter().any(|r| r.seq == denied),
+        "attributed record gone"
+    );
+    let lines = stderr_lines(&d, "is not mapped");
+    assert!(lines <= 10, "{lines} lines on stderr");
 }

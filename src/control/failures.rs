@@ -1,5 +1,7 @@
-//! Failures of peers without a valid client certificate (refused or unfinished TLS handshakes),
-//! aggregated so that nobody without a certificate can flood the service log or stderr.
+//! Failures of peers without a usable client certificate (refused or unfinished TLS handshakes,
+//! and requests made with a certificate of the console CA that maps to no identity), aggregated
+//! so that nobody without a certificate of a configured identity can flood the service log or
+//! stderr.
 //!
 //! Per peer address (see [`Peer`]) and window (`limits.auth_failure_window_secs`): the first
 //! [`RECORDED_AT_ONCE`] failures are recorded one by one (`control.auth.failed`), so a

@@ -422,7 +422,9 @@ where
         hyper::service::service_fn(move |req| {
             let (shared, caller, activity) = (shared.clone(), caller.clone(), activity.clone());
             async move {
-                Ok::<_, std::convert::Infallible>(handle(req, &shared, &caller, &activity).await)
+                Ok::<_, std::convert::Infallible>(
+                    handle(req, &shared, peer, &caller, &activity).await,
+                )
             }
         })
     };
@@ -516,12 +518,23 @@ fn is_long_poll(op: Op, query: &str) -> bool {
 async fn answer(
     req: Request<Incoming>,
     shared: &Shared,
+    peer: Peer,
     caller: &Caller,
     began: tokio::time::Instant,
 ) -> (Option<&'static str>, Response<Body>) {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
+    // A certificate of the console CA that maps to no identity may do nothing: refused before
+    // anything else, and counted against its peer address like a failed handshake, so such a
+    // certificate can neither flood the log nor take the share of identified callers.
+    if caller.identity.is_none() {
+        let e = super::authz::unmapped(caller);
+        shared
+            .failures
+            .failed(peer, &format!("{method} {path} refused: {}", e.message));
+        return (None, error_response(&e, false));
+    }
     if let Err(e) = browser::check_origin(&method, req.headers(), &shared.origins) {
         return (None, error_response(&e, true));
     }
@@ -594,19 +607,23 @@ async fn answer(
 async fn handle(
     req: Request<Incoming>,
     shared: &Shared,
+    peer: Peer,
     caller: &Caller,
     activity: &Activity,
 ) -> Response<Body> {
     let began = activity.handling();
     let started = std::time::Instant::now();
     let method = req.method().clone();
-    let (route, mut resp) = answer(req, shared, caller, began).await;
+    let (route, mut resp) = answer(req, shared, peer, caller, began).await;
     browser::secure_headers(resp.headers_mut());
     let status = resp.status();
     let code = resp.extensions().get::<ErrorCode>().map_or("", |c| c.0);
     let fields = (caller.log_name(), caller.role_name(), route.unwrap_or("-"));
     let elapsed_ms = started.elapsed().as_millis() as u64;
-    if matches!(code, "cross_origin_refused" | "cors_refused") {
+    if caller.identity.is_none() {
+        // Counted and recorded by `failures` (see `answer`).
+        tracing::debug!(peer = %peer, identity = %fields.0, method = %method, status = status.as_u16(), "control request of an unmapped certificate");
+    } else if matches!(code, "cross_origin_refused" | "cors_refused") {
         tracing::warn!(event = crate::logs::Event::ControlCrossOriginRefused.as_str(), identity = %fields.0, role = fields.1, route = fields.2, method = %method, status = status.as_u16(),
             "Cross-origin request refused: a browser holding the certificate of {} ({}) was made to call {method} {}", fields.0, fields.1, fields.2);
     } else if status == StatusCode::FORBIDDEN {
