@@ -225,11 +225,19 @@ impl Service {
         credential: Credential,
     ) -> Result<CredentialView, ServiceError> {
         let name = credential.name.clone();
+        let limit = self.config().limits.max_credentials;
+        // Checked again under the lock that commits: adds that ran while the key was generated
+        // may have taken the name or the last place.
         let mut data = self.inner.data.lock().await;
         if data.state.credentials.contains_key(&name) {
             return Err(ServiceError::Conflict(format!(
                 "credential {:?} already exists",
                 name.as_str()
+            )));
+        }
+        if data.state.credentials.len() >= limit {
+            return Err(ServiceError::Limit(format!(
+                "at most {limit} credentials (limits.max_credentials)"
             )));
         }
         data.state.credentials.insert(name.clone(), credential);

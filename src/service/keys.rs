@@ -83,12 +83,24 @@ impl Service {
         };
         let id = (group.clone(), name.clone());
         let mut data = self.inner.data.lock().await;
-        let conflict = data.state.keys.contains_key(&id) || !data.state.groups.contains_key(group);
-        let committed = if conflict {
+        // Everything decided on the first look is decided again under the lock that commits:
+        // the group may have been deleted (and created again, with another key type), the name
+        // taken, or the key limit reached by creates that ran meanwhile.
+        let limit = self.config().limits.max_keys;
+        let same_group = data
+            .state
+            .groups
+            .get(group)
+            .is_some_and(|g| g.key_type == key_type);
+        let committed = if data.state.keys.contains_key(&id) || !same_group {
             Err(ServiceError::Conflict(format!(
                 "key {:?} in group {:?} changed meanwhile; retry",
                 name.as_str(),
                 group.as_str()
+            )))
+        } else if data.state.keys.len() >= limit {
+            Err(ServiceError::Limit(format!(
+                "at most {limit} keys (limits.max_keys)"
             )))
         } else {
             data.state.keys.insert(id.clone(), key.clone());
