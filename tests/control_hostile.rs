@@ -329,6 +329,41 @@ fn stderr_lines(d: &Daemon, needle: &str) -> usize {
     d.log().lines().filter(|l| l.contains(needle)).count()
 }
 
+/// Records an auditor's denial; the records so far and the denial's sequence number.
+fn an_attributed_record(d: &Daemon) -> (Vec<Value>, u64) {
+    let (s, _) = d.curl(Some(AUDITOR), "POST", "/v1/groups", Some("{}"));
+    assert_eq!(s, 403);
+    let before = records(d);
+    let denied = before
+        .iter()
+        .find(|r| r["event"] == "control.authz.denied" && r["identity"] == "auditor")
+        .map(|r| r["seq"].as_u64().unwrap())
+        .expect("the auditor's denial is recorded");
+    (before, denied)
+}
+
+/// The records added since `before`, at most the few recorded one by one.
+fn few_added<'a>(before: &[Value], during: &'a [Value]) -> &'a [Value] {
+    let added = &during[before.len()..];
+    assert!(
+        added.len() <= byokd::control::failures::RECORDED_AT_ONCE as usize,
+        "{added:#?}"
+    );
+    added
+}
+
+/// No segment was dropped, and the attributed record `kept` is still there.
+fn nothing_dropped(after: &[byokd::logs::Record], kept: u64) {
+    assert!(
+        after.iter().all(|r| r.event != "log.dropped"),
+        "the log dropped records"
+    );
+    assert!(
+        after.iter().any(|r| r.seq == kept),
+        "attributed record gone"
+    );
+}
+
 /// The count a `control.auth.failed.summary` message gives.
 fn summary_count(m: &str) -> u64 {
     let rest = m.split("control socket ").nth(1).unwrap();
@@ -629,14 +664,7 @@ fn a_long_poll_is_counted_however_its_wait_is_spelled() {
 #[test]
 fn an_unmapped_certificate_neither_floods_nor_flushes_the_audit() {
     let mut d = small_log_daemon();
-    let (s, _) = d.curl(Some(AUDITOR), "POST", "/v1/groups", Some("{}"));
-    assert_eq!(s, 403);
-    let before = records(&d);
-    let denied = before
-        .iter()
-        .find(|r| r["event"] == "control.authz.denied" && r["identity"] == "auditor")
-        .map(|r| r["seq"].as_u64().unwrap())
-        .expect("the auditor's denial is recorded");
+    let (before, denied) = an_attributed_record(&d);
     // 1,000 requests with a certificate of the console CA that no identity maps, pipelined
     // over four keep-alive connections: one record each would pass the log's bound three
     // times over.
@@ -663,11 +691,7 @@ fn an_unmapped_certificate_neither_floods_nor_flushes_the_audit() {
         assert_eq!(a.matches("is not mapped to an identity").count(), 250);
     }
     let during = records(&d);
-    let added = &during[before.len()..];
-    assert!(
-        added.len() <= byokd::control::failures::RECORDED_AT_ONCE as usize,
-        "{added:#?}"
-    );
+    let added = few_added(&before, &during);
     assert!(added.iter().all(|r| r["identity"].is_null()), "{added:#?}");
     let after = stopped_records(&mut d);
     let summaries: Vec<_> = after
@@ -685,14 +709,57 @@ fn an_unmapped_certificate_neither_floods_nor_flushes_the_audit() {
         (1000..=1001).contains(&counted),
         "{counted}: {summaries:#?}"
     );
-    assert!(
-        after.iter().all(|r| r.event != "log.dropped"),
-        "the log dropped records"
-    );
-    assert!(
-        after.iter().any(|r| r.seq == denied),
-        "attributed record gone"
-    );
+    nothing_dropped(&after, denied);
     let lines = stderr_lines(&d, "is not mapped");
+    assert!(lines <= 10, "{lines} lines on stderr");
+}
+
+#[test]
+fn a_page_driving_an_admins_browser_cannot_flush_the_audit() {
+    let mut d = small_log_daemon();
+    let (before, denied) = an_attributed_record(&d);
+    // A page elsewhere makes the admin's browser send 1,000 requests: one record each, in the
+    // admin's name, would pass the log's bound several times over.
+    let config = tls_config(&d, Some(ADMIN));
+    let request = "POST /v1/groups/payments/check HTTP/1.1\r\nHost: localhost\r\nOrigin: https://evil.example\r\nSec-Fetch-Site: cross-site\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\n{}";
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            let config = config.clone();
+            let d = &d;
+            s.spawn(move || {
+                for _ in 0..125 {
+                    let tcp = TcpStream::connect(("127.0.0.1", d.port)).unwrap();
+                    let got = exchange(config.clone(), tcp, Some(request), Duration::from_secs(10));
+                    assert!(got.starts_with("HTTP/1.1 403"), "{got}");
+                    assert!(got.contains("cross_origin_refused"), "{got}");
+                }
+            });
+        }
+    });
+    let during = records(&d);
+    few_added(&before, &during);
+    let after = stopped_records(&mut d);
+    let refused: Vec<_> = after
+        .iter()
+        .filter(|r| r.event == "control.cross_origin.refused")
+        .collect();
+    let summaries: Vec<_> = after
+        .iter()
+        .filter(|r| r.event == "control.cross_origin.refused.summary")
+        .collect();
+    assert_eq!(summaries.len(), 1, "{summaries:#?}");
+    for r in refused.iter().chain(&summaries) {
+        assert_eq!(r.identity.as_deref(), Some("admin"), "{r:?}");
+    }
+    let m = &summaries[0].message;
+    let count: u64 = m
+        .split("refused ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count in {m}"));
+    assert_eq!(refused.len() as u64 + count, 1000, "{m}");
+    nothing_dropped(&after, denied);
+    let lines = stderr_lines(&d, "Cross-origin request");
     assert!(lines <= 10, "{lines} lines on stderr");
 }

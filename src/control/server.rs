@@ -10,7 +10,7 @@
 use super::approvals::{Approvals, system_clock};
 use super::browser::{self, Origins};
 use super::errors::{ApiError, ControlError};
-use super::failures::{Failures, Throttle};
+use super::failures::{Browser, Failures, Throttle};
 use super::fairness::{Counts, Peer, Permit};
 use super::handlers::{self, Chunk, Ctx, Input, Reply};
 use super::identity::{Caller, IdentityMap};
@@ -119,6 +119,8 @@ struct Shared {
     /// Waiting requests (long-polls) per identity.
     long_polls: Counts<String>,
     failures: Arc<Failures>,
+    /// Cross-origin refusals, per identity whose browser was used.
+    cross_origin: Arc<Failures<Browser>>,
     refusals: Throttle,
     origins: Origins,
     shutdown: watch::Receiver<bool>,
@@ -133,14 +135,16 @@ pub struct ControlServer {
     connections: Arc<Semaphore>,
     max_connections: usize,
     failures: Arc<Failures>,
+    cross_origin: Arc<Failures<Browser>>,
 }
 
 /// Records the summaries of failure windows as they end.
-async fn report_failures(failures: Arc<Failures>) {
+async fn report_failures(failures: Arc<Failures>, cross_origin: Arc<Failures<Browser>>) {
     let tick = (failures.window() / 10).clamp(Duration::from_millis(100), Duration::from_secs(1));
     loop {
         tokio::time::sleep(tick).await;
         failures.flush(false);
+        cross_origin.flush(false);
     }
 }
 
@@ -170,9 +174,9 @@ pub async fn start(
         addr: control.listen.to_string(),
         source,
     })?;
-    let failures = Arc::new(Failures::new(Duration::from_secs(
-        limits.auth_failure_window_secs.max(1),
-    )));
+    let window = Duration::from_secs(limits.auth_failure_window_secs.max(1));
+    let failures = Arc::new(Failures::new(window));
+    let cross_origin = Arc::new(Failures::new(window));
     let shared = Arc::new(Shared {
         ctx: Ctx {
             service,
@@ -186,6 +190,7 @@ pub async fn start(
         per_peer: Counts::new(limits.connections_per_peer()),
         long_polls: Counts::new(limits.long_polls_per_identity()),
         failures: failures.clone(),
+        cross_origin: cross_origin.clone(),
         refusals: Throttle::new(REFUSAL_LINE_EVERY),
         origins: Origins::of_certificate(leaf.as_ref(), local_addr.port()),
         limits,
@@ -193,7 +198,7 @@ pub async fn start(
     });
     let mut accept_loops = vec![
         tokio::spawn(accept_tcp(tcp, shared.clone())),
-        tokio::spawn(report_failures(failures.clone())),
+        tokio::spawn(report_failures(failures.clone(), cross_origin.clone())),
     ];
     if let Some(path) = &control.unix_socket {
         let unix = bind_unix(path)?;
@@ -216,6 +221,7 @@ pub async fn start(
         connections: shared.connections.clone(),
         max_connections,
         failures,
+        cross_origin,
     }))
 }
 
@@ -240,6 +246,7 @@ impl ControlServer {
             let _ = std::fs::remove_file(path);
         }
         self.failures.flush(true);
+        self.cross_origin.flush(true);
         tracing::info!("control socket stopped");
     }
 }
@@ -614,6 +621,11 @@ async fn handle(
     let began = activity.handling();
     let started = std::time::Instant::now();
     let method = req.method().clone();
+    // The route a refused cross-origin request aimed at (the refusal comes before routing).
+    let aimed = match routes::matching(&method, req.uri().path()) {
+        Matched::Found(r, _) => r.path,
+        _ => "an unknown route",
+    };
     let (route, mut resp) = answer(req, shared, peer, caller, began).await;
     browser::secure_headers(resp.headers_mut());
     let status = resp.status();
@@ -624,8 +636,11 @@ async fn handle(
         // Counted and recorded by `failures` (see `answer`).
         tracing::debug!(peer = %peer, identity = %fields.0, method = %method, status = status.as_u16(), "control request of an unmapped certificate");
     } else if matches!(code, "cross_origin_refused" | "cors_refused") {
-        tracing::warn!(event = crate::logs::Event::ControlCrossOriginRefused.as_str(), identity = %fields.0, role = fields.1, route = fields.2, method = %method, status = status.as_u16(),
-            "Cross-origin request refused: a browser holding the certificate of {} ({}) was made to call {method} {}", fields.0, fields.1, fields.2);
+        // Counted per identity: a page elsewhere sets the pace, so it must not set the log's.
+        shared.cross_origin.failed(
+            Browser(fields.0.clone()),
+            &format!("{method} {aimed} (role {}) from another site", fields.1),
+        );
     } else if status == StatusCode::FORBIDDEN {
         tracing::warn!(event = "control.authz.denied", identity = %fields.0, role = fields.1, route = fields.2, method = %method, status = status.as_u16(),
             "Authorization denied: {} ({}) may not call {method} {}", fields.0, fields.1, fields.2);
