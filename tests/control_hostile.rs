@@ -69,6 +69,9 @@ fn a_cross_site_request_is_refused_and_starts_no_job() {
     let null = ["-H", "Origin: null"];
     let other_port = format!("Origin: https://localhost:{}", d.port + 1);
     let other_port = ["-H", other_port.as_str()];
+    let own = format!("Origin: https://localhost:{}", d.port);
+    let own = ["-H", own.as_str()];
+    let own_site = ["-H", "Sec-Fetch-Site: same-origin"];
     // The reproduction: a page elsewhere POSTs as the admin whose certificate the browser holds.
     for (route, headers) in [
         ("/v1/groups/g1/check", [evil, cross].concat()),
@@ -78,6 +81,9 @@ fn a_cross_site_request_is_refused_and_starts_no_job() {
         ("/v1/groups/g1/check", null.to_vec()),
         ("/v1/groups/g1/rotate", other_port.to_vec()),
         ("/v1/groups/g1/sync", [evil, cross].concat()),
+        // A request is judged by every copy of a header, not by its first.
+        ("/v1/groups/g1/check", [own, evil].concat()),
+        ("/v1/groups/g1/check", [own_site, cross].concat()),
     ] {
         let (status, head, body) = curl_i(&d, Some(ADMIN), "POST", route, Some("{}"), &headers);
         assert_eq!(
