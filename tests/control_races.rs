@@ -751,3 +751,54 @@ fn every_mutating_route_writes_its_record_with_identity_and_target() {
     );
     assert_no_unapproved_destruction(d);
 }
+
+#[test]
+fn an_approved_key_delete_never_deletes_another_key_of_the_same_name() {
+    let rig = start();
+    let d = &rig.daemon;
+    group(d, "b", V_SOFT, &["k"]);
+    let sync = "/v1/groups/b/keys/k/sync";
+    wait_end(d, &job_id(&expect(d, OPERATOR, "POST", sync, None, 202)));
+    let first = expect(d, AUDITOR, "GET", "/v1/groups/b/keys/k", None, 200);
+    assert!(first["version"].is_string(), "{first}");
+    // The delete of the pushed key waits for a second admin.
+    let pending = expect(d, ADMIN, "DELETE", "/v1/groups/b/keys/k", None, 202);
+    let pending = approval_id(&pending);
+    // Meanwhile the Azure key is deleted and purged (approved), which makes k unpushed: an
+    // operator deletes it, creates another k and pushes that.
+    let cloud = expect(d, ADMIN, "POST", "/v1/groups/b/delete-cloud", None, 202);
+    let approve = |id: &str| {
+        let path = format!("/v1/approvals/{id}/approve");
+        expect(d, ADMIN2, "POST", &path, None, 200)
+    };
+    let done = approve(&approval_id(&cloud));
+    wait_end(d, done["job"]["id"].as_str().unwrap());
+    expect(d, OPERATOR, "DELETE", "/v1/groups/b/keys/k", None, 200);
+    let new = Some(json!({ "name": "k" }));
+    expect(d, OPERATOR, "POST", "/v1/groups/b/keys", new, 201);
+    wait_end(d, &job_id(&expect(d, OPERATOR, "POST", sync, None, 202)));
+    let second = expect(d, AUDITOR, "GET", "/v1/groups/b/keys/k", None, 200);
+    assert_ne!(second["hsm_id"], first["hsm_id"]);
+    // The old approval is for the old key: approving it now deletes nothing.
+    let path = format!("/v1/approvals/{pending}/approve");
+    let refused = expect(d, ADMIN2, "POST", &path, None, 409);
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("request the delete again"),
+        "{refused}"
+    );
+    let late = expect(
+        d,
+        AUDITOR,
+        "GET",
+        &format!("/v1/approvals/{pending}"),
+        None,
+        200,
+    );
+    assert_eq!(late["status"], "failed", "{late}");
+    let still = expect(d, AUDITOR, "GET", "/v1/groups/b/keys/k", None, 200);
+    assert_eq!(still["hsm_id"], second["hsm_id"]);
+    assert_eq!(still["version"], second["version"]);
+}

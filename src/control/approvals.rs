@@ -43,6 +43,10 @@ pub enum Action {
     DeleteKey {
         group: String,
         key: String,
+        /// The key's HSM object when the delete was requested: the approval is for that key
+        /// only, never for another one given the same name later.
+        #[serde(skip)]
+        hsm_id: crate::model::HsmKeyId,
     },
     /// Delete the group's Azure key (every version) on the cloud service; local keys stay.
     DeleteGroupCloud {
@@ -59,7 +63,7 @@ impl Action {
     pub fn target(&self) -> (Option<&str>, Option<&str>, Option<&str>) {
         match self {
             Self::DeleteCredential { credential } => (None, None, Some(credential)),
-            Self::DeleteKey { group, key } => (Some(group), Some(key), None),
+            Self::DeleteKey { group, key, .. } => (Some(group), Some(key), None),
             Self::DeleteGroupCloud { group } | Self::PurgeGroupCloud { group } => {
                 (Some(group), None, None)
             }
@@ -69,7 +73,9 @@ impl Action {
     pub fn describe(&self) -> String {
         match self {
             Self::DeleteCredential { credential } => format!("delete credential {credential:?}"),
-            Self::DeleteKey { group, key } => format!("delete pushed key {group}/{key} locally"),
+            Self::DeleteKey { group, key, .. } => {
+                format!("delete pushed key {group}/{key} locally")
+            }
             Self::DeleteGroupCloud { group } => format!(
                 "delete key group {group}'s Azure key (all versions) on the cloud service; local keys are untouched"
             ),
