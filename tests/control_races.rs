@@ -26,6 +26,8 @@ const SECRET: &str = "Qv8~race.KnownSecret-For_Grep-0042";
 const V_SOFT: &str = "race-soft";
 /// Soft-delete with purge protection.
 const V_PROTECTED: &str = "race-protected";
+/// Another vault with soft-delete, purge allowed.
+const V_OTHER: &str = "race-other";
 /// How long each import is held in the emulator while a test races it.
 const SLOW_IMPORT_MS: u64 = 3000;
 
@@ -42,11 +44,12 @@ fn start() -> Rig {
         &[
             (V_SOFT, RecoveryLevel::RecoverablePurgeable),
             (V_PROTECTED, RecoveryLevel::Recoverable),
+            (V_OTHER, RecoveryLevel::RecoverablePurgeable),
         ],
         300,
     );
     let sections = azure.sections(
-        &[V_SOFT, V_PROTECTED],
+        &[V_SOFT, V_PROTECTED, V_OTHER],
         "vault_concurrent_imports = 2\n",
         "[lifecycle]\ngrace_days = 0\ndrift_check_hours = 0\n",
     );
@@ -801,4 +804,49 @@ fn an_approved_key_delete_never_deletes_another_key_of_the_same_name() {
     let still = expect(d, AUDITOR, "GET", "/v1/groups/b/keys/k", None, 200);
     assert_eq!(still["hsm_id"], second["hsm_id"]);
     assert_eq!(still["version"], second["version"]);
+}
+
+#[test]
+fn an_approved_purge_never_purges_in_another_vault() {
+    let rig = start();
+    let d = &rig.daemon;
+    let approve = |id: &str, status: u16| {
+        let path = format!("/v1/approvals/{id}/approve");
+        expect(d, ADMIN2, "POST", &path, None, status)
+    };
+    // Group p's key is pushed to V_SOFT and deleted there: a purge waits for a second admin.
+    group(d, "p", V_SOFT, &["k"]);
+    let sync = "/v1/groups/p/keys/k/sync";
+    wait_end(d, &job_id(&expect(d, OPERATOR, "POST", sync, None, 202)));
+    rig.emu.delete_key_now(V_SOFT, "p").unwrap();
+    let purge = expect(d, ADMIN, "POST", "/v1/groups/p/purge", None, 202);
+    let purge = approval_id(&purge);
+    // Meanwhile group p is deleted (its key first, approved) and created again on V_OTHER,
+    // whose key p is then deleted too.
+    let key = expect(d, ADMIN, "DELETE", "/v1/groups/p/keys/k", None, 202);
+    approve(&approval_id(&key), 200);
+    expect(d, OPERATOR, "DELETE", "/v1/groups/p", None, 200);
+    group(d, "p", V_OTHER, &["k"]);
+    wait_end(d, &job_id(&expect(d, OPERATOR, "POST", sync, None, 202)));
+    rig.emu.delete_key_now(V_OTHER, "p").unwrap();
+    // The purge was approved for V_SOFT: approving it now purges nothing in V_OTHER.
+    let refused = approve(&purge, 409);
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("request the purge again"),
+        "{refused}"
+    );
+    let late = expect(
+        d,
+        AUDITOR,
+        "GET",
+        &format!("/v1/approvals/{purge}"),
+        None,
+        200,
+    );
+    assert_eq!(late["status"], "failed", "{late}");
+    let deleted = rig.emu.deleted_keys(V_OTHER);
+    assert!(deleted.iter().any(|k| k.name == "p"), "{deleted:?}");
 }

@@ -55,6 +55,10 @@ pub enum Action {
     /// Purge the group's soft-deleted Azure key for good; local keys stay.
     PurgeGroupCloud {
         group: String,
+        /// The group's vault when the purge was requested: the purge is for the deleted key in
+        /// that vault only, never in another one the group was given since.
+        #[serde(skip)]
+        vault: String,
     },
 }
 
@@ -64,7 +68,7 @@ impl Action {
         match self {
             Self::DeleteCredential { credential } => (None, None, Some(credential)),
             Self::DeleteKey { group, key, .. } => (Some(group), Some(key), None),
-            Self::DeleteGroupCloud { group } | Self::PurgeGroupCloud { group } => {
+            Self::DeleteGroupCloud { group } | Self::PurgeGroupCloud { group, .. } => {
                 (Some(group), None, None)
             }
         }
@@ -79,7 +83,7 @@ impl Action {
             Self::DeleteGroupCloud { group } => format!(
                 "delete key group {group}'s Azure key (all versions) on the cloud service; local keys are untouched"
             ),
-            Self::PurgeGroupCloud { group } => format!(
+            Self::PurgeGroupCloud { group, .. } => format!(
                 "purge key group {group}'s soft-deleted Azure key for good; local keys are untouched"
             ),
         }
