@@ -769,3 +769,48 @@ fn a_page_driving_an_admins_browser_cannot_flush_the_audit() {
     let lines = stderr_lines(&d, "Cross-origin request");
     assert!(lines <= 10, "{lines} lines on stderr");
 }
+
+/// Asks `GET /v1/logs?wait=1` as the auditor until the answer has `status` (bounded: 15 s).
+fn poll_until(d: &Daemon, status: u16, why: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let mut answers = Vec::new();
+    loop {
+        let got = d.curl(
+            Some(AUDITOR),
+            "GET",
+            "/v1/logs?wait=1&after=999999999",
+            None,
+        );
+        if got.0 == status {
+            return;
+        }
+        answers.push(got);
+        assert!(std::time::Instant::now() < deadline, "{why}: {answers:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_long_poll_dropped_by_its_client_gives_its_place_back() {
+    let d = Daemon::start_with(Options {
+        max_long_polls_per_identity: Some(1),
+        ..Options::default()
+    });
+    // The auditor's one long-poll (30 s) holds the place...
+    let conn = rustls::ClientConnection::new(
+        tls_config(&d, Some(AUDITOR)),
+        ServerName::try_from("localhost").unwrap(),
+    )
+    .unwrap();
+    let tcp = TcpStream::connect(("127.0.0.1", d.port)).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    tls.write_all(
+        b"GET /v1/logs?wait=30&after=999999999 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    tls.flush().unwrap();
+    poll_until(&d, 429, "the long-poll was not counted");
+    // ... until its client goes away: the place comes back well before the 30 s.
+    drop(tls);
+    poll_until(&d, 200, "the dropped long-poll still holds the place");
+}
