@@ -370,10 +370,43 @@ fn nothing_dropped(after: &[byokd::logs::Record], kept: u64) {
     );
 }
 
+/// 1,000 requests as `who` over four keep-alive connections: on each, 249 body-less JSON
+/// `request`s (method and path), then `last`, which closes it. What each connection read.
+fn pipelined(d: &Daemon, who: &str, request: &str, last: &str) -> Vec<String> {
+    let config = tls_config(d, Some(who));
+    let mut batch = format!(
+        "{request} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 0\r\n\r\n"
+    )
+    .repeat(249);
+    batch.push_str(&format!(
+        "{last} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    ));
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                let (config, batch) = (config.clone(), &batch);
+                s.spawn(move || {
+                    let tcp = TcpStream::connect(("127.0.0.1", d.port)).unwrap();
+                    exchange(config, tcp, Some(batch), Duration::from_secs(60))
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    })
+}
+
 /// The count a `control.auth.failed.summary` message gives.
 fn summary_count(m: &str) -> u64 {
-    let rest = m.split("control socket ").nth(1).unwrap();
-    rest.split_whitespace().next().unwrap().parse().unwrap()
+    count_after(m, "control socket ")
+}
+
+/// The number that follows `word` in a summary's message.
+fn count_after(m: &str, word: &str) -> u64 {
+    m.split(word)
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count after {word:?} in {m}"))
 }
 
 #[test]
@@ -674,24 +707,7 @@ fn an_unmapped_certificate_neither_floods_nor_flushes_the_audit() {
     // 1,000 requests with a certificate of the console CA that no identity maps, pipelined
     // over four keep-alive connections: one record each would pass the log's bound three
     // times over.
-    let config = tls_config(&d, Some(STRANGER));
-    let answers: Vec<String> = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..4)
-            .map(|_| {
-                let config = config.clone();
-                let d = &d;
-                s.spawn(move || {
-                    let mut batch =
-                        "POST /v1/groups/g/sync HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 0\r\n\r\n"
-                            .repeat(249);
-                    batch.push_str("GET /v1/health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-                    let tcp = TcpStream::connect(("127.0.0.1", d.port)).unwrap();
-                    exchange(config, tcp, Some(&batch), Duration::from_secs(60))
-                })
-            })
-            .collect();
-        workers.into_iter().map(|w| w.join().unwrap()).collect()
-    });
+    let answers = pipelined(&d, STRANGER, "POST /v1/groups/g/sync", "GET /v1/health");
     for a in &answers {
         assert_eq!(a.matches("HTTP/1.1 403").count(), 250, "{a}");
         assert_eq!(a.matches("is not mapped to an identity").count(), 250);
@@ -758,15 +774,48 @@ fn a_page_driving_an_admins_browser_cannot_flush_the_audit() {
         assert_eq!(r.identity.as_deref(), Some("admin"), "{r:?}");
     }
     let m = &summaries[0].message;
-    let count: u64 = m
-        .split("refused ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no count in {m}"));
+    let count = count_after(m, "refused ");
     assert_eq!(refused.len() as u64 + count, 1000, "{m}");
     nothing_dropped(&after, denied);
     let lines = stderr_lines(&d, "Cross-origin request");
+    assert!(lines <= 10, "{lines} lines on stderr");
+}
+
+#[test]
+fn an_identity_denied_again_and_again_cannot_flush_the_audit() {
+    let mut d = small_log_daemon();
+    let (before, denied) = an_attributed_record(&d);
+    // The auditor asks for what its role does not allow, 1,000 times over keep-alive: one
+    // record each would pass the log's bound several times over.
+    let answers = pipelined(&d, AUDITOR, "POST /v1/groups/g/rotate", "GET /v1/whoami");
+    for a in &answers {
+        assert_eq!(a.matches("HTTP/1.1 403").count(), 249, "{a}");
+    }
+    let during = records(&d);
+    let added = few_added(&before, &during);
+    assert!(
+        added
+            .iter()
+            .all(|r| r["event"] == "control.authz.denied" && r["identity"] == "auditor"),
+        "{added:#?}"
+    );
+    let after = stopped_records(&mut d);
+    let one_by_one = after
+        .iter()
+        .filter(|r| r.event == "control.authz.denied")
+        .count() as u64;
+    let summaries: Vec<_> = after
+        .iter()
+        .filter(|r| r.event == "control.authz.denied.summary")
+        .collect();
+    assert_eq!(summaries.len(), 1, "{summaries:#?}");
+    assert_eq!(summaries[0].identity.as_deref(), Some("auditor"));
+    let m = &summaries[0].message;
+    let count = count_after(m, "denied ");
+    // The first denial (before the flood) and 996 of the flood's.
+    assert_eq!(one_by_one + count, 1 + 996, "{m}");
+    nothing_dropped(&after, denied);
+    let lines = stderr_lines(&d, "Authorization denied");
     assert!(lines <= 10, "{lines} lines on stderr");
 }
 

@@ -15,6 +15,10 @@
 //! ([`Browser`]): a page elsewhere can make that browser send requests as fast as it likes, and
 //! each refusal would otherwise be a record in the identity's name, so the page could flush the
 //! audit through it (`control.cross_origin.refused`, then `control.cross_origin.refused.summary`).
+//! Authorization denials are counted per identity too ([`Denied`]): a mapped identity whose
+//! role may not do something (an auditor, say) must not be able to push the log's older
+//! records out by asking again and again (`control.authz.denied`, then
+//! `control.authz.denied.summary`).
 //! What is counted, and how it is recorded, is a [`Subject`].
 //!
 //! It also owns [`Throttle`], which rate-limits a repeated WARN line and counts what it
@@ -140,6 +144,37 @@ impl Tally {
 
     fn unrecorded(&self) -> u64 {
         self.count - self.recorded
+    }
+}
+
+/// An identity whose requests its role does not allow.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Denied(pub String);
+
+impl std::fmt::Display for Denied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Subject for Denied {
+    fn failed(&self, error: &str, last_alone: Option<Duration>) {
+        let more = more_note(&format_args!("of {self}"), last_alone);
+        tracing::warn!(event = Event::ControlAuthzDenied.as_str(), service = "control", identity = %self.0,
+            "Authorization denied: {self} may not call {error}{more}");
+    }
+
+    fn summary(&self, count: u64, first: &str, last: &str, last_error: &str) {
+        tracing::warn!(event = Self::SUMMARY.as_str(), service = "control", identity = %self.0, count,
+            "Authorization denied {count} more time(s) to {self} between {first} and {last} (the last: {last_error}); these were not recorded one by one");
+    }
+
+    const SUMMARY: Event = Event::ControlAuthzDeniedSummary;
+
+    fn others(count: u64, first: &str, last: &str, last_error: &str) -> String {
+        format!(
+            "Authorization denied {count} time(s) to identities beyond the {MAX_PEERS} tracked one by one, between {first} and {last} (the last: {last_error})"
+        )
     }
 }
 

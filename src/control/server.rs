@@ -10,7 +10,7 @@
 use super::approvals::{Approvals, system_clock};
 use super::browser::{self, Origins};
 use super::errors::{ApiError, ControlError};
-use super::failures::{Browser, Failures, Throttle};
+use super::failures::{Browser, Denied, Failures, Throttle};
 use super::fairness::{Counts, Peer, Permit};
 use super::handlers::{self, Chunk, Ctx, Input, Reply};
 use super::identity::{Caller, IdentityMap};
@@ -121,6 +121,8 @@ struct Shared {
     failures: Arc<Failures>,
     /// Cross-origin refusals, per identity whose browser was used.
     cross_origin: Arc<Failures<Browser>>,
+    /// Authorization denials, per identity.
+    denials: Arc<Failures<Denied>>,
     refusals: Throttle,
     origins: Origins,
     shutdown: watch::Receiver<bool>,
@@ -134,17 +136,41 @@ pub struct ControlServer {
     accept_loops: Vec<JoinHandle<()>>,
     connections: Arc<Semaphore>,
     max_connections: usize,
+    counted: Counted,
+}
+
+/// The aggregators of refusals, per peer or identity.
+#[derive(Clone)]
+struct Counted {
     failures: Arc<Failures>,
     cross_origin: Arc<Failures<Browser>>,
+    denials: Arc<Failures<Denied>>,
+}
+
+impl Counted {
+    fn new(window: Duration) -> Self {
+        Self {
+            failures: Arc::new(Failures::new(window)),
+            cross_origin: Arc::new(Failures::new(window)),
+            denials: Arc::new(Failures::new(window)),
+        }
+    }
+
+    /// Records the summaries of the windows that have ended (all of them with `all`).
+    fn flush(&self, all: bool) {
+        self.failures.flush(all);
+        self.cross_origin.flush(all);
+        self.denials.flush(all);
+    }
 }
 
 /// Records the summaries of failure windows as they end.
-async fn report_failures(failures: Arc<Failures>, cross_origin: Arc<Failures<Browser>>) {
-    let tick = (failures.window() / 10).clamp(Duration::from_millis(100), Duration::from_secs(1));
+async fn report_failures(counted: Counted) {
+    let window = counted.failures.window();
+    let tick = (window / 10).clamp(Duration::from_millis(100), Duration::from_secs(1));
     loop {
         tokio::time::sleep(tick).await;
-        failures.flush(false);
-        cross_origin.flush(false);
+        counted.flush(false);
     }
 }
 
@@ -174,9 +200,7 @@ pub async fn start(
         addr: control.listen.to_string(),
         source,
     })?;
-    let window = Duration::from_secs(limits.auth_failure_window_secs.max(1));
-    let failures = Arc::new(Failures::new(window));
-    let cross_origin = Arc::new(Failures::new(window));
+    let counted = Counted::new(Duration::from_secs(limits.auth_failure_window_secs.max(1)));
     let shared = Arc::new(Shared {
         ctx: Ctx {
             service,
@@ -189,8 +213,9 @@ pub async fn start(
         overflow: Arc::new(Semaphore::new(OVERFLOW_ANSWERS)),
         per_peer: Counts::new(limits.connections_per_peer()),
         long_polls: Counts::new(limits.long_polls_per_identity()),
-        failures: failures.clone(),
-        cross_origin: cross_origin.clone(),
+        failures: counted.failures.clone(),
+        cross_origin: counted.cross_origin.clone(),
+        denials: counted.denials.clone(),
         refusals: Throttle::new(REFUSAL_LINE_EVERY),
         origins: Origins::of_certificate(leaf.as_ref(), local_addr.port()),
         limits,
@@ -198,7 +223,7 @@ pub async fn start(
     });
     let mut accept_loops = vec![
         tokio::spawn(accept_tcp(tcp, shared.clone())),
-        tokio::spawn(report_failures(failures.clone(), cross_origin.clone())),
+        tokio::spawn(report_failures(counted.clone())),
     ];
     if let Some(path) = &control.unix_socket {
         let unix = bind_unix(path)?;
@@ -220,8 +245,7 @@ pub async fn start(
         accept_loops,
         connections: shared.connections.clone(),
         max_connections,
-        failures,
-        cross_origin,
+        counted,
     }))
 }
 
@@ -245,8 +269,7 @@ impl ControlServer {
         if let Some(path) = self.unix_socket {
             let _ = std::fs::remove_file(path);
         }
-        self.failures.flush(true);
-        self.cross_origin.flush(true);
+        self.counted.flush(true);
         tracing::info!("control socket stopped");
     }
 }
@@ -642,8 +665,11 @@ async fn handle(
             &format!("{method} {aimed} (role {}) from another site", fields.1),
         );
     } else if status == StatusCode::FORBIDDEN {
-        tracing::warn!(event = "control.authz.denied", identity = %fields.0, role = fields.1, route = fields.2, method = %method, status = status.as_u16(),
-            "Authorization denied: {} ({}) may not call {method} {}", fields.0, fields.1, fields.2);
+        // Counted per identity: asking again and again must not push older records out.
+        shared.denials.failed(
+            Denied(fields.0.clone()),
+            &format!("{method} {} (role {})", fields.2, fields.1),
+        );
     } else if status.is_server_error() {
         tracing::warn!(identity = %fields.0, role = fields.1, route = fields.2, method = %method, status = status.as_u16(), elapsed_ms, "control request");
     } else {
