@@ -707,6 +707,9 @@ fn an_unmapped_certificate_neither_floods_nor_flushes_the_audit() {
     // 1,000 requests with a certificate of the console CA that no identity maps, pipelined
     // over four keep-alive connections: one record each would pass the log's bound three
     // times over.
+    // The first one, recorded one by one, names no text of the caller's own (its path).
+    let long = format!("/v1/{}", "a".repeat(4000));
+    assert_eq!(d.curl(Some(STRANGER), "GET", &long, None).0, 403);
     let answers = pipelined(&d, STRANGER, "POST /v1/groups/g/sync", "GET /v1/health");
     for a in &answers {
         assert_eq!(a.matches("HTTP/1.1 403").count(), 250, "{a}");
@@ -715,6 +718,17 @@ fn an_unmapped_certificate_neither_floods_nor_flushes_the_audit() {
     let during = records(&d);
     let added = few_added(&before, &during);
     assert!(added.iter().all(|r| r["identity"].is_null()), "{added:#?}");
+    assert!(
+        added.iter().any(|r| r["message"]
+            .as_str()
+            .unwrap()
+            .contains("a request to no route")),
+        "{added:#?}"
+    );
+    assert!(
+        added.iter().all(|r| !r.to_string().contains("aaaaaaaa")),
+        "{added:#?}"
+    );
     let after = stopped_records(&mut d);
     let summaries: Vec<_> = after
         .iter()
@@ -726,9 +740,9 @@ fn an_unmapped_certificate_neither_floods_nor_flushes_the_audit() {
         .filter(|r| r.event == "control.auth.failed")
         .count() as u64;
     let counted = failed + summary_count(&summaries[0].message);
-    // The rig's readiness probe (a bare TCP connect) is one more.
+    // The long path is one more, and the rig's readiness probe (a bare TCP connect) another.
     assert!(
-        (1000..=1001).contains(&counted),
+        (1001..=1002).contains(&counted),
         "{counted}: {summaries:#?}"
     );
     nothing_dropped(&after, denied);

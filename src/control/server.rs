@@ -560,9 +560,10 @@ async fn answer(
     // certificate can neither flood the log nor take the share of identified callers.
     if caller.identity.is_none() {
         let e = super::authz::unmapped(caller);
-        shared
-            .failures
-            .failed(peer, &format!("{method} {path} refused: {}", e.message));
+        shared.failures.failed(
+            peer,
+            &format!("{} refused: {}", target(&method, &path), e.message),
+        );
         return (None, error_response(&e, false));
     }
     if let Err(e) = browser::check_origin(&method, req.headers(), &shared.origins) {
@@ -633,6 +634,15 @@ async fn answer(
     }
 }
 
+/// What a request aims at, for records of refusals made before routing: the method and the
+/// route's template, never the caller's own text (a path can be as long as the header limit).
+fn target(method: &http::Method, path: &str) -> String {
+    match routes::matching(method, path) {
+        Matched::Found(r, _) => format!("{method} {}", r.path),
+        _ => "a request to no route".to_owned(),
+    }
+}
+
 /// One request: checks, route, body under limits, dispatch, answer, log.
 async fn handle(
     req: Request<Incoming>,
@@ -644,11 +654,8 @@ async fn handle(
     let began = activity.handling();
     let started = std::time::Instant::now();
     let method = req.method().clone();
-    // The route a refused cross-origin request aimed at (the refusal comes before routing).
-    let aimed = match routes::matching(&method, req.uri().path()) {
-        Matched::Found(r, _) => r.path,
-        _ => "an unknown route",
-    };
+    // What a refused cross-origin request aimed at (the refusal comes before routing).
+    let aimed = target(&method, req.uri().path());
     let (route, mut resp) = answer(req, shared, peer, caller, began).await;
     browser::secure_headers(resp.headers_mut());
     let status = resp.status();
@@ -662,7 +669,7 @@ async fn handle(
         // Counted per identity: a page elsewhere sets the pace, so it must not set the log's.
         shared.cross_origin.failed(
             Browser(fields.0.clone()),
-            &format!("{method} {aimed} (role {}) from another site", fields.1),
+            &format!("{aimed} (role {}) from another site", fields.1),
         );
     } else if status == StatusCode::FORBIDDEN {
         // Counted per identity: asking again and again must not push older records out.
