@@ -585,7 +585,7 @@ async fn answer(
             let e = ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
-                format!("{path} allows {list}"),
+                format!("{path} allows only {list} (see api/openapi.json or `byokctl --help`)"),
             );
             let mut resp = error_response(&e, false);
             if let Ok(v) = HeaderValue::from_str(&list) {
