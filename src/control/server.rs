@@ -118,11 +118,8 @@ struct Shared {
     per_peer: Counts<Peer>,
     /// Waiting requests (long-polls) per identity.
     long_polls: Counts<String>,
-    failures: Arc<Failures>,
-    /// Cross-origin refusals, per identity whose browser was used.
-    cross_origin: Arc<Failures<Browser>>,
-    /// Authorization denials, per identity.
-    denials: Arc<Failures<Denied>>,
+    /// Refusals counted per peer or identity, recorded in bounded numbers.
+    counted: Counted,
     refusals: Throttle,
     origins: Origins,
     shutdown: watch::Receiver<bool>,
@@ -139,7 +136,8 @@ pub struct ControlServer {
     counted: Counted,
 }
 
-/// The aggregators of refusals, per peer or identity.
+/// The aggregators of refusals: failed authentication per peer, cross-origin refusals per
+/// identity whose browser was used, authorization denials per identity.
 #[derive(Clone)]
 struct Counted {
     failures: Arc<Failures>,
@@ -213,9 +211,7 @@ pub async fn start(
         overflow: Arc::new(Semaphore::new(OVERFLOW_ANSWERS)),
         per_peer: Counts::new(limits.connections_per_peer()),
         long_polls: Counts::new(limits.long_polls_per_identity()),
-        failures: counted.failures.clone(),
-        cross_origin: counted.cross_origin.clone(),
-        denials: counted.denials.clone(),
+        counted: counted.clone(),
         refusals: Throttle::new(REFUSAL_LINE_EVERY),
         origins: Origins::of_certificate(leaf.as_ref(), local_addr.port()),
         limits,
@@ -407,12 +403,13 @@ where
         Ok(Ok(tls)) => Some(tls),
         Ok(Err(e)) => {
             shared
+                .counted
                 .failures
                 .failed(peer, &format!("TLS handshake refused ({e})"));
             None
         }
         Err(_) => {
-            shared.failures.failed(
+            shared.counted.failures.failed(
                 peer,
                 &format!(
                     "no TLS handshake within {} ms (limits.handshake_timeout_ms)",
@@ -560,7 +557,7 @@ async fn answer(
     // certificate can neither flood the log nor take the share of identified callers.
     if caller.identity.is_none() {
         let e = super::authz::unmapped(caller);
-        shared.failures.failed(
+        shared.counted.failures.failed(
             peer,
             &format!("{} refused: {}", target(&method, &path), e.message),
         );
@@ -667,13 +664,13 @@ async fn handle(
         tracing::debug!(peer = %peer, identity = %fields.0, method = %method, status = status.as_u16(), "control request of an unmapped certificate");
     } else if matches!(code, "cross_origin_refused" | "cors_refused") {
         // Counted per identity: a page elsewhere sets the pace, so it must not set the log's.
-        shared.cross_origin.failed(
+        shared.counted.cross_origin.failed(
             Browser(fields.0.clone()),
             &format!("{aimed} (role {}) from another site", fields.1),
         );
     } else if status == StatusCode::FORBIDDEN {
         // Counted per identity: asking again and again must not push older records out.
-        shared.denials.failed(
+        shared.counted.denials.failed(
             Denied(fields.0.clone()),
             &format!("{method} {} (role {})", fields.2, fields.1),
         );
