@@ -1,8 +1,9 @@
 //! The control server: accept loops on TCP and the optional unix socket, the connection limits
 //! (all connections, and per peer address), the TLS handshake under its deadline, per-connection
-//! deadlines, and one request's path from bytes to handler: the cross-site checks (`browser`),
-//! the per-identity long-poll cap, the body under its limits, dispatch, and the headers every
-//! answer carries.
+//! deadlines, and one request's path from bytes to handler: an unmapped certificate refused
+//! first, the cross-site checks (`browser`), the per-identity long-poll cap, the body under its
+//! limits, dispatch, the headers every answer carries, and refusals counted (`failures`) rather
+//! than written one by one.
 //!
 //! It owns sockets and connections. It never authorizes (handlers take an `Authorized` proof)
 //! and never logs a body.
