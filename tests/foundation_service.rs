@@ -594,25 +594,44 @@ fn concurrent_creates_cannot_pass_the_key_and_credential_limits() {
                 .filter(|e| byokd::hsm::parse_label(&e.label).is_some_and(|(grp, _)| grp == g))
                 .count();
             assert_eq!(on_token, 2, "HSM keys left behind");
-            // Likewise credentials, whose signing key is generated between look and commit.
-            let add = |n: &'static str| {
+            // Likewise credentials: a secret is sealed, a certificate's signing key generated,
+            // between look and commit. Two of each race for the one place left.
+            let secret = |n: &'static str| {
                 let service = service.clone();
                 async move {
-                    service
-                        .add_certificate_credential(
-                            NewCertificateCredential {
-                                name: name(n),
-                                tenant_id: tenant(),
-                                client_id: client(),
-                                validity_days: None,
-                            },
-                            "t",
-                        )
-                        .await
+                    let new = NewCredential {
+                        name: name(n),
+                        tenant_id: tenant(),
+                        client_id: client(),
+                        secret: SecretBytes::new(b"s".to_vec()),
+                        expires: None,
+                    };
+                    service.add_credential(new, "t").await
                 }
             };
-            let r = tokio::join!(add("c1"), add("c2"), add("c3"));
-            assert_eq!(made_within_limit(&[r.0, r.1, r.2]), 1, "one place was left");
+            let certificate = |n: &'static str| {
+                let service = service.clone();
+                async move {
+                    let new = NewCertificateCredential {
+                        name: name(n),
+                        tenant_id: tenant(),
+                        client_id: client(),
+                        validity_days: None,
+                    };
+                    service.add_certificate_credential(new, "t").await
+                }
+            };
+            let r = tokio::join!(
+                secret("s1"),
+                certificate("c1"),
+                secret("s2"),
+                certificate("c2")
+            );
+            assert_eq!(
+                made_within_limit(&[r.0, r.1, r.2, r.3]),
+                1,
+                "one place was left"
+            );
             assert_eq!(service.list_credentials().await.len(), 2);
         },
     );
