@@ -261,7 +261,14 @@ fn bad_input_gets_400_naming_the_field() {
     assert_eq!((status, field(&answer)), (400, "job"), "{answer}");
     // Unknown routes and methods.
     assert_eq!(d.curl(Some(ADMIN), "GET", "/v1/nothing", None).0, 404);
-    assert_eq!(d.curl(Some(ADMIN), "PUT", "/v1/groups", None).0, 405);
+    let (status, v) = d.curl(Some(ADMIN), "PUT", "/v1/groups", None);
+    assert_eq!(status, 405);
+    // The answer says what the path does allow, and where to look.
+    let m = v["error"]["message"].as_str().unwrap();
+    assert!(
+        m.contains("allows only GET, POST") && m.contains("openapi"),
+        "{m}"
+    );
     // Conflicts.
     let (status, answer) = d.curl(
         Some(ADMIN),

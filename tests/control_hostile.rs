@@ -69,6 +69,9 @@ fn a_cross_site_request_is_refused_and_starts_no_job() {
     let null = ["-H", "Origin: null"];
     let other_port = format!("Origin: https://localhost:{}", d.port + 1);
     let other_port = ["-H", other_port.as_str()];
+    let own = format!("Origin: https://localhost:{}", d.port);
+    let own = ["-H", own.as_str()];
+    let own_site = ["-H", "Sec-Fetch-Site: same-origin"];
     // The reproduction: a page elsewhere POSTs as the admin whose certificate the browser holds.
     for (route, headers) in [
         ("/v1/groups/g1/check", [evil, cross].concat()),
@@ -78,6 +81,9 @@ fn a_cross_site_request_is_refused_and_starts_no_job() {
         ("/v1/groups/g1/check", null.to_vec()),
         ("/v1/groups/g1/rotate", other_port.to_vec()),
         ("/v1/groups/g1/sync", [evil, cross].concat()),
+        // A request is judged by every copy of a header, not by its first.
+        ("/v1/groups/g1/check", [own, evil].concat()),
+        ("/v1/groups/g1/check", [own_site, cross].concat()),
     ] {
         let (status, head, body) = curl_i(&d, Some(ADMIN), "POST", route, Some("{}"), &headers);
         assert_eq!(
@@ -300,22 +306,112 @@ fn records(d: &Daemon) -> Vec<Value> {
     }
 }
 
+/// A daemon whose failure window lasts the whole test (its summary is written when the daemon
+/// stops) and whose log is small: 2,000 records of about 400 bytes each would pass its bound
+/// many times over.
+fn small_log_daemon() -> Daemon {
+    Daemon::start_with(Options {
+        auth_failure_window_secs: Some(3600),
+        sections: "[logs]\nmax_segment_bytes = 16384\nmax_total_bytes = 131072\njournald = false\n"
+            .into(),
+        ..Options::default()
+    })
+}
+
+/// Stops the daemon (which writes the open windows' summaries) and reads every stored record.
+fn stopped_records(d: &mut Daemon) -> Vec<byokd::logs::Record> {
+    assert!(d.stop().unwrap().success(), "{}", d.log());
+    let mut after = Vec::new();
+    byokd::logs::store::scan(&d.path("state/logs"), |r| {
+        after.push(r);
+        true
+    })
+    .unwrap();
+    after
+}
+
+/// How many lines of the daemon's stderr contain `needle`.
+fn stderr_lines(d: &Daemon, needle: &str) -> usize {
+    d.log().lines().filter(|l| l.contains(needle)).count()
+}
+
+/// Records an auditor's denial; the records so far and the denial's sequence number.
+fn an_attributed_record(d: &Daemon) -> (Vec<Value>, u64) {
+    let (s, _) = d.curl(Some(AUDITOR), "POST", "/v1/groups", Some("{}"));
+    assert_eq!(s, 403);
+    let before = records(d);
+    let denied = before
+        .iter()
+        .find(|r| r["event"] == "control.authz.denied" && r["identity"] == "auditor")
+        .map(|r| r["seq"].as_u64().unwrap())
+        .expect("the auditor's denial is recorded");
+    (before, denied)
+}
+
+/// The records added since `before`, at most the few recorded one by one.
+fn few_added<'a>(before: &[Value], during: &'a [Value]) -> &'a [Value] {
+    let added = &during[before.len()..];
+    assert!(
+        added.len() <= byokd::control::failures::RECORDED_AT_ONCE as usize,
+        "{added:#?}"
+    );
+    added
+}
+
+/// No segment was dropped, and the attributed record `kept` is still there.
+fn nothing_dropped(after: &[byokd::logs::Record], kept: u64) {
+    assert!(
+        after.iter().all(|r| r.event != "log.dropped"),
+        "the log dropped records"
+    );
+    assert!(
+        after.iter().any(|r| r.seq == kept),
+        "attributed record gone"
+    );
+}
+
+/// 1,000 requests as `who` over four keep-alive connections: on each, 249 body-less JSON
+/// `request`s (method and path), then `last`, which closes it. What each connection read.
+fn pipelined(d: &Daemon, who: &str, request: &str, last: &str) -> Vec<String> {
+    let config = tls_config(d, Some(who));
+    let mut batch = format!(
+        "{request} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 0\r\n\r\n"
+    )
+    .repeat(249);
+    batch.push_str(&format!(
+        "{last} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    ));
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                let (config, batch) = (config.clone(), &batch);
+                s.spawn(move || {
+                    let tcp = TcpStream::connect(("127.0.0.1", d.port)).unwrap();
+                    exchange(config, tcp, Some(batch), Duration::from_secs(60))
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    })
+}
+
 /// The count a `control.auth.failed.summary` message gives.
 fn summary_count(m: &str) -> u64 {
-    let rest = m.split("control socket ").nth(1).unwrap();
-    rest.split_whitespace().next().unwrap().parse().unwrap()
+    count_after(m, "control socket ")
+}
+
+/// The number that follows `word` in a summary's message.
+fn count_after(m: &str, word: &str) -> u64 {
+    m.split(word)
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count after {word:?} in {m}"))
 }
 
 #[test]
 fn handshakes_without_a_certificate_neither_flood_nor_flush_the_audit() {
-    let mut d = Daemon::start_with(Options {
-        // One window for the whole test: its summary is written when the daemon stops.
-        auth_failure_window_secs: Some(3600),
-        // 2,000 records of about 400 bytes each would pass this bound many times over.
-        sections: "[logs]\nmax_segment_bytes = 16384\nmax_total_bytes = 131072\njournald = false\n"
-            .into(),
-        ..Options::default()
-    });
+    let mut d = small_log_daemon();
     // Attributed records first: the auditor denied twice.
     for _ in 0..2 {
         let (s, _) = d.curl(Some(AUDITOR), "POST", "/v1/groups", Some("{}"));
@@ -362,13 +458,7 @@ fn handshakes_without_a_certificate_neither_flood_nor_flush_the_audit() {
     assert!(u["bytes"].as_u64().unwrap() > 0, "{u}");
     assert_eq!(u["refused"], 0, "{u}");
     // Stopping ends the window: its summary counts what was not recorded one by one.
-    assert!(d.stop().unwrap().success(), "{}", d.log());
-    let mut after = Vec::new();
-    byokd::logs::store::scan(&d.path("state/logs"), |r| {
-        after.push(r);
-        true
-    })
-    .unwrap();
+    let after = stopped_records(&mut d);
     let pick = |ev: &str| -> Vec<&byokd::logs::Record> {
         after.iter().filter(|r| r.event == ev).collect()
     };
@@ -411,11 +501,7 @@ fn handshakes_without_a_certificate_neither_flood_nor_flush_the_audit() {
             .ok()
     );
     // stderr got as few lines.
-    let warns = d
-        .log()
-        .lines()
-        .filter(|l| l.contains("Authentication failed on the control socket"))
-        .count();
+    let warns = stderr_lines(&d, "Authentication failed on the control socket");
     assert!(warns <= 10, "{warns} WARN lines on stderr");
 }
 
@@ -494,11 +580,7 @@ fn idle_connections_from_one_peer_do_not_lock_out_the_admin() {
         "only {ok} of 40 admin requests succeeded: {answers:?}"
     );
     // The peer's refusals did not flood stderr either.
-    let lines = d
-        .log()
-        .lines()
-        .filter(|l| l.contains("control connection refused"))
-        .count();
+    let lines = stderr_lines(&d, "control connection refused");
     assert!(lines <= 10, "{lines} refusal lines");
 }
 
@@ -572,4 +654,226 @@ fn seventy_auditor_long_polls_do_not_make_the_admin_get_429() {
     for w in &waited {
         assert!(w.starts_with("HTTP/1.1 200"), "{w}");
     }
+}
+
+#[test]
+fn a_long_poll_is_counted_however_its_wait_is_spelled() {
+    let d = Daemon::start_with(Options {
+        max_connections: 64,
+        max_connections_per_peer: Some(16),
+        max_long_polls_per_identity: Some(2),
+        ..Options::default()
+    });
+    let config = tls_config(&d, Some(AUDITOR));
+    // The log handler decodes its query (percent-encoding, the last of repeated keys): every
+    // spelling below waits 10 s there, so every one must count against the auditor's cap.
+    let spellings = [
+        "wait=0&wait=10",
+        "w%61it=10",
+        "wait=%31%30",
+        "wait=0&w%61it=10",
+        "wait=10",
+        "after=999999999&wait=0&wait=10",
+    ];
+    let polls: Vec<_> = spellings
+        .iter()
+        .map(|q| {
+            let config = config.clone();
+            let tcp = tcp_from(&d, Ipv4Addr::new(127, 0, 0, 9)).unwrap();
+            let request = format!(
+                "GET /v1/logs?after=999999999&{q} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+            );
+            std::thread::spawn(move || {
+                exchange(config, tcp, Some(&request), Duration::from_secs(30))
+            })
+        })
+        .collect();
+    let answers: Vec<String> = polls.into_iter().map(|p| p.join().unwrap()).collect();
+    let refused = answers
+        .iter()
+        .filter(|a| a.starts_with("HTTP/1.1 429") && a.contains("too_many_long_polls"))
+        .count();
+    let waited = answers
+        .iter()
+        .filter(|a| a.starts_with("HTTP/1.1 200"))
+        .count();
+    assert_eq!((refused, waited), (4, 2), "{answers:#?}");
+}
+
+#[test]
+fn an_unmapped_certificate_neither_floods_nor_flushes_the_audit() {
+    let mut d = small_log_daemon();
+    let (before, denied) = an_attributed_record(&d);
+    // 1,000 requests with a certificate of the console CA that no identity maps, pipelined
+    // over four keep-alive connections: one record each would pass the log's bound three
+    // times over.
+    // The first one, recorded one by one, names no text of the caller's own (its path).
+    let long = format!("/v1/{}", "a".repeat(4000));
+    assert_eq!(d.curl(Some(STRANGER), "GET", &long, None).0, 403);
+    let answers = pipelined(&d, STRANGER, "POST /v1/groups/g/sync", "GET /v1/health");
+    for a in &answers {
+        assert_eq!(a.matches("HTTP/1.1 403").count(), 250, "{a}");
+        assert_eq!(a.matches("is not mapped to an identity").count(), 250);
+    }
+    let during = records(&d);
+    let added = few_added(&before, &during);
+    assert!(added.iter().all(|r| r["identity"].is_null()), "{added:#?}");
+    assert!(
+        added.iter().any(|r| r["message"]
+            .as_str()
+            .unwrap()
+            .contains("a request to no route")),
+        "{added:#?}"
+    );
+    assert!(
+        added.iter().all(|r| !r.to_string().contains("aaaaaaaa")),
+        "{added:#?}"
+    );
+    let after = stopped_records(&mut d);
+    let summaries: Vec<_> = after
+        .iter()
+        .filter(|r| r.event == "control.auth.failed.summary")
+        .collect();
+    assert_eq!(summaries.len(), 1, "{summaries:#?}");
+    let failed = after
+        .iter()
+        .filter(|r| r.event == "control.auth.failed")
+        .count() as u64;
+    let counted = failed + summary_count(&summaries[0].message);
+    // The long path is one more, and the rig's readiness probe (a bare TCP connect) another.
+    assert!(
+        (1001..=1002).contains(&counted),
+        "{counted}: {summaries:#?}"
+    );
+    nothing_dropped(&after, denied);
+    let lines = stderr_lines(&d, "is not mapped");
+    assert!(lines <= 10, "{lines} lines on stderr");
+}
+
+#[test]
+fn a_page_driving_an_admins_browser_cannot_flush_the_audit() {
+    let mut d = small_log_daemon();
+    let (before, denied) = an_attributed_record(&d);
+    // A page elsewhere makes the admin's browser send 1,000 requests: one record each, in the
+    // admin's name, would pass the log's bound several times over.
+    let config = tls_config(&d, Some(ADMIN));
+    let request = "POST /v1/groups/payments/check HTTP/1.1\r\nHost: localhost\r\nOrigin: https://evil.example\r\nSec-Fetch-Site: cross-site\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\n{}";
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            let config = config.clone();
+            let d = &d;
+            s.spawn(move || {
+                for _ in 0..125 {
+                    let tcp = TcpStream::connect(("127.0.0.1", d.port)).unwrap();
+                    let got = exchange(config.clone(), tcp, Some(request), Duration::from_secs(10));
+                    assert!(got.starts_with("HTTP/1.1 403"), "{got}");
+                    assert!(got.contains("cross_origin_refused"), "{got}");
+                }
+            });
+        }
+    });
+    let during = records(&d);
+    few_added(&before, &during);
+    let after = stopped_records(&mut d);
+    let refused: Vec<_> = after
+        .iter()
+        .filter(|r| r.event == "control.cross_origin.refused")
+        .collect();
+    let summaries: Vec<_> = after
+        .iter()
+        .filter(|r| r.event == "control.cross_origin.refused.summary")
+        .collect();
+    assert_eq!(summaries.len(), 1, "{summaries:#?}");
+    for r in refused.iter().chain(&summaries) {
+        assert_eq!(r.identity.as_deref(), Some("admin"), "{r:?}");
+    }
+    let m = &summaries[0].message;
+    let count = count_after(m, "refused ");
+    assert_eq!(refused.len() as u64 + count, 1000, "{m}");
+    nothing_dropped(&after, denied);
+    let lines = stderr_lines(&d, "Cross-origin request");
+    assert!(lines <= 10, "{lines} lines on stderr");
+}
+
+#[test]
+fn an_identity_denied_again_and_again_cannot_flush_the_audit() {
+    let mut d = small_log_daemon();
+    let (before, denied) = an_attributed_record(&d);
+    // The auditor asks for what its role does not allow, 1,000 times over keep-alive: one
+    // record each would pass the log's bound several times over.
+    let answers = pipelined(&d, AUDITOR, "POST /v1/groups/g/rotate", "GET /v1/whoami");
+    for a in &answers {
+        assert_eq!(a.matches("HTTP/1.1 403").count(), 249, "{a}");
+    }
+    let during = records(&d);
+    let added = few_added(&before, &during);
+    assert!(
+        added
+            .iter()
+            .all(|r| r["event"] == "control.authz.denied" && r["identity"] == "auditor"),
+        "{added:#?}"
+    );
+    let after = stopped_records(&mut d);
+    let one_by_one = after
+        .iter()
+        .filter(|r| r.event == "control.authz.denied")
+        .count() as u64;
+    let summaries: Vec<_> = after
+        .iter()
+        .filter(|r| r.event == "control.authz.denied.summary")
+        .collect();
+    assert_eq!(summaries.len(), 1, "{summaries:#?}");
+    assert_eq!(summaries[0].identity.as_deref(), Some("auditor"));
+    let m = &summaries[0].message;
+    let count = count_after(m, "denied ");
+    // The first denial (before the flood) and 996 of the flood's.
+    assert_eq!(one_by_one + count, 1 + 996, "{m}");
+    nothing_dropped(&after, denied);
+    let lines = stderr_lines(&d, "Authorization denied");
+    assert!(lines <= 10, "{lines} lines on stderr");
+}
+
+/// Asks `GET /v1/logs?wait=1` as the auditor until the answer has `status` (bounded: 15 s).
+fn poll_until(d: &Daemon, status: u16, why: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let mut answers = Vec::new();
+    loop {
+        let got = d.curl(
+            Some(AUDITOR),
+            "GET",
+            "/v1/logs?wait=1&after=999999999",
+            None,
+        );
+        if got.0 == status {
+            return;
+        }
+        answers.push(got);
+        assert!(std::time::Instant::now() < deadline, "{why}: {answers:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_long_poll_dropped_by_its_client_gives_its_place_back() {
+    let d = Daemon::start_with(Options {
+        max_long_polls_per_identity: Some(1),
+        ..Options::default()
+    });
+    // The auditor's one long-poll (30 s) holds the place...
+    let conn = rustls::ClientConnection::new(
+        tls_config(&d, Some(AUDITOR)),
+        ServerName::try_from("localhost").unwrap(),
+    )
+    .unwrap();
+    let tcp = TcpStream::connect(("127.0.0.1", d.port)).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    tls.write_all(
+        b"GET /v1/logs?wait=30&after=999999999 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    tls.flush().unwrap();
+    poll_until(&d, 429, "the long-poll was not counted");
+    // ... until its client goes away: the place comes back well before the 30 s.
+    drop(tls);
+    poll_until(&d, 200, "the dropped long-poll still holds the place");
 }

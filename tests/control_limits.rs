@@ -103,6 +103,7 @@ fn a_slowloris_client_is_cut_off_within_the_read_timeout() {
     .unwrap();
     let (answer, t) = read_until_closed(&mut tls, started);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("send each request whole"), "{answer}");
     assert!(t <= Duration::from_millis(3500), "{t:?}");
     assert_eq!(
         d.curl(Some(ADMIN), "GET", "/v1/health", None).0,

@@ -26,6 +26,8 @@ const SECRET: &str = "Qv8~race.KnownSecret-For_Grep-0042";
 const V_SOFT: &str = "race-soft";
 /// Soft-delete with purge protection.
 const V_PROTECTED: &str = "race-protected";
+/// Another vault with soft-delete, purge allowed.
+const V_OTHER: &str = "race-other";
 /// How long each import is held in the emulator while a test races it.
 const SLOW_IMPORT_MS: u64 = 3000;
 
@@ -42,11 +44,12 @@ fn start() -> Rig {
         &[
             (V_SOFT, RecoveryLevel::RecoverablePurgeable),
             (V_PROTECTED, RecoveryLevel::Recoverable),
+            (V_OTHER, RecoveryLevel::RecoverablePurgeable),
         ],
         300,
     );
     let sections = azure.sections(
-        &[V_SOFT, V_PROTECTED],
+        &[V_SOFT, V_PROTECTED, V_OTHER],
         "vault_concurrent_imports = 2\n",
         "[lifecycle]\ngrace_days = 0\ndrift_check_hours = 0\n",
     );
@@ -506,14 +509,23 @@ fn records(d: &Daemon, event: &str) -> Vec<Value> {
         .collect()
 }
 
+/// Whether a record names `identity`: exactly, or as the requester of an approved action
+/// ("admin (approved by admin2)"); never another identity whose name merely begins the same.
+fn by(r: &Value, identity: &str) -> bool {
+    r["identity"].as_str().is_some_and(|i| {
+        i == identity
+            || i.strip_prefix(identity)
+                .is_some_and(|rest| rest.starts_with(" (approved by "))
+    })
+}
+
 /// Asserts that a record with `event`, by `identity`, whose field `field` is `target`, exists.
+/// A job id is compared as text, whichever JSON type the record gives it.
 fn assert_recorded(d: &Daemon, event: &str, identity: &str, field: &str, target: &str) {
     let found = records(d, event);
+    let is = |v: &Value| v == target || v.as_u64().is_some_and(|n| n.to_string() == target);
     assert!(
-        found.iter().any(|r| r["identity"]
-            .as_str()
-            .is_some_and(|i| i.starts_with(identity))
-            && r[field] == target),
+        found.iter().any(|r| by(r, identity) && is(&r[field])),
         "no {event} record by {identity} with {field}={target}: {found:#?}"
     );
 }
@@ -548,10 +560,14 @@ impl Walk<'_> {
         expect(self.d, who, method, &path, body, status)
     }
 
-    /// Runs a job-starting route and waits for its job to end.
+    /// Runs a job-starting route, checks that this very job's creation is recorded with the
+    /// caller and the group, and waits for the job to end.
     fn job(&mut self, who: &str, template: &str, args: &[&str]) -> Value {
         let started = self.call(who, "POST", template, args, None, 202);
-        wait_end(self.d, &job_id(&started))
+        let id = job_id(&started);
+        assert_recorded(self.d, "job.created", who, "job", &id);
+        assert_recorded(self.d, "job.created", who, "group", args[0]);
+        wait_end(self.d, &id)
     }
 
     /// The second admin approves; the answer.
@@ -663,13 +679,7 @@ fn every_mutating_route_writes_its_record_with_identity_and_target() {
     );
     wait_end(d, &slow);
     rig.emu.clear_faults();
-    let cancels = records(d, "job.cancel");
-    assert!(
-        cancels
-            .iter()
-            .any(|r| r["identity"] == OPERATOR && r["job"].to_string().contains(&slow)),
-        "{cancels:#?}"
-    );
+    assert_recorded(d, "job.cancel", OPERATOR, "job", &slow);
 
     // Dual control on the cloud: request and reject, request and approve.
     let delete_cloud = "/v1/groups/{group}/delete-cloud";
@@ -743,4 +753,100 @@ fn every_mutating_route_writes_its_record_with_identity_and_target() {
         "mutating routes without an audit check: {missing:?}"
     );
     assert_no_unapproved_destruction(d);
+}
+
+#[test]
+fn an_approved_key_delete_never_deletes_another_key_of_the_same_name() {
+    let rig = start();
+    let d = &rig.daemon;
+    group(d, "b", V_SOFT, &["k"]);
+    let sync = "/v1/groups/b/keys/k/sync";
+    wait_end(d, &job_id(&expect(d, OPERATOR, "POST", sync, None, 202)));
+    let first = expect(d, AUDITOR, "GET", "/v1/groups/b/keys/k", None, 200);
+    assert!(first["version"].is_string(), "{first}");
+    // The delete of the pushed key waits for a second admin.
+    let pending = expect(d, ADMIN, "DELETE", "/v1/groups/b/keys/k", None, 202);
+    let pending = approval_id(&pending);
+    // Meanwhile the Azure key is deleted and purged (approved), which makes k unpushed: an
+    // operator deletes it, creates another k and pushes that.
+    let cloud = expect(d, ADMIN, "POST", "/v1/groups/b/delete-cloud", None, 202);
+    let approve = |id: &str| {
+        let path = format!("/v1/approvals/{id}/approve");
+        expect(d, ADMIN2, "POST", &path, None, 200)
+    };
+    let done = approve(&approval_id(&cloud));
+    wait_end(d, done["job"]["id"].as_str().unwrap());
+    expect(d, OPERATOR, "DELETE", "/v1/groups/b/keys/k", None, 200);
+    let new = Some(json!({ "name": "k" }));
+    expect(d, OPERATOR, "POST", "/v1/groups/b/keys", new, 201);
+    wait_end(d, &job_id(&expect(d, OPERATOR, "POST", sync, None, 202)));
+    let second = expect(d, AUDITOR, "GET", "/v1/groups/b/keys/k", None, 200);
+    assert_ne!(second["hsm_id"], first["hsm_id"]);
+    // The old approval is for the old key: approving it now deletes nothing.
+    let path = format!("/v1/approvals/{pending}/approve");
+    let refused = expect(d, ADMIN2, "POST", &path, None, 409);
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("request the delete again"),
+        "{refused}"
+    );
+    let late = expect(
+        d,
+        AUDITOR,
+        "GET",
+        &format!("/v1/approvals/{pending}"),
+        None,
+        200,
+    );
+    assert_eq!(late["status"], "failed", "{late}");
+    let still = expect(d, AUDITOR, "GET", "/v1/groups/b/keys/k", None, 200);
+    assert_eq!(still["hsm_id"], second["hsm_id"]);
+    assert_eq!(still["version"], second["version"]);
+}
+
+#[test]
+fn an_approved_purge_never_purges_in_another_vault() {
+    let rig = start();
+    let d = &rig.daemon;
+    let approve = |id: &str, status: u16| {
+        let path = format!("/v1/approvals/{id}/approve");
+        expect(d, ADMIN2, "POST", &path, None, status)
+    };
+    // Group p's key is pushed to V_SOFT and deleted there: a purge waits for a second admin.
+    group(d, "p", V_SOFT, &["k"]);
+    let sync = "/v1/groups/p/keys/k/sync";
+    wait_end(d, &job_id(&expect(d, OPERATOR, "POST", sync, None, 202)));
+    rig.emu.delete_key_now(V_SOFT, "p").unwrap();
+    let purge = expect(d, ADMIN, "POST", "/v1/groups/p/purge", None, 202);
+    let purge = approval_id(&purge);
+    // Meanwhile group p is deleted (its key first, approved) and created again on V_OTHER,
+    // whose key p is then deleted too.
+    let key = expect(d, ADMIN, "DELETE", "/v1/groups/p/keys/k", None, 202);
+    approve(&approval_id(&key), 200);
+    expect(d, OPERATOR, "DELETE", "/v1/groups/p", None, 200);
+    group(d, "p", V_OTHER, &["k"]);
+    wait_end(d, &job_id(&expect(d, OPERATOR, "POST", sync, None, 202)));
+    rig.emu.delete_key_now(V_OTHER, "p").unwrap();
+    // The purge was approved for V_SOFT: approving it now purges nothing in V_OTHER.
+    let refused = approve(&purge, 409);
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("request the purge again"),
+        "{refused}"
+    );
+    let late = expect(
+        d,
+        AUDITOR,
+        "GET",
+        &format!("/v1/approvals/{purge}"),
+        None,
+        200,
+    );
+    assert_eq!(late["status"], "failed", "{late}");
+    let deleted = rig.emu.deleted_keys(V_OTHER);
+    assert!(deleted.iter().any(|k| k.name == "p"), "{deleted:?}");
 }

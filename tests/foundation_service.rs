@@ -11,7 +11,7 @@ use byokd::model::{
     VaultName,
 };
 use byokd::secret::{Pin, SecretBytes, trim_trailing_newline};
-use byokd::service::{NewCredential, NewGroup, Service, ServiceError};
+use byokd::service::{NewCertificateCredential, NewCredential, NewGroup, Service, ServiceError};
 use common::softhsm::{self, SoftHsmToken};
 use std::io::Write;
 use std::path::Path;
@@ -46,9 +46,10 @@ impl Write for LogWriter {
     }
 }
 
-fn config(token: &SoftHsmToken, state_dir: &Path) -> Config {
+/// The configuration, with `more` (whole sections) appended.
+fn config(token: &SoftHsmToken, state_dir: &Path, more: &str) -> Config {
     let text = format!(
-        "state_dir = {:?}\n[hsm]\nmodule = {:?}\ntoken_label = {:?}\npin_file = \"/unused\"\n",
+        "state_dir = {:?}\n[hsm]\nmodule = {:?}\ntoken_label = {:?}\npin_file = \"/unused\"\n{more}",
         state_dir,
         token.module.display().to_string(),
         token.label
@@ -57,7 +58,11 @@ fn config(token: &SoftHsmToken, state_dir: &Path) -> Config {
 }
 
 fn open(token: &SoftHsmToken, state_dir: &Path) -> Service {
-    let cfg = config(token, state_dir);
+    open_with(token, state_dir, "")
+}
+
+fn open_with(token: &SoftHsmToken, state_dir: &Path, more: &str) -> Service {
+    let cfg = config(token, state_dir, more);
     let hsm_cfg = HsmConfig {
         module: token.module.clone(),
         token_label: token.label.clone(),
@@ -105,6 +110,33 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+/// Adds the client-secret credential `app`.
+async fn add_app(service: &Service) -> Result<byokd::service::CredentialView, ServiceError> {
+    service
+        .add_credential(
+            NewCredential {
+                name: name("app"),
+                tenant_id: tenant(),
+                client_id: client(),
+                secret: SecretBytes::new(b"s".to_vec()),
+                expires: None,
+            },
+            "t",
+        )
+        .await
+}
+
+/// Adds the credential `app` and an EC-P256 group of it; returns the key type.
+async fn app_and_ec_group(service: &Service, group: &'static str) -> KeyType {
+    add_app(service).await.unwrap();
+    let ec = KeyType::parse("EC-P256", RsaExponent::F4).unwrap();
+    service
+        .create_group(new_group(group, "app", ec), "t")
+        .await
+        .unwrap();
+    ec
 }
 
 fn new_group(group: &'static str, cred: &'static str, key_type: KeyType) -> NewGroup {
@@ -260,19 +292,7 @@ fn keys_of_every_type_are_stable_across_a_restart_and_protected_on_the_token() {
         |token| async move {
             let state = tempfile::tempdir().unwrap();
             let service = open(&token, state.path());
-            service
-                .add_credential(
-                    NewCredential {
-                        name: name("app"),
-                        tenant_id: tenant(),
-                        client_id: client(),
-                        secret: SecretBytes::new(b"x".to_vec()),
-                        expires: None,
-                    },
-                    "t",
-                )
-                .await
-                .unwrap();
+            add_app(&service).await.unwrap();
             let types = [
                 ("rsa2048", KeyType::rsa(2048, RsaExponent::F4).unwrap()),
                 ("rsa3072", KeyType::rsa(3072, RsaExponent::F4).unwrap()),
@@ -377,24 +397,7 @@ fn bad_input_is_refused_and_nothing_changes() {
         |token| async move {
             let state = tempfile::tempdir().unwrap();
             let service = open(&token, state.path());
-            service
-                .add_credential(
-                    NewCredential {
-                        name: name("app"),
-                        tenant_id: tenant(),
-                        client_id: client(),
-                        secret: SecretBytes::new(b"s".to_vec()),
-                        expires: None,
-                    },
-                    "t",
-                )
-                .await
-                .unwrap();
-            let ec = KeyType::parse("EC-P256", RsaExponent::F4).unwrap();
-            service
-                .create_group(new_group("grp", "app", ec), "t")
-                .await
-                .unwrap();
+            let ec = app_and_ec_group(&service, "grp").await;
             service
                 .create_key(&name("grp"), &name("k1"), "t")
                 .await
@@ -510,22 +513,7 @@ fn bad_input_is_refused_and_nothing_changes() {
                         .await
                         .unwrap_err(),
                 ),
-                (
-                    "duplicate credential",
-                    service
-                        .add_credential(
-                            NewCredential {
-                                name: name("app"),
-                                tenant_id: tenant(),
-                                client_id: client(),
-                                secret: SecretBytes::new(b"s".to_vec()),
-                                expires: None,
-                            },
-                            "t",
-                        )
-                        .await
-                        .unwrap_err(),
-                ),
+                ("duplicate credential", add_app(&service).await.unwrap_err()),
             ];
             for (what, err) in &refusals {
                 assert!(!err.to_string().is_empty(), "{what}");
@@ -553,6 +541,98 @@ fn bad_input_is_refused_and_nothing_changes() {
                 service.list_keys(&name("grp")).await.unwrap(),
             );
             assert_eq!(after, snapshot);
+        },
+    );
+}
+
+/// How many of `results` succeeded; every other one must have been refused by a limit.
+fn made_within_limit<T: std::fmt::Debug>(results: &[Result<T, ServiceError>]) -> usize {
+    for r in results {
+        assert!(
+            matches!(r, Ok(_) | Err(ServiceError::Limit(_))),
+            "{results:?}"
+        );
+    }
+    results.iter().filter(|r| r.is_ok()).count()
+}
+
+#[test]
+fn concurrent_creates_cannot_pass_the_key_and_credential_limits() {
+    softhsm::isolated(
+        "concurrent_creates_cannot_pass_the_key_and_credential_limits",
+        |token| async move {
+            let state = tempfile::tempdir().unwrap();
+            let service = open_with(
+                &token,
+                state.path(),
+                "[limits]\nmax_keys = 2\nmax_credentials = 2\n",
+            );
+            app_and_ec_group(&service, "g").await;
+            // Each create looks at the limit, then generates in the HSM, then commits: all
+            // five look before any commits.
+            let g: KeyName = name("g");
+            let create = |k: &'static str| {
+                let (service, g) = (service.clone(), g.clone());
+                async move { service.create_key(&g, &name(k), "t").await }
+            };
+            let r = tokio::join!(
+                create("k1"),
+                create("k2"),
+                create("k3"),
+                create("k4"),
+                create("k5")
+            );
+            assert_eq!(made_within_limit(&[r.0, r.1, r.2, r.3, r.4]), 2);
+            assert_eq!(service.list_keys(&g).await.unwrap().len(), 2);
+            // The refused creates' HSM keys are destroyed again: only the recorded ones stay.
+            let on_token = service
+                .hsm()
+                .list_keys()
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|e| byokd::hsm::parse_label(&e.label).is_some_and(|(grp, _)| grp == g))
+                .count();
+            assert_eq!(on_token, 2, "HSM keys left behind");
+            // Likewise credentials: a secret is sealed, a certificate's signing key generated,
+            // between look and commit. Two of each race for the one place left.
+            let secret = |n: &'static str| {
+                let service = service.clone();
+                async move {
+                    let new = NewCredential {
+                        name: name(n),
+                        tenant_id: tenant(),
+                        client_id: client(),
+                        secret: SecretBytes::new(b"s".to_vec()),
+                        expires: None,
+                    };
+                    service.add_credential(new, "t").await
+                }
+            };
+            let certificate = |n: &'static str| {
+                let service = service.clone();
+                async move {
+                    let new = NewCertificateCredential {
+                        name: name(n),
+                        tenant_id: tenant(),
+                        client_id: client(),
+                        validity_days: None,
+                    };
+                    service.add_certificate_credential(new, "t").await
+                }
+            };
+            let r = tokio::join!(
+                secret("s1"),
+                certificate("c1"),
+                secret("s2"),
+                certificate("c2")
+            );
+            assert_eq!(
+                made_within_limit(&[r.0, r.1, r.2, r.3]),
+                1,
+                "one place was left"
+            );
+            assert_eq!(service.list_credentials().await.len(), 2);
         },
     );
 }

@@ -43,6 +43,10 @@ pub enum Action {
     DeleteKey {
         group: String,
         key: String,
+        /// The key's HSM object when the delete was requested: the approval is for that key
+        /// only, never for another one given the same name later.
+        #[serde(skip)]
+        hsm_id: crate::model::HsmKeyId,
     },
     /// Delete the group's Azure key (every version) on the cloud service; local keys stay.
     DeleteGroupCloud {
@@ -51,6 +55,10 @@ pub enum Action {
     /// Purge the group's soft-deleted Azure key for good; local keys stay.
     PurgeGroupCloud {
         group: String,
+        /// The group's vault when the purge was requested: the purge is for the deleted key in
+        /// that vault only, never in another one the group was given since.
+        #[serde(skip)]
+        vault: String,
     },
 }
 
@@ -59,8 +67,8 @@ impl Action {
     pub fn target(&self) -> (Option<&str>, Option<&str>, Option<&str>) {
         match self {
             Self::DeleteCredential { credential } => (None, None, Some(credential)),
-            Self::DeleteKey { group, key } => (Some(group), Some(key), None),
-            Self::DeleteGroupCloud { group } | Self::PurgeGroupCloud { group } => {
+            Self::DeleteKey { group, key, .. } => (Some(group), Some(key), None),
+            Self::DeleteGroupCloud { group } | Self::PurgeGroupCloud { group, .. } => {
                 (Some(group), None, None)
             }
         }
@@ -69,11 +77,13 @@ impl Action {
     pub fn describe(&self) -> String {
         match self {
             Self::DeleteCredential { credential } => format!("delete credential {credential:?}"),
-            Self::DeleteKey { group, key } => format!("delete pushed key {group}/{key} locally"),
+            Self::DeleteKey { group, key, .. } => {
+                format!("delete pushed key {group}/{key} locally")
+            }
             Self::DeleteGroupCloud { group } => format!(
                 "delete key group {group}'s Azure key (all versions) on the cloud service; local keys are untouched"
             ),
-            Self::PurgeGroupCloud { group } => format!(
+            Self::PurgeGroupCloud { group, .. } => format!(
                 "purge key group {group}'s soft-deleted Azure key for good; local keys are untouched"
             ),
         }

@@ -2,7 +2,8 @@
 //! answers: a browser that holds an admin's client certificate must not let a web page elsewhere
 //! act through it.
 //!
-//! Policy (OWASP's for APIs reached from browsers), applied to every request, reads included:
+//! Policy (OWASP's for APIs reached from browsers), applied to every request, reads included,
+//! and to every copy of a repeated header (a request is never judged by its first copy only):
 //! - a request whose `Origin` is present and is not exactly one of the daemon's own origins
 //!   (`https://<name>:<port>` for each DNS name and IP address of the server certificate, on the
 //!   port the control socket listens on) is refused 403 `cross_origin_refused`;
@@ -11,8 +12,9 @@
 //! - a CORS preflight (`OPTIONS` with `Access-Control-Request-Method`) is refused 403
 //!   `cors_refused`; no answer ever carries a CORS header;
 //! - a state-changing request (POST, PUT, PATCH, DELETE) must say `Content-Type:
-//!   application/json` (parameters such as `charset` allowed), with or without a body: anything
-//!   else, a missing type included, is refused 415 `unsupported_media_type`. A page can send a
+//!   application/json` (parameters such as `charset` allowed), once, with or without a body:
+//!   anything else, a missing or repeated type included, is refused 415
+//!   `unsupported_media_type`. A page can send a
 //!   form type or no type cross-site without a preflight, but never `application/json`.
 //!
 //! Every answer carries `X-Content-Type-Options: nosniff`, `Cache-Control: no-store` and
@@ -93,7 +95,8 @@ fn refused(code: &'static str, message: String) -> ApiError {
 
 /// Refuses a request a browser sent on behalf of another site, and CORS preflights.
 pub fn check_origin(method: &Method, headers: &HeaderMap, own: &Origins) -> Result<(), ApiError> {
-    if let Some(origin) = headers.get(header::ORIGIN) {
+    // Every copy of a header is checked: a request is never judged by its first one only.
+    for origin in headers.get_all(header::ORIGIN) {
         let text = origin.to_str().unwrap_or("(not text)");
         if !own.contains(text) {
             return Err(refused(
@@ -104,7 +107,7 @@ pub fn check_origin(method: &Method, headers: &HeaderMap, own: &Origins) -> Resu
             ));
         }
     }
-    if let Some(site) = headers.get("sec-fetch-site") {
+    for site in headers.get_all("sec-fetch-site") {
         let text = site.to_str().unwrap_or("(not text)");
         if !matches!(text, "same-origin" | "none") {
             return Err(refused(
@@ -137,7 +140,17 @@ pub fn check_content_type(method: &Method, headers: &HeaderMap) -> Result<(), Ap
     if !changes_state(method) {
         return Ok(());
     }
-    let given = headers.get(header::CONTENT_TYPE).map(|v| v.to_str());
+    let mut all = headers.get_all(header::CONTENT_TYPE).iter();
+    let (given, repeated) = (all.next().map(|v| v.to_str()), all.next().is_some());
+    if repeated {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!(
+                "{method} requests need exactly one Content-Type: application/json; this one has several"
+            ),
+        ));
+    }
     let media = match given {
         Some(Ok(t)) => t
             .split(';')
@@ -271,6 +284,25 @@ mod tests {
                 "{t}"
             );
         }
+    }
+
+    #[test]
+    fn every_copy_of_a_header_is_checked() {
+        let mut h = HeaderMap::new();
+        h.append("origin", HeaderValue::from_static("https://localhost:7443"));
+        h.append("origin", HeaderValue::from_static("https://evil.example"));
+        assert!(check_origin(&Method::POST, &h, &own()).is_err());
+        let mut h = HeaderMap::new();
+        h.append("sec-fetch-site", HeaderValue::from_static("same-origin"));
+        h.append("sec-fetch-site", HeaderValue::from_static("cross-site"));
+        assert!(check_origin(&Method::POST, &h, &own()).is_err());
+        let mut h = HeaderMap::new();
+        h.append("content-type", HeaderValue::from_static("application/json"));
+        h.append("content-type", HeaderValue::from_static("text/plain"));
+        assert_eq!(
+            check_content_type(&Method::POST, &h).unwrap_err().code,
+            "unsupported_media_type"
+        );
     }
 
     #[test]

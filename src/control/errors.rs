@@ -109,7 +109,7 @@ impl ApiError {
         Self::new(
             StatusCode::REQUEST_TIMEOUT,
             "request_timeout",
-            "the request was not received within limits.read_timeout_ms",
+            "the request was not received within limits.read_timeout_ms; send each request whole, without pauses (or raise that limit)",
         )
     }
 

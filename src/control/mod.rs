@@ -3,7 +3,8 @@
 //! the configured mapping; destructive actions need dual control.
 //!
 //! Owns: the server (`server`, `tls`, `limits`), fair shares of it (`fairness`), aggregated
-//! failures of peers without a certificate (`failures`), the cross-site request defence
+//! refusals (`failures`: of peers without a mapped certificate, per address; cross-origin
+//! requests and authorization denials, per identity), the cross-site request defence
 //! (`browser`), who the caller is (`identity`), what they may
 //! do (`authz`), dual control (`approvals`), the route table (`routes`), request decoding
 //! (`decode`), the handlers, errors, and the API document (`openapi`).

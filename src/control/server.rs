@@ -1,8 +1,9 @@
 //! The control server: accept loops on TCP and the optional unix socket, the connection limits
 //! (all connections, and per peer address), the TLS handshake under its deadline, per-connection
-//! deadlines, and one request's path from bytes to handler: the cross-site checks (`browser`),
-//! the per-identity long-poll cap, the body under its limits, dispatch, and the headers every
-//! answer carries.
+//! deadlines, and one request's path from bytes to handler: an unmapped certificate refused
+//! first, the cross-site checks (`browser`), the per-identity long-poll cap, the body under its
+//! limits, dispatch, the headers every answer carries, and refusals counted (`failures`) rather
+//! than written one by one.
 //!
 //! It owns sockets and connections. It never authorizes (handlers take an `Authorized` proof)
 //! and never logs a body.
@@ -10,7 +11,7 @@
 use super::approvals::{Approvals, system_clock};
 use super::browser::{self, Origins};
 use super::errors::{ApiError, ControlError};
-use super::failures::{Failures, Throttle};
+use super::failures::{Browser, Denied, Failures, Throttle};
 use super::fairness::{Counts, Peer, Permit};
 use super::handlers::{self, Chunk, Ctx, Input, Reply};
 use super::identity::{Caller, IdentityMap};
@@ -118,7 +119,8 @@ struct Shared {
     per_peer: Counts<Peer>,
     /// Waiting requests (long-polls) per identity.
     long_polls: Counts<String>,
-    failures: Arc<Failures>,
+    /// Refusals counted per peer or identity, recorded in bounded numbers.
+    counted: Counted,
     refusals: Throttle,
     origins: Origins,
     shutdown: watch::Receiver<bool>,
@@ -132,15 +134,42 @@ pub struct ControlServer {
     accept_loops: Vec<JoinHandle<()>>,
     connections: Arc<Semaphore>,
     max_connections: usize,
+    counted: Counted,
+}
+
+/// The aggregators of refusals: failed authentication per peer, cross-origin refusals per
+/// identity whose browser was used, authorization denials per identity.
+#[derive(Clone)]
+struct Counted {
     failures: Arc<Failures>,
+    cross_origin: Arc<Failures<Browser>>,
+    denials: Arc<Failures<Denied>>,
+}
+
+impl Counted {
+    fn new(window: Duration) -> Self {
+        Self {
+            failures: Arc::new(Failures::new(window)),
+            cross_origin: Arc::new(Failures::new(window)),
+            denials: Arc::new(Failures::new(window)),
+        }
+    }
+
+    /// Records the summaries of the windows that have ended (all of them with `all`).
+    fn flush(&self, all: bool) {
+        self.failures.flush(all);
+        self.cross_origin.flush(all);
+        self.denials.flush(all);
+    }
 }
 
 /// Records the summaries of failure windows as they end.
-async fn report_failures(failures: Arc<Failures>) {
-    let tick = (failures.window() / 10).clamp(Duration::from_millis(100), Duration::from_secs(1));
+async fn report_failures(counted: Counted) {
+    let window = counted.failures.window();
+    let tick = (window / 10).clamp(Duration::from_millis(100), Duration::from_secs(1));
     loop {
         tokio::time::sleep(tick).await;
-        failures.flush(false);
+        counted.flush(false);
     }
 }
 
@@ -170,9 +199,7 @@ pub async fn start(
         addr: control.listen.to_string(),
         source,
     })?;
-    let failures = Arc::new(Failures::new(Duration::from_secs(
-        limits.auth_failure_window_secs.max(1),
-    )));
+    let counted = Counted::new(Duration::from_secs(limits.auth_failure_window_secs.max(1)));
     let shared = Arc::new(Shared {
         ctx: Ctx {
             service,
@@ -185,7 +212,7 @@ pub async fn start(
         overflow: Arc::new(Semaphore::new(OVERFLOW_ANSWERS)),
         per_peer: Counts::new(limits.connections_per_peer()),
         long_polls: Counts::new(limits.long_polls_per_identity()),
-        failures: failures.clone(),
+        counted: counted.clone(),
         refusals: Throttle::new(REFUSAL_LINE_EVERY),
         origins: Origins::of_certificate(leaf.as_ref(), local_addr.port()),
         limits,
@@ -193,7 +220,7 @@ pub async fn start(
     });
     let mut accept_loops = vec![
         tokio::spawn(accept_tcp(tcp, shared.clone())),
-        tokio::spawn(report_failures(failures.clone())),
+        tokio::spawn(report_failures(counted.clone())),
     ];
     if let Some(path) = &control.unix_socket {
         let unix = bind_unix(path)?;
@@ -215,7 +242,7 @@ pub async fn start(
         accept_loops,
         connections: shared.connections.clone(),
         max_connections,
-        failures,
+        counted,
     }))
 }
 
@@ -239,7 +266,7 @@ impl ControlServer {
         if let Some(path) = self.unix_socket {
             let _ = std::fs::remove_file(path);
         }
-        self.failures.flush(true);
+        self.counted.flush(true);
         tracing::info!("control socket stopped");
     }
 }
@@ -377,12 +404,13 @@ where
         Ok(Ok(tls)) => Some(tls),
         Ok(Err(e)) => {
             shared
+                .counted
                 .failures
                 .failed(peer, &format!("TLS handshake refused ({e})"));
             None
         }
         Err(_) => {
-            shared.failures.failed(
+            shared.counted.failures.failed(
                 peer,
                 &format!(
                     "no TLS handshake within {} ms (limits.handshake_timeout_ms)",
@@ -422,7 +450,9 @@ where
         hyper::service::service_fn(move |req| {
             let (shared, caller, activity) = (shared.clone(), caller.clone(), activity.clone());
             async move {
-                Ok::<_, std::convert::Infallible>(handle(req, &shared, &caller, &activity).await)
+                Ok::<_, std::convert::Infallible>(
+                    handle(req, &shared, peer, &caller, &activity).await,
+                )
             }
         })
     };
@@ -506,25 +536,34 @@ fn error_response(e: &ApiError, close: bool) -> Response<Body> {
     resp
 }
 
-/// Whether a request waits for something to happen (a long-poll): `GET /v1/logs?wait=N` and
-/// `GET /v1/jobs/{job}?wait=N` with N > 0.
+/// Whether a request waits for something to happen (a long-poll), as its handler will read
+/// the query (see [`handlers::wait_secs`]).
 fn is_long_poll(op: Op, query: &str) -> bool {
-    matches!(op, Op::QueryLogs | Op::ShowJob)
-        && super::decode::query_value(query, "wait")
-            .and_then(|w| w.parse::<u64>().ok())
-            .is_some_and(|w| w > 0)
+    handlers::wait_secs(op, query) > 0
 }
 
 /// The answer to one request, and the route it matched.
 async fn answer(
     req: Request<Incoming>,
     shared: &Shared,
+    peer: Peer,
     caller: &Caller,
     began: tokio::time::Instant,
 ) -> (Option<&'static str>, Response<Body>) {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
+    // A certificate of the console CA that maps to no identity may do nothing: refused before
+    // anything else, and counted against its peer address like a failed handshake, so such a
+    // certificate can neither flood the log nor take the share of identified callers.
+    if caller.identity.is_none() {
+        let e = super::authz::unmapped(caller);
+        shared.counted.failures.failed(
+            peer,
+            &format!("{} refused: {}", target(&method, &path), e.message),
+        );
+        return (None, error_response(&e, false));
+    }
     if let Err(e) = browser::check_origin(&method, req.headers(), &shared.origins) {
         return (None, error_response(&e, true));
     }
@@ -544,7 +583,7 @@ async fn answer(
             let e = ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
-                format!("{path} allows {list}"),
+                format!("{path} allows only {list} (see api/openapi.json or `byokctl --help`)"),
             );
             let mut resp = error_response(&e, false);
             if let Ok(v) = HeaderValue::from_str(&list) {
@@ -593,28 +632,49 @@ async fn answer(
     }
 }
 
+/// What a request aims at, for records of refusals made before routing: the method and the
+/// route's template, never the caller's own text (a path can be as long as the header limit).
+fn target(method: &http::Method, path: &str) -> String {
+    match routes::matching(method, path) {
+        Matched::Found(r, _) => format!("{method} {}", r.path),
+        _ => "a request to no route".to_owned(),
+    }
+}
+
 /// One request: checks, route, body under limits, dispatch, answer, log.
 async fn handle(
     req: Request<Incoming>,
     shared: &Shared,
+    peer: Peer,
     caller: &Caller,
     activity: &Activity,
 ) -> Response<Body> {
     let began = activity.handling();
     let started = std::time::Instant::now();
     let method = req.method().clone();
-    let (route, mut resp) = answer(req, shared, caller, began).await;
+    // What a refused cross-origin request aimed at (the refusal comes before routing).
+    let aimed = target(&method, req.uri().path());
+    let (route, mut resp) = answer(req, shared, peer, caller, began).await;
     browser::secure_headers(resp.headers_mut());
     let status = resp.status();
     let code = resp.extensions().get::<ErrorCode>().map_or("", |c| c.0);
     let fields = (caller.log_name(), caller.role_name(), route.unwrap_or("-"));
     let elapsed_ms = started.elapsed().as_millis() as u64;
-    if matches!(code, "cross_origin_refused" | "cors_refused") {
-        tracing::warn!(event = crate::logs::Event::ControlCrossOriginRefused.as_str(), identity = %fields.0, role = fields.1, route = fields.2, method = %method, status = status.as_u16(),
-            "Cross-origin request refused: a browser holding the certificate of {} ({}) was made to call {method} {}", fields.0, fields.1, fields.2);
+    if caller.identity.is_none() {
+        // Counted and recorded by `failures` (see `answer`).
+        tracing::debug!(peer = %peer, identity = %fields.0, method = %method, status = status.as_u16(), "control request of an unmapped certificate");
+    } else if matches!(code, "cross_origin_refused" | "cors_refused") {
+        // Counted per identity: a page elsewhere sets the pace, so it must not set the log's.
+        shared.counted.cross_origin.failed(
+            Browser(fields.0.clone()),
+            &format!("{aimed} (role {}) from another site", fields.1),
+        );
     } else if status == StatusCode::FORBIDDEN {
-        tracing::warn!(event = "control.authz.denied", identity = %fields.0, role = fields.1, route = fields.2, method = %method, status = status.as_u16(),
-            "Authorization denied: {} ({}) may not call {method} {}", fields.0, fields.1, fields.2);
+        // Counted per identity: asking again and again must not push older records out.
+        shared.counted.denials.failed(
+            Denied(fields.0.clone()),
+            &format!("{method} {} (role {})", fields.2, fields.1),
+        );
     } else if status.is_server_error() {
         tracing::warn!(identity = %fields.0, role = fields.1, route = fields.2, method = %method, status = status.as_u16(), elapsed_ms, "control request");
     } else {

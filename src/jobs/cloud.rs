@@ -290,8 +290,13 @@ pub(super) async fn purge_possible(jobs: &Jobs, group: &KeyName) -> Result<(), J
     }
 }
 
-pub(super) async fn purge(jobs: &Jobs, group: &KeyName, by: &str) -> Result<String, JobError> {
-    purge_key(jobs, group, by).await.inspect_err(|e| match e {
+pub(super) async fn purge(
+    jobs: &Jobs,
+    group: &KeyName,
+    vault: &str,
+    by: &str,
+) -> Result<String, JobError> {
+    purge_key(jobs, group, vault, by).await.inspect_err(|e| match e {
         // Refused by the vault's purge protection: said as a skip, with the scheduled date.
         JobError::Invalid(why) => {
             tracing::warn!(event = Event::AzureKeyNotPurged.as_str(), service = "azure", group = %group, identity = by, "{why}");
@@ -303,8 +308,20 @@ pub(super) async fn purge(jobs: &Jobs, group: &KeyName, by: &str) -> Result<Stri
     })
 }
 
-async fn purge_key(jobs: &Jobs, group: &KeyName, by: &str) -> Result<String, JobError> {
+async fn purge_key(
+    jobs: &Jobs,
+    group: &KeyName,
+    approved_vault: &str,
+    by: &str,
+) -> Result<String, JobError> {
     let g = jobs.service().group_record(group).await?;
+    // The purge goes to the vault of this record, so it must be the one that was approved.
+    if !g.vault.as_str().eq_ignore_ascii_case(approved_vault) {
+        return Err(JobError::Invalid(format!(
+            "key group {group} now uses vault {}, not vault {approved_vault} that this purge was requested and approved for; nothing was purged; request the purge again if the deleted key in {} should go",
+            g.vault, g.vault
+        )));
+    }
     // Not while a job works on the vault (a delete on cloud waiting for its deleted key).
     let _slot = jobs.vault_turn(g.vault.as_str()).await?;
     let t = token(jobs, &g).await?;

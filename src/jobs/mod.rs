@@ -223,10 +223,11 @@ impl Jobs {
         cloud::purge_possible(self, group).await
     }
 
-    /// Purges the group's soft-deleted Azure key (after dual control); returns what happened.
-    pub async fn purge(&self, group: &KeyName, by: &str) -> Result<String, JobError> {
+    /// Purges the group's soft-deleted Azure key in `vault` (after dual control: the vault the
+    /// group had when the purge was requested); returns what happened.
+    pub async fn purge(&self, group: &KeyName, vault: &str, by: &str) -> Result<String, JobError> {
         self.require_designated().await?;
-        cloud::purge(self, group, by).await
+        cloud::purge(self, group, vault, by).await
     }
 
     /// Disables the previous Azure versions of a group whose grace period ended.

@@ -36,10 +36,12 @@ macro_rules! catalogue {
 
 catalogue! {
     // Control plane: authentication and authorization.
-    ControlAuthFailed => "control.auth.failed", "A TLS handshake on the control socket was refused (no or an untrusted client certificate).";
-    ControlAuthFailedSummary => "control.auth.failed.summary", "Handshake failures from one peer address (or from the overflow of tracked addresses) in one window, beyond the first few recorded one by one: count, first and last time, last error.";
-    ControlAuthzDenied => "control.authz.denied", "An identity called a route its role does not allow (403).";
-    ControlCrossOriginRefused => "control.cross_origin.refused", "A request from a browser context of another site (foreign Origin, cross-site or same-site Sec-Fetch-Site, or a CORS preflight) was refused (403).";
+    ControlAuthFailed => "control.auth.failed", "A TLS handshake on the control socket was refused (no or an untrusted client certificate), or a request came with a certificate of the console CA that maps to no identity (403).";
+    ControlAuthFailedSummary => "control.auth.failed.summary", "Handshake failures and unmapped-certificate requests from one peer address (or from the overflow of tracked addresses) in one window, beyond the first few recorded one by one: count, first and last time, last error.";
+    ControlAuthzDenied => "control.authz.denied", "An identity called a route its role does not allow (403). The first few per identity and window are recorded one by one.";
+    ControlAuthzDeniedSummary => "control.authz.denied.summary", "Authorization denials of one identity in one window, beyond the first few recorded one by one: count, first and last time, the last request.";
+    ControlCrossOriginRefused => "control.cross_origin.refused", "A request from a browser context of another site (foreign Origin, cross-site or same-site Sec-Fetch-Site, or a CORS preflight) was refused (403). The first few per identity and window are recorded one by one.";
+    ControlCrossOriginRefusedSummary => "control.cross_origin.refused.summary", "Cross-origin refusals through one identity's browser in one window, beyond the first few recorded one by one: count, first and last time, the last request.";
     // Dual control.
     ApprovalRequested => "approval.requested", "An admin requested a dual-control action; it waits for a second admin. Names the approval and its target.";
     ApprovalApproved => "approval.approved", "A second, different admin approved a dual-control action; it runs now.";

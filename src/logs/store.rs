@@ -39,8 +39,9 @@ pub enum StoreError {
     ReserveFull { reserve: u64 },
 }
 
-/// Event codes of records about peers that presented no valid client certificate: nobody
-/// answers for them, so they get a bounded share of the log.
+/// Event codes of records about peers that presented no client certificate of a configured
+/// identity (none, an untrusted one, or an unmapped one): nobody answers for them, so they get a
+/// bounded share of the log.
 pub const UNATTRIBUTED_EVENTS: &[&str] = &[
     super::Event::ControlAuthFailed.as_str(),
     super::Event::ControlAuthFailedSummary.as_str(),

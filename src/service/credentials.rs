@@ -83,21 +83,7 @@ impl Service {
                 crate::model::ModelError::new("secret", "the client secret is empty").into(),
             );
         }
-        let limit = self.config().limits.max_credentials;
-        {
-            let data = self.inner.data.lock().await;
-            if data.state.credentials.contains_key(&new.name) {
-                return Err(ServiceError::Conflict(format!(
-                    "credential {:?} already exists",
-                    new.name.as_str()
-                )));
-            }
-            if data.state.credentials.len() >= limit {
-                return Err(ServiceError::Limit(format!(
-                    "at most {limit} credentials (limits.max_credentials)"
-                )));
-            }
-        }
+        self.check_new_credential(&new.name).await?;
         let sealed = self
             .hsm()
             .seal(new.name.as_str().as_bytes(), &new.secret)
@@ -113,21 +99,10 @@ impl Service {
             created: now_unix(),
             expires: new.expires,
         };
-        let mut data = self.inner.data.lock().await;
-        if data.state.credentials.contains_key(&new.name) {
-            return Err(ServiceError::Conflict(format!(
-                "credential {:?} already exists",
-                new.name.as_str()
-            )));
-        }
-        data.state.credentials.insert(new.name.clone(), credential);
-        if let Err(e) = data.commit() {
-            data.state.credentials.remove(&new.name);
-            return Err(e);
-        }
+        let view = self.insert_credential(credential).await?;
         tracing::warn!(event = Event::CredentialAdded.as_str(), service = "control", credential = %new.name, identity = by,
             "Client-secret credential added: {}, by {by}", new.name);
-        view(&data.state, &new.name)
+        Ok(view)
     }
 
     /// Adds a certificate credential: an RSA-3072 key pair generated in the HSM (not
@@ -225,11 +200,19 @@ impl Service {
         credential: Credential,
     ) -> Result<CredentialView, ServiceError> {
         let name = credential.name.clone();
+        let limit = self.config().limits.max_credentials;
+        // Checked again under the lock that commits: adds that ran while the key was generated
+        // may have taken the name or the last place.
         let mut data = self.inner.data.lock().await;
         if data.state.credentials.contains_key(&name) {
             return Err(ServiceError::Conflict(format!(
                 "credential {:?} already exists",
                 name.as_str()
+            )));
+        }
+        if data.state.credentials.len() >= limit {
+            return Err(ServiceError::Limit(format!(
+                "at most {limit} credentials (limits.max_credentials)"
             )));
         }
         data.state.credentials.insert(name.clone(), credential);

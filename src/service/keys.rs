@@ -83,12 +83,24 @@ impl Service {
         };
         let id = (group.clone(), name.clone());
         let mut data = self.inner.data.lock().await;
-        let conflict = data.state.keys.contains_key(&id) || !data.state.groups.contains_key(group);
-        let committed = if conflict {
+        // Everything decided on the first look is decided again under the lock that commits:
+        // the group may have been deleted (and created again, with another key type), the name
+        // taken, or the key limit reached by creates that ran meanwhile.
+        let limit = self.config().limits.max_keys;
+        let same_group = data
+            .state
+            .groups
+            .get(group)
+            .is_some_and(|g| g.key_type == key_type);
+        let committed = if data.state.keys.contains_key(&id) || !same_group {
             Err(ServiceError::Conflict(format!(
                 "key {:?} in group {:?} changed meanwhile; retry",
                 name.as_str(),
                 group.as_str()
+            )))
+        } else if data.state.keys.len() >= limit {
+            Err(ServiceError::Limit(format!(
+                "at most {limit} keys (limits.max_keys)"
             )))
         } else {
             data.state.keys.insert(id.clone(), key.clone());
@@ -194,6 +206,7 @@ impl Service {
                 }
                 return Ok(KeyDeletion::NeedsApproval {
                     version: version.clone(),
+                    hsm_id: key.hsm_id,
                 });
             }
             data.remove_key(group, name)?
@@ -203,9 +216,10 @@ impl Service {
     }
 
     /// Deletes the key a second admin approved deleting ([`Action::DeleteKey`]), re-checking
-    /// under the state lock that it still exists and that no unfinished job works on it.
+    /// under the state lock that it is still the key the delete was requested for (not another
+    /// one given its name since) and that no unfinished job works on it.
     pub async fn delete_key_approved(&self, approved: &Approved) -> Result<(), ServiceError> {
-        let Action::DeleteKey { group, key } = approved.action() else {
+        let Action::DeleteKey { group, key, hsm_id } = approved.action() else {
             return Err(ServiceError::Conflict(format!(
                 "approval {} is not for a key delete",
                 approved.id()
@@ -215,7 +229,12 @@ impl Service {
         let name = LocalKeyName::try_from(key.clone())?;
         let removed = {
             let mut data = self.inner.data.lock().await;
-            deletable(&data.state, &group, &name)?;
+            if deletable(&data.state, &group, &name)?.hsm_id != *hsm_id {
+                return Err(ServiceError::Conflict(format!(
+                    "key {group}/{name} is not the key approval {} was requested for: that one was deleted and another was given its name since; nothing was deleted; request the delete again if this key should go",
+                    approved.id()
+                )));
+            }
             data.remove_key(&group, &name)?
         };
         self.destroy_deleted_key(removed, &approved.by(), Some(approved.id()))
@@ -240,9 +259,11 @@ impl Service {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyDeletion {
     Deleted,
-    /// The key was pushed (this Azure version): a second admin must approve the delete.
+    /// The key was pushed (this Azure version): a second admin must approve the delete of
+    /// this very key (its HSM object).
     NeedsApproval {
         version: String,
+        hsm_id: crate::model::HsmKeyId,
     },
 }
 

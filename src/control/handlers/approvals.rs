@@ -203,11 +203,11 @@ async fn execute(ctx: &Ctx, approved: &Approved) -> Result<Executed, ApiError> {
                 .map_err(super::cloud::job_error)?;
             return Ok(Executed::Job(Box::new(ctx.service.job(id).await?)));
         }
-        Action::PurgeGroupCloud { group } => {
+        Action::PurgeGroupCloud { group, vault } => {
             let g = decode::field("group", KeyName::try_from(group.clone()))?;
             let jobs = super::cloud::jobs(ctx, "purge")?;
             let said = jobs
-                .purge(&g, &by)
+                .purge(&g, vault, &by)
                 .await
                 .map_err(super::cloud::cloud_error)?;
             return Ok(Executed::Said(said));

@@ -232,7 +232,7 @@ fn end_on_expiry(ctx: &Ctx, approval: &str, expires_at: i64, job: u64) {
 /// forbids purging. Local keys are untouched.
 pub async fn purge(who: Authorized<Admin>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
     let group = super::groups::name(&i.params)?;
-    ctx.service.group(&group).await?;
+    let vault = ctx.service.group(&group).await?.vault;
     require_designated(ctx, "purge").await?;
     // Refused now, with the vault's reason, rather than after a second admin approved it.
     // Where Azure cannot be asked in time, the request goes ahead: the purge itself then says.
@@ -251,6 +251,7 @@ pub async fn purge(who: Authorized<Admin>, ctx: &Ctx, i: Input) -> Result<Reply,
         ctx,
         Action::PurgeGroupCloud {
             group: group.to_string(),
+            vault,
         },
     )
 }

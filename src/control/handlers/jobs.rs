@@ -31,20 +31,22 @@ pub(super) fn decode_cancel(p: &Params, query: &str) -> Result<u64, ApiError> {
 
 pub(super) fn decode_show(p: &Params, query: &str) -> Result<(u64, u64), ApiError> {
     let id = job_id(p)?;
+    Ok((id, decode_wait(query)?))
+}
+
+/// The `?wait=` of a job request, in seconds (0 without one).
+pub(super) fn decode_wait(query: &str) -> Result<u64, ApiError> {
     decode::only_query(query, &["wait"])?;
-    let wait = match decode::query_value(query, "wait") {
-        None => 0,
+    match decode::query_value(query, "wait") {
+        None => Ok(0),
         Some(w) => match w.parse::<u64>() {
-            Ok(n) if n <= MAX_WAIT_SECS => n,
-            _ => {
-                return Err(ApiError::invalid(
-                    "wait",
-                    format!("seconds, from 0 to {MAX_WAIT_SECS}"),
-                ));
-            }
+            Ok(n) if n <= MAX_WAIT_SECS => Ok(n),
+            _ => Err(ApiError::invalid(
+                "wait",
+                format!("seconds, from 0 to {MAX_WAIT_SECS}"),
+            )),
         },
-    };
-    Ok((id, wait))
+    }
 }
 
 /// A job as the Jobs view shows it.

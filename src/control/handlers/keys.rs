@@ -72,7 +72,7 @@ pub async fn delete(auth: Authorized<Operate>, ctx: &Ctx, i: Input) -> Result<Re
     let (group, key) = names(&i.params)?;
     match ctx.service.delete_key(&auth, &group, &key).await? {
         KeyDeletion::Deleted => Reply::ok(json!({ "deleted": format!("{group}/{key}") })),
-        KeyDeletion::NeedsApproval { .. } => {
+        KeyDeletion::NeedsApproval { hsm_id, .. } => {
             let admin: Authorized<Admin> = auth.escalate()?;
             super::approvals::request(
                 &admin,
@@ -80,6 +80,7 @@ pub async fn delete(auth: Authorized<Operate>, ctx: &Ctx, i: Input) -> Result<Re
                 Action::DeleteKey {
                     group: group.to_string(),
                     key: key.to_string(),
+                    hsm_id,
                 },
             )
         }

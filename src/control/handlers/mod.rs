@@ -25,6 +25,19 @@ use crate::service::Service;
 use http::StatusCode;
 use serde_json::Value;
 
+/// How many seconds a request will wait for something to happen (a long-poll: `GET /v1/logs`
+/// and `GET /v1/jobs/{job}` with `?wait=`), read by the very decoder its handler uses, so the
+/// per-identity long-poll count can never miss a wait the handler honours (a repeated or
+/// percent-encoded `wait` included). 0 for every other request, and for a query the handler
+/// refuses at once.
+pub fn wait_secs(op: Op, query: &str) -> u64 {
+    match op {
+        Op::QueryLogs => logs::decode_query(query).map_or(0, |q| q.wait),
+        Op::ShowJob => jobs::decode_wait(query).unwrap_or(0),
+        _ => 0,
+    }
+}
+
 /// What every handler may use.
 #[derive(Clone)]
 pub struct Ctx {
@@ -192,5 +205,32 @@ pub fn decode_only(op: Op, input: &Input) -> Result<(), ApiError> {
         Op::ExportLogs => logs::decode_export(&input.query).map(drop),
         Op::VerifyLogs => decode::only_query(&input.query, &[]),
         Op::SetDesignated => config::decode(&input.body).map(drop),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wait_counts_however_the_query_spells_it() {
+        for q in [
+            "wait=20",
+            "wait=0&wait=20",
+            "w%61it=20",
+            "wait=%32%30",
+            "after=5&wait=20&limit=10",
+        ] {
+            assert_eq!(wait_secs(Op::QueryLogs, q), 20, "{q}");
+        }
+        assert_eq!(wait_secs(Op::ShowJob, "wait=20"), 20);
+        for q in ["", "wait=0", "after=5", "wait=x", "wait=999999"] {
+            assert_eq!(wait_secs(Op::QueryLogs, q), 0, "{q}");
+        }
+        // The job handler refuses what it does not read: no wait it honours goes uncounted.
+        for q in ["w%61it=20", "wait=%32%30", "wait=20&x=1"] {
+            assert!(jobs::decode_wait(q).is_err(), "{q}");
+        }
+        assert_eq!(wait_secs(Op::ListJobs, "wait=20"), 0);
     }
 }
