@@ -65,6 +65,9 @@ async fn rotate(
     by: &str,
 ) -> Result<(), JobError> {
     let svc = jobs.service();
+    // Refused before a key is generated: a key no strategy wraps conformingly would be made
+    // only to fail at its push (the reason names the failed encoding class).
+    svc.hsm().wrap_report().strategy_for(group.key_type)?;
     let job = svc.job(id).await?;
     let name = key_name(group.name.as_str(), job.created, id)?;
     let previous: Vec<String> = svc
