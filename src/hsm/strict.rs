@@ -422,10 +422,11 @@ impl Parsed {
     /// fixed-length scalar, no `[0]` (the curve is in the AlgorithmIdentifier) and the `[1]`
     /// public key, as OpenSSL and RustCrypto write it.
     fn encode(&self) -> Result<Zeroizing<Vec<u8>>, String> {
+        // Every buffer is built at its exact size (`concat`, `tlv`): a growing Vec would leave
+        // the secret bytes of each outgrown allocation in freed memory, never zeroized.
         let (algorithm, inner) = match self {
             Parsed::Rsa(k) => {
-                let mut body = Zeroizing::new(Vec::new());
-                for v in [
+                let ints = [
                     &[][..],
                     &k.n[..],
                     &k.e[..],
@@ -435,30 +436,36 @@ impl Parsed {
                     &k.dp[..],
                     &k.dq[..],
                     &k.qinv[..],
-                ] {
-                    body.extend_from_slice(&integer_tlv(v));
-                }
-                let mut alg = tlv(OID, OID_RSA);
-                alg.extend_from_slice(&[NULL, 0]);
+                ]
+                .map(integer_tlv);
+                let body = concat(&ints.each_ref().map(|v| &v[..]));
+                let alg = concat(&[&tlv(OID, OID_RSA), &[NULL, 0]]);
                 (tlv(SEQUENCE, &alg), tlv(SEQUENCE, &body))
             }
             Parsed::Ec { curve, scalar, .. } => {
                 let point = public_point(*curve, scalar)?;
-                let mut body = Zeroizing::new(integer_tlv(&[1]).to_vec());
-                body.extend_from_slice(&tlv(OCTET_STRING, scalar));
-                let mut bits = vec![0u8];
-                bits.extend_from_slice(&point);
-                body.extend_from_slice(&tlv(CONTEXT_1, &tlv(BIT_STRING, &bits)));
-                let mut alg = tlv(OID, OID_EC);
-                alg.extend_from_slice(curve.params_der());
+                let bits = concat(&[&[0u8], &point]);
+                let body = concat(&[
+                    &integer_tlv(&[1]),
+                    &tlv(OCTET_STRING, scalar),
+                    &tlv(CONTEXT_1, &tlv(BIT_STRING, &bits)),
+                ]);
+                let alg = concat(&[&tlv(OID, OID_EC), curve.params_der()]);
                 (tlv(SEQUENCE, &alg), tlv(SEQUENCE, &body))
             }
         };
-        let mut info = Zeroizing::new(integer_tlv(&[]).to_vec());
-        info.extend_from_slice(&algorithm);
-        info.extend_from_slice(&tlv(OCTET_STRING, &inner));
+        let info = concat(&[&integer_tlv(&[]), &algorithm, &tlv(OCTET_STRING, &inner)]);
         Ok(tlv(SEQUENCE, &info))
     }
+}
+
+/// `parts` joined into one buffer allocated once at its exact length.
+fn concat(parts: &[&[u8]]) -> Zeroizing<Vec<u8>> {
+    let mut out = Zeroizing::new(Vec::with_capacity(parts.iter().map(|p| p.len()).sum()));
+    for part in parts {
+        out.extend_from_slice(part);
+    }
+    out
 }
 
 impl RsaParts {
@@ -483,8 +490,10 @@ impl RsaParts {
         .map_err(|e| {
             format!("the RSA key is inconsistent (n, e, d, p and q do not form a key): {e}")
         })?;
+        // The values derived here are secret: held in `Zeroizing` while compared.
         let same = |v: Option<rsa::BoxedUint>, parsed: &[u8]| {
-            v.is_some_and(|v| strip_zeros(&Zeroizing::new(v.to_be_bytes())) == parsed)
+            v.map(Zeroizing::new)
+                .is_some_and(|v| strip_zeros(&Zeroizing::new(v.to_be_bytes())) == parsed)
         };
         if !same(key.dp().cloned(), &self.dp) {
             return Err("RSAPrivateKey.exponent1 is not d mod (p-1)".to_owned());
@@ -534,10 +543,10 @@ fn strip_zeros(bytes: &[u8]) -> &[u8] {
     super::host::strip_zeros(bytes)
 }
 
-/// A DER TLV (content up to 16 MiB).
+/// A DER TLV, allocated once (no reallocation leaves a copy of the content behind).
 fn tlv(tag: u8, content: &[u8]) -> Zeroizing<Vec<u8>> {
     let len = content.len();
-    let mut out = Zeroizing::new(Vec::with_capacity(len + 5));
+    let mut out = Zeroizing::new(Vec::with_capacity(len + 10));
     out.push(tag);
     if len < 0x80 {
         out.push(len as u8);
@@ -770,5 +779,125 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn canonical_buffers_are_allocated_once() {
+        let joined = concat(&[&[1u8, 2], &[], &[3u8; 300]]);
+        assert_eq!((joined.len(), joined.capacity()), (302, 302));
+        let k = rsa_parts(SIGN_BYTES).unwrap();
+        let expected = Expected::Rsa {
+            modulus: k.n.clone(),
+        };
+        let padded = rsa_with(|i, c| if i == 6 { [vec![0], c].concat() } else { c }, true);
+        let out = canonical_pkcs8(&padded, &expected).unwrap();
+        // `tlv` reserves its largest header: one allocation, never grown.
+        assert!(
+            out.capacity() <= out.len() + 8,
+            "{} {}",
+            out.capacity(),
+            out.len()
+        );
+        assert_eq!(&out[..], SIGN_BYTES);
+    }
+
+    /// Hostile RSA integers (zero, empty or oversized modulus, p = q, p = 1) are refused with
+    /// an error, never a panic.
+    #[test]
+    fn degenerate_rsa_integers_are_refused() {
+        let k = rsa_parts(SIGN_BYTES).unwrap();
+        let expected = Expected::Rsa {
+            modulus: Vec::new(),
+        };
+        let cases: [(usize, Vec<u8>); 6] = [
+            (1, vec![0]),
+            (1, vec![0x7f; 2000]),
+            (4, vec![1]),
+            (5, k.p.to_vec()),
+            (3, vec![0]),
+            (2, vec![0]),
+        ];
+        for (index, content) in cases {
+            let der = rsa_with(|i, c| if i == index { content.clone() } else { c }, true);
+            assert!(check_pkcs8(&der, &expected).is_err(), "{index}");
+            assert!(canonical_pkcs8(&der, &expected).is_err(), "{index}");
+        }
+    }
+
+    mod fuzz {
+        #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+        use super::*;
+        use proptest::prelude::*;
+
+        fn all_expected() -> Vec<Expected> {
+            let mut out = vec![Expected::Rsa {
+                modulus: Vec::new(),
+            }];
+            for curve in Curve::ALL {
+                out.push(Expected::Ec { curve, point: None });
+            }
+            out
+        }
+
+        fn good_inputs() -> Vec<Vec<u8>> {
+            let mut p256 = vec![0u8; 32];
+            p256[31] = 7;
+            let full = leading_zero_scalar();
+            vec![
+                SIGN_BYTES.to_vec(),
+                p521_pkcs8(&full, true),
+                p521_pkcs8(&full[1..], false),
+                {
+                    use p256::pkcs8::EncodePrivateKey as _;
+                    p256::SecretKey::from_slice(&p256)
+                        .unwrap()
+                        .to_pkcs8_der()
+                        .unwrap()
+                        .as_bytes()
+                        .to_vec()
+                },
+            ]
+        }
+
+        /// Whatever the bytes, both readers answer without panicking, and whatever the
+        /// lenient reader re-encodes, the strict one accepts.
+        fn never_panics(der: &[u8]) {
+            for expected in all_expected() {
+                let _ = check_pkcs8(der, &expected);
+                if let Ok(out) = canonical_pkcs8(der, &expected) {
+                    check_pkcs8(&out, &expected).unwrap();
+                }
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+            #[test]
+            fn random_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+                never_panics(&bytes);
+            }
+
+            #[test]
+            fn mutated_keys(
+                which in 0usize..4,
+                edits in proptest::collection::vec((any::<usize>(), any::<u8>(), 0u8..4), 1..6),
+            ) {
+                let mut der = good_inputs().swap_remove(which);
+                for (at, value, kind) in edits {
+                    if der.is_empty() {
+                        break;
+                    }
+                    let at = at % der.len();
+                    match kind {
+                        0 => der[at] = value,
+                        1 => der[at] ^= 1 << (value % 8),
+                        2 => der.truncate(at),
+                        _ => der.insert(at, value),
+                    }
+                }
+                never_panics(&der);
+            }
+        }
     }
 }
