@@ -419,8 +419,8 @@ impl Parsed {
     }
 
     /// Canonical DER: RFC 5208 v1; RSA with NULL parameters and minimal INTEGERs; EC with a
-    /// fixed-length scalar, no `[0]` (the curve is in the AlgorithmIdentifier) and the `[1]`
-    /// public key, as OpenSSL and RustCrypto write it.
+    /// fixed-length scalar, the `[0]` namedCurve (RFC 5915 section 3: "MUST always include")
+    /// and the `[1]` public key ("SHOULD"): a strict unwrapper that wants either finds it.
     fn encode(&self) -> Result<Zeroizing<Vec<u8>>, String> {
         // Every buffer is built at its exact size (`concat`, `tlv`): a growing Vec would leave
         // the secret bytes of each outgrown allocation in freed memory, never zeroized.
@@ -448,6 +448,7 @@ impl Parsed {
                 let body = concat(&[
                     &integer_tlv(&[1]),
                     &tlv(OCTET_STRING, scalar),
+                    &tlv(CONTEXT_0, curve.params_der()),
                     &tlv(CONTEXT_1, &tlv(BIT_STRING, &bits)),
                 ]);
                 let alg = concat(&[&tlv(OID, OID_EC), curve.params_der()]);
@@ -587,6 +588,7 @@ mod tests {
     fn p521_pkcs8(scalar: &[u8], with_public: bool) -> Vec<u8> {
         let mut body = integer_tlv(&[1]).to_vec();
         body.extend_from_slice(&tlv(OCTET_STRING, scalar));
+        body.extend_from_slice(&tlv(CONTEXT_0, Curve::P521.params_der()));
         if with_public {
             let mut full = vec![0u8; 66 - scalar.len()];
             full.extend_from_slice(scalar);
@@ -822,6 +824,30 @@ mod tests {
             assert!(check_pkcs8(&der, &expected).is_err(), "{index}");
             assert!(canonical_pkcs8(&der, &expected).is_err(), "{index}");
         }
+    }
+
+    /// The host strategy's EC encoding carries the curve in `[0]` and the public key in `[1]`,
+    /// whatever the token's PKCS#8 held, and a third-party parser reads the same key from it.
+    #[test]
+    fn canonical_ec_has_curve_parameters_and_public_key() {
+        use p256::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _};
+        let s = crate::hsm::conformance::edge_scalar(Curve::P256, 1);
+        let point = public_point(Curve::P256, &s).unwrap();
+        let expected = Expected::Ec {
+            curve: Curve::P256,
+            point: Some(point.clone()),
+        };
+        let token = p256::SecretKey::from_slice(&s)
+            .unwrap()
+            .to_pkcs8_der()
+            .unwrap();
+        let out = canonical_pkcs8(token.as_bytes(), &expected).unwrap();
+        let params = tlv(CONTEXT_0, Curve::P256.params_der());
+        let public = tlv(CONTEXT_1, &tlv(BIT_STRING, &[&[0u8][..], &point].concat()));
+        let has = |needle: &[u8]| out.windows(needle.len()).any(|w| w == needle);
+        assert!(has(&params) && has(&public));
+        let back = p256::SecretKey::from_pkcs8_der(&out).unwrap();
+        assert_eq!(&back.to_bytes()[..], &s[..]);
     }
 
     mod fuzz {
