@@ -126,6 +126,20 @@ fn kryoptic_two_step_ec_is_refused_up_front_naming_the_short_scalar() {
                 "{}",
                 report.summary()
             );
+            // A group of it is refused at create, naming the class and what to change; RSA
+            // (served) and secp256k1 (refused by the capability check instead) are not.
+            let refusal = report.refuses_group(p521).unwrap_or_default();
+            assert!(
+                refusal.contains("65 bytes")
+                    && refusal.contains("two-step: class")
+                    && refusal.contains("hsm.allow_host_wrap = true"),
+                "{refusal}"
+            );
+            assert_eq!(
+                report.refuses_group(KeyType::rsa(2048, RsaExponent::F4).unwrap()),
+                None
+            );
+            assert_eq!(report.refuses_group(KeyType::Ec(Curve::P256K)), None);
             // A push of P-521 is refused before anything is wrapped, naming the encoding.
             let refused = report.strategy_for(p521).unwrap_err();
             assert!(
@@ -201,6 +215,7 @@ fn kryoptic_fifty_p521_keys_conform_through_host_re_encoding() {
                     WrapStrategy::Host,
                     "{report:?}"
                 );
+                assert_eq!(report.refuses_group(KeyType::Ec(curve)), None);
             }
             assert_eq!(
                 report
