@@ -69,13 +69,14 @@ fn kryoptic_two_step_wraps_rsa() {
         let (hsm, _) = Hsm::start(&token.config(), token.pin()).unwrap();
         assert_eq!(hsm.wrap_strategy(), Some(WrapStrategy::TwoStep));
         let f4 = RsaExponent::F4;
-        let key_types = [
-            KeyType::rsa(2048, f4).unwrap(),
-            KeyType::rsa(2048, f4).unwrap(),
-            KeyType::rsa(2048, f4).unwrap(),
+        // Every size and exponent the README claims for two-step, and enough RSA-2048 keys
+        // that CRT integers of several lengths occur among generated keys too.
+        let mut key_types = vec![KeyType::rsa(2048, f4).unwrap(); 16];
+        key_types.extend([
             KeyType::rsa(3072, f4).unwrap(),
+            KeyType::rsa(4096, f4).unwrap(),
             KeyType::rsa(2048, RsaExponent::Three).unwrap(),
-        ];
+        ]);
         let kek = kek(2048);
         let group = KeyName::try_from("payments").unwrap();
         for (i, key_type) in key_types.iter().enumerate() {
