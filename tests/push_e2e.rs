@@ -1329,6 +1329,12 @@ fn non_conforming_group_after_a_config_change(mut rig: Rig) {
     assert!(rig.emu.live_keks(VAULT).is_empty());
     let log = d.log();
     assert!(
+        log.lines().any(|l| l.contains("jobs.failed")
+            && l.contains("EC-P384 keys are not pushed")
+            && l.contains("47 bytes")),
+        "the log says why the sync failed:\n{log}"
+    );
+    assert!(
         log.lines().any(|l| l.contains("rotation.failed")
             && l.contains("EC-P384 keys are not pushed")
             && l.contains("47 bytes")),
