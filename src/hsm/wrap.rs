@@ -122,6 +122,7 @@ impl WrapReport {
             .map_err(|reason| HsmError::NonConformingEncoding {
                 key_type: family.to_string(),
                 reason,
+                host_allowed: self.allow_host_wrap,
             })
     }
 
@@ -220,6 +221,8 @@ pub(crate) struct Plan {
     families: Vec<(KeyFamily, Result<WrapStrategy, String>)>,
     /// Why no strategy is usable (for the error), empty otherwise.
     missing: String,
+    /// `hsm.allow_host_wrap` (for the hint of a refused key family).
+    allow_host_wrap: bool,
 }
 
 impl Plan {
@@ -544,6 +547,7 @@ pub(crate) fn self_test(
         host: host_pad.filter(|_| usable.contains(&WrapStrategy::Host)),
         families: Vec::new(),
         missing: String::new(),
+        allow_host_wrap,
     };
     let test_kek = test_rsa.as_ref().and_then(|r| r.as_ref().ok());
     let key_types = {
@@ -759,6 +763,7 @@ pub(crate) fn wrap_for_transfer(
         .map_err(|reason| HsmError::NonConformingEncoding {
             key_type: family.to_string(),
             reason,
+            host_allowed: plan.allow_host_wrap,
         })?;
     let failed = |reason: String| HsmError::WrapFailed {
         id,
