@@ -339,16 +339,16 @@ fn split_point(crv: Curve, point: &[u8]) -> Result<PublicKey, &'static str> {
 
 /// What the import declared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Declared {
+pub enum Declared {
+    /// `RSA-HSM`.
     Rsa,
+    /// `EC-HSM` on this curve.
     Ec(Curve),
 }
 
 /// Parse the unwrapped plaintext as strict DER PKCS#8 of the declared type; return its public key.
-pub(crate) fn parse_pkcs8_strict(
-    der_bytes: &[u8],
-    declared: Declared,
-) -> Result<PublicKey, String> {
+/// Public so that byokd's tests can hold its own strict parser to the same rules.
+pub fn parse_pkcs8_strict(der_bytes: &[u8], declared: Declared) -> Result<PublicKey, String> {
     let info = pkcs8::PrivateKeyInfoRef::from_der(der_bytes).map_err(|e| {
         format!("the key material is not a valid DER-encoded PKCS#8 PrivateKeyInfo: {e}")
     })?;
