@@ -404,6 +404,30 @@ async fn key_vault_errors_are_branched_on_codes_and_tell_the_operator_what_to_do
         .unwrap_err()
         .to_string();
     assert!(text.contains("Premium vault"), "{text}");
+    // The blob is named before the tier when a message names both, and a message naming
+    // neither still points at the wrap report, not at the tier.
+    for (message, words) in [
+        (
+            "The specified key_hsm could not be unwrapped; a Premium vault is required for HSM keys",
+            ["tier is not the cause", "wrap report"],
+        ),
+        (
+            "Invalid parameter in request",
+            ["wrap report", "its tier accepts HSM-protected keys"],
+        ),
+    ] {
+        server.push(kv_error(400, "BadParameter", None, message));
+        let text = kv
+            .import_key(&t, VAULT, "k", &req)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(words.iter().all(|w| text.contains(w)), "{message}: {text}");
+        assert!(
+            !text.contains("Standard vault refuses"),
+            "{message}: {text}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -69,13 +69,14 @@ fn kryoptic_two_step_wraps_rsa() {
         let (hsm, _) = Hsm::start(&token.config(), token.pin()).unwrap();
         assert_eq!(hsm.wrap_strategy(), Some(WrapStrategy::TwoStep));
         let f4 = RsaExponent::F4;
-        let key_types = [
-            KeyType::rsa(2048, f4).unwrap(),
-            KeyType::rsa(2048, f4).unwrap(),
-            KeyType::rsa(2048, f4).unwrap(),
+        // Every size and exponent the README claims for two-step, and enough RSA-2048 keys
+        // that CRT integers of several lengths occur among generated keys too.
+        let mut key_types = vec![KeyType::rsa(2048, f4).unwrap(); 16];
+        key_types.extend([
             KeyType::rsa(3072, f4).unwrap(),
+            KeyType::rsa(4096, f4).unwrap(),
             KeyType::rsa(2048, RsaExponent::Three).unwrap(),
-        ];
+        ]);
         let kek = kek(2048);
         let group = KeyName::try_from("payments").unwrap();
         for (i, key_type) in key_types.iter().enumerate() {
@@ -126,6 +127,20 @@ fn kryoptic_two_step_ec_is_refused_up_front_naming_the_short_scalar() {
                 "{}",
                 report.summary()
             );
+            // A group of it is refused at create, naming the class and what to change; RSA
+            // (served) and secp256k1 (refused by the capability check instead) are not.
+            let refusal = report.refuses_group(p521).unwrap_or_default();
+            assert!(
+                refusal.contains("65 bytes")
+                    && refusal.contains("two-step: class")
+                    && refusal.contains("hsm.allow_host_wrap = true"),
+                "{refusal}"
+            );
+            assert_eq!(
+                report.refuses_group(KeyType::rsa(2048, RsaExponent::F4).unwrap()),
+                None
+            );
+            assert_eq!(report.refuses_group(KeyType::Ec(Curve::P256K)), None);
             // A push of P-521 is refused before anything is wrapped, naming the encoding.
             let refused = report.strategy_for(p521).unwrap_err();
             assert!(
@@ -201,6 +216,7 @@ fn kryoptic_fifty_p521_keys_conform_through_host_re_encoding() {
                     WrapStrategy::Host,
                     "{report:?}"
                 );
+                assert_eq!(report.refuses_group(KeyType::Ec(curve)), None);
             }
             assert_eq!(
                 report

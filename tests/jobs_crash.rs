@@ -609,6 +609,42 @@ fn a_delete_on_cloud_killed_at_every_journalled_step_deletes_and_purges_once() {
     run_cases(&[delete_case()]);
 }
 
+/// A rotation killed between its key's generation and the key's record, then resumed by a
+/// daemon that can no longer push the group's key type (restarted without the `host`
+/// strategy): the job fails with the reason before it generates a key, and still destroys the
+/// key the crash left unrecorded on the token.
+#[test]
+fn a_resumed_rotation_that_can_no_longer_push_fails_early_and_leaves_no_key() {
+    let mut rig = start("");
+    let group = "crash-refused";
+    let before = pushed_group(&rig, group);
+    rig.emu.set_rtt_delay(Duration::from_millis(400));
+    let id = start_job(&rig.daemon, &["group", "rotate", group]);
+    let at_kill = wait_journal(&rig, &id, "Generating key");
+    rig.daemon.kill9();
+    let planned = planned_key(&at_kill);
+    generate_on_token(&rig, &format!("byokd/{group}/{planned}"));
+    rig.emu.set_rtt_delay(Duration::ZERO);
+    let config = std::fs::read_to_string(&rig.daemon.config).unwrap();
+    assert!(config.contains("allow_host_wrap = true"), "{config}");
+    std::fs::write(
+        &rig.daemon.config,
+        config.replace("allow_host_wrap = true", "allow_host_wrap = false"),
+    )
+    .unwrap();
+    rig.daemon.spawn();
+    let end = wait_final(&rig.daemon, &id);
+    assert_eq!(end["state"], "failed", "{end}");
+    let error = end["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("no wrap strategy is usable") && error.contains("last rotation unchanged"),
+        "{end}"
+    );
+    check_rotate(&rig, group, &before, &end);
+    assert_eq!(rig.emu.key_versions(VAULT, group).len(), 1, "{end}");
+    drop(rig.rt);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Shared by rotation and delete on cloud.
 

@@ -1169,31 +1169,24 @@ fn kryoptic_flow(token: common::kryoptic::KryopticToken) {
         "{text}"
     );
     assert!(!text.contains("hsm_unavailable"), "{text}");
-    // EC-P384: the key is made, its push refused before any KEK exists, naming the encoding.
+    // EC-P384: no usable strategy (two-step only) wraps it conformingly, so the group is
+    // refused at create, naming the failed encoding class and what to change.
     let out = create_group("kry-ec", "EC-P384");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        d.ctl(OPERATOR, &["key", "create", "kry-ec", "k"])
-            .status
-            .success()
-    );
-    let out = d.ctl(OPERATOR, &["key", "sync", "kry-ec", "k"]);
     let text =
         String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success(), "{text}");
     assert!(
-        text.contains("EC-P384 keys are not pushed") && text.contains("47 bytes"),
+        text.contains("EC-P384 keys made on this token could not be pushed")
+            && text.contains("two-step: class")
+            && text.contains("47 bytes")
+            && text.contains("hsm.allow_host_wrap = true")
+            && text.contains("key_type"),
         "{text}\n{}",
         d.log()
     );
-    assert!(
-        rig.emu.live_keks(VAULT).is_empty(),
-        "no KEK for a refused push"
-    );
+    assert!(!text.contains("hsm_unavailable"), "{text}");
+    let (_, groups) = d.ctl_json(OPERATOR, &["group", "list"]);
+    assert!(!groups.to_string().contains("kry-ec"), "{groups}");
     let (_, status) = d.ctl_json(OPERATOR, &["status"]);
     assert!(
         status["health"]["hsm"]["wrap_summary"]
@@ -1236,6 +1229,116 @@ fn kryoptic_flow(token: common::kryoptic::KryopticToken) {
     assert!(
         !log.contains("strategy=\"host\"") && !log.contains("strategy=host"),
         "no host wrap on kryoptic:\n{log}"
+    );
+    non_conforming_group_after_a_config_change(rig);
+}
+
+/// A group made while `host` served its key type (allow_host_wrap = true), then the daemon
+/// restarted without it: a sync is refused before any KEK exists and a rotation before any
+/// key is generated, each naming the failed encoding class, in the job and in the log.
+fn non_conforming_group_after_a_config_change(mut rig: Rig) {
+    let set_host = |rig: &mut Rig, from: &str, to: &str| {
+        rig.daemon.stop();
+        let config = std::fs::read_to_string(&rig.daemon.config).unwrap();
+        assert!(config.contains(from), "{config}");
+        std::fs::write(&rig.daemon.config, config.replace(from, to)).unwrap();
+        rig.daemon.spawn();
+    };
+    set_host(
+        &mut rig,
+        "allow_host_wrap = false",
+        "allow_host_wrap = true",
+    );
+    let d = &rig.daemon;
+    let out = d.ctl(
+        ADMIN,
+        &[
+            "group",
+            "create",
+            "kry-ec",
+            "--credential",
+            "azure-app",
+            "--vault",
+            VAULT,
+            "--key-type",
+            "EC-P384",
+            "--key-ops",
+            "sign,verify",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "host serves EC-P384: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        d.log()
+    );
+    assert!(
+        d.ctl(OPERATOR, &["key", "create", "kry-ec", "k"])
+            .status
+            .success()
+    );
+    set_host(
+        &mut rig,
+        "allow_host_wrap = true",
+        "allow_host_wrap = false",
+    );
+    let d = &rig.daemon;
+    let keys_before = d.ctl_json(OPERATOR, &["key", "list", "kry-ec"]).1;
+    let out = d.ctl(OPERATOR, &["key", "sync", "kry-ec", "k"]);
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("EC-P384 keys are not pushed") && text.contains("47 bytes"),
+        "{text}\n{}",
+        d.log()
+    );
+    assert!(
+        rig.emu.live_keks(VAULT).is_empty(),
+        "no KEK for a refused push"
+    );
+    // A rotation is refused before it generates a key.
+    let out = d.ctl(OPERATOR, &["--output", "json", "group", "rotate", "kry-ec"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!out.status.success(), "{text}");
+    let job: Value = serde_json::from_str(text.trim()).unwrap_or_else(|e| {
+        panic!(
+            "job JSON ({e}): {text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    failed_with(
+        &job,
+        &[
+            "EC-P384 keys are not pushed",
+            "47 bytes",
+            "last rotation unchanged",
+        ],
+    );
+    let steps = job["steps"].to_string();
+    assert!(
+        !steps.contains("Generating key"),
+        "no key generated: {steps}"
+    );
+    assert_eq!(
+        d.ctl_json(OPERATOR, &["key", "list", "kry-ec"]).1,
+        keys_before,
+        "the rotation made no key"
+    );
+    assert!(rig.emu.key_versions(VAULT, "kry-ec").is_empty());
+    assert!(rig.emu.live_keks(VAULT).is_empty());
+    let log = d.log();
+    assert!(
+        log.lines().any(|l| l.contains("jobs.failed")
+            && l.contains("EC-P384 keys are not pushed")
+            && l.contains("47 bytes")),
+        "the log says why the sync failed:\n{log}"
+    );
+    assert!(
+        log.lines().any(|l| l.contains("rotation.failed")
+            && l.contains("EC-P384 keys are not pushed")
+            && l.contains("47 bytes")),
+        "the log says why the rotation failed:\n{log}"
     );
 }
 

@@ -956,26 +956,30 @@ fn map_error(
 }
 
 /// What a 400 most likely means. Azure gives both a Standard-tier refusal and a blob it cannot
-/// open as 400 `BadParameter`, so only the message tells them apart ("Hardware key operation
-/// not allowed on standard vault" against "The specified key_hsm could not be unwrapped"); it
-/// picks the hint, never the handling.
+/// open as 400 `BadParameter`, so only the message tells them apart ("... is not supported by
+/// this vault ... Premium" against "The specified key_hsm could not be unwrapped"); it picks
+/// the hint, never the handling. An import's KEK was created in the same vault, so the tier
+/// is blamed there only when the message names it and not the blob; a message that names
+/// neither gets a hint that leads with the blob.
 fn bad_parameter_hint(op: KvOp, message: &str) -> Option<&'static str> {
     const TIER: &str =
         "HSM-protected keys need a Premium vault or a Managed HSM; a Standard vault refuses them";
     const BLOB: &str = "the vault could not open the transfer blob: its tier is not the cause; check the wrap report in `byokctl status` (which strategy wraps this key type, and whether its blobs passed the conformance self-test) and that the KEK belongs to this vault";
+    const IMPORT: &str = "the vault refused the import request: check the wrap report in `byokctl status` (whether this key type's blobs passed the conformance self-test) and the key's type and operations; the KEK was made in this vault, so its tier accepts HSM-protected keys";
     let m = message.to_ascii_lowercase();
-    let tier = [
+    let names = |words: &[&str]| words.iter().any(|w| m.contains(w));
+    let tier = names(&[
         "standard vault",
         "premium",
         "sku",
         "not supported by this vault",
-    ]
-    .iter()
-    .any(|w| m.contains(w));
+    ]);
+    let blob = names(&["key_hsm", "unwrap", "transfer blob", "ciphertext"]);
     match op {
-        KvOp::CreateKek | KvOp::Import if tier => Some(TIER),
-        KvOp::Import if m.contains("key_hsm") || m.contains("unwrap") => Some(BLOB),
         KvOp::CreateKek => Some(TIER),
+        KvOp::Import if blob => Some(BLOB),
+        KvOp::Import if tier => Some(TIER),
+        KvOp::Import => Some(IMPORT),
         _ => None,
     }
 }

@@ -78,9 +78,19 @@ pub enum HsmError {
     NoWrapStrategy { detail: String },
 
     #[error(
-        "{key_type} keys are not pushed from this token: {reason}; see the wrap report in `byokctl status` (a software token may allow hsm.allow_host_wrap = true, whose blobs byokd re-encodes)"
+        "{key_type} keys are not pushed from this token: {reason}; see the wrap report in `byokctl status` ({})",
+        if *.host_allowed {
+            "the host strategy is allowed and did not serve it either: use a token whose wrap conforms"
+        } else {
+            "a software token may allow hsm.allow_host_wrap = true, whose blobs byokd re-encodes"
+        }
     )]
-    NonConformingEncoding { key_type: String, reason: String },
+    NonConformingEncoding {
+        key_type: String,
+        reason: String,
+        /// `hsm.allow_host_wrap` was on, so the hint does not suggest it.
+        host_allowed: bool,
+    },
 
     #[error("the key-exchange key (KEK) is not usable: {reason}")]
     InvalidKek { reason: String },
@@ -139,5 +149,34 @@ fn list(labels: &[String]) -> String {
             .map(|l| format!("{l:?}"))
             .collect::<Vec<_>>()
             .join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HsmError;
+
+    /// The refusal suggests `hsm.allow_host_wrap` only where it is off.
+    #[test]
+    fn a_non_conforming_refusal_suggests_host_only_where_it_is_off() {
+        let refusal = |host_allowed| {
+            HsmError::NonConformingEncoding {
+                key_type: "EC-P521".to_owned(),
+                reason: "class \"x\": ECPrivateKey.privateKey is 65 bytes".to_owned(),
+                host_allowed,
+            }
+            .to_string()
+        };
+        let off = refusal(false);
+        assert!(
+            off.contains("65 bytes") && off.contains("hsm.allow_host_wrap = true"),
+            "{off}"
+        );
+        let on = refusal(true);
+        assert!(
+            on.contains("65 bytes") && !on.contains("allow_host_wrap = true"),
+            "{on}"
+        );
+        assert!(on.contains("use a token whose wrap conforms"), "{on}");
     }
 }

@@ -419,13 +419,14 @@ impl Parsed {
     }
 
     /// Canonical DER: RFC 5208 v1; RSA with NULL parameters and minimal INTEGERs; EC with a
-    /// fixed-length scalar, no `[0]` (the curve is in the AlgorithmIdentifier) and the `[1]`
-    /// public key, as OpenSSL and RustCrypto write it.
+    /// fixed-length scalar, the `[0]` namedCurve (RFC 5915 section 3: "MUST always include")
+    /// and the `[1]` public key ("SHOULD"): a strict unwrapper that wants either finds it.
     fn encode(&self) -> Result<Zeroizing<Vec<u8>>, String> {
+        // Every buffer is built at its exact size (`concat`, `tlv`): a growing Vec would leave
+        // the secret bytes of each outgrown allocation in freed memory, never zeroized.
         let (algorithm, inner) = match self {
             Parsed::Rsa(k) => {
-                let mut body = Zeroizing::new(Vec::new());
-                for v in [
+                let ints = [
                     &[][..],
                     &k.n[..],
                     &k.e[..],
@@ -435,30 +436,37 @@ impl Parsed {
                     &k.dp[..],
                     &k.dq[..],
                     &k.qinv[..],
-                ] {
-                    body.extend_from_slice(&integer_tlv(v));
-                }
-                let mut alg = tlv(OID, OID_RSA);
-                alg.extend_from_slice(&[NULL, 0]);
+                ]
+                .map(integer_tlv);
+                let body = concat(&ints.each_ref().map(|v| &v[..]));
+                let alg = concat(&[&tlv(OID, OID_RSA), &[NULL, 0]]);
                 (tlv(SEQUENCE, &alg), tlv(SEQUENCE, &body))
             }
             Parsed::Ec { curve, scalar, .. } => {
                 let point = public_point(*curve, scalar)?;
-                let mut body = Zeroizing::new(integer_tlv(&[1]).to_vec());
-                body.extend_from_slice(&tlv(OCTET_STRING, scalar));
-                let mut bits = vec![0u8];
-                bits.extend_from_slice(&point);
-                body.extend_from_slice(&tlv(CONTEXT_1, &tlv(BIT_STRING, &bits)));
-                let mut alg = tlv(OID, OID_EC);
-                alg.extend_from_slice(curve.params_der());
+                let bits = concat(&[&[0u8], &point]);
+                let body = concat(&[
+                    &integer_tlv(&[1]),
+                    &tlv(OCTET_STRING, scalar),
+                    &tlv(CONTEXT_0, curve.params_der()),
+                    &tlv(CONTEXT_1, &tlv(BIT_STRING, &bits)),
+                ]);
+                let alg = concat(&[&tlv(OID, OID_EC), curve.params_der()]);
                 (tlv(SEQUENCE, &alg), tlv(SEQUENCE, &body))
             }
         };
-        let mut info = Zeroizing::new(integer_tlv(&[]).to_vec());
-        info.extend_from_slice(&algorithm);
-        info.extend_from_slice(&tlv(OCTET_STRING, &inner));
+        let info = concat(&[&integer_tlv(&[]), &algorithm, &tlv(OCTET_STRING, &inner)]);
         Ok(tlv(SEQUENCE, &info))
     }
+}
+
+/// `parts` joined into one buffer allocated once at its exact length.
+fn concat(parts: &[&[u8]]) -> Zeroizing<Vec<u8>> {
+    let mut out = Zeroizing::new(Vec::with_capacity(parts.iter().map(|p| p.len()).sum()));
+    for part in parts {
+        out.extend_from_slice(part);
+    }
+    out
 }
 
 impl RsaParts {
@@ -483,8 +491,10 @@ impl RsaParts {
         .map_err(|e| {
             format!("the RSA key is inconsistent (n, e, d, p and q do not form a key): {e}")
         })?;
+        // The values derived here are secret: held in `Zeroizing` while compared.
         let same = |v: Option<rsa::BoxedUint>, parsed: &[u8]| {
-            v.is_some_and(|v| strip_zeros(&Zeroizing::new(v.to_be_bytes())) == parsed)
+            v.map(Zeroizing::new)
+                .is_some_and(|v| strip_zeros(&Zeroizing::new(v.to_be_bytes())) == parsed)
         };
         if !same(key.dp().cloned(), &self.dp) {
             return Err("RSAPrivateKey.exponent1 is not d mod (p-1)".to_owned());
@@ -534,10 +544,10 @@ fn strip_zeros(bytes: &[u8]) -> &[u8] {
     super::host::strip_zeros(bytes)
 }
 
-/// A DER TLV (content up to 16 MiB).
+/// A DER TLV, allocated once (no reallocation leaves a copy of the content behind).
 fn tlv(tag: u8, content: &[u8]) -> Zeroizing<Vec<u8>> {
     let len = content.len();
-    let mut out = Zeroizing::new(Vec::with_capacity(len + 5));
+    let mut out = Zeroizing::new(Vec::with_capacity(len + 10));
     out.push(tag);
     if len < 0x80 {
         out.push(len as u8);
@@ -578,6 +588,7 @@ mod tests {
     fn p521_pkcs8(scalar: &[u8], with_public: bool) -> Vec<u8> {
         let mut body = integer_tlv(&[1]).to_vec();
         body.extend_from_slice(&tlv(OCTET_STRING, scalar));
+        body.extend_from_slice(&tlv(CONTEXT_0, Curve::P521.params_der()));
         if with_public {
             let mut full = vec![0u8; 66 - scalar.len()];
             full.extend_from_slice(scalar);
@@ -770,5 +781,288 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn canonical_buffers_are_allocated_once() {
+        let joined = concat(&[&[1u8, 2], &[], &[3u8; 300]]);
+        assert_eq!((joined.len(), joined.capacity()), (302, 302));
+        let k = rsa_parts(SIGN_BYTES).unwrap();
+        let expected = Expected::Rsa {
+            modulus: k.n.clone(),
+        };
+        let padded = rsa_with(|i, c| if i == 6 { [vec![0], c].concat() } else { c }, true);
+        let out = canonical_pkcs8(&padded, &expected).unwrap();
+        // `tlv` reserves its largest header: one allocation, never grown.
+        assert!(
+            out.capacity() <= out.len() + 8,
+            "{} {}",
+            out.capacity(),
+            out.len()
+        );
+        assert_eq!(&out[..], SIGN_BYTES);
+    }
+
+    /// Hostile RSA integers (zero, empty or oversized modulus, p = q, p = 1) are refused with
+    /// an error, never a panic.
+    #[test]
+    fn degenerate_rsa_integers_are_refused() {
+        let k = rsa_parts(SIGN_BYTES).unwrap();
+        let expected = Expected::Rsa {
+            modulus: Vec::new(),
+        };
+        let cases: [(usize, Vec<u8>); 6] = [
+            (1, vec![0]),
+            (1, vec![0x7f; 2000]),
+            (4, vec![1]),
+            (5, k.p.to_vec()),
+            (3, vec![0]),
+            (2, vec![0]),
+        ];
+        for (index, content) in cases {
+            let der = rsa_with(|i, c| if i == index { content.clone() } else { c }, true);
+            assert!(check_pkcs8(&der, &expected).is_err(), "{index}");
+            assert!(canonical_pkcs8(&der, &expected).is_err(), "{index}");
+        }
+    }
+
+    /// The host strategy's EC encoding carries the curve in `[0]` and the public key in `[1]`,
+    /// whatever the token's PKCS#8 held, and a third-party parser reads the same key from it.
+    #[test]
+    fn canonical_ec_has_curve_parameters_and_public_key() {
+        use p256::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _};
+        let s = crate::hsm::conformance::edge_scalar(Curve::P256, 1);
+        let point = public_point(Curve::P256, &s).unwrap();
+        let expected = Expected::Ec {
+            curve: Curve::P256,
+            point: Some(point.clone()),
+        };
+        let token = p256::SecretKey::from_slice(&s)
+            .unwrap()
+            .to_pkcs8_der()
+            .unwrap();
+        let out = canonical_pkcs8(token.as_bytes(), &expected).unwrap();
+        let params = tlv(CONTEXT_0, Curve::P256.params_der());
+        let public = tlv(CONTEXT_1, &tlv(BIT_STRING, &[&[0u8][..], &point].concat()));
+        let has = |needle: &[u8]| out.windows(needle.len()).any(|w| w == needle);
+        assert!(has(&params) && has(&public));
+        let back = p256::SecretKey::from_pkcs8_der(&out).unwrap();
+        assert_eq!(&back.to_bytes()[..], &s[..]);
+    }
+
+    mod fuzz {
+        #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+        use super::*;
+        use proptest::prelude::*;
+
+        fn all_expected() -> Vec<Expected> {
+            let mut out = vec![Expected::Rsa {
+                modulus: Vec::new(),
+            }];
+            for curve in Curve::ALL {
+                out.push(Expected::Ec { curve, point: None });
+            }
+            out
+        }
+
+        fn good_inputs() -> Vec<Vec<u8>> {
+            let mut p256 = vec![0u8; 32];
+            p256[31] = 7;
+            let full = leading_zero_scalar();
+            vec![
+                SIGN_BYTES.to_vec(),
+                p521_pkcs8(&full, true),
+                p521_pkcs8(&full[1..], false),
+                {
+                    use p256::pkcs8::EncodePrivateKey as _;
+                    p256::SecretKey::from_slice(&p256)
+                        .unwrap()
+                        .to_pkcs8_der()
+                        .unwrap()
+                        .as_bytes()
+                        .to_vec()
+                },
+            ]
+        }
+
+        /// Whatever the bytes, both readers answer without panicking, and whatever the
+        /// lenient reader re-encodes, the strict one accepts.
+        fn never_panics(der: &[u8]) {
+            for expected in all_expected() {
+                let _ = check_pkcs8(der, &expected);
+                if let Ok(out) = canonical_pkcs8(der, &expected) {
+                    check_pkcs8(&out, &expected).unwrap();
+                }
+            }
+        }
+
+        /// The emulator's strict parser (the tests' model of the vault) and byokd's agree on
+        /// `der` for every declared key type: each accepts exactly what the other accepts, and
+        /// for the same key. Only the emulator's RSA size rule (2048, 3072 or 4096 bits) is
+        /// its own.
+        fn same_verdict(der: &[u8]) {
+            use byokd_emulator::keys::{Declared, parse_pkcs8_strict};
+            let declared = [
+                (Declared::Rsa, None),
+                (Declared::Ec(byokd_emulator::Curve::P256), Some(Curve::P256)),
+                (Declared::Ec(byokd_emulator::Curve::P384), Some(Curve::P384)),
+                (Declared::Ec(byokd_emulator::Curve::P521), Some(Curve::P521)),
+                (
+                    Declared::Ec(byokd_emulator::Curve::P256K),
+                    Some(Curve::P256K),
+                ),
+            ];
+            for (emulator, curve) in declared {
+                let theirs = parse_pkcs8_strict(der, emulator);
+                let loose = match curve {
+                    None => Expected::Rsa {
+                        modulus: Vec::new(),
+                    },
+                    Some(curve) => Expected::Ec { curve, point: None },
+                };
+                let ours = parse(der, Mode::Strict, &loose).and_then(|k| match &k {
+                    Parsed::Rsa(parts) => parts.check().map(|()| Expected::Rsa {
+                        modulus: parts.n.clone(),
+                    }),
+                    Parsed::Ec { curve, scalar, .. } => k.check(&loose).and_then(|()| {
+                        Ok(Expected::Ec {
+                            curve: *curve,
+                            point: Some(public_point(*curve, scalar)?),
+                        })
+                    }),
+                });
+                match (&theirs, &ours) {
+                    (
+                        Ok(byokd_emulator::PublicKey::Rsa { n, .. }),
+                        Ok(Expected::Rsa { modulus }),
+                    ) => {
+                        assert_eq!(n, modulus);
+                    }
+                    (
+                        Ok(byokd_emulator::PublicKey::Ec { x, y, .. }),
+                        Ok(Expected::Ec { point, .. }),
+                    ) => {
+                        assert_eq!(Some([&[4u8][..], x, y].concat()), *point);
+                    }
+                    (Err(e), Ok(Expected::Rsa { modulus })) if e.contains("RSA key size") => {
+                        assert!(![256, 384, 512].contains(&modulus.len()), "{e}");
+                    }
+                    (Err(_), Err(_)) => {}
+                    _ => panic!(
+                        "{emulator:?}: the emulator says {:?}, byokd says {:?}",
+                        theirs.as_ref().map(|_| "accepted"),
+                        ours.as_ref().map(|_| "accepted"),
+                    ),
+                }
+            }
+        }
+
+        #[test]
+        fn the_emulator_and_byokd_agree_on_the_edge_encodings() {
+            for der in good_inputs() {
+                same_verdict(&der);
+            }
+            let k = rsa_parts(SIGN_BYTES).unwrap();
+            let last = |c: Vec<u8>| {
+                let mut c = c;
+                let end = c.len() - 1;
+                c[end] ^= 2;
+                c
+            };
+            for index in 0..9 {
+                same_verdict(&rsa_with(
+                    |i, c| if i == index { [vec![0], c].concat() } else { c },
+                    true,
+                ));
+                same_verdict(&rsa_with(
+                    |i, c| {
+                        if i == index && c.len() > 1 && c[0] == 0 {
+                            c[1..].to_vec()
+                        } else {
+                            c
+                        }
+                    },
+                    true,
+                ));
+                same_verdict(&rsa_with(
+                    |i, c| if i == index && index > 0 { last(c) } else { c },
+                    true,
+                ));
+            }
+            same_verdict(&rsa_with(|_, c| c, false));
+            drop(k);
+            // PrivateKeyInfo variants around the key: attributes, version 1 with a public key,
+            // trailing bytes, a wrong namedCurve.
+            let with_tail = |der: &[u8], tail: &[u8], version: u8| {
+                let mut r = Reader::new(der);
+                let info = r.expect(SEQUENCE, "info").unwrap();
+                let mut body = info.to_vec();
+                body[2] = version;
+                body.extend_from_slice(tail);
+                tlv(SEQUENCE, &body).to_vec()
+            };
+            let p521 = p521_pkcs8(&leading_zero_scalar(), true);
+            for der in [SIGN_BYTES, &p521[..]] {
+                same_verdict(&with_tail(der, &[CONTEXT_0, 0], 0));
+                same_verdict(&with_tail(
+                    der,
+                    &tlv(CONTEXT_0, &tlv(SEQUENCE, &[OID, 3, 0x55, 4, 3])),
+                    0,
+                ));
+                same_verdict(&with_tail(der, &[0x81, 2, 0, 4], 1));
+                same_verdict(&with_tail(der, &[0x81, 2, 0, 4], 0));
+                same_verdict(&with_tail(der, &[], 1));
+                same_verdict(&[der, &[0][..]].concat());
+            }
+            let other_curve = p521
+                .windows(Curve::P521.params_der().len())
+                .position(|w| w == Curve::P521.params_der())
+                .map(|at| {
+                    let mut v = p521.clone();
+                    v[at..at + 7].copy_from_slice(&Curve::P384.params_der()[..7]);
+                    v
+                })
+                .unwrap();
+            same_verdict(&other_curve);
+        }
+
+        /// Good input number `which` with `edits` applied: (position, value, kind) where kind
+        /// 0 sets a byte, 1 flips a bit, 2 truncates, 3 inserts.
+        fn mutated(which: usize, edits: &[(usize, u8, u8)]) -> Vec<u8> {
+            let mut der = good_inputs().swap_remove(which);
+            for &(at, value, kind) in edits {
+                if der.is_empty() {
+                    break;
+                }
+                let at = at % der.len();
+                match kind {
+                    0 => der[at] = value,
+                    1 => der[at] ^= 1 << (value % 8),
+                    2 => der.truncate(at),
+                    _ => der.insert(at, value),
+                }
+            }
+            der
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+            #[test]
+            fn random_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+                never_panics(&bytes);
+            }
+
+            /// Never a panic, and the emulator and byokd agree.
+            #[test]
+            fn mutated_keys(
+                which in 0usize..4,
+                edits in proptest::collection::vec((any::<usize>(), any::<u8>(), 0u8..4), 1..6),
+            ) {
+                let der = mutated(which, &edits);
+                never_panics(&der);
+                same_verdict(&der);
+            }
+        }
     }
 }

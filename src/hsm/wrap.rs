@@ -122,7 +122,37 @@ impl WrapReport {
             .map_err(|reason| HsmError::NonConformingEncoding {
                 key_type: family.to_string(),
                 reason,
+                host_allowed: self.allow_host_wrap,
             })
+    }
+
+    /// Why a key group of `key_type` must not be created on this token, if it must not: a wrap
+    /// strategy is usable but none made a conforming blob of every encoding class of the key
+    /// type's family, so none of its keys could ever be pushed. The reason names each
+    /// strategy's failed class and rule, and what to change. `None` when a strategy serves
+    /// the family, when the token cannot generate it (the capability check refuses that), and
+    /// when no strategy is usable at all (a token-wide matter: logged at start-up, shown by
+    /// `status`, and the error of every push).
+    pub fn refuses_group(&self, key_type: crate::model::KeyType) -> Option<String> {
+        let kt = self.key_type(key_type)?;
+        if kt.strategy.is_some() || !kt.can_generate || kt.encodings.is_empty() {
+            return None;
+        }
+        let failed = kt
+            .encodings
+            .iter()
+            .map(|e| format!("{}: {}", e.strategy, e.detail))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let hint = if self.allow_host_wrap {
+            "use a token whose wrap conforms, or another key type".to_owned()
+        } else {
+            "allow a strategy that conforms (for a software token, hsm.allow_host_wrap = true, whose blobs byokd re-encodes), use a token whose wrap conforms, or choose another key type".to_owned()
+        };
+        Some(format!(
+            "{} keys made on this token could not be pushed: no usable wrap strategy makes a conforming transfer blob of every encoding class ({failed}); {hint}; see the wrap report in `byokctl status`",
+            kt.key_type
+        ))
     }
 
     /// One line: `native: ...; two-step: ...; host: ...`, then every key family a usable
@@ -191,6 +221,8 @@ pub(crate) struct Plan {
     families: Vec<(KeyFamily, Result<WrapStrategy, String>)>,
     /// Why no strategy is usable (for the error), empty otherwise.
     missing: String,
+    /// `hsm.allow_host_wrap` (for the hint of a refused key family).
+    allow_host_wrap: bool,
 }
 
 impl Plan {
@@ -515,6 +547,7 @@ pub(crate) fn self_test(
         host: host_pad.filter(|_| usable.contains(&WrapStrategy::Host)),
         families: Vec::new(),
         missing: String::new(),
+        allow_host_wrap,
     };
     let test_kek = test_rsa.as_ref().and_then(|r| r.as_ref().ok());
     let key_types = {
@@ -730,6 +763,7 @@ pub(crate) fn wrap_for_transfer(
         .map_err(|reason| HsmError::NonConformingEncoding {
             key_type: family.to_string(),
             reason,
+            host_allowed: plan.allow_host_wrap,
         })?;
     let failed = |reason: String| HsmError::WrapFailed {
         id,

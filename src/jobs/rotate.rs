@@ -92,6 +92,12 @@ async fn rotate(
     if job.keys.is_empty() {
         // A restart after the key was recorded finds it by its name instead of making another.
         if svc.key(&group.name, &name).await.is_err() {
+            // Refused before the key is generated (after the clean-up above, so a resumed
+            // rotation leaves no unrecorded key): a key no strategy wraps conformingly would
+            // be made only to fail at its push; the reason names the failed encoding class.
+            // Once a key exists, the push refuses instead, after settling the cloud (a KEK or
+            // an import from before a restart).
+            svc.hsm().wrap_report().strategy_for(group.key_type)?;
             svc.job_step(id, format!("{intent} ({})", group.key_type), Some(10))
                 .await?;
             svc.create_key(&group.name, &name, by).await?;

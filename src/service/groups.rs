@@ -1,5 +1,5 @@
-//! Key group operations: create (refusing unknown credentials and key types the token cannot
-//! generate), list, show, update the rotation policy, and delete when empty. Update and delete
+//! Key group operations: create (refusing unknown credentials, key types the token cannot
+//! generate and key types no usable wrap strategy exports conformingly), list, show, update the rotation policy, and delete when empty. Update and delete
 //! are refused while a job works on the group, decided under the state lock.
 
 use super::{Service, ServiceError, now_unix};
@@ -96,6 +96,11 @@ impl Service {
                 }
                 other => ServiceError::Hsm(other),
             })?;
+        // Nor a key type the token generates but no usable wrap strategy exports conformingly:
+        // the officer learns it now, with the failed encoding class, not at the first push.
+        if let Some(reason) = self.hsm().wrap_report().refuses_group(new.key_type) {
+            return Err(ServiceError::Invalid(ModelError::new("key_type", reason)));
+        }
         let mut data = self.inner.data.lock().await;
         if !data.state.credentials.contains_key(&new.credential) {
             return Err(ServiceError::not_found("credential", &new.credential));

@@ -68,9 +68,21 @@ pub fn unwrap_transfer(kek: &rsa::PrivateKey, ciphertext: &[u8]) -> Vec<u8> {
 pub fn strict_pkcs8_public_spki(der: &[u8], key_type: KeyType) -> Vec<u8> {
     let info = pkcs8::PrivateKeyInfoRef::from_der(der)
         .unwrap_or_else(|e| panic!("not strict PKCS#8 DER ({} bytes): {e}", der.len()));
+    // RFC 5208 version 0: the pkcs8 crate also reads RFC 5958 v2 (version 1).
+    let mut reader = der::SliceReader::new(der).expect("DER");
+    der::Header::decode(&mut reader).expect("PrivateKeyInfo header");
+    assert_eq!(
+        u8::decode(&mut reader).expect("PrivateKeyInfo.version"),
+        0,
+        "PrivateKeyInfo.version must be 0 (RFC 5208)"
+    );
     match key_type {
         KeyType::Rsa { .. } => {
             assert_eq!(info.algorithm.oid.to_string(), "1.2.840.113549.1.1.1");
+            assert!(
+                info.algorithm.parameters.is_some_and(|p| p.is_null()),
+                "rsaEncryption parameters must be NULL (RFC 8017)"
+            );
             let inner_der = info.private_key.as_bytes();
             let key = rsa::PrivateKey::try_from(info.clone()).expect("an RSA private key");
             key.validate().expect("a consistent RSA private key");

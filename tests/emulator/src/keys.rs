@@ -339,19 +339,30 @@ fn split_point(crv: Curve, point: &[u8]) -> Result<PublicKey, &'static str> {
 
 /// What the import declared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Declared {
+pub enum Declared {
+    /// `RSA-HSM`.
     Rsa,
+    /// `EC-HSM` on this curve.
     Ec(Curve),
 }
 
 /// Parse the unwrapped plaintext as strict DER PKCS#8 of the declared type; return its public key.
-pub(crate) fn parse_pkcs8_strict(
-    der_bytes: &[u8],
-    declared: Declared,
-) -> Result<PublicKey, String> {
+/// Public so that byokd's tests can hold its own strict parser to the same rules.
+pub fn parse_pkcs8_strict(der_bytes: &[u8], declared: Declared) -> Result<PublicKey, String> {
     let info = pkcs8::PrivateKeyInfoRef::from_der(der_bytes).map_err(|e| {
         format!("the key material is not a valid DER-encoded PKCS#8 PrivateKeyInfo: {e}")
     })?;
+    // The pkcs8 crate also reads RFC 5958 OneAsymmetricKey (version 1); a BYOK plaintext is an
+    // RFC 5208 PrivateKeyInfo, version 0.
+    match pkcs8_version(der_bytes) {
+        Ok(0) => {}
+        Ok(v) => {
+            return Err(format!(
+                "the PrivateKeyInfo version is {v}; RFC 5208 requires 0"
+            ));
+        }
+        Err(e) => return Err(format!("the PrivateKeyInfo version is not readable: {e}")),
+    }
     match declared {
         Declared::Rsa => {
             if info.algorithm.oid != OID_RSA {
@@ -430,6 +441,13 @@ pub(crate) fn parse_pkcs8_strict(
             split_point(crv, &point).map_err(str::to_owned)
         }
     }
+}
+
+/// The first field of a PrivateKeyInfo, its version.
+fn pkcs8_version(der_bytes: &[u8]) -> Result<u8, der::Error> {
+    let mut reader = der::SliceReader::new(der_bytes)?;
+    der::Header::decode(&mut reader)?;
+    u8::decode(&mut reader)
 }
 
 /// The CRT values as encoded must be the ones the key implies (the rsa crate recomputes them
@@ -643,6 +661,111 @@ mod tests {
         assert!(err.contains("coefficient"), "{err}");
         let err = parse_pkcs8_strict(&rebuilt(inner, None), Declared::Rsa).unwrap_err();
         assert!(err.contains("NULL"), "{err}");
+    }
+
+    /// A DER TLV (test builder; short and long lengths).
+    fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        let len = content.len();
+        if len < 0x80 {
+            out.push(len as u8);
+        } else if len < 0x100 {
+            out.extend([0x81, len as u8]);
+        } else {
+            out.extend([0x82, (len >> 8) as u8, len as u8]);
+        }
+        out.extend_from_slice(content);
+        out
+    }
+
+    /// An RSA PKCS#8 whose INTEGER contents are `edit(index, minimal content)`, with the
+    /// PrivateKeyInfo version `version` (1: RFC 5958, with the public key).
+    fn rsa_pkcs8_with(
+        der: &[u8],
+        edit: impl Fn(usize, Vec<u8>) -> Vec<u8>,
+        version: u8,
+    ) -> Vec<u8> {
+        let info = pkcs8::PrivateKeyInfoRef::from_der(der).unwrap();
+        let k = rsa::pkcs1::RsaPrivateKeyRef::from_der(info.private_key.as_bytes()).unwrap();
+        let ints = [
+            &[][..],
+            k.modulus.as_bytes(),
+            k.public_exponent.as_bytes(),
+            k.private_exponent.as_bytes(),
+            k.prime1.as_bytes(),
+            k.prime2.as_bytes(),
+            k.exponent1.as_bytes(),
+            k.exponent2.as_bytes(),
+            k.coefficient.as_bytes(),
+        ];
+        let mut body = Vec::new();
+        for (i, v) in ints.iter().enumerate() {
+            let mut content = if v.first().is_none_or(|b| *b >= 0x80) {
+                vec![0]
+            } else {
+                Vec::new()
+            };
+            content.extend_from_slice(v);
+            body.extend(tlv(0x02, &edit(i, content)));
+        }
+        let mut alg = tlv(
+            0x06,
+            &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01],
+        );
+        alg.extend([0x05, 0x00]);
+        let mut outer = tlv(0x02, &[version]);
+        outer.extend(tlv(0x30, &alg));
+        outer.extend(tlv(0x04, &tlv(0x30, &body)));
+        if version == 1 {
+            // RFC 5958 OneAsymmetricKey: `[1] IMPLICIT BIT STRING` publicKey (RSAPublicKey).
+            let signed = |v: &[u8]| [&[0u8][..(v[0] >> 7) as usize], v].concat();
+            let mut public = tlv(0x02, &signed(ints[1]));
+            public.extend(tlv(0x02, &signed(ints[2])));
+            let mut bits = vec![0u8];
+            bits.extend(tlv(0x30, &public));
+            outer.extend(tlv(0x81, &bits));
+        }
+        tlv(0x30, &outer)
+    }
+
+    /// The same DER rules as byokd's strict parser: a non-minimal INTEGER, a negative one and
+    /// a PKCS#8 version other than 0 are refused; the canonical rebuild is accepted.
+    #[test]
+    fn non_minimal_or_negative_rsa_integers_and_pkcs8_v2_are_refused() {
+        use pkcs8::EncodePrivateKey as _;
+        let key = rsa::PrivateKey::new(&mut rand::rng(), 2048).unwrap();
+        let der = key.to_pkcs8_der().unwrap();
+        let same = rsa_pkcs8_with(der.as_bytes(), |_, c| c, 0);
+        assert_eq!(same, der.as_bytes(), "the test builder is canonical");
+        parse_pkcs8_strict(&same, Declared::Rsa).unwrap();
+        for index in 1..9 {
+            let padded = rsa_pkcs8_with(
+                der.as_bytes(),
+                |i, c| if i == index { [vec![0], c].concat() } else { c },
+                0,
+            );
+            assert!(
+                parse_pkcs8_strict(&padded, Declared::Rsa).is_err(),
+                "a superfluous 0x00 in INTEGER {index} must be refused"
+            );
+        }
+        // prime1 (a 1024-bit prime: its top bit is set) without its 0x00 sign byte: negative.
+        let negative = rsa_pkcs8_with(
+            der.as_bytes(),
+            |i, c| {
+                if i == 4 {
+                    assert_eq!(c[0], 0, "prime1 needs a sign byte");
+                    c[1..].to_vec()
+                } else {
+                    c
+                }
+            },
+            0,
+        );
+        assert!(parse_pkcs8_strict(&negative, Declared::Rsa).is_err());
+        let v2 = rsa_pkcs8_with(der.as_bytes(), |_, c| c, 1);
+        let err = parse_pkcs8_strict(&v2, Declared::Rsa).unwrap_err();
+        assert!(err.contains("version") && err.contains("RFC 5208"), "{err}");
     }
 
     #[test]
