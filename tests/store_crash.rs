@@ -303,6 +303,102 @@ fn an_older_format_fixture_is_migrated_on_load() {
     assert_eq!(report.migrated_from, None);
 }
 
+/// The committed fixture `tests/fixtures/state-v3.bin` is format 3, whose rotation and
+/// delete-on-cloud jobs journalled their intents as step messages only. Loading it migrates each
+/// job's journal to typed steps (read from the known message prefixes once, in the migration),
+/// which is what a resumed job then decides by; the messages stay as display text.
+#[test]
+fn a_format_3_fixture_gets_typed_journals_from_its_step_messages() {
+    use byokd::model::{
+        CheckCloudStep, DeleteCloudStep, JobStep, LocalKeyName, PushStep, RotateStep,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/state-v3.bin"
+    ))
+    .unwrap();
+    assert_eq!(
+        u16::from_le_bytes([fixture[8], fixture[9]]),
+        3,
+        "fixture must be format 3"
+    );
+    Store::write_raw_slot(dir.path(), 0, &fixture).unwrap();
+    let (mut store, state, report) = Store::open(dir.path()).unwrap();
+    assert_eq!(report.migrated_from, Some(3));
+    let key = |k: &str| LocalKeyName::try_from(k).unwrap();
+    let planned = key("legacy-group-20251206T055320Z-1");
+    let journal = |id: u64| state.jobs[&id].journal.clone();
+    // A rotation killed with its import in flight: the planned key (so a resumed rotation
+    // destroys an unrecorded HSM object of that name), the generated key, its KEK and import.
+    assert_eq!(
+        journal(1),
+        vec![
+            JobStep::Rotate(RotateStep::KeyPlanned {
+                key: planned.clone()
+            }),
+            JobStep::Rotate(RotateStep::KeyGenerated {
+                key: planned.clone()
+            }),
+            JobStep::Push(PushStep::KekPlanned),
+            JobStep::Push(PushStep::KekCreated),
+            JobStep::Push(PushStep::ImportSent { key: planned }),
+        ]
+    );
+    // A delete on cloud killed with its purge in flight: the resumed job knows both requests
+    // may have gone through.
+    assert_eq!(
+        journal(2),
+        vec![
+            JobStep::DeleteCloud(DeleteCloudStep::DeleteSent),
+            JobStep::DeleteCloud(DeleteCloudStep::Deleted),
+            JobStep::DeleteCloud(DeleteCloudStep::PurgeSent),
+        ]
+    );
+    // On a vault without soft-delete: a key found absent after the restart is gone for good.
+    assert_eq!(
+        journal(3),
+        vec![
+            JobStep::DeleteCloud(DeleteCloudStep::NoSoftDelete),
+            JobStep::DeleteCloud(DeleteCloudStep::DeleteSent),
+        ]
+    );
+    // A sync's push steps follow from its typed KEK and key states.
+    assert_eq!(
+        journal(4),
+        vec![
+            JobStep::Push(PushStep::KekPlanned),
+            JobStep::Push(PushStep::KekCreated),
+            JobStep::Push(PushStep::ImportSent { key: key("k0") }),
+            JobStep::Push(PushStep::Imported {
+                key: key("k0"),
+                version: "v0".into()
+            }),
+            JobStep::Push(PushStep::ImportSent { key: key("k1") }),
+            JobStep::Push(PushStep::KekDeleted),
+            JobStep::Push(PushStep::KekPurgeSent),
+        ]
+    );
+    assert_eq!(
+        journal(5),
+        vec![JobStep::CheckCloud(CheckCloudStep::Listed { versions: 2 })]
+    );
+    // Everything else is carried over: the messages (now display text only), states, KEKs.
+    let rotate = &state.jobs[&1];
+    assert_eq!(rotate.steps.len(), 6);
+    assert!(rotate.steps[1].message.starts_with("Generating key"));
+    assert_eq!(rotate.state, byokd::model::JobState::Running);
+    assert!(rotate.kek.as_ref().unwrap().kid.is_some());
+    assert_eq!(state.next_job_id, 6);
+    assert_eq!(state.designated, Some(true));
+    // The next commit writes the current format; it loads back unchanged, with no migration.
+    store.commit(&state).unwrap();
+    drop(store);
+    let (_s, again, report) = Store::open(dir.path()).unwrap();
+    assert_eq!(again, state);
+    assert_eq!(report.migrated_from, None);
+}
+
 /// Child process used by the kill tests: commits generations until killed.
 #[test]
 #[ignore = "helper process for the kill tests"]

@@ -14,7 +14,10 @@ mod policy;
 pub use credential::{Credential, CredentialAuth, certificate_thumbprint, secret_fingerprint};
 pub use error::ModelError;
 pub use group::KeyGroup;
-pub use job::{Job, JobKind, JobState, KekJournal, KeyPush, KeyPushState, StepMessage};
+pub use job::{
+    CheckCloudStep, DeleteCloudStep, Job, JobKind, JobState, JobStep, KekJournal, KeyPush,
+    KeyPushState, PushStep, RotateStep, StepMessage,
+};
 pub use key::{HsmKeyId, Key, Storage};
 pub use key_type::{Curve, KeyOp, KeyType, RsaExponent};
 pub use lifecycle::{DriftFinding, DriftReport, PendingGrace};
