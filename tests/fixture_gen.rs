@@ -35,8 +35,6 @@ struct StateV1 {
 #[ignore = "regenerates the committed fixture"]
 fn write_state_v1_fixture() {
     let cred = CredentialName::try_from("legacy-app").unwrap();
-    let group = KeyName::try_from("legacy-group").unwrap();
-    let rsa = KeyType::rsa(2048, RsaExponent::F4).unwrap();
     let state = StateV1 {
         credentials: BTreeMap::from([(
             cred.clone(),
@@ -51,22 +49,29 @@ fn write_state_v1_fixture() {
                 created: 1_760_000_000,
             },
         )]),
-        groups: BTreeMap::from([(
-            group.clone(),
-            KeyGroup {
-                name: group,
-                credential: cred,
-                vault: VaultName::try_from("legacy-vault").unwrap(),
-                key_type: rsa,
-                key_ops: rsa.default_ops(),
-                rotation: RotationPolicy::default(),
-                last_rotated: None,
-                created: 1_760_000_000,
-            },
-        )]),
+        groups: legacy_groups(&cred),
         keys: BTreeMap::new(),
     };
     write_fixture("state-v1.bin", 1, &state);
+}
+
+/// The one key group both fixtures hold, using credential `cred`.
+fn legacy_groups(cred: &CredentialName) -> BTreeMap<KeyName, KeyGroup> {
+    let group = KeyName::try_from("legacy-group").unwrap();
+    let rsa = KeyType::rsa(2048, RsaExponent::F4).unwrap();
+    BTreeMap::from([(
+        group.clone(),
+        KeyGroup {
+            name: group,
+            credential: cred.clone(),
+            vault: VaultName::try_from("legacy-vault").unwrap(),
+            key_type: rsa,
+            key_ops: rsa.default_ops(),
+            rotation: RotationPolicy::default(),
+            last_rotated: None,
+            created: 1_760_000_000,
+        },
+    )])
 }
 
 /// Writes `payload` in the state envelope of format `format` (generation 5).
@@ -162,8 +167,6 @@ fn kek(id: u64, kid: bool, deleted: bool, purge_sent: bool, purged: Option<bool>
 #[ignore = "regenerates the committed fixture"]
 fn write_state_v3_fixture() {
     let cred = CredentialName::try_from("legacy-app").unwrap();
-    let group = KeyName::try_from("legacy-group").unwrap();
-    let rsa = KeyType::rsa(2048, RsaExponent::F4).unwrap();
     let planned = "legacy-group-20251206T055320Z-1";
     let mut rotate = job_v3(
         1,
@@ -262,19 +265,7 @@ fn write_state_v3_fixture() {
                 expires: None,
             },
         )]),
-        groups: BTreeMap::from([(
-            group.clone(),
-            KeyGroup {
-                name: group,
-                credential: cred,
-                vault: VaultName::try_from("legacy-vault").unwrap(),
-                key_type: rsa,
-                key_ops: rsa.default_ops(),
-                rotation: RotationPolicy::default(),
-                last_rotated: None,
-                created: 1_760_000_000,
-            },
-        )]),
+        groups: legacy_groups(&cred),
         keys: BTreeMap::new(),
         designated: Some(true),
         jobs: [rotate, delete, delete_no_soft, sync, check]

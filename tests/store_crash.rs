@@ -265,23 +265,25 @@ fn both_slots_past_the_highest_generation_stop_start_up_with_a_clear_error() {
     );
 }
 
+/// Opens a store on the committed fixture `tests/fixtures/FILE`, which must be of `format`.
+fn open_fixture(dir: &Path, file: &str, format: u16) -> (Store, State, byokd::store::LoadReport) {
+    let path = format!("{}/tests/fixtures/{file}", env!("CARGO_MANIFEST_DIR"));
+    let fixture = std::fs::read(path).unwrap();
+    assert_eq!(
+        u16::from_le_bytes([fixture[8], fixture[9]]),
+        format,
+        "fixture {file} must be format {format}"
+    );
+    Store::write_raw_slot(dir, 0, &fixture).unwrap();
+    Store::open(dir).unwrap()
+}
+
 /// The committed fixture `tests/fixtures/state-v1.bin` is format 1 (credentials without an
 /// expiry field, no designated setting). Loading it migrates to the current format.
 #[test]
 fn an_older_format_fixture_is_migrated_on_load() {
     let dir = tempfile::tempdir().unwrap();
-    let fixture = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/state-v1.bin"
-    ))
-    .unwrap();
-    assert_eq!(
-        u16::from_le_bytes([fixture[8], fixture[9]]),
-        1,
-        "fixture must be format 1"
-    );
-    Store::write_raw_slot(dir.path(), 0, &fixture).unwrap();
-    let (mut store, state, report) = Store::open(dir.path()).unwrap();
+    let (mut store, state, report) = open_fixture(dir.path(), "state-v1.bin", 1);
     assert_eq!(report.migrated_from, Some(1));
     let cred = &state.credentials[&CredentialName::try_from("legacy-app").unwrap()];
     assert_eq!(
@@ -313,18 +315,7 @@ fn a_format_3_fixture_gets_typed_journals_from_its_step_messages() {
         CheckCloudStep, DeleteCloudStep, JobStep, LocalKeyName, PushStep, RotateStep,
     };
     let dir = tempfile::tempdir().unwrap();
-    let fixture = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/state-v3.bin"
-    ))
-    .unwrap();
-    assert_eq!(
-        u16::from_le_bytes([fixture[8], fixture[9]]),
-        3,
-        "fixture must be format 3"
-    );
-    Store::write_raw_slot(dir.path(), 0, &fixture).unwrap();
-    let (mut store, state, report) = Store::open(dir.path()).unwrap();
+    let (mut store, state, report) = open_fixture(dir.path(), "state-v3.bin", 3);
     assert_eq!(report.migrated_from, Some(3));
     let key = |k: &str| LocalKeyName::try_from(k).unwrap();
     let planned = key("legacy-group-20251206T055320Z-1");
