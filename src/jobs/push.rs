@@ -405,12 +405,20 @@ async fn pending_keys(
                             version: version.clone(),
                         };
                     }
-                    j.steps.push(step(&format!(
-                        "Key {} is already pushed as version {version}; nothing to do",
-                        push.key
-                    )));
+                    record_step(
+                        j,
+                        PushStep::Imported {
+                            key: push.key.clone(),
+                            version: version.clone(),
+                        }
+                        .into(),
+                        &format!(
+                            "Key {} is already pushed as version {version}; nothing to do",
+                            push.key
+                        ),
+                    )
                 })
-                .await?;
+                .await??;
             }
             _ => pending.push(push.key.clone()),
         }
