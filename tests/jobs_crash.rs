@@ -1,17 +1,22 @@
-//! Durable jobs under SIGKILL: the real daemon on a SoftHSM token syncs, rotates and deletes
-//! keys on cloud in the Azure emulator over real TLS and is killed at every journalled step in
-//! turn, then restarted. Each time the job must end `succeeded` (or `failed` with a reason), the
-//! vault must hold no KEK, the number of Azure versions must be exact (a rotation adds exactly
-//! one; a delete leaves none, purged) and the local keys intact. Also: cancel and retention.
+//! Durable jobs under SIGKILL: the real daemon on a SoftHSM token syncs, rotates, deletes keys on
+//! cloud and checks cloud state in the Azure emulator over real TLS and is killed at every
+//! journalled step in turn, then restarted. Each time the job must end `succeeded` (or `failed`
+//! with a reason), the vault must hold no KEK, the number of Azure versions must be exact (a
+//! rotation adds exactly one; a delete leaves none, purged) and the local keys intact. Also:
+//! cancel and retention.
 //!
-//! Kill points need no hooks in the daemon: the emulator holds one request (before acting on it,
-//! or after committing it but before answering) and counts the hold; the test then kills the
-//! daemon, so it dies with exactly that request in flight. The harness is generic over a job
-//! kind and its kill points; sync, rotation and delete on cloud are its cases.
+//! Kill points are named by the typed journal step (`byokd::model::JobStep`) the job has
+//! journalled when it dies, and every typed step of every kind is some kill point (checked by
+//! `every_typed_step_of_every_kind_is_a_kill_point`). They need no hooks in the daemon: the
+//! emulator holds one request (before acting on it, or after committing it but before
+//! answering) and counts the hold, or the test watches the job's typed journal for a step; the
+//! test then kills the daemon, so it dies with exactly that request in flight or just past that
+//! step. The harness is generic over a job kind and its kill points.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod control_rig;
 
+use byokd::model::{JobKind, JobStep};
 use byokd_emulator::{
     AppConfig, Emulator, EmulatorConfig, EmulatorHandle, FaultAction, FaultRule, KeyPoolConfig, Op,
     RecoveryLevel, VaultOptions,
@@ -25,6 +30,8 @@ const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 const CLIENT: &str = "5d2f0a11-8c4e-4f7b-b1a2-3c4d5e6f7a8b";
 const SECRET: &str = "Crash~Test.Secret-0099";
 const VAULT: &str = "byokd-crash";
+/// A vault without soft-delete (recovery level `Purgeable`): a delete there is final.
+const VAULT_NO_SOFT_DELETE: &str = "byokd-crash-nsd";
 /// Keys per synchronize job: several, so kills land between imports too.
 const KEYS: usize = 3;
 /// Long enough that a held request is never answered while the test runs.
@@ -65,6 +72,14 @@ fn start_with(azure_extra: &str, extra_sections: &str) -> Rig {
         ..VaultOptions::default()
     };
     emu.add_vault(VAULT, vault).unwrap();
+    emu.add_vault(
+        VAULT_NO_SOFT_DELETE,
+        VaultOptions {
+            recovery_level: RecoveryLevel::Purgeable,
+            ..VaultOptions::default()
+        },
+    )
+    .unwrap();
     // No per-vault budget: a kill point names the n-th request of an operation, and a 429 would
     // count as one.
     emu.set_throttling(byokd_emulator::ThrottleConfig {
@@ -73,7 +88,8 @@ fn start_with(azure_extra: &str, extra_sections: &str) -> Rig {
     });
     let sections = format!(
         "\n[azure]\ncloud = \"public\"\nextra_ca = [\"{ca}\"]\nkek_size = 2048\nretry_base_ms = 20\n{azure_extra}\n\
-         [azure.resolve]\n\"login.microsoftonline.com\" = \"{addr}\"\n\"{VAULT}.vault.azure.net\" = \"{addr}\"\n{extra_sections}",
+         [azure.resolve]\n\"login.microsoftonline.com\" = \"{addr}\"\n\"{VAULT}.vault.azure.net\" = \"{addr}\"\n\
+         \"{VAULT_NO_SOFT_DELETE}.vault.azure.net\" = \"{addr}\"\n{extra_sections}",
         ca = ca_path.display(),
         addr = emu.addr(),
     );
@@ -124,6 +140,11 @@ fn ok(d: &Daemon, who: &str, args: &[&str]) {
 
 /// Creates group `group` with `n` EC-P256 keys k0..; returns each key's `key show` view.
 fn group_with_keys(rig: &Rig, group: &str, n: usize) -> Vec<Value> {
+    group_with_keys_in(rig, group, n, VAULT)
+}
+
+/// As [`group_with_keys`], on `vault`.
+fn group_with_keys_in(rig: &Rig, group: &str, n: usize, vault: &str) -> Vec<Value> {
     let d = &rig.daemon;
     ok(
         d,
@@ -135,7 +156,7 @@ fn group_with_keys(rig: &Rig, group: &str, n: usize) -> Vec<Value> {
             "--credential",
             "app",
             "--vault",
-            VAULT,
+            vault,
             "--key-type",
             "EC-P256",
             "--key-ops",
@@ -214,29 +235,54 @@ enum Kill {
     /// Several requests of `op` in flight at once, in arrival order: `true` held after Azure
     /// committed it (answer lost), `false` held before Azure acted on it.
     Held { op: Op, committed: &'static [bool] },
-    /// As soon as the job's journal shows a step containing this text (the daemon may have gone
+    /// As soon as the job's typed journal shows the kill point's step (the daemon may have gone
     /// on by a little: it runs until the kill lands).
-    Journal(&'static str),
-    /// Like `Journal` on a rotation's "Generating key NAME" step, then, with the daemon dead, a
-    /// key pair labelled for NAME is generated on the token by another PKCS#11 client: the HSM
-    /// as a crash between the key's generation and its record leaves it, whenever the kill
-    /// really landed.
+    Journalled,
+    /// Like `Journalled` on a rotation's `rotate.key-planned` step, then, with the daemon dead,
+    /// a key pair labelled for the planned key is generated on the token by another PKCS#11
+    /// client: the HSM as a crash between the key's generation and its record leaves it,
+    /// whenever the kill really landed.
     GeneratedNotRecorded,
 }
 
 struct KillPoint {
-    name: &'static str,
+    /// The typed journal step (`JobStep::code`) the job has journalled when it dies, `None`
+    /// before its first one.
+    step: Option<&'static str>,
+    /// What is in flight then.
+    what: &'static str,
     kill: Kill,
 }
 
-const fn kp(name: &'static str, kill: Kill) -> KillPoint {
-    KillPoint { name, kill }
+impl KillPoint {
+    fn name(&self) -> String {
+        format!("{} / {}", self.step.unwrap_or("(no step yet)"), self.what)
+    }
+}
+
+/// A kill point before the job's first typed step.
+const fn kp0(what: &'static str, kill: Kill) -> KillPoint {
+    KillPoint {
+        step: None,
+        what,
+        kill,
+    }
+}
+
+/// A kill point after the typed step `step`.
+const fn kp(step: &'static str, what: &'static str, kill: Kill) -> KillPoint {
+    KillPoint {
+        step: Some(step),
+        what,
+        kill,
+    }
 }
 
 /// A job kind under crash test: its kill points, how to set a target up (returning a snapshot
 /// to compare against), how to start the job, and how to judge the end.
 struct JobCase {
     kind: &'static str,
+    job_kind: byokd::model::JobKind,
     kill_points: Vec<KillPoint>,
     prepare: fn(&Rig, &str) -> Value,
     start: fn(&Rig, &str) -> String,
@@ -261,16 +307,26 @@ fn wait_holds(rig: &Rig, id: &str, target: u64) {
     }
 }
 
-fn wait_journal(rig: &Rig, id: &str, text: &str) -> Value {
+/// The typed steps of a job's journal, as the API shows them.
+fn journal_codes(job: &Value) -> Vec<&str> {
+    job["journal"]
+        .as_array()
+        .unwrap_or_else(|| panic!("a job shows its typed journal: {job}"))
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect()
+}
+
+fn wait_journal(rig: &Rig, id: &str, step: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let v = job(&rig.daemon, id, 5);
-        if v["steps"].to_string().contains(text) {
+        if journal_codes(&v).contains(&step) {
             return v;
         }
         assert!(
             !is_final(&v) && Instant::now() < deadline,
-            "the journal never showed {text:?}: {v}"
+            "the journal never showed {step:?}: {v}"
         );
     }
 }
@@ -308,7 +364,7 @@ fn run_kill_point(rig: &mut Rig, case: &JobCase, n: usize, point: &KillPoint) ->
             }
         }
         // Every Azure call takes a while, so the daemon is still near the step when it dies.
-        Kill::Journal(_) | Kill::GeneratedNotRecorded => {
+        Kill::Journalled | Kill::GeneratedNotRecorded => {
             rig.emu.set_rtt_delay(Duration::from_millis(400))
         }
         Kill::AtSubmit => {}
@@ -325,9 +381,28 @@ fn run_kill_point(rig: &mut Rig, case: &JobCase, n: usize, point: &KillPoint) ->
             wait_holds(rig, &id, holds + committed.len() as u64);
             job(&rig.daemon, &id, 0)
         }
-        Kill::Journal(text) => wait_journal(rig, &id, text),
-        Kill::GeneratedNotRecorded => wait_journal(rig, &id, "Generating key"),
+        Kill::Journalled | Kill::GeneratedNotRecorded => {
+            let step = point.step.expect("a journal kill point names its step");
+            wait_journal(rig, &id, step)
+        }
     };
+    // The job dies having journalled the step the kill point is named by (and none before
+    // the first step).
+    if !at_kill.is_null() {
+        let codes = journal_codes(&at_kill);
+        match point.step {
+            Some(step) => assert!(
+                codes.contains(&step),
+                "{}: killed before {step} was journalled: {at_kill}",
+                point.name()
+            ),
+            None => assert!(
+                codes.is_empty(),
+                "{}: killed after a typed step: {at_kill}",
+                point.name()
+            ),
+        }
+    }
     rig.daemon.kill9();
     if let Kill::GeneratedNotRecorded = point.kill {
         let planned = planned_key(&at_kill);
@@ -358,80 +433,55 @@ fn run_kill_point(rig: &mut Rig, case: &JobCase, n: usize, point: &KillPoint) ->
 
 fn sync_case() -> JobCase {
     use Kill::*;
+    let before = |op, skip| Before { op, skip };
+    let after = |op, skip| AfterCommit { op, skip };
     JobCase {
         kind: "sync",
+        job_kind: JobKind::Sync,
         kill_points: vec![
-            kp("job accepted (pending)", AtSubmit),
+            kp0("job accepted (pending)", AtSubmit),
+            kp0("token request in flight", before(Op::Token, 0)),
+            kp0("token issued, answer not seen", after(Op::Token, 0)),
             kp(
-                "token request in flight",
-                Before {
-                    op: Op::Token,
-                    skip: 0,
-                },
-            ),
-            kp(
-                "token issued, answer not seen",
-                AfterCommit {
-                    op: Op::Token,
-                    skip: 0,
-                },
-            ),
-            kp(
+                "push.kek-planned",
                 "KEK create in flight",
-                Before {
-                    op: Op::CreateKey,
-                    skip: 0,
-                },
+                before(Op::CreateKey, 0),
             ),
             kp(
+                "push.kek-planned",
                 "KEK created, answer lost",
-                AfterCommit {
-                    op: Op::CreateKey,
-                    skip: 0,
-                },
+                after(Op::CreateKey, 0),
             ),
-            kp(
-                "KEK recorded (journal)",
-                Journal("Key exchange key created"),
-            ),
+            kp("push.kek-created", "KEK recorded", Journalled),
             // Imports run several at once (up to `azure.vault_concurrent_imports`, default 4),
             // so while one is held the others of the job may be in flight or done.
             kp(
+                "push.import-sent",
                 "import 1 in flight",
-                Before {
-                    op: Op::ImportKey,
-                    skip: 0,
-                },
+                before(Op::ImportKey, 0),
             ),
             kp(
+                "push.import-sent",
                 "import 1 committed, answer lost",
-                AfterCommit {
-                    op: Op::ImportKey,
-                    skip: 0,
-                },
+                after(Op::ImportKey, 0),
             ),
             kp(
+                "push.import-sent",
                 "import 2 in flight (1 and 3 may be done)",
-                Before {
-                    op: Op::ImportKey,
-                    skip: 1,
-                },
+                before(Op::ImportKey, 1),
             ),
             kp(
+                "push.import-sent",
                 "import 2 committed, answer lost",
-                AfterCommit {
-                    op: Op::ImportKey,
-                    skip: 1,
-                },
+                after(Op::ImportKey, 1),
             ),
             kp(
+                "push.import-sent",
                 "import 3 committed, answer lost",
-                AfterCommit {
-                    op: Op::ImportKey,
-                    skip: 2,
-                },
+                after(Op::ImportKey, 2),
             ),
             kp(
+                "push.import-sent",
                 "imports 1 to 3 in flight at once",
                 Held {
                     op: Op::ImportKey,
@@ -439,6 +489,7 @@ fn sync_case() -> JobCase {
                 },
             ),
             kp(
+                "push.import-sent",
                 "imports 1 to 3 committed, all answers lost",
                 Held {
                     op: Op::ImportKey,
@@ -446,6 +497,7 @@ fn sync_case() -> JobCase {
                 },
             ),
             kp(
+                "push.import-sent",
                 "import 1 committed (lost), 2 and 3 in flight",
                 Held {
                     op: Op::ImportKey,
@@ -453,6 +505,7 @@ fn sync_case() -> JobCase {
                 },
             ),
             kp(
+                "push.import-sent",
                 "import 2 committed (lost), 1 and 3 in flight",
                 Held {
                     op: Op::ImportKey,
@@ -460,44 +513,36 @@ fn sync_case() -> JobCase {
                 },
             ),
             kp(
-                "a version recorded, other imports in flight (journal)",
-                Journal("1 of 3 key(s) pushed"),
+                "push.imported",
+                "a version recorded, other imports in flight",
+                Journalled,
             ),
             kp(
+                "push.imported",
                 "all versions recorded, KEK delete in flight",
-                Before {
-                    op: Op::DeleteKey,
-                    skip: 0,
-                },
+                before(Op::DeleteKey, 0),
             ),
             kp(
+                "push.imported",
                 "KEK deleted, answer lost",
-                AfterCommit {
-                    op: Op::DeleteKey,
-                    skip: 0,
-                },
+                after(Op::DeleteKey, 0),
             ),
             kp(
+                "push.kek-deleted",
                 "KEK deleted, waiting until it is listed",
-                Before {
-                    op: Op::GetDeletedKey,
-                    skip: 0,
-                },
+                before(Op::GetDeletedKey, 0),
             ),
             kp(
+                "push.kek-purge-sent",
                 "KEK purge in flight",
-                Before {
-                    op: Op::PurgeDeletedKey,
-                    skip: 0,
-                },
+                before(Op::PurgeDeletedKey, 0),
             ),
             kp(
+                "push.kek-purge-sent",
                 "KEK purged, answer lost",
-                AfterCommit {
-                    op: Op::PurgeDeletedKey,
-                    skip: 0,
-                },
+                after(Op::PurgeDeletedKey, 0),
             ),
+            kp("push.kek-settled", "KEK purged and recorded", Journalled),
         ],
         prepare: |rig, group| Value::Array(group_with_keys(rig, group, KEYS)),
         start: |rig, group| start_job(&rig.daemon, &["group", "sync", group]),
@@ -571,14 +616,16 @@ fn run_cases(cases: &[JobCase]) {
         for (n, point) in case.kill_points.iter().enumerate() {
             let (step, end) = run_kill_point(&mut rig, case, n, point);
             assert_eq!(
-                end["state"], "succeeded",
+                end["state"],
+                "succeeded",
                 "{} killed at {:?}: {end}",
-                case.kind, point.name
+                case.kind,
+                point.name()
             );
             println!(
-                "{} killed at {:<45} -> {:<9} (journal at the kill: {step})",
+                "{} killed at {:<70} -> {:<9} (last message at the kill: {step})",
                 case.kind,
-                point.name,
+                point.name(),
                 end["state"].as_str().unwrap_or("")
             );
             covered += 1;
@@ -606,7 +653,42 @@ fn a_rotation_killed_at_every_journalled_step_adds_exactly_one_version() {
 
 #[test]
 fn a_delete_on_cloud_killed_at_every_journalled_step_deletes_and_purges_once() {
-    run_cases(&[delete_case()]);
+    run_cases(&[delete_case(), delete_no_soft_delete_case()]);
+}
+
+#[test]
+fn a_cloud_check_killed_at_every_journalled_step_reports_and_changes_nothing() {
+    run_cases(&[check_case()]);
+}
+
+/// Every typed journal step of every job kind is the step of some kill point of that kind's
+/// crash cases, so each intent and result a restarted daemon resumes from is crash-tested.
+#[test]
+fn every_typed_step_of_every_kind_is_a_kill_point() {
+    let cases = [
+        sync_case(),
+        rotate_case(),
+        delete_case(),
+        delete_no_soft_delete_case(),
+        check_case(),
+    ];
+    for kind in [
+        JobKind::Sync,
+        JobKind::Rotate,
+        JobKind::DeleteOnCloud,
+        JobKind::CheckCloud,
+    ] {
+        let named: BTreeSet<&str> = cases
+            .iter()
+            .filter(|c| c.job_kind == kind)
+            .flat_map(|c| c.kill_points.iter().filter_map(|p| p.step))
+            .collect();
+        let typed: BTreeSet<&str> = JobStep::codes_of(kind).into_iter().collect();
+        assert_eq!(
+            named, typed,
+            "{kind:?}: the kill points must name exactly the kind's typed steps"
+        );
+    }
 }
 
 /// A rotation killed between its key's generation and the key's record, then resumed by a
@@ -650,11 +732,16 @@ fn a_resumed_rotation_that_can_no_longer_push_fails_early_and_leaves_no_key() {
 
 /// A group with one key `k0` already pushed; returns `{"group": .., "keys": [..]}`.
 fn pushed_group(rig: &Rig, group: &str) -> Value {
-    group_with_keys(rig, group, 1);
+    pushed_group_in(rig, group, VAULT)
+}
+
+/// As [`pushed_group`], on `vault`.
+fn pushed_group_in(rig: &Rig, group: &str, vault: &str) -> Value {
+    group_with_keys_in(rig, group, 1, vault);
     ok(&rig.daemon, OPERATOR, &["key", "sync", group, "k0"]);
     let (_, k0) = rig.daemon.ctl_json(OPERATOR, &["key", "show", group, "k0"]);
     assert!(k0["version"].is_string(), "k0 is pushed: {k0}");
-    assert_eq!(rig.emu.key_versions(VAULT, group).len(), 1);
+    assert_eq!(rig.emu.key_versions(vault, group).len(), 1);
     let (_, g) = rig.daemon.ctl_json(OPERATOR, &["group", "show", group]);
     serde_json::json!({ "group": g, "keys": [k0] })
 }
@@ -696,36 +783,68 @@ fn rotate_case() -> JobCase {
     use Kill::*;
     let before = |op| Before { op, skip: 0 };
     let after = |op| AfterCommit { op, skip: 0 };
+    let generated = "rotate.key-generated";
     JobCase {
         kind: "rotate",
+        job_kind: JobKind::Rotate,
         kill_points: vec![
-            kp("job accepted (pending)", AtSubmit),
+            kp0("job accepted (pending)", AtSubmit),
             kp(
+                "rotate.key-planned",
                 "key generated in the HSM, not recorded",
                 GeneratedNotRecorded,
             ),
+            kp(generated, "new key recorded", Journalled),
+            kp(generated, "token request in flight", before(Op::Token)),
+            kp(generated, "token issued, answer not seen", after(Op::Token)),
             kp(
-                "new key generated (journal)",
-                Journal("generated in the HSM"),
+                "push.kek-planned",
+                "KEK create in flight",
+                before(Op::CreateKey),
             ),
-            kp("token request in flight", before(Op::Token)),
-            kp("token issued, answer not seen", after(Op::Token)),
-            kp("KEK create in flight", before(Op::CreateKey)),
-            kp("KEK created, answer lost", after(Op::CreateKey)),
             kp(
-                "KEK recorded (journal)",
-                Journal("Key exchange key created"),
+                "push.kek-planned",
+                "KEK created, answer lost",
+                after(Op::CreateKey),
             ),
-            kp("import in flight", before(Op::ImportKey)),
-            kp("import committed, answer lost", after(Op::ImportKey)),
-            kp("KEK delete in flight", before(Op::DeleteKey)),
-            kp("KEK deleted, answer lost", after(Op::DeleteKey)),
+            kp("push.kek-created", "KEK recorded", Journalled),
             kp(
+                "push.import-sent",
+                "import in flight",
+                before(Op::ImportKey),
+            ),
+            kp(
+                "push.import-sent",
+                "import committed, answer lost",
+                after(Op::ImportKey),
+            ),
+            kp("push.imported", "version recorded", Journalled),
+            kp(
+                "push.imported",
+                "KEK delete in flight",
+                before(Op::DeleteKey),
+            ),
+            kp(
+                "push.imported",
+                "KEK deleted, answer lost",
+                after(Op::DeleteKey),
+            ),
+            kp(
+                "push.kek-deleted",
                 "KEK deleted, waiting until it is listed",
                 before(Op::GetDeletedKey),
             ),
-            kp("KEK purge in flight", before(Op::PurgeDeletedKey)),
-            kp("KEK purged, answer lost", after(Op::PurgeDeletedKey)),
+            kp(
+                "push.kek-purge-sent",
+                "KEK purge in flight",
+                before(Op::PurgeDeletedKey),
+            ),
+            kp(
+                "push.kek-purge-sent",
+                "KEK purged, answer lost",
+                after(Op::PurgeDeletedKey),
+            ),
+            kp("push.kek-settled", "KEK purged and recorded", Journalled),
         ],
         prepare: pushed_group,
         start: |rig, group| start_job(&rig.daemon, &["group", "rotate", group]),
@@ -817,15 +936,14 @@ fn check_rotate(rig: &Rig, group: &str, before: &Value, job: &Value) {
     }
 }
 
-/// The key name a rotation journalled in its "Generating key NAME in the HSM" step.
+/// The key name a rotation journalled in its typed `rotate.key-planned` step.
 fn planned_key(job: &Value) -> String {
-    job["steps"]
+    job["journal"]
         .as_array()
         .unwrap()
         .iter()
-        .filter_map(|s| s["message"].as_str())
-        .find_map(|m| m.strip_prefix("Generating key "))
-        .and_then(|rest| rest.split(' ').next())
+        .find(|s| s["step"] == "rotate.key-planned")
+        .and_then(|s| s["key"].as_str())
         .unwrap_or_else(|| panic!("no planned key in the journal: {job}"))
         .to_owned()
 }
@@ -913,26 +1031,100 @@ fn delete_case() -> JobCase {
     use Kill::*;
     let before = |op| Before { op, skip: 0 };
     let after = |op| AfterCommit { op, skip: 0 };
+    let sent = "delete-cloud.delete-sent";
     JobCase {
         kind: "delete",
+        job_kind: JobKind::DeleteOnCloud,
         kill_points: vec![
-            kp("job approved (pending)", AtSubmit),
-            kp("token request in flight", before(Op::Token)),
-            kp("token issued, answer not seen", after(Op::Token)),
-            kp("key delete in flight", before(Op::DeleteKey)),
-            kp("key deleted, answer lost", after(Op::DeleteKey)),
-            kp("key deleted (journal)", Journal("deleted (recovery level")),
+            kp0("job approved (pending)", AtSubmit),
+            kp0("token request in flight", before(Op::Token)),
+            kp0("token issued, answer not seen", after(Op::Token)),
+            kp(sent, "key delete in flight", before(Op::DeleteKey)),
+            kp(sent, "key deleted, answer lost", after(Op::DeleteKey)),
             kp(
+                "delete-cloud.deleted",
+                "key deleted and recorded",
+                Journalled,
+            ),
+            kp(
+                "delete-cloud.deleted",
                 "waiting until the deleted key is listed",
                 before(Op::GetDeletedKey),
             ),
-            kp("purge in flight", before(Op::PurgeDeletedKey)),
-            kp("purged, answer lost", after(Op::PurgeDeletedKey)),
+            kp(
+                "delete-cloud.purge-sent",
+                "purge in flight",
+                before(Op::PurgeDeletedKey),
+            ),
+            kp(
+                "delete-cloud.purge-sent",
+                "purged, answer lost",
+                after(Op::PurgeDeletedKey),
+            ),
         ],
         prepare: pushed_group,
         start: start_delete,
         check: check_delete,
     }
+}
+
+/// Delete on cloud on a vault without soft-delete: the typed `no-soft-delete` step is what
+/// tells a restarted job that a key it no longer finds was deleted for good.
+fn delete_no_soft_delete_case() -> JobCase {
+    use Kill::*;
+    let sent = "delete-cloud.delete-sent";
+    JobCase {
+        kind: "delete-nsd",
+        job_kind: JobKind::DeleteOnCloud,
+        kill_points: vec![
+            kp0("job approved (pending)", AtSubmit),
+            kp(
+                "delete-cloud.no-soft-delete",
+                "recovery level read",
+                Journalled,
+            ),
+            kp(
+                sent,
+                "key delete in flight",
+                Before {
+                    op: Op::DeleteKey,
+                    skip: 0,
+                },
+            ),
+            kp(
+                sent,
+                "key deleted for good, answer lost",
+                AfterCommit {
+                    op: Op::DeleteKey,
+                    skip: 0,
+                },
+            ),
+        ],
+        prepare: |rig, group| pushed_group_in(rig, group, VAULT_NO_SOFT_DELETE),
+        start: start_delete,
+        check: check_delete_no_soft_delete,
+    }
+}
+
+/// After a delete on cloud on a vault without soft-delete: no version left, live or deleted,
+/// and the local key intact with its version forgotten.
+fn check_delete_no_soft_delete(rig: &Rig, group: &str, before: &Value, job: &Value) {
+    assert_eq!(job["state"], "succeeded", "{group}: {job}");
+    let vault = VAULT_NO_SOFT_DELETE;
+    assert!(rig.emu.live_keks(vault).is_empty(), "{group}: {job}");
+    let now = local_key_intact(&rig.daemon, group, &before["keys"][0]);
+    assert!(
+        rig.emu.key_versions(vault, group).is_empty(),
+        "{group}: Azure key still live: {job}"
+    );
+    assert!(
+        rig.emu.deleted_keys(vault).iter().all(|k| k.name != group),
+        "{group}: a vault without soft-delete keeps no deleted key: {job}"
+    );
+    assert!(
+        now["version"].is_null(),
+        "{group}: a version deleted for good is forgotten: {now}"
+    );
 }
 
 /// After a delete on cloud (on a vault that allows purging): no live version, no deleted key
@@ -960,6 +1152,63 @@ fn check_delete(rig: &Rig, group: &str, before: &Value, job: &Value) {
             "{group}: purged but the local key still names its version: {now}"
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// "Check cloud state".
+
+fn check_case() -> JobCase {
+    use Kill::*;
+    JobCase {
+        kind: "check",
+        job_kind: JobKind::CheckCloud,
+        kill_points: vec![
+            kp0("job accepted (pending)", AtSubmit),
+            kp0(
+                "token request in flight",
+                Before {
+                    op: Op::Token,
+                    skip: 0,
+                },
+            ),
+            kp0(
+                "version listing in flight",
+                Before {
+                    op: Op::GetKeyVersions,
+                    skip: 0,
+                },
+            ),
+            kp(
+                "check-cloud.listed",
+                "versions listed, public keys being compared",
+                Journalled,
+            ),
+        ],
+        prepare: pushed_group,
+        start: |rig, group| start_job(&rig.daemon, &["group", "check", group]),
+        check: check_check,
+    }
+}
+
+/// After a check of cloud state: it found no drift (Azure matches), and Azure and the local
+/// key are as before: a check changes nothing, also when restarted.
+fn check_check(rig: &Rig, group: &str, before: &Value, job: &Value) {
+    assert_eq!(job["state"], "succeeded", "{group}: {job}");
+    let now = local_key_intact(&rig.daemon, group, &before["keys"][0]);
+    assert_eq!(now["version"], before["keys"][0]["version"], "{group}");
+    assert_eq!(rig.emu.key_versions(VAULT, group).len(), 1, "{group}");
+    assert!(rig.emu.live_keks(VAULT).is_empty(), "{group}: {job}");
+    let (_, g) = rig.daemon.ctl_json(OPERATOR, &["group", "show", group]);
+    assert_eq!(
+        g["drift"]["findings"].as_array().map(Vec::len),
+        Some(0),
+        "{group}: the check recorded its report, with no drift: {g}"
+    );
+    assert_eq!(
+        g["drift"]["job"].as_u64().map(|j| j.to_string()).as_deref(),
+        job["id"].as_str(),
+        "{group}: the report is this job's: {g}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1107,7 +1356,10 @@ fn a_job_backing_off_shows_waiting_retry_and_can_be_cancelled_then() {
     let deadline = Instant::now() + Duration::from_secs(60);
     let waiting = loop {
         let v = job(d, &id, 0);
-        let sent = v["steps"].to_string().matches("Importing key").count();
+        let sent = journal_codes(&v)
+            .iter()
+            .filter(|c| **c == "push.import-sent")
+            .count();
         if (v["state"] == "waiting-retry" && sent == 2) || is_final(&v) || Instant::now() > deadline
         {
             break v;

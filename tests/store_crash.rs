@@ -265,23 +265,25 @@ fn both_slots_past_the_highest_generation_stop_start_up_with_a_clear_error() {
     );
 }
 
+/// Opens a store on the committed fixture `tests/fixtures/FILE`, which must be of `format`.
+fn open_fixture(dir: &Path, file: &str, format: u16) -> (Store, State, byokd::store::LoadReport) {
+    let path = format!("{}/tests/fixtures/{file}", env!("CARGO_MANIFEST_DIR"));
+    let fixture = std::fs::read(path).unwrap();
+    assert_eq!(
+        u16::from_le_bytes([fixture[8], fixture[9]]),
+        format,
+        "fixture {file} must be format {format}"
+    );
+    Store::write_raw_slot(dir, 0, &fixture).unwrap();
+    Store::open(dir).unwrap()
+}
+
 /// The committed fixture `tests/fixtures/state-v1.bin` is format 1 (credentials without an
 /// expiry field, no designated setting). Loading it migrates to the current format.
 #[test]
 fn an_older_format_fixture_is_migrated_on_load() {
     let dir = tempfile::tempdir().unwrap();
-    let fixture = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/state-v1.bin"
-    ))
-    .unwrap();
-    assert_eq!(
-        u16::from_le_bytes([fixture[8], fixture[9]]),
-        1,
-        "fixture must be format 1"
-    );
-    Store::write_raw_slot(dir.path(), 0, &fixture).unwrap();
-    let (mut store, state, report) = Store::open(dir.path()).unwrap();
+    let (mut store, state, report) = open_fixture(dir.path(), "state-v1.bin", 1);
     assert_eq!(report.migrated_from, Some(1));
     let cred = &state.credentials[&CredentialName::try_from("legacy-app").unwrap()];
     assert_eq!(
@@ -296,6 +298,91 @@ fn an_older_format_fixture_is_migrated_on_load() {
             .contains_key(&KeyName::try_from("legacy-group").unwrap())
     );
     // The next commit writes the current format, keeping the old generation as the previous one.
+    store.commit(&state).unwrap();
+    drop(store);
+    let (_s, again, report) = Store::open(dir.path()).unwrap();
+    assert_eq!(again, state);
+    assert_eq!(report.migrated_from, None);
+}
+
+/// The committed fixture `tests/fixtures/state-v3.bin` is format 3, whose rotation and
+/// delete-on-cloud jobs journalled their intents as step messages only. Loading it migrates each
+/// job's journal to typed steps (read from the known message prefixes once, in the migration),
+/// which is what a resumed job then decides by; the messages stay as display text.
+#[test]
+fn a_format_3_fixture_gets_typed_journals_from_its_step_messages() {
+    use byokd::model::{
+        CheckCloudStep, DeleteCloudStep, JobStep, LocalKeyName, PushStep, RotateStep,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (mut store, state, report) = open_fixture(dir.path(), "state-v3.bin", 3);
+    assert_eq!(report.migrated_from, Some(3));
+    let key = |k: &str| LocalKeyName::try_from(k).unwrap();
+    let planned = key("legacy-group-20251206T055320Z-1");
+    let journal = |id: u64| state.jobs[&id].journal.clone();
+    // A rotation killed with its import in flight: the planned key (so a resumed rotation
+    // destroys an unrecorded HSM object of that name), the generated key, its KEK and import.
+    assert_eq!(
+        journal(1),
+        vec![
+            JobStep::Rotate(RotateStep::KeyPlanned {
+                key: planned.clone()
+            }),
+            JobStep::Rotate(RotateStep::KeyGenerated {
+                key: planned.clone()
+            }),
+            JobStep::Push(PushStep::KekPlanned),
+            JobStep::Push(PushStep::KekCreated),
+            JobStep::Push(PushStep::ImportSent { key: planned }),
+        ]
+    );
+    // A delete on cloud killed with its purge in flight: the resumed job knows both requests
+    // may have gone through.
+    assert_eq!(
+        journal(2),
+        vec![
+            JobStep::DeleteCloud(DeleteCloudStep::DeleteSent),
+            JobStep::DeleteCloud(DeleteCloudStep::Deleted),
+            JobStep::DeleteCloud(DeleteCloudStep::PurgeSent),
+        ]
+    );
+    // On a vault without soft-delete: a key found absent after the restart is gone for good.
+    assert_eq!(
+        journal(3),
+        vec![
+            JobStep::DeleteCloud(DeleteCloudStep::NoSoftDelete),
+            JobStep::DeleteCloud(DeleteCloudStep::DeleteSent),
+        ]
+    );
+    // A sync's push steps follow from its typed KEK and key states.
+    assert_eq!(
+        journal(4),
+        vec![
+            JobStep::Push(PushStep::KekPlanned),
+            JobStep::Push(PushStep::KekCreated),
+            JobStep::Push(PushStep::ImportSent { key: key("k0") }),
+            JobStep::Push(PushStep::Imported {
+                key: key("k0"),
+                version: "v0".into()
+            }),
+            JobStep::Push(PushStep::ImportSent { key: key("k1") }),
+            JobStep::Push(PushStep::KekDeleted),
+            JobStep::Push(PushStep::KekPurgeSent),
+        ]
+    );
+    assert_eq!(
+        journal(5),
+        vec![JobStep::CheckCloud(CheckCloudStep::Listed { versions: 2 })]
+    );
+    // Everything else is carried over: the messages (now display text only), states, KEKs.
+    let rotate = &state.jobs[&1];
+    assert_eq!(rotate.steps.len(), 6);
+    assert!(rotate.steps[1].message.starts_with("Generating key"));
+    assert_eq!(rotate.state, byokd::model::JobState::Running);
+    assert!(rotate.kek.as_ref().unwrap().kid.is_some());
+    assert_eq!(state.next_job_id, 6);
+    assert_eq!(state.designated, Some(true));
+    // The next commit writes the current format; it loads back unchanged, with no migration.
     store.commit(&state).unwrap();
     drop(store);
     let (_s, again, report) = Store::open(dir.path()).unwrap();

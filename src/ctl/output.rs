@@ -17,6 +17,7 @@ fn cell(v: Option<&Value>, field: &str) -> String {
         Some(Value::Number(n)) if is_time(field) => {
             n.as_i64().map_or_else(|| n.to_string(), format_time)
         }
+        Some(Value::Array(a)) if field == "journal" => format_journal(a),
         Some(Value::Array(a)) => a
             .iter()
             .map(|x| cell(Some(x), ""))
@@ -40,6 +41,21 @@ fn is_time(field: &str) -> bool {
             | "expires_at"
             | "decided_at"
     )
+}
+
+/// A job's typed journal: each step's code, with the key it is about.
+fn format_journal(steps: &[Value]) -> String {
+    steps
+        .iter()
+        .map(|s| {
+            let code = s.get("step").and_then(Value::as_str).unwrap_or("?");
+            match s.get("key").and_then(Value::as_str) {
+                Some(key) => format!("{code} ({key})"),
+                None => code.to_owned(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The last drift check: when, and each finding on its own line.
@@ -234,5 +250,19 @@ mod tests {
         );
         assert!(t.contains("1970-01-01 00:00:00Z  g1,g2"));
         assert!(table(&[], &[("NAME", "name")]).ends_with("(none)"));
+    }
+
+    #[test]
+    fn a_job_record_shows_its_typed_journal_by_step_code() {
+        let job = json!({"id": "4", "journal": [
+            {"step": "rotate.key-planned", "key": "g-20260101T000000Z-4"},
+            {"step": "push.kek-planned", "key": null},
+        ]});
+        assert!(
+            record(&job)
+                .contains("journal  rotate.key-planned (g-20260101T000000Z-4), push.kek-planned"),
+            "{}",
+            record(&job)
+        );
     }
 }

@@ -11,17 +11,7 @@ use super::sign_in::{credential_token, sign_in};
 use super::{JobError, Jobs};
 use crate::azure::{AccessToken, AzureError, KeyUpdate, KeyVaultError, RecoveryLevel};
 use crate::logs::Event;
-use crate::model::{KeyGroup, KeyName};
-
-/// Journal step before the delete request; its presence tells a resumed job the delete may
-/// have gone through.
-const DELETING: &str = "Deleting Azure key";
-/// Journal step before the purge request, likewise.
-const PURGING: &str = "Purging the deleted key";
-/// Journal step before the delete request on a vault without soft-delete (recovery level
-/// `Purgeable`): a 404 on the key after a possibly-sent delete then means it is gone for good,
-/// with nothing to purge and no deleted key ever to wait for.
-const NO_SOFT_DELETE: &str = "The vault has no soft-delete (recovery level Purgeable)";
+use crate::model::{DeleteCloudStep, KeyGroup, KeyName};
 
 pub(super) async fn run_delete(jobs: &Jobs, id: u64) -> Result<(), JobError> {
     run_with(jobs, id, true, async |group| {
@@ -47,20 +37,25 @@ async fn delete(jobs: &Jobs, id: u64, group: &KeyGroup, by: &str) -> Result<Stri
     jobs.azure()
         .allowlist()
         .set_vaults(svc.vault_names().await)?;
-    // What this job sent before a restart, from its journal.
-    let journal = svc.job(id).await?.steps;
-    let sent = |prefix: &str| journal.iter().any(|s| s.message.starts_with(prefix));
-    let (delete_sent, purge_sent) = (sent(DELETING), sent(PURGING));
+    // What this job sent before a restart, from its typed journal.
+    let job = svc.job(id).await?;
+    let sent = |step: DeleteCloudStep| job.journalled(&step.into());
+    let (delete_sent, purge_sent) = (
+        sent(DeleteCloudStep::DeleteSent),
+        sent(DeleteCloudStep::PurgeSent),
+    );
     let token = sign_in(jobs, id, group).await?;
-    // The key's recovery level, read before the delete: where there is no soft-delete, a delete
-    // whose answer was lost can only be settled by the key's absence.
-    let mut no_soft_delete = sent(NO_SOFT_DELETE);
+    // The key's recovery level, read before the delete: where there is no soft-delete (recovery
+    // level `Purgeable`), a 404 on the key after a possibly-sent delete means it is gone for
+    // good, with nothing to purge and no deleted key ever to wait for.
+    let mut no_soft_delete = sent(DeleteCloudStep::NoSoftDelete);
     match kv.get_key(&token, vault, name, None).await {
         Ok(b) if matches!(b.attributes.recovery_level, Some(RecoveryLevel::Purgeable)) => {
             if !no_soft_delete {
-                svc.job_step(
+                svc.job_record(
                     id,
-                    format!("{NO_SOFT_DELETE}: the delete is final"),
+                    DeleteCloudStep::NoSoftDelete,
+                    "The vault has no soft-delete (recovery level Purgeable): the delete is final",
                     Some(100),
                 )
                 .await?;
@@ -70,9 +65,10 @@ async fn delete(jobs: &Jobs, id: u64, group: &KeyGroup, by: &str) -> Result<Stri
         Ok(_) | Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {}
         Err(e) => return Err(e.into()),
     }
-    svc.job_step(
+    svc.job_record(
         id,
-        format!("{DELETING} {vault}/{name} (all versions); local keys are not touched"),
+        DeleteCloudStep::DeleteSent,
+        format!("Deleting Azure key {vault}/{name} (all versions); local keys are not touched"),
         Some(200),
     )
     .await?;
@@ -132,8 +128,9 @@ async fn delete(jobs: &Jobs, id: u64, group: &KeyGroup, by: &str) -> Result<Stri
     };
     tracing::info!(event = Event::AzureKeyDeleted.as_str(), service = "azure", job = id, group = %group.name, vault, kid = %kid,
         identity = by, "Azure key {vault}/{name} deleted with all its versions (recovery level {})", level_name(level.as_ref()));
-    svc.job_step(
+    svc.job_record(
         id,
+        DeleteCloudStep::Deleted,
         format!(
             "Azure key {vault}/{name} deleted (recovery level {})",
             level_name(level.as_ref())
@@ -159,7 +156,13 @@ async fn delete(jobs: &Jobs, id: u64, group: &KeyGroup, by: &str) -> Result<Stri
     });
     match (&deleted, &level) {
         (Some(_), Some(l)) if l.purge_allowed() => {
-            svc.job_step(id, PURGING, Some(800)).await?;
+            svc.job_record(
+                id,
+                DeleteCloudStep::PurgeSent,
+                "Purging the deleted key",
+                Some(800),
+            )
+            .await?;
             purge_with_retry(jobs, &token, vault, name).await?;
             let n = svc.forget_azure_versions(&group.name).await?;
             tracing::info!(event = Event::AzureKeyPurged.as_str(), service = "azure", job = id, group = %group.name, vault, kid = %kid,

@@ -8,7 +8,7 @@ use super::sign_in::sign_in;
 use super::{JobError, Jobs, jwk_matches_spki};
 use crate::azure::{AzureError, JsonWebKey, KeyVaultError};
 use crate::logs::Event;
-use crate::model::{DriftFinding, DriftReport, KeyGroup};
+use crate::model::{CheckCloudStep, DriftFinding, DriftReport, KeyGroup};
 
 pub(super) async fn run(jobs: &Jobs, id: u64) -> Result<(), JobError> {
     run_with(jobs, id, false, async |group| check(jobs, id, group).await).await
@@ -35,12 +35,13 @@ async fn check(jobs: &Jobs, id: u64, group: &KeyGroup) -> Result<String, JobErro
         Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => None,
         Err(e) => return Err(e.into()),
     };
-    svc.job_step(
+    let versions = listed.as_ref().map_or(0, Vec::len);
+    svc.job_record(
         id,
-        format!(
-            "Azure lists {} version(s) of {vault}/{name}",
-            listed.as_ref().map_or(0, Vec::len)
-        ),
+        CheckCloudStep::Listed {
+            versions: u32::try_from(versions).unwrap_or(u32::MAX),
+        },
+        format!("Azure lists {versions} version(s) of {vault}/{name}"),
         Some(400),
     )
     .await?;

@@ -15,8 +15,8 @@ use crate::azure::retry_notice::{self, RetryNotice};
 use crate::azure::{AccessToken, AzureError, ImportRequest, Kek, KeyVaultError};
 use crate::hsm::KekPublicKey;
 use crate::logs::Event;
-use crate::model::{KeyGroup, KeyPushState, KeyType, LocalKeyName};
-use crate::service::now_unix;
+use crate::model::{KeyGroup, KeyPushState, KeyType, LocalKeyName, PushStep};
+use crate::service::{now_unix, record_step};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -189,11 +189,16 @@ async fn import_one(b: &Batch, key_name: &LocalKeyName) -> Result<Outcome, JobEr
                 fingerprint: fp.clone(),
             };
         }
-        j.steps.push(step(&format!(
-            "Importing key {key_name} into {vault}/{azure_name}"
-        )));
+        record_step(
+            j,
+            PushStep::ImportSent {
+                key: key_name.clone(),
+            }
+            .into(),
+            &format!("Importing key {key_name} into {vault}/{azure_name}"),
+        )
     })
-    .await?;
+    .await??;
     let bundle = match kv.import_key(&b.token, vault, azure_name, &request).await {
         Ok(bundle) => bundle,
         Err(AzureError::ResponseLost { .. }) => {

@@ -10,8 +10,8 @@ use super::{JobError, Jobs, generator};
 use crate::azure::retry_notice::{self, RetryEvent, RetryNotice};
 use crate::azure::{AccessToken, AzureError, Kek, KeyVaultError, RecoveryLevel};
 use crate::logs::Event;
-use crate::model::{Job, JobState, KekJournal, KeyGroup, KeyPushState};
-use crate::service::{Service, now_unix};
+use crate::model::{Job, JobState, KekJournal, KeyGroup, KeyPushState, PushStep};
+use crate::service::{Service, now_unix, record_step};
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -405,12 +405,20 @@ async fn pending_keys(
                             version: version.clone(),
                         };
                     }
-                    j.steps.push(step(&format!(
-                        "Key {} is already pushed as version {version}; nothing to do",
-                        push.key
-                    )));
+                    record_step(
+                        j,
+                        PushStep::Imported {
+                            key: push.key.clone(),
+                            version: version.clone(),
+                        }
+                        .into(),
+                        &format!(
+                            "Key {} is already pushed as version {version}; nothing to do",
+                            push.key
+                        ),
+                    )
                 })
-                .await?;
+                .await??;
             }
             _ => pending.push(push.key.clone()),
         }
@@ -448,12 +456,16 @@ async fn ensure_kek(
                     if let Some(kj) = j.kek.as_mut() {
                         kj.kid = Some(kek.kid.clone());
                     }
-                    j.steps.push(step(&format!(
-                        "Found this job's key exchange key {} from before the restart",
-                        kek.kid
-                    )));
+                    record_step(
+                        j,
+                        PushStep::KekCreated.into(),
+                        &format!(
+                            "Found this job's key exchange key {} from before the restart",
+                            kek.kid
+                        ),
+                    )
                 })
-                .await?;
+                .await??;
                 return Ok(kek);
             }
             Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {}
@@ -469,11 +481,13 @@ async fn ensure_kek(
             purged: None,
             purge_sent: false,
         });
-        j.steps.push(step(&format!(
-            "Creating key exchange key {name} (RSA-HSM {kek_bits}) in vault {vault}"
-        )));
+        record_step(
+            j,
+            PushStep::KekPlanned.into(),
+            &format!("Creating key exchange key {name} (RSA-HSM {kek_bits}) in vault {vault}"),
+        )
     })
-    .await?;
+    .await??;
     let exp = now_unix() + KEK_LIFETIME_SECS;
     let kek = match kv.create_kek(token, vault, &name, kek_bits, exp).await {
         Ok(kek) => kek,
@@ -492,10 +506,13 @@ async fn ensure_kek(
             kj.kid = Some(kek.kid.clone());
         }
         j.progress = j.progress.max(200);
-        j.steps
-            .push(step(&format!("Key exchange key created: {}", kek.kid)));
+        record_step(
+            j,
+            PushStep::KekCreated.into(),
+            &format!("Key exchange key created: {}", kek.kid),
+        )
     })
-    .await?;
+    .await??;
     tracing::info!(event = Event::AzureKekCreated.as_str(), service = "azure", job = id, group = %group.name, vault, kid = %kek.kid,
         "Key exchange key {name} created (RSA-HSM {kek_bits})");
     Ok(kek)
@@ -545,12 +562,16 @@ async fn cleanup_kek(jobs: &Jobs, id: u64, token: &AccessToken) -> Result<(), Jo
                         k.deleted = true;
                         k.purged = Some(false);
                     }
-                    j.steps.push(step(&format!(
-                        "No key exchange key {} was created; nothing to clean up",
-                        kek.name
-                    )));
+                    record_step(
+                        j,
+                        PushStep::KekSettled { purged: false }.into(),
+                        &format!(
+                            "No key exchange key {} was created; nothing to clean up",
+                            kek.name
+                        ),
+                    )
                 })
-                .await?;
+                .await??;
                 return Ok(());
             }
             Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {}
@@ -560,10 +581,13 @@ async fn cleanup_kek(jobs: &Jobs, id: u64, token: &AccessToken) -> Result<(), Jo
             if let Some(k) = j.kek.as_mut() {
                 k.deleted = true;
             }
-            j.steps
-                .push(step(&format!("Key exchange key {} deleted", kek.name)));
+            record_step(
+                j,
+                PushStep::KekDeleted.into(),
+                &format!("Key exchange key {} deleted", kek.name),
+            )
         })
-        .await?;
+        .await??;
         tracing::info!(
             event = Event::AzureKekDeleted.as_str(),
             service = "azure",
@@ -582,9 +606,9 @@ async fn cleanup_kek(jobs: &Jobs, id: u64, token: &AccessToken) -> Result<(), Jo
             if let Some(k) = j.kek.as_mut() {
                 k.purged = Some(true);
             }
-            j.steps.push(step(&message));
+            record_step(j, PushStep::KekSettled { purged: true }.into(), &message)
         })
-        .await?;
+        .await??;
         tracing::info!(event = Event::AzureKekPurged.as_str(), service = "azure", job = id, vault, kid = %kek.name, "{message}");
         return Ok(());
     }
@@ -604,10 +628,13 @@ async fn cleanup_kek(jobs: &Jobs, id: u64, token: &AccessToken) -> Result<(), Jo
                 if let Some(k) = j.kek.as_mut() {
                     k.purge_sent = true;
                 }
-                j.steps
-                    .push(step(&format!("Purging key exchange key {}", kek.name)));
+                record_step(
+                    j,
+                    PushStep::KekPurgeSent.into(),
+                    &format!("Purging key exchange key {}", kek.name),
+                )
             })
-            .await?;
+            .await??;
             purge_with_retry(jobs, token, vault, &kek.name).await?;
             (true, format!("Key exchange key {} purged", kek.name))
         }
@@ -649,9 +676,9 @@ async fn cleanup_kek(jobs: &Jobs, id: u64, token: &AccessToken) -> Result<(), Jo
         if let Some(k) = j.kek.as_mut() {
             k.purged = Some(purged);
         }
-        j.steps.push(step(&message));
+        record_step(j, PushStep::KekSettled { purged }.into(), &message)
     })
-    .await?;
+    .await??;
     Ok(())
 }
 

@@ -10,11 +10,8 @@
 use super::push::{Flow, begin, fail, finish_cancelled, step, transfer};
 use super::{JobError, Jobs};
 use crate::logs::Event;
-use crate::model::{JobState, KeyPush, KeyPushState, LocalKeyName, PendingGrace};
-use crate::service::now_unix;
-
-/// The journal step that announces the planned key before it is generated.
-const GENERATING: &str = "Generating key";
+use crate::model::{JobState, KeyPush, KeyPushState, LocalKeyName, PendingGrace, RotateStep};
+use crate::service::{now_unix, record_step};
 
 pub(super) async fn run(jobs: &Jobs, id: u64) -> Result<(), JobError> {
     let Some((group, _permit)) = begin(jobs, id, true).await? else {
@@ -77,8 +74,8 @@ async fn rotate(
     // The planned key is journalled before it is generated. A restart after that step may
     // find an HSM object under the planned label that the state never recorded (killed
     // between the generation and its record): it was never used, so it is destroyed.
-    let intent = format!("{GENERATING} {name} in the HSM");
-    if job.steps.iter().any(|s| s.message.starts_with(&intent)) {
+    let planned = RotateStep::KeyPlanned { key: name.clone() };
+    if job.journalled(&planned.clone().into()) {
         let destroyed = svc.destroy_unrecorded_hsm_keys(&group.name, &name).await?;
         if destroyed > 0 {
             svc.job_step(
@@ -98,8 +95,13 @@ async fn rotate(
             // Once a key exists, the push refuses instead, after settling the cloud (a KEK or
             // an import from before a restart).
             svc.hsm().wrap_report().strategy_for(group.key_type)?;
-            svc.job_step(id, format!("{intent} ({})", group.key_type), Some(10))
-                .await?;
+            svc.job_record(
+                id,
+                planned,
+                format!("Generating key {name} in the HSM ({})", group.key_type),
+                Some(10),
+            )
+            .await?;
             svc.create_key(&group.name, &name, by).await?;
         }
         let check = svc.key(&group.name, &name).await?.check_digits;
@@ -108,11 +110,13 @@ async fn rotate(
                 key: name.clone(),
                 state: KeyPushState::NotStarted,
             });
-            j.steps.push(step(&format!(
-                "Key {name} generated in the HSM (check digits {check})"
-            )));
+            record_step(
+                j,
+                RotateStep::KeyGenerated { key: name.clone() }.into(),
+                &format!("Key {name} generated in the HSM (check digits {check})"),
+            )
         })
-        .await?;
+        .await??;
         tracing::info!(event = Event::RotationKeyGenerated.as_str(), job = id, group = %group.name, key = %name, identity = by,
             "Rotation key {name} generated in the HSM (check digits {check})");
     }

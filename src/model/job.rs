@@ -1,7 +1,9 @@
 //! Jobs: long-running cloud operations with progress, step messages and a durable journal.
 //!
 //! A job's journal records each step's intent before its side effect and its result after, so
-//! a restarted daemon can finish or undo it. This module is the data only; `jobs` runs them.
+//! a restarted daemon can finish or undo it. The journal is typed data ([`JobStep`], one enum
+//! per kind); step messages are display text only and no decision reads them. This module is
+//! the data only; `jobs` runs them.
 
 use super::{KeyName, LocalKeyName, VaultName};
 use serde::{Deserialize, Serialize};
@@ -133,7 +135,11 @@ pub struct Job {
     pub state: JobState,
     /// Progress in thousandths (0–1000).
     pub progress: u16,
+    /// Display text for the Jobs view; never read for a decision (see `journal`).
     pub steps: Vec<StepMessage>,
+    /// The typed journal: each durable intent (before its side effect) and result (after), in
+    /// order. Crash recovery reads this, `kek` and `keys`, never `steps`.
+    pub journal: Vec<JobStep>,
     pub kek: Option<KekJournal>,
     /// The reason a failed job failed, in operator terms. Journalled before the clean-up that
     /// follows a failure, so a restart cleans up and fails with the same reason.
@@ -146,5 +152,241 @@ impl Job {
     /// The KEK name for this job: unique per job and recognisable in the vault.
     pub fn kek_name(id: u64) -> String {
         format!("byokd-kek-{id}")
+    }
+
+    /// Whether the typed journal holds `step`.
+    pub fn journalled(&self, step: &JobStep) -> bool {
+        self.journal.contains(step)
+    }
+}
+
+/// The push of keys to Azure (a synchronize job, and the push inside a rotation): KEK, imports,
+/// KEK clean-up. The KEK's and each key's state are also kept in [`KekJournal`] and
+/// [`KeyPushState`], which recovery reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PushStep {
+    /// Intent: the KEK's name is journalled; its create request may have been sent.
+    KekPlanned,
+    /// Result: the KEK exists (created, or found again after a restart).
+    KekCreated,
+    /// Intent: this key's import request may have been sent.
+    ImportSent { key: LocalKeyName },
+    /// Result: this key's Azure version is recorded.
+    Imported { key: LocalKeyName, version: String },
+    /// Result: the KEK is deleted.
+    KekDeleted,
+    /// Intent: the purge of the deleted KEK may have been sent.
+    KekPurgeSent,
+    /// Result: the KEK is settled: purged, or gone for good, or left to Azure's purge date.
+    KekSettled { purged: bool },
+}
+
+/// "Rotate key material" (its push is journalled as [`PushStep`]s).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RotateStep {
+    /// Intent: the new key's name, before it is generated. A restart destroys any HSM object
+    /// labelled for it that the state never recorded.
+    KeyPlanned { key: LocalKeyName },
+    /// Result: the new key is generated and recorded.
+    KeyGenerated { key: LocalKeyName },
+}
+
+/// "Delete key material on cloud".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeleteCloudStep {
+    /// Result: the vault has no soft-delete (recovery level `Purgeable`), read before the
+    /// delete: a key found absent after a possibly-sent delete is gone for good.
+    NoSoftDelete,
+    /// Intent: the delete request may have been sent.
+    DeleteSent,
+    /// Result: Azure answered the delete (or the deleted key was found).
+    Deleted,
+    /// Intent: the purge request may have been sent: a deleted key no longer listed was purged.
+    PurgeSent,
+}
+
+/// "Check cloud state" (read-only: a restart runs the check again from the start).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CheckCloudStep {
+    /// Result: Azure listed this many versions of the group's key.
+    Listed { versions: u32 },
+}
+
+/// One entry of a job's typed journal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JobStep {
+    Push(PushStep),
+    Rotate(RotateStep),
+    DeleteCloud(DeleteCloudStep),
+    CheckCloud(CheckCloudStep),
+}
+
+impl JobStep {
+    /// Every step's code, by the kinds that journal it. The crash tests name their kill points
+    /// by these codes and must cover each code of each kind.
+    pub const PUSH_CODES: &'static [&'static str] = &[
+        "push.kek-planned",
+        "push.kek-created",
+        "push.import-sent",
+        "push.imported",
+        "push.kek-deleted",
+        "push.kek-purge-sent",
+        "push.kek-settled",
+    ];
+    pub const ROTATE_CODES: &'static [&'static str] =
+        &["rotate.key-planned", "rotate.key-generated"];
+    pub const DELETE_CLOUD_CODES: &'static [&'static str] = &[
+        "delete-cloud.no-soft-delete",
+        "delete-cloud.delete-sent",
+        "delete-cloud.deleted",
+        "delete-cloud.purge-sent",
+    ];
+    pub const CHECK_CLOUD_CODES: &'static [&'static str] = &["check-cloud.listed"];
+
+    /// The codes of the steps a job of `kind` journals.
+    pub fn codes_of(kind: JobKind) -> Vec<&'static str> {
+        match kind {
+            JobKind::Sync => Self::PUSH_CODES.to_vec(),
+            JobKind::Rotate => [Self::ROTATE_CODES, Self::PUSH_CODES].concat(),
+            JobKind::DeleteOnCloud => Self::DELETE_CLOUD_CODES.to_vec(),
+            JobKind::CheckCloud => Self::CHECK_CLOUD_CODES.to_vec(),
+        }
+    }
+
+    /// Whether a job of `kind` journals this step.
+    pub fn belongs_to(&self, kind: JobKind) -> bool {
+        matches!(
+            (self, kind),
+            (Self::Push(_), JobKind::Sync | JobKind::Rotate)
+                | (Self::Rotate(_), JobKind::Rotate)
+                | (Self::DeleteCloud(_), JobKind::DeleteOnCloud)
+                | (Self::CheckCloud(_), JobKind::CheckCloud)
+        )
+    }
+
+    /// The step's stable code, as the API shows it.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Push(s) => match s {
+                PushStep::KekPlanned => "push.kek-planned",
+                PushStep::KekCreated => "push.kek-created",
+                PushStep::ImportSent { .. } => "push.import-sent",
+                PushStep::Imported { .. } => "push.imported",
+                PushStep::KekDeleted => "push.kek-deleted",
+                PushStep::KekPurgeSent => "push.kek-purge-sent",
+                PushStep::KekSettled { .. } => "push.kek-settled",
+            },
+            Self::Rotate(s) => match s {
+                RotateStep::KeyPlanned { .. } => "rotate.key-planned",
+                RotateStep::KeyGenerated { .. } => "rotate.key-generated",
+            },
+            Self::DeleteCloud(s) => match s {
+                DeleteCloudStep::NoSoftDelete => "delete-cloud.no-soft-delete",
+                DeleteCloudStep::DeleteSent => "delete-cloud.delete-sent",
+                DeleteCloudStep::Deleted => "delete-cloud.deleted",
+                DeleteCloudStep::PurgeSent => "delete-cloud.purge-sent",
+            },
+            Self::CheckCloud(CheckCloudStep::Listed { .. }) => "check-cloud.listed",
+        }
+    }
+
+    /// The local key the step is about, if any.
+    pub fn key(&self) -> Option<&LocalKeyName> {
+        match self {
+            Self::Push(PushStep::ImportSent { key } | PushStep::Imported { key, .. })
+            | Self::Rotate(RotateStep::KeyPlanned { key } | RotateStep::KeyGenerated { key }) => {
+                Some(key)
+            }
+            _ => None,
+        }
+    }
+}
+
+impl From<PushStep> for JobStep {
+    fn from(s: PushStep) -> Self {
+        Self::Push(s)
+    }
+}
+
+impl From<RotateStep> for JobStep {
+    fn from(s: RotateStep) -> Self {
+        Self::Rotate(s)
+    }
+}
+
+impl From<DeleteCloudStep> for JobStep {
+    fn from(s: DeleteCloudStep) -> Self {
+        Self::DeleteCloud(s)
+    }
+}
+
+impl From<CheckCloudStep> for JobStep {
+    fn from(s: CheckCloudStep) -> Self {
+        Self::CheckCloud(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn every_step() -> Vec<JobStep> {
+        let key = LocalKeyName::try_from("k".to_owned()).unwrap();
+        vec![
+            PushStep::KekPlanned.into(),
+            PushStep::KekCreated.into(),
+            PushStep::ImportSent { key: key.clone() }.into(),
+            PushStep::Imported {
+                key: key.clone(),
+                version: "v".into(),
+            }
+            .into(),
+            PushStep::KekDeleted.into(),
+            PushStep::KekPurgeSent.into(),
+            PushStep::KekSettled { purged: true }.into(),
+            RotateStep::KeyPlanned { key: key.clone() }.into(),
+            RotateStep::KeyGenerated { key }.into(),
+            DeleteCloudStep::NoSoftDelete.into(),
+            DeleteCloudStep::DeleteSent.into(),
+            DeleteCloudStep::Deleted.into(),
+            DeleteCloudStep::PurgeSent.into(),
+            CheckCloudStep::Listed { versions: 1 }.into(),
+        ]
+    }
+
+    #[test]
+    fn the_code_lists_name_every_step_once_under_the_kinds_that_journal_it() {
+        let kinds = [
+            JobKind::Sync,
+            JobKind::Rotate,
+            JobKind::DeleteOnCloud,
+            JobKind::CheckCloud,
+        ];
+        let steps = every_step();
+        let mut codes: Vec<&str> = steps.iter().map(JobStep::code).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), steps.len(), "codes are unique");
+        for step in &steps {
+            for kind in kinds {
+                assert_eq!(
+                    JobStep::codes_of(kind).contains(&step.code()),
+                    step.belongs_to(kind),
+                    "{} in {kind:?}",
+                    step.code()
+                );
+            }
+        }
+        let listed: usize = [
+            JobStep::PUSH_CODES,
+            JobStep::ROTATE_CODES,
+            JobStep::DELETE_CLOUD_CODES,
+            JobStep::CHECK_CLOUD_CODES,
+        ]
+        .iter()
+        .map(|c| c.len())
+        .sum();
+        assert_eq!(listed, steps.len(), "every listed code has a step");
     }
 }

@@ -17,7 +17,10 @@ pub use credential::{
 };
 pub use error::ModelError;
 pub use group::KeyGroup;
-pub use job::{Job, JobKind, JobState, KekJournal, KeyPush, KeyPushState, StepMessage};
+pub use job::{
+    CheckCloudStep, DeleteCloudStep, Job, JobKind, JobState, JobStep, KekJournal, KeyPush,
+    KeyPushState, PushStep, RotateStep, StepMessage,
+};
 pub use key::{HsmKeyId, Key, Storage};
 pub use key_type::{Curve, KeyOp, KeyType, RsaExponent};
 pub use lifecycle::{DriftFinding, DriftReport, PendingGrace};

@@ -79,6 +79,7 @@ mod tests {
             state,
             progress: 0,
             steps: Vec::new(),
+            journal: vec![],
             kek: None,
             error: None,
             cancel_requested: None,

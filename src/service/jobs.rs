@@ -6,10 +6,33 @@ use super::retention::Retention;
 use super::{Service, ServiceError, now_unix};
 use crate::logs::Event;
 use crate::model::{
-    Job, JobKind, JobState, Key, KeyGroup, KeyName, KeyPush, KeyPushState, LocalKeyName,
-    StepMessage,
+    Job, JobKind, JobState, JobStep, Key, KeyGroup, KeyName, KeyPush, KeyPushState, LocalKeyName,
+    PushStep, StepMessage,
 };
 use crate::store::State;
+
+/// Appends a typed step and its display message to a job's journal; refused when the job's
+/// kind does not journal that step (a programming error, surfaced as the job's failure).
+pub(crate) fn record_step(job: &mut Job, step: JobStep, message: &str) -> Result<(), ServiceError> {
+    if !step.belongs_to(job.kind) {
+        return Err(wrong_step(job, &step));
+    }
+    job.journal.push(step);
+    job.steps.push(StepMessage {
+        at: now_unix(),
+        message: message.to_owned(),
+    });
+    Ok(())
+}
+
+fn wrong_step(job: &Job, step: &JobStep) -> ServiceError {
+    ServiceError::Conflict(format!(
+        "job {} ({}) cannot journal step {}; report this as a byokd bug",
+        job.id,
+        job.kind.code(),
+        step.code()
+    ))
+}
 
 /// Which keys a new job names.
 enum JobKeys<'a> {
@@ -172,6 +195,7 @@ impl Service {
                 at: now_unix(),
                 message: first_step,
             }],
+            journal: Vec::new(),
             kek: None,
             error: None,
             cancel_requested: None,
@@ -399,6 +423,26 @@ impl Service {
         .await
     }
 
+    /// Journals a typed step with its display message (and optionally progress) in one durable
+    /// write. Refused when the job's kind does not journal that step.
+    pub async fn job_record(
+        &self,
+        id: u64,
+        step: impl Into<JobStep>,
+        message: impl Into<String>,
+        progress: Option<u16>,
+    ) -> Result<(), ServiceError> {
+        let (step, message) = (step.into(), message.into());
+        self.journal(id, |job| {
+            record_step(job, step, &message)?;
+            if let Some(p) = progress {
+                job.progress = job.progress.max(p.min(1000));
+            }
+            Ok(())
+        })
+        .await?
+    }
+
     pub async fn job(&self, id: u64) -> Result<Job, ServiceError> {
         let data = self.inner.data.lock().await;
         data.state
@@ -453,6 +497,10 @@ impl Service {
         steps: Vec<String>,
         progress: Option<u16>,
     ) -> Result<(), ServiceError> {
+        let imported = JobStep::Push(PushStep::Imported {
+            key: key.clone(),
+            version: version.to_owned(),
+        });
         let mut data = self.inner.data.lock().await;
         let key_id = (group.clone(), key.clone());
         let before_key = data
@@ -467,6 +515,9 @@ impl Service {
             .get(&id)
             .cloned()
             .ok_or_else(|| ServiceError::not_found("job", id))?;
+        if !imported.belongs_to(before_job.kind) {
+            return Err(wrong_step(&before_job, &imported));
+        }
         if let Some(k) = data.state.keys.get_mut(&key_id) {
             k.azure_version = Some(version.to_owned());
         }
@@ -476,6 +527,7 @@ impl Service {
                     version: version.to_owned(),
                 };
             }
+            job.journal.push(imported);
             let at = now_unix();
             job.steps
                 .extend(steps.into_iter().map(|message| StepMessage { at, message }));

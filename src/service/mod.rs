@@ -19,6 +19,7 @@ pub use credentials::{
 };
 pub use error::ServiceError;
 pub use groups::{DriftFindingView, DriftView, GroupView, NewGroup};
+pub(crate) use jobs::record_step;
 pub use keys::{KeyDeletion, KeyView};
 
 use crate::config::Config;

@@ -62,6 +62,7 @@ mod tests {
             state,
             progress: 0,
             steps: vec![],
+            journal: vec![],
             kek: None,
             error: None,
             cancel_requested: None,

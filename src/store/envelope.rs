@@ -8,11 +8,11 @@ use sha2::{Digest, Sha256};
 pub const MAGIC: [u8; 8] = *b"BYOKDST\0";
 /// The state format this build writes. Older formats are migrated on load (see `legacy`).
 #[cfg(not(feature = "test-next-format"))]
-pub const FORMAT_VERSION: u16 = 3;
+pub const FORMAT_VERSION: u16 = 4;
 /// Test-only build (`test-next-format`): one format past the shipped one, reached by a trivial
 /// migration, so the upgrade tests can cross a state format.
 #[cfg(feature = "test-next-format")]
-pub const FORMAT_VERSION: u16 = 4;
+pub const FORMAT_VERSION: u16 = 5;
 
 const HEADER_LEN: usize = 8 + 2 + 8 + 4;
 /// The highest generation a state file may carry. A daemon committing a thousand times a second

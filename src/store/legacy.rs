@@ -2,11 +2,17 @@
 //!
 //! When a persisted type changes shape, its old shape is frozen here and the format version
 //! goes up. Each step migrates one version; `migrate` runs the chain.
+//!
+//! Format 3 journalled rotation and delete-on-cloud intents as step messages only;
+//! [`typed_journal`] reads their known prefixes once, here, into the typed journal of format 4.
+//! Nothing else in byokd reads a step message for a decision.
 
 use super::State;
+use crate::model::DeleteCloudStep;
 use crate::model::{
-    Credential, CredentialAuth, CredentialName, Guid, Job, JobKind, JobState, KekJournal, Key,
-    KeyGroup, KeyName, KeyPush, LocalKeyName, StepMessage, VaultName,
+    CheckCloudStep, Credential, CredentialAuth, CredentialName, DriftReport, Guid, Job, JobKind,
+    JobState, JobStep, KekJournal, Key, KeyGroup, KeyName, KeyPush, KeyPushState, LocalKeyName,
+    PendingGrace, PushStep, RotateStep, StepMessage, VaultName,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -41,12 +47,17 @@ pub fn migrate(format: u16, payload: &[u8]) -> Result<State, String> {
         2 => {
             let v2: StateV2 =
                 postcard::from_bytes(payload).map_err(|e| format!("format 2 payload: {e}"))?;
-            Ok(v2_to_v3(v2))
+            Ok(v3_to_v4(v2_to_v3(v2)))
         }
-        3 => postcard::from_bytes(payload).map_err(|e| format!("format 3 payload: {e}")),
-        // Test-only next format: same shape as format 3, so the step is the identity.
-        #[cfg(feature = "test-next-format")]
+        3 => {
+            let v3: StateV3 =
+                postcard::from_bytes(payload).map_err(|e| format!("format 3 payload: {e}"))?;
+            Ok(v3_to_v4(v3))
+        }
         4 => postcard::from_bytes(payload).map_err(|e| format!("format 4 payload: {e}")),
+        // Test-only next format: same shape as format 4, so the step is the identity.
+        #[cfg(feature = "test-next-format")]
+        5 => postcard::from_bytes(payload).map_err(|e| format!("format 5 payload: {e}")),
         other => Err(format!("unknown format version {other}")),
     }
 }
@@ -89,12 +100,12 @@ struct KekJournalV2 {
     purged: Option<bool>,
 }
 
-fn v2_to_v3(v2: StateV2) -> State {
+fn v2_to_v3(v2: StateV2) -> StateV3 {
     let jobs = v2
         .jobs
         .into_iter()
         .map(|(id, j)| {
-            let job = Job {
+            let job = JobV3 {
                 id: j.id,
                 kind: j.kind,
                 group: j.group,
@@ -121,7 +132,7 @@ fn v2_to_v3(v2: StateV2) -> State {
             (id, job)
         })
         .collect();
-    State {
+    StateV3 {
         credentials: v2.credentials,
         groups: v2.groups,
         keys: v2.keys,
@@ -131,6 +142,178 @@ fn v2_to_v3(v2: StateV2) -> State {
         grace: BTreeMap::new(),
         drift: BTreeMap::new(),
     }
+}
+
+/// Format 3 (byokd 0.2): a job's journal was its step messages, plus the typed KEK and key
+/// states of a push.
+#[derive(Serialize, Deserialize)]
+pub(super) struct StateV3 {
+    credentials: BTreeMap<CredentialName, Credential>,
+    groups: BTreeMap<KeyName, KeyGroup>,
+    keys: BTreeMap<(KeyName, LocalKeyName), Key>,
+    designated: Option<bool>,
+    jobs: BTreeMap<u64, JobV3>,
+    next_job_id: u64,
+    grace: BTreeMap<KeyName, PendingGrace>,
+    drift: BTreeMap<KeyName, DriftReport>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct JobV3 {
+    id: u64,
+    kind: JobKind,
+    group: KeyName,
+    keys: Vec<KeyPush>,
+    started_by: String,
+    created: i64,
+    started: Option<i64>,
+    ended: Option<i64>,
+    state: JobState,
+    progress: u16,
+    steps: Vec<StepMessage>,
+    kek: Option<KekJournal>,
+    error: Option<String>,
+    cancel_requested: Option<String>,
+}
+
+fn v3_to_v4(v3: StateV3) -> State {
+    let jobs = v3
+        .jobs
+        .into_iter()
+        .map(|(id, j)| {
+            let journal = typed_journal(j.kind, &j.steps, j.kek.as_ref(), &j.keys);
+            let job = Job {
+                id: j.id,
+                kind: j.kind,
+                group: j.group,
+                keys: j.keys,
+                started_by: j.started_by,
+                created: j.created,
+                started: j.started,
+                ended: j.ended,
+                state: j.state,
+                progress: j.progress,
+                steps: j.steps,
+                journal,
+                kek: j.kek,
+                error: j.error,
+                cancel_requested: j.cancel_requested,
+            };
+            (id, job)
+        })
+        .collect();
+    State {
+        credentials: v3.credentials,
+        groups: v3.groups,
+        keys: v3.keys,
+        designated: v3.designated,
+        jobs,
+        next_job_id: v3.next_job_id,
+        grace: v3.grace,
+        drift: v3.drift,
+    }
+}
+
+/// The typed journal of a format-3 job. Rotation and delete on cloud journalled their intents
+/// as step messages with known prefixes (the only place byokd ever reads them); a push's steps
+/// follow from its typed KEK and key states.
+fn typed_journal(
+    kind: JobKind,
+    steps: &[StepMessage],
+    kek: Option<&KekJournal>,
+    keys: &[KeyPush],
+) -> Vec<JobStep> {
+    let mut journal: Vec<JobStep> = steps
+        .iter()
+        .filter_map(|s| step_of_message(kind, &s.message))
+        .collect();
+    if matches!(kind, JobKind::Sync | JobKind::Rotate) {
+        journal.extend(push_steps(kek, keys).into_iter().map(JobStep::Push));
+    }
+    journal
+}
+
+/// The typed step a format-3 step message announced, by its known prefix.
+fn step_of_message(kind: JobKind, message: &str) -> Option<JobStep> {
+    let first_word = |rest: &str| {
+        rest.split(' ')
+            .next()
+            .and_then(|w| LocalKeyName::try_from(w.to_owned()).ok())
+    };
+    match kind {
+        JobKind::Rotate => {
+            if let Some(rest) = message.strip_prefix("Generating key ") {
+                first_word(rest).map(|key| RotateStep::KeyPlanned { key }.into())
+            } else if let Some(rest) = message.strip_prefix("Key ")
+                && rest.contains(" generated in the HSM")
+            {
+                first_word(rest).map(|key| RotateStep::KeyGenerated { key }.into())
+            } else {
+                None
+            }
+        }
+        JobKind::DeleteOnCloud => {
+            let step =
+                if message.starts_with("The vault has no soft-delete (recovery level Purgeable)") {
+                    DeleteCloudStep::NoSoftDelete
+                } else if message.starts_with("Deleting Azure key") {
+                    DeleteCloudStep::DeleteSent
+                } else if message.starts_with("Azure key ")
+                    && message.contains(" deleted (recovery level ")
+                {
+                    DeleteCloudStep::Deleted
+                } else if message.starts_with("Purging the deleted key") {
+                    DeleteCloudStep::PurgeSent
+                } else {
+                    return None;
+                };
+            Some(step.into())
+        }
+        JobKind::CheckCloud => message
+            .strip_prefix("Azure lists ")
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .map(|versions| CheckCloudStep::Listed { versions }.into()),
+        JobKind::Sync => None,
+    }
+}
+
+/// A push's typed steps, from the KEK and key states format 3 already kept.
+fn push_steps(kek: Option<&KekJournal>, keys: &[KeyPush]) -> Vec<PushStep> {
+    let mut steps = Vec::new();
+    if let Some(k) = kek {
+        steps.push(PushStep::KekPlanned);
+        if k.kid.is_some() {
+            steps.push(PushStep::KekCreated);
+        }
+    }
+    for p in keys {
+        match &p.state {
+            KeyPushState::ImportSent { .. } => {
+                steps.push(PushStep::ImportSent { key: p.key.clone() })
+            }
+            KeyPushState::Imported { version } => {
+                steps.push(PushStep::ImportSent { key: p.key.clone() });
+                steps.push(PushStep::Imported {
+                    key: p.key.clone(),
+                    version: version.clone(),
+                });
+            }
+            KeyPushState::NotStarted | KeyPushState::Failed { .. } => {}
+        }
+    }
+    if let Some(k) = kek {
+        if k.deleted && k.kid.is_some() {
+            steps.push(PushStep::KekDeleted);
+        }
+        if k.purge_sent {
+            steps.push(PushStep::KekPurgeSent);
+        }
+        if let Some(purged) = k.purged {
+            steps.push(PushStep::KekSettled { purged });
+        }
+    }
+    steps
 }
 
 /// Format 1 straight to the current shape.

@@ -80,6 +80,7 @@ pub(crate) fn view(job: &Job) -> Value {
         "progress": {"done": job.progress, "total": 1000, "fraction": f64::from(job.progress) / 1000.0},
         "step": job.steps.last().map(|s| s.message.clone()).unwrap_or_default(),
         "steps": job.steps.iter().map(|s| json!({"at": s.at, "message": s.message})).collect::<Vec<_>>(),
+        "journal": job.journal.iter().map(|s| json!({"step": s.code(), "key": s.key().map(|k| k.as_str())})).collect::<Vec<_>>(),
         "error": job.error,
         "cancel_requested": job.cancel_requested,
     })
