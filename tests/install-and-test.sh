@@ -50,4 +50,4 @@ trap - EXIT
 echo "== cargo test"
 cargo test --workspace -- --test-threads="${BYOKD_TEST_THREADS:-2}"
 echo "== API document: validation and fuzzing"
-BYOKD_FUZZ_PREBUILT=1 tests/api-fuzz.sh
+BYOKD_FUZZ_PREBUILT=1 BYOKD_FUZZ_SEED="${BYOKD_FUZZ_SEED:-1}" tests/api-fuzz.sh
