@@ -704,7 +704,7 @@ fn a_resumed_rotation_that_can_no_longer_push_fails_early_and_leaves_no_key() {
     let before = pushed_group(&rig, group);
     rig.emu.set_rtt_delay(Duration::from_millis(400));
     let id = start_job(&rig.daemon, &["group", "rotate", group]);
-    let at_kill = wait_journal(&rig, &id, "Generating key");
+    let at_kill = wait_journal(&rig, &id, "rotate.key-planned");
     rig.daemon.kill9();
     let planned = planned_key(&at_kill);
     generate_on_token(&rig, &format!("byokd/{group}/{planned}"));
