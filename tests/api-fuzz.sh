@@ -5,7 +5,7 @@
 # 5xx, any status or body the document does not describe, fails the run.
 # Every answer must come within BYOKD_FUZZ_MAX_RESPONSE_S; the long polls (GET /v1/logs,
 # GET /v1/jobs/{job}, which wait up to 60 s by design) are fuzzed with wait=1 for that
-# (tests/api-fuzz.toml, which also says why recover may answer 502).
+# (tests/api-fuzz.toml). No route waits for Azure: a cloud action is a job, so no 5xx is allowed.
 # The stateful phase is left out: its inferred links feed a null `job_id` into /v1/jobs/{job}.
 # Usage: tests/api-fuzz.sh    (python3 with venv; the tools go into a venv under the target dir)
 # Knobs: BYOKD_FUZZ_EXAMPLES (default 25), BYOKD_FUZZ_SEED, BYOKD_FUZZ_MAX_RESPONSE_S (default 5),

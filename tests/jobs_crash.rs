@@ -671,12 +671,14 @@ fn every_typed_step_of_every_kind_is_a_kill_point() {
         delete_case(),
         delete_no_soft_delete_case(),
         check_case(),
+        recover_case(),
     ];
     for kind in [
         JobKind::Sync,
         JobKind::Rotate,
         JobKind::DeleteOnCloud,
         JobKind::CheckCloud,
+        JobKind::Recover,
     ] {
         let named: BTreeSet<&str> = cases
             .iter()
@@ -1209,6 +1211,66 @@ fn check_check(rig: &Rig, group: &str, before: &Value, job: &Value) {
         job["id"].as_str(),
         "{group}: the report is this job's: {g}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// "Recover key material on cloud".
+
+/// A pushed group whose Azure key was deleted behind byokd's back (soft-deleted, recoverable).
+fn deleted_group(rig: &Rig, group: &str) -> Value {
+    let before = pushed_group(rig, group);
+    rig.emu.delete_key_now(VAULT, group).unwrap();
+    assert!(rig.emu.key_versions(VAULT, group).is_empty());
+    assert!(rig.emu.deleted_keys(VAULT).iter().any(|k| k.name == group));
+    before
+}
+
+fn recover_case() -> JobCase {
+    use Kill::*;
+    let op = Op::RecoverDeletedKey;
+    let sent = "recover.recover-sent";
+    JobCase {
+        kind: "recover",
+        job_kind: JobKind::Recover,
+        kill_points: vec![
+            kp0("job accepted (pending)", AtSubmit),
+            kp0(
+                "token request in flight",
+                Before {
+                    op: Op::Token,
+                    skip: 0,
+                },
+            ),
+            kp(sent, "recover in flight", Before { op, skip: 0 }),
+            kp(sent, "recovered, answer lost", AfterCommit { op, skip: 0 }),
+        ],
+        prepare: deleted_group,
+        start: |rig, group| start_job(&rig.daemon, &["group", "recover", group]),
+        check: check_recover,
+    }
+}
+
+/// After a recover: the key is live again with its one version (the one the local key
+/// records), no deleted key is left, and the local key is intact.
+fn check_recover(rig: &Rig, group: &str, before: &Value, job: &Value) {
+    assert_eq!(job["state"], "succeeded", "{group}: {job}");
+    let now = local_key_intact(&rig.daemon, group, &before["keys"][0]);
+    let live = rig.emu.key_versions(VAULT, group);
+    assert_eq!(live.len(), 1, "{group}: {job}");
+    assert_eq!(
+        now["version"].as_str(),
+        Some(live[0].version.as_str()),
+        "{group}: the recovered version is the recorded one"
+    );
+    assert!(
+        rig.emu.deleted_keys(VAULT).iter().all(|k| k.name != group),
+        "{group}: the deleted key is recovered: {job}"
+    );
+}
+
+#[test]
+fn a_recover_killed_at_every_journalled_step_recovers_the_key_once() {
+    run_cases(&[recover_case()]);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -25,6 +25,8 @@ const V_PURGEABLE: &str = "life-nosoft";
 const V_SOFT: &str = "life-soft";
 /// Soft-delete with purge protection.
 const V_PROTECTED: &str = "life-protected";
+/// A vault nothing answers for: its host resolves to a closed local port.
+const V_UNREACHABLE: &str = "life-nowhere";
 
 struct Rig {
     rt: tokio::runtime::Runtime,
@@ -52,7 +54,9 @@ fn start_with(approval_window_secs: u64) -> Rig {
     let sections = azure.sections(
         &[V_PURGEABLE, V_SOFT, V_PROTECTED],
         "",
-        "[lifecycle]\ngrace_days = 7\ndrift_check_hours = 0\n",
+        &format!(
+            "\"{V_UNREACHABLE}.vault.azure.net\" = \"127.0.0.1:9\"\n[lifecycle]\ngrace_days = 7\ndrift_check_hours = 0\n"
+        ),
     );
     let EmulatorRig {
         rt, emu, ca_dir, ..
@@ -430,11 +434,15 @@ fn delete_on_cloud_needs_two_admins_and_purges_only_where_the_recovery_level_all
                     d.ctl(AUDITOR, &["group", "recover", group]).status.code(),
                     Some(3)
                 );
-                // Nothing left to recover: 409, exit 5.
-                assert_eq!(
-                    d.ctl(OPERATOR, &["group", "recover", group]).status.code(),
-                    Some(5)
+                // Nothing left to recover: the job fails saying so, exit 6.
+                let again = d.ctl(OPERATOR, &["group", "recover", group]);
+                assert_eq!(again.status.code(), Some(6));
+                let said = format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&again.stdout),
+                    String::from_utf8_lossy(&again.stderr)
                 );
+                assert!(said.contains("nothing to recover"), "{said}");
             }
         }
     }
@@ -561,6 +569,59 @@ fn the_drift_check_reports_each_change_made_behind_byokds_back() {
             "no WARN drift.found {code} in the log"
         );
     }
+}
+
+/// A recover calls Azure in a job: where the vault cannot be reached, the request is still
+/// accepted (202 with the job, never a 5xx), and the job fails saying what to check.
+#[test]
+fn a_recover_on_an_unreachable_vault_is_accepted_and_its_job_fails_saying_why() {
+    let rig = start();
+    let d = &rig.daemon;
+    ok(
+        d,
+        ADMIN,
+        &[
+            "group",
+            "create",
+            "lost",
+            "--credential",
+            "app",
+            "--vault",
+            V_UNREACHABLE,
+            "--key-type",
+            "EC-P256",
+            "--key-ops",
+            "sign,verify",
+        ],
+    );
+    let (status, started) = d.curl(Some(OPERATOR), "POST", "/v1/groups/lost/recover", None);
+    assert_eq!(status, 202, "{started}");
+    assert_eq!(started["job"]["kind"], "recover", "{started}");
+    let id = started["job"]["id"].as_str().unwrap().to_owned();
+    let end = wait_job(d, &id);
+    assert_eq!(end["state"], "failed", "{end}");
+    let error = end["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("not recovered")
+            && error.contains(V_UNREACHABLE)
+            && error.contains("could not be reached"),
+        "{end}"
+    );
+    // byokctl waits for the job and exits 6 with the reason.
+    let out = d.ctl(OPERATOR, &["group", "recover", "lost"]);
+    assert_eq!(out.status.code(), Some(6));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("not recovered"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let log = d.log();
+    assert!(
+        log.lines().any(|l| l.contains("azure.key.recover_failed")
+            && l.contains(OPERATOR)
+            && l.contains("lost")),
+        "the failure is audited with the identity"
+    );
 }
 
 #[test]

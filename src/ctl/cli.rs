@@ -263,8 +263,14 @@ pub enum GroupCmd {
         #[command(flatten)]
         wait: JobWait,
     },
-    /// Recover the group's soft-deleted Azure key (all versions) before it is purged.
-    Recover { name: String },
+    /// Recover the group's soft-deleted Azure key (all versions) before it is purged (a job,
+    /// designated device only). Waits for the job and prints its outcome; the job fails, saying
+    /// why, where there is nothing to recover or the vault is unreachable or refuses.
+    Recover {
+        name: String,
+        #[command(flatten)]
+        wait: JobWait,
+    },
     /// Purge the group's soft-deleted Azure key for good (admin; needs a second admin's
     /// approval). Refused at once, with the reason, where the vault forbids it (purge
     /// protection) or the key is not deleted. Local keys are NOT touched.

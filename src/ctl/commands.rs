@@ -421,21 +421,8 @@ async fn group(ctx: &Ctx, c: GroupCmd) -> Result<(), CtlError> {
             )
             .await?
         }
-        GroupCmd::Recover { name } => {
-            let a = ctx
-                .call(
-                    Method::POST,
-                    &format!("/v1/groups/{}/recover", seg(&name)?),
-                    None,
-                )
-                .await?;
-            let said = a
-                .body
-                .get("message")
-                .and_then(Value::as_str)
-                .unwrap_or("recovered")
-                .to_owned();
-            ctx.done(&a, &said);
+        GroupCmd::Recover { name, wait } => {
+            start_job(ctx, &format!("/v1/groups/{}/recover", seg(&name)?), wait).await?
         }
         GroupCmd::Purge { name } => {
             let a = ctx

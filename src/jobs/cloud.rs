@@ -1,7 +1,7 @@
 //! Cloud-side lifecycle of a group's Azure key: "Delete key material on cloud" (every version
 //! deleted, the deleted key awaited through Azure's 404 window, purged when the recovery level
-//! allows, else the scheduled purge date recorded), purge and recover of a soft-deleted key, and
-//! disabling the previous versions once a rotation's grace period ends.
+//! allows, else the scheduled purge date recorded), "Recover key material on cloud", purge of a
+//! soft-deleted key, and disabling the previous versions once a rotation's grace period ends.
 //!
 //! Local keys are never touched here, except that a purge makes their Azure versions gone for
 //! good, so they are forgotten (the keys stay in the HSM and can be pushed again).
@@ -11,7 +11,7 @@ use super::sign_in::{credential_token, sign_in};
 use super::{JobError, Jobs};
 use crate::azure::{AccessToken, AzureError, KeyUpdate, KeyVaultError, RecoveryLevel};
 use crate::logs::Event;
-use crate::model::{DeleteCloudStep, KeyGroup, KeyName};
+use crate::model::{DeleteCloudStep, KeyGroup, KeyName, RecoverStep};
 
 pub(super) async fn run_delete(jobs: &Jobs, id: u64) -> Result<(), JobError> {
     run_with(jobs, id, true, async |group| {
@@ -213,39 +213,82 @@ async fn token(jobs: &Jobs, group: &KeyGroup) -> Result<AccessToken, JobError> {
     credential_token(jobs, group).await
 }
 
-pub(super) async fn recover(jobs: &Jobs, group: &KeyName, by: &str) -> Result<String, JobError> {
-    recover_key(jobs, group, by).await.inspect_err(|e| {
-        tracing::error!(event = Event::AzureKeyRecoverFailed.as_str(), service = "azure", group = %group, identity = by,
-            "Recovery of the soft-deleted Azure key of group {group} failed: {e}");
+/// "Recover key material on cloud": brings the group's soft-deleted Azure key back with all
+/// its versions. The recover is journalled ([`RecoverStep::RecoverSent`]) before it is sent; a
+/// restarted job sends it again, and where Azure then lists no deleted key but the key is live,
+/// the recover sent before the restart went through.
+pub(super) async fn run_recover(jobs: &Jobs, id: u64) -> Result<(), JobError> {
+    run_with(jobs, id, true, async |group| {
+        let by = jobs.service().job(id).await?.started_by;
+        recover(jobs, id, group, &by).await.inspect_err(|e| {
+            tracing::error!(event = Event::AzureKeyRecoverFailed.as_str(), service = "azure", job = id, group = %group.name,
+                vault = %group.vault, identity = %by, "Recovery of the soft-deleted Azure key {}/{} failed: {e}", group.vault, group.name);
+        })
     })
+    .await
 }
 
-async fn recover_key(jobs: &Jobs, group: &KeyName, by: &str) -> Result<String, JobError> {
-    let g = jobs.service().group_record(group).await?;
-    let _slot = jobs.vault_turn(g.vault.as_str()).await?;
-    let t = token(jobs, &g).await?;
+async fn recover(jobs: &Jobs, id: u64, group: &KeyGroup, by: &str) -> Result<String, JobError> {
+    let svc = jobs.service();
     let kv = jobs.azure().keyvault();
-    match kv
-        .recover_deleted_key(&t, g.vault.as_str(), g.name.as_str())
-        .await
-    {
-        Ok(bundle) => {
-            tracing::warn!(event = Event::AzureKeyRecovered.as_str(), service = "azure", group = %g.name, vault = %g.vault, kid = bundle.kid(),
-                version = bundle.version(), identity = by, "Soft-deleted Azure key {}/{} recovered with all its versions", g.vault, g.name);
-            Ok(format!(
-                "Azure key {}/{} recovered with all its versions (current {})",
-                g.vault,
-                g.name,
-                bundle.version()
-            ))
-        }
+    let vault = group.vault.as_str();
+    let name = group.name.as_str();
+    jobs.azure()
+        .allowlist()
+        .set_vaults(svc.vault_names().await)?;
+    // Whether this job sent the recover before a restart, from its typed journal.
+    let sent_before = svc
+        .job(id)
+        .await?
+        .journalled(&RecoverStep::RecoverSent.into());
+    let token = sign_in(jobs, id, group).await?;
+    if !sent_before {
+        svc.job_record(
+            id,
+            RecoverStep::RecoverSent,
+            format!("Recovering the soft-deleted Azure key {vault}/{name} (all versions)"),
+            Some(300),
+        )
+        .await?;
+    }
+    let outcome = kv.recover_deleted_key(&token, vault, name).await;
+    let bundle = match outcome {
+        Ok(bundle) => bundle,
+        // No deleted key of that name: the recover sent before a restart went through (the key
+        // is live), or there is nothing to recover.
         Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {
-            Err(JobError::Invalid(format!(
-                "vault {} has no soft-deleted key {} to recover (never deleted, already recovered, or purged)",
-                g.vault, g.name
-            )))
+            match kv.get_key(&token, vault, name, None).await {
+                Ok(bundle) if sent_before => bundle,
+                Ok(_) => {
+                    return Err(JobError::Invalid(format!(
+                        "nothing to recover: key {name} in vault {vault} is live, not deleted"
+                    )));
+                }
+                Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {
+                    return Err(JobError::Invalid(format!(
+                        "nothing to recover: vault {vault} has no soft-deleted key {name} (never deleted, or purged); `byokctl group sync {name}` pushes the local keys again"
+                    )));
+                }
+                Err(e) => return Err(not_recovered(vault, e)),
+            }
         }
-        Err(e) => Err(e.into()),
+        Err(e) => return Err(not_recovered(vault, e)),
+    };
+    tracing::warn!(event = Event::AzureKeyRecovered.as_str(), service = "azure", job = id, group = %group.name, vault,
+        kid = bundle.kid(), version = bundle.version(), identity = by,
+        "Soft-deleted Azure key {vault}/{name} recovered with all its versions");
+    Ok(format!(
+        "Azure key {vault}/{name} recovered with all its versions (current {})",
+        bundle.version()
+    ))
+}
+
+/// A recover that Azure did not carry out (unreachable vault, refusal), said as what the
+/// operator can do about it.
+fn not_recovered(vault: &str, e: AzureError) -> JobError {
+    JobError::Recover {
+        vault: vault.to_owned(),
+        source: Box::new(e),
     }
 }
 

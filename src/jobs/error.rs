@@ -20,6 +20,15 @@ pub enum JobError {
     Hsm(#[from] HsmError),
     #[error("{0}")]
     Failed(String),
+    /// Azure did not recover the key: the vault could not be reached or refused the request.
+    #[error(
+        "the key was not recovered: {source}; check the group's vault name ({vault}), the network path to it and that the credential may recover keys there, then run `byokctl group recover` again"
+    )]
+    Recover {
+        vault: String,
+        #[source]
+        source: Box<AzureError>,
+    },
     /// Stopped at a safe point because this identity cancelled the job.
     #[error("cancelled by {0}")]
     Cancelled(String),

@@ -1,6 +1,6 @@
 //! Jobs: the cloud operations that take time ("Synchronize HSM protected key(s)", "Rotate key
-//! material", "Delete key material on cloud" and "Check cloud state"), run in the background
-//! with progress and a durable step journal.
+//! material", "Delete key material on cloud", "Check cloud state" and "Recover key material on
+//! cloud"), run in the background with progress and a durable step journal.
 //!
 //! Owns submission (with the designated-device check), the per-vault concurrency bound, and
 //! resuming unfinished jobs at start-up. It must never mutate the cloud from a non-designated
@@ -160,12 +160,7 @@ impl Jobs {
     /// Submits "Rotate key material": a new HSM key for the group, pushed as its new version.
     pub async fn submit_rotate(&self, group: &KeyName, by: &str) -> Result<u64, JobError> {
         self.require_designated().await?;
-        let id = self
-            .service()
-            .create_job(JobKind::Rotate, group, &[], by)
-            .await?;
-        self.spawn(id);
-        Ok(id)
+        self.submit_group_job(JobKind::Rotate, group, by).await
     }
 
     /// Records "Delete key material on cloud" durably in `waiting-approval`, linked to the
@@ -202,18 +197,26 @@ impl Jobs {
 
     /// Submits "Check cloud state" (read-only, so allowed on any appliance).
     pub async fn submit_check(&self, group: &KeyName, by: &str) -> Result<u64, JobError> {
-        let id = self
-            .service()
-            .create_job(JobKind::CheckCloud, group, &[], by)
-            .await?;
+        self.submit_group_job(JobKind::CheckCloud, group, by).await
+    }
+
+    /// Records a group-wide job of `kind` and starts it.
+    async fn submit_group_job(
+        &self,
+        kind: JobKind,
+        group: &KeyName,
+        by: &str,
+    ) -> Result<u64, JobError> {
+        let id = self.service().create_job(kind, group, &[], by).await?;
         self.spawn(id);
         Ok(id)
     }
 
-    /// Recovers the group's soft-deleted Azure key; returns what happened.
-    pub async fn recover(&self, group: &KeyName, by: &str) -> Result<String, JobError> {
+    /// Submits "Recover key material on cloud": the group's soft-deleted Azure key is brought
+    /// back with all its versions (designated device only, checked again when it runs).
+    pub async fn submit_recover(&self, group: &KeyName, by: &str) -> Result<u64, JobError> {
         self.require_designated().await?;
-        cloud::recover(self, group, by).await
+        self.submit_group_job(JobKind::Recover, group, by).await
     }
 
     /// Refuses a purge before anyone is asked to approve it when the vault cannot do it (no
@@ -273,7 +276,7 @@ impl Jobs {
             .clone()
     }
 
-    /// Waits for the vault's job slot: an action outside a job (purge, recover) takes it so it
+    /// Waits for the vault's job slot: an action outside a job (purge) takes it so it
     /// never interleaves with a job on the same vault.
     async fn vault_turn(&self, vault: &str) -> Result<tokio::sync::OwnedSemaphorePermit, JobError> {
         self.vault_slot(vault)
@@ -323,6 +326,7 @@ impl Jobs {
                 JobKind::Rotate => rotate::run(self, id).await,
                 JobKind::DeleteOnCloud => cloud::run_delete(self, id).await,
                 JobKind::CheckCloud => drift::run(self, id).await,
+                JobKind::Recover => cloud::run_recover(self, id).await,
             }
         }
         .instrument(span)

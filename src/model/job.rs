@@ -16,6 +16,7 @@ pub enum JobKind {
     Rotate,
     DeleteOnCloud,
     CheckCloud,
+    Recover,
 }
 
 impl JobKind {
@@ -25,6 +26,7 @@ impl JobKind {
             Self::Rotate => "Rotate key material",
             Self::DeleteOnCloud => "Delete key material on cloud",
             Self::CheckCloud => "Check cloud state",
+            Self::Recover => "Recover key material on cloud",
         }
     }
 
@@ -34,6 +36,7 @@ impl JobKind {
             Self::Rotate => "rotate",
             Self::DeleteOnCloud => "delete-cloud",
             Self::CheckCloud => "check-cloud",
+            Self::Recover => "recover",
         }
     }
 }
@@ -212,6 +215,16 @@ pub enum CheckCloudStep {
     Listed { versions: u32 },
 }
 
+/// "Recover key material on cloud": the group's soft-deleted Azure key brought back with all
+/// its versions. A recover is idempotent in effect: after a restart the job sends it again,
+/// and where Azure then lists no deleted key but the key is live, the recover this step
+/// announced went through.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RecoverStep {
+    /// Intent: the recover request may have been sent.
+    RecoverSent,
+}
+
 /// One entry of a job's typed journal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum JobStep {
@@ -219,6 +232,7 @@ pub enum JobStep {
     Rotate(RotateStep),
     DeleteCloud(DeleteCloudStep),
     CheckCloud(CheckCloudStep),
+    Recover(RecoverStep),
 }
 
 impl JobStep {
@@ -242,6 +256,7 @@ impl JobStep {
         "delete-cloud.purge-sent",
     ];
     pub const CHECK_CLOUD_CODES: &'static [&'static str] = &["check-cloud.listed"];
+    pub const RECOVER_CODES: &'static [&'static str] = &["recover.recover-sent"];
 
     /// The codes of the steps a job of `kind` journals.
     pub fn codes_of(kind: JobKind) -> Vec<&'static str> {
@@ -250,6 +265,7 @@ impl JobStep {
             JobKind::Rotate => [Self::ROTATE_CODES, Self::PUSH_CODES].concat(),
             JobKind::DeleteOnCloud => Self::DELETE_CLOUD_CODES.to_vec(),
             JobKind::CheckCloud => Self::CHECK_CLOUD_CODES.to_vec(),
+            JobKind::Recover => Self::RECOVER_CODES.to_vec(),
         }
     }
 
@@ -261,6 +277,7 @@ impl JobStep {
                 | (Self::Rotate(_), JobKind::Rotate)
                 | (Self::DeleteCloud(_), JobKind::DeleteOnCloud)
                 | (Self::CheckCloud(_), JobKind::CheckCloud)
+                | (Self::Recover(_), JobKind::Recover)
         )
     }
 
@@ -287,6 +304,7 @@ impl JobStep {
                 DeleteCloudStep::PurgeSent => "delete-cloud.purge-sent",
             },
             Self::CheckCloud(CheckCloudStep::Listed { .. }) => "check-cloud.listed",
+            Self::Recover(RecoverStep::RecoverSent) => "recover.recover-sent",
         }
     }
 
@@ -326,6 +344,12 @@ impl From<CheckCloudStep> for JobStep {
     }
 }
 
+impl From<RecoverStep> for JobStep {
+    fn from(s: RecoverStep) -> Self {
+        Self::Recover(s)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -352,6 +376,7 @@ mod tests {
             DeleteCloudStep::Deleted.into(),
             DeleteCloudStep::PurgeSent.into(),
             CheckCloudStep::Listed { versions: 1 }.into(),
+            RecoverStep::RecoverSent.into(),
         ]
     }
 
@@ -362,6 +387,7 @@ mod tests {
             JobKind::Rotate,
             JobKind::DeleteOnCloud,
             JobKind::CheckCloud,
+            JobKind::Recover,
         ];
         let steps = every_step();
         let mut codes: Vec<&str> = steps.iter().map(JobStep::code).collect();
@@ -383,6 +409,7 @@ mod tests {
             JobStep::ROTATE_CODES,
             JobStep::DELETE_CLOUD_CODES,
             JobStep::CHECK_CLOUD_CODES,
+            JobStep::RECOVER_CODES,
         ]
         .iter()
         .map(|c| c.len())

@@ -17,7 +17,8 @@ pub(super) fn holding_key<'a>(
     unfinished(state, group).find(|j| match j.kind {
         JobKind::Sync => j.keys.iter().any(|p| &p.key == key),
         JobKind::Rotate | JobKind::DeleteOnCloud => true,
-        JobKind::CheckCloud => false,
+        // A drift check only reads; a recover brings back Azure versions, not local keys.
+        JobKind::CheckCloud | JobKind::Recover => false,
     })
 }
 

@@ -274,7 +274,8 @@ fn step_of_message(kind: JobKind, message: &str) -> Option<JobStep> {
             .and_then(|rest| rest.split(' ').next())
             .and_then(|n| n.parse().ok())
             .map(|versions| CheckCloudStep::Listed { versions }.into()),
-        JobKind::Sync => None,
+        // Format 3 had no recover job.
+        JobKind::Sync | JobKind::Recover => None,
     }
 }
 

@@ -1,5 +1,5 @@
-//! Cloud actions: synchronize a key or group, force a rotation and check cloud state (202 with
-//! a job), recover a soft-deleted key, and delete on the cloud service and purge (admin, dual
+//! Cloud actions: synchronize a key or group, force a rotation, check cloud state and recover
+//! a soft-deleted key (202 with a job), and delete on the cloud service and purge (admin, dual
 //! control: 202 with an approval, the job starts once a second admin approves).
 //!
 //! Every cloud-mutating action is refused with 409 `not_designated` on an appliance that is not
@@ -132,16 +132,18 @@ async fn started(ctx: &Ctx, id: u64) -> Result<Reply, ApiError> {
     Reply::accepted(serde_json::json!({ "job": super::jobs::view(&job) }))
 }
 
-/// Recovers the group's soft-deleted Azure key (all versions), while Azure still holds it.
+/// "Recover key material on cloud": the group's soft-deleted Azure key (all versions) brought
+/// back while Azure still holds it. A job, so that an unreachable or refusing vault fails the
+/// job with the reason instead of the request.
 pub async fn recover(who: Authorized<Operate>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
     let group = super::groups::name(&i.params)?;
     ctx.service.group(&group).await?;
     require_designated(ctx, "recover").await?;
-    let said = jobs(ctx, "recover")?
-        .recover(&group, who.name())
+    let id = jobs(ctx, "recover")?
+        .submit_recover(&group, who.name())
         .await
-        .map_err(cloud_error)?;
-    Reply::ok(serde_json::json!({ "group": group.as_str(), "message": said }))
+        .map_err(job_error)?;
+    started(ctx, id).await
 }
 
 /// "Synchronize HSM protected key(s)" for one key; a pushed key is a no-op that reports its version.
