@@ -595,3 +595,29 @@ fn records_of_peers_without_a_certificate_take_only_their_share_and_never_push_o
     assert!(!logs.status().unattributed.refusing);
     assert_ok(&store::verify(&dir).unwrap());
 }
+
+#[test]
+fn a_fifo_or_a_huge_file_named_like_a_segment_is_refused_at_open_without_blocking() {
+    let limits = store::Limits {
+        max_segment_bytes: 4096,
+        max_total_bytes: 1 << 20,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // A FIFO nobody writes to: opening it to count its records would block for ever.
+    let fifo = dir.path().join(format!("segment-{:020}.log", 1));
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let err =
+        store::Store::open(dir.path(), limits.clone()).expect_err("a FIFO segment is refused");
+    assert!(
+        err.to_string().contains("a FIFO, not a log segment"),
+        "{err}"
+    );
+    std::fs::remove_file(&fifo).unwrap();
+    // A sparse file far longer than any segment byokd writes: refused from its size, never read.
+    std::fs::File::create(&fifo)
+        .unwrap()
+        .set_len(1 << 40)
+        .unwrap();
+    let err = store::Store::open(dir.path(), limits).expect_err("a huge segment is refused");
+    assert!(err.to_string().contains("1099511627776 bytes"), "{err}");
+}

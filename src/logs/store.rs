@@ -22,6 +22,9 @@ use std::path::{Path, PathBuf};
 
 const PREFIX: &str = "segment-";
 const SUFFIX: &str = ".log";
+/// Longer than any segment byokd writes: the largest `logs.max_segment_bytes` (1 GiB) with
+/// room for the record that crosses it.
+const MAX_SEGMENT_FILE: u64 = 2 << 30;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -129,7 +132,19 @@ fn list(dir: &Path) -> Result<Vec<Segment>, StoreError> {
         else {
             continue;
         };
-        let size = e.metadata().map_err(io(dir))?.len();
+        // `DirEntry::metadata` does not follow links: a FIFO, device, directory or link named
+        // like a segment is refused here, before anything opens it (a FIFO would block).
+        let meta = e.metadata().map_err(io(dir))?;
+        if !meta.file_type().is_file() {
+            return Err(StoreError::Corrupt {
+                path: e.path().display().to_string(),
+                reason: format!(
+                    "is {}, not a log segment; move it out of the logs directory",
+                    crate::system::regular_file::kind_of(&meta)
+                ),
+            });
+        }
+        let size = meta.len();
         out.push(Segment {
             path: e.path(),
             first_seq,
@@ -153,6 +168,17 @@ impl Store {
     pub fn open(dir: &Path, limits: Limits) -> Result<(Store, OpenReport), StoreError> {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let mut segments = list(dir)?;
+        if let Some(seg) = segments.iter().find(|s| s.size > MAX_SEGMENT_FILE) {
+            // byokd never writes a segment this long (`logs.max_segment_bytes` is at most
+            // 1 GiB); reading it would let a planted file take the daemon's memory.
+            return Err(StoreError::Corrupt {
+                path: seg.path.display().to_string(),
+                reason: format!(
+                    "is {} bytes, longer than any segment byokd writes ({MAX_SEGMENT_FILE}); move it out of the logs directory",
+                    seg.size
+                ),
+            });
+        }
         for seg in &mut segments {
             seg.unattributed = unattributed_bytes_in(&seg.path)?;
         }

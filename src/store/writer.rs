@@ -2,8 +2,11 @@
 
 use super::envelope::{self, FORMAT_VERSION};
 use super::{State, StoreError, legacy};
+use crate::system::regular_file;
+use nix::libc;
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 const SLOTS: [&str; 2] = ["state.a", "state.b"];
@@ -198,10 +201,8 @@ impl Store {
         let mut best: Option<(u64, u16)> = None;
         for name in SLOTS {
             let path = dir.join(name);
-            let bytes = match fs::read(&path) {
-                Ok(b) => b,
-                Err(e) if e.kind() == ErrorKind::NotFound => continue,
-                Err(e) => return Err(StoreError::io(&path, e)),
+            let Ok(bytes) = slot_bytes(&path)? else {
+                continue;
             };
             if let Ok(env) = envelope::decode(&bytes)
                 && best.is_none_or(|(g, _)| env.generation > g)
@@ -242,10 +243,10 @@ impl StagedWrite<'_> {
 }
 
 fn read_slot(path: &Path) -> Result<Slot, StoreError> {
-    let bytes = match fs::read(path) {
+    let bytes = match slot_bytes(path)? {
         Ok(b) => b,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Slot::Missing),
-        Err(e) => return Err(StoreError::io(path, e)),
+        Err(SlotRead::Missing) => return Ok(Slot::Missing),
+        Err(SlotRead::Unusable(reason)) => return Ok(Slot::Damaged(reason)),
     };
     let env = match envelope::decode(&bytes) {
         Ok(env) => env,
@@ -270,6 +271,25 @@ fn read_slot(path: &Path) -> Result<Slot, StoreError> {
     }
 }
 
+/// Why a slot's bytes were not read: it is absent, or it is something no generation can be
+/// (a FIFO, device or directory, or longer than any envelope), which is damage to fall back
+/// from rather than a reason to hang or to allocate whatever the file claims.
+enum SlotRead {
+    Missing,
+    Unusable(String),
+}
+
+fn slot_bytes(path: &Path) -> Result<Result<Vec<u8>, SlotRead>, StoreError> {
+    match regular_file::read(path, envelope::MAX_ENVELOPE_LEN) {
+        Ok(b) => Ok(Ok(b)),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(Err(SlotRead::Missing)),
+        Err(e) if matches!(e.kind(), ErrorKind::InvalidInput | ErrorKind::InvalidData) => {
+            Ok(Err(SlotRead::Unusable(format!("the slot {e}"))))
+        }
+        Err(e) => Err(StoreError::io(path, e)),
+    }
+}
+
 fn remove_if_exists(path: &Path) -> Result<(), StoreError> {
     match fs::remove_file(path) {
         Ok(()) => Ok(()),
@@ -280,12 +300,25 @@ fn remove_if_exists(path: &Path) -> Result<(), StoreError> {
 
 fn lock_dir(dir: &Path) -> Result<nix::fcntl::Flock<File>, StoreError> {
     let path = dir.join(LOCK);
+    // Non-blocking and without following a link: a FIFO or a link planted at the lock's
+    // path must not hang start-up or lock a file elsewhere.
     let file = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(false)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(&path)
         .map_err(|e| StoreError::io(&path, e))?;
+    let meta = file.metadata().map_err(|e| StoreError::io(&path, e))?;
+    if !meta.file_type().is_file() {
+        return Err(StoreError::io(
+            &path,
+            std::io::Error::other(format!(
+                "the lock file is {}; remove it so byokd can create a regular file there",
+                regular_file::kind_of(&meta)
+            )),
+        ));
+    }
     nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| StoreError::Io {
         path: path.clone(),
         source: std::io::Error::other(format!(
