@@ -3,7 +3,8 @@
 //! `/proc/<pid>/maps` and `/proc/<pid>/mem` (what `gcore` would dump), and searches it for the
 //! HSM PIN after start-up, for client secrets after they were sent over the control API, and for
 //! the client secret 10 s after a sync job sent it to the sign-in host (the token request's
-//! connection is never pooled, so no live HTTP/2 or TLS buffer keeps the form body).
+//! connection is never pooled, so no live HTTP/2 or TLS buffer keeps the form body), also when
+//! the sign-in host refused it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -262,4 +263,64 @@ fn create_group_and_sync(daemon: &control_rig::Daemon, group: &str, credential: 
         None,
     );
     assert!(key["version"].is_string(), "the sync pushed the key: {key}");
+}
+
+/// A secret the sign-in host does not know: its token requests are refused.
+const REFUSED_SECRET: &str = "cs-mem-refused-4e91c07b2a5d83f6";
+
+#[test]
+fn a_refused_client_secret_is_not_in_memory_ten_seconds_after_the_failed_sync() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let ca_dir = tempfile::tempdir().unwrap();
+    let (emu, options) = control_rig::emulator_and_options(
+        &rt,
+        &ca_dir.path().join("emulator-ca.pem"),
+        (control_rig::TENANT, control_rig::CLIENT, SYNC_SECRET),
+        "byokd-mem",
+    );
+    let daemon = control_rig::Daemon::start_with(options);
+    let (status, body) = daemon.curl(
+        Some(control_rig::ADMIN),
+        "POST",
+        "/v1/credentials",
+        Some(&format!(
+            r#"{{"name":"wrong","tenant_id":"{}","client_id":"{}","secret":"{REFUSED_SECRET}"}}"#,
+            control_rig::TENANT,
+            control_rig::CLIENT
+        )),
+    );
+    assert_eq!(status, 201, "{body}");
+    for args in [
+        &[
+            "group",
+            "create",
+            "wrongg",
+            "--credential",
+            "wrong",
+            "--vault",
+            "byokd-mem",
+            "--key-type",
+            "RSA-2048",
+        ][..],
+        &["key", "create", "wrongg", "k1"],
+    ] {
+        let out = daemon.ctl(control_rig::ADMIN, args);
+        assert!(out.status.success(), "{args:?}: {}", daemon.log());
+    }
+    // Entra refuses the secret: the sync fails, and the error path keeps no copy of the body.
+    let out = daemon.ctl(control_rig::ADMIN, &["key", "sync", "wrongg", "k1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("AADSTS7000215"),
+        "the sign-in host refused the secret: {stderr}"
+    );
+    std::thread::sleep(Duration::from_secs(10));
+    let pid = daemon_pid_by_config(&daemon.config);
+    let hits = find_in_memory(pid, REFUSED_SECRET.as_bytes());
+    assert!(
+        hits.is_empty(),
+        "a refused client secret is in byokd's memory 10 s after the failed sync, at {} place(s):\n{hits:#x?}",
+        hits.len()
+    );
+    drop(emu);
 }
