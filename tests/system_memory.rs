@@ -324,3 +324,69 @@ fn a_refused_client_secret_is_not_in_memory_ten_seconds_after_the_failed_sync() 
     );
     drop(emu);
 }
+
+/// A client that keeps its connection open after adding a credential (as an API client with a
+/// connection pool does) leaves no copy of the secret in the daemon's TLS or HTTP buffers: byokd
+/// closes a connection once it has answered a request that carries a secret.
+#[test]
+fn a_secret_sent_on_a_kept_alive_connection_is_not_in_memory_after_the_answer() {
+    use std::io::{BufRead, Write};
+    let secret = "cs-mem-keepalive-0d5c3b9e7f21a468";
+    let daemon = control_rig::Daemon::start();
+    let body = format!(
+        r#"{{"name":"memka","tenant_id":"{}","client_id":"{}","secret":"{secret}"}}"#,
+        control_rig::TENANT,
+        control_rig::CLIENT
+    );
+    let mut client = Command::new("openssl")
+        .args(["s_client", "-quiet", "-tls1_3", "-servername", "localhost"])
+        .arg("-connect")
+        .arg(format!("127.0.0.1:{}", daemon.port))
+        .arg("-CAfile")
+        .arg(daemon.path("ca.pem"))
+        .arg("-cert")
+        .arg(daemon.path(&format!("{}.pem", control_rig::ADMIN)))
+        .arg("-key")
+        .arg(daemon.path(&format!("{}.key", control_rig::ADMIN)))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The client's side stays open (stdin is kept) and asks to keep the connection alive.
+    let mut stdin = client.stdin.take().unwrap();
+    write!(
+        stdin,
+        "POST /v1/credentials HTTP/1.1\r\nhost: localhost\r\nconnection: keep-alive\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    stdin.flush().unwrap();
+    let mut answer = std::io::BufReader::new(client.stdout.take().unwrap());
+    let mut status = String::new();
+    answer.read_line(&mut status).unwrap();
+    assert!(status.starts_with("HTTP/1.1 201"), "{status}");
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if answer.read_line(&mut line).unwrap() == 0 || line == "\r\n" {
+            break;
+        }
+        head.push_str(&line.to_ascii_lowercase());
+    }
+    assert!(head.contains("connection: close"), "{head}");
+    // The daemon closed its side: the client sees the end of the stream.
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut answer, &mut rest).unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let pid = daemon_pid_by_config(&daemon.config);
+    let hits = find_in_memory(pid, secret.as_bytes());
+    drop(stdin);
+    let _ = client.kill();
+    let _ = client.wait();
+    assert!(
+        hits.is_empty(),
+        "a secret sent on a kept-alive connection is in byokd's memory at {} place(s):\n{hits:#x?}",
+        hits.len()
+    );
+}
