@@ -25,6 +25,8 @@ const SUFFIX: &str = ".log";
 /// Longer than any segment byokd writes: the largest `logs.max_segment_bytes` (1 GiB) with
 /// room for the record that crosses it.
 const MAX_SEGMENT_FILE: u64 = 2 << 30;
+/// The highest record number a store may continue from.
+const MAX_SEQ: u64 = i64::MAX as u64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -234,8 +236,19 @@ impl Store {
                     path: path.display().to_string(),
                     reason: format!("bad last record: {e}"),
                 })?;
-                store.next_seq = r.seq + 1;
+                store.next_seq = r.seq.saturating_add(1);
                 store.last_hash = r.hash;
+            }
+            if store.next_seq > MAX_SEQ {
+                // Written by hand, not by byokd (a thousand records a second take 292 million
+                // years to get here); counting on from it would overflow.
+                return Err(StoreError::Corrupt {
+                    path: path.display().to_string(),
+                    reason: format!(
+                        "its records are numbered up to {}, past the highest byokd writes ({MAX_SEQ}); move the segment out of the logs directory",
+                        store.next_seq - 1
+                    ),
+                });
             }
             store.file = Some(file);
         }
@@ -328,7 +341,7 @@ impl Store {
     }
 
     fn advance(&mut self, r: &Record) {
-        self.next_seq = r.seq + 1;
+        self.next_seq = r.seq.saturating_add(1);
         self.last_hash = r.hash.clone();
         self.dirty = true;
     }
