@@ -556,3 +556,23 @@ fn a_fifo_or_a_link_at_the_lock_path_is_refused_without_blocking() {
     assert!(err.to_string().contains("state.lock"), "{err}");
     assert!(!elsewhere.exists(), "nothing is created through the link");
 }
+
+#[test]
+fn a_slot_whose_job_counter_is_at_u64_max_is_refused_and_the_other_slot_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (mut store, _, _) = Store::open(dir.path()).unwrap();
+        store.commit(&state_with(1)).unwrap();
+        // A valid checksum over a forged counter: the next job would overflow it.
+        let mut forged = state_with(2);
+        forged.next_job_id = u64::MAX;
+        store.commit(&forged).unwrap();
+    }
+    let (_, state, report) = Store::open(dir.path()).unwrap();
+    assert_eq!((state, report.generation), (state_with(1), 1));
+    let reason = report.fell_back.expect("the forged slot is reported");
+    assert!(
+        reason.contains("next job id 18446744073709551615"),
+        "{reason}"
+    );
+}

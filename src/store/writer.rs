@@ -1,6 +1,7 @@
 //! Reading and writing generations: A/B slots, atomic publish, fallback and locking.
 
 use super::envelope::{self, FORMAT_VERSION};
+use super::state::MAX_NEXT_JOB_ID;
 use super::{State, StoreError, legacy};
 use crate::system::regular_file;
 use nix::libc;
@@ -260,6 +261,10 @@ fn read_slot(path: &Path) -> Result<Slot, StoreError> {
         });
     }
     match legacy::migrate(env.format, env.payload) {
+        Ok(state) if state.next_job_id > MAX_NEXT_JOB_ID => Ok(Slot::Damaged(format!(
+            "checksum valid but the next job id {} is above the highest byokd hands out ({MAX_NEXT_JOB_ID}): the state was damaged or forged",
+            state.next_job_id
+        ))),
         Ok(state) => Ok(Slot::Valid {
             generation: env.generation,
             format: env.format,
