@@ -576,3 +576,19 @@ fn a_slot_whose_job_counter_is_at_u64_max_is_refused_and_the_other_slot_loads() 
         "{reason}"
     );
 }
+
+#[test]
+fn a_state_directory_others_can_write_in_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    for mode in [0o777, 0o775, 0o1777] {
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(mode)).unwrap();
+        let err = Store::open(dir.path()).err().expect("refused");
+        assert!(
+            err.to_string().contains("other users can write in it"),
+            "{mode:o}: {err}"
+        );
+    }
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(Store::open(dir.path()).is_ok());
+}

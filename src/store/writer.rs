@@ -57,6 +57,7 @@ impl Store {
     /// Opens (creating if needed) the state directory and loads the newest valid generation.
     pub fn open(dir: &Path) -> Result<(Store, State, LoadReport), StoreError> {
         fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+        check_dir(dir)?;
         let lock = lock_dir(dir)?;
         let slots: Vec<Slot> = SLOTS
             .iter()
@@ -301,6 +302,39 @@ fn remove_if_exists(path: &Path) -> Result<(), StoreError> {
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
         Err(e) => Err(StoreError::io(path, e)),
     }
+}
+
+/// The state directory must be byokd's own: another user who can write in it can replace a
+/// slot with a forged generation. Checked on an open descriptor of the directory itself.
+fn check_dir(dir: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(dir)
+        .and_then(|d| d.metadata())
+        .map_err(|e| StoreError::io(dir, e))?;
+    let euid = nix::unistd::geteuid().as_raw();
+    let refuse = |why: String| {
+        Err(StoreError::io(
+            dir,
+            std::io::Error::other(format!("the state directory {why}")),
+        ))
+    };
+    // Root (the upgrade installer) opens byokd's own directory, owned by byokd's user.
+    if euid != 0 && meta.uid() != euid && meta.uid() != 0 {
+        return refuse(format!(
+            "is owned by uid {}, not by byokd's user (uid {euid}) or root; chown it to byokd's user",
+            meta.uid()
+        ));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return refuse(format!(
+            "has mode {mode:04o}: other users can write in it and replace the state; chmod 700 it"
+        ));
+    }
+    Ok(())
 }
 
 fn lock_dir(dir: &Path) -> Result<nix::fcntl::Flock<File>, StoreError> {
