@@ -432,3 +432,32 @@ fn check_config_passes_a_configuration_whose_files_the_daemon_accepts() {
     assert!(ok, "{stderr}");
     assert!(stdout.contains("OK"), "{stdout}");
 }
+
+#[test]
+fn fifos_in_place_of_certificates_keys_and_trust_anchors_are_each_reported_without_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("pin"), "1234\n").unwrap();
+    std::fs::set_permissions(d.join("pin"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    // Nobody writes to these FIFOs: a blocking open or read would hang check-config (and
+    // start-up) for ever.
+    for f in ["server.pem", "server.key", "ca.pem", "extra-ca.pem"] {
+        nix::unistd::mkfifo(&d.join(f), nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    }
+    let text = with_files(d).replace(
+        "cloud = \"public\"\n",
+        &format!(
+            "cloud = \"public\"\nextra_ca = [\"{}/extra-ca.pem\"]\n",
+            d.display()
+        ),
+    );
+    let (ok, _, stderr) = check(&text);
+    assert!(!ok, "{stderr}");
+    for named in ["control.server_cert", "extra-ca.pem"] {
+        assert!(stderr.contains(named), "{named}: {stderr}");
+    }
+    assert!(
+        stderr.matches("is a FIFO, not a regular file").count() >= 2,
+        "{stderr}"
+    );
+}

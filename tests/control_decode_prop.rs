@@ -93,6 +93,26 @@ proptest! {
     }
 
     #[test]
+    fn time_bounds_at_the_ends_of_the_calendar_never_panic_any_route_decoder(
+        year in prop_oneof![Just(0u32), Just(9999u32), 0u32..=9999],
+        (month, day, hour) in (prop_oneof![Just(1u32), Just(12u32)], prop_oneof![Just(1u32), Just(31u32)], 0u32..=23),
+        (sign, oh, om) in ("[+-]", 0u32..=23, 0u32..=59),
+        field in "since|until",
+        seg in "[a-z0-9-]{1,10}",
+    ) {
+        // An offset can push a valid local time past year 9999 (or before year 0) in UTC.
+        let query = format!(
+            "{field}={year:04}-{month:02}-{day:02}T{hour:02}:59:59{}{oh:02}:{om:02}",
+            if sign == "+" { "%2B" } else { "-" }
+        );
+        for route in ROUTES {
+            if let Err(e) = decode_only(route.op, &input_for(route.path, std::slice::from_ref(&seg), query.clone(), Vec::new())) {
+                prop_assert!(e.status.is_client_error(), "{} {}: {:?}", route.method, route.path, e);
+            }
+        }
+    }
+
+    #[test]
     fn arbitrary_paths_never_panic_the_router(path in "/?[a-z0-9{}/%._-]{0,60}") {
         let _ = matches!(routes::matching(&http::Method::GET, &path), Matched::Found(..));
     }

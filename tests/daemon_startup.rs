@@ -262,13 +262,34 @@ fn a_symlinked_or_foreign_pin_file_is_refused() {
 }
 
 #[test]
-fn sigterm_during_start_up_stops_the_daemon() {
+fn a_fifo_as_the_configuration_is_refused_without_blocking() {
     let (s, _) = good_setup();
-    // Start-up blocks reading its configuration (a FIFO nobody writes to, as a hung mount
-    // would): SIGTERM must still stop it.
     std::fs::remove_file(&s.config).unwrap();
     nix::unistd::mkfifo(&s.config, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
     let mut child = byokd(&s).stderr(Stdio::piped()).spawn().unwrap();
+    let status = exit_within(&mut child, Duration::from_secs(60));
+    let err = stderr_of(&mut child);
+    assert!(!status.success(), "{err}");
+    assert!(err.contains("is a FIFO, not a regular file"), "{err}");
+}
+
+#[test]
+fn sigterm_during_start_up_stops_the_daemon() {
+    // Start-up blocks inside the PKCS#11 module, which reads its own configuration (a FIFO
+    // nobody writes to stands in for a hung mount or a stuck HSM): SIGTERM must still stop it.
+    // byokd's own files are opened without blocking, so the module is where a hang can be.
+    let (s, _) = good_setup();
+    let module_conf = s.config.with_file_name("softhsm2-fifo.conf");
+    nix::unistd::mkfifo(
+        &module_conf,
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    let mut child = byokd(&s)
+        .env("SOFTHSM2_CONF", &module_conf)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let pid = child.id();
     // A non-blocking open for writing succeeds once byokd opens the FIFO to read it, that is
@@ -279,13 +300,13 @@ fn sigterm_during_start_up_stops_the_daemon() {
         match std::fs::OpenOptions::new()
             .write(true)
             .custom_flags(nix::libc::O_NONBLOCK)
-            .open(&s.config)
+            .open(&module_conf)
         {
             Ok(w) => break w,
             Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
             Err(e) => {
                 child.kill().unwrap();
-                panic!("byokd never opened its configuration: {e}");
+                panic!("the module never opened its configuration: {e}");
             }
         }
     };

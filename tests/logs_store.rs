@@ -595,3 +595,64 @@ fn records_of_peers_without_a_certificate_take_only_their_share_and_never_push_o
     assert!(!logs.status().unattributed.refusing);
     assert_ok(&store::verify(&dir).unwrap());
 }
+
+#[test]
+fn a_fifo_or_a_huge_file_named_like_a_segment_is_refused_at_open_without_blocking() {
+    let limits = store::Limits {
+        max_segment_bytes: 4096,
+        max_total_bytes: 1 << 20,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // A FIFO nobody writes to: opening it to count its records would block for ever.
+    let fifo = dir.path().join(format!("segment-{:020}.log", 1));
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let err =
+        store::Store::open(dir.path(), limits.clone()).expect_err("a FIFO segment is refused");
+    assert!(
+        err.to_string().contains("a FIFO, not a log segment"),
+        "{err}"
+    );
+    std::fs::remove_file(&fifo).unwrap();
+    // A sparse file far longer than any segment byokd writes: refused from its size, never read.
+    std::fs::File::create(&fifo)
+        .unwrap()
+        .set_len(1 << 40)
+        .unwrap();
+    let err = store::Store::open(dir.path(), limits).expect_err("a huge segment is refused");
+    assert!(err.to_string().contains("1099511627776 bytes"), "{err}");
+}
+
+#[test]
+fn records_numbered_at_the_top_of_u64_are_refused_or_reported_never_overflowed() {
+    let (_tmp, dir) = fresh(3);
+    // The last two records renumbered u64::MAX - 1 and u64::MAX, with hashes recomputed so the
+    // chain check reaches the numbering (anyone who can write the file can do this).
+    tamper(&dir, |lines, _| {
+        let n = lines.len();
+        let mut prev: Option<String> = None;
+        for (i, seq) in [(n - 2, u64::MAX - 1), (n - 1, u64::MAX)] {
+            let mut r: Record = serde_json::from_str(&lines[i]).unwrap();
+            r.seq = seq;
+            if let Some(p) = prev.take() {
+                r.prev = p;
+            }
+            r.hash = byokd::logs::chain::hash_of(&r);
+            prev = Some(r.hash.clone());
+            lines[i] = serde_json::to_string(&r).unwrap();
+        }
+    });
+    let verdict = store::verify(&dir).unwrap();
+    assert!(verdict.broken.is_some(), "the renumbering is reported");
+    let err = store::Store::open(
+        &dir,
+        store::Limits {
+            max_segment_bytes: 1 << 20,
+            max_total_bytes: 4 << 20,
+        },
+    )
+    .expect_err("no record can follow u64::MAX");
+    assert!(
+        err.to_string().contains("past the highest byokd writes"),
+        "{err}"
+    );
+}

@@ -501,3 +501,94 @@ fn killing_the_writer_at_random_moments_always_leaves_a_loadable_state() {
         }
     }
 }
+
+#[test]
+fn a_fifo_or_a_huge_file_as_the_newest_slot_is_skipped_without_blocking_or_reading_it() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (mut store, _, _) = Store::open(dir.path()).unwrap();
+        store.commit(&state_with(1)).unwrap();
+        store.commit(&state_with(2)).unwrap();
+    }
+    let newest = newest_slot(dir.path());
+    // A FIFO nobody writes to: a blocking read would hang start-up for ever.
+    std::fs::remove_file(&newest).unwrap();
+    nix::unistd::mkfifo(&newest, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let (store, state, report) = Store::open(dir.path()).unwrap();
+    assert_eq!((state, report.generation), (state_with(1), 1));
+    let reason = report.fell_back.expect("the FIFO is reported");
+    assert!(reason.contains("a FIFO, not a regular file"), "{reason}");
+    drop(store);
+    // A sparse file longer than any envelope: refused from its size, never read into memory.
+    std::fs::remove_file(&newest).unwrap();
+    std::fs::File::create(&newest)
+        .unwrap()
+        .set_len(1 << 40)
+        .unwrap();
+    let (store, state, report) = Store::open(dir.path()).unwrap();
+    assert_eq!((state, report.generation), (state_with(1), 1));
+    let reason = report.fell_back.expect("the huge file is reported");
+    assert!(reason.contains("1099511627776 bytes"), "{reason}");
+    drop(store);
+    // A directory in the slot's place: the same.
+    std::fs::remove_file(&newest).unwrap();
+    std::fs::create_dir(&newest).unwrap();
+    let (_, state, report) = Store::open(dir.path()).unwrap();
+    assert_eq!(state, state_with(1));
+    assert!(report.fell_back.unwrap().contains("a directory"));
+}
+
+#[test]
+fn a_fifo_or_a_link_at_the_lock_path_is_refused_without_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    let lock = dir.path().join("state.lock");
+    nix::unistd::mkfifo(&lock, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let err = Store::open(dir.path())
+        .err()
+        .expect("a FIFO lock is refused");
+    assert!(err.to_string().contains("state.lock"), "{err}");
+    std::fs::remove_file(&lock).unwrap();
+    let elsewhere = dir.path().join("elsewhere");
+    std::os::unix::fs::symlink(&elsewhere, &lock).unwrap();
+    let err = Store::open(dir.path())
+        .err()
+        .expect("a linked lock is refused");
+    assert!(err.to_string().contains("state.lock"), "{err}");
+    assert!(!elsewhere.exists(), "nothing is created through the link");
+}
+
+#[test]
+fn a_slot_whose_job_counter_is_at_u64_max_is_refused_and_the_other_slot_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (mut store, _, _) = Store::open(dir.path()).unwrap();
+        store.commit(&state_with(1)).unwrap();
+        // A valid checksum over a forged counter: the next job would overflow it.
+        let mut forged = state_with(2);
+        forged.next_job_id = u64::MAX;
+        store.commit(&forged).unwrap();
+    }
+    let (_, state, report) = Store::open(dir.path()).unwrap();
+    assert_eq!((state, report.generation), (state_with(1), 1));
+    let reason = report.fell_back.expect("the forged slot is reported");
+    assert!(
+        reason.contains("next job id 18446744073709551615"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn a_state_directory_others_can_write_in_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    for mode in [0o777, 0o775, 0o1777] {
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(mode)).unwrap();
+        let err = Store::open(dir.path()).err().expect("refused");
+        assert!(
+            err.to_string().contains("other users can write in it"),
+            "{mode:o}: {err}"
+        );
+    }
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(Store::open(dir.path()).is_ok());
+}

@@ -3,7 +3,8 @@
 //! `/proc/<pid>/maps` and `/proc/<pid>/mem` (what `gcore` would dump), and searches it for the
 //! HSM PIN after start-up, for client secrets after they were sent over the control API, and for
 //! the client secret 10 s after a sync job sent it to the sign-in host (the token request's
-//! connection is never pooled, so no live HTTP/2 or TLS buffer keeps the form body).
+//! connection is never pooled, so no live HTTP/2 or TLS buffer keeps the form body), also when
+//! the sign-in host refused it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -262,4 +263,130 @@ fn create_group_and_sync(daemon: &control_rig::Daemon, group: &str, credential: 
         None,
     );
     assert!(key["version"].is_string(), "the sync pushed the key: {key}");
+}
+
+/// A secret the sign-in host does not know: its token requests are refused.
+const REFUSED_SECRET: &str = "cs-mem-refused-4e91c07b2a5d83f6";
+
+#[test]
+fn a_refused_client_secret_is_not_in_memory_ten_seconds_after_the_failed_sync() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let ca_dir = tempfile::tempdir().unwrap();
+    let (emu, options) = control_rig::emulator_and_options(
+        &rt,
+        &ca_dir.path().join("emulator-ca.pem"),
+        (control_rig::TENANT, control_rig::CLIENT, SYNC_SECRET),
+        "byokd-mem",
+    );
+    let daemon = control_rig::Daemon::start_with(options);
+    let (status, body) = daemon.curl(
+        Some(control_rig::ADMIN),
+        "POST",
+        "/v1/credentials",
+        Some(&format!(
+            r#"{{"name":"wrong","tenant_id":"{}","client_id":"{}","secret":"{REFUSED_SECRET}"}}"#,
+            control_rig::TENANT,
+            control_rig::CLIENT
+        )),
+    );
+    assert_eq!(status, 201, "{body}");
+    for args in [
+        &[
+            "group",
+            "create",
+            "wrongg",
+            "--credential",
+            "wrong",
+            "--vault",
+            "byokd-mem",
+            "--key-type",
+            "RSA-2048",
+        ][..],
+        &["key", "create", "wrongg", "k1"],
+    ] {
+        let out = daemon.ctl(control_rig::ADMIN, args);
+        assert!(out.status.success(), "{args:?}: {}", daemon.log());
+    }
+    // Entra refuses the secret: the sync fails, and the error path keeps no copy of the body.
+    let out = daemon.ctl(control_rig::ADMIN, &["key", "sync", "wrongg", "k1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("AADSTS7000215"),
+        "the sign-in host refused the secret: {stderr}"
+    );
+    std::thread::sleep(Duration::from_secs(10));
+    let pid = daemon_pid_by_config(&daemon.config);
+    let hits = find_in_memory(pid, REFUSED_SECRET.as_bytes());
+    assert!(
+        hits.is_empty(),
+        "a refused client secret is in byokd's memory 10 s after the failed sync, at {} place(s):\n{hits:#x?}",
+        hits.len()
+    );
+    drop(emu);
+}
+
+/// A client that keeps its connection open after adding a credential (as an API client with a
+/// connection pool does) leaves no copy of the secret in the daemon's TLS or HTTP buffers: byokd
+/// closes a connection once it has answered a request that carries a secret.
+#[test]
+fn a_secret_sent_on_a_kept_alive_connection_is_not_in_memory_after_the_answer() {
+    use std::io::{BufRead, Write};
+    let secret = "cs-mem-keepalive-0d5c3b9e7f21a468";
+    let daemon = control_rig::Daemon::start();
+    let body = format!(
+        r#"{{"name":"memka","tenant_id":"{}","client_id":"{}","secret":"{secret}"}}"#,
+        control_rig::TENANT,
+        control_rig::CLIENT
+    );
+    let mut client = Command::new("openssl")
+        .args(["s_client", "-quiet", "-tls1_3", "-servername", "localhost"])
+        .arg("-connect")
+        .arg(format!("127.0.0.1:{}", daemon.port))
+        .arg("-CAfile")
+        .arg(daemon.path("ca.pem"))
+        .arg("-cert")
+        .arg(daemon.path(&format!("{}.pem", control_rig::ADMIN)))
+        .arg("-key")
+        .arg(daemon.path(&format!("{}.key", control_rig::ADMIN)))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The client's side stays open (stdin is kept) and asks to keep the connection alive.
+    let mut stdin = client.stdin.take().unwrap();
+    write!(
+        stdin,
+        "POST /v1/credentials HTTP/1.1\r\nhost: localhost\r\nconnection: keep-alive\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    stdin.flush().unwrap();
+    let mut answer = std::io::BufReader::new(client.stdout.take().unwrap());
+    let mut status = String::new();
+    answer.read_line(&mut status).unwrap();
+    assert!(status.starts_with("HTTP/1.1 201"), "{status}");
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if answer.read_line(&mut line).unwrap() == 0 || line == "\r\n" {
+            break;
+        }
+        head.push_str(&line.to_ascii_lowercase());
+    }
+    assert!(head.contains("connection: close"), "{head}");
+    // The daemon closed its side: the client sees the end of the stream.
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut answer, &mut rest).unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let pid = daemon_pid_by_config(&daemon.config);
+    let hits = find_in_memory(pid, secret.as_bytes());
+    drop(stdin);
+    let _ = client.kill();
+    let _ = client.wait();
+    assert!(
+        hits.is_empty(),
+        "a secret sent on a kept-alive connection is in byokd's memory at {} place(s):\n{hits:#x?}",
+        hits.len()
+    );
 }

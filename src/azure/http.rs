@@ -622,8 +622,9 @@ fn read_pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, AzureErro
         path: path.display().to_string(),
         detail,
     };
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| err(e.to_string()))?
+    let pem = crate::system::regular_file::read(path, crate::system::regular_file::TEXT_LIMIT)
+        .map_err(|e| err(e.to_string()))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| err(e.to_string()))?;
     if certs.is_empty() {

@@ -171,12 +171,16 @@ pub fn check_file(path: &Path) -> Result<Config, Vec<Problem>> {
 
 /// Reads a configuration file's text.
 pub fn read_file(path: &Path) -> Result<String, Vec<Problem>> {
-    std::fs::read_to_string(path).map_err(|e| {
+    use crate::system::regular_file;
+    let problem = |e: String| {
         vec![Problem {
             line: None,
             message: format!("cannot read {}: {e}", path.display()),
         }]
-    })
+    };
+    let bytes =
+        regular_file::read(path, regular_file::TEXT_LIMIT).map_err(|e| problem(e.to_string()))?;
+    String::from_utf8(bytes).map_err(|e| problem(e.to_string()))
 }
 
 /// Checks configuration text and returns the config, or every problem found.

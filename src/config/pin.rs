@@ -131,20 +131,8 @@ fn open_pin_file(pin_file: &str, owner: PinOwner) -> Result<(PathBuf, File, Meta
         path: path.clone(),
         source,
     })?;
-    let kind = meta.file_type();
-    if !kind.is_file() {
-        use std::os::unix::fs::FileTypeExt;
-        let what = if kind.is_fifo() {
-            "a FIFO"
-        } else if kind.is_dir() {
-            "a directory"
-        } else if kind.is_socket() {
-            "a socket"
-        } else if kind.is_char_device() || kind.is_block_device() {
-            "a device"
-        } else {
-            "a special file"
-        };
+    if !meta.file_type().is_file() {
+        let what = crate::system::regular_file::kind_of(&meta);
         return Err(PinError::NotRegular { path, what });
     }
     if let PinOwner::ThisUser = owner {

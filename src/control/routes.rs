@@ -65,6 +65,15 @@ impl Op {
     }
 }
 
+impl Op {
+    /// Whether the request body may carry a client secret. The connection is closed after
+    /// answering such a request, so no TLS or HTTP read buffer of a kept-alive connection holds
+    /// the secret until the client goes away (freed buffers are wiped by the allocator).
+    pub const fn carries_secret(self) -> bool {
+        matches!(self, Op::AddCredential | Op::UpdateCredential)
+    }
+}
+
 /// One route: method, path template (`{name}` is a parameter), and its operation.
 #[derive(Debug, Clone)]
 pub struct Route {

@@ -610,6 +610,7 @@ async fn answer(
                 None
             };
             let deadline = began + read_timeout(&shared.limits);
+            let close = route.op.carries_secret();
             let resp = match read_body(req, &shared.limits, deadline).await {
                 Err(e) => error_response(&e, true),
                 Ok(body) => {
@@ -622,8 +623,8 @@ async fn answer(
                         Ok(Reply {
                             download: Some(d), ..
                         }) => download_response(d),
-                        Ok(reply) => json_response(reply.status, &reply.body, false),
-                        Err(e) => error_response(&e, false),
+                        Ok(reply) => json_response(reply.status, &reply.body, close),
+                        Err(e) => error_response(&e, close),
                     }
                 }
             };

@@ -6,6 +6,7 @@
 
 use super::errors::ControlError;
 use crate::config::ControlSection;
+use crate::system::regular_file;
 use rustls::RootCertStore;
 use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::pem::PemObject;
@@ -22,8 +23,9 @@ fn pem_error(setting: &'static str, path: &Path, reason: impl ToString) -> Contr
 }
 
 fn certs(setting: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, ControlError> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| pem_error(setting, path, e))?
+    let pem = regular_file::read(path, regular_file::TEXT_LIMIT)
+        .map_err(|e| pem_error(setting, path, e))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| pem_error(setting, path, e))?;
     if certs.is_empty() {
@@ -44,7 +46,9 @@ pub fn server_leaf(c: &ControlSection) -> Result<CertificateDer<'static>, Contro
 pub fn server_config(c: &ControlSection) -> Result<Arc<rustls::ServerConfig>, ControlError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let chain = certs("server_cert", &c.server_cert)?;
-    let key = PrivateKeyDer::from_pem_file(&c.server_key)
+    let key_pem = regular_file::read_secret(&c.server_key, regular_file::TEXT_LIMIT)
+        .map_err(|e| pem_error("server_key", &c.server_key, e))?;
+    let key = PrivateKeyDer::from_pem_slice(&key_pem)
         .map_err(|e| pem_error("server_key", &c.server_key, e))?;
     let mut roots = RootCertStore::empty();
     for ca in certs("client_ca", &c.client_ca)? {

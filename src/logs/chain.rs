@@ -113,7 +113,7 @@ impl Verifier {
         {
             let b = Broken {
                 position: self.verdict.checked + 1,
-                seq: seq_before + 1,
+                seq: seq_before.saturating_add(1),
                 reason: format!(
                     "segment header says it follows record {seq_before} with hash {prev}, but the previous segment ends at record {s} with hash {h}"
                 ),
@@ -144,12 +144,16 @@ impl Verifier {
             )))
         } else {
             match &self.last {
-                Some((s, h)) if seq != s + 1 => Some(fail(format!(
+                Some((s, h)) if s.checked_add(1) != Some(seq) => Some(fail(format!(
                     "record {seq} follows record {s}: {}",
                     if seq <= *s {
                         "records are out of order or repeated".to_owned()
                     } else {
-                        format!("record(s) {}..{} are missing", s + 1, seq - 1)
+                        format!(
+                            "record(s) {}..{} are missing",
+                            s.saturating_add(1),
+                            seq.saturating_sub(1)
+                        )
                     }
                 ))),
                 Some((s, h)) if item.prev() != h => Some(fail(format!(
@@ -183,7 +187,7 @@ impl Verifier {
         if self.verdict.broken.is_none() {
             self.verdict.broken = Some(Broken {
                 position: self.verdict.checked + 1,
-                seq: self.last.as_ref().map_or(0, |(s, _)| s + 1),
+                seq: self.last.as_ref().map_or(0, |(s, _)| s.saturating_add(1)),
                 reason,
             });
         }

@@ -302,7 +302,9 @@ where
 /// The trust anchors in a collector's `ca_file` (also checked by `byokd check-config`).
 pub fn collector_roots(path: &std::path::Path) -> Result<rustls::RootCertStore, String> {
     let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    use crate::system::regular_file;
+    let pem = regular_file::read(path, regular_file::TEXT_LIMIT)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     use rustls_pki_types::pem::PemObject;
     for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
         let cert = cert.map_err(|e| format!("{}: {e}", path.display()))?;

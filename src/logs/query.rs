@@ -56,9 +56,13 @@ fn bad(field: &str, reason: impl Into<String>) -> FilterError {
 
 /// Parses a time bound: RFC 3339 (any offset), turned into the record timestamp form.
 pub fn parse_time(field: &str, v: &str) -> Result<String, FilterError> {
+    // A time whose offset takes it past year 9999 in UTC (e.g. `9999-12-31T23:59:59-23:59`)
+    // has no UTC form: refused here, since converting it would panic.
     time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .and_then(|t| t.checked_to_offset(time::UtcOffset::UTC))
         .map(ts_of)
-        .map_err(|_| bad(field, "an RFC 3339 time, e.g. 2026-01-31T12:00:00Z"))
+        .ok_or_else(|| bad(field, "an RFC 3339 time, e.g. 2026-01-31T12:00:00Z"))
 }
 
 impl Filter {
@@ -230,6 +234,17 @@ mod tests {
         assert_eq!((q.after, q.limit, q.filter.job), (3, 5, Some(7)));
         assert_eq!(parse("nope=1", &[]).unwrap_err().field, "nope");
         assert_eq!(parse("limit=0", &[]).unwrap_err().field, "limit");
+        // Past year 9999 once in UTC: a clear refusal, not a panic (which aborts the daemon).
+        for v in ["9999-12-31T23:59:59-23:59", "9999-12-31T23:00:00-01:00"] {
+            let q = format!("since={}", v.replace('+', "%2B"));
+            assert_eq!(parse(&q, &[]).unwrap_err().field, "since", "{v}");
+            assert_eq!(
+                parse(&q.replace("since", "until"), &[]).unwrap_err().field,
+                "until"
+            );
+        }
+        assert!(parse("since=9999-12-31T22:00:00-01:00", &[]).is_ok());
+        assert!(parse("since=0000-01-01T00:00:00%2B23:59", &[]).is_ok());
         assert_eq!(parse("level=debug", &[]).unwrap_err().field, "level");
     }
 }

@@ -22,6 +22,11 @@ use std::path::{Path, PathBuf};
 
 const PREFIX: &str = "segment-";
 const SUFFIX: &str = ".log";
+/// Longer than any segment byokd writes: the largest `logs.max_segment_bytes` (1 GiB) with
+/// room for the record that crosses it.
+const MAX_SEGMENT_FILE: u64 = 2 << 30;
+/// The highest record number a store may continue from.
+const MAX_SEQ: u64 = i64::MAX as u64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -129,7 +134,19 @@ fn list(dir: &Path) -> Result<Vec<Segment>, StoreError> {
         else {
             continue;
         };
-        let size = e.metadata().map_err(io(dir))?.len();
+        // `DirEntry::metadata` does not follow links: a FIFO, device, directory or link named
+        // like a segment is refused here, before anything opens it (a FIFO would block).
+        let meta = e.metadata().map_err(io(dir))?;
+        if !meta.file_type().is_file() {
+            return Err(StoreError::Corrupt {
+                path: e.path().display().to_string(),
+                reason: format!(
+                    "is {}, not a log segment; move it out of the logs directory",
+                    crate::system::regular_file::kind_of(&meta)
+                ),
+            });
+        }
+        let size = meta.len();
         out.push(Segment {
             path: e.path(),
             first_seq,
@@ -153,6 +170,17 @@ impl Store {
     pub fn open(dir: &Path, limits: Limits) -> Result<(Store, OpenReport), StoreError> {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let mut segments = list(dir)?;
+        if let Some(seg) = segments.iter().find(|s| s.size > MAX_SEGMENT_FILE) {
+            // byokd never writes a segment this long (`logs.max_segment_bytes` is at most
+            // 1 GiB); reading it would let a planted file take the daemon's memory.
+            return Err(StoreError::Corrupt {
+                path: seg.path.display().to_string(),
+                reason: format!(
+                    "is {} bytes, longer than any segment byokd writes ({MAX_SEGMENT_FILE}); move it out of the logs directory",
+                    seg.size
+                ),
+            });
+        }
         for seg in &mut segments {
             seg.unattributed = unattributed_bytes_in(&seg.path)?;
         }
@@ -208,8 +236,19 @@ impl Store {
                     path: path.display().to_string(),
                     reason: format!("bad last record: {e}"),
                 })?;
-                store.next_seq = r.seq + 1;
+                store.next_seq = r.seq.saturating_add(1);
                 store.last_hash = r.hash;
+            }
+            if store.next_seq > MAX_SEQ {
+                // Written by hand, not by byokd (a thousand records a second take 292 million
+                // years to get here); counting on from it would overflow.
+                return Err(StoreError::Corrupt {
+                    path: path.display().to_string(),
+                    reason: format!(
+                        "its records are numbered up to {}, past the highest byokd writes ({MAX_SEQ}); move the segment out of the logs directory",
+                        store.next_seq - 1
+                    ),
+                });
             }
             store.file = Some(file);
         }
@@ -302,7 +341,7 @@ impl Store {
     }
 
     fn advance(&mut self, r: &Record) {
-        self.next_seq = r.seq + 1;
+        self.next_seq = r.seq.saturating_add(1);
         self.last_hash = r.hash.clone();
         self.dirty = true;
     }

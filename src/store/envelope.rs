@@ -20,6 +20,9 @@ const HEADER_LEN: usize = 8 + 2 + 8 + 4;
 /// keeps "one past the newest" from overflowing.
 pub const MAX_GENERATION: u64 = i64::MAX as u64;
 const CHECKSUM_LEN: usize = 32;
+/// The longest file an envelope can be (its length field is 32 bits); a slot longer than this
+/// is refused from its size alone, before it is read.
+pub const MAX_ENVELOPE_LEN: u64 = (HEADER_LEN + CHECKSUM_LEN) as u64 + u32::MAX as u64;
 
 /// A decoded envelope whose checksum was verified.
 pub struct Envelope<'a> {

@@ -27,6 +27,11 @@ pub struct State {
     pub drift: BTreeMap<KeyName, DriftReport>,
 }
 
+/// The highest job id a loaded state may hand out next. A daemon starting a job a second needs
+/// 292 billion years to get here, so a state above it was written by hand; loading it would
+/// overflow the counter at the next job.
+pub const MAX_NEXT_JOB_ID: u64 = i64::MAX as u64;
+
 impl State {
     pub fn keys_in<'a>(&'a self, group: &'a KeyName) -> impl Iterator<Item = &'a Key> + 'a {
         self.keys

@@ -1,9 +1,13 @@
 //! Reading and writing generations: A/B slots, atomic publish, fallback and locking.
 
 use super::envelope::{self, FORMAT_VERSION};
+use super::state::MAX_NEXT_JOB_ID;
 use super::{State, StoreError, legacy};
+use crate::system::regular_file;
+use nix::libc;
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 const SLOTS: [&str; 2] = ["state.a", "state.b"];
@@ -53,6 +57,7 @@ impl Store {
     /// Opens (creating if needed) the state directory and loads the newest valid generation.
     pub fn open(dir: &Path) -> Result<(Store, State, LoadReport), StoreError> {
         fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+        check_dir(dir)?;
         let lock = lock_dir(dir)?;
         let slots: Vec<Slot> = SLOTS
             .iter()
@@ -198,10 +203,8 @@ impl Store {
         let mut best: Option<(u64, u16)> = None;
         for name in SLOTS {
             let path = dir.join(name);
-            let bytes = match fs::read(&path) {
-                Ok(b) => b,
-                Err(e) if e.kind() == ErrorKind::NotFound => continue,
-                Err(e) => return Err(StoreError::io(&path, e)),
+            let Ok(bytes) = slot_bytes(&path)? else {
+                continue;
             };
             if let Ok(env) = envelope::decode(&bytes)
                 && best.is_none_or(|(g, _)| env.generation > g)
@@ -242,10 +245,10 @@ impl StagedWrite<'_> {
 }
 
 fn read_slot(path: &Path) -> Result<Slot, StoreError> {
-    let bytes = match fs::read(path) {
+    let bytes = match slot_bytes(path)? {
         Ok(b) => b,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Slot::Missing),
-        Err(e) => return Err(StoreError::io(path, e)),
+        Err(SlotRead::Missing) => return Ok(Slot::Missing),
+        Err(SlotRead::Unusable(reason)) => return Ok(Slot::Damaged(reason)),
     };
     let env = match envelope::decode(&bytes) {
         Ok(env) => env,
@@ -259,6 +262,10 @@ fn read_slot(path: &Path) -> Result<Slot, StoreError> {
         });
     }
     match legacy::migrate(env.format, env.payload) {
+        Ok(state) if state.next_job_id > MAX_NEXT_JOB_ID => Ok(Slot::Damaged(format!(
+            "checksum valid but the next job id {} is above the highest byokd hands out ({MAX_NEXT_JOB_ID}): the state was damaged or forged",
+            state.next_job_id
+        ))),
         Ok(state) => Ok(Slot::Valid {
             generation: env.generation,
             format: env.format,
@@ -270,6 +277,25 @@ fn read_slot(path: &Path) -> Result<Slot, StoreError> {
     }
 }
 
+/// Why a slot's bytes were not read: it is absent, or it is something no generation can be
+/// (a FIFO, device or directory, or longer than any envelope), which is damage to fall back
+/// from rather than a reason to hang or to allocate whatever the file claims.
+enum SlotRead {
+    Missing,
+    Unusable(String),
+}
+
+fn slot_bytes(path: &Path) -> Result<Result<Vec<u8>, SlotRead>, StoreError> {
+    match regular_file::read(path, envelope::MAX_ENVELOPE_LEN) {
+        Ok(b) => Ok(Ok(b)),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(Err(SlotRead::Missing)),
+        Err(e) if matches!(e.kind(), ErrorKind::InvalidInput | ErrorKind::InvalidData) => {
+            Ok(Err(SlotRead::Unusable(format!("the slot {e}"))))
+        }
+        Err(e) => Err(StoreError::io(path, e)),
+    }
+}
+
 fn remove_if_exists(path: &Path) -> Result<(), StoreError> {
     match fs::remove_file(path) {
         Ok(()) => Ok(()),
@@ -278,14 +304,60 @@ fn remove_if_exists(path: &Path) -> Result<(), StoreError> {
     }
 }
 
+/// The state directory must be byokd's own: another user who can write in it can replace a
+/// slot with a forged generation. Checked on an open descriptor of the directory itself.
+fn check_dir(dir: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(dir)
+        .and_then(|d| d.metadata())
+        .map_err(|e| StoreError::io(dir, e))?;
+    let euid = nix::unistd::geteuid().as_raw();
+    let refuse = |why: String| {
+        Err(StoreError::io(
+            dir,
+            std::io::Error::other(format!("the state directory {why}")),
+        ))
+    };
+    // Root (the upgrade installer) opens byokd's own directory, owned by byokd's user.
+    if euid != 0 && meta.uid() != euid && meta.uid() != 0 {
+        return refuse(format!(
+            "is owned by uid {}, not by byokd's user (uid {euid}) or root; chown it to byokd's user",
+            meta.uid()
+        ));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return refuse(format!(
+            "has mode {mode:04o}: other users can write in it and replace the state; chmod 700 it"
+        ));
+    }
+    Ok(())
+}
+
 fn lock_dir(dir: &Path) -> Result<nix::fcntl::Flock<File>, StoreError> {
     let path = dir.join(LOCK);
+    // Non-blocking and without following a link: a FIFO or a link planted at the lock's
+    // path must not hang start-up or lock a file elsewhere.
     let file = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(false)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(&path)
         .map_err(|e| StoreError::io(&path, e))?;
+    let meta = file.metadata().map_err(|e| StoreError::io(&path, e))?;
+    if !meta.file_type().is_file() {
+        return Err(StoreError::io(
+            &path,
+            std::io::Error::other(format!(
+                "the lock file is {}; remove it so byokd can create a regular file there",
+                regular_file::kind_of(&meta)
+            )),
+        ));
+    }
     nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| StoreError::Io {
         path: path.clone(),
         source: std::io::Error::other(format!(

@@ -7,6 +7,7 @@
 
 mod hardening;
 mod notify;
+pub mod regular_file;
 
 pub use hardening::{HardeningError, HardeningReport, MlockOutcome, check_config_file, harden};
 pub use notify::{Notifier, Watchdog};
