@@ -1292,14 +1292,9 @@ fn purge_case() -> JobCase {
         kind: "purge",
         job_kind: JobKind::Purge,
         kill_points: vec![
+            // No kill point on the token request: the request-time check (purge_possible) asks
+            // for the token first, so a hold on it would stop the request, not the job.
             kp0("job approved (pending)", AtSubmit),
-            kp0(
-                "token request in flight",
-                Before {
-                    op: Op::Token,
-                    skip: 0,
-                },
-            ),
             kp(sent, "purge in flight", Before { op, skip: 0 }),
             kp(sent, "purged, answer lost", AfterCommit { op, skip: 0 }),
         ],
