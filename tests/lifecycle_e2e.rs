@@ -580,19 +580,15 @@ fn the_drift_check_reports_each_change_made_behind_byokds_back() {
     }
 }
 
-/// A recover calls Azure in a job: where the vault cannot be reached, the request is still
-/// accepted (202 with the job, never a 5xx), and the job fails saying what to check.
-#[test]
-fn a_recover_on_an_unreachable_vault_is_accepted_and_its_job_fails_saying_why() {
-    let rig = start();
-    let d = &rig.daemon;
+/// Creates group `name` on a vault that cannot be reached.
+fn unreachable_group(d: &Daemon, name: &str) {
     ok(
         d,
         ADMIN,
         &[
             "group",
             "create",
-            "lost",
+            name,
             "--credential",
             "app",
             "--vault",
@@ -603,6 +599,15 @@ fn a_recover_on_an_unreachable_vault_is_accepted_and_its_job_fails_saying_why() 
             "sign,verify",
         ],
     );
+}
+
+/// A recover calls Azure in a job: where the vault cannot be reached, the request is still
+/// accepted (202 with the job, never a 5xx), and the job fails saying what to check.
+#[test]
+fn a_recover_on_an_unreachable_vault_is_accepted_and_its_job_fails_saying_why() {
+    let rig = start();
+    let d = &rig.daemon;
+    unreachable_group(d, "lost");
     let (status, started) = d.curl(Some(OPERATOR), "POST", "/v1/groups/lost/recover", None);
     assert_eq!(status, 202, "{started}");
     assert_eq!(started["job"]["kind"], "recover", "{started}");
@@ -640,23 +645,7 @@ fn a_recover_on_an_unreachable_vault_is_accepted_and_its_job_fails_saying_why() 
 fn an_approved_purge_on_an_unreachable_vault_fails_its_job_saying_why() {
     let rig = start();
     let d = &rig.daemon;
-    ok(
-        d,
-        ADMIN,
-        &[
-            "group",
-            "create",
-            "gone",
-            "--credential",
-            "app",
-            "--vault",
-            V_UNREACHABLE,
-            "--key-type",
-            "EC-P256",
-            "--key-ops",
-            "sign,verify",
-        ],
-    );
+    unreachable_group(d, "gone");
     let (status, requested) = d.curl(Some(ADMIN), "POST", "/v1/groups/gone/purge", None);
     assert_eq!(status, 202, "{requested}");
     assert_eq!(requested["job"]["kind"], "purge", "{requested}");

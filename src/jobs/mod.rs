@@ -163,11 +163,13 @@ impl Jobs {
         self.submit_group_job(JobKind::Rotate, group, by).await
     }
 
-    /// Records "Delete key material on cloud" durably in `waiting-approval`, linked to the
-    /// dual-control approval `approval` (which expires at `expires_at`). Nothing runs until
-    /// [`Jobs::approved`].
-    pub async fn request_delete_cloud(
+    /// Records a dual-control job of `kind` ("Delete key material on cloud", "Purge key
+    /// material on cloud") durably in `waiting-approval`, linked to the approval `approval`
+    /// (which expires at `expires_at`). Nothing runs until [`Jobs::approved`] (a purge:
+    /// [`Jobs::approved_purge`]).
+    pub async fn request_approval_job(
         &self,
+        kind: JobKind,
         group: &KeyName,
         by: &str,
         approval: &str,
@@ -176,7 +178,7 @@ impl Jobs {
         self.require_designated().await?;
         Ok(self
             .service()
-            .create_waiting_job(JobKind::DeleteOnCloud, group, by, approval, expires_at)
+            .create_waiting_job(kind, group, by, approval, expires_at)
             .await?)
     }
 
@@ -224,23 +226,6 @@ impl Jobs {
     pub async fn purge_possible(&self, group: &KeyName) -> Result<(), JobError> {
         self.require_designated().await?;
         cloud::purge_possible(self, group).await
-    }
-
-    /// Records "Purge key material on cloud" durably in `waiting-approval`, linked to the
-    /// dual-control approval `approval` (which expires at `expires_at`). Nothing runs until
-    /// [`Jobs::approved_purge`].
-    pub async fn request_purge(
-        &self,
-        group: &KeyName,
-        by: &str,
-        approval: &str,
-        expires_at: i64,
-    ) -> Result<u64, JobError> {
-        self.require_designated().await?;
-        Ok(self
-            .service()
-            .create_waiting_job(JobKind::Purge, group, by, approval, expires_at)
-            .await?)
     }
 
     /// Runs a waiting purge job once a second admin approved it, but only for the deleted key

@@ -11,6 +11,7 @@ use super::{Ctx, Input, Reply};
 use crate::control::approvals::Action;
 use crate::control::authz::{Admin, Authorized, Operate};
 use crate::control::errors::ApiError;
+use crate::model::JobKind;
 use http::StatusCode;
 
 /// How long a purge request waits for Azure to say whether the vault allows a purge.
@@ -161,29 +162,25 @@ pub async fn delete_cloud(who: Authorized<Admin>, ctx: &Ctx, i: Input) -> Result
     let action = Action::DeleteGroupCloud {
         group: group.to_string(),
     };
-    request_job(&who, ctx, &group, action, "delete on cloud").await
+    let job = (action, JobKind::DeleteOnCloud);
+    request_job(&who, ctx, &group, job, "delete on cloud").await
 }
 
-/// Records the dual-control `action` and its job in `waiting-approval`, linked to each other,
-/// and answers 202 with both.
+/// Records the dual-control `action` and its job of `kind` in `waiting-approval`, linked to
+/// each other, and answers 202 with both.
 async fn request_job(
     who: &Authorized<Admin>,
     ctx: &Ctx,
     group: &crate::model::KeyName,
-    action: Action,
+    (action, kind): (Action, JobKind),
     what: &str,
 ) -> Result<Reply, ApiError> {
     let jobs = jobs(ctx, what)?;
-    let purge = matches!(action, Action::PurgeGroupCloud { .. });
     let approval = super::approvals::submit(who, ctx, action)?;
-    let requested = if purge {
-        jobs.request_purge(group, who.name(), &approval.id, approval.expires_at)
-            .await
-    } else {
-        jobs.request_delete_cloud(group, who.name(), &approval.id, approval.expires_at)
-            .await
-    };
-    let id = match requested {
+    let id = match jobs
+        .request_approval_job(kind, group, who.name(), &approval.id, approval.expires_at)
+        .await
+    {
         Ok(id) => id,
         Err(e) => {
             ctx.approvals.reject(&approval.id, who.identity()).ok();
@@ -265,5 +262,5 @@ pub async fn purge(who: Authorized<Admin>, ctx: &Ctx, i: Input) -> Result<Reply,
         group: group.to_string(),
         vault,
     };
-    request_job(&who, ctx, &group, action, "purge").await
+    request_job(&who, ctx, &group, (action, JobKind::Purge), "purge").await
 }
