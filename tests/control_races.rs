@@ -713,9 +713,15 @@ fn every_mutating_route_writes_its_record_with_identity_and_target() {
     w.job(OPERATOR, "/v1/groups/{group}/sync", &["au"]);
     rig.emu.delete_key_now(V_SOFT, "au").unwrap();
     let purge = "/v1/groups/{group}/purge";
-    let approval = approval_id(&w.call(ADMIN, "POST", purge, &["au"], None, 202));
+    let requested = w.call(ADMIN, "POST", purge, &["au"], None, 202);
+    let approval = approval_id(&requested);
+    assert_eq!(requested["job"]["state"], "waiting-approval", "{requested}");
     assert_recorded(d, "approval.requested", ADMIN, "approval", &approval);
-    w.approve(&approval);
+    let job = requested["job"]["id"].as_str().unwrap().to_owned();
+    assert_recorded(d, "job.created", ADMIN, "job", &job);
+    let approved = w.approve(&approval);
+    assert_eq!(approved["job"]["id"], job.as_str(), "{approved}");
+    assert_eq!(wait_end(d, &job)["state"], "succeeded");
     assert_recorded(d, "azure.key.purged", ADMIN, "group", "au");
     assert_recorded(d, "approval.executed", ADMIN, "approval", &approval);
 
@@ -819,34 +825,27 @@ fn an_approved_purge_never_purges_in_another_vault() {
     let sync = "/v1/groups/p/keys/k/sync";
     wait_end(d, &job_id(&expect(d, OPERATOR, "POST", sync, None, 202)));
     rig.emu.delete_key_now(V_SOFT, "p").unwrap();
-    let purge = expect(d, ADMIN, "POST", "/v1/groups/p/purge", None, 202);
-    let purge = approval_id(&purge);
-    // Meanwhile group p is deleted (its key first, approved) and created again on V_OTHER,
-    // whose key p is then deleted too.
+    let requested = expect(d, ADMIN, "POST", "/v1/groups/p/purge", None, 202);
+    let purge = approval_id(&requested);
+    let job = requested["job"]["id"].as_str().unwrap().to_owned();
+    // The waiting purge job holds group p: its key and the group cannot go under it.
+    let held = expect(d, ADMIN, "DELETE", "/v1/groups/p/keys/k", None, 409);
+    assert_eq!(held["error"]["job"], job.as_str(), "{held}");
+    expect(d, OPERATOR, "DELETE", "/v1/groups/p", None, 409);
+    // Its job cancelled (the approval id still in hand), group p is deleted (its key first,
+    // approved) and created again on V_OTHER, whose key p is then deleted too.
+    let cancel = format!("/v1/jobs/{job}/cancel");
+    expect(d, OPERATOR, "POST", &cancel, None, 200);
     let key = expect(d, ADMIN, "DELETE", "/v1/groups/p/keys/k", None, 202);
     approve(&approval_id(&key), 200);
     expect(d, OPERATOR, "DELETE", "/v1/groups/p", None, 200);
     group(d, "p", V_OTHER, &["k"]);
     wait_end(d, &job_id(&expect(d, OPERATOR, "POST", sync, None, 202)));
     rig.emu.delete_key_now(V_OTHER, "p").unwrap();
-    // The purge was approved for V_SOFT: approving it now purges nothing in V_OTHER.
-    let refused = approve(&purge, 409);
-    assert!(
-        refused["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("request the purge again"),
-        "{refused}"
-    );
-    let late = expect(
-        d,
-        AUDITOR,
-        "GET",
-        &format!("/v1/approvals/{purge}"),
-        None,
-        200,
-    );
-    assert_eq!(late["status"], "failed", "{late}");
+    // The purge was requested for V_SOFT: approving it now purges nothing in V_OTHER.
+    approve(&purge, 409);
+    let ended = wait_end(d, &job);
+    assert_eq!(ended["state"], "cancelled", "{ended}");
     let deleted = rig.emu.deleted_keys(V_OTHER);
     assert!(deleted.iter().any(|k| k.name == "p"), "{deleted:?}");
 }

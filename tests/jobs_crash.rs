@@ -672,6 +672,7 @@ fn every_typed_step_of_every_kind_is_a_kill_point() {
         delete_no_soft_delete_case(),
         check_case(),
         recover_case(),
+        purge_case(),
     ];
     for kind in [
         JobKind::Sync,
@@ -679,6 +680,7 @@ fn every_typed_step_of_every_kind_is_a_kill_point() {
         JobKind::DeleteOnCloud,
         JobKind::CheckCloud,
         JobKind::Recover,
+        JobKind::Purge,
     ] {
         let named: BTreeSet<&str> = cases
             .iter()
@@ -1012,8 +1014,14 @@ fn token_labels(rig: &Rig, group: &str) -> Vec<String> {
 
 /// Asks for the delete as ADMIN, approves it as ADMIN2; returns the job the approval started.
 fn start_delete(rig: &Rig, group: &str) -> String {
+    start_approved(rig, "delete-cloud", group)
+}
+
+/// Asks for the dual-control group action `action` as ADMIN, approves it as ADMIN2; returns the
+/// job the approval started.
+fn start_approved(rig: &Rig, action: &str, group: &str) -> String {
     let d = &rig.daemon;
-    let (code, pending) = d.ctl_json(ADMIN, &["group", "delete-cloud", group]);
+    let (code, pending) = d.ctl_json(ADMIN, &["group", action, group]);
     assert_eq!(code, 0, "{pending}");
     let approval = pending["approval"]["id"].as_str().unwrap();
     let (status, approved) = d.curl(
@@ -1271,6 +1279,50 @@ fn check_recover(rig: &Rig, group: &str, before: &Value, job: &Value) {
 #[test]
 fn a_recover_killed_at_every_journalled_step_recovers_the_key_once() {
     run_cases(&[recover_case()]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// "Purge key material on cloud".
+
+fn purge_case() -> JobCase {
+    use Kill::*;
+    let op = Op::PurgeDeletedKey;
+    let sent = "purge.purge-sent";
+    JobCase {
+        kind: "purge",
+        job_kind: JobKind::Purge,
+        kill_points: vec![
+            // No kill point on the token request: the request-time check (purge_possible) asks
+            // for the token first, so a hold on it would stop the request, not the job.
+            kp0("job approved (pending)", AtSubmit),
+            kp(sent, "purge in flight", Before { op, skip: 0 }),
+            kp(sent, "purged, answer lost", AfterCommit { op, skip: 0 }),
+        ],
+        prepare: deleted_group,
+        start: |rig, group| start_approved(rig, "purge", group),
+        check: check_purge,
+    }
+}
+
+/// After a purge: Azure holds neither a live nor a deleted key of that name, and the local key
+/// is intact with its purged version forgotten (so it can be pushed again).
+fn check_purge(rig: &Rig, group: &str, before: &Value, job: &Value) {
+    assert_eq!(job["state"], "succeeded", "{group}: {job}");
+    let now = local_key_intact(&rig.daemon, group, &before["keys"][0]);
+    assert!(rig.emu.key_versions(VAULT, group).is_empty(), "{group}");
+    assert!(
+        rig.emu.deleted_keys(VAULT).iter().all(|k| k.name != group),
+        "{group}: the deleted key is purged: {job}"
+    );
+    assert!(
+        now["version"].is_null(),
+        "{group}: a purged version is forgotten: {now}"
+    );
+}
+
+#[test]
+fn a_purge_killed_at_every_journalled_step_purges_the_key() {
+    run_cases(&[purge_case()]);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -482,9 +482,18 @@ fn a_purge_inside_azures_delete_window_retries_the_409_and_succeeds() {
     rig.emu.clear_requests();
     let approved = dual_control(d, &["group", "purge", "win"]);
     assert_eq!(approved["status"], "approved", "{approved}\n{}", d.log());
+    // The approval starts the purge job; its answer never waits for Azure.
+    assert_eq!(approved["job"]["kind"], "purge", "{approved}");
+    let id = approved["job"]["id"].as_str().unwrap().to_owned();
+    let end = wait_job(d, &id);
+    assert_eq!(end["state"], "succeeded", "{end}\n{}", d.log());
     assert!(
-        approved["outcome"].as_str().unwrap().contains("purged"),
-        "{approved}"
+        end["steps"].to_string().contains("purged for good"),
+        "{end}"
+    );
+    assert!(
+        end["journal"].to_string().contains("purge.purge-sent"),
+        "{end}"
     );
     let purges: Vec<(u16, Option<String>)> = rig
         .emu
@@ -571,19 +580,15 @@ fn the_drift_check_reports_each_change_made_behind_byokds_back() {
     }
 }
 
-/// A recover calls Azure in a job: where the vault cannot be reached, the request is still
-/// accepted (202 with the job, never a 5xx), and the job fails saying what to check.
-#[test]
-fn a_recover_on_an_unreachable_vault_is_accepted_and_its_job_fails_saying_why() {
-    let rig = start();
-    let d = &rig.daemon;
+/// Creates group `name` on a vault that cannot be reached.
+fn unreachable_group(d: &Daemon, name: &str) {
     ok(
         d,
         ADMIN,
         &[
             "group",
             "create",
-            "lost",
+            name,
             "--credential",
             "app",
             "--vault",
@@ -594,6 +599,15 @@ fn a_recover_on_an_unreachable_vault_is_accepted_and_its_job_fails_saying_why() 
             "sign,verify",
         ],
     );
+}
+
+/// A recover calls Azure in a job: where the vault cannot be reached, the request is still
+/// accepted (202 with the job, never a 5xx), and the job fails saying what to check.
+#[test]
+fn a_recover_on_an_unreachable_vault_is_accepted_and_its_job_fails_saying_why() {
+    let rig = start();
+    let d = &rig.daemon;
+    unreachable_group(d, "lost");
     let (status, started) = d.curl(Some(OPERATOR), "POST", "/v1/groups/lost/recover", None);
     assert_eq!(status, 202, "{started}");
     assert_eq!(started["job"]["kind"], "recover", "{started}");
@@ -620,6 +634,42 @@ fn a_recover_on_an_unreachable_vault_is_accepted_and_its_job_fails_saying_why() 
         log.lines().any(|l| l.contains("azure.key.recover_failed")
             && l.contains(OPERATOR)
             && l.contains("lost")),
+        "the failure is audited with the identity"
+    );
+}
+
+/// A purge calls Azure in a job: where the vault cannot be reached, the request and the second
+/// admin's approval still answer (202, then 200 with the started job, never a 5xx), and the
+/// job fails saying what to check.
+#[test]
+fn an_approved_purge_on_an_unreachable_vault_fails_its_job_saying_why() {
+    let rig = start();
+    let d = &rig.daemon;
+    unreachable_group(d, "gone");
+    let (status, requested) = d.curl(Some(ADMIN), "POST", "/v1/groups/gone/purge", None);
+    assert_eq!(status, 202, "{requested}");
+    assert_eq!(requested["job"]["kind"], "purge", "{requested}");
+    assert_eq!(requested["job"]["state"], "waiting-approval", "{requested}");
+    let approval = requested["approval"]["id"].as_str().unwrap();
+    let path = format!("/v1/approvals/{approval}/approve");
+    let (status, approved) = d.curl(Some(ADMIN2), "POST", &path, None);
+    assert_eq!(status, 200, "{approved}");
+    assert_eq!(approved["job"]["id"], requested["job"]["id"], "{approved}");
+    let id = approved["job"]["id"].as_str().unwrap().to_owned();
+    let end = wait_job(d, &id);
+    assert_eq!(end["state"], "failed", "{end}");
+    let error = end["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("not purged")
+            && error.contains(V_UNREACHABLE)
+            && error.contains("could not be reached"),
+        "{end}"
+    );
+    let log = d.log();
+    assert!(
+        log.lines().any(|l| l.contains("azure.key.purge_failed")
+            && l.contains(ADMIN)
+            && l.contains("gone")),
         "the failure is audited with the identity"
     );
 }

@@ -271,10 +271,16 @@ pub enum GroupCmd {
         #[command(flatten)]
         wait: JobWait,
     },
-    /// Purge the group's soft-deleted Azure key for good (admin; needs a second admin's
-    /// approval). Refused at once, with the reason, where the vault forbids it (purge
-    /// protection) or the key is not deleted. Local keys are NOT touched.
-    Purge { name: String },
+    /// Purge the group's soft-deleted Azure key for good (admin; a job that needs a second
+    /// admin's approval). Refused at once, with the reason, where the vault forbids it (purge
+    /// protection) or the key is not deleted. Local keys are NOT touched. The job is recorded at
+    /// once in `waiting-approval` (exit 0); `approval approve` runs it, `approval reject`, the
+    /// approval's expiry or `job cancel` ends it cancelled.
+    Purge {
+        name: String,
+        #[command(flatten)]
+        wait: JobWait,
+    },
 }
 
 #[derive(Debug, Subcommand)]

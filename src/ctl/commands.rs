@@ -424,15 +424,8 @@ async fn group(ctx: &Ctx, c: GroupCmd) -> Result<(), CtlError> {
         GroupCmd::Recover { name, wait } => {
             start_job(ctx, &format!("/v1/groups/{}/recover", seg(&name)?), wait).await?
         }
-        GroupCmd::Purge { name } => {
-            let a = ctx
-                .call(
-                    Method::POST,
-                    &format!("/v1/groups/{}/purge", seg(&name)?),
-                    None,
-                )
-                .await?;
-            ctx.done(&a, "purge requested");
+        GroupCmd::Purge { name, wait } => {
+            start_job(ctx, &format!("/v1/groups/{}/purge", seg(&name)?), wait).await?
         }
     }
     Ok(())

@@ -1,7 +1,7 @@
 //! Cloud-side lifecycle of a group's Azure key: "Delete key material on cloud" (every version
 //! deleted, the deleted key awaited through Azure's 404 window, purged when the recovery level
-//! allows, else the scheduled purge date recorded), "Recover key material on cloud", purge of a
-//! soft-deleted key, and disabling the previous versions once a rotation's grace period ends.
+//! allows, else the scheduled purge date recorded), "Recover key material on cloud", "Purge key
+//! material on cloud" of a soft-deleted key, and disabling the previous versions once a rotation's grace period ends.
 //!
 //! Local keys are never touched here, except that a purge makes their Azure versions gone for
 //! good, so they are forgotten (the keys stay in the HSM and can be pushed again).
@@ -11,7 +11,7 @@ use super::sign_in::{credential_token, sign_in};
 use super::{JobError, Jobs};
 use crate::azure::{AccessToken, AzureError, KeyUpdate, KeyVaultError, RecoveryLevel};
 use crate::logs::Event;
-use crate::model::{DeleteCloudStep, KeyGroup, KeyName, RecoverStep};
+use crate::model::{DeleteCloudStep, KeyGroup, KeyName, PurgeStep, RecoverStep};
 
 pub(super) async fn run_delete(jobs: &Jobs, id: u64) -> Result<(), JobError> {
     run_with(jobs, id, true, async |group| {
@@ -336,58 +336,85 @@ pub(super) async fn purge_possible(jobs: &Jobs, group: &KeyName) -> Result<(), J
     }
 }
 
-pub(super) async fn purge(
-    jobs: &Jobs,
-    group: &KeyName,
-    vault: &str,
-    by: &str,
-) -> Result<String, JobError> {
-    purge_key(jobs, group, vault, by).await.inspect_err(|e| match e {
-        // Refused by the vault's purge protection: said as a skip, with the scheduled date.
-        JobError::Invalid(why) => {
-            tracing::warn!(event = Event::AzureKeyNotPurged.as_str(), service = "azure", group = %group, identity = by, "{why}");
-        }
-        e => {
-            tracing::error!(event = Event::AzureKeyPurgeFailed.as_str(), service = "azure", group = %group, identity = by,
-                "Purge of the soft-deleted Azure key of group {group} failed: {e}");
-        }
+/// "Purge key material on cloud", run once a second admin approved it: the group's
+/// soft-deleted Azure key purged for good (a purge right after a delete on cloud waits out
+/// Azure's "being deleted" window). The purge is journalled ([`PurgeStep::PurgeSent`]) before it
+/// is sent; a restarted job sends it again, and where Azure then lists neither a deleted key nor
+/// a live key of that name, the purge sent before the restart went through (a purge cannot be
+/// undone, so nothing else can have removed the deleted key but Azure's own scheduled purge,
+/// which has the same effect). The Azure versions of the local keys are then forgotten.
+pub(super) async fn run_purge(jobs: &Jobs, id: u64) -> Result<(), JobError> {
+    run_with(jobs, id, true, async |group| {
+        let by = jobs.service().job(id).await?.started_by;
+        purge(jobs, id, group, &by).await.inspect_err(|e| match e {
+            // Refused by the cloud's state (purge protection, nothing to purge): a skip.
+            JobError::Invalid(why) => {
+                tracing::warn!(event = Event::AzureKeyNotPurged.as_str(), service = "azure", job = id, group = %group.name,
+                    vault = %group.vault, identity = %by, "{why}");
+            }
+            e => {
+                tracing::error!(event = Event::AzureKeyPurgeFailed.as_str(), service = "azure", job = id, group = %group.name,
+                    vault = %group.vault, identity = %by, "Purge of the soft-deleted Azure key {}/{} failed: {e}", group.vault, group.name);
+            }
+        })
     })
+    .await
 }
 
-async fn purge_key(
-    jobs: &Jobs,
-    group: &KeyName,
-    approved_vault: &str,
-    by: &str,
-) -> Result<String, JobError> {
-    let g = jobs.service().group_record(group).await?;
-    // The purge goes to the vault of this record, so it must be the one that was approved.
-    if !g.vault.as_str().eq_ignore_ascii_case(approved_vault) {
-        return Err(JobError::Invalid(format!(
-            "key group {group} now uses vault {}, not vault {approved_vault} that this purge was requested and approved for; nothing was purged; request the purge again if the deleted key in {} should go",
-            g.vault, g.vault
-        )));
-    }
-    // Not while a job works on the vault (a delete on cloud waiting for its deleted key).
-    let _slot = jobs.vault_turn(g.vault.as_str()).await?;
-    let t = token(jobs, &g).await?;
+async fn purge(jobs: &Jobs, id: u64, group: &KeyGroup, by: &str) -> Result<String, JobError> {
+    let svc = jobs.service();
     let kv = jobs.azure().keyvault();
-    let vault = g.vault.as_str();
-    let name = g.name.as_str();
-    // A purge right after a delete meets 409 ObjectIsBeingDeleted: purge_with_retry waits it out.
-    match kv.purge_deleted_key(&t, vault, name).await {
+    let vault = group.vault.as_str();
+    let name = group.name.as_str();
+    jobs.azure()
+        .allowlist()
+        .set_vaults(svc.vault_names().await)?;
+    // Whether this job sent the purge before a restart, from its typed journal.
+    let sent_before = svc.job(id).await?.journalled(&PurgeStep::PurgeSent.into());
+    let token = sign_in(jobs, id, group).await?;
+    if !sent_before {
+        svc.job_record(
+            id,
+            PurgeStep::PurgeSent,
+            format!("Purging the soft-deleted Azure key {vault}/{name} for good"),
+            Some(500),
+        )
+        .await?;
+    }
+    let not_purged = |e: AzureError| JobError::Purge {
+        vault: vault.to_owned(),
+        source: Box::new(e),
+    };
+    match kv.purge_deleted_key(&token, vault, name).await {
         Ok(()) => {}
+        // A purge right after a delete meets 409 ObjectIsBeingDeleted: waited out.
         Err(AzureError::KeyVault(KeyVaultError::BeingDeleted { .. })) => {
-            purge_with_retry(jobs, &t, vault, name).await?;
+            purge_with_retry(jobs, &token, vault, name)
+                .await
+                .map_err(|e| match e {
+                    JobError::Azure(a) => not_purged(a),
+                    e => e,
+                })?;
         }
         Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {
-            return Err(JobError::Invalid(format!(
-                "vault {vault} lists no soft-deleted key {name} (not deleted, or already purged)"
-            )));
+            match kv.get_key(&token, vault, name, None).await {
+                Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) if sent_before => {}
+                Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {
+                    return Err(JobError::Invalid(format!(
+                        "nothing to purge: vault {vault} lists no soft-deleted key {name} (not deleted, or already purged)"
+                    )));
+                }
+                Ok(_) => {
+                    return Err(JobError::Invalid(format!(
+                        "nothing purged: key {name} in vault {vault} is live, not deleted (recovered since the purge was requested?)"
+                    )));
+                }
+                Err(e) => return Err(not_purged(e)),
+            }
         }
         Err(AzureError::KeyVault(KeyVaultError::PurgeProtected { .. })) => {
             let date = kv
-                .get_deleted_key(&t, vault, name)
+                .get_deleted_key(&token, vault, name)
                 .await
                 .ok()
                 .and_then(|d| d.scheduled_purge_date)
@@ -396,13 +423,13 @@ async fn purge_key(
                 "vault {vault} has purge protection: it does not allow a purge; Azure purges {name} on {date}"
             )));
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(not_purged(e)),
     }
-    jobs.service().forget_azure_versions(group).await?;
-    tracing::info!(event = Event::AzureKeyPurged.as_str(), service = "azure", group = %g.name, vault, identity = by,
+    svc.forget_azure_versions(&group.name).await?;
+    tracing::info!(event = Event::AzureKeyPurged.as_str(), service = "azure", job = id, group = %group.name, vault, identity = by,
         "Soft-deleted Azure key {vault}/{name} purged for good");
     Ok(format!(
-        "Azure key {vault}/{name} purged for good; local keys untouched"
+        "Azure key {vault}/{name} purged for good; local keys untouched (they may be pushed again)"
     ))
 }
 

@@ -29,6 +29,15 @@ pub enum JobError {
         #[source]
         source: Box<AzureError>,
     },
+    /// Azure did not purge the key: the vault could not be reached or refused the request.
+    #[error(
+        "the key was not purged: {source}; check the group's vault name ({vault}), the network path to it and that the credential may purge keys there, then request the purge again (`byokctl group purge`)"
+    )]
+    Purge {
+        vault: String,
+        #[source]
+        source: Box<AzureError>,
+    },
     /// Stopped at a safe point because this identity cancelled the job.
     #[error("cancelled by {0}")]
     Cancelled(String),

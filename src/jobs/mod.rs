@@ -1,6 +1,6 @@
 //! Jobs: the cloud operations that take time ("Synchronize HSM protected key(s)", "Rotate key
-//! material", "Delete key material on cloud", "Check cloud state" and "Recover key material on
-//! cloud"), run in the background with progress and a durable step journal.
+//! material", "Delete key material on cloud", "Check cloud state", "Recover key material on cloud" and
+//! "Purge key material on cloud"), run in the background with progress and a durable step journal.
 //!
 //! Owns submission (with the designated-device check), the per-vault concurrency bound, and
 //! resuming unfinished jobs at start-up. It must never mutate the cloud from a non-designated
@@ -163,11 +163,13 @@ impl Jobs {
         self.submit_group_job(JobKind::Rotate, group, by).await
     }
 
-    /// Records "Delete key material on cloud" durably in `waiting-approval`, linked to the
-    /// dual-control approval `approval` (which expires at `expires_at`). Nothing runs until
-    /// [`Jobs::approved`].
-    pub async fn request_delete_cloud(
+    /// Records a dual-control job of `kind` ("Delete key material on cloud", "Purge key
+    /// material on cloud") durably in `waiting-approval`, linked to the approval `approval`
+    /// (which expires at `expires_at`). Nothing runs until [`Jobs::approved`] (a purge:
+    /// [`Jobs::approved_purge`]).
+    pub async fn request_approval_job(
         &self,
+        kind: JobKind,
         group: &KeyName,
         by: &str,
         approval: &str,
@@ -176,7 +178,7 @@ impl Jobs {
         self.require_designated().await?;
         Ok(self
             .service()
-            .create_waiting_job(JobKind::DeleteOnCloud, group, by, approval, expires_at)
+            .create_waiting_job(kind, group, by, approval, expires_at)
             .await?)
     }
 
@@ -226,11 +228,31 @@ impl Jobs {
         cloud::purge_possible(self, group).await
     }
 
-    /// Purges the group's soft-deleted Azure key in `vault` (after dual control: the vault the
-    /// group had when the purge was requested); returns what happened.
-    pub async fn purge(&self, group: &KeyName, vault: &str, by: &str) -> Result<String, JobError> {
-        self.require_designated().await?;
-        cloud::purge(self, group, vault, by).await
+    /// Runs a waiting purge job once a second admin approved it, but only for the deleted key
+    /// in `vault`, the group's vault when the purge was requested: a group that now uses another
+    /// vault ends the job `cancelled` and is refused. (The waiting job holds its group, so the
+    /// group cannot be deleted and created again on another vault between this check and the
+    /// run; the check guards a job and an approval that outlived their request.)
+    pub async fn approved_purge(
+        &self,
+        id: u64,
+        vault: &str,
+        by: &str,
+        approver: &str,
+    ) -> Result<u64, JobError> {
+        let job = self.service().job(id).await?;
+        let now = self.service().group_record(&job.group).await?.vault;
+        if !now.as_str().eq_ignore_ascii_case(vault) {
+            let why = format!(
+                "key group {} now uses vault {now}, not vault {vault} that this purge was requested and approved for; nothing was purged; request the purge again if the deleted key in {now} should go",
+                job.group
+            );
+            self.service()
+                .end_waiting_job(id, &format!("Not run: {why}"))
+                .await?;
+            return Err(JobError::Invalid(why));
+        }
+        self.approved(id, by, approver).await
     }
 
     /// Disables the previous Azure versions of a group whose grace period ended.
@@ -276,15 +298,6 @@ impl Jobs {
             .clone()
     }
 
-    /// Waits for the vault's job slot: an action outside a job (purge) takes it so it
-    /// never interleaves with a job on the same vault.
-    async fn vault_turn(&self, vault: &str) -> Result<tokio::sync::OwnedSemaphorePermit, JobError> {
-        self.vault_slot(vault)
-            .acquire_owned()
-            .await
-            .map_err(|_| JobError::Failed("job runner is shutting down".into()))
-    }
-
     /// `azure.vault_concurrent_imports`: how many imports may be in flight to one vault.
     fn concurrent_imports(&self) -> usize {
         self.service()
@@ -327,6 +340,7 @@ impl Jobs {
                 JobKind::DeleteOnCloud => cloud::run_delete(self, id).await,
                 JobKind::CheckCloud => drift::run(self, id).await,
                 JobKind::Recover => cloud::run_recover(self, id).await,
+                JobKind::Purge => cloud::run_purge(self, id).await,
             }
         }
         .instrument(span)

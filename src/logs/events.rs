@@ -62,7 +62,7 @@ catalogue! {
     KeyCreated => "key.created", "A key was generated in the HSM for a group.";
     KeyDeleted => "key.deleted", "A key was deleted locally (the cloud is untouched); a pushed key only after a second admin's approval.";
     // Jobs.
-    JobCreated => "job.created", "A job was created (sync, rotation, delete on cloud, drift check, recover).";
+    JobCreated => "job.created", "A job was created (sync, rotation, delete on cloud, drift check, recover, purge).";
     JobApproved => "job.approved", "A job waiting for approval was approved and queued.";
     JobApprovalEnded => "job.approval_ended", "A job waiting for approval was cancelled (approval rejected, expired or lost at a restart).";
     JobCancel => "job.cancel", "A cancel of a job was requested.";

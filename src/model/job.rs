@@ -17,6 +17,7 @@ pub enum JobKind {
     DeleteOnCloud,
     CheckCloud,
     Recover,
+    Purge,
 }
 
 impl JobKind {
@@ -27,6 +28,7 @@ impl JobKind {
             Self::DeleteOnCloud => "Delete key material on cloud",
             Self::CheckCloud => "Check cloud state",
             Self::Recover => "Recover key material on cloud",
+            Self::Purge => "Purge key material on cloud",
         }
     }
 
@@ -37,6 +39,7 @@ impl JobKind {
             Self::DeleteOnCloud => "delete-cloud",
             Self::CheckCloud => "check-cloud",
             Self::Recover => "recover",
+            Self::Purge => "purge",
         }
     }
 }
@@ -225,6 +228,15 @@ pub enum RecoverStep {
     RecoverSent,
 }
 
+/// "Purge key material on cloud": the group's soft-deleted Azure key purged for good, after a
+/// second admin's approval. After a restart the job sends the purge again; where Azure then
+/// lists neither a deleted nor a live key, the purge this step announced went through.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PurgeStep {
+    /// Intent: the purge request may have been sent.
+    PurgeSent,
+}
+
 /// One entry of a job's typed journal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum JobStep {
@@ -233,6 +245,7 @@ pub enum JobStep {
     DeleteCloud(DeleteCloudStep),
     CheckCloud(CheckCloudStep),
     Recover(RecoverStep),
+    Purge(PurgeStep),
 }
 
 impl JobStep {
@@ -257,6 +270,7 @@ impl JobStep {
     ];
     pub const CHECK_CLOUD_CODES: &'static [&'static str] = &["check-cloud.listed"];
     pub const RECOVER_CODES: &'static [&'static str] = &["recover.recover-sent"];
+    pub const PURGE_CODES: &'static [&'static str] = &["purge.purge-sent"];
 
     /// The codes of the steps a job of `kind` journals.
     pub fn codes_of(kind: JobKind) -> Vec<&'static str> {
@@ -266,6 +280,7 @@ impl JobStep {
             JobKind::DeleteOnCloud => Self::DELETE_CLOUD_CODES.to_vec(),
             JobKind::CheckCloud => Self::CHECK_CLOUD_CODES.to_vec(),
             JobKind::Recover => Self::RECOVER_CODES.to_vec(),
+            JobKind::Purge => Self::PURGE_CODES.to_vec(),
         }
     }
 
@@ -278,6 +293,7 @@ impl JobStep {
                 | (Self::DeleteCloud(_), JobKind::DeleteOnCloud)
                 | (Self::CheckCloud(_), JobKind::CheckCloud)
                 | (Self::Recover(_), JobKind::Recover)
+                | (Self::Purge(_), JobKind::Purge)
         )
     }
 
@@ -305,6 +321,7 @@ impl JobStep {
             },
             Self::CheckCloud(CheckCloudStep::Listed { .. }) => "check-cloud.listed",
             Self::Recover(RecoverStep::RecoverSent) => "recover.recover-sent",
+            Self::Purge(PurgeStep::PurgeSent) => "purge.purge-sent",
         }
     }
 
@@ -350,6 +367,12 @@ impl From<RecoverStep> for JobStep {
     }
 }
 
+impl From<PurgeStep> for JobStep {
+    fn from(s: PurgeStep) -> Self {
+        Self::Purge(s)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -377,6 +400,7 @@ mod tests {
             DeleteCloudStep::PurgeSent.into(),
             CheckCloudStep::Listed { versions: 1 }.into(),
             RecoverStep::RecoverSent.into(),
+            PurgeStep::PurgeSent.into(),
         ]
     }
 
@@ -388,6 +412,7 @@ mod tests {
             JobKind::DeleteOnCloud,
             JobKind::CheckCloud,
             JobKind::Recover,
+            JobKind::Purge,
         ];
         let steps = every_step();
         let mut codes: Vec<&str> = steps.iter().map(JobStep::code).collect();
@@ -410,6 +435,7 @@ mod tests {
             JobStep::DELETE_CLOUD_CODES,
             JobStep::CHECK_CLOUD_CODES,
             JobStep::RECOVER_CODES,
+            JobStep::PURGE_CODES,
         ]
         .iter()
         .map(|c| c.len())

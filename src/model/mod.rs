@@ -19,7 +19,7 @@ pub use error::ModelError;
 pub use group::KeyGroup;
 pub use job::{
     CheckCloudStep, DeleteCloudStep, Job, JobKind, JobState, JobStep, KekJournal, KeyPush,
-    KeyPushState, PushStep, RecoverStep, RotateStep, StepMessage,
+    KeyPushState, PurgeStep, PushStep, RecoverStep, RotateStep, StepMessage,
 };
 pub use key::{HsmKeyId, Key, Storage};
 pub use key_type::{Curve, KeyOp, KeyType, RsaExponent};

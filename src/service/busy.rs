@@ -7,7 +7,7 @@ use crate::model::{Job, JobKind, KeyName, LocalKeyName};
 use crate::store::State;
 
 /// The unfinished job that works on `group`/`key`: a sync that names it, or a rotation or a
-/// delete on cloud of its group (those work on every version of the group's key). A drift check
+/// delete on cloud or purge of its group (those work on every version of the group's key). A drift check
 /// only reads, so it holds nothing.
 pub(super) fn holding_key<'a>(
     state: &'a State,
@@ -16,7 +16,8 @@ pub(super) fn holding_key<'a>(
 ) -> Option<&'a Job> {
     unfinished(state, group).find(|j| match j.kind {
         JobKind::Sync => j.keys.iter().any(|p| &p.key == key),
-        JobKind::Rotate | JobKind::DeleteOnCloud => true,
+        // A purge makes every Azure version of the group's key gone for good.
+        JobKind::Rotate | JobKind::DeleteOnCloud | JobKind::Purge => true,
         // A drift check only reads; a recover brings back Azure versions, not local keys.
         JobKind::CheckCloud | JobKind::Recover => false,
     })

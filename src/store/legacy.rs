@@ -274,8 +274,8 @@ fn step_of_message(kind: JobKind, message: &str) -> Option<JobStep> {
             .and_then(|rest| rest.split(' ').next())
             .and_then(|n| n.parse().ok())
             .map(|versions| CheckCloudStep::Listed { versions }.into()),
-        // Format 3 had no recover job.
-        JobKind::Sync | JobKind::Recover => None,
+        // Format 3 had no recover or purge job.
+        JobKind::Sync | JobKind::Recover | JobKind::Purge => None,
     }
 }
 

@@ -145,7 +145,6 @@ pub async fn approve(auth: Authorized<Admin>, ctx: &Ctx, i: Input) -> Result<Rep
     let result = execute(ctx, &approved).await;
     let (ok, outcome) = match &result {
         Ok(Executed::Done) => (true, "done".to_owned()),
-        Ok(Executed::Said(m)) => (true, m.clone()),
         Ok(Executed::Job(job)) => (true, format!("job {} started", job.id)),
         Err(e) => (false, e.message.clone()),
     };
@@ -169,7 +168,6 @@ pub async fn approve(auth: Authorized<Admin>, ctx: &Ctx, i: Input) -> Result<Rep
 /// What executing an approved action gave.
 enum Executed {
     Done,
-    Said(String),
     /// A job was started; the answer carries it so the caller can follow it.
     Job(Box<crate::model::Job>),
 }
@@ -184,19 +182,7 @@ async fn execute(ctx: &Ctx, approved: &Approved) -> Result<Executed, ApiError> {
             ctx.service.delete_key_approved(approved).await?;
         }
         Action::DeleteGroupCloud { group } => {
-            let g = decode::field("group", KeyName::try_from(group.clone()))?;
-            let jobs = super::cloud::jobs(ctx, "delete on cloud")?;
-            ctx.service.group(&g).await?;
-            let waiting = linked_job(approved.approval()).ok_or_else(|| {
-                ApiError::new(
-                    http::StatusCode::CONFLICT,
-                    "approval_without_job",
-                    format!(
-                        "approval {} has no waiting job; request the delete on cloud again",
-                        approved.id()
-                    ),
-                )
-            })?;
+            let (jobs, waiting) = waiting_job(ctx, approved, group, "delete on cloud").await?;
             let id = jobs
                 .approved(waiting, &by, approved.approver())
                 .await
@@ -204,14 +190,36 @@ async fn execute(ctx: &Ctx, approved: &Approved) -> Result<Executed, ApiError> {
             return Ok(Executed::Job(Box::new(ctx.service.job(id).await?)));
         }
         Action::PurgeGroupCloud { group, vault } => {
-            let g = decode::field("group", KeyName::try_from(group.clone()))?;
-            let jobs = super::cloud::jobs(ctx, "purge")?;
-            let said = jobs
-                .purge(&g, vault, &by)
+            let (jobs, waiting) = waiting_job(ctx, approved, group, "purge").await?;
+            let id = jobs
+                .approved_purge(waiting, vault, &by, approved.approver())
                 .await
                 .map_err(super::cloud::cloud_error)?;
-            return Ok(Executed::Said(said));
+            return Ok(Executed::Job(Box::new(ctx.service.job(id).await?)));
         }
     }
     Ok(Executed::Done)
+}
+
+/// The job runner and the job that `approved` (about `group`) waits in.
+async fn waiting_job<'a>(
+    ctx: &'a Ctx,
+    approved: &Approved,
+    group: &str,
+    what: &str,
+) -> Result<(&'a crate::jobs::Jobs, u64), ApiError> {
+    let g = decode::field("group", KeyName::try_from(group.to_owned()))?;
+    let jobs = super::cloud::jobs(ctx, what)?;
+    ctx.service.group(&g).await?;
+    let waiting = linked_job(approved.approval()).ok_or_else(|| {
+        ApiError::new(
+            http::StatusCode::CONFLICT,
+            "approval_without_job",
+            format!(
+                "approval {} has no waiting job; request the {what} again",
+                approved.id()
+            ),
+        )
+    })?;
+    Ok((jobs, waiting))
 }

@@ -1,6 +1,7 @@
 //! Cloud actions: synchronize a key or group, force a rotation, check cloud state and recover
 //! a soft-deleted key (202 with a job), and delete on the cloud service and purge (admin, dual
-//! control: 202 with an approval, the job starts once a second admin approves).
+//! control: 202 with the approval and its job in `waiting-approval`, which starts once a second
+//! admin approves).
 //!
 //! Every cloud-mutating action is refused with 409 `not_designated` on an appliance that is not
 //! the designated device. Delete on cloud never touches local keys; deleting local keys never
@@ -10,6 +11,7 @@ use super::{Ctx, Input, Reply};
 use crate::control::approvals::Action;
 use crate::control::authz::{Admin, Authorized, Operate};
 use crate::control::errors::ApiError;
+use crate::model::JobKind;
 use http::StatusCode;
 
 /// How long a purge request waits for Azure to say whether the vault allows a purge.
@@ -72,14 +74,11 @@ async fn submit_sync(
     started(ctx, id).await
 }
 
-/// Like [`job_error`], but a refusal by the cloud's state (nothing to recover, purge
-/// protection) is a 409 `cloud_state`.
+/// Like [`job_error`], but a refusal by the cloud's state (purge protection, a live key, a
+/// purge approved for another vault) is a 409 `cloud_state`.
 pub(super) fn cloud_error(e: crate::jobs::JobError) -> ApiError {
     match e {
         crate::jobs::JobError::Invalid(m) => ApiError::new(StatusCode::CONFLICT, "cloud_state", m),
-        crate::jobs::JobError::Azure(a) => {
-            ApiError::new(StatusCode::BAD_GATEWAY, "azure_error", a.to_string())
-        }
         other => job_error(other),
     }
 }
@@ -160,16 +159,26 @@ pub async fn delete_cloud(who: Authorized<Admin>, ctx: &Ctx, i: Input) -> Result
     let group = super::groups::name(&i.params)?;
     ctx.service.group(&group).await?;
     require_designated(ctx, "delete on cloud").await?;
-    let jobs = jobs(ctx, "delete on cloud")?;
-    let approval = super::approvals::submit(
-        &who,
-        ctx,
-        Action::DeleteGroupCloud {
-            group: group.to_string(),
-        },
-    )?;
+    let action = Action::DeleteGroupCloud {
+        group: group.to_string(),
+    };
+    let job = (action, JobKind::DeleteOnCloud);
+    request_job(&who, ctx, &group, job, "delete on cloud").await
+}
+
+/// Records the dual-control `action` and its job of `kind` in `waiting-approval`, linked to
+/// each other, and answers 202 with both.
+async fn request_job(
+    who: &Authorized<Admin>,
+    ctx: &Ctx,
+    group: &crate::model::KeyName,
+    (action, kind): (Action, JobKind),
+    what: &str,
+) -> Result<Reply, ApiError> {
+    let jobs = jobs(ctx, what)?;
+    let approval = super::approvals::submit(who, ctx, action)?;
     let id = match jobs
-        .request_delete_cloud(&group, who.name(), &approval.id, approval.expires_at)
+        .request_approval_job(kind, group, who.name(), &approval.id, approval.expires_at)
         .await
     {
         Ok(id) => id,
@@ -229,15 +238,16 @@ fn end_on_expiry(ctx: &Ctx, approval: &str, expires_at: i64, job: u64) {
     });
 }
 
-/// Purge of a soft-deleted Azure key: needs a second admin's approval. Refused at once (409
-/// `cloud_state`, with the reason) where the vault lists no deleted key or its recovery level
-/// forbids purging. Local keys are untouched.
+/// "Purge key material on cloud" of a soft-deleted Azure key: refused at once (409
+/// `cloud_state`, with the reason) where the vault's recovery level forbids purging or the key
+/// is live; else recorded like a delete on cloud, as a job in `waiting-approval` linked to the
+/// dual-control approval, pinned to the group's vault now. Local keys are untouched.
 pub async fn purge(who: Authorized<Admin>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
     let group = super::groups::name(&i.params)?;
     let vault = ctx.service.group(&group).await?.vault;
     require_designated(ctx, "purge").await?;
     // Refused now, with the vault's reason, rather than after a second admin approved it.
-    // Where Azure cannot be asked in time, the request goes ahead: the purge itself then says.
+    // Where Azure cannot be asked in time, the request goes ahead: the job then says.
     match tokio::time::timeout(PURGE_CHECK, jobs(ctx, "purge")?.purge_possible(&group)).await {
         Ok(Err(e @ crate::jobs::JobError::Invalid(_))) => return Err(cloud_error(e)),
         Ok(Err(e)) => {
@@ -248,12 +258,9 @@ pub async fn purge(who: Authorized<Admin>, ctx: &Ctx, i: Input) -> Result<Reply,
         }
         Ok(Ok(())) => {}
     }
-    super::approvals::request(
-        &who,
-        ctx,
-        Action::PurgeGroupCloud {
-            group: group.to_string(),
-            vault,
-        },
-    )
+    let action = Action::PurgeGroupCloud {
+        group: group.to_string(),
+        vault,
+    };
+    request_job(&who, ctx, &group, (action, JobKind::Purge), "purge").await
 }
