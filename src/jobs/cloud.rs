@@ -11,7 +11,7 @@ use super::sign_in::{credential_token, sign_in};
 use super::{JobError, Jobs};
 use crate::azure::{AccessToken, AzureError, KeyUpdate, KeyVaultError, RecoveryLevel};
 use crate::logs::Event;
-use crate::model::{DeleteCloudStep, KeyGroup, KeyName, PurgeStep, RecoverStep};
+use crate::model::{DeleteCloudStep, JobStep, KeyGroup, KeyName, PurgeStep, RecoverStep};
 
 pub(super) async fn run_delete(jobs: &Jobs, id: u64) -> Result<(), JobError> {
     run_with(jobs, id, true, async |group| {
@@ -213,6 +213,32 @@ async fn token(jobs: &Jobs, group: &KeyGroup) -> Result<AccessToken, JobError> {
     credential_token(jobs, group).await
 }
 
+/// The start of a cloud job that sends one request (recover, purge): the outbound allowlist
+/// brought up to date, a token for the group's credential, and `step` journalled before the
+/// request is sent, unless a run before a restart journalled it already. Returns the token and
+/// whether the request may have been sent before the restart (the caller then takes "already
+/// done" for success).
+async fn send_once(
+    jobs: &Jobs,
+    id: u64,
+    group: &KeyGroup,
+    step: impl Into<JobStep>,
+    message: String,
+    progress: u16,
+) -> Result<(AccessToken, bool), JobError> {
+    let svc = jobs.service();
+    jobs.azure()
+        .allowlist()
+        .set_vaults(svc.vault_names().await)?;
+    let step = step.into();
+    let sent_before = svc.job(id).await?.journalled(&step);
+    let token = sign_in(jobs, id, group).await?;
+    if !sent_before {
+        svc.job_record(id, step, message, Some(progress)).await?;
+    }
+    Ok((token, sent_before))
+}
+
 /// "Recover key material on cloud": brings the group's soft-deleted Azure key back with all
 /// its versions. The recover is journalled ([`RecoverStep::RecoverSent`]) before it is sent; a
 /// restarted job sends it again, and where Azure then lists no deleted key but the key is live,
@@ -229,28 +255,18 @@ pub(super) async fn run_recover(jobs: &Jobs, id: u64) -> Result<(), JobError> {
 }
 
 async fn recover(jobs: &Jobs, id: u64, group: &KeyGroup, by: &str) -> Result<String, JobError> {
-    let svc = jobs.service();
     let kv = jobs.azure().keyvault();
     let vault = group.vault.as_str();
     let name = group.name.as_str();
-    jobs.azure()
-        .allowlist()
-        .set_vaults(svc.vault_names().await)?;
-    // Whether this job sent the recover before a restart, from its typed journal.
-    let sent_before = svc
-        .job(id)
-        .await?
-        .journalled(&RecoverStep::RecoverSent.into());
-    let token = sign_in(jobs, id, group).await?;
-    if !sent_before {
-        svc.job_record(
-            id,
-            RecoverStep::RecoverSent,
-            format!("Recovering the soft-deleted Azure key {vault}/{name} (all versions)"),
-            Some(300),
-        )
-        .await?;
-    }
+    let (token, sent_before) = send_once(
+        jobs,
+        id,
+        group,
+        RecoverStep::RecoverSent,
+        format!("Recovering the soft-deleted Azure key {vault}/{name} (all versions)"),
+        300,
+    )
+    .await?;
     let outcome = kv.recover_deleted_key(&token, vault, name).await;
     let bundle = match outcome {
         Ok(bundle) => bundle,
@@ -366,21 +382,15 @@ async fn purge(jobs: &Jobs, id: u64, group: &KeyGroup, by: &str) -> Result<Strin
     let kv = jobs.azure().keyvault();
     let vault = group.vault.as_str();
     let name = group.name.as_str();
-    jobs.azure()
-        .allowlist()
-        .set_vaults(svc.vault_names().await)?;
-    // Whether this job sent the purge before a restart, from its typed journal.
-    let sent_before = svc.job(id).await?.journalled(&PurgeStep::PurgeSent.into());
-    let token = sign_in(jobs, id, group).await?;
-    if !sent_before {
-        svc.job_record(
-            id,
-            PurgeStep::PurgeSent,
-            format!("Purging the soft-deleted Azure key {vault}/{name} for good"),
-            Some(500),
-        )
-        .await?;
-    }
+    let (token, sent_before) = send_once(
+        jobs,
+        id,
+        group,
+        PurgeStep::PurgeSent,
+        format!("Purging the soft-deleted Azure key {vault}/{name} for good"),
+        500,
+    )
+    .await?;
     let not_purged = |e: AzureError| JobError::Purge {
         vault: vault.to_owned(),
         source: Box::new(e),
