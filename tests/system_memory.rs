@@ -159,8 +159,18 @@ fn client_secrets_are_not_in_memory_after_the_credential_calls_finished() {
 /// The client secret as the emulator knows it; long and odd enough not to occur by chance.
 const SYNC_SECRET: &str = "cs-mem-sync-7d2f9b41e8c3a6055f";
 
-#[test]
-fn the_client_secret_is_not_in_memory_ten_seconds_after_a_sync_job_ended() {
+/// The emulator (whose app knows [`SYNC_SECRET`]) and a daemon pointed at it, with credential
+/// `name` added over the control API holding `secret`. The runtime and the CA directory must
+/// outlive the emulator.
+fn daemon_with_secret_credential(
+    name: &str,
+    secret: &str,
+) -> (
+    tokio::runtime::Runtime,
+    tempfile::TempDir,
+    byokd_emulator::EmulatorHandle,
+    control_rig::Daemon,
+) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let ca_dir = tempfile::tempdir().unwrap();
     let (emu, options) = control_rig::emulator_and_options(
@@ -175,12 +185,18 @@ fn the_client_secret_is_not_in_memory_ten_seconds_after_a_sync_job_ended() {
         "POST",
         "/v1/credentials",
         Some(&format!(
-            r#"{{"name":"mem","tenant_id":"{}","client_id":"{}","secret":"{SYNC_SECRET}"}}"#,
+            r#"{{"name":"{name}","tenant_id":"{}","client_id":"{}","secret":"{secret}"}}"#,
             control_rig::TENANT,
             control_rig::CLIENT
         )),
     );
     assert_eq!(status, 201, "{body}");
+    (rt, ca_dir, emu, daemon)
+}
+
+#[test]
+fn the_client_secret_is_not_in_memory_ten_seconds_after_a_sync_job_ended() {
+    let (_rt, _ca_dir, emu, daemon) = daemon_with_secret_credential("mem", SYNC_SECRET);
     create_group_and_sync(&daemon, "memg", "mem");
     std::thread::sleep(Duration::from_secs(10));
     let pid = daemon_pid_by_config(&daemon.config);
@@ -270,26 +286,7 @@ const REFUSED_SECRET: &str = "cs-mem-refused-4e91c07b2a5d83f6";
 
 #[test]
 fn a_refused_client_secret_is_not_in_memory_ten_seconds_after_the_failed_sync() {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let ca_dir = tempfile::tempdir().unwrap();
-    let (emu, options) = control_rig::emulator_and_options(
-        &rt,
-        &ca_dir.path().join("emulator-ca.pem"),
-        (control_rig::TENANT, control_rig::CLIENT, SYNC_SECRET),
-        "byokd-mem",
-    );
-    let daemon = control_rig::Daemon::start_with(options);
-    let (status, body) = daemon.curl(
-        Some(control_rig::ADMIN),
-        "POST",
-        "/v1/credentials",
-        Some(&format!(
-            r#"{{"name":"wrong","tenant_id":"{}","client_id":"{}","secret":"{REFUSED_SECRET}"}}"#,
-            control_rig::TENANT,
-            control_rig::CLIENT
-        )),
-    );
-    assert_eq!(status, 201, "{body}");
+    let (_rt, _ca_dir, emu, daemon) = daemon_with_secret_credential("wrong", REFUSED_SECRET);
     for args in [
         &[
             "group",
