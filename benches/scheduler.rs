@@ -12,7 +12,7 @@
 mod rig;
 
 use byokd::model::{
-    Credential, CredentialAuth, CredentialName, Guid, KeyGroup, KeyName, KeyType, RotationPolicy,
+    Credential, CredentialAuth, CredentialName, GroupName, Guid, KeyGroup, KeyType, RotationPolicy,
     VaultName,
 };
 use rig::{Daemon, Options};
@@ -47,7 +47,7 @@ fn seed(dir: &Path) {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let n = groups();
     for i in 0..n {
-        let name = KeyName::try_from(format!("group-{i:06}")).unwrap();
+        let name = GroupName::try_from(format!("group-{i:06}")).unwrap();
         // Created between 0 and 364 days ago with a 12-month period: due within the next year,
         // never now.
         let created = now - 86_400 * (i as i64 % 364) - 3600;

@@ -6,8 +6,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use byokd::model::{
-    Credential, CredentialAuth, CredentialName, DriftReport, Guid, JobKind, JobState, KekJournal,
-    Key, KeyGroup, KeyName, KeyPush, KeyPushState, KeyType, LocalKeyName, PendingGrace,
+    Credential, CredentialAuth, CredentialName, DriftReport, GroupName, Guid, JobKind, JobState,
+    KekJournal, Key, KeyGroup, KeyName, KeySync, KeySyncState, KeyType, PendingGrace,
     RotationPolicy, RsaExponent, StepMessage, VaultName,
 };
 use serde::Serialize;
@@ -27,8 +27,8 @@ struct CredentialV1 {
 #[derive(Serialize)]
 struct StateV1 {
     credentials: BTreeMap<CredentialName, CredentialV1>,
-    groups: BTreeMap<KeyName, KeyGroup>,
-    keys: BTreeMap<(KeyName, byokd::model::LocalKeyName), byokd::model::Key>,
+    groups: BTreeMap<GroupName, KeyGroup>,
+    keys: BTreeMap<(GroupName, byokd::model::KeyName), byokd::model::Key>,
 }
 
 #[test]
@@ -56,8 +56,8 @@ fn write_state_v1_fixture() {
 }
 
 /// The one key group both fixtures hold, using credential `cred`.
-fn legacy_groups(cred: &CredentialName) -> BTreeMap<KeyName, KeyGroup> {
-    let group = KeyName::try_from("legacy-group").unwrap();
+fn legacy_groups(cred: &CredentialName) -> BTreeMap<GroupName, KeyGroup> {
+    let group = GroupName::try_from("legacy-group").unwrap();
     let rsa = KeyType::rsa(2048, RsaExponent::F4).unwrap();
     BTreeMap::from([(
         group.clone(),
@@ -92,21 +92,21 @@ fn write_fixture(file: &str, format: u16, state: &impl Serialize) {
 #[derive(Serialize)]
 struct StateV3 {
     credentials: BTreeMap<CredentialName, Credential>,
-    groups: BTreeMap<KeyName, KeyGroup>,
-    keys: BTreeMap<(KeyName, LocalKeyName), Key>,
+    groups: BTreeMap<GroupName, KeyGroup>,
+    keys: BTreeMap<(GroupName, KeyName), Key>,
     designated: Option<bool>,
     jobs: BTreeMap<u64, JobV3>,
     next_job_id: u64,
-    grace: BTreeMap<KeyName, PendingGrace>,
-    drift: BTreeMap<KeyName, DriftReport>,
+    grace: BTreeMap<GroupName, PendingGrace>,
+    drift: BTreeMap<GroupName, DriftReport>,
 }
 
 #[derive(Serialize)]
 struct JobV3 {
     id: u64,
     kind: JobKind,
-    group: KeyName,
-    keys: Vec<KeyPush>,
+    group: GroupName,
+    keys: Vec<KeySync>,
     started_by: String,
     created: i64,
     started: Option<i64>,
@@ -123,7 +123,7 @@ fn job_v3(id: u64, kind: JobKind, state: JobState, messages: &[&str]) -> JobV3 {
     JobV3 {
         id,
         kind,
-        group: KeyName::try_from("legacy-group").unwrap(),
+        group: GroupName::try_from("legacy-group").unwrap(),
         keys: vec![],
         started_by: "operator".into(),
         created: 1_765_000_000,
@@ -181,9 +181,9 @@ fn write_state_v3_fixture() {
             &format!("Importing key {planned} into legacy-vault/legacy-group"),
         ],
     );
-    rotate.keys = vec![KeyPush {
-        key: LocalKeyName::try_from(planned).unwrap(),
-        state: KeyPushState::ImportSent {
+    rotate.keys = vec![KeySync {
+        key: KeyName::try_from(planned).unwrap(),
+        state: KeySyncState::ImportSent {
             fingerprint: "f00d".into(),
         },
     }];
@@ -226,15 +226,15 @@ fn write_state_v3_fixture() {
         ],
     );
     sync.keys = vec![
-        KeyPush {
-            key: LocalKeyName::try_from("k0").unwrap(),
-            state: KeyPushState::Imported {
+        KeySync {
+            key: KeyName::try_from("k0").unwrap(),
+            state: KeySyncState::Imported {
                 version: "v0".into(),
             },
         },
-        KeyPush {
-            key: LocalKeyName::try_from("k1").unwrap(),
-            state: KeyPushState::ImportSent {
+        KeySync {
+            key: KeyName::try_from("k1").unwrap(),
+            state: KeySyncState::ImportSent {
                 fingerprint: "beef".into(),
             },
         },

@@ -7,7 +7,7 @@ mod common;
 use byokd::config::{Config, check_text};
 use byokd::hsm::{Hsm, HsmConfig};
 use byokd::model::{
-    CredentialName, Guid, KeyName, KeyOp, KeyType, LocalKeyName, RotationPolicy, RsaExponent,
+    CredentialName, GroupName, Guid, KeyName, KeyOp, KeyType, RotationPolicy, RsaExponent,
     VaultName,
 };
 use byokd::secret::{Pin, SecretBytes, trim_trailing_newline};
@@ -320,7 +320,7 @@ fn keys_of_every_type_are_stable_across_a_restart_and_protected_on_the_token() {
             ];
             let mut before = Vec::new();
             for (group, kt) in types {
-                let group: KeyName = KeyName::try_from(group).unwrap();
+                let group: GroupName = GroupName::try_from(group).unwrap();
                 service
                     .create_group(
                         NewGroup {
@@ -410,7 +410,7 @@ fn bad_input_is_refused_and_nothing_changes() {
             );
 
             // Validation happens when input becomes domain values: each names its field.
-            assert_eq!(KeyName::try_from("bad name").unwrap_err().field, "name");
+            assert_eq!(GroupName::try_from("bad name").unwrap_err().field, "name");
             assert_eq!(VaultName::try_from("1vault").unwrap_err().field, "vault");
             assert_eq!(Guid::parse("not-a-guid").unwrap_err().field, "guid");
             assert_eq!(
@@ -425,7 +425,7 @@ fn bad_input_is_refused_and_nothing_changes() {
                     .field,
                 "key_type"
             );
-            assert_eq!(LocalKeyName::try_from("").unwrap_err().field, "key");
+            assert_eq!(KeyName::try_from("").unwrap_err().field, "key");
 
             let refusals: Vec<(&str, ServiceError)> = vec![
                 (
@@ -570,7 +570,7 @@ fn concurrent_creates_cannot_pass_the_key_and_credential_limits() {
             app_and_ec_group(&service, "g").await;
             // Each create looks at the limit, then generates in the HSM, then commits: all
             // five look before any commits.
-            let g: KeyName = name("g");
+            let g: GroupName = name("g");
             let create = |k: &'static str| {
                 let (service, g) = (service.clone(), g.clone());
                 async move { service.create_key(&g, &name(k), "t").await }

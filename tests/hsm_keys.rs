@@ -5,16 +5,16 @@
 mod common;
 
 use byokd::hsm::{Hsm, check_digits, parse_label};
-use byokd::model::{Curve, KeyName, KeyType, LocalKeyName, RsaExponent};
+use byokd::model::{Curve, GroupName, KeyName, KeyType, RsaExponent};
 use common::softhsm::{SoftHsmToken, isolated};
 use der::Decode;
 use rsa::traits::PublicKeyParts;
 use sha2::{Digest, Sha256};
 
-fn names(group: &str, key: &str) -> (KeyName, LocalKeyName) {
+fn names(group: &str, key: &str) -> (GroupName, KeyName) {
     (
-        KeyName::try_from(group).unwrap(),
-        LocalKeyName::try_from(key).unwrap(),
+        GroupName::try_from(group).unwrap(),
+        KeyName::try_from(key).unwrap(),
     )
 }
 

@@ -6,7 +6,7 @@
 mod common;
 
 use byokd::hsm::{Hsm, HsmError, SIGNING_KEY_BITS, SignatureScheme};
-use byokd::model::{KeyName, KeyType, LocalKeyName};
+use byokd::model::{GroupName, KeyName, KeyType};
 use common::softhsm::isolated;
 use der::Decode;
 use rsa::traits::PublicKeyParts;
@@ -52,8 +52,8 @@ fn signing_keys_are_never_extractable_and_sign_ps256_and_rs256_in_the_token() {
             let target = hsm
                 .generate(
                     KeyType::rsa(2048, byokd::model::RsaExponent::F4).unwrap(),
-                    &KeyName::try_from("g").unwrap(),
-                    &LocalKeyName::try_from("k").unwrap(),
+                    &GroupName::try_from("g").unwrap(),
+                    &KeyName::try_from("k").unwrap(),
                 )
                 .await
                 .unwrap();

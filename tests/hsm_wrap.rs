@@ -9,14 +9,14 @@
 mod common;
 
 use byokd::hsm::{Hsm, HsmError, WrapStrategy};
-use byokd::model::{Curve, KeyName, KeyType, LocalKeyName, RsaExponent};
+use byokd::model::{Curve, GroupName, KeyName, KeyType, RsaExponent};
 use common::softhsm::{SoftHsmToken, isolated};
 use common::wrapcheck::{Logs, kek, kwp_len, strict_pkcs8_public_spki, unwrap_transfer};
 
-fn names(key: &str) -> (KeyName, LocalKeyName) {
+fn names(key: &str) -> (GroupName, KeyName) {
     (
-        KeyName::try_from("payments").unwrap(),
-        LocalKeyName::try_from(key).unwrap(),
+        GroupName::try_from("payments").unwrap(),
+        KeyName::try_from(key).unwrap(),
     )
 }
 

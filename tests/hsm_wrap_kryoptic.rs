@@ -16,7 +16,7 @@
 mod common;
 
 use byokd::hsm::{Hsm, HsmError, WrapStrategy};
-use byokd::model::{Curve, KeyName, KeyType, LocalKeyName, RsaExponent};
+use byokd::model::{Curve, GroupName, KeyName, KeyType, RsaExponent};
 use common::kryoptic::isolated;
 use common::wrapcheck::{Logs, kek, kwp_len, scalar_has_leading_zero, wrap_and_check};
 
@@ -78,7 +78,7 @@ fn kryoptic_two_step_wraps_rsa() {
             KeyType::rsa(2048, RsaExponent::Three).unwrap(),
         ]);
         let kek = kek(2048);
-        let group = KeyName::try_from("payments").unwrap();
+        let group = GroupName::try_from("payments").unwrap();
         for (i, key_type) in key_types.iter().enumerate() {
             let (ciphertext, der) =
                 wrap_and_check(&hsm, *key_type, &group, &format!("k{i}"), &kek).await;
@@ -148,8 +148,8 @@ fn kryoptic_two_step_ec_is_refused_up_front_naming_the_short_scalar() {
                 "{refused:?}"
             );
             assert!(refused.to_string().contains("65 bytes"), "{refused}");
-            let group = KeyName::try_from("payments").unwrap();
-            let key = LocalKeyName::try_from("k1").unwrap();
+            let group = GroupName::try_from("payments").unwrap();
+            let key = KeyName::try_from("k1").unwrap();
             let generated = hsm.generate(p521, &group, &key).await.unwrap();
             let (_, kek_public) = kek(2048);
             let err = hsm
@@ -185,7 +185,7 @@ fn kryoptic_two_step_ec_is_refused_up_front_naming_the_short_scalar() {
                 "{err}"
             );
             let err = hsm
-                .generate(k1, &group, &LocalKeyName::try_from("k2").unwrap())
+                .generate(k1, &group, &KeyName::try_from("k2").unwrap())
                 .await
                 .unwrap_err();
             assert!(
@@ -225,7 +225,7 @@ fn kryoptic_fifty_p521_keys_conform_through_host_re_encoding() {
                 WrapStrategy::TwoStep
             );
             let kek = kek(2048);
-            let group = KeyName::try_from("p521").unwrap();
+            let group = GroupName::try_from("p521").unwrap();
             let mut leading_zero = 0;
             let mut key_types = vec![KeyType::Ec(Curve::P521); 50];
             key_types.extend([KeyType::Ec(Curve::P256), KeyType::Ec(Curve::P384)]);

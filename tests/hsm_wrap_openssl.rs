@@ -9,7 +9,7 @@
 mod common;
 
 use byokd::hsm::{Hsm, KekPublicKey, WrapStrategy};
-use byokd::model::{Curve, KeyName, KeyType, LocalKeyName, RsaExponent};
+use byokd::model::{Curve, GroupName, KeyName, KeyType, RsaExponent};
 use common::wrapcheck::{kwp_len, strict_pkcs8_public_spki};
 use rsa::pkcs8::DecodePublicKey as _;
 use rsa::traits::PublicKeyParts as _;
@@ -74,9 +74,9 @@ async fn openssl_checks(hsm: &Hsm, key_types: &[KeyType]) {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
     let kek = openssl_kek(dir, 2048);
-    let group = KeyName::try_from("payments").unwrap();
+    let group = GroupName::try_from("payments").unwrap();
     for (i, key_type) in key_types.iter().enumerate() {
-        let key = LocalKeyName::try_from(format!("k{i}").as_str()).unwrap();
+        let key = KeyName::try_from(format!("k{i}").as_str()).unwrap();
         let generated = hsm.generate(*key_type, &group, &key).await.unwrap();
         let ciphertext = hsm.wrap_for_transfer(generated.id, &kek).await.unwrap();
         let (rsa_part, kwp_part) = ciphertext.split_at(256);

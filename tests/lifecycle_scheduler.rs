@@ -14,7 +14,7 @@ use byokd::config::check_text;
 use byokd::hsm::{Hsm, HsmConfig};
 use byokd::jobs::{Clock, Jobs, ManualClock, Scheduler};
 use byokd::model::{
-    CredentialName, Guid, JobState, KeyName, KeyType, LocalKeyName, RotationPolicy, RsaExponent,
+    CredentialName, GroupName, Guid, JobState, KeyName, KeyType, RotationPolicy, RsaExponent,
     VaultName, add_months,
 };
 use byokd::secret::{Pin, SecretBytes};
@@ -161,7 +161,7 @@ async fn finished(service: &Service, id: u64) -> byokd::model::Job {
     }
 }
 
-async fn setup_group(w: &World) -> KeyName {
+async fn setup_group(w: &World) -> GroupName {
     w.service
         .add_credential(
             NewCredential {
@@ -175,7 +175,7 @@ async fn setup_group(w: &World) -> KeyName {
         )
         .await
         .unwrap();
-    let group: KeyName = n("sched");
+    let group: GroupName = n("sched");
     w.service
         .create_group(
             NewGroup {
@@ -194,7 +194,7 @@ async fn setup_group(w: &World) -> KeyName {
         )
         .await
         .unwrap();
-    let k1: LocalKeyName = n("k1");
+    let k1: KeyName = n("k1");
     w.service.create_key(&group, &k1, "test").await.unwrap();
     let id = w.jobs.submit_sync(&group, &[k1], "test").await.unwrap();
     assert_eq!(finished(&w.service, id).await.state, JobState::Succeeded);

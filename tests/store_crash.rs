@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use byokd::model::{
-    Credential, CredentialAuth, CredentialName, Guid, KeyGroup, KeyName, KeyType, RotationPolicy,
+    Credential, CredentialAuth, CredentialName, GroupName, Guid, KeyGroup, KeyType, RotationPolicy,
     RsaExponent, VaultName,
 };
 use byokd::store::{State, Store, StoreError};
@@ -28,7 +28,7 @@ fn state_with(n: usize) -> State {
                 expires: None,
             },
         );
-        let group = KeyName::try_from(format!("group-{i}")).unwrap();
+        let group = GroupName::try_from(format!("group-{i}")).unwrap();
         s.groups.insert(
             group.clone(),
             KeyGroup {
@@ -295,7 +295,7 @@ fn an_older_format_fixture_is_migrated_on_load() {
     assert!(
         state
             .groups
-            .contains_key(&KeyName::try_from("legacy-group").unwrap())
+            .contains_key(&GroupName::try_from("legacy-group").unwrap())
     );
     // The next commit writes the current format, keeping the old generation as the previous one.
     store.commit(&state).unwrap();
@@ -311,13 +311,11 @@ fn an_older_format_fixture_is_migrated_on_load() {
 /// which is what a resumed job then decides by; the messages stay as display text.
 #[test]
 fn a_format_3_fixture_gets_typed_journals_from_its_step_messages() {
-    use byokd::model::{
-        CheckCloudStep, DeleteCloudStep, JobStep, LocalKeyName, PushStep, RotateStep,
-    };
+    use byokd::model::{CheckCloudStep, DeleteCloudStep, JobStep, KeyName, RotateStep, SyncStep};
     let dir = tempfile::tempdir().unwrap();
     let (mut store, state, report) = open_fixture(dir.path(), "state-v3.bin", 3);
     assert_eq!(report.migrated_from, Some(3));
-    let key = |k: &str| LocalKeyName::try_from(k).unwrap();
+    let key = |k: &str| KeyName::try_from(k).unwrap();
     let planned = key("legacy-group-20251206T055320Z-1");
     let journal = |id: u64| state.jobs[&id].journal.clone();
     // A rotation killed with its import in flight: the planned key (so a resumed rotation
@@ -331,9 +329,9 @@ fn a_format_3_fixture_gets_typed_journals_from_its_step_messages() {
             JobStep::Rotate(RotateStep::KeyGenerated {
                 key: planned.clone()
             }),
-            JobStep::Push(PushStep::KekPlanned),
-            JobStep::Push(PushStep::KekCreated),
-            JobStep::Push(PushStep::ImportSent { key: planned }),
+            JobStep::Sync(SyncStep::KekPlanned),
+            JobStep::Sync(SyncStep::KekCreated),
+            JobStep::Sync(SyncStep::ImportSent { key: planned }),
         ]
     );
     // A delete on cloud killed with its purge in flight: the resumed job knows both requests
@@ -358,16 +356,16 @@ fn a_format_3_fixture_gets_typed_journals_from_its_step_messages() {
     assert_eq!(
         journal(4),
         vec![
-            JobStep::Push(PushStep::KekPlanned),
-            JobStep::Push(PushStep::KekCreated),
-            JobStep::Push(PushStep::ImportSent { key: key("k0") }),
-            JobStep::Push(PushStep::Imported {
+            JobStep::Sync(SyncStep::KekPlanned),
+            JobStep::Sync(SyncStep::KekCreated),
+            JobStep::Sync(SyncStep::ImportSent { key: key("k0") }),
+            JobStep::Sync(SyncStep::Imported {
                 key: key("k0"),
                 version: "v0".into()
             }),
-            JobStep::Push(PushStep::ImportSent { key: key("k1") }),
-            JobStep::Push(PushStep::KekDeleted),
-            JobStep::Push(PushStep::KekPurgeSent),
+            JobStep::Sync(SyncStep::ImportSent { key: key("k1") }),
+            JobStep::Sync(SyncStep::KekDeleted),
+            JobStep::Sync(SyncStep::KekPurgeSent),
         ]
     );
     assert_eq!(

@@ -3,8 +3,8 @@
 //! touch the HSM, so this measures the daemon's own cost of holding the state.
 
 use byokd::model::{
-    Credential, CredentialAuth, CredentialName, Guid, HsmKeyId, Key, KeyGroup, KeyName, KeyType,
-    LocalKeyName, RotationPolicy, Storage, VaultName,
+    Credential, CredentialAuth, CredentialName, GroupName, Guid, HsmKeyId, Key, KeyGroup, KeyName,
+    KeyType, RotationPolicy, Storage, VaultName,
 };
 use std::path::Path;
 
@@ -51,7 +51,7 @@ pub fn seed(dir: &Path, tenant: &str, client: &str, s: Seed) {
     };
     let mut serial: u64 = 0;
     let mut add_group = |state: &mut byokd::store::State, name: String, keys: usize| {
-        let group = KeyName::try_from(name).unwrap();
+        let group = GroupName::try_from(name).unwrap();
         state.groups.insert(
             group.clone(),
             KeyGroup {
@@ -67,7 +67,7 @@ pub fn seed(dir: &Path, tenant: &str, client: &str, s: Seed) {
         );
         for i in 0..keys {
             serial += 1;
-            let name = LocalKeyName::try_from(format!("key-{i:05}")).unwrap();
+            let name = KeyName::try_from(format!("key-{i:05}")).unwrap();
             let mut id = [0u8; 16];
             id[..8].copy_from_slice(&serial.to_be_bytes());
             state.keys.insert(

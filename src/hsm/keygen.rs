@@ -7,7 +7,7 @@
 
 use super::spki::{check_digits, curve_from_params, ec_spki, rsa_spki};
 use super::{GeneratedKey, HsmError, HsmKeyEntry, PrivateKeyAttributes, PublicKeyInfo};
-use crate::model::{HsmKeyId, KeyName, KeyType, LocalKeyName, RsaExponent};
+use crate::model::{GroupName, HsmKeyId, KeyName, KeyType, RsaExponent};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{
     Attribute, AttributeInfo, AttributeType, KeyType as CkKeyType, ObjectClass, ObjectHandle,
@@ -18,16 +18,16 @@ use cryptoki::session::Session;
 pub const LABEL_PREFIX: &str = "byokd/";
 
 /// The CKA_LABEL of a key.
-pub fn key_label(group: &KeyName, key: &LocalKeyName) -> String {
+pub fn key_label(group: &GroupName, key: &KeyName) -> String {
     format!("{LABEL_PREFIX}{group}/{key}")
 }
 
 /// Group and key name back from a CKA_LABEL, if it is one of byokd's.
-pub fn parse_label(label: &str) -> Option<(KeyName, LocalKeyName)> {
+pub fn parse_label(label: &str) -> Option<(GroupName, KeyName)> {
     let (group, key) = label.strip_prefix(LABEL_PREFIX)?.split_once('/')?;
     Some((
-        KeyName::try_from(group).ok()?,
-        LocalKeyName::try_from(key).ok()?,
+        GroupName::try_from(group).ok()?,
+        KeyName::try_from(key).ok()?,
     ))
 }
 

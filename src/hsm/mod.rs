@@ -42,7 +42,7 @@ pub use signing::{SIGNING_KEY_BITS, SIGNING_LABEL_PREFIX, SignatureScheme, signi
 pub use spki::check_digits;
 pub use wrap::{KekPublicKey, StrategyCheck, WrapReport, WrapStrategy};
 
-use crate::model::{HsmKeyId, KeyName, KeyType, LocalKeyName};
+use crate::model::{GroupName, HsmKeyId, KeyName, KeyType};
 use crate::secret::{Pin, SecretBytes};
 use std::path::PathBuf;
 use std::sync::mpsc::{
@@ -273,8 +273,8 @@ impl Hsm {
     pub async fn generate(
         &self,
         key_type: KeyType,
-        group: &KeyName,
-        key: &LocalKeyName,
+        group: &GroupName,
+        key: &KeyName,
     ) -> Result<GeneratedKey, HsmError> {
         self.can_generate(key_type).await?;
         let label = key_label(group, key);

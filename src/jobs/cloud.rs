@@ -11,7 +11,7 @@ use super::sign_in::{credential_token, sign_in};
 use super::{JobError, Jobs};
 use crate::azure::{AccessToken, AzureError, KeyUpdate, KeyVaultError, RecoveryLevel};
 use crate::logs::Event;
-use crate::model::{DeleteCloudStep, JobStep, KeyGroup, KeyName, PurgeStep, RecoverStep};
+use crate::model::{DeleteCloudStep, GroupName, JobStep, KeyGroup, PurgeStep, RecoverStep};
 
 pub(super) async fn run_delete(jobs: &Jobs, id: u64) -> Result<(), JobError> {
     run_with(jobs, id, true, async |group| {
@@ -313,7 +313,7 @@ fn not_recovered(vault: &str, e: AzureError) -> JobError {
 /// a live key) does not allow a purge (purge protection; Azure purges it on its scheduled
 /// date), or the key is live and not deleted at all. A key listed nowhere may be inside Azure's
 /// "being deleted" window: that purge is let through (it waits the window out).
-pub(super) async fn purge_possible(jobs: &Jobs, group: &KeyName) -> Result<(), JobError> {
+pub(super) async fn purge_possible(jobs: &Jobs, group: &GroupName) -> Result<(), JobError> {
     let g = jobs.service().group_record(group).await?;
     let t = token(jobs, &g).await?;
     let kv = jobs.azure().keyvault();
@@ -444,7 +444,7 @@ async fn purge(jobs: &Jobs, id: u64, group: &KeyGroup, by: &str) -> Result<Strin
 }
 
 /// Disables each previous version recorded at the rotation, then clears the grace entry.
-pub(super) async fn finish_grace(jobs: &Jobs, group: &KeyName) -> Result<(), JobError> {
+pub(super) async fn finish_grace(jobs: &Jobs, group: &GroupName) -> Result<(), JobError> {
     let svc = jobs.service();
     let Some(pending) = svc.pending_grace_of(group).await else {
         return Ok(());

@@ -92,7 +92,7 @@ async fn check(jobs: &Jobs, id: u64, group: &KeyGroup) -> Result<String, JobErro
                         exp,
                     });
                 }
-                let local = crate::model::LocalKeyName::try_from(key.name.clone())
+                let local = crate::model::KeyName::try_from(key.name.clone())
                     .map_err(|e| JobError::Failed(e.to_string()))?;
                 let spki = svc.key_public_der(&group.name, &local).await?;
                 let bundle = kv.get_key(&token, vault, name, Some(version)).await?;

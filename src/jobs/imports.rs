@@ -15,7 +15,7 @@ use crate::azure::retry_notice::{self, RetryNotice};
 use crate::azure::{AccessToken, AzureError, ImportRequest, Kek, KeyVaultError};
 use crate::hsm::KekPublicKey;
 use crate::logs::Event;
-use crate::model::{KeyGroup, KeyPushState, KeyType, LocalKeyName, PushStep};
+use crate::model::{KeyGroup, KeyName, KeySyncState, KeyType, SyncStep};
 use crate::service::{now_unix, record_step};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -67,7 +67,7 @@ pub(super) async fn import_all(
     token: &AccessToken,
     kek: &Kek,
     generator: &str,
-    pending: Vec<LocalKeyName>,
+    pending: Vec<KeyName>,
 ) -> Result<Flow, JobError> {
     let slots = jobs.import_slots(group.vault.as_str());
     let in_flight = jobs.concurrent_imports();
@@ -132,7 +132,7 @@ pub(super) async fn import_all(
 }
 
 /// Wraps one key, waits for an import slot, journals the intent, imports, records the version.
-async fn import_one(b: &Batch, key_name: &LocalKeyName) -> Result<Outcome, JobError> {
+async fn import_one(b: &Batch, key_name: &KeyName) -> Result<Outcome, JobError> {
     if b.stop.load(Ordering::SeqCst) {
         return Ok(Outcome::Skipped);
     }
@@ -185,13 +185,13 @@ async fn import_one(b: &Batch, key_name: &LocalKeyName) -> Result<Outcome, JobEr
     }
     svc.journal(b.id, |j| {
         for p in j.keys.iter_mut().filter(|p| &p.key == key_name) {
-            p.state = KeyPushState::ImportSent {
+            p.state = KeySyncState::ImportSent {
                 fingerprint: fp.clone(),
             };
         }
         record_step(
             j,
-            PushStep::ImportSent {
+            SyncStep::ImportSent {
                 key: key_name.clone(),
             }
             .into(),
@@ -247,7 +247,7 @@ async fn import_one(b: &Batch, key_name: &LocalKeyName) -> Result<Outcome, JobEr
 /// The key's version, its step message and the job's progress: one durable write.
 async fn record(
     b: &Batch,
-    key_name: &LocalKeyName,
+    key_name: &KeyName,
     version: &str,
     message: String,
 ) -> Result<(), JobError> {
@@ -256,7 +256,7 @@ async fn record(
     let total = b.total.max(1);
     b.jobs
         .service()
-        .record_push_with_steps(
+        .record_sync_with_steps(
             b.id,
             &b.group.name,
             key_name,
@@ -279,13 +279,13 @@ pub(super) async fn resolve_sent(
     token: &AccessToken,
 ) -> Result<bool, JobError> {
     let svc = jobs.service();
-    let sent: Vec<(LocalKeyName, String)> = svc
+    let sent: Vec<(KeyName, String)> = svc
         .job(id)
         .await?
         .keys
         .into_iter()
         .filter_map(|p| match p.state {
-            KeyPushState::ImportSent { fingerprint } => Some((p.key, fingerprint)),
+            KeySyncState::ImportSent { fingerprint } => Some((p.key, fingerprint)),
             _ => None,
         })
         .collect();
@@ -296,7 +296,7 @@ pub(super) async fn resolve_sent(
     for (key, fp) in sent {
         match tagged.get(&fp) {
             Some(version) => {
-                svc.record_push_with_steps(
+                svc.record_sync_with_steps(
                     id,
                     &group.name,
                     &key,
@@ -311,7 +311,7 @@ pub(super) async fn resolve_sent(
             None => {
                 svc.journal(id, |j| {
                     for p in j.keys.iter_mut().filter(|p| p.key == key) {
-                        p.state = KeyPushState::NotStarted;
+                        p.state = KeySyncState::NotStarted;
                     }
                     j.steps.push(step(&format!(
                         "Key {key} was not imported (Azure has no such version)"

@@ -26,7 +26,7 @@ pub use sign_in::HsmAssertionSigner;
 pub use transfer_blob::{generator, key_hsm};
 
 use crate::azure::Azure;
-use crate::model::{JobKind, JobState, KeyName, LocalKeyName};
+use crate::model::{GroupName, JobKind, JobState, KeyName};
 use crate::service::Service;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -103,7 +103,7 @@ impl Jobs {
     }
 
     /// Tells the scheduler that a group's policy, rotation or grace record changed.
-    pub fn group_changed(&self, group: &KeyName) {
+    pub fn group_changed(&self, group: &GroupName) {
         self.send_change(scheduler::Change::Group(group.clone()));
     }
 
@@ -130,8 +130,8 @@ impl Jobs {
     /// Submits "Synchronize HSM protected key(s)" for keys of one group; returns the job id.
     pub async fn submit_sync(
         &self,
-        group: &KeyName,
-        keys: &[LocalKeyName],
+        group: &GroupName,
+        keys: &[KeyName],
         by: &str,
     ) -> Result<u64, JobError> {
         self.require_designated().await?;
@@ -150,7 +150,7 @@ impl Jobs {
 
     /// Submits "Synchronize HSM protected key(s)" for every key of the group that has no Azure
     /// version (chosen when the job is created, under the state lock); returns the job id.
-    pub async fn submit_sync_unpushed(&self, group: &KeyName, by: &str) -> Result<u64, JobError> {
+    pub async fn submit_sync_unpushed(&self, group: &GroupName, by: &str) -> Result<u64, JobError> {
         self.require_designated().await?;
         let id = self.service().create_sync_of_unpushed(group, by).await?;
         self.spawn(id);
@@ -158,7 +158,7 @@ impl Jobs {
     }
 
     /// Submits "Rotate key material": a new HSM key for the group, pushed as its new version.
-    pub async fn submit_rotate(&self, group: &KeyName, by: &str) -> Result<u64, JobError> {
+    pub async fn submit_rotate(&self, group: &GroupName, by: &str) -> Result<u64, JobError> {
         self.require_designated().await?;
         self.submit_group_job(JobKind::Rotate, group, by).await
     }
@@ -170,7 +170,7 @@ impl Jobs {
     pub async fn request_approval_job(
         &self,
         kind: JobKind,
-        group: &KeyName,
+        group: &GroupName,
         by: &str,
         approval: &str,
         expires_at: i64,
@@ -198,7 +198,7 @@ impl Jobs {
     }
 
     /// Submits "Check cloud state" (read-only, so allowed on any appliance).
-    pub async fn submit_check(&self, group: &KeyName, by: &str) -> Result<u64, JobError> {
+    pub async fn submit_check(&self, group: &GroupName, by: &str) -> Result<u64, JobError> {
         self.submit_group_job(JobKind::CheckCloud, group, by).await
     }
 
@@ -206,7 +206,7 @@ impl Jobs {
     async fn submit_group_job(
         &self,
         kind: JobKind,
-        group: &KeyName,
+        group: &GroupName,
         by: &str,
     ) -> Result<u64, JobError> {
         let id = self.service().create_job(kind, group, &[], by).await?;
@@ -216,14 +216,14 @@ impl Jobs {
 
     /// Submits "Recover key material on cloud": the group's soft-deleted Azure key is brought
     /// back with all its versions (designated device only, checked again when it runs).
-    pub async fn submit_recover(&self, group: &KeyName, by: &str) -> Result<u64, JobError> {
+    pub async fn submit_recover(&self, group: &GroupName, by: &str) -> Result<u64, JobError> {
         self.require_designated().await?;
         self.submit_group_job(JobKind::Recover, group, by).await
     }
 
     /// Refuses a purge before anyone is asked to approve it when the vault cannot do it (no
     /// deleted key, or a recovery level that forbids purging).
-    pub async fn purge_possible(&self, group: &KeyName) -> Result<(), JobError> {
+    pub async fn purge_possible(&self, group: &GroupName) -> Result<(), JobError> {
         self.require_designated().await?;
         cloud::purge_possible(self, group).await
     }
@@ -256,7 +256,7 @@ impl Jobs {
     }
 
     /// Disables the previous Azure versions of a group whose grace period ended.
-    pub async fn finish_grace(&self, group: &KeyName) -> Result<(), JobError> {
+    pub async fn finish_grace(&self, group: &GroupName) -> Result<(), JobError> {
         self.require_designated().await?;
         cloud::finish_grace(self, group).await
     }

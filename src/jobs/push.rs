@@ -10,7 +10,7 @@ use super::{JobError, Jobs, generator};
 use crate::azure::retry_notice::{self, RetryEvent, RetryNotice};
 use crate::azure::{AccessToken, AzureError, Kek, KeyVaultError, RecoveryLevel};
 use crate::logs::Event;
-use crate::model::{Job, JobState, KekJournal, KeyGroup, KeyPushState, PushStep};
+use crate::model::{Job, JobState, KekJournal, KeyGroup, KeySyncState, SyncStep};
 use crate::service::{Service, now_unix, record_step};
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -271,7 +271,7 @@ async fn settle_cloud(
     let sent = job
         .keys
         .iter()
-        .any(|p| matches!(p.state, KeyPushState::ImportSent { .. }));
+        .any(|p| matches!(p.state, KeySyncState::ImportSent { .. }));
     let kek_open = job.kek.as_ref().is_some_and(|k| k.purged.is_none());
     if !sent && !kek_open {
         return Ok(());
@@ -388,26 +388,26 @@ async fn pending_keys(
     jobs: &Jobs,
     job: &Job,
     group: &KeyGroup,
-) -> Result<Vec<crate::model::LocalKeyName>, JobError> {
+) -> Result<Vec<crate::model::KeyName>, JobError> {
     let svc = jobs.service();
     let mut pending = Vec::new();
     for push in &job.keys {
-        if matches!(push.state, KeyPushState::Imported { .. }) {
+        if matches!(push.state, KeySyncState::Imported { .. }) {
             continue;
         }
         let key = svc.key_record(&group.name, &push.key).await?;
         match (&key.azure_version, &push.state) {
-            (Some(version), KeyPushState::NotStarted) => {
+            (Some(version), KeySyncState::NotStarted) => {
                 let version = version.clone();
                 svc.journal(job.id, |j| {
                     for p in j.keys.iter_mut().filter(|p| p.key == push.key) {
-                        p.state = KeyPushState::Imported {
+                        p.state = KeySyncState::Imported {
                             version: version.clone(),
                         };
                     }
                     record_step(
                         j,
-                        PushStep::Imported {
+                        SyncStep::Imported {
                             key: push.key.clone(),
                             version: version.clone(),
                         }
@@ -458,7 +458,7 @@ async fn ensure_kek(
                     }
                     record_step(
                         j,
-                        PushStep::KekCreated.into(),
+                        SyncStep::KekCreated.into(),
                         &format!(
                             "Found this job's key exchange key {} from before the restart",
                             kek.kid
@@ -483,7 +483,7 @@ async fn ensure_kek(
         });
         record_step(
             j,
-            PushStep::KekPlanned.into(),
+            SyncStep::KekPlanned.into(),
             &format!("Creating key exchange key {name} (RSA-HSM {kek_bits}) in vault {vault}"),
         )
     })
@@ -508,7 +508,7 @@ async fn ensure_kek(
         j.progress = j.progress.max(200);
         record_step(
             j,
-            PushStep::KekCreated.into(),
+            SyncStep::KekCreated.into(),
             &format!("Key exchange key created: {}", kek.kid),
         )
     })
@@ -564,7 +564,7 @@ async fn cleanup_kek(jobs: &Jobs, id: u64, token: &AccessToken) -> Result<(), Jo
                     }
                     record_step(
                         j,
-                        PushStep::KekSettled { purged: false }.into(),
+                        SyncStep::KekSettled { purged: false }.into(),
                         &format!(
                             "No key exchange key {} was created; nothing to clean up",
                             kek.name
@@ -583,7 +583,7 @@ async fn cleanup_kek(jobs: &Jobs, id: u64, token: &AccessToken) -> Result<(), Jo
             }
             record_step(
                 j,
-                PushStep::KekDeleted.into(),
+                SyncStep::KekDeleted.into(),
                 &format!("Key exchange key {} deleted", kek.name),
             )
         })
@@ -606,7 +606,7 @@ async fn cleanup_kek(jobs: &Jobs, id: u64, token: &AccessToken) -> Result<(), Jo
             if let Some(k) = j.kek.as_mut() {
                 k.purged = Some(true);
             }
-            record_step(j, PushStep::KekSettled { purged: true }.into(), &message)
+            record_step(j, SyncStep::KekSettled { purged: true }.into(), &message)
         })
         .await??;
         tracing::info!(event = Event::AzureKekPurged.as_str(), service = "azure", job = id, vault, kid = %kek.name, "{message}");
@@ -630,7 +630,7 @@ async fn cleanup_kek(jobs: &Jobs, id: u64, token: &AccessToken) -> Result<(), Jo
                 }
                 record_step(
                     j,
-                    PushStep::KekPurgeSent.into(),
+                    SyncStep::KekPurgeSent.into(),
                     &format!("Purging key exchange key {}", kek.name),
                 )
             })
@@ -676,7 +676,7 @@ async fn cleanup_kek(jobs: &Jobs, id: u64, token: &AccessToken) -> Result<(), Jo
         if let Some(k) = j.kek.as_mut() {
             k.purged = Some(purged);
         }
-        record_step(j, PushStep::KekSettled { purged }.into(), &message)
+        record_step(j, SyncStep::KekSettled { purged }.into(), &message)
     })
     .await??;
     Ok(())

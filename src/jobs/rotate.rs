@@ -10,7 +10,7 @@
 use super::push::{Flow, begin, fail, finish_cancelled, step, transfer};
 use super::{JobError, Jobs};
 use crate::logs::Event;
-use crate::model::{JobState, KeyPush, KeyPushState, LocalKeyName, PendingGrace, RotateStep};
+use crate::model::{JobState, KeyName, KeySync, KeySyncState, PendingGrace, RotateStep};
 use crate::service::{now_unix, record_step};
 
 pub(super) async fn run(jobs: &Jobs, id: u64) -> Result<(), JobError> {
@@ -36,7 +36,7 @@ pub(super) async fn run(jobs: &Jobs, id: u64) -> Result<(), JobError> {
 /// The key name of a rotation: the group's name (cut to fit), the job's UTC timestamp and the job
 /// id (two rotations within one second must not share a name, or the second would find the
 /// first one's key and push nothing new).
-pub(super) fn key_name(group: &str, created: i64, job: u64) -> Result<LocalKeyName, JobError> {
+pub(super) fn key_name(group: &str, created: i64, job: u64) -> Result<KeyName, JobError> {
     let t = time::OffsetDateTime::from_unix_timestamp(created)
         .map_err(|e| JobError::Failed(format!("job time {created}: {e}")))?;
     let stamp = format!(
@@ -51,7 +51,7 @@ pub(super) fn key_name(group: &str, created: i64, job: u64) -> Result<LocalKeyNa
     let stamp = format!("{stamp}-{job}");
     let room = 64 - stamp.len() - 1;
     let prefix: String = group.chars().take(room).collect();
-    LocalKeyName::try_from(format!("{prefix}-{stamp}"))
+    KeyName::try_from(format!("{prefix}-{stamp}"))
         .map_err(|e| JobError::Failed(format!("rotation key name: {e}")))
 }
 
@@ -106,9 +106,9 @@ async fn rotate(
         }
         let check = svc.key(&group.name, &name).await?.check_digits;
         svc.journal(id, |j| {
-            j.keys.push(KeyPush {
+            j.keys.push(KeySync {
                 key: name.clone(),
-                state: KeyPushState::NotStarted,
+                state: KeySyncState::NotStarted,
             });
             record_step(
                 j,

@@ -8,7 +8,7 @@
 
 use super::{Clock, Jobs};
 use crate::logs::Event;
-use crate::model::{KeyGroup, KeyName, PendingGrace};
+use crate::model::{GroupName, KeyGroup, PendingGrace};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
@@ -27,8 +27,8 @@ pub const SCHEDULER: &str = "scheduler";
 /// What falls due.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Task {
-    Rotate(KeyName),
-    Grace(KeyName),
+    Rotate(GroupName),
+    Grace(GroupName),
     Drift,
 }
 
@@ -122,7 +122,7 @@ pub fn next_period_after(group: &KeyGroup, due: i64, now: i64) -> Option<i64> {
 /// A change the scheduler must re-plan.
 #[derive(Debug, Clone)]
 pub enum Change {
-    Group(KeyName),
+    Group(GroupName),
     All,
 }
 
@@ -130,11 +130,11 @@ pub enum Change {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Fired {
     /// Rotation jobs started, by group.
-    pub rotations: Vec<(KeyName, u64)>,
+    pub rotations: Vec<(GroupName, u64)>,
     /// Rotations skipped because this appliance is not designated.
-    pub skipped: Vec<KeyName>,
+    pub skipped: Vec<GroupName>,
     /// Groups whose previous versions were handled after the grace period.
-    pub grace: Vec<KeyName>,
+    pub grace: Vec<GroupName>,
     /// Drift-check jobs started.
     pub drift_checks: usize,
 }
@@ -188,7 +188,7 @@ impl Scheduler {
         *self.schedule.lock().await = schedule;
     }
 
-    async fn plan_group(&self, name: &KeyName) {
+    async fn plan_group(&self, name: &GroupName) {
         let svc = self.jobs.service();
         let group = svc.group_record(name).await.ok();
         let grace = svc.pending_grace_of(name).await;
@@ -363,7 +363,7 @@ mod tests {
 
     fn group(name: &str, created: OffsetDateTime, every: u32) -> KeyGroup {
         KeyGroup {
-            name: KeyName::try_from(name).unwrap(),
+            name: GroupName::try_from(name).unwrap(),
             credential: CredentialName::try_from("c").unwrap(),
             vault: VaultName::try_from("vault1").unwrap(),
             key_type: KeyType::Rsa {

@@ -1,12 +1,12 @@
 //! A key group: one Azure key (its versions are the group's pushed keys) and how it rotates.
 
-use super::{CredentialName, KeyName, KeyOp, KeyType, RotationPolicy, VaultName};
+use super::{CredentialName, GroupName, KeyOp, KeyType, RotationPolicy, VaultName};
 use serde::{Deserialize, Serialize};
 
 /// One Azure key, named after the group, in one vault, reached with one credential.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyGroup {
-    pub name: KeyName,
+    pub name: GroupName,
     pub credential: CredentialName,
     pub vault: VaultName,
     pub key_type: KeyType,

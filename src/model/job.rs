@@ -5,7 +5,7 @@
 //! per kind); step messages are display text only and no decision reads them. This module is
 //! the data only; `jobs` runs them.
 
-use super::{KeyName, LocalKeyName, VaultName};
+use super::{GroupName, KeyName, VaultName};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -105,7 +105,7 @@ pub struct KekJournal {
 
 /// Where one key's push is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum KeyPushState {
+pub enum KeySyncState {
     NotStarted,
     /// The import request may have been sent; find it by its fingerprint tag before retrying.
     ImportSent {
@@ -120,9 +120,9 @@ pub enum KeyPushState {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KeyPush {
-    pub key: LocalKeyName,
-    pub state: KeyPushState,
+pub struct KeySync {
+    pub key: KeyName,
+    pub state: KeySyncState,
 }
 
 /// A job and its journal.
@@ -130,9 +130,9 @@ pub struct KeyPush {
 pub struct Job {
     pub id: u64,
     pub kind: JobKind,
-    pub group: KeyName,
+    pub group: GroupName,
     /// The keys a sync pushes (empty for group-wide jobs).
-    pub keys: Vec<KeyPush>,
+    pub keys: Vec<KeySync>,
     /// Who started it: an identity name, or `scheduler`.
     pub started_by: String,
     pub created: i64,
@@ -168,17 +168,17 @@ impl Job {
 
 /// The push of keys to Azure (a synchronize job, and the push inside a rotation): KEK, imports,
 /// KEK clean-up. The KEK's and each key's state are also kept in [`KekJournal`] and
-/// [`KeyPushState`], which recovery reads.
+/// [`KeySyncState`], which recovery reads.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum PushStep {
+pub enum SyncStep {
     /// Intent: the KEK's name is journalled; its create request may have been sent.
     KekPlanned,
     /// Result: the KEK exists (created, or found again after a restart).
     KekCreated,
     /// Intent: this key's import request may have been sent.
-    ImportSent { key: LocalKeyName },
+    ImportSent { key: KeyName },
     /// Result: this key's Azure version is recorded.
-    Imported { key: LocalKeyName, version: String },
+    Imported { key: KeyName, version: String },
     /// Result: the KEK is deleted.
     KekDeleted,
     /// Intent: the purge of the deleted KEK may have been sent.
@@ -187,14 +187,14 @@ pub enum PushStep {
     KekSettled { purged: bool },
 }
 
-/// "Rotate key material" (its push is journalled as [`PushStep`]s).
+/// "Rotate key material" (its push is journalled as [`SyncStep`]s).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RotateStep {
     /// Intent: the new key's name, before it is generated. A restart destroys any HSM object
     /// labelled for it that the state never recorded.
-    KeyPlanned { key: LocalKeyName },
+    KeyPlanned { key: KeyName },
     /// Result: the new key is generated and recorded.
-    KeyGenerated { key: LocalKeyName },
+    KeyGenerated { key: KeyName },
 }
 
 /// "Delete key material on cloud".
@@ -240,7 +240,7 @@ pub enum PurgeStep {
 /// One entry of a job's typed journal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum JobStep {
-    Push(PushStep),
+    Sync(SyncStep),
     Rotate(RotateStep),
     DeleteCloud(DeleteCloudStep),
     CheckCloud(CheckCloudStep),
@@ -288,7 +288,7 @@ impl JobStep {
     pub fn belongs_to(&self, kind: JobKind) -> bool {
         matches!(
             (self, kind),
-            (Self::Push(_), JobKind::Sync | JobKind::Rotate)
+            (Self::Sync(_), JobKind::Sync | JobKind::Rotate)
                 | (Self::Rotate(_), JobKind::Rotate)
                 | (Self::DeleteCloud(_), JobKind::DeleteOnCloud)
                 | (Self::CheckCloud(_), JobKind::CheckCloud)
@@ -300,14 +300,14 @@ impl JobStep {
     /// The step's stable code, as the API shows it.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::Push(s) => match s {
-                PushStep::KekPlanned => "push.kek-planned",
-                PushStep::KekCreated => "push.kek-created",
-                PushStep::ImportSent { .. } => "push.import-sent",
-                PushStep::Imported { .. } => "push.imported",
-                PushStep::KekDeleted => "push.kek-deleted",
-                PushStep::KekPurgeSent => "push.kek-purge-sent",
-                PushStep::KekSettled { .. } => "push.kek-settled",
+            Self::Sync(s) => match s {
+                SyncStep::KekPlanned => "push.kek-planned",
+                SyncStep::KekCreated => "push.kek-created",
+                SyncStep::ImportSent { .. } => "push.import-sent",
+                SyncStep::Imported { .. } => "push.imported",
+                SyncStep::KekDeleted => "push.kek-deleted",
+                SyncStep::KekPurgeSent => "push.kek-purge-sent",
+                SyncStep::KekSettled { .. } => "push.kek-settled",
             },
             Self::Rotate(s) => match s {
                 RotateStep::KeyPlanned { .. } => "rotate.key-planned",
@@ -326,9 +326,9 @@ impl JobStep {
     }
 
     /// The local key the step is about, if any.
-    pub fn key(&self) -> Option<&LocalKeyName> {
+    pub fn key(&self) -> Option<&KeyName> {
         match self {
-            Self::Push(PushStep::ImportSent { key } | PushStep::Imported { key, .. })
+            Self::Sync(SyncStep::ImportSent { key } | SyncStep::Imported { key, .. })
             | Self::Rotate(RotateStep::KeyPlanned { key } | RotateStep::KeyGenerated { key }) => {
                 Some(key)
             }
@@ -337,9 +337,9 @@ impl JobStep {
     }
 }
 
-impl From<PushStep> for JobStep {
-    fn from(s: PushStep) -> Self {
-        Self::Push(s)
+impl From<SyncStep> for JobStep {
+    fn from(s: SyncStep) -> Self {
+        Self::Sync(s)
     }
 }
 
@@ -379,19 +379,19 @@ mod tests {
     use super::*;
 
     fn every_step() -> Vec<JobStep> {
-        let key = LocalKeyName::try_from("k".to_owned()).unwrap();
+        let key = KeyName::try_from("k".to_owned()).unwrap();
         vec![
-            PushStep::KekPlanned.into(),
-            PushStep::KekCreated.into(),
-            PushStep::ImportSent { key: key.clone() }.into(),
-            PushStep::Imported {
+            SyncStep::KekPlanned.into(),
+            SyncStep::KekCreated.into(),
+            SyncStep::ImportSent { key: key.clone() }.into(),
+            SyncStep::Imported {
                 key: key.clone(),
                 version: "v".into(),
             }
             .into(),
-            PushStep::KekDeleted.into(),
-            PushStep::KekPurgeSent.into(),
-            PushStep::KekSettled { purged: true }.into(),
+            SyncStep::KekDeleted.into(),
+            SyncStep::KekPurgeSent.into(),
+            SyncStep::KekSettled { purged: true }.into(),
             RotateStep::KeyPlanned { key: key.clone() }.into(),
             RotateStep::KeyGenerated { key }.into(),
             DeleteCloudStep::NoSoftDelete.into(),

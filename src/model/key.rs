@@ -1,6 +1,6 @@
 //! A key: one HSM-generated key pair in a group, and the Azure version it became once pushed.
 
-use super::{KeyName, KeyType, LocalKeyName};
+use super::{GroupName, KeyName, KeyType};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -35,8 +35,8 @@ impl fmt::Display for Storage {
 /// A key in a group. Its private half never leaves the HSM in the clear.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Key {
-    pub name: LocalKeyName,
-    pub group: KeyName,
+    pub name: KeyName,
+    pub group: GroupName,
     pub hsm_id: HsmKeyId,
     /// First 4 hex digits (upper case) of SHA-256 over the public key's SPKI DER.
     pub check_digits: String,

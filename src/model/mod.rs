@@ -18,11 +18,11 @@ pub use credential::{
 pub use error::ModelError;
 pub use group::KeyGroup;
 pub use job::{
-    CheckCloudStep, DeleteCloudStep, Job, JobKind, JobState, JobStep, KekJournal, KeyPush,
-    KeyPushState, PurgeStep, PushStep, RecoverStep, RotateStep, StepMessage,
+    CheckCloudStep, DeleteCloudStep, Job, JobKind, JobState, JobStep, KekJournal, KeySync,
+    KeySyncState, PurgeStep, RecoverStep, RotateStep, StepMessage, SyncStep,
 };
 pub use key::{HsmKeyId, Key, Storage};
 pub use key_type::{Curve, KeyOp, KeyType, RsaExponent};
 pub use lifecycle::{DriftFinding, DriftReport, PendingGrace};
-pub use names::{CredentialName, Guid, KeyName, LocalKeyName, VaultName};
+pub use names::{CredentialName, GroupName, Guid, KeyName, VaultName};
 pub use policy::{RotationPolicy, add_months};

@@ -1,4 +1,5 @@
-//! Validated names: Azure key names, vault names, GUIDs, credential and local key names.
+//! Validated names: group names (the Azure key's name), vault names, GUIDs, credential names
+//! and key names (a key's own name inside its group).
 //!
 //! Each type can only be built through validation, and deserializing re-validates, so a
 //! value of one of these types is always well-formed.
@@ -57,8 +58,8 @@ macro_rules! validated_name {
 }
 
 validated_name!(
-    /// An Azure key name, which is also a key group's name: 1–127 of `[0-9A-Za-z-]`.
-    KeyName, "name", check_key_name
+    /// A key group's name, which is also the Azure key's name: 1–127 of `[0-9A-Za-z-]`.
+    GroupName, "name", check_key_name
 );
 validated_name!(
     /// An Azure Key Vault name: 3–24 letters, digits and hyphens, starting with a letter,
@@ -76,7 +77,7 @@ validated_name!(
 validated_name!(
     /// A local key's name inside its group: 1–64 of `[0-9A-Za-z._-]`, starting with a letter or
     /// digit.
-    LocalKeyName, "key", check_simple_name
+    KeyName, "key", check_simple_name
 );
 
 fn check_key_name(s: &str) -> Result<(), String> {
@@ -121,7 +122,7 @@ fn check_simple_name(s: &str) -> Result<(), String> {
     })
 }
 
-impl LocalKeyName {
+impl KeyName {
     /// The smallest valid name in byte order, for range scans over (group, key) maps.
     pub fn smallest() -> Self {
         Self("0".to_owned())
@@ -140,14 +141,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn key_names_follow_azure_rules() {
-        assert!(KeyName::try_from("payments-2026").is_ok());
-        assert!(KeyName::try_from("a".repeat(127)).is_ok());
+    fn group_names_follow_azure_key_rules() {
+        assert!(GroupName::try_from("payments-2026").is_ok());
+        assert!(GroupName::try_from("a".repeat(127)).is_ok());
         for bad in ["", "has space", "under_score", "dot.name", "é"] {
-            let err = KeyName::try_from(bad).unwrap_err();
+            let err = GroupName::try_from(bad).unwrap_err();
             assert_eq!(err.field, "name", "{bad}");
         }
-        assert!(KeyName::try_from("a".repeat(128)).is_err());
+        assert!(GroupName::try_from("a".repeat(128)).is_err());
     }
 
     #[test]
@@ -188,6 +189,6 @@ mod tests {
     #[test]
     fn deserializing_revalidates() {
         let bytes = postcard::to_allocvec(&"bad name".to_string()).unwrap();
-        assert!(postcard::from_bytes::<KeyName>(&bytes).is_err());
+        assert!(postcard::from_bytes::<GroupName>(&bytes).is_err());
     }
 }

@@ -3,7 +3,7 @@
 //! is deleted or changed under it (a check on a snapshot, then the change, could be raced).
 
 use super::ServiceError;
-use crate::model::{Job, JobKind, KeyName, LocalKeyName};
+use crate::model::{GroupName, Job, JobKind, KeyName};
 use crate::store::State;
 
 /// The unfinished job that works on `group`/`key`: a sync that names it, or a rotation or a
@@ -11,8 +11,8 @@ use crate::store::State;
 /// only reads, so it holds nothing.
 pub(super) fn holding_key<'a>(
     state: &'a State,
-    group: &KeyName,
-    key: &LocalKeyName,
+    group: &GroupName,
+    key: &KeyName,
 ) -> Option<&'a Job> {
     unfinished(state, group).find(|j| match j.kind {
         JobKind::Sync => j.keys.iter().any(|p| &p.key == key),
@@ -24,17 +24,17 @@ pub(super) fn holding_key<'a>(
 }
 
 /// Any unfinished job on `group` (it needs the group's record until it ends).
-pub(super) fn on_group<'a>(state: &'a State, group: &KeyName) -> Option<&'a Job> {
+pub(super) fn on_group<'a>(state: &'a State, group: &GroupName) -> Option<&'a Job> {
     unfinished(state, group).next()
 }
 
 /// The unfinished job whose imports the group's rotation policy shapes (`exp` of a sync's
 /// imports, the validity of a rotation's new version).
-pub(super) fn using_policy<'a>(state: &'a State, group: &KeyName) -> Option<&'a Job> {
+pub(super) fn using_policy<'a>(state: &'a State, group: &GroupName) -> Option<&'a Job> {
     unfinished(state, group).find(|j| matches!(j.kind, JobKind::Sync | JobKind::Rotate))
 }
 
-fn unfinished<'a>(state: &'a State, group: &KeyName) -> impl Iterator<Item = &'a Job> + 'a {
+fn unfinished<'a>(state: &'a State, group: &GroupName) -> impl Iterator<Item = &'a Job> + 'a {
     let group = group.clone();
     state
         .jobs
@@ -60,18 +60,18 @@ pub(super) fn refusal(job: &Job, what: impl std::fmt::Display) -> ServiceError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{JobState, KeyPush, KeyPushState};
+    use crate::model::{JobState, KeySync, KeySyncState};
 
     fn job(id: u64, kind: JobKind, group: &str, keys: &[&str], state: JobState) -> Job {
         Job {
             id,
             kind,
-            group: KeyName::try_from(group).unwrap(),
+            group: GroupName::try_from(group).unwrap(),
             keys: keys
                 .iter()
-                .map(|k| KeyPush {
-                    key: LocalKeyName::try_from(*k).unwrap(),
-                    state: KeyPushState::NotStarted,
+                .map(|k| KeySync {
+                    key: KeyName::try_from(*k).unwrap(),
+                    state: KeySyncState::NotStarted,
                 })
                 .collect(),
             started_by: "t".into(),
@@ -98,8 +98,8 @@ mod tests {
     fn held(s: &State, group: &str, key: &str) -> Option<u64> {
         holding_key(
             s,
-            &KeyName::try_from(group).unwrap(),
-            &LocalKeyName::try_from(key).unwrap(),
+            &GroupName::try_from(group).unwrap(),
+            &KeyName::try_from(key).unwrap(),
         )
         .map(|j| j.id)
     }
@@ -124,10 +124,10 @@ mod tests {
         assert_eq!(held(&s, "h", "a"), None, "a drift check only reads");
         assert_eq!(held(&s, "d", "x"), Some(4));
         assert_eq!(held(&s, "r", "x"), Some(5));
-        let h = KeyName::try_from("h").unwrap();
+        let h = GroupName::try_from("h").unwrap();
         assert_eq!(on_group(&s, &h).map(|j| j.id), Some(3));
         assert!(using_policy(&s, &h).is_none());
-        let g = KeyName::try_from("g").unwrap();
+        let g = GroupName::try_from("g").unwrap();
         assert_eq!(using_policy(&s, &g).map(|j| j.id), Some(1));
         let ServiceError::Busy { job, message } = refusal(&s.jobs[&1], "key g/a cannot go") else {
             panic!("not a busy refusal");

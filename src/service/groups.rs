@@ -6,14 +6,14 @@ use super::{Service, ServiceError, now_unix};
 use crate::hsm::HsmError;
 use crate::logs::Event;
 use crate::model::{
-    CredentialName, KeyGroup, KeyName, KeyOp, KeyType, ModelError, RotationPolicy, VaultName,
+    CredentialName, GroupName, KeyGroup, KeyOp, KeyType, ModelError, RotationPolicy, VaultName,
 };
 use serde::Serialize;
 
 /// A request to create a key group, already validated into domain types.
 #[derive(Debug, Clone)]
 pub struct NewGroup {
-    pub name: KeyName,
+    pub name: GroupName,
     pub credential: CredentialName,
     pub vault: VaultName,
     pub key_type: KeyType,
@@ -146,7 +146,7 @@ impl Service {
             .collect()
     }
 
-    pub async fn group(&self, name: &KeyName) -> Result<GroupView, ServiceError> {
+    pub async fn group(&self, name: &GroupName) -> Result<GroupView, ServiceError> {
         let data = self.inner.data.lock().await;
         view(&data.state, name)
     }
@@ -156,7 +156,7 @@ impl Service {
     /// sync or rotation of the group is unfinished, since the policy shapes its imports.
     pub async fn update_rotation(
         &self,
-        name: &KeyName,
+        name: &GroupName,
         change: impl FnOnce(RotationPolicy) -> RotationPolicy,
         by: &str,
     ) -> Result<GroupView, ServiceError> {
@@ -195,7 +195,7 @@ impl Service {
     }
 
     /// Deletes a key group that has no keys left. Never touches the cloud.
-    pub async fn delete_group(&self, name: &KeyName, by: &str) -> Result<(), ServiceError> {
+    pub async fn delete_group(&self, name: &GroupName, by: &str) -> Result<(), ServiceError> {
         let mut data = self.inner.data.lock().await;
         if !data.state.groups.contains_key(name) {
             return Err(ServiceError::not_found("key group", name));
@@ -234,7 +234,7 @@ impl Service {
     }
 }
 
-fn view(state: &crate::store::State, name: &KeyName) -> Result<GroupView, ServiceError> {
+fn view(state: &crate::store::State, name: &GroupName) -> Result<GroupView, ServiceError> {
     let g = state
         .groups
         .get(name)

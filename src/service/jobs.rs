@@ -6,8 +6,8 @@ use super::retention::Retention;
 use super::{Service, ServiceError, now_unix};
 use crate::logs::Event;
 use crate::model::{
-    Job, JobKind, JobState, JobStep, Key, KeyGroup, KeyName, KeyPush, KeyPushState, LocalKeyName,
-    PushStep, StepMessage,
+    GroupName, Job, JobKind, JobState, JobStep, Key, KeyGroup, KeyName, KeySync, KeySyncState,
+    StepMessage, SyncStep,
 };
 use crate::store::State;
 
@@ -36,7 +36,7 @@ fn wrong_step(job: &Job, step: &JobStep) -> ServiceError {
 
 /// Which keys a new job names.
 enum JobKeys<'a> {
-    These(&'a [LocalKeyName]),
+    These(&'a [KeyName]),
     /// Every key of the group without an Azure version, at the moment the job is created.
     Unpushed,
 }
@@ -46,13 +46,13 @@ enum JobKeys<'a> {
 /// over from the newest ended job that names the key, so that the new job looks for it by its
 /// fingerprint tag and records it instead of importing the key a second time. A key with a
 /// version is never carried over.
-fn unresolved_import(state: &State, group: &KeyName, key: &LocalKeyName) -> KeyPushState {
+fn unresolved_import(state: &State, group: &GroupName, key: &KeyName) -> KeySyncState {
     let pushed = state
         .keys
         .get(&(group.clone(), key.clone()))
         .is_some_and(|k| k.azure_version.is_some());
     if pushed {
-        return KeyPushState::NotStarted;
+        return KeySyncState::NotStarted;
     }
     state
         .jobs
@@ -61,8 +61,8 @@ fn unresolved_import(state: &State, group: &KeyName, key: &LocalKeyName) -> KeyP
         .filter(|j| j.state.is_final() && &j.group == group)
         .flat_map(|j| j.keys.iter())
         .find(|p| &p.key == key)
-        .filter(|p| matches!(p.state, KeyPushState::ImportSent { .. }))
-        .map_or(KeyPushState::NotStarted, |p| p.state.clone())
+        .filter(|p| matches!(p.state, KeySyncState::ImportSent { .. }))
+        .map_or(KeySyncState::NotStarted, |p| p.state.clone())
 }
 
 impl Service {
@@ -70,8 +70,8 @@ impl Service {
     pub async fn create_job(
         &self,
         kind: JobKind,
-        group: &KeyName,
-        keys: &[LocalKeyName],
+        group: &GroupName,
+        keys: &[KeyName],
         by: &str,
     ) -> Result<u64, ServiceError> {
         let queued = format!("{} queued by {by}", kind.title());
@@ -90,7 +90,7 @@ impl Service {
     /// version, chosen under the same lock as the job's creation. 409 when there is none.
     pub async fn create_sync_of_unpushed(
         &self,
-        group: &KeyName,
+        group: &GroupName,
         by: &str,
     ) -> Result<u64, ServiceError> {
         let queued = format!("{} queued by {by}", JobKind::Sync.title());
@@ -111,7 +111,7 @@ impl Service {
     pub async fn create_waiting_job(
         &self,
         kind: JobKind,
-        group: &KeyName,
+        group: &GroupName,
         by: &str,
         approval: &str,
         expires_at: i64,
@@ -141,7 +141,7 @@ impl Service {
     async fn insert_job(
         &self,
         kind: JobKind,
-        group: &KeyName,
+        group: &GroupName,
         keys: JobKeys<'_>,
         by: &str,
         state: JobState,
@@ -151,10 +151,10 @@ impl Service {
         if !data.state.groups.contains_key(group) {
             return Err(ServiceError::not_found("key group", group));
         }
-        let keys: Vec<LocalKeyName> = match keys {
+        let keys: Vec<KeyName> = match keys {
             JobKeys::These(keys) => keys.to_vec(),
             JobKeys::Unpushed => {
-                let unpushed: Vec<LocalKeyName> = data
+                let unpushed: Vec<KeyName> = data
                     .state
                     .keys_in(group)
                     .filter(|k| k.azure_version.is_none())
@@ -180,7 +180,7 @@ impl Service {
             group: group.clone(),
             keys: keys
                 .iter()
-                .map(|k| KeyPush {
+                .map(|k| KeySync {
                     key: k.clone(),
                     state: unresolved_import(&data.state, group, k),
                 })
@@ -474,30 +474,30 @@ impl Service {
     }
 
     /// Records the Azure version of a pushed key, durably, together with the job journal entry.
-    pub async fn record_push(
+    pub async fn record_sync(
         &self,
         id: u64,
-        group: &KeyName,
-        key: &LocalKeyName,
+        group: &GroupName,
+        key: &KeyName,
         version: &str,
     ) -> Result<(), ServiceError> {
-        self.record_push_with_steps(id, group, key, version, Vec::new(), None)
+        self.record_sync_with_steps(id, group, key, version, Vec::new(), None)
             .await
     }
 
-    /// As [`Service::record_push`], with the job's step messages and progress for this key in
+    /// As [`Service::record_sync`], with the job's step messages and progress for this key in
     /// the same commit: one state write per pushed key instead of one per message (each write
     /// encodes and fsyncs the whole state).
-    pub async fn record_push_with_steps(
+    pub async fn record_sync_with_steps(
         &self,
         id: u64,
-        group: &KeyName,
-        key: &LocalKeyName,
+        group: &GroupName,
+        key: &KeyName,
         version: &str,
         steps: Vec<String>,
         progress: Option<u16>,
     ) -> Result<(), ServiceError> {
-        let imported = JobStep::Push(PushStep::Imported {
+        let imported = JobStep::Sync(SyncStep::Imported {
             key: key.clone(),
             version: version.to_owned(),
         });
@@ -523,7 +523,7 @@ impl Service {
         }
         if let Some(job) = data.state.jobs.get_mut(&id) {
             for push in job.keys.iter_mut().filter(|p| &p.key == key) {
-                push.state = KeyPushState::Imported {
+                push.state = KeySyncState::Imported {
                     version: version.to_owned(),
                 };
             }
@@ -546,7 +546,7 @@ impl Service {
     }
 
     /// A group's full record, for the job runner.
-    pub(crate) async fn group_record(&self, name: &KeyName) -> Result<KeyGroup, ServiceError> {
+    pub(crate) async fn group_record(&self, name: &GroupName) -> Result<KeyGroup, ServiceError> {
         let data = self.inner.data.lock().await;
         data.state
             .groups
@@ -558,8 +558,8 @@ impl Service {
     /// A key's full record, for the job runner.
     pub(crate) async fn key_record(
         &self,
-        group: &KeyName,
-        key: &LocalKeyName,
+        group: &GroupName,
+        key: &KeyName,
     ) -> Result<Key, ServiceError> {
         let data = self.inner.data.lock().await;
         data.state

@@ -6,7 +6,7 @@ use super::{Service, ServiceError, now_unix};
 use crate::control::approvals::{Action, Approved};
 use crate::control::authz::{Admin, Authorized, Operate};
 use crate::logs::Event;
-use crate::model::{Key, KeyName, LocalKeyName, Storage};
+use crate::model::{GroupName, Key, KeyName, Storage};
 use serde::Serialize;
 
 /// A key as the console lists it: Name, Key Group, Version, Storage, Key type, Algorithm,
@@ -44,8 +44,8 @@ impl Service {
     /// "Create → Random": generates a key pair inside the HSM and records it in the group.
     pub async fn create_key(
         &self,
-        group: &KeyName,
-        name: &LocalKeyName,
+        group: &GroupName,
+        name: &KeyName,
         by: &str,
     ) -> Result<KeyView, ServiceError> {
         let key_type = {
@@ -126,8 +126,8 @@ impl Service {
     /// Returns how many were destroyed. Never touches the recorded key.
     pub async fn destroy_unrecorded_hsm_keys(
         &self,
-        group: &KeyName,
-        name: &LocalKeyName,
+        group: &GroupName,
+        name: &KeyName,
     ) -> Result<usize, ServiceError> {
         let recorded = {
             let data = self.inner.data.lock().await;
@@ -150,7 +150,7 @@ impl Service {
         Ok(destroyed)
     }
 
-    pub async fn list_keys(&self, group: &KeyName) -> Result<Vec<KeyView>, ServiceError> {
+    pub async fn list_keys(&self, group: &GroupName) -> Result<Vec<KeyView>, ServiceError> {
         let data = self.inner.data.lock().await;
         if !data.state.groups.contains_key(group) {
             return Err(ServiceError::not_found("key group", group));
@@ -158,7 +158,7 @@ impl Service {
         Ok(data.state.keys_in(group).map(KeyView::of).collect())
     }
 
-    pub async fn key(&self, group: &KeyName, name: &LocalKeyName) -> Result<KeyView, ServiceError> {
+    pub async fn key(&self, group: &GroupName, name: &KeyName) -> Result<KeyView, ServiceError> {
         let data = self.inner.data.lock().await;
         data.state
             .keys
@@ -170,8 +170,8 @@ impl Service {
     /// The key's public key as SPKI DER, read back from the HSM.
     pub async fn key_public_der(
         &self,
-        group: &KeyName,
-        name: &LocalKeyName,
+        group: &GroupName,
+        name: &KeyName,
     ) -> Result<Vec<u8>, ServiceError> {
         let id = {
             let data = self.inner.data.lock().await;
@@ -192,8 +192,8 @@ impl Service {
     pub async fn delete_key(
         &self,
         who: &Authorized<Operate>,
-        group: &KeyName,
-        name: &LocalKeyName,
+        group: &GroupName,
+        name: &KeyName,
     ) -> Result<KeyDeletion, ServiceError> {
         let removed = {
             let mut data = self.inner.data.lock().await;
@@ -225,8 +225,8 @@ impl Service {
                 approved.id()
             )));
         };
-        let group = KeyName::try_from(group.clone())?;
-        let name = LocalKeyName::try_from(key.clone())?;
+        let group = GroupName::try_from(group.clone())?;
+        let name = KeyName::try_from(key.clone())?;
         let removed = {
             let mut data = self.inner.data.lock().await;
             if deletable(&data.state, &group, &name)?.hsm_id != *hsm_id {
@@ -270,8 +270,8 @@ pub enum KeyDeletion {
 /// The key, if it exists and no unfinished job works on it.
 fn deletable<'a>(
     state: &'a crate::store::State,
-    group: &KeyName,
-    name: &LocalKeyName,
+    group: &GroupName,
+    name: &KeyName,
 ) -> Result<&'a Key, ServiceError> {
     let key = state
         .keys
@@ -288,7 +288,7 @@ fn deletable<'a>(
 
 impl super::Data {
     /// Removes a key from the state durably; restored on a failed write.
-    fn remove_key(&mut self, group: &KeyName, name: &LocalKeyName) -> Result<Key, ServiceError> {
+    fn remove_key(&mut self, group: &GroupName, name: &KeyName) -> Result<Key, ServiceError> {
         let id = (group.clone(), name.clone());
         let removed = self
             .state

@@ -3,7 +3,7 @@
 //! Azure versions once a purge made them gone for good.
 
 use super::{Service, ServiceError};
-use crate::model::{DriftReport, Job, KeyGroup, KeyName, PendingGrace};
+use crate::model::{DriftReport, GroupName, Job, KeyGroup, PendingGrace};
 
 impl Service {
     /// Every group, for the scheduler's plan (read once at start-up and on a full re-plan).
@@ -12,7 +12,7 @@ impl Service {
         data.state.groups.values().cloned().collect()
     }
 
-    pub async fn pending_grace(&self) -> Vec<(KeyName, PendingGrace)> {
+    pub async fn pending_grace(&self) -> Vec<(GroupName, PendingGrace)> {
         let data = self.inner.data.lock().await;
         data.state
             .grace
@@ -21,7 +21,7 @@ impl Service {
             .collect()
     }
 
-    pub async fn pending_grace_of(&self, group: &KeyName) -> Option<PendingGrace> {
+    pub async fn pending_grace_of(&self, group: &GroupName) -> Option<PendingGrace> {
         let data = self.inner.data.lock().await;
         data.state.grace.get(group).cloned()
     }
@@ -31,7 +31,7 @@ impl Service {
     pub async fn finish_rotation(
         &self,
         id: u64,
-        group: &KeyName,
+        group: &GroupName,
         at: i64,
         grace: Option<PendingGrace>,
         end_job: impl FnOnce(&mut Job),
@@ -81,7 +81,7 @@ impl Service {
     }
 
     /// Removes a group's grace entry once its previous versions were handled.
-    pub async fn clear_grace(&self, group: &KeyName) -> Result<(), ServiceError> {
+    pub async fn clear_grace(&self, group: &GroupName) -> Result<(), ServiceError> {
         let mut data = self.inner.data.lock().await;
         let Some(removed) = data.state.grace.remove(group) else {
             return Ok(());
@@ -96,7 +96,7 @@ impl Service {
     /// Stores a group's latest drift report.
     pub async fn set_drift(
         &self,
-        group: &KeyName,
+        group: &GroupName,
         report: DriftReport,
     ) -> Result<(), ServiceError> {
         let mut data = self.inner.data.lock().await;
@@ -116,7 +116,7 @@ impl Service {
 
     /// After a purge the Azure versions are gone for good: the group's keys forget them, so they
     /// can be pushed again. The keys themselves stay in the HSM.
-    pub async fn forget_azure_versions(&self, group: &KeyName) -> Result<usize, ServiceError> {
+    pub async fn forget_azure_versions(&self, group: &GroupName) -> Result<usize, ServiceError> {
         let mut data = self.inner.data.lock().await;
         let ids: Vec<_> = data
             .state

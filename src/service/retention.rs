@@ -47,13 +47,13 @@ impl Retention {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::model::{JobKind, JobState, KeyName};
+    use crate::model::{GroupName, JobKind, JobState};
 
     fn job(id: u64, state: JobState, ended: Option<i64>) -> Job {
         Job {
             id,
             kind: JobKind::Sync,
-            group: KeyName::try_from("g".to_owned()).unwrap(),
+            group: GroupName::try_from("g".to_owned()).unwrap(),
             keys: vec![],
             started_by: "operator".into(),
             created: 1_000,

@@ -10,9 +10,9 @@
 use super::State;
 use crate::model::DeleteCloudStep;
 use crate::model::{
-    CheckCloudStep, Credential, CredentialAuth, CredentialName, DriftReport, Guid, Job, JobKind,
-    JobState, JobStep, KekJournal, Key, KeyGroup, KeyName, KeyPush, KeyPushState, LocalKeyName,
-    PendingGrace, PushStep, RotateStep, StepMessage, VaultName,
+    CheckCloudStep, Credential, CredentialAuth, CredentialName, DriftReport, GroupName, Guid, Job,
+    JobKind, JobState, JobStep, KekJournal, Key, KeyGroup, KeyName, KeySync, KeySyncState,
+    PendingGrace, RotateStep, StepMessage, SyncStep, VaultName,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -22,8 +22,8 @@ use std::collections::BTreeMap;
 #[derive(Deserialize)]
 struct StateV1 {
     credentials: BTreeMap<CredentialName, CredentialV1>,
-    groups: BTreeMap<KeyName, KeyGroup>,
-    keys: BTreeMap<(KeyName, LocalKeyName), Key>,
+    groups: BTreeMap<GroupName, KeyGroup>,
+    keys: BTreeMap<(GroupName, KeyName), Key>,
 }
 
 #[derive(Deserialize)]
@@ -67,8 +67,8 @@ pub fn migrate(format: u16, payload: &[u8]) -> Result<State, String> {
 #[derive(Serialize, Deserialize)]
 struct StateV2 {
     credentials: BTreeMap<CredentialName, Credential>,
-    groups: BTreeMap<KeyName, KeyGroup>,
-    keys: BTreeMap<(KeyName, LocalKeyName), Key>,
+    groups: BTreeMap<GroupName, KeyGroup>,
+    keys: BTreeMap<(GroupName, KeyName), Key>,
     designated: Option<bool>,
     jobs: BTreeMap<u64, JobV2>,
     next_job_id: u64,
@@ -78,8 +78,8 @@ struct StateV2 {
 struct JobV2 {
     id: u64,
     kind: JobKind,
-    group: KeyName,
-    keys: Vec<KeyPush>,
+    group: GroupName,
+    keys: Vec<KeySync>,
     started_by: String,
     created: i64,
     started: Option<i64>,
@@ -149,21 +149,21 @@ fn v2_to_v3(v2: StateV2) -> StateV3 {
 #[derive(Serialize, Deserialize)]
 pub(super) struct StateV3 {
     credentials: BTreeMap<CredentialName, Credential>,
-    groups: BTreeMap<KeyName, KeyGroup>,
-    keys: BTreeMap<(KeyName, LocalKeyName), Key>,
+    groups: BTreeMap<GroupName, KeyGroup>,
+    keys: BTreeMap<(GroupName, KeyName), Key>,
     designated: Option<bool>,
     jobs: BTreeMap<u64, JobV3>,
     next_job_id: u64,
-    grace: BTreeMap<KeyName, PendingGrace>,
-    drift: BTreeMap<KeyName, DriftReport>,
+    grace: BTreeMap<GroupName, PendingGrace>,
+    drift: BTreeMap<GroupName, DriftReport>,
 }
 
 #[derive(Serialize, Deserialize)]
 struct JobV3 {
     id: u64,
     kind: JobKind,
-    group: KeyName,
-    keys: Vec<KeyPush>,
+    group: GroupName,
+    keys: Vec<KeySync>,
     started_by: String,
     created: i64,
     started: Option<i64>,
@@ -221,14 +221,14 @@ fn typed_journal(
     kind: JobKind,
     steps: &[StepMessage],
     kek: Option<&KekJournal>,
-    keys: &[KeyPush],
+    keys: &[KeySync],
 ) -> Vec<JobStep> {
     let mut journal: Vec<JobStep> = steps
         .iter()
         .filter_map(|s| step_of_message(kind, &s.message))
         .collect();
     if matches!(kind, JobKind::Sync | JobKind::Rotate) {
-        journal.extend(push_steps(kek, keys).into_iter().map(JobStep::Push));
+        journal.extend(sync_steps(kek, keys).into_iter().map(JobStep::Sync));
     }
     journal
 }
@@ -238,7 +238,7 @@ fn step_of_message(kind: JobKind, message: &str) -> Option<JobStep> {
     let first_word = |rest: &str| {
         rest.split(' ')
             .next()
-            .and_then(|w| LocalKeyName::try_from(w.to_owned()).ok())
+            .and_then(|w| KeyName::try_from(w.to_owned()).ok())
     };
     match kind {
         JobKind::Rotate => {
@@ -280,38 +280,38 @@ fn step_of_message(kind: JobKind, message: &str) -> Option<JobStep> {
 }
 
 /// A push's typed steps, from the KEK and key states format 3 already kept.
-fn push_steps(kek: Option<&KekJournal>, keys: &[KeyPush]) -> Vec<PushStep> {
+fn sync_steps(kek: Option<&KekJournal>, keys: &[KeySync]) -> Vec<SyncStep> {
     let mut steps = Vec::new();
     if let Some(k) = kek {
-        steps.push(PushStep::KekPlanned);
+        steps.push(SyncStep::KekPlanned);
         if k.kid.is_some() {
-            steps.push(PushStep::KekCreated);
+            steps.push(SyncStep::KekCreated);
         }
     }
     for p in keys {
         match &p.state {
-            KeyPushState::ImportSent { .. } => {
-                steps.push(PushStep::ImportSent { key: p.key.clone() })
+            KeySyncState::ImportSent { .. } => {
+                steps.push(SyncStep::ImportSent { key: p.key.clone() })
             }
-            KeyPushState::Imported { version } => {
-                steps.push(PushStep::ImportSent { key: p.key.clone() });
-                steps.push(PushStep::Imported {
+            KeySyncState::Imported { version } => {
+                steps.push(SyncStep::ImportSent { key: p.key.clone() });
+                steps.push(SyncStep::Imported {
                     key: p.key.clone(),
                     version: version.clone(),
                 });
             }
-            KeyPushState::NotStarted | KeyPushState::Failed { .. } => {}
+            KeySyncState::NotStarted | KeySyncState::Failed { .. } => {}
         }
     }
     if let Some(k) = kek {
         if k.deleted && k.kid.is_some() {
-            steps.push(PushStep::KekDeleted);
+            steps.push(SyncStep::KekDeleted);
         }
         if k.purge_sent {
-            steps.push(PushStep::KekPurgeSent);
+            steps.push(SyncStep::KekPurgeSent);
         }
         if let Some(purged) = k.purged {
-            steps.push(PushStep::KekSettled { purged });
+            steps.push(SyncStep::KekSettled { purged });
         }
     }
     steps
@@ -351,7 +351,7 @@ fn v1_to_current(v1: StateV1) -> State {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::model::KeyPushState;
+    use crate::model::KeySyncState;
 
     #[test]
     fn a_format_2_job_journal_is_migrated_with_no_cancel_and_a_pending_purge_looked_for() {
@@ -365,10 +365,10 @@ mod tests {
                 JobV2 {
                     id: 4,
                     kind: JobKind::Sync,
-                    group: KeyName::try_from("g".to_owned()).unwrap(),
-                    keys: vec![KeyPush {
-                        key: LocalKeyName::try_from("k".to_owned()).unwrap(),
-                        state: KeyPushState::Imported {
+                    group: GroupName::try_from("g".to_owned()).unwrap(),
+                    keys: vec![KeySync {
+                        key: KeyName::try_from("k".to_owned()).unwrap(),
+                        state: KeySyncState::Imported {
                             version: "v1".into(),
                         },
                     }],

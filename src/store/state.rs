@@ -1,8 +1,7 @@
 //! The state byokd persists: credentials, key groups, keys and runtime settings.
 
 use crate::model::{
-    Credential, CredentialName, DriftReport, Job, Key, KeyGroup, KeyName, LocalKeyName,
-    PendingGrace,
+    Credential, CredentialName, DriftReport, GroupName, Job, Key, KeyGroup, KeyName, PendingGrace,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -11,9 +10,9 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
     pub credentials: BTreeMap<CredentialName, Credential>,
-    pub groups: BTreeMap<KeyName, KeyGroup>,
+    pub groups: BTreeMap<GroupName, KeyGroup>,
     /// Keys by (group, key name).
-    pub keys: BTreeMap<(KeyName, LocalKeyName), Key>,
+    pub keys: BTreeMap<(GroupName, KeyName), Key>,
     /// The designated-device setting as last set through the control API; `None` means the
     /// configuration file's value applies.
     pub designated: Option<bool>,
@@ -22,9 +21,9 @@ pub struct State {
     /// The next job id to hand out.
     pub next_job_id: u64,
     /// Previous Azure versions waiting out the grace period after a rotation, by group.
-    pub grace: BTreeMap<KeyName, PendingGrace>,
+    pub grace: BTreeMap<GroupName, PendingGrace>,
     /// The last drift check's findings, by group.
-    pub drift: BTreeMap<KeyName, DriftReport>,
+    pub drift: BTreeMap<GroupName, DriftReport>,
 }
 
 /// The highest job id a loaded state may hand out next. A daemon starting a job a second needs
@@ -33,9 +32,9 @@ pub struct State {
 pub const MAX_NEXT_JOB_ID: u64 = i64::MAX as u64;
 
 impl State {
-    pub fn keys_in<'a>(&'a self, group: &'a KeyName) -> impl Iterator<Item = &'a Key> + 'a {
+    pub fn keys_in<'a>(&'a self, group: &'a GroupName) -> impl Iterator<Item = &'a Key> + 'a {
         self.keys
-            .range((group.clone(), LocalKeyName::smallest())..)
+            .range((group.clone(), KeyName::smallest())..)
             .take_while(move |((g, _), _)| g == group)
             .map(|(_, k)| k)
     }
@@ -56,7 +55,7 @@ mod tests {
 
     #[test]
     fn smallest_name_is_valid() {
-        assert_eq!(LocalKeyName::smallest().as_str(), "0");
-        assert!(LocalKeyName::try_from("0").is_ok());
+        assert_eq!(KeyName::smallest().as_str(), "0");
+        assert!(KeyName::try_from("0").is_ok());
     }
 }

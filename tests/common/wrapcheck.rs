@@ -164,11 +164,11 @@ pub fn strict_pkcs8_public_spki(der: &[u8], key_type: KeyType) -> Vec<u8> {
 pub async fn wrap_and_check(
     hsm: &byokd::hsm::Hsm,
     key_type: KeyType,
-    group: &byokd::model::KeyName,
+    group: &byokd::model::GroupName,
     key: &str,
     kek: &(rsa::PrivateKey, KekPublicKey),
 ) -> (Vec<u8>, Vec<u8>) {
-    let key = byokd::model::LocalKeyName::try_from(key).expect("key name");
+    let key = byokd::model::KeyName::try_from(key).expect("key name");
     let generated = hsm.generate(key_type, group, &key).await.expect("generate");
     let ciphertext = hsm
         .wrap_for_transfer(generated.id, &kek.1)

@@ -583,7 +583,7 @@ pub fn seed_pushed_key(dir: &Path) {
             expires: None,
         },
     );
-    let group = KeyName::try_from("g1".to_owned()).unwrap();
+    let group = GroupName::try_from("g1".to_owned()).unwrap();
     let key_type = KeyType::parse("EC-P256", RsaExponent::F4).unwrap();
     state.groups.insert(
         group.clone(),
@@ -598,7 +598,7 @@ pub fn seed_pushed_key(dir: &Path) {
             created: 1_800_000_000,
         },
     );
-    let name = LocalKeyName::try_from("pushed".to_owned()).unwrap();
+    let name = KeyName::try_from("pushed".to_owned()).unwrap();
     state.keys.insert(
         (group.clone(), name.clone()),
         Key {

@@ -9,7 +9,7 @@ use crate::control::decode;
 use crate::control::errors::ApiError;
 use crate::control::routes::Params;
 use crate::logs::Event;
-use crate::model::KeyName;
+use crate::model::GroupName;
 use serde_json::json;
 
 pub(super) fn id(p: &Params) -> Result<String, ApiError> {
@@ -208,7 +208,7 @@ async fn waiting_job<'a>(
     group: &str,
     what: &str,
 ) -> Result<(&'a crate::jobs::Jobs, u64), ApiError> {
-    let g = decode::field("group", KeyName::try_from(group.to_owned()))?;
+    let g = decode::field("group", GroupName::try_from(group.to_owned()))?;
     let jobs = super::cloud::jobs(ctx, what)?;
     ctx.service.group(&g).await?;
     let waiting = linked_job(approved.approval()).ok_or_else(|| {

@@ -63,8 +63,8 @@ pub async fn sync_group(who: Authorized<Operate>, ctx: &Ctx, i: Input) -> Result
 async fn submit_sync(
     ctx: &Ctx,
     who: &Authorized<Operate>,
-    group: &crate::model::KeyName,
-    keys: &[crate::model::LocalKeyName],
+    group: &crate::model::GroupName,
+    keys: &[crate::model::KeyName],
 ) -> Result<Reply, ApiError> {
     let jobs = jobs(ctx, "synchronize")?;
     let id = jobs
@@ -171,7 +171,7 @@ pub async fn delete_cloud(who: Authorized<Admin>, ctx: &Ctx, i: Input) -> Result
 async fn request_job(
     who: &Authorized<Admin>,
     ctx: &Ctx,
-    group: &crate::model::KeyName,
+    group: &crate::model::GroupName,
     (action, kind): (Action, JobKind),
     what: &str,
 ) -> Result<Reply, ApiError> {

@@ -7,7 +7,7 @@ use crate::control::decode::{self, field};
 use crate::control::errors::ApiError;
 use crate::control::routes::Params;
 use crate::model::{
-    CredentialName, KeyName, KeyOp, KeyType, RotationPolicy, RsaExponent, VaultName,
+    CredentialName, GroupName, KeyOp, KeyType, RotationPolicy, RsaExponent, VaultName,
 };
 use crate::service::NewGroup;
 use serde::Deserialize;
@@ -79,7 +79,7 @@ pub(super) fn decode_new(body: &[u8]) -> Result<NewGroup, ApiError> {
         .validate()
         .map_err(|e| ApiError::invalid(format!("rotation.{}", e.field), e.reason))?;
     Ok(NewGroup {
-        name: field("name", KeyName::try_from(b.name))?,
+        name: field("name", GroupName::try_from(b.name))?,
         credential: field("credential", CredentialName::try_from(b.credential))?,
         vault: field("vault", VaultName::try_from(b.vault))?,
         key_type,
@@ -98,7 +98,7 @@ pub(super) fn decode_update(body: &[u8]) -> Result<RotationPolicy, ApiError> {
     Ok(probe)
 }
 
-pub(super) fn name(p: &Params) -> Result<KeyName, ApiError> {
+pub(super) fn name(p: &Params) -> Result<GroupName, ApiError> {
     decode::param("group", p.get("group"))
 }
 
@@ -109,7 +109,7 @@ pub async fn list(_: Authorized<AnyRole>, ctx: &Ctx) -> Result<Reply, ApiError> 
 pub async fn create(auth: Authorized<Operate>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
     let new = decode_new(&i.body)?;
     let view = ctx.service.create_group(new, auth.name()).await?;
-    if let (Some(jobs), Ok(name)) = (&ctx.jobs, KeyName::try_from(view.name.clone())) {
+    if let (Some(jobs), Ok(name)) = (&ctx.jobs, GroupName::try_from(view.name.clone())) {
         jobs.group_changed(&name);
     }
     Reply::created(to_json(&view)?)

@@ -56,12 +56,12 @@ pub(crate) fn view(job: &Job) -> Value {
         .iter()
         .map(|k| {
             let (state, version) = match &k.state {
-                crate::model::KeyPushState::NotStarted => ("pending", None),
-                crate::model::KeyPushState::ImportSent { .. } => ("import-sent", None),
-                crate::model::KeyPushState::Imported { version } => {
+                crate::model::KeySyncState::NotStarted => ("pending", None),
+                crate::model::KeySyncState::ImportSent { .. } => ("import-sent", None),
+                crate::model::KeySyncState::Imported { version } => {
                     ("imported", Some(version.clone()))
                 }
-                crate::model::KeyPushState::Failed { .. } => ("failed", None),
+                crate::model::KeySyncState::Failed { .. } => ("failed", None),
             };
             json!({"key": k.key.as_str(), "state": state, "version": version})
         })

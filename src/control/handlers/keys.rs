@@ -8,7 +8,7 @@ use crate::control::authz::{Admin, AnyRole, Authorized, Operate};
 use crate::control::decode::{self, field};
 use crate::control::errors::ApiError;
 use crate::control::routes::Params;
-use crate::model::{KeyName, LocalKeyName};
+use crate::model::{GroupName, KeyName};
 use crate::service::KeyDeletion;
 use base64::Engine;
 use serde::Deserialize;
@@ -20,12 +20,12 @@ struct NewBody {
     name: String,
 }
 
-pub(super) fn decode_new(body: &[u8]) -> Result<LocalKeyName, ApiError> {
+pub(super) fn decode_new(body: &[u8]) -> Result<KeyName, ApiError> {
     let b: NewBody = decode::json(body)?;
-    field("name", LocalKeyName::try_from(b.name))
+    field("name", KeyName::try_from(b.name))
 }
 
-pub(super) fn names(p: &Params) -> Result<(KeyName, LocalKeyName), ApiError> {
+pub(super) fn names(p: &Params) -> Result<(GroupName, KeyName), ApiError> {
     Ok((super::groups::name(p)?, decode::param("key", p.get("key"))?))
 }
 
