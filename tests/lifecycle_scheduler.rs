@@ -150,7 +150,7 @@ where
     T::try_from(s).unwrap()
 }
 
-async fn finished(service: &Service, id: u64) -> byokd::model::Job {
+async fn finished(service: &Service, id: byokd::model::JobId) -> byokd::model::Job {
     let mut changes = service.job_changes();
     loop {
         let job = service.job(id).await.unwrap();
@@ -242,7 +242,7 @@ fn scheduled_rotation_and_grace_period_follow_the_injected_clock() {
             // Every record of the scheduled rotation (its cloud steps included) says who.
             let rotation: Vec<_> = records(&w)
                 .into_iter()
-                .filter(|r| r.job == Some(job.id))
+                .filter(|r| r.job == Some(job.id.get()))
                 .collect();
             let events: Vec<&str> = rotation.iter().map(|r| r.event.as_str()).collect();
             for want in [

@@ -3,8 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use byokd::model::{
-    Credential, CredentialAuth, CredentialName, GroupName, Guid, KeyGroup, KeyType, RotationPolicy,
-    RsaExponent, VaultName,
+    Credential, CredentialAuth, CredentialName, GroupName, Guid, JobId, KeyGroup, KeyType,
+    RotationPolicy, RsaExponent, VaultName,
 };
 use byokd::store::{State, Store, StoreError};
 use std::path::Path;
@@ -317,7 +317,7 @@ fn a_format_3_fixture_gets_typed_journals_from_its_step_messages() {
     assert_eq!(report.migrated_from, Some(3));
     let key = |k: &str| KeyName::try_from(k).unwrap();
     let planned = key("legacy-group-20251206T055320Z-1");
-    let journal = |id: u64| state.jobs[&id].journal.clone();
+    let journal = |id: u64| state.jobs[&JobId::new(id)].journal.clone();
     // A rotation killed with its import in flight: the planned key (so a resumed rotation
     // destroys an unrecorded HSM object of that name), the generated key, its KEK and import.
     assert_eq!(
@@ -373,12 +373,12 @@ fn a_format_3_fixture_gets_typed_journals_from_its_step_messages() {
         vec![JobStep::CheckCloud(CheckCloudStep::Listed { versions: 2 })]
     );
     // Everything else is carried over: the messages (now display text only), states, KEKs.
-    let rotate = &state.jobs[&1];
+    let rotate = &state.jobs[&JobId::new(1)];
     assert_eq!(rotate.steps.len(), 6);
     assert!(rotate.steps[1].message.starts_with("Generating key"));
     assert_eq!(rotate.state, byokd::model::JobState::Running);
     assert!(rotate.kek.as_ref().unwrap().kid.is_some());
-    assert_eq!(state.next_job_id, 6);
+    assert_eq!(state.next_job_id, JobId::new(6));
     assert_eq!(state.designated, Some(true));
     // The next commit writes the current format; it loads back unchanged, with no migration.
     store.commit(&state).unwrap();
@@ -563,7 +563,7 @@ fn a_slot_whose_job_counter_is_at_u64_max_is_refused_and_the_other_slot_loads() 
         store.commit(&state_with(1)).unwrap();
         // A valid checksum over a forged counter: the next job would overflow it.
         let mut forged = state_with(2);
-        forged.next_job_id = u64::MAX;
+        forged.next_job_id = JobId::new(u64::MAX);
         store.commit(&forged).unwrap();
     }
     let (_, state, report) = Store::open(dir.path()).unwrap();

@@ -12,6 +12,7 @@
 use super::errors::ApiError;
 use super::identity::Identity;
 use crate::logs::Event;
+use crate::model::JobId;
 use http::StatusCode;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -331,14 +332,14 @@ impl Approvals {
     }
 
     /// Links a pending approval to the job that waits for it.
-    pub fn link_job(&self, id: &str, job: u64) {
+    pub fn link_job(&self, id: &str, job: JobId) {
         if let Some(a) = self.lock().get_mut(id) {
             a.job_id = Some(job.to_string());
         }
     }
 
     /// The approval a job waits (or waited) for, while the table remembers it.
-    pub fn of_job(&self, job: u64) -> Option<Approval> {
+    pub fn of_job(&self, job: JobId) -> Option<Approval> {
         let job = job.to_string();
         let mut table = self.lock();
         expire(&mut table, (self.clock)());
@@ -350,7 +351,7 @@ impl Approvals {
 
     /// Withdraws the pending approval a job waits for, because the job was cancelled by `by`.
     /// Returns the withdrawn approval, if one was pending.
-    pub fn withdraw_for_job(&self, job: u64, by: &str) -> Option<Approval> {
+    pub fn withdraw_for_job(&self, job: JobId, by: &str) -> Option<Approval> {
         let now = (self.clock)();
         let job = job.to_string();
         let mut table = self.lock();
@@ -476,14 +477,14 @@ mod tests {
         let (a, _) = fixture();
         let cloud = Action::DeleteGroupCloud { group: "g".into() };
         let p = a.submit(cloud, &admin("alice")).unwrap();
-        a.link_job(&p.id, 7);
-        assert_eq!(a.of_job(7).unwrap().id, p.id);
-        assert!(a.of_job(8).is_none());
+        a.link_job(&p.id, JobId::new(7));
+        assert_eq!(a.of_job(JobId::new(7)).unwrap().id, p.id);
+        assert!(a.of_job(JobId::new(8)).is_none());
         assert!(
-            a.withdraw_for_job(8, "olga").is_none(),
+            a.withdraw_for_job(JobId::new(8), "olga").is_none(),
             "another job's approval stays"
         );
-        let w = a.withdraw_for_job(7, "olga").unwrap();
+        let w = a.withdraw_for_job(JobId::new(7), "olga").unwrap();
         assert_eq!(w.status, Status::Rejected);
         assert_eq!(w.decided_by.as_deref(), Some("olga"));
         assert!(w.outcome.unwrap().contains("withdrawn"));
@@ -492,7 +493,7 @@ mod tests {
             "approval_decided"
         );
         // Withdrawn once: nothing pending left to withdraw.
-        assert!(a.withdraw_for_job(7, "olga").is_none());
+        assert!(a.withdraw_for_job(JobId::new(7), "olga").is_none());
     }
 
     #[test]

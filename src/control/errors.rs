@@ -6,6 +6,7 @@
 //! service errors carry none, and request bodies are never echoed.
 
 use crate::hsm::HsmError;
+use crate::model::JobId;
 use crate::service::ServiceError;
 use http::StatusCode;
 use serde_json::json;
@@ -21,7 +22,7 @@ pub struct ApiError {
     /// The request field at fault, for validation errors.
     pub field: Option<String>,
     /// The unfinished job that the refused change would have raced (`job_in_progress`).
-    pub job: Option<u64>,
+    pub job: Option<JobId>,
 }
 
 impl ApiError {

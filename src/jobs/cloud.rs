@@ -11,13 +11,14 @@ use super::sign_in::{credential_token, sign_in};
 use super::{JobError, Jobs};
 use crate::azure::{AccessToken, AzureError, KeyUpdate, KeyVaultError, RecoveryLevel};
 use crate::logs::Event;
+use crate::model::JobId;
 use crate::model::{DeleteCloudStep, GroupName, JobStep, KeyGroup, PurgeStep, RecoverStep};
 
-pub(super) async fn run_delete(jobs: &Jobs, id: u64) -> Result<(), JobError> {
+pub(super) async fn run_delete(jobs: &Jobs, id: JobId) -> Result<(), JobError> {
     run_with(jobs, id, true, async |group| {
         let by = jobs.service().job(id).await?.started_by;
         delete(jobs, id, group, &by).await.inspect_err(|e| {
-            tracing::error!(event = Event::AzureKeyDeleteFailed.as_str(), service = "azure", job = id, group = %group.name,
+            tracing::error!(event = Event::AzureKeyDeleteFailed.as_str(), service = "azure", job = id.get(), group = %group.name,
                 vault = %group.vault, identity = %by, "Delete on cloud of {}/{} failed: {e}", group.vault, group.name);
         })
     })
@@ -29,7 +30,7 @@ fn level_name(level: Option<&RecoveryLevel>) -> &str {
     level.map_or("unknown", |l| l.as_str())
 }
 
-async fn delete(jobs: &Jobs, id: u64, group: &KeyGroup, by: &str) -> Result<String, JobError> {
+async fn delete(jobs: &Jobs, id: JobId, group: &KeyGroup, by: &str) -> Result<String, JobError> {
     let svc = jobs.service();
     let kv = jobs.azure().keyvault();
     let vault = group.vault.as_str();
@@ -81,7 +82,7 @@ async fn delete(jobs: &Jobs, id: u64, group: &KeyGroup, by: &str) -> Result<Stri
         // the client's retry met the 404, or it was sent before a restart). Nothing to purge.
         Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) if no_soft_delete => {
             let n = svc.forget_azure_versions(&group.name).await?;
-            tracing::warn!(event = Event::AzureKeyNotPurged.as_str(), service = "azure", job = id, group = %group.name, vault,
+            tracing::warn!(event = Event::AzureKeyNotPurged.as_str(), service = "azure", job = id.get(), group = %group.name, vault,
                 identity = by, "Azure key {vault}/{name} deleted for good: the vault has no soft-delete (recovery level Purgeable) and no longer has the key, although the delete's answer was lost; nothing to purge");
             return Ok(format!(
                 "The vault has no soft-delete and no longer has key {name}: the delete went through although its answer was lost, so the Azure key is gone for good and there is nothing to purge ({n} local key(s) may be pushed again; they were not touched)"
@@ -97,7 +98,7 @@ async fn delete(jobs: &Jobs, id: u64, group: &KeyGroup, by: &str) -> Result<Stri
                 // The purge this job sent before a restart went through.
                 Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) if purge_sent => {
                     let n = svc.forget_azure_versions(&group.name).await?;
-                    tracing::info!(event = Event::AzureKeyPurged.as_str(), service = "azure", job = id, group = %group.name, vault,
+                    tracing::info!(event = Event::AzureKeyPurged.as_str(), service = "azure", job = id.get(), group = %group.name, vault,
                         identity = by, "Azure key {vault}/{name} purged (the purge went through before the daemon restarted)");
                     return Ok(format!(
                         "Azure key {vault}/{name} deleted and purged (the purge went through before the daemon restarted); {n} local key(s) kept in the HSM and may be pushed again"
@@ -126,7 +127,7 @@ async fn delete(jobs: &Jobs, id: u64, group: &KeyGroup, by: &str) -> Result<Stri
         }
         Err(e) => return Err(e.into()),
     };
-    tracing::info!(event = Event::AzureKeyDeleted.as_str(), service = "azure", job = id, group = %group.name, vault, kid = %kid,
+    tracing::info!(event = Event::AzureKeyDeleted.as_str(), service = "azure", job = id.get(), group = %group.name, vault, kid = %kid,
         identity = by, "Azure key {vault}/{name} deleted with all its versions (recovery level {})", level_name(level.as_ref()));
     svc.job_record(
         id,
@@ -140,7 +141,7 @@ async fn delete(jobs: &Jobs, id: u64, group: &KeyGroup, by: &str) -> Result<Stri
     .await?;
     if matches!(level, Some(RecoveryLevel::Purgeable)) {
         let n = svc.forget_azure_versions(&group.name).await?;
-        tracing::warn!(event = Event::AzureKeyNotPurged.as_str(), service = "azure", job = id, group = %group.name, vault, kid = %kid,
+        tracing::warn!(event = Event::AzureKeyNotPurged.as_str(), service = "azure", job = id.get(), group = %group.name, vault, kid = %kid,
             identity = by, "Azure key {vault}/{name} not purged: the vault has no soft-delete (recovery level Purgeable), so the delete removed it for good");
         return Ok(format!(
             "The vault has no soft-delete: the Azure key is gone for good ({n} local key(s) may be pushed again; they were not touched)"
@@ -165,7 +166,7 @@ async fn delete(jobs: &Jobs, id: u64, group: &KeyGroup, by: &str) -> Result<Stri
             .await?;
             purge_with_retry(jobs, &token, vault, name).await?;
             let n = svc.forget_azure_versions(&group.name).await?;
-            tracing::info!(event = Event::AzureKeyPurged.as_str(), service = "azure", job = id, group = %group.name, vault, kid = %kid,
+            tracing::info!(event = Event::AzureKeyPurged.as_str(), service = "azure", job = id.get(), group = %group.name, vault, kid = %kid,
                 identity = by, "Azure key {vault}/{name} purged (recovery level {})", l.as_str());
             Ok(format!(
                 "Azure key {vault}/{name} deleted and purged; {n} local key(s) kept in the HSM and may be pushed again"
@@ -175,7 +176,7 @@ async fn delete(jobs: &Jobs, id: u64, group: &KeyGroup, by: &str) -> Result<Stri
             let date = d
                 .scheduled_purge_date
                 .map_or_else(|| "its scheduled purge date".to_owned(), format_time);
-            tracing::warn!(event = Event::AzureKeyNotPurged.as_str(), service = "azure", job = id, group = %group.name, vault, kid = %kid,
+            tracing::warn!(event = Event::AzureKeyNotPurged.as_str(), service = "azure", job = id.get(), group = %group.name, vault, kid = %kid,
                 identity = by, scheduled_purge_date = d.scheduled_purge_date,
                 "Azure key {vault}/{name} not purged: the vault's recovery level {} does not allow a purge (purge protection); Azure purges it on {date}", level_name(l.as_ref()));
             Ok(format!(
@@ -185,7 +186,7 @@ async fn delete(jobs: &Jobs, id: u64, group: &KeyGroup, by: &str) -> Result<Stri
         }
         (None, _) => {
             let n = svc.forget_azure_versions(&group.name).await?;
-            tracing::warn!(event = Event::AzureKeyNotPurged.as_str(), service = "azure", job = id, group = %group.name, vault, kid = %kid,
+            tracing::warn!(event = Event::AzureKeyNotPurged.as_str(), service = "azure", job = id.get(), group = %group.name, vault, kid = %kid,
                 identity = by, "Azure key {vault}/{name} not purged: the vault lists no deleted key (no soft-delete), so the delete removed it for good");
             Ok(format!(
                 "The vault has no soft-delete: the Azure key is gone for good ({n} local key(s) may be pushed again)"
@@ -220,7 +221,7 @@ async fn token(jobs: &Jobs, group: &KeyGroup) -> Result<AccessToken, JobError> {
 /// done" for success).
 async fn send_once(
     jobs: &Jobs,
-    id: u64,
+    id: JobId,
     group: &KeyGroup,
     step: impl Into<JobStep>,
     message: String,
@@ -243,18 +244,18 @@ async fn send_once(
 /// its versions. The recover is journalled ([`RecoverStep::RecoverSent`]) before it is sent; a
 /// restarted job sends it again, and where Azure then lists no deleted key but the key is live,
 /// the recover sent before the restart went through.
-pub(super) async fn run_recover(jobs: &Jobs, id: u64) -> Result<(), JobError> {
+pub(super) async fn run_recover(jobs: &Jobs, id: JobId) -> Result<(), JobError> {
     run_with(jobs, id, true, async |group| {
         let by = jobs.service().job(id).await?.started_by;
         recover(jobs, id, group, &by).await.inspect_err(|e| {
-            tracing::error!(event = Event::AzureKeyRecoverFailed.as_str(), service = "azure", job = id, group = %group.name,
+            tracing::error!(event = Event::AzureKeyRecoverFailed.as_str(), service = "azure", job = id.get(), group = %group.name,
                 vault = %group.vault, identity = %by, "Recovery of the soft-deleted Azure key {}/{} failed: {e}", group.vault, group.name);
         })
     })
     .await
 }
 
-async fn recover(jobs: &Jobs, id: u64, group: &KeyGroup, by: &str) -> Result<String, JobError> {
+async fn recover(jobs: &Jobs, id: JobId, group: &KeyGroup, by: &str) -> Result<String, JobError> {
     let kv = jobs.azure().keyvault();
     let vault = group.vault.as_str();
     let name = group.name.as_str();
@@ -290,7 +291,7 @@ async fn recover(jobs: &Jobs, id: u64, group: &KeyGroup, by: &str) -> Result<Str
         }
         Err(e) => return Err(not_recovered(vault, e)),
     };
-    tracing::warn!(event = Event::AzureKeyRecovered.as_str(), service = "azure", job = id, group = %group.name, vault,
+    tracing::warn!(event = Event::AzureKeyRecovered.as_str(), service = "azure", job = id.get(), group = %group.name, vault,
         kid = bundle.kid(), version = bundle.version(), identity = by,
         "Soft-deleted Azure key {vault}/{name} recovered with all its versions");
     Ok(format!(
@@ -359,17 +360,17 @@ pub(super) async fn purge_possible(jobs: &Jobs, group: &GroupName) -> Result<(),
 /// a live key of that name, the purge sent before the restart went through (a purge cannot be
 /// undone, so nothing else can have removed the deleted key but Azure's own scheduled purge,
 /// which has the same effect). The Azure versions of the local keys are then forgotten.
-pub(super) async fn run_purge(jobs: &Jobs, id: u64) -> Result<(), JobError> {
+pub(super) async fn run_purge(jobs: &Jobs, id: JobId) -> Result<(), JobError> {
     run_with(jobs, id, true, async |group| {
         let by = jobs.service().job(id).await?.started_by;
         purge(jobs, id, group, &by).await.inspect_err(|e| match e {
             // Refused by the cloud's state (purge protection, nothing to purge): a skip.
             JobError::Invalid(why) => {
-                tracing::warn!(event = Event::AzureKeyNotPurged.as_str(), service = "azure", job = id, group = %group.name,
+                tracing::warn!(event = Event::AzureKeyNotPurged.as_str(), service = "azure", job = id.get(), group = %group.name,
                     vault = %group.vault, identity = %by, "{why}");
             }
             e => {
-                tracing::error!(event = Event::AzureKeyPurgeFailed.as_str(), service = "azure", job = id, group = %group.name,
+                tracing::error!(event = Event::AzureKeyPurgeFailed.as_str(), service = "azure", job = id.get(), group = %group.name,
                     vault = %group.vault, identity = %by, "Purge of the soft-deleted Azure key {}/{} failed: {e}", group.vault, group.name);
             }
         })
@@ -377,7 +378,7 @@ pub(super) async fn run_purge(jobs: &Jobs, id: u64) -> Result<(), JobError> {
     .await
 }
 
-async fn purge(jobs: &Jobs, id: u64, group: &KeyGroup, by: &str) -> Result<String, JobError> {
+async fn purge(jobs: &Jobs, id: JobId, group: &KeyGroup, by: &str) -> Result<String, JobError> {
     let svc = jobs.service();
     let kv = jobs.azure().keyvault();
     let vault = group.vault.as_str();
@@ -436,7 +437,7 @@ async fn purge(jobs: &Jobs, id: u64, group: &KeyGroup, by: &str) -> Result<Strin
         Err(e) => return Err(not_purged(e)),
     }
     svc.forget_azure_versions(&group.name).await?;
-    tracing::info!(event = Event::AzureKeyPurged.as_str(), service = "azure", job = id, group = %group.name, vault, identity = by,
+    tracing::info!(event = Event::AzureKeyPurged.as_str(), service = "azure", job = id.get(), group = %group.name, vault, identity = by,
         "Soft-deleted Azure key {vault}/{name} purged for good");
     Ok(format!(
         "Azure key {vault}/{name} purged for good; local keys untouched (they may be pushed again)"

@@ -8,13 +8,14 @@ use super::sign_in::sign_in;
 use super::{JobError, Jobs, jwk_matches_spki};
 use crate::azure::{AzureError, JsonWebKey, KeyVaultError};
 use crate::logs::Event;
+use crate::model::JobId;
 use crate::model::{CheckCloudStep, DriftFinding, DriftReport, KeyGroup};
 
-pub(super) async fn run(jobs: &Jobs, id: u64) -> Result<(), JobError> {
+pub(super) async fn run(jobs: &Jobs, id: JobId) -> Result<(), JobError> {
     run_with(jobs, id, false, async |group| check(jobs, id, group).await).await
 }
 
-async fn check(jobs: &Jobs, id: u64, group: &KeyGroup) -> Result<String, JobError> {
+async fn check(jobs: &Jobs, id: JobId, group: &KeyGroup) -> Result<String, JobError> {
     let svc = jobs.service();
     let kv = jobs.azure().keyvault();
     let vault = group.vault.as_str();
@@ -110,7 +111,7 @@ async fn check(jobs: &Jobs, id: u64, group: &KeyGroup) -> Result<String, JobErro
     for f in &findings {
         tracing::warn!(
             event = Event::DriftFound.as_str(),
-            job = id,
+            job = id.get(),
             group = %group.name,
             vault,
             kind = f.code(),
@@ -132,7 +133,7 @@ async fn check(jobs: &Jobs, id: u64, group: &KeyGroup) -> Result<String, JobErro
     )
     .await?;
     if count == 0 {
-        tracing::info!(event = Event::DriftClean.as_str(), job = id, group = %group.name, vault, "Azure matches the appliance");
+        tracing::info!(event = Event::DriftClean.as_str(), job = id.get(), group = %group.name, vault, "Azure matches the appliance");
         Ok("Azure matches the appliance: no drift".to_owned())
     } else {
         Ok(format!(

@@ -15,6 +15,7 @@ use crate::azure::retry_notice::{self, RetryNotice};
 use crate::azure::{AccessToken, AzureError, ImportRequest, Kek, KeyVaultError};
 use crate::hsm::KekPublicKey;
 use crate::logs::Event;
+use crate::model::JobId;
 use crate::model::{KeyGroup, KeyName, KeySyncState, KeyType, SyncStep};
 use crate::service::{now_unix, record_step};
 use std::collections::{BTreeMap, HashMap};
@@ -33,7 +34,7 @@ const HSM_QUEUED: usize = 2;
 /// What every import task of one job run shares.
 struct Batch {
     jobs: Jobs,
-    id: u64,
+    id: JobId,
     group: KeyGroup,
     token: AccessToken,
     kek: Kek,
@@ -62,7 +63,7 @@ enum Outcome {
 /// every import it started has its answer recorded (or its failure); the first failure wins.
 pub(super) async fn import_all(
     jobs: &Jobs,
-    id: u64,
+    id: JobId,
     group: &KeyGroup,
     token: &AccessToken,
     kek: &Kek,
@@ -120,7 +121,7 @@ pub(super) async fn import_all(
             }
             Err(e) if failure.is_none() => failure = Some(e),
             Err(e) => {
-                tracing::warn!(job = id, error = %e, "another import of the job failed too");
+                tracing::warn!(job = id.get(), error = %e, "another import of the job failed too");
             }
         }
     }
@@ -163,7 +164,7 @@ async fn import_one(b: &Batch, key_name: &KeyName) -> Result<Outcome, JobError> 
     if svc.hsm().wrap_report().strategy_for(group.key_type).ok()
         == Some(crate::hsm::WrapStrategy::Host)
     {
-        tracing::warn!(event = Event::HsmWrapHost.as_str(), service = "hsm", job = b.id, group = %group.name, key = %key_name,
+        tracing::warn!(event = Event::HsmWrapHost.as_str(), service = "hsm", job = b.id.get(), group = %group.name, key = %key_name,
             "Key {key_name} was wrapped in host memory (hsm.allow_host_wrap): the key left the token under an ephemeral key");
     }
     let blob = key_hsm(&b.kek.kid, &ciphertext, &b.generator)
@@ -239,7 +240,7 @@ async fn import_one(b: &Batch, key_name: &KeyName) -> Result<Outcome, JobError> 
         format!("Key {key_name} imported as version {version}"),
     )
     .await?;
-    tracing::info!(event = Event::AzureKeyImported.as_str(), service = "azure", job = b.id, group = %group.name, key = %key_name, vault, kid = bundle.kid(), version = %version,
+    tracing::info!(event = Event::AzureKeyImported.as_str(), service = "azure", job = b.id.get(), group = %group.name, key = %key_name, vault, kid = bundle.kid(), version = %version,
         "Key {key_name} imported into {vault}/{azure_name} as version {version}");
     Ok(Outcome::Pushed)
 }
@@ -274,7 +275,7 @@ async fn record(
 /// the key is marked not started. Returns whether there was any such key.
 pub(super) async fn resolve_sent(
     jobs: &Jobs,
-    id: u64,
+    id: JobId,
     group: &KeyGroup,
     token: &AccessToken,
 ) -> Result<bool, JobError> {

@@ -6,6 +6,7 @@
 //! resuming unfinished jobs at start-up. It must never mutate the cloud from a non-designated
 //! appliance, and never leave a KEK behind on purpose.
 
+use crate::model::JobId;
 mod clock;
 mod cloud;
 mod drift;
@@ -133,7 +134,7 @@ impl Jobs {
         group: &GroupName,
         keys: &[KeyName],
         by: &str,
-    ) -> Result<u64, JobError> {
+    ) -> Result<JobId, JobError> {
         self.require_designated().await?;
         if keys.is_empty() {
             return Err(JobError::Invalid(
@@ -150,7 +151,11 @@ impl Jobs {
 
     /// Submits "Synchronize HSM protected key(s)" for every key of the group that has no Azure
     /// version (chosen when the job is created, under the state lock); returns the job id.
-    pub async fn submit_sync_unpushed(&self, group: &GroupName, by: &str) -> Result<u64, JobError> {
+    pub async fn submit_sync_unpushed(
+        &self,
+        group: &GroupName,
+        by: &str,
+    ) -> Result<JobId, JobError> {
         self.require_designated().await?;
         let id = self.service().create_sync_of_unpushed(group, by).await?;
         self.spawn(id);
@@ -158,7 +163,7 @@ impl Jobs {
     }
 
     /// Submits "Rotate key material": a new HSM key for the group, pushed as its new version.
-    pub async fn submit_rotate(&self, group: &GroupName, by: &str) -> Result<u64, JobError> {
+    pub async fn submit_rotate(&self, group: &GroupName, by: &str) -> Result<JobId, JobError> {
         self.require_designated().await?;
         self.submit_group_job(JobKind::Rotate, group, by).await
     }
@@ -174,7 +179,7 @@ impl Jobs {
         by: &str,
         approval: &str,
         expires_at: i64,
-    ) -> Result<u64, JobError> {
+    ) -> Result<JobId, JobError> {
         self.require_designated().await?;
         Ok(self
             .service()
@@ -185,7 +190,7 @@ impl Jobs {
     /// Runs a job that waited for approval, now that a second admin (`approver`) approved it:
     /// every Azure version of the group's key is deleted, and purged where the vault allows.
     /// Local keys are untouched. `by` names requester and approver.
-    pub async fn approved(&self, id: u64, by: &str, approver: &str) -> Result<u64, JobError> {
+    pub async fn approved(&self, id: JobId, by: &str, approver: &str) -> Result<JobId, JobError> {
         if let Err(e) = self.require_designated().await {
             self.service()
                 .end_waiting_job(id, &format!("Not run: {e}"))
@@ -198,7 +203,7 @@ impl Jobs {
     }
 
     /// Submits "Check cloud state" (read-only, so allowed on any appliance).
-    pub async fn submit_check(&self, group: &GroupName, by: &str) -> Result<u64, JobError> {
+    pub async fn submit_check(&self, group: &GroupName, by: &str) -> Result<JobId, JobError> {
         self.submit_group_job(JobKind::CheckCloud, group, by).await
     }
 
@@ -208,7 +213,7 @@ impl Jobs {
         kind: JobKind,
         group: &GroupName,
         by: &str,
-    ) -> Result<u64, JobError> {
+    ) -> Result<JobId, JobError> {
         let id = self.service().create_job(kind, group, &[], by).await?;
         self.spawn(id);
         Ok(id)
@@ -216,7 +221,7 @@ impl Jobs {
 
     /// Submits "Recover key material on cloud": the group's soft-deleted Azure key is brought
     /// back with all its versions (designated device only, checked again when it runs).
-    pub async fn submit_recover(&self, group: &GroupName, by: &str) -> Result<u64, JobError> {
+    pub async fn submit_recover(&self, group: &GroupName, by: &str) -> Result<JobId, JobError> {
         self.require_designated().await?;
         self.submit_group_job(JobKind::Recover, group, by).await
     }
@@ -235,11 +240,11 @@ impl Jobs {
     /// run; the check guards a job and an approval that outlived their request.)
     pub async fn approved_purge(
         &self,
-        id: u64,
+        id: JobId,
         vault: &str,
         by: &str,
         approver: &str,
-    ) -> Result<u64, JobError> {
+    ) -> Result<JobId, JobError> {
         let job = self.service().job(id).await?;
         let now = self.service().group_record(&job.group).await?.vault;
         if !now.as_str().eq_ignore_ascii_case(vault) {
@@ -271,11 +276,11 @@ impl Jobs {
             // so the job ends rather than runs without a second admin.
             if state == JobState::WaitingApproval {
                 if let Err(e) = self.service().end_waiting_job(id, APPROVAL_LOST).await {
-                    tracing::error!(job = id, error = %e, "could not end a job whose approval was lost");
+                    tracing::error!(job = id.get(), error = %e, "could not end a job whose approval was lost");
                 }
                 continue;
             }
-            tracing::info!(job = id, "resuming unfinished job");
+            tracing::info!(job = id.get(), "resuming unfinished job");
             self.spawn(id);
         }
     }
@@ -319,20 +324,20 @@ impl Jobs {
             .clone()
     }
 
-    fn spawn(&self, id: u64) {
+    fn spawn(&self, id: JobId) {
         let jobs = self.clone();
         tokio::spawn(async move {
             if let Err(e) = jobs.run(id).await {
-                tracing::error!(job = id, error = %e, "job could not be recorded");
+                tracing::error!(job = id.get(), error = %e, "job could not be recorded");
             }
         });
     }
 
     /// Runs a job inside a `job` span that carries its id and the identity that started it:
     /// every service-log record the job causes names both (see `logs::capture`).
-    async fn run(&self, id: u64) -> Result<(), JobError> {
+    async fn run(&self, id: JobId) -> Result<(), JobError> {
         let job = self.service().job(id).await?;
-        let span = tracing::info_span!("job", job = id, identity = %job.started_by);
+        let span = tracing::info_span!("job", job = id.get(), identity = %job.started_by);
         async {
             match job.kind {
                 JobKind::Sync => push::run(self, id).await,

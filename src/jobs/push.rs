@@ -10,6 +10,7 @@ use super::{JobError, Jobs, generator};
 use crate::azure::retry_notice::{self, RetryEvent, RetryNotice};
 use crate::azure::{AccessToken, AzureError, Kek, KeyVaultError, RecoveryLevel};
 use crate::logs::Event;
+use crate::model::JobId;
 use crate::model::{Job, JobState, KekJournal, KeyGroup, KeySyncState, SyncStep};
 use crate::service::{Service, now_unix, record_step};
 use std::time::Duration;
@@ -22,14 +23,14 @@ const DELETED_VISIBLE_WAIT: Duration = Duration::from_secs(120);
 /// How often to look for the deleted KEK meanwhile.
 const DELETED_POLL_INTERVAL: Duration = Duration::from_millis(500);
 
-pub(super) async fn run(jobs: &Jobs, id: u64) -> Result<(), JobError> {
+pub(super) async fn run(jobs: &Jobs, id: JobId) -> Result<(), JobError> {
     let Some((group, _permit)) = begin(jobs, id, true).await? else {
         return Ok(());
     };
     match transfer(jobs, id, &group).await {
         Ok(Flow::Done) => {
             succeed(jobs, id, "Synchronization finished").await?;
-            tracing::info!(event = Event::JobsSucceeded.as_str(), job = id, group = %group.name, vault = %group.vault, "Synchronize job {id} for key group {} succeeded", group.name);
+            tracing::info!(event = Event::JobsSucceeded.as_str(), job = id.get(), group = %group.name, vault = %group.vault, "Synchronize job {id} for key group {} succeeded", group.name);
         }
         Ok(Flow::Cancelled(by)) => finish_cancelled(jobs, id, &group, &by).await?,
         Err(e) => fail(jobs, id, e.to_string()).await,
@@ -41,7 +42,7 @@ pub(super) async fn run(jobs: &Jobs, id: u64) -> Result<(), JobError> {
 /// appliance, and marks the job running. `None` when there is nothing to run.
 pub(super) async fn begin(
     jobs: &Jobs,
-    id: u64,
+    id: JobId,
     mutates_cloud: bool,
 ) -> Result<Option<(KeyGroup, tokio::sync::OwnedSemaphorePermit)>, JobError> {
     let svc = jobs.service();
@@ -85,7 +86,7 @@ pub(super) async fn begin(
 /// succeeded with that message or failed with the error.
 pub(super) async fn run_with(
     jobs: &Jobs,
-    id: u64,
+    id: JobId,
     mutates_cloud: bool,
     body: impl AsyncFnOnce(&KeyGroup) -> Result<String, JobError>,
 ) -> Result<(), JobError> {
@@ -102,7 +103,7 @@ pub(super) async fn run_with(
 /// The push proper (KEK, imports) and the clean-up of what it left open in the cloud, whatever
 /// happened to the imports. A job that failed or was cancelled before a restart only finishes
 /// its clean-up.
-pub(super) async fn transfer(jobs: &Jobs, id: u64, group: &KeyGroup) -> Result<Flow, JobError> {
+pub(super) async fn transfer(jobs: &Jobs, id: JobId, group: &KeyGroup) -> Result<Flow, JobError> {
     let svc = jobs.service();
     let job = svc.job(id).await?;
     // Azure back-off shows as `waiting-retry` while it lasts.
@@ -111,13 +112,13 @@ pub(super) async fn transfer(jobs: &Jobs, id: u64, group: &KeyGroup) -> Result<F
     let result = retry_notice::scope(notice, steps(jobs, id, &job, group)).await;
     // Every event is journalled before the job's final state.
     if watcher.await.is_err() {
-        tracing::warn!(job = id, "the retry watcher stopped early");
+        tracing::warn!(job = id.get(), "the retry watcher stopped early");
     }
     result
 }
 
 /// The job's cloud steps, then its clean-up, whatever happened to the imports.
-async fn steps(jobs: &Jobs, id: u64, job: &Job, group: &KeyGroup) -> Result<Flow, JobError> {
+async fn steps(jobs: &Jobs, id: JobId, job: &Job, group: &KeyGroup) -> Result<Flow, JobError> {
     let svc = jobs.service();
     let mut token = None;
     let mut outcome = match (&job.error, &job.cancel_requested) {
@@ -165,7 +166,7 @@ async fn steps(jobs: &Jobs, id: u64, job: &Job, group: &KeyGroup) -> Result<Flow
 }
 
 /// Marks a job succeeded with a closing step.
-pub(super) async fn succeed(jobs: &Jobs, id: u64, message: &str) -> Result<(), JobError> {
+pub(super) async fn succeed(jobs: &Jobs, id: JobId, message: &str) -> Result<(), JobError> {
     jobs.service()
         .finish_job(id, JobState::Succeeded, |j| {
             j.progress = 1000;
@@ -178,7 +179,7 @@ pub(super) async fn succeed(jobs: &Jobs, id: u64, message: &str) -> Result<(), J
 /// Marks a job cancelled, once its clean-up is done.
 pub(super) async fn finish_cancelled(
     jobs: &Jobs,
-    id: u64,
+    id: JobId,
     group: &KeyGroup,
     by: &str,
 ) -> Result<(), JobError> {
@@ -189,12 +190,12 @@ pub(super) async fn finish_cancelled(
             )));
         })
         .await?;
-    tracing::info!(event = Event::JobsCancelled.as_str(), job = id, group = %group.name, vault = %group.vault, identity = %by, "Job {id} for key group {} cancelled by {by}", group.name);
+    tracing::info!(event = Event::JobsCancelled.as_str(), job = id.get(), group = %group.name, vault = %group.vault, identity = %by, "Job {id} for key group {} cancelled by {by}", group.name);
     Ok(())
 }
 
 /// A service log that cannot be written is reported by the job, not only by health.
-pub(super) async fn report_log_problem(jobs: &Jobs, id: u64) -> Result<(), JobError> {
+pub(super) async fn report_log_problem(jobs: &Jobs, id: JobId) -> Result<(), JobError> {
     if let Some(problem) = crate::logs::write_problem() {
         jobs.service()
             .job_step(
@@ -209,7 +210,7 @@ pub(super) async fn report_log_problem(jobs: &Jobs, id: u64) -> Result<(), JobEr
 
 /// Journals Azure back-off: `waiting-retry` with a step saying why, then `running` again once
 /// no call of the job is backing off (several imports may be in flight).
-async fn show_retries(svc: Service, id: u64, mut events: UnboundedReceiver<RetryEvent>) {
+async fn show_retries(svc: Service, id: JobId, mut events: UnboundedReceiver<RetryEvent>) {
     let mut waiting = 0usize;
     while let Some(event) = events.recv().await {
         let recorded = match event {
@@ -240,7 +241,7 @@ async fn show_retries(svc: Service, id: u64, mut events: UnboundedReceiver<Retry
             }
         };
         if let Err(e) = recorded {
-            tracing::warn!(job = id, error = %e, "could not journal a retry wait");
+            tracing::warn!(job = id.get(), error = %e, "could not journal a retry wait");
         }
     }
 }
@@ -253,7 +254,7 @@ pub(super) enum Flow {
 }
 
 /// Returns who cancelled the job, if anyone did.
-async fn cancelled(jobs: &Jobs, id: u64) -> Result<Option<String>, JobError> {
+async fn cancelled(jobs: &Jobs, id: JobId) -> Result<Option<String>, JobError> {
     Ok(jobs.service().job(id).await?.cancel_requested)
 }
 
@@ -262,7 +263,7 @@ async fn cancelled(jobs: &Jobs, id: u64) -> Result<Option<String>, JobError> {
 /// Azure has them, marked not started if not), then the KEK is deleted and purged.
 async fn settle_cloud(
     jobs: &Jobs,
-    id: u64,
+    id: JobId,
     group: &KeyGroup,
     token: &mut Option<AccessToken>,
 ) -> Result<(), JobError> {
@@ -302,10 +303,10 @@ async fn settle_cloud(
 }
 
 /// Marks a job failed with a reason; logs if even that cannot be recorded.
-pub(super) async fn fail(jobs: &Jobs, id: u64, reason: String) {
+pub(super) async fn fail(jobs: &Jobs, id: JobId, reason: String) {
     tracing::error!(
         event = Event::JobsFailed.as_str(),
-        job = id,
+        job = id.get(),
         "Job {id} failed: {reason}"
     );
     let recorded = jobs
@@ -316,7 +317,7 @@ pub(super) async fn fail(jobs: &Jobs, id: u64, reason: String) {
         })
         .await;
     if let Err(e) = recorded {
-        tracing::error!(job = id, error = %e, "could not record the job's failure");
+        tracing::error!(job = id.get(), error = %e, "could not record the job's failure");
     }
 }
 
@@ -329,7 +330,7 @@ pub(super) fn step(message: &str) -> crate::model::StepMessage {
 
 async fn push(
     jobs: &Jobs,
-    id: u64,
+    id: JobId,
     group: &KeyGroup,
     token_out: &mut Option<AccessToken>,
 ) -> Result<Flow, JobError> {
@@ -429,7 +430,7 @@ async fn pending_keys(
 /// Finds the job's KEK again, or creates it with its name journalled first.
 async fn ensure_kek(
     jobs: &Jobs,
-    id: u64,
+    id: JobId,
     group: &KeyGroup,
     token: &AccessToken,
 ) -> Result<Kek, JobError> {
@@ -513,7 +514,7 @@ async fn ensure_kek(
         )
     })
     .await??;
-    tracing::info!(event = Event::AzureKekCreated.as_str(), service = "azure", job = id, group = %group.name, vault, kid = %kek.kid,
+    tracing::info!(event = Event::AzureKekCreated.as_str(), service = "azure", job = id.get(), group = %group.name, vault, kid = %kek.kid,
         "Key exchange key {name} created (RSA-HSM {kek_bits})");
     Ok(kek)
 }
@@ -541,7 +542,7 @@ fn kek_from_bundle(vault: &str, bundle: &crate::azure::KeyBundle) -> Result<Kek,
 }
 
 /// Deletes the job's KEK and purges it where the vault allows; journalled at each step.
-async fn cleanup_kek(jobs: &Jobs, id: u64, token: &AccessToken) -> Result<(), JobError> {
+async fn cleanup_kek(jobs: &Jobs, id: JobId, token: &AccessToken) -> Result<(), JobError> {
     let svc = jobs.service();
     let kv = jobs.azure().keyvault();
     let Some(kek) = svc.job(id).await?.kek else {
@@ -591,7 +592,7 @@ async fn cleanup_kek(jobs: &Jobs, id: u64, token: &AccessToken) -> Result<(), Jo
         tracing::info!(
             event = Event::AzureKekDeleted.as_str(),
             service = "azure",
-            job = id,
+            job = id.get(),
             vault,
             kid = kek.kid.as_deref().unwrap_or(&kek.name),
             "Key exchange key {} deleted",
@@ -609,7 +610,7 @@ async fn cleanup_kek(jobs: &Jobs, id: u64, token: &AccessToken) -> Result<(), Jo
             record_step(j, SyncStep::KekSettled { purged: true }.into(), &message)
         })
         .await??;
-        tracing::info!(event = Event::AzureKekPurged.as_str(), service = "azure", job = id, vault, kid = %kek.name, "{message}");
+        tracing::info!(event = Event::AzureKekPurged.as_str(), service = "azure", job = id.get(), vault, kid = %kek.name, "{message}");
         return Ok(());
     }
     let deleted = wait_deleted_visible(jobs, token, vault, &kek.name, level.as_ref()).await?;
@@ -656,7 +657,7 @@ async fn cleanup_kek(jobs: &Jobs, id: u64, token: &AccessToken) -> Result<(), Jo
         tracing::info!(
             event = Event::AzureKekPurged.as_str(),
             service = "azure",
-            job = id,
+            job = id.get(),
             vault,
             kid = kek.kid.as_deref().unwrap_or(&kek.name),
             "{message}"
@@ -666,7 +667,7 @@ async fn cleanup_kek(jobs: &Jobs, id: u64, token: &AccessToken) -> Result<(), Jo
             event = Event::AzureKekNotPurged.as_str(),
             record_level = "warn",
             service = "azure",
-            job = id,
+            job = id.get(),
             vault,
             kid = kek.kid.as_deref().unwrap_or(&kek.name),
             "{message}"

@@ -10,10 +10,11 @@
 use super::push::{Flow, begin, fail, finish_cancelled, step, transfer};
 use super::{JobError, Jobs};
 use crate::logs::Event;
+use crate::model::JobId;
 use crate::model::{JobState, KeyName, KeySync, KeySyncState, PendingGrace, RotateStep};
 use crate::service::{now_unix, record_step};
 
-pub(super) async fn run(jobs: &Jobs, id: u64) -> Result<(), JobError> {
+pub(super) async fn run(jobs: &Jobs, id: JobId) -> Result<(), JobError> {
     let Some((group, _permit)) = begin(jobs, id, true).await? else {
         return Ok(());
     };
@@ -25,7 +26,7 @@ pub(super) async fn run(jobs: &Jobs, id: u64) -> Result<(), JobError> {
         }
         Err(JobError::Cancelled(by)) => finish_cancelled(jobs, id, &group, &by).await?,
         Err(e) => {
-            tracing::error!(event = Event::RotationFailed.as_str(), job = id, group = %group.name, vault = %group.vault, identity = %by,
+            tracing::error!(event = Event::RotationFailed.as_str(), job = id.get(), group = %group.name, vault = %group.vault, identity = %by,
                 "Rotation of key group {} failed; last rotation unchanged: {e}", group.name);
             fail(jobs, id, format!("{e} (last rotation unchanged)")).await;
         }
@@ -36,7 +37,7 @@ pub(super) async fn run(jobs: &Jobs, id: u64) -> Result<(), JobError> {
 /// The key name of a rotation: the group's name (cut to fit), the job's UTC timestamp and the job
 /// id (two rotations within one second must not share a name, or the second would find the
 /// first one's key and push nothing new).
-pub(super) fn key_name(group: &str, created: i64, job: u64) -> Result<KeyName, JobError> {
+pub(super) fn key_name(group: &str, created: i64, job: JobId) -> Result<KeyName, JobError> {
     let t = time::OffsetDateTime::from_unix_timestamp(created)
         .map_err(|e| JobError::Failed(format!("job time {created}: {e}")))?;
     let stamp = format!(
@@ -57,7 +58,7 @@ pub(super) fn key_name(group: &str, created: i64, job: u64) -> Result<KeyName, J
 
 async fn rotate(
     jobs: &Jobs,
-    id: u64,
+    id: JobId,
     group: &crate::model::KeyGroup,
     by: &str,
 ) -> Result<(), JobError> {
@@ -117,7 +118,7 @@ async fn rotate(
             )
         })
         .await??;
-        tracing::info!(event = Event::RotationKeyGenerated.as_str(), job = id, group = %group.name, key = %name, identity = by,
+        tracing::info!(event = Event::RotationKeyGenerated.as_str(), job = id.get(), group = %group.name, key = %name, identity = by,
             "Rotation key {name} generated in the HSM (check digits {check})");
     }
     // A rotation always sets `exp` from "keep key valid for N months", also a forced one on a
@@ -160,7 +161,7 @@ async fn rotate(
     .await?;
     tracing::info!(
         event = Event::RotationSucceeded.as_str(),
-        job = id,
+        job = id.get(),
         group = %group.name,
         vault = %group.vault,
         key = %name,
@@ -180,16 +181,18 @@ mod tests {
     #[test]
     fn rotation_key_names_carry_the_utc_timestamp_and_fit() {
         assert_eq!(
-            key_name("payments", 1_772_236_800, 7).unwrap().as_str(),
+            key_name("payments", 1_772_236_800, JobId::new(7))
+                .unwrap()
+                .as_str(),
             "payments-20260228T000000Z-7"
         );
         // Two rotations in the same second get different names.
         assert_ne!(
-            key_name("payments", 1_772_236_800, 7).unwrap(),
-            key_name("payments", 1_772_236_800, 8).unwrap()
+            key_name("payments", 1_772_236_800, JobId::new(7)).unwrap(),
+            key_name("payments", 1_772_236_800, JobId::new(8)).unwrap()
         );
         let long = "a".repeat(127);
-        let n = key_name(&long, 0, 12).unwrap();
+        let n = key_name(&long, 0, JobId::new(12)).unwrap();
         assert_eq!(n.as_str().len(), 64);
         assert!(n.as_str().ends_with("-19700101T000000Z-12"));
     }

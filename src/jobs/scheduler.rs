@@ -8,6 +8,7 @@
 
 use super::{Clock, Jobs};
 use crate::logs::Event;
+use crate::model::JobId;
 use crate::model::{GroupName, KeyGroup, PendingGrace};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -130,7 +131,7 @@ pub enum Change {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Fired {
     /// Rotation jobs started, by group.
-    pub rotations: Vec<(GroupName, u64)>,
+    pub rotations: Vec<(GroupName, JobId)>,
     /// Rotations skipped because this appliance is not designated.
     pub skipped: Vec<GroupName>,
     /// Groups whose previous versions were handled after the grace period.
@@ -289,7 +290,7 @@ impl Scheduler {
                     .set(Task::Rotate(name.clone()), Some(now + RETRY_SECS));
                 match self.jobs.submit_rotate(&name, SCHEDULER).await {
                     Ok(id) => {
-                        tracing::info!(event = Event::RotationScheduled.as_str(), job = id, group = %name, due, "scheduled rotation started");
+                        tracing::info!(event = Event::RotationScheduled.as_str(), job = id.get(), group = %name, due, "scheduled rotation started");
                         fired.rotations.push((name, id));
                     }
                     Err(e) => {

@@ -11,6 +11,7 @@ use crate::azure::{AccessToken, AssertionSigner, AzureError, ClientAuth, KeyVaul
 use crate::config::AssertionAlg;
 use crate::hsm::{Hsm, SignatureScheme};
 use crate::logs::Event;
+use crate::model::JobId;
 use crate::model::{HsmKeyId, KeyGroup};
 use crate::service::SignInMaterial;
 use std::future::Future;
@@ -70,7 +71,7 @@ impl AssertionSigner for HsmAssertionSigner {
 /// A Key Vault token for the group's credential, with the job's steps around it.
 pub(super) async fn sign_in(
     jobs: &Jobs,
-    id: u64,
+    id: JobId,
     group: &KeyGroup,
 ) -> Result<AccessToken, JobError> {
     let svc = jobs.service();
@@ -81,7 +82,7 @@ pub(super) async fn sign_in(
         .cached(&cred.name, &cred.tenant_id, &cred.client_id)
     {
         // Every job's cloud steps start with a token record, signed in or not.
-        tracing::info!(event = Event::AzureTokenReused.as_str(), service = "azure", job = id, group = %group.name, vault = %group.vault,
+        tracing::info!(event = Event::AzureTokenReused.as_str(), service = "azure", job = id.get(), group = %group.name, vault = %group.vault,
             "Entra ID token for credential {} (tenant {}) reused from the cache", cred.name, cred.tenant_id);
         return Ok(t);
     }
@@ -97,7 +98,7 @@ pub(super) async fn sign_in(
     let token = credential_token(jobs, group).await?;
     svc.job_step(id, "Entra ID token acquired", Some(100))
         .await?;
-    tracing::info!(event = Event::AzureTokenAcquired.as_str(), service = "azure", job = id, group = %group.name, vault = %group.vault,
+    tracing::info!(event = Event::AzureTokenAcquired.as_str(), service = "azure", job = id.get(), group = %group.name, vault = %group.vault,
         "Entra ID token acquired for credential {} (tenant {})", cred.name, cred.tenant_id);
     Ok(token)
 }
@@ -176,9 +177,9 @@ pub(super) async fn needs_new_token(
 }
 
 /// Forgets the group credential's cached token after a 401 and records why.
-pub(super) async fn drop_token(jobs: &Jobs, id: u64, group: &KeyGroup) -> Result<(), JobError> {
+pub(super) async fn drop_token(jobs: &Jobs, id: JobId, group: &KeyGroup) -> Result<(), JobError> {
     jobs.azure().entra().invalidate(group.credential.as_str());
-    tracing::warn!(event = Event::AzureTokenRefused.as_str(), job = id, group = %group.name,
+    tracing::warn!(event = Event::AzureTokenRefused.as_str(), job = id.get(), group = %group.name,
         vault = %group.vault, credential = %group.credential,
         "Key Vault refused the access token (401); signing in again once");
     jobs.service()

@@ -9,6 +9,41 @@ use super::{GroupName, KeyName, VaultName};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+/// A job's number: unique on this appliance, never reused, shown as `#<n>` in messages.
+#[derive(
+    Debug, Default, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct JobId(u64);
+
+impl JobId {
+    pub const fn new(n: u64) -> Self {
+        Self(n)
+    }
+
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+
+    /// The id after this one, for the store's counter.
+    pub const fn next(self) -> Self {
+        Self(self.0.saturating_add(1))
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl std::str::FromStr for JobId {
+    type Err = std::num::ParseIntError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse().map(Self)
+    }
+}
+
 /// What a job does. The display names are the appliance console's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum JobKind {
@@ -128,7 +163,7 @@ pub struct KeySync {
 /// A job and its journal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Job {
-    pub id: u64,
+    pub id: JobId,
     pub kind: JobKind,
     pub group: GroupName,
     /// The keys a sync pushes (empty for group-wide jobs).
@@ -156,7 +191,7 @@ pub struct Job {
 
 impl Job {
     /// The KEK name for this job: unique per job and recognisable in the vault.
-    pub fn kek_name(id: u64) -> String {
+    pub fn kek_name(id: JobId) -> String {
         format!("byokd-kek-{id}")
     }
 

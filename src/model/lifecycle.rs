@@ -1,6 +1,7 @@
 //! Lifecycle records kept per key group: the previous Azure versions that wait out the grace
 //! period after a rotation, and the last drift check's findings.
 
+use super::JobId;
 use serde::{Deserialize, Serialize};
 
 /// Previous Azure versions to disable once the grace period after a rotation ends.
@@ -111,7 +112,7 @@ impl DriftFinding {
 pub struct DriftReport {
     /// Unix seconds, UTC.
     pub checked: i64,
-    pub job: u64,
+    pub job: JobId,
     /// How many Azure versions were listed.
     pub azure_versions: usize,
     pub findings: Vec<DriftFinding>,

@@ -18,7 +18,7 @@ pub use credential::{
 pub use error::ModelError;
 pub use group::KeyGroup;
 pub use job::{
-    CheckCloudStep, DeleteCloudStep, Job, JobKind, JobState, JobStep, KekJournal, KeySync,
+    CheckCloudStep, DeleteCloudStep, Job, JobId, JobKind, JobState, JobStep, KekJournal, KeySync,
     KeySyncState, PurgeStep, RecoverStep, RotateStep, StepMessage, SyncStep,
 };
 pub use key::{HsmKeyId, Key, Storage};

@@ -60,11 +60,11 @@ pub(super) fn refusal(job: &Job, what: impl std::fmt::Display) -> ServiceError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{JobState, KeySync, KeySyncState};
+    use crate::model::{JobId, JobState, KeySync, KeySyncState};
 
     fn job(id: u64, kind: JobKind, group: &str, keys: &[&str], state: JobState) -> Job {
         Job {
-            id,
+            id: JobId::new(id),
             kind,
             group: GroupName::try_from(group).unwrap(),
             keys: keys
@@ -101,7 +101,7 @@ mod tests {
             &GroupName::try_from(group).unwrap(),
             &KeyName::try_from(key).unwrap(),
         )
-        .map(|j| j.id)
+        .map(|j| j.id.get())
     }
 
     #[test]
@@ -125,14 +125,16 @@ mod tests {
         assert_eq!(held(&s, "d", "x"), Some(4));
         assert_eq!(held(&s, "r", "x"), Some(5));
         let h = GroupName::try_from("h").unwrap();
-        assert_eq!(on_group(&s, &h).map(|j| j.id), Some(3));
+        assert_eq!(on_group(&s, &h).map(|j| j.id.get()), Some(3));
         assert!(using_policy(&s, &h).is_none());
         let g = GroupName::try_from("g").unwrap();
-        assert_eq!(using_policy(&s, &g).map(|j| j.id), Some(1));
-        let ServiceError::Busy { job, message } = refusal(&s.jobs[&1], "key g/a cannot go") else {
+        assert_eq!(using_policy(&s, &g).map(|j| j.id.get()), Some(1));
+        let ServiceError::Busy { job, message } =
+            refusal(&s.jobs[&JobId::new(1)], "key g/a cannot go")
+        else {
             panic!("not a busy refusal");
         };
-        assert_eq!(job, 1);
+        assert_eq!(job, JobId::new(1));
         assert!(message.contains("job 1 (sync, running)") && message.contains("job cancel 1"));
     }
 }

@@ -1,6 +1,7 @@
 //! Errors of the application core, each with the class the control API maps to a status.
 
 use crate::hsm::HsmError;
+use crate::model::JobId;
 use crate::model::ModelError;
 use crate::store::StoreError;
 
@@ -14,7 +15,7 @@ pub enum ServiceError {
     Conflict(String),
     /// Refused because an unfinished job works on the target.
     #[error("{message}")]
-    Busy { job: u64, message: String },
+    Busy { job: JobId, message: String },
     /// The caller's role may not do this to this resource (e.g. an operator deleting a key that
     /// was pushed).
     #[error("{0}")]

@@ -5,6 +5,7 @@
 use super::{Service, ServiceError, now_unix};
 use crate::hsm::HsmError;
 use crate::logs::Event;
+use crate::model::JobId;
 use crate::model::{
     CredentialName, GroupName, KeyGroup, KeyOp, KeyType, ModelError, RotationPolicy, VaultName,
 };
@@ -47,7 +48,7 @@ pub struct GroupView {
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct DriftView {
     pub checked: i64,
-    pub job: u64,
+    pub job: JobId,
     pub azure_versions: usize,
     pub findings: Vec<DriftFindingView>,
 }

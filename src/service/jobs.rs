@@ -5,6 +5,7 @@
 use super::retention::Retention;
 use super::{Service, ServiceError, now_unix};
 use crate::logs::Event;
+use crate::model::JobId;
 use crate::model::{
     GroupName, Job, JobKind, JobState, JobStep, Key, KeyGroup, KeyName, KeySync, KeySyncState,
     StepMessage, SyncStep,
@@ -73,7 +74,7 @@ impl Service {
         group: &GroupName,
         keys: &[KeyName],
         by: &str,
-    ) -> Result<u64, ServiceError> {
+    ) -> Result<JobId, ServiceError> {
         let queued = format!("{} queued by {by}", kind.title());
         self.insert_job(
             kind,
@@ -92,7 +93,7 @@ impl Service {
         &self,
         group: &GroupName,
         by: &str,
-    ) -> Result<u64, ServiceError> {
+    ) -> Result<JobId, ServiceError> {
         let queued = format!("{} queued by {by}", JobKind::Sync.title());
         self.insert_job(
             JobKind::Sync,
@@ -115,7 +116,7 @@ impl Service {
         by: &str,
         approval: &str,
         expires_at: i64,
-    ) -> Result<u64, ServiceError> {
+    ) -> Result<JobId, ServiceError> {
         let expires = time::OffsetDateTime::from_unix_timestamp(expires_at)
             .ok()
             .and_then(|t| {
@@ -146,7 +147,7 @@ impl Service {
         by: &str,
         state: JobState,
         first_step: String,
-    ) -> Result<u64, ServiceError> {
+    ) -> Result<JobId, ServiceError> {
         let mut data = self.inner.data.lock().await;
         if !data.state.groups.contains_key(group) {
             return Err(ServiceError::not_found("key group", group));
@@ -173,7 +174,7 @@ impl Service {
                 return Err(ServiceError::not_found("key", format!("{group}/{key}")));
             }
         }
-        let id = data.state.next_job_id.max(1);
+        let id = data.state.next_job_id.max(JobId::new(1));
         let job = Job {
             id,
             kind,
@@ -202,7 +203,7 @@ impl Service {
         };
         let before = data.state.jobs.clone();
         data.state.jobs.insert(id, job);
-        data.state.next_job_id = id + 1;
+        data.state.next_job_id = id.next();
         let retention = Retention::from(&self.config().jobs);
         let pruned = retention.prune(&mut data.state.jobs, now_unix());
         if let Err(e) = data.commit() {
@@ -217,7 +218,7 @@ impl Service {
                 "finished jobs pruned by retention"
             );
         }
-        tracing::info!(event = Event::JobCreated.as_str(), service = "jobs", job = id, kind = kind.code(), group = %group,
+        tracing::info!(event = Event::JobCreated.as_str(), service = "jobs", job = id.get(), kind = kind.code(), group = %group,
             identity = by, state = state.code(), "Job {id} ({}) created for key group {group} by {by}", kind.code());
         Ok(id)
     }
@@ -227,7 +228,7 @@ impl Service {
     /// longer waits (cancelled, or its approval expired or was rejected).
     pub async fn approve_job(
         &self,
-        id: u64,
+        id: JobId,
         by: &str,
         approver: &str,
     ) -> Result<Job, ServiceError> {
@@ -250,7 +251,7 @@ impl Service {
             .await??;
         tracing::info!(
             event = Event::JobApproved.as_str(),
-            job = id,
+            job = id.get(),
             identity = by,
             "job approved by a second admin; queued"
         );
@@ -260,7 +261,7 @@ impl Service {
     /// Ends a job that waits for approval `cancelled`, with `reason` as its error and last step
     /// (the approval expired, was rejected, or did not survive a restart). Returns whether the
     /// job was waiting; a job in any other state is left alone.
-    pub async fn end_waiting_job(&self, id: u64, reason: &str) -> Result<bool, ServiceError> {
+    pub async fn end_waiting_job(&self, id: JobId, reason: &str) -> Result<bool, ServiceError> {
         let ended = self
             .journal(id, |job| {
                 if job.state != JobState::WaitingApproval {
@@ -280,7 +281,7 @@ impl Service {
         if ended {
             tracing::warn!(
                 event = Event::JobApprovalEnded.as_str(),
-                job = id,
+                job = id.get(),
                 reason,
                 "job waiting for approval cancelled"
             );
@@ -293,7 +294,7 @@ impl Service {
     /// job is restored to what it was.
     pub async fn journal<R>(
         &self,
-        id: u64,
+        id: JobId,
         change: impl FnOnce(&mut Job) -> R,
     ) -> Result<R, ServiceError> {
         let mut data = self.inner.data.lock().await;
@@ -318,7 +319,7 @@ impl Service {
     /// and its runner stops at the next safe point (never with an import whose outcome is
     /// unknown), cleans up its key exchange key and ends `cancelled`. Returns the job as it is
     /// now. A finished job cannot be cancelled.
-    pub async fn cancel_job(&self, id: u64, by: &str) -> Result<Job, ServiceError> {
+    pub async fn cancel_job(&self, id: JobId, by: &str) -> Result<Job, ServiceError> {
         let job = self
             .journal(id, |job| {
                 if job.state.is_final() {
@@ -358,7 +359,7 @@ impl Service {
             .await??;
         tracing::info!(
             event = Event::JobCancel.as_str(),
-            job = id,
+            job = id.get(),
             identity = by,
             state = job.state.code(),
             "job cancel requested"
@@ -369,7 +370,7 @@ impl Service {
     /// Ends a job (any final state) durably, then prunes finished jobs by retention.
     pub async fn finish_job(
         &self,
-        id: u64,
+        id: JobId,
         state: JobState,
         change: impl FnOnce(&mut Job),
     ) -> Result<(), ServiceError> {
@@ -405,7 +406,7 @@ impl Service {
     /// Adds a step message (and optionally progress) durably.
     pub async fn job_step(
         &self,
-        id: u64,
+        id: JobId,
         message: impl Into<String>,
         progress: Option<u16>,
     ) -> Result<(), ServiceError> {
@@ -427,7 +428,7 @@ impl Service {
     /// write. Refused when the job's kind does not journal that step.
     pub async fn job_record(
         &self,
-        id: u64,
+        id: JobId,
         step: impl Into<JobStep>,
         message: impl Into<String>,
         progress: Option<u16>,
@@ -443,7 +444,7 @@ impl Service {
         .await?
     }
 
-    pub async fn job(&self, id: u64) -> Result<Job, ServiceError> {
+    pub async fn job(&self, id: JobId) -> Result<Job, ServiceError> {
         let data = self.inner.data.lock().await;
         data.state
             .jobs
@@ -458,7 +459,7 @@ impl Service {
     }
 
     /// Jobs that were not finished when the daemon stopped, with their state.
-    pub async fn unfinished_jobs(&self) -> Vec<(u64, JobState)> {
+    pub async fn unfinished_jobs(&self) -> Vec<(JobId, JobState)> {
         let data = self.inner.data.lock().await;
         data.state
             .jobs
@@ -476,7 +477,7 @@ impl Service {
     /// Records the Azure version of a pushed key, durably, together with the job journal entry.
     pub async fn record_sync(
         &self,
-        id: u64,
+        id: JobId,
         group: &GroupName,
         key: &KeyName,
         version: &str,
@@ -490,7 +491,7 @@ impl Service {
     /// encodes and fsyncs the whole state).
     pub async fn record_sync_with_steps(
         &self,
-        id: u64,
+        id: JobId,
         group: &GroupName,
         key: &KeyName,
         version: &str,

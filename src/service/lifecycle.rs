@@ -3,6 +3,7 @@
 //! Azure versions once a purge made them gone for good.
 
 use super::{Service, ServiceError};
+use crate::model::JobId;
 use crate::model::{DriftReport, GroupName, Job, KeyGroup, PendingGrace};
 
 impl Service {
@@ -30,7 +31,7 @@ impl Service {
     /// whose versions are then merged in) and the job's end, in one write.
     pub async fn finish_rotation(
         &self,
-        id: u64,
+        id: JobId,
         group: &GroupName,
         at: i64,
         grace: Option<PendingGrace>,

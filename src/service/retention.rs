@@ -2,7 +2,7 @@
 //! `jobs.retain_days` ago. Unfinished jobs are never pruned, whatever their age or number.
 
 use crate::config::JobsSection;
-use crate::model::Job;
+use crate::model::{Job, JobId};
 use std::collections::BTreeMap;
 
 const DAY_SECS: i64 = 86_400;
@@ -25,12 +25,12 @@ impl From<&JobsSection> for Retention {
 
 impl Retention {
     /// Prunes `jobs` in place at time `now` (Unix seconds); returns how many were removed.
-    pub fn prune(&self, jobs: &mut BTreeMap<u64, Job>, now: i64) -> usize {
+    pub fn prune(&self, jobs: &mut BTreeMap<JobId, Job>, now: i64) -> usize {
         let before = jobs.len();
         let cutoff = now.saturating_sub(self.max_age_secs);
         jobs.retain(|_, j| !j.state.is_final() || j.ended.unwrap_or(j.created) >= cutoff);
         // Newest finished first (by end time, then id); keep the first `count`.
-        let mut finished: Vec<(i64, u64)> = jobs
+        let mut finished: Vec<(i64, JobId)> = jobs
             .values()
             .filter(|j| j.state.is_final())
             .map(|j| (j.ended.unwrap_or(j.created), j.id))
@@ -51,7 +51,7 @@ mod tests {
 
     fn job(id: u64, state: JobState, ended: Option<i64>) -> Job {
         Job {
-            id,
+            id: JobId::new(id),
             kind: JobKind::Sync,
             group: GroupName::try_from("g".to_owned()).unwrap(),
             keys: vec![],
@@ -69,7 +69,7 @@ mod tests {
         }
     }
 
-    fn jobs(list: Vec<Job>) -> BTreeMap<u64, Job> {
+    fn jobs(list: Vec<Job>) -> BTreeMap<JobId, Job> {
         list.into_iter().map(|j| (j.id, j)).collect()
     }
 
@@ -89,7 +89,7 @@ mod tests {
             job(7, JobState::WaitingRetry, None),
         ]);
         assert_eq!(r.prune(&mut js, 3_000), 2);
-        let left: Vec<u64> = js.keys().copied().collect();
+        let left: Vec<u64> = js.keys().map(|k| k.get()).collect();
         assert_eq!(left, vec![3, 4, 5, 6, 7]);
     }
 
@@ -107,10 +107,10 @@ mod tests {
             job(4, JobState::Succeeded, Some(now - 5)),
         ]);
         assert_eq!(r.prune(&mut js, now), 1);
-        let left: Vec<u64> = js.keys().copied().collect();
+        let left: Vec<u64> = js.keys().map(|k| k.get()).collect();
         assert_eq!(left, vec![2, 3, 4]);
         // The unfinished job is older than any cutoff and still stays.
         assert_eq!(r.prune(&mut js, now * 10), 2);
-        assert_eq!(js.keys().copied().collect::<Vec<_>>(), vec![3]);
+        assert_eq!(js.keys().map(|k| k.get()).collect::<Vec<_>>(), vec![3]);
     }
 }

@@ -8,12 +8,12 @@
 //! Nothing else in byokd reads a step message for a decision.
 
 use super::State;
-use crate::model::DeleteCloudStep;
 use crate::model::{
     CheckCloudStep, Credential, CredentialAuth, CredentialName, DriftReport, GroupName, Guid, Job,
     JobKind, JobState, JobStep, KekJournal, Key, KeyGroup, KeyName, KeySync, KeySyncState,
     PendingGrace, RotateStep, StepMessage, SyncStep, VaultName,
 };
+use crate::model::{DeleteCloudStep, JobId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -183,7 +183,7 @@ fn v3_to_v4(v3: StateV3) -> State {
         .map(|(id, j)| {
             let journal = typed_journal(j.kind, &j.steps, j.kek.as_ref(), &j.keys);
             let job = Job {
-                id: j.id,
+                id: JobId::new(j.id),
                 kind: j.kind,
                 group: j.group,
                 keys: j.keys,
@@ -199,7 +199,7 @@ fn v3_to_v4(v3: StateV3) -> State {
                 error: j.error,
                 cancel_requested: j.cancel_requested,
             };
-            (id, job)
+            (JobId::new(id), job)
         })
         .collect();
     State {
@@ -208,7 +208,7 @@ fn v3_to_v4(v3: StateV3) -> State {
         keys: v3.keys,
         designated: v3.designated,
         jobs,
-        next_job_id: v3.next_job_id,
+        next_job_id: JobId::new(v3.next_job_id),
         grace: v3.grace,
         drift: v3.drift,
     }
@@ -341,7 +341,7 @@ fn v1_to_current(v1: StateV1) -> State {
         keys: v1.keys,
         designated: None,
         jobs: BTreeMap::new(),
-        next_job_id: 1,
+        next_job_id: JobId::new(1),
         grace: BTreeMap::new(),
         drift: BTreeMap::new(),
     }
@@ -396,9 +396,9 @@ mod tests {
         };
         let bytes = postcard::to_allocvec(&v2).unwrap();
         let state = migrate(2, &bytes).unwrap();
-        assert_eq!(state.next_job_id, 5);
+        assert_eq!(state.next_job_id, JobId::new(5));
         assert_eq!(state.designated, Some(true));
-        let job = &state.jobs[&4];
+        let job = &state.jobs[&JobId::new(4)];
         assert_eq!(job.state, JobState::Running);
         assert_eq!(job.progress, 900);
         assert_eq!(job.cancel_requested, None);

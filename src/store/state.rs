@@ -1,5 +1,6 @@
 //! The state byokd persists: credentials, key groups, keys and runtime settings.
 
+use crate::model::JobId;
 use crate::model::{
     Credential, CredentialName, DriftReport, GroupName, Job, Key, KeyGroup, KeyName, PendingGrace,
 };
@@ -17,9 +18,9 @@ pub struct State {
     /// configuration file's value applies.
     pub designated: Option<bool>,
     /// Jobs by id, with their journals; finished ones are pruned by retention.
-    pub jobs: BTreeMap<u64, Job>,
+    pub jobs: BTreeMap<JobId, Job>,
     /// The next job id to hand out.
-    pub next_job_id: u64,
+    pub next_job_id: JobId,
     /// Previous Azure versions waiting out the grace period after a rotation, by group.
     pub grace: BTreeMap<GroupName, PendingGrace>,
     /// The last drift check's findings, by group.

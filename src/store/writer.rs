@@ -262,7 +262,7 @@ fn read_slot(path: &Path) -> Result<Slot, StoreError> {
         });
     }
     match legacy::migrate(env.format, env.payload) {
-        Ok(state) if state.next_job_id > MAX_NEXT_JOB_ID => Ok(Slot::Damaged(format!(
+        Ok(state) if state.next_job_id.get() > MAX_NEXT_JOB_ID => Ok(Slot::Damaged(format!(
             "checksum valid but the next job id {} is above the highest byokd hands out ({MAX_NEXT_JOB_ID}): the state was damaged or forged",
             state.next_job_id
         ))),

@@ -10,6 +10,7 @@ use crate::control::errors::ApiError;
 use crate::control::routes::Params;
 use crate::logs::Event;
 use crate::model::GroupName;
+use crate::model::JobId;
 use serde_json::json;
 
 pub(super) fn id(p: &Params) -> Result<String, ApiError> {
@@ -124,7 +125,7 @@ fn refused(id: &str, by: &str, e: &ApiError) {
 }
 
 /// The job an approval's action waits in, if any.
-fn linked_job(approval: &Approval) -> Option<u64> {
+fn linked_job(approval: &Approval) -> Option<JobId> {
     approval.job_id.as_deref().and_then(|j| j.parse().ok())
 }
 
@@ -207,7 +208,7 @@ async fn waiting_job<'a>(
     approved: &Approved,
     group: &str,
     what: &str,
-) -> Result<(&'a crate::jobs::Jobs, u64), ApiError> {
+) -> Result<(&'a crate::jobs::Jobs, JobId), ApiError> {
     let g = decode::field("group", GroupName::try_from(group.to_owned()))?;
     let jobs = super::cloud::jobs(ctx, what)?;
     ctx.service.group(&g).await?;

@@ -11,6 +11,7 @@ use super::{Ctx, Input, Reply};
 use crate::control::approvals::Action;
 use crate::control::authz::{Admin, Authorized, Operate};
 use crate::control::errors::ApiError;
+use crate::model::JobId;
 use crate::model::JobKind;
 use http::StatusCode;
 
@@ -126,7 +127,7 @@ pub async fn check_group(who: Authorized<Operate>, ctx: &Ctx, i: Input) -> Resul
     started(ctx, id).await
 }
 
-async fn started(ctx: &Ctx, id: u64) -> Result<Reply, ApiError> {
+async fn started(ctx: &Ctx, id: JobId) -> Result<Reply, ApiError> {
     let job = ctx.service.job(id).await?;
     Reply::accepted(serde_json::json!({ "job": super::jobs::view(&job) }))
 }
@@ -203,7 +204,7 @@ async fn request_job(
 
 /// Ends the waiting job `cancelled` once its approval expires unapproved (or is gone from the
 /// table, so that it can no longer be approved).
-fn end_on_expiry(ctx: &Ctx, approval: &str, expires_at: i64, job: u64) {
+fn end_on_expiry(ctx: &Ctx, approval: &str, expires_at: i64, job: JobId) {
     use crate::control::approvals::Status;
     let (approvals, service, approval) = (
         ctx.approvals.clone(),
@@ -226,11 +227,13 @@ fn end_on_expiry(ctx: &Ctx, approval: &str, expires_at: i64, job: u64) {
                 "Cancelled: approval {approval} expired at {expires_at} without a second admin's approval; request again"
             );
             match service.end_waiting_job(job, &reason).await {
-                Ok(true) => tracing::warn!(approval = %approval, job, requested_by = %requested_by,
-                    "dual-control request expired; its job is cancelled"),
+                Ok(true) => {
+                    tracing::warn!(approval = %approval, job = job.get(), requested_by = %requested_by,
+                    "dual-control request expired; its job is cancelled")
+                }
                 Ok(false) => {}
                 Err(e) => {
-                    tracing::error!(approval = %approval, job, error = %e, "could not end a job whose approval expired")
+                    tracing::error!(approval = %approval, job = job.get(), error = %e, "could not end a job whose approval expired")
                 }
             }
             return;

@@ -6,7 +6,7 @@ use crate::control::authz::{AnyRole, Authorized, Operate};
 use crate::control::decode;
 use crate::control::errors::ApiError;
 use crate::control::routes::Params;
-use crate::model::Job;
+use crate::model::{Job, JobId};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -18,18 +18,18 @@ pub(super) fn decode_list(query: &str) -> Result<Option<String>, ApiError> {
     Ok(decode::query_value(query, "state").map(str::to_owned))
 }
 
-fn job_id(p: &Params) -> Result<u64, ApiError> {
+fn job_id(p: &Params) -> Result<JobId, ApiError> {
     p.get("job")
-        .parse::<u64>()
+        .parse::<JobId>()
         .map_err(|_| ApiError::invalid("job", "a job id is a positive integer"))
 }
 
-pub(super) fn decode_cancel(p: &Params, query: &str) -> Result<u64, ApiError> {
+pub(super) fn decode_cancel(p: &Params, query: &str) -> Result<JobId, ApiError> {
     decode::only_query(query, &[])?;
     job_id(p)
 }
 
-pub(super) fn decode_show(p: &Params, query: &str) -> Result<(u64, u64), ApiError> {
+pub(super) fn decode_show(p: &Params, query: &str) -> Result<(JobId, u64), ApiError> {
     let id = job_id(p)?;
     Ok((id, decode_wait(query)?))
 }
@@ -142,7 +142,7 @@ pub async fn cancel(who: Authorized<Operate>, ctx: &Ctx, i: Input) -> Result<Rep
     if let Some(a) = ctx.approvals.withdraw_for_job(id, who.name()) {
         let (group, key, credential) = a.action.target();
         tracing::warn!(event = crate::logs::Event::ApprovalWithdrawn.as_str(), service = "control", approval = %a.id,
-            job = id, identity = %who.name(), group, key, credential,
+            job = id.get(), identity = %who.name(), group, key, credential,
             "Dual-control request {} ({}) withdrawn by {}: its job {id} was cancelled", a.id, a.summary, who.name());
     }
     Reply::ok(json!({ "job": view_linked(ctx, &job) }))
