@@ -7,17 +7,13 @@
 
 use super::record::Record;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 /// `prev` of the very first record.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// The hash a record must carry.
+/// The hash a record must carry (defined by the record itself, see [`Record::content_hash`]).
 pub fn hash_of(r: &Record) -> String {
-    let mut unhashed = r.clone();
-    unhashed.hash.clear();
-    let bytes = serde_json::to_vec(&unhashed).unwrap_or_default();
-    hex::encode(Sha256::digest(&bytes))
+    r.content_hash()
 }
 
 /// One item of a chain as stored or exported: a full record, or a link (a record left out of a

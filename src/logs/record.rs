@@ -210,8 +210,20 @@ impl Record {
             prev,
             hash: String::new(),
         };
-        r.hash = super::chain::hash_of(&r);
+        r.hash = r.content_hash();
         r
+    }
+}
+
+impl Record {
+    /// The hash this record must carry: SHA-256 over its JSON form with an empty `hash` field,
+    /// fields in the fixed order of the struct.
+    pub fn content_hash(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut unhashed = self.clone();
+        unhashed.hash.clear();
+        let bytes = serde_json::to_vec(&unhashed).unwrap_or_default();
+        hex::encode(Sha256::digest(&bytes))
     }
 }
 
