@@ -3,7 +3,7 @@
 //! that Azure is missing, has disabled or lets expire, and versions whose public key differs
 //! from the HSM key (compared by check digits). Read-only: allowed on any appliance.
 
-use super::push::run_with;
+use super::executor::run_with;
 use super::sign_in::sign_in;
 use super::{JobError, Jobs, jwk_matches_spki};
 use crate::azure::{AzureError, JsonWebKey, KeyVaultError};

@@ -9,7 +9,7 @@
 //! a failure was seen, or return while an import it started is still in flight (whoever runs
 //! next resolves `ImportSent` keys from the journal and must not race a live request).
 
-use super::push::{Flow, step};
+use super::executor::{Flow, step};
 use super::{FINGERPRINT_TAG, JobError, Jobs, fingerprint, jwk_matches_spki, key_hsm};
 use crate::azure::retry_notice::{self, RetryNotice};
 use crate::azure::{AccessToken, AzureError, ImportRequest, Kek, KeyVaultError};
@@ -45,7 +45,7 @@ struct Batch {
     hsm: Semaphore,
     /// Set on a cancel or a failure: no import starts after it.
     stop: AtomicBool,
-    /// Keys pushed so far in this run; held while one is recorded, so the "n of total" steps
+    /// Keys synced so far in this run; held while one is recorded, so the "n of total" steps
     /// and the progress are journalled in order.
     done: tokio::sync::Mutex<usize>,
     total: usize,
@@ -53,7 +53,7 @@ struct Batch {
 
 /// How one key's task ended, when nothing failed.
 enum Outcome {
-    Pushed,
+    Imported,
     /// Not started because the job was stopped (cancel or another key's failure).
     Skipped,
     Cancelled(String),
@@ -70,8 +70,8 @@ pub(super) async fn import_all(
     generator: &str,
     pending: Vec<KeyName>,
 ) -> Result<Flow, JobError> {
-    let slots = jobs.import_slots(group.vault.as_str());
-    let in_flight = jobs.concurrent_imports();
+    let slots = jobs.slots().imports(group.vault.as_str());
+    let in_flight = jobs.slots().import_bound();
     let batch = Arc::new(Batch {
         jobs: jobs.clone(),
         id,
@@ -99,7 +99,7 @@ pub(super) async fn import_all(
             // The task stays inside the job's span, so its records name the job's identity.
             let task = retry_notice::scope(notice.clone(), async move {
                 let outcome = import_one(&b, &key).await;
-                if !matches!(outcome, Ok(Outcome::Pushed)) {
+                if !matches!(outcome, Ok(Outcome::Imported)) {
                     b.stop.store(true, Ordering::SeqCst);
                 }
                 outcome
@@ -115,7 +115,7 @@ pub(super) async fn import_all(
             Err(JobError::Failed(format!("an import task stopped: {e}")))
         });
         match result {
-            Ok(Outcome::Pushed | Outcome::Skipped) => {}
+            Ok(Outcome::Imported | Outcome::Skipped) => {}
             Ok(Outcome::Cancelled(by)) => {
                 cancelled_by.get_or_insert(by);
             }
@@ -212,7 +212,7 @@ async fn import_one(b: &Batch, key_name: &KeyName) -> Result<Outcome, JobError> 
                     format!("The import answer was lost; found key {key_name} as version {version} by its fingerprint"),
                 )
                 .await?;
-                return Ok(Outcome::Pushed);
+                return Ok(Outcome::Imported);
             }
             svc.job_step(
                 b.id,
@@ -242,7 +242,7 @@ async fn import_one(b: &Batch, key_name: &KeyName) -> Result<Outcome, JobError> 
     .await?;
     tracing::info!(event = Event::AzureKeyImported.as_str(), service = "azure", job = b.id.get(), group = %group.name, key = %key_name, vault, kid = bundle.kid(), version = %version,
         "Key {key_name} imported into {vault}/{azure_name} as version {version}");
-    Ok(Outcome::Pushed)
+    Ok(Outcome::Imported)
 }
 
 /// The key's version, its step message and the job's progress: one durable write.
