@@ -8,7 +8,7 @@
 //! generation and its record leaves no unused key in the HSM.
 
 use super::executor::{Flow, begin, fail, finish_cancelled, rfc3339, step};
-use super::sync::sync_keys;
+use super::sync::{Validity, sync_keys};
 use super::{JobError, Jobs};
 use crate::logs::Event;
 use crate::model::JobId;
@@ -123,11 +123,9 @@ async fn rotate(
             "Rotation key {name} generated in the HSM (check digits {check})");
     }
     // A rotation always sets `exp` from "keep key valid for N months", also a forced one on a
-    // group whose schedule is off: the push sets `exp` where the policy is on, so it is pushed
-    // with the policy switched on for this job.
-    let mut pushed_as = group.clone();
-    pushed_as.rotation.enabled = true;
-    if let Flow::Cancelled(by) = sync_keys(jobs, id, &pushed_as).await? {
+    // group whose schedule is off.
+    let validity = Validity::Months(group.rotation.keep_valid_months);
+    if let Flow::Cancelled(by) = sync_keys(jobs, id, group, validity).await? {
         return Err(JobError::Cancelled(by));
     }
     let version = svc.key(&group.name, &name).await?.version.ok_or_else(|| {

@@ -23,7 +23,7 @@ pub(super) async fn run(jobs: &Jobs, id: JobId) -> Result<(), JobError> {
     let Some((group, _permit)) = begin(jobs, id, true).await? else {
         return Ok(());
     };
-    match sync_keys(jobs, id, &group).await {
+    match sync_keys(jobs, id, &group, Validity::of_policy(&group.rotation)).await {
         Ok(Flow::Done) => {
             succeed(jobs, id, "Synchronization finished").await?;
             tracing::info!(event = Event::JobsSucceeded.as_str(), job = id.get(), group = %group.name, vault = %group.vault, "Synchronize job {id} for key group {} succeeded", group.name);
@@ -36,21 +36,33 @@ pub(super) async fn run(jobs: &Jobs, id: JobId) -> Result<(), JobError> {
 
 /// The sync proper (KEK, imports) and the clean-up of what it left open in the cloud, whatever
 /// happened to the imports. A job that failed or was cancelled before a restart only finishes
-/// its clean-up. Azure back-off shows as `waiting-retry` while it lasts.
-pub(super) async fn sync_keys(jobs: &Jobs, id: JobId, group: &KeyGroup) -> Result<Flow, JobError> {
+/// its clean-up. Azure back-off shows as `waiting-retry` while it lasts. The versions made are
+/// valid as `validity` says.
+pub(super) async fn sync_keys(
+    jobs: &Jobs,
+    id: JobId,
+    group: &KeyGroup,
+    validity: Validity,
+) -> Result<Flow, JobError> {
     let svc = jobs.service();
     let job = svc.job(id).await?;
-    with_retry_display(svc, id, steps(jobs, id, &job, group)).await
+    with_retry_display(svc, id, steps(jobs, id, &job, group, validity)).await
 }
 
 /// The job's cloud steps, then its clean-up, whatever happened to the imports.
-async fn steps(jobs: &Jobs, id: JobId, job: &Job, group: &KeyGroup) -> Result<Flow, JobError> {
+async fn steps(
+    jobs: &Jobs,
+    id: JobId,
+    job: &Job,
+    group: &KeyGroup,
+    validity: Validity,
+) -> Result<Flow, JobError> {
     let svc = jobs.service();
     let mut token = None;
     let mut outcome = match (&job.error, &job.cancel_requested) {
         (Some(reason), _) => Err(JobError::Failed(reason.clone())),
         (None, Some(by)) => Ok(Flow::Cancelled(by.clone())),
-        (None, None) => sync_pending(jobs, id, group, &mut token).await,
+        (None, None) => sync_pending(jobs, id, group, validity, &mut token).await,
     };
     // A 401 (token expired or revoked): forget the token, sign in once more and resume from the
     // journal, which finds the KEK and any import again instead of repeating them.
@@ -61,7 +73,7 @@ async fn steps(jobs: &Jobs, id: JobId, job: &Job, group: &KeyGroup) -> Result<Fl
             Ok(true) => {
                 drop_token(jobs, id, group).await?;
                 token = None;
-                outcome = sync_pending(jobs, id, group, &mut token).await;
+                outcome = sync_pending(jobs, id, group, validity, &mut token).await;
             }
             Ok(false) => {}
             Err(clear) => outcome = Err(clear),
@@ -141,6 +153,7 @@ async fn sync_pending(
     jobs: &Jobs,
     id: JobId,
     group: &KeyGroup,
+    validity: Validity,
     token_out: &mut Option<AccessToken>,
 ) -> Result<Flow, JobError> {
     let svc = jobs.service();
@@ -190,7 +203,11 @@ async fn sync_pending(
         &report.model,
         &report.firmware_version,
     );
-    import_all(jobs, id, group, &token, &kek, &generator, pending).await
+    let plan = ImportPlan {
+        keys: pending,
+        validity,
+    };
+    import_all(jobs, id, group, &token, &kek, &generator, plan).await
 }
 
 /// Keys of the job that still need an import. Keys synced earlier are reported, not repeated.

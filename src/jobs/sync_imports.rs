@@ -16,7 +16,9 @@ use crate::azure::{AccessToken, AzureError, ImportRequest, Kek, KeyVaultError};
 use crate::hsm::KekPublicKey;
 use crate::logs::Event;
 use crate::model::JobId;
-use crate::model::{KeyGroup, KeyName, KeySyncState, KeyType, SyncStep};
+use crate::model::{
+    KeyGroup, KeyName, KeySyncState, KeyType, RotationPolicy, SyncStep, add_months,
+};
 use crate::service::{now_unix, record_step};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -31,6 +33,45 @@ const WRAP_AHEAD: usize = 2;
 /// its queue (`hsm::QUEUE_DEPTH`) for other callers.
 const HSM_QUEUED: usize = 2;
 
+/// How long the versions a sync makes stay valid (their `exp`), chosen by whoever runs the sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Validity {
+    /// No `exp`: the version stays valid until it is disabled.
+    Unlimited,
+    /// `exp` this many calendar months after the import.
+    Months(u32),
+}
+
+impl Validity {
+    /// A sync job's versions: "keep key valid for N months" where the group's rotation policy
+    /// is on, no expiry where it is off.
+    pub(super) fn of_policy(policy: &RotationPolicy) -> Self {
+        if policy.enabled {
+            Self::Months(policy.keep_valid_months)
+        } else {
+            Self::Unlimited
+        }
+    }
+
+    /// The `exp` of a version imported at `now` (Unix seconds).
+    fn expiry(self, now: i64) -> Option<i64> {
+        match self {
+            Self::Unlimited => None,
+            Self::Months(months) => {
+                let now = time::OffsetDateTime::from_unix_timestamp(now)
+                    .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+                Some(add_months(now, months).unix_timestamp())
+            }
+        }
+    }
+}
+
+/// The keys one run imports, and how long their versions stay valid.
+pub(super) struct ImportPlan {
+    pub(super) keys: Vec<KeyName>,
+    pub(super) validity: Validity,
+}
+
 /// What every import task of one job run shares.
 struct Batch {
     jobs: Jobs,
@@ -39,6 +80,7 @@ struct Batch {
     token: AccessToken,
     kek: Kek,
     generator: String,
+    validity: Validity,
     /// The vault's bound on imports in flight.
     slots: Arc<Semaphore>,
     /// This job's bound on queued HSM requests.
@@ -68,8 +110,12 @@ pub(super) async fn import_all(
     token: &AccessToken,
     kek: &Kek,
     generator: &str,
-    pending: Vec<KeyName>,
+    plan: ImportPlan,
 ) -> Result<Flow, JobError> {
+    let ImportPlan {
+        keys: pending,
+        validity,
+    } = plan;
     let slots = jobs.slots().imports(group.vault.as_str());
     let in_flight = jobs.slots().import_bound();
     let batch = Arc::new(Batch {
@@ -79,6 +125,7 @@ pub(super) async fn import_all(
         token: token.clone(),
         kek: kek.clone(),
         generator: generator.to_owned(),
+        validity,
         slots,
         hsm: Semaphore::new(HSM_QUEUED),
         stop: AtomicBool::new(false),
@@ -169,7 +216,7 @@ async fn import_one(b: &Batch, key_name: &KeyName) -> Result<Outcome, JobError> 
     }
     let blob = key_hsm(&b.kek.kid, &ciphertext, &b.generator)
         .map_err(|e| JobError::Failed(format!("cannot encode the transfer blob: {e}")))?;
-    let request = import_request(group, &key, blob, &fp);
+    let request = import_request(group, &key, blob, &fp, b.validity);
 
     let permit = b
         .slots
@@ -363,13 +410,10 @@ fn import_request(
     key: &crate::model::Key,
     key_hsm: String,
     fp: &str,
+    validity: Validity,
 ) -> ImportRequest {
     let now = now_unix();
-    let exp = group.rotation.enabled.then(|| {
-        let now_t = time::OffsetDateTime::from_unix_timestamp(now)
-            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-        group.rotation.expiry_from(now_t).unix_timestamp()
-    });
+    let exp = validity.expiry(now);
     let tags = BTreeMap::from([
         (FINGERPRINT_TAG.to_owned(), fp.to_owned()),
         ("byokd-key".to_owned(), key.name.to_string()),
@@ -391,5 +435,25 @@ fn import_request(
         nbf: Some(now),
         exp,
         tags,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validity_is_chosen_by_the_caller_not_by_an_edited_group() {
+        // 2026-01-31T00:00:00Z: a month later clamps to the end of February.
+        let now = 1_769_817_600;
+        assert_eq!(Validity::Unlimited.expiry(now), None);
+        assert_eq!(Validity::Months(1).expiry(now), Some(1_772_236_800));
+        let mut policy = RotationPolicy {
+            keep_valid_months: 1,
+            ..RotationPolicy::default()
+        };
+        assert_eq!(Validity::of_policy(&policy), Validity::Unlimited);
+        policy.enabled = true;
+        assert_eq!(Validity::of_policy(&policy), Validity::Months(1));
     }
 }
