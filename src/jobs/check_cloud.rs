@@ -93,8 +93,7 @@ async fn check(jobs: &Jobs, id: JobId, group: &KeyGroup) -> Result<String, JobEr
                         exp,
                     });
                 }
-                let local = crate::model::KeyName::try_from(key.name.clone())
-                    .map_err(|e| JobError::Failed(e.to_string()))?;
+                let local = crate::model::KeyName::try_from(key.name.clone())?;
                 let spki = svc.key_public_der(&group.name, &local).await?;
                 let bundle = kv.get_key(&token, vault, name, Some(version)).await?;
                 if !jwk_matches_spki(&bundle.key, &spki) {

@@ -118,9 +118,10 @@ async fn delete(jobs: &Jobs, id: JobId, group: &KeyGroup, by: &str) -> Result<St
                         .unwrap_or((None, name.to_owned()))
                 }
                 Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {
-                    return Err(JobError::Failed(format!(
-                        "vault {vault} has no key {name} and no deleted key of that name: nothing to delete"
-                    )));
+                    return Err(JobError::NothingToDelete {
+                        vault: vault.to_owned(),
+                        name: name.to_owned(),
+                    });
                 }
                 Err(e) => return Err(e.into()),
             }

@@ -92,7 +92,7 @@ pub(super) async fn begin(
         .job(group.vault.as_str())
         .acquire_owned()
         .await
-        .map_err(|_| JobError::Failed("job runner is shutting down".into()))?;
+        .map_err(|_| JobError::ShuttingDown)?;
     if mutates_cloud && !svc.designated().await {
         fail(jobs, id, JobError::NotDesignated.to_string()).await;
         return Ok(None);

@@ -37,10 +37,9 @@ pub(super) async fn ensure_kek(
         && k.deleted
     {
         // Its name is taken in the vault until purged: this job cannot make another.
-        return Err(JobError::Failed(format!(
-            "this job's key exchange key {} was already deleted; run the synchronization again",
-            k.name
-        )));
+        return Err(JobError::KekAlreadyDeleted {
+            name: k.name.clone(),
+        });
     }
     if let Some(k) = &journal {
         match kv.get_key(token, vault, &k.name, None).await {
@@ -114,10 +113,9 @@ pub(super) async fn ensure_kek(
 
 fn kek_from_bundle(vault: &str, bundle: &crate::azure::KeyBundle) -> Result<Kek, JobError> {
     let strip = |b: Vec<u8>| -> Vec<u8> { b.into_iter().skip_while(|x| *x == 0).collect() };
-    let bad = |what: &str| {
-        JobError::Failed(format!(
-            "the key exchange key in vault {vault} has no {what}"
-        ))
+    let bad = |part: &'static str| JobError::KekIncomplete {
+        vault: vault.to_owned(),
+        part,
     };
     let n = crate::azure::JsonWebKey::decode(bundle.key.n.as_deref())
         .map(strip)
@@ -298,10 +296,11 @@ pub(super) async fn wait_deleted_visible(
             Ok(d) => return Ok(Some(d)),
             Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {
                 if started.elapsed() > DELETED_VISIBLE_WAIT {
-                    return Err(JobError::Failed(format!(
-                        "key {name} was deleted but is not listed in the deleted keys of {vault} after {} s; purge it by hand",
-                        DELETED_VISIBLE_WAIT.as_secs()
-                    )));
+                    return Err(JobError::DeletedNotListed {
+                        name: name.to_owned(),
+                        vault: vault.to_owned(),
+                        secs: DELETED_VISIBLE_WAIT.as_secs(),
+                    });
                 }
                 // A fixed short interval: the key shows up at most this late (a doubling back-off
                 // overshot a 2 s window to 3.75 s). GETs draw on the large "other" budget.
@@ -332,7 +331,8 @@ pub(super) async fn purge_with_retry(
             Err(e) => return Err(e.into()),
         }
     }
-    Err(JobError::Failed(format!(
-        "key {name} in {vault} is still being deleted; purge it later"
-    )))
+    Err(JobError::StillBeingDeleted {
+        name: name.to_owned(),
+        vault: vault.to_owned(),
+    })
 }

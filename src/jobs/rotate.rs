@@ -40,7 +40,7 @@ pub(super) async fn run(jobs: &Jobs, id: JobId) -> Result<(), JobError> {
 /// first one's key and sync nothing new).
 pub(super) fn key_name(group: &str, created: i64, job: JobId) -> Result<KeyName, JobError> {
     let t = time::OffsetDateTime::from_unix_timestamp(created)
-        .map_err(|e| JobError::Failed(format!("job time {created}: {e}")))?;
+        .map_err(|source| JobError::JobTime { created, source })?;
     let stamp = format!(
         "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
         t.year(),
@@ -54,7 +54,7 @@ pub(super) fn key_name(group: &str, created: i64, job: JobId) -> Result<KeyName,
     let room = 64 - stamp.len() - 1;
     let prefix: String = group.chars().take(room).collect();
     KeyName::try_from(format!("{prefix}-{stamp}"))
-        .map_err(|e| JobError::Failed(format!("rotation key name: {e}")))
+        .map_err(|source| JobError::RotationKeyName { source })
 }
 
 async fn rotate(
@@ -128,9 +128,13 @@ async fn rotate(
     if let Flow::Cancelled(by) = sync_keys(jobs, id, group, validity).await? {
         return Err(JobError::Cancelled(by));
     }
-    let version = svc.key(&group.name, &name).await?.version.ok_or_else(|| {
-        JobError::Failed(format!("key {name} has no Azure version after the push"))
-    })?;
+    let version =
+        svc.key(&group.name, &name)
+            .await?
+            .version
+            .ok_or_else(|| JobError::NoVersionAfterSync {
+                key: name.to_string(),
+            })?;
     let now = jobs.clock().now_unix();
     let grace_days = i64::from(svc.config().lifecycle.grace_days);
     let grace = (grace_days > 0 && !previous.is_empty()).then(|| PendingGrace {

@@ -178,10 +178,12 @@ pub(super) async fn needs_new_token(
     if let Some(t) = tenant
         && !t.eq_ignore_ascii_case(&cred.tenant_id)
     {
-        return Err(JobError::Failed(format!(
-            "vault {vault} belongs to tenant {t}, but credential {} signs in to tenant {}: give the group a credential of the vault's tenant",
-            cred.name, cred.tenant_id
-        )));
+        return Err(JobError::WrongTenant {
+            vault: vault.clone(),
+            tenant: t.clone(),
+            credential: cred.name.to_string(),
+            credential_tenant: cred.tenant_id.clone(),
+        });
     }
     Ok(true)
 }

@@ -60,7 +60,9 @@ async fn steps(
     let svc = jobs.service();
     let mut token = None;
     let mut outcome = match (&job.error, &job.cancel_requested) {
-        (Some(reason), _) => Err(JobError::Failed(reason.clone())),
+        (Some(reason), _) => Err(JobError::FailedBefore {
+            reason: reason.clone(),
+        }),
         (None, Some(by)) => Ok(Flow::Cancelled(by.clone())),
         (None, None) => sync_pending(jobs, id, group, validity, &mut token).await,
     };
@@ -98,7 +100,10 @@ async fn steps(
     }
     match (outcome, cleanup) {
         (Ok(flow), Ok(())) => Ok(flow),
-        (Err(e), Err(c)) => Err(JobError::Failed(format!("{e}; and cleaning up: {c}"))),
+        (Err(e), Err(c)) => Err(JobError::CleanupFailed {
+            source: Box::new(e),
+            cleanup: Box::new(c),
+        }),
         (Err(e), _) | (Ok(_), Err(e)) => Err(e),
     }
 }
@@ -128,13 +133,13 @@ async fn settle_cloud(
             jobs.azure()
                 .allowlist()
                 .set_vaults(svc.vault_names().await)?;
-            sign_in(jobs, id, group).await.map_err(|e| {
-                JobError::Failed(format!(
-                    "{e}; the key exchange key {} may remain in vault {} until it expires",
-                    Job::kek_name(id),
-                    group.vault
-                ))
-            })?
+            sign_in(jobs, id, group)
+                .await
+                .map_err(|e| JobError::KekLeftBehind {
+                    kek: Job::kek_name(id),
+                    vault: group.vault.clone(),
+                    source: Box::new(e),
+                })?
         }
     };
     let settled = if sent {

@@ -159,7 +159,7 @@ pub(super) async fn import_all(
         };
         let result = joined.unwrap_or_else(|e| {
             batch.stop.store(true, Ordering::SeqCst);
-            Err(JobError::Failed(format!("an import task stopped: {e}")))
+            Err(JobError::ImportTask { source: e })
         });
         match result {
             Ok(Outcome::Imported | Outcome::Skipped) => {}
@@ -190,11 +190,7 @@ async fn import_one(b: &Batch, key_name: &KeyName) -> Result<Outcome, JobError> 
     let vault = group.vault.as_str();
     let azure_name = group.name.as_str();
     let key = svc.key_record(&group.name, key_name).await?;
-    let hsm_turn = b
-        .hsm
-        .acquire()
-        .await
-        .map_err(|_| JobError::Failed("job runner is shutting down".into()))?;
+    let hsm_turn = b.hsm.acquire().await.map_err(|_| JobError::ShuttingDown)?;
     let spki = svc.hsm().public_key(key.hsm_id).await?.spki_der;
     let fp = fingerprint(&spki);
     let ciphertext = svc
@@ -215,7 +211,7 @@ async fn import_one(b: &Batch, key_name: &KeyName) -> Result<Outcome, JobError> 
             "Key {key_name} was wrapped in host memory (hsm.allow_host_wrap): the key left the token under an ephemeral key");
     }
     let blob = key_hsm(&b.kek.kid, &ciphertext, &b.generator)
-        .map_err(|e| JobError::Failed(format!("cannot encode the transfer blob: {e}")))?;
+        .map_err(|source| JobError::TransferBlob { source })?;
     let request = import_request(group, &key, blob, &fp, b.validity);
 
     let permit = b
@@ -223,7 +219,7 @@ async fn import_one(b: &Batch, key_name: &KeyName) -> Result<Outcome, JobError> 
         .clone()
         .acquire_owned()
         .await
-        .map_err(|_| JobError::Failed("job runner is shutting down".into()))?;
+        .map_err(|_| JobError::ShuttingDown)?;
     // Before an intent is journalled is the safe point: this key's import is not started.
     if b.stop.load(Ordering::SeqCst) {
         return Ok(Outcome::Skipped);
@@ -274,10 +270,10 @@ async fn import_one(b: &Batch, key_name: &KeyName) -> Result<Outcome, JobError> 
     // The answer is in: the slot goes to the next import while this one is recorded.
     drop(permit);
     if !jwk_matches_spki(&bundle.key, &spki) {
-        return Err(JobError::Failed(format!(
-            "Azure reports a public key for {} that differs from the HSM key {key_name}; disable that version and investigate",
-            bundle.kid()
-        )));
+        return Err(JobError::PublicKeyMismatch {
+            kid: bundle.kid().to_owned(),
+            key: key_name.to_string(),
+        });
     }
     let version = bundle.version().to_owned();
     record(
