@@ -5,7 +5,8 @@
 
 use super::executor::run_with;
 use super::sign_in::sign_in;
-use super::{JobError, Jobs, jwk_matches_spki};
+use super::{JobError, Jobs};
+use crate::azure::jwk::jwk_matches_spki;
 use crate::azure::{AzureError, JsonWebKey, KeyVaultError};
 use crate::logs::Event;
 use crate::model::JobId;

@@ -14,7 +14,6 @@ mod error;
 mod executor;
 mod grace;
 mod kek;
-mod public_key;
 mod purge;
 mod recover;
 mod rotate;
@@ -22,14 +21,11 @@ pub mod scheduler;
 mod sign_in;
 mod sync;
 mod sync_imports;
-mod transfer_blob;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::JobError;
-pub use public_key::{FINGERPRINT_TAG, fingerprint, jwk_matches_spki};
 pub use scheduler::Scheduler;
 pub use sign_in::HsmAssertionSigner;
-pub use transfer_blob::{generator, key_hsm};
 
 use crate::azure::Azure;
 use crate::model::{GroupName, JobKind, JobState, KeyName};

@@ -10,8 +10,10 @@
 //! next resolves `ImportSent` keys from the journal and must not race a live request).
 
 use super::executor::{Flow, step};
-use super::{FINGERPRINT_TAG, JobError, Jobs, fingerprint, jwk_matches_spki, key_hsm};
+use super::{JobError, Jobs};
+use crate::azure::jwk::{FINGERPRINT_TAG, fingerprint, jwk_matches_spki};
 use crate::azure::retry_notice::{self, RetryNotice};
+use crate::azure::transfer_blob::key_hsm;
 use crate::azure::{AccessToken, AzureError, ImportRequest, Kek, KeyVaultError};
 use crate::hsm::KekPublicKey;
 use crate::logs::Event;
