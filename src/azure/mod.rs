@@ -23,8 +23,10 @@ pub mod budget;
 pub mod endpoints;
 pub mod entra;
 pub mod http;
+pub mod jwk;
 pub mod keyvault;
 pub mod retry_notice;
+pub mod transfer_blob;
 
 pub use budget::CreateBudget;
 pub use endpoints::{Allowlist, CloudEndpoints, Target};

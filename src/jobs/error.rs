@@ -1,7 +1,9 @@
-//! Errors of job submission and execution, in operator terms.
+//! Errors of job submission and execution, in operator terms. Each variant keeps the error it
+//! came from as its source; its text is what the job's `Failed:` step shows.
 
 use crate::azure::AzureError;
 use crate::hsm::HsmError;
+use crate::model::{ModelError, VaultName};
 use crate::service::ServiceError;
 
 #[derive(Debug, thiserror::Error)]
@@ -18,8 +20,97 @@ pub enum JobError {
     Azure(#[from] AzureError),
     #[error(transparent)]
     Hsm(#[from] HsmError),
-    #[error("{0}")]
-    Failed(String),
+    /// The runner stops (the daemon shuts down) while the job waits for a slot.
+    #[error("job runner is shutting down")]
+    ShuttingDown,
+    /// The job had failed before the daemon restarted; the restarted run only cleaned up. The
+    /// reason is the one journalled then (its source did not survive the restart).
+    #[error("{reason}")]
+    FailedBefore { reason: String },
+    /// The job failed, and cleaning up after it failed too.
+    #[error("{source}; and cleaning up: {cleanup}")]
+    CleanupFailed {
+        #[source]
+        source: Box<JobError>,
+        cleanup: Box<JobError>,
+    },
+    /// No token to clean up with: the job's KEK may stay in the vault until it expires.
+    #[error("{source}; the key exchange key {kek} may remain in vault {vault} until it expires")]
+    KekLeftBehind {
+        kek: String,
+        vault: VaultName,
+        #[source]
+        source: Box<JobError>,
+    },
+    /// Key Vault's 401 names another tenant than the group's credential signs in to.
+    #[error(
+        "vault {vault} belongs to tenant {tenant}, but credential {credential} signs in to tenant {credential_tenant}: give the group a credential of the vault's tenant"
+    )]
+    WrongTenant {
+        vault: String,
+        tenant: String,
+        credential: String,
+        credential_tenant: String,
+    },
+    /// This job's KEK was deleted before a restart, so its name is taken until purged.
+    #[error(
+        "this job's key exchange key {name} was already deleted; run the synchronization again"
+    )]
+    KekAlreadyDeleted { name: String },
+    /// Azure's answer for the KEK lacks a part of its public key.
+    #[error("the key exchange key in vault {vault} has no {part}")]
+    KekIncomplete { vault: String, part: &'static str },
+    /// A deleted key did not show in the deleted keys within the wait.
+    #[error(
+        "key {name} was deleted but is not listed in the deleted keys of {vault} after {secs} s; purge it by hand"
+    )]
+    DeletedNotListed {
+        name: String,
+        vault: String,
+        secs: u64,
+    },
+    /// Azure still answered "being deleted" after every retry of a purge.
+    #[error("key {name} in {vault} is still being deleted; purge it later")]
+    StillBeingDeleted { name: String, vault: String },
+    /// A delete on cloud found neither the key nor a deleted key of its name.
+    #[error("vault {vault} has no key {name} and no deleted key of that name: nothing to delete")]
+    NothingToDelete { vault: String, name: String },
+    /// An import task panicked or was aborted.
+    #[error("an import task stopped: {source}")]
+    ImportTask {
+        #[source]
+        source: tokio::task::JoinError,
+    },
+    /// The BYOK transfer blob could not be encoded.
+    #[error("cannot encode the transfer blob: {source}")]
+    TransferBlob {
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Azure's public key for an imported version is not the HSM key's.
+    #[error(
+        "Azure reports a public key for {kid} that differs from the HSM key {key}; disable that version and investigate"
+    )]
+    PublicKeyMismatch { kid: String, key: String },
+    /// A rotation's job time is outside what a date can hold.
+    #[error("job time {created}: {source}")]
+    JobTime {
+        created: i64,
+        #[source]
+        source: time::error::ComponentRange,
+    },
+    /// The rotation's key name, made from the group's name, is refused.
+    #[error("rotation key name: {source}")]
+    RotationKeyName {
+        #[source]
+        source: ModelError,
+    },
+    /// A value read from the state that the model refuses.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// The rotation's key has no Azure version although its sync succeeded.
+    #[error("key {key} has no Azure version after the push")]
+    NoVersionAfterSync { key: String },
     /// Azure did not recover the key: the vault could not be reached or refused the request.
     #[error(
         "the key was not recovered: {source}; check the group's vault name ({vault}), the network path to it and that the credential may recover keys there, then run `byokctl group recover` again"
@@ -41,4 +132,41 @@ pub enum JobError {
     /// Stopped at a safe point because this identity cancelled the job.
     #[error("cancelled by {0}")]
     Cancelled(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn job_errors_keep_their_source_and_the_operator_text() {
+        let first = JobError::StillBeingDeleted {
+            name: "byokd-kek-7".into(),
+            vault: "kv1".into(),
+        };
+        let cleanup = JobError::DeletedNotListed {
+            name: "byokd-kek-7".into(),
+            vault: "kv1".into(),
+            secs: 120,
+        };
+        let both = JobError::CleanupFailed {
+            source: Box::new(first),
+            cleanup: Box::new(cleanup),
+        };
+        assert_eq!(
+            both.to_string(),
+            "key byokd-kek-7 in kv1 is still being deleted; purge it later; and cleaning up: key byokd-kek-7 was deleted but is not listed in the deleted keys of kv1 after 120 s; purge it by hand"
+        );
+        let source = both.source().map(ToString::to_string);
+        assert_eq!(
+            source.as_deref(),
+            Some("key byokd-kek-7 in kv1 is still being deleted; purge it later")
+        );
+        let bad_name = JobError::RotationKeyName {
+            source: crate::model::KeyName::try_from(String::new()).unwrap_err(),
+        };
+        assert!(bad_name.to_string().starts_with("rotation key name: "));
+        assert!(bad_name.source().is_some());
+    }
 }

@@ -7,38 +7,34 @@
 //! appliance, and never leave a KEK behind on purpose.
 
 use crate::model::JobId;
+mod check_cloud;
 mod clock;
-mod cloud;
-mod drift;
+mod delete_cloud;
 mod error;
-mod imports;
-mod public_key;
-mod push;
+mod executor;
+mod grace;
+mod kek;
+mod purge;
+mod recover;
 mod rotate;
 pub mod scheduler;
 mod sign_in;
-mod transfer_blob;
+mod sync;
+mod sync_imports;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::JobError;
-pub use public_key::{FINGERPRINT_TAG, fingerprint, jwk_matches_spki};
 pub use scheduler::Scheduler;
 pub use sign_in::HsmAssertionSigner;
-pub use transfer_blob::{generator, key_hsm};
 
 use crate::azure::Azure;
 use crate::model::{GroupName, JobKind, JobState, KeyName};
 use crate::service::Service;
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 /// Why a job that waited for approval ends at start-up.
 pub const APPROVAL_LOST: &str = "Cancelled: the approval did not survive the daemon's restart (pending approvals are kept in memory only); request again";
-
-/// Jobs running concurrently against one vault.
-const PER_VAULT_JOBS: usize = 1;
 
 /// The job runner, shared by the control API and the scheduler.
 #[derive(Clone)]
@@ -49,9 +45,8 @@ pub struct Jobs {
 struct Inner {
     service: Service,
     azure: Arc<Azure>,
-    vaults: Mutex<HashMap<String, Arc<Semaphore>>>,
-    /// Imports in flight per vault, over all its jobs (`azure.vault_concurrent_imports`).
-    imports: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// One job at a time per vault; `azure.vault_concurrent_imports` imports per vault.
+    slots: executor::VaultSlots,
     clock: Arc<dyn Clock>,
     /// Where group and designated changes go for the scheduler to re-plan.
     changes: Mutex<Option<tokio::sync::mpsc::UnboundedSender<scheduler::Change>>>,
@@ -65,12 +60,12 @@ impl Jobs {
 
     /// A runner reading time from `clock` for rotation and grace decisions.
     pub fn with_clock(service: Service, azure: Arc<Azure>, clock: Arc<dyn Clock>) -> Self {
+        let import_bound = service.config().azure.vault_concurrent_imports.clamp(1, 32) as usize;
         Self {
             inner: Arc::new(Inner {
                 service,
                 azure,
-                vaults: Mutex::new(HashMap::new()),
-                imports: Mutex::new(HashMap::new()),
+                slots: executor::VaultSlots::new(import_bound),
                 clock,
                 changes: Mutex::new(None),
                 changed: tokio::sync::Notify::new(),
@@ -162,7 +157,7 @@ impl Jobs {
         Ok(id)
     }
 
-    /// Submits "Rotate key material": a new HSM key for the group, pushed as its new version.
+    /// Submits "Rotate key material": a new HSM key for the group, synced as its new version.
     pub async fn submit_rotate(&self, group: &GroupName, by: &str) -> Result<JobId, JobError> {
         self.require_designated().await?;
         self.submit_group_job(JobKind::Rotate, group, by).await
@@ -230,7 +225,7 @@ impl Jobs {
     /// deleted key, or a recovery level that forbids purging).
     pub async fn purge_possible(&self, group: &GroupName) -> Result<(), JobError> {
         self.require_designated().await?;
-        cloud::purge_possible(self, group).await
+        purge::purge_possible(self, group).await
     }
 
     /// Runs a waiting purge job once a second admin approved it, but only for the deleted key
@@ -263,7 +258,7 @@ impl Jobs {
     /// Disables the previous Azure versions of a group whose grace period ended.
     pub async fn finish_grace(&self, group: &GroupName) -> Result<(), JobError> {
         self.require_designated().await?;
-        cloud::finish_grace(self, group).await
+        grace::finish_grace(self, group).await
     }
 
     /// Resumes every job that was not finished when the daemon stopped.
@@ -293,35 +288,8 @@ impl Jobs {
         }
     }
 
-    fn vault_slot(&self, vault: &str) -> Arc<Semaphore> {
-        let mut map = match self.inner.vaults.lock() {
-            Ok(m) => m,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        map.entry(vault.to_ascii_lowercase())
-            .or_insert_with(|| Arc::new(Semaphore::new(PER_VAULT_JOBS)))
-            .clone()
-    }
-
-    /// `azure.vault_concurrent_imports`: how many imports may be in flight to one vault.
-    fn concurrent_imports(&self) -> usize {
-        self.service()
-            .config()
-            .azure
-            .vault_concurrent_imports
-            .clamp(1, 32) as usize
-    }
-
-    /// The bound on imports in flight to `vault`, shared by every job on it.
-    fn import_slots(&self, vault: &str) -> Arc<Semaphore> {
-        let bound = self.concurrent_imports();
-        let mut map = match self.inner.imports.lock() {
-            Ok(m) => m,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        map.entry(vault.to_ascii_lowercase())
-            .or_insert_with(|| Arc::new(Semaphore::new(bound)))
-            .clone()
+    fn slots(&self) -> &executor::VaultSlots {
+        &self.inner.slots
     }
 
     fn spawn(&self, id: JobId) {
@@ -340,12 +308,12 @@ impl Jobs {
         let span = tracing::info_span!("job", job = id.get(), identity = %job.started_by);
         async {
             match job.kind {
-                JobKind::Sync => push::run(self, id).await,
+                JobKind::Sync => sync::run(self, id).await,
                 JobKind::Rotate => rotate::run(self, id).await,
-                JobKind::DeleteOnCloud => cloud::run_delete(self, id).await,
-                JobKind::CheckCloud => drift::run(self, id).await,
-                JobKind::Recover => cloud::run_recover(self, id).await,
-                JobKind::Purge => cloud::run_purge(self, id).await,
+                JobKind::DeleteOnCloud => delete_cloud::run(self, id).await,
+                JobKind::CheckCloud => check_cloud::run(self, id).await,
+                JobKind::Recover => recover::run(self, id).await,
+                JobKind::Purge => purge::run(self, id).await,
             }
         }
         .instrument(span)

@@ -1,13 +1,14 @@
 //! "Rotate key material": a new key generated in the HSM, named from the group and a timestamp,
-//! pushed so it becomes the group's current Azure version (with `nbf` = now and `exp` from
+//! synced so it becomes the group's current Azure version (with `nbf` = now and `exp` from
 //! "keep key valid for N months"), then `last_rotated` set and the previous versions put on the
-//! grace-period list, in one durable write, and only if the push succeeded.
+//! grace-period list, in one durable write, and only if the sync succeeded.
 //!
 //! The new key's name is journalled before the key is generated; a resumed rotation destroys
 //! any HSM object under that name that the state never recorded, so a crash between the
 //! generation and its record leaves no unused key in the HSM.
 
-use super::push::{Flow, begin, fail, finish_cancelled, step, transfer};
+use super::executor::{Flow, begin, fail, finish_cancelled, rfc3339, step};
+use super::sync::{Validity, sync_keys};
 use super::{JobError, Jobs};
 use crate::logs::Event;
 use crate::model::JobId;
@@ -36,10 +37,10 @@ pub(super) async fn run(jobs: &Jobs, id: JobId) -> Result<(), JobError> {
 
 /// The key name of a rotation: the group's name (cut to fit), the job's UTC timestamp and the job
 /// id (two rotations within one second must not share a name, or the second would find the
-/// first one's key and push nothing new).
+/// first one's key and sync nothing new).
 pub(super) fn key_name(group: &str, created: i64, job: JobId) -> Result<KeyName, JobError> {
     let t = time::OffsetDateTime::from_unix_timestamp(created)
-        .map_err(|e| JobError::Failed(format!("job time {created}: {e}")))?;
+        .map_err(|source| JobError::JobTime { created, source })?;
     let stamp = format!(
         "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
         t.year(),
@@ -53,7 +54,7 @@ pub(super) fn key_name(group: &str, created: i64, job: JobId) -> Result<KeyName,
     let room = 64 - stamp.len() - 1;
     let prefix: String = group.chars().take(room).collect();
     KeyName::try_from(format!("{prefix}-{stamp}"))
-        .map_err(|e| JobError::Failed(format!("rotation key name: {e}")))
+        .map_err(|source| JobError::RotationKeyName { source })
 }
 
 async fn rotate(
@@ -92,8 +93,8 @@ async fn rotate(
         if svc.key(&group.name, &name).await.is_err() {
             // Refused before the key is generated (after the clean-up above, so a resumed
             // rotation leaves no unrecorded key): a key no strategy wraps conformingly would
-            // be made only to fail at its push; the reason names the failed encoding class.
-            // Once a key exists, the push refuses instead, after settling the cloud (a KEK or
+            // be made only to fail at its sync; the reason names the failed encoding class.
+            // Once a key exists, the sync refuses instead, after settling the cloud (a KEK or
             // an import from before a restart).
             svc.hsm().wrap_report().strategy_for(group.key_type)?;
             svc.job_record(
@@ -122,16 +123,18 @@ async fn rotate(
             "Rotation key {name} generated in the HSM (check digits {check})");
     }
     // A rotation always sets `exp` from "keep key valid for N months", also a forced one on a
-    // group whose schedule is off: the push sets `exp` where the policy is on, so it is pushed
-    // with the policy switched on for this job.
-    let mut pushed_as = group.clone();
-    pushed_as.rotation.enabled = true;
-    if let Flow::Cancelled(by) = transfer(jobs, id, &pushed_as).await? {
+    // group whose schedule is off.
+    let validity = Validity::Months(group.rotation.keep_valid_months);
+    if let Flow::Cancelled(by) = sync_keys(jobs, id, group, validity).await? {
         return Err(JobError::Cancelled(by));
     }
-    let version = svc.key(&group.name, &name).await?.version.ok_or_else(|| {
-        JobError::Failed(format!("key {name} has no Azure version after the push"))
-    })?;
+    let version =
+        svc.key(&group.name, &name)
+            .await?
+            .version
+            .ok_or_else(|| JobError::NoVersionAfterSync {
+                key: name.to_string(),
+            })?;
     let now = jobs.clock().now_unix();
     let grace_days = i64::from(svc.config().lifecycle.grace_days);
     let grace = (grace_days > 0 && !previous.is_empty()).then(|| PendingGrace {
@@ -143,7 +146,7 @@ async fn rotate(
         Some(g) => format!(
             "Rotation finished: version {version} is current; {} previous version(s) will be disabled at {} (grace period {grace_days} days)",
             g.versions.len(),
-            g.due
+            rfc3339(g.due)
         ),
         None if previous.is_empty() => {
             format!("Rotation finished: version {version} is current")

@@ -9,14 +9,18 @@
 //! a failure was seen, or return while an import it started is still in flight (whoever runs
 //! next resolves `ImportSent` keys from the journal and must not race a live request).
 
-use super::push::{Flow, step};
-use super::{FINGERPRINT_TAG, JobError, Jobs, fingerprint, jwk_matches_spki, key_hsm};
+use super::executor::{Flow, step};
+use super::{JobError, Jobs};
+use crate::azure::jwk::{FINGERPRINT_TAG, fingerprint, jwk_matches_spki};
 use crate::azure::retry_notice::{self, RetryNotice};
+use crate::azure::transfer_blob::key_hsm;
 use crate::azure::{AccessToken, AzureError, ImportRequest, Kek, KeyVaultError};
 use crate::hsm::KekPublicKey;
 use crate::logs::Event;
 use crate::model::JobId;
-use crate::model::{KeyGroup, KeyName, KeySyncState, KeyType, SyncStep};
+use crate::model::{
+    KeyGroup, KeyName, KeySyncState, KeyType, RotationPolicy, SyncStep, add_months,
+};
 use crate::service::{now_unix, record_step};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -31,6 +35,45 @@ const WRAP_AHEAD: usize = 2;
 /// its queue (`hsm::QUEUE_DEPTH`) for other callers.
 const HSM_QUEUED: usize = 2;
 
+/// How long the versions a sync makes stay valid (their `exp`), chosen by whoever runs the sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Validity {
+    /// No `exp`: the version stays valid until it is disabled.
+    Unlimited,
+    /// `exp` this many calendar months after the import.
+    Months(u32),
+}
+
+impl Validity {
+    /// A sync job's versions: "keep key valid for N months" where the group's rotation policy
+    /// is on, no expiry where it is off.
+    pub(super) fn of_policy(policy: &RotationPolicy) -> Self {
+        if policy.enabled {
+            Self::Months(policy.keep_valid_months)
+        } else {
+            Self::Unlimited
+        }
+    }
+
+    /// The `exp` of a version imported at `now` (Unix seconds).
+    fn expiry(self, now: i64) -> Option<i64> {
+        match self {
+            Self::Unlimited => None,
+            Self::Months(months) => {
+                let now = time::OffsetDateTime::from_unix_timestamp(now)
+                    .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+                Some(add_months(now, months).unix_timestamp())
+            }
+        }
+    }
+}
+
+/// The keys one run imports, and how long their versions stay valid.
+pub(super) struct ImportPlan {
+    pub(super) keys: Vec<KeyName>,
+    pub(super) validity: Validity,
+}
+
 /// What every import task of one job run shares.
 struct Batch {
     jobs: Jobs,
@@ -39,13 +82,14 @@ struct Batch {
     token: AccessToken,
     kek: Kek,
     generator: String,
+    validity: Validity,
     /// The vault's bound on imports in flight.
     slots: Arc<Semaphore>,
     /// This job's bound on queued HSM requests.
     hsm: Semaphore,
     /// Set on a cancel or a failure: no import starts after it.
     stop: AtomicBool,
-    /// Keys pushed so far in this run; held while one is recorded, so the "n of total" steps
+    /// Keys synced so far in this run; held while one is recorded, so the "n of total" steps
     /// and the progress are journalled in order.
     done: tokio::sync::Mutex<usize>,
     total: usize,
@@ -53,7 +97,7 @@ struct Batch {
 
 /// How one key's task ended, when nothing failed.
 enum Outcome {
-    Pushed,
+    Imported,
     /// Not started because the job was stopped (cancel or another key's failure).
     Skipped,
     Cancelled(String),
@@ -68,10 +112,14 @@ pub(super) async fn import_all(
     token: &AccessToken,
     kek: &Kek,
     generator: &str,
-    pending: Vec<KeyName>,
+    plan: ImportPlan,
 ) -> Result<Flow, JobError> {
-    let slots = jobs.import_slots(group.vault.as_str());
-    let in_flight = jobs.concurrent_imports();
+    let ImportPlan {
+        keys: pending,
+        validity,
+    } = plan;
+    let slots = jobs.slots().imports(group.vault.as_str());
+    let in_flight = jobs.slots().import_bound();
     let batch = Arc::new(Batch {
         jobs: jobs.clone(),
         id,
@@ -79,6 +127,7 @@ pub(super) async fn import_all(
         token: token.clone(),
         kek: kek.clone(),
         generator: generator.to_owned(),
+        validity,
         slots,
         hsm: Semaphore::new(HSM_QUEUED),
         stop: AtomicBool::new(false),
@@ -99,7 +148,7 @@ pub(super) async fn import_all(
             // The task stays inside the job's span, so its records name the job's identity.
             let task = retry_notice::scope(notice.clone(), async move {
                 let outcome = import_one(&b, &key).await;
-                if !matches!(outcome, Ok(Outcome::Pushed)) {
+                if !matches!(outcome, Ok(Outcome::Imported)) {
                     b.stop.store(true, Ordering::SeqCst);
                 }
                 outcome
@@ -112,10 +161,10 @@ pub(super) async fn import_all(
         };
         let result = joined.unwrap_or_else(|e| {
             batch.stop.store(true, Ordering::SeqCst);
-            Err(JobError::Failed(format!("an import task stopped: {e}")))
+            Err(JobError::ImportTask { source: e })
         });
         match result {
-            Ok(Outcome::Pushed | Outcome::Skipped) => {}
+            Ok(Outcome::Imported | Outcome::Skipped) => {}
             Ok(Outcome::Cancelled(by)) => {
                 cancelled_by.get_or_insert(by);
             }
@@ -143,11 +192,7 @@ async fn import_one(b: &Batch, key_name: &KeyName) -> Result<Outcome, JobError> 
     let vault = group.vault.as_str();
     let azure_name = group.name.as_str();
     let key = svc.key_record(&group.name, key_name).await?;
-    let hsm_turn = b
-        .hsm
-        .acquire()
-        .await
-        .map_err(|_| JobError::Failed("job runner is shutting down".into()))?;
+    let hsm_turn = b.hsm.acquire().await.map_err(|_| JobError::ShuttingDown)?;
     let spki = svc.hsm().public_key(key.hsm_id).await?.spki_der;
     let fp = fingerprint(&spki);
     let ciphertext = svc
@@ -168,15 +213,15 @@ async fn import_one(b: &Batch, key_name: &KeyName) -> Result<Outcome, JobError> 
             "Key {key_name} was wrapped in host memory (hsm.allow_host_wrap): the key left the token under an ephemeral key");
     }
     let blob = key_hsm(&b.kek.kid, &ciphertext, &b.generator)
-        .map_err(|e| JobError::Failed(format!("cannot encode the transfer blob: {e}")))?;
-    let request = import_request(group, &key, blob, &fp);
+        .map_err(|source| JobError::TransferBlob { source })?;
+    let request = import_request(group, &key, blob, &fp, b.validity);
 
     let permit = b
         .slots
         .clone()
         .acquire_owned()
         .await
-        .map_err(|_| JobError::Failed("job runner is shutting down".into()))?;
+        .map_err(|_| JobError::ShuttingDown)?;
     // Before an intent is journalled is the safe point: this key's import is not started.
     if b.stop.load(Ordering::SeqCst) {
         return Ok(Outcome::Skipped);
@@ -212,7 +257,7 @@ async fn import_one(b: &Batch, key_name: &KeyName) -> Result<Outcome, JobError> 
                     format!("The import answer was lost; found key {key_name} as version {version} by its fingerprint"),
                 )
                 .await?;
-                return Ok(Outcome::Pushed);
+                return Ok(Outcome::Imported);
             }
             svc.job_step(
                 b.id,
@@ -227,10 +272,10 @@ async fn import_one(b: &Batch, key_name: &KeyName) -> Result<Outcome, JobError> 
     // The answer is in: the slot goes to the next import while this one is recorded.
     drop(permit);
     if !jwk_matches_spki(&bundle.key, &spki) {
-        return Err(JobError::Failed(format!(
-            "Azure reports a public key for {} that differs from the HSM key {key_name}; disable that version and investigate",
-            bundle.kid()
-        )));
+        return Err(JobError::PublicKeyMismatch {
+            kid: bundle.kid().to_owned(),
+            key: key_name.to_string(),
+        });
     }
     let version = bundle.version().to_owned();
     record(
@@ -242,7 +287,7 @@ async fn import_one(b: &Batch, key_name: &KeyName) -> Result<Outcome, JobError> 
     .await?;
     tracing::info!(event = Event::AzureKeyImported.as_str(), service = "azure", job = b.id.get(), group = %group.name, key = %key_name, vault, kid = bundle.kid(), version = %version,
         "Key {key_name} imported into {vault}/{azure_name} as version {version}");
-    Ok(Outcome::Pushed)
+    Ok(Outcome::Imported)
 }
 
 /// The key's version, its step message and the job's progress: one durable write.
@@ -363,13 +408,10 @@ fn import_request(
     key: &crate::model::Key,
     key_hsm: String,
     fp: &str,
+    validity: Validity,
 ) -> ImportRequest {
     let now = now_unix();
-    let exp = group.rotation.enabled.then(|| {
-        let now_t = time::OffsetDateTime::from_unix_timestamp(now)
-            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-        group.rotation.expiry_from(now_t).unix_timestamp()
-    });
+    let exp = validity.expiry(now);
     let tags = BTreeMap::from([
         (FINGERPRINT_TAG.to_owned(), fp.to_owned()),
         ("byokd-key".to_owned(), key.name.to_string()),
@@ -391,5 +433,25 @@ fn import_request(
         nbf: Some(now),
         exp,
         tags,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validity_is_chosen_by_the_caller_not_by_an_edited_group() {
+        // 2026-01-31T00:00:00Z: a month later clamps to the end of February.
+        let now = 1_769_817_600;
+        assert_eq!(Validity::Unlimited.expiry(now), None);
+        assert_eq!(Validity::Months(1).expiry(now), Some(1_772_236_800));
+        let mut policy = RotationPolicy {
+            keep_valid_months: 1,
+            ..RotationPolicy::default()
+        };
+        assert_eq!(Validity::of_policy(&policy), Validity::Unlimited);
+        policy.enabled = true;
+        assert_eq!(Validity::of_policy(&policy), Validity::Months(1));
     }
 }

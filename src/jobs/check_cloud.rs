@@ -3,9 +3,10 @@
 //! that Azure is missing, has disabled or lets expire, and versions whose public key differs
 //! from the HSM key (compared by check digits). Read-only: allowed on any appliance.
 
-use super::push::run_with;
+use super::executor::run_with;
 use super::sign_in::sign_in;
-use super::{JobError, Jobs, jwk_matches_spki};
+use super::{JobError, Jobs};
+use crate::azure::jwk::jwk_matches_spki;
 use crate::azure::{AzureError, JsonWebKey, KeyVaultError};
 use crate::logs::Event;
 use crate::model::JobId;
@@ -93,8 +94,7 @@ async fn check(jobs: &Jobs, id: JobId, group: &KeyGroup) -> Result<String, JobEr
                         exp,
                     });
                 }
-                let local = crate::model::KeyName::try_from(key.name.clone())
-                    .map_err(|e| JobError::Failed(e.to_string()))?;
+                let local = crate::model::KeyName::try_from(key.name.clone())?;
                 let spki = svc.key_public_der(&group.name, &local).await?;
                 let bundle = kv.get_key(&token, vault, name, Some(version)).await?;
                 if !jwk_matches_spki(&bundle.key, &spki) {

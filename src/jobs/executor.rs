@@ -1,0 +1,292 @@
+//! The job executor, shared by every kind: taking the vault's slot and marking a job running
+//! (`begin`), journalling steps, ending a job (`succeed`, `fail`, `finish_cancelled`), showing
+//! Azure back-off as `waiting-retry`, and the per-vault bounds on jobs and imports in flight.
+//!
+//! Knows no job kind: the kinds call in here, never the other way round.
+
+use super::sign_in::sign_in;
+use super::{JobError, Jobs};
+use crate::azure::AccessToken;
+use crate::azure::retry_notice::{self, RetryEvent, RetryEvents, RetryNotice};
+use crate::logs::Event;
+use crate::model::{JobId, JobState, JobStep, KeyGroup, StepMessage};
+use crate::service::{Service, now_unix};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Jobs running concurrently against one vault.
+const PER_VAULT_JOBS: usize = 1;
+
+/// How a job's work ended when nothing failed.
+pub(super) enum Flow {
+    Done,
+    /// Stopped at a safe point because this identity cancelled the job.
+    Cancelled(String),
+}
+
+/// The per-vault bounds: one job at a time per vault, and `azure.vault_concurrent_imports`
+/// imports in flight per vault over all its jobs.
+pub(super) struct VaultSlots {
+    jobs: Mutex<HashMap<String, Arc<Semaphore>>>,
+    imports: Mutex<HashMap<String, Arc<Semaphore>>>,
+    import_bound: usize,
+}
+
+impl VaultSlots {
+    pub(super) fn new(import_bound: usize) -> Self {
+        Self {
+            jobs: Mutex::new(HashMap::new()),
+            imports: Mutex::new(HashMap::new()),
+            import_bound,
+        }
+    }
+
+    /// How many imports may be in flight to one vault.
+    pub(super) fn import_bound(&self) -> usize {
+        self.import_bound
+    }
+
+    /// The slot a job takes for its whole run on `vault`.
+    pub(super) fn job(&self, vault: &str) -> Arc<Semaphore> {
+        slot(&self.jobs, vault, PER_VAULT_JOBS)
+    }
+
+    /// The bound on imports in flight to `vault`, shared by every job on it.
+    pub(super) fn imports(&self, vault: &str) -> Arc<Semaphore> {
+        slot(&self.imports, vault, self.import_bound)
+    }
+}
+
+fn slot(map: &Mutex<HashMap<String, Arc<Semaphore>>>, vault: &str, n: usize) -> Arc<Semaphore> {
+    let mut map = map
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    map.entry(vault.to_ascii_lowercase())
+        .or_insert_with(|| Arc::new(Semaphore::new(n)))
+        .clone()
+}
+
+/// Takes the vault's slot, refuses (failing the job) a cloud-mutating job on a non-designated
+/// appliance, and marks the job running. `None` when there is nothing to run.
+pub(super) async fn begin(
+    jobs: &Jobs,
+    id: JobId,
+    mutates_cloud: bool,
+) -> Result<Option<(KeyGroup, OwnedSemaphorePermit)>, JobError> {
+    let svc = jobs.service();
+    let job = svc.job(id).await?;
+    if job.state.is_final() {
+        return Ok(None);
+    }
+    let group = match svc.group_record(&job.group).await {
+        Ok(g) => g,
+        Err(e) => {
+            fail(jobs, id, e.to_string()).await;
+            return Ok(None);
+        }
+    };
+    let permit = jobs
+        .slots()
+        .job(group.vault.as_str())
+        .acquire_owned()
+        .await
+        .map_err(|_| JobError::ShuttingDown)?;
+    if mutates_cloud && !svc.designated().await {
+        fail(jobs, id, JobError::NotDesignated.to_string()).await;
+        return Ok(None);
+    }
+    // A job cancelled while it waited for its vault slot stays cancelled.
+    let job = svc
+        .journal(id, |j| {
+            if !j.state.is_final() {
+                j.state = JobState::Running;
+                j.started.get_or_insert(now_unix());
+            }
+            j.clone()
+        })
+        .await?;
+    if job.state.is_final() {
+        return Ok(None);
+    }
+    Ok(Some((group, permit)))
+}
+
+/// Runs a job whose work is one body that ends with a closing message: begin, body, then
+/// succeeded with that message or failed with the error.
+pub(super) async fn run_with(
+    jobs: &Jobs,
+    id: JobId,
+    mutates_cloud: bool,
+    body: impl AsyncFnOnce(&KeyGroup) -> Result<String, JobError>,
+) -> Result<(), JobError> {
+    let Some((group, _permit)) = begin(jobs, id, mutates_cloud).await? else {
+        return Ok(());
+    };
+    match body(&group).await {
+        Ok(message) => succeed(jobs, id, &message).await?,
+        Err(e) => fail(jobs, id, e.to_string()).await,
+    }
+    Ok(())
+}
+
+/// The start of a cloud job that sends one request (recover, purge): the outbound allowlist
+/// brought up to date, a token for the group's credential, and `step` journalled before the
+/// request is sent, unless a run before a restart journalled it already. Returns the token and
+/// whether the request may have been sent before the restart (the caller then takes "already
+/// done" for success).
+pub(super) async fn send_once(
+    jobs: &Jobs,
+    id: JobId,
+    group: &KeyGroup,
+    step: impl Into<JobStep>,
+    message: String,
+    progress: u16,
+) -> Result<(AccessToken, bool), JobError> {
+    let svc = jobs.service();
+    jobs.azure()
+        .allowlist()
+        .set_vaults(svc.vault_names().await)?;
+    let step = step.into();
+    let sent_before = svc.job(id).await?.journalled(&step);
+    let token = sign_in(jobs, id, group).await?;
+    if !sent_before {
+        svc.job_record(id, step, message, Some(progress)).await?;
+    }
+    Ok((token, sent_before))
+}
+
+/// Marks a job succeeded with a closing step.
+pub(super) async fn succeed(jobs: &Jobs, id: JobId, message: &str) -> Result<(), JobError> {
+    jobs.service()
+        .finish_job(id, JobState::Succeeded, |j| {
+            j.progress = 1000;
+            j.steps.push(step(message));
+        })
+        .await?;
+    Ok(())
+}
+
+/// Marks a job cancelled, once its clean-up is done.
+pub(super) async fn finish_cancelled(
+    jobs: &Jobs,
+    id: JobId,
+    group: &KeyGroup,
+    by: &str,
+) -> Result<(), JobError> {
+    jobs.service()
+        .finish_job(id, JobState::Cancelled, |j| {
+            j.steps.push(step(&format!(
+                "Cancelled by {by}; the key exchange key is cleaned up"
+            )));
+        })
+        .await?;
+    tracing::info!(event = Event::JobsCancelled.as_str(), job = id.get(), group = %group.name, vault = %group.vault, identity = %by, "Job {id} for key group {} cancelled by {by}", group.name);
+    Ok(())
+}
+
+/// Marks a job failed with a reason; logs if even that cannot be recorded.
+pub(super) async fn fail(jobs: &Jobs, id: JobId, reason: String) {
+    tracing::error!(
+        event = Event::JobsFailed.as_str(),
+        job = id.get(),
+        "Job {id} failed: {reason}"
+    );
+    let recorded = jobs
+        .service()
+        .finish_job(id, JobState::Failed, |j| {
+            j.steps.push(step(&format!("Failed: {reason}")));
+            j.error = Some(reason.clone());
+        })
+        .await;
+    if let Err(e) = recorded {
+        tracing::error!(job = id.get(), error = %e, "could not record the job's failure");
+    }
+}
+
+/// A service log that cannot be written is reported by the job, not only by health.
+pub(super) async fn report_log_problem(jobs: &Jobs, id: JobId) -> Result<(), JobError> {
+    if let Some(problem) = crate::logs::write_problem() {
+        jobs.service()
+            .job_step(
+                id,
+                format!("Warning: the service log could not record this job: {problem}"),
+                None,
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// Returns who cancelled the job, if anyone did.
+pub(super) async fn cancelled(jobs: &Jobs, id: JobId) -> Result<Option<String>, JobError> {
+    Ok(jobs.service().job(id).await?.cancel_requested)
+}
+
+/// A display-only step (no journal entry), stamped now.
+pub(super) fn step(message: &str) -> StepMessage {
+    StepMessage {
+        at: now_unix(),
+        message: message.to_owned(),
+    }
+}
+
+/// A time as step messages show it: RFC 3339 in UTC.
+pub(super) fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| unix.to_string())
+}
+
+/// Runs `work` with the Azure back-off of its calls shown in the job: `waiting-retry` with a
+/// step saying why while a call waits, `running` again once none does. Every notice is
+/// journalled before this returns.
+pub(super) async fn with_retry_display<F: Future>(svc: &Service, id: JobId, work: F) -> F::Output {
+    let (notice, events) = RetryNotice::channel();
+    let watcher = tokio::spawn(show_retries(svc.clone(), id, events));
+    let result = retry_notice::scope(notice, work).await;
+    if watcher.await.is_err() {
+        tracing::warn!(job = id.get(), "the retry watcher stopped early");
+    }
+    result
+}
+
+/// Journals Azure back-off. The state follows the count of calls waiting now (several imports
+/// may be in flight), so a notice dropped while the channel was full changes no state for long.
+async fn show_retries(svc: Service, id: JobId, mut events: RetryEvents) {
+    let mut shown_waiting = false;
+    while let Some(event) = events.recv().await {
+        let waiting = events.waiting() > 0;
+        let message = match event {
+            RetryEvent::Waiting { delay, reason } => Some(format!(
+                "Azure answered {reason}; retrying in {} ms",
+                delay.as_millis()
+            )),
+            RetryEvent::Resumed => None,
+        };
+        if message.is_none() && waiting == shown_waiting {
+            continue;
+        }
+        shown_waiting = waiting;
+        let recorded = svc
+            .journal(id, |j| {
+                match (j.state, waiting) {
+                    (JobState::Running, true) => j.state = JobState::WaitingRetry,
+                    (JobState::WaitingRetry, false) => j.state = JobState::Running,
+                    _ => {}
+                }
+                if let Some(m) = &message {
+                    j.steps.push(step(m));
+                }
+            })
+            .await;
+        if let Err(e) = recorded {
+            tracing::warn!(job = id.get(), error = %e, "could not journal a retry wait");
+        }
+    }
+}

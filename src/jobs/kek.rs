@@ -1,0 +1,338 @@
+//! The key exchange key's lifecycle inside a sync: found again or created (its name journalled
+//! first), deleted and purged where the vault allows (journalled at each step), and the two
+//! waits around a delete that every cloud job shares: until the deleted key is visible, and
+//! through Azure's "being deleted" window of a purge.
+//!
+//! Must never leave a KEK behind on purpose, nor create a second KEK for one job.
+
+use super::executor::rfc3339;
+use super::{JobError, Jobs};
+use crate::azure::{AccessToken, AzureError, Kek, KeyVaultError, RecoveryLevel};
+use crate::logs::Event;
+use crate::model::{Job, JobId, KekJournal, KeyGroup, SyncStep};
+use crate::service::{now_unix, record_step};
+use std::time::Duration;
+
+/// The KEK's lifetime (its size is `azure.kek_size`).
+const KEK_LIFETIME_SECS: i64 = 3600;
+/// How long to wait for a deleted KEK to become visible (Azure shows 10 s or more).
+const DELETED_VISIBLE_WAIT: Duration = Duration::from_secs(120);
+/// How often to look for the deleted KEK meanwhile.
+const DELETED_POLL_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Finds the job's KEK again, or creates it with its name journalled first.
+pub(super) async fn ensure_kek(
+    jobs: &Jobs,
+    id: JobId,
+    group: &KeyGroup,
+    token: &AccessToken,
+) -> Result<Kek, JobError> {
+    let svc = jobs.service();
+    let kv = jobs.azure().keyvault();
+    let vault = group.vault.as_str();
+    let name = Job::kek_name(id);
+    let kek_bits = svc.config().azure.kek_size;
+    let journal = svc.job(id).await?.kek;
+    if let Some(k) = &journal
+        && k.deleted
+    {
+        // Its name is taken in the vault until purged: this job cannot make another.
+        return Err(JobError::KekAlreadyDeleted {
+            name: k.name.clone(),
+        });
+    }
+    if let Some(k) = &journal {
+        match kv.get_key(token, vault, &k.name, None).await {
+            Ok(bundle) => {
+                let kek = kek_from_bundle(vault, &bundle)?;
+                svc.journal(id, |j| {
+                    if let Some(kj) = j.kek.as_mut() {
+                        kj.kid = Some(kek.kid.clone());
+                    }
+                    record_step(
+                        j,
+                        SyncStep::KekCreated.into(),
+                        &format!(
+                            "Found this job's key exchange key {} from before the restart",
+                            kek.kid
+                        ),
+                    )
+                })
+                .await??;
+                return Ok(kek);
+            }
+            Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    svc.journal(id, |j| {
+        j.kek = Some(KekJournal {
+            vault: group.vault.clone(),
+            name: name.clone(),
+            kid: None,
+            deleted: false,
+            purged: None,
+            purge_sent: false,
+        });
+        record_step(
+            j,
+            SyncStep::KekPlanned.into(),
+            &format!("Creating key exchange key {name} (RSA-HSM {kek_bits}) in vault {vault}"),
+        )
+    })
+    .await??;
+    let exp = now_unix() + KEK_LIFETIME_SECS;
+    let kek = match kv.create_kek(token, vault, &name, kek_bits, exp).await {
+        Ok(kek) => kek,
+        // The answer was lost: look before creating again.
+        Err(AzureError::ResponseLost { .. }) => match kv.get_key(token, vault, &name, None).await {
+            Ok(bundle) => kek_from_bundle(vault, &bundle)?,
+            Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {
+                kv.create_kek(token, vault, &name, kek_bits, exp).await?
+            }
+            Err(e) => return Err(e.into()),
+        },
+        Err(e) => return Err(e.into()),
+    };
+    svc.journal(id, |j| {
+        if let Some(kj) = j.kek.as_mut() {
+            kj.kid = Some(kek.kid.clone());
+        }
+        j.progress = j.progress.max(200);
+        record_step(
+            j,
+            SyncStep::KekCreated.into(),
+            &format!("Key exchange key created: {}", kek.kid),
+        )
+    })
+    .await??;
+    tracing::info!(event = Event::AzureKekCreated.as_str(), service = "azure", job = id.get(), group = %group.name, vault, kid = %kek.kid,
+        "Key exchange key {name} created (RSA-HSM {kek_bits})");
+    Ok(kek)
+}
+
+fn kek_from_bundle(vault: &str, bundle: &crate::azure::KeyBundle) -> Result<Kek, JobError> {
+    let strip = |b: Vec<u8>| -> Vec<u8> { b.into_iter().skip_while(|x| *x == 0).collect() };
+    let bad = |part: &'static str| JobError::KekIncomplete {
+        vault: vault.to_owned(),
+        part,
+    };
+    let n = crate::azure::JsonWebKey::decode(bundle.key.n.as_deref())
+        .map(strip)
+        .ok_or_else(|| bad("modulus"))?;
+    let e = crate::azure::JsonWebKey::decode(bundle.key.e.as_deref())
+        .map(strip)
+        .ok_or_else(|| bad("exponent"))?;
+    Ok(Kek {
+        kid: bundle.kid().to_owned(),
+        version: bundle.version().to_owned(),
+        n,
+        e,
+        recovery_level: bundle.attributes.recovery_level.clone(),
+    })
+}
+
+/// Deletes the job's KEK and purges it where the vault allows; journalled at each step.
+pub(super) async fn cleanup_kek(
+    jobs: &Jobs,
+    id: JobId,
+    token: &AccessToken,
+) -> Result<(), JobError> {
+    let svc = jobs.service();
+    let kv = jobs.azure().keyvault();
+    let Some(kek) = svc.job(id).await?.kek else {
+        return Ok(());
+    };
+    if kek.purged.is_some() {
+        return Ok(());
+    }
+    let vault = kek.vault.as_str();
+    let mut level: Option<RecoveryLevel> = None;
+    if !kek.deleted {
+        match kv.delete_key(token, vault, &kek.name).await {
+            Ok(deleted) => level = deleted.bundle.attributes.recovery_level.clone(),
+            // The create never succeeded: there is nothing to delete or purge.
+            Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) if kek.kid.is_none() => {
+                svc.journal(id, |j| {
+                    if let Some(k) = j.kek.as_mut() {
+                        k.deleted = true;
+                        k.purged = Some(false);
+                    }
+                    record_step(
+                        j,
+                        SyncStep::KekSettled { purged: false }.into(),
+                        &format!(
+                            "No key exchange key {} was created; nothing to clean up",
+                            kek.name
+                        ),
+                    )
+                })
+                .await??;
+                return Ok(());
+            }
+            Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {}
+            Err(e) => return Err(e.into()),
+        }
+        svc.journal(id, |j| {
+            if let Some(k) = j.kek.as_mut() {
+                k.deleted = true;
+            }
+            record_step(
+                j,
+                SyncStep::KekDeleted.into(),
+                &format!("Key exchange key {} deleted", kek.name),
+            )
+        })
+        .await??;
+        tracing::info!(
+            event = Event::AzureKekDeleted.as_str(),
+            service = "azure",
+            job = id.get(),
+            vault,
+            kid = kek.kid.as_deref().unwrap_or(&kek.name),
+            "Key exchange key {} deleted",
+            kek.name
+        );
+    }
+    if kek.purge_sent {
+        // A purge was sent before a restart: a deleted key that is gone now was purged.
+        purge_with_retry(jobs, token, vault, &kek.name).await?;
+        let message = format!("Key exchange key {} purged", kek.name);
+        svc.journal(id, |j| {
+            if let Some(k) = j.kek.as_mut() {
+                k.purged = Some(true);
+            }
+            record_step(j, SyncStep::KekSettled { purged: true }.into(), &message)
+        })
+        .await??;
+        tracing::info!(event = Event::AzureKekPurged.as_str(), service = "azure", job = id.get(), vault, kid = %kek.name, "{message}");
+        return Ok(());
+    }
+    let deleted = wait_deleted_visible(jobs, token, vault, &kek.name, level.as_ref()).await?;
+    let level = level.or_else(|| {
+        deleted
+            .as_ref()
+            .and_then(|d| d.bundle.attributes.recovery_level.clone())
+    });
+    let (purged, message) = match (&deleted, &level) {
+        (None, _) | (_, Some(RecoveryLevel::Purgeable)) => (
+            false,
+            "The vault has no soft-delete: the key exchange key is gone for good".to_owned(),
+        ),
+        (Some(_), Some(l)) if l.purge_allowed() => {
+            svc.journal(id, |j| {
+                if let Some(k) = j.kek.as_mut() {
+                    k.purge_sent = true;
+                }
+                record_step(
+                    j,
+                    SyncStep::KekPurgeSent.into(),
+                    &format!("Purging key exchange key {}", kek.name),
+                )
+            })
+            .await??;
+            purge_with_retry(jobs, token, vault, &kek.name).await?;
+            (true, format!("Key exchange key {} purged", kek.name))
+        }
+        (Some(d), l) => (
+            false,
+            format!(
+                "Key exchange key {} not purged: the vault's recovery level is {} (purge protection); Azure purges it on {}",
+                kek.name,
+                l.as_ref()
+                    .map(|l| l.as_str().to_owned())
+                    .unwrap_or_else(|| "unknown".into()),
+                d.scheduled_purge_date
+                    .map_or_else(|| "its scheduled purge date".to_owned(), rfc3339)
+            ),
+        ),
+    };
+    if purged {
+        tracing::info!(
+            event = Event::AzureKekPurged.as_str(),
+            service = "azure",
+            job = id.get(),
+            vault,
+            kid = kek.kid.as_deref().unwrap_or(&kek.name),
+            "{message}"
+        );
+    } else {
+        tracing::info!(
+            event = Event::AzureKekNotPurged.as_str(),
+            record_level = "warn",
+            service = "azure",
+            job = id.get(),
+            vault,
+            kid = kek.kid.as_deref().unwrap_or(&kek.name),
+            "{message}"
+        );
+    }
+    svc.journal(id, |j| {
+        if let Some(k) = j.kek.as_mut() {
+            k.purged = Some(purged);
+        }
+        record_step(j, SyncStep::KekSettled { purged }.into(), &message)
+    })
+    .await??;
+    Ok(())
+}
+
+/// Waits until the deleted KEK is listed in deleted keys (Azure answers 404 for a while after a
+/// delete). Returns `None` when the vault has no soft-delete.
+pub(super) async fn wait_deleted_visible(
+    jobs: &Jobs,
+    token: &AccessToken,
+    vault: &str,
+    name: &str,
+    level: Option<&RecoveryLevel>,
+) -> Result<Option<crate::azure::DeletedKeyBundle>, JobError> {
+    if matches!(level, Some(RecoveryLevel::Purgeable)) {
+        return Ok(None);
+    }
+    let kv = jobs.azure().keyvault();
+    let started = tokio::time::Instant::now();
+    loop {
+        match kv.get_deleted_key(token, vault, name).await {
+            Ok(d) => return Ok(Some(d)),
+            Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {
+                if started.elapsed() > DELETED_VISIBLE_WAIT {
+                    return Err(JobError::DeletedNotListed {
+                        name: name.to_owned(),
+                        vault: vault.to_owned(),
+                        secs: DELETED_VISIBLE_WAIT.as_secs(),
+                    });
+                }
+                // A fixed short interval: the key shows up at most this late (a doubling back-off
+                // overshot a 2 s window to 3.75 s). GETs draw on the large "other" budget.
+                tokio::time::sleep(DELETED_POLL_INTERVAL).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Purges a deleted key, waiting out Azure's "being deleted" window (409) with a growing
+/// pause; a key already gone counts as purged.
+pub(super) async fn purge_with_retry(
+    jobs: &Jobs,
+    token: &AccessToken,
+    vault: &str,
+    name: &str,
+) -> Result<(), JobError> {
+    let kv = jobs.azure().keyvault();
+    let mut wait = Duration::from_millis(250);
+    for _ in 0..12 {
+        match kv.purge_deleted_key(token, vault, name).await {
+            Ok(()) | Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => return Ok(()),
+            Err(AzureError::KeyVault(KeyVaultError::BeingDeleted { .. })) => {
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(4));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(JobError::StillBeingDeleted {
+        name: name.to_owned(),
+        vault: vault.to_owned(),
+    })
+}
