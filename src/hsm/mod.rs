@@ -15,7 +15,7 @@
 //! `report` (token identity and mechanisms), `error`.
 
 mod capability;
-mod conformance;
+
 mod error;
 mod host;
 mod keygen;
@@ -30,7 +30,6 @@ mod worker;
 mod wrap;
 
 pub use capability::Capabilities;
-pub use conformance::{EncodingCheck, KeyFamily, KeyTypeCheck};
 pub use error::HsmError;
 pub use keygen::{LABEL_PREFIX, key_label, parse_label};
 pub use report::{
@@ -40,6 +39,7 @@ pub use report::{
 pub use seal::{SEAL_KEY_LABEL, SEAL_MAGIC};
 pub use signing::{SIGNING_KEY_BITS, SIGNING_LABEL_PREFIX, SignatureScheme, signing_label};
 pub use spki::check_digits;
+pub use wrap::{EncodingCheck, KeyFamily, KeyTypeCheck};
 pub use wrap::{KekPublicKey, StrategyCheck, WrapReport, WrapStrategy};
 
 use crate::model::{GroupName, HsmKeyId, KeyName, KeyType};

@@ -77,7 +77,7 @@ fn crate_scalar() -> Vec<u8> {
 fn the_rustcrypto_encoding_of_every_curve_conforms() {
     use p256::pkcs8::EncodePrivateKey as _;
     for zeros in 0..3 {
-        let s = crate::hsm::conformance::edge_scalar(Curve::P256, zeros);
+        let s = crate::hsm::wrap::edge_scalar(Curve::P256, zeros);
         let k = p256::SecretKey::from_slice(&s).unwrap();
         let der = k.to_pkcs8_der().unwrap();
         let expected = Expected::Ec {
@@ -253,7 +253,7 @@ fn degenerate_rsa_integers_are_refused() {
 #[test]
 fn canonical_ec_has_curve_parameters_and_public_key() {
     use p256::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _};
-    let s = crate::hsm::conformance::edge_scalar(Curve::P256, 1);
+    let s = crate::hsm::wrap::edge_scalar(Curve::P256, 1);
     let point = public_point(Curve::P256, &s).unwrap();
     let expected = Expected::Ec {
         curve: Curve::P256,

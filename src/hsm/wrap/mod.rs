@@ -17,6 +17,7 @@
 //! strategies at start-up), `strategies` (one wrap by each strategy), `transfer` (wrapping a
 //! token key for a push), `tests`.
 
+mod conformance;
 mod kat;
 mod mechanism;
 mod objects;
@@ -28,8 +29,11 @@ mod tests;
 mod transfer;
 mod verdict;
 
-pub(super) use objects::Temporary;
+#[cfg(test)]
+pub(crate) use conformance::edge_scalar;
 pub(crate) use plan::Plan;
 pub(crate) use self_test::self_test;
 pub(crate) use transfer::wrap_for_transfer;
-pub use verdict::{KekPublicKey, StrategyCheck, WrapReport, WrapStrategy};
+pub use verdict::{
+    EncodingCheck, KekPublicKey, KeyFamily, KeyTypeCheck, StrategyCheck, WrapReport, WrapStrategy,
+};

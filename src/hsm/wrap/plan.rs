@@ -2,7 +2,7 @@
 //! self-test made (the usable strategies and the one each key family uses).
 
 use super::WrapStrategy;
-use crate::hsm::conformance::KeyFamily;
+use super::verdict::KeyFamily;
 use crate::hsm::report::{CKM_AES_KEY_WRAP_KWP, CKM_AES_KEY_WRAP_PAD};
 use cryptoki::mechanism::vendor_defined::VendorDefinedMechanism;
 use cryptoki::mechanism::{Mechanism, MechanismType};

@@ -1,12 +1,13 @@
 //! The start-up self-test: runs the known-answer tests, picks the strategy, runs the encoding
 //! conformance self-test per key family, and logs the verdict.
 
+use super::conformance;
 use super::kat::{TEST_KEK, kat_native, kat_oaep, kat_pad, kat_secret};
 use super::plan::{PadMechanism, Plan};
 use super::strategies::{Target, wrap_with};
+use super::verdict::KeyFamily;
 use super::{StrategyCheck, WrapReport, WrapStrategy};
 use crate::hsm::capability::Capabilities;
-use crate::hsm::conformance::{self, KeyFamily};
 use crate::hsm::host::{self, KwpBehaviour};
 use crate::hsm::report::{CKM_RSA_AES_KEY_WRAP, CKM_RSA_PKCS_OAEP};
 use crate::hsm::strict::Expected;

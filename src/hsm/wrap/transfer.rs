@@ -2,8 +2,8 @@
 //! strategy of its key family, and the shape of the blob.
 
 use super::strategies::{Target, wrap_with};
+use super::verdict::KeyFamily;
 use super::{KekPublicKey, Plan, WrapStrategy};
-use crate::hsm::conformance::KeyFamily;
 use crate::hsm::keygen::find_one;
 use crate::hsm::spki::{curve_from_params, ec_point_of};
 use crate::hsm::strict::Expected;

@@ -2,7 +2,8 @@
 //! which strategy each key family uses and why.
 
 use crate::hsm::HsmError;
-use crate::hsm::conformance::{KeyFamily, KeyTypeCheck};
+use crate::hsm::strict::Expected;
+use crate::model::{Curve, KeyType};
 
 /// How a key is wrapped for transfer. Chosen once, at start-up, by the self-test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -150,5 +151,100 @@ impl WrapReport {
             }
         }
         parts.join("; ")
+    }
+}
+
+/// A key family the self-test covers: RSA (every size) or one curve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyFamily {
+    Rsa,
+    Ec(Curve),
+}
+
+impl KeyFamily {
+    /// Every family, in report order.
+    pub const ALL: [KeyFamily; 5] = [
+        Self::Rsa,
+        Self::Ec(Curve::P256),
+        Self::Ec(Curve::P384),
+        Self::Ec(Curve::P521),
+        Self::Ec(Curve::P256K),
+    ];
+
+    /// The family of a key type.
+    pub fn of(key_type: KeyType) -> Self {
+        match key_type {
+            KeyType::Rsa { .. } => Self::Rsa,
+            KeyType::Ec(curve) => Self::Ec(curve),
+        }
+    }
+
+    pub(crate) fn of_expected(expected: &Expected) -> Self {
+        match expected {
+            Expected::Rsa { .. } => Self::Rsa,
+            Expected::Ec { curve, .. } => Self::Ec(*curve),
+        }
+    }
+}
+
+impl std::fmt::Display for KeyFamily {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Rsa => f.write_str("RSA"),
+            Self::Ec(curve) => KeyType::Ec(*curve).fmt(f),
+        }
+    }
+}
+
+/// How one strategy did on one key family.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct EncodingCheck {
+    pub strategy: WrapStrategy,
+    /// Every encoding class of the family gave a conforming blob.
+    pub conforming: bool,
+    /// The first class that did not, if any.
+    pub failed_class: Option<String>,
+    /// What was tested, or which rule the failing class broke.
+    pub detail: String,
+}
+
+/// The self-test's verdict on one key family: can the token generate it, does each strategy
+/// wrap it conformingly, and which strategy pushes of it use.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct KeyTypeCheck {
+    /// `RSA` (every size) or `EC-P256`, `EC-P384`, `EC-P521`, `EC-P256K`.
+    pub key_type: String,
+    /// The token can generate it (start-up probe).
+    pub can_generate: bool,
+    /// What the probe found.
+    pub generation: String,
+    /// The strategy that wraps keys of this family: the first usable strategy whose blobs
+    /// conformed for every class. `None`: pushes of this family are refused.
+    pub strategy: Option<WrapStrategy>,
+    /// One entry per usable strategy, in preference order.
+    pub encodings: Vec<EncodingCheck>,
+}
+
+impl KeyTypeCheck {
+    /// The strategy keys of this family are wrapped with, or why there is none.
+    pub fn verdict(&self) -> Result<WrapStrategy, String> {
+        match self.strategy {
+            Some(s) => Ok(s),
+            None if !self.can_generate => Err(format!(
+                "the token cannot generate {}: {}",
+                self.key_type, self.generation
+            )),
+            None if self.encodings.is_empty() => {
+                Err("no wrap strategy is usable on this token".to_owned())
+            }
+            None => Err(format!(
+                "no usable wrap strategy makes a conforming transfer blob: {}",
+                self.encodings
+                    .iter()
+                    .map(|e| format!("{}: {}", e.strategy, e.detail))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )),
+        }
     }
 }
