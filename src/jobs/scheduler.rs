@@ -13,7 +13,6 @@ use crate::model::{GroupName, KeyGroup, PendingGrace};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
-use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
@@ -98,28 +97,6 @@ impl Schedule {
     }
 }
 
-/// When a group's next rotation is due: N calendar months after the last rotation (or the
-/// group's creation). A time in the past means it was missed and is due now.
-pub fn rotation_due(group: &KeyGroup) -> Option<i64> {
-    let last =
-        OffsetDateTime::from_unix_timestamp(group.last_rotated.unwrap_or(group.created)).ok()?;
-    group.rotation.next_due(last).map(|t| t.unix_timestamp())
-}
-
-/// The first rotation instant strictly after `now`, stepping whole periods from `due` (used
-/// to skip, not repeat, rotations on an appliance that is not designated).
-pub fn next_period_after(group: &KeyGroup, due: i64, now: i64) -> Option<i64> {
-    let mut t = OffsetDateTime::from_unix_timestamp(due).ok()?;
-    let months = group.rotation.rotate_every_months.max(1);
-    let start = t;
-    let mut n = 0u32;
-    while t.unix_timestamp() <= now {
-        n = n.checked_add(months)?;
-        t = crate::model::add_months(start, n);
-    }
-    Some(t.unix_timestamp())
-}
-
 /// A change the scheduler must re-plan.
 #[derive(Debug, Clone)]
 pub enum Change {
@@ -171,7 +148,7 @@ impl Scheduler {
         let grace = svc.pending_grace().await;
         let mut schedule = Schedule::default();
         for g in &groups {
-            schedule.set(Task::Rotate(g.name.clone()), rotation_due(g));
+            schedule.set(Task::Rotate(g.name.clone()), g.rotation_due());
         }
         for (name, p) in &grace {
             schedule.set(Task::Grace(name.clone()), Some(p.due));
@@ -196,7 +173,7 @@ impl Scheduler {
         let mut s = self.schedule.lock().await;
         s.set(
             Task::Rotate(name.clone()),
-            group.as_ref().and_then(rotation_due),
+            group.as_ref().and_then(KeyGroup::rotation_due),
         );
         s.set(
             Task::Grace(name.clone()),
@@ -256,7 +233,7 @@ impl Scheduler {
                 let Ok(group) = svc.group_record(&name).await else {
                     return;
                 };
-                let Some(due) = rotation_due(&group) else {
+                let Some(due) = group.rotation_due() else {
                     return;
                 };
                 if due > now {
@@ -267,7 +244,7 @@ impl Scheduler {
                     return;
                 }
                 if !svc.designated().await {
-                    let next = next_period_after(&group, due, now);
+                    let next = group.next_period_after(due, now);
                     tracing::warn!(
                         event = Event::RotationSkipped.as_str(),
                         group = %name,
@@ -359,28 +336,10 @@ impl Scheduler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{CredentialName, KeyType, RotationPolicy, RsaExponent, VaultName};
+    use crate::model::KeyGroup;
+    use crate::model::group::fixtures::test_group as group;
+    use time::OffsetDateTime;
     use time::macros::datetime;
-
-    fn group(name: &str, created: OffsetDateTime, every: u32) -> KeyGroup {
-        KeyGroup {
-            name: GroupName::try_from(name).unwrap(),
-            credential: CredentialName::try_from("c").unwrap(),
-            vault: VaultName::try_from("vault1").unwrap(),
-            key_type: KeyType::Rsa {
-                bits: 2048,
-                exponent: RsaExponent::F4,
-            },
-            key_ops: vec![],
-            rotation: RotationPolicy {
-                enabled: true,
-                rotate_every_months: every,
-                keep_valid_months: 24,
-            },
-            last_rotated: None,
-            created: created.unix_timestamp(),
-        }
-    }
 
     fn ts(t: OffsetDateTime) -> i64 {
         t.unix_timestamp()
@@ -391,7 +350,7 @@ mod tests {
     fn simulate(groups: &mut [KeyGroup], until: OffsetDateTime) -> Vec<(String, OffsetDateTime)> {
         let mut s = Schedule::default();
         for g in groups.iter() {
-            s.set(Task::Rotate(g.name.clone()), rotation_due(g));
+            s.set(Task::Rotate(g.name.clone()), g.rotation_due());
         }
         let mut fired = Vec::new();
         while let Some(at) = s.next_due() {
@@ -406,7 +365,7 @@ mod tests {
                     name.to_string(),
                     OffsetDateTime::from_unix_timestamp(at).unwrap(),
                 ));
-                s.set(Task::Rotate(name), rotation_due(g));
+                s.set(Task::Rotate(name), g.rotation_due());
             }
         }
         fired
@@ -453,12 +412,12 @@ mod tests {
         let mut g = group("old", datetime!(2020-01-15 08:00 UTC), 1);
         let now = datetime!(2026-03-10 10:00 UTC);
         let mut s = Schedule::default();
-        s.set(Task::Rotate(g.name.clone()), rotation_due(&g));
+        s.set(Task::Rotate(g.name.clone()), g.rotation_due());
         let due = s.pop_due(ts(now));
         assert_eq!(due.len(), 1, "one rotation, not one per missed month");
         assert!(s.pop_due(ts(now)).is_empty());
         g.last_rotated = Some(ts(now));
-        s.set(Task::Rotate(g.name.clone()), rotation_due(&g));
+        s.set(Task::Rotate(g.name.clone()), g.rotation_due());
         assert_eq!(s.next_due(), Some(ts(datetime!(2026-04-10 10:00 UTC))));
     }
 
@@ -466,27 +425,18 @@ mod tests {
     fn a_changed_policy_replaces_the_planned_time_and_off_removes_it() {
         let mut g = group("g", datetime!(2026-01-31 00:00 UTC), 12);
         let mut s = Schedule::default();
-        s.set(Task::Rotate(g.name.clone()), rotation_due(&g));
+        s.set(Task::Rotate(g.name.clone()), g.rotation_due());
         assert_eq!(s.next_due(), Some(ts(datetime!(2027-01-31 00:00 UTC))));
         g.rotation.rotate_every_months = 1;
-        s.set(Task::Rotate(g.name.clone()), rotation_due(&g));
+        s.set(Task::Rotate(g.name.clone()), g.rotation_due());
         assert_eq!(s.next_due(), Some(ts(datetime!(2026-02-28 00:00 UTC))));
         // The stale yearly entry never fires.
         assert_eq!(s.pop_due(ts(datetime!(2030-01-01 00:00 UTC))).len(), 1);
-        s.set(Task::Rotate(g.name.clone()), rotation_due(&g));
+        s.set(Task::Rotate(g.name.clone()), g.rotation_due());
         g.rotation.enabled = false;
-        s.set(Task::Rotate(g.name.clone()), rotation_due(&g));
+        s.set(Task::Rotate(g.name.clone()), g.rotation_due());
         assert_eq!(s.next_due(), None);
         assert!(s.is_empty());
-    }
-
-    #[test]
-    fn a_skipped_rotation_moves_to_the_next_period_after_now() {
-        let g = group("g", datetime!(2026-01-31 00:00 UTC), 1);
-        let due = rotation_due(&g).unwrap();
-        assert_eq!(due, ts(datetime!(2026-02-28 00:00 UTC)));
-        let next = next_period_after(&g, due, ts(datetime!(2026-04-15 00:00 UTC))).unwrap();
-        assert_eq!(next, ts(datetime!(2026-04-28 00:00 UTC)));
     }
 
     #[test]
