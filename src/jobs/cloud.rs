@@ -35,9 +35,6 @@ async fn delete(jobs: &Jobs, id: JobId, group: &KeyGroup, by: &str) -> Result<St
     let kv = jobs.azure().keyvault();
     let vault = group.vault.as_str();
     let name = group.name.as_str();
-    jobs.azure()
-        .allowlist()
-        .set_vaults(svc.vault_names().await)?;
     // What this job sent before a restart, from its typed journal.
     let job = svc.job(id).await?;
     let sent = |step: DeleteCloudStep| job.journalled(&step.into());
@@ -207,10 +204,6 @@ fn format_time(unix: i64) -> String {
 
 /// A token for a group's credential, outside a job.
 async fn token(jobs: &Jobs, group: &KeyGroup) -> Result<AccessToken, JobError> {
-    let svc = jobs.service();
-    jobs.azure()
-        .allowlist()
-        .set_vaults(svc.vault_names().await)?;
     credential_token(jobs, group).await
 }
 
@@ -228,9 +221,6 @@ async fn send_once(
     progress: u16,
 ) -> Result<(AccessToken, bool), JobError> {
     let svc = jobs.service();
-    jobs.azure()
-        .allowlist()
-        .set_vaults(svc.vault_names().await)?;
     let step = step.into();
     let sent_before = svc.job(id).await?.journalled(&step);
     let token = sign_in(jobs, id, group).await?;
@@ -475,6 +465,5 @@ pub(super) async fn finish_grace(jobs: &Jobs, group: &GroupName) -> Result<(), J
         }
     }
     svc.clear_grace(group).await?;
-    jobs.group_changed(group);
     Ok(())
 }

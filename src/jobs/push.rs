@@ -279,18 +279,13 @@ async fn settle_cloud(
     }
     let t = match token.take() {
         Some(t) => t,
-        None => {
-            jobs.azure()
-                .allowlist()
-                .set_vaults(svc.vault_names().await)?;
-            sign_in(jobs, id, group).await.map_err(|e| {
-                JobError::Failed(format!(
-                    "{e}; the key exchange key {} may remain in vault {} until it expires",
-                    Job::kek_name(id),
-                    group.vault
-                ))
-            })?
-        }
+        None => sign_in(jobs, id, group).await.map_err(|e| {
+            JobError::Failed(format!(
+                "{e}; the key exchange key {} may remain in vault {} until it expires",
+                Job::kek_name(id),
+                group.vault
+            ))
+        })?,
     };
     let settled = if sent {
         resolve_sent(jobs, id, group, &t).await.map(|_| ())
@@ -351,9 +346,6 @@ async fn push(
     if let Some(by) = cancelled(jobs, id).await? {
         return Ok(Flow::Cancelled(by));
     }
-    jobs.azure()
-        .allowlist()
-        .set_vaults(svc.vault_names().await)?;
     let token = sign_in(jobs, id, group).await?;
     *token_out = Some(token.clone());
     if let Some(by) = cancelled(jobs, id).await? {

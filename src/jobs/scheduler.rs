@@ -1,19 +1,22 @@
 //! The lifecycle scheduler: rotations of groups with rotation on, grace-period ends and the
 //! periodic drift check, kept in a min-heap by due time.
 //!
-//! It sleeps until the earliest entry and never scans every group periodically; a policy or
-//! designated-device change wakes it to re-plan just what changed. A rotation missed while the
-//! daemon was down is due at start-up and runs once (its next due time follows the new
-//! `last_rotated`). A non-designated appliance skips due rotations with a WARN.
+//! It sleeps until the earliest entry and never scans every group periodically. It subscribes
+//! to the service's committed changes (a bounded broadcast), so nobody has to tell it: a group
+//! change wakes it to re-plan that group; a designated-device change, or falling behind the
+//! channel, to re-plan everything. A rotation missed while the daemon was down is due at
+//! start-up and runs once (its next due time follows the new `last_rotated`). A non-designated
+//! appliance skips due rotations with a WARN.
 
 use super::{Clock, Jobs};
 use crate::logs::Event;
 use crate::model::JobId;
 use crate::model::{GroupName, KeyGroup, PendingGrace};
+use crate::service::StateChange;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::sync::Arc;
-use tokio::sync::mpsc;
+use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 use tracing::Instrument;
 
 /// How long after a failed or refused scheduled action it is tried again.
@@ -88,6 +91,11 @@ impl Schedule {
         due
     }
 
+    /// When `task` is planned, if it is.
+    pub fn due_of(&self, task: &Task) -> Option<i64> {
+        self.current.get(task).copied()
+    }
+
     pub fn len(&self) -> usize {
         self.current.len()
     }
@@ -97,11 +105,51 @@ impl Schedule {
     }
 }
 
-/// A change the scheduler must re-plan.
-#[derive(Debug, Clone)]
-pub enum Change {
-    Group(GroupName),
-    All,
+/// What the changes received since the last tick ask to re-plan.
+#[derive(Debug, Default)]
+struct Replan {
+    all: bool,
+    groups: BTreeSet<GroupName>,
+}
+
+impl Replan {
+    fn note(&mut self, change: StateChange) {
+        match change {
+            StateChange::Group(name) => {
+                self.groups.insert(name);
+            }
+            StateChange::Designated => self.all = true,
+        }
+    }
+
+    /// Missed changes cannot be known: everything is re-planned.
+    fn lagged(&mut self, missed: u64) {
+        tracing::info!(
+            missed,
+            "scheduler fell behind the state changes; re-planning everything"
+        );
+        self.all = true;
+    }
+}
+
+/// The subscription to the service's changes and what it brought so far.
+struct Changes {
+    rx: broadcast::Receiver<StateChange>,
+    pending: Replan,
+}
+
+impl Changes {
+    /// Takes every change queued now.
+    fn drain(&mut self) -> Replan {
+        loop {
+            match self.rx.try_recv() {
+                Ok(change) => self.pending.note(change),
+                Err(TryRecvError::Lagged(missed)) => self.pending.lagged(missed),
+                Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+            }
+        }
+        std::mem::take(&mut self.pending)
+    }
 }
 
 /// What one wake-up did, for logs and tests.
@@ -122,20 +170,23 @@ pub struct Scheduler {
     jobs: Jobs,
     clock: Arc<dyn Clock>,
     schedule: tokio::sync::Mutex<Schedule>,
-    changes: tokio::sync::Mutex<mpsc::UnboundedReceiver<Change>>,
+    changes: tokio::sync::Mutex<Changes>,
 }
 
 impl Scheduler {
-    /// Builds the schedule from the state and registers for changes.
+    /// Subscribes to the service's changes, then builds the schedule from the state (a change
+    /// committed in between is applied again on the first tick, which is harmless).
     pub async fn new(jobs: Jobs) -> Arc<Scheduler> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        jobs.set_change_sink(tx);
+        let rx = jobs.service().subscribe();
         let clock = jobs.clock().clone();
         let s = Arc::new(Scheduler {
             jobs,
             clock,
             schedule: tokio::sync::Mutex::new(Schedule::default()),
-            changes: tokio::sync::Mutex::new(rx),
+            changes: tokio::sync::Mutex::new(Changes {
+                rx,
+                pending: Replan::default(),
+            }),
         });
         s.plan_all().await;
         s
@@ -155,7 +206,10 @@ impl Scheduler {
         }
         let hours = i64::from(svc.config().lifecycle.drift_check_hours);
         if hours > 0 {
-            schedule.set(Task::Drift, Some(self.clock.now_unix() + hours * 3600));
+            // A re-plan keeps the drift check's time: re-plans must not keep postponing it.
+            let planned = self.schedule.lock().await.due_of(&Task::Drift);
+            let due = planned.unwrap_or_else(|| self.clock.now_unix() + hours * 3600);
+            schedule.set(Task::Drift, Some(due));
         }
         tracing::info!(
             rotations = groups.iter().filter(|g| g.rotation.enabled).count(),
@@ -208,21 +262,13 @@ impl Scheduler {
     }
 
     async fn apply_changes(&self) {
-        let mut pending = Vec::new();
-        {
-            let mut rx = self.changes.lock().await;
-            while let Ok(c) = rx.try_recv() {
-                pending.push(c);
-            }
-        }
-        if pending.iter().any(|c| matches!(c, Change::All)) {
+        let replan = self.changes.lock().await.drain();
+        if replan.all {
             self.plan_all().await;
             return;
         }
-        for c in pending {
-            if let Change::Group(name) = c {
-                self.plan_group(&name).await;
-            }
+        for name in &replan.groups {
+            self.plan_group(name).await;
         }
     }
 
@@ -324,10 +370,16 @@ impl Scheduler {
                 .next_due()
                 .await
                 .map_or(MAX_SLEEP_SECS, |at| (at - now).clamp(0, MAX_SLEEP_SECS));
-            let wake = self.jobs.change_notified();
+            let sleep = tokio::time::sleep(std::time::Duration::from_secs(wait.unsigned_abs()));
+            let mut changes = self.changes.lock().await;
             tokio::select! {
-                _ = tokio::time::sleep(std::time::Duration::from_secs(wait.unsigned_abs())) => {}
-                _ = wake => {}
+                _ = sleep => {}
+                received = changes.rx.recv() => match received {
+                    Ok(change) => changes.pending.note(change),
+                    Err(RecvError::Lagged(missed)) => changes.pending.lagged(missed),
+                    // The service outlives the scheduler; should it not, only time wakes it.
+                    Err(RecvError::Closed) => {}
+                },
             }
         }
     }
