@@ -77,11 +77,7 @@ impl Publisher {
         let (changes, _) = broadcast::channel(CHANGE_CAPACITY);
         let (vaults, _) = watch::channel(Arc::new(vaults_of(state)));
         let groups = names_of(state)
-            .into_iter()
-            .map(|n| {
-                let facts = GroupFacts::of(state, &n);
-                (n, facts)
-            })
+            .map(|n| (n.clone(), GroupFacts::of(state, n)))
             .collect();
         Self {
             outlets: Arc::new(Outlets { changes, vaults }),
@@ -98,16 +94,28 @@ impl Publisher {
     /// set first (synchronously), then one event per changed group and for the designated
     /// setting.
     pub(super) fn committed(&mut self, state: &State) {
-        let mut changes = Vec::new();
-        for name in names_of(state)
-            .into_iter()
-            .chain(self.groups.keys().cloned())
-            .collect::<BTreeSet<_>>()
-        {
+        // Compared in place, cloning only what changed: a commit that touches no group (most
+        // are job steps) costs a walk over the groups and no allocation.
+        let mut changed: Vec<GroupName> = names_of(state)
+            .filter(|name| {
+                let now = (state.groups.get(*name), state.grace.get(*name));
+                self.groups
+                    .get(*name)
+                    .is_none_or(|seen| (seen.group.as_ref(), seen.grace.as_ref()) != now)
+            })
+            .cloned()
+            .collect();
+        changed.extend(
+            self.groups
+                .keys()
+                .filter(|name| {
+                    !state.groups.contains_key(*name) && !state.grace.contains_key(*name)
+                })
+                .cloned(),
+        );
+        let mut changes = Vec::with_capacity(changed.len() + 1);
+        for name in changed {
             let now = GroupFacts::of(state, &name);
-            if self.groups.get(&name) == Some(&now) {
-                continue;
-            }
             if now.group.is_none() && now.grace.is_none() {
                 self.groups.remove(&name);
             } else {
@@ -138,14 +146,14 @@ impl Publisher {
     }
 }
 
-/// Every group name the state mentions (groups and grace records).
-fn names_of(state: &State) -> BTreeSet<GroupName> {
-    state
-        .groups
-        .keys()
-        .chain(state.grace.keys())
-        .cloned()
-        .collect()
+/// Every group name the state mentions (groups, then grace records of no group).
+fn names_of(state: &State) -> impl Iterator<Item = &GroupName> {
+    state.groups.keys().chain(
+        state
+            .grace
+            .keys()
+            .filter(|name| !state.groups.contains_key(*name)),
+    )
 }
 
 fn vaults_of(state: &State) -> BTreeSet<VaultName> {
