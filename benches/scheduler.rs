@@ -51,23 +51,27 @@ fn seed(dir: &Path) {
         // Created between 0 and 364 days ago with a 12-month period: due within the next year,
         // never now.
         let created = now - 86_400 * (i as i64 % 364) - 3600;
-        state.groups.insert(
-            name.clone(),
-            KeyGroup {
-                name,
-                credential: cred.clone(),
-                vault: VaultName::try_from(format!("bench-kv-{}", i % 16)).unwrap(),
-                key_type,
-                key_ops: key_type.default_ops(),
-                rotation: RotationPolicy {
-                    enabled: true,
-                    rotate_every_months: 12,
-                    keep_valid_months: 24,
-                },
-                last_rotated: None,
-                created,
+        let group = KeyGroup {
+            name: name.clone(),
+            credential: cred.clone(),
+            vault: VaultName::try_from(format!("bench-kv-{}", i % 16)).unwrap(),
+            key_type,
+            key_ops: key_type.default_ops(),
+            rotation: RotationPolicy {
+                enabled: true,
+                rotate_every_months: 12,
+                keep_valid_months: 24,
             },
+            last_rotated: None,
+            created,
+        };
+        // The scheduler plans by the same model rule.
+        let due = group.rotation_due().unwrap();
+        assert!(
+            due > now && due <= now + 366 * 86_400,
+            "{name} due at {due}"
         );
+        state.groups.insert(name, group);
     }
     store.commit(&state).unwrap();
 }

@@ -31,6 +31,8 @@ const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 const CLIENT: &str = "0c8f1b3a-6a3e-4d59-9a47-2b8e6f1d2c3b";
 const SECRET: &str = "Qv8~sched.KnownSecret-For_Grep-0042";
 const VAULT: &str = "sched-vault";
+/// A vault no group names until a test creates one there.
+const OTHER_VAULT: &str = "other-vault";
 
 struct World {
     emu: EmulatorHandle,
@@ -71,6 +73,7 @@ async fn world_with(token: &SoftHsmToken, drift_check_hours: u32) -> World {
         },
     )
     .unwrap();
+    emu.add_vault(OTHER_VAULT, VaultOptions::default()).unwrap();
     let state = dir.path().join("state");
     std::fs::create_dir(&state).unwrap();
     let text = format!(
@@ -89,6 +92,7 @@ retry_base_ms = 20
 [azure.resolve]
 "login.microsoftonline.com" = "{addr}"
 "{VAULT}.vault.azure.net" = "{addr}"
+"{OTHER_VAULT}.vault.azure.net" = "{addr}"
 [lifecycle]
 grace_days = 7
 drift_check_hours = {drift_check_hours}
@@ -161,7 +165,7 @@ async fn finished(service: &Service, id: byokd::model::JobId) -> byokd::model::J
     }
 }
 
-async fn setup_group(w: &World) -> GroupName {
+async fn add_credential(w: &World) {
     w.service
         .add_credential(
             NewCredential {
@@ -175,25 +179,38 @@ async fn setup_group(w: &World) -> GroupName {
         )
         .await
         .unwrap();
-    let group: GroupName = n("sched");
+}
+
+/// Creates an EC-P256 group of credential `app` through the service.
+async fn create_group(w: &World, name: &GroupName, vault: &'static str, rotation: RotationPolicy) {
     w.service
         .create_group(
             NewGroup {
-                name: group.clone(),
+                name: name.clone(),
                 credential: n("app"),
-                vault: n::<VaultName>(VAULT),
+                vault: n::<VaultName>(vault),
                 key_type: KeyType::parse("EC-P256", RsaExponent::F4).unwrap(),
                 key_ops: None,
-                rotation: RotationPolicy {
-                    enabled: true,
-                    rotate_every_months: 1,
-                    keep_valid_months: 2,
-                },
+                rotation,
             },
             "test",
         )
         .await
         .unwrap();
+}
+
+fn every(months: u32) -> RotationPolicy {
+    RotationPolicy {
+        enabled: true,
+        rotate_every_months: months,
+        keep_valid_months: months + 1,
+    }
+}
+
+async fn setup_group(w: &World) -> GroupName {
+    add_credential(w).await;
+    let group: GroupName = n("sched");
+    create_group(w, &group, VAULT, every(1)).await;
     let k1: KeyName = n("k1");
     w.service.create_key(&group, &k1, "test").await.unwrap();
     let id = w.jobs.submit_sync(&group, &[k1], "test").await.unwrap();
@@ -308,7 +325,6 @@ fn scheduled_rotation_and_grace_period_follow_the_injected_clock() {
 
             // Not designated: the next due rotation is skipped, no job, no new version.
             w.service.set_designated(false, "test-admin").await.unwrap();
-            w.jobs.everything_changed();
             let next = add_months(at(due), 1).unix_timestamp();
             w.clock.set(at(next));
             let jobs_before = w.service.jobs().await.len();
@@ -324,7 +340,6 @@ fn scheduled_rotation_and_grace_period_follow_the_injected_clock() {
 
             // Designated again, five months later: the missed rotations run once, not five times.
             w.service.set_designated(true, "test-admin").await.unwrap();
-            w.jobs.everything_changed();
             let later = add_months(at(next), 5);
             w.clock.set(later);
             let fired = scheduler.tick().await;
@@ -349,6 +364,122 @@ fn scheduled_rotation_and_grace_period_follow_the_injected_clock() {
                 "the next wake-up is the new grace deadline"
             );
             assert!(w.emu.live_keks(VAULT).is_empty());
+        },
+    );
+}
+
+/// Group changes reach the outbound allowlist and the scheduler's plan through the service
+/// alone: nothing in this test tells either of them. A vault is allowed the moment the group
+/// naming it is committed (a job for it right away is not refused), and refused again once no
+/// group names it.
+#[test]
+fn group_changes_reach_the_allowlist_and_the_plan_without_being_told() {
+    softhsm::isolated(
+        "group_changes_reach_the_allowlist_and_the_plan_without_being_told",
+        |token| async move {
+            let w = world(&token).await;
+            add_credential(&w).await;
+            let scheduler = Scheduler::new(w.jobs.clone()).await;
+            assert_eq!(scheduler.planned().await, 0);
+            let allowlist = w.jobs.azure().allowlist().clone();
+            let url = format!("https://{OTHER_VAULT}.vault.azure.net/keys");
+            assert!(allowlist.check_str(&url).is_err(), "no group names it yet");
+
+            // Created: allowed before anything else runs, and a job for it is not refused.
+            let group: GroupName = n("moved");
+            create_group(&w, &group, OTHER_VAULT, every(3)).await;
+            assert!(allowlist.check_str(&url).is_ok(), "allowed on commit");
+            let id = w.jobs.submit_check(&group, "test").await.unwrap();
+            let job = finished(&w.service, id).await;
+            assert_eq!(job.state, JobState::Succeeded, "{job:?}");
+            let created = w.service.group(&group).await.unwrap().created;
+            scheduler.tick().await;
+            assert_eq!(scheduler.planned().await, 1);
+            assert_eq!(
+                scheduler.next_due().await,
+                Some(add_months(at(created), 3).unix_timestamp())
+            );
+
+            // Edited: the planned time follows the new policy.
+            w.service
+                .update_rotation(&group, |_| every(1), "test")
+                .await
+                .unwrap();
+            scheduler.tick().await;
+            assert_eq!(
+                scheduler.next_due().await,
+                Some(add_months(at(created), 1).unix_timestamp())
+            );
+
+            // Deleted: nothing planned, and its vault is refused again.
+            w.service.delete_group(&group, "test").await.unwrap();
+            assert!(allowlist.check_str(&url).is_err(), "refused once deleted");
+            scheduler.tick().await;
+            assert_eq!(scheduler.planned().await, 0);
+            assert_eq!(scheduler.next_due().await, None);
+        },
+    );
+}
+
+/// More changes than the change channel holds, before the scheduler looks: the early change of
+/// another group is not lost (the scheduler re-plans everything when it falls behind).
+#[test]
+fn a_burst_of_changes_beyond_the_channel_capacity_ends_with_the_right_plan() {
+    softhsm::isolated(
+        "a_burst_of_changes_beyond_the_channel_capacity_ends_with_the_right_plan",
+        |token| async move {
+            let w = world(&token).await;
+            add_credential(&w).await;
+            let off = RotationPolicy::default();
+            let (early, busy): (GroupName, GroupName) = (n("early"), n("busy"));
+            create_group(&w, &early, VAULT, off).await;
+            create_group(&w, &busy, VAULT, off).await;
+            let scheduler = Scheduler::new(w.jobs.clone()).await;
+            assert_eq!(scheduler.planned().await, 0);
+
+            w.service
+                .update_rotation(&early, |_| every(12), "test")
+                .await
+                .unwrap();
+            let burst = byokd::service::CHANGE_CAPACITY + 8;
+            for i in 0..burst {
+                let months = 1 + (i % 60) as u32;
+                w.service
+                    .update_rotation(
+                        &busy,
+                        |_| RotationPolicy {
+                            enabled: false,
+                            ..every(months)
+                        },
+                        "test",
+                    )
+                    .await
+                    .unwrap();
+            }
+            w.service
+                .update_rotation(&busy, |_| every(2), "test")
+                .await
+                .unwrap();
+
+            scheduler.tick().await;
+            assert_eq!(scheduler.planned().await, 2, "both groups planned");
+            let due = |g: &GroupName, months| {
+                let w = &w;
+                let g = g.clone();
+                async move {
+                    let created = w.service.group(&g).await.unwrap().created;
+                    add_months(at(created), months).unix_timestamp()
+                }
+            };
+            let (early_due, busy_due) = (due(&early, 12).await, due(&busy, 2).await);
+            assert_eq!(scheduler.next_due().await, Some(busy_due));
+            // The early group is planned too: once the busy one is off, it is next.
+            w.service
+                .update_rotation(&busy, |_| off, "test")
+                .await
+                .unwrap();
+            scheduler.tick().await;
+            assert_eq!(scheduler.next_due().await, Some(early_due));
         },
     );
 }

@@ -3,15 +3,19 @@
 //! Owns the host names of each Azure cloud (azure-byok.md §6) and the [`Allowlist`]: the only
 //! hosts byokd may connect to are the cloud's sign-in host, its ARM host, and
 //! `<vault>.<vault suffix>` for the vaults that key groups name, over `https` on port 443.
+//! The vault set follows the service's committed state (read at each check), so a vault is
+//! allowed as soon as the group naming it is committed and refused once no group names it.
 //! Everything else (other hosts, ports, schemes, IP literals, user-info) is refused *before* any
 //! DNS lookup, logged at ERROR. This module must never resolve or connect anything itself.
 
 use super::AzureError;
 use crate::config::Cloud;
+use crate::model::VaultName;
 use http::Uri;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
+use tokio::sync::watch;
 
 /// The fixed endpoints of one Azure cloud.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,12 +104,22 @@ pub struct Target {
 
 /// The outbound allowlist: the cloud's fixed hosts plus the vaults that key groups name.
 ///
-/// Shared (`Arc`) between the HTTP client and whoever changes key groups; [`Allowlist::set_vaults`]
-/// replaces the vault set at run time.
+/// Shared (`Arc`) by the HTTP client; [`Allowlist::follow`] makes its vault set the service's
+/// committed one (the job runner does so when it is built), [`Allowlist::set_vaults`] names the
+/// vaults by hand (tools and tests without a service).
 #[derive(Debug)]
 pub struct Allowlist {
     endpoints: CloudEndpoints,
-    vaults: RwLock<BTreeSet<String>>,
+    vaults: RwLock<Vaults>,
+}
+
+/// Where the allowed vaults come from.
+#[derive(Debug)]
+enum Vaults {
+    /// Named by hand, lower-case.
+    Listed(BTreeSet<String>),
+    /// The vaults key groups name in the committed state (`Service::committed_vaults`).
+    Committed(watch::Receiver<Arc<BTreeSet<VaultName>>>),
 }
 
 /// A Key Vault name: 3–24 characters of `[0-9a-zA-Z-]`.
@@ -122,7 +136,7 @@ impl Allowlist {
     {
         let list = Self {
             endpoints: CloudEndpoints::of(cloud),
-            vaults: RwLock::new(BTreeSet::new()),
+            vaults: RwLock::new(Vaults::Listed(BTreeSet::new())),
         };
         list.set_vaults(vaults)?;
         Ok(list)
@@ -132,8 +146,14 @@ impl Allowlist {
         &self.endpoints
     }
 
-    /// Replaces the set of allowed vaults. Every name must be a valid vault name; on error the
-    /// previous set is kept.
+    /// From now on allows exactly the vaults in `committed`, read at each check: the service's
+    /// committed vault set, which the commit that changes it replaces before it returns.
+    pub fn follow(&self, committed: watch::Receiver<Arc<BTreeSet<VaultName>>>) {
+        *self.vaults.write().unwrap_or_else(|e| e.into_inner()) = Vaults::Committed(committed);
+    }
+
+    /// Replaces the set of allowed vaults by a hand-named one (no longer following the service).
+    /// Every name must be a valid vault name; on error the previous set is kept.
     pub fn set_vaults<I, S>(&self, vaults: I) -> Result<(), AzureError>
     where
         I: IntoIterator<Item = S>,
@@ -150,27 +170,31 @@ impl Allowlist {
             }
             set.insert(v.to_ascii_lowercase());
         }
-        let mut guard = self.vaults.write().unwrap_or_else(|e| e.into_inner());
-        *guard = set;
+        *self.vaults.write().unwrap_or_else(|e| e.into_inner()) = Vaults::Listed(set);
         Ok(())
     }
 
     /// The vault names currently allowed (lower-case).
     pub fn vaults(&self) -> Vec<String> {
-        self.vaults
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .cloned()
-            .collect()
+        match &*self.vaults.read().unwrap_or_else(|e| e.into_inner()) {
+            Vaults::Listed(set) => set.iter().cloned().collect(),
+            Vaults::Committed(rx) => rx
+                .borrow()
+                .iter()
+                .map(|v| v.as_str().to_ascii_lowercase())
+                .collect(),
+        }
     }
 
-    /// Whether a vault is in the allowed set.
+    /// Whether a vault is in the allowed set (case-insensitively).
     pub fn has_vault(&self, vault: &str) -> bool {
-        self.vaults
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(&vault.to_ascii_lowercase())
+        match &*self.vaults.read().unwrap_or_else(|e| e.into_inner()) {
+            Vaults::Listed(set) => set.contains(&vault.to_ascii_lowercase()),
+            Vaults::Committed(rx) => rx
+                .borrow()
+                .iter()
+                .any(|v| v.as_str().eq_ignore_ascii_case(vault)),
+        }
     }
 
     fn host_allowed(&self, host: &str) -> bool {
@@ -340,6 +364,25 @@ mod tests {
             l.check_str("https://kv-two.vault.azure.net/").is_ok(),
             "a bad update keeps the old set"
         );
+    }
+
+    #[test]
+    fn a_following_list_allows_what_is_committed_at_check_time() {
+        let l = list();
+        let vault = |s: &str| VaultName::try_from(s).unwrap();
+        let (tx, rx) = watch::channel(Arc::new(BTreeSet::from([vault("KV-One")])));
+        l.follow(rx);
+        assert!(l.check_str("https://kv-one.vault.azure.net/").is_ok());
+        assert!(
+            l.check_str("https://myvault.vault.azure.net/").is_err(),
+            "the hand-named set no longer applies"
+        );
+        tx.send_replace(Arc::new(BTreeSet::from([vault("kv-one"), vault("kv-two")])));
+        assert!(l.check_str("https://kv-two.vault.azure.net/").is_ok());
+        assert_eq!(l.vaults(), ["kv-one", "kv-two"]);
+        tx.send_replace(Arc::new(BTreeSet::new()));
+        assert!(l.check_str("https://kv-one.vault.azure.net/").is_err());
+        assert!(l.check_str("https://login.microsoftonline.com/t").is_ok());
     }
 
     #[test]

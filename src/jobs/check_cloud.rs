@@ -21,9 +21,6 @@ async fn check(jobs: &Jobs, id: JobId, group: &KeyGroup) -> Result<String, JobEr
     let kv = jobs.azure().keyvault();
     let vault = group.vault.as_str();
     let name = group.name.as_str();
-    jobs.azure()
-        .allowlist()
-        .set_vaults(svc.vault_names().await)?;
     let token = sign_in(jobs, id, group).await?;
     let keys = svc.list_keys(&group.name).await?;
     let listed = match kv.list_versions(&token, vault, name).await {

@@ -35,9 +35,6 @@ async fn delete(jobs: &Jobs, id: JobId, group: &KeyGroup, by: &str) -> Result<St
     let kv = jobs.azure().keyvault();
     let vault = group.vault.as_str();
     let name = group.name.as_str();
-    jobs.azure()
-        .allowlist()
-        .set_vaults(svc.vault_names().await)?;
     // What this job sent before a restart, from its typed journal.
     let job = svc.job(id).await?;
     let sent = |step: DeleteCloudStep| job.journalled(&step.into());

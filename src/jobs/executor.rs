@@ -131,8 +131,8 @@ pub(super) async fn run_with(
     Ok(())
 }
 
-/// The start of a cloud job that sends one request (recover, purge): the outbound allowlist
-/// brought up to date, a token for the group's credential, and `step` journalled before the
+/// The start of a cloud job that sends one request (recover, purge): a token for the group's
+/// credential, and `step` journalled before the
 /// request is sent, unless a run before a restart journalled it already. Returns the token and
 /// whether the request may have been sent before the restart (the caller then takes "already
 /// done" for success).
@@ -145,9 +145,6 @@ pub(super) async fn send_once(
     progress: u16,
 ) -> Result<(AccessToken, bool), JobError> {
     let svc = jobs.service();
-    jobs.azure()
-        .allowlist()
-        .set_vaults(svc.vault_names().await)?;
     let step = step.into();
     let sent_before = svc.job(id).await?.journalled(&step);
     let token = sign_in(jobs, id, group).await?;

@@ -1,7 +1,7 @@
 //! The end of a rotation's grace period: the previous Azure versions recorded at the rotation
 //! are disabled, then the grace entry is cleared. Run by the scheduler, not as a job.
 
-use super::sign_in::group_token;
+use super::sign_in::credential_token;
 use super::{JobError, Jobs};
 use crate::azure::{AzureError, KeyUpdate, KeyVaultError};
 use crate::logs::Event;
@@ -14,7 +14,7 @@ pub(super) async fn finish_grace(jobs: &Jobs, group: &GroupName) -> Result<(), J
         return Ok(());
     };
     let g = svc.group_record(group).await?;
-    let t = group_token(jobs, &g).await?;
+    let t = credential_token(jobs, &g).await?;
     let kv = jobs.azure().keyvault();
     for version in &pending.versions {
         let update = KeyUpdate {
@@ -38,6 +38,5 @@ pub(super) async fn finish_grace(jobs: &Jobs, group: &GroupName) -> Result<(), J
         }
     }
     svc.clear_grace(group).await?;
-    jobs.group_changed(group);
     Ok(())
 }

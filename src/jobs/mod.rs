@@ -30,7 +30,7 @@ pub use sign_in::HsmAssertionSigner;
 use crate::azure::Azure;
 use crate::model::{GroupName, JobKind, JobState, KeyName};
 use crate::service::Service;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tracing::Instrument;
 
 /// Why a job that waited for approval ends at start-up.
@@ -48,9 +48,6 @@ struct Inner {
     /// One job at a time per vault; `azure.vault_concurrent_imports` imports per vault.
     slots: executor::VaultSlots,
     clock: Arc<dyn Clock>,
-    /// Where group and designated changes go for the scheduler to re-plan.
-    changes: Mutex<Option<tokio::sync::mpsc::UnboundedSender<scheduler::Change>>>,
-    changed: tokio::sync::Notify,
 }
 
 impl Jobs {
@@ -58,61 +55,24 @@ impl Jobs {
         Self::with_clock(service, azure, Arc::new(SystemClock))
     }
 
-    /// A runner reading time from `clock` for rotation and grace decisions.
+    /// A runner reading time from `clock` for rotation and grace decisions. From here on the
+    /// outbound allowlist of `azure` allows exactly the vaults the service's committed key
+    /// groups name.
     pub fn with_clock(service: Service, azure: Arc<Azure>, clock: Arc<dyn Clock>) -> Self {
         let import_bound = service.config().azure.vault_concurrent_imports.clamp(1, 32) as usize;
+        azure.allowlist().follow(service.committed_vaults());
         Self {
             inner: Arc::new(Inner {
                 service,
                 azure,
                 slots: executor::VaultSlots::new(import_bound),
                 clock,
-                changes: Mutex::new(None),
-                changed: tokio::sync::Notify::new(),
             }),
         }
     }
 
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.inner.clock
-    }
-
-    fn lock_changes(
-        &self,
-    ) -> std::sync::MutexGuard<'_, Option<tokio::sync::mpsc::UnboundedSender<scheduler::Change>>>
-    {
-        self.inner
-            .changes
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    pub(crate) fn set_change_sink(
-        &self,
-        tx: tokio::sync::mpsc::UnboundedSender<scheduler::Change>,
-    ) {
-        *self.lock_changes() = Some(tx);
-    }
-
-    pub(crate) fn change_notified(&self) -> tokio::sync::futures::Notified<'_> {
-        self.inner.changed.notified()
-    }
-
-    /// Tells the scheduler that a group's policy, rotation or grace record changed.
-    pub fn group_changed(&self, group: &GroupName) {
-        self.send_change(scheduler::Change::Group(group.clone()));
-    }
-
-    /// Tells the scheduler to re-plan everything (the designated setting changed).
-    pub fn everything_changed(&self) {
-        self.send_change(scheduler::Change::All);
-    }
-
-    fn send_change(&self, change: scheduler::Change) {
-        if let Some(tx) = self.lock_changes().as_ref() {
-            let _ = tx.send(change);
-        }
-        self.inner.changed.notify_one();
     }
 
     pub fn service(&self) -> &Service {

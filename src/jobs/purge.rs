@@ -5,7 +5,7 @@
 
 use super::executor::{rfc3339, run_with, send_once};
 use super::kek::purge_with_retry;
-use super::sign_in::group_token;
+use super::sign_in::credential_token;
 use super::{JobError, Jobs};
 use crate::azure::{AzureError, KeyVaultError, RecoveryLevel};
 use crate::logs::Event;
@@ -18,7 +18,7 @@ use crate::model::{GroupName, JobId, KeyGroup, PurgeStep};
 /// "being deleted" window: that purge is let through (it waits the window out).
 pub(super) async fn purge_possible(jobs: &Jobs, group: &GroupName) -> Result<(), JobError> {
     let g = jobs.service().group_record(group).await?;
-    let t = group_token(jobs, &g).await?;
+    let t = credential_token(jobs, &g).await?;
     let kv = jobs.azure().keyvault();
     let (vault, name) = (g.vault.as_str(), g.name.as_str());
     let forbidden = |level: &RecoveryLevel, when: String| {

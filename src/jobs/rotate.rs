@@ -22,9 +22,7 @@ pub(super) async fn run(jobs: &Jobs, id: JobId) -> Result<(), JobError> {
     let by = jobs.service().job(id).await?.started_by;
     let outcome = rotate(jobs, id, &group, &by).await;
     match outcome {
-        Ok(()) => {
-            jobs.group_changed(&group.name);
-        }
+        Ok(()) => {}
         Err(JobError::Cancelled(by)) => finish_cancelled(jobs, id, &group, &by).await?,
         Err(e) => {
             tracing::error!(event = Event::RotationFailed.as_str(), job = id.get(), group = %group.name, vault = %group.vault, identity = %by,

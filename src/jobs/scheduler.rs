@@ -1,20 +1,22 @@
 //! The lifecycle scheduler: rotations of groups with rotation on, grace-period ends and the
 //! periodic drift check, kept in a min-heap by due time.
 //!
-//! It sleeps until the earliest entry and never scans every group periodically; a policy or
-//! designated-device change wakes it to re-plan just what changed. A rotation missed while the
-//! daemon was down is due at start-up and runs once (its next due time follows the new
-//! `last_rotated`). A non-designated appliance skips due rotations with a WARN.
+//! It sleeps until the earliest entry and never scans every group periodically. It subscribes
+//! to the service's committed changes (a bounded broadcast), so nobody has to tell it: a group
+//! change wakes it to re-plan that group; a designated-device change, or falling behind the
+//! channel, to re-plan everything. A rotation missed while the daemon was down is due at
+//! start-up and runs once (its next due time follows the new `last_rotated`). A non-designated
+//! appliance skips due rotations with a WARN.
 
 use super::{Clock, Jobs};
 use crate::logs::Event;
 use crate::model::JobId;
 use crate::model::{GroupName, KeyGroup, PendingGrace};
+use crate::service::StateChange;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::sync::Arc;
-use time::OffsetDateTime;
-use tokio::sync::mpsc;
+use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 use tracing::Instrument;
 
 /// How long after a failed or refused scheduled action it is tried again.
@@ -89,6 +91,11 @@ impl Schedule {
         due
     }
 
+    /// When `task` is planned, if it is.
+    pub fn due_of(&self, task: &Task) -> Option<i64> {
+        self.current.get(task).copied()
+    }
+
     pub fn len(&self) -> usize {
         self.current.len()
     }
@@ -98,33 +105,51 @@ impl Schedule {
     }
 }
 
-/// When a group's next rotation is due: N calendar months after the last rotation (or the
-/// group's creation). A time in the past means it was missed and is due now.
-pub fn rotation_due(group: &KeyGroup) -> Option<i64> {
-    let last =
-        OffsetDateTime::from_unix_timestamp(group.last_rotated.unwrap_or(group.created)).ok()?;
-    group.rotation.next_due(last).map(|t| t.unix_timestamp())
+/// What the changes received since the last tick ask to re-plan.
+#[derive(Debug, Default)]
+struct Replan {
+    all: bool,
+    groups: BTreeSet<GroupName>,
 }
 
-/// The first rotation instant strictly after `now`, stepping whole periods from `due` (used
-/// to skip, not repeat, rotations on an appliance that is not designated).
-pub fn next_period_after(group: &KeyGroup, due: i64, now: i64) -> Option<i64> {
-    let mut t = OffsetDateTime::from_unix_timestamp(due).ok()?;
-    let months = group.rotation.rotate_every_months.max(1);
-    let start = t;
-    let mut n = 0u32;
-    while t.unix_timestamp() <= now {
-        n = n.checked_add(months)?;
-        t = crate::model::add_months(start, n);
+impl Replan {
+    fn note(&mut self, change: StateChange) {
+        match change {
+            StateChange::Group(name) => {
+                self.groups.insert(name);
+            }
+            StateChange::Designated => self.all = true,
+        }
     }
-    Some(t.unix_timestamp())
+
+    /// Missed changes cannot be known: everything is re-planned.
+    fn lagged(&mut self, missed: u64) {
+        tracing::info!(
+            missed,
+            "scheduler fell behind the state changes; re-planning everything"
+        );
+        self.all = true;
+    }
 }
 
-/// A change the scheduler must re-plan.
-#[derive(Debug, Clone)]
-pub enum Change {
-    Group(GroupName),
-    All,
+/// The subscription to the service's changes and what it brought so far.
+struct Changes {
+    rx: broadcast::Receiver<StateChange>,
+    pending: Replan,
+}
+
+impl Changes {
+    /// Takes every change queued now.
+    fn drain(&mut self) -> Replan {
+        loop {
+            match self.rx.try_recv() {
+                Ok(change) => self.pending.note(change),
+                Err(TryRecvError::Lagged(missed)) => self.pending.lagged(missed),
+                Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+            }
+        }
+        std::mem::take(&mut self.pending)
+    }
 }
 
 /// What one wake-up did, for logs and tests.
@@ -145,20 +170,23 @@ pub struct Scheduler {
     jobs: Jobs,
     clock: Arc<dyn Clock>,
     schedule: tokio::sync::Mutex<Schedule>,
-    changes: tokio::sync::Mutex<mpsc::UnboundedReceiver<Change>>,
+    changes: tokio::sync::Mutex<Changes>,
 }
 
 impl Scheduler {
-    /// Builds the schedule from the state and registers for changes.
+    /// Subscribes to the service's changes, then builds the schedule from the state (a change
+    /// committed in between is applied again on the first tick, which is harmless).
     pub async fn new(jobs: Jobs) -> Arc<Scheduler> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        jobs.set_change_sink(tx);
+        let rx = jobs.service().subscribe();
         let clock = jobs.clock().clone();
         let s = Arc::new(Scheduler {
             jobs,
             clock,
             schedule: tokio::sync::Mutex::new(Schedule::default()),
-            changes: tokio::sync::Mutex::new(rx),
+            changes: tokio::sync::Mutex::new(Changes {
+                rx,
+                pending: Replan::default(),
+            }),
         });
         s.plan_all().await;
         s
@@ -171,14 +199,17 @@ impl Scheduler {
         let grace = svc.pending_grace().await;
         let mut schedule = Schedule::default();
         for g in &groups {
-            schedule.set(Task::Rotate(g.name.clone()), rotation_due(g));
+            schedule.set(Task::Rotate(g.name.clone()), g.rotation_due());
         }
         for (name, p) in &grace {
             schedule.set(Task::Grace(name.clone()), Some(p.due));
         }
         let hours = i64::from(svc.config().lifecycle.drift_check_hours);
         if hours > 0 {
-            schedule.set(Task::Drift, Some(self.clock.now_unix() + hours * 3600));
+            // A re-plan keeps the drift check's time: re-plans must not keep postponing it.
+            let planned = self.schedule.lock().await.due_of(&Task::Drift);
+            let due = planned.unwrap_or_else(|| self.clock.now_unix() + hours * 3600);
+            schedule.set(Task::Drift, Some(due));
         }
         tracing::info!(
             rotations = groups.iter().filter(|g| g.rotation.enabled).count(),
@@ -196,7 +227,7 @@ impl Scheduler {
         let mut s = self.schedule.lock().await;
         s.set(
             Task::Rotate(name.clone()),
-            group.as_ref().and_then(rotation_due),
+            group.as_ref().and_then(KeyGroup::rotation_due),
         );
         s.set(
             Task::Grace(name.clone()),
@@ -231,21 +262,13 @@ impl Scheduler {
     }
 
     async fn apply_changes(&self) {
-        let mut pending = Vec::new();
-        {
-            let mut rx = self.changes.lock().await;
-            while let Ok(c) = rx.try_recv() {
-                pending.push(c);
-            }
-        }
-        if pending.iter().any(|c| matches!(c, Change::All)) {
+        let replan = self.changes.lock().await.drain();
+        if replan.all {
             self.plan_all().await;
             return;
         }
-        for c in pending {
-            if let Change::Group(name) = c {
-                self.plan_group(&name).await;
-            }
+        for name in &replan.groups {
+            self.plan_group(name).await;
         }
     }
 
@@ -256,7 +279,7 @@ impl Scheduler {
                 let Ok(group) = svc.group_record(&name).await else {
                     return;
                 };
-                let Some(due) = rotation_due(&group) else {
+                let Some(due) = group.rotation_due() else {
                     return;
                 };
                 if due > now {
@@ -267,7 +290,7 @@ impl Scheduler {
                     return;
                 }
                 if !svc.designated().await {
-                    let next = next_period_after(&group, due, now);
+                    let next = group.next_period_after(due, now);
                     tracing::warn!(
                         event = Event::RotationSkipped.as_str(),
                         group = %name,
@@ -347,10 +370,16 @@ impl Scheduler {
                 .next_due()
                 .await
                 .map_or(MAX_SLEEP_SECS, |at| (at - now).clamp(0, MAX_SLEEP_SECS));
-            let wake = self.jobs.change_notified();
+            let sleep = tokio::time::sleep(std::time::Duration::from_secs(wait.unsigned_abs()));
+            let mut changes = self.changes.lock().await;
             tokio::select! {
-                _ = tokio::time::sleep(std::time::Duration::from_secs(wait.unsigned_abs())) => {}
-                _ = wake => {}
+                _ = sleep => {}
+                received = changes.rx.recv() => match received {
+                    Ok(change) => changes.pending.note(change),
+                    Err(RecvError::Lagged(missed)) => changes.pending.lagged(missed),
+                    // The service outlives the scheduler; should it not, only time wakes it.
+                    Err(RecvError::Closed) => {}
+                },
             }
         }
     }
@@ -359,28 +388,10 @@ impl Scheduler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{CredentialName, KeyType, RotationPolicy, RsaExponent, VaultName};
+    use crate::model::KeyGroup;
+    use crate::model::group::fixtures::test_group as group;
+    use time::OffsetDateTime;
     use time::macros::datetime;
-
-    fn group(name: &str, created: OffsetDateTime, every: u32) -> KeyGroup {
-        KeyGroup {
-            name: GroupName::try_from(name).unwrap(),
-            credential: CredentialName::try_from("c").unwrap(),
-            vault: VaultName::try_from("vault1").unwrap(),
-            key_type: KeyType::Rsa {
-                bits: 2048,
-                exponent: RsaExponent::F4,
-            },
-            key_ops: vec![],
-            rotation: RotationPolicy {
-                enabled: true,
-                rotate_every_months: every,
-                keep_valid_months: 24,
-            },
-            last_rotated: None,
-            created: created.unix_timestamp(),
-        }
-    }
 
     fn ts(t: OffsetDateTime) -> i64 {
         t.unix_timestamp()
@@ -391,7 +402,7 @@ mod tests {
     fn simulate(groups: &mut [KeyGroup], until: OffsetDateTime) -> Vec<(String, OffsetDateTime)> {
         let mut s = Schedule::default();
         for g in groups.iter() {
-            s.set(Task::Rotate(g.name.clone()), rotation_due(g));
+            s.set(Task::Rotate(g.name.clone()), g.rotation_due());
         }
         let mut fired = Vec::new();
         while let Some(at) = s.next_due() {
@@ -406,7 +417,7 @@ mod tests {
                     name.to_string(),
                     OffsetDateTime::from_unix_timestamp(at).unwrap(),
                 ));
-                s.set(Task::Rotate(name), rotation_due(g));
+                s.set(Task::Rotate(name), g.rotation_due());
             }
         }
         fired
@@ -453,12 +464,12 @@ mod tests {
         let mut g = group("old", datetime!(2020-01-15 08:00 UTC), 1);
         let now = datetime!(2026-03-10 10:00 UTC);
         let mut s = Schedule::default();
-        s.set(Task::Rotate(g.name.clone()), rotation_due(&g));
+        s.set(Task::Rotate(g.name.clone()), g.rotation_due());
         let due = s.pop_due(ts(now));
         assert_eq!(due.len(), 1, "one rotation, not one per missed month");
         assert!(s.pop_due(ts(now)).is_empty());
         g.last_rotated = Some(ts(now));
-        s.set(Task::Rotate(g.name.clone()), rotation_due(&g));
+        s.set(Task::Rotate(g.name.clone()), g.rotation_due());
         assert_eq!(s.next_due(), Some(ts(datetime!(2026-04-10 10:00 UTC))));
     }
 
@@ -466,27 +477,18 @@ mod tests {
     fn a_changed_policy_replaces_the_planned_time_and_off_removes_it() {
         let mut g = group("g", datetime!(2026-01-31 00:00 UTC), 12);
         let mut s = Schedule::default();
-        s.set(Task::Rotate(g.name.clone()), rotation_due(&g));
+        s.set(Task::Rotate(g.name.clone()), g.rotation_due());
         assert_eq!(s.next_due(), Some(ts(datetime!(2027-01-31 00:00 UTC))));
         g.rotation.rotate_every_months = 1;
-        s.set(Task::Rotate(g.name.clone()), rotation_due(&g));
+        s.set(Task::Rotate(g.name.clone()), g.rotation_due());
         assert_eq!(s.next_due(), Some(ts(datetime!(2026-02-28 00:00 UTC))));
         // The stale yearly entry never fires.
         assert_eq!(s.pop_due(ts(datetime!(2030-01-01 00:00 UTC))).len(), 1);
-        s.set(Task::Rotate(g.name.clone()), rotation_due(&g));
+        s.set(Task::Rotate(g.name.clone()), g.rotation_due());
         g.rotation.enabled = false;
-        s.set(Task::Rotate(g.name.clone()), rotation_due(&g));
+        s.set(Task::Rotate(g.name.clone()), g.rotation_due());
         assert_eq!(s.next_due(), None);
         assert!(s.is_empty());
-    }
-
-    #[test]
-    fn a_skipped_rotation_moves_to_the_next_period_after_now() {
-        let g = group("g", datetime!(2026-01-31 00:00 UTC), 1);
-        let due = rotation_due(&g).unwrap();
-        assert_eq!(due, ts(datetime!(2026-02-28 00:00 UTC)));
-        let next = next_period_after(&g, due, ts(datetime!(2026-04-15 00:00 UTC))).unwrap();
-        assert_eq!(next, ts(datetime!(2026-04-28 00:00 UTC)));
     }
 
     #[test]

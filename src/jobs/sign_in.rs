@@ -153,16 +153,6 @@ pub(super) async fn credential_token(
     Ok(token)
 }
 
-/// A token for a group's credential outside a job, with the outbound allowlist brought up to
-/// date first.
-pub(super) async fn group_token(jobs: &Jobs, group: &KeyGroup) -> Result<AccessToken, JobError> {
-    let svc = jobs.service();
-    jobs.azure()
-        .allowlist()
-        .set_vaults(svc.vault_names().await)?;
-    credential_token(jobs, group).await
-}
-
 /// Whether an error is Key Vault refusing the token (401) in a way a new token can fix. A
 /// challenge naming another tenant than the credential's is turned into a clear error instead.
 pub(super) async fn needs_new_token(

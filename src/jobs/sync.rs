@@ -130,18 +130,13 @@ async fn settle_cloud(
     }
     let t = match token.take() {
         Some(t) => t,
-        None => {
-            jobs.azure()
-                .allowlist()
-                .set_vaults(svc.vault_names().await)?;
-            sign_in(jobs, id, group)
-                .await
-                .map_err(|e| JobError::KekLeftBehind {
-                    kek: Job::kek_name(id),
-                    vault: group.vault.clone(),
-                    source: Box::new(e),
-                })?
-        }
+        None => sign_in(jobs, id, group)
+            .await
+            .map_err(|e| JobError::KekLeftBehind {
+                kek: Job::kek_name(id),
+                vault: group.vault.clone(),
+                source: Box::new(e),
+            })?,
     };
     let settled = if sent {
         resolve_sent(jobs, id, group, &t).await.map(|_| ())
@@ -179,9 +174,6 @@ async fn sync_pending(
     if let Some(by) = cancelled(jobs, id).await? {
         return Ok(Flow::Cancelled(by));
     }
-    jobs.azure()
-        .allowlist()
-        .set_vaults(svc.vault_names().await)?;
     let token = sign_in(jobs, id, group).await?;
     *token_out = Some(token.clone());
     if let Some(by) = cancelled(jobs, id).await? {

@@ -3,7 +3,7 @@
 
 mod credential;
 mod error;
-mod group;
+pub(crate) mod group;
 mod job;
 mod key;
 mod key_type;

@@ -255,7 +255,7 @@ fn view(state: &crate::store::State, name: &GroupName) -> Result<GroupView, Serv
         last_rotated: g.last_rotated,
         created: g.created,
         keys: state.keys_in(name).count(),
-        next_rotation: crate::jobs::scheduler::rotation_due(g),
+        next_rotation: g.rotation_due(),
         pending_grace: state.grace.get(name).cloned(),
         drift: state.drift.get(name).map(DriftView::of),
     })

@@ -569,18 +569,4 @@ impl Service {
             .cloned()
             .ok_or_else(|| ServiceError::not_found("key", format!("{group}/{key}")))
     }
-
-    /// The vaults that key groups name: the outbound allowlist's vault hosts.
-    pub async fn vault_names(&self) -> Vec<String> {
-        let data = self.inner.data.lock().await;
-        let mut v: Vec<String> = data
-            .state
-            .groups
-            .values()
-            .map(|g| g.vault.to_string())
-            .collect();
-        v.sort();
-        v.dedup();
-        v
-    }
 }

@@ -8,6 +8,7 @@ mod busy;
 mod credential_cert;
 mod credentials;
 mod error;
+mod events;
 mod groups;
 mod jobs;
 mod keys;
@@ -18,6 +19,7 @@ pub use credentials::{
     CertificateExport, CredentialView, NewCertificateCredential, NewCredential, SignInMaterial,
 };
 pub use error::ServiceError;
+pub use events::{CHANGE_CAPACITY, CommittedVaults, StateChange};
 pub use groups::{DriftFindingView, DriftView, GroupView, NewGroup};
 pub(crate) use jobs::record_step;
 pub use keys::{KeyDeletion, KeyView};
@@ -39,11 +41,14 @@ struct Inner {
     hsm: Hsm,
     data: Mutex<Data>,
     job_changed: tokio::sync::watch::Sender<u64>,
+    outlets: Arc<events::Outlets>,
 }
 
 struct Data {
     store: Store,
     state: State,
+    /// Publishes what each commit changed (see [`events`]).
+    published: events::Publisher,
 }
 
 impl Service {
@@ -61,10 +66,16 @@ impl Service {
             "state loaded"
         );
         let (job_changed, _) = tokio::sync::watch::channel(0);
+        let published = events::Publisher::new(&state);
         let inner = Inner {
             config,
             hsm,
-            data: Mutex::new(Data { store, state }),
+            outlets: published.outlets().clone(),
+            data: Mutex::new(Data {
+                store,
+                state,
+                published,
+            }),
             job_changed,
         };
         Ok((
@@ -110,6 +121,18 @@ impl Service {
         Ok(())
     }
 
+    /// Committed group and designated-device changes, from now on (bounded by
+    /// [`CHANGE_CAPACITY`]; a receiver that lags must re-read the state).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<StateChange> {
+        self.inner.outlets.subscribe()
+    }
+
+    /// The vaults that key groups name in the committed state, replaced under the state lock
+    /// by the commit that changes them (the outbound allowlist reads it at each check).
+    pub fn committed_vaults(&self) -> tokio::sync::watch::Receiver<CommittedVaults> {
+        self.inner.outlets.vaults()
+    }
+
     /// The state generation on disk (for health and status).
     pub async fn generation(&self) -> u64 {
         self.inner.data.lock().await.store.generation()
@@ -117,8 +140,11 @@ impl Service {
 }
 
 impl Data {
+    /// Makes the state durable, then publishes what it changed (see [`events`]).
     fn commit(&mut self) -> Result<(), ServiceError> {
-        self.store.commit(&self.state).map_err(ServiceError::from)
+        self.store.commit(&self.state)?;
+        self.published.committed(&self.state);
+        Ok(())
     }
 }
 

@@ -29,8 +29,5 @@ pub async fn set_designated(
 ) -> Result<Reply, ApiError> {
     let designated = decode(&i.body)?;
     ctx.service.set_designated(designated, auth.name()).await?;
-    if let Some(jobs) = &ctx.jobs {
-        jobs.everything_changed();
-    }
     Reply::ok(json!({ "designated": designated }))
 }

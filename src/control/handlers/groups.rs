@@ -109,9 +109,6 @@ pub async fn list(_: Authorized<AnyRole>, ctx: &Ctx) -> Result<Reply, ApiError> 
 pub async fn create(auth: Authorized<Operate>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
     let new = decode_new(&i.body)?;
     let view = ctx.service.create_group(new, auth.name()).await?;
-    if let (Some(jobs), Ok(name)) = (&ctx.jobs, GroupName::try_from(view.name.clone())) {
-        jobs.group_changed(&name);
-    }
     Reply::created(to_json(&view)?)
 }
 
@@ -133,17 +130,11 @@ pub async fn update(auth: Authorized<Operate>, ctx: &Ctx, i: Input) -> Result<Re
         .service
         .update_rotation(&name, |now| patch.over(now), auth.name())
         .await?;
-    if let Some(jobs) = &ctx.jobs {
-        jobs.group_changed(&name);
-    }
     Reply::ok(to_json(&view)?)
 }
 
 pub async fn delete(auth: Authorized<Operate>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
     let name = name(&i.params)?;
     ctx.service.delete_group(&name, auth.name()).await?;
-    if let Some(jobs) = &ctx.jobs {
-        jobs.group_changed(&name);
-    }
     Reply::ok(json!({ "deleted": name.as_str() }))
 }
