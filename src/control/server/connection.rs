@@ -1,9 +1,9 @@
 //! One connection: the TLS handshake under its deadline, the HTTP/1 settings, the identity of
 //! the client certificate, and the read and idle deadlines until the connection closes.
 
-use super::Shared;
 use super::request::handle;
 use super::response::error_response;
+use super::{Shared, read_timeout};
 use crate::config::Limits;
 use crate::control::errors::ApiError;
 use crate::control::fairness::Peer;
@@ -12,10 +12,6 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
-
-pub(super) fn read_timeout(l: &Limits) -> Duration {
-    Duration::from_millis(l.read_timeout_ms.max(1))
-}
 
 fn handshake_timeout(l: &Limits) -> Duration {
     Duration::from_millis(l.handshake_timeout_ms.max(1))

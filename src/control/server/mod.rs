@@ -43,6 +43,10 @@ const OVERFLOW_ANSWERS: usize = 16;
 /// How often a repeated WARN about refused connections may reach stderr.
 const REFUSAL_LINE_EVERY: Duration = Duration::from_secs(10);
 
+fn read_timeout(l: &Limits) -> Duration {
+    Duration::from_millis(l.read_timeout_ms.max(1))
+}
+
 struct Shared {
     ctx: Ctx,
     acceptor: TlsAcceptor,

@@ -2,9 +2,8 @@
 //! route, the per-identity long-poll cap, the body under its limits, dispatch, and the log
 //! line or the refusal counted.
 
-use super::Shared;
-use super::connection::read_timeout;
 use super::response::{Body, ErrorCode, download_response, error_response, json_response};
+use super::{Shared, read_timeout};
 use crate::config::Limits;
 use crate::control::browser;
 use crate::control::errors::ApiError;
