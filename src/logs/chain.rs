@@ -1,11 +1,12 @@
-//! The hash chain: how a record's hash is computed and how a run of records is checked.
+//! The hash chain: how a record's hash is computed, a record sealed into the chain, and how a
+//! run of records is checked.
 //!
 //! A record's hash is SHA-256 over its JSON form with an empty `hash` field (fields in the
 //! fixed order of [`Record`]); its `prev` is the hash of the record before it. Editing a record
 //! breaks its own hash; deleting, inserting or reordering breaks the next record's `prev` or the
 //! sequence. The check reports the first broken link and never stops at a panic.
 
-use super::record::Record;
+use super::record::{Entry, Record};
 use serde::Serialize;
 
 /// `prev` of the very first record.
@@ -14,6 +15,38 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 /// The hash a record must carry (defined by the record itself, see [`Record::content_hash`]).
 pub fn hash_of(r: &Record) -> String {
     r.content_hash()
+}
+
+/// Empty optional text counts as absent, so every export format reads back the same record.
+fn nonempty(v: Option<String>) -> Option<String> {
+    v.filter(|s| !s.is_empty())
+}
+
+impl Record {
+    /// Builds the record for `entry` at `seq`, chained to `prev` (the hash is computed here).
+    pub fn seal(seq: u64, ts: String, prev: String, entry: Entry) -> Record {
+        let mut r = Record {
+            seq,
+            ts,
+            service: entry.service,
+            level: entry.level,
+            event: entry.event,
+            identity: nonempty(entry.identity),
+            job: entry.job,
+            group: nonempty(entry.group),
+            key: nonempty(entry.key),
+            vault: nonempty(entry.vault),
+            kid: nonempty(entry.kid),
+            version: nonempty(entry.version),
+            credential: nonempty(entry.credential),
+            approval: nonempty(entry.approval),
+            message: entry.message,
+            prev,
+            hash: String::new(),
+        };
+        r.hash = hash_of(&r);
+        r
+    }
 }
 
 /// One item of a chain as stored or exported: a full record, or a link (a record left out of a

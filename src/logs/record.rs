@@ -183,38 +183,6 @@ pub struct Record {
     pub hash: String,
 }
 
-/// Empty optional text counts as absent, so every export format reads back the same record.
-fn nonempty(v: Option<String>) -> Option<String> {
-    v.filter(|s| !s.is_empty())
-}
-
-impl Record {
-    /// Builds the record for `entry` at `seq`, chained to `prev` (the hash is computed here).
-    pub fn seal(seq: u64, ts: String, prev: String, entry: Entry) -> Record {
-        let mut r = Record {
-            seq,
-            ts,
-            service: entry.service,
-            level: entry.level,
-            event: entry.event,
-            identity: nonempty(entry.identity),
-            job: entry.job,
-            group: nonempty(entry.group),
-            key: nonempty(entry.key),
-            vault: nonempty(entry.vault),
-            kid: nonempty(entry.kid),
-            version: nonempty(entry.version),
-            credential: nonempty(entry.credential),
-            approval: nonempty(entry.approval),
-            message: entry.message,
-            prev,
-            hash: String::new(),
-        };
-        r.hash = r.content_hash();
-        r
-    }
-}
-
 impl Record {
     /// The hash this record must carry: SHA-256 over its JSON form with an empty `hash` field,
     /// fields in the fixed order of the struct.
