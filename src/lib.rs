@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod azure;
+pub mod clock;
 pub mod config;
 pub mod control;
 pub mod ctl;

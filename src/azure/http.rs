@@ -247,6 +247,8 @@ pub struct HttpClient {
     allowlist: Arc<Allowlist>,
     metrics: Arc<AzureMetrics>,
     opts: HttpOptions,
+    /// Reads the time of day for `Retry-After` dates.
+    clock: crate::clock::SharedClock,
 }
 
 impl fmt::Debug for HttpClient {
@@ -272,6 +274,7 @@ impl HttpClient {
         opts: HttpOptions,
         allowlist: Arc<Allowlist>,
         metrics: Arc<AzureMetrics>,
+        clock: crate::clock::SharedClock,
     ) -> Result<Self, AzureError> {
         let tls = tls_config(&cfg.extra_ca)?;
         let resolve = cfg
@@ -302,6 +305,7 @@ impl HttpClient {
             allowlist,
             metrics,
             opts,
+            clock,
         })
     }
 
@@ -350,7 +354,7 @@ impl HttpClient {
                     if resp.status == StatusCode::TOO_MANY_REQUESTS {
                         AzureMetrics::inc(&self.metrics.throttled);
                     }
-                    let hint = retry_after(&resp.headers, SystemTime::now());
+                    let hint = retry_after(&resp.headers, self.clock.now_system());
                     (hint, format!("status {}", resp.status.as_u16()), Some(resp))
                 }
                 Ok(resp) => return Ok(resp),

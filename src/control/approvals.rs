@@ -11,6 +11,7 @@
 
 use super::errors::ApiError;
 use super::identity::Identity;
+use crate::clock::SharedClock;
 use crate::logs::Event;
 use crate::model::JobId;
 use http::StatusCode;
@@ -23,16 +24,6 @@ const MAX_ENTRIES: usize = 512;
 
 /// How many approvals one requester may have pending at once.
 pub const MAX_PENDING_PER_REQUESTER: usize = 16;
-
-/// Milliseconds since the Unix epoch, UTC. Injected so tests can move time.
-pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
-
-pub fn system_clock() -> Clock {
-    Arc::new(|| {
-        let now = time::OffsetDateTime::now_utc();
-        i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
-    })
-}
 
 /// An action that needs a second admin.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -159,12 +150,12 @@ impl Approved {
 #[derive(Clone)]
 pub struct Approvals {
     window_ms: i64,
-    clock: Clock,
+    clock: SharedClock,
     table: Arc<Mutex<BTreeMap<String, Approval>>>,
 }
 
 impl Approvals {
-    pub fn new(window_secs: u64, clock: Clock) -> Self {
+    pub fn new(window_secs: u64, clock: SharedClock) -> Self {
         let window_ms = i64::try_from(window_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
         Self {
             window_ms,
@@ -181,7 +172,7 @@ impl Approvals {
 
     /// Records a request for `action` by `requester`; refuses a duplicate of a pending one.
     pub fn submit(&self, action: Action, requester: &Identity) -> Result<Approval, ApiError> {
-        let now = (self.clock)();
+        let now = self.clock.now_ms();
         let mut table = self.lock();
         expire(&mut table, now);
         if let Some(dup) = table
@@ -248,19 +239,19 @@ impl Approvals {
         };
         let (table, clock) = (self.table.clone(), self.clock.clone());
         rt.spawn(async move {
-            let now = clock() / 1000;
+            let now = clock.now_unix();
             let wait = u64::try_from(expires_at.saturating_sub(now).saturating_add(1)).unwrap_or(1);
             tokio::time::sleep(std::time::Duration::from_secs(wait.max(1))).await;
             let mut t = table
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            expire(&mut t, clock());
+            expire(&mut t, clock.now_ms());
         });
     }
 
     pub fn list(&self) -> Vec<Approval> {
         let mut table = self.lock();
-        expire(&mut table, (self.clock)());
+        expire(&mut table, self.clock.now_ms());
         let mut all: Vec<Approval> = table.values().cloned().collect();
         all.sort_by_key(|a| std::cmp::Reverse(a.requested_at));
         all
@@ -268,7 +259,7 @@ impl Approvals {
 
     pub fn get(&self, id: &str) -> Result<Approval, ApiError> {
         let mut table = self.lock();
-        expire(&mut table, (self.clock)());
+        expire(&mut table, self.clock.now_ms());
         table.get(id).cloned().ok_or_else(|| not_found(id))
     }
 
@@ -288,7 +279,7 @@ impl Approvals {
     }
 
     fn decide(&self, id: &str, by: &Identity, status: Status) -> Result<Approval, ApiError> {
-        let now = (self.clock)();
+        let now = self.clock.now_ms();
         let mut table = self.lock();
         expire(&mut table, now);
         let approval = table.get_mut(id).ok_or_else(|| not_found(id))?;
@@ -342,7 +333,7 @@ impl Approvals {
     pub fn of_job(&self, job: JobId) -> Option<Approval> {
         let job = job.to_string();
         let mut table = self.lock();
-        expire(&mut table, (self.clock)());
+        expire(&mut table, self.clock.now_ms());
         table
             .values()
             .find(|a| a.job_id.as_deref() == Some(job.as_str()))
@@ -352,7 +343,7 @@ impl Approvals {
     /// Withdraws the pending approval a job waits for, because the job was cancelled by `by`.
     /// Returns the withdrawn approval, if one was pending.
     pub fn withdraw_for_job(&self, job: JobId, by: &str) -> Option<Approval> {
-        let now = (self.clock)();
+        let now = self.clock.now_ms();
         let job = job.to_string();
         let mut table = self.lock();
         expire(&mut table, now);
@@ -411,8 +402,8 @@ fn prune(table: &mut BTreeMap<String, Approval>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::ManualClock;
     use crate::config::Role;
-    use std::sync::atomic::{AtomicI64, Ordering};
 
     fn admin(name: &str) -> Identity {
         Identity {
@@ -421,13 +412,10 @@ mod tests {
         }
     }
 
-    fn fixture() -> (Approvals, Arc<AtomicI64>) {
-        let now = Arc::new(AtomicI64::new(1_800_000_000_000));
-        let t = now.clone();
-        (
-            Approvals::new(60, Arc::new(move || t.load(Ordering::SeqCst))),
-            now,
-        )
+    fn fixture() -> (Approvals, ManualClock) {
+        let now =
+            ManualClock::new(time::OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap());
+        (Approvals::new(60, Arc::new(now.clone())), now)
     }
 
     fn delete_cred() -> Action {
@@ -462,7 +450,7 @@ mod tests {
     fn an_expired_approval_cannot_be_approved() {
         let (a, now) = fixture();
         let p = a.submit(delete_cred(), &admin("alice")).unwrap();
-        now.fetch_add(60_000, Ordering::SeqCst);
+        now.advance(time::Duration::seconds(60));
         assert_eq!(
             a.approve(&p.id, &admin("bob")).unwrap_err().code,
             "approval_expired"

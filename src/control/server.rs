@@ -8,7 +8,7 @@
 //! It owns sockets and connections. It never authorizes (handlers take an `Authorized` proof)
 //! and never logs a body.
 
-use super::approvals::{Approvals, system_clock};
+use super::approvals::Approvals;
 use super::browser::{self, Origins};
 use super::errors::{ApiError, ControlError};
 use super::failures::{Browser, Denied, Failures, Throttle};
@@ -147,11 +147,11 @@ struct Counted {
 }
 
 impl Counted {
-    fn new(window: Duration) -> Self {
+    fn new(window: Duration, clock: &crate::clock::SharedClock) -> Self {
         Self {
-            failures: Arc::new(Failures::new(window)),
-            cross_origin: Arc::new(Failures::new(window)),
-            denials: Arc::new(Failures::new(window)),
+            failures: Arc::new(Failures::new(window, clock.clone())),
+            cross_origin: Arc::new(Failures::new(window, clock.clone())),
+            denials: Arc::new(Failures::new(window, clock.clone())),
         }
     }
 
@@ -186,7 +186,7 @@ pub async fn start(
     let tls = super::tls::server_config(&control)?;
     let leaf = super::tls::server_leaf(&control)?;
     let identities = IdentityMap::new(&control.identities)?;
-    let approvals = Approvals::new(control.approval_window_secs, system_clock());
+    let approvals = Approvals::new(control.approval_window_secs, service.clock().clone());
     let (stop, shutdown) = watch::channel(false);
     let max_connections = limits.max_connections.max(1);
     let tcp = TcpListener::bind(control.listen)
@@ -199,7 +199,10 @@ pub async fn start(
         addr: control.listen.to_string(),
         source,
     })?;
-    let counted = Counted::new(Duration::from_secs(limits.auth_failure_window_secs.max(1)));
+    let counted = Counted::new(
+        Duration::from_secs(limits.auth_failure_window_secs.max(1)),
+        service.clock(),
+    );
     let shared = Arc::new(Shared {
         ctx: Ctx {
             service,

@@ -17,7 +17,7 @@ use crate::hsm::KekPublicKey;
 use crate::logs::Event;
 use crate::model::JobId;
 use crate::model::{KeyGroup, KeyName, KeySyncState, KeyType, SyncStep};
-use crate::service::{now_unix, record_step};
+use crate::service::record_step;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -169,7 +169,7 @@ async fn import_one(b: &Batch, key_name: &KeyName) -> Result<Outcome, JobError> 
     }
     let blob = key_hsm(&b.kek.kid, &ciphertext, &b.generator)
         .map_err(|e| JobError::Failed(format!("cannot encode the transfer blob: {e}")))?;
-    let request = import_request(group, &key, blob, &fp);
+    let request = import_request(group, &key, blob, &fp, svc.now_unix());
 
     let permit = b
         .slots
@@ -363,8 +363,8 @@ fn import_request(
     key: &crate::model::Key,
     key_hsm: String,
     fp: &str,
+    now: i64,
 ) -> ImportRequest {
-    let now = now_unix();
     let exp = group.rotation.enabled.then(|| {
         let now_t = time::OffsetDateTime::from_unix_timestamp(now)
             .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);

@@ -7,7 +7,6 @@
 //! appliance, and never leave a KEK behind on purpose.
 
 use crate::model::JobId;
-mod clock;
 mod cloud;
 mod drift;
 mod error;
@@ -19,7 +18,7 @@ pub mod scheduler;
 mod sign_in;
 mod transfer_blob;
 
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use crate::clock::{Clock, ManualClock, SystemClock};
 pub use error::JobError;
 pub use public_key::{FINGERPRINT_TAG, fingerprint, jwk_matches_spki};
 pub use scheduler::Scheduler;
@@ -59,12 +58,10 @@ struct Inner {
 }
 
 impl Jobs {
+    /// A runner reading time from the service's clock (the daemon's one clock) for rotation
+    /// and grace decisions.
     pub fn new(service: Service, azure: Arc<Azure>) -> Self {
-        Self::with_clock(service, azure, Arc::new(SystemClock))
-    }
-
-    /// A runner reading time from `clock` for rotation and grace decisions.
-    pub fn with_clock(service: Service, azure: Arc<Azure>, clock: Arc<dyn Clock>) -> Self {
+        let clock = service.clock().clone();
         Self {
             inner: Arc::new(Inner {
                 service,

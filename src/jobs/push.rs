@@ -12,7 +12,7 @@ use crate::azure::{AccessToken, AzureError, Kek, KeyVaultError, RecoveryLevel};
 use crate::logs::Event;
 use crate::model::JobId;
 use crate::model::{Job, JobState, KekJournal, KeyGroup, KeySyncState, SyncStep};
-use crate::service::{Service, now_unix, record_step};
+use crate::service::{Service, record_step};
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -71,7 +71,7 @@ pub(super) async fn begin(
         .journal(id, |j| {
             if !j.state.is_final() {
                 j.state = JobState::Running;
-                j.started.get_or_insert(now_unix());
+                j.started.get_or_insert(svc.now_unix());
             }
             j.clone()
         })
@@ -321,9 +321,10 @@ pub(super) async fn fail(jobs: &Jobs, id: JobId, reason: String) {
     }
 }
 
+/// A display message; the service dates it by the daemon's clock when the change is durable.
 pub(super) fn step(message: &str) -> crate::model::StepMessage {
     crate::model::StepMessage {
-        at: now_unix(),
+        at: 0,
         message: message.to_owned(),
     }
 }
@@ -489,7 +490,7 @@ async fn ensure_kek(
         )
     })
     .await??;
-    let exp = now_unix() + KEK_LIFETIME_SECS;
+    let exp = svc.now_unix() + KEK_LIFETIME_SECS;
     let kek = match kv.create_kek(token, vault, &name, kek_bits, exp).await {
         Ok(kek) => kek,
         // The answer was lost: look before creating again.

@@ -3,7 +3,7 @@
 //! CSR, and what sign-in needs. Views never carry the secret.
 
 use super::credential_cert::{self, Artefact, DEFAULT_VALIDITY_DAYS, MAX_VALIDITY_DAYS};
-use super::{Service, ServiceError, now_unix};
+use super::{Service, ServiceError};
 use crate::control::approvals::{Action, Approved};
 use crate::logs::Event;
 use crate::model::{
@@ -96,7 +96,7 @@ impl Service {
             client_id: new.client_id,
             auth: CredentialAuth::Secret { sealed },
             fingerprint,
-            created: now_unix(),
+            created: self.now_unix(),
             expires: new.expires,
         };
         let view = self.insert_credential(credential).await?;
@@ -130,6 +130,7 @@ impl Service {
             &key.public.spki_der,
             days,
             false,
+            self.clock().now(),
         )
         .await;
         let (der, not_after) = match built {
@@ -154,7 +155,7 @@ impl Service {
                 key_id: key.id,
                 certificate_der: der,
             },
-            created: now_unix(),
+            created: self.now_unix(),
             expires: Some(not_after),
         };
         match self.insert_credential(credential).await {
@@ -258,6 +259,7 @@ impl Service {
             &public.spki_der,
             DEFAULT_VALIDITY_DAYS,
             true,
+            self.clock().now(),
         )
         .await?
         {

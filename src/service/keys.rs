@@ -2,7 +2,7 @@
 //! Deleting a local key never touches the cloud; whether a delete may happen at once, needs a
 //! second admin, or is refused is decided under the state lock, with the removal.
 
-use super::{Service, ServiceError, now_unix};
+use super::{Service, ServiceError};
 use crate::control::approvals::{Action, Approved};
 use crate::control::authz::{Admin, Authorized, Operate};
 use crate::logs::Event;
@@ -78,7 +78,7 @@ impl Service {
             check_digits: generated.public.check_digits.clone(),
             key_type,
             storage: Storage::Protected,
-            created: now_unix(),
+            created: self.now_unix(),
             azure_version: None,
         };
         let id = (group.clone(), name.clone());

@@ -22,6 +22,7 @@ pub use groups::{DriftFindingView, DriftView, GroupView, NewGroup};
 pub(crate) use jobs::record_step;
 pub use keys::{KeyDeletion, KeyView};
 
+use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::hsm::Hsm;
 use crate::store::{LoadReport, State, Store};
@@ -37,6 +38,7 @@ pub struct Service {
 struct Inner {
     config: Config,
     hsm: Hsm,
+    clock: SharedClock,
     data: Mutex<Data>,
     job_changed: tokio::sync::watch::Sender<u64>,
 }
@@ -47,9 +49,13 @@ struct Data {
 }
 
 impl Service {
-    /// Opens the state directory and binds it to the HSM. Fails rather than start empty over
-    /// damaged state.
-    pub fn open(config: Config, hsm: Hsm) -> Result<(Service, LoadReport), ServiceError> {
+    /// Opens the state directory and binds it to the HSM; every time the service records or
+    /// decides by is read from `clock`. Fails rather than start empty over damaged state.
+    pub fn open(
+        config: Config,
+        hsm: Hsm,
+        clock: SharedClock,
+    ) -> Result<(Service, LoadReport), ServiceError> {
         let (store, state, report) = Store::open(&config.state_dir)?;
         tracing::info!(
             generation = report.generation,
@@ -64,6 +70,7 @@ impl Service {
         let inner = Inner {
             config,
             hsm,
+            clock,
             data: Mutex::new(Data { store, state }),
             job_changed,
         };
@@ -81,6 +88,16 @@ impl Service {
 
     pub fn hsm(&self) -> &Hsm {
         &self.inner.hsm
+    }
+
+    /// The daemon's one clock.
+    pub fn clock(&self) -> &SharedClock {
+        &self.inner.clock
+    }
+
+    /// Now, in Unix seconds (UTC), by the daemon's clock.
+    pub fn now_unix(&self) -> i64 {
+        self.inner.clock.now_unix()
     }
 
     /// Whether this appliance may mutate the cloud: the runtime setting, else the config file.
@@ -120,8 +137,4 @@ impl Data {
     fn commit(&mut self) -> Result<(), ServiceError> {
         self.store.commit(&self.state).map_err(ServiceError::from)
     }
-}
-
-pub(crate) fn now_unix() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
 }

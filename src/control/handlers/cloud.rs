@@ -213,7 +213,7 @@ fn end_on_expiry(ctx: &Ctx, approval: &str, expires_at: i64, job: JobId) {
     );
     tokio::spawn(async move {
         loop {
-            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            let now = service.now_unix();
             // One second past the expiry, so the table sees it expired.
             let wait = u64::try_from(expires_at.saturating_sub(now).saturating_add(1)).unwrap_or(1);
             tokio::time::sleep(std::time::Duration::from_secs(wait.max(1))).await;
