@@ -8,6 +8,7 @@ pub mod config;
 pub mod control;
 pub mod ctl;
 pub mod daemon;
+pub mod dual_control;
 pub mod hsm;
 pub mod jobs;
 pub mod logs;

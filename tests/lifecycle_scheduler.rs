@@ -4,7 +4,9 @@
 //! non-designated appliance skips its schedule, and rotations missed for months run once; the
 //! scheduled drift check runs every `drift_check_hours` and reports what changed in Azure. Every
 //! service-log record the scheduled rotation and the grace period cause names `scheduler` as
-//! the identity.
+//! the identity. Dual control reads the same clock: an approval expires, and its waiting job
+//! ends, when the clock passes its expiry; approvals do not survive a restart; and a
+//! non-designated appliance starts no cloud job.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -12,6 +14,7 @@ mod common;
 use byokd::azure::{Allowlist, Azure, AzureMetrics};
 use byokd::clock::SharedClock;
 use byokd::config::check_text;
+use byokd::dual_control::{APPROVAL_LOST, DualControl, DualControlError, Status};
 use byokd::hsm::{Hsm, HsmConfig};
 use byokd::jobs::{Clock, Jobs, ManualClock, Scheduler};
 use byokd::model::{
@@ -208,7 +211,12 @@ async fn setup_group(w: &World) -> GroupName {
         .unwrap();
     let k1: KeyName = n("k1");
     w.service.create_key(&group, &k1, "test").await.unwrap();
-    let id = w.jobs.submit_sync(&group, &[k1], "test").await.unwrap();
+    let designated = w.service.designated_device().await.unwrap();
+    let id = w
+        .jobs
+        .submit_sync(designated, &group, &[k1], "test")
+        .await
+        .unwrap();
     assert_eq!(finished(&w.service, id).await.state, JobState::Succeeded);
     group
 }
@@ -450,6 +458,151 @@ fn the_scheduled_drift_check_runs_every_drift_check_hours_and_reports_findings()
             assert_eq!(scheduler.next_due().await, Some(t0 + 12 * 3600));
             w.clock.set(at(t0 + 12 * 3600 - 1));
             assert_eq!(scheduler.tick().await.drift_checks, 0);
+        },
+    );
+}
+
+/// Dual control over the world's service and jobs, as the daemon builds it at start-up.
+async fn dual_control(w: &World, window_secs: u64) -> DualControl {
+    let dual = DualControl::new(w.service.clone(), Some(w.jobs.clone()), window_secs);
+    dual.end_lost_waits().await;
+    dual
+}
+
+#[test]
+fn an_expired_approval_cancels_its_waiting_job_when_the_clock_passes_expiry() {
+    softhsm::isolated(
+        "an_expired_approval_cancels_its_waiting_job_when_the_clock_passes_expiry",
+        |token| async move {
+            let w = world(&token).await;
+            let group = setup_group(&w).await;
+            let dual = dual_control(&w, 60).await;
+            let (approval, job) = dual.request_delete_cloud(&group, "alice").await.unwrap();
+            assert_eq!(job.state, JobState::WaitingApproval);
+            assert_eq!(approval.expires_at, w.clock.now_unix() + 60);
+
+            // One second early: the job still waits (no wall-clock time passes in this test).
+            w.clock.advance(time::Duration::seconds(59));
+            dual.sweep().await;
+            let still = w.service.job(job.id).await.unwrap();
+            assert_eq!(still.state, JobState::WaitingApproval, "{still:?}");
+            assert_eq!(
+                dual.get(&approval.id).await.unwrap().status,
+                Status::Pending
+            );
+
+            // At expiry by the injected clock: the approval expires and its job ends cancelled.
+            w.clock.advance(time::Duration::seconds(1));
+            dual.sweep().await;
+            let ended = w.service.job(job.id).await.unwrap();
+            assert_eq!(ended.state, JobState::Cancelled, "{ended:?}");
+            let why = ended.error.unwrap_or_default();
+            assert!(
+                why.contains(&approval.id) && why.contains("expired"),
+                "{why}"
+            );
+            assert_eq!(
+                dual.get(&approval.id).await.unwrap().status,
+                Status::Expired
+            );
+            let late = dual.approve(&approval.id, "bob").await.unwrap_err();
+            assert!(matches!(late, DualControlError::Expired { .. }), "{late}");
+            assert_eq!(
+                w.emu.key_versions(VAULT, "sched").len(),
+                1,
+                "nothing was deleted on the cloud"
+            );
+        },
+    );
+}
+
+#[test]
+fn an_approval_does_not_survive_a_restart_and_its_waiting_job_ends() {
+    softhsm::isolated(
+        "an_approval_does_not_survive_a_restart_and_its_waiting_job_ends",
+        |token| async move {
+            let w = world(&token).await;
+            let group = setup_group(&w).await;
+            let before = dual_control(&w, 3600).await;
+            let (approval, job) = before.request_delete_cloud(&group, "alice").await.unwrap();
+            assert_eq!(job.state, JobState::WaitingApproval);
+
+            // The daemon starts again: a fresh table, and the jobs that waited end.
+            let after = dual_control(&w, 3600).await;
+            let ended = w.service.job(job.id).await.unwrap();
+            assert_eq!(ended.state, JobState::Cancelled, "{ended:?}");
+            assert_eq!(ended.error.as_deref(), Some(APPROVAL_LOST));
+            let refused = after.approve(&approval.id, "bob").await.unwrap_err();
+            assert!(
+                matches!(refused, DualControlError::NotFound(_)),
+                "{refused}"
+            );
+            assert_eq!(w.emu.key_versions(VAULT, "sched").len(), 1);
+
+            // A fresh request after the restart is approved and runs.
+            let (approval, job) = after.request_delete_cloud(&group, "alice").await.unwrap();
+            let decision = after.approve(&approval.id, "bob").await.unwrap();
+            assert_eq!(decision.approval.status, Status::Approved);
+            assert_eq!(decision.job.as_ref().map(|j| j.id), Some(job.id));
+            let done = finished(&w.service, job.id).await;
+            assert_eq!(done.state, JobState::Succeeded, "{done:?}");
+            assert_eq!(done.started_by, "alice (approved by bob)");
+        },
+    );
+}
+
+#[test]
+fn a_non_designated_appliance_cannot_start_any_cloud_job() {
+    softhsm::isolated(
+        "a_non_designated_appliance_cannot_start_any_cloud_job",
+        |token| async move {
+            let w = world(&token).await;
+            let group = setup_group(&w).await;
+            let dual = dual_control(&w, 3600).await;
+            // Requested while designated, then the setting flips before the approval.
+            let (approval, job) = dual.request_delete_cloud(&group, "alice").await.unwrap();
+            w.service.set_designated(false, "test").await.unwrap();
+            let jobs_before = w.service.jobs().await.len();
+
+            // Sync, rotate, recover, grace and the approved cloud jobs take a `Designated`
+            // proof (a compile-time rule: see the doctest in service::designated), and the
+            // proof is refused here.
+            assert!(w.service.designated_device().await.is_err());
+            // Delete on cloud and purge are refused at the request...
+            for refused in [
+                dual.request_delete_cloud(&group, "carol")
+                    .await
+                    .unwrap_err(),
+                dual.request_purge(&group, "carol").await.unwrap_err(),
+            ] {
+                assert!(
+                    matches!(refused, DualControlError::NotDesignated { .. }),
+                    "{refused}"
+                );
+            }
+            // ... and at the approval, which ends the waiting job unrun.
+            let refused = dual.approve(&approval.id, "bob").await.unwrap_err();
+            assert!(
+                matches!(
+                    refused,
+                    DualControlError::Job {
+                        source: byokd::jobs::JobError::NotDesignated,
+                        ..
+                    }
+                ),
+                "{refused}"
+            );
+            let ended = w.service.job(job.id).await.unwrap();
+            assert_eq!(ended.state, JobState::Cancelled, "{ended:?}");
+            assert!(ended.error.unwrap_or_default().starts_with("Not run:"));
+            assert_eq!(dual.get(&approval.id).await.unwrap().status, Status::Failed);
+            assert_eq!(
+                w.service.jobs().await.len(),
+                jobs_before,
+                "no job was created"
+            );
+            // The scheduler's rotations and grace ends are skipped (see the rotation test).
+            assert_eq!(w.emu.key_versions(VAULT, "sched").len(), 1);
         },
     );
 }

@@ -8,7 +8,6 @@
 //! It owns sockets and connections. It never authorizes (handlers take an `Authorized` proof)
 //! and never logs a body.
 
-use super::approvals::Approvals;
 use super::browser::{self, Origins};
 use super::errors::{ApiError, ControlError};
 use super::failures::{Browser, Denied, Failures, Throttle};
@@ -177,6 +176,7 @@ async fn report_failures(counted: Counted) {
 pub async fn start(
     service: Service,
     jobs: Option<crate::jobs::Jobs>,
+    dual: crate::dual_control::DualControl,
 ) -> Result<Option<ControlServer>, ControlError> {
     let Some(control) = service.config().control.clone() else {
         tracing::warn!("no [control] section: the control socket is disabled");
@@ -186,7 +186,6 @@ pub async fn start(
     let tls = super::tls::server_config(&control)?;
     let leaf = super::tls::server_leaf(&control)?;
     let identities = IdentityMap::new(&control.identities)?;
-    let approvals = Approvals::new(control.approval_window_secs, service.clock().clone());
     let (stop, shutdown) = watch::channel(false);
     let max_connections = limits.max_connections.max(1);
     let tcp = TcpListener::bind(control.listen)
@@ -206,7 +205,7 @@ pub async fn start(
     let shared = Arc::new(Shared {
         ctx: Ctx {
             service,
-            approvals,
+            dual,
             jobs,
         },
         acceptor: TlsAcceptor::from(tls),

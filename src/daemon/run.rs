@@ -81,6 +81,7 @@ pub async fn run(args: &Args) -> Result<(), DaemonError> {
         logs,
         control,
         _scheduler,
+        _expiry,
     } = startup;
     let designated = service.designated().await;
     tracing::info!(
@@ -112,6 +113,8 @@ struct Running {
     logs: crate::logs::Logs,
     control: Option<crate::control::ControlServer>,
     _scheduler: tokio::task::JoinHandle<()>,
+    /// Ends the jobs of dual-control requests that expired.
+    _expiry: tokio::task::JoinHandle<()>,
 }
 
 /// Every start-up phase up to serving, in order.
@@ -148,7 +151,16 @@ async fn start_up(args: &Args, notifier: &crate::system::Notifier) -> Result<Run
     crate::logs::install(logs.clone());
     tracing::info!(event = "system.started", dir = %logs.dir().display(), "byokd {} started", env!("CARGO_PKG_VERSION"));
     let jobs = start_jobs(&service).await?;
-    let control = crate::control::start(service.clone(), Some(jobs.clone()))
+    let window = service
+        .config()
+        .control
+        .as_ref()
+        .map_or(0, |c| c.approval_window_secs);
+    let dual = crate::dual_control::DualControl::new(service.clone(), Some(jobs.clone()), window);
+    // Pending approvals did not survive the restart: the jobs that waited for them end.
+    dual.end_lost_waits().await;
+    let _expiry = dual.spawn_expiry();
+    let control = crate::control::start(service.clone(), Some(jobs.clone()), dual)
         .await
         .map_err(|e| DaemonError::Startup(e.to_string()))?;
     jobs.resume_unfinished().await;
@@ -160,6 +172,7 @@ async fn start_up(args: &Args, notifier: &crate::system::Notifier) -> Result<Run
         logs,
         control,
         _scheduler,
+        _expiry,
     })
 }
 

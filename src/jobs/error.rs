@@ -42,3 +42,9 @@ pub enum JobError {
     #[error("cancelled by {0}")]
     Cancelled(String),
 }
+
+impl From<crate::service::NotDesignated> for JobError {
+    fn from(_: crate::service::NotDesignated) -> Self {
+        Self::NotDesignated
+    }
+}

@@ -4,7 +4,7 @@
 
 use super::credential_cert::{self, Artefact, DEFAULT_VALIDITY_DAYS, MAX_VALIDITY_DAYS};
 use super::{Service, ServiceError};
-use crate::control::approvals::{Action, Approved};
+use crate::dual_control::{Approved, DeleteCredential};
 use crate::logs::Event;
 use crate::model::{
     Credential, CredentialAuth, CredentialName, Guid, HsmKeyId, certificate_thumbprint,
@@ -370,19 +370,13 @@ impl Service {
         deletable(&data.state, name)
     }
 
-    /// Deletes the credential a second admin approved deleting ([`Action::DeleteCredential`]),
-    /// re-checking under the state lock that no key group uses it.
+    /// Deletes the credential a second admin approved deleting, re-checking under the state
+    /// lock that no key group uses it.
     pub async fn delete_credential_approved(
         &self,
-        approved: &Approved,
+        approved: &Approved<DeleteCredential>,
     ) -> Result<(), ServiceError> {
-        let Action::DeleteCredential { credential } = approved.action() else {
-            return Err(ServiceError::Conflict(format!(
-                "approval {} is not for a credential delete",
-                approved.id()
-            )));
-        };
-        let name = CredentialName::try_from(credential.clone())?;
+        let name = CredentialName::try_from(approved.action().credential.clone())?;
         let by = approved.by();
         let mut data = self.inner.data.lock().await;
         deletable(&data.state, &name)?;

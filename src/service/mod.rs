@@ -7,6 +7,7 @@
 mod busy;
 mod credential_cert;
 mod credentials;
+mod designated;
 mod error;
 mod groups;
 mod jobs;
@@ -17,6 +18,7 @@ mod retention;
 pub use credentials::{
     CertificateExport, CredentialView, NewCertificateCredential, NewCredential, SignInMaterial,
 };
+pub use designated::{Designated, NotDesignated};
 pub use error::ServiceError;
 pub use groups::{DriftFindingView, DriftView, GroupView, NewGroup};
 pub(crate) use jobs::record_step;
@@ -101,11 +103,9 @@ impl Service {
     }
 
     /// Whether this appliance may mutate the cloud: the runtime setting, else the config file.
+    /// (For display; a cloud-changing job takes [`Service::designated_device`]'s proof.)
     pub async fn designated(&self) -> bool {
-        let data = self.inner.data.lock().await;
-        data.state
-            .designated
-            .unwrap_or(self.inner.config.designated)
+        self.designated_device().await.is_ok()
     }
 
     /// Sets the designated-device flag durably.
