@@ -64,12 +64,8 @@ impl DualControl {
             .ok_or(DualControlError::JobsUnavailable { what })
     }
 
-    /// Records a dual-control request for an action without a job (logged).
-    pub async fn request(
-        &self,
-        action: Action,
-        requester: &str,
-    ) -> Result<Approval, DualControlError> {
+    /// Records a dual-control request (logged).
+    async fn request(&self, action: Action, requester: &str) -> Result<Approval, DualControlError> {
         self.sweep().await;
         let approval = self.approvals.submit(action, requester)?;
         let (group, key, credential) = approval.action.target();
@@ -91,6 +87,16 @@ impl DualControl {
             credential: name.to_string(),
         });
         self.request(action, requester).await
+    }
+
+    /// Requests deleting a pushed key locally (the service said it needs a second admin); the
+    /// approval is for that key's HSM object only.
+    pub async fn request_key_delete(
+        &self,
+        key: DeleteKey,
+        requester: &str,
+    ) -> Result<Approval, DualControlError> {
+        self.request(Action::DeleteKey(key), requester).await
     }
 
     /// "Delete key material on cloud": recorded at once as a job in `waiting-approval`, linked

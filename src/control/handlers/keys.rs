@@ -7,7 +7,7 @@ use crate::control::authz::{Admin, AnyRole, Authorized, Operate};
 use crate::control::decode::{self, field};
 use crate::control::errors::ApiError;
 use crate::control::routes::Params;
-use crate::dual_control::{Action, DeleteKey};
+use crate::dual_control::DeleteKey;
 use crate::model::{GroupName, KeyName};
 use crate::service::KeyDeletion;
 use base64::Engine;
@@ -74,12 +74,13 @@ pub async fn delete(auth: Authorized<Operate>, ctx: &Ctx, i: Input) -> Result<Re
         KeyDeletion::Deleted => Reply::ok(json!({ "deleted": format!("{group}/{key}") })),
         KeyDeletion::NeedsApproval { hsm_id, .. } => {
             let admin: Authorized<Admin> = auth.escalate()?;
-            let action = Action::DeleteKey(DeleteKey {
+            let key = DeleteKey {
                 group: group.to_string(),
                 key: key.to_string(),
                 hsm_id,
-            });
-            super::approvals::requested(&ctx.dual.request(action, admin.name()).await?)
+            };
+            let approval = ctx.dual.request_key_delete(key, admin.name()).await?;
+            super::approvals::requested(&approval)
         }
     }
 }
