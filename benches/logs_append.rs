@@ -86,7 +86,7 @@ async fn run(kind: Collector, name: &str, records: usize) {
         }],
         journald: false,
     };
-    let logs = Logs::open(&settings).unwrap();
+    let logs = Logs::open(&settings, byokd::clock::SystemClock::shared()).unwrap();
     let mut lat = Vec::with_capacity(records);
     let started = Instant::now();
     let l2 = logs.clone();

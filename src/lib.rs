@@ -3,10 +3,12 @@
 #![forbid(unsafe_code)]
 
 pub mod azure;
+pub mod clock;
 pub mod config;
 pub mod control;
 pub mod ctl;
 pub mod daemon;
+pub mod dual_control;
 pub mod hsm;
 pub mod jobs;
 pub mod logs;

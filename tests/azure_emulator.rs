@@ -71,7 +71,13 @@ async fn rig(vaults: &[(&str, VaultOptions)]) -> Rig {
     };
     let allowlist =
         Arc::new(Allowlist::new(Cloud::Public, vaults.iter().map(|(n, _)| *n)).unwrap());
-    let az = Azure::new(&section, allowlist, AzureMetrics::new()).unwrap();
+    let az = Azure::new(
+        &section,
+        allowlist,
+        AzureMetrics::new(),
+        byokd::clock::SystemClock::shared(),
+    )
+    .unwrap();
     Rig { emu, az, _dir: dir }
 }
 

@@ -4,19 +4,12 @@
 mod azure_support;
 
 use azure_support::*;
-use byokd::azure::{AzureError, Clock, EntraError, KeyVaultError};
+use byokd::azure::{AzureError, EntraError, KeyVaultError};
+use byokd::clock::ManualClock;
 use byokd::secret::SecretBytes;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
 
 const SECRET: &str = "s3cr+t/with&specials=~";
-
-struct TestClock(Mutex<SystemTime>);
-impl Clock for TestClock {
-    fn now(&self) -> SystemTime {
-        *self.0.lock().unwrap()
-    }
-}
 
 fn token_ok(value: &str) -> Reply {
     json(
@@ -80,15 +73,14 @@ async fn a_token_is_requested_as_documented_and_then_served_from_the_cache() {
 
 #[tokio::test]
 async fn a_cached_token_is_renewed_shortly_before_it_expires() {
-    let (_pki, server, az) = rig().await;
-    let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-    let clock = Arc::new(TestClock(Mutex::new(start)));
-    let az = az.with_clock(clock.clone());
+    let start = time::OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+    let clock = ManualClock::new(start);
+    let (_pki, server, az) = rig_clocked(Arc::new(clock.clone())).await;
     let secret = SecretBytes::new(SECRET.as_bytes().to_vec());
     server.push(token_ok("tok-1"));
     server.push(token_ok("tok-2"));
     az.entra().token("c", "t", "a", &secret).await.unwrap();
-    *clock.0.lock().unwrap() = start + Duration::from_secs(3599 - 301);
+    clock.set(start + time::Duration::seconds(3599 - 301));
     assert_eq!(
         az.entra()
             .token("c", "t", "a", &secret)
@@ -97,7 +89,7 @@ async fn a_cached_token_is_renewed_shortly_before_it_expires() {
             .expose_secret(),
         "tok-1"
     );
-    *clock.0.lock().unwrap() = start + Duration::from_secs(3599 - 299);
+    clock.set(start + time::Duration::seconds(3599 - 299));
     assert_eq!(
         az.entra()
             .token("c", "t", "a", &secret)

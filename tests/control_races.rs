@@ -10,8 +10,8 @@
 mod control_rig;
 mod emulator_rig;
 
-use byokd::control::approvals::MAX_PENDING_PER_REQUESTER;
 use byokd::control::routes::ROUTES;
+use byokd::dual_control::MAX_PENDING_PER_REQUESTER;
 use byokd_emulator::{EmulatorHandle, FaultAction, FaultRule, Op as EmuOp, RecoveryLevel};
 use control_rig::{ADMIN, ADMIN2, AUDITOR, Daemon, OPERATOR, Options};
 use emulator_rig::EmulatorRig;

@@ -70,7 +70,9 @@ fn open_with(token: &SoftHsmToken, state_dir: &Path, more: &str) -> Service {
         allow_host_wrap: false,
     };
     let (hsm, _report) = Hsm::start(&hsm_cfg, Pin::new(token.user_pin.clone())).unwrap();
-    Service::open(cfg, hsm).unwrap().0
+    Service::open(cfg, hsm, byokd::clock::SystemClock::shared())
+        .unwrap()
+        .0
 }
 
 fn name<T: TryFrom<&'static str>>(s: &'static str) -> T

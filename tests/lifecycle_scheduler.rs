@@ -4,13 +4,17 @@
 //! non-designated appliance skips its schedule, and rotations missed for months run once; the
 //! scheduled drift check runs every `drift_check_hours` and reports what changed in Azure. Every
 //! service-log record the scheduled rotation and the grace period cause names `scheduler` as
-//! the identity.
+//! the identity. Dual control reads the same clock: an approval expires, and its waiting job
+//! ends, when the clock passes its expiry; approvals do not survive a restart; and a
+//! non-designated appliance starts no cloud job.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
 use byokd::azure::{Allowlist, Azure, AzureMetrics};
+use byokd::clock::SharedClock;
 use byokd::config::check_text;
+use byokd::dual_control::{APPROVAL_LOST, DualControl, DualControlError, Status};
 use byokd::hsm::{Hsm, HsmConfig};
 use byokd::jobs::{Clock, Jobs, ManualClock, Scheduler};
 use byokd::model::{
@@ -110,22 +114,34 @@ drift_check_hours = {drift_check_hours}
         allow_host_wrap: true,
     };
     let (hsm, _) = Hsm::start(&hsm_cfg, Pin::new(token.user_pin.clone())).unwrap();
-    let (service, _) = Service::open(cfg.clone(), hsm).unwrap();
+    // One manual clock for the service, the Azure client, the jobs and the log.
+    let clock = ManualClock::starting_now();
+    let shared: SharedClock = Arc::new(clock.clone());
+    let (service, _) = Service::open(cfg.clone(), hsm, shared.clone()).unwrap();
     let allowlist = Allowlist::new(cfg.azure.cloud, [VAULT]).unwrap();
-    let azure = Azure::new(&cfg.azure, Arc::new(allowlist), AzureMetrics::new()).unwrap();
+    let azure = Azure::new(
+        &cfg.azure,
+        Arc::new(allowlist),
+        AzureMetrics::new(),
+        shared.clone(),
+    )
+    .unwrap();
     // The service log, fed from `tracing` as in the daemon.
     let logs = dir.path().join("logs");
     byokd::logs::install(
-        byokd::logs::Logs::open(&byokd::logs::Settings {
-            dir: logs.clone(),
-            limits: byokd::logs::store::Limits {
-                max_segment_bytes: 1 << 20,
-                max_total_bytes: 8 << 20,
+        byokd::logs::Logs::open(
+            &byokd::logs::Settings {
+                dir: logs.clone(),
+                limits: byokd::logs::store::Limits {
+                    max_segment_bytes: 1 << 20,
+                    max_total_bytes: 8 << 20,
+                },
+                fsync_interval: Duration::from_millis(50),
+                syslog: Vec::new(),
+                journald: false,
             },
-            fsync_interval: Duration::from_millis(50),
-            syslog: Vec::new(),
-            journald: false,
-        })
+            shared,
+        )
         .unwrap(),
     );
     {
@@ -135,8 +151,7 @@ drift_check_hours = {drift_check_hours}
             .with(byokd::logs::capture::CaptureLayer)
             .try_init();
     }
-    let clock = ManualClock::new(OffsetDateTime::now_utc());
-    let jobs = Jobs::with_clock(service.clone(), Arc::new(azure), Arc::new(clock.clone()));
+    let jobs = Jobs::new(service.clone(), Arc::new(azure));
     World {
         emu,
         logs,
@@ -213,7 +228,12 @@ async fn setup_group(w: &World) -> GroupName {
     create_group(w, &group, VAULT, every(1)).await;
     let k1: KeyName = n("k1");
     w.service.create_key(&group, &k1, "test").await.unwrap();
-    let id = w.jobs.submit_sync(&group, &[k1], "test").await.unwrap();
+    let designated = w.service.designated_device().await.unwrap();
+    let id = w
+        .jobs
+        .submit_sync(designated, &group, &[k1], "test")
+        .await
+        .unwrap();
     assert_eq!(finished(&w.service, id).await.state, JobState::Succeeded);
     group
 }
@@ -281,13 +301,10 @@ fn scheduled_rotation_and_grace_period_follow_the_injected_clock() {
             let versions = w.emu.key_versions(VAULT, "sched");
             assert_eq!(versions.len(), 2);
             let (old, new) = (&versions[0], &versions[1]);
-            // nbf is when the version was pushed, exp "keep valid for 2 months" after it.
+            // nbf is when the version was pushed by byokd's clock (moved to `due`), exp "keep
+            // valid for 2 months" after it.
             let nbf = new.nbf.expect("nbf set");
-            let real_now = OffsetDateTime::now_utc().unix_timestamp();
-            assert!(
-                (real_now - 600..=real_now).contains(&nbf),
-                "nbf {nbf} is not the push time"
-            );
+            assert_eq!(nbf, due, "nbf is the push time by the injected clock");
             assert_eq!(
                 new.exp,
                 Some(add_months(at(nbf), 2).unix_timestamp()),
@@ -572,6 +589,151 @@ fn the_scheduled_drift_check_runs_every_drift_check_hours_and_reports_findings()
             assert_eq!(scheduler.next_due().await, Some(t0 + 12 * 3600));
             w.clock.set(at(t0 + 12 * 3600 - 1));
             assert_eq!(scheduler.tick().await.drift_checks, 0);
+        },
+    );
+}
+
+/// Dual control over the world's service and jobs, as the daemon builds it at start-up.
+async fn dual_control(w: &World, window_secs: u64) -> DualControl {
+    let dual = DualControl::new(w.service.clone(), Some(w.jobs.clone()), window_secs);
+    dual.end_lost_waits().await;
+    dual
+}
+
+#[test]
+fn an_expired_approval_cancels_its_waiting_job_when_the_clock_passes_expiry() {
+    softhsm::isolated(
+        "an_expired_approval_cancels_its_waiting_job_when_the_clock_passes_expiry",
+        |token| async move {
+            let w = world(&token).await;
+            let group = setup_group(&w).await;
+            let dual = dual_control(&w, 60).await;
+            let (approval, job) = dual.request_delete_cloud(&group, "alice").await.unwrap();
+            assert_eq!(job.state, JobState::WaitingApproval);
+            assert_eq!(approval.expires_at, w.clock.now_unix() + 60);
+
+            // One second early: the job still waits (no wall-clock time passes in this test).
+            w.clock.advance(time::Duration::seconds(59));
+            dual.sweep().await;
+            let still = w.service.job(job.id).await.unwrap();
+            assert_eq!(still.state, JobState::WaitingApproval, "{still:?}");
+            assert_eq!(
+                dual.get(&approval.id).await.unwrap().status,
+                Status::Pending
+            );
+
+            // At expiry by the injected clock: the approval expires and its job ends cancelled.
+            w.clock.advance(time::Duration::seconds(1));
+            dual.sweep().await;
+            let ended = w.service.job(job.id).await.unwrap();
+            assert_eq!(ended.state, JobState::Cancelled, "{ended:?}");
+            let why = ended.error.unwrap_or_default();
+            assert!(
+                why.contains(&approval.id) && why.contains("expired"),
+                "{why}"
+            );
+            assert_eq!(
+                dual.get(&approval.id).await.unwrap().status,
+                Status::Expired
+            );
+            let late = dual.approve(&approval.id, "bob").await.unwrap_err();
+            assert!(matches!(late, DualControlError::Expired { .. }), "{late}");
+            assert_eq!(
+                w.emu.key_versions(VAULT, "sched").len(),
+                1,
+                "nothing was deleted on the cloud"
+            );
+        },
+    );
+}
+
+#[test]
+fn an_approval_does_not_survive_a_restart_and_its_waiting_job_ends() {
+    softhsm::isolated(
+        "an_approval_does_not_survive_a_restart_and_its_waiting_job_ends",
+        |token| async move {
+            let w = world(&token).await;
+            let group = setup_group(&w).await;
+            let before = dual_control(&w, 3600).await;
+            let (approval, job) = before.request_delete_cloud(&group, "alice").await.unwrap();
+            assert_eq!(job.state, JobState::WaitingApproval);
+
+            // The daemon starts again: a fresh table, and the jobs that waited end.
+            let after = dual_control(&w, 3600).await;
+            let ended = w.service.job(job.id).await.unwrap();
+            assert_eq!(ended.state, JobState::Cancelled, "{ended:?}");
+            assert_eq!(ended.error.as_deref(), Some(APPROVAL_LOST));
+            let refused = after.approve(&approval.id, "bob").await.unwrap_err();
+            assert!(
+                matches!(refused, DualControlError::NotFound(_)),
+                "{refused}"
+            );
+            assert_eq!(w.emu.key_versions(VAULT, "sched").len(), 1);
+
+            // A fresh request after the restart is approved and runs.
+            let (approval, job) = after.request_delete_cloud(&group, "alice").await.unwrap();
+            let decision = after.approve(&approval.id, "bob").await.unwrap();
+            assert_eq!(decision.approval.status, Status::Approved);
+            assert_eq!(decision.job.as_ref().map(|j| j.id), Some(job.id));
+            let done = finished(&w.service, job.id).await;
+            assert_eq!(done.state, JobState::Succeeded, "{done:?}");
+            assert_eq!(done.started_by, "alice (approved by bob)");
+        },
+    );
+}
+
+#[test]
+fn a_non_designated_appliance_cannot_start_any_cloud_job() {
+    softhsm::isolated(
+        "a_non_designated_appliance_cannot_start_any_cloud_job",
+        |token| async move {
+            let w = world(&token).await;
+            let group = setup_group(&w).await;
+            let dual = dual_control(&w, 3600).await;
+            // Requested while designated, then the setting flips before the approval.
+            let (approval, job) = dual.request_delete_cloud(&group, "alice").await.unwrap();
+            w.service.set_designated(false, "test").await.unwrap();
+            let jobs_before = w.service.jobs().await.len();
+
+            // Sync, rotate, recover, grace and the approved cloud jobs take a `Designated`
+            // proof (a compile-time rule: see the doctest in service::designated), and the
+            // proof is refused here.
+            assert!(w.service.designated_device().await.is_err());
+            // Delete on cloud and purge are refused at the request...
+            for refused in [
+                dual.request_delete_cloud(&group, "carol")
+                    .await
+                    .unwrap_err(),
+                dual.request_purge(&group, "carol").await.unwrap_err(),
+            ] {
+                assert!(
+                    matches!(refused, DualControlError::NotDesignated { .. }),
+                    "{refused}"
+                );
+            }
+            // ... and at the approval, which ends the waiting job unrun.
+            let refused = dual.approve(&approval.id, "bob").await.unwrap_err();
+            assert!(
+                matches!(
+                    refused,
+                    DualControlError::Job {
+                        source: byokd::jobs::JobError::NotDesignated,
+                        ..
+                    }
+                ),
+                "{refused}"
+            );
+            let ended = w.service.job(job.id).await.unwrap();
+            assert_eq!(ended.state, JobState::Cancelled, "{ended:?}");
+            assert!(ended.error.unwrap_or_default().starts_with("Not run:"));
+            assert_eq!(dual.get(&approval.id).await.unwrap().status, Status::Failed);
+            assert_eq!(
+                w.service.jobs().await.len(),
+                jobs_before,
+                "no job was created"
+            );
+            // The scheduler's rotations and grace ends are skipped (see the rotation test).
+            assert_eq!(w.emu.key_versions(VAULT, "sched").len(), 1);
         },
     );
 }

@@ -1012,7 +1012,7 @@ fn an_export_that_fails_part_way_is_cut_off_on_the_wire_and_leaves_no_file() {
         syslog: Vec::new(),
         journald: false,
     };
-    let logs = byokd::logs::Logs::open(&settings).unwrap();
+    let logs = byokd::logs::Logs::open(&settings, byokd::clock::SystemClock::shared()).unwrap();
     for n in 0..900 {
         logs.append(
             byokd::logs::Entry::new(

@@ -4,6 +4,7 @@
 //! log degraded and is reported.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use byokd::clock::SystemClock;
 use byokd::logs::chain::Verdict;
 use byokd::logs::export::{Exporter, Format, verify_text};
 use byokd::logs::query::{self, Filter};
@@ -61,7 +62,7 @@ fn an_untouched_store_verifies_across_restarts_and_rotation() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("logs");
     for round in 0..3u64 {
-        let logs = Logs::open(&settings(&dir, 4096, 64 * 1024)).unwrap();
+        let logs = Logs::open(&settings(&dir, 4096, 64 * 1024), SystemClock::shared()).unwrap();
         for n in 0..40 {
             logs.append(entry(round * 100 + n)).unwrap();
         }
@@ -81,7 +82,7 @@ fn an_untouched_store_verifies_across_restarts_and_rotation() {
 fn dropping_old_segments_is_recorded_and_the_rest_still_verifies() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("logs");
-    let logs = Logs::open(&settings(&dir, 4096, 4 * 4096)).unwrap();
+    let logs = Logs::open(&settings(&dir, 4096, 4 * 4096), SystemClock::shared()).unwrap();
     for n in 0..400 {
         logs.append(entry(n)).unwrap();
     }
@@ -103,7 +104,7 @@ fn dropping_old_segments_is_recorded_and_the_rest_still_verifies() {
     assert_eq!(v.first_seq, Some(records[0].seq));
     // Restart: still verifies, numbering goes on.
     drop(logs);
-    let logs = Logs::open(&settings(&dir, 4096, 4 * 4096)).unwrap();
+    let logs = Logs::open(&settings(&dir, 4096, 4 * 4096), SystemClock::shared()).unwrap();
     let r = logs.append(entry(1)).unwrap();
     assert!(r.seq > records.last().unwrap().seq);
     assert_eq!(all(&dir).last().unwrap(), &r);
@@ -122,7 +123,7 @@ fn tamper(dir: &Path, f: impl Fn(&mut Vec<String>, usize)) {
 fn fresh(n: u64) -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("logs");
-    let logs = Logs::open(&settings(&dir, 1 << 20, 4 << 20)).unwrap();
+    let logs = Logs::open(&settings(&dir, 1 << 20, 4 << 20), SystemClock::shared()).unwrap();
     for i in 0..n {
         logs.append(entry(i)).unwrap();
     }
@@ -173,7 +174,7 @@ fn a_torn_last_line_is_cut_off_and_recorded_on_open() {
     let mut text = std::fs::read(&seg).unwrap();
     text.extend_from_slice(b"{\"seq\":6,\"ts\":\"2026");
     std::fs::write(&seg, text).unwrap();
-    let logs = Logs::open(&settings(&dir, 1 << 20, 4 << 20)).unwrap();
+    let logs = Logs::open(&settings(&dir, 1 << 20, 4 << 20), SystemClock::shared()).unwrap();
     let records = all(&dir);
     assert_eq!(records.len(), 6);
     assert_eq!(records[5].event, "log.repaired");
@@ -227,7 +228,7 @@ fn filters_select_by_service_level_time_job_group_and_text() {
 fn exports_verify_offline_in_both_formats_and_tampering_is_found() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("logs");
-    let logs = Logs::open(&settings(&dir, 1 << 20, 4 << 20)).unwrap();
+    let logs = Logs::open(&settings(&dir, 1 << 20, 4 << 20), SystemClock::shared()).unwrap();
     let tricky = [
         "plain",
         "comma, inside",
@@ -337,7 +338,7 @@ fn a_failing_disk_turns_the_log_degraded_reports_the_loss_and_recovers() {
     }
     let _guard = Unmount(mnt.clone());
     let dir = mnt.join("logs");
-    let logs = Logs::open(&settings(&dir, 1 << 20, 4 << 20)).unwrap();
+    let logs = Logs::open(&settings(&dir, 1 << 20, 4 << 20), SystemClock::shared()).unwrap();
     logs.append(entry(0)).unwrap();
     // Fill the filesystem.
     let filler = mnt.join("filler");
@@ -447,7 +448,7 @@ fn a_cut_off_export_is_reported_as_cut_off_not_as_a_shorter_valid_chain() {
 fn csv_cells_that_start_like_formulas_are_guarded_and_the_export_still_verifies() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("logs");
-    let logs = Logs::open(&settings(&dir, 1 << 20, 4 << 20)).unwrap();
+    let logs = Logs::open(&settings(&dir, 1 << 20, 4 << 20), SystemClock::shared()).unwrap();
     let hostile = [
         "=HYPERLINK(\"http://evil.example/\",\"click\")",
         "+cmd|' /C calc'!A0",
@@ -500,7 +501,7 @@ fn csv_cells_that_start_like_formulas_are_guarded_and_the_export_still_verifies(
 fn a_segment_that_cannot_be_read_is_an_error_for_a_reader_not_a_short_log() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("logs");
-    let logs = Logs::open(&settings(&dir, 400, 1 << 20)).unwrap();
+    let logs = Logs::open(&settings(&dir, 400, 1 << 20), SystemClock::shared()).unwrap();
     for n in 0..12 {
         logs.append(entry(n)).unwrap();
     }
@@ -541,7 +542,7 @@ fn records_of_peers_without_a_certificate_take_only_their_share_and_never_push_o
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("logs");
     let (segment, total) = (4096, 64 * 1024);
-    let logs = Logs::open(&settings(&dir, segment, total)).unwrap();
+    let logs = Logs::open(&settings(&dir, segment, total), SystemClock::shared()).unwrap();
     for n in 0..20 {
         logs.append(entry(n)).unwrap();
     }
@@ -576,7 +577,7 @@ fn records_of_peers_without_a_certificate_take_only_their_share_and_never_push_o
     assert_eq!(notes, 1, "the refusal is recorded once");
     // The same after a restart: the share is counted from the stored segments.
     drop(logs);
-    let logs = Logs::open(&settings(&dir, segment, total)).unwrap();
+    let logs = Logs::open(&settings(&dir, segment, total), SystemClock::shared()).unwrap();
     assert_eq!(logs.status().unattributed.bytes, status.unattributed.bytes);
     assert!(logs.append(outsider(1)).is_err());
     // Attributed records still roll the log over as before; the share frees with them.

@@ -10,10 +10,10 @@
 //! ```no_run
 //! # async fn demo(config: &byokd::config::Config, secret: &byokd::secret::SecretBytes)
 //! #     -> Result<(), byokd::azure::AzureError> {
-//! use byokd::azure::{Allowlist, Azure, AzureMetrics};
+//! use byokd::azure::{Allowlist, Azure, AzureMetrics, SystemClock};
 //! use std::sync::Arc;
 //! let allowlist = Arc::new(Allowlist::new(config.azure.cloud, ["myvault"])?);
-//! let az = Azure::new(&config.azure, allowlist, AzureMetrics::new())?;
+//! let az = Azure::new(&config.azure, allowlist, AzureMetrics::new(), SystemClock::shared())?;
 //! let token = az.entra().token("cred-1", "tenant-id", "client-id", secret).await?;
 //! let kek = az.keyvault().create_kek(&token, "myvault", "byokd-kek-1", 4096, 1_900_000_000).await?;
 //! # let _ = kek; Ok(()) }
@@ -39,7 +39,6 @@ pub use keyvault::{
 
 use crate::config::AzureSection;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 /// Errors of the Azure layer. None carries a secret or a token.
 #[derive(Debug, thiserror::Error)]
@@ -115,20 +114,7 @@ impl AzureError {
     }
 }
 
-/// Wall-clock source, injectable for tests (token expiry).
-pub trait Clock: Send + Sync {
-    fn now(&self) -> SystemTime;
-}
-
-/// The real clock.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> SystemTime {
-        SystemTime::now()
-    }
-}
+pub use crate::clock::{Clock, SharedClock, SystemClock};
 
 /// The Azure layer's entry point: one shared HTTP client, Entra tokens and Key Vault calls.
 pub struct Azure {
@@ -138,13 +124,21 @@ pub struct Azure {
 }
 
 impl Azure {
-    /// Builds the layer from `[azure]`: retry and time-out settings come from the section.
+    /// Builds the layer from `[azure]`: retry and time-out settings come from the section;
+    /// `clock` is the daemon's one clock (token expiry, `Retry-After` dates).
     pub fn new(
         cfg: &AzureSection,
         allowlist: Arc<Allowlist>,
         metrics: Arc<AzureMetrics>,
+        clock: SharedClock,
     ) -> Result<Self, AzureError> {
-        Self::with_options(cfg, HttpOptions::from_config(cfg), allowlist, metrics)
+        Self::with_options(
+            cfg,
+            HttpOptions::from_config(cfg),
+            allowlist,
+            metrics,
+            clock,
+        )
     }
 
     /// As [`Azure::new`] with explicit client options (tests shrink the back-off).
@@ -153,11 +147,18 @@ impl Azure {
         opts: HttpOptions,
         allowlist: Arc<Allowlist>,
         metrics: Arc<AzureMetrics>,
+        clock: SharedClock,
     ) -> Result<Self, AzureError> {
         let endpoints = *allowlist.endpoints();
-        let http = Arc::new(HttpClient::new(cfg, opts, allowlist, metrics)?);
+        let http = Arc::new(HttpClient::new(
+            cfg,
+            opts,
+            allowlist,
+            metrics,
+            clock.clone(),
+        )?);
         Ok(Self {
-            entra: Entra::new(http.clone(), endpoints, Arc::new(SystemClock)),
+            entra: Entra::new(http.clone(), endpoints, clock),
             keyvault: KeyVault::new(http.clone(), endpoints).with_budget(Arc::new(
                 CreateBudget::new(
                     cfg.vault_create_budget,
@@ -166,12 +167,6 @@ impl Azure {
             )),
             http,
         })
-    }
-
-    /// Replaces the clock used for token expiry.
-    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.entra = Entra::new(self.http.clone(), *self.http.allowlist().endpoints(), clock);
-        self
     }
 
     pub fn entra(&self) -> &Entra {

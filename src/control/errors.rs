@@ -5,7 +5,9 @@
 //! It owns the mapping from service errors to statuses. It must never put a secret in a message:
 //! service errors carry none, and request bodies are never echoed.
 
+use crate::dual_control::DualControlError;
 use crate::hsm::HsmError;
+use crate::jobs::JobError;
 use crate::model::JobId;
 use crate::service::ServiceError;
 use http::StatusCode;
@@ -124,6 +126,41 @@ impl ApiError {
             obj.insert("job".into(), json!(job.to_string()));
         }
         json!({ "error": error })
+    }
+}
+
+impl From<DualControlError> for ApiError {
+    fn from(e: DualControlError) -> Self {
+        let status = match e {
+            DualControlError::Service(s) => return s.into(),
+            DualControlError::Job {
+                source,
+                cloud_state: false,
+            } => return source.into(),
+            DualControlError::NotFound(_) => StatusCode::NOT_FOUND,
+            DualControlError::TooManyPending { .. } => StatusCode::TOO_MANY_REQUESTS,
+            DualControlError::SelfApproval(_) => StatusCode::FORBIDDEN,
+            DualControlError::JobsUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::CONFLICT,
+        };
+        Self::new(status, e.code(), e.to_string())
+    }
+}
+
+impl From<JobError> for ApiError {
+    fn from(e: JobError) -> Self {
+        match e {
+            JobError::NotDesignated => {
+                Self::new(StatusCode::CONFLICT, "not_designated", e.to_string())
+            }
+            JobError::Invalid(m) => Self::invalid("keys", m),
+            JobError::Service(s) => s.into(),
+            other => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "job_failed_to_start",
+                other.to_string(),
+            ),
+        }
     }
 }
 

@@ -124,8 +124,7 @@ struct Tally {
 }
 
 impl Tally {
-    fn new(now: Instant, error: &str) -> Tally {
-        let ts = crate::logs::record::now_ts();
+    fn new(now: Instant, ts: String, error: &str) -> Tally {
         Tally {
             opened: now,
             first: ts.clone(),
@@ -136,9 +135,9 @@ impl Tally {
         }
     }
 
-    fn add(&mut self, error: &str) {
+    fn add(&mut self, error: &str, ts: String) {
         self.count += 1;
-        self.last = crate::logs::record::now_ts();
+        self.last = ts;
         error.clone_into(&mut self.last_error);
     }
 
@@ -190,11 +189,14 @@ struct State<K> {
 pub struct Failures<K = Peer> {
     state: Mutex<State<K>>,
     window: Duration,
+    /// Dates the first and last failure a summary names.
+    clock: crate::clock::SharedClock,
 }
 
 impl<K: Subject> Failures<K> {
-    pub fn new(window: Duration) -> Self {
+    pub fn new(window: Duration, clock: crate::clock::SharedClock) -> Self {
         Self {
+            clock,
             state: Mutex::new(State {
                 peers: HashMap::new(),
                 others: None,
@@ -225,6 +227,7 @@ impl<K: Subject> Failures<K> {
     /// Counts a failure; the report to record now, if it is one of the first of its window.
     fn note(&self, peer: K, error: &str) -> Option<Report<K>> {
         let now = Instant::now();
+        let ts = crate::logs::record::ts_of(self.clock.now());
         let mut st = self.lock();
         let tracked = st.peers.len();
         let tally = match st.peers.get_mut(&peer) {
@@ -232,15 +235,15 @@ impl<K: Subject> Failures<K> {
             None if tracked < MAX_PEERS => st
                 .peers
                 .entry(peer.clone())
-                .or_insert(Tally::new(now, error)),
+                .or_insert_with(|| Tally::new(now, ts.clone(), error)),
             None => {
                 st.others
-                    .get_or_insert_with(|| Tally::new(now, error))
-                    .add(error);
+                    .get_or_insert_with(|| Tally::new(now, ts.clone(), error))
+                    .add(error, ts);
                 return None;
             }
         };
-        tally.add(error);
+        tally.add(error, ts);
         if tally.recorded >= RECORDED_AT_ONCE {
             return None;
         }
@@ -393,7 +396,10 @@ mod tests {
 
     #[test]
     fn a_window_records_its_first_failures_then_one_summary_of_the_rest() {
-        let f = Failures::new(Duration::from_millis(50));
+        let f = Failures::new(
+            Duration::from_millis(50),
+            crate::clock::SystemClock::shared(),
+        );
         let a = Peer::Ip("10.0.0.1".parse().unwrap());
         let reports: Vec<Report<Peer>> = (0..10)
             .filter_map(|_| f.note(a, "no certificate"))
@@ -420,7 +426,10 @@ mod tests {
 
     #[test]
     fn failures_are_counted_per_peer_and_the_peer_table_is_bounded() {
-        let f = Failures::new(Duration::from_secs(3600));
+        let f = Failures::new(
+            Duration::from_secs(3600),
+            crate::clock::SystemClock::shared(),
+        );
         let a = Peer::Ip("10.0.0.1".parse().unwrap());
         for _ in 0..100 {
             f.failed(a, "no certificate");

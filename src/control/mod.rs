@@ -6,12 +6,11 @@
 //! refusals (`failures`: of peers without a mapped certificate, per address; cross-origin
 //! requests and authorization denials, per identity), the cross-site request defence
 //! (`browser`), who the caller is (`identity`), what they may
-//! do (`authz`), dual control (`approvals`), the route table (`routes`), request decoding
+//! do (`authz`), the route table (`routes`), request decoding
 //! (`decode`), the handlers, errors, and the API document (`openapi`).
 //! Must never: run a handler without an `Authorized` proof, accept a client without a
 //! certificate chaining to the console CA, echo a secret, or let a limit turn into a hang.
 
-pub mod approvals;
 pub mod authz;
 pub mod browser;
 pub mod decode;

@@ -81,6 +81,7 @@ pub async fn run(args: &Args) -> Result<(), DaemonError> {
         logs,
         control,
         _scheduler,
+        _expiry,
     } = startup;
     let designated = service.designated().await;
     tracing::info!(
@@ -112,6 +113,8 @@ struct Running {
     logs: crate::logs::Logs,
     control: Option<crate::control::ControlServer>,
     _scheduler: tokio::task::JoinHandle<()>,
+    /// Ends the jobs of dual-control requests that expired.
+    _expiry: tokio::task::JoinHandle<()>,
 }
 
 /// Every start-up phase up to serving, in order.
@@ -137,15 +140,27 @@ async fn start_up(args: &Args, notifier: &crate::system::Notifier) -> Result<Run
     }
     notifier.status("logging in to the HSM and loading state");
     let log_settings = crate::logs::Settings::from_config(&config);
-    let (service, _report) = start(config).await?;
+    // The daemon's one clock: the service, the jobs, the Azure client, dual control and the
+    // service log all read the time from it.
+    let clock = crate::clock::SystemClock::shared();
+    let (service, _report) = start(config, clock.clone()).await?;
     // The service log is opened once the HSM login and the state load succeeded: nothing is
     // written (not even the log directory under the state directory) before that.
-    let logs = crate::logs::Logs::open(&log_settings)
+    let logs = crate::logs::Logs::open(&log_settings, clock)
         .map_err(|e| DaemonError::Startup(format!("{e}; check logs.dir and its permissions")))?;
     crate::logs::install(logs.clone());
     tracing::info!(event = "system.started", dir = %logs.dir().display(), "byokd {} started", env!("CARGO_PKG_VERSION"));
     let jobs = start_jobs(&service).await?;
-    let control = crate::control::start(service.clone(), Some(jobs.clone()))
+    let window = service
+        .config()
+        .control
+        .as_ref()
+        .map_or(0, |c| c.approval_window_secs);
+    let dual = crate::dual_control::DualControl::new(service.clone(), Some(jobs.clone()), window);
+    // Pending approvals did not survive the restart: the jobs that waited for them end.
+    dual.end_lost_waits().await;
+    let _expiry = dual.spawn_expiry();
+    let control = crate::control::start(service.clone(), Some(jobs.clone()), dual)
         .await
         .map_err(|e| DaemonError::Startup(e.to_string()))?;
     jobs.resume_unfinished().await;
@@ -157,6 +172,7 @@ async fn start_up(args: &Args, notifier: &crate::system::Notifier) -> Result<Run
         logs,
         control,
         _scheduler,
+        _expiry,
     })
 }
 
@@ -168,8 +184,13 @@ async fn start_jobs(service: &Service) -> Result<crate::jobs::Jobs, DaemonError>
     // No vault by hand: the job runner makes the list follow the committed key groups.
     let allowlist = Allowlist::new(cfg.cloud, std::iter::empty::<&str>())
         .map_err(|e| DaemonError::Startup(format!("outbound allowlist: {e}")))?;
-    let azure = Azure::new(cfg, std::sync::Arc::new(allowlist), AzureMetrics::new())
-        .map_err(|e| DaemonError::Startup(format!("Azure client: {e}")))?;
+    let azure = Azure::new(
+        cfg,
+        std::sync::Arc::new(allowlist),
+        AzureMetrics::new(),
+        service.clock().clone(),
+    )
+    .map_err(|e| DaemonError::Startup(format!("Azure client: {e}")))?;
     match service.hsm().wrap_strategy() {
         Some(strategy) => tracing::info!(strategy = ?strategy, "BYOK wrap strategy chosen"),
         None => tracing::warn!(
@@ -184,13 +205,19 @@ async fn start_jobs(service: &Service) -> Result<crate::jobs::Jobs, DaemonError>
 
 /// Start-up up to a ready service: PIN, HSM login, state. It runs on a blocking thread, so that
 /// a slow HSM or a large state never holds up the runtime (and the signal handlers) meanwhile.
-pub async fn start(config: Config) -> Result<(Service, crate::store::LoadReport), DaemonError> {
-    tokio::task::spawn_blocking(move || start_blocking(config))
+pub async fn start(
+    config: Config,
+    clock: crate::clock::SharedClock,
+) -> Result<(Service, crate::store::LoadReport), DaemonError> {
+    tokio::task::spawn_blocking(move || start_blocking(config, clock))
         .await
         .map_err(|e| DaemonError::Startup(format!("start-up task failed: {e}")))?
 }
 
-fn start_blocking(config: Config) -> Result<(Service, crate::store::LoadReport), DaemonError> {
+fn start_blocking(
+    config: Config,
+    clock: crate::clock::SharedClock,
+) -> Result<(Service, crate::store::LoadReport), DaemonError> {
     let pin = config::read_pin(&config.hsm.pin_file)?;
     let hsm_config = HsmConfig {
         module: config.hsm.module.clone(),
@@ -199,7 +226,7 @@ fn start_blocking(config: Config) -> Result<(Service, crate::store::LoadReport),
         allow_host_wrap: config.hsm.allow_host_wrap,
     };
     let (hsm, _report) = Hsm::start(&hsm_config, pin)?;
-    Ok(Service::open(config, hsm)?)
+    Ok(Service::open(config, hsm, clock)?)
 }
 
 /// The shutdown signals, installed once before start-up so that a SIGTERM during start-up or

@@ -134,6 +134,12 @@ pub enum JobError {
     Cancelled(String),
 }
 
+impl From<crate::service::NotDesignated> for JobError {
+    fn from(_: crate::service::NotDesignated) -> Self {
+        Self::NotDesignated
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

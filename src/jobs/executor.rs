@@ -10,7 +10,7 @@ use crate::azure::AccessToken;
 use crate::azure::retry_notice::{self, RetryEvent, RetryEvents, RetryNotice};
 use crate::logs::Event;
 use crate::model::{JobId, JobState, JobStep, KeyGroup, StepMessage};
-use crate::service::{Service, now_unix};
+use crate::service::Service;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -102,7 +102,7 @@ pub(super) async fn begin(
         .journal(id, |j| {
             if !j.state.is_final() {
                 j.state = JobState::Running;
-                j.started.get_or_insert(now_unix());
+                j.started.get_or_insert(svc.now_unix());
             }
             j.clone()
         })
@@ -221,10 +221,10 @@ pub(super) async fn cancelled(jobs: &Jobs, id: JobId) -> Result<Option<String>, 
     Ok(jobs.service().job(id).await?.cancel_requested)
 }
 
-/// A display-only step (no journal entry), stamped now.
+/// A display-only step (no journal entry). A display message; the service dates it by the daemon's clock when the change is durable.
 pub(super) fn step(message: &str) -> StepMessage {
     StepMessage {
-        at: now_unix(),
+        at: 0,
         message: message.to_owned(),
     }
 }

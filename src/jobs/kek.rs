@@ -10,7 +10,7 @@ use super::{JobError, Jobs};
 use crate::azure::{AccessToken, AzureError, Kek, KeyVaultError, RecoveryLevel};
 use crate::logs::Event;
 use crate::model::{Job, JobId, KekJournal, KeyGroup, SyncStep};
-use crate::service::{now_unix, record_step};
+use crate::service::record_step;
 use std::time::Duration;
 
 /// The KEK's lifetime (its size is `azure.kek_size`).
@@ -81,7 +81,7 @@ pub(super) async fn ensure_kek(
         )
     })
     .await??;
-    let exp = now_unix() + KEK_LIFETIME_SECS;
+    let exp = svc.now_unix() + KEK_LIFETIME_SECS;
     let kek = match kv.create_kek(token, vault, &name, kek_bits, exp).await {
         Ok(kek) => kek,
         // The answer was lost: look before creating again.

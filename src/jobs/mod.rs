@@ -2,13 +2,13 @@
 //! material", "Delete key material on cloud", "Check cloud state", "Recover key material on cloud" and
 //! "Purge key material on cloud"), run in the background with progress and a durable step journal.
 //!
-//! Owns submission (with the designated-device check), the per-vault concurrency bound, and
-//! resuming unfinished jobs at start-up. It must never mutate the cloud from a non-designated
-//! appliance, and never leave a KEK behind on purpose.
+//! Owns submission, the per-vault concurrency bound, and resuming unfinished jobs at start-up.
+//! It must never mutate the cloud from a non-designated appliance (every cloud-changing
+//! submission takes the service's [`Designated`] proof; a job needing dual control takes the
+//! [`Approved`] proof too), and never leave a KEK behind on purpose.
 
 use crate::model::JobId;
 mod check_cloud;
-mod clock;
 mod delete_cloud;
 mod error;
 mod executor;
@@ -22,19 +22,18 @@ mod sign_in;
 mod sync;
 mod sync_imports;
 
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use crate::clock::{Clock, ManualClock, SystemClock};
 pub use error::JobError;
 pub use scheduler::Scheduler;
 pub use sign_in::HsmAssertionSigner;
 
 use crate::azure::Azure;
+use crate::dual_control::{Approved, DeleteGroupCloud, PurgeGroupCloud};
 use crate::model::{GroupName, JobKind, JobState, KeyName};
+use crate::service::Designated;
 use crate::service::Service;
 use std::sync::Arc;
 use tracing::Instrument;
-
-/// Why a job that waited for approval ends at start-up.
-pub const APPROVAL_LOST: &str = "Cancelled: the approval did not survive the daemon's restart (pending approvals are kept in memory only); request again";
 
 /// The job runner, shared by the control API and the scheduler.
 #[derive(Clone)]
@@ -51,14 +50,11 @@ struct Inner {
 }
 
 impl Jobs {
+    /// A runner reading time from the service's clock (the daemon's one clock) for rotation
+    /// and grace decisions. From here on the outbound allowlist of `azure` allows exactly the
+    /// vaults the service's committed key groups name.
     pub fn new(service: Service, azure: Arc<Azure>) -> Self {
-        Self::with_clock(service, azure, Arc::new(SystemClock))
-    }
-
-    /// A runner reading time from `clock` for rotation and grace decisions. From here on the
-    /// outbound allowlist of `azure` allows exactly the vaults the service's committed key
-    /// groups name.
-    pub fn with_clock(service: Service, azure: Arc<Azure>, clock: Arc<dyn Clock>) -> Self {
+        let clock = service.clock().clone();
         let import_bound = service.config().azure.vault_concurrent_imports.clamp(1, 32) as usize;
         azure.allowlist().follow(service.committed_vaults());
         Self {
@@ -86,11 +82,11 @@ impl Jobs {
     /// Submits "Synchronize HSM protected key(s)" for keys of one group; returns the job id.
     pub async fn submit_sync(
         &self,
+        _: Designated,
         group: &GroupName,
         keys: &[KeyName],
         by: &str,
     ) -> Result<JobId, JobError> {
-        self.require_designated().await?;
         if keys.is_empty() {
             return Err(JobError::Invalid(
                 "name at least one key to synchronize".into(),
@@ -108,51 +104,90 @@ impl Jobs {
     /// version (chosen when the job is created, under the state lock); returns the job id.
     pub async fn submit_sync_unpushed(
         &self,
+        _: Designated,
         group: &GroupName,
         by: &str,
     ) -> Result<JobId, JobError> {
-        self.require_designated().await?;
         let id = self.service().create_sync_of_unpushed(group, by).await?;
         self.spawn(id);
         Ok(id)
     }
 
     /// Submits "Rotate key material": a new HSM key for the group, synced as its new version.
-    pub async fn submit_rotate(&self, group: &GroupName, by: &str) -> Result<JobId, JobError> {
-        self.require_designated().await?;
+    pub async fn submit_rotate(
+        &self,
+        _: Designated,
+        group: &GroupName,
+        by: &str,
+    ) -> Result<JobId, JobError> {
         self.submit_group_job(JobKind::Rotate, group, by).await
     }
 
     /// Records a dual-control job of `kind` ("Delete key material on cloud", "Purge key
     /// material on cloud") durably in `waiting-approval`, linked to the approval `approval`
-    /// (which expires at `expires_at`). Nothing runs until [`Jobs::approved`] (a purge:
-    /// [`Jobs::approved_purge`]).
-    pub async fn request_approval_job(
+    /// (which expires at `expires_at`). Nothing runs until it is started with the approval's
+    /// proof ([`Jobs::start_approved_delete`], [`Jobs::start_approved_purge`]).
+    pub(crate) async fn request_approval_job(
         &self,
+        _: &Designated,
         kind: JobKind,
         group: &GroupName,
         by: &str,
-        approval: &str,
-        expires_at: i64,
+        (approval, expires_at): (&str, i64),
     ) -> Result<JobId, JobError> {
-        self.require_designated().await?;
         Ok(self
             .service()
             .create_waiting_job(kind, group, by, approval, expires_at)
             .await?)
     }
 
-    /// Runs a job that waited for approval, now that a second admin (`approver`) approved it:
-    /// every Azure version of the group's key is deleted, and purged where the vault allows.
-    /// Local keys are untouched. `by` names requester and approver.
-    pub async fn approved(&self, id: JobId, by: &str, approver: &str) -> Result<JobId, JobError> {
-        if let Err(e) = self.require_designated().await {
+    /// Starts the job that waited for `approved`: every Azure version of the group's key is
+    /// deleted, and purged where the vault allows. Local keys are untouched.
+    pub async fn start_approved_delete(
+        &self,
+        approved: &Approved<DeleteGroupCloud>,
+        designated: Designated,
+    ) -> Result<JobId, JobError> {
+        self.start_waiting(approved, designated).await
+    }
+
+    /// Starts the waiting job of an approved `approved` purge, but only for the deleted key in
+    /// the vault the purge was requested for: a group that now uses another vault ends the job
+    /// `cancelled` and is refused. (The waiting job holds its group, so the group cannot be
+    /// deleted and created again on another vault between this check and the run; the check
+    /// guards a job and an approval that outlived their request.)
+    pub async fn start_approved_purge(
+        &self,
+        approved: &Approved<PurgeGroupCloud>,
+        designated: Designated,
+    ) -> Result<JobId, JobError> {
+        let id = waiting_job(approved)?;
+        let vault = &approved.action().vault;
+        let job = self.service().job(id).await?;
+        let now = self.service().group_record(&job.group).await?.vault;
+        if !now.as_str().eq_ignore_ascii_case(vault) {
+            let why = format!(
+                "key group {} now uses vault {now}, not vault {vault} that this purge was requested and approved for; nothing was purged; request the purge again if the deleted key in {now} should go",
+                job.group
+            );
             self.service()
-                .end_waiting_job(id, &format!("Not run: {e}"))
+                .end_waiting_job(id, &format!("Not run: {why}"))
                 .await?;
-            return Err(e);
+            return Err(JobError::Invalid(why));
         }
-        self.service().approve_job(id, by, approver).await?;
+        self.start_waiting(approved, designated).await
+    }
+
+    /// Queues the job that waited for `approved`, as the requester with the approver's consent.
+    async fn start_waiting<A>(
+        &self,
+        approved: &Approved<A>,
+        _: Designated,
+    ) -> Result<JobId, JobError> {
+        let id = waiting_job(approved)?;
+        self.service()
+            .approve_job(id, &approved.by(), approved.approver())
+            .await?;
         self.spawn(id);
         Ok(id)
     }
@@ -176,75 +211,38 @@ impl Jobs {
 
     /// Submits "Recover key material on cloud": the group's soft-deleted Azure key is brought
     /// back with all its versions (designated device only, checked again when it runs).
-    pub async fn submit_recover(&self, group: &GroupName, by: &str) -> Result<JobId, JobError> {
-        self.require_designated().await?;
+    pub async fn submit_recover(
+        &self,
+        _: Designated,
+        group: &GroupName,
+        by: &str,
+    ) -> Result<JobId, JobError> {
         self.submit_group_job(JobKind::Recover, group, by).await
     }
 
     /// Refuses a purge before anyone is asked to approve it when the vault cannot do it (no
     /// deleted key, or a recovery level that forbids purging).
-    pub async fn purge_possible(&self, group: &GroupName) -> Result<(), JobError> {
-        self.require_designated().await?;
+    pub async fn purge_possible(&self, _: &Designated, group: &GroupName) -> Result<(), JobError> {
         purge::purge_possible(self, group).await
     }
 
-    /// Runs a waiting purge job once a second admin approved it, but only for the deleted key
-    /// in `vault`, the group's vault when the purge was requested: a group that now uses another
-    /// vault ends the job `cancelled` and is refused. (The waiting job holds its group, so the
-    /// group cannot be deleted and created again on another vault between this check and the
-    /// run; the check guards a job and an approval that outlived their request.)
-    pub async fn approved_purge(
-        &self,
-        id: JobId,
-        vault: &str,
-        by: &str,
-        approver: &str,
-    ) -> Result<JobId, JobError> {
-        let job = self.service().job(id).await?;
-        let now = self.service().group_record(&job.group).await?.vault;
-        if !now.as_str().eq_ignore_ascii_case(vault) {
-            let why = format!(
-                "key group {} now uses vault {now}, not vault {vault} that this purge was requested and approved for; nothing was purged; request the purge again if the deleted key in {now} should go",
-                job.group
-            );
-            self.service()
-                .end_waiting_job(id, &format!("Not run: {why}"))
-                .await?;
-            return Err(JobError::Invalid(why));
-        }
-        self.approved(id, by, approver).await
-    }
-
     /// Disables the previous Azure versions of a group whose grace period ended.
-    pub async fn finish_grace(&self, group: &GroupName) -> Result<(), JobError> {
-        self.require_designated().await?;
+    pub async fn finish_grace(&self, _: Designated, group: &GroupName) -> Result<(), JobError> {
         grace::finish_grace(self, group).await
     }
 
-    /// Resumes every job that was not finished when the daemon stopped.
+    /// Resumes every job that was not finished when the daemon stopped. A job that waited for
+    /// approval is not resumed: dual control ends it ([`crate::dual_control`]).
     pub async fn resume_unfinished(&self) {
         if let Err(e) = self.service().prune_jobs().await {
             tracing::warn!(error = %e, "could not prune finished jobs at start-up");
         }
         for (id, state) in self.service().unfinished_jobs().await {
-            // Pending approvals live in memory only: the approval this job waited for is gone,
-            // so the job ends rather than runs without a second admin.
             if state == JobState::WaitingApproval {
-                if let Err(e) = self.service().end_waiting_job(id, APPROVAL_LOST).await {
-                    tracing::error!(job = id.get(), error = %e, "could not end a job whose approval was lost");
-                }
                 continue;
             }
             tracing::info!(job = id.get(), "resuming unfinished job");
             self.spawn(id);
-        }
-    }
-
-    async fn require_designated(&self) -> Result<(), JobError> {
-        if self.service().designated().await {
-            Ok(())
-        } else {
-            Err(JobError::NotDesignated)
         }
     }
 
@@ -279,4 +277,14 @@ impl Jobs {
         .instrument(span)
         .await
     }
+}
+
+/// The job an approved cloud action's approval is linked to.
+fn waiting_job<A>(approved: &Approved<A>) -> Result<JobId, JobError> {
+    approved.job().ok_or_else(|| {
+        JobError::Invalid(format!(
+            "approval {} has no waiting job; request the action again",
+            approved.id()
+        ))
+    })
 }

@@ -13,7 +13,7 @@ use super::{JobError, Jobs};
 use crate::logs::Event;
 use crate::model::JobId;
 use crate::model::{JobState, KeyName, KeySync, KeySyncState, PendingGrace, RotateStep};
-use crate::service::{now_unix, record_step};
+use crate::service::record_step;
 
 pub(super) async fn run(jobs: &Jobs, id: JobId) -> Result<(), JobError> {
     let Some((group, _permit)) = begin(jobs, id, true).await? else {
@@ -156,7 +156,7 @@ async fn rotate(
     svc.finish_rotation(id, &group.name, now, grace, |j| {
         j.state = JobState::Succeeded;
         j.progress = 1000;
-        j.ended = Some(now_unix());
+        j.ended = Some(now);
         j.steps.push(step(&message));
     })
     .await?;

@@ -289,7 +289,7 @@ impl Scheduler {
                         .set(Task::Rotate(name), Some(due));
                     return;
                 }
-                if !svc.designated().await {
+                let Ok(designated) = svc.designated_device().await else {
                     let next = group.next_period_after(due, now);
                     tracing::warn!(
                         event = Event::RotationSkipped.as_str(),
@@ -305,13 +305,13 @@ impl Scheduler {
                         .set(Task::Rotate(name.clone()), next);
                     fired.skipped.push(name);
                     return;
-                }
+                };
                 // Retried after RETRY_SECS unless the job succeeds and re-plans the group.
                 self.schedule
                     .lock()
                     .await
                     .set(Task::Rotate(name.clone()), Some(now + RETRY_SECS));
-                match self.jobs.submit_rotate(&name, SCHEDULER).await {
+                match self.jobs.submit_rotate(designated, &name, SCHEDULER).await {
                     Ok(id) => {
                         tracing::info!(event = Event::RotationScheduled.as_str(), job = id.get(), group = %name, due, "scheduled rotation started");
                         fired.rotations.push((name, id));
@@ -322,15 +322,15 @@ impl Scheduler {
                 }
             }
             Task::Grace(name) => {
-                if !svc.designated().await {
+                let Ok(designated) = svc.designated_device().await else {
                     tracing::warn!(event = Event::RotationGraceSkipped.as_str(), group = %name, "grace period over, but this appliance is not the designated device; the previous version stays enabled");
                     self.schedule
                         .lock()
                         .await
                         .set(Task::Grace(name), Some(now + RETRY_SECS));
                     return;
-                }
-                match self.jobs.finish_grace(&name).await {
+                };
+                match self.jobs.finish_grace(designated, &name).await {
                     Ok(()) => fired.grace.push(name),
                     Err(e) => {
                         tracing::error!(event = Event::RotationGraceFailed.as_str(), group = %name, error = %e, "could not disable the previous version; retrying later");

@@ -16,7 +16,6 @@ use crate::model::{HsmKeyId, KeyGroup};
 use crate::service::SignInMaterial;
 use std::future::Future;
 use std::pin::Pin;
-use std::time::SystemTime;
 
 /// Signs client assertions with a certificate credential's key, inside the HSM.
 pub struct HsmAssertionSigner {
@@ -137,7 +136,7 @@ pub(super) async fn credential_token(
                 &signer,
                 &entra.token_url(&cred.tenant_id),
                 &cred.client_id,
-                SystemTime::now(),
+                svc.clock().now_system(),
             )
             .await?;
             entra

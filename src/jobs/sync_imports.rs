@@ -21,7 +21,7 @@ use crate::model::JobId;
 use crate::model::{
     KeyGroup, KeyName, KeySyncState, KeyType, RotationPolicy, SyncStep, add_months,
 };
-use crate::service::{now_unix, record_step};
+use crate::service::record_step;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -214,7 +214,7 @@ async fn import_one(b: &Batch, key_name: &KeyName) -> Result<Outcome, JobError> 
     }
     let blob = key_hsm(&b.kek.kid, &ciphertext, &b.generator)
         .map_err(|source| JobError::TransferBlob { source })?;
-    let request = import_request(group, &key, blob, &fp, b.validity);
+    let request = import_request(group, &key, blob, &fp, b.validity, svc.now_unix());
 
     let permit = b
         .slots
@@ -409,8 +409,8 @@ fn import_request(
     key_hsm: String,
     fp: &str,
     validity: Validity,
+    now: i64,
 ) -> ImportRequest {
-    let now = now_unix();
     let exp = validity.expiry(now);
     let tags = BTreeMap::from([
         (FINGERPRINT_TAG.to_owned(), fp.to_owned()),

@@ -204,16 +204,19 @@ mod tests {
     #[test]
     fn events_with_a_code_become_records_with_their_fields_only() {
         let tmp = tempfile::tempdir().unwrap();
-        let logs = crate::logs::Logs::open(&crate::logs::Settings {
-            dir: tmp.path().join("logs"),
-            limits: crate::logs::store::Limits {
-                max_segment_bytes: 1 << 20,
-                max_total_bytes: 4 << 20,
+        let logs = crate::logs::Logs::open(
+            &crate::logs::Settings {
+                dir: tmp.path().join("logs"),
+                limits: crate::logs::store::Limits {
+                    max_segment_bytes: 1 << 20,
+                    max_total_bytes: 4 << 20,
+                },
+                fsync_interval: std::time::Duration::from_millis(50),
+                syslog: Vec::new(),
+                journald: false,
             },
-            fsync_interval: std::time::Duration::from_millis(50),
-            syslog: Vec::new(),
-            journald: false,
-        })
+            crate::clock::SystemClock::shared(),
+        )
         .unwrap();
         crate::logs::install(logs);
         let subscriber = tracing_subscriber::registry().with(CaptureLayer);

@@ -194,21 +194,10 @@ mod tests {
         (out, all)
     }
 
-    fn walk(dir: &Path, files: &mut Vec<std::path::PathBuf>) {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let p = entry.unwrap().path();
-            if p.is_dir() {
-                walk(&p, files);
-            } else if p.extension().is_some_and(|x| x == "rs") {
-                files.push(p);
-            }
-        }
-    }
-
     #[test]
     fn every_code_in_the_sources_is_in_the_catalogue() {
         let mut files = Vec::new();
-        walk(
+        crate::clock::rust_files(
             &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
             &mut files,
         );

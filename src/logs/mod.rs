@@ -114,6 +114,8 @@ struct Inner {
     forwarders: Vec<forward::Forwarder>,
     journald: Option<journald::Journald>,
     dir: PathBuf,
+    /// Dates the records (the daemon's one clock).
+    clock: crate::clock::SharedClock,
 }
 
 /// The service log. Cheap to clone.
@@ -133,7 +135,7 @@ impl std::fmt::Debug for Logs {
 impl Logs {
     /// Opens the store (repairing a torn last line), starts the fsync batcher and the
     /// forwarders. Must run inside a tokio runtime when syslog targets are configured.
-    pub fn open(settings: &Settings) -> Result<Logs, LogError> {
+    pub fn open(settings: &Settings, clock: crate::clock::SharedClock) -> Result<Logs, LogError> {
         let (store, report) = store::Store::open(&settings.dir, settings.limits.clone())?;
         let next = store.next_seq();
         let forwarders = settings
@@ -155,6 +157,7 @@ impl Logs {
                 forwarders,
                 journald,
                 dir: settings.dir.clone(),
+                clock,
             }),
         };
         for f in &logs.inner.forwarders {
@@ -179,6 +182,11 @@ impl Logs {
         &self.inner.dir
     }
 
+    /// Now, as a record timestamp, by the daemon's clock.
+    fn now_ts(&self) -> String {
+        record::ts_of(self.inner.clock.now())
+    }
+
     /// Stores one record and hands it to the forwarders. A failure is returned *and* turns
     /// health degraded until a later write succeeds; that write is preceded by a record of
     /// how many were lost. A record of a peer without a certificate (`store::unattributed`)
@@ -196,7 +204,7 @@ impl Logs {
                     "The log store accepts records again; {n} record(s) could not be stored while it failed"
                 ),
             );
-            if let Ok(r) = store.append(note, record::now_ts()) {
+            if let Ok(r) = store.append(note, self.now_ts()) {
                 self.publish(&r);
                 self.health_mut(|h| {
                     h.error = None;
@@ -205,7 +213,7 @@ impl Logs {
             }
         }
         let outsider = store::unattributed(&entry);
-        match store.append(entry, record::now_ts()) {
+        match store.append(entry, self.now_ts()) {
             Err(store::StoreError::ReserveFull { reserve }) => {
                 self.refused(&mut store, reserve);
                 Err(store::StoreError::ReserveFull { reserve }.into())
@@ -254,7 +262,7 @@ impl Logs {
                     "Records of peers without a client certificate take their whole share of the log ({reserve} bytes, a sixteenth of logs.max_total_bytes); further ones are refused, not stored, until old segments are dropped (byokctl status counts them; stderr still gets them, rate-limited)"
                 ),
             );
-            if let Ok(r) = store.append(note, record::now_ts()) {
+            if let Ok(r) = store.append(note, self.now_ts()) {
                 self.publish(&r);
             }
         }

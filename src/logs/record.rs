@@ -195,11 +195,6 @@ impl Record {
     }
 }
 
-/// Now, as a record timestamp.
-pub fn now_ts() -> String {
-    ts_of(time::OffsetDateTime::now_utc())
-}
-
 /// A time as a record timestamp (UTC, milliseconds).
 pub fn ts_of(t: time::OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);

@@ -58,13 +58,13 @@ impl SigningKey for HsmSigningKey {
 fn params(
     credential: &CredentialName,
     validity_days: u32,
+    now: OffsetDateTime,
 ) -> Result<CertificateParams, ServiceError> {
     let mut p = CertificateParams::new(Vec::<String>::new()).map_err(encode_error)?;
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, format!("byokd credential {credential}"));
     dn.push(DnType::OrganizationName, "byokd");
     p.distinguished_name = dn;
-    let now = OffsetDateTime::now_utc();
     // A little back-dating absorbs clock skew between the appliance and Entra ID.
     p.not_before = now - time::Duration::minutes(5);
     p.not_after = now + time::Duration::days(i64::from(validity_days));
@@ -113,6 +113,7 @@ pub(crate) async fn build(
     spki_der: &[u8],
     validity_days: u32,
     csr: bool,
+    now: OffsetDateTime,
 ) -> Result<Artefact, ServiceError> {
     let key = HsmSigningKey {
         hsm: hsm.clone(),
@@ -121,7 +122,7 @@ pub(crate) async fn build(
         runtime: tokio::runtime::Handle::current(),
         failure: Mutex::new(None),
     };
-    let mut params = params(credential, validity_days)?;
+    let mut params = params(credential, validity_days, now)?;
     if csr {
         // The CA chooses the serial number.
         params.serial_number = None;

@@ -3,8 +3,8 @@
 //! CSR, and what sign-in needs. Views never carry the secret.
 
 use super::credential_cert::{self, Artefact, DEFAULT_VALIDITY_DAYS, MAX_VALIDITY_DAYS};
-use super::{Service, ServiceError, now_unix};
-use crate::control::approvals::{Action, Approved};
+use super::{Service, ServiceError};
+use crate::dual_control::{Approved, DeleteCredential};
 use crate::logs::Event;
 use crate::model::{
     Credential, CredentialAuth, CredentialName, Guid, HsmKeyId, certificate_thumbprint,
@@ -96,7 +96,7 @@ impl Service {
             client_id: new.client_id,
             auth: CredentialAuth::Secret { sealed },
             fingerprint,
-            created: now_unix(),
+            created: self.now_unix(),
             expires: new.expires,
         };
         let view = self.insert_credential(credential).await?;
@@ -130,6 +130,7 @@ impl Service {
             &key.public.spki_der,
             days,
             false,
+            self.clock().now(),
         )
         .await;
         let (der, not_after) = match built {
@@ -154,7 +155,7 @@ impl Service {
                 key_id: key.id,
                 certificate_der: der,
             },
-            created: now_unix(),
+            created: self.now_unix(),
             expires: Some(not_after),
         };
         match self.insert_credential(credential).await {
@@ -258,6 +259,7 @@ impl Service {
             &public.spki_der,
             DEFAULT_VALIDITY_DAYS,
             true,
+            self.clock().now(),
         )
         .await?
         {
@@ -368,19 +370,13 @@ impl Service {
         deletable(&data.state, name)
     }
 
-    /// Deletes the credential a second admin approved deleting ([`Action::DeleteCredential`]),
-    /// re-checking under the state lock that no key group uses it.
+    /// Deletes the credential a second admin approved deleting, re-checking under the state
+    /// lock that no key group uses it.
     pub async fn delete_credential_approved(
         &self,
-        approved: &Approved,
+        approved: &Approved<DeleteCredential>,
     ) -> Result<(), ServiceError> {
-        let Action::DeleteCredential { credential } = approved.action() else {
-            return Err(ServiceError::Conflict(format!(
-                "approval {} is not for a credential delete",
-                approved.id()
-            )));
-        };
-        let name = CredentialName::try_from(credential.clone())?;
+        let name = CredentialName::try_from(approved.action().credential.clone())?;
         let by = approved.by();
         let mut data = self.inner.data.lock().await;
         deletable(&data.state, &name)?;

@@ -2,7 +2,7 @@
 //! generate and key types no usable wrap strategy exports conformingly), list, show, update the rotation policy, and delete when empty. Update and delete
 //! are refused while a job works on the group, decided under the state lock.
 
-use super::{Service, ServiceError, now_unix};
+use super::{Service, ServiceError};
 use crate::hsm::HsmError;
 use crate::logs::Event;
 use crate::model::JobId;
@@ -126,7 +126,7 @@ impl Service {
             key_ops,
             rotation: new.rotation,
             last_rotated: None,
-            created: now_unix(),
+            created: self.now_unix(),
         };
         data.state.groups.insert(new.name.clone(), group);
         if let Err(e) = data.commit() {

@@ -3,7 +3,7 @@
 //! effect it announces.
 
 use super::retention::Retention;
-use super::{Service, ServiceError, now_unix};
+use super::{Service, ServiceError};
 use crate::logs::Event;
 use crate::model::JobId;
 use crate::model::{
@@ -13,17 +13,26 @@ use crate::model::{
 use crate::store::State;
 
 /// Appends a typed step and its display message to a job's journal; refused when the job's
-/// kind does not journal that step (a programming error, surfaced as the job's failure).
+/// kind does not journal that step (a programming error, surfaced as the job's failure). The
+/// message's time is set by the service when the change is made durable ([`stamp_steps`]).
 pub(crate) fn record_step(job: &mut Job, step: JobStep, message: &str) -> Result<(), ServiceError> {
     if !step.belongs_to(job.kind) {
         return Err(wrong_step(job, &step));
     }
     job.journal.push(step);
     job.steps.push(StepMessage {
-        at: now_unix(),
+        at: 0,
         message: message.to_owned(),
     });
     Ok(())
+}
+
+/// Dates the step messages a change appended to a job (those after the first `from`) by the
+/// daemon's clock: job code adds messages, the service says when.
+pub(super) fn stamp_steps(job: &mut Job, from: usize, at: i64) {
+    for s in job.steps.iter_mut().skip(from) {
+        s.at = at;
+    }
 }
 
 fn wrong_step(job: &Job, step: &JobStep) -> ServiceError {
@@ -187,13 +196,13 @@ impl Service {
                 })
                 .collect(),
             started_by: by.to_owned(),
-            created: now_unix(),
+            created: self.now_unix(),
             started: None,
             ended: None,
             state,
             progress: 0,
             steps: vec![StepMessage {
-                at: now_unix(),
+                at: self.now_unix(),
                 message: first_step,
             }],
             journal: Vec::new(),
@@ -205,7 +214,7 @@ impl Service {
         data.state.jobs.insert(id, job);
         data.state.next_job_id = id.next();
         let retention = Retention::from(&self.config().jobs);
-        let pruned = retention.prune(&mut data.state.jobs, now_unix());
+        let pruned = retention.prune(&mut data.state.jobs, self.now_unix());
         if let Err(e) = data.commit() {
             data.state.jobs = before;
             data.state.next_job_id = id;
@@ -243,7 +252,7 @@ impl Service {
                 job.state = JobState::Pending;
                 job.started_by = by.to_owned();
                 job.steps.push(StepMessage {
-                    at: now_unix(),
+                    at: self.now_unix(),
                     message: format!("Approved by {approver}; queued"),
                 });
                 Ok(job.clone())
@@ -267,7 +276,7 @@ impl Service {
                 if job.state != JobState::WaitingApproval {
                     return false;
                 }
-                let now = now_unix();
+                let now = self.now_unix();
                 job.state = JobState::Cancelled;
                 job.ended = Some(now);
                 job.error = Some(reason.to_owned());
@@ -305,6 +314,7 @@ impl Service {
             .ok_or_else(|| ServiceError::not_found("job", id))?;
         let before = job.clone();
         let out = change(job);
+        stamp_steps(job, before.steps.len(), self.now_unix());
         if let Err(e) = data.commit() {
             data.state.jobs.insert(id, before);
             return Err(e);
@@ -328,7 +338,7 @@ impl Service {
                         job.state
                     )));
                 }
-                let now = now_unix();
+                let now = self.now_unix();
                 if job.state == JobState::WaitingApproval {
                     job.state = JobState::Cancelled;
                     job.ended = Some(now);
@@ -376,7 +386,7 @@ impl Service {
     ) -> Result<(), ServiceError> {
         self.journal(id, |job| {
             job.state = state;
-            job.ended = Some(now_unix());
+            job.ended = Some(self.now_unix());
             change(job);
         })
         .await?;
@@ -387,7 +397,8 @@ impl Service {
     pub async fn prune_jobs(&self) -> Result<(), ServiceError> {
         let mut data = self.inner.data.lock().await;
         let before = data.state.jobs.clone();
-        let pruned = Retention::from(&self.config().jobs).prune(&mut data.state.jobs, now_unix());
+        let pruned =
+            Retention::from(&self.config().jobs).prune(&mut data.state.jobs, self.now_unix());
         if pruned == 0 {
             return Ok(());
         }
@@ -413,7 +424,7 @@ impl Service {
         let message = message.into();
         self.journal(id, |job| {
             job.steps.push(StepMessage {
-                at: now_unix(),
+                at: self.now_unix(),
                 message,
             });
             // Progress never goes back, also when a resumed job repeats a step.
@@ -529,7 +540,7 @@ impl Service {
                 };
             }
             job.journal.push(imported);
-            let at = now_unix();
+            let at = self.now_unix();
             job.steps
                 .extend(steps.into_iter().map(|message| StepMessage { at, message }));
             if let Some(p) = progress {

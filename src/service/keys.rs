@@ -2,9 +2,9 @@
 //! Deleting a local key never touches the cloud; whether a delete may happen at once, needs a
 //! second admin, or is refused is decided under the state lock, with the removal.
 
-use super::{Service, ServiceError, now_unix};
-use crate::control::approvals::{Action, Approved};
+use super::{Service, ServiceError};
 use crate::control::authz::{Admin, Authorized, Operate};
+use crate::dual_control::{Approved, DeleteKey};
 use crate::logs::Event;
 use crate::model::{GroupName, Key, KeyName, Storage};
 use serde::Serialize;
@@ -78,7 +78,7 @@ impl Service {
             check_digits: generated.public.check_digits.clone(),
             key_type,
             storage: Storage::Protected,
-            created: now_unix(),
+            created: self.now_unix(),
             azure_version: None,
         };
         let id = (group.clone(), name.clone());
@@ -215,16 +215,14 @@ impl Service {
         Ok(KeyDeletion::Deleted)
     }
 
-    /// Deletes the key a second admin approved deleting ([`Action::DeleteKey`]), re-checking
-    /// under the state lock that it is still the key the delete was requested for (not another
-    /// one given its name since) and that no unfinished job works on it.
-    pub async fn delete_key_approved(&self, approved: &Approved) -> Result<(), ServiceError> {
-        let Action::DeleteKey { group, key, hsm_id } = approved.action() else {
-            return Err(ServiceError::Conflict(format!(
-                "approval {} is not for a key delete",
-                approved.id()
-            )));
-        };
+    /// Deletes the key a second admin approved deleting, re-checking under the state lock that
+    /// it is still the key the delete was requested for (not another one given its name since)
+    /// and that no unfinished job works on it.
+    pub async fn delete_key_approved(
+        &self,
+        approved: &Approved<DeleteKey>,
+    ) -> Result<(), ServiceError> {
+        let DeleteKey { group, key, hsm_id } = approved.action();
         let group = GroupName::try_from(group.clone())?;
         let name = KeyName::try_from(key.clone())?;
         let removed = {

@@ -66,6 +66,7 @@ impl Service {
         }
         if let Some(j) = data.state.jobs.get_mut(&id) {
             end_job(j);
+            super::jobs::stamp_steps(j, before_job.steps.len(), self.now_unix());
         }
         if let Err(e) = data.commit() {
             data.state.groups.insert(group.clone(), before_group);

@@ -7,6 +7,7 @@
 mod busy;
 mod credential_cert;
 mod credentials;
+mod designated;
 mod error;
 mod events;
 mod groups;
@@ -18,12 +19,14 @@ mod retention;
 pub use credentials::{
     CertificateExport, CredentialView, NewCertificateCredential, NewCredential, SignInMaterial,
 };
+pub use designated::{Designated, NotDesignated};
 pub use error::ServiceError;
 pub use events::{CHANGE_CAPACITY, CommittedVaults, StateChange};
 pub use groups::{DriftFindingView, DriftView, GroupView, NewGroup};
 pub(crate) use jobs::record_step;
 pub use keys::{KeyDeletion, KeyView};
 
+use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::hsm::Hsm;
 use crate::store::{LoadReport, State, Store};
@@ -39,6 +42,7 @@ pub struct Service {
 struct Inner {
     config: Config,
     hsm: Hsm,
+    clock: SharedClock,
     data: Mutex<Data>,
     job_changed: tokio::sync::watch::Sender<u64>,
     outlets: Arc<events::Outlets>,
@@ -52,9 +56,13 @@ struct Data {
 }
 
 impl Service {
-    /// Opens the state directory and binds it to the HSM. Fails rather than start empty over
-    /// damaged state.
-    pub fn open(config: Config, hsm: Hsm) -> Result<(Service, LoadReport), ServiceError> {
+    /// Opens the state directory and binds it to the HSM; every time the service records or
+    /// decides by is read from `clock`. Fails rather than start empty over damaged state.
+    pub fn open(
+        config: Config,
+        hsm: Hsm,
+        clock: SharedClock,
+    ) -> Result<(Service, LoadReport), ServiceError> {
         let (store, state, report) = Store::open(&config.state_dir)?;
         tracing::info!(
             generation = report.generation,
@@ -71,6 +79,7 @@ impl Service {
             config,
             hsm,
             outlets: published.outlets().clone(),
+            clock,
             data: Mutex::new(Data {
                 store,
                 state,
@@ -94,12 +103,20 @@ impl Service {
         &self.inner.hsm
     }
 
+    /// The daemon's one clock.
+    pub fn clock(&self) -> &SharedClock {
+        &self.inner.clock
+    }
+
+    /// Now, in Unix seconds (UTC), by the daemon's clock.
+    pub fn now_unix(&self) -> i64 {
+        self.inner.clock.now_unix()
+    }
+
     /// Whether this appliance may mutate the cloud: the runtime setting, else the config file.
+    /// (For display; a cloud-changing job takes [`Service::designated_device`]'s proof.)
     pub async fn designated(&self) -> bool {
-        let data = self.inner.data.lock().await;
-        data.state
-            .designated
-            .unwrap_or(self.inner.config.designated)
+        self.designated_device().await.is_ok()
     }
 
     /// Sets the designated-device flag durably.
@@ -146,8 +163,4 @@ impl Data {
         self.published.committed(&self.state);
         Ok(())
     }
-}
-
-pub(crate) fn now_unix() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
 }

@@ -40,12 +40,9 @@ impl CredentialsDir {
         })?);
         let run = root.join("run");
         fs::create_dir_all(&run).map_err(|e| format!("{}: {e}", run.display()))?;
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
+        let nonce: u32 = rand::random();
         let dir = run.join(format!(
-            "byokd-upgrade-credentials.{}.{nanos:08x}",
+            "byokd-upgrade-credentials.{}.{nonce:08x}",
             std::process::id()
         ));
         // create (not create_all): fails if anything already sits at that name.

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use byokd::azure::{AccessToken, Allowlist, Azure, AzureMetrics, HttpOptions};
+use byokd::clock::{SharedClock, SystemClock};
 use byokd::config::{AzureSection, Cloud};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -284,19 +285,43 @@ pub fn azure(
     vaults: &[&str],
     opts: HttpOptions,
 ) -> Azure {
+    azure_clocked(pki, resolve, vaults, opts, SystemClock::shared())
+}
+
+/// As [`azure`], reading the time from `clock`.
+pub fn azure_clocked(
+    pki: &Pki,
+    resolve: &[(&str, SocketAddr)],
+    vaults: &[&str],
+    opts: HttpOptions,
+    clock: SharedClock,
+) -> Azure {
     let allowlist = Arc::new(Allowlist::new(Cloud::Public, vaults.iter().copied()).unwrap());
-    Azure::with_options(&section(pki, resolve), opts, allowlist, AzureMetrics::new()).unwrap()
+    Azure::with_options(
+        &section(pki, resolve),
+        opts,
+        allowlist,
+        AzureMetrics::new(),
+        clock,
+    )
+    .unwrap()
 }
 
 /// A server for the vault and login hosts, and a client pointed at it.
 pub async fn rig() -> (Pki, Server, Azure) {
+    rig_clocked(SystemClock::shared()).await
+}
+
+/// As [`rig`], with the client reading the time from `clock`.
+pub async fn rig_clocked(clock: SharedClock) -> (Pki, Server, Azure) {
     let pki = Pki::new();
     let server = Server::start(pki.server_config(&[VAULT_HOST, LOGIN_HOST])).await;
-    let az = azure(
+    let az = azure_clocked(
         &pki,
         &[(VAULT_HOST, server.addr), (LOGIN_HOST, server.addr)],
         &[VAULT],
         fast_options(),
+        clock,
     );
     (pki, server, az)
 }

@@ -88,7 +88,7 @@ impl Entra {
             tenant.to_ascii_lowercase(),
             client_id.to_ascii_lowercase(),
         );
-        let now = self.clock.now();
+        let now = self.clock.now_system();
         if let Some(t) = self.lock().get(&key)
             && renew_at(t) > now
         {
@@ -109,7 +109,7 @@ impl Entra {
             tenant.to_ascii_lowercase(),
             client_id.to_ascii_lowercase(),
         );
-        let now = self.clock.now();
+        let now = self.clock.now_system();
         self.lock().get(&key).filter(|t| renew_at(t) > now).cloned()
     }
 

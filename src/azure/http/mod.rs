@@ -47,7 +47,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use retry::RETRY_STATUSES;
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 use trust::tls_config;
 
 /// THE outbound client. Cheap to share behind an `Arc`.
@@ -58,6 +58,8 @@ pub struct HttpClient {
     allowlist: Arc<Allowlist>,
     metrics: Arc<AzureMetrics>,
     opts: HttpOptions,
+    /// Reads the time of day for `Retry-After` dates.
+    clock: crate::clock::SharedClock,
 }
 
 impl fmt::Debug for HttpClient {
@@ -83,6 +85,7 @@ impl HttpClient {
         opts: HttpOptions,
         allowlist: Arc<Allowlist>,
         metrics: Arc<AzureMetrics>,
+        clock: crate::clock::SharedClock,
     ) -> Result<Self, AzureError> {
         let tls = tls_config(&cfg.extra_ca)?;
         let resolve = cfg
@@ -113,6 +116,7 @@ impl HttpClient {
             allowlist,
             metrics,
             opts,
+            clock,
         })
     }
 
@@ -161,7 +165,7 @@ impl HttpClient {
                     if resp.status == StatusCode::TOO_MANY_REQUESTS {
                         AzureMetrics::inc(&self.metrics.throttled);
                     }
-                    let hint = retry_after(&resp.headers, SystemTime::now());
+                    let hint = retry_after(&resp.headers, self.clock.now_system());
                     (hint, format!("status {}", resp.status.as_u16()), Some(resp))
                 }
                 Ok(resp) => return Ok(resp),

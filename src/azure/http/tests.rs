@@ -2,6 +2,7 @@
 
 use super::*;
 use http::header::{HeaderMap, HeaderValue};
+use std::time::SystemTime;
 
 #[test]
 fn retry_hints_are_honoured_in_order() {

@@ -1,16 +1,13 @@
 //! `/v1/approvals`: list and show pending dual-control actions, approve (a second, different
-//! admin; the action then runs) and reject. Every request, approval and rejection is logged
-//! with both identities.
+//! admin; the action then runs) and reject. Dual control ([`crate::dual_control`]) decides and
+//! logs every request, approval and rejection with both identities; this decodes and answers.
 
 use super::{Ctx, Input, Reply, to_json};
-use crate::control::approvals::{Action, Approval, Approved};
 use crate::control::authz::{Admin, AnyRole, Authorized};
 use crate::control::decode;
 use crate::control::errors::ApiError;
 use crate::control::routes::Params;
-use crate::logs::Event;
-use crate::model::GroupName;
-use crate::model::JobId;
+use crate::dual_control::Approval;
 use serde_json::json;
 
 pub(super) fn id(p: &Params) -> Result<String, ApiError> {
@@ -36,29 +33,10 @@ pub(super) fn decode_list(query: &str) -> Result<(), ApiError> {
     }
 }
 
-/// Records a dual-control request (logged) and returns the approval.
-pub(super) fn submit(
-    auth: &Authorized<Admin>,
-    ctx: &Ctx,
-    action: Action,
-) -> Result<Approval, ApiError> {
-    let approval = ctx.approvals.submit(action, auth.identity())?;
-    let (group, key, credential) = approval.action.target();
-    tracing::warn!(event = Event::ApprovalRequested.as_str(), service = "control", approval = %approval.id,
-        identity = %approval.requested_by, group, key, credential, expires_at = approval.expires_at,
-        "Dual-control request {} by {}: {}; waiting for a second admin", approval.id, approval.requested_by, approval.summary);
-    Ok(approval)
-}
-
 /// Records a dual-control request and answers 202 with the approval to quote.
-pub(super) fn request(
-    auth: &Authorized<Admin>,
-    ctx: &Ctx,
-    action: Action,
-) -> Result<Reply, ApiError> {
-    let approval = submit(auth, ctx, action)?;
+pub(super) fn requested(approval: &Approval) -> Result<Reply, ApiError> {
     Reply::accepted(json!({
-        "approval": to_json(&approval)?,
+        "approval": to_json(approval)?,
         "message": format!(
             "{} needs a second admin: run `byokctl approval approve {}` as a different admin before it expires",
             approval.summary, approval.id
@@ -66,12 +44,13 @@ pub(super) fn request(
     }))
 }
 
-pub fn list(_: Authorized<AnyRole>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
+pub async fn list(_: Authorized<AnyRole>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
     decode_list(&i.query)?;
     let status = decode::query_value(&i.query, "status");
     let all: Vec<Approval> = ctx
-        .approvals
+        .dual
         .list()
+        .await
         .into_iter()
         .filter(|a| {
             status.is_none_or(|s| {
@@ -85,142 +64,23 @@ pub fn list(_: Authorized<AnyRole>, ctx: &Ctx, i: Input) -> Result<Reply, ApiErr
     Reply::ok(json!({ "approvals": to_json(&all)? }))
 }
 
-pub fn show(_: Authorized<AnyRole>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
-    Reply::ok(to_json(&ctx.approvals.get(&id(&i.params)?)?)?)
+pub async fn show(_: Authorized<AnyRole>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
+    Reply::ok(to_json(&ctx.dual.get(&id(&i.params)?).await?)?)
 }
 
 /// Rejects a pending action; a job waiting for it ends `cancelled`.
 pub async fn reject(auth: Authorized<Admin>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
-    let id = id(&i.params)?;
-    let approval = ctx
-        .approvals
-        .reject(&id, auth.identity())
-        .inspect_err(|e| refused(&id, auth.name(), e))?;
-    let (group, key, credential) = approval.action.target();
-    tracing::warn!(event = Event::ApprovalRejected.as_str(), service = "control", approval = %approval.id,
-        identity = %auth.name(), requested_by = %approval.requested_by, rejected_by = %auth.name(), group, key, credential,
-        "Dual-control request {} by {} rejected by {}: {}", approval.id, approval.requested_by, auth.name(), approval.summary);
-    if let Some(job) = linked_job(&approval) {
-        let reason = format!(
-            "Cancelled: approval {} was rejected by {}",
-            approval.id,
-            auth.name()
-        );
-        ctx.service.end_waiting_job(job, &reason).await?;
-    }
+    let approval = ctx.dual.reject(&id(&i.params)?, auth.name()).await?;
     Reply::ok(to_json(&approval)?)
 }
 
-/// Records a refused approve or reject.
-fn refused(id: &str, by: &str, e: &ApiError) {
-    tracing::warn!(
-        event = Event::ApprovalRefused.as_str(),
-        service = "control",
-        approval = id,
-        identity = by,
-        code = e.code,
-        "Approval decision on {id} by {by} refused: {}",
-        e.message
-    );
-}
-
-/// The job an approval's action waits in, if any.
-fn linked_job(approval: &Approval) -> Option<JobId> {
-    approval.job_id.as_deref().and_then(|j| j.parse().ok())
-}
-
-/// Approves and runs the action, as the requester with the approver's consent. The action
-/// re-checks its preconditions under the state lock; if they no longer hold, the approval ends
-/// `failed` with the reason.
+/// Approves and runs the action, as the requester with the approver's consent; the answer
+/// carries the job it started, if any.
 pub async fn approve(auth: Authorized<Admin>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
-    let id = id(&i.params)?;
-    let approved = ctx
-        .approvals
-        .approve(&id, auth.identity())
-        .inspect_err(|e| refused(&id, auth.name(), e))?;
-    let approval = approved.approval();
-    let (group, key, credential) = approval.action.target();
-    tracing::warn!(event = Event::ApprovalApproved.as_str(), service = "control", approval = %approval.id,
-        identity = %auth.name(), requested_by = %approval.requested_by, approved_by = %auth.name(), group, key, credential,
-        "Dual-control request {} by {} approved by {}: {}; executing", approval.id, approval.requested_by, auth.name(), approval.summary);
-    let result = execute(ctx, &approved).await;
-    let (ok, outcome) = match &result {
-        Ok(Executed::Done) => (true, "done".to_owned()),
-        Ok(Executed::Job(job)) => (true, format!("job {} started", job.id)),
-        Err(e) => (false, e.message.clone()),
-    };
-    ctx.approvals
-        .record_outcome(&approval.id, ok, outcome.clone());
-    let by = approved.by();
-    if ok {
-        tracing::warn!(event = Event::ApprovalExecuted.as_str(), service = "control", approval = %approval.id,
-            identity = %by, group, key, credential, "Approved action {} ({}) done: {outcome}", approval.id, approval.summary);
-    } else {
-        tracing::error!(event = Event::ApprovalExecuted.as_str(), service = "control", approval = %approval.id,
-            identity = %by, group, key, credential, "Approved action {} ({}) not done: {outcome}", approval.id, approval.summary);
-    }
-    let mut body = to_json(&ctx.approvals.get(&approval.id)?)?;
-    if let (Executed::Job(job), Some(o)) = (result?, body.as_object_mut()) {
-        o.insert("job".into(), super::jobs::view(&job));
+    let decision = ctx.dual.approve(&id(&i.params)?, auth.name()).await?;
+    let mut body = to_json(&decision.approval)?;
+    if let (Some(job), Some(o)) = (&decision.job, body.as_object_mut()) {
+        o.insert("job".into(), super::jobs::view(job));
     }
     Reply::ok(body)
-}
-
-/// What executing an approved action gave.
-enum Executed {
-    Done,
-    /// A job was started; the answer carries it so the caller can follow it.
-    Job(Box<crate::model::Job>),
-}
-
-async fn execute(ctx: &Ctx, approved: &Approved) -> Result<Executed, ApiError> {
-    let by = approved.by();
-    match approved.action() {
-        Action::DeleteCredential { .. } => {
-            ctx.service.delete_credential_approved(approved).await?;
-        }
-        Action::DeleteKey { .. } => {
-            ctx.service.delete_key_approved(approved).await?;
-        }
-        Action::DeleteGroupCloud { group } => {
-            let (jobs, waiting) = waiting_job(ctx, approved, group, "delete on cloud").await?;
-            let id = jobs
-                .approved(waiting, &by, approved.approver())
-                .await
-                .map_err(super::cloud::job_error)?;
-            return Ok(Executed::Job(Box::new(ctx.service.job(id).await?)));
-        }
-        Action::PurgeGroupCloud { group, vault } => {
-            let (jobs, waiting) = waiting_job(ctx, approved, group, "purge").await?;
-            let id = jobs
-                .approved_purge(waiting, vault, &by, approved.approver())
-                .await
-                .map_err(super::cloud::cloud_error)?;
-            return Ok(Executed::Job(Box::new(ctx.service.job(id).await?)));
-        }
-    }
-    Ok(Executed::Done)
-}
-
-/// The job runner and the job that `approved` (about `group`) waits in.
-async fn waiting_job<'a>(
-    ctx: &'a Ctx,
-    approved: &Approved,
-    group: &str,
-    what: &str,
-) -> Result<(&'a crate::jobs::Jobs, JobId), ApiError> {
-    let g = decode::field("group", GroupName::try_from(group.to_owned()))?;
-    let jobs = super::cloud::jobs(ctx, what)?;
-    ctx.service.group(&g).await?;
-    let waiting = linked_job(approved.approval()).ok_or_else(|| {
-        ApiError::new(
-            http::StatusCode::CONFLICT,
-            "approval_without_job",
-            format!(
-                "approval {} has no waiting job; request the {what} again",
-                approved.id()
-            ),
-        )
-    })?;
-    Ok((jobs, waiting))
 }

@@ -4,7 +4,6 @@
 //! returns the secret.
 
 use super::{Ctx, Input, Reply, to_json};
-use crate::control::approvals::Action;
 use crate::control::authz::{Admin, AnyRole, Authorized};
 use crate::control::decode::{self, field};
 use crate::control::errors::ApiError;
@@ -188,12 +187,9 @@ pub async fn update(auth: Authorized<Admin>, ctx: &Ctx, i: Input) -> Result<Repl
 pub async fn delete(auth: Authorized<Admin>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
     let name = name(&i.params)?;
     // Refused early when it could not run; the approved delete checks again under the lock.
-    ctx.service.check_credential_deletable(&name).await?;
-    super::approvals::request(
-        &auth,
-        ctx,
-        Action::DeleteCredential {
-            credential: name.to_string(),
-        },
-    )
+    let approval = ctx
+        .dual
+        .request_credential_delete(&name, auth.name())
+        .await?;
+    super::approvals::requested(&approval)
 }

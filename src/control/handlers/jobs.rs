@@ -91,7 +91,7 @@ pub(crate) fn view(job: &Job) -> Value {
 pub(crate) fn view_linked(ctx: &Ctx, job: &Job) -> Value {
     let mut v = view(job);
     if let Some(o) = v.as_object_mut() {
-        let approval = ctx.approvals.of_job(job.id).map(|a| a.id);
+        let approval = ctx.dual.of_job(job.id).map(|a| a.id);
         o.insert("approval".into(), json!(approval));
     }
     v
@@ -138,12 +138,6 @@ pub async fn show(_: Authorized<AnyRole>, ctx: &Ctx, i: Input) -> Result<Reply, 
 /// waits for approval ends at once and its approval is withdrawn.
 pub async fn cancel(who: Authorized<Operate>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
     let id = decode_cancel(&i.params, &i.query)?;
-    let job = ctx.service.cancel_job(id, who.name()).await?;
-    if let Some(a) = ctx.approvals.withdraw_for_job(id, who.name()) {
-        let (group, key, credential) = a.action.target();
-        tracing::warn!(event = crate::logs::Event::ApprovalWithdrawn.as_str(), service = "control", approval = %a.id,
-            job = id.get(), identity = %who.name(), group, key, credential,
-            "Dual-control request {} ({}) withdrawn by {}: its job {id} was cancelled", a.id, a.summary, who.name());
-    }
+    let job = ctx.dual.cancel_job(id, who.name()).await?;
     Reply::ok(json!({ "job": view_linked(ctx, &job) }))
 }

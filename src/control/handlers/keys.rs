@@ -3,11 +3,11 @@
 //! admin's approval; a key that a job works on cannot be deleted. Never touches the cloud.
 
 use super::{Ctx, Input, Reply, to_json};
-use crate::control::approvals::Action;
 use crate::control::authz::{Admin, AnyRole, Authorized, Operate};
 use crate::control::decode::{self, field};
 use crate::control::errors::ApiError;
 use crate::control::routes::Params;
+use crate::dual_control::DeleteKey;
 use crate::model::{GroupName, KeyName};
 use crate::service::KeyDeletion;
 use base64::Engine;
@@ -74,15 +74,13 @@ pub async fn delete(auth: Authorized<Operate>, ctx: &Ctx, i: Input) -> Result<Re
         KeyDeletion::Deleted => Reply::ok(json!({ "deleted": format!("{group}/{key}") })),
         KeyDeletion::NeedsApproval { hsm_id, .. } => {
             let admin: Authorized<Admin> = auth.escalate()?;
-            super::approvals::request(
-                &admin,
-                ctx,
-                Action::DeleteKey {
-                    group: group.to_string(),
-                    key: key.to_string(),
-                    hsm_id,
-                },
-            )
+            let key = DeleteKey {
+                group: group.to_string(),
+                key: key.to_string(),
+                hsm_id,
+            };
+            let approval = ctx.dual.request_key_delete(key, admin.name()).await?;
+            super::approvals::requested(&approval)
         }
     }
 }

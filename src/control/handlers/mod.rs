@@ -15,7 +15,6 @@ mod jobs;
 mod keys;
 mod logs;
 
-use super::approvals::Approvals;
 use super::authz::require;
 use super::decode;
 use super::errors::ApiError;
@@ -42,7 +41,8 @@ pub fn wait_secs(op: Op, query: &str) -> u64 {
 #[derive(Clone)]
 pub struct Ctx {
     pub service: Service,
-    pub approvals: Approvals,
+    /// Dual control: approvals and the jobs that wait for them.
+    pub dual: crate::dual_control::DualControl,
     /// The job runner; `None` only where the daemon runs without the Azure layer (tests of the
     /// control API alone).
     pub jobs: Option<crate::jobs::Jobs>,
@@ -152,8 +152,8 @@ pub async fn dispatch(ctx: &Ctx, caller: &Caller, op: Op, input: Input) -> Resul
         Op::DeleteKey => keys::delete(require(caller)?, ctx, i).await,
         Op::KeyPublic => keys::public(require(caller)?, ctx, i).await,
         Op::SyncKey => cloud::sync_key(require(caller)?, ctx, i).await,
-        Op::ListApprovals => approvals::list(require(caller)?, ctx, i),
-        Op::ShowApproval => approvals::show(require(caller)?, ctx, i),
+        Op::ListApprovals => approvals::list(require(caller)?, ctx, i).await,
+        Op::ShowApproval => approvals::show(require(caller)?, ctx, i).await,
         Op::Approve => approvals::approve(require(caller)?, ctx, i).await,
         Op::Reject => approvals::reject(require(caller)?, ctx, i).await,
         Op::ListJobs => jobs::list(require(caller)?, ctx, i).await,

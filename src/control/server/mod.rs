@@ -18,7 +18,6 @@ mod connection;
 mod request;
 mod response;
 
-use super::approvals::{Approvals, system_clock};
 use super::browser::Origins;
 use super::errors::ControlError;
 use super::failures::{Browser, Denied, Failures, Throttle};
@@ -86,11 +85,11 @@ struct Counted {
 }
 
 impl Counted {
-    fn new(window: Duration) -> Self {
+    fn new(window: Duration, clock: &crate::clock::SharedClock) -> Self {
         Self {
-            failures: Arc::new(Failures::new(window)),
-            cross_origin: Arc::new(Failures::new(window)),
-            denials: Arc::new(Failures::new(window)),
+            failures: Arc::new(Failures::new(window, clock.clone())),
+            cross_origin: Arc::new(Failures::new(window, clock.clone())),
+            denials: Arc::new(Failures::new(window, clock.clone())),
         }
     }
 
@@ -116,6 +115,7 @@ async fn report_failures(counted: Counted) {
 pub async fn start(
     service: Service,
     jobs: Option<crate::jobs::Jobs>,
+    dual: crate::dual_control::DualControl,
 ) -> Result<Option<ControlServer>, ControlError> {
     let Some(control) = service.config().control.clone() else {
         tracing::warn!("no [control] section: the control socket is disabled");
@@ -125,7 +125,6 @@ pub async fn start(
     let tls = super::tls::server_config(&control)?;
     let leaf = super::tls::server_leaf(&control)?;
     let identities = IdentityMap::new(&control.identities)?;
-    let approvals = Approvals::new(control.approval_window_secs, system_clock());
     let (stop, shutdown) = watch::channel(false);
     let max_connections = limits.max_connections.max(1);
     let tcp = TcpListener::bind(control.listen)
@@ -138,11 +137,14 @@ pub async fn start(
         addr: control.listen.to_string(),
         source,
     })?;
-    let counted = Counted::new(Duration::from_secs(limits.auth_failure_window_secs.max(1)));
+    let counted = Counted::new(
+        Duration::from_secs(limits.auth_failure_window_secs.max(1)),
+        service.clock(),
+    );
     let shared = Arc::new(Shared {
         ctx: Ctx {
             service,
-            approvals,
+            dual,
             jobs,
         },
         acceptor: TlsAcceptor::from(tls),
