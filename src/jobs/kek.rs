@@ -31,7 +31,7 @@ pub(super) async fn ensure_kek(
     let kv = jobs.azure().keyvault();
     let vault = group.vault.as_str();
     let name = Job::kek_name(id);
-    let kek_bits = svc.config().azure.kek_size;
+    let kek_bits = jobs.settings().kek_bits;
     let journal = svc.job(id).await?.kek;
     if let Some(k) = &journal
         && k.deleted

@@ -14,6 +14,7 @@ mod error;
 mod executor;
 mod grace;
 mod kek;
+mod ports;
 mod purge;
 mod recover;
 mod rotate;
@@ -47,6 +48,8 @@ struct Inner {
     azure: Arc<Azure>,
     /// One job at a time per vault; `azure.vault_concurrent_imports` imports per vault.
     slots: executor::VaultSlots,
+    /// The configuration values the kinds use, read once.
+    settings: ports::JobSettings,
     clock: Arc<dyn Clock>,
     /// Where group and designated changes go for the scheduler to re-plan.
     changes: Mutex<Option<tokio::sync::mpsc::UnboundedSender<scheduler::Change>>>,
@@ -60,12 +63,13 @@ impl Jobs {
 
     /// A runner reading time from `clock` for rotation and grace decisions.
     pub fn with_clock(service: Service, azure: Arc<Azure>, clock: Arc<dyn Clock>) -> Self {
-        let import_bound = service.config().azure.vault_concurrent_imports.clamp(1, 32) as usize;
+        let settings = ports::JobSettings::from_config(service.config());
         Self {
             inner: Arc::new(Inner {
                 service,
                 azure,
-                slots: executor::VaultSlots::new(import_bound),
+                slots: executor::VaultSlots::new(settings.vault_concurrent_imports),
+                settings,
                 clock,
                 changes: Mutex::new(None),
                 changed: tokio::sync::Notify::new(),
@@ -286,6 +290,10 @@ impl Jobs {
         } else {
             Err(JobError::NotDesignated)
         }
+    }
+
+    fn settings(&self) -> ports::JobSettings {
+        self.inner.settings
     }
 
     fn slots(&self) -> &executor::VaultSlots {
