@@ -6,6 +6,7 @@
 //! Must never leave a KEK behind on purpose, nor create a second KEK for one job.
 
 use super::executor::rfc3339;
+use super::ports::{SignedIn, Vault};
 use super::{JobError, Jobs};
 use crate::azure::{AccessToken, AzureError, Kek, KeyVaultError, RecoveryLevel};
 use crate::logs::Event;
@@ -147,6 +148,7 @@ pub(super) async fn cleanup_kek(
         return Ok(());
     }
     let vault = kek.vault.as_str();
+    let session = SignedIn::new(kv, token.clone(), vault);
     let mut level: Option<RecoveryLevel> = None;
     if !kek.deleted {
         match kv.delete_key(token, vault, &kek.name).await {
@@ -196,7 +198,7 @@ pub(super) async fn cleanup_kek(
     }
     if kek.purge_sent {
         // A purge was sent before a restart: a deleted key that is gone now was purged.
-        purge_with_retry(jobs, token, vault, &kek.name).await?;
+        purge_with_retry(&session, &kek.name).await?;
         let message = format!("Key exchange key {} purged", kek.name);
         svc.journal(id, |j| {
             if let Some(k) = j.kek.as_mut() {
@@ -208,7 +210,7 @@ pub(super) async fn cleanup_kek(
         tracing::info!(event = Event::AzureKekPurged.as_str(), service = "azure", job = id.get(), vault, kid = %kek.name, "{message}");
         return Ok(());
     }
-    let deleted = wait_deleted_visible(jobs, token, vault, &kek.name, level.as_ref()).await?;
+    let deleted = wait_deleted_visible(&session, &kek.name, level.as_ref()).await?;
     let level = level.or_else(|| {
         deleted
             .as_ref()
@@ -231,7 +233,7 @@ pub(super) async fn cleanup_kek(
                 )
             })
             .await??;
-            purge_with_retry(jobs, token, vault, &kek.name).await?;
+            purge_with_retry(&session, &kek.name).await?;
             (true, format!("Key exchange key {} purged", kek.name))
         }
         (Some(d), l) => (
@@ -280,25 +282,22 @@ pub(super) async fn cleanup_kek(
 /// Waits until the deleted KEK is listed in deleted keys (Azure answers 404 for a while after a
 /// delete). Returns `None` when the vault has no soft-delete.
 pub(super) async fn wait_deleted_visible(
-    jobs: &Jobs,
-    token: &AccessToken,
-    vault: &str,
+    vault: &impl Vault,
     name: &str,
     level: Option<&RecoveryLevel>,
 ) -> Result<Option<crate::azure::DeletedKeyBundle>, JobError> {
     if matches!(level, Some(RecoveryLevel::Purgeable)) {
         return Ok(None);
     }
-    let kv = jobs.azure().keyvault();
     let started = tokio::time::Instant::now();
     loop {
-        match kv.get_deleted_key(token, vault, name).await {
+        match vault.get_deleted_key(name).await {
             Ok(d) => return Ok(Some(d)),
             Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {
                 if started.elapsed() > DELETED_VISIBLE_WAIT {
                     return Err(JobError::DeletedNotListed {
                         name: name.to_owned(),
-                        vault: vault.to_owned(),
+                        vault: vault.name().to_owned(),
                         secs: DELETED_VISIBLE_WAIT.as_secs(),
                     });
                 }
@@ -313,16 +312,10 @@ pub(super) async fn wait_deleted_visible(
 
 /// Purges a deleted key, waiting out Azure's "being deleted" window (409) with a growing
 /// pause; a key already gone counts as purged.
-pub(super) async fn purge_with_retry(
-    jobs: &Jobs,
-    token: &AccessToken,
-    vault: &str,
-    name: &str,
-) -> Result<(), JobError> {
-    let kv = jobs.azure().keyvault();
+pub(super) async fn purge_with_retry(vault: &impl Vault, name: &str) -> Result<(), JobError> {
     let mut wait = Duration::from_millis(250);
     for _ in 0..12 {
-        match kv.purge_deleted_key(token, vault, name).await {
+        match vault.purge_deleted_key(name).await {
             Ok(()) | Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => return Ok(()),
             Err(AzureError::KeyVault(KeyVaultError::BeingDeleted { .. })) => {
                 tokio::time::sleep(wait).await;
@@ -333,6 +326,49 @@ pub(super) async fn purge_with_retry(
     }
     Err(JobError::StillBeingDeleted {
         name: name.to_owned(),
-        vault: vault.to_owned(),
+        vault: vault.name().to_owned(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobs::fakes::{FakeKey, FakeVault};
+
+    #[tokio::test]
+    async fn the_wait_for_a_deleted_key_ends_once_azure_lists_it() {
+        let vault = FakeVault::new()
+            .with_key(
+                "byokd-kek-3",
+                FakeKey::Deleted(RecoveryLevel::RecoverablePurgeable),
+            )
+            .hidden_for(1);
+        let listed = wait_deleted_visible(&vault, "byokd-kek-3", None)
+            .await
+            .unwrap();
+        assert_eq!(
+            listed.and_then(|d| d.scheduled_purge_date),
+            Some(crate::jobs::fakes::SCHEDULED_PURGE)
+        );
+        // No soft-delete: nothing to wait for.
+        let empty = FakeVault::new();
+        let none = wait_deleted_visible(&empty, "byokd-kek-3", Some(&RecoveryLevel::Purgeable));
+        assert!(none.await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_purge_waits_out_being_deleted_and_takes_gone_for_purged() {
+        let vault = FakeVault::new()
+            .with_key(
+                "byokd-kek-3",
+                FakeKey::Deleted(RecoveryLevel::RecoverablePurgeable),
+            )
+            .being_deleted_for(1);
+        purge_with_retry(&vault, "byokd-kek-3").await.unwrap();
+        assert_eq!(vault.changes(), ["purge byokd-kek-3"]);
+        // A key already gone counts as purged.
+        purge_with_retry(&FakeVault::new(), "byokd-kek-3")
+            .await
+            .unwrap();
+    }
 }

@@ -12,6 +12,8 @@ mod clock;
 mod delete_cloud;
 mod error;
 mod executor;
+#[cfg(test)]
+mod fakes;
 mod grace;
 mod kek;
 mod ports;

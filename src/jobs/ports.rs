@@ -1,8 +1,15 @@
-//! What a job kind is given at construction instead of reaching for it: the configuration
-//! values it needs, read once when the runner is made. `config/check.rs` has validated them, so
-//! nothing here or in a kind checks or clamps them again.
+//! What a job kind is given instead of reaching for it: the configuration values it needs, read
+//! once when the runner is made (`config/check.rs` has validated them, so nothing here or in a
+//! kind checks or clamps them again), and the narrow interfaces through which a kind's state
+//! machine reaches Key Vault ([`Vault`]) and its job record ([`JobStore`]). The real
+//! implementations wrap the Azure client with the job's token and the [`Service`]; the kinds'
+//! unit tests give in-memory ones (`fakes`, test builds only).
 
+use super::JobError;
+use crate::azure::{AccessToken, AzureError, DeletedKeyBundle, KeyBundle, KeyVault};
 use crate::config::{AssertionAlg, Config};
+use crate::model::{GroupName, JobId, JobStep};
+use crate::service::Service;
 
 /// The configuration values the job kinds use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,5 +32,108 @@ impl JobSettings {
             assertion_alg: config.azure.assertion_alg,
             grace_days: config.lifecycle.grace_days,
         }
+    }
+}
+
+/// The Key Vault calls the cloud kinds make, on one vault, signed in.
+pub(super) trait Vault {
+    /// The vault's name, as the job's steps and errors say it.
+    fn name(&self) -> &str;
+    async fn get_key(&self, key: &str) -> Result<KeyBundle, AzureError>;
+    async fn delete_key(&self, key: &str) -> Result<DeletedKeyBundle, AzureError>;
+    async fn get_deleted_key(&self, key: &str) -> Result<DeletedKeyBundle, AzureError>;
+    async fn purge_deleted_key(&self, key: &str) -> Result<(), AzureError>;
+    async fn recover_deleted_key(&self, key: &str) -> Result<KeyBundle, AzureError>;
+}
+
+/// The Azure client on one vault with a job's token.
+pub(super) struct SignedIn<'a> {
+    kv: &'a KeyVault,
+    token: AccessToken,
+    vault: &'a str,
+}
+
+impl<'a> SignedIn<'a> {
+    pub(super) fn new(kv: &'a KeyVault, token: AccessToken, vault: &'a str) -> Self {
+        Self { kv, token, vault }
+    }
+}
+
+impl Vault for SignedIn<'_> {
+    fn name(&self) -> &str {
+        self.vault
+    }
+
+    async fn get_key(&self, key: &str) -> Result<KeyBundle, AzureError> {
+        self.kv.get_key(&self.token, self.vault, key, None).await
+    }
+
+    async fn delete_key(&self, key: &str) -> Result<DeletedKeyBundle, AzureError> {
+        self.kv.delete_key(&self.token, self.vault, key).await
+    }
+
+    async fn get_deleted_key(&self, key: &str) -> Result<DeletedKeyBundle, AzureError> {
+        self.kv.get_deleted_key(&self.token, self.vault, key).await
+    }
+
+    async fn purge_deleted_key(&self, key: &str) -> Result<(), AzureError> {
+        self.kv
+            .purge_deleted_key(&self.token, self.vault, key)
+            .await
+    }
+
+    async fn recover_deleted_key(&self, key: &str) -> Result<KeyBundle, AzureError> {
+        self.kv
+            .recover_deleted_key(&self.token, self.vault, key)
+            .await
+    }
+}
+
+/// A job's durable record, as the cloud kinds read and extend it.
+pub(super) trait JobStore {
+    /// The job's typed journal so far.
+    async fn journal(&self, id: JobId) -> Result<Vec<JobStep>, JobError>;
+    /// Journals `step` with its display text (durable before the side effect it announces).
+    async fn record(
+        &self,
+        id: JobId,
+        step: JobStep,
+        message: String,
+        progress: Option<u16>,
+    ) -> Result<(), JobError>;
+    /// A display-only step.
+    async fn note(&self, id: JobId, message: String, progress: Option<u16>)
+    -> Result<(), JobError>;
+    /// Forgets the Azure versions of the group's local keys (the Azure key is gone for good);
+    /// returns how many keys had one.
+    async fn forget_azure_versions(&self, group: &GroupName) -> Result<usize, JobError>;
+}
+
+impl JobStore for Service {
+    async fn journal(&self, id: JobId) -> Result<Vec<JobStep>, JobError> {
+        Ok(self.job(id).await?.journal)
+    }
+
+    async fn record(
+        &self,
+        id: JobId,
+        step: JobStep,
+        message: String,
+        progress: Option<u16>,
+    ) -> Result<(), JobError> {
+        Ok(self.job_record(id, step, message, progress).await?)
+    }
+
+    async fn note(
+        &self,
+        id: JobId,
+        message: String,
+        progress: Option<u16>,
+    ) -> Result<(), JobError> {
+        Ok(self.job_step(id, message, progress).await?)
+    }
+
+    async fn forget_azure_versions(&self, group: &GroupName) -> Result<usize, JobError> {
+        Ok(Service::forget_azure_versions(self, group).await?)
     }
 }

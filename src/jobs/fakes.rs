@@ -1,0 +1,267 @@
+//! In-memory implementations of the kinds' interfaces ([`Vault`], [`JobStore`]), for the fast
+//! unit tests of the kinds' state machines (test builds only). They behave as azure-byok.md
+//! describes Key Vault: a deleted key is hidden for a while after the delete (404), a purge
+//! right after it meets 409 "being deleted", a purge-protected vault refuses purges. The
+//! end-to-end tests against the emulator stay the real proof.
+
+use super::JobError;
+use super::ports::{JobStore, Vault};
+use crate::azure::{
+    AzureError, DeletedKeyBundle, JsonWebKey, KeyAttributes, KeyBundle, KeyVaultError,
+    RecoveryLevel,
+};
+use crate::model::{
+    CredentialName, GroupName, JobId, JobStep, KeyGroup, KeyType, RotationPolicy, RsaExponent,
+    VaultName,
+};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// When Azure purges a deleted key on its own: 2026-03-01T00:00:00Z.
+pub(super) const SCHEDULED_PURGE: i64 = 1_772_323_200;
+
+/// A group on vault `kv1` whose Azure key is `payments`.
+pub(super) fn group() -> KeyGroup {
+    KeyGroup {
+        name: GroupName::try_from("payments").unwrap(),
+        credential: CredentialName::try_from("cred").unwrap(),
+        vault: VaultName::try_from("kv1").unwrap(),
+        key_type: KeyType::Rsa {
+            bits: 2048,
+            exponent: RsaExponent::F4,
+        },
+        key_ops: Vec::new(),
+        rotation: RotationPolicy::default(),
+        last_rotated: None,
+        created: 0,
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum FakeKey {
+    Live(RecoveryLevel),
+    Deleted(RecoveryLevel),
+}
+
+#[derive(Default)]
+struct State {
+    keys: HashMap<String, FakeKey>,
+    /// `get_deleted_key` answers 404 this many more times (Azure's window after a delete).
+    hidden_polls: usize,
+    /// `purge_deleted_key` answers 409 "being deleted" this many more times.
+    being_deleted: usize,
+    /// Requests that change the vault, in order ("delete payments", ...).
+    changes: Vec<String>,
+}
+
+/// One Key Vault vault, in memory.
+pub(super) struct FakeVault {
+    name: String,
+    state: Mutex<State>,
+}
+
+impl FakeVault {
+    pub(super) fn new() -> Self {
+        Self {
+            name: "kv1".into(),
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    pub(super) fn with_key(self, name: &str, key: FakeKey) -> Self {
+        self.lock().keys.insert(name.into(), key);
+        self
+    }
+
+    /// The deleted key stays unlisted for `polls` more reads.
+    pub(super) fn hidden_for(self, polls: usize) -> Self {
+        self.lock().hidden_polls = polls;
+        self
+    }
+
+    /// Purges meet 409 "being deleted" `times` more times.
+    pub(super) fn being_deleted_for(self, times: usize) -> Self {
+        self.lock().being_deleted = times;
+        self
+    }
+
+    pub(super) fn key(&self, name: &str) -> Option<FakeKey> {
+        self.lock().keys.get(name).cloned()
+    }
+
+    pub(super) fn changes(&self) -> Vec<String> {
+        self.lock().changes.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap()
+    }
+
+    fn not_found(&self, name: &str, deleted: bool) -> AzureError {
+        AzureError::KeyVault(KeyVaultError::NotFound {
+            vault: self.name.clone(),
+            name: name.into(),
+            deleted,
+        })
+    }
+
+    fn bundle(&self, name: &str, level: &RecoveryLevel) -> KeyBundle {
+        KeyBundle {
+            key: JsonWebKey {
+                kid: Some(format!(
+                    "https://{}.vault.azure.net/keys/{name}/0a1b",
+                    self.name
+                )),
+                ..JsonWebKey::default()
+            },
+            attributes: KeyAttributes {
+                recovery_level: Some(level.clone()),
+                ..KeyAttributes::default()
+            },
+            ..KeyBundle::default()
+        }
+    }
+
+    fn deleted(&self, name: &str, level: &RecoveryLevel) -> DeletedKeyBundle {
+        DeletedKeyBundle {
+            bundle: self.bundle(name, level),
+            scheduled_purge_date: Some(SCHEDULED_PURGE),
+            ..DeletedKeyBundle::default()
+        }
+    }
+}
+
+impl Vault for FakeVault {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn get_key(&self, key: &str) -> Result<KeyBundle, AzureError> {
+        match self.key(key) {
+            Some(FakeKey::Live(level)) => Ok(self.bundle(key, &level)),
+            _ => Err(self.not_found(key, false)),
+        }
+    }
+
+    async fn delete_key(&self, key: &str) -> Result<DeletedKeyBundle, AzureError> {
+        let mut s = self.lock();
+        let Some(FakeKey::Live(level)) = s.keys.get(key).cloned() else {
+            return Err(self.not_found(key, false));
+        };
+        s.changes.push(format!("delete {key}"));
+        if level == RecoveryLevel::Purgeable {
+            s.keys.remove(key);
+        } else {
+            s.keys.insert(key.into(), FakeKey::Deleted(level.clone()));
+        }
+        Ok(self.deleted(key, &level))
+    }
+
+    async fn get_deleted_key(&self, key: &str) -> Result<DeletedKeyBundle, AzureError> {
+        let mut s = self.lock();
+        match s.keys.get(key).cloned() {
+            Some(FakeKey::Deleted(_)) if s.hidden_polls > 0 => {
+                s.hidden_polls -= 1;
+                Err(self.not_found(key, true))
+            }
+            Some(FakeKey::Deleted(level)) => Ok(self.deleted(key, &level)),
+            _ => Err(self.not_found(key, true)),
+        }
+    }
+
+    async fn purge_deleted_key(&self, key: &str) -> Result<(), AzureError> {
+        let mut s = self.lock();
+        let Some(FakeKey::Deleted(level)) = s.keys.get(key).cloned() else {
+            return Err(self.not_found(key, true));
+        };
+        if level.purge_protected() {
+            return Err(AzureError::KeyVault(KeyVaultError::PurgeProtected {
+                vault: self.name.clone(),
+                name: key.into(),
+            }));
+        }
+        if s.being_deleted > 0 {
+            s.being_deleted -= 1;
+            return Err(AzureError::KeyVault(KeyVaultError::BeingDeleted {
+                vault: self.name.clone(),
+                name: key.into(),
+            }));
+        }
+        s.changes.push(format!("purge {key}"));
+        s.keys.remove(key);
+        Ok(())
+    }
+
+    async fn recover_deleted_key(&self, key: &str) -> Result<KeyBundle, AzureError> {
+        let mut s = self.lock();
+        let Some(FakeKey::Deleted(level)) = s.keys.get(key).cloned() else {
+            return Err(self.not_found(key, true));
+        };
+        s.changes.push(format!("recover {key}"));
+        s.keys.insert(key.into(), FakeKey::Live(level.clone()));
+        Ok(self.bundle(key, &level))
+    }
+}
+
+/// One job's record, in memory: what a run before a "restart" journalled is given up front.
+#[derive(Default)]
+pub(super) struct FakeStore {
+    journal: Mutex<Vec<JobStep>>,
+    messages: Mutex<Vec<String>>,
+    forgotten: Mutex<usize>,
+}
+
+impl FakeStore {
+    /// A record whose journal already holds `steps` (the run before a restart).
+    pub(super) fn after(steps: impl IntoIterator<Item = JobStep>) -> Self {
+        let store = Self::default();
+        store.journal.lock().unwrap().extend(steps);
+        store
+    }
+
+    pub(super) fn steps(&self) -> Vec<JobStep> {
+        self.journal.lock().unwrap().clone()
+    }
+
+    pub(super) fn messages(&self) -> Vec<String> {
+        self.messages.lock().unwrap().clone()
+    }
+
+    /// How often the group's Azure versions were forgotten.
+    pub(super) fn forgotten(&self) -> usize {
+        *self.forgotten.lock().unwrap()
+    }
+}
+
+impl JobStore for FakeStore {
+    async fn journal(&self, _id: JobId) -> Result<Vec<JobStep>, JobError> {
+        Ok(self.steps())
+    }
+
+    async fn record(
+        &self,
+        _id: JobId,
+        step: JobStep,
+        message: String,
+        _progress: Option<u16>,
+    ) -> Result<(), JobError> {
+        self.journal.lock().unwrap().push(step);
+        self.messages.lock().unwrap().push(message);
+        Ok(())
+    }
+
+    async fn note(
+        &self,
+        _id: JobId,
+        message: String,
+        _progress: Option<u16>,
+    ) -> Result<(), JobError> {
+        self.messages.lock().unwrap().push(message);
+        Ok(())
+    }
+
+    async fn forget_azure_versions(&self, _group: &GroupName) -> Result<usize, JobError> {
+        *self.forgotten.lock().unwrap() += 1;
+        Ok(1)
+    }
+}
