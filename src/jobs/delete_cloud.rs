@@ -253,7 +253,7 @@ mod tests {
         assert_eq!(vault.changes(), ["delete payments", "purge payments"]);
         assert!(
             store
-                .messages()
+                .notes()
                 .iter()
                 .any(|m| m == "Waiting for the deleted key to be listed")
         );

@@ -207,7 +207,7 @@ impl Vault for FakeVault {
 #[derive(Default)]
 pub(super) struct FakeStore {
     journal: Mutex<Vec<JobStep>>,
-    messages: Mutex<Vec<String>>,
+    notes: Mutex<Vec<String>>,
     forgotten: Mutex<usize>,
 }
 
@@ -223,8 +223,8 @@ impl FakeStore {
         self.journal.lock().unwrap().clone()
     }
 
-    pub(super) fn messages(&self) -> Vec<String> {
-        self.messages.lock().unwrap().clone()
+    pub(super) fn notes(&self) -> Vec<String> {
+        self.notes.lock().unwrap().clone()
     }
 
     /// How often the group's Azure versions were forgotten.
@@ -246,7 +246,7 @@ impl JobStore for FakeStore {
         _progress: Option<u16>,
     ) -> Result<(), JobError> {
         self.journal.lock().unwrap().push(step);
-        self.messages.lock().unwrap().push(message);
+        self.notes.lock().unwrap().push(message);
         Ok(())
     }
 
@@ -256,7 +256,7 @@ impl JobStore for FakeStore {
         message: String,
         _progress: Option<u16>,
     ) -> Result<(), JobError> {
-        self.messages.lock().unwrap().push(message);
+        self.notes.lock().unwrap().push(message);
         Ok(())
     }
 
