@@ -6,13 +6,14 @@
 
 use super::JobError;
 use super::ports::{JobStore, Vault};
+use crate::azure::jwk::FINGERPRINT_TAG;
 use crate::azure::{
-    AzureError, DeletedKeyBundle, JsonWebKey, KeyAttributes, KeyBundle, KeyVaultError,
+    AzureError, DeletedKeyBundle, JsonWebKey, KeyAttributes, KeyBundle, KeyItem, KeyVaultError,
     RecoveryLevel,
 };
 use crate::model::{
-    CredentialName, GroupName, JobId, JobStep, KeyGroup, KeyType, RotationPolicy, RsaExponent,
-    VaultName,
+    CredentialName, GroupName, JobId, JobStep, KeyGroup, KeyName, KeySync, KeySyncState, KeyType,
+    RotationPolicy, RsaExponent, SyncStep, VaultName,
 };
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -52,6 +53,8 @@ struct State {
     being_deleted: usize,
     /// Requests that change the vault, in order ("delete payments", ...).
     changes: Vec<String>,
+    /// Versions per key: (version, fingerprint tag).
+    versions: HashMap<String, Vec<(String, String)>>,
 }
 
 /// One Key Vault vault, in memory.
@@ -82,6 +85,16 @@ impl FakeVault {
     /// Purges meet 409 "being deleted" `times` more times.
     pub(super) fn being_deleted_for(self, times: usize) -> Self {
         self.lock().being_deleted = times;
+        self
+    }
+
+    /// A version of key `name` tagged with `fingerprint`, as an import leaves it.
+    pub(super) fn with_version(self, name: &str, version: &str, fingerprint: &str) -> Self {
+        self.lock()
+            .versions
+            .entry(name.into())
+            .or_default()
+            .push((version.into(), fingerprint.into()));
         self
     }
 
@@ -201,12 +214,30 @@ impl Vault for FakeVault {
         s.keys.insert(key.into(), FakeKey::Live(level.clone()));
         Ok(self.bundle(key, &level))
     }
+
+    async fn list_versions(&self, key: &str) -> Result<Vec<KeyItem>, AzureError> {
+        let s = self.lock();
+        let Some(versions) = s.versions.get(key) else {
+            return Err(self.not_found(key, false));
+        };
+        Ok(versions
+            .iter()
+            .map(|(version, fp)| KeyItem {
+                kid: format!("https://{}.vault.azure.net/keys/{key}/{version}", self.name),
+                tags: Some([(FINGERPRINT_TAG.to_owned(), fp.clone())].into()),
+                ..KeyItem::default()
+            })
+            .collect())
+    }
 }
 
 /// One job's record, in memory: what a run before a "restart" journalled is given up front.
 #[derive(Default)]
 pub(super) struct FakeStore {
     journal: Mutex<Vec<JobStep>>,
+    keys: Mutex<Vec<KeySync>>,
+    /// Versions recorded on the local keys: (key, version).
+    recorded: Mutex<Vec<(KeyName, String)>>,
     notes: Mutex<Vec<String>>,
     forgotten: Mutex<usize>,
 }
@@ -217,6 +248,20 @@ impl FakeStore {
         let store = Self::default();
         store.journal.lock().unwrap().extend(steps);
         store
+    }
+
+    /// A sync's keys, as the run before a restart left them.
+    pub(super) fn with_keys(self, keys: impl IntoIterator<Item = KeySync>) -> Self {
+        self.keys.lock().unwrap().extend(keys);
+        self
+    }
+
+    pub(super) fn key_states(&self) -> Vec<KeySync> {
+        self.keys.lock().unwrap().clone()
+    }
+
+    pub(super) fn recorded(&self) -> Vec<(KeyName, String)> {
+        self.recorded.lock().unwrap().clone()
     }
 
     pub(super) fn steps(&self) -> Vec<JobStep> {
@@ -263,5 +308,63 @@ impl JobStore for FakeStore {
     async fn forget_azure_versions(&self, _group: &GroupName) -> Result<usize, JobError> {
         *self.forgotten.lock().unwrap() += 1;
         Ok(1)
+    }
+
+    async fn key_syncs(&self, _id: JobId) -> Result<Vec<KeySync>, JobError> {
+        Ok(self.key_states())
+    }
+
+    async fn record_sync(
+        &self,
+        _id: JobId,
+        _group: &GroupName,
+        key: &KeyName,
+        version: &str,
+        message: String,
+    ) -> Result<(), JobError> {
+        self.set_state(
+            key,
+            KeySyncState::Imported {
+                version: version.into(),
+            },
+        );
+        self.recorded
+            .lock()
+            .unwrap()
+            .push((key.clone(), version.into()));
+        self.journal.lock().unwrap().push(
+            SyncStep::Imported {
+                key: key.clone(),
+                version: version.into(),
+            }
+            .into(),
+        );
+        self.notes.lock().unwrap().push(message);
+        Ok(())
+    }
+
+    async fn mark_not_started(
+        &self,
+        _id: JobId,
+        key: &KeyName,
+        message: String,
+    ) -> Result<(), JobError> {
+        self.set_state(key, KeySyncState::NotStarted);
+        self.notes.lock().unwrap().push(message);
+        Ok(())
+    }
+}
+
+impl FakeStore {
+    fn set_state(&self, key: &KeyName, state: KeySyncState) {
+        for k in self
+            .keys
+            .lock()
+            .unwrap()
+            .iter_mut()
+            .filter(|k| &k.key == key)
+        {
+            k.state = state.clone();
+        }
     }
 }

@@ -24,6 +24,7 @@ pub mod scheduler;
 mod sign_in;
 mod sync;
 mod sync_imports;
+mod sync_resolve;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::JobError;

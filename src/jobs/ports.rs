@@ -6,9 +6,9 @@
 //! unit tests give in-memory ones (`fakes`, test builds only).
 
 use super::JobError;
-use crate::azure::{AccessToken, AzureError, DeletedKeyBundle, KeyBundle, KeyVault};
+use crate::azure::{AccessToken, AzureError, DeletedKeyBundle, KeyBundle, KeyItem, KeyVault};
 use crate::config::{AssertionAlg, Config};
-use crate::model::{GroupName, JobId, JobStep};
+use crate::model::{GroupName, JobId, JobStep, KeyName, KeySync, KeySyncState};
 use crate::service::Service;
 
 /// The configuration values the job kinds use.
@@ -44,6 +44,8 @@ pub(super) trait Vault {
     async fn get_deleted_key(&self, key: &str) -> Result<DeletedKeyBundle, AzureError>;
     async fn purge_deleted_key(&self, key: &str) -> Result<(), AzureError>;
     async fn recover_deleted_key(&self, key: &str) -> Result<KeyBundle, AzureError>;
+    /// Every version of the key, with its tags.
+    async fn list_versions(&self, key: &str) -> Result<Vec<KeyItem>, AzureError>;
 }
 
 /// The Azure client on one vault with a job's token.
@@ -87,6 +89,10 @@ impl Vault for SignedIn<'_> {
             .recover_deleted_key(&self.token, self.vault, key)
             .await
     }
+
+    async fn list_versions(&self, key: &str) -> Result<Vec<KeyItem>, AzureError> {
+        self.kv.list_versions(&self.token, self.vault, key).await
+    }
 }
 
 /// A job's durable record, as the cloud kinds read and extend it.
@@ -107,6 +113,24 @@ pub(super) trait JobStore {
     /// Forgets the Azure versions of the group's local keys (the Azure key is gone for good);
     /// returns how many keys had one.
     async fn forget_azure_versions(&self, group: &GroupName) -> Result<usize, JobError>;
+    /// Where each key of a sync stands.
+    async fn key_syncs(&self, id: JobId) -> Result<Vec<KeySync>, JobError>;
+    /// Records `key`'s Azure version, on the key and in the job, with a display step.
+    async fn record_sync(
+        &self,
+        id: JobId,
+        group: &GroupName,
+        key: &KeyName,
+        version: &str,
+        message: String,
+    ) -> Result<(), JobError>;
+    /// Marks `key` not started (its import is to be sent again), with a display step.
+    async fn mark_not_started(
+        &self,
+        id: JobId,
+        key: &KeyName,
+        message: String,
+    ) -> Result<(), JobError>;
 }
 
 impl JobStore for Service {
@@ -135,5 +159,38 @@ impl JobStore for Service {
 
     async fn forget_azure_versions(&self, group: &GroupName) -> Result<usize, JobError> {
         Ok(Service::forget_azure_versions(self, group).await?)
+    }
+
+    async fn key_syncs(&self, id: JobId) -> Result<Vec<KeySync>, JobError> {
+        Ok(self.job(id).await?.keys)
+    }
+
+    async fn record_sync(
+        &self,
+        id: JobId,
+        group: &GroupName,
+        key: &KeyName,
+        version: &str,
+        message: String,
+    ) -> Result<(), JobError> {
+        Ok(self
+            .record_sync_with_steps(id, group, key, version, vec![message], None)
+            .await?)
+    }
+
+    async fn mark_not_started(
+        &self,
+        id: JobId,
+        key: &KeyName,
+        message: String,
+    ) -> Result<(), JobError> {
+        self.journal(id, |j| {
+            for p in j.keys.iter_mut().filter(|p| &p.key == key) {
+                p.state = KeySyncState::NotStarted;
+            }
+            j.steps.push(super::executor::step(&message));
+        })
+        .await?;
+        Ok(())
     }
 }
