@@ -5,15 +5,15 @@
 //! end-to-end tests against the emulator stay the real proof.
 
 use super::JobError;
-use super::ports::{JobStore, Vault};
+use super::ports::{JobStore, KekChange, Vault};
 use crate::azure::jwk::FINGERPRINT_TAG;
 use crate::azure::{
     AzureError, DeletedKeyBundle, JsonWebKey, KeyAttributes, KeyBundle, KeyItem, KeyVaultError,
     RecoveryLevel,
 };
 use crate::model::{
-    CredentialName, GroupName, JobId, JobStep, KeyGroup, KeyName, KeySync, KeySyncState, KeyType,
-    RotationPolicy, RsaExponent, SyncStep, VaultName,
+    CredentialName, GroupName, JobId, JobStep, KekJournal, KeyGroup, KeyName, KeySync,
+    KeySyncState, KeyType, RotationPolicy, RsaExponent, SyncStep, VaultName,
 };
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -236,6 +236,7 @@ impl Vault for FakeVault {
 pub(super) struct FakeStore {
     journal: Mutex<Vec<JobStep>>,
     keys: Mutex<Vec<KeySync>>,
+    kek: Mutex<Option<KekJournal>>,
     /// Versions recorded on the local keys: (key, version).
     recorded: Mutex<Vec<(KeyName, String)>>,
     notes: Mutex<Vec<String>>,
@@ -254,6 +255,16 @@ impl FakeStore {
     pub(super) fn with_keys(self, keys: impl IntoIterator<Item = KeySync>) -> Self {
         self.keys.lock().unwrap().extend(keys);
         self
+    }
+
+    /// A sync's KEK record, as the run before a restart left it.
+    pub(super) fn with_kek(self, kek: KekJournal) -> Self {
+        *self.kek.lock().unwrap() = Some(kek);
+        self
+    }
+
+    pub(super) fn kek_state(&self) -> Option<KekJournal> {
+        self.kek.lock().unwrap().clone()
     }
 
     pub(super) fn key_states(&self) -> Vec<KeySync> {
@@ -350,6 +361,24 @@ impl JobStore for FakeStore {
         message: String,
     ) -> Result<(), JobError> {
         self.set_state(key, KeySyncState::NotStarted);
+        self.notes.lock().unwrap().push(message);
+        Ok(())
+    }
+
+    async fn kek(&self, _id: JobId) -> Result<Option<KekJournal>, JobError> {
+        Ok(self.kek_state())
+    }
+
+    async fn record_kek(
+        &self,
+        _id: JobId,
+        change: KekChange,
+        message: String,
+    ) -> Result<(), JobError> {
+        if let Some(k) = self.kek.lock().unwrap().as_mut() {
+            change.apply(k);
+        }
+        self.journal.lock().unwrap().push(change.step());
         self.notes.lock().unwrap().push(message);
         Ok(())
     }

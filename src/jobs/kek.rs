@@ -6,7 +6,7 @@
 //! Must never leave a KEK behind on purpose, nor create a second KEK for one job.
 
 use super::executor::rfc3339;
-use super::ports::{SignedIn, Vault};
+use super::ports::{JobStore, KekChange, Vault};
 use super::{JobError, Jobs};
 use crate::azure::{AccessToken, AzureError, Kek, KeyVaultError, RecoveryLevel};
 use crate::logs::Event;
@@ -135,57 +135,45 @@ fn kek_from_bundle(vault: &str, bundle: &crate::azure::KeyBundle) -> Result<Kek,
 
 /// Deletes the job's KEK and purges it where the vault allows; journalled at each step.
 pub(super) async fn cleanup_kek(
-    jobs: &Jobs,
+    session: &impl Vault,
+    store: &impl JobStore,
     id: JobId,
-    token: &AccessToken,
 ) -> Result<(), JobError> {
-    let svc = jobs.service();
-    let kv = jobs.azure().keyvault();
-    let Some(kek) = svc.job(id).await?.kek else {
+    let Some(kek) = store.kek(id).await? else {
         return Ok(());
     };
     if kek.purged.is_some() {
         return Ok(());
     }
     let vault = kek.vault.as_str();
-    let session = SignedIn::new(kv, token.clone(), vault);
     let mut level: Option<RecoveryLevel> = None;
     if !kek.deleted {
-        match kv.delete_key(token, vault, &kek.name).await {
+        match session.delete_key(&kek.name).await {
             Ok(deleted) => level = deleted.bundle.attributes.recovery_level.clone(),
             // The create never succeeded: there is nothing to delete or purge.
             Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) if kek.kid.is_none() => {
-                svc.journal(id, |j| {
-                    if let Some(k) = j.kek.as_mut() {
-                        k.deleted = true;
-                        k.purged = Some(false);
-                    }
-                    record_step(
-                        j,
-                        SyncStep::KekSettled { purged: false }.into(),
-                        &format!(
+                store
+                    .record_kek(
+                        id,
+                        KekChange::NeverCreated,
+                        format!(
                             "No key exchange key {} was created; nothing to clean up",
                             kek.name
                         ),
                     )
-                })
-                .await??;
+                    .await?;
                 return Ok(());
             }
             Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {}
             Err(e) => return Err(e.into()),
         }
-        svc.journal(id, |j| {
-            if let Some(k) = j.kek.as_mut() {
-                k.deleted = true;
-            }
-            record_step(
-                j,
-                SyncStep::KekDeleted.into(),
-                &format!("Key exchange key {} deleted", kek.name),
+        store
+            .record_kek(
+                id,
+                KekChange::Deleted,
+                format!("Key exchange key {} deleted", kek.name),
             )
-        })
-        .await??;
+            .await?;
         tracing::info!(
             event = Event::AzureKekDeleted.as_str(),
             service = "azure",
@@ -198,19 +186,15 @@ pub(super) async fn cleanup_kek(
     }
     if kek.purge_sent {
         // A purge was sent before a restart: a deleted key that is gone now was purged.
-        purge_with_retry(&session, &kek.name).await?;
+        purge_with_retry(session, &kek.name).await?;
         let message = format!("Key exchange key {} purged", kek.name);
-        svc.journal(id, |j| {
-            if let Some(k) = j.kek.as_mut() {
-                k.purged = Some(true);
-            }
-            record_step(j, SyncStep::KekSettled { purged: true }.into(), &message)
-        })
-        .await??;
+        store
+            .record_kek(id, KekChange::Settled { purged: true }, message.clone())
+            .await?;
         tracing::info!(event = Event::AzureKekPurged.as_str(), service = "azure", job = id.get(), vault, kid = %kek.name, "{message}");
         return Ok(());
     }
-    let deleted = wait_deleted_visible(&session, &kek.name, level.as_ref()).await?;
+    let deleted = wait_deleted_visible(session, &kek.name, level.as_ref()).await?;
     let level = level.or_else(|| {
         deleted
             .as_ref()
@@ -222,18 +206,14 @@ pub(super) async fn cleanup_kek(
             "The vault has no soft-delete: the key exchange key is gone for good".to_owned(),
         ),
         (Some(_), Some(l)) if l.purge_allowed() => {
-            svc.journal(id, |j| {
-                if let Some(k) = j.kek.as_mut() {
-                    k.purge_sent = true;
-                }
-                record_step(
-                    j,
-                    SyncStep::KekPurgeSent.into(),
-                    &format!("Purging key exchange key {}", kek.name),
+            store
+                .record_kek(
+                    id,
+                    KekChange::PurgeSent,
+                    format!("Purging key exchange key {}", kek.name),
                 )
-            })
-            .await??;
-            purge_with_retry(&session, &kek.name).await?;
+                .await?;
+            purge_with_retry(session, &kek.name).await?;
             (true, format!("Key exchange key {} purged", kek.name))
         }
         (Some(d), l) => (
@@ -269,13 +249,9 @@ pub(super) async fn cleanup_kek(
             "{message}"
         );
     }
-    svc.journal(id, |j| {
-        if let Some(k) = j.kek.as_mut() {
-            k.purged = Some(purged);
-        }
-        record_step(j, SyncStep::KekSettled { purged }.into(), &message)
-    })
-    .await??;
+    store
+        .record_kek(id, KekChange::Settled { purged }, message.clone())
+        .await?;
     Ok(())
 }
 
@@ -333,7 +309,7 @@ pub(super) async fn purge_with_retry(vault: &impl Vault, name: &str) -> Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jobs::fakes::{FakeKey, FakeVault};
+    use crate::jobs::fakes::{FakeKey, FakeStore, FakeVault};
 
     #[tokio::test]
     async fn the_wait_for_a_deleted_key_ends_once_azure_lists_it() {
@@ -370,5 +346,87 @@ mod tests {
         purge_with_retry(&FakeVault::new(), "byokd-kek-3")
             .await
             .unwrap();
+    }
+
+    fn kek(kid: Option<&str>) -> KekJournal {
+        KekJournal {
+            vault: crate::model::VaultName::try_from("kv1").unwrap(),
+            name: "byokd-kek-3".into(),
+            kid: kid.map(str::to_owned),
+            deleted: false,
+            purged: None,
+            purge_sent: false,
+        }
+    }
+
+    const ID: JobId = JobId::new(3);
+
+    #[tokio::test]
+    async fn a_kek_left_by_a_crash_is_deleted_and_purged() {
+        let vault = FakeVault::new()
+            .with_key(
+                "byokd-kek-3",
+                FakeKey::Live(RecoveryLevel::RecoverablePurgeable),
+            )
+            .hidden_for(1);
+        let store = FakeStore::default().with_kek(kek(Some("kid")));
+        cleanup_kek(&vault, &store, ID).await.unwrap();
+        assert_eq!(vault.changes(), ["delete byokd-kek-3", "purge byokd-kek-3"]);
+        assert_eq!(vault.key("byokd-kek-3"), None);
+        assert_eq!(
+            store.steps(),
+            [
+                KekChange::Deleted.step(),
+                KekChange::PurgeSent.step(),
+                KekChange::Settled { purged: true }.step()
+            ]
+        );
+        let k = store.kek_state().unwrap();
+        assert!(k.deleted && k.purge_sent && k.purged == Some(true));
+        // Settled: a second run changes nothing.
+        cleanup_kek(&vault, &store, ID).await.unwrap();
+        assert_eq!(vault.changes().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_purge_sent_before_the_crash_is_taken_as_done_once_the_key_is_gone() {
+        let vault = FakeVault::new();
+        let mut journalled = kek(Some("kid"));
+        journalled.deleted = true;
+        journalled.purge_sent = true;
+        let store = FakeStore::default().with_kek(journalled);
+        cleanup_kek(&vault, &store, ID).await.unwrap();
+        assert_eq!(store.steps(), [KekChange::Settled { purged: true }.step()]);
+        assert!(vault.changes().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_kek_never_created_needs_no_clean_up() {
+        let vault = FakeVault::new();
+        let store = FakeStore::default().with_kek(kek(None));
+        cleanup_kek(&vault, &store, ID).await.unwrap();
+        assert_eq!(store.steps(), [KekChange::NeverCreated.step()]);
+        assert_eq!(store.kek_state().unwrap().purged, Some(false));
+    }
+
+    #[tokio::test]
+    async fn purge_protection_leaves_the_kek_to_azure_and_says_when() {
+        let vault = FakeVault::new().with_key(
+            "byokd-kek-3",
+            FakeKey::Live(RecoveryLevel::CustomizedRecoverable),
+        );
+        let store = FakeStore::default().with_kek(kek(Some("kid")));
+        cleanup_kek(&vault, &store, ID).await.unwrap();
+        assert_eq!(vault.changes(), ["delete byokd-kek-3"]);
+        assert_eq!(
+            store.steps().last(),
+            Some(&KekChange::Settled { purged: false }.step())
+        );
+        assert!(
+            store
+                .notes()
+                .iter()
+                .any(|n| n.contains("Azure purges it on 2026-03-01T00:00:00Z"))
+        );
     }
 }

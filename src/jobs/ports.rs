@@ -8,8 +8,11 @@
 use super::JobError;
 use crate::azure::{AccessToken, AzureError, DeletedKeyBundle, KeyBundle, KeyItem, KeyVault};
 use crate::config::{AssertionAlg, Config};
-use crate::model::{GroupName, JobId, JobStep, KeyName, KeySync, KeySyncState};
+use crate::model::{
+    GroupName, JobId, JobStep, KekJournal, KeyName, KeySync, KeySyncState, SyncStep,
+};
 use crate::service::Service;
+use crate::service::record_step;
 
 /// The configuration values the job kinds use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,6 +134,52 @@ pub(super) trait JobStore {
         key: &KeyName,
         message: String,
     ) -> Result<(), JobError>;
+    /// The sync's KEK record, if it planned one.
+    async fn kek(&self, id: JobId) -> Result<Option<KekJournal>, JobError>;
+    /// Applies `change` to the KEK record and journals its typed step, in one write.
+    async fn record_kek(
+        &self,
+        id: JobId,
+        change: KekChange,
+        message: String,
+    ) -> Result<(), JobError>;
+}
+
+/// A step of a sync's KEK clean-up: what it changes in the KEK record, and its typed step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum KekChange {
+    /// The create never succeeded: nothing to delete or purge.
+    NeverCreated,
+    Deleted,
+    PurgeSent,
+    /// Done: purged, or left to Azure (no soft-delete, or purge protection).
+    Settled {
+        purged: bool,
+    },
+}
+
+impl KekChange {
+    pub(super) fn apply(self, k: &mut KekJournal) {
+        match self {
+            Self::NeverCreated => {
+                k.deleted = true;
+                k.purged = Some(false);
+            }
+            Self::Deleted => k.deleted = true,
+            Self::PurgeSent => k.purge_sent = true,
+            Self::Settled { purged } => k.purged = Some(purged),
+        }
+    }
+
+    pub(super) fn step(self) -> JobStep {
+        match self {
+            Self::NeverCreated => SyncStep::KekSettled { purged: false },
+            Self::Deleted => SyncStep::KekDeleted,
+            Self::PurgeSent => SyncStep::KekPurgeSent,
+            Self::Settled { purged } => SyncStep::KekSettled { purged },
+        }
+        .into()
+    }
 }
 
 impl JobStore for Service {
@@ -191,6 +240,26 @@ impl JobStore for Service {
             j.steps.push(super::executor::step(&message));
         })
         .await?;
+        Ok(())
+    }
+
+    async fn kek(&self, id: JobId) -> Result<Option<KekJournal>, JobError> {
+        Ok(self.job(id).await?.kek)
+    }
+
+    async fn record_kek(
+        &self,
+        id: JobId,
+        change: KekChange,
+        message: String,
+    ) -> Result<(), JobError> {
+        self.journal(id, |j| {
+            if let Some(k) = j.kek.as_mut() {
+                change.apply(k);
+            }
+            record_step(j, change.step(), &message)
+        })
+        .await??;
         Ok(())
     }
 }

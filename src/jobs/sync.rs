@@ -152,7 +152,11 @@ async fn settle_cloud(
     } else {
         Ok(())
     };
-    let result = cleanup_kek(jobs, id, &t).await.and(settled);
+    // The KEK lives in the vault it was made in.
+    let kek_vault = svc.job(id).await?.kek.map(|k| k.vault);
+    let vault = kek_vault.as_ref().unwrap_or(&group.vault).as_str();
+    let session = SignedIn::new(jobs.azure().keyvault(), t.clone(), vault);
+    let result = cleanup_kek(&session, svc, id).await.and(settled);
     *token = Some(t);
     result
 }
