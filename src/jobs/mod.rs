@@ -2,9 +2,20 @@
 //! material", "Delete key material on cloud", "Check cloud state", "Recover key material on cloud" and
 //! "Purge key material on cloud"), run in the background with progress and a durable step journal.
 //!
-//! Owns submission (with the designated-device check), the per-vault concurrency bound, and
-//! resuming unfinished jobs at start-up. It must never mutate the cloud from a non-designated
-//! appliance, and never leave a KEK behind on purpose.
+//! Owns submission (with the designated-device check) and resuming unfinished jobs at start-up.
+//! It must never mutate the cloud from a non-designated appliance, and never leave a KEK behind
+//! on purpose.
+//!
+//! Code map, top down (a kind depends on the executor, `kek` and `ports`, never on another kind;
+//! a rotation builds on the sync's procedure):
+//! - kinds, one file each: `sync` (with `sync_imports`, the import phase, and `sync_resolve`,
+//!   finding lost imports by fingerprint tag), `rotate`, `delete_cloud`, `recover`, `purge`,
+//!   `check_cloud`, and `grace` (run by the `scheduler`, not as a job);
+//! - `executor`: begin/step/succeed/fail/cancel, per-vault slots, retry display;
+//! - `kek`: the key exchange key's lifecycle and the waits around a delete;
+//! - `sign_in`: Entra ID tokens for a job; `ports`: the configuration and the narrow interfaces
+//!   (`Vault`, `JobStore`) the kinds' state machines run on (in-memory ones in `fakes`, tests
+//!   only); `error`: `JobError`.
 
 use crate::model::JobId;
 mod check_cloud;

@@ -9,10 +9,10 @@ use super::JobError;
 use crate::azure::{AccessToken, AzureError, DeletedKeyBundle, KeyBundle, KeyItem, KeyVault};
 use crate::config::{AssertionAlg, Config};
 use crate::model::{
-    GroupName, JobId, JobStep, KekJournal, KeyName, KeySync, KeySyncState, SyncStep,
+    GroupName, JobId, JobStep, KekJournal, KeyName, KeySync, KeySyncState, StepMessage, SyncStep,
 };
 use crate::service::Service;
-use crate::service::record_step;
+use crate::service::{now_unix, record_step};
 
 /// The configuration values the job kinds use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -237,7 +237,10 @@ impl JobStore for Service {
             for p in j.keys.iter_mut().filter(|p| &p.key == key) {
                 p.state = KeySyncState::NotStarted;
             }
-            j.steps.push(super::executor::step(&message));
+            j.steps.push(StepMessage {
+                at: now_unix(),
+                message,
+            });
         })
         .await?;
         Ok(())
