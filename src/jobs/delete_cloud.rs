@@ -6,9 +6,9 @@
 //! Local keys are never touched; once the Azure key is gone for good their Azure versions are
 //! forgotten (the keys stay in the HSM and can be synced again).
 
-use super::executor::{rfc3339, run_with};
+use super::executor::{rfc3339, run_with, sign_in_to_vault};
 use super::kek::{purge_with_retry, wait_deleted_visible};
-use super::sign_in::sign_in;
+use super::ports::{JobStore, Vault};
 use super::{JobError, Jobs};
 use crate::azure::{AzureError, KeyVaultError, RecoveryLevel};
 use crate::logs::Event;
@@ -17,7 +17,11 @@ use crate::model::{DeleteCloudStep, JobId, KeyGroup};
 pub(super) async fn run(jobs: &Jobs, id: JobId) -> Result<(), JobError> {
     run_with(jobs, id, true, async |group| {
         let by = jobs.service().job(id).await?.started_by;
-        delete(jobs, id, group, &by).await.inspect_err(|e| {
+        let outcome = async {
+            let vault = sign_in_to_vault(jobs, id, group).await?;
+            delete(&vault, jobs.service(), id, group, &by).await
+        };
+        outcome.await.inspect_err(|e| {
             tracing::error!(event = Event::AzureKeyDeleteFailed.as_str(), service = "azure", job = id.get(), group = %group.name,
                 vault = %group.vault, identity = %by, "Delete on cloud of {}/{} failed: {e}", group.vault, group.name);
         })
@@ -30,30 +34,31 @@ fn level_name(level: Option<&RecoveryLevel>) -> &str {
     level.map_or("unknown", |l| l.as_str())
 }
 
-async fn delete(jobs: &Jobs, id: JobId, group: &KeyGroup, by: &str) -> Result<String, JobError> {
-    let svc = jobs.service();
-    let kv = jobs.azure().keyvault();
+/// The delete's state machine, on a signed-in vault and the job's record.
+async fn delete(
+    kv: &impl Vault,
+    store: &impl JobStore,
+    id: JobId,
+    group: &KeyGroup,
+    by: &str,
+) -> Result<String, JobError> {
     let vault = group.vault.as_str();
     let name = group.name.as_str();
     // What this job sent before a restart, from its typed journal.
-    let job = svc.job(id).await?;
-    let sent = |step: DeleteCloudStep| job.journalled(&step.into());
+    let journal = store.journal(id).await?;
+    let sent = |step: DeleteCloudStep| journal.contains(&step.into());
     let (delete_sent, purge_sent) = (
         sent(DeleteCloudStep::DeleteSent),
         sent(DeleteCloudStep::PurgeSent),
     );
-    let token = sign_in(jobs, id, group).await?;
     // The key's recovery level, read before the delete: where there is no soft-delete (recovery
     // level `Purgeable`), a 404 on the key after a possibly-sent delete means it is gone for
     // good, with nothing to purge and no deleted key ever to wait for.
     let mut no_soft_delete = sent(DeleteCloudStep::NoSoftDelete);
-    match kv.get_key(&token, vault, name, None).await {
+    match kv.get_key(name).await {
         Ok(b) if matches!(b.attributes.recovery_level, Some(RecoveryLevel::Purgeable)) => {
             if !no_soft_delete {
-                svc.job_record(
-                    id,
-                    DeleteCloudStep::NoSoftDelete,
-                    "The vault has no soft-delete (recovery level Purgeable): the delete is final",
+                store.record(id, DeleteCloudStep::NoSoftDelete.into(), "The vault has no soft-delete (recovery level Purgeable): the delete is final".into(),
                     Some(100),
                 )
                 .await?;
@@ -63,14 +68,15 @@ async fn delete(jobs: &Jobs, id: JobId, group: &KeyGroup, by: &str) -> Result<St
         Ok(_) | Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {}
         Err(e) => return Err(e.into()),
     }
-    svc.job_record(
-        id,
-        DeleteCloudStep::DeleteSent,
-        format!("Deleting Azure key {vault}/{name} (all versions); local keys are not touched"),
-        Some(200),
-    )
-    .await?;
-    let (level, kid) = match kv.delete_key(&token, vault, name).await {
+    store
+        .record(
+            id,
+            DeleteCloudStep::DeleteSent.into(),
+            format!("Deleting Azure key {vault}/{name} (all versions); local keys are not touched"),
+            Some(200),
+        )
+        .await?;
+    let (level, kid) = match kv.delete_key(name).await {
         Ok(d) => (
             d.bundle.attributes.recovery_level.clone(),
             d.bundle.kid().to_owned(),
@@ -78,7 +84,7 @@ async fn delete(jobs: &Jobs, id: JobId, group: &KeyGroup, by: &str) -> Result<St
         // No soft-delete, and the key is gone: the delete went through (its answer was lost,
         // the client's retry met the 404, or it was sent before a restart). Nothing to purge.
         Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) if no_soft_delete => {
-            let n = svc.forget_azure_versions(&group.name).await?;
+            let n = store.forget_azure_versions(&group.name).await?;
             tracing::warn!(event = Event::AzureKeyNotPurged.as_str(), service = "azure", job = id.get(), group = %group.name, vault,
                 identity = by, "Azure key {vault}/{name} deleted for good: the vault has no soft-delete (recovery level Purgeable) and no longer has the key, although the delete's answer was lost; nothing to purge");
             return Ok(format!(
@@ -87,14 +93,14 @@ async fn delete(jobs: &Jobs, id: JobId, group: &KeyGroup, by: &str) -> Result<St
         }
         // Deleted before a restart (or behind our back): carry on with the deleted key.
         Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {
-            match kv.get_deleted_key(&token, vault, name).await {
+            match kv.get_deleted_key(name).await {
                 Ok(d) => (
                     d.bundle.attributes.recovery_level.clone(),
                     d.bundle.kid().to_owned(),
                 ),
                 // The purge this job sent before a restart went through.
                 Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) if purge_sent => {
-                    let n = svc.forget_azure_versions(&group.name).await?;
+                    let n = store.forget_azure_versions(&group.name).await?;
                     tracing::info!(event = Event::AzureKeyPurged.as_str(), service = "azure", job = id.get(), group = %group.name, vault,
                         identity = by, "Azure key {vault}/{name} purged (the purge went through before the daemon restarted)");
                     return Ok(format!(
@@ -104,7 +110,7 @@ async fn delete(jobs: &Jobs, id: JobId, group: &KeyGroup, by: &str) -> Result<St
                 // The delete this job sent before a restart went through, and the deleted key
                 // is still inside Azure's window where it is listed nowhere.
                 Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) if delete_sent => {
-                    wait_deleted_visible(jobs, &token, vault, name, None)
+                    wait_deleted_visible(kv, name, None)
                         .await?
                         .map(|d| {
                             (
@@ -127,27 +133,33 @@ async fn delete(jobs: &Jobs, id: JobId, group: &KeyGroup, by: &str) -> Result<St
     };
     tracing::info!(event = Event::AzureKeyDeleted.as_str(), service = "azure", job = id.get(), group = %group.name, vault, kid = %kid,
         identity = by, "Azure key {vault}/{name} deleted with all its versions (recovery level {})", level_name(level.as_ref()));
-    svc.job_record(
-        id,
-        DeleteCloudStep::Deleted,
-        format!(
-            "Azure key {vault}/{name} deleted (recovery level {})",
-            level_name(level.as_ref())
-        ),
-        Some(500),
-    )
-    .await?;
+    store
+        .record(
+            id,
+            DeleteCloudStep::Deleted.into(),
+            format!(
+                "Azure key {vault}/{name} deleted (recovery level {})",
+                level_name(level.as_ref())
+            ),
+            Some(500),
+        )
+        .await?;
     if matches!(level, Some(RecoveryLevel::Purgeable)) {
-        let n = svc.forget_azure_versions(&group.name).await?;
+        let n = store.forget_azure_versions(&group.name).await?;
         tracing::warn!(event = Event::AzureKeyNotPurged.as_str(), service = "azure", job = id.get(), group = %group.name, vault, kid = %kid,
             identity = by, "Azure key {vault}/{name} not purged: the vault has no soft-delete (recovery level Purgeable), so the delete removed it for good");
         return Ok(format!(
             "The vault has no soft-delete: the Azure key is gone for good ({n} local key(s) may be pushed again; they were not touched)"
         ));
     }
-    svc.job_step(id, "Waiting for the deleted key to be listed", Some(600))
+    store
+        .note(
+            id,
+            "Waiting for the deleted key to be listed".into(),
+            Some(600),
+        )
         .await?;
-    let deleted = wait_deleted_visible(jobs, &token, vault, name, level.as_ref()).await?;
+    let deleted = wait_deleted_visible(kv, name, level.as_ref()).await?;
     let level = level.or_else(|| {
         deleted
             .as_ref()
@@ -155,15 +167,16 @@ async fn delete(jobs: &Jobs, id: JobId, group: &KeyGroup, by: &str) -> Result<St
     });
     match (&deleted, &level) {
         (Some(_), Some(l)) if l.purge_allowed() => {
-            svc.job_record(
-                id,
-                DeleteCloudStep::PurgeSent,
-                "Purging the deleted key",
-                Some(800),
-            )
-            .await?;
-            purge_with_retry(jobs, &token, vault, name).await?;
-            let n = svc.forget_azure_versions(&group.name).await?;
+            store
+                .record(
+                    id,
+                    DeleteCloudStep::PurgeSent.into(),
+                    "Purging the deleted key".into(),
+                    Some(800),
+                )
+                .await?;
+            purge_with_retry(kv, name).await?;
+            let n = store.forget_azure_versions(&group.name).await?;
             tracing::info!(event = Event::AzureKeyPurged.as_str(), service = "azure", job = id.get(), group = %group.name, vault, kid = %kid,
                 identity = by, "Azure key {vault}/{name} purged (recovery level {})", l.as_str());
             Ok(format!(
@@ -183,12 +196,122 @@ async fn delete(jobs: &Jobs, id: JobId, group: &KeyGroup, by: &str) -> Result<St
             ))
         }
         (None, _) => {
-            let n = svc.forget_azure_versions(&group.name).await?;
+            let n = store.forget_azure_versions(&group.name).await?;
             tracing::warn!(event = Event::AzureKeyNotPurged.as_str(), service = "azure", job = id.get(), group = %group.name, vault, kid = %kid,
                 identity = by, "Azure key {vault}/{name} not purged: the vault lists no deleted key (no soft-delete), so the delete removed it for good");
             Ok(format!(
                 "The vault has no soft-delete: the Azure key is gone for good ({n} local key(s) may be pushed again)"
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobs::fakes::{FakeKey, FakeStore, FakeVault, group};
+    use crate::model::JobStep;
+
+    const ID: JobId = JobId::new(7);
+
+    fn step(s: DeleteCloudStep) -> JobStep {
+        s.into()
+    }
+
+    #[tokio::test]
+    async fn a_restart_after_delete_sent_with_the_answer_lost_carries_on_to_the_purge() {
+        // The delete went through before the restart; Azure still hides the deleted key.
+        let vault = FakeVault::new()
+            .with_key(
+                "payments",
+                FakeKey::Deleted(RecoveryLevel::RecoverablePurgeable),
+            )
+            .hidden_for(1);
+        let store = FakeStore::after([step(DeleteCloudStep::DeleteSent)]);
+        let done = delete(&vault, &store, ID, &group(), "admin").await.unwrap();
+        assert!(done.contains("deleted and purged"), "{done}");
+        assert_eq!(vault.key("payments"), None);
+        // Not deleted twice: the only change this run made is the purge.
+        assert_eq!(vault.changes(), ["purge payments"]);
+        let steps = store.steps();
+        assert!(steps.contains(&step(DeleteCloudStep::Deleted)));
+        assert!(steps.contains(&step(DeleteCloudStep::PurgeSent)));
+        assert_eq!(store.forgotten(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_intent_is_journalled_before_the_delete_is_sent() {
+        let vault = FakeVault::new()
+            .with_key(
+                "payments",
+                FakeKey::Live(RecoveryLevel::RecoverablePurgeable),
+            )
+            .hidden_for(1)
+            .being_deleted_for(1);
+        let store = FakeStore::default();
+        delete(&vault, &store, ID, &group(), "admin").await.unwrap();
+        assert_eq!(vault.changes(), ["delete payments", "purge payments"]);
+        assert!(
+            store
+                .notes()
+                .iter()
+                .any(|m| m == "Waiting for the deleted key to be listed")
+        );
+        assert_eq!(
+            store.steps(),
+            [
+                step(DeleteCloudStep::DeleteSent),
+                step(DeleteCloudStep::Deleted),
+                step(DeleteCloudStep::PurgeSent)
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn purge_protection_keeps_the_deleted_key_and_says_when_azure_purges_it() {
+        let vault = FakeVault::new().with_key(
+            "payments",
+            FakeKey::Live(RecoveryLevel::RecoverableProtectedSubscription),
+        );
+        let store = FakeStore::default();
+        let done = delete(&vault, &store, ID, &group(), "admin").await.unwrap();
+        assert!(
+            done.contains("not purged") && done.contains("Azure purges it on 2026-03-01T00:00:00Z"),
+            "{done}"
+        );
+        assert_eq!(
+            vault.key("payments"),
+            Some(FakeKey::Deleted(
+                RecoveryLevel::RecoverableProtectedSubscription
+            ))
+        );
+        assert!(!store.steps().contains(&step(DeleteCloudStep::PurgeSent)));
+        // Recoverable: the local keys keep their Azure versions.
+        assert_eq!(store.forgotten(), 0);
+    }
+
+    #[tokio::test]
+    async fn without_soft_delete_a_lost_answer_means_the_key_is_gone_for_good() {
+        // Before the restart: no soft-delete seen, the delete sent, its answer lost.
+        let vault = FakeVault::new();
+        let store = FakeStore::after([
+            step(DeleteCloudStep::NoSoftDelete),
+            step(DeleteCloudStep::DeleteSent),
+        ]);
+        let done = delete(&vault, &store, ID, &group(), "admin").await.unwrap();
+        assert!(done.contains("gone for good"), "{done}");
+        assert!(vault.changes().is_empty());
+        assert_eq!(store.forgotten(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_key_found_nowhere_without_a_delete_sent_is_an_error() {
+        let vault = FakeVault::new();
+        let store = FakeStore::default();
+        let err = delete(&vault, &store, ID, &group(), "admin")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, JobError::NothingToDelete { .. }), "{err}");
+        assert_eq!(store.forgotten(), 0);
     }
 }

@@ -4,9 +4,9 @@
 //!
 //! Knows no job kind: the kinds call in here, never the other way round.
 
+use super::ports::{JobStore, SignedIn};
 use super::sign_in::sign_in;
 use super::{JobError, Jobs};
-use crate::azure::AccessToken;
 use crate::azure::retry_notice::{self, RetryEvent, RetryEvents, RetryNotice};
 use crate::logs::Event;
 use crate::model::{JobId, JobState, JobStep, KeyGroup, StepMessage};
@@ -131,27 +131,37 @@ pub(super) async fn run_with(
     Ok(())
 }
 
-/// The start of a cloud job that sends one request (recover, purge): a token for the group's
-/// credential, and `step` journalled before the
-/// request is sent, unless a run before a restart journalled it already. Returns the token and
-/// whether the request may have been sent before the restart (the caller then takes "already
-/// done" for success).
+/// Journals `step` before a cloud job's one request (recover, purge) is sent, unless a run before
+/// a restart journalled it already. Returns whether the request may have been sent before the
+/// restart (the caller then takes "already done" for success).
 pub(super) async fn send_once(
-    jobs: &Jobs,
+    store: &impl JobStore,
     id: JobId,
-    group: &KeyGroup,
     step: impl Into<JobStep>,
     message: String,
     progress: u16,
-) -> Result<(AccessToken, bool), JobError> {
-    let svc = jobs.service();
+) -> Result<bool, JobError> {
     let step = step.into();
-    let sent_before = svc.job(id).await?.journalled(&step);
-    let token = sign_in(jobs, id, group).await?;
+    let sent_before = store.journal(id).await?.contains(&step);
     if !sent_before {
-        svc.job_record(id, step, message, Some(progress)).await?;
+        store.record(id, step, message, Some(progress)).await?;
     }
-    Ok((token, sent_before))
+    Ok(sent_before)
+}
+
+/// The group's vault, signed in: a token for the group's credential, with the job's steps
+/// around it.
+pub(super) async fn sign_in_to_vault<'a>(
+    jobs: &'a Jobs,
+    id: JobId,
+    group: &'a KeyGroup,
+) -> Result<SignedIn<'a>, JobError> {
+    let token = sign_in(jobs, id, group).await?;
+    Ok(SignedIn::new(
+        jobs.azure().keyvault(),
+        token,
+        group.vault.as_str(),
+    ))
 }
 
 /// Marks a job succeeded with a closing step.

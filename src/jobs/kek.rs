@@ -6,6 +6,7 @@
 //! Must never leave a KEK behind on purpose, nor create a second KEK for one job.
 
 use super::executor::rfc3339;
+use super::ports::{JobStore, KekChange, Vault};
 use super::{JobError, Jobs};
 use crate::azure::{AccessToken, AzureError, Kek, KeyVaultError, RecoveryLevel};
 use crate::logs::Event;
@@ -31,7 +32,7 @@ pub(super) async fn ensure_kek(
     let kv = jobs.azure().keyvault();
     let vault = group.vault.as_str();
     let name = Job::kek_name(id);
-    let kek_bits = svc.config().azure.kek_size;
+    let kek_bits = jobs.settings().kek_bits;
     let journal = svc.job(id).await?.kek;
     if let Some(k) = &journal
         && k.deleted
@@ -134,13 +135,11 @@ fn kek_from_bundle(vault: &str, bundle: &crate::azure::KeyBundle) -> Result<Kek,
 
 /// Deletes the job's KEK and purges it where the vault allows; journalled at each step.
 pub(super) async fn cleanup_kek(
-    jobs: &Jobs,
+    session: &impl Vault,
+    store: &impl JobStore,
     id: JobId,
-    token: &AccessToken,
 ) -> Result<(), JobError> {
-    let svc = jobs.service();
-    let kv = jobs.azure().keyvault();
-    let Some(kek) = svc.job(id).await?.kek else {
+    let Some(kek) = store.kek(id).await? else {
         return Ok(());
     };
     if kek.purged.is_some() {
@@ -149,41 +148,32 @@ pub(super) async fn cleanup_kek(
     let vault = kek.vault.as_str();
     let mut level: Option<RecoveryLevel> = None;
     if !kek.deleted {
-        match kv.delete_key(token, vault, &kek.name).await {
+        match session.delete_key(&kek.name).await {
             Ok(deleted) => level = deleted.bundle.attributes.recovery_level.clone(),
             // The create never succeeded: there is nothing to delete or purge.
             Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) if kek.kid.is_none() => {
-                svc.journal(id, |j| {
-                    if let Some(k) = j.kek.as_mut() {
-                        k.deleted = true;
-                        k.purged = Some(false);
-                    }
-                    record_step(
-                        j,
-                        SyncStep::KekSettled { purged: false }.into(),
-                        &format!(
+                store
+                    .record_kek(
+                        id,
+                        KekChange::NeverCreated,
+                        format!(
                             "No key exchange key {} was created; nothing to clean up",
                             kek.name
                         ),
                     )
-                })
-                .await??;
+                    .await?;
                 return Ok(());
             }
             Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {}
             Err(e) => return Err(e.into()),
         }
-        svc.journal(id, |j| {
-            if let Some(k) = j.kek.as_mut() {
-                k.deleted = true;
-            }
-            record_step(
-                j,
-                SyncStep::KekDeleted.into(),
-                &format!("Key exchange key {} deleted", kek.name),
+        store
+            .record_kek(
+                id,
+                KekChange::Deleted,
+                format!("Key exchange key {} deleted", kek.name),
             )
-        })
-        .await??;
+            .await?;
         tracing::info!(
             event = Event::AzureKekDeleted.as_str(),
             service = "azure",
@@ -196,19 +186,15 @@ pub(super) async fn cleanup_kek(
     }
     if kek.purge_sent {
         // A purge was sent before a restart: a deleted key that is gone now was purged.
-        purge_with_retry(jobs, token, vault, &kek.name).await?;
+        purge_with_retry(session, &kek.name).await?;
         let message = format!("Key exchange key {} purged", kek.name);
-        svc.journal(id, |j| {
-            if let Some(k) = j.kek.as_mut() {
-                k.purged = Some(true);
-            }
-            record_step(j, SyncStep::KekSettled { purged: true }.into(), &message)
-        })
-        .await??;
+        store
+            .record_kek(id, KekChange::Settled { purged: true }, message.clone())
+            .await?;
         tracing::info!(event = Event::AzureKekPurged.as_str(), service = "azure", job = id.get(), vault, kid = %kek.name, "{message}");
         return Ok(());
     }
-    let deleted = wait_deleted_visible(jobs, token, vault, &kek.name, level.as_ref()).await?;
+    let deleted = wait_deleted_visible(session, &kek.name, level.as_ref()).await?;
     let level = level.or_else(|| {
         deleted
             .as_ref()
@@ -220,18 +206,14 @@ pub(super) async fn cleanup_kek(
             "The vault has no soft-delete: the key exchange key is gone for good".to_owned(),
         ),
         (Some(_), Some(l)) if l.purge_allowed() => {
-            svc.journal(id, |j| {
-                if let Some(k) = j.kek.as_mut() {
-                    k.purge_sent = true;
-                }
-                record_step(
-                    j,
-                    SyncStep::KekPurgeSent.into(),
-                    &format!("Purging key exchange key {}", kek.name),
+            store
+                .record_kek(
+                    id,
+                    KekChange::PurgeSent,
+                    format!("Purging key exchange key {}", kek.name),
                 )
-            })
-            .await??;
-            purge_with_retry(jobs, token, vault, &kek.name).await?;
+                .await?;
+            purge_with_retry(session, &kek.name).await?;
             (true, format!("Key exchange key {} purged", kek.name))
         }
         (Some(d), l) => (
@@ -267,38 +249,31 @@ pub(super) async fn cleanup_kek(
             "{message}"
         );
     }
-    svc.journal(id, |j| {
-        if let Some(k) = j.kek.as_mut() {
-            k.purged = Some(purged);
-        }
-        record_step(j, SyncStep::KekSettled { purged }.into(), &message)
-    })
-    .await??;
+    store
+        .record_kek(id, KekChange::Settled { purged }, message.clone())
+        .await?;
     Ok(())
 }
 
 /// Waits until the deleted KEK is listed in deleted keys (Azure answers 404 for a while after a
 /// delete). Returns `None` when the vault has no soft-delete.
 pub(super) async fn wait_deleted_visible(
-    jobs: &Jobs,
-    token: &AccessToken,
-    vault: &str,
+    vault: &impl Vault,
     name: &str,
     level: Option<&RecoveryLevel>,
 ) -> Result<Option<crate::azure::DeletedKeyBundle>, JobError> {
     if matches!(level, Some(RecoveryLevel::Purgeable)) {
         return Ok(None);
     }
-    let kv = jobs.azure().keyvault();
     let started = tokio::time::Instant::now();
     loop {
-        match kv.get_deleted_key(token, vault, name).await {
+        match vault.get_deleted_key(name).await {
             Ok(d) => return Ok(Some(d)),
             Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {
                 if started.elapsed() > DELETED_VISIBLE_WAIT {
                     return Err(JobError::DeletedNotListed {
                         name: name.to_owned(),
-                        vault: vault.to_owned(),
+                        vault: vault.name().to_owned(),
                         secs: DELETED_VISIBLE_WAIT.as_secs(),
                     });
                 }
@@ -313,16 +288,10 @@ pub(super) async fn wait_deleted_visible(
 
 /// Purges a deleted key, waiting out Azure's "being deleted" window (409) with a growing
 /// pause; a key already gone counts as purged.
-pub(super) async fn purge_with_retry(
-    jobs: &Jobs,
-    token: &AccessToken,
-    vault: &str,
-    name: &str,
-) -> Result<(), JobError> {
-    let kv = jobs.azure().keyvault();
+pub(super) async fn purge_with_retry(vault: &impl Vault, name: &str) -> Result<(), JobError> {
     let mut wait = Duration::from_millis(250);
     for _ in 0..12 {
-        match kv.purge_deleted_key(token, vault, name).await {
+        match vault.purge_deleted_key(name).await {
             Ok(()) | Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => return Ok(()),
             Err(AzureError::KeyVault(KeyVaultError::BeingDeleted { .. })) => {
                 tokio::time::sleep(wait).await;
@@ -333,6 +302,131 @@ pub(super) async fn purge_with_retry(
     }
     Err(JobError::StillBeingDeleted {
         name: name.to_owned(),
-        vault: vault.to_owned(),
+        vault: vault.name().to_owned(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobs::fakes::{FakeKey, FakeStore, FakeVault};
+
+    #[tokio::test]
+    async fn the_wait_for_a_deleted_key_ends_once_azure_lists_it() {
+        let vault = FakeVault::new()
+            .with_key(
+                "byokd-kek-3",
+                FakeKey::Deleted(RecoveryLevel::RecoverablePurgeable),
+            )
+            .hidden_for(1);
+        let listed = wait_deleted_visible(&vault, "byokd-kek-3", None)
+            .await
+            .unwrap();
+        assert_eq!(
+            listed.and_then(|d| d.scheduled_purge_date),
+            Some(crate::jobs::fakes::SCHEDULED_PURGE)
+        );
+        // No soft-delete: nothing to wait for.
+        let empty = FakeVault::new();
+        let none = wait_deleted_visible(&empty, "byokd-kek-3", Some(&RecoveryLevel::Purgeable));
+        assert!(none.await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_purge_waits_out_being_deleted_and_takes_gone_for_purged() {
+        let vault = FakeVault::new()
+            .with_key(
+                "byokd-kek-3",
+                FakeKey::Deleted(RecoveryLevel::RecoverablePurgeable),
+            )
+            .being_deleted_for(1);
+        purge_with_retry(&vault, "byokd-kek-3").await.unwrap();
+        assert_eq!(vault.changes(), ["purge byokd-kek-3"]);
+        // A key already gone counts as purged.
+        purge_with_retry(&FakeVault::new(), "byokd-kek-3")
+            .await
+            .unwrap();
+    }
+
+    fn kek(kid: Option<&str>) -> KekJournal {
+        KekJournal {
+            vault: crate::model::VaultName::try_from("kv1").unwrap(),
+            name: "byokd-kek-3".into(),
+            kid: kid.map(str::to_owned),
+            deleted: false,
+            purged: None,
+            purge_sent: false,
+        }
+    }
+
+    const ID: JobId = JobId::new(3);
+
+    #[tokio::test]
+    async fn a_kek_left_by_a_crash_is_deleted_and_purged() {
+        let vault = FakeVault::new()
+            .with_key(
+                "byokd-kek-3",
+                FakeKey::Live(RecoveryLevel::RecoverablePurgeable),
+            )
+            .hidden_for(1);
+        let store = FakeStore::default().with_kek(kek(Some("kid")));
+        cleanup_kek(&vault, &store, ID).await.unwrap();
+        assert_eq!(vault.changes(), ["delete byokd-kek-3", "purge byokd-kek-3"]);
+        assert_eq!(vault.key("byokd-kek-3"), None);
+        assert_eq!(
+            store.steps(),
+            [
+                KekChange::Deleted.step(),
+                KekChange::PurgeSent.step(),
+                KekChange::Settled { purged: true }.step()
+            ]
+        );
+        let k = store.kek_state().unwrap();
+        assert!(k.deleted && k.purge_sent && k.purged == Some(true));
+        // Settled: a second run changes nothing.
+        cleanup_kek(&vault, &store, ID).await.unwrap();
+        assert_eq!(vault.changes().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_purge_sent_before_the_crash_is_taken_as_done_once_the_key_is_gone() {
+        let vault = FakeVault::new();
+        let mut journalled = kek(Some("kid"));
+        journalled.deleted = true;
+        journalled.purge_sent = true;
+        let store = FakeStore::default().with_kek(journalled);
+        cleanup_kek(&vault, &store, ID).await.unwrap();
+        assert_eq!(store.steps(), [KekChange::Settled { purged: true }.step()]);
+        assert!(vault.changes().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_kek_never_created_needs_no_clean_up() {
+        let vault = FakeVault::new();
+        let store = FakeStore::default().with_kek(kek(None));
+        cleanup_kek(&vault, &store, ID).await.unwrap();
+        assert_eq!(store.steps(), [KekChange::NeverCreated.step()]);
+        assert_eq!(store.kek_state().unwrap().purged, Some(false));
+    }
+
+    #[tokio::test]
+    async fn purge_protection_leaves_the_kek_to_azure_and_says_when() {
+        let vault = FakeVault::new().with_key(
+            "byokd-kek-3",
+            FakeKey::Live(RecoveryLevel::CustomizedRecoverable),
+        );
+        let store = FakeStore::default().with_kek(kek(Some("kid")));
+        cleanup_kek(&vault, &store, ID).await.unwrap();
+        assert_eq!(vault.changes(), ["delete byokd-kek-3"]);
+        assert_eq!(
+            store.steps().last(),
+            Some(&KekChange::Settled { purged: false }.step())
+        );
+        assert!(
+            store
+                .notes()
+                .iter()
+                .any(|n| n.contains("Azure purges it on 2026-03-01T00:00:00Z"))
+        );
+    }
 }

@@ -6,14 +6,28 @@
 //! It must never mutate the cloud from a non-designated appliance (every cloud-changing
 //! submission takes the service's [`Designated`] proof; a job needing dual control takes the
 //! [`Approved`] proof too), and never leave a KEK behind on purpose.
+//!
+//! Code map, top down (a kind depends on the executor, `kek` and `ports`, never on another kind;
+//! a rotation builds on the sync's procedure):
+//! - kinds, one file each: `sync` (with `sync_imports`, the import phase, and `sync_resolve`,
+//!   finding lost imports by fingerprint tag), `rotate`, `delete_cloud`, `recover`, `purge`,
+//!   `check_cloud`, and `grace` (run by the `scheduler`, not as a job);
+//! - `executor`: begin/step/succeed/fail/cancel, per-vault slots, retry display;
+//! - `kek`: the key exchange key's lifecycle and the waits around a delete;
+//! - `sign_in`: Entra ID tokens for a job; `ports`: the configuration and the narrow interfaces
+//!   (`Vault`, `JobStore`) the kinds' state machines run on (in-memory ones in `fakes`, tests
+//!   only); `error`: `JobError`.
 
 use crate::model::JobId;
 mod check_cloud;
 mod delete_cloud;
 mod error;
 mod executor;
+#[cfg(test)]
+mod fakes;
 mod grace;
 mod kek;
+mod ports;
 mod purge;
 mod recover;
 mod rotate;
@@ -21,6 +35,7 @@ pub mod scheduler;
 mod sign_in;
 mod sync;
 mod sync_imports;
+mod sync_resolve;
 
 pub use crate::clock::{Clock, ManualClock, SystemClock};
 pub use error::JobError;
@@ -46,6 +61,8 @@ struct Inner {
     azure: Arc<Azure>,
     /// One job at a time per vault; `azure.vault_concurrent_imports` imports per vault.
     slots: executor::VaultSlots,
+    /// The configuration values the kinds use, read once.
+    settings: ports::JobSettings,
     clock: Arc<dyn Clock>,
 }
 
@@ -55,13 +72,14 @@ impl Jobs {
     /// vaults the service's committed key groups name.
     pub fn new(service: Service, azure: Arc<Azure>) -> Self {
         let clock = service.clock().clone();
-        let import_bound = service.config().azure.vault_concurrent_imports.clamp(1, 32) as usize;
+        let settings = ports::JobSettings::from_config(service.config());
         azure.allowlist().follow(service.committed_vaults());
         Self {
             inner: Arc::new(Inner {
                 service,
                 azure,
-                slots: executor::VaultSlots::new(import_bound),
+                slots: executor::VaultSlots::new(settings.vault_concurrent_imports),
+                settings,
                 clock,
             }),
         }
@@ -244,6 +262,10 @@ impl Jobs {
             tracing::info!(job = id.get(), "resuming unfinished job");
             self.spawn(id);
         }
+    }
+
+    fn settings(&self) -> ports::JobSettings {
+        self.inner.settings
     }
 
     fn slots(&self) -> &executor::VaultSlots {

@@ -3,8 +3,9 @@
 //! of the local keys gone for good, so they are forgotten (the keys stay in the HSM and can be
 //! synced again).
 
-use super::executor::{rfc3339, run_with, send_once};
+use super::executor::{rfc3339, run_with, send_once, sign_in_to_vault};
 use super::kek::purge_with_retry;
+use super::ports::{JobStore, SignedIn, Vault};
 use super::sign_in::credential_token;
 use super::{JobError, Jobs};
 use crate::azure::{AzureError, KeyVaultError, RecoveryLevel};
@@ -19,15 +20,20 @@ use crate::model::{GroupName, JobId, KeyGroup, PurgeStep};
 pub(super) async fn purge_possible(jobs: &Jobs, group: &GroupName) -> Result<(), JobError> {
     let g = jobs.service().group_record(group).await?;
     let t = credential_token(jobs, &g).await?;
-    let kv = jobs.azure().keyvault();
-    let (vault, name) = (g.vault.as_str(), g.name.as_str());
+    let vault = SignedIn::new(jobs.azure().keyvault(), t, g.vault.as_str());
+    refuse_impossible(&vault, &g.name).await
+}
+
+/// The request-time refusal, on a signed-in vault.
+async fn refuse_impossible(kv: &impl Vault, name: &GroupName) -> Result<(), JobError> {
+    let (vault, name) = (kv.name(), name.as_str());
     let forbidden = |level: &RecoveryLevel, when: String| {
         JobError::Invalid(format!(
             "vault {vault} does not allow a purge: its recovery level is {} (purge protection), so Azure would refuse it; {when}",
             level.as_str()
         ))
     };
-    match kv.get_deleted_key(&t, vault, name).await {
+    match kv.get_deleted_key(name).await {
         Ok(d) => match &d.bundle.attributes.recovery_level {
             Some(level) if level.purge_protected() => {
                 let date = d
@@ -37,20 +43,18 @@ pub(super) async fn purge_possible(jobs: &Jobs, group: &GroupName) -> Result<(),
             }
             _ => Ok(()),
         },
-        Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {
-            match kv.get_key(&t, vault, name, None).await {
-                Ok(b) => match &b.attributes.recovery_level {
-                    Some(level) if level.purge_protected() => {
-                        Err(forbidden(level, format!("and key {name} is not deleted")))
-                    }
-                    _ => Err(JobError::Invalid(format!(
-                        "key {name} in vault {vault} is not deleted: there is nothing to purge (delete it on the cloud first)"
-                    ))),
-                },
-                Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => Ok(()),
-                Err(e) => Err(e.into()),
-            }
-        }
+        Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => match kv.get_key(name).await {
+            Ok(b) => match &b.attributes.recovery_level {
+                Some(level) if level.purge_protected() => {
+                    Err(forbidden(level, format!("and key {name} is not deleted")))
+                }
+                _ => Err(JobError::Invalid(format!(
+                    "key {name} in vault {vault} is not deleted: there is nothing to purge (delete it on the cloud first)"
+                ))),
+            },
+            Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => Ok(()),
+            Err(e) => Err(e.into()),
+        },
         Err(e) => Err(e.into()),
     }
 }
@@ -65,7 +69,11 @@ pub(super) async fn purge_possible(jobs: &Jobs, group: &GroupName) -> Result<(),
 pub(super) async fn run(jobs: &Jobs, id: JobId) -> Result<(), JobError> {
     run_with(jobs, id, true, async |group| {
         let by = jobs.service().job(id).await?.started_by;
-        purge(jobs, id, group, &by).await.inspect_err(|e| match e {
+        let outcome = async {
+            let vault = sign_in_to_vault(jobs, id, group).await?;
+            purge(&vault, jobs.service(), id, group, &by).await
+        };
+        outcome.await.inspect_err(|e| match e {
             // Refused by the cloud's state (purge protection, nothing to purge): a skip.
             JobError::Invalid(why) => {
                 tracing::warn!(event = Event::AzureKeyNotPurged.as_str(), service = "azure", job = id.get(), group = %group.name,
@@ -80,15 +88,19 @@ pub(super) async fn run(jobs: &Jobs, id: JobId) -> Result<(), JobError> {
     .await
 }
 
-async fn purge(jobs: &Jobs, id: JobId, group: &KeyGroup, by: &str) -> Result<String, JobError> {
-    let svc = jobs.service();
-    let kv = jobs.azure().keyvault();
+/// The purge's state machine, on a signed-in vault and the job's record.
+async fn purge(
+    kv: &impl Vault,
+    store: &impl JobStore,
+    id: JobId,
+    group: &KeyGroup,
+    by: &str,
+) -> Result<String, JobError> {
     let vault = group.vault.as_str();
     let name = group.name.as_str();
-    let (token, sent_before) = send_once(
-        jobs,
+    let sent_before = send_once(
+        store,
         id,
-        group,
         PurgeStep::PurgeSent,
         format!("Purging the soft-deleted Azure key {vault}/{name} for good"),
         500,
@@ -98,36 +110,32 @@ async fn purge(jobs: &Jobs, id: JobId, group: &KeyGroup, by: &str) -> Result<Str
         vault: vault.to_owned(),
         source: Box::new(e),
     };
-    match kv.purge_deleted_key(&token, vault, name).await {
+    match kv.purge_deleted_key(name).await {
         Ok(()) => {}
         // A purge right after a delete meets 409 ObjectIsBeingDeleted: waited out.
         Err(AzureError::KeyVault(KeyVaultError::BeingDeleted { .. })) => {
-            purge_with_retry(jobs, &token, vault, name)
-                .await
-                .map_err(|e| match e {
-                    JobError::Azure(a) => not_purged(a),
-                    e => e,
-                })?;
+            purge_with_retry(kv, name).await.map_err(|e| match e {
+                JobError::Azure(a) => not_purged(a),
+                e => e,
+            })?;
         }
-        Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {
-            match kv.get_key(&token, vault, name, None).await {
-                Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) if sent_before => {}
-                Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {
-                    return Err(JobError::Invalid(format!(
-                        "nothing to purge: vault {vault} lists no soft-deleted key {name} (not deleted, or already purged)"
-                    )));
-                }
-                Ok(_) => {
-                    return Err(JobError::Invalid(format!(
-                        "nothing purged: key {name} in vault {vault} is live, not deleted (recovered since the purge was requested?)"
-                    )));
-                }
-                Err(e) => return Err(not_purged(e)),
+        Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => match kv.get_key(name).await {
+            Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) if sent_before => {}
+            Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {
+                return Err(JobError::Invalid(format!(
+                    "nothing to purge: vault {vault} lists no soft-deleted key {name} (not deleted, or already purged)"
+                )));
             }
-        }
+            Ok(_) => {
+                return Err(JobError::Invalid(format!(
+                    "nothing purged: key {name} in vault {vault} is live, not deleted (recovered since the purge was requested?)"
+                )));
+            }
+            Err(e) => return Err(not_purged(e)),
+        },
         Err(AzureError::KeyVault(KeyVaultError::PurgeProtected { .. })) => {
             let date = kv
-                .get_deleted_key(&token, vault, name)
+                .get_deleted_key(name)
                 .await
                 .ok()
                 .and_then(|d| d.scheduled_purge_date)
@@ -138,10 +146,100 @@ async fn purge(jobs: &Jobs, id: JobId, group: &KeyGroup, by: &str) -> Result<Str
         }
         Err(e) => return Err(not_purged(e)),
     }
-    svc.forget_azure_versions(&group.name).await?;
+    store.forget_azure_versions(&group.name).await?;
     tracing::info!(event = Event::AzureKeyPurged.as_str(), service = "azure", job = id.get(), group = %group.name, vault, identity = by,
         "Soft-deleted Azure key {vault}/{name} purged for good");
     Ok(format!(
         "Azure key {vault}/{name} purged for good; local keys untouched (they may be pushed again)"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobs::fakes::{FakeKey, FakeStore, FakeVault, group};
+    use crate::model::JobStep;
+
+    const ID: JobId = JobId::new(9);
+
+    fn sent() -> JobStep {
+        PurgeStep::PurgeSent.into()
+    }
+
+    #[tokio::test]
+    async fn purge_protection_refuses_and_says_when_azure_purges() {
+        let level = RecoveryLevel::CustomizedRecoverable;
+        let vault = FakeVault::new().with_key("payments", FakeKey::Deleted(level.clone()));
+        // Refused at request time, before a second admin is asked...
+        let refused = refuse_impossible(&vault, &group().name).await.unwrap_err();
+        assert!(
+            matches!(&refused, JobError::Invalid(why) if why.contains("purge protection") && why.contains("2026-03-01T00:00:00Z")),
+            "{refused}"
+        );
+        // ...and by the job, should the vault have changed since.
+        let store = FakeStore::default();
+        let err = purge(&vault, &store, ID, &group(), "admin")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, JobError::Invalid(why) if why.contains("purge protection") && why.contains("Azure purges payments on 2026-03-01T00:00:00Z")),
+            "{err}"
+        );
+        assert_eq!(vault.key("payments"), Some(FakeKey::Deleted(level)));
+        assert_eq!(store.forgotten(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_purge_right_after_the_delete_waits_out_being_deleted() {
+        let vault = FakeVault::new()
+            .with_key(
+                "payments",
+                FakeKey::Deleted(RecoveryLevel::RecoverablePurgeable),
+            )
+            .being_deleted_for(1);
+        let store = FakeStore::default();
+        purge(&vault, &store, ID, &group(), "admin").await.unwrap();
+        assert_eq!(vault.key("payments"), None);
+        assert_eq!(store.steps(), [sent()]);
+        assert_eq!(store.forgotten(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_restart_after_purge_sent_takes_the_missing_key_as_purged() {
+        let vault = FakeVault::new();
+        let store = FakeStore::after([sent()]);
+        let done = purge(&vault, &store, ID, &group(), "admin").await.unwrap();
+        assert!(done.contains("purged for good"), "{done}");
+        // Journalled once, not again by the resumed run.
+        assert_eq!(store.steps(), [sent()]);
+        assert_eq!(store.forgotten(), 1);
+        // Without the journalled intent the same cloud state is "nothing to purge".
+        let fresh = FakeStore::default();
+        let err = purge(&vault, &fresh, ID, &group(), "admin")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, JobError::Invalid(why) if why.starts_with("nothing to purge")),
+            "{err}"
+        );
+        assert_eq!(fresh.forgotten(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_live_key_is_not_purged() {
+        let vault = FakeVault::new().with_key(
+            "payments",
+            FakeKey::Live(RecoveryLevel::RecoverablePurgeable),
+        );
+        assert!(refuse_impossible(&vault, &group().name).await.is_err());
+        let store = FakeStore::after([sent()]);
+        let err = purge(&vault, &store, ID, &group(), "admin")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, JobError::Invalid(why) if why.contains("is live")),
+            "{err}"
+        );
+        assert!(vault.changes().is_empty());
+    }
 }

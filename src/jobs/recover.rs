@@ -1,7 +1,8 @@
 //! "Recover key material on cloud": brings the group's soft-deleted Azure key back with all its
 //! versions (designated device only). Local keys are untouched.
 
-use super::executor::{run_with, send_once};
+use super::executor::{run_with, send_once, sign_in_to_vault};
+use super::ports::{JobStore, Vault};
 use super::{JobError, Jobs};
 use crate::azure::{AzureError, KeyVaultError};
 use crate::logs::Event;
@@ -14,7 +15,11 @@ use crate::model::{JobId, KeyGroup, RecoverStep};
 pub(super) async fn run(jobs: &Jobs, id: JobId) -> Result<(), JobError> {
     run_with(jobs, id, true, async |group| {
         let by = jobs.service().job(id).await?.started_by;
-        recover(jobs, id, group, &by).await.inspect_err(|e| {
+        let outcome = async {
+            let vault = sign_in_to_vault(jobs, id, group).await?;
+            recover(&vault, jobs.service(), id, group, &by).await
+        };
+        outcome.await.inspect_err(|e| {
             tracing::error!(event = Event::AzureKeyRecoverFailed.as_str(), service = "azure", job = id.get(), group = %group.name,
                 vault = %group.vault, identity = %by, "Recovery of the soft-deleted Azure key {}/{} failed: {e}", group.vault, group.name);
         })
@@ -22,40 +27,43 @@ pub(super) async fn run(jobs: &Jobs, id: JobId) -> Result<(), JobError> {
     .await
 }
 
-async fn recover(jobs: &Jobs, id: JobId, group: &KeyGroup, by: &str) -> Result<String, JobError> {
-    let kv = jobs.azure().keyvault();
+/// The recover's state machine, on a signed-in vault and the job's record.
+async fn recover(
+    kv: &impl Vault,
+    store: &impl JobStore,
+    id: JobId,
+    group: &KeyGroup,
+    by: &str,
+) -> Result<String, JobError> {
     let vault = group.vault.as_str();
     let name = group.name.as_str();
-    let (token, sent_before) = send_once(
-        jobs,
+    let sent_before = send_once(
+        store,
         id,
-        group,
         RecoverStep::RecoverSent,
         format!("Recovering the soft-deleted Azure key {vault}/{name} (all versions)"),
         300,
     )
     .await?;
-    let outcome = kv.recover_deleted_key(&token, vault, name).await;
+    let outcome = kv.recover_deleted_key(name).await;
     let bundle = match outcome {
         Ok(bundle) => bundle,
         // No deleted key of that name: the recover sent before a restart went through (the key
         // is live), or there is nothing to recover.
-        Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {
-            match kv.get_key(&token, vault, name, None).await {
-                Ok(bundle) if sent_before => bundle,
-                Ok(_) => {
-                    return Err(JobError::Invalid(format!(
-                        "nothing to recover: key {name} in vault {vault} is live, not deleted"
-                    )));
-                }
-                Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {
-                    return Err(JobError::Invalid(format!(
-                        "nothing to recover: vault {vault} has no soft-deleted key {name} (never deleted, or purged); `byokctl group sync {name}` pushes the local keys again"
-                    )));
-                }
-                Err(e) => return Err(not_recovered(vault, e)),
+        Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => match kv.get_key(name).await {
+            Ok(bundle) if sent_before => bundle,
+            Ok(_) => {
+                return Err(JobError::Invalid(format!(
+                    "nothing to recover: key {name} in vault {vault} is live, not deleted"
+                )));
             }
-        }
+            Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {
+                return Err(JobError::Invalid(format!(
+                    "nothing to recover: vault {vault} has no soft-deleted key {name} (never deleted, or purged); `byokctl group sync {name}` pushes the local keys again"
+                )));
+            }
+            Err(e) => return Err(not_recovered(vault, e)),
+        },
         Err(e) => return Err(not_recovered(vault, e)),
     };
     tracing::warn!(event = Event::AzureKeyRecovered.as_str(), service = "azure", job = id.get(), group = %group.name, vault,
@@ -73,5 +81,71 @@ fn not_recovered(vault: &str, e: AzureError) -> JobError {
     JobError::Recover {
         vault: vault.to_owned(),
         source: Box::new(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::azure::RecoveryLevel;
+    use crate::jobs::fakes::{FakeKey, FakeStore, FakeVault, group};
+    use crate::model::JobStep;
+
+    const ID: JobId = JobId::new(11);
+
+    fn sent() -> JobStep {
+        RecoverStep::RecoverSent.into()
+    }
+
+    #[tokio::test]
+    async fn a_deleted_key_comes_back_with_the_intent_journalled_first() {
+        let level = RecoveryLevel::RecoverablePurgeable;
+        let vault = FakeVault::new().with_key("payments", FakeKey::Deleted(level.clone()));
+        let store = FakeStore::default();
+        let done = recover(&vault, &store, ID, &group(), "admin")
+            .await
+            .unwrap();
+        assert!(done.contains("recovered with all its versions"), "{done}");
+        assert_eq!(vault.key("payments"), Some(FakeKey::Live(level)));
+        assert_eq!(store.steps(), [sent()]);
+    }
+
+    #[tokio::test]
+    async fn a_restart_after_recover_sent_takes_the_live_key_as_recovered() {
+        let vault = FakeVault::new().with_key(
+            "payments",
+            FakeKey::Live(RecoveryLevel::RecoverablePurgeable),
+        );
+        let store = FakeStore::after([sent()]);
+        recover(&vault, &store, ID, &group(), "admin")
+            .await
+            .unwrap();
+        assert_eq!(store.steps(), [sent()]);
+        assert!(vault.changes().is_empty());
+        // Without the journalled intent a live key is refused: nothing to recover.
+        let err = recover(&vault, &FakeStore::default(), ID, &group(), "admin")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, JobError::Invalid(why) if why.contains("is live, not deleted")),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_key_deleted_nowhere_is_refused_with_the_way_back() {
+        let err = recover(
+            &FakeVault::new(),
+            &FakeStore::default(),
+            ID,
+            &group(),
+            "admin",
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(&err, JobError::Invalid(why) if why.contains("byokctl group sync payments")),
+            "{err}"
+        );
     }
 }

@@ -134,7 +134,7 @@ async fn rotate(
                 key: name.to_string(),
             })?;
     let now = jobs.clock().now_unix();
-    let grace_days = i64::from(svc.config().lifecycle.grace_days);
+    let grace_days = i64::from(jobs.settings().grace_days);
     let grace = (grace_days > 0 && !previous.is_empty()).then(|| PendingGrace {
         versions: previous.clone(),
         due: now + grace_days * 86_400,

@@ -130,7 +130,7 @@ pub(super) async fn credential_token(
                 svc.hsm().clone(),
                 key_id,
                 certificate_der,
-                svc.config().azure.assertion_alg,
+                jobs.settings().assertion_alg,
             );
             let jwt = build_client_assertion(
                 &signer,

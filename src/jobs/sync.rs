@@ -10,9 +10,11 @@ use super::executor::{
     Flow, begin, cancelled, fail, finish_cancelled, report_log_problem, succeed, with_retry_display,
 };
 use super::kek::{cleanup_kek, ensure_kek};
+use super::ports::SignedIn;
 use super::sign_in::{drop_token, needs_new_token, sign_in};
 pub(super) use super::sync_imports::Validity;
-use super::sync_imports::{ImportPlan, import_all, resolve_sent};
+use super::sync_imports::{ImportPlan, import_all};
+use super::sync_resolve::resolve_sent;
 use super::{JobError, Jobs};
 use crate::azure::AccessToken;
 use crate::azure::transfer_blob::generator;
@@ -139,11 +141,17 @@ async fn settle_cloud(
             })?,
     };
     let settled = if sent {
-        resolve_sent(jobs, id, group, &t).await.map(|_| ())
+        resolve_sent(&signed_in(jobs, group, &t), svc, id, group)
+            .await
+            .map(|_| ())
     } else {
         Ok(())
     };
-    let result = cleanup_kek(jobs, id, &t).await.and(settled);
+    // The KEK lives in the vault it was made in.
+    let kek_vault = svc.job(id).await?.kek.map(|k| k.vault);
+    let vault = kek_vault.as_ref().unwrap_or(&group.vault).as_str();
+    let session = SignedIn::new(jobs.azure().keyvault(), t.clone(), vault);
+    let result = cleanup_kek(&session, svc, id).await.and(settled);
     *token = Some(t);
     result
 }
@@ -180,7 +188,7 @@ async fn sync_pending(
         return Ok(Flow::Cancelled(by));
     }
     // Imports sent before a restart (or a 401) are found by their tag first, with one listing.
-    let pending = if resolve_sent(jobs, id, group, &token).await? {
+    let pending = if resolve_sent(&signed_in(jobs, group, &token), svc, id, group).await? {
         pending_keys(jobs, &svc.job(id).await?, group).await?
     } else {
         pending
@@ -245,4 +253,9 @@ async fn pending_keys(jobs: &Jobs, job: &Job, group: &KeyGroup) -> Result<Vec<Ke
         }
     }
     Ok(pending)
+}
+
+/// The group's vault with this token.
+fn signed_in<'a>(jobs: &'a Jobs, group: &'a KeyGroup, token: &AccessToken) -> SignedIn<'a> {
+    SignedIn::new(jobs.azure().keyvault(), token.clone(), group.vault.as_str())
 }

@@ -9,12 +9,14 @@
 //! a failure was seen, or return while an import it started is still in flight (whoever runs
 //! next resolves `ImportSent` keys from the journal and must not race a live request).
 
-use super::executor::{Flow, step};
+use super::executor::Flow;
+use super::ports::SignedIn;
+use super::sync_resolve::find_by_fingerprint;
 use super::{JobError, Jobs};
 use crate::azure::jwk::{FINGERPRINT_TAG, fingerprint, jwk_matches_spki};
 use crate::azure::retry_notice::{self, RetryNotice};
 use crate::azure::transfer_blob::key_hsm;
-use crate::azure::{AccessToken, AzureError, ImportRequest, Kek, KeyVaultError};
+use crate::azure::{AccessToken, AzureError, ImportRequest, Kek};
 use crate::hsm::KekPublicKey;
 use crate::logs::Event;
 use crate::model::JobId;
@@ -22,7 +24,7 @@ use crate::model::{
     KeyGroup, KeyName, KeySyncState, KeyType, RotationPolicy, SyncStep, add_months,
 };
 use crate::service::record_step;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::Semaphore;
@@ -248,7 +250,8 @@ async fn import_one(b: &Batch, key_name: &KeyName) -> Result<Outcome, JobError> 
     let bundle = match kv.import_key(&b.token, vault, azure_name, &request).await {
         Ok(bundle) => bundle,
         Err(AzureError::ResponseLost { .. }) => {
-            if let Some(version) = find_by_fingerprint(&b.jobs, &b.token, group, &fp).await? {
+            let session = SignedIn::new(kv, b.token.clone(), vault);
+            if let Some(version) = find_by_fingerprint(&session, azure_name, &fp).await? {
                 drop(permit);
                 record(
                     b,
@@ -313,94 +316,6 @@ async fn record(
         .await?;
     *done = n;
     Ok(())
-}
-
-/// Resolves every key of the job whose import was sent but whose answer never arrived, with one
-/// listing of the Azure versions: a version carrying its fingerprint tag is recorded, otherwise
-/// the key is marked not started. Returns whether there was any such key.
-pub(super) async fn resolve_sent(
-    jobs: &Jobs,
-    id: JobId,
-    group: &KeyGroup,
-    token: &AccessToken,
-) -> Result<bool, JobError> {
-    let svc = jobs.service();
-    let sent: Vec<(KeyName, String)> = svc
-        .job(id)
-        .await?
-        .keys
-        .into_iter()
-        .filter_map(|p| match p.state {
-            KeySyncState::ImportSent { fingerprint } => Some((p.key, fingerprint)),
-            _ => None,
-        })
-        .collect();
-    if sent.is_empty() {
-        return Ok(false);
-    }
-    let tagged = tagged_versions(jobs, token, group).await?;
-    for (key, fp) in sent {
-        match tagged.get(&fp) {
-            Some(version) => {
-                svc.record_sync_with_steps(
-                    id,
-                    &group.name,
-                    &key,
-                    version,
-                    vec![format!(
-                        "Key {key} was imported before the job stopped, as version {version}"
-                    )],
-                    None,
-                )
-                .await?;
-            }
-            None => {
-                svc.journal(id, |j| {
-                    for p in j.keys.iter_mut().filter(|p| p.key == key) {
-                        p.state = KeySyncState::NotStarted;
-                    }
-                    j.steps.push(step(&format!(
-                        "Key {key} was not imported (Azure has no such version)"
-                    )));
-                })
-                .await?;
-            }
-        }
-    }
-    Ok(true)
-}
-
-/// Fingerprint tag → version, for every version of the group's Azure key.
-async fn tagged_versions(
-    jobs: &Jobs,
-    token: &AccessToken,
-    group: &KeyGroup,
-) -> Result<HashMap<String, String>, JobError> {
-    let kv = jobs.azure().keyvault();
-    match kv
-        .list_versions(token, group.vault.as_str(), group.name.as_str())
-        .await
-    {
-        Ok(items) => Ok(items
-            .iter()
-            .filter_map(|i| {
-                let fp = i.tags.as_ref()?.get(FINGERPRINT_TAG)?;
-                Some((fp.clone(), i.version().to_owned()))
-            })
-            .collect()),
-        Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => Ok(HashMap::new()),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// The version of the group's Azure key that carries this fingerprint tag, if any.
-async fn find_by_fingerprint(
-    jobs: &Jobs,
-    token: &AccessToken,
-    group: &KeyGroup,
-    fp: &str,
-) -> Result<Option<String>, JobError> {
-    Ok(tagged_versions(jobs, token, group).await?.remove(fp))
 }
 
 fn import_request(
