@@ -4,6 +4,7 @@
 
 pub mod azure;
 pub mod config;
+pub mod contract;
 pub mod control;
 pub mod ctl;
 pub mod daemon;

@@ -64,7 +64,7 @@ impl std::fmt::Display for KeyFamily {
 }
 
 /// How one strategy did on one key family.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EncodingCheck {
     pub strategy: WrapStrategy,
     /// Every encoding class of the family gave a conforming blob.
@@ -77,7 +77,7 @@ pub struct EncodingCheck {
 
 /// The self-test's verdict on one key family: can the token generate it, does each strategy
 /// wrap it conformingly, and which strategy pushes of it use.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct KeyTypeCheck {
     /// `RSA` (every size) or `EC-P256`, `EC-P384`, `EC-P521`, `EC-P256K`.
     pub key_type: String,

@@ -33,7 +33,7 @@ use rsa::traits::PublicKeyParts as _;
 use zeroize::{Zeroize as _, Zeroizing};
 
 /// How a key is wrapped for transfer. Chosen once, at start-up, by the self-test.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum WrapStrategy {
     /// CKM_RSA_AES_KEY_WRAP in one C_WrapKey call. Production HSMs have it.
@@ -70,7 +70,7 @@ pub struct KekPublicKey {
 }
 
 /// What the self-test found out about one strategy.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StrategyCheck {
     pub strategy: WrapStrategy,
     /// The strategy works on this token and is allowed.
@@ -82,7 +82,7 @@ pub struct StrategyCheck {
 /// The self-test's verdict: the chosen strategy and, for each strategy, why it was or was not
 /// chosen; and for each key family whether the token generates it and which strategy wraps it
 /// conformingly. Shown by `byokctl status` and logged at start-up.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WrapReport {
     /// The first usable strategy of native, two-step, host; `None` if none is. A key family
     /// may use a later one when this one's blobs do not conform for it (see `key_types`).

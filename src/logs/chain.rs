@@ -6,7 +6,7 @@
 //! sequence. The check reports the first broken link and never stops at a panic.
 
 use super::record::Record;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// `prev` of the very first record.
@@ -54,7 +54,7 @@ impl Item {
 }
 
 /// The first broken link: where (1-based position in the input) and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Broken {
     /// 1-based position of the offending item in what was checked.
     pub position: u64,
@@ -64,7 +64,7 @@ pub struct Broken {
 }
 
 /// The outcome of a check.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verdict {
     pub checked: u64,
     /// Records whose content was re-hashed (links carry no content).

@@ -2,8 +2,9 @@
 //! admin; the action then runs) and reject. Every request, approval and rejection is logged
 //! with both identities.
 
-use super::{Ctx, Input, Reply, to_json};
-use crate::control::approvals::{Action, Approval, Approved};
+use super::{Ctx, Input, Reply};
+use crate::contract::{self, ApprovalAction, ApprovalStatus, Timestamp};
+use crate::control::approvals::{Action, Approval, Approved, Status};
 use crate::control::authz::{Admin, AnyRole, Authorized};
 use crate::control::decode;
 use crate::control::errors::ApiError;
@@ -11,7 +12,36 @@ use crate::control::routes::Params;
 use crate::logs::Event;
 use crate::model::GroupName;
 use crate::model::JobId;
-use serde_json::json;
+
+/// An approval as the API shows it.
+pub(super) fn answer(a: Approval) -> contract::Approval {
+    let action = match a.action {
+        Action::DeleteCredential { credential } => ApprovalAction::DeleteCredential { credential },
+        Action::DeleteKey { group, key, .. } => ApprovalAction::DeleteKey { group, key },
+        Action::DeleteGroupCloud { group } => ApprovalAction::DeleteGroupCloud { group },
+        Action::PurgeGroupCloud { group, .. } => ApprovalAction::PurgeGroupCloud { group },
+    };
+    contract::Approval {
+        id: a.id,
+        action,
+        summary: a.summary,
+        status: match a.status {
+            Status::Pending => ApprovalStatus::Pending,
+            Status::Approved => ApprovalStatus::Approved,
+            Status::Rejected => ApprovalStatus::Rejected,
+            Status::Expired => ApprovalStatus::Expired,
+            Status::Failed => ApprovalStatus::Failed,
+        },
+        requested_by: a.requested_by,
+        requested_at: Timestamp::from_unix(a.requested_at),
+        expires_at: Timestamp::from_unix(a.expires_at),
+        decided_by: a.decided_by,
+        decided_at: a.decided_at.map(Timestamp::from_unix),
+        outcome: a.outcome,
+        job_id: a.job_id,
+        job: None,
+    }
+}
 
 pub(super) fn id(p: &Params) -> Result<String, ApiError> {
     let raw = p.get("approval");
@@ -57,36 +87,32 @@ pub(super) fn request(
     action: Action,
 ) -> Result<Reply, ApiError> {
     let approval = submit(auth, ctx, action)?;
-    Reply::accepted(json!({
-        "approval": to_json(&approval)?,
-        "message": format!(
-            "{} needs a second admin: run `byokctl approval approve {}` as a different admin before it expires",
-            approval.summary, approval.id
-        ),
-    }))
+    let message = format!(
+        "{} needs a second admin: run `byokctl approval approve {}` as a different admin before it expires",
+        approval.summary, approval.id
+    );
+    Reply::accepted(&contract::Pending {
+        approval: answer(approval),
+        message,
+        job: None,
+    })
 }
 
 pub fn list(_: Authorized<AnyRole>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
     decode_list(&i.query)?;
     let status = decode::query_value(&i.query, "status");
-    let all: Vec<Approval> = ctx
+    let approvals = ctx
         .approvals
         .list()
         .into_iter()
-        .filter(|a| {
-            status.is_none_or(|s| {
-                to_json(&a.status)
-                    .ok()
-                    .and_then(|v| v.as_str().map(|v| v == s))
-                    .unwrap_or(false)
-            })
-        })
+        .map(answer)
+        .filter(|a| status.is_none_or(|s| a.status.as_str() == s))
         .collect();
-    Reply::ok(json!({ "approvals": to_json(&all)? }))
+    Reply::ok(&contract::ApprovalList { approvals })
 }
 
 pub fn show(_: Authorized<AnyRole>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
-    Reply::ok(to_json(&ctx.approvals.get(&id(&i.params)?)?)?)
+    Reply::ok(&answer(ctx.approvals.get(&id(&i.params)?)?))
 }
 
 /// Rejects a pending action; a job waiting for it ends `cancelled`.
@@ -108,7 +134,7 @@ pub async fn reject(auth: Authorized<Admin>, ctx: &Ctx, i: Input) -> Result<Repl
         );
         ctx.service.end_waiting_job(job, &reason).await?;
     }
-    Reply::ok(to_json(&approval)?)
+    Reply::ok(&answer(approval))
 }
 
 /// Records a refused approve or reject.
@@ -159,11 +185,11 @@ pub async fn approve(auth: Authorized<Admin>, ctx: &Ctx, i: Input) -> Result<Rep
         tracing::error!(event = Event::ApprovalExecuted.as_str(), service = "control", approval = %approval.id,
             identity = %by, group, key, credential, "Approved action {} ({}) not done: {outcome}", approval.id, approval.summary);
     }
-    let mut body = to_json(&ctx.approvals.get(&approval.id)?)?;
-    if let (Executed::Job(job), Some(o)) = (result?, body.as_object_mut()) {
-        o.insert("job".into(), super::jobs::view(&job));
+    let mut body = answer(ctx.approvals.get(&approval.id)?);
+    if let Executed::Job(job) = result? {
+        body.job = Some(Box::new(super::jobs::answer(ctx, &job)));
     }
-    Reply::ok(body)
+    Reply::ok(&body)
 }
 
 /// What executing an approved action gave.

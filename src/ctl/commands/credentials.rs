@@ -2,11 +2,14 @@
 //! HSM), list, show, export the certificate or a CSR, set the expiry, and delete.
 
 use super::{Ctx, parse_date, seg};
+use crate::contract::{
+    CertificateExport, Credential, CredentialCsr, CredentialList, CredentialUpdate, NewCredential,
+    Secret,
+};
 use crate::ctl::CtlError;
 use crate::ctl::cli::*;
 use crate::ctl::output::Column;
 use http::Method;
-use serde_json::{Value, json};
 use std::io::Read;
 use zeroize::Zeroizing;
 
@@ -19,7 +22,7 @@ const CREDENTIAL_COLS: &[Column] = &[
     ("GROUPS", "groups"),
 ];
 
-fn read_secret(file: Option<&std::path::Path>, stdin: bool) -> Result<Zeroizing<String>, CtlError> {
+fn read_secret(file: Option<&std::path::Path>, stdin: bool) -> Result<Secret, CtlError> {
     let mut bytes = Zeroizing::new(Vec::with_capacity(4096));
     match (file, stdin) {
         (Some(p), _) => {
@@ -39,15 +42,16 @@ fn read_secret(file: Option<&std::path::Path>, stdin: bool) -> Result<Zeroizing<
             ));
         }
     }
-    let trimmed = Zeroizing::new(crate::secret::trim_trailing_newline(std::mem::take(
-        &mut *bytes,
-    )));
-    let text = std::str::from_utf8(&trimmed)
-        .map_err(|_| CtlError::Usage("the secret is not UTF-8 text".into()))?;
-    if text.is_empty() {
+    let trimmed = crate::secret::trim_trailing_newline(std::mem::take(&mut *bytes));
+    let text = String::from_utf8(trimmed).map_err(|e| {
+        drop(Zeroizing::new(e.into_bytes()));
+        CtlError::Usage("the secret is not UTF-8 text".into())
+    })?;
+    let secret = Secret::new(text);
+    if secret.is_empty() {
         return Err(CtlError::Usage("the secret is empty".into()));
     }
-    Ok(Zeroizing::new(text.to_owned()))
+    Ok(secret)
 }
 
 pub(super) async fn credential(ctx: &Ctx, c: CredentialCmd) -> Result<(), CtlError> {
@@ -62,15 +66,17 @@ pub(super) async fn credential(ctx: &Ctx, c: CredentialCmd) -> Result<(), CtlErr
             validity_days,
             expires: _,
         } => {
-            let a = ctx
-                .send(
-                    Method::POST,
-                    "/v1/credentials",
-                    &json!({ "name": name, "tenant_id": tenant_id, "client_id": client_id,
-                        "certificate": true, "validity_days": validity_days }),
-                )
-                .await?;
-            ctx.show(&a.body);
+            let body = NewCredential {
+                name,
+                tenant_id,
+                client_id,
+                secret: None,
+                certificate: true,
+                validity_days,
+                expires: None,
+            };
+            let created: Credential = ctx.send(Method::POST, "/v1/credentials", &body).await?;
+            ctx.show(&created);
         }
         CredentialCmd::Add {
             name,
@@ -84,28 +90,24 @@ pub(super) async fn credential(ctx: &Ctx, c: CredentialCmd) -> Result<(), CtlErr
         } => {
             let secret = read_secret(secret_file.as_deref(), secret_stdin)?;
             let expires = expires.as_deref().map(parse_date).transpose()?;
-            #[derive(serde::Serialize)]
-            struct Body<'a> {
-                name: &'a str,
-                tenant_id: &'a str,
-                client_id: &'a str,
-                secret: &'a str,
-                expires: Option<i64>,
-            }
-            let body = Body {
-                name: &name,
-                tenant_id: &tenant_id,
-                client_id: &client_id,
-                secret: &secret,
+            let capacity = secret.len() * 6 + 1024;
+            let body = NewCredential {
+                name,
+                tenant_id,
+                client_id,
+                secret: Some(secret),
+                certificate: false,
+                validity_days: None,
                 expires,
             };
-            let mut bytes = Zeroizing::new(Vec::with_capacity(secret.len() * 6 + 1024));
+            // The body holds the secret: written into a buffer that is zeroed when dropped.
+            let mut bytes = Zeroizing::new(Vec::with_capacity(capacity));
             serde_json::to_writer(&mut *bytes, &body)
                 .map_err(|e| CtlError::Other(e.to_string()))?;
-            let a = ctx
-                .call(Method::POST, "/v1/credentials", Some(&bytes))
-                .await?;
-            ctx.show(&a.body);
+            drop(body);
+            let path = "/v1/credentials";
+            let a = ctx.call(Method::POST, path, Some(&bytes)).await?;
+            ctx.show(&super::typed::<Credential>(path, a)?);
         }
         CredentialCmd::Certificate { name, csr, file } => {
             let path = format!(
@@ -113,60 +115,61 @@ pub(super) async fn credential(ctx: &Ctx, c: CredentialCmd) -> Result<(), CtlErr
                 seg(&name)?,
                 if csr { "?format=csr" } else { "" }
             );
-            let v = ctx.get(&path).await?;
-            let field = if csr { "csr_pem" } else { "certificate_pem" };
-            let pem = v.get(field).and_then(Value::as_str).unwrap_or_default();
+            // The PEM, the thumbprint (certificates only), and the answer for `--output json`.
+            let (pem, thumbprint, answer) = if csr {
+                let v: CredentialCsr = ctx.get(&path).await?;
+                (v.csr_pem.clone(), None, serde_json::to_value(v))
+            } else {
+                let v: CertificateExport = ctx.get(&path).await?;
+                let t = v.thumbprint.clone();
+                (v.certificate_pem.clone(), Some(t), serde_json::to_value(v))
+            };
+            let answer = answer.map_err(|e| CtlError::Other(e.to_string()))?;
             match file {
                 Some(file) => {
-                    std::fs::write(&file, pem).map_err(|e| {
+                    std::fs::write(&file, &pem).map_err(|e| {
                         CtlError::Other(format!("cannot write {}: {e}", file.display()))
                     })?;
-                    if !ctx.json(&v) {
+                    if !ctx.json(&answer) {
                         eprintln!("wrote {}", file.display());
-                        if let Some(t) = v.get("thumbprint").and_then(Value::as_str) {
+                        if let Some(t) = thumbprint {
                             eprintln!("thumbprint (SHA-1): {t}");
                         }
                     }
                 }
                 None => {
-                    if !ctx.json(&v) {
+                    if !ctx.json(&answer) {
                         print!("{pem}");
                     }
                 }
             }
         }
         CredentialCmd::List => ctx.list(
-            &ctx.get("/v1/credentials").await?,
+            &ctx.get::<CredentialList>("/v1/credentials").await?,
             "credentials",
             CREDENTIAL_COLS,
         ),
-        CredentialCmd::Show { name } => {
-            ctx.show(&ctx.get(&format!("/v1/credentials/{}", seg(&name)?)).await?)
-        }
+        CredentialCmd::Show { name } => ctx.show(
+            &ctx.get::<Credential>(&format!("/v1/credentials/{}", seg(&name)?))
+                .await?,
+        ),
         CredentialCmd::SetExpiry { name, date, clear } => {
             let expires = if clear {
                 None
             } else {
                 date.as_deref().map(parse_date).transpose()?
             };
-            let a = ctx
-                .send(
-                    Method::PATCH,
-                    &format!("/v1/credentials/{}", seg(&name)?),
-                    &json!({ "expires": expires }),
-                )
-                .await?;
-            ctx.show(&a.body);
+            let body = CredentialUpdate {
+                expires: Some(expires),
+            };
+            let path = format!("/v1/credentials/{}", seg(&name)?);
+            let updated: Credential = ctx.send(Method::PATCH, &path, &body).await?;
+            ctx.show(&updated);
         }
         CredentialCmd::Delete { name } => {
-            let a = ctx
-                .call(
-                    Method::DELETE,
-                    &format!("/v1/credentials/{}", seg(&name)?),
-                    None,
-                )
-                .await?;
-            ctx.done(&a, &format!("credential {name} deleted"));
+            let path = format!("/v1/credentials/{}", seg(&name)?);
+            let a = ctx.call(Method::DELETE, &path, None).await?;
+            ctx.done(&path, a, &format!("credential {name} deleted"))?;
         }
     }
     Ok(())

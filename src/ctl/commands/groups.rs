@@ -3,11 +3,13 @@
 
 use super::jobs::start_job;
 use super::{Ctx, seg};
+use crate::contract::{
+    Group, GroupList, GroupUpdate, Key, KeyList, NewGroup, NewKey, RotationPatch,
+};
 use crate::ctl::CtlError;
 use crate::ctl::cli::*;
 use crate::ctl::output::Column;
 use http::Method;
-use serde_json::{Value, json};
 
 const GROUP_COLS: &[Column] = &[
     ("NAME", "name"),
@@ -28,18 +30,12 @@ const KEY_COLS: &[Column] = &[
     ("CREATED", "created"),
 ];
 
-fn rotation_body(r: &RotationArgs) -> Value {
-    let mut o = serde_json::Map::new();
-    if let Some(v) = r.rotation {
-        o.insert("enabled".into(), json!(v == OnOff::On));
+fn rotation_body(r: &RotationArgs) -> RotationPatch {
+    RotationPatch {
+        enabled: r.rotation.map(|v| v == OnOff::On),
+        rotate_every_months: r.rotate_every,
+        keep_valid_months: r.keep_valid,
     }
-    if let Some(v) = r.rotate_every {
-        o.insert("rotate_every_months".into(), json!(v));
-    }
-    if let Some(v) = r.keep_valid {
-        o.insert("keep_valid_months".into(), json!(v));
-    }
-    Value::Object(o)
 }
 
 pub(super) async fn group(ctx: &Ctx, c: GroupCmd) -> Result<(), CtlError> {
@@ -53,34 +49,39 @@ pub(super) async fn group(ctx: &Ctx, c: GroupCmd) -> Result<(), CtlError> {
             key_ops,
             rotation,
         } => {
-            let mut body = json!({ "name": name, "credential": credential, "vault": vault, "key_type": key_type, "rotation": rotation_body(&rotation) });
-            if let Some(o) = body.as_object_mut() {
-                if let Some(e) = exponent {
-                    o.insert("exponent".into(), json!(e));
-                }
-                if let Some(ops) = key_ops {
-                    o.insert("key_ops".into(), json!(ops));
-                }
-            }
-            ctx.show(&ctx.send(Method::POST, "/v1/groups", &body).await?.body);
+            let body = NewGroup {
+                name,
+                credential,
+                vault,
+                key_type,
+                exponent,
+                key_ops,
+                rotation: Some(rotation_body(&rotation)),
+            };
+            let created: Group = ctx.send(Method::POST, "/v1/groups", &body).await?;
+            ctx.show(&created);
         }
-        GroupCmd::List => ctx.list(&ctx.get("/v1/groups").await?, "groups", GROUP_COLS),
-        GroupCmd::Show { name } => {
-            ctx.show(&ctx.get(&format!("/v1/groups/{}", seg(&name)?)).await?)
-        }
+        GroupCmd::List => ctx.list(
+            &ctx.get::<GroupList>("/v1/groups").await?,
+            "groups",
+            GROUP_COLS,
+        ),
+        GroupCmd::Show { name } => ctx.show(
+            &ctx.get::<Group>(&format!("/v1/groups/{}", seg(&name)?))
+                .await?,
+        ),
         GroupCmd::Set { name, rotation } => {
-            let body = json!({ "rotation": rotation_body(&rotation) });
-            ctx.show(
-                &ctx.send(Method::PATCH, &format!("/v1/groups/{}", seg(&name)?), &body)
-                    .await?
-                    .body,
-            );
+            let body = GroupUpdate {
+                rotation: rotation_body(&rotation),
+            };
+            let path = format!("/v1/groups/{}", seg(&name)?);
+            let updated: Group = ctx.send(Method::PATCH, &path, &body).await?;
+            ctx.show(&updated);
         }
         GroupCmd::Delete { name } => {
-            let a = ctx
-                .call(Method::DELETE, &format!("/v1/groups/{}", seg(&name)?), None)
-                .await?;
-            ctx.done(&a, &format!("key group {name} deleted (local only)"));
+            let path = format!("/v1/groups/{}", seg(&name)?);
+            let a = ctx.call(Method::DELETE, &path, None).await?;
+            ctx.done(&path, a, &format!("key group {name} deleted (local only)"))?;
         }
         GroupCmd::Sync { name, wait } => {
             start_job(ctx, &format!("/v1/groups/{}/sync", seg(&name)?), wait).await?
@@ -112,37 +113,28 @@ pub(super) async fn group(ctx: &Ctx, c: GroupCmd) -> Result<(), CtlError> {
 pub(super) async fn key(ctx: &Ctx, c: KeyCmd) -> Result<(), CtlError> {
     match c {
         KeyCmd::Create { group, name } => {
-            let a = ctx
-                .send(
-                    Method::POST,
-                    &format!("/v1/groups/{}/keys", seg(&group)?),
-                    &json!({ "name": name }),
-                )
-                .await?;
-            ctx.show(&a.body);
+            let path = format!("/v1/groups/{}/keys", seg(&group)?);
+            let created: Key = ctx.send(Method::POST, &path, &NewKey { name }).await?;
+            ctx.show(&created);
         }
         KeyCmd::List { group } => ctx.list(
-            &ctx.get(&format!("/v1/groups/{}/keys", seg(&group)?))
+            &ctx.get::<KeyList>(&format!("/v1/groups/{}/keys", seg(&group)?))
                 .await?,
             "keys",
             KEY_COLS,
         ),
         KeyCmd::Show { group, name } => ctx.show(
-            &ctx.get(&format!("/v1/groups/{}/keys/{}", seg(&group)?, seg(&name)?))
+            &ctx.get::<Key>(&format!("/v1/groups/{}/keys/{}", seg(&group)?, seg(&name)?))
                 .await?,
         ),
         KeyCmd::Delete { group, name } => {
-            let a = ctx
-                .call(
-                    Method::DELETE,
-                    &format!("/v1/groups/{}/keys/{}", seg(&group)?, seg(&name)?),
-                    None,
-                )
-                .await?;
+            let path = format!("/v1/groups/{}/keys/{}", seg(&group)?, seg(&name)?);
+            let a = ctx.call(Method::DELETE, &path, None).await?;
             ctx.done(
-                &a,
+                &path,
+                a,
                 &format!("key {group}/{name} deleted locally (the cloud is untouched)"),
-            );
+            )?;
         }
         KeyCmd::Sync { group, name, wait } => {
             start_job(

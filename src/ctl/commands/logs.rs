@@ -2,6 +2,7 @@
 //! verified before it is kept, and verify a file or the stored log.
 
 use super::Ctx;
+use crate::contract::{LogPage, LogVerdict};
 use crate::ctl::CtlError;
 use crate::ctl::cli::*;
 use crate::ctl::output::{self, Column};
@@ -85,16 +86,13 @@ async fn log_show(
                 ("wait", wait.to_owned()),
             ],
         )?;
-        let page = ctx.get(&format!("/v1/logs?{q}")).await?;
-        let records = page
-            .get("records")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        after = page
-            .get("next_after")
-            .and_then(Value::as_u64)
-            .unwrap_or(after);
+        let page: LogPage = ctx.get(&format!("/v1/logs?{q}")).await?;
+        let records: Vec<Value> = page
+            .records
+            .iter()
+            .filter_map(|r| serde_json::to_value(r).ok())
+            .collect();
+        after = page.next_after;
         if ctx.output == Output::Json {
             if follow {
                 for r in &records {
@@ -116,7 +114,7 @@ async fn log_show(
             }
         } else {
             println!("{}", output::table(&records, LOG_COLS));
-            if page.get("more") == Some(&json!(true)) {
+            if page.more {
                 eprintln!("more records: byokctl log show --after {after} (same filters)");
             }
         }
@@ -177,18 +175,7 @@ async fn log_export(
                 e => e,
             })?;
         if let Err(answer) = got {
-            let err = answer.body.get("error");
-            let text = |k: &str| {
-                err.and_then(|e| e.get(k))
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned()
-            };
-            return Err(CtlError::Api {
-                status: answer.status.as_u16(),
-                code: text("code"),
-                message: text("message"),
-            });
+            return Err(super::api_error(answer));
         }
         out.sync_all().map_err(|e| io("cannot write", &tmp, e))?;
         let text = std::fs::read_to_string(&tmp).map_err(|e| io("cannot read", &tmp, e))?;
@@ -253,35 +240,28 @@ async fn log_verify(ctx: &Ctx, file: Option<&std::path::Path>) -> Result<(), Ctl
                 .map_err(|e| CtlError::Usage(format!("cannot read {}: {e}", p.display())))?;
             (
                 p.display().to_string(),
-                serde_json::to_value(crate::logs::export::verify_text(&text)).unwrap_or_default(),
+                crate::logs::export::verify_text(&text),
             )
         }
         None => {
-            let v = ctx.get("/v1/logs/verify").await?;
-            (
-                "the stored log".to_owned(),
-                v.get("verdict").cloned().unwrap_or_default(),
-            )
+            let v: LogVerdict = ctx.get("/v1/logs/verify").await?;
+            ("the stored log".to_owned(), v.verdict)
         }
     };
-    let broken = verdict.get("broken").filter(|b| !b.is_null()).cloned();
-    if !ctx.json(&verdict) && broken.is_none() {
-        {
-            println!(
-                "{what}: chain intact: {} record(s), {} to {}",
-                verdict.get("checked").unwrap_or(&json!(0)),
-                verdict.get("first_seq").unwrap_or(&json!(null)),
-                verdict.get("last_seq").unwrap_or(&json!(null))
-            );
-        }
+    let seq = |s: Option<u64>| s.map_or_else(|| "null".to_owned(), |n| n.to_string());
+    if !ctx.json(&verdict) && verdict.broken.is_none() {
+        println!(
+            "{what}: chain intact: {} record(s), {} to {}",
+            verdict.checked,
+            seq(verdict.first_seq),
+            seq(verdict.last_seq)
+        );
     }
-    match broken {
+    match verdict.broken {
         None => Ok(()),
         Some(b) => Err(CtlError::ChainBroken(format!(
             "{what}: chain BROKEN at record {} (item {}): {}",
-            b.get("seq").unwrap_or(&json!(null)),
-            b.get("position").unwrap_or(&json!(null)),
-            b.get("reason").and_then(Value::as_str).unwrap_or("")
+            b.seq, b.position, b.reason
         ))),
     }
 }

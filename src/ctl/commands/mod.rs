@@ -18,7 +18,10 @@ use super::cli::*;
 use super::client::{Answer, Client};
 use super::output::{self, Column};
 use super::settings::Settings;
+use crate::contract::{ErrorAnswer, Pending, Timestamp};
 use http::{Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::time::Duration;
 
@@ -28,6 +31,7 @@ pub(super) struct Ctx {
 }
 
 impl Ctx {
+    /// Calls the API; an error answer becomes [`CtlError::Api`] with its code and message.
     pub(super) async fn call(
         &self,
         method: Method,
@@ -38,49 +42,42 @@ impl Ctx {
         if answer.status.is_success() {
             return Ok(answer);
         }
-        let err = answer.body.get("error");
-        let text = |k: &str| {
-            err.and_then(|e| e.get(k))
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned()
-        };
-        Err(CtlError::Api {
-            status: answer.status.as_u16(),
-            code: if text("code").is_empty() {
-                answer.status.to_string()
-            } else {
-                text("code")
-            },
-            message: text("message"),
-        })
+        Err(api_error(answer))
     }
 
-    pub(super) async fn get(&self, path: &str) -> Result<Value, CtlError> {
-        Ok(self.call(Method::GET, path, None).await?.body)
+    /// `GET`s a typed answer.
+    pub(super) async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, CtlError> {
+        typed(path, self.call(Method::GET, path, None).await?)
     }
 
-    pub(super) async fn send(
+    /// Sends a request body of the contract and reads the typed answer.
+    pub(super) async fn send<B: Serialize, T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
-        body: &Value,
-    ) -> Result<Answer, CtlError> {
+        body: &B,
+    ) -> Result<T, CtlError> {
         let bytes = serde_json::to_vec(body).map_err(|e| CtlError::Other(e.to_string()))?;
-        self.call(method, path, Some(&bytes)).await
+        typed(path, self.call(method, path, Some(&bytes)).await?)
     }
 
-    pub(super) fn json(&self, v: &Value) -> bool {
+    /// Prints `v` as JSON if that is the output chosen; true if it did.
+    pub(super) fn json<T: Serialize>(&self, v: &T) -> bool {
         if self.output == Output::Json {
-            println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&value(v)).unwrap_or_default()
+            );
             true
         } else {
             false
         }
     }
 
-    pub(super) fn list(&self, v: &Value, field: &str, cols: &[Column]) {
+    /// Prints the list in `v`'s `field` as a table (or `v` as JSON).
+    pub(super) fn list<T: Serialize>(&self, v: &T, field: &str, cols: &[Column]) {
         if !self.json(v) {
+            let v = value(v);
             let rows = v
                 .get(field)
                 .and_then(Value::as_array)
@@ -90,29 +87,59 @@ impl Ctx {
         }
     }
 
-    pub(super) fn show(&self, v: &Value) {
+    /// Prints `v` as `field: value` lines (or as JSON).
+    pub(super) fn show<T: Serialize>(&self, v: &T) {
         if !self.json(v) {
-            println!("{}", output::record(v));
+            println!("{}", output::record(&value(v)));
         }
     }
 
-    /// Prints an answer that may be 202 with a pending approval.
-    pub(super) fn done(&self, a: &Answer, what: &str) {
-        if self.json(&a.body) {
-            return;
+    /// Prints an answer that may be 202 with a pending approval, or `what` when it is done.
+    pub(super) fn done(&self, path: &str, a: Answer, what: &str) -> Result<(), CtlError> {
+        if a.status == StatusCode::ACCEPTED {
+            let pending: Pending = typed(path, a)?;
+            if !self.json(&pending) {
+                println!(
+                    "pending approval {}: {}",
+                    pending.approval.id, pending.message
+                );
+            }
+        } else if !self.json(&a.body) {
+            println!("{what}");
         }
-        if a.status == StatusCode::ACCEPTED
-            && let Some(ap) = a.body.get("approval")
-        {
-            let id = ap.get("id").and_then(Value::as_str).unwrap_or("?");
-            println!(
-                "pending approval {id}: {}",
-                a.body.get("message").and_then(Value::as_str).unwrap_or("")
-            );
-            return;
-        }
-        println!("{what}");
+        Ok(())
     }
+}
+
+/// An answer's body as the contract type `T`.
+pub(super) fn typed<T: DeserializeOwned>(path: &str, a: Answer) -> Result<T, CtlError> {
+    serde_json::from_value(a.body).map_err(|e| {
+        CtlError::Other(format!(
+            "the daemon's answer to {path} is not what this byokctl understands ({e}); use a byokctl of the daemon's version"
+        ))
+    })
+}
+
+/// An error answer as [`CtlError::Api`].
+pub(super) fn api_error(answer: Answer) -> CtlError {
+    let status = answer.status;
+    match serde_json::from_value::<ErrorAnswer>(answer.body) {
+        Ok(e) => CtlError::Api {
+            status: status.as_u16(),
+            code: e.error.code,
+            message: e.error.message,
+        },
+        Err(_) => CtlError::Api {
+            status: status.as_u16(),
+            code: status.to_string(),
+            message: String::new(),
+        },
+    }
+}
+
+/// A typed value as JSON, for printing.
+fn value<T: Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or_default()
 }
 
 pub async fn run(cli: Cli) -> Result<(), CtlError> {
@@ -149,16 +176,16 @@ pub(super) fn seg(s: &str) -> Result<&str, CtlError> {
 }
 
 /// `YYYY-MM-DD` (midnight UTC), RFC 3339, or Unix seconds.
-pub fn parse_date(s: &str) -> Result<i64, CtlError> {
+pub fn parse_date(s: &str) -> Result<Timestamp, CtlError> {
     if let Ok(n) = s.parse::<i64>() {
-        return Ok(n);
+        return Ok(Timestamp::from_unix(n));
     }
-    if let Ok(t) = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339) {
-        return Ok(t.unix_timestamp());
+    if let Some(t) = Timestamp::parse(s) {
+        return Ok(t);
     }
     let fmt = time::macros::format_description!("[year]-[month]-[day]");
     time::Date::parse(s, &fmt)
-        .map(|d| d.midnight().assume_utc().unix_timestamp())
+        .map(|d| Timestamp::from_unix(d.midnight().assume_utc().unix_timestamp()))
         .map_err(|_| {
             CtlError::Usage(format!(
                 "date {s:?}: use YYYY-MM-DD, RFC 3339 or Unix seconds"

@@ -1,32 +1,25 @@
 //! `byokctl status` and `byokctl designated`, and the generated shell completions and man page.
 
 use super::Ctx;
+use crate::contract::{Designated, Health, Whoami};
 use crate::ctl::CtlError;
 use crate::ctl::cli::*;
 use http::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 
 pub(super) async fn designated(ctx: &Ctx, c: DesignatedCmd) -> Result<(), CtlError> {
-    let v = match c {
-        DesignatedCmd::Get => ctx.get("/v1/config/designated").await?,
+    let path = "/v1/config/designated";
+    let v: Designated = match c {
+        DesignatedCmd::Get => ctx.get(path).await?,
         DesignatedCmd::Set { value } => {
-            ctx.send(
-                Method::PUT,
-                "/v1/config/designated",
-                &json!({ "designated": value }),
-            )
-            .await?
-            .body
+            let body = Designated { designated: value };
+            ctx.send(Method::PUT, path, &body).await?
         }
     };
     if !ctx.json(&v) {
-        let d = v
-            .get("designated")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
         println!(
             "{}",
-            if d {
+            if v.designated {
                 "designated: yes (this appliance pushes to the cloud)"
             } else {
                 "designated: no"
@@ -37,85 +30,65 @@ pub(super) async fn designated(ctx: &Ctx, c: DesignatedCmd) -> Result<(), CtlErr
 }
 
 pub(super) async fn status(ctx: &Ctx) -> Result<(), CtlError> {
-    let health = ctx.get("/v1/health").await?;
-    let me = ctx.get("/v1/whoami").await?;
+    let health: Health = ctx.get("/v1/health").await?;
+    let me: Whoami = ctx.get("/v1/whoami").await?;
     let both = json!({ "health": health, "whoami": me });
     if ctx.json(&both) {
         return Ok(());
     }
-    let s = |v: &Value, p: &str| {
-        v.pointer(p)
-            .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned))
-            .unwrap_or_default()
-    };
     println!(
         "daemon      byokd {} ({})",
-        s(&health, "/version"),
-        if health.get("ready") == Some(&json!(true)) {
-            "ready"
-        } else {
-            "NOT READY"
-        }
+        health.version,
+        if health.ready { "ready" } else { "NOT READY" }
     );
+    let hsm = &health.hsm;
     println!(
         "hsm         {} (token {}, {} {})",
-        s(&health, "/hsm/detail"),
-        s(&health, "/hsm/token"),
-        s(&health, "/hsm/model"),
-        s(&health, "/hsm/serial")
+        hsm.detail, hsm.token, hsm.model, hsm.serial
     );
     println!(
         "wrap        {} ({})",
-        s(&health, "/hsm/wrap_strategy").replace("null", "none"),
-        s(&health, "/hsm/wrap_summary")
+        hsm.wrap_strategy
+            .map_or_else(|| "none".to_owned(), |w| w.to_string()),
+        hsm.wrap_summary
     );
-    println!("state       generation {}", s(&health, "/state/generation"));
-    println!("designated  {}", s(&health, "/designated"));
-    if health.get("logs").is_some_and(|l| !l.is_null()) {
+    println!("state       generation {}", health.state.generation);
+    println!("designated  {}", health.designated);
+    if let Some(logs) = &health.logs {
         println!(
             "logs        {} (next record {}, {} segment(s), {} bytes)",
-            match health.pointer("/logs/write/error").and_then(Value::as_str) {
+            match &logs.write.error {
                 Some(e) => format!("DEGRADED: {e}"),
                 None => "ok".to_owned(),
             },
-            s(&health, "/logs/next_seq"),
-            s(&health, "/logs/segments"),
-            s(&health, "/logs/bytes")
+            logs.next_seq,
+            logs.segments,
+            logs.bytes
         );
-        let refused = health
-            .pointer("/logs/unattributed/refused")
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
-        if refused > 0 || health.pointer("/logs/unattributed/refusing") == Some(&json!(true)) {
+        let u = &logs.unattributed;
+        if u.refused > 0 || u.refusing {
             println!(
                 "unattrib.   records of peers without a certificate: {} of {} bytes kept; {} REFUSED (the share is full)",
-                s(&health, "/logs/unattributed/bytes"),
-                s(&health, "/logs/unattributed/reserve"),
-                refused
+                u.bytes, u.reserve, u.refused
             );
         }
-        for f in health
-            .pointer("/logs/forwarders")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
+        for f in &logs.forwarders {
             println!(
                 "syslog      {} {} ({}, sent {}, queued {}, dropped {})",
-                s(f, "/transport"),
-                s(f, "/address"),
-                if f.get("connected") == Some(&json!(true)) {
+                json!(f.transport).as_str().unwrap_or_default(),
+                f.address,
+                if f.connected {
                     "connected"
                 } else {
                     "NOT CONNECTED"
                 },
-                s(f, "/sent"),
-                s(f, "/queued"),
-                s(f, "/dropped")
+                f.sent,
+                f.queued,
+                f.dropped
             );
         }
     }
-    println!("you         {} ({})", s(&me, "/identity"), s(&me, "/role"));
+    println!("you         {} ({})", me.identity, me.role);
     Ok(())
 }
 
