@@ -16,7 +16,7 @@ use crate::azure::{AccessToken, AzureError, ImportRequest, Kek, KeyVaultError};
 use crate::hsm::KekPublicKey;
 use crate::logs::Event;
 use crate::model::JobId;
-use crate::model::{KeyGroup, KeyName, KeySyncState, KeyType, SyncStep};
+use crate::model::{AzureVersion, KeyGroup, KeyName, KeySyncState, KeyType, SyncStep};
 use crate::service::{now_unix, record_step};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -261,7 +261,7 @@ async fn record(
             b.id,
             &b.group.name,
             key_name,
-            version,
+            &AzureVersion::new(version),
             vec![message, format!("{n} of {total} key(s) pushed")],
             Some(200 + (700 * n / total) as u16),
         )
@@ -301,7 +301,7 @@ pub(super) async fn resolve_sent(
                     id,
                     &group.name,
                     &key,
-                    version,
+                    &AzureVersion::new(version.as_str()),
                     vec![format!(
                         "Key {key} was imported before the job stopped, as version {version}"
                     )],
