@@ -2,6 +2,7 @@
 //! request that needs a second admin.
 
 use super::{Job, Timestamp};
+use crate::model::ApprovalId;
 use serde::{Deserialize, Serialize};
 
 /// What an approval is for.
@@ -51,8 +52,7 @@ impl ApprovalStatus {
 /// A dual-control request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Approval {
-    /// A UUID.
-    pub id: String,
+    pub id: ApprovalId,
     pub action: ApprovalAction,
     pub summary: String,
     pub status: ApprovalStatus,

@@ -1,6 +1,7 @@
 //! `/v1/jobs` and the answers that start a job: a job as the Jobs view shows it.
 
 use super::{Approval, Timestamp};
+use crate::model::ApprovalId;
 use serde::{Deserialize, Serialize};
 
 /// A job, its progress, its display steps and its typed journal.
@@ -29,7 +30,7 @@ pub struct Job {
     pub error: Option<String>,
     pub cancel_requested: Option<String>,
     /// The dual-control approval the job waits (or waited) for, while the daemon remembers it.
-    pub approval: Option<String>,
+    pub approval: Option<ApprovalId>,
 }
 
 /// One key of a sync job.

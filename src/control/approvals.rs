@@ -12,7 +12,7 @@
 use super::errors::ApiError;
 use super::identity::Identity;
 use crate::logs::Event;
-use crate::model::JobId;
+use crate::model::{ApprovalId, JobId};
 use http::StatusCode;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -104,7 +104,7 @@ pub enum Status {
 /// An approval as the API shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Approval {
-    pub id: String,
+    pub id: ApprovalId,
     pub action: Action,
     pub summary: String,
     pub status: Status,
@@ -117,7 +117,7 @@ pub struct Approval {
     /// What executing the action gave, once approved.
     pub outcome: Option<String>,
     /// The job that waits in `waiting-approval` for this approval (delete on cloud).
-    pub job_id: Option<String>,
+    pub job_id: Option<JobId>,
 }
 
 /// Proof that a second, different admin approved an action: only [`Approvals::approve`] makes
@@ -134,7 +134,7 @@ impl Approved {
         &self.approval
     }
 
-    pub fn id(&self) -> &str {
+    pub fn id(&self) -> &ApprovalId {
         &self.approval.id
     }
 
@@ -160,7 +160,7 @@ impl Approved {
 pub struct Approvals {
     window_ms: i64,
     clock: Clock,
-    table: Arc<Mutex<BTreeMap<String, Approval>>>,
+    table: Arc<Mutex<BTreeMap<ApprovalId, Approval>>>,
 }
 
 impl Approvals {
@@ -173,7 +173,7 @@ impl Approvals {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Approval>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<ApprovalId, Approval>> {
         self.table
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -221,7 +221,7 @@ impl Approvals {
             ));
         }
         let approval = Approval {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: ApprovalId::random(),
             summary: action.describe(),
             action,
             status: Status::Pending,
@@ -233,7 +233,7 @@ impl Approvals {
             outcome: None,
             job_id: None,
         };
-        table.insert(approval.id.clone(), approval.clone());
+        table.insert(approval.id, approval.clone());
         drop(table);
         self.expire_later(approval.expires_at);
         Ok(approval)
@@ -266,7 +266,7 @@ impl Approvals {
         all
     }
 
-    pub fn get(&self, id: &str) -> Result<Approval, ApiError> {
+    pub fn get(&self, id: &ApprovalId) -> Result<Approval, ApiError> {
         let mut table = self.lock();
         expire(&mut table, (self.clock)());
         table.get(id).cloned().ok_or_else(|| not_found(id))
@@ -275,7 +275,7 @@ impl Approvals {
     /// Approves a pending action by a different admin. The approval is marked approved before
     /// the action runs, so a second approval of the same id is refused. The proof it returns is
     /// what the approved action takes.
-    pub fn approve(&self, id: &str, approver: &Identity) -> Result<Approved, ApiError> {
+    pub fn approve(&self, id: &ApprovalId, approver: &Identity) -> Result<Approved, ApiError> {
         Ok(Approved {
             approval: self.decide(id, approver, Status::Approved)?,
             approver: approver.name.clone(),
@@ -283,11 +283,11 @@ impl Approvals {
     }
 
     /// Rejects a pending action. Any admin may reject, the requester too (a withdrawal).
-    pub fn reject(&self, id: &str, by: &Identity) -> Result<Approval, ApiError> {
+    pub fn reject(&self, id: &ApprovalId, by: &Identity) -> Result<Approval, ApiError> {
         self.decide(id, by, Status::Rejected)
     }
 
-    fn decide(&self, id: &str, by: &Identity, status: Status) -> Result<Approval, ApiError> {
+    fn decide(&self, id: &ApprovalId, by: &Identity, status: Status) -> Result<Approval, ApiError> {
         let now = (self.clock)();
         let mut table = self.lock();
         expire(&mut table, now);
@@ -332,33 +332,28 @@ impl Approvals {
     }
 
     /// Links a pending approval to the job that waits for it.
-    pub fn link_job(&self, id: &str, job: JobId) {
+    pub fn link_job(&self, id: &ApprovalId, job: JobId) {
         if let Some(a) = self.lock().get_mut(id) {
-            a.job_id = Some(job.to_string());
+            a.job_id = Some(job);
         }
     }
 
     /// The approval a job waits (or waited) for, while the table remembers it.
     pub fn of_job(&self, job: JobId) -> Option<Approval> {
-        let job = job.to_string();
         let mut table = self.lock();
         expire(&mut table, (self.clock)());
-        table
-            .values()
-            .find(|a| a.job_id.as_deref() == Some(job.as_str()))
-            .cloned()
+        table.values().find(|a| a.job_id == Some(job)).cloned()
     }
 
     /// Withdraws the pending approval a job waits for, because the job was cancelled by `by`.
     /// Returns the withdrawn approval, if one was pending.
     pub fn withdraw_for_job(&self, job: JobId, by: &str) -> Option<Approval> {
         let now = (self.clock)();
-        let job = job.to_string();
         let mut table = self.lock();
         expire(&mut table, now);
         let a = table
             .values_mut()
-            .find(|a| a.status == Status::Pending && a.job_id.as_deref() == Some(job.as_str()))?;
+            .find(|a| a.status == Status::Pending && a.job_id == Some(job))?;
         a.status = Status::Rejected;
         a.decided_by = Some(by.to_owned());
         a.decided_at = Some(now / 1000);
@@ -367,7 +362,7 @@ impl Approvals {
     }
 
     /// Records what executing an approved action gave.
-    pub fn record_outcome(&self, id: &str, ok: bool, outcome: String) {
+    pub fn record_outcome(&self, id: &ApprovalId, ok: bool, outcome: String) {
         if let Some(a) = self.lock().get_mut(id) {
             if !ok {
                 a.status = Status::Failed;
@@ -377,11 +372,11 @@ impl Approvals {
     }
 }
 
-fn not_found(id: &str) -> ApiError {
-    ApiError::not_found(format!("no approval {id:?}"))
+fn not_found(id: &ApprovalId) -> ApiError {
+    ApiError::not_found(format!("no approval \"{id}\""))
 }
 
-fn expire(table: &mut BTreeMap<String, Approval>, now_ms: i64) {
+fn expire(table: &mut BTreeMap<ApprovalId, Approval>, now_ms: i64) {
     for a in table.values_mut() {
         if a.status == Status::Pending && a.expires_at.saturating_mul(1000) <= now_ms {
             a.status = Status::Expired;
@@ -394,13 +389,13 @@ fn expire(table: &mut BTreeMap<String, Approval>, now_ms: i64) {
 }
 
 /// Drops the oldest decided entries once the table is full.
-fn prune(table: &mut BTreeMap<String, Approval>) {
+fn prune(table: &mut BTreeMap<ApprovalId, Approval>) {
     while table.len() >= MAX_ENTRIES {
         let oldest = table
             .values()
             .filter(|a| a.status != Status::Pending)
             .min_by_key(|a| a.requested_at)
-            .map(|a| a.id.clone());
+            .map(|a| a.id);
         match oldest {
             Some(id) => table.remove(&id),
             None => return,
@@ -561,7 +556,9 @@ mod tests {
             "approval_decided"
         );
         assert_eq!(
-            a.approve("nope", &admin("bob")).unwrap_err().status,
+            a.approve(&ApprovalId::random(), &admin("bob"))
+                .unwrap_err()
+                .status,
             StatusCode::NOT_FOUND
         );
     }

@@ -27,7 +27,7 @@ pub use sign_in::HsmAssertionSigner;
 pub use transfer_blob::{generator, key_hsm};
 
 use crate::azure::Azure;
-use crate::model::{GroupName, JobKind, JobState, KeyName};
+use crate::model::{ApprovalId, GroupName, JobKind, JobState, KeyName};
 use crate::service::Service;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -177,7 +177,7 @@ impl Jobs {
         kind: JobKind,
         group: &GroupName,
         by: &str,
-        approval: &str,
+        approval: &ApprovalId,
         expires_at: i64,
     ) -> Result<JobId, JobError> {
         self.require_designated().await?;

@@ -114,7 +114,7 @@ impl Service {
         kind: JobKind,
         group: &GroupName,
         by: &str,
-        approval: &str,
+        approval: &crate::model::ApprovalId,
         expires_at: i64,
     ) -> Result<JobId, ServiceError> {
         let expires = time::OffsetDateTime::from_unix_timestamp(expires_at)

@@ -11,7 +11,7 @@ use crate::control::errors::ApiError;
 use crate::control::routes::Params;
 use crate::logs::Event;
 use crate::model::GroupName;
-use crate::model::JobId;
+use crate::model::{ApprovalId, JobId};
 
 /// An approval as the API shows it.
 pub(super) fn answer(a: Approval) -> contract::Approval {
@@ -38,21 +38,18 @@ pub(super) fn answer(a: Approval) -> contract::Approval {
         decided_by: a.decided_by,
         decided_at: a.decided_at.map(Timestamp::from_unix),
         outcome: a.outcome,
-        job_id: a.job_id,
+        job_id: a.job_id.map(|j| j.to_string()),
         job: None,
     }
 }
 
-pub(super) fn id(p: &Params) -> Result<String, ApiError> {
-    let raw = p.get("approval");
-    uuid::Uuid::parse_str(raw)
-        .map(|u| u.to_string())
-        .map_err(|_| {
-            ApiError::invalid(
-                "approval",
-                "an approval id is a UUID, as returned with the 202 answer",
-            )
-        })
+pub(super) fn id(p: &Params) -> Result<ApprovalId, ApiError> {
+    p.get("approval").parse::<ApprovalId>().map_err(|_| {
+        ApiError::invalid(
+            "approval",
+            "an approval id is a UUID, as returned with the 202 answer",
+        )
+    })
 }
 
 pub(super) fn decode_list(query: &str) -> Result<(), ApiError> {
@@ -138,11 +135,11 @@ pub async fn reject(auth: Authorized<Admin>, ctx: &Ctx, i: Input) -> Result<Repl
 }
 
 /// Records a refused approve or reject.
-fn refused(id: &str, by: &str, e: &ApiError) {
+fn refused(id: &ApprovalId, by: &str, e: &ApiError) {
     tracing::warn!(
         event = Event::ApprovalRefused.as_str(),
         service = "control",
-        approval = id,
+        approval = %id,
         identity = by,
         code = e.code,
         "Approval decision on {id} by {by} refused: {}",
@@ -152,7 +149,7 @@ fn refused(id: &str, by: &str, e: &ApiError) {
 
 /// The job an approval's action waits in, if any.
 fn linked_job(approval: &Approval) -> Option<JobId> {
-    approval.job_id.as_deref().and_then(|j| j.parse().ok())
+    approval.job_id
 }
 
 /// Approves and runs the action, as the requester with the approver's consent. The action

@@ -11,8 +11,8 @@ use super::{Ctx, Input, Reply};
 use crate::control::approvals::Action;
 use crate::control::authz::{Admin, Authorized, Operate};
 use crate::control::errors::ApiError;
-use crate::model::JobId;
 use crate::model::JobKind;
+use crate::model::{ApprovalId, JobId};
 use http::StatusCode;
 
 /// How long a purge request waits for Azure to say whether the vault allows a purge.
@@ -209,13 +209,9 @@ async fn request_job(
 
 /// Ends the waiting job `cancelled` once its approval expires unapproved (or is gone from the
 /// table, so that it can no longer be approved).
-fn end_on_expiry(ctx: &Ctx, approval: &str, expires_at: i64, job: JobId) {
+fn end_on_expiry(ctx: &Ctx, approval: &ApprovalId, expires_at: i64, job: JobId) {
     use crate::control::approvals::Status;
-    let (approvals, service, approval) = (
-        ctx.approvals.clone(),
-        ctx.service.clone(),
-        approval.to_owned(),
-    );
+    let (approvals, service, approval) = (ctx.approvals.clone(), ctx.service.clone(), *approval);
     tokio::spawn(async move {
         loop {
             let now = time::OffsetDateTime::now_utc().unix_timestamp();
