@@ -5,6 +5,7 @@
 pub mod azure;
 pub mod clock;
 pub mod config;
+pub mod contract;
 pub mod control;
 pub mod ctl;
 pub mod daemon;

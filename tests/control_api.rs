@@ -43,7 +43,7 @@ fn each_role_is_allowed_and_denied_on_every_route_class() {
         ("POST", "/v1/jobs/999999/cancel".into(), None, [404, 404, 403]),
         // Credentials, designated device, destructive cloud actions, approvals: admin only.
         ("POST", "/v1/credentials".into(), Some(format!(r#"{{"name":"c2-{{who}}","tenant_id":"{TENANT}","client_id":"{CLIENT}","secret":"x"}}"#)), [201, 403, 403]),
-        ("PATCH", "/v1/credentials/c2-{who}".into(), Some(r#"{"expires":1900000000}"#.into()), [200, 403, 403]),
+        ("PATCH", "/v1/credentials/c2-{who}".into(), Some(r#"{"expires":"2030-03-17T17:46:40Z"}"#.into()), [200, 403, 403]),
         ("PUT", "/v1/config/designated".into(), Some(r#"{"designated":true}"#.into()), [200, 403, 403]),
         ("POST", "/v1/groups/g1/delete-cloud".into(), None, [202, 403, 403]),
         ("POST", "/v1/groups/g1/purge".into(), None, [202, 403, 403]),
@@ -355,7 +355,7 @@ fn the_unix_socket_is_private_and_speaks_the_same_tls() {
 }
 
 #[test]
-fn a_credential_expiry_is_a_real_date_and_patch_changes_only_what_it_names() {
+fn a_credential_expiry_is_a_real_rfc3339_date_and_patch_changes_only_what_it_names() {
     let d = Daemon::start();
     let add = |expires: &str| {
         d.curl(
@@ -367,13 +367,18 @@ fn a_credential_expiry_is_a_real_date_and_patch_changes_only_what_it_names() {
             )),
         )
     };
-    // Before 2000-01-01, after 9999-12-31, and the extremes of a 64-bit integer.
+    // Before 2000-01-01, after 9999-12-31 (not writable in RFC 3339), not RFC 3339 at all,
+    // and Unix seconds (times in the API are RFC 3339 strings only).
     let out_of_range = [
-        "-9223372036854775808",
-        "-1",
+        r#""1999-12-31T23:59:59Z""#,
+        r#""1970-01-01T00:00:00Z""#,
+        r#""10000-01-01T00:00:00Z""#,
+        r#""2030-03-17""#,
+        r#""2030-03-17 17:46:40""#,
+        r#""""#,
         "0",
-        "946684799",
-        "253402300800",
+        "1900000000",
+        "-9223372036854775808",
         "9223372036854775807",
     ];
     for bad in out_of_range {
@@ -381,27 +386,32 @@ fn a_credential_expiry_is_a_real_date_and_patch_changes_only_what_it_names() {
         assert_eq!(status, 400, "{bad}: {body}");
         assert_eq!(field(&body), "expires", "{bad}: {body}");
     }
-    let (status, body) = add("1900000000");
+    // Any offset is read; the API answers in UTC.
+    let (status, body) = add(r#""2030-03-17T19:46:40+02:00""#);
     assert_eq!(status, 201, "{body}");
-    assert_eq!(body["expires"], 1_900_000_000);
+    assert_eq!(body["expires"], "2030-03-17T17:46:40Z");
+    assert!(
+        body["created"].as_str().is_some_and(|c| c.ends_with('Z')),
+        "{body}"
+    );
     let patch = |body: &str| d.curl(Some(ADMIN), "PATCH", "/v1/credentials/exp", Some(body));
     // An absent field is unchanged (an empty PATCH used to clear the expiry).
     let (status, body) = patch("{}");
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["expires"], 1_900_000_000, "{body}");
+    assert_eq!(body["expires"], "2030-03-17T17:46:40Z", "{body}");
     for bad in out_of_range {
         let (status, body) = patch(&format!(r#"{{"expires":{bad}}}"#));
         assert_eq!((status, field(&body)), (400, "expires"), "{bad}: {body}");
     }
     let (_, body) = d.curl(Some(ADMIN), "GET", "/v1/credentials/exp", None);
     assert_eq!(
-        body["expires"], 1_900_000_000,
+        body["expires"], "2030-03-17T17:46:40Z",
         "a refused PATCH changes nothing"
     );
-    let (status, body) = patch(r#"{"expires":253402300799}"#);
+    let (status, body) = patch(r#"{"expires":"9999-12-31T23:59:59Z"}"#);
     assert_eq!(
         (status, &body["expires"]),
-        (200, &253_402_300_799i64.into())
+        (200, &"9999-12-31T23:59:59Z".into())
     );
     // An explicit null clears it.
     let (status, body) = patch(r#"{"expires":null}"#);

@@ -606,7 +606,7 @@ fn every_mutating_route_writes_its_record_with_identity_and_target() {
         201,
     );
     assert_recorded(d, "credential.added", ADMIN, "credential", "spare");
-    let expires = json!({"expires": 4_000_000_000i64});
+    let expires = json!({"expires": "2096-10-02T07:06:40Z"});
     w.call(ADMIN, "PATCH", cred, &["spare"], Some(expires), 200);
     assert_recorded(d, "credential.expiry_changed", ADMIN, "credential", "spare");
     let approval = approval_id(&w.call(ADMIN, "DELETE", cred, &["spare"], None, 202));

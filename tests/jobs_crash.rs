@@ -928,7 +928,7 @@ fn check_rotate(rig: &Rig, group: &str, before: &Value, job: &Value) {
         assert_eq!(names.len(), 1, "{group}: the rotation made a key: {job}");
         assert_eq!(versions.len(), 2, "{group}: exactly one new version: {job}");
         assert!(
-            g["last_rotated"].as_i64().is_some(),
+            g["last_rotated"].as_str().is_some_and(|t| t.ends_with('Z')),
             "{group}: a rotation that succeeded sets last_rotated: {g}"
         );
         assert!(kek_purged(rig), "{group}: the KEK is purged");

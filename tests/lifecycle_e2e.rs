@@ -216,7 +216,7 @@ fn forced_rotation_pushes_a_new_current_version_with_policy_dates_and_records_th
     );
     let before = group_show(d, "rot");
     assert!(before["last_rotated"].is_null(), "{before}");
-    assert!(before["next_rotation"].is_i64(), "{before}");
+    assert!(unix(&before["next_rotation"]).is_some(), "{before}");
 
     // A push that fails (every import refused with 503) leaves last_rotated alone.
     rig.emu.inject_fault(FaultRule::every(
@@ -249,12 +249,12 @@ fn forced_rotation_pushes_a_new_current_version_with_policy_dates_and_records_th
     assert_eq!(rotated["state"], "succeeded", "{rotated}");
     assert_eq!(rotated["title"], "Rotate key material");
     let g = group_show(d, "rot");
-    let last = g["last_rotated"].as_i64().expect("last_rotated set");
+    let last = unix(&g["last_rotated"]).expect("last_rotated set");
     assert!((t0..=t1).contains(&last), "{g}");
     // The next rotation is one calendar month after it.
     let last_t = time::OffsetDateTime::from_unix_timestamp(last).unwrap();
     assert_eq!(
-        g["next_rotation"].as_i64().unwrap(),
+        unix(&g["next_rotation"]).unwrap(),
         byokd::model::add_months(last_t, 1).unix_timestamp()
     );
 
@@ -291,10 +291,7 @@ fn forced_rotation_pushes_a_new_current_version_with_policy_dates_and_records_th
     // The previous version waits out the 7-day grace period, still enabled.
     assert_eq!(g["pending_grace"]["versions"], serde_json::json!([first]));
     assert_eq!(g["pending_grace"]["new_version"], new_version);
-    assert_eq!(
-        g["pending_grace"]["due"].as_i64().unwrap(),
-        last + 7 * 86_400
-    );
+    assert_eq!(unix(&g["pending_grace"]["due"]).unwrap(), last + 7 * 86_400);
     assert!(
         versions[0].enabled,
         "the previous version stays enabled during the grace period"
@@ -1101,4 +1098,11 @@ fn a_delete_without_soft_delete_killed_with_its_answer_lost_succeeds_after_the_r
         !rig.emu.requests().iter().any(|r| r.op == Op::GetDeletedKey),
         "no waiting for a deleted key that a vault without soft-delete never lists"
     );
+}
+
+/// An API time (RFC 3339, UTC) as Unix seconds.
+fn unix(v: &serde_json::Value) -> Option<i64> {
+    let t = v.as_str()?;
+    assert!(t.ends_with('Z'), "API times are UTC: {t}");
+    byokd::contract::Timestamp::parse(t).map(|t| t.unix())
 }

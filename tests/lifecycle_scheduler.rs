@@ -629,7 +629,7 @@ fn an_expired_approval_cancels_its_waiting_job_when_the_clock_passes_expiry() {
             assert_eq!(ended.state, JobState::Cancelled, "{ended:?}");
             let why = ended.error.unwrap_or_default();
             assert!(
-                why.contains(&approval.id) && why.contains("expired"),
+                why.contains(&approval.id.to_string()) && why.contains("expired"),
                 "{why}"
             );
             assert_eq!(

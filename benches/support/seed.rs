@@ -80,7 +80,7 @@ pub fn seed(dir: &Path, tenant: &str, client: &str, s: Seed) {
                     key_type,
                     storage: Storage::Protected,
                     created: 1_800_000_000,
-                    azure_version: (i % 2 == 0).then(|| format!("{serial:032x}")),
+                    azure_version: (i % 2 == 0).then(|| format!("{serial:032x}").into()),
                 },
             );
         }

@@ -5,13 +5,13 @@
 //! It owns the mapping from service errors to statuses. It must never put a secret in a message:
 //! service errors carry none, and request bodies are never echoed.
 
+use crate::contract::{ErrorAnswer, ErrorDetail};
 use crate::dual_control::DualControlError;
 use crate::hsm::HsmError;
 use crate::jobs::JobError;
 use crate::model::JobId;
 use crate::service::ServiceError;
 use http::StatusCode;
-use serde_json::json;
 
 /// An error answer of the control API.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,16 +116,21 @@ impl ApiError {
         )
     }
 
+    /// The answer's body, as the contract has it.
+    pub fn answer(&self) -> ErrorAnswer {
+        ErrorAnswer {
+            error: ErrorDetail {
+                code: self.code.to_owned(),
+                message: self.message.clone(),
+                field: self.field.clone(),
+                job: self.job.map(|j| j.to_string()),
+            },
+        }
+    }
+
     /// The JSON body of the answer.
     pub fn body(&self) -> serde_json::Value {
-        let mut error = json!({ "code": self.code, "message": self.message });
-        if let (Some(field), Some(obj)) = (&self.field, error.as_object_mut()) {
-            obj.insert("field".into(), json!(field));
-        }
-        if let (Some(job), Some(obj)) = (self.job, error.as_object_mut()) {
-            obj.insert("job".into(), json!(job.to_string()));
-        }
-        json!({ "error": error })
+        serde_json::to_value(self.answer()).unwrap_or_default()
     }
 }
 

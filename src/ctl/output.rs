@@ -12,11 +12,9 @@ pub type Column = (&'static str, &'static str);
 fn cell(v: Option<&Value>, field: &str) -> String {
     match v {
         None | Some(Value::Null) => "-".to_owned(),
+        Some(Value::String(s)) if is_time(field) => format_time(s),
         Some(Value::String(s)) => s.clone(),
         Some(Value::Bool(b)) => if *b { "yes" } else { "no" }.to_owned(),
-        Some(Value::Number(n)) if is_time(field) => {
-            n.as_i64().map_or_else(|| n.to_string(), format_time)
-        }
         Some(Value::Array(a)) if field == "journal" => format_journal(a),
         Some(Value::Array(a)) => a
             .iter()
@@ -40,6 +38,9 @@ fn is_time(field: &str) -> bool {
             | "requested_at"
             | "expires_at"
             | "decided_at"
+            | "started"
+            | "ended"
+            | "not_after"
     )
 }
 
@@ -62,7 +63,7 @@ fn format_journal(steps: &[Value]) -> String {
 fn format_drift(o: &serde_json::Map<String, Value>) -> String {
     let checked = o
         .get("checked")
-        .and_then(Value::as_i64)
+        .and_then(Value::as_str)
         .map_or_else(|| "?".to_owned(), format_time);
     let findings = o
         .get("findings")
@@ -96,7 +97,7 @@ fn format_grace(o: &serde_json::Map<String, Value>) -> String {
         .unwrap_or_default();
     let due = o
         .get("due")
-        .and_then(Value::as_i64)
+        .and_then(Value::as_str)
         .map_or_else(|| "?".to_owned(), format_time);
     format!("disable {versions} at {due}")
 }
@@ -117,13 +118,13 @@ fn format_rotation(o: &serde_json::Map<String, Value>) -> String {
     )
 }
 
-/// Unix seconds as `YYYY-MM-DD HH:MM:SSZ`.
-pub fn format_time(t: i64) -> String {
+/// An API time (RFC 3339) as `YYYY-MM-DD HH:MM:SSZ`; other text as it is.
+pub fn format_time(t: &str) -> String {
     let fmt = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]Z");
-    time::OffsetDateTime::from_unix_timestamp(t)
-        .ok()
+    crate::contract::Timestamp::parse(t)
+        .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t.unix()).ok())
         .and_then(|d| d.format(&fmt).ok())
-        .unwrap_or_else(|| t.to_string())
+        .unwrap_or_else(|| t.to_owned())
 }
 
 /// Prints rows as an aligned table.
@@ -233,7 +234,7 @@ mod tests {
     #[test]
     fn tables_align_and_format_times() {
         let rows = vec![
-            json!({"name": "a", "created": 0, "groups": ["g1", "g2"]}),
+            json!({"name": "a", "created": "1970-01-01T00:00:00Z", "groups": ["g1", "g2"]}),
             json!({"name": "long-name", "created": null}),
         ];
         let t = table(

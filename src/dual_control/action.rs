@@ -11,7 +11,7 @@
 //! let forged = Approved::<DeleteGroupCloud> { approval: todo!(), approver: "me".into(), action: todo!() };
 //! ```
 
-use crate::model::{HsmKeyId, JobId, JobKind};
+use crate::model::{ApprovalId, HsmKeyId, JobId, JobKind};
 use serde::Serialize;
 
 /// An action that needs a second admin. The variants' data are the typed actions below, so an
@@ -125,7 +125,7 @@ pub enum Status {
 /// An approval as the API shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Approval {
-    pub id: String,
+    pub id: ApprovalId,
     pub action: Action,
     pub summary: String,
     pub status: Status,
@@ -138,13 +138,13 @@ pub struct Approval {
     /// What executing the action gave, once approved.
     pub outcome: Option<String>,
     /// The job that waits in `waiting-approval` for this approval (delete on cloud, purge).
-    pub job_id: Option<String>,
+    pub job_id: Option<JobId>,
 }
 
 impl Approval {
     /// The job that waits (or waited) for this approval, if any.
     pub fn job(&self) -> Option<JobId> {
-        self.job_id.as_deref().and_then(|j| j.parse().ok())
+        self.job_id
     }
 }
 
@@ -172,7 +172,7 @@ impl<A> Approved<A> {
         &self.approval
     }
 
-    pub fn id(&self) -> &str {
+    pub fn id(&self) -> &ApprovalId {
         &self.approval.id
     }
 

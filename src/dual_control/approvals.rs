@@ -11,7 +11,7 @@ use super::action::{Action, Approval, ApprovedAction, Status};
 use super::error::DualControlError;
 use crate::clock::SharedClock;
 use crate::logs::Event;
-use crate::model::JobId;
+use crate::model::{ApprovalId, JobId};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -24,7 +24,7 @@ pub const MAX_PENDING_PER_REQUESTER: usize = 16;
 /// A job whose approval can no longer be approved: it is to end `cancelled`.
 #[derive(Debug)]
 pub struct EndedWait {
-    pub approval_id: String,
+    pub approval_id: ApprovalId,
     pub job: JobId,
     /// The approval, while the table keeps it.
     pub approval: Option<Approval>,
@@ -32,10 +32,10 @@ pub struct EndedWait {
 
 #[derive(Default)]
 struct Table {
-    approvals: BTreeMap<String, Approval>,
+    approvals: BTreeMap<ApprovalId, Approval>,
     /// Jobs in `waiting-approval`, by the approval they wait for, until the approval is
     /// decided (the decider ends or starts the job) or expires (the sweep ends it).
-    waiting: BTreeMap<String, JobId>,
+    waiting: BTreeMap<ApprovalId, JobId>,
 }
 
 /// The table of approvals. Cheap to clone.
@@ -77,7 +77,7 @@ impl Approvals {
         {
             return Err(DualControlError::Pending {
                 summary: action.describe(),
-                id: dup.id.clone(),
+                id: dup.id,
             });
         }
         let mine = table
@@ -97,7 +97,7 @@ impl Approvals {
             return Err(DualControlError::TableFull(MAX_ENTRIES));
         }
         let approval = Approval {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: ApprovalId::random(),
             summary: action.describe(),
             action,
             status: Status::Pending,
@@ -109,15 +109,13 @@ impl Approvals {
             outcome: None,
             job_id: None,
         };
-        table
-            .approvals
-            .insert(approval.id.clone(), approval.clone());
+        table.approvals.insert(approval.id, approval.clone());
         Ok(approval)
     }
 
     /// Forgets a request whose waiting job could not be recorded: it was never answered with
     /// an id, so nobody can decide it.
-    pub fn forget(&self, id: &str) {
+    pub fn forget(&self, id: &ApprovalId) {
         self.lock().approvals.remove(id);
     }
 
@@ -127,46 +125,55 @@ impl Approvals {
         all
     }
 
-    pub fn get(&self, id: &str) -> Result<Approval, DualControlError> {
+    pub fn get(&self, id: &ApprovalId) -> Result<Approval, DualControlError> {
         self.lock()
             .approvals
             .get(id)
             .cloned()
-            .ok_or_else(|| DualControlError::NotFound(id.to_owned()))
+            .ok_or_else(|| DualControlError::NotFound(*id))
     }
 
     /// Approves a pending action by a different admin. The approval is marked approved before
     /// the action runs, so a second approval of the same id is refused. The proof it returns is
     /// what the approved action takes; its waiting job, if any, is the approver's to start.
-    pub fn approve(&self, id: &str, approver: &str) -> Result<ApprovedAction, DualControlError> {
+    pub fn approve(
+        &self,
+        id: &ApprovalId,
+        approver: &str,
+    ) -> Result<ApprovedAction, DualControlError> {
         let approval = self.decide(id, approver, Status::Approved)?;
         Ok(ApprovedAction::new(approval, approver.to_owned()))
     }
 
     /// Rejects a pending action. Any admin may reject, the requester too (a withdrawal). Its
     /// waiting job, if any, is the rejecter's to end.
-    pub fn reject(&self, id: &str, by: &str) -> Result<Approval, DualControlError> {
+    pub fn reject(&self, id: &ApprovalId, by: &str) -> Result<Approval, DualControlError> {
         self.decide(id, by, Status::Rejected)
     }
 
-    fn decide(&self, id: &str, by: &str, status: Status) -> Result<Approval, DualControlError> {
+    fn decide(
+        &self,
+        id: &ApprovalId,
+        by: &str,
+        status: Status,
+    ) -> Result<Approval, DualControlError> {
         let now = self.clock.now_ms();
         let mut table = self.lock();
         let approval = table
             .approvals
             .get_mut(id)
-            .ok_or_else(|| DualControlError::NotFound(id.to_owned()))?;
+            .ok_or_else(|| DualControlError::NotFound(*id))?;
         match approval.status {
             Status::Pending => {}
             Status::Expired => {
                 return Err(DualControlError::Expired {
-                    id: id.to_owned(),
+                    id: *id,
                     expires_at: approval.expires_at,
                 });
             }
             decided => {
                 return Err(DualControlError::Decided {
-                    id: id.to_owned(),
+                    id: *id,
                     status: decided,
                     by: approval.decided_by.clone().unwrap_or_else(|| "?".into()),
                 });
@@ -184,10 +191,10 @@ impl Approvals {
     }
 
     /// Links a pending approval to the job that waits for it.
-    pub fn link_job(&self, id: &str, job: JobId) {
+    pub fn link_job(&self, id: &ApprovalId, job: JobId) {
         let mut table = self.lock();
         if let Some(a) = table.approvals.get_mut(id) {
-            a.job_id = Some(job.to_string());
+            a.job_id = Some(job);
             table.waiting.insert(id.to_owned(), job);
         }
     }
@@ -245,7 +252,7 @@ impl Approvals {
     }
 
     /// Records what executing an approved action gave.
-    pub fn record_outcome(&self, id: &str, ok: bool, outcome: String) {
+    pub fn record_outcome(&self, id: &ApprovalId, ok: bool, outcome: String) {
         if let Some(a) = self.lock().approvals.get_mut(id) {
             if !ok {
                 a.status = Status::Failed;
@@ -255,7 +262,7 @@ impl Approvals {
     }
 }
 
-fn expire(table: &mut BTreeMap<String, Approval>, now_ms: i64) {
+fn expire(table: &mut BTreeMap<ApprovalId, Approval>, now_ms: i64) {
     for a in table.values_mut() {
         if a.status == Status::Pending && a.expires_at.saturating_mul(1000) <= now_ms {
             a.status = Status::Expired;
@@ -423,7 +430,7 @@ mod tests {
             DualControlError::Decided { .. }
         ));
         assert!(matches!(
-            a.approve("nope", "bob").unwrap_err(),
+            a.approve(&ApprovalId::random(), "bob").unwrap_err(),
             DualControlError::NotFound(_)
         ));
     }

@@ -2,14 +2,15 @@
 //! each to its answer (`control::errors`); every message tells the operator what to do.
 
 use crate::jobs::JobError;
+use crate::model::ApprovalId;
 use crate::service::ServiceError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DualControlError {
-    #[error("no approval {0:?}")]
-    NotFound(String),
+    #[error("no approval \"{0}\"")]
+    NotFound(ApprovalId),
     #[error("{summary} already waits for approval as {id}")]
-    Pending { summary: String, id: String },
+    Pending { summary: String, id: ApprovalId },
     #[error(
         "{requester} already has {count} requests waiting for a second admin (at most {max} per requester); have them approved or rejected (`byokctl approval list --status pending`), or wait for them to expire"
     )]
@@ -21,17 +22,17 @@ pub enum DualControlError {
     #[error("at most {0} pending approvals")]
     TableFull(usize),
     #[error("approval {id} expired at {expires_at}; request the action again")]
-    Expired { id: String, expires_at: i64 },
+    Expired { id: ApprovalId, expires_at: i64 },
     #[error("approval {id} was already decided ({status:?}) by {by}")]
     Decided {
-        id: String,
+        id: ApprovalId,
         status: super::Status,
         by: String,
     },
     #[error("{0} requested this action; a second, different admin must approve it")]
     SelfApproval(String),
     #[error("approval {id} has no waiting job; request the {what} again")]
-    WithoutJob { id: String, what: &'static str },
+    WithoutJob { id: ApprovalId, what: &'static str },
     #[error("{what}: this daemon runs without the Azure layer")]
     JobsUnavailable { what: &'static str },
     /// The appliance is not the designated device.

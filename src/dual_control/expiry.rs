@@ -19,7 +19,7 @@ impl DualControl {
     /// Ends `cancelled` every job whose approval expired (or left the table) while it waited.
     pub async fn sweep(&self) {
         for wait in self.approvals.take_ended_waits() {
-            let (job, approval) = (wait.job, wait.approval_id.as_str());
+            let (job, approval) = (wait.job, &wait.approval_id);
             let (requested_by, expires_at) = wait
                 .approval
                 .as_ref()
@@ -30,7 +30,7 @@ impl DualControl {
             match self.service.end_waiting_job(job, &reason).await {
                 Ok(true) => {
                     tracing::warn!(
-                        approval,
+                        approval = %approval,
                         job = job.get(),
                         requested_by,
                         "dual-control request expired; its job is cancelled"
@@ -38,7 +38,7 @@ impl DualControl {
                 }
                 Ok(false) => {}
                 Err(e) => {
-                    tracing::error!(approval, job = job.get(), error = %e, "could not end a job whose approval expired; trying again");
+                    tracing::error!(approval = %approval, job = job.get(), error = %e, "could not end a job whose approval expired; trying again");
                     self.approvals.retry(wait);
                 }
             }

@@ -25,7 +25,7 @@ pub use expiry::APPROVAL_LOST;
 
 use crate::jobs::{JobError, Jobs};
 use crate::logs::Event;
-use crate::model::{CredentialName, GroupName, Job, JobId};
+use crate::model::{ApprovalId, CredentialName, GroupName, Job, JobId};
 use crate::service::{Service, ServiceError};
 
 /// How long a purge request waits for Azure to say whether the vault allows a purge.
@@ -199,7 +199,11 @@ impl DualControl {
     /// with the approver's consent. The action re-checks its preconditions under the state
     /// lock; if they no longer hold, the approval ends `failed` with the reason (and the error
     /// is returned). A refused decision is logged.
-    pub async fn approve(&self, id: &str, approver: &str) -> Result<Decision, DualControlError> {
+    pub async fn approve(
+        &self,
+        id: &ApprovalId,
+        approver: &str,
+    ) -> Result<Decision, DualControlError> {
         self.sweep().await;
         let approved = self
             .approvals
@@ -277,7 +281,7 @@ impl DualControl {
             GroupName::try_from(a.action().group().to_owned()).map_err(ServiceError::from)?;
         self.service.group(&group).await?;
         let waiting = a.job().ok_or_else(|| DualControlError::WithoutJob {
-            id: a.id().to_owned(),
+            id: *a.id(),
             what: A::WHAT,
         })?;
         match self.service.designated_device().await {
@@ -294,7 +298,7 @@ impl DualControl {
 
     /// Rejects a pending action (any admin, the requester too); a job waiting for it ends
     /// `cancelled`. A refused decision is logged.
-    pub async fn reject(&self, id: &str, by: &str) -> Result<Approval, DualControlError> {
+    pub async fn reject(&self, id: &ApprovalId, by: &str) -> Result<Approval, DualControlError> {
         self.sweep().await;
         let approval = self
             .approvals
@@ -330,7 +334,7 @@ impl DualControl {
         self.approvals.list()
     }
 
-    pub async fn get(&self, id: &str) -> Result<Approval, DualControlError> {
+    pub async fn get(&self, id: &ApprovalId) -> Result<Approval, DualControlError> {
         self.sweep().await;
         self.approvals.get(id)
     }
@@ -342,11 +346,11 @@ impl DualControl {
 }
 
 /// Records a refused approve or reject.
-fn refused(id: &str, by: &str, e: &DualControlError) {
+fn refused(id: &ApprovalId, by: &str, e: &DualControlError) {
     tracing::warn!(
         event = Event::ApprovalRefused.as_str(),
         service = "control",
-        approval = id,
+        approval = %id,
         identity = by,
         code = e.code(),
         "Approval decision on {id} by {by} refused: {e}"

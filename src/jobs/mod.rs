@@ -44,7 +44,7 @@ pub use sign_in::HsmAssertionSigner;
 
 use crate::azure::Azure;
 use crate::dual_control::{Approved, DeleteGroupCloud, PurgeGroupCloud};
-use crate::model::{GroupName, JobKind, JobState, KeyName};
+use crate::model::{ApprovalId, GroupName, JobKind, JobState, KeyName};
 use crate::service::Designated;
 use crate::service::Service;
 use std::sync::Arc;
@@ -151,7 +151,7 @@ impl Jobs {
         kind: JobKind,
         group: &GroupName,
         by: &str,
-        (approval, expires_at): (&str, i64),
+        (approval, expires_at): (&ApprovalId, i64),
     ) -> Result<JobId, JobError> {
         Ok(self
             .service()

@@ -9,7 +9,8 @@ use super::JobError;
 use crate::azure::{AccessToken, AzureError, DeletedKeyBundle, KeyBundle, KeyItem, KeyVault};
 use crate::config::{AssertionAlg, Config};
 use crate::model::{
-    GroupName, JobId, JobStep, KekJournal, KeyName, KeySync, KeySyncState, StepMessage, SyncStep,
+    AzureVersion, GroupName, JobId, JobStep, KekJournal, KeyName, KeySync, KeySyncState,
+    StepMessage, SyncStep,
 };
 use crate::service::Service;
 use crate::service::record_step;
@@ -223,7 +224,14 @@ impl JobStore for Service {
         message: String,
     ) -> Result<(), JobError> {
         Ok(self
-            .record_sync_with_steps(id, group, key, version, vec![message], None)
+            .record_sync_with_steps(
+                id,
+                group,
+                key,
+                &AzureVersion::new(version),
+                vec![message],
+                None,
+            )
             .await?)
     }
 

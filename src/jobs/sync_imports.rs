@@ -19,7 +19,7 @@ use crate::azure::transfer_blob::key_hsm;
 use crate::azure::{AccessToken, AzureError, ImportRequest, Kek};
 use crate::hsm::KekPublicKey;
 use crate::logs::Event;
-use crate::model::JobId;
+use crate::model::{AzureVersion, JobId};
 use crate::model::{
     KeyGroup, KeyName, KeySyncState, KeyType, RotationPolicy, SyncStep, add_months,
 };
@@ -309,7 +309,7 @@ async fn record(
             b.id,
             &b.group.name,
             key_name,
-            version,
+            &AzureVersion::new(version),
             vec![message, format!("{n} of {total} key(s) pushed")],
             Some(200 + (700 * n / total) as u16),
         )

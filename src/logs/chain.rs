@@ -7,7 +7,7 @@
 //! sequence. The check reports the first broken link and never stops at a panic.
 
 use super::record::{Entry, Record};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// `prev` of the very first record.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -83,7 +83,7 @@ impl Item {
 }
 
 /// The first broken link: where (1-based position in the input) and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Broken {
     /// 1-based position of the offending item in what was checked.
     pub position: u64,
@@ -93,7 +93,7 @@ pub struct Broken {
 }
 
 /// The outcome of a check.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verdict {
     pub checked: u64,
     /// Records whose content was re-hashed (links carry no content).

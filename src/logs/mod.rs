@@ -21,7 +21,7 @@ pub mod store;
 pub use events::Event;
 pub use record::{Entry, Level, Record, Service};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
@@ -64,7 +64,7 @@ pub enum LogError {
 }
 
 /// Whether writing works, and what was lost while it did not.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WriteHealth {
     /// The last write failure, while writes fail.
     pub error: Option<String>,
@@ -76,7 +76,7 @@ pub struct WriteHealth {
 }
 
 /// The share of the log kept for records of peers without a certificate (see `store`).
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Unattributed {
     /// Bytes such records take now.
     pub bytes: u64,
@@ -91,7 +91,7 @@ pub struct Unattributed {
 }
 
 /// The log's state for `/v1/health` and `byokctl status`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
     pub degraded: bool,
     pub dir: String,

@@ -147,7 +147,7 @@ pub enum KeySyncState {
         fingerprint: String,
     },
     Imported {
-        version: String,
+        version: super::AzureVersion,
     },
     Failed {
         reason: String,
@@ -213,7 +213,10 @@ pub enum SyncStep {
     /// Intent: this key's import request may have been sent.
     ImportSent { key: KeyName },
     /// Result: this key's Azure version is recorded.
-    Imported { key: KeyName, version: String },
+    Imported {
+        key: KeyName,
+        version: super::AzureVersion,
+    },
     /// Result: the KEK is deleted.
     KekDeleted,
     /// Intent: the purge of the deleted KEK may have been sent.
@@ -421,7 +424,7 @@ mod tests {
             SyncStep::ImportSent { key: key.clone() }.into(),
             SyncStep::Imported {
                 key: key.clone(),
-                version: "v".into(),
+                version: super::super::AzureVersion::new("v"),
             }
             .into(),
             SyncStep::KekDeleted.into(),

@@ -44,6 +44,6 @@ pub struct Key {
     pub storage: Storage,
     /// Unix seconds, UTC.
     pub created: i64,
-    /// The Azure version (32 hex characters) once pushed; `None` until then.
-    pub azure_version: Option<String>,
+    /// The Azure version once pushed; `None` until then.
+    pub azure_version: Option<super::AzureVersion>,
 }

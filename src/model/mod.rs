@@ -4,6 +4,7 @@
 mod credential;
 mod error;
 pub(crate) mod group;
+mod ids;
 mod job;
 mod key;
 mod key_type;
@@ -17,6 +18,7 @@ pub use credential::{
 };
 pub use error::ModelError;
 pub use group::KeyGroup;
+pub use ids::{ApprovalId, AzureVersion};
 pub use job::{
     CheckCloudStep, DeleteCloudStep, Job, JobId, JobKind, JobState, JobStep, KekJournal, KeySync,
     KeySyncState, PurgeStep, RecoverStep, RotateStep, StepMessage, SyncStep,

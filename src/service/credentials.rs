@@ -389,7 +389,7 @@ impl Service {
         }
         drop(data);
         tracing::warn!(event = Event::CredentialDeleted.as_str(), service = "control", credential = %name, identity = %by,
-            approval = approved.id(), "Credential {name} deleted by {by}");
+            approval = %approved.id(), "Credential {name} deleted by {by}");
         if let Some(Credential {
             auth: CredentialAuth::Certificate { key_id, .. },
             ..

@@ -5,7 +5,7 @@
 use super::retention::Retention;
 use super::{Service, ServiceError};
 use crate::logs::Event;
-use crate::model::JobId;
+use crate::model::{AzureVersion, JobId};
 use crate::model::{
     GroupName, Job, JobKind, JobState, JobStep, Key, KeyGroup, KeyName, KeySync, KeySyncState,
     StepMessage, SyncStep,
@@ -123,7 +123,7 @@ impl Service {
         kind: JobKind,
         group: &GroupName,
         by: &str,
-        approval: &str,
+        approval: &crate::model::ApprovalId,
         expires_at: i64,
     ) -> Result<JobId, ServiceError> {
         let expires = time::OffsetDateTime::from_unix_timestamp(expires_at)
@@ -491,7 +491,7 @@ impl Service {
         id: JobId,
         group: &GroupName,
         key: &KeyName,
-        version: &str,
+        version: &AzureVersion,
     ) -> Result<(), ServiceError> {
         self.record_sync_with_steps(id, group, key, version, Vec::new(), None)
             .await
@@ -505,13 +505,13 @@ impl Service {
         id: JobId,
         group: &GroupName,
         key: &KeyName,
-        version: &str,
+        version: &AzureVersion,
         steps: Vec<String>,
         progress: Option<u16>,
     ) -> Result<(), ServiceError> {
         let imported = JobStep::Sync(SyncStep::Imported {
             key: key.clone(),
-            version: version.to_owned(),
+            version: version.clone(),
         });
         let mut data = self.inner.data.lock().await;
         let key_id = (group.clone(), key.clone());
@@ -531,12 +531,12 @@ impl Service {
             return Err(wrong_step(&before_job, &imported));
         }
         if let Some(k) = data.state.keys.get_mut(&key_id) {
-            k.azure_version = Some(version.to_owned());
+            k.azure_version = Some(version.clone());
         }
         if let Some(job) = data.state.jobs.get_mut(&id) {
             for push in job.keys.iter_mut().filter(|p| &p.key == key) {
                 push.state = KeySyncState::Imported {
-                    version: version.to_owned(),
+                    version: version.clone(),
                 };
             }
             job.journal.push(imported);

@@ -29,7 +29,7 @@ impl KeyView {
         Self {
             name: k.name.to_string(),
             group: k.group.to_string(),
-            version: k.azure_version.clone(),
+            version: k.azure_version.as_ref().map(|v| v.to_string()),
             storage: k.storage.to_string(),
             key_type: k.key_type.family().to_owned(),
             algorithm: k.key_type.to_string(),
@@ -241,15 +241,21 @@ impl Service {
     }
 
     /// Destroys a deleted key's HSM object and records the delete.
-    async fn destroy_deleted_key(&self, removed: Key, by: &str, approval: Option<&str>) {
+    async fn destroy_deleted_key(
+        &self,
+        removed: Key,
+        by: &str,
+        approval: Option<&crate::model::ApprovalId>,
+    ) {
         let (group, name) = (&removed.group, &removed.name);
+        let approval = approval.map(|a| a.to_string());
         if let Err(e) = self.hsm().destroy(removed.hsm_id).await {
             tracing::error!(group = %group, key = %name, hsm_id = %removed.hsm_id.to_hex(), error = %e, "key removed from state but the HSM object could not be destroyed; remove it with the HSM tools");
         }
         tracing::warn!(event = Event::KeyDeleted.as_str(), service = "hsm", group = %group, key = %name, identity = by,
-            approval, version = removed.azure_version.as_deref(), check_digits = %removed.check_digits,
+            approval = approval.as_deref(), version = removed.azure_version.as_ref().map(|v| v.as_str()), check_digits = %removed.check_digits,
             "Key {group}/{name} deleted locally by {by}{} (the cloud is untouched)",
-            removed.azure_version.as_deref().map(|v| format!("; its Azure version {v} stays in the vault")).unwrap_or_default());
+            removed.azure_version.as_ref().map(|v| format!("; its Azure version {v} stays in the vault")).unwrap_or_default());
     }
 }
 
@@ -260,7 +266,7 @@ pub enum KeyDeletion {
     /// The key was pushed (this Azure version): a second admin must approve the delete of
     /// this very key (its HSM object).
     NeedsApproval {
-        version: String,
+        version: crate::model::AzureVersion,
         hsm_id: crate::model::HsmKeyId,
     },
 }

@@ -369,7 +369,7 @@ mod tests {
                     keys: vec![KeySync {
                         key: KeyName::try_from("k".to_owned()).unwrap(),
                         state: KeySyncState::Imported {
-                            version: "v1".into(),
+                            version: crate::model::AzureVersion::new("v1"),
                         },
                     }],
                     started_by: "operator".into(),

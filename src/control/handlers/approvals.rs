@@ -2,24 +2,56 @@
 //! admin; the action then runs) and reject. Dual control ([`crate::dual_control`]) decides and
 //! logs every request, approval and rejection with both identities; this decodes and answers.
 
-use super::{Ctx, Input, Reply, to_json};
+use super::{Ctx, Input, Reply};
+use crate::contract::{self, ApprovalAction, ApprovalStatus, Timestamp};
 use crate::control::authz::{Admin, AnyRole, Authorized};
 use crate::control::decode;
 use crate::control::errors::ApiError;
 use crate::control::routes::Params;
-use crate::dual_control::Approval;
-use serde_json::json;
+use crate::dual_control::{Action, Approval, Status};
+use crate::model::ApprovalId;
 
-pub(super) fn id(p: &Params) -> Result<String, ApiError> {
-    let raw = p.get("approval");
-    uuid::Uuid::parse_str(raw)
-        .map(|u| u.to_string())
-        .map_err(|_| {
-            ApiError::invalid(
-                "approval",
-                "an approval id is a UUID, as returned with the 202 answer",
-            )
-        })
+pub(super) fn answer(a: Approval) -> contract::Approval {
+    let action = match a.action {
+        Action::DeleteCredential(a) => ApprovalAction::DeleteCredential {
+            credential: a.credential,
+        },
+        Action::DeleteKey(a) => ApprovalAction::DeleteKey {
+            group: a.group,
+            key: a.key,
+        },
+        Action::DeleteGroupCloud(a) => ApprovalAction::DeleteGroupCloud { group: a.group },
+        Action::PurgeGroupCloud(a) => ApprovalAction::PurgeGroupCloud { group: a.group },
+    };
+    contract::Approval {
+        id: a.id,
+        action,
+        summary: a.summary,
+        status: match a.status {
+            Status::Pending => ApprovalStatus::Pending,
+            Status::Approved => ApprovalStatus::Approved,
+            Status::Rejected => ApprovalStatus::Rejected,
+            Status::Expired => ApprovalStatus::Expired,
+            Status::Failed => ApprovalStatus::Failed,
+        },
+        requested_by: a.requested_by,
+        requested_at: Timestamp::from_unix(a.requested_at),
+        expires_at: Timestamp::from_unix(a.expires_at),
+        decided_by: a.decided_by,
+        decided_at: a.decided_at.map(Timestamp::from_unix),
+        outcome: a.outcome,
+        job_id: a.job_id.map(|j| j.to_string()),
+        job: None,
+    }
+}
+
+pub(super) fn id(p: &Params) -> Result<ApprovalId, ApiError> {
+    p.get("approval").parse::<ApprovalId>().map_err(|_| {
+        ApiError::invalid(
+            "approval",
+            "an approval id is a UUID, as returned with the 202 answer",
+        )
+    })
 }
 
 pub(super) fn decode_list(query: &str) -> Result<(), ApiError> {
@@ -34,53 +66,49 @@ pub(super) fn decode_list(query: &str) -> Result<(), ApiError> {
 }
 
 /// Records a dual-control request and answers 202 with the approval to quote.
-pub(super) fn requested(approval: &Approval) -> Result<Reply, ApiError> {
-    Reply::accepted(json!({
-        "approval": to_json(approval)?,
-        "message": format!(
-            "{} needs a second admin: run `byokctl approval approve {}` as a different admin before it expires",
-            approval.summary, approval.id
-        ),
-    }))
+pub(super) fn requested(approval: Approval) -> Result<Reply, ApiError> {
+    let message = format!(
+        "{} needs a second admin: run `byokctl approval approve {}` as a different admin before it expires",
+        approval.summary, approval.id
+    );
+    Reply::accepted(&contract::Pending {
+        approval: answer(approval),
+        message,
+        job: None,
+    })
 }
 
 pub async fn list(_: Authorized<AnyRole>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
     decode_list(&i.query)?;
     let status = decode::query_value(&i.query, "status");
-    let all: Vec<Approval> = ctx
+    let approvals = ctx
         .dual
         .list()
         .await
         .into_iter()
-        .filter(|a| {
-            status.is_none_or(|s| {
-                to_json(&a.status)
-                    .ok()
-                    .and_then(|v| v.as_str().map(|v| v == s))
-                    .unwrap_or(false)
-            })
-        })
+        .map(answer)
+        .filter(|a| status.is_none_or(|s| a.status.as_str() == s))
         .collect();
-    Reply::ok(json!({ "approvals": to_json(&all)? }))
+    Reply::ok(&contract::ApprovalList { approvals })
 }
 
 pub async fn show(_: Authorized<AnyRole>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
-    Reply::ok(to_json(&ctx.dual.get(&id(&i.params)?).await?)?)
+    Reply::ok(&answer(ctx.dual.get(&id(&i.params)?).await?))
 }
 
 /// Rejects a pending action; a job waiting for it ends `cancelled`.
 pub async fn reject(auth: Authorized<Admin>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
     let approval = ctx.dual.reject(&id(&i.params)?, auth.name()).await?;
-    Reply::ok(to_json(&approval)?)
+    Reply::ok(&answer(approval))
 }
 
 /// Approves and runs the action, as the requester with the approver's consent; the answer
 /// carries the job it started, if any.
 pub async fn approve(auth: Authorized<Admin>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
     let decision = ctx.dual.approve(&id(&i.params)?, auth.name()).await?;
-    let mut body = to_json(&decision.approval)?;
-    if let (Some(job), Some(o)) = (&decision.job, body.as_object_mut()) {
-        o.insert("job".into(), super::jobs::view(job));
+    let mut body = answer(decision.approval);
+    if let Some(job) = &decision.job {
+        body.job = Some(Box::new(super::jobs::answer(ctx, job)));
     }
-    Reply::ok(body)
+    Reply::ok(&body)
 }

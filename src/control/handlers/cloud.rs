@@ -93,7 +93,11 @@ pub async fn check_group(who: Authorized<Operate>, ctx: &Ctx, i: Input) -> Resul
 
 async fn started(ctx: &Ctx, id: JobId) -> Result<Reply, ApiError> {
     let job = ctx.service.job(id).await?;
-    Reply::accepted(serde_json::json!({ "job": super::jobs::view(&job) }))
+    Reply::accepted(&crate::contract::JobStarted {
+        job: super::jobs::answer(ctx, &job),
+        approval: None,
+        message: None,
+    })
 }
 
 /// "Recover key material on cloud": the group's soft-deleted Azure key (all versions) brought
@@ -138,12 +142,13 @@ pub async fn purge(who: Authorized<Admin>, ctx: &Ctx, i: Input) -> Result<Reply,
 /// 202 with the approval and the job that waits for it.
 fn waiting(ctx: &Ctx, (approval, job): (Approval, Job)) -> Result<Reply, ApiError> {
     let id = job.id;
-    Reply::accepted(serde_json::json!({
-        "approval": super::to_json(&approval)?,
-        "job": super::jobs::view_linked(ctx, &job),
-        "message": format!(
-            "{} needs a second admin: job {id} waits in waiting-approval until a different admin runs `byokctl approval approve {}` (before it expires); `byokctl job cancel {id}` withdraws the request",
-            approval.summary, approval.id
-        ),
-    }))
+    let message = format!(
+        "{} needs a second admin: job {id} waits in waiting-approval until a different admin runs `byokctl approval approve {}` (before it expires); `byokctl job cancel {id}` withdraws the request",
+        approval.summary, approval.id
+    );
+    Reply::accepted(&crate::contract::Pending {
+        job: Some(super::jobs::answer(ctx, &job)),
+        approval: super::approvals::answer(approval),
+        message,
+    })
 }

@@ -2,24 +2,19 @@
 //! cloud. Any role reads it; only an admin sets it.
 
 use super::{Ctx, Input, Reply};
+use crate::contract::Designated;
 use crate::control::authz::{Admin, AnyRole, Authorized};
 use crate::control::decode;
 use crate::control::errors::ApiError;
-use serde::Deserialize;
-use serde_json::json;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Body {
-    designated: bool,
-}
 
 pub(super) fn decode(body: &[u8]) -> Result<bool, ApiError> {
-    Ok(decode::json::<Body>(body)?.designated)
+    Ok(decode::json::<Designated>(body)?.designated)
 }
 
 pub async fn get_designated(_: Authorized<AnyRole>, ctx: &Ctx) -> Result<Reply, ApiError> {
-    Reply::ok(json!({ "designated": ctx.service.designated().await }))
+    Reply::ok(&Designated {
+        designated: ctx.service.designated().await,
+    })
 }
 
 pub async fn set_designated(
@@ -29,5 +24,5 @@ pub async fn set_designated(
 ) -> Result<Reply, ApiError> {
     let designated = decode(&i.body)?;
     ctx.service.set_designated(designated, auth.name()).await?;
-    Reply::ok(json!({ "designated": designated }))
+    Reply::ok(&Designated { designated })
 }

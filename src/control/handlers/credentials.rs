@@ -3,42 +3,14 @@
 //! CSR, and delete under dual control. Admin only for every change; any role may read. Never
 //! returns the secret.
 
-use super::{Ctx, Input, Reply, to_json};
+use super::{Ctx, Input, Reply};
+use crate::contract::{self, CredentialUpdate, NewCredential as NewBody, Timestamp};
 use crate::control::authz::{Admin, AnyRole, Authorized};
 use crate::control::decode::{self, field};
 use crate::control::errors::ApiError;
 use crate::control::routes::Params;
 use crate::model::{CredentialName, Guid, check_expires};
-use crate::secret::SecretBytes;
-use crate::service::{NewCertificateCredential, NewCredential};
-use serde::Deserialize;
-use serde_json::json;
-
-/// The client secret as it arrives: moved straight into a zeroizing secret type.
-pub(super) struct SecretField(SecretBytes);
-
-impl<'de> Deserialize<'de> for SecretField {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Ok(SecretField(SecretBytes::new(s.into_bytes())))
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewBody {
-    name: String,
-    tenant_id: String,
-    client_id: String,
-    #[serde(default)]
-    secret: Option<SecretField>,
-    #[serde(default)]
-    certificate: bool,
-    #[serde(default)]
-    validity_days: Option<u32>,
-    #[serde(default)]
-    expires: Option<i64>,
-}
+use crate::service::{CertificateExport, CredentialView, NewCertificateCredential, NewCredential};
 
 /// A decoded request to add a credential.
 pub(super) enum NewRequest {
@@ -46,21 +18,9 @@ pub(super) enum NewRequest {
     Certificate(NewCertificateCredential),
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct UpdateBody {
-    /// Absent: unchanged; unix seconds, UTC: set; `null`: cleared.
-    #[serde(default, deserialize_with = "present")]
-    expires: Option<Option<i64>>,
-}
-
-/// A field that is present (possibly `null`), told apart from one that is absent.
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
-    Option::<i64>::deserialize(d).map(Some)
-}
-
-fn expires(e: Option<i64>) -> Result<Option<i64>, ApiError> {
-    e.map(|e| field("expires", check_expires(e))).transpose()
+fn expires(e: Option<Timestamp>) -> Result<Option<i64>, ApiError> {
+    e.map(|e| field("expires", check_expires(e.unix())))
+        .transpose()
 }
 
 pub(super) fn decode_new(body: &[u8]) -> Result<NewRequest, ApiError> {
@@ -78,7 +38,7 @@ pub(super) fn decode_new(body: &[u8]) -> Result<NewRequest, ApiError> {
             "give the client secret, or \"certificate\": true for a certificate credential",
         )),
         (Some(secret), false) => {
-            if secret.0.is_empty() {
+            if secret.is_empty() {
                 return Err(ApiError::invalid("secret", "the client secret is empty"));
             }
             if b.validity_days.is_some() {
@@ -91,7 +51,7 @@ pub(super) fn decode_new(body: &[u8]) -> Result<NewRequest, ApiError> {
                 name,
                 tenant_id,
                 client_id,
-                secret: secret.0,
+                secret: secret.into_bytes(),
                 expires: expires(b.expires)?,
             }))
         }
@@ -126,7 +86,7 @@ pub(super) fn decode_export(p: &Params, query: &str) -> Result<(CredentialName, 
 
 /// `None`: the body leaves the expiry unchanged; `Some(None)`: clear it; `Some(Some(t))`: set it.
 pub(super) fn decode_update(body: &[u8]) -> Result<Option<Option<i64>>, ApiError> {
-    decode::json::<UpdateBody>(body)?
+    decode::json::<CredentialUpdate>(body)?
         .expires
         .map(expires)
         .transpose()
@@ -136,8 +96,35 @@ pub(super) fn name(p: &Params) -> Result<CredentialName, ApiError> {
     decode::param("credential", p.get("credential"))
 }
 
+/// A credential as the API shows it.
+fn answer(v: CredentialView) -> contract::Credential {
+    contract::Credential {
+        name: v.name,
+        tenant_id: v.tenant_id,
+        client_id: v.client_id,
+        kind: v.kind.to_owned(),
+        fingerprint: v.fingerprint,
+        created: Timestamp::from_unix(v.created),
+        expires: v.expires.map(Timestamp::from_unix),
+        groups: v.groups,
+    }
+}
+
+fn certificate_answer(c: CertificateExport) -> contract::CertificateExport {
+    contract::CertificateExport {
+        name: c.name,
+        certificate_pem: c.certificate_pem,
+        thumbprint: c.thumbprint,
+        x5t_s256: c.x5t_s256,
+        not_after: c.not_after.map(Timestamp::from_unix),
+    }
+}
+
 pub async fn list(_: Authorized<AnyRole>, ctx: &Ctx) -> Result<Reply, ApiError> {
-    Reply::ok(json!({ "credentials": to_json(&ctx.service.list_credentials().await)? }))
+    let credentials = ctx.service.list_credentials().await;
+    Reply::ok(&contract::CredentialList {
+        credentials: credentials.into_iter().map(answer).collect(),
+    })
 }
 
 pub async fn add(auth: Authorized<Admin>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
@@ -151,7 +138,7 @@ pub async fn add(auth: Authorized<Admin>, ctx: &Ctx, i: Input) -> Result<Reply, 
                 .await?
         }
     };
-    Reply::created(to_json(&view)?)
+    Reply::created(&answer(view))
 }
 
 /// The certificate to upload to the app registration, or a CSR signed in the HSM.
@@ -159,14 +146,18 @@ pub async fn certificate(_: Authorized<AnyRole>, ctx: &Ctx, i: Input) -> Result<
     let (name, csr) = decode_export(&i.params, &i.query)?;
     if csr {
         let pem = ctx.service.credential_csr(&name).await?;
-        Reply::ok(json!({ "name": name.as_str(), "csr_pem": pem }))
+        Reply::ok(&contract::CredentialCsr {
+            name: name.to_string(),
+            csr_pem: pem,
+        })
     } else {
-        Reply::ok(to_json(&ctx.service.credential_certificate(&name).await?)?)
+        let cert = ctx.service.credential_certificate(&name).await?;
+        Reply::ok(&certificate_answer(cert))
     }
 }
 
 pub async fn show(_: Authorized<AnyRole>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
-    Reply::ok(to_json(&ctx.service.credential(&name(&i.params)?).await?)?)
+    Reply::ok(&answer(ctx.service.credential(&name(&i.params)?).await?))
 }
 
 pub async fn update(auth: Authorized<Admin>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
@@ -179,7 +170,7 @@ pub async fn update(auth: Authorized<Admin>, ctx: &Ctx, i: Input) -> Result<Repl
         }
         None => ctx.service.credential(&name).await?,
     };
-    Reply::ok(to_json(&view)?)
+    Reply::ok(&answer(view))
 }
 
 /// Deleting a credential needs a second admin: this records the request and answers 202. The
@@ -191,5 +182,5 @@ pub async fn delete(auth: Authorized<Admin>, ctx: &Ctx, i: Input) -> Result<Repl
         .dual
         .request_credential_delete(&name, auth.name())
         .await?;
-    super::approvals::requested(&approval)
+    super::approvals::requested(approval)
 }

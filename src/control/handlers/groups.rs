@@ -1,7 +1,8 @@
 //! `/v1/groups`: create, list, show, update the rotation policy, delete when empty.
 //! Admin or operator for changes; any role may read. Never touches the cloud.
 
-use super::{Ctx, Input, Reply, to_json};
+use super::{Ctx, Input, Reply};
+use crate::contract::{self, GroupUpdate, NewGroup as NewBody, Timestamp};
 use crate::control::authz::{AnyRole, Authorized, Operate};
 use crate::control::decode::{self, field};
 use crate::control::errors::ApiError;
@@ -9,51 +10,7 @@ use crate::control::routes::Params;
 use crate::model::{
     CredentialName, GroupName, KeyOp, KeyType, RotationPolicy, RsaExponent, VaultName,
 };
-use crate::service::NewGroup;
-use serde::Deserialize;
-use serde_json::json;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewBody {
-    name: String,
-    credential: String,
-    vault: String,
-    key_type: String,
-    #[serde(default)]
-    exponent: Option<u32>,
-    #[serde(default)]
-    key_ops: Option<Vec<String>>,
-    #[serde(default)]
-    rotation: Option<RotationBody>,
-}
-
-/// A rotation policy, whole or in part: missing fields keep their current (or default) value.
-#[derive(Deserialize, Default, Clone, Copy)]
-#[serde(deny_unknown_fields)]
-struct RotationBody {
-    enabled: Option<bool>,
-    rotate_every_months: Option<u32>,
-    keep_valid_months: Option<u32>,
-}
-
-impl RotationBody {
-    fn over(self, base: RotationPolicy) -> RotationPolicy {
-        RotationPolicy {
-            enabled: self.enabled.unwrap_or(base.enabled),
-            rotate_every_months: self.rotate_every_months.unwrap_or(base.rotate_every_months),
-            keep_valid_months: self.keep_valid_months.unwrap_or(base.keep_valid_months),
-        }
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct UpdateBody {
-    /// Absent: the policy is unchanged.
-    #[serde(default)]
-    rotation: RotationBody,
-}
+use crate::service::{DriftView, GroupView, NewGroup};
 
 pub(super) fn decode_new(body: &[u8]) -> Result<NewGroup, ApiError> {
     let b: NewBody = decode::json(body)?;
@@ -90,7 +47,7 @@ pub(super) fn decode_new(body: &[u8]) -> Result<NewGroup, ApiError> {
 
 /// Decodes a rotation update; applied over the group's current policy by [`update`].
 pub(super) fn decode_update(body: &[u8]) -> Result<RotationPolicy, ApiError> {
-    let b: UpdateBody = decode::json(body)?;
+    let b: GroupUpdate = decode::json(body)?;
     let probe = b.rotation.over(RotationPolicy::default());
     probe
         .validate()
@@ -102,23 +59,68 @@ pub(super) fn name(p: &Params) -> Result<GroupName, ApiError> {
     decode::param("group", p.get("group"))
 }
 
+/// A key group as the API shows it.
+fn answer(v: GroupView) -> contract::Group {
+    contract::Group {
+        name: v.name,
+        credential: v.credential,
+        vault: v.vault,
+        key_type: v.key_type,
+        algorithm: v.algorithm,
+        exponent: v.exponent,
+        key_ops: v.key_ops.into_iter().map(str::to_owned).collect(),
+        rotation: v.rotation,
+        last_rotated: v.last_rotated.map(Timestamp::from_unix),
+        created: Timestamp::from_unix(v.created),
+        keys: v.keys,
+        next_rotation: v.next_rotation.map(Timestamp::from_unix),
+        pending_grace: v.pending_grace.map(|g| contract::PendingGrace {
+            versions: g.versions,
+            due: Timestamp::from_unix(g.due),
+            new_version: g.new_version,
+        }),
+        drift: v.drift.map(drift),
+    }
+}
+
+fn drift(d: DriftView) -> contract::Drift {
+    contract::Drift {
+        checked: Timestamp::from_unix(d.checked),
+        job: d.job.get(),
+        azure_versions: d.azure_versions,
+        findings: d
+            .findings
+            .into_iter()
+            .map(|f| contract::DriftFinding {
+                code: f.code.to_owned(),
+                key: f.key,
+                version: f.version,
+                message: f.message,
+            })
+            .collect(),
+    }
+}
+
 pub async fn list(_: Authorized<AnyRole>, ctx: &Ctx) -> Result<Reply, ApiError> {
-    Reply::ok(json!({ "groups": to_json(&ctx.service.list_groups().await)? }))
+    let groups = ctx.service.list_groups().await;
+    Reply::ok(&contract::GroupList {
+        groups: groups.into_iter().map(answer).collect(),
+    })
 }
 
 pub async fn create(auth: Authorized<Operate>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
     let new = decode_new(&i.body)?;
     let view = ctx.service.create_group(new, auth.name()).await?;
-    Reply::created(to_json(&view)?)
+    Reply::created(&answer(view))
 }
 
 pub async fn show(_: Authorized<AnyRole>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
-    Reply::ok(to_json(&ctx.service.group(&name(&i.params)?).await?)?)
+    Reply::ok(&answer(ctx.service.group(&name(&i.params)?).await?))
 }
 
 pub async fn update(auth: Authorized<Operate>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
     let name = name(&i.params)?;
-    let patch = decode::json::<UpdateBody>(&i.body)?.rotation;
+    let patch = decode::json::<GroupUpdate>(&i.body)?.rotation;
     // A first look for a clear error; the service applies the patch over the policy it holds
     // under its lock (and validates again), so concurrent updates do not undo each other.
     let current = ctx.service.group(&name).await?.rotation;
@@ -130,11 +132,13 @@ pub async fn update(auth: Authorized<Operate>, ctx: &Ctx, i: Input) -> Result<Re
         .service
         .update_rotation(&name, |now| patch.over(now), auth.name())
         .await?;
-    Reply::ok(to_json(&view)?)
+    Reply::ok(&answer(view))
 }
 
 pub async fn delete(auth: Authorized<Operate>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
     let name = name(&i.params)?;
     ctx.service.delete_group(&name, auth.name()).await?;
-    Reply::ok(json!({ "deleted": name.as_str() }))
+    Reply::ok(&contract::Deleted {
+        deleted: name.to_string(),
+    })
 }

@@ -2,11 +2,11 @@
 //! mapped identity may call them; a client without a certificate cannot connect at all.
 
 use super::{Ctx, Reply};
+use crate::contract::{Health, HsmHealth, StateHealth, Whoami};
 use crate::control::authz::{AnyRole, Authorized};
 use crate::control::errors::ApiError;
 use crate::control::identity::{Caller, role_name};
 use crate::secret::SecretBytes;
-use serde_json::json;
 use std::time::Duration;
 
 /// How long the HSM probe may take before the HSM counts as not ready.
@@ -29,32 +29,35 @@ pub async fn health(_: Authorized<AnyRole>, ctx: &Ctx) -> Result<Reply, ApiError
     let generation = ctx.service.generation().await;
     let logs = crate::logs::installed().map(|l| l.status());
     let degraded = logs.as_ref().is_some_and(|l| l.degraded);
-    Reply::ok(json!({
-        "live": true,
-        "ready": hsm_ready,
-        "degraded": degraded,
-        "logs": logs,
-        "version": env!("CARGO_PKG_VERSION"),
-        "designated": ctx.service.designated().await,
-        "hsm": {
-            "ready": hsm_ready,
-            "detail": hsm_detail,
-            "token": report.token_label,
-            "model": report.model,
-            "serial": report.serial,
-            "wrap_strategy": ctx.service.hsm().wrap_strategy(),
-            "wrap_summary": ctx.service.hsm().wrap_report().summary(),
-            "wrap_report": ctx.service.hsm().wrap_report(),
+    Reply::ok(&Health {
+        live: true,
+        ready: hsm_ready,
+        degraded,
+        logs,
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        designated: ctx.service.designated().await,
+        hsm: HsmHealth {
+            ready: hsm_ready,
+            detail: hsm_detail,
+            token: report.token_label.clone(),
+            model: report.model.clone(),
+            serial: report.serial.clone(),
+            wrap_strategy: hsm.wrap_strategy(),
+            wrap_summary: hsm.wrap_report().summary(),
+            wrap_report: hsm.wrap_report().clone(),
         },
-        "state": { "ready": true, "generation": generation },
-    }))
+        state: StateHealth {
+            ready: true,
+            generation,
+        },
+    })
 }
 
 pub fn whoami(auth: Authorized<AnyRole>, caller: &Caller) -> Result<Reply, ApiError> {
-    Reply::ok(json!({
-        "identity": auth.name(),
-        "role": role_name(auth.identity().role),
-        "fingerprint": caller.fingerprint,
-        "cn": caller.cn,
-    }))
+    Reply::ok(&Whoami {
+        identity: auth.name().to_owned(),
+        role: role_name(auth.identity().role).to_owned(),
+        fingerprint: caller.fingerprint.clone(),
+        cn: caller.cn.clone(),
+    })
 }

@@ -2,12 +2,12 @@
 //! returns as soon as the job changes, or when the wait ends; and cancel a job.
 
 use super::{Ctx, Input, Reply};
+use crate::contract::{self, Timestamp};
 use crate::control::authz::{AnyRole, Authorized, Operate};
 use crate::control::decode;
 use crate::control::errors::ApiError;
 use crate::control::routes::Params;
-use crate::model::{Job, JobId};
-use serde_json::{Value, json};
+use crate::model::{Job, JobId, KeySyncState};
 use std::time::Duration;
 
 /// The longest long-poll a request may ask for.
@@ -49,66 +49,81 @@ pub(super) fn decode_wait(query: &str) -> Result<u64, ApiError> {
     }
 }
 
-/// A job as the Jobs view shows it.
-pub(crate) fn view(job: &Job) -> Value {
-    let keys: Vec<Value> = job
+/// A job as the Jobs view shows it, with the dual-control approval it waits (or waited) for,
+/// while the daemon remembers that approval (pending approvals live in memory only).
+pub(crate) fn answer(ctx: &Ctx, job: &Job) -> contract::Job {
+    let keys = job
         .keys
         .iter()
         .map(|k| {
             let (state, version) = match &k.state {
-                crate::model::KeySyncState::NotStarted => ("pending", None),
-                crate::model::KeySyncState::ImportSent { .. } => ("import-sent", None),
-                crate::model::KeySyncState::Imported { version } => {
-                    ("imported", Some(version.clone()))
-                }
-                crate::model::KeySyncState::Failed { .. } => ("failed", None),
+                KeySyncState::NotStarted => ("pending", None),
+                KeySyncState::ImportSent { .. } => ("import-sent", None),
+                KeySyncState::Imported { version } => ("imported", Some(version.to_string())),
+                KeySyncState::Failed { .. } => ("failed", None),
             };
-            json!({"key": k.key.as_str(), "state": state, "version": version})
+            contract::JobKey {
+                key: k.key.to_string(),
+                state: state.to_owned(),
+                version,
+            }
         })
         .collect();
-    json!({
-        "id": job.id.to_string(),
-        "kind": job.kind.code(),
-        "title": job.kind.title(),
-        "group": job.group.as_str(),
-        "keys": keys,
-        "started_by": job.started_by,
-        "created": job.created,
-        "started": job.started,
-        "ended": job.ended,
-        "state": job.state.code(),
-        "progress": {"done": job.progress, "total": 1000, "fraction": f64::from(job.progress) / 1000.0},
-        "step": job.steps.last().map(|s| s.message.clone()).unwrap_or_default(),
-        "steps": job.steps.iter().map(|s| json!({"at": s.at, "message": s.message})).collect::<Vec<_>>(),
-        "journal": job.journal.iter().map(|s| json!({"step": s.code(), "key": s.key().map(|k| k.as_str())})).collect::<Vec<_>>(),
-        "error": job.error,
-        "cancel_requested": job.cancel_requested,
-    })
-}
-
-/// A job as [`view`] shows it, with the dual-control approval it waits (or waited) for, while
-/// the daemon remembers that approval (pending approvals live in memory only).
-pub(crate) fn view_linked(ctx: &Ctx, job: &Job) -> Value {
-    let mut v = view(job);
-    if let Some(o) = v.as_object_mut() {
-        let approval = ctx.dual.of_job(job.id).map(|a| a.id);
-        o.insert("approval".into(), json!(approval));
+    contract::Job {
+        id: job.id.to_string(),
+        kind: job.kind.code().to_owned(),
+        title: job.kind.title().to_owned(),
+        group: job.group.to_string(),
+        keys,
+        started_by: job.started_by.clone(),
+        created: Timestamp::from_unix(job.created),
+        started: job.started.map(Timestamp::from_unix),
+        ended: job.ended.map(Timestamp::from_unix),
+        state: job.state.code().to_owned(),
+        progress: contract::Progress {
+            done: job.progress,
+            total: 1000,
+            fraction: f64::from(job.progress) / 1000.0,
+        },
+        step: job
+            .steps
+            .last()
+            .map(|s| s.message.clone())
+            .unwrap_or_default(),
+        steps: job
+            .steps
+            .iter()
+            .map(|s| contract::Step {
+                at: Timestamp::from_unix(s.at),
+                message: s.message.clone(),
+            })
+            .collect(),
+        journal: job
+            .journal
+            .iter()
+            .map(|s| contract::JournalStep {
+                step: s.code().to_owned(),
+                key: s.key().map(|k| k.to_string()),
+            })
+            .collect(),
+        error: job.error.clone(),
+        cancel_requested: job.cancel_requested.clone(),
+        approval: ctx.dual.of_job(job.id).map(|a| a.id),
     }
-    v
 }
 
 pub async fn list(_: Authorized<AnyRole>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
     let state = decode_list(&i.query)?;
-    let jobs: Vec<Value> = ctx
+    let jobs = ctx
         .service
         .jobs()
         .await
         .iter()
         .rev()
         .filter(|j| state.as_deref().is_none_or(|s| j.state.code() == s))
-        .map(|j| view_linked(ctx, j))
+        .map(|j| answer(ctx, j))
         .collect();
-    Reply::ok(json!({ "jobs": jobs }))
+    Reply::ok(&contract::JobList { jobs })
 }
 
 pub async fn show(_: Authorized<AnyRole>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
@@ -116,7 +131,7 @@ pub async fn show(_: Authorized<AnyRole>, ctx: &Ctx, i: Input) -> Result<Reply, 
     let mut changes = ctx.service.job_changes();
     let first = ctx.service.job(id).await?;
     if wait == 0 || first.state.is_final() {
-        return Reply::ok(view_linked(ctx, &first));
+        return Reply::ok(&answer(ctx, &first));
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
     loop {
@@ -128,10 +143,10 @@ pub async fn show(_: Authorized<AnyRole>, ctx: &Ctx, i: Input) -> Result<Reply, 
         }
         let now = ctx.service.job(id).await?;
         if now != first {
-            return Reply::ok(view_linked(ctx, &now));
+            return Reply::ok(&answer(ctx, &now));
         }
     }
-    Reply::ok(view_linked(ctx, &ctx.service.job(id).await?))
+    Reply::ok(&answer(ctx, &ctx.service.job(id).await?))
 }
 
 /// Cancels a job where that is safe (see [`crate::service::Service::cancel_job`]); a job that
@@ -139,5 +154,7 @@ pub async fn show(_: Authorized<AnyRole>, ctx: &Ctx, i: Input) -> Result<Reply, 
 pub async fn cancel(who: Authorized<Operate>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
     let id = decode_cancel(&i.params, &i.query)?;
     let job = ctx.dual.cancel_job(id, who.name()).await?;
-    Reply::ok(json!({ "job": view_linked(ctx, &job) }))
+    Reply::ok(&contract::JobAnswer {
+        job: answer(ctx, &job),
+    })
 }

@@ -4,6 +4,7 @@
 //! and records carry names and ids, never secrets.
 
 use super::{Chunk, Download, Input, Reply};
+use crate::contract::{LogPage, LogVerdict};
 use crate::control::authz::{AnyRole, Authorized};
 use crate::control::errors::ApiError;
 use crate::logs::Event;
@@ -12,7 +13,6 @@ use crate::logs::query::{self, Query};
 use crate::logs::{Logs, store};
 use bytes::Bytes;
 use http::StatusCode;
-use serde_json::json;
 
 /// Bytes per streamed chunk.
 const CHUNK: usize = 64 * 1024;
@@ -64,16 +64,20 @@ pub async fn query(_: Authorized<AnyRole>, i: Input) -> Result<Reply, ApiError> 
     let q = decode_query(&i.query)?;
     let records = logs()?.query(&q).await.map_err(unavailable)?;
     let next = records.last().map_or(q.after, |r| r.seq);
-    Reply::ok(json!({
-        "records": records,
-        "next_after": next,
-        "more": records.len() == q.limit,
-    }))
+    let more = records.len() == q.limit;
+    Reply::ok(&LogPage {
+        records,
+        next_after: next,
+        more,
+    })
 }
 
 pub async fn verify(_: Authorized<AnyRole>) -> Result<Reply, ApiError> {
     let verdict = logs()?.verify().await.map_err(unavailable)?;
-    Reply::ok(json!({ "ok": verdict.ok(), "verdict": verdict }))
+    Reply::ok(&LogVerdict {
+        ok: verdict.ok(),
+        verdict,
+    })
 }
 
 /// Sends what the exporter writes as chunks; a send error means the client left.

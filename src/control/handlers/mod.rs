@@ -2,8 +2,9 @@
 //! [`Authorized`](super::authz::Authorized) proof whose policy is the route's role rule, so the
 //! dispatcher must pass the policy check before any handler can run.
 //!
-//! Handlers decode (see `decode`), call the service, and shape the JSON answer. They never
-//! touch the HSM or the state directly, and never return a secret.
+//! Handlers decode (see `decode`) request bodies of the contract (`crate::contract`), call the
+//! service, and build the answer as a contract type. They never touch the HSM or the state
+//! directly, and never return a secret.
 
 mod approvals;
 mod cloud;
@@ -84,26 +85,25 @@ pub enum Chunk {
 }
 
 impl Reply {
-    pub fn ok(body: Value) -> Result<Reply, ApiError> {
-        Ok(Reply {
-            status: StatusCode::OK,
-            body,
-            download: None,
-        })
+    /// 200 with an answer of the contract (`crate::contract`).
+    pub fn ok<T: serde::Serialize>(answer: &T) -> Result<Reply, ApiError> {
+        Self::json(StatusCode::OK, answer)
     }
 
-    pub fn created(body: Value) -> Result<Reply, ApiError> {
-        Ok(Reply {
-            status: StatusCode::CREATED,
-            body,
-            download: None,
-        })
+    /// 201 with the created resource.
+    pub fn created<T: serde::Serialize>(answer: &T) -> Result<Reply, ApiError> {
+        Self::json(StatusCode::CREATED, answer)
     }
 
-    pub fn accepted(body: Value) -> Result<Reply, ApiError> {
+    /// 202: a job started, or a request waits for a second admin.
+    pub fn accepted<T: serde::Serialize>(answer: &T) -> Result<Reply, ApiError> {
+        Self::json(StatusCode::ACCEPTED, answer)
+    }
+
+    fn json<T: serde::Serialize>(status: StatusCode, answer: &T) -> Result<Reply, ApiError> {
         Ok(Reply {
-            status: StatusCode::ACCEPTED,
-            body,
+            status,
+            body: to_json(answer)?,
             download: None,
         })
     }

@@ -6,7 +6,7 @@ use crate::hsm::strict::Expected;
 use crate::model::{Curve, KeyType};
 
 /// How a key is wrapped for transfer. Chosen once, at start-up, by the self-test.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum WrapStrategy {
     /// CKM_RSA_AES_KEY_WRAP in one C_WrapKey call. Production HSMs have it.
@@ -43,7 +43,7 @@ pub struct KekPublicKey {
 }
 
 /// What the self-test found out about one strategy.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StrategyCheck {
     pub strategy: WrapStrategy,
     /// The strategy works on this token and is allowed.
@@ -55,7 +55,7 @@ pub struct StrategyCheck {
 /// The self-test's verdict: the chosen strategy and, for each strategy, why it was or was not
 /// chosen; and for each key family whether the token generates it and which strategy wraps it
 /// conformingly. Shown by `byokctl status` and logged at start-up.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WrapReport {
     /// The first usable strategy of native, two-step, host; `None` if none is. A key family
     /// may use a later one when this one's blobs do not conform for it (see `key_types`).
@@ -197,7 +197,7 @@ impl std::fmt::Display for KeyFamily {
 }
 
 /// How one strategy did on one key family.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EncodingCheck {
     pub strategy: WrapStrategy,
     /// Every encoding class of the family gave a conforming blob.
@@ -210,7 +210,7 @@ pub struct EncodingCheck {
 
 /// The self-test's verdict on one key family: can the token generate it, does each strategy
 /// wrap it conformingly, and which strategy pushes of it use.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct KeyTypeCheck {
     /// `RSA` (every size) or `EC-P256`, `EC-P384`, `EC-P521`, `EC-P256K`.
     pub key_type: String,

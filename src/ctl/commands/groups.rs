@@ -1,0 +1,149 @@
+//! `byokctl group` and `byokctl key`: key groups and their keys, and the jobs started on them
+//! (sync, rotate, check, delete on cloud, recover, purge).
+
+use super::jobs::start_job;
+use super::{Ctx, seg};
+use crate::contract::{
+    Group, GroupList, GroupUpdate, Key, KeyList, NewGroup, NewKey, RotationPatch,
+};
+use crate::ctl::CtlError;
+use crate::ctl::cli::*;
+use crate::ctl::output::Column;
+use http::Method;
+
+const GROUP_COLS: &[Column] = &[
+    ("NAME", "name"),
+    ("VAULT", "vault"),
+    ("CREDENTIAL", "credential"),
+    ("ALGORITHM", "algorithm"),
+    ("ROTATION", "rotation"),
+    ("KEYS", "keys"),
+];
+const KEY_COLS: &[Column] = &[
+    ("NAME", "name"),
+    ("KEY GROUP", "group"),
+    ("VERSION", "version"),
+    ("STORAGE", "storage"),
+    ("KEY TYPE", "key_type"),
+    ("ALGORITHM", "algorithm"),
+    ("CHECK DIGITS", "check_digits"),
+    ("CREATED", "created"),
+];
+
+fn rotation_body(r: &RotationArgs) -> RotationPatch {
+    RotationPatch {
+        enabled: r.rotation.map(|v| v == OnOff::On),
+        rotate_every_months: r.rotate_every,
+        keep_valid_months: r.keep_valid,
+    }
+}
+
+pub(super) async fn group(ctx: &Ctx, c: GroupCmd) -> Result<(), CtlError> {
+    match c {
+        GroupCmd::Create {
+            name,
+            credential,
+            vault,
+            key_type,
+            exponent,
+            key_ops,
+            rotation,
+        } => {
+            let body = NewGroup {
+                name,
+                credential,
+                vault,
+                key_type,
+                exponent,
+                key_ops,
+                rotation: Some(rotation_body(&rotation)),
+            };
+            let created: Group = ctx.send(Method::POST, "/v1/groups", &body).await?;
+            ctx.show(&created);
+        }
+        GroupCmd::List => ctx.list(
+            &ctx.get::<GroupList>("/v1/groups").await?,
+            "groups",
+            GROUP_COLS,
+        ),
+        GroupCmd::Show { name } => ctx.show(
+            &ctx.get::<Group>(&format!("/v1/groups/{}", seg(&name)?))
+                .await?,
+        ),
+        GroupCmd::Set { name, rotation } => {
+            let body = GroupUpdate {
+                rotation: rotation_body(&rotation),
+            };
+            let path = format!("/v1/groups/{}", seg(&name)?);
+            let updated: Group = ctx.send(Method::PATCH, &path, &body).await?;
+            ctx.show(&updated);
+        }
+        GroupCmd::Delete { name } => {
+            let path = format!("/v1/groups/{}", seg(&name)?);
+            let a = ctx.call(Method::DELETE, &path, None).await?;
+            ctx.done(&path, a, &format!("key group {name} deleted (local only)"))?;
+        }
+        GroupCmd::Sync { name, wait } => {
+            start_job(ctx, &format!("/v1/groups/{}/sync", seg(&name)?), wait).await?
+        }
+        GroupCmd::Rotate { name, wait } => {
+            start_job(ctx, &format!("/v1/groups/{}/rotate", seg(&name)?), wait).await?
+        }
+        GroupCmd::Check { name, wait } => {
+            start_job(ctx, &format!("/v1/groups/{}/check", seg(&name)?), wait).await?
+        }
+        GroupCmd::DeleteCloud { name, wait } => {
+            start_job(
+                ctx,
+                &format!("/v1/groups/{}/delete-cloud", seg(&name)?),
+                wait,
+            )
+            .await?
+        }
+        GroupCmd::Recover { name, wait } => {
+            start_job(ctx, &format!("/v1/groups/{}/recover", seg(&name)?), wait).await?
+        }
+        GroupCmd::Purge { name, wait } => {
+            start_job(ctx, &format!("/v1/groups/{}/purge", seg(&name)?), wait).await?
+        }
+    }
+    Ok(())
+}
+
+pub(super) async fn key(ctx: &Ctx, c: KeyCmd) -> Result<(), CtlError> {
+    match c {
+        KeyCmd::Create { group, name } => {
+            let path = format!("/v1/groups/{}/keys", seg(&group)?);
+            let created: Key = ctx.send(Method::POST, &path, &NewKey { name }).await?;
+            ctx.show(&created);
+        }
+        KeyCmd::List { group } => ctx.list(
+            &ctx.get::<KeyList>(&format!("/v1/groups/{}/keys", seg(&group)?))
+                .await?,
+            "keys",
+            KEY_COLS,
+        ),
+        KeyCmd::Show { group, name } => ctx.show(
+            &ctx.get::<Key>(&format!("/v1/groups/{}/keys/{}", seg(&group)?, seg(&name)?))
+                .await?,
+        ),
+        KeyCmd::Delete { group, name } => {
+            let path = format!("/v1/groups/{}/keys/{}", seg(&group)?, seg(&name)?);
+            let a = ctx.call(Method::DELETE, &path, None).await?;
+            ctx.done(
+                &path,
+                a,
+                &format!("key {group}/{name} deleted locally (the cloud is untouched)"),
+            )?;
+        }
+        KeyCmd::Sync { group, name, wait } => {
+            start_job(
+                ctx,
+                &format!("/v1/groups/{}/keys/{}/sync", seg(&group)?, seg(&name)?),
+                wait,
+            )
+            .await?
+        }
+    }
+    Ok(())
+}

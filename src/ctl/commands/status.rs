@@ -1,0 +1,120 @@
+//! `byokctl status` and `byokctl designated`, and the generated shell completions and man page.
+
+use super::Ctx;
+use crate::contract::{Designated, Health, Whoami};
+use crate::ctl::CtlError;
+use crate::ctl::cli::*;
+use http::Method;
+use serde_json::json;
+
+pub(super) async fn designated(ctx: &Ctx, c: DesignatedCmd) -> Result<(), CtlError> {
+    let path = "/v1/config/designated";
+    let v: Designated = match c {
+        DesignatedCmd::Get => ctx.get(path).await?,
+        DesignatedCmd::Set { value } => {
+            let body = Designated { designated: value };
+            ctx.send(Method::PUT, path, &body).await?
+        }
+    };
+    if !ctx.json(&v) {
+        println!(
+            "{}",
+            if v.designated {
+                "designated: yes (this appliance pushes to the cloud)"
+            } else {
+                "designated: no"
+            }
+        );
+    }
+    Ok(())
+}
+
+pub(super) async fn status(ctx: &Ctx) -> Result<(), CtlError> {
+    let health: Health = ctx.get("/v1/health").await?;
+    let me: Whoami = ctx.get("/v1/whoami").await?;
+    let both = json!({ "health": health, "whoami": me });
+    if ctx.json(&both) {
+        return Ok(());
+    }
+    println!(
+        "daemon      byokd {} ({})",
+        health.version,
+        if health.ready { "ready" } else { "NOT READY" }
+    );
+    let hsm = &health.hsm;
+    println!(
+        "hsm         {} (token {}, {} {})",
+        hsm.detail, hsm.token, hsm.model, hsm.serial
+    );
+    println!(
+        "wrap        {} ({})",
+        hsm.wrap_strategy
+            .map_or_else(|| "none".to_owned(), |w| w.to_string()),
+        hsm.wrap_summary
+    );
+    println!("state       generation {}", health.state.generation);
+    println!("designated  {}", health.designated);
+    if let Some(logs) = &health.logs {
+        println!(
+            "logs        {} (next record {}, {} segment(s), {} bytes)",
+            match &logs.write.error {
+                Some(e) => format!("DEGRADED: {e}"),
+                None => "ok".to_owned(),
+            },
+            logs.next_seq,
+            logs.segments,
+            logs.bytes
+        );
+        let u = &logs.unattributed;
+        if u.refused > 0 || u.refusing {
+            println!(
+                "unattrib.   records of peers without a certificate: {} of {} bytes kept; {} REFUSED (the share is full)",
+                u.bytes, u.reserve, u.refused
+            );
+        }
+        for f in &logs.forwarders {
+            println!(
+                "syslog      {} {} ({}, sent {}, queued {}, dropped {})",
+                json!(f.transport).as_str().unwrap_or_default(),
+                f.address,
+                if f.connected {
+                    "connected"
+                } else {
+                    "NOT CONNECTED"
+                },
+                f.sent,
+                f.queued,
+                f.dropped
+            );
+        }
+    }
+    println!("you         {} ({})", me.identity, me.role);
+    Ok(())
+}
+
+pub(super) fn generate_completions(dir: &std::path::Path) -> Result<(), CtlError> {
+    use clap::CommandFactory;
+    use clap_complete::Shell;
+    std::fs::create_dir_all(dir).map_err(|e| CtlError::Usage(format!("{}: {e}", dir.display())))?;
+    for shell in [
+        Shell::Bash,
+        Shell::Zsh,
+        Shell::Fish,
+        Shell::Elvish,
+        Shell::PowerShell,
+    ] {
+        let path = clap_complete::generate_to(shell, &mut Cli::command(), "byokctl", dir)
+            .map_err(|e| CtlError::Other(format!("{}: {e}", dir.display())))?;
+        println!("{}", path.display());
+    }
+    Ok(())
+}
+
+pub(super) fn generate_man(dir: &std::path::Path) -> Result<(), CtlError> {
+    use clap::CommandFactory;
+    std::fs::create_dir_all(dir).map_err(|e| CtlError::Usage(format!("{}: {e}", dir.display())))?;
+    clap_mangen::generate_to(Cli::command(), dir)
+        .map_err(|e| CtlError::Other(format!("{}: {e}", dir.display())))?;
+    println!("{}", dir.join("byokctl.1").display());
+    Ok(())
+}
