@@ -59,11 +59,10 @@ fn siblings(dir: &Path) -> BTreeMap<String, PathBuf> {
         let Some(stem) = path.file_stem().map(|s| s.to_string_lossy().into_owned()) else {
             continue;
         };
-        if path.is_dir() && stem != "tests" {
-            out.insert(stem, path);
-        } else if path.extension().is_some_and(|e| e == "rs")
-            && !["mod", "lib", "tests"].contains(&stem.as_str())
-        {
+        let module_dir = path.is_dir() && stem != "tests";
+        let module_file = path.extension().is_some_and(|e| e == "rs")
+            && !["mod", "lib", "tests"].contains(&stem.as_str());
+        if module_dir || module_file {
             out.insert(stem, path);
         }
     }

@@ -236,7 +236,7 @@ impl Approvals {
             Some(a) if a.status == Status::Pending => true,
             a => {
                 ended.push(EndedWait {
-                    approval_id: id.clone(),
+                    approval_id: *id,
                     job: *job,
                     approval: a.cloned(),
                 });
@@ -282,7 +282,7 @@ fn prune(table: &mut Table) {
             .values()
             .filter(|a| a.status != Status::Pending)
             .min_by_key(|a| a.requested_at)
-            .map(|a| a.id.clone());
+            .map(|a| a.id);
         match oldest {
             Some(id) => table.approvals.remove(&id),
             None => return,
