@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 /// Where job recovery and decisions live: no `.message` field is read here at all.
 const STRICT: &[&str] = &[
     "src/jobs",
+    "src/dual_control",
     "src/service",
     "src/store",
     "src/daemon",

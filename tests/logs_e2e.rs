@@ -3,7 +3,7 @@
 //! receives every record as RFC 5424 with structured data; rsyslog is stopped mid-run and
 //! restarted, and the queued records arrive with the drop count right. The same run checks
 //! `byokctl log show/export/verify`, the auditor's access, that nothing secret reaches any log
-//! output, and renders the README's sample "Azure Service" sequence: push one key, then delete
+//! output, and renders the documented sample "Azure Service" sequence (docs/service-log.md): push one key, then delete
 //! it on the cloud (dual control: one admin asks, a second approves).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -472,9 +472,10 @@ fn hide_versions(s: &str) -> String {
     out
 }
 
-fn readme_sample() -> String {
+fn documented_sample() -> String {
     let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/service-log.md"))
+            .unwrap();
     let begin = "<!-- azure-log-sample:begin -->\n```text\n";
     let end = "```\n<!-- azure-log-sample:end -->";
     let a = readme.find(begin).map(|i| i + begin.len()).unwrap_or(0);
@@ -623,12 +624,12 @@ fn a_push_and_a_delete_on_cloud_are_logged_forwarded_to_rsyslog_exported_and_ver
     );
     assert!(show(d, &["--until", "2000-01-01T00:00:00Z"]).is_empty());
 
-    // README sample: produced here, compared with the README.
+    // The documented sample (docs/service-log.md): produced here, compared with the page.
     let sample = render_sample(&azure);
     assert_eq!(
-        readme_sample(),
+        documented_sample(),
         sample,
-        "the README's Azure Service sample differs; the fresh block is:\n<!-- azure-log-sample:begin -->\n```text\n{sample}```\n<!-- azure-log-sample:end -->"
+        "the Azure Service sample in docs/service-log.md differs; the fresh block is:\n<!-- azure-log-sample:begin -->\n```text\n{sample}```\n<!-- azure-log-sample:end -->"
     );
 
     // An authorization denial and an authentication failure are recorded (control service).
