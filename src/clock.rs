@@ -34,6 +34,18 @@ pub trait Clock: Send + Sync + std::fmt::Debug {
 /// The clock handed around the daemon.
 pub type SharedClock = Arc<dyn Clock>;
 
+/// A Unix time as the API and step messages show every time: RFC 3339, UTC
+/// (`2026-12-07T04:05:06Z`); the bare number only if it is no calendar date.
+pub fn rfc3339(unix: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| unix.to_string())
+}
+
 /// The system's wall clock.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;

@@ -1037,11 +1037,14 @@ fn the_drift_check_reports_a_public_key_mismatch_and_an_expired_version() {
             .unwrap_or_else(|| panic!("no expired-version: {g}"));
         assert_eq!(expired["key"], "k2");
         assert_eq!(expired["version"], v2.as_str());
+        // The expiry is shown as a date (RFC 3339, UTC), like every time in the API.
+        let past_date = time::OffsetDateTime::from_unix_timestamp(past)
+            .unwrap()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap();
         assert!(
-            expired["message"]
-                .as_str()
-                .unwrap()
-                .contains(&past.to_string())
+            expired["message"].as_str().unwrap().contains(&past_date),
+            "{expired}"
         );
     }
     let table = ok(d, AUDITOR, &["group", "show", "pk"]);

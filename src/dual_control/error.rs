@@ -21,7 +21,7 @@ pub enum DualControlError {
     },
     #[error("at most {0} pending approvals")]
     TableFull(usize),
-    #[error("approval {id} expired at {expires_at}; request the action again")]
+    #[error("approval {id} expired at {}; request the action again", crate::clock::rfc3339(*expires_at))]
     Expired { id: ApprovalId, expires_at: i64 },
     #[error("approval {id} was already decided ({status:?}) by {by}")]
     Decided {

@@ -25,7 +25,8 @@ impl DualControl {
                 .as_ref()
                 .map_or(("?", 0), |a| (a.requested_by.as_str(), a.expires_at));
             let reason = format!(
-                "Cancelled: approval {approval} expired at {expires_at} without a second admin's approval; request again"
+                "Cancelled: approval {approval} expired at {} without a second admin's approval; request again",
+                crate::clock::rfc3339(expires_at)
             );
             match self.service.end_waiting_job(job, &reason).await {
                 Ok(true) => {

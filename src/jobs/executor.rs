@@ -239,16 +239,7 @@ pub(super) fn step(message: &str) -> StepMessage {
     }
 }
 
-/// A time as step messages show it: RFC 3339 in UTC.
-pub(super) fn rfc3339(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| unix.to_string())
-}
+pub(super) use crate::clock::rfc3339;
 
 /// Runs `work` with the Azure back-off of its calls shown in the job: `waiting-retry` with a
 /// step saying why while a call waits, `running` again once none does. Every notice is

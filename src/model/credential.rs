@@ -70,7 +70,8 @@ pub fn check_expires(secs: i64) -> Result<i64, super::ModelError> {
         Err(super::ModelError::new(
             "expires",
             format!(
-                "{secs} is not a date byokd accepts: unix seconds from {EXPIRES_MIN} (2000-01-01) to {EXPIRES_MAX} (9999-12-31)"
+                "{} is not a date byokd accepts: use a date from 2000-01-01T00:00:00Z to 9999-12-31T23:59:59Z",
+                crate::clock::rfc3339(secs)
             ),
         ))
     }

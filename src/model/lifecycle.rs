@@ -93,7 +93,10 @@ impl DriftFinding {
                 format!("Azure version {version} of key {key} is disabled")
             }
             Self::ExpiredVersion { key, version, exp } => {
-                format!("Azure version {version} of key {key} expired at {exp}")
+                format!(
+                    "Azure version {version} of key {key} expired at {}",
+                    crate::clock::rfc3339(*exp)
+                )
             }
             Self::PublicKeyMismatch {
                 key,
