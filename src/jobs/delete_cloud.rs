@@ -6,25 +6,21 @@
 //! Local keys are never touched; once the Azure key is gone for good their Azure versions are
 //! forgotten (the keys stay in the HSM and can be synced again).
 
-use super::executor::{rfc3339, run_with, sign_in_to_vault};
+use super::executor::{rfc3339, run_signed_in};
 use super::kek::{purge_with_retry, wait_deleted_visible};
-use super::ports::{JobStore, Vault};
+use super::ports::{JobStore, SignedIn, Vault};
 use super::{JobError, Jobs};
 use crate::azure::{AzureError, KeyVaultError, RecoveryLevel};
 use crate::logs::Event;
 use crate::model::{DeleteCloudStep, JobId, KeyGroup};
 
 pub(super) async fn run(jobs: &Jobs, id: JobId) -> Result<(), JobError> {
-    run_with(jobs, id, true, async |group| {
-        let by = jobs.service().job(id).await?.started_by;
-        let outcome = async {
-            let vault = sign_in_to_vault(jobs, id, group).await?;
-            delete(&vault, jobs.service(), id, group, &by).await
-        };
-        outcome.await.inspect_err(|e| {
-            tracing::error!(event = Event::AzureKeyDeleteFailed.as_str(), service = "azure", job = id.get(), group = %group.name,
-                vault = %group.vault, identity = %by, "Delete on cloud of {}/{} failed: {e}", group.vault, group.name);
-        })
+    let machine = async |vault: &SignedIn<'_>, group: &KeyGroup, by: &str| {
+        delete(vault, jobs.service(), id, group, by).await
+    };
+    run_signed_in(jobs, id, machine, |group, by, e| {
+        tracing::error!(event = Event::AzureKeyDeleteFailed.as_str(), service = "azure", job = id.get(), group = %group.name,
+            vault = %group.vault, identity = %by, "Delete on cloud of {}/{} failed: {e}", group.vault, group.name);
     })
     .await
 }

@@ -131,6 +131,27 @@ pub(super) async fn run_with(
     Ok(())
 }
 
+/// Runs a cloud kind whose state machine works on the group's vault, signed in: the job's start
+/// and end as [`run_with`], the sign-in, then `machine` with the vault, the group and who
+/// started the job. `failed` writes the kind's own audit record of an error before the job
+/// ends `failed` with it.
+pub(super) async fn run_signed_in(
+    jobs: &Jobs,
+    id: JobId,
+    machine: impl AsyncFnOnce(&SignedIn<'_>, &KeyGroup, &str) -> Result<String, JobError>,
+    failed: impl FnOnce(&KeyGroup, &str, &JobError),
+) -> Result<(), JobError> {
+    run_with(jobs, id, true, async |group| {
+        let by = jobs.service().job(id).await?.started_by;
+        let outcome = async {
+            let vault = sign_in_to_vault(jobs, id, group).await?;
+            machine(&vault, group, &by).await
+        };
+        outcome.await.inspect_err(|e| failed(group, &by, e))
+    })
+    .await
+}
+
 /// Journals `step` before a cloud job's one request (recover, purge) is sent, unless a run before
 /// a restart journalled it already. Returns whether the request may have been sent before the
 /// restart (the caller then takes "already done" for success).

@@ -3,7 +3,7 @@
 //! of the local keys gone for good, so they are forgotten (the keys stay in the HSM and can be
 //! synced again).
 
-use super::executor::{rfc3339, run_with, send_once, sign_in_to_vault};
+use super::executor::{rfc3339, run_signed_in, send_once};
 use super::kek::purge_with_retry;
 use super::ports::{JobStore, SignedIn, Vault};
 use super::sign_in::credential_token;
@@ -67,13 +67,10 @@ async fn refuse_impossible(kv: &impl Vault, name: &GroupName) -> Result<(), JobE
 /// undone, so nothing else can have removed the deleted key but Azure's own scheduled purge,
 /// which has the same effect). The Azure versions of the local keys are then forgotten.
 pub(super) async fn run(jobs: &Jobs, id: JobId) -> Result<(), JobError> {
-    run_with(jobs, id, true, async |group| {
-        let by = jobs.service().job(id).await?.started_by;
-        let outcome = async {
-            let vault = sign_in_to_vault(jobs, id, group).await?;
-            purge(&vault, jobs.service(), id, group, &by).await
-        };
-        outcome.await.inspect_err(|e| match e {
+    let machine = async |vault: &SignedIn<'_>, group: &KeyGroup, by: &str| {
+        purge(vault, jobs.service(), id, group, by).await
+    };
+    run_signed_in(jobs, id, machine, |group, by, e| match e {
             // Refused by the cloud's state (purge protection, nothing to purge): a skip.
             JobError::Invalid(why) => {
                 tracing::warn!(event = Event::AzureKeyNotPurged.as_str(), service = "azure", job = id.get(), group = %group.name,
@@ -83,7 +80,6 @@ pub(super) async fn run(jobs: &Jobs, id: JobId) -> Result<(), JobError> {
                 tracing::error!(event = Event::AzureKeyPurgeFailed.as_str(), service = "azure", job = id.get(), group = %group.name,
                     vault = %group.vault, identity = %by, "Purge of the soft-deleted Azure key {}/{} failed: {e}", group.vault, group.name);
             }
-        })
     })
     .await
 }

@@ -1,8 +1,8 @@
 //! "Recover key material on cloud": brings the group's soft-deleted Azure key back with all its
 //! versions (designated device only). Local keys are untouched.
 
-use super::executor::{run_with, send_once, sign_in_to_vault};
-use super::ports::{JobStore, Vault};
+use super::executor::{run_signed_in, send_once};
+use super::ports::{JobStore, SignedIn, Vault};
 use super::{JobError, Jobs};
 use crate::azure::{AzureError, KeyVaultError};
 use crate::logs::Event;
@@ -13,16 +13,12 @@ use crate::model::{JobId, KeyGroup, RecoverStep};
 /// restarted job sends it again, and where Azure then lists no deleted key but the key is live,
 /// the recover sent before the restart went through.
 pub(super) async fn run(jobs: &Jobs, id: JobId) -> Result<(), JobError> {
-    run_with(jobs, id, true, async |group| {
-        let by = jobs.service().job(id).await?.started_by;
-        let outcome = async {
-            let vault = sign_in_to_vault(jobs, id, group).await?;
-            recover(&vault, jobs.service(), id, group, &by).await
-        };
-        outcome.await.inspect_err(|e| {
-            tracing::error!(event = Event::AzureKeyRecoverFailed.as_str(), service = "azure", job = id.get(), group = %group.name,
-                vault = %group.vault, identity = %by, "Recovery of the soft-deleted Azure key {}/{} failed: {e}", group.vault, group.name);
-        })
+    let machine = async |vault: &SignedIn<'_>, group: &KeyGroup, by: &str| {
+        recover(vault, jobs.service(), id, group, by).await
+    };
+    run_signed_in(jobs, id, machine, |group, by, e| {
+        tracing::error!(event = Event::AzureKeyRecoverFailed.as_str(), service = "azure", job = id.get(), group = %group.name,
+            vault = %group.vault, identity = %by, "Recovery of the soft-deleted Azure key {}/{} failed: {e}", group.vault, group.name);
     })
     .await
 }
