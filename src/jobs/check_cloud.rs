@@ -10,7 +10,7 @@ use crate::azure::jwk::jwk_matches_spki;
 use crate::azure::{AzureError, JsonWebKey, KeyVaultError};
 use crate::logs::Event;
 use crate::model::JobId;
-use crate::model::{CheckCloudStep, DriftFinding, DriftReport, KeyGroup};
+use crate::model::{AzureVersion, CheckCloudStep, DriftFinding, DriftReport, KeyGroup};
 
 pub(super) async fn run(jobs: &Jobs, id: JobId) -> Result<(), JobError> {
     run_with(jobs, id, false, async |group| check(jobs, id, group).await).await
@@ -48,7 +48,11 @@ async fn check(jobs: &Jobs, id: JobId, group: &KeyGroup) -> Result<String, JobEr
     let mut findings = Vec::new();
     let recorded: Vec<_> = keys
         .iter()
-        .filter_map(|k| k.version.as_ref().map(|v| (k, v.clone())))
+        .filter_map(|k| {
+            k.version
+                .as_ref()
+                .map(|v| (k, AzureVersion::new(v.as_str())))
+        })
         .collect();
     match &listed {
         None => {
@@ -59,16 +63,19 @@ async fn check(jobs: &Jobs, id: JobId, group: &KeyGroup) -> Result<String, JobEr
         Some(items) => {
             for item in items {
                 let v = item.version();
-                if !recorded.iter().any(|(_, rv)| rv.eq_ignore_ascii_case(v)) {
+                if !recorded
+                    .iter()
+                    .any(|(_, rv)| rv.as_str().eq_ignore_ascii_case(v))
+                {
                     findings.push(DriftFinding::UnknownVersion {
-                        version: v.to_owned(),
+                        version: item.azure_version(),
                     });
                 }
             }
             for (key, version) in &recorded {
                 let Some(item) = items
                     .iter()
-                    .find(|i| i.version().eq_ignore_ascii_case(version))
+                    .find(|i| i.version().eq_ignore_ascii_case(version.as_str()))
                 else {
                     findings.push(DriftFinding::MissingVersion {
                         key: key.name.clone(),
@@ -93,7 +100,9 @@ async fn check(jobs: &Jobs, id: JobId, group: &KeyGroup) -> Result<String, JobEr
                 }
                 let local = crate::model::KeyName::try_from(key.name.clone())?;
                 let spki = svc.key_public_der(&group.name, &local).await?;
-                let bundle = kv.get_key(&token, vault, name, Some(version)).await?;
+                let bundle = kv
+                    .get_key(&token, vault, name, Some(version.as_str()))
+                    .await?;
                 if !jwk_matches_spki(&bundle.key, &spki) {
                     findings.push(DriftFinding::PublicKeyMismatch {
                         key: key.name.clone(),

@@ -12,8 +12,8 @@ use crate::azure::{
     RecoveryLevel,
 };
 use crate::model::{
-    CredentialName, GroupName, JobId, JobStep, KekJournal, KeyGroup, KeyName, KeySync,
-    KeySyncState, KeyType, RotationPolicy, RsaExponent, SyncStep, VaultName,
+    AzureVersion, CredentialName, GroupName, JobId, JobStep, KekJournal, KeyGroup, KeyName,
+    KeySync, KeySyncState, KeyType, RotationPolicy, RsaExponent, SyncStep, VaultName,
 };
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -238,7 +238,7 @@ pub(super) struct FakeStore {
     keys: Mutex<Vec<KeySync>>,
     kek: Mutex<Option<KekJournal>>,
     /// Versions recorded on the local keys: (key, version).
-    recorded: Mutex<Vec<(KeyName, String)>>,
+    recorded: Mutex<Vec<(KeyName, AzureVersion)>>,
     notes: Mutex<Vec<String>>,
     forgotten: Mutex<usize>,
 }
@@ -271,7 +271,7 @@ impl FakeStore {
         self.keys.lock().unwrap().clone()
     }
 
-    pub(super) fn recorded(&self) -> Vec<(KeyName, String)> {
+    pub(super) fn recorded(&self) -> Vec<(KeyName, AzureVersion)> {
         self.recorded.lock().unwrap().clone()
     }
 
@@ -330,23 +330,23 @@ impl JobStore for FakeStore {
         _id: JobId,
         _group: &GroupName,
         key: &KeyName,
-        version: &str,
+        version: &AzureVersion,
         message: String,
     ) -> Result<(), JobError> {
         self.set_state(
             key,
             KeySyncState::Imported {
-                version: version.into(),
+                version: version.clone(),
             },
         );
         self.recorded
             .lock()
             .unwrap()
-            .push((key.clone(), version.into()));
+            .push((key.clone(), version.clone()));
         self.journal.lock().unwrap().push(
             SyncStep::Imported {
                 key: key.clone(),
-                version: version.into(),
+                version: version.clone(),
             }
             .into(),
         );

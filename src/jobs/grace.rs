@@ -22,7 +22,13 @@ pub(super) async fn finish_grace(jobs: &Jobs, group: &GroupName) -> Result<(), J
             ..KeyUpdate::default()
         };
         match kv
-            .update_key(&t, g.vault.as_str(), g.name.as_str(), version, &update)
+            .update_key(
+                &t,
+                g.vault.as_str(),
+                g.name.as_str(),
+                version.as_str(),
+                &update,
+            )
             .await
         {
             Ok(b) => {

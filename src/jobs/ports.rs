@@ -125,7 +125,7 @@ pub(super) trait JobStore {
         id: JobId,
         group: &GroupName,
         key: &KeyName,
-        version: &str,
+        version: &AzureVersion,
         message: String,
     ) -> Result<(), JobError>;
     /// Marks `key` not started (its import is to be sent again), with a display step.
@@ -220,18 +220,11 @@ impl JobStore for Service {
         id: JobId,
         group: &GroupName,
         key: &KeyName,
-        version: &str,
+        version: &AzureVersion,
         message: String,
     ) -> Result<(), JobError> {
         Ok(self
-            .record_sync_with_steps(
-                id,
-                group,
-                key,
-                &AzureVersion::new(version),
-                vec![message],
-                None,
-            )
+            .record_sync_with_steps(id, group, key, version, vec![message], None)
             .await?)
     }
 

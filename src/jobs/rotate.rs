@@ -11,7 +11,7 @@ use super::executor::{Flow, begin, fail, finish_cancelled, rfc3339, step};
 use super::sync::{Validity, sync_keys};
 use super::{JobError, Jobs};
 use crate::logs::Event;
-use crate::model::JobId;
+use crate::model::{AzureVersion, JobId};
 use crate::model::{JobState, KeyName, KeySync, KeySyncState, PendingGrace, RotateStep};
 use crate::service::record_step;
 
@@ -64,12 +64,12 @@ async fn rotate(
     let svc = jobs.service();
     let job = svc.job(id).await?;
     let name = key_name(group.name.as_str(), job.created, id)?;
-    let previous: Vec<String> = svc
+    let previous: Vec<AzureVersion> = svc
         .list_keys(&group.name)
         .await?
         .into_iter()
         .filter(|k| k.name != name.as_str())
-        .filter_map(|k| k.version)
+        .filter_map(|k| k.version.map(AzureVersion::new))
         .collect();
     // The planned key is journalled before it is generated. A restart after that step may
     // find an HSM object under the planned label that the state never recorded (killed
@@ -138,7 +138,7 @@ async fn rotate(
     let grace = (grace_days > 0 && !previous.is_empty()).then(|| PendingGrace {
         versions: previous.clone(),
         due: now + grace_days * 86_400,
-        new_version: version.clone(),
+        new_version: AzureVersion::new(version.as_str()),
     });
     let message = match &grace {
         Some(g) => format!(

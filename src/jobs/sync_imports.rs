@@ -280,7 +280,7 @@ async fn import_one(b: &Batch, key_name: &KeyName) -> Result<Outcome, JobError> 
             key: key_name.to_string(),
         });
     }
-    let version = bundle.version().to_owned();
+    let version = bundle.azure_version();
     record(
         b,
         key_name,
@@ -297,7 +297,7 @@ async fn import_one(b: &Batch, key_name: &KeyName) -> Result<Outcome, JobError> 
 async fn record(
     b: &Batch,
     key_name: &KeyName,
-    version: &str,
+    version: &AzureVersion,
     message: String,
 ) -> Result<(), JobError> {
     let mut done = b.done.lock().await;
@@ -309,7 +309,7 @@ async fn record(
             b.id,
             &b.group.name,
             key_name,
-            &AzureVersion::new(version),
+            version,
             vec![message, format!("{n} of {total} key(s) pushed")],
             Some(200 + (700 * n / total) as u16),
         )

@@ -7,7 +7,7 @@ use super::JobError;
 use super::ports::{JobStore, Vault};
 use crate::azure::jwk::FINGERPRINT_TAG;
 use crate::azure::{AzureError, KeyVaultError};
-use crate::model::{JobId, KeyGroup, KeyName, KeySyncState};
+use crate::model::{AzureVersion, JobId, KeyGroup, KeyName, KeySyncState};
 use std::collections::HashMap;
 
 /// Resolves every key of the job whose import was sent but whose answer never arrived, with one
@@ -51,13 +51,16 @@ pub(super) async fn resolve_sent(
 }
 
 /// Fingerprint tag → version, for every version of the Azure key `name`.
-async fn tagged_versions(kv: &impl Vault, name: &str) -> Result<HashMap<String, String>, JobError> {
+async fn tagged_versions(
+    kv: &impl Vault,
+    name: &str,
+) -> Result<HashMap<String, AzureVersion>, JobError> {
     match kv.list_versions(name).await {
         Ok(items) => Ok(items
             .iter()
             .filter_map(|i| {
                 let fp = i.tags.as_ref()?.get(FINGERPRINT_TAG)?;
-                Some((fp.clone(), i.version().to_owned()))
+                Some((fp.clone(), i.azure_version()))
             })
             .collect()),
         Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => Ok(HashMap::new()),
@@ -70,7 +73,7 @@ pub(super) async fn find_by_fingerprint(
     kv: &impl Vault,
     name: &str,
     fp: &str,
-) -> Result<Option<String>, JobError> {
+) -> Result<Option<AzureVersion>, JobError> {
     Ok(tagged_versions(kv, name).await?.remove(fp))
 }
 
@@ -127,7 +130,7 @@ mod tests {
         // Recorded once, and nothing was imported or changed in the vault.
         assert_eq!(
             store.recorded(),
-            [(KeyName::try_from("k1").unwrap(), "v1".to_owned())]
+            [(KeyName::try_from("k1").unwrap(), AzureVersion::new("v1"))]
         );
         assert!(vault.changes().is_empty());
     }

@@ -1,18 +1,18 @@
 //! Lifecycle records kept per key group: the previous Azure versions that wait out the grace
 //! period after a rotation, and the last drift check's findings.
 
-use super::JobId;
+use super::{AzureVersion, JobId};
 use serde::{Deserialize, Serialize};
 
 /// Previous Azure versions to disable once the grace period after a rotation ends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingGrace {
     /// The versions that were current before the rotation.
-    pub versions: Vec<String>,
+    pub versions: Vec<AzureVersion>,
     /// Unix seconds, UTC: when to disable them.
     pub due: i64,
     /// The rotation's new version, which stays enabled.
-    pub new_version: String,
+    pub new_version: AzureVersion,
 }
 
 /// One difference between what byokd believes and what Azure holds.
@@ -21,21 +21,21 @@ pub enum DriftFinding {
     /// The whole Azure key is gone (deleted or never there) while keys record versions.
     KeyMissing,
     /// A version in Azure that no local key of the group records (made elsewhere).
-    UnknownVersion { version: String },
+    UnknownVersion { version: AzureVersion },
     /// A version a local key records that Azure does not list.
-    MissingVersion { key: String, version: String },
+    MissingVersion { key: String, version: AzureVersion },
     /// A version a local key records that Azure lists as disabled.
-    DisabledVersion { key: String, version: String },
+    DisabledVersion { key: String, version: AzureVersion },
     /// A version a local key records whose `exp` has passed.
     ExpiredVersion {
         key: String,
-        version: String,
+        version: AzureVersion,
         exp: i64,
     },
     /// A version whose public key differs from the HSM key (by check digits).
     PublicKeyMismatch {
         key: String,
-        version: String,
+        version: AzureVersion,
         hsm_check_digits: String,
         azure_check_digits: String,
     },
@@ -62,7 +62,7 @@ impl DriftFinding {
             | Self::MissingVersion { version, .. }
             | Self::DisabledVersion { version, .. }
             | Self::ExpiredVersion { version, .. }
-            | Self::PublicKeyMismatch { version, .. } => Some(version),
+            | Self::PublicKeyMismatch { version, .. } => Some(version.as_str()),
         }
     }
 
@@ -119,4 +119,31 @@ pub struct DriftReport {
     /// How many Azure versions were listed.
     pub azure_versions: usize,
     pub findings: Vec<DriftFinding>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typed_versions_keep_the_stored_form_of_grace_and_drift() {
+        let grace = PendingGrace {
+            versions: vec![AzureVersion::new("v1")],
+            due: 7,
+            new_version: AzureVersion::new("v2"),
+        };
+        let json = serde_json::to_string(&grace).unwrap();
+        assert_eq!(json, r#"{"versions":["v1"],"due":7,"new_version":"v2"}"#);
+        assert_eq!(serde_json::from_str::<PendingGrace>(&json).unwrap(), grace);
+        let finding = DriftFinding::DisabledVersion {
+            key: "k1".into(),
+            version: AzureVersion::new("v1"),
+        };
+        let json = serde_json::to_string(&finding).unwrap();
+        assert_eq!(json, r#"{"DisabledVersion":{"key":"k1","version":"v1"}}"#);
+        assert_eq!(
+            serde_json::from_str::<DriftFinding>(&json).unwrap(),
+            finding
+        );
+    }
 }

@@ -2,6 +2,7 @@
 //! and the requests its callers fill in.
 
 use super::RecoveryLevel;
+use crate::model::AzureVersion;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
@@ -81,6 +82,11 @@ impl KeyBundle {
     pub fn version(&self) -> &str {
         version_of(self.kid())
     }
+
+    /// The version, typed.
+    pub fn azure_version(&self) -> AzureVersion {
+        AzureVersion::new(self.version())
+    }
 }
 
 /// A deleted key (`DeletedKeyBundle`).
@@ -112,6 +118,11 @@ pub struct KeyItem {
 impl KeyItem {
     pub fn version(&self) -> &str {
         version_of(&self.kid)
+    }
+
+    /// The version, typed.
+    pub fn azure_version(&self) -> AzureVersion {
+        AzureVersion::new(self.version())
     }
 }
 

@@ -75,9 +75,9 @@ fn answer(v: GroupView) -> contract::Group {
         keys: v.keys,
         next_rotation: v.next_rotation.map(Timestamp::from_unix),
         pending_grace: v.pending_grace.map(|g| contract::PendingGrace {
-            versions: g.versions,
+            versions: g.versions.iter().map(ToString::to_string).collect(),
             due: Timestamp::from_unix(g.due),
-            new_version: g.new_version,
+            new_version: g.new_version.to_string(),
         }),
         drift: v.drift.map(drift),
     }
