@@ -3,30 +3,41 @@
 //! that Azure is missing, has disabled or lets expire, and versions whose public key differs
 //! from the HSM key (compared by check digits). Read-only: allowed on any appliance.
 
-use super::executor::run_with;
-use super::sign_in::sign_in;
+use super::executor::{run_with, sign_in_to_vault};
+use super::ports::{JobStore, KeyHsm, LocalKeys, Vault};
 use super::{JobError, Jobs};
 use crate::azure::jwk::jwk_matches_spki;
 use crate::azure::{AzureError, JsonWebKey, KeyVaultError};
+use crate::clock::Clock;
 use crate::logs::Event;
 use crate::model::JobId;
-use crate::model::{AzureVersion, CheckCloudStep, DriftFinding, DriftReport, KeyGroup};
+use crate::model::{CheckCloudStep, DriftFinding, DriftReport, KeyGroup};
 
 pub(super) async fn run(jobs: &Jobs, id: JobId) -> Result<(), JobError> {
-    run_with(jobs, id, false, async |group| check(jobs, id, group).await).await
+    run_with(jobs, id, false, async |group| {
+        let vault = sign_in_to_vault(jobs, id, group).await?;
+        let svc = jobs.service();
+        check(&vault, (svc, svc.hsm()), id, group, jobs.clock().as_ref()).await
+    })
+    .await
 }
 
-async fn check(jobs: &Jobs, id: JobId, group: &KeyGroup) -> Result<String, JobError> {
-    let svc = jobs.service();
-    let kv = jobs.azure().keyvault();
+/// The check's state machine: one listing of the Azure versions, compared with the group's
+/// local keys (their public keys read from the HSM), the report kept on the group.
+pub(super) async fn check<S: JobStore + LocalKeys>(
+    kv: &impl Vault,
+    (store, hsm): (&S, &impl KeyHsm),
+    id: JobId,
+    group: &KeyGroup,
+    clock: &dyn Clock,
+) -> Result<String, JobError> {
     let vault = group.vault.as_str();
     let name = group.name.as_str();
-    let token = sign_in(jobs, id, group).await?;
-    let keys = svc.list_keys(&group.name).await?;
-    let listed = match kv.list_versions(&token, vault, name).await {
+    let keys = store.keys(&group.name).await?;
+    let listed = match kv.list_versions(name).await {
         Ok(items) if !items.is_empty() => Some(items),
         // An empty listing: the key itself may be gone (Azure lists no versions of a deleted key).
-        Ok(items) => match kv.get_key(&token, vault, name, None).await {
+        Ok(items) => match kv.get_key(name).await {
             Ok(_) => Some(items),
             Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => None,
             Err(e) => return Err(e.into()),
@@ -35,24 +46,22 @@ async fn check(jobs: &Jobs, id: JobId, group: &KeyGroup) -> Result<String, JobEr
         Err(e) => return Err(e.into()),
     };
     let versions = listed.as_ref().map_or(0, Vec::len);
-    svc.job_record(
-        id,
-        CheckCloudStep::Listed {
-            versions: u32::try_from(versions).unwrap_or(u32::MAX),
-        },
-        format!("Azure lists {versions} version(s) of {vault}/{name}"),
-        Some(400),
-    )
-    .await?;
-    let now = jobs.clock().now_unix();
+    store
+        .record(
+            id,
+            CheckCloudStep::Listed {
+                versions: u32::try_from(versions).unwrap_or(u32::MAX),
+            }
+            .into(),
+            format!("Azure lists {versions} version(s) of {vault}/{name}"),
+            Some(400),
+        )
+        .await?;
+    let now = clock.now_unix();
     let mut findings = Vec::new();
     let recorded: Vec<_> = keys
         .iter()
-        .filter_map(|k| {
-            k.version
-                .as_ref()
-                .map(|v| (k, AzureVersion::new(v.as_str())))
-        })
+        .filter_map(|k| k.azure_version.as_ref().map(|v| (k, v.clone())))
         .collect();
     match &listed {
         None => {
@@ -73,19 +82,20 @@ async fn check(jobs: &Jobs, id: JobId, group: &KeyGroup) -> Result<String, JobEr
                 }
             }
             for (key, version) in &recorded {
+                let key_name = key.name.to_string();
                 let Some(item) = items
                     .iter()
                     .find(|i| i.version().eq_ignore_ascii_case(version.as_str()))
                 else {
                     findings.push(DriftFinding::MissingVersion {
-                        key: key.name.clone(),
+                        key: key_name,
                         version: version.clone(),
                     });
                     continue;
                 };
                 if item.attributes.enabled == Some(false) {
                     findings.push(DriftFinding::DisabledVersion {
-                        key: key.name.clone(),
+                        key: key_name.clone(),
                         version: version.clone(),
                     });
                 }
@@ -93,19 +103,16 @@ async fn check(jobs: &Jobs, id: JobId, group: &KeyGroup) -> Result<String, JobEr
                     && exp <= now
                 {
                     findings.push(DriftFinding::ExpiredVersion {
-                        key: key.name.clone(),
+                        key: key_name.clone(),
                         version: version.clone(),
                         exp,
                     });
                 }
-                let local = crate::model::KeyName::try_from(key.name.clone())?;
-                let spki = svc.key_public_der(&group.name, &local).await?;
-                let bundle = kv
-                    .get_key(&token, vault, name, Some(version.as_str()))
-                    .await?;
+                let spki = hsm.public_key_der(key.hsm_id).await?;
+                let bundle = kv.get_version(name, version).await?;
                 if !jwk_matches_spki(&bundle.key, &spki) {
                     findings.push(DriftFinding::PublicKeyMismatch {
-                        key: key.name.clone(),
+                        key: key_name,
                         version: version.clone(),
                         hsm_check_digits: key.check_digits.clone(),
                         azure_check_digits: azure_check_digits(&bundle.key, &spki),
@@ -128,16 +135,13 @@ async fn check(jobs: &Jobs, id: JobId, group: &KeyGroup) -> Result<String, JobEr
         );
     }
     let count = findings.len();
-    svc.set_drift(
-        &group.name,
-        DriftReport {
-            checked: now,
-            job: id,
-            azure_versions: listed.as_ref().map_or(0, Vec::len),
-            findings,
-        },
-    )
-    .await?;
+    let report = DriftReport {
+        checked: now,
+        job: id,
+        azure_versions: versions,
+        findings,
+    };
+    store.set_drift(&group.name, report).await?;
     if count == 0 {
         tracing::info!(event = Event::DriftClean.as_str(), job = id.get(), group = %group.name, vault, "Azure matches the appliance");
         Ok("Azure matches the appliance: no drift".to_owned())
@@ -181,4 +185,107 @@ fn azure_check_digits(jwk: &JsonWebKey, hsm_spki: &[u8]) -> String {
         }
     }
     unknown()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::jobs::fakes::FakeVersion;
+    use crate::jobs::fakes::{FakeHsm, FakeStore, FakeVault, ec_key, group, local_key};
+    use crate::model::AzureVersion;
+
+    const ID: JobId = JobId::new(4);
+
+    fn version(v: &str, seed: u8, enabled: bool, exp: Option<i64>) -> FakeVersion {
+        FakeVersion {
+            version: v.into(),
+            fingerprint: None,
+            enabled,
+            exp,
+            jwk: ec_key(seed).1,
+        }
+    }
+
+    #[tokio::test]
+    async fn drift_is_reported_per_version_from_one_listing() {
+        let clock = ManualClock::new(time::OffsetDateTime::UNIX_EPOCH);
+        clock.advance(time::Duration::seconds(1_000));
+        // k1 matches; k2's version is disabled; k3's is missing; k4's expired; k5's shows
+        // another public key; v9 is unknown here.
+        let vault = FakeVault::new()
+            .with("payments", version("v1", 1, true, None))
+            .with("payments", version("v2", 2, false, None))
+            .with("payments", version("v4", 4, true, Some(1_000)))
+            .with("payments", version("v5", 6, true, None))
+            .with("payments", version("v9", 9, true, None));
+        let store = FakeStore::default().with_local([
+            local_key("k1", 1, Some("v1")),
+            local_key("k2", 2, Some("v2")),
+            local_key("k3", 3, Some("v3")),
+            local_key("k4", 4, Some("v4")),
+            local_key("k5", 5, Some("v5")),
+            local_key("k6", 7, None),
+        ]);
+        let hsm = FakeHsm::default();
+        let done = check(&vault, (&store, &hsm), ID, &group(), &clock)
+            .await
+            .unwrap();
+        assert!(done.starts_with("5 difference(s)"), "{done}");
+        let v = AzureVersion::new;
+        let report = store.drift().unwrap();
+        assert_eq!(
+            report.findings,
+            [
+                DriftFinding::UnknownVersion { version: v("v9") },
+                DriftFinding::DisabledVersion {
+                    key: "k2".into(),
+                    version: v("v2"),
+                },
+                DriftFinding::MissingVersion {
+                    key: "k3".into(),
+                    version: v("v3"),
+                },
+                DriftFinding::ExpiredVersion {
+                    key: "k4".into(),
+                    version: v("v4"),
+                    exp: 1_000,
+                },
+                DriftFinding::PublicKeyMismatch {
+                    key: "k5".into(),
+                    version: v("v5"),
+                    hsm_check_digits: "0005".into(),
+                    azure_check_digits: crate::hsm::check_digits(&ec_key(6).0),
+                },
+            ]
+        );
+        assert_eq!(
+            (report.checked, report.job, report.azure_versions),
+            (1_000, ID, 5)
+        );
+        assert_eq!(
+            store.steps(),
+            [CheckCloudStep::Listed { versions: 5 }.into()]
+        );
+        // Read-only.
+        assert!(vault.changes().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_missing_azure_key_is_one_finding_and_a_match_is_none() {
+        let clock = ManualClock::new(time::OffsetDateTime::UNIX_EPOCH);
+        let hsm = FakeHsm::default();
+        let store = FakeStore::default().with_local([local_key("k1", 1, Some("v1"))]);
+        check(&FakeVault::new(), (&store, &hsm), ID, &group(), &clock)
+            .await
+            .unwrap();
+        assert_eq!(store.drift().unwrap().findings, [DriftFinding::KeyMissing]);
+
+        let vault = FakeVault::new().with("payments", version("v1", 1, true, None));
+        let done = check(&vault, (&store, &hsm), ID, &group(), &clock)
+            .await
+            .unwrap();
+        assert_eq!(done, "Azure matches the appliance: no drift");
+        assert!(store.drift().unwrap().findings.is_empty());
+    }
 }

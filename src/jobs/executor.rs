@@ -247,11 +247,6 @@ pub(super) async fn report_log_problem(jobs: &Jobs, id: JobId) -> Result<(), Job
     Ok(())
 }
 
-/// Returns who cancelled the job, if anyone did.
-pub(super) async fn cancelled(jobs: &Jobs, id: JobId) -> Result<Option<String>, JobError> {
-    Ok(jobs.service().job(id).await?.cancel_requested)
-}
-
 /// A display-only step (no journal entry). A display message; the service dates it by the daemon's clock when the change is durable.
 pub(super) fn step(message: &str) -> StepMessage {
     StepMessage {

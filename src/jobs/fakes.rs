@@ -1,42 +1,25 @@
-//! In-memory implementations of the kinds' interfaces ([`Vault`], [`JobStore`]), for the fast
-//! unit tests of the kinds' state machines (test builds only). They behave as azure-byok.md
-//! describes Key Vault: a deleted key is hidden for a while after the delete (404), a purge
-//! right after it meets 409 "being deleted", a purge-protected vault refuses purges. The
-//! end-to-end tests against the emulator stay the real proof.
+//! An in-memory Key Vault vault ([`Vault`]), for the fast unit tests of the kinds' state
+//! machines (test builds only; the state and the HSM are in `fakes_state`). It behaves as
+//! azure-byok.md describes Key Vault: a deleted key is hidden for a while after the delete
+//! (404), a purge right after it meets 409 "being deleted", a purge-protected vault refuses
+//! purges, an import makes a new version carrying its tags. The end-to-end tests against the
+//! emulator stay the real proof.
 
-use super::JobError;
-use super::ports::{JobStore, KekChange, Vault};
+pub(super) use super::fakes_state::{
+    FakeHsm, FakeStore, ec_key, fake_batch, group, hsm_id, local_key,
+};
+use super::ports::Vault;
 use crate::azure::jwk::FINGERPRINT_TAG;
 use crate::azure::{
-    AzureError, DeletedKeyBundle, JsonWebKey, KeyAttributes, KeyBundle, KeyItem, KeyVaultError,
-    RecoveryLevel,
+    AzureError, DeletedKeyBundle, ImportRequest, JsonWebKey, Kek, KeyAttributes, KeyBundle,
+    KeyItem, KeyUpdate, KeyVaultError, RecoveryLevel,
 };
-use crate::model::{
-    AzureVersion, CredentialName, GroupName, JobId, JobStep, KekJournal, KeyGroup, KeyName,
-    KeySync, KeySyncState, KeyType, RotationPolicy, RsaExponent, SyncStep, VaultName,
-};
+use crate::model::AzureVersion;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 /// When Azure purges a deleted key on its own: 2026-03-01T00:00:00Z.
 pub(super) const SCHEDULED_PURGE: i64 = 1_772_323_200;
-
-/// A group on vault `kv1` whose Azure key is `payments`.
-pub(super) fn group() -> KeyGroup {
-    KeyGroup {
-        name: GroupName::try_from("payments").unwrap(),
-        credential: CredentialName::try_from("cred").unwrap(),
-        vault: VaultName::try_from("kv1").unwrap(),
-        key_type: KeyType::Rsa {
-            bits: 2048,
-            exponent: RsaExponent::F4,
-        },
-        key_ops: Vec::new(),
-        rotation: RotationPolicy::default(),
-        last_rotated: None,
-        created: 0,
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum FakeKey {
@@ -53,8 +36,24 @@ struct State {
     being_deleted: usize,
     /// Requests that change the vault, in order ("delete payments", ...).
     changes: Vec<String>,
-    /// Versions per key: (version, fingerprint tag).
-    versions: HashMap<String, Vec<(String, String)>>,
+    /// Versions per key, oldest first.
+    versions: HashMap<String, Vec<FakeVersion>>,
+    /// The public key an import of a key with this fingerprint tag shows.
+    public: HashMap<String, JsonWebKey>,
+    /// The next import's answer is lost (after Azure made the version).
+    lose_import_answer: bool,
+    /// The import requests received, in order.
+    imports: Vec<ImportRequest>,
+}
+
+/// One version of a key in the fake vault.
+#[derive(Debug, Clone, Default)]
+pub(super) struct FakeVersion {
+    pub(super) version: String,
+    pub(super) fingerprint: Option<String>,
+    pub(super) enabled: bool,
+    pub(super) exp: Option<i64>,
+    pub(super) jwk: JsonWebKey,
 }
 
 /// One Key Vault vault, in memory.
@@ -90,12 +89,49 @@ impl FakeVault {
 
     /// A version of key `name` tagged with `fingerprint`, as an import leaves it.
     pub(super) fn with_version(self, name: &str, version: &str, fingerprint: &str) -> Self {
-        self.lock()
-            .versions
-            .entry(name.into())
-            .or_default()
-            .push((version.into(), fingerprint.into()));
+        self.with(
+            name,
+            FakeVersion {
+                version: version.into(),
+                fingerprint: Some(fingerprint.into()),
+                enabled: true,
+                ..FakeVersion::default()
+            },
+        )
+    }
+
+    /// A version of key `name` as given.
+    pub(super) fn with(self, name: &str, version: FakeVersion) -> Self {
+        {
+            let mut s = self.lock();
+            s.keys
+                .entry(name.into())
+                .or_insert(FakeKey::Live(RecoveryLevel::RecoverablePurgeable));
+            s.versions.entry(name.into()).or_default().push(version);
+        }
         self
+    }
+
+    /// An import tagged with fingerprint `fp` shows the public key `jwk`.
+    pub(super) fn answering(self, fp: &str, jwk: JsonWebKey) -> Self {
+        self.lock().public.insert(fp.into(), jwk);
+        self
+    }
+
+    /// The next import's answer is lost after Azure made the version.
+    pub(super) fn losing_import_answer(self) -> Self {
+        self.lock().lose_import_answer = true;
+        self
+    }
+
+    /// The import requests received, in order.
+    pub(super) fn imports(&self) -> Vec<ImportRequest> {
+        self.lock().imports.clone()
+    }
+
+    /// The versions of key `name`.
+    pub(super) fn versions(&self, name: &str) -> Vec<FakeVersion> {
+        self.lock().versions.get(name).cloned().unwrap_or_default()
     }
 
     pub(super) fn key(&self, name: &str) -> Option<FakeKey> {
@@ -125,6 +161,9 @@ impl FakeVault {
                     "https://{}.vault.azure.net/keys/{name}/0a1b",
                     self.name
                 )),
+                // An RSA public key, as a KEK shows it.
+                n: Some("w8PDw8PDw8M".into()),
+                e: Some("AQAB".into()),
                 ..JsonWebKey::default()
             },
             attributes: KeyAttributes {
@@ -222,178 +261,134 @@ impl Vault for FakeVault {
         };
         Ok(versions
             .iter()
-            .map(|(version, fp)| KeyItem {
-                kid: format!("https://{}.vault.azure.net/keys/{key}/{version}", self.name),
-                tags: Some([(FINGERPRINT_TAG.to_owned(), fp.clone())].into()),
+            .map(|v| KeyItem {
+                kid: self.kid(key, &v.version),
+                tags: v
+                    .fingerprint
+                    .as_ref()
+                    .map(|fp| [(FINGERPRINT_TAG.to_owned(), fp.clone())].into()),
+                attributes: KeyAttributes {
+                    enabled: Some(v.enabled),
+                    exp: v.exp,
+                    ..KeyAttributes::default()
+                },
                 ..KeyItem::default()
             })
             .collect())
     }
-}
 
-/// One job's record, in memory: what a run before a "restart" journalled is given up front.
-#[derive(Default)]
-pub(super) struct FakeStore {
-    journal: Mutex<Vec<JobStep>>,
-    keys: Mutex<Vec<KeySync>>,
-    kek: Mutex<Option<KekJournal>>,
-    /// Versions recorded on the local keys: (key, version).
-    recorded: Mutex<Vec<(KeyName, AzureVersion)>>,
-    notes: Mutex<Vec<String>>,
-    forgotten: Mutex<usize>,
-}
-
-impl FakeStore {
-    /// A record whose journal already holds `steps` (the run before a restart).
-    pub(super) fn after(steps: impl IntoIterator<Item = JobStep>) -> Self {
-        let store = Self::default();
-        store.journal.lock().unwrap().extend(steps);
-        store
-    }
-
-    /// A sync's keys, as the run before a restart left them.
-    pub(super) fn with_keys(self, keys: impl IntoIterator<Item = KeySync>) -> Self {
-        self.keys.lock().unwrap().extend(keys);
-        self
-    }
-
-    /// A sync's KEK record, as the run before a restart left it.
-    pub(super) fn with_kek(self, kek: KekJournal) -> Self {
-        *self.kek.lock().unwrap() = Some(kek);
-        self
-    }
-
-    pub(super) fn kek_state(&self) -> Option<KekJournal> {
-        self.kek.lock().unwrap().clone()
-    }
-
-    pub(super) fn key_states(&self) -> Vec<KeySync> {
-        self.keys.lock().unwrap().clone()
-    }
-
-    pub(super) fn recorded(&self) -> Vec<(KeyName, AzureVersion)> {
-        self.recorded.lock().unwrap().clone()
-    }
-
-    pub(super) fn steps(&self) -> Vec<JobStep> {
-        self.journal.lock().unwrap().clone()
-    }
-
-    pub(super) fn notes(&self) -> Vec<String> {
-        self.notes.lock().unwrap().clone()
-    }
-
-    /// How often the group's Azure versions were forgotten.
-    pub(super) fn forgotten(&self) -> usize {
-        *self.forgotten.lock().unwrap()
-    }
-}
-
-impl JobStore for FakeStore {
-    async fn journal(&self, _id: JobId) -> Result<Vec<JobStep>, JobError> {
-        Ok(self.steps())
-    }
-
-    async fn record(
+    async fn get_version(
         &self,
-        _id: JobId,
-        step: JobStep,
-        message: String,
-        _progress: Option<u16>,
-    ) -> Result<(), JobError> {
-        self.journal.lock().unwrap().push(step);
-        self.notes.lock().unwrap().push(message);
-        Ok(())
-    }
-
-    async fn note(
-        &self,
-        _id: JobId,
-        message: String,
-        _progress: Option<u16>,
-    ) -> Result<(), JobError> {
-        self.notes.lock().unwrap().push(message);
-        Ok(())
-    }
-
-    async fn forget_azure_versions(&self, _group: &GroupName) -> Result<usize, JobError> {
-        *self.forgotten.lock().unwrap() += 1;
-        Ok(1)
-    }
-
-    async fn key_syncs(&self, _id: JobId) -> Result<Vec<KeySync>, JobError> {
-        Ok(self.key_states())
-    }
-
-    async fn record_sync(
-        &self,
-        _id: JobId,
-        _group: &GroupName,
-        key: &KeyName,
+        key: &str,
         version: &AzureVersion,
-        message: String,
-    ) -> Result<(), JobError> {
-        self.set_state(
-            key,
-            KeySyncState::Imported {
-                version: version.clone(),
+    ) -> Result<KeyBundle, AzureError> {
+        let s = self.lock();
+        let found = s
+            .versions
+            .get(key)
+            .and_then(|vs| vs.iter().find(|v| version == v.version.as_str()));
+        let Some(v) = found else {
+            return Err(self.not_found(key, false));
+        };
+        Ok(KeyBundle {
+            key: JsonWebKey {
+                kid: Some(self.kid(key, &v.version)),
+                ..v.jwk.clone()
             },
-        );
-        self.recorded
-            .lock()
-            .unwrap()
-            .push((key.clone(), version.clone()));
-        self.journal.lock().unwrap().push(
-            SyncStep::Imported {
-                key: key.clone(),
-                version: version.clone(),
-            }
-            .into(),
-        );
-        self.notes.lock().unwrap().push(message);
-        Ok(())
+            ..KeyBundle::default()
+        })
     }
 
-    async fn mark_not_started(
+    async fn create_kek(&self, name: &str, _bits: u32, _exp: i64) -> Result<Kek, AzureError> {
+        let mut s = self.lock();
+        s.changes.push(format!("create {name}"));
+        let level = RecoveryLevel::RecoverablePurgeable;
+        s.keys.insert(name.into(), FakeKey::Live(level.clone()));
+        Ok(Kek {
+            kid: self.kid(name, "0a1b"),
+            version: "0a1b".into(),
+            n: vec![0xC3; 8],
+            e: vec![1, 0, 1],
+            recovery_level: Some(level),
+        })
+    }
+
+    async fn import_key(
         &self,
-        _id: JobId,
-        key: &KeyName,
-        message: String,
-    ) -> Result<(), JobError> {
-        self.set_state(key, KeySyncState::NotStarted);
-        self.notes.lock().unwrap().push(message);
-        Ok(())
-    }
-
-    async fn kek(&self, _id: JobId) -> Result<Option<KekJournal>, JobError> {
-        Ok(self.kek_state())
-    }
-
-    async fn record_kek(
-        &self,
-        _id: JobId,
-        change: KekChange,
-        message: String,
-    ) -> Result<(), JobError> {
-        if let Some(k) = self.kek.lock().unwrap().as_mut() {
-            change.apply(k);
+        key: &str,
+        request: &ImportRequest,
+    ) -> Result<KeyBundle, AzureError> {
+        let mut s = self.lock();
+        s.changes.push(format!("import {key}"));
+        s.imports.push(request.clone());
+        let fingerprint = request.tags.get(FINGERPRINT_TAG).cloned();
+        let jwk = fingerprint
+            .as_ref()
+            .and_then(|fp| s.public.get(fp).cloned())
+            .unwrap_or_default();
+        // The next free "vN".
+        let taken = s.versions.get(key).cloned().unwrap_or_default();
+        let version = (taken.len() + 1..)
+            .map(|n| format!("v{n}"))
+            .find(|v| !taken.iter().any(|t| &t.version == v))
+            .unwrap();
+        s.keys
+            .entry(key.into())
+            .or_insert(FakeKey::Live(RecoveryLevel::RecoverablePurgeable));
+        s.versions.entry(key.into()).or_default().push(FakeVersion {
+            version: version.clone(),
+            fingerprint,
+            enabled: request.enabled,
+            exp: request.exp,
+            jwk: jwk.clone(),
+        });
+        if std::mem::take(&mut s.lose_import_answer) {
+            return Err(AzureError::ResponseLost {
+                method: "POST".into(),
+                host: format!("{}.vault.azure.net", self.name),
+                path: format!("/keys/{key}/import"),
+                reason: "connection reset".into(),
+            });
         }
-        self.journal.lock().unwrap().push(change.step());
-        self.notes.lock().unwrap().push(message);
-        Ok(())
+        Ok(KeyBundle {
+            key: JsonWebKey {
+                kid: Some(self.kid(key, &version)),
+                ..jwk
+            },
+            ..KeyBundle::default()
+        })
+    }
+
+    async fn update_key(
+        &self,
+        key: &str,
+        version: &AzureVersion,
+        update: &KeyUpdate,
+    ) -> Result<KeyBundle, AzureError> {
+        let mut s = self.lock();
+        let found = s
+            .versions
+            .get_mut(key)
+            .and_then(|vs| vs.iter_mut().find(|v| version == v.version.as_str()));
+        let Some(v) = found else {
+            return Err(self.not_found(key, false));
+        };
+        if let Some(enabled) = update.enabled {
+            v.enabled = enabled;
+        }
+        s.changes.push(format!("update {key}/{version}"));
+        Ok(KeyBundle {
+            key: JsonWebKey {
+                kid: Some(self.kid(key, version.as_str())),
+                ..JsonWebKey::default()
+            },
+            ..KeyBundle::default()
+        })
     }
 }
 
-impl FakeStore {
-    fn set_state(&self, key: &KeyName, state: KeySyncState) {
-        for k in self
-            .keys
-            .lock()
-            .unwrap()
-            .iter_mut()
-            .filter(|k| &k.key == key)
-        {
-            k.state = state.clone();
-        }
+impl FakeVault {
+    fn kid(&self, key: &str, version: &str) -> String {
+        format!("https://{}.vault.azure.net/keys/{key}/{version}", self.name)
     }
 }

@@ -5,13 +5,12 @@
 //!
 //! Must never leave a KEK behind on purpose, nor create a second KEK for one job.
 
+use super::JobError;
 use super::executor::rfc3339;
 use super::ports::{JobStore, KekChange, Vault};
-use super::{JobError, Jobs};
-use crate::azure::{AccessToken, AzureError, Kek, KeyVaultError, RecoveryLevel};
+use crate::azure::{AzureError, Kek, KeyVaultError, RecoveryLevel};
 use crate::logs::Event;
-use crate::model::{Job, JobId, KekJournal, KeyGroup, SyncStep};
-use crate::service::record_step;
+use crate::model::{Job, JobId, KekJournal, KeyGroup};
 use std::time::Duration;
 
 /// The KEK's lifetime (its size is `azure.kek_size`).
@@ -21,19 +20,18 @@ const DELETED_VISIBLE_WAIT: Duration = Duration::from_secs(120);
 /// How often to look for the deleted KEK meanwhile.
 const DELETED_POLL_INTERVAL: Duration = Duration::from_millis(500);
 
-/// Finds the job's KEK again, or creates it with its name journalled first.
+/// Finds the job's KEK again, or creates it with its name journalled first. `kek_bits` is
+/// `azure.kek_size`; `now` dates the KEK's expiry.
 pub(super) async fn ensure_kek(
-    jobs: &Jobs,
+    kv: &impl Vault,
+    store: &impl JobStore,
     id: JobId,
     group: &KeyGroup,
-    token: &AccessToken,
+    (kek_bits, now): (u32, i64),
 ) -> Result<Kek, JobError> {
-    let svc = jobs.service();
-    let kv = jobs.azure().keyvault();
     let vault = group.vault.as_str();
     let name = Job::kek_name(id);
-    let kek_bits = jobs.settings().kek_bits;
-    let journal = svc.job(id).await?.kek;
+    let journal = store.kek(id).await?;
     if let Some(k) = &journal
         && k.deleted
     {
@@ -43,70 +41,49 @@ pub(super) async fn ensure_kek(
         });
     }
     if let Some(k) = &journal {
-        match kv.get_key(token, vault, &k.name, None).await {
+        match kv.get_key(&k.name).await {
             Ok(bundle) => {
                 let kek = kek_from_bundle(vault, &bundle)?;
-                svc.journal(id, |j| {
-                    if let Some(kj) = j.kek.as_mut() {
-                        kj.kid = Some(kek.kid.clone());
-                    }
-                    record_step(
-                        j,
-                        SyncStep::KekCreated.into(),
-                        &format!(
-                            "Found this job's key exchange key {} from before the restart",
-                            kek.kid
-                        ),
-                    )
-                })
-                .await??;
+                let message = format!(
+                    "Found this job's key exchange key {} from before the restart",
+                    kek.kid
+                );
+                store
+                    .record_kek_created(id, &kek.kid, message, None)
+                    .await?;
                 return Ok(kek);
             }
             Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {}
             Err(e) => return Err(e.into()),
         }
     }
-    svc.journal(id, |j| {
-        j.kek = Some(KekJournal {
-            vault: group.vault.clone(),
-            name: name.clone(),
-            kid: None,
-            deleted: false,
-            purged: None,
-            purge_sent: false,
-        });
-        record_step(
-            j,
-            SyncStep::KekPlanned.into(),
-            &format!("Creating key exchange key {name} (RSA-HSM {kek_bits}) in vault {vault}"),
-        )
-    })
-    .await??;
-    let exp = svc.now_unix() + KEK_LIFETIME_SECS;
-    let kek = match kv.create_kek(token, vault, &name, kek_bits, exp).await {
+    let planned = KekJournal {
+        vault: group.vault.clone(),
+        name: name.clone(),
+        kid: None,
+        deleted: false,
+        purged: None,
+        purge_sent: false,
+    };
+    let message = format!("Creating key exchange key {name} (RSA-HSM {kek_bits}) in vault {vault}");
+    store.plan_kek(id, planned, message).await?;
+    let exp = now + KEK_LIFETIME_SECS;
+    let kek = match kv.create_kek(&name, kek_bits, exp).await {
         Ok(kek) => kek,
         // The answer was lost: look before creating again.
-        Err(AzureError::ResponseLost { .. }) => match kv.get_key(token, vault, &name, None).await {
+        Err(AzureError::ResponseLost { .. }) => match kv.get_key(&name).await {
             Ok(bundle) => kek_from_bundle(vault, &bundle)?,
             Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {
-                kv.create_kek(token, vault, &name, kek_bits, exp).await?
+                kv.create_kek(&name, kek_bits, exp).await?
             }
             Err(e) => return Err(e.into()),
         },
         Err(e) => return Err(e.into()),
     };
-    svc.journal(id, |j| {
-        if let Some(kj) = j.kek.as_mut() {
-            kj.kid = Some(kek.kid.clone());
-        }
-        j.progress = j.progress.max(200);
-        record_step(
-            j,
-            SyncStep::KekCreated.into(),
-            &format!("Key exchange key created: {}", kek.kid),
-        )
-    })
-    .await??;
+    let message = format!("Key exchange key created: {}", kek.kid);
+    store
+        .record_kek_created(id, &kek.kid, message, Some(200))
+        .await?;
     tracing::info!(event = Event::AzureKekCreated.as_str(), service = "azure", job = id.get(), group = %group.name, vault, kid = %kek.kid,
         "Key exchange key {name} created (RSA-HSM {kek_bits})");
     Ok(kek)
@@ -309,7 +286,8 @@ pub(super) async fn purge_with_retry(vault: &impl Vault, name: &str) -> Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jobs::fakes::{FakeKey, FakeStore, FakeVault};
+    use crate::jobs::fakes::{FakeKey, FakeStore, FakeVault, group as fake_group};
+    use crate::model::SyncStep;
 
     #[tokio::test]
     async fn the_wait_for_a_deleted_key_ends_once_azure_lists_it() {
@@ -360,6 +338,68 @@ mod tests {
     }
 
     const ID: JobId = JobId::new(3);
+
+    const SETTINGS: (u32, i64) = (3072, 0);
+
+    #[tokio::test]
+    async fn a_kek_is_created_once_with_its_name_journalled_first() {
+        let vault = FakeVault::new();
+        let store = FakeStore::default();
+        let kek = ensure_kek(&vault, &store, ID, &fake_group(), SETTINGS)
+            .await
+            .unwrap();
+        assert_eq!(vault.changes(), ["create byokd-kek-3"]);
+        assert_eq!(
+            store.steps(),
+            [SyncStep::KekPlanned.into(), SyncStep::KekCreated.into()]
+        );
+        assert_eq!(store.kek_state().unwrap().kid, Some(kek.kid));
+    }
+
+    #[tokio::test]
+    async fn a_planned_kek_that_azure_made_before_the_crash_is_found_not_made_again() {
+        // Planned (the create's answer never recorded), and Azure has it.
+        let vault = FakeVault::new().with_key(
+            "byokd-kek-3",
+            FakeKey::Live(RecoveryLevel::RecoverablePurgeable),
+        );
+        let store = FakeStore::default().with_kek(kek(None));
+        ensure_kek(&vault, &store, ID, &fake_group(), SETTINGS)
+            .await
+            .unwrap();
+        assert!(vault.changes().is_empty());
+        assert_eq!(store.steps(), [SyncStep::KekCreated.into()]);
+        assert!(store.kek_state().unwrap().kid.is_some());
+        // Created before the crash: found again as well.
+        let store = FakeStore::default().with_kek(kek(Some("kid")));
+        ensure_kek(&vault, &store, ID, &fake_group(), SETTINGS)
+            .await
+            .unwrap();
+        assert!(vault.changes().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_planned_kek_azure_never_made_is_created_then() {
+        let vault = FakeVault::new();
+        let store = FakeStore::default().with_kek(kek(None));
+        ensure_kek(&vault, &store, ID, &fake_group(), SETTINGS)
+            .await
+            .unwrap();
+        assert_eq!(vault.changes(), ["create byokd-kek-3"]);
+    }
+
+    #[tokio::test]
+    async fn a_deleted_kek_is_not_replaced_by_a_second_one() {
+        let vault = FakeVault::new();
+        let mut deleted = kek(Some("kid"));
+        deleted.deleted = true;
+        let store = FakeStore::default().with_kek(deleted);
+        let err = ensure_kek(&vault, &store, ID, &fake_group(), SETTINGS)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, JobError::KekAlreadyDeleted { .. }), "{err}");
+        assert!(vault.changes().is_empty() && store.steps().is_empty());
+    }
 
     #[tokio::test]
     async fn a_kek_left_by_a_crash_is_deleted_and_purged() {

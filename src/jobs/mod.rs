@@ -15,8 +15,11 @@
 //! - `executor`: begin/step/succeed/fail/cancel, per-vault slots, retry display;
 //! - `kek`: the key exchange key's lifecycle and the waits around a delete;
 //! - `sign_in`: Entra ID tokens for a job; `ports`: the configuration and the narrow interfaces
-//!   (`Vault`, `JobStore`) the kinds' state machines run on (in-memory ones in `fakes`, tests
-//!   only); `error`: `JobError`.
+//!   the kinds' state machines run on: `Vault` (Key Vault, signed in), `KeyHsm` (the HSM), and
+//!   in `job_store` `JobStore` (the job's record and lifecycle records) and `LocalKeys` (the
+//!   group's keys). In-memory ones are in `fakes` and `fakes_state` (tests only); `error`:
+//!   `JobError`. A kind's `run` wires the real ones (the service, the HSM handle, the signed-in
+//!   client) into its state machine; nothing else in a kind reaches them.
 
 use crate::model::JobId;
 mod check_cloud;
@@ -25,7 +28,10 @@ mod error;
 mod executor;
 #[cfg(test)]
 mod fakes;
+#[cfg(test)]
+mod fakes_state;
 mod grace;
+mod job_store;
 mod kek;
 mod ports;
 mod purge;

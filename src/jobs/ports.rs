@@ -1,19 +1,19 @@
 //! What a job kind is given instead of reaching for it: the configuration values it needs, read
 //! once when the runner is made (`config/check.rs` has validated them, so nothing here or in a
 //! kind checks or clamps them again), and the narrow interfaces through which a kind's state
-//! machine reaches Key Vault ([`Vault`]) and its job record ([`JobStore`]). The real
-//! implementations wrap the Azure client with the job's token and the [`Service`]; the kinds'
-//! unit tests give in-memory ones (`fakes`, test builds only).
+//! machine reaches Key Vault ([`Vault`]), the HSM ([`KeyHsm`]) and the state ([`JobStore`],
+//! [`LocalKeys`], in `job_store`). The real implementations wrap the Azure client with the
+//! job's token, the HSM handle and the [`crate::service::Service`]; the kinds' unit tests give
+//! in-memory ones (`fakes`, test builds only). Only `hsm/` calls PKCS#11.
 
-use super::JobError;
-use crate::azure::{AccessToken, AzureError, DeletedKeyBundle, KeyBundle, KeyItem, KeyVault};
-use crate::config::{AssertionAlg, Config};
-use crate::model::{
-    AzureVersion, GroupName, JobId, JobStep, KekJournal, KeyName, KeySync, KeySyncState,
-    StepMessage, SyncStep,
+pub(super) use super::job_store::{JobStore, KekChange, LocalKeys};
+use crate::azure::{
+    AccessToken, AzureError, DeletedKeyBundle, ImportRequest, Kek, KeyBundle, KeyItem, KeyUpdate,
+    KeyVault,
 };
-use crate::service::Service;
-use crate::service::record_step;
+use crate::config::{AssertionAlg, Config};
+use crate::hsm::{Hsm, HsmError, KekPublicKey, WrapStrategy};
+use crate::model::{AzureVersion, HsmKeyId, KeyType, RotationPolicy, add_months};
 
 /// The configuration values the job kinds use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +50,21 @@ pub(super) trait Vault {
     async fn recover_deleted_key(&self, key: &str) -> Result<KeyBundle, AzureError>;
     /// Every version of the key, with its tags.
     async fn list_versions(&self, key: &str) -> Result<Vec<KeyItem>, AzureError>;
+    /// One version of the key.
+    async fn get_version(&self, key: &str, version: &AzureVersion)
+    -> Result<KeyBundle, AzureError>;
+    /// Creates an RSA-HSM key exchange key that expires at `exp` (Unix seconds).
+    async fn create_kek(&self, name: &str, bits: u32, exp: i64) -> Result<Kek, AzureError>;
+    /// Imports a BYOK transfer blob as a new version of the key.
+    async fn import_key(&self, key: &str, request: &ImportRequest)
+    -> Result<KeyBundle, AzureError>;
+    /// Changes one version's attributes.
+    async fn update_key(
+        &self,
+        key: &str,
+        version: &AzureVersion,
+        update: &KeyUpdate,
+    ) -> Result<KeyBundle, AzureError>;
 }
 
 /// The Azure client on one vault with a job's token.
@@ -97,171 +112,119 @@ impl Vault for SignedIn<'_> {
     async fn list_versions(&self, key: &str) -> Result<Vec<KeyItem>, AzureError> {
         self.kv.list_versions(&self.token, self.vault, key).await
     }
-}
 
-/// A job's durable record, as the cloud kinds read and extend it.
-pub(super) trait JobStore {
-    /// The job's typed journal so far.
-    async fn journal(&self, id: JobId) -> Result<Vec<JobStep>, JobError>;
-    /// Journals `step` with its display text (durable before the side effect it announces).
-    async fn record(
+    async fn get_version(
         &self,
-        id: JobId,
-        step: JobStep,
-        message: String,
-        progress: Option<u16>,
-    ) -> Result<(), JobError>;
-    /// A display-only step.
-    async fn note(&self, id: JobId, message: String, progress: Option<u16>)
-    -> Result<(), JobError>;
-    /// Forgets the Azure versions of the group's local keys (the Azure key is gone for good);
-    /// returns how many keys had one.
-    async fn forget_azure_versions(&self, group: &GroupName) -> Result<usize, JobError>;
-    /// Where each key of a sync stands.
-    async fn key_syncs(&self, id: JobId) -> Result<Vec<KeySync>, JobError>;
-    /// Records `key`'s Azure version, on the key and in the job, with a display step.
-    async fn record_sync(
-        &self,
-        id: JobId,
-        group: &GroupName,
-        key: &KeyName,
+        key: &str,
         version: &AzureVersion,
-        message: String,
-    ) -> Result<(), JobError>;
-    /// Marks `key` not started (its import is to be sent again), with a display step.
-    async fn mark_not_started(
+    ) -> Result<KeyBundle, AzureError> {
+        self.kv
+            .get_key(&self.token, self.vault, key, Some(version.as_str()))
+            .await
+    }
+
+    async fn create_kek(&self, name: &str, bits: u32, exp: i64) -> Result<Kek, AzureError> {
+        self.kv
+            .create_kek(&self.token, self.vault, name, bits, exp)
+            .await
+    }
+
+    async fn import_key(
         &self,
-        id: JobId,
-        key: &KeyName,
-        message: String,
-    ) -> Result<(), JobError>;
-    /// The sync's KEK record, if it planned one.
-    async fn kek(&self, id: JobId) -> Result<Option<KekJournal>, JobError>;
-    /// Applies `change` to the KEK record and journals its typed step, in one write.
-    async fn record_kek(
+        key: &str,
+        request: &ImportRequest,
+    ) -> Result<KeyBundle, AzureError> {
+        self.kv
+            .import_key(&self.token, self.vault, key, request)
+            .await
+    }
+
+    async fn update_key(
         &self,
-        id: JobId,
-        change: KekChange,
-        message: String,
-    ) -> Result<(), JobError>;
+        key: &str,
+        version: &AzureVersion,
+        update: &KeyUpdate,
+    ) -> Result<KeyBundle, AzureError> {
+        self.kv
+            .update_key(&self.token, self.vault, key, version.as_str(), update)
+            .await
+    }
 }
 
-/// A step of a sync's KEK clean-up: what it changes in the KEK record, and its typed step.
+/// The HSM operations a sync and a drift check need. Key generation goes with its record
+/// through [`LocalKeys`].
+pub(super) trait KeyHsm {
+    /// The wrap strategy for a key type; refuses (naming the failed encoding class) a type no
+    /// strategy wraps conformingly.
+    fn strategy_for(&self, key_type: KeyType) -> Result<WrapStrategy, HsmError>;
+    /// The transfer blob's `generator`: byokd and the token's maker, model and firmware.
+    fn generator(&self) -> String;
+    /// The public key of HSM key `key`, as SPKI DER.
+    async fn public_key_der(&self, key: HsmKeyId) -> Result<Vec<u8>, HsmError>;
+    /// Wraps private key `key` under the vault's KEK for a BYOK import.
+    async fn wrap_for_transfer(
+        &self,
+        key: HsmKeyId,
+        kek: &KekPublicKey,
+    ) -> Result<Vec<u8>, HsmError>;
+}
+
+impl KeyHsm for Hsm {
+    fn strategy_for(&self, key_type: KeyType) -> Result<WrapStrategy, HsmError> {
+        self.wrap_report().strategy_for(key_type)
+    }
+
+    fn generator(&self) -> String {
+        let report = self.report();
+        crate::azure::transfer_blob::generator(
+            &report.manufacturer,
+            &report.model,
+            &report.firmware_version,
+        )
+    }
+
+    async fn public_key_der(&self, key: HsmKeyId) -> Result<Vec<u8>, HsmError> {
+        Ok(self.public_key(key).await?.spki_der)
+    }
+
+    async fn wrap_for_transfer(
+        &self,
+        key: HsmKeyId,
+        kek: &KekPublicKey,
+    ) -> Result<Vec<u8>, HsmError> {
+        Hsm::wrap_for_transfer(self, key, kek).await
+    }
+}
+
+/// How long the versions a sync makes stay valid (their `exp`), chosen by whoever runs the sync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum KekChange {
-    /// The create never succeeded: nothing to delete or purge.
-    NeverCreated,
-    Deleted,
-    PurgeSent,
-    /// Done: purged, or left to Azure (no soft-delete, or purge protection).
-    Settled {
-        purged: bool,
-    },
+pub(super) enum Validity {
+    /// No `exp`: the version stays valid until it is disabled.
+    Unlimited,
+    /// `exp` this many calendar months after the import.
+    Months(u32),
 }
 
-impl KekChange {
-    pub(super) fn apply(self, k: &mut KekJournal) {
-        match self {
-            Self::NeverCreated => {
-                k.deleted = true;
-                k.purged = Some(false);
-            }
-            Self::Deleted => k.deleted = true,
-            Self::PurgeSent => k.purge_sent = true,
-            Self::Settled { purged } => k.purged = Some(purged),
+impl Validity {
+    /// A sync job's versions: "keep key valid for N months" where the group's rotation policy
+    /// is on, no expiry where it is off.
+    pub(super) fn of_policy(policy: &RotationPolicy) -> Self {
+        if policy.enabled {
+            Self::Months(policy.keep_valid_months)
+        } else {
+            Self::Unlimited
         }
     }
 
-    pub(super) fn step(self) -> JobStep {
+    /// The `exp` of a version imported at `now` (Unix seconds).
+    pub(super) fn expiry(self, now: i64) -> Option<i64> {
         match self {
-            Self::NeverCreated => SyncStep::KekSettled { purged: false },
-            Self::Deleted => SyncStep::KekDeleted,
-            Self::PurgeSent => SyncStep::KekPurgeSent,
-            Self::Settled { purged } => SyncStep::KekSettled { purged },
+            Self::Unlimited => None,
+            Self::Months(months) => {
+                let now = time::OffsetDateTime::from_unix_timestamp(now)
+                    .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+                Some(add_months(now, months).unix_timestamp())
+            }
         }
-        .into()
-    }
-}
-
-impl JobStore for Service {
-    async fn journal(&self, id: JobId) -> Result<Vec<JobStep>, JobError> {
-        Ok(self.job(id).await?.journal)
-    }
-
-    async fn record(
-        &self,
-        id: JobId,
-        step: JobStep,
-        message: String,
-        progress: Option<u16>,
-    ) -> Result<(), JobError> {
-        Ok(self.job_record(id, step, message, progress).await?)
-    }
-
-    async fn note(
-        &self,
-        id: JobId,
-        message: String,
-        progress: Option<u16>,
-    ) -> Result<(), JobError> {
-        Ok(self.job_step(id, message, progress).await?)
-    }
-
-    async fn forget_azure_versions(&self, group: &GroupName) -> Result<usize, JobError> {
-        Ok(Service::forget_azure_versions(self, group).await?)
-    }
-
-    async fn key_syncs(&self, id: JobId) -> Result<Vec<KeySync>, JobError> {
-        Ok(self.job(id).await?.keys)
-    }
-
-    async fn record_sync(
-        &self,
-        id: JobId,
-        group: &GroupName,
-        key: &KeyName,
-        version: &AzureVersion,
-        message: String,
-    ) -> Result<(), JobError> {
-        Ok(self
-            .record_sync_with_steps(id, group, key, version, vec![message], None)
-            .await?)
-    }
-
-    async fn mark_not_started(
-        &self,
-        id: JobId,
-        key: &KeyName,
-        message: String,
-    ) -> Result<(), JobError> {
-        self.journal(id, |j| {
-            for p in j.keys.iter_mut().filter(|p| &p.key == key) {
-                p.state = KeySyncState::NotStarted;
-            }
-            // Dated by the service's clock when the change is made durable.
-            j.steps.push(StepMessage { at: 0, message });
-        })
-        .await?;
-        Ok(())
-    }
-
-    async fn kek(&self, id: JobId) -> Result<Option<KekJournal>, JobError> {
-        Ok(self.job(id).await?.kek)
-    }
-
-    async fn record_kek(
-        &self,
-        id: JobId,
-        change: KekChange,
-        message: String,
-    ) -> Result<(), JobError> {
-        self.journal(id, |j| {
-            if let Some(k) = j.kek.as_mut() {
-                change.apply(k);
-            }
-            record_step(j, change.step(), &message)
-        })
-        .await??;
-        Ok(())
     }
 }

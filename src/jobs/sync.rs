@@ -7,20 +7,17 @@
 //! [`sync_keys`] is also the second half of a rotation, which syncs the key it generated.
 
 use super::executor::{
-    Flow, begin, cancelled, fail, finish_cancelled, report_log_problem, succeed, with_retry_display,
+    Flow, begin, fail, finish_cancelled, report_log_problem, succeed, with_retry_display,
 };
 use super::kek::{cleanup_kek, ensure_kek};
-use super::ports::SignedIn;
+use super::ports::{JobStore, KeyHsm, LocalKeys, SignedIn, Validity};
 use super::sign_in::{drop_token, needs_new_token, sign_in};
-pub(super) use super::sync_imports::Validity;
 use super::sync_imports::{ImportPlan, import_all};
 use super::sync_resolve::resolve_sent;
 use super::{JobError, Jobs};
 use crate::azure::AccessToken;
-use crate::azure::transfer_blob::generator;
 use crate::logs::Event;
-use crate::model::{Job, JobId, KeyGroup, KeyName, KeySyncState, SyncStep};
-use crate::service::record_step;
+use crate::model::{Job, JobId, KeyGroup, KeyName, KeySyncState};
 
 pub(super) async fn run(jobs: &Jobs, id: JobId) -> Result<(), JobError> {
     let Some((group, _permit)) = begin(jobs, id, true).await? else {
@@ -47,32 +44,32 @@ pub(super) async fn sync_keys(
     group: &KeyGroup,
     validity: Validity,
 ) -> Result<Flow, JobError> {
-    let svc = jobs.service();
-    let job = svc.job(id).await?;
-    with_retry_display(svc, id, steps(jobs, id, &job, group, validity)).await
+    with_retry_display(jobs.service(), id, steps(jobs, id, group, validity)).await
 }
 
-/// The job's cloud steps, then its clean-up, whatever happened to the imports.
+/// The job's cloud steps, then its clean-up, whatever happened to the imports. The state is
+/// reached through the [`JobStore`] and the HSM through [`KeyHsm`]; `jobs` gives the sign-in
+/// and the per-vault import slots.
 async fn steps(
     jobs: &Jobs,
     id: JobId,
-    job: &Job,
     group: &KeyGroup,
     validity: Validity,
 ) -> Result<Flow, JobError> {
-    let svc = jobs.service();
+    let store = jobs.service();
     let mut token = None;
-    let mut outcome = match (&job.error, &job.cancel_requested) {
+    let failed_before = store.failed_before(id).await?;
+    let mut outcome = match (&failed_before, store.cancel_requested(id).await?) {
         (Some(reason), _) => Err(JobError::FailedBefore {
             reason: reason.clone(),
         }),
-        (None, Some(by)) => Ok(Flow::Cancelled(by.clone())),
+        (None, Some(by)) => Ok(Flow::Cancelled(by)),
         (None, None) => sync_pending(jobs, id, group, validity, &mut token).await,
     };
     // A 401 (token expired or revoked): forget the token, sign in once more and resume from the
     // journal, which finds the KEK and any import again instead of repeating them.
     if let Err(e) = &outcome
-        && job.error.is_none()
+        && failed_before.is_none()
     {
         match needs_new_token(jobs, group, e).await {
             Ok(true) => {
@@ -87,11 +84,7 @@ async fn steps(
     if let Err(e) = &outcome {
         // Journal the reason before cleaning up, so a crash during clean-up still fails the
         // job with it instead of syncing on.
-        let reason = e.to_string();
-        svc.journal(id, |j| {
-            j.error.get_or_insert(reason);
-        })
-        .await?;
+        store.keep_error(id, e.to_string()).await?;
     }
     let mut cleanup = settle_cloud(jobs, id, group, &mut token).await;
     if let Err(e) = &cleanup
@@ -120,13 +113,14 @@ async fn settle_cloud(
     group: &KeyGroup,
     token: &mut Option<AccessToken>,
 ) -> Result<(), JobError> {
-    let svc = jobs.service();
-    let job = svc.job(id).await?;
-    let sent = job
-        .keys
+    let store = jobs.service();
+    let sent = store
+        .key_syncs(id)
+        .await?
         .iter()
         .any(|p| matches!(p.state, KeySyncState::ImportSent { .. }));
-    let kek_open = job.kek.as_ref().is_some_and(|k| k.purged.is_none());
+    let kek = store.kek(id).await?;
+    let kek_open = kek.as_ref().is_some_and(|k| k.purged.is_none());
     if !sent && !kek_open {
         return Ok(());
     }
@@ -141,17 +135,17 @@ async fn settle_cloud(
             })?,
     };
     let settled = if sent {
-        resolve_sent(&signed_in(jobs, group, &t), svc, id, group)
+        resolve_sent(&signed_in(jobs, group, &t), store, id, group)
             .await
             .map(|_| ())
     } else {
         Ok(())
     };
     // The KEK lives in the vault it was made in.
-    let kek_vault = svc.job(id).await?.kek.map(|k| k.vault);
+    let kek_vault = store.kek(id).await?.map(|k| k.vault);
     let vault = kek_vault.as_ref().unwrap_or(&group.vault).as_str();
     let session = SignedIn::new(jobs.azure().keyvault(), t.clone(), vault);
-    let result = cleanup_kek(&session, svc, id).await.and(settled);
+    let result = cleanup_kek(&session, store, id).await.and(settled);
     *token = Some(t);
     result
 }
@@ -165,91 +159,76 @@ async fn sync_pending(
     validity: Validity,
     token_out: &mut Option<AccessToken>,
 ) -> Result<Flow, JobError> {
-    let svc = jobs.service();
-    let job = svc.job(id).await?;
-    let pending = pending_keys(jobs, &job, group).await?;
+    let (store, hsm) = (jobs.service(), jobs.service().hsm());
+    let pending = pending_keys(store, id, group).await?;
     if pending.is_empty() {
-        svc.job_step(
-            id,
-            "Nothing to push: every key already has its Azure version",
-            Some(1000),
-        )
-        .await?;
+        store
+            .note(
+                id,
+                "Nothing to push: every key already has its Azure version".into(),
+                Some(1000),
+            )
+            .await?;
         return Ok(Flow::Done);
     }
     // Refused up front, before a KEK is made: no strategy wraps this key type conformingly.
-    svc.hsm().wrap_report().strategy_for(group.key_type)?;
-    if let Some(by) = cancelled(jobs, id).await? {
+    hsm.strategy_for(group.key_type)?;
+    if let Some(by) = store.cancel_requested(id).await? {
         return Ok(Flow::Cancelled(by));
     }
     let token = sign_in(jobs, id, group).await?;
     *token_out = Some(token.clone());
-    if let Some(by) = cancelled(jobs, id).await? {
+    if let Some(by) = store.cancel_requested(id).await? {
         return Ok(Flow::Cancelled(by));
     }
     // Imports sent before a restart (or a 401) are found by their tag first, with one listing.
-    let pending = if resolve_sent(&signed_in(jobs, group, &token), svc, id, group).await? {
-        pending_keys(jobs, &svc.job(id).await?, group).await?
+    let vault = signed_in(jobs, group, &token);
+    let pending = if resolve_sent(&vault, store, id, group).await? {
+        pending_keys(store, id, group).await?
     } else {
         pending
     };
     if pending.is_empty() {
-        svc.job_step(
-            id,
-            "Nothing more to push: every key has its Azure version",
-            Some(900),
-        )
-        .await?;
+        store
+            .note(
+                id,
+                "Nothing more to push: every key has its Azure version".into(),
+                Some(900),
+            )
+            .await?;
         return Ok(Flow::Done);
     }
-    let kek = ensure_kek(jobs, id, group, &token).await?;
-    let report = svc.hsm().report();
-    let generator = generator(
-        &report.manufacturer,
-        &report.model,
-        &report.firmware_version,
-    );
+    let settings = (jobs.settings().kek_bits, jobs.clock().now_unix());
+    let kek = ensure_kek(&vault, store, id, group, settings).await?;
     let plan = ImportPlan {
         keys: pending,
         validity,
     };
-    import_all(jobs, id, group, &token, &kek, &generator, plan).await
+    import_all(jobs, id, group, (&token, &kek), hsm.generator(), plan).await
 }
 
-/// Keys of the job that still need an import. Keys synced earlier are reported, not repeated.
-async fn pending_keys(jobs: &Jobs, job: &Job, group: &KeyGroup) -> Result<Vec<KeyName>, JobError> {
-    let svc = jobs.service();
+/// Keys of the job that still need an import. Keys synced earlier are reported, not repeated;
+/// a key that records its Azure version already is marked imported without an import.
+pub(super) async fn pending_keys<S: JobStore + LocalKeys>(
+    store: &S,
+    id: JobId,
+    group: &KeyGroup,
+) -> Result<Vec<KeyName>, JobError> {
     let mut pending = Vec::new();
-    for sync in &job.keys {
+    for sync in store.key_syncs(id).await? {
         if matches!(sync.state, KeySyncState::Imported { .. }) {
             continue;
         }
-        let key = svc.key_record(&group.name, &sync.key).await?;
+        let key = store.key(&group.name, &sync.key).await?;
         match (&key.azure_version, &sync.state) {
             (Some(version), KeySyncState::NotStarted) => {
-                let version = version.clone();
-                svc.journal(job.id, |j| {
-                    for p in j.keys.iter_mut().filter(|p| p.key == sync.key) {
-                        p.state = KeySyncState::Imported {
-                            version: version.clone(),
-                        };
-                    }
-                    record_step(
-                        j,
-                        SyncStep::Imported {
-                            key: sync.key.clone(),
-                            version: version.clone(),
-                        }
-                        .into(),
-                        &format!(
-                            "Key {} is already pushed as version {version}; nothing to do",
-                            sync.key
-                        ),
-                    )
-                })
-                .await??;
+                let message = format!(
+                    "Key {} is already pushed as version {version}; nothing to do",
+                    sync.key
+                );
+                store.mark_imported(id, &sync.key, version, message).await?;
             }
-            _ => pending.push(sync.key.clone()),
+            _ => pending.push(sync.key),
         }
     }
     Ok(pending)
@@ -258,4 +237,101 @@ async fn pending_keys(jobs: &Jobs, job: &Job, group: &KeyGroup) -> Result<Vec<Ke
 /// The group's vault with this token.
 fn signed_in<'a>(jobs: &'a Jobs, group: &'a KeyGroup, token: &AccessToken) -> SignedIn<'a> {
     SignedIn::new(jobs.azure().keyvault(), token.clone(), group.vault.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::azure::jwk::fingerprint;
+    use crate::jobs::fakes::{FakeHsm, FakeStore, FakeVault, ec_key, fake_batch, group, local_key};
+    use crate::jobs::sync_imports::{Outcome, import_one};
+    use crate::model::{AzureVersion, KeySync, SyncStep};
+
+    const ID: JobId = JobId::new(5);
+
+    fn key(name: &str) -> KeyName {
+        KeyName::try_from(name).unwrap()
+    }
+
+    fn sync(name: &str, state: KeySyncState) -> KeySync {
+        KeySync {
+            key: key(name),
+            state,
+        }
+    }
+
+    fn fp(seed: u8) -> String {
+        fingerprint(&ec_key(seed).0)
+    }
+
+    #[tokio::test]
+    async fn a_resumed_sync_imports_only_what_no_run_before_it_finished() {
+        // k1 imported and recorded; k2 recorded on the key but not in the job; k3's import went
+        // through before the crash (Azure has its fingerprint tag); k4's import never arrived;
+        // k5 not started.
+        let vault = FakeVault::new()
+            .with_version("payments", "v1", &fp(1))
+            .with_version("payments", "v3", &fp(3));
+        let vault = [4, 5].into_iter().fold(vault, |v, seed| {
+            let (spki, jwk) = ec_key(seed);
+            v.answering(&fingerprint(&spki), jwk)
+        });
+        let imported = |v: &str| KeySyncState::Imported {
+            version: AzureVersion::new(v),
+        };
+        let sent = |seed| KeySyncState::ImportSent {
+            fingerprint: fp(seed),
+        };
+        let store = FakeStore::default()
+            .with_keys([
+                sync("k1", imported("v1")),
+                sync("k2", KeySyncState::NotStarted),
+                sync("k3", sent(3)),
+                sync("k4", sent(4)),
+                sync("k5", KeySyncState::NotStarted),
+            ])
+            .with_local([
+                local_key("k1", 1, Some("v1")),
+                local_key("k2", 2, Some("v2")),
+                local_key("k3", 3, None),
+                local_key("k4", 4, None),
+                local_key("k5", 5, None),
+            ]);
+        assert!(resolve_sent(&vault, &store, ID, &group()).await.unwrap());
+        let pending = pending_keys(&store, ID, &group()).await.unwrap();
+        assert_eq!(pending, [key("k4"), key("k5")]);
+        let hsm = FakeHsm::default();
+        let b = fake_batch(ID, 0, Validity::Unlimited, pending.len());
+        for k in &pending {
+            let outcome = import_one((&vault, &store, &hsm), &b, k).await.unwrap();
+            assert_eq!(outcome, Outcome::Imported);
+        }
+        // Two imports in all, for k4 and k5; k1 to k3 were not sent again.
+        let imported_keys: Vec<_> = vault
+            .imports()
+            .iter()
+            .map(|r| r.tags["byokd-key"].clone())
+            .collect();
+        assert_eq!(imported_keys, ["k4", "k5"]);
+        assert!(
+            store.steps().contains(
+                &SyncStep::Imported {
+                    key: key("k2"),
+                    version: AzureVersion::new("v2")
+                }
+                .into()
+            )
+        );
+        let states: Vec<_> = store.key_states().into_iter().map(|s| s.state).collect();
+        assert_eq!(
+            states,
+            [
+                imported("v1"),
+                imported("v2"),
+                imported("v3"),
+                imported("v4"),
+                imported("v5")
+            ]
+        );
+    }
 }

@@ -10,20 +10,17 @@
 //! next resolves `ImportSent` keys from the journal and must not race a live request).
 
 use super::executor::Flow;
-use super::ports::SignedIn;
+use super::ports::{JobStore, KeyHsm, LocalKeys, SignedIn, Validity, Vault};
 use super::sync_resolve::find_by_fingerprint;
 use super::{JobError, Jobs};
 use crate::azure::jwk::{FINGERPRINT_TAG, fingerprint, jwk_matches_spki};
 use crate::azure::retry_notice::{self, RetryNotice};
 use crate::azure::transfer_blob::key_hsm;
 use crate::azure::{AccessToken, AzureError, ImportRequest, Kek};
+use crate::clock::Clock;
 use crate::hsm::KekPublicKey;
 use crate::logs::Event;
-use crate::model::{AzureVersion, JobId};
-use crate::model::{
-    KeyGroup, KeyName, KeySyncState, KeyType, RotationPolicy, SyncStep, add_months,
-};
-use crate::service::record_step;
+use crate::model::{AzureVersion, JobId, KeyGroup, KeyName, KeyType};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,54 +34,20 @@ const WRAP_AHEAD: usize = 2;
 /// its queue (`hsm::QUEUE_DEPTH`) for other callers.
 const HSM_QUEUED: usize = 2;
 
-/// How long the versions a sync makes stay valid (their `exp`), chosen by whoever runs the sync.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Validity {
-    /// No `exp`: the version stays valid until it is disabled.
-    Unlimited,
-    /// `exp` this many calendar months after the import.
-    Months(u32),
-}
-
-impl Validity {
-    /// A sync job's versions: "keep key valid for N months" where the group's rotation policy
-    /// is on, no expiry where it is off.
-    pub(super) fn of_policy(policy: &RotationPolicy) -> Self {
-        if policy.enabled {
-            Self::Months(policy.keep_valid_months)
-        } else {
-            Self::Unlimited
-        }
-    }
-
-    /// The `exp` of a version imported at `now` (Unix seconds).
-    fn expiry(self, now: i64) -> Option<i64> {
-        match self {
-            Self::Unlimited => None,
-            Self::Months(months) => {
-                let now = time::OffsetDateTime::from_unix_timestamp(now)
-                    .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-                Some(add_months(now, months).unix_timestamp())
-            }
-        }
-    }
-}
-
 /// The keys one run imports, and how long their versions stay valid.
 pub(super) struct ImportPlan {
     pub(super) keys: Vec<KeyName>,
     pub(super) validity: Validity,
 }
 
-/// What every import task of one job run shares.
-struct Batch {
-    jobs: Jobs,
+/// What every import of one job run shares.
+pub(super) struct Batch {
     id: JobId,
     group: KeyGroup,
-    token: AccessToken,
     kek: Kek,
     generator: String,
     validity: Validity,
+    clock: Arc<dyn Clock>,
     /// The vault's bound on imports in flight.
     slots: Arc<Semaphore>,
     /// This job's bound on queued HSM requests.
@@ -97,8 +60,35 @@ struct Batch {
     total: usize,
 }
 
-/// How one key's task ended, when nothing failed.
-enum Outcome {
+impl Batch {
+    /// A run importing `total` keys under `kek`, within the vault's `slots`.
+    pub(super) fn new(
+        id: JobId,
+        group: &KeyGroup,
+        (kek, generator): (&Kek, String),
+        (validity, total): (Validity, usize),
+        clock: Arc<dyn Clock>,
+        slots: Arc<Semaphore>,
+    ) -> Self {
+        Self {
+            id,
+            group: group.clone(),
+            kek: kek.clone(),
+            generator,
+            validity,
+            clock,
+            slots,
+            hsm: Semaphore::new(HSM_QUEUED),
+            stop: AtomicBool::new(false),
+            done: tokio::sync::Mutex::new(0),
+            total,
+        }
+    }
+}
+
+/// How one key's import ended, when nothing failed.
+#[derive(Debug, PartialEq, Eq)]
+pub(in crate::jobs) enum Outcome {
     Imported,
     /// Not started because the job was stopped (cancel or another key's failure).
     Skipped,
@@ -111,9 +101,8 @@ pub(super) async fn import_all(
     jobs: &Jobs,
     id: JobId,
     group: &KeyGroup,
-    token: &AccessToken,
-    kek: &Kek,
-    generator: &str,
+    (token, kek): (&AccessToken, &Kek),
+    generator: String,
     plan: ImportPlan,
 ) -> Result<Flow, JobError> {
     let ImportPlan {
@@ -122,20 +111,14 @@ pub(super) async fn import_all(
     } = plan;
     let slots = jobs.slots().imports(group.vault.as_str());
     let in_flight = jobs.slots().import_bound();
-    let batch = Arc::new(Batch {
-        jobs: jobs.clone(),
+    let batch = Arc::new(Batch::new(
         id,
-        group: group.clone(),
-        token: token.clone(),
-        kek: kek.clone(),
-        generator: generator.to_owned(),
-        validity,
+        group,
+        (kek, generator),
+        (validity, pending.len()),
+        jobs.clock().clone(),
         slots,
-        hsm: Semaphore::new(HSM_QUEUED),
-        stop: AtomicBool::new(false),
-        done: tokio::sync::Mutex::new(0),
-        total: pending.len(),
-    });
+    ));
     // Spawned tasks report their Azure back-off to the job like the job's own calls.
     let notice = retry_notice::current().unwrap_or_else(|| RetryNotice::channel().0);
     let window = in_flight * (1 + WRAP_AHEAD);
@@ -147,9 +130,11 @@ pub(super) async fn import_all(
         while tasks.len() < window && !batch.stop.load(Ordering::SeqCst) {
             let Some(key) = queue.next() else { break };
             let b = batch.clone();
+            let (azure, svc, token) = (jobs.azure().clone(), jobs.service().clone(), token.clone());
             // The task stays inside the job's span, so its records name the job's identity.
             let task = retry_notice::scope(notice.clone(), async move {
-                let outcome = import_one(&b, &key).await;
+                let vault = SignedIn::new(azure.keyvault(), token, b.group.vault.as_str());
+                let outcome = import_one((&vault, &svc, svc.hsm()), &b, &key).await;
                 if !matches!(outcome, Ok(Outcome::Imported)) {
                     b.stop.store(true, Ordering::SeqCst);
                 }
@@ -184,39 +169,39 @@ pub(super) async fn import_all(
 }
 
 /// Wraps one key, waits for an import slot, journals the intent, imports, records the version.
-async fn import_one(b: &Batch, key_name: &KeyName) -> Result<Outcome, JobError> {
+pub(in crate::jobs) async fn import_one<V, S, H>(
+    (kv, store, hsm): (&V, &S, &H),
+    b: &Batch,
+    key_name: &KeyName,
+) -> Result<Outcome, JobError>
+where
+    V: Vault,
+    S: JobStore + LocalKeys,
+    H: KeyHsm,
+{
     if b.stop.load(Ordering::SeqCst) {
         return Ok(Outcome::Skipped);
     }
-    let svc = b.jobs.service();
-    let kv = b.jobs.azure().keyvault();
     let group = &b.group;
     let vault = group.vault.as_str();
     let azure_name = group.name.as_str();
-    let key = svc.key_record(&group.name, key_name).await?;
+    let key = store.key(&group.name, key_name).await?;
     let hsm_turn = b.hsm.acquire().await.map_err(|_| JobError::ShuttingDown)?;
-    let spki = svc.hsm().public_key(key.hsm_id).await?.spki_der;
+    let spki = hsm.public_key_der(key.hsm_id).await?;
     let fp = fingerprint(&spki);
-    let ciphertext = svc
-        .hsm()
-        .wrap_for_transfer(
-            key.hsm_id,
-            &KekPublicKey {
-                n: b.kek.n.clone(),
-                e: b.kek.e.clone(),
-            },
-        )
-        .await?;
+    let kek = KekPublicKey {
+        n: b.kek.n.clone(),
+        e: b.kek.e.clone(),
+    };
+    let ciphertext = hsm.wrap_for_transfer(key.hsm_id, &kek).await?;
     drop(hsm_turn);
-    if svc.hsm().wrap_report().strategy_for(group.key_type).ok()
-        == Some(crate::hsm::WrapStrategy::Host)
-    {
+    if hsm.strategy_for(group.key_type).ok() == Some(crate::hsm::WrapStrategy::Host) {
         tracing::warn!(event = Event::HsmWrapHost.as_str(), service = "hsm", job = b.id.get(), group = %group.name, key = %key_name,
             "Key {key_name} was wrapped in host memory (hsm.allow_host_wrap): the key left the token under an ephemeral key");
     }
     let blob = key_hsm(&b.kek.kid, &ciphertext, &b.generator)
         .map_err(|source| JobError::TransferBlob { source })?;
-    let request = import_request(group, &key, blob, &fp, b.validity, svc.now_unix());
+    let request = import_request(group, &key, blob, &fp, b.validity, b.clock.now_unix());
 
     let permit = b
         .slots
@@ -228,32 +213,20 @@ async fn import_one(b: &Batch, key_name: &KeyName) -> Result<Outcome, JobError> 
     if b.stop.load(Ordering::SeqCst) {
         return Ok(Outcome::Skipped);
     }
-    if let Some(by) = svc.job(b.id).await?.cancel_requested {
+    if let Some(by) = store.cancel_requested(b.id).await? {
         return Ok(Outcome::Cancelled(by));
     }
-    svc.journal(b.id, |j| {
-        for p in j.keys.iter_mut().filter(|p| &p.key == key_name) {
-            p.state = KeySyncState::ImportSent {
-                fingerprint: fp.clone(),
-            };
-        }
-        record_step(
-            j,
-            SyncStep::ImportSent {
-                key: key_name.clone(),
-            }
-            .into(),
-            &format!("Importing key {key_name} into {vault}/{azure_name}"),
-        )
-    })
-    .await??;
-    let bundle = match kv.import_key(&b.token, vault, azure_name, &request).await {
+    let message = format!("Importing key {key_name} into {vault}/{azure_name}");
+    store
+        .record_import_sent(b.id, key_name, &fp, message)
+        .await?;
+    let bundle = match kv.import_key(azure_name, &request).await {
         Ok(bundle) => bundle,
         Err(AzureError::ResponseLost { .. }) => {
-            let session = SignedIn::new(kv, b.token.clone(), vault);
-            if let Some(version) = find_by_fingerprint(&session, azure_name, &fp).await? {
+            if let Some(version) = find_by_fingerprint(kv, azure_name, &fp).await? {
                 drop(permit);
                 record(
+                    store,
                     b,
                     key_name,
                     &version,
@@ -262,13 +235,14 @@ async fn import_one(b: &Batch, key_name: &KeyName) -> Result<Outcome, JobError> 
                 .await?;
                 return Ok(Outcome::Imported);
             }
-            svc.job_step(
-                b.id,
-                format!("The import answer for key {key_name} was lost and Azure has no such version; importing again"),
-                None,
-            )
-            .await?;
-            kv.import_key(&b.token, vault, azure_name, &request).await?
+            store
+                .note(
+                    b.id,
+                    format!("The import answer for key {key_name} was lost and Azure has no such version; importing again"),
+                    None,
+                )
+                .await?;
+            kv.import_key(azure_name, &request).await?
         }
         Err(e) => return Err(e.into()),
     };
@@ -282,6 +256,7 @@ async fn import_one(b: &Batch, key_name: &KeyName) -> Result<Outcome, JobError> 
     }
     let version = bundle.azure_version();
     record(
+        store,
         b,
         key_name,
         &version,
@@ -295,6 +270,7 @@ async fn import_one(b: &Batch, key_name: &KeyName) -> Result<Outcome, JobError> 
 
 /// The key's version, its step message and the job's progress: one durable write.
 async fn record(
+    store: &impl JobStore,
     b: &Batch,
     key_name: &KeyName,
     version: &AzureVersion,
@@ -303,9 +279,8 @@ async fn record(
     let mut done = b.done.lock().await;
     let n = *done + 1;
     let total = b.total.max(1);
-    b.jobs
-        .service()
-        .record_sync_with_steps(
+    store
+        .record_sync(
             b.id,
             &b.group.name,
             key_name,
@@ -354,6 +329,7 @@ fn import_request(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::RotationPolicy;
 
     #[test]
     fn validity_is_chosen_by_the_caller_not_by_an_edited_group() {
@@ -368,5 +344,97 @@ mod tests {
         assert_eq!(Validity::of_policy(&policy), Validity::Unlimited);
         policy.enabled = true;
         assert_eq!(Validity::of_policy(&policy), Validity::Months(1));
+    }
+}
+
+#[cfg(test)]
+mod import_tests {
+    use super::*;
+    use crate::jobs::fakes::{
+        FakeHsm, FakeStore, FakeVault, ec_key, fake_batch, hsm_id, local_key,
+    };
+    use crate::model::{KeySync, KeySyncState, SyncStep};
+
+    const ID: JobId = JobId::new(9);
+    /// 2026-01-31T00:00:00Z.
+    const NOW: i64 = 1_769_817_600;
+
+    fn batch(validity: Validity, total: usize) -> Batch {
+        fake_batch(ID, NOW, validity, total)
+    }
+
+    fn k1() -> KeyName {
+        KeyName::try_from("k1").unwrap()
+    }
+
+    /// A store with key k1 (HSM key 1) not yet started, and a vault that shows k1's public key
+    /// for an import tagged with its fingerprint.
+    fn setup() -> (FakeVault, FakeStore) {
+        let (spki, jwk) = ec_key(1);
+        let vault = FakeVault::new().answering(&fingerprint(&spki), jwk);
+        let store = FakeStore::default()
+            .with_keys([KeySync {
+                key: k1(),
+                state: KeySyncState::NotStarted,
+            }])
+            .with_local([local_key("k1", 1, None)]);
+        (vault, store)
+    }
+
+    #[tokio::test]
+    async fn a_key_is_wrapped_and_imported_once_with_the_exp_it_was_asked_for() {
+        let (vault, store) = setup();
+        let hsm = FakeHsm::default();
+        let b = batch(Validity::Months(1), 1);
+        let outcome = import_one((&vault, &store, &hsm), &b, &k1()).await;
+        assert_eq!(outcome.unwrap(), Outcome::Imported);
+        assert_eq!(hsm.wraps(), [hsm_id(1)]);
+        let imports = vault.imports();
+        assert_eq!(imports.len(), 1);
+        // One calendar month after the import (clamped to the end of February).
+        assert_eq!(
+            (imports[0].nbf, imports[0].exp),
+            (Some(NOW), Some(1_772_236_800))
+        );
+        assert_eq!(store.recorded(), [(k1(), AzureVersion::new("v1"))]);
+        assert_eq!(
+            store.steps(),
+            [
+                SyncStep::ImportSent { key: k1() }.into(),
+                SyncStep::Imported {
+                    key: k1(),
+                    version: AzureVersion::new("v1")
+                }
+                .into()
+            ]
+        );
+        // A sync without a policy sets no `exp`.
+        let (vault, store) = setup();
+        let b = batch(Validity::Unlimited, 1);
+        import_one((&vault, &store, &hsm), &b, &k1()).await.unwrap();
+        assert_eq!(vault.imports()[0].exp, None);
+    }
+
+    #[tokio::test]
+    async fn a_lost_import_answer_is_found_by_its_fingerprint_not_imported_again() {
+        let (vault, store) = setup();
+        let vault = vault.losing_import_answer();
+        let b = batch(Validity::Unlimited, 1);
+        let outcome = import_one((&vault, &store, &FakeHsm::default()), &b, &k1()).await;
+        assert_eq!(outcome.unwrap(), Outcome::Imported);
+        assert_eq!(vault.imports().len(), 1);
+        assert_eq!(store.recorded(), [(k1(), AzureVersion::new("v1"))]);
+    }
+
+    #[tokio::test]
+    async fn a_cancel_before_the_intent_sends_nothing() {
+        let (vault, store) = setup();
+        let store = store.cancelled_by("bob");
+        let b = batch(Validity::Unlimited, 1);
+        let outcome = import_one((&vault, &store, &FakeHsm::default()), &b, &k1()).await;
+        assert_eq!(outcome.unwrap(), Outcome::Cancelled("bob".into()));
+        assert!(vault.imports().is_empty());
+        assert!(store.steps().is_empty());
+        assert_eq!(store.key_states()[0].state, KeySyncState::NotStarted);
     }
 }

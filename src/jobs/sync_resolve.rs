@@ -38,7 +38,7 @@ pub(super) async fn resolve_sent(
                 let message =
                     format!("Key {key} was imported before the job stopped, as version {version}");
                 store
-                    .record_sync(id, &group.name, &key, version, message)
+                    .record_sync(id, &group.name, &key, version, vec![message], None)
                     .await?;
             }
             None => {

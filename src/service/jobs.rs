@@ -567,6 +567,15 @@ impl Service {
             .ok_or_else(|| ServiceError::not_found("key group", name))
     }
 
+    /// Every key of a group, in full, for the job runner.
+    pub(crate) async fn key_records(&self, group: &GroupName) -> Result<Vec<Key>, ServiceError> {
+        let data = self.inner.data.lock().await;
+        if !data.state.groups.contains_key(group) {
+            return Err(ServiceError::not_found("key group", group));
+        }
+        Ok(data.state.keys_in(group).cloned().collect())
+    }
+
     /// A key's full record, for the job runner.
     pub(crate) async fn key_record(
         &self,
