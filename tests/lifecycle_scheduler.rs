@@ -734,6 +734,22 @@ fn a_non_designated_appliance_cannot_start_any_cloud_job() {
             );
             // The scheduler's rotations and grace ends are skipped (see the rotation test).
             assert_eq!(w.emu.key_versions(VAULT, "sched").len(), 1);
+
+            // A cloud job left unfinished from before the switch (a restart, or waiting for its
+            // vault) takes the proof again when it runs: without it the job fails, unrun.
+            let left = w
+                .service
+                .create_job(byokd::model::JobKind::Rotate, &group, &[], "alice")
+                .await
+                .unwrap();
+            w.jobs.resume_unfinished().await;
+            let ended = finished(&w.service, left).await;
+            assert_eq!(ended.state, JobState::Failed, "{ended:?}");
+            assert_eq!(
+                ended.error.as_deref(),
+                Some(byokd::jobs::JobError::NotDesignated.to_string().as_str())
+            );
+            assert_eq!(w.emu.key_versions(VAULT, "sched").len(), 1);
         },
     );
 }

@@ -14,7 +14,7 @@ use crate::model::JobId;
 use crate::model::{CheckCloudStep, DriftFinding, DriftReport, KeyGroup};
 
 pub(super) async fn run(jobs: &Jobs, id: JobId) -> Result<(), JobError> {
-    run_with(jobs, id, false, async |group| {
+    run_with(jobs, id, async |group| {
         let vault = sign_in_to_vault(jobs, id, group).await?;
         let svc = jobs.service();
         check(&vault, (svc, svc.hsm()), id, group, jobs.clock().as_ref()).await

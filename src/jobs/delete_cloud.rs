@@ -13,9 +13,10 @@ use super::{JobError, Jobs};
 use crate::azure::{AzureError, KeyVaultError, RecoveryLevel};
 use crate::logs::Event;
 use crate::model::{DeleteCloudStep, JobId, KeyGroup};
+use crate::service::Designated;
 
 pub(super) async fn run(jobs: &Jobs, id: JobId) -> Result<(), JobError> {
-    let machine = async |vault: &SignedIn<'_>, group: &KeyGroup, by: &str| {
+    let machine = async |vault: &SignedIn<'_>, group: &KeyGroup, by: &str, _: &Designated| {
         delete(vault, jobs.service(), id, group, by).await
     };
     run_signed_in(jobs, id, machine, |group, by, e| {

@@ -10,7 +10,7 @@ use super::{JobError, Jobs};
 use crate::azure::retry_notice::{self, RetryEvent, RetryEvents, RetryNotice};
 use crate::logs::Event;
 use crate::model::{JobId, JobState, JobStep, KeyGroup, StepMessage};
-use crate::service::Service;
+use crate::service::{Designated, NotDesignated, Service};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -68,13 +68,32 @@ fn slot(map: &Mutex<HashMap<String, Arc<Semaphore>>>, vault: &str, n: usize) -> 
         .clone()
 }
 
-/// Takes the vault's slot, refuses (failing the job) a cloud-mutating job on a non-designated
-/// appliance, and marks the job running. `None` when there is nothing to run.
+/// Takes the vault's slot and marks a read-only job running. `None` when there is nothing to
+/// run.
 pub(super) async fn begin(
     jobs: &Jobs,
     id: JobId,
-    mutates_cloud: bool,
 ) -> Result<Option<(KeyGroup, OwnedSemaphorePermit)>, JobError> {
+    let started = start(jobs, id, async || Ok(())).await?;
+    Ok(started.map(|(group, permit, ())| (group, permit)))
+}
+
+/// Takes the vault's slot, then the [`Designated`] proof (designation may have been switched
+/// off while the job waited, or before a restart), and marks a cloud-changing job running
+/// with it. Without the proof the job fails with [`JobError::NotDesignated`] and `None` is
+/// returned, as when there is nothing to run: a cloud-changing run cannot start without it.
+pub(super) async fn begin_cloud(
+    jobs: &Jobs,
+    id: JobId,
+) -> Result<Option<(KeyGroup, OwnedSemaphorePermit, Designated)>, JobError> {
+    start(jobs, id, async || jobs.service().designated_device().await).await
+}
+
+async fn start<P>(
+    jobs: &Jobs,
+    id: JobId,
+    proof: impl AsyncFnOnce() -> Result<P, NotDesignated>,
+) -> Result<Option<(KeyGroup, OwnedSemaphorePermit, P)>, JobError> {
     let svc = jobs.service();
     let job = svc.job(id).await?;
     if job.state.is_final() {
@@ -93,10 +112,13 @@ pub(super) async fn begin(
         .acquire_owned()
         .await
         .map_err(|_| JobError::ShuttingDown)?;
-    if mutates_cloud && !svc.designated().await {
-        fail(jobs, id, JobError::NotDesignated.to_string()).await;
-        return Ok(None);
-    }
+    let proof = match proof().await {
+        Ok(proof) => proof,
+        Err(e) => {
+            fail(jobs, id, JobError::from(e).to_string()).await;
+            return Ok(None);
+        }
+    };
     // A job cancelled while it waited for its vault slot stays cancelled.
     let job = svc
         .journal(id, |j| {
@@ -110,46 +132,58 @@ pub(super) async fn begin(
     if job.state.is_final() {
         return Ok(None);
     }
-    Ok(Some((group, permit)))
+    Ok(Some((group, permit, proof)))
 }
 
-/// Runs a job whose work is one body that ends with a closing message: begin, body, then
-/// succeeded with that message or failed with the error.
+/// Runs a read-only job whose work is one body that ends with a closing message: begin, body,
+/// then succeeded with that message or failed with the error.
 pub(super) async fn run_with(
     jobs: &Jobs,
     id: JobId,
-    mutates_cloud: bool,
     body: impl AsyncFnOnce(&KeyGroup) -> Result<String, JobError>,
 ) -> Result<(), JobError> {
-    let Some((group, _permit)) = begin(jobs, id, mutates_cloud).await? else {
+    let Some((group, _permit)) = begin(jobs, id).await? else {
         return Ok(());
     };
-    match body(&group).await {
+    end_with(jobs, id, body(&group).await).await
+}
+
+/// Ends a job with its body's outcome: succeeded with the closing message, or failed.
+async fn end_with(
+    jobs: &Jobs,
+    id: JobId,
+    outcome: Result<String, JobError>,
+) -> Result<(), JobError> {
+    match outcome {
         Ok(message) => succeed(jobs, id, &message).await?,
         Err(e) => fail(jobs, id, e.to_string()).await,
     }
     Ok(())
 }
 
-/// Runs a cloud kind whose state machine works on the group's vault, signed in: the job's start
-/// and end as [`run_with`], the sign-in, then `machine` with the vault, the group and who
-/// started the job. `failed` writes the kind's own audit record of an error before the job
-/// ends `failed` with it.
+/// Runs a cloud-changing kind whose state machine works on the group's vault, signed in: the
+/// job's start with the [`Designated`] proof ([`begin_cloud`]) and its end as [`run_with`],
+/// the sign-in, then `machine` with the vault, the group, who started the job and the proof.
+/// `failed` writes the kind's own audit record of an error before the job ends `failed` with
+/// it.
 pub(super) async fn run_signed_in(
     jobs: &Jobs,
     id: JobId,
-    machine: impl AsyncFnOnce(&SignedIn<'_>, &KeyGroup, &str) -> Result<String, JobError>,
+    machine: impl AsyncFnOnce(&SignedIn<'_>, &KeyGroup, &str, &Designated) -> Result<String, JobError>,
     failed: impl FnOnce(&KeyGroup, &str, &JobError),
 ) -> Result<(), JobError> {
-    run_with(jobs, id, true, async |group| {
+    let Some((group, _permit, designated)) = begin_cloud(jobs, id).await? else {
+        return Ok(());
+    };
+    let outcome = async {
         let by = jobs.service().job(id).await?.started_by;
-        let outcome = async {
-            let vault = sign_in_to_vault(jobs, id, group).await?;
-            machine(&vault, group, &by).await
+        let signed_in = async {
+            let vault = sign_in_to_vault(jobs, id, &group).await?;
+            machine(&vault, &group, &by, &designated).await
         };
-        outcome.await.inspect_err(|e| failed(group, &by, e))
-    })
-    .await
+        signed_in.await.inspect_err(|e| failed(&group, &by, e))
+    };
+    end_with(jobs, id, outcome.await).await
 }
 
 /// Journals `step` before a cloud job's one request (recover, purge) is sent, unless a run before

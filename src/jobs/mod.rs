@@ -4,8 +4,10 @@
 //!
 //! Owns submission, the per-vault concurrency bound, and resuming unfinished jobs at start-up.
 //! It must never mutate the cloud from a non-designated appliance (every cloud-changing
-//! submission takes the service's [`Designated`] proof; a job needing dual control takes the
-//! [`Approved`] proof too), and never leave a KEK behind on purpose.
+//! submission takes the service's [`Designated`] proof, and every cloud-changing run takes a
+//! fresh one when it begins, after waiting for its vault: `executor::begin_cloud` fails the job
+//! without one; a job needing dual control takes the [`Approved`] proof too), and never leave a
+//! KEK behind on purpose.
 //!
 //! Code map, top down (a kind depends on the executor, `kek` and `ports`, never on another kind;
 //! a rotation builds on the sync's procedure):

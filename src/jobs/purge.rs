@@ -11,6 +11,7 @@ use super::{JobError, Jobs};
 use crate::azure::{AzureError, KeyVaultError, RecoveryLevel};
 use crate::logs::Event;
 use crate::model::{GroupName, JobId, KeyGroup, PurgeStep};
+use crate::service::Designated;
 
 /// Refuses a purge at request time, before a second admin is asked, when the vault cannot do
 /// it: the deleted key's recovery level (or, while Azure does not list it yet, the vault's, from
@@ -67,7 +68,7 @@ async fn refuse_impossible(kv: &impl Vault, name: &GroupName) -> Result<(), JobE
 /// undone, so nothing else can have removed the deleted key but Azure's own scheduled purge,
 /// which has the same effect). The Azure versions of the local keys are then forgotten.
 pub(super) async fn run(jobs: &Jobs, id: JobId) -> Result<(), JobError> {
-    let machine = async |vault: &SignedIn<'_>, group: &KeyGroup, by: &str| {
+    let machine = async |vault: &SignedIn<'_>, group: &KeyGroup, by: &str, _: &Designated| {
         purge(vault, jobs.service(), id, group, by).await
     };
     run_signed_in(jobs, id, machine, |group, by, e| match e {

@@ -7,13 +7,14 @@ use super::{JobError, Jobs};
 use crate::azure::{AzureError, KeyVaultError};
 use crate::logs::Event;
 use crate::model::{JobId, KeyGroup, RecoverStep};
+use crate::service::Designated;
 
 /// "Recover key material on cloud": brings the group's soft-deleted Azure key back with all
 /// its versions. The recover is journalled ([`RecoverStep::RecoverSent`]) before it is sent; a
 /// restarted job sends it again, and where Azure then lists no deleted key but the key is live,
 /// the recover sent before the restart went through.
 pub(super) async fn run(jobs: &Jobs, id: JobId) -> Result<(), JobError> {
-    let machine = async |vault: &SignedIn<'_>, group: &KeyGroup, by: &str| {
+    let machine = async |vault: &SignedIn<'_>, group: &KeyGroup, by: &str, _: &Designated| {
         recover(vault, jobs.service(), id, group, by).await
     };
     run_signed_in(jobs, id, machine, |group, by, e| {

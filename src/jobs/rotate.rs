@@ -7,7 +7,7 @@
 //! any HSM object under that name that the state never recorded, so a crash between the
 //! generation and its record leaves no unused key in the HSM.
 
-use super::executor::{Flow, begin, fail, finish_cancelled, rfc3339};
+use super::executor::{Flow, begin_cloud, fail, finish_cancelled, rfc3339};
 use super::ports::{JobStore, KeyHsm, LocalKeys, Validity};
 use super::sync::sync_keys;
 use super::{JobError, Jobs};
@@ -16,7 +16,7 @@ use crate::logs::Event;
 use crate::model::{AzureVersion, JobId, KeyGroup, KeyName, PendingGrace, RotateStep};
 
 pub(super) async fn run(jobs: &Jobs, id: JobId) -> Result<(), JobError> {
-    let Some((group, _permit)) = begin(jobs, id, true).await? else {
+    let Some((group, _permit, designated)) = begin_cloud(jobs, id).await? else {
         return Ok(());
     };
     let job = jobs.service().job(id).await?;
@@ -28,7 +28,7 @@ pub(super) async fn run(jobs: &Jobs, id: JobId) -> Result<(), JobError> {
         grace_days: jobs.settings().grace_days,
     };
     let svc = jobs.service();
-    let push = async |validity| sync_keys(jobs, id, &group, validity).await;
+    let push = async |validity| sync_keys(jobs, id, &group, validity, &designated).await;
     let outcome = rotate(&rotation, svc, svc.hsm(), jobs.clock().as_ref(), push).await;
     match outcome {
         Ok(()) => {}

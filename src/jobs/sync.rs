@@ -7,7 +7,7 @@
 //! [`sync_keys`] is also the second half of a rotation, which syncs the key it generated.
 
 use super::executor::{
-    Flow, begin, fail, finish_cancelled, report_log_problem, succeed, with_retry_display,
+    Flow, begin_cloud, fail, finish_cancelled, report_log_problem, succeed, with_retry_display,
 };
 use super::kek::{cleanup_kek, ensure_kek};
 use super::ports::{JobStore, KeyHsm, LocalKeys, SignedIn, Validity};
@@ -18,12 +18,14 @@ use super::{JobError, Jobs};
 use crate::azure::AccessToken;
 use crate::logs::Event;
 use crate::model::{Job, JobId, KeyGroup, KeyName, KeySyncState};
+use crate::service::Designated;
 
 pub(super) async fn run(jobs: &Jobs, id: JobId) -> Result<(), JobError> {
-    let Some((group, _permit)) = begin(jobs, id, true).await? else {
+    let Some((group, _permit, designated)) = begin_cloud(jobs, id).await? else {
         return Ok(());
     };
-    match sync_keys(jobs, id, &group, Validity::of_policy(&group.rotation)).await {
+    let validity = Validity::of_policy(&group.rotation);
+    match sync_keys(jobs, id, &group, validity, &designated).await {
         Ok(Flow::Done) => {
             succeed(jobs, id, "Synchronization finished").await?;
             tracing::info!(event = Event::JobsSucceeded.as_str(), job = id.get(), group = %group.name, vault = %group.vault, "Synchronize job {id} for key group {} succeeded", group.name);
@@ -37,12 +39,14 @@ pub(super) async fn run(jobs: &Jobs, id: JobId) -> Result<(), JobError> {
 /// The sync proper (KEK, imports) and the clean-up of what it left open in the cloud, whatever
 /// happened to the imports. A job that failed or was cancelled before a restart only finishes
 /// its clean-up. Azure back-off shows as `waiting-retry` while it lasts. The versions made are
-/// valid as `validity` says.
+/// valid as `validity` says. It changes the cloud, so it runs only with the [`Designated`]
+/// proof its job began with.
 pub(super) async fn sync_keys(
     jobs: &Jobs,
     id: JobId,
     group: &KeyGroup,
     validity: Validity,
+    _: &Designated,
 ) -> Result<Flow, JobError> {
     with_retry_display(jobs.service(), id, steps(jobs, id, group, validity)).await
 }
