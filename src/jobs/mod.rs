@@ -10,7 +10,7 @@
 //! KEK behind on purpose.
 //!
 //! Code map, top down (a kind depends on the executor, `kek` and `ports`, never on another kind;
-//! a rotation builds on the sync's procedure):
+//! a rotation pushes its key with the sync's procedure, which the dispatcher below hands it):
 //! - kinds, one file each: `sync` (with `sync_imports`, the import phase, and `sync_resolve`,
 //!   finding lost imports by fingerprint tag), `rotate`, `delete_cloud`, `recover`, `purge`,
 //!   `check_cloud`, and `grace` (run by the `scheduler`, not as a job);
@@ -297,7 +297,7 @@ impl Jobs {
         async {
             match job.kind {
                 JobKind::Sync => sync::run(self, id).await,
-                JobKind::Rotate => rotate::run(self, id).await,
+                JobKind::Rotate => rotate::run(self, id, sync::sync_keys).await,
                 JobKind::DeleteOnCloud => delete_cloud::run(self, id).await,
                 JobKind::CheckCloud => check_cloud::run(self, id).await,
                 JobKind::Recover => recover::run(self, id).await,
@@ -317,4 +317,31 @@ fn waiting_job<A>(approved: &Approved<A>) -> Result<JobId, JobError> {
             approved.id()
         ))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    /// The kinds meet only in the dispatcher: no kind's code imports another kind.
+    #[test]
+    fn no_kind_imports_another_kind() {
+        let kinds = [
+            "sync",
+            "rotate",
+            "delete_cloud",
+            "recover",
+            "purge",
+            "check_cloud",
+            "grace",
+        ];
+        for kind in kinds {
+            let path = format!("{}/src/jobs/{kind}.rs", env!("CARGO_MANIFEST_DIR"));
+            let source = std::fs::read_to_string(&path).unwrap();
+            let code = source.split("#[cfg(test)]").next().unwrap();
+            for other in kinds.iter().filter(|o| **o != kind) {
+                for import in [format!("super::{other}::"), format!("jobs::{other}::")] {
+                    assert!(!code.contains(&import), "{path} imports {import}");
+                }
+            }
+        }
+    }
 }

@@ -9,13 +9,19 @@
 
 use super::executor::{Flow, begin_cloud, fail, finish_cancelled, rfc3339};
 use super::ports::{JobStore, KeyHsm, LocalKeys, Validity};
-use super::sync::sync_keys;
 use super::{JobError, Jobs};
 use crate::clock::Clock;
 use crate::logs::Event;
 use crate::model::{AzureVersion, JobId, KeyGroup, KeyName, PendingGrace, RotateStep};
+use crate::service::Designated;
 
-pub(super) async fn run(jobs: &Jobs, id: JobId) -> Result<(), JobError> {
+/// Runs a rotation job; `sync` is the procedure that pushes the new key (the sync's, wired in
+/// by the dispatcher, so this kind does not depend on another).
+pub(super) async fn run(
+    jobs: &Jobs,
+    id: JobId,
+    sync: impl AsyncFn(&Jobs, JobId, &KeyGroup, Validity, &Designated) -> Result<Flow, JobError>,
+) -> Result<(), JobError> {
     let Some((group, _permit, designated)) = begin_cloud(jobs, id).await? else {
         return Ok(());
     };
@@ -28,7 +34,7 @@ pub(super) async fn run(jobs: &Jobs, id: JobId) -> Result<(), JobError> {
         grace_days: jobs.settings().grace_days,
     };
     let svc = jobs.service();
-    let push = async |validity| sync_keys(jobs, id, &group, validity, &designated).await;
+    let push = async |validity| sync(jobs, id, &group, validity, &designated).await;
     let outcome = rotate(&rotation, svc, svc.hsm(), jobs.clock().as_ref(), push).await;
     match outcome {
         Ok(()) => {}
