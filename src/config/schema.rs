@@ -201,6 +201,11 @@ pub struct HsmSection {
     /// Allow the `host` wrap strategy (software tokens only); every use is logged at WARN.
     #[serde(default)]
     pub allow_host_wrap: bool,
+    /// HSM sessions byokd opens, each served by its own thread; 0 (the default) chooses one
+    /// more than the cores, within the token's session limits. With two or more, one session
+    /// is kept out of key generation so that wraps and signatures never wait behind it.
+    #[serde(default)]
+    pub sessions: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
