@@ -958,17 +958,34 @@ fn section_hsm(o: &Opts, rep: &mut Report) {
         let api_2 = t.elapsed().as_secs_f64();
         let per = |s: f64| s * 1e3 / count as f64;
         let overhead = (api_1 - raw_1) / raw_1;
+        // The goal is set for EC-P256, where generation is fast enough for byokd's own cost to
+        // show; RSA generation times spread more than that cost.
+        let ec = kind == "EC-P256";
         rep.row(
             "hsm",
-            format!("{kind} x{count}: per key byokd API / raw, 1 session"),
+            format!("{kind} x{count}: per key byokd API / raw, 1 client / 1 session"),
             format!(
                 "{:.1} / {:.1} ms ({:+.1} %)",
                 per(api_1),
                 per(raw_1),
                 overhead * 100.0
             ),
-            "< 5 %",
-            Some(overhead < 0.05),
+            if ec { "<= 10 %" } else { "" },
+            ec.then_some(overhead <= 0.10),
+        );
+        // Two clients through the pool against two raw sessions: keys per second, as a share.
+        let share = ratio(raw_2, api_2);
+        rep.row(
+            "hsm",
+            format!("{kind} x{count}: 2 clients through byokd / 2 raw sessions"),
+            format!(
+                "{:.1} / {:.1} ms per key = {:.0} %",
+                per(api_2),
+                per(raw_2),
+                share * 100.0
+            ),
+            ">= 90 %",
+            Some(share >= 0.9),
         );
         rep.row(
             "hsm",
@@ -980,7 +997,7 @@ fn section_hsm(o: &Opts, rep: &mut Report) {
         out.push(
             json!({"kind": kind, "count": count, "raw_1_session_s": raw_1,
             "byokd_1_client_s": api_1, "raw_2_sessions_s": raw_2, "byokd_2_clients_s": api_2,
-            "overhead": overhead}),
+            "overhead": overhead, "two_client_share_of_raw": share}),
         );
     }
     rep.put("hsm", json!(out));
