@@ -9,9 +9,10 @@
 //! Sections:
 //! - `sdk`: the documented manual flow scripted with Azure's official Python SDK
 //!   (benches/sdk_flow.py) against one byokd sync job, N = 1, 10, 100, throttling off.
-//! - `budget`: Azure's per-vault CREATE budget scaled by the time factor; 200 keys to one vault and
-//!   the same 200 keys to four vaults at once (50 each), the #5 batch (50 RSA-2048 keys), and the
-//!   SDK flow pushing the same 200 keys to one vault under the same budget.
+//! - `budget`: Azure's per-vault CREATE budget scaled by the time factor, enforced by the emulator
+//!   as a strict sliding window; 100 keys to one vault, ten vaults with 100 keys each at once, the
+//!   #5 batch (50 RSA-2048 keys), and the SDK flow pushing the same 100 keys to one vault under
+//!   the same budget.
 //! - `hsm`: key generation through byokd's API against a raw `C_GenerateKeyPair` loop on the same
 //!   token (in a child process), one session and two.
 //! - `footprint`: RSS idle and with 10,000 groups / 50,000 keys, start-up to `READY=1`, state
@@ -68,7 +69,7 @@ impl Opts {
             time_factor: 0.25,
             only: None,
             sdk_ns: vec![1, 10, 100],
-            budget_keys: 200,
+            budget_keys: 100,
             batch_keys: 50,
             sdk_threads: 4,
             hsm_counts: [("RSA-2048", 20), ("RSA-4096", 4), ("EC-P256", 100)],
@@ -383,24 +384,69 @@ struct Traffic {
 }
 
 impl Traffic {
-    /// Budget use per vault: CREATEs done over CREATEs allowed between the first and last one
-    /// (a full bucket of `limit` plus the refill), averaged over vaults.
-    fn budget_use(&self, limit: f64, window_s: f64) -> f64 {
-        let mut by_vault: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+    /// CREATE arrivals (seconds) per vault, in order.
+    fn by_vault(&self) -> BTreeMap<&str, Vec<f64>> {
+        let mut by_vault: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
         for (h, t) in &self.creates {
-            by_vault.entry(h).or_default().push(*t);
+            by_vault.entry(h).or_default().push(*t as f64 / 1e3);
         }
-        let uses: Vec<f64> = by_vault
+        for ts in by_vault.values_mut() {
+            ts.sort_by(f64::total_cmp);
+        }
+        by_vault
+    }
+
+    /// Budget use per vault, averaged over vaults: the shortest time the budget allows for the
+    /// vault's CREATEs (see [`min_span`]) over the time its first to last CREATE took.
+    fn window_use(&self, limit: f64, window_s: f64) -> f64 {
+        let uses: Vec<f64> = self
+            .by_vault()
             .values()
             .map(|ts| {
-                let first = *ts.iter().min().unwrap() as f64 / 1e3;
-                let last = *ts.iter().max().unwrap() as f64 / 1e3;
-                let allowed = limit + (last - first) * limit / window_s;
-                (ts.len() as f64 / allowed).min(1.0)
+                let span = ts[ts.len() - 1] - ts[0];
+                let min = min_span(ts.len() as f64, limit, window_s);
+                if span <= 0.0 {
+                    1.0
+                } else {
+                    (min / span).min(1.0)
+                }
             })
             .collect();
         uses.iter().sum::<f64>() / uses.len().max(1) as f64
     }
+
+    /// The longest time from a vault's first to its last CREATE.
+    fn create_span_s(&self) -> f64 {
+        self.by_vault()
+            .values()
+            .map(|ts| ts[ts.len() - 1] - ts[0])
+            .fold(0.0, f64::max)
+    }
+
+    /// The most CREATEs one vault accepted in any window (from the emulator's arrival times).
+    fn fullest_window(&self, window_s: f64) -> usize {
+        self.by_vault()
+            .values()
+            .map(|ts| {
+                (0..ts.len())
+                    .map(|i| {
+                        ts[i..]
+                            .iter()
+                            .take_while(|&&t| t < ts[i] + window_s)
+                            .count()
+                    })
+                    .max()
+                    .unwrap_or(0)
+            })
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+/// The shortest first-to-last time in which `creates` CREATEs fit a budget of `limit` in any
+/// window: full windows back to back, `ceil(creates / limit) - 1` windows.
+fn min_span(creates: f64, limit: f64, window_s: f64) -> f64 {
+    ((creates / limit).ceil() - 1.0).max(0.0) * window_s
 }
 
 struct Byokd {
@@ -610,20 +656,14 @@ fn section_sdk(o: &Opts, rep: &mut Report) {
 fn section_budget(o: &Opts, rep: &mut Report) {
     let tf = o.time_factor;
     let window_s = 10.0 * tf;
-    let rate = 10.0 / window_s;
     println!(
-        "\n[budget] CREATE budget 10 per {window_s} s per vault (Azure's 10 s x {tf}), RTT {} ms",
+        "\n[budget] CREATE budget 10 in any {window_s} s per vault (Azure's 10 s x {tf}, a strict \
+         sliding window in the emulator), RTT {} ms",
         o.rtt_ms
     );
-    let vaults = [
-        "bench-one",
-        "bench-q1",
-        "bench-q2",
-        "bench-q3",
-        "bench-q4",
-        "bench-batch",
-        "bench-sdk",
-    ];
+    let many: Vec<String> = (1..=10).map(|v| format!("bench-m{v:02}")).collect();
+    let mut vaults = vec!["bench-one", "bench-batch", "bench-sdk"];
+    vaults.extend(many.iter().map(String::as_str));
     let rig = Rig::start(&vaults);
     rig.emu.set_rtt_delay(Duration::from_millis(o.rtt_ms));
     rig.emu
@@ -634,20 +674,24 @@ fn section_budget(o: &Opts, rep: &mut Report) {
     let n = o.budget_keys;
     b.group("one", "bench-one", "EC-P256");
     b.keys(&mut conn, "one", "k", n);
-    // Four vaults at once share the same batch: a quarter of the keys each.
-    for q in 1..=4 {
-        let g = format!("q{q}");
-        b.group(&g, &format!("bench-q{q}"), "EC-P256");
-        b.keys(&mut conn, &g, "k", (n / 4).max(1));
+    // Ten vaults at once, each with as many keys as the one-vault run.
+    let many_groups: Vec<String> = (1..=10).map(|v| format!("m{v:02}")).collect();
+    for (g, v) in many_groups.iter().zip(&many) {
+        b.group(g, v, "EC-P256");
+        b.keys(&mut conn, g, "k", n);
     }
     b.group("batch", "bench-batch", "RSA-2048");
     b.keys(&mut conn, "batch", "k", o.batch_keys);
 
     let mut runs = vec![];
     let mut one_vault_seconds = f64::NAN;
+    let ten_label = format!("ten vaults at once, {n} keys each");
     for (label, groups) in [
         ("one vault", vec!["one"]),
-        ("four vaults at once", vec!["q1", "q2", "q3", "q4"]),
+        (
+            ten_label.as_str(),
+            many_groups.iter().map(String::as_str).collect(),
+        ),
         ("#5 batch, RSA-2048, one vault", vec!["batch"]),
     ] {
         rig.emu.clear_requests();
@@ -658,10 +702,13 @@ fn section_budget(o: &Opts, rep: &mut Report) {
         let tr = rig.traffic();
         let keys = tr.imports;
         let per_vault_creates = (tr.kek_creates + tr.imports) as f64 / groups.len() as f64;
-        let theoretical = ((per_vault_creates - 10.0).max(0.0)) / rate;
-        let use_ = tr.budget_use(10.0, window_s);
+        let theoretical = min_span(per_vault_creates, 10.0, window_s);
+        let span = tr.create_span_s();
+        let use_ = tr.window_use(10.0, window_s);
+        let fullest = tr.fullest_window(window_s);
         let reached: usize = jobs.iter().map(throttle_mentions).sum();
         let failed = failed_jobs(&jobs);
+        let per_key = tr.requests as f64 / keys.max(1) as f64;
         if groups.len() == 1 && groups[0] == "one" {
             one_vault_seconds = secs;
         }
@@ -674,28 +721,50 @@ fn section_budget(o: &Opts, rep: &mut Report) {
         );
         rep.row(
             "budget",
-            format!("{label}: 429s reaching a job (429s drawn, jobs failed)"),
-            format!("{reached} ({}, {failed})", tr.throttled),
+            format!("{label}: 429s drawn (reaching a job, jobs failed)"),
+            format!("{} ({reached}, {failed})", tr.throttled),
             "0",
-            Some(reached == 0),
+            Some(tr.throttled == 0 && reached == 0 && failed == 0),
         );
         rep.row(
             "budget",
-            format!("{label}: total time / theoretical minimum"),
-            format!("{secs:.1} s / {theoretical:.1} s"),
+            format!("{label}: most CREATEs in one window of a vault"),
+            format!("{fullest}"),
+            "<= 10",
+            Some(fullest <= 10),
+        );
+        let r = ratio(span, theoretical);
+        rep.row(
+            "budget",
+            format!("{label}: first to last CREATE / theoretical minimum"),
+            format!("{span:.2} s / {theoretical:.2} s = {r:.3}x"),
+            "<= 1.05x",
+            Some(r <= 1.05),
+        );
+        rep.row(
+            "budget",
+            format!("{label}: whole job(s) / theoretical minimum"),
+            format!(
+                "{secs:.2} s / {theoretical:.2} s = {:.3}x",
+                ratio(secs, theoretical)
+            ),
             "",
             None,
         );
         rep.row(
             "budget",
-            format!("{label}: KEK creates per key"),
-            format!("{:.3}", tr.kek_creates as f64 / keys.max(1) as f64),
-            "well under 1",
-            Some((tr.kek_creates as f64 / keys.max(1) as f64) < 0.1),
+            format!("{label}: requests per key, KEK creates per key"),
+            format!(
+                "{per_key:.3}, {:.3}",
+                tr.kek_creates as f64 / keys.max(1) as f64
+            ),
+            "<= 1.1, well under 1",
+            Some(per_key <= 1.1 && (tr.kek_creates as f64 / keys.max(1) as f64) < 0.1),
         );
         runs.push(json!({
             "label": label, "vaults": groups.len(), "keys": keys, "seconds": secs,
-            "theoretical_min_seconds": theoretical, "budget_use": use_,
+            "create_span_seconds": span, "theoretical_min_seconds": theoretical,
+            "budget_use": use_, "fullest_window": fullest, "requests_per_key": per_key,
             "kek_creates": tr.kek_creates, "imports": tr.imports, "requests": tr.requests,
             "throttled_429": tr.throttled, "throttle_reaching_jobs": reached,
             "jobs_succeeded": jobs.iter().filter(|j| j["state"] == "succeeded").count(),
@@ -709,10 +778,10 @@ fn section_budget(o: &Opts, rep: &mut Report) {
     let st = rig.traffic();
     let sdk_json = if let Some(sdk_s) = sdk {
         let r = ratio(sdk_s, one_vault_seconds);
-        // The budget alone allows byokd N + 1 CREATEs and the SDK flow 2N, a full bucket free.
+        // The budget alone needs the time of 2N CREATEs for the SDK flow and N + 1 for byokd.
         let best = ratio(
-            (2.0 * n as f64 - 10.0).max(0.0),
-            (n as f64 + 1.0 - 10.0).max(1.0),
+            min_span(2.0 * n as f64, 10.0, window_s),
+            min_span(n as f64 + 1.0, 10.0, window_s).max(window_s),
         );
         rep.row(
             "budget",
@@ -729,7 +798,7 @@ fn section_budget(o: &Opts, rep: &mut Report) {
             "SDK flow: budget use, 429s drawn, KEK creates per key",
             format!(
                 "{:.1} %, {}, {:.2}",
-                st.budget_use(10.0, window_s) * 100.0,
+                st.window_use(10.0, window_s) * 100.0,
                 st.throttled,
                 st.kek_creates as f64 / n.max(1) as f64
             ),
@@ -739,7 +808,7 @@ fn section_budget(o: &Opts, rep: &mut Report) {
         json!({"keys": n, "threads": o.sdk_threads, "seconds": sdk_s,
                "byokd_seconds": one_vault_seconds, "ratio_sdk_over_byokd": r,
                "budget_bound_ratio": best,
-               "budget_use": st.budget_use(10.0, window_s), "throttled_429": st.throttled,
+               "budget_use": st.window_use(10.0, window_s), "throttled_429": st.throttled,
                "kek_creates": st.kek_creates, "imports": st.imports})
     } else {
         rep.row(
@@ -754,6 +823,7 @@ fn section_budget(o: &Opts, rep: &mut Report) {
     rep.put(
         "against_azure_budget",
         json!({"time_factor": tf, "window_seconds": window_s, "create_per_window": 10,
+               "emulator_limiter": "strict sliding window",
                "rtt_ms": o.rtt_ms, "runs": runs, "sdk_flow": sdk_json}),
     );
 }
@@ -888,17 +958,34 @@ fn section_hsm(o: &Opts, rep: &mut Report) {
         let api_2 = t.elapsed().as_secs_f64();
         let per = |s: f64| s * 1e3 / count as f64;
         let overhead = (api_1 - raw_1) / raw_1;
+        // The goal is set for EC-P256, where generation is fast enough for byokd's own cost to
+        // show; RSA generation times spread more than that cost.
+        let ec = kind == "EC-P256";
         rep.row(
             "hsm",
-            format!("{kind} x{count}: per key byokd API / raw, 1 session"),
+            format!("{kind} x{count}: per key byokd API / raw, 1 client / 1 session"),
             format!(
                 "{:.1} / {:.1} ms ({:+.1} %)",
                 per(api_1),
                 per(raw_1),
                 overhead * 100.0
             ),
-            "< 5 %",
-            Some(overhead < 0.05),
+            if ec { "<= 10 %" } else { "" },
+            ec.then_some(overhead <= 0.10),
+        );
+        // Two clients through the pool against two raw sessions: keys per second, as a share.
+        let share = ratio(raw_2, api_2);
+        rep.row(
+            "hsm",
+            format!("{kind} x{count}: 2 clients through byokd / 2 raw sessions"),
+            format!(
+                "{:.1} / {:.1} ms per key = {:.0} %",
+                per(api_2),
+                per(raw_2),
+                share * 100.0
+            ),
+            ">= 90 %",
+            Some(share >= 0.9),
         );
         rep.row(
             "hsm",
@@ -910,7 +997,7 @@ fn section_hsm(o: &Opts, rep: &mut Report) {
         out.push(
             json!({"kind": kind, "count": count, "raw_1_session_s": raw_1,
             "byokd_1_client_s": api_1, "raw_2_sessions_s": raw_2, "byokd_2_clients_s": api_2,
-            "overhead": overhead}),
+            "overhead": overhead, "two_client_share_of_raw": share}),
         );
     }
     rep.put("hsm", json!(out));

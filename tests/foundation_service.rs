@@ -68,6 +68,7 @@ fn open_with(token: &SoftHsmToken, state_dir: &Path, more: &str) -> Service {
         token_label: token.label.clone(),
         request_timeout: Duration::from_secs(120),
         allow_host_wrap: false,
+        sessions: 0,
     };
     let (hsm, _report) = Hsm::start(&hsm_cfg, Pin::new(token.user_pin.clone())).unwrap();
     Service::open(cfg, hsm, byokd::clock::SystemClock::shared())

@@ -41,6 +41,7 @@ fn a_missing_module_is_reported_with_its_fix() {
         token_label: "byokd".into(),
         request_timeout: Duration::from_secs(5),
         allow_host_wrap: false,
+        sessions: 0,
     };
     let err = Hsm::start(&cfg, Pin::new(USER_PIN.into())).unwrap_err();
     assert!(matches!(err, HsmError::ModuleNotLoadable { .. }), "{err:?}");
@@ -62,6 +63,7 @@ fn a_file_that_is_not_a_pkcs11_module_is_reported_with_its_fix() {
         token_label: "byokd".into(),
         request_timeout: Duration::from_secs(5),
         allow_host_wrap: false,
+        sessions: 0,
     };
     let err = Hsm::start(&cfg, Pin::new(USER_PIN.into())).unwrap_err();
     assert!(matches!(err, HsmError::ModuleNotLoadable { .. }), "{err:?}");

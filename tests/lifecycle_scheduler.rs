@@ -112,6 +112,7 @@ drift_check_hours = {drift_check_hours}
         token_label: token.label.clone(),
         request_timeout: Duration::from_secs(120),
         allow_host_wrap: true,
+        sessions: 0,
     };
     let (hsm, _) = Hsm::start(&hsm_cfg, Pin::new(token.user_pin.clone())).unwrap();
     // One manual clock for the service, the Azure client, the jobs and the log.

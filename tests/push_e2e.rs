@@ -300,6 +300,17 @@ fn keys_of_every_type_are_pushed_and_match_the_hsm() {
         rig.emu.schema_violations().is_empty(),
         "byokd sent a request the spec does not allow"
     );
+    // Twenty CREATEs (a KEK and an import per key) against the emulator's strict window of 10
+    // per 10 s, at byokd's default budget: paced, never throttled.
+    assert_eq!(
+        rig.emu.counters(VAULT).creates + rig.emu.counters(VAULT).imports,
+        20
+    );
+    assert_eq!(
+        rig.emu.throttled_total(),
+        0,
+        "byokd's pacing drew 429s from the strict window"
+    );
     // The secret appears nowhere: daemon log, state directory, emulator request log.
     let log = d.log();
     assert!(!log.contains(SECRET), "secret in the daemon log");

@@ -201,6 +201,11 @@ pub struct HsmSection {
     /// Allow the `host` wrap strategy (software tokens only); every use is logged at WARN.
     #[serde(default)]
     pub allow_host_wrap: bool,
+    /// HSM sessions byokd opens, each served by its own thread; 0 (the default) chooses one
+    /// more than the cores, within the token's session limits. With two or more, one session
+    /// is kept out of key generation so that wraps and signatures never wait behind it.
+    #[serde(default)]
+    pub sessions: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -257,8 +262,9 @@ pub struct AzureSection {
     /// How certificate credentials sign their client assertions: `PS256` (default) or `RS256`.
     #[serde(default)]
     pub assertion_alg: AssertionAlg,
-    /// CREATE transactions (key create and import) byokd sends to one vault per
-    /// `vault_budget_window_ms` (azure-byok.md §5: 10 per 10 s); 0 turns pacing off.
+    /// CREATE transactions (key create and import) byokd sends to one vault in any window of
+    /// `vault_budget_window_ms`, all jobs together (azure-byok.md §5: 10 per 10 s); 0 turns
+    /// pacing off.
     #[serde(default = "d_vault_create_budget")]
     pub vault_create_budget: u32,
     /// The window of `vault_create_budget`, in ms (Azure's is 10 s; benchmarks scale it).

@@ -224,6 +224,7 @@ fn start_blocking(
         token_label: config.hsm.token_label.clone(),
         request_timeout: Duration::from_millis(config.limits.hsm_request_timeout_ms),
         allow_host_wrap: config.hsm.allow_host_wrap,
+        sessions: config.hsm.sessions,
     };
     let (hsm, _report) = Hsm::start(&hsm_config, pin)?;
     Ok(Service::open(config, hsm, clock)?)

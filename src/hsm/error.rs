@@ -131,12 +131,30 @@ pub enum HsmError {
 
     #[error("the HSM worker thread has stopped; restart byokd")]
     WorkerGone,
+
+    #[error(
+        "a new session on token {label:?} is not logged in (the token did not share byokd's login with it, or logged byokd out); restart byokd, or set hsm.sessions = 1 for a token that keeps a login per session"
+    )]
+    SessionNotLoggedIn { label: String },
 }
 
 impl HsmError {
     /// Wraps a cryptoki error with the operation that failed.
     pub(crate) fn pkcs11(op: &'static str) -> impl FnOnce(cryptoki::error::Error) -> HsmError {
         move |source| HsmError::Pkcs11 { op, source }
+    }
+
+    /// Whether the token said the session the request ran on is gone (a new one may serve).
+    pub(crate) fn session_lost(&self) -> bool {
+        use cryptoki::error::{Error, RvError};
+        let source = match self {
+            HsmError::Pkcs11 { source, .. } | HsmError::SignFailed { source, .. } => source,
+            _ => return false,
+        };
+        matches!(
+            source,
+            Error::Pkcs11(RvError::SessionHandleInvalid | RvError::SessionClosed, _)
+        )
     }
 }
 

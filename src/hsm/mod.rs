@@ -2,13 +2,15 @@
 //!
 //! Owns: the `Hsm` handle and its public API. `Hsm::start` loads the module, finds the token by
 //! label, logs in, checks (or on first start creates) the sealing key, runs the wrap-strategy
-//! self-test and spawns one worker thread that owns the PKCS#11 context and session. Every other method sends a request over a
-//! bounded channel and awaits the reply with a time-out.
+//! self-test and opens a pool of sessions (`hsm.sessions`), each served by its own worker
+//! thread; the threads share the PKCS#11 context. Every other method queues a request in one of
+//! the pool's two bounded lanes (key generation apart from wraps, signatures and the other short
+//! requests, see `pool`) and awaits the reply with a time-out.
 //! Must never: call cryptoki outside the worker thread (after start-up), panic, block an async
 //! task, or let the PIN, key material or unsealed plaintext reach an error, a log or `Debug`.
 //!
-//! Files: `library` (C_Initialize/C_Finalize), `token` (slot lookup, login), `worker` (thread and
-//! requests), `keygen` (target keys), `spki` (public key encoding), `seal` (AES-GCM sealing), `signing` (credential signing keys),
+//! Files: `library` (C_Initialize/C_Finalize), `token` (slot lookup, login, session count),
+//! `pool` (the lanes between the async side and the workers), `worker` (threads and requests), `keygen` (target keys), `spki` (public key encoding), `seal` (AES-GCM sealing), `signing` (credential signing keys),
 //! `wrap` (BYOK wrap strategies and their self-test), `conformance` (the encoding self-test by
 //! key family and class), `strict` (the strict PKCS#8 parser and canonical encoder), `host`
 //! (host-side RSA-OAEP and AES-KWP), `capability` (which key types the token generates),
@@ -20,6 +22,7 @@ mod error;
 mod host;
 mod keygen;
 mod library;
+mod pool;
 mod report;
 mod seal;
 mod signing;
@@ -45,16 +48,18 @@ pub use wrap::{KekPublicKey, StrategyCheck, WrapReport, WrapStrategy};
 use crate::model::{GroupName, HsmKeyId, KeyName, KeyType};
 use crate::secret::{Pin, SecretBytes};
 use std::path::PathBuf;
-use std::sync::mpsc::{
-    Receiver, RecvTimeoutError, SyncSender, TrySendError, channel, sync_channel,
-};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::oneshot;
 use worker::{Request, Worker};
 
-/// How many requests may wait for the worker before callers get `HsmError::Busy`.
+/// How many requests may wait in each lane (key generation; everything else) before callers
+/// get `HsmError::Busy`.
 pub const QUEUE_DEPTH: usize = 64;
+
+/// The most sessions byokd opens, whatever `hsm.sessions` or the token says.
+pub const MAX_SESSIONS: usize = 32;
 
 /// Where the token is and how long one request may take.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +73,9 @@ pub struct HsmConfig {
     /// Allow the `host` wrap strategy (`hsm.allow_host_wrap`): keys are unwrapped in host memory
     /// for re-wrapping. Only for software tokens.
     pub allow_host_wrap: bool,
+    /// Sessions in the pool (`hsm.sessions`); 0 chooses from the token's session limits and
+    /// the core count (see `token::session_count`).
+    pub sessions: usize,
 }
 
 /// A key generated on the token.
@@ -112,9 +120,10 @@ pub struct PrivateKeyAttributes {
 /// An RSA exponent a trial generation was made with, and the token's answer.
 type TriedExponent = (crate::model::RsaExponent, Result<(), String>);
 
-/// A handle to the HSM worker. Cheap to clone. The worker stops on `shutdown`, or when the last
-/// clone is dropped; that drop waits (at most `request_timeout`) for the worker to close its
-/// session and release the module, so that no PKCS#11 call races the process's exit.
+/// A handle to the HSM session pool. Cheap to clone. The workers stop on `shutdown`, or when
+/// the last clone is dropped; that drop waits (at most `request_timeout`) for the workers to
+/// close their sessions and release the module, so that no PKCS#11 call races the process's
+/// exit.
 #[derive(Clone)]
 pub struct Hsm {
     inner: Arc<Inner>,
@@ -127,26 +136,21 @@ pub struct Hsm {
 }
 
 struct Inner {
-    requests: Option<SyncSender<Request>>,
+    pool: Arc<pool::Pool<Request>>,
+    sessions: usize,
     stopped: Mutex<Receiver<()>>,
     timeout: Duration,
 }
 
-impl Inner {
-    fn requests(&self) -> Result<&SyncSender<Request>, HsmError> {
-        self.requests.as_ref().ok_or(HsmError::WorkerGone)
-    }
-}
-
 impl Drop for Inner {
     fn drop(&mut self) {
-        // Disconnects the queue: the worker finishes queued requests, then stops.
-        drop(self.requests.take());
+        // The workers finish queued requests, then stop.
+        self.pool.close();
         let stopped = self.stopped.lock().unwrap_or_else(PoisonError::into_inner);
         if let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(self.timeout) {
             tracing::warn!(
                 after_ms = self.timeout.as_millis() as u64,
-                "the HSM worker did not stop in time"
+                "the HSM workers did not stop in time"
             );
         }
     }
@@ -165,7 +169,7 @@ impl std::fmt::Debug for Hsm {
 impl Hsm {
     /// Loads the module, finds the token by label, opens a session, logs in as user, checks the
     /// sealing key (creating it on first start), runs the wrap-strategy self-test (see
-    /// `wrap_report`) and spawns the worker thread. Blocking: call it at start-up, or from
+    /// `wrap_report`) and opens the session pool, one worker thread per session. Blocking: call it at start-up, or from
     /// `spawn_blocking`. A token with no usable wrap strategy still starts: pushes then fail with
     /// `HsmError::NoWrapStrategy`.
     pub fn start(cfg: &HsmConfig, pin: Pin) -> Result<(Hsm, TokenReport), HsmError> {
@@ -198,28 +202,51 @@ impl Hsm {
             hsm_ms = started.elapsed().as_millis(),
             "HSM start-up timed (module load and login, wrap self-test, in all)"
         );
-        let (requests, queue) = sync_channel(QUEUE_DEPTH);
+        let sessions = token::session_count(module.pkcs11(), slot, cfg.sessions);
+        let mut opened = vec![session];
+        while opened.len() < sessions {
+            opened.push(token::open_logged_in(module.pkcs11(), slot)?);
+        }
+        let pool = Arc::new(pool::Pool::new(sessions, QUEUE_DEPTH));
         let (stopped_tx, stopped) = channel();
-        let worker = Worker {
-            session,
-            seal_key,
-            wrap_plan,
-            module,
-            token_label: cfg.token_label.clone(),
+        let module = Arc::new(module);
+        let wrap_plan = Arc::new(wrap_plan);
+        let inner = Inner {
+            pool: pool.clone(),
+            sessions,
+            stopped: Mutex::new(stopped),
+            timeout: cfg.request_timeout,
         };
-        std::thread::Builder::new()
-            .name("byokd-hsm".to_owned())
-            .spawn(move || worker.run(queue, stopped_tx))
-            .map_err(|e| HsmError::ModuleInit {
-                path: cfg.module.clone(),
-                cause: format!("cannot spawn the HSM worker thread: {e}"),
-            })?;
+        for (index, session) in opened.into_iter().enumerate() {
+            let worker = Worker {
+                session,
+                slot,
+                seal_key,
+                wrap_plan: wrap_plan.clone(),
+                module: module.clone(),
+                token_label: cfg.token_label.clone(),
+                index,
+                lost: std::cell::Cell::new(false),
+            };
+            let (worker_pool, stopped_tx) = (pool.clone(), stopped_tx.clone());
+            let spawned = std::thread::Builder::new()
+                .name(format!("byokd-hsm-{index}"))
+                .spawn(move || worker.run(worker_pool, stopped_tx));
+            if let Err(e) = spawned {
+                // This worker and those not spawned will never stop by themselves.
+                for _ in index..sessions {
+                    pool.worker_stopped();
+                }
+                return Err(HsmError::ModuleInit {
+                    path: cfg.module.clone(),
+                    cause: format!("cannot spawn an HSM worker thread: {e}"),
+                });
+            }
+        }
+        drop(module);
+        tracing::info!(token = %report.token_label, sessions, "HSM session pool started");
         let hsm = Hsm {
-            inner: Arc::new(Inner {
-                requests: Some(requests),
-                stopped: Mutex::new(stopped),
-                timeout: cfg.request_timeout,
-            }),
+            inner: Arc::new(inner),
             report: Arc::new(report.clone()),
             wrap: Arc::new(wrap_report),
             capabilities: Arc::new(capabilities),
@@ -393,16 +420,17 @@ impl Hsm {
         &self.report
     }
 
-    /// Stops the worker: waits for queued requests, closes the session and, if this was the
-    /// process's last user of the module, calls C_Finalize. Other clones get `WorkerGone`.
+    /// How many sessions the pool serves requests on.
+    pub fn sessions(&self) -> usize {
+        self.inner.sessions
+    }
+
+    /// Stops the workers: they serve the queued requests, close their sessions and, if this was
+    /// the process's last user of the module, call C_Finalize. Other clones get `WorkerGone`.
     pub async fn shutdown(self) -> Result<(), HsmError> {
-        let (reply, done) = oneshot::channel();
-        match self.inner.requests()?.try_send(Request::Shutdown { reply }) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => return Err(HsmError::Busy),
-            Err(TrySendError::Disconnected(_)) => return Ok(()),
-        }
-        match tokio::time::timeout(self.timeout, done).await {
+        let stopped = self.inner.pool.on_stopped();
+        self.inner.pool.close();
+        match tokio::time::timeout(self.timeout, stopped).await {
             Ok(_) => Ok(()),
             Err(_) => Err(HsmError::Timeout {
                 op: "shutdown",
@@ -417,11 +445,9 @@ impl Hsm {
         request: impl FnOnce(oneshot::Sender<Result<T, HsmError>>) -> Request,
     ) -> Result<T, HsmError> {
         let (reply, answer) = oneshot::channel();
-        match self.inner.requests()?.try_send(request(reply)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => return Err(HsmError::Busy),
-            Err(TrySendError::Disconnected(_)) => return Err(HsmError::WorkerGone),
-        }
+        let request = request(reply);
+        let lane = request.lane();
+        self.inner.pool.push(request, lane)?;
         match tokio::time::timeout(self.timeout, answer).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(HsmError::WorkerGone),

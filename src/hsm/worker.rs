@@ -1,21 +1,26 @@
-//! The one thread that talks to the token.
+//! The threads that talk to the token: one per session of the pool.
 //!
-//! Owns: the `Pkcs11` module guard, the logged-in session, the sealing key handle and the wrap
-//! plan; the request
-//! enum; the loop that serves requests one at a time and replies over oneshot channels.
-//! Must never: panic, block on the async side, or outlive its module guard (the session is
-//! closed before C_Finalize).
+//! Owns: one logged-in session each (the login is the token's, shared by every session of the
+//! process), a share of the `Pkcs11` module guard, the sealing key handle and the wrap plan; the
+//! request enum and which lane each request waits in; the loop that serves requests one at a
+//! time and replies over oneshot channels; reopening a session the token lost.
+//! Must never: panic, block on the async side, or outlive its module guard (each session is
+//! closed before the last guard calls C_Finalize).
 
 use super::library::Module;
+use super::pool::{Lane, Pool};
 use super::{
     GeneratedKey, HsmError, HsmKeyEntry, KekPublicKey, PrivateKeyAttributes, PublicKeyInfo,
-    capability, keygen, seal, signing, wrap,
+    capability, keygen, seal, signing, token, wrap,
 };
 use crate::model::{HsmKeyId, KeyType};
 use crate::secret::SecretBytes;
 use cryptoki::object::ObjectHandle;
 use cryptoki::session::Session;
-use std::sync::mpsc::{Receiver, Sender};
+use cryptoki::slot::Slot;
+use std::cell::Cell;
+use std::sync::Arc;
+use std::sync::mpsc::Sender;
 use tokio::sync::oneshot;
 
 type Reply<T> = oneshot::Sender<Result<T, HsmError>>;
@@ -73,51 +78,94 @@ pub(crate) enum Request {
         exponent: crate::model::RsaExponent,
         reply: Reply<Result<(), String>>,
     },
-    /// Closes the session and releases the module, then answers.
-    Shutdown {
-        reply: oneshot::Sender<()>,
-    },
 }
 
-/// Everything the worker thread owns.
+impl Request {
+    /// Key generation (and the whole-token listing and destroys that go with batches) waits in
+    /// the bulk lane; what a running job waits on per key goes in the fast lane (see `pool`).
+    pub(crate) fn lane(&self) -> Lane {
+        match self {
+            Request::Generate { .. }
+            | Request::GenerateSigningKey { .. }
+            | Request::TrialRsaExponent { .. }
+            | Request::ListKeys { .. }
+            | Request::Destroy { .. } => Lane::Bulk,
+            Request::PublicKey { .. }
+            | Request::Seal { .. }
+            | Request::Unseal { .. }
+            | Request::KeyAttributes { .. }
+            | Request::WrapForTransfer { .. }
+            | Request::Sign { .. } => Lane::Fast,
+        }
+    }
+}
+
+/// Everything one worker thread owns.
 pub(crate) struct Worker {
     pub(crate) session: Session,
+    pub(crate) slot: Slot,
     pub(crate) seal_key: ObjectHandle,
     /// The wrap strategy the start-up self-test chose.
-    pub(crate) wrap_plan: wrap::Plan,
-    pub(crate) module: Module,
+    pub(crate) wrap_plan: Arc<wrap::Plan>,
+    pub(crate) module: Arc<Module>,
     pub(crate) token_label: String,
+    /// Which session of the pool (for the log).
+    pub(crate) index: usize,
+    /// Set by `answer` when the token said this session is gone.
+    pub(crate) lost: Cell<bool>,
 }
 
 impl Worker {
-    /// Serves requests until every `Hsm` handle is dropped or `Shutdown` arrives.
-    /// `stopped` is signalled last, after the session is closed and the module released.
-    pub(crate) fn run(self, requests: Receiver<Request>, stopped: Sender<()>) {
-        let mut shutdown_reply = None;
-        while let Ok(request) = requests.recv() {
-            match request {
-                Request::Shutdown { reply } => {
-                    shutdown_reply = Some(reply);
-                    break;
-                }
-                other => self.serve(other),
+    /// Serves requests until the pool is closed and empty. The last worker to stop signals
+    /// `stopped`, after its session is closed and the module released.
+    pub(crate) fn run(mut self, pool: Arc<Pool<Request>>, stopped: Sender<()>) {
+        while let Some((request, lane)) = pool.next() {
+            self.serve(request);
+            if lane == Lane::Bulk {
+                pool.bulk_done();
+            }
+            if self.lost.replace(false) {
+                self.reopen();
             }
         }
         let Worker {
             session,
             module,
             token_label,
+            index,
             ..
         } = self;
         if let Err(e) = session.close() {
-            tracing::warn!(token = %token_label, error = %e, "closing the HSM session failed");
+            tracing::warn!(token = %token_label, session = index, error = %e, "closing the HSM session failed");
         }
         drop(module);
-        tracing::info!(token = %token_label, "HSM worker stopped");
-        if let Some(reply) = shutdown_reply {
-            let _ = reply.send(());
+        if pool.worker_stopped() {
+            tracing::info!(token = %token_label, "HSM workers stopped");
+            let _ = stopped.send(());
         }
-        let _ = stopped.send(());
+    }
+
+    /// Replaces a session the token lost. It shares the login of the pool's other sessions;
+    /// when none is left the token has logged byokd out, and requests on this session fail
+    /// until byokd is restarted (the PIN is not kept after start-up).
+    fn reopen(&mut self) {
+        match token::open_logged_in(self.module.pkcs11(), self.slot) {
+            Ok(session) => {
+                tracing::warn!(token = %self.token_label, session = self.index, "the token lost an HSM session; opened a new one");
+                self.session = session;
+            }
+            Err(e) => {
+                tracing::error!(token = %self.token_label, session = self.index, error = %e, "the token lost an HSM session and a new one could not be opened; restart byokd");
+            }
+        }
+    }
+
+    /// Sends `result` to the caller, noting first whether it says the session is gone.
+    fn answer<T>(&self, reply: Reply<T>, result: Result<T, HsmError>) {
+        if result.as_ref().is_err_and(HsmError::session_lost) {
+            self.lost.set(true);
+        }
+        let _ = reply.send(result);
     }
 
     /// A reply whose caller has gone (time-out) is dropped silently: the result is lost, not the
@@ -130,35 +178,35 @@ impl Worker {
                 label,
                 reply,
             } => {
-                let _ = reply.send(keygen::generate(s, key_type, &label));
+                self.answer(reply, keygen::generate(s, key_type, &label));
             }
             Request::PublicKey { id, reply } => {
-                let _ = reply.send(keygen::public_key(s, id));
+                self.answer(reply, keygen::public_key(s, id));
             }
             Request::ListKeys { reply } => {
-                let _ = reply.send(keygen::list(s));
+                self.answer(reply, keygen::list(s));
             }
             Request::Destroy { id, reply } => {
-                let _ = reply.send(keygen::destroy(s, id));
+                self.answer(reply, keygen::destroy(s, id));
             }
             Request::Seal {
                 aad,
                 plaintext,
                 reply,
             } => {
-                let _ = reply.send(seal::seal(s, self.seal_key, &aad, &plaintext));
+                self.answer(reply, seal::seal(s, self.seal_key, &aad, &plaintext));
             }
             Request::Unseal { aad, sealed, reply } => {
-                let _ = reply.send(seal::unseal(s, self.seal_key, &aad, &sealed));
+                self.answer(reply, seal::unseal(s, self.seal_key, &aad, &sealed));
             }
             Request::KeyAttributes { id, reply } => {
-                let _ = reply.send(keygen::attributes(s, id));
+                self.answer(reply, keygen::attributes(s, id));
             }
             Request::WrapForTransfer { id, kek, reply } => {
-                let _ = reply.send(wrap::wrap_for_transfer(s, &self.wrap_plan, id, &kek));
+                self.answer(reply, wrap::wrap_for_transfer(s, &self.wrap_plan, id, &kek));
             }
             Request::GenerateSigningKey { label, reply } => {
-                let _ = reply.send(signing::generate(s, &label));
+                self.answer(reply, signing::generate(s, &label));
             }
             Request::Sign {
                 id,
@@ -166,13 +214,10 @@ impl Worker {
                 data,
                 reply,
             } => {
-                let _ = reply.send(signing::sign(s, id, scheme, &data));
+                self.answer(reply, signing::sign(s, id, scheme, &data));
             }
             Request::TrialRsaExponent { exponent, reply } => {
-                let _ = reply.send(Ok(capability::trial_rsa_exponent(s, exponent)));
-            }
-            Request::Shutdown { reply } => {
-                let _ = reply.send(());
+                self.answer(reply, Ok(capability::trial_rsa_exponent(s, exponent)));
             }
         }
     }

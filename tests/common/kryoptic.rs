@@ -69,6 +69,7 @@ impl KryopticToken {
             token_label: self.label.clone(),
             request_timeout: Duration::from_secs(120),
             allow_host_wrap: false,
+            sessions: 0,
         }
     }
 

@@ -233,6 +233,7 @@ impl SoftHsmToken {
             token_label: self.label.clone(),
             request_timeout: Duration::from_secs(120),
             allow_host_wrap: false,
+            sessions: 0,
         }
     }
 

@@ -279,7 +279,8 @@ pub enum RetryHeader {
     None,
 }
 
-/// Throttling (azure-byok.md §5): per-vault token buckets.
+/// Throttling (azure-byok.md §5): per-vault sliding windows, never more than the budget in any
+/// window of (10 s × `time_factor`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ThrottleConfig {

@@ -222,7 +222,7 @@ impl EmulatorHandle {
         Ok(())
     }
 
-    /// Replace the throttling configuration (buckets keep their state).
+    /// Replace the throttling configuration (the windows keep their state).
     pub fn set_throttling(&self, cfg: ThrottleConfig) {
         self.shared.lock().throttle = cfg;
     }

@@ -13,7 +13,7 @@ use crate::config::{AppConfig, Cloud, ThrottleConfig, VaultOptions};
 use crate::faults::ActiveRule;
 use crate::keys::{Material, PublicKey, jwk};
 use crate::reqlog::RequestRecord;
-use crate::throttle::VaultBuckets;
+use crate::throttle::VaultWindows;
 
 /// An issued bearer token.
 #[derive(Debug, Clone)]
@@ -109,7 +109,7 @@ pub(crate) struct Vault {
     pub opts: VaultOptions,
     pub keys: BTreeMap<String, KeyEntry>,
     pub deleted: BTreeMap<String, DeletedEntry>,
-    pub buckets: VaultBuckets,
+    pub windows: VaultWindows,
     pub counters: VaultCounters,
 }
 
@@ -120,7 +120,7 @@ impl Vault {
             opts,
             keys: BTreeMap::new(),
             deleted: BTreeMap::new(),
-            buckets: VaultBuckets::default(),
+            windows: VaultWindows::default(),
             counters: VaultCounters::default(),
         }
     }

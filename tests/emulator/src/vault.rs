@@ -150,7 +150,8 @@ pub(crate) fn throttled(header: RetryHeader, wait: std::time::Duration) -> Resp 
             set_header(&mut resp, "retry-after", &format!("{secs:.0}"));
         }
         RetryHeader::RetryAfterMs => {
-            let ms = wait.as_millis().max(1);
+            // Rounded up: a client that waits exactly this long finds room.
+            let ms = wait.as_nanos().div_ceil(1_000_000).max(1);
             set_header(&mut resp, "x-ms-retry-after-ms", &ms.to_string());
         }
         RetryHeader::None => {}
@@ -326,7 +327,7 @@ fn throttle(state: &mut State, vault_name: &str, route: &Route) -> Result<(), Re
         Op::CreateKey | Op::ImportKey => Budget::Create,
         _ => budget_for(vault, route.name.as_deref()),
     };
-    if let Err(wait) = vault.buckets.take(&cfg, budget, Instant::now()) {
+    if let Err(wait) = vault.windows.take(&cfg, budget, Instant::now()) {
         vault.counters.throttled += 1;
         return Err(throttled(cfg.header, wait));
     }
