@@ -124,7 +124,7 @@ impl Service {
         let mut data = self.inner.data.lock().await;
         let before = data.state.designated;
         data.state.designated = Some(designated);
-        if let Err(e) = data.commit() {
+        if let Err(e) = data.commit().await {
             data.state.designated = before;
             return Err(e);
         }
@@ -157,10 +157,24 @@ impl Service {
 }
 
 impl Data {
-    /// Makes the state durable, then publishes what it changed (see [`events`]).
-    fn commit(&mut self) -> Result<(), ServiceError> {
-        self.store.commit(&self.state)?;
+    /// Makes the state's changes durable, then publishes what they changed (see [`events`]).
+    /// The writer thread does the I/O; this task waits with the state lock held, so nothing
+    /// else reads a change before it is durable. For hot paths that may release the lock
+    /// first (and so share an fsync with other tasks), see [`Data::stage`].
+    async fn commit(&mut self) -> Result<(), ServiceError> {
+        self.store.stage(&mut self.state)?.durable().await?;
         self.published.committed(&self.state);
         Ok(())
+    }
+
+    /// Queues the state's changes for the next group commit and publishes them; the caller
+    /// drops the state lock and then awaits the returned commit, so changes made by concurrent
+    /// tasks meanwhile are committed with one fsync. Nothing is acknowledged before the await
+    /// returns `Ok`; a failed commit fails every later one until byokd restarts (see
+    /// `store::commit`).
+    fn stage(&mut self) -> Result<crate::store::Pending, ServiceError> {
+        let pending = self.store.stage(&mut self.state)?;
+        self.published.committed(&self.state);
+        Ok(pending)
     }
 }
