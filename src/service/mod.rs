@@ -4,6 +4,7 @@
 //! It owns the lock around the state and its store, and it is the only place that combines the
 //! HSM with the state. It never returns or logs a secret.
 
+mod backup;
 mod busy;
 mod credential_cert;
 mod credentials;
@@ -16,6 +17,7 @@ mod keys;
 mod lifecycle;
 mod retention;
 
+pub use backup::{BackupFailed, BackupSummary};
 pub use credentials::{
     CertificateExport, CredentialView, NewCertificateCredential, NewCredential, SignInMaterial,
 };

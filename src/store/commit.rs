@@ -45,7 +45,11 @@ pub struct Pending {
 }
 
 impl Committer {
-    pub fn start(db: Database, path: PathBuf, generation: u64) -> Result<Committer, StoreError> {
+    pub fn start(
+        db: Arc<Database>,
+        path: PathBuf,
+        generation: u64,
+    ) -> Result<Committer, StoreError> {
         let (tx, rx) = mpsc::sync_channel::<Request>(QUEUE);
         let shared = Arc::new(AtomicU64::new(generation));
         let published = shared.clone();
@@ -147,6 +151,7 @@ fn write_loop(
             Err(reason) => {
                 if failed.is_none() {
                     tracing::error!(
+                        event = crate::logs::Event::StateCommitFailed.as_str(),
                         path = %path.display(),
                         error = %reason,
                         "state: a commit failed; no further change is accepted until byokd restarts"

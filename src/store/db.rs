@@ -33,7 +33,7 @@ pub enum Table {
 }
 
 impl Table {
-    const ALL: [Table; 6] = [
+    pub const ALL: [Table; 6] = [
         Table::Credentials,
         Table::Groups,
         Table::Keys,
@@ -41,6 +41,22 @@ impl Table {
         Table::Grace,
         Table::Drift,
     ];
+
+    /// The table's number in a backup file.
+    pub fn id(self) -> u8 {
+        match self {
+            Table::Credentials => 1,
+            Table::Groups => 2,
+            Table::Keys => 3,
+            Table::Jobs => 4,
+            Table::Grace => 5,
+            Table::Drift => 6,
+        }
+    }
+
+    pub fn from_id(id: u8) -> Option<Table> {
+        Table::ALL.into_iter().find(|t| t.id() == id)
+    }
 
     fn def(self) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
         TableDefinition::new(match self {
@@ -91,6 +107,11 @@ impl Batch {
 
     pub fn set_meta(&mut self, name: &'static str, value: Vec<u8>) {
         self.meta.push((name, value));
+    }
+
+    /// Adds an encoded record as a backup holds it.
+    pub fn push_raw(&mut self, table: Table, key: Vec<u8>, value: Vec<u8>) {
+        self.records.push((table, key, Some(value)));
     }
 
     fn take<K, V>(&mut self, table: Table, map: &mut Tracked<K, V>) -> Result<(), StoreError>
@@ -303,4 +324,49 @@ fn decode<T: DeserializeOwned>(path: &Path, what: &str, bytes: &[u8]) -> Result<
         path: PathBuf::from(path),
         reason: format!("a {what} record does not decode ({e}): the store was damaged"),
     })
+}
+
+/// The meta entries a backup carries over into a restored store (the format and the
+/// generation are the restoring build's own).
+pub fn restorable_meta(name: &str) -> Option<&'static str> {
+    [DESIGNATED, NEXT_JOB_ID, MIGRATED_FROM]
+        .into_iter()
+        .find(|m| *m == name)
+}
+
+/// One entry of a snapshot, as [`read_raw`] hands it out.
+pub enum Raw<'a> {
+    Meta(&'a str, &'a [u8]),
+    Record(Table, &'a [u8], &'a [u8]),
+}
+
+/// Reads every meta entry and record of a snapshot, in table order.
+pub fn read_raw(
+    txn: &redb::ReadTransaction,
+    path: &Path,
+    mut each: impl FnMut(Raw<'_>) -> std::io::Result<()>,
+) -> Result<(), StoreError> {
+    let io = |e: std::io::Error| StoreError::io(path, e);
+    match txn.open_table(META) {
+        Ok(t) => {
+            for entry in t.iter().map_err(|e| corrupt(path, e.into()))? {
+                let (k, v) = entry.map_err(|e| corrupt(path, e.into()))?;
+                each(Raw::Meta(k.value(), v.value())).map_err(io)?;
+            }
+        }
+        Err(redb::TableError::TableDoesNotExist(_)) => {}
+        Err(e) => return Err(corrupt(path, e.into())),
+    }
+    for table in Table::ALL {
+        let t = match txn.open_table(table.def()) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => continue,
+            Err(e) => return Err(corrupt(path, e.into())),
+        };
+        for entry in t.iter().map_err(|e| corrupt(path, e.into()))? {
+            let (k, v) = entry.map_err(|e| corrupt(path, e.into()))?;
+            each(Raw::Record(table, k.value(), v.value())).map_err(io)?;
+        }
+    }
+    Ok(())
 }

@@ -14,6 +14,10 @@ pub enum StoreError {
         "state store {path} is damaged or unreadable: {reason}. byokd refuses to start over it (it never starts empty over existing state); restore the state directory from a backup (byokd restore FILE), or move it aside to start fresh deliberately"
     )]
     Corrupt { path: PathBuf, reason: String },
+    #[error(
+        "the state directory {dir} already holds a state; a restore never replaces one. Move state.redb (and any state.a, state.b) aside first, with byokd stopped"
+    )]
+    NotEmpty { dir: PathBuf },
     #[error("state commit to {path} failed: {reason}")]
     Commit { path: PathBuf, reason: String },
     #[error(

@@ -6,6 +6,7 @@ use super::db::{self, Batch};
 use super::{FORMAT_VERSION, State, StoreError, slots};
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// What loading found, for the start-up log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +26,8 @@ pub struct Store {
     dir: PathBuf,
     path: PathBuf,
     committer: Committer,
+    /// Shared with the writer thread; backups read a snapshot of it while commits go on.
+    db: Arc<redb::Database>,
     _lock: nix::fcntl::Flock<fs::File>,
 }
 
@@ -68,11 +71,13 @@ impl Store {
             };
             (db, state, report)
         };
-        let committer = Committer::start(db, path.clone(), report.generation)?;
+        let db = Arc::new(db);
+        let committer = Committer::start(db.clone(), path.clone(), report.generation)?;
         let store = Store {
             dir: dir.to_path_buf(),
             path,
             committer,
+            db,
             _lock: lock,
         };
         Ok((store, loaded, report))
@@ -105,6 +110,12 @@ impl Store {
         self.committer
             .commit_blocking(batch, self.path.clone())
             .map(|_| ())
+    }
+
+    /// A consistent snapshot of every durable commit so far, for a backup; commits go on while
+    /// it is read (see `backup`).
+    pub fn snapshot(&self) -> Result<super::backup::Snapshot, StoreError> {
+        super::backup::Snapshot::of(&self.db, &self.path)
     }
 
     /// The format version of the state in `dir`, without locking, migrating or creating
@@ -181,7 +192,11 @@ fn migrate_slots(
 
 /// Creates the store with `first` as its first commit, atomically: written and committed in
 /// `state.redb.new`, closed, renamed over `state.redb`, directory fsynced, reopened.
-fn create_with(dir: &Path, path: &Path, first: Batch) -> Result<redb::Database, StoreError> {
+pub(super) fn create_with(
+    dir: &Path,
+    path: &Path,
+    first: Batch,
+) -> Result<redb::Database, StoreError> {
     let fresh = dir.join(format!("{}.new", db::FILE));
     match fs::remove_file(&fresh) {
         Ok(()) => {}

@@ -8,6 +8,7 @@
 //! start with an error naming the file, never started empty. Formats 1-4 were A/B envelope
 //! files (`state.a`, `state.b`); the first start of this build migrates them (see `handle`).
 
+pub mod backup;
 mod commit;
 mod db;
 mod envelope;
