@@ -73,7 +73,7 @@ fn seed(dir: &Path) {
         );
         state.groups.insert(name, group);
     }
-    store.commit(&state).unwrap();
+    store.commit(&mut state).unwrap();
 }
 
 /// (CPU seconds user+system, resident KiB) of a process, from /proc.

@@ -497,7 +497,7 @@ fn a_new_version_that_fails_its_health_check_is_rolled_back_with_its_state() {
     let groups = ctl_ok(&d, ADMIN, &["group", "list"]);
     d.stop();
     let state = d.path("state");
-    let slots = |s: &Path| snapshot(&[&s.join("state.a"), &s.join("state.b")]);
+    let slots = |s: &Path| snapshot(&[&s.join("state.redb")]);
     let state_before = slots(&state);
     let installed_before = snapshot(&[&root.join("opt/byokd/a"), &root.join("usr")]);
     let next = next_format_binary();

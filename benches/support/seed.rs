@@ -89,5 +89,5 @@ pub fn seed(dir: &Path, tenant: &str, client: &str, s: Seed) {
     for g in 0..s.small_groups {
         add_group(&mut state, format!("g-{g:05}"), s.keys_per_group);
     }
-    store.commit(&state).unwrap();
+    store.commit(&mut state).unwrap();
 }

@@ -47,6 +47,7 @@ pub enum Op {
     VerifyLogs,
     GetDesignated,
     SetDesignated,
+    CreateBackup,
 }
 
 impl Op {
@@ -161,6 +162,7 @@ pub const ROUTES: &[Route] = &[
     r(Method::GET, "/v1/logs/verify", Op::VerifyLogs),
     r(Method::GET, "/v1/config/designated", Op::GetDesignated),
     r(Method::PUT, "/v1/config/designated", Op::SetDesignated),
+    r(Method::POST, "/v1/backup", Op::CreateBackup),
 ];
 
 /// The path parameters of a matched route, in order.

@@ -96,6 +96,9 @@ pub enum Command {
     /// Whether this appliance is the designated device that pushes to the cloud.
     #[command(subcommand)]
     Designated(DesignatedCmd),
+    /// Online backups of the state and the service log (admin); restore with `byokd restore`.
+    #[command(subcommand)]
+    Backup(BackupCmd),
     /// Health of the daemon (HSM, state) and who you are.
     Status,
     /// Write shell completions (bash, zsh, fish, elvish, powershell) into DIR.
@@ -104,6 +107,21 @@ pub enum Command {
     /// Write man pages (byokctl.1 and one per subcommand) into DIR.
     #[command(hide = true)]
     GenerateMan { dir: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCmd {
+    /// Write a consistent snapshot of the state and the service log to FILE while byokd runs
+    /// (jobs keep running). The file ends with its SHA-256 sealed by the HSM; it is checked
+    /// after the download and written atomically, never over an existing file unless --force.
+    /// Credentials stay sealed by the HSM: the file holds no secret in the clear.
+    Create {
+        /// Replace FILE if it exists.
+        #[arg(long)]
+        force: bool,
+        /// The file to write.
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -97,7 +97,17 @@ impl Client {
         path: &str,
         out: &mut (dyn std::io::Write + Send),
     ) -> Result<Result<u64, Answer>, CtlError> {
-        let (status, bytes, n) = self.call_raw(Method::GET, path, None, Some(out)).await?;
+        self.download_as(Method::GET, path, out).await
+    }
+
+    /// As [`Client::download`], with another method (`POST /v1/backup`).
+    pub async fn download_as(
+        &self,
+        method: Method,
+        path: &str,
+        out: &mut (dyn std::io::Write + Send),
+    ) -> Result<Result<u64, Answer>, CtlError> {
+        let (status, bytes, n) = self.call_raw(method, path, None, Some(out)).await?;
         if status.is_success() {
             return Ok(Ok(n));
         }

@@ -28,6 +28,15 @@ pub enum Action {
     /// Open the state directory and rewrite it in this build's state format (run by
     /// `upgrade` with the new binary; byokd must be stopped).
     MigrateState,
+    /// Restore a backup made by `byokctl backup create` into an empty state directory (byokd
+    /// must be stopped). Checks the file's digest and its seal with the configured HSM token,
+    /// and that the token holds every key and credential object the state names; refuses with
+    /// the list of missing objects otherwise. Exit 0 restored, 2 refused, 1 failed.
+    Restore {
+        /// The backup file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, clap::Args)]

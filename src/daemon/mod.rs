@@ -1,5 +1,5 @@
 //! The daemon's entry: command-line actions (`run`, `check-config`, `version`, `upgrade`,
-//! `migrate-state`), start-up order
+//! `migrate-state`, `restore`), start-up order
 //! and shutdown. `main` in `src/bin/byokd.rs` is a few lines that call [`main`].
 //!
 //! Start-up order: signal handlers → config and the files it names → PIN → HSM login → state →
@@ -8,6 +8,7 @@
 
 mod cli;
 mod preflight;
+mod restore;
 mod run;
 
 mod upgrade;
@@ -46,5 +47,6 @@ pub fn main() -> ExitCode {
         Action::Run => run::run_blocking(&args),
         Action::Upgrade(up) => upgrade::upgrade(&args, &up),
         Action::MigrateState => upgrade::migrate_state(&args),
+        Action::Restore { file } => restore::restore(&args, &file),
     }
 }

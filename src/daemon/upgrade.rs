@@ -73,8 +73,8 @@ fn fail(e: &UpgradeError) -> ExitCode {
     }
 }
 
-/// Loads the state (the store migrates older formats on load) and, when it was older, commits
-/// it in this build's format.
+/// Opens the state: the store migrates an older format on open and commits it in this build's
+/// format.
 pub fn migrate_state(args: &Args) -> ExitCode {
     super::run::init_tracing();
     let config = match crate::config::check_file(&args.config) {
@@ -86,12 +86,9 @@ pub fn migrate_state(args: &Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let result = Store::open(&config.state_dir).and_then(|(mut store, state, report)| {
-        if report.migrated_from.is_some() {
-            store.commit(&state)?;
-        }
-        Ok((report, store.generation()))
-    });
+    // Opening migrates an older state and commits it before it returns.
+    let result =
+        Store::open(&config.state_dir).map(|(store, _, report)| (report, store.generation()));
     match result {
         Ok((report, generation)) => {
             match report.migrated_from {

@@ -114,6 +114,11 @@ catalogue! {
     SystemStarted => "system.started", "byokd started.";
     SystemStopping => "system.stopping", "byokd is stopping.";
     StateMigrated => "state.migrated", "The state was migrated to the current format.";
+    StateCommitFailed => "state.commit.failed", "A state commit failed (disk full or failing); every later change is refused until byokd restarts and reloads the durable state.";
+    BackupCreated => "backup.created", "An admin took an online backup of the state and the service log; says how many records and log segments it holds and which state generation.";
+    BackupFailed => "backup.failed", "An online backup broke off (the client went away, or reading the state, the log or sealing the digest failed).";
+    StateRestored => "state.restored", "`byokd restore` restored a backup into the state directory after checking its seal and that the token holds every object the state names.";
+    StateRestoreRefused => "state.restore.refused", "`byokd restore` refused a backup: damaged, truncated or tampered with, sealed by another token, objects missing from the token, or the state directory not empty.";
     UpgradeStage => "upgrade.stage", "An upgrade bundle was staged.";
     UpgradeInstalled => "upgrade.installed", "An upgrade was installed.";
     UpgradeRollback => "upgrade.rollback", "An upgrade was rolled back.";

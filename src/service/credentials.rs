@@ -217,7 +217,7 @@ impl Service {
             )));
         }
         data.state.credentials.insert(name.clone(), credential);
-        if let Err(e) = data.commit() {
+        if let Err(e) = data.commit().await {
             data.state.credentials.remove(&name);
             return Err(e);
         }
@@ -347,7 +347,7 @@ impl Service {
             .get_mut(name)
             .ok_or_else(|| ServiceError::not_found("credential", name))?;
         let before = std::mem::replace(&mut cred.expires, expires);
-        if let Err(e) = data.commit() {
+        if let Err(e) = data.commit().await {
             if let Some(c) = data.state.credentials.get_mut(name) {
                 c.expires = before;
             }
@@ -381,7 +381,7 @@ impl Service {
         let mut data = self.inner.data.lock().await;
         deletable(&data.state, &name)?;
         let removed = data.state.credentials.remove(&name);
-        if let Err(e) = data.commit() {
+        if let Err(e) = data.commit().await {
             if let Some(c) = removed {
                 data.state.credentials.insert(name.clone(), c);
             }

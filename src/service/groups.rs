@@ -129,7 +129,7 @@ impl Service {
             created: self.now_unix(),
         };
         data.state.groups.insert(new.name.clone(), group);
-        if let Err(e) = data.commit() {
+        if let Err(e) = data.commit().await {
             data.state.groups.remove(&new.name);
             return Err(e);
         }
@@ -182,7 +182,7 @@ impl Service {
         if let Some(g) = data.state.groups.get_mut(name) {
             g.rotation = rotation;
         }
-        if let Err(e) = data.commit() {
+        if let Err(e) = data.commit().await {
             if let Some(g) = data.state.groups.get_mut(name) {
                 g.rotation = current;
             }
@@ -217,7 +217,7 @@ impl Service {
         let removed = data.state.groups.remove(name);
         let drift = data.state.drift.remove(name);
         let grace = data.state.grace.remove(name);
-        if let Err(e) = data.commit() {
+        if let Err(e) = data.commit().await {
             if let Some(g) = removed {
                 data.state.groups.insert(name.clone(), g);
             }

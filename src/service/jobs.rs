@@ -215,7 +215,7 @@ impl Service {
         data.state.next_job_id = id.next();
         let retention = Retention::from(&self.config().jobs);
         let pruned = retention.prune(&mut data.state.jobs, self.now_unix());
-        if let Err(e) = data.commit() {
+        if let Err(e) = data.commit().await {
             data.state.jobs = before;
             data.state.next_job_id = id;
             return Err(e);
@@ -315,11 +315,14 @@ impl Service {
         let before = job.clone();
         let out = change(job);
         stamp_steps(job, before.steps.len(), self.now_unix());
-        if let Err(e) = data.commit() {
-            data.state.jobs.insert(id, before);
+        // Group commit: the lock is released before the fsync, so steps journalled by other
+        // jobs meanwhile share it. The step is acknowledged only once durable.
+        let pending = data.stage();
+        drop(data);
+        if let Err(e) = durable(pending).await {
+            self.inner.data.lock().await.state.jobs.insert(id, before);
             return Err(e);
         }
-        drop(data);
         self.inner.job_changed.send_modify(|n| *n += 1);
         Ok(out)
     }
@@ -402,7 +405,7 @@ impl Service {
         if pruned == 0 {
             return Ok(());
         }
-        if let Err(e) = data.commit() {
+        if let Err(e) = data.commit().await {
             data.state.jobs = before;
             return Err(e);
         }
@@ -498,8 +501,7 @@ impl Service {
     }
 
     /// As [`Service::record_sync`], with the job's step messages and progress for this key in
-    /// the same commit: one state write per pushed key instead of one per message (each write
-    /// encodes and fsyncs the whole state).
+    /// the same commit: one state write per pushed key instead of one per message.
     pub async fn record_sync_with_steps(
         &self,
         id: JobId,
@@ -547,12 +549,15 @@ impl Service {
                 job.progress = p.min(1000);
             }
         }
-        if let Err(e) = data.commit() {
+        // Group commit, as in `journal`: keys pushed by concurrent jobs share one fsync.
+        let pending = data.stage();
+        drop(data);
+        if let Err(e) = durable(pending).await {
+            let mut data = self.inner.data.lock().await;
             data.state.keys.insert(key_id, before_key);
             data.state.jobs.insert(id, before_job);
             return Err(e);
         }
-        drop(data);
         self.inner.job_changed.send_modify(|n| *n += 1);
         Ok(())
     }
@@ -589,4 +594,10 @@ impl Service {
             .cloned()
             .ok_or_else(|| ServiceError::not_found("key", format!("{group}/{key}")))
     }
+}
+
+/// Awaits a staged commit (see `Data::stage`).
+async fn durable(pending: Result<crate::store::Pending, ServiceError>) -> Result<(), ServiceError> {
+    pending?.durable().await?;
+    Ok(())
 }

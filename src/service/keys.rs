@@ -104,9 +104,11 @@ impl Service {
             )))
         } else {
             data.state.keys.insert(id.clone(), key.clone());
-            data.commit().inspect_err(|_| {
+            let committed = data.commit().await;
+            if committed.is_err() {
                 data.state.keys.remove(&id);
-            })
+            }
+            committed
         };
         if let Err(e) = committed {
             drop(data);
@@ -209,7 +211,7 @@ impl Service {
                     hsm_id: key.hsm_id,
                 });
             }
-            data.remove_key(group, name)?
+            data.remove_key(group, name).await?
         };
         self.destroy_deleted_key(removed, who.name(), None).await;
         Ok(KeyDeletion::Deleted)
@@ -233,7 +235,7 @@ impl Service {
                     approved.id()
                 )));
             }
-            data.remove_key(&group, &name)?
+            data.remove_key(&group, &name).await?
         };
         self.destroy_deleted_key(removed, &approved.by(), Some(approved.id()))
             .await;
@@ -292,14 +294,14 @@ fn deletable<'a>(
 
 impl super::Data {
     /// Removes a key from the state durably; restored on a failed write.
-    fn remove_key(&mut self, group: &GroupName, name: &KeyName) -> Result<Key, ServiceError> {
+    async fn remove_key(&mut self, group: &GroupName, name: &KeyName) -> Result<Key, ServiceError> {
         let id = (group.clone(), name.clone());
         let removed = self
             .state
             .keys
             .remove(&id)
             .ok_or_else(|| ServiceError::not_found("key", format!("{group}/{name}")))?;
-        if let Err(e) = self.commit() {
+        if let Err(e) = self.commit().await {
             self.state.keys.insert(id, removed);
             return Err(e);
         }

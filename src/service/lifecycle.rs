@@ -68,7 +68,7 @@ impl Service {
             end_job(j);
             super::jobs::stamp_steps(j, before_job.steps.len(), self.now_unix());
         }
-        if let Err(e) = data.commit() {
+        if let Err(e) = data.commit().await {
             data.state.groups.insert(group.clone(), before_group);
             data.state.jobs.insert(id, before_job);
             match before_grace {
@@ -88,7 +88,7 @@ impl Service {
         let Some(removed) = data.state.grace.remove(group) else {
             return Ok(());
         };
-        if let Err(e) = data.commit() {
+        if let Err(e) = data.commit().await {
             data.state.grace.insert(group.clone(), removed);
             return Err(e);
         }
@@ -106,7 +106,7 @@ impl Service {
             return Err(ServiceError::not_found("key group", group));
         }
         let before = data.state.drift.insert(group.clone(), report);
-        if let Err(e) = data.commit() {
+        if let Err(e) = data.commit().await {
             match before {
                 Some(b) => data.state.drift.insert(group.clone(), b),
                 None => data.state.drift.remove(group),
@@ -136,7 +136,7 @@ impl Service {
             }
         }
         let grace = data.state.grace.remove(group);
-        if let Err(e) = data.commit() {
+        if let Err(e) = data.commit().await {
             for (id, k) in before {
                 data.state.keys.insert(id, k);
             }

@@ -4,6 +4,7 @@
 //! It owns the lock around the state and its store, and it is the only place that combines the
 //! HSM with the state. It never returns or logs a secret.
 
+mod backup;
 mod busy;
 mod credential_cert;
 mod credentials;
@@ -16,6 +17,7 @@ mod keys;
 mod lifecycle;
 mod retention;
 
+pub use backup::{BackupFailed, BackupSummary};
 pub use credentials::{
     CertificateExport, CredentialView, NewCertificateCredential, NewCredential, SignInMaterial,
 };
@@ -124,7 +126,7 @@ impl Service {
         let mut data = self.inner.data.lock().await;
         let before = data.state.designated;
         data.state.designated = Some(designated);
-        if let Err(e) = data.commit() {
+        if let Err(e) = data.commit().await {
             data.state.designated = before;
             return Err(e);
         }
@@ -157,10 +159,24 @@ impl Service {
 }
 
 impl Data {
-    /// Makes the state durable, then publishes what it changed (see [`events`]).
-    fn commit(&mut self) -> Result<(), ServiceError> {
-        self.store.commit(&self.state)?;
+    /// Makes the state's changes durable, then publishes what they changed (see [`events`]).
+    /// The writer thread does the I/O; this task waits with the state lock held, so nothing
+    /// else reads a change before it is durable. For hot paths that may release the lock
+    /// first (and so share an fsync with other tasks), see [`Data::stage`].
+    async fn commit(&mut self) -> Result<(), ServiceError> {
+        self.store.stage(&mut self.state)?.durable().await?;
         self.published.committed(&self.state);
         Ok(())
+    }
+
+    /// Queues the state's changes for the next group commit and publishes them; the caller
+    /// drops the state lock and then awaits the returned commit, so changes made by concurrent
+    /// tasks meanwhile are committed with one fsync. Nothing is acknowledged before the await
+    /// returns `Ok`; a failed commit fails every later one until byokd restarts (see
+    /// `store::commit`).
+    fn stage(&mut self) -> Result<crate::store::Pending, ServiceError> {
+        let pending = self.store.stage(&mut self.state)?;
+        self.published.committed(&self.state);
+        Ok(pending)
     }
 }

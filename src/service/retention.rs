@@ -3,7 +3,7 @@
 
 use crate::config::JobsSection;
 use crate::model::{Job, JobId};
-use std::collections::BTreeMap;
+use crate::store::Tracked;
 
 const DAY_SECS: i64 = 86_400;
 
@@ -25,7 +25,7 @@ impl From<&JobsSection> for Retention {
 
 impl Retention {
     /// Prunes `jobs` in place at time `now` (Unix seconds); returns how many were removed.
-    pub fn prune(&self, jobs: &mut BTreeMap<JobId, Job>, now: i64) -> usize {
+    pub fn prune(&self, jobs: &mut Tracked<JobId, Job>, now: i64) -> usize {
         let before = jobs.len();
         let cutoff = now.saturating_sub(self.max_age_secs);
         jobs.retain(|_, j| !j.state.is_final() || j.ended.unwrap_or(j.created) >= cutoff);
@@ -69,7 +69,7 @@ mod tests {
         }
     }
 
-    fn jobs(list: Vec<Job>) -> BTreeMap<JobId, Job> {
+    fn jobs(list: Vec<Job>) -> Tracked<JobId, Job> {
         list.into_iter().map(|j| (j.id, j)).collect()
     }
 

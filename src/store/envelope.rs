@@ -1,18 +1,13 @@
 //! The on-disk envelope: magic, format version, generation, payload length, payload and a
 //! SHA-256 checksum over everything before it. Decoding refuses any truncation, extension or
-//! flipped byte.
+//! flipped byte. Formats 1-4 kept the whole state in two such files (see `slots`).
 
 use sha2::{Digest, Sha256};
 
 /// File magic: `BYOKDST` and a NUL.
 pub const MAGIC: [u8; 8] = *b"BYOKDST\0";
-/// The state format this build writes. Older formats are migrated on load (see `legacy`).
-#[cfg(not(feature = "test-next-format"))]
-pub const FORMAT_VERSION: u16 = 4;
-/// Test-only build (`test-next-format`): one format past the shipped one, reached by a trivial
-/// migration, so the upgrade tests can cross a state format.
-#[cfg(feature = "test-next-format")]
-pub const FORMAT_VERSION: u16 = 5;
+/// The last format written as A/B envelopes; from format 5 on the state is a redb file.
+pub const LAST_AB_FORMAT: u16 = 4;
 
 const HEADER_LEN: usize = 8 + 2 + 8 + 4;
 /// The highest generation a state file may carry. A daemon committing a thousand times a second
@@ -107,7 +102,7 @@ mod tests {
 
     #[test]
     fn every_truncation_and_bit_flip_is_detected() {
-        let bytes = encode(FORMAT_VERSION, 7, b"some postcard payload").unwrap();
+        let bytes = encode(LAST_AB_FORMAT, 7, b"some postcard payload").unwrap();
         assert_eq!(decode(&bytes).unwrap().generation, 7);
         for cut in 0..bytes.len() {
             assert!(decode(&bytes[..cut]).is_err(), "truncated at {cut}");
@@ -126,9 +121,9 @@ mod tests {
 
     #[test]
     fn a_generation_past_the_maximum_is_refused_even_with_a_valid_checksum() {
-        assert!(decode(&encode(FORMAT_VERSION, MAX_GENERATION, b"p").unwrap()).is_ok());
+        assert!(decode(&encode(LAST_AB_FORMAT, MAX_GENERATION, b"p").unwrap()).is_ok());
         for generation in [MAX_GENERATION + 1, u64::MAX] {
-            let err = decode(&encode(FORMAT_VERSION, generation, b"p").unwrap())
+            let err = decode(&encode(LAST_AB_FORMAT, generation, b"p").unwrap())
                 .err()
                 .unwrap_or_default();
             assert!(err.contains("damaged or forged"), "{generation}: {err}");
@@ -138,20 +133,20 @@ mod tests {
     #[test]
     fn encoding_in_place_gives_the_same_bytes() {
         let payload = b"some postcard payload".to_vec();
-        let in_place = encode_with(FORMAT_VERSION, 9, |mut v: Vec<u8>| {
+        let in_place = encode_with(LAST_AB_FORMAT, 9, |mut v: Vec<u8>| {
             v.extend_from_slice(&payload);
             Ok::<_, String>(v)
         })
         .unwrap();
         let mut expected = MAGIC.to_vec();
-        expected.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        expected.extend_from_slice(&LAST_AB_FORMAT.to_le_bytes());
         expected.extend_from_slice(&9u64.to_le_bytes());
         expected.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         expected.extend_from_slice(&payload);
         let sum = Sha256::digest(&expected);
         expected.extend_from_slice(&sum);
         assert_eq!(in_place, expected);
-        assert_eq!(encode(FORMAT_VERSION, 9, &payload).unwrap(), expected);
+        assert_eq!(encode(LAST_AB_FORMAT, 9, &payload).unwrap(), expected);
         assert_eq!(decode(&in_place).unwrap().payload, &payload[..]);
     }
 }

@@ -10,8 +10,16 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
-    #[error("state file {path} is unusable: {reason}")]
+    #[error(
+        "state store {path} is damaged or unreadable: {reason}. byokd refuses to start over it (it never starts empty over existing state); restore the state directory from a backup (byokd restore FILE), or move it aside to start fresh deliberately"
+    )]
     Corrupt { path: PathBuf, reason: String },
+    #[error(
+        "the state directory {dir} already holds a state; a restore never replaces one. Move state.redb (and any state.a, state.b) aside first, with byokd stopped"
+    )]
+    NotEmpty { dir: PathBuf },
+    #[error("state commit to {path} failed: {reason}")]
+    Commit { path: PathBuf, reason: String },
     #[error(
         "no valid state generation in {dir}: {details}. byokd refuses to start empty over existing state; restore the state directory from a backup, or move it aside to start fresh deliberately"
     )]
@@ -24,10 +32,6 @@ pub enum StoreError {
         found: u16,
         supported: u16,
     },
-    #[error(
-        "state in {dir} is at the highest generation byokd writes; restore the state directory from a backup"
-    )]
-    GenerationsExhausted { dir: PathBuf },
     #[error("state could not be encoded: {0}")]
     Encode(String),
 }

@@ -55,9 +55,6 @@ pub fn migrate(format: u16, payload: &[u8]) -> Result<State, String> {
             Ok(v3_to_v4(v3))
         }
         4 => postcard::from_bytes(payload).map_err(|e| format!("format 4 payload: {e}")),
-        // Test-only next format: same shape as format 4, so the step is the identity.
-        #[cfg(feature = "test-next-format")]
-        5 => postcard::from_bytes(payload).map_err(|e| format!("format 5 payload: {e}")),
         other => Err(format!("unknown format version {other}")),
     }
 }
@@ -203,14 +200,14 @@ fn v3_to_v4(v3: StateV3) -> State {
         })
         .collect();
     State {
-        credentials: v3.credentials,
-        groups: v3.groups,
-        keys: v3.keys,
+        credentials: v3.credentials.into(),
+        groups: v3.groups.into(),
+        keys: v3.keys.into(),
         designated: v3.designated,
         jobs,
         next_job_id: JobId::new(v3.next_job_id),
-        grace: v3.grace,
-        drift: v3.drift,
+        grace: v3.grace.into(),
+        drift: v3.drift.into(),
     }
 }
 
@@ -337,13 +334,13 @@ fn v1_to_current(v1: StateV1) -> State {
         .collect();
     State {
         credentials,
-        groups: v1.groups,
-        keys: v1.keys,
+        groups: v1.groups.into(),
+        keys: v1.keys.into(),
         designated: None,
-        jobs: BTreeMap::new(),
+        jobs: Default::default(),
         next_job_id: JobId::new(1),
-        grace: BTreeMap::new(),
-        drift: BTreeMap::new(),
+        grace: Default::default(),
+        drift: Default::default(),
     }
 }
 
@@ -408,7 +405,7 @@ mod tests {
         // And it round-trips in the current format.
         let current = postcard::to_allocvec(&state).unwrap();
         assert_eq!(
-            migrate(super::super::FORMAT_VERSION, &current).unwrap(),
+            migrate(super::super::envelope::LAST_AB_FORMAT, &current).unwrap(),
             state
         );
     }

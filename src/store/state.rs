@@ -1,30 +1,32 @@
 //! The state byokd persists: credentials, key groups, keys and runtime settings.
 
+use super::tracked::Tracked;
 use crate::model::JobId;
 use crate::model::{
     Credential, CredentialName, DriftReport, GroupName, Job, Key, KeyGroup, KeyName, PendingGrace,
 };
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
-/// Everything byokd must not lose. Serialized with postcard inside the envelope.
+/// Everything byokd must not lose. Each map entry is one record of the store (see `db`); the
+/// maps remember what changed, so a commit writes only that. The A/B files of formats 1-4 held
+/// it as one postcard document (see `legacy`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
-    pub credentials: BTreeMap<CredentialName, Credential>,
-    pub groups: BTreeMap<GroupName, KeyGroup>,
+    pub credentials: Tracked<CredentialName, Credential>,
+    pub groups: Tracked<GroupName, KeyGroup>,
     /// Keys by (group, key name).
-    pub keys: BTreeMap<(GroupName, KeyName), Key>,
+    pub keys: Tracked<(GroupName, KeyName), Key>,
     /// The designated-device setting as last set through the control API; `None` means the
     /// configuration file's value applies.
     pub designated: Option<bool>,
     /// Jobs by id, with their journals; finished ones are pruned by retention.
-    pub jobs: BTreeMap<JobId, Job>,
+    pub jobs: Tracked<JobId, Job>,
     /// The next job id to hand out.
     pub next_job_id: JobId,
     /// Previous Azure versions waiting out the grace period after a rotation, by group.
-    pub grace: BTreeMap<GroupName, PendingGrace>,
+    pub grace: Tracked<GroupName, PendingGrace>,
     /// The last drift check's findings, by group.
-    pub drift: BTreeMap<GroupName, DriftReport>,
+    pub drift: Tracked<GroupName, DriftReport>,
 }
 
 /// The highest job id a loaded state may hand out next. A daemon starting a job a second needs

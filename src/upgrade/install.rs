@@ -189,7 +189,7 @@ fn backup_state(state_dir: &Path) -> Result<(), UpgradeError> {
     let fresh = state_dir.join(format!("{BACKUP}.new"));
     remove_tree(&fresh)?;
     fs::create_dir(&fresh).map_err(|e| UpgradeError::io(&fresh, e))?;
-    for name in Store::SLOT_FILES {
+    for name in Store::STATE_FILES {
         copy_keeping_owner(&state_dir.join(name), &fresh.join(name))?;
     }
     sync_dir(&fresh)?;
@@ -205,7 +205,7 @@ fn restore_state(state_dir: &Path) -> Result<(), UpgradeError> {
     if !backup.exists() {
         return Ok(());
     }
-    for name in Store::SLOT_FILES {
+    for name in Store::STATE_FILES {
         let live = state_dir.join(name);
         let temp = state_dir.join(format!("{name}.restore"));
         if copy_keeping_owner(&backup.join(name), &temp)? {

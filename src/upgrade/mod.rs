@@ -18,6 +18,7 @@ mod trust;
 
 pub use bundle::{VerifiedBundle, verify_bundle};
 pub use error::UpgradeError;
+pub use health::ensure_not_running;
 pub use install::{InstallOptions, Installed, install};
 pub use layout::Layout;
 pub use manifest::{Manifest, ManifestFile};

@@ -612,7 +612,7 @@ pub fn seed_pushed_key(dir: &Path) {
             azure_version: Some("0123456789abcdef0123456789abcdef".into()),
         },
     );
-    store.commit(&state).unwrap();
+    store.commit(&mut state).unwrap();
 }
 
 /// The Azure emulator (started on `rt`) with one client-secret app and one vault, for a daemon

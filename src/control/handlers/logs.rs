@@ -81,12 +81,20 @@ pub async fn verify(_: Authorized<AnyRole>) -> Result<Reply, ApiError> {
 }
 
 /// Sends what the exporter writes as chunks; a send error means the client left.
-struct ChunkWriter {
+pub(super) struct ChunkWriter {
     buf: Vec<u8>,
     tx: tokio::sync::mpsc::Sender<Chunk>,
 }
 
 impl ChunkWriter {
+    /// A writer that sends what it is given as chunks of a download (from a blocking thread).
+    pub(super) fn new(tx: tokio::sync::mpsc::Sender<Chunk>) -> Self {
+        Self {
+            buf: Vec::with_capacity(CHUNK),
+            tx,
+        }
+    }
+
     fn send(&mut self) -> std::io::Result<()> {
         if self.buf.is_empty() {
             return Ok(());

@@ -7,6 +7,7 @@
 //! directly, and never return a secret.
 
 mod approvals;
+mod backup;
 mod cloud;
 mod config;
 mod credentials;
@@ -164,6 +165,7 @@ pub async fn dispatch(ctx: &Ctx, caller: &Caller, op: Op, input: Input) -> Resul
         Op::VerifyLogs => logs::verify(require(caller)?).await,
         Op::GetDesignated => config::get_designated(require(caller)?, ctx).await,
         Op::SetDesignated => config::set_designated(require(caller)?, ctx, i).await,
+        Op::CreateBackup => backup::create(require(caller)?, ctx),
     }
 }
 
@@ -178,6 +180,7 @@ pub fn decode_only(op: Op, input: &Input) -> Result<(), ApiError> {
         Op::Health | Op::Whoami | Op::ListCredentials | Op::ListGroups | Op::GetDesignated => {
             Ok(())
         }
+        Op::CreateBackup => decode::only_query(&input.query, &[]),
         Op::AddCredential => credentials::decode_new(&input.body).map(drop),
         Op::ShowCredential | Op::DeleteCredential => credentials::name(p).map(drop),
         Op::CredentialCertificate => credentials::decode_export(p, &input.query).map(drop),

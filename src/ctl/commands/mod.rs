@@ -7,6 +7,7 @@
 //! It owns reading local inputs (the secret file or stdin, dates) and printing. It never puts
 //! the secret anywhere but the request body.
 
+mod backup;
 mod credentials;
 mod groups;
 mod jobs;
@@ -161,6 +162,7 @@ pub async fn run(cli: Cli) -> Result<(), CtlError> {
         Command::Job(c) => jobs::job(&ctx, c).await,
         Command::Log(c) => logs::log(&ctx, c).await,
         Command::Designated(c) => status::designated(&ctx, c).await,
+        Command::Backup(c) => backup::backup(&ctx, c).await,
         Command::Status => status::status(&ctx).await,
         Command::GenerateCompletions { .. } | Command::GenerateMan { .. } => Ok(()),
     }
