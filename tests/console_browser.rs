@@ -107,9 +107,19 @@ fn assert_console_headers(what: &str, headers: &[(String, String)]) {
     );
 }
 
+/// The daemon binary: this build's, or `BYOKD_TEST_DAEMON` (for a checkout whose target
+/// directory other checkouts build into as well).
+fn start(o: Options) -> Daemon {
+    let binary = std::env::var_os("BYOKD_TEST_DAEMON")
+        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_byokd")), PathBuf::from);
+    let mut d = Daemon::prepare(o);
+    d.launch(&binary);
+    d
+}
+
 #[test]
 fn every_console_answer_carries_the_headers_and_needs_a_mapped_certificate() {
-    let d = Daemon::start();
+    let d = start(Options::default());
     for asset in byokd::control::ui::ASSETS {
         let (status, headers, body) = fetch(&d, Some(AUDITOR), asset.path, &[]);
         assert_eq!(status, 200, "{}", asset.path);
@@ -225,7 +235,7 @@ fn the_console_works_in_chromium() {
         "",
         "[lifecycle]\ngrace_days = 0\ndrift_check_hours = 0\n",
     );
-    let d = Daemon::start_with(Options {
+    let d = start(Options {
         hsm_extra: "allow_host_wrap = true\n".into(),
         sections,
         seed_state: Some(seed_bulk),

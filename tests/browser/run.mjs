@@ -4,6 +4,8 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { launch, summary, env } from "./harness.mjs";
 import { seed } from "./seed.mjs";
+import { menus } from "./menus.mjs";
+import { security } from "./security.mjs";
 
 const SHOTS = env("BYOKD_SCREENSHOTS");
 mkdirSync(SHOTS, { recursive: true });
@@ -18,6 +20,8 @@ let failed = 1;
 try {
   const { admin } = await seed(browser, shots);
   await admin.close();
+  await menus(browser, shots);
+  await security(browser, shots);
   failed = summary();
 } catch (e) {
   console.log(`FAIL ${e && e.stack ? e.stack : e}`);

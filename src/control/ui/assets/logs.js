@@ -5,7 +5,6 @@ import { get, query } from "./api.js";
 import { h, field, table, section, actions, button, select, attempt } from "./dom.js";
 import { time } from "./time.js";
 
-const PAGE = 50;
 const SERVICES = [["", "All services"], ["azure", "Azure Service"], ["hsm", "HSM"], ["control", "Control"], ["jobs", "Jobs"], ["system", "System"]];
 
 export async function render(main, ctx) {
@@ -18,6 +17,7 @@ export async function render(main, ctx) {
     since: h("input", { type: "text", name: "since", placeholder: "2026-01-31T00:00:00Z", autocomplete: "off" }),
     until: h("input", { type: "text", name: "until", placeholder: "2026-01-31T23:59:59Z", autocomplete: "off" }),
   };
+  const perPage = select("limit", ["10", "50", "100", "500"], "50");
   const filters = () => Object.fromEntries(Object.entries(inputs).map(([k, v]) => [k, v.value.trim()]));
   const results = h("div", { class: "log-results" });
   const format = select("format", [["jsonl", "JSON Lines"], ["csv", "CSV"]], "jsonl");
@@ -33,7 +33,7 @@ export async function render(main, ctx) {
   }
 
   async function load(after) {
-    const page = await get(`/v1/logs${query({ ...filters(), after, limit: PAGE })}`);
+    const page = await get(`/v1/logs${query({ ...filters(), after, limit: perPage.value })}`);
     if (!ctx.alive()) return;
     const rows = page.records.map((r) => [
       String(r.seq),
@@ -65,7 +65,7 @@ export async function render(main, ctx) {
   };
   const filterForm = h("form", { class: "filters", "aria-label": "Log filters", onsubmit: apply },
     field("Service", inputs.service), field("Level", inputs.level), field("Text", inputs.text),
-    field("Key group", inputs.group), field("Job", inputs.job), field("Since (RFC 3339)", inputs.since), field("Until (RFC 3339)", inputs.until),
+    field("Key group", inputs.group), field("Job", inputs.job), field("Since (RFC 3339)", inputs.since), field("Until (RFC 3339)", inputs.until), field("Records per page", perPage),
     h("div", { class: "actions" }, h("button", { type: "submit" }, "Apply filters")));
   for (const i of Object.values(inputs)) i.addEventListener("change", updateExport);
   format.addEventListener("change", updateExport);
