@@ -22,18 +22,16 @@ function status(health) {
   return h("dl", { class: "facts", id: "daemon-status" }, facts.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v || "—")]));
 }
 
-function designated(d, ctx, reload) {
+function designated(d, from, ctx, reload) {
   const toggle = h("input", { type: "checkbox", id: "designated", checked: d.designated, disabled: !ctx.can("admin") });
   toggle.addEventListener("change", () => attempt("Designated device", async () => {
     const r = await put("/v1/config/designated", { designated: toggle.checked });
     notice(`This appliance is ${r.body.designated ? "now" : "no longer"} the designated device`);
     await reload();
   }));
-  const source = d.source === "state"
-    ? "set by an admin (kept in the state; it overrides the configuration file)"
-    : d.source === "config"
-      ? "from the configuration file (designated = …)"
-      : "set in the configuration file, or by an admin here (the state wins)";
+  const source = from === "state"
+    ? "set by an admin at run time (kept in the state; it wins over the configuration file)"
+    : "the configuration file (designated in byokd.toml)";
   return h("div", { class: "designated" },
     h("label", { class: "check", for: "designated" }, toggle, " This appliance is the designated device (it may change the cloud)"),
     h("p", { class: "hint" }, `Value: ${d.designated ? "on" : "off"}; source: ${source}.`));
@@ -88,8 +86,8 @@ export async function render(main, ctx) {
   filter.addEventListener("change", () => attempt("Approvals", reloadQueue));
   const desigBox = h("div", {});
   const reloadDesignated = async () => {
-    const d = await get("/v1/config/designated");
-    if (ctx.alive()) desigBox.replaceChildren(designated(d, ctx, reloadDesignated));
+    const [d, health] = await Promise.all([get("/v1/config/designated"), get("/v1/health")]);
+    if (ctx.alive()) desigBox.replaceChildren(designated(d, health.designated_source, ctx, reloadDesignated));
   };
   const health = await get("/v1/health");
   if (!ctx.alive()) return;
