@@ -372,6 +372,7 @@ fn health(full: bool) -> Value {
         Value::Null
     };
     json!({"live": true, "ready": full, "degraded": full, "logs": logs, "version": "0.1.0", "designated": true,
+        "designated_source": if full { "state" } else { "config" },
         "hsm": {"ready": true, "detail": "ok", "token": "byokd", "model": "SoftHSM v2", "serial": "1234",
             "wrap_strategy": if full { json!("two-step") } else { Value::Null },
             "wrap_summary": "two-step",

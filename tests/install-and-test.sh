@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh Debian machine (SoftHSM, OpenSSL, curl, rsyslog,
 # clang for the kryoptic token, apparmor_parser, setpriv, readelf, python3-venv for the API
-# fuzzing) and runs the whole test suite: format, lints, tests, then the API document's
+# fuzzing, Debian's chromium and Node for the web console's browser tests) and runs the whole test suite: format, lints, tests, then the API document's
 # validation and fuzzing (tests/api-fuzz.sh).
 # Usage: tests/install-and-test.sh        (as root, or with sudo available)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need=(softhsm2 opensc openssl curl rsyslog rsyslog-openssl clang libclang-dev systemd apparmor util-linux binutils python3-venv)
+need=(softhsm2 opensc openssl curl rsyslog rsyslog-openssl clang libclang-dev systemd apparmor util-linux binutils python3-venv chromium)
+# Node 18 or later runs playwright-core for tests/console_browser.rs; Debian's if none is there.
+command -v npm >/dev/null || need+=(nodejs npm)
 missing=()
 for p in "${need[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -31,6 +33,11 @@ cargo build --release --manifest-path tests/kryoptic-module/Cargo.toml \
 kryoptic_pid=$!
 trap 'kill "$kryoptic_pid" 2>/dev/null || true' EXIT
 export BYOKD_KRYOPTIC_MODULE="${BYOKD_KRYOPTIC_MODULE:-$PWD/tests/kryoptic-module/target/release/libbyokd_kryoptic_module.so}"
+
+# playwright-core, pinned by tests/browser/package-lock.json; it drives /usr/bin/chromium and
+# never downloads a browser.
+echo "== npm ci (tests/browser)"
+(cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

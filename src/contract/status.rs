@@ -15,6 +15,10 @@ pub struct Health {
     pub logs: Option<LogStatus>,
     pub version: String,
     pub designated: bool,
+    /// Where `designated` comes from: `state` once an admin set it (`PUT
+    /// /v1/config/designated`, kept in the state and winning over the file), else `config`
+    /// (`designated` in byokd.toml).
+    pub designated_source: String,
     pub hsm: HsmHealth,
     pub state: StateHealth,
 }

@@ -7,7 +7,8 @@
 //! requests and authorization denials, per identity), the cross-site request defence
 //! (`browser`), who the caller is (`identity`), what they may
 //! do (`authz`), the route table (`routes`), request decoding
-//! (`decode`), the handlers, errors, and the API document (`openapi`).
+//! (`decode`), the handlers, errors, the API document (`openapi`), and the web console's
+//! compiled-in files and headers (`ui`).
 //! Must never: run a handler without an `Authorized` proof, accept a client without a
 //! certificate chaining to the console CA, echo a secret, or let a limit turn into a hang.
 
@@ -24,6 +25,7 @@ pub mod openapi;
 pub mod routes;
 mod server;
 pub(crate) mod tls;
+pub mod ui;
 
 pub use errors::{ApiError, ControlError};
 pub use server::{ControlServer, start};

@@ -36,4 +36,14 @@ impl Service {
             Err(NotDesignated)
         }
     }
+
+    /// Where the designated setting comes from: `"state"` once an admin set it at run time,
+    /// else `"config"` (the configuration file's `designated`).
+    pub async fn designated_source(&self) -> &'static str {
+        if self.inner.data.lock().await.state.designated.is_some() {
+            "state"
+        } else {
+            "config"
+        }
+    }
 }

@@ -36,6 +36,7 @@ pub async fn health(_: Authorized<AnyRole>, ctx: &Ctx) -> Result<Reply, ApiError
         logs,
         version: env!("CARGO_PKG_VERSION").to_owned(),
         designated: ctx.service.designated().await,
+        designated_source: ctx.service.designated_source().await.to_owned(),
         hsm: HsmHealth {
             ready: hsm_ready,
             detail: hsm_detail,

@@ -2,7 +2,9 @@
 //! route, the per-identity long-poll cap, the body under its limits, dispatch, and the log
 //! line or the refusal counted.
 
-use super::response::{Body, ErrorCode, download_response, error_response, json_response};
+use super::response::{
+    Body, ErrorCode, console_response, download_response, error_response, json_response,
+};
 use super::{Shared, read_timeout};
 use crate::config::Limits;
 use crate::control::browser;
@@ -13,6 +15,7 @@ use crate::control::handlers::{self, Input, Reply};
 use crate::control::identity::Caller;
 use crate::control::limits::Activity;
 use crate::control::routes::{self, Matched, Op};
+use crate::control::ui;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -47,6 +50,9 @@ async fn answer(
     }
     if let Err(e) = browser::check_origin(&method, req.headers(), &shared.origins) {
         return (None, error_response(&e, true));
+    }
+    if ui::is_console(&path) {
+        return (Some("/ui/"), console_response(ui::answer(&method, &path)));
     }
     match routes::matching(&method, &path) {
         Matched::NotFound => {
@@ -136,8 +142,12 @@ pub(super) async fn handle(
     let method = req.method().clone();
     // What a refused cross-origin request aimed at (the refusal comes before routing).
     let aimed = target(&method, req.uri().path());
+    let console = ui::is_console(req.uri().path());
     let (route, mut resp) = answer(req, shared, peer, caller, began).await;
     browser::secure_headers(resp.headers_mut());
+    if console {
+        ui::console_headers(resp.headers_mut());
+    }
     let status = resp.status();
     let code = resp.extensions().get::<ErrorCode>().map_or("", |c| c.0);
     let fields = (caller.log_name(), caller.role_name(), route.unwrap_or("-"));

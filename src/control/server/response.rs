@@ -109,3 +109,36 @@ pub(super) fn error_response(e: &ApiError, close: bool) -> Response<Body> {
     resp.extensions_mut().insert(ErrorCode(e.code));
     resp
 }
+
+/// A console answer: one of its compiled-in files, a redirect, or an error (the console's own
+/// headers are added by the caller, to errors too).
+pub(super) fn console_response(a: crate::control::ui::Answer) -> Response<Body> {
+    use crate::control::ui::Answer;
+    match a {
+        Answer::File(asset) => {
+            let mut resp = Response::new(
+                Full::new(Bytes::from_static(asset.body))
+                    .map_err(|never| match never {})
+                    .boxed(),
+            );
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(asset.content_type),
+            );
+            resp
+        }
+        Answer::Redirect(to) => {
+            let mut resp = json_response(
+                StatusCode::PERMANENT_REDIRECT,
+                &serde_json::json!({}),
+                false,
+            );
+            resp.headers_mut()
+                .insert(header::LOCATION, HeaderValue::from_static(to));
+            resp
+        }
+        Answer::Refused(status, code, message) => {
+            error_response(&ApiError::new(status, code, message), false)
+        }
+    }
+}
