@@ -65,6 +65,14 @@ pub enum AzureError {
     Tls { host: String, detail: String },
     #[error("trust anchors from {path}: {detail}")]
     TrustAnchors { path: String, detail: String },
+    /// The host name does not exist (or is missing from a configured `[azure.resolve]` map):
+    /// never retried, since only a configuration change can fix it.
+    #[error("{what}: name does not resolve; {hint}")]
+    NameDoesNotResolve {
+        what: String,
+        host: String,
+        hint: &'static str,
+    },
     #[error("{host} could not be reached after {attempts} attempt(s): {reason}")]
     Unreachable {
         host: String,
