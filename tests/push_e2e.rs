@@ -418,6 +418,7 @@ fn sync_job_as(rig: &Rig, group: &str, vault: &str, credential: &str) -> Value {
         &[
             "group",
             "create",
+            "--no-verify",
             group,
             "--credential",
             credential,
@@ -517,6 +518,7 @@ fn sign_in_failures_fail_the_job_with_a_hint_and_touch_nothing() {
             &[
                 "credential",
                 "add",
+                "--no-verify",
                 "wrong-secret",
                 "--tenant-id",
                 TENANT,
@@ -535,6 +537,7 @@ fn sign_in_failures_fail_the_job_with_a_hint_and_touch_nothing() {
             &[
                 "credential",
                 "add",
+                "--no-verify",
                 "wrong-tenant",
                 "--tenant-id",
                 "99999999-9999-9999-9999-999999999999",
@@ -558,6 +561,7 @@ fn sign_in_failures_fail_the_job_with_a_hint_and_touch_nothing() {
                 &[
                     "group",
                     "create",
+                    "--no-verify",
                     &group,
                     "--credential",
                     cred,

@@ -30,7 +30,9 @@ pub mod transfer_blob;
 
 pub use budget::CreateBudget;
 pub use endpoints::{Allowlist, CloudEndpoints, Target};
-pub use entra::{AccessToken, AssertionSigner, Challenge, ClientAuth, Entra, EntraError};
+pub use entra::{
+    AccessToken, AssertionSigner, Challenge, ClientAuth, Entra, EntraError, SignInProof,
+};
 pub use http::{AzureMetrics, HttpClient, HttpOptions, HttpRequest, HttpResponse, MetricsSnapshot};
 pub use keyvault::{
     DeletedKeyBundle, ImportRequest, JsonWebKey, Kek, KeyAttributes, KeyBundle, KeyItem, KeyUpdate,
