@@ -371,7 +371,7 @@ fn health(full: bool) -> Value {
     } else {
         Value::Null
     };
-    json!({"live": true, "ready": full, "degraded": full, "logs": logs, "version": "0.1.0", "designated": true,
+    json!({"live": true, "ready": full, "degraded": full, "logs": logs, "version": "0.1.0", "designated": true, "designated_source": if full { "api" } else { "file" }, "designated_file": !full,
         "hsm": {"ready": true, "detail": "ok", "token": "byokd", "model": "SoftHSM v2", "serial": "1234",
             "wrap_strategy": if full { json!("two-step") } else { Value::Null },
             "wrap_summary": "two-step",

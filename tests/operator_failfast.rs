@@ -197,3 +197,65 @@ fn a_sync_to_a_vault_that_does_not_resolve_fails_at_once_without_retries() {
         d.log()
     );
 }
+
+/// The designated rule: byokd.toml sets the default, a different value set through the API
+/// overrides it and `status` says so, `check-config` warns about the disagreement, and setting
+/// the file's value through the API returns to the file.
+#[test]
+fn the_designated_setting_says_where_it_comes_from_and_check_config_warns_on_disagreement() {
+    let mut d = Daemon::start(); // byokd.toml: designated = true
+    let source = |d: &Daemon| {
+        let (code, v) = d.ctl_json(OPERATOR, &["status"]);
+        assert_eq!(code, 0, "{v}");
+        (
+            v["health"]["designated"].clone(),
+            v["health"]["designated_source"].clone(),
+        )
+    };
+    assert_eq!(source(&d), (Value::Bool(true), Value::from("file")));
+    let line = String::from_utf8_lossy(&d.ctl(OPERATOR, &["status"]).stdout).into_owned();
+    assert!(line.contains("designated  yes (from byokd.toml)"), "{line}");
+
+    assert!(
+        d.ctl(ADMIN, &["designated", "set", "false"])
+            .status
+            .success()
+    );
+    assert_eq!(source(&d), (Value::Bool(false), Value::from("api")));
+    let line = String::from_utf8_lossy(&d.ctl(OPERATOR, &["status"]).stdout).into_owned();
+    assert!(
+        line.contains(
+            "designated  no (set through the API; overrides designated = true in byokd.toml)"
+        ),
+        "{line}"
+    );
+
+    // check-config (with the daemon stopped, so it can read the state) warns but passes.
+    d.stop();
+    let config = d.config.clone();
+    let check = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_byokd"))
+            .args(["--config", config.to_str().unwrap(), "check-config"])
+            .output()
+            .unwrap()
+    };
+    let out = check();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("warning: designated = true in byokd.toml is overridden by the value set through the API (false)"),
+        "{err}"
+    );
+
+    // The file's value set through the API clears the override.
+    d.spawn();
+    assert!(
+        d.ctl(ADMIN, &["designated", "set", "true"])
+            .status
+            .success()
+    );
+    assert_eq!(source(&d), (Value::Bool(true), Value::from("file")));
+    d.stop();
+    let out = check();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("warning"), "{err}");
+}
