@@ -406,3 +406,36 @@ async fn an_unreachable_allowed_host_fails_after_bounded_attempts() {
     );
     assert!(err.is_retryable());
 }
+
+/// A misspelt vault: the name is not in the `[azure.resolve]` map (the rig's DNS), so it does
+/// not exist. One attempt, a typed error that says what to check, no retries.
+#[tokio::test]
+async fn a_vault_name_that_does_not_resolve_fails_at_once_without_retries() {
+    let pki = Pki::new();
+    let server = Server::start(pki.server_config(&[VAULT_HOST, LOGIN_HOST])).await;
+    let az = azure(
+        &pki,
+        &[(VAULT_HOST, server.addr), (LOGIN_HOST, server.addr)],
+        &[VAULT, "myvualt"],
+        fast_options(),
+    );
+    let err = az
+        .keyvault()
+        .get_key(&token(), "myvualt", "k", None)
+        .await
+        .unwrap_err();
+    match &err {
+        AzureError::NameDoesNotResolve { host, .. } => {
+            assert_eq!(host, "myvualt.vault.azure.net")
+        }
+        other => panic!("expected a name that does not resolve, got {other:?}"),
+    }
+    assert_eq!(
+        err.to_string(),
+        "vault myvualt: name does not resolve; check the vault name and azure.cloud"
+    );
+    assert!(!err.is_retryable());
+    let m = az.metrics();
+    assert_eq!((m.requests, m.retries), (1, 0), "{m:?}");
+    assert_eq!(server.connection_count(), 0);
+}

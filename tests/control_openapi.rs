@@ -371,8 +371,7 @@ fn health(full: bool) -> Value {
     } else {
         Value::Null
     };
-    json!({"live": true, "ready": full, "degraded": full, "logs": logs, "version": "0.1.0", "designated": true,
-        "designated_source": if full { "state" } else { "config" },
+    json!({"live": true, "ready": full, "degraded": full, "logs": logs, "version": "0.1.0", "designated": true, "designated_source": if full { "api" } else { "file" }, "designated_file": !full,
         "hsm": {"ready": true, "detail": "ok", "token": "byokd", "model": "SoftHSM v2", "serial": "1234",
             "wrap_strategy": if full { json!("two-step") } else { Value::Null },
             "wrap_summary": "two-step",
@@ -393,7 +392,7 @@ fn every_answer_and_request_of_the_contract_matches_the_document_field_by_field(
     let mut w = Walk::default();
     let credential = |full: bool| {
         json!({"name": "app", "tenant_id": "11111111-2222-3333-4444-555555555555",
-            "client_id": "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", "kind": "secret", "fingerprint": "ab12",
+            "client_id": "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", "kind": "secret", "verified": full, "fingerprint": "ab12",
             "created": "2026-01-01T00:00:00Z",
             "expires": if full { json!("2030-01-31T00:00:00Z") } else { Value::Null },
             "groups": if full { json!(["g"]) } else { json!([]) }})
@@ -728,7 +727,7 @@ fn every_answer_and_request_of_the_contract_matches_the_document_field_by_field(
 
     // Requests.
     let new_secret = json!({"name": "app", "tenant_id": "t", "client_id": "c", "secret": "s3cret",
-        "expires": "2030-01-31T00:00:00Z"});
+        "expires": "2030-01-31T00:00:00Z", "verify": true});
     let new_cert = json!({"name": "app", "tenant_id": "t", "client_id": "c", "certificate": true, "validity_days": 365});
     check::<c::NewCredential>(
         d,
@@ -750,7 +749,7 @@ fn every_answer_and_request_of_the_contract_matches_the_document_field_by_field(
         &mut w,
     );
     let rsa = json!({"name": "g", "credential": "app", "vault": "vault1", "key_type": "RSA-3072", "exponent": 65537,
-        "key_ops": ["wrapKey", "unwrapKey"], "rotation": {"enabled": true, "rotate_every_months": 6, "keep_valid_months": 12}});
+        "key_ops": ["wrapKey", "unwrapKey"], "rotation": {"enabled": true, "rotate_every_months": 6, "keep_valid_months": 12}, "verify": true});
     let ec = json!({"name": "g", "credential": "app", "vault": "vault1", "key_type": "EC-P256", "key_ops": ["sign"], "rotation": {}});
     check::<c::NewGroup>(
         d,

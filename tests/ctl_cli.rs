@@ -30,6 +30,7 @@ fn byokctl_drives_credentials_groups_and_keys() {
         &[
             "credential",
             "add",
+            "--no-verify",
             "c1",
             "--tenant-id",
             TENANT,
@@ -46,6 +47,7 @@ fn byokctl_drives_credentials_groups_and_keys() {
         &[
             "credential",
             "add",
+            "--no-verify",
             "c2",
             "--tenant-id",
             TENANT,
@@ -77,6 +79,7 @@ fn byokctl_drives_credentials_groups_and_keys() {
         &[
             "group",
             "create",
+            "--no-verify",
             "g1",
             "--credential",
             "c1",

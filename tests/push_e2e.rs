@@ -429,6 +429,7 @@ fn sync_job_as(rig: &Rig, group: &str, vault: &str, credential: &str) -> Value {
         &[
             "group",
             "create",
+            "--no-verify",
             group,
             "--credential",
             credential,
@@ -528,6 +529,7 @@ fn sign_in_failures_fail_the_job_with_a_hint_and_touch_nothing() {
             &[
                 "credential",
                 "add",
+                "--no-verify",
                 "wrong-secret",
                 "--tenant-id",
                 TENANT,
@@ -546,6 +548,7 @@ fn sign_in_failures_fail_the_job_with_a_hint_and_touch_nothing() {
             &[
                 "credential",
                 "add",
+                "--no-verify",
                 "wrong-tenant",
                 "--tenant-id",
                 "99999999-9999-9999-9999-999999999999",
@@ -569,6 +572,7 @@ fn sign_in_failures_fail_the_job_with_a_hint_and_touch_nothing() {
                 &[
                     "group",
                     "create",
+                    "--no-verify",
                     &group,
                     "--credential",
                     cred,

@@ -291,6 +291,7 @@ fn a_refused_client_secret_is_not_in_memory_ten_seconds_after_the_failed_sync() 
         &[
             "group",
             "create",
+            "--no-verify",
             "wrongg",
             "--credential",
             "wrong",

@@ -111,6 +111,29 @@ pub struct Target {
 pub struct Allowlist {
     endpoints: CloudEndpoints,
     vaults: RwLock<Vaults>,
+    /// Vaults allowed for the checks of a group being created ([`Allowlist::probe`]), with how
+    /// many checks hold each.
+    probing: std::sync::Mutex<std::collections::BTreeMap<String, usize>>,
+}
+
+/// Keeps one vault allowed while a group naming it is checked before it is committed; the
+/// vault is refused again when the last guard drops (unless a committed group names it).
+#[derive(Debug)]
+pub struct ProbeGuard {
+    list: Arc<Allowlist>,
+    vault: String,
+}
+
+impl Drop for ProbeGuard {
+    fn drop(&mut self) {
+        let mut probing = self.list.probing.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = probing.get_mut(&self.vault) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                probing.remove(&self.vault);
+            }
+        }
+    }
 }
 
 /// Where the allowed vaults come from.
@@ -137,6 +160,7 @@ impl Allowlist {
         let list = Self {
             endpoints: CloudEndpoints::of(cloud),
             vaults: RwLock::new(Vaults::Listed(BTreeSet::new())),
+            probing: std::sync::Mutex::new(std::collections::BTreeMap::new()),
         };
         list.set_vaults(vaults)?;
         Ok(list)
@@ -186,8 +210,38 @@ impl Allowlist {
         }
     }
 
-    /// Whether a vault is in the allowed set (case-insensitively).
+    /// Allows `vault` until the guard drops: the checks `group create` makes before the group
+    /// (and with it the vault) is committed.
+    pub fn probe(self: &Arc<Self>, vault: &str) -> Result<ProbeGuard, AzureError> {
+        if !valid_vault_name(vault) {
+            return Err(AzureError::InvalidName {
+                kind: "vault",
+                name: vault.to_string(),
+            });
+        }
+        let vault = vault.to_ascii_lowercase();
+        *self
+            .probing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(vault.clone())
+            .or_insert(0) += 1;
+        Ok(ProbeGuard {
+            list: Arc::clone(self),
+            vault,
+        })
+    }
+
+    /// Whether a vault is in the allowed set (case-insensitively), or held by a probe.
     pub fn has_vault(&self, vault: &str) -> bool {
+        if self
+            .probing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&vault.to_ascii_lowercase())
+        {
+            return true;
+        }
         match &*self.vaults.read().unwrap_or_else(|e| e.into_inner()) {
             Vaults::Listed(set) => set.contains(&vault.to_ascii_lowercase()),
             Vaults::Committed(rx) => rx

@@ -30,7 +30,9 @@ pub mod transfer_blob;
 
 pub use budget::CreateBudget;
 pub use endpoints::{Allowlist, CloudEndpoints, Target};
-pub use entra::{AccessToken, AssertionSigner, Challenge, ClientAuth, Entra, EntraError};
+pub use entra::{
+    AccessToken, AssertionSigner, Challenge, ClientAuth, Entra, EntraError, SignInProof,
+};
 pub use http::{AzureMetrics, HttpClient, HttpOptions, HttpRequest, HttpResponse, MetricsSnapshot};
 pub use keyvault::{
     DeletedKeyBundle, ImportRequest, JsonWebKey, Kek, KeyAttributes, KeyBundle, KeyItem, KeyUpdate,
@@ -65,6 +67,14 @@ pub enum AzureError {
     Tls { host: String, detail: String },
     #[error("trust anchors from {path}: {detail}")]
     TrustAnchors { path: String, detail: String },
+    /// The host name does not exist (or is missing from a configured `[azure.resolve]` map):
+    /// never retried, since only a configuration change can fix it.
+    #[error("{what}: name does not resolve; {hint}")]
+    NameDoesNotResolve {
+        what: String,
+        host: String,
+        hint: &'static str,
+    },
     #[error("{host} could not be reached after {attempts} attempt(s): {reason}")]
     Unreachable {
         host: String,

@@ -233,6 +233,7 @@ pub struct AzureSection {
     #[serde(default)]
     pub cloud: Cloud,
     /// Host name → `ip:port`, like curl's `--resolve`. SNI and certificate checks keep the name.
+    /// When set it is the whole of name resolution: a host it does not list does not resolve.
     #[serde(default)]
     pub resolve: BTreeMap<String, SocketAddr>,
     /// Extra trust anchors (PEM files) added to the system roots.

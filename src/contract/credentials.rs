@@ -60,6 +60,12 @@ pub struct NewCredential {
     /// When the client secret expires (a reminder only; Azure enforces it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires: Option<Timestamp>,
+    /// Sign in once with the secret before storing it, and refuse it with Entra's reason
+    /// (`byokctl credential add` asks for this unless `--no-verify`). Without it the credential
+    /// is stored unverified. Not for a certificate credential, whose certificate must be
+    /// uploaded to the app registration first.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub verify: bool,
 }
 
 /// `PATCH /v1/credentials/{credential}`.
@@ -88,6 +94,9 @@ pub struct Credential {
     pub client_id: String,
     /// `secret` or `certificate`.
     pub kind: String,
+    /// Whether Entra ID has accepted a sign-in with it (at `add` with `verify`, or at the first
+    /// job since). `false`: staged, not yet proved.
+    pub verified: bool,
     pub fingerprint: String,
     pub created: Timestamp,
     pub expires: Option<Timestamp>,

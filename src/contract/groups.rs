@@ -22,6 +22,12 @@ pub struct NewGroup {
     pub key_ops: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotation: Option<RotationPatch>,
+    /// Check with Azure first that the vault exists and that the credential signs in and may
+    /// read the vault (the Get and List key permissions), and refuse the group naming what is
+    /// wrong (`byokctl group create` asks for this unless `--no-verify`). Create, Import, Delete
+    /// and Purge cannot be checked without changing the vault: they show at first use.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub verify: bool,
 }
 
 /// A rotation policy, whole or in part: absent fields keep their current (or default) value.

@@ -31,6 +31,7 @@ pub use jobs::{Job, JobAnswer, JobKey, JobList, JobStarted, JournalStep, Progres
 pub use keys::{Key, KeyList, NewKey, PublicKey};
 pub use logs::{LogPage, LogVerdict};
 pub use status::{
-    Deleted, Designated, ErrorAnswer, ErrorDetail, Health, HsmHealth, StateHealth, Whoami,
+    Deleted, Designated, DesignatedSource, ErrorAnswer, ErrorDetail, Health, HsmHealth,
+    StateHealth, Whoami,
 };
 pub use time::Timestamp;

@@ -3,6 +3,7 @@
 
 use crate::hsm::{WrapReport, WrapStrategy};
 use crate::logs::Status as LogStatus;
+
 use serde::{Deserialize, Serialize};
 
 /// `GET /v1/health`: liveness and readiness, with the HSM's, the state's and the log's status.
@@ -14,11 +15,13 @@ pub struct Health {
     pub degraded: bool,
     pub logs: Option<LogStatus>,
     pub version: String,
+    /// The designated setting in force.
     pub designated: bool,
-    /// Where `designated` comes from: `state` once an admin set it (`PUT
-    /// /v1/config/designated`, kept in the state and winning over the file), else `config`
-    /// (`designated` in byokd.toml).
-    pub designated_source: String,
+    /// Where it comes from: `file` (byokd.toml) or `api` (set through the API, overriding the
+    /// file).
+    pub designated_source: DesignatedSource,
+    /// `designated` in byokd.toml, whichever applies.
+    pub designated_file: bool,
     pub hsm: HsmHealth,
     pub state: StateHealth,
 }
@@ -39,6 +42,16 @@ pub struct HsmHealth {
 pub struct StateHealth {
     pub ready: bool,
     pub generation: u64,
+}
+
+/// Where the designated setting in force comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DesignatedSource {
+    /// `designated` in byokd.toml.
+    File,
+    /// Set through the API to a value other than the file's, which it overrides.
+    Api,
 }
 
 /// `GET /v1/whoami`.

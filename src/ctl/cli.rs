@@ -160,6 +160,11 @@ pub enum CredentialCmd {
         /// When the secret expires: YYYY-MM-DD, RFC 3339, or Unix seconds.
         #[arg(long, value_name = "DATE")]
         expires: Option<String>,
+        /// Store the secret without signing in with it first (an appliance that cannot reach
+        /// Azure yet); it shows as unverified until a sign-in succeeds. A certificate
+        /// credential is always stored unverified: upload its certificate first.
+        #[arg(long)]
+        no_verify: bool,
     },
     /// Print a certificate credential's certificate (PEM) to upload to the app registration,
     /// or with --csr a PKCS#10 request signed in the HSM for your CA.
@@ -239,6 +244,10 @@ pub enum GroupCmd {
         key_ops: Option<Vec<String>>,
         #[command(flatten)]
         rotation: RotationArgs,
+        /// Create the group without checking with Azure that the vault exists and that the
+        /// credential may read it (Get and List key permissions).
+        #[arg(long)]
+        no_verify: bool,
     },
     /// List key groups.
     List,

@@ -32,7 +32,10 @@ pub fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Action::CheckConfig => match preflight::check_config(&args.config) {
-            Ok(_) => {
+            Ok(c) => {
+                for w in preflight::warnings(&c) {
+                    eprintln!("{}: warning: {w}", args.config.display());
+                }
                 println!("{}: OK", args.config.display());
                 ExitCode::SUCCESS
             }

@@ -36,6 +36,28 @@ pub fn check_config(path: &Path) -> Result<Config, Vec<Problem>> {
     }
 }
 
+/// What `check-config` reports without refusing the configuration: today, a designated setting
+/// set through the API that overrides a different `designated` in this file. The state is read
+/// only when a daemon has run on it (its lock file exists, so reading creates nothing) and no
+/// daemon holds it now.
+pub fn warnings(c: &Config) -> Vec<String> {
+    let dir = &c.state_dir;
+    if !dir.join("state.lock").is_file() {
+        return Vec::new();
+    }
+    match crate::store::Store::open(dir) {
+        Ok((_store, state, _)) => {
+            crate::service::DesignatedSetting::resolve(c.designated, state.designated)
+                .disagreement()
+                .into_iter()
+                .collect()
+        }
+        Err(e) => vec![format!(
+            "the designated setting set through the API was not compared with this file ({e}); `byokctl status` shows which applies"
+        )],
+    }
+}
+
 /// The problems of the files a valid configuration names; `owner` says whose PIN file it may be.
 pub fn files(c: &Config, at: &Inspection, owner: PinOwner) -> Vec<Problem> {
     let mut problems = Vec::new();

@@ -83,7 +83,11 @@ pub async fn run(args: &Args) -> Result<(), DaemonError> {
         _scheduler,
         _expiry,
     } = startup;
-    let designated = service.designated().await;
+    let setting = service.designated_setting().await;
+    if let Some(told) = setting.disagreement() {
+        tracing::warn!(designated = setting.value, file = setting.file, "{told}");
+    }
+    let designated = setting.value;
     tracing::info!(
         designated,
         startup_ms = started.elapsed().as_millis(),

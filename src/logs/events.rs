@@ -55,6 +55,8 @@ catalogue! {
     CredentialAdded => "credential.added", "An admin added a client-secret credential (sealed in the HSM).";
     CredentialCertificateCreated => "credential.certificate.created", "An admin added a certificate credential (key pair generated in the HSM).";
     CredentialExpiryChanged => "credential.expiry_changed", "An admin set or cleared a credential's expiry.";
+    CredentialVerified => "credential.verified", "Entra ID accepted a sign-in with a credential that was recorded as unverified (added with --no-verify, a certificate credential, or through the API without verify); it shows as verified from now on.";
+    CredentialRefused => "credential.refused", "A credential was not added because Entra ID refused its sign-in; the record carries Entra's reason (never the secret).";
     CredentialDeleted => "credential.deleted", "A credential was deleted (after a second admin's approval).";
     GroupCreated => "group.created", "A key group was created.";
     GroupUpdated => "group.updated", "A key group's rotation policy was changed.";

@@ -21,14 +21,47 @@ pub enum CredentialAuth {
         key_id: HsmKeyId,
         certificate_der: Vec<u8>,
     },
+    /// A credential no sign-in has proved yet: added with `--no-verify`, a certificate credential
+    /// before its certificate is uploaded, or one added through the API without `verify`. The
+    /// first sign-in Entra accepts unwraps it. Never nested.
+    Unverified(Box<CredentialAuth>),
 }
 
 impl CredentialAuth {
     /// `secret` or `certificate`, as views and the API name the kind.
     pub fn kind(&self) -> &'static str {
-        match self {
-            CredentialAuth::Secret { .. } => "secret",
+        match self.material() {
             CredentialAuth::Certificate { .. } => "certificate",
+            _ => "secret",
+        }
+    }
+
+    /// How the credential signs in, whether proved or not.
+    pub fn material(&self) -> &CredentialAuth {
+        match self {
+            CredentialAuth::Unverified(inner) => inner.material(),
+            other => other,
+        }
+    }
+
+    /// Whether a sign-in with it has succeeded.
+    pub fn verified(&self) -> bool {
+        !matches!(self, CredentialAuth::Unverified(_))
+    }
+
+    /// Marks it as not yet proved by a sign-in.
+    pub fn unverified(self) -> CredentialAuth {
+        match self {
+            CredentialAuth::Unverified(inner) => CredentialAuth::Unverified(inner),
+            other => CredentialAuth::Unverified(Box::new(other)),
+        }
+    }
+
+    /// Marks it as proved by a sign-in.
+    pub fn into_verified(self) -> CredentialAuth {
+        match self {
+            CredentialAuth::Unverified(inner) => inner.into_verified(),
+            other => other,
         }
     }
 }
@@ -112,6 +145,13 @@ mod tests {
             cert
         );
         assert_eq!(cert.kind(), "certificate");
+        // Unverified was appended too: variant 2 around the proved shape, both ways.
+        let staged = secret.clone().unverified();
+        assert_eq!(postcard::to_allocvec(&staged).unwrap(), [2, 0, 3, 1, 2, 3]);
+        assert!(!staged.verified() && secret.verified());
+        assert_eq!(staged.kind(), "secret");
+        assert_eq!(staged.clone().unverified(), staged);
+        assert_eq!(staged.into_verified(), secret);
         assert_eq!(
             certificate_thumbprint(b"abc"),
             "A9993E364706816ABA3E25717850C26C9CD0D89D"

@@ -4,6 +4,7 @@
 
 use super::credential_cert::{self, Artefact, DEFAULT_VALIDITY_DAYS, MAX_VALIDITY_DAYS};
 use super::{Service, ServiceError};
+use crate::azure::SignInProof;
 use crate::dual_control::{Approved, DeleteCredential};
 use crate::logs::Event;
 use crate::model::{
@@ -66,6 +67,8 @@ pub struct CredentialView {
     pub tenant_id: String,
     pub client_id: String,
     pub kind: &'static str,
+    /// Whether Entra ID has accepted a sign-in with it.
+    pub verified: bool,
     pub fingerprint: String,
     pub created: i64,
     pub expires: Option<i64>,
@@ -73,9 +76,30 @@ pub struct CredentialView {
 }
 
 impl Service {
+    /// Adds a client-secret credential no sign-in has proved: recorded and shown as unverified
+    /// until a sign-in succeeds.
     pub async fn add_credential(
         &self,
         new: NewCredential,
+        by: &str,
+    ) -> Result<CredentialView, ServiceError> {
+        self.add_secret_credential(new, None, by).await
+    }
+
+    /// Adds a client-secret credential Entra ID accepted a sign-in with just now.
+    pub async fn add_verified_credential(
+        &self,
+        new: NewCredential,
+        proof: SignInProof,
+        by: &str,
+    ) -> Result<CredentialView, ServiceError> {
+        self.add_secret_credential(new, Some(proof), by).await
+    }
+
+    async fn add_secret_credential(
+        &self,
+        new: NewCredential,
+        proof: Option<SignInProof>,
         by: &str,
     ) -> Result<CredentialView, ServiceError> {
         if new.secret.is_empty() {
@@ -90,18 +114,21 @@ impl Service {
             .await?;
         let fingerprint = secret_fingerprint(&new.name, new.secret.expose_secret());
         drop(new.secret);
+        let auth = CredentialAuth::Secret { sealed };
+        let verified = proof.is_some();
         let credential = Credential {
             name: new.name.clone(),
             tenant_id: new.tenant_id,
             client_id: new.client_id,
-            auth: CredentialAuth::Secret { sealed },
+            auth: if verified { auth } else { auth.unverified() },
             fingerprint,
             created: self.now_unix(),
             expires: new.expires,
         };
         let view = self.insert_credential(credential).await?;
         tracing::warn!(event = Event::CredentialAdded.as_str(), service = "control", credential = %new.name, identity = by,
-            "Client-secret credential added: {}, by {by}", new.name);
+            verified, "Client-secret credential added: {}, by {by} ({})", new.name,
+            if verified { "Entra ID accepted its sign-in" } else { "not verified: no sign-in tried yet" });
         Ok(view)
     }
 
@@ -151,10 +178,12 @@ impl Service {
             tenant_id: new.tenant_id,
             client_id: new.client_id,
             fingerprint: certificate_thumbprint(&der),
+            // Unproved until its certificate is uploaded and a sign-in succeeds.
             auth: CredentialAuth::Certificate {
                 key_id: key.id,
                 certificate_der: der,
-            },
+            }
+            .unverified(),
             created: self.now_unix(),
             expires: Some(not_after),
         };
@@ -280,12 +309,12 @@ impl Service {
             .credentials
             .get(name)
             .ok_or_else(|| ServiceError::not_found("credential", name))?;
-        match &cred.auth {
+        match cred.auth.material() {
             CredentialAuth::Certificate {
                 key_id,
                 certificate_der,
             } => Ok((*key_id, certificate_der.clone(), cred.expires)),
-            CredentialAuth::Secret { .. } => Err(ServiceError::Conflict(format!(
+            _ => Err(ServiceError::Conflict(format!(
                 "credential {:?} uses a client secret, not a certificate",
                 name.as_str()
             ))),
@@ -304,12 +333,10 @@ impl Service {
                 .get(name)
                 .ok_or_else(|| ServiceError::not_found("credential", name))?
                 .auth
+                .material()
                 .clone()
         };
         match auth {
-            CredentialAuth::Secret { sealed } => Ok(SignInMaterial::Secret(
-                self.hsm().unseal(name.as_str().as_bytes(), &sealed).await?,
-            )),
             CredentialAuth::Certificate {
                 key_id,
                 certificate_der,
@@ -317,7 +344,40 @@ impl Service {
                 key_id,
                 certificate_der,
             }),
+            CredentialAuth::Secret { sealed } => Ok(SignInMaterial::Secret(
+                self.hsm().unseal(name.as_str().as_bytes(), &sealed).await?,
+            )),
+            CredentialAuth::Unverified(_) => Err(ServiceError::Conflict(format!(
+                "credential {:?} is stored in a nested unverified form; add it again",
+                name.as_str()
+            ))),
         }
+    }
+
+    /// Records that Entra ID accepted a sign-in with the credential: it shows as verified from
+    /// now on. Commits only when it was unverified.
+    pub async fn mark_credential_verified(
+        &self,
+        name: &CredentialName,
+        _proof: &SignInProof,
+    ) -> Result<(), ServiceError> {
+        let mut data = self.inner.data.lock().await;
+        let Some(cred) = data.state.credentials.get_mut(name) else {
+            return Ok(());
+        };
+        if cred.auth.verified() {
+            return Ok(());
+        }
+        let before = cred.auth.clone();
+        cred.auth = before.clone().into_verified();
+        if let Err(e) = data.commit() {
+            if let Some(c) = data.state.credentials.get_mut(name) {
+                c.auth = before;
+            }
+            return Err(e);
+        }
+        tracing::info!(event = Event::CredentialVerified.as_str(), service = "control", credential = %name, "Credential {name} verified: Entra ID accepted its sign-in");
+        Ok(())
     }
 
     pub async fn list_credentials(&self) -> Vec<CredentialView> {
@@ -390,12 +450,10 @@ impl Service {
         drop(data);
         tracing::warn!(event = Event::CredentialDeleted.as_str(), service = "control", credential = %name, identity = %by,
             approval = %approved.id(), "Credential {name} deleted by {by}");
-        if let Some(Credential {
-            auth: CredentialAuth::Certificate { key_id, .. },
-            ..
-        }) = removed
+        if let Some(CredentialAuth::Certificate { key_id, .. }) =
+            removed.as_ref().map(|c| c.auth.material())
         {
-            self.discard_signing_key(key_id).await;
+            self.discard_signing_key(*key_id).await;
         }
         Ok(())
     }
@@ -413,9 +471,9 @@ impl Service {
                 .credentials
                 .get(name)
                 .ok_or_else(|| ServiceError::not_found("credential", name))?;
-            match &cred.auth {
+            match cred.auth.material() {
                 CredentialAuth::Secret { sealed } => sealed.clone(),
-                CredentialAuth::Certificate { .. } => {
+                _ => {
                     return Err(ServiceError::Conflict(format!(
                         "credential {:?} is a certificate credential and has no secret",
                         name.as_str()
@@ -459,6 +517,7 @@ fn view(
         tenant_id: c.tenant_id.to_string(),
         client_id: c.client_id.to_string(),
         kind: c.auth.kind(),
+        verified: c.auth.verified(),
         fingerprint: c.fingerprint.clone(),
         created: c.created,
         expires: c.expires,

@@ -21,7 +21,7 @@ pub use backup::{BackupFailed, BackupSummary};
 pub use credentials::{
     CertificateExport, CredentialView, NewCertificateCredential, NewCredential, SignInMaterial,
 };
-pub use designated::{Designated, NotDesignated};
+pub use designated::{Designated, DesignatedSetting, DesignatedSource, NotDesignated};
 pub use error::ServiceError;
 pub use events::{CHANGE_CAPACITY, CommittedVaults, StateChange};
 pub use groups::{DriftFindingView, DriftView, GroupView, NewGroup};
@@ -121,21 +121,30 @@ impl Service {
         self.designated_device().await.is_ok()
     }
 
-    /// Sets the designated-device flag durably.
+    /// Sets the designated-device flag durably: a value other than byokd.toml's is kept and
+    /// overrides the file; the file's own value clears the override, so the file applies again
+    /// (see [`DesignatedSetting`]).
     pub async fn set_designated(&self, designated: bool, by: &str) -> Result<(), ServiceError> {
+        let file = self.inner.config.designated;
         let mut data = self.inner.data.lock().await;
         let before = data.state.designated;
-        data.state.designated = Some(designated);
+        data.state.designated = (designated != file).then_some(designated);
         if let Err(e) = data.commit().await {
             data.state.designated = before;
             return Err(e);
         }
+        let source = if designated == file {
+            "byokd.toml applies again"
+        } else {
+            "set through the API; it overrides byokd.toml"
+        };
         tracing::warn!(
             event = crate::logs::Event::ConfigDesignatedChanged.as_str(),
             designated,
+            file,
             was = ?before,
             identity = by,
-            "designated-device setting changed (admin action)"
+            "designated-device setting changed by {by} to {designated} ({source}, which says {file})"
         );
         Ok(())
     }

@@ -78,7 +78,7 @@ export async function menus(browser, shots) {
     await page.locator("#notice", { hasText: "no longer the designated device" }).waitFor();
     await page.locator(".designated .hint", { hasText: "Value: off; source: set by an admin" }).waitFor();
     await page.getByLabel(/designated device/).check();
-    await page.locator(".designated .hint", { hasText: "Value: on; source: set by an admin" }).waitFor();
+    await page.locator(".designated .hint", { hasText: "Value: on; source: the configuration file" }).waitFor();
     await shots(page, "administration");
   }, page);
 

@@ -43,6 +43,11 @@ use token::{parse_token, renew_at};
 
 type CacheKey = (String, String, String);
 
+/// Proof that Entra ID accepted a credential's sign-in once ([`Entra::verify`]): made nowhere
+/// else, so a credential can only be recorded as verified after a real sign-in.
+#[derive(Debug)]
+pub struct SignInProof(());
+
 /// Entra token client with a per-credential cache.
 pub struct Entra {
     http: Arc<HttpClient>,
@@ -99,6 +104,24 @@ impl Entra {
             .await?;
         self.lock().insert(key, token.clone());
         Ok(token)
+    }
+
+    /// Signs in once, bypassing and not filling the cache: proves a credential (before byokd
+    /// stores it, or before a group uses it). Entra's refusal comes back as its typed error
+    /// (AADSTS code and hint).
+    pub async fn sign_in_once(
+        &self,
+        credential: &str,
+        tenant: &str,
+        client_id: &str,
+        auth: ClientAuth<'_>,
+    ) -> Result<(AccessToken, SignInProof), AzureError> {
+        check_id(credential, "tenant id", tenant)?;
+        check_id(credential, "client id", client_id)?;
+        let now = self.clock.now_system();
+        self.request(credential, tenant, client_id, auth, now)
+            .await
+            .map(|t| (t, SignInProof(())))
     }
 
     /// The cached, still valid token of a credential, if any: lets a certificate credential skip

@@ -136,6 +136,14 @@ pub(super) fn classify(e: &hyper_util::client::legacy::Error, target: &Target) -
                         reason,
                     })
                 }
+                ConnectError::NoSuchName { host } => {
+                    let (what, hint) = target_label(host);
+                    Failure::Fatal(AzureError::NameDoesNotResolve {
+                        what,
+                        hint,
+                        host: host.clone(),
+                    })
+                }
                 ConnectError::Tls(detail) => Failure::Fatal(AzureError::Tls {
                     host: target.host.clone(),
                     detail: detail.clone(),
@@ -151,6 +159,22 @@ pub(super) fn classify(e: &hyper_util::client::legacy::Error, target: &Target) -
     Failure::Transient {
         reason: format!("connection failed: {}", error_chain(e)),
         sent: !e.is_connect(),
+    }
+}
+
+/// How the operator knows a host (`vault NAME` for a Key Vault, else the host itself) and
+/// what to check when its name does not resolve.
+fn target_label(host: &str) -> (String, &'static str) {
+    match host.split_once('.') {
+        // Every cloud's vault suffix starts with `vault.` (endpoints.rs).
+        Some((vault, rest)) if rest.starts_with("vault.") => (
+            format!("vault {vault}"),
+            "check the vault name and azure.cloud",
+        ),
+        _ => (
+            host.to_string(),
+            "check azure.cloud and the appliance's DNS settings",
+        ),
     }
 }
 

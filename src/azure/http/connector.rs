@@ -28,6 +28,10 @@ pub(super) enum ConnectError {
         host: String,
         source: std::io::Error,
     },
+    /// The name does not exist (NXDOMAIN, or no address record), or it is not in a configured
+    /// `[azure.resolve]` map: repeating the lookup cannot help.
+    #[error("{host}: name does not resolve")]
+    NoSuchName { host: String },
     #[error("no address for {host}")]
     NoAddress { host: String },
     #[error("TCP connect to {host} ({addr}) failed: {source}")]
@@ -99,12 +103,13 @@ impl Connector {
         let Target { host, port } = target;
         let addrs: Vec<SocketAddr> = match self.resolve.get(&host) {
             Some(addr) => vec![*addr],
+            // A configured map is the whole of name resolution: a name it lacks does not exist.
+            None if !self.resolve.is_empty() => {
+                return Err(ConnectError::NoSuchName { host });
+            }
             None => tokio::net::lookup_host((host.as_str(), port))
                 .await
-                .map_err(|source| ConnectError::Dns {
-                    host: host.clone(),
-                    source,
-                })?
+                .map_err(|source| dns_error(&host, source))?
                 .collect(),
         };
         let mut last = None;
@@ -150,6 +155,30 @@ impl Connector {
             io: TokioIo::new(stream),
             h2,
         })
+    }
+}
+
+/// Sorts a failed lookup: a name that does not exist is permanent, anything else (no server
+/// reachable, SERVFAIL, a time-out) may recover. The standard library reports getaddrinfo's
+/// code only as text, so this reads glibc's and musl's texts for EAI_NONAME and EAI_NODATA (the
+/// daemon runs in the C locale under its unit).
+pub(super) fn dns_error(host: &str, source: std::io::Error) -> ConnectError {
+    const NO_SUCH_NAME: [&str; 4] = [
+        "Name or service not known",
+        "No address associated with hostname",
+        "Name does not resolve",
+        "Name has no usable address",
+    ];
+    let text = source.to_string();
+    if NO_SUCH_NAME.iter().any(|t| text.contains(t)) {
+        ConnectError::NoSuchName {
+            host: host.to_string(),
+        }
+    } else {
+        ConnectError::Dns {
+            host: host.to_string(),
+            source,
+        }
     }
 }
 

@@ -5,6 +5,8 @@
 //! except for requests that carry a secret, which get a connection of their own).
 //! The connector checks the [`Allowlist`] *before* any DNS lookup, then resolves through the
 //! `[azure.resolve]` map or DNS; SNI and certificate verification always use the real host name.
+//! A name that does not exist (NXDOMAIN, or absent from a configured map) fails at once with
+//! [`AzureError::NameDoesNotResolve`]; a DNS outage is transient and retried.
 //! It never follows a redirect, bounds response sizes and time, and retries throttling, transient
 //! statuses and resets with back-off, but never blindly repeats a non-idempotent request whose
 //! response was lost, or that got a 500/502/503/504 (the service may have committed it before a

@@ -62,3 +62,27 @@ fn backoff_doubles_from_the_base_with_bounded_jitter() {
         );
     }
 }
+
+#[test]
+fn a_name_that_does_not_exist_is_permanent_and_a_dns_outage_is_not() {
+    use super::connector::{ConnectError, dns_error};
+    // The texts std gives for getaddrinfo's codes (glibc, then musl).
+    for text in [
+        "failed to lookup address information: Name or service not known",
+        "failed to lookup address information: No address associated with hostname",
+        "failed to lookup address information: Name does not resolve",
+    ] {
+        let e = dns_error("kv.vault.azure.net", std::io::Error::other(text));
+        assert!(
+            matches!(e, ConnectError::NoSuchName { .. }),
+            "{text}: {e:?}"
+        );
+    }
+    for text in [
+        "failed to lookup address information: Temporary failure in name resolution",
+        "failed to lookup address information: Try again",
+    ] {
+        let e = dns_error("kv.vault.azure.net", std::io::Error::other(text));
+        assert!(matches!(e, ConnectError::Dns { .. }), "{text}: {e:?}");
+    }
+}

@@ -14,7 +14,8 @@ use crate::service::{CertificateExport, CredentialView, NewCertificateCredential
 
 /// A decoded request to add a credential.
 pub(super) enum NewRequest {
-    Secret(NewCredential),
+    /// A client secret, and whether to sign in with it before storing it.
+    Secret(NewCredential, bool),
     Certificate(NewCertificateCredential),
 }
 
@@ -47,15 +48,24 @@ pub(super) fn decode_new(body: &[u8]) -> Result<NewRequest, ApiError> {
                     "only a certificate credential has a validity",
                 ));
             }
-            Ok(NewRequest::Secret(NewCredential {
-                name,
-                tenant_id,
-                client_id,
-                secret: secret.into_bytes(),
-                expires: expires(b.expires)?,
-            }))
+            Ok(NewRequest::Secret(
+                NewCredential {
+                    name,
+                    tenant_id,
+                    client_id,
+                    secret: secret.into_bytes(),
+                    expires: expires(b.expires)?,
+                },
+                b.verify,
+            ))
         }
         (None, true) => {
+            if b.verify {
+                return Err(ApiError::invalid(
+                    "verify",
+                    "a certificate credential can sign in only once its certificate is uploaded to the app registration; add it without verify",
+                ));
+            }
             if b.expires.is_some() {
                 return Err(ApiError::invalid(
                     "expires",
@@ -103,6 +113,7 @@ fn answer(v: CredentialView) -> contract::Credential {
         tenant_id: v.tenant_id,
         client_id: v.client_id,
         kind: v.kind.to_owned(),
+        verified: v.verified,
         fingerprint: v.fingerprint,
         created: Timestamp::from_unix(v.created),
         expires: v.expires.map(Timestamp::from_unix),
@@ -131,7 +142,13 @@ pub async fn add(auth: Authorized<Admin>, ctx: &Ctx, i: Input) -> Result<Reply, 
     let new = decode_new(&i.body)?;
     drop(i);
     let view = match new {
-        NewRequest::Secret(new) => ctx.service.add_credential(new, auth.name()).await?,
+        NewRequest::Secret(new, false) => ctx.service.add_credential(new, auth.name()).await?,
+        NewRequest::Secret(new, true) => {
+            let proof = super::verify::secret_sign_in(ctx, &new).await?;
+            ctx.service
+                .add_verified_credential(new, proof, auth.name())
+                .await?
+        }
         NewRequest::Certificate(new) => {
             ctx.service
                 .add_certificate_credential(new, auth.name())

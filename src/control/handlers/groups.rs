@@ -1,5 +1,6 @@
 //! `/v1/groups`: create, list, show, update the rotation policy, delete when empty.
-//! Admin or operator for changes; any role may read. Never touches the cloud.
+//! Admin or operator for changes; any role may read. Changes nothing in the cloud; with
+//! `verify`, create first checks that the vault exists and the credential may read it.
 
 use super::{Ctx, Input, Reply};
 use crate::contract::{self, GroupUpdate, NewGroup as NewBody, Timestamp};
@@ -12,7 +13,8 @@ use crate::model::{
 };
 use crate::service::{DriftView, GroupView, NewGroup};
 
-pub(super) fn decode_new(body: &[u8]) -> Result<NewGroup, ApiError> {
+/// The new group, and whether to check its vault and credential with Azure first.
+pub(super) fn decode_new(body: &[u8]) -> Result<(NewGroup, bool), ApiError> {
     let b: NewBody = decode::json(body)?;
     let exponent = match b.exponent {
         Some(e) => field("exponent", RsaExponent::from_value(e))?,
@@ -35,14 +37,15 @@ pub(super) fn decode_new(body: &[u8]) -> Result<NewGroup, ApiError> {
     rotation
         .validate()
         .map_err(|e| ApiError::invalid(format!("rotation.{}", e.field), e.reason))?;
-    Ok(NewGroup {
+    let group = NewGroup {
         name: field("name", GroupName::try_from(b.name))?,
         credential: field("credential", CredentialName::try_from(b.credential))?,
         vault: field("vault", VaultName::try_from(b.vault))?,
         key_type,
         key_ops,
         rotation,
-    })
+    };
+    Ok((group, b.verify))
 }
 
 /// Decodes a rotation update; applied over the group's current policy by [`update`].
@@ -109,7 +112,10 @@ pub async fn list(_: Authorized<AnyRole>, ctx: &Ctx) -> Result<Reply, ApiError> 
 }
 
 pub async fn create(auth: Authorized<Operate>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
-    let new = decode_new(&i.body)?;
+    let (new, verify) = decode_new(&i.body)?;
+    if verify {
+        super::verify::vault_access(ctx, &new.credential, &new.vault).await?;
+    }
     let view = ctx.service.create_group(new, auth.name()).await?;
     Reply::created(&answer(view))
 }

@@ -2,7 +2,7 @@
 //! mapped identity may call them; a client without a certificate cannot connect at all.
 
 use super::{Ctx, Reply};
-use crate::contract::{Health, HsmHealth, StateHealth, Whoami};
+use crate::contract::{DesignatedSource, Health, HsmHealth, StateHealth, Whoami};
 use crate::control::authz::{AnyRole, Authorized};
 use crate::control::errors::ApiError;
 use crate::control::identity::{Caller, role_name};
@@ -29,14 +29,19 @@ pub async fn health(_: Authorized<AnyRole>, ctx: &Ctx) -> Result<Reply, ApiError
     let generation = ctx.service.generation().await;
     let logs = crate::logs::installed().map(|l| l.status());
     let degraded = logs.as_ref().is_some_and(|l| l.degraded);
+    let designated = ctx.service.designated_setting().await;
     Reply::ok(&Health {
         live: true,
         ready: hsm_ready,
         degraded,
         logs,
         version: env!("CARGO_PKG_VERSION").to_owned(),
-        designated: ctx.service.designated().await,
-        designated_source: ctx.service.designated_source().await.to_owned(),
+        designated: designated.value,
+        designated_source: match designated.source {
+            crate::service::DesignatedSource::File => DesignatedSource::File,
+            crate::service::DesignatedSource::Api => DesignatedSource::Api,
+        },
+        designated_file: designated.file,
         hsm: HsmHealth {
             ready: hsm_ready,
             detail: hsm_detail,

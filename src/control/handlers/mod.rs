@@ -16,6 +16,7 @@ mod health;
 mod jobs;
 mod keys;
 mod logs;
+mod verify;
 
 use super::authz::require;
 use super::decode;

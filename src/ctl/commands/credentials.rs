@@ -17,6 +17,7 @@ const CREDENTIAL_COLS: &[Column] = &[
     ("NAME", "name"),
     ("TENANT", "tenant_id"),
     ("CLIENT", "client_id"),
+    ("VERIFIED", "verified"),
     ("FINGERPRINT", "fingerprint"),
     ("EXPIRES", "expires"),
     ("GROUPS", "groups"),
@@ -65,6 +66,7 @@ pub(super) async fn credential(ctx: &Ctx, c: CredentialCmd) -> Result<(), CtlErr
             certificate: true,
             validity_days,
             expires: _,
+            no_verify: _,
         } => {
             let body = NewCredential {
                 name,
@@ -74,6 +76,7 @@ pub(super) async fn credential(ctx: &Ctx, c: CredentialCmd) -> Result<(), CtlErr
                 certificate: true,
                 validity_days,
                 expires: None,
+                verify: false,
             };
             let created: Credential = ctx.send(Method::POST, "/v1/credentials", &body).await?;
             ctx.show(&created);
@@ -87,6 +90,7 @@ pub(super) async fn credential(ctx: &Ctx, c: CredentialCmd) -> Result<(), CtlErr
             certificate: false,
             validity_days: _,
             expires,
+            no_verify,
         } => {
             let secret = read_secret(secret_file.as_deref(), secret_stdin)?;
             let expires = expires.as_deref().map(parse_date).transpose()?;
@@ -99,6 +103,7 @@ pub(super) async fn credential(ctx: &Ctx, c: CredentialCmd) -> Result<(), CtlErr
                 certificate: false,
                 validity_days: None,
                 expires,
+                verify: !no_verify,
             };
             // The body holds the secret: written into a buffer that is zeroed when dropped.
             let mut bytes = Zeroizing::new(Vec::with_capacity(capacity));

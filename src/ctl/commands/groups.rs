@@ -48,6 +48,7 @@ pub(super) async fn group(ctx: &Ctx, c: GroupCmd) -> Result<(), CtlError> {
             exponent,
             key_ops,
             rotation,
+            no_verify,
         } => {
             let body = NewGroup {
                 name,
@@ -57,6 +58,7 @@ pub(super) async fn group(ctx: &Ctx, c: GroupCmd) -> Result<(), CtlError> {
                 exponent,
                 key_ops,
                 rotation: Some(rotation_body(&rotation)),
+                verify: !no_verify,
             };
             let created: Group = ctx.send(Method::POST, "/v1/groups", &body).await?;
             ctx.show(&created);

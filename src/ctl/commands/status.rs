@@ -1,7 +1,7 @@
 //! `byokctl status` and `byokctl designated`, and the generated shell completions and man page.
 
 use super::Ctx;
-use crate::contract::{Designated, Health, Whoami};
+use crate::contract::{Designated, DesignatedSource, Health, Whoami};
 use crate::ctl::CtlError;
 use crate::ctl::cli::*;
 use http::Method;
@@ -29,6 +29,19 @@ pub(super) async fn designated(ctx: &Ctx, c: DesignatedCmd) -> Result<(), CtlErr
     Ok(())
 }
 
+/// `yes (from byokd.toml)`, or `no (set through the API; overrides designated = true in
+/// byokd.toml)`.
+fn designated_line(value: bool, source: DesignatedSource, file: bool) -> String {
+    let yes_no = if value { "yes" } else { "no" };
+    match source {
+        DesignatedSource::File => format!("{yes_no} (from byokd.toml)"),
+        DesignatedSource::Api if value == file => format!("{yes_no} (set through the API)"),
+        DesignatedSource::Api => {
+            format!("{yes_no} (set through the API; overrides designated = {file} in byokd.toml)")
+        }
+    }
+}
+
 pub(super) async fn status(ctx: &Ctx) -> Result<(), CtlError> {
     let health: Health = ctx.get("/v1/health").await?;
     let me: Whoami = ctx.get("/v1/whoami").await?;
@@ -53,7 +66,14 @@ pub(super) async fn status(ctx: &Ctx) -> Result<(), CtlError> {
         hsm.wrap_summary
     );
     println!("state       generation {}", health.state.generation);
-    println!("designated  {}", health.designated);
+    println!(
+        "designated  {}",
+        designated_line(
+            health.designated,
+            health.designated_source,
+            health.designated_file
+        )
+    );
     if let Some(logs) = &health.logs {
         println!(
             "logs        {} (next record {}, {} segment(s), {} bytes)",

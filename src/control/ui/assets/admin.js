@@ -22,15 +22,15 @@ function status(health) {
   return h("dl", { class: "facts", id: "daemon-status" }, facts.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v || "—")]));
 }
 
-function designated(d, from, ctx, reload) {
+function designated(d, health, ctx, reload) {
   const toggle = h("input", { type: "checkbox", id: "designated", checked: d.designated, disabled: !ctx.can("admin") });
   toggle.addEventListener("change", () => attempt("Designated device", async () => {
     const r = await put("/v1/config/designated", { designated: toggle.checked });
     notice(`This appliance is ${r.body.designated ? "now" : "no longer"} the designated device`);
     await reload();
   }));
-  const source = from === "state"
-    ? "set by an admin at run time (kept in the state; it wins over the configuration file)"
+  const source = health.designated_source === "api"
+    ? `set by an admin through the API (overrides designated = ${health.designated_file ? "true" : "false"} in byokd.toml)`
     : "the configuration file (designated in byokd.toml)";
   return h("div", { class: "designated" },
     h("label", { class: "check", for: "designated" }, toggle, " This appliance is the designated device (it may change the cloud)"),
@@ -87,7 +87,7 @@ export async function render(main, ctx) {
   const desigBox = h("div", {});
   const reloadDesignated = async () => {
     const [d, health] = await Promise.all([get("/v1/config/designated"), get("/v1/health")]);
-    if (ctx.alive()) desigBox.replaceChildren(designated(d, health.designated_source, ctx, reloadDesignated));
+    if (ctx.alive()) desigBox.replaceChildren(designated(d, health, ctx, reloadDesignated));
   };
   const health = await get("/v1/health");
   if (!ctx.alive()) return;
