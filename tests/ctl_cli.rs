@@ -58,7 +58,7 @@ fn byokctl_drives_credentials_groups_and_keys() {
     let table = ok(&d.ctl(AUDITOR, &["credential", "list"]));
     assert!(table.starts_with("NAME"), "{table}");
     assert!(
-        table.contains("c1") && table.contains("2030-01-31 00:00:00Z") && table.contains("c2"),
+        table.contains("c1") && table.contains("2030-01-31T00:00:00Z") && table.contains("c2"),
         "{table}"
     );
     assert!(!table.contains("secret-value") && !table.contains("stdin-secret"));
