@@ -6,18 +6,10 @@
 #[path = "control_rig/mod.rs"]
 mod rig;
 
-use rig::*;
-use std::process::Output;
+mod ctl_support;
 
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
+use ctl_support::ok;
+use rig::*;
 
 #[test]
 fn byokctl_drives_credentials_groups_and_keys() {
