@@ -8,13 +8,15 @@ use std::path::PathBuf;
 
 pub const EXIT_CODES: &str = "\
 Exit codes:
-  0  success (a dual-control request recorded and waiting for approval is a success too)
+  0  success (a dual-control request recorded and waiting for approval is a success too; so is
+     output cut short by its reader, as in `byokctl job list | head -1`)
   1  other failure: cannot connect, server error, unexpected answer
   2  usage error: bad arguments, an unreadable input file, or a request the server refused as invalid (400)
-  3  authentication or authorization failure: TLS handshake refused (certificate not from the console CA), or 401/403
+  3  authentication or authorization failure: TLS handshake refused (certificate not from the console CA), or 401/403 (the role may not do this)
   4  not found (404)
-  5  conflict (409): name taken, resource in use, approval expired, self-approval or already decided; or `log export` to a FILE that exists (without --force)
-  6  a job failed
+  5  conflict (409): name taken, resource in use, not the designated device, approval expired or already decided;
+     an admin approving their own request; or `log export` to a FILE that exists (without --force)
+  6  a job failed or was cancelled
   7  not available: the server answered 501 (not in this build yet) or 503 (HSM or state unavailable)
   8  log verify: the hash chain is broken (the first broken record is named)
 

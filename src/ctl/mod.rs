@@ -60,6 +60,9 @@ impl CtlError {
             Self::JobFailed(_) => 6,
             Self::Exists(_) => 5,
             Self::ChainBroken(_) => 8,
+            // An admin approving their own request: refused as 403 by the API, but it is a
+            // conflict with dual control's rule, not a missing right.
+            Self::Api { code, .. } if code == "self_approval" => 5,
             Self::Api { status, .. } => match status {
                 400 | 405 | 413 | 415 => 2,
                 401 | 403 => 3,
