@@ -189,7 +189,7 @@ fn seed_bulk(dir: &Path) {
         key.azure_version = (i % 3 == 0).then(|| format!("{i:032x}").into());
         state.keys.insert((group.clone(), name), key);
     }
-    store.commit(&state).unwrap();
+    store.commit(&mut state).unwrap();
 }
 
 fn browser_dir() -> PathBuf {

@@ -8,13 +8,15 @@ use std::path::PathBuf;
 
 pub const EXIT_CODES: &str = "\
 Exit codes:
-  0  success (a dual-control request recorded and waiting for approval is a success too)
+  0  success (a dual-control request recorded and waiting for approval is a success too; so is
+     output cut short by its reader, as in `byokctl job list | head -1`)
   1  other failure: cannot connect, server error, unexpected answer
   2  usage error: bad arguments, an unreadable input file, or a request the server refused as invalid (400)
-  3  authentication or authorization failure: TLS handshake refused (certificate not from the console CA), or 401/403
+  3  authentication or authorization failure: TLS handshake refused (certificate not from the console CA), or 401/403 (the role may not do this)
   4  not found (404)
-  5  conflict (409): name taken, resource in use, approval expired, self-approval or already decided; or `log export` to a FILE that exists (without --force)
-  6  a job failed
+  5  conflict (409): name taken, resource in use, not the designated device, approval expired or already decided;
+     an admin approving their own request; or `log export` to a FILE that exists (without --force)
+  6  a job failed or was cancelled
   7  not available: the server answered 501 (not in this build yet) or 503 (HSM or state unavailable)
   8  log verify: the hash chain is broken (the first broken record is named)
 
@@ -51,7 +53,7 @@ pub struct Global {
     /// Settings file [default: ~/.config/byokctl/config.toml].
     #[arg(long, global = true, env = "BYOKCTL_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
-    /// Output format.
+    /// Output format. Times are RFC 3339 UTC in every format.
     #[arg(long, short, global = true, env = "BYOKCTL_OUTPUT", value_enum, default_value_t = Output::Table)]
     pub output: Output,
     /// Seconds to wait for one answer.
@@ -67,10 +69,19 @@ pub struct Global {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
-    /// Human-readable tables.
+    /// Tables fitted to the terminal; `show` as a describe-style record with sections.
     Table,
-    /// The server's JSON, for scripts.
+    /// Tables with every column.
+    Wide,
+    /// The API's answer as JSON, with its field names.
     Json,
+    /// The API's answer as YAML, with its field names.
+    Yaml,
+    /// Tab-separated values: a header of the API's field names, then one row per item (a
+    /// record: one `field<TAB>value` line per field).
+    Tsv,
+    /// Nothing: only the exit code tells.
+    None,
 }
 
 #[derive(Debug, Subcommand)]
@@ -195,10 +206,60 @@ pub enum CredentialCmd {
     Delete { name: String },
 }
 
+/// On or off; `true`/`false` (and `yes`/`no`) are accepted too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OnOff {
+    #[value(alias = "true", alias = "yes")]
     On,
+    #[value(alias = "false", alias = "no")]
     Off,
+}
+
+/// An Azure key type (Key Vault's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KeyTypeArg {
+    #[value(name = "RSA-2048")]
+    Rsa2048,
+    #[value(name = "RSA-3072")]
+    Rsa3072,
+    #[value(name = "RSA-4096")]
+    Rsa4096,
+    #[value(name = "EC-P256")]
+    EcP256,
+    #[value(name = "EC-P384")]
+    EcP384,
+    #[value(name = "EC-P521")]
+    EcP521,
+    #[value(name = "EC-P256K")]
+    EcP256k,
+}
+
+/// A key usage (Key Vault's key operation names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KeyOpArg {
+    #[value(name = "encrypt")]
+    Encrypt,
+    #[value(name = "decrypt")]
+    Decrypt,
+    #[value(name = "sign")]
+    Sign,
+    #[value(name = "verify")]
+    Verify,
+    #[value(name = "wrapKey")]
+    WrapKey,
+    #[value(name = "unwrapKey")]
+    UnwrapKey,
+}
+
+/// How `key public` writes the public key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PublicFormat {
+    /// SubjectPublicKeyInfo, PEM (`-----BEGIN PUBLIC KEY-----`).
+    Pem,
+    /// SubjectPublicKeyInfo, DER (binary).
+    Der,
+    /// A JSON Web Key (RFC 7517): kty with n/e or crv/x/y.
+    Jwk,
 }
 
 #[derive(Debug, Args)]
@@ -233,15 +294,15 @@ pub enum GroupCmd {
         /// Key Vault name.
         #[arg(long)]
         vault: String,
-        /// RSA-2048, RSA-3072, RSA-4096, EC-P256, EC-P384, EC-P521 or EC-P256K.
-        #[arg(long)]
-        key_type: String,
+        /// The Azure key type.
+        #[arg(long, value_enum)]
+        key_type: KeyTypeArg,
         /// RSA public exponent: 65537 (default) or 3.
         #[arg(long)]
         exponent: Option<u32>,
-        /// Key usages, comma separated (encrypt,decrypt,sign,verify,wrapKey,unwrapKey).
-        #[arg(long, value_delimiter = ',')]
-        key_ops: Option<Vec<String>>,
+        /// Key usages, comma separated [default: the key type's usual ones].
+        #[arg(long, value_enum, value_delimiter = ',')]
+        key_ops: Option<Vec<KeyOpArg>>,
         #[command(flatten)]
         rotation: RotationArgs,
         /// Create the group without checking with Azure that the vault exists and that the
@@ -314,10 +375,28 @@ pub enum GroupCmd {
 pub enum KeyCmd {
     /// Generate a random key in the HSM for a group.
     Create { group: String, name: String },
-    /// List a group's keys.
-    List { group: String },
+    /// List a group's keys, or every group's with --all-groups.
+    List {
+        #[arg(required_unless_present = "all_groups")]
+        group: Option<String>,
+        /// The keys of every key group.
+        #[arg(long, short = 'A', conflicts_with = "group")]
+        all_groups: bool,
+    },
     /// Show one key.
     Show { group: String, name: String },
+    /// Print a key's public key (PEM, DER or JWK), as the HSM holds it. With `-o json` or
+    /// `-o yaml`: the API's answer (PEM and base64 DER).
+    Public {
+        group: String,
+        name: String,
+        /// The form to write.
+        #[arg(long, value_enum, default_value_t = PublicFormat::Pem)]
+        format: PublicFormat,
+        /// Write to this file instead of standard output (`-o` is the output format).
+        #[arg(short = 'f', long, value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
     /// Delete a key locally; never touches the cloud (a pushed key needs an admin and a second
     /// admin's approval; a key a job works on is refused until the job ends).
     Delete { group: String, name: String },
@@ -334,22 +413,35 @@ pub enum KeyCmd {
 pub enum ApprovalCmd {
     /// List approvals (pending and recently decided).
     List {
-        /// Only those with this status (pending, approved, rejected, expired, failed).
-        #[arg(long)]
-        status: Option<String>,
+        /// Only those with this status.
+        #[arg(long, value_enum)]
+        status: Option<ApprovalStatusArg>,
     },
     /// Show one approval.
     Show { id: String },
-    /// Approve (as a different admin than the requester); the action then runs.
-    Approve { id: String },
+    /// Approve (as a different admin than the requester); the action then runs. An admin
+    /// cannot approve their own request (exit 5).
+    Approve {
+        id: String,
+        /// Follow the job the approval starts (delete on cloud, purge) until it ends, with a
+        /// progress bar; exit 6 if it fails.
+        #[arg(long)]
+        wait: bool,
+    },
     /// Reject.
     Reject { id: String },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum JobCmd {
-    /// List jobs.
-    List,
+    /// List jobs, newest first.
+    List {
+        #[command(flatten)]
+        filter: JobFilter,
+        /// Keep showing jobs that start or change (checked every 2 s; Ctrl-C to stop).
+        #[arg(long, short = 'w')]
+        watch: bool,
+    },
     /// Show one job.
     Show { id: String },
     /// Follow a job with a progress bar until it ends; exit 6 if it failed.
@@ -361,9 +453,57 @@ pub enum JobCmd {
     Cancel { id: String },
 }
 
+/// Filters of `job list`.
+#[derive(Debug, Clone, Args)]
+pub struct JobFilter {
+    /// Only jobs in this state.
+    #[arg(long, value_enum)]
+    pub state: Option<JobStateArg>,
+    /// Only jobs of this kind.
+    #[arg(long, value_enum)]
+    pub kind: Option<JobKindArg>,
+    /// Only jobs of this key group.
+    #[arg(long, value_name = "GROUP")]
+    pub group: Option<String>,
+}
+
+/// A job's state, as the API names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum JobStateArg {
+    Pending,
+    Running,
+    WaitingRetry,
+    WaitingApproval,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+/// A job's kind, as the API names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum JobKindArg {
+    Sync,
+    Rotate,
+    DeleteCloud,
+    CheckCloud,
+    Recover,
+    Purge,
+}
+
+/// An approval's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ApprovalStatusArg {
+    Pending,
+    Approved,
+    Rejected,
+    Expired,
+    Failed,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum LogCmd {
-    /// Show service log records, oldest first, a page at a time (or follow new ones).
+    /// Show service log records: oldest first, a page at a time; or the last N (--tail),
+    /// newest first (--reverse); and follow new ones (--follow). Times are RFC 3339 UTC.
     Show {
         #[command(flatten)]
         filter: LogFilter,
@@ -373,6 +513,12 @@ pub enum LogCmd {
         /// Records per page (1-1000).
         #[arg(long, value_name = "N", default_value_t = 100)]
         limit: usize,
+        /// Only the last N records that match the filters.
+        #[arg(long, short = 'n', value_name = "N")]
+        tail: Option<usize>,
+        /// Newest first (without --tail: the newest --limit records).
+        #[arg(long, short = 'r', conflicts_with = "follow")]
+        reverse: bool,
         /// Keep showing new records as they are stored (Ctrl-C to stop).
         #[arg(long, short = 'f')]
         follow: bool,
@@ -454,9 +600,10 @@ pub enum ExportFormat {
 pub enum DesignatedCmd {
     /// Show whether this appliance is the designated device.
     Get,
-    /// Make this appliance the designated device (true) or not (false). Admin.
+    /// Make this appliance the designated device (on) or not (off); `true`/`false` are
+    /// accepted too. Admin.
     Set {
-        #[arg(action = clap::ArgAction::Set)]
-        value: bool,
+        #[arg(value_enum)]
+        value: OnOff,
     },
 }

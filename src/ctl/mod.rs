@@ -8,7 +8,9 @@
 mod cli;
 mod client;
 mod commands;
+mod describe;
 mod output;
+mod progress;
 mod settings;
 
 pub use cli::{Cli, EXIT_CODES};
@@ -41,18 +43,26 @@ pub enum CtlError {
     /// `log verify` found a broken chain.
     #[error("{0}")]
     ChainBroken(String),
+    /// Standard output was closed by its reader (`byokctl job list | head -1`): byokctl stops
+    /// quietly, with exit code 0.
+    #[error("standard output closed")]
+    OutputClosed,
 }
 
 impl CtlError {
     /// The process exit code (see `byokctl --help`).
     pub fn exit_code(&self) -> u8 {
         match self {
+            Self::OutputClosed => 0,
             Self::Usage(_) => 2,
             Self::Auth(_) => 3,
             Self::Connect(_) | Self::Other(_) => 1,
             Self::JobFailed(_) => 6,
             Self::Exists(_) => 5,
             Self::ChainBroken(_) => 8,
+            // An admin approving their own request: refused as 403 by the API, but it is a
+            // conflict with dual control's rule, not a missing right.
+            Self::Api { code, .. } if code == "self_approval" => 5,
             Self::Api { status, .. } => match status {
                 400 | 405 | 413 | 415 => 2,
                 401 | 403 => 3,
@@ -81,14 +91,14 @@ pub fn run() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("byokctl: cannot start the async runtime: {e}");
+            output::note(&format!("byokctl: cannot start the async runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
     match runtime.block_on(commands::run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) | Err(CtlError::OutputClosed) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("byokctl: {e}");
+            output::note(&format!("byokctl: {e}"));
             ExitCode::from(e.exit_code())
         }
     }

@@ -111,6 +111,7 @@ fn start_hsm(config: &Config) -> Result<Hsm, String> {
         token_label: config.hsm.token_label.clone(),
         request_timeout: Duration::from_millis(config.limits.hsm_request_timeout_ms),
         allow_host_wrap: config.hsm.allow_host_wrap,
+        sessions: config.hsm.sessions,
     };
     Hsm::start(&hsm_config, pin)
         .map(|(hsm, _)| hsm)

@@ -29,7 +29,7 @@ pub enum DualControlError {
         status: super::Status,
         by: String,
     },
-    #[error("{0} requested this action; a second, different admin must approve it")]
+    #[error("{0} cannot approve their own request; a second, different admin must approve it")]
     SelfApproval(String),
     #[error("approval {id} has no waiting job; request the {what} again")]
     WithoutJob { id: ApprovalId, what: &'static str },

@@ -370,7 +370,7 @@ impl Service {
         }
         let before = cred.auth.clone();
         cred.auth = before.clone().into_verified();
-        if let Err(e) = data.commit() {
+        if let Err(e) = data.commit().await {
             if let Some(c) = data.state.credentials.get_mut(name) {
                 c.auth = before;
             }

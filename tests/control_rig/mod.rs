@@ -473,7 +473,9 @@ max_body_bytes = {body}
         self.ctl_stdin(who, args, None)
     }
 
-    pub fn ctl_stdin(&self, who: &str, args: &[&str], stdin: Option<&str>) -> Output {
+    /// A `byokctl` command as `who`, with settings from BYOKCTL_* variables; the caller sets
+    /// its stdio.
+    pub fn ctl_command(&self, who: &str, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_byokctl"));
         cmd.args(args)
             .env("BYOKCTL_SERVER", format!("https://localhost:{}", self.port))
@@ -481,12 +483,17 @@ max_body_bytes = {body}
             .env("BYOKCTL_KEY", self.path(&format!("{who}.key")))
             .env("BYOKCTL_CA", self.path("ca.pem"))
             .env("BYOKCTL_CONFIG", self.path("no-such-byokctl.toml"))
-            .env_remove("BYOKCTL_OUTPUT")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .env_remove("BYOKCTL_OUTPUT");
         // An explicit BYOKCTL_CONFIG that does not exist is an error, so point it at an empty file.
         write(&self.path("no-such-byokctl.toml"), "");
+        cmd
+    }
+
+    pub fn ctl_stdin(&self, who: &str, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut cmd = self.ctl_command(who, args);
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().unwrap();
         if let Some(s) = stdin {
             child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();

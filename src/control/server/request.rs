@@ -161,8 +161,11 @@ pub(super) async fn handle(
             Browser(fields.0.clone()),
             &format!("{aimed} (role {}) from another site", fields.1),
         );
-    } else if status == StatusCode::FORBIDDEN {
-        // Counted per identity: asking again and again must not push older records out.
+    } else if status == StatusCode::FORBIDDEN && code != "self_approval" {
+        // Counted per identity: asking again and again must not push older records out. A
+        // self-approval is no denial of the route (admins may approve): dual control recorded
+        // it as a refused decision (`approval.refused`), saying the admin cannot approve their
+        // own request.
         shared.counted.denials.failed(
             Denied(fields.0.clone()),
             &format!("{method} {} (role {})", fields.2, fields.1),

@@ -8,19 +8,21 @@ use crate::contract::{
 };
 use crate::ctl::CtlError;
 use crate::ctl::cli::*;
-use crate::ctl::output::Column;
+use crate::ctl::output::{Column, col, wide};
 use http::Method;
 use std::io::Read;
 use zeroize::Zeroizing;
 
 const CREDENTIAL_COLS: &[Column] = &[
-    ("NAME", "name"),
-    ("TENANT", "tenant_id"),
-    ("CLIENT", "client_id"),
-    ("VERIFIED", "verified"),
-    ("FINGERPRINT", "fingerprint"),
-    ("EXPIRES", "expires"),
-    ("GROUPS", "groups"),
+    col("NAME", "name"),
+    wide("KIND", "kind"),
+    col("TENANT", "tenant_id"),
+    col("CLIENT", "client_id"),
+    col("VERIFIED", "verified"),
+    col("FINGERPRINT", "fingerprint"),
+    wide("CREATED", "created"),
+    col("EXPIRES", "expires"),
+    col("GROUPS", "groups"),
 ];
 
 fn read_secret(file: Option<&std::path::Path>, stdin: bool) -> Result<Secret, CtlError> {
@@ -79,7 +81,7 @@ pub(super) async fn credential(ctx: &Ctx, c: CredentialCmd) -> Result<(), CtlErr
                 verify: false,
             };
             let created: Credential = ctx.send(Method::POST, "/v1/credentials", &body).await?;
-            ctx.show(&created);
+            ctx.show(&created)?;
         }
         CredentialCmd::Add {
             name,
@@ -112,7 +114,7 @@ pub(super) async fn credential(ctx: &Ctx, c: CredentialCmd) -> Result<(), CtlErr
             drop(body);
             let path = "/v1/credentials";
             let a = ctx.call(Method::POST, path, Some(&bytes)).await?;
-            ctx.show(&super::typed::<Credential>(path, a)?);
+            ctx.show(&super::typed::<Credential>(path, a)?)?;
         }
         CredentialCmd::Certificate { name, csr, file } => {
             let path = format!(
@@ -135,16 +137,16 @@ pub(super) async fn credential(ctx: &Ctx, c: CredentialCmd) -> Result<(), CtlErr
                     std::fs::write(&file, &pem).map_err(|e| {
                         CtlError::Other(format!("cannot write {}: {e}", file.display()))
                     })?;
-                    if !ctx.json(&answer) {
-                        eprintln!("wrote {}", file.display());
+                    if !ctx.machine(&answer)? {
+                        crate::ctl::output::note(&format!("wrote {}", file.display()));
                         if let Some(t) = thumbprint {
-                            eprintln!("thumbprint (SHA-1): {t}");
+                            crate::ctl::output::note(&format!("thumbprint (SHA-1): {t}"));
                         }
                     }
                 }
                 None => {
-                    if !ctx.json(&answer) {
-                        print!("{pem}");
+                    if !ctx.machine(&answer)? {
+                        crate::ctl::output::say_bytes(pem.as_bytes())?;
                     }
                 }
             }
@@ -153,11 +155,11 @@ pub(super) async fn credential(ctx: &Ctx, c: CredentialCmd) -> Result<(), CtlErr
             &ctx.get::<CredentialList>("/v1/credentials").await?,
             "credentials",
             CREDENTIAL_COLS,
-        ),
+        )?,
         CredentialCmd::Show { name } => ctx.show(
             &ctx.get::<Credential>(&format!("/v1/credentials/{}", seg(&name)?))
                 .await?,
-        ),
+        )?,
         CredentialCmd::SetExpiry { name, date, clear } => {
             let expires = if clear {
                 None
@@ -169,7 +171,7 @@ pub(super) async fn credential(ctx: &Ctx, c: CredentialCmd) -> Result<(), CtlErr
             };
             let path = format!("/v1/credentials/{}", seg(&name)?);
             let updated: Credential = ctx.send(Method::PATCH, &path, &body).await?;
-            ctx.show(&updated);
+            ctx.show(&updated)?;
         }
         CredentialCmd::Delete { name } => {
             let path = format!("/v1/credentials/{}", seg(&name)?);

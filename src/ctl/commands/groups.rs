@@ -2,32 +2,37 @@
 //! (sync, rotate, check, delete on cloud, recover, purge).
 
 use super::jobs::start_job;
-use super::{Ctx, seg};
+use super::{Ctx, seg, value_name};
 use crate::contract::{
     Group, GroupList, GroupUpdate, Key, KeyList, NewGroup, NewKey, RotationPatch,
 };
 use crate::ctl::CtlError;
 use crate::ctl::cli::*;
-use crate::ctl::output::Column;
+use crate::ctl::output::{Column, col, wide};
 use http::Method;
 
 const GROUP_COLS: &[Column] = &[
-    ("NAME", "name"),
-    ("VAULT", "vault"),
-    ("CREDENTIAL", "credential"),
-    ("ALGORITHM", "algorithm"),
-    ("ROTATION", "rotation"),
-    ("KEYS", "keys"),
+    col("NAME", "name"),
+    col("VAULT", "vault"),
+    col("CREDENTIAL", "credential"),
+    col("ALGORITHM", "algorithm"),
+    wide("KEY OPS", "key_ops"),
+    col("ROTATION", "rotation"),
+    wide("LAST ROTATED", "last_rotated"),
+    wide("NEXT ROTATION", "next_rotation"),
+    col("KEYS", "keys"),
+    wide("CREATED", "created"),
 ];
 const KEY_COLS: &[Column] = &[
-    ("NAME", "name"),
-    ("KEY GROUP", "group"),
-    ("VERSION", "version"),
-    ("STORAGE", "storage"),
-    ("KEY TYPE", "key_type"),
-    ("ALGORITHM", "algorithm"),
-    ("CHECK DIGITS", "check_digits"),
-    ("CREATED", "created"),
+    col("NAME", "name"),
+    col("KEY GROUP", "group"),
+    col("VERSION", "version"),
+    col("STORAGE", "storage"),
+    col("KEY TYPE", "key_type"),
+    col("ALGORITHM", "algorithm"),
+    col("CHECK DIGITS", "check_digits"),
+    col("CREATED", "created"),
+    wide("HSM ID", "hsm_id"),
 ];
 
 fn rotation_body(r: &RotationArgs) -> RotationPatch {
@@ -54,31 +59,31 @@ pub(super) async fn group(ctx: &Ctx, c: GroupCmd) -> Result<(), CtlError> {
                 name,
                 credential,
                 vault,
-                key_type,
+                key_type: value_name(key_type),
                 exponent,
-                key_ops,
+                key_ops: key_ops.map(|ops| ops.into_iter().map(value_name).collect()),
                 rotation: Some(rotation_body(&rotation)),
                 verify: !no_verify,
             };
             let created: Group = ctx.send(Method::POST, "/v1/groups", &body).await?;
-            ctx.show(&created);
+            ctx.show(&created)?;
         }
         GroupCmd::List => ctx.list(
             &ctx.get::<GroupList>("/v1/groups").await?,
             "groups",
             GROUP_COLS,
-        ),
+        )?,
         GroupCmd::Show { name } => ctx.show(
             &ctx.get::<Group>(&format!("/v1/groups/{}", seg(&name)?))
                 .await?,
-        ),
+        )?,
         GroupCmd::Set { name, rotation } => {
             let body = GroupUpdate {
                 rotation: rotation_body(&rotation),
             };
             let path = format!("/v1/groups/{}", seg(&name)?);
             let updated: Group = ctx.send(Method::PATCH, &path, &body).await?;
-            ctx.show(&updated);
+            ctx.show(&updated)?;
         }
         GroupCmd::Delete { name } => {
             let path = format!("/v1/groups/{}", seg(&name)?);
@@ -117,18 +122,40 @@ pub(super) async fn key(ctx: &Ctx, c: KeyCmd) -> Result<(), CtlError> {
         KeyCmd::Create { group, name } => {
             let path = format!("/v1/groups/{}/keys", seg(&group)?);
             let created: Key = ctx.send(Method::POST, &path, &NewKey { name }).await?;
-            ctx.show(&created);
+            ctx.show(&created)?;
         }
-        KeyCmd::List { group } => ctx.list(
+        KeyCmd::List {
+            group: Some(group), ..
+        } => ctx.list(
             &ctx.get::<KeyList>(&format!("/v1/groups/{}/keys", seg(&group)?))
                 .await?,
             "keys",
             KEY_COLS,
-        ),
+        )?,
+        KeyCmd::List { group: None, .. } => {
+            let groups: GroupList = ctx.get("/v1/groups").await?;
+            let mut keys = Vec::new();
+            for g in &groups.groups {
+                let path = format!("/v1/groups/{}/keys", seg(&g.name)?);
+                match ctx.get::<KeyList>(&path).await {
+                    Ok(list) => keys.extend(list.keys),
+                    // Deleted between the two calls.
+                    Err(CtlError::Api { status: 404, .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            ctx.list(&KeyList { keys }, "keys", KEY_COLS)?
+        }
+        KeyCmd::Public {
+            group,
+            name,
+            format,
+            file,
+        } => super::public::public(ctx, &group, &name, format, file.as_deref()).await?,
         KeyCmd::Show { group, name } => ctx.show(
             &ctx.get::<Key>(&format!("/v1/groups/{}/keys/{}", seg(&group)?, seg(&name)?))
                 .await?,
-        ),
+        )?,
         KeyCmd::Delete { group, name } => {
             let path = format!("/v1/groups/{}/keys/{}", seg(&group)?, seg(&name)?);
             let a = ctx.call(Method::DELETE, &path, None).await?;

@@ -12,18 +12,18 @@ mod credentials;
 mod groups;
 mod jobs;
 mod logs;
+mod public;
 mod status;
 
 use super::CtlError;
 use super::cli::*;
 use super::client::{Answer, Client};
-use super::output::{self, Column};
+use super::output::{self, Column, say};
 use super::settings::Settings;
 use crate::contract::{ErrorAnswer, Pending, Timestamp};
 use http::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::Value;
 use std::time::Duration;
 
 pub(super) struct Ctx {
@@ -62,51 +62,39 @@ impl Ctx {
         typed(path, self.call(method, path, Some(&bytes)).await?)
     }
 
-    /// Prints `v` as JSON if that is the output chosen; true if it did.
-    pub(super) fn json<T: Serialize>(&self, v: &T) -> bool {
-        if self.output == Output::Json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&value(v)).unwrap_or_default()
-            );
-            true
-        } else {
-            false
-        }
+    /// Prints `v` in a machine format (`json`, `yaml`, `tsv`) or not at all (`none`); false
+    /// for `table` and `wide`, which the caller prints its own way.
+    pub(super) fn machine<T: Serialize>(&self, v: &T) -> Result<bool, CtlError> {
+        output::machine(self.output, v)
     }
 
-    /// Prints the list in `v`'s `field` as a table (or `v` as JSON).
-    pub(super) fn list<T: Serialize>(&self, v: &T, field: &str, cols: &[Column]) {
-        if !self.json(v) {
-            let v = value(v);
-            let rows = v
-                .get(field)
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            println!("{}", output::table(&rows, cols));
-        }
+    /// Prints the list in `v`'s `field` as a table (or `v` in a machine format).
+    pub(super) fn list<T: Serialize>(
+        &self,
+        v: &T,
+        field: &str,
+        cols: &[Column],
+    ) -> Result<(), CtlError> {
+        output::list(self.output, v, field, cols)
     }
 
-    /// Prints `v` as `field: value` lines (or as JSON).
-    pub(super) fn show<T: Serialize>(&self, v: &T) {
-        if !self.json(v) {
-            println!("{}", output::record(&value(v)));
-        }
+    /// Prints `v` describe-style (or in a machine format).
+    pub(super) fn show<T: Serialize>(&self, v: &T) -> Result<(), CtlError> {
+        output::record(self.output, v)
     }
 
     /// Prints an answer that may be 202 with a pending approval, or `what` when it is done.
     pub(super) fn done(&self, path: &str, a: Answer, what: &str) -> Result<(), CtlError> {
         if a.status == StatusCode::ACCEPTED {
             let pending: Pending = typed(path, a)?;
-            if !self.json(&pending) {
-                println!(
+            if !self.machine(&pending)? {
+                say(&format!(
                     "pending approval {}: {}",
                     pending.approval.id, pending.message
-                );
+                ))?;
             }
-        } else if !self.json(&a.body) {
-            println!("{what}");
+        } else if !self.machine(&a.body)? {
+            say(what)?;
         }
         Ok(())
     }
@@ -138,11 +126,6 @@ pub(super) fn api_error(answer: Answer) -> CtlError {
     }
 }
 
-/// A typed value as JSON, for printing.
-fn value<T: Serialize>(v: &T) -> Value {
-    serde_json::to_value(v).unwrap_or_default()
-}
-
 pub async fn run(cli: Cli) -> Result<(), CtlError> {
     match &cli.command {
         Command::GenerateCompletions { dir } => return status::generate_completions(dir),
@@ -166,6 +149,13 @@ pub async fn run(cli: Cli) -> Result<(), CtlError> {
         Command::Status => status::status(&ctx).await,
         Command::GenerateCompletions { .. } | Command::GenerateMan { .. } => Ok(()),
     }
+}
+
+/// A value enum's name on the command line (the API's name for it).
+pub(super) fn value_name(v: impl clap::ValueEnum) -> String {
+    v.to_possible_value()
+        .map(|p| p.get_name().to_owned())
+        .unwrap_or_default()
 }
 
 /// A path segment as typed; names with characters outside the API's name rules are refused

@@ -4,6 +4,7 @@ use super::Ctx;
 use crate::contract::{Designated, DesignatedSource, Health, Whoami};
 use crate::ctl::CtlError;
 use crate::ctl::cli::*;
+use crate::ctl::output::say;
 use http::Method;
 use serde_json::json;
 
@@ -12,19 +13,18 @@ pub(super) async fn designated(ctx: &Ctx, c: DesignatedCmd) -> Result<(), CtlErr
     let v: Designated = match c {
         DesignatedCmd::Get => ctx.get(path).await?,
         DesignatedCmd::Set { value } => {
-            let body = Designated { designated: value };
+            let body = Designated {
+                designated: value == OnOff::On,
+            };
             ctx.send(Method::PUT, path, &body).await?
         }
     };
-    if !ctx.json(&v) {
-        println!(
-            "{}",
-            if v.designated {
-                "designated: yes (this appliance pushes to the cloud)"
-            } else {
-                "designated: no"
-            }
-        );
+    if !ctx.machine(&v)? {
+        say(if v.designated {
+            "designated: yes (this appliance pushes to the cloud)"
+        } else {
+            "designated: no"
+        })?;
     }
     Ok(())
 }
@@ -46,36 +46,39 @@ pub(super) async fn status(ctx: &Ctx) -> Result<(), CtlError> {
     let health: Health = ctx.get("/v1/health").await?;
     let me: Whoami = ctx.get("/v1/whoami").await?;
     let both = json!({ "health": health, "whoami": me });
-    if ctx.json(&both) {
+    if ctx.machine(&both)? {
         return Ok(());
     }
-    println!(
+    say(&format!(
         "daemon      byokd {} ({})",
         health.version,
         if health.ready { "ready" } else { "NOT READY" }
-    );
+    ))?;
     let hsm = &health.hsm;
-    println!(
+    say(&format!(
         "hsm         {} (token {}, {} {})",
         hsm.detail, hsm.token, hsm.model, hsm.serial
-    );
-    println!(
+    ))?;
+    say(&format!(
         "wrap        {} ({})",
         hsm.wrap_strategy
             .map_or_else(|| "none".to_owned(), |w| w.to_string()),
         hsm.wrap_summary
-    );
-    println!("state       generation {}", health.state.generation);
-    println!(
+    ))?;
+    say(&format!(
+        "state       generation {}",
+        health.state.generation
+    ))?;
+    say(&format!(
         "designated  {}",
         designated_line(
             health.designated,
             health.designated_source,
             health.designated_file
         )
-    );
+    ))?;
     if let Some(logs) = &health.logs {
-        println!(
+        say(&format!(
             "logs        {} (next record {}, {} segment(s), {} bytes)",
             match &logs.write.error {
                 Some(e) => format!("DEGRADED: {e}"),
@@ -84,16 +87,16 @@ pub(super) async fn status(ctx: &Ctx) -> Result<(), CtlError> {
             logs.next_seq,
             logs.segments,
             logs.bytes
-        );
+        ))?;
         let u = &logs.unattributed;
         if u.refused > 0 || u.refusing {
-            println!(
+            say(&format!(
                 "unattrib.   records of peers without a certificate: {} of {} bytes kept; {} REFUSED (the share is full)",
                 u.bytes, u.reserve, u.refused
-            );
+            ))?;
         }
         for f in &logs.forwarders {
-            println!(
+            say(&format!(
                 "syslog      {} {} ({}, sent {}, queued {}, dropped {})",
                 json!(f.transport).as_str().unwrap_or_default(),
                 f.address,
@@ -105,10 +108,10 @@ pub(super) async fn status(ctx: &Ctx) -> Result<(), CtlError> {
                 f.sent,
                 f.queued,
                 f.dropped
-            );
+            ))?;
         }
     }
-    println!("you         {} ({})", me.identity, me.role);
+    say(&format!("you         {} ({})", me.identity, me.role))?;
     Ok(())
 }
 
@@ -125,7 +128,7 @@ pub(super) fn generate_completions(dir: &std::path::Path) -> Result<(), CtlError
     ] {
         let path = clap_complete::generate_to(shell, &mut Cli::command(), "byokctl", dir)
             .map_err(|e| CtlError::Other(format!("{}: {e}", dir.display())))?;
-        println!("{}", path.display());
+        say(&path.display().to_string())?;
     }
     Ok(())
 }
@@ -135,6 +138,6 @@ pub(super) fn generate_man(dir: &std::path::Path) -> Result<(), CtlError> {
     std::fs::create_dir_all(dir).map_err(|e| CtlError::Usage(format!("{}: {e}", dir.display())))?;
     clap_mangen::generate_to(Cli::command(), dir)
         .map_err(|e| CtlError::Other(format!("{}: {e}", dir.display())))?;
-    println!("{}", dir.join("byokctl.1").display());
+    say(&dir.join("byokctl.1").display().to_string())?;
     Ok(())
 }
