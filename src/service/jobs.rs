@@ -45,7 +45,7 @@ fn wrong_step(job: &Job, step: &JobStep) -> ServiceError {
 }
 
 /// Which keys a new job names.
-enum JobKeys<'a> {
+pub(super) enum JobKeys<'a> {
     These(&'a [KeyName]),
     /// Every key of the group without an Azure version, at the moment the job is created.
     Unpushed,
@@ -76,79 +76,7 @@ fn unresolved_import(state: &State, group: &GroupName, key: &KeyName) -> KeySync
 }
 
 impl Service {
-    /// Creates a pending job durably and returns its id.
-    pub async fn create_job(
-        &self,
-        kind: JobKind,
-        group: &GroupName,
-        keys: &[KeyName],
-        by: &str,
-    ) -> Result<JobId, ServiceError> {
-        let queued = format!("{} queued by {by}", kind.title());
-        self.insert_job(
-            kind,
-            group,
-            JobKeys::These(keys),
-            by,
-            JobState::Pending,
-            queued,
-        )
-        .await
-    }
-
-    /// Creates "Synchronize HSM protected key(s)" for every key of the group that has no Azure
-    /// version, chosen under the same lock as the job's creation. 409 when there is none.
-    pub async fn create_sync_of_unpushed(
-        &self,
-        group: &GroupName,
-        by: &str,
-    ) -> Result<JobId, ServiceError> {
-        let queued = format!("{} queued by {by}", JobKind::Sync.title());
-        self.insert_job(
-            JobKind::Sync,
-            group,
-            JobKeys::Unpushed,
-            by,
-            JobState::Pending,
-            queued,
-        )
-        .await
-    }
-
-    /// Creates a job durably in `waiting-approval`: a dual-control action that a second admin
-    /// must approve (see [`Service::approve_job`]) before it runs. `approval` is the approval's
-    /// id, named in the job's first step; `expires_at` its expiry (Unix seconds).
-    pub async fn create_waiting_job(
-        &self,
-        kind: JobKind,
-        group: &GroupName,
-        by: &str,
-        approval: &crate::model::ApprovalId,
-        expires_at: i64,
-    ) -> Result<JobId, ServiceError> {
-        let expires = time::OffsetDateTime::from_unix_timestamp(expires_at)
-            .ok()
-            .and_then(|t| {
-                t.format(&time::format_description::well_known::Rfc3339)
-                    .ok()
-            })
-            .unwrap_or_else(|| expires_at.to_string());
-        let waiting = format!(
-            "{} requested by {by}; waiting for a second admin to approve {approval} (expires at {expires})",
-            kind.title()
-        );
-        self.insert_job(
-            kind,
-            group,
-            JobKeys::These(&[]),
-            by,
-            JobState::WaitingApproval,
-            waiting,
-        )
-        .await
-    }
-
-    async fn insert_job(
+    pub(super) async fn insert_job(
         &self,
         kind: JobKind,
         group: &GroupName,
@@ -232,71 +160,43 @@ impl Service {
         Ok(id)
     }
 
-    /// Moves a job from `waiting-approval` to `pending` once a second admin approved it;
-    /// `by` becomes its "started by" (requester and approver). Refused (409) when the job no
-    /// longer waits (cancelled, or its approval expired or was rejected).
-    pub async fn approve_job(
+    /// Creates a pending job durably and returns its id.
+    pub async fn create_job(
         &self,
-        id: JobId,
+        kind: JobKind,
+        group: &GroupName,
+        keys: &[KeyName],
         by: &str,
-        approver: &str,
-    ) -> Result<Job, ServiceError> {
-        let job = self
-            .journal(id, |job| {
-                if job.state != JobState::WaitingApproval {
-                    return Err(ServiceError::Conflict(format!(
-                        "job {id} is {}, it no longer waits for approval; request the action again",
-                        job.state
-                    )));
-                }
-                job.state = JobState::Pending;
-                job.started_by = by.to_owned();
-                job.steps.push(StepMessage {
-                    at: self.now_unix(),
-                    message: format!("Approved by {approver}; queued"),
-                });
-                Ok(job.clone())
-            })
-            .await??;
-        tracing::info!(
-            event = Event::JobApproved.as_str(),
-            job = id.get(),
-            identity = by,
-            "job approved by a second admin; queued"
-        );
-        Ok(job)
+    ) -> Result<JobId, ServiceError> {
+        let queued = format!("{} queued by {by}", kind.title());
+        self.insert_job(
+            kind,
+            group,
+            JobKeys::These(keys),
+            by,
+            JobState::Pending,
+            queued,
+        )
+        .await
     }
 
-    /// Ends a job that waits for approval `cancelled`, with `reason` as its error and last step
-    /// (the approval expired, was rejected, or did not survive a restart). Returns whether the
-    /// job was waiting; a job in any other state is left alone.
-    pub async fn end_waiting_job(&self, id: JobId, reason: &str) -> Result<bool, ServiceError> {
-        let ended = self
-            .journal(id, |job| {
-                if job.state != JobState::WaitingApproval {
-                    return false;
-                }
-                let now = self.now_unix();
-                job.state = JobState::Cancelled;
-                job.ended = Some(now);
-                job.error = Some(reason.to_owned());
-                job.steps.push(StepMessage {
-                    at: now,
-                    message: reason.to_owned(),
-                });
-                true
-            })
-            .await?;
-        if ended {
-            tracing::warn!(
-                event = Event::JobApprovalEnded.as_str(),
-                job = id.get(),
-                reason,
-                "job waiting for approval cancelled"
-            );
-            self.prune_jobs().await?;
-        }
-        Ok(ended)
+    /// Creates "Synchronize HSM protected key(s)" for every key of the group that has no Azure
+    /// version, chosen under the same lock as the job's creation. 409 when there is none.
+    pub async fn create_sync_of_unpushed(
+        &self,
+        group: &GroupName,
+        by: &str,
+    ) -> Result<JobId, ServiceError> {
+        let queued = format!("{} queued by {by}", JobKind::Sync.title());
+        self.insert_job(
+            JobKind::Sync,
+            group,
+            JobKeys::Unpushed,
+            by,
+            JobState::Pending,
+            queued,
+        )
+        .await
     }
 
     /// Applies `change` to a job and makes it durable before returning. On a failed write the

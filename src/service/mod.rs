@@ -16,6 +16,7 @@ mod jobs;
 mod keys;
 mod lifecycle;
 mod retention;
+mod waiting_jobs;
 
 pub use backup::{BackupFailed, BackupSummary};
 pub use credentials::{
