@@ -173,6 +173,30 @@ fn every_console_answer_carries_the_headers_and_needs_a_mapped_certificate() {
     }
     let (_, headers, _) = fetch(&d, Some(OPERATOR), "/ui", &[]);
     assert!(headers.contains(&("location".into(), "/ui/".into())));
+    // The front panel's unix socket serves the same console, under the same TLS.
+    let dump = d.path("unix-headers.txt");
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "20", "--tlsv1.3", "-D"])
+        .arg(&dump)
+        .arg("--unix-socket")
+        .arg(&d.unix_socket)
+        .arg("--cacert")
+        .arg(d.path("ca.pem"))
+        .arg("--cert")
+        .arg(d.path(&format!("{ADMIN}.pem")))
+        .arg("--key")
+        .arg(d.path(&format!("{ADMIN}.key")))
+        .arg("https://localhost/ui/app.js")
+        .output()
+        .unwrap();
+    let dumped = std::fs::read_to_string(&dump).unwrap_or_default();
+    assert_eq!(status_of(&dumped), 200, "{dumped}");
+    assert_console_headers("/ui/app.js on the unix socket", &headers_of(&dumped));
+    let app = byokd::control::ui::ASSETS
+        .iter()
+        .find(|a| a.path == "/ui/app.js")
+        .unwrap();
+    assert_eq!(out.stdout, app.body);
     // Without a client certificate there is no TLS session, so no page at all.
     let (status, _, body) = fetch(&d, None, "/ui/", &[]);
     assert_eq!((status, body.contains("<html")), (0, false));

@@ -82,6 +82,13 @@ export async function menus(browser, shots) {
     await shots(page, "administration");
   }, page);
 
+  await step("Keys: a key's public key downloads as PEM", async () => {
+    await page.goto(`${BASE}/ui/#/keys/payments`);
+    await page.locator('tr[data-key="k1"]').waitFor();
+    const pem = await saved(page, () => page.getByRole("button", { name: "Download the public key of k1" }).click(), "k1.pub.pem");
+    expect(pem.startsWith("-----BEGIN PUBLIC KEY-----"), `a PEM public key: ${pem.slice(0, 40)}`);
+  }, page);
+
   await step("Keys: Check cloud state reports its findings; Recover shows why it cannot", async () => {
     await page.goto(`${BASE}/ui/#/keys/payments`);
     await page.getByRole("heading", { name: "Key group payments" }).waitFor();
