@@ -111,6 +111,18 @@ export async function menus(browser, shots) {
     expect(cells[5] === "EC-P256", `row ${cells}`);
   }, page);
 
+  await step("Jobs: a job waiting for approval is cancelled from its page", async () => {
+    await page.getByRole("button", { name: "Cloud → Delete on Cloud Service" }).click();
+    await page.locator("#notice", { hasText: "waits for a second admin" }).waitFor();
+    await page.getByRole("link", { name: "Jobs" }).click();
+    const row = page.locator("table.jobs tr", { hasText: "ledger" }).filter({ has: page.locator('[data-state="waiting-approval"]') });
+    await row.getByRole("link").click();
+    await page.locator('.job[data-state="waiting-approval"]').waitFor();
+    await page.getByRole("button", { name: "Cancel job" }).click();
+    await page.locator('.job[data-state="cancelled"]').waitFor();
+    expect((await page.getByRole("button", { name: "Cancel job" }).count()) === 0, "no cancel on an ended job");
+  }, page);
+
   await step("Keys: Check cloud state reports its findings; Recover shows why it cannot", async () => {
     await page.goto(`${BASE}/ui/#/keys/payments`);
     await page.getByRole("heading", { name: "Key group payments" }).waitFor();
