@@ -22,6 +22,18 @@ const VAULT: &str = "console-kv";
 /// Keys seeded into group `bulk` for the keys-table benchmark.
 const BULK_KEYS: usize = 10_000;
 
+/// The screens the browser test photographs.
+const SCREENSHOTS: &[&str] = &[
+    "credentials",
+    "keys",
+    "approvals",
+    "jobs",
+    "logs",
+    "administration",
+    "admin-auditor",
+    "front-panel-keys",
+];
+
 /// The headers every console answer must carry, with the exact values.
 const HEADERS: &[(&str, &str)] = &[
     ("x-content-type-options", "nosniff"),
@@ -161,6 +173,30 @@ fn every_console_answer_carries_the_headers_and_needs_a_mapped_certificate() {
     }
     let (_, headers, _) = fetch(&d, Some(OPERATOR), "/ui", &[]);
     assert!(headers.contains(&("location".into(), "/ui/".into())));
+    // The front panel's unix socket serves the same console, under the same TLS.
+    let dump = d.path("unix-headers.txt");
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "20", "--tlsv1.3", "-D"])
+        .arg(&dump)
+        .arg("--unix-socket")
+        .arg(&d.unix_socket)
+        .arg("--cacert")
+        .arg(d.path("ca.pem"))
+        .arg("--cert")
+        .arg(d.path(&format!("{ADMIN}.pem")))
+        .arg("--key")
+        .arg(d.path(&format!("{ADMIN}.key")))
+        .arg("https://localhost/ui/app.js")
+        .output()
+        .unwrap();
+    let dumped = std::fs::read_to_string(&dump).unwrap_or_default();
+    assert_eq!(status_of(&dumped), 200, "{dumped}");
+    assert_console_headers("/ui/app.js on the unix socket", &headers_of(&dumped));
+    let app = byokd::control::ui::ASSETS
+        .iter()
+        .find(|a| a.path == "/ui/app.js")
+        .unwrap();
+    assert_eq!(out.stdout, app.body);
     // Without a client certificate there is no TLS session, so no page at all.
     let (status, _, body) = fetch(&d, None, "/ui/", &[]);
     assert_eq!((status, body.contains("<html")), (0, false));
@@ -248,7 +284,13 @@ fn the_console_works_in_chromium() {
     std::fs::create_dir_all(&out_dir).unwrap();
     let secret_file = d.path("client-secret.txt");
     std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
-    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
+    // The screenshots go to the target directory; BYOKD_UPDATE_SCREENSHOTS=1 writes them over
+    // the README's, in docs/screenshots.
+    let shots = if std::env::var_os("BYOKD_UPDATE_SCREENSHOTS").is_some() {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots")
+    } else {
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots")
+    };
     std::fs::create_dir_all(&shots).unwrap();
     let run = Command::new("node")
         .arg("run.mjs")
@@ -276,6 +318,21 @@ fn the_console_works_in_chromium() {
         "browser tests failed:\n{stdout}\n{stderr}\n--- daemon log ---\n{}",
         tail(&d.log(), 60)
     );
+    // The main screens were photographed (the README and docs/console.md show them).
+    for name in SCREENSHOTS {
+        let png = std::fs::read(shots.join(format!("{name}.png"))).unwrap_or_default();
+        assert!(
+            png.starts_with(b"\x89PNG"),
+            "no screenshot {name}.png in {}",
+            shots.display()
+        );
+        assert!(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join(format!("docs/screenshots/{name}.png"))
+                .exists(),
+            "docs/screenshots/{name}.png is not committed (BYOKD_UPDATE_SCREENSHOTS=1 writes it)"
+        );
+    }
     // What the browser did, checked on the daemon's side.
     let (_, jobs) = d.curl(Some(AUDITOR), "GET", "/v1/jobs", None);
     let kinds: Vec<(&str, &str)> = jobs["jobs"]

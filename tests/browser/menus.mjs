@@ -82,6 +82,47 @@ export async function menus(browser, shots) {
     await shots(page, "administration");
   }, page);
 
+  await step("Keys: a key's public key downloads as PEM", async () => {
+    await page.goto(`${BASE}/ui/#/keys/payments`);
+    await page.locator('tr[data-key="k1"]').waitFor();
+    const pem = await saved(page, () => page.getByRole("button", { name: "Download the public key of k1" }).click(), "k1.pub.pem");
+    expect(pem.startsWith("-----BEGIN PUBLIC KEY-----"), `a PEM public key: ${pem.slice(0, 40)}`);
+  }, page);
+
+  await step("Keys: an EC group, its key synchronized from the key's own row", async () => {
+    const form = page.getByRole("form", { name: "Create a key group" });
+    await form.getByLabel("Name", { exact: true }).fill("ledger");
+    await form.getByLabel("Credential").selectOption("azure-app");
+    await form.getByLabel("Azure vault name").fill(env("BYOKD_VAULT"));
+    await form.getByLabel("Key type and length").selectOption("EC-P256");
+    expect(await form.getByLabel("Exponent (RSA)").isDisabled(), "no exponent for EC");
+    await form.getByRole("checkbox", { name: "sign" }).check();
+    await form.getByRole("checkbox", { name: "verify" }).check();
+    await form.getByRole("button", { name: "Create group" }).click();
+    await page.getByRole("heading", { name: "Key group ledger" }).waitFor();
+    await page.getByLabel("New key name").fill("l1");
+    await page.getByRole("button", { name: "Create → Random" }).click();
+    await page.locator('tr[data-key="l1"]').waitFor();
+    await page.getByRole("button", { name: "Synchronize l1" }).click();
+    const job = await jobEnds(page, "#job-follow", "");
+    expect(job.state === "succeeded", `the key's sync succeeded: ${job.text}`);
+    await page.locator('tr[data-key="l1"] code.version').waitFor();
+    const cells = await page.locator('tr[data-key="l1"] td').allInnerTexts();
+    expect(cells[5] === "EC-P256", `row ${cells}`);
+  }, page);
+
+  await step("Jobs: a job waiting for approval is cancelled from its page", async () => {
+    await page.getByRole("button", { name: "Cloud → Delete on Cloud Service" }).click();
+    await page.locator("#notice", { hasText: "waits for a second admin" }).waitFor();
+    await page.getByRole("link", { name: "Jobs" }).click();
+    const row = page.locator("table.jobs tr", { hasText: "ledger" }).filter({ has: page.locator('[data-state="waiting-approval"]') });
+    await row.getByRole("link").click();
+    await page.locator('.job[data-state="waiting-approval"]').waitFor();
+    await page.getByRole("button", { name: "Cancel job" }).click();
+    await page.locator('.job[data-state="cancelled"]').waitFor();
+    expect((await page.getByRole("button", { name: "Cancel job" }).count()) === 0, "no cancel on an ended job");
+  }, page);
+
   await step("Keys: Check cloud state reports its findings; Recover shows why it cannot", async () => {
     await page.goto(`${BASE}/ui/#/keys/payments`);
     await page.getByRole("heading", { name: "Key group payments" }).waitFor();

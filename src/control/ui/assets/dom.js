@@ -72,11 +72,6 @@ export async function attempt(what, fn) {
   }
 }
 
-/// A link that downloads a file of the API (the browser sends it with the client certificate).
-export function download(text, href, filename) {
-  return h("a", { class: "button", href, download: filename || true }, text);
-}
-
 /// A section with a heading.
 export function section(title, ...children) {
   return h("section", { class: "panel" }, h("h2", {}, title), ...children);
