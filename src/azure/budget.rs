@@ -1,4 +1,4 @@
-//! Per-vault CREATE pacing (azure-byok.md §5): Key Vault allows 10 CREATE transactions (key
+//! Per-vault CREATE pacing (docs/byok-protocol.md#throttling-and-retries): Key Vault allows 10 CREATE transactions (key
 //! create and, as byokd assumes, import) per 10 s per vault. Every CREATE-class call takes a slot
 //! from its vault's token bucket before it is sent, so pushes run at the budget instead of into
 //! 429s. Slots are reserved in call order (the bucket may go negative), so waiting callers are

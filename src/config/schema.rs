@@ -259,7 +259,7 @@ pub struct AzureSection {
     #[serde(default)]
     pub assertion_alg: AssertionAlg,
     /// CREATE transactions (key create and import) byokd sends to one vault per
-    /// `vault_budget_window_ms` (azure-byok.md §5: 10 per 10 s); 0 turns pacing off.
+    /// `vault_budget_window_ms` (docs/byok-protocol.md#throttling-and-retries: 10 per 10 s); 0 turns pacing off.
     #[serde(default = "d_vault_create_budget")]
     pub vault_create_budget: u32,
     /// The window of `vault_create_budget`, in ms (Azure's is 10 s; benchmarks scale it).

@@ -1,5 +1,5 @@
 //! In-memory implementations of the kinds' interfaces ([`Vault`], [`JobStore`]), for the fast
-//! unit tests of the kinds' state machines (test builds only). They behave as azure-byok.md
+//! unit tests of the kinds' state machines (test builds only). They behave as docs/byok-protocol.md
 //! describes Key Vault: a deleted key is hidden for a while after the delete (404), a purge
 //! right after it meets 409 "being deleted", a purge-protected vault refuses purges. The
 //! end-to-end tests against the emulator stay the real proof.

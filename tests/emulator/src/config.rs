@@ -279,7 +279,7 @@ pub enum RetryHeader {
     None,
 }
 
-/// Throttling (azure-byok.md §5): per-vault token buckets.
+/// Throttling (docs/byok-protocol.md#throttling-and-retries): per-vault token buckets.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ThrottleConfig {

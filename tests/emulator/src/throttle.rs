@@ -1,4 +1,4 @@
-//! Per-vault token buckets (azure-byok.md §5).
+//! Per-vault token buckets (docs/byok-protocol.md#throttling-and-retries).
 //!
 //! A bucket holds `limit` tokens and refills `limit` per (10 s × time factor), continuously.
 
