@@ -51,7 +51,7 @@ def b64url(data):
 
 
 def wrap(kek_n, kek_e, kek_kid, private_key):
-    """The transfer blob (azure-byok.md section 2) as bytes, made in software."""
+    """The transfer blob (docs/byok-protocol.md#transfer-blob) as bytes, made in software."""
     kek = rsa.RSAPublicNumbers(int.from_bytes(kek_e, "big"), int.from_bytes(kek_n, "big")).public_key()
     aes = os.urandom(32)
     rsa_part = kek.encrypt(
@@ -107,7 +107,7 @@ def main():
 
     keys = [rsa.generate_private_key(public_exponent=65537, key_size=2048) for _ in range(a.n)]
     credential = ClientSecretCredential(a.tenant, a.client_id, secret)
-    # The emulator speaks api-version 7.5, the version byokd pins (azure-byok.md section 3).
+    # The emulator speaks api-version 7.5, the version byokd pins (docs/byok-protocol.md#clouds-and-endpoints).
     client = KeyClient(vault_url=f"https://{vault_host}", credential=credential, api_version="7.5")
     run_id = uuid.uuid4().hex[:8]
 

@@ -59,18 +59,39 @@ max_body_bytes = 65536
 
 #[test]
 fn a_good_configuration_passes() {
-    let (ok, stdout, stderr) = check(&good());
+    let (ok, stdout, stderr) = check_reachable(&good());
     assert!(ok, "stderr: {stderr}");
     assert!(stdout.contains("OK"));
+}
+
+/// Without `[control]` the daemon opens neither the TCP listener nor the front-panel socket:
+/// check-config refuses it and says what to add.
+#[test]
+fn a_daemon_no_console_could_reach_is_refused() {
+    let (ok, _, stderr) = check(&good());
+    assert!(!ok, "{stderr}");
+    assert!(
+        stderr.contains("no [control] section: no console could reach this daemon")
+            && stderr.contains("server_cert, server_key, client_ca"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn the_shipped_default_configuration_is_valid_apart_from_its_module_path() {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/byokd.toml"))
         .unwrap();
-    let text = text.replace("/usr/lib/softhsm/libsofthsm2.so", &module());
+    // Its paths filled in: the module, and the console files where the operator guide puts them.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    console_files(d);
+    let text = text
+        .replace("/usr/lib/softhsm/libsofthsm2.so", &module())
+        .replace("/etc/byokd/console", &d.display().to_string())
+        .replace("/run/byokd", &d.display().to_string());
     let (ok, _, stderr) = check(&text);
     assert!(ok, "{stderr}");
+    assert!(text.contains("[control]") && text.contains("[[control.identities]]"));
 }
 
 #[test]
@@ -117,7 +138,8 @@ max_connections = "many"
         stderr.contains("line 1: state_dir \"relative/dir\" must be an absolute path"),
         "{stderr}"
     );
-    assert!(stderr.contains("5 problem(s)"), "{stderr}");
+    // And a sixth: no [control], so no console could reach the daemon.
+    assert!(stderr.contains("6 problem(s)"), "{stderr}");
 }
 
 #[test]
@@ -186,7 +208,7 @@ fn assertion_alg_takes_ps256_or_rs256_only() {
             "cloud = \"public\"",
             &format!("cloud = \"public\"\nassertion_alg = \"{alg}\""),
         );
-        let (ok, _, stderr) = check(&text);
+        let (ok, _, stderr) = check_reachable(&text);
         assert!(ok, "{alg}: {stderr}");
     }
     let text = good().replace(
@@ -209,7 +231,7 @@ fn the_control_fairness_limits_are_bounded() {
             &format!("max_body_bytes = 65536\nmax_connections = 64\n{lines}"),
         )
     };
-    let (ok, _, stderr) = check(&with(
+    let (ok, _, stderr) = check_reachable(&with(
         "max_connections_per_peer = 16\nmax_long_polls_per_identity = 8\nhandshake_timeout_ms = 5000\nauth_failure_window_secs = 60",
     ));
     assert!(ok, "{stderr}");
@@ -287,7 +309,8 @@ fn every_integer_setting_has_an_upper_bound() {
         );
     }
     assert!(
-        stderr.contains(&format!("{} problem(s)", INTEGER_SETTINGS.len())),
+        // And one for the missing [control].
+        stderr.contains(&format!("{} problem(s)", INTEGER_SETTINGS.len() + 1)),
         "{stderr}"
     );
 }
@@ -345,7 +368,8 @@ queue = "lots""#,
     ] {
         assert!(stderr.contains(expected), "{expected}: {stderr}");
     }
-    assert!(stderr.contains("5 problem(s)"), "{stderr}");
+    // And a sixth: no [control], so no console could reach the daemon.
+    assert!(stderr.contains("6 problem(s)"), "{stderr}");
 }
 
 #[test]
@@ -360,6 +384,37 @@ fn a_wrong_type_is_named_with_its_article() {
 
 /// A configuration whose every file is in `dir`: the PIN (absolute path), the control
 /// certificate, key and CA.
+/// A console CA, a server certificate and key, and a PIN file in `d`, as the daemon accepts them.
+fn console_files(d: &Path) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let server = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &rcgen::Issuer::new(ca, ca_key))
+        .unwrap();
+    std::fs::write(d.join("ca.pem"), ca_cert.pem()).unwrap();
+    std::fs::write(d.join("server.pem"), server.pem()).unwrap();
+    std::fs::write(d.join("server.key"), key.serialize_pem()).unwrap();
+    std::fs::write(d.join("pin"), "1234\n").unwrap();
+    for f in ["server.key", "pin"] {
+        std::fs::set_permissions(d.join(f), std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+}
+
+/// `text` with a `[control]` section whose files exist: a daemon a console can reach.
+fn check_reachable(text: &str) -> (bool, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    console_files(d);
+    check(&format!(
+        "{text}\n[control]\nserver_cert = \"{d}/server.pem\"\nserver_key = \"{d}/server.key\"\nclient_ca = \"{d}/ca.pem\"\n",
+        d = d.display()
+    ))
+}
+
 fn with_files(dir: &Path) -> String {
     format!(
         "{}\n[control]\nserver_cert = \"{d}/server.pem\"\nserver_key = \"{d}/server.key\"\nclient_ca = \"{d}/ca.pem\"\n",
@@ -412,22 +467,7 @@ fn check_config_reports_every_file_the_daemon_would_refuse_in_one_run() {
 fn check_config_passes_a_configuration_whose_files_the_daemon_accepts() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let server = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
-        .unwrap()
-        .signed_by(&key, &rcgen::Issuer::new(ca, ca_key))
-        .unwrap();
-    std::fs::write(d.join("ca.pem"), ca_cert.pem()).unwrap();
-    std::fs::write(d.join("server.pem"), server.pem()).unwrap();
-    std::fs::write(d.join("server.key"), key.serialize_pem()).unwrap();
-    std::fs::write(d.join("pin"), "1234\n").unwrap();
-    for f in ["server.key", "pin"] {
-        std::fs::set_permissions(d.join(f), std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
+    console_files(d);
     let (ok, stdout, stderr) = check(&with_files(d));
     assert!(ok, "{stderr}");
     assert!(stdout.contains("OK"), "{stdout}");

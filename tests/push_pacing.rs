@@ -1,4 +1,4 @@
-//! Per-vault CREATE pacing (azure-byok.md §5): one sync job pushes many keys into a vault whose
+//! Per-vault CREATE pacing (docs/byok-protocol.md#throttling-and-retries): one sync job pushes many keys into a vault whose
 //! emulator enforces the CREATE budget (scaled by a time factor). With byokd's budget set to the
 //! same figures no 429 is drawn at all and the job shares one KEK; with byokd's pacing off the
 //! emulator does throttle, and the 429s are retried inside the client without reaching the job.

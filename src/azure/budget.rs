@@ -1,4 +1,4 @@
-//! Per-vault CREATE pacing (azure-byok.md §5): Key Vault allows 10 CREATE transactions (key
+//! Per-vault CREATE pacing (docs/byok-protocol.md#throttling-and-retries): Key Vault allows 10 CREATE transactions (key
 //! create and, as byokd assumes, import) per vault "in a given 10-second interval", and does not
 //! publish how it counts. byokd therefore paces so that no window of the configured length ever
 //! holds more than the budget: it keeps, per vault, the send times of the last `budget` CREATEs

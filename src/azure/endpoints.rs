@@ -1,6 +1,6 @@
 //! Clouds and the outbound allowlist.
 //!
-//! Owns the host names of each Azure cloud (azure-byok.md §6) and the [`Allowlist`]: the only
+//! Owns the host names of each Azure cloud (docs/byok-protocol.md#clouds-and-endpoints) and the [`Allowlist`]: the only
 //! hosts byokd may connect to are the cloud's sign-in host, its ARM host, and
 //! `<vault>.<vault suffix>` for the vaults that key groups name, over `https` on port 443.
 //! The vault set follows the service's committed state (read at each check), so a vault is

@@ -1,8 +1,8 @@
 //! The outbound Azure layer: the allowlisted HTTP client, Entra ID tokens and the Key Vault keys
-//! API (api-version 7.5), as azure-byok.md describes Azure's behaviour.
+//! API (api-version 7.5), as docs/byok-protocol.md describes Azure's behaviour.
 //!
 //! Owns every byte byokd sends to Azure and every connection it opens: nothing else in the daemon
-//! links an HTTP client (DESIGN.md invariant 3). It speaks REST and maps Azure's answers into typed
+//! links an HTTP client (docs/security.md#invariants, the one outbound client). It speaks REST and maps Azure's answers into typed
 //! errors that tell the operator what to do. It must never wrap or see key material (the HSM layer
 //! builds the transfer blob), never follow a redirect or reach a host outside the [`Allowlist`],
 //! and never put a client secret or token in a log line, an error or a `Debug` output.

@@ -1,4 +1,4 @@
-//! The BYOK transfer blob: the JSON Azure's import takes in `key_hsm` (azure-byok.md §2).
+//! The BYOK transfer blob: the JSON Azure's import takes in `key_hsm` (docs/byok-protocol.md#transfer-blob).
 //!
 //! Owns only the encoding. The ciphertext inside comes from the HSM wrap; nothing here sees key
 //! material in the clear.

@@ -8,7 +8,7 @@ mod check;
 mod pin;
 mod schema;
 
-pub use check::{Inspection, Problem, check_file, check_text, inspect, read_file};
+pub use check::{Inspection, Problem, check_file, check_text, inspect, read_file, setting_names};
 pub use pin::{PinError, PinOwner, check_pin_file, read_pin};
 pub use schema::*;
 

@@ -264,7 +264,7 @@ pub struct AzureSection {
     #[serde(default)]
     pub assertion_alg: AssertionAlg,
     /// CREATE transactions (key create and import) byokd sends to one vault in any window of
-    /// `vault_budget_window_ms`, all jobs together (azure-byok.md §5: 10 per 10 s); 0 turns
+    /// `vault_budget_window_ms`, all jobs together (docs/byok-protocol.md#throttling-and-retries: 10 per 10 s); 0 turns
     /// pacing off.
     #[serde(default = "d_vault_create_budget")]
     pub vault_create_budget: u32,

@@ -23,6 +23,9 @@ pub fn check_config(path: &Path) -> Result<Config, Vec<Problem>> {
         });
     }
     if let Some(c) = &found.config {
+        if let Some(p) = unreachable(c) {
+            problems.push(p);
+        }
         let owner = if nix::unistd::geteuid().is_root() {
             PinOwner::Anyone
         } else {
@@ -35,6 +38,20 @@ pub fn check_config(path: &Path) -> Result<Config, Vec<Problem>> {
         _ => Err(problems),
     }
 }
+
+/// `check-config` refuses a daemon that no console could reach: without `[control]` it opens
+/// neither the TCP listener nor the front-panel socket, so `byokctl`, the web console and the
+/// front panel all find nothing. (`byokd run` starts such a daemon, with a warning, for tests
+/// and staging; check-config is the installer's gate and is stricter.)
+pub fn unreachable(c: &Config) -> Option<Problem> {
+    c.control.is_none().then(|| Problem {
+        line: None,
+        message: UNREACHABLE.to_owned(),
+    })
+}
+
+/// Why a daemon without `[control]` is refused, and what to add.
+pub const UNREACHABLE: &str = "no [control] section: no console could reach this daemon (no TCP listener, no front-panel socket); add [control] with listen, server_cert, server_key, client_ca and one [[control.identities]] per officer (the shipped /etc/byokd/byokd.toml has one to fill in; docs/operator-guide.md#the-console-pki)";
 
 /// What `check-config` reports without refusing the configuration: today, a designated setting
 /// set through the API that overrides a different `designated` in this file. The state is read

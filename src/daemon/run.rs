@@ -164,6 +164,9 @@ async fn start_up(args: &Args, notifier: &crate::system::Notifier) -> Result<Run
     // Pending approvals did not survive the restart: the jobs that waited for them end.
     dual.end_lost_waits().await;
     let _expiry = dual.spawn_expiry();
+    if service.config().control.is_none() {
+        tracing::warn!("{}", super::preflight::UNREACHABLE);
+    }
     let control = crate::control::start(service.clone(), Some(jobs.clone()), dual)
         .await
         .map_err(|e| DaemonError::Startup(e.to_string()))?;

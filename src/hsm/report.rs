@@ -13,7 +13,7 @@ use cryptoki::slot::Slot;
 pub const CKM_RSA_AES_KEY_WRAP: &str = "CKM_RSA_AES_KEY_WRAP";
 /// CKM_AES_KEY_WRAP_KWP (0x210B): RFC 5649 on conforming tokens.
 pub const CKM_AES_KEY_WRAP_KWP: &str = "CKM_AES_KEY_WRAP_KWP";
-/// CKM_AES_KEY_WRAP_PAD (0x210A): *not* RFC 5649 on SoftHSM 2.6.1 (see azure-byok.md).
+/// CKM_AES_KEY_WRAP_PAD (0x210A): *not* RFC 5649 on SoftHSM 2.6.1 (see docs/wrap-strategies.md).
 pub const CKM_AES_KEY_WRAP_PAD: &str = "CKM_AES_KEY_WRAP_PAD";
 /// CKM_RSA_PKCS_OAEP.
 pub const CKM_RSA_PKCS_OAEP: &str = "CKM_RSA_PKCS_OAEP";

@@ -1,6 +1,6 @@
 //! An in-memory Key Vault vault ([`Vault`]), for the fast unit tests of the kinds' state
 //! machines (test builds only; the state and the HSM are in `fakes_state`). It behaves as
-//! azure-byok.md describes Key Vault: a deleted key is hidden for a while after the delete
+//! docs/byok-protocol.md describes Key Vault: a deleted key is hidden for a while after the delete
 //! (404), a purge right after it meets 409 "being deleted", a purge-protected vault refuses
 //! purges, an import makes a new version carrying its tags. The end-to-end tests against the
 //! emulator stay the real proof.

@@ -2,7 +2,7 @@
 //!
 //! Owns the token request (`POST https://{login}/{tenant}/oauth2/v2.0/token`, form-encoded), the
 //! per-credential token cache, the mapping of Entra's error codes to operator hints
-//! (azure-byok.md §4), the client-assertion JWT for certificate credentials (signed by an
+//! (docs/byok-protocol.md#entra-id-errors), the client-assertion JWT for certificate credentials (signed by an
 //! [`AssertionSigner`], in the HSM), and the parsing of Key Vault's `WWW-Authenticate` challenge.
 //!
 //! It must never echo a client secret, an assertion or a token: the secret is only ever copied

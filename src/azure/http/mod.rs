@@ -1,4 +1,4 @@
-//! The one outbound HTTP client of the daemon (DESIGN.md invariant 3).
+//! The one outbound HTTP client of the daemon (docs/security.md#invariants, the one outbound client).
 //!
 //! Owns every connection byokd makes: hyper 1 over rustls (ring, TLS 1.2+, system roots plus the
 //! configured extra anchors, HTTP/2 when the server offers it through ALPN, keep-alive pooling

@@ -5,7 +5,7 @@ use http::StatusCode;
 use http::header::{HeaderMap, RETRY_AFTER};
 use std::time::{Duration, SystemTime};
 
-/// Statuses that are retried (azure-byok.md §5).
+/// Statuses that are retried (docs/byok-protocol.md#throttling-and-retries).
 pub(super) const RETRY_STATUSES: [u16; 6] = [408, 429, 500, 502, 503, 504];
 
 /// Whether a retryable status leaves it open if the server applied the request. Azure did not

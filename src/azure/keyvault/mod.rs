@@ -55,7 +55,7 @@ impl KeyVault {
         }
     }
 
-    /// Paces key creates and imports within each vault's CREATE budget (azure-byok.md §5).
+    /// Paces key creates and imports within each vault's CREATE budget (docs/byok-protocol.md#throttling-and-retries).
     pub fn with_budget(mut self, budget: Arc<CreateBudget>) -> Self {
         self.budget = budget;
         self

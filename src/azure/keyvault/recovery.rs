@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// `attributes.recoveryLevel` (azure-byok.md §3).
+/// `attributes.recoveryLevel` (docs/byok-protocol.md#recovery-levels).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(from = "String", into = "String")]
 pub enum RecoveryLevel {

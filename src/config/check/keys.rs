@@ -119,3 +119,25 @@ pub(super) const REQUIRED: &[(&str, &[&str])] = &[
     ("control.identities", &["name", "role"]),
     ("logs.syslog", &["transport", "address"]),
 ];
+
+/// Every setting's dotted name (`azure.kek_size`, `control.identities.role`,
+/// `logs.syslog.queue`): what docs/configuration.md must document, no more and no less (a test
+/// keeps the two equal).
+pub fn setting_names() -> Vec<String> {
+    fn walk(prefix: &str, table: &[(&str, Kind)], out: &mut Vec<String>) {
+        for (name, kind) in table {
+            let full = if prefix.is_empty() {
+                (*name).to_owned()
+            } else {
+                format!("{prefix}.{name}")
+            };
+            match kind {
+                Kind::Table(inner) | Kind::ArrayOf(Kind::Table(inner)) => walk(&full, inner, out),
+                _ => out.push(full),
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk("", TOP, &mut out);
+    out
+}

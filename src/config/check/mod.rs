@@ -12,6 +12,7 @@ mod walker;
 
 use super::Config;
 use keys::TOP;
+pub use keys::setting_names;
 use semantic::semantic;
 use std::collections::BTreeMap;
 use std::fmt;

@@ -279,7 +279,7 @@ pub enum RetryHeader {
     None,
 }
 
-/// Throttling (azure-byok.md §5): per-vault sliding windows, never more than the budget in any
+/// Throttling (docs/byok-protocol.md#throttling-and-retries): per-vault sliding windows, never more than the budget in any
 /// window of (10 s × `time_factor`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

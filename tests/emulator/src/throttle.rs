@@ -1,4 +1,4 @@
-//! Per-vault throttling windows (azure-byok.md §5): Azure allows each budget's transactions "in a
+//! Per-vault throttling windows (docs/byok-protocol.md#throttling-and-retries): Azure allows each budget's transactions "in a
 //! given 10-second interval" and does not say how it counts, so the emulator enforces the strict
 //! reading: no window of (10 s × time factor) ever holds more accepted transactions than the
 //! budget (a sliding window of arrival times). A 429's hint says when the oldest one leaves the
