@@ -43,6 +43,14 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+echo "== man pages: docs/man against the generated ones"
+man_dir="$(mktemp -d)"
+cargo run -q --bin byokctl -- generate-man "$man_dir" --config-reference docs/configuration.md >/dev/null
+if ! diff -ru docs/man "$man_dir"; then
+    echo "docs/man is stale: BYOKD_BLESS=1 cargo test --test ctl_docs, then commit docs/man" >&2
+    exit 1
+fi
+rm -rf "$man_dir"
 echo "== byokd-next-format-test (the next state format, for tests/system_upgrade.rs)"
 cargo build --features test-next-format --bin byokd-next-format-test
 echo "== kryoptic PKCS#11 module: waiting for the background build"

@@ -1,5 +1,5 @@
-//! byokctl's command-line definition (clap derive). Completions and the man page are generated
-//! from this same definition (`byokctl generate-completions DIR`, `byokctl generate-man DIR`).
+//! byokctl's command-line definition (clap derive). Completions and the man pages are generated
+//! from this same definition (`byokctl completion SHELL`, `byokctl generate-man DIR`).
 //!
 //! It owns the shape of the command line only; it never reads a secret from an argument.
 
@@ -112,12 +112,26 @@ pub enum Command {
     Backup(BackupCmd),
     /// Health of the daemon (HSM, state) and who you are.
     Status,
+    /// Print the shell completion script for SHELL, e.g. `byokctl completion bash >
+    /// /etc/bash_completion.d/byokctl` (the firmware bundle ships them in completions/).
+    /// Subcommands, flags and their values (key types, usages, job states and kinds, output
+    /// formats) complete; names of groups, keys, credentials and jobs do not.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Write shell completions (bash, zsh, fish, elvish, powershell) into DIR.
     #[command(hide = true)]
     GenerateCompletions { dir: PathBuf },
-    /// Write man pages (byokctl.1 and one per subcommand) into DIR.
+    /// Write the man pages into DIR: byokctl(1) and one per subcommand, byokd(8) and its
+    /// subcommands', and byokd.toml(5) from the configuration reference.
     #[command(hide = true)]
-    GenerateMan { dir: PathBuf },
+    GenerateMan {
+        dir: PathBuf,
+        /// The configuration reference (Markdown) byokd.toml(5) is made from.
+        #[arg(long, value_name = "PATH", default_value = "docs/configuration.md")]
+        config_reference: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -2,10 +2,10 @@
 //! as aligned `name:  value` lines, each nested object as an indented section, and each list of
 //! flat objects (a job's steps, journal, keys) as an indented table.
 //!
-//! It owns that layout only; tables come from [`super::output::grid`]. Fields keep the API's
+//! It owns that layout only; tables come from [`super::grid`]. Fields keep the API's
 //! order (the record is read as an order-keeping YAML value, not a sorted JSON one).
 
-use super::output::grid;
+use super::grid::grid;
 use serde_norway::{Mapping, Value};
 
 /// One record as describe-style text (no trailing newline).

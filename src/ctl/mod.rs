@@ -2,13 +2,16 @@
 //! [`run`].
 //!
 //! Owns: the command line (`cli`), settings (`settings`), the mTLS client (`client`), output
-//! and progress (`output`), and the commands (`commands`). Must never take a secret as an
-//! argument value, print a secret, or hide a failure behind exit code 0.
+//! (`output`, `describe`, `grid`, `progress`), the man pages (`man`), and the commands (`commands`).
+//! Must never take a secret as an argument value, print a secret, or hide a failure behind
+//! exit code 0.
 
 mod cli;
 mod client;
 mod commands;
 mod describe;
+mod grid;
+mod man;
 mod output;
 mod progress;
 mod settings;

@@ -6,7 +6,7 @@
 //! control socket → ready. Any failure exits non-zero with a message that names the fix; byokd
 //! never starts half-configured. SIGTERM or SIGINT at any point of start-up stops it promptly.
 
-mod cli;
+pub(crate) mod cli;
 mod preflight;
 mod restore;
 mod run;

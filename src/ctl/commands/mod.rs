@@ -128,8 +128,12 @@ pub(super) fn api_error(answer: Answer) -> CtlError {
 
 pub async fn run(cli: Cli) -> Result<(), CtlError> {
     match &cli.command {
+        Command::Completion { shell } => return status::completion(*shell),
         Command::GenerateCompletions { dir } => return status::generate_completions(dir),
-        Command::GenerateMan { dir } => return status::generate_man(dir),
+        Command::GenerateMan {
+            dir,
+            config_reference,
+        } => return status::generate_man(dir, config_reference),
         _ => {}
     }
     let settings = Settings::resolve(&cli.global)?;
@@ -147,7 +151,9 @@ pub async fn run(cli: Cli) -> Result<(), CtlError> {
         Command::Designated(c) => status::designated(&ctx, c).await,
         Command::Backup(c) => backup::backup(&ctx, c).await,
         Command::Status => status::status(&ctx).await,
-        Command::GenerateCompletions { .. } | Command::GenerateMan { .. } => Ok(()),
+        Command::Completion { .. }
+        | Command::GenerateCompletions { .. }
+        | Command::GenerateMan { .. } => Ok(()),
     }
 }
 

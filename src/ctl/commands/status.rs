@@ -133,11 +133,19 @@ pub(super) fn generate_completions(dir: &std::path::Path) -> Result<(), CtlError
     Ok(())
 }
 
-pub(super) fn generate_man(dir: &std::path::Path) -> Result<(), CtlError> {
+pub(super) fn completion(shell: clap_complete::Shell) -> Result<(), CtlError> {
     use clap::CommandFactory;
-    std::fs::create_dir_all(dir).map_err(|e| CtlError::Usage(format!("{}: {e}", dir.display())))?;
-    clap_mangen::generate_to(Cli::command(), dir)
-        .map_err(|e| CtlError::Other(format!("{}: {e}", dir.display())))?;
-    say(&dir.join("byokctl.1").display().to_string())?;
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "byokctl", &mut script);
+    crate::ctl::output::say_bytes(&script)
+}
+
+pub(super) fn generate_man(
+    dir: &std::path::Path,
+    config_reference: &std::path::Path,
+) -> Result<(), CtlError> {
+    for page in crate::ctl::man::generate(dir, config_reference)? {
+        say(&page.display().to_string())?;
+    }
     Ok(())
 }
