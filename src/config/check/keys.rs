@@ -28,6 +28,8 @@ const HSM: &[(&str, Kind)] = &[
     ("token_label", Kind::Str),
     ("pin_file", Kind::Str),
     ("allow_host_wrap", Kind::Bool),
+    // 0 chooses from the token and the cores; at most hsm::MAX_SESSIONS.
+    ("sessions", Kind::Int(0, 32)),
 ];
 const AZURE: &[(&str, Kind)] = &[
     ("cloud", Kind::OneOf(&["public", "china", "usgov"])),
