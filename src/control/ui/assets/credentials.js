@@ -17,7 +17,8 @@ function addForm(ctx, reload) {
   const file = h("input", { type: "file", name: "secret_file", accept: ".txt,text/plain" });
   const expires = h("input", { type: "text", name: "expires", placeholder: "2027-01-31T00:00:00Z", autocomplete: "off" });
   const days = h("input", { type: "number", name: "validity_days", min: 1, max: 3650, value: "365" });
-  const secretFields = h("div", {}, field("Client secret file", file, "A plain text file holding the secret; it is sent once and never shown."), field("Secret expires (RFC 3339, optional)", expires));
+  const check = h("label", { class: "check" }, h("input", { type: "checkbox", name: "verify", checked: true }), " Sign in with it now and refuse it if Entra ID does (untick only to stage an appliance that cannot reach Azure yet)");
+  const secretFields = h("div", {}, field("Client secret file", file, "A plain text file holding the secret; it is sent once and never shown."), field("Secret expires (RFC 3339, optional)", expires), check);
   const certFields = h("div", { hidden: true }, field("Certificate validity (days)", days));
   kind.addEventListener("change", () => {
     secretFields.hidden = kind.value !== "secret";
@@ -42,6 +43,7 @@ function addForm(ctx, reload) {
           return;
         }
         body.secret = await secretOf(file.files[0]);
+        body.verify = f.elements.verify.checked;
         if (expires.value.trim()) body.expires = expires.value.trim();
       } else {
         body.certificate = true;

@@ -50,6 +50,7 @@ function groupForm(credentials, reload) {
       field("Key type and length", type),
       field("Exponent (RSA)", exponent),
       ops,
+      h("label", { class: "check" }, h("input", { type: "checkbox", name: "verify", checked: true }), " Check now that the vault exists and the credential may read it (untick only to stage an appliance that cannot reach Azure yet)"),
       h("fieldset", { class: "rotation" }, h("legend", {}, "Rotation"),
         h("label", { class: "check" }, h("input", { type: "checkbox", name: "rotation_enabled" }), " Rotate automatically"),
         field("Rotate every (months)", h("input", { type: "number", name: "rotate_every_months", min: 1, max: 120, value: "12" })),
@@ -63,6 +64,7 @@ function groupForm(credentials, reload) {
         credential: e.credential.value,
         vault: e.vault.value.trim(),
         key_type: type.value,
+        verify: e.verify.checked,
         rotation: { enabled: e.rotation_enabled.checked, rotate_every_months: Number(e.rotate_every_months.value), keep_valid_months: Number(e.keep_valid_months.value) },
       };
       if (type.value.startsWith("RSA")) body.exponent = Number(exponent.value);
