@@ -381,3 +381,59 @@ fn a_closed_pipe_ends_byokctl_quietly() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3);
 }
+
+#[test]
+fn approval_approve_wait_follows_the_job_it_starts() {
+    let r = rig();
+    r.sync();
+    let pending = r.json(ADMIN, &["group", "delete-cloud", "g1"]);
+    let id = pending["approval"]["id"].as_str().unwrap().to_owned();
+    let job = pending["job"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(pending["job"]["state"], "waiting-approval", "{pending}");
+    let out = r.d.ctl(ADMIN2, &["approval", "approve", &id, "--wait"]);
+    let stdout = ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("following job {job}")), "{stderr}");
+    // The finished job, describe-style, not the approval.
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("id:") && l.ends_with(job.as_str())),
+        "{stdout}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("kind:") && l.ends_with("delete-cloud")),
+        "{stdout}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("state:") && l.ends_with("succeeded")),
+        "{stdout}"
+    );
+    let v = r.json(AUDITOR, &["job", "show", &job]);
+    assert_eq!(v["state"], "succeeded", "{v}");
+    // The designated flag takes on/off like rotation, and true/false too.
+    for (value, want) in [
+        ("off", false),
+        ("on", true),
+        ("false", false),
+        ("true", true),
+    ] {
+        r.ok(ADMIN, &["designated", "set", value]);
+        assert_eq!(
+            r.json(AUDITOR, &["designated", "get"])["designated"],
+            want,
+            "{value}"
+        );
+    }
+    assert_eq!(
+        r.d.ctl(ADMIN, &["designated", "set", "maybe"])
+            .status
+            .code(),
+        Some(2)
+    );
+}
