@@ -437,3 +437,39 @@ fn approval_approve_wait_follows_the_job_it_starts() {
         Some(2)
     );
 }
+
+#[test]
+fn log_show_tail_reaches_back_past_its_first_window() {
+    let r = rig();
+    let job = r.sync();
+    let last_of_job = |args: &[&str]| -> Vec<u64> {
+        let mut all = vec!["log", "show", "--job", job.as_str()];
+        all.extend_from_slice(args);
+        r.json(AUDITOR, &all)["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["seq"].as_u64().unwrap())
+            .collect()
+    };
+    let all = last_of_job(&["--limit", "1000"]);
+    let end_of_job = *all.last().unwrap();
+    // More than the first window (100 records) after the job's last record: new keys.
+    let next_seq = || {
+        r.json(AUDITOR, &["status"])["health"]["logs"]["next_seq"]
+            .as_u64()
+            .unwrap()
+    };
+    let mut rounds = 0;
+    while next_seq() < end_of_job + 150 {
+        for i in 0..25 {
+            r.ok(
+                OPERATOR,
+                &["key", "create", "g1", &format!("n{rounds}x{i}")],
+            );
+        }
+        rounds += 1;
+        assert!(rounds < 40, "the log does not grow: {}", next_seq());
+    }
+    assert_eq!(last_of_job(&["--tail", "2"]), all[all.len() - 2..].to_vec());
+}
