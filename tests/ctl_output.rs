@@ -208,20 +208,23 @@ fn jobs_filter_watch_and_show_progress_in_keys() {
     watch.wait().unwrap();
 }
 
+/// The sequence numbers `log show --job JOB ARGS` shows.
+fn job_seqs(r: &Rig, job: &str, args: &[&str]) -> Vec<u64> {
+    let mut all = vec!["log", "show", "--job", job];
+    all.extend_from_slice(args);
+    r.json(AUDITOR, &all)["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["seq"].as_u64().unwrap())
+        .collect()
+}
+
 #[test]
 fn log_show_tails_and_reverses() {
     let r = rig();
     let job = r.sync();
-    let seqs = |args: &[&str]| -> Vec<u64> {
-        let mut all = vec!["log", "show", "--job", job.as_str()];
-        all.extend_from_slice(args);
-        r.json(AUDITOR, &all)["records"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x["seq"].as_u64().unwrap())
-            .collect()
-    };
+    let seqs = |args: &[&str]| job_seqs(&r, &job, args);
     let all = seqs(&["--limit", "1000"]);
     assert!(all.len() > 3 && all.is_sorted(), "{all:?}");
     let last3 = all[all.len() - 3..].to_vec();
@@ -442,16 +445,7 @@ fn approval_approve_wait_follows_the_job_it_starts() {
 fn log_show_tail_reaches_back_past_its_first_window() {
     let r = rig();
     let job = r.sync();
-    let last_of_job = |args: &[&str]| -> Vec<u64> {
-        let mut all = vec!["log", "show", "--job", job.as_str()];
-        all.extend_from_slice(args);
-        r.json(AUDITOR, &all)["records"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x["seq"].as_u64().unwrap())
-            .collect()
-    };
+    let last_of_job = |args: &[&str]| job_seqs(&r, &job, args);
     let all = last_of_job(&["--limit", "1000"]);
     let end_of_job = *all.last().unwrap();
     // More than the first window (100 records) after the job's last record: new keys.
