@@ -208,20 +208,23 @@ fn jobs_filter_watch_and_show_progress_in_keys() {
     watch.wait().unwrap();
 }
 
+/// The sequence numbers `log show --job JOB ARGS` shows.
+fn job_seqs(r: &Rig, job: &str, args: &[&str]) -> Vec<u64> {
+    let mut all = vec!["log", "show", "--job", job];
+    all.extend_from_slice(args);
+    r.json(AUDITOR, &all)["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["seq"].as_u64().unwrap())
+        .collect()
+}
+
 #[test]
 fn log_show_tails_and_reverses() {
     let r = rig();
     let job = r.sync();
-    let seqs = |args: &[&str]| -> Vec<u64> {
-        let mut all = vec!["log", "show", "--job", job.as_str()];
-        all.extend_from_slice(args);
-        r.json(AUDITOR, &all)["records"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x["seq"].as_u64().unwrap())
-            .collect()
-    };
+    let seqs = |args: &[&str]| job_seqs(&r, &job, args);
     let all = seqs(&["--limit", "1000"]);
     assert!(all.len() > 3 && all.is_sorted(), "{all:?}");
     let last3 = all[all.len() - 3..].to_vec();
@@ -380,4 +383,87 @@ fn a_closed_pipe_ends_byokctl_quietly() {
         "{stderr}"
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3);
+}
+
+#[test]
+fn approval_approve_wait_follows_the_job_it_starts() {
+    let r = rig();
+    r.sync();
+    let pending = r.json(ADMIN, &["group", "delete-cloud", "g1"]);
+    let id = pending["approval"]["id"].as_str().unwrap().to_owned();
+    let job = pending["job"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(pending["job"]["state"], "waiting-approval", "{pending}");
+    let out = r.d.ctl(ADMIN2, &["approval", "approve", &id, "--wait"]);
+    let stdout = ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("following job {job}")), "{stderr}");
+    // The finished job, describe-style, not the approval.
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("id:") && l.ends_with(job.as_str())),
+        "{stdout}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("kind:") && l.ends_with("delete-cloud")),
+        "{stdout}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("state:") && l.ends_with("succeeded")),
+        "{stdout}"
+    );
+    let v = r.json(AUDITOR, &["job", "show", &job]);
+    assert_eq!(v["state"], "succeeded", "{v}");
+    // The designated flag takes on/off like rotation, and true/false too.
+    for (value, want) in [
+        ("off", false),
+        ("on", true),
+        ("false", false),
+        ("true", true),
+    ] {
+        r.ok(ADMIN, &["designated", "set", value]);
+        assert_eq!(
+            r.json(AUDITOR, &["designated", "get"])["designated"],
+            want,
+            "{value}"
+        );
+    }
+    assert_eq!(
+        r.d.ctl(ADMIN, &["designated", "set", "maybe"])
+            .status
+            .code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn log_show_tail_reaches_back_past_its_first_window() {
+    let r = rig();
+    let job = r.sync();
+    let last_of_job = |args: &[&str]| job_seqs(&r, &job, args);
+    let all = last_of_job(&["--limit", "1000"]);
+    let end_of_job = *all.last().unwrap();
+    // More than the first window (100 records) after the job's last record: new keys.
+    let next_seq = || {
+        r.json(AUDITOR, &["status"])["health"]["logs"]["next_seq"]
+            .as_u64()
+            .unwrap()
+    };
+    let mut rounds = 0;
+    while next_seq() < end_of_job + 150 {
+        for i in 0..25 {
+            r.ok(
+                OPERATOR,
+                &["key", "create", "g1", &format!("n{rounds}x{i}")],
+            );
+        }
+        rounds += 1;
+        assert!(rounds < 40, "the log does not grow: {}", next_seq());
+    }
+    assert_eq!(last_of_job(&["--tail", "2"]), all[all.len() - 2..].to_vec());
 }
