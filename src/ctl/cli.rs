@@ -3,8 +3,10 @@
 //!
 //! It owns the shape of the command line only; it never reads a secret from an argument.
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
+
+pub use super::values::*;
 
 pub const EXIT_CODES: &str = "\
 Exit codes:
@@ -65,23 +67,6 @@ pub struct Global {
         value_name = "SECONDS"
     )]
     pub timeout: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Output {
-    /// Tables fitted to the terminal; `show` as a describe-style record with sections.
-    Table,
-    /// Tables with every column.
-    Wide,
-    /// The API's answer as JSON, with its field names.
-    Json,
-    /// The API's answer as YAML, with its field names.
-    Yaml,
-    /// Tab-separated values: a header of the API's field names, then one row per item (a
-    /// record: one `field<TAB>value` line per field).
-    Tsv,
-    /// Nothing: only the exit code tells.
-    None,
 }
 
 #[derive(Debug, Subcommand)]
@@ -218,62 +203,6 @@ pub enum CredentialCmd {
     },
     /// Delete a credential no group uses. Needs a second admin's approval.
     Delete { name: String },
-}
-
-/// On or off; `true`/`false` (and `yes`/`no`) are accepted too.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OnOff {
-    #[value(alias = "true", alias = "yes")]
-    On,
-    #[value(alias = "false", alias = "no")]
-    Off,
-}
-
-/// An Azure key type (Key Vault's names).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum KeyTypeArg {
-    #[value(name = "RSA-2048")]
-    Rsa2048,
-    #[value(name = "RSA-3072")]
-    Rsa3072,
-    #[value(name = "RSA-4096")]
-    Rsa4096,
-    #[value(name = "EC-P256")]
-    EcP256,
-    #[value(name = "EC-P384")]
-    EcP384,
-    #[value(name = "EC-P521")]
-    EcP521,
-    #[value(name = "EC-P256K")]
-    EcP256k,
-}
-
-/// A key usage (Key Vault's key operation names).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum KeyOpArg {
-    #[value(name = "encrypt")]
-    Encrypt,
-    #[value(name = "decrypt")]
-    Decrypt,
-    #[value(name = "sign")]
-    Sign,
-    #[value(name = "verify")]
-    Verify,
-    #[value(name = "wrapKey")]
-    WrapKey,
-    #[value(name = "unwrapKey")]
-    UnwrapKey,
-}
-
-/// How `key public` writes the public key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum PublicFormat {
-    /// SubjectPublicKeyInfo, PEM (`-----BEGIN PUBLIC KEY-----`).
-    Pem,
-    /// SubjectPublicKeyInfo, DER (binary).
-    Der,
-    /// A JSON Web Key (RFC 7517): kty with n/e or crv/x/y.
-    Jwk,
 }
 
 #[derive(Debug, Args)]
@@ -481,39 +410,6 @@ pub struct JobFilter {
     pub group: Option<String>,
 }
 
-/// A job's state, as the API names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum JobStateArg {
-    Pending,
-    Running,
-    WaitingRetry,
-    WaitingApproval,
-    Succeeded,
-    Failed,
-    Cancelled,
-}
-
-/// A job's kind, as the API names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum JobKindArg {
-    Sync,
-    Rotate,
-    DeleteCloud,
-    CheckCloud,
-    Recover,
-    Purge,
-}
-
-/// An approval's status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ApprovalStatusArg {
-    Pending,
-    Approved,
-    Rejected,
-    Expired,
-    Failed,
-}
-
 #[derive(Debug, Subcommand)]
 pub enum LogCmd {
     /// Show service log records: oldest first, a page at a time; or the last N (--tail),
@@ -586,28 +482,6 @@ pub struct LogFilter {
     /// Only records containing this text (case-insensitive).
     #[arg(long, value_name = "TEXT")]
     pub text: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogService {
-    Azure,
-    Hsm,
-    Control,
-    Jobs,
-    System,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogLevel {
-    Info,
-    Warn,
-    Error,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ExportFormat {
-    Jsonl,
-    Csv,
 }
 
 #[derive(Debug, Subcommand)]

@@ -15,6 +15,7 @@ mod man;
 mod output;
 mod progress;
 mod settings;
+mod values;
 
 pub use cli::{Cli, EXIT_CODES};
 pub use settings::{Target, parse_server};
