@@ -426,6 +426,26 @@ fn kill_9_during_group_commits_loses_nothing_acknowledged() {
         acked_total > 0,
         "no round acknowledged anything before the kill"
     );
+    // The installer reads the format of a store left by a killed daemon (it verifies it first).
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_group_committer",
+            "--ignored",
+            "--test-threads=1",
+        ])
+        .env("BYOKD_TEST_STORE_DIR", dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        Store::newest_format(dir.path()).unwrap(),
+        Some(byokd::store::FORMAT_VERSION)
+    );
 }
 
 /// Opens a store on the committed fixture `tests/fixtures/FILE`, which must be of `format`.

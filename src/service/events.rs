@@ -93,6 +93,7 @@ impl Publisher {
     /// Publishes what `state`, just committed, changed since the last publication: the vault
     /// set first (synchronously), then one event per changed group and for the designated
     /// setting.
+    #[cfg(test)]
     pub(super) fn committed(&mut self, state: &State) {
         // Compared in place, cloning only what changed: a commit that touches no group (most
         // are job steps) costs a walk over the groups and no allocation.
@@ -113,6 +114,29 @@ impl Publisher {
                 })
                 .cloned(),
         );
+        self.publish(state, changed);
+    }
+
+    /// As [`Publisher::committed`], comparing only the groups in `touched` (the group and grace
+    /// records the commit wrote, from the store's change marks): a commit costs the same at
+    /// 200,000 groups as at 10.
+    pub(super) fn committed_touching(&mut self, state: &State, touched: &[GroupName]) {
+        let changed: Vec<GroupName> = touched
+            .iter()
+            .filter(|name| {
+                let now = (state.groups.get(*name), state.grace.get(*name));
+                let seen = self
+                    .groups
+                    .get(*name)
+                    .map(|s| (s.group.as_ref(), s.grace.as_ref()));
+                seen.unwrap_or((None, None)) != now
+            })
+            .cloned()
+            .collect();
+        self.publish(state, changed);
+    }
+
+    fn publish(&mut self, state: &State, changed: Vec<GroupName>) {
         let mut changes = Vec::with_capacity(changed.len() + 1);
         for name in changed {
             let now = GroupFacts::of(state, &name);

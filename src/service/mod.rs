@@ -32,6 +32,7 @@ pub use keys::{KeyDeletion, KeyView};
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::hsm::Hsm;
+use crate::model::GroupName;
 use crate::store::{LoadReport, State, Store};
 use std::sync::Arc;
 use tokio::sync::Mutex;
@@ -174,9 +175,21 @@ impl Data {
     /// else reads a change before it is durable. For hot paths that may release the lock
     /// first (and so share an fsync with other tasks), see [`Data::stage`].
     async fn commit(&mut self) -> Result<(), ServiceError> {
+        let touched = self.touched_groups();
         self.store.stage(&mut self.state)?.durable().await?;
-        self.published.committed(&self.state);
+        self.published.committed_touching(&self.state, &touched);
         Ok(())
+    }
+
+    /// The groups whose group or grace record changed since the last commit.
+    fn touched_groups(&self) -> Vec<GroupName> {
+        let touched: std::collections::BTreeSet<&GroupName> = self
+            .state
+            .groups
+            .changed()
+            .chain(self.state.grace.changed())
+            .collect();
+        touched.into_iter().cloned().collect()
     }
 
     /// Queues the state's changes for the next group commit and publishes them; the caller
@@ -185,8 +198,9 @@ impl Data {
     /// returns `Ok`; a failed commit fails every later one until byokd restarts (see
     /// `store::commit`).
     fn stage(&mut self) -> Result<crate::store::Pending, ServiceError> {
+        let touched = self.touched_groups();
         let pending = self.store.stage(&mut self.state)?;
-        self.published.committed(&self.state);
+        self.published.committed_touching(&self.state, &touched);
         Ok(pending)
     }
 }

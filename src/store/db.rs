@@ -188,9 +188,7 @@ pub struct Loaded {
 pub fn open(path: &Path) -> Result<Database, StoreError> {
     redb::Builder::new()
         .set_check_integrity_on_open(true)
-        .set_repair_callback(|_| {
-            tracing::warn!("state: the store was not closed cleanly; its last commit is verified")
-        })
+        .set_repair_callback(|_| tracing::debug!("state: verifying every page of the store"))
         // The state lives in memory as well; redb's own cache only has to hold the pages a
         // commit touches.
         .set_cache_size(16 << 20)
@@ -215,9 +213,15 @@ pub fn corrupt(path: &Path, e: redb::Error) -> StoreError {
 
 /// The format recorded in the file, reading nothing else (for the upgrade's downgrade check).
 pub fn format_of(path: &Path) -> Result<Option<u16>, StoreError> {
-    let db = redb::Builder::new()
-        .open_read_only(path)
-        .map_err(|e| corrupt(path, e.into()))?;
+    match redb::Builder::new().open_read_only(path) {
+        Ok(db) => format_in(&db, path),
+        // A store not closed cleanly (byokd was killed) is verified by a read-write open first.
+        Err(redb::DatabaseError::RepairAborted) => format_in(&open(path)?, path),
+        Err(e) => Err(corrupt(path, e.into())),
+    }
+}
+
+fn format_in(db: &impl ReadableDatabase, path: &Path) -> Result<Option<u16>, StoreError> {
     let txn = db.begin_read().map_err(|e| corrupt(path, e.into()))?;
     let meta = match txn.open_table(META) {
         Ok(t) => t,

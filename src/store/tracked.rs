@@ -83,6 +83,11 @@ impl<K: Ord + Clone, V> Tracked<K, V> {
         self.changed = self.map.keys().cloned().collect();
     }
 
+    /// The keys changed since the last commit.
+    pub fn changed(&self) -> impl Iterator<Item = &K> {
+        self.changed.iter()
+    }
+
     /// Whether any entry changed since the last commit.
     pub fn is_dirty(&self) -> bool {
         !self.changed.is_empty()
