@@ -747,6 +747,11 @@ fn every_mutating_route_writes_its_record_with_identity_and_target() {
         "{changed:#?}"
     );
 
+    // An online backup, streamed to the admin, is recorded with who took it.
+    w.call(ADMIN, "POST", "/v1/backup", &[], None, 200);
+    let backups = records(d, "backup.created");
+    assert!(backups.iter().any(|r| by(r, ADMIN)), "{backups:#?}");
+
     // Every route that is not a read was called above.
     let mutating: BTreeSet<String> = ROUTES
         .iter()

@@ -41,7 +41,6 @@ impl Service {
         .await
     }
 
-
     /// Moves a job from `waiting-approval` to `pending` once a second admin approved it;
     /// `by` becomes its "started by" (requester and approver). Refused (409) when the job no
     /// longer waits (cancelled, or its approval expired or was rejected).
