@@ -50,7 +50,7 @@ function groupForm(credentials, reload) {
       field("Key type and length", type),
       field("Exponent (RSA)", exponent),
       ops,
-      h("label", { class: "check" }, h("input", { type: "checkbox", name: "verify", checked: true }), " Check now that the vault exists and the credential may read it (untick only to stage an appliance that cannot reach Azure yet)"),
+      h("label", { class: "check" }, h("input", { type: "checkbox", name: "verify", checked: true }), " Check the vault with Azure now: it must exist and this app must be allowed to read it (untick only to stage an appliance that cannot reach Azure yet)"),
       h("fieldset", { class: "rotation" }, h("legend", {}, "Rotation"),
         h("label", { class: "check" }, h("input", { type: "checkbox", name: "rotation_enabled" }), " Rotate automatically"),
         field("Rotate every (months)", h("input", { type: "number", name: "rotate_every_months", min: 1, max: 120, value: "12" })),
