@@ -20,6 +20,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 const PER_VAULT_JOBS: usize = 1;
 
 /// How a job's work ended when nothing failed.
+#[derive(Debug, PartialEq, Eq)]
 pub(super) enum Flow {
     Done,
     /// Stopped at a safe point because this identity cancelled the job.

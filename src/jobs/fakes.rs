@@ -12,11 +12,11 @@ use super::ports::Vault;
 use crate::azure::jwk::FINGERPRINT_TAG;
 use crate::azure::{
     AzureError, DeletedKeyBundle, ImportRequest, JsonWebKey, Kek, KeyAttributes, KeyBundle,
-    KeyItem, KeyUpdate, KeyVaultError, RecoveryLevel,
+    KeyItem, KeyUpdate, KeyVaultError, KvOp, RecoveryLevel,
 };
 use crate::model::AzureVersion;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// When Azure purges a deleted key on its own: 2026-03-01T00:00:00Z.
 pub(super) const SCHEDULED_PURGE: i64 = 1_772_323_200;
@@ -44,6 +44,17 @@ struct State {
     lose_import_answer: bool,
     /// The import requests received, in order.
     imports: Vec<ImportRequest>,
+    /// The import after this many more is refused, once, as given.
+    refuse_import: Option<(usize, Refusal)>,
+}
+
+/// How the fake vault refuses an import.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Refusal {
+    /// 401: the token expired.
+    Unauthorized,
+    /// 403: the application lacks the `import` permission.
+    Forbidden,
 }
 
 /// One version of a key in the fake vault.
@@ -56,18 +67,25 @@ pub(super) struct FakeVersion {
     pub(super) jwk: JsonWebKey,
 }
 
-/// One Key Vault vault, in memory.
+/// One Key Vault vault, in memory; clones share it.
+#[derive(Clone)]
 pub(super) struct FakeVault {
     name: String,
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
 }
 
 impl FakeVault {
     pub(super) fn new() -> Self {
         Self {
             name: "kv1".into(),
-            state: Mutex::new(State::default()),
+            state: Arc::new(Mutex::new(State::default())),
         }
+    }
+
+    /// After `imports` more imports, the next is refused as `how`, once.
+    pub(super) fn refusing_import_after(self, imports: usize, how: Refusal) -> Self {
+        self.lock().refuse_import = Some((imports, how));
+        self
     }
 
     pub(super) fn with_key(self, name: &str, key: FakeKey) -> Self {
@@ -319,6 +337,25 @@ impl Vault for FakeVault {
         request: &ImportRequest,
     ) -> Result<KeyBundle, AzureError> {
         let mut s = self.lock();
+        match s.refuse_import {
+            Some((0, how)) => {
+                s.refuse_import = None;
+                let vault = self.name.clone();
+                return Err(AzureError::KeyVault(match how {
+                    Refusal::Unauthorized => KeyVaultError::Unauthorized {
+                        vault,
+                        tenant: None,
+                    },
+                    Refusal::Forbidden => KeyVaultError::PermissionDenied {
+                        vault,
+                        op: KvOp::Import,
+                        inner: "ForbiddenByRbac".into(),
+                    },
+                }));
+            }
+            Some((n, how)) => s.refuse_import = Some((n - 1, how)),
+            None => {}
+        }
         s.changes.push(format!("import {key}"));
         s.imports.push(request.clone());
         let fingerprint = request.tags.get(FINGERPRINT_TAG).cloned();

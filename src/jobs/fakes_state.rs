@@ -67,9 +67,19 @@ pub(in crate::jobs) fn hsm_id(seed: u8) -> HsmKeyId {
 #[derive(Default)]
 pub(in crate::jobs) struct FakeHsm {
     wraps: Mutex<Vec<HsmKeyId>>,
+    /// No strategy wraps the group's key type conformingly.
+    refuses: bool,
 }
 
 impl FakeHsm {
+    /// An HSM on which no strategy wraps any key type conformingly.
+    pub(in crate::jobs) fn refusing() -> Self {
+        Self {
+            refuses: true,
+            ..Self::default()
+        }
+    }
+
     /// The keys wrapped for transfer, in order.
     pub(in crate::jobs) fn wraps(&self) -> Vec<HsmKeyId> {
         self.wraps.lock().unwrap().clone()
@@ -77,7 +87,14 @@ impl FakeHsm {
 }
 
 impl KeyHsm for FakeHsm {
-    fn strategy_for(&self, _key_type: KeyType) -> Result<WrapStrategy, HsmError> {
+    fn strategy_for(&self, key_type: KeyType) -> Result<WrapStrategy, HsmError> {
+        if self.refuses {
+            return Err(HsmError::NonConformingEncoding {
+                key_type: format!("{key_type:?}"),
+                reason: "the fake HSM wraps nothing conformingly".into(),
+                host_allowed: false,
+            });
+        }
         Ok(WrapStrategy::Native)
     }
 

@@ -31,6 +31,8 @@ mod executor;
 #[cfg(test)]
 mod fakes;
 #[cfg(test)]
+mod fakes_session;
+#[cfg(test)]
 mod fakes_state;
 mod grace;
 mod job_store;

@@ -1,11 +1,12 @@
 //! What a job kind is given instead of reaching for it: the configuration values it needs, read
 //! once when the runner is made (`config/check.rs` has validated them, so nothing here or in a
 //! kind checks or clamps them again), and the narrow interfaces through which a kind's state
-//! machine reaches Key Vault ([`Vault`]), the HSM ([`KeyHsm`]) and the state ([`JobStore`],
-//! [`LocalKeys`], in `job_store`). The real implementations wrap the Azure client with the
+//! machine reaches Key Vault ([`Vault`], opened through a signed-in [`Session`]), the HSM
+//! ([`KeyHsm`]) and the state ([`JobStore`], [`LocalKeys`], in `job_store`). The real implementations wrap the Azure client with the
 //! job's token, the HSM handle and the [`crate::service::Service`]; the kinds' unit tests give
 //! in-memory ones (`fakes`, test builds only). Only `hsm/` calls PKCS#11.
 
+use super::JobError;
 pub(super) use super::job_store::{JobStore, KekChange, LocalKeys};
 use crate::azure::{
     AccessToken, AzureError, DeletedKeyBundle, ImportRequest, Kek, KeyBundle, KeyItem, KeyUpdate,
@@ -13,7 +14,7 @@ use crate::azure::{
 };
 use crate::config::{AssertionAlg, Config};
 use crate::hsm::{Hsm, HsmError, KekPublicKey, WrapStrategy};
-use crate::model::{AzureVersion, HsmKeyId, KeyType, RotationPolicy, add_months};
+use crate::model::{AzureVersion, HsmKeyId, JobId, KeyGroup, KeyType, RotationPolicy, add_months};
 
 /// The configuration values the job kinds use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +66,24 @@ pub(super) trait Vault {
         version: &AzureVersion,
         update: &KeyUpdate,
     ) -> Result<KeyBundle, AzureError>;
+}
+
+/// Signing in for a job and opening vaults with its token: what the sync's orchestration needs
+/// from Entra ID and the Key Vault client.
+pub(super) trait Session {
+    /// A vault opened with a token.
+    type Vault<'a>: Vault
+    where
+        Self: 'a;
+    /// A Key Vault token for the group's credential, with the job's steps around it.
+    async fn sign_in(&self, id: JobId, group: &KeyGroup) -> Result<AccessToken, JobError>;
+    /// Whether `err` is Key Vault refusing the token (401) in a way a new token can fix; a
+    /// challenge naming another tenant than the credential's is turned into a clear error.
+    async fn needs_new_token(&self, group: &KeyGroup, err: &JobError) -> Result<bool, JobError>;
+    /// Forgets the group credential's token after a 401 and records why.
+    async fn drop_token(&self, id: JobId, group: &KeyGroup) -> Result<(), JobError>;
+    /// Vault `vault`, signed in with `token`.
+    fn vault<'a>(&'a self, vault: &'a str, token: &AccessToken) -> Self::Vault<'a>;
 }
 
 /// The Azure client on one vault with a job's token.

@@ -5,6 +5,7 @@
 //! Must never: hold an unsealed secret past the token request, sign an assertion that will not be
 //! sent, or retry a 401 more than once per job run.
 
+use super::ports::{Session, SignedIn};
 use super::{JobError, Jobs};
 use crate::azure::entra::build_client_assertion;
 use crate::azure::{AccessToken, AssertionSigner, AzureError, ClientAuth, KeyVaultError};
@@ -191,4 +192,24 @@ pub(super) async fn drop_token(jobs: &Jobs, id: JobId, group: &KeyGroup) -> Resu
         )
         .await?;
     Ok(())
+}
+
+impl Session for Jobs {
+    type Vault<'a> = SignedIn<'a>;
+
+    async fn sign_in(&self, id: JobId, group: &KeyGroup) -> Result<AccessToken, JobError> {
+        sign_in(self, id, group).await
+    }
+
+    async fn needs_new_token(&self, group: &KeyGroup, err: &JobError) -> Result<bool, JobError> {
+        needs_new_token(self, group, err).await
+    }
+
+    async fn drop_token(&self, id: JobId, group: &KeyGroup) -> Result<(), JobError> {
+        drop_token(self, id, group).await
+    }
+
+    fn vault<'a>(&'a self, vault: &'a str, token: &AccessToken) -> SignedIn<'a> {
+        SignedIn::new(self.azure().keyvault(), token.clone(), vault)
+    }
 }

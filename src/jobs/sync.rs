@@ -4,21 +4,26 @@
 //! journalled KEK is found again or cleaned up, and an import whose answer was lost is found by
 //! its fingerprint tag instead of being repeated.
 //!
+//! The state machine ([`steps`]) reaches Entra ID and Key Vault only through a [`Session`] and
+//! [`StartImport`], the state through [`JobStore`]/[`LocalKeys`] and the HSM through [`KeyHsm`],
+//! all given in a [`SyncPorts`] with the values it needs; [`sync_keys`] wires the real ones.
 //! [`sync_keys`] is also the second half of a rotation, which syncs the key it generated.
 
 use super::executor::{
     Flow, begin_cloud, fail, finish_cancelled, report_log_problem, succeed, with_retry_display,
 };
 use super::kek::{cleanup_kek, ensure_kek};
-use super::ports::{JobStore, KeyHsm, LocalKeys, SignedIn, Validity};
-use super::sign_in::{drop_token, needs_new_token, sign_in};
-use super::sync_imports::{ImportPlan, import_all};
+use super::ports::{JobStore, KeyHsm, LocalKeys, Session, Validity};
+use super::sync_imports::{ImportPlan, StartImport, import_all};
 use super::sync_resolve::resolve_sent;
 use super::{JobError, Jobs};
 use crate::azure::AccessToken;
+use crate::clock::Clock;
 use crate::logs::Event;
 use crate::model::{Job, JobId, KeyGroup, KeyName, KeySyncState};
 use crate::service::Designated;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
 
 pub(super) async fn run(jobs: &Jobs, id: JobId) -> Result<(), JobError> {
     let Some((group, _permit, designated)) = begin_cloud(jobs, id).await? else {
@@ -48,19 +53,45 @@ pub(super) async fn sync_keys(
     validity: Validity,
     _: &Designated,
 ) -> Result<Flow, JobError> {
-    with_retry_display(jobs.service(), id, steps(jobs, id, group, validity)).await
+    let ports = SyncPorts {
+        session: jobs,
+        store: jobs.service(),
+        hsm: jobs.service().hsm(),
+        kek_bits: jobs.settings().kek_bits,
+        clock: jobs.clock().clone(),
+        slots: jobs.slots().imports(group.vault.as_str()),
+        in_flight: jobs.slots().import_bound(),
+    };
+    with_retry_display(jobs.service(), id, steps(&ports, id, group, validity)).await
 }
 
-/// The job's cloud steps, then its clean-up, whatever happened to the imports. The state is
-/// reached through the [`JobStore`] and the HSM through [`KeyHsm`]; `jobs` gives the sign-in
-/// and the per-vault import slots.
-async fn steps(
-    jobs: &Jobs,
+/// What a sync run reaches and is given: the sign-in, vaults and import tasks (`session`), the
+/// job's state (`store`), the HSM (`hsm`), `azure.kek_size` (`kek_bits`), the clock, and the
+/// vault's bound on imports in flight (`slots`, shared by every job on the vault, with
+/// `in_flight` permits).
+pub(super) struct SyncPorts<'a, P, S, H> {
+    pub(super) session: &'a P,
+    pub(super) store: &'a S,
+    pub(super) hsm: &'a H,
+    pub(super) kek_bits: u32,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) slots: Arc<Semaphore>,
+    pub(super) in_flight: usize,
+}
+
+/// The job's cloud steps, then its clean-up, whatever happened to the imports.
+async fn steps<P, S, H>(
+    ports: &SyncPorts<'_, P, S, H>,
     id: JobId,
     group: &KeyGroup,
     validity: Validity,
-) -> Result<Flow, JobError> {
-    let store = jobs.service();
+) -> Result<Flow, JobError>
+where
+    P: Session + StartImport,
+    S: JobStore + LocalKeys,
+    H: KeyHsm,
+{
+    let (session, store) = (ports.session, ports.store);
     let mut token = None;
     let failed_before = store.failed_before(id).await?;
     let mut outcome = match (&failed_before, store.cancel_requested(id).await?) {
@@ -68,18 +99,18 @@ async fn steps(
             reason: reason.clone(),
         }),
         (None, Some(by)) => Ok(Flow::Cancelled(by)),
-        (None, None) => sync_pending(jobs, id, group, validity, &mut token).await,
+        (None, None) => sync_pending(ports, id, group, validity, &mut token).await,
     };
     // A 401 (token expired or revoked): forget the token, sign in once more and resume from the
     // journal, which finds the KEK and any import again instead of repeating them.
     if let Err(e) = &outcome
         && failed_before.is_none()
     {
-        match needs_new_token(jobs, group, e).await {
+        match session.needs_new_token(group, e).await {
             Ok(true) => {
-                drop_token(jobs, id, group).await?;
+                session.drop_token(id, group).await?;
                 token = None;
-                outcome = sync_pending(jobs, id, group, validity, &mut token).await;
+                outcome = sync_pending(ports, id, group, validity, &mut token).await;
             }
             Ok(false) => {}
             Err(clear) => outcome = Err(clear),
@@ -90,13 +121,13 @@ async fn steps(
         // job with it instead of syncing on.
         store.keep_error(id, e.to_string()).await?;
     }
-    let mut cleanup = settle_cloud(jobs, id, group, &mut token).await;
+    let mut cleanup = settle_cloud(session, store, id, group, &mut token).await;
     if let Err(e) = &cleanup
-        && needs_new_token(jobs, group, e).await.unwrap_or(false)
+        && session.needs_new_token(group, e).await.unwrap_or(false)
     {
-        drop_token(jobs, id, group).await?;
+        session.drop_token(id, group).await?;
         token = None;
-        cleanup = settle_cloud(jobs, id, group, &mut token).await;
+        cleanup = settle_cloud(session, store, id, group, &mut token).await;
     }
     match (outcome, cleanup) {
         (Ok(flow), Ok(())) => Ok(flow),
@@ -112,12 +143,12 @@ async fn steps(
 /// token: imports whose outcome is unknown are looked up by their fingerprint tag (recorded if
 /// Azure has them, marked not started if not), then the KEK is deleted and purged.
 async fn settle_cloud(
-    jobs: &Jobs,
+    session: &impl Session,
+    store: &impl JobStore,
     id: JobId,
     group: &KeyGroup,
     token: &mut Option<AccessToken>,
 ) -> Result<(), JobError> {
-    let store = jobs.service();
     let sent = store
         .key_syncs(id)
         .await?
@@ -130,7 +161,8 @@ async fn settle_cloud(
     }
     let t = match token.take() {
         Some(t) => t,
-        None => sign_in(jobs, id, group)
+        None => session
+            .sign_in(id, group)
             .await
             .map_err(|e| JobError::KekLeftBehind {
                 kek: Job::kek_name(id),
@@ -139,7 +171,7 @@ async fn settle_cloud(
             })?,
     };
     let settled = if sent {
-        resolve_sent(&signed_in(jobs, group, &t), store, id, group)
+        resolve_sent(&session.vault(group.vault.as_str(), &t), store, id, group)
             .await
             .map(|_| ())
     } else {
@@ -148,22 +180,28 @@ async fn settle_cloud(
     // The KEK lives in the vault it was made in.
     let kek_vault = store.kek(id).await?.map(|k| k.vault);
     let vault = kek_vault.as_ref().unwrap_or(&group.vault).as_str();
-    let session = SignedIn::new(jobs.azure().keyvault(), t.clone(), vault);
-    let result = cleanup_kek(&session, store, id).await.and(settled);
+    let result = cleanup_kek(&session.vault(vault, &t), store, id)
+        .await
+        .and(settled);
     *token = Some(t);
     result
 }
 
 /// Signs in, settles imports sent before a restart, ensures the KEK and imports the keys that
 /// still need it.
-async fn sync_pending(
-    jobs: &Jobs,
+async fn sync_pending<P, S, H>(
+    ports: &SyncPorts<'_, P, S, H>,
     id: JobId,
     group: &KeyGroup,
     validity: Validity,
     token_out: &mut Option<AccessToken>,
-) -> Result<Flow, JobError> {
-    let (store, hsm) = (jobs.service(), jobs.service().hsm());
+) -> Result<Flow, JobError>
+where
+    P: Session + StartImport,
+    S: JobStore + LocalKeys,
+    H: KeyHsm,
+{
+    let (session, store, hsm) = (ports.session, ports.store, ports.hsm);
     let pending = pending_keys(store, id, group).await?;
     if pending.is_empty() {
         store
@@ -180,13 +218,13 @@ async fn sync_pending(
     if let Some(by) = store.cancel_requested(id).await? {
         return Ok(Flow::Cancelled(by));
     }
-    let token = sign_in(jobs, id, group).await?;
+    let token = session.sign_in(id, group).await?;
     *token_out = Some(token.clone());
     if let Some(by) = store.cancel_requested(id).await? {
         return Ok(Flow::Cancelled(by));
     }
     // Imports sent before a restart (or a 401) are found by their tag first, with one listing.
-    let vault = signed_in(jobs, group, &token);
+    let vault = session.vault(group.vault.as_str(), &token);
     let pending = if resolve_sent(&vault, store, id, group).await? {
         pending_keys(store, id, group).await?
     } else {
@@ -202,13 +240,16 @@ async fn sync_pending(
             .await?;
         return Ok(Flow::Done);
     }
-    let settings = (jobs.settings().kek_bits, jobs.clock().now_unix());
+    let settings = (ports.kek_bits, ports.clock.now_unix());
     let kek = ensure_kek(&vault, store, id, group, settings).await?;
     let plan = ImportPlan {
         keys: pending,
         validity,
+        slots: ports.slots.clone(),
+        in_flight: ports.in_flight,
+        clock: ports.clock.clone(),
     };
-    import_all(jobs, id, group, (&token, &kek), hsm.generator(), plan).await
+    import_all(session, id, group, (&token, &kek), hsm.generator(), plan).await
 }
 
 /// Keys of the job that still need an import. Keys synced earlier are reported, not repeated;
@@ -236,11 +277,6 @@ pub(super) async fn pending_keys<S: JobStore + LocalKeys>(
         }
     }
     Ok(pending)
-}
-
-/// The group's vault with this token.
-fn signed_in<'a>(jobs: &'a Jobs, group: &'a KeyGroup, token: &AccessToken) -> SignedIn<'a> {
-    SignedIn::new(jobs.azure().keyvault(), token.clone(), group.vault.as_str())
 }
 
 #[cfg(test)]
@@ -336,6 +372,214 @@ mod tests {
                 imported("v4"),
                 imported("v5")
             ]
+        );
+    }
+}
+
+/// The sync's state machine against the fakes: the calls each port saw.
+#[cfg(test)]
+mod flow_tests {
+    use super::*;
+    use crate::azure::jwk::fingerprint;
+    use crate::azure::{AzureError, KeyVaultError};
+    use crate::clock::ManualClock;
+    use crate::hsm::HsmError;
+    use crate::jobs::fakes::{
+        FakeHsm, FakeStore, FakeVault, Refusal, ec_key, group, hsm_id, local_key,
+    };
+    use crate::jobs::fakes_session::FakeSession;
+    use crate::model::{AzureVersion, KeySync};
+
+    const ID: JobId = JobId::new(5);
+    /// 2026-01-31T00:00:00Z.
+    const NOW: i64 = 1_769_817_600;
+    /// One calendar month after `NOW` (clamped to the end of February).
+    const EXP: i64 = 1_772_236_800;
+    const KEK: &str = "byokd-kek-5";
+
+    /// Keys k1..=kn of group `payments`, none synced yet, and a vault that shows each key's
+    /// public key for an import tagged with its fingerprint.
+    fn fresh(n: u8) -> (FakeVault, FakeStore) {
+        let names: Vec<String> = (1..=n).map(|i| format!("k{i}")).collect();
+        let store = FakeStore::default()
+            .with_keys(names.iter().map(|k| KeySync {
+                key: KeyName::try_from(k.as_str()).unwrap(),
+                state: KeySyncState::NotStarted,
+            }))
+            .with_local((1..=n).map(|i| local_key(&names[usize::from(i) - 1], i, None)));
+        let vault = (1..=n).fold(FakeVault::new(), |v, seed| {
+            let (spki, jwk) = ec_key(seed);
+            v.answering(&fingerprint(&spki), jwk)
+        });
+        (vault, store)
+    }
+
+    async fn run_sync(session: &FakeSession, in_flight: usize) -> Result<Flow, JobError> {
+        let clock = ManualClock::new(time::OffsetDateTime::from_unix_timestamp(NOW).unwrap());
+        let ports = SyncPorts {
+            session,
+            store: &*session.store,
+            hsm: &*session.hsm,
+            kek_bits: 2048,
+            clock: Arc::new(clock),
+            slots: Arc::new(Semaphore::new(in_flight)),
+            in_flight,
+        };
+        let mut g = group();
+        g.rotation.enabled = true;
+        g.rotation.keep_valid_months = 1;
+        steps(&ports, ID, &g, Validity::of_policy(&g.rotation)).await
+    }
+
+    /// The `byokd-key` tag of every import the vault received, sorted.
+    fn imported(vault: &FakeVault) -> Vec<String> {
+        let mut keys: Vec<_> = vault
+            .imports()
+            .iter()
+            .map(|r| r.tags["byokd-key"].clone())
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    fn count(changes: &[String], change: &str) -> usize {
+        changes.iter().filter(|c| *c == change).count()
+    }
+
+    #[tokio::test]
+    async fn a_sync_from_nothing_signs_in_once_and_leaves_no_kek_behind() {
+        let (vault, store) = fresh(3);
+        let session = FakeSession::new(vault, store, FakeHsm::default());
+        assert_eq!(run_sync(&session, 2).await.unwrap(), Flow::Done);
+        assert_eq!(session.calls(), ["sign in"]);
+        let changes = session.vault.changes();
+        assert_eq!(
+            changes.first().map(String::as_str),
+            Some("create byokd-kek-5")
+        );
+        assert_eq!(count(&changes, "import payments"), 3);
+        assert_eq!(
+            changes[changes.len() - 2..],
+            [format!("delete {KEK}"), format!("purge {KEK}")]
+        );
+        // Every key wrapped and imported once, with the exp its policy asks for.
+        let mut wraps = session.hsm.wraps();
+        wraps.sort_by_key(|k| k.0);
+        assert_eq!(wraps, [hsm_id(1), hsm_id(2), hsm_id(3)]);
+        assert_eq!(imported(&session.vault), ["k1", "k2", "k3"]);
+        assert!(
+            session
+                .vault
+                .imports()
+                .iter()
+                .all(|r| (r.nbf, r.exp) == (Some(NOW), Some(EXP)))
+        );
+        // Each key's version recorded, on the key and in the job.
+        let mut recorded = session.store.recorded();
+        recorded.sort();
+        let versions: Vec<_> = session.vault.versions("payments");
+        assert_eq!(recorded.len(), 3);
+        for (key, version) in &recorded {
+            let v = versions.iter().find(|v| version == v.version.as_str());
+            let fp = v.and_then(|v| v.fingerprint.clone());
+            let seed: u8 = key.as_str()[1..].parse().unwrap();
+            assert_eq!(fp, Some(fingerprint(&ec_key(seed).0)), "{key}");
+        }
+        assert!(
+            session
+                .store
+                .key_states()
+                .iter()
+                .all(|s| matches!(s.state, KeySyncState::Imported { .. }))
+        );
+        let kek = session.store.kek_state().unwrap();
+        assert!(kek.deleted && kek.purged.is_some(), "{kek:?}");
+        assert_eq!(session.store.failed_before(ID).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_401_mid_sync_signs_in_once_more_and_resumes_from_the_journal() {
+        // The second import meets 401: its token expired.
+        let (vault, store) = fresh(3);
+        let session = FakeSession::new(
+            vault.refusing_import_after(1, Refusal::Unauthorized),
+            store,
+            FakeHsm::default(),
+        );
+        assert_eq!(run_sync(&session, 1).await.unwrap(), Flow::Done);
+        assert_eq!(session.calls(), ["sign in", "drop token", "sign in"]);
+        let changes = session.vault.changes();
+        // The KEK journalled by the first run is found again, not created anew.
+        assert_eq!(count(&changes, &format!("create {KEK}")), 1);
+        assert_eq!(count(&changes, &format!("delete {KEK}")), 1);
+        assert_eq!(count(&changes, &format!("purge {KEK}")), 1);
+        // The key recorded before the 401 is not imported again; the refused one is, once.
+        assert_eq!(imported(&session.vault), ["k1", "k2", "k3"]);
+        assert_eq!(session.store.recorded().len(), 3);
+        assert_eq!(session.store.failed_before(ID).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_failed_import_still_cleans_up_the_kek_and_keeps_the_error() {
+        // k2's import is refused: the application lost its `import` permission.
+        let (vault, store) = fresh(2);
+        let vault = vault.refusing_import_after(1, Refusal::Forbidden);
+        let session = FakeSession::new(vault, store, FakeHsm::default());
+        let err = run_sync(&session, 1).await.unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                JobError::Azure(AzureError::KeyVault(KeyVaultError::PermissionDenied { .. }))
+            ),
+            "{err:?}"
+        );
+        assert_eq!(session.calls(), ["sign in"]);
+        let changes = session.vault.changes();
+        assert_eq!(
+            changes[changes.len() - 2..],
+            [format!("delete {KEK}"), format!("purge {KEK}")]
+        );
+        assert!(session.store.kek_state().unwrap().purged.is_some());
+        assert_eq!(
+            session.store.failed_before(ID).await.unwrap(),
+            Some(err.to_string())
+        );
+        assert_eq!(
+            session.store.recorded(),
+            [(KeyName::try_from("k1").unwrap(), AzureVersion::new("v1"))]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cancel_before_sign_in_signs_in_to_nothing_and_makes_no_kek() {
+        let (vault, store) = fresh(2);
+        let session = FakeSession::new(vault, store.cancelled_by("bob"), FakeHsm::default());
+        assert_eq!(
+            run_sync(&session, 1).await.unwrap(),
+            Flow::Cancelled("bob".into())
+        );
+        assert!(session.calls().is_empty());
+        assert!(session.vault.changes().is_empty());
+        assert_eq!(session.store.kek_state(), None);
+        assert!(session.hsm.wraps().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_key_type_no_strategy_wraps_is_refused_before_any_kek() {
+        let (vault, store) = fresh(2);
+        let session = FakeSession::new(vault, store, FakeHsm::refusing());
+        let err = run_sync(&session, 1).await.unwrap_err();
+        assert!(
+            matches!(err, JobError::Hsm(HsmError::NonConformingEncoding { .. })),
+            "{err:?}"
+        );
+        assert!(session.calls().is_empty());
+        assert!(session.vault.changes().is_empty());
+        assert_eq!(session.store.kek_state(), None);
+        assert!(session.hsm.wraps().is_empty());
+        assert_eq!(
+            session.store.failed_before(ID).await.unwrap(),
+            Some(err.to_string())
         );
     }
 }

@@ -34,10 +34,40 @@ const WRAP_AHEAD: usize = 2;
 /// its queue (`hsm::QUEUE_DEPTH`) for other callers.
 const HSM_QUEUED: usize = 2;
 
-/// The keys one run imports, and how long their versions stay valid.
+/// The keys one run imports, how long their versions stay valid, and the vault's bound on
+/// imports in flight (`slots`, shared by every job on the vault, `in_flight` permits).
 pub(super) struct ImportPlan {
     pub(super) keys: Vec<KeyName>,
     pub(super) validity: Validity,
+    pub(super) slots: Arc<Semaphore>,
+    pub(super) in_flight: usize,
+    pub(super) clock: Arc<dyn Clock>,
+}
+
+/// Starts one key's import ([`import_one`]) as a task of its own, on the vault of the batch's
+/// group signed in with `token`, against the job's state and HSM.
+pub(super) trait StartImport {
+    fn import(
+        &self,
+        token: &AccessToken,
+        batch: Arc<Batch>,
+        key: KeyName,
+    ) -> impl Future<Output = Result<Outcome, JobError>> + Send + 'static;
+}
+
+impl StartImport for Jobs {
+    fn import(
+        &self,
+        token: &AccessToken,
+        batch: Arc<Batch>,
+        key: KeyName,
+    ) -> impl Future<Output = Result<Outcome, JobError>> + Send + 'static {
+        let (azure, svc, token) = (self.azure().clone(), self.service().clone(), token.clone());
+        async move {
+            let vault = SignedIn::new(azure.keyvault(), token, batch.group.vault.as_str());
+            import_one((&vault, &svc, svc.hsm()), &batch, &key).await
+        }
+    }
 }
 
 /// What every import of one job run shares.
@@ -98,7 +128,7 @@ pub(in crate::jobs) enum Outcome {
 /// Imports `pending` into the group's key, concurrently within the vault's bound. Returns once
 /// every import it started has its answer recorded (or its failure); the first failure wins.
 pub(super) async fn import_all(
-    jobs: &Jobs,
+    start: &impl StartImport,
     id: JobId,
     group: &KeyGroup,
     (token, kek): (&AccessToken, &Kek),
@@ -108,15 +138,16 @@ pub(super) async fn import_all(
     let ImportPlan {
         keys: pending,
         validity,
+        slots,
+        in_flight,
+        clock,
     } = plan;
-    let slots = jobs.slots().imports(group.vault.as_str());
-    let in_flight = jobs.slots().import_bound();
     let batch = Arc::new(Batch::new(
         id,
         group,
         (kek, generator),
         (validity, pending.len()),
-        jobs.clock().clone(),
+        clock,
         slots,
     ));
     // Spawned tasks report their Azure back-off to the job like the job's own calls.
@@ -130,11 +161,10 @@ pub(super) async fn import_all(
         while tasks.len() < window && !batch.stop.load(Ordering::SeqCst) {
             let Some(key) = queue.next() else { break };
             let b = batch.clone();
-            let (azure, svc, token) = (jobs.azure().clone(), jobs.service().clone(), token.clone());
+            let import = start.import(token, batch.clone(), key);
             // The task stays inside the job's span, so its records name the job's identity.
             let task = retry_notice::scope(notice.clone(), async move {
-                let vault = SignedIn::new(azure.keyvault(), token, b.group.vault.as_str());
-                let outcome = import_one((&vault, &svc, svc.hsm()), &b, &key).await;
+                let outcome = import.await;
                 if !matches!(outcome, Ok(Outcome::Imported)) {
                     b.stop.store(true, Ordering::SeqCst);
                 }
