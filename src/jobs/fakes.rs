@@ -118,6 +118,22 @@ impl FakeVault {
         )
     }
 
+    /// A version of key `name` that an import of the fake HSM's key `seed` left: its
+    /// fingerprint tag and its public key.
+    pub(super) fn with_imported(self, name: &str, version: &str, seed: u8) -> Self {
+        let (spki, jwk) = ec_key(seed);
+        self.with(
+            name,
+            FakeVersion {
+                version: version.into(),
+                fingerprint: Some(crate::azure::jwk::fingerprint(&spki)),
+                enabled: true,
+                jwk,
+                ..FakeVersion::default()
+            },
+        )
+    }
+
     /// A version of key `name` as given.
     pub(super) fn with(self, name: &str, version: FakeVersion) -> Self {
         {

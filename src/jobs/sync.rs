@@ -121,13 +121,13 @@ where
         // job with it instead of syncing on.
         store.keep_error(id, e.to_string()).await?;
     }
-    let mut cleanup = settle_cloud(session, store, id, group, &mut token).await;
+    let mut cleanup = settle_cloud(session, store, ports.hsm, id, group, &mut token).await;
     if let Err(e) = &cleanup
         && session.needs_new_token(group, e).await.unwrap_or(false)
     {
         session.drop_token(id, group).await?;
         token = None;
-        cleanup = settle_cloud(session, store, id, group, &mut token).await;
+        cleanup = settle_cloud(session, store, ports.hsm, id, group, &mut token).await;
     }
     match (outcome, cleanup) {
         (Ok(flow), Ok(())) => Ok(flow),
@@ -142,9 +142,10 @@ where
 /// Settles what the job left open in the cloud, signing in again first when a restart lost the
 /// token: imports whose outcome is unknown are looked up by their fingerprint tag (recorded if
 /// Azure has them, marked not started if not), then the KEK is deleted and purged.
-async fn settle_cloud(
+async fn settle_cloud<S: JobStore + LocalKeys>(
     session: &impl Session,
-    store: &impl JobStore,
+    store: &S,
+    hsm: &impl KeyHsm,
     id: JobId,
     group: &KeyGroup,
     token: &mut Option<AccessToken>,
@@ -171,9 +172,15 @@ async fn settle_cloud(
             })?,
     };
     let settled = if sent {
-        resolve_sent(&session.vault(group.vault.as_str(), &t), store, id, group)
-            .await
-            .map(|_| ())
+        resolve_sent(
+            &session.vault(group.vault.as_str(), &t),
+            store,
+            hsm,
+            id,
+            group,
+        )
+        .await
+        .map(|_| ())
     } else {
         Ok(())
     };
@@ -225,7 +232,7 @@ where
     }
     // Imports sent before a restart (or a 401) are found by their tag first, with one listing.
     let vault = session.vault(group.vault.as_str(), &token);
-    let pending = if resolve_sent(&vault, store, id, group).await? {
+    let pending = if resolve_sent(&vault, store, hsm, id, group).await? {
         pending_keys(store, id, group).await?
     } else {
         pending
@@ -310,8 +317,8 @@ mod tests {
         // through before the crash (Azure has its fingerprint tag); k4's import never arrived;
         // k5 not started.
         let vault = FakeVault::new()
-            .with_version("payments", "v1", &fp(1))
-            .with_version("payments", "v3", &fp(3));
+            .with_imported("payments", "v1", 1)
+            .with_imported("payments", "v3", 3);
         let vault = [4, 5].into_iter().fold(vault, |v, seed| {
             let (spki, jwk) = ec_key(seed);
             v.answering(&fingerprint(&spki), jwk)
@@ -337,7 +344,11 @@ mod tests {
                 local_key("k4", 4, None),
                 local_key("k5", 5, None),
             ]);
-        assert!(resolve_sent(&vault, &store, ID, &group()).await.unwrap());
+        assert!(
+            resolve_sent(&vault, &store, &FakeHsm::default(), ID, &group())
+                .await
+                .unwrap()
+        );
         let pending = pending_keys(&store, ID, &group()).await.unwrap();
         assert_eq!(pending, [key("k4"), key("k5")]);
         let hsm = FakeHsm::default();

@@ -253,7 +253,8 @@ where
     let bundle = match kv.import_key(azure_name, &request).await {
         Ok(bundle) => bundle,
         Err(AzureError::ResponseLost { .. }) => {
-            if let Some(version) = find_by_fingerprint(kv, azure_name, &fp).await? {
+            if let Some(version) = find_by_fingerprint(kv, azure_name, &fp, &spki, key_name).await?
+            {
                 drop(permit);
                 record(
                     store,
