@@ -187,7 +187,7 @@ async fn the_kek_lifecycle_runs_against_the_emulator() {
         Some(&["import".to_string()][..])
     );
     let same = kv
-        .get_key(&t, "kv-soft", "kek-job-1", Some(&kek.version))
+        .get_key(&t, "kv-soft", "kek-job-1", Some(kek.version.as_str()))
         .await
         .unwrap();
     assert_eq!(same.kid(), kek.kid);
@@ -197,7 +197,7 @@ async fn the_kek_lifecycle_runs_against_the_emulator() {
         ..Default::default()
     };
     let b = kv
-        .update_key(&t, "kv-soft", "kek-job-1", &kek.version, &upd)
+        .update_key(&t, "kv-soft", "kek-job-1", kek.version.as_str(), &upd)
         .await
         .unwrap();
     assert_eq!(b.tags.unwrap()["k"], "v");

@@ -103,7 +103,7 @@ fn kek_from_bundle(vault: &str, bundle: &crate::azure::KeyBundle) -> Result<Kek,
         .ok_or_else(|| bad("exponent"))?;
     Ok(Kek {
         kid: bundle.kid().to_owned(),
-        version: bundle.version().to_owned(),
+        version: bundle.azure_version(),
         n,
         e,
         recovery_level: bundle.attributes.recovery_level.clone(),

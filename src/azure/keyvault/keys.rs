@@ -77,7 +77,7 @@ impl KeyVault {
         );
         Ok(Kek {
             kid: bundle.kid().to_string(),
-            version: bundle.version().to_string(),
+            version: bundle.azure_version(),
             n,
             e,
             recovery_level: bundle.attributes.recovery_level.clone(),

@@ -143,7 +143,7 @@ fn version_of(kid: &str) -> &str {
 pub struct Kek {
     /// The versioned kid, as the blob header needs it.
     pub kid: String,
-    pub version: String,
+    pub version: crate::model::AzureVersion,
     /// Modulus, big-endian, no leading zero bytes.
     pub n: Vec<u8>,
     /// Public exponent, big-endian, leading zero bytes stripped (RSA-HSM sends `AAEAAQ`).
