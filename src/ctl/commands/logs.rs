@@ -2,6 +2,7 @@
 //! verified before it is kept, and verify a file or the stored log.
 
 use super::Ctx;
+use super::download::{Partial, io};
 use crate::contract::{Health, LogPage, LogVerdict};
 use crate::ctl::CtlError;
 use crate::ctl::cli::*;
@@ -249,85 +250,29 @@ async fn log_export(
         ExportFormat::Jsonl => "jsonl",
         ExportFormat::Csv => "csv",
     };
-    let exists = |p: &std::path::Path| {
-        CtlError::Exists(format!(
-            "{} exists; choose another file or add --force to replace it",
-            p.display()
-        ))
-    };
-    if !force && file.exists() {
-        return Err(exists(file));
+    let (partial, mut out) = Partial::start(file, force)?;
+    let q = log_query(f, &[("format", fmt.to_owned())])?;
+    let got = ctx
+        .client
+        .download(&format!("/v1/logs/export?{q}"), &mut out)
+        .await
+        .map_err(|e| partial.not_written(e))?;
+    if let Err(answer) = got {
+        return Err(super::api_error(answer));
     }
-    let dir = match file.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-        _ => std::path::PathBuf::from("."),
-    };
-    let name = file
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .ok_or_else(|| CtlError::Usage(format!("{} is not a file name", file.display())))?;
-    let tmp = dir.join(format!(".{name}.partial-{}", std::process::id()));
-    let io = |what: &str, p: &std::path::Path, e: std::io::Error| {
-        CtlError::Other(format!("{what} {}: {e}", p.display()))
-    };
-    let result = async {
-        let mut out = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(|e| io("cannot create", &tmp, e))?;
-        let q = log_query(f, &[("format", fmt.to_owned())])?;
-        let got = ctx
-            .client
-            .download(&format!("/v1/logs/export?{q}"), &mut out)
-            .await
-            .map_err(|e| match e {
-                CtlError::Connect(m) => {
-                    CtlError::Connect(format!("{m}; {} was not written", file.display()))
-                }
-                e => e,
-            })?;
-        if let Err(answer) = got {
-            return Err(super::api_error(answer));
-        }
-        out.sync_all().map_err(|e| io("cannot write", &tmp, e))?;
-        let text = std::fs::read_to_string(&tmp).map_err(|e| io("cannot read", &tmp, e))?;
-        let verdict = crate::logs::export::verify_text(&text);
-        if let Some(b) = &verdict.broken {
-            return Err(CtlError::ChainBroken(format!(
-                "the downloaded export does not verify at record {} (row {}): {}; {} was not written",
-                b.seq,
-                b.position,
-                b.reason,
-                file.display()
-            )));
-        }
-        if force {
-            std::fs::rename(&tmp, file).map_err(|e| io("cannot write", file, e))?;
-        } else {
-            // A hard link never replaces an existing file, even one created meanwhile.
-            std::fs::hard_link(&tmp, file).map_err(|e| {
-                if e.kind() == std::io::ErrorKind::AlreadyExists {
-                    exists(file)
-                } else {
-                    io("cannot write", file, e)
-                }
-            })?;
-            let _ = std::fs::remove_file(&tmp);
-        }
-        if let Ok(d) = std::fs::File::open(&dir) {
-            let _ = d.sync_all();
-        }
-        Ok(verdict)
+    let text = std::fs::read_to_string(partial.path())
+        .map_err(|e| io("cannot read", partial.path(), e))?;
+    let verdict = crate::logs::export::verify_text(&text);
+    if let Some(b) = &verdict.broken {
+        return Err(CtlError::ChainBroken(format!(
+            "the downloaded export does not verify at record {} (row {}): {}; {} was not written",
+            b.seq,
+            b.position,
+            b.reason,
+            file.display()
+        )));
     }
-    .await;
-    let verdict = match result {
-        Ok(v) => v,
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
-        }
-    };
+    partial.publish(out)?;
     let summary = json!({
         "file": file.display().to_string(),
         "format": fmt,

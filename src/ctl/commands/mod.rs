@@ -9,6 +9,7 @@
 
 mod backup;
 mod credentials;
+mod download;
 mod groups;
 mod jobs;
 mod logs;
