@@ -2,7 +2,8 @@
 //! mapped client certificate (curl), then the console itself in Debian's Chromium driven by
 //! playwright-core (`tests/browser/run.mjs`), against the real daemon on a SoftHSM token and
 //! the Azure emulator over real TLS: the seed workflow end to end, dual control across two
-//! browser contexts with two admins' certificates, every menu, the auditor's read-only console,
+//! browser contexts with two admins' certificates (Delete on Cloud Service, and Purge of a key
+//! deleted behind byokd's back), every menu, the auditor's read-only console,
 //! a cross-origin page that must not drive the API, and the screenshots of `docs/screenshots/`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -304,6 +305,9 @@ fn the_console_works_in_chromium() {
         .env("BYOKD_CLIENT", CLIENT)
         .env("BYOKD_VAULT", VAULT)
         .env("BYOKD_BULK_KEYS", BULK_KEYS.to_string())
+        // The emulator's admin interface, where the purge test deletes a key behind byokd's back.
+        .env("BYOKD_EMULATOR", azure.emu.addr().to_string())
+        .env("BYOKD_EMULATOR_CA", &azure.ca_path)
         // Playwright's own TLS client (which presents the client certificate) trusts the
         // rig's console CA, and nothing is fetched from anywhere else.
         .env("NODE_EXTRA_CA_CERTS", d.path("ca.pem"))
@@ -341,25 +345,47 @@ fn the_console_works_in_chromium() {
         .iter()
         .map(|j| (j["kind"].as_str().unwrap(), j["state"].as_str().unwrap()))
         .collect();
-    for kind in ["sync", "rotate", "delete-cloud"] {
+    for kind in ["sync", "rotate", "delete-cloud", "purge"] {
         assert!(
             kinds.contains(&(kind, "succeeded")),
             "no succeeded {kind} job: {kinds:?}"
         );
     }
     let (_, approvals) = d.curl(Some(AUDITOR), "GET", "/v1/approvals?status=approved", None);
-    let a = approvals["approvals"]
+    for kind in ["delete_group_cloud", "purge_group_cloud"] {
+        let a = approvals["approvals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["action"]["kind"] == kind)
+            .cloned()
+            .unwrap_or(Value::Null);
+        assert_eq!(
+            (a["requested_by"].as_str(), a["decided_by"].as_str()),
+            (Some(ADMIN), Some(ADMIN2)),
+            "{kind}: {approvals}"
+        );
+    }
+    // The purge the browser asked for left no deleted key of group ledger in Azure, and the
+    // service log says who purged it.
+    let deleted = azure.emu.deleted_keys(VAULT);
+    assert!(
+        deleted.iter().all(|k| k.name != "ledger"),
+        "ledger's Azure key is still deleted, not purged: {:?}",
+        deleted.iter().map(|k| &k.name).collect::<Vec<_>>()
+    );
+    let (_, logs) = d.curl(
+        Some(AUDITOR),
+        "GET",
+        "/v1/logs?service=azure&group=ledger&limit=1000",
+        None,
+    );
+    let purged = logs["records"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|a| a["action"]["kind"] == "delete_group_cloud")
-        .cloned()
-        .unwrap_or(Value::Null);
-    assert_eq!(
-        (a["requested_by"].as_str(), a["decided_by"].as_str()),
-        (Some(ADMIN), Some(ADMIN2)),
-        "{approvals}"
-    );
+        .any(|r| r["event"] == "azure.key.purged" && r["group"] == "ledger");
+    assert!(purged, "no azure.key.purged record of group ledger: {logs}");
     // The uploaded secret never reached the log, and the export the browser saved verifies.
     assert!(
         !d.log().contains(SECRET),

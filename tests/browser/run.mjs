@@ -6,6 +6,7 @@ import { launch, summary, env } from "./harness.mjs";
 import { seed } from "./seed.mjs";
 import { menus } from "./menus.mjs";
 import { security } from "./security.mjs";
+import { purge } from "./purge.mjs";
 
 const SHOTS = env("BYOKD_SCREENSHOTS");
 mkdirSync(SHOTS, { recursive: true });
@@ -21,6 +22,7 @@ try {
   const { admin } = await seed(browser, shots);
   await admin.close();
   await menus(browser, shots);
+  await purge(browser);
   await security(browser, shots);
   failed = summary();
 } catch (e) {

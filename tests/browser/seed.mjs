@@ -24,6 +24,29 @@ async function jobSucceeds(page, box, before) {
   return job.id;
 }
 
+/// In a second admin's page on Administration: the pending approval whose row says `what` was
+/// asked by admin and expires at a UTC time; `before` runs, then Approve, and the job it starts
+/// is followed to success.
+export async function approved(second, what, before = async () => {}) {
+  const row = second.locator("table.approvals tr", { hasText: what });
+  await row.waitFor();
+  const cells = await row.locator("td").allInnerTexts();
+  expect(cells[2] === "admin", `asked by admin: ${cells}`);
+  expect(/ UTC$/.test(cells[4]), `expiry in UTC: ${cells}`);
+  await before();
+  await row.getByRole("button", { name: /^Approve/ }).click();
+  await jobSucceeds(second, ".job-follow", "");
+}
+
+/// Opens System Logs filtered to the Azure Service and `group`, and waits for a record `event`.
+export async function azureLogShows(page, group, event) {
+  await page.getByRole("link", { name: "System Logs" }).click();
+  await page.getByLabel("Service").selectOption("azure");
+  await page.getByLabel("Key group").fill(group);
+  await page.getByRole("button", { name: "Apply filters" }).click();
+  await page.locator("table.log td", { hasText: event }).first().waitFor();
+}
+
 export async function seed(browser, shots) {
   const secret = readFileSync(env("BYOKD_SECRET_FILE"), "utf8").trim();
   const vault = env("BYOKD_VAULT");
@@ -99,14 +122,7 @@ export async function seed(browser, shots) {
   const admin2 = await as(browser, "admin2");
   const second = await open(admin2, "#/admin");
   await step("Approvals: admin2 approves in a second context and follows the job", async () => {
-    const row = second.locator("table.approvals tr", { hasText: "payments" });
-    await row.waitFor();
-    const cells = await row.locator("td").allInnerTexts();
-    expect(cells[2] === "admin", `asked by admin: ${cells}`);
-    expect(/ UTC$/.test(cells[4]), `expiry in UTC: ${cells}`);
-    await shots(second, "approvals");
-    await row.getByRole("button", { name: "Approve" }).click();
-    await jobSucceeds(second, ".job-follow", "");
+    await approved(second, "payments", () => shots(second, "approvals"));
   }, second);
   // The requester cannot approve their own request: the console offers only Withdraw.
   await admin2.close();
@@ -122,11 +138,7 @@ export async function seed(browser, shots) {
   }, page);
 
   await step("System Logs: the Azure Service shows the deletion", async () => {
-    await page.getByRole("link", { name: "System Logs" }).click();
-    await page.getByLabel("Service").selectOption("azure");
-    await page.getByLabel("Key group").fill("payments");
-    await page.getByRole("button", { name: "Apply filters" }).click();
-    await page.locator("table.log td", { hasText: "azure.key.deleted" }).first().waitFor();
+    await azureLogShows(page, "payments", "azure.key.deleted");
     await shots(page, "logs");
   }, page);
 
