@@ -5,6 +5,7 @@
 //! Must never: read or return private key material, generate a key that is not CKA_SENSITIVE,
 //! or touch objects outside the `byokd/` label namespace other than by an explicit id.
 
+use super::handles::{Half, Handles, Lookup, Removal};
 use super::spki::{check_digits, curve_from_params, ec_spki, rsa_spki};
 use super::{GeneratedKey, HsmError, HsmKeyEntry, PrivateKeyAttributes, PublicKeyInfo};
 use crate::model::{GroupName, HsmKeyId, KeyName, KeyType, RsaExponent};
@@ -31,9 +32,11 @@ pub fn parse_label(label: &str) -> Option<(GroupName, KeyName)> {
     ))
 }
 
-/// Generates a key pair of `key_type` on the token and returns its id and public half.
+/// Generates a key pair of `key_type` on the token and returns its id and public half; the
+/// handles of both halves are kept in `handles`.
 pub(crate) fn generate(
     session: &Session,
+    handles: &Handles,
     key_type: KeyType,
     label: &str,
 ) -> Result<GeneratedKey, HsmError> {
@@ -86,6 +89,8 @@ pub(crate) fn generate(
             return Err(e);
         }
     };
+    handles.remember(Half::Private, id, priv_handle);
+    handles.remember(Half::Public, id, pub_handle);
     tracing::info!(
         kid = %id.to_hex(),
         key_type = %key_type,
@@ -136,6 +141,7 @@ pub(crate) fn not_supported(key_type: KeyType, mechanism: &'static str, cause: S
     }
 }
 
+/// Searches the token for the `class` object with CKA_ID `id` (`handles` keeps what it finds).
 pub(crate) fn find_one(
     session: &Session,
     class: ObjectClass,
@@ -148,13 +154,17 @@ pub(crate) fn find_one(
 }
 
 /// The public half of key `id` as SPKI DER with check digits.
-pub(crate) fn public_key(session: &Session, id: HsmKeyId) -> Result<PublicKeyInfo, HsmError> {
-    let handle =
-        find_one(session, ObjectClass::PUBLIC_KEY, id)?.ok_or(HsmError::KeyNotFound { id })?;
+pub(crate) fn public_key(
+    session: &Session,
+    lookup: &Lookup<'_>,
+    id: HsmKeyId,
+) -> Result<PublicKeyInfo, HsmError> {
+    let handle = lookup.require(session, Half::Public, id)?;
     read_public(session, handle, id)
 }
 
-fn read_public(
+/// The public key object `handle` (of key `id`) as SPKI DER with check digits.
+pub(crate) fn read_public(
     session: &Session,
     handle: ObjectHandle,
     id: HsmKeyId,
@@ -281,9 +291,13 @@ fn rsa_type(modulus: Option<&[u8]>, exponent: Option<&[u8]>) -> Option<KeyType> 
 }
 
 /// Destroys the private and public objects of key `id`.
-pub(crate) fn destroy(session: &Session, id: HsmKeyId) -> Result<(), HsmError> {
-    let private = find_one(session, ObjectClass::PRIVATE_KEY, id)?;
-    let public = find_one(session, ObjectClass::PUBLIC_KEY, id)?;
+pub(crate) fn destroy(
+    session: &Session,
+    removal: &Removal<'_>,
+    id: HsmKeyId,
+) -> Result<(), HsmError> {
+    let private = removal.take(session, Half::Private, id)?;
+    let public = removal.take(session, Half::Public, id)?;
     if private.is_none() && public.is_none() {
         return Err(HsmError::KeyNotFound { id });
     }
@@ -300,10 +314,10 @@ pub(crate) fn destroy(session: &Session, id: HsmKeyId) -> Result<(), HsmError> {
 /// its secret value.
 pub(crate) fn attributes(
     session: &Session,
+    lookup: &Lookup<'_>,
     id: HsmKeyId,
 ) -> Result<PrivateKeyAttributes, HsmError> {
-    let handle =
-        find_one(session, ObjectClass::PRIVATE_KEY, id)?.ok_or(HsmError::KeyNotFound { id })?;
+    let handle = lookup.require(session, Half::Private, id)?;
     let attrs = session
         .get_attributes(
             handle,

@@ -10,7 +10,8 @@
 //! task, or let the PIN, key material or unsealed plaintext reach an error, a log or `Debug`.
 //!
 //! Files: `library` (C_Initialize/C_Finalize), `token` (slot lookup, login, session count),
-//! `pool` (the lanes between the async side and the workers), `worker` (threads and requests), `keygen` (target keys), `spki` (public key encoding), `seal` (AES-GCM sealing), `signing` (credential signing keys),
+//! `pool` (the lanes between the async side and the workers), `worker` (threads and requests),
+//! `handles` (key object handles kept between requests), `keygen` (target keys), `spki` (public key encoding), `seal` (AES-GCM sealing), `signing` (credential signing keys),
 //! `wrap` (BYOK wrap strategies and their self-test), `conformance` (the encoding self-test by
 //! key family and class), `strict` (the strict PKCS#8 parser and canonical encoder), `host`
 //! (host-side RSA-OAEP and AES-KWP), `capability` (which key types the token generates),
@@ -19,6 +20,7 @@
 mod capability;
 
 mod error;
+mod handles;
 mod host;
 mod keygen;
 mod library;
@@ -211,6 +213,7 @@ impl Hsm {
         let (stopped_tx, stopped) = channel();
         let module = Arc::new(module);
         let wrap_plan = Arc::new(wrap_plan);
+        let handles = Arc::new(handles::Handles::default());
         let inner = Inner {
             pool: pool.clone(),
             sessions,
@@ -222,6 +225,7 @@ impl Hsm {
                 session,
                 slot,
                 seal_key,
+                handles: handles.clone(),
                 wrap_plan: wrap_plan.clone(),
                 module: module.clone(),
                 token_label: cfg.token_label.clone(),

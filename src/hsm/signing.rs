@@ -7,12 +7,13 @@
 //! Must never: create a signing key that can be extracted (wrapped or read), or sign with a key
 //! outside its namespace.
 
-use super::keygen::{find_one, public_key};
+use super::handles::{Half, Handles, Lookup};
+use super::keygen::read_public;
 use super::{GeneratedKey, HsmError};
 use crate::model::HsmKeyId;
 use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsPssParams};
 use cryptoki::mechanism::{Mechanism, MechanismType};
-use cryptoki::object::{Attribute, ObjectClass};
+use cryptoki::object::Attribute;
 use cryptoki::session::Session;
 
 /// Every credential signing key is labelled `byokd-cred/{credential}`.
@@ -52,8 +53,13 @@ pub fn signing_label(credential: &str) -> String {
     format!("{SIGNING_LABEL_PREFIX}{credential}")
 }
 
-/// Generates an RSA-3072 signing key pair that can never leave the token.
-pub(crate) fn generate(session: &Session, label: &str) -> Result<GeneratedKey, HsmError> {
+/// Generates an RSA-3072 signing key pair that can never leave the token; the handles of both
+/// halves are kept in `handles`.
+pub(crate) fn generate(
+    session: &Session,
+    handles: &Handles,
+    label: &str,
+) -> Result<GeneratedKey, HsmError> {
     let mut id_bytes = [0u8; 16];
     session
         .generate_random_slice(&mut id_bytes)
@@ -86,8 +92,10 @@ pub(crate) fn generate(session: &Session, label: &str) -> Result<GeneratedKey, H
     let (pub_handle, priv_handle) = session
         .generate_key_pair(&Mechanism::RsaPkcsKeyPairGen, &public, &private)
         .map_err(HsmError::pkcs11("generating a credential signing key"))?;
-    match public_key(session, id) {
+    match read_public(session, pub_handle, id) {
         Ok(public) => {
+            handles.remember(Half::Private, id, priv_handle);
+            handles.remember(Half::Public, id, pub_handle);
             tracing::info!(kid = %id.to_hex(), label, bits = SIGNING_KEY_BITS,
                 check_digits = %public.check_digits, "generated credential signing key on the token");
             Ok(GeneratedKey { id, public })
@@ -103,12 +111,12 @@ pub(crate) fn generate(session: &Session, label: &str) -> Result<GeneratedKey, H
 /// Signs `data` with the private key `id`, which must be a credential signing key.
 pub(crate) fn sign(
     session: &Session,
+    lookup: &Lookup<'_>,
     id: HsmKeyId,
     scheme: SignatureScheme,
     data: &[u8],
 ) -> Result<Vec<u8>, HsmError> {
-    let handle =
-        find_one(session, ObjectClass::PRIVATE_KEY, id)?.ok_or(HsmError::KeyNotFound { id })?;
+    let handle = lookup.require(session, Half::Private, id)?;
     let label = session
         .get_attributes(handle, &[cryptoki::object::AttributeType::Label])
         .map_err(HsmError::pkcs11("reading a signing key's label"))?;

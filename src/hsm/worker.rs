@@ -7,6 +7,7 @@
 //! Must never: panic, block on the async side, or outlive its module guard (each session is
 //! closed before the last guard calls C_Finalize).
 
+use super::handles::Handles;
 use super::library::Module;
 use super::pool::{Lane, Pool};
 use super::{
@@ -105,6 +106,8 @@ pub(crate) struct Worker {
     pub(crate) session: Session,
     pub(crate) slot: Slot,
     pub(crate) seal_key: ObjectHandle,
+    /// The key handles the pool's sessions found or created, shared by every worker.
+    pub(crate) handles: Arc<Handles>,
     /// The wrap strategy the start-up self-test chose.
     pub(crate) wrap_plan: Arc<wrap::Plan>,
     pub(crate) module: Arc<Module>,
@@ -172,22 +175,23 @@ impl Worker {
     /// worker. Callers that time out on `Generate` reconcile through `list_keys` (the label).
     fn serve(&self, request: Request) {
         let s = &self.session;
+        let handles = &*self.handles;
         match request {
             Request::Generate {
                 key_type,
                 label,
                 reply,
             } => {
-                self.answer(reply, keygen::generate(s, key_type, &label));
+                self.answer(reply, keygen::generate(s, handles, key_type, &label));
             }
             Request::PublicKey { id, reply } => {
-                self.answer(reply, keygen::public_key(s, id));
+                self.answer(reply, keygen::public_key(s, &handles.lookup(), id));
             }
             Request::ListKeys { reply } => {
                 self.answer(reply, keygen::list(s));
             }
             Request::Destroy { id, reply } => {
-                self.answer(reply, keygen::destroy(s, id));
+                self.answer(reply, keygen::destroy(s, &handles.removal(), id));
             }
             Request::Seal {
                 aad,
@@ -200,13 +204,15 @@ impl Worker {
                 self.answer(reply, seal::unseal(s, self.seal_key, &aad, &sealed));
             }
             Request::KeyAttributes { id, reply } => {
-                self.answer(reply, keygen::attributes(s, id));
+                self.answer(reply, keygen::attributes(s, &handles.lookup(), id));
             }
             Request::WrapForTransfer { id, kek, reply } => {
-                self.answer(reply, wrap::wrap_for_transfer(s, &self.wrap_plan, id, &kek));
+                let lookup = handles.lookup();
+                let wrapped = wrap::wrap_for_transfer(s, &lookup, &self.wrap_plan, id, &kek);
+                self.answer(reply, wrapped);
             }
             Request::GenerateSigningKey { label, reply } => {
-                self.answer(reply, signing::generate(s, &label));
+                self.answer(reply, signing::generate(s, handles, &label));
             }
             Request::Sign {
                 id,
@@ -214,7 +220,10 @@ impl Worker {
                 data,
                 reply,
             } => {
-                self.answer(reply, signing::sign(s, id, scheme, &data));
+                self.answer(
+                    reply,
+                    signing::sign(s, &handles.lookup(), id, scheme, &data),
+                );
             }
             Request::TrialRsaExponent { exponent, reply } => {
                 self.answer(reply, Ok(capability::trial_rsa_exponent(s, exponent)));

@@ -4,12 +4,12 @@
 use super::strategies::{Target, wrap_with};
 use super::verdict::KeyFamily;
 use super::{KekPublicKey, Plan, WrapStrategy};
-use crate::hsm::keygen::find_one;
+use crate::hsm::handles::{Half, Lookup};
 use crate::hsm::spki::{curve_from_params, ec_point_of};
 use crate::hsm::strict::Expected;
 use crate::hsm::{HsmError, host};
 use crate::model::HsmKeyId;
-use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectHandle};
 use cryptoki::session::Session;
 use rsa::traits::PublicKeyParts as _;
 
@@ -17,6 +17,7 @@ use rsa::traits::PublicKeyParts as _;
 /// `RSA-OAEP-SHA1(kek, aes256) || AES-KWP(aes256, PKCS#8 of the key)`.
 pub(crate) fn wrap_for_transfer(
     session: &Session,
+    lookup: &Lookup<'_>,
     plan: &Plan,
     id: HsmKeyId,
     kek: &KekPublicKey,
@@ -37,9 +38,8 @@ pub(crate) fn wrap_for_transfer(
             ),
         });
     }
-    let key =
-        find_one(session, ObjectClass::PRIVATE_KEY, id)?.ok_or(HsmError::KeyNotFound { id })?;
-    let expected = expected_key(session, id, key)?;
+    let key = lookup.require(session, Half::Private, id)?;
+    let expected = expected_key(session, lookup, id, key)?;
     let family = KeyFamily::of_expected(&expected);
     let strategy = plan
         .strategy_for(family)
@@ -94,7 +94,12 @@ pub(crate) fn wrap_for_transfer(
 
 /// What the token says private key `key` is: its type, RSA modulus or EC curve, and the EC
 /// public point of the public object with the same CKA_ID, when there is one.
-fn expected_key(session: &Session, id: HsmKeyId, key: ObjectHandle) -> Result<Expected, HsmError> {
+fn expected_key(
+    session: &Session,
+    lookup: &Lookup<'_>,
+    id: HsmKeyId,
+    key: ObjectHandle,
+) -> Result<Expected, HsmError> {
     let attrs = session
         .get_attributes(
             key,
@@ -119,7 +124,7 @@ fn expected_key(session: &Session, id: HsmKeyId, key: ObjectHandle) -> Result<Ex
         (Some(t), Some(modulus), _) if t == KeyType::RSA => Ok(Expected::Rsa { modulus }),
         (Some(t), _, Some(params)) if t == KeyType::EC => {
             let curve = curve_from_params(&params).map_err(unsupported)?;
-            let point = match find_one(session, ObjectClass::PUBLIC_KEY, id)? {
+            let point = match lookup.find(session, Half::Public, id)? {
                 Some(public) => {
                     let attrs = session
                         .get_attributes(public, &[AttributeType::EcPoint])
