@@ -253,3 +253,29 @@ fn imports_run_concurrently_up_to_the_per_vault_bound() {
     assert_eq!(rig.emu.key_versions(VAULT, "paced").len(), KEYS);
     assert!(rig.emu.live_keks(VAULT).is_empty());
 }
+
+#[test]
+fn a_throttled_import_is_retried_in_a_slot_of_its_own() {
+    let rig = start(10);
+    // Two imports past the first full window are refused once each (as Azure may refuse when
+    // its count and byokd's differ): their retries must take new slots of byokd's window, not
+    // land in slots promised to later imports and draw the emulator's strict window in turn.
+    rig.emu.inject_fault(FaultRule {
+        skip: 12,
+        times: Some(2),
+        ..FaultRule::every(Op::ImportKey, FaultAction::Throttle)
+    });
+    let job = sync_all(&rig);
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert!(job["error"].is_null(), "{job}");
+    assert_eq!(rig.emu.throttled_total(), 2, "only the two injected 429s");
+    assert_eq!(
+        rig.emu.counters(VAULT).throttled,
+        0,
+        "a retry drew the strict window's 429\n{}",
+        rig.daemon.log()
+    );
+    let (_, imports) = create_requests(&rig);
+    assert_eq!(imports, KEYS);
+    assert_eq!(rig.emu.key_versions(VAULT, "paced").len(), KEYS);
+}

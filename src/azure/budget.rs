@@ -15,11 +15,15 @@
 //! of `window` holds at most the budget even measured from the arrivals; it costs a fiftieth of
 //! the rate.
 //!
-//! Owns only timing: it never sends anything, and a 429 that still arrives is the HTTP client's
-//! to retry (honouring `Retry-After`).
+//! Every attempt of a CREATE takes a slot, the retries of one Azure refused with a 429 too (see
+//! [`Pace`]): a retry sent outside the window's accounting would arrive in a slot promised to a
+//! later CREATE and draw a 429 in its turn, and so on down the queue.
+//!
+//! Owns only timing: it never sends anything; the HTTP client retries a 429 (honouring
+//! `Retry-After`) and takes a new slot before each attempt.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -97,6 +101,29 @@ impl CreateBudget {
             );
             tokio::time::sleep(wait).await;
         }
+    }
+}
+
+/// A request's share of a vault's CREATE budget: the HTTP client waits for a slot before each
+/// attempt, the first and every retry.
+#[derive(Debug, Clone)]
+pub struct Pace {
+    budget: Arc<CreateBudget>,
+    vault_host: String,
+}
+
+impl Pace {
+    /// CREATEs of `vault_host` under `budget`.
+    pub fn new(budget: Arc<CreateBudget>, vault_host: &str) -> Self {
+        Self {
+            budget,
+            vault_host: vault_host.to_owned(),
+        }
+    }
+
+    /// Waits for the next attempt's slot.
+    pub async fn wait(&self) {
+        self.budget.acquire(&self.vault_host).await;
     }
 }
 

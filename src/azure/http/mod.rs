@@ -140,11 +140,19 @@ impl HttpClient {
                 return Err(e);
             }
         };
+        if let Some(pace) = &req.pace {
+            pace.wait().await;
+        }
         let deadline = Instant::now() + self.opts.total_timeout;
         let mut waited = Duration::ZERO;
         let mut attempt: u32 = 0;
         loop {
             attempt = attempt.saturating_add(1);
+            if attempt > 1
+                && let Some(pace) = &req.pace
+            {
+                pace.wait().await;
+            }
             AzureMetrics::inc(&self.metrics.requests);
             let remaining = deadline.saturating_duration_since(Instant::now());
             let outcome = match tokio::time::timeout(remaining, self.attempt(req, &target)).await {

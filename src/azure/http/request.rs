@@ -1,6 +1,7 @@
 //! One outbound request (its body in a zeroizing buffer, its bearer header marked sensitive)
 //! and a complete, size-bounded response.
 
+use crate::azure::budget::Pace;
 use crate::azure::{AccessToken, AzureError};
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
@@ -18,6 +19,8 @@ pub struct HttpRequest {
     pub idempotent: bool,
     /// Whether the connection may go back to the pool afterwards (see [`HttpRequest::single_use`]).
     pub(super) pooled: bool,
+    /// The CREATE budget each attempt waits for (see [`HttpRequest::paced`]).
+    pub(super) pace: Option<Pace>,
 }
 
 impl fmt::Debug for HttpRequest {
@@ -46,6 +49,7 @@ impl HttpRequest {
             body: None,
             idempotent,
             pooled: true,
+            pace: None,
         })
     }
 
@@ -56,6 +60,12 @@ impl HttpRequest {
     /// connection frees them, and the zeroing allocator wipes them.
     pub fn single_use(mut self) -> Self {
         self.pooled = false;
+        self
+    }
+
+    /// Each attempt, the first and every retry, waits for a slot of `pace` before it is sent.
+    pub fn paced(mut self, pace: Pace) -> Self {
+        self.pace = Some(pace);
         self
     }
 

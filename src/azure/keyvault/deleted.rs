@@ -64,7 +64,9 @@ impl KeyVault {
     ) -> Result<(), AzureError> {
         let path = format!("/deletedkeys/{}", key_name(name)?);
         let url = self.url(vault, &path)?;
-        let resp = self.send(token, Method::DELETE, &url, None, true).await?;
+        let resp = self
+            .send(token, Method::DELETE, &url, None, true, false)
+            .await?;
         if resp.status.is_success() {
             tracing::info!(vault, key = name, "purged deleted key");
             return Ok(());

@@ -25,6 +25,11 @@ pub enum KvOp {
 }
 
 impl KvOp {
+    /// Whether Azure counts the operation in the vault's CREATE budget (key create and import).
+    pub fn is_create(self) -> bool {
+        matches!(self, KvOp::CreateKek | KvOp::Import)
+    }
+
     /// The access-policy key permission (and RBAC data action) the operation needs.
     pub fn permission(self) -> &'static str {
         match self {

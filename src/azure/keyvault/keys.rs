@@ -32,7 +32,6 @@ impl KeyVault {
             "kty": "RSA-HSM", "key_size": size_bits, "key_ops": ["import"], "attributes": {"exp": exp},
         });
         let path = format!("/keys/{}/create", key_name(name)?);
-        self.budget.acquire(&self.vault_host(vault)?).await;
         let bundle: KeyBundle = self
             .call(
                 token,
@@ -107,7 +106,6 @@ impl KeyVault {
         };
         let body = serde_json::json!({"key": key, "attributes": attributes, "tags": req.tags});
         let path = format!("/keys/{}", key_name(name)?);
-        self.budget.acquire(&self.vault_host(vault)?).await;
         let bundle: KeyBundle = self
             .call(
                 token,

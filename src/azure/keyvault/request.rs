@@ -4,6 +4,7 @@
 use super::errors::{KvOp, map_error};
 use super::{API_VERSION, KeyVault};
 use crate::azure::AzureError;
+use crate::azure::budget::Pace;
 use crate::azure::endpoints::valid_vault_name;
 use crate::azure::entra::AccessToken;
 use crate::azure::http::{HttpRequest, HttpResponse};
@@ -64,7 +65,9 @@ impl KeyVault {
         body: Option<&serde_json::Value>,
         idempotent: bool,
     ) -> Result<T, AzureError> {
-        let resp = self.send(token, method, url, body, idempotent).await?;
+        let resp = self
+            .send(token, method, url, body, idempotent, op.is_create())
+            .await?;
         if !resp.status.is_success() {
             return Err(map_error(&self.endpoints, vault, name, op, &resp));
         }
@@ -75,6 +78,8 @@ impl KeyVault {
         })
     }
 
+    /// Sends one request; a CREATE (`create`) takes a slot of its vault's budget before each
+    /// attempt.
     pub(super) async fn send(
         &self,
         token: &AccessToken,
@@ -82,8 +87,13 @@ impl KeyVault {
         url: &str,
         body: Option<&serde_json::Value>,
         idempotent: bool,
+        create: bool,
     ) -> Result<HttpResponse, AzureError> {
         let mut req = HttpRequest::new(method, url, idempotent)?.bearer(token)?;
+        if create && let Some(host) = req.url.host() {
+            let pace = Pace::new(self.budget.clone(), host);
+            req = req.paced(pace);
+        }
         if let Some(b) = body {
             req = req.json(b)?;
         }
