@@ -140,9 +140,10 @@ impl HttpClient {
                 return Err(e);
             }
         };
-        if let Some(pace) = &req.pace {
-            pace.wait().await;
-        }
+        let mut slot = match &req.pace {
+            Some(pace) => Some(pace.wait().await),
+            None => None,
+        };
         let deadline = Instant::now() + self.opts.total_timeout;
         let mut waited = Duration::ZERO;
         let mut attempt: u32 = 0;
@@ -151,7 +152,7 @@ impl HttpClient {
             if attempt > 1
                 && let Some(pace) = &req.pace
             {
-                pace.wait().await;
+                slot = Some(pace.wait().await);
             }
             AzureMetrics::inc(&self.metrics.requests);
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -162,6 +163,8 @@ impl HttpClient {
                     sent: true,
                 }),
             };
+            // The attempt has its answer (or failed): its CREATE slot counts from now.
+            drop(slot.take());
             let (hint, reason, last) = match outcome {
                 Ok(resp) if resp.status.is_redirection() => {
                     return Err(self.redirect(&target, &resp));
