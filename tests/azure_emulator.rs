@@ -31,6 +31,11 @@ const APP: &str = "app-1";
 const SECRET: &str = "emu-s3cret+/=";
 const KEK_EXP: i64 = 4_000_000_000;
 
+/// The Key Vault named `name`, as the client's calls take it.
+fn vault_target(name: &str) -> byokd::model::Target {
+    byokd::model::Target::KeyVault(name.parse().unwrap())
+}
+
 struct Rig {
     emu: EmulatorHandle,
     az: Azure,
@@ -84,7 +89,13 @@ async fn rig(vaults: &[(&str, VaultOptions)]) -> Rig {
 async fn token(az: &Azure) -> AccessToken {
     let secret = SecretBytes::new(SECRET.as_bytes().to_vec());
     az.entra()
-        .token("cred-1", TENANT, APP, &secret)
+        .token(
+            "cred-1",
+            TENANT,
+            APP,
+            byokd::model::TargetKind::KeyVault,
+            &secret,
+        )
         .await
         .unwrap()
 }
@@ -156,7 +167,7 @@ async fn the_kek_lifecycle_runs_against_the_emulator() {
     let t = token(&r.az).await;
     let kv = r.az.keyvault();
     let kek = kv
-        .create_kek(&t, "kv-soft", "kek-job-1", 2048, KEK_EXP)
+        .create_kek(&t, &vault_target("kv-soft"), "kek-job-1", 2048, KEK_EXP)
         .await
         .unwrap();
     assert_eq!(kek.e, vec![1, 0, 1]);
@@ -180,14 +191,22 @@ async fn the_kek_lifecycle_runs_against_the_emulator() {
     assert_eq!(versions[0].key_ops, vec!["import".to_string()]);
     assert_eq!(versions[0].exp, Some(KEK_EXP));
 
-    let got = kv.get_key(&t, "kv-soft", "kek-job-1", None).await.unwrap();
+    let got = kv
+        .get_key(&t, &vault_target("kv-soft"), "kek-job-1", None)
+        .await
+        .unwrap();
     assert_eq!(got.kid(), kek.kid);
     assert_eq!(
         got.key.key_ops.as_deref(),
         Some(&["import".to_string()][..])
     );
     let same = kv
-        .get_key(&t, "kv-soft", "kek-job-1", Some(kek.version.as_str()))
+        .get_key(
+            &t,
+            &vault_target("kv-soft"),
+            "kek-job-1",
+            Some(kek.version.as_str()),
+        )
         .await
         .unwrap();
     assert_eq!(same.kid(), kek.kid);
@@ -197,13 +216,22 @@ async fn the_kek_lifecycle_runs_against_the_emulator() {
         ..Default::default()
     };
     let b = kv
-        .update_key(&t, "kv-soft", "kek-job-1", kek.version.as_str(), &upd)
+        .update_key(
+            &t,
+            &vault_target("kv-soft"),
+            "kek-job-1",
+            kek.version.as_str(),
+            &upd,
+        )
         .await
         .unwrap();
     assert_eq!(b.tags.unwrap()["k"], "v");
     assert_eq!(r.emu.key_versions("kv-soft", "kek-job-1")[0].tags["k"], "v");
 
-    let deleted = kv.delete_key(&t, "kv-soft", "kek-job-1").await.unwrap();
+    let deleted = kv
+        .delete_key(&t, &vault_target("kv-soft"), "kek-job-1")
+        .await
+        .unwrap();
     assert!(
         deleted
             .recovery_id
@@ -215,7 +243,7 @@ async fn the_kek_lifecycle_runs_against_the_emulator() {
     // Right after the delete the deleted key is not yet visible (404), and a purge is refused
     // as "being deleted" (409, retryable).
     let err = kv
-        .get_deleted_key(&t, "kv-soft", "kek-job-1")
+        .get_deleted_key(&t, &vault_target("kv-soft"), "kek-job-1")
         .await
         .unwrap_err();
     assert!(
@@ -226,7 +254,7 @@ async fn the_kek_lifecycle_runs_against_the_emulator() {
         "{err:?}"
     );
     let err = kv
-        .purge_deleted_key(&t, "kv-soft", "kek-job-1")
+        .purge_deleted_key(&t, &vault_target("kv-soft"), "kek-job-1")
         .await
         .unwrap_err();
     assert!(
@@ -240,7 +268,10 @@ async fn the_kek_lifecycle_runs_against_the_emulator() {
     // Visible in /deletedkeys after the window; poll with a bound.
     let mut found = None;
     for _ in 0..100 {
-        match kv.get_deleted_key(&t, "kv-soft", "kek-job-1").await {
+        match kv
+            .get_deleted_key(&t, &vault_target("kv-soft"), "kek-job-1")
+            .await
+        {
             Ok(d) => {
                 found = Some(d);
                 break;
@@ -256,13 +287,13 @@ async fn the_kek_lifecycle_runs_against_the_emulator() {
     assert!(found.scheduled_purge_date.is_some() && found.deleted_date.is_some());
     assert_eq!(r.emu.deleted_keys("kv-soft").len(), 1);
 
-    kv.purge_deleted_key(&t, "kv-soft", "kek-job-1")
+    kv.purge_deleted_key(&t, &vault_target("kv-soft"), "kek-job-1")
         .await
         .unwrap();
     assert!(r.emu.live_keks("kv-soft").is_empty());
     assert!(r.emu.deleted_keys("kv-soft").is_empty());
     let err = kv
-        .get_deleted_key(&t, "kv-soft", "kek-job-1")
+        .get_deleted_key(&t, &vault_target("kv-soft"), "kek-job-1")
         .await
         .unwrap_err();
     assert!(
@@ -286,13 +317,15 @@ async fn a_soft_deleted_name_is_reported_and_can_be_recovered() {
     let t = token(&r.az).await;
     let kv = r.az.keyvault();
     let kek = kv
-        .create_kek(&t, "kv-soft", "kek-2", 2048, KEK_EXP)
+        .create_kek(&t, &vault_target("kv-soft"), "kek-2", 2048, KEK_EXP)
         .await
         .unwrap();
-    kv.delete_key(&t, "kv-soft", "kek-2").await.unwrap();
+    kv.delete_key(&t, &vault_target("kv-soft"), "kek-2")
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(150)).await;
     let err = kv
-        .create_kek(&t, "kv-soft", "kek-2", 2048, KEK_EXP)
+        .create_kek(&t, &vault_target("kv-soft"), "kek-2", 2048, KEK_EXP)
         .await
         .unwrap_err();
     assert!(
@@ -306,13 +339,16 @@ async fn a_soft_deleted_name_is_reported_and_can_be_recovered() {
     assert!(r.emu.live_keks("kv-soft").is_empty());
 
     let back = kv
-        .recover_deleted_key(&t, "kv-soft", "kek-2")
+        .recover_deleted_key(&t, &vault_target("kv-soft"), "kek-2")
         .await
         .unwrap();
     assert_eq!(back.kid(), kek.kid, "recovery brings back the same version");
     assert!(r.emu.deleted_keys("kv-soft").is_empty());
     assert_eq!(r.emu.live_keks("kv-soft").len(), 1);
-    let got = kv.get_key(&t, "kv-soft", "kek-2", None).await.unwrap();
+    let got = kv
+        .get_key(&t, &vault_target("kv-soft"), "kek-2", None)
+        .await
+        .unwrap();
     assert_eq!(got.kid(), kek.kid);
 }
 
@@ -322,15 +358,17 @@ async fn purge_protection_is_told_apart_from_a_missing_permission() {
     let t = token(&r.az).await;
     let kv = r.az.keyvault();
     let kek = kv
-        .create_kek(&t, "kv-prot", "kek-3", 2048, KEK_EXP)
+        .create_kek(&t, &vault_target("kv-prot"), "kek-3", 2048, KEK_EXP)
         .await
         .unwrap();
     let level = kek.recovery_level.as_ref().unwrap();
     assert!(level.purge_protected() && !level.purge_allowed());
-    kv.delete_key(&t, "kv-prot", "kek-3").await.unwrap();
+    kv.delete_key(&t, &vault_target("kv-prot"), "kek-3")
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(150)).await;
     let err = kv
-        .purge_deleted_key(&t, "kv-prot", "kek-3")
+        .purge_deleted_key(&t, &vault_target("kv-prot"), "kek-3")
         .await
         .unwrap_err();
     assert!(
@@ -352,7 +390,7 @@ async fn purge_protection_is_told_apart_from_a_missing_permission() {
         )
         .unwrap();
     let err = kv
-        .create_kek(&t, "kv-prot", "kek-4", 2048, KEK_EXP)
+        .create_kek(&t, &vault_target("kv-prot"), "kek-4", 2048, KEK_EXP)
         .await
         .unwrap_err();
     assert!(
@@ -362,7 +400,7 @@ async fn purge_protection_is_told_apart_from_a_missing_permission() {
     assert!(err.to_string().contains("'Create'"), "{err}");
     // The same 403 status on purge, but an RBAC refusal, not purge protection.
     let err = kv
-        .purge_deleted_key(&t, "kv-prot", "kek-3")
+        .purge_deleted_key(&t, &vault_target("kv-prot"), "kek-3")
         .await
         .unwrap_err();
     assert!(
@@ -396,7 +434,7 @@ async fn list_versions_pages_through_next_link() {
     let t = token(&r.az).await;
     let items =
         r.az.keyvault()
-            .list_versions(&t, "kv-soft", "app-key")
+            .list_versions(&t, &vault_target("kv-soft"), "app-key")
             .await
             .unwrap();
     assert_eq!(items.len(), 30);
@@ -439,7 +477,7 @@ async fn list_versions_pages_through_next_link() {
     // An unknown name lists as empty.
     assert!(
         r.az.keyvault()
-            .list_versions(&t, "kv-soft", "no-such-key")
+            .list_versions(&t, &vault_target("kv-soft"), "no-such-key")
             .await
             .unwrap()
             .is_empty()
@@ -452,11 +490,14 @@ async fn an_import_lands_and_a_bad_blob_is_a_bad_parameter_with_azures_message()
     let t = token(&r.az).await;
     let kv = r.az.keyvault();
     let kek = kv
-        .create_kek(&t, "kv-soft", "kek-imp", 2048, KEK_EXP)
+        .create_kek(&t, &vault_target("kv-soft"), "kek-imp", 2048, KEK_EXP)
         .await
         .unwrap();
     let (req, x, y) = ec_import(&kek, "fp-1");
-    let bundle = kv.import_key(&t, "kv-soft", "app-key", &req).await.unwrap();
+    let bundle = kv
+        .import_key(&t, &vault_target("kv-soft"), "app-key", &req)
+        .await
+        .unwrap();
     assert_eq!(bundle.key.kty.as_deref(), Some("EC-HSM"));
     assert_eq!(bundle.key.crv.as_deref(), Some("P-256"));
     assert_eq!(bundle.key.x.as_deref(), Some(b64(&x).as_str()));
@@ -472,7 +513,7 @@ async fn an_import_lands_and_a_bad_blob_is_a_bad_parameter_with_azures_message()
         ..Default::default()
     };
     let err = kv
-        .import_key(&t, "kv-soft", "app-key", &bad)
+        .import_key(&t, &vault_target("kv-soft"), "app-key", &bad)
         .await
         .unwrap_err();
     match &err {
@@ -516,7 +557,13 @@ async fn entra_errors_from_the_emulator_map_to_hints() {
     let wrong = SecretBytes::new(b"wrong-secret".to_vec());
     let err =
         r.az.entra()
-            .token("c1", TENANT, APP, &wrong)
+            .token(
+                "c1",
+                TENANT,
+                APP,
+                byokd::model::TargetKind::KeyVault,
+                &wrong,
+            )
             .await
             .unwrap_err();
     assert!(
@@ -527,7 +574,13 @@ async fn entra_errors_from_the_emulator_map_to_hints() {
 
     let err =
         r.az.entra()
-            .token("c2", "no-such-tenant", APP, &secret)
+            .token(
+                "c2",
+                "no-such-tenant",
+                APP,
+                byokd::model::TargetKind::KeyVault,
+                &secret,
+            )
             .await
             .unwrap_err();
     assert!(
@@ -536,7 +589,13 @@ async fn entra_errors_from_the_emulator_map_to_hints() {
     );
     let err =
         r.az.entra()
-            .token("c2", "tenant-2", APP, &secret)
+            .token(
+                "c2",
+                "tenant-2",
+                APP,
+                byokd::model::TargetKind::KeyVault,
+                &secret,
+            )
             .await
             .unwrap_err();
     assert!(
@@ -547,7 +606,13 @@ async fn entra_errors_from_the_emulator_map_to_hints() {
     r.emu.set_secret_expired(APP, true);
     let err =
         r.az.entra()
-            .token("c3", TENANT, APP, &secret)
+            .token(
+                "c3",
+                TENANT,
+                APP,
+                byokd::model::TargetKind::KeyVault,
+                &secret,
+            )
             .await
             .unwrap_err();
     assert!(
@@ -572,7 +637,7 @@ async fn idempotent_calls_are_retried_through_503_and_resets() {
     let t = token(&r.az).await;
     let kv = r.az.keyvault();
     let kek = kv
-        .create_kek(&t, "kv-soft", "kek-5", 2048, KEK_EXP)
+        .create_kek(&t, &vault_target("kv-soft"), "kek-5", 2048, KEK_EXP)
         .await
         .unwrap();
 
@@ -583,7 +648,10 @@ async fn idempotent_calls_are_retried_through_503_and_resets() {
     ));
     r.emu
         .inject_fault(FaultRule::next(Op::GetKey, 1, FaultAction::Reset));
-    let got = kv.get_key(&t, "kv-soft", "kek-5", None).await.unwrap();
+    let got = kv
+        .get_key(&t, &vault_target("kv-soft"), "kek-5", None)
+        .await
+        .unwrap();
     assert_eq!(got.kid(), kek.kid);
     let gets = seen(&r.emu, Op::GetKey);
     assert_eq!(
@@ -595,7 +663,9 @@ async fn idempotent_calls_are_retried_through_503_and_resets() {
     // DELETE is idempotent: a reset before the answer is retried (the first one was not applied).
     r.emu
         .inject_fault(FaultRule::next(Op::DeleteKey, 1, FaultAction::Reset));
-    kv.delete_key(&t, "kv-soft", "kek-5").await.unwrap();
+    kv.delete_key(&t, &vault_target("kv-soft"), "kek-5")
+        .await
+        .unwrap();
     assert_eq!(seen(&r.emu, Op::DeleteKey).len(), 2);
     assert_eq!(r.az.metrics().response_lost, 0);
 }
@@ -610,7 +680,7 @@ async fn throttling_and_408_are_retried_even_for_creates_and_imports() {
     r.emu
         .inject_fault(FaultRule::next(Op::CreateKey, 1, FaultAction::Throttle));
     let kek = kv
-        .create_kek(&t, "kv-soft", "kek-6", 2048, KEK_EXP)
+        .create_kek(&t, &vault_target("kv-soft"), "kek-6", 2048, KEK_EXP)
         .await
         .unwrap();
     let creates = seen(&r.emu, Op::CreateKey);
@@ -635,7 +705,9 @@ async fn throttling_and_408_are_retried_even_for_creates_and_imports() {
         FaultAction::Status { status: 408 },
     ));
     let (req, _, _) = ec_import(&kek, "fp-throttle");
-    kv.import_key(&t, "kv-soft", "app-key", &req).await.unwrap();
+    kv.import_key(&t, &vault_target("kv-soft"), "app-key", &req)
+        .await
+        .unwrap();
     let imports = seen(&r.emu, Op::ImportKey);
     assert_eq!(
         imports.iter().map(|q| q.status).collect::<Vec<_>>(),
@@ -662,7 +734,7 @@ async fn a_5xx_to_an_import_or_create_is_reported_as_lost_not_repeated() {
     let t = token(&r.az).await;
     let kv = r.az.keyvault();
     let kek = kv
-        .create_kek(&t, "kv-soft", "kek-7", 2048, KEK_EXP)
+        .create_kek(&t, &vault_target("kv-soft"), "kek-7", 2048, KEK_EXP)
         .await
         .unwrap();
     let (req, _, _) = ec_import(&kek, "fp-5xx");
@@ -674,7 +746,7 @@ async fn a_5xx_to_an_import_or_create_is_reported_as_lost_not_repeated() {
             FaultAction::Status { status },
         ));
         let err = kv
-            .import_key(&t, "kv-soft", "app-key", &req)
+            .import_key(&t, &vault_target("kv-soft"), "app-key", &req)
             .await
             .unwrap_err();
         match &err {
@@ -706,7 +778,7 @@ async fn a_5xx_to_an_import_or_create_is_reported_as_lost_not_repeated() {
         FaultAction::Status { status: 503 },
     ));
     let err = kv
-        .create_kek(&t, "kv-soft", "kek-8", 2048, KEK_EXP)
+        .create_kek(&t, &vault_target("kv-soft"), "kek-8", 2048, KEK_EXP)
         .await
         .unwrap_err();
     assert!(
@@ -721,12 +793,14 @@ async fn a_5xx_to_an_import_or_create_is_reported_as_lost_not_repeated() {
 
     // Having looked (nothing there), the caller may import again: exactly one version.
     assert!(
-        kv.list_versions(&t, "kv-soft", "app-key")
+        kv.list_versions(&t, &vault_target("kv-soft"), "app-key")
             .await
             .unwrap()
             .is_empty()
     );
-    kv.import_key(&t, "kv-soft", "app-key", &req).await.unwrap();
+    kv.import_key(&t, &vault_target("kv-soft"), "app-key", &req)
+        .await
+        .unwrap();
     assert_eq!(r.emu.key_versions("kv-soft", "app-key").len(), 1);
 }
 
@@ -736,7 +810,7 @@ async fn commit_then_reset_is_a_lost_response_with_exactly_one_version() {
     let t = token(&r.az).await;
     let kv = r.az.keyvault();
     let kek = kv
-        .create_kek(&t, "kv-soft", "kek-9", 2048, KEK_EXP)
+        .create_kek(&t, &vault_target("kv-soft"), "kek-9", 2048, KEK_EXP)
         .await
         .unwrap();
 
@@ -747,7 +821,7 @@ async fn commit_then_reset_is_a_lost_response_with_exactly_one_version() {
     ));
     let (req, x, _) = ec_import(&kek, "fp-commit");
     let err = kv
-        .import_key(&t, "kv-soft", "app-key", &req)
+        .import_key(&t, &vault_target("kv-soft"), "app-key", &req)
         .await
         .unwrap_err();
     assert!(
@@ -759,7 +833,10 @@ async fn commit_then_reset_is_a_lost_response_with_exactly_one_version() {
     let versions = r.emu.key_versions("kv-soft", "app-key");
     assert_eq!(versions.len(), 1, "committed exactly once");
     // What the push job does next: find the version by its tag instead of importing again.
-    let items = kv.list_versions(&t, "kv-soft", "app-key").await.unwrap();
+    let items = kv
+        .list_versions(&t, &vault_target("kv-soft"), "app-key")
+        .await
+        .unwrap();
     let found: Vec<_> = items
         .iter()
         .filter(|i| {
@@ -771,7 +848,12 @@ async fn commit_then_reset_is_a_lost_response_with_exactly_one_version() {
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].version(), versions[0].version);
     let got = kv
-        .get_key(&t, "kv-soft", "app-key", Some(found[0].version()))
+        .get_key(
+            &t,
+            &vault_target("kv-soft"),
+            "app-key",
+            Some(found[0].version()),
+        )
         .await
         .unwrap();
     assert_eq!(got.key.x.as_deref(), Some(b64(&x).as_str()));
@@ -781,7 +863,7 @@ async fn commit_then_reset_is_a_lost_response_with_exactly_one_version() {
         .inject_fault(FaultRule::next(Op::ImportKey, 1, FaultAction::Reset));
     let (req2, _, _) = ec_import(&kek, "fp-reset");
     let err = kv
-        .import_key(&t, "kv-soft", "app-key", &req2)
+        .import_key(&t, &vault_target("kv-soft"), "app-key", &req2)
         .await
         .unwrap_err();
     assert!(matches!(err, AzureError::ResponseLost { .. }), "{err:?}");
@@ -794,7 +876,7 @@ async fn commit_then_reset_is_a_lost_response_with_exactly_one_version() {
         FaultAction::CommitThenReset,
     ));
     let err = kv
-        .create_kek(&t, "kv-soft", "kek-10", 2048, KEK_EXP)
+        .create_kek(&t, &vault_target("kv-soft"), "kek-10", 2048, KEK_EXP)
         .await
         .unwrap_err();
     assert!(matches!(err, AzureError::ResponseLost { .. }), "{err:?}");
