@@ -14,6 +14,7 @@ use byokd::azure::{
     KeyUpdate, KeyVaultError, KvOp,
 };
 use byokd::config::{AzureSection, Cloud};
+use byokd::model::{Target, TargetKind};
 use byokd::secret::SecretBytes;
 use byokd_emulator::{
     AppConfig, Curve, Emulator, EmulatorConfig, EmulatorHandle, FaultAction, FaultRule,
@@ -32,8 +33,13 @@ const SECRET: &str = "emu-s3cret+/=";
 const KEK_EXP: i64 = 4_000_000_000;
 
 /// The Key Vault named `name`, as the client's calls take it.
-fn vault_target(name: &str) -> byokd::model::Target {
-    byokd::model::Target::KeyVault(name.parse().unwrap())
+fn vault_target(name: &str) -> Target {
+    Target::KeyVault(name.parse().unwrap())
+}
+
+/// The Managed HSM pool named `name`.
+fn pool_target(name: &str) -> Target {
+    Target::ManagedHsm(name.parse().unwrap())
 }
 
 struct Rig {
@@ -74,8 +80,18 @@ async fn rig(vaults: &[(&str, VaultOptions)]) -> Rig {
         kek_size: 2048,
         ..AzureSection::default()
     };
-    let allowlist =
-        Arc::new(Allowlist::new(Cloud::Public, vaults.iter().map(|(n, _)| *n)).unwrap());
+    let allowlist = Arc::new(Allowlist::new(Cloud::Public, std::iter::empty::<&str>()).unwrap());
+    let targets: Vec<Target> = vaults
+        .iter()
+        .map(|(n, o)| {
+            if o.managed_hsm {
+                pool_target(n)
+            } else {
+                vault_target(n)
+            }
+        })
+        .collect();
+    allowlist.set_targets(&targets);
     let az = Azure::new(
         &section,
         allowlist,
@@ -87,17 +103,25 @@ async fn rig(vaults: &[(&str, VaultOptions)]) -> Rig {
 }
 
 async fn token(az: &Azure) -> AccessToken {
+    token_for(az, TargetKind::KeyVault).await
+}
+
+/// A token for `kind`'s scope (Key Vault or Managed HSM).
+async fn token_for(az: &Azure, kind: TargetKind) -> AccessToken {
     let secret = SecretBytes::new(SECRET.as_bytes().to_vec());
     az.entra()
-        .token(
-            "cred-1",
-            TENANT,
-            APP,
-            byokd::model::TargetKind::KeyVault,
-            &secret,
-        )
+        .token("cred-1", TENANT, APP, kind, &secret)
         .await
         .unwrap()
+}
+
+/// A Managed HSM pool: soft-delete always on, `Recoverable` is purge protection.
+fn pool(level: EmuRecovery) -> VaultOptions {
+    VaultOptions {
+        managed_hsm: true,
+        recovery_level: level,
+        ..VaultOptions::default()
+    }
 }
 
 fn vault(level: EmuRecovery) -> VaultOptions {
@@ -890,4 +914,202 @@ async fn commit_then_reset_is_a_lost_response_with_exactly_one_version() {
     );
     assert_eq!(r.az.metrics().response_lost, 3);
     assert_eq!(r.az.metrics().retries, 0);
+}
+
+#[tokio::test]
+async fn a_managed_hsm_takes_only_its_own_tokens_and_unwraps_a_byok_import_strictly() {
+    let r = rig(&[
+        ("kv-soft", vault(EmuRecovery::RecoverablePurgeable)),
+        ("hsm-pool", pool(EmuRecovery::RecoverablePurgeable)),
+    ])
+    .await;
+    let kv_token = token(&r.az).await;
+    let hsm_token = token_for(&r.az, TargetKind::ManagedHsm).await;
+    let kv = r.az.keyvault();
+    let hsm = pool_target("hsm-pool");
+    assert_eq!(
+        r.emu.vault_host("hsm-pool").unwrap(),
+        "hsm-pool.managedhsm.azure.net"
+    );
+    // Audiences are checked both ways: a Key Vault token is refused by the pool, a Managed HSM
+    // token by the vault (each 401 names its own resource, which the client accepts).
+    for (t, target) in [(&kv_token, &hsm), (&hsm_token, &vault_target("kv-soft"))] {
+        let err = kv.get_key(t, target, "app-key", None).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                AzureError::KeyVault(KeyVaultError::Unauthorized { .. })
+            ),
+            "{target}: {err:?}"
+        );
+    }
+    // The KEK is made in the pool and an EC-HSM blob wrapped under it is unwrapped there.
+    let kek = kv
+        .create_kek(&hsm_token, &hsm, "kek-h1", 2048, KEK_EXP)
+        .await
+        .unwrap();
+    assert!(
+        kek.kid
+            .starts_with("https://hsm-pool.managedhsm.azure.net/keys/kek-h1/"),
+        "{}",
+        kek.kid
+    );
+    let (req, x, y) = ec_import(&kek, "fp-h1");
+    let bundle = kv
+        .import_key(&hsm_token, &hsm, "app-key", &req)
+        .await
+        .unwrap();
+    assert_eq!(bundle.key.x.as_deref(), Some(b64(&x).as_str()));
+    assert_eq!(bundle.key.y.as_deref(), Some(b64(&y).as_str()));
+    assert_eq!(r.emu.key_versions("hsm-pool", "app-key").len(), 1);
+    // A blob that does not open is refused like a vault refuses it.
+    let bad = ImportRequest {
+        key_hsm: "bm90LWEtYmxvYg".into(),
+        ..req
+    };
+    let err = kv
+        .import_key(&hsm_token, &hsm, "app-key", &bad)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AzureError::KeyVault(KeyVaultError::BadParameter {
+                op: KvOp::Import,
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    assert_eq!(r.emu.key_versions("hsm-pool", "app-key").len(), 1);
+    assert!(
+        r.emu.all_keys("kv-soft").is_empty(),
+        "nothing went to the vault"
+    );
+    assert!(
+        r.emu.schema_violations().is_empty(),
+        "{:?}",
+        r.emu.schema_violations()
+    );
+}
+
+#[tokio::test]
+async fn managed_hsm_local_rbac_denials_name_the_role_and_permission_to_grant() {
+    let r = rig(&[("hsm-pool", pool(EmuRecovery::RecoverablePurgeable))]).await;
+    let t = token_for(&r.az, TargetKind::ManagedHsm).await;
+    let kv = r.az.keyvault();
+    let hsm = pool_target("hsm-pool");
+    kv.create_kek(&t, &hsm, "kek-r1", 2048, KEK_EXP)
+        .await
+        .unwrap();
+    kv.delete_key(&t, &hsm, "kek-r1").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    // The principal may only read: Managed HSM answers 403 AccessDenied.
+    r.emu
+        .set_access(
+            "hsm-pool",
+            Some(BTreeMap::from([(
+                APP.to_string(),
+                vec![Permission::Get, Permission::List],
+            )])),
+        )
+        .unwrap();
+    let err = kv
+        .create_kek(&t, &hsm, "kek-r2", 2048, KEK_EXP)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, AzureError::KeyVault(KeyVaultError::HsmPermissionDenied { op: KvOp::CreateKek, code, .. }) if code == "AccessDenied"),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    for part in [
+        "Managed HSM hsm-pool",
+        "'keys/create'",
+        "'Managed HSM Crypto User'",
+        "--hsm-name hsm-pool",
+    ] {
+        assert!(text.contains(part), "{part}: {text}");
+    }
+    // Purging a deleted key needs Crypto Officer, and a local RBAC denial is not purge
+    // protection.
+    let err = kv.purge_deleted_key(&t, &hsm, "kek-r1").await.unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            AzureError::KeyVault(KeyVaultError::HsmPermissionDenied {
+                op: KvOp::Purge,
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("'keys/deletedKeys/delete'") && text.contains("'Managed HSM Crypto Officer'"),
+        "{text}"
+    );
+    let denied = seen(&r.emu, Op::PurgeDeletedKey);
+    assert_eq!(denied.last().unwrap().status, 403);
+    assert_eq!(
+        denied.last().unwrap().error_code.as_deref(),
+        Some("AccessDenied")
+    );
+    assert_eq!(r.emu.deleted_keys("hsm-pool").len(), 1, "still there");
+}
+
+#[tokio::test]
+async fn managed_hsm_soft_delete_is_always_on_and_purge_protection_holds() {
+    let r = rig(&[
+        ("hsm-soft", pool(EmuRecovery::RecoverablePurgeable)),
+        ("hsm-prot", pool(EmuRecovery::Recoverable)),
+    ])
+    .await;
+    // A pool cannot be made without soft-delete.
+    assert!(
+        r.emu
+            .add_vault("hsm-none", pool(EmuRecovery::Purgeable))
+            .is_err()
+    );
+    let t = token_for(&r.az, TargetKind::ManagedHsm).await;
+    let kv = r.az.keyvault();
+    for name in ["hsm-soft", "hsm-prot"] {
+        let hsm = pool_target(name);
+        let kek = kv
+            .create_kek(&t, &hsm, "kek-d1", 2048, KEK_EXP)
+            .await
+            .unwrap();
+        assert!(kek.recovery_level.as_ref().unwrap().soft_delete(), "{name}");
+        kv.delete_key(&t, &hsm, "kek-d1").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(
+            kv.get_deleted_key(&t, &hsm, "kek-d1")
+                .await
+                .unwrap()
+                .bundle
+                .kid(),
+            kek.kid
+        );
+        let back = kv.recover_deleted_key(&t, &hsm, "kek-d1").await.unwrap();
+        assert_eq!(back.kid(), kek.kid, "{name}: recovered");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        kv.delete_key(&t, &hsm, "kek-d1").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    kv.purge_deleted_key(&t, &pool_target("hsm-soft"), "kek-d1")
+        .await
+        .unwrap();
+    assert!(r.emu.deleted_keys("hsm-soft").is_empty());
+    let err = kv
+        .purge_deleted_key(&t, &pool_target("hsm-prot"), "kek-d1")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AzureError::KeyVault(KeyVaultError::PurgeProtected { .. })
+        ),
+        "{err:?}"
+    );
+    assert_eq!(r.emu.deleted_keys("hsm-prot").len(), 1);
 }
