@@ -7,7 +7,7 @@ use crate::hsm::HsmError;
 use crate::logs::Event;
 use crate::model::JobId;
 use crate::model::{
-    CredentialName, GroupName, KeyGroup, KeyOp, KeyType, ModelError, RotationPolicy, VaultName,
+    CredentialName, GroupName, KeyGroup, KeyOp, KeyType, ModelError, RotationPolicy, Target,
 };
 use serde::Serialize;
 
@@ -16,7 +16,7 @@ use serde::Serialize;
 pub struct NewGroup {
     pub name: GroupName,
     pub credential: CredentialName,
-    pub vault: VaultName,
+    pub target: Target,
     pub key_type: KeyType,
     /// `None` gives the key type's default usages.
     pub key_ops: Option<Vec<KeyOp>>,
@@ -27,7 +27,7 @@ pub struct NewGroup {
 pub struct GroupView {
     pub name: String,
     pub credential: String,
-    pub vault: String,
+    pub target: Target,
     pub key_type: String,
     pub algorithm: String,
     pub exponent: Option<u32>,
@@ -86,6 +86,12 @@ impl Service {
         let key_ops = new.key_ops.unwrap_or_else(|| new.key_type.default_ops());
         KeyOp::validate_for(&key_ops, new.key_type)?;
         new.rotation.validate()?;
+        // A Managed HSM pool on a cloud without Managed HSM could never be reached.
+        crate::azure::CloudEndpoints::of(self.config().azure.cloud)
+            .host(&new.target)
+            .map_err(|e| {
+                ServiceError::Invalid(ModelError::new(new.target.kind().as_str(), e.to_string()))
+            })?;
         // Capabilities before promises: a group of a key type the token cannot generate would
         // accept keys it can never create.
         self.hsm()
@@ -121,7 +127,7 @@ impl Service {
         let group = KeyGroup {
             name: new.name.clone(),
             credential: new.credential,
-            vault: new.vault,
+            target: new.target,
             key_type: new.key_type,
             key_ops,
             rotation: new.rotation,
@@ -243,7 +249,7 @@ fn view(state: &crate::store::State, name: &GroupName) -> Result<GroupView, Serv
     Ok(GroupView {
         name: g.name.to_string(),
         credential: g.credential.to_string(),
-        vault: g.vault.to_string(),
+        target: g.target.clone(),
         key_type: g.key_type.family().to_owned(),
         algorithm: g.key_type.to_string(),
         exponent: match g.key_type {

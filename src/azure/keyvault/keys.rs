@@ -9,6 +9,7 @@ use super::types::{
 use super::{API_VERSION, KeyVault, MAX_PAGES, PAGE_SIZE};
 use crate::azure::AzureError;
 use crate::azure::entra::AccessToken;
+use crate::model::Target;
 use http::Method;
 
 impl KeyVault {
@@ -17,7 +18,7 @@ impl KeyVault {
     pub async fn create_kek(
         &self,
         token: &AccessToken,
-        vault: &str,
+        target: &Target,
         name: &str,
         size_bits: u32,
         exp: i64,
@@ -35,7 +36,7 @@ impl KeyVault {
         let bundle: KeyBundle = self
             .call(
                 token,
-                vault,
+                target,
                 name,
                 KvOp::CreateKek,
                 Method::POST,
@@ -46,7 +47,7 @@ impl KeyVault {
             .await?;
         let bad = |detail: &str| {
             AzureError::KeyVault(KeyVaultError::BadKek {
-                vault: vault.to_string(),
+                vault: target.name().to_string(),
                 detail: detail.into(),
             })
         };
@@ -69,7 +70,7 @@ impl KeyVault {
             return Err(bad("no versioned kid"));
         }
         tracing::info!(
-            vault,
+            vault = target.name(),
             kid = bundle.kid(),
             size_bits,
             "created key exchange key"
@@ -89,7 +90,7 @@ impl KeyVault {
     pub async fn import_key(
         &self,
         token: &AccessToken,
-        vault: &str,
+        target: &Target,
         name: &str,
         req: &ImportRequest,
     ) -> Result<KeyBundle, AzureError> {
@@ -109,7 +110,7 @@ impl KeyVault {
         let bundle: KeyBundle = self
             .call(
                 token,
-                vault,
+                target,
                 name,
                 KvOp::Import,
                 Method::PUT,
@@ -118,7 +119,11 @@ impl KeyVault {
                 false,
             )
             .await?;
-        tracing::info!(vault, kid = bundle.kid(), "imported key version");
+        tracing::info!(
+            vault = target.name(),
+            kid = bundle.kid(),
+            "imported key version"
+        );
         Ok(bundle)
     }
 
@@ -127,10 +132,10 @@ impl KeyVault {
     pub async fn list_versions(
         &self,
         token: &AccessToken,
-        vault: &str,
+        target: &Target,
         name: &str,
     ) -> Result<Vec<KeyItem>, AzureError> {
-        let host = self.vault_host(vault)?;
+        let host = self.host(target)?;
         let mut url = format!(
             "https://{host}/keys/{}/versions?maxresults={PAGE_SIZE}&api-version={API_VERSION}",
             key_name(name)?
@@ -140,7 +145,7 @@ impl KeyVault {
             let page: KeyListResult = self
                 .call_url(
                     token,
-                    vault,
+                    target,
                     name,
                     KvOp::ListVersions,
                     Method::GET,
@@ -153,11 +158,11 @@ impl KeyVault {
             let Some(next) = page.next_link.filter(|l| !l.is_empty()) else {
                 return Ok(items);
             };
-            let target = self.http.allowlist().check_str(&next)?;
-            if target.host != host {
-                tracing::error!(host = %target.host, vault, reason = "nextLink leaves the vault", "nextLink refused");
+            let dest = self.http.allowlist().check_str(&next)?;
+            if dest.host != host {
+                tracing::error!(host = %dest.host, vault = target.name(), reason = "nextLink leaves the vault", "nextLink refused");
                 return Err(AzureError::NotAllowed {
-                    host: target.host,
+                    host: dest.host,
                     reason: "a nextLink must stay on the same vault",
                 });
             }
@@ -181,7 +186,7 @@ impl KeyVault {
     pub async fn get_key(
         &self,
         token: &AccessToken,
-        vault: &str,
+        target: &Target,
         name: &str,
         version: Option<&str>,
     ) -> Result<KeyBundle, AzureError> {
@@ -192,7 +197,7 @@ impl KeyVault {
         );
         self.call(
             token,
-            vault,
+            target,
             name,
             KvOp::Get,
             Method::GET,
@@ -207,7 +212,7 @@ impl KeyVault {
     pub async fn update_key(
         &self,
         token: &AccessToken,
-        vault: &str,
+        target: &Target,
         name: &str,
         version: &str,
         update: &KeyUpdate,
@@ -228,7 +233,7 @@ impl KeyVault {
         let path = format!("/keys/{}/{}", key_name(name)?, version_part(version)?);
         self.call(
             token,
-            vault,
+            target,
             name,
             KvOp::Update,
             Method::PATCH,
