@@ -6,6 +6,7 @@
 //! the data only; `jobs` runs them.
 
 use super::{GroupName, KeyName, VaultName};
+use crate::store::Rows;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -160,14 +161,16 @@ pub struct KeySync {
     pub state: KeySyncState,
 }
 
-/// A job and its journal.
+/// A job and its journal. The store keeps it as a header record (every field but the three
+/// lists) and one row per entry of `keys`, `steps` and `journal`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Job {
     pub id: JobId,
     pub kind: JobKind,
     pub group: GroupName,
-    /// The keys a sync pushes (empty for group-wide jobs).
-    pub keys: Vec<KeySync>,
+    /// The keys a sync pushes (empty for group-wide jobs). Stored one row per key: a step
+    /// writes the rows it changed, never the whole list (see `store::Rows`).
+    pub keys: Rows<KeySync>,
     /// Who started it: an identity name, or `scheduler`.
     pub started_by: String,
     pub created: i64,
@@ -177,10 +180,10 @@ pub struct Job {
     /// Progress in thousandths (0–1000).
     pub progress: u16,
     /// Display text for the Jobs view; never read for a decision (see `journal`).
-    pub steps: Vec<StepMessage>,
+    pub steps: Rows<StepMessage>,
     /// The typed journal: each durable intent (before its side effect) and result (after), in
     /// order. Crash recovery reads this, `kek` and `keys`, never `steps`.
-    pub journal: Vec<JobStep>,
+    pub journal: Rows<JobStep>,
     pub kek: Option<KekJournal>,
     /// The reason a failed job failed, in operator terms. Journalled before the clean-up that
     /// follows a failure, so a restart cleans up and fails with the same reason.

@@ -30,8 +30,10 @@ pub(crate) fn record_step(job: &mut Job, step: JobStep, message: &str) -> Result
 /// Dates the step messages a change appended to a job (those after the first `from`) by the
 /// daemon's clock: job code adds messages, the service says when.
 pub(super) fn stamp_steps(job: &mut Job, from: usize, at: i64) {
-    for s in job.steps.iter_mut().skip(from) {
-        s.at = at;
+    for i in from..job.steps.len() {
+        if let Some(s) = job.steps.get_mut(i) {
+            s.at = at;
+        }
     }
 }
 
@@ -132,8 +134,9 @@ impl Service {
             steps: vec![StepMessage {
                 at: self.now_unix(),
                 message: first_step,
-            }],
-            journal: Vec::new(),
+            }]
+            .into(),
+            journal: Default::default(),
             kek: None,
             error: None,
             cancel_requested: None,
@@ -367,6 +370,20 @@ impl Service {
             .ok_or_else(|| ServiceError::not_found("job", id))
     }
 
+    /// What `read` takes from a job, without copying the rest of it (a sync's keys).
+    pub async fn job_part<R>(
+        &self,
+        id: JobId,
+        read: impl FnOnce(&Job) -> R,
+    ) -> Result<R, ServiceError> {
+        let data = self.inner.data.lock().await;
+        data.state
+            .jobs
+            .get(&id)
+            .map(read)
+            .ok_or_else(|| ServiceError::not_found("job", id))
+    }
+
     pub async fn jobs(&self) -> Vec<Job> {
         let data = self.inner.data.lock().await;
         data.state.jobs.values().cloned().collect()
@@ -436,11 +453,14 @@ impl Service {
             k.azure_version = Some(version.clone());
         }
         if let Some(job) = data.state.jobs.get_mut(&id) {
-            for push in job.keys.iter_mut().filter(|p| &p.key == key) {
-                push.state = KeySyncState::Imported {
-                    version: version.clone(),
-                };
-            }
+            job.keys.update_where(
+                |p| &p.key == key,
+                |p| {
+                    p.state = KeySyncState::Imported {
+                        version: version.clone(),
+                    }
+                },
+            );
             job.journal.push(imported);
             let at = self.now_unix();
             job.steps
