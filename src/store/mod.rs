@@ -27,7 +27,7 @@ pub use commit::Pending;
 pub use envelope::MAGIC;
 pub use error::StoreError;
 pub use handle::{LoadReport, Store};
-pub use rows::{RowChanges, Rows};
+pub use rows::{RowChanges, Rows, Undo};
 pub use state::State;
 pub use tracked::Tracked;
 

@@ -18,6 +18,16 @@ pub struct Rows<T> {
     stored: bool,
     /// Indices changed (pushed or borrowed mutably) since the last commit.
     changed: BTreeSet<usize>,
+    /// While a change is recorded (see [`Rows::record_undo`]): how to undo it.
+    undo: Option<Undo<T>>,
+}
+
+/// What undoes a change to a list: its length before, and the old value of each row the
+/// change borrowed mutably. Costs what the change touched, not the list.
+#[derive(Debug, Clone)]
+pub struct Undo<T> {
+    len: usize,
+    old: Vec<(usize, T)>,
 }
 
 /// What a commit writes for one list (see [`Rows::take_changes`]).
@@ -37,6 +47,7 @@ impl<T> Rows<T> {
             items,
             stored: true,
             changed: BTreeSet::new(),
+            undo: None,
         }
     }
 
@@ -46,17 +57,58 @@ impl<T> Rows<T> {
     }
 
     /// A mutable borrow of one entry; the row counts as changed.
-    pub fn get_mut(&mut self, index: usize) -> Option<&mut T> {
+    pub fn get_mut(&mut self, index: usize) -> Option<&mut T>
+    where
+        T: Clone,
+    {
         let value = self.items.get_mut(index)?;
         self.changed.insert(index);
+        if let Some(u) = &mut self.undo {
+            u.keep(index, value);
+        }
         Some(value)
     }
 
     /// Applies `change` to every entry `select` picks; only those rows count as changed.
-    pub fn update_where(&mut self, select: impl Fn(&T) -> bool, mut change: impl FnMut(&mut T)) {
+    pub fn update_where(&mut self, select: impl Fn(&T) -> bool, mut change: impl FnMut(&mut T))
+    where
+        T: Clone,
+    {
         for (i, item) in self.items.iter_mut().enumerate() {
             if select(item) {
+                if let Some(u) = &mut self.undo {
+                    u.keep(i, item);
+                }
                 change(item);
+                self.changed.insert(i);
+            }
+        }
+    }
+
+    /// Starts recording how to undo the changes that follow (until [`Rows::take_undo`]).
+    pub fn record_undo(&mut self) {
+        self.undo = Some(Undo {
+            len: self.items.len(),
+            old: Vec::new(),
+        });
+    }
+
+    /// Stops recording: what undoes the changes since [`Rows::record_undo`].
+    pub fn take_undo(&mut self) -> Undo<T> {
+        self.undo.take().unwrap_or(Undo {
+            len: self.items.len(),
+            old: Vec::new(),
+        })
+    }
+
+    /// Puts the list back as it was before the changes `undo` recorded; the rows it restores
+    /// count as changed.
+    pub fn undo(&mut self, undo: Undo<T>) {
+        self.items.truncate(undo.len);
+        self.changed.retain(|i| *i < undo.len);
+        for (i, old) in undo.old {
+            if let Some(v) = self.items.get_mut(i) {
+                *v = old;
                 self.changed.insert(i);
             }
         }
@@ -87,12 +139,22 @@ impl<T> Rows<T> {
     }
 }
 
+impl<T: Clone> Undo<T> {
+    /// Keeps row `index`'s value before its first change (rows pushed since are truncated).
+    fn keep(&mut self, index: usize, value: &T) {
+        if index < self.len && !self.old.iter().any(|(i, _)| *i == index) {
+            self.old.push((index, value.clone()));
+        }
+    }
+}
+
 impl<T> Default for Rows<T> {
     fn default() -> Self {
         Self {
             items: Vec::new(),
             stored: false,
             changed: BTreeSet::new(),
+            undo: None,
         }
     }
 }
@@ -104,6 +166,7 @@ impl<T> From<Vec<T>> for Rows<T> {
             items,
             stored: false,
             changed: BTreeSet::new(),
+            undo: None,
         }
     }
 }
@@ -196,5 +259,28 @@ mod tests {
         assert_eq!(r.take_changes(), RowChanges::Whole(&[10, 20, 3]));
         let mut loaded = Rows::committed(vec![1]);
         assert_eq!(loaded.take_changes(), RowChanges::Changed(vec![]));
+    }
+
+    #[test]
+    fn an_undo_puts_back_what_the_change_touched_and_nothing_else() {
+        let mut r = Rows::committed(vec![1, 2, 3]);
+        r.record_undo();
+        *r.get_mut(1).unwrap() = 20;
+        *r.get_mut(1).unwrap() = 200;
+        r.push(4);
+        *r.get_mut(3).unwrap() = 40;
+        let undo = r.take_undo();
+        assert_eq!(
+            undo.old,
+            vec![(1, 2)],
+            "only the first old value of a row is kept"
+        );
+        *r.get_mut(0).unwrap() = 10;
+        r.undo(undo);
+        assert_eq!(r, vec![10, 2, 3], "a change after the recording stays");
+        assert_eq!(
+            r.take_changes(),
+            RowChanges::Changed(vec![(0, &10), (1, &2)])
+        );
     }
 }
