@@ -1,6 +1,7 @@
 //! The redb file: one table per kind of record, each record a postcard-encoded value under its
-//! postcard-encoded key, plus a `meta` table for the format version, the commit counter and the
-//! two scalar settings. A commit writes the records that changed and nothing else.
+//! postcard-encoded key (a job: a header table and three row tables, see `job_rows`), plus a
+//! `meta` table for the format version, the commit counter and the two scalar settings. A
+//! commit writes the records that changed and nothing else; `upgrade` converts an older format.
 
 use super::state::MAX_NEXT_JOB_ID;
 use super::{FORMAT_VERSION, State, StoreError, Tracked};
