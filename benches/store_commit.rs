@@ -1,9 +1,13 @@
 //! The state store at scale: one durable key record (a push's Azure version on one key) at 1k,
 //! 10k, 50k, 200k and 1,000,000 keys (five keys a group, so 200,000 groups at 1M); bytes per
 //! key on disk; a group commit of 100 key records from concurrent tasks; and, in a fresh
-//! process, the time to open the 1M-key store and the RSS that holding it costs.
+//! process, the time to open the 1M-key store and the RSS that holding it costs. Then one
+//! journal step of a sync job of 1k, 10k and 100k keys (a key's import sent: its key row, a
+//! journal row, a step row and the job's header), with the bytes the store writes for it.
 //!
-//! `cargo bench --bench store_commit` (set `BYOKD_STORE_BENCH_MAX` to stop at fewer keys).
+//! `cargo bench --bench store_commit` (set `BYOKD_STORE_BENCH_MAX` to stop at fewer keys;
+//! `BYOKD_STORE_BENCH_ONLY=job-steps` runs the job steps alone and updates their part of the
+//! results file).
 //! Prints a table and writes `bench/results-store.json`. No timed assertion anywhere.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -32,6 +36,9 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
+    if std::env::var("BYOKD_STORE_BENCH_ONLY").as_deref() == Ok("job-steps") {
+        return job_steps_only(max);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -92,14 +99,17 @@ fn main() {
         _ => f64::NAN,
     };
     println!("largest / smallest median: {flat:.2}x");
+    let (steps, steps_flat) = job_steps(max);
     let out = json!({
         "bench": "store_commit",
         "machine": machine(),
         "samples": SAMPLES,
         "rows": rows,
         "largest_over_smallest_median": flat,
+        "job_step_rows": steps,
+        "job_step_largest_over_smallest_median": steps_flat,
     });
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/results-store.json");
+    let path = results_path();
     std::fs::write(&path, serde_json::to_string_pretty(&out).unwrap() + "\n").unwrap();
     println!("written to {}", path.display());
 }
@@ -204,4 +214,132 @@ fn machine() -> Value {
         })
         .unwrap_or_default();
     json!({"cpu": cpu, "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)})
+}
+
+fn results_path() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/results-store.json")
+}
+
+/// Runs the job steps alone and replaces their part of the results file.
+fn job_steps_only(max: usize) {
+    let (steps, flat) = job_steps(max);
+    let path = results_path();
+    let mut out: Value = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_else(|| json!({"bench": "store_commit", "machine": machine()}));
+    out["job_step_rows"] = json!(steps);
+    out["job_step_largest_over_smallest_median"] = json!(flat);
+    std::fs::write(&path, serde_json::to_string_pretty(&out).unwrap() + "\n").unwrap();
+    println!("written to {}", path.display());
+}
+
+/// Keys of the sync job whose journal steps are timed.
+const JOB_SIZES: [usize; 3] = [1_000, 10_000, 100_000];
+
+/// One journal step of a sync of 1k, 10k and 100k keys, `SAMPLES` times each: the table rows
+/// and the largest over the smallest median.
+fn job_steps(max: usize) -> (Vec<Value>, f64) {
+    println!(
+        "\n{:>9} {:>11} {:>11} {:>14} {:>16}",
+        "job keys", "step p50", "step p90", "written/step", "format 5 record"
+    );
+    let mut rows = Vec::new();
+    for &keys in JOB_SIZES.iter().filter(|k| **k <= max) {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, mut state, _) = Store::open(dir.path()).unwrap();
+        let id = byokd::model::JobId::new(1);
+        state.jobs.insert(id, sync_job(id, keys));
+        store.commit(&mut state).unwrap();
+        let mut times = Vec::new();
+        let mut written = Vec::new();
+        for i in 0..SAMPLES {
+            let before = wchar();
+            let t = Instant::now();
+            if let Some(job) = state.jobs.get_mut(&id) {
+                import_sent(job, i * (keys / SAMPLES));
+            }
+            store.commit(&mut state).unwrap();
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+            written.push(wchar() - before);
+        }
+        times.sort_by(f64::total_cmp);
+        written.sort_unstable();
+        let (p50, p90) = (times[SAMPLES / 2], times[SAMPLES * 9 / 10]);
+        let bytes = written[SAMPLES / 2];
+        // What format 5 wrote for the same step: the whole job, re-encoded.
+        let whole = postcard::to_allocvec(&state.jobs[&id]).unwrap().len();
+        println!("{keys:>9} {p50:>8.3} ms {p90:>8.3} ms {bytes:>14} {whole:>16}");
+        rows.push(json!({
+            "job_keys": keys, "step_ms_p50": p50, "step_ms_p90": p90,
+            "step_bytes_written_p50": bytes, "format5_job_record_bytes": whole,
+        }));
+    }
+    let flat = match (rows.first(), rows.last()) {
+        (Some(a), Some(b)) => {
+            b["step_ms_p50"].as_f64().unwrap() / a["step_ms_p50"].as_f64().unwrap()
+        }
+        _ => f64::NAN,
+    };
+    println!("job step, largest / smallest median: {flat:.2}x");
+    (rows, flat)
+}
+
+fn sync_job(id: byokd::model::JobId, keys: usize) -> byokd::model::Job {
+    use byokd::model::{Job, JobKind, JobState, KeyName, KeySync, KeySyncState, StepMessage};
+    Job {
+        id,
+        kind: JobKind::Sync,
+        group: byokd::model::GroupName::try_from("bench").unwrap(),
+        keys: (0..keys)
+            .map(|i| KeySync {
+                key: KeyName::try_from(format!("bench-key-{i:07}")).unwrap(),
+                state: KeySyncState::NotStarted,
+            })
+            .collect(),
+        started_by: "bench".into(),
+        created: 1_700_000_000,
+        started: Some(1_700_000_000),
+        ended: None,
+        state: JobState::Running,
+        progress: 0,
+        steps: vec![StepMessage {
+            at: 1_700_000_000,
+            message: "queued".into(),
+        }]
+        .into(),
+        journal: Default::default(),
+        kek: None,
+        error: None,
+        cancel_requested: None,
+    }
+}
+
+/// The step a push journals before each import: the key's state, the typed step, its message.
+fn import_sent(job: &mut byokd::model::Job, key: usize) {
+    use byokd::model::{KeySyncState, StepMessage, SyncStep};
+    let Some(k) = job.keys.get_mut(key) else {
+        return;
+    };
+    k.state = KeySyncState::ImportSent {
+        fingerprint: format!("{key:064x}"),
+    };
+    let name = k.key.clone();
+    job.journal
+        .push(SyncStep::ImportSent { key: name.clone() }.into());
+    job.steps.push(StepMessage {
+        at: 1_700_000_001,
+        message: format!("Importing key {name}"),
+    });
+    job.progress = job.progress.saturating_add(1);
+}
+
+/// Bytes this process passed to write(2) and friends so far (`wchar` of /proc/self/io).
+fn wchar() -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("wchar:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
 }

@@ -216,6 +216,140 @@ fn a_corrupted_or_truncated_store_is_refused_with_a_clear_error() {
     assert_eq!(state.credentials.len(), 4);
 }
 
+/// A sync of `keys` keys, `steps` journal steps into its push.
+fn sync_job(id: u64, keys: usize, steps: usize) -> byokd::model::Job {
+    use byokd::model::{Job, JobKind, JobState, KeyName, KeySync, KeySyncState, SyncStep};
+    let mut job = Job {
+        id: JobId::new(id),
+        kind: JobKind::Sync,
+        group: GroupName::try_from("group-0").unwrap(),
+        keys: (0..keys)
+            .map(|i| KeySync {
+                key: KeyName::try_from(format!("k{i}")).unwrap(),
+                state: KeySyncState::NotStarted,
+            })
+            .collect(),
+        started_by: "admin".into(),
+        created: 1_700_000_000,
+        started: Some(1_700_000_001),
+        ended: None,
+        state: JobState::Running,
+        progress: 0,
+        steps: Default::default(),
+        journal: Default::default(),
+        kek: None,
+        error: None,
+        cancel_requested: None,
+    };
+    for i in 0..steps {
+        let key = job.keys[i].key.clone();
+        job.journal.push(SyncStep::ImportSent { key }.into());
+        job.steps.push(byokd::model::StepMessage {
+            at: 1_700_000_002,
+            message: format!("Importing key k{i}"),
+        });
+    }
+    job
+}
+
+/// Edits the closed store at `path` in one redb transaction on table `table`.
+fn tamper(path: &Path, table: &str, edit: impl FnOnce(&mut redb::Table<&[u8], &[u8]>)) {
+    let db = redb::Database::open(path).unwrap();
+    let txn = db.begin_write().unwrap();
+    {
+        let mut t = txn
+            .open_table(redb::TableDefinition::<&[u8], &[u8]>::new(table))
+            .unwrap();
+        edit(&mut t);
+    }
+    txn.commit().unwrap();
+}
+
+fn row_key(job: u64, index: u32) -> Vec<u8> {
+    [job.to_be_bytes().as_slice(), &index.to_be_bytes()].concat()
+}
+
+/// A job whose header is gone, a row cut short, a row missing in the middle or at the end:
+/// each is refused at start with an error naming the file, the job and what is wrong, never
+/// loaded short or started empty. (redb's page checksums catch damage to the file; these are
+/// records that are well-formed pages but not a whole job.)
+#[test]
+fn a_job_missing_its_header_or_a_row_is_refused_never_loaded_short() {
+    let dir = private_dir();
+    let path = dir.path().join("state.redb");
+    {
+        let (mut store, mut state, _) = Store::open(dir.path()).unwrap();
+        state.jobs.insert(JobId::new(7), sync_job(7, 5, 3));
+        state.jobs.insert(JobId::new(8), sync_job(8, 2, 0));
+        store.commit(&mut state).unwrap();
+    }
+    let good = std::fs::read(&path).unwrap();
+    type Edit = Box<dyn Fn(&mut redb::Table<&[u8], &[u8]>)>;
+    let cases: [(&str, &str, Edit); 5] = [
+        (
+            "job_headers",
+            "belongs to job 7, whose header is missing",
+            Box::new(|t| {
+                t.remove(7u64.to_be_bytes().as_slice()).unwrap();
+            }),
+        ),
+        (
+            "job_journal",
+            "a job_journal record does not decode",
+            Box::new(|t| {
+                let k = row_key(7, 1);
+                let v = redb::ReadableTable::get(t, k.as_slice())
+                    .unwrap()
+                    .unwrap()
+                    .value()
+                    .to_vec();
+                t.insert(k.as_slice(), &v[..v.len() / 2]).unwrap();
+            }),
+        ),
+        (
+            "job_keys",
+            "job 7 lacks job_keys row 2",
+            Box::new(|t| {
+                t.remove(row_key(7, 2).as_slice()).unwrap();
+            }),
+        ),
+        (
+            "job_steps",
+            "job 7 names 3 job_steps rows, the store holds 2",
+            Box::new(|t| {
+                t.remove(row_key(7, 2).as_slice()).unwrap();
+            }),
+        ),
+        (
+            "job_keys",
+            "a job_keys row has a malformed key",
+            Box::new(|t| {
+                t.insert([0u8; 3].as_slice(), [0u8].as_slice()).unwrap();
+            }),
+        ),
+    ];
+    for (table, says, edit) in cases {
+        std::fs::write(&path, &good).unwrap();
+        tamper(&path, table, edit);
+        match Store::open(dir.path()) {
+            Err(err @ StoreError::Corrupt { .. }) => {
+                let text = err.to_string();
+                assert!(
+                    text.contains(says)
+                        && text.contains("state.redb")
+                        && text.contains("refuses to start"),
+                    "{says}: {text}"
+                );
+            }
+            Err(other) => panic!("{says}: refused, but not as damage: {other}"),
+            Ok((_, state, _)) => panic!("{says}: loaded with {} jobs", state.jobs.len()),
+        }
+    }
+    std::fs::write(&path, &good).unwrap();
+    let (_s, state, _) = Store::open(dir.path()).unwrap();
+    assert_eq!(state.jobs[&JobId::new(7)], sync_job(7, 5, 3));
+}
+
 #[test]
 fn a_store_replaced_by_garbage_or_a_directory_is_refused() {
     let dir = private_dir();

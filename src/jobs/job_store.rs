@@ -174,7 +174,7 @@ impl KekChange {
 
 impl JobStore for Service {
     async fn journal(&self, id: JobId) -> Result<Vec<JobStep>, JobError> {
-        Ok(self.job(id).await?.journal)
+        Ok(self.job_part(id, |j| j.journal.to_vec()).await?)
     }
 
     async fn record(
@@ -197,11 +197,11 @@ impl JobStore for Service {
     }
 
     async fn cancel_requested(&self, id: JobId) -> Result<Option<String>, JobError> {
-        Ok(self.job(id).await?.cancel_requested)
+        Ok(self.job_part(id, |j| j.cancel_requested.clone()).await?)
     }
 
     async fn failed_before(&self, id: JobId) -> Result<Option<String>, JobError> {
-        Ok(self.job(id).await?.error)
+        Ok(self.job_part(id, |j| j.error.clone()).await?)
     }
 
     async fn keep_error(&self, id: JobId, reason: String) -> Result<(), JobError> {
@@ -217,7 +217,7 @@ impl JobStore for Service {
     }
 
     async fn key_syncs(&self, id: JobId) -> Result<Vec<KeySync>, JobError> {
-        Ok(self.job(id).await?.keys)
+        Ok(self.job_part(id, |j| j.keys.to_vec()).await?)
     }
 
     async fn record_sync(
@@ -294,7 +294,7 @@ impl JobStore for Service {
     }
 
     async fn kek(&self, id: JobId) -> Result<Option<KekJournal>, JobError> {
-        Ok(self.job(id).await?.kek)
+        Ok(self.job_part(id, |j| j.kek.clone()).await?)
     }
 
     async fn plan_kek(&self, id: JobId, kek: KekJournal, message: String) -> Result<(), JobError> {
@@ -393,9 +393,8 @@ impl JobStore for Service {
 
 /// Where `key` stands in the sync.
 fn set_state(j: &mut Job, key: &KeyName, state: KeySyncState) {
-    for p in j.keys.iter_mut().filter(|p| &p.key == key) {
-        p.state = state.clone();
-    }
+    j.keys
+        .update_where(|p| &p.key == key, |p| p.state = state.clone());
 }
 
 impl LocalKeys for Service {

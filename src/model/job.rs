@@ -6,6 +6,7 @@
 //! the data only; `jobs` runs them.
 
 use super::{GroupName, KeyName, VaultName};
+use crate::store::{Rows, Undo};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -160,14 +161,16 @@ pub struct KeySync {
     pub state: KeySyncState,
 }
 
-/// A job and its journal.
+/// A job and its journal. The store keeps it as a header record (every field but the three
+/// lists) and one row per entry of `keys`, `steps` and `journal`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Job {
     pub id: JobId,
     pub kind: JobKind,
     pub group: GroupName,
-    /// The keys a sync pushes (empty for group-wide jobs).
-    pub keys: Vec<KeySync>,
+    /// The keys a sync pushes (empty for group-wide jobs). Stored one row per key: a step
+    /// writes the rows it changed, never the whole list (see `store::Rows`).
+    pub keys: Rows<KeySync>,
     /// Who started it: an identity name, or `scheduler`.
     pub started_by: String,
     pub created: i64,
@@ -177,10 +180,10 @@ pub struct Job {
     /// Progress in thousandths (0–1000).
     pub progress: u16,
     /// Display text for the Jobs view; never read for a decision (see `journal`).
-    pub steps: Vec<StepMessage>,
+    pub steps: Rows<StepMessage>,
     /// The typed journal: each durable intent (before its side effect) and result (after), in
     /// order. Crash recovery reads this, `kek` and `keys`, never `steps`.
-    pub journal: Vec<JobStep>,
+    pub journal: Rows<JobStep>,
     pub kek: Option<KekJournal>,
     /// The reason a failed job failed, in operator terms. Journalled before the clean-up that
     /// follows a failure, so a restart cleans up and fails with the same reason.
@@ -198,6 +201,61 @@ impl Job {
     /// Whether the typed journal holds `step`.
     pub fn journalled(&self, step: &JobStep) -> bool {
         self.journal.contains(step)
+    }
+
+    /// Applies `change`; returns its result and what undoes it, should the change not become
+    /// durable. The undo holds the job's header and the rows the change touched, never a copy
+    /// of all its keys.
+    pub fn change<R>(&mut self, change: impl FnOnce(&mut Job) -> R) -> (R, JobUndo) {
+        let header = Box::new(self.header_copy());
+        self.keys.record_undo();
+        self.steps.record_undo();
+        self.journal.record_undo();
+        let out = change(self);
+        let undo = JobUndo {
+            header,
+            keys: self.keys.take_undo(),
+            steps: self.steps.take_undo(),
+            journal: self.journal.take_undo(),
+        };
+        (out, undo)
+    }
+
+    /// The job with empty lists.
+    fn header_copy(&mut self) -> Job {
+        let keys = std::mem::take(&mut self.keys);
+        let steps = std::mem::take(&mut self.steps);
+        let journal = std::mem::take(&mut self.journal);
+        let header = self.clone();
+        (self.keys, self.steps, self.journal) = (keys, steps, journal);
+        header
+    }
+}
+
+/// What undoes one change to a job (see [`Job::change`]).
+#[derive(Debug)]
+pub struct JobUndo {
+    header: Box<Job>,
+    keys: Undo<KeySync>,
+    steps: Undo<StepMessage>,
+    journal: Undo<JobStep>,
+}
+
+impl JobUndo {
+    /// Puts `job` back as it was before the change.
+    pub fn undo(self, job: &mut Job) {
+        let mut keys = std::mem::take(&mut job.keys);
+        let mut steps = std::mem::take(&mut job.steps);
+        let mut journal = std::mem::take(&mut job.journal);
+        keys.undo(self.keys);
+        steps.undo(self.steps);
+        journal.undo(self.journal);
+        *job = Job {
+            keys,
+            steps,
+            journal,
+            ..*self.header
+        };
     }
 }
 
@@ -479,5 +537,55 @@ mod tests {
         .map(|c| c.len())
         .sum();
         assert_eq!(listed, steps.len(), "every listed code has a step");
+    }
+
+    #[test]
+    fn a_change_undone_leaves_the_job_as_it_was() {
+        let key = |i: usize| KeyName::try_from(format!("k{i}")).unwrap();
+        let mut job = Job {
+            id: JobId::new(1),
+            kind: JobKind::Sync,
+            group: GroupName::try_from("g").unwrap(),
+            keys: Rows::committed(
+                (0..4)
+                    .map(|i| KeySync {
+                        key: key(i),
+                        state: KeySyncState::NotStarted,
+                    })
+                    .collect(),
+            ),
+            started_by: "a".into(),
+            created: 1,
+            started: None,
+            ended: None,
+            state: JobState::Pending,
+            progress: 0,
+            steps: Rows::default(),
+            journal: Rows::default(),
+            kek: None,
+            error: None,
+            cancel_requested: None,
+        };
+        let before = job.clone();
+        let ((), undo) = job.change(|j| {
+            j.state = JobState::Running;
+            j.progress = 7;
+            j.keys.update_where(
+                |k| k.key == key(2),
+                |k| {
+                    k.state = KeySyncState::ImportSent {
+                        fingerprint: "f".into(),
+                    }
+                },
+            );
+            j.journal.push(SyncStep::ImportSent { key: key(2) }.into());
+            j.steps.push(StepMessage {
+                at: 2,
+                message: "m".into(),
+            });
+        });
+        assert_ne!(job, before);
+        undo.undo(&mut job);
+        assert_eq!(job, before);
     }
 }

@@ -21,8 +21,8 @@ pub use error::ModelError;
 pub use group::KeyGroup;
 pub use ids::{ApprovalId, AzureVersion};
 pub use job::{
-    CheckCloudStep, DeleteCloudStep, Job, JobId, JobKind, JobState, JobStep, KekJournal, KeySync,
-    KeySyncState, PurgeStep, RecoverStep, RotateStep, StepMessage, SyncStep,
+    CheckCloudStep, DeleteCloudStep, Job, JobId, JobKind, JobState, JobStep, JobUndo, KekJournal,
+    KeySync, KeySyncState, PurgeStep, RecoverStep, RotateStep, StepMessage, SyncStep,
 };
 pub use key::{HsmKeyId, Key, Storage};
 pub use key_type::{Curve, KeyOp, KeyType, RsaExponent};

@@ -30,8 +30,10 @@ pub(crate) fn record_step(job: &mut Job, step: JobStep, message: &str) -> Result
 /// Dates the step messages a change appended to a job (those after the first `from`) by the
 /// daemon's clock: job code adds messages, the service says when.
 pub(super) fn stamp_steps(job: &mut Job, from: usize, at: i64) {
-    for s in job.steps.iter_mut().skip(from) {
-        s.at = at;
+    for i in from..job.steps.len() {
+        if let Some(s) = job.steps.get_mut(i) {
+            s.at = at;
+        }
     }
 }
 
@@ -132,22 +134,26 @@ impl Service {
             steps: vec![StepMessage {
                 at: self.now_unix(),
                 message: first_step,
-            }],
-            journal: Vec::new(),
+            }]
+            .into(),
+            journal: Default::default(),
             kek: None,
             error: None,
             cancel_requested: None,
         };
-        let before = data.state.jobs.clone();
         data.state.jobs.insert(id, job);
         data.state.next_job_id = id.next();
         let retention = Retention::from(&self.config().jobs);
         let pruned = retention.prune(&mut data.state.jobs, self.now_unix());
         if let Err(e) = data.commit().await {
-            data.state.jobs = before;
+            data.state.jobs.remove(&id);
+            data.state
+                .jobs
+                .extend(pruned.into_iter().map(|j| (j.id, j)));
             data.state.next_job_id = id;
             return Err(e);
         }
+        let pruned = pruned.len();
         if pruned > 0 {
             tracing::info!(
                 event = Event::JobPruned.as_str(),
@@ -212,15 +218,17 @@ impl Service {
             .jobs
             .get_mut(&id)
             .ok_or_else(|| ServiceError::not_found("job", id))?;
-        let before = job.clone();
-        let out = change(job);
-        stamp_steps(job, before.steps.len(), self.now_unix());
+        let from = job.steps.len();
+        let (out, undo) = job.change(change);
+        stamp_steps(job, from, self.now_unix());
         // Group commit: the lock is released before the fsync, so steps journalled by other
         // jobs meanwhile share it. The step is acknowledged only once durable.
         let pending = data.stage();
         drop(data);
         if let Err(e) = durable(pending).await {
-            self.inner.data.lock().await.state.jobs.insert(id, before);
+            if let Some(job) = self.inner.data.lock().await.state.jobs.get_mut(&id) {
+                undo.undo(job);
+            }
             return Err(e);
         }
         self.inner.job_changed.send_modify(|n| *n += 1);
@@ -299,19 +307,21 @@ impl Service {
     /// Removes finished jobs beyond the retention count or age. Unfinished jobs stay.
     pub async fn prune_jobs(&self) -> Result<(), ServiceError> {
         let mut data = self.inner.data.lock().await;
-        let before = data.state.jobs.clone();
         let pruned =
             Retention::from(&self.config().jobs).prune(&mut data.state.jobs, self.now_unix());
-        if pruned == 0 {
+        if pruned.is_empty() {
             return Ok(());
         }
+        let count = pruned.len();
         if let Err(e) = data.commit().await {
-            data.state.jobs = before;
+            data.state
+                .jobs
+                .extend(pruned.into_iter().map(|j| (j.id, j)));
             return Err(e);
         }
         tracing::info!(
             event = Event::JobPruned.as_str(),
-            count = pruned,
+            count,
             "finished jobs pruned by retention"
         );
         Ok(())
@@ -364,6 +374,20 @@ impl Service {
             .jobs
             .get(&id)
             .cloned()
+            .ok_or_else(|| ServiceError::not_found("job", id))
+    }
+
+    /// What `read` takes from a job, without copying the rest of it (a sync's keys).
+    pub async fn job_part<R>(
+        &self,
+        id: JobId,
+        read: impl FnOnce(&Job) -> R,
+    ) -> Result<R, ServiceError> {
+        let data = self.inner.data.lock().await;
+        data.state
+            .jobs
+            .get(&id)
+            .map(read)
             .ok_or_else(|| ServiceError::not_found("job", id))
     }
 
@@ -423,39 +447,46 @@ impl Service {
             .get(&key_id)
             .cloned()
             .ok_or_else(|| ServiceError::not_found("key", format!("{group}/{key}")))?;
-        let before_job = data
+        let job = data
             .state
             .jobs
             .get(&id)
-            .cloned()
             .ok_or_else(|| ServiceError::not_found("job", id))?;
-        if !imported.belongs_to(before_job.kind) {
-            return Err(wrong_step(&before_job, &imported));
+        if !imported.belongs_to(job.kind) {
+            return Err(wrong_step(job, &imported));
         }
         if let Some(k) = data.state.keys.get_mut(&key_id) {
             k.azure_version = Some(version.clone());
         }
-        if let Some(job) = data.state.jobs.get_mut(&id) {
-            for push in job.keys.iter_mut().filter(|p| &p.key == key) {
-                push.state = KeySyncState::Imported {
-                    version: version.clone(),
-                };
-            }
-            job.journal.push(imported);
-            let at = self.now_unix();
-            job.steps
-                .extend(steps.into_iter().map(|message| StepMessage { at, message }));
-            if let Some(p) = progress {
-                job.progress = p.min(1000);
-            }
-        }
+        let at = self.now_unix();
+        let undo_job = data.state.jobs.get_mut(&id).map(|job| {
+            job.change(|job| {
+                job.keys.update_where(
+                    |p| &p.key == key,
+                    |p| {
+                        p.state = KeySyncState::Imported {
+                            version: version.clone(),
+                        }
+                    },
+                );
+                job.journal.push(imported);
+                job.steps
+                    .extend(steps.into_iter().map(|message| StepMessage { at, message }));
+                if let Some(p) = progress {
+                    job.progress = p.min(1000);
+                }
+            })
+            .1
+        });
         // Group commit, as in `journal`: keys pushed by concurrent jobs share one fsync.
         let pending = data.stage();
         drop(data);
         if let Err(e) = durable(pending).await {
             let mut data = self.inner.data.lock().await;
             data.state.keys.insert(key_id, before_key);
-            data.state.jobs.insert(id, before_job);
+            if let (Some(job), Some(undo)) = (data.state.jobs.get_mut(&id), undo_job) {
+                undo.undo(job);
+            }
             return Err(e);
         }
         self.inner.job_changed.send_modify(|n| *n += 1);

@@ -44,12 +44,9 @@ impl Service {
             .get(group)
             .cloned()
             .ok_or_else(|| ServiceError::not_found("key group", group))?;
-        let before_job = data
-            .state
-            .jobs
-            .get(&id)
-            .cloned()
-            .ok_or_else(|| ServiceError::not_found("job", id))?;
+        if !data.state.jobs.contains_key(&id) {
+            return Err(ServiceError::not_found("job", id));
+        }
         let before_grace = data.state.grace.get(group).cloned();
         if let Some(g) = data.state.groups.get_mut(group) {
             g.last_rotated = Some(at);
@@ -64,13 +61,18 @@ impl Service {
             }
             data.state.grace.insert(group.clone(), new);
         }
-        if let Some(j) = data.state.jobs.get_mut(&id) {
-            end_job(j);
-            super::jobs::stamp_steps(j, before_job.steps.len(), self.now_unix());
-        }
+        let now = self.now_unix();
+        let undo_job = data.state.jobs.get_mut(&id).map(|j| {
+            let from = j.steps.len();
+            let (_, undo) = j.change(end_job);
+            super::jobs::stamp_steps(j, from, now);
+            undo
+        });
         if let Err(e) = data.commit().await {
             data.state.groups.insert(group.clone(), before_group);
-            data.state.jobs.insert(id, before_job);
+            if let (Some(j), Some(undo)) = (data.state.jobs.get_mut(&id), undo_job) {
+                undo.undo(j);
+            }
             match before_grace {
                 Some(g) => data.state.grace.insert(group.clone(), g),
                 None => data.state.grace.remove(group),

@@ -24,22 +24,24 @@ impl From<&JobsSection> for Retention {
 }
 
 impl Retention {
-    /// Prunes `jobs` in place at time `now` (Unix seconds); returns how many were removed.
-    pub fn prune(&self, jobs: &mut Tracked<JobId, Job>, now: i64) -> usize {
-        let before = jobs.len();
+    /// Prunes `jobs` in place at time `now` (Unix seconds); returns the jobs removed (moved
+    /// out, for the caller to put back should the removal not become durable).
+    pub fn prune(&self, jobs: &mut Tracked<JobId, Job>, now: i64) -> Vec<Job> {
         let cutoff = now.saturating_sub(self.max_age_secs);
-        jobs.retain(|_, j| !j.state.is_final() || j.ended.unwrap_or(j.created) >= cutoff);
-        // Newest finished first (by end time, then id); keep the first `count`.
+        // Newest finished first (by end time, then id); keep the first `count` not too old.
         let mut finished: Vec<(i64, JobId)> = jobs
             .values()
             .filter(|j| j.state.is_final())
             .map(|j| (j.ended.unwrap_or(j.created), j.id))
             .collect();
         finished.sort_unstable_by(|a, b| b.cmp(a));
-        for (_, id) in finished.into_iter().skip(self.count) {
-            jobs.remove(&id);
-        }
-        before - jobs.len()
+        let gone: Vec<JobId> = finished
+            .into_iter()
+            .enumerate()
+            .filter(|(n, (ended, _))| *n >= self.count || *ended < cutoff)
+            .map(|(_, (_, id))| id)
+            .collect();
+        gone.iter().filter_map(|id| jobs.remove(id)).collect()
     }
 }
 
@@ -54,15 +56,15 @@ mod tests {
             id: JobId::new(id),
             kind: JobKind::Sync,
             group: GroupName::try_from("g".to_owned()).unwrap(),
-            keys: vec![],
+            keys: Default::default(),
             started_by: "operator".into(),
             created: 1_000,
             started: Some(1_000),
             ended,
             state,
             progress: 0,
-            steps: vec![],
-            journal: vec![],
+            steps: Default::default(),
+            journal: Default::default(),
             kek: None,
             error: None,
             cancel_requested: None,
@@ -88,7 +90,7 @@ mod tests {
             job(6, JobState::Pending, None),
             job(7, JobState::WaitingRetry, None),
         ]);
-        assert_eq!(r.prune(&mut js, 3_000), 2);
+        assert_eq!(r.prune(&mut js, 3_000).len(), 2);
         let left: Vec<u64> = js.keys().map(|k| k.get()).collect();
         assert_eq!(left, vec![3, 4, 5, 6, 7]);
     }
@@ -106,11 +108,11 @@ mod tests {
             job(3, JobState::WaitingApproval, None),
             job(4, JobState::Succeeded, Some(now - 5)),
         ]);
-        assert_eq!(r.prune(&mut js, now), 1);
+        assert_eq!(r.prune(&mut js, now).len(), 1);
         let left: Vec<u64> = js.keys().map(|k| k.get()).collect();
         assert_eq!(left, vec![2, 3, 4]);
         // The unfinished job is older than any cutoff and still stays.
-        assert_eq!(r.prune(&mut js, now * 10), 2);
+        assert_eq!(r.prune(&mut js, now * 10).len(), 2);
         assert_eq!(js.keys().map(|k| k.get()).collect::<Vec<_>>(), vec![3]);
     }
 }

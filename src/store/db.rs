@@ -1,6 +1,7 @@
 //! The redb file: one table per kind of record, each record a postcard-encoded value under its
-//! postcard-encoded key, plus a `meta` table for the format version, the commit counter and the
-//! two scalar settings. A commit writes the records that changed and nothing else.
+//! postcard-encoded key (a job: a header table and three row tables, see `job_rows`), plus a
+//! `meta` table for the format version, the commit counter and the two scalar settings. A
+//! commit writes the records that changed and nothing else; `upgrade` converts an older format.
 
 use super::group_target;
 use super::state::MAX_NEXT_JOB_ID;
@@ -22,36 +23,47 @@ const NEXT_JOB_ID: &str = "next_job_id";
 /// `(format, generation)` of the A/B state this store was migrated from, when it was.
 pub(super) const MIGRATED_FROM: &str = "migrated_from";
 
-/// The record tables, one per map of [`State`].
+/// The record tables: one per map of [`State`], and a job's in four (its header, and one row
+/// per key sync, step message and journal entry, see `job_rows`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Table {
     Credentials,
     Groups,
     Keys,
+    /// A job's header: every field but its three lists, with their lengths.
     Jobs,
+    JobKeys,
+    JobSteps,
+    JobJournal,
     Grace,
     Drift,
 }
 
 impl Table {
-    pub const ALL: [Table; 6] = [
+    pub const ALL: [Table; 9] = [
         Table::Credentials,
         Table::Groups,
         Table::Keys,
         Table::Jobs,
+        Table::JobKeys,
+        Table::JobSteps,
+        Table::JobJournal,
         Table::Grace,
         Table::Drift,
     ];
 
-    /// The table's number in a backup file.
+    /// The table's number in a backup file. 4 was format 5's whole-job table (see `migrate6`).
     pub fn id(self) -> u8 {
         match self {
             Table::Credentials => 1,
             Table::Groups => 2,
             Table::Keys => 3,
-            Table::Jobs => 4,
             Table::Grace => 5,
             Table::Drift => 6,
+            Table::Jobs => 7,
+            Table::JobKeys => 8,
+            Table::JobSteps => 9,
+            Table::JobJournal => 10,
         }
     }
 
@@ -59,23 +71,47 @@ impl Table {
         Table::ALL.into_iter().find(|t| t.id() == id)
     }
 
-    fn def(self) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
-        TableDefinition::new(match self {
+    /// The first state format that has the table.
+    pub fn since_format(self) -> u16 {
+        match self {
+            Table::Jobs | Table::JobKeys | Table::JobSteps | Table::JobJournal => 6,
+            _ => 5,
+        }
+    }
+
+    /// The table's name in the store, as its error messages name it.
+    pub fn name(self) -> &'static str {
+        match self {
             Table::Credentials => "credentials",
             Table::Groups => "groups",
             Table::Keys => "keys",
-            Table::Jobs => "jobs",
+            Table::Jobs => "job_headers",
+            Table::JobKeys => "job_keys",
+            Table::JobSteps => "job_steps",
+            Table::JobJournal => "job_journal",
             Table::Grace => "grace",
             Table::Drift => "drift",
-        })
+        }
     }
+
+    pub(super) fn def(self) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
+        TableDefinition::new(self.name())
+    }
+}
+
+/// One write of a batch, in order.
+pub(super) enum Op {
+    Put(Vec<u8>, Vec<u8>),
+    Remove(Vec<u8>),
+    /// Removes every record with a key from the first to the second, both included.
+    RemoveRange(Vec<u8>, Vec<u8>),
 }
 
 /// What one commit writes: changed records (`None` removes) and the meta entries. Encoded
 /// under the state lock, applied by the writer thread (see `commit`).
 #[derive(Default)]
 pub struct Batch {
-    records: Vec<(Table, Vec<u8>, Option<Vec<u8>>)>,
+    records: Vec<(Table, Op)>,
     meta: Vec<(&'static str, Vec<u8>)>,
 }
 
@@ -83,16 +119,7 @@ impl Batch {
     /// The records `state` changed since the last batch, and its scalar settings. Encodes only
     /// what changed; the change marks are taken.
     pub fn changes_of(state: &mut State) -> Result<Batch, StoreError> {
-        let mut batch = Batch::default();
-        batch.take(Table::Credentials, &mut state.credentials)?;
-        batch.take(Table::Groups, &mut state.groups)?;
-        batch.take(Table::Keys, &mut state.keys)?;
-        batch.take(Table::Jobs, &mut state.jobs)?;
-        batch.take(Table::Grace, &mut state.grace)?;
-        batch.take(Table::Drift, &mut state.drift)?;
-        batch.meta.push((DESIGNATED, encode(&state.designated)?));
-        batch.meta.push((NEXT_JOB_ID, encode(&state.next_job_id)?));
-        Ok(batch)
+        Self::collect(state, false)
     }
 
     /// Every record of `state` (a migration or a restore writes the whole state once).
@@ -103,7 +130,20 @@ impl Batch {
         state.jobs.mark_all_changed();
         state.grace.mark_all_changed();
         state.drift.mark_all_changed();
-        Self::changes_of(state)
+        Self::collect(state, true)
+    }
+
+    fn collect(state: &mut State, whole: bool) -> Result<Batch, StoreError> {
+        let mut batch = Batch::default();
+        batch.take(Table::Credentials, &mut state.credentials)?;
+        batch.take(Table::Groups, &mut state.groups)?;
+        batch.take(Table::Keys, &mut state.keys)?;
+        super::job_rows::take(&mut batch, &mut state.jobs, whole)?;
+        batch.take(Table::Grace, &mut state.grace)?;
+        batch.take(Table::Drift, &mut state.drift)?;
+        batch.meta.push((DESIGNATED, encode(&state.designated)?));
+        batch.meta.push((NEXT_JOB_ID, encode(&state.next_job_id)?));
+        Ok(batch)
     }
 
     /// Records `format` as the store's format instead of this build's (a restored backup of an
@@ -118,7 +158,23 @@ impl Batch {
 
     /// Adds an encoded record as a backup holds it.
     pub fn push_raw(&mut self, table: Table, key: Vec<u8>, value: Vec<u8>) {
-        self.records.push((table, key, Some(value)));
+        self.records.push((table, Op::Put(key, value)));
+    }
+
+    pub(super) fn push(&mut self, table: Table, op: Op) {
+        self.records.push((table, op));
+    }
+
+    /// Bytes of keys and values this batch writes (for the benchmark).
+    pub fn bytes(&self) -> usize {
+        self.records
+            .iter()
+            .map(|(_, op)| match op {
+                Op::Put(k, v) => k.len() + v.len(),
+                Op::Remove(k) => k.len(),
+                Op::RemoveRange(a, b) => a.len() + b.len(),
+            })
+            .sum()
     }
 
     fn take<K, V>(&mut self, table: Table, map: &mut Tracked<K, V>) -> Result<(), StoreError>
@@ -127,55 +183,90 @@ impl Batch {
         V: Serialize,
     {
         for (k, v) in map.take_changed() {
-            let value = v.map(encode).transpose()?;
-            self.records.push((table, encode(&k)?, value));
+            let op = match v {
+                Some(v) => Op::Put(encode(&k)?, encode(v)?),
+                None => Op::Remove(encode(&k)?),
+            };
+            self.records.push((table, op));
         }
         Ok(())
     }
 }
 
-fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, StoreError> {
+pub(super) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, StoreError> {
     postcard::to_allocvec(value).map_err(|e| StoreError::Encode(e.to_string()))
 }
 
 /// Writes `batches` in one transaction and makes it durable; returns the new generation.
 pub fn apply(db: &Database, path: &Path, batches: &[Batch]) -> Result<u64, StoreError> {
-    let fail = |e: redb::Error| StoreError::Commit {
+    let txn = db
+        .begin_write()
+        .map_err(|e| commit_failed(path, e.into()))?;
+    let generation = write(&txn, path, batches)?;
+    txn.commit().map_err(|e| commit_failed(path, e.into()))?;
+    Ok(generation)
+}
+
+/// Brings a store of format `from` (older than this build's) to this build's format in one
+/// durable transaction: each step's conversion, then the new format number.
+pub fn upgrade(db: &Database, path: &Path, from: u16) -> Result<u64, StoreError> {
+    let txn = db
+        .begin_write()
+        .map_err(|e| commit_failed(path, e.into()))?;
+    let mut batches = Vec::new();
+    if from < 6 {
+        batches.push(super::migrate6::split_jobs(&txn, path)?);
+        batches.push(group_target::convert_groups(&txn, path)?);
+    }
+    let generation = write(&txn, path, &batches)?;
+    txn.commit().map_err(|e| commit_failed(path, e.into()))?;
+    Ok(generation)
+}
+
+pub(super) fn commit_failed(path: &Path, e: redb::Error) -> StoreError {
+    StoreError::Commit {
         path: path.to_path_buf(),
         reason: e.to_string(),
-    };
-    let txn = db.begin_write().map_err(|e| fail(e.into()))?;
-    let generation = {
-        for table in Table::ALL {
-            let mut t = txn.open_table(table.def()).map_err(|e| fail(e.into()))?;
-            for batch in batches {
-                for (_, k, v) in batch.records.iter().filter(|(t, _, _)| *t == table) {
-                    match v {
-                        Some(v) => t.insert(k.as_slice(), v.as_slice()),
-                        None => t.remove(k.as_slice()).map(|_| None),
-                    }
-                    .map_err(|e| fail(e.into()))?;
-                }
-            }
-        }
-        let mut meta = txn.open_table(META).map_err(|e| fail(e.into()))?;
-        let generation = match meta.get(GENERATION).map_err(|e| fail(e.into()))? {
-            Some(g) => u64_of(g.value()).unwrap_or(0),
-            None => 0,
-        } + 1;
-        meta.insert(GENERATION, generation.to_le_bytes().as_slice())
-            .map_err(|e| fail(e.into()))?;
-        meta.insert(FORMAT, FORMAT_VERSION.to_le_bytes().as_slice())
-            .map_err(|e| fail(e.into()))?;
+    }
+}
+
+/// Writes `batches` into `txn`, with this build's format and the next generation; returns it.
+pub(super) fn write(
+    txn: &redb::WriteTransaction,
+    path: &Path,
+    batches: &[Batch],
+) -> Result<u64, StoreError> {
+    let fail = |e: redb::Error| commit_failed(path, e);
+    for table in Table::ALL {
+        let mut t = txn.open_table(table.def()).map_err(|e| fail(e.into()))?;
         for batch in batches {
-            for (name, value) in &batch.meta {
-                meta.insert(*name, value.as_slice())
-                    .map_err(|e| fail(e.into()))?;
+            for (_, op) in batch.records.iter().filter(|(t, _)| *t == table) {
+                match op {
+                    Op::Put(k, v) => t.insert(k.as_slice(), v.as_slice()).map(|_| ()),
+                    Op::Remove(k) => t.remove(k.as_slice()).map(|_| ()),
+                    Op::RemoveRange(lo, hi) => {
+                        t.retain_in(lo.as_slice()..=hi.as_slice(), |_, _| false)
+                    }
+                }
+                .map_err(|e| fail(e.into()))?;
             }
         }
-        generation
-    };
-    txn.commit().map_err(|e| fail(e.into()))?;
+    }
+    let mut meta = txn.open_table(META).map_err(|e| fail(e.into()))?;
+    let generation = match meta.get(GENERATION).map_err(|e| fail(e.into()))? {
+        Some(g) => u64_of(g.value()).unwrap_or(0),
+        None => 0,
+    } + 1;
+    meta.insert(GENERATION, generation.to_le_bytes().as_slice())
+        .map_err(|e| fail(e.into()))?;
+    meta.insert(FORMAT, FORMAT_VERSION.to_le_bytes().as_slice())
+        .map_err(|e| fail(e.into()))?;
+    for batch in batches {
+        for (name, value) in &batch.meta {
+            meta.insert(*name, value.as_slice())
+                .map_err(|e| fail(e.into()))?;
+        }
+    }
     Ok(generation)
 }
 
@@ -183,9 +274,8 @@ fn u64_of(bytes: &[u8]) -> Option<u64> {
     Some(u64::from_le_bytes(bytes.try_into().ok()?))
 }
 
-/// What the file holds: its format, generation and state.
+/// What the file holds: its generation and state.
 pub struct Loaded {
-    pub format: u16,
     pub generation: u64,
     pub state: State,
 }
@@ -228,7 +318,10 @@ pub fn format_of(path: &Path) -> Result<Option<u16>, StoreError> {
     }
 }
 
-fn format_in(db: &impl ReadableDatabase, path: &Path) -> Result<Option<u16>, StoreError> {
+pub(super) fn format_in(
+    db: &impl ReadableDatabase,
+    path: &Path,
+) -> Result<Option<u16>, StoreError> {
     let txn = db.begin_read().map_err(|e| corrupt(path, e.into()))?;
     let meta = match txn.open_table(META) {
         Ok(t) => t,
@@ -270,6 +363,13 @@ pub fn load(db: &Database, path: &Path) -> Result<Option<Loaded>, StoreError> {
             supported: FORMAT_VERSION,
         });
     }
+    if format < FORMAT_VERSION {
+        // Its records have older shapes (`upgrade` converts them first): reading them as this
+        // format's would leave some out.
+        return Err(bad(format!(
+            "the store has format {format}, older than this build's {FORMAT_VERSION}, and was not migrated"
+        )));
+    }
     let generation = get(GENERATION)?
         .and_then(|g| u64_of(&g))
         .ok_or_else(|| bad("the generation record is missing or damaged".into()))?;
@@ -295,14 +395,10 @@ pub fn load(db: &Database, path: &Path) -> Result<Option<Loaded>, StoreError> {
         read.table(Table::Groups)?
     };
     state.keys = read.table(Table::Keys)?;
-    state.jobs = read.table(Table::Jobs)?;
+    state.jobs = super::job_rows::load(&txn, path)?;
     state.grace = read.table(Table::Grace)?;
     state.drift = read.table(Table::Drift)?;
-    Ok(Some(Loaded {
-        format,
-        generation,
-        state,
-    }))
+    Ok(Some(Loaded { generation, state }))
 }
 
 struct ReadTables<'a> {
@@ -321,20 +417,24 @@ impl ReadTables<'_> {
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Tracked::default()),
             Err(e) => return Err(corrupt(self.path, e.into())),
         };
-        let what = format!("{table:?}").to_lowercase();
+        let what = table.name();
         let mut map = BTreeMap::new();
         for entry in t.iter().map_err(|e| corrupt(self.path, e.into()))? {
             let (k, v) = entry.map_err(|e| corrupt(self.path, e.into()))?;
             map.insert(
-                decode(self.path, &what, k.value())?,
-                decode(self.path, &what, v.value())?,
+                decode(self.path, what, k.value())?,
+                decode(self.path, what, v.value())?,
             );
         }
         Ok(Tracked::committed(map))
     }
 }
 
-fn decode<T: DeserializeOwned>(path: &Path, what: &str, bytes: &[u8]) -> Result<T, StoreError> {
+pub(super) fn decode<T: DeserializeOwned>(
+    path: &Path,
+    what: &str,
+    bytes: &[u8],
+) -> Result<T, StoreError> {
     postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt {
         path: PathBuf::from(path),
         reason: format!("a {what} record does not decode ({e}): the store was damaged"),

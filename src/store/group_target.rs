@@ -10,7 +10,9 @@ use crate::model::{
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-use super::Tracked;
+use super::db::{self, Batch, Table};
+use super::{StoreError, Tracked};
+use redb::ReadableTable;
 
 /// The first format whose group records name their target.
 pub(super) const FORMAT: u16 = 6;
@@ -59,6 +61,28 @@ pub(super) fn to_v5(g: &KeyGroup) -> Option<KeyGroupV5> {
     })
 }
 
+/// The writes that turn every group record of a format-5 store in `txn` into the current shape,
+/// in the same key (the migration's transaction applies them with the new format number).
+pub(super) fn convert_groups(
+    txn: &redb::WriteTransaction,
+    path: &std::path::Path,
+) -> Result<Batch, StoreError> {
+    let mut batch = Batch::default();
+    let fail = |e: redb::Error| db::commit_failed(path, e);
+    let table = match txn.open_table(Table::Groups.def()) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(batch),
+        Err(e) => return Err(fail(e.into())),
+    };
+    for entry in table.iter().map_err(|e| fail(e.into()))? {
+        let (k, v) = entry.map_err(|e| fail(e.into()))?;
+        let old: KeyGroupV5 = db::decode(path, "format-5 group", v.value())?;
+        let group = KeyGroup::from(old);
+        batch.push_raw(Table::Groups, k.value().to_vec(), db::encode(&group)?);
+    }
+    Ok(batch)
+}
+
 /// The group records of a format-5 store as current groups, every one marked changed so the
 /// migration's commit rewrites it in the new shape.
 pub(super) fn upgrade(old: Tracked<GroupName, KeyGroupV5>) -> Tracked<GroupName, KeyGroup> {
@@ -73,7 +97,6 @@ pub(super) fn upgrade(old: Tracked<GroupName, KeyGroupV5>) -> Tracked<GroupName,
 
 #[cfg(test)]
 mod tests {
-    use super::super::db::{self, Batch, Table};
     use super::super::{FORMAT_VERSION, Store};
     use super::*;
     use crate::model::RsaExponent;

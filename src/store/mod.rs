@@ -1,9 +1,10 @@
 //! Durable state: a redb store of postcard-encoded records, committed in groups by one writer
 //! thread, and the migrations from older formats.
 //!
-//! Owns every byte byokd writes to its state directory. Each credential, key group, key, job,
-//! grace and drift record is one entry of its table; a commit writes the entries that changed
-//! (see `tracked`), so its cost follows the change, not the size of the state. A write is
+//! Owns every byte byokd writes to its state directory. Each credential, key group, key, grace
+//! and drift record is one entry of its table, and a job is a header plus one row per key
+//! sync, step message and journal entry (see `job_rows`); a commit writes the entries that
+//! changed (see `tracked` and `rows`), so its cost follows the change, not the size of the state. A write is
 //! acknowledged only once redb has made it durable; a damaged or truncated store is refused at
 //! start with an error naming the file, never started empty. Formats 1-4 were A/B envelope
 //! files (`state.a`, `state.b`); the first start of this build migrates them (see `handle`).
@@ -15,7 +16,10 @@ mod envelope;
 mod error;
 mod group_target;
 mod handle;
+mod job_rows;
 mod legacy;
+mod migrate6;
+mod rows;
 mod slots;
 mod state;
 mod tracked;
@@ -24,12 +28,14 @@ pub use commit::Pending;
 pub use envelope::MAGIC;
 pub use error::StoreError;
 pub use handle::{LoadReport, Store};
+pub use rows::{RowChanges, Rows, Undo};
 pub use state::State;
 pub use tracked::Tracked;
 
-/// The state format this build writes: 5 is the redb store, 6 its groups naming their target
-/// (see `group_target`). Older formats are migrated on load (1-4 from their A/B files, see
-/// `legacy`).
+/// The state format this build writes: 5 was the first redb store; 6 keeps a job as a header
+/// and one row per entry of its lists (see `job_rows`) and has each group name its target, a
+/// Key Vault or a Managed HSM (see `group_target`). Older formats are migrated on load (1-4
+/// from their A/B files, see `legacy`; 5 by `migrate6` and `group_target`).
 #[cfg(not(feature = "test-next-format"))]
 pub const FORMAT_VERSION: u16 = 6;
 /// Test-only build (`test-next-format`): one format past the shipped one, reached by a trivial

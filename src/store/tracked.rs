@@ -78,6 +78,18 @@ impl<K: Ord + Clone, V> Tracked<K, V> {
             .collect()
     }
 
+    /// Hands every entry changed since the last call to `each`, mutably (`None`: removed), so
+    /// a value that tracks its own parts (see `Rows`) can take their marks too.
+    pub fn take_changed_mut<E>(
+        &mut self,
+        mut each: impl FnMut(&K, Option<&mut V>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        for k in std::mem::take(&mut self.changed) {
+            each(&k, self.map.get_mut(&k))?;
+        }
+        Ok(())
+    }
+
     /// Marks every entry as changed (a migration writes them all once).
     pub fn mark_all_changed(&mut self) {
         self.changed = self.map.keys().cloned().collect();
