@@ -314,10 +314,14 @@ pub fn stage_restore(dir: &Path, parsed: Parsed) -> Result<StagedRestore, StoreE
     }
     let state = {
         let database = db::create(&staged)?;
-        // The records keep the backup's format; the first start migrates them like any store.
+        // The records keep the backup's format, then go through the same migration a store of
+        // that format would at its first start.
         let mut batch = parsed.batch;
         batch.keep_format(parsed.format);
         db::apply(&database, &staged, &[batch])?;
+        if parsed.format < FORMAT_VERSION {
+            db::upgrade(&database, &staged, parsed.format)?;
+        }
         db::load(&database, &staged)?
             .ok_or_else(|| StoreError::Corrupt {
                 path: staged.clone(),

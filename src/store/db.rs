@@ -389,11 +389,7 @@ pub fn load(db: &Database, path: &Path) -> Result<Option<Loaded>, StoreError> {
     }
     let read = ReadTables { txn: &txn, path };
     state.credentials = read.table(Table::Credentials)?;
-    state.groups = if format < group_target::FORMAT {
-        group_target::upgrade(read.table(Table::Groups)?)
-    } else {
-        read.table(Table::Groups)?
-    };
+    state.groups = read.table(Table::Groups)?;
     state.keys = read.table(Table::Keys)?;
     state.jobs = super::job_rows::load(&txn, path)?;
     state.grace = read.table(Table::Grace)?;

@@ -8,14 +8,10 @@ use crate::model::{
     CredentialName, GroupName, KeyGroup, KeyOp, KeyType, RotationPolicy, Target, VaultName,
 };
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 use super::db::{self, Batch, Table};
-use super::{StoreError, Tracked};
+use super::StoreError;
 use redb::ReadableTable;
-
-/// The first format whose group records name their target.
-pub(super) const FORMAT: u16 = 6;
 
 /// A key group as formats 1-5 stored it: always in a Key Vault.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,18 +77,6 @@ pub(super) fn convert_groups(
         batch.push_raw(Table::Groups, k.value().to_vec(), db::encode(&group)?);
     }
     Ok(batch)
-}
-
-/// The group records of a format-5 store as current groups, every one marked changed so the
-/// migration's commit rewrites it in the new shape.
-pub(super) fn upgrade(old: Tracked<GroupName, KeyGroupV5>) -> Tracked<GroupName, KeyGroup> {
-    let map: BTreeMap<GroupName, KeyGroup> = old
-        .iter()
-        .map(|(n, g)| (n.clone(), KeyGroup::from(g.clone())))
-        .collect();
-    let mut groups = Tracked::committed(map);
-    groups.mark_all_changed();
-    groups
 }
 
 #[cfg(test)]
