@@ -1014,10 +1014,24 @@ fn section_hsm(o: &Opts, rep: &mut Report) {
             "",
             None,
         );
+        // Where a key's time goes inside the daemon, from its own log: the whole control
+        // request against the token's key-pair generation (and public-key read) alone.
+        let (request_ms, token_ms) = daemon_split(&b.d.log(), kind, 2 * count);
+        rep.row(
+            "hsm",
+            format!("{kind} x{count}: in the daemon per key, request / token generation"),
+            format!(
+                "{request_ms:.1} / {token_ms:.1} ms (byokd's own {:.1} ms)",
+                request_ms - token_ms
+            ),
+            "",
+            None,
+        );
         out.push(
             json!({"kind": kind, "count": count, "raw_1_session_s": raw_1,
             "byokd_1_client_s": api_1, "raw_2_sessions_s": raw_2, "byokd_2_clients_s": api_2,
-            "overhead": overhead, "two_client_share_of_raw": share}),
+            "overhead": overhead, "two_client_share_of_raw": share,
+            "daemon_request_ms": request_ms, "daemon_token_ms": token_ms}),
         );
     }
     rep.put("hsm", json!(out));
@@ -1048,6 +1062,33 @@ struct Startup {
     self_test_ms: f64,
     /// The whole HSM start-up (`hsm_ms`).
     hsm_ms: f64,
+}
+
+/// The mean `elapsed_ms` of the last `n` key-create requests and of the last `n` generations of
+/// `kind` in the daemon's log.
+fn daemon_split(log: &str, kind: &str, n: usize) -> (f64, f64) {
+    let elapsed = |line: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix("elapsed_ms="))
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    let mean_of_last = |values: Vec<f64>| {
+        let last = &values[values.len().saturating_sub(n)..];
+        last.iter().sum::<f64>() / last.len().max(1) as f64
+    };
+    let requests = log
+        .lines()
+        .filter(|l| l.contains(r#"route="/v1/groups/{group}/keys" method=POST status=201"#))
+        .filter_map(elapsed)
+        .collect();
+    let generations = log
+        .lines()
+        .filter(|l| {
+            l.contains("generated key pair on the token") && l.contains(&format!("key_type={kind}"))
+        })
+        .filter_map(elapsed)
+        .collect();
+    (mean_of_last(requests), mean_of_last(generations))
 }
 
 /// The value of `field=` in the daemon's log.
