@@ -25,6 +25,11 @@ fn main() {
     if let Ok(dir) = std::env::var("BYOKD_STORE_BENCH_OPEN") {
         return open_child(Path::new(&dir));
     }
+    // Seeds one state of BYOKD_STORE_BENCH_MAX keys into an empty directory and exits (for
+    // profiling the open of a state of that size on its own).
+    if let Ok(dir) = std::env::var("BYOKD_STORE_BENCH_SEED") {
+        return seed_only(Path::new(&dir));
+    }
     if std::env::args().any(|a| a == "--list") {
         return;
     }
@@ -104,16 +109,29 @@ fn main() {
     println!("written to {}", path.display());
 }
 
+fn seed_only(dir: &Path) {
+    let keys: usize = std::env::var("BYOKD_STORE_BENCH_MAX")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    seed::seed(
+        dir,
+        TENANT,
+        CLIENT,
+        seed::Seed {
+            big_group_keys: 0,
+            small_groups: keys / 5,
+            keys_per_group: 5,
+            rotation: false,
+        },
+    );
+}
+
 /// One durable key record (a key's Azure version, as a push records it), `SAMPLES` times on
 /// keys spread over the state: (median, 90th percentile) ms.
 fn one_record(dir: &Path) -> (f64, f64) {
     let (mut store, mut state, _) = Store::open(dir).unwrap();
-    let ids: Vec<_> = state
-        .keys
-        .keys()
-        .step_by((state.keys.len() / SAMPLES).max(1))
-        .cloned()
-        .collect();
+    let ids = spread_ids(&state, SAMPLES);
     let mut times: Vec<f64> = ids
         .iter()
         .cycle()
@@ -121,7 +139,7 @@ fn one_record(dir: &Path) -> (f64, f64) {
         .enumerate()
         .map(|(i, id)| {
             let t = Instant::now();
-            if let Some(k) = state.keys.get_mut(id) {
+            if let Some(k) = state.keys.get_mut(id).unwrap() {
                 k.azure_version = Some(format!("{:032x}", i + 1).into());
             }
             store.commit(&mut state).unwrap();
@@ -132,16 +150,30 @@ fn one_record(dir: &Path) -> (f64, f64) {
     (times[times.len() / 2], times[times.len() * 9 / 10])
 }
 
+/// The first key of `n` groups spread over the state.
+fn spread_ids(state: &byokd::store::State, n: usize) -> Vec<byokd::store::KeyId> {
+    state
+        .groups
+        .keys()
+        .step_by((state.groups.len() / n).max(1))
+        .filter_map(|g| {
+            let k = state.keys_in(g).unwrap().into_iter().next()?;
+            Some((k.group, k.name))
+        })
+        .take(n)
+        .collect()
+}
+
 /// `n` key records staged one after another and awaited by concurrent tasks, as `n` jobs
 /// pushing at once do: (total ms, transactions = fsyncs it took).
 async fn group_commit(dir: &Path, n: usize) -> (f64, u64) {
     let (mut store, mut state, _) = Store::open(dir).unwrap();
     let before = store.generation();
-    let ids: Vec<_> = state.keys.keys().take(n).cloned().collect();
+    let ids = spread_ids(&state, n);
     let t = Instant::now();
     let mut tasks = Vec::new();
     for id in &ids {
-        if let Some(k) = state.keys.get_mut(id) {
+        if let Some(k) = state.keys.get_mut(id).unwrap() {
             k.azure_version = Some("ffffffffffffffffffffffffffffffff".to_owned().into());
         }
         let pending = store.stage(&mut state).unwrap();

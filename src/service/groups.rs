@@ -207,7 +207,7 @@ impl Service {
                 format!("key group {name} cannot be deleted"),
             ));
         }
-        let count = data.state.keys_in(name).count();
+        let count = data.state.keys.count_in(name)?;
         if count > 0 {
             return Err(ServiceError::Conflict(format!(
                 "key group {:?} still has {count} key(s); delete them first",
@@ -254,7 +254,7 @@ fn view(state: &crate::store::State, name: &GroupName) -> Result<GroupView, Serv
         rotation: g.rotation,
         last_rotated: g.last_rotated,
         created: g.created,
-        keys: state.keys_in(name).count(),
+        keys: state.keys.count_in(name)?,
         next_rotation: g.rotation_due(),
         pending_grace: state.grace.get(name).cloned(),
         drift: state.drift.get(name).map(DriftView::of),

@@ -280,8 +280,10 @@ fn read_exact(input: &mut impl Read, buf: &mut [u8], what: &str) -> Result<(), B
 pub struct StagedRestore {
     dir: PathBuf,
     staged: PathBuf,
-    /// The restored state, for the caller's checks before publishing.
+    /// The restored state, for the caller's checks before publishing; its keys are read from
+    /// the staged store, held open here.
     pub state: super::State,
+    _database: std::sync::Arc<redb::Database>,
     published: bool,
     _lock: nix::fcntl::Flock<std::fs::File>,
 }
@@ -303,20 +305,19 @@ pub fn stage_restore(dir: &Path, parsed: Parsed) -> Result<StagedRestore, StoreE
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(StoreError::io(&staged, e)),
     }
-    let state = {
-        let database = db::create(&staged)?;
-        db::apply(&database, &staged, &[parsed.batch])?;
-        db::load(&database, &staged)?
-            .ok_or_else(|| StoreError::Corrupt {
-                path: staged.clone(),
-                reason: "the restored store holds no format record".into(),
-            })?
-            .state
-    };
+    let database = std::sync::Arc::new(db::create(&staged)?);
+    db::apply(&database, &staged, &[parsed.batch])?;
+    let state = db::load(&database, &staged, std::sync::Arc::default())?
+        .ok_or_else(|| StoreError::Corrupt {
+            path: staged.clone(),
+            reason: "the restored store holds no format record".into(),
+        })?
+        .state;
     Ok(StagedRestore {
         dir: dir.to_path_buf(),
         staged,
         state,
+        _database: database,
         published: false,
         _lock: lock,
     })

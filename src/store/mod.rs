@@ -5,8 +5,10 @@
 //! grace and drift record is one entry of its table; a commit writes the entries that changed
 //! (see `tracked`), so its cost follows the change, not the size of the state. A write is
 //! acknowledged only once redb has made it durable; a damaged or truncated store is refused at
-//! start with an error naming the file, never started empty. Formats 1-4 were A/B envelope
-//! files (`state.a`, `state.b`); the first start of this build migrates them (see `handle`).
+//! start with an error naming the file, never started empty. Keys are not held in memory: they
+//! are read from the store, with the changes not yet committed laid over it (see `keys`).
+//! Formats 1-4 were A/B envelope files (`state.a`, `state.b`); the first start of this build
+//! migrates them (see `handle`).
 
 pub mod backup;
 mod commit;
@@ -14,6 +16,7 @@ mod db;
 mod envelope;
 mod error;
 mod handle;
+mod keys;
 mod legacy;
 mod slots;
 mod state;
@@ -23,6 +26,7 @@ pub use commit::Pending;
 pub use envelope::MAGIC;
 pub use error::StoreError;
 pub use handle::{LoadReport, Store};
+pub use keys::{KeyId, Keys};
 pub use state::State;
 pub use tracked::Tracked;
 
