@@ -1,7 +1,9 @@
 //! The state store at scale: one durable key record (a push's Azure version on one key) at 1k,
 //! 10k, 50k, 200k and 1,000,000 keys (five keys a group, so 200,000 groups at 1M); bytes per
-//! key on disk; a group commit of 100 key records from concurrent tasks; and, in a fresh
-//! process, the time to open the 1M-key store and the RSS that holding it costs.
+//! key on disk; a group commit of 100 key records from concurrent tasks; one key read from the
+//! store (keys are not held in memory); the raw `fdatasync` of a 4 KiB write on the same file
+//! system, side by side with the commit it bounds (a commit is one `fdatasync`); and, in a fresh
+//! process, the time to open the store and the RSS after it.
 //!
 //! `cargo bench --bench store_commit` (set `BYOKD_STORE_BENCH_MAX` to stop at fewer keys).
 //! Prints a table and writes `bench/results-store.json`. No timed assertion anywhere.
@@ -11,6 +13,7 @@
 #[allow(dead_code)]
 mod seed;
 
+use byokd::model::KeyName;
 use byokd::store::Store;
 use serde_json::{Value, json};
 use std::path::Path;
@@ -44,12 +47,14 @@ fn main() {
         .unwrap();
     let mut rows = Vec::new();
     println!(
-        "{:>9} {:>8} {:>11} {:>11} {:>10} {:>11} {:>13} {:>9} {:>9}",
+        "{:>9} {:>8} {:>11} {:>11} {:>11} {:>9} {:>15} {:>11} {:>13} {:>9} {:>9}",
         "keys",
         "groups",
         "record p50",
         "record p90",
-        "bytes/key",
+        "fdatasync",
+        "read p50",
+        "B/key seeded/now",
         "group x100",
         "fsyncs/100",
         "open s",
@@ -74,17 +79,23 @@ fn main() {
             },
         );
         let file = dir.path().join("state.redb");
-        let (p50, p90) = one_record(dir.path());
+        let seeded_bytes = std::fs::metadata(&file).unwrap().len();
+        let (p50, p90, read_us) = one_record(dir.path());
+        let (sync_p50, sync_p90) = raw_fdatasync(dir.path());
         let (group_ms, txns) = rt.block_on(group_commit(dir.path(), 100));
         let bytes = std::fs::metadata(&file).unwrap().len();
         let (open_s, rss) = open_in_child(dir.path());
         println!(
-            "{keys:>9} {groups:>8} {p50:>8.3} ms {p90:>8.3} ms {:>10.0} {group_ms:>8.2} ms {txns:>13} {open_s:>9.2} {rss:>9.1}",
+            "{keys:>9} {groups:>8} {p50:>8.3} ms {p90:>8.3} ms {sync_p50:>8.3} ms {read_us:>6.1} us {:>7.0} / {:>5.0} {group_ms:>8.2} ms {txns:>13} {open_s:>9.2} {rss:>9.1}",
+            seeded_bytes as f64 / keys as f64,
             bytes as f64 / keys as f64
         );
         rows.push(json!({
             "keys": keys, "groups": groups,
             "record_ms_p50": p50, "record_ms_p90": p90,
+            "raw_fdatasync_4k_ms_p50": sync_p50, "raw_fdatasync_4k_ms_p90": sync_p90,
+            "key_read_us_p50": read_us,
+            "file_bytes_seeded": seeded_bytes, "bytes_per_key_seeded": seeded_bytes as f64 / keys as f64,
             "file_bytes": bytes, "bytes_per_key": bytes as f64 / keys as f64,
             "group_commit_100_records_ms": group_ms, "group_commit_100_records_transactions": txns,
             "open_s": open_s, "rss_after_open_mib": rss,
@@ -128,9 +139,24 @@ fn seed_only(dir: &Path) {
 }
 
 /// One durable key record (a key's Azure version, as a push records it), `SAMPLES` times on
-/// keys spread over the state: (median, 90th percentile) ms.
-fn one_record(dir: &Path) -> (f64, f64) {
+/// keys spread over the state: (median, 90th percentile) ms; and, before, the median of 1,000
+/// reads of keys spread over the state, each the first read of its group since the open, µs.
+fn one_record(dir: &Path) -> (f64, f64, f64) {
     let (mut store, mut state, _) = Store::open(dir).unwrap();
+    let first = KeyName::try_from("key-00000").unwrap();
+    let mut reads: Vec<f64> = state
+        .groups
+        .keys()
+        .step_by((state.groups.len() / 1000).max(1))
+        .map(|g| {
+            let id = (g.clone(), first.clone());
+            let t = Instant::now();
+            std::hint::black_box(state.keys.get(&id).unwrap());
+            t.elapsed().as_secs_f64() * 1e6
+        })
+        .collect();
+    reads.sort_by(f64::total_cmp);
+    let read_us = reads.get(reads.len() / 2).copied().unwrap_or(f64::NAN);
     let ids = spread_ids(&state, SAMPLES);
     let mut times: Vec<f64> = ids
         .iter()
@@ -146,6 +172,35 @@ fn one_record(dir: &Path) -> (f64, f64) {
             t.elapsed().as_secs_f64() * 1e3
         })
         .collect();
+    times.sort_by(f64::total_cmp);
+    (times[times.len() / 2], times[times.len() * 9 / 10], read_us)
+}
+
+/// What one commit's `fdatasync` costs on this file system on its own: a 4 KiB write into a
+/// file in `dir` and `fdatasync`, `SAMPLES` times: (median, 90th percentile) ms.
+fn raw_fdatasync(dir: &Path) -> (f64, f64) {
+    use std::os::unix::fs::FileExt;
+    let path = dir.join("fdatasync.probe");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    file.set_len(4 << 20).unwrap();
+    file.sync_all().unwrap();
+    let page = [0x5au8; 4096];
+    let mut times: Vec<f64> = (0..SAMPLES as u64)
+        .map(|i| {
+            let t = Instant::now();
+            file.write_all_at(&page, (i * 7 % 1024) * 4096).unwrap();
+            file.sync_data().unwrap();
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    drop(file);
+    std::fs::remove_file(&path).unwrap();
     times.sort_by(f64::total_cmp);
     (times[times.len() / 2], times[times.len() * 9 / 10])
 }
