@@ -95,17 +95,19 @@ impl Batch {
         };
         batch.take(Table::Credentials, &mut state.credentials)?;
         batch.take(Table::Groups, &mut state.groups)?;
+        batch.take(Table::Jobs, &mut state.jobs)?;
+        batch.take(Table::Grace, &mut state.grace)?;
+        batch.take(Table::Drift, &mut state.drift)?;
+        batch.meta.push((DESIGNATED, encode(&state.designated)?));
+        batch.meta.push((NEXT_JOB_ID, encode(&state.next_job_id)?));
+        // The keys last: once they are staged, the key overlay lets go of them when a commit
+        // of this sequence number or a later one is visible, so nothing may fail after this.
         let records = &mut batch.records;
         state.keys.stage(seq, |id, key| {
             let value = key.map(encode).transpose()?;
             records.push((Table::Keys, encode(id)?, value));
             Ok(())
         })?;
-        batch.take(Table::Jobs, &mut state.jobs)?;
-        batch.take(Table::Grace, &mut state.grace)?;
-        batch.take(Table::Drift, &mut state.drift)?;
-        batch.meta.push((DESIGNATED, encode(&state.designated)?));
-        batch.meta.push((NEXT_JOB_ID, encode(&state.next_job_id)?));
         Ok(batch)
     }
 

@@ -287,11 +287,13 @@ impl Keys {
         mut each: impl FnMut(&KeyId, Option<&Key>) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         self.evict_committed();
-        let changed = std::mem::take(&mut self.changed);
-        for id in &changed {
+        // Nothing is marked staged unless every change was handed over: a batch that fails to
+        // encode is never submitted, and its changes must wait for the next one.
+        for id in &self.changed {
             let value = self.overlay.get(id).and_then(|e| e.value.as_ref());
             each(id, value)?;
         }
+        let changed = std::mem::take(&mut self.changed);
         if self.source.is_some() {
             for id in &changed {
                 if let Some(e) = self.overlay.get_mut(id) {
