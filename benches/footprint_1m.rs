@@ -10,11 +10,15 @@
 //! Prints a table and writes `bench/results-footprint-1m.json`. No timed assertion anywhere.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "support/machine.rs"]
+mod machine;
 #[path = "../tests/control_rig/mod.rs"]
 mod rig;
 #[path = "support/seed.rs"]
 #[allow(dead_code)]
 mod seed;
+
+use machine::machine;
 
 use rig::{ADMIN, Daemon, OPERATOR};
 use serde_json::{Value, json};
@@ -331,16 +335,4 @@ fn main() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/results-footprint-1m.json");
     std::fs::write(&path, serde_json::to_string_pretty(&out).unwrap() + "\n").unwrap();
     println!("written to {}", path.display());
-}
-
-fn machine() -> Value {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("model name")
-                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
-        })
-        .unwrap_or_default();
-    json!({"cpu": cpu, "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)})
 }

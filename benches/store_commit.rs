@@ -9,9 +9,13 @@
 //! Prints a table and writes `bench/results-store.json`. No timed assertion anywhere.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "support/machine.rs"]
+mod machine;
 #[path = "support/seed.rs"]
 #[allow(dead_code)]
 mod seed;
+
+use machine::machine;
 
 use byokd::model::KeyName;
 use byokd::store::Store;
@@ -279,16 +283,4 @@ fn status_kib(field: &str) -> f64 {
         .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(f64::NAN)
-}
-
-fn machine() -> Value {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("model name")
-                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
-        })
-        .unwrap_or_default();
-    json!({"cpu": cpu, "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)})
 }
