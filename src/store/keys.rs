@@ -147,13 +147,43 @@ impl Keys {
 
     /// How many keys `group` has (decoding no record).
     pub fn count_in(&self, group: &GroupName) -> Result<usize, StoreError> {
-        let mut names: BTreeSet<Vec<u8>> = BTreeSet::new();
-        if let Some(source) = &self.source {
-            source.scan_group(group, |k, _| {
-                names.insert(k.to_vec());
+        Ok(self.count_in_each([group])?.into_iter().sum())
+    }
+
+    /// How many keys each of `groups` has, in their order, from one read of the store (a list
+    /// of every group reads 200,000 groups' counts at once).
+    pub fn count_in_each<'a>(
+        &self,
+        groups: impl IntoIterator<Item = &'a GroupName>,
+    ) -> Result<Vec<usize>, StoreError> {
+        let mut counts = Vec::new();
+        match &self.source {
+            Some(source) => source.read(|table| {
+                for group in groups {
+                    let mut names: BTreeSet<Vec<u8>> = BTreeSet::new();
+                    source.scan_group_in(table, group, |k, _| {
+                        names.insert(k.to_vec());
+                        Ok(())
+                    })?;
+                    counts.push(self.overlaid_count(group, names)?);
+                }
                 Ok(())
-            })?;
+            })?,
+            None => {
+                for group in groups {
+                    counts.push(self.overlaid_count(group, BTreeSet::new())?);
+                }
+            }
         }
+        Ok(counts)
+    }
+
+    /// The size of `group` given the record keys the store holds for it.
+    fn overlaid_count(
+        &self,
+        group: &GroupName,
+        mut names: BTreeSet<Vec<u8>>,
+    ) -> Result<usize, StoreError> {
         for (id, e) in self.overlay_of(group) {
             let k = encode_id(id)?;
             match e.value {
@@ -356,19 +386,27 @@ impl Source {
     fn scan_group(
         &self,
         group: &GroupName,
+        each: impl FnMut(&[u8], &[u8]) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.read(|table| self.scan_group_in(table, group, each))
+    }
+
+    /// [`Source::scan_group`] in an open table.
+    fn scan_group_in(
+        &self,
+        table: &redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
+        group: &GroupName,
         mut each: impl FnMut(&[u8], &[u8]) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         let prefix = encode(group)?;
-        self.read(|table| {
-            for entry in table.range(prefix.as_slice()..).map_err(|e| self.fail(e))? {
-                let (k, v) = entry.map_err(|e| self.fail(e))?;
-                if !k.value().starts_with(&prefix) {
-                    break;
-                }
-                each(k.value(), v.value())?;
+        for entry in table.range(prefix.as_slice()..).map_err(|e| self.fail(e))? {
+            let (k, v) = entry.map_err(|e| self.fail(e))?;
+            if !k.value().starts_with(&prefix) {
+                break;
             }
-            Ok(())
-        })
+            each(k.value(), v.value())?;
+        }
+        Ok(())
     }
 
     fn decode(&self, bytes: &[u8]) -> Result<Key, StoreError> {
@@ -583,6 +621,8 @@ mod tests {
             let g = GroupName::try_from("g").unwrap();
             assert_eq!(state.keys_in(&g).unwrap(), expect);
             assert_eq!(state.keys.count_in(&g).unwrap(), 3);
+            let h = GroupName::try_from("h").unwrap();
+            assert_eq!(state.keys.count_in_each([&h, &g, &h]).unwrap(), [0, 3, 0]);
             assert_eq!(state.keys.len(), 3);
             assert!(!state.keys.contains_key(&id("g", "k2")).unwrap());
             assert_eq!(state.keys.get(&id("g", "k2")).unwrap(), None);
