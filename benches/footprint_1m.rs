@@ -6,7 +6,8 @@
 //! before.
 //!
 //! `cargo bench --bench footprint_1m` (env `BENCH_KEYS`, default 1000000, five a group;
-//! `BENCH_IDLE_SECS`, default 30; `BENCH_SYNC_KEYS`, default 8; `BENCH_RTT_MS`, default 200).
+//! `BENCH_IDLE_SECS`, default 30; `BENCH_SYNC_KEYS`, default 8; `BENCH_RTT_MS`, default 200;
+//! `BENCH_ROUNDS` of sync alone / sync during a backup, default 3, medians reported).
 //! Prints a table and writes `bench/results-footprint-1m.json`. No timed assertion anywhere.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -242,57 +243,84 @@ fn main() {
             secret_file.to_str().unwrap(),
         ],
     );
-    for g in ["sync-alone", "sync-backup"] {
-        ctl_ok(
-            &d,
-            ADMIN,
-            &[
-                "group",
-                "create",
-                g,
-                "--credential",
-                "app",
-                "--vault",
-                VAULT,
-                "--key-type",
-                "EC-P256",
-                "--key-ops",
-                "sign,verify",
-            ],
-        );
-        for i in 0..sync_keys {
-            ctl_ok(&d, OPERATOR, &["key", "create", g, &format!("k{i:02}")]);
+    let rounds = env_num("BENCH_ROUNDS", 3) as usize;
+    let groups_for = |round: usize| [format!("alone-{round}"), format!("backup-{round}")];
+    for round in 0..rounds {
+        for g in groups_for(round) {
+            ctl_ok(
+                &d,
+                ADMIN,
+                &[
+                    "group",
+                    "create",
+                    &g,
+                    "--credential",
+                    "app",
+                    "--vault",
+                    VAULT,
+                    "--key-type",
+                    "EC-P256",
+                    "--key-ops",
+                    "sign,verify",
+                ],
+            );
+            for i in 0..sync_keys {
+                ctl_ok(&d, OPERATOR, &["key", "create", &g, &format!("k{i:02}")]);
+            }
         }
     }
     emu.set_rtt_delay(rtt);
-    let alone_s = sync(&d, "sync-alone");
-    // Let the vault's CREATE window empty, so both syncs start from the same budget.
-    std::thread::sleep(Duration::from_secs(11));
     let file = work.path().join("footprint.backup");
-    let (backup_s, with_backup_s, backup_out) = std::thread::scope(|s| {
-        let syncing = s.spawn(|| sync(&d, "sync-backup"));
-        std::thread::sleep(Duration::from_millis(200));
-        let t = Instant::now();
-        let out = d.ctl(ADMIN, &["backup", "create", file.to_str().unwrap()]);
-        let backup_s = t.elapsed().as_secs_f64();
-        assert!(
-            out.status.success(),
-            "backup: {}{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-            d.log()
+    let mut alone = Vec::new();
+    let mut during = Vec::new();
+    let mut backups = Vec::new();
+    let mut backup_out = String::new();
+    for round in 0..rounds {
+        let [g_alone, g_backup] = groups_for(round);
+        // Each sync starts with the vault's CREATE window empty, so both start from the same
+        // budget.
+        std::thread::sleep(Duration::from_secs(11));
+        alone.push(sync(&d, &g_alone));
+        std::thread::sleep(Duration::from_secs(11));
+        let _ = std::fs::remove_file(&file);
+        let (backup_s, with_backup_s, out) = std::thread::scope(|s| {
+            let syncing = s.spawn(|| sync(&d, &g_backup));
+            std::thread::sleep(Duration::from_millis(200));
+            let t = Instant::now();
+            let out = d.ctl(ADMIN, &["backup", "create", file.to_str().unwrap()]);
+            let backup_s = t.elapsed().as_secs_f64();
+            assert!(
+                out.status.success(),
+                "backup: {}{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+                d.log()
+            );
+            (
+                backup_s,
+                syncing.join().unwrap(),
+                String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+            )
+        });
+        println!(
+            "round {round}: sync alone {:.2} s, during a backup {with_backup_s:.2} s; backup {backup_s:.2} s",
+            alone[round]
         );
-        (
-            backup_s,
-            syncing.join().unwrap(),
-            String::from_utf8_lossy(&out.stdout).trim().to_owned(),
-        )
-    });
+        during.push(with_backup_s);
+        backups.push(backup_s);
+        backup_out = out;
+    }
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (alone_s, with_backup_s, backup_s) = (median(&alone), median(&during), median(&backups));
     let backup_bytes = std::fs::metadata(&file).unwrap().len();
     let (_, rss2, hwm2) = usage(pid);
     let slowdown = with_backup_s / alone_s;
     println!(
-        "sync of {sync_keys} keys (RTT {} ms): alone {alone_s:.2} s, during the backup {with_backup_s:.2} s ({slowdown:.2}x)",
+        "sync of {sync_keys} keys (RTT {} ms), median of {rounds}: alone {alone_s:.2} s, during the backup {with_backup_s:.2} s ({slowdown:.2}x)",
         rtt.as_millis()
     );
     println!(
@@ -324,6 +352,10 @@ fn main() {
         "idle_cpu_s_per_hour": idle_cpu * 3600.0 / idle as f64,
         "sync_keys": sync_keys,
         "emulator_rtt_ms": rtt.as_millis() as u64,
+        "rounds": rounds,
+        "sync_alone_s_runs": alone,
+        "sync_during_backup_s_runs": during,
+        "backup_s_runs": backups,
         "sync_alone_s": alone_s,
         "sync_during_backup_s": with_backup_s,
         "sync_slowdown": slowdown,
