@@ -1,9 +1,11 @@
 //! The state store at scale: one durable key record (a push's Azure version on one key) at 1k,
 //! 10k, 50k, 200k and 1,000,000 keys (five keys a group, so 200,000 groups at 1M); bytes per
-//! key on disk; a group commit of 100 key records from concurrent tasks; and, in a fresh
-//! process, the time to open the 1M-key store and the RSS that holding it costs. Then one
-//! journal step of a sync job of 1k, 10k and 100k keys (a key's import sent: its key row, a
-//! journal row, a step row and the job's header), with the bytes the store writes for it.
+//! key on disk; a group commit of 100 key records from concurrent tasks; one key read from the
+//! store (keys are not held in memory); the raw `fdatasync` of a 4 KiB write on the same file
+//! system, side by side with the commit it bounds (a commit is one `fdatasync`); in a fresh
+//! process, the time to open the store and the RSS after it. Then one journal step of a sync
+//! job of 1k, 10k and 100k keys (a key's import sent: its key row, a journal row, a step row
+//! and the job's header), with the bytes the store writes for it.
 //!
 //! `cargo bench --bench store_commit` (set `BYOKD_STORE_BENCH_MAX` to stop at fewer keys;
 //! `BYOKD_STORE_BENCH_ONLY=job-steps` runs the job steps alone and updates their part of the
@@ -11,10 +13,15 @@
 //! Prints a table and writes `bench/results-store.json`. No timed assertion anywhere.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "support/machine.rs"]
+mod machine;
 #[path = "support/seed.rs"]
 #[allow(dead_code)]
 mod seed;
 
+use machine::machine;
+
+use byokd::model::KeyName;
 use byokd::store::Store;
 use serde_json::{Value, json};
 use std::path::Path;
@@ -28,6 +35,11 @@ const SAMPLES: usize = 41;
 fn main() {
     if let Ok(dir) = std::env::var("BYOKD_STORE_BENCH_OPEN") {
         return open_child(Path::new(&dir));
+    }
+    // Seeds one state of BYOKD_STORE_BENCH_MAX keys into an empty directory and exits (for
+    // profiling the open of a state of that size on its own).
+    if let Ok(dir) = std::env::var("BYOKD_STORE_BENCH_SEED") {
+        return seed_only(Path::new(&dir));
     }
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -46,12 +58,14 @@ fn main() {
         .unwrap();
     let mut rows = Vec::new();
     println!(
-        "{:>9} {:>8} {:>11} {:>11} {:>10} {:>11} {:>13} {:>9} {:>9}",
+        "{:>9} {:>8} {:>11} {:>11} {:>11} {:>9} {:>15} {:>11} {:>13} {:>9} {:>9}",
         "keys",
         "groups",
         "record p50",
         "record p90",
-        "bytes/key",
+        "fdatasync",
+        "read p50",
+        "B/key seeded/now",
         "group x100",
         "fsyncs/100",
         "open s",
@@ -76,17 +90,23 @@ fn main() {
             },
         );
         let file = dir.path().join("state.redb");
-        let (p50, p90) = one_record(dir.path());
+        let seeded_bytes = std::fs::metadata(&file).unwrap().len();
+        let (p50, p90, read_us) = one_record(dir.path());
+        let (sync_p50, sync_p90) = raw_fdatasync(dir.path());
         let (group_ms, txns) = rt.block_on(group_commit(dir.path(), 100));
         let bytes = std::fs::metadata(&file).unwrap().len();
         let (open_s, rss) = open_in_child(dir.path());
         println!(
-            "{keys:>9} {groups:>8} {p50:>8.3} ms {p90:>8.3} ms {:>10.0} {group_ms:>8.2} ms {txns:>13} {open_s:>9.2} {rss:>9.1}",
+            "{keys:>9} {groups:>8} {p50:>8.3} ms {p90:>8.3} ms {sync_p50:>8.3} ms {read_us:>6.1} us {:>7.0} / {:>5.0} {group_ms:>8.2} ms {txns:>13} {open_s:>9.2} {rss:>9.1}",
+            seeded_bytes as f64 / keys as f64,
             bytes as f64 / keys as f64
         );
         rows.push(json!({
             "keys": keys, "groups": groups,
             "record_ms_p50": p50, "record_ms_p90": p90,
+            "raw_fdatasync_4k_ms_p50": sync_p50, "raw_fdatasync_4k_ms_p90": sync_p90,
+            "key_read_us_p50": read_us,
+            "file_bytes_seeded": seeded_bytes, "bytes_per_key_seeded": seeded_bytes as f64 / keys as f64,
             "file_bytes": bytes, "bytes_per_key": bytes as f64 / keys as f64,
             "group_commit_100_records_ms": group_ms, "group_commit_100_records_transactions": txns,
             "open_s": open_s, "rss_after_open_mib": rss,
@@ -114,16 +134,44 @@ fn main() {
     println!("written to {}", path.display());
 }
 
+fn seed_only(dir: &Path) {
+    let keys: usize = std::env::var("BYOKD_STORE_BENCH_MAX")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    seed::seed(
+        dir,
+        TENANT,
+        CLIENT,
+        seed::Seed {
+            big_group_keys: 0,
+            small_groups: keys / 5,
+            keys_per_group: 5,
+            rotation: false,
+        },
+    );
+}
+
 /// One durable key record (a key's Azure version, as a push records it), `SAMPLES` times on
-/// keys spread over the state: (median, 90th percentile) ms.
-fn one_record(dir: &Path) -> (f64, f64) {
+/// keys spread over the state: (median, 90th percentile) ms; and, before, the median of 1,000
+/// reads of keys spread over the state, each the first read of its group since the open, µs.
+fn one_record(dir: &Path) -> (f64, f64, f64) {
     let (mut store, mut state, _) = Store::open(dir).unwrap();
-    let ids: Vec<_> = state
-        .keys
+    let first = KeyName::try_from("key-00000").unwrap();
+    let mut reads: Vec<f64> = state
+        .groups
         .keys()
-        .step_by((state.keys.len() / SAMPLES).max(1))
-        .cloned()
+        .step_by((state.groups.len() / 1000).max(1))
+        .map(|g| {
+            let id = (g.clone(), first.clone());
+            let t = Instant::now();
+            std::hint::black_box(state.keys.get(&id).unwrap());
+            t.elapsed().as_secs_f64() * 1e6
+        })
         .collect();
+    reads.sort_by(f64::total_cmp);
+    let read_us = reads.get(reads.len() / 2).copied().unwrap_or(f64::NAN);
+    let ids = spread_ids(&state, SAMPLES);
     let mut times: Vec<f64> = ids
         .iter()
         .cycle()
@@ -131,7 +179,7 @@ fn one_record(dir: &Path) -> (f64, f64) {
         .enumerate()
         .map(|(i, id)| {
             let t = Instant::now();
-            if let Some(k) = state.keys.get_mut(id) {
+            if let Some(k) = state.keys.get_mut(id).unwrap() {
                 k.azure_version = Some(format!("{:032x}", i + 1).into());
             }
             store.commit(&mut state).unwrap();
@@ -139,7 +187,50 @@ fn one_record(dir: &Path) -> (f64, f64) {
         })
         .collect();
     times.sort_by(f64::total_cmp);
+    (times[times.len() / 2], times[times.len() * 9 / 10], read_us)
+}
+
+/// What one commit's `fdatasync` costs on this file system on its own: a 4 KiB write into a
+/// file in `dir` and `fdatasync`, `SAMPLES` times: (median, 90th percentile) ms.
+fn raw_fdatasync(dir: &Path) -> (f64, f64) {
+    use std::os::unix::fs::FileExt;
+    let path = dir.join("fdatasync.probe");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    file.set_len(4 << 20).unwrap();
+    file.sync_all().unwrap();
+    let page = [0x5au8; 4096];
+    let mut times: Vec<f64> = (0..SAMPLES as u64)
+        .map(|i| {
+            let t = Instant::now();
+            file.write_all_at(&page, (i * 7 % 1024) * 4096).unwrap();
+            file.sync_data().unwrap();
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    drop(file);
+    std::fs::remove_file(&path).unwrap();
+    times.sort_by(f64::total_cmp);
     (times[times.len() / 2], times[times.len() * 9 / 10])
+}
+
+/// The first key of `n` groups spread over the state.
+fn spread_ids(state: &byokd::store::State, n: usize) -> Vec<byokd::store::KeyId> {
+    state
+        .groups
+        .keys()
+        .step_by((state.groups.len() / n).max(1))
+        .filter_map(|g| {
+            let k = state.keys_in(g).unwrap().into_iter().next()?;
+            Some((k.group, k.name))
+        })
+        .take(n)
+        .collect()
 }
 
 /// `n` key records staged one after another and awaited by concurrent tasks, as `n` jobs
@@ -147,11 +238,11 @@ fn one_record(dir: &Path) -> (f64, f64) {
 async fn group_commit(dir: &Path, n: usize) -> (f64, u64) {
     let (mut store, mut state, _) = Store::open(dir).unwrap();
     let before = store.generation();
-    let ids: Vec<_> = state.keys.keys().take(n).cloned().collect();
+    let ids = spread_ids(&state, n);
     let t = Instant::now();
     let mut tasks = Vec::new();
     for id in &ids {
-        if let Some(k) = state.keys.get_mut(id) {
+        if let Some(k) = state.keys.get_mut(id).unwrap() {
             k.azure_version = Some("ffffffffffffffffffffffffffffffff".to_owned().into());
         }
         let pending = store.stage(&mut state).unwrap();
@@ -202,18 +293,6 @@ fn status_kib(field: &str) -> f64 {
         .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(f64::NAN)
-}
-
-fn machine() -> Value {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("model name")
-                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
-        })
-        .unwrap_or_default();
-    json!({"cpu": cpu, "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)})
 }
 
 fn results_path() -> std::path::PathBuf {

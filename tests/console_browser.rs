@@ -218,7 +218,7 @@ fn seed_bulk(dir: &Path) {
     control_rig::seed_pushed_key(dir);
     let (mut store, mut state, _) = byokd::store::Store::open(dir).unwrap();
     let group = GroupName::try_from("g1".to_owned()).unwrap();
-    let template = state.keys.values().next().unwrap().clone();
+    let template = state.keys_in(&group).unwrap().remove(0);
     for i in 0..BULK_KEYS {
         let name = KeyName::try_from(format!("bulk-{i:05}")).unwrap();
         let mut key = template.clone();
@@ -226,7 +226,7 @@ fn seed_bulk(dir: &Path) {
         key.hsm_id.0[..8].copy_from_slice(&(i as u64).to_be_bytes());
         key.created += i as i64;
         key.azure_version = (i % 3 == 0).then(|| format!("{i:032x}").into());
-        state.keys.insert((group.clone(), name), key);
+        state.keys.insert((group.clone(), name), key).unwrap();
     }
     store.commit(&mut state).unwrap();
 }

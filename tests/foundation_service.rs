@@ -408,7 +408,7 @@ fn bad_input_is_refused_and_nothing_changes() {
             let generation = service.generation().await;
             let snapshot = (
                 service.list_credentials().await,
-                service.list_groups().await,
+                service.list_groups().await.unwrap(),
                 service.list_keys(&name("grp")).await.unwrap(),
             );
 
@@ -540,7 +540,7 @@ fn bad_input_is_refused_and_nothing_changes() {
             );
             let after = (
                 service.list_credentials().await,
-                service.list_groups().await,
+                service.list_groups().await.unwrap(),
                 service.list_keys(&name("grp")).await.unwrap(),
             );
             assert_eq!(after, snapshot);

@@ -5,8 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use byokd::model::{
-    Credential, CredentialAuth, CredentialName, GroupName, Guid, JobId, KeyGroup, KeyType,
-    RotationPolicy, RsaExponent, VaultName,
+    Credential, CredentialAuth, CredentialName, GroupName, Guid, HsmKeyId, JobId, Key, KeyGroup,
+    KeyName, KeyType, RotationPolicy, RsaExponent, Storage, VaultName,
 };
 use byokd::store::{State, Store, StoreError};
 use std::path::Path;
@@ -27,6 +27,27 @@ fn credential(i: usize) -> Credential {
     }
 }
 
+/// Key `k{i}` of group `group`, pushed (its Azure version holds `i`).
+fn key(group: &GroupName, i: usize) -> Key {
+    let mut hsm_id = [0u8; 16];
+    hsm_id[..8].copy_from_slice(&(i as u64).to_be_bytes());
+    Key {
+        name: KeyName::try_from(format!("k{i}")).unwrap(),
+        group: group.clone(),
+        hsm_id: HsmKeyId(hsm_id),
+        check_digits: "ABCD".into(),
+        key_type: KeyType::rsa(2048, RsaExponent::F4).unwrap(),
+        storage: Storage::Protected,
+        created: 1_700_000_000 + i as i64,
+        azure_version: Some(format!("{i:032x}").into()),
+    }
+}
+
+fn key_id(k: &Key) -> (GroupName, KeyName) {
+    (k.group.clone(), k.name.clone())
+}
+
+/// `n` credentials, each with a group holding one key.
 fn state_with(n: usize) -> State {
     let mut s = State::default();
     for i in 0..n {
@@ -34,6 +55,7 @@ fn state_with(n: usize) -> State {
         let name = c.name.clone();
         s.credentials.insert(name.clone(), c);
         let group = GroupName::try_from(format!("group-{i}")).unwrap();
+        let k = key(&group, i);
         s.groups.insert(
             group.clone(),
             KeyGroup {
@@ -49,6 +71,7 @@ fn state_with(n: usize) -> State {
                 created: 1_700_000_000,
             },
         );
+        s.keys.insert(key_id(&k), k).unwrap();
     }
     s
 }
@@ -100,7 +123,8 @@ fn inserted_changed_and_removed_records_survive_reopen() {
         assert_eq!(store.generation(), first + 1);
         // A commit with no change still commits (and writes nothing that grows).
         store.commit(&mut state).unwrap();
-        expected = state;
+        // Keys are read from the store, which closes with it: keep a copy in memory.
+        expected = state.in_memory().unwrap();
     }
     let (_s, state, report) = Store::open(dir.path()).unwrap();
     assert_eq!(state, expected);
@@ -350,6 +374,56 @@ fn a_job_missing_its_header_or_a_row_is_refused_never_loaded_short() {
     assert_eq!(state.jobs[&JobId::new(7)], sync_job(7, 5, 3));
 }
 
+/// Keys are not decoded at start, but the start still verifies every page: a flipped byte in a
+/// key record is refused there (or, in a freed page, changes nothing that is read).
+#[test]
+fn a_flipped_key_record_is_refused_at_start_though_keys_are_read_later() {
+    let dir = private_dir();
+    {
+        let (mut store, mut state, _) = Store::open(dir.path()).unwrap();
+        let g = GroupName::try_from("g").unwrap();
+        for i in 0..200 {
+            let k = key(&g, i);
+            state.keys.insert(key_id(&k), k).unwrap();
+        }
+        store.commit(&mut state).unwrap();
+    }
+    let path = dir.path().join("state.redb");
+    let good = std::fs::read(&path).unwrap();
+    // The Azure version of key 77, in every copy the file holds.
+    let needle = format!("{:032x}", 77);
+    let hits: Vec<usize> = good
+        .windows(needle.len())
+        .enumerate()
+        .filter(|(_, w)| *w == needle.as_bytes())
+        .map(|(i, _)| i)
+        .collect();
+    assert!(!hits.is_empty());
+    let g = GroupName::try_from("g").unwrap();
+    let mut refused = 0;
+    for i in hits {
+        let mut b = good.clone();
+        b[i + 31] ^= 0x01;
+        std::fs::write(&path, &b).unwrap();
+        match Store::open(dir.path()) {
+            Err(err @ StoreError::Corrupt { .. }) => {
+                assert!(err.to_string().contains("refuses to start"), "{err}");
+                refused += 1;
+            }
+            Err(other) => panic!("byte {i}: {other}"),
+            Ok((_, state, _)) => {
+                let k = key(&g, 77);
+                assert_eq!(
+                    state.keys.get(&key_id(&k)).unwrap(),
+                    Some(k),
+                    "byte {i}: a wrong key was read"
+                );
+            }
+        }
+    }
+    assert!(refused > 0, "the live key record's flip was not detected");
+}
+
 #[test]
 fn a_store_replaced_by_garbage_or_a_directory_is_refused() {
     let dir = private_dir();
@@ -482,6 +556,8 @@ fn child_group_committer() {
         loop {
             let c = credential(n);
             state.credentials.insert(c.name.clone(), c);
+            let k = key(&GroupName::try_from("g").unwrap(), n);
+            state.keys.insert(key_id(&k), k).unwrap();
             let pending = store.stage(&mut state).unwrap();
             tokio::spawn(async move {
                 pending.durable().await.unwrap();
@@ -542,12 +618,27 @@ fn kill_9_during_group_commits_loses_nothing_acknowledged() {
         let (_s, state, _) =
             Store::open(dir.path()).unwrap_or_else(|e| panic!("round {round}: {e}"));
         let n = state.credentials.len();
+        let g = GroupName::try_from("g").unwrap();
         for i in 0..n {
             let name = CredentialName::try_from(format!("cred{i}")).unwrap();
             assert_eq!(
                 state.credentials.get(&name),
                 Some(&credential(i)),
                 "round {round}: the state is not a prefix of what was staged"
+            );
+        }
+        // The key staged with each credential is there with it, and no other.
+        assert_eq!(state.keys.len(), n, "round {round}");
+        assert_eq!(state.keys.count_in(&g).unwrap(), n, "round {round}");
+        for i in [0, n / 2, n.saturating_sub(1)]
+            .into_iter()
+            .filter(|i| *i < n)
+        {
+            let k = key(&g, i);
+            assert_eq!(
+                state.keys.get(&key_id(&k)).unwrap(),
+                Some(k),
+                "round {round}"
             );
         }
         if let Some(m) = max_acked {
@@ -622,6 +713,7 @@ fn an_older_format_fixture_is_migrated_on_load() {
             .contains_key(&GroupName::try_from("legacy-group").unwrap())
     );
     // The migration was committed at open: it loads back unchanged, with no migration.
+    let state = state.in_memory().unwrap();
     drop(store);
     let (_s, again, report) = Store::open(dir.path()).unwrap();
     assert_eq!(again, state);
@@ -704,6 +796,7 @@ fn a_format_3_fixture_gets_typed_journals_from_its_step_messages() {
     assert_eq!(state.next_job_id, JobId::new(6));
     assert_eq!(state.designated, Some(true));
     // The migration was committed at open: it loads back unchanged, with no migration.
+    let state = state.in_memory().unwrap();
     drop(store);
     let (_s, again, report) = Store::open(dir.path()).unwrap();
     assert_eq!(again, state);

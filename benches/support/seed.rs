@@ -72,19 +72,22 @@ pub fn seed(dir: &Path, tenant: &str, client: &str, s: Seed) {
             let name = KeyName::try_from(format!("key-{i:05}")).unwrap();
             let mut id = [0u8; 16];
             id[..8].copy_from_slice(&serial.to_be_bytes());
-            state.keys.insert(
-                (group.clone(), name.clone()),
-                Key {
-                    name,
-                    group: group.clone(),
-                    hsm_id: HsmKeyId(id),
-                    check_digits: "ABCD".into(),
-                    key_type,
-                    storage: Storage::Protected,
-                    created: 1_800_000_000,
-                    azure_version: (i % 2 == 0).then(|| format!("{serial:032x}").into()),
-                },
-            );
+            state
+                .keys
+                .insert(
+                    (group.clone(), name.clone()),
+                    Key {
+                        name,
+                        group: group.clone(),
+                        hsm_id: HsmKeyId(id),
+                        check_digits: "ABCD".into(),
+                        key_type,
+                        storage: Storage::Protected,
+                        created: 1_800_000_000,
+                        azure_version: (i % 2 == 0).then(|| format!("{serial:032x}").into()),
+                    },
+                )
+                .unwrap();
         }
     };
     add_group(&mut state, "bench-group".to_owned(), s.big_group_keys);

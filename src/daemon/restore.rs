@@ -125,10 +125,18 @@ async fn missing_objects(hsm: &Hsm, state: &State) -> Vec<String> {
         Ok(keys) => keys.into_iter().map(|k| k.id).collect(),
         Err(e) => return vec![format!("the token's keys could not be listed: {e}")],
     };
-    let mut missing: Vec<String> = state
-        .keys
-        .values()
-        .filter(|k| !on_token.contains(&k.hsm_id))
+    let mut absent = Vec::new();
+    let walked = state.keys.for_each(|k| {
+        if !on_token.contains(&k.hsm_id) {
+            absent.push(k.clone());
+        }
+    });
+    if let Err(e) = walked {
+        return vec![format!("the restored state's keys could not be read: {e}")];
+    }
+    absent.sort_by(|a, b| (&a.group, &a.name).cmp(&(&b.group, &b.name)));
+    let mut missing: Vec<String> = absent
+        .iter()
         .map(|k| format!("key {}/{} (HSM id {})", k.group, k.name, k.hsm_id.to_hex()))
         .collect();
     for c in state.credentials.values() {

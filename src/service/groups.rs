@@ -144,12 +144,15 @@ impl Service {
         view(&data.state, &new.name)
     }
 
-    pub async fn list_groups(&self) -> Vec<GroupView> {
+    pub async fn list_groups(&self) -> Result<Vec<GroupView>, ServiceError> {
         let data = self.inner.data.lock().await;
-        data.state
+        let state = &data.state;
+        let counts = state.keys.count_in_each(state.groups.keys())?;
+        state
             .groups
             .keys()
-            .filter_map(|n| view(&data.state, n).ok())
+            .zip(counts)
+            .map(|(n, keys)| view_counted(state, n, keys))
             .collect()
     }
 
@@ -213,7 +216,7 @@ impl Service {
                 format!("key group {name} cannot be deleted"),
             ));
         }
-        let count = data.state.keys_in(name).count();
+        let count = data.state.keys.count_in(name)?;
         if count > 0 {
             return Err(ServiceError::Conflict(format!(
                 "key group {:?} still has {count} key(s); delete them first",
@@ -242,6 +245,15 @@ impl Service {
 }
 
 fn view(state: &crate::store::State, name: &GroupName) -> Result<GroupView, ServiceError> {
+    view_counted(state, name, state.keys.count_in(name)?)
+}
+
+/// The view of group `name`, which has `keys` keys.
+fn view_counted(
+    state: &crate::store::State,
+    name: &GroupName,
+    keys: usize,
+) -> Result<GroupView, ServiceError> {
     let g = state
         .groups
         .get(name)
@@ -260,7 +272,7 @@ fn view(state: &crate::store::State, name: &GroupName) -> Result<GroupView, Serv
         rotation: g.rotation,
         last_rotated: g.last_rotated,
         created: g.created,
-        keys: state.keys_in(name).count(),
+        keys,
         next_rotation: g.rotation_due(),
         pending_grace: state.grace.get(name).cloned(),
         drift: state.drift.get(name).map(DriftView::of),

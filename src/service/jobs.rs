@@ -58,15 +58,19 @@ pub(super) enum JobKeys<'a> {
 /// over from the newest ended job that names the key, so that the new job looks for it by its
 /// fingerprint tag and records it instead of importing the key a second time. A key with a
 /// version is never carried over.
-fn unresolved_import(state: &State, group: &GroupName, key: &KeyName) -> KeySyncState {
+fn unresolved_import(
+    state: &State,
+    group: &GroupName,
+    key: &KeyName,
+) -> Result<KeySyncState, ServiceError> {
     let pushed = state
         .keys
-        .get(&(group.clone(), key.clone()))
+        .get(&(group.clone(), key.clone()))?
         .is_some_and(|k| k.azure_version.is_some());
     if pushed {
-        return KeySyncState::NotStarted;
+        return Ok(KeySyncState::NotStarted);
     }
-    state
+    Ok(state
         .jobs
         .values()
         .rev()
@@ -74,7 +78,7 @@ fn unresolved_import(state: &State, group: &GroupName, key: &KeyName) -> KeySync
         .flat_map(|j| j.keys.iter())
         .find(|p| &p.key == key)
         .filter(|p| matches!(p.state, KeySyncState::ImportSent { .. }))
-        .map_or(KeySyncState::NotStarted, |p| p.state.clone())
+        .map_or(KeySyncState::NotStarted, |p| p.state.clone()))
 }
 
 impl Service {
@@ -96,7 +100,8 @@ impl Service {
             JobKeys::Unpushed => {
                 let unpushed: Vec<KeyName> = data
                     .state
-                    .keys_in(group)
+                    .keys_in(group)?
+                    .into_iter()
                     .filter(|k| k.azure_version.is_none())
                     .map(|k| k.name.clone())
                     .collect();
@@ -109,7 +114,11 @@ impl Service {
             }
         };
         for key in &keys {
-            if !data.state.keys.contains_key(&(group.clone(), key.clone())) {
+            if !data
+                .state
+                .keys
+                .contains_key(&(group.clone(), key.clone()))?
+            {
                 return Err(ServiceError::not_found("key", format!("{group}/{key}")));
             }
         }
@@ -120,11 +129,13 @@ impl Service {
             group: group.clone(),
             keys: keys
                 .iter()
-                .map(|k| KeySync {
-                    key: k.clone(),
-                    state: unresolved_import(&data.state, group, k),
+                .map(|k| {
+                    Ok(KeySync {
+                        key: k.clone(),
+                        state: unresolved_import(&data.state, group, k)?,
+                    })
                 })
-                .collect(),
+                .collect::<Result<_, ServiceError>>()?,
             started_by: by.to_owned(),
             created: self.now_unix(),
             started: None,
@@ -444,8 +455,7 @@ impl Service {
         let before_key = data
             .state
             .keys
-            .get(&key_id)
-            .cloned()
+            .get(&key_id)?
             .ok_or_else(|| ServiceError::not_found("key", format!("{group}/{key}")))?;
         let job = data
             .state
@@ -455,7 +465,7 @@ impl Service {
         if !imported.belongs_to(job.kind) {
             return Err(wrong_step(job, &imported));
         }
-        if let Some(k) = data.state.keys.get_mut(&key_id) {
+        if let Some(k) = data.state.keys.get_mut(&key_id)? {
             k.azure_version = Some(version.clone());
         }
         let at = self.now_unix();
@@ -483,7 +493,8 @@ impl Service {
         drop(data);
         if let Err(e) = durable(pending).await {
             let mut data = self.inner.data.lock().await;
-            data.state.keys.insert(key_id, before_key);
+            // The rollback reads nothing (the key is in the overlay since the change).
+            let _ = data.state.keys.insert(key_id, before_key);
             if let (Some(job), Some(undo)) = (data.state.jobs.get_mut(&id), undo_job) {
                 undo.undo(job);
             }
@@ -509,7 +520,7 @@ impl Service {
         if !data.state.groups.contains_key(group) {
             return Err(ServiceError::not_found("key group", group));
         }
-        Ok(data.state.keys_in(group).cloned().collect())
+        Ok(data.state.keys_in(group)?)
     }
 
     /// A key's full record, for the job runner.
@@ -521,8 +532,7 @@ impl Service {
         let data = self.inner.data.lock().await;
         data.state
             .keys
-            .get(&(group.clone(), key.clone()))
-            .cloned()
+            .get(&(group.clone(), key.clone()))?
             .ok_or_else(|| ServiceError::not_found("key", format!("{group}/{key}")))
     }
 }

@@ -55,7 +55,11 @@ impl Service {
                 .groups
                 .get(group)
                 .ok_or_else(|| ServiceError::not_found("key group", group))?;
-            if data.state.keys.contains_key(&(group.clone(), name.clone())) {
+            if data
+                .state
+                .keys
+                .contains_key(&(group.clone(), name.clone()))?
+            {
                 return Err(ServiceError::Conflict(format!(
                     "key {:?} already exists in group {:?}",
                     name.as_str(),
@@ -92,7 +96,7 @@ impl Service {
             .groups
             .get(group)
             .is_some_and(|g| g.key_type == key_type);
-        let committed = if data.state.keys.contains_key(&id) || !same_group {
+        let committed = if !same_group || data.state.keys.contains_key(&id)? {
             Err(ServiceError::Conflict(format!(
                 "key {:?} in group {:?} changed meanwhile; retry",
                 name.as_str(),
@@ -103,12 +107,17 @@ impl Service {
                 "at most {limit} keys (limits.max_keys)"
             )))
         } else {
-            data.state.keys.insert(id.clone(), key.clone());
-            let committed = data.commit().await;
-            if committed.is_err() {
-                data.state.keys.remove(&id);
+            match data.state.keys.insert(id.clone(), key.clone()) {
+                Err(e) => Err(e.into()),
+                Ok(_) => {
+                    let committed = data.commit().await;
+                    if committed.is_err() {
+                        // The rollback reads nothing (the key is in the overlay since the insert).
+                        let _ = data.state.keys.remove(&id);
+                    }
+                    committed
+                }
             }
-            committed
         };
         if let Err(e) = committed {
             drop(data);
@@ -135,7 +144,7 @@ impl Service {
             let data = self.inner.data.lock().await;
             data.state
                 .keys
-                .get(&(group.clone(), name.clone()))
+                .get(&(group.clone(), name.clone()))?
                 .map(|k| k.hsm_id)
         };
         let label = crate::hsm::key_label(group, name);
@@ -157,14 +166,15 @@ impl Service {
         if !data.state.groups.contains_key(group) {
             return Err(ServiceError::not_found("key group", group));
         }
-        Ok(data.state.keys_in(group).map(KeyView::of).collect())
+        Ok(data.state.keys_in(group)?.iter().map(KeyView::of).collect())
     }
 
     pub async fn key(&self, group: &GroupName, name: &KeyName) -> Result<KeyView, ServiceError> {
         let data = self.inner.data.lock().await;
         data.state
             .keys
-            .get(&(group.clone(), name.clone()))
+            .get(&(group.clone(), name.clone()))?
+            .as_ref()
             .map(KeyView::of)
             .ok_or_else(|| ServiceError::not_found("key", format!("{group}/{name}")))
     }
@@ -179,7 +189,7 @@ impl Service {
             let data = self.inner.data.lock().await;
             data.state
                 .keys
-                .get(&(group.clone(), name.clone()))
+                .get(&(group.clone(), name.clone()))?
                 .map(|k| k.hsm_id)
                 .ok_or_else(|| ServiceError::not_found("key", format!("{group}/{name}")))?
         };
@@ -274,14 +284,14 @@ pub enum KeyDeletion {
 }
 
 /// The key, if it exists and no unfinished job works on it.
-fn deletable<'a>(
-    state: &'a crate::store::State,
+fn deletable(
+    state: &crate::store::State,
     group: &GroupName,
     name: &KeyName,
-) -> Result<&'a Key, ServiceError> {
+) -> Result<Key, ServiceError> {
     let key = state
         .keys
-        .get(&(group.clone(), name.clone()))
+        .get(&(group.clone(), name.clone()))?
         .ok_or_else(|| ServiceError::not_found("key", format!("{group}/{name}")))?;
     if let Some(job) = super::busy::holding_key(state, group, name) {
         return Err(super::busy::refusal(
@@ -299,10 +309,11 @@ impl super::Data {
         let removed = self
             .state
             .keys
-            .remove(&id)
+            .remove(&id)?
             .ok_or_else(|| ServiceError::not_found("key", format!("{group}/{name}")))?;
         if let Err(e) = self.commit().await {
-            self.state.keys.insert(id, removed);
+            // The rollback reads nothing (the removal is in the overlay).
+            let _ = self.state.keys.insert(id, removed);
             return Err(e);
         }
         Ok(removed)

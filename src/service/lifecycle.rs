@@ -124,23 +124,21 @@ impl Service {
         let mut data = self.inner.data.lock().await;
         let ids: Vec<_> = data
             .state
-            .keys_in(group)
+            .keys_in(group)?
+            .into_iter()
             .filter(|k| k.azure_version.is_some())
-            .map(|k| (k.group.clone(), k.name.clone()))
+            .map(|k| ((k.group.clone(), k.name.clone()), k))
             .collect();
-        let before: Vec<_> = ids
-            .iter()
-            .filter_map(|id| data.state.keys.get(id).map(|k| (id.clone(), k.clone())))
-            .collect();
-        for id in &ids {
-            if let Some(k) = data.state.keys.get_mut(id) {
+        for (id, _) in &ids {
+            if let Some(k) = data.state.keys.get_mut(id)? {
                 k.azure_version = None;
             }
         }
         let grace = data.state.grace.remove(group);
         if let Err(e) = data.commit().await {
-            for (id, k) in before {
-                data.state.keys.insert(id, k);
+            for (id, k) in ids {
+                // The rollback reads nothing (each key is in the overlay since the change).
+                let _ = data.state.keys.insert(id, k);
             }
             if let Some(g) = grace {
                 data.state.grace.insert(group.clone(), g);

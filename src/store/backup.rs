@@ -289,8 +289,10 @@ fn read_exact(input: &mut impl Read, buf: &mut [u8], what: &str) -> Result<(), B
 pub struct StagedRestore {
     dir: PathBuf,
     staged: PathBuf,
-    /// The restored state, for the caller's checks before publishing.
+    /// The restored state, for the caller's checks before publishing; its keys are read from
+    /// the staged store, held open here.
     pub state: super::State,
+    _database: std::sync::Arc<redb::Database>,
     published: bool,
     _lock: nix::fcntl::Flock<std::fs::File>,
 }
@@ -312,8 +314,8 @@ pub fn stage_restore(dir: &Path, parsed: Parsed) -> Result<StagedRestore, StoreE
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(StoreError::io(&staged, e)),
     }
+    let database = std::sync::Arc::new(db::create(&staged)?);
     let state = {
-        let database = db::create(&staged)?;
         // The records keep the backup's format, then go through the same migration a store of
         // that format would at its first start.
         let mut batch = parsed.batch;
@@ -322,7 +324,7 @@ pub fn stage_restore(dir: &Path, parsed: Parsed) -> Result<StagedRestore, StoreE
         if parsed.format < FORMAT_VERSION {
             db::upgrade(&database, &staged, parsed.format)?;
         }
-        db::load(&database, &staged)?
+        db::load(&database, &staged, std::sync::Arc::default())?
             .ok_or_else(|| StoreError::Corrupt {
                 path: staged.clone(),
                 reason: "the restored store holds no format record".into(),
@@ -333,6 +335,7 @@ pub fn stage_restore(dir: &Path, parsed: Parsed) -> Result<StagedRestore, StoreE
         dir: dir.to_path_buf(),
         staged,
         state,
+        _database: database,
         published: false,
         _lock: lock,
     })

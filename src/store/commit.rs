@@ -45,14 +45,19 @@ pub struct Pending {
 }
 
 impl Committer {
+    /// Starts the writer; it publishes each committed batch's sequence number in `applied`.
     pub fn start(
         db: Arc<Database>,
         path: PathBuf,
         generation: u64,
+        applied: Arc<AtomicU64>,
     ) -> Result<Committer, StoreError> {
         let (tx, rx) = mpsc::sync_channel::<Request>(QUEUE);
         let shared = Arc::new(AtomicU64::new(generation));
-        let published = shared.clone();
+        let published = Published {
+            generation: shared.clone(),
+            applied,
+        };
         let thread = std::thread::Builder::new()
             .name("byokd-store".into())
             .spawn(move || write_loop(&db, &path, &rx, &published))
@@ -121,11 +126,17 @@ fn settle(got: Option<Result<u64, String>>, path: PathBuf) -> Result<u64, StoreE
     }
 }
 
+/// What the writer publishes after each commit.
+struct Published {
+    generation: Arc<AtomicU64>,
+    applied: Arc<AtomicU64>,
+}
+
 fn write_loop(
     db: &Database,
     path: &std::path::Path,
     rx: &mpsc::Receiver<Request>,
-    generation: &AtomicU64,
+    published: &Published,
 ) {
     let mut failed: Option<String> = None;
     while let Ok(first) = rx.recv() {
@@ -147,7 +158,13 @@ fn write_loop(
             None => db::apply(db, path, &batches).map_err(|e| e.to_string()),
         };
         match &result {
-            Ok(g) => generation.store(*g, Ordering::Release),
+            Ok(g) => {
+                published.generation.store(*g, Ordering::Release);
+                // Only now may a read see these batches in the store (redb's commit has
+                // returned), so only now may the key overlay let go of them.
+                let newest = batches.iter().map(|b| b.seq).max().unwrap_or(0);
+                published.applied.fetch_max(newest, Ordering::AcqRel);
+            }
             Err(reason) => {
                 if failed.is_none() {
                     tracing::error!(

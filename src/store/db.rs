@@ -2,15 +2,19 @@
 //! postcard-encoded key (a job: a header table and three row tables, see `job_rows`), plus a
 //! `meta` table for the format version, the commit counter and the two scalar settings. A
 //! commit writes the records that changed and nothing else; `upgrade` converts an older format.
+//! The start decodes every table but the keys, which are read on demand (see `keys`).
 
 use super::group_target;
+use super::keys::{self, Keys};
 use super::state::MAX_NEXT_JOB_ID;
 use super::{FORMAT_VERSION, State, StoreError, Tracked};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 /// The store's file inside the state directory.
 pub const FILE: &str = "state.redb";
@@ -111,15 +115,18 @@ pub(super) enum Op {
 /// under the state lock, applied by the writer thread (see `commit`).
 #[derive(Default)]
 pub struct Batch {
+    /// The batch's place in the order of staging (0: not staged from a live state); the writer
+    /// publishes the newest it committed, so the key overlay knows what it may let go of.
+    pub(super) seq: u64,
     records: Vec<(Table, Op)>,
     meta: Vec<(&'static str, Vec<u8>)>,
 }
 
 impl Batch {
-    /// The records `state` changed since the last batch, and its scalar settings. Encodes only
-    /// what changed; the change marks are taken.
-    pub fn changes_of(state: &mut State) -> Result<Batch, StoreError> {
-        Self::collect(state, false)
+    /// The records `state` changed since the last batch, and its scalar settings, as batch
+    /// `seq`. Encodes only what changed; the change marks are taken.
+    pub fn changes_of(state: &mut State, seq: u64) -> Result<Batch, StoreError> {
+        Self::collect(state, seq, false)
     }
 
     /// Every record of `state` (a migration or a restore writes the whole state once).
@@ -130,19 +137,32 @@ impl Batch {
         state.jobs.mark_all_changed();
         state.grace.mark_all_changed();
         state.drift.mark_all_changed();
-        Self::collect(state, true)
+        Self::collect(state, 0, true)
     }
 
-    fn collect(state: &mut State, whole: bool) -> Result<Batch, StoreError> {
-        let mut batch = Batch::default();
+    fn collect(state: &mut State, seq: u64, whole: bool) -> Result<Batch, StoreError> {
+        let mut batch = Batch {
+            seq,
+            ..Batch::default()
+        };
         batch.take(Table::Credentials, &mut state.credentials)?;
         batch.take(Table::Groups, &mut state.groups)?;
-        batch.take(Table::Keys, &mut state.keys)?;
         super::job_rows::take(&mut batch, &mut state.jobs, whole)?;
         batch.take(Table::Grace, &mut state.grace)?;
         batch.take(Table::Drift, &mut state.drift)?;
         batch.meta.push((DESIGNATED, encode(&state.designated)?));
         batch.meta.push((NEXT_JOB_ID, encode(&state.next_job_id)?));
+        // The keys last: once they are staged, the key overlay lets go of them when a commit
+        // of this sequence number or a later one is visible, so nothing may fail after this.
+        let records = &mut batch.records;
+        state.keys.stage(seq, |id, key| {
+            let op = match key {
+                Some(key) => Op::Put(encode(id)?, encode(key)?),
+                None => Op::Remove(encode(id)?),
+            };
+            records.push((Table::Keys, op));
+            Ok(())
+        })?;
         Ok(batch)
     }
 
@@ -280,15 +300,21 @@ pub struct Loaded {
     pub state: State,
 }
 
+/// redb's page cache. Every record but the keys lives decoded in memory (see `State`); the keys
+/// are read from here. At 1,000,000 keys the keys table's branch pages take about 2 MiB (some
+/// 40,000 leaves of 4 KiB under about 460 branch pages, by estimate), so
+/// 16 MiB holds every branch page and the leaves a commit or a busy group touches: a key read
+/// costs at most one 4 KiB read from the kernel's page cache, and the process never holds more
+/// of the file than this, however many keys there are.
+const CACHE: usize = 16 << 20;
+
 /// Opens the file, verifying the checksum of every page (a damaged or truncated file is
 /// refused here, never trusted or started empty).
 pub fn open(path: &Path) -> Result<Database, StoreError> {
     redb::Builder::new()
         .set_check_integrity_on_open(true)
         .set_repair_callback(|_| tracing::debug!("state: verifying every page of the store"))
-        // The state lives in memory as well; redb's own cache only has to hold the pages a
-        // commit touches.
-        .set_cache_size(16 << 20)
+        .set_cache_size(CACHE)
         .open(path)
         .map_err(|e| corrupt(path, e.into()))
 }
@@ -296,7 +322,7 @@ pub fn open(path: &Path) -> Result<Database, StoreError> {
 /// Creates a new, empty file at `path` (which must not exist).
 pub fn create(path: &Path) -> Result<Database, StoreError> {
     redb::Builder::new()
-        .set_cache_size(16 << 20)
+        .set_cache_size(CACHE)
         .create(path)
         .map_err(|e| corrupt(path, e.into()))
 }
@@ -332,8 +358,14 @@ pub(super) fn format_in(
     Ok(format.and_then(|f| <[u8; 2]>::try_from(f.value()).ok().map(u16::from_le_bytes)))
 }
 
-/// Reads the whole file into a [`State`] (at start-up).
-pub fn load(db: &Database, path: &Path) -> Result<Option<Loaded>, StoreError> {
+/// Reads the file into a [`State`] (at start-up): every record but the keys, which stay in the
+/// store and are read on demand (see `keys`); `applied` is the writer's count of committed
+/// batches that the keys follow.
+pub fn load(
+    db: &Arc<Database>,
+    path: &Path,
+    applied: Arc<AtomicU64>,
+) -> Result<Option<Loaded>, StoreError> {
     let bad = |reason: String| StoreError::Corrupt {
         path: path.to_path_buf(),
         reason,
@@ -390,7 +422,15 @@ pub fn load(db: &Database, path: &Path) -> Result<Option<Loaded>, StoreError> {
     let read = ReadTables { txn: &txn, path };
     state.credentials = read.table(Table::Credentials)?;
     state.groups = read.table(Table::Groups)?;
-    state.keys = read.table(Table::Keys)?;
+    let len = match txn.open_table(Table::Keys.def()) {
+        Ok(t) => t.len().map_err(|e| corrupt(path, e.into()))?,
+        Err(redb::TableError::TableDoesNotExist(_)) => 0,
+        Err(e) => return Err(corrupt(path, e.into())),
+    };
+    state.keys = Keys::bound(
+        keys::source(db, path, applied),
+        usize::try_from(len).map_err(|_| bad("the key count does not fit in memory".into()))?,
+    );
     state.jobs = super::job_rows::load(&txn, path)?;
     state.grace = read.table(Table::Grace)?;
     state.drift = read.table(Table::Drift)?;

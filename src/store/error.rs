@@ -15,6 +15,10 @@ pub enum StoreError {
     )]
     Corrupt { path: PathBuf, reason: String },
     #[error(
+        "state store {path} could not be read: {reason}. The store may be damaged: restart byokd (every start verifies the checksum of every page and refuses a damaged store) and, if it refuses, restore the state directory from a backup (byokd restore FILE)"
+    )]
+    Read { path: PathBuf, reason: String },
+    #[error(
         "the state directory {dir} already holds a state; a restore never replaces one. Move state.redb (and any state.a, state.b) aside first, with byokd stopped"
     )]
     NotEmpty { dir: PathBuf },

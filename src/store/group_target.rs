@@ -9,8 +9,8 @@ use crate::model::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::db::{self, Batch, Table};
 use super::StoreError;
+use super::db::{self, Batch, Table};
 use redb::ReadableTable;
 
 /// A key group as formats 1-5 stored it: always in a Key Vault.

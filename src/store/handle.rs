@@ -7,6 +7,7 @@ use super::{FORMAT_VERSION, State, StoreError, slots};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 /// What loading found, for the start-up log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +29,8 @@ pub struct Store {
     committer: Committer,
     /// Shared with the writer thread; backups read a snapshot of it while commits go on.
     db: Arc<redb::Database>,
+    /// The sequence number the next staged batch gets (see `Batch::seq`).
+    next_seq: u64,
     _lock: nix::fcntl::Flock<fs::File>,
 }
 
@@ -39,22 +42,24 @@ impl Store {
         slots::check_dir(dir)?;
         let lock = slots::lock_dir(dir)?;
         let path = dir.join(db::FILE);
+        let applied = Arc::new(AtomicU64::new(0));
         let (db, loaded, report) = if slots::present(dir) {
-            migrate_slots(dir, &path)?
+            migrate_slots(dir, &path, &applied)?
         } else if path.symlink_metadata().is_ok() {
-            let db = db::open(&path)?;
-            let found = db::format_in(&db, &path)?;
+            let db = Arc::new(db::open(&path)?);
+            let found = db::format_in(&*db, &path)?;
             let migrated_from = found.filter(|f| *f < FORMAT_VERSION);
             if let Some(from) = migrated_from {
                 // Each format's conversion and the new format number, durably, in one
                 // transaction, before anything else runs (see `db::upgrade`).
-                db::upgrade(&db, &path, from)?;
+                db::upgrade(&*db, &path, from)?;
                 tracing::info!(from, to = FORMAT_VERSION, "state: the store was migrated");
             }
-            let loaded = db::load(&db, &path)?.ok_or_else(|| StoreError::Corrupt {
-                path: path.clone(),
-                reason: "the store holds no format record: it was damaged".into(),
-            })?;
+            let loaded =
+                db::load(&db, &path, applied.clone())?.ok_or_else(|| StoreError::Corrupt {
+                    path: path.clone(),
+                    reason: "the store holds no format record: it was damaged".into(),
+                })?;
             let report = LoadReport {
                 generation: loaded.generation,
                 fresh: false,
@@ -64,7 +69,10 @@ impl Store {
             (db, loaded.state, report)
         } else {
             let mut state = State::default();
-            let db = create_with(dir, &path, Batch::all_of(&mut state)?)?;
+            let db = Arc::new(create_with(dir, &path, Batch::all_of(&mut state)?)?);
+            state
+                .keys
+                .bind(super::keys::source(&db, &path, applied.clone()));
             let report = LoadReport {
                 generation: 1,
                 fresh: true,
@@ -73,13 +81,13 @@ impl Store {
             };
             (db, state, report)
         };
-        let db = Arc::new(db);
-        let committer = Committer::start(db.clone(), path.clone(), report.generation)?;
+        let committer = Committer::start(db.clone(), path.clone(), report.generation, applied)?;
         let store = Store {
             dir: dir.to_path_buf(),
             path,
             committer,
             db,
+            next_seq: 1,
             _lock: lock,
         };
         Ok((store, loaded, report))
@@ -102,16 +110,22 @@ impl Store {
     /// Queues what `state` changed since the last commit; await the result for durability.
     /// Only the changed records are encoded.
     pub fn stage(&mut self, state: &mut State) -> Result<Pending, StoreError> {
-        let batch = Batch::changes_of(state)?;
+        let batch = Batch::changes_of(state, self.take_seq())?;
         Ok(self.committer.submit(batch, self.path.clone()))
     }
 
     /// Makes what `state` changed durable, blocking the calling thread (commands and tests).
     pub fn commit(&mut self, state: &mut State) -> Result<(), StoreError> {
-        let batch = Batch::changes_of(state)?;
+        let batch = Batch::changes_of(state, self.take_seq())?;
         self.committer
             .commit_blocking(batch, self.path.clone())
             .map(|_| ())
+    }
+
+    fn take_seq(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        seq
     }
 
     /// A consistent snapshot of every durable commit so far, for a backup; commits go on while
@@ -153,7 +167,8 @@ impl Store {
 fn migrate_slots(
     dir: &Path,
     path: &Path,
-) -> Result<(redb::Database, State, LoadReport), StoreError> {
+    applied: &Arc<AtomicU64>,
+) -> Result<(Arc<redb::Database>, State, LoadReport), StoreError> {
     let Some(newest) = slots::read_newest(dir)? else {
         return Err(StoreError::NoValidGeneration {
             dir: dir.to_path_buf(),
@@ -174,13 +189,17 @@ fn migrate_slots(
         postcard::to_allocvec(&(newest.format, newest.generation))
             .map_err(|e| StoreError::Encode(e.to_string()))?,
     );
-    let db = create_with(dir, path, batch)?;
+    let db = Arc::new(create_with(dir, path, batch)?);
+    let keys = state.keys.len();
+    state
+        .keys
+        .bind(super::keys::source(&db, path, applied.clone()));
     slots::retire(dir)?;
     tracing::info!(
         from = newest.format,
         to = FORMAT_VERSION,
         generation = newest.generation,
-        keys = state.keys.len(),
+        keys,
         "state: the A/B state files were migrated into the store and renamed *.migrated"
     );
     let report = LoadReport {

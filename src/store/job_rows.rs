@@ -356,10 +356,10 @@ pub(super) mod tests {
     fn step_bytes(keys: usize) -> usize {
         let mut state = State::default();
         state.jobs.insert(JobId::new(1), sync_job(1, keys));
-        let whole = db::Batch::changes_of(&mut state).unwrap().bytes();
+        let whole = db::Batch::changes_of(&mut state, 0).unwrap().bytes();
         assert!(whole > keys * 10, "a new job is written whole");
         import_sent(state.jobs.get_mut(&JobId::new(1)).unwrap(), 3);
-        db::Batch::changes_of(&mut state).unwrap().bytes()
+        db::Batch::changes_of(&mut state, 0).unwrap().bytes()
     }
 
     #[test]

@@ -369,11 +369,7 @@ impl StateV4 {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             groups,
-            keys: state
-                .keys
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+            keys: state.keys.to_map().map_err(|e| e.to_string())?,
             designated: state.designated,
             jobs: state.jobs.iter().map(|(k, v)| (*k, v.clone())).collect(),
             next_job_id: state.next_job_id,

@@ -6,8 +6,10 @@
 //! sync, step message and journal entry (see `job_rows`); a commit writes the entries that
 //! changed (see `tracked` and `rows`), so its cost follows the change, not the size of the state. A write is
 //! acknowledged only once redb has made it durable; a damaged or truncated store is refused at
-//! start with an error naming the file, never started empty. Formats 1-4 were A/B envelope
-//! files (`state.a`, `state.b`); the first start of this build migrates them (see `handle`).
+//! start with an error naming the file, never started empty. Keys are not held in memory: they
+//! are read from the store, with the changes not yet committed laid over it (see `keys`).
+//! Formats 1-4 were A/B envelope files (`state.a`, `state.b`); the first start of this build
+//! migrates them (see `handle`).
 
 pub mod backup;
 mod commit;
@@ -17,6 +19,7 @@ mod error;
 mod group_target;
 mod handle;
 mod job_rows;
+mod keys;
 mod legacy;
 mod migrate6;
 mod rows;
@@ -28,6 +31,7 @@ pub use commit::Pending;
 pub use envelope::MAGIC;
 pub use error::StoreError;
 pub use handle::{LoadReport, Store};
+pub use keys::{KeyId, Keys};
 pub use rows::{RowChanges, Rows, Undo};
 pub use state::State;
 pub use tracked::Tracked;

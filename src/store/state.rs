@@ -1,9 +1,11 @@
 //! The state byokd persists: credentials, key groups, keys and runtime settings.
 
+use super::StoreError;
+use super::keys::Keys;
 use super::tracked::Tracked;
 use crate::model::JobId;
 use crate::model::{
-    Credential, CredentialName, DriftReport, GroupName, Job, Key, KeyGroup, KeyName, PendingGrace,
+    Credential, CredentialName, DriftReport, GroupName, Job, Key, KeyGroup, PendingGrace,
 };
 use serde::{Deserialize, Serialize};
 
@@ -14,8 +16,8 @@ use serde::{Deserialize, Serialize};
 pub struct State {
     pub credentials: Tracked<CredentialName, Credential>,
     pub groups: Tracked<GroupName, KeyGroup>,
-    /// Keys by (group, key name).
-    pub keys: Tracked<(GroupName, KeyName), Key>,
+    /// Keys by (group, key name), read from the store on demand (see `keys`).
+    pub keys: Keys,
     /// The designated-device setting as last set through the control API; `None` means the
     /// configuration file's value applies.
     pub designated: Option<bool>,
@@ -35,11 +37,18 @@ pub struct State {
 pub const MAX_NEXT_JOB_ID: u64 = i64::MAX as u64;
 
 impl State {
-    pub fn keys_in<'a>(&'a self, group: &'a GroupName) -> impl Iterator<Item = &'a Key> + 'a {
-        self.keys
-            .range((group.clone(), KeyName::smallest())..)
-            .take_while(move |((g, _), _)| g == group)
-            .map(|(_, k)| k)
+    /// A copy with every key in memory, bound to no store: it stays readable after its store is
+    /// closed (tests compare states across a reopen with it).
+    pub fn in_memory(&self) -> Result<State, StoreError> {
+        Ok(State {
+            keys: self.keys.in_memory()?,
+            ..self.clone()
+        })
+    }
+
+    /// The keys of `group`, by name, uncommitted changes included.
+    pub fn keys_in(&self, group: &GroupName) -> Result<Vec<Key>, StoreError> {
+        self.keys.in_group(group)
     }
 
     pub fn groups_using<'a>(
@@ -54,7 +63,7 @@ impl State {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::model::KeyName;
 
     #[test]
     fn smallest_name_is_valid() {

@@ -608,19 +608,22 @@ pub fn seed_pushed_key(dir: &Path) {
         },
     );
     let name = KeyName::try_from("pushed".to_owned()).unwrap();
-    state.keys.insert(
-        (group.clone(), name.clone()),
-        Key {
-            name,
-            group,
-            hsm_id: HsmKeyId([7; 16]),
-            check_digits: "ABCD".into(),
-            key_type,
-            storage: Storage::Protected,
-            created: 1_800_000_000,
-            azure_version: Some("0123456789abcdef0123456789abcdef".into()),
-        },
-    );
+    state
+        .keys
+        .insert(
+            (group.clone(), name.clone()),
+            Key {
+                name,
+                group,
+                hsm_id: HsmKeyId([7; 16]),
+                check_digits: "ABCD".into(),
+                key_type,
+                storage: Storage::Protected,
+                created: 1_800_000_000,
+                azure_version: Some("0123456789abcdef0123456789abcdef".into()),
+            },
+        )
+        .unwrap();
     store.commit(&mut state).unwrap();
 }
 

@@ -124,7 +124,7 @@ fn drift(d: DriftView) -> contract::Drift {
 }
 
 pub async fn list(_: Authorized<AnyRole>, ctx: &Ctx) -> Result<Reply, ApiError> {
-    let groups = ctx.service.list_groups().await;
+    let groups = ctx.service.list_groups().await?;
     Reply::ok(&contract::GroupList {
         groups: groups.into_iter().map(answer).collect(),
     })
