@@ -16,7 +16,6 @@
 //! fresh search's result excepted), or grow without bound.
 
 use super::HsmError;
-use super::keygen::find_one;
 use crate::model::HsmKeyId;
 use cryptoki::object::{Attribute, AttributeType, ObjectClass, ObjectHandle};
 use cryptoki::session::Session;
@@ -193,6 +192,18 @@ impl Removal<'_> {
         self.handles.forget(half, id);
         found
     }
+}
+
+/// Searches the token for the `class` object with CKA_ID `id` (what a kept handle falls back on).
+pub(crate) fn find_one(
+    session: &Session,
+    class: ObjectClass,
+    id: HsmKeyId,
+) -> Result<Option<ObjectHandle>, HsmError> {
+    let found = session
+        .find_objects(&[Attribute::Class(class), Attribute::Id(id.0.to_vec())])
+        .map_err(HsmError::pkcs11("finding a key by id"))?;
+    Ok(found.first().copied())
 }
 
 #[cfg(test)]

@@ -141,18 +141,6 @@ pub(crate) fn not_supported(key_type: KeyType, mechanism: &'static str, cause: S
     }
 }
 
-/// Searches the token for the `class` object with CKA_ID `id` (`handles` keeps what it finds).
-pub(crate) fn find_one(
-    session: &Session,
-    class: ObjectClass,
-    id: HsmKeyId,
-) -> Result<Option<ObjectHandle>, HsmError> {
-    let found = session
-        .find_objects(&[Attribute::Class(class), Attribute::Id(id.0.to_vec())])
-        .map_err(HsmError::pkcs11("finding a key by id"))?;
-    Ok(found.first().copied())
-}
-
 /// The public half of key `id` as SPKI DER with check digits.
 pub(crate) fn public_key(
     session: &Session,

@@ -10,7 +10,7 @@ use crate::model::{
 use serde::{Deserialize, Serialize};
 
 use super::StoreError;
-use super::db::{self, Batch, Table};
+use super::records::{self as db, Batch, Table};
 use redb::ReadableTable;
 
 /// A key group as formats 1-5 stored it: always in a Key Vault.
@@ -84,6 +84,7 @@ mod tests {
     use super::super::{FORMAT_VERSION, Store};
     use super::*;
     use crate::model::RsaExponent;
+    use crate::store::db;
 
     fn v5_group(name: &str, vault: &str) -> KeyGroupV5 {
         let key_type = KeyType::rsa(2048, RsaExponent::F4).unwrap();

@@ -7,7 +7,7 @@
 //! Loading checks that every row belongs to a header and that each list is whole (the lengths
 //! the header names, no gap): a damaged job is refused, never loaded short.
 
-use super::db::{self, Batch, Op, Table};
+use super::records::{self as db, Batch, Op, Table};
 use super::{RowChanges, Rows, StoreError, Tracked};
 use crate::model::{GroupName, Job, JobId, JobKind, JobState, KekJournal};
 use redb::ReadableTable;
@@ -306,6 +306,7 @@ pub(super) mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::model::{AzureVersion, KeyName, KeySync, KeySyncState, StepMessage, SyncStep};
+    use crate::store::db;
     use crate::store::{State, Store};
     use redb::ReadableDatabase;
 

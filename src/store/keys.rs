@@ -16,7 +16,7 @@
 //! fails with [`StoreError::Read`] (take [`Keys::in_memory`] first to keep the keys).
 
 use super::StoreError;
-use super::db::Table;
+use super::records::Table;
 use crate::model::{GroupName, Key, KeyName};
 use redb::{Database, ReadableDatabase, ReadableTable};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};

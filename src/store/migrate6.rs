@@ -3,7 +3,7 @@
 //! entry (see `job_rows`). The migration reads format 5's `jobs` table, writes each job as
 //! format 6 does and drops that table, in the transaction that records format 6.
 
-use super::db::{self, Batch};
+use super::records::{self as db, Batch};
 use super::{StoreError, Tracked, job_rows};
 use crate::model::{Job, JobId};
 use redb::{ReadableTable, TableDefinition};

@@ -22,6 +22,7 @@ mod job_rows;
 mod keys;
 mod legacy;
 mod migrate6;
+mod records;
 mod rows;
 mod slots;
 mod state;
