@@ -342,7 +342,7 @@ fn import_request(
         kty: key.key_type.azure_kty().to_owned(),
         crv: match key.key_type {
             KeyType::Ec(c) => Some(c.azure_name().to_owned()),
-            KeyType::Rsa { .. } => None,
+            KeyType::Rsa { .. } | KeyType::Aes { .. } => None,
         },
         key_ops: group
             .key_ops

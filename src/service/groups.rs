@@ -248,7 +248,7 @@ fn view(state: &crate::store::State, name: &GroupName) -> Result<GroupView, Serv
         algorithm: g.key_type.to_string(),
         exponent: match g.key_type {
             KeyType::Rsa { exponent, .. } => Some(exponent.value()),
-            KeyType::Ec(_) => None,
+            KeyType::Ec(_) | KeyType::Aes { .. } => None,
         },
         key_ops: g.key_ops.iter().map(|o| o.azure_name()).collect(),
         rotation: g.rotation,
