@@ -129,6 +129,12 @@ impl Vault {
         self.opts.cloud.vault_host(&self.name)
     }
 
+    /// Whether this is a Managed HSM pool (its host is `<name>.managedhsm.<suffix>`), which
+    /// imports AES (`oct-HSM`) keys; a Key Vault refuses them.
+    pub fn is_managed_hsm(&self) -> bool {
+        self.host().contains(".managedhsm.")
+    }
+
     pub fn base_url(&self) -> String {
         format!("https://{}", self.host())
     }
