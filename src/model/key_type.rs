@@ -130,6 +130,15 @@ impl KeyType {
         matches!(self, Self::Aes { .. })
     }
 
+    /// Whether a group's target of `kind` accepts keys of this type: a Key Vault refuses AES
+    /// (oct-HSM), a Managed HSM accepts every type.
+    pub fn check_target(self, kind: super::TargetKind) -> Result<(), ModelError> {
+        match (kind, self.key_vault_refusal()) {
+            (super::TargetKind::KeyVault, Some(reason)) => Err(ModelError::new("key_type", reason)),
+            _ => Ok(()),
+        }
+    }
+
     /// Why a Key Vault (not Managed HSM) target cannot hold keys of this type, if it cannot.
     pub fn key_vault_refusal(self) -> Option<String> {
         match self {
@@ -392,6 +401,20 @@ mod tests {
         assert!(err.to_string().contains("AES keys allow only"), "{err}");
         assert!(aes.key_vault_refusal().unwrap().contains("Managed HSM"));
         assert!(KeyType::Ec(Curve::P256).key_vault_refusal().is_none());
+        use crate::model::TargetKind;
+        let refused = aes.check_target(TargetKind::KeyVault).unwrap_err();
+        assert_eq!(refused.field, "key_type");
+        assert!(
+            refused
+                .reason
+                .contains("Azure Key Vault does not accept oct-HSM")
+        );
+        assert!(aes.check_target(TargetKind::ManagedHsm).is_ok());
+        assert!(
+            KeyType::Ec(Curve::P256)
+                .check_target(TargetKind::KeyVault)
+                .is_ok()
+        );
     }
 
     #[test]

@@ -85,6 +85,7 @@ impl Service {
     pub async fn create_group(&self, new: NewGroup, by: &str) -> Result<GroupView, ServiceError> {
         let key_ops = new.key_ops.unwrap_or_else(|| new.key_type.default_ops());
         KeyOp::validate_for(&key_ops, new.key_type)?;
+        new.key_type.check_target(new.target.kind())?;
         new.rotation.validate()?;
         // Capabilities before promises: a group of a key type the token cannot generate would
         // accept keys it can never create.
