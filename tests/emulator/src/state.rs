@@ -156,10 +156,10 @@ impl Vault {
         }
     }
 
-    /// Whether this is a Managed HSM pool (its host is `<name>.managedhsm.<suffix>`), which
-    /// imports AES (`oct-HSM`) keys; a Key Vault refuses them.
+    /// Whether this is a Managed HSM pool, which imports AES (`oct-HSM`) keys; a Key Vault
+    /// refuses them.
     pub fn is_managed_hsm(&self) -> bool {
-        self.host().contains(".managedhsm.")
+        self.opts.managed_hsm
     }
 
     pub fn base_url(&self) -> String {
