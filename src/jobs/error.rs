@@ -44,7 +44,7 @@ pub enum JobError {
     },
     /// Key Vault's 401 names another tenant than the group's credential signs in to.
     #[error(
-        "vault {vault} belongs to tenant {tenant}, but credential {credential} signs in to tenant {credential_tenant}: give the group a credential of the vault's tenant"
+        "{vault} belongs to tenant {tenant}, but credential {credential} signs in to tenant {credential_tenant}: give the group a credential of the vault's tenant"
     )]
     WrongTenant {
         vault: String,

@@ -65,7 +65,10 @@ pub(super) async fn ensure_kek(
         purged: None,
         purge_sent: false,
     };
-    let message = format!("Creating key exchange key {name} (RSA-HSM {kek_bits}) in vault {vault}");
+    let message = format!(
+        "Creating key exchange key {name} (RSA-HSM {kek_bits}) in {}",
+        group.target
+    );
     store.plan_kek(id, planned, message).await?;
     let exp = now + KEK_LIFETIME_SECS;
     let kek = match kv.create_kek(&name, kek_bits, exp).await {

@@ -140,6 +140,37 @@ mod tests {
     }
 
     #[test]
+    fn a_format_5_backup_restores_into_key_vault_targets_and_migrates_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = v5_group("payments", "contoso-kv");
+        let mut batch = Batch::default();
+        batch.push_raw(
+            Table::Groups,
+            postcard::to_allocvec(&old.name).unwrap(),
+            postcard::to_allocvec(&old).unwrap(),
+        );
+        let parsed = super::super::backup::Parsed {
+            format: 5,
+            batch,
+            records: 1,
+            streams: Vec::new(),
+            digest: [0; 32],
+            sealed: Vec::new(),
+        };
+        let staged = super::super::backup::stage_restore(dir.path(), parsed).unwrap();
+        assert_eq!(
+            staged.state.groups[&old.name].target,
+            Target::KeyVault(old.vault.clone())
+        );
+        staged.publish().unwrap();
+        // The restored store keeps the backup's format; the first start migrates it.
+        assert_eq!(Store::newest_format(dir.path()).unwrap(), Some(5));
+        let (_store, state, report) = Store::open(dir.path()).unwrap();
+        assert_eq!(report.migrated_from, Some(5));
+        assert_eq!(state.groups[&old.name], KeyGroup::from(old));
+    }
+
+    #[test]
     fn a_managed_hsm_group_has_no_format_5_shape() {
         let mut g = KeyGroup::from(v5_group("g", "kv1"));
         assert!(to_v5(&g).is_some());

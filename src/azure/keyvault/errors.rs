@@ -88,15 +88,16 @@ impl fmt::Display for KvOp {
     }
 }
 
-/// Key Vault errors, worded for the operator.
+/// Key Vault and Managed HSM errors, worded for the operator. `vault` is the target as the
+/// operator knows it: `Key Vault kv1` or `Managed HSM pool1`.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyVaultError {
-    #[error("vault {vault} did not accept the access token (401); byokd will fetch a new token{}", tenant.as_ref().map(|t| format!(" (the vault expects tenant {t})")).unwrap_or_default())]
+    #[error("{vault} did not accept the access token (401); byokd will fetch a new token{}", tenant.as_ref().map(|t| format!(" (it expects tenant {t})")).unwrap_or_default())]
     Unauthorized {
         vault: String,
         tenant: Option<String>,
     },
-    #[error("the application may not {op} in vault {vault} ({inner}): give it the '{perm}' key permission — with Azure RBAC assign 'Key Vault Crypto Officer' on the vault, with access policies add '{perm}' to its key permissions; a new grant can take a few minutes to apply", perm = op.permission())]
+    #[error("the application may not {op} in {vault} ({inner}): give it the '{perm}' key permission — with Azure RBAC assign 'Key Vault Crypto Officer' on the vault, with access policies add '{perm}' to its key permissions; a new grant can take a few minutes to apply", perm = op.permission())]
     PermissionDenied {
         vault: String,
         op: KvOp,
@@ -109,14 +110,14 @@ pub enum KeyVaultError {
         code: String,
     },
     #[error(
-        "vault {vault}'s firewall refused byokd ({inner}): allow the appliance's public address under the vault's Networking settings, or a private endpoint"
+        "{vault}'s firewall refused byokd ({inner}): allow the appliance's public address under the vault's Networking settings, or a private endpoint"
     )]
     Firewall { vault: String, inner: String },
     #[error(
-        "vault {vault} has purge protection: {name} cannot be purged and Azure deletes it after the retention period; nothing to do"
+        "{vault} has purge protection: {name} cannot be purged and Azure deletes it after the retention period; nothing to do"
     )]
     PurgeProtected { vault: String, name: String },
-    #[error("vault {vault} refused to {op} (403 {code}{}): check the app's permissions and the vault's networking", inner.as_ref().map(|i| format!("/{i}")).unwrap_or_default())]
+    #[error("{vault} refused to {op} (403 {code}{}): check the app's permissions and the vault's networking", inner.as_ref().map(|i| format!("/{i}")).unwrap_or_default())]
     Forbidden {
         vault: String,
         op: KvOp,
@@ -124,18 +125,18 @@ pub enum KeyVaultError {
         inner: Option<String>,
     },
     #[error(
-        "the name {name} in vault {vault} belongs to a deleted key that can still be recovered: recover it (`byokctl` cloud recover) or purge it first, then repeat"
+        "the name {name} in {vault} belongs to a deleted key that can still be recovered: recover it (`byokctl` cloud recover) or purge it first, then repeat"
     )]
     SoftDeleted { vault: String, name: String },
-    #[error("key {name} in vault {vault} is still being deleted; try again in a few seconds")]
+    #[error("key {name} in {vault} is still being deleted; try again in a few seconds")]
     BeingDeleted { vault: String, name: String },
-    #[error("{} {name} was not found in vault {vault}", if *deleted { "deleted key" } else { "key" })]
+    #[error("{} {name} was not found in {vault}", if *deleted { "deleted key" } else { "key" })]
     NotFound {
         vault: String,
         name: String,
         deleted: bool,
     },
-    #[error("vault {vault} rejected the request to {op} as a bad parameter: {message}{}", hint.map(|h| format!(" ({h})")).unwrap_or_default())]
+    #[error("{vault} rejected the request to {op} as a bad parameter: {message}{}", hint.map(|h| format!(" ({h})")).unwrap_or_default())]
     BadParameter {
         vault: String,
         op: KvOp,
@@ -143,10 +144,10 @@ pub enum KeyVaultError {
         hint: Option<&'static str>,
     },
     #[error(
-        "vault {vault} is throttling requests (429) to {op} and retries ran out; pace jobs for this vault and retry later"
+        "{vault} is throttling requests (429) to {op} and retries ran out; pace jobs for this vault and retry later"
     )]
     Throttled { vault: String, op: KvOp },
-    #[error("vault {vault} answered {status} to {op} ({code}{})", inner.as_ref().map(|i| format!("/{i}")).unwrap_or_default())]
+    #[error("{vault} answered {status} to {op} ({code}{})", inner.as_ref().map(|i| format!("/{i}")).unwrap_or_default())]
     Service {
         vault: String,
         op: KvOp,
@@ -154,7 +155,7 @@ pub enum KeyVaultError {
         code: String,
         inner: Option<String>,
     },
-    #[error("the KEK from vault {vault} is unusable: {detail}")]
+    #[error("the KEK from {vault} is unusable: {detail}")]
     BadKek { vault: String, detail: String },
 }
 
@@ -198,8 +199,8 @@ pub(super) fn map_error(
     let code = detail.code.clone().unwrap_or_default();
     let inner = detail.innererror.as_ref().and_then(|i| i.code.clone());
     let message = detail.message.clone().unwrap_or_default();
-    let (vault, name) = (target.name().to_string(), name.to_string());
-    tracing::warn!(vault = %vault, status = resp.status.as_u16(), code = %code, inner = ?inner, op = %op, "Key Vault refused a request");
+    let (vault, name) = (target.to_string(), name.to_string());
+    tracing::warn!(vault = target.name(), status = resp.status.as_u16(), code = %code, inner = ?inner, op = %op, "Key Vault refused a request");
     let err = match resp.status {
         StatusCode::UNAUTHORIZED => {
             let challenge = resp
@@ -222,7 +223,7 @@ pub(super) fn map_error(
         // action); a purge-protected pool answers another code, kept below.
         StatusCode::FORBIDDEN if target.is_managed_hsm() && code == "AccessDenied" => {
             KeyVaultError::HsmPermissionDenied {
-                pool: vault,
+                pool: target.name().to_owned(),
                 op,
                 code,
             }

@@ -48,7 +48,7 @@ impl KeyVault {
             .await?;
         let bad = |detail: &str| {
             AzureError::KeyVault(KeyVaultError::BadKek {
-                vault: target.name().to_string(),
+                vault: target.to_string(),
                 detail: detail.into(),
             })
         };
