@@ -48,6 +48,18 @@ async fn on_pool(
     .unwrap()
 }
 
+/// Creates KEK `kek-1` in the pool.
+async fn create_kek(c: &Client, token: &str) -> Resp {
+    on_pool(
+        c,
+        "POST",
+        "/keys/kek-1/create?api-version=7.5",
+        token,
+        Some(json!({"kty":"RSA-HSM","key_size":2048,"key_ops":["import"],"attributes":{"exp": now() + 3600}})),
+    )
+    .await
+}
+
 #[tokio::test]
 async fn a_pool_answers_under_its_host_and_takes_only_managed_hsm_tokens() {
     let (emu, c) = start().await;
@@ -74,14 +86,7 @@ async fn a_pool_answers_under_its_host_and_takes_only_managed_hsm_tokens() {
         .await;
     assert_eq!(r.status, 401);
     // The KEK made in the pool names the pool's host.
-    let r = on_pool(
-        &c,
-        "POST",
-        "/keys/kek-1/create?api-version=7.5",
-        &t,
-        Some(json!({"kty":"RSA-HSM","key_size":2048,"key_ops":["import"],"attributes":{"exp": now() + 3600}})),
-    )
-    .await;
+    let r = create_kek(&c, &t).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert!(
         r.body["key"]["kid"]
@@ -156,14 +161,7 @@ async fn a_pool_imports_oct_hsm_keys_strictly_and_checks_their_kcv() {
     emu.add_vault(POOL, pool(RecoveryLevel::RecoverablePurgeable))
         .unwrap();
     let t = hsm_token(&c).await;
-    let kek = on_pool(
-        &c,
-        "POST",
-        "/keys/kek-1/create?api-version=7.5",
-        &t,
-        Some(json!({"kty":"RSA-HSM","key_size":2048,"key_ops":["import"],"attributes":{"exp": now() + 3600}})),
-    )
-    .await;
+    let kek = create_kek(&c, &t).await;
     let (kid, n, e) = kek_parts(&kek);
     let raw: Vec<u8> = (0u8..32).map(|i| i.wrapping_mul(7) ^ 0xa5).collect();
     let kcv = byokd_emulator::aes_kcv(&raw).unwrap();
