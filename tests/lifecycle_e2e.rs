@@ -658,21 +658,24 @@ fn a_managed_hsm_group_rotates_checks_drift_deletes_recovers_and_purges() {
 
     // An explicit purge in the soft-delete pool, under dual control, after a delete.
     pushed_group_in(d, "hsm-purge", ("--managed-hsm", P_SOFT), &[]);
-    rig.emu.delete_key_now(P_SOFT, "hsm-purge").unwrap();
-    let approved = dual_control(d, &["group", "purge", "hsm-purge"]);
-    let j = wait_job(d, approved["job"]["id"].as_str().unwrap());
-    assert_eq!(j["state"], "succeeded", "{j}\n{}", d.log());
-    assert!(
-        rig.emu
-            .deleted_keys(P_SOFT)
-            .iter()
-            .all(|k| k.name != "hsm-purge"),
-        "purged from the pool"
-    );
+    deleted_then_purged(&rig, P_SOFT, "hsm-purge");
     // Nothing of this reached a vault.
     for v in [V_PURGEABLE, V_SOFT, V_PROTECTED] {
         assert!(rig.emu.all_keys(v).is_empty(), "{v} was touched");
     }
+}
+
+/// Deletes `group`'s key in `pool` behind byokd's back, then purges it under dual control.
+fn deleted_then_purged(rig: &Rig, pool: &str, group: &str) {
+    let d = &rig.daemon;
+    rig.emu.delete_key_now(pool, group).unwrap();
+    let approved = dual_control(d, &["group", "purge", group]);
+    let j = wait_job(d, approved["job"]["id"].as_str().unwrap());
+    assert_eq!(j["state"], "succeeded", "{j}\n{}", d.log());
+    assert!(
+        rig.emu.deleted_keys(pool).iter().all(|k| k.name != group),
+        "{group} purged from {pool}"
+    );
 }
 
 /// The KCV the emulator computed from the unwrapped AES key of each version of `group` in
@@ -769,17 +772,7 @@ fn aes_keys_in_a_managed_hsm_rotate_check_delete_recover_and_purge() {
     // An explicit purge, under dual control, after a delete.
     pushed_group_of(d, "aes-purge", ("--managed-hsm", P_SOFT), &aes("AES-192"));
     assert_kcvs_match(&rig, P_SOFT, "aes-purge");
-    rig.emu.delete_key_now(P_SOFT, "aes-purge").unwrap();
-    let approved = dual_control(d, &["group", "purge", "aes-purge"]);
-    let j = wait_job(d, approved["job"]["id"].as_str().unwrap());
-    assert_eq!(j["state"], "succeeded", "{j}\n{}", d.log());
-    assert!(
-        rig.emu
-            .deleted_keys(P_SOFT)
-            .iter()
-            .all(|k| k.name != "aes-purge"),
-        "purged from the pool"
-    );
+    deleted_then_purged(&rig, P_SOFT, "aes-purge");
     // A Key Vault group of AES keys is refused, saying why.
     let (status, refused) = d.curl(
         Some(ADMIN),

@@ -1256,17 +1256,12 @@ fn rsa_and_ec_keys_are_pushed_to_a_managed_hsm_with_host_wrap() {
 
 #[test]
 fn kryoptic_daemon_pushes_rsa_to_a_managed_hsm_with_two_step() {
-    common::kryoptic::isolated(
+    on_kryoptic_rig(
         "kryoptic_daemon_pushes_rsa_to_a_managed_hsm_with_two_step",
-        |token| async move {
-            std::thread::spawn(move || {
-                let rig = start_kryoptic_rig(&token);
-                let (_, status) = rig.daemon.ctl_json(OPERATOR, &["status"]);
-                assert_eq!(status["health"]["hsm"]["wrap_strategy"], "two-step");
-                managed_hsm_flow(&rig, &["RSA-2048"]);
-            })
-            .join()
-            .unwrap_or_else(|e| std::panic::resume_unwind(e));
+        |rig| {
+            let (_, status) = rig.daemon.ctl_json(OPERATOR, &["status"]);
+            assert_eq!(status["health"]["hsm"]["wrap_strategy"], "two-step");
+            managed_hsm_flow(rig, &["RSA-2048"]);
         },
     );
 }
@@ -1347,26 +1342,31 @@ fn aes_keys_are_pushed_to_a_managed_hsm_with_host_wrap() {
 
 #[test]
 fn kryoptic_daemon_pushes_aes_to_a_managed_hsm_with_two_step() {
-    common::kryoptic::isolated(
+    on_kryoptic_rig(
         "kryoptic_daemon_pushes_aes_to_a_managed_hsm_with_two_step",
-        |token| async move {
-            std::thread::spawn(move || {
-                let rig = start_kryoptic_rig(&token);
-                let (_, status) = rig.daemon.ctl_json(OPERATOR, &["status"]);
-                let aes = status["health"]["hsm"]["wrap_report"]["key_types"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .find(|k| k["key_type"] == "AES")
-                    .cloned()
-                    .unwrap();
-                assert_eq!(aes["strategy"], "two-step", "{aes}");
-                aes_managed_hsm_flow(&rig);
-            })
-            .join()
-            .unwrap_or_else(|e| std::panic::resume_unwind(e));
+        |rig| {
+            let (_, status) = rig.daemon.ctl_json(OPERATOR, &["status"]);
+            let aes = status["health"]["hsm"]["wrap_report"]["key_types"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|k| k["key_type"] == "AES")
+                .cloned()
+                .unwrap();
+            assert_eq!(aes["strategy"], "two-step", "{aes}");
+            aes_managed_hsm_flow(rig);
         },
     );
+}
+
+/// Runs `body` on the rig's daemon on a fresh kryoptic token (two-step only), in the token's
+/// child process; `test_name` is the calling test's name.
+fn on_kryoptic_rig(test_name: &str, body: impl FnOnce(&Rig) + Send + 'static) {
+    common::kryoptic::isolated(test_name, |token| async move {
+        std::thread::spawn(move || body(&start_kryoptic_rig(&token)))
+            .join()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e));
+    });
 }
 
 /// The rig's daemon on kryoptic `token`, without host wrap (two-step only).
