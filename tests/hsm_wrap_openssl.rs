@@ -3,12 +3,13 @@
 //! `openssl pkeyutl` (OAEP, SHA-1, MGF1-SHA-1), the rest with `openssl enc -d
 //! -id-aes256-wrap-pad -iv A65959A6` (RFC 5649). `openssl pkey` must accept the PKCS#8 and derive
 //! the HSM's public key from it, and a strict parser must accept it with no trailing bytes.
-//! Runs on SoftHSM (`host` strategy) and kryoptic (`two-step` for RSA, `host` for EC).
+//! Runs on SoftHSM (`host` strategy) and kryoptic (`two-step` for RSA, `host` for EC). AES
+//! keys' blobs must open to the raw key, whose KCV OpenSSL computes (`enc -aes-N-ecb`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
-use byokd::hsm::{Hsm, KekPublicKey, WrapStrategy};
+use byokd::hsm::{Hsm, KekPublicKey, KeyIdentity, WrapStrategy};
 use byokd::model::{Curve, GroupName, KeyName, KeyType, RsaExponent};
 use common::wrapcheck::{kwp_len, strict_pkcs8_public_spki};
 use rsa::pkcs8::DecodePublicKey as _;
@@ -69,6 +70,55 @@ fn openssl_kek(dir: &Path, bits: usize) -> KekPublicKey {
     }
 }
 
+/// Opens a transfer ciphertext with OpenSSL in `dir` (`kek.pem`, a `k`-byte RSA part):
+/// `pkeyutl` OAEP-SHA1 to the AES-256 key, then `enc -d -id-aes256-wrap-pad` (RFC 5649, with
+/// its integrity check). Returns the plaintext, left in `key.der`.
+fn openssl_unwrap(dir: &Path, ciphertext: &[u8], k: usize) -> Vec<u8> {
+    let (rsa_part, kwp_part) = ciphertext.split_at(k);
+    std::fs::write(dir.join("rsa.bin"), rsa_part).unwrap();
+    std::fs::write(dir.join("kwp.bin"), kwp_part).unwrap();
+
+    openssl(
+        dir,
+        &[
+            "pkeyutl",
+            "-decrypt",
+            "-inkey",
+            "kek.pem",
+            "-in",
+            "rsa.bin",
+            "-out",
+            "aes.bin",
+            "-pkeyopt",
+            "rsa_padding_mode:oaep",
+            "-pkeyopt",
+            "rsa_oaep_md:sha1",
+            "-pkeyopt",
+            "rsa_mgf1_md:sha1",
+        ],
+    );
+    let aes = std::fs::read(dir.join("aes.bin")).unwrap();
+    assert_eq!(aes.len(), 32, "OAEP yields an AES-256 key");
+    let aes_hex = hex::encode(&aes);
+    openssl(
+        dir,
+        &[
+            "enc",
+            "-d",
+            "-id-aes256-wrap-pad",
+            "-K",
+            &aes_hex,
+            "-iv",
+            "A65959A6",
+            "-in",
+            "kwp.bin",
+            "-out",
+            "key.der",
+        ],
+    );
+    std::fs::read(dir.join("key.der")).unwrap()
+}
+
 /// Generates each key type, wraps it, and has OpenSSL unwrap and check it.
 async fn openssl_checks(hsm: &Hsm, key_types: &[KeyType]) {
     let dir = tempfile::tempdir().unwrap();
@@ -79,50 +129,8 @@ async fn openssl_checks(hsm: &Hsm, key_types: &[KeyType]) {
         let key = KeyName::try_from(format!("k{i}").as_str()).unwrap();
         let generated = hsm.generate(*key_type, &group, &key).await.unwrap();
         let ciphertext = hsm.wrap_for_transfer(generated.id, &kek).await.unwrap();
-        let (rsa_part, kwp_part) = ciphertext.split_at(256);
-        std::fs::write(dir.join("rsa.bin"), rsa_part).unwrap();
-        std::fs::write(dir.join("kwp.bin"), kwp_part).unwrap();
-
-        openssl(
-            dir,
-            &[
-                "pkeyutl",
-                "-decrypt",
-                "-inkey",
-                "kek.pem",
-                "-in",
-                "rsa.bin",
-                "-out",
-                "aes.bin",
-                "-pkeyopt",
-                "rsa_padding_mode:oaep",
-                "-pkeyopt",
-                "rsa_oaep_md:sha1",
-                "-pkeyopt",
-                "rsa_mgf1_md:sha1",
-            ],
-        );
-        let aes = std::fs::read(dir.join("aes.bin")).unwrap();
-        assert_eq!(aes.len(), 32, "{key_type}: OAEP yields an AES-256 key");
-        let aes_hex = hex::encode(&aes);
-        openssl(
-            dir,
-            &[
-                "enc",
-                "-d",
-                "-id-aes256-wrap-pad",
-                "-K",
-                &aes_hex,
-                "-iv",
-                "A65959A6",
-                "-in",
-                "kwp.bin",
-                "-out",
-                "key.der",
-            ],
-        );
-        let der = std::fs::read(dir.join("key.der")).unwrap();
-        assert_eq!(kwp_part.len(), kwp_len(der.len()), "{key_type}");
+        let der = openssl_unwrap(dir, &ciphertext, 256);
+        assert_eq!(ciphertext.len() - 256, kwp_len(der.len()), "{key_type}");
 
         // OpenSSL accepts the PKCS#8 and derives the HSM's public key from it.
         openssl(dir, &["pkey", "-inform", "DER", "-in", "key.der", "-noout"]);
@@ -159,6 +167,56 @@ async fn openssl_checks(hsm: &Hsm, key_types: &[KeyType]) {
     }
 }
 
+/// Generates AES keys of every size, wraps each, and has OpenSSL unwrap it (the raw key, no
+/// PKCS#8) and compute its key check value (`enc -aes-N-ecb` of a zero block), which must be
+/// the HSM's.
+async fn openssl_checks_aes(hsm: &Hsm) {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let kek = openssl_kek(dir, 2048);
+    std::fs::write(dir.join("zero.bin"), [0u8; 16]).unwrap();
+    let group = GroupName::try_from("symmetric").unwrap();
+    for bits in KeyType::AES_SIZES {
+        let key = KeyName::try_from(format!("aes{bits}").as_str()).unwrap();
+        let generated = hsm
+            .generate_target(KeyType::Aes { bits }, &group, &key)
+            .await
+            .unwrap();
+        let KeyIdentity::Secret(info) = &generated.identity else {
+            panic!("AES-{bits}: {:?}", generated.identity);
+        };
+        let ciphertext = hsm.wrap_for_transfer(generated.id, &kek).await.unwrap();
+        let raw = openssl_unwrap(dir, &ciphertext, 256);
+        assert_eq!(
+            raw.len() * 8,
+            bits as usize,
+            "AES-{bits}: the raw key value"
+        );
+        assert_eq!(ciphertext.len() - 256, kwp_len(raw.len()));
+        let cipher = format!("-aes-{bits}-ecb");
+        let block = openssl(
+            dir,
+            &[
+                "enc",
+                &cipher,
+                "-nopad",
+                "-K",
+                &hex::encode(&raw),
+                "-in",
+                "zero.bin",
+            ],
+        );
+        assert_eq!(
+            hex::encode_upper(&block[..3]),
+            info.kcv,
+            "AES-{bits}: OpenSSL's KCV is the HSM's"
+        );
+        for f in ["rsa.bin", "kwp.bin", "aes.bin", "key.der"] {
+            std::fs::remove_file(dir.join(f)).unwrap();
+        }
+    }
+}
+
 fn rsa(bits: u32) -> KeyType {
     KeyType::rsa(bits, RsaExponent::F4).unwrap()
 }
@@ -175,6 +233,7 @@ fn openssl_unwraps_softhsm_host_wrapped_keys() {
             let mut key_types = vec![rsa(2048), rsa(2048), rsa(2048), rsa(3072)];
             key_types.extend(Curve::ALL.iter().map(|c| KeyType::Ec(*c)));
             openssl_checks(&hsm, &key_types).await;
+            openssl_checks_aes(&hsm).await;
             hsm.shutdown().await.unwrap();
         },
     );
@@ -197,6 +256,13 @@ fn openssl_unwraps_kryoptic_two_step_wrapped_keys() {
                 WrapStrategy::Host
             );
             openssl_checks(&hsm, &[rsa(2048), rsa(2048), rsa(3072), ec]).await;
+            assert_eq!(
+                hsm.wrap_report()
+                    .strategy_for(KeyType::Aes { bits: 256 })
+                    .unwrap(),
+                WrapStrategy::TwoStep
+            );
+            openssl_checks_aes(&hsm).await;
             hsm.shutdown().await.unwrap();
         },
     );

@@ -117,21 +117,16 @@ fn pushed_group(d: &Daemon, group: &str, vault: &str, extra: &[&str]) -> String 
 }
 
 /// A group with one key, pushed, in `target` (`--vault` or `--managed-hsm` and the name).
-fn pushed_group_in(d: &Daemon, group: &str, (flag, name): (&str, &str), extra: &[&str]) -> String {
-    let mut args = vec![
-        "group",
-        "create",
-        group,
-        "--credential",
-        "app",
-        flag,
-        name,
-        "--key-type",
-        "EC-P256",
-        "--key-ops",
-        "sign,verify",
-    ];
-    args.extend_from_slice(extra);
+fn pushed_group_in(d: &Daemon, group: &str, target: (&str, &str), extra: &[&str]) -> String {
+    let mut kind = vec!["--key-type", "EC-P256", "--key-ops", "sign,verify"];
+    kind.extend_from_slice(extra);
+    pushed_group_of(d, group, target, &kind)
+}
+
+/// Like `pushed_group_in`, with the key type (and any other arguments) given.
+fn pushed_group_of(d: &Daemon, group: &str, (flag, name): (&str, &str), kind: &[&str]) -> String {
+    let mut args = vec!["group", "create", group, "--credential", "app", flag, name];
+    args.extend_from_slice(kind);
     ok(d, ADMIN, &args);
     ok(d, OPERATOR, &["key", "create", group, "k1"]);
     ok(d, OPERATOR, &["key", "sync", group, "k1"]);
@@ -663,21 +658,132 @@ fn a_managed_hsm_group_rotates_checks_drift_deletes_recovers_and_purges() {
 
     // An explicit purge in the soft-delete pool, under dual control, after a delete.
     pushed_group_in(d, "hsm-purge", ("--managed-hsm", P_SOFT), &[]);
-    rig.emu.delete_key_now(P_SOFT, "hsm-purge").unwrap();
-    let approved = dual_control(d, &["group", "purge", "hsm-purge"]);
-    let j = wait_job(d, approved["job"]["id"].as_str().unwrap());
-    assert_eq!(j["state"], "succeeded", "{j}\n{}", d.log());
-    assert!(
-        rig.emu
-            .deleted_keys(P_SOFT)
-            .iter()
-            .all(|k| k.name != "hsm-purge"),
-        "purged from the pool"
-    );
+    deleted_then_purged(&rig, P_SOFT, "hsm-purge");
     // Nothing of this reached a vault.
     for v in [V_PURGEABLE, V_SOFT, V_PROTECTED] {
         assert!(rig.emu.all_keys(v).is_empty(), "{v} was touched");
     }
+}
+
+/// Deletes `group`'s key in `pool` behind byokd's back, then purges it under dual control.
+fn deleted_then_purged(rig: &Rig, pool: &str, group: &str) {
+    let d = &rig.daemon;
+    rig.emu.delete_key_now(pool, group).unwrap();
+    let approved = dual_control(d, &["group", "purge", group]);
+    let j = wait_job(d, approved["job"]["id"].as_str().unwrap());
+    assert_eq!(j["state"], "succeeded", "{j}\n{}", d.log());
+    assert!(
+        rig.emu.deleted_keys(pool).iter().all(|k| k.name != group),
+        "{group} purged from {pool}"
+    );
+}
+
+/// The KCV the emulator computed from the unwrapped AES key of each version of `group` in
+/// `pool`, checked against byokd's check digits of the key that version belongs to.
+fn assert_kcvs_match(rig: &Rig, pool: &str, group: &str) {
+    let d = &rig.daemon;
+    let (_, keys) = d.ctl_json(AUDITOR, &["key", "list", group]);
+    for k in keys["keys"].as_array().unwrap() {
+        let Some(version) = k["version"].as_str() else {
+            continue;
+        };
+        let azure = rig
+            .emu
+            .key_versions(pool, group)
+            .into_iter()
+            .find(|v| v.version == version)
+            .unwrap_or_else(|| panic!("{group}: version {version} not in {pool}"));
+        let byokd_emulator::PublicKey::Oct { kcv, bits } = &azure.public_key else {
+            panic!("{group}: not an oct key: {:?}", azure.public_key);
+        };
+        assert_eq!(Some(kcv.as_str()), k["check_digits"].as_str(), "{k}");
+        assert_eq!(
+            Some(*bits),
+            k["algorithm"]
+                .as_str()
+                .and_then(|a| a.strip_prefix("AES-"))
+                .and_then(|b| b.parse().ok()),
+            "{k}"
+        );
+    }
+}
+
+/// AES keys (oct-HSM) in Managed HSM groups: pushed (every blob unwrapped strictly by the
+/// emulator, its KCV compared with the HSM's), rotated, drift-checked (the key material is not
+/// comparable, and the report says so without calling it drift), deleted on the cloud and
+/// purged, recovered in a purge-protected pool, and purged explicitly.
+#[test]
+fn aes_keys_in_a_managed_hsm_rotate_check_delete_recover_and_purge() {
+    let rig = start();
+    let d = &rig.daemon;
+    let aes = |bits: &'static str| ["--key-type", bits];
+    pushed_group_of(d, "aes-rot", ("--managed-hsm", P_SOFT), &aes("AES-256"));
+    ok(d, OPERATOR, &["group", "rotate", "aes-rot"]);
+    let rotated = last_job(d, "rotate", "aes-rot");
+    assert_eq!(rotated["state"], "succeeded", "{rotated}\n{}", d.log());
+    let versions = rig.emu.key_versions(P_SOFT, "aes-rot");
+    assert_eq!(versions.len(), 2, "one new version in the pool");
+    assert!(versions.iter().all(|v| v.kty == "oct-HSM"), "{versions:?}");
+    assert_kcvs_match(&rig, P_SOFT, "aes-rot");
+    assert!(rig.emu.live_keks(P_SOFT).is_empty(), "KEK left in the pool");
+
+    // Drift: nothing differs, and each version says its key material is not comparable.
+    let out = ok(d, OPERATOR, &["group", "check", "aes-rot"]);
+    let g = group_show(d, "aes-rot");
+    let findings = g["drift"]["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 2, "{g}");
+    assert!(
+        findings
+            .iter()
+            .all(|f| f["code"] == "key-material-not-comparable"
+                && f["message"].as_str().unwrap().contains("not drift")),
+        "{g}"
+    );
+    let check = last_job(d, "check-cloud", "aes-rot");
+    assert!(
+        steps(&check).contains("no drift") && steps(&check).contains("checked by type only"),
+        "{}\n{out}",
+        steps(&check)
+    );
+
+    // Delete on cloud in the soft-delete pool: deleted, then purged.
+    let approved = dual_control(d, &["group", "delete-cloud", "aes-rot"]);
+    let j = wait_job(d, approved["job"]["id"].as_str().unwrap());
+    assert_eq!(j["state"], "succeeded", "{j}\n{}", d.log());
+    assert!(rig.emu.key_versions(P_SOFT, "aes-rot").is_empty());
+    assert!(steps(&j).contains("purged"), "{}", steps(&j));
+
+    // Purge-protected pool: deleted and kept, then recovered.
+    pushed_group_of(
+        d,
+        "aes-prot",
+        ("--managed-hsm", P_PROTECTED),
+        &aes("AES-128"),
+    );
+    assert_kcvs_match(&rig, P_PROTECTED, "aes-prot");
+    let approved = dual_control(d, &["group", "delete-cloud", "aes-prot"]);
+    let j = wait_job(d, approved["job"]["id"].as_str().unwrap());
+    assert_eq!(j["state"], "succeeded", "{j}\n{}", d.log());
+    assert!(steps(&j).contains("not purged"), "{}", steps(&j));
+    let out = ok(d, OPERATOR, &["group", "recover", "aes-prot"]);
+    assert!(out.contains("recovered"), "{out}");
+    assert_kcvs_match(&rig, P_PROTECTED, "aes-prot");
+
+    // An explicit purge, under dual control, after a delete.
+    pushed_group_of(d, "aes-purge", ("--managed-hsm", P_SOFT), &aes("AES-192"));
+    assert_kcvs_match(&rig, P_SOFT, "aes-purge");
+    deleted_then_purged(&rig, P_SOFT, "aes-purge");
+    // A Key Vault group of AES keys is refused, saying why.
+    let (status, refused) = d.curl(
+        Some(ADMIN),
+        "POST",
+        "/v1/groups",
+        Some(&format!(
+            r#"{{"name":"aes-kv","credential":"app","vault":"{V_SOFT}","key_type":"AES-256","verify":false}}"#
+        )),
+    );
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(refused["error"]["field"], "key_type", "{refused}");
 }
 
 /// Creates group `name` on a vault that cannot be reached (staged: `--no-verify`, since the

@@ -163,6 +163,7 @@ fn spki_sha256_of_azure_key(v: &byokd_emulator::VersionView) -> String {
             .unwrap();
             k.to_public_key_der().unwrap().as_bytes().to_vec()
         }
+        byokd_emulator::PublicKey::Oct { .. } => panic!("an AES key has no SPKI"),
         byokd_emulator::PublicKey::Ec { crv, x, y } => {
             let oid = match crv {
                 byokd_emulator::Curve::P256 => "1.2.840.10045.3.1.7",
@@ -1255,19 +1256,117 @@ fn rsa_and_ec_keys_are_pushed_to_a_managed_hsm_with_host_wrap() {
 
 #[test]
 fn kryoptic_daemon_pushes_rsa_to_a_managed_hsm_with_two_step() {
-    common::kryoptic::isolated(
+    on_kryoptic_rig(
         "kryoptic_daemon_pushes_rsa_to_a_managed_hsm_with_two_step",
-        |token| async move {
-            std::thread::spawn(move || {
-                let rig = start_kryoptic_rig(&token);
-                let (_, status) = rig.daemon.ctl_json(OPERATOR, &["status"]);
-                assert_eq!(status["health"]["hsm"]["wrap_strategy"], "two-step");
-                managed_hsm_flow(&rig, &["RSA-2048"]);
-            })
-            .join()
-            .unwrap_or_else(|e| std::panic::resume_unwind(e));
+        |rig| {
+            let (_, status) = rig.daemon.ctl_json(OPERATOR, &["status"]);
+            assert_eq!(status["health"]["hsm"]["wrap_strategy"], "two-step");
+            managed_hsm_flow(rig, &["RSA-2048"]);
         },
     );
+}
+
+/// Pushes AES-128, -192 and -256 keys to the Managed HSM pool: the emulator unwraps each blob
+/// strictly (RSA-OAEP, RFC 5649 with its integrity check, exactly the raw key) and refuses a
+/// key whose KCV is not the check digits byokd states; here the KCV it computed must be the
+/// check digits byokd shows for the key. `byokctl` refuses an AES group on a Key Vault.
+fn aes_managed_hsm_flow(rig: &Rig) {
+    let d = &rig.daemon;
+    for (kt, bits) in [("AES-128", 128), ("AES-192", 192), ("AES-256", 256)] {
+        let group = format!("mhsm-{}", kt.to_ascii_lowercase());
+        let out = create_group(d, &group, ("--managed-hsm", POOL), kt);
+        assert!(
+            out.status.success(),
+            "group create {kt}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            d.log()
+        );
+        assert!(
+            d.ctl(OPERATOR, &["key", "create", &group, "k"])
+                .status
+                .success()
+        );
+        sync_and_wait(d, &group, "k");
+        let (_, shown) = d.ctl_json(OPERATOR, &["key", "show", &group, "k"]);
+        let version = shown["version"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{kt}: no version: {shown}\n{}", d.log()));
+        let check_digits = shown["check_digits"].as_str().unwrap();
+        assert_eq!(check_digits.len(), 6, "{kt}: a KCV: {shown}");
+        let azure = rig
+            .emu
+            .key_versions(POOL, &group)
+            .into_iter()
+            .find(|v| v.version == version)
+            .unwrap_or_else(|| panic!("{kt}: version {version} not in {POOL}"));
+        assert_eq!(azure.kty, "oct-HSM");
+        assert_eq!(
+            azure.public_key,
+            byokd_emulator::PublicKey::Oct {
+                bits,
+                kcv: check_digits.to_owned()
+            },
+            "{kt}: the key the pool unwrapped is the HSM's"
+        );
+        let mut ops = azure.key_ops.clone();
+        ops.sort();
+        assert_eq!(ops, ["decrypt", "encrypt", "unwrapKey", "wrapKey"], "{kt}");
+        assert_kek_gone(&rig.emu, POOL, kt);
+        // An AES key has no public key to download.
+        let out = d.ctl(OPERATOR, &["key", "public", &group, "k"]);
+        assert!(!out.status.success(), "{kt}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("no public key"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = create_group(d, "kv-aes", ("--vault", VAULT), "AES-256");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Managed HSM"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        rig.emu.schema_violations().is_empty(),
+        "byokd sent a request the spec does not allow"
+    );
+}
+
+#[test]
+fn aes_keys_are_pushed_to_a_managed_hsm_with_host_wrap() {
+    let rig = start();
+    aes_managed_hsm_flow(&rig);
+}
+
+#[test]
+fn kryoptic_daemon_pushes_aes_to_a_managed_hsm_with_two_step() {
+    on_kryoptic_rig(
+        "kryoptic_daemon_pushes_aes_to_a_managed_hsm_with_two_step",
+        |rig| {
+            let (_, status) = rig.daemon.ctl_json(OPERATOR, &["status"]);
+            let aes = status["health"]["hsm"]["wrap_report"]["key_types"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|k| k["key_type"] == "AES")
+                .cloned()
+                .unwrap();
+            assert_eq!(aes["strategy"], "two-step", "{aes}");
+            aes_managed_hsm_flow(rig);
+        },
+    );
+}
+
+/// Runs `body` on the rig's daemon on a fresh kryoptic token (two-step only), in the token's
+/// child process; `test_name` is the calling test's name.
+fn on_kryoptic_rig(test_name: &str, body: impl FnOnce(&Rig) + Send + 'static) {
+    common::kryoptic::isolated(test_name, |token| async move {
+        std::thread::spawn(move || body(&start_kryoptic_rig(&token)))
+            .join()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e));
+    });
 }
 
 /// The rig's daemon on kryoptic `token`, without host wrap (two-step only).

@@ -12,7 +12,7 @@ use super::library::Module;
 use super::pool::{Lane, Pool};
 use super::{
     GeneratedKey, HsmError, HsmKeyEntry, KekPublicKey, PrivateKeyAttributes, PublicKeyInfo,
-    capability, keygen, seal, signing, token, wrap,
+    capability, keygen, seal, secret_key, signing, token, wrap,
 };
 use crate::model::{HsmKeyId, KeyType};
 use crate::secret::SecretBytes;
@@ -36,6 +36,15 @@ pub(crate) enum Request {
     PublicKey {
         id: HsmKeyId,
         reply: Reply<PublicKeyInfo>,
+    },
+    GenerateAes {
+        bits: u32,
+        label: String,
+        reply: Reply<secret_key::GeneratedSecretKey>,
+    },
+    KeyIdentity {
+        id: HsmKeyId,
+        reply: Reply<super::KeyIdentity>,
     },
     ListKeys {
         reply: Reply<Vec<HsmKeyEntry>>,
@@ -87,11 +96,13 @@ impl Request {
     pub(crate) fn lane(&self) -> Lane {
         match self {
             Request::Generate { .. }
+            | Request::GenerateAes { .. }
             | Request::GenerateSigningKey { .. }
             | Request::TrialRsaExponent { .. }
             | Request::ListKeys { .. }
             | Request::Destroy { .. } => Lane::Bulk,
             Request::PublicKey { .. }
+            | Request::KeyIdentity { .. }
             | Request::Seal { .. }
             | Request::Unseal { .. }
             | Request::KeyAttributes { .. }
@@ -187,11 +198,29 @@ impl Worker {
             Request::PublicKey { id, reply } => {
                 self.answer(reply, keygen::public_key(s, &handles.lookup(), id));
             }
+            Request::GenerateAes { bits, label, reply } => {
+                self.answer(reply, secret_key::generate(s, bits, &label));
+            }
+            Request::KeyIdentity { id, reply } => {
+                self.answer(reply, secret_key::identity(s, &handles.lookup(), id));
+            }
             Request::ListKeys { reply } => {
-                self.answer(reply, keygen::list(s));
+                let listed = keygen::list(s).and_then(|mut pairs| {
+                    pairs.extend(secret_key::list(s)?);
+                    pairs.sort_by(|a, b| a.label.cmp(&b.label).then(a.id.cmp(&b.id)));
+                    Ok(pairs)
+                });
+                self.answer(reply, listed);
             }
             Request::Destroy { id, reply } => {
-                self.answer(reply, keygen::destroy(s, &handles.removal(), id));
+                let destroyed = secret_key::destroy(s, id).and_then(|aes| {
+                    if aes {
+                        Ok(())
+                    } else {
+                        keygen::destroy(s, &handles.removal(), id)
+                    }
+                });
+                self.answer(reply, destroyed);
             }
             Request::Seal {
                 aad,
@@ -204,7 +233,11 @@ impl Worker {
                 self.answer(reply, seal::unseal(s, self.seal_key, &aad, &sealed));
             }
             Request::KeyAttributes { id, reply } => {
-                self.answer(reply, keygen::attributes(s, &handles.lookup(), id));
+                let attributes = secret_key::attributes(s, id).and_then(|aes| match aes {
+                    Some(a) => Ok(a),
+                    None => keygen::attributes(s, &handles.lookup(), id),
+                });
+                self.answer(reply, attributes);
             }
             Request::WrapForTransfer { id, kek, reply } => {
                 let lookup = handles.lookup();

@@ -48,6 +48,18 @@ async fn on_pool(
     .unwrap()
 }
 
+/// Creates KEK `kek-1` in the pool.
+async fn create_kek(c: &Client, token: &str) -> Resp {
+    on_pool(
+        c,
+        "POST",
+        "/keys/kek-1/create?api-version=7.5",
+        token,
+        Some(json!({"kty":"RSA-HSM","key_size":2048,"key_ops":["import"],"attributes":{"exp": now() + 3600}})),
+    )
+    .await
+}
+
 #[tokio::test]
 async fn a_pool_answers_under_its_host_and_takes_only_managed_hsm_tokens() {
     let (emu, c) = start().await;
@@ -74,14 +86,7 @@ async fn a_pool_answers_under_its_host_and_takes_only_managed_hsm_tokens() {
         .await;
     assert_eq!(r.status, 401);
     // The KEK made in the pool names the pool's host.
-    let r = on_pool(
-        &c,
-        "POST",
-        "/keys/kek-1/create?api-version=7.5",
-        &t,
-        Some(json!({"kty":"RSA-HSM","key_size":2048,"key_ops":["import"],"attributes":{"exp": now() + 3600}})),
-    )
-    .await;
+    let r = create_kek(&c, &t).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert!(
         r.body["key"]["kid"]
@@ -145,4 +150,63 @@ async fn a_pool_always_keeps_deleted_keys() {
         emu.add_vault(POOL, pool(RecoveryLevel::Recoverable))
             .is_ok()
     );
+}
+
+/// A pool imports an AES key (oct-HSM) by BYOK: unwrapped strictly, its KCV computed and
+/// compared with the `byokd-check-digits` the import states; the raw key only (a PKCS#8 or a
+/// wrong length is refused), the AES usages only, and no key material in the answer.
+#[tokio::test]
+async fn a_pool_imports_oct_hsm_keys_strictly_and_checks_their_kcv() {
+    let (emu, c) = start().await;
+    emu.add_vault(POOL, pool(RecoveryLevel::RecoverablePurgeable))
+        .unwrap();
+    let t = hsm_token(&c).await;
+    let kek = create_kek(&c, &t).await;
+    let (kid, n, e) = kek_parts(&kek);
+    let raw: Vec<u8> = (0u8..32).map(|i| i.wrapping_mul(7) ^ 0xa5).collect();
+    let kcv = byokd_emulator::aes_kcv(&raw).unwrap();
+    let import = |plaintext: Vec<u8>, tag: String, ops: serde_json::Value| {
+        let body = json!({"key": {"kty": "oct-HSM", "key_ops": ops, "key_hsm": key_hsm(&kid, &n, &e, &plaintext)},
+            "attributes": {"enabled": true}, "tags": {"byokd-check-digits": tag}});
+        let c = &c;
+        let t = &t;
+        async move { on_pool(c, "PUT", "/keys/aes?api-version=7.5", t, Some(body)).await }
+    };
+    let ops = json!(["encrypt", "decrypt", "wrapKey", "unwrapKey"]);
+    let r = import(raw.clone(), kcv.clone(), ops.clone()).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["key"]["kty"], "oct-HSM");
+    assert!(r.body["key"].get("k").is_none() && r.body["key"].get("n").is_none());
+    let versions = emu.key_versions(POOL, "aes");
+    assert_eq!(
+        versions[0].public_key,
+        byokd_emulator::PublicKey::Oct {
+            bits: 256,
+            kcv: kcv.clone()
+        }
+    );
+    // Another key than the one stated, a PKCS#8, a wrong length, a sign usage: refused.
+    let r = import(raw.clone(), "000000".into(), ops.clone()).await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("another key")
+    );
+    for bad in [vec![0x30u8; 67], raw[..20].to_vec()] {
+        let r = import(bad, kcv.clone(), ops.clone()).await;
+        assert_eq!(r.status, 400, "{:?}", r.body);
+        assert!(
+            r.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("raw AES key"),
+            "{:?}",
+            r.body
+        );
+    }
+    let r = import(raw.clone(), kcv.clone(), json!(["sign"])).await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    assert_eq!(emu.key_versions(POOL, "aes").len(), 1);
 }
