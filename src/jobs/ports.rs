@@ -194,12 +194,7 @@ impl KeyHsm for Hsm {
     }
 
     fn generator(&self) -> String {
-        let report = self.report();
-        crate::azure::transfer_blob::generator(
-            &report.manufacturer,
-            &report.model,
-            &report.firmware_version,
-        )
+        crate::azure::transfer_blob::generator_of(self.report())
     }
 
     async fn public_key_der(&self, key: HsmKeyId) -> Result<Vec<u8>, HsmError> {

@@ -93,7 +93,7 @@ pub(super) async fn find_by_fingerprint(
 }
 
 /// Reads `version` of the Azure key `name` and checks it holds the public key `spki`.
-async fn confirm_public_key(
+pub(super) async fn confirm_public_key(
     kv: &impl Vault,
     name: &str,
     version: &AzureVersion,
