@@ -54,7 +54,9 @@ fn seed(dir: &Path) {
         let group = KeyGroup {
             name: name.clone(),
             credential: cred.clone(),
-            vault: VaultName::try_from(format!("bench-kv-{}", i % 16)).unwrap(),
+            target: byokd::model::Target::KeyVault(
+                VaultName::try_from(format!("bench-kv-{}", i % 16)).unwrap(),
+            ),
             key_type,
             key_ops: key_type.default_ops(),
             rotation: RotationPolicy {

@@ -40,7 +40,7 @@ async fn a_host_outside_the_allowlist_never_connects_even_with_a_resolve_entry()
     // The same through the typed Key Vault call.
     let err = az
         .keyvault()
-        .get_key(&token(), "othervault", "k", None)
+        .get_key(&token(), &vault_target("othervault"), "k", None)
         .await
         .unwrap_err();
     assert!(matches!(err, AzureError::NotAllowed { .. }), "{err:?}");
@@ -274,7 +274,7 @@ async fn a_429_storm_gives_up_after_the_attempt_cap_as_throttled() {
     ));
     let err = az
         .keyvault()
-        .get_key(&token(), VAULT, "k", None)
+        .get_key(&token(), &vault_target(VAULT), "k", None)
         .await
         .unwrap_err();
     assert!(
@@ -421,7 +421,7 @@ async fn a_vault_name_that_does_not_resolve_fails_at_once_without_retries() {
     );
     let err = az
         .keyvault()
-        .get_key(&token(), "myvualt", "k", None)
+        .get_key(&token(), &vault_target("myvualt"), "k", None)
         .await
         .unwrap_err();
     match &err {

@@ -14,6 +14,7 @@ use byokd::azure::{
     KeyUpdate, KeyVaultError, KvOp,
 };
 use byokd::config::{AzureSection, Cloud};
+use byokd::model::{Target, TargetKind};
 use byokd::secret::SecretBytes;
 use byokd_emulator::{
     AppConfig, Curve, Emulator, EmulatorConfig, EmulatorHandle, FaultAction, FaultRule,
@@ -30,6 +31,16 @@ const TENANT: &str = "tenant-1";
 const APP: &str = "app-1";
 const SECRET: &str = "emu-s3cret+/=";
 const KEK_EXP: i64 = 4_000_000_000;
+
+/// The Key Vault named `name`, as the client's calls take it.
+fn vault_target(name: &str) -> Target {
+    Target::KeyVault(name.parse().unwrap())
+}
+
+/// The Managed HSM pool named `name`.
+fn pool_target(name: &str) -> Target {
+    Target::ManagedHsm(name.parse().unwrap())
+}
 
 struct Rig {
     emu: EmulatorHandle,
@@ -69,8 +80,18 @@ async fn rig(vaults: &[(&str, VaultOptions)]) -> Rig {
         kek_size: 2048,
         ..AzureSection::default()
     };
-    let allowlist =
-        Arc::new(Allowlist::new(Cloud::Public, vaults.iter().map(|(n, _)| *n)).unwrap());
+    let allowlist = Arc::new(Allowlist::new(Cloud::Public, std::iter::empty::<&str>()).unwrap());
+    let targets: Vec<Target> = vaults
+        .iter()
+        .map(|(n, o)| {
+            if o.managed_hsm {
+                pool_target(n)
+            } else {
+                vault_target(n)
+            }
+        })
+        .collect();
+    allowlist.set_targets(&targets);
     let az = Azure::new(
         &section,
         allowlist,
@@ -82,11 +103,25 @@ async fn rig(vaults: &[(&str, VaultOptions)]) -> Rig {
 }
 
 async fn token(az: &Azure) -> AccessToken {
+    token_for(az, TargetKind::KeyVault).await
+}
+
+/// A token for `kind`'s scope (Key Vault or Managed HSM).
+async fn token_for(az: &Azure, kind: TargetKind) -> AccessToken {
     let secret = SecretBytes::new(SECRET.as_bytes().to_vec());
     az.entra()
-        .token("cred-1", TENANT, APP, &secret)
+        .token("cred-1", TENANT, APP, kind, &secret)
         .await
         .unwrap()
+}
+
+/// A Managed HSM pool: soft-delete always on, `Recoverable` is purge protection.
+fn pool(level: EmuRecovery) -> VaultOptions {
+    VaultOptions {
+        managed_hsm: true,
+        recovery_level: level,
+        ..VaultOptions::default()
+    }
 }
 
 fn vault(level: EmuRecovery) -> VaultOptions {
@@ -156,7 +191,7 @@ async fn the_kek_lifecycle_runs_against_the_emulator() {
     let t = token(&r.az).await;
     let kv = r.az.keyvault();
     let kek = kv
-        .create_kek(&t, "kv-soft", "kek-job-1", 2048, KEK_EXP)
+        .create_kek(&t, &vault_target("kv-soft"), "kek-job-1", 2048, KEK_EXP)
         .await
         .unwrap();
     assert_eq!(kek.e, vec![1, 0, 1]);
@@ -180,14 +215,22 @@ async fn the_kek_lifecycle_runs_against_the_emulator() {
     assert_eq!(versions[0].key_ops, vec!["import".to_string()]);
     assert_eq!(versions[0].exp, Some(KEK_EXP));
 
-    let got = kv.get_key(&t, "kv-soft", "kek-job-1", None).await.unwrap();
+    let got = kv
+        .get_key(&t, &vault_target("kv-soft"), "kek-job-1", None)
+        .await
+        .unwrap();
     assert_eq!(got.kid(), kek.kid);
     assert_eq!(
         got.key.key_ops.as_deref(),
         Some(&["import".to_string()][..])
     );
     let same = kv
-        .get_key(&t, "kv-soft", "kek-job-1", Some(kek.version.as_str()))
+        .get_key(
+            &t,
+            &vault_target("kv-soft"),
+            "kek-job-1",
+            Some(kek.version.as_str()),
+        )
         .await
         .unwrap();
     assert_eq!(same.kid(), kek.kid);
@@ -197,13 +240,22 @@ async fn the_kek_lifecycle_runs_against_the_emulator() {
         ..Default::default()
     };
     let b = kv
-        .update_key(&t, "kv-soft", "kek-job-1", kek.version.as_str(), &upd)
+        .update_key(
+            &t,
+            &vault_target("kv-soft"),
+            "kek-job-1",
+            kek.version.as_str(),
+            &upd,
+        )
         .await
         .unwrap();
     assert_eq!(b.tags.unwrap()["k"], "v");
     assert_eq!(r.emu.key_versions("kv-soft", "kek-job-1")[0].tags["k"], "v");
 
-    let deleted = kv.delete_key(&t, "kv-soft", "kek-job-1").await.unwrap();
+    let deleted = kv
+        .delete_key(&t, &vault_target("kv-soft"), "kek-job-1")
+        .await
+        .unwrap();
     assert!(
         deleted
             .recovery_id
@@ -215,7 +267,7 @@ async fn the_kek_lifecycle_runs_against_the_emulator() {
     // Right after the delete the deleted key is not yet visible (404), and a purge is refused
     // as "being deleted" (409, retryable).
     let err = kv
-        .get_deleted_key(&t, "kv-soft", "kek-job-1")
+        .get_deleted_key(&t, &vault_target("kv-soft"), "kek-job-1")
         .await
         .unwrap_err();
     assert!(
@@ -226,7 +278,7 @@ async fn the_kek_lifecycle_runs_against_the_emulator() {
         "{err:?}"
     );
     let err = kv
-        .purge_deleted_key(&t, "kv-soft", "kek-job-1")
+        .purge_deleted_key(&t, &vault_target("kv-soft"), "kek-job-1")
         .await
         .unwrap_err();
     assert!(
@@ -240,7 +292,10 @@ async fn the_kek_lifecycle_runs_against_the_emulator() {
     // Visible in /deletedkeys after the window; poll with a bound.
     let mut found = None;
     for _ in 0..100 {
-        match kv.get_deleted_key(&t, "kv-soft", "kek-job-1").await {
+        match kv
+            .get_deleted_key(&t, &vault_target("kv-soft"), "kek-job-1")
+            .await
+        {
             Ok(d) => {
                 found = Some(d);
                 break;
@@ -256,13 +311,13 @@ async fn the_kek_lifecycle_runs_against_the_emulator() {
     assert!(found.scheduled_purge_date.is_some() && found.deleted_date.is_some());
     assert_eq!(r.emu.deleted_keys("kv-soft").len(), 1);
 
-    kv.purge_deleted_key(&t, "kv-soft", "kek-job-1")
+    kv.purge_deleted_key(&t, &vault_target("kv-soft"), "kek-job-1")
         .await
         .unwrap();
     assert!(r.emu.live_keks("kv-soft").is_empty());
     assert!(r.emu.deleted_keys("kv-soft").is_empty());
     let err = kv
-        .get_deleted_key(&t, "kv-soft", "kek-job-1")
+        .get_deleted_key(&t, &vault_target("kv-soft"), "kek-job-1")
         .await
         .unwrap_err();
     assert!(
@@ -286,13 +341,15 @@ async fn a_soft_deleted_name_is_reported_and_can_be_recovered() {
     let t = token(&r.az).await;
     let kv = r.az.keyvault();
     let kek = kv
-        .create_kek(&t, "kv-soft", "kek-2", 2048, KEK_EXP)
+        .create_kek(&t, &vault_target("kv-soft"), "kek-2", 2048, KEK_EXP)
         .await
         .unwrap();
-    kv.delete_key(&t, "kv-soft", "kek-2").await.unwrap();
+    kv.delete_key(&t, &vault_target("kv-soft"), "kek-2")
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(150)).await;
     let err = kv
-        .create_kek(&t, "kv-soft", "kek-2", 2048, KEK_EXP)
+        .create_kek(&t, &vault_target("kv-soft"), "kek-2", 2048, KEK_EXP)
         .await
         .unwrap_err();
     assert!(
@@ -306,13 +363,16 @@ async fn a_soft_deleted_name_is_reported_and_can_be_recovered() {
     assert!(r.emu.live_keks("kv-soft").is_empty());
 
     let back = kv
-        .recover_deleted_key(&t, "kv-soft", "kek-2")
+        .recover_deleted_key(&t, &vault_target("kv-soft"), "kek-2")
         .await
         .unwrap();
     assert_eq!(back.kid(), kek.kid, "recovery brings back the same version");
     assert!(r.emu.deleted_keys("kv-soft").is_empty());
     assert_eq!(r.emu.live_keks("kv-soft").len(), 1);
-    let got = kv.get_key(&t, "kv-soft", "kek-2", None).await.unwrap();
+    let got = kv
+        .get_key(&t, &vault_target("kv-soft"), "kek-2", None)
+        .await
+        .unwrap();
     assert_eq!(got.kid(), kek.kid);
 }
 
@@ -322,15 +382,17 @@ async fn purge_protection_is_told_apart_from_a_missing_permission() {
     let t = token(&r.az).await;
     let kv = r.az.keyvault();
     let kek = kv
-        .create_kek(&t, "kv-prot", "kek-3", 2048, KEK_EXP)
+        .create_kek(&t, &vault_target("kv-prot"), "kek-3", 2048, KEK_EXP)
         .await
         .unwrap();
     let level = kek.recovery_level.as_ref().unwrap();
     assert!(level.purge_protected() && !level.purge_allowed());
-    kv.delete_key(&t, "kv-prot", "kek-3").await.unwrap();
+    kv.delete_key(&t, &vault_target("kv-prot"), "kek-3")
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(150)).await;
     let err = kv
-        .purge_deleted_key(&t, "kv-prot", "kek-3")
+        .purge_deleted_key(&t, &vault_target("kv-prot"), "kek-3")
         .await
         .unwrap_err();
     assert!(
@@ -352,7 +414,7 @@ async fn purge_protection_is_told_apart_from_a_missing_permission() {
         )
         .unwrap();
     let err = kv
-        .create_kek(&t, "kv-prot", "kek-4", 2048, KEK_EXP)
+        .create_kek(&t, &vault_target("kv-prot"), "kek-4", 2048, KEK_EXP)
         .await
         .unwrap_err();
     assert!(
@@ -362,7 +424,7 @@ async fn purge_protection_is_told_apart_from_a_missing_permission() {
     assert!(err.to_string().contains("'Create'"), "{err}");
     // The same 403 status on purge, but an RBAC refusal, not purge protection.
     let err = kv
-        .purge_deleted_key(&t, "kv-prot", "kek-3")
+        .purge_deleted_key(&t, &vault_target("kv-prot"), "kek-3")
         .await
         .unwrap_err();
     assert!(
@@ -396,7 +458,7 @@ async fn list_versions_pages_through_next_link() {
     let t = token(&r.az).await;
     let items =
         r.az.keyvault()
-            .list_versions(&t, "kv-soft", "app-key")
+            .list_versions(&t, &vault_target("kv-soft"), "app-key")
             .await
             .unwrap();
     assert_eq!(items.len(), 30);
@@ -439,7 +501,7 @@ async fn list_versions_pages_through_next_link() {
     // An unknown name lists as empty.
     assert!(
         r.az.keyvault()
-            .list_versions(&t, "kv-soft", "no-such-key")
+            .list_versions(&t, &vault_target("kv-soft"), "no-such-key")
             .await
             .unwrap()
             .is_empty()
@@ -452,11 +514,14 @@ async fn an_import_lands_and_a_bad_blob_is_a_bad_parameter_with_azures_message()
     let t = token(&r.az).await;
     let kv = r.az.keyvault();
     let kek = kv
-        .create_kek(&t, "kv-soft", "kek-imp", 2048, KEK_EXP)
+        .create_kek(&t, &vault_target("kv-soft"), "kek-imp", 2048, KEK_EXP)
         .await
         .unwrap();
     let (req, x, y) = ec_import(&kek, "fp-1");
-    let bundle = kv.import_key(&t, "kv-soft", "app-key", &req).await.unwrap();
+    let bundle = kv
+        .import_key(&t, &vault_target("kv-soft"), "app-key", &req)
+        .await
+        .unwrap();
     assert_eq!(bundle.key.kty.as_deref(), Some("EC-HSM"));
     assert_eq!(bundle.key.crv.as_deref(), Some("P-256"));
     assert_eq!(bundle.key.x.as_deref(), Some(b64(&x).as_str()));
@@ -472,7 +537,7 @@ async fn an_import_lands_and_a_bad_blob_is_a_bad_parameter_with_azures_message()
         ..Default::default()
     };
     let err = kv
-        .import_key(&t, "kv-soft", "app-key", &bad)
+        .import_key(&t, &vault_target("kv-soft"), "app-key", &bad)
         .await
         .unwrap_err();
     match &err {
@@ -516,7 +581,13 @@ async fn entra_errors_from_the_emulator_map_to_hints() {
     let wrong = SecretBytes::new(b"wrong-secret".to_vec());
     let err =
         r.az.entra()
-            .token("c1", TENANT, APP, &wrong)
+            .token(
+                "c1",
+                TENANT,
+                APP,
+                byokd::model::TargetKind::KeyVault,
+                &wrong,
+            )
             .await
             .unwrap_err();
     assert!(
@@ -527,7 +598,13 @@ async fn entra_errors_from_the_emulator_map_to_hints() {
 
     let err =
         r.az.entra()
-            .token("c2", "no-such-tenant", APP, &secret)
+            .token(
+                "c2",
+                "no-such-tenant",
+                APP,
+                byokd::model::TargetKind::KeyVault,
+                &secret,
+            )
             .await
             .unwrap_err();
     assert!(
@@ -536,7 +613,13 @@ async fn entra_errors_from_the_emulator_map_to_hints() {
     );
     let err =
         r.az.entra()
-            .token("c2", "tenant-2", APP, &secret)
+            .token(
+                "c2",
+                "tenant-2",
+                APP,
+                byokd::model::TargetKind::KeyVault,
+                &secret,
+            )
             .await
             .unwrap_err();
     assert!(
@@ -547,7 +630,13 @@ async fn entra_errors_from_the_emulator_map_to_hints() {
     r.emu.set_secret_expired(APP, true);
     let err =
         r.az.entra()
-            .token("c3", TENANT, APP, &secret)
+            .token(
+                "c3",
+                TENANT,
+                APP,
+                byokd::model::TargetKind::KeyVault,
+                &secret,
+            )
             .await
             .unwrap_err();
     assert!(
@@ -572,7 +661,7 @@ async fn idempotent_calls_are_retried_through_503_and_resets() {
     let t = token(&r.az).await;
     let kv = r.az.keyvault();
     let kek = kv
-        .create_kek(&t, "kv-soft", "kek-5", 2048, KEK_EXP)
+        .create_kek(&t, &vault_target("kv-soft"), "kek-5", 2048, KEK_EXP)
         .await
         .unwrap();
 
@@ -583,7 +672,10 @@ async fn idempotent_calls_are_retried_through_503_and_resets() {
     ));
     r.emu
         .inject_fault(FaultRule::next(Op::GetKey, 1, FaultAction::Reset));
-    let got = kv.get_key(&t, "kv-soft", "kek-5", None).await.unwrap();
+    let got = kv
+        .get_key(&t, &vault_target("kv-soft"), "kek-5", None)
+        .await
+        .unwrap();
     assert_eq!(got.kid(), kek.kid);
     let gets = seen(&r.emu, Op::GetKey);
     assert_eq!(
@@ -595,7 +687,9 @@ async fn idempotent_calls_are_retried_through_503_and_resets() {
     // DELETE is idempotent: a reset before the answer is retried (the first one was not applied).
     r.emu
         .inject_fault(FaultRule::next(Op::DeleteKey, 1, FaultAction::Reset));
-    kv.delete_key(&t, "kv-soft", "kek-5").await.unwrap();
+    kv.delete_key(&t, &vault_target("kv-soft"), "kek-5")
+        .await
+        .unwrap();
     assert_eq!(seen(&r.emu, Op::DeleteKey).len(), 2);
     assert_eq!(r.az.metrics().response_lost, 0);
 }
@@ -610,7 +704,7 @@ async fn throttling_and_408_are_retried_even_for_creates_and_imports() {
     r.emu
         .inject_fault(FaultRule::next(Op::CreateKey, 1, FaultAction::Throttle));
     let kek = kv
-        .create_kek(&t, "kv-soft", "kek-6", 2048, KEK_EXP)
+        .create_kek(&t, &vault_target("kv-soft"), "kek-6", 2048, KEK_EXP)
         .await
         .unwrap();
     let creates = seen(&r.emu, Op::CreateKey);
@@ -635,7 +729,9 @@ async fn throttling_and_408_are_retried_even_for_creates_and_imports() {
         FaultAction::Status { status: 408 },
     ));
     let (req, _, _) = ec_import(&kek, "fp-throttle");
-    kv.import_key(&t, "kv-soft", "app-key", &req).await.unwrap();
+    kv.import_key(&t, &vault_target("kv-soft"), "app-key", &req)
+        .await
+        .unwrap();
     let imports = seen(&r.emu, Op::ImportKey);
     assert_eq!(
         imports.iter().map(|q| q.status).collect::<Vec<_>>(),
@@ -662,7 +758,7 @@ async fn a_5xx_to_an_import_or_create_is_reported_as_lost_not_repeated() {
     let t = token(&r.az).await;
     let kv = r.az.keyvault();
     let kek = kv
-        .create_kek(&t, "kv-soft", "kek-7", 2048, KEK_EXP)
+        .create_kek(&t, &vault_target("kv-soft"), "kek-7", 2048, KEK_EXP)
         .await
         .unwrap();
     let (req, _, _) = ec_import(&kek, "fp-5xx");
@@ -674,7 +770,7 @@ async fn a_5xx_to_an_import_or_create_is_reported_as_lost_not_repeated() {
             FaultAction::Status { status },
         ));
         let err = kv
-            .import_key(&t, "kv-soft", "app-key", &req)
+            .import_key(&t, &vault_target("kv-soft"), "app-key", &req)
             .await
             .unwrap_err();
         match &err {
@@ -706,7 +802,7 @@ async fn a_5xx_to_an_import_or_create_is_reported_as_lost_not_repeated() {
         FaultAction::Status { status: 503 },
     ));
     let err = kv
-        .create_kek(&t, "kv-soft", "kek-8", 2048, KEK_EXP)
+        .create_kek(&t, &vault_target("kv-soft"), "kek-8", 2048, KEK_EXP)
         .await
         .unwrap_err();
     assert!(
@@ -721,12 +817,14 @@ async fn a_5xx_to_an_import_or_create_is_reported_as_lost_not_repeated() {
 
     // Having looked (nothing there), the caller may import again: exactly one version.
     assert!(
-        kv.list_versions(&t, "kv-soft", "app-key")
+        kv.list_versions(&t, &vault_target("kv-soft"), "app-key")
             .await
             .unwrap()
             .is_empty()
     );
-    kv.import_key(&t, "kv-soft", "app-key", &req).await.unwrap();
+    kv.import_key(&t, &vault_target("kv-soft"), "app-key", &req)
+        .await
+        .unwrap();
     assert_eq!(r.emu.key_versions("kv-soft", "app-key").len(), 1);
 }
 
@@ -736,7 +834,7 @@ async fn commit_then_reset_is_a_lost_response_with_exactly_one_version() {
     let t = token(&r.az).await;
     let kv = r.az.keyvault();
     let kek = kv
-        .create_kek(&t, "kv-soft", "kek-9", 2048, KEK_EXP)
+        .create_kek(&t, &vault_target("kv-soft"), "kek-9", 2048, KEK_EXP)
         .await
         .unwrap();
 
@@ -747,7 +845,7 @@ async fn commit_then_reset_is_a_lost_response_with_exactly_one_version() {
     ));
     let (req, x, _) = ec_import(&kek, "fp-commit");
     let err = kv
-        .import_key(&t, "kv-soft", "app-key", &req)
+        .import_key(&t, &vault_target("kv-soft"), "app-key", &req)
         .await
         .unwrap_err();
     assert!(
@@ -759,7 +857,10 @@ async fn commit_then_reset_is_a_lost_response_with_exactly_one_version() {
     let versions = r.emu.key_versions("kv-soft", "app-key");
     assert_eq!(versions.len(), 1, "committed exactly once");
     // What the push job does next: find the version by its tag instead of importing again.
-    let items = kv.list_versions(&t, "kv-soft", "app-key").await.unwrap();
+    let items = kv
+        .list_versions(&t, &vault_target("kv-soft"), "app-key")
+        .await
+        .unwrap();
     let found: Vec<_> = items
         .iter()
         .filter(|i| {
@@ -771,7 +872,12 @@ async fn commit_then_reset_is_a_lost_response_with_exactly_one_version() {
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].version(), versions[0].version);
     let got = kv
-        .get_key(&t, "kv-soft", "app-key", Some(found[0].version()))
+        .get_key(
+            &t,
+            &vault_target("kv-soft"),
+            "app-key",
+            Some(found[0].version()),
+        )
         .await
         .unwrap();
     assert_eq!(got.key.x.as_deref(), Some(b64(&x).as_str()));
@@ -781,7 +887,7 @@ async fn commit_then_reset_is_a_lost_response_with_exactly_one_version() {
         .inject_fault(FaultRule::next(Op::ImportKey, 1, FaultAction::Reset));
     let (req2, _, _) = ec_import(&kek, "fp-reset");
     let err = kv
-        .import_key(&t, "kv-soft", "app-key", &req2)
+        .import_key(&t, &vault_target("kv-soft"), "app-key", &req2)
         .await
         .unwrap_err();
     assert!(matches!(err, AzureError::ResponseLost { .. }), "{err:?}");
@@ -794,7 +900,7 @@ async fn commit_then_reset_is_a_lost_response_with_exactly_one_version() {
         FaultAction::CommitThenReset,
     ));
     let err = kv
-        .create_kek(&t, "kv-soft", "kek-10", 2048, KEK_EXP)
+        .create_kek(&t, &vault_target("kv-soft"), "kek-10", 2048, KEK_EXP)
         .await
         .unwrap_err();
     assert!(matches!(err, AzureError::ResponseLost { .. }), "{err:?}");
@@ -808,4 +914,202 @@ async fn commit_then_reset_is_a_lost_response_with_exactly_one_version() {
     );
     assert_eq!(r.az.metrics().response_lost, 3);
     assert_eq!(r.az.metrics().retries, 0);
+}
+
+#[tokio::test]
+async fn a_managed_hsm_takes_only_its_own_tokens_and_unwraps_a_byok_import_strictly() {
+    let r = rig(&[
+        ("kv-soft", vault(EmuRecovery::RecoverablePurgeable)),
+        ("hsm-pool", pool(EmuRecovery::RecoverablePurgeable)),
+    ])
+    .await;
+    let kv_token = token(&r.az).await;
+    let hsm_token = token_for(&r.az, TargetKind::ManagedHsm).await;
+    let kv = r.az.keyvault();
+    let hsm = pool_target("hsm-pool");
+    assert_eq!(
+        r.emu.vault_host("hsm-pool").unwrap(),
+        "hsm-pool.managedhsm.azure.net"
+    );
+    // Audiences are checked both ways: a Key Vault token is refused by the pool, a Managed HSM
+    // token by the vault (each 401 names its own resource, which the client accepts).
+    for (t, target) in [(&kv_token, &hsm), (&hsm_token, &vault_target("kv-soft"))] {
+        let err = kv.get_key(t, target, "app-key", None).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                AzureError::KeyVault(KeyVaultError::Unauthorized { .. })
+            ),
+            "{target}: {err:?}"
+        );
+    }
+    // The KEK is made in the pool and an EC-HSM blob wrapped under it is unwrapped there.
+    let kek = kv
+        .create_kek(&hsm_token, &hsm, "kek-h1", 2048, KEK_EXP)
+        .await
+        .unwrap();
+    assert!(
+        kek.kid
+            .starts_with("https://hsm-pool.managedhsm.azure.net/keys/kek-h1/"),
+        "{}",
+        kek.kid
+    );
+    let (req, x, y) = ec_import(&kek, "fp-h1");
+    let bundle = kv
+        .import_key(&hsm_token, &hsm, "app-key", &req)
+        .await
+        .unwrap();
+    assert_eq!(bundle.key.x.as_deref(), Some(b64(&x).as_str()));
+    assert_eq!(bundle.key.y.as_deref(), Some(b64(&y).as_str()));
+    assert_eq!(r.emu.key_versions("hsm-pool", "app-key").len(), 1);
+    // A blob that does not open is refused like a vault refuses it.
+    let bad = ImportRequest {
+        key_hsm: "bm90LWEtYmxvYg".into(),
+        ..req
+    };
+    let err = kv
+        .import_key(&hsm_token, &hsm, "app-key", &bad)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AzureError::KeyVault(KeyVaultError::BadParameter {
+                op: KvOp::Import,
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    assert_eq!(r.emu.key_versions("hsm-pool", "app-key").len(), 1);
+    assert!(
+        r.emu.all_keys("kv-soft").is_empty(),
+        "nothing went to the vault"
+    );
+    assert!(
+        r.emu.schema_violations().is_empty(),
+        "{:?}",
+        r.emu.schema_violations()
+    );
+}
+
+#[tokio::test]
+async fn managed_hsm_local_rbac_denials_name_the_role_and_permission_to_grant() {
+    let r = rig(&[("hsm-pool", pool(EmuRecovery::RecoverablePurgeable))]).await;
+    let t = token_for(&r.az, TargetKind::ManagedHsm).await;
+    let kv = r.az.keyvault();
+    let hsm = pool_target("hsm-pool");
+    kv.create_kek(&t, &hsm, "kek-r1", 2048, KEK_EXP)
+        .await
+        .unwrap();
+    kv.delete_key(&t, &hsm, "kek-r1").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    // The principal may only read: Managed HSM answers 403 AccessDenied.
+    r.emu
+        .set_access(
+            "hsm-pool",
+            Some(BTreeMap::from([(
+                APP.to_string(),
+                vec![Permission::Get, Permission::List],
+            )])),
+        )
+        .unwrap();
+    let err = kv
+        .create_kek(&t, &hsm, "kek-r2", 2048, KEK_EXP)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, AzureError::KeyVault(KeyVaultError::HsmPermissionDenied { op: KvOp::CreateKek, code, .. }) if code == "AccessDenied"),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    for part in [
+        "Managed HSM hsm-pool",
+        "'keys/create'",
+        "'Managed HSM Crypto User'",
+        "--hsm-name hsm-pool",
+    ] {
+        assert!(text.contains(part), "{part}: {text}");
+    }
+    // Purging a deleted key needs Crypto Officer, and a local RBAC denial is not purge
+    // protection.
+    let err = kv.purge_deleted_key(&t, &hsm, "kek-r1").await.unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            AzureError::KeyVault(KeyVaultError::HsmPermissionDenied {
+                op: KvOp::Purge,
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("'keys/deletedKeys/delete'") && text.contains("'Managed HSM Crypto Officer'"),
+        "{text}"
+    );
+    let denied = seen(&r.emu, Op::PurgeDeletedKey);
+    assert_eq!(denied.last().unwrap().status, 403);
+    assert_eq!(
+        denied.last().unwrap().error_code.as_deref(),
+        Some("AccessDenied")
+    );
+    assert_eq!(r.emu.deleted_keys("hsm-pool").len(), 1, "still there");
+}
+
+#[tokio::test]
+async fn managed_hsm_soft_delete_is_always_on_and_purge_protection_holds() {
+    let r = rig(&[
+        ("hsm-soft", pool(EmuRecovery::RecoverablePurgeable)),
+        ("hsm-prot", pool(EmuRecovery::Recoverable)),
+    ])
+    .await;
+    // A pool cannot be made without soft-delete.
+    assert!(
+        r.emu
+            .add_vault("hsm-none", pool(EmuRecovery::Purgeable))
+            .is_err()
+    );
+    let t = token_for(&r.az, TargetKind::ManagedHsm).await;
+    let kv = r.az.keyvault();
+    for name in ["hsm-soft", "hsm-prot"] {
+        let hsm = pool_target(name);
+        let kek = kv
+            .create_kek(&t, &hsm, "kek-d1", 2048, KEK_EXP)
+            .await
+            .unwrap();
+        assert!(kek.recovery_level.as_ref().unwrap().soft_delete(), "{name}");
+        kv.delete_key(&t, &hsm, "kek-d1").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(
+            kv.get_deleted_key(&t, &hsm, "kek-d1")
+                .await
+                .unwrap()
+                .bundle
+                .kid(),
+            kek.kid
+        );
+        let back = kv.recover_deleted_key(&t, &hsm, "kek-d1").await.unwrap();
+        assert_eq!(back.kid(), kek.kid, "{name}: recovered");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        kv.delete_key(&t, &hsm, "kek-d1").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    kv.purge_deleted_key(&t, &pool_target("hsm-soft"), "kek-d1")
+        .await
+        .unwrap();
+    assert!(r.emu.deleted_keys("hsm-soft").is_empty());
+    let err = kv
+        .purge_deleted_key(&t, &pool_target("hsm-prot"), "kek-d1")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AzureError::KeyVault(KeyVaultError::PurgeProtected { .. })
+        ),
+        "{err:?}"
+    );
+    assert_eq!(r.emu.deleted_keys("hsm-prot").len(), 1);
 }

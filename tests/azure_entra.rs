@@ -25,7 +25,13 @@ async fn a_token_is_requested_as_documented_and_then_served_from_the_cache() {
     let secret = SecretBytes::new(SECRET.as_bytes().to_vec());
     let t = az
         .entra()
-        .token("cred-a", "tenant-1", "app-1", &secret)
+        .token(
+            "cred-a",
+            "tenant-1",
+            "app-1",
+            byokd::model::TargetKind::KeyVault,
+            &secret,
+        )
         .await
         .unwrap();
     assert_eq!(t.expose_secret(), "tok-1");
@@ -50,7 +56,13 @@ async fn a_token_is_requested_as_documented_and_then_served_from_the_cache() {
 
     let again = az
         .entra()
-        .token("cred-a", "tenant-1", "app-1", &secret)
+        .token(
+            "cred-a",
+            "tenant-1",
+            "app-1",
+            byokd::model::TargetKind::KeyVault,
+            &secret,
+        )
         .await
         .unwrap();
     assert_eq!(again.expose_secret(), "tok-1");
@@ -64,7 +76,13 @@ async fn a_token_is_requested_as_documented_and_then_served_from_the_cache() {
     server.push(token_ok("tok-2"));
     let other = az
         .entra()
-        .token("cred-b", "tenant-1", "app-1", &secret)
+        .token(
+            "cred-b",
+            "tenant-1",
+            "app-1",
+            byokd::model::TargetKind::KeyVault,
+            &secret,
+        )
         .await
         .unwrap();
     assert_eq!(other.expose_secret(), "tok-2");
@@ -79,11 +97,14 @@ async fn a_cached_token_is_renewed_shortly_before_it_expires() {
     let secret = SecretBytes::new(SECRET.as_bytes().to_vec());
     server.push(token_ok("tok-1"));
     server.push(token_ok("tok-2"));
-    az.entra().token("c", "t", "a", &secret).await.unwrap();
+    az.entra()
+        .token("c", "t", "a", byokd::model::TargetKind::KeyVault, &secret)
+        .await
+        .unwrap();
     clock.set(start + time::Duration::seconds(3599 - 301));
     assert_eq!(
         az.entra()
-            .token("c", "t", "a", &secret)
+            .token("c", "t", "a", byokd::model::TargetKind::KeyVault, &secret)
             .await
             .unwrap()
             .expose_secret(),
@@ -92,7 +113,7 @@ async fn a_cached_token_is_renewed_shortly_before_it_expires() {
     clock.set(start + time::Duration::seconds(3599 - 299));
     assert_eq!(
         az.entra()
-            .token("c", "t", "a", &secret)
+            .token("c", "t", "a", byokd::model::TargetKind::KeyVault, &secret)
             .await
             .unwrap()
             .expose_secret(),
@@ -104,7 +125,7 @@ async fn a_cached_token_is_renewed_shortly_before_it_expires() {
     server.push(token_ok("tok-3"));
     assert_eq!(
         az.entra()
-            .token("c", "t", "a", &secret)
+            .token("c", "t", "a", byokd::model::TargetKind::KeyVault, &secret)
             .await
             .unwrap()
             .expose_secret(),
@@ -191,7 +212,13 @@ async fn each_entra_error_code_maps_to_an_operator_hint_without_the_secret() {
         ));
         let err = az
             .entra()
-            .token(&format!("cred-{code}"), "tenant-1", "app-1", &secret)
+            .token(
+                &format!("cred-{code}"),
+                "tenant-1",
+                "app-1",
+                byokd::model::TargetKind::KeyVault,
+                &secret,
+            )
             .await
             .unwrap_err();
         match &err {
@@ -209,7 +236,13 @@ async fn each_entra_error_code_maps_to_an_operator_hint_without_the_secret() {
     ));
     let err = az
         .entra()
-        .token("cred-x", "tenant-1", "app-1", &secret)
+        .token(
+            "cred-x",
+            "tenant-1",
+            "app-1",
+            byokd::model::TargetKind::KeyVault,
+            &secret,
+        )
         .await
         .unwrap_err();
     assert!(
@@ -228,7 +261,13 @@ async fn tenant_and_client_ids_cannot_inject_into_the_token_url() {
     let secret = SecretBytes::new(b"x".to_vec());
     let err = az
         .entra()
-        .token("c", "../evil", "app", &secret)
+        .token(
+            "c",
+            "../evil",
+            "app",
+            byokd::model::TargetKind::KeyVault,
+            &secret,
+        )
         .await
         .unwrap_err();
     assert!(matches!(
@@ -248,7 +287,7 @@ async fn a_key_vault_challenge_is_honoured_only_for_this_clouds_vault_resource()
     ));
     let err = az
         .keyvault()
-        .get_key(&token(), VAULT, "k", None)
+        .get_key(&token(), &vault_target(VAULT), "k", None)
         .await
         .unwrap_err();
     match err {
@@ -264,7 +303,7 @@ async fn a_key_vault_challenge_is_honoured_only_for_this_clouds_vault_resource()
     ));
     let err = az
         .keyvault()
-        .get_key(&token(), VAULT, "k", None)
+        .get_key(&token(), &vault_target(VAULT), "k", None)
         .await
         .unwrap_err();
     assert!(

@@ -34,7 +34,7 @@ async fn create_kek_sends_an_import_only_rsa_hsm_key_and_strips_the_exponent() {
     })));
     let kek = az
         .keyvault()
-        .create_kek(&token(), VAULT, "kek-1", 4096, 1_900_000_000)
+        .create_kek(&token(), &vault_target(VAULT), "kek-1", 4096, 1_900_000_000)
         .await
         .unwrap();
     assert_eq!(kek.kid, KID);
@@ -65,7 +65,7 @@ async fn a_kek_of_the_wrong_size_is_rejected() {
     server.push(json(200, serde_json::json!({"key": {"kid": KID, "n": URL_SAFE_NO_PAD.encode([1u8; 256]), "e": "AQAB"}})));
     let err = az
         .keyvault()
-        .create_kek(&token(), VAULT, "kek-1", 4096, 1)
+        .create_kek(&token(), &vault_target(VAULT), "kek-1", 4096, 1)
         .await
         .unwrap_err();
     assert!(
@@ -94,7 +94,7 @@ async fn import_puts_key_hsm_with_attributes_and_tags() {
     };
     let b = az
         .keyvault()
-        .import_key(&token(), VAULT, "app-key", &req)
+        .import_key(&token(), &vault_target(VAULT), "app-key", &req)
         .await
         .unwrap();
     assert_eq!(b.version(), "aaaabbbbccccddddeeeeffff00001111");
@@ -130,7 +130,7 @@ async fn list_versions_follows_next_link_on_the_same_vault() {
     ));
     let items = az
         .keyvault()
-        .list_versions(&token(), VAULT, "k")
+        .list_versions(&token(), &vault_target(VAULT), "k")
         .await
         .unwrap();
     let versions: Vec<&str> = items.iter().map(|i| i.version()).collect();
@@ -152,7 +152,7 @@ async fn a_next_link_off_the_allowlist_is_refused_without_connecting() {
     ));
     let err = az
         .keyvault()
-        .list_versions(&token(), VAULT, "k")
+        .list_versions(&token(), &vault_target(VAULT), "k")
         .await
         .unwrap_err();
     assert!(
@@ -179,23 +179,40 @@ async fn get_update_delete_and_the_deleted_key_calls_use_the_documented_routes()
     server.push(json(200, bundle));
     let t = token();
     let kv = az.keyvault();
-    kv.get_key(&t, VAULT, "kek-1", None).await.unwrap();
+    kv.get_key(&t, &vault_target(VAULT), "kek-1", None)
+        .await
+        .unwrap();
     let upd = KeyUpdate {
         enabled: Some(false),
         exp: Some(99),
         ..Default::default()
     };
     let b = kv
-        .update_key(&t, VAULT, "kek-1", "0123456789abcdef0123456789abcdef", &upd)
+        .update_key(
+            &t,
+            &vault_target(VAULT),
+            "kek-1",
+            "0123456789abcdef0123456789abcdef",
+            &upd,
+        )
         .await
         .unwrap();
     assert_eq!(b.attributes.enabled, Some(false));
-    let d = kv.delete_key(&t, VAULT, "kek-1").await.unwrap();
+    let d = kv
+        .delete_key(&t, &vault_target(VAULT), "kek-1")
+        .await
+        .unwrap();
     assert_eq!(d.scheduled_purge_date, Some(6));
     assert_eq!(d.bundle.kid(), KID);
-    kv.get_deleted_key(&t, VAULT, "kek-1").await.unwrap();
-    kv.purge_deleted_key(&t, VAULT, "kek-1").await.unwrap();
-    kv.recover_deleted_key(&t, VAULT, "kek-1").await.unwrap();
+    kv.get_deleted_key(&t, &vault_target(VAULT), "kek-1")
+        .await
+        .unwrap();
+    kv.purge_deleted_key(&t, &vault_target(VAULT), "kek-1")
+        .await
+        .unwrap();
+    kv.recover_deleted_key(&t, &vault_target(VAULT), "kek-1")
+        .await
+        .unwrap();
     let calls: Vec<(String, String)> = server
         .recorded()
         .iter()
@@ -234,7 +251,7 @@ async fn key_vault_errors_are_branched_on_codes_and_tell_the_operator_what_to_do
         "Caller is not authorized",
     ));
     let err = kv
-        .create_kek(&t, VAULT, "kek-1", 4096, 1)
+        .create_kek(&t, &vault_target(VAULT), "kek-1", 4096, 1)
         .await
         .unwrap_err();
     assert!(
@@ -255,11 +272,17 @@ async fn key_vault_errors_are_branched_on_codes_and_tell_the_operator_what_to_do
         key_hsm: "x".into(),
         ..Default::default()
     };
-    let err = kv.import_key(&t, VAULT, "k", &req).await.unwrap_err();
+    let err = kv
+        .import_key(&t, &vault_target(VAULT), "k", &req)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("'Import'"), "{err}");
 
     server.push(kv_error(403, "Forbidden", Some("ForbiddenByRbac"), "no"));
-    let err = kv.purge_deleted_key(&t, VAULT, "k").await.unwrap_err();
+    let err = kv
+        .purge_deleted_key(&t, &vault_target(VAULT), "k")
+        .await
+        .unwrap_err();
     assert!(
         err.to_string().contains("'Purge'"),
         "missing permission is not purge protection: {err}"
@@ -271,7 +294,10 @@ async fn key_vault_errors_are_branched_on_codes_and_tell_the_operator_what_to_do
         None,
         "Operation \"purge\" is not allowed because purge protection is enabled",
     ));
-    let err = kv.purge_deleted_key(&t, VAULT, "k").await.unwrap_err();
+    let err = kv
+        .purge_deleted_key(&t, &vault_target(VAULT), "k")
+        .await
+        .unwrap_err();
     assert!(
         matches!(
             &err,
@@ -286,7 +312,10 @@ async fn key_vault_errors_are_branched_on_codes_and_tell_the_operator_what_to_do
         Some("ForbiddenByFirewall"),
         "Client address is not authorized",
     ));
-    let err = kv.get_key(&t, VAULT, "k", None).await.unwrap_err();
+    let err = kv
+        .get_key(&t, &vault_target(VAULT), "k", None)
+        .await
+        .unwrap_err();
     assert!(
         matches!(&err, AzureError::KeyVault(KeyVaultError::Firewall { .. })),
         "{err:?}"
@@ -299,7 +328,10 @@ async fn key_vault_errors_are_branched_on_codes_and_tell_the_operator_what_to_do
         Some("ObjectIsDeletedButRecoverable"),
         "in a deleted but recoverable state",
     ));
-    let err = kv.import_key(&t, VAULT, "k", &req).await.unwrap_err();
+    let err = kv
+        .import_key(&t, &vault_target(VAULT), "k", &req)
+        .await
+        .unwrap_err();
     assert!(
         matches!(
             &err,
@@ -316,7 +348,10 @@ async fn key_vault_errors_are_branched_on_codes_and_tell_the_operator_what_to_do
         Some("ObjectIsBeingDeleted"),
         "being deleted",
     ));
-    let err = kv.purge_deleted_key(&t, VAULT, "k").await.unwrap_err();
+    let err = kv
+        .purge_deleted_key(&t, &vault_target(VAULT), "k")
+        .await
+        .unwrap_err();
     assert!(
         matches!(
             &err,
@@ -332,7 +367,10 @@ async fn key_vault_errors_are_branched_on_codes_and_tell_the_operator_what_to_do
         None,
         "A key with (name/id) k was not found",
     ));
-    let err = kv.get_key(&t, VAULT, "k", None).await.unwrap_err();
+    let err = kv
+        .get_key(&t, &vault_target(VAULT), "k", None)
+        .await
+        .unwrap_err();
     assert!(
         matches!(
             &err,
@@ -342,7 +380,10 @@ async fn key_vault_errors_are_branched_on_codes_and_tell_the_operator_what_to_do
     );
 
     server.push(kv_error(404, "KeyNotFound", None, "Deleted Key not found"));
-    let err = kv.get_deleted_key(&t, VAULT, "k").await.unwrap_err();
+    let err = kv
+        .get_deleted_key(&t, &vault_target(VAULT), "k")
+        .await
+        .unwrap_err();
     assert!(
         matches!(
             &err,
@@ -358,7 +399,7 @@ async fn key_vault_errors_are_branched_on_codes_and_tell_the_operator_what_to_do
         "The key type 'RSA-HSM' is not supported by this vault",
     ));
     let err = kv
-        .create_kek(&t, VAULT, "kek-1", 4096, 1)
+        .create_kek(&t, &vault_target(VAULT), "kek-1", 4096, 1)
         .await
         .unwrap_err();
     assert!(
@@ -383,7 +424,7 @@ async fn key_vault_errors_are_branched_on_codes_and_tell_the_operator_what_to_do
         "The specified key_hsm could not be unwrapped",
     ));
     let text = kv
-        .import_key(&t, VAULT, "k", &req)
+        .import_key(&t, &vault_target(VAULT), "k", &req)
         .await
         .unwrap_err()
         .to_string();
@@ -399,7 +440,7 @@ async fn key_vault_errors_are_branched_on_codes_and_tell_the_operator_what_to_do
         "Hardware key operation not allowed on standard vault",
     ));
     let text = kv
-        .import_key(&t, VAULT, "k", &req)
+        .import_key(&t, &vault_target(VAULT), "k", &req)
         .await
         .unwrap_err()
         .to_string();
@@ -418,7 +459,7 @@ async fn key_vault_errors_are_branched_on_codes_and_tell_the_operator_what_to_do
     ] {
         server.push(kv_error(400, "BadParameter", None, message));
         let text = kv
-            .import_key(&t, VAULT, "k", &req)
+            .import_key(&t, &vault_target(VAULT), "k", &req)
             .await
             .unwrap_err()
             .to_string();
@@ -437,7 +478,7 @@ async fn invalid_names_are_refused_before_sending() {
     for name in ["", "a/b", "a?b", "x".repeat(128).as_str()] {
         let err = az
             .keyvault()
-            .get_key(&t, VAULT, name, None)
+            .get_key(&t, &vault_target(VAULT), name, None)
             .await
             .unwrap_err();
         assert!(
@@ -445,11 +486,8 @@ async fn invalid_names_are_refused_before_sending() {
             "{name}: {err:?}"
         );
     }
-    let err = az
-        .keyvault()
-        .get_key(&t, "a.b", "k", None)
-        .await
-        .unwrap_err();
-    assert!(matches!(err, AzureError::InvalidName { .. }));
+    // A vault or pool name that is not one cannot even be named: the client takes a Target.
+    assert!("a.b".parse::<byokd::model::VaultName>().is_err());
+    assert!("a.b".parse::<byokd::model::HsmPoolName>().is_err());
     assert_eq!(server.request_count(), 0);
 }

@@ -7,8 +7,8 @@
 
 use byokd::model::{
     Credential, CredentialAuth, CredentialName, DriftReport, GroupName, Guid, JobKind, JobState,
-    KekJournal, Key, KeyGroup, KeyName, KeySync, KeySyncState, KeyType, PendingGrace,
-    RotationPolicy, RsaExponent, StepMessage, VaultName,
+    KekJournal, Key, KeyName, KeyOp, KeySync, KeySyncState, KeyType, PendingGrace, RotationPolicy,
+    RsaExponent, StepMessage, VaultName,
 };
 use serde::Serialize;
 use sha2::Digest;
@@ -24,10 +24,23 @@ struct CredentialV1 {
     created: i64,
 }
 
+/// A key group as formats 1-5 held it: always in a Key Vault.
+#[derive(Serialize)]
+struct KeyGroupV5 {
+    name: GroupName,
+    credential: CredentialName,
+    vault: VaultName,
+    key_type: KeyType,
+    key_ops: Vec<KeyOp>,
+    rotation: RotationPolicy,
+    last_rotated: Option<i64>,
+    created: i64,
+}
+
 #[derive(Serialize)]
 struct StateV1 {
     credentials: BTreeMap<CredentialName, CredentialV1>,
-    groups: BTreeMap<GroupName, KeyGroup>,
+    groups: BTreeMap<GroupName, KeyGroupV5>,
     keys: BTreeMap<(GroupName, byokd::model::KeyName), byokd::model::Key>,
 }
 
@@ -56,12 +69,12 @@ fn write_state_v1_fixture() {
 }
 
 /// The one key group both fixtures hold, using credential `cred`.
-fn legacy_groups(cred: &CredentialName) -> BTreeMap<GroupName, KeyGroup> {
+fn legacy_groups(cred: &CredentialName) -> BTreeMap<GroupName, KeyGroupV5> {
     let group = GroupName::try_from("legacy-group").unwrap();
     let rsa = KeyType::rsa(2048, RsaExponent::F4).unwrap();
     BTreeMap::from([(
         group.clone(),
-        KeyGroup {
+        KeyGroupV5 {
             name: group,
             credential: cred.clone(),
             vault: VaultName::try_from("legacy-vault").unwrap(),
@@ -92,7 +105,7 @@ fn write_fixture(file: &str, format: u16, state: &impl Serialize) {
 #[derive(Serialize)]
 struct StateV3 {
     credentials: BTreeMap<CredentialName, Credential>,
-    groups: BTreeMap<GroupName, KeyGroup>,
+    groups: BTreeMap<GroupName, KeyGroupV5>,
     keys: BTreeMap<(GroupName, KeyName), Key>,
     designated: Option<bool>,
     jobs: BTreeMap<u64, JobV3>,

@@ -146,7 +146,7 @@ fn new_group(group: &'static str, cred: &'static str, key_type: KeyType) -> NewG
     NewGroup {
         name: name(group),
         credential: name(cred),
-        vault: name("contoso-vault"),
+        target: byokd::model::Target::KeyVault(name("contoso-vault")),
         key_type,
         key_ops: None,
         rotation: RotationPolicy::default(),

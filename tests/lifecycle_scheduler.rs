@@ -204,7 +204,7 @@ async fn create_group(w: &World, name: &GroupName, vault: &'static str, rotation
             NewGroup {
                 name: name.clone(),
                 credential: n("app"),
-                vault: n::<VaultName>(vault),
+                target: byokd::model::Target::KeyVault(n::<VaultName>(vault)),
                 key_type: KeyType::parse("EC-P256", RsaExponent::F4).unwrap(),
                 key_ops: None,
                 rotation,

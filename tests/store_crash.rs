@@ -39,7 +39,9 @@ fn state_with(n: usize) -> State {
             KeyGroup {
                 name: group,
                 credential: name,
-                vault: VaultName::try_from("contoso-vault").unwrap(),
+                target: byokd::model::Target::KeyVault(
+                    VaultName::try_from("contoso-vault").unwrap(),
+                ),
                 key_type: KeyType::rsa(2048, RsaExponent::F4).unwrap(),
                 key_ops: KeyType::rsa(2048, RsaExponent::F4).unwrap().default_ops(),
                 rotation: RotationPolicy::default(),

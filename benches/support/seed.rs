@@ -57,7 +57,9 @@ pub fn seed(dir: &Path, tenant: &str, client: &str, s: Seed) {
             KeyGroup {
                 name: group.clone(),
                 credential: cred.clone(),
-                vault: VaultName::try_from("bench-kv".to_owned()).unwrap(),
+                target: byokd::model::Target::KeyVault(
+                    VaultName::try_from("bench-kv".to_owned()).unwrap(),
+                ),
                 key_type,
                 key_ops: key_type.default_ops(),
                 rotation,

@@ -9,13 +9,14 @@
 //!
 //! ```no_run
 //! # async fn demo(config: &byokd::config::Config, secret: &byokd::secret::SecretBytes)
-//! #     -> Result<(), byokd::azure::AzureError> {
+//! #     -> Result<(), Box<dyn std::error::Error>> {
 //! use byokd::azure::{Allowlist, Azure, AzureMetrics, SystemClock};
 //! use std::sync::Arc;
 //! let allowlist = Arc::new(Allowlist::new(config.azure.cloud, ["myvault"])?);
 //! let az = Azure::new(&config.azure, allowlist, AzureMetrics::new(), SystemClock::shared())?;
-//! let token = az.entra().token("cred-1", "tenant-id", "client-id", secret).await?;
-//! let kek = az.keyvault().create_kek(&token, "myvault", "byokd-kek-1", 4096, 1_900_000_000).await?;
+//! let vault = byokd::model::Target::KeyVault("myvault".parse()?);
+//! let token = az.entra().token("cred-1", "tenant-id", "client-id", vault.kind(), secret).await?;
+//! let kek = az.keyvault().create_kek(&token, &vault, "byokd-kek-1", 4096, 1_900_000_000).await?;
 //! # let _ = kek; Ok(()) }
 //! ```
 
@@ -30,7 +31,7 @@ pub mod retry_notice;
 pub mod transfer_blob;
 
 pub use budget::CreateBudget;
-pub use endpoints::{Allowlist, CloudEndpoints, Target};
+pub use endpoints::{Allowlist, CloudEndpoints, Destination};
 pub use entra::{
     AccessToken, AssertionSigner, Challenge, ClientAuth, Entra, EntraError, SignInProof,
 };
@@ -47,7 +48,7 @@ use std::sync::Arc;
 #[derive(Debug, thiserror::Error)]
 pub enum AzureError {
     #[error(
-        "refused to connect to {host}: {reason} (the allowlist has the cloud's sign-in and ARM hosts and the vaults that key groups name, https on port 443 only)"
+        "refused to connect to {host}: {reason} (the allowlist has the cloud's sign-in and ARM hosts and the Key Vaults and Managed HSM pools that key groups name, https on port 443 only)"
     )]
     NotAllowed { host: String, reason: &'static str },
     #[error(
@@ -60,6 +61,10 @@ pub enum AzureError {
     },
     #[error("invalid URL {url}")]
     InvalidUrl { url: String },
+    #[error(
+        "azure.cloud = \"{}\" has no Azure Managed HSM: a key group on this cloud must target a Key Vault", endpoints::cloud_name(*cloud)
+    )]
+    NoManagedHsm { cloud: crate::config::Cloud },
     #[error("invalid {kind} name {name:?}")]
     InvalidName { kind: &'static str, name: String },
     #[error(

@@ -11,7 +11,13 @@ use serde::{Deserialize, Serialize};
 pub struct NewGroup {
     pub name: String,
     pub credential: String,
-    pub vault: String,
+    /// The Key Vault's name (`<vault>.vault.azure.net`); exactly one of `vault` and
+    /// `managed_hsm` names the group's target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vault: Option<String>,
+    /// The Managed HSM pool's name (`<pool>.managedhsm.azure.net`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed_hsm: Option<String>,
     /// e.g. `RSA-3072`, `EC-P384`.
     pub key_type: String,
     /// RSA only; 65537 when absent.
@@ -22,10 +28,11 @@ pub struct NewGroup {
     pub key_ops: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotation: Option<RotationPatch>,
-    /// Check with Azure first that the vault exists and that the credential signs in and may
-    /// read the vault (the Get and List key permissions), and refuse the group naming what is
-    /// wrong (`byokctl group create` asks for this unless `--no-verify`). Create, Import, Delete
-    /// and Purge cannot be checked without changing the vault: they show at first use.
+    /// Check with Azure first that the vault or pool exists and that the credential signs in
+    /// and may read it (the Get and List key permissions; on a Managed HSM the local RBAC
+    /// `keys/read`), and refuse the group naming what is wrong (`byokctl group create` asks for
+    /// this unless `--no-verify`). Create, Import, Delete and Purge cannot be checked without
+    /// changing the vault: they show at first use.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub verify: bool,
 }
@@ -67,7 +74,12 @@ pub struct GroupUpdate {
 pub struct Group {
     pub name: String,
     pub credential: String,
-    pub vault: String,
+    /// `key_vault` or `managed_hsm`: which of `vault` and `managed_hsm` names the target.
+    pub target: String,
+    /// The Key Vault's name, for a Key Vault group.
+    pub vault: Option<String>,
+    /// The Managed HSM pool's name, for a Managed HSM group.
+    pub managed_hsm: Option<String>,
     pub key_type: String,
     pub algorithm: String,
     pub exponent: Option<u32>,

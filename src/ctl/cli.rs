@@ -74,7 +74,7 @@ pub enum Command {
     /// Azure app registrations byokd signs in with (admin).
     #[command(subcommand)]
     Credential(CredentialCmd),
-    /// Key groups: one Azure key each, with its vault, type and rotation policy.
+    /// Key groups: one Azure key each, with its Key Vault or Managed HSM, type and rotation policy.
     #[command(subcommand)]
     Group(GroupCmd),
     /// Keys generated in the HSM.
@@ -227,16 +227,21 @@ pub struct JobWait {
 
 #[derive(Debug, Subcommand)]
 pub enum GroupCmd {
-    /// Create a key group.
+    /// Create a key group, in a Key Vault (--vault) or a Managed HSM (--managed-hsm).
+    #[command(group(clap::ArgGroup::new("target").required(true).args(["vault", "managed_hsm"])))]
     Create {
         /// Group name: the Azure key name (1-127 of 0-9, a-z, A-Z, '-').
         name: String,
-        /// Credential used to reach the vault.
+        /// Credential used to reach the vault or Managed HSM.
         #[arg(long)]
         credential: String,
-        /// Key Vault name.
+        /// Key Vault name (<name>.vault.azure.net on the public cloud).
         #[arg(long)]
-        vault: String,
+        vault: Option<String>,
+        /// Managed HSM pool name (<name>.managedhsm.azure.net on the public cloud), instead of
+        /// --vault; the credential needs the pool's local RBAC role "Managed HSM Crypto User".
+        #[arg(long, value_name = "NAME")]
+        managed_hsm: Option<String>,
         /// The Azure key type.
         #[arg(long, value_enum)]
         key_type: KeyTypeArg,
@@ -248,8 +253,8 @@ pub enum GroupCmd {
         key_ops: Option<Vec<KeyOpArg>>,
         #[command(flatten)]
         rotation: RotationArgs,
-        /// Create the group without checking with Azure that the vault exists and that the
-        /// credential may read it (Get and List key permissions).
+        /// Create the group without checking with Azure that the vault or Managed HSM exists and
+        /// that the credential may read it (Get and List key permissions).
         #[arg(long)]
         no_verify: bool,
     },

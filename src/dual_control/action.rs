@@ -57,10 +57,10 @@ pub struct DeleteGroupCloud {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PurgeGroupCloud {
     pub group: String,
-    /// The group's vault when the purge was requested: the purge is for the deleted key in that
-    /// vault only, never in another one the group was given since.
+    /// The group's Key Vault or Managed HSM when the purge was requested: the purge is for the
+    /// deleted key there only, never in another one the group was given since.
     #[serde(skip)]
-    pub vault: String,
+    pub target: crate::model::Target,
 }
 
 /// Export a key as a `.byok` transfer file: wrapped inside the HSM under the KEK the officer

@@ -264,7 +264,7 @@ impl DualControl {
         group: &GroupName,
         requester: &str,
     ) -> Result<(Approval, Job), DualControlError> {
-        let vault = self.service.group(group).await?.vault;
+        let target = self.service.group_record(group).await?.target;
         const WHAT: &str = PurgeGroupCloud::WHAT;
         let jobs = self.jobs(WHAT)?;
         let designated = self
@@ -291,7 +291,7 @@ impl DualControl {
         }
         let action = PurgeGroupCloud {
             group: group.to_string(),
-            vault,
+            target,
         };
         self.request_job(action, Action::PurgeGroupCloud, group, requester)
             .await

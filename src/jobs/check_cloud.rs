@@ -31,7 +31,7 @@ pub(super) async fn check<S: JobStore + LocalKeys>(
     group: &KeyGroup,
     clock: &dyn Clock,
 ) -> Result<String, JobError> {
-    let vault = group.vault.as_str();
+    let vault = group.target.name();
     let name = group.name.as_str();
     let keys = store.keys(&group.name).await?;
     let listed = match kv.list_versions(name).await {

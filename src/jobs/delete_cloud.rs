@@ -21,7 +21,7 @@ pub(super) async fn run(jobs: &Jobs, id: JobId) -> Result<(), JobError> {
     };
     run_signed_in(jobs, id, machine, |group, by, e| {
         tracing::error!(event = Event::AzureKeyDeleteFailed.as_str(), service = "azure", job = id.get(), group = %group.name,
-            vault = %group.vault, identity = %by, "Delete on cloud of {}/{} failed: {e}", group.vault, group.name);
+            vault = %group.target.name(), identity = %by, "Delete on cloud of {}/{} failed: {e}", group.target.name(), group.name);
     })
     .await
 }
@@ -39,7 +39,7 @@ async fn delete(
     group: &KeyGroup,
     by: &str,
 ) -> Result<String, JobError> {
-    let vault = group.vault.as_str();
+    let vault = group.target.name();
     let name = group.name.as_str();
     // What this job sent before a restart, from its typed journal.
     let journal = store.journal(id).await?;

@@ -109,7 +109,7 @@ async fn start<P>(
     };
     let permit = jobs
         .slots()
-        .job(group.vault.as_str())
+        .job(group.target.name())
         .acquire_owned()
         .await
         .map_err(|_| JobError::ShuttingDown)?;
@@ -213,11 +213,7 @@ pub(super) async fn sign_in_to_vault<'a>(
     group: &'a KeyGroup,
 ) -> Result<SignedIn<'a>, JobError> {
     let token = sign_in(jobs, id, group).await?;
-    Ok(SignedIn::new(
-        jobs.azure().keyvault(),
-        token,
-        group.vault.as_str(),
-    ))
+    Ok(SignedIn::new(jobs.azure().keyvault(), token, &group.target))
 }
 
 /// Marks a job succeeded with a closing step.
@@ -245,7 +241,7 @@ pub(super) async fn finish_cancelled(
             )));
         })
         .await?;
-    tracing::info!(event = Event::JobsCancelled.as_str(), job = id.get(), group = %group.name, vault = %group.vault, identity = %by, "Job {id} for key group {} cancelled by {by}", group.name);
+    tracing::info!(event = Event::JobsCancelled.as_str(), job = id.get(), group = %group.name, vault = %group.target.name(), identity = %by, "Job {id} for key group {} cancelled by {by}", group.name);
     Ok(())
 }
 

@@ -56,8 +56,12 @@ impl Session for FakeSession {
         Ok(())
     }
 
-    fn vault<'a>(&'a self, vault: &'a str, _token: &AccessToken) -> FakeVault {
-        assert_eq!(vault, self.vault.name(), "the fake session has one vault");
+    fn vault<'a>(&'a self, vault: &'a crate::model::Target, _token: &AccessToken) -> FakeVault {
+        assert_eq!(
+            vault.name(),
+            self.vault.name(),
+            "the fake session has one vault"
+        );
         self.vault.clone()
     }
 }

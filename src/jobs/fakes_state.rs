@@ -46,7 +46,7 @@ pub(in crate::jobs) fn group() -> KeyGroup {
     KeyGroup {
         name: GroupName::try_from("payments").unwrap(),
         credential: CredentialName::try_from("cred").unwrap(),
-        vault: VaultName::try_from("kv1").unwrap(),
+        target: crate::model::Target::KeyVault(VaultName::try_from("kv1").unwrap()),
         key_type: KeyType::Rsa {
             bits: 2048,
             exponent: RsaExponent::F4,

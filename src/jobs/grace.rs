@@ -16,7 +16,7 @@ pub(super) async fn finish_grace(jobs: &Jobs, group: &GroupName) -> Result<(), J
     }
     let g = svc.group_record(group).await?;
     let token = credential_token(jobs, &g).await?;
-    let vault = SignedIn::new(jobs.azure().keyvault(), token, g.vault.as_str());
+    let vault = SignedIn::new(jobs.azure().keyvault(), token, &g.target);
     end_grace(&vault, svc, &g, jobs.clock().now_unix()).await?;
     Ok(())
 }
@@ -43,12 +43,12 @@ pub(super) async fn end_grace(
     for version in &pending.versions {
         match kv.update_key(g.name.as_str(), version, &update).await {
             Ok(b) => {
-                tracing::info!(event = Event::AzureKeyVersionDisabled.as_str(), service = "azure", group = %g.name, vault = %g.vault,
-                    kid = b.kid(), version = %version, "Grace period over: previous version {version} of {}/{} disabled", g.vault, g.name);
+                tracing::info!(event = Event::AzureKeyVersionDisabled.as_str(), service = "azure", group = %g.name, vault = %g.target.name(),
+                    kid = b.kid(), version = %version, "Grace period over: previous version {version} of {}/{} disabled", g.target.name(), g.name);
             }
             Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {
-                tracing::warn!(event = Event::AzureKeyVersionMissing.as_str(), service = "azure", group = %g.name, vault = %g.vault,
-                    version = %version, "Grace period over: previous version {version} of {}/{} is no longer in Azure; nothing to disable", g.vault, g.name);
+                tracing::warn!(event = Event::AzureKeyVersionMissing.as_str(), service = "azure", group = %g.name, vault = %g.target.name(),
+                    version = %version, "Grace period over: previous version {version} of {}/{} is no longer in Azure; nothing to disable", g.target.name(), g.name);
             }
             // Logged by the scheduler (`rotation.grace_failed`), which retries later.
             Err(e) => return Err(e.into()),

@@ -29,7 +29,7 @@ pub(super) async fn ensure_kek(
     group: &KeyGroup,
     (kek_bits, now): (u32, i64),
 ) -> Result<Kek, JobError> {
-    let vault = group.vault.as_str();
+    let vault = group.target.name();
     let name = Job::kek_name(id);
     let journal = store.kek(id).await?;
     if let Some(k) = &journal
@@ -58,7 +58,7 @@ pub(super) async fn ensure_kek(
         }
     }
     let planned = KekJournal {
-        vault: group.vault.clone(),
+        vault: group.target.journal_name(),
         name: name.clone(),
         kid: None,
         deleted: false,

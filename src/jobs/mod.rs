@@ -85,7 +85,7 @@ impl Jobs {
     pub fn new(service: Service, azure: Arc<Azure>) -> Self {
         let clock = service.clock().clone();
         let settings = ports::JobSettings::from_config(service.config());
-        azure.allowlist().follow(service.committed_vaults());
+        azure.allowlist().follow(service.committed_targets());
         Self {
             inner: Arc::new(Inner {
                 service,
@@ -192,12 +192,12 @@ impl Jobs {
         designated: Designated,
     ) -> Result<JobId, JobError> {
         let id = waiting_job(approved)?;
-        let vault = &approved.action().vault;
+        let vault = &approved.action().target;
         let job = self.service().job(id).await?;
-        let now = self.service().group_record(&job.group).await?.vault;
-        if !now.as_str().eq_ignore_ascii_case(vault) {
+        let now = self.service().group_record(&job.group).await?.target;
+        if !now.same_as(vault) {
             let why = format!(
-                "key group {} now uses vault {now}, not vault {vault} that this purge was requested and approved for; nothing was purged; request the purge again if the deleted key in {now} should go",
+                "key group {} now uses {now}, not {vault} that this purge was requested and approved for; nothing was purged; request the purge again if the deleted key in {now} should go",
                 job.group
             );
             self.service()

@@ -14,7 +14,9 @@ use crate::azure::{
 };
 use crate::config::{AssertionAlg, Config};
 use crate::hsm::{Hsm, HsmError, KekPublicKey, WrapStrategy};
-use crate::model::{AzureVersion, HsmKeyId, JobId, KeyGroup, KeyType, RotationPolicy, add_months};
+use crate::model::{
+    AzureVersion, HsmKeyId, JobId, KeyGroup, KeyType, RotationPolicy, Target, add_months,
+};
 
 /// The configuration values the job kinds use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,26 +84,26 @@ pub(super) trait Session {
     async fn needs_new_token(&self, group: &KeyGroup, err: &JobError) -> Result<bool, JobError>;
     /// Forgets the group credential's token after a 401 and records why.
     async fn drop_token(&self, id: JobId, group: &KeyGroup) -> Result<(), JobError>;
-    /// Vault `vault`, signed in with `token`.
-    fn vault<'a>(&'a self, vault: &'a str, token: &AccessToken) -> Self::Vault<'a>;
+    /// The Key Vault or Managed HSM `target`, signed in with `token`.
+    fn vault<'a>(&'a self, target: &'a Target, token: &AccessToken) -> Self::Vault<'a>;
 }
 
-/// The Azure client on one vault with a job's token.
+/// The Azure client on one Key Vault or Managed HSM with a job's token.
 pub(super) struct SignedIn<'a> {
     kv: &'a KeyVault,
     token: AccessToken,
-    vault: &'a str,
+    vault: &'a Target,
 }
 
 impl<'a> SignedIn<'a> {
-    pub(super) fn new(kv: &'a KeyVault, token: AccessToken, vault: &'a str) -> Self {
+    pub(super) fn new(kv: &'a KeyVault, token: AccessToken, vault: &'a Target) -> Self {
         Self { kv, token, vault }
     }
 }
 
 impl Vault for SignedIn<'_> {
     fn name(&self) -> &str {
-        self.vault
+        self.vault.name()
     }
 
     async fn get_key(&self, key: &str) -> Result<KeyBundle, AzureError> {

@@ -21,7 +21,7 @@ use crate::service::Designated;
 pub(super) async fn purge_possible(jobs: &Jobs, group: &GroupName) -> Result<(), JobError> {
     let g = jobs.service().group_record(group).await?;
     let t = credential_token(jobs, &g).await?;
-    let vault = SignedIn::new(jobs.azure().keyvault(), t, g.vault.as_str());
+    let vault = SignedIn::new(jobs.azure().keyvault(), t, &g.target);
     refuse_impossible(&vault, &g.name).await
 }
 
@@ -75,11 +75,11 @@ pub(super) async fn run(jobs: &Jobs, id: JobId) -> Result<(), JobError> {
             // Refused by the cloud's state (purge protection, nothing to purge): a skip.
             JobError::Invalid(why) => {
                 tracing::warn!(event = Event::AzureKeyNotPurged.as_str(), service = "azure", job = id.get(), group = %group.name,
-                    vault = %group.vault, identity = %by, "{why}");
+                    vault = %group.target.name(), identity = %by, "{why}");
             }
             e => {
                 tracing::error!(event = Event::AzureKeyPurgeFailed.as_str(), service = "azure", job = id.get(), group = %group.name,
-                    vault = %group.vault, identity = %by, "Purge of the soft-deleted Azure key {}/{} failed: {e}", group.vault, group.name);
+                    vault = %group.target.name(), identity = %by, "Purge of the soft-deleted Azure key {}/{} failed: {e}", group.target.name(), group.name);
             }
     })
     .await
@@ -93,7 +93,7 @@ async fn purge(
     group: &KeyGroup,
     by: &str,
 ) -> Result<String, JobError> {
-    let vault = group.vault.as_str();
+    let vault = group.target.name();
     let name = group.name.as_str();
     let sent_before = send_once(
         store,

@@ -19,7 +19,7 @@ pub(super) async fn run(jobs: &Jobs, id: JobId) -> Result<(), JobError> {
     };
     run_signed_in(jobs, id, machine, |group, by, e| {
         tracing::error!(event = Event::AzureKeyRecoverFailed.as_str(), service = "azure", job = id.get(), group = %group.name,
-            vault = %group.vault, identity = %by, "Recovery of the soft-deleted Azure key {}/{} failed: {e}", group.vault, group.name);
+            vault = %group.target.name(), identity = %by, "Recovery of the soft-deleted Azure key {}/{} failed: {e}", group.target.name(), group.name);
     })
     .await
 }
@@ -32,7 +32,7 @@ async fn recover(
     group: &KeyGroup,
     by: &str,
 ) -> Result<String, JobError> {
-    let vault = group.vault.as_str();
+    let vault = group.target.name();
     let name = group.name.as_str();
     let sent_before = send_once(
         store,

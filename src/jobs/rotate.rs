@@ -41,7 +41,7 @@ pub(super) async fn run(
         Err(JobError::Cancelled(by)) => finish_cancelled(jobs, id, &group, &by).await?,
         Err(e) => {
             let by = &job.started_by;
-            tracing::error!(event = Event::RotationFailed.as_str(), job = id.get(), group = %group.name, vault = %group.vault, identity = %by,
+            tracing::error!(event = Event::RotationFailed.as_str(), job = id.get(), group = %group.name, vault = %group.target.name(), identity = %by,
                 "Rotation of key group {} failed; last rotation unchanged: {e}", group.name);
             fail(jobs, id, format!("{e} (last rotation unchanged)")).await;
         }
@@ -180,7 +180,7 @@ pub(super) async fn rotate<S: JobStore + LocalKeys>(
         event = Event::RotationSucceeded.as_str(),
         job = id.get(),
         group = %group.name,
-        vault = %group.vault,
+        vault = %group.target.name(),
         key = %name,
         version = %version,
         identity = by,

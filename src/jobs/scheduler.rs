@@ -294,7 +294,7 @@ impl Scheduler {
                     tracing::warn!(
                         event = Event::RotationSkipped.as_str(),
                         group = %name,
-                        vault = %group.vault,
+                        vault = %group.target.name(),
                         due,
                         next_due = next,
                         "scheduled rotation skipped: this appliance is not the designated device (set `designated = true` or `byokctl designated set true` on the one that should rotate)"

@@ -13,7 +13,7 @@ use crate::config::AssertionAlg;
 use crate::hsm::{Hsm, SignatureScheme};
 use crate::logs::Event;
 use crate::model::JobId;
-use crate::model::{HsmKeyId, KeyGroup};
+use crate::model::{HsmKeyId, KeyGroup, Target};
 use crate::service::SignInMaterial;
 use std::future::Future;
 use std::pin::Pin;
@@ -76,13 +76,14 @@ pub(super) async fn sign_in(
 ) -> Result<AccessToken, JobError> {
     let svc = jobs.service();
     let cred = svc.credential(&group.credential).await?;
-    if let Some(t) = jobs
-        .azure()
-        .entra()
-        .cached(&cred.name, &cred.tenant_id, &cred.client_id)
-    {
+    if let Some(t) = jobs.azure().entra().cached(
+        &cred.name,
+        &cred.tenant_id,
+        &cred.client_id,
+        group.target.kind(),
+    ) {
         // Every job's cloud steps start with a token record, signed in or not.
-        tracing::info!(event = Event::AzureTokenReused.as_str(), service = "azure", job = id.get(), group = %group.name, vault = %group.vault,
+        tracing::info!(event = Event::AzureTokenReused.as_str(), service = "azure", job = id.get(), group = %group.name, vault = %group.target.name(),
             "Entra ID token for credential {} (tenant {}) reused from the cache", cred.name, cred.tenant_id);
         return Ok(t);
     }
@@ -98,7 +99,7 @@ pub(super) async fn sign_in(
     let token = credential_token(jobs, group).await?;
     svc.job_step(id, "Entra ID token acquired", Some(100))
         .await?;
-    tracing::info!(event = Event::AzureTokenAcquired.as_str(), service = "azure", job = id.get(), group = %group.name, vault = %group.vault,
+    tracing::info!(event = Event::AzureTokenAcquired.as_str(), service = "azure", job = id.get(), group = %group.name, vault = %group.target.name(),
         "Entra ID token acquired for credential {} (tenant {})", cred.name, cred.tenant_id);
     Ok(token)
 }
@@ -112,13 +113,14 @@ pub(super) async fn credential_token(
     let svc = jobs.service();
     let cred = svc.credential(&group.credential).await?;
     let entra = jobs.azure().entra();
-    if let Some(t) = entra.cached(&cred.name, &cred.tenant_id, &cred.client_id) {
+    let kind = group.target.kind();
+    if let Some(t) = entra.cached(&cred.name, &cred.tenant_id, &cred.client_id, kind) {
         return Ok(t);
     }
     let token = match svc.sign_in_material(&group.credential).await? {
         SignInMaterial::Secret(secret) => {
             let token = entra
-                .token(&cred.name, &cred.tenant_id, &cred.client_id, &secret)
+                .token(&cred.name, &cred.tenant_id, &cred.client_id, kind, &secret)
                 .await;
             drop(secret);
             token?
@@ -145,6 +147,7 @@ pub(super) async fn credential_token(
                     &cred.name,
                     &cred.tenant_id,
                     &cred.client_id,
+                    kind,
                     ClientAuth::Assertion(jwt),
                 )
                 .await?
@@ -182,7 +185,7 @@ pub(super) async fn needs_new_token(
 pub(super) async fn drop_token(jobs: &Jobs, id: JobId, group: &KeyGroup) -> Result<(), JobError> {
     jobs.azure().entra().invalidate(group.credential.as_str());
     tracing::warn!(event = Event::AzureTokenRefused.as_str(), job = id.get(), group = %group.name,
-        vault = %group.vault, credential = %group.credential,
+        vault = %group.target.name(), credential = %group.credential,
         "Key Vault refused the access token (401); signing in again once");
     jobs.service()
         .job_step(
@@ -209,7 +212,7 @@ impl Session for Jobs {
         drop_token(self, id, group).await
     }
 
-    fn vault<'a>(&'a self, vault: &'a str, token: &AccessToken) -> SignedIn<'a> {
+    fn vault<'a>(&'a self, vault: &'a Target, token: &AccessToken) -> SignedIn<'a> {
         SignedIn::new(self.azure().keyvault(), token.clone(), vault)
     }
 }

@@ -33,7 +33,7 @@ pub(super) async fn run(jobs: &Jobs, id: JobId) -> Result<(), JobError> {
     match sync_keys(jobs, id, &group, validity, &designated).await {
         Ok(Flow::Done) => {
             succeed(jobs, id, "Synchronization finished").await?;
-            tracing::info!(event = Event::JobsSucceeded.as_str(), job = id.get(), group = %group.name, vault = %group.vault, "Synchronize job {id} for key group {} succeeded", group.name);
+            tracing::info!(event = Event::JobsSucceeded.as_str(), job = id.get(), group = %group.name, vault = %group.target.name(), "Synchronize job {id} for key group {} succeeded", group.name);
         }
         Ok(Flow::Cancelled(by)) => finish_cancelled(jobs, id, &group, &by).await?,
         Err(e) => fail(jobs, id, e.to_string()).await,
@@ -59,7 +59,7 @@ pub(super) async fn sync_keys(
         hsm: jobs.service().hsm(),
         kek_bits: jobs.settings().kek_bits,
         clock: jobs.clock().clone(),
-        slots: jobs.slots().imports(group.vault.as_str()),
+        slots: jobs.slots().imports(group.target.name()),
         in_flight: jobs.slots().import_bound(),
     };
     with_retry_display(jobs.service(), id, steps(&ports, id, group, validity)).await
@@ -167,27 +167,23 @@ async fn settle_cloud<S: JobStore + LocalKeys>(
             .await
             .map_err(|e| JobError::KekLeftBehind {
                 kek: Job::kek_name(id),
-                vault: group.vault.clone(),
+                vault: group.target.journal_name(),
                 source: Box::new(e),
             })?,
     };
     let settled = if sent {
-        resolve_sent(
-            &session.vault(group.vault.as_str(), &t),
-            store,
-            hsm,
-            id,
-            group,
-        )
-        .await
-        .map(|_| ())
+        resolve_sent(&session.vault(&group.target, &t), store, hsm, id, group)
+            .await
+            .map(|_| ())
     } else {
         Ok(())
     };
-    // The KEK lives in the vault it was made in.
-    let kek_vault = store.kek(id).await?.map(|k| k.vault);
-    let vault = kek_vault.as_ref().unwrap_or(&group.vault).as_str();
-    let result = cleanup_kek(&session.vault(vault, &t), store, id)
+    // The KEK lives in the vault or pool it was made in (always of the group's kind).
+    let kek_target = store.kek(id).await?.map_or_else(
+        || group.target.clone(),
+        |k| group.target.with_journal_name(&k.vault),
+    );
+    let result = cleanup_kek(&session.vault(&kek_target, &t), store, id)
         .await
         .and(settled);
     *token = Some(t);
@@ -231,7 +227,7 @@ where
         return Ok(Flow::Cancelled(by));
     }
     // Imports sent before a restart (or a 401) are found by their tag first, with one listing.
-    let vault = session.vault(group.vault.as_str(), &token);
+    let vault = session.vault(&group.target, &token);
     let pending = if resolve_sent(&vault, store, hsm, id, group).await? {
         pending_keys(store, id, group).await?
     } else {

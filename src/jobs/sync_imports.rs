@@ -64,7 +64,7 @@ impl StartImport for Jobs {
     ) -> impl Future<Output = Result<Outcome, JobError>> + Send + 'static {
         let (azure, svc, token) = (self.azure().clone(), self.service().clone(), token.clone());
         async move {
-            let vault = SignedIn::new(azure.keyvault(), token, batch.group.vault.as_str());
+            let vault = SignedIn::new(azure.keyvault(), token, &batch.group.target);
             import_one((&vault, &svc, svc.hsm()), &batch, &key).await
         }
     }
@@ -213,7 +213,7 @@ where
         return Ok(Outcome::Skipped);
     }
     let group = &b.group;
-    let vault = group.vault.as_str();
+    let vault = group.target.name();
     let azure_name = group.name.as_str();
     let key = store.key(&group.name, key_name).await?;
     let hsm_turn = b.hsm.acquire().await.map_err(|_| JobError::ShuttingDown)?;

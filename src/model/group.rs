@@ -1,16 +1,18 @@
 //! A key group: one Azure key (its versions are the group's pushed keys) and how it rotates,
 //! including when its next rotation falls due.
 
-use super::{CredentialName, GroupName, KeyOp, KeyType, RotationPolicy, VaultName, add_months};
+use super::{CredentialName, GroupName, KeyOp, KeyType, RotationPolicy, Target, add_months};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-/// One Azure key, named after the group, in one vault, reached with one credential.
+/// One Azure key, named after the group, in one Key Vault or Managed HSM pool, reached with one
+/// credential.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyGroup {
     pub name: GroupName,
     pub credential: CredentialName,
-    pub vault: VaultName,
+    /// The Key Vault or Managed HSM pool holding the key; fixed for the group's life.
+    pub target: Target,
     pub key_type: KeyType,
     pub key_ops: Vec<KeyOp>,
     pub rotation: RotationPolicy,
@@ -55,7 +57,7 @@ pub(crate) mod fixtures {
         KeyGroup {
             name: GroupName::try_from(name).unwrap(),
             credential: CredentialName::try_from("c").unwrap(),
-            vault: VaultName::try_from("vault1").unwrap(),
+            target: Target::KeyVault(crate::model::VaultName::try_from("vault1").unwrap()),
             key_type: KeyType::Rsa {
                 bits: 2048,
                 exponent: crate::model::RsaExponent::F4,

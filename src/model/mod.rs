@@ -11,6 +11,7 @@ mod key_type;
 mod lifecycle;
 mod names;
 mod policy;
+mod target;
 
 pub use credential::{
     Credential, CredentialAuth, EXPIRES_MAX, EXPIRES_MIN, certificate_thumbprint, check_expires,
@@ -26,5 +27,6 @@ pub use job::{
 pub use key::{HsmKeyId, Key, Storage};
 pub use key_type::{Curve, KeyOp, KeyType, RsaExponent};
 pub use lifecycle::{DriftFinding, DriftReport, PendingGrace};
-pub use names::{CredentialName, GroupName, Guid, KeyName, VaultName};
+pub use names::{CredentialName, GroupName, Guid, HsmPoolName, KeyName, VaultName};
 pub use policy::{RotationPolicy, add_months};
+pub use target::{Target, TargetKind};

@@ -1,5 +1,5 @@
-//! Validated names: group names (the Azure key's name), vault names, GUIDs, credential names
-//! and key names (a key's own name inside its group).
+//! Validated names: group names (the Azure key's name), vault and Managed HSM pool names, GUIDs,
+//! credential names and key names (a key's own name inside its group).
 //!
 //! Each type can only be built through validation, and deserializing re-validates, so a
 //! value of one of these types is always well-formed.
@@ -67,6 +67,11 @@ validated_name!(
     VaultName, "vault", check_vault_name
 );
 validated_name!(
+    /// An Azure Key Vault Managed HSM pool name: the same rules as a vault name (3–24 letters,
+    /// digits and hyphens, starting with a letter, not ending with a hyphen, with no `--`).
+    HsmPoolName, "managed_hsm", check_vault_name
+);
+validated_name!(
     /// A GUID such as an Entra tenant or client id, kept in canonical lower case.
     Guid, "guid", check_guid
 );
@@ -122,6 +127,21 @@ fn check_simple_name(s: &str) -> Result<(), String> {
     })
 }
 
+impl HsmPoolName {
+    /// The same name as a [`VaultName`]: both follow the same rules, so records that name "the
+    /// vault or pool" (a KEK journal's) hold either as one.
+    pub fn to_vault_name(&self) -> VaultName {
+        VaultName(self.0.clone())
+    }
+}
+
+impl VaultName {
+    /// The same name as an [`HsmPoolName`] (see [`HsmPoolName::to_vault_name`]).
+    pub fn to_pool_name(&self) -> HsmPoolName {
+        HsmPoolName(self.0.clone())
+    }
+}
+
 impl KeyName {
     /// The smallest valid name in byte order, for range scans over (group, key) maps.
     pub fn smallest() -> Self {
@@ -167,6 +187,25 @@ mod tests {
             assert_eq!(
                 VaultName::try_from(bad).unwrap_err().field,
                 "vault",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn managed_hsm_pool_names_follow_azure_rules() {
+        assert!(HsmPoolName::try_from("contoso-mhsm-01").is_ok());
+        for bad in [
+            "ab",
+            "1pool",
+            "pool-",
+            "po--ol",
+            "pool.x",
+            "a2345678901234567890123456",
+        ] {
+            assert_eq!(
+                HsmPoolName::try_from(bad).unwrap_err().field,
+                "managed_hsm",
                 "{bad}"
             );
         }

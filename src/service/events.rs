@@ -8,7 +8,7 @@
 //! - typed [`StateChange`]s on a `broadcast` bounded by [`CHANGE_CAPACITY`]. A subscriber that
 //!   falls further behind is told it lagged and must re-read everything it follows.
 
-use crate::model::{GroupName, KeyGroup, PendingGrace, VaultName};
+use crate::model::{GroupName, KeyGroup, PendingGrace, Target};
 use crate::store::State;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -29,13 +29,13 @@ pub enum StateChange {
     Designated,
 }
 
-/// The vaults that key groups name in the committed state.
-pub type CommittedVaults = Arc<BTreeSet<VaultName>>;
+/// The Key Vaults and Managed HSM pools that key groups name in the committed state.
+pub type CommittedTargets = Arc<BTreeSet<Target>>;
 
 /// The senders, shared by the service (to hand out receivers) and the state (to publish).
 pub(super) struct Outlets {
     changes: broadcast::Sender<StateChange>,
-    vaults: watch::Sender<CommittedVaults>,
+    vaults: watch::Sender<CommittedTargets>,
 }
 
 impl Outlets {
@@ -43,7 +43,7 @@ impl Outlets {
         self.changes.subscribe()
     }
 
-    pub(super) fn vaults(&self) -> watch::Receiver<CommittedVaults> {
+    pub(super) fn vaults(&self) -> watch::Receiver<CommittedTargets> {
         self.vaults.subscribe()
     }
 }
@@ -180,8 +180,8 @@ fn names_of(state: &State) -> impl Iterator<Item = &GroupName> {
     )
 }
 
-fn vaults_of(state: &State) -> BTreeSet<VaultName> {
-    state.groups.values().map(|g| g.vault.clone()).collect()
+fn vaults_of(state: &State) -> BTreeSet<Target> {
+    state.groups.values().map(|g| g.target.clone()).collect()
 }
 
 #[cfg(test)]
@@ -194,7 +194,7 @@ mod tests {
         let mut state = State::default();
         for (name, vault) in names {
             let mut g = test_group(name, datetime!(2026-01-31 00:00 UTC), 1);
-            g.vault = VaultName::try_from(*vault).unwrap();
+            g.target = Target::KeyVault(crate::model::VaultName::try_from(*vault).unwrap());
             state.groups.insert(g.name.clone(), g);
         }
         state
@@ -212,8 +212,8 @@ mod tests {
         StateChange::Group(GroupName::try_from(name).unwrap())
     }
 
-    fn vaults(rx: &watch::Receiver<CommittedVaults>) -> Vec<String> {
-        rx.borrow().iter().map(ToString::to_string).collect()
+    fn vaults(rx: &watch::Receiver<CommittedTargets>) -> Vec<String> {
+        rx.borrow().iter().map(|t| t.name().to_owned()).collect()
     }
 
     #[test]

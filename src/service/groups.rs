@@ -7,7 +7,7 @@ use crate::hsm::HsmError;
 use crate::logs::Event;
 use crate::model::JobId;
 use crate::model::{
-    CredentialName, GroupName, KeyGroup, KeyOp, KeyType, ModelError, RotationPolicy, VaultName,
+    CredentialName, GroupName, KeyGroup, KeyOp, KeyType, ModelError, RotationPolicy, Target,
 };
 use serde::Serialize;
 
@@ -16,7 +16,7 @@ use serde::Serialize;
 pub struct NewGroup {
     pub name: GroupName,
     pub credential: CredentialName,
-    pub vault: VaultName,
+    pub target: Target,
     pub key_type: KeyType,
     /// `None` gives the key type's default usages.
     pub key_ops: Option<Vec<KeyOp>>,
@@ -27,7 +27,7 @@ pub struct NewGroup {
 pub struct GroupView {
     pub name: String,
     pub credential: String,
-    pub vault: String,
+    pub target: Target,
     pub key_type: String,
     pub algorithm: String,
     pub exponent: Option<u32>,
@@ -121,7 +121,7 @@ impl Service {
         let group = KeyGroup {
             name: new.name.clone(),
             credential: new.credential,
-            vault: new.vault,
+            target: new.target,
             key_type: new.key_type,
             key_ops,
             rotation: new.rotation,
@@ -243,7 +243,7 @@ fn view(state: &crate::store::State, name: &GroupName) -> Result<GroupView, Serv
     Ok(GroupView {
         name: g.name.to_string(),
         credential: g.credential.to_string(),
-        vault: g.vault.to_string(),
+        target: g.target.clone(),
         key_type: g.key_type.family().to_owned(),
         algorithm: g.key_type.to_string(),
         exponent: match g.key_type {

@@ -26,7 +26,7 @@ pub use credentials::{
 };
 pub use designated::{Designated, DesignatedSetting, DesignatedSource, NotDesignated};
 pub use error::ServiceError;
-pub use events::{CHANGE_CAPACITY, CommittedVaults, StateChange};
+pub use events::{CHANGE_CAPACITY, CommittedTargets, StateChange};
 pub use groups::{DriftFindingView, DriftView, GroupView, NewGroup};
 pub(crate) use jobs::record_step;
 pub use keys::{KeyDeletion, KeyView};
@@ -159,9 +159,10 @@ impl Service {
         self.inner.outlets.subscribe()
     }
 
-    /// The vaults that key groups name in the committed state, replaced under the state lock
-    /// by the commit that changes them (the outbound allowlist reads it at each check).
-    pub fn committed_vaults(&self) -> tokio::sync::watch::Receiver<CommittedVaults> {
+    /// The Key Vaults and Managed HSM pools that key groups name in the committed state,
+    /// replaced under the state lock by the commit that changes them (the outbound allowlist
+    /// reads it at each check).
+    pub fn committed_targets(&self) -> tokio::sync::watch::Receiver<CommittedTargets> {
         self.inner.outlets.vaults()
     }
 

@@ -305,7 +305,10 @@ pub fn stage_restore(dir: &Path, parsed: Parsed) -> Result<StagedRestore, StoreE
     }
     let state = {
         let database = db::create(&staged)?;
-        db::apply(&database, &staged, &[parsed.batch])?;
+        // The records keep the backup's format; the first start migrates them like any store.
+        let mut batch = parsed.batch;
+        batch.keep_format(parsed.format);
+        db::apply(&database, &staged, &[batch])?;
         db::load(&database, &staged)?
             .ok_or_else(|| StoreError::Corrupt {
                 path: staged.clone(),

@@ -2,6 +2,7 @@
 //! postcard-encoded key, plus a `meta` table for the format version, the commit counter and the
 //! two scalar settings. A commit writes the records that changed and nothing else.
 
+use super::group_target;
 use super::state::MAX_NEXT_JOB_ID;
 use super::{FORMAT_VERSION, State, StoreError, Tracked};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -103,6 +104,12 @@ impl Batch {
         state.grace.mark_all_changed();
         state.drift.mark_all_changed();
         Self::changes_of(state)
+    }
+
+    /// Records `format` as the store's format instead of this build's (a restored backup of an
+    /// older format keeps its own, so the next load migrates its records).
+    pub fn keep_format(&mut self, format: u16) {
+        self.meta.push((FORMAT, format.to_le_bytes().to_vec()));
     }
 
     pub fn set_meta(&mut self, name: &'static str, value: Vec<u8>) {
@@ -282,7 +289,11 @@ pub fn load(db: &Database, path: &Path) -> Result<Option<Loaded>, StoreError> {
     }
     let read = ReadTables { txn: &txn, path };
     state.credentials = read.table(Table::Credentials)?;
-    state.groups = read.table(Table::Groups)?;
+    state.groups = if format < group_target::FORMAT {
+        group_target::upgrade(read.table(Table::Groups)?)
+    } else {
+        read.table(Table::Groups)?
+    };
     state.keys = read.table(Table::Keys)?;
     state.jobs = read.table(Table::Jobs)?;
     state.grace = read.table(Table::Grace)?;

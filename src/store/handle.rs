@@ -43,15 +43,24 @@ impl Store {
             migrate_slots(dir, &path)?
         } else if path.symlink_metadata().is_ok() {
             let db = db::open(&path)?;
-            let loaded = db::load(&db, &path)?.ok_or_else(|| StoreError::Corrupt {
+            let mut loaded = db::load(&db, &path)?.ok_or_else(|| StoreError::Corrupt {
                 path: path.clone(),
                 reason: "the store holds no format record: it was damaged".into(),
             })?;
             let migrated_from = (loaded.format < FORMAT_VERSION).then_some(loaded.format);
             if migrated_from.is_some() {
-                // Formats from 5 on share their record shapes so far; the step writes the new
-                // format number, durably, before anything else runs.
-                db::apply(&db, &path, &[Batch::default()])?;
+                // Loading decoded the older records into the current shapes and marked the ones
+                // whose shape changed (see `group_target`); one durable commit writes them with
+                // the new format number before anything else runs.
+                let batch = Batch::changes_of(&mut loaded.state)?;
+                let generation = db::apply(&db, &path, &[batch])?;
+                tracing::info!(
+                    from = loaded.format,
+                    to = FORMAT_VERSION,
+                    generation,
+                    groups = loaded.state.groups.len(),
+                    "state: the store was migrated to this build's format"
+                );
             }
             let report = LoadReport {
                 generation: loaded.generation,

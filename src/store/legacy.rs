@@ -8,6 +8,7 @@
 //! Nothing else in byokd reads a step message for a decision.
 
 use super::State;
+use super::group_target::KeyGroupV5;
 use crate::model::{
     CheckCloudStep, Credential, CredentialAuth, CredentialName, DriftReport, GroupName, Guid, Job,
     JobKind, JobState, JobStep, KekJournal, Key, KeyGroup, KeyName, KeySync, KeySyncState,
@@ -22,7 +23,7 @@ use std::collections::BTreeMap;
 #[derive(Deserialize)]
 struct StateV1 {
     credentials: BTreeMap<CredentialName, CredentialV1>,
-    groups: BTreeMap<GroupName, KeyGroup>,
+    groups: BTreeMap<GroupName, KeyGroupV5>,
     keys: BTreeMap<(GroupName, KeyName), Key>,
 }
 
@@ -54,7 +55,11 @@ pub fn migrate(format: u16, payload: &[u8]) -> Result<State, String> {
                 postcard::from_bytes(payload).map_err(|e| format!("format 3 payload: {e}"))?;
             Ok(v3_to_v4(v3))
         }
-        4 => postcard::from_bytes(payload).map_err(|e| format!("format 4 payload: {e}")),
+        4 => {
+            let v4: StateV4 =
+                postcard::from_bytes(payload).map_err(|e| format!("format 4 payload: {e}"))?;
+            Ok(v4.into())
+        }
         other => Err(format!("unknown format version {other}")),
     }
 }
@@ -64,7 +69,7 @@ pub fn migrate(format: u16, payload: &[u8]) -> Result<State, String> {
 #[derive(Serialize, Deserialize)]
 struct StateV2 {
     credentials: BTreeMap<CredentialName, Credential>,
-    groups: BTreeMap<GroupName, KeyGroup>,
+    groups: BTreeMap<GroupName, KeyGroupV5>,
     keys: BTreeMap<(GroupName, KeyName), Key>,
     designated: Option<bool>,
     jobs: BTreeMap<u64, JobV2>,
@@ -146,7 +151,7 @@ fn v2_to_v3(v2: StateV2) -> StateV3 {
 #[derive(Serialize, Deserialize)]
 pub(super) struct StateV3 {
     credentials: BTreeMap<CredentialName, Credential>,
-    groups: BTreeMap<GroupName, KeyGroup>,
+    groups: BTreeMap<GroupName, KeyGroupV5>,
     keys: BTreeMap<(GroupName, KeyName), Key>,
     designated: Option<bool>,
     jobs: BTreeMap<u64, JobV3>,
@@ -201,7 +206,7 @@ fn v3_to_v4(v3: StateV3) -> State {
         .collect();
     State {
         credentials: v3.credentials.into(),
-        groups: v3.groups.into(),
+        groups: current_groups(v3.groups),
         keys: v3.keys.into(),
         designated: v3.designated,
         jobs,
@@ -314,6 +319,87 @@ fn sync_steps(kek: Option<&KekJournal>, keys: &[KeySync]) -> Vec<SyncStep> {
     steps
 }
 
+/// Format 4 (byokd 0.3, the last A/B format): the current state's shape except for its group
+/// records, which named a vault (see `group_target`).
+#[derive(Serialize, Deserialize)]
+pub(super) struct StateV4 {
+    credentials: BTreeMap<CredentialName, Credential>,
+    groups: BTreeMap<GroupName, KeyGroupV5>,
+    keys: BTreeMap<(GroupName, KeyName), Key>,
+    designated: Option<bool>,
+    jobs: BTreeMap<JobId, Job>,
+    next_job_id: JobId,
+    grace: BTreeMap<GroupName, PendingGrace>,
+    drift: BTreeMap<GroupName, DriftReport>,
+}
+
+impl From<StateV4> for State {
+    fn from(v4: StateV4) -> Self {
+        State {
+            credentials: v4.credentials.into(),
+            groups: current_groups(v4.groups),
+            keys: v4.keys.into(),
+            designated: v4.designated,
+            jobs: v4.jobs.into(),
+            next_job_id: v4.next_job_id,
+            grace: v4.grace.into(),
+            drift: v4.drift.into(),
+        }
+    }
+}
+
+impl StateV4 {
+    /// `state` in the format-4 shape; fails on a Managed HSM group, which format 4 cannot hold.
+    pub(super) fn of(state: &State) -> Result<Self, String> {
+        let groups = state
+            .groups
+            .iter()
+            .map(|(n, g)| {
+                super::group_target::to_v5(g)
+                    .map(|g| (n.clone(), g))
+                    .ok_or_else(|| {
+                        format!("group {n} targets a Managed HSM, which format 4 cannot hold")
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            credentials: state
+                .credentials
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            groups,
+            keys: state
+                .keys
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            designated: state.designated,
+            jobs: state.jobs.iter().map(|(k, v)| (*k, v.clone())).collect(),
+            next_job_id: state.next_job_id,
+            grace: state
+                .grace
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            drift: state
+                .drift
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        })
+    }
+}
+
+/// Groups of formats 1-4, each a Key Vault target now.
+fn current_groups(groups: BTreeMap<GroupName, KeyGroupV5>) -> super::Tracked<GroupName, KeyGroup> {
+    groups
+        .into_iter()
+        .map(|(n, g)| (n, g.into()))
+        .collect::<BTreeMap<_, _>>()
+        .into()
+}
+
 /// Format 1 straight to the current shape.
 fn v1_to_current(v1: StateV1) -> State {
     let credentials = v1
@@ -334,7 +420,7 @@ fn v1_to_current(v1: StateV1) -> State {
         .collect();
     State {
         credentials,
-        groups: v1.groups.into(),
+        groups: current_groups(v1.groups),
         keys: v1.keys.into(),
         designated: None,
         jobs: Default::default(),
@@ -403,7 +489,7 @@ mod tests {
         let kek = job.kek.as_ref().unwrap();
         assert!(kek.deleted && kek.purge_sent && kek.purged.is_none());
         // And it round-trips in the current format.
-        let current = postcard::to_allocvec(&state).unwrap();
+        let current = postcard::to_allocvec(&StateV4::of(&state).unwrap()).unwrap();
         assert_eq!(
             migrate(super::super::envelope::LAST_AB_FORMAT, &current).unwrap(),
             state

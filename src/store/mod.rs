@@ -13,6 +13,7 @@ mod commit;
 mod db;
 mod envelope;
 mod error;
+mod group_target;
 mod handle;
 mod legacy;
 mod slots;
@@ -26,21 +27,24 @@ pub use handle::{LoadReport, Store};
 pub use state::State;
 pub use tracked::Tracked;
 
-/// The state format this build writes: 5 is the redb store. Older formats are migrated on load
-/// (1-4 from their A/B files, see `legacy`).
+/// The state format this build writes: 5 is the redb store, 6 its groups naming their target
+/// (see `group_target`). Older formats are migrated on load (1-4 from their A/B files, see
+/// `legacy`).
 #[cfg(not(feature = "test-next-format"))]
-pub const FORMAT_VERSION: u16 = 5;
+pub const FORMAT_VERSION: u16 = 6;
 /// Test-only build (`test-next-format`): one format past the shipped one, reached by a trivial
 /// migration, so the upgrade tests can cross a state format.
 #[cfg(feature = "test-next-format")]
-pub const FORMAT_VERSION: u16 = 6;
+pub const FORMAT_VERSION: u16 = 7;
 
 /// An A/B state file of the last A/B format (4) holding `state`, generation `generation`: what
-/// byokd before the redb store wrote. Tests lay down pre-migration states with it.
+/// byokd before the redb store wrote (every group a Key Vault target). Tests lay down
+/// pre-migration states with it.
 #[doc(hidden)]
 pub fn ab_slot_bytes(state: &State, generation: u64) -> Result<Vec<u8>, StoreError> {
+    let v4 = legacy::StateV4::of(state).map_err(StoreError::Encode)?;
     envelope::encode_with(envelope::LAST_AB_FORMAT, generation, |buf| {
-        postcard::to_extend(state, buf)
+        postcard::to_extend(&v4, buf)
     })
     .map_err(StoreError::Encode)
 }

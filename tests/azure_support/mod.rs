@@ -332,3 +332,9 @@ pub fn token() -> AccessToken {
         SystemTime::now() + Duration::from_secs(3600),
     )
 }
+
+/// The Key Vault named `name`, as the client's calls take it.
+#[allow(dead_code)]
+pub fn vault_target(name: &str) -> byokd::model::Target {
+    byokd::model::Target::KeyVault(name.parse().expect("a valid vault name"))
+}

@@ -597,7 +597,9 @@ pub fn seed_pushed_key(dir: &Path) {
         KeyGroup {
             name: group.clone(),
             credential: cred,
-            vault: VaultName::try_from("contoso-kv".to_owned()).unwrap(),
+            target: byokd::model::Target::KeyVault(
+                VaultName::try_from("contoso-kv".to_owned()).unwrap(),
+            ),
             key_type,
             key_ops: key_type.default_ops(),
             rotation: RotationPolicy::default(),

@@ -3,6 +3,7 @@
 
 use super::EntraError;
 use crate::azure::endpoints::CloudEndpoints;
+use crate::model::TargetKind;
 
 /// A parsed `WWW-Authenticate: Bearer authorization="…", resource="…"` (or `scope="…"`) challenge.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,18 +71,24 @@ impl Challenge {
         uri.host().map(str::to_ascii_lowercase)
     }
 
-    /// Honoured only when the resource host is this cloud's vault resource host and the
-    /// authority (if named) is one of this cloud's sign-in hosts.
-    pub fn check_cloud(&self, endpoints: &CloudEndpoints) -> Result<(), EntraError> {
+    /// Honoured only when the resource host is this cloud's resource host for the target's
+    /// kind (Key Vault or Managed HSM) and the authority (if named) is one of this cloud's
+    /// sign-in hosts.
+    pub fn check_cloud(
+        &self,
+        endpoints: &CloudEndpoints,
+        kind: TargetKind,
+    ) -> Result<(), EntraError> {
+        let expected = endpoints.suffix(kind).unwrap_or(endpoints.vault_suffix);
         match self.resource_host() {
-            Some(h) if h == endpoints.vault_suffix => {}
+            Some(h) if h == expected => {}
             other => {
                 let resource = other.unwrap_or_else(|| "(none)".into());
-                tracing::error!(host = %resource, expected = endpoints.vault_suffix,
-                    reason = "challenge resource is not this cloud's vault resource", "challenge refused");
+                tracing::error!(host = %resource, expected,
+                    reason = "challenge resource is not this cloud's resource for the target", "challenge refused");
                 return Err(EntraError::ChallengeMismatch {
                     resource,
-                    expected: endpoints.vault_resource(),
+                    expected: format!("https://{expected}"),
                 });
             }
         }

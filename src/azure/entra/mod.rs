@@ -1,7 +1,7 @@
-//! Entra ID (Azure AD) client-credentials tokens for the cloud's Key Vault scope.
+//! Entra ID (Azure AD) client-credentials tokens for the cloud's Key Vault or Managed HSM scope.
 //!
 //! Owns the token request (`POST https://{login}/{tenant}/oauth2/v2.0/token`, form-encoded), the
-//! per-credential token cache, the mapping of Entra's error codes to operator hints
+//! token cache (per credential and scope), the mapping of Entra's error codes to operator hints
 //! (docs/byok-protocol.md#entra-id-errors), the client-assertion JWT for certificate credentials (signed by an
 //! [`AssertionSigner`], in the HSM), and the parsing of Key Vault's `WWW-Authenticate` challenge.
 //!
@@ -32,6 +32,7 @@ pub use token::{AccessToken, EXPIRY_MARGIN};
 use super::endpoints::CloudEndpoints;
 use super::http::{HttpClient, HttpRequest};
 use super::{AzureError, Clock};
+use crate::model::TargetKind;
 use crate::secret::SecretBytes;
 use auth::form_body;
 use errors::map_error;
@@ -41,7 +42,9 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 use token::{parse_token, renew_at};
 
-type CacheKey = (String, String, String);
+/// (credential, tenant, client id, scope kind): a Key Vault token is never handed out for a
+/// Managed HSM, nor the other way round.
+type CacheKey = (String, String, String, TargetKind);
 
 /// Proof that Entra ID accepted a credential's sign-in once ([`Entra::verify`]): made nowhere
 /// else, so a credential can only be recorded as verified after a real sign-in.
@@ -66,24 +69,33 @@ impl Entra {
         }
     }
 
-    /// A Key Vault token for a client-secret credential, from the cache when still valid.
+    /// A token for `kind`'s scope (Key Vault or Managed HSM) for a client-secret credential,
+    /// from the cache when still valid.
     pub async fn token(
         &self,
         credential: &str,
         tenant: &str,
         client_id: &str,
+        kind: TargetKind,
         secret: &SecretBytes,
     ) -> Result<AccessToken, AzureError> {
-        self.token_with(credential, tenant, client_id, ClientAuth::Secret(secret))
-            .await
+        self.token_with(
+            credential,
+            tenant,
+            client_id,
+            kind,
+            ClientAuth::Secret(secret),
+        )
+        .await
     }
 
-    /// A Key Vault token for any credential kind, from the cache when still valid.
+    /// A token for `kind`'s scope for any credential kind, from the cache when still valid.
     pub async fn token_with(
         &self,
         credential: &str,
         tenant: &str,
         client_id: &str,
+        kind: TargetKind,
         auth: ClientAuth<'_>,
     ) -> Result<AccessToken, AzureError> {
         check_id(credential, "tenant id", tenant)?;
@@ -92,6 +104,7 @@ impl Entra {
             credential.to_string(),
             tenant.to_ascii_lowercase(),
             client_id.to_ascii_lowercase(),
+            kind,
         );
         let now = self.clock.now_system();
         if let Some(t) = self.lock().get(&key)
@@ -100,7 +113,7 @@ impl Entra {
             return Ok(t.clone());
         }
         let token = self
-            .request(credential, tenant, client_id, auth, now)
+            .request(credential, tenant, client_id, kind, auth, now)
             .await?;
         self.lock().insert(key, token.clone());
         Ok(token)
@@ -114,23 +127,31 @@ impl Entra {
         credential: &str,
         tenant: &str,
         client_id: &str,
+        kind: TargetKind,
         auth: ClientAuth<'_>,
     ) -> Result<(AccessToken, SignInProof), AzureError> {
         check_id(credential, "tenant id", tenant)?;
         check_id(credential, "client id", client_id)?;
         let now = self.clock.now_system();
-        self.request(credential, tenant, client_id, auth, now)
+        self.request(credential, tenant, client_id, kind, auth, now)
             .await
             .map(|t| (t, SignInProof(())))
     }
 
-    /// The cached, still valid token of a credential, if any: lets a certificate credential skip
-    /// signing an assertion in the HSM when it would not be sent.
-    pub fn cached(&self, credential: &str, tenant: &str, client_id: &str) -> Option<AccessToken> {
+    /// The cached, still valid token of a credential for `kind`'s scope, if any: lets a
+    /// certificate credential skip signing an assertion in the HSM when it would not be sent.
+    pub fn cached(
+        &self,
+        credential: &str,
+        tenant: &str,
+        client_id: &str,
+        kind: TargetKind,
+    ) -> Option<AccessToken> {
         let key = (
             credential.to_string(),
             tenant.to_ascii_lowercase(),
             client_id.to_ascii_lowercase(),
+            kind,
         );
         let now = self.clock.now_system();
         self.lock().get(&key).filter(|t| renew_at(t) > now).cloned()
@@ -138,7 +159,7 @@ impl Entra {
 
     /// Forgets the cached tokens of a credential (after a 401, or when its secret changes).
     pub fn invalidate(&self, credential: &str) {
-        self.lock().retain(|(c, _, _), _| c != credential);
+        self.lock().retain(|(c, _, _, _), _| c != credential);
     }
 
     /// The token endpoint URL for a tenant.
@@ -155,11 +176,12 @@ impl Entra {
         credential: &str,
         tenant: &str,
         client_id: &str,
+        kind: TargetKind,
         auth: ClientAuth<'_>,
         now: SystemTime,
     ) -> Result<AccessToken, AzureError> {
         let url = self.endpoints.token_url(tenant);
-        let body = form_body(client_id, &self.endpoints.vault_scope(), &auth);
+        let body = form_body(client_id, &self.endpoints.scope(kind)?, &auth);
         drop(auth);
         // The request (and with it the zeroizing body) is dropped right after sending.
         let resp = {

@@ -49,25 +49,43 @@ fn challenge_is_parsed_and_honoured_only_for_the_cloud_vault_resource() {
         c.tenant().as_deref(),
         Some("72f988bf-86f1-41af-91ab-2d7cd011db47")
     );
-    assert!(c.check_cloud(&CloudEndpoints::of(Cloud::Public)).is_ok());
+    assert!(
+        c.check_cloud(
+            &CloudEndpoints::of(Cloud::Public),
+            crate::model::TargetKind::KeyVault
+        )
+        .is_ok()
+    );
     assert!(matches!(
-        c.check_cloud(&CloudEndpoints::of(Cloud::China)),
+        c.check_cloud(
+            &CloudEndpoints::of(Cloud::China),
+            crate::model::TargetKind::KeyVault
+        ),
         Err(EntraError::ChallengeMismatch { .. })
     ));
     let evil_authority = Challenge::parse(r#"Bearer authorization="https://login.evil.example/t", resource="https://vault.azure.net""#).unwrap();
     assert!(matches!(
-        evil_authority.check_cloud(&CloudEndpoints::of(Cloud::Public)),
+        evil_authority.check_cloud(
+            &CloudEndpoints::of(Cloud::Public),
+            crate::model::TargetKind::KeyVault
+        ),
         Err(EntraError::ChallengeAuthorityMismatch { .. })
     ));
     let evil = Challenge::parse(r#"Bearer authorization="https://login.windows.net/t", resource="https://vault.azure.net.evil.example""#).unwrap();
     assert!(
-        evil.check_cloud(&CloudEndpoints::of(Cloud::Public))
-            .is_err()
+        evil.check_cloud(
+            &CloudEndpoints::of(Cloud::Public),
+            crate::model::TargetKind::KeyVault
+        )
+        .is_err()
     );
     let scoped = Challenge::parse(r#"Bearer authorization="https://login.microsoftonline.us/t", scope="https://vault.usgovcloudapi.net/.default""#).unwrap();
     assert!(
         scoped
-            .check_cloud(&CloudEndpoints::of(Cloud::Usgov))
+            .check_cloud(
+                &CloudEndpoints::of(Cloud::Usgov),
+                crate::model::TargetKind::KeyVault
+            )
             .is_ok()
     );
     assert!(Challenge::parse("Basic realm=x").is_none());

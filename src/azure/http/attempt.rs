@@ -5,7 +5,7 @@ use super::body::{ReqBody, ZBuf};
 use super::connector::ConnectError;
 use super::{AzureMetrics, Failure, HttpClient, HttpRequest, HttpResponse};
 use crate::azure::AzureError;
-use crate::azure::endpoints::Target;
+use crate::azure::endpoints::Destination;
 use http::Uri;
 use http::header::LOCATION;
 use http_body_util::{BodyExt, Limited};
@@ -14,7 +14,7 @@ impl HttpClient {
     pub(super) async fn attempt(
         &self,
         req: &HttpRequest,
-        target: &Target,
+        target: &Destination,
     ) -> Result<HttpResponse, Failure> {
         let mut builder = http::Request::builder()
             .method(req.method.clone())
@@ -85,7 +85,7 @@ impl HttpClient {
     pub(super) fn response_lost(
         &self,
         req: &HttpRequest,
-        target: &Target,
+        target: &Destination,
         attempt: u32,
         reason: String,
     ) -> AzureError {
@@ -102,7 +102,7 @@ impl HttpClient {
 
     /// A 3xx is never followed: the error names the Location host, which is checked (and so
     /// logged) against the allowlist for the operator's benefit.
-    pub(super) fn redirect(&self, from: &Target, resp: &HttpResponse) -> AzureError {
+    pub(super) fn redirect(&self, from: &Destination, resp: &HttpResponse) -> AzureError {
         let location = resp
             .headers
             .get(LOCATION)
@@ -125,7 +125,7 @@ impl HttpClient {
 }
 
 /// Maps a client error: connect-phase failures were never sent.
-pub(super) fn classify(e: &hyper_util::client::legacy::Error, target: &Target) -> Failure {
+pub(super) fn classify(e: &hyper_util::client::legacy::Error, target: &Destination) -> Failure {
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
     while let Some(s) = source {
         if let Some(c) = s.downcast_ref::<ConnectError>() {

@@ -3,7 +3,7 @@
 
 use super::AzureMetrics;
 use crate::azure::AzureError;
-use crate::azure::endpoints::{Allowlist, Target};
+use crate::azure::endpoints::{Allowlist, Destination};
 use http::Uri;
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::TokioIo;
@@ -99,8 +99,8 @@ impl tower_service::Service<Uri> for Connector {
 }
 
 impl Connector {
-    async fn connect(self, target: Target) -> Result<AzureStream, ConnectError> {
-        let Target { host, port } = target;
+    async fn connect(self, target: Destination) -> Result<AzureStream, ConnectError> {
+        let Destination { host, port } = target;
         let addrs: Vec<SocketAddr> = match self.resolve.get(&host) {
             Some(addr) => vec![*addr],
             // A configured map is the whole of name resolution: a name it lacks does not exist.

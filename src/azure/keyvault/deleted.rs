@@ -6,6 +6,7 @@ use super::request::key_name;
 use super::types::{DeletedKeyBundle, KeyBundle};
 use crate::azure::AzureError;
 use crate::azure::entra::AccessToken;
+use crate::model::Target;
 use http::Method;
 
 impl KeyVault {
@@ -13,14 +14,14 @@ impl KeyVault {
     pub async fn delete_key(
         &self,
         token: &AccessToken,
-        vault: &str,
+        target: &Target,
         name: &str,
     ) -> Result<DeletedKeyBundle, AzureError> {
         let path = format!("/keys/{}", key_name(name)?);
         let deleted: DeletedKeyBundle = self
             .call(
                 token,
-                vault,
+                target,
                 name,
                 KvOp::Delete,
                 Method::DELETE,
@@ -29,7 +30,11 @@ impl KeyVault {
                 true,
             )
             .await?;
-        tracing::info!(vault, kid = deleted.bundle.kid(), "deleted key");
+        tracing::info!(
+            vault = target.name(),
+            kid = deleted.bundle.kid(),
+            "deleted key"
+        );
         Ok(deleted)
     }
 
@@ -37,13 +42,13 @@ impl KeyVault {
     pub async fn get_deleted_key(
         &self,
         token: &AccessToken,
-        vault: &str,
+        target: &Target,
         name: &str,
     ) -> Result<DeletedKeyBundle, AzureError> {
         let path = format!("/deletedkeys/{}", key_name(name)?);
         self.call(
             token,
-            vault,
+            target,
             name,
             KvOp::GetDeleted,
             Method::GET,
@@ -59,30 +64,30 @@ impl KeyVault {
     pub async fn purge_deleted_key(
         &self,
         token: &AccessToken,
-        vault: &str,
+        target: &Target,
         name: &str,
     ) -> Result<(), AzureError> {
         let path = format!("/deletedkeys/{}", key_name(name)?);
-        let url = self.url(vault, &path)?;
+        let url = self.url(target, &path)?;
         let resp = self.send(token, Method::DELETE, &url, None, true).await?;
         if resp.status.is_success() {
-            tracing::info!(vault, key = name, "purged deleted key");
+            tracing::info!(vault = target.name(), key = name, "purged deleted key");
             return Ok(());
         }
-        Err(map_error(&self.endpoints, vault, name, KvOp::Purge, &resp))
+        Err(map_error(&self.endpoints, target, name, KvOp::Purge, &resp))
     }
 
     /// `POST /deletedkeys/{name}/recover`.
     pub async fn recover_deleted_key(
         &self,
         token: &AccessToken,
-        vault: &str,
+        target: &Target,
         name: &str,
     ) -> Result<KeyBundle, AzureError> {
         let path = format!("/deletedkeys/{}/recover", key_name(name)?);
         self.call(
             token,
-            vault,
+            target,
             name,
             KvOp::Recover,
             Method::POST,

@@ -6,6 +6,7 @@ use crate::azure::AzureError;
 use crate::azure::endpoints::CloudEndpoints;
 use crate::azure::entra::Challenge;
 use crate::azure::http::HttpResponse;
+use crate::model::Target;
 use http::StatusCode;
 use serde::Deserialize;
 use std::fmt;
@@ -37,6 +38,32 @@ impl KvOp {
             KvOp::GetDeleted => "Get (deleted keys: List)",
             KvOp::Purge => "Purge",
             KvOp::Recover => "Recover",
+        }
+    }
+
+    /// The Managed HSM local RBAC data action the operation needs, short form (`keys/import`);
+    /// the full name is `Microsoft.KeyVault/managedHsm/<this>/action` (`keys/delete` and
+    /// `keys/deletedKeys/delete` have no `/action`).
+    pub fn hsm_permission(self) -> &'static str {
+        match self {
+            KvOp::CreateKek => "keys/create",
+            KvOp::Import => "keys/import",
+            KvOp::ListVersions | KvOp::Get => "keys/read",
+            KvOp::Update => "keys/write",
+            KvOp::Delete => "keys/delete",
+            KvOp::GetDeleted => "keys/deletedKeys/read",
+            KvOp::Purge => "keys/deletedKeys/delete",
+            KvOp::Recover => "keys/deletedKeys/recover",
+        }
+    }
+
+    /// The Managed HSM built-in role that grants [`KvOp::hsm_permission`]: Crypto User for the
+    /// live keys, Crypto Officer for deleted keys (reading, recovering and purging them).
+    pub fn hsm_role(self) -> &'static str {
+        if self.deleted() {
+            "Managed HSM Crypto Officer"
+        } else {
+            "Managed HSM Crypto User"
         }
     }
 
@@ -74,6 +101,12 @@ pub enum KeyVaultError {
         vault: String,
         op: KvOp,
         inner: String,
+    },
+    #[error("the application may not {op} in Managed HSM {pool} (403 {code}: local RBAC has no '{perm}' for it): grant it the '{role}' role with `az keyvault role assignment create --hsm-name {pool} --role \"{role}\" --scope /keys --assignee <the credential's client id>`; a new grant can take a few minutes to apply", perm = op.hsm_permission(), role = op.hsm_role())]
+    HsmPermissionDenied {
+        pool: String,
+        op: KvOp,
+        code: String,
     },
     #[error(
         "vault {vault}'s firewall refused byokd ({inner}): allow the appliance's public address under the vault's Networking settings, or a private endpoint"
@@ -155,7 +188,7 @@ struct ErrorDetail {
 /// Status, then `error.code`, then `innererror.code`; the message is only shown, never matched.
 pub(super) fn map_error(
     endpoints: &CloudEndpoints,
-    vault: &str,
+    target: &Target,
     name: &str,
     op: KvOp,
     resp: &HttpResponse,
@@ -165,7 +198,7 @@ pub(super) fn map_error(
     let code = detail.code.clone().unwrap_or_default();
     let inner = detail.innererror.as_ref().and_then(|i| i.code.clone());
     let message = detail.message.clone().unwrap_or_default();
-    let (vault, name) = (vault.to_string(), name.to_string());
+    let (vault, name) = (target.name().to_string(), name.to_string());
     tracing::warn!(vault = %vault, status = resp.status.as_u16(), code = %code, inner = ?inner, op = %op, "Key Vault refused a request");
     let err = match resp.status {
         StatusCode::UNAUTHORIZED => {
@@ -176,7 +209,7 @@ pub(super) fn map_error(
                 .and_then(Challenge::parse);
             let tenant = match &challenge {
                 Some(c) => {
-                    if let Err(e) = c.check_cloud(endpoints) {
+                    if let Err(e) = c.check_cloud(endpoints, target.kind()) {
                         return e.into();
                     }
                     c.tenant()
@@ -184,6 +217,15 @@ pub(super) fn map_error(
                 None => None,
             };
             KeyVaultError::Unauthorized { vault, tenant }
+        }
+        // Managed HSM's local RBAC refuses with 403 `AccessDenied` (its message names the data
+        // action); a purge-protected pool answers another code, kept below.
+        StatusCode::FORBIDDEN if target.is_managed_hsm() && code == "AccessDenied" => {
+            KeyVaultError::HsmPermissionDenied {
+                pool: vault,
+                op,
+                code,
+            }
         }
         StatusCode::FORBIDDEN => match (code.as_str(), inner.as_deref()) {
             (_, Some(i @ ("ForbiddenByRbac" | "ForbiddenByPolicy"))) => {

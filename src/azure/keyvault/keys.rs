@@ -9,6 +9,7 @@ use super::types::{
 use super::{API_VERSION, KeyVault, MAX_PAGES, PAGE_SIZE};
 use crate::azure::AzureError;
 use crate::azure::entra::AccessToken;
+use crate::model::Target;
 use http::Method;
 
 impl KeyVault {
@@ -17,7 +18,7 @@ impl KeyVault {
     pub async fn create_kek(
         &self,
         token: &AccessToken,
-        vault: &str,
+        target: &Target,
         name: &str,
         size_bits: u32,
         exp: i64,
@@ -32,11 +33,11 @@ impl KeyVault {
             "kty": "RSA-HSM", "key_size": size_bits, "key_ops": ["import"], "attributes": {"exp": exp},
         });
         let path = format!("/keys/{}/create", key_name(name)?);
-        self.budget.acquire(&self.vault_host(vault)?).await;
+        self.budget.acquire(&self.host(target)?).await;
         let bundle: KeyBundle = self
             .call(
                 token,
-                vault,
+                target,
                 name,
                 KvOp::CreateKek,
                 Method::POST,
@@ -47,7 +48,7 @@ impl KeyVault {
             .await?;
         let bad = |detail: &str| {
             AzureError::KeyVault(KeyVaultError::BadKek {
-                vault: vault.to_string(),
+                vault: target.name().to_string(),
                 detail: detail.into(),
             })
         };
@@ -70,7 +71,7 @@ impl KeyVault {
             return Err(bad("no versioned kid"));
         }
         tracing::info!(
-            vault,
+            vault = target.name(),
             kid = bundle.kid(),
             size_bits,
             "created key exchange key"
@@ -90,7 +91,7 @@ impl KeyVault {
     pub async fn import_key(
         &self,
         token: &AccessToken,
-        vault: &str,
+        target: &Target,
         name: &str,
         req: &ImportRequest,
     ) -> Result<KeyBundle, AzureError> {
@@ -107,11 +108,11 @@ impl KeyVault {
         };
         let body = serde_json::json!({"key": key, "attributes": attributes, "tags": req.tags});
         let path = format!("/keys/{}", key_name(name)?);
-        self.budget.acquire(&self.vault_host(vault)?).await;
+        self.budget.acquire(&self.host(target)?).await;
         let bundle: KeyBundle = self
             .call(
                 token,
-                vault,
+                target,
                 name,
                 KvOp::Import,
                 Method::PUT,
@@ -120,7 +121,11 @@ impl KeyVault {
                 false,
             )
             .await?;
-        tracing::info!(vault, kid = bundle.kid(), "imported key version");
+        tracing::info!(
+            vault = target.name(),
+            kid = bundle.kid(),
+            "imported key version"
+        );
         Ok(bundle)
     }
 
@@ -129,10 +134,10 @@ impl KeyVault {
     pub async fn list_versions(
         &self,
         token: &AccessToken,
-        vault: &str,
+        target: &Target,
         name: &str,
     ) -> Result<Vec<KeyItem>, AzureError> {
-        let host = self.vault_host(vault)?;
+        let host = self.host(target)?;
         let mut url = format!(
             "https://{host}/keys/{}/versions?maxresults={PAGE_SIZE}&api-version={API_VERSION}",
             key_name(name)?
@@ -142,7 +147,7 @@ impl KeyVault {
             let page: KeyListResult = self
                 .call_url(
                     token,
-                    vault,
+                    target,
                     name,
                     KvOp::ListVersions,
                     Method::GET,
@@ -155,11 +160,11 @@ impl KeyVault {
             let Some(next) = page.next_link.filter(|l| !l.is_empty()) else {
                 return Ok(items);
             };
-            let target = self.http.allowlist().check_str(&next)?;
-            if target.host != host {
-                tracing::error!(host = %target.host, vault, reason = "nextLink leaves the vault", "nextLink refused");
+            let dest = self.http.allowlist().check_str(&next)?;
+            if dest.host != host {
+                tracing::error!(host = %dest.host, vault = target.name(), reason = "nextLink leaves the vault", "nextLink refused");
                 return Err(AzureError::NotAllowed {
-                    host: target.host,
+                    host: dest.host,
                     reason: "a nextLink must stay on the same vault",
                 });
             }
@@ -183,7 +188,7 @@ impl KeyVault {
     pub async fn get_key(
         &self,
         token: &AccessToken,
-        vault: &str,
+        target: &Target,
         name: &str,
         version: Option<&str>,
     ) -> Result<KeyBundle, AzureError> {
@@ -194,7 +199,7 @@ impl KeyVault {
         );
         self.call(
             token,
-            vault,
+            target,
             name,
             KvOp::Get,
             Method::GET,
@@ -209,7 +214,7 @@ impl KeyVault {
     pub async fn update_key(
         &self,
         token: &AccessToken,
-        vault: &str,
+        target: &Target,
         name: &str,
         version: &str,
         update: &KeyUpdate,
@@ -230,7 +235,7 @@ impl KeyVault {
         let path = format!("/keys/{}/{}", key_name(name)?, version_part(version)?);
         self.call(
             token,
-            vault,
+            target,
             name,
             KvOp::Update,
             Method::PATCH,

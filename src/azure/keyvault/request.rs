@@ -1,12 +1,12 @@
-//! How every Key Vault call is sent: the vault host and URL, the key name and version checks,
+//! How every Key Vault and Managed HSM call is sent: the target's host and URL, the key name and version checks,
 //! and the one path from a request to a decoded answer or a mapped error.
 
 use super::errors::{KvOp, map_error};
 use super::{API_VERSION, KeyVault};
 use crate::azure::AzureError;
-use crate::azure::endpoints::valid_vault_name;
 use crate::azure::entra::AccessToken;
 use crate::azure::http::{HttpRequest, HttpResponse};
+use crate::model::Target;
 use http::Method;
 use serde::de::DeserializeOwned;
 
@@ -18,20 +18,15 @@ fn valid_version(v: &str) -> bool {
     v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 impl KeyVault {
-    pub(super) fn vault_host(&self, vault: &str) -> Result<String, AzureError> {
-        if !valid_vault_name(vault) {
-            return Err(AzureError::InvalidName {
-                kind: "vault",
-                name: vault.to_string(),
-            });
-        }
-        Ok(self.endpoints.vault_host(vault))
+    /// The target's host on this cloud (refused on a cloud without Managed HSM).
+    pub(super) fn host(&self, target: &Target) -> Result<String, AzureError> {
+        self.endpoints.host(target)
     }
 
-    pub(super) fn url(&self, vault: &str, path: &str) -> Result<String, AzureError> {
+    pub(super) fn url(&self, target: &Target, path: &str) -> Result<String, AzureError> {
         Ok(format!(
             "https://{}{path}?api-version={API_VERSION}",
-            self.vault_host(vault)?
+            self.host(target)?
         ))
     }
 
@@ -39,7 +34,7 @@ impl KeyVault {
     pub(super) async fn call<T: DeserializeOwned>(
         &self,
         token: &AccessToken,
-        vault: &str,
+        target: &Target,
         name: &str,
         op: KvOp,
         method: Method,
@@ -47,8 +42,8 @@ impl KeyVault {
         body: Option<&serde_json::Value>,
         idempotent: bool,
     ) -> Result<T, AzureError> {
-        let url = self.url(vault, path)?;
-        self.call_url(token, vault, name, op, method, &url, body, idempotent)
+        let url = self.url(target, path)?;
+        self.call_url(token, target, name, op, method, &url, body, idempotent)
             .await
     }
 
@@ -56,7 +51,7 @@ impl KeyVault {
     pub(super) async fn call_url<T: DeserializeOwned>(
         &self,
         token: &AccessToken,
-        vault: &str,
+        target: &Target,
         name: &str,
         op: KvOp,
         method: Method,
@@ -66,10 +61,12 @@ impl KeyVault {
     ) -> Result<T, AzureError> {
         let resp = self.send(token, method, url, body, idempotent).await?;
         if !resp.status.is_success() {
-            return Err(map_error(&self.endpoints, vault, name, op, &resp));
+            return Err(map_error(&self.endpoints, target, name, op, &resp));
         }
         serde_json::from_slice(&resp.body).map_err(|e| AzureError::Decode {
-            host: self.endpoints.vault_host(vault),
+            host: self
+                .host(target)
+                .unwrap_or_else(|_| target.name().to_owned()),
             status: resp.status.as_u16(),
             detail: format!("{op}: the response is not the expected JSON: {e}"),
         })

@@ -9,7 +9,8 @@ use crate::control::decode::{self, field};
 use crate::control::errors::ApiError;
 use crate::control::routes::Params;
 use crate::model::{
-    CredentialName, GroupName, KeyOp, KeyType, RotationPolicy, RsaExponent, VaultName,
+    CredentialName, GroupName, HsmPoolName, KeyOp, KeyType, RotationPolicy, RsaExponent, Target,
+    VaultName,
 };
 use crate::service::{DriftView, GroupView, NewGroup};
 
@@ -37,10 +38,26 @@ pub(super) fn decode_new(body: &[u8]) -> Result<(NewGroup, bool), ApiError> {
     rotation
         .validate()
         .map_err(|e| ApiError::invalid(format!("rotation.{}", e.field), e.reason))?;
+    let target = match (b.vault, b.managed_hsm) {
+        (Some(v), None) => Target::KeyVault(field("vault", VaultName::try_from(v))?),
+        (None, Some(p)) => Target::ManagedHsm(field("managed_hsm", HsmPoolName::try_from(p))?),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid(
+                "managed_hsm",
+                "a group targets one Key Vault or one Managed HSM: give `vault` or `managed_hsm`, not both",
+            ));
+        }
+        (None, None) => {
+            return Err(ApiError::invalid(
+                "vault",
+                "name the group's target: `vault` (a Key Vault) or `managed_hsm` (a Managed HSM pool)",
+            ));
+        }
+    };
     let group = NewGroup {
         name: field("name", GroupName::try_from(b.name))?,
         credential: field("credential", CredentialName::try_from(b.credential))?,
-        vault: field("vault", VaultName::try_from(b.vault))?,
+        target,
         key_type,
         key_ops,
         rotation,
@@ -67,7 +84,9 @@ fn answer(v: GroupView) -> contract::Group {
     contract::Group {
         name: v.name,
         credential: v.credential,
-        vault: v.vault,
+        target: v.target.kind().as_str().to_owned(),
+        vault: v.target.vault().map(ToString::to_string),
+        managed_hsm: v.target.managed_hsm().map(ToString::to_string),
         key_type: v.key_type,
         algorithm: v.algorithm,
         exponent: v.exponent,
@@ -114,7 +133,7 @@ pub async fn list(_: Authorized<AnyRole>, ctx: &Ctx) -> Result<Reply, ApiError> 
 pub async fn create(auth: Authorized<Operate>, ctx: &Ctx, i: Input) -> Result<Reply, ApiError> {
     let (new, verify) = decode_new(&i.body)?;
     if verify {
-        super::verify::vault_access(ctx, &new.credential, &new.vault).await?;
+        super::verify::vault_access(ctx, &new.credential, &new.target).await?;
     }
     let view = ctx.service.create_group(new, auth.name()).await?;
     Reply::created(&answer(view))

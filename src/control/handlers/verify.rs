@@ -12,7 +12,7 @@ use super::Ctx;
 use crate::azure::{AccessToken, AzureError, ClientAuth, KeyVaultError, SignInProof};
 use crate::control::errors::ApiError;
 use crate::logs::Event;
-use crate::model::{CredentialName, VaultName};
+use crate::model::{CredentialName, Target, TargetKind};
 use crate::service::{NewCredential, SignInMaterial};
 use http::StatusCode;
 
@@ -62,6 +62,8 @@ pub(super) async fn secret_sign_in(
             new.name.as_str(),
             &tenant,
             &client,
+            // Any scope proves the sign-in; a credential is not tied to a target kind.
+            TargetKind::KeyVault,
             ClientAuth::Secret(&new.secret),
         )
         .await
@@ -79,6 +81,7 @@ pub(super) async fn secret_sign_in(
 async fn credential_token(
     ctx: &Ctx,
     name: &CredentialName,
+    kind: TargetKind,
 ) -> Result<(AccessToken, SignInProof), ApiError> {
     let jobs = azure(ctx)?;
     let cred = ctx.service.credential(name).await?;
@@ -90,6 +93,7 @@ async fn credential_token(
                     &cred.name,
                     &cred.tenant_id,
                     &cred.client_id,
+                    kind,
                     ClientAuth::Secret(&secret),
                 )
                 .await
@@ -118,6 +122,7 @@ async fn credential_token(
                             &cred.name,
                             &cred.tenant_id,
                             &cred.client_id,
+                            kind,
                             ClientAuth::Assertion(jwt),
                         )
                         .await
@@ -129,38 +134,36 @@ async fn credential_token(
     signed.map_err(|e| refused(&format!("credential {name} cannot sign in"), &e))
 }
 
-/// Checks that `vault` exists and that `credential` may read it (Get and List); records the
-/// credential as verified when its sign-in works.
+/// Checks that the Key Vault or Managed HSM `target` exists and that `credential` may read it
+/// (Get and List); records the credential as verified when its sign-in works.
 pub(super) async fn vault_access(
     ctx: &Ctx,
     credential: &CredentialName,
-    vault: &VaultName,
+    target: &Target,
 ) -> Result<(), ApiError> {
-    let (token, proof) = credential_token(ctx, credential).await?;
+    let field_name = target.kind().as_str();
+    // Refused before any sign-in on a cloud without Managed HSM.
+    let jobs = azure(ctx)?;
+    let az = jobs.azure();
+    az.allowlist()
+        .endpoints()
+        .host(target)
+        .map_err(|e| ApiError::invalid(field_name, e))?;
+    let (token, proof) = credential_token(ctx, credential, target.kind()).await?;
     ctx.service
         .mark_credential_verified(credential, &proof)
         .await?;
-    let jobs = azure(ctx)?;
-    let az = jobs.azure();
-    // The vault is not allowed until a group naming it is committed: allow it for the probe.
+    // The target is not allowed until a group naming it is committed: allow it for the probe.
     let _probe = az
         .allowlist()
-        .probe(vault.as_str())
-        .map_err(|e| ApiError::invalid("vault", e))?;
-    let what = format!("vault {vault} cannot be used with credential {credential}");
-    match az
-        .keyvault()
-        .get_key(&token, vault.as_str(), PROBE_KEY, None)
-        .await
-    {
+        .probe(target)
+        .map_err(|e| ApiError::invalid(field_name, e))?;
+    let what = format!("{target} cannot be used with credential {credential}");
+    match az.keyvault().get_key(&token, target, PROBE_KEY, None).await {
         Ok(_) | Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {}
         Err(e) => return Err(refused(&what, &e)),
     }
-    match az
-        .keyvault()
-        .list_versions(&token, vault.as_str(), PROBE_KEY)
-        .await
-    {
+    match az.keyvault().list_versions(&token, target, PROBE_KEY).await {
         Ok(_) | Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => Ok(()),
         Err(e) => Err(refused(&what, &e)),
     }

@@ -13,7 +13,9 @@ use http::Method;
 
 const GROUP_COLS: &[Column] = &[
     col("NAME", "name"),
+    col("TARGET", "target"),
     col("VAULT", "vault"),
+    col("MANAGED HSM", "managed_hsm"),
     col("CREDENTIAL", "credential"),
     col("ALGORITHM", "algorithm"),
     wide("KEY OPS", "key_ops"),
@@ -49,6 +51,7 @@ pub(super) async fn group(ctx: &Ctx, c: GroupCmd) -> Result<(), CtlError> {
             name,
             credential,
             vault,
+            managed_hsm,
             key_type,
             exponent,
             key_ops,
@@ -59,6 +62,7 @@ pub(super) async fn group(ctx: &Ctx, c: GroupCmd) -> Result<(), CtlError> {
                 name,
                 credential,
                 vault,
+                managed_hsm,
                 key_type: value_name(key_type),
                 exponent,
                 key_ops: key_ops.map(|ops| ops.into_iter().map(value_name).collect()),

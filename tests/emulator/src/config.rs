@@ -78,6 +78,25 @@ impl Cloud {
         format!("{}.{}", name.to_ascii_lowercase(), self.vault_suffix())
     }
 
+    /// The Managed HSM DNS suffix, without the leading dot (Azure CLI's `mhsm_dns`).
+    pub fn managed_hsm_suffix(self) -> &'static str {
+        match self {
+            Cloud::Public => "managedhsm.azure.net",
+            Cloud::China => "managedhsm.azure.cn",
+            Cloud::UsGov => "managedhsm.usgovcloudapi.net",
+        }
+    }
+
+    /// The Managed HSM resource (token audience), e.g. `https://managedhsm.azure.net`.
+    pub fn managed_hsm_resource(self) -> String {
+        format!("https://{}", self.managed_hsm_suffix())
+    }
+
+    /// The client-credentials scope for Managed HSM.
+    pub fn managed_hsm_scope(self) -> String {
+        format!("https://{}/.default", self.managed_hsm_suffix())
+    }
+
     /// The cloud whose sign-in host is `host`.
     pub fn from_login_host(host: &str) -> Option<Cloud> {
         Cloud::ALL.into_iter().find(|c| c.login_host() == host)
@@ -222,6 +241,12 @@ impl Permission {
 pub struct VaultOptions {
     /// Cloud the vault lives in (decides its host suffix and token scope).
     pub cloud: Cloud,
+    /// A Managed HSM pool rather than a Key Vault: host `<name>.managedhsm.azure.net`, tokens
+    /// for the Managed HSM resource only (a Key Vault token is refused, and a Managed HSM token
+    /// by every vault), local RBAC refusals (403 `AccessDenied` naming the data action), and
+    /// soft-delete always on (`recovery_level` must keep deleted keys; `Recoverable` is purge
+    /// protection). The tier (`sku`) does not apply.
+    pub managed_hsm: bool,
     /// Tenant the vault belongs to; tokens from other tenants get 401. `None`: any tenant.
     pub tenant: Option<String>,
     /// Pricing tier.
@@ -244,6 +269,7 @@ impl Default for VaultOptions {
     fn default() -> Self {
         VaultOptions {
             cloud: Cloud::Public,
+            managed_hsm: false,
             tenant: None,
             sku: Sku::Premium,
             recovery_level: RecoveryLevel::RecoverablePurgeable,

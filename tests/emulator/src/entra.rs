@@ -191,10 +191,15 @@ pub(crate) fn handle(
     };
     let audience = if *scope == cloud.vault_scope() {
         Audience::Vault
+    } else if *scope == cloud.managed_hsm_scope() {
+        Audience::ManagedHsm
     } else {
         Audience::Arm
     };
-    if *scope != cloud.vault_scope() && *scope != cloud.arm_scope() {
+    if *scope != cloud.vault_scope()
+        && *scope != cloud.managed_hsm_scope()
+        && *scope != cloud.arm_scope()
+    {
         let code = if scope.ends_with("/.default") {
             500011
         } else {

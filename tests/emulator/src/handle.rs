@@ -492,6 +492,11 @@ fn vault_mut<'a>(st: &'a mut State, vault: &str) -> Result<&'a mut Vault, Emulat
 impl Shared {
     pub(crate) fn add_vault(&self, name: &str, opts: VaultOptions) -> Result<(), EmulatorError> {
         validate_vault_name(name)?;
+        if opts.managed_hsm && !opts.recovery_level.soft_delete() {
+            return Err(EmulatorError::Config(format!(
+                "Managed HSM {name}: soft-delete is always on in Managed HSM; use recovery level Recoverable+Purgeable or Recoverable (purge protection)"
+            )));
+        }
         let mut st = self.lock();
         match st.vaults.get_mut(&name.to_ascii_lowercase()) {
             Some(v) => v.opts = opts,

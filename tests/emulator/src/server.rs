@@ -130,10 +130,12 @@ fn service_of(host: &str) -> Service {
         return Service::Arm(c);
     }
     for c in Cloud::ALL {
-        if let Some(name) = host.strip_suffix(&format!(".{}", c.vault_suffix()))
-            && !name.contains('.')
-        {
-            return Service::Vault(host.to_owned());
+        for suffix in [c.vault_suffix(), c.managed_hsm_suffix()] {
+            if let Some(name) = host.strip_suffix(&format!(".{suffix}"))
+                && !name.contains('.')
+            {
+                return Service::Vault(host.to_owned());
+            }
         }
     }
     Service::Unknown

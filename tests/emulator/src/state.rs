@@ -29,6 +29,7 @@ pub(crate) struct TokenInfo {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Audience {
     Vault,
+    ManagedHsm,
     Arm,
 }
 
@@ -126,7 +127,33 @@ impl Vault {
     }
 
     pub fn host(&self) -> String {
-        self.opts.cloud.vault_host(&self.name)
+        if self.opts.managed_hsm {
+            format!(
+                "{}.{}",
+                self.name.to_ascii_lowercase(),
+                self.opts.cloud.managed_hsm_suffix()
+            )
+        } else {
+            self.opts.cloud.vault_host(&self.name)
+        }
+    }
+
+    /// The resource (token audience) this vault or Managed HSM pool accepts.
+    pub fn resource(&self) -> String {
+        if self.opts.managed_hsm {
+            self.opts.cloud.managed_hsm_resource()
+        } else {
+            self.opts.cloud.vault_resource()
+        }
+    }
+
+    /// The audience a token must have been issued for.
+    pub fn audience(&self) -> Audience {
+        if self.opts.managed_hsm {
+            Audience::ManagedHsm
+        } else {
+            Audience::Vault
+        }
     }
 
     pub fn base_url(&self) -> String {

@@ -53,8 +53,8 @@ pub(crate) fn server_names(vault_hosts: &[String], extra: &[String]) -> Vec<Stri
         names.push(c.login_host().to_owned());
         names.push(c.arm_host().to_owned());
         names.push(format!("*.{}", c.vault_suffix()));
+        names.push(format!("*.{}", c.managed_hsm_suffix()));
     }
-    names.push("*.managedhsm.azure.net".to_owned());
     names.extend(vault_hosts.iter().cloned());
     names.extend(extra.iter().cloned());
     names.sort();

@@ -92,6 +92,19 @@ fn action_name(p: Permission) -> &'static str {
     }
 }
 
+/// The Managed HSM local RBAC data action of a permission.
+fn hsm_action_name(p: Permission) -> &'static str {
+    match p {
+        Permission::Create => "Microsoft.KeyVault/managedHsm/keys/create",
+        Permission::Import => "Microsoft.KeyVault/managedHsm/keys/import/action",
+        Permission::Delete => "Microsoft.KeyVault/managedHsm/keys/delete",
+        Permission::Purge => "Microsoft.KeyVault/managedHsm/keys/deletedKeys/delete",
+        Permission::Get | Permission::List => "Microsoft.KeyVault/managedHsm/keys/read/action",
+        Permission::Update => "Microsoft.KeyVault/managedHsm/keys/write/action",
+        Permission::Recover => "Microsoft.KeyVault/managedHsm/keys/deletedKeys/recover/action",
+    }
+}
+
 fn valid_key_name(n: &str) -> bool {
     (1..=127).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
@@ -210,7 +223,7 @@ fn preflight(
         )
     })?;
     let challenge_tenant = vault.opts.tenant.clone().unwrap_or(default_tenant);
-    let resource = vault.opts.cloud.vault_resource();
+    let resource = vault.resource();
 
     match query.get("api-version").map(String::as_str) {
         Some("7.5") => {}
@@ -255,7 +268,7 @@ fn preflight(
             "AKV10032: Invalid token: the token is expired.",
         ));
     }
-    if info.cloud != vault.opts.cloud || info.audience != crate::state::Audience::Vault {
+    if info.cloud != vault.opts.cloud || info.audience != vault.audience() {
         return Err(unauthorized(
             (&challenge_tenant, vault.opts.cloud),
             &resource,
@@ -299,6 +312,23 @@ fn preflight(
             .iter()
             .find(|(cid, _)| cid.eq_ignore_ascii_case(&info.client_id))
             .is_some_and(|(_, perms)| perms.contains(&perm));
+        if !allowed && vault.opts.managed_hsm {
+            // Managed HSM's local RBAC: 403 AccessDenied naming the data action and scope.
+            return Err(kv_error(
+                StatusCode::FORBIDDEN,
+                "AccessDenied",
+                &format!(
+                    "Not authorized to access {} on /keys{} (Activity ID: 00000000-0000-0000-0000-000000000000)",
+                    hsm_action_name(perm),
+                    route
+                        .name
+                        .as_deref()
+                        .map(|n| format!("/{n}"))
+                        .unwrap_or_default()
+                ),
+                None,
+            ));
+        }
         if !allowed {
             return Err(kv_error(
                 StatusCode::FORBIDDEN,
@@ -519,7 +549,7 @@ fn check_ec_ops(ops: &[String]) -> Result<(), Resp> {
 }
 
 fn hsm_requires_premium(vault: &Vault, kty: &str) -> Result<(), Resp> {
-    if kty.ends_with("-HSM") && vault.opts.sku == Sku::Standard {
+    if kty.ends_with("-HSM") && vault.opts.sku == Sku::Standard && !vault.opts.managed_hsm {
         return Err(bad_parameter(&format!(
             "The key type '{kty}' is not supported by this vault: HSM-protected keys require a Premium SKU vault."
         )));
