@@ -37,11 +37,11 @@ impl Jobs {
         let k = svc.key_record(group, key).await?;
         let spki = svc.hsm().public_key(k.hsm_id).await?.spki_der;
         let token = credential_token(self, &g).await?;
-        let vault = SignedIn::new(self.azure().keyvault(), token, g.vault.as_str());
+        let vault = SignedIn::new(self.azure().keyvault(), token, &g.target);
         if let Err(e) = confirm_public_key(&vault, g.name.as_str(), version, &spki, key).await {
             tracing::warn!(event = Event::KeyImportRecordRefused.as_str(), service = "azure", group = %group, key = %key,
-                identity = by, vault = %g.vault, version = %version, error = %e,
-                "Recording version {version} of {}/{} for key {group}/{key} refused: {e}", g.vault, g.name);
+                identity = by, target = %g.target, version = %version, error = %e,
+                "Recording version {version} of {}/{} for key {group}/{key} refused: {e}", g.target, g.name);
             return Err(e);
         }
         let previous = svc

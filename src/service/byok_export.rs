@@ -36,9 +36,12 @@ impl std::fmt::Debug for ByokFile {
 }
 
 impl Service {
-    /// The host a group's KEK and keys live on: its vault in the configured cloud.
-    pub fn target_host(&self, group: &KeyGroup) -> String {
-        CloudEndpoints::of(self.config().azure.cloud).vault_host(group.vault.as_str())
+    /// The host a group's KEK and keys live on: its vault or Managed HSM pool in the configured
+    /// cloud.
+    pub fn target_host(&self, group: &KeyGroup) -> Result<String, ServiceError> {
+        CloudEndpoints::of(self.config().azure.cloud)
+            .host(&group.target)
+            .map_err(|e| ServiceError::Conflict(format!("key group {}: {e}", group.name)))
     }
 
     /// For an export request: the key's HSM object and the host its KEK must be on.
@@ -49,7 +52,7 @@ impl Service {
     ) -> Result<(HsmKeyId, String), ServiceError> {
         let g = self.group_record(group).await?;
         let k = self.key_record(group, key).await?;
-        Ok((k.hsm_id, self.target_host(&g)))
+        Ok((k.hsm_id, self.target_host(&g)?))
     }
 
     /// Wraps the key a second admin approved exporting, inside the HSM under the approved KEK,
