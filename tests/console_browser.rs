@@ -20,6 +20,8 @@ const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 const CLIENT: &str = "5d1c8e2a-3b4f-4a6e-9c7d-8e9f0a1b2c3d";
 const SECRET: &str = "Zx7~console.Uploaded-Secret_0042";
 const VAULT: &str = "console-kv";
+/// A Managed HSM pool of the emulator.
+const POOL: &str = "console-mhsm";
 /// Keys seeded into group `bulk` for the keys-table benchmark.
 const BULK_KEYS: usize = 10_000;
 
@@ -267,10 +269,11 @@ fn the_console_works_in_chromium() {
         &[(VAULT, RecoveryLevel::RecoverablePurgeable)],
         300,
     );
+    let pool = azure.add_managed_hsm(POOL, RecoveryLevel::RecoverablePurgeable);
     let sections = azure.sections(
         &[VAULT],
         "",
-        "[lifecycle]\ngrace_days = 0\ndrift_check_hours = 0\n",
+        &format!("{pool}[lifecycle]\ngrace_days = 0\ndrift_check_hours = 0\n"),
     );
     let d = start(Options {
         hsm_extra: "allow_host_wrap = true\n".into(),
@@ -304,6 +307,7 @@ fn the_console_works_in_chromium() {
         .env("BYOKD_TENANT", TENANT)
         .env("BYOKD_CLIENT", CLIENT)
         .env("BYOKD_VAULT", VAULT)
+        .env("BYOKD_POOL", POOL)
         .env("BYOKD_BULK_KEYS", BULK_KEYS.to_string())
         // The emulator's admin interface, where the purge test deletes a key behind byokd's back.
         .env("BYOKD_EMULATOR", azure.emu.addr().to_string())

@@ -247,6 +247,19 @@ fn walk(doc: &Value, schema: &Value, at: &str, v: &Value, path: &str, w: &mut Wa
     if ty.is_none() && (schema.get("allOf").is_some() || schema.get("oneOf").is_some()) {
         return; // described by its branches
     }
+    // A branch that only names required fields (`{"required": ["vault"]}` of "vault or
+    // managed_hsm") constrains the object its parent describes.
+    if let Some(only) = schema.as_object().filter(|o| o.len() == 1)
+        && let Some(required) = only.get("required").and_then(Value::as_array)
+    {
+        for r in required {
+            let r = r.as_str().unwrap_or_default();
+            if !obj.contains_key(r) {
+                w.errors.push(format!("{path}: required {r} missing"));
+            }
+        }
+        return;
+    }
     let Some(props) = schema["properties"].as_object() else {
         w.errors.push(format!(
             "{path}: {at} does not describe the object's fields"
@@ -398,12 +411,16 @@ fn every_answer_and_request_of_the_contract_matches_the_document_field_by_field(
             "groups": if full { json!(["g"]) } else { json!([]) }})
     };
     let group = |full: bool| {
-        let mut g = json!({"name": "g", "credential": "app", "vault": "vault1", "key_type": "EC-P256",
+        let mut g = json!({"name": "g", "credential": "app", "target": "key_vault", "vault": "vault1",
+            "managed_hsm": null, "key_type": "EC-P256",
             "algorithm": "EC-P256", "exponent": null, "key_ops": ["sign", "verify"],
             "rotation": {"enabled": false, "rotate_every_months": 12, "keep_valid_months": 24},
             "last_rotated": null, "created": "2026-01-01T00:00:00Z", "keys": 0, "next_rotation": null,
             "pending_grace": null, "drift": null});
         if full {
+            g["target"] = json!("managed_hsm");
+            g["vault"] = Value::Null;
+            g["managed_hsm"] = json!("pool1");
             g["key_type"] = json!("RSA-3072");
             g["exponent"] = json!(65537);
             g["last_rotated"] = json!("2026-02-01T00:00:00Z");
@@ -751,11 +768,13 @@ fn every_answer_and_request_of_the_contract_matches_the_document_field_by_field(
     let rsa = json!({"name": "g", "credential": "app", "vault": "vault1", "key_type": "RSA-3072", "exponent": 65537,
         "key_ops": ["wrapKey", "unwrapKey"], "rotation": {"enabled": true, "rotate_every_months": 6, "keep_valid_months": 12}, "verify": true});
     let ec = json!({"name": "g", "credential": "app", "vault": "vault1", "key_type": "EC-P256", "key_ops": ["sign"], "rotation": {}});
+    let hsm =
+        json!({"name": "g", "credential": "app", "managed_hsm": "pool1", "key_type": "EC-P384"});
     check::<c::NewGroup>(
         d,
         request(d, "post", "/v1/groups"),
         "NewGroup",
-        &[rsa, ec],
+        &[rsa, ec, hsm],
         &mut w,
     );
     let group_updates = [json!({"rotation": {"enabled": false}}), json!({})];

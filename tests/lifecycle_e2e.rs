@@ -27,6 +27,10 @@ const V_SOFT: &str = "life-soft";
 const V_PROTECTED: &str = "life-protected";
 /// A vault nothing answers for: its host resolves to a closed local port.
 const V_UNREACHABLE: &str = "life-nowhere";
+/// A Managed HSM pool: soft-delete always on, purge allowed.
+const P_SOFT: &str = "life-mhsm";
+/// A Managed HSM pool with purge protection.
+const P_PROTECTED: &str = "life-mhsm-protected";
 
 struct Rig {
     rt: tokio::runtime::Runtime,
@@ -51,11 +55,13 @@ fn start_with(approval_window_secs: u64) -> Rig {
         ],
         700,
     );
+    let pools = azure.add_managed_hsm(P_SOFT, RecoveryLevel::RecoverablePurgeable)
+        + &azure.add_managed_hsm(P_PROTECTED, RecoveryLevel::Recoverable);
     let sections = azure.sections(
         &[V_PURGEABLE, V_SOFT, V_PROTECTED],
         "",
         &format!(
-            "\"{V_UNREACHABLE}.vault.azure.net\" = \"127.0.0.1:9\"\n[lifecycle]\ngrace_days = 7\ndrift_check_hours = 0\n"
+            "{pools}\"{V_UNREACHABLE}.vault.azure.net\" = \"127.0.0.1:9\"\n[lifecycle]\ngrace_days = 7\ndrift_check_hours = 0\n"
         ),
     );
     let EmulatorRig {
@@ -107,14 +113,19 @@ fn ok(d: &Daemon, who: &str, args: &[&str]) -> String {
 
 /// A group with one key, pushed.
 fn pushed_group(d: &Daemon, group: &str, vault: &str, extra: &[&str]) -> String {
+    pushed_group_in(d, group, ("--vault", vault), extra)
+}
+
+/// A group with one key, pushed, in `target` (`--vault` or `--managed-hsm` and the name).
+fn pushed_group_in(d: &Daemon, group: &str, (flag, name): (&str, &str), extra: &[&str]) -> String {
     let mut args = vec![
         "group",
         "create",
         group,
         "--credential",
         "app",
-        "--vault",
-        vault,
+        flag,
+        name,
         "--key-type",
         "EC-P256",
         "--key-ops",
@@ -574,6 +585,98 @@ fn the_drift_check_reports_each_change_made_behind_byokds_back() {
                 .any(|l| l.contains("WARN") && l.contains("drift.found") && l.contains(code)),
             "no WARN drift.found {code} in the log"
         );
+    }
+}
+
+#[test]
+fn a_managed_hsm_group_rotates_checks_drift_deletes_recovers_and_purges() {
+    let rig = start();
+    let d = &rig.daemon;
+    // Rotation: a new current version in the pool, the KEK made there and gone.
+    let first = pushed_group_in(d, "hsm-rot", ("--managed-hsm", P_SOFT), &[]);
+    ok(d, OPERATOR, &["group", "rotate", "hsm-rot"]);
+    let rotated = last_job(d, "rotate", "hsm-rot");
+    assert_eq!(rotated["state"], "succeeded", "{rotated}");
+    let versions = rig.emu.key_versions(P_SOFT, "hsm-rot");
+    assert_eq!(versions.len(), 2, "one new version in the pool");
+    let g = group_show(d, "hsm-rot");
+    assert_eq!(g["pending_grace"]["versions"], serde_json::json!([first]));
+    assert_eq!(
+        g["pending_grace"]["new_version"],
+        versions.last().unwrap().version
+    );
+    assert!(rig.emu.live_keks(P_SOFT).is_empty(), "KEK left in the pool");
+
+    // The drift check reads the pool: clean, then a version disabled behind byokd's back.
+    ok(d, OPERATOR, &["group", "check", "hsm-rot"]);
+    let g = group_show(d, "hsm-rot");
+    assert_eq!(g["drift"]["findings"], serde_json::json!([]), "{g}");
+    assert_eq!(g["drift"]["azure_versions"], 2);
+    rig.emu
+        .set_version_enabled(P_SOFT, "hsm-rot", &first, false)
+        .unwrap();
+    ok(d, OPERATOR, &["group", "check", "hsm-rot"]);
+    let g = group_show(d, "hsm-rot");
+    assert!(
+        g["drift"]["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["code"] == "disabled-version" && f["version"] == first.as_str()),
+        "{g}"
+    );
+
+    // Delete on cloud in the soft-delete pool: deleted, then purged.
+    let approved = dual_control(d, &["group", "delete-cloud", "hsm-rot"]);
+    let j = wait_job(d, approved["job"]["id"].as_str().unwrap());
+    assert_eq!(j["state"], "succeeded", "{j}\n{}", d.log());
+    assert!(rig.emu.key_versions(P_SOFT, "hsm-rot").is_empty());
+    assert!(
+        rig.emu
+            .deleted_keys(P_SOFT)
+            .iter()
+            .all(|k| k.name != "hsm-rot"),
+        "the key must be purged from the pool"
+    );
+    assert!(steps(&j).contains("purged"), "{}", steps(&j));
+
+    // In the purge-protected pool: deleted and kept, recovered, and a purge refused up front.
+    pushed_group_in(d, "hsm-prot", ("--managed-hsm", P_PROTECTED), &[]);
+    let approved = dual_control(d, &["group", "delete-cloud", "hsm-prot"]);
+    let j = wait_job(d, approved["job"]["id"].as_str().unwrap());
+    assert_eq!(j["state"], "succeeded", "{j}\n{}", d.log());
+    assert!(steps(&j).contains("not purged"), "{}", steps(&j));
+    assert_eq!(
+        rig.emu
+            .deleted_keys(P_PROTECTED)
+            .iter()
+            .filter(|k| k.name == "hsm-prot")
+            .count(),
+        1
+    );
+    let (status, refused) = d.curl(Some(ADMIN), "POST", "/v1/groups/hsm-prot/purge", None);
+    assert_eq!(status, 409, "{refused}");
+    assert_eq!(refused["error"]["code"], "cloud_state", "{refused}");
+    let out = ok(d, OPERATOR, &["group", "recover", "hsm-prot"]);
+    assert!(out.contains("recovered"), "{out}");
+    assert_eq!(rig.emu.key_versions(P_PROTECTED, "hsm-prot").len(), 1);
+
+    // An explicit purge in the soft-delete pool, under dual control, after a delete.
+    pushed_group_in(d, "hsm-purge", ("--managed-hsm", P_SOFT), &[]);
+    rig.emu.delete_key_now(P_SOFT, "hsm-purge").unwrap();
+    let approved = dual_control(d, &["group", "purge", "hsm-purge"]);
+    let j = wait_job(d, approved["job"]["id"].as_str().unwrap());
+    assert_eq!(j["state"], "succeeded", "{j}\n{}", d.log());
+    assert!(
+        rig.emu
+            .deleted_keys(P_SOFT)
+            .iter()
+            .all(|k| k.name != "hsm-purge"),
+        "purged from the pool"
+    );
+    // Nothing of this reached a vault.
+    for v in [V_PURGEABLE, V_SOFT, V_PROTECTED] {
+        assert!(rig.emu.all_keys(v).is_empty(), "{v} was touched");
     }
 }
 

@@ -22,6 +22,8 @@ const VAULT_PP: &str = "byokd-e2e-protected";
 /// A vault in another tenant than the credentials'.
 const VAULT_OTHER: &str = "byokd-e2e-other";
 const OTHER_TENANT: &str = "3c3c3c3c-4d4d-4e4e-8f8f-909090909090";
+/// A Managed HSM pool (soft-delete always on, purge allowed).
+const POOL: &str = "byokd-e2e-mhsm";
 
 struct Rig {
     _rt: tokio::runtime::Runtime,
@@ -85,6 +87,15 @@ fn start_rig(azure_extra: &str, hsm_extra: &str, token: Option<control_rig::Exte
         },
     )
     .unwrap();
+    emu.add_vault(
+        POOL,
+        VaultOptions {
+            managed_hsm: true,
+            recovery_level: RecoveryLevel::RecoverablePurgeable,
+            ..VaultOptions::default()
+        },
+    )
+    .unwrap();
     let addr = emu.addr();
     let sections = format!(
         r#"
@@ -100,6 +111,7 @@ retry_base_ms = 20
 "{VAULT}.vault.azure.net" = "{addr}"
 "{VAULT_PP}.vault.azure.net" = "{addr}"
 "{VAULT_OTHER}.vault.azure.net" = "{addr}"
+"{POOL}.managedhsm.azure.net" = "{addr}"
 "#,
         ca = ca_path.display()
     );
@@ -176,6 +188,71 @@ fn spki_sha256_of_azure_key(v: &byokd_emulator::VersionView) -> String {
     hex::encode(sha2::Sha256::digest(der))
 }
 
+/// `byokctl group create` of a `kt` group with credential `azure-app` in `target` (`--vault`
+/// or `--managed-hsm` and the name); EC keys sign and verify.
+fn create_group(
+    d: &Daemon,
+    group: &str,
+    (flag, name): (&str, &str),
+    kt: &str,
+) -> std::process::Output {
+    let mut args = vec![
+        "group",
+        "create",
+        group,
+        "--credential",
+        "azure-app",
+        flag,
+        name,
+        "--key-type",
+        kt,
+    ];
+    if kt.starts_with("EC") {
+        args.extend(["--key-ops", "sign,verify"]);
+    }
+    d.ctl(ADMIN, &args)
+}
+
+/// Creates key `k` in `group` and pushes it: its version lands in vault or pool `place` with
+/// the HSM's public key.
+fn push_key_k(rig: &Rig, group: &str, place: &str, kt: &str) {
+    let d = &rig.daemon;
+    assert!(
+        d.ctl(OPERATOR, &["key", "create", group, "k"])
+            .status
+            .success()
+    );
+    sync_and_wait(d, group, "k");
+    let (_, shown) = d.ctl_json(OPERATOR, &["key", "show", group, "k"]);
+    let version = shown["version"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{kt}: no version: {shown}\n{}", d.log()));
+    let versions = rig.emu.key_versions(place, group);
+    let azure = versions
+        .iter()
+        .find(|v| v.version == version)
+        .unwrap_or_else(|| panic!("{kt}: version {version} not in {place}"));
+    assert_eq!(
+        &spki_sha256_of_azure_key(azure),
+        azure.tags.get("byokd-fingerprint").unwrap(),
+        "{kt}: the key in {place} is the HSM key"
+    );
+}
+
+/// After a push to soft-delete vault or pool `place`: no KEK is left, live or deleted.
+fn assert_kek_gone(emu: &EmulatorHandle, place: &str, what: &str) {
+    assert!(
+        emu.live_keks(place).is_empty(),
+        "after {what}: a KEK was left in {place}"
+    );
+    assert!(
+        emu.deleted_keys(place)
+            .iter()
+            .all(|dk| !dk.name.starts_with("byokd-kek")),
+        "after {what}: the KEK was not purged from {place}"
+    );
+}
+
 fn sync_and_wait(d: &Daemon, group: &str, key: &str) -> Value {
     let out = d.ctl(OPERATOR, &["key", "sync", group, key]);
     assert!(
@@ -215,21 +292,7 @@ fn keys_of_every_type_are_pushed_and_match_the_hsm() {
     ];
     for (i, kt) in types.iter().enumerate() {
         let group = format!("e2e-{}", kt.to_ascii_lowercase());
-        let mut args = vec![
-            "group",
-            "create",
-            group.as_str(),
-            "--credential",
-            "azure-app",
-            "--vault",
-            VAULT,
-            "--key-type",
-            kt,
-        ];
-        if kt.starts_with("EC") {
-            args.extend(["--key-ops", "sign,verify"]);
-        }
-        let out = d.ctl(ADMIN, &args);
+        let out = create_group(d, &group, ("--vault", VAULT), kt);
         assert!(
             out.status.success(),
             "group create {kt}: {}",
@@ -276,17 +339,7 @@ fn keys_of_every_type_are_pushed_and_match_the_hsm() {
                 "{kt}: exactly one version per pushed key"
             );
         }
-        assert!(
-            rig.emu.live_keks(VAULT).is_empty(),
-            "after {kt}: a KEK was left in the vault"
-        );
-        assert!(
-            rig.emu
-                .deleted_keys(VAULT)
-                .iter()
-                .all(|dk| !dk.name.starts_with("byokd-kek")),
-            "after {kt} ({i}): the KEK was not purged on a soft-delete vault"
-        );
+        assert_kek_gone(&rig.emu, VAULT, &format!("{kt} ({i})"));
     }
     // Pushing a pushed key again is a no-op that reports the version.
     let before = rig.emu.key_versions(VAULT, "e2e-ec-p256").len();
@@ -1137,8 +1190,89 @@ fn kryoptic_daemon_syncs_rsa_with_two_step_and_refuses_ec_up_front() {
     );
 }
 
-fn kryoptic_flow(token: common::kryoptic::KryopticToken) {
-    let rig = start_rig(
+/// Pushes a key of each of `key_types` to the Managed HSM pool through a group created with
+/// `--managed-hsm` (checked with Azure first): each lands in the pool, not in a vault, with
+/// the HSM's public key, and the KEK made in the pool is gone afterwards. Then a principal the
+/// pool's local RBAC only lets read fails a push with the role and the permission to grant.
+fn managed_hsm_flow(rig: &Rig, key_types: &[&str]) {
+    let d = &rig.daemon;
+    for kt in key_types {
+        let group = format!("mhsm-{}", kt.to_ascii_lowercase());
+        let out = create_group(d, &group, ("--managed-hsm", POOL), kt);
+        assert!(
+            out.status.success(),
+            "group create {kt}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            d.log()
+        );
+        let (_, shown) = d.ctl_json(OPERATOR, &["group", "show", &group]);
+        assert_eq!(shown["target"], "managed_hsm", "{shown}");
+        assert_eq!(shown["managed_hsm"], POOL, "{shown}");
+        assert!(shown["vault"].is_null(), "{shown}");
+        push_key_k(rig, &group, POOL, kt);
+        assert!(
+            rig.emu.key_versions(VAULT, &group).is_empty(),
+            "{kt}: not in a vault"
+        );
+        assert_kek_gone(&rig.emu, POOL, kt);
+    }
+    assert!(
+        rig.emu.schema_violations().is_empty(),
+        "byokd sent a request the spec does not allow"
+    );
+    // Local RBAC grants the app read only: the push fails before anything is made, naming
+    // the role and the data action.
+    rig.emu
+        .set_access(
+            POOL,
+            Some(std::collections::BTreeMap::from([(
+                CLIENT.to_string(),
+                vec![Permission::Get, Permission::List],
+            )])),
+        )
+        .unwrap();
+    let group = format!("mhsm-{}", key_types[0].to_ascii_lowercase());
+    assert!(
+        d.ctl(OPERATOR, &["key", "create", &group, "k2"])
+            .status
+            .success()
+    );
+    let out = d.ctl(OPERATOR, &["--output", "json", "key", "sync", &group, "k2"]);
+    let job: Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    failed_with(
+        &job,
+        &["Managed HSM Crypto User", "keys/create", POOL, "--hsm-name"],
+    );
+    assert!(rig.emu.live_keks(POOL).is_empty());
+    rig.emu.set_access(POOL, None).unwrap();
+}
+
+#[test]
+fn rsa_and_ec_keys_are_pushed_to_a_managed_hsm_with_host_wrap() {
+    let rig = start();
+    managed_hsm_flow(&rig, &["RSA-2048", "EC-P256"]);
+}
+
+#[test]
+fn kryoptic_daemon_pushes_rsa_to_a_managed_hsm_with_two_step() {
+    common::kryoptic::isolated(
+        "kryoptic_daemon_pushes_rsa_to_a_managed_hsm_with_two_step",
+        |token| async move {
+            std::thread::spawn(move || {
+                let rig = start_kryoptic_rig(&token);
+                let (_, status) = rig.daemon.ctl_json(OPERATOR, &["status"]);
+                assert_eq!(status["health"]["hsm"]["wrap_strategy"], "two-step");
+                managed_hsm_flow(&rig, &["RSA-2048"]);
+            })
+            .join()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e));
+        },
+    );
+}
+
+/// The rig's daemon on kryoptic `token`, without host wrap (two-step only).
+fn start_kryoptic_rig(token: &common::kryoptic::KryopticToken) -> Rig {
+    start_rig(
         "",
         "allow_host_wrap = false\n",
         Some(control_rig::ExternalToken {
@@ -1146,7 +1280,11 @@ fn kryoptic_flow(token: common::kryoptic::KryopticToken) {
             label: token.label.clone(),
             user_pin: token.user_pin.clone(),
         }),
-    );
+    )
+}
+
+fn kryoptic_flow(token: common::kryoptic::KryopticToken) {
+    let rig = start_kryoptic_rig(&token);
     let d = &rig.daemon;
     let (code, status) = d.ctl_json(OPERATOR, &["status"]);
     assert_eq!(code, 0, "{status}");
@@ -1161,23 +1299,7 @@ fn kryoptic_flow(token: common::kryoptic::KryopticToken) {
         String::from_utf8_lossy(&table.stdout).contains("two-step"),
         "byokctl status names the strategy"
     );
-    let create_group = |group: &str, kt: &str| {
-        let mut args = vec![
-            "group",
-            "create",
-            group,
-            "--credential",
-            "azure-app",
-            "--vault",
-            VAULT,
-            "--key-type",
-            kt,
-        ];
-        if kt.starts_with("EC") {
-            args.extend(["--key-ops", "sign,verify"]);
-        }
-        d.ctl(ADMIN, &args)
-    };
+    let create_group = |group: &str, kt: &str| create_group(d, group, ("--vault", VAULT), kt);
     // secp256k1: refused at group create, naming the curve and the mechanism.
     let out = create_group("kry-k1", "EC-P256K");
     let text =
@@ -1221,26 +1343,7 @@ fn kryoptic_flow(token: common::kryoptic::KryopticToken) {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        assert!(
-            d.ctl(OPERATOR, &["key", "create", &group, "k"])
-                .status
-                .success()
-        );
-        sync_and_wait(d, &group, "k");
-        let (_, shown) = d.ctl_json(OPERATOR, &["key", "show", &group, "k"]);
-        let version = shown["version"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{kt}: no version: {shown}\n{}", d.log()));
-        let versions = rig.emu.key_versions(VAULT, &group);
-        let azure = versions
-            .iter()
-            .find(|v| v.version == version)
-            .expect("version in Azure");
-        assert_eq!(
-            &spki_sha256_of_azure_key(azure),
-            azure.tags.get("byokd-fingerprint").unwrap(),
-            "{kt}: the key in Azure is the HSM key"
-        );
+        push_key_k(&rig, &group, VAULT, kt);
         assert!(rig.emu.live_keks(VAULT).is_empty(), "{kt}: KEK left behind");
     }
     let log = d.log();

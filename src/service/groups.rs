@@ -86,6 +86,12 @@ impl Service {
         let key_ops = new.key_ops.unwrap_or_else(|| new.key_type.default_ops());
         KeyOp::validate_for(&key_ops, new.key_type)?;
         new.rotation.validate()?;
+        // A Managed HSM pool on a cloud without Managed HSM could never be reached.
+        crate::azure::CloudEndpoints::of(self.config().azure.cloud)
+            .host(&new.target)
+            .map_err(|e| {
+                ServiceError::Invalid(ModelError::new(new.target.kind().as_str(), e.to_string()))
+            })?;
         // Capabilities before promises: a group of a key type the token cannot generate would
         // accept keys it can never create.
         self.hsm()

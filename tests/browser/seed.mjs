@@ -162,6 +162,24 @@ export async function seed(browser, shots) {
     await page.locator(".verdict.ok", { hasText: "Chain intact" }).waitFor();
   }, page);
 
+  await step("Keys: a key group in a Managed HSM, checked with Azure, shows its target", async () => {
+    const pool = env("BYOKD_POOL");
+    await page.getByRole("link", { name: "Keys", exact: true }).click();
+    const form = page.getByRole("form", { name: "Create a key group" });
+    await form.getByLabel("Name", { exact: true }).fill("treasury");
+    await form.getByLabel("Service").selectOption("managed_hsm");
+    await form.getByLabel("Credential").selectOption("azure-app");
+    await form.getByLabel("Managed HSM name").fill(pool);
+    await form.getByLabel("Key type and length").selectOption("EC-P256");
+    await form.getByRole("button", { name: "Create group" }).click();
+    await page.waitForURL(/#\/keys\/treasury$/);
+    await page.getByRole("heading", { name: "Key group treasury" }).waitFor();
+    const facts = await page.locator("dl.facts").innerText();
+    expect(facts.includes("Azure Key Vault Managed HSM") && facts.includes(pool), `facts: ${facts}`);
+    const row = await page.locator("table.groups tr", { hasText: "treasury" }).first().innerText();
+    expect(row.includes(`${pool} (Managed HSM)`), `groups table: ${row}`);
+  }, page);
+
   expect(page.problems.length === 0, `no errors in the page: ${page.problems.join("; ")}`);
   return { admin, page };
 }

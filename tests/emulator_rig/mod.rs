@@ -60,6 +60,25 @@ pub fn start(
 }
 
 impl EmulatorRig {
+    /// Adds Managed HSM pool `name` (soft-delete always on: `level` is `RecoverablePurgeable`
+    /// or `Recoverable`, purge protection) and returns its `[azure.resolve]` line.
+    pub fn add_managed_hsm(&self, name: &str, level: RecoveryLevel) -> String {
+        self.emu
+            .add_vault(
+                name,
+                VaultOptions {
+                    managed_hsm: true,
+                    recovery_level: level,
+                    ..VaultOptions::default()
+                },
+            )
+            .unwrap();
+        format!(
+            "\"{name}.managedhsm.azure.net\" = \"{}\"\n",
+            self.emu.addr()
+        )
+    }
+
     /// The daemon's `[azure]` and `[azure.resolve]` sections for `vaults`, with `azure_extra`
     /// lines inside `[azure]`, followed by `more` (whole sections).
     pub fn sections(&self, vaults: &[&str], azure_extra: &str, more: &str) -> String {

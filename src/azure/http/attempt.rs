@@ -162,14 +162,19 @@ pub(super) fn classify(e: &hyper_util::client::legacy::Error, target: &Destinati
     }
 }
 
-/// How the operator knows a host (`vault NAME` for a Key Vault, else the host itself) and
-/// what to check when its name does not resolve.
+/// How the operator knows a host (`vault NAME` for a Key Vault, `Managed HSM NAME` for a pool,
+/// else the host itself) and what to check when its name does not resolve.
 fn target_label(host: &str) -> (String, &'static str) {
     match host.split_once('.') {
         // Every cloud's vault suffix starts with `vault.` (endpoints.rs).
         Some((vault, rest)) if rest.starts_with("vault.") => (
             format!("vault {vault}"),
             "check the vault name and azure.cloud",
+        ),
+        // And every Managed HSM suffix with `managedhsm.`.
+        Some((pool, rest)) if rest.starts_with("managedhsm.") => (
+            format!("Managed HSM {pool}"),
+            "check the Managed HSM name and azure.cloud",
         ),
         _ => (
             host.to_string(),
@@ -187,4 +192,25 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::target_label;
+
+    #[test]
+    fn a_host_that_does_not_resolve_is_named_as_the_operator_knows_it() {
+        assert_eq!(
+            target_label("kv1.vault.azure.net").0,
+            "vault kv1",
+            "a Key Vault by its name"
+        );
+        let (what, hint) = target_label("pool1.managedhsm.usgovcloudapi.net");
+        assert_eq!(what, "Managed HSM pool1");
+        assert!(hint.contains("Managed HSM name"), "{hint}");
+        assert_eq!(
+            target_label("login.microsoftonline.com").0,
+            "login.microsoftonline.com"
+        );
+    }
 }

@@ -40,13 +40,23 @@ function groupForm(credentials, reload) {
   type.addEventListener("change", () => {
     exponent.disabled = !type.value.startsWith("RSA");
   });
+  // The target: a Key Vault or a Managed HSM pool, named in the same field.
+  const service = select("service", [["key_vault", "Azure Key Vault"], ["managed_hsm", "Azure Key Vault Managed HSM"]], "key_vault");
+  const target = field("Azure vault name", h("input", { type: "text", name: "vault", required: true, autocomplete: "off" }), "The vault's name, as in <name>.vault.azure.net");
+  service.addEventListener("change", () => {
+    const hsm = service.value === "managed_hsm";
+    target.querySelector("label").textContent = hsm ? "Managed HSM name" : "Azure vault name";
+    target.querySelector(".hint").textContent = hsm
+      ? "The Managed HSM pool's name, as in <name>.managedhsm.azure.net; the app needs the pool's local RBAC role Managed HSM Crypto User"
+      : "The vault's name, as in <name>.vault.azure.net";
+  });
   return form(
     "Create a key group",
     [
       field("Name", h("input", { type: "text", name: "name", required: true, pattern: "[0-9A-Za-z\\-]{1,127}", autocomplete: "off" })),
-      field("Service", select("service", [["azure", "Azure Key Vault"]], "azure")),
+      field("Service", service),
       field("Credential", select("credential", credentials.map((c) => c.name), credentials[0] && credentials[0].name)),
-      field("Azure vault name", h("input", { type: "text", name: "vault", required: true, autocomplete: "off" }), "The vault's name, as in <name>.vault.azure.net"),
+      target,
       field("Key type and length", type),
       field("Exponent (RSA)", exponent),
       ops,
@@ -62,7 +72,7 @@ function groupForm(credentials, reload) {
       const body = {
         name: e.name.value.trim(),
         credential: e.credential.value,
-        vault: e.vault.value.trim(),
+        [service.value === "managed_hsm" ? "managed_hsm" : "vault"]: e.vault.value.trim(),
         key_type: type.value,
         verify: e.verify.checked,
         rotation: { enabled: e.rotation_enabled.checked, rotate_every_months: Number(e.rotate_every_months.value), keep_valid_months: Number(e.keep_valid_months.value) },
@@ -165,8 +175,8 @@ async function show(group, ctx) {
   holder.replaceChildren(
     section(`Key group ${g.name}`,
       h("dl", { class: "facts" },
-        h("dt", {}, "Service"), h("dd", {}, "Azure Key Vault"),
-        h("dt", {}, "Vault"), h("dd", {}, g.vault),
+        h("dt", {}, "Service"), h("dd", {}, g.target === "managed_hsm" ? "Azure Key Vault Managed HSM" : "Azure Key Vault"),
+        h("dt", {}, g.target === "managed_hsm" ? "Managed HSM" : "Vault"), h("dd", {}, g.target === "managed_hsm" ? g.managed_hsm : g.vault),
         h("dt", {}, "Credential"), h("dd", {}, g.credential),
         h("dt", {}, "Key type"), h("dd", {}, `${g.key_type} (${g.algorithm}${g.exponent ? `, e=${g.exponent}` : ""})`),
         h("dt", {}, "Key usage"), h("dd", {}, (g.key_ops || []).join(", ")),
@@ -187,7 +197,7 @@ async function groupsTable(current) {
   const rows = groups.map((g) => [
     h("a", { href: `#/keys/${seg(g.name)}`, "aria-current": g.name === current ? "true" : null }, g.name),
     g.credential,
-    g.vault,
+    g.target === "managed_hsm" ? `${g.managed_hsm} (Managed HSM)` : g.vault,
     g.key_type,
     g.algorithm,
     String(g.keys),
@@ -196,7 +206,7 @@ async function groupsTable(current) {
     time(g.created),
   ]);
   return groups.length
-    ? table("Key groups", ["Key group", "Credential", "Vault", "Key type", "Algorithm", "Keys", "Rotation", "Next rotation", "Created"], rows, { class: "groups" })
+    ? table("Key groups", ["Key group", "Credential", "Vault or Managed HSM", "Key type", "Algorithm", "Keys", "Rotation", "Next rotation", "Created"], rows, { class: "groups" })
     : h("p", {}, "No key groups yet.");
 }
 

@@ -213,9 +213,15 @@ impl Client {
     }
 
     pub async fn token(&self) -> String {
+        self.token_for("https://vault.azure.net/.default").await
+    }
+
+    /// A client-credentials token for `scope` (e.g. `https://managedhsm.azure.net/.default`).
+    pub async fn token_for(&self, scope: &str) -> String {
         let form = format!(
-            "grant_type=client_credentials&client_id={APP}&client_secret={}&scope=https%3A%2F%2Fvault.azure.net%2F.default",
-            enc(SECRET)
+            "grant_type=client_credentials&client_id={APP}&client_secret={}&scope={}",
+            enc(SECRET),
+            enc(scope)
         );
         let r = self.token_form(TENANT, &form).await;
         assert_eq!(r.status, 200, "{:?}", r.body);
