@@ -366,8 +366,8 @@ pub enum KeyCmd {
         /// (RSA 2048, 3072 or 4096).
         #[arg(long, value_name = "PEM")]
         kek_pem: PathBuf,
-        /// The KEK's versioned key id, on the group's own vault
-        /// (https://VAULT.vault.azure.net/keys/NAME/VERSION).
+        /// The KEK's versioned key id, on the group's own vault or Managed HSM pool
+        /// (https://VAULT.vault.azure.net/keys/NAME/VERSION, https://POOL.managedhsm.azure.net/...).
         #[arg(long, value_name = "KID")]
         kek_kid: String,
         /// The .byok file to write (`-o` is the output format).
