@@ -308,6 +308,17 @@ fn an_offline_export_is_approved_unwrapped_independently_imported_recorded_and_r
         "{refusals:#?}"
     );
     assert!(approval_of(d, "k1").is_none());
+    // The file's one use is changing the cloud: an appliance that is not the designated device
+    // refuses the export (5, not_designated), and recording an import too.
+    ok(d, ADMIN, &["designated", "set", "false"]);
+    let err = refused(d, ADMIN, &args(&export(pem, &kid)), 5);
+    assert!(err.contains("not_designated"), "{err}");
+    let version = "0123456789abcdef0123456789abcdef";
+    let not_here = ["key", "record-import", GROUP, "k1", "--version", version];
+    let err = refused(d, OPERATOR, &not_here, 5);
+    assert!(err.contains("not_designated"), "{err}");
+    ok(d, ADMIN, &["designated", "set", "true"]);
+    assert!(approval_of(d, "k1").is_none());
 
     // The request waits for a second admin: byokctl waits with it.
     let mut waiting = d
