@@ -250,6 +250,29 @@ fn bad_input_gets_400_naming_the_field() {
             "a secret value came back: {answer}"
         );
     }
+    // AES keys (oct-HSM) only in a Managed HSM: a Key Vault group of them is refused, saying
+    // why, and EC usages for AES are refused too.
+    let (status, answer) = d.curl(
+        Some(ADMIN),
+        "POST",
+        "/v1/groups",
+        Some(r#"{"name":"g9","credential":"c1","vault":"contoso-kv","key_type":"AES-256"}"#),
+    );
+    assert_eq!((status, field(&answer)), (400, "key_type"), "{answer}");
+    let m = answer["error"]["message"].as_str().unwrap();
+    assert!(
+        m.contains("Managed HSM") && m.contains("Key Vault does not accept oct-HSM"),
+        "{m}"
+    );
+    let (status, answer) = d.curl(
+        Some(ADMIN),
+        "POST",
+        "/v1/groups",
+        Some(
+            r#"{"name":"g9","credential":"c1","managed_hsm":"contoso-hsm","key_type":"AES-128","key_ops":["sign"]}"#,
+        ),
+    );
+    assert_eq!((status, field(&answer)), (400, "key_ops"), "{answer}");
     // Path parameters are validated and named too.
     let (status, answer) = d.curl(Some(ADMIN), "GET", "/v1/groups/bad_name", None);
     assert_eq!((status, field(&answer)), (400, "group"), "{answer}");

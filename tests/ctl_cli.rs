@@ -186,6 +186,31 @@ fn byokctl_exit_codes_tell_failures_apart() {
         Some(2)
     );
     assert_eq!(code(ADMIN, &["no-such-command"]), Some(2));
+    // AES (oct-HSM) in a Key Vault group: refused before asking, saying why (exit 2); in a
+    // Managed HSM group the key type is taken (lower case too).
+    let aes_on_vault = d.ctl(
+        ADMIN,
+        &[
+            "group",
+            "create",
+            "--no-verify",
+            "g9",
+            "--credential",
+            "c1",
+            "--vault",
+            "contoso-kv",
+            "--key-type",
+            "aes-256",
+        ],
+    );
+    assert_eq!(aes_on_vault.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&aes_on_vault.stderr);
+    assert!(
+        err.contains("AES-256") && err.contains("Managed HSM"),
+        "{err}"
+    );
+    let (_, groups) = d.ctl_json(AUDITOR, &["group", "list"]);
+    assert!(!groups.to_string().contains("\"g9\""), "{groups}");
     // Authorization.
     assert_eq!(code(OPERATOR, &["designated", "set", "true"]), Some(3));
     assert_eq!(code(AUDITOR, &["key", "create", "g1", "k9"]), Some(3));

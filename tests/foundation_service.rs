@@ -359,6 +359,7 @@ fn keys_of_every_type_are_stable_across_a_restart_and_protected_on_the_token() {
                             c.oid()
                         );
                     }
+                    KeyType::Aes { .. } => unreachable!("no AES group in this test"),
                 }
                 let attrs = service
                     .hsm()

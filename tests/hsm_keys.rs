@@ -53,6 +53,7 @@ async fn generate_check_restart_destroy(token: SoftHsmToken, key_type: KeyType) 
             assert_eq!(point.len(), 1 + 2 * curve.field_bytes());
             assert_eq!(point[0], 0x04);
         }
+        KeyType::Aes { .. } => unreachable!("AES keys are tested in hsm_aes.rs"),
     }
     let digest = Sha256::digest(&generated.public.spki_der);
     assert_eq!(

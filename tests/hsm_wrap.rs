@@ -260,7 +260,7 @@ fn softhsm_host_blobs_conform_for_every_key_type_and_class() {
         |token| async move {
             let (hsm, _) = Hsm::start(&host_config(&token), token.pin()).unwrap();
             let report = hsm.wrap_report();
-            assert_eq!(report.key_types.len(), 5, "{report:?}");
+            assert_eq!(report.key_types.len(), 6, "{report:?}");
             for kt in &report.key_types {
                 assert!(kt.can_generate, "{kt:?}");
                 assert_eq!(kt.strategy, Some(WrapStrategy::Host), "{kt:?}");

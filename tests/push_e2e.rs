@@ -163,6 +163,7 @@ fn spki_sha256_of_azure_key(v: &byokd_emulator::VersionView) -> String {
             .unwrap();
             k.to_public_key_der().unwrap().as_bytes().to_vec()
         }
+        byokd_emulator::PublicKey::Oct { .. } => panic!("an AES key has no SPKI"),
         byokd_emulator::PublicKey::Ec { crv, x, y } => {
             let oid = match crv {
                 byokd_emulator::Curve::P256 => "1.2.840.10045.3.1.7",

@@ -2,6 +2,8 @@
 //! fingerprint tag that finds an import again after a lost response.
 
 use crate::azure::JsonWebKey;
+use crate::hsm::KeyIdentity;
+use crate::model::HsmKeyId;
 use sha2::{Digest, Sha256};
 
 /// The tag that carries a key's fingerprint on its Azure version.
@@ -10,6 +12,32 @@ pub const FINGERPRINT_TAG: &str = "byokd-fingerprint";
 /// Full SHA-256 (hex, lower case) of the SPKI DER: the tag value that identifies an import.
 pub fn fingerprint(spki_der: &[u8]) -> String {
     hex::encode(Sha256::digest(spki_der))
+}
+
+/// The fingerprint tag of HSM key `id`: of its SPKI for a key pair; for an AES key, which has no
+/// public half and whose 3-byte KCV alone is too short to tell keys apart, SHA-256 over
+/// `byokd oct-HSM/{HSM key id}/{bits}/{KCV}`.
+pub fn identity_fingerprint(identity: &KeyIdentity, id: HsmKeyId) -> String {
+    match identity {
+        KeyIdentity::Public(p) => fingerprint(&p.spki_der),
+        KeyIdentity::Secret(s) => {
+            fingerprint(format!("byokd oct-HSM/{}/{}/{}", id.to_hex(), s.bits, s.kcv).as_bytes())
+        }
+    }
+}
+
+/// Whether the JWK Azure reports is the key `identity`: the same public key; for an AES key an
+/// oct key (Azure never returns an oct key's material, so the key itself cannot be compared:
+/// Managed HSM's own RFC 5649 integrity check proved the import).
+pub fn jwk_matches(jwk: &JsonWebKey, identity: &KeyIdentity) -> bool {
+    match identity {
+        KeyIdentity::Public(p) => jwk_matches_spki(jwk, &p.spki_der),
+        KeyIdentity::Secret(_) => {
+            matches!(jwk.kty.as_deref(), Some("oct-HSM" | "oct"))
+                && jwk.n.is_none()
+                && jwk.x.is_none()
+        }
+    }
 }
 
 /// Whether the JWK's public key is the one in `spki_der`.

@@ -242,7 +242,7 @@ pub enum GroupCmd {
         /// --vault; the credential needs the pool's local RBAC role "Managed HSM Crypto User".
         #[arg(long, value_name = "NAME")]
         managed_hsm: Option<String>,
-        /// The Azure key type.
+        /// The Azure key type; AES-128, AES-192 and AES-256 (oct-HSM) only with --managed-hsm.
         #[arg(long, value_enum)]
         key_type: KeyTypeArg,
         /// RSA public exponent: 65537 (default) or 3.

@@ -30,7 +30,7 @@ pub enum OnOff {
     Off,
 }
 
-/// An Azure key type (Key Vault's names).
+/// An Azure key type. AES keys (oct-HSM) only in a Managed HSM group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum KeyTypeArg {
     #[value(name = "RSA-2048")]
@@ -47,6 +47,29 @@ pub enum KeyTypeArg {
     EcP521,
     #[value(name = "EC-P256K")]
     EcP256k,
+    /// AES-128 (oct-HSM), Managed HSM groups only.
+    #[value(name = "AES-128", alias = "aes-128")]
+    Aes128,
+    /// AES-192 (oct-HSM), Managed HSM groups only.
+    #[value(name = "AES-192", alias = "aes-192")]
+    Aes192,
+    /// AES-256 (oct-HSM), Managed HSM groups only.
+    #[value(name = "AES-256", alias = "aes-256")]
+    Aes256,
+}
+
+impl KeyTypeArg {
+    /// Why a Key Vault group cannot have this key type, if it cannot (AES: only a Managed HSM
+    /// takes oct-HSM keys). The daemon refuses it too; byokctl says so before asking.
+    pub fn key_vault_refusal(self) -> Option<String> {
+        let bits = match self {
+            Self::Aes128 => 128,
+            Self::Aes192 => 192,
+            Self::Aes256 => 256,
+            _ => return None,
+        };
+        crate::model::KeyType::Aes { bits }.key_vault_refusal()
+    }
 }
 
 /// A key usage (Key Vault's key operation names).

@@ -1,12 +1,14 @@
 //! Which key types the token can generate, probed once at start-up and cached.
 //!
-//! Owns: the probe (C_GetMechanismInfo of CKM_RSA_PKCS_KEY_PAIR_GEN for the RSA sizes, and for
+//! Owns: the probe (C_GetMechanismInfo of CKM_RSA_PKCS_KEY_PAIR_GEN for the RSA sizes, of
+//! CKM_AES_KEY_GEN for the AES sizes and CKM_AES_ECB for their check value, and for
 //! each curve a trial generation of a session key pair, destroyed right after; the RSA public
 //! exponent 3 is tried on first use, see `trial_rsa_exponent`) and the answer to "can this token
 //! generate key type X", phrased with the missing mechanism or curve.
 //! Must never: leave a trial key behind, or promise a key type the probe did not see work.
 
 use super::report::mechanism_name;
+use super::secret_key::{AES_ECB, AES_KEYGEN};
 use crate::model::{Curve, KeyType, RsaExponent};
 use cryptoki::context::Pkcs11;
 use cryptoki::mechanism::{Mechanism, MechanismType};
@@ -26,6 +28,9 @@ pub struct Capabilities {
     rsa: Result<(u64, u64), String>,
     /// Each curve byokd supports, and whether a trial generation worked.
     curves: Vec<(Curve, Result<(), String>)>,
+    /// AES: the key sizes (bytes) CKM_AES_KEY_GEN generates, when CKM_AES_ECB (the check
+    /// value) is there too.
+    aes: Result<(u64, u64), String>,
 }
 
 impl Capabilities {
@@ -57,7 +62,8 @@ impl Capabilities {
                 (curve, result)
             })
             .collect();
-        let caps = Self { rsa, curves };
+        let aes = aes_probe(pkcs11, slot);
+        let caps = Self { rsa, curves, aes };
         for kt in caps.summary() {
             match kt.1 {
                 Ok(detail) => {
@@ -88,6 +94,21 @@ impl Capabilities {
                 Some((_, Err(why))) => Err((EC_KEYGEN, why.clone())),
                 None => Err((EC_KEYGEN, "the curve was not probed".to_owned())),
             },
+            KeyType::Aes { bits } => match &self.aes {
+                // A maximum of 0 means the token does not say.
+                Ok((min, max)) if *max == 0 || (*min..=*max).contains(&u64::from(bits / 8)) => {
+                    Ok(())
+                }
+                Ok((min, max)) => Err((
+                    AES_KEYGEN,
+                    format!(
+                        "the token generates AES keys of {} to {} bits only",
+                        min * 8,
+                        max * 8
+                    ),
+                )),
+                Err(why) => Err((AES_KEYGEN, why.clone())),
+            },
         }
     }
 
@@ -100,6 +121,19 @@ impl Capabilities {
                 .map(|(min, max)| format!("{RSA_KEYGEN} generates {min} to {max} bits"))
                 .map_err(Clone::clone),
         )];
+        out.push((
+            "AES".to_owned(),
+            self.aes
+                .as_ref()
+                .map(|(min, max)| {
+                    format!(
+                        "{AES_KEYGEN} generates {} to {} bits, {AES_ECB} computes the check value",
+                        min * 8,
+                        max * 8
+                    )
+                })
+                .map_err(Clone::clone),
+        ));
         for (curve, result) in &self.curves {
             out.push((
                 KeyType::Ec(*curve).to_string(),
@@ -110,6 +144,29 @@ impl Capabilities {
             ));
         }
         out
+    }
+}
+
+/// CKM_AES_KEY_GEN's key sizes (bytes), if the token generates AES keys and offers CKM_AES_ECB
+/// (the check value) too.
+fn aes_probe(pkcs11: &Pkcs11, slot: Slot) -> Result<(u64, u64), String> {
+    let sizes = match pkcs11.get_mechanism_info(slot, MechanismType::AES_KEY_GEN) {
+        Ok(info) if info.generate() => (info.min_key_size() as u64, info.max_key_size() as u64),
+        Ok(_) => {
+            return Err(format!(
+                "the token lists {AES_KEYGEN} without the CKF_GENERATE flag"
+            ));
+        }
+        Err(e) => return Err(format!("the token does not offer {AES_KEYGEN}: {e}")),
+    };
+    match pkcs11.get_mechanism_info(slot, MechanismType::AES_ECB) {
+        Ok(info) if info.encrypt() => Ok(sizes),
+        Ok(_) => Err(format!(
+            "the token lists {AES_ECB} without the CKF_ENCRYPT flag, so an AES key's check value cannot be computed"
+        )),
+        Err(e) => Err(format!(
+            "the token does not offer {AES_ECB}, so an AES key's check value cannot be computed: {e}"
+        )),
     }
 }
 

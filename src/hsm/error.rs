@@ -67,6 +67,14 @@ pub enum HsmError {
     #[error("public key {} on the token is malformed: {reason}", .id.to_hex())]
     MalformedPublicKey { id: HsmKeyId, reason: String },
 
+    #[error("an AES key on the token is not usable: {reason}")]
+    MalformedSecretKey { reason: String },
+
+    #[error(
+        "key {} is an AES key: it has no public half; compare its key check value (check digits) instead", .id.to_hex()
+    )]
+    NoPublicKey { id: HsmKeyId },
+
     #[error(
         "unseal failed: {reason}; the sealed data is corrupt, was sealed with another context (aad), or by another token's sealing key"
     )]

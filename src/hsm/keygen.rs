@@ -72,6 +72,14 @@ pub(crate) fn generate(
             public.push(Attribute::EcParams(curve.params_der().to_vec()));
             (Mechanism::EccKeyPairGen, "CKM_EC_KEY_PAIR_GEN")
         }
+        KeyType::Aes { .. } => {
+            return Err(not_supported(
+                key_type,
+                super::secret_key::AES_KEYGEN,
+                "an AES key is a secret key, not a key pair; it is made by `Hsm::generate_target`"
+                    .to_owned(),
+            ));
+        }
     };
     let started = std::time::Instant::now();
     let (pub_handle, priv_handle) = session
@@ -128,6 +136,7 @@ pub(crate) fn not_supported(key_type: KeyType, mechanism: &'static str, cause: S
         KeyType::Rsa { exponent, .. } => {
             format!("{key_type} (public exponent {})", exponent.value())
         }
+        KeyType::Aes { .. } => format!("{key_type} (CKK_AES)"),
     };
     HsmError::KeyTypeNotSupported {
         key_type: what,
@@ -304,6 +313,15 @@ pub(crate) fn attributes(
 ) -> Result<PrivateKeyAttributes, HsmError> {
     let handle =
         find_one(session, ObjectClass::PRIVATE_KEY, id)?.ok_or(HsmError::KeyNotFound { id })?;
+    protection_of(session, handle)
+}
+
+/// The protection attributes of private or secret key `handle`, and whether the token refuses
+/// to reveal its secret value (CKA_PRIVATE_EXPONENT for RSA, CKA_VALUE otherwise).
+pub(crate) fn protection_of(
+    session: &Session,
+    handle: ObjectHandle,
+) -> Result<PrivateKeyAttributes, HsmError> {
     let attrs = session
         .get_attributes(
             handle,

@@ -10,7 +10,7 @@
 //! task, or let the PIN, key material or unsealed plaintext reach an error, a log or `Debug`.
 //!
 //! Files: `library` (C_Initialize/C_Finalize), `token` (slot lookup, login, session count),
-//! `pool` (the lanes between the async side and the workers), `worker` (threads and requests), `keygen` (target keys), `spki` (public key encoding), `seal` (AES-GCM sealing), `signing` (credential signing keys),
+//! `pool` (the lanes between the async side and the workers), `worker` (threads and requests), `keygen` (target key pairs), `secret_key` (AES target keys and their check value), `spki` (public key encoding), `seal` (AES-GCM sealing), `signing` (credential signing keys),
 //! `wrap` (BYOK wrap strategies and their self-test), `conformance` (the encoding self-test by
 //! key family and class), `strict` (the strict PKCS#8 parser and canonical encoder), `host`
 //! (host-side RSA-OAEP and AES-KWP), `capability` (which key types the token generates),
@@ -25,6 +25,7 @@ mod library;
 mod pool;
 mod report;
 mod seal;
+mod secret_key;
 mod signing;
 mod spki;
 mod strict;
@@ -40,6 +41,7 @@ pub use report::{
     TokenReport,
 };
 pub use seal::{SEAL_KEY_LABEL, SEAL_MAGIC};
+pub use secret_key::{GeneratedSecretKey, KCV_LEN, SecretKeyInfo, kcv_of_block};
 pub use signing::{SIGNING_KEY_BITS, SIGNING_LABEL_PREFIX, SignatureScheme, signing_label};
 pub use spki::check_digits;
 pub use wrap::{EncodingCheck, KeyFamily, KeyTypeCheck};
@@ -92,6 +94,33 @@ pub struct PublicKeyInfo {
     pub spki_der: Vec<u8>,
     /// First 4 hex digits, upper case, of SHA-256 over `spki_der`.
     pub check_digits: String,
+}
+
+/// What identifies a target key outside the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyIdentity {
+    /// An RSA or EC key: its public half.
+    Public(PublicKeyInfo),
+    /// An AES key: its size and key check value (Azure never returns an oct key's material).
+    Secret(SecretKeyInfo),
+}
+
+impl KeyIdentity {
+    /// The check digits an officer compares: 4 hex digits of the SPKI's SHA-256 for a key
+    /// pair, the 6-hex-digit KCV for an AES key.
+    pub fn check_digits(&self) -> &str {
+        match self {
+            Self::Public(p) => &p.check_digits,
+            Self::Secret(s) => &s.kcv,
+        }
+    }
+}
+
+/// A target key generated on the token, of any key type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GeneratedTarget {
+    pub id: HsmKeyId,
+    pub identity: KeyIdentity,
 }
 
 /// A byokd key found on the token.
@@ -313,6 +342,44 @@ impl Hsm {
         .await
     }
 
+    /// Generates a target key of `key_type` labelled `byokd/{group}/{key}`: a key pair (see
+    /// `generate`) or an AES key (CKK_AES, sensitive, extractable only for the BYOK wrap; its
+    /// KCV computed in the token).
+    pub async fn generate_target(
+        &self,
+        key_type: KeyType,
+        group: &GroupName,
+        key: &KeyName,
+    ) -> Result<GeneratedTarget, HsmError> {
+        let KeyType::Aes { bits } = key_type else {
+            let pair = self.generate(key_type, group, key).await?;
+            return Ok(GeneratedTarget {
+                id: pair.id,
+                identity: KeyIdentity::Public(pair.public),
+            });
+        };
+        self.can_generate(key_type).await?;
+        let label = key_label(group, key);
+        let aes = self
+            .call("generate", |reply| Request::GenerateAes {
+                bits,
+                label,
+                reply,
+            })
+            .await?;
+        Ok(GeneratedTarget {
+            id: aes.id,
+            identity: KeyIdentity::Secret(aes.info),
+        })
+    }
+
+    /// What identifies target key `id` outside the token: its public half, or for an AES key
+    /// its size and KCV (computed again in the token).
+    pub async fn key_identity(&self, id: HsmKeyId) -> Result<KeyIdentity, HsmError> {
+        self.call("key_identity", |reply| Request::KeyIdentity { id, reply })
+            .await
+    }
+
     /// The public half of key `id`: SPKI DER and check digits.
     pub async fn public_key(&self, id: HsmKeyId) -> Result<PublicKeyInfo, HsmError> {
         self.call("public_key", |reply| Request::PublicKey { id, reply })
@@ -325,7 +392,7 @@ impl Hsm {
             .await
     }
 
-    /// Destroys the private and public objects of key `id`.
+    /// Destroys the private and public objects of key `id`, or AES key `id`.
     pub async fn destroy(&self, id: HsmKeyId) -> Result<(), HsmError> {
         self.call("destroy", |reply| Request::Destroy { id, reply })
             .await

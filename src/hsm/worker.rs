@@ -11,7 +11,7 @@ use super::library::Module;
 use super::pool::{Lane, Pool};
 use super::{
     GeneratedKey, HsmError, HsmKeyEntry, KekPublicKey, PrivateKeyAttributes, PublicKeyInfo,
-    capability, keygen, seal, signing, token, wrap,
+    capability, keygen, seal, secret_key, signing, token, wrap,
 };
 use crate::model::{HsmKeyId, KeyType};
 use crate::secret::SecretBytes;
@@ -35,6 +35,15 @@ pub(crate) enum Request {
     PublicKey {
         id: HsmKeyId,
         reply: Reply<PublicKeyInfo>,
+    },
+    GenerateAes {
+        bits: u32,
+        label: String,
+        reply: Reply<secret_key::GeneratedSecretKey>,
+    },
+    KeyIdentity {
+        id: HsmKeyId,
+        reply: Reply<super::KeyIdentity>,
     },
     ListKeys {
         reply: Reply<Vec<HsmKeyEntry>>,
@@ -86,11 +95,13 @@ impl Request {
     pub(crate) fn lane(&self) -> Lane {
         match self {
             Request::Generate { .. }
+            | Request::GenerateAes { .. }
             | Request::GenerateSigningKey { .. }
             | Request::TrialRsaExponent { .. }
             | Request::ListKeys { .. }
             | Request::Destroy { .. } => Lane::Bulk,
             Request::PublicKey { .. }
+            | Request::KeyIdentity { .. }
             | Request::Seal { .. }
             | Request::Unseal { .. }
             | Request::KeyAttributes { .. }
@@ -183,11 +194,24 @@ impl Worker {
             Request::PublicKey { id, reply } => {
                 self.answer(reply, keygen::public_key(s, id));
             }
+            Request::GenerateAes { bits, label, reply } => {
+                self.answer(reply, secret_key::generate(s, bits, &label));
+            }
+            Request::KeyIdentity { id, reply } => {
+                self.answer(reply, secret_key::identity(s, id));
+            }
             Request::ListKeys { reply } => {
-                self.answer(reply, keygen::list(s));
+                let listed = keygen::list(s).and_then(|mut pairs| {
+                    pairs.extend(secret_key::list(s)?);
+                    pairs.sort_by(|a, b| a.label.cmp(&b.label).then(a.id.cmp(&b.id)));
+                    Ok(pairs)
+                });
+                self.answer(reply, listed);
             }
             Request::Destroy { id, reply } => {
-                self.answer(reply, keygen::destroy(s, id));
+                let destroyed = secret_key::destroy(s, id)
+                    .and_then(|aes| if aes { Ok(()) } else { keygen::destroy(s, id) });
+                self.answer(reply, destroyed);
             }
             Request::Seal {
                 aad,
@@ -200,7 +224,11 @@ impl Worker {
                 self.answer(reply, seal::unseal(s, self.seal_key, &aad, &sealed));
             }
             Request::KeyAttributes { id, reply } => {
-                self.answer(reply, keygen::attributes(s, id));
+                let attributes = secret_key::attributes(s, id).and_then(|aes| match aes {
+                    Some(a) => Ok(a),
+                    None => keygen::attributes(s, id),
+                });
+                self.answer(reply, attributes);
             }
             Request::WrapForTransfer { id, kek, reply } => {
                 self.answer(reply, wrap::wrap_for_transfer(s, &self.wrap_plan, id, &kek));

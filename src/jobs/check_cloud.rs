@@ -6,9 +6,10 @@
 use super::executor::{run_with, sign_in_to_vault};
 use super::ports::{JobStore, KeyHsm, LocalKeys, Vault};
 use super::{JobError, Jobs};
-use crate::azure::jwk::jwk_matches_spki;
+use crate::azure::jwk::jwk_matches;
 use crate::azure::{AzureError, JsonWebKey, KeyVaultError};
 use crate::clock::Clock;
+use crate::hsm::KeyIdentity;
 use crate::logs::Event;
 use crate::model::JobId;
 use crate::model::{CheckCloudStep, DriftFinding, DriftReport, KeyGroup};
@@ -108,20 +109,43 @@ pub(super) async fn check<S: JobStore + LocalKeys>(
                         exp,
                     });
                 }
-                let spki = hsm.public_key_der(key.hsm_id).await?;
+                let identity = hsm.key_identity(key.hsm_id).await?;
                 let bundle = kv.get_version(name, version).await?;
-                if !jwk_matches_spki(&bundle.key, &spki) {
-                    findings.push(DriftFinding::PublicKeyMismatch {
-                        key: key_name,
-                        version: version.clone(),
-                        hsm_check_digits: key.check_digits.clone(),
-                        azure_check_digits: azure_check_digits(&bundle.key, &spki),
-                    });
+                match &identity {
+                    KeyIdentity::Public(public) if !jwk_matches(&bundle.key, &identity) => {
+                        findings.push(DriftFinding::PublicKeyMismatch {
+                            key: key_name,
+                            version: version.clone(),
+                            hsm_check_digits: key.check_digits.clone(),
+                            azure_check_digits: azure_check_digits(&bundle.key, &public.spki_der),
+                        });
+                    }
+                    KeyIdentity::Public(_) => {}
+                    // Azure never returns an oct key's material: only its type can be compared,
+                    // and the report says so rather than claiming a match.
+                    KeyIdentity::Secret(_) if !jwk_matches(&bundle.key, &identity) => {
+                        findings.push(DriftFinding::PublicKeyMismatch {
+                            key: key_name,
+                            version: version.clone(),
+                            hsm_check_digits: key.check_digits.clone(),
+                            azure_check_digits: format!(
+                                "none (Azure reports kty {})",
+                                bundle.key.kty.as_deref().unwrap_or("(none)")
+                            ),
+                        });
+                    }
+                    KeyIdentity::Secret(_) => {
+                        findings.push(DriftFinding::KeyMaterialNotComparable {
+                            key: key_name,
+                            version: version.clone(),
+                            hsm_check_digits: key.check_digits.clone(),
+                        });
+                    }
                 }
             }
         }
     }
-    for f in &findings {
+    for f in findings.iter().filter(|f| f.is_drift()) {
         tracing::warn!(
             event = Event::DriftFound.as_str(),
             job = id.get(),
@@ -134,7 +158,8 @@ pub(super) async fn check<S: JobStore + LocalKeys>(
             f.describe()
         );
     }
-    let count = findings.len();
+    let count = findings.iter().filter(|f| f.is_drift()).count();
+    let not_compared = findings.len() - count;
     let report = DriftReport {
         checked: now,
         job: id,
@@ -142,7 +167,13 @@ pub(super) async fn check<S: JobStore + LocalKeys>(
         findings,
     };
     store.set_drift(&group.name, report).await?;
-    if count == 0 {
+    if count == 0 && not_compared > 0 {
+        tracing::info!(event = Event::DriftClean.as_str(), job = id.get(), group = %group.name, vault, not_compared,
+            "Azure matches the appliance as far as it can tell: {not_compared} AES key version(s) are checked by type only (Azure never returns an oct key's material)");
+        Ok(format!(
+            "Azure matches the appliance: no drift; {not_compared} AES key version(s) checked by type only, their key material not comparable"
+        ))
+    } else if count == 0 {
         tracing::info!(event = Event::DriftClean.as_str(), job = id.get(), group = %group.name, vault, "Azure matches the appliance");
         Ok("Azure matches the appliance: no drift".to_owned())
     } else {

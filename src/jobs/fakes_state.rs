@@ -8,7 +8,7 @@ use super::ports::{JobStore, KekChange, KeyHsm, LocalKeys, Validity};
 use super::sync_imports::Batch;
 use crate::azure::{JsonWebKey, Kek};
 use crate::clock::ManualClock;
-use crate::hsm::{HsmError, KekPublicKey, WrapStrategy};
+use crate::hsm::{HsmError, KekPublicKey, KeyIdentity, PublicKeyInfo, WrapStrategy};
 use crate::model::{
     AzureVersion, CredentialName, DriftReport, GroupName, HsmKeyId, JobId, JobStep, KekJournal,
     Key, KeyGroup, KeyName, KeySync, KeySyncState, KeyType, PendingGrace, RotateStep,
@@ -102,8 +102,12 @@ impl KeyHsm for FakeHsm {
         "byokd test; fake HSM".into()
     }
 
-    async fn public_key_der(&self, key: HsmKeyId) -> Result<Vec<u8>, HsmError> {
-        Ok(ec_key(key.0[0]).0)
+    async fn key_identity(&self, key: HsmKeyId) -> Result<KeyIdentity, HsmError> {
+        let spki_der = ec_key(key.0[0]).0;
+        Ok(KeyIdentity::Public(PublicKeyInfo {
+            check_digits: crate::hsm::check_digits(&spki_der),
+            spki_der,
+        }))
     }
 
     async fn wrap_for_transfer(

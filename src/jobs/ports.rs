@@ -13,7 +13,7 @@ use crate::azure::{
     KeyVault,
 };
 use crate::config::{AssertionAlg, Config};
-use crate::hsm::{Hsm, HsmError, KekPublicKey, WrapStrategy};
+use crate::hsm::{Hsm, HsmError, KekPublicKey, KeyIdentity, WrapStrategy};
 use crate::model::{
     AzureVersion, HsmKeyId, JobId, KeyGroup, KeyType, RotationPolicy, Target, add_months,
 };
@@ -180,8 +180,9 @@ pub(super) trait KeyHsm {
     fn strategy_for(&self, key_type: KeyType) -> Result<WrapStrategy, HsmError>;
     /// The transfer blob's `generator`: byokd and the token's maker, model and firmware.
     fn generator(&self) -> String;
-    /// The public key of HSM key `key`, as SPKI DER.
-    async fn public_key_der(&self, key: HsmKeyId) -> Result<Vec<u8>, HsmError>;
+    /// What identifies HSM key `key` outside the token: its public half (SPKI), or for an AES
+    /// key its size and KCV.
+    async fn key_identity(&self, key: HsmKeyId) -> Result<KeyIdentity, HsmError>;
     /// Wraps private key `key` under the vault's KEK for a BYOK import.
     async fn wrap_for_transfer(
         &self,
@@ -199,8 +200,8 @@ impl KeyHsm for Hsm {
         crate::azure::transfer_blob::generator_of(self.report())
     }
 
-    async fn public_key_der(&self, key: HsmKeyId) -> Result<Vec<u8>, HsmError> {
-        Ok(self.public_key(key).await?.spki_der)
+    async fn key_identity(&self, key: HsmKeyId) -> Result<KeyIdentity, HsmError> {
+        Hsm::key_identity(self, key).await
     }
 
     async fn wrap_for_transfer(

@@ -22,8 +22,9 @@ pub struct RecordedImport {
 }
 
 impl Jobs {
-    /// Reads `version` of the group's Azure key, checks it holds key `key`'s public key (RSA and
-    /// EC keys: the JWK Azure shows must be the HSM key's), then records it as the key's version.
+    /// Reads `version` of the group's Azure key, checks it holds key `key` (RSA and EC keys: the
+    /// JWK Azure shows must be the HSM key's public key; an AES key: Azure shows an oct key, whose
+    /// material it never returns), then records it as the key's version.
     /// Designated device only (the recorded version is what rotation and drift checks act on).
     pub async fn record_import(
         &self,
@@ -35,10 +36,10 @@ impl Jobs {
         let svc = self.service();
         let g = svc.group_record(group).await?;
         let k = svc.key_record(group, key).await?;
-        let spki = svc.hsm().public_key(k.hsm_id).await?.spki_der;
+        let identity = svc.hsm().key_identity(k.hsm_id).await?;
         let token = credential_token(self, &g).await?;
         let vault = SignedIn::new(self.azure().keyvault(), token, &g.target);
-        if let Err(e) = confirm_public_key(&vault, g.name.as_str(), version, &spki, key).await {
+        if let Err(e) = confirm_public_key(&vault, g.name.as_str(), version, &identity, key).await {
             tracing::warn!(event = Event::KeyImportRecordRefused.as_str(), service = "azure", group = %group, key = %key,
                 identity = by, target = %g.target, version = %version, error = %e,
                 "Recording version {version} of {}/{} for key {group}/{key} refused: {e}", g.target, g.name);

@@ -13,7 +13,7 @@ use super::executor::Flow;
 use super::ports::{JobStore, KeyHsm, LocalKeys, SignedIn, Validity, Vault};
 use super::sync_resolve::find_by_fingerprint;
 use super::{JobError, Jobs};
-use crate::azure::jwk::{FINGERPRINT_TAG, fingerprint, jwk_matches_spki};
+use crate::azure::jwk::{FINGERPRINT_TAG, identity_fingerprint, jwk_matches};
 use crate::azure::retry_notice::{self, RetryNotice};
 use crate::azure::transfer_blob::key_hsm;
 use crate::azure::{AccessToken, AzureError, ImportRequest, Kek};
@@ -217,8 +217,8 @@ where
     let azure_name = group.name.as_str();
     let key = store.key(&group.name, key_name).await?;
     let hsm_turn = b.hsm.acquire().await.map_err(|_| JobError::ShuttingDown)?;
-    let spki = hsm.public_key_der(key.hsm_id).await?;
-    let fp = fingerprint(&spki);
+    let identity = hsm.key_identity(key.hsm_id).await?;
+    let fp = identity_fingerprint(&identity, key.hsm_id);
     let kek = KekPublicKey {
         n: b.kek.n.clone(),
         e: b.kek.e.clone(),
@@ -253,7 +253,8 @@ where
     let bundle = match kv.import_key(azure_name, &request).await {
         Ok(bundle) => bundle,
         Err(AzureError::ResponseLost { .. }) => {
-            if let Some(version) = find_by_fingerprint(kv, azure_name, &fp, &spki, key_name).await?
+            if let Some(version) =
+                find_by_fingerprint(kv, azure_name, &fp, &identity, key_name).await?
             {
                 drop(permit);
                 record(
@@ -279,7 +280,7 @@ where
     };
     // The answer is in: the slot goes to the next import while this one is recorded.
     drop(permit);
-    if !jwk_matches_spki(&bundle.key, &spki) {
+    if !jwk_matches(&bundle.key, &identity) {
         return Err(JobError::PublicKeyMismatch {
             kid: bundle.kid().to_owned(),
             key: key_name.to_string(),
@@ -342,7 +343,7 @@ fn import_request(
         kty: key.key_type.azure_kty().to_owned(),
         crv: match key.key_type {
             KeyType::Ec(c) => Some(c.azure_name().to_owned()),
-            KeyType::Rsa { .. } => None,
+            KeyType::Rsa { .. } | KeyType::Aes { .. } => None,
         },
         key_ops: group
             .key_ops
@@ -402,7 +403,7 @@ mod import_tests {
     /// for an import tagged with its fingerprint.
     fn setup() -> (FakeVault, FakeStore) {
         let (spki, jwk) = ec_key(1);
-        let vault = FakeVault::new().answering(&fingerprint(&spki), jwk);
+        let vault = FakeVault::new().answering(&crate::azure::jwk::fingerprint(&spki), jwk);
         let store = FakeStore::default()
             .with_keys([KeySync {
                 key: k1(),

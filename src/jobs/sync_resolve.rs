@@ -7,8 +7,9 @@
 
 use super::JobError;
 use super::ports::{JobStore, KeyHsm, LocalKeys, Vault};
-use crate::azure::jwk::{FINGERPRINT_TAG, jwk_matches_spki};
+use crate::azure::jwk::{FINGERPRINT_TAG, jwk_matches};
 use crate::azure::{AzureError, KeyVaultError};
+use crate::hsm::KeyIdentity;
 use crate::model::{AzureVersion, JobId, KeyGroup, KeyName, KeySyncState};
 use std::collections::HashMap;
 
@@ -40,8 +41,8 @@ pub(super) async fn resolve_sent<S: JobStore + LocalKeys>(
         match tagged.get(&fp) {
             Some(version) => {
                 let local = store.key(&group.name, &key).await?;
-                let spki = hsm.public_key_der(local.hsm_id).await?;
-                confirm_public_key(kv, group.name.as_str(), version, &spki, &key).await?;
+                let identity = hsm.key_identity(local.hsm_id).await?;
+                confirm_public_key(kv, group.name.as_str(), version, &identity, &key).await?;
                 let message =
                     format!("Key {key} was imported before the job stopped, as version {version}");
                 store
@@ -76,32 +77,32 @@ async fn tagged_versions(
 }
 
 /// The version of the Azure key `name` that carries this fingerprint tag, if any, once Azure's
-/// public key of it is `spki` (local key `key`'s); a tagged version holding another public key
-/// fails with [`JobError::PublicKeyMismatch`].
+/// key of it is `identity` (local key `key`'s); a tagged version holding another public key
+/// (or, for an AES key, not an oct key) fails with [`JobError::PublicKeyMismatch`].
 pub(super) async fn find_by_fingerprint(
     kv: &impl Vault,
     name: &str,
     fp: &str,
-    spki: &[u8],
+    identity: &KeyIdentity,
     key: &KeyName,
 ) -> Result<Option<AzureVersion>, JobError> {
     let Some(version) = tagged_versions(kv, name).await?.remove(fp) else {
         return Ok(None);
     };
-    confirm_public_key(kv, name, &version, spki, key).await?;
+    confirm_public_key(kv, name, &version, identity, key).await?;
     Ok(Some(version))
 }
 
-/// Reads `version` of the Azure key `name` and checks it holds the public key `spki`.
+/// Reads `version` of the Azure key `name` and checks it holds the key `identity`.
 pub(super) async fn confirm_public_key(
     kv: &impl Vault,
     name: &str,
     version: &AzureVersion,
-    spki: &[u8],
+    identity: &KeyIdentity,
     key: &KeyName,
 ) -> Result<(), JobError> {
     let bundle = kv.get_version(name, version).await?;
-    if jwk_matches_spki(&bundle.key, spki) {
+    if jwk_matches(&bundle.key, identity) {
         Ok(())
     } else {
         Err(JobError::PublicKeyMismatch {
@@ -119,6 +120,15 @@ mod tests {
     use crate::model::KeySync;
 
     const ID: JobId = crate::model::JobId::new(5);
+
+    /// The identity of the fake HSM's key `seed`.
+    fn public(seed: u8) -> KeyIdentity {
+        let spki_der = ec_key(seed).0;
+        KeyIdentity::Public(crate::hsm::PublicKeyInfo {
+            check_digits: crate::hsm::check_digits(&spki_der),
+            spki_der,
+        })
+    }
 
     fn key(name: &str, state: KeySyncState) -> KeySync {
         KeySync {
@@ -206,12 +216,12 @@ mod tests {
         assert!(store.recorded().is_empty());
         // The import's own lost-answer path applies the same check.
         let k1 = KeyName::try_from("k1").unwrap();
-        let found = find_by_fingerprint(&vault, "payments", &stolen_tag, &ec_key(1).0, &k1).await;
+        let found = find_by_fingerprint(&vault, "payments", &stolen_tag, &public(1), &k1).await;
         assert!(
             matches!(found, Err(JobError::PublicKeyMismatch { .. })),
             "{found:?}"
         );
-        let own = find_by_fingerprint(&vault, "payments", &stolen_tag, &ec_key(9).0, &k1)
+        let own = find_by_fingerprint(&vault, "payments", &stolen_tag, &public(9), &k1)
             .await
             .unwrap();
         assert_eq!(own, Some(AzureVersion::new("v1")));

@@ -38,7 +38,8 @@ pub struct Key {
     pub name: KeyName,
     pub group: GroupName,
     pub hsm_id: HsmKeyId,
-    /// First 4 hex digits (upper case) of SHA-256 over the public key's SPKI DER.
+    /// First 4 hex digits (upper case) of SHA-256 over the public key's SPKI DER; for an AES
+    /// key its key check value, 6 hex digits (the first 3 bytes of AES-ECB of a zero block).
     pub check_digits: String,
     pub key_type: KeyType,
     pub storage: Storage,

@@ -1,4 +1,5 @@
-//! Key types (RSA sizes and exponents, EC curves) and key usages mapped to Azure `key_ops`.
+//! Key types (RSA sizes and exponents, EC curves, AES sizes) and key usages mapped to Azure
+//! `key_ops`.
 
 use super::ModelError;
 use serde::{Deserialize, Serialize};
@@ -96,12 +97,57 @@ impl Curve {
 /// The kind and size of a key in a group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum KeyType {
-    Rsa { bits: u32, exponent: RsaExponent },
+    Rsa {
+        bits: u32,
+        exponent: RsaExponent,
+    },
     Ec(Curve),
+    /// An AES key (Azure `oct-HSM`), which only Managed HSM imports. Last, so that records
+    /// written before it existed decode unchanged.
+    Aes {
+        bits: u32,
+    },
 }
 
 impl KeyType {
     pub const RSA_SIZES: [u32; 3] = [2048, 3072, 4096];
+    pub const AES_SIZES: [u32; 3] = [128, 192, 256];
+
+    /// An AES key type, refusing sizes Azure Managed HSM does not import.
+    pub fn aes(bits: u32) -> Result<Self, ModelError> {
+        if Self::AES_SIZES.contains(&bits) {
+            Ok(Self::Aes { bits })
+        } else {
+            Err(ModelError::new(
+                "key_type",
+                format!("AES size {bits} is not allowed; use 128, 192 or 256"),
+            ))
+        }
+    }
+
+    /// Whether this is a symmetric key (AES): no public half, only Managed HSM imports it.
+    pub fn is_symmetric(self) -> bool {
+        matches!(self, Self::Aes { .. })
+    }
+
+    /// Whether a group's target of `kind` accepts keys of this type: a Key Vault refuses AES
+    /// (oct-HSM), a Managed HSM accepts every type.
+    pub fn check_target(self, kind: super::TargetKind) -> Result<(), ModelError> {
+        match (kind, self.key_vault_refusal()) {
+            (super::TargetKind::KeyVault, Some(reason)) => Err(ModelError::new("key_type", reason)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Why a Key Vault (not Managed HSM) target cannot hold keys of this type, if it cannot.
+    pub fn key_vault_refusal(self) -> Option<String> {
+        match self {
+            Self::Aes { .. } => Some(format!(
+                "{self} keys (oct-HSM) can only be pushed to an Azure Managed HSM: Azure Key Vault does not accept oct-HSM BYOK imports; choose a Managed HSM target or an RSA or EC key type"
+            )),
+            Self::Rsa { .. } | Self::Ec(_) => None,
+        }
+    }
 
     /// An RSA key type, refusing sizes Azure does not import.
     pub fn rsa(bits: u32, exponent: RsaExponent) -> Result<Self, ModelError> {
@@ -116,9 +162,28 @@ impl KeyType {
     }
 
     /// Parses the console's algorithm names: `RSA-2048`, `RSA-3072`, `RSA-4096`, `EC-P256`,
-    /// `EC-P384`, `EC-P521`, `EC-P256K` (Azure's curve names `P-256` etc. are accepted too).
+    /// `EC-P384`, `EC-P521`, `EC-P256K` (Azure's curve names `P-256` etc. are accepted too),
+    /// `AES-128`, `AES-192`, `AES-256`.
     pub fn parse(s: &str, exponent: RsaExponent) -> Result<Self, ModelError> {
         let upper = s.trim().to_ascii_uppercase();
+        if let Some(bits) = upper
+            .strip_prefix("AES-")
+            .or_else(|| upper.strip_prefix("AES"))
+        {
+            if exponent != RsaExponent::F4 {
+                return Err(ModelError::new(
+                    "exponent",
+                    "an exponent applies to RSA keys only",
+                ));
+            }
+            let bits: u32 = bits.parse().map_err(|_| {
+                ModelError::new(
+                    "key_type",
+                    format!("{s:?}: use AES-128, AES-192 or AES-256"),
+                )
+            })?;
+            return Self::aes(bits);
+        }
         if let Some(bits) = upper
             .strip_prefix("RSA-")
             .or_else(|| upper.strip_prefix("RSA"))
@@ -147,7 +212,7 @@ impl KeyType {
                 return Err(ModelError::new(
                     "key_type",
                     format!(
-                        "{s:?} is not supported; use RSA-2048, RSA-3072, RSA-4096, EC-P256, EC-P384, EC-P521 or EC-P256K"
+                        "{s:?} is not supported; use RSA-2048, RSA-3072, RSA-4096, EC-P256, EC-P384, EC-P521, EC-P256K, AES-128, AES-192 or AES-256"
                     ),
                 ));
             }
@@ -160,6 +225,7 @@ impl KeyType {
         match self {
             Self::Rsa { .. } => "RSA-HSM",
             Self::Ec(_) => "EC-HSM",
+            Self::Aes { .. } => "oct-HSM",
         }
     }
 
@@ -168,6 +234,7 @@ impl KeyType {
         match self {
             Self::Rsa { .. } => "RSA",
             Self::Ec(_) => "EC",
+            Self::Aes { .. } => "AES",
         }
     }
 
@@ -176,6 +243,7 @@ impl KeyType {
         match self {
             Self::Rsa { .. } => true,
             Self::Ec(_) => matches!(op, KeyOp::Sign | KeyOp::Verify),
+            Self::Aes { .. } => !matches!(op, KeyOp::Sign | KeyOp::Verify),
         }
     }
 
@@ -191,6 +259,12 @@ impl KeyType {
                 KeyOp::UnwrapKey,
             ],
             Self::Ec(_) => vec![KeyOp::Sign, KeyOp::Verify],
+            Self::Aes { .. } => vec![
+                KeyOp::Encrypt,
+                KeyOp::Decrypt,
+                KeyOp::WrapKey,
+                KeyOp::UnwrapKey,
+            ],
         }
     }
 }
@@ -201,6 +275,7 @@ impl fmt::Display for KeyType {
         match self {
             Self::Rsa { bits, .. } => write!(f, "RSA-{bits}"),
             Self::Ec(c) => write!(f, "EC-{}", c.azure_name().replace('-', "")),
+            Self::Aes { bits } => write!(f, "AES-{bits}"),
         }
     }
 }
@@ -262,12 +337,15 @@ impl KeyOp {
                 ));
             }
             if !key_type.allows(*op) {
+                let rule = match key_type {
+                    KeyType::Aes { .. } => {
+                        "AES keys allow only encrypt, decrypt, wrapKey and unwrapKey"
+                    }
+                    _ => "EC keys allow only sign and verify",
+                };
                 return Err(ModelError::new(
                     "key_ops",
-                    format!(
-                        "{} is not allowed for {key_type}: EC keys allow only sign and verify",
-                        op.azure_name()
-                    ),
+                    format!("{} is not allowed for {key_type}: {rule}", op.azure_name()),
                 ));
             }
         }
@@ -289,13 +367,19 @@ mod tests {
             ("P-384", "EC-P384"),
             ("EC-P521", "EC-P521"),
             ("EC-P256K", "EC-P256K"),
+            ("AES-128", "AES-128"),
+            ("aes-192", "AES-192"),
+            ("AES256", "AES-256"),
         ] {
             assert_eq!(
                 KeyType::parse(s, RsaExponent::F4).unwrap().to_string(),
                 want
             );
         }
-        for bad in ["RSA-1024", "RSA-8192", "RSA-abc", "EC-P224", "ED25519", ""] {
+        for bad in [
+            "RSA-1024", "RSA-8192", "RSA-abc", "EC-P224", "ED25519", "", "AES-64", "AES-512",
+            "AES-x",
+        ] {
             assert_eq!(
                 KeyType::parse(bad, RsaExponent::F4).unwrap_err().field,
                 "key_type",
@@ -304,6 +388,46 @@ mod tests {
         }
         assert!(RsaExponent::from_value(17).is_err());
         assert!(KeyType::parse("EC-P256", RsaExponent::Three).is_err());
+        assert!(KeyType::parse("AES-256", RsaExponent::Three).is_err());
+    }
+
+    #[test]
+    fn aes_keys_allow_only_encrypt_decrypt_wrap_unwrap_and_only_managed_hsm() {
+        let aes = KeyType::aes(256).unwrap();
+        assert_eq!(aes.azure_kty(), "oct-HSM");
+        assert_eq!(aes.default_ops().len(), 4);
+        assert!(KeyOp::validate_for(&aes.default_ops(), aes).is_ok());
+        let err = KeyOp::validate_for(&[KeyOp::Sign], aes).unwrap_err();
+        assert!(err.to_string().contains("AES keys allow only"), "{err}");
+        assert!(aes.key_vault_refusal().unwrap().contains("Managed HSM"));
+        assert!(KeyType::Ec(Curve::P256).key_vault_refusal().is_none());
+        use crate::model::TargetKind;
+        let refused = aes.check_target(TargetKind::KeyVault).unwrap_err();
+        assert_eq!(refused.field, "key_type");
+        assert!(
+            refused
+                .reason
+                .contains("Azure Key Vault does not accept oct-HSM")
+        );
+        assert!(aes.check_target(TargetKind::ManagedHsm).is_ok());
+        assert!(
+            KeyType::Ec(Curve::P256)
+                .check_target(TargetKind::KeyVault)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn the_aes_variant_is_appended_so_old_records_decode_unchanged() {
+        // Postcard encodes the variant index: RSA and EC keep 0 and 1.
+        let ec = postcard::to_allocvec(&KeyType::Ec(Curve::P384)).unwrap();
+        assert_eq!(ec, vec![1, 1]);
+        let aes = postcard::to_allocvec(&KeyType::Aes { bits: 128 }).unwrap();
+        assert_eq!(aes[0], 2);
+        assert_eq!(
+            postcard::from_bytes::<KeyType>(&aes).unwrap(),
+            KeyType::Aes { bits: 128 }
+        );
     }
 
     #[test]

@@ -85,6 +85,7 @@ impl Service {
     pub async fn create_group(&self, new: NewGroup, by: &str) -> Result<GroupView, ServiceError> {
         let key_ops = new.key_ops.unwrap_or_else(|| new.key_type.default_ops());
         KeyOp::validate_for(&key_ops, new.key_type)?;
+        new.key_type.check_target(new.target.kind())?;
         new.rotation.validate()?;
         // A Managed HSM pool on a cloud without Managed HSM could never be reached.
         crate::azure::CloudEndpoints::of(self.config().azure.cloud)
@@ -254,7 +255,7 @@ fn view(state: &crate::store::State, name: &GroupName) -> Result<GroupView, Serv
         algorithm: g.key_type.to_string(),
         exponent: match g.key_type {
             KeyType::Rsa { exponent, .. } => Some(exponent.value()),
-            KeyType::Ec(_) => None,
+            KeyType::Ec(_) | KeyType::Aes { .. } => None,
         },
         key_ops: g.key_ops.iter().map(|o| o.azure_name()).collect(),
         rotation: g.rotation,

@@ -70,12 +70,12 @@ impl Service {
             }
             g.key_type
         };
-        let generated = self.hsm().generate(key_type, group, name).await?;
+        let generated = self.hsm().generate_target(key_type, group, name).await?;
         let key = Key {
             name: name.clone(),
             group: group.clone(),
             hsm_id: generated.id,
-            check_digits: generated.public.check_digits.clone(),
+            check_digits: generated.identity.check_digits().to_owned(),
             key_type,
             storage: Storage::Protected,
             created: self.now_unix(),
@@ -169,20 +169,25 @@ impl Service {
             .ok_or_else(|| ServiceError::not_found("key", format!("{group}/{name}")))
     }
 
-    /// The key's public key as SPKI DER, read back from the HSM.
+    /// The key's public key as SPKI DER, read back from the HSM. An AES key has none: 409.
     pub async fn key_public_der(
         &self,
         group: &GroupName,
         name: &KeyName,
     ) -> Result<Vec<u8>, ServiceError> {
-        let id = {
+        let (id, key_type) = {
             let data = self.inner.data.lock().await;
             data.state
                 .keys
                 .get(&(group.clone(), name.clone()))
-                .map(|k| k.hsm_id)
+                .map(|k| (k.hsm_id, k.key_type))
                 .ok_or_else(|| ServiceError::not_found("key", format!("{group}/{name}")))?
         };
+        if key_type.is_symmetric() {
+            return Err(ServiceError::Conflict(format!(
+                "key {group}/{name} is an {key_type} key: it has no public key; compare its check digits (the key check value) instead"
+            )));
+        }
         Ok(self.hsm().public_key(id).await?.spki_der)
     }
 

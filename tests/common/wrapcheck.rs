@@ -156,7 +156,77 @@ pub fn strict_pkcs8_public_spki(der: &[u8], key_type: KeyType) -> Vec<u8> {
             };
             spki.expect("encode SPKI").as_bytes().to_vec()
         }
+        KeyType::Aes { .. } => panic!("an AES key's transfer blob holds its raw value, not PKCS#8"),
     }
+}
+
+/// The key check value of a raw AES key, computed here with the `aes` crate (not byokd's code):
+/// the first 3 bytes of AES-ECB(key, 16 zero bytes), hex, upper case.
+pub fn aes_kcv(raw: &[u8]) -> String {
+    use aes_kw::aes::cipher::{BlockCipherEncrypt as _, KeyInit as _};
+    let mut block = [0u8; 16].into();
+    match raw.len() {
+        16 => aes_kw::aes::Aes128::new_from_slice(raw)
+            .unwrap()
+            .encrypt_block(&mut block),
+        24 => aes_kw::aes::Aes192::new_from_slice(raw)
+            .unwrap()
+            .encrypt_block(&mut block),
+        32 => aes_kw::aes::Aes256::new_from_slice(raw)
+            .unwrap()
+            .encrypt_block(&mut block),
+        n => panic!("an AES key of {n} bytes"),
+    }
+    hex::encode_upper(&block[..3])
+}
+
+/// Generates an AES key of `bits` named `key` in `group`, wraps it under the KEK, opens the
+/// blob here and checks it holds exactly `bits / 8` raw bytes (no PKCS#8) whose KCV is the one
+/// the HSM computed. Returns the ciphertext and the raw key.
+pub async fn wrap_and_check_aes(
+    hsm: &byokd::hsm::Hsm,
+    bits: u32,
+    group: &byokd::model::GroupName,
+    key: &str,
+    kek: &(rsa::PrivateKey, KekPublicKey),
+) -> (Vec<u8>, Vec<u8>) {
+    let key_type = KeyType::aes(bits).expect("AES size");
+    let key = byokd::model::KeyName::try_from(key).expect("key name");
+    let generated = hsm
+        .generate_target(key_type, group, &key)
+        .await
+        .expect("generate");
+    let byokd::hsm::KeyIdentity::Secret(info) = &generated.identity else {
+        panic!("an AES key has no public half: {:?}", generated.identity);
+    };
+    assert_eq!(info.bits, bits);
+    assert_eq!(info.kcv.len(), 6, "{info:?}");
+    let ciphertext = hsm
+        .wrap_for_transfer(generated.id, &kek.1)
+        .await
+        .expect("wrap");
+    let raw = unwrap_transfer(&kek.0, &ciphertext);
+    assert_eq!(
+        raw.len(),
+        bits as usize / 8,
+        "{key_type}: the raw key value"
+    );
+    assert_eq!(
+        ciphertext.len(),
+        kek.0.size() + kwp_len(raw.len()),
+        "{key_type}: RSA part = KEK size, KWP part = 8*ceil(len/8)+8"
+    );
+    assert_eq!(
+        aes_kcv(&raw),
+        info.kcv,
+        "{key_type}: KCV of the unwrapped key"
+    );
+    assert_eq!(
+        hsm.key_identity(generated.id).await.expect("identity"),
+        generated.identity,
+        "{key_type}: the KCV read again"
+    );
+    (ciphertext, raw)
 }
 
 /// Generates a `key_type` key named `key` in `group`, wraps it under the KEK, opens the blob

@@ -54,6 +54,7 @@ pub(super) fn decode_new(body: &[u8]) -> Result<(NewGroup, bool), ApiError> {
             ));
         }
     };
+    field("key_type", key_type.check_target(target.kind()))?;
     let group = NewGroup {
         name: field("name", GroupName::try_from(b.name))?,
         credential: field("credential", CredentialName::try_from(b.credential))?,

@@ -58,6 +58,11 @@ pub(super) async fn group(ctx: &Ctx, c: GroupCmd) -> Result<(), CtlError> {
             rotation,
             no_verify,
         } => {
+            if vault.is_some()
+                && let Some(reason) = key_type.key_vault_refusal()
+            {
+                return Err(CtlError::Usage(format!("--key-type: {reason}")));
+            }
             let body = NewGroup {
                 name,
                 credential,

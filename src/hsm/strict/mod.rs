@@ -42,6 +42,8 @@ pub(crate) enum Expected {
         curve: Curve,
         point: Option<Vec<u8>>,
     },
+    /// An AES key of `len` bytes: its transfer blob holds the raw key value, not PKCS#8.
+    Aes { len: usize },
 }
 
 /// How strictly to read: `Strict` refuses every deviation; `Lenient` reads the deviations a
@@ -57,6 +59,19 @@ enum Mode {
 /// four curves byokd supports the order has as many bytes as the field (P-521: 521 bits, 66).
 pub(crate) fn scalar_len(curve: Curve) -> usize {
     curve.field_bytes()
+}
+
+/// Checks a transfer blob's plaintext: the raw value of an AES key of exactly the expected
+/// length, or exactly one conforming PKCS#8 PrivateKeyInfo of the expected key pair.
+pub(crate) fn check_plaintext(plain: &[u8], expected: &Expected) -> Result<(), String> {
+    match expected {
+        Expected::Aes { len } if plain.len() == *len => Ok(()),
+        Expected::Aes { len } => Err(format!(
+            "the AES key's raw value is {} bytes, not {len}",
+            plain.len()
+        )),
+        Expected::Rsa { .. } | Expected::Ec { .. } => check_pkcs8(plain, expected),
+    }
 }
 
 /// Checks that `der` is exactly one conforming PKCS#8 PrivateKeyInfo of the expected key.
@@ -157,6 +172,9 @@ fn parse(der: &[u8], mode: Mode, expected: &Expected) -> Result<Parsed, String> 
             }
             a.end("the namedCurve parameter")?;
             parse_ec(key, mode, *curve)
+        }
+        Expected::Aes { .. } => {
+            Err("an AES key's transfer blob holds its raw value, not a PKCS#8 structure".to_owned())
         }
     }
 }

@@ -4,7 +4,9 @@
 //! every curve, imported both at full length and without the zeros, as a token's own key
 //! generation may hold them; RSA-2048 keys from `fixtures/` whose integers need a 0x00 sign byte
 //! or are shorter than the prime or modulus, two of them also imported zero-padded to fixed
-//! width), importing each as a session object (C_CreateObject, CKA_TOKEN = false, destroyed on
+//! width; AES-128, -192 and -256 secret keys, whose blob must hold exactly the raw key value:
+//! a strategy or token that cannot wrap a secret key fails that class by name), importing each
+//! as a session object (C_CreateObject, CKA_TOKEN = false, destroyed on
 //! drop), wrapping it with every usable strategy under the host test KEK,
 //! opening the blob on the host and checking it with the strict parser; and the per-key-family
 //! verdict (`KeyTypeCheck`) that is part of the wrap report.
@@ -38,6 +40,18 @@ enum Material {
     /// PKCS#8 DER; `padded`: the private integers imported at fixed width (d as long as the
     /// modulus, the rest as long as the larger prime), as a token may hold them.
     Rsa { der: &'static [u8], padded: bool },
+    /// An AES key's value (16, 24 or 32 bytes).
+    Aes { value: Zeroizing<Vec<u8>> },
+}
+
+/// A known AES key value of `len` bytes for the self-test (not a secret: it never leaves the
+/// self-test's session objects).
+fn aes_test_value(len: usize) -> Zeroizing<Vec<u8>> {
+    Zeroizing::new(
+        (0..len)
+            .map(|i| u8::try_from((i * 29 + 7) % 251).unwrap_or(1))
+            .collect(),
+    )
 }
 
 /// The RSA-2048 edge keys (see `fixtures/generate_rsa_edge.py`): class and PKCS#8 DER.
@@ -105,6 +119,21 @@ fn test_keys(families: &[KeyFamily]) -> Vec<TestKey> {
                     });
                 }
             }
+            KeyFamily::Aes => {
+                for (len, class) in [
+                    (16, "AES-128 secret key, raw value"),
+                    (24, "AES-192 secret key, raw value"),
+                    (32, "AES-256 secret key, raw value"),
+                ] {
+                    keys.push(TestKey {
+                        family: KeyFamily::Aes,
+                        class,
+                        material: Material::Aes {
+                            value: aes_test_value(len),
+                        },
+                    });
+                }
+            }
             KeyFamily::Ec(curve) => {
                 // A token may hold CKA_VALUE as imported (fixed length) or as its own key
                 // generation leaves it (minimal, leading zeros gone): both are tested.
@@ -149,6 +178,29 @@ fn test_keys(families: &[KeyFamily]) -> Vec<TestKey> {
 /// Imports `key` as an extractable, sensitive session private key; returns it and what the
 /// strict parser must find in its blob.
 fn import<'a>(session: &'a Session, key: &TestKey) -> Result<(Temporary<'a>, Expected), String> {
+    if let Material::Aes { value } = &key.material {
+        let mut template = vec![
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(CkKeyType::AES),
+            Attribute::Token(false),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(true),
+            Attribute::Encrypt(true),
+            Attribute::Value(value.to_vec()),
+        ];
+        let created = Temporary::create(
+            session,
+            &template,
+            "self-test AES key",
+            "importing a self-test AES key",
+        );
+        super::objects::zeroize_values(&mut template);
+        return Ok((
+            created.map_err(|e| e.to_string())?,
+            Expected::Aes { len: value.len() },
+        ));
+    }
     let mut template = vec![
         Attribute::Class(ObjectClass::PRIVATE_KEY),
         Attribute::Token(false),
@@ -203,9 +255,10 @@ fn import<'a>(session: &'a Session, key: &TestKey) -> Result<(Temporary<'a>, Exp
             ]);
             Expected::Rsa { modulus: k.n }
         }
-        (Material::Ec { .. }, KeyFamily::Rsa) => {
-            return Err("an EC scalar for RSA".to_owned());
+        (Material::Ec { .. }, KeyFamily::Rsa | KeyFamily::Aes) => {
+            return Err("an EC scalar for another family".to_owned());
         }
+        (Material::Aes { .. }, _) => return Err("an AES key imported as a key pair".to_owned()),
     };
     let created = Temporary::create(
         session,
@@ -312,8 +365,14 @@ fn check_family(
                 other => other.to_string(),
             })?;
             drop(object);
-            let der = open(test_kek, &blob)?;
-            strict::check_pkcs8(&der, &expected)
+            let plain = open(test_kek, &blob)?;
+            strict::check_plaintext(&plain, &expected)?;
+            match &key.material {
+                Material::Aes { value } if plain[..] != value[..] => {
+                    Err("the blob does not hold the AES key's raw value".to_owned())
+                }
+                _ => Ok(()),
+            }
         });
         if let Err(why) = result {
             return fail(key.class, why);

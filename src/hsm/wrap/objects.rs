@@ -65,7 +65,7 @@ pub(super) fn import_aes<'a>(
     result
 }
 
-pub(super) fn zeroize_values(template: &mut [Attribute]) {
+pub(in crate::hsm) fn zeroize_values(template: &mut [Attribute]) {
     for attr in template {
         if let Attribute::Value(v) = attr {
             v.zeroize();

@@ -105,7 +105,8 @@ fn two_step(
 }
 
 /// The `host` strategy. The key leaves the token under a fresh AES-256 key k1, is unwrapped into
-/// a `Zeroizing` buffer, trimmed to its exact DER length, re-encoded canonically and strictly
+/// a `Zeroizing` buffer, then, for an AES key, checked to be exactly the key's length; for a key
+/// pair trimmed to its exact DER length, re-encoded canonically and strictly
 /// checked as PKCS#8 of the token's key (`strict::canonical_pkcs8`: a token that drops an EC
 /// scalar's leading zero bytes still gives a conforming blob), and re-wrapped under a fresh k2
 /// with `aes-kw`; k2 goes under the KEK with `rsa`. Every plaintext buffer is `Zeroizing` and
@@ -130,9 +131,16 @@ fn host_wrap(
     };
     let mut der = host::kwp_unwrap(&k1, &wrapped).map_err(failed)?;
     drop(k1);
-    host::trim_der(&mut der).map_err(failed)?;
-    let canonical = strict::canonical_pkcs8(&der, target.expected).map_err(failed)?;
-    drop(der);
+    let canonical = if let Expected::Aes { .. } = target.expected {
+        // A raw AES value (16, 24 or 32 bytes) is a multiple of 8: no padding to trim.
+        strict::check_plaintext(&der, target.expected).map_err(failed)?;
+        der
+    } else {
+        host::trim_der(&mut der).map_err(failed)?;
+        let canonical = strict::canonical_pkcs8(&der, target.expected).map_err(failed)?;
+        drop(der);
+        canonical
+    };
     let ciphertext = host::transfer_ciphertext(target.kek, &canonical).map_err(failed)?;
     let want = target.kek.size() + host::kwp_len(canonical.len());
     drop(canonical);

@@ -5,6 +5,7 @@ use super::strategies::{Target, wrap_with};
 use super::verdict::KeyFamily;
 use super::{KekPublicKey, Plan, WrapStrategy};
 use crate::hsm::keygen::find_one;
+use crate::hsm::secret_key;
 use crate::hsm::spki::{curve_from_params, ec_point_of};
 use crate::hsm::strict::Expected;
 use crate::hsm::{HsmError, host};
@@ -13,8 +14,9 @@ use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHan
 use cryptoki::session::Session;
 use rsa::traits::PublicKeyParts as _;
 
-/// Wraps private key `id` under `kek` with the strategy its key family uses:
-/// `RSA-OAEP-SHA1(kek, aes256) || AES-KWP(aes256, PKCS#8 of the key)`.
+/// Wraps target key `id` under `kek` with the strategy its key family uses:
+/// `RSA-OAEP-SHA1(kek, aes256) || AES-KWP(aes256, PKCS#8 of the key)`, or for an AES key
+/// `RSA-OAEP-SHA1(kek, aes256) || AES-KWP(aes256, the key's raw value)`.
 pub(crate) fn wrap_for_transfer(
     session: &Session,
     plan: &Plan,
@@ -37,9 +39,22 @@ pub(crate) fn wrap_for_transfer(
             ),
         });
     }
-    let key =
-        find_one(session, ObjectClass::PRIVATE_KEY, id)?.ok_or(HsmError::KeyNotFound { id })?;
-    let expected = expected_key(session, id, key)?;
+    let (key, expected) = match secret_key::find(session, id)? {
+        Some(aes) => {
+            let bits = secret_key::bits(session, aes)?;
+            (
+                aes,
+                Expected::Aes {
+                    len: bits as usize / 8,
+                },
+            )
+        }
+        None => {
+            let key = find_one(session, ObjectClass::PRIVATE_KEY, id)?
+                .ok_or(HsmError::KeyNotFound { id })?;
+            (key, expected_key(session, id, key)?)
+        }
+    };
     let family = KeyFamily::of_expected(&expected);
     let strategy = plan
         .strategy_for(family)

@@ -64,8 +64,8 @@ pub struct WrapReport {
     pub allow_host_wrap: bool,
     /// One entry per strategy, in preference order: native, two-step, host.
     pub checks: Vec<StrategyCheck>,
-    /// One entry per key family (RSA, EC-P256, EC-P384, EC-P521, EC-P256K): the encoding
-    /// conformance self-test.
+    /// One entry per key family (RSA, EC-P256, EC-P384, EC-P521, EC-P256K, AES): the encoding
+    /// conformance self-test (for AES: the raw key value of every size).
     pub key_types: Vec<KeyTypeCheck>,
 }
 
@@ -154,21 +154,24 @@ impl WrapReport {
     }
 }
 
-/// A key family the self-test covers: RSA (every size) or one curve.
+/// A key family the self-test covers: RSA (every size), one curve, or AES (every size).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum KeyFamily {
     Rsa,
     Ec(Curve),
+    /// AES-128, -192 and -256: the transfer blob wraps the raw key value (a secret key).
+    Aes,
 }
 
 impl KeyFamily {
     /// Every family, in report order.
-    pub const ALL: [KeyFamily; 5] = [
+    pub const ALL: [KeyFamily; 6] = [
         Self::Rsa,
         Self::Ec(Curve::P256),
         Self::Ec(Curve::P384),
         Self::Ec(Curve::P521),
         Self::Ec(Curve::P256K),
+        Self::Aes,
     ];
 
     /// The family of a key type.
@@ -176,6 +179,7 @@ impl KeyFamily {
         match key_type {
             KeyType::Rsa { .. } => Self::Rsa,
             KeyType::Ec(curve) => Self::Ec(curve),
+            KeyType::Aes { .. } => Self::Aes,
         }
     }
 
@@ -183,6 +187,7 @@ impl KeyFamily {
         match expected {
             Expected::Rsa { .. } => Self::Rsa,
             Expected::Ec { curve, .. } => Self::Ec(*curve),
+            Expected::Aes { .. } => Self::Aes,
         }
     }
 }
@@ -192,6 +197,7 @@ impl std::fmt::Display for KeyFamily {
         match self {
             Self::Rsa => f.write_str("RSA"),
             Self::Ec(curve) => KeyType::Ec(*curve).fmt(f),
+            Self::Aes => f.write_str("AES"),
         }
     }
 }
@@ -212,7 +218,7 @@ pub struct EncodingCheck {
 /// wrap it conformingly, and which strategy pushes of it use.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct KeyTypeCheck {
-    /// `RSA` (every size) or `EC-P256`, `EC-P384`, `EC-P521`, `EC-P256K`.
+    /// `RSA` (every size), `EC-P256`, `EC-P384`, `EC-P521`, `EC-P256K` or `AES` (every size).
     pub key_type: String,
     /// The token can generate it (start-up probe).
     pub can_generate: bool,

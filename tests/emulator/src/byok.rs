@@ -116,14 +116,9 @@ pub(crate) fn parse_kid(kid: &str) -> Result<KekId, String> {
     }
 }
 
-/// Unwrap with the KEK private key: RSA-OAEP(SHA-1) then AES-KWP, then strict PKCS#8. Returns
-/// the public key and the PKCS#8 itself; the caller keeps the PKCS#8 only when a test asked
-/// for it (see `EmulatorHandle::retain_imported_private_keys`), and zeroes it otherwise.
-pub(crate) fn unwrap_blob(
-    kek: &rsa::PrivateKey,
-    ciphertext: &[u8],
-    declared: Declared,
-) -> Result<(PublicKey, Vec<u8>), String> {
+/// RSA-OAEP(SHA-1) with the KEK to the AES-256 wrapping key, then RFC 5649 unwrap with its
+/// integrity check. The caller zeroes the plaintext it gets.
+fn open(kek: &rsa::PrivateKey, ciphertext: &[u8]) -> Result<Vec<u8>, String> {
     let k = kek.size();
     if ciphertext.len() <= k {
         return Err(format!(
@@ -133,29 +128,92 @@ pub(crate) fn unwrap_blob(
         ));
     }
     let (rsa_part, kwp_part) = ciphertext.split_at(k);
-    let aes_key = kek.oaep_decrypt::<sha1::Sha1>(rsa_part).map_err(|_| {
+    let mut aes_key = kek.oaep_decrypt::<sha1::Sha1>(rsa_part).map_err(|_| {
         "the wrapping key could not be decrypted with the KEK (RSA-OAEP SHA-1)".to_owned()
     })?;
-    if aes_key.len() != 32 {
-        return Err(format!(
-            "the wrapping key is {} bytes; an AES-256 key (32 bytes) is required",
-            aes_key.len()
-        ));
+    let result = (|| {
+        if aes_key.len() != 32 {
+            return Err(format!(
+                "the wrapping key is {} bytes; an AES-256 key (32 bytes) is required",
+                aes_key.len()
+            ));
+        }
+        if kwp_part.len() < 16 || kwp_part.len() % 8 != 0 {
+            return Err("the AES-KWP part of the ciphertext has an invalid length".to_owned());
+        }
+        let kwp = KwpAes256::new_from_slice(&aes_key)
+            .map_err(|_| "the wrapping key is not a valid AES-256 key".to_owned())?;
+        let mut buf = vec![0u8; kwp_part.len()];
+        match kwp.unwrap_key(kwp_part, &mut buf).map(|p| p.len()) {
+            Ok(len) => {
+                buf.truncate(len);
+                Ok(buf)
+            }
+            Err(_) => {
+                buf.iter_mut().for_each(|b| *b = 0);
+                Err(
+                    "the target key could not be unwrapped (RFC 5649 AES-KWP integrity check failed)"
+                        .to_owned(),
+                )
+            }
+        }
+    })();
+    aes_key.iter_mut().for_each(|b| *b = 0);
+    result
+}
+
+/// Unwrap with the KEK private key: RSA-OAEP(SHA-1) then AES-KWP, then strict PKCS#8. Returns
+/// the public key and the PKCS#8 itself; the caller keeps the PKCS#8 only when a test asked
+/// for it (see `EmulatorHandle::retain_imported_private_keys`), and zeroes it otherwise.
+pub(crate) fn unwrap_blob(
+    kek: &rsa::PrivateKey,
+    ciphertext: &[u8],
+    declared: Declared,
+) -> Result<(PublicKey, Vec<u8>), String> {
+    let mut plain = open(kek, ciphertext)?;
+    let result = parse_pkcs8_strict(&plain, declared).map(|public| (public, plain.clone()));
+    plain.iter_mut().for_each(|b| *b = 0);
+    result
+}
+
+/// The key check value of a raw AES key: the first 3 bytes of AES-ECB(key, 16 zero bytes), hex,
+/// upper case. `None` for a length that is not an AES key's.
+pub fn aes_kcv(raw: &[u8]) -> Option<String> {
+    use aes_kw::aes::cipher::{BlockCipherEncrypt as _, KeyInit as _};
+    let mut block = [0u8; 16].into();
+    match raw.len() {
+        16 => aes_kw::aes::Aes128::new_from_slice(raw)
+            .ok()?
+            .encrypt_block(&mut block),
+        24 => aes_kw::aes::Aes192::new_from_slice(raw)
+            .ok()?
+            .encrypt_block(&mut block),
+        32 => aes_kw::aes::Aes256::new_from_slice(raw)
+            .ok()?
+            .encrypt_block(&mut block),
+        _ => return None,
     }
-    if kwp_part.len() < 16 || kwp_part.len() % 8 != 0 {
-        return Err("the AES-KWP part of the ciphertext has an invalid length".into());
-    }
-    let kwp = KwpAes256::new_from_slice(&aes_key)
-        .map_err(|_| "the wrapping key is not a valid AES-256 key".to_owned())?;
-    let mut buf = vec![0u8; kwp_part.len()];
-    let plain = kwp.unwrap_key(kwp_part, &mut buf).map_err(|_| {
-        "the target key could not be unwrapped (RFC 5649 AES-KWP integrity check failed)".to_owned()
-    })?;
-    let plain_len = plain.len();
-    let result = parse_pkcs8_strict(plain, declared);
-    let out = result.map(|public| (public, buf[..plain_len].to_vec()));
-    buf.iter_mut().for_each(|b| *b = 0);
-    out
+    Some(hex::encode_upper(&block[..3]))
+}
+
+/// Unwraps an `oct-HSM` blob as Managed HSM does: RSA-OAEP(SHA-1) to an AES-256 wrapping key,
+/// then RFC 5649 unwrap with its integrity check, then the raw key value itself, which must be
+/// exactly 16, 24 or 32 bytes (a PKCS#8 structure or anything else is refused). Returns the size
+/// in bits and the key check value; the key is zeroed before this returns.
+pub(crate) fn unwrap_oct_blob(
+    kek: &rsa::PrivateKey,
+    ciphertext: &[u8],
+) -> Result<(u32, String), String> {
+    let mut raw = open(kek, ciphertext)?;
+    let len = raw.len();
+    let result = match aes_kcv(&raw) {
+        Some(kcv) => Ok((u32::try_from(len * 8).unwrap_or(0), kcv)),
+        None => Err(format!(
+            "the key material of an oct-HSM key must be the raw AES key (16, 24 or 32 bytes), not {len} bytes"
+        )),
+    };
+    raw.iter_mut().for_each(|b| *b = 0);
+    result
 }
 
 #[cfg(test)]
@@ -238,5 +296,51 @@ mod tests {
         ] {
             assert!(parse_kid(bad).is_err(), "{bad}");
         }
+    }
+
+    /// AES known answers (zero key, zero block): FIPS-197 test vectors as widely published.
+    #[test]
+    fn the_kcv_is_the_first_three_bytes_of_the_zero_block_encryption() {
+        assert_eq!(aes_kcv(&[0u8; 16]).unwrap(), "66E94B");
+        assert_eq!(aes_kcv(&[0u8; 24]).unwrap(), "AAE069");
+        assert_eq!(aes_kcv(&[0u8; 32]).unwrap(), "DC95C0");
+        assert_eq!(aes_kcv(&[0u8; 20]), None);
+    }
+
+    fn wrap(kek: &rsa::PrivateKey, plaintext: &[u8], tamper: bool) -> Vec<u8> {
+        let eph = [7u8; 32];
+        let mut out = kek
+            .to_public_key()
+            .oaep_encrypt::<sha1::Sha1>(&eph)
+            .unwrap();
+        let kwp = KwpAes256::new_from_slice(&eph).unwrap();
+        let mut buf = vec![0u8; plaintext.len().div_ceil(8) * 8 + 8];
+        let n = kwp.wrap_key(plaintext, &mut buf).unwrap().len();
+        buf.truncate(n);
+        if tamper {
+            buf[3] ^= 1;
+        }
+        out.extend(buf);
+        out
+    }
+
+    #[test]
+    fn an_oct_blob_unwraps_only_to_a_raw_aes_key_with_integrity() {
+        let kek = rsa::PrivateKey::new(&mut rand::rng(), 2048).unwrap();
+        for len in [16usize, 24, 32] {
+            let raw: Vec<u8> = (0..len).map(|i| i as u8 ^ 0x5c).collect();
+            let (bits, kcv) = unwrap_oct_blob(&kek, &wrap(&kek, &raw, false)).unwrap();
+            assert_eq!(bits as usize, len * 8);
+            assert_eq!(kcv, aes_kcv(&raw).unwrap());
+        }
+        let raw = [1u8; 32];
+        let tampered = unwrap_oct_blob(&kek, &wrap(&kek, &raw, true)).unwrap_err();
+        assert!(tampered.contains("integrity check failed"), "{tampered}");
+        for len in [8usize, 20, 40, 67] {
+            let err = unwrap_oct_blob(&kek, &wrap(&kek, &vec![1u8; len], false)).unwrap_err();
+            assert!(err.contains("raw AES key"), "{len}: {err}");
+        }
+        let short = unwrap_oct_blob(&kek, &[0u8; 100]).unwrap_err();
+        assert!(short.contains("too short"), "{short}");
     }
 }

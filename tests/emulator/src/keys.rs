@@ -93,6 +93,15 @@ pub enum PublicKey {
         /// Y coordinate.
         y: Vec<u8>,
     },
+    /// An AES key (`oct-HSM`, Managed HSM only): no public half. Its size and the key check
+    /// value the emulator computed from the unwrapped key (the first 3 bytes of AES-ECB of a
+    /// zero block, 6 hex digits, upper case); the key itself is not kept.
+    Oct {
+        /// 128, 192 or 256.
+        bits: u32,
+        /// Key check value.
+        kcv: String,
+    },
 }
 
 impl PublicKey {
@@ -107,7 +116,7 @@ impl PublicKey {
                     None => 0,
                 }
             }
-            PublicKey::Ec { .. } => 0,
+            PublicKey::Ec { .. } | PublicKey::Oct { .. } => 0,
         }
     }
 }
@@ -162,6 +171,8 @@ pub(crate) fn jwk(kid: &str, kty: &str, key_ops: &[String], public: &PublicKey) 
             v["x"] = json!(b64url(x));
             v["y"] = json!(b64url(y));
         }
+        // Azure never returns an oct key's material.
+        PublicKey::Oct { .. } => {}
     }
     v
 }

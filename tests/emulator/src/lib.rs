@@ -26,6 +26,7 @@ mod error;
 pub mod faults;
 mod handle;
 pub mod keys;
+mod oct;
 pub mod reqlog;
 mod schema;
 mod server;
@@ -35,6 +36,7 @@ mod tls;
 mod util;
 mod vault;
 
+pub use byok::aes_kcv;
 pub use config::{
     AppConfig, Cloud, EmulatorConfig, KeyPoolConfig, Permission, RecoveryLevel, RetryHeader, Sku,
     ThrottleConfig, VaultConfig, VaultOptions,

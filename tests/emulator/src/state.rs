@@ -156,6 +156,12 @@ impl Vault {
         }
     }
 
+    /// Whether this is a Managed HSM pool, which imports AES (`oct-HSM`) keys; a Key Vault
+    /// refuses them.
+    pub fn is_managed_hsm(&self) -> bool {
+        self.opts.managed_hsm
+    }
+
     pub fn base_url(&self) -> String {
         format!("https://{}", self.host())
     }

@@ -109,7 +109,7 @@ fn valid_key_name(n: &str) -> bool {
     (1..=127).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
-fn key_not_found(name: &str) -> Resp {
+pub(crate) fn key_not_found(name: &str) -> Resp {
     kv_error(
         StatusCode::NOT_FOUND,
         "KeyNotFound",
@@ -425,7 +425,7 @@ pub(crate) async fn handle(
 }
 
 /// Refuse names that are soft-deleted (or being deleted).
-fn name_blocked(vault: &Vault, name: &str) -> Option<Resp> {
+pub(crate) fn name_blocked(vault: &Vault, name: &str) -> Option<Resp> {
     let d = vault.deleted.get(&name.to_ascii_lowercase())?;
     if d.visible_at > Instant::now() {
         Some(being_deleted(name))
@@ -434,11 +434,11 @@ fn name_blocked(vault: &Vault, name: &str) -> Option<Resp> {
     }
 }
 
-struct CommonAttrs {
-    enabled: bool,
-    nbf: Option<i64>,
-    exp: Option<i64>,
-    tags: BTreeMap<String, String>,
+pub(crate) struct CommonAttrs {
+    pub(crate) enabled: bool,
+    pub(crate) nbf: Option<i64>,
+    pub(crate) exp: Option<i64>,
+    pub(crate) tags: BTreeMap<String, String>,
 }
 
 fn common_attrs(body: &Value) -> Result<CommonAttrs, Resp> {
@@ -706,14 +706,18 @@ async fn import(shared: &Arc<Shared>, vault_name: &str, name: &str, body: &Value
         Err(r) => return r,
     };
     let ops = match key_ops_of(key.get("key_ops")) {
-        Ok(o) => o.unwrap_or_else(|| default_ops(kty)),
+        Ok(o) => o,
         Err(r) => return r,
     };
-    if ops.iter().any(|o| o == "import") {
+    if ops.iter().flatten().any(|o| o == "import") {
         return bad_parameter(
             "Key operation 'import' is only valid for key exchange keys created in the vault.",
         );
     }
+    if kty.starts_with("oct") {
+        return crate::oct::import(shared, (vault_name, name), key, kty, attrs, ops).await;
+    }
+    let ops = ops.unwrap_or_else(|| default_ops(kty));
     let declared = match kty {
         "RSA" | "RSA-HSM" => {
             if key.get("crv").is_some() {
@@ -780,24 +784,12 @@ async fn import(shared: &Arc<Shared>, vault_name: &str, name: &str, body: &Value
                 byok::unwrap_blob(&kek_key, &ciphertext, declared)
             })
             .await;
-            match result {
-                Ok(Ok((p, pkcs8))) => {
+            match unwrapped(result) {
+                Ok((p, pkcs8)) => {
                     learned_pkcs8 = Some(pkcs8);
                     p
                 }
-                Ok(Err(why)) => {
-                    return bad_parameter(&format!(
-                        "The specified key_hsm could not be unwrapped: {why}"
-                    ));
-                }
-                Err(e) => {
-                    return kv_error(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "InternalError",
-                        &e.to_string(),
-                        None,
-                    );
-                }
+                Err(r) => return r,
             }
         }
         None => match plain_jwk_public(key, declared) {
@@ -805,33 +797,13 @@ async fn import(shared: &Arc<Shared>, vault_name: &str, name: &str, body: &Value
             Err(r) => return r,
         },
     };
-    let now = now_secs();
-    let version = KeyVersion {
-        version: new_version_id(),
-        kty: kty.to_owned(),
-        key_ops: ops,
-        material: Material {
-            public,
-            private: None,
-        },
-        enabled: attrs.enabled,
-        nbf: attrs.nbf,
-        exp: attrs.exp,
-        created: now,
-        updated: now,
-        tags: attrs.tags,
-        origin: Origin::Imported,
-    };
-    let mut state = shared.lock();
-    let Some(vault) = state.vaults.get_mut(vault_name) else {
-        return key_not_found(name);
-    };
-    if let Some(r) = name_blocked(vault, name) {
-        return r;
-    }
-    vault.counters.imports += 1;
+    let version = imported_version(kty, ops, public, attrs);
     let version_id = version.version.clone();
-    let bundle = insert_version(vault, name, version);
+    let mut state = shared.lock();
+    let bundle = match commit_import(&mut state, (vault_name, name), version) {
+        Ok(bundle) => bundle,
+        Err(r) => return r,
+    };
     if let Some(mut pkcs8) = learned_pkcs8 {
         if state.retain_imported_pkcs8 {
             state.imported_pkcs8.push(crate::state::ImportedPrivateKey {
@@ -847,8 +819,71 @@ async fn import(shared: &Arc<Shared>, vault_name: &str, name: &str, body: &Value
     json_response(StatusCode::OK, &bundle)
 }
 
+/// The answer of an unwrap run on a blocking thread: its result, or the 400 (or 500) to send.
+pub(crate) fn unwrapped<T>(
+    result: Result<Result<T, String>, tokio::task::JoinError>,
+) -> Result<T, Resp> {
+    match result {
+        Ok(Ok(done)) => Ok(done),
+        Ok(Err(why)) => Err(bad_parameter(&format!(
+            "The specified key_hsm could not be unwrapped: {why}"
+        ))),
+        Err(e) => Err(kv_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            &e.to_string(),
+            None,
+        )),
+    }
+}
+
+/// A new imported version holding only `public` (never the private half).
+pub(crate) fn imported_version(
+    kty: &str,
+    ops: Vec<String>,
+    public: PublicKey,
+    attrs: CommonAttrs,
+) -> KeyVersion {
+    let now = now_secs();
+    KeyVersion {
+        version: new_version_id(),
+        kty: kty.to_owned(),
+        key_ops: ops,
+        material: Material {
+            public,
+            private: None,
+        },
+        enabled: attrs.enabled,
+        nbf: attrs.nbf,
+        exp: attrs.exp,
+        created: now,
+        updated: now,
+        tags: attrs.tags,
+        origin: Origin::Imported,
+    }
+}
+
+/// Stores an imported version unless the name was deleted meanwhile; returns its bundle.
+pub(crate) fn commit_import(
+    state: &mut State,
+    (vault_name, name): (&str, &str),
+    version: KeyVersion,
+) -> Result<Value, Resp> {
+    let Some(vault) = state.vaults.get_mut(vault_name) else {
+        return Err(key_not_found(name));
+    };
+    if let Some(r) = name_blocked(vault, name) {
+        return Err(r);
+    }
+    vault.counters.imports += 1;
+    Ok(insert_version(vault, name, version))
+}
+
 /// Resolve the blob's KEK: it must be a live, enabled, unexpired import-only key in this vault.
-fn find_kek(vault: &Vault, key_hsm: &str) -> Result<(Arc<rsa::PrivateKey>, Vec<u8>), Resp> {
+pub(crate) fn find_kek(
+    vault: &Vault,
+    key_hsm: &str,
+) -> Result<(Arc<rsa::PrivateKey>, Vec<u8>), Resp> {
     let blob = byok::parse_key_hsm(key_hsm)
         .map_err(|w| bad_parameter(&format!("The BYOK key_hsm is invalid: {w}")))?;
     let kid = byok::parse_kid(&blob.kid)

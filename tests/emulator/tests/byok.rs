@@ -273,3 +273,25 @@ async fn wrong_kek_is_rejected() {
     .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
 }
+
+/// Key Vault does not take AES keys: an oct-HSM BYOK import gets Azure's own answer, 400
+/// BadParameter "Invalid kty value", innererror KeyTypeNotSupported, and nothing is stored.
+#[tokio::test]
+async fn a_key_vault_refuses_oct_hsm_imports_as_azure_does() {
+    let (emu, c) = start().await;
+    let t = c.token().await;
+    let kek = c.create_kek(&t, VAULT, "kek").await;
+    let (kid, n, e) = kek_parts(&kek);
+    let raw = [0x11u8; 32];
+    for kty in ["oct-HSM", "oct"] {
+        let r = import(&c, &t, VAULT, "aes", json!({"kty": kty, "key_ops":["encrypt","decrypt"], "key_hsm": key_hsm(&kid, &n, &e, &raw)})).await;
+        assert_eq!(r.status, 400, "{:?}", r.body);
+        assert_eq!(r.body["error"]["code"], "BadParameter");
+        assert_eq!(
+            r.body["error"]["message"],
+            format!("Invalid kty value: {kty}")
+        );
+        assert_eq!(r.body["error"]["innererror"]["code"], "KeyTypeNotSupported");
+    }
+    assert!(emu.key_versions(VAULT, "aes").is_empty());
+}

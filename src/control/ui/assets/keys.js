@@ -9,7 +9,20 @@ import { time } from "./time.js";
 import { follow, jobLink } from "./jobs.js";
 
 const PAGE = 50;
-const KEY_TYPES = ["RSA-2048", "RSA-3072", "RSA-4096", "EC-P256", "EC-P384", "EC-P521", "EC-P256K"];
+const KEY_TYPES = ["RSA-2048", "RSA-3072", "RSA-4096", "EC-P256", "EC-P384", "EC-P521", "EC-P256K", "AES-128", "AES-192", "AES-256"];
+const AES_ONLY_MANAGED_HSM = "AES keys (oct-HSM) only in a Managed HSM: Azure Key Vault does not accept them";
+
+/// AES key types are offered only for a Managed HSM target; for a Key Vault they are disabled,
+/// saying why (the daemon refuses them too).
+function limitKeyTypes(type, service) {
+  const managed = service.value === "managed_hsm";
+  for (const o of type.options) {
+    if (!o.value.startsWith("AES")) continue;
+    o.disabled = !managed;
+    o.title = managed ? "" : AES_ONLY_MANAGED_HSM;
+  }
+  if (!managed && type.value.startsWith("AES")) type.value = "RSA-2048";
+}
 const KEY_OPS = ["encrypt", "decrypt", "sign", "verify", "wrapKey", "unwrapKey"];
 
 /// Starts a job (or asks for an approval) with `call`, then follows it in `box`.
@@ -51,6 +64,8 @@ function groupForm(credentials, reload) {
       ? "The Managed HSM pool's name, as in <name>.managedhsm.azure.net; the app needs the pool's local RBAC role Managed HSM Crypto User"
       : "The vault's name, as in <name>.vault.azure.net";
   });
+  service.addEventListener("change", () => limitKeyTypes(type, service));
+  limitKeyTypes(type, service);
   return form(
     "Create a key group",
     [
@@ -58,7 +73,7 @@ function groupForm(credentials, reload) {
       field("Service", service),
       field("Credential", select("credential", credentials.map((c) => c.name), credentials[0] && credentials[0].name)),
       target,
-      field("Key type and length", type),
+      field("Key type and length", type, "AES-128/192/256 (oct-HSM) only in a Managed HSM"),
       field("Exponent (RSA)", exponent),
       ops,
       h("label", { class: "check" }, h("input", { type: "checkbox", name: "verify", checked: true }), " Check the vault with Azure now: it must exist and this app must be allowed to read it (untick only to stage an appliance that cannot reach Azure yet)"),
