@@ -109,7 +109,7 @@ pub(super) async fn download(ctx: &Ctx, id: &str, target: &Target) -> Result<(),
         "kek_kid": f.kek_kid,
     }))? {
         say(&format!(
-            "wrote {}: key {}/{} wrapped under {}\nimport it on a machine that reaches Azure: az keyvault key import --vault-name VAULT --name {} --byok-file {} --kty (RSA-HSM|EC-HSM) --ops ...\nthen record the version it made: byokctl key record-import {} {} --version VERSION",
+            "wrote {}: key {}/{} wrapped under {}\nimport it on a machine that reaches Azure: az keyvault key import --vault-name VAULT (--hsm-name POOL on a Managed HSM) --name {} --byok-file {} --kty RSA|EC|oct --ops ...\nthen record the version it made: byokctl key record-import {} {} --version VERSION",
             target.file.display(),
             f.group,
             f.key,
