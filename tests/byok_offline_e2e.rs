@@ -407,6 +407,8 @@ fn an_offline_export_is_approved_unwrapped_independently_imported_recorded_and_r
 
     // The officer imports it as the Azure CLI does; the emulator unwraps it strictly.
     let imported = az_key_import(&rig, GROUP, &out);
+    let violations = rig.emu.schema_violations();
+    assert!(violations.is_empty(), "{violations:#?}");
     let version = imported.rsplit('/').next().unwrap().to_owned();
     let (_, k1) = d.ctl_json(AUDITOR, &["key", "show", GROUP, "k1"]);
     assert!(k1["version"].is_null(), "{k1}");
