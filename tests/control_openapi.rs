@@ -792,6 +792,69 @@ fn every_answer_and_request_of_the_contract_matches_the_document_field_by_field(
         &[json!({"name": "k1"})],
         &mut w,
     );
+    // Offline transfer: the export request (an approval of kind export_byok), the file, and a
+    // recorded manual import.
+    check::<c::ByokExport>(
+        d,
+        request(d, "post", "/v1/groups/{group}/keys/{key}/export-byok"),
+        "ByokExport",
+        &[
+            json!({"kek_pem": "-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----\n",
+            "kek_kid": "https://v.vault.azure.net/keys/kek/0123456789abcdef0123456789abcdef"}),
+        ],
+        &mut w,
+    );
+    let mut export = approval(false);
+    export["action"] = json!({"kind": "export_byok", "group": "g", "key": "k1",
+        "kek_kid": "https://v.vault.azure.net/keys/kek/0123456789abcdef0123456789abcdef"});
+    check::<c::Pending>(
+        d,
+        answer(
+            d,
+            "post",
+            "/v1/groups/{group}/keys/{key}/export-byok",
+            "202",
+        ),
+        "Pending",
+        &[json!({"approval": export, "message": "m"})],
+        &mut w,
+    );
+    check::<c::ByokFile>(
+        d,
+        answer(d, "get", "/v1/approvals/{approval}/byok-file", "200"),
+        "ByokFile",
+        &[
+            json!({"approval": "3f0c1b9e-0d6a-4f51-9a55-4d7c1f0f2b11", "group": "g", "key": "k1",
+            "kek_kid": "https://v.vault.azure.net/keys/kek/0123456789abcdef0123456789abcdef",
+            "byok": "{\"schema_version\":\"1.0.0\"}"}),
+        ],
+        &mut w,
+    );
+    check::<c::RecordImport>(
+        d,
+        request(d, "post", "/v1/groups/{group}/keys/{key}/record-import"),
+        "RecordImport",
+        &[json!({"version": "0123456789abcdef0123456789abcdef"})],
+        &mut w,
+    );
+    let recorded_key = json!({"name": "k1", "group": "g", "version": "0123456789abcdef0123456789abcdef",
+        "storage": "Protected", "key_type": "EC", "algorithm": "EC-P256", "check_digits": "AB12",
+        "created": "2026-01-01T00:00:00Z", "hsm_id": "00112233445566778899aabbccddeeff"});
+    check::<c::ImportRecorded>(
+        d,
+        answer(
+            d,
+            "post",
+            "/v1/groups/{group}/keys/{key}/record-import",
+            "200",
+        ),
+        "ImportRecorded",
+        &[
+            json!({"key": recorded_key, "previous_version": null}),
+            json!({"key": recorded_key, "previous_version": "fedcba9876543210fedcba9876543210"}),
+        ],
+        &mut w,
+    );
     check::<c::Designated>(
         d,
         request(d, "put", "/v1/config/designated"),

@@ -584,6 +584,41 @@ fn approval_id(v: &Value) -> String {
         .to_owned()
 }
 
+/// The offline transfer's routes on the pushed key au/k1: an export refused for its KEK file, one
+/// requested, approved and downloaded by its requester; k1's version recorded as a manual import
+/// after Azure showed it.
+fn offline_transfer(w: &mut Walk<'_>, key: &str) {
+    use rsa::pkcs8::EncodePublicKey as _;
+    let d = w.d;
+    let export = format!("{key}/export-byok");
+    let kid = format!("https://{V_SOFT}.vault.azure.net/keys/kek/0123456789abcdef0123456789abcdef");
+    let bad = json!({"kek_pem": "not a key", "kek_kid": kid});
+    let refused = w.call(ADMIN, "POST", &export, &["au", "k1"], Some(bad), 400);
+    assert_eq!(refused["error"]["field"], "kek_pem", "{refused}");
+    assert_recorded(d, "key.byok_export.refused", ADMIN, "key", "k1");
+    let kek = rsa::PrivateKey::new(&mut rand::rng(), 2048).unwrap();
+    let pem = kek
+        .to_public_key()
+        .to_public_key_pem(rsa::pkcs8::LineEnding::LF)
+        .unwrap();
+    let good = json!({"kek_pem": pem, "kek_kid": kid});
+    let approval = approval_id(&w.call(ADMIN, "POST", &export, &["au", "k1"], Some(good), 202));
+    assert_recorded(d, "key.byok_export.requested", ADMIN, "approval", &approval);
+    w.approve(&approval);
+    assert_recorded(d, "key.byok_export.approved", ADMIN2, "approval", &approval);
+    assert_recorded(d, "key.byok_exported", ADMIN, "approval", &approval);
+    let t = "/v1/approvals/{approval}/byok-file";
+    let file = w.call(ADMIN, "GET", t, &[&approval], None, 200);
+    assert_eq!(file["kek_kid"], kid.as_str(), "{file}");
+    assert_recorded(d, "key.byok_downloaded", ADMIN, "approval", &approval);
+    let k1 = expect(d, AUDITOR, "GET", "/v1/groups/au/keys/k1", None, 200);
+    let version = k1["version"].as_str().unwrap();
+    let record = format!("{key}/record-import");
+    let body = Some(json!({ "version": version }));
+    w.call(OPERATOR, "POST", &record, &["au", "k1"], body, 200);
+    assert_recorded(d, "key.import_recorded", OPERATOR, "version", version);
+}
+
 #[test]
 fn every_mutating_route_writes_its_record_with_identity_and_target() {
     let rig = start();
@@ -647,6 +682,7 @@ fn every_mutating_route_writes_its_record_with_identity_and_target() {
         &["au", "k1"],
     );
     assert_recorded(d, "job.created", OPERATOR, "group", "au");
+    offline_transfer(&mut w, key);
     w.job(OPERATOR, "/v1/groups/{group}/sync", &["au"]);
     w.job(ADMIN, "/v1/groups/{group}/rotate", &["au"]);
     assert_recorded(d, "job.created", ADMIN, "group", "au");

@@ -26,6 +26,7 @@ pub mod entra;
 pub mod http;
 pub mod jwk;
 pub mod keyvault;
+pub mod offline_kek;
 pub mod retry_notice;
 pub mod transfer_blob;
 

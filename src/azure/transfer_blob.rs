@@ -33,12 +33,22 @@ pub fn generator(manufacturer: &str, model: &str, firmware: &str) -> String {
     )
 }
 
-/// The `key_hsm` value: base64url (no padding) of the blob JSON.
-pub fn key_hsm(
+/// `generator` of the token `report` describes.
+pub fn generator_of(report: &crate::hsm::TokenReport) -> String {
+    generator(
+        &report.manufacturer,
+        &report.model,
+        &report.firmware_version,
+    )
+}
+
+/// The blob JSON: the `.byok` file Azure's CLI reads (`az keyvault key import --byok-file`)
+/// and, base64url-encoded, the `key_hsm` of an import.
+pub fn byok_file(
     kek_kid: &str,
     ciphertext: &[u8],
     generator: &str,
-) -> Result<String, serde_json::Error> {
+) -> Result<Vec<u8>, serde_json::Error> {
     let blob = Blob {
         schema_version: "1.0.0",
         header: Header {
@@ -49,7 +59,17 @@ pub fn key_hsm(
         ciphertext: URL_SAFE_NO_PAD.encode(ciphertext),
         generator,
     };
-    Ok(URL_SAFE_NO_PAD.encode(serde_json::to_vec(&blob)?))
+    serde_json::to_vec(&blob)
+}
+
+/// The `key_hsm` value: base64url (no padding) of the blob JSON. The Azure CLI sends the bytes
+/// of a `.byok` file the same way.
+pub fn key_hsm(
+    kek_kid: &str,
+    ciphertext: &[u8],
+    generator: &str,
+) -> Result<String, serde_json::Error> {
+    Ok(URL_SAFE_NO_PAD.encode(byok_file(kek_kid, ciphertext, generator)?))
 }
 
 #[cfg(test)]

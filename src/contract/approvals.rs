@@ -24,6 +24,12 @@ pub enum ApprovalAction {
     PurgeGroupCloud {
         group: String,
     },
+    /// Export a key as a `.byok` file wrapped under an Azure key exchange key.
+    ExportByok {
+        group: String,
+        key: String,
+        kek_kid: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

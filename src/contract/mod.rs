@@ -11,6 +11,7 @@
 //! an older `byokctl` can read a newer daemon's answers.
 
 mod approvals;
+mod byok;
 mod credentials;
 mod groups;
 mod jobs;
@@ -20,6 +21,7 @@ mod status;
 mod time;
 
 pub use approvals::{Approval, ApprovalAction, ApprovalList, ApprovalStatus, Pending};
+pub use byok::{ByokExport, ByokFile, ImportRecorded, RecordImport};
 pub use credentials::{
     CertificateExport, Credential, CredentialCsr, CredentialList, CredentialUpdate, NewCredential,
     Secret,

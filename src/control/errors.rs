@@ -142,7 +142,11 @@ impl From<DualControlError> for ApiError {
                 source,
                 cloud_state: false,
             } => return source.into(),
-            DualControlError::NotFound(_) => StatusCode::NOT_FOUND,
+            DualControlError::Kek(k) => return Self::invalid(k.field(), k),
+            DualControlError::NotFound(_) | DualControlError::NoByokFile(_) => {
+                StatusCode::NOT_FOUND
+            }
+            DualControlError::NotRequester { .. } => StatusCode::FORBIDDEN,
             DualControlError::TooManyPending { .. } => StatusCode::TOO_MANY_REQUESTS,
             DualControlError::SelfApproval(_) => StatusCode::FORBIDDEN,
             DualControlError::JobsUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,

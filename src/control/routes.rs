@@ -35,10 +35,13 @@ pub enum Op {
     DeleteKey,
     KeyPublic,
     SyncKey,
+    ExportByok,
+    RecordImport,
     ListApprovals,
     ShowApproval,
     Approve,
     Reject,
+    ByokFile,
     ListJobs,
     ShowJob,
     CancelJob,
@@ -61,6 +64,8 @@ impl Op {
                 | Op::CreateGroup
                 | Op::UpdateGroup
                 | Op::CreateKey
+                | Op::ExportByok
+                | Op::RecordImport
                 | Op::SetDesignated
         )
     }
@@ -146,6 +151,16 @@ pub const ROUTES: &[Route] = &[
         "/v1/groups/{group}/keys/{key}/sync",
         Op::SyncKey,
     ),
+    r(
+        Method::POST,
+        "/v1/groups/{group}/keys/{key}/export-byok",
+        Op::ExportByok,
+    ),
+    r(
+        Method::POST,
+        "/v1/groups/{group}/keys/{key}/record-import",
+        Op::RecordImport,
+    ),
     r(Method::GET, "/v1/approvals", Op::ListApprovals),
     r(Method::GET, "/v1/approvals/{approval}", Op::ShowApproval),
     r(
@@ -154,6 +169,11 @@ pub const ROUTES: &[Route] = &[
         Op::Approve,
     ),
     r(Method::POST, "/v1/approvals/{approval}/reject", Op::Reject),
+    r(
+        Method::GET,
+        "/v1/approvals/{approval}/byok-file",
+        Op::ByokFile,
+    ),
     r(Method::GET, "/v1/jobs", Op::ListJobs),
     r(Method::GET, "/v1/jobs/{job}", Op::ShowJob),
     r(Method::POST, "/v1/jobs/{job}/cancel", Op::CancelJob),

@@ -355,6 +355,41 @@ pub enum KeyCmd {
         #[command(flatten)]
         wait: JobWait,
     },
+    /// Export a key as a .byok file for `az keyvault key import --byok-file` on a machine that
+    /// reaches Azure (admin; a second admin must approve with `approval approve`). The key is
+    /// wrapped in the HSM under the KEK, as a push wraps it. Waits for the approval, then
+    /// writes FILE; with --no-wait, fetch it later with `approval byok-file`.
+    ExportByok {
+        group: String,
+        name: String,
+        /// The KEK's public key: the file `az keyvault key download --encoding PEM` wrote
+        /// (RSA 2048, 3072 or 4096).
+        #[arg(long, value_name = "PEM")]
+        kek_pem: PathBuf,
+        /// The KEK's versioned key id, on the group's own vault or Managed HSM pool
+        /// (https://VAULT.vault.azure.net/keys/NAME/VERSION, https://POOL.managedhsm.azure.net/...).
+        #[arg(long, value_name = "KID")]
+        kek_kid: String,
+        /// The .byok file to write (`-o` is the output format).
+        #[arg(short = 'f', long, value_name = "FILE")]
+        file: PathBuf,
+        /// Replace FILE if it exists.
+        #[arg(long)]
+        force: bool,
+        /// Return once the request is recorded (exit 0), without waiting for the approval.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Record the Azure version that a manual import of a .byok file made, so the key list,
+    /// drift checks and rotation go on as after a push. Azure must show that version with the
+    /// HSM key's public key (else exit 5, nothing recorded).
+    RecordImport {
+        group: String,
+        name: String,
+        /// The version: the last part of the kid `az keyvault key import` printed.
+        #[arg(long, value_name = "VERSION")]
+        version: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -378,6 +413,16 @@ pub enum ApprovalCmd {
     },
     /// Reject.
     Reject { id: String },
+    /// Write the .byok file of an approved `key export-byok` (its requester only).
+    ByokFile {
+        id: String,
+        /// The .byok file to write (`-o` is the output format).
+        #[arg(short = 'f', long, value_name = "FILE")]
+        file: PathBuf,
+        /// Replace FILE if it exists.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

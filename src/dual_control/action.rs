@@ -11,6 +11,7 @@
 //! let forged = Approved::<DeleteGroupCloud> { approval: todo!(), approver: "me".into(), action: todo!() };
 //! ```
 
+use crate::azure::offline_kek::OfflineKek;
 use crate::model::{ApprovalId, HsmKeyId, JobId, JobKind};
 use serde::Serialize;
 
@@ -25,6 +26,8 @@ pub enum Action {
     DeleteGroupCloud(DeleteGroupCloud),
     /// Purge the group's soft-deleted Azure key for good; local keys stay.
     PurgeGroupCloud(PurgeGroupCloud),
+    /// Wrap a key in the HSM under an Azure KEK into a `.byok` file for an offline import.
+    ExportByok(ExportByok),
 }
 
 /// Delete a credential (no key group may use it when it runs).
@@ -60,6 +63,25 @@ pub struct PurgeGroupCloud {
     pub target: crate::model::Target,
 }
 
+/// Export a key as a `.byok` transfer file: wrapped inside the HSM under the KEK the officer
+/// downloaded, exactly as a push wraps it, for `az keyvault key import --byok-file`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExportByok {
+    pub group: String,
+    pub key: String,
+    /// The KEK's versioned key id, as the file's header carries it.
+    pub kek_kid: String,
+    /// The key's HSM object when the export was requested: the approval is for that key only.
+    #[serde(skip)]
+    pub hsm_id: HsmKeyId,
+    /// The checked KEK the key is wrapped under.
+    #[serde(skip)]
+    pub kek: OfflineKek,
+    /// The group's target host when the export was requested (the kid's host).
+    #[serde(skip)]
+    pub target_host: String,
+}
+
 /// An action run as a job that waits in `waiting-approval` until it is approved.
 pub trait CloudAction {
     /// The kind of the waiting job.
@@ -91,6 +113,7 @@ impl Action {
         match self {
             Self::DeleteCredential(a) => (None, None, Some(&a.credential)),
             Self::DeleteKey(a) => (Some(&a.group), Some(&a.key), None),
+            Self::ExportByok(a) => (Some(&a.group), Some(&a.key), None),
             Self::DeleteGroupCloud(DeleteGroupCloud { group })
             | Self::PurgeGroupCloud(PurgeGroupCloud { group, .. }) => (Some(group), None, None),
         }
@@ -107,6 +130,10 @@ impl Action {
             Self::PurgeGroupCloud(a) => format!(
                 "purge key group {}'s soft-deleted Azure key for good; local keys are untouched",
                 a.group
+            ),
+            Self::ExportByok(a) => format!(
+                "export key {}/{} as a .byok file wrapped under the key exchange key {} (for an offline import with the Azure CLI)",
+                a.group, a.key, a.kek_kid
             ),
         }
     }
@@ -205,6 +232,7 @@ pub enum ApprovedAction {
     DeleteKey(Approved<DeleteKey>),
     DeleteGroupCloud(Approved<DeleteGroupCloud>),
     PurgeGroupCloud(Approved<PurgeGroupCloud>),
+    ExportByok(Approved<ExportByok>),
 }
 
 impl ApprovedAction {
@@ -221,6 +249,7 @@ impl ApprovedAction {
             Action::PurgeGroupCloud(a) => {
                 Self::PurgeGroupCloud(Approved::new(approval, approver, a))
             }
+            Action::ExportByok(a) => Self::ExportByok(Approved::new(approval, approver, a)),
         }
     }
 
@@ -230,6 +259,7 @@ impl ApprovedAction {
             Self::DeleteKey(a) => a.approval(),
             Self::DeleteGroupCloud(a) => a.approval(),
             Self::PurgeGroupCloud(a) => a.approval(),
+            Self::ExportByok(a) => a.approval(),
         }
     }
 }

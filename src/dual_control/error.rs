@@ -40,6 +40,15 @@ pub enum DualControlError {
         "{what} refused: this appliance is not the designated device, and only the designated device changes the cloud; set `designated = true` in the configuration or `byokctl designated set true` (PUT /v1/config/designated) on the one appliance that should"
     )]
     NotDesignated { what: &'static str },
+    /// The KEK file or kid of a `.byok` export was refused.
+    #[error(transparent)]
+    Kek(#[from] crate::azure::offline_kek::OfflineKekError),
+    /// Approval {id} is not an approved `.byok` export whose file this identity may download.
+    #[error("{0}")]
+    NoByokFile(String),
+    /// Someone other than the requester asked for an export's file.
+    #[error("only {requester}, who requested export {id}, may download its .byok file")]
+    NotRequester { id: ApprovalId, requester: String },
     #[error(transparent)]
     Service(#[from] ServiceError),
     /// The job behind an approved cloud action could not be recorded or started.
@@ -67,6 +76,9 @@ impl DualControlError {
             Self::WithoutJob { .. } => "approval_without_job",
             Self::JobsUnavailable { .. } => "jobs_unavailable",
             Self::NotDesignated { .. } => "not_designated",
+            Self::Kek(_) => "invalid_field",
+            Self::NoByokFile(_) => "no_byok_file",
+            Self::NotRequester { .. } => "forbidden",
             Self::Job {
                 cloud_state: true, ..
             } => "cloud_state",

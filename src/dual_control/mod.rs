@@ -17,16 +17,25 @@ mod expiry;
 
 pub use action::{
     Action, Approval, Approved, ApprovedAction, CloudAction, DeleteCredential, DeleteGroupCloud,
-    DeleteKey, PurgeGroupCloud, Status,
+    DeleteKey, ExportByok, PurgeGroupCloud, Status,
 };
 pub use approvals::{Approvals, EndedWait, MAX_PENDING_PER_REQUESTER};
 pub use error::DualControlError;
 pub use expiry::APPROVAL_LOST;
 
+use crate::azure::offline_kek::OfflineKek;
 use crate::jobs::{JobError, Jobs};
 use crate::logs::Event;
-use crate::model::{ApprovalId, CredentialName, GroupName, Job, JobId};
-use crate::service::{Service, ServiceError};
+use crate::model::{ApprovalId, CredentialName, GroupName, Job, JobId, KeyName};
+use crate::service::{ByokFile, Service, ServiceError};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+/// How many approved exports' files are kept for download at most (oldest go first).
+const MAX_BYOK_FILES: usize = 32;
+
+/// What an offline export is called in refusals.
+const EXPORT: &str = "export as a .byok file";
 
 /// How long a purge request waits for Azure to say whether the vault allows a purge.
 const PURGE_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
@@ -37,6 +46,8 @@ pub struct DualControl {
     approvals: Approvals,
     service: Service,
     jobs: Option<Jobs>,
+    /// The files of approved `.byok` exports, by approval, in memory only.
+    files: Arc<Mutex<BTreeMap<ApprovalId, ByokFile>>>,
 }
 
 /// What approving gave: the approval as it now stands, and the job it started, if any.
@@ -54,6 +65,7 @@ impl DualControl {
             approvals: Approvals::new(window_secs, service.clock().clone()),
             service,
             jobs,
+            files: Arc::default(),
         }
     }
 
@@ -97,6 +109,136 @@ impl DualControl {
         requester: &str,
     ) -> Result<Approval, DualControlError> {
         self.request(Action::DeleteKey(key), requester).await
+    }
+
+    /// Requests exporting key `group`/`key` as a `.byok` file wrapped under the KEK in `kek_pem`
+    /// (whose versioned id is `kek_kid`). Refused at once, and logged, where the KEK is not an
+    /// RSA 2048/3072/4096 public key, the kid is not a key of the group's own target, or this
+    /// appliance is not the designated device (the file's one use is changing the cloud).
+    pub async fn request_byok_export(
+        &self,
+        (group, key): (&GroupName, &KeyName),
+        (kek_pem, kek_kid): (&[u8], &str),
+        requester: &str,
+    ) -> Result<Approval, DualControlError> {
+        let checked = self
+            .check_byok_export((group, key), (kek_pem, kek_kid))
+            .await;
+        let action = match checked {
+            Ok(action) => action,
+            Err(e) => {
+                tracing::warn!(event = Event::KeyByokExportRefused.as_str(), service = "control", group = %group, key = %key,
+                    identity = requester, code = e.code(), "Export of key {group}/{key} as a .byok file by {requester} refused: {e}");
+                return Err(e);
+            }
+        };
+        let kid = action.kek_kid.clone();
+        let approval = self.request(Action::ExportByok(action), requester).await?;
+        tracing::warn!(event = Event::KeyByokExportRequested.as_str(), service = "control", group = %group, key = %key,
+            identity = requester, approval = %approval.id, kid = %kid, expires_at = approval.expires_at,
+            "Export of key {group}/{key} as a .byok file under {kid} requested by {requester} as {}; waiting for a second admin", approval.id);
+        Ok(approval)
+    }
+
+    async fn check_byok_export(
+        &self,
+        (group, key): (&GroupName, &KeyName),
+        (kek_pem, kek_kid): (&[u8], &str),
+    ) -> Result<ExportByok, DualControlError> {
+        let (hsm_id, target_host) = self.service.byok_export_target(group, key).await?;
+        let kek = OfflineKek::parse(kek_pem, kek_kid, &target_host)?;
+        self.service
+            .designated_device()
+            .await
+            .map_err(|_| DualControlError::NotDesignated { what: EXPORT })?;
+        Ok(ExportByok {
+            group: group.to_string(),
+            key: key.to_string(),
+            kek_kid: kek.kid().to_owned(),
+            hsm_id,
+            kek,
+            target_host,
+        })
+    }
+
+    /// The `.byok` file of approved export `id`, for its requester `who` only (logged).
+    pub async fn byok_file(
+        &self,
+        id: &ApprovalId,
+        who: &str,
+    ) -> Result<ByokFile, DualControlError> {
+        let approval = self.get(id).await?;
+        if !matches!(approval.action, Action::ExportByok(_)) {
+            return Err(DualControlError::NoByokFile(format!(
+                "approval {id} is not a .byok export"
+            )));
+        }
+        if approval.requested_by != who {
+            return Err(DualControlError::NotRequester {
+                id: *id,
+                requester: approval.requested_by,
+            });
+        }
+        let file = self.files_lock().get(id).cloned();
+        let file = match (approval.status, file) {
+            (_, Some(file)) => file,
+            (Status::Pending, None) => {
+                return Err(DualControlError::NoByokFile(format!(
+                    "export {id} still waits for a second admin's approval (`byokctl approval approve {id}`)"
+                )));
+            }
+            (Status::Approved, None) => {
+                return Err(DualControlError::NoByokFile(format!(
+                    "the file of export {id} is no longer kept (files live in memory only: the daemon restarted or newer exports replaced it); request the export again"
+                )));
+            }
+            (status, None) => {
+                let why = approval.outcome.unwrap_or_default();
+                return Err(DualControlError::NoByokFile(format!(
+                    "export {id} made no file: it is {} {why}",
+                    match status {
+                        Status::Rejected => "rejected",
+                        Status::Expired => "expired",
+                        _ => "failed:",
+                    }
+                )));
+            }
+        };
+        tracing::warn!(event = Event::KeyByokDownloaded.as_str(), service = "control", approval = %id, identity = who,
+            group = %file.group, key = %file.key, kid = %file.kek_kid,
+            "The .byok file of key {}/{} (export {id}) downloaded by {who}", file.group, file.key);
+        Ok(file)
+    }
+
+    fn files_lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<ApprovalId, ByokFile>> {
+        self.files
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Keeps `file` for its requester; forgets files whose approval the table no longer keeps,
+    /// then the oldest beyond [`MAX_BYOK_FILES`].
+    fn keep_file(&self, id: ApprovalId, file: ByokFile) {
+        let kept: std::collections::BTreeSet<ApprovalId> =
+            self.approvals.list().into_iter().map(|a| a.id).collect();
+        let mut files = self.files_lock();
+        files.retain(|k, _| kept.contains(k));
+        files.insert(id, file);
+        while files.len() > MAX_BYOK_FILES {
+            let oldest = self
+                .approvals
+                .list()
+                .into_iter()
+                .rev()
+                .map(|a| a.id)
+                .find(|a| files.contains_key(a));
+            match oldest {
+                Some(a) => {
+                    files.remove(&a);
+                }
+                None => break,
+            }
+        }
     }
 
     /// "Delete key material on cloud": recorded at once as a job in `waiting-approval`, linked
@@ -248,6 +390,10 @@ impl DualControl {
                 self.service.delete_key_approved(&a).await?;
                 return Ok(None);
             }
+            ApprovedAction::ExportByok(a) => {
+                self.export_approved(&a).await?;
+                return Ok(None);
+            }
             ApprovedAction::DeleteGroupCloud(a) => {
                 let designated = self.runnable(&a).await?;
                 self.jobs(DeleteGroupCloud::WHAT)?
@@ -267,6 +413,36 @@ impl DualControl {
             }
         };
         Ok(Some(self.service.job(id).await?))
+    }
+
+    /// Wraps the approved export's key and keeps its file for the requester; a refusal (the
+    /// appliance is no longer designated, the key changed, the wrap failed) is logged.
+    async fn export_approved(&self, a: &Approved<ExportByok>) -> Result<(), DualControlError> {
+        let x = a.action();
+        tracing::warn!(event = Event::KeyByokExportApproved.as_str(), service = "control", approval = %a.id(),
+            group = %x.group, key = %x.key, kid = %x.kek_kid, identity = %a.approver(),
+            requested_by = %a.approval().requested_by, approved_by = %a.approver(),
+            "Export of key {}/{} as a .byok file approved by {}; wrapping it in the HSM", x.group, x.key, a.approver());
+        let made = match self.service.designated_device().await {
+            Ok(_) => self
+                .service
+                .export_byok_approved(a)
+                .await
+                .map_err(DualControlError::from),
+            Err(_) => Err(DualControlError::NotDesignated { what: EXPORT }),
+        };
+        match made {
+            Ok(file) => {
+                self.keep_file(*a.id(), file);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(event = Event::KeyByokExportRefused.as_str(), service = "control", approval = %a.id(),
+                    group = %x.group, key = %x.key, identity = %a.by(), code = e.code(),
+                    "Approved export of key {}/{} as a .byok file not made: {e}", x.group, x.key);
+                Err(e)
+            }
+        }
     }
 
     /// Checks that the approved cloud action `a` can run here: the daemon has its job runner,

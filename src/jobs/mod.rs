@@ -39,6 +39,7 @@ mod job_store;
 mod kek;
 mod ports;
 mod purge;
+mod record_import;
 mod recover;
 mod rotate;
 pub mod scheduler;
@@ -49,6 +50,7 @@ mod sync_resolve;
 
 pub use crate::clock::{Clock, ManualClock, SystemClock};
 pub use error::JobError;
+pub use record_import::RecordedImport;
 pub use scheduler::Scheduler;
 pub use sign_in::HsmAssertionSigner;
 

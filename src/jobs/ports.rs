@@ -197,12 +197,7 @@ impl KeyHsm for Hsm {
     }
 
     fn generator(&self) -> String {
-        let report = self.report();
-        crate::azure::transfer_blob::generator(
-            &report.manufacturer,
-            &report.model,
-            &report.firmware_version,
-        )
+        crate::azure::transfer_blob::generator_of(self.report())
     }
 
     async fn key_identity(&self, key: HsmKeyId) -> Result<KeyIdentity, HsmError> {

@@ -94,7 +94,7 @@ pub(super) async fn find_by_fingerprint(
 }
 
 /// Reads `version` of the Azure key `name` and checks it holds the key `identity`.
-async fn confirm_public_key(
+pub(super) async fn confirm_public_key(
     kv: &impl Vault,
     name: &str,
     version: &AzureVersion,

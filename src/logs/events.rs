@@ -63,6 +63,13 @@ catalogue! {
     GroupDeleted => "group.deleted", "An empty key group was deleted (local only).";
     KeyCreated => "key.created", "A key was generated in the HSM for a group.";
     KeyDeleted => "key.deleted", "A key was deleted locally (the cloud is untouched); a pushed key only after a second admin's approval.";
+    KeyByokExportRequested => "key.byok_export.requested", "An admin asked to export a key as a .byok file for an offline import; it waits for a second admin. Names the key, the KEK's kid and the approval.";
+    KeyByokExportApproved => "key.byok_export.approved", "A second, different admin approved a .byok export; the key is wrapped in the HSM now.";
+    KeyByokExported => "key.byok_exported", "A key was wrapped inside the HSM under the named KEK into a .byok file (as a push wraps it); names both admins, the kid and the key's check digits.";
+    KeyByokExportRefused => "key.byok_export.refused", "A .byok export was refused: a KEK file that is not an RSA 2048/3072/4096 public key, a kid outside the group's target, not the designated device, or a wrap that failed.";
+    KeyByokDownloaded => "key.byok_downloaded", "The requester downloaded the .byok file of an approved export.";
+    KeyImportRecorded => "key.import_recorded", "The Azure version a manual (.byok) import made was recorded for a key, after Azure showed that version with the HSM key's public key.";
+    KeyImportRecordRefused => "key.import_record.refused", "Recording a manual import was refused: Azure has no such version, or its public key is not the HSM key's.";
     // Jobs.
     JobCreated => "job.created", "A job was created (sync, rotation, delete on cloud, drift check, recover, purge).";
     JobApproved => "job.approved", "A job waiting for approval was approved and queued.";

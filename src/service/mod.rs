@@ -6,6 +6,7 @@
 
 mod backup;
 mod busy;
+mod byok_export;
 mod credential_cert;
 mod credentials;
 mod designated;
@@ -19,6 +20,7 @@ mod retention;
 mod waiting_jobs;
 
 pub use backup::{BackupFailed, BackupSummary};
+pub use byok_export::ByokFile;
 pub use credentials::{
     CertificateExport, CredentialView, NewCertificateCredential, NewCredential, SignInMaterial,
 };

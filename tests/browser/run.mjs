@@ -7,6 +7,7 @@ import { seed } from "./seed.mjs";
 import { menus } from "./menus.mjs";
 import { security } from "./security.mjs";
 import { purge } from "./purge.mjs";
+import { byok } from "./byok.mjs";
 
 const SHOTS = env("BYOKD_SCREENSHOTS");
 mkdirSync(SHOTS, { recursive: true });
@@ -22,6 +23,7 @@ try {
   const { admin } = await seed(browser, shots);
   await admin.close();
   await menus(browser, shots);
+  await byok(browser);
   await purge(browser);
   await security(browser, shots);
   failed = summary();

@@ -22,6 +22,11 @@ pub(super) fn answer(a: Approval) -> contract::Approval {
         },
         Action::DeleteGroupCloud(a) => ApprovalAction::DeleteGroupCloud { group: a.group },
         Action::PurgeGroupCloud(a) => ApprovalAction::PurgeGroupCloud { group: a.group },
+        Action::ExportByok(a) => ApprovalAction::ExportByok {
+            group: a.group,
+            key: a.key,
+            kek_kid: a.kek_kid,
+        },
     };
     contract::Approval {
         id: a.id,

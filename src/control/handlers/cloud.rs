@@ -28,7 +28,7 @@ pub(super) fn jobs<'a>(ctx: &'a Ctx, what: &str) -> Result<&'a crate::jobs::Jobs
 }
 
 /// The proof that this appliance is the designated device, or 409 `not_designated`.
-async fn designated(ctx: &Ctx, what: &'static str) -> Result<Designated, ApiError> {
+pub(super) async fn designated(ctx: &Ctx, what: &'static str) -> Result<Designated, ApiError> {
     ctx.service
         .designated_device()
         .await

@@ -23,7 +23,7 @@ pub(super) fn names(p: &Params) -> Result<(GroupName, KeyName), ApiError> {
 }
 
 /// A key as the API shows it.
-fn answer(v: KeyView) -> contract::Key {
+pub(super) fn answer(v: KeyView) -> contract::Key {
     contract::Key {
         name: v.name,
         group: v.group,

@@ -8,6 +8,7 @@
 
 mod approvals;
 mod backup;
+mod byok;
 mod cloud;
 mod config;
 mod credentials;
@@ -154,6 +155,9 @@ pub async fn dispatch(ctx: &Ctx, caller: &Caller, op: Op, input: Input) -> Resul
         Op::DeleteKey => keys::delete(require(caller)?, ctx, i).await,
         Op::KeyPublic => keys::public(require(caller)?, ctx, i).await,
         Op::SyncKey => cloud::sync_key(require(caller)?, ctx, i).await,
+        Op::ExportByok => byok::export(require(caller)?, ctx, i).await,
+        Op::RecordImport => byok::record_import(require(caller)?, ctx, i).await,
+        Op::ByokFile => byok::file(require(caller)?, ctx, i).await,
         Op::ListApprovals => approvals::list(require(caller)?, ctx, i).await,
         Op::ShowApproval => approvals::show(require(caller)?, ctx, i).await,
         Op::Approve => approvals::approve(require(caller)?, ctx, i).await,
@@ -201,7 +205,13 @@ pub fn decode_only(op: Op, input: &Input) -> Result<(), ApiError> {
         Op::CreateKey => groups::name(p).and(keys::decode_new(&input.body)).map(drop),
         Op::ShowKey | Op::DeleteKey | Op::KeyPublic | Op::SyncKey => keys::names(p).map(drop),
         Op::ListApprovals => approvals::decode_list(&input.query),
-        Op::ShowApproval | Op::Approve | Op::Reject => approvals::id(p).map(drop),
+        Op::ExportByok => keys::names(p)
+            .and(byok::decode_export(&input.body))
+            .map(drop),
+        Op::RecordImport => keys::names(p)
+            .and(byok::decode_record(&input.body))
+            .map(drop),
+        Op::ShowApproval | Op::Approve | Op::Reject | Op::ByokFile => approvals::id(p).map(drop),
         Op::ListJobs => jobs::decode_list(&input.query).map(drop),
         Op::ShowJob => jobs::decode_show(p, &input.query).map(drop),
         Op::CancelJob => jobs::decode_cancel(p, &input.query).map(drop),

@@ -174,6 +174,23 @@ pub(super) async fn key(ctx: &Ctx, c: KeyCmd) -> Result<(), CtlError> {
                 &format!("key {group}/{name} deleted locally (the cloud is untouched)"),
             )?;
         }
+        KeyCmd::ExportByok {
+            group,
+            name,
+            kek_pem,
+            kek_kid,
+            file,
+            force,
+            no_wait,
+        } => {
+            let target = super::byok::Target { file, force };
+            super::byok::export(ctx, (&group, &name), (&kek_pem, kek_kid), target, no_wait).await?
+        }
+        KeyCmd::RecordImport {
+            group,
+            name,
+            version,
+        } => super::byok::record_import(ctx, (&group, &name), version).await?,
         KeyCmd::Sync { group, name, wait } => {
             start_job(
                 ctx,

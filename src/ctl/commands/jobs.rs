@@ -188,6 +188,9 @@ pub(super) async fn approval(ctx: &Ctx, c: ApprovalCmd) -> Result<(), CtlError> 
                 _ => ctx.show(&approval)?,
             }
         }
+        ApprovalCmd::ByokFile { id, file, force } => {
+            super::byok::download(ctx, &id, &super::byok::Target { file, force }).await?
+        }
         ApprovalCmd::Reject { id } => {
             let path = format!("/v1/approvals/{}/reject", seg(&id)?);
             let a = ctx.call(Method::POST, &path, None).await?;

@@ -8,6 +8,7 @@
 //! the secret anywhere but the request body.
 
 mod backup;
+mod byok;
 mod credentials;
 mod download;
 mod groups;

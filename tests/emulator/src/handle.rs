@@ -339,6 +339,41 @@ impl EmulatorHandle {
             .await
     }
 
+    /// Adds a key exchange key (RSA-HSM, `key_ops` exactly `["import"]`, valid for an hour) whose
+    /// private key is `pkcs8_der`, which the test holds: as an officer's `az keyvault key create
+    /// --kty RSA-HSM --ops import` makes one, except that the test can unwrap a `.byok` file for
+    /// it too, with an implementation independent of byokd and of this emulator.
+    pub fn add_kek_from_pkcs8(
+        &self,
+        vault: &str,
+        name: &str,
+        pkcs8_der: &[u8],
+    ) -> Result<VersionView, EmulatorError> {
+        use rsa::pkcs8::DecodePrivateKey as _;
+        use rsa::traits::PublicKeyParts as _;
+        let key = rsa::PrivateKey::from_pkcs8_der(pkcs8_der)
+            .map_err(|e| EmulatorError::Key(format!("the KEK is not an RSA PKCS#8 key: {e}")))?;
+        let bits = key.n_bytes().len() * 8;
+        if ![2048, 3072, 4096].contains(&bits) {
+            return Err(EmulatorError::Key(format!("unsupported KEK size {bits}")));
+        }
+        let now = now_secs();
+        let ver = KeyVersion {
+            version: new_version_id(),
+            kty: "RSA-HSM".to_owned(),
+            key_ops: vec!["import".to_owned()],
+            material: Material::from_rsa(key),
+            enabled: true,
+            nbf: None,
+            exp: Some(now + 3600),
+            created: now,
+            updated: now,
+            tags: BTreeMap::new(),
+            origin: Origin::Created,
+        };
+        self.shared.push_version(vault, name, ver)
+    }
+
     /// Enable or disable a version behind the client's back.
     pub fn set_version_enabled(
         &self,
@@ -587,6 +622,16 @@ impl Shared {
             tags,
             origin: Origin::Foreign,
         };
+        self.push_version(vault, name, ver)
+    }
+
+    /// Adds `ver` as the latest version of key `name` behind the client's back.
+    fn push_version(
+        &self,
+        vault: &str,
+        name: &str,
+        ver: KeyVersion,
+    ) -> Result<VersionView, EmulatorError> {
         let mut st = self.lock();
         let v = vault_mut(&mut st, vault)?;
         let entry =

@@ -1,8 +1,9 @@
 // Administration: the designated device (on/off), the daemon's status (HSM, state, wrap
 // strategy), and the approvals queue: who asked for what and until when, approved or rejected
-// by a second admin, with the started job followed live.
+// by a second admin, with the started job followed live; the requester of an approved .byok
+// export downloads its file here.
 import { get, put, post, seg } from "./api.js";
-import { h, table, section, actions, button, notice, attempt } from "./dom.js";
+import { h, table, section, actions, button, notice, attempt, saveText } from "./dom.js";
 import { time } from "./time.js";
 import { follow, jobLink, stateBadge } from "./jobs.js";
 
@@ -56,6 +57,13 @@ function approvals(list, ctx, jobBox, reload) {
         notice(`${verb === "Withdraw" ? "Withdrew" : "Rejected"} ${a.id}: ${a.summary}`);
         await reload();
       }), { "aria-label": `${verb} ${a.summary}`, class: "danger" }));
+    }
+    if (a.status === "approved" && a.action.kind === "export_byok" && a.requested_by === ctx.me.identity) {
+      acts.push(button("Download .byok", () => attempt("Download .byok", async () => {
+        const f = await get(`/v1/approvals/${seg(a.id)}/byok-file`);
+        saveText(`${f.group}-${f.key}.byok`, f.byok, "application/json");
+        notice(`Saved ${f.group}-${f.key}.byok: import it with az keyvault key import --byok-file, then record the version (byokctl key record-import)`);
+      }), { "aria-label": `Download the .byok file of ${a.summary}` }));
     }
     return [
       h("code", {}, a.id),

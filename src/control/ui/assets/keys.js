@@ -1,5 +1,6 @@
 // Key Management → Keys: the key groups (create one; Cloud → Synchronize, Force Rotation,
-// Delete on Cloud Service, recover, purge, Check cloud state with its findings), and a group's
+// Delete on Cloud Service, recover, purge, Check cloud state with its findings; an admin's
+// export of a key as a .byok file for an offline import, under dual control), and a group's
 // keys in the KMES's columns, a page at a time (a group may hold thousands), with Create →
 // Random, Cloud → Synchronize and public key download.
 import { get, post, seg } from "./api.js";
@@ -157,6 +158,26 @@ function keysTable(group, keys, ctx, jobBox) {
     h("div", { class: "pager" }, prev, where, next));
 }
 
+/// Export a key as a .byok file (admin): the KEK's public key file (as `az keyvault key download
+/// --encoding PEM` writes it) and its versioned kid; a second admin approves, then the requester
+/// downloads the file from Administration → Approvals.
+function exportForm(base, keys) {
+  const key = select("export_key", keys.map((k) => k.name), keys[0] && keys[0].name);
+  const pem = h("input", { type: "file", name: "kek_pem", accept: ".pem,application/x-pem-file", required: true });
+  const kid = h("input", { type: "text", name: "kek_kid", required: true, autocomplete: "off", size: 60 });
+  return form("Export as .byok file", [
+    field("Key", key),
+    field("KEK public key (PEM)", pem, "From az keyvault key download --encoding PEM: an RSA 2048, 3072 or 4096 key exchange key in this group's vault or Managed HSM"),
+    field("KEK key id", kid, "The KEK's versioned kid, https://<vault>.vault.azure.net/keys/<name>/<version>"),
+  ], "Export as .byok file", async () => {
+    const file = pem.files && pem.files[0];
+    if (!file) return;
+    const text = await file.text();
+    const r = await attempt(`Export ${key.value} as .byok`, () => post(`${base}/keys/${seg(key.value)}/export-byok`, { kek_pem: text, kek_kid: kid.value.trim() }));
+    if (r) notice(`Export ${key.value} as .byok: waits for a second admin's approval (approval ${r.body.approval.id}); download it from Administration → Approvals once approved`);
+  });
+}
+
 /// One group: its facts, actions, findings and keys.
 async function show(group, ctx) {
   const holder = document.getElementById("group-detail");
@@ -187,6 +208,7 @@ async function show(group, ctx) {
       ctx.can("admin") ? button("Purge", () => started(`Purge ${group}`, () => post(`${base}/purge`), jobBox, ctx, again), { class: "danger" }) : null,
     ));
   }
+  if (ctx.can("admin") && keys.length) acts.push(exportForm(base, keys));
   holder.replaceChildren(
     section(`Key group ${g.name}`,
       h("dl", { class: "facts" },
