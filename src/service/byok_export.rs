@@ -121,7 +121,7 @@ impl Service {
         let key = data
             .state
             .keys
-            .get(&id)
+            .get(&id)?
             .ok_or_else(|| ServiceError::not_found("key", format!("{group}/{name}")))?;
         if key.hsm_id != hsm_id {
             return Err(ServiceError::Conflict(format!(
@@ -136,13 +136,12 @@ impl Service {
         }
         let previous = key.azure_version.clone();
         let check_digits = key.check_digits.clone();
-        if let Some(k) = data.state.keys.get_mut(&id) {
+        if let Some(k) = data.state.keys.get_mut(&id)? {
             k.azure_version = Some(version.clone());
         }
         if let Err(e) = data.commit().await {
-            if let Some(k) = data.state.keys.get_mut(&id) {
-                k.azure_version = previous;
-            }
+            // The rollback reads nothing (the key is in the overlay since the change).
+            let _ = data.state.keys.insert(id, key);
             return Err(e);
         }
         drop(data);
