@@ -52,7 +52,7 @@ impl Store {
             if let Some(from) = migrated_from {
                 // Each format's conversion and the new format number, durably, in one
                 // transaction, before anything else runs (see `db::upgrade`).
-                db::upgrade(&*db, &path, from)?;
+                db::upgrade(&db, &path, from)?;
                 tracing::info!(from, to = FORMAT_VERSION, "state: the store was migrated");
             }
             let loaded =
