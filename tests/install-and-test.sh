@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh Debian machine (SoftHSM, OpenSSL, curl, rsyslog,
-# clang for the kryoptic token, apparmor_parser, setpriv, readelf, python3-venv for the API
+# clang for the kryoptic token, apparmor_parser, setpriv, readelf, Python cryptography for the
+# independent .byok unwrap, python3-venv for the API
 # fuzzing, Debian's chromium and Node for the web console's browser tests) and runs the whole test suite: format, lints, tests, then the API document's
 # validation and fuzzing (tests/api-fuzz.sh).
 # Usage: tests/install-and-test.sh        (as root, or with sudo available)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need=(softhsm2 opensc openssl curl rsyslog rsyslog-openssl clang libclang-dev systemd apparmor util-linux binutils python3-venv chromium)
+need=(softhsm2 opensc openssl curl rsyslog rsyslog-openssl clang libclang-dev systemd apparmor util-linux binutils python3-venv python3-cryptography chromium)
 # Node 18 or later runs playwright-core for tests/console_browser.rs; Debian's if none is there.
 command -v npm >/dev/null || need+=(nodejs npm)
 missing=()
