@@ -78,7 +78,7 @@ pub(crate) fn generate(
         KeyType::Aes { .. } => {
             return Err(not_supported(
                 key_type,
-                super::secret_key::AES_KEYGEN,
+                "CKM_AES_KEY_GEN",
                 "an AES key is a secret key, not a key pair; it is made by `Hsm::generate_target`"
                     .to_owned(),
             ));

@@ -168,7 +168,7 @@ function exportForm(base, keys) {
   return form("Export as .byok file", [
     field("Key", key),
     field("KEK public key (PEM)", pem, "From az keyvault key download --encoding PEM: an RSA 2048, 3072 or 4096 key exchange key in this group's vault or Managed HSM"),
-    field("KEK key id", kid, "The KEK's versioned kid, https://<vault>.vault.azure.net/keys/<name>/<version>"),
+    field("KEK key id", kid, "The KEK's versioned key identifier as az keyvault key show prints it: the vault's or Managed HSM pool's /keys/<name>/<version> URL"),
   ], "Export as .byok file", async () => {
     const file = pem.files && pem.files[0];
     if (!file) return;
