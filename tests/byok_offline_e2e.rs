@@ -5,14 +5,17 @@
 //! key's public key, then imported into the emulator with the request the Azure CLI sends
 //! (`az keyvault key import --byok-file`, here with curl), `key record-import` of the version
 //! it made (a missing version and another key's version refused), a clean drift check, and a
-//! rotation afterwards.
+//! rotation afterwards. The same for an AES-256 key of a Managed HSM group: the file unwrapped
+//! to the raw key, whose KCV Python computes and compares with byokd's check digits, imported
+//! as `az keyvault key import --hsm-name … --kty oct` does, recorded and drift-checked.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod control_rig;
+mod emulator_rig;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use byokd_emulator::{EmulatorHandle, ForeignKeyType};
+use byokd_emulator::{EmulatorHandle, ForeignKeyType, RecoveryLevel};
 use control_rig::{ADMIN, ADMIN2, AUDITOR, Daemon, OPERATOR};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -24,6 +27,11 @@ const CLIENT: &str = "0c8f1b3a-6a3e-4d59-9a47-2b8e6f1d2c3b";
 const SECRET: &str = "Qv8~byok.KnownSecret-For_Grep-0042";
 const VAULT: &str = "offline-vault";
 const GROUP: &str = "offline";
+/// A Managed HSM pool (soft-delete on, purge allowed).
+const POOL: &str = "offline-mhsm";
+/// What the Azure CLI signs in for: Key Vault, and Managed HSM.
+const VAULT_SCOPE: &str = "https://vault.azure.net/.default";
+const MHSM_SCOPE: &str = "https://managedhsm.azure.net/.default";
 
 struct Rig {
     rt: tokio::runtime::Runtime,
@@ -33,13 +41,17 @@ struct Rig {
     _ca_dir: tempfile::TempDir,
 }
 
-/// The emulator with one vault, and the daemon (host-wrap SoftHSM token) with credential `app`.
+/// The emulator with one vault and one Managed HSM pool, and the daemon (host-wrap SoftHSM
+/// token) with credential `app`.
 fn start() -> Rig {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let ca_dir = tempfile::tempdir().unwrap();
     let ca = ca_dir.path().join("emulator-ca.pem");
-    let (emu, options) =
+    let (emu, mut options) =
         control_rig::emulator_and_options(&rt, &ca, (TENANT, CLIENT, SECRET), VAULT);
+    // The sections end with `[azure.resolve]`: the pool's line goes there.
+    options.sections +=
+        &emulator_rig::add_managed_hsm(&emu, POOL, RecoveryLevel::RecoverablePurgeable);
     let daemon = Daemon::start_with(options);
     let credential =
         json!({"name": "app", "tenant_id": TENANT, "client_id": CLIENT, "secret": SECRET});
@@ -69,6 +81,13 @@ fn ok(d: &Daemon, who: &str, args: &[&str]) -> String {
         d.log()
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `group create GROUP --credential app FLAG NAME KIND…` as ADMIN (`--vault` or `--managed-hsm`).
+fn create_group(d: &Daemon, group: &str, (flag, name): (&str, &str), kind: &[&str]) {
+    let mut all = vec!["group", "create", group, "--credential", "app", flag, name];
+    all.extend_from_slice(kind);
+    ok(d, ADMIN, &all);
 }
 
 /// Runs byokctl expecting exit `code`; returns its standard error.
@@ -163,10 +182,17 @@ fn curl(rig: &Rig, host: &str, args: &[&str]) -> Value {
     serde_json::from_slice(&run("curl", &all)).unwrap()
 }
 
-/// What the Azure CLI does for `az keyvault key import --vault-name VAULT --name NAME --kty EC
-/// --curve P-256 --ops sign verify --byok-file FILE`: sign in, then PUT the key with `key_hsm`
-/// the file's bytes (base64url) and kty `EC-HSM`. Returns the answer's kid.
-fn az_key_import(rig: &Rig, name: &str, byok_file: &Path) -> String {
+/// What the Azure CLI does for `az keyvault key import` to `host` (a vault or a Managed HSM,
+/// signing in for `scope`) `--name NAME --byok-file FILE` with the key's `jwk` members (`kty`
+/// already `-HSM`, as the CLI makes it, and any `crv`, `key_ops`): sign in, then PUT the key
+/// with `key_hsm` the file's bytes (base64url). Returns the answer's kid.
+fn az_key_import(
+    rig: &Rig,
+    (host, scope): (&str, &str),
+    name: &str,
+    jwk: Value,
+    byok_file: &Path,
+) -> String {
     let login = "login.microsoftonline.com";
     let token = curl(
         rig,
@@ -179,27 +205,21 @@ fn az_key_import(rig: &Rig, name: &str, byok_file: &Path) -> String {
             "--data-urlencode",
             &format!("client_secret={SECRET}"),
             "--data-urlencode",
-            "scope=https://vault.azure.net/.default",
+            &format!("scope={scope}"),
             &format!("https://{login}/{TENANT}/oauth2/v2.0/token"),
         ],
     );
     let bearer = token["access_token"].as_str().unwrap();
-    let body = json!({
-        "key": {
-            "kty": "EC-HSM",
-            "crv": "P-256",
-            "key_ops": ["sign", "verify"],
-            "key_hsm": URL_SAFE_NO_PAD.encode(std::fs::read(byok_file).unwrap()),
-        },
-        "Hsm": true,
-        "attributes": {"enabled": true},
-    });
+    let mut key = jwk;
+    key["key_hsm"] = URL_SAFE_NO_PAD
+        .encode(std::fs::read(byok_file).unwrap())
+        .into();
+    let body = json!({"key": key, "Hsm": true, "attributes": {"enabled": true}});
     let body_file = byok_file.with_extension("request.json");
     std::fs::write(&body_file, body.to_string()).unwrap();
-    let host = format!("{VAULT}.vault.azure.net");
     let answer = curl(
         rig,
-        &host,
+        host,
         &[
             "-X",
             "PUT",
@@ -219,6 +239,32 @@ fn args(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
 
+/// Starts `export` (a `byokctl key export-byok` of `key`) as ADMIN, which waits for a second
+/// admin: the waiting byokctl and the approval it requested.
+fn requested_export(d: &Daemon, export: &[&str], key: &str) -> (std::process::Child, String) {
+    let mut waiting = d.ctl_command(ADMIN, export).spawn().unwrap();
+    let approval = loop {
+        if let Some(a) = approval_of(d, key) {
+            break a;
+        }
+        assert!(waiting.try_wait().unwrap().is_none(), "byokctl ended early");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    (waiting, approval)
+}
+
+/// The independent unwrap (`tests/byok_offline/unwrap_byok.py`) of `file` with `kek_private`,
+/// expecting `kid`, with any `more` arguments: what it printed.
+fn unwrap_independently(kek_private: &Path, file: &str, kid: &str, more: &[&str]) -> String {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/byok_offline/unwrap_byok.py"
+    );
+    let mut all = vec![script, kek_private.to_str().unwrap(), file, kid];
+    all.extend_from_slice(more);
+    String::from_utf8(run("python3", &all)).unwrap()
+}
+
 fn approval_of(d: &Daemon, key: &str) -> Option<String> {
     let (_, list) = d.curl(Some(AUDITOR), "GET", "/v1/approvals?status=pending", None);
     list["approvals"]
@@ -234,23 +280,8 @@ fn an_offline_export_is_approved_unwrapped_independently_imported_recorded_and_r
     let rig = start();
     let d = &rig.daemon;
     let dir = tempfile::tempdir().unwrap();
-    ok(
-        d,
-        ADMIN,
-        &[
-            "group",
-            "create",
-            GROUP,
-            "--credential",
-            "app",
-            "--vault",
-            VAULT,
-            "--key-type",
-            "EC-P256",
-            "--key-ops",
-            "sign,verify",
-        ],
-    );
+    let ec = ["--key-type", "EC-P256", "--key-ops", "sign,verify"];
+    create_group(d, GROUP, ("--vault", VAULT), &ec);
     ok(d, OPERATOR, &["key", "create", GROUP, "k1"]);
     // The officer made a KEK in the vault and downloaded its public key.
     let (kek_private, kek_public) = openssl_key(dir.path(), "kek", "RSA", "rsa_keygen_bits:2048");
@@ -321,17 +352,7 @@ fn an_offline_export_is_approved_unwrapped_independently_imported_recorded_and_r
     assert!(approval_of(d, "k1").is_none());
 
     // The request waits for a second admin: byokctl waits with it.
-    let mut waiting = d
-        .ctl_command(ADMIN, &args(&export(pem, &kid)))
-        .spawn()
-        .unwrap();
-    let approval = loop {
-        if let Some(a) = approval_of(d, "k1") {
-            break a;
-        }
-        assert!(waiting.try_wait().unwrap().is_none(), "byokctl ended early");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
+    let (mut waiting, approval) = requested_export(d, &args(&export(pem, &kid)), "k1");
     // The requester cannot approve it, nor an operator; nor can the file be had before.
     let approve = ["approval", "approve", approval.as_str()];
     refused(d, ADMIN, &approve, 5);
@@ -360,14 +381,7 @@ fn an_offline_export_is_approved_unwrapped_independently_imported_recorded_and_r
     let text = std::fs::read_to_string(&out).unwrap();
     let doc: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(doc["header"]["kid"], kid.as_str(), "{text}");
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/byok_offline/unwrap_byok.py"
-    );
-    let spki_hex = run(
-        "python3",
-        &[script, kek_private.to_str().unwrap(), file, &kid],
-    );
+    let spki_hex = unwrap_independently(&kek_private, file, &kid, &[]);
     let der = dir.path().join("k1.der");
     ok(
         d,
@@ -384,7 +398,7 @@ fn an_offline_export_is_approved_unwrapped_independently_imported_recorded_and_r
         ],
     );
     assert_eq!(
-        String::from_utf8(spki_hex).unwrap(),
+        spki_hex,
         hex::encode(std::fs::read(&der).unwrap()),
         "the unwrapped key is not the HSM key"
     );
@@ -406,7 +420,9 @@ fn an_offline_export_is_approved_unwrapped_independently_imported_recorded_and_r
     }
 
     // The officer imports it as the Azure CLI does; the emulator unwraps it strictly.
-    let imported = az_key_import(&rig, GROUP, &out);
+    let jwk = json!({"kty": "EC-HSM", "crv": "P-256", "key_ops": ["sign", "verify"]});
+    let vault_host = format!("{VAULT}.vault.azure.net");
+    let imported = az_key_import(&rig, (&vault_host, VAULT_SCOPE), GROUP, jwk, &out);
     let violations = rig.emu.schema_violations();
     assert!(violations.is_empty(), "{violations:#?}");
     let version = imported.rsplit('/').next().unwrap().to_owned();
@@ -472,4 +488,114 @@ fn an_offline_export_is_approved_unwrapped_independently_imported_recorded_and_r
     assert_ne!(new_version, version);
     let versions = rig.emu.key_versions(VAULT, GROUP);
     assert_eq!(versions.last().unwrap().version, new_version);
+}
+
+/// An AES-256 key of a Managed HSM group, exported under dual control: Python unwraps the file
+/// to the raw key and its KCV is byokd's check digits; imported as `az keyvault key import
+/// --hsm-name POOL --name NAME --kty oct --byok-file FILE` does (the emulator unwraps it strictly
+/// and computes the same KCV), recorded, and drift-checked.
+#[test]
+fn an_aes_key_of_a_managed_hsm_is_exported_unwrapped_independently_imported_and_recorded() {
+    let rig = start();
+    let d = &rig.daemon;
+    let dir = tempfile::tempdir().unwrap();
+    let group = "offline-aes";
+    create_group(
+        d,
+        group,
+        ("--managed-hsm", POOL),
+        &["--key-type", "AES-256"],
+    );
+    ok(d, OPERATOR, &["key", "create", group, "k1"]);
+    let (_, k1) = d.ctl_json(AUDITOR, &["key", "show", group, "k1"]);
+    let check_digits = k1["check_digits"].as_str().unwrap().to_owned();
+    assert_eq!(k1["algorithm"], "AES-256", "{k1}");
+    assert!(k1["version"].is_null(), "never pushed: {k1}");
+    // The officer made a KEK in the pool and downloaded its public key.
+    let (kek_private, kek_public) = openssl_key(dir.path(), "kek", "RSA", "rsa_keygen_bits:2048");
+    let kek = rig
+        .emu
+        .add_kek_from_pkcs8(POOL, "kek1", &pkcs8_der(&kek_private))
+        .unwrap();
+    let host = format!("{POOL}.managedhsm.azure.net");
+    let kid = format!("https://{host}/keys/kek1/{}", kek.version);
+    let out = dir.path().join("aes.byok");
+    let file = out.to_str().unwrap();
+    let export = [
+        "key",
+        "export-byok",
+        group,
+        "k1",
+        "--kek-pem",
+        kek_public.to_str().unwrap(),
+        "--kek-kid",
+        &kid,
+        "-f",
+        file,
+    ];
+    let (mut waiting, approval) = requested_export(d, &export, "k1");
+    ok(d, ADMIN2, &["approval", "approve", &approval]);
+    let status = waiting.wait().unwrap();
+    assert!(
+        status.success(),
+        "byokctl export-byok: {status}\n{}",
+        d.log()
+    );
+    let exported = records(d, "key.byok_exported");
+    assert!(
+        exported
+            .iter()
+            .any(|r| r["identity"] == "admin (approved by admin2)"
+                && r["approval"] == approval.as_str()),
+        "{exported:#?}"
+    );
+
+    // Python unwraps the raw AES-256 key; its KCV is the check digits the HSM computed.
+    let unwrapped = unwrap_independently(&kek_private, file, &kid, &["aes"]);
+    assert_eq!(unwrapped, format!("AES-256 {check_digits}"));
+
+    // The officer imports it into the pool; the emulator unwraps it strictly, finds the KCV.
+    let imported = az_key_import(
+        &rig,
+        (&host, MHSM_SCOPE),
+        group,
+        json!({"kty": "oct-HSM"}),
+        &out,
+    );
+    let violations = rig.emu.schema_violations();
+    assert!(violations.is_empty(), "{violations:#?}");
+    let version = imported.rsplit('/').next().unwrap().to_owned();
+    let azure = rig.emu.key_versions(POOL, group);
+    assert_eq!(azure.len(), 1, "{azure:?}");
+    assert_eq!(azure[0].version, version);
+    assert_eq!(azure[0].kty, "oct-HSM");
+    assert_eq!(
+        azure[0].public_key,
+        byokd_emulator::PublicKey::Oct {
+            bits: 256,
+            kcv: check_digits.clone()
+        }
+    );
+    assert!(
+        rig.emu.all_keys(VAULT).is_empty(),
+        "nothing reached the vault"
+    );
+
+    // Recorded: the key list shows the version; the drift check finds nothing but the AES
+    // material Azure never returns, said as such.
+    let said = ok(
+        d,
+        OPERATOR,
+        &["key", "record-import", group, "k1", "--version", &version],
+    );
+    assert!(said.contains(&version), "{said}");
+    let (_, k1) = d.ctl_json(AUDITOR, &["key", "show", group, "k1"]);
+    assert_eq!(k1["version"], version.as_str(), "{k1}");
+    ok(d, OPERATOR, &["group", "check", group]);
+    let (_, g) = d.ctl_json(AUDITOR, &["group", "show", group]);
+    let findings = g["drift"]["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 1, "{g}");
+    assert_eq!(findings[0]["code"], "key-material-not-comparable", "{g}");
+    assert_eq!(findings[0]["version"], version.as_str(), "{g}");
+    assert_eq!(g["drift"]["azure_versions"], 1, "{g}");
 }

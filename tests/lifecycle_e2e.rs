@@ -3,14 +3,16 @@
 //! only on success, grace record), delete on cloud under dual control on all three recovery
 //! levels (a job waiting in `waiting-approval` until approved, rejected, expired, cancelled or
 //! restarted; a lost delete answer on a vault without soft-delete), purge through Azure's 409
-//! window, recover, the drift check (every finding), and the designated-device refusals.
+//! window, recover, the drift check (every finding), and the designated-device refusals. The
+//! Managed HSM lifecycles (RSA and AES) run again on a kryoptic token, where `two-step` wraps.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
 mod control_rig;
 mod emulator_rig;
 
 use byokd_emulator::{EmulatorHandle, FaultAction, FaultRule, ForeignKeyType, Op, RecoveryLevel};
-use control_rig::{ADMIN, ADMIN2, AUDITOR, Daemon, OPERATOR, Options};
+use control_rig::{ADMIN, ADMIN2, AUDITOR, Daemon, ExternalToken, OPERATOR, Options};
 use emulator_rig::EmulatorRig;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -45,6 +47,30 @@ fn start() -> Rig {
 
 /// A rig whose dual-control approvals expire after `approval_window_secs`.
 fn start_with(approval_window_secs: u64) -> Rig {
+    start_on(approval_window_secs, "allow_host_wrap = true\n", None)
+}
+
+/// The rig with the daemon on kryoptic `token`, without host wrap (`two-step` only).
+fn start_kryoptic(token: &common::kryoptic::KryopticToken) -> Rig {
+    let rig = start_on(
+        Options::default().approval_window_secs,
+        "allow_host_wrap = false\n",
+        Some(ExternalToken {
+            module: token.module.clone(),
+            label: token.label.clone(),
+            user_pin: token.user_pin.clone(),
+        }),
+    );
+    let (_, status) = rig.daemon.ctl_json(OPERATOR, &["status"]);
+    assert_eq!(
+        status["health"]["hsm"]["wrap_strategy"], "two-step",
+        "{status}"
+    );
+    rig
+}
+
+/// The rig on the daemon's SoftHSM token, or on `token`, with `hsm_extra` in `[hsm]`.
+fn start_on(approval_window_secs: u64, hsm_extra: &str, token: Option<ExternalToken>) -> Rig {
     // Azure's "being deleted" window: GET /deletedkeys answers 404, a purge 409.
     let azure = emulator_rig::start(
         (TENANT, CLIENT, SECRET),
@@ -68,9 +94,10 @@ fn start_with(approval_window_secs: u64) -> Rig {
         rt, emu, ca_dir, ..
     } = azure;
     let daemon = Daemon::start_with(Options {
-        hsm_extra: "allow_host_wrap = true\n".into(),
+        hsm_extra: hsm_extra.into(),
         sections,
         approval_window_secs,
+        token,
         ..Options::default()
     });
     let secret_file = daemon.path("client-secret.txt");
@@ -586,9 +613,16 @@ fn the_drift_check_reports_each_change_made_behind_byokds_back() {
 #[test]
 fn a_managed_hsm_group_rotates_checks_drift_deletes_recovers_and_purges() {
     let rig = start();
+    managed_hsm_lifecycle(&rig, &["--key-type", "EC-P256", "--key-ops", "sign,verify"]);
+}
+
+/// Managed HSM groups of keys of `kind` (`--key-type` and any other `group create` arguments):
+/// rotated, drift-checked, deleted on the cloud and purged, deleted and recovered in a
+/// purge-protected pool, purged explicitly; no vault touched.
+fn managed_hsm_lifecycle(rig: &Rig, kind: &[&str]) {
     let d = &rig.daemon;
     // Rotation: a new current version in the pool, the KEK made there and gone.
-    let first = pushed_group_in(d, "hsm-rot", ("--managed-hsm", P_SOFT), &[]);
+    let first = pushed_group_of(d, "hsm-rot", ("--managed-hsm", P_SOFT), kind);
     ok(d, OPERATOR, &["group", "rotate", "hsm-rot"]);
     let rotated = last_job(d, "rotate", "hsm-rot");
     assert_eq!(rotated["state"], "succeeded", "{rotated}");
@@ -636,7 +670,7 @@ fn a_managed_hsm_group_rotates_checks_drift_deletes_recovers_and_purges() {
     assert!(steps(&j).contains("purged"), "{}", steps(&j));
 
     // In the purge-protected pool: deleted and kept, recovered, and a purge refused up front.
-    pushed_group_in(d, "hsm-prot", ("--managed-hsm", P_PROTECTED), &[]);
+    pushed_group_of(d, "hsm-prot", ("--managed-hsm", P_PROTECTED), kind);
     let approved = dual_control(d, &["group", "delete-cloud", "hsm-prot"]);
     let j = wait_job(d, approved["job"]["id"].as_str().unwrap());
     assert_eq!(j["state"], "succeeded", "{j}\n{}", d.log());
@@ -657,8 +691,8 @@ fn a_managed_hsm_group_rotates_checks_drift_deletes_recovers_and_purges() {
     assert_eq!(rig.emu.key_versions(P_PROTECTED, "hsm-prot").len(), 1);
 
     // An explicit purge in the soft-delete pool, under dual control, after a delete.
-    pushed_group_in(d, "hsm-purge", ("--managed-hsm", P_SOFT), &[]);
-    deleted_then_purged(&rig, P_SOFT, "hsm-purge");
+    pushed_group_of(d, "hsm-purge", ("--managed-hsm", P_SOFT), kind);
+    deleted_then_purged(rig, P_SOFT, "hsm-purge");
     // Nothing of this reached a vault.
     for v in [V_PURGEABLE, V_SOFT, V_PROTECTED] {
         assert!(rig.emu.all_keys(v).is_empty(), "{v} was touched");
@@ -714,7 +748,12 @@ fn assert_kcvs_match(rig: &Rig, pool: &str, group: &str) {
 /// purged, recovered in a purge-protected pool, and purged explicitly.
 #[test]
 fn aes_keys_in_a_managed_hsm_rotate_check_delete_recover_and_purge() {
-    let rig = start();
+    aes_lifecycle(&start());
+}
+
+/// The lifecycle of AES keys (128, 192, 256 bits) in Managed HSM groups of `rig`, and the
+/// refusal of an AES group on a Key Vault.
+fn aes_lifecycle(rig: &Rig) {
     let d = &rig.daemon;
     let aes = |bits: &'static str| ["--key-type", bits];
     pushed_group_of(d, "aes-rot", ("--managed-hsm", P_SOFT), &aes("AES-256"));
@@ -724,7 +763,7 @@ fn aes_keys_in_a_managed_hsm_rotate_check_delete_recover_and_purge() {
     let versions = rig.emu.key_versions(P_SOFT, "aes-rot");
     assert_eq!(versions.len(), 2, "one new version in the pool");
     assert!(versions.iter().all(|v| v.kty == "oct-HSM"), "{versions:?}");
-    assert_kcvs_match(&rig, P_SOFT, "aes-rot");
+    assert_kcvs_match(rig, P_SOFT, "aes-rot");
     assert!(rig.emu.live_keks(P_SOFT).is_empty(), "KEK left in the pool");
 
     // Drift: nothing differs, and each version says its key material is not comparable.
@@ -760,19 +799,19 @@ fn aes_keys_in_a_managed_hsm_rotate_check_delete_recover_and_purge() {
         ("--managed-hsm", P_PROTECTED),
         &aes("AES-128"),
     );
-    assert_kcvs_match(&rig, P_PROTECTED, "aes-prot");
+    assert_kcvs_match(rig, P_PROTECTED, "aes-prot");
     let approved = dual_control(d, &["group", "delete-cloud", "aes-prot"]);
     let j = wait_job(d, approved["job"]["id"].as_str().unwrap());
     assert_eq!(j["state"], "succeeded", "{j}\n{}", d.log());
     assert!(steps(&j).contains("not purged"), "{}", steps(&j));
     let out = ok(d, OPERATOR, &["group", "recover", "aes-prot"]);
     assert!(out.contains("recovered"), "{out}");
-    assert_kcvs_match(&rig, P_PROTECTED, "aes-prot");
+    assert_kcvs_match(rig, P_PROTECTED, "aes-prot");
 
     // An explicit purge, under dual control, after a delete.
     pushed_group_of(d, "aes-purge", ("--managed-hsm", P_SOFT), &aes("AES-192"));
-    assert_kcvs_match(&rig, P_SOFT, "aes-purge");
-    deleted_then_purged(&rig, P_SOFT, "aes-purge");
+    assert_kcvs_match(rig, P_SOFT, "aes-purge");
+    deleted_then_purged(rig, P_SOFT, "aes-purge");
     // A Key Vault group of AES keys is refused, saying why.
     let (status, refused) = d.curl(
         Some(ADMIN),
@@ -784,6 +823,57 @@ fn aes_keys_in_a_managed_hsm_rotate_check_delete_recover_and_purge() {
     );
     assert_eq!(status, 400, "{refused}");
     assert_eq!(refused["error"]["field"], "key_type", "{refused}");
+}
+
+/// The Managed HSM lifecycles on kryoptic, whose one wrap strategy is `two-step`: a group of
+/// RSA keys and groups of AES keys pushed (every blob unwrapped strictly by the emulator, AES
+/// KCVs compared with the HSM's), rotated, drift-checked, deleted, recovered and purged. An EC
+/// group is refused at `group create` there (kryoptic's EC PKCS#8 does not conform), naming
+/// the way out.
+#[test]
+fn kryoptic_managed_hsm_groups_of_rsa_and_aes_rotate_check_delete_recover_and_purge() {
+    common::kryoptic::isolated_blocking(
+        "kryoptic_managed_hsm_groups_of_rsa_and_aes_rotate_check_delete_recover_and_purge",
+        |token| {
+            let rig = start_kryoptic(&token);
+            let d = &rig.daemon;
+            let out = d.ctl(
+                ADMIN,
+                &[
+                    "group",
+                    "create",
+                    "hsm-ec",
+                    "--credential",
+                    "app",
+                    "--managed-hsm",
+                    P_SOFT,
+                    "--key-type",
+                    "EC-P256",
+                    "--key-ops",
+                    "sign,verify",
+                ],
+            );
+            let text = String::from_utf8_lossy(&out.stderr).into_owned()
+                + &String::from_utf8_lossy(&out.stdout);
+            assert!(!out.status.success(), "{text}");
+            assert!(
+                text.contains("EC-P256") && text.contains("hsm.allow_host_wrap = true"),
+                "{text}"
+            );
+            assert!(rig.emu.all_keys(P_SOFT).is_empty(), "{text}");
+            managed_hsm_lifecycle(&rig, &["--key-type", "RSA-2048"]);
+            aes_lifecycle(&rig);
+            assert!(
+                rig.emu.schema_violations().is_empty(),
+                "byokd sent a request the spec does not allow"
+            );
+            let log = d.log();
+            assert!(
+                !log.contains("strategy=\"host\"") && !log.contains("strategy=host"),
+                "no host wrap on kryoptic"
+            );
+        },
+    );
 }
 
 /// Creates group `name` on a vault that cannot be reached (staged: `--no-verify`, since the

@@ -1180,14 +1180,9 @@ fn a_challenge_for_another_tenant_fails_clearly_without_a_retry() {
 
 #[test]
 fn kryoptic_daemon_syncs_rsa_with_two_step_and_refuses_ec_up_front() {
-    common::kryoptic::isolated(
+    common::kryoptic::isolated_blocking(
         "kryoptic_daemon_syncs_rsa_with_two_step_and_refuses_ec_up_front",
-        |token| async move {
-            // The rig runs its own runtime; keep it off this test's runtime thread.
-            std::thread::spawn(move || kryoptic_flow(token))
-                .join()
-                .unwrap_or_else(|e| std::panic::resume_unwind(e));
-        },
+        kryoptic_flow,
     );
 }
 
@@ -1362,11 +1357,7 @@ fn kryoptic_daemon_pushes_aes_to_a_managed_hsm_with_two_step() {
 /// Runs `body` on the rig's daemon on a fresh kryoptic token (two-step only), in the token's
 /// child process; `test_name` is the calling test's name.
 fn on_kryoptic_rig(test_name: &str, body: impl FnOnce(&Rig) + Send + 'static) {
-    common::kryoptic::isolated(test_name, |token| async move {
-        std::thread::spawn(move || body(&start_kryoptic_rig(&token)))
-            .join()
-            .unwrap_or_else(|e| std::panic::resume_unwind(e));
-    });
+    common::kryoptic::isolated_blocking(test_name, |token| body(&start_kryoptic_rig(&token)));
 }
 
 /// The rig's daemon on kryoptic `token`, without host wrap (two-step only).

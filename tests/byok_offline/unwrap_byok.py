@@ -5,7 +5,11 @@ SHA-1, empty label) of the AES-256 key under the KEK's private key, RFC 5649 AES
 the rest, then a strict DER parse of the PKCS#8 key. Prints the key's SubjectPublicKeyInfo DER
 as hex.
 
-Usage: unwrap_byok.py KEK_PRIVATE_PEM BYOK_FILE EXPECTED_KID
+With `aes` (an oct-HSM key for a Managed HSM), the RFC 5649 payload is the raw AES key, 16, 24
+or 32 bytes, and nothing else: prints `AES-<bits> <KCV>`, the KCV being the first 3 bytes of
+the key's AES-ECB encryption of a zero block, in upper-case hex.
+
+Usage: unwrap_byok.py KEK_PRIVATE_PEM BYOK_FILE EXPECTED_KID [aes]
 """
 import base64
 import json
@@ -13,6 +17,7 @@ import sys
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.keywrap import aes_key_unwrap_with_padding
 
 
@@ -22,7 +27,14 @@ def b64url(text):
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def main(kek_path, byok_path, kid):
+def aes_kcv(key):
+    """The key check value: AES-ECB of a zero block under `key`, its first 3 bytes."""
+    encryptor = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+    block = encryptor.update(bytes(16)) + encryptor.finalize()
+    return block[:3].hex().upper()
+
+
+def main(kek_path, byok_path, kid, kind="pkcs8"):
     doc = json.loads(open(byok_path, "rb").read())
     if set(doc) != {"schema_version", "header", "ciphertext", "generator"}:
         raise SystemExit(f"unexpected members: {sorted(doc)}")
@@ -44,6 +56,13 @@ def main(kek_path, byok_path, kid):
     plain = aes_key_unwrap_with_padding(aes, kwp_part)
     if len(kwp_part) != (len(plain) + 7) // 8 * 8 + 8:
         raise SystemExit("the key wrap part is not RFC 5649's length for its plaintext")
+    if kind == "aes":
+        if len(plain) not in (16, 24, 32):
+            raise SystemExit(f"the payload is {len(plain)} bytes, not a raw AES key")
+        sys.stdout.write(f"AES-{len(plain) * 8} {aes_kcv(plain)}")
+        return
+    if kind != "pkcs8":
+        raise SystemExit(f"unknown key kind {kind!r}")
     # Strict: cryptography refuses BER, trailing bytes and a malformed inner key.
     key = serialization.load_der_private_key(plain, password=None)
     spki = key.public_key().public_bytes(
@@ -53,4 +72,4 @@ def main(kek_path, byok_path, kid):
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main(*sys.argv[1:5])

@@ -113,6 +113,16 @@ fn init_token(module: PathBuf, conf: PathBuf) -> KryopticToken {
     }
 }
 
+/// [`isolated`] for a blocking `body`, run on a thread of its own: a rig starts its own tokio
+/// runtime, which cannot run on the child's runtime thread.
+pub fn isolated_blocking(test_name: &str, body: impl FnOnce(KryopticToken) + Send + 'static) {
+    isolated(test_name, |token| async move {
+        std::thread::spawn(move || body(token))
+            .join()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e));
+    });
+}
+
 /// Runs `body` in a child process of this test binary with its own kryoptic token (slot 1,
 /// sqlite in a temporary directory, labelled [`TOKEN_LABEL`]). `test_name` must be the calling
 /// test's function name. Fails, with the build line, when the module is missing.

@@ -63,20 +63,7 @@ impl EmulatorRig {
     /// Adds Managed HSM pool `name` (soft-delete always on: `level` is `RecoverablePurgeable`
     /// or `Recoverable`, purge protection) and returns its `[azure.resolve]` line.
     pub fn add_managed_hsm(&self, name: &str, level: RecoveryLevel) -> String {
-        self.emu
-            .add_vault(
-                name,
-                VaultOptions {
-                    managed_hsm: true,
-                    recovery_level: level,
-                    ..VaultOptions::default()
-                },
-            )
-            .unwrap();
-        format!(
-            "\"{name}.managedhsm.azure.net\" = \"{}\"\n",
-            self.emu.addr()
-        )
+        add_managed_hsm(&self.emu, name, level)
     }
 
     /// The daemon's `[azure]` and `[azure.resolve]` sections for `vaults`, with `azure_extra`
@@ -102,4 +89,19 @@ retry_base_ms = 20
             ca = self.ca_path.display()
         )
     }
+}
+
+/// Adds Managed HSM pool `name` to `emu` (see [`EmulatorRig::add_managed_hsm`]) and returns its
+/// `[azure.resolve]` line.
+pub fn add_managed_hsm(emu: &EmulatorHandle, name: &str, level: RecoveryLevel) -> String {
+    emu.add_vault(
+        name,
+        VaultOptions {
+            managed_hsm: true,
+            recovery_level: level,
+            ..VaultOptions::default()
+        },
+    )
+    .unwrap();
+    format!("\"{name}.managedhsm.azure.net\" = \"{}\"\n", emu.addr())
 }
