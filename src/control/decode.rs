@@ -32,9 +32,10 @@ pub fn json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 }
 
 /// The body of a route that takes none: empty, or an empty JSON object (`{}`, which generic
-/// JSON clients send). Anything else is refused, so nothing a client sends is silently ignored.
+/// JSON clients send). Anything else is refused, whitespace alone included (it is not JSON), so
+/// nothing a client sends is silently ignored.
 pub fn no_body(body: &[u8]) -> Result<(), ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
+    if body.is_empty() {
         return Ok(());
     }
     #[derive(serde::Deserialize)]
@@ -120,6 +121,22 @@ pub fn only_query(query: &str, known: &[&str]) -> Result<(), ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_route_without_a_body_takes_nothing_or_an_empty_object_and_refuses_whitespace() {
+        assert!(no_body(b"").is_ok());
+        assert!(no_body(b"{}").is_ok());
+        assert!(no_body(b" { } ").is_ok());
+        for bad in [&b" "[..], b"\n", b"[]", b"{\"a\":1}", b"null"] {
+            let err = no_body(bad).unwrap_err();
+            assert_eq!(
+                err.code,
+                "unexpected_body",
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
 
     #[derive(Debug, serde::Deserialize)]
     #[serde(deny_unknown_fields)]
