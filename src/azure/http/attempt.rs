@@ -166,7 +166,7 @@ pub(super) fn classify(e: &hyper_util::client::legacy::Error, target: &Destinati
 /// else the host itself) and what to check when its name does not resolve.
 fn target_label(host: &str) -> (String, &'static str) {
     match host.split_once('.') {
-        // Every cloud's vault suffix starts with `vault.` (endpoints.rs).
+        // Every cloud's vault suffix starts with `vault.` (`endpoints/mod.rs`).
         Some((vault, rest)) if rest.starts_with("vault.") => (
             format!("vault {vault}"),
             "check the vault name and azure.cloud",
