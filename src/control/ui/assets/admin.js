@@ -1,7 +1,7 @@
 // Administration: the designated device (on/off), the daemon's status (HSM, state, wrap
 // strategy), and the approvals queue: who asked for what and until when, approved or rejected
 // by a second admin, with the started job followed live; the requester of an approved .byok
-// export downloads its file here.
+// export downloads its file here (and records the imported version on the Keys page).
 import { get, put, post, seg } from "./api.js";
 import { h, table, section, actions, button, notice, attempt, saveText } from "./dom.js";
 import { time } from "./time.js";
@@ -62,7 +62,7 @@ function approvals(list, ctx, jobBox, reload) {
       acts.push(button("Download .byok", () => attempt("Download .byok", async () => {
         const f = await get(`/v1/approvals/${seg(a.id)}/byok-file`);
         saveText(`${f.group}-${f.key}.byok`, f.byok, "application/json");
-        notice(`Saved ${f.group}-${f.key}.byok: import it with az keyvault key import --byok-file, then record the version (byokctl key record-import)`);
+        notice(`Saved ${f.group}-${f.key}.byok: import it with az keyvault key import --byok-file, then record the version it made in Keys → ${f.group} → Record a .byok import (or byokctl key record-import)`);
       }), { "aria-label": `Download the .byok file of ${a.summary}` }));
     }
     return [

@@ -61,13 +61,21 @@ export function notice(text, kind = "info") {
   n.textContent = text;
 }
 
-/// Runs an action, reporting its error in the notice area; returns its result.
-export async function attempt(what, fn) {
+/// Runs an action, reporting its error in the notice area (and in `shown`, an element next to
+/// the form that asked, when given: the notice is replaced by the next one, that stays until the
+/// next attempt); returns its result.
+export async function attempt(what, fn, shown) {
+  if (shown) shown.hidden = true;
   try {
     const r = await fn();
     return r;
   } catch (e) {
-    notice(`${what}: ${e.message}${e.code ? ` (${e.code})` : ""}`, "error");
+    const text = `${what}: ${e.message}${e.code ? ` (${e.code})` : ""}`;
+    notice(text, "error");
+    if (shown) {
+      shown.textContent = text;
+      shown.hidden = false;
+    }
     return undefined;
   }
 }

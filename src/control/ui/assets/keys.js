@@ -1,8 +1,8 @@
 // Key Management → Keys: the key groups (create one; Cloud → Synchronize, Force Rotation,
 // Delete on Cloud Service, recover, purge, Check cloud state with its findings; an admin's
-// export of a key as a .byok file for an offline import, under dual control), and a group's
-// keys in the KMES's columns, a page at a time (a group may hold thousands), with Create →
-// Random, Cloud → Synchronize and public key download.
+// export of a key as a .byok file for an offline import, under dual control, and recording the
+// Azure version that import made), and a group's keys in the KMES's columns, a page at a time (a
+// group may hold thousands), with Create → Random, Cloud → Synchronize and public key download.
 import { get, post, seg } from "./api.js";
 import { h, field, table, notice, attempt, section, actions, button, form, select, saveText } from "./dom.js";
 import { time } from "./time.js";
@@ -178,6 +178,51 @@ function exportForm(base, keys) {
   });
 }
 
+/// The Azure version in what the officer pasted: the kid `az keyvault key import` printed (the
+/// URL `<vault>.vault.azure.net/keys/<name>/<version>`) or its version alone. A kid of another
+/// Azure key than the group's own (named after the group) is refused here, saying so; the daemon
+/// checks the rest with Azure.
+function importedVersion(text, group) {
+  const s = text.trim();
+  if (!s.includes("/")) return s;
+  let url = null;
+  try {
+    url = new URL(s);
+  } catch {
+    throw new Error(`${s} is neither a key identifier (…/keys/${group}/<version>) nor a version`);
+  }
+  const [keys, name, version, ...rest] = url.pathname.split("/").filter(Boolean).map(decodeURIComponent);
+  if (keys !== "keys" || !name || !version || rest.length) {
+    throw new Error(`${s} is not a versioned key identifier (…/keys/${group}/<version>)`);
+  }
+  if (name.toLowerCase() !== group.toLowerCase()) {
+    throw new Error(`${s} is Azure key ${name}, but key group ${group}'s Azure key is named ${group}; nothing was recorded`);
+  }
+  return version;
+}
+
+/// Record a .byok import (the last step of an offline transfer): the version the officer's
+/// `az keyvault key import --byok-file` made becomes the key's version. byokd reads it from Azure
+/// and records it only if Azure shows the HSM key's public key; a refusal is shown under the form
+/// as well as in the notice area.
+function recordForm(group, base, keys, again) {
+  const key = select("record_key", keys.map((k) => k.name), keys[0] && keys[0].name);
+  const kid = h("input", { type: "text", name: "imported_kid", required: true, autocomplete: "off", spellcheck: "false", size: 60 });
+  const refusal = h("p", { class: "error", role: "alert", hidden: true });
+  return form("Record a .byok import", [
+    field("Key", key),
+    field("Imported key id or version", kid, `The kid az keyvault key import printed (…/keys/${group}/<version> in this group's vault or Managed HSM), or its version alone: 32 hex characters`),
+    refusal,
+  ], "Record import", async () => {
+    const name = key.value;
+    const r = await attempt(`Record the import of ${name}`, () => post(`${base}/keys/${seg(name)}/record-import`, { version: importedVersion(kid.value, group) }), refusal);
+    if (!r) return;
+    const prev = r.body.previous_version;
+    notice(`Recorded Azure version ${r.body.key.version} for key ${name}${prev ? ` (it was ${prev})` : ""}`);
+    await again();
+  });
+}
+
 /// One group: its facts, actions, findings and keys.
 async function show(group, ctx) {
   const holder = document.getElementById("group-detail");
@@ -209,6 +254,8 @@ async function show(group, ctx) {
     ));
   }
   if (ctx.can("admin") && keys.length) acts.push(exportForm(base, keys));
+  // Recording is an operator's call in the API (role operator), like a sync.
+  if (ctx.can("operate") && keys.length) acts.push(recordForm(group, base, keys, again));
   holder.replaceChildren(
     section(`Key group ${g.name}`,
       h("dl", { class: "facts" },
