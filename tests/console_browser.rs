@@ -2,8 +2,9 @@
 //! mapped client certificate (curl), then the console itself in Debian's Chromium driven by
 //! playwright-core (`tests/browser/run.mjs`), against the real daemon on a SoftHSM token and
 //! the Azure emulator over real TLS: the seed workflow end to end, dual control across two
-//! browser contexts with two admins' certificates (Delete on Cloud Service, and Purge of a key
-//! deleted behind byokd's back), every menu, the auditor's read-only console,
+//! browser contexts with two admins' certificates (Delete on Cloud Service, Purge of a key
+//! deleted behind byokd's back, and a .byok export imported into the emulator and recorded in the
+//! console), every menu, the auditor's read-only console,
 //! a cross-origin page that must not drive the API, and the screenshots of `docs/screenshots/`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -231,6 +232,41 @@ fn seed_bulk(dir: &Path) {
     store.commit(&mut state).unwrap();
 }
 
+/// The KEK of the browser's offline export: an RSA 2048 key made with openssl and registered in
+/// the emulator's vault as `kek-offline` (as `az keyvault key create --ops import` makes one), so
+/// that the exported file imports there; the browser test unwraps the file with its private key
+/// too. Returns the private key's PEM file and the KEK's versioned kid.
+fn offline_kek(azure: &emulator_rig::EmulatorRig, dir: &Path) -> (PathBuf, String) {
+    let key = dir.join("kek-offline.key");
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).output().unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {out:?}");
+        out.stdout
+    };
+    let file = key.to_str().unwrap();
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:2048",
+        "-out",
+        file,
+    ]);
+    let der = openssl(&[
+        "pkcs8", "-topk8", "-nocrypt", "-in", file, "-outform", "DER",
+    ]);
+    let kek = azure
+        .emu
+        .add_kek_from_pkcs8(VAULT, "kek-offline", &der)
+        .unwrap();
+    let kid = format!(
+        "https://{VAULT}.vault.azure.net/keys/kek-offline/{}",
+        kek.version
+    );
+    (key, kid)
+}
+
 fn browser_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
 }
@@ -288,6 +324,7 @@ fn the_console_works_in_chromium() {
     std::fs::create_dir_all(&out_dir).unwrap();
     let secret_file = d.path("client-secret.txt");
     std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
+    let (kek_key, kek_kid) = offline_kek(&azure, &out_dir);
     // The screenshots go to the target directory; BYOKD_UPDATE_SCREENSHOTS=1 writes them over
     // the README's, in docs/screenshots.
     let shots = if std::env::var_os("BYOKD_UPDATE_SCREENSHOTS").is_some() {
@@ -309,6 +346,9 @@ fn the_console_works_in_chromium() {
         .env("BYOKD_VAULT", VAULT)
         .env("BYOKD_POOL", POOL)
         .env("BYOKD_BULK_KEYS", BULK_KEYS.to_string())
+        // The offline export's KEK, in the emulator's vault (the import of the file needs it).
+        .env("BYOKD_KEK_KEY", &kek_key)
+        .env("BYOKD_KEK_KID", &kek_kid)
         // The emulator's admin interface, where the purge test deletes a key behind byokd's back.
         .env("BYOKD_EMULATOR", azure.emu.addr().to_string())
         .env("BYOKD_EMULATOR_CA", &azure.ca_path)
@@ -390,6 +430,21 @@ fn the_console_works_in_chromium() {
         .iter()
         .any(|r| r["event"] == "azure.key.purged" && r["group"] == "ledger");
     assert!(purged, "no azure.key.purged record of group ledger: {logs}");
+    // The import the browser recorded is in the service log, by the admin who recorded it.
+    let (_, logs) = d.curl(
+        Some(AUDITOR),
+        "GET",
+        "/v1/logs?group=ledger&limit=1000",
+        None,
+    );
+    let recorded =
+        logs["records"].as_array().unwrap().iter().any(|r| {
+            r["event"] == "key.import_recorded" && r["identity"] == ADMIN && r["key"] == "l1"
+        });
+    assert!(
+        recorded,
+        "no key.import_recorded record of ledger/l1 by admin: {logs}"
+    );
     // The uploaded secret never reached the log, and the export the browser saved verifies.
     assert!(
         !d.log().contains(SECRET),

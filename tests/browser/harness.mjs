@@ -48,7 +48,8 @@ export async function open(context, hash = "") {
   const page = await context.newPage();
   const problems = [];
   page.on("console", (m) => {
-    if (m.type() === "error") problems.push(m.text());
+    // Chromium reports each 4xx answer as an error too: not a problem where refusals are the test.
+    if (m.type() === "error" && !(page.expectRefusals && /^Failed to load resource/.test(m.text()))) problems.push(m.text());
   });
   page.on("pageerror", (e) => problems.push(String(e)));
   page.on("response", (r) => {
