@@ -29,4 +29,4 @@ pub use key_type::{Curve, KeyOp, KeyType, RsaExponent};
 pub use lifecycle::{DriftFinding, DriftReport, PendingGrace};
 pub use names::{CredentialName, GroupName, Guid, HsmPoolName, KeyName, VaultName};
 pub use policy::{RotationPolicy, add_months};
-pub use target::{Target, TargetKind};
+pub use target::{Named, Target, TargetKind};

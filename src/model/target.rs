@@ -82,6 +82,22 @@ impl Target {
     pub fn same_as(&self, other: &Target) -> bool {
         self.kind() == other.kind() && self.name().eq_ignore_ascii_case(other.name())
     }
+
+    /// `vault contoso-kv` or `Managed HSM pool contoso-mhsm`: how job steps, log messages and
+    /// errors name it in a sentence, the kind taken from the type.
+    pub fn named(&self) -> Named<'_> {
+        Named(self)
+    }
+}
+
+/// A [`Target`] as a sentence names it: see [`Target::named`].
+#[derive(Debug, Clone, Copy)]
+pub struct Named<'a>(&'a Target);
+
+impl fmt::Display for Named<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.0.kind().noun(), self.0.name())
+    }
 }
 
 impl TargetKind {
@@ -90,6 +106,30 @@ impl TargetKind {
         match self {
             TargetKind::KeyVault => "Key Vault",
             TargetKind::ManagedHsm => "Managed HSM",
+        }
+    }
+
+    /// What a sentence calls one before its name: "vault" or "Managed HSM pool".
+    pub fn noun(self) -> &'static str {
+        match self {
+            TargetKind::KeyVault => "vault",
+            TargetKind::ManagedHsm => "Managed HSM pool",
+        }
+    }
+
+    /// How a sentence refers back to one: "the vault" or "the pool".
+    pub fn the(self) -> &'static str {
+        match self {
+            TargetKind::KeyVault => "the vault",
+            TargetKind::ManagedHsm => "the pool",
+        }
+    }
+
+    /// [`Self::the`] opening a sentence: "The vault" or "The pool".
+    pub fn the_capital(self) -> &'static str {
+        match self {
+            TargetKind::KeyVault => "The vault",
+            TargetKind::ManagedHsm => "The pool",
         }
     }
 
@@ -127,6 +167,13 @@ mod tests {
             "a vault and a pool of the same name differ"
         );
         assert_eq!(hsm.kind().as_str(), "managed_hsm");
+        assert_eq!(kv.named().to_string(), "vault Contoso-KV");
+        assert_eq!(hsm.named().to_string(), "Managed HSM pool contoso-kv");
+        assert_eq!(
+            (kv.kind().the(), hsm.kind().the()),
+            ("the vault", "the pool")
+        );
+        assert_eq!(hsm.kind().the_capital(), "The pool");
         assert!(hsm.is_managed_hsm() && hsm.vault().is_none());
     }
 
