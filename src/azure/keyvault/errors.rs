@@ -6,7 +6,7 @@ use crate::azure::AzureError;
 use crate::azure::endpoints::CloudEndpoints;
 use crate::azure::entra::Challenge;
 use crate::azure::http::HttpResponse;
-use crate::model::Target;
+use crate::model::{Target, TargetKind};
 use http::StatusCode;
 use serde::Deserialize;
 use std::fmt;
@@ -115,16 +115,21 @@ pub enum KeyVaultError {
         code: String,
     },
     #[error(
-        "{vault}'s firewall refused byokd ({inner}): allow the appliance's public address under the vault's Networking settings, or a private endpoint"
+        "{vault}'s firewall refused byokd ({inner}): allow the appliance's public address under {}'s Networking settings, or a private endpoint", .kind.the()
     )]
-    Firewall { vault: String, inner: String },
+    Firewall {
+        vault: String,
+        kind: TargetKind,
+        inner: String,
+    },
     #[error(
         "{vault} has purge protection: {name} cannot be purged and Azure deletes it after the retention period; nothing to do"
     )]
     PurgeProtected { vault: String, name: String },
-    #[error("{vault} refused to {op} (403 {code}{}): check the app's permissions and the vault's networking", inner.as_ref().map(|i| format!("/{i}")).unwrap_or_default())]
+    #[error("{vault} refused to {op} (403 {code}{}): check the app's permissions and {}'s networking", inner.as_ref().map(|i| format!("/{i}")).unwrap_or_default(), .kind.the())]
     Forbidden {
         vault: String,
+        kind: TargetKind,
         op: KvOp,
         code: String,
         inner: Option<String>,
@@ -141,12 +146,12 @@ pub enum KeyVaultError {
         name: String,
         deleted: bool,
     },
-    #[error("{vault} rejected the request to {op} as a bad parameter: {message}{}", hint.map(|h| format!(" ({h})")).unwrap_or_default())]
+    #[error("{vault} rejected the request to {op} as a bad parameter: {message}{}", hint.as_ref().map(|h| format!(" ({h})")).unwrap_or_default())]
     BadParameter {
         vault: String,
         op: KvOp,
         message: String,
-        hint: Option<&'static str>,
+        hint: Option<String>,
     },
     #[error(
         "{vault} is throttling requests (429) to {op} and retries ran out; pace jobs for this vault and retry later"
@@ -245,12 +250,14 @@ pub(super) fn map_error(
             | (_, Some(c @ ("ForbiddenByFirewall" | "ForbiddenByConnection"))) => {
                 KeyVaultError::Firewall {
                     vault,
+                    kind: target.kind(),
                     inner: c.to_string(),
                 }
             }
             _ if op == KvOp::Purge => KeyVaultError::PurgeProtected { vault, name },
             _ => KeyVaultError::Forbidden {
                 vault,
+                kind: target.kind(),
                 op,
                 code,
                 inner,
@@ -273,7 +280,7 @@ pub(super) fn map_error(
             },
         },
         StatusCode::BAD_REQUEST => {
-            let hint = bad_parameter_hint(op, &message);
+            let hint = bad_parameter_hint(op, &message, target.kind());
             KeyVaultError::BadParameter {
                 vault,
                 op,
@@ -298,12 +305,22 @@ pub(super) fn map_error(
 /// this vault ... Premium" against "The specified key_hsm could not be unwrapped"); it picks
 /// the hint, never the handling. An import's KEK was created in the same vault, so the tier
 /// is blamed there only when the message names it and not the blob; a message that names
-/// neither gets a hint that leads with the blob.
-fn bad_parameter_hint(op: KvOp, message: &str) -> Option<&'static str> {
+/// neither gets a hint that leads with the blob. The hint names the target's kind ("the vault"
+/// or "the pool").
+fn bad_parameter_hint(op: KvOp, message: &str, kind: TargetKind) -> Option<String> {
     const TIER: &str =
         "HSM-protected keys need a Premium vault or a Managed HSM; a Standard vault refuses them";
-    const BLOB: &str = "the vault could not open the transfer blob: its tier is not the cause; check the wrap report in `byokctl status` (which strategy wraps this key type, and whether its blobs passed the conformance self-test) and that the KEK belongs to this vault";
-    const IMPORT: &str = "the vault refused the import request: check the wrap report in `byokctl status` (whether this key type's blobs passed the conformance self-test) and the key's type and operations; the KEK was made in this vault, so its tier accepts HSM-protected keys";
+    let the = kind.the();
+    let blob = || {
+        format!(
+            "{the} could not open the transfer blob: its tier is not the cause; check the wrap report in `byokctl status` (which strategy wraps this key type, and whether its blobs passed the conformance self-test) and that the KEK was made in {the}"
+        )
+    };
+    let import = || {
+        format!(
+            "{the} refused the import request: check the wrap report in `byokctl status` (whether this key type's blobs passed the conformance self-test) and the key's type and operations; the KEK was made in {the}, so its tier accepts HSM-protected keys"
+        )
+    };
     let m = message.to_ascii_lowercase();
     let names = |words: &[&str]| words.iter().any(|w| m.contains(w));
     let tier = names(&[
@@ -312,16 +329,50 @@ fn bad_parameter_hint(op: KvOp, message: &str) -> Option<&'static str> {
         "sku",
         "not supported by this vault",
     ]);
-    let blob = names(&["key_hsm", "unwrap", "transfer blob", "ciphertext"]);
+    let names_blob = names(&["key_hsm", "unwrap", "transfer blob", "ciphertext"]);
     match op {
-        KvOp::CreateKek => Some(TIER),
-        KvOp::Import if blob => Some(BLOB),
-        KvOp::Import if tier => Some(TIER),
-        KvOp::Import => Some(IMPORT),
+        KvOp::CreateKek => Some(TIER.to_owned()),
+        KvOp::Import if names_blob => Some(blob()),
+        KvOp::Import if tier => Some(TIER.to_owned()),
+        KvOp::Import => Some(import()),
         _ => None,
     }
 }
 
 fn truncate(s: &str, max: usize) -> String {
     s.chars().take(max).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hints_and_refusals_name_the_targets_kind() {
+        let unwrap = "The specified key_hsm could not be unwrapped";
+        let pool = bad_parameter_hint(KvOp::Import, unwrap, TargetKind::ManagedHsm);
+        let pool = pool.unwrap_or_default();
+        assert!(
+            pool.starts_with("the pool could not open the transfer blob")
+                && pool.ends_with("that the KEK was made in the pool"),
+            "{pool}"
+        );
+        let vault = bad_parameter_hint(KvOp::Import, "Invalid parameter", TargetKind::KeyVault);
+        let vault = vault.unwrap_or_default();
+        assert!(
+            vault.starts_with("the vault refused the import request"),
+            "{vault}"
+        );
+        let firewall = KeyVaultError::Firewall {
+            vault: "Managed HSM pool1".into(),
+            kind: TargetKind::ManagedHsm,
+            inner: "ForbiddenByFirewall".into(),
+        };
+        assert!(
+            firewall
+                .to_string()
+                .contains("under the pool's Networking settings"),
+            "{firewall}"
+        );
+    }
 }
