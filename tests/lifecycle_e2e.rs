@@ -675,6 +675,12 @@ fn managed_hsm_lifecycle(rig: &Rig, kind: &[&str]) {
     let j = wait_job(d, approved["job"]["id"].as_str().unwrap());
     assert_eq!(j["state"], "succeeded", "{j}\n{}", d.log());
     assert!(steps(&j).contains("not purged"), "{}", steps(&j));
+    // The job names the pool as a pool, never as a vault.
+    assert!(
+        steps(&j).contains("the pool's recovery level") && !steps(&j).contains("the vault"),
+        "{}",
+        steps(&j)
+    );
     assert_eq!(
         rig.emu
             .deleted_keys(P_PROTECTED)
@@ -686,6 +692,13 @@ fn managed_hsm_lifecycle(rig: &Rig, kind: &[&str]) {
     let (status, refused) = d.curl(Some(ADMIN), "POST", "/v1/groups/hsm-prot/purge", None);
     assert_eq!(status, 409, "{refused}");
     assert_eq!(refused["error"]["code"], "cloud_state", "{refused}");
+    let why = refused["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        why.contains(&format!(
+            "Managed HSM pool {P_PROTECTED} does not allow a purge"
+        )),
+        "{refused}"
+    );
     let out = ok(d, OPERATOR, &["group", "recover", "hsm-prot"]);
     assert!(out.contains("recovered"), "{out}");
     assert_eq!(rig.emu.key_versions(P_PROTECTED, "hsm-prot").len(), 1);

@@ -282,10 +282,10 @@ impl DualControl {
                 });
             }
             Ok(Err(e)) => {
-                tracing::warn!(group = %group, error = %e, "could not ask Azure whether the vault allows a purge; requesting approval anyway");
+                tracing::warn!(group = %group, error = %e, "could not ask Azure whether {} allows a purge; requesting approval anyway", target.kind().the());
             }
             Err(_) => {
-                tracing::warn!(group = %group, "Azure did not say in time whether the vault allows a purge; requesting approval anyway");
+                tracing::warn!(group = %group, "Azure did not say in time whether {} allows a purge; requesting approval anyway", target.kind().the());
             }
             Ok(Ok(())) => {}
         }

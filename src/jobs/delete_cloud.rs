@@ -40,6 +40,8 @@ async fn delete(
     by: &str,
 ) -> Result<String, JobError> {
     let vault = group.target.name();
+    // "The vault" or "The pool" (`the` in mid-sentence), from the group's typed target.
+    let (the, the_cap) = (group.target.kind().the(), group.target.kind().the_capital());
     let name = group.name.as_str();
     // What this job sent before a restart, from its typed journal.
     let journal = store.journal(id).await?;
@@ -55,7 +57,7 @@ async fn delete(
     match kv.get_key(name).await {
         Ok(b) if matches!(b.attributes.recovery_level, Some(RecoveryLevel::Purgeable)) => {
             if !no_soft_delete {
-                store.record(id, DeleteCloudStep::NoSoftDelete.into(), "The vault has no soft-delete (recovery level Purgeable): the delete is final".into(),
+                store.record(id, DeleteCloudStep::NoSoftDelete.into(), format!("{the_cap} has no soft-delete (recovery level Purgeable): the delete is final"),
                     Some(100),
                 )
                 .await?;
@@ -83,9 +85,9 @@ async fn delete(
         Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) if no_soft_delete => {
             let n = store.forget_azure_versions(&group.name).await?;
             tracing::warn!(event = Event::AzureKeyNotPurged.as_str(), service = "azure", job = id.get(), group = %group.name, vault,
-                identity = by, "Azure key {vault}/{name} deleted for good: the vault has no soft-delete (recovery level Purgeable) and no longer has the key, although the delete's answer was lost; nothing to purge");
+                identity = by, "Azure key {vault}/{name} deleted for good: {the} has no soft-delete (recovery level Purgeable) and no longer has the key, although the delete's answer was lost; nothing to purge");
             return Ok(format!(
-                "The vault has no soft-delete and no longer has key {name}: the delete went through although its answer was lost, so the Azure key is gone for good and there is nothing to purge ({n} local key(s) may be pushed again; they were not touched)"
+                "{the_cap} has no soft-delete and no longer has key {name}: the delete went through although its answer was lost, so the Azure key is gone for good and there is nothing to purge ({n} local key(s) may be pushed again; they were not touched)"
             ));
         }
         // Deleted before a restart (or behind our back): carry on with the deleted key.
@@ -119,7 +121,7 @@ async fn delete(
                 }
                 Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {
                     return Err(JobError::NothingToDelete {
-                        vault: vault.to_owned(),
+                        target: group.target.clone(),
                         name: name.to_owned(),
                     });
                 }
@@ -144,9 +146,9 @@ async fn delete(
     if matches!(level, Some(RecoveryLevel::Purgeable)) {
         let n = store.forget_azure_versions(&group.name).await?;
         tracing::warn!(event = Event::AzureKeyNotPurged.as_str(), service = "azure", job = id.get(), group = %group.name, vault, kid = %kid,
-            identity = by, "Azure key {vault}/{name} not purged: the vault has no soft-delete (recovery level Purgeable), so the delete removed it for good");
+            identity = by, "Azure key {vault}/{name} not purged: {the} has no soft-delete (recovery level Purgeable), so the delete removed it for good");
         return Ok(format!(
-            "The vault has no soft-delete: the Azure key is gone for good ({n} local key(s) may be pushed again; they were not touched)"
+            "{the_cap} has no soft-delete: the Azure key is gone for good ({n} local key(s) may be pushed again; they were not touched)"
         ));
     }
     store
@@ -186,18 +188,18 @@ async fn delete(
                 .map_or_else(|| "its scheduled purge date".to_owned(), rfc3339);
             tracing::warn!(event = Event::AzureKeyNotPurged.as_str(), service = "azure", job = id.get(), group = %group.name, vault, kid = %kid,
                 identity = by, scheduled_purge_date = d.scheduled_purge_date,
-                "Azure key {vault}/{name} not purged: the vault's recovery level {} does not allow a purge (purge protection); Azure purges it on {date}", level_name(l.as_ref()));
+                "Azure key {vault}/{name} not purged: {the}'s recovery level {} does not allow a purge (purge protection); Azure purges it on {date}", level_name(l.as_ref()));
             Ok(format!(
-                "Azure key {vault}/{name} deleted but not purged: the vault's recovery level {} does not allow a purge (purge protection); Azure purges it on {date}. Until then `byokctl group recover {name}` brings it back",
+                "Azure key {vault}/{name} deleted but not purged: {the}'s recovery level {} does not allow a purge (purge protection); Azure purges it on {date}. Until then `byokctl group recover {name}` brings it back",
                 level_name(l.as_ref())
             ))
         }
         (None, _) => {
             let n = store.forget_azure_versions(&group.name).await?;
             tracing::warn!(event = Event::AzureKeyNotPurged.as_str(), service = "azure", job = id.get(), group = %group.name, vault, kid = %kid,
-                identity = by, "Azure key {vault}/{name} not purged: the vault lists no deleted key (no soft-delete), so the delete removed it for good");
+                identity = by, "Azure key {vault}/{name} not purged: {the} lists no deleted key (no soft-delete), so the delete removed it for good");
             Ok(format!(
-                "The vault has no soft-delete: the Azure key is gone for good ({n} local key(s) may be pushed again)"
+                "{the_cap} has no soft-delete: the Azure key is gone for good ({n} local key(s) may be pushed again)"
             ))
         }
     }
@@ -206,7 +208,7 @@ async fn delete(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jobs::fakes::{FakeKey, FakeStore, FakeVault, group};
+    use crate::jobs::fakes::{FakeKey, FakeStore, FakeVault, group, pool_group};
     use crate::model::JobStep;
 
     const ID: JobId = JobId::new(7);
@@ -285,6 +287,27 @@ mod tests {
         assert!(!store.steps().contains(&step(DeleteCloudStep::PurgeSent)));
         // Recoverable: the local keys keep their Azure versions.
         assert_eq!(store.forgotten(), 0);
+        assert!(done.contains(": the vault's recovery level"), "{done}");
+    }
+
+    #[tokio::test]
+    async fn a_managed_hsm_pool_is_said_to_be_a_pool() {
+        let pool =
+            FakeVault::pool().with_key("payments", FakeKey::Live(RecoveryLevel::Recoverable));
+        let done = delete(&pool, &FakeStore::default(), ID, &pool_group(), "admin")
+            .await
+            .unwrap();
+        assert_eq!(
+            done,
+            "Azure key pool1/payments deleted but not purged: the pool's recovery level Recoverable does not allow a purge (purge protection); Azure purges it on 2026-03-01T00:00:00Z. Until then `byokctl group recover payments` brings it back"
+        );
+        let (empty, store) = (FakeVault::pool(), FakeStore::default());
+        let err = delete(&empty, &store, ID, &pool_group(), "admin").await;
+        let err = err.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Managed HSM pool pool1 has no key payments and no deleted key of that name: nothing to delete"
+        );
     }
 
     #[tokio::test]

@@ -3,7 +3,7 @@
 
 use crate::azure::AzureError;
 use crate::hsm::HsmError;
-use crate::model::{ModelError, VaultName};
+use crate::model::{ModelError, Target};
 use crate::service::ServiceError;
 
 #[derive(Debug, thiserror::Error)]
@@ -34,20 +34,21 @@ pub enum JobError {
         source: Box<JobError>,
         cleanup: Box<JobError>,
     },
-    /// No token to clean up with: the job's KEK may stay in the vault until it expires.
-    #[error("{source}; the key exchange key {kek} may remain in vault {vault} until it expires")]
+    /// No token to clean up with: the job's KEK may stay in the vault or pool until it expires.
+    #[error("{source}; the key exchange key {kek} may remain in {} until it expires", .target.named())]
     KekLeftBehind {
         kek: String,
-        vault: VaultName,
+        target: Target,
         #[source]
         source: Box<JobError>,
     },
-    /// Key Vault's 401 names another tenant than the group's credential signs in to.
+    /// Key Vault's (or Managed HSM's) 401 names another tenant than the group's credential signs
+    /// in to.
     #[error(
-        "{vault} belongs to tenant {tenant}, but credential {credential} signs in to tenant {credential_tenant}: give the group a credential of the vault's tenant"
+        "{} belongs to tenant {tenant}, but credential {credential} signs in to tenant {credential_tenant}: give the group a credential of {}'s tenant", .target.named(), .target.kind().the()
     )]
     WrongTenant {
-        vault: String,
+        target: Target,
         tenant: String,
         credential: String,
         credential_tenant: String,
@@ -58,23 +59,23 @@ pub enum JobError {
     )]
     KekAlreadyDeleted { name: String },
     /// Azure's answer for the KEK lacks a part of its public key.
-    #[error("the key exchange key in vault {vault} has no {part}")]
-    KekIncomplete { vault: String, part: &'static str },
+    #[error("the key exchange key in {} has no {part}", .target.named())]
+    KekIncomplete { target: Target, part: &'static str },
     /// A deleted key did not show in the deleted keys within the wait.
     #[error(
-        "key {name} was deleted but is not listed in the deleted keys of {vault} after {secs} s; purge it by hand"
+        "key {name} was deleted but is not listed in the deleted keys of {} after {secs} s; purge it by hand", .target.named()
     )]
     DeletedNotListed {
         name: String,
-        vault: String,
+        target: Target,
         secs: u64,
     },
     /// Azure still answered "being deleted" after every retry of a purge.
-    #[error("key {name} in {vault} is still being deleted; purge it later")]
-    StillBeingDeleted { name: String, vault: String },
+    #[error("key {name} in {} is still being deleted; purge it later", .target.named())]
+    StillBeingDeleted { name: String, target: Target },
     /// A delete on cloud found neither the key nor a deleted key of its name.
-    #[error("vault {vault} has no key {name} and no deleted key of that name: nothing to delete")]
-    NothingToDelete { vault: String, name: String },
+    #[error("{} has no key {name} and no deleted key of that name: nothing to delete", .target.named())]
+    NothingToDelete { target: Target, name: String },
     /// An import task panicked or was aborted.
     #[error("an import task stopped: {source}")]
     ImportTask {
@@ -111,21 +112,21 @@ pub enum JobError {
     /// The rotation's key has no Azure version although its sync succeeded.
     #[error("key {key} has no Azure version after the push")]
     NoVersionAfterSync { key: String },
-    /// Azure did not recover the key: the vault could not be reached or refused the request.
+    /// Azure did not recover the key: the vault or pool could not be reached or refused the request.
     #[error(
-        "the key was not recovered: {source}; check the group's vault name ({vault}), the network path to it and that the credential may recover keys there, then run `byokctl group recover` again"
+        "the key was not recovered: {source}; check the group's {} name ({}), the network path to it and that the credential may recover keys there, then run `byokctl group recover` again", .target.kind().noun(), .target.name()
     )]
     Recover {
-        vault: String,
+        target: Target,
         #[source]
         source: Box<AzureError>,
     },
-    /// Azure did not purge the key: the vault could not be reached or refused the request.
+    /// Azure did not purge the key: the vault or pool could not be reached or refused the request.
     #[error(
-        "the key was not purged: {source}; check the group's vault name ({vault}), the network path to it and that the credential may purge keys there, then request the purge again (`byokctl group purge`)"
+        "the key was not purged: {source}; check the group's {} name ({}), the network path to it and that the credential may purge keys there, then request the purge again (`byokctl group purge`)", .target.kind().noun(), .target.name()
     )]
     Purge {
-        vault: String,
+        target: Target,
         #[source]
         source: Box<AzureError>,
     },
@@ -147,13 +148,15 @@ mod tests {
 
     #[test]
     fn job_errors_keep_their_source_and_the_operator_text() {
+        let vault = Target::KeyVault(crate::model::VaultName::try_from("kv1").unwrap());
+        let pool = Target::ManagedHsm(crate::model::HsmPoolName::try_from("pool1").unwrap());
         let first = JobError::StillBeingDeleted {
             name: "byokd-kek-7".into(),
-            vault: "kv1".into(),
+            target: vault.clone(),
         };
         let cleanup = JobError::DeletedNotListed {
             name: "byokd-kek-7".into(),
-            vault: "kv1".into(),
+            target: vault,
             secs: 120,
         };
         let both = JobError::CleanupFailed {
@@ -162,12 +165,33 @@ mod tests {
         };
         assert_eq!(
             both.to_string(),
-            "key byokd-kek-7 in kv1 is still being deleted; purge it later; and cleaning up: key byokd-kek-7 was deleted but is not listed in the deleted keys of kv1 after 120 s; purge it by hand"
+            "key byokd-kek-7 in vault kv1 is still being deleted; purge it later; and cleaning up: key byokd-kek-7 was deleted but is not listed in the deleted keys of vault kv1 after 120 s; purge it by hand"
         );
         let source = both.source().map(ToString::to_string);
         assert_eq!(
             source.as_deref(),
-            Some("key byokd-kek-7 in kv1 is still being deleted; purge it later")
+            Some("key byokd-kek-7 in vault kv1 is still being deleted; purge it later")
+        );
+        // A Managed HSM pool is named as one, from the group's typed target.
+        let in_pool = JobError::NothingToDelete {
+            target: pool.clone(),
+            name: "payments".into(),
+        };
+        assert_eq!(
+            in_pool.to_string(),
+            "Managed HSM pool pool1 has no key payments and no deleted key of that name: nothing to delete"
+        );
+        let wrong_tenant = JobError::WrongTenant {
+            target: pool,
+            tenant: "t2".into(),
+            credential: "cred".into(),
+            credential_tenant: "t1".into(),
+        };
+        assert!(
+            wrong_tenant
+                .to_string()
+                .ends_with("give the group a credential of the pool's tenant"),
+            "{wrong_tenant}"
         );
         let bad_name = JobError::RotationKeyName {
             source: crate::model::KeyName::try_from(String::new()).unwrap_err(),

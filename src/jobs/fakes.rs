@@ -6,7 +6,7 @@
 //! emulator stay the real proof.
 
 pub(super) use super::fakes_state::{
-    FakeHsm, FakeStore, ec_key, fake_batch, group, hsm_id, local_key,
+    FakeHsm, FakeStore, ec_key, fake_batch, group, hsm_id, local_key, pool_group,
 };
 use super::ports::Vault;
 use crate::azure::jwk::FINGERPRINT_TAG;
@@ -14,7 +14,7 @@ use crate::azure::{
     AzureError, DeletedKeyBundle, ImportRequest, JsonWebKey, Kek, KeyAttributes, KeyBundle,
     KeyItem, KeyUpdate, KeyVaultError, KvOp, RecoveryLevel,
 };
-use crate::model::AzureVersion;
+use crate::model::{AzureVersion, Target};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -67,19 +67,33 @@ pub(super) struct FakeVersion {
     pub(super) jwk: JsonWebKey,
 }
 
-/// One Key Vault vault, in memory; clones share it.
+/// One Key Vault vault (or Managed HSM pool), in memory; clones share it.
 #[derive(Clone)]
 pub(super) struct FakeVault {
-    name: String,
+    target: Target,
     state: Arc<Mutex<State>>,
 }
 
 impl FakeVault {
+    /// Vault `kv1`, as [`group`]'s target.
     pub(super) fn new() -> Self {
         Self {
-            name: "kv1".into(),
+            target: group().target,
             state: Arc::new(Mutex::new(State::default())),
         }
+    }
+
+    /// Managed HSM pool `pool1` instead, as [`pool_group`]'s target.
+    pub(super) fn pool() -> Self {
+        Self {
+            target: pool_group().target,
+            ..Self::new()
+        }
+    }
+
+    /// The vault's (or pool's) name.
+    pub(super) fn name(&self) -> &str {
+        self.target.name()
     }
 
     /// After `imports` more imports, the next is refused as `how`, once.
@@ -182,7 +196,7 @@ impl FakeVault {
 
     fn not_found(&self, name: &str, deleted: bool) -> AzureError {
         AzureError::KeyVault(KeyVaultError::NotFound {
-            vault: self.name.clone(),
+            vault: self.name().to_owned(),
             name: name.into(),
             deleted,
         })
@@ -193,7 +207,7 @@ impl FakeVault {
             key: JsonWebKey {
                 kid: Some(format!(
                     "https://{}.vault.azure.net/keys/{name}/0a1b",
-                    self.name
+                    self.name()
                 )),
                 // An RSA public key, as a KEK shows it.
                 n: Some("w8PDw8PDw8M".into()),
@@ -218,8 +232,8 @@ impl FakeVault {
 }
 
 impl Vault for FakeVault {
-    fn name(&self) -> &str {
-        &self.name
+    fn target(&self) -> &Target {
+        &self.target
     }
 
     async fn get_key(&self, key: &str) -> Result<KeyBundle, AzureError> {
@@ -262,14 +276,14 @@ impl Vault for FakeVault {
         };
         if level.purge_protected() {
             return Err(AzureError::KeyVault(KeyVaultError::PurgeProtected {
-                vault: self.name.clone(),
+                vault: self.name().to_owned(),
                 name: key.into(),
             }));
         }
         if s.being_deleted > 0 {
             s.being_deleted -= 1;
             return Err(AzureError::KeyVault(KeyVaultError::BeingDeleted {
-                vault: self.name.clone(),
+                vault: self.name().to_owned(),
                 name: key.into(),
             }));
         }
@@ -356,7 +370,7 @@ impl Vault for FakeVault {
         match s.refuse_import {
             Some((0, how)) => {
                 s.refuse_import = None;
-                let vault = self.name.clone();
+                let vault = self.name().to_owned();
                 return Err(AzureError::KeyVault(match how {
                     Refusal::Unauthorized => KeyVaultError::Unauthorized {
                         vault,
@@ -398,7 +412,7 @@ impl Vault for FakeVault {
         if std::mem::take(&mut s.lose_import_answer) {
             return Err(AzureError::ResponseLost {
                 method: "POST".into(),
-                host: format!("{}.vault.azure.net", self.name),
+                host: format!("{}.vault.azure.net", self.name()),
                 path: format!("/keys/{key}/import"),
                 reason: "connection reset".into(),
             });
@@ -442,6 +456,9 @@ impl Vault for FakeVault {
 
 impl FakeVault {
     fn kid(&self, key: &str, version: &str) -> String {
-        format!("https://{}.vault.azure.net/keys/{key}/{version}", self.name)
+        format!(
+            "https://{}.vault.azure.net/keys/{key}/{version}",
+            self.name()
+        )
     }
 }

@@ -4,7 +4,7 @@
 
 use super::JobError;
 use super::fakes::{FakeHsm, FakeStore, FakeVault};
-use super::ports::{Session, Vault};
+use super::ports::Session;
 use super::sync_imports::{Batch, Outcome, StartImport, import_one};
 use crate::azure::{AccessToken, AzureError, KeyVaultError};
 use crate::model::{JobId, KeyGroup, KeyName};

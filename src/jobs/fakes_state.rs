@@ -10,8 +10,8 @@ use crate::azure::{JsonWebKey, Kek};
 use crate::clock::ManualClock;
 use crate::hsm::{HsmError, KekPublicKey, KeyIdentity, PublicKeyInfo, WrapStrategy};
 use crate::model::{
-    AzureVersion, CredentialName, DriftReport, GroupName, HsmKeyId, JobId, JobStep, KekJournal,
-    Key, KeyGroup, KeyName, KeySync, KeySyncState, KeyType, PendingGrace, RotateStep,
+    AzureVersion, CredentialName, DriftReport, GroupName, HsmKeyId, HsmPoolName, JobId, JobStep,
+    KekJournal, Key, KeyGroup, KeyName, KeySync, KeySyncState, KeyType, PendingGrace, RotateStep,
     RotationPolicy, RsaExponent, Storage, SyncStep, VaultName,
 };
 use base64::Engine;
@@ -55,6 +55,14 @@ pub(in crate::jobs) fn group() -> KeyGroup {
         rotation: RotationPolicy::default(),
         last_rotated: None,
         created: 0,
+    }
+}
+
+/// [`group`] on Managed HSM pool `pool1`.
+pub(in crate::jobs) fn pool_group() -> KeyGroup {
+    KeyGroup {
+        target: crate::model::Target::ManagedHsm(HsmPoolName::try_from("pool1").unwrap()),
+        ..group()
     }
 }
 

@@ -10,7 +10,7 @@ use super::executor::rfc3339;
 use super::ports::{JobStore, KekChange, Vault};
 use crate::azure::{AzureError, Kek, KeyVaultError, RecoveryLevel};
 use crate::logs::Event;
-use crate::model::{Job, JobId, KekJournal, KeyGroup};
+use crate::model::{Job, JobId, KekJournal, KeyGroup, Target};
 use std::time::Duration;
 
 /// The KEK's lifetime (its size is `azure.kek_size`).
@@ -43,7 +43,7 @@ pub(super) async fn ensure_kek(
     if let Some(k) = &journal {
         match kv.get_key(&k.name).await {
             Ok(bundle) => {
-                let kek = kek_from_bundle(vault, &bundle)?;
+                let kek = kek_from_bundle(&group.target, &bundle)?;
                 let message = format!(
                     "Found this job's key exchange key {} from before the restart",
                     kek.kid
@@ -75,7 +75,7 @@ pub(super) async fn ensure_kek(
         Ok(kek) => kek,
         // The answer was lost: look before creating again.
         Err(AzureError::ResponseLost { .. }) => match kv.get_key(&name).await {
-            Ok(bundle) => kek_from_bundle(vault, &bundle)?,
+            Ok(bundle) => kek_from_bundle(&group.target, &bundle)?,
             Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {
                 kv.create_kek(&name, kek_bits, exp).await?
             }
@@ -92,10 +92,10 @@ pub(super) async fn ensure_kek(
     Ok(kek)
 }
 
-fn kek_from_bundle(vault: &str, bundle: &crate::azure::KeyBundle) -> Result<Kek, JobError> {
+fn kek_from_bundle(target: &Target, bundle: &crate::azure::KeyBundle) -> Result<Kek, JobError> {
     let strip = |b: Vec<u8>| -> Vec<u8> { b.into_iter().skip_while(|x| *x == 0).collect() };
     let bad = |part: &'static str| JobError::KekIncomplete {
-        vault: vault.to_owned(),
+        target: target.clone(),
         part,
     };
     let n = crate::azure::JsonWebKey::decode(bundle.key.n.as_deref())
@@ -126,6 +126,8 @@ pub(super) async fn cleanup_kek(
         return Ok(());
     }
     let vault = kek.vault.as_str();
+    // The session is on the vault or pool the KEK was made in: its kind names it.
+    let the = session.target().kind();
     let mut level: Option<RecoveryLevel> = None;
     if !kek.deleted {
         match session.delete_key(&kek.name).await {
@@ -183,7 +185,10 @@ pub(super) async fn cleanup_kek(
     let (purged, message) = match (&deleted, &level) {
         (None, _) | (_, Some(RecoveryLevel::Purgeable)) => (
             false,
-            "The vault has no soft-delete: the key exchange key is gone for good".to_owned(),
+            format!(
+                "{} has no soft-delete: the key exchange key is gone for good",
+                the.the_capital()
+            ),
         ),
         (Some(_), Some(l)) if l.purge_allowed() => {
             store
@@ -199,8 +204,9 @@ pub(super) async fn cleanup_kek(
         (Some(d), l) => (
             false,
             format!(
-                "Key exchange key {} not purged: the vault's recovery level is {} (purge protection); Azure purges it on {}",
+                "Key exchange key {} not purged: {}'s recovery level is {} (purge protection); Azure purges it on {}",
                 kek.name,
+                the.the(),
                 l.as_ref()
                     .map(|l| l.as_str().to_owned())
                     .unwrap_or_else(|| "unknown".into()),
@@ -253,7 +259,7 @@ pub(super) async fn wait_deleted_visible(
                 if started.elapsed() > DELETED_VISIBLE_WAIT {
                     return Err(JobError::DeletedNotListed {
                         name: name.to_owned(),
-                        vault: vault.name().to_owned(),
+                        target: vault.target().clone(),
                         secs: DELETED_VISIBLE_WAIT.as_secs(),
                     });
                 }
@@ -282,7 +288,7 @@ pub(super) async fn purge_with_retry(vault: &impl Vault, name: &str) -> Result<(
     }
     Err(JobError::StillBeingDeleted {
         name: name.to_owned(),
-        vault: vault.name().to_owned(),
+        target: vault.target().clone(),
     })
 }
 

@@ -44,8 +44,8 @@ impl JobSettings {
 
 /// The Key Vault calls the cloud kinds make, on one vault, signed in.
 pub(super) trait Vault {
-    /// The vault's name, as the job's steps and errors say it.
-    fn name(&self) -> &str;
+    /// The vault or Managed HSM pool, whose kind and name the job's steps and errors say.
+    fn target(&self) -> &Target;
     async fn get_key(&self, key: &str) -> Result<KeyBundle, AzureError>;
     async fn delete_key(&self, key: &str) -> Result<DeletedKeyBundle, AzureError>;
     async fn get_deleted_key(&self, key: &str) -> Result<DeletedKeyBundle, AzureError>;
@@ -102,8 +102,8 @@ impl<'a> SignedIn<'a> {
 }
 
 impl Vault for SignedIn<'_> {
-    fn name(&self) -> &str {
-        self.vault.name()
+    fn target(&self) -> &Target {
+        self.vault
     }
 
     async fn get_key(&self, key: &str) -> Result<KeyBundle, AzureError> {

@@ -27,10 +27,10 @@ pub(super) async fn purge_possible(jobs: &Jobs, group: &GroupName) -> Result<(),
 
 /// The request-time refusal, on a signed-in vault.
 async fn refuse_impossible(kv: &impl Vault, name: &GroupName) -> Result<(), JobError> {
-    let (vault, name) = (kv.name(), name.as_str());
+    let (target, name) = (kv.target().named(), name.as_str());
     let forbidden = |level: &RecoveryLevel, when: String| {
         JobError::Invalid(format!(
-            "vault {vault} does not allow a purge: its recovery level is {} (purge protection), so Azure would refuse it; {when}",
+            "{target} does not allow a purge: its recovery level is {} (purge protection), so Azure would refuse it; {when}",
             level.as_str()
         ))
     };
@@ -50,7 +50,7 @@ async fn refuse_impossible(kv: &impl Vault, name: &GroupName) -> Result<(), JobE
                     Err(forbidden(level, format!("and key {name} is not deleted")))
                 }
                 _ => Err(JobError::Invalid(format!(
-                    "key {name} in vault {vault} is not deleted: there is nothing to purge (delete it on the cloud first)"
+                    "key {name} in {target} is not deleted: there is nothing to purge (delete it on the cloud first)"
                 ))),
             },
             Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => Ok(()),
@@ -93,7 +93,7 @@ async fn purge(
     group: &KeyGroup,
     by: &str,
 ) -> Result<String, JobError> {
-    let vault = group.target.name();
+    let (vault, target) = (group.target.name(), group.target.named());
     let name = group.name.as_str();
     let sent_before = send_once(
         store,
@@ -104,7 +104,7 @@ async fn purge(
     )
     .await?;
     let not_purged = |e: AzureError| JobError::Purge {
-        vault: vault.to_owned(),
+        target: group.target.clone(),
         source: Box::new(e),
     };
     match kv.purge_deleted_key(name).await {
@@ -120,12 +120,12 @@ async fn purge(
             Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) if sent_before => {}
             Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {
                 return Err(JobError::Invalid(format!(
-                    "nothing to purge: vault {vault} lists no soft-deleted key {name} (not deleted, or already purged)"
+                    "nothing to purge: {target} lists no soft-deleted key {name} (not deleted, or already purged)"
                 )));
             }
             Ok(_) => {
                 return Err(JobError::Invalid(format!(
-                    "nothing purged: key {name} in vault {vault} is live, not deleted (recovered since the purge was requested?)"
+                    "nothing purged: key {name} in {target} is live, not deleted (recovered since the purge was requested?)"
                 )));
             }
             Err(e) => return Err(not_purged(e)),
@@ -138,7 +138,7 @@ async fn purge(
                 .and_then(|d| d.scheduled_purge_date)
                 .map_or_else(|| "its scheduled purge date".to_owned(), rfc3339);
             return Err(JobError::Invalid(format!(
-                "vault {vault} has purge protection: it does not allow a purge; Azure purges {name} on {date}"
+                "{target} has purge protection: it does not allow a purge; Azure purges {name} on {date}"
             )));
         }
         Err(e) => return Err(not_purged(e)),
@@ -154,7 +154,7 @@ async fn purge(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jobs::fakes::{FakeKey, FakeStore, FakeVault, group};
+    use crate::jobs::fakes::{FakeKey, FakeStore, FakeVault, group, pool_group};
     use crate::model::JobStep;
 
     const ID: JobId = JobId::new(9);
@@ -184,6 +184,36 @@ mod tests {
         );
         assert_eq!(vault.key("payments"), Some(FakeKey::Deleted(level)));
         assert_eq!(store.forgotten(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_managed_hsm_pool_is_named_as_a_pool_and_a_vault_as_a_vault() {
+        let level = RecoveryLevel::CustomizedRecoverable;
+        let pool = FakeVault::pool().with_key("payments", FakeKey::Deleted(level.clone()));
+        let refused = refuse_impossible(&pool, &pool_group().name)
+            .await
+            .unwrap_err();
+        assert!(
+            refused
+                .to_string()
+                .starts_with("Managed HSM pool pool1 does not allow a purge: its recovery level is CustomizedRecoverable"),
+            "{refused}"
+        );
+        let err = purge(&pool, &FakeStore::default(), ID, &pool_group(), "admin")
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Managed HSM pool pool1 has purge protection: it does not allow a purge; Azure purges payments on 2026-03-01T00:00:00Z"
+        );
+        let vault = FakeVault::new().with_key("payments", FakeKey::Deleted(level));
+        let refused = refuse_impossible(&vault, &group().name).await.unwrap_err();
+        assert!(
+            refused
+                .to_string()
+                .starts_with("vault kv1 does not allow a purge"),
+            "{refused}"
+        );
     }
 
     #[tokio::test]

@@ -6,7 +6,7 @@ use super::ports::{JobStore, SignedIn, Vault};
 use super::{JobError, Jobs};
 use crate::azure::{AzureError, KeyVaultError};
 use crate::logs::Event;
-use crate::model::{JobId, KeyGroup, RecoverStep};
+use crate::model::{JobId, KeyGroup, RecoverStep, Target};
 use crate::service::Designated;
 
 /// "Recover key material on cloud": brings the group's soft-deleted Azure key back with all
@@ -32,7 +32,7 @@ async fn recover(
     group: &KeyGroup,
     by: &str,
 ) -> Result<String, JobError> {
-    let vault = group.target.name();
+    let (vault, target) = (group.target.name(), group.target.named());
     let name = group.name.as_str();
     let sent_before = send_once(
         store,
@@ -51,17 +51,17 @@ async fn recover(
             Ok(bundle) if sent_before => bundle,
             Ok(_) => {
                 return Err(JobError::Invalid(format!(
-                    "nothing to recover: key {name} in vault {vault} is live, not deleted"
+                    "nothing to recover: key {name} in {target} is live, not deleted"
                 )));
             }
             Err(AzureError::KeyVault(KeyVaultError::NotFound { .. })) => {
                 return Err(JobError::Invalid(format!(
-                    "nothing to recover: vault {vault} has no soft-deleted key {name} (never deleted, or purged); `byokctl group sync {name}` pushes the local keys again"
+                    "nothing to recover: {target} has no soft-deleted key {name} (never deleted, or purged); `byokctl group sync {name}` pushes the local keys again"
                 )));
             }
-            Err(e) => return Err(not_recovered(vault, e)),
+            Err(e) => return Err(not_recovered(&group.target, e)),
         },
-        Err(e) => return Err(not_recovered(vault, e)),
+        Err(e) => return Err(not_recovered(&group.target, e)),
     };
     tracing::warn!(event = Event::AzureKeyRecovered.as_str(), service = "azure", job = id.get(), group = %group.name, vault,
         kid = bundle.kid(), version = bundle.version(), identity = by,
@@ -74,9 +74,9 @@ async fn recover(
 
 /// A recover that Azure did not carry out (unreachable vault, refusal), said as what the
 /// operator can do about it.
-fn not_recovered(vault: &str, e: AzureError) -> JobError {
+fn not_recovered(target: &Target, e: AzureError) -> JobError {
     JobError::Recover {
-        vault: vault.to_owned(),
+        target: target.clone(),
         source: Box::new(e),
     }
 }
@@ -85,7 +85,7 @@ fn not_recovered(vault: &str, e: AzureError) -> JobError {
 mod tests {
     use super::*;
     use crate::azure::RecoveryLevel;
-    use crate::jobs::fakes::{FakeKey, FakeStore, FakeVault, group};
+    use crate::jobs::fakes::{FakeKey, FakeStore, FakeVault, group, pool_group};
     use crate::model::JobStep;
 
     const ID: JobId = JobId::new(11);
@@ -131,18 +131,21 @@ mod tests {
 
     #[tokio::test]
     async fn a_key_deleted_nowhere_is_refused_with_the_way_back() {
-        let err = recover(
-            &FakeVault::new(),
-            &FakeStore::default(),
-            ID,
-            &group(),
-            "admin",
-        )
-        .await
-        .unwrap_err();
-        assert!(
-            matches!(&err, JobError::Invalid(why) if why.contains("byokctl group sync payments")),
-            "{err}"
-        );
+        // The job names the group's target by its kind: a vault, or a Managed HSM pool.
+        for (vault, group, named) in [
+            (FakeVault::new(), group(), "vault kv1"),
+            (FakeVault::pool(), pool_group(), "Managed HSM pool pool1"),
+        ] {
+            let store = FakeStore::default();
+            let err = recover(&vault, &store, ID, &group, "admin")
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&err, JobError::Invalid(why) if why.contains("byokctl group sync payments")),
+                "{err}"
+            );
+            let said = format!("nothing to recover: {named} has no soft-deleted key payments");
+            assert!(err.to_string().starts_with(&said), "{err}");
+        }
     }
 }

@@ -163,7 +163,7 @@ pub(super) async fn needs_new_token(
     group: &KeyGroup,
     err: &JobError,
 ) -> Result<bool, JobError> {
-    let JobError::Azure(AzureError::KeyVault(KeyVaultError::Unauthorized { vault, tenant })) = err
+    let JobError::Azure(AzureError::KeyVault(KeyVaultError::Unauthorized { tenant, .. })) = err
     else {
         return Ok(false);
     };
@@ -172,7 +172,7 @@ pub(super) async fn needs_new_token(
         && !t.eq_ignore_ascii_case(&cred.tenant_id)
     {
         return Err(JobError::WrongTenant {
-            vault: vault.clone(),
+            target: group.target.clone(),
             tenant: t.clone(),
             credential: cred.name.to_string(),
             credential_tenant: cred.tenant_id.clone(),

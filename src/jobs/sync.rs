@@ -167,7 +167,7 @@ async fn settle_cloud<S: JobStore + LocalKeys>(
             .await
             .map_err(|e| JobError::KekLeftBehind {
                 kek: Job::kek_name(id),
-                vault: group.target.journal_name(),
+                target: group.target.clone(),
                 source: Box::new(e),
             })?,
     };

@@ -226,7 +226,8 @@ impl Service {
                     hsm_id: key.hsm_id,
                 });
             }
-            data.remove_key(group, name).await?
+            let kind = data.state.groups.get(group).map(|g| g.target.kind());
+            (data.remove_key(group, name).await?, kind)
         };
         self.destroy_deleted_key(removed, who.name(), None).await;
         Ok(KeyDeletion::Deleted)
@@ -250,17 +251,19 @@ impl Service {
                     approved.id()
                 )));
             }
-            data.remove_key(&group, &name).await?
+            let kind = data.state.groups.get(&group).map(|g| g.target.kind());
+            (data.remove_key(&group, &name).await?, kind)
         };
         self.destroy_deleted_key(removed, &approved.by(), Some(approved.id()))
             .await;
         Ok(())
     }
 
-    /// Destroys a deleted key's HSM object and records the delete.
+    /// Destroys a deleted key's HSM object and records the delete (saying where its Azure
+    /// version stays: the vault or the pool of its group's target kind).
     async fn destroy_deleted_key(
         &self,
-        removed: Key,
+        (removed, kind): (Key, Option<crate::model::TargetKind>),
         by: &str,
         approval: Option<&crate::model::ApprovalId>,
     ) {
@@ -272,7 +275,7 @@ impl Service {
         tracing::warn!(event = Event::KeyDeleted.as_str(), service = "hsm", group = %group, key = %name, identity = by,
             approval = approval.as_deref(), version = removed.azure_version.as_ref().map(|v| v.as_str()), check_digits = %removed.check_digits,
             "Key {group}/{name} deleted locally by {by}{} (the cloud is untouched)",
-            removed.azure_version.as_ref().map(|v| format!("; its Azure version {v} stays in the vault")).unwrap_or_default());
+            removed.azure_version.as_ref().map(|v| format!("; its Azure version {v} stays in {}", kind.map_or("Azure", |k| k.the()))).unwrap_or_default());
     }
 }
 
