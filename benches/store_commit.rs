@@ -58,7 +58,7 @@ fn main() {
         .unwrap();
     let mut rows = Vec::new();
     println!(
-        "{:>9} {:>8} {:>11} {:>11} {:>11} {:>9} {:>15} {:>11} {:>13} {:>9} {:>9}",
+        "{:>9} {:>8} {:>11} {:>11} {:>11} {:>9} {:>15} {:>11} {:>13} {:>9} {:>9} {:>11} {:>11}",
         "keys",
         "groups",
         "record p50",
@@ -69,7 +69,9 @@ fn main() {
         "group x100",
         "fsyncs/100",
         "open s",
-        "RSS MiB"
+        "RSS MiB",
+        "tmpfs p50",
+        "tmpfs p90"
     );
     for &keys in SIZES.iter().filter(|k| **k <= max) {
         let dir = tempfile::tempdir_in(
@@ -91,13 +93,17 @@ fn main() {
         );
         let file = dir.path().join("state.redb");
         let seeded_bytes = std::fs::metadata(&file).unwrap().len();
+        // The same commits on a copy of the seeded state in memory (tmpfs), where `fdatasync`
+        // costs next to nothing: what byokd's commit costs apart from the disk, side by side.
+        let memory = memory_copy(dir.path()).map(|m| one_record(m.path()));
         let (p50, p90, read_us) = one_record(dir.path());
         let (sync_p50, sync_p90) = raw_fdatasync(dir.path());
         let (group_ms, txns) = rt.block_on(group_commit(dir.path(), 100));
         let bytes = std::fs::metadata(&file).unwrap().len();
         let (open_s, rss) = open_in_child(dir.path());
+        let (mem_p50, mem_p90) = memory.map_or((f64::NAN, f64::NAN), |(a, b, _)| (a, b));
         println!(
-            "{keys:>9} {groups:>8} {p50:>8.3} ms {p90:>8.3} ms {sync_p50:>8.3} ms {read_us:>6.1} us {:>7.0} / {:>5.0} {group_ms:>8.2} ms {txns:>13} {open_s:>9.2} {rss:>9.1}",
+            "{keys:>9} {groups:>8} {p50:>8.3} ms {p90:>8.3} ms {sync_p50:>8.3} ms {read_us:>6.1} us {:>7.0} / {:>5.0} {group_ms:>8.2} ms {txns:>13} {open_s:>9.2} {rss:>9.1} {mem_p50:>8.3} ms {mem_p90:>8.3} ms",
             seeded_bytes as f64 / keys as f64,
             bytes as f64 / keys as f64
         );
@@ -110,6 +116,7 @@ fn main() {
             "file_bytes": bytes, "bytes_per_key": bytes as f64 / keys as f64,
             "group_commit_100_records_ms": group_ms, "group_commit_100_records_transactions": txns,
             "open_s": open_s, "rss_after_open_mib": rss,
+            "tmpfs_record_ms_p50": mem_p50, "tmpfs_record_ms_p90": mem_p90,
         }));
     }
     let flat = match (rows.first(), rows.last()) {
@@ -188,6 +195,23 @@ fn one_record(dir: &Path) -> (f64, f64, f64) {
         .collect();
     times.sort_by(f64::total_cmp);
     (times[times.len() / 2], times[times.len() * 9 / 10], read_us)
+}
+
+/// A copy of the state files in `dir` in a new directory under `BYOKD_STORE_BENCH_MEMDIR`
+/// (default `/dev/shm`, a tmpfs), or `None` when that directory is missing.
+fn memory_copy(dir: &Path) -> Option<tempfile::TempDir> {
+    let under = std::env::var("BYOKD_STORE_BENCH_MEMDIR").unwrap_or_else(|_| "/dev/shm".into());
+    if !Path::new(&under).is_dir() {
+        return None;
+    }
+    let copy = tempfile::tempdir_in(under).unwrap();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), copy.path().join(entry.file_name())).unwrap();
+        }
+    }
+    Some(copy)
 }
 
 /// What one commit's `fdatasync` costs on this file system on its own: a 4 KiB write into a
