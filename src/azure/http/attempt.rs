@@ -162,7 +162,7 @@ pub(super) fn classify(e: &hyper_util::client::legacy::Error, target: &Destinati
     }
 }
 
-/// How the operator knows a host (`vault NAME` for a Key Vault, `Managed HSM NAME` for a pool,
+/// How the operator knows a host (`vault NAME` for a Key Vault, `Managed HSM pool NAME` for a pool,
 /// else the host itself) and what to check when its name does not resolve.
 fn target_label(host: &str) -> (String, &'static str) {
     match host.split_once('.') {
@@ -173,8 +173,8 @@ fn target_label(host: &str) -> (String, &'static str) {
         ),
         // And every Managed HSM suffix with `managedhsm.`.
         Some((pool, rest)) if rest.starts_with("managedhsm.") => (
-            format!("Managed HSM {pool}"),
-            "check the Managed HSM name and azure.cloud",
+            format!("Managed HSM pool {pool}"),
+            "check the Managed HSM pool name and azure.cloud",
         ),
         _ => (
             host.to_string(),
@@ -206,8 +206,8 @@ mod tests {
             "a Key Vault by its name"
         );
         let (what, hint) = target_label("pool1.managedhsm.usgovcloudapi.net");
-        assert_eq!(what, "Managed HSM pool1");
-        assert!(hint.contains("Managed HSM name"), "{hint}");
+        assert_eq!(what, "Managed HSM pool pool1");
+        assert!(hint.contains("Managed HSM pool name"), "{hint}");
         assert_eq!(
             target_label("login.microsoftonline.com").0,
             "login.microsoftonline.com"
