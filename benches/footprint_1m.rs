@@ -18,13 +18,14 @@ mod rig;
 #[path = "support/seed.rs"]
 #[allow(dead_code)]
 mod seed;
+#[path = "support/startup.rs"]
+mod startup;
 
 use machine::machine;
 
 use rig::{ADMIN, Daemon, OPERATOR};
 use serde_json::{Value, json};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
@@ -44,79 +45,16 @@ fn total_keys() -> usize {
 }
 
 fn seed_state(dir: &Path) {
-    seed::seed(
-        dir,
-        TENANT,
-        CLIENT,
-        seed::Seed {
-            big_group_keys: 0,
-            small_groups: total_keys() / 5,
-            keys_per_group: 5,
-            rotation: false,
-        },
-    );
+    seed::seed(dir, TENANT, CLIENT, seed::Seed::five_a_group(total_keys()));
 }
 
 /// `field=` of the daemon's start-up log, in ms.
-fn log_field(log: &str, field: &str) -> f64 {
-    let pat = format!("{field}=");
-    log.split_whitespace()
-        .find_map(|w| w.strip_prefix(&pat))
-        .and_then(|v| {
-            v.trim_matches(|c: char| !c.is_ascii_digit() && c != '.')
-                .parse()
-                .ok()
-        })
-        .unwrap_or(f64::NAN)
-}
-
-/// Spawns byokd on `d`'s configuration with a `NOTIFY_SOCKET`: (seconds to `READY=1`, the
-/// HSM start-up it logged in ms, its login in ms); the process is stopped again.
+/// Spawns byokd on `d`'s configuration: (seconds to `READY=1`, the HSM start-up and the login
+/// it logs, ms).
 fn time_to_ready(d: &Daemon) -> (f64, f64, f64) {
-    use std::os::unix::net::UnixDatagram;
-    let sock_path = d.path("bench-notify.sock");
-    let _ = std::fs::remove_file(&sock_path);
-    let sock = UnixDatagram::bind(&sock_path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(120)))
-        .unwrap();
-    let log_path = d.path("bench-start.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-    let t = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_byokd"))
-        .args(["--config", d.config.to_str().unwrap(), "run"])
-        .env("SOFTHSM2_CONF", d.path("softhsm2.conf"))
-        .env("NOTIFY_SOCKET", &sock_path)
-        .env("BYOKD_LOG", "info")
-        .env("NO_COLOR", "1")
-        .env("MALLOC_ARENA_MAX", "2")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let mut buf = [0u8; 4096];
-    let ready = loop {
-        let n = sock.recv(&mut buf).unwrap_or_else(|e| {
-            panic!(
-                "no READY=1: {e}\n{}",
-                std::fs::read_to_string(&log_path).unwrap_or_default()
-            )
-        });
-        if String::from_utf8_lossy(&buf[..n]).contains("READY=1") {
-            break t.elapsed().as_secs_f64();
-        }
-    };
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status();
-    let _ = child.wait();
-    let log = std::fs::read_to_string(&log_path).unwrap();
-    (
-        ready,
-        log_field(&log, "hsm_ms"),
-        log_field(&log, "login_ms"),
-    )
+    let s = startup::time_to_ready(&d.config, &d.path(""), Duration::from_secs(120));
+    let ms = |field| s.field(field).unwrap_or(f64::NAN);
+    (s.ready_s, ms("hsm_ms"), ms("login_ms"))
 }
 
 /// (CPU seconds user+system, RSS KiB, peak RSS KiB) of a process, from /proc.

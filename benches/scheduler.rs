@@ -10,11 +10,11 @@
 
 #[path = "../tests/control_rig/mod.rs"]
 mod rig;
+#[path = "support/seed.rs"]
+#[allow(dead_code)]
+mod seed;
 
-use byokd::model::{
-    Credential, CredentialAuth, CredentialName, GroupName, Guid, KeyGroup, KeyType, RotationPolicy,
-    VaultName,
-};
+use byokd::model::{GroupName, KeyGroup, KeyType, RotationPolicy, VaultName};
 use rig::{Daemon, Options};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -28,21 +28,9 @@ fn groups() -> usize {
 
 fn seed(dir: &Path) {
     let (mut store, mut state, _) = byokd::store::Store::open(dir).unwrap();
-    let cred = CredentialName::try_from("bench".to_owned()).unwrap();
-    state.credentials.insert(
-        cred.clone(),
-        Credential {
-            name: cred.clone(),
-            tenant_id: Guid::parse(rig::TENANT).unwrap(),
-            client_id: Guid::parse(rig::CLIENT).unwrap(),
-            auth: CredentialAuth::Secret {
-                sealed: vec![0; 48],
-            },
-            fingerprint: "00000000".into(),
-            created: 1_800_000_000,
-            expires: None,
-        },
-    );
+    let credential = seed::credential(rig::TENANT, rig::CLIENT);
+    let cred = credential.name.clone();
+    state.credentials.insert(cred.clone(), credential);
     let key_type = KeyType::parse("RSA-2048", Default::default()).unwrap();
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let n = groups();

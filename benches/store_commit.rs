@@ -80,17 +80,7 @@ fn main() {
         )
         .unwrap();
         let groups = keys / 5;
-        seed::seed(
-            dir.path(),
-            TENANT,
-            CLIENT,
-            seed::Seed {
-                big_group_keys: 0,
-                small_groups: groups,
-                keys_per_group: 5,
-                rotation: false,
-            },
-        );
+        seed::seed(dir.path(), TENANT, CLIENT, seed::Seed::five_a_group(keys));
         let file = dir.path().join("state.redb");
         let seeded_bytes = std::fs::metadata(&file).unwrap().len();
         // The same commits on a copy of the seeded state in memory (tmpfs), where `fdatasync`
@@ -146,17 +136,7 @@ fn seed_only(dir: &Path) {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
-    seed::seed(
-        dir,
-        TENANT,
-        CLIENT,
-        seed::Seed {
-            big_group_keys: 0,
-            small_groups: keys / 5,
-            keys_per_group: 5,
-            rotation: false,
-        },
-    );
+    seed::seed(dir, TENANT, CLIENT, seed::Seed::five_a_group(keys));
 }
 
 /// One durable key record (a key's Azure version, as a push records it), `SAMPLES` times on

@@ -1092,54 +1092,19 @@ fn daemon_split(log: &str, kind: &str, n: usize) -> (f64, f64) {
 }
 
 /// The value of `field=` in the daemon's log.
-fn log_field(log: &str, field: &str) -> f64 {
-    let pat = format!("{field}=");
-    log.split_whitespace()
-        .find_map(|w| w.strip_prefix(&pat))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in the start-up log:\n{log}"))
-}
-
-/// Starts byokd on `d`'s configuration with a NOTIFY_SOCKET; returns the time to READY=1.
+/// Starts byokd on `d`'s configuration with a NOTIFY_SOCKET; returns the time to READY=1 and
+/// the start-up phases it logs.
 fn time_to_ready(d: &Daemon) -> Startup {
-    use std::os::unix::net::UnixDatagram;
-    let sock_path = d.path("bench-notify.sock");
-    let _ = std::fs::remove_file(&sock_path);
-    let sock = UnixDatagram::bind(&sock_path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
-    let log = std::fs::File::create(d.path("bench-start.log")).unwrap();
-    let t = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_byokd"))
-        .args(["--config", d.config.to_str().unwrap(), "run"])
-        .env("SOFTHSM2_CONF", d.path("softhsm2.conf"))
-        .env("NOTIFY_SOCKET", &sock_path)
-        .env("BYOKD_LOG", "info")
-        .env("NO_COLOR", "1")
-        .env("MALLOC_ARENA_MAX", "2")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let mut buf = [0u8; 4096];
-    let ready = loop {
-        let n = sock.recv(&mut buf).unwrap();
-        if String::from_utf8_lossy(&buf[..n]).contains("READY=1") {
-            break t.elapsed().as_secs_f64();
-        }
+    let s = support::startup::time_to_ready(&d.config, &d.path(""), Duration::from_secs(60));
+    let ms = |field| {
+        s.field(field)
+            .unwrap_or_else(|| panic!("no {field} in the start-up log:\n{}", s.log))
     };
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status();
-    let _ = child.wait();
-    let log = std::fs::read_to_string(d.path("bench-start.log")).unwrap();
     Startup {
-        ready_s: ready,
-        login_ms: log_field(&log, "login_ms"),
-        self_test_ms: log_field(&log, "self_test_ms"),
-        hsm_ms: log_field(&log, "hsm_ms"),
+        ready_s: s.ready_s,
+        login_ms: ms("login_ms"),
+        self_test_ms: ms("self_test_ms"),
+        hsm_ms: ms("hsm_ms"),
     }
 }
 

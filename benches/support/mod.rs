@@ -4,3 +4,4 @@
 pub mod client;
 pub mod control;
 pub mod seed;
+pub mod startup;

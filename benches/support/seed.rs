@@ -21,29 +21,45 @@ pub struct Seed {
 }
 
 impl Seed {
+    /// `keys` keys, five a group in `keys / 5` small groups, rotation off: the shape of the
+    /// store and 1M-key footprint benches.
+    pub fn five_a_group(keys: usize) -> Seed {
+        Seed {
+            big_group_keys: 0,
+            small_groups: keys / 5,
+            keys_per_group: 5,
+            rotation: false,
+        }
+    }
+
     pub fn total_keys(&self) -> usize {
         self.big_group_keys + self.small_groups * self.keys_per_group
+    }
+}
+
+/// The credential `bench` of the seeded states (a secret credential whose sealed secret is
+/// zeros: the benches never sign in with it).
+pub fn credential(tenant: &str, client: &str) -> Credential {
+    let name = CredentialName::try_from("bench".to_owned()).unwrap();
+    Credential {
+        name,
+        tenant_id: Guid::parse(tenant).unwrap(),
+        client_id: Guid::parse(client).unwrap(),
+        auth: CredentialAuth::Secret {
+            sealed: vec![0; 48],
+        },
+        fingerprint: "00000000".into(),
+        created: 1_800_000_000,
+        expires: None,
     }
 }
 
 /// Writes the seeded state as one committed generation into `dir`.
 pub fn seed(dir: &Path, tenant: &str, client: &str, s: Seed) {
     let (mut store, mut state, _) = byokd::store::Store::open(dir).unwrap();
-    let cred = CredentialName::try_from("bench".to_owned()).unwrap();
-    state.credentials.insert(
-        cred.clone(),
-        Credential {
-            name: cred.clone(),
-            tenant_id: Guid::parse(tenant).unwrap(),
-            client_id: Guid::parse(client).unwrap(),
-            auth: CredentialAuth::Secret {
-                sealed: vec![0; 48],
-            },
-            fingerprint: "00000000".into(),
-            created: 1_800_000_000,
-            expires: None,
-        },
-    );
+    let cred = credential(tenant, client);
+    let cred_name = cred.name.clone();
+    state.credentials.insert(cred_name.clone(), cred);
     let key_type = KeyType::parse("RSA-2048", Default::default()).unwrap();
     let rotation = RotationPolicy {
         enabled: s.rotation,
@@ -56,7 +72,7 @@ pub fn seed(dir: &Path, tenant: &str, client: &str, s: Seed) {
             group.clone(),
             KeyGroup {
                 name: group.clone(),
-                credential: cred.clone(),
+                credential: cred_name.clone(),
                 target: byokd::model::Target::KeyVault(
                     VaultName::try_from("bench-kv".to_owned()).unwrap(),
                 ),
