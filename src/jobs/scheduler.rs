@@ -195,11 +195,12 @@ impl Scheduler {
     /// Re-plans every group, the grace deadlines and the drift check.
     pub async fn plan_all(&self) {
         let svc = self.jobs.service();
-        let groups = svc.groups_for_schedule().await;
+        let groups = svc.rotation_plan().await;
         let grace = svc.pending_grace().await;
+        let rotations = groups.iter().filter(|(_, due)| due.is_some()).count();
         let mut schedule = Schedule::default();
-        for g in &groups {
-            schedule.set(Task::Rotate(g.name.clone()), g.rotation_due());
+        for (name, due) in groups {
+            schedule.set(Task::Rotate(name), due);
         }
         for (name, p) in &grace {
             schedule.set(Task::Grace(name.clone()), Some(p.due));
@@ -212,7 +213,7 @@ impl Scheduler {
             schedule.set(Task::Drift, Some(due));
         }
         tracing::info!(
-            rotations = groups.iter().filter(|g| g.rotation.enabled).count(),
+            rotations,
             grace = grace.len(),
             drift_check_hours = hours,
             "scheduler planned"
@@ -343,11 +344,11 @@ impl Scheduler {
             }
             Task::Drift => {
                 let hours = i64::from(svc.config().lifecycle.drift_check_hours);
-                for g in svc.groups_for_schedule().await {
-                    match self.jobs.submit_check(&g.name, SCHEDULER).await {
+                for (name, _) in svc.rotation_plan().await {
+                    match self.jobs.submit_check(&name, SCHEDULER).await {
                         Ok(_) => fired.drift_checks += 1,
                         Err(e) => {
-                            tracing::error!(group = %g.name, error = %e, "scheduled drift check could not start")
+                            tracing::error!(group = %name, error = %e, "scheduled drift check could not start")
                         }
                     }
                 }
