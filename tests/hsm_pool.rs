@@ -242,3 +242,55 @@ fn sessions_survive_an_hsm_error_in_one_of_them() {
         },
     );
 }
+
+/// SoftHSM's object store now and then refuses a token object made while other sessions make
+/// and destroy objects (CKR_GENERAL_ERROR; upstream issue 573). Eight clients on four sessions
+/// make key pairs and AES keys at once, over and over, and destroy every other one at once (as a
+/// create over a limit does): every generation succeeds, and the token holds exactly the keys
+/// that were kept, no half of a refused attempt.
+#[test]
+fn many_generations_at_once_all_succeed_and_leave_only_their_keys() {
+    common::softhsm::isolated(
+        "many_generations_at_once_all_succeed_and_leave_only_their_keys",
+        |token| async move {
+            let (hsm, _) = Hsm::start(&with_sessions(token.config(), 4), token.pin()).unwrap();
+            let clients = (0..8).map(|c| {
+                let hsm = hsm.clone();
+                tokio::spawn(async move {
+                    let mut ids = Vec::new();
+                    for k in 0..6 {
+                        let key_type = if k % 3 == 2 {
+                            KeyType::Aes { bits: 256 }
+                        } else {
+                            EC
+                        };
+                        let (group, key) = names(&format!("race{c}"), &format!("k{k}"));
+                        let made = hsm.generate_target(key_type, &group, &key).await;
+                        let id = made
+                            .unwrap_or_else(|e| panic!("client {c} key {k}: {e}"))
+                            .id;
+                        if k % 2 == 1 {
+                            hsm.destroy(id).await.unwrap();
+                        } else {
+                            ids.push(id);
+                        }
+                    }
+                    ids
+                })
+            });
+            let mut made = BTreeSet::new();
+            for client in clients.collect::<Vec<_>>() {
+                made.extend(client.await.unwrap());
+            }
+            assert_eq!(made.len(), 24, "every key has its own id");
+            let listed = hsm.list_keys().await.unwrap();
+            let on_token: BTreeSet<_> = listed.iter().map(|e| e.id).collect();
+            assert_eq!(
+                on_token, made,
+                "the token holds exactly the keys made: {listed:?}"
+            );
+            assert_eq!(listed.len(), 24, "one entry a key: {listed:?}");
+            hsm.shutdown().await.unwrap();
+        },
+    );
+}

@@ -5,6 +5,7 @@
 //! Must never: read or return private key material, generate a key that is not CKA_SENSITIVE,
 //! or touch objects outside the `byokd/` label namespace other than by an explicit id.
 
+use super::fresh_id::{Failed, make_with_fresh_id};
 use super::handles::{Half, Handles, Lookup, Removal};
 use super::spki::{check_digits, curve_from_params, ec_spki, rsa_spki};
 use super::{GeneratedKey, HsmError, HsmKeyEntry, PrivateKeyAttributes, PublicKeyInfo};
@@ -40,41 +41,23 @@ pub(crate) fn generate(
     key_type: KeyType,
     label: &str,
 ) -> Result<GeneratedKey, HsmError> {
-    let mut id_bytes = [0u8; 16];
-    session
-        .generate_random_slice(&mut id_bytes)
-        .map_err(HsmError::pkcs11("generating a key id"))?;
-    let id = HsmKeyId(id_bytes);
-    let common = [
-        Attribute::Token(true),
-        Attribute::Id(id_bytes.to_vec()),
-        Attribute::Label(label.as_bytes().to_vec()),
-    ];
-    let mut public = common.to_vec();
-    public.extend([Attribute::Private(false), Attribute::Verify(true)]);
-    let mut private = common.to_vec();
-    private.extend([
-        Attribute::Private(true),
-        Attribute::Sensitive(true),
-        // BYOK needs CKA_EXTRACTABLE: the key leaves the token only wrapped (C_WrapKey) under
-        // the vault's KEK. CKA_SENSITIVE stops it from ever being read in the clear.
-        Attribute::Extractable(true),
-        Attribute::Sign(true),
-    ]);
-    let (mechanism, mechanism_name) = match key_type {
-        KeyType::Rsa { bits, exponent } => {
-            public.extend([
+    let (mechanism, mechanism_name, public_extra, private_extra) = match key_type {
+        KeyType::Rsa { bits, exponent } => (
+            Mechanism::RsaPkcsKeyPairGen,
+            "CKM_RSA_PKCS_KEY_PAIR_GEN",
+            vec![
                 Attribute::ModulusBits(u64::from(bits).into()),
                 Attribute::PublicExponent(exponent.be_bytes()),
                 Attribute::Encrypt(true),
-            ]);
-            private.push(Attribute::Decrypt(true));
-            (Mechanism::RsaPkcsKeyPairGen, "CKM_RSA_PKCS_KEY_PAIR_GEN")
-        }
-        KeyType::Ec(curve) => {
-            public.push(Attribute::EcParams(curve.params_der().to_vec()));
-            (Mechanism::EccKeyPairGen, "CKM_EC_KEY_PAIR_GEN")
-        }
+            ],
+            vec![Attribute::Decrypt(true)],
+        ),
+        KeyType::Ec(curve) => (
+            Mechanism::EccKeyPairGen,
+            "CKM_EC_KEY_PAIR_GEN",
+            vec![Attribute::EcParams(curve.params_der().to_vec())],
+            Vec::new(),
+        ),
         KeyType::Aes { .. } => {
             return Err(not_supported(
                 key_type,
@@ -85,9 +68,32 @@ pub(crate) fn generate(
         }
     };
     let started = std::time::Instant::now();
-    let (pub_handle, priv_handle) = session
-        .generate_key_pair(&mechanism, &public, &private)
-        .map_err(|e| refusal(key_type, mechanism_name, e))?;
+    let made = make_with_fresh_id(session, "key pair", |id| {
+        let common = [
+            Attribute::Token(true),
+            Attribute::Id(id.0.to_vec()),
+            Attribute::Label(label.as_bytes().to_vec()),
+        ];
+        let mut public = common.to_vec();
+        public.extend([Attribute::Private(false), Attribute::Verify(true)]);
+        public.extend(public_extra.iter().cloned());
+        let mut private = common.to_vec();
+        private.extend([
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            // BYOK needs CKA_EXTRACTABLE: the key leaves the token only wrapped (C_WrapKey)
+            // under the vault's KEK. CKA_SENSITIVE stops it from ever being read in the clear.
+            Attribute::Extractable(true),
+            Attribute::Sign(true),
+        ]);
+        private.extend(private_extra.iter().cloned());
+        session.generate_key_pair(&mechanism, &public, &private)
+    });
+    let (id, (pub_handle, priv_handle)) = match made {
+        Ok(made) => made,
+        Err(Failed::Id(e)) => return Err(e),
+        Err(Failed::Token(e)) => return Err(refusal(key_type, mechanism_name, e)),
+    };
     let public = match read_public(session, pub_handle, id) {
         Ok(public) => public,
         Err(e) => {

@@ -22,6 +22,7 @@
 mod capability;
 
 mod error;
+mod fresh_id;
 mod handles;
 mod host;
 mod keygen;

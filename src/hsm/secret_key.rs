@@ -8,6 +8,7 @@
 //! Must never: read CKA_VALUE, generate an AES key that is not CKA_SENSITIVE, or put key
 //! material in an error or a log (a KCV is not key material: it is the usual public check).
 
+use super::fresh_id::{Failed, make_with_fresh_id};
 use super::keygen::LABEL_PREFIX;
 use super::{HsmError, HsmKeyEntry};
 use crate::model::{HsmKeyId, KeyType};
@@ -52,39 +53,39 @@ pub(crate) fn generate(
     label: &str,
 ) -> Result<GeneratedSecretKey, HsmError> {
     let key_type = KeyType::Aes { bits };
-    let mut id_bytes = [0u8; 16];
-    session
-        .generate_random_slice(&mut id_bytes)
-        .map_err(HsmError::pkcs11("generating a key id"))?;
-    let id = HsmKeyId(id_bytes);
-    let template = [
-        Attribute::Class(ObjectClass::SECRET_KEY),
-        Attribute::KeyType(CkKeyType::AES),
-        Attribute::Token(true),
-        Attribute::Id(id_bytes.to_vec()),
-        Attribute::Label(label.as_bytes().to_vec()),
-        Attribute::Private(true),
-        Attribute::Sensitive(true),
-        // BYOK needs CKA_EXTRACTABLE: the key leaves the token only wrapped (C_WrapKey) under an
-        // ephemeral AES key that is itself wrapped under the target's KEK. CKA_SENSITIVE stops
-        // it from ever being read in the clear. CKA_WRAP_WITH_TRUSTED is not set: it needs a
-        // CKA_TRUSTED wrapping key, which only the security officer can mark, and the ephemeral
-        // key of every push is made in byokd's user session.
-        Attribute::Extractable(true),
-        // CKA_ENCRYPT only for the key check value (one zero block); no other usage.
-        Attribute::Encrypt(true),
-        Attribute::Decrypt(false),
-        Attribute::Wrap(false),
-        Attribute::Unwrap(false),
-        Attribute::Sign(false),
-        Attribute::Verify(false),
-        Attribute::Derive(false),
-        Attribute::ValueLen(Ulong::from(std::ffi::c_ulong::from(bits / 8))),
-    ];
     let started = std::time::Instant::now();
-    let handle = session
-        .generate_key(&Mechanism::AesKeyGen, &template)
-        .map_err(|e| refusal(key_type, e))?;
+    let made = make_with_fresh_id(session, "AES key", |id| {
+        let template = [
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(CkKeyType::AES),
+            Attribute::Token(true),
+            Attribute::Id(id.0.to_vec()),
+            Attribute::Label(label.as_bytes().to_vec()),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            // BYOK needs CKA_EXTRACTABLE: the key leaves the token only wrapped (C_WrapKey) under an
+            // ephemeral AES key that is itself wrapped under the target's KEK. CKA_SENSITIVE stops
+            // it from ever being read in the clear. CKA_WRAP_WITH_TRUSTED is not set: it needs a
+            // CKA_TRUSTED wrapping key, which only the security officer can mark, and the ephemeral
+            // key of every push is made in byokd's user session.
+            Attribute::Extractable(true),
+            // CKA_ENCRYPT only for the key check value (one zero block); no other usage.
+            Attribute::Encrypt(true),
+            Attribute::Decrypt(false),
+            Attribute::Wrap(false),
+            Attribute::Unwrap(false),
+            Attribute::Sign(false),
+            Attribute::Verify(false),
+            Attribute::Derive(false),
+            Attribute::ValueLen(Ulong::from(std::ffi::c_ulong::from(bits / 8))),
+        ];
+        session.generate_key(&Mechanism::AesKeyGen, &template)
+    });
+    let (id, handle) = match made {
+        Ok(made) => made,
+        Err(Failed::Id(e)) => return Err(e),
+        Err(Failed::Token(e)) => return Err(refusal(key_type, e)),
+    };
     let kcv = match kcv(session, handle) {
         Ok(kcv) => kcv,
         Err(e) => {

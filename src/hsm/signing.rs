@@ -7,6 +7,7 @@
 //! Must never: create a signing key that can be extracted (wrapped or read), or sign with a key
 //! outside its namespace.
 
+use super::fresh_id::{Failed, make_with_fresh_id};
 use super::handles::{Half, Handles, Lookup};
 use super::keygen::read_public;
 use super::{GeneratedKey, HsmError};
@@ -60,38 +61,43 @@ pub(crate) fn generate(
     handles: &Handles,
     label: &str,
 ) -> Result<GeneratedKey, HsmError> {
-    let mut id_bytes = [0u8; 16];
-    session
-        .generate_random_slice(&mut id_bytes)
-        .map_err(HsmError::pkcs11("generating a key id"))?;
-    let id = HsmKeyId(id_bytes);
-    let common = [
-        Attribute::Token(true),
-        Attribute::Id(id_bytes.to_vec()),
-        Attribute::Label(label.as_bytes().to_vec()),
-    ];
-    let mut public = common.to_vec();
-    public.extend([
-        Attribute::Private(false),
-        Attribute::Verify(true),
-        Attribute::Encrypt(false),
-        Attribute::Wrap(false),
-        Attribute::ModulusBits(SIGNING_KEY_BITS.into()),
-        Attribute::PublicExponent(vec![0x01, 0x00, 0x01]),
-    ]);
-    let mut private = common.to_vec();
-    private.extend([
-        Attribute::Private(true),
-        Attribute::Sensitive(true),
-        Attribute::Extractable(false),
-        Attribute::Sign(true),
-        Attribute::Decrypt(false),
-        Attribute::Unwrap(false),
-        Attribute::Derive(false),
-    ]);
-    let (pub_handle, priv_handle) = session
-        .generate_key_pair(&Mechanism::RsaPkcsKeyPairGen, &public, &private)
-        .map_err(HsmError::pkcs11("generating a credential signing key"))?;
+    let made = make_with_fresh_id(session, "credential signing key", |id| {
+        let common = [
+            Attribute::Token(true),
+            Attribute::Id(id.0.to_vec()),
+            Attribute::Label(label.as_bytes().to_vec()),
+        ];
+        let mut public = common.to_vec();
+        public.extend([
+            Attribute::Private(false),
+            Attribute::Verify(true),
+            Attribute::Encrypt(false),
+            Attribute::Wrap(false),
+            Attribute::ModulusBits(SIGNING_KEY_BITS.into()),
+            Attribute::PublicExponent(vec![0x01, 0x00, 0x01]),
+        ]);
+        let mut private = common.to_vec();
+        private.extend([
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Sign(true),
+            Attribute::Decrypt(false),
+            Attribute::Unwrap(false),
+            Attribute::Derive(false),
+        ]);
+        session.generate_key_pair(&Mechanism::RsaPkcsKeyPairGen, &public, &private)
+    });
+    let (id, (pub_handle, priv_handle)) = match made {
+        Ok(made) => made,
+        Err(Failed::Id(e)) => return Err(e),
+        Err(Failed::Token(e)) => {
+            return Err(HsmError::Pkcs11 {
+                op: "generating a credential signing key",
+                source: e,
+            });
+        }
+    };
     match read_public(session, pub_handle, id) {
         Ok(public) => {
             handles.remember(Half::Private, id, priv_handle);
