@@ -1,4 +1,5 @@
 //! The byokd daemon. All logic lives in the library: see `byokd::daemon`.
+#![forbid(unsafe_code)]
 
 /// Every heap block is zeroed when it is freed, so secrets that pass through buffers byokd does
 /// not own (rustls plaintext, hyper read buffers, serde scratch) do not outlive their use. The
